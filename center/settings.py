@@ -1,0 +1,172 @@
+"""Typed settings, declared once: every setting has a type, a default and a line of help.
+
+Values come, in rising priority, from the defaults below, an optional TOML file (the path in
+``CONFIG_FILE``, default ``center.toml`` in the working directory when it exists) and the
+environment. The README lists every setting; ``tests/test_settings.py`` fails when one is missing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+class SettingsError(ValueError):
+    """A setting has a value of the wrong type or out of range."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One declared setting: name (as in the environment), type, default and help."""
+
+    name: str
+    type: Callable[[str], Any]
+    default: Any
+    help: str
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _zone(text: str) -> str:
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {text!r}") from exc
+    return text
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"port out of range: {value}")
+    return value
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value <= 0:
+            raise ValueError(f"must be positive: {text}")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("CONFIG_FILE", str, "center.toml", "Optional TOML file with settings (keys as below); environment wins."),
+    Setting("HTTP_HOST", str, "127.0.0.1", "Address the web server listens on."),
+    Setting("HTTP_PORT", _port, 8000, "Port of the web server (console, API, WebSocket)."),
+    Setting("DATA_DIR", str, "var", "Directory for embedded Redis data (AOF), generated city files, pid and log files."),
+    Setting("REDIS_URL", str, "", "External Redis (redis://host:port/db). Empty: start an embedded redis-server."),
+    Setting("MQTT_URL", str, "", "External MQTT broker (mqtt://host:port). Empty: start an embedded broker."),
+    Setting("MQTT_SHARED_GROUP", str, "", "If set, ingest subscribes as $share/<group>/... so several ingest processes split the load."),
+    Setting("TIME_ZONE", _zone, "Asia/Shanghai", "The center's time zone: timestamps are stored in UTC and shown in this zone."),
+    Setting("ADMIN_PASSWORD", str, "", "Password of the initial admin account. Empty: generated once and printed."),
+    Setting("DEMO_PASSWORD", str, "", "Password of the demo accounts (one per role) created by `demo`. Empty: generated once and printed."),
+    Setting("SESSION_HOURS", _positive(float), 12.0, "Hours a login session (cookie or API token) stays valid."),
+    Setting("COOKIE_SECURE", _bool, False, "Mark session cookies Secure (set true behind HTTPS)."),
+    Setting("LOG_LEVEL", str, "INFO", "Logging level of every service (DEBUG, INFO, WARNING, ERROR)."),
+    Setting("CITY_PROFILE", str, "", "City profile TOML (layers). Empty: the demo city, generated into DATA_DIR/city on first run."),
+    Setting("SIM_VEHICLES", _positive(int), 21, "Number of simulated repair vehicles in `simulate`/`demo`."),
+    Setting("SIM_RATE_HZ", _positive(float), 1.0, "NMEA reports per second per simulated vehicle."),
+    Setting("SIM_SEED", int, 20261122, "Random seed of the simulators (same seed, same messages)."),
+    Setting("INGEST_BATCH", _positive(int), 500, "Ingest writes to Redis in batches of at most this many messages."),
+    Setting("INGEST_FLUSH_MS", _positive(float), 20.0, "Ingest flushes a partial batch after this many milliseconds."),
+    Setting("INGEST_MAX_PAYLOAD", _positive(int), 65536, "Largest MQTT payload accepted, in bytes; larger ones are rejected and counted."),
+    Setting("INGEST_BUFFER_MAX", _positive(int), 200000, "Messages held in memory while Redis is unavailable; older ones beyond are dropped and counted."),
+    Setting("MAX_JUMP_SPEED_KMH", _positive(float), 200.0, "A fix implying a faster jump from the previous one is rejected as implausible (km/h)."),
+    Setting("TRACK_RETENTION_H", _positive(float), 24.0, "Hours of track history kept per vehicle."),
+    Setting("VEHICLE_STALE_S", _positive(float), 30.0, "A vehicle without a fix for this many seconds is shown as stale."),
+    Setting("VEHICLE_OFFLINE_S", _positive(float), 300.0, "A vehicle without a fix for this many seconds is offline."),
+    Setting("WS_BATCH_MS", _positive(float), 500.0, "Vehicle positions are coalesced into one WebSocket frame per this many milliseconds."),
+    Setting("RESTART_BACKOFF_MAX_S", _positive(float), 30.0, "Longest wait before the demo supervisor restarts a crashed service (seconds)."),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The resolved values, read with ``settings.get('HTTP_PORT')`` or ``settings.HTTP_PORT``."""
+
+    values: Mapping[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def get(self, name: str) -> Any:
+        """Return the value of a declared setting."""
+        return self.values[name]
+
+    @property
+    def data_dir(self) -> Path:
+        """DATA_DIR as an absolute path (created on demand by the callers that write)."""
+        return Path(self.values["DATA_DIR"]).resolve()
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The center's time zone."""
+        return ZoneInfo(self.values["TIME_ZONE"])
+
+    def with_values(self, **overrides: Any) -> "Settings":
+        """Return a copy with some values replaced (used by tests and the supervisor)."""
+        merged = dict(self.values)
+        for name, value in overrides.items():
+            if name not in _BY_NAME:
+                raise SettingsError(f"unknown setting {name}")
+            merged[name] = value
+        return Settings(merged)
+
+    def as_environ(self) -> dict[str, str]:
+        """The values as environment variables, to hand to child processes."""
+        return {name: _to_text(value) for name, value in self.values.items()}
+
+
+def _to_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _parse(setting: Setting, raw: Any, origin: str) -> Any:
+    if not isinstance(raw, str):
+        raw = _to_text(raw)
+    try:
+        return setting.type(raw)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"{setting.name} from {origin}: {exc}") from None
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """Resolve every setting from defaults, the optional TOML file and the environment."""
+    env = os.environ if environ is None else environ
+    values = {s.name: s.default for s in SETTINGS}
+    config_path = Path(env.get("CONFIG_FILE", values["CONFIG_FILE"]))
+    if config_path.is_file():
+        try:
+            data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"{config_path}: {exc}") from None
+        for key, raw in data.items():
+            setting = _BY_NAME.get(key.upper())
+            if setting is None:
+                raise SettingsError(f"{config_path}: unknown setting {key!r}")
+            values[setting.name] = _parse(setting, raw, str(config_path))
+    for setting in SETTINGS:
+        if setting.name in env:
+            values[setting.name] = _parse(setting, env[setting.name], "environment")
+    return Settings(values)

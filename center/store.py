@@ -1,0 +1,349 @@
+"""The one module that owns Redis keys: nobody else spells a key.
+
+Keys (``{id}`` is a vehicle, user, service or token id):
+
+- ``veh:ids`` set of known vehicle ids; ``veh:geo`` GEO set of latest positions (nearest queries).
+- ``veh:{id}`` hash: latest accepted fix (``t`` UTC epoch s, ``lat``, ``lon`` WGS84, ``spd`` km/h,
+  ``crs`` deg, ``alt`` m, ``q`` quality, ``mode``, ``sats``, ``hdop``, ``talker``), ``seen`` (last
+  message, epoch s), ``signal`` (last no-fix reason), ``link`` (``online``/``offline`` from the
+  MQTT status topic) and ``link_at``.
+- ``vehcnt:{id}`` hash: counters of good and rejected sentences/fixes by reason.
+- ``trk:{id}:{hour}`` string: the track of one UTC hour, packed 20-byte records (see TRACK_RECORD),
+  appended; ``trkidx:{id}`` sorted set of the hours present. Both expire after the retention.
+- ``svc:{name}`` string with TTL: a service's heartbeat (JSON), read by /healthz.
+- ``user:{name}`` hash: account; ``session:{token}`` string with TTL: login session.
+- pub/sub channel ``live:vehicles``: each ingest flush publishes the changed latest fixes.
+"""
+from __future__ import annotations
+
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import orjson
+import redis.asyncio as aioredis
+
+LIVE_VEHICLES = "live:vehicles"
+
+# Packed track record: ms since the hour (uint32), lat and lon in 1e-7 degrees (int32),
+# speed in cm/s (uint16), course in 0.01 degree (uint16), altitude in m (int16),
+# fix quality (uint8), satellites (uint8): 20 bytes a fix.
+TRACK_RECORD = struct.Struct("<IiiHHhBB")
+TRACK_DTYPE = np.dtype([("ms", "<u4"), ("lat", "<i4"), ("lon", "<i4"), ("cms", "<u2"),
+                        ("crs", "<u2"), ("alt", "<i2"), ("q", "u1"), ("sats", "u1")])
+_NONE16 = 0xFFFF
+_NONE8 = 0xFF
+
+
+@dataclass(frozen=True, slots=True)
+class FixRecord:
+    """One accepted fix on its way to Redis: where it goes (live position, track) and its values."""
+
+    vehicle_id: str
+    t: float
+    lat: float
+    lon: float
+    speed_kmh: float | None
+    course_deg: float | None
+    alt_m: float | None
+    quality: int | None
+    mode: str | None
+    sats: int | None
+    hdop: float | None
+    talker: str
+    live: bool
+    track: bool
+
+
+def pack_fix(fix: FixRecord) -> tuple[int, bytes]:
+    """Return (UTC hour, 20-byte record) for the track."""
+    hour = int(fix.t // 3600)
+    ms = int(round((fix.t - hour * 3600) * 1000))
+    if ms >= 3_600_000:
+        hour, ms = hour + 1, ms - 3_600_000
+    cms = _NONE16 if fix.speed_kmh is None else min(int(round(fix.speed_kmh / 0.036)), _NONE16 - 1)
+    crs = _NONE16 if fix.course_deg is None else int(round((fix.course_deg % 360.0) * 100)) % 36000
+    alt = -32768 if fix.alt_m is None else max(-32767, min(32767, int(round(fix.alt_m))))
+    q = _NONE8 if fix.quality is None else min(fix.quality, _NONE8 - 1)
+    sats = _NONE8 if fix.sats is None else min(fix.sats, _NONE8 - 1)
+    return hour, TRACK_RECORD.pack(ms, int(round(fix.lat * 1e7)), int(round(fix.lon * 1e7)),
+                                   cms, crs, alt, q, sats)
+
+
+def unpack_track(hour: int, data: bytes) -> list[dict[str, Any]]:
+    """Decode the packed records of one hour into fix dicts (WGS84 degrees, km/h)."""
+    usable = len(data) - len(data) % TRACK_DTYPE.itemsize
+    arr = np.frombuffer(data[:usable], dtype=TRACK_DTYPE)
+    out = []
+    base = hour * 3600.0
+    for rec in arr.tolist():
+        ms, lat, lon, cms, crs, alt, q, sats = rec
+        out.append({
+            "t": base + ms / 1000.0, "lat": lat / 1e7, "lon": lon / 1e7,
+            "speed_kmh": None if cms == _NONE16 else round(cms * 0.036, 4),
+            "course_deg": None if crs == _NONE16 else crs / 100.0,
+            "alt_m": None if alt == -32768 else float(alt),
+            "quality": None if q == _NONE8 else q, "sats": None if sats == _NONE8 else sats,
+        })
+    return out
+
+
+def _fix_hash(fix: FixRecord, seen: float) -> dict[str, Any]:
+    fields: dict[str, Any] = {"t": repr(fix.t), "lat": repr(fix.lat), "lon": repr(fix.lon),
+                              "talker": fix.talker, "seen": repr(seen), "signal": ""}
+    for key, value in (("spd", fix.speed_kmh), ("crs", fix.course_deg), ("alt", fix.alt_m),
+                       ("q", fix.quality), ("mode", fix.mode), ("sats", fix.sats), ("hdop", fix.hdop)):
+        fields[key] = "" if value is None else str(value)
+    return fields
+
+
+def _num(value: Any) -> float | None:
+    if value in (None, "", b""):
+        return None
+    return float(value)
+
+
+def vehicle_view(vehicle_id: str, raw: Mapping[str, str], now: float, stale_s: float,
+                 offline_s: float) -> dict[str, Any]:
+    """The API shape of a vehicle's latest state from its hash, with state computed at ``now``."""
+    t = _num(raw.get("t"))
+    age = None if t is None else max(0.0, now - t)
+    if raw.get("link") == "offline" or age is None or age > offline_s:
+        state = "offline"
+    elif age > stale_s:
+        state = "stale"
+    else:
+        state = "online"
+    fix = None
+    if t is not None:
+        quality = _num(raw.get("q"))
+        sats = _num(raw.get("sats"))
+        fix = {"t": t, "lat": float(raw["lat"]), "lon": float(raw["lon"]),
+               "speed_kmh": _num(raw.get("spd")), "course_deg": _num(raw.get("crs")),
+               "alt_m": _num(raw.get("alt")), "quality": None if quality is None else int(quality),
+               "mode": raw.get("mode") or None, "sats": None if sats is None else int(sats),
+               "hdop": _num(raw.get("hdop")), "talker": raw.get("talker") or None}
+    return {"id": vehicle_id, "state": state, "fix_age_s": age, "fix": fix,
+            "link": raw.get("link") or None, "signal": raw.get("signal") or None,
+            "last_seen": _num(raw.get("seen"))}
+
+
+class Store:
+    """Typed access to the system of record in Redis."""
+
+    def __init__(self, client: aioredis.Redis):
+        self.redis = client
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> "Store":
+        """Connect (lazily) to the Redis at url, decoding replies as UTF-8 text."""
+        return cls(aioredis.from_url(url, decode_responses=True, **kwargs))
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self.redis.aclose()
+
+    # vehicles ---------------------------------------------------------------------------------
+    async def write_fixes(self, fixes: Iterable[FixRecord], counters: Mapping[str, Mapping[str, int]],
+                          *, seen: Mapping[str, float], retention_s: float,
+                          signals: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """Write one ingest batch in a single pipeline; return the live updates published.
+
+        Only the newest live fix of each vehicle in the batch moves its latest position; every
+        track fix is appended to its hour. ``counters`` maps vehicle id to counter deltas.
+        """
+        latest: dict[str, FixRecord] = {}
+        tracks: dict[tuple[str, int], list[bytes]] = {}
+        for fix in fixes:
+            if fix.live:
+                prev = latest.get(fix.vehicle_id)
+                if prev is None or fix.t > prev.t:
+                    latest[fix.vehicle_id] = fix
+            if fix.track:
+                hour, record = pack_fix(fix)
+                tracks.setdefault((fix.vehicle_id, hour), []).append(record)
+        ttl = int(retention_s) + 3600
+        pipe = self.redis.pipeline(transaction=False)
+        updates = []
+        vehicle_ids = set(seen) | set(counters)
+        if vehicle_ids:
+            pipe.sadd("veh:ids", *vehicle_ids)
+        geo: list[Any] = []
+        for vid, fix in latest.items():
+            pipe.hset(f"veh:{vid}", mapping=_fix_hash(fix, seen.get(vid, fix.t)))
+            geo.extend((fix.lon, fix.lat, vid))
+            updates.append({"id": vid, "t": fix.t, "lat": fix.lat, "lon": fix.lon,
+                            "spd": fix.speed_kmh, "crs": fix.course_deg})
+        if geo:
+            pipe.geoadd("veh:geo", geo)
+        signals = signals or {}
+        for vid, when in seen.items():
+            if vid not in latest:
+                fields = {"seen": repr(when)}
+                if vid in signals:
+                    fields["signal"] = signals[vid]
+                pipe.hset(f"veh:{vid}", mapping=fields)
+        for (vid, hour), records in tracks.items():
+            key = f"trk:{vid}:{hour}"
+            pipe.append(key, b"".join(records))
+            pipe.expire(key, ttl)
+            pipe.zadd(f"trkidx:{vid}", {str(hour): hour})
+            pipe.expire(f"trkidx:{vid}", ttl)
+        for vid, deltas in counters.items():
+            for name, delta in deltas.items():
+                pipe.hincrby(f"vehcnt:{vid}", name, delta)
+        if updates:
+            pipe.publish(LIVE_VEHICLES, orjson.dumps(updates))
+        await pipe.execute()
+        return updates
+
+    async def set_vehicle_signal(self, vehicle_id: str, reason: str, at: float) -> None:
+        """Record that a vehicle's receiver reports no usable fix (position unchanged)."""
+        await self.redis.hset(f"veh:{vehicle_id}", mapping={"signal": reason, "seen": repr(at)})
+
+    async def set_vehicle_link(self, vehicle_id: str, link: str, at: float) -> None:
+        """Record the vehicle's MQTT link state (online/offline, e.g. from its last will)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.sadd("veh:ids", vehicle_id)
+        pipe.hset(f"veh:{vehicle_id}", mapping={"link": link, "link_at": repr(at)})
+        pipe.publish(LIVE_VEHICLES, orjson.dumps([{"id": vehicle_id, "link": link}]))
+        await pipe.execute()
+
+    async def vehicle_ids(self) -> list[str]:
+        """All known vehicle ids, sorted."""
+        return sorted(await self.redis.smembers("veh:ids"))
+
+    async def vehicles(self, *, now: float | None = None, stale_s: float = 30.0,
+                       offline_s: float = 300.0) -> list[dict[str, Any]]:
+        """Latest state of every vehicle."""
+        ids = await self.vehicle_ids()
+        pipe = self.redis.pipeline(transaction=False)
+        for vid in ids:
+            pipe.hgetall(f"veh:{vid}")
+        raws = await pipe.execute()
+        now = time.time() if now is None else now
+        return [vehicle_view(vid, raw, now, stale_s, offline_s) for vid, raw in zip(ids, raws)]
+
+    async def vehicle(self, vehicle_id: str, *, now: float | None = None, stale_s: float = 30.0,
+                      offline_s: float = 300.0) -> dict[str, Any] | None:
+        """Latest state and counters of one vehicle, or None when unknown."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.sismember("veh:ids", vehicle_id)
+        pipe.hgetall(f"veh:{vehicle_id}")
+        pipe.hgetall(f"vehcnt:{vehicle_id}")
+        known, raw, counts = await pipe.execute()
+        if not known:
+            return None
+        view = vehicle_view(vehicle_id, raw, time.time() if now is None else now, stale_s, offline_s)
+        view["counters"] = {k: int(v) for k, v in sorted(counts.items())}
+        return view
+
+    async def nearest_vehicles(self, lon: float, lat: float, radius_m: float, count: int = 10) -> list[tuple[str, float]]:
+        """Vehicle ids within radius_m of a point by straight line, nearest first, with metres."""
+        rows = await self.redis.geosearch("veh:geo", longitude=lon, latitude=lat, radius=radius_m,
+                                          unit="m", sort="ASC", count=count, withdist=True)
+        return [(vid, float(dist)) for vid, dist in rows]
+
+    async def track(self, vehicle_id: str, since: float, until: float) -> list[dict[str, Any]]:
+        """Track fixes of a vehicle with since <= t <= until (UTC epoch s), in time order."""
+        hours = [int(h) for h in await self.redis.zrangebyscore(
+            f"trkidx:{vehicle_id}", int(since // 3600), int(until // 3600))]
+        if not hours:
+            return []
+        raw_client = self.redis.client()  # same pool; bytes needed for packed records
+        pipe = raw_client.pipeline(transaction=False)
+        for hour in hours:
+            pipe.execute_command("GET", f"trk:{vehicle_id}:{hour}", NEVER_DECODE=True)
+        blobs = await pipe.execute()
+        out: list[dict[str, Any]] = []
+        for hour, blob in zip(hours, blobs):
+            if blob:
+                out.extend(f for f in unpack_track(hour, blob) if since <= f["t"] <= until)
+        out.sort(key=lambda f: f["t"])
+        return out
+
+    async def vehicle_counters(self) -> dict[str, dict[str, int]]:
+        """Counters of every vehicle."""
+        ids = await self.vehicle_ids()
+        pipe = self.redis.pipeline(transaction=False)
+        for vid in ids:
+            pipe.hgetall(f"vehcnt:{vid}")
+        return {vid: {k: int(v) for k, v in raw.items()} for vid, raw in zip(ids, await pipe.execute())}
+
+    async def add_ingest_stats(self, deltas: Mapping[str, int]) -> None:
+        """Add to the ingest counters shared by every ingest process."""
+        if deltas:
+            pipe = self.redis.pipeline(transaction=False)
+            for name, delta in deltas.items():
+                pipe.hincrby("ingest:stats", name, delta)
+            await pipe.execute()
+
+    async def ingest_stats(self) -> dict[str, int]:
+        """The ingest counters (good, rejected by reason, buffered, dropped)."""
+        return {k: int(v) for k, v in sorted((await self.redis.hgetall("ingest:stats")).items())}
+
+    # services ---------------------------------------------------------------------------------
+    async def heartbeat(self, service: str, info: Mapping[str, Any], ttl_s: int = 10) -> None:
+        """Record that a service is alive, with its own status, for ttl_s seconds."""
+        await self.redis.set(f"svc:{service}", orjson.dumps({**info, "at": time.time()}), ex=ttl_s)
+
+    async def services(self, names: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        """The last heartbeat of each named service (None: silent for longer than its TTL)."""
+        names = list(names)
+        values = await self.redis.mget([f"svc:{n}" for n in names]) if names else []
+        return {n: (orjson.loads(v) if v else None) for n, v in zip(names, values)}
+
+    # accounts ---------------------------------------------------------------------------------
+    async def get_user(self, name: str) -> dict[str, str] | None:
+        """An account hash, or None."""
+        raw = await self.redis.hgetall(f"user:{name}")
+        return raw or None
+
+    async def put_user(self, name: str, fields: Mapping[str, str], *, only_new: bool = False) -> bool:
+        """Create or update an account; with only_new, refuse (False) when it exists."""
+        if only_new:
+            created = await self.redis.hsetnx(f"user:{name}", "name", name)
+            if not created:
+                return False
+        await self.redis.hset(f"user:{name}", mapping={"name": name, **fields})
+        await self.redis.sadd("user:names", name)
+        return True
+
+    async def users(self) -> list[dict[str, str]]:
+        """All accounts (without password hashes)."""
+        names = sorted(await self.redis.smembers("user:names"))
+        pipe = self.redis.pipeline(transaction=False)
+        for n in names:
+            pipe.hgetall(f"user:{n}")
+        return [{k: v for k, v in raw.items() if k != "hash"} for raw in await pipe.execute() if raw]
+
+    async def put_session(self, token: str, data: Mapping[str, Any], ttl_s: int) -> None:
+        """Store a login session under an unguessable token."""
+        await self.redis.set(f"session:{token}", orjson.dumps(dict(data)), ex=ttl_s)
+
+    async def get_session(self, token: str) -> dict[str, Any] | None:
+        """The session for a token, or None when unknown or expired."""
+        raw = await self.redis.get(f"session:{token}")
+        return orjson.loads(raw) if raw else None
+
+    async def drop_session(self, token: str) -> None:
+        """Log a session out."""
+        await self.redis.delete(f"session:{token}")
+
+    async def count_login_failure(self, key: str, window_s: int) -> int:
+        """Count a failed login for a user/address key within a sliding window; return the count."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.incr(f"loginfail:{key}")
+        pipe.expire(f"loginfail:{key}", window_s)
+        count, _ = await pipe.execute()
+        return int(count)
+
+    async def login_failures(self, key: str) -> int:
+        """Failed logins counted for a key in its current window."""
+        return int(await self.redis.get(f"loginfail:{key}") or 0)
+
+    async def clear_login_failures(self, key: str) -> None:
+        """Reset the failure count after a successful login."""
+        await self.redis.delete(f"loginfail:{key}")

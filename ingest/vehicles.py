@@ -1,0 +1,141 @@
+"""Vehicle NMEA processing at the ingest edge: topic -> stream -> plausibility -> FixRecord.
+
+Holds no business rules of its own: decoding is ``ingest.fixes``, judging is
+``ingest.plausibility``; this module keeps the per-vehicle state they need and turns their
+output into store records and counters.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from center.store import FixRecord
+from ingest.fixes import Fix, NmeaStream
+from ingest.plausibility import Plausibility
+
+log = logging.getLogger(__name__)
+
+VEHICLE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+BACKFILL_IDLE_S = 2.0  # a backfill stream idle this long has its pending epoch flushed
+
+
+@dataclass
+class VehicleBatch:
+    """What the ingest accumulates between two Redis writes."""
+
+    fixes: list[FixRecord] = field(default_factory=list)
+    counters: dict[str, collections.Counter] = field(default_factory=dict)
+    seen: dict[str, float] = field(default_factory=dict)
+    signals: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.fixes) + len(self.signals)
+
+    def count(self, vehicle_id: str, name: str, n: int = 1) -> None:
+        """Add to one of a vehicle's counters."""
+        counter = self.counters.get(vehicle_id)
+        if counter is None:
+            counter = self.counters[vehicle_id] = collections.Counter()
+        counter[name] += n
+
+
+def _record(vehicle_id: str, fix: Fix, live: bool, track: bool) -> FixRecord:
+    return FixRecord(vehicle_id, fix.time.timestamp(), fix.lat, fix.lon, fix.speed_kmh, fix.course_deg,
+                     fix.alt_m, fix.quality, fix.mode, fix.sats, fix.hdop, fix.talker, live, track)
+
+
+class VehicleIngest:
+    """Per-vehicle NMEA streams and last fixes; feeds a VehicleBatch."""
+
+    def __init__(self, *, max_speed_kmh: float = 200.0):
+        self.plausibility = Plausibility(max_speed_kmh=max_speed_kmh)
+        self.live_streams: dict[str, NmeaStream] = {}
+        self.backfill_streams: dict[str, NmeaStream] = {}
+        self.backfill_touched: dict[str, float] = {}
+        self.last_live: dict[str, Fix] = {}
+        self.last_backfill: dict[str, Fix] = {}
+
+    def handle(self, vehicle_id: str, payload: bytes, received_at: float, backfill: bool,
+               batch: VehicleBatch, stats: collections.Counter) -> None:
+        """Decode one payload of a vehicle into the batch; never raises on payload content."""
+        when = datetime.fromtimestamp(received_at, timezone.utc)
+        if backfill:
+            stream = self.backfill_streams.get(vehicle_id)
+            if stream is None:
+                stream = self.backfill_streams[vehicle_id] = NmeaStream()
+            self.backfill_touched[vehicle_id] = received_at
+            result = stream.feed(payload, when, flush=False)
+        else:
+            stream = self.live_streams.get(vehicle_id)
+            if stream is None:
+                stream = self.live_streams[vehicle_id] = NmeaStream()
+            result = stream.feed(payload, when, flush=True)
+        batch.seen[vehicle_id] = received_at
+        self._take(vehicle_id, result, when, backfill, batch, stats)
+
+    def flush_idle_backfill(self, now: float, batch: VehicleBatch, stats: collections.Counter) -> None:
+        """Complete the pending epoch of backfill streams that went quiet."""
+        when = datetime.fromtimestamp(now, timezone.utc)
+        for vehicle_id, touched in list(self.backfill_touched.items()):
+            if now - touched >= BACKFILL_IDLE_S:
+                del self.backfill_touched[vehicle_id]
+                stream = self.backfill_streams.pop(vehicle_id, None)
+                if stream is not None:
+                    self._take(vehicle_id, stream.flush(), when, True, batch, stats)
+                self.last_backfill.pop(vehicle_id, None)
+
+    def _take(self, vehicle_id: str, result, when: datetime, backfill: bool, batch: VehicleBatch,
+              stats: collections.Counter) -> None:
+        for name, n in result.counts.items():
+            batch.count(vehicle_id, name, n)
+            stats["nmea:" + name] += n
+        for update in result.signal:
+            batch.signals[vehicle_id] = f"no_fix:{update.mode or update.quality or 'void'}"
+        last_map = self.last_backfill if backfill else self.last_live
+        for fix in result.fixes:
+            try:
+                verdict = self.plausibility.check(fix, last_map.get(vehicle_id), when, backfill=backfill)
+            except Exception:  # the chain isolates its steps; this is the last line of defence
+                stats["fix:check_error"] += 1
+                log.exception("plausibility failed for %s", vehicle_id)
+                continue
+            if not (verdict.live or verdict.track):
+                batch.count(vehicle_id, "fix_rejected:" + (verdict.reason or "unknown"))
+                stats["fix_rejected:" + (verdict.reason or "unknown")] += 1
+                continue
+            fix = verdict.fix
+            if verdict.live or (backfill and verdict.track):
+                prev = last_map.get(vehicle_id)
+                if prev is None or fix.time > prev.time:
+                    last_map[vehicle_id] = fix
+            live = verdict.live
+            if backfill:
+                # Backfill moves the live position only when newer than the live one.
+                current = self.last_live.get(vehicle_id)
+                live = verdict.live and (current is None or fix.time > current.time)
+                if live:
+                    self.last_live[vehicle_id] = fix
+            batch.fixes.append(_record(vehicle_id, fix, live, verdict.track))
+            batch.count(vehicle_id, "fix_ok" if verdict.live else "fix_track_only")
+            stats["fix_ok" if verdict.live else "fix_track_only"] += 1
+            if live:
+                batch.signals.pop(vehicle_id, None)
+
+
+def parse_fleet_topic(topic: str) -> tuple[str, str] | None:
+    """fleet/<id>/nmea -> (id, 'nmea'); .../nmea/backfill -> 'backfill'; .../status -> 'status'."""
+    parts = topic.split("/")
+    if len(parts) < 3 or parts[0] != "fleet" or not VEHICLE_ID.match(parts[1]):
+        return None
+    rest = "/".join(parts[2:])
+    kind = {"nmea": "nmea", "nmea/backfill": "backfill", "status": "status"}.get(rest)
+    return (parts[1], kind) if kind else None
+
+
+def now() -> float:
+    """UTC epoch seconds (the edge reads the clock; the domain gets it passed in)."""
+    return time.time()

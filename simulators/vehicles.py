@@ -1,0 +1,309 @@
+"""Vehicle simulator: repair vehicles driving the city's roads, reporting NMEA over MQTT at 1 Hz.
+
+Each vehicle drives the road network at plausible speeds (accelerates, slows for junctions,
+sometimes stops at one, keeps to one-way streets and each road's class speed), and publishes a
+GGA+RMC (and GSA/VTG) burst per second on ``fleet/<id>/nmea`` with a few metres of noise and a
+configurable share of BeiDou/GNSS talkers. Each vehicle has its own MQTT connection with a
+last-will ``offline`` on ``fleet/<id>/status`` (a shared connection for large fleets).
+
+Run alone: ``python -m simulators.vehicles --count 21 --mqtt mqtt://127.0.0.1:1883``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Sequence
+
+from simulators import nmea_out
+
+log = logging.getLogger(__name__)
+
+EARTH_M_PER_DEG = 111_320.0
+ACCEL = 1.5       # m/s2
+BRAKE = 2.5       # m/s2
+JUNCTION_KMH = 15.0
+
+
+@dataclass
+class Edge:
+    """A road segment as a polyline, with cumulative lengths in metres."""
+
+    coords: list[tuple[float, float]]
+    cum: list[float]
+    speed_kmh: float
+    oneway: bool
+    start: int = 0
+    end: int = 0
+
+    @property
+    def length(self) -> float:
+        """Length in metres."""
+        return self.cum[-1]
+
+    def at(self, distance: float, forward: bool) -> tuple[float, float, float]:
+        """(lon, lat, course degrees) at a distance along the edge in the driving direction."""
+        d = distance if forward else self.length - distance
+        d = min(max(d, 0.0), self.length)
+        i = 1
+        while i < len(self.cum) - 1 and self.cum[i] < d:
+            i += 1
+        seg = self.cum[i] - self.cum[i - 1] or 1e-9
+        f = (d - self.cum[i - 1]) / seg
+        (x0, y0), (x1, y1) = self.coords[i - 1], self.coords[i]
+        lon, lat = x0 + (x1 - x0) * f, y0 + (y1 - y0) * f
+        dx = (x1 - x0) * math.cos(math.radians(lat))
+        dy = y1 - y0
+        course = math.degrees(math.atan2(dx, dy)) % 360.0
+        if not forward:
+            course = (course + 180.0) % 360.0
+        return lon, lat, course
+
+
+def _length_m(a: tuple[float, float], b: tuple[float, float]) -> float:
+    # Simulator-only: short road segments, a local flat-earth approximation is accurate to ~0.1%.
+    dx = (b[0] - a[0]) * EARTH_M_PER_DEG * math.cos(math.radians((a[1] + b[1]) / 2))
+    dy = (b[1] - a[1]) * EARTH_M_PER_DEG
+    return math.hypot(dx, dy)
+
+
+class RoadNet:
+    """Road segments joined at shared end points, for the simulated vehicles to drive."""
+
+    def __init__(self, lines: Sequence[Sequence[tuple[float, float]]], speeds: Sequence[float],
+                 oneway: Sequence[bool]):
+        self.edges: list[Edge] = []
+        self.nodes: list[tuple[float, float]] = []
+        index: dict[tuple[int, int], int] = {}
+        self.out: list[list[tuple[int, bool]]] = []
+
+        def node(pt: tuple[float, float]) -> int:
+            key = (round(pt[0] * 1e6), round(pt[1] * 1e6))
+            if key not in index:
+                index[key] = len(self.nodes)
+                self.nodes.append(pt)
+                self.out.append([])
+            return index[key]
+
+        for coords, speed, one in zip(lines, speeds, oneway):
+            coords = [(float(x), float(y)) for x, y in coords]
+            if len(coords) < 2:
+                continue
+            cum = [0.0]
+            for a, b in zip(coords, coords[1:]):
+                cum.append(cum[-1] + _length_m(a, b))
+            if cum[-1] < 1.0:
+                continue
+            edge = Edge(coords, cum, float(speed), bool(one), node(coords[0]), node(coords[-1]))
+            eid = len(self.edges)
+            self.edges.append(edge)
+            self.out[edge.start].append((eid, True))
+            if not edge.oneway:
+                self.out[edge.end].append((eid, False))
+
+    def choose_next(self, rng: random.Random, at_node: int, came_from: int) -> tuple[int, bool] | None:
+        """A random way on from a junction, avoiding a U-turn unless it is a dead end."""
+        options = [o for o in self.out[at_node] if o[0] != came_from] or self.out[at_node]
+        return rng.choice(options) if options else None
+
+
+@dataclass
+class SimVehicle:
+    """One simulated vehicle's motion state."""
+
+    vehicle_id: str
+    talker: str
+    edge: int
+    forward: bool
+    pos: float = 0.0
+    speed: float = 0.0          # m/s
+    stop_left: float = 0.0      # seconds still stopped at a junction
+    alt: float = 45.0
+    fault: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def step(self, net: RoadNet, rng: random.Random, dt: float) -> None:
+        """Advance by dt seconds along the network."""
+        if self.stop_left > 0:
+            self.stop_left = max(0.0, self.stop_left - dt)
+            self.speed = 0.0
+            return
+        edge = net.edges[self.edge]
+        target = edge.speed_kmh / 3.6 * self.extra.setdefault("pace", rng.uniform(0.75, 1.0))
+        remaining = edge.length - self.pos
+        v_junction = JUNCTION_KMH / 3.6
+        brake_dist = max(0.0, (self.speed ** 2 - v_junction ** 2) / (2 * BRAKE))
+        if remaining <= brake_dist + self.speed * dt:
+            target = min(target, v_junction)
+        if self.speed < target:
+            self.speed = min(target, self.speed + ACCEL * dt)
+        else:
+            self.speed = max(target, self.speed - BRAKE * dt)
+        self.pos += self.speed * dt
+        while self.pos >= net.edges[self.edge].length:
+            overflow = self.pos - net.edges[self.edge].length
+            edge = net.edges[self.edge]
+            at_node = edge.end if self.forward else edge.start
+            nxt = net.choose_next(rng, at_node, self.edge)
+            if nxt is None:
+                self.pos = edge.length
+                self.speed = 0.0
+                return
+            self.edge, self.forward = nxt
+            self.pos = overflow
+            if rng.random() < 0.15:  # a red light or a turn across traffic
+                self.stop_left = rng.uniform(5, 25)
+                self.speed = 0.0
+                self.pos = 0.0
+                return
+
+    def report(self, net: RoadNet, rng: random.Random, t: datetime) -> bytes:
+        """One second's NMEA burst: GGA, RMC, GSA, VTG (CR LF separated, ASCII)."""
+        lon, lat, course = net.edges[self.edge].at(self.pos, self.forward)
+        noise = 2.0 / EARTH_M_PER_DEG  # ~2 m of receiver noise
+        lat += rng.gauss(0, noise)
+        lon += rng.gauss(0, noise / math.cos(math.radians(lat)))
+        kmh = self.speed * 3.6
+        sats = rng.randint(8, 16)
+        hdop = round(rng.uniform(0.7, 1.4), 1)
+        sentences = [
+            nmea_out.gga(t, lat, lon, sats=sats, hdop=hdop, alt_m=self.alt, talker=self.talker),
+            nmea_out.rmc(t, lat, lon, speed_kmh=kmh, course_deg=course, talker=self.talker),
+            nmea_out.gsa(hdop=hdop, talker=self.talker),
+            nmea_out.vtg(speed_kmh=kmh, course_deg=course, talker=self.talker),
+        ]
+        return ("\r\n".join(sentences) + "\r\n").encode("ascii")
+
+
+def make_fleet(net: RoadNet, ids: Sequence[str], rng: random.Random, *, beidou_share: float = 0.3,
+               starts: Sequence[tuple[float, float]] | None = None) -> list[SimVehicle]:
+    """Vehicles placed on the network (near their stations when given), talkers mixed."""
+    fleet = []
+    for i, vid in enumerate(ids):
+        roll = rng.random()
+        talker = "BD" if roll < beidou_share / 2 else "GN" if roll < beidou_share else "GP"
+        if starts and i < len(starts):
+            sx, sy = starts[i]
+            edge = min(range(len(net.edges)), key=lambda e: (net.edges[e].coords[0][0] - sx) ** 2 +
+                       (net.edges[e].coords[0][1] - sy) ** 2)
+        else:
+            edge = rng.randrange(len(net.edges))
+        forward = True if net.edges[edge].oneway else rng.random() < 0.5
+        fleet.append(SimVehicle(vid, talker, edge, forward, pos=rng.uniform(0, net.edges[edge].length)))
+    return fleet
+
+
+def roadnet_from_city(profile_path: str) -> tuple[RoadNet, list[str], list[tuple[float, float]]]:
+    """The road network and the vehicles (ids, station positions) of a city profile."""
+    from gis.layers import load_profile  # geopandas is only needed when reading a city
+
+    city = load_profile(profile_path)
+    roads = city.roads
+    lines = [list(g.coords) for g in roads.geometry]
+    net = RoadNet(lines, roads["speed_kmh"].astype(float).tolist(), roads["oneway"].astype(bool).tolist())
+    crews = city.crews
+    ids = [str(v) for v in crews["vehicle_id"]]
+    starts = [(g.x, g.y) for g in crews.geometry]
+    return net, ids, starts
+
+
+async def run_fleet(mqtt_url: str, net: RoadNet, fleet: list[SimVehicle], *, rate_hz: float = 1.0,
+                    seed: int = 1, per_vehicle_connections: bool | None = None,
+                    stop: asyncio.Event | None = None, on_tick=None) -> int:
+    """Drive and publish until ``stop`` is set; returns the number of messages published."""
+    from center.mqtt import MqttClient, Will
+
+    stop = stop or asyncio.Event()
+    rng = random.Random(seed)
+    per_vehicle = len(fleet) <= 200 if per_vehicle_connections is None else per_vehicle_connections
+    clients: dict[str, MqttClient] = {}
+    if per_vehicle:
+        for v in fleet:
+            client = MqttClient(mqtt_url, f"sim-{v.vehicle_id}", will=Will(f"fleet/{v.vehicle_id}/status", b"offline"))
+            client.start()
+            clients[v.vehicle_id] = client
+    else:
+        shared = MqttClient(mqtt_url, f"sim-fleet-{seed}")
+        shared.start()
+        clients = {v.vehicle_id: shared for v in fleet}
+    for client in set(clients.values()):
+        client.wait_connected(15)
+    for v in fleet:
+        if per_vehicle:
+            clients[v.vehicle_id].publish(f"fleet/{v.vehicle_id}/status", b"online", qos=1, retain=True)
+    period = 1.0 / rate_hz
+    sent = 0
+    next_tick = time.monotonic()
+    try:
+        while not stop.is_set():
+            now = datetime.now(timezone.utc)
+            for v in fleet:
+                v.step(net, rng, period)
+                payload = v.report(net, rng, now)
+                if clients[v.vehicle_id].publish(f"fleet/{v.vehicle_id}/nmea", payload):
+                    sent += 1
+            if on_tick:
+                on_tick(sent)
+            next_tick += period
+            delay = next_tick - time.monotonic()
+            if delay < -5 * period:  # fell far behind: do not burst to catch up
+                next_tick = time.monotonic()
+            try:
+                await asyncio.wait_for(stop.wait(), max(0.0, delay))
+            except asyncio.TimeoutError:
+                pass
+    finally:
+        for v in fleet:
+            if per_vehicle:
+                clients[v.vehicle_id].publish(f"fleet/{v.vehicle_id}/status", b"offline", qos=1, retain=True)
+        await asyncio.sleep(0.2)
+        for client in set(clients.values()):
+            client.stop()
+    return sent
+
+
+def _options(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    from center.settings import load
+
+    settings = load()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mqtt", default=settings.MQTT_URL or None, help="broker URL (default: MQTT_URL)")
+    parser.add_argument("--city", default=None, help="city profile TOML (default: the demo city)")
+    parser.add_argument("--count", type=int, default=settings.SIM_VEHICLES, help="vehicles")
+    parser.add_argument("--rate", type=float, default=settings.SIM_RATE_HZ, help="reports per second per vehicle")
+    parser.add_argument("--seed", type=int, default=settings.SIM_SEED, help="random seed")
+    parser.add_argument("--beidou-share", type=float, default=0.3, help="share of BD/GN talkers")
+    return parser.parse_args(argv)
+
+
+async def main(argv: Sequence[str] | None = None) -> None:
+    """Run the vehicle simulator from the command line."""
+    from center.city import ensure_city
+    from center.settings import load
+
+    opts = _options(argv)
+    if not opts.mqtt:
+        raise SystemExit("no broker: give --mqtt or set MQTT_URL")
+    profile = opts.city or str(ensure_city(load()))
+    net, ids, starts = roadnet_from_city(profile)
+    rng = random.Random(opts.seed)
+    ids = (ids * (opts.count // max(1, len(ids)) + 1))[:opts.count] if opts.count <= len(ids) else \
+        ids + [f"S{i:05d}" for i in range(len(ids), opts.count)]
+    fleet = make_fleet(net, ids, rng, beidou_share=opts.beidou_share, starts=starts)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("simulating %d vehicles at %.1f Hz on %s", len(fleet), opts.rate, opts.mqtt)
+    await run_fleet(opts.mqtt, net, fleet, rate_hz=opts.rate, seed=opts.seed, stop=stop)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(main())

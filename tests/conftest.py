@@ -1,0 +1,96 @@
+"""Shared fixtures: real Redis and MQTT servers for the session, isolation, hidden-failure traps.
+
+With REDIS_URL / MQTT_URL in the environment the tests use those servers (and FLUSH the given
+Redis database between tests); otherwise they start embedded ones under a temporary DATA_DIR.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+import pytest
+import redis
+
+from center.servers import Servers
+from center.settings import load
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def test_settings(tmp_path: Path, **overrides):
+    """Settings for a test: defaults, no config file, DATA_DIR in tmp, overrides applied."""
+    env = {"CONFIG_FILE": str(tmp_path / "absent.toml"), "DATA_DIR": str(tmp_path / "var")}
+    settings = load(env)
+    return settings.with_values(**overrides) if overrides else settings
+
+
+test_settings.__test__ = False  # a helper, not a test
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory) -> Servers:
+    """The session's real Redis and MQTT broker."""
+    data = tmp_path_factory.mktemp("servers")
+    env = {"CONFIG_FILE": str(data / "absent.toml"), "DATA_DIR": str(data),
+           "REDIS_URL": os.environ.get("REDIS_URL", ""), "MQTT_URL": os.environ.get("MQTT_URL", "")}
+    started = Servers.resolve(load(env))
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def redis_url(servers: Servers) -> str:
+    """A clean Redis database for one test."""
+    client = redis.Redis.from_url(servers.redis_url)
+    client.flushdb()
+    client.close()
+    return servers.redis_url
+
+
+@pytest.fixture
+def mqtt_url(servers: Servers) -> str:
+    """The session broker's URL."""
+    return servers.mqtt_url
+
+
+class _ErrorTrap(logging.Handler):
+    """Collects ERROR records that carry an exception: a swallowed failure fails the test."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info or record.name.startswith(("asyncio", "tornado.application")):
+            self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def fail_on_logged_exception(request):
+    """Re-raise, as a test failure, any exception that a callback or task only logged."""
+    trap = _ErrorTrap()
+    root = logging.getLogger()
+    root.addHandler(trap)
+    yield
+    root.removeHandler(trap)
+    if trap.records and "allow_logged_errors" not in request.keywords:
+        first = trap.records[0]
+        detail = logging.Formatter().format(first)
+        pytest.fail(f"{len(trap.records)} exception(s) were logged, not raised; first:\n{detail}")
+
+
+async def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
+    """Poll an async or sync predicate until it returns a truthy value; fail on timeout."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)

@@ -1,0 +1,107 @@
+"""The real servers: an MQTT round trip, and Redis AOF surviving a restart."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import redis
+
+from center.mqtt import MqttClient, Will
+from center.servers import Servers, port_open, read_run_file, start_redis
+from tests.conftest import test_settings
+
+
+def test_mqtt_round_trip(mqtt_url):
+    got: list = []
+    done = threading.Event()
+
+    def on_messages(batch):
+        got.extend(batch)
+        if len(got) >= 3:
+            done.set()
+
+    sub = MqttClient(mqtt_url, "test-sub", on_messages=on_messages)
+    sub.subscribe("test/+/echo")
+    sub.start()
+    assert sub.wait_connected(10)
+    time.sleep(0.3)  # the SUBACK travels after CONNACK
+    pub = MqttClient(mqtt_url, "test-pub")
+    pub.start()
+    assert pub.wait_connected(10)
+    for i in range(3):
+        assert pub.publish(f"test/{i}/echo", f"hello {i}".encode(), qos=1)
+    assert done.wait(10), f"only {len(got)} messages arrived"
+    pub.stop()
+    sub.stop()
+    assert sorted(m.payload for m in got) == [b"hello 0", b"hello 1", b"hello 2"]
+    assert all(m.topic.endswith("/echo") and m.received_at > 0 for m in got)
+
+
+def test_last_will_is_published_when_a_client_vanishes(mqtt_url):
+    got: list = []
+    sub = MqttClient(mqtt_url, "will-watcher", on_messages=got.extend)
+    sub.subscribe("fleet/WILL1/status", qos=1)
+    sub.start()
+    assert sub.wait_connected(10)
+    time.sleep(0.3)
+    vehicle = MqttClient(mqtt_url, "will-vehicle", will=Will("fleet/WILL1/status", b"offline"), keepalive=2)
+    vehicle.start()
+    assert vehicle.wait_connected(10)
+    vehicle._client.socket().close()  # vanish without DISCONNECT, as a vehicle losing power
+    deadline = time.time() + 15
+    while time.time() < deadline and not any(m.payload == b"offline" for m in got):
+        time.sleep(0.1)
+    vehicle._client.loop_stop()
+    sub.stop()
+    assert any(m.payload == b"offline" for m in got)
+
+
+def test_redis_aof_survives_restart(tmp_path):
+    first = start_redis(tmp_path)
+    client = redis.Redis.from_url(first.url)
+    client.set("ticket:GD1", "acknowledged")
+    client.rpush("events", "created", "dispatched")
+    client.close()
+    port = int(first.url.rsplit(":", 1)[1].split("/")[0])
+    first.process.kill()  # no chance to save: only the AOF can bring the data back
+    first.process.wait()
+    assert (tmp_path / "redis").exists()
+    second = start_redis(tmp_path)
+    try:
+        client = redis.Redis.from_url(second.url)
+        assert client.get("ticket:GD1") == b"acknowledged"
+        assert client.lrange("events", 0, -1) == [b"created", b"dispatched"]
+        assert client.config_get("appendonly")["appendonly"] == "yes"
+        client.close()
+    finally:
+        second.stop()
+    assert not port_open("127.0.0.1", port)
+
+
+def test_embedded_servers_are_shared_and_cleaned_up(tmp_path):
+    settings = test_settings(tmp_path)
+    owner = Servers.resolve(settings)
+    try:
+        assert owner.owned and read_run_file(settings.data_dir / "run" / "servers.json")
+        follower = Servers.resolve(settings)  # a second service finds the running ones
+        assert (follower.redis_url, follower.mqtt_url) == (owner.redis_url, owner.mqtt_url)
+        assert follower.owned == []
+    finally:
+        owner.stop()
+    assert not (settings.data_dir / "run" / "servers.json").exists()
+    for url in (owner.redis_url, owner.mqtt_url):
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        assert not port_open("127.0.0.1", port)
+
+
+def test_external_urls_start_nothing(tmp_path, servers):
+    settings = test_settings(tmp_path, REDIS_URL=servers.redis_url, MQTT_URL=servers.mqtt_url)
+    resolved = Servers.resolve(settings)
+    assert resolved.owned == [] and resolved.redis_url == servers.redis_url
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:1883", "ws://x:1"])
+def test_mqtt_rejects_unknown_schemes(url):
+    with pytest.raises(ValueError, match="unsupported MQTT URL"):
+        MqttClient(url, "x")

@@ -1,0 +1,147 @@
+"""The tornado application: route tables assembled from the handler modules, services handed in."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import tornado.httpserver
+import tornado.web
+
+from center import accounts
+from center.servers import url_reachable
+from center.settings import Settings
+from center.store import Store
+from web.base import NotFoundHandler, Services
+from web.handlers import auth, health, layers, live, pages, vehicles
+from web.live import LiveFeed
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+HANDLER_MODULES = (auth, health, pages, vehicles, layers, live)
+SERVICES_WATCHED = ("web", "ingest", "simulate")
+
+
+def make_app(services: Services, *, cookie_secret: str) -> tornado.web.Application:
+    """Assemble the route tables of every handler module into one Application."""
+    routes: list[Any] = []
+    for module in HANDLER_MODULES:
+        routes.extend(module.routes)
+    return tornado.web.Application(
+        routes,
+        services=services,
+        cookie_secret=cookie_secret,
+        xsrf_cookies=True,
+        xsrf_cookie_kwargs={"samesite": "Strict", "secure": services.settings.COOKIE_SECURE},
+        login_url="/login",
+        static_path=str(HERE / "static"),
+        template_path=str(HERE / "templates"),
+        default_handler_class=NotFoundHandler,
+        websocket_ping_interval=20,
+        websocket_ping_timeout=20,
+        websocket_max_message_size=64 * 1024,
+        compress_response=True,
+    )
+
+
+async def cookie_secret(store: Store) -> str:
+    """The shared cookie-signing secret (created once in Redis, shared by every web process)."""
+    key = "config:cookie_secret"
+    await store.redis.set(key, secrets.token_urlsafe(48), nx=True)
+    return await store.redis.get(key)
+
+
+async def bootstrap_accounts(store: Store, settings: Settings, *, demo: bool) -> dict[str, str]:
+    """Create the admin (and, for the demo, one user per role) once; return new passwords to print."""
+    created: dict[str, str] = {}
+    admin_password = settings.ADMIN_PASSWORD or accounts.generate_password()
+    if await store.put_user("admin", {"role": "admin", "display": "系统管理员", "active": "1",
+                                      "hash": accounts.hash_password(admin_password)}, only_new=True):
+        created["admin"] = admin_password
+    if demo:
+        demo_password = settings.DEMO_PASSWORD or accounts.generate_password()
+        for user in accounts.demo_accounts():
+            fields = {k: v for k, v in user.items() if k != "name"}
+            if await store.put_user(user["name"], {**fields, "active": "1",
+                                                   "hash": accounts.hash_password(demo_password)},
+                                    only_new=True):
+                created[user["name"]] = demo_password
+    return created
+
+
+def health_reporter(services: Services, mqtt_url: str):
+    """Build the /healthz function: Redis ping, broker reachability, service heartbeats."""
+    async def report() -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(services.store.redis.ping(), 2.0)
+            redis_ok, redis_error = True, None
+        except Exception as exc:  # any failure is the answer
+            redis_ok, redis_error = False, str(exc) or type(exc).__name__
+        broker_ok = await asyncio.to_thread(url_reachable, mqtt_url)
+        beats: dict[str, Any] = {}
+        if redis_ok:
+            try:
+                beats = await services.store.services(SERVICES_WATCHED)
+            except Exception as exc:
+                redis_ok, redis_error = False, str(exc)
+        now = time.time()
+        svc = {name: ({"ok": True, "age_s": round(now - b["at"], 1), **{k: v for k, v in b.items() if k != "at"}}
+                      if b else {"ok": False}) for name, b in beats.items()}
+        svc["web"] = {"ok": True, "pid": os.getpid(), "consoles": len(services.live.subscribers)
+                      if services.live else 0}
+        ok = redis_ok and broker_ok and all(s["ok"] for s in svc.values())
+        return {"status": "ok" if ok else "degraded", "redis": {"ok": redis_ok, "error": redis_error},
+                "broker": {"ok": broker_ok}, "services": svc,
+                "checked_ms": round((time.perf_counter() - started) * 1000, 1)}
+    return report
+
+
+async def serve(settings: Settings, redis_url: str, mqtt_url: str, *, city: Any = None,
+                demo: bool = False, stop: asyncio.Event | None = None) -> None:
+    """Run the web service until SIGINT/SIGTERM (or until ``stop`` is set)."""
+    store = Store.from_url(redis_url, health_check_interval=10)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (ValueError, RuntimeError):  # not the main thread (tests)
+            pass
+    created = await bootstrap_accounts(store, settings, demo=demo)
+    for name, password in created.items():
+        print(f"account created: {name} / {password}", flush=True)
+    feed = LiveFeed(store, batch_ms=settings.WS_BATCH_MS, stale_s=settings.VEHICLE_STALE_S,
+                    offline_s=settings.VEHICLE_OFFLINE_S)
+    services = Services(settings=settings, store=store, city=city, live=feed)
+    services.health = health_reporter(services, mqtt_url)
+    app = make_app(services, cookie_secret=await cookie_secret(store))
+    server = tornado.httpserver.HTTPServer(app, xheaders=False)
+    server.listen(settings.HTTP_PORT, settings.HTTP_HOST)
+    feed.start()
+    log.info("web: console at http://%s:%d/", settings.HTTP_HOST, settings.HTTP_PORT)
+    beat = asyncio.create_task(_heartbeat(store, feed))
+    try:
+        await stop.wait()
+    finally:
+        server.stop()
+        beat.cancel()
+        await feed.stop()
+        await asyncio.gather(beat, return_exceptions=True)
+        await server.close_all_connections()
+        await store.close()
+
+
+async def _heartbeat(store: Store, feed: LiveFeed) -> None:
+    while True:
+        try:
+            await store.heartbeat("web", {"pid": os.getpid(), "consoles": len(feed.subscribers)})
+        except Exception as exc:
+            log.warning("web heartbeat failed: %s", exc)
+        await asyncio.sleep(3)

@@ -1,0 +1,182 @@
+"""The base handler: typed access to services, authentication, roles and one error contract."""
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import orjson
+import tornado.web
+
+from center.accounts import Account
+from center.settings import Settings
+from center.store import Store
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "session"
+
+
+class ApiError(tornado.web.HTTPError):
+    """An error with a stable code, returned to clients as JSON."""
+
+    def __init__(self, status: int, code: str, message: str, **details: Any):
+        super().__init__(status, reason=None)
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+@dataclass
+class Services:
+    """Everything handlers use, built once at start-up and handed in through app settings."""
+
+    settings: Settings
+    store: Store
+    health: Callable[[], Awaitable[dict[str, Any]]] | None = None
+    city: Any = None
+    live: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# Maps typed domain errors (by class name, so domain packages stay free of web imports) to HTTP.
+DOMAIN_ERRORS = {
+    "TicketNotFound": 404, "NotFound": 404, "InvalidTransition": 409, "Conflict": 409,
+    "ValidationError": 400, "Forbidden": 403, "SignatureError": 401, "PoliceMessageError": 400,
+}
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    """Base of every HTTP handler: services, current account, JSON helpers and errors."""
+
+    @property
+    def services(self) -> Services:
+        """The services container."""
+        return self.application.settings["services"]
+
+    @property
+    def store(self) -> Store:
+        """The Redis store."""
+        return self.services.store
+
+    @property
+    def config(self) -> Settings:
+        """The resolved settings."""
+        return self.services.settings
+
+    @property
+    def account(self) -> Account | None:
+        """The logged-in account (set by prepare), or None."""
+        return self.current_user
+
+    async def prepare(self) -> None:
+        """Resolve the session from the Bearer token or the session cookie."""
+        token = None
+        header = self.request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            token = header[7:].strip()
+            self._bearer = True
+        else:
+            self._bearer = False
+            raw = self.get_signed_cookie(SESSION_COOKIE, max_age_days=2)
+            token = raw.decode() if raw else None
+        self.current_user = None
+        if token:
+            session = await self.store.get_session(token)
+            if session:
+                self.current_user = Account(session["name"], session["role"], session.get("crew_id"),
+                                            session.get("display", ""))
+                self.session_token = token
+
+    def check_xsrf_cookie(self) -> None:
+        """XSRF applies to cookie sessions; bearer-token API calls carry no ambient credentials."""
+        if getattr(self, "_bearer", False) or self.request.headers.get("Authorization", "").startswith("Bearer "):
+            return
+        super().check_xsrf_cookie()
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        """Send a JSON response."""
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS))
+
+    def json_body(self) -> dict[str, Any]:
+        """The request body as a JSON object, or a 400 with a clear message."""
+        try:
+            data = orjson.loads(self.request.body or b"{}")
+        except orjson.JSONDecodeError as exc:
+            raise ApiError(400, "bad_json", f"request body is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, "bad_json", "request body must be a JSON object")
+        return data
+
+    def require(self, *roles: str) -> Account:
+        """The current account if it has one of the roles; 401/403 otherwise."""
+        account = self.account
+        if account is None:
+            raise ApiError(401, "unauthenticated", "login required")
+        if roles and account.role not in roles and account.role != "admin":
+            raise ApiError(403, "forbidden", f"role {account.role} may not do this")
+        return account
+
+    def log_exception(self, typ, value, tb) -> None:
+        """Client errors are logged briefly; server errors with their traceback."""
+        if isinstance(value, tornado.web.HTTPError) or type(value).__name__ in DOMAIN_ERRORS:
+            log.info("%s %s -> %s", self.request.method, self.request.uri, value)
+        else:
+            super().log_exception(typ, value, tb)
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        status = DOMAIN_ERRORS.get(type(e).__name__)
+        if status is not None and not self._finished:
+            self.log_exception(type(e), e, e.__traceback__)
+            self._domain_error = e
+            self.send_error(status)
+            return
+        super()._handle_request_exception(e)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """One error shape for every failure: {"error": {"code", "message", ...}}, never a traceback."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        domain = getattr(self, "_domain_error", None)
+        if isinstance(exc, ApiError):
+            body = {"code": exc.code, "message": exc.message, **exc.details}
+        elif domain is not None:
+            body = {"code": getattr(domain, "code", type(domain).__name__), "message": str(domain)}
+        elif isinstance(exc, tornado.web.HTTPError):
+            body = {"code": f"http_{status_code}", "message": exc.log_message or self._reason}
+        else:
+            body = {"code": "internal", "message": "internal server error"}
+        if not self.request.path.startswith("/api") and status_code == 401:
+            self.redirect(self.get_login_url() + "?next=" + tornado.escape.url_escape(self.request.uri))
+            return
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(orjson.dumps({"error": body}))
+
+    def get_current_user(self) -> Account | None:
+        return getattr(self, "current_user", None)
+
+
+def page(*roles: str) -> Callable:
+    """Decorator for page handlers: redirect to login when anonymous, 403 on a wrong role."""
+    def wrap(method: Callable) -> Callable:
+        @functools.wraps(method)
+        async def inner(self: BaseHandler, *args: Any, **kwargs: Any) -> Any:
+            if self.account is None:
+                self.redirect(self.get_login_url() + "?next=" + tornado.escape.url_escape(self.request.uri))
+                return None
+            self.require(*roles)
+            result = method(self, *args, **kwargs)
+            if hasattr(result, "__await__"):
+                result = await result
+            return result
+        return inner
+    return wrap
+
+
+class NotFoundHandler(BaseHandler):
+    """Unknown paths: JSON 404 for the API."""
+
+    def prepare(self) -> None:  # type: ignore[override]
+        raise ApiError(404, "not_found", f"no such path: {self.request.path}")

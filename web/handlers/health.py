@@ -1,0 +1,18 @@
+"""GET /healthz: the state of Redis, the broker and each service (no login: for monitors)."""
+from __future__ import annotations
+
+from web.base import BaseHandler
+
+
+class Health(BaseHandler):
+    """200 when this web process can reach Redis; the body tells the state of everything else."""
+
+    async def prepare(self) -> None:
+        """No session lookup: health must answer even when Redis is down."""
+
+    async def get(self) -> None:
+        report = await self.services.health()
+        self.write_json(report, status=200 if report["redis"]["ok"] else 503)
+
+
+routes = [(r"/healthz", Health)]

@@ -1,0 +1,90 @@
+"""GET /ws/live: one WebSocket per console, relaying the live feed (snapshot, then deltas)."""
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlparse
+
+import tornado.websocket
+
+from web.base import BaseHandler
+from web.live import LiveFeed, decode_client_message
+
+log = logging.getLogger(__name__)
+
+MAX_BUFFERED_BYTES = 4 * 1024 * 1024  # a console this far behind is cut off and must resync
+
+
+class LiveSocket(BaseHandler, tornado.websocket.WebSocketHandler):
+    """Relays frames; the console may send {"resume": seq} to continue after a reconnect."""
+
+    @property
+    def feed(self) -> LiveFeed:
+        """The shared live feed."""
+        return self.services.live
+
+    def check_origin(self, origin: str) -> bool:
+        """Same-origin browsers only (a cross-site page must not ride the session cookie)."""
+        return urlparse(origin).netloc == self.request.headers.get("Host")
+
+    async def get(self, *args, **kwargs) -> None:
+        if self.account is None:
+            self.set_status(401)
+            self.finish({"error": {"code": "unauthenticated", "message": "login required"}})
+            return
+        await super().get(*args, **kwargs)
+
+    async def open(self) -> None:
+        """Register, then send the frames after ?since=<seq> if still kept, else a snapshot."""
+        self.set_nodelay(True)
+        self.feed.add(self)
+        since = self.get_argument("since", "")
+        frames = self.feed.frames_since(int(since)) if since.isdigit() else None
+        if frames is None:
+            await self._send_snapshot()
+        else:
+            for frame in frames:
+                self.send_frame(frame)
+
+    async def _send_snapshot(self) -> None:
+        frame = await self.feed.snapshot()
+        self.send_frame(frame)
+
+    async def on_message(self, message: str | bytes) -> None:
+        data = decode_client_message(message)
+        if data is None:
+            self.send_frame(b'{"type":"error","code":"bad_message"}')
+            return
+        if "resume" in data and isinstance(data["resume"], int):
+            frames = self.feed.frames_since(data["resume"])
+            if frames is None:
+                await self._send_snapshot()
+            else:
+                for frame in frames:
+                    self.send_frame(frame)
+
+    def send_frame(self, frame: bytes) -> None:
+        """Queue a pre-encoded text frame; drop a console whose buffer overflows."""
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            self.feed.remove(self)
+            return
+        if self._buffered_bytes() > MAX_BUFFERED_BYTES:
+            log.warning("console %s too slow, closing so it resyncs", self.request.remote_ip)
+            self.feed.remove(self)
+            self.close(1013, "too slow; reconnect")
+            return
+        try:
+            self.write_message(frame, binary=False)  # bytes sent as a UTF-8 text frame, encoded once
+        except tornado.websocket.WebSocketClosedError:
+            self.feed.remove(self)
+
+    def _buffered_bytes(self) -> int:
+        """Bytes written to this console but not yet sent (tornado keeps no public counter)."""
+        stream = getattr(self.ws_connection, "stream", None)
+        buffer = getattr(stream, "_write_buffer", None)
+        return len(buffer) if buffer is not None else 0
+
+    def on_close(self) -> None:
+        self.feed.remove(self)
+
+
+routes = [(r"/ws/live", LiveSocket)]

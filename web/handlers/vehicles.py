@@ -1,0 +1,86 @@
+"""Vehicles: latest fixes, state and counters, and track history (WGS84 decimal degrees)."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+from web.base import ApiError, BaseHandler
+
+READ_ROLES = ("dispatcher", "supervisor", "agent", "crew")
+
+
+def parse_time(text: str | None, default: float) -> float:
+    """A query time as UTC epoch seconds: ISO 8601 (an offset, or UTC if none) or epoch seconds."""
+    if text is None or text == "":
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, "bad_time", f"not a time: {text!r} (ISO 8601 or epoch seconds)") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
+def iso(t: float | None) -> str | None:
+    """UTC epoch seconds as ISO 8601 UTC."""
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _with_iso(view: dict) -> dict:
+    fix = view.get("fix")
+    if fix:
+        fix["time"] = iso(fix["t"])
+    return view
+
+
+class VehicleList(BaseHandler):
+    """GET /api/vehicles: every vehicle's latest state."""
+
+    async def get(self) -> None:
+        self.require(*READ_ROLES)
+        cfg = self.config
+        views = await self.store.vehicles(stale_s=cfg.VEHICLE_STALE_S, offline_s=cfg.VEHICLE_OFFLINE_S)
+        self.write_json({"vehicles": [_with_iso(v) for v in views], "now": iso(time.time())})
+
+
+class VehicleDetail(BaseHandler):
+    """GET /api/vehicles/<id>: latest fix, state and counters."""
+
+    async def get(self, vehicle_id: str) -> None:
+        self.require(*READ_ROLES)
+        cfg = self.config
+        view = await self.store.vehicle(vehicle_id, stale_s=cfg.VEHICLE_STALE_S, offline_s=cfg.VEHICLE_OFFLINE_S)
+        if view is None:
+            raise ApiError(404, "vehicle_not_found", f"no vehicle {vehicle_id}")
+        self.write_json(_with_iso(view))
+
+
+class VehicleTrack(BaseHandler):
+    """GET /api/vehicles/<id>/track?since=&until=: fixes in time order (default: last hour)."""
+
+    async def get(self, vehicle_id: str) -> None:
+        self.require("dispatcher", "supervisor", "admin")
+        now = time.time()
+        until = parse_time(self.get_argument("until", None), now)
+        since = parse_time(self.get_argument("since", None), until - 3600)
+        if since > until:
+            raise ApiError(400, "bad_range", "since is after until")
+        fixes = await self.store.track(vehicle_id, since, until)
+        for fix in fixes:
+            fix["time"] = iso(fix["t"])
+        self.write_json({"vehicle_id": vehicle_id, "since": iso(since), "until": iso(until),
+                         "count": len(fixes), "fixes": fixes})
+
+
+routes = [
+    (r"/api/vehicles", VehicleList),
+    (r"/api/vehicles/([A-Za-z0-9_.:-]{1,64})", VehicleDetail),
+    (r"/api/vehicles/([A-Za-z0-9_.:-]{1,64})/track", VehicleTrack),
+]
