@@ -1,0 +1,454 @@
+"""Sentence-level NMEA 0183 decoder: checksum, framing and the fields of GGA, RMC, GNS, GLL, VTG,
+GSA and ZDA from any talker (GP, GN, GL, GA, BD, GB, ...).
+
+Pure and allocation-light: it works on `bytes` (``float(b"12.5")`` and ``int(b"7")`` accept bytes)
+and never builds a datetime. A sentence decodes into one `Sentence` whose unused fields stay None;
+`ingest.fixes.NmeaStream` assembles sentences into epochs and fixes.
+
+`decode_line(line)` returns ``(sentence, reason)``: ``sentence`` is None when the line is dropped
+or ignored, and ``reason`` is the count key (see `REASONS`). It never raises.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import reduce
+from operator import xor
+
+__all__ = [
+    "REASONS",
+    "Sentence",
+    "checksum",
+    "decode_line",
+    "format_sentence",
+    "iter_lines",
+]
+
+# Count keys produced by this module (NmeaStream adds epoch-level ones, see ingest.fixes).
+REASONS: dict[str, str] = {
+    "sentences_ok": "checksum valid and a decoded sentence type parsed",
+    "ignored_sentence": "checksum valid, a well-formed sentence of a type we do not decode (GSV, TXT, $P...)",
+    "unknown_sentence": "checksum valid but the address field is not a talker+type or proprietary form",
+    "bad_checksum": "the two hex digits after '*' differ from the XOR of the body (or are not hex)",
+    "no_checksum": "a '$' line without '*HH'",
+    "truncated": "a '*' with fewer than two characters after it, or a bare '$'",
+    "not_ascii": "the sentence holds bytes outside 7-bit ASCII (garbage, invalid UTF-8)",
+    "garbage": "a non-empty line without any '$' (binary noise, comments)",
+    "empty": "a line of only blanks",
+    "parse_error": "checksum valid but a field is malformed (bad number, hemisphere, time)",
+    "bad_date": "an RMC/ZDA date field that is not a valid date (e.g. '2208-1'); the rest is kept",
+}
+
+
+def checksum(body: str) -> str:
+    """Return the NMEA checksum of `body` (the text between '$' and '*'): two uppercase hex digits."""
+    value = 0
+    for char in body.encode("ascii", "replace"):
+        value ^= char
+    return f"{value:02X}"
+
+
+def format_sentence(body: str) -> str:
+    """Frame `body` as a sentence: ``$body*HH`` with its checksum."""
+    return f"${body}*{checksum(body)}"
+
+
+def _xor_bytes(data: bytes, _from_bytes=int.from_bytes) -> int:
+    """XOR of every byte of `data`.
+
+    Without a Python loop per byte: read the bytes as one integer and fold it onto itself
+    (n ^= n >> k for k = 512 .. 8 bits); the low byte then holds the XOR of all bytes. Valid for up
+    to 128 bytes (NMEA allows 82 characters); longer bodies take the plain loop.
+    """
+    if len(data) > 128:
+        return reduce(xor, data, 0)
+    n = _from_bytes(data, "little")
+    n ^= n >> 512
+    n ^= n >> 256
+    n ^= n >> 128
+    n ^= n >> 64
+    n ^= n >> 32
+    n ^= n >> 16
+    n ^= n >> 8
+    return n & 0xFF
+
+
+@dataclass(slots=True)
+class Sentence:
+    """One decoded sentence; fields a sentence type does not carry stay None.
+
+    `tod` is the UTC time of day in seconds (float); `date` is ``(year, month, day)``;
+    `lat`/`lon` are signed decimal degrees and `digits` the decimals of the latitude minutes
+    (precision, used to keep the most precise coordinates of an epoch); `valid` is the sentence's
+    own status (GGA quality > 0, RMC/GLL 'A', GNS mode not all 'N'; None when it has no status).
+    """
+
+    kind: str
+    talker: str
+    tod: float | None = None
+    date: tuple[int, int, int] | None = None
+    lat: float | None = None
+    lon: float | None = None
+    digits: int = -1
+    valid: bool | None = None
+    quality: int | None = None
+    mode: str | None = None
+    sats: int | None = None
+    hdop: float | None = None
+    alt: float | None = None
+    speed_kn: float | None = None
+    course: float | None = None
+    simulated: bool = False
+    bad_date: bool = False
+
+
+class _FieldError(ValueError):
+    """A field of a checksummed sentence is malformed."""
+
+
+# ---------------------------------------------------------------- field grammar helpers
+def _tod(field: bytes) -> float | None:
+    """hhmmss[.sss] -> seconds of the UTC day; empty -> None (one float conversion, then split)."""
+    if not field:
+        return None
+    if len(field) < 6 or field[6:7] not in (b"", b".") or not field[:6].isdigit():
+        raise _FieldError(f"time {field!r}")
+    value = float(field)
+    hours = value // 10000.0
+    minutes = value // 100.0 - hours * 100.0
+    seconds = value - hours * 10000.0 - minutes * 100.0
+    if hours > 23.0 or minutes > 59.0 or seconds >= 61.0:
+        raise _FieldError(f"time {field!r}")
+    return hours * 3600.0 + minutes * 60.0 + seconds
+
+
+def _coord(value: bytes, hemi: bytes, negative: bytes, positive: bytes, limit: float) -> tuple[float, int] | None:
+    """(d)ddmm.mmmm + hemisphere -> (signed degrees, decimals of the minutes); both empty -> None.
+
+    Read as one number: degrees = value // 100, minutes = the rest, as gpsd does (so a receiver
+    that drops leading zeros still decodes). Minutes must be below 60, degrees within `limit`.
+    """
+    if not value:
+        if hemi:
+            raise _FieldError("hemisphere without coordinate")
+        return None
+    number = float(value)
+    if not 0.0 <= number <= 18000.0 or value[:1] in (b"+", b" "):  # rejects NaN, inf, signs
+        raise _FieldError(f"coordinate {value!r}")
+    degrees = number // 100.0
+    minutes = number - degrees * 100.0
+    if minutes >= 60.0:
+        raise _FieldError(f"minutes {value!r}")
+    result = degrees + minutes / 60.0
+    if result > limit:
+        raise _FieldError(f"coordinate {value!r} beyond {limit}")
+    if hemi == negative:
+        result = -result
+    elif hemi != positive:
+        raise _FieldError(f"hemisphere {hemi!r}")
+    dot = value.find(b".")
+    return result, (len(value) - dot - 1 if dot >= 0 else 0)
+
+
+def _float(field: bytes) -> float | None:
+    """Decimal number or None when empty; NaN/inf are rejected."""
+    if not field:
+        return None
+    value = float(field)
+    if not -1e12 < value < 1e12:  # false for NaN and infinities
+        raise _FieldError(f"number {field!r}")
+    return value
+
+
+def _int(field: bytes) -> int | None:
+    """Integer or None when empty."""
+    return int(field) if field else None
+
+
+_DATES: dict[bytes, tuple[int, int, int] | None] = {}
+
+
+def _date_ddmmyy(field: bytes) -> tuple[int, int, int] | None:
+    """RMC date ddmmyy -> (year, month, day) through a small cache (a stream repeats its date)."""
+    try:
+        return _DATES[field]
+    except KeyError:
+        pass
+    if len(_DATES) >= 1024:
+        _DATES.clear()
+    date = _DATES[field] = _parse_ddmmyy(field)
+    return date
+
+
+def _parse_ddmmyy(field: bytes) -> tuple[int, int, int] | None:
+    """RMC date ddmmyy -> (year, month, day); 80..99 -> 19yy, else 20yy. Invalid -> None."""
+    if len(field) != 6 or not field.isdigit():
+        return None
+    day, month, year = int(field[0:2]), int(field[2:4]), int(field[4:6])
+    year += 1900 if year >= 80 else 2000
+    return (year, month, day) if _valid_ymd(year, month, day) else None
+
+
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _valid_ymd(year: int, month: int, day: int) -> bool:
+    """True when (year, month, day) is a calendar date (1980..2099)."""
+    if not 1980 <= year <= 2099 or not 1 <= month <= 12 or not 1 <= day <= _MONTH_DAYS[month - 1]:
+        return False
+    return not (month == 2 and day == 29 and (year % 4 or (year % 100 == 0 and year % 400)))
+
+
+def _field(fields: list[bytes], index: int) -> bytes:
+    """fields[index] or b'' when the sentence is shorter (older NMEA versions omit trailing fields)."""
+    return fields[index] if index < len(fields) else b""
+
+
+# ---------------------------------------------------------------- sentence grammars
+def _gga(talker: str, f: list[bytes]) -> Sentence:
+    """GGA - fix data.
+
+    1 time hhmmss.ss, 2 lat ddmm.mm, 3 N/S, 4 lon dddmm.mm, 5 E/W,
+    6 quality (0 invalid, 1 GPS, 2 DGPS, 3 PPS, 4 RTK, 5 float RTK, 6 dead reckoning, 7 manual,
+    8 simulator), 7 satellites used, 8 HDOP, 9 altitude MSL, 10 'M', 11 geoid separation, 12 'M',
+    13 DGPS age, 14 DGPS station id.
+    """
+    if len(f) < 10:
+        raise _FieldError("GGA too short")
+    lat, lon, digits = _position(_coord(f[2], f[3], b"S", b"N", 90.0), _coord(f[4], f[5], b"W", b"E", 180.0))
+    quality = int(f[6]) if f[6] else None
+    sats = int(f[7]) if f[7] else None
+    # A "fix" with zero satellites used is the receiver coasting on stale data (gpsd: no fix);
+    # dead reckoning (6) legitimately has none, e.g. in a tunnel.
+    valid = bool(quality) and (sats != 0 or quality == 6)
+    return Sentence(
+        "GGA", talker, _tod(f[1]), None, lat, lon, digits, valid, quality, None, sats,
+        _float(f[8]), _float(f[9]), None, None, quality == 8,
+    )
+
+
+def _rmc(talker: str, f: list[bytes]) -> Sentence:
+    """RMC - recommended minimum.
+
+    1 time, 2 status A valid / V void, 3 lat, 4 N/S, 5 lon, 6 E/W, 7 speed over ground (knots),
+    8 course over ground (degrees true), 9 date ddmmyy, 10 magnetic variation, 11 E/W,
+    12 mode (NMEA 2.3+: A autonomous, D differential, E estimated, F float RTK, M manual,
+    N not valid, P precise, R RTK, S simulator), 13 navigational status (NMEA 4.1).
+    """
+    if len(f) < 10:
+        raise _FieldError("RMC too short")
+    lat, lon, digits = _position(_coord(f[3], f[4], b"S", b"N", 90.0), _coord(f[5], f[6], b"W", b"E", 180.0))
+    date = _date_ddmmyy(f[9]) if f[9] else None
+    mode = f[12][:1].decode() or None if len(f) > 12 else None
+    return Sentence(
+        "RMC", talker, _tod(f[1]), date, lat, lon, digits, f[2] == b"A" and mode != "N", None, mode, None,
+        None, None, _float(f[7]), _float(f[8]), mode == "S", date is None and f[9] != b"",
+    )
+
+
+def _gns(talker: str, f: list[bytes]) -> Sentence:
+    """GNS - multi-constellation fix data.
+
+    1 time, 2 lat, 3 N/S, 4 lon, 5 E/W, 6 mode, one character per constellation (GPS, GLONASS,
+    Galileo, BeiDou, ...; N no fix, A autonomous, D differential, P precise, R RTK, F float RTK,
+    E estimated, M manual, S simulator), 7 satellites used, 8 HDOP, 9 altitude MSL,
+    10 geoid separation, 11 DGPS age, 12 DGPS station, 13 navigational status (NMEA 4.1, S = safe).
+    """
+    if len(f) < 10:
+        raise _FieldError("GNS too short")
+    s = Sentence("GNS", talker, _tod(f[1]))
+    pos = _coord(f[2], f[3], b"S", b"N", 90.0), _coord(f[4], f[5], b"W", b"E", 180.0)
+    modes = f[6].decode()
+    best = modes.replace("N", "")[:1]
+    s.mode = best or ("N" if modes else None)
+    s.sats = _int(f[7])
+    s.hdop = _float(f[8])
+    s.alt = _float(f[9])
+    s.valid = bool(best)
+    s.simulated = "S" in modes
+    _set_position(s, pos)
+    return s
+
+
+def _gll(talker: str, f: list[bytes]) -> Sentence:
+    """GLL - geographic position.
+
+    1 lat, 2 N/S, 3 lon, 4 E/W, 5 time, 6 status A/V, 7 mode (NMEA 2.3+, as RMC).
+    """
+    if len(f) < 7:
+        raise _FieldError("GLL too short")
+    s = Sentence("GLL", talker, _tod(f[5]))
+    pos = _coord(f[1], f[2], b"S", b"N", 90.0), _coord(f[3], f[4], b"W", b"E", 180.0)
+    mode = _field(f, 7)[:1].decode()
+    s.mode = mode or None
+    s.valid = f[6] == b"A" and mode != "N"
+    s.simulated = mode == "S"
+    _set_position(s, pos)
+    return s
+
+
+def _vtg(talker: str, f: list[bytes]) -> Sentence:
+    """VTG - course and speed over ground (no time: belongs to the epoch it arrives in).
+
+    NMEA 2.3+: 1 course true, 2 'T', 3 course magnetic, 4 'M', 5 speed knots, 6 'N',
+    7 speed km/h, 8 'K', 9 mode (N = not valid).
+    Old NMEA 1.5 form without unit letters: 1 course true, 2 course magnetic, 3 knots, 4 km/h.
+    """
+    s = Sentence("VTG", talker)
+    if _field(f, 2) == b"T" or len(f) > 5:
+        course, knots, kmh, mode = _field(f, 1), _field(f, 5), _field(f, 7), _field(f, 9)[:1]
+    else:
+        course, knots, kmh, mode = _field(f, 1), _field(f, 3), _field(f, 4), b""
+    if mode == b"N":
+        s.valid = False
+        return s
+    s.course = _float(course)
+    speed = _float(knots)
+    if speed is None:
+        kmh_value = _float(kmh)
+        speed = None if kmh_value is None else kmh_value / 1.852
+    s.speed_kn = speed
+    return s
+
+
+def _gsa(talker: str, f: list[bytes]) -> Sentence:
+    """GSA - DOP and active satellites (no time).
+
+    1 selection A/M, 2 fix type (1 none, 2 2D, 3 3D), 3..14 PRNs used, 15 PDOP, 16 HDOP, 17 VDOP,
+    18 system id (NMEA 4.1).
+    """
+    if len(f) < 3:
+        raise _FieldError("GSA too short")
+    s = Sentence("GSA", talker)
+    fix_type = _int(f[2])
+    if fix_type in (2, 3):
+        s.mode = "2D" if fix_type == 2 else "3D"
+    s.hdop = _float(_field(f, 16))
+    s.sats = sum(1 for prn in f[3:15] if prn)
+    return s
+
+
+def _zda(talker: str, f: list[bytes]) -> Sentence:
+    """ZDA - time and date: 1 time, 2 day, 3 month, 4 year (4 digits), 5 zone hours, 6 zone minutes."""
+    if len(f) < 5:
+        raise _FieldError("ZDA too short")
+    s = Sentence("ZDA", talker, _tod(f[1]))
+    if f[2] or f[3] or f[4]:
+        try:
+            ymd = (int(f[4]), int(f[3]), int(f[2]))
+        except ValueError:
+            ymd = (0, 0, 0)
+        s.date = ymd if _valid_ymd(*ymd) else None
+        s.bad_date = s.date is None
+    return s
+
+
+def _position(lat: tuple[float, int] | None, lon: tuple[float, int] | None) -> tuple:
+    """(lat, lon, digits of the latitude) or (None, None, -1); one without the other is an error."""
+    if lat is None or lon is None:
+        if lat is None and lon is None:
+            return None, None, -1
+        raise _FieldError("latitude without longitude")
+    return lat[0], lon[0], lat[1]
+
+
+def _set_position(s: Sentence, pos: tuple) -> None:
+    """Store lat/lon on a sentence built field by field."""
+    s.lat, s.lon, s.digits = _position(*pos)
+
+
+_DECODERS = {
+    b"GGA": _gga,
+    b"RMC": _rmc,
+    b"GNS": _gns,
+    b"GLL": _gll,
+    b"VTG": _vtg,
+    b"GSA": _gsa,
+    b"ZDA": _zda,
+    # Unicore high-precision variants ($GNGGAH ...) share the layout of the plain sentence.
+    b"GGAH": _gga,
+    b"RMCH": _rmc,
+    b"GNSH": _gns,
+    b"GLLH": _gll,
+    b"VTGH": _vtg,
+}
+
+
+def iter_lines(payload: bytes) -> list[bytes]:
+    """Split a payload into candidate sentence lines (CR LF, LF or CR separated; blanks removed)."""
+    if b"\r" in payload:
+        lines = payload.splitlines()
+    else:
+        lines = payload.split(b"\n")
+    return [line for line in lines if line]
+
+
+def decode_line(line: bytes) -> tuple[Sentence | None, str]:
+    """Decode one line. Returns (sentence or None, count reason); never raises."""
+    try:
+        return _decode_line(line)
+    except Exception:  # noqa: BLE001 - defensive: no payload may ever raise out of the decoder
+        return None, "parse_error"
+
+
+# Two hex digits -> value, upper or lower case (int(x, 16) would also accept " 1", "+1", "0x").
+_HEX = {f"{a}{b}".encode(): int(f"{a}{b}", 16) for a in "0123456789ABCDEFabcdef" for b in "0123456789ABCDEFabcdef"}
+
+# Address field -> (talker, decoder) or a count reason; filled on first sight, bounded.
+_ADDRESSES: dict[bytes, tuple[str, object] | str] = {}
+_ADDRESSES_MAX = 4096
+
+
+def _classify(address: bytes) -> tuple[str, object] | str:
+    """Talker and decoder of an address field ('GPGGA' -> ('GP', _gga)), or the count reason."""
+    if address[:1] == b"P":
+        return "ignored_sentence"  # proprietary: $P + maker + type
+    if not (5 <= len(address) <= 6 and address.isalnum() and address.isupper()):
+        return "unknown_sentence"
+    decoder = _DECODERS.get(address[2:])
+    if decoder is None:
+        return "ignored_sentence"
+    return address[:2].decode(), decoder
+
+
+def _decode_line(line: bytes) -> tuple[Sentence | None, str]:
+    """Framing: '$' address ',' fields '*' HH; then dispatch on the sentence type."""
+    if line[:1] != b"$":
+        start = line.find(b"$")
+        if start < 0:
+            return None, ("garbage" if line.strip() else "empty")
+        line = line[start:]
+    if line[-1:] in b" \t\r\n":
+        line = line.rstrip()
+    if len(line) > 4 and line[-3] == 42:  # '*' in the common position: $...*HH
+        body = line[1:-3]
+        digits = line[-2:]
+    else:
+        star = line.find(b"*")
+        if star < 0:
+            return None, ("truncated" if len(line) < 2 else "no_checksum")
+        body = line[1:star]
+        digits = line[star + 1 : star + 3]
+        if len(digits) < 2:
+            return None, "truncated"
+    if not line.isascii():
+        return None, "not_ascii"
+    if _xor_bytes(body) != _HEX.get(digits) or b"$" in body:
+        return None, "bad_checksum"
+    fields = body.split(b",")
+    address = fields[0]
+    kind = _ADDRESSES.get(address)
+    if kind is None:
+        kind = _classify(address)
+        if len(_ADDRESSES) >= _ADDRESSES_MAX:
+            _ADDRESSES.clear()
+        _ADDRESSES[address] = kind
+    if kind.__class__ is str:
+        return None, kind
+    talker, decoder = kind
+    try:
+        sentence = decoder(talker, fields)
+    except (ValueError, IndexError, TypeError, UnicodeDecodeError):
+        return None, "parse_error"
+    if sentence.bad_date:
+        return sentence, "bad_date"
+    return sentence, "sentences_ok"
