@@ -1,0 +1,401 @@
+"""Address search for call agents (地址匹配) and reverse geocoding.
+
+`normalize` turns free text into one canonical form; `AddressIndex` matches a query against an
+address/POI list given as plain arrays and answers nearest-address questions by coordinate.
+
+Search works in two steps so that it never runs a full fuzzy scorer over every entry:
+
+1. Every entry is split into a *name* (the road or POI part, e.g. "人民路", "幸福小区") and its
+   *details* (lane 弄, house number 号, sub-number, building 栋, unit 单元, room 室). Entries that
+   share a name share one *key*; a key keeps its entries sorted by house number.
+2. A query is split the same way. Candidate keys come from an inverted index of the key's
+   characters and padded character bigrams (IDF-weighted, so "路" counts for little); only the
+   best few dozen are scored with rapidfuzz (optimal string alignment, so one wrong, missing or
+   swapped character is one edit, plus a partial score for a part of a POI name). The house
+   number is then looked up by binary search in each good key; a number that does not exist
+   yields the nearest numbers on that road, ranked by numeric distance, with a lower score.
+"""
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from rapidfuzz import fuzz
+from rapidfuzz.distance import OSA
+from scipy.spatial import cKDTree
+
+from gis.crs import gk_zone_epsg, to_metres
+
+__all__ = ["Candidate", "AddressIndex", "AddressIndexError", "normalize", "parse", "ParsedAddress"]
+
+DEFAULT_PREFIXES: tuple[str, ...] = ("中华人民共和国", "中国", "山东省", "潍坊市", "高密市")
+"""Leading administrative prefixes removed by `normalize` (the demo city's own hierarchy)."""
+
+_MAX_NUMBER = 10**9  # larger digit runs are clamped, so numbers always fit numpy's int64
+_MIN_NAME_SIMILARITY = 0.5  # keys scoring below this are not candidates
+_KEY_CANDIDATES = 48  # keys per query that get a full fuzzy score
+_KEYS_EXPANDED = 8  # best keys whose entries are ranked
+_ROAD_TYPES = ("大街", "大道", "胡同", "路", "街", "巷")  # longest first
+_VARIANT_CHARS = str.maketrans({"號": "号", "單": "单", "棟": "栋", "樓": "楼", "門": "门", "衚": "胡", "衕": "同"})
+_CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_CN_UNITS = {"十": 10, "百": 100, "千": 1000}
+_CN_NUMERAL_RE = re.compile(r"([零〇一二两三四五六七八九十百千]+)(?=号|弄|栋|幢|座|单元|室|层|楼)")
+_NOT_WORD_RE = re.compile(r"[^\w#-]|_")
+_LONE_DASH_RE = re.compile(r"(?<![0-9])-|-(?![0-9])")
+_HASH_RE = re.compile(r"([0-9]+)#")
+_BUILDING_RE = re.compile(r"([0-9]+)(?:号楼|幢|座)")
+_ROOM_RE = re.compile(r"([0-9]+)(?:房|户)(?![0-9])")
+_TRIPLE_RE = re.compile(r"([0-9]+)-([0-9]+)-([0-9]+)$")  # 3-2-301: building-unit-room
+_TAIL_RES = (  # peeled off the end of a normalized address, in this order
+    ("room", re.compile(r"([0-9]+)室$")),
+    ("unit", re.compile(r"([0-9]+)单元$")),
+    ("building", re.compile(r"([0-9]+)栋$")),
+)
+_NUMBER_RE = re.compile(r"([0-9]+)(?:-([0-9]+))?号$")
+_BARE_NUMBER_RE = re.compile(r"(?<=[^0-9-])([0-9]+)$")
+_LANE_RE = re.compile(r"([0-9]+)弄$")
+_DETAILS = ("lane", "number", "sub", "building", "unit", "room")
+
+
+class AddressIndexError(ValueError):
+    """The arrays handed to `AddressIndex` do not describe one address list."""
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One search or reverse-geocoding answer; `score` is 0..100, higher is better."""
+
+    id: str
+    text: str
+    lon: float
+    lat: float
+    score: float
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedAddress:
+    """A normalized address split into its name (road or POI) and numeric details."""
+
+    name: str
+    lane: int | None = None
+    number: int | None = None
+    sub: int | None = None
+    building: int | None = None
+    unit: int | None = None
+    room: int | None = None
+
+
+def _cn_to_int(text: str) -> int | None:
+    """Value of a Chinese numeral ("一百二十五", "一二五", "十二", "两百零五"), None if malformed."""
+    if not any(ch in _CN_UNITS for ch in text):  # digit by digit: 一二五 -> 125
+        return int("".join(str(_CN_DIGITS[ch]) for ch in text))
+    total, digit, last_unit = 0, None, 10**9
+    for ch in text:
+        if ch in _CN_DIGITS:
+            if digit is not None and _CN_DIGITS[ch] != 0:
+                return None  # two digits in a row inside a positional numeral
+            digit = _CN_DIGITS[ch] if _CN_DIGITS[ch] != 0 else None
+        else:
+            unit = _CN_UNITS[ch]
+            if unit >= last_unit:
+                return None  # 十百, 百百: units must fall
+            total += (1 if digit is None else digit) * unit
+            digit, last_unit = None, unit
+    return total + (digit or 0)
+
+
+def _replace_cn_numeral(match: re.Match[str]) -> str:
+    value = _cn_to_int(match.group(1))
+    return match.group(1) if value is None else str(value)
+
+
+def normalize(text: str, prefixes: Sequence[str] = DEFAULT_PREFIXES) -> str:
+    """Canonical form of an address or POI name; rules apply in the order listed.
+
+    1. Unicode NFKC: full-width digits, letters, spaces and punctuation become half-width
+       ("１２５" -> "125"), circled digits become digits; ASCII letters are lower-cased.
+    2. Traditional/variant characters: 號->号, 單->单, 棟->栋, 樓->楼, 門->门, 衚衕->胡同.
+    3. Spaces and punctuation are removed (also brackets: "超市(人民路店)" -> "超市人民路店");
+       a dash survives only between digits ("3-2-301", "125-1号").
+    4. "125#" means "125号"; any other "#" is removed.
+    5. Chinese numerals directly before a marker (号 弄 栋 幢 座 单元 室 层 楼) become digits:
+       "一百二十五号" -> "125号", "三单元" -> "3单元", "一二五号" -> "125号".
+    6. Building variants after a number: 号楼/幢/座 -> 栋 ("3号楼" -> "3栋"); a room written with
+       房 or 户 -> 室. 弄, 单元 and 室 are already canonical. Road types 路/街/大街/大道/巷 are kept as
+       written: they name different roads, and `AddressIndex` compares them by their stem.
+    7. Leading administrative prefixes are removed, repeatedly ("山东省潍坊市高密市人民路" ->
+       "人民路"), unless nothing would remain or the prefix ends in 市 and 场 follows (市场).
+    """
+    text = unicodedata.normalize("NFKC", text).lower().translate(_VARIANT_CHARS)
+    text = _NOT_WORD_RE.sub("", text)
+    text = _LONE_DASH_RE.sub("", text)
+    text = _HASH_RE.sub(r"\1号", text).replace("#", "")
+    text = _CN_NUMERAL_RE.sub(_replace_cn_numeral, text)
+    text = _BUILDING_RE.sub(r"\1栋", text)
+    text = _ROOM_RE.sub(r"\1室", text)
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in prefixes:
+            rest = text[len(prefix):]
+            if text.startswith(prefix) and rest and not (prefix.endswith("市") and rest[0] == "场"):
+                text, stripped = rest, True
+    return text
+
+
+def _as_number(digits: str) -> int:
+    return min(int(digits), _MAX_NUMBER)
+
+
+def parse(normalized: str) -> ParsedAddress:
+    """Split a `normalize`d text into name and details ("人民路125号3栋" -> 人民路, 125, building 3)."""
+    rest, found = normalized, {}
+    triple = _TRIPLE_RE.search(rest)
+    if triple and triple.start() > 0:
+        found = {"building": triple.group(1), "unit": triple.group(2), "room": triple.group(3)}
+        rest = rest[: triple.start()]
+    else:
+        for field, regex in _TAIL_RES:
+            match = regex.search(rest)
+            if match and match.start() > 0:
+                found[field] = match.group(1)
+                rest = rest[: match.start()]
+    match = _NUMBER_RE.search(rest)
+    if match and match.start() > 0:
+        found["number"], found["sub"] = match.group(1), match.group(2)
+        rest = rest[: match.start()]
+    elif not found and (match := _BARE_NUMBER_RE.search(rest)):
+        found["number"] = match.group(1)  # "人民路125": a bare trailing number is the house number
+        rest = rest[: match.start()]
+    match = _LANE_RE.search(rest)
+    if match and match.start() > 0:
+        found["lane"] = match.group(1)
+        rest = rest[: match.start()]
+    return ParsedAddress(rest, **{k: _as_number(v) for k, v in found.items() if v is not None})
+
+
+def _split_road(name: str) -> tuple[str, str]:
+    """("人民", "路") for "人民路"; (name, "") when the name does not end in a road type."""
+    for road_type in _ROAD_TYPES:
+        if name.endswith(road_type) and len(name) > len(road_type):
+            return name[: -len(road_type)], road_type
+    return name, ""
+
+
+def _grams(name: str) -> set[str]:
+    """Characters and padded bigrams of a name: the inverted index's terms."""
+    padded = f"\x02{name}\x03"
+    return set(name) | {padded[i : i + 2] for i in range(len(padded) - 1)}
+
+
+def _name_similarity(query: str, query_road: tuple[str, str], key: _Key) -> float:
+    """0..1 similarity of a query name and a key name.
+
+    Optimal string alignment (one wrong, missing or swapped character is one edit); a part of a
+    longer name ("人民医院" in "第二人民医院") scores by how much of it is covered; a road with the
+    same stem and another or no type ("人民街", "人民" for "人民路") scores 0.8-0.9.
+    """
+    name = key.name
+    similarity = OSA.normalized_similarity(query, name)
+    if len(query) >= 2 and len(name) > len(query):
+        partial = fuzz.partial_ratio(query, name) / 100.0  # squared: a typo costs more in a part
+        similarity = max(similarity, partial * partial * (0.7 + 0.25 * len(query) / len(name)))
+    query_stem, query_type = query_road
+    if key.road_type and query_type != key.road_type and len(query_stem) >= 2:
+        if not query_type or {query_type, key.road_type} == {"街", "大街"}:
+            type_factor = 0.9
+        else:
+            type_factor = 0.8
+        similarity = max(similarity, OSA.normalized_similarity(query_stem, key.stem) * type_factor)
+    return similarity
+
+
+def _detail_factor(query: ParsedAddress, entry: ParsedAddress) -> float:
+    """Multiplier below 1 for lane/building/unit/room details that disagree or are missing."""
+    factor = 1.0
+    for field in ("lane", "sub", "building", "unit", "room"):
+        wanted, have = getattr(query, field), getattr(entry, field)
+        if wanted is None:
+            factor -= 0.01 if have is not None else 0.0  # the plain address ranks first
+        elif have is None:
+            factor -= 0.04
+        elif have != wanted:
+            factor -= 0.08
+    return factor
+
+
+def _nearest_number_factor(distance: int) -> float:
+    """Score multiplier for an address whose number is `distance` away from the one asked for."""
+    return 0.85 - 0.15 * min(1.0, math.log1p(distance) / math.log1p(500))
+
+
+class _Key:
+    """Entries sharing one name, sorted by house number (entries without a number first)."""
+
+    __slots__ = ("name", "stem", "road_type", "rows", "numbers", "first_numbered")
+
+    def __init__(self, name: str, rows: list[int], parsed: list[ParsedAddress]) -> None:
+        def order(row: int) -> tuple[int, ...]:
+            """Sort key: details in order, missing ones (-1) first, then the row."""
+            p = parsed[row]
+            return tuple(-1 if getattr(p, f) is None else getattr(p, f) for f in _DETAILS[1:]) + (row,)
+
+        rows.sort(key=order)
+        self.name = name
+        self.stem, self.road_type = _split_road(name)
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.numbers = np.asarray([-1 if parsed[r].number is None else parsed[r].number for r in rows], dtype=np.int64)
+        self.first_numbered = int(np.searchsorted(self.numbers, 0))
+
+
+class AddressIndex:
+    """Searchable address/POI list: text search with ranked candidates, and reverse geocoding.
+
+    A search score is 100 x name similarity x detail factor: 1 for the number asked for, 0.85
+    falling to 0.70 with the numeric distance for the nearest other numbers on that road, 0.8
+    for a road's addresses when no number was asked, small deductions for building/unit/room
+    that differ. The KD-tree for `reverse` is built on its first call.
+    """
+
+    def __init__(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        lons: np.ndarray,
+        lats: np.ndarray,
+        kinds: Sequence[str] | None = None,
+        prefixes: Sequence[str] = DEFAULT_PREFIXES,
+    ) -> None:
+        """Index parallel arrays; `kinds` defaults to "address" for texts with a house number, else "poi"."""
+        lons, lats = np.asarray(lons, dtype=np.float64), np.asarray(lats, dtype=np.float64)
+        sizes = {"ids": len(ids), "texts": len(texts), "lons": len(lons), "lats": len(lats)}
+        if kinds is not None:
+            sizes["kinds"] = len(kinds)
+        if len(set(sizes.values())) > 1:
+            raise AddressIndexError(f"address arrays differ in length: {sizes}")
+        if not (np.all(np.isfinite(lons)) and np.all(np.isfinite(lats))):
+            raise AddressIndexError("address coordinates must be finite numbers")
+        self._prefixes = tuple(prefixes)
+        self._ids = list(ids)
+        self._texts = list(texts)
+        self._lons, self._lats = lons, lats
+        self._parsed = [parse(normalize(text, self._prefixes)) for text in self._texts]
+        if kinds is None:
+            kinds = ["address" if p.number is not None else "poi" for p in self._parsed]
+        self._kinds = list(kinds)
+        by_name: dict[str, list[int]] = defaultdict(list)
+        for row, parsed in enumerate(self._parsed):
+            if parsed.name:
+                by_name[parsed.name].append(row)
+        self._keys = [_Key(name, rows, self._parsed) for name, rows in by_name.items()]
+        self._key_of_name = {key.name: i for i, key in enumerate(self._keys)}
+        postings: dict[str, list[int]] = defaultdict(list)
+        for i, key in enumerate(self._keys):
+            for gram in _grams(key.name):
+                postings[gram].append(i)
+        n_keys = max(1, len(self._keys))
+        self._postings = {g: np.asarray(p, dtype=np.int64) for g, p in postings.items()}
+        self._idf = {g: math.log(1.0 + n_keys / len(p)) for g, p in postings.items()}
+        self._tree: cKDTree | None = None
+        self._epsg = 0  # Gauss-Krüger zone of the data's mean longitude: one plane for all points
+
+    def __len__(self) -> int:
+        """Number of indexed entries."""
+        return len(self._ids)
+
+    def search(self, query: str, limit: int = 10) -> list[Candidate]:
+        """Ranked candidates (best first, at most `limit`) for free text; [] when nothing fits."""
+        if limit <= 0 or not isinstance(query, str):
+            return []
+        wanted = parse(normalize(query, self._prefixes))
+        if not wanted.name or not self._keys:
+            return []
+        scored: list[tuple[float, float, int, int]] = []  # (score, name similarity, distance, row)
+        for key_index, similarity in self._best_keys(wanted.name):
+            if len(scored) >= limit and 100.0 * similarity < scored[limit - 1][0]:
+                break  # keys come best first and a factor never exceeds 1: nothing better can follow
+            for factor, distance, row in self._rank_in_key(self._keys[key_index], wanted, limit):
+                scored.append((100.0 * similarity * factor, similarity, distance, row))
+            scored.sort(key=lambda s: (-s[0], -s[1], s[2], s[3]))
+        return [self._candidate(row, score) for score, _, _, row in scored[:limit]]
+
+    def reverse(self, lon: float, lat: float, limit: int = 1, max_m: float = 200) -> list[Candidate]:
+        """Nearest entries within `max_m` metres, nearest first; score 100 at 0 m falling to 0 at max_m."""
+        if limit <= 0 or not self._ids or not (math.isfinite(lon) and math.isfinite(lat)) or max_m <= 0:
+            return []
+        if self._tree is None:
+            self._epsg = gk_zone_epsg(float(self._lons.mean()))
+            self._tree = cKDTree(np.column_stack(to_metres(self._lons, self._lats, epsg=self._epsg)))
+        point = to_metres(float(lon), float(lat), epsg=self._epsg)
+        distances, rows = self._tree.query(point, k=min(limit, len(self._ids)), distance_upper_bound=max_m)
+        pairs = zip(np.atleast_1d(distances), np.atleast_1d(rows))
+        return [
+            self._candidate(int(row), 100.0 * (1.0 - float(d) / max_m))
+            for d, row in pairs
+            if math.isfinite(d)
+        ]
+
+    def _candidate(self, row: int, score: float) -> Candidate:
+        return Candidate(
+            id=self._ids[row],
+            text=self._texts[row],
+            lon=float(self._lons[row]),
+            lat=float(self._lats[row]),
+            score=round(min(100.0, max(0.0, score)), 2),
+            kind=self._kinds[row],
+        )
+
+    def _best_keys(self, name: str) -> list[tuple[int, float]]:
+        """Keys worth expanding, best first, each with its name similarity."""
+        terms = [g for g in _grams(name) if g in self._postings]
+        if terms:
+            counts = np.bincount(
+                np.concatenate([self._postings[g] for g in terms]),
+                weights=np.concatenate([np.full(len(self._postings[g]), self._idf[g]) for g in terms]),
+                minlength=len(self._keys),
+            )
+            take = min(_KEY_CANDIDATES, int(np.count_nonzero(counts)))
+            pool = np.argpartition(-counts, take - 1)[:take] if take < len(counts) else np.flatnonzero(counts)
+        else:  # no shared character at all: a small full scan of key names, never of entries
+            pool = np.arange(len(self._keys)) if len(self._keys) <= 4 * _KEY_CANDIDATES else np.array([], np.int64)
+        exact = self._key_of_name.get(name)
+        road = _split_road(name)
+        ranked = {int(i): _name_similarity(name, road, self._keys[int(i)]) for i in pool}
+        if exact is not None:
+            ranked[exact] = 1.0
+        good = sorted(((s, -i) for i, s in ranked.items() if s >= _MIN_NAME_SIMILARITY), reverse=True)
+        return [(-i, s) for s, i in good[:_KEYS_EXPANDED]]
+
+    def _rank_in_key(self, key: _Key, wanted: ParsedAddress, limit: int) -> list[tuple[float, int, int]]:
+        """(factor, numeric distance, row) for the best entries of one key."""
+        rows, numbers, parsed = key.rows, key.numbers, self._parsed
+        if wanted.number is None:
+            chosen = rows[:limit]  # unnumbered entries (the POI itself) first, then the lowest numbers
+            return [
+                ((1.0 if parsed[r].number is None else 0.8) * _detail_factor(wanted, parsed[r]), 0, int(r))
+                for r in chosen
+            ]
+        lo = int(np.searchsorted(numbers, wanted.number, side="left"))
+        hi = int(np.searchsorted(numbers, wanted.number, side="right"))
+        out = [(_detail_factor(wanted, parsed[r]), 0, int(r)) for r in rows[lo:hi][: 4 * limit]]
+        left, right = lo - 1, hi  # then walk outwards to the nearest other numbers, nearest first
+        while len(out) < limit and (left >= key.first_numbered or right < len(rows)):
+            d_left = wanted.number - numbers[left] if left >= key.first_numbered else None
+            d_right = numbers[right] - wanted.number if right < len(rows) else None
+            if d_right is None or (d_left is not None and d_left <= d_right):  # a whole run of one number
+                distance, start = int(d_left), int(np.searchsorted(numbers, numbers[left], side="left"))
+                run, left = rows[start : left + 1], start - 1
+            else:
+                distance, end = int(d_right), int(np.searchsorted(numbers, numbers[right], side="right"))
+                run, right = rows[right:end], end
+            factor = _nearest_number_factor(distance)
+            out.extend((factor * _detail_factor(wanted, parsed[r]), distance, int(r)) for r in run)
+        if not out:  # a POI asked for with a number: the POI itself, lower
+            out = [(0.6 * _detail_factor(wanted, parsed[r]), 0, int(r)) for r in rows[:limit]]
+        return out
