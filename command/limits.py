@@ -1,0 +1,303 @@
+"""Time limits (时限), deadlines and escalation of tickets (pure: `now` is passed in).
+
+A limit is found per stage in a table of `LimitRule`s. Rules come in layers (the defaults are
+layer 0, each batch of configuration overrides a higher layer): a matching rule of a higher layer
+wins; within a layer the most specific matching rule wins (category, type, area class and urgency
+each count one), and a later rule beats an earlier one of the same specificity.
+
+Stages and where their clock starts:
+
+- dispatch: from the moment the ticket entered the dispatch pool (created, declined, returned,
+  reopened, transferred) until it is dispatched;
+- accept: from the (latest) dispatch until the crew accepts;
+- arrive: from the start of the cycle (created or reopened) until arrival on site; repair tickets
+  only; the vehicle's GPS arrival, when known, is the arrival time (not only the crew's button);
+- resolve: from the start of the cycle until resolved;
+- callback: from resolution until the callback closes (or reopens) the ticket.
+
+Defaults (DEFAULT_RULES) — arrival limits of repair tickets, in minutes, urban / rural / remote:
+
+======================  =====  =====  ======  =================================================
+category                urban  rural  remote  source
+======================  =====  =====  ======  =================================================
+power                   45     90     120     State Grid 95598 service commitment (城区45分钟,
+                                              农村90分钟, 特殊边远地区2小时)
+gas                     30     60     90      project default: stricter than power, a leak is a
+                                              danger to life; check the local 燃气服务 rules
+water, heating,         60     120    180     project default (typical 供水/供热 hotline pledge
+drainage                                      of one hour in town)
+sanitation, other       120    240    240     project default
+======================  =====  =====  ======  =================================================
+
+Other defaults (project defaults, configurable): dispatch 3 / 10 / 30 min for emergency / urgent /
+normal repairs and 2 h (24 h for suggestions and praise) for other types; acceptance 5 min for
+repairs (the crew's 3-minute acceptance timeout re-dispatches before this), 1 h otherwise;
+resolution 8 h for emergency repairs, 24 h for other repairs and consultations, 3 days for service
+requests, 5 days for complaints, 10 days for suggestions and praise; callback within 24 h of
+resolution.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from command.errors import ValidationError
+from command.tickets import (
+    FIELD_STATES, POOL_STATES, URGENCY_RANK, AreaClass, Category, State, Ticket, TicketType,
+    Urgency, as_utc,
+)
+
+
+class Stage(str, enum.Enum):
+    """A timed stage of a ticket's handling."""
+
+    DISPATCH = "dispatch"
+    ACCEPT = "accept"
+    ARRIVE = "arrive"
+    RESOLVE = "resolve"
+    CALLBACK = "callback"
+
+
+class Level(str, enum.Enum):
+    """Escalation level of a stage: ok, warning (≥ warn share of the limit used), overdue (≥ 100%)."""
+
+    OK = "ok"
+    WARNING = "warning"
+    OVERDUE = "overdue"
+
+
+@dataclass(frozen=True)
+class LimitRule:
+    """A limit for one stage; None in a key field matches any value."""
+
+    stage: Stage
+    limit: timedelta
+    category: Category | None = None
+    type: TicketType | None = None
+    area_class: AreaClass | None = None
+    urgency: Urgency | None = None
+    layer: int = 0
+
+    def matches(self, ticket: Ticket, area_class: AreaClass) -> bool:
+        """Whether this rule applies to the ticket in this area class."""
+        return ((self.category is None or self.category is ticket.category)
+                and (self.type is None or self.type is ticket.type)
+                and (self.area_class is None or self.area_class is area_class)
+                and (self.urgency is None or self.urgency is ticket.urgency))
+
+    @property
+    def specificity(self) -> int:
+        """How many key fields the rule fixes."""
+        return sum(v is not None for v in (self.category, self.type, self.area_class, self.urgency))
+
+
+def _m(minutes: float) -> timedelta:
+    return timedelta(minutes=minutes)
+
+
+def _default_rules() -> tuple[LimitRule, ...]:
+    rep, urban, rural, remote = TicketType.REPAIR, AreaClass.URBAN, AreaClass.RURAL, AreaClass.REMOTE
+    rules: list[LimitRule] = []
+    arrival = {
+        Category.POWER: (45, 90, 120),
+        Category.GAS: (30, 60, 90),
+        Category.WATER: (60, 120, 180),
+        Category.HEATING: (60, 120, 180),
+        Category.DRAINAGE: (60, 120, 180),
+        Category.SANITATION: (120, 240, 240),
+        Category.OTHER: (120, 240, 240),
+    }
+    for category, minutes in arrival.items():
+        for area, limit in zip((urban, rural, remote), minutes):
+            rules.append(LimitRule(Stage.ARRIVE, _m(limit), category, rep, area))
+    rules += [
+        LimitRule(Stage.DISPATCH, _m(120)),
+        LimitRule(Stage.DISPATCH, _m(24 * 60), type=TicketType.SUGGESTION),
+        LimitRule(Stage.DISPATCH, _m(24 * 60), type=TicketType.PRAISE),
+        LimitRule(Stage.DISPATCH, _m(3), type=rep, urgency=Urgency.EMERGENCY),
+        LimitRule(Stage.DISPATCH, _m(10), type=rep, urgency=Urgency.URGENT),
+        LimitRule(Stage.DISPATCH, _m(30), type=rep, urgency=Urgency.NORMAL),
+        LimitRule(Stage.ACCEPT, _m(60)),
+        LimitRule(Stage.ACCEPT, _m(5), type=rep),
+        LimitRule(Stage.RESOLVE, _m(24 * 60)),
+        LimitRule(Stage.RESOLVE, _m(8 * 60), type=rep, urgency=Urgency.EMERGENCY),
+        LimitRule(Stage.RESOLVE, _m(3 * 24 * 60), type=TicketType.SERVICE),
+        LimitRule(Stage.RESOLVE, _m(5 * 24 * 60), type=TicketType.COMPLAINT),
+        LimitRule(Stage.RESOLVE, _m(10 * 24 * 60), type=TicketType.SUGGESTION),
+        LimitRule(Stage.RESOLVE, _m(10 * 24 * 60), type=TicketType.PRAISE),
+        LimitRule(Stage.CALLBACK, _m(24 * 60)),
+    ]
+    return tuple(rules)
+
+
+DEFAULT_RULES: tuple[LimitRule, ...] = _default_rules()
+
+
+@dataclass(frozen=True)
+class LimitPolicy:
+    """The configured limit rules and the warning share."""
+
+    rules: tuple[LimitRule, ...] = DEFAULT_RULES
+    warn_share: float = 0.8
+
+    def limit_for(self, ticket: Ticket, stage: Stage, area_class: AreaClass) -> timedelta | None:
+        """The limit of `stage` for this ticket, or None when no rule applies."""
+        best: LimitRule | None = None
+        for rule in self.rules:
+            if rule.stage is stage and rule.matches(ticket, area_class):
+                if best is None or (rule.layer, rule.specificity) >= (best.layer, best.specificity):
+                    best = rule
+        return None if best is None else best.limit
+
+    def with_rules(self, extra: Iterable[LimitRule]) -> LimitPolicy:
+        """A policy with `extra` rules added as a new layer: where they match, they win."""
+        layer = max((r.layer for r in self.rules), default=0) + 1
+        return LimitPolicy(self.rules + tuple(dataclasses.replace(r, layer=layer) for r in extra),
+                           self.warn_share)
+
+
+DEFAULT_POLICY = LimitPolicy()
+
+
+def policy_from_config(entries: Sequence[Mapping[str, Any]], *, warn_share: float = 0.8,
+                       base: LimitPolicy = DEFAULT_POLICY) -> LimitPolicy:
+    """Overrides from configuration, e.g. [{"stage": "arrive", "category": "power", "area_class":
+    "urban", "minutes": 30}], as a new layer over `base`; ValidationError names the bad key."""
+    if not 0 < warn_share < 1:
+        raise ValidationError("warn_share", "must be between 0 and 1")
+    rules = []
+    for entry in entries:
+        unknown = set(entry) - {"stage", "minutes", "category", "type", "area_class", "urgency"}
+        if unknown:
+            raise ValidationError(sorted(unknown)[0], "unknown key in a time limit")
+        minutes = entry.get("minutes")
+        if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not minutes > 0:
+            raise ValidationError("minutes", "must be a positive number")
+        try:
+            rules.append(LimitRule(
+                Stage(entry.get("stage")), _m(minutes),
+                *(None if entry.get(k) is None else cls(entry[k]) for k, cls in (
+                    ("category", Category), ("type", TicketType), ("area_class", AreaClass),
+                    ("urgency", Urgency)))))
+        except ValueError as exc:
+            raise ValidationError("limits", str(exc)) from None
+    return dataclasses.replace(base.with_rules(rules), warn_share=warn_share)
+
+
+@dataclass(frozen=True)
+class LimitStatus:
+    """Where a ticket stands against one stage's limit at `now`.
+
+    `time_left` is negative when overdue; for a finished stage (`done`) it is the margin at
+    completion and the level is ok or overdue (late).
+    """
+
+    stage: Stage
+    level: Level
+    started_at: datetime
+    deadline: datetime
+    limit: timedelta
+    used_share: float
+    time_left: timedelta
+    done: bool = False
+    completed_at: datetime | None = None
+
+
+def _clock(ticket: Ticket, stage: Stage, arrived_at: datetime | None) -> tuple[datetime | None, datetime | None, bool]:
+    """(start, completion, applicable) of a stage for the ticket's current state."""
+    state, cycle = ticket.state, ticket.cycle_started_at or ticket.created_at
+    if stage is Stage.DISPATCH:
+        start = ticket.pending_since or ticket.created_at
+        if state in POOL_STATES:
+            return start, None, True
+        done = ticket.dispatched_at if ticket.dispatched_at and ticket.dispatched_at >= start else None
+        return start, done, done is not None
+    if stage is Stage.ACCEPT:
+        if ticket.dispatched_at is None or state in POOL_STATES:
+            return None, None, False
+        accepted = ticket.accepted_at if ticket.accepted_at and ticket.accepted_at >= ticket.dispatched_at else None
+        return ticket.dispatched_at, accepted, state is State.DISPATCHED or accepted is not None
+    if stage is Stage.ARRIVE:
+        arrival = arrived_at if arrived_at is not None and arrived_at >= cycle else ticket.arrived_at
+        if arrival is None and state not in POOL_STATES and state not in FIELD_STATES:
+            return cycle, None, False  # resolved with an incident, without an arrival of its own
+        return cycle, arrival, True
+    if stage is Stage.RESOLVE:
+        return cycle, ticket.resolved_at, True
+    if state not in (State.RESOLVED, State.CALLBACK) or ticket.resolved_at is None:
+        return None, None, False
+    return ticket.resolved_at, None, True
+
+
+def deadlines(ticket: Ticket, area_class: AreaClass | None = None, *,
+              policy: LimitPolicy = DEFAULT_POLICY) -> dict[Stage, datetime]:
+    """Deadline of every stage whose clock has started and that has a limit (area class defaults to the ticket's)."""
+    area = ticket.area_class if area_class is None else AreaClass(area_class)
+    out: dict[Stage, datetime] = {}
+    for stage in Stage:
+        start, _, applicable = _clock(ticket, stage, None)
+        limit = policy.limit_for(ticket, stage, area)
+        if applicable and start is not None and limit is not None:
+            out[stage] = start + limit
+    return out
+
+
+def with_deadlines(ticket: Ticket, area_class: AreaClass | None = None, *,
+                   policy: LimitPolicy = DEFAULT_POLICY) -> Ticket:
+    """The ticket with its `deadlines` snapshot refreshed (for display and storage; not a new version)."""
+    stamped = {stage.value: at for stage, at in deadlines(ticket, area_class, policy=policy).items()}
+    return dataclasses.replace(ticket, deadlines=stamped)
+
+
+def escalation(ticket: Ticket, now: datetime, *, arrived_at: datetime | None = None,
+               warn_share: float | None = None, area_class: AreaClass | None = None,
+               policy: LimitPolicy = DEFAULT_POLICY) -> list[LimitStatus]:
+    """Status of each applicable stage at `now`: ok / warning (≥ warn share used) / overdue (≥ 100%).
+
+    `arrived_at` is the vehicle's GPS arrival at the site; when given it is the arrival time, so a
+    crew pressing "arrived" early (or late) does not change the verdict. A closed, cancelled or
+    merged ticket has no open limits: the result is empty.
+    """
+    now = as_utc(now, "now")
+    if arrived_at is not None:
+        arrived_at = as_utc(arrived_at, "arrived_at")
+    share = policy.warn_share if warn_share is None else warn_share
+    area = ticket.area_class if area_class is None else AreaClass(area_class)
+    if ticket.state in (State.CLOSED, State.CANCELLED, State.MERGED):
+        return []
+    out: list[LimitStatus] = []
+    for stage in Stage:
+        start, completed, applicable = _clock(ticket, stage, arrived_at)
+        limit = policy.limit_for(ticket, stage, area)
+        if not applicable or start is None or limit is None:
+            continue
+        deadline = start + limit
+        end = completed if completed is not None else now
+        used = (end - start) / limit
+        if completed is not None:
+            level = Level.OVERDUE if completed > deadline else Level.OK
+        else:
+            level = Level.OVERDUE if used >= 1 else Level.WARNING if used >= share else Level.OK
+        out.append(LimitStatus(stage, level, start, deadline, limit, used, deadline - end,
+                               completed is not None, completed))
+    return out
+
+
+def queue_key(ticket: Ticket, now: datetime, *, arrived_at: datetime | None = None,
+              policy: LimitPolicy = DEFAULT_POLICY) -> tuple[float, int, datetime, str]:
+    """Sort key for the dispatcher's queue: least share of its limit left first (overdue is
+    negative), then urgency, then age, then number."""
+    open_stages = [s for s in escalation(ticket, now, arrived_at=arrived_at, policy=policy) if not s.done]
+    left = min((1.0 - s.used_share for s in open_stages), default=math.inf)
+    return left, URGENCY_RANK[ticket.urgency], ticket.created_at, ticket.number
+
+
+def alarms(statuses: Sequence[LimitStatus]) -> list[LimitStatus]:
+    """The open stages at warning or overdue, most pressing first (what the dispatcher is shown)."""
+    pending = [s for s in statuses if not s.done and s.level is not Level.OK]
+    return sorted(pending, key=lambda s: s.time_left / s.limit)

@@ -1,0 +1,447 @@
+"""Tickets and their lifecycle as an explicit state machine (pure: time is passed in).
+
+The lifecycle is the table `ACTIONS`: for each action the states it may start from, the state it
+leads to, the roles allowed and the fields required. `apply` is the only way a ticket changes
+state; it returns the new ticket (version + 1) and the `AuditEvent` describing the change.
+
+Main path: new → (reviewed) → dispatched → accepted → en_route → on_site → resolved → callback →
+closed. Side paths: decline / expire (back to the pool), return (退单 to the center), reopen
+(返工), transfer (to another unit), cancel, merge, close_direct (直接办结 of a consultation
+answered on the call), resolve_with_incident (resolved together with a grouped incident), and
+annotations that keep the state (note, supervise 督办, repeat_call, link_incident).
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from command.errors import Conflict, Forbidden, InvalidTransition, ValidationError
+from command.ticket_model import (  # noqa: F401  (re-exported: command.tickets is the public face)
+    CENTER_TZ, DIRECT_CLOSE_TYPES, FIELD_STATES, NUMBER_RE, OPEN_STATES, POOL_STATES, SYSTEM_ACTOR,
+    TERMINAL_STATES, URGENCY_RANK, ActionSpec, Actor, AreaClass, AuditEvent, Category, Channel,
+    Color, Role, Satisfaction, State, Ticket, TicketType, Urgency, as_utc, center_day, color_for,
+    normalize_phone, ticket_number,
+)
+
+S = State
+
+R = Role
+_OFFICE = frozenset({R.AGENT, R.DISPATCHER, R.SUPERVISOR, R.ADMIN})
+_DISPATCH = frozenset({R.DISPATCHER, R.SUPERVISOR, R.ADMIN})
+_FIELD = frozenset({R.CREW, R.DISPATCHER, R.SUPERVISOR})  # dispatchers may record by radio
+_PRE_RESOLVED = POOL_STATES | FIELD_STATES
+
+ACTIONS: dict[str, ActionSpec] = {a.name: a for a in (
+    ActionSpec("review", frozenset({S.NEW, S.TRANSFERRED}), S.REVIEWED, _OFFICE,
+               optional=("category", "type", "urgency")),
+    ActionSpec("dispatch", POOL_STATES | {S.DISPATCHED}, S.DISPATCHED, _DISPATCH | {R.SYSTEM},
+               required=("crew_id",), optional=("mode", "eta_s")),
+    ActionSpec("accept", frozenset({S.DISPATCHED}), S.ACCEPTED, _FIELD),
+    ActionSpec("decline", frozenset({S.DISPATCHED}), S.DECLINED, _FIELD, required=("reason",)),
+    ActionSpec("expire", frozenset({S.DISPATCHED}), S.DECLINED, frozenset({R.SYSTEM})),
+    ActionSpec("depart", frozenset({S.ACCEPTED}), S.EN_ROUTE, _FIELD),
+    ActionSpec("arrive", frozenset({S.ACCEPTED, S.EN_ROUTE}), S.ON_SITE, _FIELD | {R.SYSTEM},
+               optional=("source",)),
+    ActionSpec("resolve", frozenset({S.ON_SITE}), S.RESOLVED, _FIELD, required=("resolution",)),
+    ActionSpec("return", FIELD_STATES, S.RETURNED, _FIELD, required=("reason",)),
+    ActionSpec("queue_callback", frozenset({S.RESOLVED}), S.CALLBACK, _OFFICE | {R.SYSTEM}),
+    ActionSpec("close", frozenset({S.CALLBACK}), S.CLOSED, frozenset({R.AGENT, R.SUPERVISOR, R.ADMIN}),
+               required=("satisfaction",), optional=("words",)),
+    ActionSpec("reopen", frozenset({S.RESOLVED, S.CALLBACK, S.CLOSED}), S.REOPENED,
+               frozenset({R.AGENT, R.SUPERVISOR, R.ADMIN}), required=("reason",),
+               optional=("satisfaction", "words")),
+    ActionSpec("transfer", POOL_STATES, S.TRANSFERRED, _DISPATCH, required=("unit_id",),
+               optional=("reason",)),
+    ActionSpec("cancel", POOL_STATES | {S.DISPATCHED, S.ACCEPTED, S.EN_ROUTE}, S.CANCELLED, _OFFICE,
+               required=("reason",)),
+    ActionSpec("merge", POOL_STATES | {S.DISPATCHED}, S.MERGED, _OFFICE | {R.SYSTEM},
+               required=("into",)),
+    ActionSpec("close_direct", frozenset({S.NEW, S.REVIEWED}), S.CLOSED,
+               frozenset({R.AGENT, R.DISPATCHER, R.SUPERVISOR}), required=("answer",)),
+    ActionSpec("resolve_with_incident", _PRE_RESOLVED, S.RESOLVED, _DISPATCH | {R.SYSTEM},
+               required=("resolution",)),
+    ActionSpec("link_incident", _PRE_RESOLVED, None, _OFFICE | {R.SYSTEM}, required=("incident_id",)),
+    ActionSpec("repeat_call", OPEN_STATES, None, frozenset({R.AGENT, R.SYSTEM}), optional=("phone",)),
+    ActionSpec("supervise", OPEN_STATES, None, frozenset({R.SUPERVISOR, R.ADMIN})),
+    ActionSpec("note", frozenset(State), None, frozenset(Role), optional=("data",)),
+)}
+
+TRANSITIONS: dict[tuple[State, str], State] = {
+    (state, spec.name): spec.target(state) for spec in ACTIONS.values() for state in spec.from_states
+}
+
+
+# ---------------------------------------------------------------- field validation
+
+def _text(value: Any, name: str, *, max_len: int, required: bool = True) -> str:
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        raise ValidationError(name, "must be a string")
+    value = value.strip()
+    if required and not value:
+        raise ValidationError(name, "must not be empty")
+    if len(value) > max_len:
+        raise ValidationError(name, f"longer than {max_len} characters")
+    return value
+
+
+def _opt_id(value: Any, name: str) -> str | None:
+    return None if value is None else _text(value, name, max_len=64)
+
+
+def _enum(cls: type[enum.Enum], value: Any, name: str) -> Any:
+    try:
+        return cls(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in cls)
+        raise ValidationError(name, f"{value!r} is not one of: {allowed}") from None
+
+
+def _coord(value: Any, name: str, bound: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValidationError(name, "must be a finite number")
+    if not -bound <= value <= bound:
+        raise ValidationError(name, f"must be within ±{bound:g}, got {value}")
+    return float(value)
+
+
+_CREATE_FIELDS = frozenset({
+    "number", "channel", "category", "type", "urgency", "description", "caller_name",
+    "caller_phone", "address", "lon", "lat", "district", "grid", "unit_id", "supply_area",
+    "area_class", "attachments", "alarm_id",
+})
+_CREATE_ROLES = frozenset({R.AGENT, R.DISPATCHER, R.SUPERVISOR, R.ADMIN, R.SYSTEM})
+
+
+def new_ticket(fields: Mapping[str, Any], *, now: datetime, actor: Actor) -> tuple[Ticket, AuditEvent]:
+    """Validate the input of a new ticket and build it in state `new`, with its `create` audit event.
+
+    `number` comes from the store's daily sequence (`ticket_number`). A phone or SMS ticket needs a
+    caller phone; lon and lat come together. ValidationError names the first bad field.
+    """
+    now = as_utc(now, "now")
+    if actor.role not in _CREATE_ROLES:
+        raise Forbidden(f"role {actor.role.value} may not create tickets", role=actor.role.value, action="create")
+    unknown = sorted(set(fields) - _CREATE_FIELDS)
+    if unknown:
+        raise ValidationError(unknown[0], "unknown field")
+    number = fields.get("number")
+    if not isinstance(number, str) or not NUMBER_RE.match(number):
+        raise ValidationError("number", f"must look like GD20261122-0001, got {number!r}")
+    for name in ("channel", "category", "type"):
+        if fields.get(name) is None:
+            raise ValidationError(name, "is required")
+    channel = _enum(Channel, fields["channel"], "channel")
+    phone = fields.get("caller_phone")
+    if phone in (None, ""):
+        if channel in (Channel.PHONE, Channel.SMS):
+            raise ValidationError("caller_phone", f"is required for channel {channel.value}")
+        phone = ""
+    else:
+        phone = normalize_phone(phone)
+    lon, lat = fields.get("lon"), fields.get("lat")
+    if (lon is None) != (lat is None):
+        raise ValidationError("lon" if lon is None else "lat", "lon and lat must be given together")
+    attachments = fields.get("attachments") or ()
+    if not isinstance(attachments, (list, tuple)) or len(attachments) > 20:
+        raise ValidationError("attachments", "must be a list of at most 20 references")
+    ticket = Ticket(
+        number=number,
+        channel=channel,
+        category=_enum(Category, fields["category"], "category"),
+        type=_enum(TicketType, fields["type"], "type"),
+        urgency=_enum(Urgency, fields.get("urgency", "normal"), "urgency"),
+        description=_text(fields.get("description"), "description", max_len=2000),
+        caller_name=_text(fields.get("caller_name"), "caller_name", max_len=50, required=False),
+        caller_phone=phone,
+        address=_text(fields.get("address"), "address", max_len=200, required=False),
+        lon=None if lon is None else _coord(lon, "lon", 180.0),
+        lat=None if lat is None else _coord(lat, "lat", 90.0),
+        district=_opt_id(fields.get("district"), "district"),
+        grid=_opt_id(fields.get("grid"), "grid"),
+        unit_id=_opt_id(fields.get("unit_id"), "unit_id"),
+        supply_area=_opt_id(fields.get("supply_area"), "supply_area"),
+        area_class=_enum(AreaClass, fields.get("area_class", "urban"), "area_class"),
+        attachments=tuple(_text(a, "attachments", max_len=500) for a in attachments),
+        alarm_id=_opt_id(fields.get("alarm_id"), "alarm_id"),
+        created_at=now, updated_at=now, pending_since=now, cycle_started_at=now, last_call_at=now,
+    )
+    event = AuditEvent(number, "create", None, State.NEW, actor.user_id, actor.role, now,
+                       data={"channel": channel.value})
+    return ticket, event
+
+
+# ---------------------------------------------------------------- transitions
+
+def _reason(args: dict[str, Any], name: str) -> str:
+    return _text(args[name], name, max_len=500)
+
+
+def _effect_review(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, cls in (("category", Category), ("type", TicketType), ("urgency", Urgency)):
+        if name in a:
+            out[name] = _enum(cls, a[name], name)
+    return out
+
+
+def _effect_dispatch(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+    crew_id = _text(a["crew_id"], "crew_id", max_len=64)
+    if t.state is S.DISPATCHED and crew_id == t.crew_id:
+        raise ValidationError("crew_id", f"ticket is already dispatched to crew {crew_id}")
+    if a.get("mode", "manual") not in ("auto", "manual"):
+        raise ValidationError("mode", "must be auto or manual")
+    eta = a.get("eta_s")
+    if eta is not None and (isinstance(eta, bool) or not isinstance(eta, (int, float)) or eta < 0):
+        raise ValidationError("eta_s", "must be a non-negative number of seconds")
+    return {"crew_id": crew_id, "dispatched_at": now, "accepted_at": None, "departed_at": None,
+            "arrived_at": None}
+
+
+def _back_to_pool(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+    declined = t.declined_by if t.crew_id in t.declined_by or t.crew_id is None else (*t.declined_by, t.crew_id)
+    return {"crew_id": None, "declined_by": declined, "pending_since": now}
+
+
+def _effect_decline(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+    _reason(a, "reason")
+    return _back_to_pool(t, a, now)
+
+
+def _effect_return(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+    _reason(a, "reason")
+    return {"crew_id": None, "pending_since": now}
+
+
+def _effect_arrive(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+    if a.get("source", "button") not in ("button", "gps"):
+        raise ValidationError("source", "must be button or gps")
+    return {"arrived_at": now}
+
+
+def _effect_resolve(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {"resolution": _text(a["resolution"], "resolution", max_len=2000), "resolved_at": now}
+
+
+def _effect_close(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+    satisfaction = _enum(Satisfaction, a["satisfaction"], "satisfaction")
+    if satisfaction is Satisfaction.DISSATISFIED:
+        raise ValidationError("satisfaction", "a dissatisfied citizen reopens the ticket (action reopen)")
+    _text(a.get("words"), "words", max_len=2000, required=False)
+    return {"satisfaction": satisfaction, "closed_at": now}
+
+
+def _effect_reopen(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+    _reason(a, "reason")
+    satisfaction = _enum(Satisfaction, a.get("satisfaction", "dissatisfied"), "satisfaction")
+    _text(a.get("words"), "words", max_len=2000, required=False)
+    return {"satisfaction": satisfaction, "rework_count": t.rework_count + 1, "crew_id": None,
+            "declined_by": (), "pending_since": now, "cycle_started_at": now, "dispatched_at": None,
+            "accepted_at": None, "departed_at": None, "arrived_at": None, "resolved_at": None,
+            "closed_at": None, "resolution": ""}
+
+
+def _effect_transfer(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+    unit_id = _text(a["unit_id"], "unit_id", max_len=64)
+    if unit_id == t.unit_id:
+        raise ValidationError("unit_id", "the ticket already belongs to this unit")
+    _text(a.get("reason"), "reason", max_len=500, required=False)
+    return {"unit_id": unit_id, "crew_id": None, "declined_by": (), "pending_since": now}
+
+
+def _effect_cancel(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+    _reason(a, "reason")
+    return {"crew_id": None, "closed_at": now}
+
+
+def _effect_merge(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+    into = a["into"]
+    if not isinstance(into, str) or not NUMBER_RE.match(into):
+        raise ValidationError("into", f"must be a ticket number, got {into!r}")
+    if into == t.number:
+        raise ValidationError("into", "a ticket cannot be merged into itself")
+    return {"merged_into": into, "crew_id": None, "closed_at": now}
+
+
+def _effect_close_direct(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+    if t.type not in DIRECT_CLOSE_TYPES:
+        raise InvalidTransition(t.number, t.state.value, "close_direct", S.CLOSED.value,
+                                reason=f"only {', '.join(sorted(x.value for x in DIRECT_CLOSE_TYPES))} "
+                                       "tickets close on the call")
+    return {"resolution": _text(a["answer"], "answer", max_len=2000), "resolved_at": now, "closed_at": now}
+
+
+def _effect_resolve_with_incident(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+    if t.incident_id is None:
+        raise InvalidTransition(t.number, t.state.value, "resolve_with_incident", S.RESOLVED.value,
+                                reason="the ticket is not linked to an incident")
+    return _effect_resolve(t, a, now)
+
+
+def _effect_repeat_call(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+    if a.get("phone") not in (None, ""):
+        normalize_phone(a["phone"])
+    count = t.repeat_count + 1
+    return {"repeat_count": count, "color": color_for(count), "last_call_at": now}
+
+
+def _effect_note(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+    if not str(a.get("note", "")).strip():
+        raise ValidationError("note", "must not be empty")
+    if not isinstance(a.get("data", {}), dict):
+        raise ValidationError("data", "must be an object")
+    return {}
+
+
+_Effect = Callable[[Ticket, dict[str, Any], datetime], dict[str, Any]]
+_EFFECTS: dict[str, _Effect] = {
+    "review": _effect_review,
+    "dispatch": _effect_dispatch,
+    "accept": lambda t, a, now: {"accepted_at": now},
+    "decline": _effect_decline,
+    "expire": _back_to_pool,
+    "depart": lambda t, a, now: {"departed_at": now},
+    "arrive": _effect_arrive,
+    "resolve": _effect_resolve,
+    "return": _effect_return,
+    "queue_callback": lambda t, a, now: {},
+    "close": _effect_close,
+    "reopen": _effect_reopen,
+    "transfer": _effect_transfer,
+    "cancel": _effect_cancel,
+    "merge": _effect_merge,
+    "close_direct": _effect_close_direct,
+    "resolve_with_incident": _effect_resolve_with_incident,
+    "link_incident": lambda t, a, now: {"incident_id": _text(a["incident_id"], "incident_id", max_len=64)},
+    "repeat_call": _effect_repeat_call,
+    "supervise": lambda t, a, now: {"supervised": True},
+    "note": _effect_note,
+}
+if set(_EFFECTS) != set(ACTIONS):
+    raise RuntimeError("every action in the table needs an effect")
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return _iso(value)
+    if isinstance(value, dict):
+        return {k.value if isinstance(k, enum.Enum) else str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def allowed_actions(ticket: Ticket, actor: Actor) -> list[str]:
+    """Actions this actor may try on this ticket now (for the UI's buttons), in table order."""
+    if actor.role is Role.CREW and ticket.crew_id != actor.crew_id:
+        return []
+    return [name for name, spec in ACTIONS.items()
+            if ticket.state in spec.from_states and actor.role in spec.roles]
+
+
+def apply(
+    ticket: Ticket,
+    action: str,
+    *,
+    actor: Actor,
+    now: datetime,
+    expected_version: int | None = None,
+    **args: Any,
+) -> tuple[Ticket, AuditEvent]:
+    """Perform `action` on `ticket`: the new ticket (version + 1) and its audit event.
+
+    Checks, in order: stale `expected_version` → Conflict; unknown action or field →
+    ValidationError; role not allowed → Forbidden; action illegal in the current state →
+    InvalidTransition; a crew member acting on another crew's ticket → Forbidden; missing or bad
+    fields → ValidationError. Every action accepts an optional `note`.
+    """
+    now = as_utc(now, "now")
+    if expected_version is not None and expected_version != ticket.version:
+        raise Conflict(ticket.number, expected_version, ticket.version)
+    spec = ACTIONS.get(action)
+    if spec is None:
+        raise ValidationError("action", f"unknown action {action!r}")
+    if actor.role not in spec.roles:
+        raise Forbidden(f"role {actor.role.value} may not {action}", role=actor.role.value, action=action)
+    to_state = TRANSITIONS.get((ticket.state, action))
+    if to_state is None:
+        raise InvalidTransition(ticket.number, ticket.state.value, action)
+    if actor.role is Role.CREW and (actor.crew_id is None or ticket.crew_id != actor.crew_id):
+        raise Forbidden(f"crew {actor.crew_id} is not assigned to ticket {ticket.number}",
+                        role=actor.role.value, action=action)
+    unknown = sorted(set(args) - set(spec.required) - set(spec.optional) - {"note"})
+    if unknown:
+        raise ValidationError(unknown[0], f"unknown field for action {action}")
+    for name in spec.required:
+        if args.get(name) in (None, ""):
+            raise ValidationError(name, f"is required for action {action}")
+    note = _text(args.get("note"), "note", max_len=2000, required=False)
+    changes = _EFFECTS[action](ticket, args, now)
+    if to_state in POOL_STATES and ticket.state not in POOL_STATES and "pending_since" not in changes:
+        changes["pending_since"] = now
+    new = dataclasses.replace(ticket, **changes, state=to_state, version=ticket.version + 1, updated_at=now)
+    data = {k: _json_safe(v) for k, v in args.items() if k != "note"}
+    if action in ("decline", "expire", "return", "merge", "cancel") and ticket.crew_id:
+        data.setdefault("crew_id", ticket.crew_id)
+    event = AuditEvent(ticket.number, action, ticket.state, to_state, actor.user_id, actor.role, now, note, data)
+    return new, event
+
+
+# ---------------------------------------------------------------- storage
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(timezone.utc).isoformat()
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value).astimezone(timezone.utc)
+
+
+_ENUM_FIELDS: dict[str, type[enum.Enum]] = {
+    "channel": Channel, "category": Category, "type": TicketType, "urgency": Urgency,
+    "area_class": AreaClass, "state": State, "color": Color, "satisfaction": Satisfaction,
+}
+_TIME_FIELDS = tuple(f.name for f in dataclasses.fields(Ticket) if "datetime" in str(f.type) and
+                     f.name != "deadlines")
+
+
+def to_dict(ticket: Ticket) -> dict[str, Any]:
+    """JSON-safe dict of a ticket (enum values, ISO-8601 UTC times, lists) for storage."""
+    return {f.name: _json_safe(getattr(ticket, f.name)) for f in dataclasses.fields(Ticket)}
+
+
+def from_dict(data: Mapping[str, Any]) -> Ticket:
+    """Rebuild a ticket from `to_dict` output."""
+    values: dict[str, Any] = dict(data)
+    for name, cls in _ENUM_FIELDS.items():
+        if values.get(name) is not None:
+            values[name] = cls(values[name])
+    for name in _TIME_FIELDS:
+        values[name] = _parse_time(values.get(name))
+    values["attachments"] = tuple(values.get("attachments") or ())
+    values["declined_by"] = tuple(values.get("declined_by") or ())
+    values["deadlines"] = {k: _parse_time(v) for k, v in (values.get("deadlines") or {}).items()}
+    return Ticket(**values)
+
+
+def event_to_dict(event: AuditEvent) -> dict[str, Any]:
+    """JSON-safe dict of an audit event."""
+    return {f.name: _json_safe(getattr(event, f.name)) for f in dataclasses.fields(AuditEvent)}
+
+
+def event_from_dict(data: Mapping[str, Any]) -> AuditEvent:
+    """Rebuild an audit event from `event_to_dict` output."""
+    values = dict(data)
+    values["from_state"] = None if values.get("from_state") is None else State(values["from_state"])
+    values["to_state"] = State(values["to_state"])
+    values["role"] = Role(values["role"])
+    values["at"] = _parse_time(values["at"])
+    values["data"] = dict(values.get("data") or {})
+    return AuditEvent(**values)

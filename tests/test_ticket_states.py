@@ -1,0 +1,359 @@
+"""The ticket lifecycle as tables: every legal and illegal (state, action) pair, roles, versions, audit."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+
+from command.errors import CommandError, Conflict, Forbidden, InvalidTransition, TicketNotFound, ValidationError
+from command.tickets import (
+    ACTIONS, TRANSITIONS, Actor, Color, Role, Satisfaction, State, TicketType, allowed_actions, apply,
+    center_day, event_from_dict, event_to_dict, from_dict, new_ticket, normalize_phone, ticket_number,
+    to_dict,
+)
+
+T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
+S = State
+POOL = (S.NEW, S.REVIEWED, S.DECLINED, S.RETURNED, S.REOPENED, S.TRANSFERRED)
+FIELD = (S.DISPATCHED, S.ACCEPTED, S.EN_ROUTE, S.ON_SITE)
+OPEN = tuple(s for s in State if s not in (S.CLOSED, S.CANCELLED, S.MERGED))
+
+# The lifecycle written out by hand, independently of command.tickets.ACTIONS.
+EXPECTED: dict[tuple[State, str], State] = {
+    (S.NEW, "review"): S.REVIEWED,
+    (S.TRANSFERRED, "review"): S.REVIEWED,
+    **{(s, "dispatch"): S.DISPATCHED for s in (*POOL, S.DISPATCHED)},
+    (S.DISPATCHED, "accept"): S.ACCEPTED,
+    (S.DISPATCHED, "decline"): S.DECLINED,
+    (S.DISPATCHED, "expire"): S.DECLINED,
+    (S.ACCEPTED, "depart"): S.EN_ROUTE,
+    (S.ACCEPTED, "arrive"): S.ON_SITE,
+    (S.EN_ROUTE, "arrive"): S.ON_SITE,
+    (S.ON_SITE, "resolve"): S.RESOLVED,
+    **{(s, "return"): S.RETURNED for s in FIELD},
+    (S.RESOLVED, "queue_callback"): S.CALLBACK,
+    (S.CALLBACK, "close"): S.CLOSED,
+    **{(s, "reopen"): S.REOPENED for s in (S.RESOLVED, S.CALLBACK, S.CLOSED)},
+    **{(s, "transfer"): S.TRANSFERRED for s in POOL},
+    **{(s, "cancel"): S.CANCELLED for s in (*POOL, S.DISPATCHED, S.ACCEPTED, S.EN_ROUTE)},
+    **{(s, "merge"): S.MERGED for s in (*POOL, S.DISPATCHED)},
+    (S.NEW, "close_direct"): S.CLOSED,
+    (S.REVIEWED, "close_direct"): S.CLOSED,
+    **{(s, "resolve_with_incident"): S.RESOLVED for s in (*POOL, *FIELD)},
+    **{(s, "link_incident"): s for s in (*POOL, *FIELD)},
+    **{(s, "repeat_call"): s for s in OPEN},
+    **{(s, "supervise"): s for s in OPEN},
+    **{(s, "note"): s for s in State},
+}
+
+ARGS = {
+    "review": {}, "dispatch": {"crew_id": "C2"}, "accept": {}, "decline": {"reason": "车辆故障"},
+    "expire": {}, "depart": {}, "arrive": {}, "resolve": {"resolution": "更换熔断器"},
+    "return": {"reason": "非本单位辖区"}, "queue_callback": {}, "close": {"satisfaction": "satisfied"},
+    "reopen": {"reason": "仍然停水"}, "transfer": {"unit_id": "U2"}, "cancel": {"reason": "来电人撤销"},
+    "merge": {"into": "GD20261122-0002"}, "close_direct": {"answer": "停水通知已告知"},
+    "resolve_with_incident": {"resolution": "变压器已修复"}, "link_incident": {"incident_id": "INC-9"},
+    "repeat_call": {}, "supervise": {}, "note": {"note": "来电人补充情况"},
+}
+ROLE_PREFERENCE = (Role.DISPATCHER, Role.AGENT, Role.SUPERVISOR, Role.SYSTEM, Role.CREW, Role.ADMIN)
+
+
+def make_ticket(**overrides):
+    fields = {
+        "number": "GD20261122-0001", "channel": "phone", "category": "water", "type": "repair",
+        "urgency": "urgent", "description": "小区停水", "caller_name": "张三",
+        "caller_phone": "138 0013 8000", "address": "人民路1号", "lon": 116.4, "lat": 39.9,
+        "unit_id": "U1", "supply_area": "DMA-7",
+    }
+    fields.update(overrides)
+    return new_ticket(fields, now=T0, actor=Actor("a1", Role.AGENT))[0]
+
+
+def in_state(state: State, **changes):
+    """A ticket in `state` with a crew, an incident and (for direct close) the consultation type."""
+    base = make_ticket(type="consultation")
+    return dataclasses.replace(base, state=state, crew_id="C1", incident_id="INC-1",
+                               dispatched_at=T0, **changes)
+
+
+def actor_for(action: str) -> Actor:
+    role = next(r for r in ROLE_PREFERENCE if r in ACTIONS[action].roles)
+    return Actor("u1", role, "C1" if role is Role.CREW else None)
+
+
+def test_table_matches_the_lifecycle_written_by_hand():
+    assert TRANSITIONS == EXPECTED
+
+
+@pytest.mark.parametrize(("state", "action"), sorted(EXPECTED), ids=lambda v: getattr(v, "value", v))
+def test_legal_transition_gives_expected_state(state, action):
+    ticket = in_state(state)
+    new, event = apply(ticket, action, actor=actor_for(action), now=T0 + timedelta(minutes=5), **ARGS[action])
+    assert new.state is EXPECTED[(state, action)]
+    assert new.version == ticket.version + 1
+    assert (event.from_state, event.to_state, event.action) == (state, new.state, action)
+
+
+ILLEGAL = sorted((s, a) for s in State for a in ACTIONS if (s, a) not in EXPECTED)
+
+
+@pytest.mark.parametrize(("state", "action"), ILLEGAL, ids=lambda v: getattr(v, "value", v))
+def test_illegal_transition_is_refused(state, action):
+    ticket = in_state(state)
+    with pytest.raises(InvalidTransition) as err:
+        apply(ticket, action, actor=actor_for(action), now=T0, **ARGS[action])
+    assert (err.value.from_state, err.value.action) == (state.value, action)
+    assert err.value.to_dict()["error"] == "invalid_transition"
+
+
+def test_illegal_pairs_cover_the_rest_of_the_grid():
+    assert len(ILLEGAL) + len(EXPECTED) == len(State) * len(ACTIONS)
+    assert len(ILLEGAL) > 150
+
+
+@pytest.mark.parametrize(("action", "state", "actor", "allowed"), [
+    ("dispatch", S.NEW, Actor("d", Role.DISPATCHER), True),
+    ("dispatch", S.NEW, Actor("s", Role.SYSTEM), True),
+    ("dispatch", S.NEW, Actor("a", Role.AGENT), False),
+    ("dispatch", S.NEW, Actor("c", Role.CREW, "C1"), False),
+    ("accept", S.DISPATCHED, Actor("c", Role.CREW, "C1"), True),
+    ("accept", S.DISPATCHED, Actor("c", Role.CREW, "C9"), False),  # another crew's ticket
+    ("accept", S.DISPATCHED, Actor("c", Role.CREW, None), False),
+    ("accept", S.DISPATCHED, Actor("a", Role.AGENT), False),
+    ("expire", S.DISPATCHED, Actor("s", Role.SYSTEM), True),
+    ("expire", S.DISPATCHED, Actor("d", Role.DISPATCHER), False),
+    ("arrive", S.EN_ROUTE, Actor("s", Role.SYSTEM), True),
+    ("resolve", S.ON_SITE, Actor("c", Role.CREW, "C1"), True),
+    ("resolve", S.ON_SITE, Actor("a", Role.AGENT), False),
+    ("close", S.CALLBACK, Actor("a", Role.AGENT), True),
+    ("close", S.CALLBACK, Actor("d", Role.DISPATCHER), False),
+    ("reopen", S.CLOSED, Actor("c", Role.CREW, "C1"), False),
+    ("supervise", S.NEW, Actor("s", Role.SUPERVISOR), True),
+    ("supervise", S.NEW, Actor("d", Role.DISPATCHER), False),
+    ("transfer", S.NEW, Actor("a", Role.AGENT), False),
+    ("note", S.CLOSED, Actor("c", Role.CREW, "C9"), False),
+    ("note", S.CLOSED, Actor("c", Role.CREW, "C1"), True),
+])
+def test_roles(action, state, actor, allowed):
+    ticket = in_state(state)
+    if allowed:
+        assert apply(ticket, action, actor=actor, now=T0, **ARGS[action])[0].version == 2
+    else:
+        with pytest.raises(Forbidden) as err:
+            apply(ticket, action, actor=actor, now=T0, **ARGS[action])
+        assert err.value.details == {"role": actor.role.value, "action": action}
+
+
+def test_stale_version_conflicts_and_only_one_dispatcher_wins():
+    ticket = make_ticket()
+    first, _ = apply(ticket, "dispatch", actor=Actor("d1", Role.DISPATCHER), now=T0, expected_version=1, crew_id="C1")
+    with pytest.raises(Conflict) as err:
+        apply(first, "dispatch", actor=Actor("d2", Role.DISPATCHER), now=T0, expected_version=1, crew_id="C2")
+    assert (err.value.expected, err.value.actual) == (1, 2)
+    assert err.value.to_dict()["error"] == "conflict"
+
+
+def test_audit_event_fields():
+    ticket = make_ticket()
+    at = T0 + timedelta(minutes=2)
+    new, event = apply(ticket, "dispatch", actor=Actor("d7", Role.DISPATCHER), now=at, crew_id="C3",
+                       mode="auto", eta_s=420.0, note="最近车辆")
+    assert event.ticket_number == "GD20261122-0001"
+    assert (event.action, event.from_state, event.to_state) == ("dispatch", S.NEW, S.DISPATCHED)
+    assert (event.actor_id, event.role, event.at, event.note) == ("d7", Role.DISPATCHER, at, "最近车辆")
+    assert event.data == {"crew_id": "C3", "mode": "auto", "eta_s": 420.0}
+    assert (new.crew_id, new.dispatched_at, new.updated_at) == ("C3", at, at)
+    assert event_from_dict(json.loads(json.dumps(event_to_dict(event)))) == event
+
+
+def test_create_event_and_defaults():
+    ticket, event = new_ticket({"number": "GD20261122-0003", "channel": "sensor", "category": "power",
+                                "type": "repair", "description": "配变过载告警", "alarm_id": "AL-1"},
+                               now=T0, actor=Actor("sys", Role.SYSTEM))
+    assert (event.action, event.from_state, event.to_state, event.role) == ("create", None, S.NEW, Role.SYSTEM)
+    assert (ticket.state, ticket.version, ticket.color, ticket.repeat_count) == (S.NEW, 1, Color.BLUE, 0)
+    assert ticket.urgency.value == "normal" and ticket.caller_phone == ""
+    assert ticket.created_at == ticket.pending_since == ticket.cycle_started_at == T0
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"channel": "fax"}, "channel"),
+    ({"category": None}, "category"),
+    ({"type": "joke"}, "type"),
+    ({"urgency": "asap"}, "urgency"),
+    ({"caller_phone": "12345"}, "caller_phone"),
+    ({"caller_phone": ""}, "caller_phone"),  # a phone ticket needs a phone
+    ({"lon": 181.0}, "lon"),
+    ({"lat": -90.5}, "lat"),
+    ({"lat": None}, "lat"),
+    ({"lon": float("nan")}, "lon"),
+    ({"lon": True}, "lon"),
+    ({"description": "   "}, "description"),
+    ({"number": "GD2026-1"}, "number"),
+    ({"area_class": "suburb"}, "area_class"),
+    ({"colour": "red"}, "colour"),
+    ({"attachments": "photo.jpg"}, "attachments"),
+])
+def test_new_ticket_validation_names_the_field(change, field):
+    with pytest.raises(ValidationError) as err:
+        make_ticket(**change)
+    assert err.value.field == field
+
+
+def test_new_ticket_refuses_naive_time_and_crew_role():
+    fields = {"number": "GD20261122-0001", "channel": "web", "category": "gas", "type": "repair",
+              "description": "闻到燃气味"}
+    with pytest.raises(ValidationError):
+        new_ticket(fields, now=datetime(2026, 11, 22, 2, 0), actor=Actor("a", Role.AGENT))
+    with pytest.raises(Forbidden):
+        new_ticket(fields, now=T0, actor=Actor("c", Role.CREW, "C1"))
+
+
+@pytest.mark.parametrize(("raw", "digits"), [
+    ("13800138000", "13800138000"),
+    ("+86 138-0013-8000", "13800138000"),
+    ("0086 13800138000", "13800138000"),
+    ("010-62345678", "01062345678"),
+    ("0755 1234567", "07551234567"),
+])
+def test_phone_normalization(raw, digits):
+    assert normalize_phone(raw) == digits
+
+
+@pytest.mark.parametrize("raw", ["12800138000", "1380013800", "62345678", "abc", "+1 415 555 0100"])
+def test_bad_phones(raw):
+    with pytest.raises(ValidationError):
+        normalize_phone(raw)
+
+
+@pytest.mark.parametrize(("day", "seq", "number"), [
+    (date(2026, 11, 22), 1, "GD20261122-0001"),
+    (date(2026, 1, 5), 42, "GD20260105-0042"),
+    (date(2026, 11, 22), 12345, "GD20261122-12345"),
+])
+def test_ticket_number(day, seq, number):
+    assert ticket_number(day, seq) == number
+
+
+@pytest.mark.parametrize("seq", [0, -1, True, 1.0])
+def test_ticket_number_refuses_bad_seq(seq):
+    with pytest.raises(ValidationError):
+        ticket_number(date(2026, 11, 22), seq)
+
+
+@pytest.mark.parametrize(("utc", "day"), [
+    (datetime(2026, 11, 21, 15, 59, tzinfo=timezone.utc), date(2026, 11, 21)),
+    (datetime(2026, 11, 21, 16, 0, tzinfo=timezone.utc), date(2026, 11, 22)),
+])
+def test_center_day_is_beijing_time(utc, day):
+    assert center_day(utc) == day
+
+
+def act(ticket, action, role=Role.DISPATCHER, own_crew=None, **args):
+    """One step a minute after the previous one."""
+    return apply(ticket, action, actor=Actor("u", role, own_crew), now=ticket.updated_at + timedelta(minutes=1),
+                 **args)[0]
+
+
+def test_full_closed_loop_with_decline_rework_and_round_trip():
+    t = make_ticket()
+    t = act(t, "review", Role.AGENT)
+    t = act(t, "dispatch", crew_id="C1")
+    t = act(t, "decline", Role.CREW, "C1", reason="车辆故障")
+    assert (t.state, t.crew_id, t.declined_by) == (S.DECLINED, None, ("C1",))
+    t = act(t, "dispatch", crew_id="C2")
+    for action in ("accept", "depart", "arrive"):
+        t = act(t, action, Role.CREW, "C2")
+    t = act(t, "resolve", Role.CREW, "C2", resolution="更换阀门")
+    t = act(t, "queue_callback", Role.SYSTEM)
+    t = act(t, "reopen", Role.AGENT, reason="仍然漏水", words="还在漏")
+    assert (t.state, t.rework_count, t.unit_id, t.crew_id, t.satisfaction) == (
+        S.REOPENED, 1, "U1", None, Satisfaction.DISSATISFIED)
+    assert t.resolved_at is None and t.cycle_started_at == t.updated_at
+    t = act(t, "dispatch", crew_id="C2")
+    for action in ("accept", "arrive"):
+        t = act(t, action, Role.CREW, "C2")
+    t = act(t, "resolve", Role.CREW, "C2", resolution="重新焊接")
+    t = act(t, "queue_callback", Role.SYSTEM)
+    t = act(t, "close", Role.AGENT, satisfaction="basically_satisfied")
+    assert (t.state, t.version, t.satisfaction) == (S.CLOSED, 17, Satisfaction.BASICALLY_SATISFIED)  # 16 actions
+    assert from_dict(json.loads(json.dumps(to_dict(t)))) == t
+
+
+@pytest.mark.parametrize(("state", "action", "args", "error", "field"), [
+    (S.CALLBACK, "close", {"satisfaction": "dissatisfied"}, ValidationError, "satisfaction"),
+    (S.NEW, "merge", {"into": "GD20261122-0001"}, ValidationError, "into"),
+    (S.NEW, "merge", {"into": "x"}, ValidationError, "into"),
+    (S.DISPATCHED, "dispatch", {"crew_id": "C1"}, ValidationError, "crew_id"),
+    (S.NEW, "dispatch", {}, ValidationError, "crew_id"),
+    (S.NEW, "dispatch", {"crew_id": "C2", "speed": 3}, ValidationError, "speed"),
+    (S.NEW, "dispatch", {"crew_id": "C2", "eta_s": -1}, ValidationError, "eta_s"),
+    (S.DISPATCHED, "decline", {"reason": "  "}, ValidationError, "reason"),
+    (S.NEW, "transfer", {"unit_id": "U1"}, ValidationError, "unit_id"),
+    (S.NEW, "frobnicate", {}, ValidationError, "action"),
+    (S.NEW, "note", {"note": ""}, ValidationError, "note"),
+])
+def test_bad_action_fields(state, action, args, error, field):
+    ticket = dataclasses.replace(make_ticket(), state=state, crew_id="C1")
+    with pytest.raises(error) as err:
+        apply(ticket, action, actor=Actor("s", Role.SUPERVISOR), now=T0, **args)
+    assert err.value.field == field
+
+
+@pytest.mark.parametrize(("ticket_type", "allowed"), [
+    (TicketType.CONSULTATION, True), (TicketType.PRAISE, True), (TicketType.REPAIR, False),
+    (TicketType.COMPLAINT, False),
+])
+def test_direct_close_only_for_answerable_types(ticket_type, allowed):
+    ticket = make_ticket(type=ticket_type.value)
+    actor = Actor("a", Role.AGENT)
+    if allowed:
+        closed, event = apply(ticket, "close_direct", actor=actor, now=T0, answer="已答复")
+        assert (closed.state, closed.resolution, closed.closed_at, event.data) == (
+            S.CLOSED, "已答复", T0, {"answer": "已答复"})
+    else:
+        with pytest.raises(InvalidTransition) as err:
+            apply(ticket, "close_direct", actor=actor, now=T0, answer="已答复")
+        assert "consultation" in err.value.reason
+
+
+def test_resolve_with_incident_needs_an_incident_and_transfer_moves_unit():
+    ticket = make_ticket()
+    with pytest.raises(InvalidTransition):
+        apply(ticket, "resolve_with_incident", actor=Actor("s", Role.SYSTEM), now=T0, resolution="已修复")
+    moved = act(ticket, "transfer", unit_id="U2", reason="跨区")
+    assert (moved.state, moved.unit_id) == (S.TRANSFERRED, "U2")
+
+
+def test_expire_and_merge_record_the_crew():
+    ticket = in_state(S.DISPATCHED)
+    expired, event = apply(ticket, "expire", actor=Actor("sys", Role.SYSTEM), now=T0)
+    assert (expired.state, expired.declined_by, event.data) == (S.DECLINED, ("C1",), {"crew_id": "C1"})
+    merged, event = apply(ticket, "merge", actor=Actor("a", Role.AGENT), now=T0, into="GD20261122-0002")
+    assert (merged.merged_into, merged.crew_id, event.data["crew_id"]) == ("GD20261122-0002", None, "C1")
+
+
+@pytest.mark.parametrize(("state", "actor", "actions"), [
+    (S.DISPATCHED, Actor("c", Role.CREW, "C1"), ["accept", "decline", "return", "note"]),
+    (S.DISPATCHED, Actor("c", Role.CREW, "C2"), []),
+    (S.CLOSED, Actor("a", Role.AGENT), ["reopen", "note"]),
+    (S.MERGED, Actor("s", Role.SUPERVISOR), ["note"]),
+])
+def test_allowed_actions(state, actor, actions):
+    assert allowed_actions(in_state(state), actor) == actions
+
+
+@pytest.mark.parametrize(("error", "code", "base"), [
+    (TicketNotFound("GD20261122-0404"), "ticket_not_found", LookupError),
+    (ValidationError("lon", "out of range"), "validation_error", ValueError),
+    (InvalidTransition("GD20261122-0001", "closed", "dispatch"), "invalid_transition", ValueError),
+    (Conflict("GD20261122-0001", 1, 2), "conflict", CommandError),
+    (Forbidden("no", role="crew", action="dispatch"), "forbidden", CommandError),
+])
+def test_error_contract(error, code, base):
+    body = error.to_dict()
+    assert isinstance(error, base) and isinstance(error, CommandError)
+    assert (body["error"], error.code, body["message"]) == (code, code, str(error))
+    assert json.loads(json.dumps(body)) == body
