@@ -1,0 +1,172 @@
+"""Spatial lookups on a hand-built city: boundaries, units per category, supply areas, nearby."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+from shapely.geometry import Point, box
+
+from gis import crs as gcrs
+from gis.layers import load_profile
+from gis.lookup import OpenTickets, SpatialLookup, UnknownCategory, open_tickets_near
+
+# West half [119.70, 119.75] and east half [119.75, 119.80] of [36.35, 36.40]; the shared edge
+# x = 119.75 and the row split y = 36.375 are exact binary fractions, so points on them are
+# exactly on both polygons. Ids are chosen so that "lowest id wins" is not "first in file".
+WEST, EAST = box(119.70, 36.35, 119.75, 36.40), box(119.75, 36.35, 119.80, 36.40)
+LAYERS = {
+    "districts": ("district_id", [{"district_id": "D2", "name": "西区", "g": WEST},
+                                  {"district_id": "D1", "name": "东区", "g": EAST}]),
+    "streets": ("street_id", [{"street_id": "S2", "name": "西街道", "district_id": "D2", "g": WEST},
+                              {"street_id": "S1", "name": "东街道", "district_id": "D1", "g": EAST}]),
+    "grids": ("grid_id", [
+        {"grid_id": "G2", "name": "西南网格", "street_id": "S2", "district_id": "D2",
+         "area_class": "urban", "g": box(119.70, 36.35, 119.75, 36.375)},
+        {"grid_id": "G4", "name": "西北网格", "street_id": "S2", "district_id": "D2",
+         "area_class": "rural", "g": box(119.70, 36.375, 119.75, 36.40)},
+        {"grid_id": "G1", "name": "东南网格", "street_id": "S1", "district_id": "D1",
+         "area_class": "urban", "g": box(119.75, 36.35, 119.80, 36.375)},
+        {"grid_id": "G3", "name": "东北网格", "street_id": "S1", "district_id": "D1",
+         "area_class": "remote", "g": box(119.75, 36.375, 119.80, 36.40)}]),
+    "units": ("unit_id", [
+        {"unit_id": "PWR02", "name": "西供电所", "category": "power", "g": WEST},
+        {"unit_id": "PWR01", "name": "东供电所", "category": "power", "g": EAST},
+        {"unit_id": "WAT01", "name": "自来水公司", "category": "water", "g": WEST.union(EAST)},
+        {"unit_id": "GAS01", "name": "燃气公司", "category": "gas", "g": WEST}]),
+    "transformers": ("asset_id", [
+        {"asset_id": "T2", "name": "西台变", "rated_kva": 400, "feeder": "10kV西1线",
+         "g": Point(119.72, 36.37)},
+        {"asset_id": "T1", "name": "东台变", "rated_kva": 630, "feeder": "10kV东1线",
+         "g": Point(119.78, 36.37)}]),
+    "supply_areas": ("area_id", [{"area_id": "TA2", "asset_id": "T2", "name": "西台区", "g": WEST},
+                                 {"area_id": "TA1", "asset_id": "T1", "name": "东台区", "g": EAST}]),
+    "dmas": ("dma_id", [{"dma_id": "DMA01", "name": "一号分区", "g": WEST.union(EAST)}]),
+    "stations": ("station_id", [
+        {"station_id": "PS1", "name": "东供电所", "category": "power", "unit_id": "PWR01",
+         "g": Point(119.76, 36.38)},
+        {"station_id": "PS2", "name": "西供电所", "category": "power", "unit_id": "PWR02",
+         "g": Point(119.75, 36.38)},
+        {"station_id": "WS1", "name": "水厂", "category": "water", "unit_id": "WAT01",
+         "g": Point(119.72, 36.36)}]),
+}
+
+
+@pytest.fixture(params=["file order", "reversed"])
+def lookup(request, tmp_path: Path) -> SpatialLookup:
+    """The hand-built city written as GeoJSON + profile, loaded, indexed; both feature orders."""
+    body = ['[city]\nname = "测试市"\n']
+    for kind, (_, rows) in LAYERS.items():
+        rows = rows if request.param == "file order" else rows[::-1]
+        frame = gpd.GeoDataFrame([{k: v for k, v in r.items() if k != "g"} for r in rows],
+                                 geometry=[r["g"] for r in rows], crs="EPSG:4326")
+        frame.to_file(tmp_path / f"{kind}.geojson", driver="GeoJSON", engine="pyogrio")
+        body.append(f'[layers.{kind}]\nfile = "{kind}.geojson"\ncrs = "EPSG:4326"\n')
+    (tmp_path / "profile.toml").write_text("\n".join(body), encoding="utf-8")
+    return SpatialLookup(load_profile(tmp_path / "profile.toml"))
+
+
+# lon, lat -> district, street, grid, area_class, power unit, 台区, transformer name
+LOCATE_CASES = [
+    ((119.72, 36.36), ("D2", "S2", "G2", "urban", "PWR02", "TA2", "西台变")),
+    ((119.78, 36.39), ("D1", "S1", "G3", "remote", "PWR01", "TA1", "东台变")),
+    ((119.75, 36.36), ("D1", "S1", "G1", "urban", "PWR01", "TA1", "东台变")),    # shared edge
+    ((119.72, 36.375), ("D2", "S2", "G2", "urban", "PWR02", "TA2", "西台变")),   # grid edge
+    ((119.75, 36.375), ("D1", "S1", "G1", "urban", "PWR01", "TA1", "东台变")),   # four grids meet
+    ((119.75, 36.40), ("D1", "S1", "G3", "remote", "PWR01", "TA1", "东台变")),   # shared corner
+    ((119.70, 36.37), ("D2", "S2", "G2", "urban", "PWR02", "TA2", "西台变")),    # outer edge
+    ((119.69, 36.37), (None, None, None, None, None, None, None)),             # outside
+]
+
+
+@pytest.mark.parametrize("point, expected", LOCATE_CASES)
+def test_locate_resolves_every_level_and_boundaries_to_the_lowest_id(lookup, point, expected):
+    where = lookup.locate(*point, category="power")
+    assert (where.district_id, where.street_id, where.grid_id, where.area_class, where.unit_id,
+            where.supply_area_id, where.transformer) == expected
+    assert where.transformer_id == (None if expected[5] is None else "T" + expected[5][2:])
+
+
+@pytest.mark.parametrize("point, category, unit_id, unit", [
+    ((119.72, 36.36), "power", "PWR02", "西供电所"),
+    ((119.78, 36.36), "power", "PWR01", "东供电所"),
+    ((119.78, 36.36), "water", "WAT01", "自来水公司"),
+    ((119.72, 36.36), "gas", "GAS01", "燃气公司"),
+    ((119.78, 36.36), "gas", None, None),          # outside the gas company's service area
+    ((119.78, 36.36), "heating", None, None),      # no heating unit in this city
+    ((119.78, 36.36), None, None, None),
+])
+def test_point_to_responsible_unit_per_category(lookup, point, category, unit_id, unit):
+    where = lookup.locate(*point, category=category)
+    assert (where.unit_id, where.unit, where.category) == (unit_id, unit, category)
+    if category:
+        assert lookup.unit_for(*point, category) == unit_id
+
+
+def test_locate_many_agrees_with_locate(lookup):
+    lons = np.array([p[0] for p, _ in LOCATE_CASES])
+    lats = np.array([p[1] for p, _ in LOCATE_CASES])
+    many = lookup.locate_many(lons, lats, "power")
+    assert len(many) == len(LOCATE_CASES)
+    for i, (_, expected) in enumerate(LOCATE_CASES):
+        assert (many.district_id[i], many.street_id[i], many.grid_id[i], many.area_class[i],
+                many.unit_id[i], many.supply_area_id[i]) == expected[:6]
+        assert many.dma_id[i] == (None if expected[0] is None else "DMA01")
+    assert list(lookup.locate_many(lons[:2], lats[:2]).unit_id) == [None, None]
+
+
+def test_unknown_category_is_refused(lookup):
+    with pytest.raises(UnknownCategory, match="'electricity'"):
+        lookup.locate(119.72, 36.36, category="electricity")
+
+
+def test_nearest_stations_in_metres(lookup):
+    found = lookup.nearest_stations(119.75, 36.38, k=2)
+    assert [s.station_id for s in found] == ["PS2", "PS1"]
+    assert found[0].distance_m == pytest.approx(0.0, abs=1e-6)
+    # 0.01 degree of longitude at 36.38N: compare with the geodesic distance
+    assert found[1].distance_m == pytest.approx(gcrs.distance_m(119.75, 36.38, 119.76, 36.38), abs=1.0)
+    water = lookup.nearest_stations(119.75, 36.38, category="water")
+    assert [s.station_id for s in water] == ["WS1"]
+
+
+NOW = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
+BASE = (119.75, 36.38)
+# ticket id, metres east, metres north, minutes ago
+TICKETS = [("T1", 50.0, 0.0, 5), ("T2", 0.0, 150.0, 20), ("T3", -300.0, 0.0, 2), ("T4", 0.0, -120.0, 8)]
+
+
+def _tickets() -> OpenTickets:
+    epsg = gcrs.gk_zone_epsg(BASE[0])
+    x0, y0 = gcrs.to_metres(*BASE, epsg=epsg)
+    rows = []
+    for ticket_id, east, north, minutes in TICKETS:
+        lon, lat = gcrs.from_metres(x0 + east, y0 + north, epsg=epsg)
+        rows.append((ticket_id, lon, lat, NOW - timedelta(minutes=minutes)))
+    return OpenTickets.from_rows(rows)
+
+
+@pytest.mark.parametrize("radius_m, minutes, expected", [
+    (200.0, 10, [("T1", 50.0), ("T4", 120.0)]),
+    (200.0, 30, [("T1", 50.0), ("T4", 120.0), ("T2", 150.0)]),
+    (400.0, 3, [("T3", 300.0)]),
+    (400.0, 30, [("T1", 50.0), ("T4", 120.0), ("T2", 150.0), ("T3", 300.0)]),
+    (149.0, 30, [("T1", 50.0), ("T4", 120.0)]),
+    (10.0, 30, []),
+    (1000.0, 1, []),
+])
+def test_open_tickets_near_filters_by_metres_and_minutes(radius_m, minutes, expected):
+    found = open_tickets_near(_tickets(), *BASE, radius_m=radius_m,
+                              since=NOW - timedelta(minutes=minutes))
+    assert [t.ticket_id for t in found] == [t for t, _ in expected]
+    for ticket, (_, metres) in zip(found, expected):
+        assert ticket.distance_m == pytest.approx(metres, abs=0.01)
+
+
+def test_open_tickets_near_needs_aware_times():
+    with pytest.raises(ValueError, match="naive"):
+        open_tickets_near(_tickets(), *BASE, radius_m=100.0, since=datetime(2026, 11, 22, 8, 0))
+    with pytest.raises(ValueError, match="naive"):
+        OpenTickets.from_rows([("T9", 119.75, 36.38, datetime(2026, 11, 22, 8, 0))])
