@@ -37,7 +37,7 @@ async def _standalone(name: str, settings) -> None:
         elif name == "simulate":
             from simulators.run import serve
 
-            await serve(settings, servers.mqtt_url, ensure_city(settings))
+            await serve(settings, servers.mqtt_url, ensure_city(settings), redis_url=servers.redis_url)
     finally:
         servers.stop()
 

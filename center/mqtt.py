@@ -65,6 +65,7 @@ class MqttClient:
         self._lock = threading.Lock()
         self._scheduled = False
         self._connected = threading.Event()
+        self._stopping = False
         self.connects = 0
         self.disconnects = 0
         self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
@@ -97,6 +98,7 @@ class MqttClient:
 
     def stop(self) -> None:
         """Disconnect cleanly (no last will) and stop the network thread."""
+        self._stopping = True
         try:
             self._client.disconnect()
         finally:
@@ -131,7 +133,9 @@ class MqttClient:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was = self._connected.is_set()
         self._connected.clear()
-        if was:
+        if was and self._stopping:
+            log.info("MQTT %s disconnected", self.client_id)
+        elif was:
             self.disconnects += 1
             log.warning("MQTT %s disconnected (%s); reconnecting with backoff", self.client_id, reason_code)
             self._notify_connection(False)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import signal
 from pathlib import Path
@@ -12,7 +13,25 @@ from simulators.vehicles import make_fleet, roadnet_from_city, run_fleet
 log = logging.getLogger(__name__)
 
 
-async def serve(settings, mqtt_url: str, profile: Path, stop: asyncio.Event | None = None) -> None:
+async def _heartbeat(redis_url: str, fleet_size: int, counter: list[int]) -> None:
+    """Tell /healthz that the simulators run (the simulators themselves only speak MQTT and HTTP)."""
+    from center.store import Store
+
+    store = Store.from_url(redis_url)
+    try:
+        while True:
+            try:
+                await store.heartbeat("simulate", {"pid": os.getpid(), "vehicles": fleet_size,
+                                                   "published": counter[0]})
+            except Exception as exc:
+                log.warning("simulate heartbeat failed: %s", exc)
+            await asyncio.sleep(3)
+    finally:
+        await store.close()
+
+
+async def serve(settings, mqtt_url: str, profile: Path, stop: asyncio.Event | None = None,
+                redis_url: str | None = None) -> None:
     """Run the simulators until SIGINT/SIGTERM (or until ``stop`` is set)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -27,4 +46,12 @@ async def serve(settings, mqtt_url: str, profile: Path, stop: asyncio.Event | No
     ids = ids[:count] + [f"S{i:05d}" for i in range(len(ids), count)]
     fleet = make_fleet(net, ids, rng, starts=starts)
     log.info("simulate: %d vehicles at %.1f Hz", len(fleet), settings.SIM_RATE_HZ)
-    await run_fleet(mqtt_url, net, fleet, rate_hz=settings.SIM_RATE_HZ, seed=settings.SIM_SEED, stop=stop)
+    published = [0]
+    beat = asyncio.create_task(_heartbeat(redis_url, len(fleet), published)) if redis_url else None
+    try:
+        await run_fleet(mqtt_url, net, fleet, rate_hz=settings.SIM_RATE_HZ, seed=settings.SIM_SEED, stop=stop,
+                        on_tick=lambda n: published.__setitem__(0, n))
+    finally:
+        if beat:
+            beat.cancel()
+            await asyncio.gather(beat, return_exceptions=True)

@@ -18,13 +18,13 @@ from center.servers import url_reachable
 from center.settings import Settings
 from center.store import Store
 from web.base import NotFoundHandler, Services
-from web.handlers import auth, health, layers, live, pages, vehicles
+from web.handlers import auth, health, ingest_stats, layers, live, pages, sensors, vehicles
 from web.live import LiveFeed
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
-HANDLER_MODULES = (auth, health, pages, vehicles, layers, live)
+HANDLER_MODULES = (auth, health, pages, vehicles, layers, live, sensors, ingest_stats)
 SERVICES_WATCHED = ("web", "ingest", "simulate")
 
 

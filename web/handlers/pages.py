@@ -23,4 +23,11 @@ class Console(BaseHandler):
         self.render("console.html", account=self.account, zone=self.config.TIME_ZONE)
 
 
-routes = [(r"/", Home), (r"/console", Console)]
+class Favicon(BaseHandler):
+    """GET /favicon.ico: browsers ask for it on every page; answer with the vendored icon."""
+
+    def get(self) -> None:
+        self.redirect(self.static_url("favicon.svg"), permanent=True)
+
+
+routes = [(r"/", Home), (r"/console", Console), (r"/favicon.ico", Favicon)]

@@ -52,6 +52,8 @@
             });
             group.addLayer(layer);
             if (kind === "districts") { map.fitBounds(layer.getBounds()); }
+            var el = document.getElementById("map");
+            el.dataset.layers = ((el.dataset.layers ? el.dataset.layers + "," : "") + kind);
           }).catch(function (e) { group._loaded = false; console.warn(e.message); });
         };
         if (DEFAULT_ON[kind]) { load(); }

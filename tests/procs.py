@@ -1,0 +1,96 @@
+"""Start the system as a user would: `python -m center demo` as a real process tree."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from center.servers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "demo-test-pass"
+
+
+@dataclass
+class Demo:
+    """A running demo: its process, address, log and data directory."""
+
+    process: subprocess.Popen
+    base: str
+    data_dir: Path
+    log_path: Path
+
+    def log(self) -> str:
+        """Everything the demo printed so far."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def tree(self) -> list[psutil.Process]:
+        """The demo process and all its descendants."""
+        parent = psutil.Process(self.process.pid)
+        return [parent] + parent.children(recursive=True)
+
+    def login(self, name: str = "dispatcher") -> str:
+        """A bearer token for a demo account."""
+        request = urllib.request.Request(self.base + "/api/login", method="POST",
+                                         data=json.dumps({"username": name, "password": PASSWORD}).encode())
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())["token"]
+
+    def get(self, path: str, token: str | None = None) -> dict:
+        """GET a JSON API path."""
+        request = urllib.request.Request(self.base + path)
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def stop(self, timeout: float = 10.0) -> float:
+        """SIGTERM and wait; returns the seconds it took (kills and fails if over the timeout)."""
+        started = time.monotonic()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                for proc in self.tree():
+                    proc.kill()
+                raise AssertionError(f"demo did not stop within {timeout} s")
+        return time.monotonic() - started
+
+
+def start_demo(data_dir: Path, log_path: Path, *, vehicles: int = 5, ready_timeout: float = 120.0,
+               **env: str) -> Demo:
+    """Start the demo and wait until /healthz reports every service ok."""
+    port = free_port()
+    environ = dict(os.environ)
+    for key in ("REDIS_URL", "MQTT_URL", "CITY_PROFILE"):
+        environ.pop(key, None)
+    environ.update({"DATA_DIR": str(data_dir), "HTTP_PORT": str(port), "ADMIN_PASSWORD": PASSWORD,
+                    "DEMO_PASSWORD": PASSWORD, "SIM_VEHICLES": str(vehicles), "WS_BATCH_MS": "200",
+                    "CONFIG_FILE": str(data_dir / "absent.toml"), "PYTHONUNBUFFERED": "1", **env})
+    with open(log_path, "ab") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen([sys.executable, "-m", "center", "demo"], cwd=ROOT, env=environ,
+                                   stdout=log, stderr=subprocess.STDOUT)
+    demo = Demo(process, f"http://127.0.0.1:{port}", data_dir, log_path)
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"demo exited with {process.returncode}:\n{demo.log()[-3000:]}")
+        try:
+            health = demo.get("/healthz")
+            if health["status"] == "ok":
+                return demo
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        time.sleep(0.5)
+    demo.stop()
+    raise AssertionError(f"demo not healthy within {ready_timeout} s:\n{demo.log()[-3000:]}")

@@ -1,0 +1,107 @@
+"""Tier 3: the demo as real processes — start, see a vehicle move over the WebSocket, stop cleanly."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import orjson
+import psutil
+import pytest
+import tornado.httpclient
+import tornado.websocket
+
+from center.servers import port_open
+from tests.procs import PASSWORD, start_demo
+
+pytestmark = pytest.mark.process
+
+
+async def _vehicle_moves(base: str, token: str, timeout: float = 30.0) -> tuple[dict, dict]:
+    url = base.replace("http://", "ws://") + "/ws/live"
+    ws = await tornado.websocket.websocket_connect(
+        tornado.httpclient.HTTPRequest(url, headers={"Authorization": f"Bearer {token}"}))
+    try:
+        first: dict[str, tuple[float, float]] = {}
+        snapshot = orjson.loads(await ws.read_message())
+        assert snapshot["type"] == "snapshot"
+        for v in snapshot["vehicles"]:
+            if v["fix"]:
+                first[v["id"]] = (v["fix"]["lat"], v["fix"]["lon"])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            frame = orjson.loads(await asyncio.wait_for(ws.read_message(), timeout))
+            for v in frame.get("vehicles", []):
+                if "lat" not in v:
+                    continue
+                before = first.setdefault(v["id"], (v["lat"], v["lon"]))
+                if (v["lat"], v["lon"]) != before:
+                    return {"id": v["id"], "lat": before[0], "lon": before[1]}, v
+        raise AssertionError("no vehicle moved within the timeout")
+    finally:
+        ws.close()
+
+
+def _listening_ports(procs: list[psutil.Process]) -> set[int]:
+    ports = set()
+    for proc in procs:
+        try:
+            for conn in proc.net_connections(kind="tcp"):
+                if conn.status == psutil.CONN_LISTEN:
+                    ports.add(conn.laddr.port)
+        except psutil.NoSuchProcess:
+            pass
+    return ports
+
+
+def test_demo_runs_moves_vehicles_and_stops_cleanly(tmp_path):
+    demo = start_demo(tmp_path / "var", tmp_path / "demo.log")
+    try:
+        assert "console: " + demo.base + "/" in demo.log()
+        token = demo.login("dispatcher")
+        before, after = asyncio.run(_vehicle_moves(demo.base, token))
+        assert before["id"] == after["id"] and (before["lat"], before["lon"]) != (after["lat"], after["lon"])
+        procs = demo.tree()
+        names = " ".join(" ".join(p.cmdline()) for p in procs)
+        for service in ("center web", "center ingest", "center simulate", "redis-server"):
+            assert service in names, f"{service} not running: {names}"
+        ports = _listening_ports(procs)
+        assert len(ports) >= 3  # web, redis, broker
+        vehicle = demo.get(f"/api/vehicles/{after['id']}", token)
+    finally:
+        took = demo.stop()
+    assert took <= 10.0
+    assert demo.process.returncode == 0
+    time.sleep(0.5)
+    alive = [p.pid for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], f"left running: {alive}"
+    assert not any(port_open("127.0.0.1", port) for port in ports)
+    assert not (demo.data_dir / "run" / "demo.pid").exists()
+    assert not (demo.data_dir / "run" / "servers.json").exists()
+
+    # a second demo on the same DATA_DIR resumes with the data of the first
+    again = start_demo(demo.data_dir, tmp_path / "demo2.log")
+    try:
+        token = again.login("dispatcher")  # the accounts survived
+        resumed = again.get(f"/api/vehicles/{after['id']}", token)
+        assert resumed["counters"]["fix_ok"] >= vehicle["counters"]["fix_ok"]
+        since = vehicle["fix"]["t"] - 60
+        track = again.get(f"/api/vehicles/{after['id']}/track?since={since}&until={vehicle['fix']['t']}", token)
+        assert track["count"] > 0
+    finally:
+        again.stop()
+
+
+def test_a_second_demo_on_the_same_data_dir_is_refused(tmp_path):
+    demo = start_demo(tmp_path / "var", tmp_path / "demo.log", vehicles=1)
+    try:
+        import subprocess
+        import sys
+
+        from tests.procs import ROOT
+
+        second = subprocess.run([sys.executable, "-m", "center", "demo"], cwd=ROOT, capture_output=True, text=True,
+                                env={"DATA_DIR": str(demo.data_dir), "PATH": "/usr/bin:/bin",
+                                     "HTTP_PORT": "0", "CONFIG_FILE": "/nonexistent"}, timeout=60)
+        assert second.returncode == 1 and "already running" in second.stderr
+    finally:
+        demo.stop()
