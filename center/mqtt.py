@@ -105,6 +105,15 @@ class MqttClient:
             self._client.loop_stop()
             self._connected.clear()
 
+    def kill(self) -> None:
+        """Vanish without DISCONNECT, as a device losing power: the broker publishes the last will."""
+        self._stopping = True
+        self._client.loop_stop()
+        sock = self._client.socket()
+        if sock is not None:
+            sock.close()
+        self._connected.clear()
+
     def subscribe(self, topics: Sequence[str] | str, qos: int = 0) -> None:
         """Subscribe now if connected, and again after every reconnect."""
         for topic in [topics] if isinstance(topics, str) else topics:

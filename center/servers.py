@@ -121,14 +121,19 @@ def _wait_port(proc: subprocess.Popen, name: str, port: int, timeout: float) -> 
     raise ServerError(f"{name} did not listen on port {port} within {timeout:.0f} s")
 
 
-def start_redis(data_dir: Path, port: int | None = None, timeout: float = 15.0) -> EmbeddedProcess:
-    """Start a real redis-server on loopback with AOF on, data under data_dir/redis."""
+def start_redis(data_dir: Path, port: int | None = None, timeout: float = 15.0,
+                appendfsync: str = "always") -> EmbeddedProcess:
+    """Start a real redis-server on loopback with AOF on, data under data_dir/redis.
+
+    With ``appendfsync everysec`` Redis may postpone the AOF write while a background fsync is
+    slow and still reply, so a kill -9 could lose an acknowledged write; ``always`` (the default)
+    writes and fsyncs once per event-loop iteration before replying."""
     directory = data_dir / "redis"
     directory.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     args = [
         redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
-        "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
+        "--appendonly", "yes", "--appendfsync", appendfsync, "--save", "", "--daemonize", "no",
         "--logfile", str(directory / "redis.log"), "--protected-mode", "yes",
     ]
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -207,7 +212,7 @@ class Servers:
             raise ServerError("no Redis/MQTT configured and none running for this DATA_DIR")
         try:
             if not redis_url:
-                owned.append(start_redis(settings.data_dir))
+                owned.append(start_redis(settings.data_dir, appendfsync=settings.REDIS_APPENDFSYNC))
                 redis_url = owned[-1].url
             if not mqtt_url:
                 owned.append(start_broker(settings.data_dir))
