@@ -10,7 +10,8 @@ Records (JSON strings, so a page of the queue is one MGET):
 - ``tkt:{number}:events`` Redis Stream, the ticket's audit trail: one entry per transition with
   field ``e`` = ``command.tickets.event_to_dict`` JSON (who, role, when, from, to, note, data).
   Never trimmed, never expired.
-- ``inc:{incident_id}`` an incident (``command.grouping.Incident``) as JSON with ``rev``.
+- ``inc:{incident_id}`` an incident (``command.grouping.Incident``) as JSON with ``rev``;
+  ``inc:{incident_id}:rev`` its revision alone (the optimistic-concurrency guard).
 
 Indexes, all maintained by the same script call that writes the record and its events:
 
@@ -23,8 +24,8 @@ Indexes, all maintained by the same script call that writes the record and its e
   tickets in front of a supervisor (red or flagged), both score created.
 - ``tkt:callbacks`` zset of tickets resolved or awaiting callback, score resolved (epoch s).
 - ``tkt:police`` zset of open tickets flagged for 110 (``meta.police_kind``), score created.
-- ``tkt:q:{limit_s}`` zset per limit length, member ``{number}|{stage}``, score the stage's
-  deadline: within one limit length the deadline order is the order of "share of the limit left",
+- ``tkt:q:{limit_s}`` zset per limit length, member ``{number}|{stage}|{deadline}``, score the
+  stage's deadline (epoch s): within one limit length the deadline order is the order of "share of the limit left",
   so the dispatcher's queue merges the heads of a few zsets. ``tkt:q:limits`` set of the limit
   lengths in use; ``tkt:q:none`` zset of open tickets without a timed stage (score created);
   ``tkt:qrow`` hash number → ``[urgency_rank, created_epoch_s, queue]`` of open tickets.
@@ -40,7 +41,8 @@ Indexes, all maintained by the same script call that writes the record and its e
 Script contract (``SAVE_SCRIPT``, loaded once with SCRIPT LOAD and run by EVALSHA): KEYS are
 every key touched; ARGV[1] is JSON ``{"g": guards, "o": ops}`` where keys are 1-based KEYS
 indexes. Guards run first: ``["absent", k]`` (the key must not exist) and ``["jfield", k, name,
-value]`` (the JSON string at k has ``name`` == value, "" when the key is missing). The first
+value]`` (the JSON string at k has ``name`` == value, "" when the key is missing) and
+``["equals", k, value]`` (the string at k is value, "" when missing). The first
 failing guard returns ``[0, guard_index, actual]`` and nothing is written. Otherwise the ops run
 in order (``set``, ``xadd`` with an optional approximate MAXLEN, ``zadd``, ``zrem``, ``sadd``,
 ``srem``, ``geoadd``, ``hset``, ``hdel``, ``hincrby``, ``publish``) and the reply is
@@ -89,6 +91,9 @@ for i, g in ipairs(spec.g) do
       if v ~= nil then actual = tostring(v) end
     end
     if actual ~= g[4] then return {0, i, actual} end
+  elseif g[1] == 'equals' then
+    local actual = redis.call('GET', key) or ''
+    if actual ~= g[3] then return {0, i, actual} end
   else
     return redis.error_reply('unknown guard ' .. tostring(g[1]))
   end
@@ -135,6 +140,7 @@ class TicketRecord:
 
     ticket: Ticket
     meta: Mapping[str, Any] = field(default_factory=dict)
+    data: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)  # the stored dict, when read
 
     def to_json(self) -> bytes:
         """The stored JSON form."""
@@ -145,7 +151,7 @@ class TicketRecord:
         """Rebuild from the stored JSON."""
         data = orjson.loads(raw)
         meta = data.pop("meta", None) or {}
-        return cls(from_dict(data), meta)
+        return cls(from_dict(data), meta, data)
 
 
 @dataclass(frozen=True)
@@ -224,7 +230,7 @@ def _ticket_entries(record: TicketRecord | None) -> dict[tuple[str, str], tuple[
         out[("tkt:police", n)] = ("z", created)
     queue = list(meta.get("queue") or ())
     for stage, deadline, limit_s in queue:
-        out[(f"tkt:q:{int(limit_s)}", f"{n}|{stage}")] = ("z", float(deadline))
+        out[(f"tkt:q:{int(limit_s)}", f"{n}|{stage}|{float(deadline)!r}")] = ("z", float(deadline))
         out[("tkt:q:limits", str(int(limit_s)))] = ("s", None)
     if not queue:
         out[("tkt:q:none", n)] = ("z", created)
@@ -335,10 +341,8 @@ class TicketStore:
                 batch.guard("absent", f"tkt:alarm:{write.alarm_key}")
         for write in incidents:
             key = f"inc:{write.incident.incident_id}"
-            if write.previous is None:
-                batch.guard("absent", key)
-            else:
-                batch.guard("jfield", key, "rev", str(write.rev - 1))
+            # the revision sits in its own small key: a storm incident's JSON is large
+            batch.guard("equals", f"{key}:rev", "" if write.previous is None else str(write.rev - 1))
         for write in tickets:
             t = write.record.ticket
             batch.op("set", f"tkt:{t.number}", write.record.to_json().decode())
@@ -361,6 +365,7 @@ class TicketStore:
         for write in incidents:
             inc = write.incident
             batch.op("set", f"inc:{inc.incident_id}", orjson.dumps(incident_to_dict(inc, write.rev)).decode())
+            batch.op("set", f"inc:{inc.incident_id}:rev", str(write.rev))
             batch.diff(_incident_entries(write.previous), _incident_entries(inc))
         if summaries:
             batch.op("publish", LIVE_TICKETS, orjson.dumps(summaries).decode())
@@ -424,13 +429,13 @@ class TicketStore:
         limits = sorted(int(_text(x)) for x in await self.redis.smembers("tkt:q:limits"))
         pipe = self.redis.pipeline(transaction=False)
         for limit in limits:
-            pipe.zrange(f"tkt:q:{limit}", 0, count - 1, withscores=True)
+            pipe.zrange(f"tkt:q:{limit}", 0, count - 1)  # the deadline is in the member: no score parsing
         out: dict[int, list[tuple[str, str, float]]] = {}
         for limit, rows in zip(limits, await pipe.execute()):
             entries = []
-            for member, score in rows:
-                number, _, stage = _text(member).partition("|")
-                entries.append((number, stage, float(score)))
+            for member in rows:
+                number, stage, deadline = _text(member).split("|")
+                entries.append((number, stage, float(deadline)))
             out[limit] = entries
         return out
 
@@ -455,6 +460,10 @@ class TicketStore:
         else:
             rows = await self.redis.zrange(key, start, stop)
         return [_text(x) for x in rows]
+
+    async def open_count(self) -> int:
+        """Number of open tickets."""
+        return int(await self.redis.zcard("tkt:open"))
 
     async def crew_tickets(self, crew_id: str) -> list[str]:
         """Open tickets assigned to a crew."""

@@ -1,0 +1,190 @@
+"""Ticket API benchmarks on the demo city, through HTTP with audit and GIS resolution.
+
+- `tickets_create_per_s`: POST /api/tickets from a pool of keep-alive clients in this process,
+  against the web app (with the ticket manager) in a subprocess, on an embedded Redis with AOF.
+- `api_ticket_list_ms_p99`: the dispatcher's queue (GET /api/tickets?state=open&sort=time_left
+  &limit=50) with 10,000 open tickets, sequential requests, client-side latency.
+
+`python -m bench.tickets [--creates N] [--clients N]`.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import emit, percentile, progress
+
+PASSWORD = "bench-pass-1234"
+OPEN_TARGET = 10_000
+
+
+class KeepAliveClient:
+    """A minimal HTTP/1.1 keep-alive JSON client (light, so the bench measures the server)."""
+
+    def __init__(self, host: str, port: int, token: str | None = None) -> None:
+        self.host, self.port, self.token = host, port, token
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: object = None) -> tuple[int, bytes]:
+        """Send one request and read the response (Content-Length bodies only)."""
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        data = b"" if body is None else json.dumps(body).encode()
+        head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}", f"Content-Length: {len(data)}",
+                "Content-Type: application/json"]
+        if self.token:
+            head.append(f"Authorization: Bearer {self.token}")
+        self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
+        status_line = await self.reader.readline()
+        length = 0
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        payload = await self.reader.readexactly(length) if length else b""
+        return int(status_line.split()[1]), payload
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _call(rng: random.Random, bounds: tuple[float, float, float, float]) -> dict:
+    category = rng.choice(["power", "power", "water", "gas", "heating", "drainage"])
+    return {"channel": "phone", "category": category, "type": rng.choice(["repair", "repair", "complaint", "service"]),
+            "urgency": rng.choice(["emergency", "urgent", "normal", "normal"]),
+            "description": "用户来电反映故障", "caller_phone": f"13{rng.randint(0, 10**9 - 1):09d}",
+            "lon": rng.uniform(bounds[0], bounds[2]), "lat": rng.uniform(bounds[1], bounds[3])}
+
+
+async def _serve(port: int, redis_url: str, profile: str) -> None:
+    """The web app with the ticket manager over the city (runs in the server subprocess)."""
+    import tornado.httpserver
+
+    from center.settings import load
+    from center.store import Store
+    from gis.layers import load_profile
+    from services.tickets import build_manager
+    from web import app as webapp
+    from web.base import Services
+
+    settings = load({"CONFIG_FILE": "/nonexistent.toml", "ADMIN_PASSWORD": PASSWORD, "DEMO_PASSWORD": PASSWORD})
+    store = Store.from_url(redis_url)
+    await webapp.bootstrap_accounts(store, settings, demo=True)
+    city = await asyncio.to_thread(load_profile, profile)
+    services = Services(settings=settings, store=store, extra={"tickets": await build_manager(store.redis, city)})
+    server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="bench"))
+    server.listen(port, "127.0.0.1")
+    bounds = city.districts.total_bounds
+    print(json.dumps({"ready": True, "bounds": [float(b) for b in bounds]}), flush=True)
+    await asyncio.Event().wait()
+
+
+async def _login(port: int, name: str) -> str:
+    client = KeepAliveClient("127.0.0.1", port)
+    code, body = await client.request("POST", "/api/login", {"username": name, "password": PASSWORD})
+    client.close()
+    if code != 200:
+        raise RuntimeError(f"login {name}: {code} {body[:200]!r}")
+    return json.loads(body)["token"]
+
+
+async def _creates(port: int, token: str, bounds, count: int, clients: int, seed: int) -> tuple[float, int]:
+    rng = random.Random(seed)
+    calls = [_call(rng, bounds) for _ in range(count)]
+    queue = iter(calls)
+    failures = 0
+
+    async def worker() -> None:
+        nonlocal failures
+        client = KeepAliveClient("127.0.0.1", port, token)
+        for body in queue:
+            code, payload = await client.request("POST", "/api/tickets", body)
+            if code not in (200, 201):
+                failures += 1
+                if failures <= 3:
+                    progress(f"create failed: {code} {payload[:200]!r}")
+        client.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*[worker() for _ in range(clients)])
+    return count / (time.perf_counter() - started), failures
+
+
+async def _bench(args: argparse.Namespace) -> None:
+    from center.city import ensure_city
+    from center.servers import free_port, start_redis
+    from center.settings import load
+
+    profile = ensure_city(load(), progress=progress)
+    with tempfile.TemporaryDirectory(prefix="bench-tickets-") as tmp:
+        redis_proc = start_redis(Path(tmp))
+        port = free_port()
+        server = subprocess.Popen([sys.executable, "-m", "bench.tickets", "--serve", str(port), redis_proc.url,
+                                   str(profile)], stdout=subprocess.PIPE, text=True)
+        try:
+            info = json.loads(server.stdout.readline())
+            bounds = info["bounds"]
+            token = await _login(port, "agent")
+            await _creates(port, token, bounds, 200, args.clients, seed=1)  # warm up
+            progress(f"creating {args.creates} tickets through the API with {args.clients} clients")
+            rate, failures = await _creates(port, token, bounds, args.creates, args.clients, seed=2)
+            emit("tickets_create_per_s", round(rate, 1), "tickets/s")
+            if failures:
+                progress(f"{failures} creates failed")
+            dispatcher = KeepAliveClient("127.0.0.1", port, await _login(port, "dispatcher"))
+            seed = 3
+            while True:
+                code, body = await dispatcher.request("GET", "/api/tickets/counts")
+                open_now = json.loads(body)["open"]
+                if open_now >= OPEN_TARGET:
+                    break
+                progress(f"{open_now} open tickets; topping up to {OPEN_TARGET}")
+                await _creates(port, token, bounds, OPEN_TARGET - open_now, args.clients, seed=seed)
+                seed += 1
+            latencies = []
+            for _ in range(args.lists):
+                started = time.perf_counter()
+                code, body = await dispatcher.request("GET", "/api/tickets?state=open&sort=time_left&limit=50")
+                latencies.append((time.perf_counter() - started) * 1000)
+                if code != 200:
+                    raise RuntimeError(f"list: {code} {body[:200]!r}")
+            page = json.loads(body)
+            progress(f"queue: {len(page['tickets'])} of {page['total']} open tickets")
+            emit("api_ticket_list_ms_p99", round(percentile(latencies, 99), 2), "ms")
+            emit("api_ticket_list_ms_p50", round(percentile(latencies, 50), 2), "ms")
+            dispatcher.close()
+        finally:
+            server.terminate()
+            server.wait(10)
+            redis_proc.stop()
+
+
+def main() -> None:
+    """Run the benchmark (or, with --serve, be its server process)."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--serve", nargs=3, metavar=("PORT", "REDIS_URL", "PROFILE"))
+    parser.add_argument("--creates", type=int, default=3000)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--lists", type=int, default=300)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(_serve(int(args.serve[0]), args.serve[1], args.serve[2]))
+    else:
+        asyncio.run(_bench(args))
+
+
+if __name__ == "__main__":
+    main()

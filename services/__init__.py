@@ -1,0 +1,1 @@
+"""Application services: the layer between the HTTP handlers/workers and the pure domain."""

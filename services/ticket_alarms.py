@@ -1,0 +1,183 @@
+"""Sensor alarms → proactive repair tickets (主动抢修): where a sensor is, which alarms open a
+ticket, and the consumer of the alarm event stream.
+
+An alarm event (from the sensor ingest, stream ``alarms:events``) has the fields ``type``
+(raised | escalated | acknowledged | cleared) and ``alarm`` (JSON of ``ingest.alarms.Alarm``:
+alarm_id, sensor_id, kind high|low|no_data, severity, value, threshold, raised_at, ...). A
+critical raised or escalated alarm of these sensor kinds opens a ticket:
+
+=================  ===========  ===================  ========
+sensor kind        alarm kind   proactive kind       category
+=================  ===========  ===================  ========
+pressure           low          pressure_drop        water
+transformer_load   high         transformer_overload power
+transformer_load   low, or a    zero_load            power
+                   value ≤ 0
+=================  ===========  ===================  ========
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError, ResponseError, TimeoutError as RedisTimeoutError
+
+from center.store_tickets import ALARM_EVENTS
+from command.errors import CommandError
+from command.tickets import Category
+
+if TYPE_CHECKING:
+    from services.tickets import TicketManager
+
+log = logging.getLogger(__name__)
+
+CONSUMER_GROUP = "tickets"
+PROACTIVE_TITLES = {"pressure_drop": "管网压力骤降", "transformer_overload": "配变过载", "zero_load": "配变零负荷（疑似停电）"}
+_SENSOR_CATEGORY = {"pressure": Category.WATER, "flow": Category.WATER, "transformer_load": Category.POWER}
+
+
+class AlarmEventError(ValueError):
+    """An alarm event that cannot be read (missing or malformed fields)."""
+
+
+@dataclass(frozen=True)
+class SensorSite:
+    """Where a sensor is and what it watches: its asset, category and supply area (台区 or DMA)."""
+
+    sensor_id: str
+    name: str
+    kind: str
+    asset_id: str | None
+    lon: float
+    lat: float
+    category: Category | None
+    supply_area: str | None
+
+
+def sensor_sites(city: Any, lookup: Any) -> dict[str, SensorSite]:
+    """The sensor registry of a loaded City, located: a transformer's 台区 by its asset, else the
+    area (台区 for power, DMA for water) covering the sensor's point."""
+    sensors = city.sensors
+    area_of_asset = dict(zip(city.supply_areas["asset_id"], city.supply_areas["area_id"]))
+    out: dict[str, SensorSite] = {}
+    for row, geom in zip(sensors.to_dict("records"), sensors.geometry):
+        if geom is None or geom.is_empty:
+            continue
+        point = geom.representative_point()
+        category = _SENSOR_CATEGORY.get(str(row.get("kind")))
+        asset = None if row.get("asset_id") is None else str(row["asset_id"])
+        area = None
+        if category is Category.POWER:
+            area = area_of_asset.get(asset)
+            if area is None and lookup is not None:
+                area = lookup.locate(point.x, point.y).supply_area_id
+        elif category is Category.WATER and lookup is not None:
+            area = lookup.locate(point.x, point.y).dma_id
+        out[str(row["sensor_id"])] = SensorSite(str(row["sensor_id"]), str(row.get("name") or ""),
+                                                str(row.get("kind")), asset, float(point.x),
+                                                float(point.y), category, area)
+    return out
+
+
+def proactive_kind(site: SensorSite, alarm: Mapping[str, Any]) -> str | None:
+    """The proactive repair kind of a critical alarm on this sensor, or None (no ticket)."""
+    if alarm.get("severity") != "critical":
+        return None
+    kind, value = alarm.get("kind"), alarm.get("value")
+    if site.kind == "pressure" and kind == "low":
+        return "pressure_drop"
+    if site.kind == "transformer_load":
+        if kind == "low" or (kind == "high" and isinstance(value, (int, float)) and value <= 0):
+            return "zero_load"
+        if kind == "high":
+            return "transformer_overload"
+    return None
+
+
+def parse_alarm_event(fields: Mapping[Any, Any]) -> tuple[str, dict[str, Any]]:
+    """(type, alarm dict) of a stream entry; AlarmEventError when it is malformed."""
+    text = {(k.decode() if isinstance(k, bytes) else str(k)): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in fields.items()}
+    kind = text.get("type")
+    if kind not in ("raised", "escalated", "acknowledged", "cleared"):
+        raise AlarmEventError(f"unknown alarm event type {kind!r}")
+    try:
+        alarm = orjson.loads(text.get("alarm") or "")
+    except orjson.JSONDecodeError as exc:
+        raise AlarmEventError(f"alarm is not JSON: {exc}") from None
+    if not isinstance(alarm, dict) or not alarm.get("alarm_id") or not alarm.get("sensor_id"):
+        raise AlarmEventError("alarm needs alarm_id and sensor_id")
+    return kind, alarm
+
+
+def alarm_time(alarm: Mapping[str, Any], name: str = "raised_at") -> datetime:
+    """An aware UTC time field of an alarm (ISO-8601 with offset or Z, or epoch seconds)."""
+    raw = alarm.get(name)
+    try:
+        if isinstance(raw, (int, float)):
+            return datetime.fromtimestamp(float(raw), timezone.utc)
+        parsed = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    except (TypeError, ValueError):
+        raise AlarmEventError(f"alarm {name} is not a time: {raw!r}") from None
+    if parsed.tzinfo is None:
+        raise AlarmEventError(f"alarm {name} has no UTC offset: {raw!r}")
+    return parsed.astimezone(timezone.utc)
+
+
+def alarm_key(alarm: Mapping[str, Any]) -> str:
+    """Idempotency key of one alarm episode: alarm ids are reused after a clear, raised_at is not."""
+    return f"{alarm['alarm_id']}@{int(alarm_time(alarm).timestamp())}"
+
+
+async def consume_alarms(manager: "TicketManager", store_redis: aioredis.Redis, stop: asyncio.Event, *,
+                         consumer: str | None = None, block_ms: int = 1000, batch: int = 100) -> None:
+    """Feed alarm events to `manager.on_alarm_event` through the consumer group ``tickets``.
+
+    Entries left pending by a crashed consumer are handled first; each entry is acknowledged
+    (XACK) once handled. A malformed event is logged and acknowledged; a Redis failure is
+    retried after a pause without acknowledging.
+    """
+    consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+    try:
+        await store_redis.xgroup_create(ALARM_EVENTS, CONSUMER_GROUP, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+    backlog = True
+    while not stop.is_set():
+        try:
+            reply = await store_redis.xreadgroup(CONSUMER_GROUP, consumer, {ALARM_EVENTS: "0" if backlog else ">"},
+                                                 count=batch, block=None if backlog else block_ms)
+        except (OSError, RedisConnectionError, RedisTimeoutError) as exc:
+            log.warning("alarm consumer: redis unavailable (%s); retrying", exc)
+            await _pause(stop, 1.0)
+            continue
+        entries = reply[0][1] if reply else []
+        if backlog and not entries:
+            backlog = False
+            continue
+        for entry_id, fields in entries:
+            try:
+                await manager.on_alarm_event(dict(fields))
+            except (AlarmEventError, CommandError) as exc:
+                log.warning("alarm event %s skipped: %s", entry_id, exc)
+            except (OSError, RedisConnectionError, RedisTimeoutError) as exc:
+                log.warning("alarm event %s not handled yet (%s)", entry_id, exc)
+                await _pause(stop, 1.0)
+                break
+            await store_redis.xack(ALARM_EVENTS, CONSUMER_GROUP, entry_id)
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except asyncio.TimeoutError:
+        pass

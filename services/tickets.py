@@ -1,0 +1,536 @@
+"""TicketManager: the application service behind the ticket API and workers.
+
+It reads the clock, resolves places through the GIS lookup, calls the pure domain
+(`command.tickets`, `command.repeats`, `command.grouping`, `command.limits`, `command.police`)
+and writes each change atomically through `center.store_tickets.TicketStore`. It holds no
+business rule of its own beyond choosing which domain function to call.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from center.store_tickets import GuardFailed, IncidentWrite, TicketRecord, TicketStore, TicketWrite
+from command import grouping, repeats
+from command.errors import Conflict, TicketNotFound, ValidationError
+from command.limits import DEFAULT_POLICY, LimitPolicy, escalation, with_deadlines
+from command.police import needs_police
+from command.tickets import (
+    DIRECT_CLOSE_TYPES, NUMBER_RE, OPEN_STATES, SYSTEM_ACTOR, Actor, AuditEvent,
+    Category, Channel, Role, Satisfaction, State, Ticket, TicketType, Urgency, apply, center_day,
+    new_ticket, normalize_phone, ticket_number,
+)
+from gis.crs import distance_m
+from services.ticket_alarms import (  # noqa: F401  (consume_alarms is re-exported for the worker)
+    PROACTIVE_TITLES, AlarmEventError, SensorSite, alarm_key, alarm_time, consume_alarms,
+    parse_alarm_event, proactive_kind, sensor_sites,
+)
+from services.ticket_views import left_share
+
+_LOOKUP_CATEGORIES = ("water", "power", "gas", "heating", "drainage")
+_RESERVED_ARGS = frozenset({"ticket", "action", "actor", "now", "expected_version"})
+_RETRIES = 5
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class ProactiveRef:
+    """What a proactive ticket takes from its alarm: the episode key, the asset and its supply area."""
+
+    alarm_key: str
+    asset_id: str | None
+    supply_area: str | None
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    """What POST /api/tickets did: a new ticket, or a repeat call linked to an open one."""
+
+    record: TicketRecord
+    linked: bool
+    incident_id: str | None = None
+
+
+class TicketManager:
+    """Create, act on, read and list tickets; incidents, callbacks and proactive tickets."""
+
+    def __init__(self, store: TicketStore, lookup: Any = None, *,
+                 sensors: Mapping[str, SensorSite] | None = None, policy: LimitPolicy = DEFAULT_POLICY,
+                 clock: Callable[[], datetime] = utc_now, repeat_radius_m: float = repeats.DEFAULT_RADIUS_M,
+                 repeat_window: timedelta = repeats.DEFAULT_WINDOW,
+                 group_window: timedelta = grouping.DEFAULT_WINDOW, alarm_urgency: Urgency = Urgency.URGENT,
+                 alarm_max_age: timedelta = timedelta(hours=6)) -> None:
+        self.store = store
+        self.lookup = lookup
+        self.sensors = dict(sensors or {})
+        self.policy = policy
+        self.clock = clock
+        self.repeat_radius_m = repeat_radius_m
+        self.repeat_window = repeat_window
+        self.group_window = group_window
+        self.alarm_urgency = alarm_urgency
+        self.alarm_max_age = alarm_max_age
+        self._area_locks: dict[str, asyncio.Lock] = {}
+
+    @classmethod
+    def for_city(cls, store: TicketStore, city: Any, **kwargs: Any) -> "TicketManager":
+        """A manager over a loaded `gis.layers.City`: its spatial lookup and sensor registry."""
+        from gis.lookup import SpatialLookup
+
+        lookup = SpatialLookup(city)
+        return cls(store, lookup, sensors=sensor_sites(city, lookup), **kwargs)
+
+    # ------------------------------------------------------------------------------ helpers
+    def _record(self, ticket: Ticket, meta: Mapping[str, Any]) -> TicketRecord:
+        """The ticket with its deadlines stamped and its open timed stages in meta.queue."""
+        ticket = with_deadlines(ticket, policy=self.policy)
+        queue = [[s.stage.value, s.deadline.timestamp(), s.limit.total_seconds()]
+                 for s in escalation(ticket, ticket.updated_at, policy=self.policy) if not s.done]
+        return TicketRecord(ticket, {**meta, "queue": queue})
+
+    def _resolve(self, fields: dict[str, Any], ticket: Ticket) -> dict[str, Any]:
+        """District, grid, area class, responsible unit and supply area from the GIS lookup."""
+        if self.lookup is None or ticket.lon is None or ticket.lat is None:
+            return {}
+        category = ticket.category.value if ticket.category.value in _LOOKUP_CATEGORIES else None
+        where = self.lookup.locate(ticket.lon, ticket.lat, category)
+        supply = where.supply_area_id if ticket.category is Category.POWER else \
+            where.dma_id if ticket.category is Category.WATER else None
+        found = {"district": where.district_id, "grid": where.grid_id, "supply_area": supply,
+                 "area_class": where.area_class}
+        if where.unit_id is not None or "unit_id" not in fields:
+            found["unit_id"] = where.unit_id
+        found = {k: v for k, v in found.items() if v is not None}
+        found["_asset"] = where.transformer_id if ticket.category is Category.POWER else None
+        return found
+
+    @staticmethod
+    def _check_visible(record: TicketRecord, actor: Actor) -> None:
+        """A crew member only sees their crew's tickets (others look absent)."""
+        if actor.role is Role.CREW and (actor.crew_id is None or record.ticket.crew_id != actor.crew_id):
+            raise TicketNotFound(record.ticket.number)
+
+    async def _repeat_of(self, ticket: Ticket, now: datetime) -> Ticket | None:
+        near, by_phone = await self.store.near_and_by_phone(ticket.lon, ticket.lat, self.repeat_radius_m,
+                                                            ticket.caller_phone or None)
+        numbers = list(dict.fromkeys([n for n, _ in near] + by_phone))
+        candidates = [r.ticket for r in await self.store.get_many(numbers) if r is not None and r.ticket.state in OPEN_STATES]
+        if not candidates:
+            return None
+        call = {"phone": ticket.caller_phone, "lon": ticket.lon, "lat": ticket.lat,
+                "category": ticket.category.value, "at": now}
+        return repeats.find_repeat(call, candidates, radius_m=self.repeat_radius_m, window=self.repeat_window,
+                                   distance_fn=distance_m)
+
+    async def _link_repeat(self, number: str, call: Ticket, actor: Actor) -> TicketRecord:
+        by = actor if actor.role in (Role.AGENT, Role.SYSTEM) else SYSTEM_ACTOR
+        note = call.description if by is actor else f"{call.description}（受理人 {actor.user_id}）"
+        for attempt in range(_RETRIES):
+            previous = await self.store.get(number)
+            ticket, event = repeats.link_repeat(previous.ticket, now=self.clock(), actor=by,
+                                                phone=call.caller_phone or None, note=note[:2000])
+            record = self._record(ticket, previous.meta)
+            try:
+                await self.store.save([TicketWrite(record, [event], previous)])
+                return record
+            except Conflict:
+                if attempt == _RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _group(self, ticket: Ticket, asset: str | None,
+                     ) -> tuple[Ticket, list[AuditEvent], list[IncidentWrite], grouping.Incident | None]:
+        """Join the call to its supply area's incident, or open one (not yet written)."""
+        if not grouping.groupable(ticket):
+            return ticket, [], [], None
+        known = await self.store.area_incidents(ticket.supply_area or "")
+        revs = {i.incident_id: rev for i, rev in known}
+        found = grouping.find_incident(ticket, [i for i, _ in known], window=self.group_window)
+        if found is None:
+            day = center_day(ticket.created_at)
+            incident_id = f"INC{day:%Y%m%d}-{await self.store.next_incident_seq(day):04d}"
+            incident = grouping.open_incident(incident_id, ticket, suspected_asset=asset)
+            write = IncidentWrite(incident, 1, None)
+        else:
+            incident = grouping.add_call(found, ticket, window=self.group_window)
+            write = IncidentWrite(incident, revs[found.incident_id] + 1, found)
+        linked, event = grouping.link(ticket, incident, actor=SYSTEM_ACTOR, now=ticket.updated_at)
+        return linked, [event], [write], incident
+
+    # ------------------------------------------------------------------------------ create
+    async def create(self, fields: Mapping[str, Any], actor: Actor, *, link: bool = True,
+                     answer: str | None = None, tags: Sequence[str] = (),
+                     alarm: ProactiveRef | None = None) -> CreateResult:
+        """Create a ticket from a call (validated by `command.tickets.new_ticket`), resolving its
+        place through GIS. A repeat of an open ticket is linked to it instead, unless `link` is
+        False. `answer` closes a consultation at once (直接办结). `alarm` makes it the proactive
+        ticket of an alarm episode: at most one per alarm key (GuardFailed otherwise)."""
+        now = self.clock()
+        fields = dict(fields)
+        if not isinstance(link, bool):
+            raise ValidationError("link", "must be true or false")
+        if not isinstance(tags, (list, tuple)) or len(tags) > 10 or not all(isinstance(t, str) for t in tags):
+            raise ValidationError("tags", "must be a list of at most 10 strings")
+        draft, _ = new_ticket({**fields, "number": ticket_number(center_day(now), 1)}, now=now, actor=actor)
+        if answer is not None:
+            apply(draft, "close_direct", actor=actor, now=now, answer=answer)  # validate before numbering
+        place = self._resolve(fields, draft)
+        asset = place.pop("_asset", None)
+        if alarm is not None:
+            asset = alarm.asset_id or asset
+            if alarm.supply_area:
+                place["supply_area"] = alarm.supply_area
+        if link and answer is None and draft.type not in DIRECT_CLOSE_TYPES and draft.channel is not Channel.SENSOR:
+            match = await self._repeat_of(draft, now)
+            if match is not None:
+                return CreateResult(await self._link_repeat(match.number, draft, actor), True, match.incident_id)
+        day = center_day(now)
+        number = ticket_number(day, await self.store.next_number_seq(day))
+        ticket, created = new_ticket({**fields, **place, "number": number}, now=now, actor=actor)
+        kind = needs_police(ticket.category.value, ticket.type.value, ticket.description, tags)
+        if kind:
+            created = dataclasses.replace(created, data={**created.data, "police_kind": kind})
+        meta = {"police_kind": kind, "tags": list(tags), "asset_id": asset,
+                "alarm_key": alarm.alarm_key if alarm else None}
+        async with self._area_lock(ticket.supply_area if grouping.groupable(ticket) else None):
+            return await self._save_new(ticket, created, meta, asset, answer, actor, now, alarm)
+
+    def _area_lock(self, supply_area: str | None) -> Any:
+        """Calls of one supply area are grouped one at a time in this process (the incident's
+        revision guard still protects against other processes)."""
+        if supply_area is None:
+            return contextlib.nullcontext()
+        return self._area_locks.setdefault(supply_area, asyncio.Lock())
+
+    async def _save_new(self, ticket: Ticket, created: AuditEvent, meta: dict[str, Any], asset: str | None,
+                        answer: str | None, actor: Actor, now: datetime,
+                        alarm: ProactiveRef | None) -> CreateResult:
+        for attempt in range(_RETRIES):
+            grouped, events, incident_writes, incident = await self._group(ticket, asset)
+            events = [created, *events]
+            if answer is not None:
+                grouped, closed = apply(grouped, "close_direct", actor=actor, now=now, answer=answer)
+                events.append(closed)
+            record = self._record(grouped, meta)
+            try:
+                await self.store.save([TicketWrite(record, events, None, alarm.alarm_key if alarm else None)],
+                                      incident_writes)
+                return CreateResult(record, False, None if incident is None else incident.incident_id)
+            except GuardFailed as exc:
+                if exc.key.startswith("tkt:alarm:") or attempt == _RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------------------------ actions
+    async def act(self, number: str, action: str, args: Mapping[str, Any], actor: Actor, *,
+                  expected_version: int | None) -> TicketRecord:
+        """Perform a lifecycle action (`command.tickets.apply`) and store it atomically; a stale
+        `expected_version`, or a concurrent change, raises Conflict."""
+        bad = sorted(set(args) & _RESERVED_ARGS)
+        if bad:
+            raise ValidationError(bad[0], "reserved name")
+        previous = await self.store.get(number)
+        self._check_visible(previous, actor)
+        if action == "merge" and isinstance(args.get("into"), str) and NUMBER_RE.match(args["into"]):
+            await self.store.get(args["into"])  # TicketNotFound for an unknown target
+        ticket, event = apply(previous.ticket, action, actor=actor, now=self.clock(),
+                              expected_version=expected_version, **dict(args))
+        record = self._record(ticket, previous.meta)
+        await self.store.save([TicketWrite(record, [event], previous)])
+        return record
+
+    async def callback(self, number: str, satisfaction: str, actor: Actor, *, words: str = "",
+                       expected_version: int | None) -> TicketRecord:
+        """Record the callback (回访) of a resolved ticket: satisfied or basically satisfied closes
+        it, dissatisfied reopens it to the same unit, unreachable leaves it in the callback queue."""
+        try:
+            answer = Satisfaction(satisfaction)
+        except ValueError:
+            raise ValidationError("satisfaction", f"{satisfaction!r} is not one of: "
+                                  + ", ".join(s.value for s in Satisfaction)) from None
+        previous = await self.store.get(number)
+        self._check_visible(previous, actor)
+        now = self.clock()
+        ticket = previous.ticket
+        if expected_version is not None and expected_version != ticket.version:
+            raise Conflict(number, expected_version, ticket.version)
+        events = []
+        if ticket.state is State.RESOLVED:
+            ticket, event = apply(ticket, "queue_callback", actor=actor, now=now)
+            events.append(event)
+        if answer is Satisfaction.DISSATISFIED:
+            ticket, event = apply(ticket, "reopen", actor=actor, now=now, reason="回访不满意",
+                                  satisfaction=answer.value, words=words, note=words)
+        elif answer is Satisfaction.UNREACHABLE:
+            ticket, event = apply(ticket, "note", actor=actor, now=now, note="回访未接通",
+                                  data={"callback": answer.value})
+        else:
+            ticket, event = apply(ticket, "close", actor=actor, now=now, satisfaction=answer.value,
+                                  words=words, note=words)
+        events.append(event)
+        record = self._record(ticket, previous.meta)
+        await self.store.save([TicketWrite(record, events, previous)])
+        return record
+
+    async def resolve_incident(self, incident_id: str, resolution: str, actor: Actor) -> grouping.Incident:
+        """Resolve every open call of an incident together (one atomic write)."""
+        for attempt in range(_RETRIES):
+            found = await self.store.incident(incident_id)
+            if found is None:
+                raise IncidentNotFound(incident_id)
+            incident, rev = found
+            records = [r for r in await self.store.get_many(incident.ticket_numbers) if r is not None]
+            resolved, changes = grouping.resolve_all(incident, [r.ticket for r in records], actor=actor,
+                                                     now=self.clock(), resolution=resolution)
+            by_number = {r.ticket.number: r for r in records}
+            latest: dict[str, tuple[Ticket, list[AuditEvent]]] = {}
+            for ticket, event in changes:  # link_incident then resolve: keep the last ticket, all events
+                latest[ticket.number] = (ticket, [*latest.get(ticket.number, (ticket, []))[1], event])
+            writes = [TicketWrite(self._record(t, by_number[n].meta), events, by_number[n])
+                      for n, (t, events) in latest.items()]
+            try:
+                await self.store.save(writes, [IncidentWrite(resolved, rev + 1, incident)])
+                return resolved
+            except (Conflict, GuardFailed):
+                if attempt == _RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------------------------ reads
+    async def get(self, number: str, actor: Actor) -> TicketRecord:
+        """One ticket the actor may see."""
+        if not NUMBER_RE.match(number):
+            raise TicketNotFound(number)
+        record = await self.store.get(number)
+        self._check_visible(record, actor)
+        return record
+
+    async def timeline(self, number: str, actor: Actor) -> list[tuple[str, dict[str, Any]]]:
+        """The ticket's audit events in order, (stream id, event dict)."""
+        await self.get(number, actor)
+        return await self.store.events(number)
+
+    async def duplicates(self, *, lon: float | None, lat: float | None, category: str | None,
+                         phone: str | None, radius_m: float | None = None) -> dict[str, Any]:
+        """Before saving a call: the open ticket it would be linked to (repeat rule), and open
+        tickets nearby or from the same caller, nearest first."""
+        now = self.clock()
+        radius = self.repeat_radius_m if radius_m is None else radius_m
+        if (lon is None) != (lat is None):
+            raise ValidationError("lon" if lon is None else "lat", "lon and lat must be given together")
+        if phone:
+            phone = normalize_phone(phone)
+        near, by_phone = await self.store.near_and_by_phone(lon, lat, radius, phone or None)
+        distances = dict(near)
+        numbers = list(dict.fromkeys([n for n, _ in near] + by_phone))
+        records = [r for r in await self.store.get_many(numbers) if r is not None and r.ticket.state in OPEN_STATES]
+        match = None
+        if records:
+            match = repeats.find_repeat({"phone": phone, "lon": lon, "lat": lat, "category": category, "at": now},
+                                        [r.ticket for r in records], radius_m=self.repeat_radius_m,
+                                        window=self.repeat_window, distance_fn=distance_m)
+        rows = []
+        for record in records:
+            t = record.ticket
+            d = distances.get(t.number)
+            if d is None and lon is not None and t.lon is not None:
+                d = distance_m(lon, lat, t.lon, t.lat)
+            rows.append((record, None if d is None else round(float(d), 1),
+                         bool(phone) and phone == t.caller_phone, category == t.category.value))
+        rows.sort(key=lambda r: (not r[2], math.inf if r[1] is None else r[1], r[0].ticket.number))
+        return {"repeat_of": None if match is None else match.number, "radius_m": radius, "candidates": rows}
+
+    async def list(self, actor: Actor, *, state: str | None = None, color: str | None = None,
+                   phone: str | None = None, sort: str = "time_left", limit: int = 50,
+                   offset: int = 0) -> tuple[list[TicketRecord], int]:
+        """A page of tickets the actor may see, and the number matching.
+
+        The queue (open tickets, sort=time_left) is ordered like `command.limits.queue_key`:
+        least share of the limit left first, then urgency, age and number. Other sorts: newest first.
+        """
+        if sort not in ("time_left", "created"):
+            raise ValidationError("sort", "must be time_left or created")
+        if not 1 <= limit <= 500 or offset < 0:
+            raise ValidationError("limit", "limit must be 1..500 and offset ≥ 0")
+        if state is not None and state != "open" and state not in {s.value for s in State}:
+            raise ValidationError("state", f"unknown state {state!r}")
+        if color is not None and color not in ("red", "orange", "blue"):
+            raise ValidationError("color", "must be red, orange or blue")
+        now_s = self.clock().timestamp()
+        if actor.role is Role.CREW:
+            numbers = await self.store.crew_tickets(actor.crew_id or "")
+            return await self._ranked(numbers, now_s, offset, limit, state)
+        if phone:
+            numbers = await self.store.index(f"phone:{normalize_phone(phone)}")
+            return await self._page_newest(numbers, offset, limit, state)
+        if color is not None:
+            numbers = await self.store.index(f"color:{color}")
+        elif state in (None, "open") and sort == "time_left":
+            return await self._queue(now_s, offset, limit)
+        else:
+            numbers = await self.store.index("open" if state in (None, "open") else f"state:{state}")
+        if sort == "time_left" and (state in (None, "open") or State(state) in OPEN_STATES):
+            return await self._ranked(numbers, now_s, offset, limit, None)
+        return await self._page_newest(numbers, offset, limit, None)
+
+    async def _page_newest(self, numbers: list[str], offset: int, limit: int,
+                           state: str | None) -> tuple[list[TicketRecord], int]:
+        records = [r for r in await self.store.get_many(numbers) if r is not None]
+        if state is not None:
+            records = [r for r in records if (r.ticket.state in OPEN_STATES if state == "open" else r.ticket.state.value == state)]
+        return records[offset:offset + limit], len(records)
+
+    async def _ranked(self, numbers: list[str], now_s: float, offset: int, limit: int,
+                      state: str | None) -> tuple[list[TicketRecord], int]:
+        rows = await self.store.queue_rows(numbers)
+        order = sorted(rows, key=lambda n: (left_share(rows[n][2], now_s)[0], rows[n][0], rows[n][1], n))
+        if state is not None:
+            records = [r for r in await self.store.get_many(order) if r is not None]
+            records = [r for r in records if state == "open" or r.ticket.state.value == state]
+            return records[offset:offset + limit], len(records)
+        page = order[offset:offset + limit]
+        return [r for r in await self.store.get_many(page) if r is not None], len(order)
+
+    async def _queue(self, now_s: float, offset: int, limit: int) -> tuple[list[TicketRecord], int]:
+        """The open queue from the heads of the per-limit deadline zsets (see store_tickets)."""
+        need = offset + limit
+        # A ticket has at most 3 open timed stages (pool: dispatch, arrive, resolve; dispatched:
+        # accept, arrive, resolve), so the first 3 × need entries of each zset hold the page.
+        heads = await self.store.queue_heads(3 * need)
+        best: dict[str, float] = {}
+        for limit_s, entries in heads.items():
+            for number, _, deadline in entries:
+                share = (deadline - now_s) / limit_s
+                if share < best.get(number, math.inf):
+                    best[number] = share
+        ranked = sorted(best, key=best.__getitem__)[:need + 32]
+        rows = await self.store.queue_rows(ranked)
+        ranked = sorted(rows, key=lambda n: (best[n], rows[n][0], rows[n][1], n))[:need]
+        if len(ranked) < need:
+            ranked += await self.store.untimed_open(0, need - len(ranked) - 1)
+        page = ranked[offset:offset + limit]
+        total = await self.store.open_count()
+        return [r for r in await self.store.get_many(page) if r is not None], total
+
+    async def callbacks(self, *, limit: int = 100) -> list[TicketRecord]:
+        """Resolved tickets awaiting their callback, longest waiting first."""
+        numbers = await self.store.index("callbacks", newest_first=False, stop=limit - 1)
+        return [r for r in await self.store.get_many(numbers) if r is not None]
+
+    async def incidents(self, *, open_only: bool = True, limit: int = 100) -> list[tuple[grouping.Incident, int]]:
+        """Incidents, newest first."""
+        return await self.store.incidents(await self.store.incident_ids(open_only=open_only, stop=limit - 1))
+
+    async def incident(self, incident_id: str) -> tuple[grouping.Incident, int]:
+        """One incident and its revision."""
+        found = await self.store.incident(incident_id)
+        if found is None:
+            raise IncidentNotFound(incident_id)
+        return found
+
+    # ------------------------------------------------------------------------------ alarms
+    async def on_alarm_event(self, event: Mapping[Any, Any]) -> TicketRecord | None:
+        """Handle one alarm event: a critical raised/escalated alarm of a watched kind opens one
+        proactive ticket at the asset (idempotent per alarm episode) and confirms its incident; a
+        cleared alarm is noted on that ticket's timeline but does not close it."""
+        kind, alarm = parse_alarm_event(event)
+        site = self.sensors.get(str(alarm["sensor_id"]))
+        if site is None or site.category is None:
+            return None
+        key = alarm_key(alarm)
+        existing = await self.store.alarm_ticket(key)
+        if kind == "cleared":
+            if existing is not None:
+                return await self._note_alarm(existing, alarm, "cleared")
+            return None
+        if kind not in ("raised", "escalated") or existing is not None:
+            return None if existing is None else await self.store.get(existing)
+        what = proactive_kind(site, alarm)
+        if what is None:
+            return None
+        raised = alarm_time(alarm)
+        if self.clock() - raised > self.alarm_max_age:
+            return None
+        fields = {"channel": Channel.SENSOR.value, "category": site.category.value,
+                  "type": TicketType.REPAIR.value, "urgency": self.alarm_urgency.value,
+                  "description": f"{PROACTIVE_TITLES[what]}：{site.name}（{site.sensor_id}）"
+                                 f" 值 {alarm.get('value')} 阈值 {alarm.get('threshold')}",
+                  "address": site.name, "lon": site.lon, "lat": site.lat,
+                  "alarm_id": str(alarm["alarm_id"])[:64]}
+        try:
+            result = await self.create(fields, SYSTEM_ACTOR, link=False,
+                                       alarm=ProactiveRef(key, site.asset_id, site.supply_area),
+                                       tags=[what])
+        except GuardFailed:
+            return await self.store.get(await self.store.alarm_ticket(key) or "")
+        if result.incident_id and site.supply_area:
+            await self._confirm_incident(result.incident_id, alarm, site, raised)
+        return result.record
+
+    async def _confirm_incident(self, incident_id: str, alarm: Mapping[str, Any], site: SensorSite,
+                                raised: datetime) -> None:
+        ref = grouping.AlarmRef(str(alarm["alarm_id"]), site.asset_id or "", site.supply_area or "",
+                                site.category or Category.OTHER, raised)
+        for attempt in range(_RETRIES):
+            incident, rev = await self.incident(incident_id)
+            try:
+                confirmed = grouping.add_alarm(incident, ref)
+            except ValidationError:
+                return  # the incident suspects another asset: the ticket stays its own call
+            if confirmed == incident:
+                return
+            try:
+                await self.store.save([], [IncidentWrite(confirmed, rev + 1, incident)])
+                return
+            except GuardFailed:
+                if attempt == _RETRIES - 1:
+                    raise
+
+    async def _note_alarm(self, number: str, alarm: Mapping[str, Any], what: str) -> TicketRecord:
+        for attempt in range(_RETRIES):
+            previous = await self.store.get(number)
+            ticket, event = apply(previous.ticket, "note", actor=SYSTEM_ACTOR, now=self.clock(),
+                                  note="传感器告警已恢复" if what == "cleared" else what,
+                                  data={"alarm_id": str(alarm["alarm_id"]), "alarm": what})
+            record = self._record(ticket, previous.meta)
+            try:
+                await self.store.save([TicketWrite(record, [event], previous)])
+                return record
+            except Conflict:
+                if attempt == _RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+
+async def build_manager(redis: Any, city: Any = None, **kwargs: Any) -> TicketManager:
+    """A TicketManager over a Redis client and, when given, a loaded `gis.layers.City` (its
+    lookup and sensor registry are built off the event loop); the save script is loaded."""
+    store = TicketStore(redis)
+    await store.load_scripts()
+    if city is None:
+        return TicketManager(store, None, **kwargs)
+    return await asyncio.to_thread(TicketManager.for_city, store, city, **kwargs)
+
+
+class IncidentNotFound(LookupError):
+    """No incident with this id (HTTP 404 via web.base.DOMAIN_ERRORS' NotFound mapping)."""
+
+    code = "incident_not_found"
+
+    def __init__(self, incident_id: str) -> None:
+        super().__init__(f"incident {incident_id!r} not found")
+        self.incident_id = incident_id
+
+
+__all__ = ["build_manager", "CreateResult", "IncidentNotFound", "ProactiveRef", "TicketManager", "consume_alarms",
+           "utc_now", "AlarmEventError"]

@@ -1,0 +1,236 @@
+"""Tickets, callbacks and incidents: the JSON API over `services.tickets.TicketManager`.
+
+Times are UTC ISO-8601 with Z. Crew members see only their crew's tickets (others are 404) and
+masked caller phones. State-changing calls carry the `expected_version` the caller last read;
+a stale one is a 409 conflict.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from command.tickets import Actor, Role
+from services.ticket_views import event_view, incident_view, iso_z, ticket_view
+from services.tickets import IncidentNotFound, TicketManager
+from web.base import ApiError, BaseHandler
+
+OFFICE = ("agent", "dispatcher", "supervisor")  # admin passes every require()
+READERS = OFFICE + ("crew",)
+NUMBER = r"(GD\d{8}-\d{4,})"
+INCIDENT = r"([A-Za-z0-9_-]{1,64})"
+
+
+class TicketHandler(BaseHandler):
+    """Base of the ticket handlers: the manager, the acting account as a domain Actor, views."""
+
+    @property
+    def tickets(self) -> TicketManager:
+        """The ticket manager built at start-up (Services.extra['tickets'])."""
+        manager = self.services.extra.get("tickets")
+        if manager is None:
+            raise ApiError(503, "tickets_unavailable", "the ticket service is not configured")
+        return manager
+
+    def actor(self, *roles: str) -> Actor:
+        """The logged-in account (one of `roles`, or admin) as the domain's Actor."""
+        account = self.require(*roles)
+        return Actor(account.name, Role(account.role), account.crew_id)
+
+    def view(self, record: Any, actor: Actor) -> dict[str, Any]:
+        """A ticket as this actor sees it."""
+        return ticket_view(record, actor, self.tickets.clock(), warn_share=self.tickets.policy.warn_share)
+
+    def int_arg(self, name: str, default: int, low: int, high: int) -> int:
+        """An integer query argument within [low, high], else 400."""
+        raw = self.get_argument(name, None)
+        if raw in (None, ""):
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ApiError(400, "bad_request", f"{name} must be an integer") from None
+        if not low <= value <= high:
+            raise ApiError(400, "bad_request", f"{name} must be within {low}..{high}")
+        return value
+
+    def float_arg(self, name: str) -> float | None:
+        """A finite float query argument, or None when absent."""
+        raw = self.get_argument(name, None)
+        if raw in (None, ""):
+            return None
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ApiError(400, "bad_request", f"{name} must be a number") from None
+        if not math.isfinite(value):
+            raise ApiError(400, "bad_request", f"{name} must be finite")
+        return value
+
+    def expected_version(self, body: dict[str, Any]) -> int:
+        """The required `expected_version` of a state-changing request."""
+        version = body.pop("expected_version", None)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ApiError(400, "validation_error", "expected_version (the version you last read) is required",
+                           field="expected_version")
+        return version
+
+
+class TicketCollection(TicketHandler):
+    """GET /api/tickets?state=&color=&phone=&sort=time_left|created&limit=&offset= ;
+    POST /api/tickets: a call (new ticket, or a repeat linked to an open one)."""
+
+    async def get(self) -> None:
+        actor = self.actor(*READERS)
+        limit = self.int_arg("limit", 50, 1, 500)
+        offset = self.int_arg("offset", 0, 0, 100_000)
+        records, total = await self.tickets.list(
+            actor, state=self.get_argument("state", None) or None, color=self.get_argument("color", None) or None,
+            phone=self.get_argument("phone", None) or None, sort=self.get_argument("sort", "time_left"),
+            limit=limit, offset=offset)
+        now = self.tickets.clock()
+        self.write_json({"tickets": [ticket_view(r, actor, now, warn_share=self.tickets.policy.warn_share)
+                                     for r in records],
+                         "total": total, "offset": offset, "limit": limit,
+                         "now": iso_z(now.isoformat())})
+
+    async def post(self) -> None:
+        actor = self.actor(*OFFICE)
+        body = self.json_body()
+        link = body.pop("link", True)
+        answer = body.pop("answer", None)
+        tags = body.pop("tags", [])
+        result = await self.tickets.create(body, actor, link=link, answer=answer, tags=tags)
+        self.write_json({"linked": result.linked, "incident_id": result.incident_id,
+                         "ticket": self.view(result.record, actor)}, status=200 if result.linked else 201)
+
+
+class TicketDuplicates(TicketHandler):
+    """GET /api/tickets/duplicates?lon=&lat=&category=&phone=&radius_m=: what a call would repeat."""
+
+    async def get(self) -> None:
+        actor = self.actor(*OFFICE)
+        radius = self.float_arg("radius_m")
+        if radius is not None and not 0 < radius <= 5000:
+            raise ApiError(400, "bad_request", "radius_m must be within 0..5000")
+        found = await self.tickets.duplicates(lon=self.float_arg("lon"), lat=self.float_arg("lat"),
+                                              category=self.get_argument("category", None) or None,
+                                              phone=self.get_argument("phone", None) or None, radius_m=radius)
+        self.write_json({"repeat_of": found["repeat_of"], "radius_m": found["radius_m"], "candidates": [
+            {"ticket": self.view(record, actor), "distance_m": distance, "same_phone": same_phone,
+             "same_category": same_category}
+            for record, distance, same_phone, same_category in found["candidates"]]})
+
+
+class TicketDetail(TicketHandler):
+    """GET /api/tickets/<number>: the ticket with the caller's allowed actions."""
+
+    async def get(self, number: str) -> None:
+        actor = self.actor(*READERS)
+        self.write_json(self.view(await self.tickets.get(number, actor), actor))
+
+
+class TicketTimeline(TicketHandler):
+    """GET /api/tickets/<number>/timeline: every audit event in order."""
+
+    async def get(self, number: str) -> None:
+        actor = self.actor(*READERS)
+        events = await self.tickets.timeline(number, actor)
+        self.write_json({"number": number, "events": [event_view(sid, e, actor) for sid, e in events]})
+
+
+class TicketAction(TicketHandler):
+    """POST /api/tickets/<number>/actions/<action> {expected_version, ...args}."""
+
+    async def post(self, number: str, action: str) -> None:
+        actor = self.actor(*READERS)
+        body = self.json_body()
+        version = self.expected_version(body)
+        record = await self.tickets.act(number, action, body, actor, expected_version=version)
+        self.write_json({"ticket": self.view(record, actor)})
+
+
+class TicketCallback(TicketHandler):
+    """POST /api/tickets/<number>/callback {expected_version, satisfaction, words}."""
+
+    async def post(self, number: str) -> None:
+        actor = self.actor("agent", "supervisor")
+        body = self.json_body()
+        version = self.expected_version(body)
+        words = body.get("words") or ""
+        if not isinstance(words, str):
+            raise ApiError(400, "validation_error", "words must be a string", field="words")
+        record = await self.tickets.callback(number, str(body.get("satisfaction")), actor, words=words,
+                                             expected_version=version)
+        self.write_json({"ticket": self.view(record, actor)})
+
+
+class CallbackQueue(TicketHandler):
+    """GET /api/callbacks: resolved tickets awaiting their callback, longest waiting first."""
+
+    async def get(self) -> None:
+        actor = self.actor("agent", "supervisor")
+        records = await self.tickets.callbacks(limit=self.int_arg("limit", 100, 1, 500))
+        self.write_json({"tickets": [self.view(r, actor) for r in records]})
+
+
+class TicketCounts(TicketHandler):
+    """GET /api/tickets/counts: tickets per state, open total, reopened per unit."""
+
+    async def get(self) -> None:
+        self.actor("dispatcher", "supervisor")
+        store = self.tickets.store
+        self.write_json({"states": await store.counts(), "open": await store.open_count(),
+                         "unit_rework": await store.unit_rework()})
+
+
+class IncidentList(TicketHandler):
+    """GET /api/incidents?all=1: unresolved incidents (or all), newest first."""
+
+    async def get(self) -> None:
+        self.actor(*OFFICE)
+        found = await self.tickets.incidents(open_only=self.get_argument("all", "0") != "1",
+                                             limit=self.int_arg("limit", 100, 1, 500))
+        self.write_json({"incidents": [incident_view(i, rev) for i, rev in found]})
+
+
+class IncidentDetail(TicketHandler):
+    """GET /api/incidents/<id>: the incident with its calls."""
+
+    async def get(self, incident_id: str) -> None:
+        actor = self.actor(*OFFICE)
+        try:
+            incident, rev = await self.tickets.incident(incident_id)
+        except IncidentNotFound as exc:
+            raise ApiError(404, exc.code, str(exc)) from None
+        records = await self.tickets.store.get_many(incident.ticket_numbers)
+        self.write_json({**incident_view(incident, rev),
+                         "tickets": [self.view(r, actor) for r in records if r is not None]})
+
+
+class IncidentResolve(TicketHandler):
+    """POST /api/incidents/<id>/resolve {resolution}: resolve every open call together."""
+
+    async def post(self, incident_id: str) -> None:
+        actor = self.actor("dispatcher", "supervisor")
+        body = self.json_body()
+        try:
+            incident = await self.tickets.resolve_incident(incident_id, body.get("resolution"), actor)
+        except IncidentNotFound as exc:
+            raise ApiError(404, exc.code, str(exc)) from None
+        _, rev = await self.tickets.incident(incident_id)
+        self.write_json(incident_view(incident, rev))
+
+
+routes = [
+    (r"/api/tickets", TicketCollection),
+    (r"/api/tickets/duplicates", TicketDuplicates),
+    (r"/api/tickets/counts", TicketCounts),
+    (rf"/api/tickets/{NUMBER}", TicketDetail),
+    (rf"/api/tickets/{NUMBER}/timeline", TicketTimeline),
+    (rf"/api/tickets/{NUMBER}/actions/([a-z_]{{1,32}})", TicketAction),
+    (rf"/api/tickets/{NUMBER}/callback", TicketCallback),
+    (r"/api/callbacks", CallbackQueue),
+    (r"/api/incidents", IncidentList),
+    (rf"/api/incidents/{INCIDENT}", IncidentDetail),
+    (rf"/api/incidents/{INCIDENT}/resolve", IncidentResolve),
+]
