@@ -171,8 +171,14 @@ def new_ticket(fields: Mapping[str, Any], *, now: datetime, actor: Actor) -> tup
         alarm_id=_opt_id(fields.get("alarm_id"), "alarm_id"),
         created_at=now, updated_at=now, pending_since=now, cycle_started_at=now, last_call_at=now,
     )
+    # The create event carries the ticket's classification and place, so that KPIs can be
+    # recomputed from the event streams alone (command.kpi), never from mutable fields.
     event = AuditEvent(number, "create", None, State.NEW, actor.user_id, actor.role, now,
-                       data={"channel": channel.value})
+                       data={"channel": channel.value, "category": ticket.category.value,
+                             "type": ticket.type.value, "urgency": ticket.urgency.value,
+                             "district": ticket.district, "grid": ticket.grid, "unit_id": ticket.unit_id,
+                             "supply_area": ticket.supply_area, "area_class": ticket.area_class.value,
+                             "lon": ticket.lon, "lat": ticket.lat})
     return ticket, event
 
 

@@ -1,0 +1,419 @@
+"""One row of facts per ticket, folded from its audit events (pure; re-exported by `command.kpi`).
+
+The audit events are the source of truth: `facts_from_events` folds one ticket's events, in
+order, into a `TicketFacts`. The fold is a `TicketAccumulator`, which the incremental KPI path
+(`KpiState.apply`) keeps per ticket, so both paths share one definition of every fact.
+
+How the stream is read
+----------------------
+- Attributes (channel, category, type, urgency, district, grid, unit_id, area_class, lon, lat)
+  come from the optional `attributes` mapping (a ticket snapshot), overridden by the same keys
+  in the `create` event's data, then by `review` (category, type, urgency) and `transfer`
+  (unit_id) events. `new_ticket` records only the channel today; the store should put the
+  classification keys into the create event's data (or pass snapshots to `rebuild`).
+- Cycles: the ticket's first cycle starts at `create`; each `reopen` (返工) starts another.
+- Dispatch time: created → FIRST dispatch. Acceptance time: the first `accept` − the dispatch it
+  answered. Arrival time (抢修到位): first cycle's arrival − first dispatch; the arrival is the
+  vehicle's GPS arrival when an event carries it (an `arrive` with data source "gps", or any
+  event whose data, or data["data"], holds "gps_arrived_at" as ISO time), else the crew's
+  `arrive` button.
+- Repair time: the LAST resolution − the arrival of the same cycle. Total resolution time:
+  created → last resolution (`resolve`, `resolve_with_incident` or `close_direct`).
+- First-time fix: resolved once and never reopened. A consultation closed on the call
+  (`close_direct`) is resolved and closed at once, with no dispatch, arrival or callback.
+- Callback (回访): a `close` (its satisfaction) or a `reopen` after a resolution (its
+  satisfaction, dissatisfied by default); the ticket's callback result is the LAST one, and the
+  callback time runs from the first resolution to the first callback.
+- 110 linkage: events whose data has "police": "handover" (our handover sent) and
+  "police": "ack" or "status" (110 received it); acknowledgement time is the first ack after the
+  first handover. Tickets created on channel police_110 are transfers in.
+- Limits (command.limits): each stage is judged once, on the first cycle, when it completed:
+  dispatch (created → first dispatch), accept, arrive (repair tickets only; created → arrival),
+  resolve (created → first resolution) and callback (first resolution → first callback).
+  Stages still running are not judged.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from command.errors import ValidationError
+from command.limits import DEFAULT_POLICY, LimitPolicy, Stage
+from command.ticket_model import (
+    AreaClass, AuditEvent, Category, Channel, Color, State, TicketType, Urgency, color_for,
+)
+
+UTC = timezone.utc
+NAN = math.nan
+RESOLVE_ACTIONS = frozenset({"resolve", "resolve_with_incident", "close_direct"})
+REACHED = frozenset({"satisfied", "basically_satisfied", "dissatisfied"})
+ATTRIBUTE_KEYS = ("channel", "category", "type", "urgency", "district", "grid", "unit_id",
+                  "area_class", "lon", "lat")
+STAGES = tuple(s.value for s in Stage)
+
+
+class EventError(ValidationError):
+    """An audit event cannot be read (missing ticket number, action or time)."""
+
+
+@dataclass(frozen=True)
+class TicketFacts:
+    """What the audit events say about one ticket, for KPIs (times UTC, durations in seconds).
+
+    Durations are None when the stage did not happen; `limits_met` maps each judged stage
+    (dispatch, accept, arrive, resolve, callback) to whether it met its limit.
+    """
+
+    number: str
+    channel: str | None
+    category: str | None
+    type: str | None
+    urgency: str
+    area_class: str
+    district: str | None
+    grid: str | None
+    unit_id: str | None
+    first_unit_id: str | None
+    crew_id: str | None
+    crew_ids: tuple[str, ...]
+    lon: float | None
+    lat: float | None
+    state: str | None
+    created_at: datetime | None
+    first_dispatched_at: datetime | None
+    accepted_at: datetime | None
+    arrived_at: datetime | None
+    arrival_source: str | None
+    first_resolved_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    callback_at: datetime | None
+    callback_result: str | None
+    resolved_count: int
+    reopen_count: int
+    transfer_count: int
+    repeat_calls: int
+    color: str
+    closed_on_call: bool
+    police_handover_at: datetime | None
+    police_ack_at: datetime | None
+    dispatch_time_s: float | None
+    acceptance_time_s: float | None
+    arrival_time_s: float | None
+    repair_time_s: float | None
+    resolution_time_s: float | None
+    callback_time_s: float | None
+    police_ack_s: float | None
+    limits_met: Mapping[str, bool]
+
+    @property
+    def first_time_fix(self) -> bool:
+        """Resolved exactly once and never reopened."""
+        return self.resolved_count == 1 and self.reopen_count == 0
+
+
+def _epoch(value: Any, name: str) -> float:
+    if type(value) is str:  # the common case first: stored events carry ISO strings
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise EventError(name, f"not an ISO-8601 time: {value!r}") from None
+        if parsed.tzinfo is None:
+            raise EventError(name, f"time without an offset: {value!r}")
+        return parsed.timestamp()
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise EventError(name, "must be a timezone-aware time")
+        return value.timestamp()
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise EventError(name, f"not an ISO-8601 time: {value!r}") from None
+        if parsed.tzinfo is None:
+            raise EventError(name, f"time without an offset: {value!r}")
+        return parsed.timestamp()
+    raise EventError(name, f"must be a datetime or an ISO-8601 string, got {value!r}")
+
+
+def read_event(event: Mapping[str, Any] | AuditEvent) -> tuple[str, str, float, Mapping[str, Any]]:
+    """(ticket number, action, time as epoch seconds, data) of an `AuditEvent` or its dict form."""
+    if type(event) is not dict and isinstance(event, AuditEvent):
+        return event.ticket_number, event.action, _epoch(event.at, "at"), event.data or {}
+    try:
+        number, action, at = event["ticket_number"], event["action"], event["at"]
+    except (KeyError, TypeError):
+        raise EventError("event", "needs ticket_number, action and at") from None
+    if type(number) is not str or not number or type(action) is not str:
+        raise EventError("event", "ticket_number and action must be non-empty strings")
+    return number, action, _epoch(at, "at"), event.get("data") or {}
+
+
+def _value(v: Any) -> Any:
+    return getattr(v, "value", v)
+
+
+class LimitTable:
+    """Limits in seconds per (category, type, urgency, area class) and stage, cached from a policy."""
+
+    def __init__(self, policy: LimitPolicy = DEFAULT_POLICY) -> None:
+        self.policy = policy
+        self._cache: dict[tuple[str | None, ...], tuple[float | None, ...]] = {}
+
+    def seconds(self, category: str | None, type_: str | None, urgency: str, area: str) -> tuple[float | None, ...]:
+        """Limit of each stage (in `STAGES` order) in seconds, None where no rule applies."""
+        key = (category, type_, urgency, area)
+        hit = self._cache.get(key)
+        if hit is None:
+            probe = _LimitKey(Category(category) if category else None,
+                              TicketType(type_) if type_ else None, Urgency(urgency))
+            limits = [self.policy.limit_for(probe, stage, AreaClass(area)) for stage in Stage]  # type: ignore[arg-type]
+            hit = tuple(None if t is None else t.total_seconds() for t in limits)
+            self._cache[key] = hit
+        return hit
+
+
+@dataclass(frozen=True)
+class _LimitKey:
+    category: Category | None
+    type: TicketType | None
+    urgency: Urgency
+
+
+_DEFAULT_LIMITS = LimitTable()
+
+
+def _gps_time(data: Mapping[str, Any]) -> float | None:
+    inner = data.get("data")
+    raw = data.get("gps_arrived_at") or (inner.get("gps_arrived_at") if isinstance(inner, Mapping) else None)
+    return None if raw is None else _epoch(raw, "gps_arrived_at")
+
+
+def _police(data: Mapping[str, Any]) -> Any:
+    inner = data.get("data")
+    return data.get("police") or (inner.get("police") if isinstance(inner, Mapping) else None)
+
+
+class TicketAccumulator:
+    """The running fold of one ticket's events; `feed` one event at a time, then `facts()`."""
+
+    __slots__ = (
+        "number", "attrs", "first_unit_id", "state", "created", "first_dispatch", "cur_dispatch",
+        "cur_crew", "crews", "accepted", "accept_s", "cycle", "arr_btn", "arr_gps", "c0_arrival",
+        "c0_arrival_source", "c0_resolved", "last_resolved", "last_repair_s", "resolve_crew",
+        "resolved_count", "closed", "closed_on_call", "callback_result", "callback_at",
+        "first_callback", "reopen_count", "transfer_count", "repeat_calls", "handover", "ack",
+    )
+
+    def __init__(self, number: str, attributes: Mapping[str, Any] | None = None) -> None:
+        self.number = number
+        self.attrs: dict[str, Any] = {"urgency": "normal", "area_class": "urban"}
+        for key in ATTRIBUTE_KEYS:
+            if attributes and attributes.get(key) is not None:
+                self.attrs[key] = _value(attributes[key])
+        self.first_unit_id = self.attrs.get("unit_id")
+        self.state: str | None = None
+        self.created = self.first_dispatch = self.cur_dispatch = self.accepted = self.accept_s = None
+        self.cur_crew: str | None = None
+        self.crews: list[str] = []
+        self.cycle = 0
+        self.arr_btn = self.arr_gps = self.c0_arrival = self.c0_resolved = self.last_resolved = None
+        self.c0_arrival_source: str | None = None
+        self.last_repair_s: float | None = None
+        self.resolve_crew: str | None = None
+        self.resolved_count = self.reopen_count = self.transfer_count = self.repeat_calls = 0
+        self.closed: float | None = None
+        self.closed_on_call = False
+        self.callback_result: str | None = None
+        self.callback_at = self.first_callback = self.handover = self.ack = None
+
+    def feed(self, action: str, at: float, data: Mapping[str, Any], to_state: str | None = None) -> None:
+        """Fold one event (action, epoch time, data) into the ticket's facts."""
+        attrs = self.attrs
+        if to_state is not None:
+            self.state = to_state
+        if action == "create":
+            self.created = at
+            for key in ATTRIBUTE_KEYS:
+                if data.get(key) is not None:
+                    attrs[key] = data[key]
+            self.first_unit_id = attrs.get("unit_id")
+        elif action == "review":
+            for key in ("category", "type", "urgency"):
+                if data.get(key) is not None:
+                    attrs[key] = data[key]
+        elif action == "dispatch":
+            if self.first_dispatch is None:
+                self.first_dispatch = at
+            self.cur_dispatch = at
+            crew = data.get("crew_id")
+            self.cur_crew = crew
+            if crew is not None and crew not in self.crews:
+                self.crews.append(crew)
+        elif action == "accept":
+            if self.accepted is None:
+                self.accepted = at
+                if self.cur_dispatch is not None:
+                    self.accept_s = at - self.cur_dispatch
+        elif action == "arrive":
+            if data.get("source") == "gps":
+                self._gps_arrival(at)
+            elif self.arr_btn is None:
+                self.arr_btn = at
+                if self.cycle == 0 and self.c0_arrival_source != "gps":
+                    self.c0_arrival, self.c0_arrival_source = at, "button"
+        elif action in RESOLVE_ACTIONS:
+            self._resolve(action, at)
+        elif action == "close":
+            self._callback(at, data.get("satisfaction"))
+            self.closed = at
+        elif action == "reopen":
+            if self.last_resolved is not None:
+                self._callback(at, data.get("satisfaction") or "dissatisfied")
+            self.reopen_count += 1
+            self.cycle += 1
+            self.arr_btn = self.arr_gps = None
+            self.closed = None
+        elif action == "transfer":
+            self.transfer_count += 1
+            if data.get("unit_id") is not None:
+                attrs["unit_id"] = data["unit_id"]
+        elif action == "repeat_call":
+            self.repeat_calls += 1
+        elif action in ("cancel", "merge"):
+            self.closed = at
+        police = _police(data) if data else None
+        if police == "handover":
+            if self.handover is None:
+                self.handover = at
+        elif police in ("ack", "status") and self.handover is not None and self.ack is None and at >= self.handover:
+            self.ack = at
+        gps = _gps_time(data) if data and ("gps_arrived_at" in data or "data" in data) else None
+        if gps is not None:
+            self._gps_arrival(gps)
+
+    def _gps_arrival(self, at: float) -> None:
+        if self.arr_gps is None:
+            self.arr_gps = at
+            if self.cycle == 0:
+                self.c0_arrival, self.c0_arrival_source = at, "gps"
+
+    def _resolve(self, action: str, at: float) -> None:
+        self.resolved_count += 1
+        self.last_resolved = at
+        if self.cycle == 0 and self.c0_resolved is None:
+            self.c0_resolved = at
+        arrival = self.arr_gps if self.arr_gps is not None else self.arr_btn
+        self.last_repair_s = None if arrival is None else at - arrival
+        self.resolve_crew = self.cur_crew
+        if action == "close_direct":
+            self.closed_on_call = True
+            self.closed = at
+
+    def _callback(self, at: float, satisfaction: Any) -> None:
+        self.callback_result = None if satisfaction is None else str(_value(satisfaction))
+        self.callback_at = at
+        if self.first_callback is None:
+            self.first_callback = at
+
+    # ------------------------------------------------------------ derived values
+
+    def durations(self) -> tuple[float, ...]:
+        """(dispatch, acceptance, arrival, repair, resolution, callback, police ack) seconds, NaN if absent."""
+        c, fd = self.created, self.first_dispatch
+        dispatch = fd - c if c is not None and fd is not None else NAN
+        accept = NAN if self.accept_s is None else self.accept_s
+        arrival = self.c0_arrival - fd if self.c0_arrival is not None and fd is not None else NAN
+        repair = NAN if self.last_repair_s is None else self.last_repair_s
+        resolution = self.last_resolved - c if self.last_resolved is not None and c is not None else NAN
+        callback = (self.first_callback - self.c0_resolved
+                    if self.first_callback is not None and self.c0_resolved is not None else NAN)
+        ack = self.ack - self.handover if self.ack is not None and self.handover is not None else NAN
+        return dispatch, accept, arrival, repair, resolution, callback, ack
+
+    def limits_met(self, table: LimitTable = _DEFAULT_LIMITS) -> tuple[int, ...]:
+        """Per stage (STAGES order): 1 met, 0 missed, -1 not judged."""
+        a = self.attrs
+        limits = table.seconds(a.get("category"), a.get("type"), a["urgency"], a["area_class"])
+        c = self.created
+        arrive_s = self.c0_arrival - c if self.c0_arrival is not None and c is not None else NAN
+        if a.get("type") != TicketType.REPAIR.value:
+            arrive_s = NAN
+        first_resolve_s = self.c0_resolved - c if self.c0_resolved is not None and c is not None else NAN
+        dispatch, accept, _, _, _, callback, _ = self.durations()
+        if self.closed_on_call:
+            dispatch = NAN  # never went through the dispatch pool
+        spans = (dispatch, accept, arrive_s, first_resolve_s, callback)
+        return tuple(-1 if limit is None or math.isnan(span) else int(span <= limit)
+                     for span, limit in zip(spans, limits))
+
+    def crew_id(self) -> str | None:
+        """The crew answerable for the ticket: the one that resolved it last, else the last dispatched."""
+        return self.resolve_crew if self.resolve_crew is not None else self.cur_crew
+
+    def facts(self, table: LimitTable = _DEFAULT_LIMITS) -> TicketFacts:
+        """The ticket's facts so far."""
+        def dt(x: float | None) -> datetime | None:
+            return None if x is None else datetime.fromtimestamp(x, UTC)
+
+        def sec(x: float) -> float | None:
+            return None if math.isnan(x) else x
+
+        a = self.attrs
+        durations = [sec(x) for x in self.durations()]
+        met = {stage: bool(flag) for stage, flag in zip(STAGES, self.limits_met(table)) if flag >= 0}
+        lon, lat = a.get("lon"), a.get("lat")
+        return TicketFacts(
+            number=self.number, channel=a.get("channel"), category=a.get("category"), type=a.get("type"),
+            urgency=a["urgency"], area_class=a["area_class"], district=a.get("district"),
+            grid=a.get("grid"), unit_id=a.get("unit_id"), first_unit_id=self.first_unit_id,
+            crew_id=self.crew_id(), crew_ids=tuple(self.crews),
+            lon=None if lon is None else float(lon), lat=None if lat is None else float(lat),
+            state=self.state, created_at=dt(self.created), first_dispatched_at=dt(self.first_dispatch),
+            accepted_at=dt(self.accepted), arrived_at=dt(self.c0_arrival),
+            arrival_source=self.c0_arrival_source, first_resolved_at=dt(self.c0_resolved),
+            resolved_at=dt(self.last_resolved), closed_at=dt(self.closed),
+            callback_at=dt(self.callback_at), callback_result=self.callback_result,
+            resolved_count=self.resolved_count, reopen_count=self.reopen_count,
+            transfer_count=self.transfer_count, repeat_calls=self.repeat_calls,
+            color=color_for(self.repeat_calls).value, closed_on_call=self.closed_on_call,
+            police_handover_at=dt(self.handover), police_ack_at=dt(self.ack),
+            dispatch_time_s=durations[0], acceptance_time_s=durations[1], arrival_time_s=durations[2],
+            repair_time_s=durations[3], resolution_time_s=durations[4], callback_time_s=durations[5],
+            police_ack_s=durations[6], limits_met=met,
+        )
+
+
+def _to_state(event: Mapping[str, Any] | AuditEvent) -> str | None:
+    value = event.to_state if isinstance(event, AuditEvent) else event.get("to_state")
+    return None if value is None else str(_value(value))
+
+
+def facts_from_events(events: Iterable[Mapping[str, Any] | AuditEvent], *,
+                      attributes: Mapping[str, Any] | None = None,
+                      limits: LimitTable = _DEFAULT_LIMITS) -> TicketFacts:
+    """Fold the audit events of ONE ticket (in order) into its facts; EventError if empty or mixed."""
+    acc: TicketAccumulator | None = None
+    for event in events:
+        number, action, at, data = read_event(event)
+        if acc is None:
+            acc = TicketAccumulator(number, attributes)
+        elif number != acc.number:
+            raise EventError("ticket_number", f"events of {acc.number} and {number} mixed in one stream")
+        acc.feed(action, at, data, _to_state(event))
+    if acc is None:
+        raise EventError("events", "no events given")
+    return acc.facts(limits)
+
+
+CHANNELS = tuple(c.value for c in Channel)
+CATEGORIES = tuple(c.value for c in Category)
+TYPES = tuple(t.value for t in TicketType)
+URGENCIES = tuple(u.value for u in Urgency)
+AREA_CLASSES = tuple(a.value for a in AreaClass)
+COLORS = tuple(c.value for c in Color)
+CALLBACK_RESULTS = ("satisfied", "basically_satisfied", "dissatisfied", "unreachable")
+STATES = tuple(s.value for s in State)
