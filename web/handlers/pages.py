@@ -4,7 +4,7 @@ from __future__ import annotations
 from web.base import BaseHandler, page
 
 HOME_BY_ROLE = {"dispatcher": "/console", "supervisor": "/console", "admin": "/console",
-                "agent": "/console", "crew": "/console"}
+                "agent": "/desk", "crew": "/field"}
 
 
 class Home(BaseHandler):

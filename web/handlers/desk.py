@@ -1,0 +1,279 @@
+"""The call agent desk (坐席受理) and the field crew page (外勤): their pages and the small APIs
+only they use — address search and reverse geocoding, the crew's assignments with navigation
+coordinates (GCJ-02 for the phone's map app), and site photos (size-limited, type-checked by
+their magic bytes, stored under DATA_DIR/photos/<ticket>/ with server-chosen names)."""
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from command.errors import Conflict
+from command.tickets import Actor, Role
+from gis.address import AddressIndex, Candidate
+from gis.crs import distance_m, wgs84_to_gcj02
+from web.base import ApiError, BaseHandler, Services, page
+from web.handlers.tickets import NUMBER, OFFICE, READERS, TicketHandler
+
+MAX_PHOTO_BYTES = 5 * 1024 * 1024
+PHOTO_ID = r"([0-9a-f]{32}\.(?:jpg|png|webp))"
+PHOTO_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+CURRENT_STATES = ("accepted", "en_route", "on_site")
+AMAP_MARKER = "https://uri.amap.com/marker?position={lon:.6f},{lat:.6f}&name={name}&coordinate=gaode&callnative=1"
+_NOTE_RETRIES = 3
+
+
+class PhotoRejected(ValueError):
+    """An uploaded file that is not an accepted image (or is too large)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+def photo_kind(data: bytes) -> str:
+    """The file extension of an accepted image judged by its magic bytes: jpg, png or webp."""
+    if len(data) > MAX_PHOTO_BYTES:
+        raise PhotoRejected(413, "photo_too_large", f"a photo may be at most {MAX_PHOTO_BYTES // (1024 * 1024)} MB")
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    raise PhotoRejected(415, "photo_type", "only JPEG, PNG or WebP images are accepted")
+
+
+class AddressBook:
+    """The city's addresses and POIs as one search index; POIs are found by their name."""
+
+    def __init__(self, index: AddressIndex, rows: dict[str, dict[str, str]]) -> None:
+        self.index = index
+        self.rows = rows
+
+    @classmethod
+    def from_frame(cls, frame: Any) -> "AddressBook":
+        """Build from an addresses GeoDataFrame (addr_id, address, kind, name; WGS84 points)."""
+        ids = [str(v) for v in frame["addr_id"]]
+        addresses = [str(v) for v in frame["address"]]
+        kinds = [str(v) for v in frame["kind"]] if "kind" in frame.columns else ["address"] * len(ids)
+        names = [("" if v is None or v != v else str(v)) for v in frame["name"]] if "name" in frame.columns \
+            else [""] * len(ids)
+        texts = [name if kind == "poi" and name else address for name, kind, address in zip(names, kinds, addresses)]
+        index = AddressIndex(ids, texts, frame.geometry.x.to_numpy(), frame.geometry.y.to_numpy(), kinds)
+        rows = {i: {"address": a, "name": n} for i, a, n in zip(ids, addresses, names)}
+        return cls(index, rows)
+
+    def view(self, candidate: Candidate) -> dict[str, Any]:
+        """A candidate as the API returns it."""
+        row = self.rows.get(candidate.id, {})
+        name = row.get("name") or ""
+        address = row.get("address") or candidate.text
+        label = f"{name}（{address}）" if candidate.kind == "poi" and name else address
+        return {"id": candidate.id, "label": label, "address": address, "name": name or None,
+                "kind": candidate.kind, "lon": round(candidate.lon, 7), "lat": round(candidate.lat, 7),
+                "score": candidate.score}
+
+
+async def address_book(services: Services) -> AddressBook:
+    """The address book, built once off the event loop at first use (503 without an address layer)."""
+    task = services.extra.get("address_book")
+    if task is None:
+        city = services.city
+        frame = getattr(getattr(city, "city", city), "addresses", None) if city is not None else None
+        if frame is None or not hasattr(frame, "geometry") or not len(frame):
+            raise ApiError(503, "addresses_unavailable", "the city has no address layer")
+        task = services.extra["address_book"] = asyncio.ensure_future(asyncio.to_thread(AddressBook.from_frame, frame))
+    return await task
+
+
+def navigation(lon: float | None, lat: float | None, name: str) -> dict[str, Any] | None:
+    """Where to drive: WGS84 for our map, GCJ-02 and an AMap link for the phone's own map app."""
+    if lon is None or lat is None:
+        return None
+    glon, glat = wgs84_to_gcj02(lon, lat)
+    return {"wgs84": [lon, lat], "gcj02": [round(glon, 7), round(glat, 7)],
+            "amap_uri": AMAP_MARKER.format(lon=glon, lat=glat, name=quote(name or "现场"))}
+
+
+class DeskPage(BaseHandler):
+    """GET /desk: the call agent's intake form and callback queue (坐席受理)."""
+
+    @page("agent", "supervisor")
+    def get(self) -> None:
+        self.render("desk.html", account=self.account, zone=self.config.TIME_ZONE)
+
+
+class FieldPage(BaseHandler):
+    """GET /field: the crew's phone page (外勤)."""
+
+    @page("crew")
+    def get(self) -> None:
+        self.render("field.html", account=self.account, zone=self.config.TIME_ZONE)
+
+
+class AddressSearch(TicketHandler):
+    """GET /api/address/search?q=&limit=: ranked address/POI candidates for free text."""
+
+    async def get(self) -> None:
+        self.require(*OFFICE)
+        query = self.get_argument("q", "").strip()
+        if len(query) > 100:
+            raise ApiError(400, "bad_request", "q is longer than 100 characters")
+        limit = self.int_arg("limit", 8, 1, 20)
+        book = await address_book(self.services)
+        found = book.index.search(query, limit) if query else []
+        self.write_json({"q": query, "candidates": [book.view(c) for c in found]})
+
+
+class AddressReverse(TicketHandler):
+    """GET /api/address/reverse?lon=&lat=&max_m=: the nearest addresses to a point, nearest first."""
+
+    async def get(self) -> None:
+        self.require(*OFFICE)
+        lon, lat = self.float_arg("lon"), self.float_arg("lat")
+        if lon is None or lat is None or not (-180 <= lon <= 180 and -90 <= lat <= 90):
+            raise ApiError(400, "bad_request", "lon (±180) and lat (±90) are required")
+        max_m = self.float_arg("max_m") or 300.0
+        if not 0 < max_m <= 2000:
+            raise ApiError(400, "bad_request", "max_m must be within 0..2000")
+        book = await address_book(self.services)
+        found = book.index.reverse(lon, lat, limit=self.int_arg("limit", 3, 1, 10), max_m=max_m)
+        rows = []
+        for candidate in found:
+            row = book.view(candidate)
+            row["distance_m"] = round(float(distance_m(lon, lat, candidate.lon, candidate.lat)), 1)
+            rows.append(row)
+        self.write_json({"lon": lon, "lat": lat, "candidates": rows})
+
+
+class FieldAssignments(TicketHandler):
+    """GET /api/field/assignments: the crew's current and queued tickets with navigation targets
+    (WGS84, GCJ-02, an AMap link) and the crew vehicle's last fix."""
+
+    async def get(self) -> None:
+        account = self.require("crew")
+        if account.role != "crew" or not account.crew_id:
+            raise ApiError(403, "forbidden", "only a crew member has assignments")
+        actor = Actor(account.name, Role.CREW, account.crew_id)
+        records, _ = await self.tickets.list(actor, limit=100)
+        vehicle = await self._vehicle(account.crew_id)
+        fix = (vehicle or {}).get("fix")
+        rows = []
+        for record in records:
+            view = self.view(record, actor)
+            view["nav"] = navigation(view.get("lon"), view.get("lat"), view.get("address") or view["number"])
+            view["distance_m"] = None if fix is None or view["nav"] is None else round(
+                float(distance_m(fix["lon"], fix["lat"], view["lon"], view["lat"])), 1)
+            rows.append(view)
+        rows.sort(key=lambda v: v["state"] not in CURRENT_STATES)  # stable: keeps the queue order
+        self.write_json({"crew_id": account.crew_id, "vehicle": vehicle, "assignments": rows,
+                         "now": view_now(self)})
+
+    async def _vehicle(self, crew_id: str) -> dict[str, Any] | None:
+        city = self.services.city
+        crews = getattr(getattr(city, "city", city), "crews", None) if city is not None else None
+        if crews is None or "crew_id" not in crews.columns:
+            return None
+        match = crews[crews["crew_id"] == crew_id]
+        if not len(match):
+            return None
+        vehicle_id = str(match.iloc[0]["vehicle_id"])
+        cfg = self.config
+        view = await self.store.vehicle(vehicle_id, stale_s=cfg.VEHICLE_STALE_S, offline_s=cfg.VEHICLE_OFFLINE_S)
+        return view or {"id": vehicle_id, "state": "offline", "fix": None}
+
+
+def view_now(handler: TicketHandler) -> str:
+    """The manager's clock as the API spells times (UTC with Z)."""
+    return handler.tickets.clock().isoformat().replace("+00:00", "Z")
+
+
+class PhotoUpload(TicketHandler):
+    """POST /api/tickets/<number>/photos: one site photo (multipart field `photo`, or the raw image
+    as the body); stored under a server-chosen name and noted on the ticket's timeline."""
+
+    async def post(self, number: str) -> None:
+        actor = self.actor("crew", "dispatcher", "supervisor")
+        await self.tickets.get(number, actor)  # crews see only their own tickets (404 otherwise)
+        declared = int(self.request.headers.get("Content-Length") or 0)
+        if declared > MAX_PHOTO_BYTES + 64 * 1024:
+            raise ApiError(413, "photo_too_large", f"a photo may be at most {MAX_PHOTO_BYTES // (1024 * 1024)} MB")
+        files = self.request.files.get("photo") or []
+        if self.request.files and not files:
+            raise ApiError(400, "validation_error", "the multipart field must be named photo", field="photo")
+        data = files[0]["body"] if files else self.request.body
+        if not data:
+            raise ApiError(400, "validation_error", "no photo in the request", field="photo")
+        try:
+            ext = photo_kind(data)
+        except PhotoRejected as exc:
+            raise ApiError(exc.status, exc.code, str(exc)) from None
+        photo_id = f"{uuid.uuid4().hex}.{ext}"
+        path = photo_dir(self.config.data_dir, number) / photo_id
+        await asyncio.to_thread(_write_private, path, data)
+        try:
+            record = await self._note(number, photo_id, len(data), actor)
+        except BaseException:
+            await asyncio.to_thread(path.unlink, True)
+            raise
+        self.write_json({"id": photo_id, "type": PHOTO_TYPES[ext], "bytes": len(data),
+                         "url": f"/api/tickets/{number}/photos/{photo_id}",
+                         "ticket": self.view(record, actor)}, status=201)
+
+    async def _note(self, number: str, photo_id: str, size: int, actor: Actor) -> Any:
+        for attempt in range(_NOTE_RETRIES):
+            try:
+                return await self.tickets.act(number, "note", {"note": "现场照片", "data": {"photo": photo_id,
+                                                                                          "bytes": size}},
+                                              actor, expected_version=None)
+            except Conflict:
+                if attempt == _NOTE_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+
+class PhotoFile(TicketHandler):
+    """GET /api/tickets/<number>/photos/<id>: a stored photo, for whoever may read the ticket."""
+
+    async def get(self, number: str, photo_id: str) -> None:
+        actor = self.actor(*READERS)
+        await self.tickets.get(number, actor)
+        path = photo_dir(self.config.data_dir, number) / photo_id
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            raise ApiError(404, "photo_not_found", f"no photo {photo_id} on ticket {number}") from None
+        self.set_header("Content-Type", PHOTO_TYPES[photo_id.rsplit(".", 1)[1]])
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Cache-Control", "private, max-age=86400")
+        self.finish(data)
+
+
+def photo_dir(data_dir: Path, number: str) -> Path:
+    """Where a ticket's photos live (the number is checked by the route's pattern)."""
+    return data_dir / "photos" / number
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a file atomically, readable by the service only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.replace(tmp, path)
+
+
+routes = [
+    (r"/desk", DeskPage),
+    (r"/field", FieldPage),
+    (r"/api/address/search", AddressSearch),
+    (r"/api/address/reverse", AddressReverse),
+    (r"/api/field/assignments", FieldAssignments),
+    (rf"/api/tickets/{NUMBER}/photos", PhotoUpload),
+    (rf"/api/tickets/{NUMBER}/photos/{PHOTO_ID}", PhotoFile),
+]

@@ -1,0 +1,350 @@
+// Call agent desk (坐席受理): keyboard-first intake, address search on a mini map, caller history,
+// duplicate / repeat-call check before saving, direct close of consultations, callback queue (回访).
+(function () {
+  "use strict";
+  var t = window.I18N.t;
+  var zone = document.body.getAttribute("data-zone") || "Asia/Shanghai";
+  var DIRECT_CLOSE = { consultation: true, suggestion: true, praise: true };
+  var $ = function (id) { return document.getElementById(id); };
+
+  // helpers --------------------------------------------------------------------------------
+  function esc(s) {
+    return String(s == null ? "" : s).replace(/[&<>"']/g, function (c) {
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
+    });
+  }
+  function xsrf() {
+    var m = document.cookie.match(/(?:^|;\s*)_xsrf=([^;]*)/);
+    if (m) { return decodeURIComponent(m[1]); }
+    var input = document.querySelector("input[name=_xsrf]");
+    return input ? input.value : "";
+  }
+  function api(method, url, body) {
+    var opts = { method: method, credentials: "same-origin", headers: {} };
+    if (method !== "GET") { opts.headers["X-XSRFToken"] = xsrf(); }
+    if (body !== undefined) { opts.headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(body); }
+    return fetch(url, opts).then(function (r) {
+      if (r.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); }
+      return r.json().then(function (data) { return { status: r.status, ok: r.ok, data: data }; });
+    });
+  }
+  function fmtTime(iso) {
+    if (!iso) { return "—"; }
+    return new Intl.DateTimeFormat(window.I18N.lang() === "en" ? "en-GB" : "zh-CN", { timeZone: zone,
+      month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hour12: false }).format(new Date(iso));
+  }
+  function fmtDistance(m) {
+    if (m == null) { return ""; }
+    return m < 1000 ? Math.round(m) + " m" : (m / 1000).toFixed(1) + " km";
+  }
+  function label(kind, value) { return value ? t("df." + kind + "." + value) : ""; }
+  function ticketLine(tk, extra) {
+    return '<li data-number="' + esc(tk.number) + '" class="tk state-' + esc(tk.state) + '">' +
+      '<b>' + esc(tk.number) + '</b> <span class="badge">' + esc(label("state", tk.state)) + '</span> ' +
+      esc(label("category", tk.category)) + "/" + esc(label("type", tk.type)) + " · " + esc(fmtTime(tk.created_at)) +
+      (extra || "") + '<div class="desc">' + esc(tk.address || "") + " " + esc(tk.description || "") + "</div></li>";
+  }
+  function applyPlaceholders() {
+    document.querySelectorAll("[data-i18n-ph]").forEach(function (el) { el.placeholder = t(el.getAttribute("data-i18n-ph")); });
+  }
+
+  // mini map -------------------------------------------------------------------------------
+  var map = L.map("desk-map", { zoomControl: true, attributionControl: false }).setView([36.38, 119.75], 13);
+  var candidateLayer = L.layerGroup().addTo(map);
+  var pickMarker = null, cityBounds = null;
+  api("GET", "/api/layers/districts").then(function (r) {
+    if (!r.ok) { return; }
+    var layer = L.geoJSON(r.data, { style: { color: "#5b6b7d", weight: 2, fillColor: "#e7ecf2", fillOpacity: 0.45 },
+      interactive: false }).addTo(map);
+    cityBounds = layer.getBounds();
+    map.fitBounds(cityBounds);
+    $("desk-map").dataset.ready = "1";
+  });
+  map.on("click", function (ev) {
+    var lon = +ev.latlng.lng.toFixed(6), lat = +ev.latlng.lat.toFixed(6);
+    api("GET", "/api/address/reverse?lon=" + lon + "&lat=" + lat).then(function (r) {
+      if (!r.ok) { return; }
+      var near = r.data.candidates[0];
+      var text = near ? near.label + (near.distance_m > 30 ? " " + t("desk.near") : "") : lon + ", " + lat;
+      choose({ label: text, lon: lon, lat: lat, id: near ? near.id : null });
+    });
+  });
+
+  // address search ---------------------------------------------------------------------------
+  var place = null, candidates = [], active = -1, searchTimer = null, searchSeq = 0;
+  var addressInput = $("address"), list = $("address-candidates");
+  function showCandidates(rows) {
+    candidates = rows; active = rows.length ? 0 : -1;
+    candidateLayer.clearLayers();
+    list.innerHTML = rows.map(function (c, i) {
+      return '<li role="option" id="cand-' + i + '" data-index="' + i + '">' + esc(c.label) +
+        ' <span class="score">' + Math.round(c.score) + " " + esc(t("desk.points")) + "</span></li>";
+    }).join("");
+    list.classList.toggle("hidden", !rows.length);
+    addressInput.setAttribute("aria-expanded", rows.length ? "true" : "false");
+    var bounds = [];
+    rows.forEach(function (c, i) {
+      var m = L.circleMarker([c.lat, c.lon], { radius: 6, color: "#1560bd", weight: 2, fillOpacity: 0.6 })
+        .bindTooltip(String(i + 1) + ". " + c.label);
+      m.on("click", function () { choose(c); });
+      candidateLayer.addLayer(m);
+      bounds.push([c.lat, c.lon]);
+    });
+    if (bounds.length) { map.fitBounds(bounds, { maxZoom: 16, padding: [30, 30] }); }
+    highlight();
+  }
+  function highlight() {
+    list.querySelectorAll("li").forEach(function (li, i) { li.classList.toggle("active", i === active); });
+    addressInput.setAttribute("aria-activedescendant", active >= 0 ? "cand-" + active : "");
+  }
+  function search() {
+    var q = addressInput.value.trim(), seq = ++searchSeq;
+    if (!q) { showCandidates([]); return; }
+    api("GET", "/api/address/search?q=" + encodeURIComponent(q)).then(function (r) {
+      if (seq !== searchSeq || !r.ok) { return; }
+      showCandidates(r.data.candidates);
+    });
+  }
+  function choose(c) {
+    place = { address: c.label, lon: c.lon, lat: c.lat };
+    addressInput.value = c.label;
+    showCandidates([]);
+    if (pickMarker) { map.removeLayer(pickMarker); }
+    pickMarker = L.marker([c.lat, c.lon], { keyboard: false, title: c.label }).addTo(map);
+    map.setView([c.lat, c.lon], Math.max(map.getZoom(), 16));
+    $("location").textContent = t("desk.location") + " " + c.lon.toFixed(5) + ", " + c.lat.toFixed(5);
+    $("location").dataset.lon = c.lon; $("location").dataset.lat = c.lat;
+    checkDuplicates();
+  }
+  addressInput.addEventListener("input", function () {
+    place = null;
+    $("location").textContent = t("desk.location.none");
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(search, 150);
+  });
+  addressInput.addEventListener("keydown", function (ev) {
+    if (ev.key === "ArrowDown" || ev.key === "ArrowUp") {
+      if (!candidates.length) { return; }
+      ev.preventDefault();
+      active = (active + (ev.key === "ArrowDown" ? 1 : candidates.length - 1)) % candidates.length;
+      highlight();
+    } else if (ev.key === "Enter" && !ev.ctrlKey) {
+      ev.preventDefault();
+      if (candidates.length && active >= 0) {
+        choose(candidates[active]);
+        $("category").focus();
+      } else { clearTimeout(searchTimer); search(); }
+    } else if (ev.key === "Escape") {
+      showCandidates([]);
+    }
+  });
+  list.addEventListener("mousedown", function (ev) {
+    var li = ev.target.closest("li[data-index]");
+    if (li) { ev.preventDefault(); choose(candidates[+li.dataset.index]); }
+  });
+
+  // caller history and duplicates ------------------------------------------------------------
+  var lastPhone = null;
+  function loadHistory() {
+    var phone = $("phone").value.replace(/[\s-]/g, "");
+    if (phone === lastPhone) { return; }
+    lastPhone = phone;
+    if (!/^\+?\d{5,20}$/.test(phone)) { $("history").innerHTML = '<li class="muted">' + esc(t("desk.history.none")) + "</li>"; return; }
+    api("GET", "/api/tickets?phone=" + encodeURIComponent(phone) + "&sort=created&limit=20").then(function (r) {
+      if (!r.ok) { return; }
+      var rows = r.data.tickets;
+      var open = rows.filter(function (tk) { return tk.allowed_actions.indexOf("repeat_call") >= 0; }).length;
+      $("history").innerHTML = rows.length ? rows.map(function (tk) { return ticketLine(tk); }).join("") :
+        '<li class="muted">' + esc(t("desk.history.empty")) + "</li>";
+      $("history").dataset.count = rows.length;
+      $("history").dataset.open = open;
+      checkDuplicates();
+    });
+  }
+  $("phone").addEventListener("blur", loadHistory);
+  $("phone").addEventListener("keydown", function (ev) {
+    if (ev.key === "Enter" && !ev.ctrlKey) { ev.preventDefault(); loadHistory(); $("caller-name").focus(); }
+  });
+  var lastDup = null;
+  function dupQuery() {
+    var q = ["category=" + encodeURIComponent($("category").value)];
+    if (place) { q.push("lon=" + place.lon, "lat=" + place.lat); }
+    var phone = $("phone").value.replace(/[\s-]/g, "");
+    if (/^\+?\d{5,20}$/.test(phone)) { q.push("phone=" + encodeURIComponent(phone)); }
+    return q.join("&");
+  }
+  function checkDuplicates() {
+    if (!place && !/\d{5,}/.test($("phone").value)) { return Promise.resolve(null); }
+    return api("GET", "/api/tickets/duplicates?" + dupQuery()).then(function (r) {
+      if (!r.ok) { return null; }
+      lastDup = r.data;
+      var rows = r.data.candidates;
+      $("duplicates").innerHTML = rows.length ? rows.map(function (c) {
+        var extra = (c.distance_m != null ? ' <span class="dist">' + esc(fmtDistance(c.distance_m)) + "</span>" : "") +
+          (c.same_phone ? ' <span class="badge same">' + esc(t("desk.same_phone")) + "</span>" : "") +
+          (c.ticket.number === r.data.repeat_of ? ' <span class="badge repeat">' + esc(t("desk.repeat_of")) + "</span>" : "");
+        return ticketLine(c.ticket, extra);
+      }).join("") : '<li class="muted">' + esc(t("desk.nearby.empty")) + "</li>";
+      return r.data;
+    });
+  }
+  $("category").addEventListener("change", checkDuplicates);
+  function toggleAnswer() { $("answer-row").classList.toggle("hidden", !DIRECT_CLOSE[$("type").value]); }
+  $("type").addEventListener("change", toggleAnswer);
+
+  // save -----------------------------------------------------------------------------------
+  var saving = false;
+  function body(link) {
+    var b = { channel: "phone", caller_phone: $("phone").value.replace(/[\s-]/g, ""), caller_name: $("caller-name").value,
+      address: place ? place.address : $("address").value.trim(), category: $("category").value, type: $("type").value,
+      urgency: $("urgency").value, description: $("description").value.trim(), link: link };
+    if (place) { b.lon = place.lon; b.lat = place.lat; }
+    var answer = $("answer").value.trim();
+    if (DIRECT_CLOSE[b.type] && answer) { b.answer = answer; }
+    return b;
+  }
+  function validate() {
+    var phone = $("phone").value.replace(/[\s-]/g, "");
+    if (!/^\+?\d{5,20}$/.test(phone)) { return ["phone", "desk.err.phone"]; }
+    if (!$("description").value.trim()) { return ["description", "desk.err.description"]; }
+    return null;
+  }
+  function showError(key, field) {
+    $("form-error").textContent = key ? t(key) : "";
+    if (field) { $(field).focus(); }
+  }
+  function submit() {
+    if (saving) { return; }
+    var bad = validate();
+    if (bad) { showError(bad[1], bad[0]); return; }
+    showError(null);
+    var direct = DIRECT_CLOSE[$("type").value] && $("answer").value.trim();
+    if (direct) { create(false); return; }
+    saving = true;
+    checkDuplicates().then(function (dup) {
+      saving = false;
+      if (dup && (dup.repeat_of || dup.candidates.length)) { confirmDuplicates(dup); } else { create(true); }
+    });
+  }
+  function confirmDuplicates(dup) {
+    var box = $("dup-confirm");
+    box.classList.remove("hidden");
+    $("dup-text").textContent = t("desk.dup.text").replace("{n}", dup.candidates.length).replace("{r}", fmtDistance(dup.radius_m));
+    var link = $("link-btn");
+    link.classList.toggle("hidden", !dup.repeat_of);
+    link.textContent = dup.repeat_of ? t("desk.dup.link") + " " + dup.repeat_of : "";
+    (dup.repeat_of ? link : $("create-btn")).focus();
+  }
+  function hideConfirm() { $("dup-confirm").classList.add("hidden"); }
+  $("link-btn").addEventListener("click", function () { hideConfirm(); create(true); });
+  $("create-btn").addEventListener("click", function () { hideConfirm(); create(false); });
+  $("cancel-btn").addEventListener("click", function () { hideConfirm(); $("description").focus(); });
+  function create(link) {
+    saving = true;
+    api("POST", "/api/tickets", body(link)).then(function (r) {
+      saving = false;
+      if (!r.ok) {
+        var err = r.data.error || {};
+        $("form-error").textContent = t("desk.err.server") + " " + (err.field ? err.field + ": " : "") + (err.message || r.status);
+        return;
+      }
+      var tk = r.data.ticket, res = $("result");
+      var key = r.data.linked ? "desk.result.linked" : tk.state === "closed" ? "desk.result.closed" : "desk.result.created";
+      res.innerHTML = esc(t(key)) + ' <b id="ticket-number">' + esc(tk.number) + "</b>" +
+        (r.data.linked ? " " + esc(t("desk.result.calls").replace("{n}", tk.calls)) : "");
+      res.dataset.number = tk.number;
+      res.dataset.state = tk.state;
+      resetForm(true);
+    }).catch(function (e) { saving = false; $("form-error").textContent = t("desk.err.network") + " " + e.message; });
+  }
+  function resetForm(keepResult) {
+    $("intake").reset();
+    place = null; lastPhone = null; lastDup = null;
+    showCandidates([]);
+    if (pickMarker) { map.removeLayer(pickMarker); pickMarker = null; }
+    if (cityBounds) { map.fitBounds(cityBounds); }
+    $("location").textContent = t("desk.location.none");
+    $("history").innerHTML = '<li class="muted">' + esc(t("desk.history.none")) + "</li>";
+    $("duplicates").innerHTML = '<li class="muted">' + esc(t("desk.nearby.none")) + "</li>";
+    hideConfirm(); toggleAnswer(); showError(null);
+    if (!keepResult) { $("result").textContent = ""; }
+    $("phone").focus();
+  }
+  $("intake").addEventListener("submit", function (ev) { ev.preventDefault(); submit(); });
+  $("intake").addEventListener("keydown", function (ev) {  // Enter moves to the next field, Ctrl+Enter saves
+    var el = ev.target;
+    if (ev.key !== "Enter" || ev.ctrlKey || ev.metaKey || el.id === "address" || el.id === "phone" ||
+        (el.tagName !== "INPUT" && el.tagName !== "SELECT")) { return; }
+    ev.preventDefault();
+    var fields = Array.prototype.filter.call($("intake").querySelectorAll("input, select, textarea"), function (f) {
+      return f.type !== "hidden" && f.offsetParent !== null;
+    });
+    var next = fields[fields.indexOf(el) + 1];
+    if (next) { next.focus(); }
+  });
+  $("clear-form").addEventListener("click", function () { resetForm(false); });
+  document.addEventListener("keydown", function (ev) {
+    if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey) && !$("panel-intake").classList.contains("hidden")) {
+      ev.preventDefault(); submit();
+    }
+  });
+
+  // callbacks (回访) --------------------------------------------------------------------------
+  var SATISFACTION = ["satisfied", "basically_satisfied", "dissatisfied", "unreachable"];
+  function loadCallbacks() {
+    return api("GET", "/api/callbacks").then(function (r) {
+      if (!r.ok) { return; }
+      var rows = r.data.tickets;
+      $("callback-count").textContent = rows.length;
+      $("callback-rows").innerHTML = rows.map(function (tk) {
+        return '<tr data-number="' + esc(tk.number) + '" data-version="' + tk.version + '"><td>' + esc(tk.number) + "</td><td>" +
+          esc(label("category", tk.category)) + "/" + esc(label("type", tk.type)) + "</td><td>" +
+          esc(tk.caller_name || "") + " " + esc(tk.caller_phone || "") + "</td><td>" + esc(tk.address || "") + "</td><td>" +
+          esc(tk.resolution || "") + "</td><td>" + esc(fmtTime(tk.resolved_at)) + '</td><td><select class="satisfaction">' +
+          SATISFACTION.map(function (s) { return '<option value="' + s + '">' + esc(t("df.satisfaction." + s)) + "</option>"; }).join("") +
+          '</select></td><td><input class="words" maxlength="2000"></td><td><button type="button" class="record">' +
+          esc(t("desk.callbacks.record")) + "</button></td></tr>";
+      }).join("") || '<tr><td colspan="9" class="muted">' + esc(t("desk.callbacks.empty")) + "</td></tr>";
+    });
+  }
+  $("callback-rows").addEventListener("click", function (ev) {
+    var btn = ev.target.closest("button.record");
+    if (!btn) { return; }
+    var row = btn.closest("tr"), number = row.dataset.number;
+    btn.disabled = true;
+    api("POST", "/api/tickets/" + number + "/callback", { expected_version: +row.dataset.version,
+      satisfaction: row.querySelector(".satisfaction").value, words: row.querySelector(".words").value.trim() })
+      .then(function (r) {
+        btn.disabled = false;
+        var out = $("callback-result");
+        if (!r.ok) { out.textContent = t("desk.err.server") + " " + ((r.data.error || {}).message || r.status); loadCallbacks(); return; }
+        out.textContent = t("desk.callbacks.done").replace("{n}", number) + " " + label("state", r.data.ticket.state);
+        out.dataset.number = number;
+        loadCallbacks();
+      });
+  });
+  function showTab(name) {
+    ["intake", "callbacks"].forEach(function (n) {
+      $("panel-" + n).classList.toggle("hidden", n !== name);
+      $("tab-" + n).classList.toggle("active", n === name);
+      $("tab-" + n).setAttribute("aria-selected", n === name ? "true" : "false");
+    });
+    if (name === "callbacks") { loadCallbacks(); } else { map.invalidateSize(); $("phone").focus(); }
+  }
+  document.querySelectorAll("[data-tab]").forEach(function (b) {
+    b.addEventListener("click", function () { showTab(b.dataset.tab); });
+  });
+
+  function tick() {
+    $("clock").textContent = new Intl.DateTimeFormat("zh-CN", { timeZone: zone, hour: "2-digit", minute: "2-digit",
+      second: "2-digit", hour12: false }).format(new Date());
+  }
+  document.addEventListener("langchange", function () { applyPlaceholders(); loadCallbacks(); lastPhone = null; loadHistory(); });
+  applyPlaceholders();
+  toggleAnswer();
+  tick();
+  setInterval(tick, 1000);
+  loadCallbacks();
+  setInterval(function () { if ($("panel-callbacks").classList.contains("hidden")) { loadCallbacks(); } }, 30000);
+  document.body.dataset.ready = "1";
+})();
