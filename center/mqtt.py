@@ -3,7 +3,14 @@
 Messages become frozen ``ReceivedMessage`` values. The client keeps the wanted subscriptions
 itself and replays them on every (re)connect; paho reconnects with backoff. Messages cross from
 paho's network thread to the asyncio loop only through ``loop.call_soon_threadsafe``, in
-batches: one wake-up carries every message that arrived since the previous one.
+batches: one wake-up carries the messages that arrived since the previous one, at most
+``DRAIN_CHUNK`` per loop callback so that other tasks (the Redis writer) run in between.
+
+Back-pressure: when ``MAX_PENDING`` messages wait for the loop, paho's network thread pauses
+(up to ``PAUSE_S`` at a time) instead of reading on; the broker's socket buffer fills, and under
+QoS 0 overload the broker sheds load rather than this process growing without bound or starving
+its own event loop of the GIL. A consumer that falls behind (``ready()`` false) is not handed
+messages until it catches up, which brings the same back-pressure into play.
 """
 from __future__ import annotations
 
@@ -21,6 +28,48 @@ from paho.mqtt.enums import CallbackAPIVersion
 log = logging.getLogger(__name__)
 
 
+class _BufferedSocket:
+    """The broker socket with a read buffer: paho reads a packet in 2-4 tiny ``recv`` calls (a
+    syscall each); this serves them from 64 KiB reads. ``pending()`` tells paho bytes are waiting
+    (as it does for TLS sockets), so it does not sleep in select while the buffer holds some."""
+
+    __slots__ = ("_sock", "_buf", "_pos")
+
+    def __init__(self, sock) -> None:
+        self._sock = sock
+        self._buf = b""
+        self._pos = 0
+
+    def recv(self, size: int) -> bytes:
+        """Up to ``size`` bytes from the buffer, refilled from the socket when empty."""
+        if self._pos >= len(self._buf):
+            data = self._sock.recv(65536)  # BlockingIOError / b"" pass through to paho
+            if len(data) <= size:
+                return data
+            self._buf, self._pos = data, 0
+        start = self._pos
+        self._pos = start + size
+        return self._buf[start:self._pos]
+
+    def pending(self) -> int:
+        """Bytes read from the socket and not yet handed to paho."""
+        return max(0, len(self._buf) - self._pos)
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)
+
+
+class _PahoClient(paho.Client):
+    """paho's client with buffered reads and up to READ_PACKETS packets handled per wake-up
+    (paho handles one per select() call otherwise)."""
+
+    def _create_socket(self):
+        return _BufferedSocket(super()._create_socket())
+
+    def loop_read(self, max_packets: int = 1):
+        return super().loop_read(max(max_packets, READ_PACKETS))
+
+
 @dataclass(frozen=True, slots=True)
 class ReceivedMessage:
     """One MQTT message as the rest of the system sees it (received_at: UTC epoch seconds)."""
@@ -30,6 +79,21 @@ class ReceivedMessage:
     qos: int
     retain: bool
     received_at: float
+
+
+_MESSAGE_SETTERS = tuple(ReceivedMessage.__dict__[name].__set__ for name in ReceivedMessage.__slots__)
+
+
+def _new_message(topic, payload, qos, retain, received_at, _new=object.__new__, _s=_MESSAGE_SETTERS):
+    """ReceivedMessage(...) for the hot path: fills the slots without the frozen __init__'s
+    object.__setattr__ per field (equal field for field)."""
+    message = _new(ReceivedMessage)
+    _s[0](message, topic)
+    _s[1](message, payload)
+    _s[2](message, qos)
+    _s[3](message, retain)
+    _s[4](message, received_at)
+    return message
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +107,11 @@ class Will:
 
 
 Handler = Callable[[list[ReceivedMessage]], None]
+MAX_PENDING = 20_000
+READ_PACKETS = 200
+DRAIN_CHUNK = 500
+BUSY_RETRY_S = 0.005
+PAUSE_S = 0.5
 
 
 class MqttClient:
@@ -50,7 +119,8 @@ class MqttClient:
 
     def __init__(self, url: str, client_id: str, *, on_messages: Handler | None = None,
                  loop: asyncio.AbstractEventLoop | None = None, will: Will | None = None,
-                 keepalive: int = 30, on_connection: Callable[[bool], None] | None = None):
+                 keepalive: int = 30, on_connection: Callable[[bool], None] | None = None,
+                 ready: Callable[[], bool] | None = None):
         parsed = urlparse(url)
         if parsed.scheme not in ("mqtt", "tcp", ""):
             raise ValueError(f"unsupported MQTT URL scheme in {url!r} (use mqtt://host:port)")
@@ -60,15 +130,18 @@ class MqttClient:
         self._handler = on_messages
         self._loop = loop
         self._on_connection = on_connection
+        self._ready = ready  # flow control: deliver only while the consumer says it keeps up
         self._subscriptions: dict[str, int] = {}
         self._pending: list[ReceivedMessage] = []
         self._lock = threading.Lock()
         self._scheduled = False
+        self._room = threading.Event()
+        self._room.set()
         self._connected = threading.Event()
         self._stopping = False
         self.connects = 0
         self.disconnects = 0
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+        self._client = _PahoClient(CallbackAPIVersion.VERSION2, client_id=client_id,
                                    protocol=paho.MQTTv311, clean_session=True)
         if parsed.username:
             self._client.username_pw_set(parsed.username, parsed.password)
@@ -158,8 +231,8 @@ class MqttClient:
             self._on_connection(up)
 
     def _on_message(self, client, userdata, message) -> None:
-        received = ReceivedMessage(message.topic, message.payload, message.qos, bool(message.retain),
-                                   time.time())
+        received = _new_message(message.topic, message.payload, message.qos, bool(message.retain),
+                                time.time())
         if self._handler is None:
             return
         if self._loop is None:
@@ -167,17 +240,36 @@ class MqttClient:
             return
         with self._lock:
             self._pending.append(received)
+            if len(self._pending) >= MAX_PENDING:
+                self._room.clear()
             if self._scheduled:
+                schedule = False
+            else:
+                schedule = self._scheduled = True
+        if schedule:
+            try:
+                self._loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # loop closed during shutdown
                 return
-            self._scheduled = True
-        try:
-            self._loop.call_soon_threadsafe(self._drain)
-        except RuntimeError:  # loop closed during shutdown
-            pass
+        if not self._room.is_set():
+            self._room.wait(PAUSE_S)  # back-pressure: let the loop catch up before reading on
 
     def _drain(self) -> None:
+        if self._ready is not None and not self._ready() and self._loop is not None:
+            self._loop.call_later(BUSY_RETRY_S, self._drain)
+            return
         with self._lock:
-            batch, self._pending = self._pending, []
-            self._scheduled = False
+            pending = self._pending
+            if len(pending) > DRAIN_CHUNK:
+                batch, self._pending = pending[:DRAIN_CHUNK], pending[DRAIN_CHUNK:]
+                more = True
+            else:
+                batch, self._pending = pending, []
+                more = False
+                self._scheduled = False
+            if len(self._pending) < MAX_PENDING // 2:
+                self._room.set()
+        if more and self._loop is not None:
+            self._loop.call_soon(self._drain)  # after the callbacks already waiting (the writer)
         if batch and self._handler is not None:
             self._handler(batch)

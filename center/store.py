@@ -50,6 +50,32 @@ LIVE_ALARMS = "live:alarms"
 ALARM_EVENTS = "alarms:events"
 ALARM_EVENTS_MAX = 100_000
 ALARM_ACKS = "alarms:acks"
+# One ingest batch of fixes (see Store.write_fixes): ARGV[1] JSON, ARGV[2] packed track records.
+# Keys are built inside the script (standalone Redis; not cluster-safe by design).
+WRITE_FIXES = """
+local d = cjson.decode(ARGV[1])
+local blob = ARGV[2]
+local ids, geo = d.ids, d.geo
+for i = 1, #ids, 1000 do redis.call('SADD', 'veh:ids', unpack(ids, i, math.min(i + 999, #ids))) end
+for _, v in ipairs(d.veh) do redis.call('HSET', 'veh:' .. v[1], unpack(v, 2)) end
+for i = 1, #geo, 3000 do redis.call('GEOADD', 'veh:geo', unpack(geo, i, math.min(i + 2999, #geo))) end
+for _, s in ipairs(d.seen) do
+  if s[3] then redis.call('HSET', 'veh:' .. s[1], 'seen', s[2], 'signal', s[3])
+  else redis.call('HSET', 'veh:' .. s[1], 'seen', s[2]) end
+end
+for _, t in ipairs(d.trk) do
+  local key = 'trk:' .. t[1] .. ':' .. t[2]
+  redis.call('APPEND', key, string.sub(blob, t[3] + 1, t[3] + t[4]))
+  if t[5] then
+    redis.call('EXPIRE', key, d.ttl)
+    redis.call('ZADD', 'trkidx:' .. t[1], t[2], tostring(t[2]))
+    redis.call('EXPIRE', 'trkidx:' .. t[1], d.ttl)
+  end
+end
+for _, c in ipairs(d.cnt) do redis.call('HINCRBY', 'vehcnt:' .. c[1], c[2], c[3]) end
+if d.pub then redis.call('PUBLISH', 'live:vehicles', d.pub) end
+return #d.veh
+"""
 REGISTRY_FIELDS = ("name", "kind", "quantity", "unit", "asset_id", "period_s", "low_critical",
                    "low_warning", "high_warning", "high_critical", "deadband", "min_duration_s",
                    "lon", "lat", "rated_kva", "sparkplug")
@@ -204,6 +230,7 @@ class Store:
 
     def __init__(self, client: aioredis.Redis):
         self.redis = client
+        self._write_fixes_script = client.register_script(WRITE_FIXES)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> "Store":
@@ -217,11 +244,17 @@ class Store:
     # vehicles ---------------------------------------------------------------------------------
     async def write_fixes(self, fixes: Iterable[FixRecord], counters: Mapping[str, Mapping[str, int]],
                           *, seen: Mapping[str, float], retention_s: float,
-                          signals: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-        """Write one ingest batch in a single pipeline; return the live updates published.
+                          signals: Mapping[str, str] | None = None,
+                          indexed: dict[tuple[str, int], bool] | None = None) -> list[dict[str, Any]]:
+        """Write one ingest batch in a single script call; return the live updates published.
 
         Only the newest live fix of each vehicle in the batch moves its latest position; every
         track fix is appended to its hour. ``counters`` maps vehicle id to counter deltas.
+        ``indexed``, when given, is the caller's cache of (vehicle, hour) tracks whose index entry
+        and expiry are already set: they are set once per hour instead of at every append (the
+        cache is filled only after the write succeeded). The whole batch goes to Redis as one
+        ``WRITE_FIXES`` script call (one JSON argument, one binary argument with the packed track
+        records): per-command overhead in the client, not Redis, is what limits the ingest rate.
         """
         latest: dict[str, FixRecord] = {}
         tracks: dict[tuple[str, int], list[bytes]] = {}
@@ -232,40 +265,49 @@ class Store:
                     latest[fix.vehicle_id] = fix
             if fix.track:
                 hour, record = pack_fix(fix)
-                tracks.setdefault((fix.vehicle_id, hour), []).append(record)
-        ttl = int(retention_s) + 3600
-        pipe = self.redis.pipeline(transaction=False)
+                records = tracks.get((fix.vehicle_id, hour))
+                if records is None:
+                    tracks[(fix.vehicle_id, hour)] = [record]
+                else:
+                    records.append(record)
         updates = []
-        vehicle_ids = set(seen) | set(counters)
-        if vehicle_ids:
-            pipe.sadd("veh:ids", *vehicle_ids)
+        veh: list[list[str]] = []
         geo: list[Any] = []
         for vid, fix in latest.items():
-            pipe.hset(f"veh:{vid}", mapping=_fix_hash(fix, seen.get(vid, fix.t)))
+            fields = _fix_hash(fix, seen.get(vid, fix.t))
+            row = [vid]
+            for key, value in fields.items():
+                row.append(key)
+                row.append(value)
+            veh.append(row)
             geo.extend((fix.lon, fix.lat, vid))
             updates.append({"id": vid, "t": fix.t, "lat": fix.lat, "lon": fix.lon,
                             "spd": fix.speed_kmh, "crs": fix.course_deg})
-        if geo:
-            pipe.geoadd("veh:geo", geo)
         signals = signals or {}
-        for vid, when in seen.items():
-            if vid not in latest:
-                fields = {"seen": repr(when)}
-                if vid in signals:
-                    fields["signal"] = signals[vid]
-                pipe.hset(f"veh:{vid}", mapping=fields)
+        seen_rows = [[vid, repr(when), signals.get(vid, False)] for vid, when in seen.items() if vid not in latest]
+        blob: list[bytes] = []
+        trk: list[list[Any]] = []
+        new_hours = []
+        offset = 0
         for (vid, hour), records in tracks.items():
-            key = f"trk:{vid}:{hour}"
-            pipe.append(key, b"".join(records))
-            pipe.expire(key, ttl)
-            pipe.zadd(f"trkidx:{vid}", {str(hour): hour})
-            pipe.expire(f"trkidx:{vid}", ttl)
-        for vid, deltas in counters.items():
-            for name, delta in deltas.items():
-                pipe.hincrby(f"vehcnt:{vid}", name, delta)
-        if updates:
-            pipe.publish(LIVE_VEHICLES, orjson.dumps(updates))
-        await pipe.execute()
+            data = records[0] if len(records) == 1 else b"".join(records)
+            new = indexed is None or (vid, hour) not in indexed
+            trk.append([vid, hour, offset, len(data), new])
+            blob.append(data)
+            offset += len(data)
+            if new:
+                new_hours.append((vid, hour))
+        cnt = [[vid, name, delta] for vid, deltas in counters.items() for name, delta in deltas.items()]
+        ids = list(set(seen) | set(counters))
+        if not (veh or seen_rows or trk or cnt or ids):
+            return updates
+        doc = {"ttl": int(retention_s) + 3600, "ids": ids, "veh": veh, "geo": geo, "seen": seen_rows,
+               "trk": trk, "cnt": cnt, "pub": orjson.dumps(updates).decode() if updates else False}
+        await self._write_fixes_script(args=[orjson.dumps(doc), b"".join(blob)])
+        if indexed is not None:
+            if len(indexed) > 200_000:
+                indexed.clear()
+            indexed.update(dict.fromkeys(new_hours, True))
         return updates
 
     async def set_vehicle_signal(self, vehicle_id: str, reason: str, at: float) -> None:

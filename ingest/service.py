@@ -1,11 +1,12 @@
 """The ingest service: MQTT subscriber -> decoders -> batched, pipelined Redis writes.
 
 Messages arrive from the MQTT module in batches on the event loop. Each is routed by topic to
-its decoder; any exception from a payload is caught, logged at a bounded rate and counted, and
-the loop goes on. Decoded records accumulate in a batch that is written in one pipeline when it
+its decoder (``fleet/...`` vehicles, ``scada/...`` and ``spBv1.0/...`` sensors); any exception
+from a payload is caught, logged at a bounded rate and counted, and the loop goes on. Decoded records accumulate in a batch that is written in one pipeline when it
 holds INGEST_BATCH messages or INGEST_FLUSH_MS has passed. While Redis is unreachable, batches
 queue in order (bounded by INGEST_BUFFER_MAX, oldest dropped and counted), health reports
-"degraded", and they are flushed in order when Redis returns.
+"degraded", and they are flushed in order when Redis returns. A batch holding alarm events is
+written at once, without waiting for the flush interval.
 """
 from __future__ import annotations
 
@@ -15,16 +16,24 @@ import logging
 import os
 import signal
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 from center.mqtt import MqttClient, ReceivedMessage
 from center.settings import Settings
 from center.store import Store
+from center.city import DEMO_SUBDIR
+from ingest.readings import RejectedPayload
+from ingest.sensors import SensorBatch, SensorIngest, SensorRegistry, load_profile_rows, rebirth_command
 from ingest.vehicles import VehicleBatch, VehicleIngest, parse_fleet_topic
 
 log = logging.getLogger(__name__)
 
-TOPICS = ("fleet/+/nmea", "fleet/+/nmea/backfill", "fleet/+/status")
+FLEET_TOPICS = ("fleet/+/nmea", "fleet/+/nmea/backfill", "fleet/+/status")
+SENSOR_TOPICS = ("scada/+/+", "spBv1.0/#")
+TOPICS = FLEET_TOPICS + SENSOR_TOPICS
+COUNTERS_EVERY_S = 1.0  # per-vehicle counters are written at most this often
+REBIRTH_INTERVAL_S = 10.0  # at most one rebirth request per edge node in this time
 
 
 class RateLimitedLog:
@@ -47,54 +56,138 @@ class RateLimitedLog:
             self._suppressed[key] += 1
 
 
+class Batch:
+    """One unit of writing: vehicle fixes and sensor output, written in this order."""
+
+    __slots__ = ("vehicles", "sensors", "vehicles_done")
+
+    def __init__(self) -> None:
+        self.vehicles = VehicleBatch()
+        self.sensors = SensorBatch()
+        self.vehicles_done = False
+
+    def __len__(self) -> int:
+        return len(self.vehicles) + len(self.sensors)
+
+    def empty(self) -> bool:
+        """Nothing to write at all."""
+        return not len(self) and not self.vehicles.seen and not self.sensors.latest
+
+
+class Lane:
+    """One ordered write path: the batch being filled, the batches waiting, and the writer's wake-up.
+
+    Vehicles and sensors have a lane each, so an alarm is never written behind a backlog of fixes
+    (and each lane keeps its own order through a Redis outage)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.batch = Batch()
+        self.queue: collections.deque[Batch] = collections.deque()
+        self.queued = 0
+        self.wake = asyncio.Event()
+        self.redis_ok = True
+
+
 class Ingest:
     """Routes MQTT messages to decoders and writes their output to Redis in batches."""
 
-    def __init__(self, settings: Settings, store: Store):
+    def __init__(self, settings: Settings, store: Store, registry: SensorRegistry | None = None):
         self.settings = settings
         self.store = store
         self.vehicles = VehicleIngest(max_speed_kmh=settings.MAX_JUMP_SPEED_KMH)
-        self.batch = VehicleBatch()
-        self.queue: collections.deque[VehicleBatch] = collections.deque()
-        self.queued_messages = 0
+        self.sensors = SensorIngest(registry or SensorRegistry(), time.time(),
+                                    max_bytes=settings.INGEST_MAX_PAYLOAD,
+                                    no_data_factor=settings.SENSOR_NO_DATA_FACTOR)
+        self.fleet = Lane("fleet")
+        self.sensor_lane = Lane("sensors")
         self.stats: collections.Counter = collections.Counter()
         self._stats_flushed: collections.Counter = collections.Counter()
-        self.redis_ok = True
-        self.mqtt_ok = False
+        self.links = {"fleet": False, "sensors": False}
         self.rlog = RateLimitedLog()
-        self._wake = asyncio.Event()
-        self._batch_started = 0.0
+        self.publish: Callable[[str, bytes], Any] | None = None
+        self._rebirth_asked: dict[tuple[str, str], float] = {}
+        self._counters_cut = 0.0
+        self.stopping = False
+        self._indexed: dict[tuple[str, int], bool] = {}
+
+    @property
+    def redis_ok(self) -> bool:
+        """Whether the last write of every lane succeeded."""
+        return self.fleet.redis_ok and self.sensor_lane.redis_ok
+
+    @property
+    def mqtt_ok(self) -> bool:
+        """Whether both broker connections (fleet topics, sensor topics) are up."""
+        return all(self.links.values())
+
+    @property
+    def queue(self) -> collections.deque:
+        """The fleet lane's batches waiting to be written."""
+        return self.fleet.queue
+
+    @property
+    def queued_messages(self) -> int:
+        """Messages decoded and not yet written, in both lanes."""
+        return self.fleet.queued + self.sensor_lane.queued
 
     # called on the event loop by the MQTT module ------------------------------------------------
     def on_messages(self, messages: list[ReceivedMessage]) -> None:
-        """Decode a batch of messages; schedule a write when the batch is full."""
+        """Decode a batch of messages; schedule a write when the batch is full or holds alarms."""
         max_payload = self.settings.INGEST_MAX_PAYLOAD
+        stats = self.stats
+        stats["messages"] += len(messages)
         for msg in messages:
-            self.stats["messages"] += 1
             if len(msg.payload) > max_payload:
                 self.reject(msg.topic, "payload_too_large")
                 continue
             try:
                 self.route(msg)
+            except RejectedPayload as exc:
+                self.reject(msg.topic, exc.reason)
             except Exception as exc:  # a payload must never stop the subscriber
                 self.reject(msg.topic, f"error:{type(exc).__name__}")
                 self.rlog.warning("route-error", "ingest: %s on %s: %s", type(exc).__name__, msg.topic, exc)
-        if len(self.batch) >= self.settings.INGEST_BATCH:
-            self._cut()
+        sensors = self.sensor_lane.batch
+        if sensors.sensors.events or len(sensors) >= self.settings.INGEST_BATCH:
+            self._cut(self.sensor_lane)
+        if len(self.fleet.batch) >= self.settings.INGEST_BATCH:
+            self._cut(self.fleet)
 
     def route(self, msg: ReceivedMessage) -> None:
         """Send one message to the decoder its topic names."""
-        parsed = parse_fleet_topic(msg.topic)
-        if parsed is None:
-            self.reject(msg.topic, "unknown_topic")
+        topic = msg.topic
+        if topic.startswith("fleet/"):
+            parsed = parse_fleet_topic(topic)
+            if parsed is None:
+                self.reject(topic, "unknown_topic")
+                return
+            vehicle_id, kind = parsed
+            if kind == "status":
+                self.on_status(vehicle_id, msg)
+                return
+            self.vehicles.handle(vehicle_id, msg.payload, msg.received_at, kind == "backfill",
+                                 self.fleet.batch.vehicles, self.stats)
+        elif topic.startswith("scada/"):
+            self.sensors.handle_scada(topic, msg.payload, msg.received_at, self.sensor_lane.batch.sensors,
+                                      self.stats)
+        elif topic.startswith("spBv1.0/"):
+            node = self.sensors.handle_sparkplug(topic, msg.payload, msg.received_at,
+                                                 self.sensor_lane.batch.sensors, self.stats)
+            if node is not None:
+                self.ask_rebirth(*node, msg.received_at)
+        else:
+            self.reject(topic, "unknown_topic")
+
+    def ask_rebirth(self, group: str, node: str, now: float) -> None:
+        """Publish an NCMD Node Control/Rebirth to an edge node (at most once per interval)."""
+        last = self._rebirth_asked.get((group, node))
+        if last is not None and now - last < REBIRTH_INTERVAL_S:
             return
-        vehicle_id, kind = parsed
-        if kind == "status":
-            self.on_status(vehicle_id, msg)
-            return
-        if not self.batch.fixes and not self.batch.signals:
-            self._batch_started = time.monotonic()
-        self.vehicles.handle(vehicle_id, msg.payload, msg.received_at, kind == "backfill", self.batch, self.stats)
+        self._rebirth_asked[(group, node)] = now
+        self.stats["sparkplug:rebirth_requested"] += 1
+        if self.publish is not None:
+            self.publish(f"spBv1.0/{group}/NCMD/{node}", rebirth_command(int(now * 1000)))
 
     def on_status(self, vehicle_id: str, msg: ReceivedMessage) -> None:
         """fleet/<id>/status: 'online' or 'offline' (the last will), plain text."""
@@ -122,90 +215,198 @@ class Ingest:
         self.rlog.warning("reject:" + reason, "ingest: rejected message on %s: %s", topic[:200], reason)
 
     # batching and writing ----------------------------------------------------------------------
-    def _cut(self) -> None:
-        """Move the current batch to the write queue (bounded; oldest dropped when Redis is away)."""
-        batch, self.batch = self.batch, VehicleBatch()
-        if not len(batch) and not batch.seen:
-            return
-        self.queue.append(batch)
-        self.queued_messages += len(batch)
-        while self.queued_messages > self.settings.INGEST_BUFFER_MAX and len(self.queue) > 1:
-            dropped = self.queue.popleft()
-            self.queued_messages -= len(dropped)
-            self.stats["buffer_dropped"] += len(dropped)
-        self._wake.set()
+    def _cut(self, lane: Lane | None = None) -> None:
+        """Move the current batch to the write queue (bounded; oldest dropped when Redis is away).
 
-    async def writer(self) -> None:
-        """Write queued batches in order; on Redis errors retry with backoff, keeping the order."""
+        Per-vehicle counters ride along at most once per COUNTERS_EVERY_S: until then they are
+        carried into the next batch, so a busy vehicle costs one HINCRBY per counter per interval
+        rather than per message."""
+        lane = lane or self.fleet
+        batch, lane.batch = lane.batch, Batch()
+        now = time.monotonic()
+        if batch.vehicles.counters and now - self._counters_cut < COUNTERS_EVERY_S:
+            lane.batch.vehicles.counters, batch.vehicles.counters = batch.vehicles.counters, {}
+        elif batch.vehicles.counters:
+            self._counters_cut = now
+        if batch.empty() and not batch.vehicles.counters:
+            return
+        lane.queue.append(batch)
+        lane.queued += len(batch)
+        while lane.queued > self.settings.INGEST_BUFFER_MAX and len(lane.queue) > 1:
+            dropped = lane.queue.popleft()
+            lane.queued -= len(dropped)
+            self.stats["buffer_dropped"] += len(dropped)
+        lane.wake.set()
+
+    async def _write(self, batch: Batch, retention_s: float) -> None:
+        settings = self.settings
+        if not batch.vehicles_done:
+            v = batch.vehicles
+            if len(v) or v.seen or v.counters:
+                await self.store.write_fixes(v.fixes, v.counters, seen=v.seen, retention_s=retention_s,
+                                             signals=v.signals, indexed=self._indexed)
+            batch.vehicles_done = True
+        s = batch.sensors
+        if len(s) or s.latest:
+            await self.store.write_sensor_batch(latest=s.latest, history=s.history, unknown=s.unknown,
+                                                links=s.links, events=s.events,
+                                                history_max=settings.SENSOR_HISTORY,
+                                                unknown_max=settings.SENSOR_UNKNOWN_MAX)
+
+    async def writer(self, lane: Lane | None = None) -> None:
+        """Write a lane's batches in order; on Redis errors retry with backoff, keeping the order."""
+        lane = lane or self.fleet
         flush_s = self.settings.INGEST_FLUSH_MS / 1000.0
         retention_s = self.settings.TRACK_RETENTION_H * 3600
         backoff = 0.2
         while True:
-            if not self.queue:
+            if not lane.queue:
                 try:
-                    await asyncio.wait_for(self._wake.wait(), flush_s)
+                    await asyncio.wait_for(lane.wake.wait(), flush_s)
                 except asyncio.TimeoutError:
                     pass
-                self._wake.clear()
-                self.vehicles.flush_idle_backfill(time.time(), self.batch, self.stats)
-                if len(self.batch) or self.batch.seen:
-                    self._cut()
-                if not self.queue:
+                lane.wake.clear()
+                if lane is self.fleet:
+                    self.vehicles.flush_idle_backfill(time.time(), lane.batch.vehicles, self.stats)
+                self._cut(lane)
+                if not lane.queue:
                     continue
-            batch = self.queue[0]
+            batch = lane.queue[0]
             try:
-                await self.store.write_fixes(batch.fixes, batch.counters, seen=batch.seen,
-                                             retention_s=retention_s, signals=batch.signals)
+                await self._write(batch, retention_s)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if self.redis_ok:
-                    log.error("ingest: Redis write failed (%s); buffering in memory", exc)
-                self.redis_ok = False
+                if lane.redis_ok:
+                    log.error("ingest: Redis write failed (%s lane: %s); buffering in memory", lane.name, exc)
+                lane.redis_ok = False
                 self.stats["redis_write_failed"] += 1
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            if not self.redis_ok:
-                log.info("ingest: Redis is back; flushing %d buffered batches", len(self.queue))
-            self.redis_ok = True
+            if not lane.redis_ok:
+                log.info("ingest: Redis is back; flushing %d buffered %s batches", len(lane.queue), lane.name)
+            lane.redis_ok = True
             backoff = 0.2
-            self.queue.popleft()
-            self.queued_messages -= len(batch)
-            self.stats["fixes_written"] += len(batch.fixes)
+            lane.queue.popleft()
+            lane.queued -= len(batch)
+            self.stats["fixes_written"] += len(batch.vehicles.fixes)
+
+    async def sensor_timer(self) -> None:
+        """Check every sensor for silence every SENSOR_CHECK_S; reload the registry now and then."""
+        check_s = self.settings.SENSOR_CHECK_S
+        refresh_s = self.settings.SENSOR_REGISTRY_REFRESH_S
+        next_refresh = time.monotonic() + refresh_s
+        while True:
+            await asyncio.sleep(check_s)
+            self.sensors.check_silence(time.time(), self.sensor_lane.batch.sensors, self.stats)
+            if self.sensor_lane.batch.sensors.events:
+                self._cut(self.sensor_lane)
+            if time.monotonic() >= next_refresh:
+                next_refresh = time.monotonic() + refresh_s
+                await self.load_registry()
+
+    async def load_registry(self) -> bool:
+        """(Re)load the sensor registry from Redis; False (logged) when Redis cannot answer."""
+        try:
+            rows = await self.store.sensor_registry()
+        except Exception as exc:
+            self.rlog.warning("registry", "ingest: cannot load the sensor registry: %s", exc)
+            return False
+        registry, problems = SensorRegistry.from_rows(rows, deadband_pct=self.settings.SENSOR_DEADBAND_PCT,
+                                                      min_duration_s=self.settings.SENSOR_MIN_DURATION_S)
+        for problem in problems[:20]:
+            log.warning("ingest: registry row left out: %s", problem)
+        self.stats["registry_problems"] = len(problems)
+        self.sensors.set_registry(registry)
+        return True
+
+    async def ack_listener(self) -> None:
+        """Apply operators' acknowledgements queued by the web (alarms:acks) to the alarm state."""
+        cursor = None
+        while not self.stopping:
+            try:
+                if cursor is None:
+                    cursor = await self.store.acks_cursor()
+                entries = await self.store.read_alarm_acks(cursor, block_ms=250)
+                for entry_id, fields in entries:
+                    self.sensors.acknowledge(fields.get("alarm_id", ""), fields.get("user", ""),
+                                             float(fields.get("at") or time.time()),
+                                             self.sensor_lane.batch.sensors,
+                                             self.stats)
+                    cursor = entry_id
+                if entries:
+                    self._cut(self.sensor_lane)
+                    await self.store.set_acks_cursor(cursor)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.rlog.warning("acks", "ingest: cannot read acknowledgements: %s", exc)
+                await asyncio.sleep(1.0)
 
     async def reporter(self, interval_s: float = 2.0) -> None:
         """Publish stats deltas and a heartbeat every few seconds."""
         while True:
             await asyncio.sleep(interval_s)
-            deltas = {k: v - self._stats_flushed.get(k, 0) for k, v in self.stats.items()
-                      if v != self._stats_flushed.get(k, 0)}
-            try:
-                await self.store.add_ingest_stats(deltas)
-                self._stats_flushed.update(deltas)
-                await self.store.heartbeat("ingest", self.health())
-            except Exception as exc:
-                self.rlog.warning("reporter", "ingest: cannot report stats: %s", exc)
+            await self.report()
+
+    async def report(self) -> None:
+        """Add the stats deltas to ingest:stats and write the heartbeat (errors only logged)."""
+        deltas = {k: v - self._stats_flushed.get(k, 0) for k, v in self.stats.items()
+                  if v != self._stats_flushed.get(k, 0)}
+        try:
+            await self.store.add_ingest_stats(deltas)
+            self._stats_flushed.update(deltas)
+            await self.store.heartbeat("ingest", self.health())
+        except Exception as exc:
+            self.rlog.warning("reporter", "ingest: cannot report stats: %s", exc)
 
     def health(self) -> dict[str, Any]:
         """This process's own view: degraded while Redis or the broker is away."""
         return {"pid": os.getpid(), "redis_ok": self.redis_ok, "mqtt_ok": self.mqtt_ok,
                 "buffered": self.queued_messages, "messages": self.stats["messages"],
+                "written": self.stats["fixes_written"], "sensors": len(self.sensors.registry),
                 "status": "ok" if self.redis_ok and self.mqtt_ok else "degraded"}
 
-    def on_connection(self, up: bool) -> None:
-        """Broker connection state from the MQTT module."""
-        self.mqtt_ok = up
+    def keeps_up(self) -> bool:
+        """Flow control for the MQTT module: take more messages only while the writes keep up
+        (a few batches queued); while Redis is away, buffer up to INGEST_BUFFER_MAX instead."""
+        if not self.fleet.redis_ok:
+            return True
+        return self.fleet.queued < 4 * self.settings.INGEST_BATCH
+
+    def on_connection(self, up: bool, which: str = "fleet") -> None:
+        """Broker connection state of one of the two MQTT clients."""
+        self.links[which] = up
 
 
-def topics(settings: Settings) -> list[str]:
+def city_profile(settings: Settings) -> Path | None:
+    """The city profile whose sensors layer is the registry: CITY_PROFILE, or the generated demo city."""
+    if settings.CITY_PROFILE:
+        return Path(settings.CITY_PROFILE)
+    demo = settings.data_dir / DEMO_SUBDIR / "profile.toml"
+    return demo if demo.is_file() else None
+
+
+async def publish_registry(settings: Settings, store: Store) -> int | None:
+    """Copy the city's sensors layer into the Redis registry; None when there is no city."""
+    profile = city_profile(settings)
+    if profile is None:
+        return None
+    rows = await load_profile_rows(profile)
+    return await store.replace_sensor_registry(rows)
+
+
+def topics(settings: Settings, which: tuple[str, ...] = TOPICS) -> list[str]:
     """The subscriptions, shared ($share/<group>/...) when several ingest processes split the load."""
     group = settings.MQTT_SHARED_GROUP
-    return [f"$share/{group}/{t}" if group else t for t in TOPICS]
+    return [f"$share/{group}/{t}" if group else t for t in which]
 
 
-async def serve(settings: Settings, redis_url: str, mqtt_url: str, stop: asyncio.Event | None = None) -> None:
-    """Run the ingest service until SIGINT/SIGTERM (or until ``stop`` is set)."""
+async def serve(settings: Settings, redis_url: str, mqtt_url: str, stop: asyncio.Event | None = None,
+                hook: Callable[[Ingest], None] | None = None) -> None:
+    """Run the ingest service until SIGINT/SIGTERM (or until ``stop`` is set); ``hook`` is called
+    with the Ingest once built (tests and benchmarks watch its health)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -215,28 +416,59 @@ async def serve(settings: Settings, redis_url: str, mqtt_url: str, stop: asyncio
             pass
     store = Store.from_url(redis_url, health_check_interval=10, socket_timeout=5)
     ingest = Ingest(settings, store)
-    client = MqttClient(mqtt_url, f"ingest-{os.getpid()}", on_messages=ingest.on_messages, loop=loop,
-                        on_connection=ingest.on_connection)
-    client.subscribe(topics(settings))
+    if hook is not None:
+        hook(ingest)
+    try:
+        count = await publish_registry(settings, store)
+        if count is not None:
+            log.info("ingest: sensor registry of %d sensors from the city layers", count)
+    except Exception as exc:
+        log.warning("ingest: sensor registry not refreshed from the city: %s", exc)
+    if await ingest.load_registry():
+        try:
+            restored = ingest.sensors.restore(await store.alarms())
+            log.info("ingest: %d sensors registered, %d alarms restored", len(ingest.sensors.registry), restored)
+        except Exception as exc:
+            log.warning("ingest: alarms not restored: %s", exc)
+    # Two connections: the bulk fleet traffic is flow-controlled (back-pressure when the writes
+    # fall behind); sensor readings arrive on their own and are never queued behind fixes.
+    name = f"ingest-{os.getpid()}-{id(ingest):x}"
+    client = MqttClient(mqtt_url, name, on_messages=ingest.on_messages, loop=loop,
+                        on_connection=ingest.on_connection, ready=ingest.keeps_up)
+    sensor_client = MqttClient(mqtt_url, name + "-s", on_messages=ingest.on_messages, loop=loop,
+                               on_connection=lambda up: ingest.on_connection(up, "sensors"))
+    ingest.publish = lambda topic, payload: sensor_client.publish(topic, payload, qos=0)
+    client.subscribe(topics(settings, FLEET_TOPICS))
+    sensor_client.subscribe(topics(settings, SENSOR_TOPICS))
     client.start()
+    sensor_client.start()
     tasks = [asyncio.create_task(ingest.writer(), name="ingest-writer"),
-             asyncio.create_task(ingest.reporter(), name="ingest-reporter")]
+             asyncio.create_task(ingest.writer(ingest.sensor_lane), name="ingest-sensor-writer"),
+             asyncio.create_task(ingest.reporter(), name="ingest-reporter"),
+             asyncio.create_task(ingest.sensor_timer(), name="ingest-sensor-timer"),
+             asyncio.create_task(ingest.ack_listener(), name="ingest-acks")]
     log.info("ingest: subscribed to %s on %s", ", ".join(topics(settings)), mqtt_url)
     try:
         await stop.wait()
     finally:
         client.stop()
-        ingest._cut()
+        sensor_client.stop()
+        ingest.stopping = True
+        ingest._cut(ingest.fleet)
+        ingest._cut(ingest.sensor_lane)
         try:  # last chance to write what is decoded
             await asyncio.wait_for(_drain(ingest), 3.0)
         except asyncio.TimeoutError:
             log.warning("ingest: %d messages not written at shutdown", ingest.queued_messages)
+        await asyncio.wait(tasks[-1:], timeout=2.0)  # the ack listener ends between two reads
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if ingest.redis_ok:
+            await ingest.report()
         await store.close()
 
 
 async def _drain(ingest: Ingest) -> None:
-    while ingest.queue and ingest.redis_ok:
+    while (ingest.fleet.queue or ingest.sensor_lane.queue) and ingest.redis_ok:
         await asyncio.sleep(0.02)

@@ -20,6 +20,7 @@ from ingest.plausibility import Plausibility
 log = logging.getLogger(__name__)
 
 VEHICLE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_PREFIXED: dict[str, str] = {}  # count name -> "nmea:<name>", built once per name
 BACKFILL_IDLE_S = 2.0  # a backfill stream idle this long has its pending epoch flushed
 
 
@@ -90,15 +91,22 @@ class VehicleIngest:
 
     def _take(self, vehicle_id: str, result, when: datetime, backfill: bool, batch: VehicleBatch,
               stats: collections.Counter) -> None:
+        counter = batch.counters.get(vehicle_id)
+        if counter is None:
+            counter = batch.counters[vehicle_id] = collections.Counter()
+        prefixed = _PREFIXED
         for name, n in result.counts.items():
-            batch.count(vehicle_id, name, n)
-            stats["nmea:" + name] += n
+            counter[name] += n
+            key = prefixed.get(name)
+            if key is None:
+                key = prefixed[name] = "nmea:" + name
+            stats[key] += n
         for update in result.signal:
             batch.signals[vehicle_id] = f"no_fix:{update.mode or update.quality or 'void'}"
         last_map = self.last_backfill if backfill else self.last_live
         for fix in result.fixes:
             try:
-                verdict = self.plausibility.check(fix, last_map.get(vehicle_id), when, backfill=backfill)
+                verdict = self._judge(vehicle_id, fix, last_map.get(vehicle_id), when, backfill)
             except Exception:  # the chain isolates its steps; this is the last line of defence
                 stats["fix:check_error"] += 1
                 log.exception("plausibility failed for %s", vehicle_id)
@@ -120,10 +128,25 @@ class VehicleIngest:
                 if live:
                     self.last_live[vehicle_id] = fix
             batch.fixes.append(_record(vehicle_id, fix, live, verdict.track))
-            batch.count(vehicle_id, "fix_ok" if verdict.live else "fix_track_only")
-            stats["fix_ok" if verdict.live else "fix_track_only"] += 1
+            batch.count(vehicle_id, "fix_ok" if live else "fix_track_only")
+            stats["fix_ok" if live else "fix_track_only"] += 1
             if live:
                 batch.signals.pop(vehicle_id, None)
+
+
+    def _judge(self, vehicle_id: str, fix: Fix, last: Fix | None, when: datetime, backfill: bool):
+        """Run the plausibility chain. The first fix of a backfill stream is judged against the
+        vehicle's newest live fix (so a receiver with the week-rollover bug sending 2006 dates
+        today is repaired to today); when that refuses it, it is judged on its own, as the start
+        of a recorded log from any year."""
+        check = self.plausibility.check
+        if backfill and last is None:
+            seed = self.last_live.get(vehicle_id)
+            if seed is not None:
+                verdict = check(fix, seed, when, backfill=True)
+                if verdict.live or verdict.track:
+                    return verdict
+        return check(fix, last, when, backfill=backfill)
 
 
 def parse_fleet_topic(topic: str) -> tuple[str, str] | None:

@@ -1,0 +1,338 @@
+"""Ingest benchmarks: NMEA throughput (ours and a minimal baseline), sensor alarm latency under
+load, and the ingest process's memory with 10,000 live vehicles.
+
+Every figure comes from real processes: embedded Redis and MQTT broker started here (mosquitto
+when on PATH, else rumqttd), the ingest service in its own process, publishers in others.
+
+- ``ingest_nmea_msgs_per_s``: 5,000 vehicles, one GGA+RMC payload per message, QoS 0, offered at
+  BENCH_OFFERED msg/s (default 20,000: a flat-out publisher would take a whole core of two); the rate is what the ingest wrote to Redis (its ``fixes_written``
+  counter in the heartbeat) over a fixed window after a warm-up.
+- ``ingest_baseline_msgs_per_s``: same publisher and broker into a minimal subscriber: split the
+  payload, take the GGA lat/lon, one pipelined GEOADD per 20 ms; ``ingest_nmea_ratio`` = ours / it.
+- ``ingest_sensor_alarm_latency_ms_p99``: threshold-crossing readings published while a second
+  process sends 5,000 NMEA msg/s; latency = publish -> the event read from ``alarms:events``.
+- ``ingest_rss_mb``: 10,000 vehicles at 1 Hz for BENCH_RSS_S seconds (default 120), then the
+  ingest's RSS; ``track_bytes_per_fix`` = Redis used_memory growth / fixes stored.
+"""
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import os
+import shutil
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from functools import reduce
+from operator import xor
+from pathlib import Path
+
+import orjson
+import psutil
+import redis
+
+from bench.common import emit, percentile, progress
+from center.mqtt import MqttClient
+from center.servers import start_broker, start_redis
+from center.settings import load
+
+VEHICLES = 5000
+WARMUP_S = 5.0
+WINDOW_S = 12.0
+OFFERED = float(os.environ.get("BENCH_OFFERED", "20000"))  # publisher rate in the throughput runs
+RSS_VEHICLES = 10_000
+RSS_S = float(os.environ.get("BENCH_RSS_S", "120"))
+
+
+# -- payloads ---------------------------------------------------------------------------------
+
+def _xor(text: str) -> int:
+    return reduce(xor, text.encode(), 0)
+
+
+def _ddmm(value: float, width: int) -> str:
+    deg = int(abs(value))
+    return f"{deg:0{width}d}{(abs(value) - deg) * 60:010.7f}"
+
+
+class Fleet:
+    """GGA+RMC payloads for many vehicles, fast: positions are precomputed, only the time
+    changes per round, and checksums are XOR-combined from constant and time parts."""
+
+    def __init__(self, count: int, seed: int = 7):
+        import random
+
+        rng = random.Random(seed)
+        self.ids = [f"V{i:05d}" for i in range(count)]
+        self.parts = []
+        for _ in range(count):
+            lat, lon = 36.0 + rng.random() * 0.6, 119.4 + rng.random() * 0.8
+            variants = []
+            for k in range(2):  # two positions ~11 m apart, alternating each second
+                la, lo = _ddmm(lat + k * 1e-4, 2), _ddmm(lon, 3)
+                gga = f",{la},N,{lo},E,1,10,0.9,45.0,M,6.0,M,,"
+                rmc = f",A,{la},N,{lo},E,21.60,0.0,"
+                variants.append((gga, rmc, _xor("GPGGA,") ^ _xor(gga), _xor("GPRMC,") ^ _xor(rmc) ^ _xor(",,,A")))
+            self.parts.append(variants)
+
+    def round(self, t: datetime, k: int) -> list[bytes]:
+        """Every vehicle's payload for time t."""
+        hms = t.strftime("%H%M%S.") + f"{t.microsecond // 10000:02d}"
+        date = t.strftime("%d%m%y")
+        xh, xd = _xor(hms), _xor(date)
+        out = []
+        for variants in self.parts:
+            gga, rmc, cg, cr = variants[k % 2]
+            out.append(f"$GPGGA,{hms}{gga}*{cg ^ xh:02X}\r\n$GPRMC,{hms}{rmc}{date},,,A*{cr ^ xh ^ xd:02X}\r\n"
+                       .encode())
+        return out
+
+
+def _publisher(mqtt_url: str, count: int, rate: float | None, duration_s: float, start: float,
+               ready, go, sent) -> None:
+    """Publish rounds of the fleet (QoS 0): as fast as possible (rate None) or paced."""
+    fleet = Fleet(count)
+    topics = [f"fleet/{vid}/nmea" for vid in fleet.ids]
+    client = MqttClient(mqtt_url, f"bench-pub-{os.getpid()}")
+    client.start()
+    client.wait_connected(20)
+    ready.set()
+    go.wait()
+    began = time.monotonic()
+    n, k = 0, 0
+    while time.monotonic() - began < duration_s:
+        payloads = fleet.round(datetime.fromtimestamp(start + k, timezone.utc), k)
+        for i in range(0, count, 250):
+            if rate is not None:
+                while n > rate * (time.monotonic() - began):
+                    time.sleep(0.002)
+            for topic, payload in zip(topics[i:i + 250], payloads[i:i + 250]):
+                client.publish(topic, payload)
+            n += len(payloads[i:i + 250])
+            if time.monotonic() - began >= duration_s:
+                break
+        k += 1
+    sent.value = n
+    time.sleep(0.5)
+    client.stop()
+
+
+def _run_ingest(values: dict, redis_url: str, mqtt_url: str) -> None:
+    from center.settings import Settings
+    from ingest.service import serve
+
+    asyncio.run(serve(Settings(values), redis_url, mqtt_url))
+
+
+def _baseline(redis_url: str, mqtt_url: str) -> None:
+    """The minimal loop: subscribe, split, pipelined GEOADD every 20 ms; counts in baseline:written."""
+    import threading
+
+    pending: list = []
+    lock = threading.Lock()
+
+    def on_messages(batch):
+        with lock:
+            pending.extend(batch)
+
+    client = MqttClient(mqtt_url, f"bench-baseline-{os.getpid()}", on_messages=on_messages)
+    client.subscribe("fleet/+/nmea")
+    client.start()
+    r = redis.Redis.from_url(redis_url)
+    while True:
+        time.sleep(0.02)
+        with lock:
+            batch, pending[:] = list(pending), []
+        if not batch:
+            continue
+        pipe = r.pipeline(transaction=False)
+        geo = []
+        for msg in batch:
+            for line in msg.payload.split(b"\r\n"):
+                if line[3:6] == b"GGA":
+                    f = line.split(b",")
+                    lat = int(f[2][:2]) + float(f[2][2:]) / 60
+                    lon = int(f[4][:3]) + float(f[4][3:]) / 60
+                    geo.extend((lon, lat, msg.topic.split("/")[1]))
+                    break
+        for i in range(0, len(geo), 1500):
+            pipe.geoadd("base:geo", geo[i:i + 1500])
+        pipe.incrby("baseline:written", len(batch))
+        pipe.execute()
+
+
+def _start(target, *args) -> mp.Process:
+    proc = mp.Process(target=target, args=args, daemon=True)
+    proc.start()
+    return proc
+
+
+def _stop(proc: mp.Process) -> None:
+    if proc.is_alive():
+        proc.terminate()
+        proc.join(10)
+    if proc.is_alive():
+        proc.kill()
+        proc.join(5)
+
+
+def _heartbeat(r: redis.Redis) -> dict:
+    raw = r.get("svc:ingest")
+    return orjson.loads(raw) if raw else {}
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise RuntimeError(f"bench: {what} did not happen within {timeout:.0f} s")
+
+
+def _throughput(settings_values, redis_url, mqtt_url, r, *, baseline: bool) -> float:
+    r.flushall()
+    if baseline:
+        consumer = _start(_baseline, redis_url, mqtt_url)
+        time.sleep(1.5)
+    else:
+        consumer = _start(_run_ingest, settings_values, redis_url, mqtt_url)
+        _wait(lambda: _heartbeat(r).get("mqtt_ok"), 30, "ingest start")
+    ready, go, sent = mp.Event(), mp.Event(), mp.Value("q", 0)
+    publisher = _start(_publisher, mqtt_url, VEHICLES, OFFERED, WARMUP_S + WINDOW_S + 3, time.time() - 60,
+                       ready, go, sent)
+    ready.wait(60)
+    go.set()
+    time.sleep(WARMUP_S)
+    try:
+        if baseline:
+            t1, w1 = time.monotonic(), int(r.get("baseline:written") or 0)
+            time.sleep(WINDOW_S)
+            t2, w2 = time.monotonic(), int(r.get("baseline:written") or 0)
+        else:
+            first = _heartbeat(r)
+            _wait(lambda: _heartbeat(r).get("at", 0) > first.get("at", 0), 5, "heartbeat")
+            first = _heartbeat(r)
+            time.sleep(WINDOW_S)
+            _wait(lambda: _heartbeat(r).get("at", 0) > first["at"] + WINDOW_S - 1, 5, "heartbeat")
+            last = _heartbeat(r)
+            t1, w1, t2, w2 = first["at"], first["written"], last["at"], last["written"]
+    finally:
+        publisher.join(30)
+        _stop(publisher)
+        _stop(consumer)
+    rate = (w2 - w1) / (t2 - t1)
+    progress(f"{'baseline' if baseline else 'ingest'}: {w2 - w1} written in {t2 - t1:.1f} s "
+             f"(publisher sent {sent.value})")
+    return rate
+
+
+def _latency(settings_values, redis_url, mqtt_url, r) -> list[float]:
+    r.flushall()
+    sensors = 200
+    rows = [{"sensor_id": f"S{i:03d}", "name": f"bench {i}", "kind": "pressure", "quantity": "pressure",
+             "unit": "MPa", "period_s": 3600, "high_warning": 0.55, "high_critical": 0.65} for i in range(sensors)]
+
+    async def seed():
+        from center.store import Store
+
+        store = Store.from_url(redis_url)
+        await store.replace_sensor_registry(rows)
+        await store.close()
+    asyncio.run(seed())
+    ingest = _start(_run_ingest, settings_values, redis_url, mqtt_url)
+    _wait(lambda: _heartbeat(r).get("mqtt_ok") and _heartbeat(r).get("sensors") == sensors, 30, "ingest start")
+    ready, go, sent = mp.Event(), mp.Event(), mp.Value("q", 0)
+    background = _start(_publisher, mqtt_url, VEHICLES, 5000.0, 25.0, time.time() - 5, ready, go, sent)
+    ready.wait(60)
+    go.set()
+    client = MqttClient(mqtt_url, "bench-sensor-pub")
+    client.start()
+    client.wait_connected(10)
+    time.sleep(3)  # background load running
+    latencies = []
+    last_id = "$"
+    try:
+        for i in range(sensors):
+            before = r.xrevrange("alarms:events", count=1)
+            last_id = before[0][0] if before else "0-0"
+            sent_at = time.time()
+            client.publish(f"scada/S{i:03d}/pressure", b'{"value": 0.7, "unit": "MPa"}')
+            reply = r.xread({"alarms:events": last_id}, count=1, block=2000)
+            if not reply:
+                progress(f"latency: no alarm event for S{i:03d} within 2 s")
+                continue
+            latencies.append((time.time() - sent_at) * 1000)
+            time.sleep(0.05)
+    finally:
+        client.stop()
+        background.join(30)
+        _stop(background)
+        _stop(ingest)
+    progress(f"latency: {len(latencies)} alarms under {sent.value} background NMEA messages")
+    return latencies
+
+
+def _rss(settings_values, redis_url, mqtt_url, r) -> tuple[float, float]:
+    r.flushall()
+    ingest = _start(_run_ingest, settings_values, redis_url, mqtt_url)
+    _wait(lambda: _heartbeat(r).get("mqtt_ok"), 30, "ingest start")
+    used_before = r.info("memory")["used_memory"]
+    ready, go, sent = mp.Event(), mp.Event(), mp.Value("q", 0)
+    start = time.time()
+    publisher = _start(_publisher, mqtt_url, RSS_VEHICLES, float(RSS_VEHICLES), RSS_S, start, ready, go, sent)
+    ready.wait(60)
+    go.set()
+    began = time.monotonic()
+    peak = 0.0
+    proc = psutil.Process(ingest.pid)
+    while publisher.is_alive():
+        peak = max(peak, proc.memory_info().rss / 2**20)
+        if time.monotonic() - began > 10 and int(time.monotonic() - began) % 30 == 0:
+            progress(f"rss: {time.monotonic() - began:.0f} s, ingest RSS {peak:.0f} MB, "
+                     f"written {_heartbeat(r).get('written')}")
+        time.sleep(1.0)
+    time.sleep(2.5)
+    rss = proc.memory_info().rss / 2**20
+    written = _heartbeat(r).get("written", 0)
+    used_after = r.info("memory")["used_memory"]
+    _stop(ingest)
+    per_fix = (used_after - used_before) / max(1, written)
+    progress(f"rss: {sent.value} published, {written} fixes written, peak RSS {max(peak, rss):.0f} MB, "
+             f"Redis +{(used_after - used_before) / 2**20:.1f} MB")
+    return max(peak, rss), per_fix
+
+
+def main() -> None:
+    """Start the servers, run the four measurements, print the figures."""
+    mp.set_start_method("spawn", force=True)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    redis_proc = start_redis(tmp / "redis")
+    broker = start_broker(tmp / "broker")
+    broker_name = "mosquitto" if shutil.which("mosquitto") else "rumqttd"
+    progress(f"ingest_broker: {broker_name}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    settings = load({"CONFIG_FILE": str(tmp / "absent.toml"), "DATA_DIR": str(tmp / "var"),
+                     "LOG_LEVEL": "WARNING", "TRACK_RETENTION_H": "1"})
+    values = dict(settings.values)
+    r = redis.Redis.from_url(redis_proc.url)
+    try:
+        ours = _throughput(values, redis_proc.url, broker.url, r, baseline=False)
+        emit("ingest_nmea_msgs_per_s", round(ours), "msg/s")
+        base = _throughput(values, redis_proc.url, broker.url, r, baseline=True)
+        emit("ingest_baseline_msgs_per_s", round(base), "msg/s")
+        emit("ingest_nmea_ratio", round(ours / base, 3), "ratio")
+        latencies = _latency(values, redis_proc.url, broker.url, r)
+        emit("ingest_sensor_alarm_latency_ms_p99", round(percentile(latencies, 99), 1), "ms")
+        rss, per_fix = _rss(values, redis_proc.url, broker.url, r)
+        emit("ingest_rss_mb", round(rss, 1), "MB")
+        emit("track_bytes_per_fix", round(per_fix, 1), "B")
+    finally:
+        r.close()
+        broker.stop()
+        redis_proc.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
