@@ -65,15 +65,18 @@ def _read(spec: LayerSpec, progress: Progress) -> gpd.GeoDataFrame:
     """Read the file, in batches for large layers so that progress can be shown."""
     if not spec.path.exists():
         raise LayerError(spec.path, "file not found")
+    # GDAL's GeoJSON driver guesses dates and times from strings: an asset id "T0001" would
+    # come back as the time 00:01. Attributes are read as the text the file holds.
+    options = {"DATE_AS_STRING": "YES"} if spec.format == "geojson" else {}
     try:
         info = pyogrio.read_info(spec.path, layer=spec.layer)
         total = int(info["features"])
         if total <= BATCH_FEATURES:
-            return pyogrio.read_dataframe(spec.path, layer=spec.layer)
+            return pyogrio.read_dataframe(spec.path, layer=spec.layer, **options)
         parts = []
         for start in range(0, total, BATCH_FEATURES):
             parts.append(pyogrio.read_dataframe(spec.path, layer=spec.layer, skip_features=start,
-                                                max_features=BATCH_FEATURES))
+                                                max_features=BATCH_FEATURES, **options))
             progress(f"{spec.name}: {min(start + BATCH_FEATURES, total)}/{total} features")
         return gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=parts[0].crs)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as error:

@@ -200,3 +200,20 @@ def test_malformed_profile_is_refused(tmp_path, body, problem):
 def test_missing_file_is_refused(tmp_path):
     with pytest.raises(LayerError, match="nothere.geojson: file not found"):
         load_layer(_spec(tmp_path / "nothere.geojson"))
+
+
+@pytest.mark.parametrize("ident", ["T0001", "0800", "2026-11-22", "12:30"])
+def test_geojson_ids_that_look_like_dates_or_times_stay_text(tmp_path, ident):
+    path = tmp_path / "districts.geojson"
+    gpd.GeoDataFrame({"QHDM": [ident], "QHMC": ["城区"]}, geometry=[WEST],
+                     crs="EPSG:4490").to_file(path, driver="GeoJSON", engine="pyogrio")
+    frame = load_layer(_spec(path))
+    assert frame["district_id"].tolist() == [ident]
+
+
+def test_demo_city_asset_ids_are_text(tmp_path):
+    from gis import democity
+
+    city = load_profile(democity.generate(tmp_path / "city"))
+    assert city.transformers["asset_id"].iloc[0] == "T0001"
+    assert set(city.supply_areas["asset_id"]) <= set(city.transformers["asset_id"])
