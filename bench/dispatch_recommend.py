@@ -1,10 +1,10 @@
 """Benchmark of the pure dispatch core.
 
-- dispatch_recommend_ms_p99: `eligible` + `rank` for one ticket with 2,000 crews on shift
+- dispatch_rank_ms_p99 (pure ranking, ETAs given; the full path with routing is bench.dispatch_service): `eligible` + `rank` for one ticket with 2,000 crews on shift
   (road ETAs are random numbers here; the routing cost is measured by the GIS benchmarks).
   Measured after `gc.freeze()`, as a server does once it has started: otherwise the tail is a
   full garbage collection of everything imported (numpy, scipy), not dispatch work; the figure
-  without the freeze is printed as dispatch_recommend_ms_p99_nofreeze.
+  without the freeze is printed as dispatch_rank_ms_p99_nofreeze.
 - dispatch_joint_ms: `assign_jointly` for 50 tickets × 200 crews (median of runs), with the
   weighted-ETA gain over the greedy baseline as dispatch_joint_gain_pct.
 """
@@ -80,8 +80,8 @@ def main() -> None:
     """Run both measurements and print the figures."""
     rng = random.Random(20261122)
     progress("dispatch: eligible + rank, 2,000 crews ...")
-    emit("dispatch_recommend_ms_p99_nofreeze", bench_recommend(rng, freeze=False), "ms")
-    emit("dispatch_recommend_ms_p99", bench_recommend(rng), "ms")
+    emit("dispatch_rank_ms_p99_nofreeze", bench_recommend(rng, freeze=False), "ms")
+    emit("dispatch_rank_ms_p99", bench_recommend(rng), "ms")
     progress("dispatch: assign_jointly, 50 tickets x 200 crews ...")
     joint_ms, gain = bench_joint(rng)
     emit("dispatch_joint_ms", joint_ms, "ms")

@@ -1,0 +1,306 @@
+"""The 110 police linkage at the edge: the persistent outbox and its sender, and the inbound
+status updates and incident transfers.
+
+Outbound: a handover (emergency ticket, or a dispatcher's "转110") or a result report (a
+transferred incident resolved) is written to the outbox in Redis *before* any attempt
+(``DispatchStore.outbox_add``, idempotent by key), then sent signed (`command.police.sign`) to
+``POLICE_URL`` + ``/110/handover`` or ``/110/result``. Delivery follows `command.police`: per
+ticket only the oldest unacknowledged message is in flight (in order), retries back off, an
+attempt in flight is leased (after a crash it is simply sent again and the receiver
+de-duplicates by idempotency key), an entry unacknowledged 60 s after its first attempt alarms the
+dispatcher. Acks and status updates join the ticket's timeline as ``note`` events with data.
+
+Inbound: HMAC verified (`command.police.verify`), nonces kept in Redis against replay, idempotent
+by Idempotency-Key (a replay gets the first reply); a transfer becomes a ``police_110`` ticket,
+acknowledged at once with its number.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import orjson
+import tornado.httpclient
+
+from center.store_dispatch import DispatchStore
+from center.store_tickets import TicketRecord
+from command import police
+from command.cap import to_cap
+from command.errors import CommandError, Conflict, TicketNotFound, ValidationError
+from command.tickets import Actor, Category, Channel, Role, TicketType
+from services.tickets import TicketManager
+
+log = logging.getLogger(__name__)
+
+POLICE_ACTOR = Actor("110", Role.SYSTEM)
+CAP_SENDER = "utility-dispatch-center"
+PATHS = {"handover": "/110/handover", "result_report": "/110/result"}
+Send = Callable[[str, bytes, dict[str, str], float], Awaitable[tuple[int | None, bytes]]]
+
+
+async def http_send(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> tuple[int | None, bytes]:
+    """POST with tornado: (status, body), or (None, b"") on timeout or connection error."""
+    client = tornado.httpclient.AsyncHTTPClient()
+    try:
+        response = await client.fetch(url, method="POST", body=body, raise_error=False,
+                                      headers={**headers, "Content-Type": "application/json"},
+                                      connect_timeout=min(5.0, timeout_s), request_timeout=timeout_s)
+    except (OSError, tornado.httpclient.HTTPClientError):
+        return None, b""
+    return (None, b"") if response.code == 599 else (response.code, response.body or b"")
+
+
+class InboundBusy(Exception):
+    """The same idempotency key is being handled by another request (HTTP 503, retry later)."""
+
+
+class PoliceLink:
+    """Outbox, sender and inbound handling of the 110 linkage."""
+
+    def __init__(self, store: DispatchStore, tickets: TicketManager, *, url: str = "", secret: bytes = b"",
+                 clock: Callable[[], datetime] | None = None, send: Send | None = None,
+                 ack_deadline_s: float = 60.0, backoff_base_s: float = 2.0, backoff_cap_s: float = 60.0,
+                 timeout_s: float = 10.0, max_skew_s: int = 300, jitter: Callable[[], float] = random.random,
+                 on_alarm: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None) -> None:
+        self.store = store
+        self.tickets = tickets
+        self.url = url.rstrip("/")
+        self.secret = secret
+        self.clock = clock or tickets.clock
+        self.send = send or http_send
+        self.ack_deadline_s = ack_deadline_s
+        self.backoff_base_s, self.backoff_cap_s = backoff_base_s, backoff_cap_s
+        self.timeout_s = timeout_s
+        self.max_skew_s = max_skew_s
+        self.jitter = jitter
+
+    @property
+    def outbound_enabled(self) -> bool:
+        """Whether messages are sent to 110 (POLICE_URL and POLICE_SECRET set)."""
+        return bool(self.url and self.secret)
+
+    # ------------------------------------------------------------------ outbox
+    async def enqueue_handover(self, record: TicketRecord, kind: str, *, purpose: str = "handover",
+                               actor: Actor = POLICE_ACTOR) -> tuple[dict[str, Any], bool]:
+        """Put a handover of the ticket in the outbox (idempotent per ticket and purpose);
+        (the outbox entry view, whether it was new). A new one is noted on the timeline."""
+        t = record.ticket
+        now = self.clock()
+        key = police.message_key(t.number, purpose, 1)
+        message = police.Handover(
+            message_id=uuid.uuid4().hex, idempotency_key=key, ticket_number=t.number, kind=kind,
+            summary=t.description, address=t.address, lon=t.lon, lat=t.lat,
+            caller=police.mask_phone(t.caller_phone), urgency=t.urgency.value, created_at=now)
+        message_id, created = await self.store.outbox_add(number=t.number, key=key, message_id=message.message_id,
+                                                          body=police.to_json(message), kind="handover", at=now)
+        if created:
+            what = "调度员转110" if kind == police.DISPATCHER_MANUAL else f"紧急工单自动推送110（{kind}）"
+            await self._note(t.number, what, {"police": "handover_queued", "message_id": message_id,
+                                              "kind": kind, "idempotency_key": key}, actor)
+        return await self.entry_view(message_id), created
+
+    async def enqueue_result(self, record: TicketRecord) -> tuple[dict[str, Any], bool] | None:
+        """Report the resolution of a transferred incident back to 110 (once per resolution)."""
+        t = record.ticket
+        link = await self.store.police_ticket(t.number)
+        if link.get("direction") != "in" or not link.get("police_incident_id") or t.resolved_at is None:
+            return None
+        now = self.clock()
+        key = police.message_key(t.number, "result", int(t.resolved_at.timestamp()))
+        message = police.ResultReport(
+            message_id=uuid.uuid4().hex, idempotency_key=key, police_incident_id=link["police_incident_id"],
+            ticket_number=t.number, category=t.category.value, outcome=t.resolution or "已办结",
+            unit=t.unit_id or "", resolved_at=t.resolved_at, created_at=now)
+        message_id, created = await self.store.outbox_add(number=t.number, key=key, message_id=message.message_id,
+                                                          body=police.to_json(message), kind="result_report", at=now)
+        if created:
+            await self._note(t.number, "办结结果已排队反馈110", {"police": "result_queued", "message_id": message_id,
+                                                        "idempotency_key": key})
+        return await self.entry_view(message_id), created
+
+    async def entry_view(self, message_id: str) -> dict[str, Any]:
+        """An outbox entry as the API shows it."""
+        found = await self.store.outbox_entry(message_id)
+        if found is None:
+            raise LookupError(message_id)
+        entry, extra = found
+        return {"message_id": entry.message_id, "ticket_number": entry.ticket_number, "seq": entry.seq_per_ticket,
+                "kind": extra["kind"], "idempotency_key": extra["idempotency_key"], "state": entry.state,
+                "attempts": entry.attempts, "last_error": entry.last_error,
+                "police_incident_id": extra["police_incident_id"] or None,
+                "acked_at": None if entry.acked_at is None else entry.acked_at.isoformat()}
+
+    async def run_once(self, now: datetime | None = None) -> int:
+        """One pass of the sender: alarm overdue acks, send each ticket's head; how many acked."""
+        if not self.outbound_enabled:
+            return 0
+        now = now or self.clock()
+        pending = await self.store.outbox_pending()
+        extras = {e.message_id: x for e, x in pending}
+        entries = [e for e, _ in pending]
+        alarms = []
+        for i, entry in enumerate(entries):
+            if police.needs_alarm(entry, now, self.ack_deadline_s):
+                entries[i] = police.mark_alarmed(entry, now)
+                await self.store.outbox_save(entries[i])
+                alarms.append(self._alarm(entry, now, f"110未在 {self.ack_deadline_s:.0f} 秒内确认，正在重试"))
+        await self.store.raise_alarms(alarms)
+        heads = police.deliverable(entries, now)
+        results = await asyncio.gather(*(self._deliver(e, extras[e.message_id], now) for e in heads))
+        return sum(results)
+
+    def _alarm(self, entry: police.OutboxEntry, now: datetime, text: str) -> dict[str, Any]:
+        return {"alarm_id": f"{entry.ticket_number}|police_ack", "number": entry.ticket_number, "kind": "police",
+                "what": "police_ack", "level": "overdue", "text": text, "message_id": entry.message_id,
+                "attempts": entry.attempts, "last_error": entry.last_error, "raised_at": now.timestamp()}
+
+    async def _deliver(self, entry: police.OutboxEntry, extra: Mapping[str, str], now: datetime) -> int:
+        leased = police.on_attempt(entry, now, timeout_s=self.timeout_s)
+        await self.store.outbox_save(leased)
+        key = extra["idempotency_key"]
+        headers = police.sign(entry.body, self.secret, now, uuid.uuid4().hex, idempotency_key=key)
+        status, reply = await self.send(self.url + PATHS[extra["kind"]], entry.body, headers, self.timeout_s)
+        done = police.on_response(leased, status, reply, now, jitter=self.jitter(),
+                                  base_s=self.backoff_base_s, cap_s=self.backoff_cap_s)
+        incident_id = None
+        if done.state == "acked":
+            try:
+                incident_id = str(orjson.loads(reply).get("police_incident_id") or "") or None
+            except (orjson.JSONDecodeError, AttributeError):
+                incident_id = None
+        await self.store.outbox_save(done, police_incident_id=incident_id)
+        if done.state == "failed_alarmed":
+            await self.store.raise_alarms([self._alarm(done, now, f"110拒收：{done.last_error}")])
+        if done.state != "acked":
+            log.info("110 %s of %s not acknowledged: %s", extra["kind"], entry.ticket_number, done.last_error)
+            return 0
+        if extra["kind"] == "handover" and incident_id:
+            await self.store.map_incident(incident_id, entry.ticket_number, "out", entry.message_id)
+        await self.store.clear_alarms([f"{entry.ticket_number}|police_ack"], now)
+        what = "110已确认接收转警" if extra["kind"] == "handover" else "110已确认收到办结反馈"
+        await self._note(entry.ticket_number, what, {"police": "acked", "message_id": entry.message_id,
+                                                     "police_incident_id": incident_id, "status": status,
+                                                     "attempts": done.attempts})
+        return 1
+
+    async def run(self, stop: asyncio.Event, interval_s: float = 0.5) -> None:
+        """Send until `stop`; Redis or HTTP trouble is logged and retried."""
+        while not stop.is_set():
+            try:
+                sent = await self.run_once()
+            except (OSError, ConnectionError, CommandError) as exc:
+                log.warning("110 outbox pass failed (%s); retrying", exc)
+                sent = 0
+            except Exception as exc:  # redis errors and the like: keep the worker alive
+                log.warning("110 outbox pass failed (%s: %s); retrying", type(exc).__name__, exc)
+                sent = 0
+            if sent:
+                continue
+            try:
+                await asyncio.wait_for(stop.wait(), interval_s)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _note(self, number: str, text: str, data: dict[str, Any], actor: Actor = POLICE_ACTOR) -> None:
+        for _ in range(5):
+            try:
+                await self.tickets.act(number, "note", {"note": text, "data": data}, actor, expected_version=None)
+                return
+            except Conflict:
+                continue
+        log.warning("note %r on %s not written after 5 conflicts", text, number)
+
+    # ------------------------------------------------------------------ inbound
+    async def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
+        """Accept a signed inbound request or raise SignatureError (bad, stale or replayed)."""
+        if not self.secret:
+            raise police.SignatureError(police.SignatureError.BAD_SIGNATURE, "no shared secret configured")
+        police.verify(body, headers, self.secret, self.clock(), max_skew_s=self.max_skew_s,
+                      seen_nonce=lambda nonce: False)  # signature and time first; the nonce below
+        nonce = next(v for k, v in headers.items() if k.lower() == "x-nonce")
+        if not await self.store.claim_nonce(nonce, 2 * self.max_skew_s):
+            raise police.SignatureError(police.SignatureError.REPLAY, f"nonce {nonce} was already used")
+
+    async def receive(self, body: bytes, headers: Mapping[str, str], expected: type) -> tuple[int, dict[str, Any]]:
+        """Handle one inbound request of the `expected` message class; (status, reply).
+
+        Raises SignatureError (401) or PoliceMessageError (400) before anything is written; a
+        repeated Idempotency-Key gets the first reply; InboundBusy while the first is in progress.
+        """
+        await self.verify(body, headers)
+        message = police.parse_inbound(body)
+        if not isinstance(message, expected):
+            raise police.PoliceMessageError(police.PoliceMessageError.UNKNOWN_TYPE,
+                                            f"a {type(message).__name__} does not belong here", "type")
+        key = next((v for k, v in headers.items() if k.lower() == "idempotency-key"), "") or message.message_id
+        claimed = await self.store.claim_inbound(key)
+        if claimed == "processing":
+            raise InboundBusy(key)
+        if claimed is not None:
+            return int(claimed["status"]), {**claimed["body"], "duplicate": True}
+        try:
+            if isinstance(message, police.IncidentTransfer):
+                status, reply = await self._transfer(message, body)
+            else:
+                status, reply = await self._status(message, body)
+        except BaseException:
+            await self.store.release_inbound(key)
+            raise
+        await self.store.finish_inbound(key, status, reply)
+        return status, reply
+
+    async def _status(self, message: police.PoliceStatus, body: bytes) -> tuple[int, dict[str, Any]]:
+        number = message.ticket_number
+        if not number and message.police_incident_id:
+            number = await self.store.ticket_of_incident(message.police_incident_id)
+        if not number:
+            raise TicketNotFound(message.police_incident_id or "")
+        await self.tickets.store.get(number)  # TicketNotFound (404) for an unknown ticket
+        await self.store.put_last_message(number, "in", body)
+        label = {"received": "110已接收", "dispatched": "110已派警", "on_scene": "民警已到场", "closed": "110已结案"}
+        await self._note(number, f"{label[message.status]}{'：' + message.note if message.note else ''}",
+                         {"police_status": message.status, "police_incident_id": message.police_incident_id,
+                          "at": message.at.isoformat(), "message_id": message.message_id})
+        return 200, {"status": "accepted", "ticket_number": number}
+
+    async def _transfer(self, message: police.IncidentTransfer, body: bytes) -> tuple[int, dict[str, Any]]:
+        holder = await self.store.claim_incident(message.police_incident_id, "pending")
+        if holder is not None and holder != "pending":
+            return 200, {"status": "accepted", "ticket_number": holder}
+        category = message.category_hint if message.category_hint in {c.value for c in Category} else "other"
+        fields: dict[str, Any] = {
+            "channel": Channel.POLICE_110.value, "category": category, "type": TicketType.REPAIR.value,
+            "urgency": "urgent", "description": f"【110转办 {message.police_incident_id}】{message.description}"[:2000],
+            "caller_name": message.caller_name[:50], "address": message.address[:200],
+            "caller_phone": message.caller_phone, "lon": message.lon, "lat": message.lat}
+        try:
+            try:
+                result = await self.tickets.create(fields, POLICE_ACTOR, link=False)
+            except ValidationError as exc:
+                if exc.field != "caller_phone":
+                    raise
+                fields["caller_phone"] = ""
+                fields["description"] = f"{fields['description']}（来电 {message.caller_phone[:30]}）"[:2000]
+                result = await self.tickets.create(fields, POLICE_ACTOR, link=False)
+        except BaseException:
+            await self.store.drop_incident(message.police_incident_id)
+            raise
+        number = result.record.ticket.number
+        await self.store.map_incident(message.police_incident_id, number, "in", message.message_id)
+        await self.store.put_last_message(number, "in", body)
+        return 200, {"status": "accepted", "ticket_number": number}
+
+    # ------------------------------------------------------------------ CAP
+    async def cap(self, number: str) -> bytes | None:
+        """The ticket's last police message as CAP 1.2 XML, or None when there is none."""
+        last = await self.store.last_message(number)
+        if last is None:
+            return None
+        body = last["body"].encode("utf-8")
+        message = police.parse_outbound(body) if last["dir"] == "out" else police.parse_inbound(body)
+        return to_cap(message, sender=CAP_SENDER)

@@ -1,0 +1,181 @@
+"""The `dispatch` service process: sensor alarms → proactive tickets, automatic dispatch of new
+tickets, acceptance timeouts, GPS arrival, escalation alarms and the 110 outbox sender.
+
+Tasks, all stopped by one event:
+
+- `consume_alarms`: the sensor alarm stream → proactive tickets (`services.ticket_alarms`);
+- `watch_changes`: the ``tkt:changes`` stream through the consumer group ``dispatch`` (entries a
+  crashed worker left pending are handled first) → `DispatchManager.on_change` and the 110 link
+  (handover of emergency tickets, result report of resolved transfers);
+- the timers every ESCALATION_CHECK_S (`services.dispatch_timers.DispatchTimers.tick`);
+- the 110 outbox sender (`PoliceLink.run`) when POLICE_URL and POLICE_SECRET are set;
+- a heartbeat ``svc:dispatch``.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
+
+from center.store import Store
+from center.store_dispatch import CHANGES_GROUP, DispatchStore
+from center.store_tickets import CHANGES_STREAM
+from command.errors import CommandError
+from command.tickets import Channel
+from services.crews import CrewRegistry, crews_from_city
+from services.dispatch import DispatchManager, is_creation, road_graph
+from services.dispatch_timers import DispatchTimers
+from services.police_link import PoliceLink, Send
+from services.tickets import TicketManager, build_manager, consume_alarms
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DispatchParts:
+    """The dispatch side of the application, built once per process."""
+
+    tickets: TicketManager
+    dispatch: DispatchManager
+    timers: DispatchTimers
+    police: PoliceLink
+    store: DispatchStore
+
+
+async def build(store: Store, settings: Any, city: Any = None, *, tickets: TicketManager | None = None,
+                clock: Callable[[], datetime] | None = None, send: Send | None = None,
+                **police_options: Any) -> DispatchParts:
+    """Build the managers over a Store: crews from the city, the road graph (cached under
+    DATA_DIR/cache), the dispatch manager, its timers and the 110 link."""
+    city = getattr(city, "city", city)
+    if tickets is None:
+        kwargs = {} if clock is None else {"clock": clock}
+        tickets = await build_manager(store.redis, city, **kwargs)
+    dstore = DispatchStore(store.redis)
+    graph = await asyncio.to_thread(road_graph, city, settings.data_dir / "cache")
+    crews = CrewRegistry(crews_from_city(city), store, dstore, tickets.store)
+    dispatch = DispatchManager(tickets, crews, dstore, graph, auto=settings.DISPATCH_AUTO,
+                               accept_timeout_s=settings.ACCEPT_TIMEOUT_S, stale_after_s=settings.VEHICLE_STALE_S,
+                               clock=clock)
+    timers = DispatchTimers(dispatch, arrival_radius_m=settings.ARRIVAL_RADIUS_M)
+    police = PoliceLink(dstore, tickets, url=settings.POLICE_URL, secret=settings.POLICE_SECRET.encode("utf-8"),
+                        clock=clock, send=send, **police_options)
+    return DispatchParts(tickets, dispatch, timers, police, dstore)
+
+
+async def on_change(parts: DispatchParts, change: Mapping[str, str]) -> None:
+    """Everything one ticket change triggers: dispatch reactions and the 110 link."""
+    action, number = change.get("action"), change.get("number", "")
+    if is_creation(change) and parts.police.outbound_enabled:
+        record = await parts.tickets.store.get(number)
+        kind = record.meta.get("police_kind")
+        if kind and record.ticket.channel is not Channel.POLICE_110:
+            await parts.police.enqueue_handover(record, kind)
+    elif action in ("resolve", "resolve_with_incident"):
+        record = await parts.tickets.store.get(number)
+        if record.ticket.channel is Channel.POLICE_110 and parts.police.outbound_enabled:
+            await parts.police.enqueue_result(record)
+    await parts.dispatch.on_change(change)
+
+
+def _fields(raw: Mapping[Any, Any]) -> dict[str, str]:
+    return {(k.decode() if isinstance(k, bytes) else str(k)): (v.decode() if isinstance(v, bytes) else str(v))
+            for k, v in raw.items()}
+
+
+async def watch_changes(parts: DispatchParts, stop: asyncio.Event, *, consumer: str | None = None,
+                        block_ms: int = 500, batch: int = 100) -> None:
+    """Feed ``tkt:changes`` to `on_change` through the consumer group ``dispatch``; each entry is
+    acknowledged once handled (a domain refusal is logged and acknowledged; Redis trouble is
+    retried without acknowledging)."""
+    redis = parts.store.redis
+    consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+    await parts.store.ensure_changes_group(CHANGES_STREAM)
+    backlog = True
+    while not stop.is_set():
+        try:
+            reply = await redis.xreadgroup(CHANGES_GROUP, consumer, {CHANGES_STREAM: "0" if backlog else ">"},
+                                           count=batch, block=None if backlog else block_ms)
+        except (OSError, RedisConnectionError, RedisTimeoutError) as exc:
+            log.warning("change watcher: redis unavailable (%s); retrying", exc)
+            await _pause(stop, 1.0)
+            continue
+        entries = reply[0][1] if reply else []
+        if backlog and not entries:
+            backlog = False
+            continue
+        for entry_id, raw in entries:
+            try:
+                await on_change(parts, _fields(raw))
+            except (CommandError, LookupError) as exc:
+                log.warning("ticket change %s skipped: %s", entry_id, exc)
+            except (OSError, RedisConnectionError, RedisTimeoutError) as exc:
+                log.warning("ticket change %s not handled yet (%s)", entry_id, exc)
+                await _pause(stop, 1.0)
+                break
+            await redis.xack(CHANGES_STREAM, CHANGES_GROUP, entry_id)
+
+
+async def run_timers(parts: DispatchParts, stop: asyncio.Event, interval_s: float) -> None:
+    """Run the timers every `interval_s` seconds until `stop`."""
+    while not stop.is_set():
+        try:
+            await parts.timers.tick()
+        except (CommandError, OSError, RedisConnectionError, RedisTimeoutError) as exc:
+            log.warning("dispatch timers failed (%s); retrying", exc)
+        await _pause(stop, interval_s)
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except asyncio.TimeoutError:
+        pass
+
+
+async def _heartbeat(store: Store, parts: DispatchParts, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await store.heartbeat("dispatch", {"pid": os.getpid(), "crews": len(parts.dispatch.crews.crews),
+                                               "roads": 0 if parts.dispatch.graph is None else parts.dispatch.graph.edge_count,
+                                               "police": parts.police.outbound_enabled})
+        except (OSError, RedisConnectionError, RedisTimeoutError) as exc:
+            log.warning("dispatch heartbeat failed: %s", exc)
+        await _pause(stop, 3.0)
+
+
+async def serve(settings: Any, redis_url: str, mqtt_url: str, city: Any, stop: asyncio.Event | None = None) -> None:
+    """Run the dispatch service until SIGINT/SIGTERM (or until `stop` is set)."""
+    import signal
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (ValueError, RuntimeError):  # not the main thread (tests)
+            pass
+    store = Store.from_url(redis_url, health_check_interval=10)
+    parts = await build(store, settings, city)
+    log.info("dispatch: %d crews, %s road edges, 110 link %s", len(parts.dispatch.crews.crews),
+             0 if parts.dispatch.graph is None else parts.dispatch.graph.edge_count,
+             "on" if parts.police.outbound_enabled else "off (POLICE_URL/POLICE_SECRET not set)")
+    tasks = [asyncio.create_task(consume_alarms(parts.tickets, store.redis, stop)),
+             asyncio.create_task(watch_changes(parts, stop)),
+             asyncio.create_task(run_timers(parts, stop, settings.ESCALATION_CHECK_S)),
+             asyncio.create_task(_heartbeat(store, parts, stop))]
+    if parts.police.outbound_enabled:
+        tasks.append(asyncio.create_task(parts.police.run(stop)))
+    try:
+        await stop.wait()
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await store.close()

@@ -1,0 +1,313 @@
+"""The 110 linkage with real Redis, our web app in-process and the 110 simulator
+(`simulators.police`) in-process on free ports.
+
+Time is compressed: one settable clock drives our outbox (attempts, backoff, the 60 s ack alarm),
+our signature checks and the simulator's signatures. "110 down for 2 minutes" is the simulator in
+mode ``down`` (connection refused) while the outbox makes a pass every 5 s of that clock for 120
+s (24 passes); then the simulator comes up and passes continue until everything is acknowledged.
+A crash of the worker is a cancelled pass (with the message already received by 110 and the reply
+lost) and a new `PoliceLink` over a new Redis connection: the outbox entries were persisted before
+sending, and the receiver's idempotency keeps delivery exactly once.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import orjson
+import pytest
+import tornado.httpclient
+import tornado.httpserver
+import xmlschema
+
+from center.servers import free_port
+from center.store import Store
+from center.store_dispatch import DispatchStore
+from center.store_tickets import TicketStore
+from command.police import DISPATCHER_MANUAL, PoliceStatus, sign, to_json
+from services.police_link import PoliceLink, http_send
+from services.tickets import TicketManager
+from services.worker import build, watch_changes
+from simulators.police import PoliceSimulator
+from tests.conftest import test_settings, wait_for
+from web import app as webapp
+from web.base import Services
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+PASSWORD = "test-pass-1234"
+SECRET = "s3cret-110"
+SCHEMA = xmlschema.XMLSchema(str(Path(__file__).parent / "data" / "cap" / "CAP-v1.2.xsd"))
+
+
+class Clock:
+    """A settable clock shared by our managers and the simulator."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+
+def _statuses_sent(sim: PoliceSimulator) -> bool:
+    """Every accepted handover's four status updates have been answered."""
+    handovers = sum(1 for r in sim.accepted.values() if r.get("type") == "handover")
+    answered = {(s["idempotency_key"]) for s in sim.sent if s["type"] == "police_status" and s["status"] is not None}
+    return len(answered) >= 4 * handovers
+
+
+class Env:
+    """Our web app (tickets + 110 endpoints), the change watcher, the link and the simulator."""
+
+    def __init__(self, base, store, parts, sim, clock):
+        self.base, self.store, self.parts, self.sim, self.clock = base, store, parts, sim, clock
+        self.link: PoliceLink = parts.police
+        self.http = tornado.httpclient.AsyncHTTPClient()
+        self.tokens: dict[str, str] = {}
+        self.created = 0
+
+    async def call(self, method, path, user="dispatcher", body=None, headers=None):
+        hdrs = dict(headers or {})
+        if user:
+            hdrs["Authorization"] = f"Bearer {await self.token(user)}"
+        data = body if body is None or isinstance(body, bytes) else json.dumps(body)
+        response = await self.http.fetch(tornado.httpclient.HTTPRequest(self.base + path, method=method,
+                                                                        headers=hdrs, body=data), raise_error=False)
+        return response.code, response.body
+
+    async def token(self, user):
+        if user not in self.tokens:
+            response = await self.http.fetch(self.base + "/api/login", method="POST",
+                                             body=json.dumps({"username": user, "password": PASSWORD}))
+            self.tokens[user] = orjson.loads(response.body)["token"]
+        return self.tokens[user]
+
+    async def create(self, description="闻到很浓的煤气味，楼道里都是", category="gas", phone="13812341234"):
+        self.created += 1  # 1 km apart: never a repeat call of the previous ticket
+        code, body = await self.call("POST", "/api/tickets", "agent", {
+            "channel": "phone", "category": category, "type": "repair", "urgency": "emergency",
+            "description": description, "caller_phone": phone, "address": "高密市康成大街269号",
+            "lon": 119.70 + 0.01 * self.created, "lat": 36.356})
+        assert code == 201, body
+        return orjson.loads(body)["ticket"]["number"]
+
+    async def timeline(self, number):
+        code, body = await self.call("GET", f"/api/tickets/{number}/timeline")
+        return [e for e in orjson.loads(body)["events"]]
+
+    async def act(self, number, action, user="dispatcher", **args):
+        code, body = await self.call("GET", f"/api/tickets/{number}", user)
+        version = orjson.loads(body)["version"]
+        code, body = await self.call("POST", f"/api/tickets/{number}/actions/{action}", user,
+                                     {"expected_version": version, **args})
+        assert code == 200, body
+
+    async def until_acked(self, passes=60, step_s=5.0):
+        for _ in range(passes):
+            await self.link.run_once(self.clock.advance(step_s))
+            if not await self.parts.store.outbox_pending():
+                return
+        raise AssertionError("outbox not drained")
+
+
+@pytest.fixture
+async def env(tmp_path, redis_url):
+    clock = Clock(datetime.now(timezone.utc).replace(microsecond=0))
+    sim_port, web_port = free_port(), free_port()
+    settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD,
+                             POLICE_URL=f"http://127.0.0.1:{sim_port}", POLICE_SECRET=SECRET)
+    store = Store.from_url(redis_url)
+    await webapp.bootstrap_accounts(store, settings, demo=True)
+    tickets = TicketStore(store.redis)
+    await tickets.load_scripts()
+    manager = TicketManager(tickets, None, clock=clock)
+    parts = await build(store, settings, None, tickets=manager, clock=clock, jitter=lambda: 1.0, timeout_s=3.0)
+    services = Services(settings=settings, store=store, extra={"tickets": manager, "dispatch": parts.dispatch, "police": parts.police})
+    server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
+    server.listen(web_port, "127.0.0.1")
+    sim = PoliceSimulator(SECRET.encode(), our_base_url=f"http://127.0.0.1:{web_port}", now=clock,
+                          status_delays_s=(0.02, 0.02, 0.02, 0.02), mode="down", backoff_s=0.05)
+    await sim.start(sim_port, 0)
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch_changes(parts, stop, block_ms=50))
+    yield Env(f"http://127.0.0.1:{web_port}", store, parts, sim, clock)
+    await wait_for(lambda: _statuses_sent(sim))  # no status update cut off mid-request
+    stop.set()
+    await watcher
+    await sim.stop()
+    server.stop()
+    await server.close_all_connections()
+    await store.close()
+
+
+async def test_110_down_two_minutes_then_every_message_delivered_once_in_order(env):
+    first = await env.create()
+    second = await env.create(phone="13900001111", description="燃气管道泄漏，闻到天然气味")
+    await wait_for(lambda: _pending(env, 2))
+    code, body = await env.call("POST", f"/api/tickets/{first}/police", body={})  # the dispatcher's 转110 on top
+    assert code == 202 and orjson.loads(body)["message"]["seq"] == 2
+    code, body = await env.call("POST", f"/api/tickets/{first}/police", body={})  # pressed twice: the same message
+    assert code == 200 and orjson.loads(body)["created"] is False
+    assert len(await env.parts.store.outbox_pending()) == 3
+    for _ in range(24):  # 2 minutes of 110 down, a pass every 5 s
+        await env.link.run_once(env.clock.advance(5))
+    pending = await env.parts.store.outbox_pending()
+    assert {e.state for e, _ in pending} == {"pending"} and env.sim.received == []
+    heads = {e.ticket_number: e.attempts for e, _ in pending if e.seq_per_ticket == 1}
+    assert min(heads.values()) >= 3 and [e.attempts for e, _ in pending if e.seq_per_ticket == 2] == [0]
+    code, body = await env.call("GET", "/api/ticket-alarms")
+    shown = {a["alarm_id"] for a in orjson.loads(body)["alarms"]}
+    assert {f"{first}|police_ack", f"{second}|police_ack"} <= shown
+    await env.sim.set_mode("up")
+    await env.until_acked()
+    accepted = [r for r in env.sim.received if r["outcome"] == "accepted"]
+    keys = [r["idempotency_key"] for r in accepted]
+    assert sorted(keys) == sorted([f"{first}:handover:1", f"{first}:manual:1", f"{second}:handover:1"])
+    assert keys.index(f"{first}:handover:1") < keys.index(f"{first}:manual:1")  # in order per ticket
+    assert len(env.sim.accepted) == 3
+    code, body = await env.call("GET", "/api/ticket-alarms")
+    assert not [a for a in orjson.loads(body)["alarms"] if a["what"] == "police_ack"]
+    groups = await wait_for(lambda: _status_groups(env, first, 2))  # one 110 incident per handover
+    assert list(groups.values()) == [["received", "dispatched", "on_scene", "closed"]] * 2
+    acks = [e for e in await env.timeline(first) if e["data"].get("data", {}).get("police") == "acked"]
+    assert len(acks) == 2 and acks[0]["data"]["data"]["police_incident_id"].startswith("JJ")
+
+
+async def _pending(env, count):
+    return len(await env.parts.store.outbox_pending()) == count
+
+
+async def _status_groups(env, number, incidents):
+    """The police statuses on the ticket's timeline per 110 incident, once every incident is closed."""
+    groups: dict[str, list[str]] = {}
+    for event in await env.timeline(number):
+        data = event["data"].get("data", {})
+        if "police_status" in data:
+            groups.setdefault(data["police_incident_id"], []).append(data["police_status"])
+    done = len(groups) == incidents and all(g[-1] == "closed" for g in groups.values())
+    return groups if done else None
+
+
+async def test_outbox_survives_a_worker_crash_and_delivers_exactly_once(env, redis_url):
+    await env.sim.set_mode("up")
+    number = await env.create(description="变压器旁有异响", category="power")  # not an emergency kind
+    record = await env.parts.tickets.store.get(number)
+    entry, created = await env.link.enqueue_handover(record, DISPATCHER_MANUAL, purpose="manual")
+    assert created and entry["state"] == "pending"
+    lost = asyncio.Event()
+
+    async def send_then_die(url, body, headers, timeout_s):
+        await http_send(url, body, headers, timeout_s)  # 110 receives and acknowledges ...
+        lost.set()
+        await asyncio.Event().wait()  # ... and the worker dies before reading the reply
+
+    crashing = PoliceLink(env.parts.store, env.parts.tickets, url=env.link.url, secret=SECRET.encode(),
+                          clock=env.clock, send=send_then_die, timeout_s=3.0)
+    attempt = asyncio.create_task(crashing.run_once(env.clock.now))
+    await asyncio.wait_for(lost.wait(), 10)
+    attempt.cancel()
+    await asyncio.gather(attempt, return_exceptions=True)
+    store = Store.from_url(redis_url)  # the restarted worker: new connection, nothing in memory
+    try:
+        restarted = PoliceLink(DispatchStore(store.redis), env.parts.tickets, url=env.link.url,
+                               secret=SECRET.encode(), clock=env.clock, timeout_s=3.0)
+        [(leased, extra)] = await restarted.store.outbox_pending()
+        assert (leased.state, leased.attempts, extra["idempotency_key"]) == ("sent", 1, f"{number}:manual:1")
+        assert await restarted.run_once(env.clock.advance(1)) == 0  # still leased to the dead attempt
+        assert await restarted.run_once(env.clock.advance(3)) == 1  # lease over: sent again, 409 = already held
+    finally:
+        await store.close()
+    outcomes = [r["outcome"] for r in env.sim.received if r["idempotency_key"] == f"{number}:manual:1"]
+    assert outcomes == ["accepted", "duplicate"] and len(env.sim.accepted) == 1
+    assert await env.parts.store.outbox_pending() == []
+
+
+def _signed(body: bytes, *, secret=SECRET, at=None, nonce=None, key="k1"):
+    return sign(body, secret.encode(), at or datetime.now(timezone.utc), nonce or uuid.uuid4().hex, idempotency_key=key)
+
+
+@pytest.mark.parametrize("case", ["no_headers", "wrong_secret", "stale", "tampered", "malformed", "wrong_type"])
+async def test_bad_inbound_requests_are_refused_and_change_nothing(env, case):
+    number = await env.create(description="变压器旁有异响", category="power")
+    before = await env.timeline(number)
+    status = PoliceStatus(uuid.uuid4().hex, number, "JJ1", "received", env.clock.now, "测试")
+    body = to_json(status)
+    headers = _signed(body, at=env.clock.now)
+    if case == "no_headers":
+        headers = {}
+    elif case == "wrong_secret":
+        headers = _signed(body, secret="guess", at=env.clock.now)
+    elif case == "stale":
+        headers = _signed(body, at=env.clock.now - timedelta(minutes=10))
+    elif case == "tampered":
+        body = body.replace(b"received", b"closed")
+    elif case == "malformed":
+        body = b'{"type": "police_status", "status": '
+        headers = _signed(body, at=env.clock.now)
+    elif case == "wrong_type":
+        body = body.replace(b'"police_status"', b'"incident_transfer"')
+        headers = _signed(body, at=env.clock.now)
+    code, reply = await env.call("POST", "/api/police/status", None, body, headers)
+    expected = 400 if case in ("malformed", "wrong_type") else 401
+    assert code == expected, reply
+    assert await env.timeline(number) == before
+
+
+async def test_replayed_nonce_is_refused_and_repeated_key_gets_the_first_reply(env):
+    number = await env.create(description="变压器旁有异响", category="power")
+    body = to_json(PoliceStatus(uuid.uuid4().hex, number, "JJ1", "dispatched", env.clock.now, ""))
+    headers = _signed(body, at=env.clock.now, key="JJ1:status:2")
+    assert (await env.call("POST", "/api/police/status", None, body, headers))[0] == 200
+    assert (await env.call("POST", "/api/police/status", None, body, headers))[0] == 401  # same nonce: replay
+    again = _signed(body, at=env.clock.now, key="JJ1:status:2")  # a retry: new nonce, same key
+    code, reply = await env.call("POST", "/api/police/status", None, body, again)
+    assert code == 200 and orjson.loads(reply)["duplicate"] is True
+    notes = [e for e in await env.timeline(number) if "police_status" in e["data"].get("data", {})]
+    assert len(notes) == 1
+    code, _ = await env.call("POST", "/api/police/status", None, body.replace(number.encode(), b"GD20200101-9999"),
+                             _signed(body.replace(number.encode(), b"GD20200101-9999"), at=env.clock.now, key="x2"))
+    assert code == 404
+
+
+async def test_transfer_becomes_a_110_ticket_and_its_resolution_is_reported_back(env):
+    await env.sim.set_mode("up")
+    assert await env.sim.transfer_one() == 200
+    [sent] = env.sim.sent
+    incident_id = sent["idempotency_key"].split(":")[0]
+    number = await env.parts.store.ticket_of_incident(incident_id)
+    record = await env.parts.tickets.store.get(number)
+    assert record.ticket.channel.value == "police_110" and incident_id in record.ticket.description
+    transfer = env.sim.make_transfer()  # the same incident id delivered twice → one ticket
+    assert await env.sim.deliver(env.sim.incidents_path, transfer, "JJ-dup:transfer:1") == 200
+    assert await env.sim.deliver(env.sim.incidents_path, transfer, "JJ-dup:transfer:1") == 200
+    assert await env.parts.tickets.store.open_count() == 2
+    await env.act(number, "dispatch", crew_id="C01")
+    for action in ("accept", "arrive"):
+        await env.act(number, action, "crew")
+    await env.act(number, "resolve", "crew", resolution="已疏通排水管道")
+    await wait_for(lambda: _pending(env, 1))
+    await env.until_acked()
+    [report] = [r for r in env.sim.received if r.get("type") == "result_report"]
+    assert report["outcome"] == "accepted" and report["police_incident_id"] == incident_id
+    code, xml = await env.call("GET", f"/api/tickets/{number}/cap")
+    assert code == 200
+    SCHEMA.validate(xml.decode("utf-8"))
+    assert b"<msgType>Update</msgType>" in xml and b"+08:00" in xml and b"Z</sent>" not in xml
+
+
+async def test_cap_of_a_handover_validates_and_unknown_is_404(env):
+    number = await env.create()
+    await wait_for(lambda: _pending(env, 1))
+    code, xml = await env.call("GET", f"/api/tickets/{number}/cap")
+    assert code == 200
+    SCHEMA.validate(xml.decode("utf-8"))
+    assert "燃气泄漏".encode() in xml and b"<msgType>Alert</msgType>" in xml
+    other = await env.create(description="变压器旁有异响", category="power", phone="13900001111")
+    assert (await env.call("GET", f"/api/tickets/{other}/cap"))[0] == 404
