@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import redis.asyncio as aioredis
 import tornado.httpserver
 import tornado.web
 
@@ -18,14 +19,15 @@ from center.servers import url_reachable
 from center.settings import Settings
 from center.store import Store
 from web.base import NotFoundHandler, Services
-from web.handlers import auth, health, ingest_stats, layers, live, pages, sensors, vehicles
-from web.live import LiveFeed
+from web.handlers import admin, auth, desk, health, ingest_stats, layers, live, openapi, pages, sensors, tickets, vehicles
+from web.handlers import dispatch as dispatch_handlers, police as police_handlers
+from web.live import LiveFeed, vehicle_crews_of
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
-HANDLER_MODULES = (auth, health, pages, vehicles, layers, live, sensors, ingest_stats)
-SERVICES_WATCHED = ("web", "ingest", "simulate")
+HANDLER_MODULES = (auth, health, pages, vehicles, layers, live, sensors, ingest_stats, tickets, desk, admin, openapi, dispatch_handlers, police_handlers)
+SERVICES_WATCHED = ("web", "ingest", "simulate", "dispatch")
 
 
 def make_app(services: Services, *, cookie_secret: str) -> tornado.web.Application:
@@ -106,7 +108,9 @@ def health_reporter(services: Services, mqtt_url: str):
 async def serve(settings: Settings, redis_url: str, mqtt_url: str, *, city: Any = None,
                 demo: bool = False, stop: asyncio.Event | None = None) -> None:
     """Run the web service until SIGINT/SIGTERM (or until ``stop`` is set)."""
-    store = Store.from_url(redis_url, health_check_interval=10)
+    # a blocking pool: a reconnect storm of consoles waits for a connection instead of failing
+    store = Store(aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
+        redis_url, decode_responses=True, health_check_interval=10, max_connections=256, timeout=10)))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -118,9 +122,18 @@ async def serve(settings: Settings, redis_url: str, mqtt_url: str, *, city: Any 
     for name, password in created.items():
         print(f"account created: {name} / {password}", flush=True)
     feed = LiveFeed(store, batch_ms=settings.WS_BATCH_MS, stale_s=settings.VEHICLE_STALE_S,
-                    offline_s=settings.VEHICLE_OFFLINE_S)
+                    offline_s=settings.VEHICLE_OFFLINE_S, vehicle_crews=vehicle_crews_of(city),
+                    zone=settings.zone)
     services = Services(settings=settings, store=store, city=city, live=feed)
     services.health = health_reporter(services, mqtt_url)
+    from services.tickets import build_manager
+
+    services.extra["tickets"] = await build_manager(store.redis, getattr(city, "city", city))
+    from services.worker import build as build_dispatch
+
+    parts = await build_dispatch(store, settings, city, tickets=services.extra["tickets"])
+    services.extra["dispatch"] = parts.dispatch
+    services.extra["police"] = parts.police
     app = make_app(services, cookie_secret=await cookie_secret(store))
     server = tornado.httpserver.HTTPServer(app, xheaders=False)
     server.listen(settings.HTTP_PORT, settings.HTTP_HOST)

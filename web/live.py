@@ -1,9 +1,27 @@
-"""The live feed behind the console WebSocket: a snapshot, then ordered, batched deltas.
+"""The live feed behind the console WebSocket: a snapshot, then ordered, typed, batched deltas.
 
-Ingest publishes changed vehicle positions on a Redis channel. The feed coalesces them per
-vehicle and, every WS_BATCH_MS, encodes ONE frame and hands the same bytes to every console.
-Frames carry increasing sequence numbers; the last frames are kept so that a console that
-reconnects resumes from its last sequence, or gets a fresh snapshot when it is too far behind.
+Three Redis channels feed it:
+
+- ``live:vehicles`` (ingest): changed vehicle positions, coalesced per vehicle;
+- ``live:tickets`` (ticket store): ``{number, version, action, state}`` of every write; the feed
+  reads the ticket once and keeps its compact view (newest version wins);
+- ``live:alarms`` (sensor ingest): alarm events (raised, escalated, acknowledged, cleared...).
+
+Every WS_BATCH_MS the feed encodes at most one frame of each type that has pending changes,
+``vehicles`` then ``tickets`` then ``alarms``, each with the next sequence number, and hands the
+SAME bytes to every console. The last frames are kept so that a console that reconnects resumes
+from its last sequence, or reloads a snapshot when it is too far behind.
+
+Frames (JSON text)::
+
+    {"type": "snapshot", "seq", "at", "vehicles": [...], "tickets": [...], "alarms": [...],
+     "sensors": [...], "crews": {vehicle_id: {crew_id, crew_name}}, "today": {day, created, resolved}}
+
+``today`` counts the tickets created and resolved on the center's current day: numbers carry
+the day they were created (GD<YYYYMMDD>-n), and every write is in the ``tkt:changes`` stream.
+    {"type": "vehicles", "seq", "at", "vehicles": [{id, t, lat, lon, spd, crs} | {id, link}]}
+    {"type": "tickets",  "seq", "at", "tickets": [compact ticket, ...], "today": {...}}  (closed: open=false)
+    {"type": "alarms",   "seq", "at", "alarms": [alarm event, ...]}       (in publication order)
 """
 from __future__ import annotations
 
@@ -11,13 +29,21 @@ import asyncio
 import collections
 import logging
 import time
-from typing import Any, Callable, Protocol
+from datetime import datetime, timezone, tzinfo
+from typing import Any, Callable, Mapping, Protocol
+from zoneinfo import ZoneInfo
 
 import orjson
 
-from center.store import LIVE_VEHICLES, Store
+from center.store import LIVE_ALARMS, LIVE_VEHICLES, Store
+from center.store_tickets import CHANGES_STREAM, LIVE_TICKETS, TicketRecord, TicketStore
+from command.tickets import OPEN_STATES
 
 log = logging.getLogger(__name__)
+
+SNAPSHOT_TICKETS = 3000     # open tickets in a snapshot (newest first); the queue API pages the rest
+SNAPSHOT_REUSE_S = 1.0      # consoles connecting within this time of each other share one snapshot
+SUMMARY_CHARS = 80
 
 
 class Subscriber(Protocol):
@@ -27,20 +53,59 @@ class Subscriber(Protocol):
         """Queue one encoded frame for the console."""
 
 
+def compact_ticket(record: TicketRecord) -> dict[str, Any]:
+    """The small view of a ticket the map and the wall need (no caller name or phone).
+
+    ``queue`` is ``[[stage, deadline_epoch_s, limit_s], ...]`` of the open timed stages: the
+    console computes the time left itself, so the view does not go stale between deltas.
+    """
+    t = record.ticket
+    return {"number": t.number, "version": t.version, "state": t.state.value, "open": t.state in OPEN_STATES,
+            "urgency": t.urgency.value, "category": t.category.value, "type": t.type.value,
+            "color": t.color.value, "lon": t.lon, "lat": t.lat, "address": t.address,
+            "crew_id": t.crew_id, "unit_id": t.unit_id, "incident_id": t.incident_id,
+            "supervised": t.supervised, "police_kind": record.meta.get("police_kind"),
+            "created_at": t.created_at.timestamp(),
+            "resolved_at": None if t.resolved_at is None else t.resolved_at.timestamp(),
+            "queue": [list(q) for q in record.meta.get("queue") or ()],
+            "summary": t.description[:SUMMARY_CHARS]}
+
+
+def compact_sensor(view: Mapping[str, Any]) -> dict[str, Any]:
+    """The small view of a sensor for the map: where, what, latest value and link."""
+    reading = view.get("reading") or {}
+    return {"id": view["id"], "name": view.get("name"), "kind": view.get("kind"), "unit": view.get("unit"),
+            "lon": view.get("lon"), "lat": view.get("lat"), "value": reading.get("value"),
+            "ts": reading.get("ts"), "link": view.get("link")}
+
+
 class LiveFeed:
-    """Fan-out of live vehicle updates to console subscribers."""
+    """Fan-out of live vehicle, ticket and alarm changes to console subscribers."""
 
     def __init__(self, store: Store, *, batch_ms: float = 500.0, keep_frames: int = 240,
-                 stale_s: float = 30.0, offline_s: float = 300.0):
+                 stale_s: float = 30.0, offline_s: float = 300.0,
+                 vehicle_crews: Mapping[str, Mapping[str, Any]] | None = None,
+                 clock: Callable[[], float] = time.time, zone: tzinfo = ZoneInfo("Asia/Shanghai")):
         self.store = store
+        self.tickets = TicketStore(store.redis)
         self.batch_s = batch_ms / 1000.0
         self.stale_s = stale_s
         self.offline_s = offline_s
+        self.vehicle_crews = {k: dict(v) for k, v in (vehicle_crews or {}).items()}
+        self.clock = clock
+        self.zone = zone
+        self._today_day = ""
+        self._created_today: set[str] = set()
+        self._resolved_today: set[str] = set()
         self.seq = 0
         self.subscribers: set[Subscriber] = set()
         self._pending: dict[str, dict[str, Any]] = {}
+        self._pending_tickets: dict[str, dict[str, Any]] = {}
+        self._pending_alarms: list[dict[str, Any]] = []
         self._recent: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=keep_frames)
         self._tasks: list[asyncio.Task] = []
+        self._snapshot: tuple[int, float, bytes] | None = None
+        self._snapshot_building: asyncio.Future | None = None
         self.frames_sent = 0
         self.updates_received = 0
         self.errors = 0
@@ -56,10 +121,75 @@ class LiveFeed:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    # snapshot ---------------------------------------------------------------------------------
     async def snapshot(self) -> bytes:
-        """A full snapshot frame at the current sequence number."""
-        vehicles = await self.store.vehicles(stale_s=self.stale_s, offline_s=self.offline_s)
-        return orjson.dumps({"type": "snapshot", "seq": self.seq, "at": time.time(), "vehicles": vehicles})
+        """A full snapshot frame at the current sequence number (shared by consoles arriving together)."""
+        cached = self._snapshot
+        if cached is not None and cached[0] == self.seq and self.clock() - cached[1] < SNAPSHOT_REUSE_S:
+            return cached[2]
+        if self._snapshot_building is not None:
+            return await asyncio.shield(self._snapshot_building)
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._snapshot_building = future
+        try:
+            frame = await self._build_snapshot()
+            future.set_result(frame)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            self._snapshot_building = None
+        return frame
+
+    async def _build_snapshot(self) -> bytes:
+        now = self.clock()
+        vehicles = await self.store.vehicles(now=now, stale_s=self.stale_s, offline_s=self.offline_s)
+        numbers = await self.tickets.index("open", stop=SNAPSHOT_TICKETS - 1)
+        tickets = [compact_ticket(r) for r in await self.tickets.get_many(numbers) if r is not None]
+        alarms = await self.store.alarms()
+        sensors = [compact_sensor(s) for s in await self.store.sensors()]
+        await self._load_today(now)
+        frame = orjson.dumps({"type": "snapshot", "seq": self.seq, "at": now, "vehicles": vehicles,
+                              "tickets": tickets, "alarms": alarms, "sensors": sensors,
+                              "crews": self.vehicle_crews, "today": self.today()})
+        self._snapshot = (self.seq, now, frame)
+        return frame
+
+    def _day(self, now: float) -> tuple[str, float]:
+        local = datetime.fromtimestamp(now, timezone.utc).astimezone(self.zone)
+        start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        return local.strftime("%Y%m%d"), start.timestamp()
+
+    async def _load_today(self, now: float) -> None:
+        """Count today's created and resolved tickets from the changes stream (once a day)."""
+        day, start = self._day(now)
+        if day == self._today_day:
+            return
+        created, resolved = set(), set()
+        cursor = f"{int(start * 1000)}-0"
+        prefix = f"GD{day}-"
+        while True:
+            entries = await self.store.redis.xrange(CHANGES_STREAM, min=cursor, count=5000)
+            for entry_id, fields in entries:
+                self._count_change(fields, prefix, created, resolved)
+            if len(entries) < 5000:
+                break
+            ms, n = entries[-1][0].split("-")
+            cursor = f"{ms}-{int(n) + 1}"
+        self._today_day, self._created_today, self._resolved_today = day, created, resolved
+
+    @staticmethod
+    def _count_change(change: Mapping[str, Any], prefix: str, created: set[str], resolved: set[str]) -> None:
+        number = str(change.get("number", ""))
+        if number.startswith(prefix):
+            created.add(number)
+        if change.get("state") == "resolved":
+            resolved.add(number)
+
+    def today(self) -> dict[str, Any]:
+        """Tickets created and resolved on the center's current day."""
+        return {"day": self._today_day, "created": len(self._created_today), "resolved": len(self._resolved_today)}
 
     def frames_since(self, seq: int) -> list[bytes] | None:
         """Frames after seq when all are still kept; None when the console must reload a snapshot."""
@@ -77,8 +207,9 @@ class LiveFeed:
         """Unregister a console."""
         self.subscribers.discard(subscriber)
 
+    # accepting changes ------------------------------------------------------------------------
     def accept_updates(self, updates: list[dict[str, Any]]) -> None:
-        """Merge updates (newest wins per vehicle) into the next frame."""
+        """Merge vehicle updates (newest wins per vehicle) into the next frame."""
         self.updates_received += len(updates)
         for update in updates:
             vid = update.get("id")
@@ -86,19 +217,51 @@ class LiveFeed:
                 merged = self._pending.setdefault(vid, {})
                 merged.update(update)
 
-    def flush(self) -> bytes | None:
-        """Encode the pending updates as one frame and send it to every console."""
-        if not self._pending:
-            return None
+    def accept_tickets(self, views: list[dict[str, Any]]) -> None:
+        """Keep the newest compact view of each changed ticket for the next frame."""
+        for view in views:
+            held = self._pending_tickets.get(view["number"])
+            if held is None or held["version"] <= view["version"]:
+                self._pending_tickets[view["number"]] = view
+
+    def accept_alarm_events(self, events: list[dict[str, Any]]) -> None:
+        """Queue alarm events, in their order, for the next frame."""
+        self._pending_alarms.extend(e for e in events if isinstance(e, dict) and e.get("alarm_id"))
+
+    async def ticket_changes(self, summaries: list[dict[str, Any]]) -> None:
+        """Read the tickets named by change summaries and queue their compact views."""
+        summaries = [s for s in summaries if isinstance(s, dict) and "number" in s]
+        await self._load_today(self.clock())
+        for change in summaries:
+            self._count_change(change, f"GD{self._today_day}-", self._created_today, self._resolved_today)
+        numbers = list(dict.fromkeys(s["number"] for s in summaries))
+        records = await self.tickets.get_many(numbers)
+        self.accept_tickets([compact_ticket(r) for r in records if r is not None])
+
+    # frames -----------------------------------------------------------------------------------
+    def _emit(self, kind: str, items: list[dict[str, Any]], **extra: Any) -> bytes:
         self.seq += 1
-        frame = orjson.dumps({"type": "vehicles", "seq": self.seq, "at": time.time(),
-                              "vehicles": list(self._pending.values())})
-        self._pending = {}
+        frame = orjson.dumps({"type": kind, "seq": self.seq, "at": self.clock(), kind: items, **extra})
         self._recent.append((self.seq, frame))
         for subscriber in list(self.subscribers):
             subscriber.send_frame(frame)
         self.frames_sent += 1
         return frame
+
+    def flush(self) -> list[bytes]:
+        """Encode each kind of pending change as one frame (vehicles, tickets, alarms), send it
+        to every console, and return the frames sent."""
+        frames = []
+        if self._pending:
+            pending, self._pending = self._pending, {}
+            frames.append(self._emit("vehicles", list(pending.values())))
+        if self._pending_tickets:
+            pending_t, self._pending_tickets = self._pending_tickets, {}
+            frames.append(self._emit("tickets", list(pending_t.values()), today=self.today()))
+        if self._pending_alarms:
+            pending_a, self._pending_alarms = self._pending_alarms, []
+            frames.append(self._emit("alarms", pending_a))
+        return frames
 
     async def _tick(self) -> None:
         while True:
@@ -109,19 +272,28 @@ class LiveFeed:
                 self.errors += 1
                 log.exception("live feed: frame failed")
 
+    async def _handle(self, channel: str, data: Any) -> None:
+        payload = orjson.loads(data)
+        if channel == LIVE_VEHICLES:
+            self.accept_updates(payload)
+        elif channel == LIVE_TICKETS:
+            await self.ticket_changes(payload if isinstance(payload, list) else [payload])
+        elif channel == LIVE_ALARMS:
+            self.accept_alarm_events(payload if isinstance(payload, list) else [payload])
+
     async def _listen(self) -> None:
         backoff = 0.5
         while True:
             pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(LIVE_VEHICLES)
+                await pubsub.subscribe(LIVE_VEHICLES, LIVE_TICKETS, LIVE_ALARMS)
                 backoff = 0.5
                 async for message in pubsub.listen():
                     try:
-                        self.accept_updates(orjson.loads(message["data"]))
-                    except (orjson.JSONDecodeError, TypeError, AttributeError):
+                        await self._handle(message["channel"], message["data"])
+                    except (orjson.JSONDecodeError, TypeError, AttributeError, KeyError, ValueError):
                         self.errors += 1
-                        log.warning("live feed: malformed update ignored")
+                        log.warning("live feed: malformed message on %s ignored", message.get("channel"))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis gone: retry with backoff, consoles keep their state
@@ -143,6 +315,20 @@ def decode_client_message(raw: str | bytes) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         return None
     return data if isinstance(data, dict) else None
+
+
+def vehicle_crews_of(city: Any) -> dict[str, dict[str, Any]]:
+    """vehicle_id -> {crew_id, crew_name, unit_id} from the city's crews layer (empty without one)."""
+    frame = city.frame("crews") if city is not None and hasattr(city, "frame") else None
+    if frame is None:
+        return {}
+    out = {}
+    for row in frame.itertuples(index=False):
+        vid = getattr(row, "vehicle_id", None)
+        if vid:
+            out[str(vid)] = {"crew_id": getattr(row, "crew_id", None), "crew_name": getattr(row, "crew_name", None),
+                             "unit_id": getattr(row, "unit_id", None)}
+    return out
 
 
 SendFn = Callable[[bytes], None]

@@ -1,4 +1,5 @@
-"""GET /ws/live: one WebSocket per console, relaying the live feed (snapshot, then deltas)."""
+"""GET /ws/live: one WebSocket per console, relaying the live feed (snapshot, then deltas);
+GET /wall: the wall display (大屏) that shows the same feed as counters."""
 from __future__ import annotations
 
 import logging
@@ -6,12 +7,18 @@ from urllib.parse import urlparse
 
 import tornado.websocket
 
-from web.base import BaseHandler
+from web.base import BaseHandler, page
 from web.live import LiveFeed, decode_client_message
 
 log = logging.getLogger(__name__)
 
 MAX_BUFFERED_BYTES = 4 * 1024 * 1024  # a console this far behind is cut off and must resync
+
+
+def _closed_is_fine(future) -> None:
+    """A console that went away while a frame was being written is not an error (on_close follows)."""
+    if not future.cancelled():
+        future.exception()
 
 
 class LiveSocket(BaseHandler, tornado.websocket.WebSocketHandler):
@@ -73,9 +80,11 @@ class LiveSocket(BaseHandler, tornado.websocket.WebSocketHandler):
             self.close(1013, "too slow; reconnect")
             return
         try:
-            self.write_message(frame, binary=False)  # bytes sent as a UTF-8 text frame, encoded once
+            sent = self.write_message(frame, binary=False)  # bytes sent as a UTF-8 text frame, encoded once
         except tornado.websocket.WebSocketClosedError:
             self.feed.remove(self)
+            return
+        sent.add_done_callback(_closed_is_fine)
 
     def _buffered_bytes(self) -> int:
         """Bytes written to this console but not yet sent (tornado keeps no public counter)."""
@@ -87,4 +96,12 @@ class LiveSocket(BaseHandler, tornado.websocket.WebSocketHandler):
         self.feed.remove(self)
 
 
-routes = [(r"/ws/live", LiveSocket)]
+class WallPage(BaseHandler):
+    """GET /wall: the full-screen overview for the control room screen."""
+
+    @page("dispatcher", "supervisor")
+    def get(self) -> None:
+        self.render("wall.html", account=self.account, zone=self.config.TIME_ZONE)
+
+
+routes = [(r"/ws/live", LiveSocket), (r"/wall", WallPage)]

@@ -1,0 +1,274 @@
+// Dispatcher console side panels: alarms (acknowledge, sound for critical ones), the ticket queue
+// by time left, the crew board, and the ticket detail with timeline, recommendation and actions.
+(function () {
+  "use strict";
+  var C = window.Console, t = C.t, esc = C.esc, api = C.api;
+  var canAct = ["dispatcher", "supervisor", "admin"].indexOf(C.role) >= 0;
+
+  // sound: browsers refuse audio before a user gesture, so the context is made on the first click
+  var audio = null;
+  document.addEventListener("click", function () {
+    if (audio || !(window.AudioContext || window.webkitAudioContext)) { return; }
+    audio = new (window.AudioContext || window.webkitAudioContext)();
+    document.getElementById("sound").classList.remove("hidden");
+  }, { capture: true });
+  function beep() {
+    if (!audio || audio.state !== "running") { return; }
+    [0, 0.3].forEach(function (offset) {
+      var osc = audio.createOscillator(), gain = audio.createGain();
+      osc.type = "square"; osc.frequency.value = 880;
+      gain.gain.setValueAtTime(0.08, audio.currentTime + offset);
+      gain.gain.exponentialRampToValueAtTime(0.0001, audio.currentTime + offset + 0.2);
+      osc.connect(gain); gain.connect(audio.destination);
+      osc.start(audio.currentTime + offset); osc.stop(audio.currentTime + offset + 0.22);
+    });
+    document.body.dataset.beeps = String(Number(document.body.dataset.beeps || 0) + 1);
+  }
+
+  // alarms -------------------------------------------------------------------------------------
+  function renderAlarms() {
+    var list = Object.keys(C.state.alarms).map(function (id) { return C.state.alarms[id]; });
+    list.sort(function (a, b) {
+      var ra = (a.state === "raised" ? 2 : 0) + (a.severity === "critical" ? 1 : 0);
+      var rb = (b.state === "raised" ? 2 : 0) + (b.severity === "critical" ? 1 : 0);
+      return rb - ra || (b.raised_at || 0) - (a.raised_at || 0);
+    });
+    var active = list.filter(function (a) { return a.state !== "cleared"; }).length;
+    document.getElementById("alarm-count").textContent = active;
+    var html = list.map(function (a) {
+      var sensor = C.state.sensors[a.sensor_id] || {};
+      var ack = canAct && a.acked_at == null ? '<button class="ack" data-ack="' + esc(a.alarm_id) + '">' +
+                t("alarms.ack") + "</button>" : '<span class="muted">' + (a.acked_by ? t("alarms.acked") + " " + esc(a.acked_by) : "") + "</span>";
+      return '<li class="alarm sev-' + a.severity + " st-" + a.state + '" data-alarm-id="' + esc(a.alarm_id) + '">' +
+             '<div><b>' + t("alarms." + a.severity) + "</b> " + esc(sensor.name || a.sensor_id) + " · " +
+             t("alarms." + a.kind) + " " + (a.value == null ? "" : a.value) + (a.threshold == null ? "" : " / " + a.threshold) +
+             (a.state === "cleared" ? " · " + t("alarms.cleared") : "") + '</div><div class="row"><span class="muted">' +
+             C.fmtTime(a.raised_at, true) + "</span>" + ack + "</div></li>";
+    });
+    document.getElementById("alarm-list").innerHTML = html.join("") || '<li class="muted">' + t("alarms.none") + "</li>";
+  }
+  C.on("alarms", function (change) {
+    renderAlarms();
+    if (!change.snapshot && change.events.some(function (e) {
+      return e.severity === "critical" && (e.type === "raised" || e.type === "escalated");
+    })) { beep(); }
+  });
+  document.getElementById("alarm-list").addEventListener("click", function (ev) {
+    var id = ev.target.getAttribute && ev.target.getAttribute("data-ack");
+    if (!id) { return; }
+    ev.target.disabled = true;
+    api("POST", "/api/alarms/" + encodeURIComponent(id).replace(/%3A/gi, ":") + "/ack", {}).then(function (res) {
+      if (res.ok && res.body && res.body.alarm) {
+        C.state.alarms[id] = res.body.alarm;
+        renderAlarms();
+      } else {
+        ev.target.disabled = false;
+        C.toast(t("common.error") + " (" + res.status + ")", true);
+      }
+    });
+  });
+
+  // ticket queue ---------------------------------------------------------------------------------
+  var queue = [], queueAt = 0, queueTimer = null;
+  function minutesText(seconds) {
+    if (seconds == null) { return t("common.none"); }
+    var n = Math.ceil(Math.abs(seconds) / 60);
+    return seconds <= 0 ? C.fmt("tickets.min_over", { n: n }) : C.fmt("tickets.min_left", { n: n });
+  }
+  function renderQueue() {
+    var elapsed = Date.now() / 1000 - queueAt;
+    document.getElementById("queue-rows").innerHTML = queue.map(function (tk) {
+      var left = tk.time_left_s == null ? null : tk.time_left_s - elapsed;
+      var level = left != null && left <= 0 ? "overdue" : tk.limit_level || "ok";
+      return '<tr class="q-' + level + '" data-queue="' + esc(tk.number) + '"><td><span class="dot c-' + tk.color +
+             '"></span>' + esc(tk.number) + '<div class="muted">' + t("urgency." + tk.urgency) + " · " +
+             t("category." + tk.category) + " · " + esc(tk.address || "") + "</div></td><td>" + t("tstate." + tk.state) +
+             '</td><td class="left">' + minutesText(left) + "</td></tr>";
+    }).join("");
+  }
+  function loadQueue() {
+    clearTimeout(queueTimer);
+    queueTimer = setTimeout(function () {
+      api("GET", "/api/tickets?state=open&sort=time_left&limit=100").then(function (res) {
+        if (!res.ok) { return; }
+        queue = res.body.tickets; queueAt = Date.now() / 1000;
+        document.getElementById("queue-total").textContent = res.body.total;
+        renderQueue();
+      });
+    }, 300);
+  }
+  document.getElementById("queue-rows").addEventListener("click", function (ev) {
+    var row = ev.target.closest("[data-queue]");
+    if (row) { openTicket(row.getAttribute("data-queue")); }
+  });
+
+  // crew board (GET /api/crews; the admin list of crews and shifts while it is not there) ------------
+  var crews = [];
+  function crewRows(list) {
+    return list.map(function (c) {
+      var status = c.status || c.state || (c.on_shift === false ? t("crews.off_shift") : c.vehicle_state ?
+                   t("state." + c.vehicle_state) : t("common.none"));
+      var work = c.ticket_number || c.current_ticket || (c.tickets && c.tickets.length ? c.tickets.join(", ") : null) ||
+                 (c.workload != null ? String(c.workload) : t("common.none"));
+      return '<tr data-crew="' + esc(c.crew_id) + '"><td>' + esc(c.crew_name || c.name || c.crew_id) + '<div class="muted">' +
+             esc(c.crew_id) + (c.vehicle_id ? " · " + esc(c.vehicle_id) : "") + "</div></td><td>" + esc(status) +
+             "</td><td>" + esc(work) + "</td></tr>";
+    }).join("") || '<tr><td colspan="3">' + t("common.none") + "</td></tr>";
+  }
+  var crewTimer = null;
+  function loadCrews() {
+    if (!canAct) { return; }
+    clearTimeout(crewTimer);
+    crewTimer = setTimeout(function () {
+      api("GET", C.has("get", "/api/crews") ? "/api/crews" : "/api/admin/crews").then(function (res) {
+        if (!res.ok || !res.body) { return; }
+        crews = res.body.crews || res.body.board || [];
+        document.getElementById("crew-rows").innerHTML = crewRows(crews);
+        document.body.dataset.crewsAt = String(Date.now());
+      });
+    }, 500);
+  }
+
+  // ticket detail ----------------------------------------------------------------------------------
+  var current = null;  // the ticket shown
+  function field(label, value) {
+    return '<div class="f"><span class="muted">' + t(label) + "</span> " + esc(value == null || value === "" ? t("common.none") : value) + "</div>";
+  }
+  function renderDetail(tk) {
+    document.getElementById("detail-number").textContent = tk.number;
+    document.getElementById("detail").dataset.ticket = tk.number;
+    document.getElementById("detail-body").innerHTML =
+      '<div class="tags"><span class="tag u-' + tk.urgency + '">' + t("urgency." + tk.urgency) + '</span><span class="tag c-' +
+      tk.color + '">' + t("color." + tk.color) + '</span><span class="tag" data-state="' + tk.state + '">' + t("tstate." + tk.state) +
+      "</span>" + (tk.police_kind ? '<span class="tag police">110</span>' : "") + "</div>" +
+      field("detail.description", tk.description) + field("tickets.address", tk.address) +
+      field("detail.caller", (tk.caller_name || "") + " " + (tk.caller_phone || "")) + field("detail.unit", tk.unit_id) +
+      field("detail.crew", tk.crew_id) + field("detail.incident", tk.incident_id) + field("detail.calls", tk.calls) +
+      field("tickets.left", minutesText(tk.time_left_s));
+    var acts = tk.allowed_actions || [];
+    var html = [];
+    if (canAct && acts.indexOf("review") >= 0) { html.push('<button data-do="review">' + t("detail.review") + "</button>"); }
+    if (canAct && acts.indexOf("dispatch") >= 0) {
+      html.push('<select id="reassign-crew">' + crews.map(function (c) {
+        return '<option value="' + esc(c.crew_id) + '">' + esc(c.crew_id + " " + (c.crew_name || c.name || "")) + "</option>";
+      }).join("") + '</select><button data-do="reassign">' + t(tk.crew_id ? "detail.reassign" : "detail.assign") + "</button>");
+    }
+    if (canAct && acts.indexOf("transfer") >= 0) {
+      html.push('<input id="transfer-unit" placeholder="' + t("detail.unit") + '" size="8"><button data-do="transfer">' +
+                t("detail.transfer") + "</button>");
+    }
+    if (canAct && C.has("post", "/api/tickets/{}/police")) {
+      html.push('<button data-do="police" class="danger">' + t("detail.police") + "</button>");
+    }
+    document.getElementById("detail-actions").innerHTML = html.join(" ");
+  }
+  function renderTimeline(events) {
+    document.getElementById("detail-timeline").innerHTML = events.map(function (e) {
+      var data = e.data || {};
+      var extra = Object.keys(data).filter(function (k) { return data[k] != null && data[k] !== ""; }).slice(0, 6)
+        .map(function (k) { return esc(k) + "=" + esc(typeof data[k] === "object" ? JSON.stringify(data[k]) : data[k]); }).join(" ");
+      return '<li data-action="' + esc(e.action) + '"><span class="muted">' + C.fmtTime(C.isoEpoch(e.at), true) + "</span> <b>" +
+             esc(e.action) + "</b> " + (e.to_state ? t("tstate." + e.to_state) : "") + " · " + esc(e.actor_id) +
+             (e.note ? " · " + esc(e.note) : "") + (extra ? '<div class="muted small">' + extra + "</div>" : "") + "</li>";
+    }).join("");
+  }
+  function routeLatLngs(route) {
+    var g = route && (route.geometry || route.route || route.path || route);
+    if (g && g.type === "Feature") { g = g.geometry; }
+    var coords = g && g.coordinates ? g.coordinates : Array.isArray(g) ? g : null;
+    if (!coords || !coords.length) { return null; }
+    return coords.map(function (p) { return Array.isArray(p) ? [p[1], p[0]] : [p.lat, p.lon]; });
+  }
+  function renderRecommendation(res) {
+    var el = document.getElementById("detail-recommend");
+    C.routeLayer.clearLayers();
+    var list = res.ok && res.body ? (res.body.candidates || res.body.recommendations || res.body.top || []) : null;
+    if (!list) { el.textContent = t("common.none"); el.dataset.state = "none"; return; }
+    if (!list.length) { el.textContent = t("detail.no_recommendation"); el.dataset.state = "empty"; return; }
+    var palette = ["#0b7a3e", "#1560bd", "#8e44ad"];
+    el.innerHTML = list.slice(0, 3).map(function (c, i) {
+      var crew = c.crew_id || (c.crew && c.crew.crew_id);
+      var eta = c.eta_s != null ? Math.ceil(c.eta_s / 60) : null;
+      var dist = c.distance_m != null ? (c.distance_m / 1000).toFixed(1) : null;
+      var line = routeLatLngs(c.route || c.geometry);
+      if (line) { L.polyline(line, { color: palette[i], weight: 5 - i, opacity: 0.8 }).addTo(C.routeLayer); }
+      return '<div class="cand" data-candidate="' + esc(crew) + '"><span class="swatch" style="background:' + palette[i] + '"></span>' +
+             "<b>" + esc(crew) + "</b> " + esc(c.crew_name || "") + " · " + t("detail.eta") + " " +
+             (eta == null ? t("common.none") : eta + " " + t("common.min")) + " · " + t("detail.distance") + " " +
+             (dist == null ? t("common.none") : dist + " " + t("common.km")) +
+             (canAct ? ' <button data-assign="' + esc(crew) + '">' + t("detail.assign") + "</button>" : "") + "</div>";
+    }).join("");
+    el.dataset.state = "shown";
+  }
+  function openTicket(number) {
+    var panel = document.getElementById("detail");
+    panel.classList.remove("hidden");
+    panel.dataset.loaded = "";
+    return Promise.all([
+      api("GET", "/api/tickets/" + number), api("GET", "/api/tickets/" + number + "/timeline"),
+      canAct && C.has("get", "/api/tickets/{}/recommendation") ? api("GET", "/api/tickets/" + number + "/recommendation")
+        : Promise.resolve({ ok: false })
+    ]).then(function (all) {
+      if (!all[0].ok) { C.toast(t("common.error") + " (" + all[0].status + ")", true); return; }
+      current = all[0].body;
+      renderDetail(current);
+      renderTimeline(all[1].ok ? all[1].body.events : []);
+      renderRecommendation(all[2]);
+      if (current.lat != null) { C.map.panTo([current.lat, current.lon]); }
+      panel.dataset.loaded = current.number + "@" + current.version;
+    });
+  }
+  function after(res, doneKey) {
+    if (res.ok) { C.toast(t(doneKey)); }
+    else if (res.status === 409) { C.toast(t("common.conflict"), true); }
+    else if (res.status === 404 || res.status === 405) { C.toast(t("common.unavailable"), true); }
+    else { C.toast(t("common.error") + ": " + (res.body && res.body.error ? res.body.error.message : res.status), true); }
+    return openTicket(current.number).then(loadQueue).then(loadCrews);
+  }
+  function assign(crewId) {
+    var body = { crew_id: crewId, expected_version: current.version };
+    var url = C.has("post", "/api/tickets/{}/assign") ? "/api/tickets/" + current.number + "/assign"
+      : "/api/tickets/" + current.number + "/actions/dispatch";  // the ticket API's own action, without the dispatch service
+    return api("POST", url, body).then(function (res) { return after(res, "detail.assigned"); });
+  }
+  document.getElementById("detail").addEventListener("click", function (ev) {
+    var target = ev.target;
+    if (!current || target.tagName !== "BUTTON") { return; }
+    var crew = target.getAttribute("data-assign"), what = target.getAttribute("data-do");
+    if (crew) { target.disabled = true; assign(crew); return; }
+    if (what === "reassign") { assign(document.getElementById("reassign-crew").value); }
+    else if (what === "review") {
+      api("POST", "/api/tickets/" + current.number + "/actions/review", { expected_version: current.version })
+        .then(function (res) { return after(res, "tstate.reviewed"); });
+    } else if (what === "transfer") {
+      var unit = document.getElementById("transfer-unit").value.trim();
+      if (!unit) { return; }
+      api("POST", "/api/tickets/" + current.number + "/actions/transfer",
+          { expected_version: current.version, unit_id: unit, reason: "调度转办" })
+        .then(function (res) { return after(res, "detail.transferred"); });
+    } else if (what === "police") {
+      api("POST", "/api/tickets/" + current.number + "/police", { expected_version: current.version })
+        .then(function (res) { return after(res, "detail.sent_110"); });
+    }
+  });
+  document.getElementById("detail-close").addEventListener("click", function () {
+    document.getElementById("detail").classList.add("hidden");
+    C.routeLayer.clearLayers();
+    current = null;
+  });
+
+  C.on("tickets", function (changed) {
+    loadQueue();
+    loadCrews();
+    if (current && changed.some(function (tk) { return tk.number === current.number && tk.version !== current.version; })) {
+      openTicket(current.number);
+    }
+  });
+  C.on("open-ticket", openTicket);
+  C.on("lang", function () { renderAlarms(); renderQueue(); loadCrews(); });
+  C.openTicket = openTicket;
+  setInterval(renderQueue, 1000);
+  setInterval(loadQueue, 30000);
+  setInterval(loadCrews, 15000);
+  C.routesReady.then(loadCrews);
+})();

@@ -1,0 +1,119 @@
+// Wall display (大屏): live counters from the console feed (/ws/live) and GET /api/tickets/counts.
+(function () {
+  "use strict";
+  var t = window.I18N.t;
+  var zone = document.body.getAttribute("data-zone") || "Asia/Shanghai";
+  var STALE_S = 30, OFFLINE_S = 300;
+  var STATES = ["new", "reviewed", "transferred", "declined", "returned", "reopened", "dispatched", "accepted",
+                "en_route", "on_site"];
+  var state = { tickets: {}, alarms: {}, vehicles: {}, today: null, openTotal: null };
+
+  function fmtTime(epoch) {
+    return new Intl.DateTimeFormat("zh-CN", { timeZone: zone, hour: "2-digit", minute: "2-digit", second: "2-digit",
+                                               hour12: false }).format(new Date(epoch * 1000));
+  }
+  function set(id, value) { document.getElementById(id).textContent = value == null ? t("common.none") : value; }
+  function bars(id, counts, keys, prefix) {
+    var max = Math.max.apply(null, keys.map(function (k) { return counts[k] || 0; }).concat([1]));
+    document.getElementById(id).innerHTML = keys.map(function (k) {
+      var n = counts[k] || 0;
+      return '<div class="bar" data-bar="' + k + '"><span class="label">' + t(prefix + k) + '</span><span class="fill ' +
+             k + '" style="width:' + Math.round(100 * n / max) + '%"></span><b>' + n + "</b></div>";
+    }).join("");
+  }
+  function render() {
+    var now = Date.now() / 1000, byState = {}, byColor = {}, byUrgency = {}, overdue = 0, open = 0;
+    Object.keys(state.tickets).forEach(function (n) {
+      var tk = state.tickets[n];
+      open += 1;
+      byState[tk.state] = (byState[tk.state] || 0) + 1;
+      byColor[tk.color] = (byColor[tk.color] || 0) + 1;
+      byUrgency[tk.urgency] = (byUrgency[tk.urgency] || 0) + 1;
+      if ((tk.queue || []).some(function (q) { return q[1] < now; })) { overdue += 1; }
+    });
+    var alarms = 0, critical = 0;
+    Object.keys(state.alarms).forEach(function (id) {
+      var a = state.alarms[id];
+      if (a.state === "cleared") { return; }
+      alarms += 1;
+      if (a.severity === "critical") { critical += 1; }
+    });
+    var online = 0, all = 0;
+    Object.keys(state.vehicles).forEach(function (id) {
+      var v = state.vehicles[id];
+      all += 1;
+      if (v.link !== "offline" && v.t != null && now - v.t <= STALE_S) { online += 1; }
+    });
+    set("w-open", state.openTotal != null ? Math.max(state.openTotal, open) : open);
+    set("w-overdue", overdue);
+    set("w-alarms", alarms); set("w-critical", critical);
+    set("w-vehicles", online); set("w-vehicles-all", all);
+    set("w-created", state.today ? state.today.created : null);
+    set("w-resolved", state.today ? state.today.resolved : null);
+    bars("w-states", byState, STATES, "tstate.");
+    bars("w-colors", byColor, ["red", "orange", "blue"], "color.");
+    bars("w-urgency", byUrgency, ["emergency", "urgent", "normal"], "urgency.");
+    document.getElementById("wall-clock").textContent = fmtTime(now);
+    document.body.dataset.rendered = String(Date.now());
+  }
+
+  function vehicle(u) {
+    var v = state.vehicles[u.id] || (state.vehicles[u.id] = { link: null, t: null });
+    if (u.fix !== undefined) { v.t = u.fix ? u.fix.t : null; v.link = u.link; }
+    if (u.t != null) { v.t = u.t; if (v.link === "offline") { v.link = "online"; } }
+    if (u.link) { v.link = u.link; }
+  }
+  function ticket(tk) {
+    var held = state.tickets[tk.number];
+    if (held && held.version > tk.version) { return; }
+    if (tk.open) { state.tickets[tk.number] = tk; } else { delete state.tickets[tk.number]; }
+  }
+  function alarm(a) {
+    if (a.state === "cleared" && a.acked_at != null) { delete state.alarms[a.alarm_id]; } else { state.alarms[a.alarm_id] = a; }
+  }
+  var countsTimer = null;
+  function loadCounts() {
+    clearTimeout(countsTimer);
+    countsTimer = setTimeout(function () {
+      fetch("/api/tickets/counts", { credentials: "same-origin" }).then(function (r) {
+        return r.ok ? r.json() : null;
+      }).then(function (c) { if (c) { state.openTotal = c.open; render(); } }, function () {});
+    }, 500);
+  }
+
+  var lastSeq = null, retry = 500, banner = document.getElementById("banner");
+  function connect() {
+    var socket = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/live" +
+                               (lastSeq != null ? "?since=" + lastSeq : ""));
+    socket.onopen = function () { retry = 500; banner.classList.add("hidden"); };
+    socket.onmessage = function (ev) {
+      var msg = JSON.parse(ev.data);
+      if (msg.type === "snapshot") {
+        state.tickets = {}; state.alarms = {}; state.vehicles = {};
+        msg.tickets.forEach(ticket); msg.alarms.forEach(alarm); msg.vehicles.forEach(vehicle);
+        state.today = msg.today || null;
+        lastSeq = msg.seq;
+      } else if (msg.seq != null) {
+        if (lastSeq != null && msg.seq !== lastSeq + 1) {
+          if (msg.seq > lastSeq) { socket.send(JSON.stringify({ resume: lastSeq })); }
+          return;
+        }
+        if (msg.type === "vehicles") { msg.vehicles.forEach(vehicle); }
+        if (msg.type === "tickets") { msg.tickets.forEach(ticket); if (msg.today) { state.today = msg.today; } loadCounts(); }
+        if (msg.type === "alarms") { msg.alarms.forEach(alarm); }
+        lastSeq = msg.seq;
+      }
+      document.getElementById("w-updated").textContent = fmtTime(Date.now() / 1000);
+    };
+    socket.onclose = function () {
+      banner.classList.remove("hidden");
+      setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 10000);
+    };
+  }
+  document.addEventListener("langchange", render);
+  connect();
+  loadCounts();
+  setInterval(render, 1000);
+  setInterval(loadCounts, 15000);
+})();
