@@ -1,4 +1,4 @@
-"""One entry point for every service: ``python -m center web|ingest|simulate|demo|servers|city``."""
+"""One entry point for every service: ``python -m center web|ingest|simulate|dispatch|demo|servers|city``."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +9,7 @@ import sys
 
 from center.settings import SettingsError, load
 
-SERVICES = ("web", "ingest", "simulate")
+SERVICES = ("web", "ingest", "simulate", "dispatch")
 
 
 def _logging(level: str, name: str) -> None:
@@ -38,8 +38,70 @@ async def _standalone(name: str, settings) -> None:
             from simulators.run import serve
 
             await serve(settings, servers.mqtt_url, ensure_city(settings), redis_url=servers.redis_url)
+        elif name == "dispatch":
+            from gis.layers import load_profile
+            from services.worker import serve
+
+            city = await asyncio.to_thread(load_profile, ensure_city(settings))
+            await serve(settings, servers.redis_url, servers.mqtt_url, city)
     finally:
         servers.stop()
+
+
+def _demo_password(settings) -> str:
+    """DEMO_PASSWORD, else the one recorded in DATA_DIR by an earlier demo, else a new one."""
+    from center.accounts import generate_password
+
+    password_file = settings.data_dir / "demo-accounts.txt"
+    if settings.DEMO_PASSWORD:
+        return settings.DEMO_PASSWORD
+    if password_file.exists():
+        return password_file.read_text(encoding="utf-8").split()[-1]
+    return generate_password()
+
+
+def _demo_police(settings) -> dict[str, object]:
+    """The demo's 110 link: with POLICE_URL empty, the simulated 110 side on a free port (or
+    SIM_POLICE_PORT) and a shared secret generated once into DATA_DIR (mode 600)."""
+    import secrets
+
+    from center.servers import free_port
+
+    values: dict[str, object] = {}
+    if not settings.POLICE_URL:
+        port = settings.SIM_POLICE_PORT or free_port()
+        values.update(POLICE_URL=f"http://127.0.0.1:{port}", SIM_POLICE_PORT=port)
+    if not settings.POLICE_SECRET:
+        secret_file = settings.data_dir / "police-secret.txt"
+        if not secret_file.exists():
+            secret_file.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(secrets.token_urlsafe(32) + "\n")
+        values["POLICE_SECRET"] = secret_file.read_text(encoding="utf-8").strip()
+    return values
+
+
+async def _crew_accounts(store, profile, password: str) -> list[str]:
+    """One crew-app account per crew of the city: ``crew-<crew_id>`` (created once)."""
+    from center.accounts import hash_password
+    from gis.layers import load_layer, read_profile
+
+    specs = [spec for spec in read_profile(profile).layers if spec.kind == "crews"]
+    existing = {user.get("name") for user in await store.users()}
+    created = []
+    for spec in specs:
+        frame = await asyncio.to_thread(load_layer, spec)
+        for row in frame.drop(columns="geometry").to_dict("records"):
+            crew_id = str(row["crew_id"])
+            name = f"crew-{crew_id}"
+            if name in existing:
+                continue
+            fields = {"role": "crew", "crew_id": crew_id, "display": str(row.get("crew_name") or name),
+                      "active": "1", "hash": await asyncio.to_thread(hash_password, password)}
+            if await store.put_user(name, fields, only_new=True):
+                created.append(name)
+    return created
 
 
 async def _demo(settings) -> int:
@@ -47,21 +109,19 @@ async def _demo(settings) -> int:
     from center.supervisor import Supervisor
     from web.app import bootstrap_accounts
 
-    ensure_city(settings, progress=lambda msg: print(msg, flush=True))
+    profile = ensure_city(settings, progress=lambda msg: print(msg, flush=True))
+    demo_password = _demo_password(settings)
+    settings = settings.with_values(DEMO_PASSWORD=demo_password, **_demo_police(settings))
     supervisor = Supervisor(settings, list(SERVICES))
 
     async def prepare(servers) -> None:
-        from center.accounts import generate_password
         from center.store import Store
 
         password_file = settings.data_dir / "demo-accounts.txt"
-        demo_password = settings.DEMO_PASSWORD
-        if not demo_password and password_file.exists():
-            demo_password = password_file.read_text(encoding="utf-8").split()[-1]
-        demo_password = demo_password or generate_password()
         store = Store.from_url(servers.redis_url)
         try:
-            created = await bootstrap_accounts(store, settings.with_values(DEMO_PASSWORD=demo_password), demo=True)
+            created = await bootstrap_accounts(store, settings, demo=True)
+            crews = await _crew_accounts(store, profile, demo_password)
         finally:
             await store.close()
         if "agent" in created:
@@ -72,6 +132,9 @@ async def _demo(settings) -> int:
             print(f"admin account created: admin / {created['admin']}  (shown once; set ADMIN_PASSWORD to choose)",
                   flush=True)
         print(f"demo accounts: agent, dispatcher, crew, supervisor / {demo_password}", flush=True)
+        if crews:
+            print(f"crew accounts: {', '.join(crews)} (same password)", flush=True)
+        print(f"110 side: {settings.POLICE_URL}", flush=True)
 
     def ready(ok: bool) -> None:
         url = f"http://{settings.HTTP_HOST}:{settings.HTTP_PORT}/"

@@ -52,6 +52,23 @@ def _port(text: str) -> int:
     return value
 
 
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}: {text!r}")
+        return text
+
+    parse.__name__ = " | ".join(allowed)
+    return parse
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"must be within 0..1: {text}")
+    return value
+
+
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         value = kind(text)
@@ -81,6 +98,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SIM_VEHICLES", _positive(int), 21, "Number of simulated repair vehicles in `simulate`/`demo`."),
     Setting("SIM_RATE_HZ", _positive(float), 1.0, "NMEA reports per second per simulated vehicle."),
     Setting("SIM_SEED", int, 20261122, "Random seed of the simulators (same seed, same messages)."),
+    Setting("SIM_SPEEDUP", _positive(float), 20.0, "Simulated seconds per wall second for sensor curves, calls, crews' delays and repairs in `simulate`/`demo` (vehicles drive in real time)."),
+    Setting("SIM_SENSORS", _bool, True, "Run the sensor simulator (pressure, flow, transformer load; JSON and Sparkplug B) in `simulate`/`demo`."),
+    Setting("SIM_CALLERS", _bool, True, "Run the callers (citizen calls through the ticket API as user agent) in `simulate`/`demo`."),
+    Setting("SIM_CREWS", _bool, True, "Run the crew bots (accept, drive, arrive, resolve through the API) in `simulate`/`demo`."),
+    Setting("SIM_CALLBACKS", _bool, True, "Run the callback bot (records citizens' satisfaction as user agent) in `simulate`/`demo`."),
+    Setting("SIM_CALLS_PER_DAY", float, 3300.0, "Background calls per simulated day at the daily curve (the 12319 line averages ~3,300)."),
+    Setting("SIM_DECLINE_SHARE", _share, 0.05, "Share of assignments a crew bot declines (with a reason), 0..1."),
+    Setting("SIM_DISSATISFIED_SHARE", _share, 0.1, "Share of callbacks in which the simulated citizen is dissatisfied (the ticket reopens), 0..1."),
+    Setting("SIM_POLICE_PORT", _port, 0, "Port of the simulated 110 side in `simulate` (0: any free port; `demo` picks one and sets POLICE_URL)."),
+    Setting("SIM_SCENARIO", str, "main_burst", "Scenario the simulators run once on their own after SIM_SCENARIO_AFTER_S (empty: none)."),
+    Setting("SIM_SCENARIO_AFTER_S", float, 180.0, "Wall seconds after the simulators start before SIM_SCENARIO fires (negative: never)."),
     Setting("INGEST_BATCH", _positive(int), 500, "Ingest writes to Redis in batches of at most this many messages."),
     Setting("INGEST_FLUSH_MS", _positive(float), 20.0, "Ingest flushes a partial batch after this many milliseconds."),
     Setting("INGEST_MAX_PAYLOAD", _positive(int), 65536, "Largest MQTT payload accepted, in bytes; larger ones are rejected and counted."),
@@ -97,7 +125,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VEHICLE_STALE_S", _positive(float), 30.0, "A vehicle without a fix for this many seconds is shown as stale."),
     Setting("VEHICLE_OFFLINE_S", _positive(float), 300.0, "A vehicle without a fix for this many seconds is offline."),
     Setting("WS_BATCH_MS", _positive(float), 500.0, "Vehicle positions are coalesced into one WebSocket frame per this many milliseconds."),
+    Setting("REDIS_APPENDFSYNC", _choice("always", "everysec"), "always", "fsync policy of the embedded Redis AOF: always (no acknowledged write lost, even to kill -9 under load) or everysec."),
     Setting("RESTART_BACKOFF_MAX_S", _positive(float), 30.0, "Longest wait before the demo supervisor restarts a crashed service (seconds)."),
+    Setting("DISPATCH_AUTO", _bool, True, "Dispatch tickets automatically where the dispatch policy says so (emergency repairs); false: recommendations only."),
+    Setting("ACCEPT_TIMEOUT_S", _positive(float), 180.0, "Seconds a dispatched crew has to accept before the ticket goes to the next candidate (and the dispatcher is alerted)."),
+    Setting("ARRIVAL_RADIUS_M", _positive(float), 100.0, "A crew's vehicle within this many metres of the ticket counts as arrived (GPS arrival, used for the arrival time limit)."),
+    Setting("ESCALATION_CHECK_S", _positive(float), 5.0, "Seconds between two checks of acceptance timeouts, GPS arrivals and time-limit alarms by the dispatch service."),
+    Setting("POLICE_URL", str, "", "Base URL of the 110 gateway (handovers go to <url>/110/handover, result reports to <url>/110/result). Empty: no messages are sent to 110."),
+    Setting("POLICE_SECRET", str, "", "Shared HMAC-SHA256 secret of the 110 linkage, both directions. Empty: inbound 110 requests are refused and nothing is sent."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -177,3 +212,22 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         if setting.name in env:
             values[setting.name] = _parse(setting, env[setting.name], "environment")
     return Settings(values)
+
+
+def _type_name(setting: Setting) -> str:
+    name = getattr(setting.type, "__name__", str(setting.type)).lstrip("_")
+    return {"str": "text", "zone": "time zone", "port": "port", "bool": "boolean"}.get(name, name)
+
+
+def markdown_rows() -> list[str]:
+    """The README's settings table rows, one per setting."""
+    rows = []
+    for s in SETTINGS:
+        default = "(empty)" if s.default == "" else _to_text(s.default)
+        rows.append(f"| `{s.name}` | {_type_name(s)} | `{default}` | {s.help} |")
+    return rows
+
+
+if __name__ == "__main__":  # python -m center.settings: print the README table
+    print("| setting | type | default | meaning |\n|---|---|---|---|")
+    print("\n".join(markdown_rows()))

@@ -29,7 +29,8 @@ Sensors and alarms (``{sid}`` is a sensor id, ``{aid}`` an alarm id ``<sensor id
   ``alarms:shown`` sorted set (score: raised_at) of alarms still shown (active, or cleared but
   not acknowledged).
 - ``alarms:events`` stream, capped, append-only: every alarm event (fields ``type``, ``alarm_id``,
-  ``at``, ``data`` JSON); the command side consumes it with a consumer group.
+  ``at``, ``alarm`` JSON of the alarm after the event); the command side consumes it with a consumer group
+  (services/ticket_alarms.py parse_alarm_event).
 - pub/sub channel ``live:alarms``: the same events, JSON, for the console.
 - ``alarms:acks`` stream: acknowledgement requests from the web (``alarm_id``, ``user``, ``at``),
   applied by the ingest that owns the alarm state; ``ingest:acks_cursor`` its last applied id.
@@ -459,7 +460,7 @@ class Store:
             else:
                 pipe.zadd("alarms:shown", {aid: float(event["raised_at"])})
             pipe.xadd(ALARM_EVENTS, {"type": event["type"], "alarm_id": aid, "at": repr(event["at"]),
-                                     "data": data}, maxlen=ALARM_EVENTS_MAX, approximate=True)
+                                     "alarm": data}, maxlen=ALARM_EVENTS_MAX, approximate=True)
             pipe.publish(LIVE_ALARMS, data)
         if len(pipe):
             await pipe.execute()
@@ -526,7 +527,7 @@ class Store:
     async def alarm_events(self, count: int = 100) -> list[dict[str, Any]]:
         """The latest alarm events, oldest first (the command side uses a consumer group instead)."""
         entries = await self.redis.xrevrange(ALARM_EVENTS, count=count)
-        return [{"id": eid, **orjson.loads(f["data"])} for eid, f in reversed(entries)]
+        return [{"id": eid, **orjson.loads(f["alarm"])} for eid, f in reversed(entries)]
 
     async def unknown_readings(self, limit: int = 100) -> dict[str, Any]:
         """Readings kept aside from sensors not in the registry: latest first, and counts per id."""

@@ -1,19 +1,41 @@
-"""`python -m center simulate`: every simulator of the demo, against the running system."""
+"""`python -m center simulate`: the living demo city, against the running system.
+
+Everything the outside world does, in one process, through the real protocols:
+
+- vehicles: the city's repair vehicles drive its roads and report NMEA over MQTT at 1 Hz;
+- sensors: pressure, flow and transformer load on daily curves, JSON and Sparkplug B over MQTT,
+  listening on ``sim/sensors/control`` so that ``python -m simulators scenario`` can drive them;
+- the 110 side: the police simulator on ``SIM_POLICE_PORT``, acknowledging our handovers and
+  sending status updates and incident transfers back to the web;
+- callers: citizens calling at the 12319 line's daily curve, posted as user ``agent``;
+- crews: one bot per crew (account ``crew-<crew_id>``) accepting, driving its vehicle there by
+  road, arriving, repairing and resolving; the callback desk closing resolved tickets;
+- after ``SIM_SCENARIO_AFTER_S`` the scenario ``SIM_SCENARIO`` (e.g. a main burst) fires once.
+
+Simulated time runs ``SIM_SPEEDUP`` times faster than the wall clock for the daily curves, the
+calls and the people's delays; vehicles drive in real time.
+"""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import random
 import signal
+import threading
+import zlib
 from pathlib import Path
+from typing import Any
 
-from simulators.vehicles import make_fleet, roadnet_from_city, run_fleet
+from simulators.vehicles import make_fleet, roadnet_of, run_fleet
 
 log = logging.getLogger(__name__)
+REAL_POLICE_DELAYS_S = (60.0, 300.0, 600.0, 1800.0)  # received, dispatched, on scene, closed
+REAL_POLICE_TRANSFER_EVERY_S = 7200.0
 
 
-async def _heartbeat(redis_url: str, fleet_size: int, counter: list[int]) -> None:
+async def _heartbeat(redis_url: str, stats: dict[str, Any]) -> None:
     """Tell /healthz that the simulators run (the simulators themselves only speak MQTT and HTTP)."""
     from center.store import Store
 
@@ -21,8 +43,7 @@ async def _heartbeat(redis_url: str, fleet_size: int, counter: list[int]) -> Non
     try:
         while True:
             try:
-                await store.heartbeat("simulate", {"pid": os.getpid(), "vehicles": fleet_size,
-                                                   "published": counter[0]})
+                await store.heartbeat("simulate", {"pid": os.getpid(), **stats})
             except Exception as exc:
                 log.warning("simulate heartbeat failed: %s", exc)
             await asyncio.sleep(3)
@@ -30,9 +51,222 @@ async def _heartbeat(redis_url: str, fleet_size: int, counter: list[int]) -> Non
         await store.close()
 
 
+def _router(city):
+    """A thread-safe ``(origin, target) -> road polyline`` over the city's road graph."""
+    from gis.routing import RoadGraph
+
+    roads = city.roads
+    graph = RoadGraph.from_lines(list(roads.geometry), [float(v) for v in roads["speed_kmh"]],
+                                 [bool(v) for v in roads["oneway"]])
+    lock = threading.Lock()
+
+    def route(origin, target):
+        with lock:
+            found = graph.travel_time(origin, target)
+        return None if found is None else found.geometry
+
+    return route
+
+
+class LivingCity:
+    """The running simulators of one demo city and their shared simulated clock."""
+
+    def __init__(self, settings, mqtt_url: str, city, stop: asyncio.Event):
+        from simulators.sensors import SimClock
+
+        self.settings, self.mqtt_url, self.city, self.stop = settings, mqtt_url, city, stop
+        self.clock = SimClock(speedup=settings.SIM_SPEEDUP)
+        self.seed = settings.SIM_SEED
+        host = settings.HTTP_HOST if settings.HTTP_HOST not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        self.base_url = f"http://{host}:{settings.HTTP_PORT}"
+        self.stats: dict[str, Any] = {"vehicles": 0, "published": 0, "sensor_msgs": 0, "calls": 0,
+                                      "crews": 0, "callbacks": 0, "scenario": None}
+        self.sensors = self.transport = self.control = self.police = None
+        self.generator = self.poster = None
+        self.callers_paused = False
+        self.areas = None
+        self.callback_bot = None
+        self.tasks: list[asyncio.Task] = []
+
+    # ------------------------------------------------------------------ parts
+    async def start_sensors(self) -> None:
+        """The sensor simulator on its own MQTT connections, listening for scenario commands."""
+        from simulators.sensors import MqttTransport, SensorSimulator, listen_for_commands, run, specs_from_city
+
+        transport = await asyncio.to_thread(MqttTransport, self.mqtt_url, f"sim-sensors-{os.getpid()}")
+        await asyncio.to_thread(transport.wait_connected, 15)
+        self.transport = transport
+        self.sensors = SensorSimulator(specs_from_city(self.city), publish=transport.publish, seed=self.seed,
+                                       node_connector=transport.connect_node, zone=self.settings.TIME_ZONE)
+        self.control = listen_for_commands(self.sensors, self.mqtt_url, asyncio.get_running_loop())
+        self.tasks.append(asyncio.create_task(run(self.sensors, self.clock, self.stop)))
+        log.info("simulate: %d sensors at x%g", len(self.sensors.sensors), self.clock.speedup)
+
+    async def start_police(self) -> None:
+        """The 110 side, answering on SIM_POLICE_PORT and calling the web back."""
+        from simulators.police import PoliceSimulator
+
+        settings, speedup = self.settings, self.clock.speedup
+        if not settings.POLICE_SECRET:
+            log.warning("simulate: no POLICE_SECRET, the 110 side is not started")
+            return
+        self.police = PoliceSimulator(
+            settings.POLICE_SECRET.encode("utf-8"), our_base_url=self.base_url, ack_delay_s=0.5,
+            status_delays_s=[max(0.5, d / speedup) for d in REAL_POLICE_DELAYS_S],
+            transfer_every_s=REAL_POLICE_TRANSFER_EVERY_S / speedup, seed=self.seed)
+        port, control = await self.police.start(settings.SIM_POLICE_PORT, 0)
+        log.info("simulate: 110 side on http://127.0.0.1:%d (control http://127.0.0.1:%s/110/control)", port, control)
+
+    def _api(self, username: str):
+        from simulators.crews import ApiClient
+
+        return ApiClient(self.base_url, username, self.settings.DEMO_PASSWORD)
+
+    async def start_callers(self) -> None:
+        """Background calls at the daily curve (and, during a scenario, its bursts)."""
+        from simulators.callers import CallGenerator, CallPoster
+
+        daily = self.settings.SIM_CALLS_PER_DAY if self.settings.SIM_CALLERS else 0.0
+        self.generator = CallGenerator(self.areas.places, seed=self.seed, daily_calls=daily,
+                                       zone=self.settings.TIME_ZONE)
+        self.poster = CallPoster(self._api("agent").post)
+        self.tasks.append(asyncio.create_task(self._call_loop()))
+
+    async def _call_loop(self) -> None:
+        while not self.stop.is_set():
+            if not self.callers_paused:
+                for call in self.generator.until(self.clock.now()):
+                    self.poster.submit(call)
+                    self.stats["calls"] += 1
+            try:
+                await asyncio.wait_for(self.stop.wait(), 0.5)
+            except asyncio.TimeoutError:
+                pass
+
+    async def start_crews(self, net, fleet) -> None:
+        """One bot per crew whose vehicle is simulated."""
+        from simulators.crews import CrewBot, CrewTiming
+
+        route = await asyncio.to_thread(_router, self.city)
+        by_vehicle = {v.vehicle_id: v for v in fleet}
+        timing = CrewTiming(decline_share=self.settings.SIM_DECLINE_SHARE)
+        for row in self.city.crews.itertuples():
+            vehicle = by_vehicle.get(str(row.vehicle_id))
+            if vehicle is None:
+                continue
+            crew_id = str(row.crew_id)
+            api = self._api(f"crew-{crew_id}")
+            bot = CrewBot(crew_id, api.get, api.send, vehicle=vehicle, net=net, router=route,
+                          home=(row.geometry.x, row.geometry.y), speedup=self.clock.speedup, timing=timing,
+                          rng=random.Random(self.seed + zlib.crc32(crew_id.encode())))
+            self.tasks.append(asyncio.create_task(bot.run(self.stop)))
+            self.stats["crews"] += 1
+
+    def start_callbacks(self) -> None:
+        """The callback desk as user agent."""
+        from simulators.crews import CallbackBot, satisfaction_shares
+
+        api = self._api("agent")
+        bot = CallbackBot(api.get, api.send, speedup=self.clock.speedup, rng=random.Random(self.seed + 3),
+                          shares=satisfaction_shares(self.settings.SIM_DISSATISFIED_SHARE))
+        self.tasks.append(asyncio.create_task(bot.run(self.stop)))
+        self.callback_bot = bot
+
+    async def scenario_later(self, name: str, after_s: float, vehicle_positions) -> None:
+        """Run a scenario once, after ``after_s`` wall seconds, on the city's clock and simulators."""
+        from simulators.scenario import ScenarioError, ScenarioRunner, load_scenario
+
+        try:
+            await asyncio.wait_for(self.stop.wait(), after_s)
+            return
+        except asyncio.TimeoutError:
+            pass
+        try:
+            scenario = load_scenario(name)
+        except ScenarioError as exc:
+            log.error("simulate: scenario %s: %s", name, exc)
+            return
+        scenario = dataclasses.replace(scenario, speedup=self.clock.speedup, start=None)
+        agent = self._api("agent") if self.settings.DEMO_PASSWORD else None
+        runner = ScenarioRunner(scenario, areas=self.areas, seed=self.seed, post=agent.post if agent else None,
+                                sensor_hook=self.sensors.apply if self.sensors else None,
+                                police_control=self.police.set_mode if self.police else None,
+                                publish=self.transport.publish if self.transport else None,
+                                vehicle_positions=vehicle_positions, clock=self.clock, zone=self.settings.TIME_ZONE)
+        if self.generator is not None:
+            runner.callers = self.generator  # the background goes on inside the scenario
+            self.callers_paused = True
+        log.info("simulate: scenario %s (%s) starts", scenario.name, scenario.title)
+        self.stats["scenario"] = f"{scenario.name}: running"
+        try:
+            report = await runner.run(self.stop)
+        finally:
+            self.callers_paused = False
+        self.stats["scenario"] = f"{scenario.name}: done"
+        log.info("simulate: scenario %s done: %s", scenario.name, report)
+
+    async def wait_for_web(self, timeout_s: float = 180.0) -> bool:
+        """Wait until the web answers /healthz (the people act through its API)."""
+        import tornado.httpclient
+
+        client = tornado.httpclient.AsyncHTTPClient()
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not self.stop.is_set() and asyncio.get_running_loop().time() < deadline:
+            try:
+                response = await client.fetch(self.base_url + "/healthz", raise_error=False, request_timeout=5)
+                if response.code != 599:
+                    return True
+            except (OSError, tornado.httpclient.HTTPClientError):
+                pass
+            try:
+                await asyncio.wait_for(self.stop.wait(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+        return False
+
+    async def start_people(self, net, fleet, vehicle_positions, people: bool) -> None:
+        """Once the web answers: callers, crews and the callback desk, then the scenario timer."""
+        settings = self.settings
+        if not await self.wait_for_web():
+            log.error("simulate: the web at %s did not answer; no callers, crews or scenario", self.base_url)
+            return
+        if people:
+            await self.start_callers()
+            if settings.SIM_CREWS:
+                await self.start_crews(net, fleet)
+            if settings.SIM_CALLBACKS:
+                self.start_callbacks()
+        if settings.SIM_SCENARIO and settings.SIM_SCENARIO_AFTER_S >= 0:
+            self.tasks.append(asyncio.create_task(
+                self.scenario_later(settings.SIM_SCENARIO, settings.SIM_SCENARIO_AFTER_S, vehicle_positions)))
+
+    async def close(self) -> None:
+        """Stop every part."""
+        self.stop.set()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.poster is not None:
+            try:
+                await asyncio.wait_for(self.poster.drain(), 3.0)
+            except (asyncio.TimeoutError, OSError):
+                pass
+        if self.police is not None:
+            await self.police.stop()
+        if self.control is not None:
+            self.control.stop()
+        if self.sensors is not None:
+            self.sensors.close()
+        if self.transport is not None:
+            self.transport.stop()
+
+
 async def serve(settings, mqtt_url: str, profile: Path, stop: asyncio.Event | None = None,
                 redis_url: str | None = None) -> None:
     """Run the simulators until SIGINT/SIGTERM (or until ``stop`` is set)."""
+    from gis.layers import load_profile
+    from simulators.scenario import Areas
+
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -40,18 +274,37 @@ async def serve(settings, mqtt_url: str, profile: Path, stop: asyncio.Event | No
             loop.add_signal_handler(sig, stop.set)
         except (ValueError, RuntimeError):
             pass
-    net, ids, starts = await asyncio.to_thread(roadnet_from_city, str(profile))
+    city_layers = await asyncio.to_thread(load_profile, str(profile))
+    net, ids, starts = await asyncio.to_thread(roadnet_of, city_layers)
     rng = random.Random(settings.SIM_SEED)
     count = settings.SIM_VEHICLES
     ids = ids[:count] + [f"S{i:05d}" for i in range(len(ids), count)]
     fleet = make_fleet(net, ids, rng, starts=starts)
+    city = LivingCity(settings, mqtt_url, city_layers, stop)
+    city.stats["vehicles"] = len(fleet)
     log.info("simulate: %d vehicles at %.1f Hz", len(fleet), settings.SIM_RATE_HZ)
-    published = [0]
-    beat = asyncio.create_task(_heartbeat(redis_url, len(fleet), published)) if redis_url else None
+    beat = asyncio.create_task(_heartbeat(redis_url, city.stats)) if redis_url else None
+    people = bool(settings.DEMO_PASSWORD)
+    if not people and (settings.SIM_CALLERS or settings.SIM_CREWS or settings.SIM_CALLBACKS):
+        log.warning("simulate: no DEMO_PASSWORD, so no callers, crews or callbacks")
     try:
+        city.areas = await asyncio.to_thread(Areas.from_city, city_layers)
+        if settings.SIM_SENSORS:
+            await city.start_sensors()
+        await city.start_police()
+        city.tasks.append(asyncio.create_task(city.start_people(net, fleet, dict(zip(ids, starts)), people)))
+
+        def tick(sent: int) -> None:
+            city.stats["published"] = sent
+            if city.sensors is not None:
+                city.stats["sensor_msgs"] = city.sensors.sent
+            if city.callback_bot is not None:
+                city.stats["callbacks"] = sum(city.callback_bot.answers.values())
+
         await run_fleet(mqtt_url, net, fleet, rate_hz=settings.SIM_RATE_HZ, seed=settings.SIM_SEED, stop=stop,
-                        on_tick=lambda n: published.__setitem__(0, n))
+                        on_tick=tick)
     finally:
+        await city.close()
         if beat:
             beat.cancel()
             await asyncio.gather(beat, return_exceptions=True)

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Sequence
 
+import numpy as np
+
 from simulators import nmea_out
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,8 @@ EARTH_M_PER_DEG = 111_320.0
 ACCEL = 1.5       # m/s2
 BRAKE = 2.5       # m/s2
 JUNCTION_KMH = 15.0
+ACCESS_KMH = 20.0   # off the road: into a yard, up to an address
+ON_ROAD_M = 8.0     # a route segment this close to a road runs on it (at its speed)
 
 
 @dataclass
@@ -112,6 +116,137 @@ class RoadNet:
         options = [o for o in self.out[at_node] if o[0] != came_from] or self.out[at_node]
         return rng.choice(options) if options else None
 
+    def _segments(self) -> dict[str, np.ndarray]:
+        """Every polyline segment in local metres (built once): ends, owning edge, start offset."""
+        if getattr(self, "_segs", None) is None:
+            lat0 = sum(y for _, y in self.nodes) / max(1, len(self.nodes)) if self.nodes else 0.0
+            kx = EARTH_M_PER_DEG * math.cos(math.radians(lat0))
+            a, b, owner, start = [], [], [], []
+            for eid, edge in enumerate(self.edges):
+                for i in range(len(edge.coords) - 1):
+                    a.append(edge.coords[i])
+                    b.append(edge.coords[i + 1])
+                    owner.append(eid)
+                    start.append(edge.cum[i])
+            scale = np.array([kx, EARTH_M_PER_DEG])
+            self._segs = {"a": np.asarray(a) * scale, "b": np.asarray(b) * scale, "edge": np.asarray(owner),
+                          "start": np.asarray(start), "scale": scale}
+        return self._segs
+
+    def locate(self, point: tuple[float, float]) -> tuple[int, float, float]:
+        """The road nearest a (lon, lat): (edge index, metres along it, metres away)."""
+        segs = self._segments()
+        p = np.asarray(point) * segs["scale"]
+        ab = segs["b"] - segs["a"]
+        length2 = np.maximum((ab ** 2).sum(axis=1), 1e-9)
+        t = np.clip(((p - segs["a"]) * ab).sum(axis=1) / length2, 0.0, 1.0)
+        gap = np.hypot(*(segs["a"] + ab * t[:, None] - p).T)
+        k = int(np.argmin(gap))
+        edge = int(segs["edge"][k])
+        along = float(segs["start"][k] + t[k] * math.sqrt(length2[k]))
+        return edge, min(along, self.edges[edge].length), float(gap[k])
+
+    def trip_along(self, coords: Sequence[tuple[float, float]], *, access_kmh: float = ACCESS_KMH) -> "Trip":
+        """A trip over a route polyline (e.g. ``gis.routing.RoadGraph.travel_time(...).geometry``):
+        each segment runs at the speed of the road it lies on, off-road legs at ``access_kmh``."""
+        points = [(float(x), float(y)) for x, y in coords]
+        speeds = []
+        for a, b in zip(points, points[1:]):
+            edge, _, gap = self.locate(((a[0] + b[0]) / 2, (a[1] + b[1]) / 2))
+            speeds.append(self.edges[edge].speed_kmh if gap <= ON_ROAD_M else access_kmh)
+        return Trip(points, speeds)
+
+
+class TripError(ValueError):
+    """A route that cannot be driven (fewer than two points, a speed that is not positive)."""
+
+
+@dataclass
+class Trip:
+    """A route for one vehicle: a (lon, lat) polyline with a speed limit (km/h) per segment.
+
+    The vehicle accelerates and brakes within the limits (looking ahead to slower segments and
+    sharp turns), and stops at the last point."""
+
+    coords: list[tuple[float, float]]
+    speeds_kmh: list[float]
+    pos: float = 0.0
+    cum: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if len(self.coords) < 2 or len(self.speeds_kmh) != len(self.coords) - 1:
+            raise TripError(f"a trip needs at least two points and one speed per segment, "
+                            f"got {len(self.coords)} points and {len(self.speeds_kmh)} speeds")
+        if any(not v > 0 for v in self.speeds_kmh):
+            raise TripError(f"every segment needs a positive speed, got {self.speeds_kmh}")
+        self.cum = [0.0]
+        for a, b in zip(self.coords, self.coords[1:]):
+            self.cum.append(self.cum[-1] + _length_m(a, b))
+        self._turn = [False] + [self._sharp(i) for i in range(1, len(self.coords) - 1)]
+
+    def _sharp(self, i: int) -> bool:
+        """Whether the route turns by more than 45 degrees at point i."""
+        (x0, y0), (x1, y1), (x2, y2) = self.coords[i - 1], self.coords[i], self.coords[i + 1]
+        k = math.cos(math.radians(y1))
+        h1, h2 = math.atan2((x1 - x0) * k, y1 - y0), math.atan2((x2 - x1) * k, y2 - y1)
+        turn = abs((math.degrees(h2 - h1) + 180.0) % 360.0 - 180.0)
+        return turn > 45.0 and self.cum[i + 1] - self.cum[i] > 1.0 and self.cum[i] - self.cum[i - 1] > 1.0
+
+    @property
+    def length(self) -> float:
+        """Length in metres."""
+        return self.cum[-1]
+
+    @property
+    def done(self) -> bool:
+        """Whether the vehicle has reached the last point."""
+        return self.pos >= self.length
+
+    @property
+    def end(self) -> tuple[float, float]:
+        """The destination (lon, lat)."""
+        return self.coords[-1]
+
+    def segment(self, distance: float) -> int:
+        """Index of the segment a distance along the trip lies on."""
+        i = 0
+        while i < len(self.speeds_kmh) - 1 and self.cum[i + 1] <= distance:
+            i += 1
+        return i
+
+    def limit(self, distance: float) -> float:
+        """Speed limit (m/s) at a distance along the trip."""
+        return self.speeds_kmh[self.segment(distance)] / 3.6
+
+    def at(self, distance: float) -> tuple[float, float, float]:
+        """(lon, lat, course degrees) at a distance along the trip."""
+        d = min(max(distance, 0.0), self.length)
+        i = self.segment(d)
+        seg = self.cum[i + 1] - self.cum[i] or 1e-9
+        f = min(1.0, (d - self.cum[i]) / seg)
+        (x0, y0), (x1, y1) = self.coords[i], self.coords[i + 1]
+        lon, lat = x0 + (x1 - x0) * f, y0 + (y1 - y0) * f
+        course = math.degrees(math.atan2((x1 - x0) * math.cos(math.radians(lat)), y1 - y0)) % 360.0
+        return lon, lat, course
+
+    def allowed(self, speed: float, dt: float, pace: float = 1.0) -> float:
+        """The fastest speed (m/s) from which the vehicle can still keep every limit ahead and stop
+        at the end: each limit v at distance d ahead allows sqrt(v^2 + 2 * BRAKE * d) now."""
+        margin = speed * dt
+        i = self.segment(self.pos)
+        best = self.speeds_kmh[i] / 3.6 * pace
+        reach = speed * speed / (2 * BRAKE) + margin + 1.0
+        for j in range(i + 1, len(self.speeds_kmh) + 1):
+            ahead = self.cum[j] - self.pos
+            if ahead > reach:
+                break
+            if j == len(self.speeds_kmh):
+                v = 0.0
+            else:
+                v = min(self.speeds_kmh[j] / 3.6 * pace, JUNCTION_KMH / 3.6 if self._turn[j] else math.inf)
+            best = min(best, math.sqrt(v * v + 2 * BRAKE * max(0.0, ahead - margin)))
+        return best
+
 
 @dataclass
 class SimVehicle:
@@ -127,9 +262,57 @@ class SimVehicle:
     alt: float = 45.0
     fault: str | None = None
     extra: dict = field(default_factory=dict)
+    trip: Trip | None = None    # a route being driven (or done: parked at its end)
+
+    def drive(self, trip: Trip) -> None:
+        """Follow this route from now on (at road speeds), then stay at its end."""
+        self.trip = trip
+        self.stop_left = 0.0
+
+    @property
+    def arrived(self) -> bool:
+        """Whether the vehicle is parked at the end of its route."""
+        return self.trip is not None and self.trip.done
+
+    def position(self, net: RoadNet) -> tuple[float, float, float]:
+        """(lon, lat, course) now, without receiver noise."""
+        if self.trip is not None:
+            return self.trip.at(self.trip.pos)
+        return net.edges[self.edge].at(self.pos, self.forward)
+
+    def roam(self, net: RoadNet, rng: random.Random) -> None:
+        """Leave the route's end and cruise the network again from the nearest road."""
+        if self.trip is None:
+            return
+        lon, lat, _ = self.position(net)
+        edge, along, _ = net.locate((lon, lat))
+        self.edge = edge
+        self.forward = True if net.edges[edge].oneway else rng.random() < 0.5
+        self.pos = along if self.forward else net.edges[edge].length - along
+        self.trip = None
+        self.speed = 0.0
+
+    def _step_trip(self, rng: random.Random, dt: float) -> None:
+        trip = self.trip
+        if trip.done:
+            self.speed = 0.0
+            return
+        pace = self.extra.setdefault("pace", rng.uniform(0.75, 1.0))
+        target = trip.allowed(self.speed, dt, pace)
+        if self.speed < target:
+            self.speed = min(target, self.speed + ACCEL * dt)
+        else:
+            self.speed = max(target, self.speed - BRAKE * dt)
+        trip.pos = min(trip.length, trip.pos + self.speed * dt)
+        if trip.length - trip.pos < 0.5:
+            trip.pos, self.speed = trip.length, 0.0
+        self.speed = min(self.speed, trip.limit(trip.pos))
 
     def step(self, net: RoadNet, rng: random.Random, dt: float) -> None:
-        """Advance by dt seconds along the network."""
+        """Advance by dt seconds: along the route when it has one, else cruising the network."""
+        if self.trip is not None:
+            self._step_trip(rng, dt)
+            return
         if self.stop_left > 0:
             self.stop_left = max(0.0, self.stop_left - dt)
             self.speed = 0.0
@@ -165,7 +348,7 @@ class SimVehicle:
 
     def report(self, net: RoadNet, rng: random.Random, t: datetime) -> bytes:
         """One second's NMEA burst: GGA, RMC, GSA, VTG (CR LF separated, ASCII)."""
-        lon, lat, course = net.edges[self.edge].at(self.pos, self.forward)
+        lon, lat, course = self.position(net)
         noise = 2.0 / EARTH_M_PER_DEG  # ~2 m of receiver noise
         lat += rng.gauss(0, noise)
         lon += rng.gauss(0, noise / math.cos(math.radians(lat)))
@@ -203,7 +386,11 @@ def roadnet_from_city(profile_path: str) -> tuple[RoadNet, list[str], list[tuple
     """The road network and the vehicles (ids, station positions) of a city profile."""
     from gis.layers import load_profile  # geopandas is only needed when reading a city
 
-    city = load_profile(profile_path)
+    return roadnet_of(load_profile(profile_path))
+
+
+def roadnet_of(city) -> tuple[RoadNet, list[str], list[tuple[float, float]]]:
+    """The road network and the vehicles (ids, station positions) of a loaded ``gis.layers.City``."""
     roads = city.roads
     lines = [list(g.coords) for g in roads.geometry]
     net = RoadNet(lines, roads["speed_kmh"].astype(float).tolist(), roads["oneway"].astype(bool).tolist())

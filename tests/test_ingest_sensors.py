@@ -16,6 +16,7 @@ from ingest import service
 from ingest import sparkplug_b_pb2 as pb
 from ingest.sensors import SensorRegistry
 from ingest.sparkplug import encode_death, encode_payload
+from services.ticket_alarms import parse_alarm_event
 from tests.conftest import test_settings, wait_for
 from tests.test_web import web  # noqa: F401 - the in-process web service fixture
 
@@ -131,7 +132,10 @@ async def test_readings_alarm_ack_and_clear_through_the_api(tmp_path, redis_url,
         await wait_for(lambda: _api(web, "/api/alarms", token, "alarms", empty=True), timeout=10)
         events = await store.redis.xrange(ALARM_EVENTS)
         assert [f["type"] for _, f in events] == ["raised", "acknowledged", "cleared"]
-        assert orjson.loads(events[1][1]["data"])["acked_by"] == "dispatcher"
+        assert orjson.loads(events[1][1]["alarm"])["acked_by"] == "dispatcher"
+        # the command side's consumer reads exactly what the ingest writes (the contract of the stream)
+        kind, alarm = parse_alarm_event(events[0][1])
+        assert (kind, alarm["alarm_id"], alarm["sensor_id"]) == ("raised", "P001:high", "P001")
         live = []
 
         async def three_live_events():
