@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -28,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError, ResponseError, TimeoutError as RedisTimeoutError
 
 from center.store_tickets import ALARM_EVENTS
+from center.streams import consume_group
 from command.errors import CommandError
 from command.tickets import Category
 
@@ -145,39 +143,7 @@ async def consume_alarms(manager: "TicketManager", store_redis: aioredis.Redis, 
     (XACK) once handled. A malformed event is logged and acknowledged; a Redis failure is
     retried after a pause without acknowledging.
     """
-    consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-    try:
-        await store_redis.xgroup_create(ALARM_EVENTS, CONSUMER_GROUP, id="0", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
-    backlog = True
-    while not stop.is_set():
-        try:
-            reply = await store_redis.xreadgroup(CONSUMER_GROUP, consumer, {ALARM_EVENTS: "0" if backlog else ">"},
-                                                 count=batch, block=None if backlog else block_ms)
-        except (OSError, RedisConnectionError, RedisTimeoutError) as exc:
-            log.warning("alarm consumer: redis unavailable (%s); retrying", exc)
-            await _pause(stop, 1.0)
-            continue
-        entries = reply[0][1] if reply else []
-        if backlog and not entries:
-            backlog = False
-            continue
-        for entry_id, fields in entries:
-            try:
-                await manager.on_alarm_event(dict(fields))
-            except (AlarmEventError, CommandError) as exc:
-                log.warning("alarm event %s skipped: %s", entry_id, exc)
-            except (OSError, RedisConnectionError, RedisTimeoutError) as exc:
-                log.warning("alarm event %s not handled yet (%s)", entry_id, exc)
-                await _pause(stop, 1.0)
-                break
-            await store_redis.xack(ALARM_EVENTS, CONSUMER_GROUP, entry_id)
+    await consume_group(store_redis, ALARM_EVENTS, CONSUMER_GROUP, manager.on_alarm_event, stop,
+                        skip=(AlarmEventError, CommandError), what="alarm consumer", consumer=consumer,
+                        block_ms=block_ms, batch=batch)
 
-
-async def _pause(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except asyncio.TimeoutError:
-        pass

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,9 +23,11 @@ from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 
+from center.lifecycle import stop_on_signals
 from center.store import Store
 from center.store_dispatch import CHANGES_GROUP, DispatchStore
 from center.store_tickets import CHANGES_STREAM
+from center.streams import consume_group, pause
 from command.errors import CommandError
 from command.tickets import Channel
 from services.crews import CrewRegistry, crews_from_city
@@ -85,42 +86,14 @@ async def on_change(parts: DispatchParts, change: Mapping[str, str]) -> None:
     await parts.dispatch.on_change(change)
 
 
-def _fields(raw: Mapping[Any, Any]) -> dict[str, str]:
-    return {(k.decode() if isinstance(k, bytes) else str(k)): (v.decode() if isinstance(v, bytes) else str(v))
-            for k, v in raw.items()}
-
-
 async def watch_changes(parts: DispatchParts, stop: asyncio.Event, *, consumer: str | None = None,
                         block_ms: int = 500, batch: int = 100) -> None:
     """Feed ``tkt:changes`` to `on_change` through the consumer group ``dispatch``; each entry is
     acknowledged once handled (a domain refusal is logged and acknowledged; Redis trouble is
     retried without acknowledging)."""
-    redis = parts.store.redis
-    consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-    await parts.store.ensure_changes_group(CHANGES_STREAM)
-    backlog = True
-    while not stop.is_set():
-        try:
-            reply = await redis.xreadgroup(CHANGES_GROUP, consumer, {CHANGES_STREAM: "0" if backlog else ">"},
-                                           count=batch, block=None if backlog else block_ms)
-        except (OSError, RedisConnectionError, RedisTimeoutError) as exc:
-            log.warning("change watcher: redis unavailable (%s); retrying", exc)
-            await _pause(stop, 1.0)
-            continue
-        entries = reply[0][1] if reply else []
-        if backlog and not entries:
-            backlog = False
-            continue
-        for entry_id, raw in entries:
-            try:
-                await on_change(parts, _fields(raw))
-            except (CommandError, LookupError) as exc:
-                log.warning("ticket change %s skipped: %s", entry_id, exc)
-            except (OSError, RedisConnectionError, RedisTimeoutError) as exc:
-                log.warning("ticket change %s not handled yet (%s)", entry_id, exc)
-                await _pause(stop, 1.0)
-                break
-            await redis.xack(CHANGES_STREAM, CHANGES_GROUP, entry_id)
+    await consume_group(parts.store.redis, CHANGES_STREAM, CHANGES_GROUP, lambda change: on_change(parts, change),
+                        stop, skip=(CommandError, LookupError), what="change watcher", consumer=consumer,
+                        block_ms=block_ms, batch=batch)
 
 
 async def run_timers(parts: DispatchParts, stop: asyncio.Event, interval_s: float) -> None:
@@ -130,14 +103,8 @@ async def run_timers(parts: DispatchParts, stop: asyncio.Event, interval_s: floa
             await parts.timers.tick()
         except (CommandError, OSError, RedisConnectionError, RedisTimeoutError) as exc:
             log.warning("dispatch timers failed (%s); retrying", exc)
-        await _pause(stop, interval_s)
+        await pause(stop, interval_s)
 
-
-async def _pause(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except asyncio.TimeoutError:
-        pass
 
 
 async def _heartbeat(store: Store, parts: DispatchParts, stop: asyncio.Event) -> None:
@@ -148,20 +115,12 @@ async def _heartbeat(store: Store, parts: DispatchParts, stop: asyncio.Event) ->
                                                "police": parts.police.outbound_enabled})
         except (OSError, RedisConnectionError, RedisTimeoutError) as exc:
             log.warning("dispatch heartbeat failed: %s", exc)
-        await _pause(stop, 3.0)
+        await pause(stop, 3.0)
 
 
 async def serve(settings: Any, redis_url: str, mqtt_url: str, city: Any, stop: asyncio.Event | None = None) -> None:
     """Run the dispatch service until SIGINT/SIGTERM (or until `stop` is set)."""
-    import signal
-
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (ValueError, RuntimeError):  # not the main thread (tests)
-            pass
+    stop = stop_on_signals(stop)
     store = Store.from_url(redis_url, health_check_interval=10)
     parts = await build(store, settings, city)
     log.info("dispatch: %d crews, %s road edges, 110 link %s", len(parts.dispatch.crews.crews),

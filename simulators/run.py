@@ -22,12 +22,12 @@ import dataclasses
 import logging
 import os
 import random
-import signal
 import threading
 import zlib
 from pathlib import Path
 from typing import Any
 
+from center.lifecycle import stop_on_signals
 from simulators.vehicles import make_fleet, roadnet_of, run_fleet
 
 log = logging.getLogger(__name__)
@@ -267,13 +267,7 @@ async def serve(settings, mqtt_url: str, profile: Path, stop: asyncio.Event | No
     from gis.layers import load_profile
     from simulators.scenario import Areas
 
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (ValueError, RuntimeError):
-            pass
+    stop = stop_on_signals(stop)
     city_layers = await asyncio.to_thread(load_profile, str(profile))
     net, ids, starts = await asyncio.to_thread(roadnet_of, city_layers)
     rng = random.Random(settings.SIM_SEED)

@@ -26,7 +26,7 @@ from services.tickets import TicketManager
 from tests.conftest import test_settings
 from web import app as webapp
 from web.base import Services
-from web.handlers.desk import MAX_PHOTO_BYTES, PhotoRejected, photo_kind
+from field.photos import MAX_PHOTO_BYTES, PhotoRejected, photo_kind
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 PASSWORD = "test-pass-1234"

@@ -5,7 +5,6 @@ import asyncio
 import logging
 import os
 import secrets
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import tornado.httpserver
 import tornado.web
 
 from center import accounts
+from center.lifecycle import stop_on_signals
 from center.servers import url_reachable
 from center.settings import Settings
 from center.store import Store
@@ -111,13 +111,7 @@ async def serve(settings: Settings, redis_url: str, mqtt_url: str, *, city: Any 
     # a blocking pool: a reconnect storm of consoles waits for a connection instead of failing
     store = Store(aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
         redis_url, decode_responses=True, health_check_interval=10, max_connections=256, timeout=10)))
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (ValueError, RuntimeError):  # not the main thread (tests)
-            pass
+    stop = stop_on_signals(stop)
     created = await bootstrap_accounts(store, settings, demo=demo)
     for name, password in created.items():
         print(f"account created: {name} / {password}", flush=True)

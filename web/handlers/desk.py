@@ -5,46 +5,21 @@ their magic bytes, stored under DATA_DIR/photos/<ticket>/ with server-chosen nam
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from command.errors import Conflict
 from command.tickets import Actor, Role
 from gis.address import AddressIndex, Candidate
-from gis.crs import distance_m, wgs84_to_gcj02
+from field.navigation import navigation
+from field.photos import MAX_PHOTO_BYTES, PHOTO_TYPES, PhotoRejected, photo_dir, photo_kind, write_private
+from gis.crs import distance_m
 from web.base import ApiError, BaseHandler, Services, page
 from web.handlers.tickets import NUMBER, OFFICE, READERS, TicketHandler
 
-MAX_PHOTO_BYTES = 5 * 1024 * 1024
 PHOTO_ID = r"([0-9a-f]{32}\.(?:jpg|png|webp))"
-PHOTO_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 CURRENT_STATES = ("accepted", "en_route", "on_site")
-AMAP_MARKER = "https://uri.amap.com/marker?position={lon:.6f},{lat:.6f}&name={name}&coordinate=gaode&callnative=1"
 _NOTE_RETRIES = 3
-
-
-class PhotoRejected(ValueError):
-    """An uploaded file that is not an accepted image (or is too large)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code = status, code
-
-
-def photo_kind(data: bytes) -> str:
-    """The file extension of an accepted image judged by its magic bytes: jpg, png or webp."""
-    if len(data) > MAX_PHOTO_BYTES:
-        raise PhotoRejected(413, "photo_too_large", f"a photo may be at most {MAX_PHOTO_BYTES // (1024 * 1024)} MB")
-    if data[:3] == b"\xff\xd8\xff":
-        return "jpg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    raise PhotoRejected(415, "photo_type", "only JPEG, PNG or WebP images are accepted")
 
 
 class AddressBook:
@@ -88,15 +63,6 @@ async def address_book(services: Services) -> AddressBook:
             raise ApiError(503, "addresses_unavailable", "the city has no address layer")
         task = services.extra["address_book"] = asyncio.ensure_future(asyncio.to_thread(AddressBook.from_frame, frame))
     return await task
-
-
-def navigation(lon: float | None, lat: float | None, name: str) -> dict[str, Any] | None:
-    """Where to drive: WGS84 for our map, GCJ-02 and an AMap link for the phone's own map app."""
-    if lon is None or lat is None:
-        return None
-    glon, glat = wgs84_to_gcj02(lon, lat)
-    return {"wgs84": [lon, lat], "gcj02": [round(glon, 7), round(glat, 7)],
-            "amap_uri": AMAP_MARKER.format(lon=glon, lat=glat, name=quote(name or "现场"))}
 
 
 class DeskPage(BaseHandler):
@@ -214,7 +180,7 @@ class PhotoUpload(TicketHandler):
             raise ApiError(exc.status, exc.code, str(exc)) from None
         photo_id = f"{uuid.uuid4().hex}.{ext}"
         path = photo_dir(self.config.data_dir, number) / photo_id
-        await asyncio.to_thread(_write_private, path, data)
+        await asyncio.to_thread(write_private, path, data)
         try:
             record = await self._note(number, photo_id, len(data), actor)
         except BaseException:
@@ -251,21 +217,6 @@ class PhotoFile(TicketHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Cache-Control", "private, max-age=86400")
         self.finish(data)
-
-
-def photo_dir(data_dir: Path, number: str) -> Path:
-    """Where a ticket's photos live (the number is checked by the route's pattern)."""
-    return data_dir / "photos" / number
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a file atomically, readable by the service only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    os.replace(tmp, path)
 
 
 routes = [

@@ -1,0 +1,78 @@
+"""Consumer-group reading of a Redis stream, shared by every service that consumes one.
+
+Entries left pending by a crashed consumer are handled first, then new ones; each entry is
+acknowledged (XACK) once handled. An entry the handler refuses with one of the ``skip`` errors is
+logged and acknowledged; a Redis failure is retried after a pause without acknowledging, so the
+entry comes back.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from typing import Any, Awaitable, Callable, Mapping
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger(__name__)
+
+REDIS_TROUBLE = (OSError, RedisConnectionError, RedisTimeoutError)
+
+
+async def pause(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep for ``seconds`` unless ``stop`` is set first."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except asyncio.TimeoutError:
+        pass
+
+
+async def ensure_group(redis: aioredis.Redis, stream: str, group: str) -> None:
+    """Create the consumer group (and the stream) unless it exists."""
+    try:
+        await redis.xgroup_create(stream, group, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def text_fields(raw: Mapping[Any, Any]) -> dict[str, str]:
+    """A stream entry's fields as text, whatever the client's decoding."""
+    return {(k.decode() if isinstance(k, bytes) else str(k)): (v.decode() if isinstance(v, bytes) else str(v))
+            for k, v in raw.items()}
+
+
+async def consume_group(redis: aioredis.Redis, stream: str, group: str,
+                        handle: Callable[[dict[str, str]], Awaitable[None]], stop: asyncio.Event, *,
+                        skip: tuple[type[BaseException], ...], what: str, consumer: str | None = None,
+                        block_ms: int = 1000, batch: int = 100) -> None:
+    """Feed the entries of ``stream`` to ``handle`` through consumer group ``group`` until ``stop``."""
+    consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+    await ensure_group(redis, stream, group)
+    backlog = True
+    while not stop.is_set():
+        try:
+            reply = await redis.xreadgroup(group, consumer, {stream: "0" if backlog else ">"},
+                                           count=batch, block=None if backlog else block_ms)
+        except REDIS_TROUBLE as exc:
+            log.warning("%s: redis unavailable (%s); retrying", what, exc)
+            await pause(stop, 1.0)
+            continue
+        entries = reply[0][1] if reply else []
+        if backlog and not entries:
+            backlog = False
+            continue
+        for entry_id, fields in entries:
+            try:
+                await handle(text_fields(fields))
+            except skip as exc:
+                log.warning("%s: entry %s skipped: %s", what, entry_id, exc)
+            except REDIS_TROUBLE as exc:
+                log.warning("%s: entry %s not handled yet (%s)", what, entry_id, exc)
+                await pause(stop, 1.0)
+                break
+            await redis.xack(stream, group, entry_id)
