@@ -97,6 +97,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CITY_PROFILE", str, "", "City profile TOML (layers). Empty: the demo city, generated into DATA_DIR/city on first run."),
     Setting("SIM_VEHICLES", _positive(int), 21, "Number of simulated repair vehicles in `simulate`/`demo`."),
     Setting("SIM_RATE_HZ", _positive(float), 1.0, "NMEA reports per second per simulated vehicle."),
+    Setting("SIM_TUNNELS_PER_HOUR", float, 2.0, "How often per hour, on average, a simulated vehicle loses its GPS fix for 10-40 s (a tunnel)."),
     Setting("SIM_SEED", int, 20261122, "Random seed of the simulators (same seed, same messages)."),
     Setting("SIM_SPEEDUP", _positive(float), 20.0, "Simulated seconds per wall second for sensor curves, calls, crews' delays and repairs in `simulate`/`demo` (vehicles drive in real time)."),
     Setting("SIM_SENSORS", _bool, True, "Run the sensor simulator (pressure, flow, transformer load; JSON and Sparkplug B) in `simulate`/`demo`."),

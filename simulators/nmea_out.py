@@ -63,3 +63,13 @@ def vtg(*, speed_kmh: float, course_deg: float, mode: str = "A", talker: str = "
     """$--VTG: course true T, course magnetic M, speed knots N, speed km/h K, mode."""
     return format_sentence(f"{talker}VTG,{course_deg % 360:.1f},T,,M,{speed_kmh / KMH_PER_KNOT:.2f},N,"
                            f"{speed_kmh:.2f},K,{mode}")
+
+
+def gga_no_fix(t: datetime, *, sats: int = 0, talker: str = "GP") -> str:
+    """$--GGA without a position: quality 0 (as a receiver in a tunnel sends)."""
+    return format_sentence(f"{talker}GGA,{_hms(t)},,,,,0,{sats:02d},,,M,,M,,")
+
+
+def rmc_void(t: datetime, *, talker: str = "GP") -> str:
+    """$--RMC with status V (void) and no position, mode N (no fix)."""
+    return format_sentence(f"{talker}RMC,{_hms(t)},V,,,,,,,{t.strftime('%d%m%y')},,,N")

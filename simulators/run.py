@@ -296,6 +296,7 @@ async def serve(settings, mqtt_url: str, profile: Path, stop: asyncio.Event | No
                 city.stats["callbacks"] = sum(city.callback_bot.answers.values())
 
         await run_fleet(mqtt_url, net, fleet, rate_hz=settings.SIM_RATE_HZ, seed=settings.SIM_SEED, stop=stop,
+                        tunnels_per_hour=settings.SIM_TUNNELS_PER_HOUR,
                         on_tick=tick)
     finally:
         await city.close()

@@ -263,6 +263,7 @@ class SimVehicle:
     fault: str | None = None
     extra: dict = field(default_factory=dict)
     trip: Trip | None = None    # a route being driven (or done: parked at its end)
+    tunnel_left: float = 0.0    # seconds still without satellites (a tunnel, an underpass)
 
     def drive(self, trip: Trip) -> None:
         """Follow this route from now on (at road speeds), then stay at its end."""
@@ -346,8 +347,18 @@ class SimVehicle:
                 self.pos = 0.0
                 return
 
-    def report(self, net: RoadNet, rng: random.Random, t: datetime) -> bytes:
-        """One second's NMEA burst: GGA, RMC, GSA, VTG (CR LF separated, ASCII)."""
+    def report(self, net: RoadNet, rng: random.Random, t: datetime, *, tunnel_rate: float = 0.0) -> bytes:
+        """One second's NMEA burst: GGA, RMC, GSA, VTG (CR LF separated, ASCII).
+
+        ``tunnel_rate`` is the chance per report of entering a tunnel: for the next 10–40 reports
+        the receiver has no fix and sends GGA quality 0 and a void RMC, as real ones do."""
+        if self.tunnel_left <= 0 and tunnel_rate > 0 and rng.random() < tunnel_rate:
+            self.tunnel_left = rng.randint(10, 40)
+        if self.tunnel_left > 0:
+            self.tunnel_left -= 1
+            sentences = [nmea_out.gga_no_fix(t, sats=rng.randint(0, 3), talker=self.talker),
+                         nmea_out.rmc_void(t, talker=self.talker)]
+            return ("\r\n".join(sentences) + "\r\n").encode("ascii")
         lon, lat, course = self.position(net)
         noise = 2.0 / EARTH_M_PER_DEG  # ~2 m of receiver noise
         lat += rng.gauss(0, noise)
@@ -402,8 +413,10 @@ def roadnet_of(city) -> tuple[RoadNet, list[str], list[tuple[float, float]]]:
 
 async def run_fleet(mqtt_url: str, net: RoadNet, fleet: list[SimVehicle], *, rate_hz: float = 1.0,
                     seed: int = 1, per_vehicle_connections: bool | None = None,
-                    stop: asyncio.Event | None = None, on_tick=None) -> int:
-    """Drive and publish until ``stop`` is set; returns the number of messages published."""
+                    stop: asyncio.Event | None = None, on_tick=None, tunnels_per_hour: float = 0.0) -> int:
+    """Drive and publish until ``stop`` is set; returns the number of messages published.
+
+    ``tunnels_per_hour``: how often, on average, a vehicle loses its fix for a while."""
     from center.mqtt import MqttClient, Will
 
     stop = stop or asyncio.Event()
@@ -432,7 +445,7 @@ async def run_fleet(mqtt_url: str, net: RoadNet, fleet: list[SimVehicle], *, rat
             now = datetime.now(timezone.utc)
             for v in fleet:
                 v.step(net, rng, period)
-                payload = v.report(net, rng, now)
+                payload = v.report(net, rng, now, tunnel_rate=tunnels_per_hour / 3600.0 / rate_hz)
                 if clients[v.vehicle_id].publish(f"fleet/{v.vehicle_id}/nmea", payload):
                     sent += 1
             if on_tick:
