@@ -91,9 +91,11 @@ def test_demo_runs_moves_vehicles_and_stops_cleanly(tmp_path):
         again.stop()
 
 
-def test_a_second_demo_on_the_same_data_dir_is_refused(tmp_path):
-    demo = start_demo(tmp_path / "var", tmp_path / "demo.log", vehicles=1)
+def test_a_crashed_service_is_restarted_and_a_second_demo_is_refused(tmp_path):
+    demo = start_demo(tmp_path / "var", tmp_path / "demo.log", vehicles=1, SIM_CALLERS="0", SIM_CREWS="0",
+                      SIM_SCENARIO="")
     try:
+        import signal
         import subprocess
         import sys
 
@@ -103,5 +105,27 @@ def test_a_second_demo_on_the_same_data_dir_is_refused(tmp_path):
                                 env={"DATA_DIR": str(demo.data_dir), "PATH": "/usr/bin:/bin",
                                      "HTTP_PORT": "0", "CONFIG_FILE": "/nonexistent"}, timeout=60)
         assert second.returncode == 1 and "already running" in second.stderr
+
+        def ingests() -> list[psutil.Process]:
+            found = []
+            for proc in demo.tree():
+                try:
+                    if proc.cmdline()[-2:] == ["center", "ingest"] and proc.status() != psutil.STATUS_ZOMBIE:
+                        found.append(proc)
+                except psutil.Error:  # gone or a zombie between listing and asking
+                    pass
+            return found
+
+        (ingest,) = ingests()
+        ingest.send_signal(signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            again = [p for p in ingests() if p.pid != ingest.pid]
+            if again and demo.get("/healthz")["services"]["ingest"].get("pid") == again[0].pid:
+                break
+            time.sleep(0.3)
+        else:
+            raise AssertionError(f"ingest was not restarted:\n{demo.log()[-2000:]}")
+        assert "ingest stopped unexpectedly (killed by signal SIGKILL); restarting in 1 s" in demo.log()
     finally:
         demo.stop()
