@@ -159,6 +159,19 @@ def test_crew_works_the_ticket_through_a_lost_connection(demo, browser, created)
     dispatcher = demo.login("dispatcher")
     _dispatch_to_c01(demo, number, dispatcher)
 
+    # the dispatcher watches the ticket on the console while the crew works it
+    console_context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    console = console_context.new_page()
+    console_watch = ConsoleWatch(console)
+    _login(console, demo.base, "/console", "dispatcher")
+    console.wait_for_selector(f"[data-queue='{number}']", timeout=20_000)
+    console.click(f"[data-queue='{number}']")
+    console.wait_for_function(f"(document.getElementById('detail').dataset.loaded || '').startsWith('{number}@')",
+                              timeout=15_000)
+
+    def dispatcher_sees(action: str) -> None:
+        console.wait_for_selector(f"#detail-timeline li[data-action='{action}']", state="attached", timeout=20_000)
+
     context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
                                   has_touch=True)
     page = context.new_page()
@@ -177,6 +190,7 @@ def test_crew_works_the_ticket_through_a_lost_connection(demo, browser, created)
     page.wait_for_selector(f"{card}[data-state='accepted']")
     page.wait_for_selector("#pending.hidden", state="attached", timeout=10_000)
     assert demo.get(f"/api/tickets/{number}", dispatcher)["state"] == "accepted"
+    dispatcher_sees("accept")
 
     context.set_offline(True)
     page.wait_for_function("!navigator.onLine")
@@ -194,6 +208,8 @@ def test_crew_works_the_ticket_through_a_lost_connection(demo, browser, created)
     assert demo.get(f"/api/tickets/{number}", dispatcher)["state"] == "on_site"
     events = demo.get(f"/api/tickets/{number}/timeline", dispatcher)["events"]
     assert [e["action"] for e in events if e["action"] in ("accept", "depart", "arrive")] == ["accept", "depart", "arrive"]
+    dispatcher_sees("depart")
+    dispatcher_sees("arrive")
 
     page.click(f"{card} [data-action=resolve]")        # the note is required
     assert page.text_content("#notice") == "请填写处理情况"
@@ -209,5 +225,9 @@ def test_crew_works_the_ticket_through_a_lost_connection(demo, browser, created)
     photos = [e["data"]["data"]["photo"] for e in events if e["action"] == "note" and "photo" in e["data"].get("data", {})]
     assert len(photos) == 1 and photos[0].endswith(".png")
     page.screenshot(path=str(ARTIFACTS / "field-resolved.png"))
+    dispatcher_sees("resolve")
+    console.screenshot(path=str(ARTIFACTS / "console-watched-crew.png"))
+    console_context.close()
+    assert console_watch.errors == []
     context.close()
     assert failed == [] and watch.errors == [], (failed, [(e["action"], e.get("role"), e.get("actor")) for e in events])
