@@ -106,7 +106,8 @@
   var crews = [];
   function crewRows(list) {
     return list.map(function (c) {
-      var status = c.status || c.state || (c.on_shift === false ? t("crews.off_shift") : c.vehicle_state ?
+      var code = c.status || c.state;
+      var status = code ? t("crews.state." + code) : (c.on_shift === false ? t("crews.off_shift") : c.vehicle_state ?
                    t("state." + c.vehicle_state) : t("common.none"));
       var work = c.ticket_number || c.current_ticket || (c.tickets && c.tickets.length ? c.tickets.join(", ") : null) ||
                  (c.workload != null ? String(c.workload) : t("common.none"));
