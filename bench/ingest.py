@@ -11,6 +11,7 @@ when on PATH, else rumqttd), the ingest service in its own process, publishers i
   payload, take the GGA lat/lon, one pipelined GEOADD per 20 ms; ``ingest_nmea_ratio`` = ours / it.
 - ``ingest_sensor_alarm_latency_ms_p99``: threshold-crossing readings published while a second
   process sends 5,000 NMEA msg/s; latency = publish -> the event read from ``alarms:events``.
+- BENCH_ONLY=throughput runs only the first two figures (and the ratio).
 - ``ingest_rss_mb``: 10,000 vehicles at 1 Hz for BENCH_RSS_S seconds (default 120), then the
   ingest's RSS; ``track_bytes_per_fix`` = Redis used_memory growth / fixes stored.
 """
@@ -42,6 +43,7 @@ WINDOW_S = 12.0
 OFFERED = float(os.environ.get("BENCH_OFFERED", "20000"))  # publisher rate in the throughput runs
 RSS_VEHICLES = 10_000
 RSS_S = float(os.environ.get("BENCH_RSS_S", "120"))
+ONLY = os.environ.get("BENCH_ONLY", "")  # "throughput": only the two throughput runs (quick)
 
 
 # -- payloads ---------------------------------------------------------------------------------
@@ -199,6 +201,7 @@ def _throughput(settings_values, redis_url, mqtt_url, r, *, baseline: bool) -> f
     else:
         consumer = _start(_run_ingest, settings_values, redis_url, mqtt_url)
         _wait(lambda: _heartbeat(r).get("mqtt_ok"), 30, "ingest start")
+    progress(f"{'baseline' if baseline else 'ingest'} pid {consumer.pid}")
     ready, go, sent = mp.Event(), mp.Event(), mp.Value("q", 0)
     publisher = _start(_publisher, mqtt_url, VEHICLES, OFFERED, WARMUP_S + WINDOW_S + 3, time.time() - 60,
                        ready, go, sent)
@@ -322,6 +325,8 @@ def main() -> None:
         base = _throughput(values, redis_proc.url, broker.url, r, baseline=True)
         emit("ingest_baseline_msgs_per_s", round(base), "msg/s")
         emit("ingest_nmea_ratio", round(ours / base, 3), "ratio")
+        if ONLY == "throughput":
+            return
         latencies = _latency(values, redis_proc.url, broker.url, r)
         emit("ingest_sensor_alarm_latency_ms_p99", round(percentile(latencies, 99), 1), "ms")
         rss, per_fix = _rss(values, redis_proc.url, broker.url, r)

@@ -60,14 +60,29 @@ class _BufferedSocket:
 
 
 class _PahoClient(paho.Client):
-    """paho's client with buffered reads and up to READ_PACKETS packets handled per wake-up
-    (paho handles one per select() call otherwise)."""
+    """paho's client with buffered reads, up to READ_PACKETS packets handled per wake-up
+    (paho handles one per select() call otherwise) and direct message delivery."""
 
     def _create_socket(self):
         return _BufferedSocket(super()._create_socket())
 
     def loop_read(self, max_packets: int = 1):
         return super().loop_read(max(max_packets, READ_PACKETS))
+
+    def _handle_on_message(self, message) -> None:
+        """Hand a message straight to ``on_message``: `MqttClient` registers no per-topic
+        callbacks, so paho's topic-filter matching (a trie walk per message) is skipped; errors
+        in the callback are handled as paho does."""
+        on_message = self.on_message
+        if on_message is None:
+            return
+        with self._in_callback_mutex:
+            try:
+                on_message(self, self._userdata, message)
+            except Exception as err:
+                self._easy_log(paho.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                if not self.suppress_exceptions:
+                    raise
 
 
 @dataclass(frozen=True, slots=True)

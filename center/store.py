@@ -111,19 +111,35 @@ class FixRecord:
     track: bool
 
 
-def pack_fix(fix: FixRecord) -> tuple[int, bytes]:
+def pack_fix(fix: FixRecord, _pack=TRACK_RECORD.pack, _round=round) -> tuple[int, bytes]:
     """Return (UTC hour, 20-byte record) for the track."""
-    hour = int(fix.t // 3600)
-    ms = int(round((fix.t - hour * 3600) * 1000))
+    t = fix.t
+    hour = int(t // 3600)
+    ms = int(_round((t - hour * 3600) * 1000))
     if ms >= 3_600_000:
         hour, ms = hour + 1, ms - 3_600_000
-    cms = _NONE16 if fix.speed_kmh is None else min(int(round(fix.speed_kmh / 0.036)), _NONE16 - 1)
-    crs = _NONE16 if fix.course_deg is None else int(round((fix.course_deg % 360.0) * 100)) % 36000
-    alt = -32768 if fix.alt_m is None else max(-32767, min(32767, int(round(fix.alt_m))))
-    q = _NONE8 if fix.quality is None else min(fix.quality, _NONE8 - 1)
-    sats = _NONE8 if fix.sats is None else min(fix.sats, _NONE8 - 1)
-    return hour, TRACK_RECORD.pack(ms, int(round(fix.lat * 1e7)), int(round(fix.lon * 1e7)),
-                                   cms, crs, alt, q, sats)
+    speed, course, alt, q, sats = fix.speed_kmh, fix.course_deg, fix.alt_m, fix.quality, fix.sats
+    if speed is None:
+        cms = _NONE16
+    else:
+        cms = int(_round(speed / 0.036))
+        if cms > _NONE16 - 1:
+            cms = _NONE16 - 1
+    crs = _NONE16 if course is None else int(_round((course % 360.0) * 100)) % 36000
+    if alt is None:
+        alt = -32768
+    else:
+        alt = int(_round(alt))
+        alt = -32767 if alt < -32767 else (32767 if alt > 32767 else alt)
+    if q is None:
+        q = _NONE8
+    elif q > _NONE8 - 1:
+        q = _NONE8 - 1
+    if sats is None:
+        sats = _NONE8
+    elif sats > _NONE8 - 1:
+        sats = _NONE8 - 1
+    return hour, _pack(ms, int(_round(fix.lat * 1e7)), int(_round(fix.lon * 1e7)), cms, crs, alt, q, sats)
 
 
 def unpack_track(hour: int, data: bytes) -> list[dict[str, Any]]:
@@ -151,6 +167,18 @@ def _fix_hash(fix: FixRecord, seen: float) -> dict[str, Any]:
                        ("q", fix.quality), ("mode", fix.mode), ("sats", fix.sats), ("hdop", fix.hdop)):
         fields[key] = "" if value is None else str(value)
     return fields
+
+
+def _fix_row(vehicle_id: str, fix: FixRecord, seen: float) -> list[str]:
+    """[id, key, value, ...] of `_fix_hash`, built directly (same keys, values and order)."""
+    spd, crs, alt, q, mode, sats, hdop = (fix.speed_kmh, fix.course_deg, fix.alt_m, fix.quality, fix.mode,
+                                          fix.sats, fix.hdop)
+    return [vehicle_id, "t", repr(fix.t), "lat", repr(fix.lat), "lon", repr(fix.lon), "talker", fix.talker,
+            "seen", repr(seen), "signal", "",
+            "spd", "" if spd is None else str(spd), "crs", "" if crs is None else str(crs),
+            "alt", "" if alt is None else str(alt), "q", "" if q is None else str(q),
+            "mode", "" if mode is None else str(mode), "sats", "" if sats is None else str(sats),
+            "hdop", "" if hdop is None else str(hdop)]
 
 
 def _num(value: Any) -> float | None:
@@ -275,12 +303,7 @@ class Store:
         veh: list[list[str]] = []
         geo: list[Any] = []
         for vid, fix in latest.items():
-            fields = _fix_hash(fix, seen.get(vid, fix.t))
-            row = [vid]
-            for key, value in fields.items():
-                row.append(key)
-                row.append(value)
-            veh.append(row)
+            veh.append(_fix_row(vid, fix, seen.get(vid, fix.t)))
             geo.extend((fix.lon, fix.lat, vid))
             updates.append({"id": vid, "t": fix.t, "lat": fix.lat, "lon": fix.lon,
                             "spd": fix.speed_kmh, "crs": fix.course_deg})

@@ -19,6 +19,7 @@ __all__ = [
     "Sentence",
     "checksum",
     "decode_line",
+    "decode_pair",
     "format_sentence",
     "iter_lines",
 ]
@@ -452,3 +453,99 @@ def _decode_line(line: bytes) -> tuple[Sentence | None, str]:
     if sentence.bad_date:
         return sentence, "bad_date"
     return sentence, "sentences_ok"
+
+
+def _fast_coord(value: bytes, hemi: bytes, negative: bytes, positive: bytes, limit: float) -> tuple | None:
+    """`_coord` for the fast path: the same value, or None wherever `_coord` would raise or
+    return None (the general path then reports it)."""
+    if not value or value[:1] in (b"+", b" "):
+        return None
+    number = float(value)
+    if not 0.0 <= number <= 18000.0:
+        return None
+    degrees = number // 100.0
+    minutes = number - degrees * 100.0
+    if minutes >= 60.0:
+        return None
+    result = degrees + minutes / 60.0
+    if result > limit:
+        return None
+    if hemi == negative:
+        result = -result
+    elif hemi != positive:
+        return None
+    dot = value.find(b".")
+    return result, (len(value) - dot - 1 if dot >= 0 else 0)
+
+
+def _fast_tod(field: bytes) -> float | None:
+    """`_tod` for the fast path: None wherever `_tod` would raise or return None."""
+    if len(field) < 6 or field[6:7] not in (b"", b".") or not field[:6].isdigit():
+        return None
+    value = float(field)
+    hours = value // 10000.0
+    minutes = value // 100.0 - hours * 100.0
+    seconds = value - hours * 10000.0 - minutes * 100.0
+    if hours > 23.0 or minutes > 59.0 or seconds >= 61.0:
+        return None
+    return hours * 3600.0 + minutes * 60.0 + seconds
+
+
+def decode_pair(gga_line: bytes, rmc_line: bytes) -> tuple | None:
+    """Fast path for the most common payload, a GGA line then an RMC line of the same time,
+    both clean (checksums valid, fields well-formed), both valid fixes (GGA quality 1..7 with
+    satellites, RMC 'A' not mode N/S) with a valid RMC date.
+
+    Returns ``(tod, (y, m, d), lat, lon, speed_kn, course, alt, quality, mode, sats, hdop, talker)``
+    merged as `ingest.fixes` merges the two sentences (most decimals win, RMC on a tie), or None
+    for anything else (the general `decode_line` path then handles the lines).
+    """
+    try:
+        if (gga_line[:1] != b"$" or rmc_line[:1] != b"$" or len(gga_line) < 5 or len(rmc_line) < 5
+                or gga_line[-3] != 42 or rmc_line[-3] != 42 or not gga_line.isascii() or not rmc_line.isascii()):
+            return None
+        body = gga_line[1:-3]
+        if _xor_bytes(body) != _HEX.get(gga_line[-2:]) or b"$" in body:
+            return None
+        g = body.split(b",")
+        body = rmc_line[1:-3]
+        if _xor_bytes(body) != _HEX.get(rmc_line[-2:]) or b"$" in body:
+            return None
+        r = body.split(b",")
+        first = _ADDRESSES.get(g[0])
+        second = _ADDRESSES.get(r[0])
+        if first is None or second is None or first.__class__ is str or second.__class__ is str:
+            return None
+        if first[1] is not _gga or second[1] is not _rmc or len(g) < 10 or len(r) < 10 or r[2] != b"A":
+            return None
+        tod = _fast_tod(g[1])
+        if tod is None or g[1] != r[1] and _fast_tod(r[1]) != tod:
+            return None
+        quality = int(g[6]) if g[6] else None
+        sats = int(g[7]) if g[7] else None
+        if not quality or quality == 8 or (sats == 0 and quality != 6):
+            return None
+        mode = r[12][:1].decode() or None if len(r) > 12 else None
+        if mode == "N" or mode == "S":
+            return None
+        date = _date_ddmmyy(r[9]) if r[9] else None
+        if date is None:
+            return None
+        glat = _fast_coord(g[2], g[3], b"S", b"N", 90.0)
+        glon = _fast_coord(g[4], g[5], b"W", b"E", 180.0)
+        if g[2] == r[3] and g[3] == r[4] and g[4] == r[5] and g[5] == r[6]:
+            rlat, rlon = glat, glon  # the usual case: both sentences carry the same text
+        else:
+            rlat = _fast_coord(r[3], r[4], b"S", b"N", 90.0)
+            rlon = _fast_coord(r[5], r[6], b"W", b"E", 180.0)
+        if glat is None or glon is None or rlat is None or rlon is None:
+            return None
+        hdop = _float(g[8])
+        alt = _float(g[9])
+        speed = _float(r[7])
+        course = _float(r[8])
+    except Exception:  # noqa: BLE001 - anything unusual goes the general way
+        return None
+    if rlat[1] >= glat[1]:
+        return tod, date, rlat[0], rlon[0], speed, course, alt, quality, mode, sats, hdop, second[0]
+    return tod, date, glat[0], glon[0], speed, course, alt, quality, mode, sats, hdop, first[0]

@@ -39,6 +39,8 @@ _HALF_ROLLOVER_S = GPS_ROLLOVER.total_seconds() / 2
 _EARTH_RADIUS_M = 6_371_008.8
 _MAX_SANE_SPEED_KMH = 2000.0  # above any ground vehicle or airliner: a decoding error
 _YEAR_MIN, _YEAR_MAX = 1980, 2099  # GPS epoch .. end of the 2-digit-year window
+_UTC = timezone.utc
+_RAD = math.pi / 180.0
 
 
 def sane(fix: Fix) -> str | None:
@@ -87,6 +89,19 @@ class Verdict:
     reason: str | None = None
 
 
+_VERDICT_SETTERS = tuple(Verdict.__dict__[name].__set__ for name in Verdict.__slots__)
+
+
+def _new_verdict(fix, live, track, reason, _new=object.__new__, _s=_VERDICT_SETTERS):
+    """Verdict(...) without the frozen __init__'s object.__setattr__ per field (equal field for field)."""
+    verdict = _new(Verdict)
+    _s[0](verdict, fix)
+    _s[1](verdict, live)
+    _s[2](verdict, track)
+    _s[3](verdict, reason)
+    return verdict
+
+
 class _Drop(Exception):
     """Internal: a step refuses the fix."""
 
@@ -120,9 +135,58 @@ class Plausibility:
             ("time", self._step_time),
             ("jump", self._step_jump),
         )
+        self._default_steps = self._steps
+        # The fast path's jump bound: squared speed limit in (rad/s)^2 with a 0.1% margin.
+        self._jump_bound = (max_speed_kmh / 3.6 / _EARTH_RADIUS_M) ** 2 * 0.998
 
     def check(self, fix: Fix, last: Fix | None, now: datetime, *, backfill: bool = False) -> Verdict:
         """Run the chain on `fix` given the vehicle's last stored fix and the current time."""
+        if not backfill and self._steps is self._default_steps:
+            try:
+                verdict = self._check_clean(fix, last, now)
+            except Exception:  # noqa: BLE001 - anything unusual is for the full chain
+                verdict = None
+            if verdict is not None:
+                return verdict
+        return self._check_chain(fix, last, now, backfill)
+
+    def _check_clean(self, fix: Fix, last: Fix | None, now: datetime) -> Verdict | None:
+        """The live chain for a fix that passes every step untouched (the common case), without a
+        call per step: the same verdict and counts, or None when any step might act (the full
+        chain then decides, from the start). The jump step uses an upper bound of the
+        great-circle distance (the flat-angle distance), so a fix near the limit goes the full way."""
+        lat, lon, time = fix.lat, fix.lon, fix.time
+        if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0) or (lat == 0.0 and lon == 0.0):
+            return None
+        speed = fix.speed_kmh
+        if speed is not None and not (0.0 <= speed <= self.max_speed_kmh and speed <= _MAX_SANE_SPEED_KMH):
+            return None
+        course = fix.course_deg
+        if course is not None and not 0.0 <= course <= 360.0:
+            return None
+        alt = fix.alt_m
+        if alt is not None and not -12_000.0 <= alt <= 100_000.0:
+            return None
+        if time.tzinfo is not _UTC or not _YEAR_MIN <= time.year <= _YEAR_MAX:
+            return None
+        if not now - self.max_past <= time <= now + self.max_future:
+            return None
+        if last is not None:
+            seconds = abs((time - last.time).total_seconds())
+            if seconds < 1.0:
+                seconds = 1.0
+            dlat = _RAD * (lat - last.lat)
+            dlon = _RAD * (lon - last.lon)
+            if dlat * dlat + dlon * dlon >= self._jump_bound * seconds * seconds:
+                return None
+            if time <= last.time:
+                self.counts["track_only:out_of_order"] += 1
+                return _new_verdict(fix, False, True, "out_of_order")
+        self.counts["accepted"] += 1
+        return _new_verdict(fix, True, True, None)
+
+    def _check_chain(self, fix: Fix, last: Fix | None, now: datetime, backfill: bool) -> Verdict:
+        """The chain step by step (see the module docstring)."""
         counts = self.counts
         for name, step in self._steps:
             try:

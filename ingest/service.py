@@ -14,11 +14,11 @@ import asyncio
 import collections
 import logging
 import os
-import signal
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+from center.lifecycle import stop_on_signals
 from center.mqtt import MqttClient, ReceivedMessage
 from center.settings import Settings
 from center.store import Store
@@ -407,13 +407,8 @@ async def serve(settings: Settings, redis_url: str, mqtt_url: str, stop: asyncio
                 hook: Callable[[Ingest], None] | None = None) -> None:
     """Run the ingest service until SIGINT/SIGTERM (or until ``stop`` is set); ``hook`` is called
     with the Ingest once built (tests and benchmarks watch its health)."""
-    stop = stop or asyncio.Event()
+    stop = stop_on_signals(stop)
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (ValueError, RuntimeError):
-            pass
     store = Store.from_url(redis_url, health_check_interval=10, socket_timeout=5)
     ingest = Ingest(settings, store)
     if hook is not None:

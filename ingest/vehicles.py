@@ -44,9 +44,29 @@ class VehicleBatch:
         counter[name] += n
 
 
-def _record(vehicle_id: str, fix: Fix, live: bool, track: bool) -> FixRecord:
-    return FixRecord(vehicle_id, fix.time.timestamp(), fix.lat, fix.lon, fix.speed_kmh, fix.course_deg,
-                     fix.alt_m, fix.quality, fix.mode, fix.sats, fix.hdop, fix.talker, live, track)
+_RECORD_SETTERS = tuple(FixRecord.__dict__[name].__set__ for name in FixRecord.__slots__)
+
+
+def _record(vehicle_id: str, fix: Fix, live: bool, track: bool, _new=object.__new__,
+            _s=_RECORD_SETTERS) -> FixRecord:
+    """FixRecord of an accepted fix, filled slot by slot (the frozen __init__ costs a
+    object.__setattr__ per field); equal to FixRecord(...) field for field."""
+    record = _new(FixRecord)
+    _s[0](record, vehicle_id)
+    _s[1](record, fix.time.timestamp())
+    _s[2](record, fix.lat)
+    _s[3](record, fix.lon)
+    _s[4](record, fix.speed_kmh)
+    _s[5](record, fix.course_deg)
+    _s[6](record, fix.alt_m)
+    _s[7](record, fix.quality)
+    _s[8](record, fix.mode)
+    _s[9](record, fix.sats)
+    _s[10](record, fix.hdop)
+    _s[11](record, fix.talker)
+    _s[12](record, live)
+    _s[13](record, track)
+    return record
 
 
 class VehicleIngest:
@@ -106,7 +126,10 @@ class VehicleIngest:
         last_map = self.last_backfill if backfill else self.last_live
         for fix in result.fixes:
             try:
-                verdict = self._judge(vehicle_id, fix, last_map.get(vehicle_id), when, backfill)
+                if backfill:
+                    verdict = self._judge(vehicle_id, fix, last_map.get(vehicle_id), when, backfill)
+                else:
+                    verdict = self.plausibility.check(fix, last_map.get(vehicle_id), when)
             except Exception:  # the chain isolates its steps; this is the last line of defence
                 stats["fix:check_error"] += 1
                 log.exception("plausibility failed for %s", vehicle_id)
@@ -128,8 +151,9 @@ class VehicleIngest:
                 if live:
                     self.last_live[vehicle_id] = fix
             batch.fixes.append(_record(vehicle_id, fix, live, verdict.track))
-            batch.count(vehicle_id, "fix_ok" if live else "fix_track_only")
-            stats["fix_ok" if live else "fix_track_only"] += 1
+            name = "fix_ok" if live else "fix_track_only"
+            counter[name] += 1
+            stats[name] += 1
             if live:
                 batch.signals.pop(vehicle_id, None)
 
@@ -149,8 +173,24 @@ class VehicleIngest:
         return check(fix, last, when, backfill=backfill)
 
 
+_TOPICS: dict[str, tuple[str, str] | None] = {}  # topic -> parse_fleet_topic(topic), bounded
+_TOPICS_MAX = 100_000
+
+
 def parse_fleet_topic(topic: str) -> tuple[str, str] | None:
     """fleet/<id>/nmea -> (id, 'nmea'); .../nmea/backfill -> 'backfill'; .../status -> 'status'."""
+    try:
+        return _TOPICS[topic]
+    except KeyError:
+        pass
+    if len(_TOPICS) >= _TOPICS_MAX:
+        _TOPICS.clear()
+    parsed = _TOPICS[topic] = _parse_fleet_topic(topic)
+    return parsed
+
+
+def _parse_fleet_topic(topic: str) -> tuple[str, str] | None:
+    """parse_fleet_topic without the cache."""
     parts = topic.split("/")
     if len(parts) < 3 or parts[0] != "fleet" or not VEHICLE_ID.match(parts[1]):
         return None
