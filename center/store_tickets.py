@@ -33,6 +33,8 @@ Indexes, all maintained by the same script call that writes the record and its e
 - ``tkt:alarm:{alarm_key}`` string → number of the proactive ticket of one alarm (idempotency).
 - ``tkt:seq:{YYYYMMDD}`` daily ticket number sequence (INCR; day in the center's time zone);
   ``inc:seq:{YYYYMMDD}`` the same for incidents. A failed write leaves a gap, never a duplicate.
+  A ticket number is drawn together with the repeat check; a call that is linked as a repeat gives
+  it back (RELEASE_SEQ_SCRIPT: DECR only while it is still the day's latest), else it is a gap.
 - ``inc:all`` zset of incidents, score first call; ``inc:open`` zset of unresolved ones;
   ``inc:area:{supply_area}`` set of unresolved incident ids of a supply area (grouping).
 - ``tkt:changes`` stream (capped at about 100,000) of every write: number, version, action,
@@ -71,6 +73,11 @@ CHANGES_STREAM = "tkt:changes"
 CHANGES_MAXLEN = 100_000
 LIVE_TICKETS = "live:tickets"
 ALARM_EVENTS = "alarms:events"  # written by the sensor part of the store; read here by a consumer group
+
+RELEASE_SEQ_SCRIPT = r"""
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DECR', KEYS[1]); return 1 end
+return 0
+"""
 
 SAVE_SCRIPT = r"""
 local spec = cjson.decode(ARGV[1])
@@ -140,11 +147,12 @@ class TicketRecord:
 
     ticket: Ticket
     meta: Mapping[str, Any] = field(default_factory=dict)
-    data: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)  # the stored dict, when read
+    data: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)  # to_dict(ticket), when known
 
     def to_json(self) -> bytes:
         """The stored JSON form."""
-        return orjson.dumps({**to_dict(self.ticket), "meta": dict(self.meta)})
+        ticket = to_dict(self.ticket) if self.data is None else self.data  # data is to_dict(ticket) when set
+        return orjson.dumps({**ticket, "meta": dict(self.meta)})
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> "TicketRecord":
@@ -163,6 +171,17 @@ class TicketWrite:
     events: Sequence[AuditEvent]
     previous: TicketRecord | None = None
     alarm_key: str | None = None
+
+
+@dataclass(frozen=True)
+class CreateReads:
+    """`TicketStore.create_reads`: the drawn sequence number, repeat candidates near the point
+    (number, metres) and by phone, and the supply area's unresolved incident ids (None: not read)."""
+
+    seq: int
+    near: list[tuple[str, float]]
+    by_phone: list[str]
+    area_incident_ids: list[str] | None
 
 
 @dataclass(frozen=True)
@@ -305,15 +324,22 @@ class TicketStore:
     def __init__(self, client: aioredis.Redis) -> None:
         self.redis = client
         self._save = client.register_script(SAVE_SCRIPT)
+        self._release = client.register_script(RELEASE_SEQ_SCRIPT)
 
     async def load_scripts(self) -> None:
         """SCRIPT LOAD the save script (EVALSHA falls back to EVAL after a server restart)."""
         self._save.sha = await self.redis.script_load(SAVE_SCRIPT)
+        self._release.sha = await self.redis.script_load(RELEASE_SEQ_SCRIPT)
 
     # writes ------------------------------------------------------------------------------------
     async def next_number_seq(self, day: date) -> int:
         """The next ticket sequence number of a day (INCR, never reused)."""
         return int(await self.redis.incr(f"tkt:seq:{day:%Y%m%d}"))
+
+    async def release_number_seq(self, day: date, seq: int) -> bool:
+        """Give back a ticket sequence number that was not used (the call was a repeat), only if
+        it is still the day's latest; otherwise it stays a gap. True when given back."""
+        return bool(await self._release(keys=[f"tkt:seq:{day:%Y%m%d}"], args=[seq]))
 
     async def next_incident_seq(self, day: date) -> int:
         """The next incident sequence number of a day."""
@@ -423,6 +449,30 @@ class TicketStore:
         near = [(_text(n), float(d)) for n, d in replies.pop(0)] if lon is not None and lat is not None else []
         by_phone = [_text(n) for n in replies.pop(0)] if phone else []
         return near, by_phone
+
+    async def create_reads(self, day: date, *, lon: float | None = None, lat: float | None = None,
+                           radius_m: float = 0.0, phone: str | None = None, supply_area: str | None = None,
+                           recent: int = 20) -> CreateReads:
+        """What creating a ticket reads, in one round trip: the day's next ticket sequence number
+        (INCR; hand it back with `release_number_seq` when the call is linked as a repeat), the
+        repeat candidates of `near_and_by_phone` when a point or phone is given, and the unresolved
+        incident ids of `supply_area` when given."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.incr(f"tkt:seq:{day:%Y%m%d}")
+        has_point = lon is not None and lat is not None
+        if has_point:
+            pipe.geosearch("tkt:geo", longitude=lon, latitude=lat, radius=radius_m, unit="m",
+                           sort="ASC", count=50, withdist=True)
+        if phone:
+            pipe.zrevrange(f"tkt:phone:{phone}", 0, recent - 1)
+        if supply_area:
+            pipe.smembers(f"inc:area:{supply_area}")
+        replies = await pipe.execute()
+        seq = int(replies.pop(0))
+        near = [(_text(n), float(d)) for n, d in replies.pop(0)] if has_point else []
+        by_phone = [_text(n) for n in replies.pop(0)] if phone else []
+        area = sorted(_text(x) for x in replies.pop(0)) if supply_area else None
+        return CreateReads(seq, near, by_phone, area)
 
     async def queue_heads(self, count: int) -> dict[int, list[tuple[str, str, float]]]:
         """For each limit length in use, its `count` earliest (number, stage, deadline) entries."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from center.store_tickets import GuardFailed, IncidentWrite, TicketRecord, TicketStore, TicketWrite
+from center.store_tickets import CreateReads, GuardFailed, IncidentWrite, TicketRecord, TicketStore, TicketWrite
 from command import grouping, repeats
 from command.errors import Conflict, TicketNotFound, ValidationError
 from command.limits import DEFAULT_POLICY, LimitPolicy, escalation, with_deadlines
@@ -24,7 +24,7 @@ from command.police import needs_police
 from command.tickets import (
     DIRECT_CLOSE_TYPES, NUMBER_RE, OPEN_STATES, SYSTEM_ACTOR, Actor, AuditEvent,
     Category, Channel, Role, Satisfaction, State, Ticket, TicketType, Urgency, apply, center_day,
-    new_ticket, normalize_phone, ticket_number,
+    new_ticket, normalize_phone, ticket_number, to_dict,
 )
 from gis.crs import distance_m
 from services.ticket_alarms import (  # noqa: F401  (consume_alarms is re-exported for the worker)
@@ -81,6 +81,9 @@ class TicketManager:
         self.alarm_urgency = alarm_urgency
         self.alarm_max_age = alarm_max_age
         self._area_locks: dict[str, asyncio.Lock] = {}
+        # incident writes per supply area made by this process: a create's early read of the area's
+        # incidents is used only while this count is unchanged (else it reads them again)
+        self._area_writes: dict[str, int] = {}
 
     @classmethod
     def for_city(cls, store: TicketStore, city: Any, **kwargs: Any) -> "TicketManager":
@@ -96,7 +99,7 @@ class TicketManager:
         ticket = with_deadlines(ticket, policy=self.policy)
         queue = [[s.stage.value, s.deadline.timestamp(), s.limit.total_seconds()]
                  for s in escalation(ticket, ticket.updated_at, policy=self.policy) if not s.done]
-        return TicketRecord(ticket, {**meta, "queue": queue})
+        return TicketRecord(ticket, {**meta, "queue": queue}, to_dict(ticket))  # serialised once: store and view
 
     def _resolve(self, fields: dict[str, Any], ticket: Ticket) -> dict[str, Any]:
         """District, grid, area class, responsible unit and supply area from the GIS lookup."""
@@ -120,10 +123,11 @@ class TicketManager:
         if actor.role is Role.CREW and (actor.crew_id is None or record.ticket.crew_id != actor.crew_id):
             raise TicketNotFound(record.ticket.number)
 
-    async def _repeat_of(self, ticket: Ticket, now: datetime) -> Ticket | None:
-        near, by_phone = await self.store.near_and_by_phone(ticket.lon, ticket.lat, self.repeat_radius_m,
-                                                            ticket.caller_phone or None)
-        numbers = list(dict.fromkeys([n for n, _ in near] + by_phone))
+    async def _repeat_of(self, ticket: Ticket, now: datetime, reads: CreateReads) -> Ticket | None:
+        """The open ticket this call repeats, or None (candidates from `TicketStore.create_reads`)."""
+        numbers = list(dict.fromkeys([n for n, _ in reads.near] + reads.by_phone))
+        if not numbers:
+            return None
         candidates = [r.ticket for r in await self.store.get_many(numbers) if r is not None and r.ticket.state in OPEN_STATES]
         if not candidates:
             return None
@@ -148,12 +152,17 @@ class TicketManager:
                     raise
         raise AssertionError("unreachable")
 
-    async def _group(self, ticket: Ticket, asset: str | None,
+    async def _group(self, ticket: Ticket, asset: str | None, early: tuple[str, list[str], int] | None = None,
                      ) -> tuple[Ticket, list[AuditEvent], list[IncidentWrite], grouping.Incident | None]:
-        """Join the call to its supply area's incident, or open one (not yet written)."""
+        """Join the call to its supply area's incident, or open one (not yet written). `early`:
+        (area, its incident ids read before the area lock, `_area_writes` of the area at that time)."""
         if not grouping.groupable(ticket):
             return ticket, [], [], None
-        known = await self.store.area_incidents(ticket.supply_area or "")
+        area = ticket.supply_area or ""
+        if early is not None and early[0] == area and early[2] == self._area_writes.get(area, 0):
+            known = await self.store.incidents(early[1])
+        else:
+            known = await self.store.area_incidents(area)
         revs = {i.incident_id: rev for i, rev in known}
         found = grouping.find_incident(ticket, [i for i, _ in known], window=self.group_window)
         if found is None:
@@ -181,7 +190,8 @@ class TicketManager:
             raise ValidationError("link", "must be true or false")
         if not isinstance(tags, (list, tuple)) or len(tags) > 10 or not all(isinstance(t, str) for t in tags):
             raise ValidationError("tags", "must be a list of at most 10 strings")
-        draft, _ = new_ticket({**fields, "number": ticket_number(center_day(now), 1)}, now=now, actor=actor)
+        day = center_day(now)
+        draft, _ = new_ticket({**fields, "number": ticket_number(day, 1)}, now=now, actor=actor)
         if answer is not None:
             apply(draft, "close_direct", actor=actor, now=now, answer=answer)  # validate before numbering
         place = self._resolve(fields, draft)
@@ -190,12 +200,19 @@ class TicketManager:
             asset = alarm.asset_id or asset
             if alarm.supply_area:
                 place["supply_area"] = alarm.supply_area
-        if link and answer is None and draft.type not in DIRECT_CLOSE_TYPES and draft.channel is not Channel.SENSOR:
-            match = await self._repeat_of(draft, now)
+        check = link and answer is None and draft.type not in DIRECT_CLOSE_TYPES and draft.channel is not Channel.SENSOR
+        area = place.get("supply_area") if draft.type is TicketType.REPAIR else None
+        area_writes = self._area_writes.get(area, 0) if area else 0
+        reads = await self.store.create_reads(  # one round trip: number, repeat candidates, area incidents
+            day, lon=draft.lon if check else None, lat=draft.lat if check else None, radius_m=self.repeat_radius_m,
+            phone=(draft.caller_phone or None) if check else None, supply_area=area)
+        if check:
+            match = await self._repeat_of(draft, now, reads)
             if match is not None:
+                await self.store.release_number_seq(day, reads.seq)
                 return CreateResult(await self._link_repeat(match.number, draft, actor), True, match.incident_id)
-        day = center_day(now)
-        number = ticket_number(day, await self.store.next_number_seq(day))
+        number = ticket_number(day, reads.seq)
+        early = None if reads.area_incident_ids is None else (area, reads.area_incident_ids, area_writes)
         ticket, created = new_ticket({**fields, **place, "number": number}, now=now, actor=actor)
         kind = needs_police(ticket.category.value, ticket.type.value, ticket.description, tags)
         if kind:
@@ -203,7 +220,13 @@ class TicketManager:
         meta = {"police_kind": kind, "tags": list(tags), "asset_id": asset,
                 "alarm_key": alarm.alarm_key if alarm else None}
         async with self._area_lock(ticket.supply_area if grouping.groupable(ticket) else None):
-            return await self._save_new(ticket, created, meta, asset, answer, actor, now, alarm)
+            return await self._save_new(ticket, created, meta, asset, answer, actor, now, alarm, early)
+
+    def _note_incident_writes(self, writes: Sequence[IncidentWrite]) -> None:
+        """Count written incidents per supply area (invalidates early reads of those areas)."""
+        for write in writes:
+            area = write.incident.supply_area or ""
+            self._area_writes[area] = self._area_writes.get(area, 0) + 1
 
     def _area_lock(self, supply_area: str | None) -> Any:
         """Calls of one supply area are grouped one at a time in this process (the incident's
@@ -214,9 +237,10 @@ class TicketManager:
 
     async def _save_new(self, ticket: Ticket, created: AuditEvent, meta: dict[str, Any], asset: str | None,
                         answer: str | None, actor: Actor, now: datetime,
-                        alarm: ProactiveRef | None) -> CreateResult:
+                        alarm: ProactiveRef | None, early: tuple[str, list[str], int] | None = None,
+                        ) -> CreateResult:
         for attempt in range(_RETRIES):
-            grouped, events, incident_writes, incident = await self._group(ticket, asset)
+            grouped, events, incident_writes, incident = await self._group(ticket, asset, early if attempt == 0 else None)
             events = [created, *events]
             if answer is not None:
                 grouped, closed = apply(grouped, "close_direct", actor=actor, now=now, answer=answer)
@@ -225,6 +249,7 @@ class TicketManager:
             try:
                 await self.store.save([TicketWrite(record, events, None, alarm.alarm_key if alarm else None)],
                                       incident_writes)
+                self._note_incident_writes(incident_writes)
                 return CreateResult(record, False, None if incident is None else incident.incident_id)
             except GuardFailed as exc:
                 if exc.key.startswith("tkt:alarm:") or attempt == _RETRIES - 1:
@@ -300,6 +325,7 @@ class TicketManager:
                       for n, (t, events) in latest.items()]
             try:
                 await self.store.save(writes, [IncidentWrite(resolved, rev + 1, incident)])
+                self._note_incident_writes([IncidentWrite(resolved, rev + 1, incident)])
                 return resolved
             except (Conflict, GuardFailed):
                 if attempt == _RETRIES - 1:
@@ -491,6 +517,7 @@ class TicketManager:
                 return
             try:
                 await self.store.save([], [IncidentWrite(confirmed, rev + 1, incident)])
+                self._note_incident_writes([IncidentWrite(confirmed, rev + 1, incident)])
                 return
             except GuardFailed:
                 if attempt == _RETRIES - 1:

@@ -1,8 +1,10 @@
 """The base handler: typed access to services, authentication, roles and one error contract."""
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -16,6 +18,45 @@ from center.store import Store
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "session"
+
+SESSION_CACHE_S = 2.0
+"""How long a session read from Redis is reused in this process. Bound: a logout or account change
+made through another process (or directly in Redis) takes effect here within this many seconds;
+one made through this process (any non-GET request of the auth or admin handlers) at once."""
+_SESSION_CACHE_MAX = 4096
+_SESSION_CLEARING_MODULES = frozenset({"web.handlers.auth", "web.handlers.admin"})
+
+
+class SessionCache:
+    """A small in-process cache of Redis sessions by token, each entry kept `ttl_s` seconds."""
+
+    def __init__(self, ttl_s: float = SESSION_CACHE_S, max_entries: int = _SESSION_CACHE_MAX) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        self.pending: dict[str, asyncio.Future] = {}  # token → the Redis read under way
+
+    def get(self, token: str, now: float) -> tuple[bool, dict[str, Any] | None]:
+        """(found, session) for a token still fresh at monotonic time `now`."""
+        entry = self._entries.get(token)
+        if entry is None or entry[0] <= now:
+            return False, None
+        return True, entry[1]
+
+    def put(self, token: str, session: dict[str, Any] | None, now: float) -> None:
+        """Remember a session (only known ones: an unknown token is asked again next time)."""
+        if session is None:
+            self._entries.pop(token, None)
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+        self._entries[token] = (now + self.ttl_s, session)
+
+    def clear(self) -> None:
+        """Forget every cached session (after a logout or an account change in this process)."""
+        self._entries.clear()
 
 
 class ApiError(tornado.web.HTTPError):
@@ -83,11 +124,45 @@ class BaseHandler(tornado.web.RequestHandler):
             token = raw.decode() if raw else None
         self.current_user = None
         if token:
-            session = await self.store.get_session(token)
+            session = await self._session(token)
             if session:
                 self.current_user = Account(session["name"], session["role"], session.get("crew_id"),
                                             session.get("display", ""))
                 self.session_token = token
+
+    async def _session(self, token: str) -> dict[str, Any] | None:
+        """The session of a token, from the short in-process cache (see SESSION_CACHE_S) or Redis."""
+        cache = self.application.settings.get("session_cache")
+        if cache is None:
+            cache = self.application.settings["session_cache"] = SessionCache()
+        now = time.monotonic()
+        found, session = cache.get(token, now)
+        if found:
+            return session
+        pending = cache.pending.get(token)
+        if pending is not None:  # one Redis read per token at a time: concurrent requests share it
+            await asyncio.wait([pending])
+            if not pending.cancelled():
+                return pending.result()
+            return await self.store.get_session(token)  # that read failed: try our own
+        pending = cache.pending[token] = asyncio.get_running_loop().create_future()
+        try:
+            session = await self.store.get_session(token)
+        except BaseException:
+            pending.cancel()
+            raise
+        finally:
+            cache.pending.pop(token, None)
+        pending.set_result(session)
+        cache.put(token, session, now)
+        return session
+
+    def on_finish(self) -> None:
+        """A state-changing request of the auth or admin handlers may end sessions: forget them."""
+        if self.request.method != "GET" and type(self).__module__ in _SESSION_CLEARING_MODULES:
+            cache = self.application.settings.get("session_cache")
+            if cache is not None:
+                cache.clear()
 
     def check_xsrf_cookie(self) -> None:
         """XSRF applies to cookie sessions; bearer-token API calls carry no ambient credentials."""
