@@ -16,7 +16,8 @@ import zlib
 import pytest
 
 from tests.procs import PASSWORD, start_demo
-from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ConsoleWatch, pytestmark  # noqa: F401  (marks)
+from tests.test_browser import ARTIFACTS, ConsoleWatch, browser, pytestmark  # noqa: F401  (marks, the chromium fixture)
+
 PHONE = "13907771234"
 
 
@@ -26,20 +27,6 @@ def demo(tmp_path_factory):
     running = start_demo(tmp / "var", tmp / "demo.log", vehicles=4, SIM_CREWS="0")  # the crew is us
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from pathlib import Path
-    import shutil
-
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
-                                      args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def _post(demo, path: str, token: str, body: dict) -> dict:
