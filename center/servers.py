@@ -106,6 +106,8 @@ class EmbeddedProcess:
                 self.process.wait(timeout)
         if self.process.stdin:
             self.process.stdin.close()
+        for path in self.extra.get("files", ()):
+            Path(path).unlink(missing_ok=True)
         log.info("%s stopped", self.name)
 
 
@@ -157,6 +159,7 @@ def start_broker(data_dir: Path, port: int | None = None, timeout: float = 15.0)
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 preexec_fn=die_with_parent)
         kind = "mosquitto"
+        files = [str(conf)]
     else:
         options = {"listen": "127.0.0.1", "port": port, "max_payload_size": BROKER_MAX_PAYLOAD,
                    "max_connections": 20000, "config_path": None}
@@ -166,9 +169,10 @@ def start_broker(data_dir: Path, port: int | None = None, timeout: float = 15.0)
         proc = subprocess.Popen([sys.executable, "-c", bootstrap, json.dumps(options)],
                                 stdin=subprocess.PIPE, preexec_fn=die_with_parent)
         kind = "rumqttd (iotcore)"
+        files = []
     _wait_port(proc, kind, port, timeout)
     log.info("embedded MQTT broker %s on 127.0.0.1:%d", kind, port)
-    return EmbeddedProcess(kind, f"mqtt://127.0.0.1:{port}", proc)
+    return EmbeddedProcess(kind, f"mqtt://127.0.0.1:{port}", proc, {"files": files})
 
 
 def url_reachable(url: str, timeout: float = 0.5) -> bool:

@@ -77,6 +77,7 @@ def test_demo_runs_moves_vehicles_and_stops_cleanly(tmp_path):
     assert not any(port_open("127.0.0.1", port) for port in ports)
     assert not (demo.data_dir / "run" / "demo.pid").exists()
     assert not (demo.data_dir / "run" / "servers.json").exists()
+    assert list((demo.data_dir / "run").iterdir()) == []  # nothing left behind (pid, run or config files)
 
     # a second demo on the same DATA_DIR resumes with the data of the first
     again = start_demo(demo.data_dir, tmp_path / "demo2.log")
