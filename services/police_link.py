@@ -207,13 +207,10 @@ class PoliceLink:
                 pass
 
     async def _note(self, number: str, text: str, data: dict[str, Any], actor: Actor = POLICE_ACTOR) -> None:
-        for _ in range(5):
-            try:
-                await self.tickets.act(number, "note", {"note": text, "data": data}, actor, expected_version=None)
-                return
-            except Conflict:
-                continue
-        log.warning("note %r on %s not written after 5 conflicts", text, number)
+        try:  # without expected_version the manager re-applies the note over concurrent changes
+            await self.tickets.act(number, "note", {"note": text, "data": data}, actor, expected_version=None)
+        except Conflict:
+            log.warning("note %r on %s not written: the ticket kept changing", text, number)
 
     # ------------------------------------------------------------------ inbound
     async def verify(self, body: bytes, headers: Mapping[str, str]) -> None:

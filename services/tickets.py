@@ -139,18 +139,8 @@ class TicketManager:
     async def _link_repeat(self, number: str, call: Ticket, actor: Actor) -> TicketRecord:
         by = actor if actor.role in (Role.AGENT, Role.SYSTEM) else SYSTEM_ACTOR
         note = call.description if by is actor else f"{call.description}（受理人 {actor.user_id}）"
-        for attempt in range(_RETRIES):
-            previous = await self.store.get(number)
-            ticket, event = repeats.link_repeat(previous.ticket, now=self.clock(), actor=by,
-                                                phone=call.caller_phone or None, note=note[:2000])
-            record = self._record(ticket, previous.meta)
-            try:
-                await self.store.save([TicketWrite(record, [event], previous)])
-                return record
-            except Conflict:
-                if attempt == _RETRIES - 1:
-                    raise
-        raise AssertionError("unreachable")
+        return await self._change(number, lambda previous: repeats.link_repeat(
+            previous.ticket, now=self.clock(), actor=by, phone=call.caller_phone or None, note=note[:2000]))
 
     async def _group(self, ticket: Ticket, asset: str | None, early: tuple[str, list[str], int] | None = None,
                      ) -> tuple[Ticket, list[AuditEvent], list[IncidentWrite], grouping.Incident | None]:
@@ -260,19 +250,36 @@ class TicketManager:
     async def act(self, number: str, action: str, args: Mapping[str, Any], actor: Actor, *,
                   expected_version: int | None) -> TicketRecord:
         """Perform a lifecycle action (`command.tickets.apply`) and store it atomically; a stale
-        `expected_version`, or a concurrent change, raises Conflict."""
+        `expected_version` raises Conflict. Without `expected_version` (notes and system actions not
+        tied to what a user saw) a concurrent change is absorbed: re-read and apply again."""
         bad = sorted(set(args) & _RESERVED_ARGS)
         if bad:
             raise ValidationError(bad[0], "reserved name")
-        previous = await self.store.get(number)
-        self._check_visible(previous, actor)
         if action == "merge" and isinstance(args.get("into"), str) and NUMBER_RE.match(args["into"]):
             await self.store.get(args["into"])  # TicketNotFound for an unknown target
-        ticket, event = apply(previous.ticket, action, actor=actor, now=self.clock(),
-                              expected_version=expected_version, **dict(args))
-        record = self._record(ticket, previous.meta)
-        await self.store.save([TicketWrite(record, [event], previous)])
-        return record
+
+        def change(previous: TicketRecord) -> tuple[Ticket, AuditEvent]:
+            self._check_visible(previous, actor)
+            return apply(previous.ticket, action, actor=actor, now=self.clock(),
+                         expected_version=expected_version, **dict(args))
+
+        return await self._change(number, change, retry=expected_version is None)
+
+    async def _change(self, number: str, change: Callable[[TicketRecord], tuple[Ticket, AuditEvent]], *,
+                      retry: bool = True) -> TicketRecord:
+        """Read a ticket, change it, save the change atomically; with `retry`, a concurrent change
+        (Conflict) re-reads and applies again, up to _RETRIES times."""
+        for attempt in range(_RETRIES if retry else 1):
+            previous = await self.store.get(number)
+            ticket, event = change(previous)
+            record = self._record(ticket, previous.meta)
+            try:
+                await self.store.save([TicketWrite(record, [event], previous)])
+                return record
+            except Conflict:
+                if not retry or attempt == _RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     async def callback(self, number: str, satisfaction: str, actor: Actor, *, words: str = "",
                        expected_version: int | None) -> TicketRecord:
@@ -524,19 +531,10 @@ class TicketManager:
                     raise
 
     async def _note_alarm(self, number: str, alarm: Mapping[str, Any], what: str) -> TicketRecord:
-        for attempt in range(_RETRIES):
-            previous = await self.store.get(number)
-            ticket, event = apply(previous.ticket, "note", actor=SYSTEM_ACTOR, now=self.clock(),
-                                  note="传感器告警已恢复" if what == "cleared" else what,
-                                  data={"alarm_id": str(alarm["alarm_id"]), "alarm": what})
-            record = self._record(ticket, previous.meta)
-            try:
-                await self.store.save([TicketWrite(record, [event], previous)])
-                return record
-            except Conflict:
-                if attempt == _RETRIES - 1:
-                    raise
-        raise AssertionError("unreachable")
+        return await self._change(number, lambda previous: apply(
+            previous.ticket, "note", actor=SYSTEM_ACTOR, now=self.clock(),
+            note="传感器告警已恢复" if what == "cleared" else what,
+            data={"alarm_id": str(alarm["alarm_id"]), "alarm": what}))
 
 
 async def build_manager(redis: Any, city: Any = None, **kwargs: Any) -> TicketManager:

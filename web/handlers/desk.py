@@ -8,7 +8,6 @@ import asyncio
 import uuid
 from typing import Any
 
-from command.errors import Conflict
 from command.tickets import Actor, Role
 from gis.address import AddressIndex, Candidate
 from field.navigation import navigation
@@ -19,7 +18,6 @@ from web.handlers.tickets import NUMBER, OFFICE, READERS, TicketHandler
 
 PHOTO_ID = r"([0-9a-f]{32}\.(?:jpg|png|webp))"
 CURRENT_STATES = ("accepted", "en_route", "on_site")
-_NOTE_RETRIES = 3
 
 
 class AddressBook:
@@ -191,15 +189,9 @@ class PhotoUpload(TicketHandler):
                          "ticket": self.view(record, actor)}, status=201)
 
     async def _note(self, number: str, photo_id: str, size: int, actor: Actor) -> Any:
-        for attempt in range(_NOTE_RETRIES):
-            try:
-                return await self.tickets.act(number, "note", {"note": "现场照片", "data": {"photo": photo_id,
-                                                                                          "bytes": size}},
-                                              actor, expected_version=None)
-            except Conflict:
-                if attempt == _NOTE_RETRIES - 1:
-                    raise
-        raise AssertionError("unreachable")
+        # no expected_version: the manager absorbs concurrent changes by re-applying the note
+        return await self.tickets.act(number, "note", {"note": "现场照片", "data": {"photo": photo_id, "bytes": size}},
+                                      actor, expected_version=None)
 
 
 class PhotoFile(TicketHandler):
