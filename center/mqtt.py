@@ -1,16 +1,19 @@
 """The one module that owns paho-mqtt: paho types never leave it.
 
 Messages become frozen ``ReceivedMessage`` values. The client keeps the wanted subscriptions
-itself and replays them on every (re)connect; paho reconnects with backoff. Messages cross from
-paho's network thread to the asyncio loop only through ``loop.call_soon_threadsafe``, in
-batches: one wake-up carries the messages that arrived since the previous one, at most
-``DRAIN_CHUNK`` per loop callback so that other tasks (the Redis writer) run in between.
+itself and replays them on every (re)connect, reconnecting with backoff.
 
-Back-pressure: when ``MAX_PENDING`` messages wait for the loop, paho's network thread pauses
-(up to ``PAUSE_S`` at a time) instead of reading on; the broker's socket buffer fills, and under
-QoS 0 overload the broker sheds load rather than this process growing without bound or starving
-its own event loop of the GIL. A consumer that falls behind (``ready()`` false) is not handed
-messages until it catches up, which brings the same back-pressure into play.
+Two ways to run, one API:
+
+- with an asyncio ``loop`` (the ingest): paho is driven by the loop through paho's external
+  event-loop interface (socket open/close/register-write callbacks; ``loop_read``,
+  ``loop_write``, ``loop_misc`` called from loop callbacks). Messages are handled on the loop's
+  own thread: no second thread competing for the GIL, no lock, no wake-up pipe per batch. Only
+  the blocking TCP connect runs in the default executor. Back-pressure: while the consumer says
+  it does not keep up (``ready()`` false) the socket is not read; the broker's socket buffer
+  fills, and under QoS 0 overload the broker sheds load rather than this process growing.
+- without a loop (simulators, publishers, tests): paho's own network thread, handing each
+  message to ``on_messages`` as it arrives.
 """
 from __future__ import annotations
 
@@ -55,19 +58,97 @@ class _BufferedSocket:
         """Bytes read from the socket and not yet handed to paho."""
         return max(0, len(self._buf) - self._pos)
 
+    def fill(self) -> bool:
+        """Refill an empty buffer with one socket read; False when nothing is waiting (or the
+        buffer still holds bytes). A closed or failed socket is left for paho's reader to see."""
+        if self._pos < len(self._buf):
+            return False
+        try:
+            data = self._sock.recv(65536)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return False  # paho's own read hits the error again and handles the lost connection
+        if not data:
+            self._buf, self._pos = b"", 0
+            return False
+        self._buf, self._pos = data, 0
+        return True
+
+    def take_publishes(self, deliver: Callable[[str, bytes, int, bool], None], limit: int) -> int:
+        """Deliver the whole QoS 0 PUBLISH packets (MQTT 3.1.1) at the head of the buffer, up to
+        ``limit``; stop at anything else (another packet type, QoS > 0, a packet not wholly
+        received, a topic that is not UTF-8), which paho's reader then handles. Returns the count."""
+        buf, pos = self._buf, self._pos
+        end = len(buf)
+        n = 0
+        while n < limit and pos < end:
+            head = buf[pos]
+            if head & 0xF6 != 0x30:  # packet type PUBLISH with QoS bits 0 (DUP/RETAIN free)
+                break
+            i, length, shift = pos + 1, 0, 0
+            while i < end and shift <= 21:
+                byte = buf[i]
+                i += 1
+                length |= (byte & 0x7F) << shift
+                if byte < 0x80:
+                    break
+                shift += 7
+            else:
+                break  # remaining length cut off by the buffer end (or malformed: paho's to judge)
+            if i + length > end or length < 2:
+                break
+            topic_end = i + 2 + ((buf[i] << 8) | buf[i + 1])
+            if topic_end > i + length:
+                break
+            try:
+                topic = buf[i + 2:topic_end].decode("utf-8")
+            except UnicodeDecodeError:
+                break
+            deliver(topic, buf[topic_end:i + length], 0, bool(head & 1))
+            pos = i + length
+            n += 1
+        self._pos = pos
+        return n
+
     def __getattr__(self, name: str):
         return getattr(self._sock, name)
 
 
 class _PahoClient(paho.Client):
-    """paho's client with buffered reads, up to READ_PACKETS packets handled per wake-up
-    (paho handles one per select() call otherwise) and direct message delivery."""
+    """paho's client with buffered reads, many packets handled per read (paho's ``loop_read``
+    handles one, whatever ``max_packets`` says), and direct message delivery: whole QoS 0
+    PUBLISH packets in the read buffer go to ``fast_publish`` without paho's per-packet
+    machinery; every other packet (CONNACK, SUBACK, PINGRESP, QoS 1/2, partial ones) is read
+    the paho way."""
+
+    fast_publish: Callable[[str, bytes, int, bool], None] | None = None
 
     def _create_socket(self):
         return _BufferedSocket(super()._create_socket())
 
     def loop_read(self, max_packets: int = 1):
-        return super().loop_read(max(max_packets, READ_PACKETS))
+        sock = self._sock
+        fast = self.fast_publish
+        if sock is None or fast is None or not isinstance(sock, _BufferedSocket):
+            return super().loop_read(max_packets)
+        handled = 0
+        while handled < READ_PACKETS:
+            if self._in_packet["command"] == 0:  # between packets: take the whole publishes
+                n = sock.take_publishes(fast, READ_PACKETS - handled)
+                if n:
+                    handled += n
+                    self._last_bytes_received = paho.time_func()
+                    continue
+                if not sock.pending() and sock.fill():
+                    continue
+            rc = self._packet_read()  # one packet (or its part) the paho way
+            if rc > 0:
+                return self._loop_rc_handle(rc)
+            if rc == paho.MQTT_ERR_AGAIN or self._sock is not sock:
+                return paho.MQTT_ERR_SUCCESS
+            handled += 1
+        return paho.MQTT_ERR_SUCCESS
 
     def _handle_on_message(self, message) -> None:
         """Hand a message straight to ``on_message``: `MqttClient` registers no per-topic
@@ -122,11 +203,12 @@ class Will:
 
 
 Handler = Callable[[list[ReceivedMessage]], None]
-MAX_PENDING = 20_000
 READ_PACKETS = 200
 DRAIN_CHUNK = 500
 BUSY_RETRY_S = 0.005
-PAUSE_S = 0.5
+MISC_INTERVAL_S = 1.0
+RECONNECT_MIN_S = 1.0
+RECONNECT_MAX_S = 30.0
 
 
 class MqttClient:
@@ -148,10 +230,6 @@ class MqttClient:
         self._ready = ready  # flow control: deliver only while the consumer says it keeps up
         self._subscriptions: dict[str, int] = {}
         self._pending: list[ReceivedMessage] = []
-        self._lock = threading.Lock()
-        self._scheduled = False
-        self._room = threading.Event()
-        self._room.set()
         self._connected = threading.Event()
         self._stopping = False
         self.connects = 0
@@ -164,11 +242,13 @@ class MqttClient:
             self._client.will_set(will.topic, will.payload, will.qos, will.retain)
         self._client.max_queued_messages_set(0)
         self._client.max_inflight_messages_set(1000)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.reconnect_delay_set(min_delay=int(RECONNECT_MIN_S), max_delay=int(RECONNECT_MAX_S))
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.fast_publish = self._receive
         self._keepalive = keepalive
+        self._driver = _LoopDriver(self, loop) if loop is not None else None
 
     @property
     def connected(self) -> bool:
@@ -176,27 +256,39 @@ class MqttClient:
         return self._connected.is_set()
 
     def start(self) -> None:
-        """Connect in the background; paho retries with backoff until the broker answers."""
+        """Connect in the background, retrying with backoff until the broker answers."""
         self._client.connect_async(self.host, self.port, keepalive=self._keepalive)
-        self._client.loop_start()
+        if self._driver is not None:
+            self._driver.start()
+        else:
+            self._client.loop_start()
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
-        """Block until connected (for start-up and tests); returns whether it connected."""
+        """Block until connected (for start-up and tests; not on the driving loop)."""
+        if self._driver is not None and threading.get_ident() == self._driver.loop_thread:
+            raise RuntimeError("wait_connected() would block the loop that drives this client: "
+                               "wait for .connected asynchronously instead")
         return self._connected.wait(timeout)
 
     def stop(self) -> None:
-        """Disconnect cleanly (no last will) and stop the network thread."""
+        """Disconnect cleanly (no last will) and stop the network thread or loop driver."""
         self._stopping = True
         try:
             self._client.disconnect()
         finally:
-            self._client.loop_stop()
+            if self._driver is not None:
+                self._driver.stop()
+            else:
+                self._client.loop_stop()
             self._connected.clear()
 
     def kill(self) -> None:
         """Vanish without DISCONNECT, as a device losing power: the broker publishes the last will."""
         self._stopping = True
-        self._client.loop_stop()
+        if self._driver is not None:
+            self._driver.stop(close=True)
+        else:
+            self._client.loop_stop()
         sock = self._client.socket()
         if sock is not None:
             sock.close()
@@ -214,7 +306,7 @@ class MqttClient:
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         return info.rc == paho.MQTT_ERR_SUCCESS
 
-    # paho's network thread below ------------------------------------------------------------
+    # paho's callbacks (its network thread, or the driving loop) ---------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             log.warning("MQTT %s: connection refused: %s", self.client_id, reason_code)
@@ -246,45 +338,176 @@ class MqttClient:
             self._on_connection(up)
 
     def _on_message(self, client, userdata, message) -> None:
-        received = _new_message(message.topic, message.payload, message.qos, bool(message.retain),
-                                time.time())
-        if self._handler is None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:  # brokers refuse such topics; should one come, drop it
+            log.warning("MQTT %s: dropped a message whose topic is not UTF-8", self.client_id)
             return
-        if self._loop is None:
-            self._handler([received])
-            return
-        with self._lock:
-            self._pending.append(received)
-            if len(self._pending) >= MAX_PENDING:
-                self._room.clear()
-            if self._scheduled:
-                schedule = False
-            else:
-                schedule = self._scheduled = True
-        if schedule:
-            try:
-                self._loop.call_soon_threadsafe(self._drain)
-            except RuntimeError:  # loop closed during shutdown
-                return
-        if not self._room.is_set():
-            self._room.wait(PAUSE_S)  # back-pressure: let the loop catch up before reading on
+        self._receive(topic, message.payload, message.qos, bool(message.retain))
 
-    def _drain(self) -> None:
-        if self._ready is not None and not self._ready() and self._loop is not None:
-            self._loop.call_later(BUSY_RETRY_S, self._drain)
+    def _receive(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        received = _new_message(topic, payload, qos, retain, time.time())
+        if self._driver is not None:
+            self._pending.append(received)  # handed over in batches after the read (loop thread)
+        elif self._handler is not None:
+            self._handler([received])
+
+
+class _LoopDriver:
+    """Drives a paho client from an asyncio loop (paho's external event-loop interface).
+
+    The socket is a loop reader (``loop_read`` handles up to READ_PACKETS packets a wake-up) and,
+    while paho has bytes to send, a loop writer; ``loop_misc`` runs every second (keepalive).
+    Messages collected during a read are handed to the consumer in batches of at most
+    DRAIN_CHUNK once the read returns; while the consumer is not ready the reader is removed
+    (nothing more is read) and delivery is retried every BUSY_RETRY_S. The blocking TCP connect
+    (``reconnect``) runs in the default executor; a lost connection is retried with exponential
+    backoff (RECONNECT_MIN_S .. RECONNECT_MAX_S)."""
+
+    def __init__(self, owner: MqttClient, loop: asyncio.AbstractEventLoop):
+        self.owner = owner
+        self.loop = loop
+        self.sock = None
+        self.reading = False
+        self.read_scheduled = False
+        self.lost = asyncio.Event()
+        self.task: asyncio.Task | None = None
+        self.misc: asyncio.TimerHandle | None = None
+        self.loop_thread: int | None = None
+        client = owner._client
+        client.on_socket_open = lambda c, u, sock: self._on_loop(self._opened, sock)
+        client.on_socket_close = lambda c, u, sock: self._on_loop(self._closed, sock)
+        client.on_socket_register_write = lambda c, u, sock: self._on_loop(self._want_write, sock)
+        client.on_socket_unregister_write = lambda c, u, sock: self._on_loop(self._no_write, sock)
+
+    def start(self) -> None:
+        """Begin connecting (call on the loop's thread)."""
+        self.loop_thread = threading.get_ident()
+        self.task = self.loop.create_task(self._connection(), name=f"mqtt-{self.owner.client_id}")
+
+    def stop(self, *, close: bool = False) -> None:
+        """Flush a queued DISCONNECT (unless ``close``: vanish), stop reading and reconnecting."""
+        client = self.owner._client
+        if not close and self.sock is not None and client.want_write():
+            try:
+                client.loop_write()
+            except Exception as exc:  # the socket may already be gone
+                log.debug("MQTT %s: final write failed: %s", self.owner.client_id, exc)
+        self._detach()
+        if self.task is not None:
+            self.task.cancel()
+
+    # socket callbacks: paho calls them on the loop, or on the executor thread during connect ---
+    def _on_loop(self, fn, sock) -> None:
+        if threading.get_ident() == self.loop_thread:
+            fn(sock)
+        else:
+            self.loop.call_soon_threadsafe(fn, sock)
+
+    def _opened(self, sock) -> None:
+        self.sock = sock
+        self._read_on()
+        if self.misc is None:
+            self.misc = self.loop.call_later(MISC_INTERVAL_S, self._misc)
+
+    def _closed(self, sock) -> None:
+        if sock is self.sock:
+            self._detach()
+        self.lost.set()
+
+    def _want_write(self, sock) -> None:
+        if sock is self.sock and not self.owner._stopping:
+            self.loop.add_writer(sock, self._write)
+
+    def _no_write(self, sock) -> None:
+        if sock is self.sock:
+            self.loop.remove_writer(sock)
+
+    def _detach(self) -> None:
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            self._read_off(sock)
+            self.loop.remove_writer(sock)
+        if self.misc is not None:
+            self.misc.cancel()
+            self.misc = None
+
+    # reading, writing and delivery ---------------------------------------------------------
+    def _read_on(self) -> None:
+        if self.sock is not None and not self.reading:
+            self.loop.add_reader(self.sock, self._read)
+            self.reading = True
+
+    def _read_off(self, sock) -> None:
+        if self.reading:
+            self.loop.remove_reader(sock)
+            self.reading = False
+
+    def _read(self) -> None:
+        self.read_scheduled = False
+        sock = self.sock
+        if sock is None:
             return
-        with self._lock:
-            pending = self._pending
-            if len(pending) > DRAIN_CHUNK:
-                batch, self._pending = pending[:DRAIN_CHUNK], pending[DRAIN_CHUNK:]
-                more = True
+        self.owner._client.loop_read(READ_PACKETS)
+        self._deliver()
+        # bytes already taken from the kernel into the read buffer do not wake the selector
+        if self.sock is sock and self.reading and sock.pending() and not self.read_scheduled:
+            self.read_scheduled = True
+            self.loop.call_soon(self._read)
+
+    def _write(self) -> None:
+        if self.sock is not None:
+            self.owner._client.loop_write()
+
+    def _misc(self) -> None:
+        self.misc = None
+        if self.sock is None:
+            return
+        self.owner._client.loop_misc()
+        if self.sock is not None:
+            self.misc = self.loop.call_later(MISC_INTERVAL_S, self._misc)
+
+    def _deliver(self) -> None:
+        owner = self.owner
+        pending = owner._pending
+        while pending:
+            if owner._ready is not None and not owner._ready():
+                if self.sock is not None:
+                    self._read_off(self.sock)  # back-pressure: stop reading until it catches up
+                self.loop.call_later(BUSY_RETRY_S, self._resume)
+                return
+            batch = pending[:DRAIN_CHUNK]
+            del pending[:DRAIN_CHUNK]
+            if owner._handler is None:
+                continue
+            try:
+                owner._handler(batch)
+            except Exception:  # the consumer's bug must not stop the connection
+                log.exception("MQTT %s: message handler failed on %d messages", owner.client_id, len(batch))
+
+    def _resume(self) -> None:
+        self._deliver()
+        if not self.owner._pending and self.sock is not None and not self.reading:
+            self._read_on()
+            if not self.read_scheduled:
+                self.read_scheduled = True
+                self.loop.call_soon(self._read)
+
+    # connecting -----------------------------------------------------------------------------
+    async def _connection(self) -> None:
+        owner, client = self.owner, self.owner._client
+        delay = RECONNECT_MIN_S
+        while not owner._stopping:
+            self.lost.clear()
+            connects = owner.connects
+            try:
+                await self.loop.run_in_executor(None, client.reconnect)
+            except Exception as exc:  # refused, unreachable, DNS: retry with backoff
+                log.warning("MQTT %s: cannot connect to %s:%d (%s); retrying in %.0f s", owner.client_id,
+                            owner.host, owner.port, exc, delay)
             else:
-                batch, self._pending = pending, []
-                more = False
-                self._scheduled = False
-            if len(self._pending) < MAX_PENDING // 2:
-                self._room.set()
-        if more and self._loop is not None:
-            self._loop.call_soon(self._drain)  # after the callbacks already waiting (the writer)
-        if batch and self._handler is not None:
-            self._handler(batch)
+                await self.lost.wait()
+            if owner._stopping:
+                return
+            delay = RECONNECT_MIN_S if owner.connects > connects else min(delay * 2, RECONNECT_MAX_S)
+            await asyncio.sleep(delay)

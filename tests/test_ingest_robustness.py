@@ -176,7 +176,7 @@ async def test_robustness_logs_pass_through_the_live_topic(tmp_path, redis_url, 
                for vid, c in counters.items()}
         assert bad["rb-pygpsdata-BADHDR"] == {"bad_checksum"}
         assert "truncated" in bad["rb-pygpsdata-badeof"] and "garbage" in bad["rb-pygpsdata-mixed"]
-        assert all(c.get("sentences_ok", 0) > 0 and c.get("internal_error", 0) == 0 for c in counters.values())
+        assert all(c.get("sentences_ok", 0) > 0 and c.get("internal_error", 0) == 0 for c in counters.values()), counters
         assert not task.done() and not any(k.startswith("rejected:error:") for k in ingest.stats)
     finally:
         pub.stop()

@@ -53,6 +53,8 @@ def test_last_will_is_published_when_a_client_vanishes(mqtt_url):
     while time.time() < deadline and not any(m.payload == b"offline" for m in got):
         time.sleep(0.1)
     vehicle._client.loop_stop()
+    sub.publish("fleet/WILL1/status", b"", qos=1, retain=True)  # clear the retained will for later tests
+    time.sleep(0.2)
     sub.stop()
     assert any(m.payload == b"offline" for m in got)
 

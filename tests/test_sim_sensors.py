@@ -226,7 +226,7 @@ async def test_against_the_real_broker_with_ndeath_as_will(mqtt_url):
                          loop=asyncio.get_running_loop())
     watcher.subscribe(["scada/#", "spBv1.0/#"], qos=1)
     watcher.start()
-    assert watcher.wait_connected(10)
+    await wait_for(lambda: watcher.connected)  # driven by this loop: wait without blocking it
     await asyncio.sleep(0.3)
     transport = MqttTransport(mqtt_url, "test-sim-sensors")
     assert transport.wait_connected(10)
