@@ -1,7 +1,9 @@
 """Ticket API benchmarks on the demo city, through HTTP with audit and GIS resolution.
 
 - `tickets_create_per_s`: POST /api/tickets from a pool of keep-alive clients in this process,
-  against the web app (with the ticket manager) in a subprocess, on an embedded Redis with AOF.
+  against the web app (with the ticket manager) in `--web-processes` subprocesses sharing the port
+  (WEB_PROCESSES, default 2: one per core), on an embedded Redis with AOF;
+  `tickets_create_per_s_one_web_process` is the same load on a single web process.
 - `api_ticket_list_ms_p99`: the dispatcher's queue (GET /api/tickets?state=open&sort=time_left
   &limit=50) with 10,000 open tickets, sequential requests, client-side latency.
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import subprocess
@@ -86,7 +89,7 @@ async def _serve(port: int, redis_url: str, profile: str) -> None:
     city = await asyncio.to_thread(load_profile, profile)
     services = Services(settings=settings, store=store, extra={"tickets": await build_manager(store.redis, city)})
     server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="bench"))
-    server.listen(port, "127.0.0.1")
+    server.listen(port, "127.0.0.1", reuse_port=True)  # WEB_PROCESSES servers share the port
     bounds = city.districts.total_bounds
     print(json.dumps({"ready": True, "bounds": [float(b) for b in bounds]}), flush=True)
     await asyncio.Event().wait()
@@ -123,53 +126,74 @@ async def _creates(port: int, token: str, bounds, count: int, clients: int, seed
     return count / (time.perf_counter() - started), failures
 
 
-async def _bench(args: argparse.Namespace) -> None:
-    from center.city import ensure_city
+@contextlib.asynccontextmanager
+async def _web(profile: Path, processes: int):
+    """A fresh embedded Redis and `processes` web servers sharing one port; yields (port, bounds)."""
     from center.servers import free_port, start_redis
-    from center.settings import load
 
-    profile = ensure_city(load(), progress=progress)
     with tempfile.TemporaryDirectory(prefix="bench-tickets-") as tmp:
         redis_proc = start_redis(Path(tmp))
         port = free_port()
-        server = subprocess.Popen([sys.executable, "-m", "bench.tickets", "--serve", str(port), redis_proc.url,
-                                   str(profile)], stdout=subprocess.PIPE, text=True)
+        servers = [subprocess.Popen([sys.executable, "-m", "bench.tickets", "--serve", str(port), redis_proc.url,
+                                     str(profile)], stdout=subprocess.PIPE, text=True)
+                   for _ in range(processes)]
         try:
-            info = json.loads(server.stdout.readline())
-            bounds = info["bounds"]
-            token = await _login(port, "agent")
-            await _creates(port, token, bounds, 200, args.clients, seed=1)  # warm up
-            progress(f"creating {args.creates} tickets through the API with {args.clients} clients")
-            rate, failures = await _creates(port, token, bounds, args.creates, args.clients, seed=2)
-            emit("tickets_create_per_s", round(rate, 1), "tickets/s")
-            if failures:
-                progress(f"{failures} creates failed")
-            dispatcher = KeepAliveClient("127.0.0.1", port, await _login(port, "dispatcher"))
-            seed = 3
-            while True:
-                code, body = await dispatcher.request("GET", "/api/tickets/counts")
-                open_now = json.loads(body)["open"]
-                if open_now >= OPEN_TARGET:
-                    break
-                progress(f"{open_now} open tickets; topping up to {OPEN_TARGET}")
-                await _creates(port, token, bounds, OPEN_TARGET - open_now, args.clients, seed=seed)
-                seed += 1
-            latencies = []
-            for _ in range(args.lists):
-                started = time.perf_counter()
-                code, body = await dispatcher.request("GET", "/api/tickets?state=open&sort=time_left&limit=50")
-                latencies.append((time.perf_counter() - started) * 1000)
-                if code != 200:
-                    raise RuntimeError(f"list: {code} {body[:200]!r}")
-            page = json.loads(body)
-            progress(f"queue: {len(page['tickets'])} of {page['total']} open tickets")
-            emit("api_ticket_list_ms_p99", round(percentile(latencies, 99), 2), "ms")
-            emit("api_ticket_list_ms_p50", round(percentile(latencies, 50), 2), "ms")
-            dispatcher.close()
+            for server in servers:
+                info = json.loads(server.stdout.readline())
+            progress(f"{processes} web process(es) on port {port}")
+            yield port, info["bounds"]
         finally:
-            server.terminate()
-            server.wait(10)
+            for server in servers:
+                server.terminate()
+            for server in servers:
+                server.wait(10)
             redis_proc.stop()
+
+
+async def _create_rate(port: int, bounds, args: argparse.Namespace) -> float:
+    token = await _login(port, "agent")
+    await _creates(port, token, bounds, 200, args.clients, seed=1)  # warm up
+    progress(f"creating {args.creates} tickets through the API with {args.clients} clients")
+    rate, failures = await _creates(port, token, bounds, args.creates, args.clients, seed=2)
+    if failures:
+        progress(f"{failures} creates failed")
+    return rate
+
+
+async def _bench(args: argparse.Namespace) -> None:
+    from center.city import ensure_city
+    from center.settings import load
+
+    profile = ensure_city(load(), progress=progress)
+    if args.web_processes > 1:  # the same load on one process, for comparison
+        async with _web(profile, 1) as (port, bounds):
+            emit("tickets_create_per_s_one_web_process", round(await _create_rate(port, bounds, args), 1), "tickets/s")
+    async with _web(profile, args.web_processes) as (port, bounds):
+        emit("tickets_create_per_s", round(await _create_rate(port, bounds, args), 1), "tickets/s")
+        progress(f"tickets_create_per_s measured with WEB_PROCESSES={args.web_processes}")
+        token = await _login(port, "agent")
+        dispatcher = KeepAliveClient("127.0.0.1", port, await _login(port, "dispatcher"))
+        seed = 3
+        while True:
+            code, body = await dispatcher.request("GET", "/api/tickets/counts")
+            open_now = json.loads(body)["open"]
+            if open_now >= OPEN_TARGET:
+                break
+            progress(f"{open_now} open tickets; topping up to {OPEN_TARGET}")
+            await _creates(port, token, bounds, OPEN_TARGET - open_now, args.clients, seed=seed)
+            seed += 1
+        latencies = []
+        for _ in range(args.lists):
+            started = time.perf_counter()
+            code, body = await dispatcher.request("GET", "/api/tickets?state=open&sort=time_left&limit=50")
+            latencies.append((time.perf_counter() - started) * 1000)
+            if code != 200:
+                raise RuntimeError(f"list: {code} {body[:200]!r}")
+        page = json.loads(body)
+        progress(f"queue: {len(page['tickets'])} of {page['total']} open tickets")
+        emit("api_ticket_list_ms_p99", round(percentile(latencies, 99), 2), "ms")
+        emit("api_ticket_list_ms_p50", round(percentile(latencies, 50), 2), "ms")
+        dispatcher.close()
 
 
 def main() -> None:
@@ -179,6 +203,8 @@ def main() -> None:
     parser.add_argument("--creates", type=int, default=3000)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--lists", type=int, default=300)
+    parser.add_argument("--web-processes", type=int, default=2,
+                        help="web servers sharing the port (WEB_PROCESSES; one per core of this 2-core machine)")
     args = parser.parse_args()
     if args.serve:
         asyncio.run(_serve(int(args.serve[0]), args.serve[1], args.serve[2]))

@@ -84,6 +84,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CONFIG_FILE", str, "center.toml", "Optional TOML file with settings (keys as below); environment wins."),
     Setting("HTTP_HOST", str, "127.0.0.1", "Address the web server listens on."),
     Setting("HTTP_PORT", _port, 8000, "Port of the web server (console, API, WebSocket)."),
+    Setting("WEB_PROCESSES", _positive(int), 1, "Web server processes sharing HTTP_PORT (SO_REUSEPORT; the kernel spreads connections). On a production host, one per core."),
     Setting("DATA_DIR", str, "var", "Directory for embedded Redis data (AOF), generated city files, pid and log files."),
     Setting("REDIS_URL", str, "", "External Redis (redis://host:port/db). Empty: start an embedded redis-server."),
     Setting("MQTT_URL", str, "", "External MQTT broker (mqtt://host:port). Empty: start an embedded broker."),

@@ -118,8 +118,8 @@ class Supervisor:
             if prepare is not None:
                 await prepare(self.servers)
             env = self._child_env()
-            for name in self.service_names:
-                child = Child(name, [sys.executable, "-m", "center", name], env)
+            for name in self.child_names():
+                child = Child(name, [sys.executable, "-m", "center", name.split("#")[0]], env)
                 child.start()
                 self.children.append(child)
             ready = await self._wait_web_ready()
@@ -129,6 +129,14 @@ class Supervisor:
             return 0
         finally:
             await self._shutdown()
+
+    def child_names(self) -> list[str]:
+        """One child per service; WEB_PROCESSES web children (web, web#2, ...) share the port."""
+        names = []
+        for name in self.service_names:
+            copies = self.settings.WEB_PROCESSES if name == "web" else 1
+            names += [name] + [f"{name}#{i}" for i in range(2, copies + 1)]
+        return names
 
     async def _wait_web_ready(self, timeout: float = 90.0) -> bool:
         if "web" not in self.service_names:

@@ -92,9 +92,26 @@ def test_demo_runs_moves_vehicles_and_stops_cleanly(tmp_path):
         again.stop()
 
 
+def _service_procs(demo, service: str) -> list[psutil.Process]:
+    """The live processes of one service of the demo (`python -m center <service>`)."""
+    found = []
+    for proc in demo.tree():
+        try:
+            if proc.cmdline()[-2:] == ["center", service] and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:  # gone or a zombie between listing and asking
+            pass
+    return found
+
+
+def _web_pids(demo, requests: int = 40) -> set[int]:
+    """The pids of the web processes answering fresh connections (the kernel spreads them)."""
+    return {demo.get("/healthz")["services"]["web"]["pid"] for _ in range(requests)}
+
+
 def test_a_crashed_service_is_restarted_and_a_second_demo_is_refused(tmp_path):
     demo = start_demo(tmp_path / "var", tmp_path / "demo.log", vehicles=1, SIM_CALLERS="0", SIM_CREWS="0",
-                      SIM_SCENARIO="")
+                      SIM_SCENARIO="", WEB_PROCESSES="2")
     try:
         import signal
         import subprocess
@@ -108,14 +125,7 @@ def test_a_crashed_service_is_restarted_and_a_second_demo_is_refused(tmp_path):
         assert second.returncode == 1 and "already running" in second.stderr
 
         def ingests() -> list[psutil.Process]:
-            found = []
-            for proc in demo.tree():
-                try:
-                    if proc.cmdline()[-2:] == ["center", "ingest"] and proc.status() != psutil.STATUS_ZOMBIE:
-                        found.append(proc)
-                except psutil.Error:  # gone or a zombie between listing and asking
-                    pass
-            return found
+            return _service_procs(demo, "ingest")
 
         (ingest,) = ingests()
         ingest.send_signal(signal.SIGKILL)
@@ -128,5 +138,19 @@ def test_a_crashed_service_is_restarted_and_a_second_demo_is_refused(tmp_path):
         else:
             raise AssertionError(f"ingest was not restarted:\n{demo.log()[-2000:]}")
         assert "ingest stopped unexpectedly (killed by signal SIGKILL); restarting in 1 s" in demo.log()
+
+        # WEB_PROCESSES=2: two web processes share the port; one killed, the other goes on serving
+        webs = _service_procs(demo, "web")
+        assert len(webs) == 2
+        assert _web_pids(demo) == {p.pid for p in webs}
+        webs[0].send_signal(signal.SIGKILL)
+        webs[0].wait(10)  # its sockets are closed: new connections go to the survivor
+        assert webs[1].pid in _web_pids(demo, 10)  # every request answered while it restarts
+        deadline = time.monotonic() + 20
+        while len(_service_procs(demo, "web")) < 2:
+            assert time.monotonic() < deadline, "the killed web process was not restarted"
+            time.sleep(0.3)
+        assert "web stopped unexpectedly (killed by signal SIGKILL)" in demo.log() or \
+            "web#2 stopped unexpectedly (killed by signal SIGKILL)" in demo.log()
     finally:
         demo.stop()

@@ -130,7 +130,8 @@ async def serve(settings: Settings, redis_url: str, mqtt_url: str, *, city: Any 
     services.extra["police"] = parts.police
     app = make_app(services, cookie_secret=await cookie_secret(store))
     server = tornado.httpserver.HTTPServer(app, xheaders=False)
-    server.listen(settings.HTTP_PORT, settings.HTTP_HOST)
+    # several web processes share the port: the kernel spreads new connections among them
+    server.listen(settings.HTTP_PORT, settings.HTTP_HOST, reuse_port=settings.WEB_PROCESSES > 1)
     feed.start()
     log.info("web: console at http://%s:%d/", settings.HTTP_HOST, settings.HTTP_PORT)
     beat = asyncio.create_task(_heartbeat(store, feed))
