@@ -24,9 +24,10 @@ How the stream is read
 - Callback (回访): a `close` (its satisfaction) or a `reopen` after a resolution (its
   satisfaction, dissatisfied by default); the ticket's callback result is the LAST one, and the
   callback time runs from the first resolution to the first callback.
-- 110 linkage: events whose data has "police": "handover" (our handover sent) and
-  "police": "ack" or "status" (110 received it); acknowledgement time is the first ack after the
-  first handover. Tickets created on channel police_110 are transfers in.
+- 110 linkage: events whose data has "police": "handover" or "handover_queued" (our handover,
+  as services.police_link notes it) and "police": "ack"/"acked"/"status" or a "police_status"
+  (110 received it, or reports on it); acknowledgement time is the first ack after the first
+  handover. Tickets created on channel police_110 are transfers in.
 - Limits (command.limits): each stage is judged once, on the first cycle, when it completed:
   dispatch (created → first dispatch), accept, arrive (repair tickets only; created → arrival),
   resolve (created → first resolution) and callback (first resolution → first callback).
@@ -192,9 +193,18 @@ def _gps_time(data: Mapping[str, Any]) -> float | None:
     return None if raw is None else _epoch(raw, "gps_arrived_at")
 
 
+POLICE_HANDOVER = frozenset({"handover", "handover_queued"})
+POLICE_ACK = frozenset({"ack", "acked", "status"})
+
+
 def _police(data: Mapping[str, Any]) -> Any:
+    """The 110 linkage marker of an event's data (top level or its note's "data")."""
     inner = data.get("data")
-    return data.get("police") or (inner.get("police") if isinstance(inner, Mapping) else None)
+    inner = inner if isinstance(inner, Mapping) else {}
+    marker = data.get("police") or inner.get("police")
+    if marker is None and ("police_status" in data or "police_status" in inner):
+        return "status"
+    return marker
 
 
 class TicketAccumulator:
@@ -286,10 +296,10 @@ class TicketAccumulator:
         elif action in ("cancel", "merge"):
             self.closed = at
         police = _police(data) if data else None
-        if police == "handover":
+        if police in POLICE_HANDOVER:
             if self.handover is None:
                 self.handover = at
-        elif police in ("ack", "status") and self.handover is not None and self.ack is None and at >= self.handover:
+        elif police in POLICE_ACK and self.handover is not None and self.ack is None and at >= self.handover:
             self.ack = at
         gps = _gps_time(data) if data and ("gps_arrived_at" in data or "data" in data) else None
         if gps is not None:

@@ -77,6 +77,11 @@ GPS_NOTE = [dispatch(2), *field_work(3, 30, 60)[:2],
 LATE = [dispatch(20), *field_work(22, 60, 100)]
 POLICE = [(1, "note", DISP, {"note": "转110", "data": {"police": "handover"}}),
           (3, "note", SYS, {"note": "110已接收", "data": {"police": "ack"}}), dispatch(4)]
+# the notes services.police_link writes: handover queued, 110's status report, then its ack
+POLICE_LINK = [(1, "note", DISP, {"note": "调度员转110", "data": {"police": "handover_queued", "kind": "manual"}}),
+               (4, "note", SYS, {"note": "110已接收", "data": {"police_status": "received"}}),
+               (6, "note", SYS, {"note": "110已确认接收转警", "data": {"police": "acked"}}), dispatch(7)]
+POLICE_LINK_ACK = [POLICE_LINK[0], POLICE_LINK[2], dispatch(7)]
 REPEATS = [(5, "repeat_call", AGENT, {}), (9, "repeat_call", AGENT, {})]
 
 
@@ -108,6 +113,9 @@ REPEATS = [(5, "repeat_call", AGENT, {}), (9, "repeat_call", AGENT, {})]
     ("rural arrival limit is longer", LATE, {"area": "rural"}, dict(
         limits_met={"dispatch": False, "accept": True, "arrive": True, "resolve": True})),
     ("110 handover acknowledged", POLICE, {}, dict(police_ack_s=120, dispatch_time_s=240)),
+    ("110 linkage as police_link notes it: a status report counts as the ack", POLICE_LINK, {},
+     dict(police_ack_s=180)),
+    ("110 linkage as police_link notes it: the ack", POLICE_LINK_ACK, {}, dict(police_ack_s=300)),
     ("two repeat calls make it red", REPEATS, {}, dict(repeat_calls=2, color="red", dispatch_time_s=None)),
     ("unreachable at callback", [dispatch(2), *field_work(3, 30, 90), *callback(91, 95, "unreachable")],
      {}, dict(callback_result="unreachable", callback_time_s=5 * 60)),
