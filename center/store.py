@@ -3,10 +3,11 @@
 Keys (``{id}`` is a vehicle, user, service or token id):
 
 - ``veh:ids`` set of known vehicle ids; ``veh:geo`` GEO set of latest positions (nearest queries).
-- ``veh:{id}`` hash: latest accepted fix (``t`` UTC epoch s, ``lat``, ``lon`` WGS84, ``spd`` km/h,
-  ``crs`` deg, ``alt`` m, ``q`` quality, ``mode``, ``sats``, ``hdop``, ``talker``), ``seen`` (last
-  message, epoch s), ``signal`` (last no-fix reason), ``link`` (``online``/``offline`` from the
-  MQTT status topic) and ``link_at``.
+- ``veh:{id}`` hash: ``fix``, the latest accepted fix as comma-separated ``t`` (UTC epoch s),
+  ``lat``, ``lon`` (WGS84), ``spd`` km/h, ``crs`` deg, ``alt`` m, ``q`` quality, ``mode``,
+  ``sats``, ``hdop``, ``talker`` (empty when unknown; see FIX_FIELDS, read with ``fix_fields``),
+  ``seen`` (last message, epoch s), ``signal`` (last no-fix reason), ``link``
+  (``online``/``offline`` from the MQTT status topic) and ``link_at``.
 - ``vehcnt:{id}`` hash: counters of good and rejected sentences/fixes by reason.
 - ``trk:{id}:{hour}`` string: the track of one UTC hour, packed 20-byte records (see TRACK_RECORD),
   appended; ``trkidx:{id}`` sorted set of the hours present. Both expire after the retention.
@@ -157,25 +158,27 @@ def unpack_track(hour: int, data: bytes) -> list[dict[str, Any]]:
     return out
 
 
-def _fix_hash(fix: FixRecord, seen: float) -> dict[str, Any]:
-    fields: dict[str, Any] = {"t": repr(fix.t), "lat": repr(fix.lat), "lon": repr(fix.lon),
-                              "talker": fix.talker, "seen": repr(seen), "signal": ""}
-    for key, value in (("spd", fix.speed_kmh), ("crs", fix.course_deg), ("alt", fix.alt_m),
-                       ("q", fix.quality), ("mode", fix.mode), ("sats", fix.sats), ("hdop", fix.hdop)):
-        fields[key] = "" if value is None else str(value)
-    return fields
+FIX_FIELDS = ("t", "lat", "lon", "spd", "crs", "alt", "q", "mode", "sats", "hdop", "talker")
 
 
 def _fix_row(vehicle_id: str, fix: FixRecord, seen: float) -> list[str]:
-    """[id, key, value, ...] of `_fix_hash`, built directly (same keys, values and order)."""
+    """[id, key, value, ...] of a vehicle hash's latest fix: ``fix`` holds FIX_FIELDS joined by
+    commas (empty for unknown), so the ingest writes three fields a fix rather than thirteen."""
     spd, crs, alt, q, mode, sats, hdop = (fix.speed_kmh, fix.course_deg, fix.alt_m, fix.quality, fix.mode,
                                           fix.sats, fix.hdop)
-    return [vehicle_id, "t", repr(fix.t), "lat", repr(fix.lat), "lon", repr(fix.lon), "talker", fix.talker,
-            "seen", repr(seen), "signal", "",
-            "spd", "" if spd is None else str(spd), "crs", "" if crs is None else str(crs),
-            "alt", "" if alt is None else str(alt), "q", "" if q is None else str(q),
-            "mode", "" if mode is None else str(mode), "sats", "" if sats is None else str(sats),
-            "hdop", "" if hdop is None else str(hdop)]
+    text = (f"{fix.t!r},{fix.lat!r},{fix.lon!r},{'' if spd is None else spd},{'' if crs is None else crs},"
+            f"{'' if alt is None else alt},{'' if q is None else q},{mode or ''},{'' if sats is None else sats},"
+            f"{'' if hdop is None else hdop},{fix.talker}")
+    return [vehicle_id, "fix", text, "seen", repr(seen), "signal", ""]
+
+
+def fix_fields(raw: Mapping[str, str]) -> Mapping[str, str]:
+    """The latest fix's fields of a vehicle hash (``t``, ``lat``, ... as text): from the packed
+    ``fix`` field, or from the one-field-each layout of hashes written before it."""
+    packed = raw.get("fix")
+    if not packed:
+        return raw
+    return dict(zip(FIX_FIELDS, packed.split(",")))
 
 
 def _num(value: Any) -> float | None:
@@ -187,7 +190,8 @@ def _num(value: Any) -> float | None:
 def vehicle_view(vehicle_id: str, raw: Mapping[str, str], now: float, stale_s: float,
                  offline_s: float) -> dict[str, Any]:
     """The API shape of a vehicle's latest state from its hash, with state computed at ``now``."""
-    t = _num(raw.get("t"))
+    fields = fix_fields(raw)
+    t = _num(fields.get("t"))
     age = None if t is None else max(0.0, now - t)
     if raw.get("link") == "offline" or age is None or age > offline_s:
         state = "offline"
@@ -197,13 +201,13 @@ def vehicle_view(vehicle_id: str, raw: Mapping[str, str], now: float, stale_s: f
         state = "online"
     fix = None
     if t is not None:
-        quality = _num(raw.get("q"))
-        sats = _num(raw.get("sats"))
-        fix = {"t": t, "lat": float(raw["lat"]), "lon": float(raw["lon"]),
-               "speed_kmh": _num(raw.get("spd")), "course_deg": _num(raw.get("crs")),
-               "alt_m": _num(raw.get("alt")), "quality": None if quality is None else int(quality),
-               "mode": raw.get("mode") or None, "sats": None if sats is None else int(sats),
-               "hdop": _num(raw.get("hdop")), "talker": raw.get("talker") or None}
+        quality = _num(fields.get("q"))
+        sats = _num(fields.get("sats"))
+        fix = {"t": t, "lat": float(fields["lat"]), "lon": float(fields["lon"]),
+               "speed_kmh": _num(fields.get("spd")), "course_deg": _num(fields.get("crs")),
+               "alt_m": _num(fields.get("alt")), "quality": None if quality is None else int(quality),
+               "mode": fields.get("mode") or None, "sats": None if sats is None else int(sats),
+               "hdop": _num(fields.get("hdop")), "talker": fields.get("talker") or None}
     return {"id": vehicle_id, "state": state, "fix_age_s": age, "fix": fix,
             "link": raw.get("link") or None, "signal": raw.get("signal") or None,
             "last_seen": _num(raw.get("seen"))}

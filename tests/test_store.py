@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from center.store import TRACK_RECORD, FixRecord, Store, pack_fix, unpack_track, vehicle_view
+from center.store import TRACK_RECORD, FixRecord, Store, _fix_row, pack_fix, unpack_track, vehicle_view
 
 
 def _fix(vid="V1", t=1_700_000_000.25, lat=36.3812345, lon=119.7512345, live=True, track=True, **kw):
@@ -30,6 +30,27 @@ def test_track_record_keeps_missing_values_missing():
     (back,) = unpack_track(hour, record)
     assert back["speed_kmh"] is None and back["course_deg"] is None and back["alt_m"] is None
     assert back["quality"] is None and back["sats"] is None
+
+
+def test_latest_fix_packed_in_one_field_reads_back_exactly_and_old_hashes_still_read():
+    fix = FixRecord("V1", 1_700_000_000.25, 36.123456789, 119.987654321, 21.6, 359.99, -12.5, 1, "A", 10, 0.9,
+                    "BD", True, True)
+    row = _fix_row("V1", fix, 1_700_000_001.0)
+    raw = dict(zip(row[1::2], row[2::2]))
+    assert set(raw) == {"fix", "seen", "signal"}
+    view = vehicle_view("V1", raw, 1_700_000_002.0, 30, 300)
+    assert view["fix"] == {"t": fix.t, "lat": fix.lat, "lon": fix.lon, "speed_kmh": 21.6, "course_deg": 359.99,
+                           "alt_m": -12.5, "quality": 1, "mode": "A", "sats": 10, "hdop": 0.9, "talker": "BD"}
+    assert view["state"] == "online" and view["last_seen"] == 1_700_000_001.0
+    unknown = FixRecord("V2", 1_700_000_000.0, 36.0, 119.0, None, None, None, None, None, None, None, "GP", True, True)
+    row = _fix_row("V2", unknown, 1_700_000_000.0)
+    fix_view = vehicle_view("V2", dict(zip(row[1::2], row[2::2])), 1_700_000_000.0, 30, 300)["fix"]
+    assert fix_view == {"t": 1_700_000_000.0, "lat": 36.0, "lon": 119.0, "speed_kmh": None, "course_deg": None,
+                        "alt_m": None, "quality": None, "mode": None, "sats": None, "hdop": None, "talker": "GP"}
+    legacy = {"t": "1700000000.0", "lat": "36.5", "lon": "119.5", "spd": "", "crs": "90.0", "alt": "", "q": "1",
+              "mode": "", "sats": "7", "hdop": "", "talker": "GN", "seen": "1700000000.0", "signal": ""}
+    old = vehicle_view("V3", legacy, 1_700_000_000.0, 30, 300)["fix"]  # a hash written before the packed field
+    assert (old["lat"], old["lon"], old["course_deg"], old["sats"], old["talker"]) == (36.5, 119.5, 90.0, 7, "GN")
 
 
 @pytest.mark.parametrize("age, link, state", [(5, None, "online"), (31, None, "stale"), (301, None, "offline"),
