@@ -1,4 +1,4 @@
-"""One entry point for every service: ``python -m center web|ingest|simulate|dispatch|demo|servers|city``."""
+"""One entry point for every service: ``python -m center web|ingest|simulate|dispatch|demo|servers|city|kpi``."""
 from __future__ import annotations
 
 import argparse
@@ -146,7 +146,8 @@ async def _demo(settings) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Parse the command and run it."""
     parser = argparse.ArgumentParser(prog="python -m center", description=__doc__)
-    parser.add_argument("command", choices=SERVICES + ("demo", "servers", "city"))
+    parser.add_argument("command", choices=SERVICES + ("demo", "servers", "city", "kpi"))
+    _kpi_arguments(parser)
     args = parser.parse_args(argv)
     try:
         settings = load()
@@ -168,12 +169,36 @@ def main(argv: list[str] | None = None) -> int:
 
             print(ensure_city(settings, progress=lambda m: print(m, flush=True)))
             return 0
+        if args.command == "kpi":
+            return _kpi(settings, args)
         if args.command == "servers":
             return asyncio.run(_servers(settings))
         asyncio.run(_standalone(args.command, settings))
         return 0
     except KeyboardInterrupt:
         return 0
+
+
+def _kpi_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the `kpi` command (the report's period and filters)."""
+    group = parser.add_argument_group("kpi", "python -m center kpi: rebuild the KPIs from the audit streams "
+                                             "alone and print the report JSON (progress on stderr)")
+    group.add_argument("--period", choices=("day", "week", "month"), default="day", help="report period")
+    group.add_argument("--date", default="", help="a day of the period, YYYY-MM-DD (default today, TIME_ZONE)")
+    for name in ("category", "district", "unit"):
+        group.add_argument(f"--{name}", default="", help=f"only this {name} (comma-separated values allowed)")
+
+
+def _kpi(settings, args) -> int:
+    """Rebuild the KPIs from Redis (REDIS_URL, else the embedded servers of DATA_DIR) and print the report."""
+    from center.servers import Servers
+    from services.kpi_service import report_command
+
+    servers = Servers.resolve(settings)
+    try:
+        return report_command(servers.redis_url, vars(args), tz=settings.zone)
+    finally:
+        servers.stop()
 
 
 async def _servers(settings) -> int:

@@ -129,7 +129,7 @@ def emerging_clusters(area: Sequence[str | None], category: Sequence[str | None]
         raise ValidationError("area", "area, category, created and numbers must have the same length")
     w = np.floor((t - window_start.timestamp()) / window.total_seconds())
     keys = [f"{a}\x1f{c}" if a is not None and c is not None else None for a, c in zip(area, category)]
-    valid = np.array([k is not None for k in keys]) & np.isfinite(w) & (w >= -history) & (w <= 0)
+    valid = np.array([k is not None for k in keys], dtype=bool) & np.isfinite(w) & (w >= -history) & (w <= 0)
     if not valid.any():
         return []
     idx = np.flatnonzero(valid)

@@ -1,18 +1,25 @@
 """The crew registry and live crew state for dispatch.
 
-Crews (one vehicle each) come from the city's ``crews`` layer; whether a crew is on shift comes
-from the dispatch store (on shift unless set otherwise); busy state and workload are derived from
-the tickets assigned to it in field states (dispatched, accepted, en route, on site); the vehicle's
-live position is its latest fix in the store (``center.store.Store.vehicles``).
+Crews (one vehicle each at most) live in the fleet registry in Redis (``center.store_admin``):
+the city's ``crews`` layer seeds it once, administrators change it on the admin page, and every
+`CrewRegistry` follows it (`CrewRegistry.refresh`: one GET of the registry's revision, a reload
+only when it moved), so a new skill or a new vehicle counts at the next recommendation without a
+restart. Whether a crew is on shift comes from the dispatch store (on shift unless set
+otherwise); busy state and workload are derived from the tickets assigned to it in field states
+(dispatched, accepted, en route, on site); the vehicle's live position is its latest fix in the
+store (``center.store.Store.vehicles``).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from center.store import Store
+from center.store_admin import FleetStore
 from center.store_dispatch import DispatchStore
 from center.store_tickets import TicketStore
 from command.dispatch import Crew
@@ -29,6 +36,23 @@ class CrewInfo:
     unit_id: str
     station_id: str
     skills: frozenset[Category]
+    plate: str = ""
+
+
+VEHICLE_KINDS = ("repair", "engineering", "aerial", "drainage_pump", "generator", "suction", "other")
+"""Kinds of vehicle (抢修车, 工程车, 高空作业车, 排水抢险车, 发电车, 吸污车, 其他); city vehicles are repair."""
+
+PLATE_RE = re.compile(r"^([京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼])([A-HJ-NP-Z])"
+                      r"[·•・.\s-]?([A-HJ-NP-Z0-9]{5,6}|[A-HJ-NP-Z0-9]{4}[挂学警港澳])$")
+
+
+def normalize_plate(text: Any) -> str | None:
+    """A Chinese licence plate (车牌) in one spelling, ``鲁G·U1632`` (5 characters after the
+    issuing letter, 6 for new-energy plates), or None when it is not one."""
+    if not isinstance(text, str):
+        return None
+    found = PLATE_RE.match(text.strip().upper())
+    return None if found is None else f"{found[1]}{found[2]}·{found[3]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,38 +97,90 @@ def crews_from_city(city: Any) -> list[CrewInfo]:
         return []
     frame = city.crews
     return [CrewInfo(str(r["crew_id"]), str(r["vehicle_id"]), str(r.get("crew_name") or r["crew_id"]),
-                     str(r.get("unit_id") or ""), str(r.get("station_id") or ""), _skills(r.get("skills")))
+                     str(r.get("unit_id") or ""), str(r.get("station_id") or ""), _skills(r.get("skills")),
+                     str(r.get("plate") or ""))
             for r in frame.drop(columns="geometry").to_dict("records")]
 
 
+def seed_items(crews: Iterable[CrewInfo], at: float) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """(crew record, vehicle record) of city crews, as the fleet registry stores them; a vehicle
+    named by two crews goes to the first (the second is seeded without one)."""
+    out: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+    taken: set[str] = set()
+    for info in crews:
+        vehicle_id = info.vehicle_id if info.vehicle_id and info.vehicle_id not in taken else None
+        crew = {"crew_id": info.crew_id, "crew_name": info.crew_name, "unit_id": info.unit_id,
+                "station_id": info.station_id, "skills": sorted(s.value for s in info.skills),
+                "vehicle_id": vehicle_id, "active": True, "source": "city", "updated_at": at, "updated_by": "system"}
+        vehicle = None
+        if vehicle_id:
+            taken.add(vehicle_id)
+            vehicle = {"vehicle_id": vehicle_id, "plate": normalize_plate(info.plate) or info.plate, "kind": "repair",
+                       "unit_id": info.unit_id, "active": True, "source": "city", "updated_at": at,
+                       "updated_by": "system"}
+        out.append((crew, vehicle))
+    return out
+
+
+def info_from_record(record: Mapping[str, Any]) -> CrewInfo:
+    """A fleet registry crew record as the dispatch side's CrewInfo ('' for no vehicle)."""
+    return CrewInfo(str(record["crew_id"]), str(record.get("vehicle_id") or ""),
+                    str(record.get("crew_name") or record["crew_id"]), str(record.get("unit_id") or ""),
+                    str(record.get("station_id") or ""), _skills(record.get("skills")))
+
+
+async def field_tickets(tickets: TicketStore) -> dict[str, list[Ticket]]:
+    """Tickets in field states (dispatched … on site) by crew id."""
+    numbers: list[str] = []
+    for state in FIELD_STATES:
+        numbers += await tickets.index(f"state:{state.value}")
+    out: dict[str, list[Ticket]] = {}
+    for record in await tickets.get_many(numbers):
+        if record is not None and record.ticket.crew_id and record.ticket.state in FIELD_STATES:
+            out.setdefault(record.ticket.crew_id, []).append(record.ticket)
+    return out
+
+
 class CrewRegistry:
-    """The known crews and how to read their live state from Redis."""
+    """The active crews of the fleet registry (seeded from `crews`) and how to read their live
+    state from Redis."""
 
     def __init__(self, crews: Sequence[CrewInfo], store: Store, dispatch_store: DispatchStore,
                  tickets: TicketStore) -> None:
+        self.seeds = list(crews)
         self.crews = list(crews)
         self.by_id = {c.crew_id: c for c in self.crews}
         self.store = store
         self.dispatch_store = dispatch_store
         self.tickets = tickets
+        self.fleet = FleetStore(store.redis)
+        self.revision: int | None = None
 
     def get(self, crew_id: str) -> CrewInfo | None:
-        """A crew by id, or None."""
+        """A crew by id, or None (as of the last `refresh`)."""
         return self.by_id.get(crew_id)
+
+    async def refresh(self) -> bool:
+        """Follow the fleet registry: the first call adds the city's crews it does not know yet;
+        later calls reload the active crews when its revision moved. True when reloaded."""
+        if self.revision is None:
+            await self.fleet.seed(seed_items(self.seeds, time.time()), time.time())
+        revision = await self.fleet.revision()
+        if revision == self.revision:
+            return False
+        records = await self.fleet.crews()
+        crews = sorted((info_from_record(r) for _, r in records.values() if r.get("active", True)),
+                       key=lambda c: c.crew_id)
+        self.crews, self.by_id, self.revision = crews, {c.crew_id: c for c in crews}, revision
+        return True
 
     async def field_tickets(self) -> dict[str, list[Ticket]]:
         """Tickets in field states by crew id."""
-        numbers: list[str] = []
-        for state in FIELD_STATES:
-            numbers += await self.tickets.index(f"state:{state.value}")
-        out: dict[str, list[Ticket]] = {}
-        for record in await self.tickets.get_many(numbers):
-            if record is not None and record.ticket.crew_id and record.ticket.state in FIELD_STATES:
-                out.setdefault(record.ticket.crew_id, []).append(record.ticket)
-        return out
+        return await field_tickets(self.tickets)
 
     async def states(self, now: datetime) -> list[CrewState]:
-        """Every crew's state at `now`."""
+        """Every active crew's state at `now` (after following the registry)."""
+        await self.refresh()
         shifts = await self.dispatch_store.shifts()
         vehicles = {v["id"]: v for v in await self.store.vehicles(now=now.timestamp())}
         busy = await self.field_tickets()
@@ -125,6 +201,7 @@ class CrewRegistry:
 
     async def set_shift(self, crew_id: str, on_shift: bool, ends_at: datetime | None, by: str, at: datetime) -> None:
         """Put a known crew on or off shift; KeyError for an unknown crew."""
+        await self.refresh()
         if crew_id not in self.by_id:
             raise KeyError(crew_id)
         await self.dispatch_store.set_shift(crew_id, on_shift, ends_at, by, at)
@@ -140,7 +217,7 @@ def board_row(state: CrewState, now: datetime, stale_after_s: float) -> dict[str
     else:
         status = "free"
     current = sorted(state.tickets, key=lambda t: (URGENCY_RANK[t.urgency], t.created_at))
-    return {"crew_id": state.info.crew_id, "crew_name": state.info.crew_name, "vehicle_id": state.info.vehicle_id,
+    return {"crew_id": state.info.crew_id, "crew_name": state.info.crew_name, "vehicle_id": state.info.vehicle_id or None,
             "unit_id": state.info.unit_id, "station_id": state.info.station_id,
             "skills": sorted(s.value for s in state.info.skills), "state": status,
             "current_ticket": current[0].number if current else None,

@@ -203,6 +203,7 @@ class DispatchManager:
     async def assign(self, number: str, crew_id: str, actor: Actor, *, expected_version: int,
                      mode: str = "manual", note: str = "") -> TicketRecord:
         """Dispatch a ticket to a crew (a dispatcher confirming or overriding the recommendation)."""
+        await self.crews.refresh()  # a crew the administrator just created or deactivated
         if not isinstance(crew_id, str) or self.crews.get(crew_id) is None:
             raise ValidationError("crew_id", f"unknown crew {crew_id!r}")
         args: dict[str, Any] = {"crew_id": crew_id, "mode": mode}

@@ -72,6 +72,7 @@ class DispatchTimers:
         records = [r for r in await self._records(ARRIVAL_STATES) if r.ticket.crew_id and r.ticket.lon is not None]
         if not records:
             return 0
+        await self.dispatch.crews.refresh()  # a crew's vehicle may have been changed by an admin
         known = await self.store.arrivals([r.ticket.number for r in records])
         count = 0
         for record in records:

@@ -102,6 +102,7 @@ def test_emerging_cluster_arguments():
     with pytest.raises(ValidationError):
         emerging_clusters(["G1"], ["water"], [WEEK0, WEEK0], ["x"], window_start=WEEK0)
     assert emerging_clusters(["G1"], ["water"], [WEEK0], ["x"], window_start=WEEK0) == []
+    assert emerging_clusters([], [], [], [], window_start=WEEK0) == []  # no tickets at all: none, no error
 
 
 def create_event(number, at, category, grid, lon, lat):

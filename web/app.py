@@ -21,12 +21,14 @@ from center.store import Store
 from web.base import NotFoundHandler, Services
 from web.handlers import admin, auth, desk, health, ingest_stats, layers, live, openapi, pages, sensors, tickets, vehicles
 from web.handlers import dispatch as dispatch_handlers, police as police_handlers
+from web.handlers import hotspots
+from web.handlers import reports
 from web.live import LiveFeed, vehicle_crews_of
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
-HANDLER_MODULES = (auth, health, pages, vehicles, layers, live, sensors, ingest_stats, tickets, desk, admin, openapi, dispatch_handlers, police_handlers)
+HANDLER_MODULES = (auth, health, pages, vehicles, layers, live, sensors, ingest_stats, tickets, desk, admin, openapi, dispatch_handlers, police_handlers, hotspots, reports)
 SERVICES_WATCHED = ("web", "ingest", "simulate", "dispatch")
 
 
@@ -128,6 +130,12 @@ async def serve(settings: Settings, redis_url: str, mqtt_url: str, *, city: Any 
     parts = await build_dispatch(store, settings, city, tickets=services.extra["tickets"])
     services.extra["dispatch"] = parts.dispatch
     services.extra["police"] = parts.police
+    from services.kpi_service import KpiService
+
+    kpi = KpiService(store.redis, policy=services.extra["tickets"].policy, tz=settings.zone)
+    await kpi.start()  # rebuilds from the audit streams, then follows tkt:changes
+    services.extra["kpi"] = kpi
+    await parts.dispatch.crews.refresh()  # the city's crews into the fleet registry, before the feed reads it
     app = make_app(services, cookie_secret=await cookie_secret(store))
     server = tornado.httpserver.HTTPServer(app, xheaders=False)
     # several web processes share the port: the kernel spreads new connections among them
@@ -141,6 +149,7 @@ async def serve(settings: Settings, redis_url: str, mqtt_url: str, *, city: Any 
         server.stop()
         beat.cancel()
         await feed.stop()
+        await kpi.stop()
         await asyncio.gather(beat, return_exceptions=True)
         await server.close_all_connections()
         await store.close()

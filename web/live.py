@@ -1,14 +1,16 @@
 """The live feed behind the console WebSocket: a snapshot, then ordered, typed, batched deltas.
 
-Three Redis channels feed it:
+Four Redis channels feed it:
 
 - ``live:vehicles`` (ingest): changed vehicle positions, coalesced per vehicle;
 - ``live:tickets`` (ticket store): ``{number, version, action, state}`` of every write; the feed
   reads the ticket once and keeps its compact view (newest version wins);
-- ``live:alarms`` (sensor ingest): alarm events (raised, escalated, acknowledged, cleared...).
+- ``live:alarms`` (sensor ingest): alarm events (raised, escalated, acknowledged, cleared...);
+- ``live:crews`` (the admin page): the fleet registry changed; the feed reloads the vehicle → crew
+  mapping from it (also at every (re)subscription) and sends it whole in a ``crews`` frame.
 
 Every WS_BATCH_MS the feed encodes at most one frame of each type that has pending changes,
-``vehicles`` then ``tickets`` then ``alarms``, each with the next sequence number, and hands the
+``vehicles`` then ``tickets`` then ``alarms`` then ``crews``, each with the next sequence number, and hands the
 SAME bytes to every console. The last frames are kept so that a console that reconnects resumes
 from its last sequence, or reloads a snapshot when it is too far behind.
 
@@ -22,6 +24,7 @@ the day they were created (GD<YYYYMMDD>-n), and every write is in the ``tkt:chan
     {"type": "vehicles", "seq", "at", "vehicles": [{id, t, lat, lon, spd, crs} | {id, link}]}
     {"type": "tickets",  "seq", "at", "tickets": [compact ticket, ...], "today": {...}}  (closed: open=false)
     {"type": "alarms",   "seq", "at", "alarms": [alarm event, ...]}       (in publication order)
+    {"type": "crews",    "seq", "at", "crews": {vehicle_id: {crew_id, crew_name, unit_id}}}  (whole mapping)
 """
 from __future__ import annotations
 
@@ -30,12 +33,13 @@ import collections
 import logging
 import time
 from datetime import datetime, timezone, tzinfo
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Iterable, Mapping, Protocol
 from zoneinfo import ZoneInfo
 
 import orjson
 
 from center.store import LIVE_ALARMS, LIVE_VEHICLES, Store
+from center.store_admin import LIVE_CREWS, FleetStore
 from center.store_tickets import CHANGES_STREAM, LIVE_TICKETS, TicketRecord, TicketStore
 from command.tickets import OPEN_STATES
 
@@ -88,6 +92,7 @@ class LiveFeed:
                  clock: Callable[[], float] = time.time, zone: tzinfo = ZoneInfo("Asia/Shanghai")):
         self.store = store
         self.tickets = TicketStore(store.redis)
+        self.fleet = FleetStore(store.redis)
         self.batch_s = batch_ms / 1000.0
         self.stale_s = stale_s
         self.offline_s = offline_s
@@ -102,6 +107,7 @@ class LiveFeed:
         self._pending: dict[str, dict[str, Any]] = {}
         self._pending_tickets: dict[str, dict[str, Any]] = {}
         self._pending_alarms: list[dict[str, Any]] = []
+        self._crews_changed = False
         self._recent: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=keep_frames)
         self._tasks: list[asyncio.Task] = []
         self._snapshot: tuple[int, float, bytes] | None = None
@@ -238,8 +244,21 @@ class LiveFeed:
         records = await self.tickets.get_many(numbers)
         self.accept_tickets([compact_ticket(r) for r in records if r is not None])
 
+    async def reload_crews(self) -> bool:
+        """Take the vehicle → crew mapping from the fleet registry (the one given is kept while the
+        registry is empty); True when it changed, and a ``crews`` frame goes out at the next tick."""
+        records = await self.fleet.crews()
+        if not records:
+            return False
+        mapping = vehicle_crews_from_fleet(record for _, record in records.values())
+        if mapping == self.vehicle_crews:
+            return False
+        self.vehicle_crews = mapping
+        self._crews_changed = True
+        return True
+
     # frames -----------------------------------------------------------------------------------
-    def _emit(self, kind: str, items: list[dict[str, Any]], **extra: Any) -> bytes:
+    def _emit(self, kind: str, items: Any, **extra: Any) -> bytes:
         self.seq += 1
         frame = orjson.dumps({"type": kind, "seq": self.seq, "at": self.clock(), kind: items, **extra})
         self._recent.append((self.seq, frame))
@@ -249,7 +268,7 @@ class LiveFeed:
         return frame
 
     def flush(self) -> list[bytes]:
-        """Encode each kind of pending change as one frame (vehicles, tickets, alarms), send it
+        """Encode each kind of pending change as one frame (vehicles, tickets, alarms, crews), send it
         to every console, and return the frames sent."""
         frames = []
         if self._pending:
@@ -261,6 +280,9 @@ class LiveFeed:
         if self._pending_alarms:
             pending_a, self._pending_alarms = self._pending_alarms, []
             frames.append(self._emit("alarms", pending_a))
+        if self._crews_changed:
+            self._crews_changed = False
+            frames.append(self._emit("crews", self.vehicle_crews))
         return frames
 
     async def _tick(self) -> None:
@@ -280,13 +302,16 @@ class LiveFeed:
             await self.ticket_changes(payload if isinstance(payload, list) else [payload])
         elif channel == LIVE_ALARMS:
             self.accept_alarm_events(payload if isinstance(payload, list) else [payload])
+        elif channel == LIVE_CREWS:
+            await self.reload_crews()
 
     async def _listen(self) -> None:
         backoff = 0.5
         while True:
             pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(LIVE_VEHICLES, LIVE_TICKETS, LIVE_ALARMS)
+                await pubsub.subscribe(LIVE_VEHICLES, LIVE_TICKETS, LIVE_ALARMS, LIVE_CREWS)
+                await self.reload_crews()  # changes made while not subscribed
                 backoff = 0.5
                 async for message in pubsub.listen():
                     try:
@@ -329,6 +354,14 @@ def vehicle_crews_of(city: Any) -> dict[str, dict[str, Any]]:
             out[str(vid)] = {"crew_id": getattr(row, "crew_id", None), "crew_name": getattr(row, "crew_name", None),
                              "unit_id": getattr(row, "unit_id", None)}
     return out
+
+
+def vehicle_crews_from_fleet(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """vehicle_id -> {crew_id, crew_name, unit_id} of the active crews of the fleet registry that
+    hold a vehicle."""
+    return {str(r["vehicle_id"]): {"crew_id": r.get("crew_id"), "crew_name": r.get("crew_name"),
+                                   "unit_id": r.get("unit_id")}
+            for r in records if r.get("vehicle_id") and r.get("active", True)}
 
 
 SendFn = Callable[[bytes], None]

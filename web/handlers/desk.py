@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from typing import Any
 
+from center.store_admin import FleetStore
 from command.tickets import Actor, Role
 from gis.address import AddressIndex, Candidate
 from field.navigation import navigation
@@ -138,17 +139,23 @@ class FieldAssignments(TicketHandler):
                          "now": view_now(self)})
 
     async def _vehicle(self, crew_id: str) -> dict[str, Any] | None:
+        """The crew's vehicle as the fleet registry holds it now (admins may reassign it); the
+        city's crews layer while the registry does not know the crew yet."""
+        found = await FleetStore(self.store.redis).crew(crew_id)
+        vehicle_id = found[1].get("vehicle_id") if found else self._city_vehicle(crew_id)
+        if not vehicle_id:
+            return None
+        cfg = self.config
+        view = await self.store.vehicle(vehicle_id, stale_s=cfg.VEHICLE_STALE_S, offline_s=cfg.VEHICLE_OFFLINE_S)
+        return view or {"id": vehicle_id, "state": "offline", "fix": None}
+
+    def _city_vehicle(self, crew_id: str) -> str | None:
         city = self.services.city
         crews = getattr(getattr(city, "city", city), "crews", None) if city is not None else None
         if crews is None or "crew_id" not in crews.columns:
             return None
         match = crews[crews["crew_id"] == crew_id]
-        if not len(match):
-            return None
-        vehicle_id = str(match.iloc[0]["vehicle_id"])
-        cfg = self.config
-        view = await self.store.vehicle(vehicle_id, stale_s=cfg.VEHICLE_STALE_S, offline_s=cfg.VEHICLE_OFFLINE_S)
-        return view or {"id": vehicle_id, "state": "offline", "fix": None}
+        return str(match.iloc[0]["vehicle_id"]) if len(match) else None
 
 
 def view_now(handler: TicketHandler) -> str:

@@ -1,7 +1,16 @@
-"""HTML pages: the home redirect by role, and the dispatcher's map console."""
+"""HTML pages: the home redirect by role, the dispatcher's map console, and the field page's
+service worker."""
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
 from web.base import BaseHandler, page
+
+FIELD_SHELL = ("vendor/leaflet/leaflet.css", "css/field.css", "vendor/leaflet/leaflet.js", "js/i18n.js", "js/api.js",
+               "js/field.js", "favicon.svg")
+"""Static files of the field page (web/templates/field.html), precached by its service worker."""
 
 HOME_BY_ROLE = {"dispatcher": "/console", "supervisor": "/console", "admin": "/console",
                 "agent": "/desk", "crew": "/field"}
@@ -30,4 +39,28 @@ class Favicon(BaseHandler):
         self.redirect(self.static_url("favicon.svg"), permanent=True)
 
 
-routes = [(r"/", Home), (r"/console", Console), (r"/favicon.ico", Favicon)]
+class FieldServiceWorker(BaseHandler):
+    """GET /field/sw.js: the field page's service worker (web/templates/field_sw.js), scope /field.
+    Its cache is named by a hash of the page template, the worker and the versioned static URLs of
+    the shell, so a deploy that changes any of them installs a new cache and drops the old one."""
+
+    @page("crew")
+    def get(self) -> None:
+        shell = [self.static_url(path) for path in FIELD_SHELL]
+        version = shell_version(shell, Path(self.get_template_path()))
+        self.set_header("Content-Type", "text/javascript; charset=utf-8")
+        self.set_header("Service-Worker-Allowed", "/field")  # the script sits below the page it serves
+        self.set_header("Cache-Control", "no-cache")
+        self.finish(self.render_string("field_sw.js", version=version, shell=json.dumps(shell)))
+
+
+def shell_version(shell: list[str], templates: Path) -> str:
+    """The field shell's version: a hash of its static URLs (each carries its file's hash) and of
+    the page and worker templates."""
+    digest = hashlib.sha256(json.dumps(shell).encode())
+    for name in ("field.html", "field_sw.js"):
+        digest.update((templates / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+routes = [(r"/", Home), (r"/console", Console), (r"/favicon.ico", Favicon), (r"/field/sw\.js", FieldServiceWorker)]

@@ -43,27 +43,8 @@
       return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
     });
   }
-  function xsrf() {
-    var m = document.cookie.match(/(?:^|;\s*)_xsrf=([^;]+)/);
-    return m ? decodeURIComponent(m[1]) : "";
-  }
-  // fetch JSON; resolves {ok, status, body} (never rejects on HTTP errors, so panels degrade quietly)
-  function api(method, url, payload) {
-    var init = { method: method, credentials: "same-origin", headers: { "Accept": "application/json" } };
-    if (method !== "GET") {
-      init.headers["X-XSRFToken"] = xsrf();
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(payload || {});
-    }
-    return fetch(url, init).then(function (r) {
-      if (r.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); }
-      return r.text().then(function (text) {
-        var data = null;
-        try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
-        return { ok: r.ok, status: r.status, body: data };
-      });
-    }, function () { return { ok: false, status: 0, body: null }; });
-  }
+  // fetch JSON (api.js); resolves {ok, status, body}, never rejects, so panels degrade quietly
+  var api = window.Api.quiet;
   // which optional endpoints this server has (the OpenAPI document lists every real route), so
   // that the console never calls a missing one and shows "—" instead
   var routes = {};
@@ -301,6 +282,9 @@
     } else if (msg.type === "alarms") {
       msg.alarms.forEach(upsertAlarm);
       emit("alarms", { events: msg.alarms, snapshot: false });
+    } else if (msg.type === "crews") {  // an administrator changed crews or vehicles: relabel at the next render
+      state.crews = msg.crews || {};
+      Object.keys(state.vehicles).forEach(function (id) { state.vehicles[id].state = null; });
     }
   }
   var lastSeq = null, socket = null, retry = 500;
@@ -355,7 +339,7 @@
   window.Console = { state: state, map: map, api: api, t: t, fmt: fmt, fmtTime: fmtTime, isoEpoch: isoEpoch,
                      esc: esc, toast: toast, on: on, emit: emit, role: role, timeLeft: timeLeft, has: has,
                      routesReady: routesReady,
-                     routeLayer: routeLayer, renderSensor: renderSensor };
+                     routeLayer: routeLayer, renderSensor: renderSensor, layerControl: layerControl };
   document.addEventListener("langchange", function () { renderTable(); emit("lang"); });
   loadLayers();
   connect();

@@ -13,21 +13,7 @@
       return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
     });
   }
-  function xsrf() {
-    var m = document.cookie.match(/(?:^|;\s*)_xsrf=([^;]*)/);
-    if (m) { return decodeURIComponent(m[1]); }
-    var input = document.querySelector("input[name=_xsrf]");
-    return input ? input.value : "";
-  }
-  function api(method, url, body) {
-    var opts = { method: method, credentials: "same-origin", headers: {} };
-    if (method !== "GET") { opts.headers["X-XSRFToken"] = xsrf(); }
-    if (body !== undefined) { opts.headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(body); }
-    return fetch(url, opts).then(function (r) {
-      if (r.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); }
-      return r.json().then(function (data) { return { status: r.status, ok: r.ok, data: data }; });
-    });
-  }
+  var api = window.Api.request;  // api.js: {ok, status, body}; rejects without a connection
   function fmtTime(iso) {
     if (!iso) { return "—"; }
     return new Intl.DateTimeFormat(window.I18N.lang() === "en" ? "en-GB" : "zh-CN", { timeZone: zone,
@@ -54,7 +40,7 @@
   var pickMarker = null, cityBounds = null;
   api("GET", "/api/layers/districts").then(function (r) {
     if (!r.ok) { return; }
-    var layer = L.geoJSON(r.data, { style: { color: "#5b6b7d", weight: 2, fillColor: "#e7ecf2", fillOpacity: 0.45 },
+    var layer = L.geoJSON(r.body, { style: { color: "#5b6b7d", weight: 2, fillColor: "#e7ecf2", fillOpacity: 0.45 },
       interactive: false }).addTo(map);
     cityBounds = layer.getBounds();
     map.fitBounds(cityBounds);
@@ -64,7 +50,7 @@
     var lon = +ev.latlng.lng.toFixed(6), lat = +ev.latlng.lat.toFixed(6);
     api("GET", "/api/address/reverse?lon=" + lon + "&lat=" + lat).then(function (r) {
       if (!r.ok) { return; }
-      var near = r.data.candidates[0];
+      var near = r.body.candidates[0];
       var text = near ? near.label + (near.distance_m > 30 ? " " + t("desk.near") : "") : lon + ", " + lat;
       choose({ label: text, lon: lon, lat: lat, id: near ? near.id : null });
     });
@@ -102,7 +88,7 @@
     if (!q) { showCandidates([]); return; }
     api("GET", "/api/address/search?q=" + encodeURIComponent(q)).then(function (r) {
       if (seq !== searchSeq || !r.ok) { return; }
-      showCandidates(r.data.candidates);
+      showCandidates(r.body.candidates);
     });
   }
   function choose(c) {
@@ -152,7 +138,7 @@
     if (!/^\+?\d{5,20}$/.test(phone)) { $("history").innerHTML = '<li class="muted">' + esc(t("desk.history.none")) + "</li>"; return; }
     api("GET", "/api/tickets?phone=" + encodeURIComponent(phone) + "&sort=created&limit=20").then(function (r) {
       if (!r.ok) { return; }
-      var rows = r.data.tickets;
+      var rows = r.body.tickets;
       var open = rows.filter(function (tk) { return tk.allowed_actions.indexOf("repeat_call") >= 0; }).length;
       $("history").innerHTML = rows.length ? rows.map(function (tk) { return ticketLine(tk); }).join("") :
         '<li class="muted">' + esc(t("desk.history.empty")) + "</li>";
@@ -177,15 +163,15 @@
     if (!place && !/\d{5,}/.test($("phone").value)) { return Promise.resolve(null); }
     return api("GET", "/api/tickets/duplicates?" + dupQuery()).then(function (r) {
       if (!r.ok) { return null; }
-      lastDup = r.data;
-      var rows = r.data.candidates;
+      lastDup = r.body;
+      var rows = r.body.candidates;
       $("duplicates").innerHTML = rows.length ? rows.map(function (c) {
         var extra = (c.distance_m != null ? ' <span class="dist">' + esc(fmtDistance(c.distance_m)) + "</span>" : "") +
           (c.same_phone ? ' <span class="badge same">' + esc(t("desk.same_phone")) + "</span>" : "") +
-          (c.ticket.number === r.data.repeat_of ? ' <span class="badge repeat">' + esc(t("desk.repeat_of")) + "</span>" : "");
+          (c.ticket.number === r.body.repeat_of ? ' <span class="badge repeat">' + esc(t("desk.repeat_of")) + "</span>" : "");
         return ticketLine(c.ticket, extra);
       }).join("") : '<li class="muted">' + esc(t("desk.nearby.empty")) + "</li>";
-      return r.data;
+      return r.body;
     });
   }
   $("category").addEventListener("change", checkDuplicates);
@@ -244,14 +230,14 @@
     api("POST", "/api/tickets", body(link)).then(function (r) {
       saving = false;
       if (!r.ok) {
-        var err = r.data.error || {};
+        var err = window.Api.error(r);
         $("form-error").textContent = t("desk.err.server") + " " + (err.field ? err.field + ": " : "") + (err.message || r.status);
         return;
       }
-      var tk = r.data.ticket, res = $("result");
-      var key = r.data.linked ? "desk.result.linked" : tk.state === "closed" ? "desk.result.closed" : "desk.result.created";
+      var tk = r.body.ticket, res = $("result");
+      var key = r.body.linked ? "desk.result.linked" : tk.state === "closed" ? "desk.result.closed" : "desk.result.created";
       res.innerHTML = esc(t(key)) + ' <b id="ticket-number">' + esc(tk.number) + "</b>" +
-        (r.data.linked ? " " + esc(t("desk.result.calls").replace("{n}", tk.calls)) : "");
+        (r.body.linked ? " " + esc(t("desk.result.calls").replace("{n}", tk.calls)) : "");
       res.dataset.number = tk.number;
       res.dataset.state = tk.state;
       resetForm(true);
@@ -294,7 +280,7 @@
   function loadCallbacks() {
     return api("GET", "/api/callbacks").then(function (r) {
       if (!r.ok) { return; }
-      var rows = r.data.tickets;
+      var rows = r.body.tickets;
       $("callback-count").textContent = rows.length;
       $("callback-rows").innerHTML = rows.map(function (tk) {
         return '<tr data-number="' + esc(tk.number) + '" data-version="' + tk.version + '"><td>' + esc(tk.number) + "</td><td>" +
@@ -317,8 +303,8 @@
       .then(function (r) {
         btn.disabled = false;
         var out = $("callback-result");
-        if (!r.ok) { out.textContent = t("desk.err.server") + " " + ((r.data.error || {}).message || r.status); loadCallbacks(); return; }
-        out.textContent = t("desk.callbacks.done").replace("{n}", number) + " " + label("state", r.data.ticket.state);
+        if (!r.ok) { out.textContent = t("desk.err.server") + " " + window.Api.message(r); loadCallbacks(); return; }
+        out.textContent = t("desk.callbacks.done").replace("{n}", number) + " " + label("state", r.body.ticket.state);
         out.dataset.number = number;
         loadCallbacks();
       });

@@ -2,6 +2,8 @@
 // resolve with a note and photos. Actions go through a queue kept in localStorage and are sent in
 // order when the connection is up; each carries the expected_version and a client action id, and a
 // conflict on replay counts as done when the ticket already reached the action's target state.
+// A service worker (/field/sw.js) keeps the page's shell, so the page, its last known tickets and
+// the queue come back on a reload without a connection; logging out drops that cache.
 (function () {
   "use strict";
   var t = window.I18N.t;
@@ -21,23 +23,7 @@
   function load(key, fallback) {
     try { var v = JSON.parse(localStorage.getItem(key)); return v == null ? fallback : v; } catch (e) { return fallback; }
   }
-  function xsrf() {
-    var m = document.cookie.match(/(?:^|;\s*)_xsrf=([^;]*)/);
-    if (m) { return decodeURIComponent(m[1]); }
-    var input = document.querySelector("input[name=_xsrf]");
-    return input ? input.value : "";
-  }
-  function request(method, url, body, headers) {
-    var opts = { method: method, credentials: "same-origin", headers: headers || {} };
-    if (method !== "GET") { opts.headers["X-XSRFToken"] = xsrf(); }
-    if (body instanceof FormData) { opts.body = body; }
-    else if (body !== undefined) { opts.headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(body); }
-    return fetch(url, opts).then(function (r) {
-      if (r.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); }
-      return r.json().then(function (data) { return { status: r.status, ok: r.ok, data: data }; },
-        function () { return { status: r.status, ok: r.ok, data: {} }; });
-    });
-  }
+  var request = window.Api.request;  // api.js: {ok, status, body}; rejects without a connection
   function cid() {
     if (window.crypto && crypto.randomUUID) { return crypto.randomUUID(); }
     return Date.now().toString(36) + Math.random().toString(36).slice(2);
@@ -191,7 +177,7 @@
         ["districts", "roads"].forEach(function (kind) {
           request("GET", "/api/layers/" + kind).then(function (r) {
             if (!r.ok) { return; }
-            L.geoJSON(r.data, { interactive: false, style: kind === "roads" ? { color: "#c9b46a", weight: 1.5 } :
+            L.geoJSON(r.body, { interactive: false, style: kind === "roads" ? { color: "#c9b46a", weight: 1.5 } :
               { color: "#5b6b7d", weight: 1.5, fillColor: "#eef1f5", fillOpacity: 0.4 } }).addTo(map).bringToBack();
             box.dataset.layers = ((box.dataset.layers ? box.dataset.layers + "," : "") + kind);
           }).catch(function () { /* the map works without base layers */ });
@@ -249,10 +235,10 @@
     request("POST", "/api/tickets/" + item.number + "/actions/" + item.action,
             Object.assign({ expected_version: item.expected_version }, item.args), { "X-Client-Action-Id": item.cid })
       .then(function (r) {
-        if (r.ok) { finished(item, r.data.ticket); return null; }
+        if (r.ok) { finished(item, r.body.ticket); return null; }
         if (r.status === 409 || r.status === 404) { return reconcile(item, r); }
         finished(item, null);
-        notice(t("field.failed").replace("{n}", item.number) + " " + ((r.data.error || {}).message || r.status));
+        notice(t("field.failed").replace("{n}", item.number) + " " + window.Api.message(r));
         return null;
       })
       .then(function () { flushing = false; if (queue.length || photos.length) { flush(); } else { refresh(); } },
@@ -266,7 +252,7 @@
         else { notice(t("field.gone").replace("{n}", item.number)); delete tickets[item.number]; render(); }
         return;
       }
-      var fresh = r.data, reached = MAIN.indexOf(fresh.state) >= MAIN.indexOf(item.target) && MAIN.indexOf(item.target) >= 0;
+      var fresh = r.body, reached = MAIN.indexOf(fresh.state) >= MAIN.indexOf(item.target) && MAIN.indexOf(item.target) >= 0;
       if (fresh.state === item.target || reached) { finished(item, fresh); return; }  // already applied
       if (!item.retried && fresh.allowed_actions.indexOf(item.action) >= 0) {
         item.retried = true;
@@ -276,7 +262,7 @@
         return;
       }
       finished(item, fresh);
-      notice(t("field.failed").replace("{n}", item.number) + " " + ((failed.data.error || {}).message || failed.status));
+      notice(t("field.failed").replace("{n}", item.number) + " " + window.Api.message(failed));
     });
   }
   function sendPhotos() {
@@ -287,8 +273,8 @@
     request("POST", "/api/tickets/" + p.number + "/photos", form).then(function (r) {
       photos.shift();
       generation += 1;
-      if (r.ok) { tickets[p.number] = Object.assign({}, tickets[p.number] || {}, r.data.ticket); rebase(p.number, r.data.ticket.version); }
-      else { notice(t("field.photo_failed") + " " + ((r.data.error || {}).message || r.status)); }
+      if (r.ok) { tickets[p.number] = Object.assign({}, tickets[p.number] || {}, r.body.ticket); rebase(p.number, r.body.ticket.version); }
+      else { notice(t("field.photo_failed") + " " + window.Api.message(r)); }
       flushing = false; persist(); render(); flush();
     }, function () { flushing = false; render(); });
   }
@@ -301,15 +287,15 @@
       if (!r.ok) { return; }
       if (asked !== generation || flushing || queue.length) { return; }  // we changed something meanwhile
       var fresh = {};
-      r.data.assignments.forEach(function (tk) { fresh[tk.number] = tk; });
+      r.body.assignments.forEach(function (tk) { fresh[tk.number] = tk; });
       queue.forEach(function (q) { if (!fresh[q.number] && tickets[q.number]) { fresh[q.number] = tickets[q.number]; } });
       order.forEach(function (n) {  // gone from the list without our doing: resolved elsewhere or reassigned
-        if (!fresh[n] && tickets[n] && !TERMINAL(tickets[n].state)) { done.push({ number: n, state: "gone", at: r.data.now }); }
+        if (!fresh[n] && tickets[n] && !TERMINAL(tickets[n].state)) { done.push({ number: n, state: "gone", at: r.body.now }); }
       });
       tickets = fresh;
-      order = r.data.assignments.map(function (tk) { return tk.number; });
+      order = r.body.assignments.map(function (tk) { return tk.number; });
       Object.keys(fresh).forEach(function (n) { if (order.indexOf(n) < 0) { order.push(n); } });
-      vehicle = r.data.vehicle;
+      vehicle = r.body.vehicle;
       persist();
       render();
       document.body.dataset.loaded = "1";
@@ -352,11 +338,32 @@
     }
     if (TARGET[action]) { enqueue(number, action, {}); }
   });
-  window.addEventListener("online", function () { render(); flush(); refresh(); });
+  // the offline shell -----------------------------------------------------------------------
+  var SHELL_PREFIX = "field-shell-";
+  function registerShell() {
+    if (!("serviceWorker" in navigator) || !navigator.onLine) { return; }
+    navigator.serviceWorker.register("/field/sw.js", { scope: "/field" }).then(function (reg) {
+      document.body.dataset.shell = reg.active ? "active" : "installing";
+    }, function (e) { console.warn("field: offline shell unavailable:", e && e.message); });
+  }
+  function dropShell(ev) {  // the cached page names this user: forget it on logout
+    if (!window.caches) { return; }
+    var form = ev.target;
+    ev.preventDefault();
+    var go = function () { form.submit(); };
+    caches.keys().then(function (keys) {
+      return Promise.all(keys.filter(function (k) { return k.indexOf(SHELL_PREFIX) === 0; })
+        .map(function (k) { return caches.delete(k); }));
+    }).then(go, go);
+  }
+  var logout = document.querySelector("form[action='/logout']");
+  if (logout) { logout.addEventListener("submit", dropShell); }
+  window.addEventListener("online", function () { registerShell(); render(); flush(); refresh(); });
   window.addEventListener("offline", render);
   document.addEventListener("langchange", function () { mapKey = null; render(); });
   setInterval(function () { if (queue.length || photos.length) { flush(); } }, 3000);
   setInterval(function () { if (!queue.length && !photos.length) { refresh(); } }, 10000);
   render();
+  registerShell();
   if (queue.length) { flush(); } else { refresh(); }
 })();

@@ -1,4 +1,5 @@
-// Wall display (大屏): live counters from the console feed (/ws/live) and GET /api/tickets/counts.
+// Wall display (大屏): live counters from the console feed (/ws/live) and GET /api/tickets/counts;
+// today's KPIs (GET /api/wall/kpis, the day's KPI report) refreshed every 10 s.
 (function () {
   "use strict";
   var t = window.I18N.t;
@@ -75,9 +76,9 @@
   function loadCounts() {
     clearTimeout(countsTimer);
     countsTimer = setTimeout(function () {
-      fetch("/api/tickets/counts", { credentials: "same-origin" }).then(function (r) {
-        return r.ok ? r.json() : null;
-      }).then(function (c) { if (c) { state.openTotal = c.open; render(); } }, function () {});
+      window.Api.quiet("GET", "/api/tickets/counts").then(function (r) {
+        if (r.ok && r.body) { state.openTotal = r.body.open; render(); }
+      });
     }, 500);
   }
 
@@ -111,8 +112,38 @@
       retry = Math.min(retry * 2, 10000);
     };
   }
-  document.addEventListener("langchange", render);
+  // today's KPIs: each figure with its unit; rates and times note how many tickets they rest on
+  var KPI_NOTES = { arrival_min_mean: "arrival_count", arrival_min_p90: "arrival_count",
+                    arrive_on_time_pct: "arrive_on_time_due", satisfaction_pct: "callbacks_done",
+                    repeat_call_pct: "tickets" };
+  var kpis = null;
+  function kpiValue(key, value) {
+    if (value == null) { return t("common.none"); }
+    return kpis.units[key] === "tickets" ? String(value) : (Math.round(value * 10) / 10).toFixed(1);
+  }
+  function renderKpis() {
+    var section = document.getElementById("w-kpis");
+    section.querySelectorAll("[data-kpi]").forEach(function (cell) {
+      var key = cell.getAttribute("data-kpi"), note = KPI_NOTES[key];
+      cell.querySelector(".kpi-value").textContent = kpis ? kpiValue(key, kpis.kpis[key]) : t("common.none");
+      cell.querySelector(".kpi-note").textContent = kpis && note ? t("kpi.of").split("{n}").join(kpis.kpis[note]) : "";
+    });
+    section.dataset.date = kpis ? kpis.date : "";
+  }
+  function loadKpis() {
+    window.Api.quiet("GET", "/api/wall/kpis").then(function (r) {
+      var body = r.ok ? r.body : null;
+      if (!body) { return; }
+      kpis = body;
+      renderKpis();
+      document.getElementById("w-kpis").dataset.at = String(Date.now());
+    });
+  }
+
+  document.addEventListener("langchange", function () { render(); renderKpis(); });
   connect();
+  loadKpis();
+  setInterval(loadKpis, 10000);
   loadCounts();
   setInterval(render, 1000);
   setInterval(loadCounts, 15000);

@@ -1,0 +1,166 @@
+"""Browser test of the report page (报表): a supervisor opens the monthly report in Debian's chromium
+against the demo started as real processes; the ECharts canvases draw, the key figures equal the
+API's report, a district filter changes them, a ranking number opens its tickets (phones masked),
+the Excel export holds the page's numbers, English and the print layout work, and nothing is
+logged to the console. Screenshots in test-artifacts/.
+
+The demo runs without the simulated callers, crew bots, callback desk and scenario, so the month
+holds exactly the tickets this test files through the API (repairs in every district, a
+consultation answered on the call, a repair walked to its satisfied callback)."""
+from __future__ import annotations
+
+import io
+import json
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import openpyxl
+import pytest
+from shapely.geometry import shape
+
+from tests.procs import PASSWORD, start_demo
+from tests.test_browser import ARTIFACTS, ConsoleWatch, browser  # noqa: F401  (the shared chromium fixture)
+from tests.test_browser import pytestmark as browser_marks
+from tests.test_reports import _walk_a_ticket
+
+pytestmark = browser_marks
+CATEGORIES = ("water", "power", "gas")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("reports-demo")
+    running = start_demo(tmp / "var", tmp / "demo.log", vehicles=4, SIM_CALLERS="false", SIM_CREWS="false",
+                         SIM_CALLBACKS="false", SIM_SCENARIO="")
+    yield running
+    running.stop()
+
+
+def _post(demo, path: str, token: str, body: dict) -> dict:
+    request = urllib.request.Request(demo.base + path, method="POST", data=json.dumps(body).encode(),
+                                     headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _file_tickets(demo) -> dict[str, int]:
+    """Tickets in every district (a point inside each district's polygon); count per district."""
+    agent = demo.login("agent")
+    districts = demo.get("/api/layers/districts", agent)["features"]
+    per_district: dict[str, int] = {}
+    for d, feature in enumerate(districts):
+        point = shape(feature["geometry"]).representative_point()
+        for c, category in enumerate(CATEGORIES[:1 + d % len(CATEGORIES)]):
+            made = _post(demo, "/api/tickets", agent, {
+                "channel": "phone", "category": category, "type": "repair", "description": "报修测试",
+                "caller_phone": f"1390000{d:02d}{c:02d}", "lon": point.x, "lat": point.y, "link": False})
+            district = made["ticket"]["district"]
+            per_district[district] = per_district.get(district, 0) + 1
+    return per_district
+
+
+def _login(page, base: str, user: str) -> None:
+    page.goto(base + "/reports")
+    assert "/login" in page.url
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/reports**")
+
+
+def _loaded(page, fragment: str) -> None:
+    page.wait_for_function(f"(document.body.dataset.loaded || '').includes({json.dumps(fragment)})", timeout=20_000)
+
+
+def _tile(page, name: str) -> str:
+    return page.text_content(f"[data-kpi='{name}'] .v")
+
+
+PAINTED = """ids => ids.map(id => {
+  const canvas = document.querySelector('#' + id + ' canvas');
+  if (!canvas || !canvas.width || !canvas.height) { return 0; }
+  const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  let painted = 0;
+  for (let i = 3; i < data.length; i += 4) { if (data[i] > 0) { painted += 1; } }
+  return painted;
+})"""
+CHARTS = ["chart-series", "chart-hour", "chart-category", "chart-district", "chart-times", "chart-ontime"]
+
+
+def test_supervisor_opens_the_monthly_report_and_its_charts_render(demo, browser):  # noqa: F811
+    ARTIFACTS.mkdir(exist_ok=True)
+    _walk_a_ticket(demo.base)  # one repair dispatched, resolved and closed by a satisfied callback
+    per_district = _file_tickets(demo)
+    supervisor = demo.login("supervisor")
+    today = datetime.now(timezone.utc).astimezone(timezone(timedelta(hours=8))).date().isoformat()
+    api = demo.get(f"/api/reports/kpi?period=month&date={today}", supervisor)["report"]
+    assert api["volume"]["tickets"] == sum(per_district.values()) + 2 and api["volume"]["resolved"] == 2
+
+    page = browser.new_page(viewport={"width": 1600, "height": 1100}, accept_downloads=True)
+    watch = ConsoleWatch(page)
+    _login(page, demo.base, "supervisor")
+    _loaded(page, "period=day")
+    assert page.text_content(".topbar strong") == "报表"  # Simplified Chinese by default
+    page.click(".tabs [data-kind='month']")
+    _loaded(page, "period=month")
+    assert page.get_attribute(".tabs [data-kind='month']", "aria-selected") == "true"
+    assert page.text_content("#r-heading").startswith("调度指挥中心月报")
+    page.wait_for_function("Number(document.body.dataset.charts || 0) === 6")
+    painted = page.evaluate(PAINTED, CHARTS)
+    assert all(n > 500 for n in painted), dict(zip(CHARTS, painted))  # every chart drew bars, axes and labels
+
+    # the key figures are the API's, with units
+    assert int(_tile(page, "tickets")) == api["volume"]["tickets"]
+    assert int(_tile(page, "resolved")) == api["volume"]["resolved"] == 2
+    assert page.text_content("[data-kpi='tickets'] .u") == "张"
+    assert page.text_content("[data-kpi='arrival'] .u") == "分钟"
+    assert float(_tile(page, "satisfaction")) == 100.0 and page.text_content("[data-kpi='satisfaction'] .u") == "%"
+    page.screenshot(path=str(ARTIFACTS / "reports-month.png"), full_page=True)
+
+    # the Excel export holds the page's numbers
+    with page.expect_download() as download:
+        page.click("#r-xlsx")
+    name = download.value.suggested_filename
+    assert name.startswith("调度指挥中心月报") and name.endswith(".xlsx")
+    book = openpyxl.load_workbook(io.BytesIO(Path(download.value.path()).read_bytes()), read_only=True)
+    summary = {row[0]: row[1] for row in book["汇总"].iter_rows(values_only=True) if len(row) > 1 and row[0]}
+    assert summary["受理工单"] == int(_tile(page, "tickets")) and summary["办结工单"] == int(_tile(page, "resolved"))
+    assert summary["满意率"] == float(_tile(page, "satisfaction"))
+    book.close()
+
+    # a district filter changes the numbers to that district's
+    district = min(per_district, key=lambda k: (per_district[k], k))
+    page.select_option("#r-district", district)
+    _loaded(page, f"district={district}")
+    filtered = demo.get(f"/api/reports/kpi?period=month&date={today}&district={district}", supervisor)["report"]
+    assert int(_tile(page, "tickets")) == filtered["volume"]["tickets"] < api["volume"]["tickets"]
+    assert district in page.text_content("#r-filters")
+    page.select_option("#r-district", "")
+    _loaded(page, f"period=month&date={today}")
+    page.wait_for_function("n => document.querySelector(\"[data-kpi='tickets'] .v\").textContent === n",
+                           arg=str(api["volume"]["tickets"]))
+
+    # a ranking number opens the tickets behind it, phones masked
+    page.click("#t-rank-unit tbody tr:first-child td:nth-child(3) a.drill")
+    page.wait_for_selector("#drill:not(.hidden)")
+    page.wait_for_function("(document.getElementById('drill').dataset.loaded || '').startsWith('created|unit|')")
+    rows = page.locator("#drill-table tbody tr")
+    assert rows.count() == int(page.text_content("#t-rank-unit tbody tr:first-child td:nth-child(3)"))
+    phones = page.locator("#drill-table tbody tr td:last-child").all_text_contents()
+    assert phones and all("****" in p for p in phones)
+    page.screenshot(path=str(ARTIFACTS / "reports-drill.png"))
+    page.click("#drill-close")
+
+    # English on the switch; the print layout hides the controls and keeps the charts
+    page.click("[data-lang-toggle]")
+    assert page.text_content("#r-heading").startswith("Monthly report")
+    assert page.text_content("[data-kpi='tickets'] .u") == "tickets"
+    page.click("[data-lang-toggle]")
+    page.emulate_media(media="print")
+    assert page.locator(".r-controls").is_hidden() and page.locator(".topbar").is_hidden()
+    assert page.locator("#chart-series canvas").is_visible()
+    page.screenshot(path=str(ARTIFACTS / "reports-print.png"), full_page=True)
+    page.emulate_media(media="screen")
+    page.close()
+    assert watch.errors == []

@@ -1,0 +1,674 @@
+"""Reports (issue 8) against a real Redis: the live KpiService (incremental, fed by tkt:changes)
+equals the rebuild from the audit streams alone — in process, through `python -m center kpi`, and
+on the demo's own data; the report API with its filters, errors and roles; the drill-down; and the
+CSV/XLSX exports, opened with csv/openpyxl, holding the API report's numbers with masked phones.
+
+Floats are compared after rounding to 9 significant digits: the two paths sum the same durations
+in a different row order, which may change a mean's last bit and nothing else."""
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import unquote
+
+import openpyxl
+import orjson
+import psutil
+import pytest
+import redis as redis_sync
+import tornado.httpclient
+import tornado.httpserver
+
+from center.city import CityLayers
+from center.servers import free_port, start_redis
+from center.store import Store
+from center.store_kpi import events_key
+from center.store_tickets import CHANGES_STREAM, TicketStore
+from command.tickets import Actor, Role
+from gis.lookup import SpatialLookup
+from services.kpi_query import parse_query, report_payload
+from services.kpi_service import KpiService, rebuild_from_redis
+from services.tickets import TicketManager, sensor_sites
+from tests.conftest import ROOT, test_settings, wait_for
+from tests.procs import start_demo
+from tests.test_ticket_api import Clock, city  # noqa: F401  (the two-district test city fixture)
+from web import app as webapp
+from web.base import Services
+from web.report_export import minutes, percent
+
+pytestmark = [pytest.mark.integration]  # async tests run in asyncio mode "auto" (pytest.ini)
+PASSWORD = "test-pass-1234"
+UTC = timezone.utc
+T0 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
+M = timedelta(minutes=1)
+PHONE = "13812341234"
+AGENT, DISPATCHER = Actor("agent", Role.AGENT), Actor("dispatcher", Role.DISPATCHER)
+SYSTEM = Actor("system", Role.SYSTEM)
+WEST, EAST = (119.72, 36.36), (119.78, 36.37)  # district D2 (PWR02, WAT01) and D1 (PWR01, WAT01)
+
+
+def rounded(value):
+    """The value with every float rounded to 9 significant digits (dicts and lists walked)."""
+    if isinstance(value, float):
+        return float(f"{value:.9g}")
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rounded(v) for v in value]
+    return value
+
+
+def crew(crew_id: str) -> Actor:
+    return Actor(f"crew-{crew_id}", Role.CREW, crew_id)
+
+
+class Driver:
+    """Tickets driven through their lifecycle by the real TicketManager, on a settable clock."""
+
+    def __init__(self, manager: TicketManager, clock: Clock) -> None:
+        self.manager, self.clock = manager, clock
+
+    async def step(self, minutes_later: float, number: str, action: str, actor: Actor, **args):
+        self.clock.now += minutes_later * M
+        return await self.manager.act(number, action, args, actor, expected_version=None)
+
+    async def call(self, at: datetime, where=WEST, *, phone: str = PHONE, link: bool = False, **fields) -> str:
+        self.clock.now = at
+        answer = fields.pop("answer", None)
+        body = {"channel": "phone", "category": "power", "type": "repair", "description": "家里停电了",
+                "caller_phone": phone, "lon": where[0], "lat": where[1], **fields}
+        result = await self.manager.create(body, AGENT, link=link, answer=answer)
+        return result.record.ticket.number
+
+    async def field_work(self, number: str, crew_id: str, *, gps: bool = True, decline_first: bool = False):
+        await self.step(4, number, "dispatch", DISPATCHER, crew_id=crew_id)
+        if decline_first:
+            await self.step(2, number, "decline", crew(crew_id), reason="车辆故障")
+            await self.step(3, number, "dispatch", DISPATCHER, crew_id=crew_id)
+        await self.step(2, number, "accept", crew(crew_id))
+        await self.step(1, number, "depart", crew(crew_id))
+        if gps:
+            await self.step(25, number, "arrive", SYSTEM, source="gps")
+        else:
+            await self.step(50, number, "arrive", crew(crew_id))
+        await self.step(40, number, "resolve", crew(crew_id), resolution="已修复")
+
+    async def callback(self, number: str, satisfaction: str, minutes_later: float = 30):
+        self.clock.now += minutes_later * M
+        await self.manager.callback(number, satisfaction, AGENT, expected_version=None)
+
+
+async def drive_story(driver: Driver) -> dict[str, str]:
+    """A day of tickets covering every kind of KPI fact; returns their numbers by role."""
+    n: dict[str, str] = {}
+    n["east_fixed"] = await driver.call(T0, EAST, phone="13900001111")
+    await driver.field_work(n["east_fixed"], "C01")
+    await driver.callback(n["east_fixed"], "satisfied")
+    n["west_rework"] = await driver.call(T0 + 5 * M, WEST, phone="13900002222", category="water")
+    await driver.field_work(n["west_rework"], "C02", gps=False, decline_first=True)
+    await driver.callback(n["west_rework"], "dissatisfied")
+    await driver.field_work(n["west_rework"], "C02")
+    await driver.callback(n["west_rework"], "basically_satisfied")
+    n["answered"] = await driver.call(T0 + 20 * M, EAST, phone="13900003333", type="consultation",
+                                      description="电费怎么交", answer="可在网上营业厅缴纳")
+    n["repeated"] = await driver.call(T0 + 30 * M, WEST, phone="13900004444")
+    await driver.call(T0 + 50 * M, (WEST[0] + 0.0002, WEST[1]), phone="13900004444", link=True, description="还是没电")
+    n["yesterday"] = await driver.call(T0 - timedelta(days=1) + 20 * M, EAST, phone="13900005555", category="gas",
+                                       urgency="emergency")
+    driver.clock.now = T0 + 2 * 60 * M
+    await driver.field_work(n["yesterday"], "C01")
+    n["transferred"] = await driver.call(T0 + 70 * M, EAST, phone="13900006666")
+    await driver.step(3, n["transferred"], "transfer", DISPATCHER, unit_id="PWR02", reason="辖区调整")
+    await driver.step(5, n["transferred"], "cancel", DISPATCHER, reason="重复工单")
+    n["open"] = await driver.call(T0 + 90 * M, WEST, phone="13900007777", category="drainage")
+    return n
+
+
+class App:
+    """The web application in process with the ticket manager and a KpiService, and a client."""
+
+    def __init__(self, base: str, store: Store, manager: TicketManager, kpi: KpiService, clock: Clock) -> None:
+        self.base, self.store, self.manager, self.kpi, self.clock = base, store, manager, kpi, clock
+        self.driver = Driver(manager, clock)
+        self.http = tornado.httpclient.AsyncHTTPClient()
+        self.tokens: dict[str, str] = {}
+
+    async def token(self, user: str) -> str:
+        if user not in self.tokens:
+            response = await self.http.fetch(self.base + "/api/login", method="POST",
+                                             body=json.dumps({"username": user, "password": PASSWORD}))
+            self.tokens[user] = orjson.loads(response.body)["token"]
+        return self.tokens[user]
+
+    async def fetch(self, path: str, user: str | None = "supervisor"):
+        headers = {"Authorization": f"Bearer {await self.token(user)}"} if user else {}
+        return await self.http.fetch(tornado.httpclient.HTTPRequest(self.base + path, headers=headers,
+                                                                    follow_redirects=False), raise_error=False)
+
+    async def get(self, path: str, user: str | None = "supervisor", expect: int = 200):
+        response = await self.fetch(path, user)
+        assert response.code == expect, (path, response.code, response.body[:300])
+        return orjson.loads(response.body)
+
+
+@pytest.fixture
+async def app(tmp_path, redis_url, city):  # noqa: F811
+    settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
+    store = Store.from_url(redis_url)
+    await webapp.bootstrap_accounts(store, settings, demo=True)
+    tickets = TicketStore(store.redis)
+    await tickets.load_scripts()
+    clock = Clock(T0)
+    lookup = SpatialLookup(city)
+    manager = TicketManager(tickets, lookup, sensors=sensor_sites(city, lookup), clock=clock)
+    kpi = KpiService(store.redis, tz=settings.zone, block_ms=100)
+    await kpi.start()  # on an empty database: everything after this is the incremental path
+    services = Services(settings=settings, store=store, city=CityLayers(city), extra={"tickets": manager, "kpi": kpi})
+    server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
+    port = free_port()
+    server.listen(port, "127.0.0.1")
+    client = App(f"http://127.0.0.1:{port}", store, manager, kpi, clock)
+    client.redis_url, client.settings, client.services = redis_url, settings, services
+    yield client
+    server.stop()
+    await server.close_all_connections()
+    await kpi.stop()
+    await store.close()
+
+
+def rebuilt(redis_url: str, query: dict, tz) -> dict:
+    """The report of the pure rebuild (`command.kpi.rebuild` over the streams alone)."""
+    client = redis_sync.Redis.from_url(redis_url)
+    try:
+        state = rebuild_from_redis(client)
+    finally:
+        client.close()
+    return report_payload(state, parse_query(query.get, today=T0.date()), tz)
+
+
+def kpi_command(redis_url: str, data_dir: Path, *args: str) -> dict:
+    """Run ``python -m center kpi ...`` as a real process; its report JSON."""
+    env = {**os.environ, "REDIS_URL": redis_url, "MQTT_URL": "mqtt://127.0.0.1:1", "DATA_DIR": str(data_dir),
+           "CONFIG_FILE": str(data_dir / "absent.toml")}
+    done = subprocess.run([sys.executable, "-m", "center", "kpi", *args], cwd=ROOT, env=env, capture_output=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert "kpi rebuild:" in done.stderr.decode()  # progress on stderr, the report alone on stdout
+    return orjson.loads(done.stdout)
+
+
+QUERIES = ["period=day&date=2026-11-22", "period=week&date=2026-11-22", "period=month&date=2026-11-22",
+           "period=day&date=2026-11-21", "period=month&date=2026-11-22&category=power",
+           "period=day&date=2026-11-22&district=D2", "period=month&date=2026-11-22&unit=PWR01,WAT01"]
+
+
+def as_args(query: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in query.split("&"))
+
+
+# ---------------------------------------------------------------------------- incremental = rebuild
+
+async def test_the_live_service_equals_the_rebuild_and_the_kpi_command(app, tmp_path):
+    numbers = await drive_story(app.driver)
+    tz = app.settings.zone
+    for query in QUERIES:
+        live = await app.get(f"/api/reports/kpi?{query}")
+        assert rounded(live) == rounded(rebuilt(app.redis_url, as_args(query), tz)), query
+    # a second service started now takes the async rebuild path; same reports
+    late = KpiService(app.store.redis, tz=tz)
+    await late.start()
+    try:
+        for query in QUERIES:
+            q = parse_query(as_args(query).get, today=T0.date())
+            assert rounded(report_payload(await late.current(), q, tz)) == \
+                rounded(report_payload(await app.kpi.current(), q, tz)), query
+    finally:
+        await late.stop()
+    # and the command, a real process reading the streams alone
+    command = kpi_command(app.redis_url, tmp_path / "var", "--period", "month", "--date", "2026-11-22")
+    assert rounded(command) == rounded(await app.get("/api/reports/kpi?period=month&date=2026-11-22"))
+    filtered = kpi_command(app.redis_url, tmp_path / "var", "--period", "day", "--date", "2026-11-22",
+                           "--district", "D2")
+    assert rounded(filtered) == rounded(await app.get("/api/reports/kpi?period=day&date=2026-11-22&district=D2"))
+
+    # the story's known numbers (days in Asia/Shanghai: "yesterday" counts on the 21st, resolved on the 22nd)
+    day = (await app.get("/api/reports/kpi?period=day&date=2026-11-22"))["report"]
+    assert day["period_start"] == "2026-11-22T00:00:00+08:00" and day["period_end"] == "2026-11-23T00:00:00+08:00"
+    assert day["volume"]["tickets"] == 6 and day["volume"]["resolved"] == 4
+    assert day["volume"]["by_category"] == {"water": 1, "power": 4, "gas": 0, "heating": 0, "drainage": 1,
+                                            "sanitation": 0, "other": 0}
+    assert day["volume"]["by_district"] == {"D1": 3, "D2": 3} and day["volume"]["by_hour"][10] == 4
+    assert (day["intake"]["repeat_tickets"], day["intake"]["orange_tickets"], day["intake"]["cancelled_tickets"],
+            day["intake"]["closed_on_call_tickets"], day["intake"]["transferred_tickets"]) == (1, 1, 1, 1, 1)
+    assert (day["quality"]["first_time_fix"], day["quality"]["reopened"], day["quality"]["satisfied"],
+            day["quality"]["basically_satisfied"]) == (3, 1, 1, 1)  # the answered call is fixed first time too
+    # arrival (dispatch → first arrival): 28 min by GPS; 58 min by the button after a decline and re-dispatch
+    assert day["times"]["arrival_time_s_count"] == 2 and day["times"]["arrival_time_s_median"] == 43 * 60
+    assert {r["unit_id"] for r in day["rankings"]["unit"]} >= {"PWR01", "WAT01", "PWR02"}
+    yesterday = (await app.get("/api/reports/kpi?period=day&date=2026-11-21"))["report"]
+    assert (yesterday["volume"]["tickets"], yesterday["volume"]["resolved"]) == (1, 0)
+    month = (await app.get("/api/reports/kpi?period=month&date=2026-11-05"))["report"]
+    assert month["volume"]["tickets"] == 7 and len(month["series"]) == 30
+    assert numbers["yesterday"] in [t["number"] for t in (await app.get(
+        "/api/reports/drill?period=day&date=2026-11-22&metric=resolved&limit=500"))["tickets"]]
+
+
+async def test_a_report_right_after_a_write_includes_it_and_repeated_reads_count_once(app):
+    before = (await app.get("/api/reports/kpi?period=day&date=2026-11-22"))["report"]["volume"]["tickets"]
+    number = await app.driver.call(T0 + 5 * M, EAST)
+    after = (await app.get("/api/reports/kpi?period=day&date=2026-11-22"))["report"]
+    assert after["volume"]["tickets"] == before + 1
+    await app.driver.step(3, number, "dispatch", DISPATCHER, crew_id="C01")
+    for _ in range(3):  # catching up again and again applies each event once
+        report = (await app.get("/api/reports/kpi?period=day&date=2026-11-22"))["report"]
+        assert (report["volume"]["tickets"], report["times"]["dispatch_time_s_count"]) == (before + 1, 1)
+    assert report["times"]["dispatch_time_s_mean"] == 180.0
+    await wait_for(lambda: app.kpi.counters["changes_read"] >= 2)  # two writes: the call, the dispatch
+    stats = app.kpi.stats()
+    assert stats["ready"] and stats["tickets"] == 1 and stats["events_applied"] == 3  # create, link_incident, dispatch
+
+
+async def test_writes_between_the_rebuild_and_the_follow_are_neither_missed_nor_counted_twice(app, redis_url):
+    tz = app.settings.zone
+    numbers = [await app.driver.call(T0 + i * M, EAST if i % 2 else WEST, phone=f"1390000{i:04d}") for i in range(6)]
+    service = KpiService(app.store.redis, tz=tz, batch=2)  # small batches: many SCAN and XREAD rounds
+    started = asyncio.create_task(service.start())
+    for number in numbers:  # written while the rebuild may be running
+        await app.driver.step(1, number, "dispatch", DISPATCHER, crew_id="C01")
+    await started
+    try:
+        for number in numbers[:3]:
+            await app.driver.step(1, number, "accept", crew("C01"))
+        query = parse_query(as_args("period=day&date=2026-11-22").get, today=T0.date())
+        live = report_payload(await service.current(), query, tz)
+        assert rounded(live) == rounded(rebuilt(redis_url, as_args("period=day&date=2026-11-22"), tz))
+        assert live["report"]["times"]["dispatch_time_s_count"] == 6
+        assert live["report"]["times"]["acceptance_time_s_count"] == 3
+    finally:
+        await service.stop()
+
+
+async def test_an_unreadable_audit_entry_is_logged_counted_and_skipped(app):
+    number = await app.driver.call(T0, EAST)
+    await app.store.redis.xadd(events_key(number), {"e": "not json"})
+    await app.store.redis.xadd(CHANGES_STREAM, {"number": number, "version": "9", "action": "note", "state": "new"})
+    await app.driver.step(2, number, "dispatch", DISPATCHER, crew_id="C01")
+    report = (await app.get("/api/reports/kpi?period=day&date=2026-11-22"))["report"]
+    assert report["volume"]["tickets"] == 1 and report["times"]["dispatch_time_s_mean"] == 120.0
+    assert app.kpi.counters["bad_events"] == 1
+
+
+async def test_the_service_survives_redis_going_away_and_catches_up_after(tmp_path, city):  # noqa: F811
+    port = free_port()
+    redis_proc = start_redis(tmp_path / "r", port=port)
+    url = f"redis://127.0.0.1:{port}/0"
+    store = Store.from_url(url)
+    clock = Clock(T0)
+    tickets = TicketStore(store.redis)
+    await tickets.load_scripts()
+    driver = Driver(TicketManager(tickets, SpatialLookup(city), clock=clock), clock)
+    kpi = KpiService(store.redis, block_ms=100, retry_s=0.1)
+    await kpi.start()
+    query = parse_query(as_args("period=day&date=2026-11-22").get, today=T0.date())
+    try:
+        await driver.call(T0, EAST)
+        assert report_payload(await kpi.current(), query, kpi.tz)["report"]["volume"]["tickets"] == 1
+        os.kill(redis_proc.process.pid, signal.SIGKILL)
+        redis_proc.process.wait(10)
+        await wait_for(lambda: kpi.counters["redis_errors"] > 0)
+        stale = await kpi.current()  # Redis away: the last known state, no exception
+        assert report_payload(stale, query, kpi.tz)["report"]["volume"]["tickets"] == 1
+        redis_proc = start_redis(tmp_path / "r", port=port)  # the same AOF: nothing acknowledged was lost
+        await wait_for(lambda: _pingable(store))
+        await driver.call(T0 + 10 * M, WEST, phone="13911112222")
+        await wait_for(lambda: kpi.counters["changes_read"] >= 2)
+        live = report_payload(await kpi.current(), query, kpi.tz)
+        assert live["report"]["volume"]["tickets"] == 2
+        assert rounded(live) == rounded(rebuilt(url, as_args("period=day&date=2026-11-22"), kpi.tz))
+        assert kpi.counters["rebuilds"] == 1  # the stream still held the last entry seen: no rebuild needed
+        # Redis comes back without its data (a new, empty one): the service notices and rebuilds
+        errors = kpi.counters["redis_errors"]
+        os.kill(redis_proc.process.pid, signal.SIGKILL)
+        redis_proc.process.wait(10)
+        await wait_for(lambda: kpi.counters["redis_errors"] > errors)
+        redis_proc = start_redis(tmp_path / "r2", port=port)
+        await wait_for(lambda: kpi.counters["rebuilds"] >= 2)
+        assert len(await kpi.current()) == 0
+        await driver.call(T0 + 20 * M, EAST, phone="13911113333")
+        assert report_payload(await kpi.current(), query, kpi.tz)["report"]["volume"]["tickets"] == 1
+    finally:
+        await kpi.stop()
+        await store.close()
+        redis_proc.stop()
+
+
+async def _pingable(store: Store) -> bool:
+    try:
+        return await store.redis.ping()
+    except Exception:
+        return False
+
+
+# ---------------------------------------------------------------------------- API: filters, errors, roles
+
+async def test_filters_select_the_report_and_are_echoed(app):
+    await drive_story(app.driver)
+    whole = (await app.get("/api/reports/kpi?period=day&date=2026-11-22"))["report"]
+    power = await app.get("/api/reports/kpi?period=day&date=2026-11-22&category=power")
+    assert power["period"] == {"kind": "day", "date": "2026-11-22", "start": "2026-11-22T00:00:00+08:00",
+                               "end": "2026-11-23T00:00:00+08:00"}
+    assert power["report"]["filters"] == {"category": "power", "district": None, "unit": None}
+    assert power["report"]["volume"]["tickets"] == whole["volume"]["by_category"]["power"] == 4
+    west = (await app.get("/api/reports/kpi?period=day&date=2026-11-22&district=D2"))["report"]
+    assert west["volume"]["tickets"] == whole["volume"]["by_district"]["D2"]
+    units = (await app.get("/api/reports/kpi?period=day&date=2026-11-22&unit=PWR01,WAT01"))["report"]
+    assert units["filters"]["unit"] == ["PWR01", "WAT01"]
+    assert units["volume"]["tickets"] == whole["volume"]["by_unit"]["PWR01"] + whole["volume"]["by_unit"]["WAT01"]
+    unknown = (await app.get("/api/reports/kpi?period=day&date=2026-11-22&district=D9"))["report"]
+    assert unknown["volume"]["tickets"] == 0
+    week = await app.get("/api/reports/kpi?period=week&date=2026-11-22")  # a Sunday: the week began on Monday the 16th
+    assert (week["period"]["start"], week["period"]["end"]) == (
+        "2026-11-16T00:00:00+08:00", "2026-11-23T00:00:00+08:00")
+
+
+@pytest.mark.parametrize("path, field", [
+    ("/api/reports/kpi?period=year", "period"),
+    ("/api/reports/kpi?period=day&date=2026-13-01", "date"),
+    ("/api/reports/kpi?date=1800-01-01", "date"),
+    ("/api/reports/kpi?category=electricity", "category"),
+    ("/api/reports/kpi?district=D1;DROP", "district"),
+    ("/api/reports/drill?metric=nope", "metric"),
+    ("/api/reports/drill?metric=created&group=street&key=S1", "group"),
+    ("/api/reports/drill?metric=created&group=hour&key=24", "key"),
+    ("/api/reports/drill?metric=created&group=district", "key"),
+    ("/api/reports/drill?metric=created&limit=0", "limit"),
+    ("/api/reports/drill?metric=created&offset=x", "offset"),
+    ("/api/reports/export?format=pdf", "format"),
+])
+async def test_bad_arguments_are_a_400_naming_the_field_and_counted(app, path, field):
+    body = await app.get(path, expect=400)
+    assert body["error"]["code"] == "validation_error" and body["error"]["field"] == field
+    assert app.kpi.counters["bad_request:validation_error"] == 1
+
+
+@pytest.mark.parametrize("user, status", [("supervisor", 200), ("admin", 200), ("dispatcher", 200),
+                                          ("agent", 403), ("crew", 403), (None, 401)])
+async def test_only_supervisors_admins_and_dispatchers_read_reports(app, user, status):
+    for path in ("/api/reports/kpi", "/api/reports/drill?metric=created", "/api/reports/export?format=csv"):
+        response = await app.fetch(path, user)
+        assert response.code == status, (path, user, response.body[:200])
+        if status != 200:
+            assert orjson.loads(response.body)["error"]["code"] == ("forbidden" if status == 403 else "unauthenticated")
+    page = await app.fetch("/reports", user)
+    if user is None:
+        assert page.code == 302 and page.headers["Location"].startswith("/login")
+    else:
+        assert page.code == status
+        if status == 200:
+            assert "vendor/echarts/echarts.min.js" in page.body.decode() and "日报" in page.body.decode()
+
+
+async def test_reports_answer_503_without_a_kpi_service(app):
+    kpi = app.services.extra.pop("kpi")
+    try:
+        body = await app.get("/api/reports/kpi", expect=503)
+        assert body["error"]["code"] == "kpi_unavailable"
+    finally:
+        app.services.extra["kpi"] = kpi
+    assert (await app.get("/api/reports/kpi"))["report"]["volume"]["tickets"] == 0
+
+
+# ---------------------------------------------------------------------------- drill-down
+
+async def test_every_number_opens_the_tickets_behind_it_with_masked_phones(app):
+    n = await drive_story(app.driver)
+    base = "/api/reports/drill?period=day&date=2026-11-22"
+    east = await app.get(f"{base}&metric=created&group=district&key=D1")
+    assert sorted(t["number"] for t in east["tickets"]) == sorted([n["east_fixed"], n["answered"], n["transferred"]])
+    assert east["total"] == 3 and east["group"] == "district" and east["key"] == "D1"
+    row = next(t for t in east["tickets"] if t["number"] == n["east_fixed"])
+    assert (row["created"], row["category"], row["district"], row["unit"], row["crew"], row["state"]) == (
+        "2026-11-22T02:00:00Z", "power", "D1", "PWR01", "C01", "closed")
+    assert row["phone"] == "139****1111"
+    reopened = await app.get(f"{base}&metric=reopened")
+    assert [t["number"] for t in reopened["tickets"]] == [n["west_rework"]]
+    hour = await app.get(f"{base}&metric=created&group=hour&key=10")
+    assert hour["total"] == 4
+    report = (await app.get("/api/reports/kpi?period=day&date=2026-11-22"))["report"]
+    for row in report["rankings"]["unit"] + report["rankings"]["crew"]:  # each count: its drill metric and group
+        for field, metric in report["drill_metrics"].items():
+            if field.endswith("_mean"):
+                continue  # a mean opens the tickets it averages, checked below
+            group = f"group={row['drill']['group_by']}&key={row['drill']['group']}"
+            drilled = await app.get(f"{base}&metric={metric}&{group}")
+            assert drilled["total"] == row[field], (row["drill"], field)
+    arrivals = await app.get(f"{base}&metric=arrival_time_s")
+    assert arrivals["total"] == report["times"]["arrival_time_s_count"] == 2
+    first = await app.get(f"{base}&metric=created&limit=2")
+    second = await app.get(f"{base}&metric=created&limit=2&offset=2")
+    assert first["total"] == second["total"] == 6 and len(first["tickets"]) == len(second["tickets"]) == 2
+    created = [t["created"] for t in first["tickets"] + second["tickets"]]
+    assert created == sorted(created, reverse=True)  # newest first, pages continue
+    assert not {t["number"] for t in first["tickets"]} & {t["number"] for t in second["tickets"]}
+    everything = json.dumps(await app.get(f"{base}&metric=created&limit=500"))
+    assert "1390000" not in everything and "****" in everything
+
+
+# ---------------------------------------------------------------------------- exports
+
+def csv_sections(data: bytes) -> dict[str, list[list[str]]]:
+    """The CSV export's sections by title: header row then data rows."""
+    assert data.startswith("\ufeff".encode())
+    sections, title = {}, None
+    for row in csv.reader(io.StringIO(data.decode("utf-8-sig"))):
+        if row and row[0].startswith("【"):
+            title = row[0].strip("【】")
+            sections[title] = []
+        elif row and title is not None:
+            sections[title].append(row)
+        elif not row:
+            title = None
+    return sections
+
+
+def xlsx_sections(data: bytes) -> dict[str, list[list]]:
+    """The XLSX export's sheets by name: header row then data rows (the summary's title lines skipped)."""
+    book = openpyxl.load_workbook(io.BytesIO(data), read_only=True)
+    out = {}
+    for sheet in book.worksheets:
+        rows = [list(r) for r in sheet.iter_rows(values_only=True)]
+        start = next(i for i, r in enumerate(rows) if r and r[0] in ("指标", "日期", "小时", "渠道", "类别", "类型", "区",
+                                                                      "责任单位", "环节", "维度", "名次", "工单号"))
+        out[sheet.title] = rows[start:]
+    book.close()
+    return out
+
+
+def number(cell) -> float | None:
+    """A CSV/XLSX cell as a number (None for an empty cell)."""
+    if cell in (None, ""):
+        return None
+    return float(cell)
+
+
+def check_export(sections: dict, report: dict, tickets: set[str]) -> None:
+    """The export's numbers equal the API report's (durations in minutes, rates in %)."""
+    summary = {row[0]: (number(row[1]), row[2]) for row in sections["汇总"][1:]}
+    assert summary["受理工单"] == (report["volume"]["tickets"], "张")
+    assert summary["办结工单"] == (report["volume"]["resolved"], "张")
+    assert summary["平均到位时间"] == (minutes(report["times"]["arrival_time_s_mean"]), "分钟")
+    assert summary["满意率"] == (percent(report["quality"]["satisfaction_rate"]), "%")
+    assert summary["一次修复率"] == (percent(report["quality"]["first_time_fix_rate"]), "%")
+    assert summary["110联动"] == (report["intake"]["police_linkage_count"], "次")
+    assert sections["按类别"][0] == ["类别", "受理(张)"]
+    labels = {"供水": "water", "供电": "power", "燃气": "gas", "供热": "heating", "排水": "drainage", "环卫": "sanitation",
+              "其他": "other"}
+    assert {labels[r[0]]: number(r[1]) for r in sections["按类别"][1:]} == report["volume"]["by_category"]
+    assert {r[0].split(" ")[0]: number(r[1]) for r in sections["按区"][1:]} == report["volume"]["by_district"]
+    times = {r[0]: [number(c) for c in r[1:]] for r in sections["环节时长"][1:]}
+    t = report["times"]
+    assert times["到位时间"] == [t["arrival_time_s_count"], minutes(t["arrival_time_s_mean"]),
+                              minutes(t["arrival_time_s_median"]), minutes(t["arrival_time_s_p90"])]
+    assert sections["环节时长"][0] == ["环节", "样本数(张)", "平均(分钟)", "中位数(分钟)", "P90(分钟)"]
+    on_time = {r[0]: [number(c) for c in r[1:]] for r in sections["准时率"][1:]}
+    o = report["on_time"]
+    assert on_time["办结"] == [o["resolve_on_time_due"], o["resolve_on_time_met"], percent(o["resolve_on_time_rate"])]
+    ranking = sections["责任单位排名"]
+    assert ranking[0][:5] == ["名次", "责任单位", "受理(张)", "办结(张)", "平均到位时间(分钟)"]
+    for row, want in zip(ranking[1:], report["rankings"]["unit"]):
+        assert row[1].split(" ")[0] == want["unit_id"]
+        assert [number(c) for c in (row[0], row[2], row[3], row[4])] == [
+            want["rank"], want["tickets"], want["resolved"], minutes(want["arrival_time_s_mean"])]
+    assert len(ranking) - 1 == len(report["rankings"]["unit"])
+    listed = sections["工单明细"]
+    assert listed[0][-1] == "来电号码(脱敏)"
+    assert {r[0] for r in listed[1:]} == tickets
+    assert all(r[-1] is None or r[-1] == "" or "****" in r[-1] for r in listed[1:])
+
+
+async def test_csv_and_xlsx_exports_hold_the_reports_numbers_with_masked_phones(app):
+    await drive_story(app.driver)
+    for query in ("period=day&date=2026-11-22", "period=month&date=2026-11-22&category=power"):
+        report = (await app.get(f"/api/reports/kpi?{query}"))["report"]
+        created = await app.get(f"/api/reports/drill?{query}&metric=created&limit=500")
+        resolved = await app.get(f"/api/reports/drill?{query}&metric=resolved&limit=500")
+        tickets = {t["number"] for t in created["tickets"] + resolved["tickets"]}
+        assert tickets
+        for kind in ("csv", "xlsx"):
+            response = await app.fetch(f"/api/reports/export?{query}&format={kind}")
+            assert response.code == 200, response.body[:300]
+            disposition = response.headers["Content-Disposition"]
+            assert disposition.startswith("attachment; filename=\"kpi-") and "filename*=UTF-8''" in disposition
+            name = unquote(disposition.split("filename*=UTF-8''")[1])
+            assert name.startswith("调度指挥中心") and name.endswith(f".{kind}")
+            data = response.body
+            for raw in ("13900001111", "13900002222", "13812341234"):  # never a raw number anywhere in the file
+                assert raw.encode() not in data
+            sections = csv_sections(data) if kind == "csv" else xlsx_sections(data)
+            check_export(sections, report, tickets)
+            if kind == "xlsx":
+                assert response.headers["Content-Type"].startswith("application/vnd.openxmlformats")
+                assert all(str(c).count("1390000") == 0 for rows in sections.values() for r in rows for c in r if c)
+    month = (await app.get("/api/reports/kpi?period=month&date=2026-11-22"))["report"]
+    names = csv_sections((await app.fetch("/api/reports/export?period=month&date=2026-11-22&format=csv")).body)
+    assert any(r[0] == "D1 东区" for r in names["按区"]) and month["volume"]["by_district"]["D1"] >= 1
+
+
+# ---------------------------------------------------------------------------- the demo's own data
+
+def _children(demo, name: str) -> list[psutil.Process]:
+    return [p for p in demo.tree() if p.pid != demo.process.pid and name in " ".join(p.cmdline())]
+
+
+WALK = (("dispatcher", "dispatch", {"crew_id": "C01"}, "dispatched"), ("crew", "accept", {}, "accepted"),
+        ("crew", "depart", {}, "en_route"), ("crew", "arrive", {}, "on_site"),
+        ("crew", "resolve", {"resolution": "已更换保险"}, "resolved"))
+STATE_ORDER = ("new", "reviewed", "dispatched", "accepted", "en_route", "on_site", "resolved", "callback", "closed")
+
+
+def _walk_a_ticket(base: str) -> str:
+    """Through the demo's API: a consultation answered on the call, and a repair dispatched,
+    accepted, resolved by crew C01 and closed by a satisfied callback. A step the demo's own bots
+    (crew bot, GPS arrival, callback desk) took first is not repeated. Returns the repair's number."""
+    from tests.test_e2e_story import Api
+
+    users = {name: Api(base, name) for name in ("agent", "dispatcher", "crew")}
+    agent = users["agent"]
+    status, _ = agent.post("/api/tickets", {"channel": "phone", "category": "water", "type": "consultation",
+                                            "caller_phone": "13900009999", "description": "水费怎么交",
+                                            "answer": "可在营业厅或网上缴纳", "link": False})
+    assert status == 201
+    status, made = agent.post("/api/tickets", {"channel": "phone", "category": "power", "type": "repair",
+                                               "caller_phone": "13900008888", "description": "家里停电了",
+                                               "lon": 119.75, "lat": 36.38, "link": False})
+    assert status == 201
+    number = made["ticket"]["number"]
+    for user, action, args, reached in WALK:
+        for _ in range(5):
+            ticket = agent.get(f"/api/tickets/{number}")
+            if STATE_ORDER.index(ticket["state"]) >= STATE_ORDER.index(reached):
+                break
+            status, body = users[user].post(f"/api/tickets/{number}/actions/{action}",
+                                            {"expected_version": ticket["version"], **args})
+            if status == 200:
+                break
+            assert status == 409, (action, status, body)  # a bot moved it meanwhile: read again
+    for _ in range(5):
+        ticket = agent.get(f"/api/tickets/{number}")
+        if ticket["state"] not in ("resolved", "callback"):
+            break
+        status, body = agent.post(f"/api/tickets/{number}/callback",
+                                  {"expected_version": ticket["version"], "satisfaction": "satisfied"})
+        if status == 200:
+            break
+        assert status == 409, body
+    return number
+
+
+@pytest.mark.process
+@pytest.mark.timeout(420)
+def test_on_the_demo_data_the_live_report_equals_the_rebuild_command(tmp_path):
+    demo = start_demo(tmp_path / "var", tmp_path / "demo.log", vehicles=8, ready_timeout=180,
+                      SIM_SPEEDUP="200", SIM_CALLS_PER_DAY="1000", SIM_SCENARIO="main_burst",
+                      SIM_SCENARIO_AFTER_S="5", SENSOR_CHECK_S="1")
+    frozen: list[psutil.Process] = []
+    try:
+        token = demo.login("supervisor")
+        _walk_a_ticket(demo.base)
+        today = datetime.now(UTC).astimezone(timezone(timedelta(hours=8))).date().isoformat()
+        query = f"period=month&date={today}"
+        report = demo.get(f"/api/reports/kpi?{query}", token)["report"]
+        assert report["volume"]["resolved"] >= 2 and report["quality"]["callback_done"] >= 1, report["quality"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and report["volume"]["tickets"] < 20:  # calls, the burst, 110
+            time.sleep(2)
+            report = demo.get(f"/api/reports/kpi?{query}", token)["report"]
+        # hold the writers still (SIGSTOP, resumed below) so both paths read the same streams
+        for name in ("simulate", "dispatch"):
+            for proc in _children(demo, f"center {name}"):
+                proc.suspend()
+                frozen.append(proc)
+        servers = json.loads((demo.data_dir / "run" / "servers.json").read_text())
+        client = redis_sync.Redis.from_url(servers["redis_url"])
+        try:
+            for _ in range(10):
+                tail = client.xrevrange(CHANGES_STREAM, count=1)
+                live = demo.get(f"/api/reports/kpi?{query}", token)
+                command = kpi_command(servers["redis_url"], demo.data_dir, "--period", "month", "--date", today)
+                if client.xrevrange(CHANGES_STREAM, count=1) == tail:
+                    break
+                time.sleep(1)  # a request that was in flight wrote meanwhile: read both again
+            day = demo.get(f"/api/reports/kpi?period=day&date={today}", token)
+            day_command = kpi_command(servers["redis_url"], demo.data_dir, "--period", "day", "--date", today)
+        finally:
+            client.close()
+        assert live["report"]["volume"]["tickets"] >= 20 and live["report"]["volume"]["resolved"] >= 2
+        assert rounded(live) == rounded(command)
+        assert rounded(day) == rounded(day_command)
+    finally:
+        for proc in frozen:
+            proc.resume()
+        demo.stop()
+
+
+async def test_report_responses_match_the_openapi_document(app):
+    from tests.test_openapi import validate
+
+    await drive_story(app.driver)
+    document = orjson.loads((await app.fetch("/api/openapi.json", None)).body)
+    for path, status in (("/api/reports/kpi?period=week&date=2026-11-22", 200),
+                         ("/api/reports/drill?period=day&date=2026-11-22&metric=created&group=hour&key=10", 200),
+                         ("/api/reports/kpi?period=year", 400)):
+        response = await app.fetch(path)
+        assert response.code == status
+        validate(document, "GET", path.split("?")[0], status, orjson.loads(response.body))
+    assert "/api/reports/export" in document["paths"]

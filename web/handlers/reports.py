@@ -1,0 +1,240 @@
+"""Reports (报表): the KPI report of a day, week or month, the tickets behind any of its numbers,
+CSV/XLSX exports and the report page, over `services.kpi_service.KpiService`.
+
+Roles: supervisor and admin; dispatchers may read too. Agents and crews are refused (403).
+Every query takes `period` (day|week|month), `date` (YYYY-MM-DD in the center's time zone,
+default today) and optional `category`, `district`, `unit` filters (comma-separated values
+allowed). A bad argument is a 400 ``validation_error`` naming the field, logged and counted
+(`KpiService.counters["bad_request:<code>"]`). Caller phones in drill lists and exports are
+always masked (`center.accounts.mask_phone`): a report leaves the call desk.
+"""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from center.accounts import mask_phone
+from command.errors import ValidationError
+from command.kpi import CATEGORIES, DRILL_GROUPS
+from command.kpi_report import DRILL_METRICS
+from services.kpi_query import (
+    DrillQuery, ReportQuery, drill_numbers, parse_drill, parse_query, report_numbers, report_payload, ticket_rows,
+)
+from services.kpi_service import KpiService, KpiUnavailable
+from web.base import ApiError, BaseHandler, page
+from web.openapi_schemas import ANY_OBJ, I, NS, S, arr, obj, op
+from web.report_export import KIND_ZH, XLSX_TYPE, report_tables, title_of, to_csv, to_xlsx
+
+REPORT_ROLES = ("supervisor", "dispatcher")  # admin passes every require()
+EXPORT_TICKETS_MAX = 50_000
+_PHONE_CHUNK = 1000
+_NAME_LAYERS = {"district": ("districts", "district_id", "name"), "unit": ("units", "unit_id", "name"),
+                "crew": ("crews", "crew_id", "crew_name")}
+
+
+class ReportHandler(BaseHandler):
+    """Base of the report handlers: the KPI service, the parsed query, masked ticket rows."""
+
+    @property
+    def kpi(self) -> KpiService:
+        """The KPI service built at start-up (Services.extra['kpi'])."""
+        service = self.services.extra.get("kpi")
+        if service is None:
+            raise ApiError(503, "kpi_unavailable", "the KPI service is not configured")
+        return service
+
+    @property
+    def tz(self) -> Any:
+        """The center's time zone."""
+        return self.config.zone
+
+    def bad_request(self, exc: ValidationError) -> ApiError:
+        """A 400 naming the field; counted on the KPI service."""
+        service = self.services.extra.get("kpi")
+        if service is not None:
+            service.counters["bad_request:validation_error"] += 1
+        return ApiError(400, "validation_error", exc.message, field=exc.field)
+
+    def query(self) -> ReportQuery:
+        """The period and filters of this request."""
+        today = datetime.now(timezone.utc).astimezone(self.tz).date()
+        try:
+            return parse_query(lambda name: self.get_argument(name, None), today=today)
+        except ValidationError as exc:
+            raise self.bad_request(exc) from None
+
+    def drill_query(self) -> DrillQuery:
+        """The metric and group of a drill-down request."""
+        try:
+            return parse_drill(lambda name: self.get_argument(name, None))
+        except ValidationError as exc:
+            raise self.bad_request(exc) from None
+
+    def int_arg(self, name: str, default: int, low: int, high: int) -> int:
+        """An integer query argument within [low, high], else 400."""
+        raw = self.get_argument(name, None)
+        try:
+            value = default if raw in (None, "") else int(raw)
+        except ValueError:
+            raise self.bad_request(ValidationError(name, "must be an integer")) from None
+        if not low <= value <= high:
+            raise self.bad_request(ValidationError(name, f"must be within {low}..{high}"))
+        return value
+
+    async def state(self):
+        """The current KPI state (503 while it cannot be built)."""
+        try:
+            return await self.kpi.current()
+        except KpiUnavailable as exc:
+            raise ApiError(503, exc.code, str(exc)) from None
+
+    async def masked_rows(self, state, numbers: list[str]) -> list[dict[str, Any]]:
+        """Brief rows of the tickets with the caller's phone masked (None when unknown)."""
+        rows = ticket_rows(state, numbers)
+        manager = self.services.extra.get("tickets")
+        phones: dict[str, str | None] = {}
+        if manager is not None:
+            for at in range(0, len(numbers), _PHONE_CHUNK):
+                chunk = numbers[at:at + _PHONE_CHUNK]
+                for number, record in zip(chunk, await manager.store.get_many(chunk)):
+                    phones[number] = None if record is None else mask_phone(record.ticket.caller_phone) or None
+        for row in rows:
+            row["phone"] = phones.get(row["number"])
+        return rows
+
+    def names(self) -> dict[str, dict[str, str]]:
+        """Names of districts, units and crews from the city layers (cached per application)."""
+        cached = self.application.settings.get("_report_names")
+        if cached is None:
+            cached = self.application.settings["_report_names"] = city_names(self.services.city)
+        return cached
+
+
+def city_names(city: Any) -> dict[str, dict[str, str]]:
+    """id → name of districts, units and crews of a `center.city.CityLayers` (empty without one)."""
+    out: dict[str, dict[str, str]] = {group: {} for group in _NAME_LAYERS}
+    frame_of = getattr(city, "frame", None)
+    if frame_of is None:
+        return out
+    for group, (kind, id_col, name_col) in _NAME_LAYERS.items():
+        frame = frame_of(kind)
+        if frame is None or id_col not in frame or name_col not in frame:
+            continue
+        out[group] = {str(k): str(v) for k, v in zip(frame[id_col], frame[name_col])}
+    return out
+
+
+class KpiReport(ReportHandler):
+    """GET /api/reports/kpi: {"period": {kind, date, start, end}, "report": Report.to_dict()}."""
+
+    async def get(self) -> None:
+        self.require(*REPORT_ROLES)
+        query = self.query()
+        self.write_json(report_payload(await self.state(), query, self.tz))
+
+
+class Drill(ReportHandler):
+    """GET /api/reports/drill: the tickets behind one number (metric, optional group=key), newest
+    first, paginated by offset and limit."""
+
+    async def get(self) -> None:
+        self.require(*REPORT_ROLES)
+        query, drill = self.query(), self.drill_query()
+        offset, limit = self.int_arg("offset", 0, 0, 10_000_000), self.int_arg("limit", 50, 1, 500)
+        state = await self.state()
+        numbers = drill_numbers(state, query, drill, self.tz)
+        rows = await self.masked_rows(state, numbers[offset:offset + limit])
+        self.write_json({"metric": drill.metric, "group": drill.group_by, "key": drill.group,
+                         "total": len(numbers), "offset": offset, "limit": limit, "tickets": rows})
+
+
+class Export(ReportHandler):
+    """GET /api/reports/export?format=csv|xlsx: the report's tables and the tickets behind it
+    (newest EXPORT_TICKETS_MAX) as a download."""
+
+    async def get(self) -> None:
+        self.require(*REPORT_ROLES)
+        kind = self.get_argument("format", "xlsx")
+        if kind not in ("csv", "xlsx"):
+            raise self.bad_request(ValidationError("format", f"must be csv or xlsx, got {kind!r}"))
+        query = self.query()
+        state = await self.state()
+        payload = report_payload(state, query, self.tz)
+        numbers = report_numbers(state, query, self.tz)
+        rows = await self.masked_rows(state, numbers[:EXPORT_TICKETS_MAX])
+        tables = report_tables(payload, rows, tz=self.tz, names=self.names(), total=len(numbers))
+        render = to_csv if kind == "csv" else to_xlsx
+        body = await asyncio.to_thread(render, payload, tables)
+        self.set_header("Content-Type", "text/csv; charset=utf-8" if kind == "csv" else XLSX_TYPE)
+        self.set_header("Content-Disposition", disposition(payload, kind))
+        self.set_header("Cache-Control", "no-store")
+        self.finish(body)
+
+
+def disposition(payload: dict[str, Any], ext: str) -> str:
+    """An attachment header with an ASCII fallback and the Chinese name in RFC 5987 form."""
+    period = payload["period"]
+    fallback = f"kpi-{period['kind']}-{period['start'][:10]}.{ext}"
+    name = title_of(payload).replace(" ", "_") + f".{ext}"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+class ReportsPage(ReportHandler):
+    """GET /reports: the daily, weekly and monthly report page (报表) with charts and tables."""
+
+    @page(*REPORT_ROLES)
+    def get(self) -> None:
+        names = self.names()
+        today = datetime.now(timezone.utc).astimezone(self.tz).date().isoformat()
+        self.render("reports.html", account=self.account, zone=self.config.TIME_ZONE, today=today,
+                    kinds=KIND_ZH, categories=CATEGORIES,
+                    names_json=orjson.dumps(names).decode())
+
+
+_QUERY = (("period", "string", "day | week | month (default day)"),
+          ("date", "string", "YYYY-MM-DD in the center's time zone (default today)"),
+          ("category", "string", "category, or several comma-separated"),
+          ("district", "string", "district id(s)"), ("unit", "string", "responsible unit id(s)"))
+_ROLES = "supervisor, admin; dispatcher (read only)"
+_PERIOD = obj(["kind", "date", "start", "end"], kind=S, date=S, start=S, end=S)
+_ROW = obj(["number", "created", "category", "state", "phone"], number=S, created=NS, resolved=NS, channel=NS,
+           category=NS, type=NS, district=NS, unit=NS, crew=NS, state=NS, color=NS, phone=NS)
+_FILE = {"200": {"description": "The file (Content-Disposition: attachment, RFC 5987 file name)",
+                 "content": {"text/csv": {"schema": {"type": "string"}},
+                             XLSX_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
+         **{str(code): {"$ref": "#/components/responses/Error"} for code in (400, 401, 403, 503)}}
+
+openapi: dict[str, Any] = {
+    "GET /api/reports/kpi": op(
+        "KPI report of a day, week or month (volume, intake, stage times, on-time rates, quality, "
+        "unit and crew rankings); times in seconds (…_s), rates 0..1", _ROLES,
+        obj(["period", "report"], period=_PERIOD, report=obj(
+            ["period_start", "period_end", "tz", "filters", "volume", "series", "intake", "times", "times_by",
+             "on_time", "quality", "rankings", "drill_metrics"], period_start=S, period_end=S, tz=S,
+            filters=ANY_OBJ, volume=ANY_OBJ, series=arr(ANY_OBJ), intake=ANY_OBJ, times=ANY_OBJ, times_by=ANY_OBJ,
+            on_time=ANY_OBJ, quality=ANY_OBJ, rankings=obj(["unit", "crew"], unit=arr(ANY_OBJ), crew=arr(ANY_OBJ)),
+            drill_metrics=ANY_OBJ)),
+        query=_QUERY, errors=(400, 401, 403, 503)),
+    "GET /api/reports/drill": op(
+        "The tickets behind one number of the report, newest first (phones masked)", _ROLES,
+        obj(["metric", "total", "offset", "limit", "tickets"], metric=S, group=NS, key={}, total=I, offset=I,
+            limit=I, tickets=arr(_ROW)),
+        query=_QUERY + (("metric", "string", "one of: " + ", ".join(DRILL_METRICS)),
+                        ("group", "string", "one of: " + ", ".join(DRILL_GROUPS)),
+                        ("key", "string", "the group's value (an hour 0..23 for group=hour)"),
+                        ("offset", "integer", "rows to skip"), ("limit", "integer", "rows, 1..500 (default 50)")),
+        errors=(400, 401, 403, 503)),
+    "GET /api/reports/export": {
+        "summary": "The report's tables and its tickets (phones masked) as CSV or Excel",
+        "description": f"Roles: {_ROLES}. Headers in Chinese with units; durations in minutes, rates in %.",
+        "parameters": [{"name": n, "in": "query", "required": False, "schema": {"type": t}, "description": d}
+                       for n, t, d in _QUERY + (("format", "string", "csv | xlsx (default xlsx)"),)],
+        "responses": _FILE},
+}
+
+routes = [(r"/api/reports/kpi", KpiReport), (r"/api/reports/drill", Drill), (r"/api/reports/export", Export),
+          (r"/reports", ReportsPage)]

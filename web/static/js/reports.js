@@ -1,0 +1,314 @@
+// Report page (报表): daily, weekly and monthly KPIs from GET /api/reports/kpi, drawn with the vendored
+// Apache ECharts; every count opens the tickets behind it (GET /api/reports/drill). Durations are shown in
+// minutes and rates in percent, rounded half up to one decimal like the exports (web/report_export.py).
+(function () {
+  "use strict";
+  var t = window.I18N.t;
+  var body = document.body;
+  var zone = body.getAttribute("data-zone") || "Asia/Shanghai";
+  var NAMES = JSON.parse(body.getAttribute("data-names") || "{}");
+  var CATEGORIES = ["water", "power", "gas", "heating", "drainage", "sanitation", "other"];
+  var STAGES = ["dispatch", "accept", "arrive", "resolve", "callback"];
+  var TIMES = ["dispatch_time_s", "acceptance_time_s", "arrival_time_s", "repair_time_s", "resolution_time_s",
+               "callback_time_s"];
+  var PAGE = 50;
+  var query = { period: "day", date: body.getAttribute("data-today"), category: "", district: "", unit: "" };
+  var last = null, charts = {}, drill = null;
+
+  // ------------------------------------------------------------------ formatting
+  function esc(s) {
+    return String(s == null ? "" : s).replace(/[&<>"']/g, function (c) {
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
+    });
+  }
+  function fmt(key, params) {
+    var s = t(key);
+    Object.keys(params || {}).forEach(function (k) { s = s.split("{" + k + "}").join(params[k]); });
+    return s;
+  }
+  function minutes(sec) { return sec == null ? null : Math.floor(sec / 60 * 10 + 0.5) / 10; }
+  function percent(share) { return share == null ? null : Math.floor(share * 1000 + 0.5) / 10; }
+  function show(v) { return v == null ? t("common.none") : String(v); }
+  function named(group, id) { var n = (NAMES[group] || {})[id]; return n ? id + " " + n : id; }
+  function label(group, id) {
+    if (group === "category") { return t("category." + id); }
+    if (group === "channel") { return t("reports.channel." + id); }
+    return named(group, id);
+  }
+  function metricLabel(m) {
+    var keys = ["reports.metric." + m, "reports.q." + m, "reports.i." + m, "reports.time." + m];
+    for (var n = 0; n < keys.length; n += 1) { if (t(keys[n]) !== keys[n]) { return t(keys[n]); } }
+    var stage = /^(\w+?)_on_time_(due|met|missed)$/.exec(m);
+    if (stage) { return t("reports.stage." + stage[1]) + " · " + t(stage[2] === "missed" ? "reports.col.late" : "reports.col." + stage[2]); }
+    return m;
+  }
+  function localTime(iso) {
+    if (!iso) { return t("common.none"); }
+    return new Intl.DateTimeFormat("zh-CN", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", hour12: false }).format(new Date(iso));
+  }
+  // a number that opens the tickets behind it
+  function link(value, metric, group, key) {
+    if (value == null) { return t("common.none"); }
+    return '<a class="drill" href="#" data-metric="' + esc(metric) + '"' + (group ? ' data-group="' + esc(group) +
+           '" data-key="' + esc(key) + '"' : "") + ">" + esc(value) + "</a>";
+  }
+
+  // ------------------------------------------------------------------ query and loading
+  function params(extra) {
+    var q = Object.assign({}, query, extra || {});
+    return Object.keys(q).filter(function (k) { return q[k] !== "" && q[k] != null; }).map(function (k) {
+      return encodeURIComponent(k) + "=" + encodeURIComponent(q[k]);
+    }).join("&");
+  }
+  function toast(text) {
+    var el = document.getElementById("toast");
+    el.textContent = text;
+    el.className = "toast error";
+    setTimeout(function () { el.className = "toast hidden"; }, 6000);
+  }
+  function getJson(url) {  // the shared helper (api.js); a failed reply becomes an Error with its message
+    return Api.request("GET", url).then(function (res) {
+      if (!res.ok) { throw new Error(Api.message(res)); }
+      return res.body;
+    });
+  }
+  function load() {
+    var key = params();
+    history.replaceState(null, "", "/reports?" + key);
+    document.getElementById("r-csv").href = "/api/reports/export?" + params({ format: "csv" });
+    document.getElementById("r-xlsx").href = "/api/reports/export?" + params({ format: "xlsx" });
+    body.dataset.loading = key;
+    return getJson("/api/reports/kpi?" + key).then(function (data) {
+      if (body.dataset.loading !== key) { return; }  // a newer query was asked meanwhile
+      last = data;
+      render();
+      body.dataset.loaded = key;
+    }).catch(function (err) { toast(t("reports.error") + ": " + err.message); });
+  }
+
+  // ------------------------------------------------------------------ rendering
+  function heading(data) {
+    var end = new Date(new Date(data.period.end).getTime() - 1000);
+    var endDay = new Intl.DateTimeFormat("en-CA", { timeZone: zone }).format(end);
+    document.getElementById("r-heading").textContent = fmt("reports.heading", {
+      kind: t("reports." + data.period.kind), start: data.period.start.slice(0, 10), end: endDay });
+    var f = data.report.filters, parts = [];
+    ["category", "district", "unit"].forEach(function (g) {
+      if (!f[g]) { return; }
+      var values = Array.isArray(f[g]) ? f[g] : [f[g]];
+      parts.push(t("reports." + g) + ": " + values.map(function (v) { return label(g, v); }).join(", "));
+    });
+    document.getElementById("r-filters").textContent = t("reports.filters") + ": " + (parts.length ? parts.join("; ") : t("reports.all"));
+  }
+  function kpis(r) {
+    var v = r.volume, i = r.intake, tm = r.times, o = r.on_time, q = r.quality;
+    var tiles = [
+      ["reports.k.tickets", v.tickets, "reports.u.tickets", "created"],
+      ["reports.k.resolved", v.resolved, "reports.u.tickets", "resolved"],
+      ["reports.k.arrival", minutes(tm.arrival_time_s_mean), "reports.u.min", "arrival_time_s"],
+      ["reports.k.repair", minutes(tm.repair_time_s_mean), "reports.u.min", "repair_time_s"],
+      ["reports.k.resolve_on_time", percent(o.resolve_on_time_rate), "reports.u.pct", "resolve_on_time_due"],
+      ["reports.k.ftf", percent(q.first_time_fix_rate), "reports.u.pct", "first_time_fix"],
+      ["reports.k.satisfaction", percent(q.satisfaction_rate), "reports.u.pct", "satisfied_or_basically"],
+      ["reports.k.callback", percent(q.callback_completion_rate), "reports.u.pct", "callback_done"],
+      ["reports.k.reopen", percent(q.reopen_rate), "reports.u.pct", "reopened"],
+      ["reports.k.repeat", percent(i.repeat_call_rate), "reports.u.pct", "repeat"],
+      ["reports.k.red", percent(i.red_share), "reports.u.pct", "red"],
+      ["reports.k.police", i.police_linkage_count, "reports.u.times", "police_handover"]
+    ];
+    document.getElementById("r-kpis").innerHTML = tiles.map(function (k) {
+      return '<div class="r-kpi" data-kpi="' + k[0].split(".").pop() + '"><h3>' + esc(t(k[0])) + '</h3><span class="v">' +
+             link(k[1], k[3]) + '</span><span class="u">' + esc(t(k[2])) + "</span></div>";
+    }).join("");
+  }
+  // a table: header keys, rows of HTML cells; the first `text` columns are text, the rest numbers (right-aligned)
+  function rows(table, head, lines, text) {
+    var k = text == null ? 1 : text;
+    var cls = function (n) { return n >= k ? ' class="n"' : ""; };
+    document.getElementById(table).innerHTML = "<thead><tr>" + head.map(function (h, n) {
+      return "<th" + cls(n) + ">" + esc(t(h)) + "</th>";
+    }).join("") + "</tr></thead><tbody>" + lines.map(function (cells) {
+      return "<tr>" + cells.map(function (c, n) { return "<td" + cls(n) + ">" + c + "</td>"; }).join("") + "</tr>";
+    }).join("") + "</tbody>";
+  }
+  function tables(r) {
+    var i = r.intake, q = r.quality, tm = r.times, o = r.on_time;
+    rows("t-intake", ["reports.col.item", "reports.col.value"], [
+      "repeat", "red", "orange", "closed_on_call", "open", "transferred", "police_handover", "police_transfer_in",
+      "merged", "cancelled"].map(function (m) {
+      return [esc(t("reports.i." + m)), link(i[m + "_tickets"], m)];
+    }).concat([[esc(t("reports.i.repeat_calls")), esc(i.repeat_calls)],
+               [esc(t("reports.i.police_ack")), esc(show(minutes(i.police_ack_s_mean)))]]));
+    rows("t-quality", ["reports.col.item", "reports.col.value"], [
+      "resolved", "first_time_fix", "reopened", "callback_due", "callback_done", "satisfied", "basically_satisfied",
+      "dissatisfied", "unreachable"].map(function (m) { return [esc(t("reports.q." + m)), link(q[m], m)]; }));
+    rows("t-times", ["reports.col.stage", "reports.col.count", "reports.col.mean", "reports.col.median", "reports.col.p90"],
+      TIMES.map(function (m) {
+        return [esc(t("reports.time." + m)), link(tm[m + "_count"], m), esc(show(minutes(tm[m + "_mean"]))),
+                esc(show(minutes(tm[m + "_median"]))), esc(show(minutes(tm[m + "_p90"])))];
+      }));
+    rows("t-ontime", ["reports.col.stage", "reports.col.due", "reports.col.met", "reports.col.rate"], STAGES.map(function (s) {
+      return [esc(t("reports.stage." + s)), link(o[s + "_on_time_due"], s + "_on_time_due"),
+              link(o[s + "_on_time_met"], s + "_on_time_met"), esc(show(percent(o[s + "_on_time_rate"])))];
+    }));
+    ranking("t-rank-unit", "unit", r.rankings.unit, r.drill_metrics);
+    ranking("t-rank-crew", "crew", r.rankings.crew, r.drill_metrics);
+  }
+  function ranking(table, group, list, metrics) {
+    var cols = ["tickets", "resolved", "arrival_time_s_mean", "repair_time_s_mean", "late_tickets", "first_time_fix",
+                "reopened", "callbacks_done", "satisfied"];
+    var head = ["reports.col.rank", "reports.col." + group, "reports.col.tickets", "reports.col.resolved",
+                "reports.col.arrival", "reports.col.repair", "reports.col.late", "reports.col.ftf", "reports.col.reopened",
+                "reports.col.callbacks", "reports.col.satisfied", "reports.col.ontime", "reports.col.sat_rate",
+                "reports.col.score"];
+    rows(table, head, list.map(function (x) {
+      var cells = [esc(x.rank), esc(named(group, x[group + "_id"]))];
+      cols.forEach(function (c) {
+        var value = /_s_mean$/.test(c) ? minutes(x[c]) : x[c];
+        cells.push(link(value, metrics[c], x.drill.group_by, x.drill.group));
+      });
+      cells.push(esc(show(percent(x.on_time_rate))), esc(show(percent(x.satisfaction_rate))),
+                 esc(show(x.score == null ? null : Math.floor(x.score * 10 + 0.5) / 10)));
+      return cells;
+    }), 2);
+  }
+
+  // ------------------------------------------------------------------ charts (Apache ECharts)
+  function chart(id) {
+    if (!charts[id]) {
+      charts[id] = echarts.init(document.getElementById(id), null, { renderer: "canvas" });
+      charts[id].on("click", function (p) { if (p.data && p.data.drill) { openDrill(p.data.drill); } });
+    }
+    return charts[id];
+  }
+  function bar(id, names, series, yName, extra) {
+    var chars = names.reduce(function (sum, n) { return sum + String(n).length; }, 0);
+    chart(id).setOption(Object.assign({
+      animation: false, tooltip: { trigger: "axis" }, legend: { show: series.length > 1, top: 0 },
+      grid: { left: 8, right: 12, top: 30, bottom: 4, containLabel: true },
+      xAxis: { type: "category", data: names, axisLabel: { interval: names.length <= 12 ? 0 : "auto",
+                                                           rotate: names.length > 8 || chars > 36 ? 35 : 0 } },
+      yAxis: { type: "value", name: yName, minInterval: 1 },
+      series: series.map(function (s) { return Object.assign({ type: "bar" }, s); })
+    }, extra || {}), true);
+  }
+  function drawCharts(r) {
+    var created = t("reports.s.created"), resolved = t("reports.s.resolved"), tickets = t("reports.u.tickets");
+    bar("chart-series", r.series.map(function (d) { return d.day.slice(5); }), [
+      { name: created, data: r.series.map(function (d) { return d.created; }) },
+      { name: resolved, data: r.series.map(function (d) { return d.resolved; }) }], tickets);
+    bar("chart-hour", r.volume.by_hour.map(function (_, h) { return h + t("reports.u.hour"); }), [
+      { name: created, data: r.volume.by_hour.map(function (n, h) {
+        return { value: n, drill: { metric: "created", group: "hour", key: h } }; }) }], tickets);
+    bar("chart-category", CATEGORIES.map(function (c) { return t("category." + c); }), [
+      { name: created, data: CATEGORIES.map(function (c) {
+        return { value: r.volume.by_category[c] || 0, drill: { metric: "created", group: "category", key: c } }; }) }], tickets);
+    var districts = Object.keys(r.volume.by_district).sort();
+    bar("chart-district", districts.map(function (d) { return (NAMES.district || {})[d] || d; }), [
+      { name: created, data: districts.map(function (d) {
+        return { value: r.volume.by_district[d], drill: { metric: "created", group: "district", key: d } }; }) }], tickets);
+    var stages = TIMES.slice(0, 5);
+    bar("chart-times", stages.map(function (m) { return t("reports.time." + m); }), ["mean", "median", "p90"].map(function (s) {
+      return { name: t("reports.s." + s), data: stages.map(function (m) { return minutes(r.times[m + "_" + s]); }) };
+    }), t("reports.u.min"));
+    bar("chart-ontime", STAGES.map(function (s) { return t("reports.stage." + s); }), [
+      { name: t("reports.col.rate"), data: STAGES.map(function (s) { return percent(r.on_time[s + "_on_time_rate"]); }) }],
+      "%", { yAxis: { type: "value", name: "%", max: 100 } });
+    body.dataset.charts = String(Object.keys(charts).length);
+  }
+  function render() {
+    if (!last) { return; }
+    heading(last);
+    kpis(last.report);
+    drawCharts(last.report);
+    tables(last.report);
+  }
+
+  // ------------------------------------------------------------------ drill-down
+  function openDrill(d) {
+    drill = { metric: d.metric, group: d.group || "", key: d.key == null ? "" : String(d.key), offset: 0 };
+    loadDrill();
+  }
+  function loadDrill() {
+    var url = "/api/reports/drill?" + params({ metric: drill.metric, group: drill.group, key: drill.key,
+                                              offset: drill.offset, limit: PAGE });
+    return getJson(url).then(function (data) {
+      var panel = document.getElementById("drill");
+      panel.classList.remove("hidden");
+      document.getElementById("drill-what").textContent = metricLabel(data.metric) +
+        (data.group ? " · " + label(data.group, String(data.key)) : "");
+      document.getElementById("drill-total").textContent = fmt("reports.drill.total", { n: data.total });
+      rows("drill-table", ["reports.col.number", "reports.col.created", "reports.col.resolved_at", "reports.col.category",
+                           "reports.col.district", "reports.col.unit", "reports.col.crew", "reports.col.state",
+                           "reports.col.phone"], data.tickets.map(function (x) {
+        return [esc(x.number), esc(localTime(x.created)), esc(localTime(x.resolved)), esc(x.category ? t("category." + x.category) : ""),
+                esc(x.district ? named("district", x.district) : ""), esc(x.unit ? named("unit", x.unit) : ""),
+                esc(x.crew ? named("crew", x.crew) : ""), esc(x.state ? t("tstate." + x.state) : ""), esc(show(x.phone))];
+      }), 9);
+      document.getElementById("drill-prev").disabled = data.offset <= 0;
+      document.getElementById("drill-next").disabled = data.offset + data.tickets.length >= data.total;
+      panel.dataset.loaded = data.metric + "|" + (data.group || "") + "|" + data.total;
+    }).catch(function (err) { toast(t("reports.error") + ": " + err.message); });
+  }
+
+  // ------------------------------------------------------------------ controls
+  function fillSelect(id, group) {
+    var select = document.getElementById(id);
+    Object.keys(NAMES[group] || {}).sort().forEach(function (k) {
+      var o = document.createElement("option");
+      o.value = k;
+      o.textContent = named(group, k);
+      select.appendChild(o);
+    });
+  }
+  function selectTab() {
+    document.querySelectorAll(".tabs [data-kind]").forEach(function (b) {
+      b.setAttribute("aria-selected", String(b.getAttribute("data-kind") === query.period));
+    });
+  }
+  function fromUrl() {
+    var p = new URLSearchParams(location.search);
+    Object.keys(query).forEach(function (k) { if (p.get(k)) { query[k] = p.get(k); } });
+    document.getElementById("r-date").value = query.date;
+    ["category", "district", "unit"].forEach(function (k) { document.getElementById("r-" + k).value = query[k]; });
+  }
+  function wire() {
+    document.querySelectorAll(".tabs [data-kind]").forEach(function (b) {
+      b.addEventListener("click", function () { query.period = b.getAttribute("data-kind"); selectTab(); load(); });
+    });
+    document.getElementById("r-date").addEventListener("change", function (ev) {
+      if (ev.target.value) { query.date = ev.target.value; load(); }
+    });
+    ["category", "district", "unit"].forEach(function (k) {
+      document.getElementById("r-" + k).addEventListener("change", function (ev) { query[k] = ev.target.value; load(); });
+    });
+    document.getElementById("r-print").addEventListener("click", function () { window.print(); });
+    document.addEventListener("click", function (ev) {
+      var a = ev.target.closest && ev.target.closest("a.drill");
+      if (!a) { return; }
+      ev.preventDefault();
+      openDrill({ metric: a.getAttribute("data-metric"), group: a.getAttribute("data-group"), key: a.getAttribute("data-key") });
+    });
+    document.getElementById("drill-close").addEventListener("click", function () {
+      document.getElementById("drill").classList.add("hidden");
+    });
+    document.getElementById("drill-prev").addEventListener("click", function () {
+      drill.offset = Math.max(0, drill.offset - PAGE); loadDrill();
+    });
+    document.getElementById("drill-next").addEventListener("click", function () { drill.offset += PAGE; loadDrill(); });
+    var resize = function () { Object.keys(charts).forEach(function (k) { charts[k].resize(); }); };
+    window.addEventListener("resize", resize);
+    window.addEventListener("beforeprint", resize);
+    window.addEventListener("afterprint", resize);
+    if (window.matchMedia) { window.matchMedia("print").addEventListener("change", resize); }
+    document.addEventListener("langchange", render);
+  }
+
+  fillSelect("r-district", "district");
+  fillSelect("r-unit", "unit");
+  fromUrl();
+  selectTab();
+  wire();
+  load();
+})();
