@@ -123,7 +123,7 @@ def _run_ingest(values: dict, redis_url: str, mqtt_url: str) -> None:
     from center.settings import Settings
     from ingest.service import serve
 
-    asyncio.run(serve(Settings(values), redis_url, mqtt_url))
+    asyncio.run(serve(Settings(values), redis_url, mqtt_url, own_process=True))  # as `python -m center ingest`
 
 
 def _baseline(redis_url: str, mqtt_url: str) -> None:

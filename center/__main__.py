@@ -33,7 +33,7 @@ async def _standalone(name: str, settings) -> None:
         elif name == "ingest":
             from ingest.service import serve
 
-            await serve(settings, servers.redis_url, servers.mqtt_url)
+            await serve(settings, servers.redis_url, servers.mqtt_url, own_process=True)
         elif name == "simulate":
             from simulators.run import serve
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from center.lifecycle import stop_on_signals
+from center.lifecycle import stop_on_signals, tune_gc_for_latency
 from center.mqtt import MqttClient, ReceivedMessage
 from center.settings import Settings
 from center.store import Store
@@ -404,9 +404,10 @@ def topics(settings: Settings, which: tuple[str, ...] = TOPICS) -> list[str]:
 
 
 async def serve(settings: Settings, redis_url: str, mqtt_url: str, stop: asyncio.Event | None = None,
-                hook: Callable[[Ingest], None] | None = None) -> None:
+                hook: Callable[[Ingest], None] | None = None, *, own_process: bool = False) -> None:
     """Run the ingest service until SIGINT/SIGTERM (or until ``stop`` is set); ``hook`` is called
-    with the Ingest once built (tests and benchmarks watch its health)."""
+    with the Ingest once built (tests and benchmarks watch its health). ``own_process``: the
+    process is the ingest's alone, so its garbage collector is tuned for latency."""
     stop = stop_on_signals(stop)
     loop = asyncio.get_running_loop()
     store = Store.from_url(redis_url, health_check_interval=10, socket_timeout=5)
@@ -425,6 +426,8 @@ async def serve(settings: Settings, redis_url: str, mqtt_url: str, stop: asyncio
             log.info("ingest: %d sensors registered, %d alarms restored", len(ingest.sensors.registry), restored)
         except Exception as exc:
             log.warning("ingest: alarms not restored: %s", exc)
+    if own_process:
+        tune_gc_for_latency()  # after start-up: what exists now is never scanned again
     # Two connections: the bulk fleet traffic is flow-controlled (back-pressure when the writes
     # fall behind); sensor readings arrive on their own and are never queued behind fixes.
     name = f"ingest-{os.getpid()}-{id(ingest):x}"

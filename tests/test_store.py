@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from center.store import TRACK_RECORD, FixRecord, Store, _fix_row, pack_fix, unpack_track, vehicle_view
 
@@ -51,6 +52,22 @@ def test_latest_fix_packed_in_one_field_reads_back_exactly_and_old_hashes_still_
               "mode": "", "sats": "7", "hdop": "", "talker": "GN", "seen": "1700000000.0", "signal": ""}
     old = vehicle_view("V3", legacy, 1_700_000_000.0, 30, 300)["fix"]  # a hash written before the packed field
     assert (old["lat"], old["lon"], old["course_deg"], old["sats"], old["talker"]) == (36.5, 119.5, 90.0, 7, "GN")
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+maybe = st.one_of(st.none(), finite)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(0, 4e9), st.floats(-90, 90), st.floats(-180, 180), maybe, maybe, maybe,
+       st.one_of(st.none(), st.integers(0, 8)), st.sampled_from([None, "A", "D", "E", "N"]),
+       st.one_of(st.none(), st.integers(0, 99)), maybe, st.sampled_from(["GP", "GN", "BD", "GB", "GL", "GA"]))
+def test_the_packed_fix_round_trips_every_value_exactly(t, lat, lon, spd, crs, alt, q, mode, sats, hdop, talker):
+    fix = FixRecord("V1", t, lat, lon, spd, crs, alt, q, mode, sats, hdop, talker, True, True)
+    row = _fix_row("V1", fix, t)
+    view = vehicle_view("V1", dict(zip(row[1::2], row[2::2])), t, 30, 300)["fix"]
+    assert view == {"t": t, "lat": lat, "lon": lon, "speed_kmh": spd, "course_deg": crs, "alt_m": alt,
+                    "quality": q, "mode": mode, "sats": sats, "hdop": hdop, "talker": talker}
 
 
 @pytest.mark.parametrize("age, link, state", [(5, None, "online"), (31, None, "stale"), (301, None, "offline"),
