@@ -103,3 +103,32 @@ async def test_write_fixes_then_read_latest_track_and_nearest(redis_url):
         assert await store.vehicle("nope") is None
     finally:
         await store.close()
+
+
+@pytest.mark.integration
+@pytest.mark.asyncio
+async def test_seen_only_vehicles_signals_and_the_hourly_track_index(redis_url):
+    store = Store.from_url(redis_url)
+    try:
+        t0 = 1_700_000_000.0
+        indexed: dict = {}
+        await store.write_fixes([_fix(t=t0)], {"V1": {"fix_ok": 1}}, seen={"V1": t0}, retention_s=3600,
+                                indexed=indexed)
+        assert list(indexed) == [("V1", int(t0 // 3600))]  # index and expiry set once per hour
+        # V1 then sends only void sentences (a tunnel): seen moves, the signal says why, the fix stays
+        await store.write_fixes([], {"V1": {"no_fix": 2}, "V3": {"garbage": 1}},
+                                seen={"V1": t0 + 5, "V3": t0 + 5}, signals={"V1": "no_fix:void"},
+                                retention_s=3600, indexed=indexed)
+        v1 = await store.vehicle("V1", now=t0 + 6)
+        assert v1["signal"] == "no_fix:void" and v1["last_seen"] == t0 + 5 and v1["fix"]["t"] == t0
+        assert v1["counters"] == {"fix_ok": 1, "no_fix": 2}
+        v3 = await store.vehicle("V3", now=t0 + 6)
+        assert v3["fix"] is None and v3["signal"] is None and v3["last_seen"] == t0 + 5
+        await store.write_fixes([_fix(t=t0 + 10)], {}, seen={"V1": t0 + 10}, retention_s=3600, indexed=indexed)
+        v1 = await store.vehicle("V1", now=t0 + 11)
+        assert v1["signal"] is None and v1["fix"]["t"] == t0 + 10  # a fix clears the signal
+        key = f"trk:V1:{int(t0 // 3600)}"
+        assert 0 < await store.redis.ttl(key) <= 7200 and await store.redis.zcard("trkidx:V1") == 1
+        assert len(await store.track("V1", t0 - 1, t0 + 11)) == 2
+    finally:
+        await store.close()
