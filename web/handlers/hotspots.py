@@ -22,10 +22,11 @@ import numpy as np
 from shapely.geometry import mapping
 
 from command.hotspots import Cluster, HeatMap, state_clusters, state_heat_map
-from command.kpi import CATEGORIES, KpiState, Report, day_period, month_period, week_period
+from command.kpi import CATEGORIES, KpiState, Report, day_period, period_of
 from gis.crs import from_metres, gk_zone_epsg
-from services.kpi_service import KpiUnavailable
+from services.kpi_query import PERIOD_KINDS
 from web.base import ApiError
+from web.handlers.reports import KpiAccess
 from web.handlers.tickets import TicketHandler
 from web.openapi_schemas import ANY_OBJ, NN, I, N, S, T, arr, nullable, obj, op
 
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 HEAT_ROLES = ("dispatcher", "supervisor", "agent")  # admin passes every require()
 WALL_ROLES = ("dispatcher", "supervisor")
-PERIODS = ("day", "week", "month")
+PERIODS = tuple(PERIOD_KINDS)  # day, week, month
 AREAS = {"grid": ("grids", "grid_id"), "district": ("districts", "district_id")}
 CELL_M = (50, 5000, 250)           # heat cell size: min, max, default (metres)
 WINDOW_DAYS = (1, 31, 7)           # cluster window: min, max, default (days)
@@ -44,15 +45,6 @@ UTC = timezone.utc
 def utc_iso(moment: datetime) -> str:
     """An aware time as the API spells it: UTC, ISO 8601 with Z."""
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def period_bounds(kind: str, day: date, tz: Any) -> tuple[datetime, datetime]:
-    """[start, end) of the day, ISO week or calendar month holding `day`, in the center's zone."""
-    if kind == "day":
-        return day_period(day, tz)
-    if kind == "week":
-        return week_period(day, tz)
-    return month_period(day.year, day.month, tz)
 
 
 def cell_bounds(heat: HeatMap) -> np.ndarray:
@@ -141,23 +133,8 @@ class AreaIndex:
         return self.areas[area].get(ident, {})
 
 
-class HotspotHandler(TicketHandler):
+class HotspotHandler(KpiAccess, TicketHandler):
     """Base of these handlers: the KPI service, the center's day, validated query arguments."""
-
-    @property
-    def kpi(self) -> Any:
-        """The KPI service (Services.extra['kpi']): `await kpi.current()` is an up-to-date KpiState."""
-        service = self.services.extra.get("kpi")
-        if service is None:
-            raise ApiError(503, "kpi_unavailable", "the KPI service is not configured")
-        return service
-
-    async def state(self) -> KpiState:
-        """The KPI state, brought up to date (503 while the service has not built it yet)."""
-        try:
-            return await self.kpi.current()
-        except KpiUnavailable as exc:
-            raise ApiError(503, "kpi_unavailable", str(exc)) from None
 
     def now(self) -> datetime:
         """Now, by the clock the tickets are stamped with (the ticket manager's, else the system's)."""
@@ -225,7 +202,7 @@ class Heat(HotspotHandler):
         kind = self.choice_arg("period", PERIODS, "week")
         day, category = self.date_arg(), self.category_arg()
         cell_m = self.int_arg("cell_m", CELL_M[2], CELL_M[0], CELL_M[1])
-        start, end = period_bounds(kind, day, self.config.zone)
+        start, end = period_of(PERIOD_KINDS[kind], day, self.config.zone)
         center = self.areas.center_lon
         heat = state_heat_map(await self.state(), start, end, category=category, cell_m=float(cell_m),
                               epsg=None if center is None else gk_zone_epsg(center))

@@ -19,7 +19,7 @@ import orjson
 
 from center.accounts import mask_phone
 from command.errors import ValidationError
-from command.kpi import CATEGORIES, DRILL_GROUPS
+from command.kpi import CATEGORIES, DRILL_GROUPS, KpiState
 from command.kpi_report import DRILL_METRICS
 from services.kpi_query import (
     DrillQuery, ReportQuery, drill_numbers, parse_drill, parse_query, report_numbers, report_payload, ticket_rows,
@@ -36,16 +36,27 @@ _NAME_LAYERS = {"district": ("districts", "district_id", "name"), "unit": ("unit
                 "crew": ("crews", "crew_id", "crew_name")}
 
 
-class ReportHandler(BaseHandler):
-    """Base of the report handlers: the KPI service, the parsed query, masked ticket rows."""
+class KpiAccess:
+    """The KPI service of the web process for a handler (mixed into BaseHandler subclasses)."""
 
     @property
     def kpi(self) -> KpiService:
-        """The KPI service built at start-up (Services.extra['kpi'])."""
+        """The KPI service built at start-up (Services.extra['kpi']); 503 without one."""
         service = self.services.extra.get("kpi")
         if service is None:
             raise ApiError(503, "kpi_unavailable", "the KPI service is not configured")
         return service
+
+    async def state(self) -> KpiState:
+        """The KPI state, brought up to date (503 while it cannot be built)."""
+        try:
+            return await self.kpi.current()
+        except KpiUnavailable as exc:
+            raise ApiError(503, exc.code, str(exc)) from None
+
+
+class ReportHandler(KpiAccess, BaseHandler):
+    """Base of the report handlers: the KPI service, the parsed query, masked ticket rows."""
 
     @property
     def tz(self) -> Any:
@@ -84,13 +95,6 @@ class ReportHandler(BaseHandler):
         if not low <= value <= high:
             raise self.bad_request(ValidationError(name, f"must be within {low}..{high}"))
         return value
-
-    async def state(self):
-        """The current KPI state (503 while it cannot be built)."""
-        try:
-            return await self.kpi.current()
-        except KpiUnavailable as exc:
-            raise ApiError(503, exc.code, str(exc)) from None
 
     async def masked_rows(self, state, numbers: list[str]) -> list[dict[str, Any]]:
         """Brief rows of the tickets with the caller's phone masked (None when unknown)."""
