@@ -70,17 +70,31 @@ class KpiService:
         self._stop = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._check_gap = False
+        self._progress = (0, 0)  # tickets and events read by the rebuild in progress
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self) -> None:
-        """Rebuild from every audit stream, then follow the change stream in the background."""
+    async def start(self, *, wait: bool = True) -> None:
+        """Rebuild from every audit stream, then follow the change stream in the background.
+        With ``wait=False`` the rebuild runs in the background too: a web process serves at once,
+        and a report asked meanwhile waits up to ``ready_timeout_s``, then gets KpiUnavailable
+        naming the rebuild's progress (a year of a big line takes tens of seconds)."""
         self._stop.clear()
+        if wait:
+            await self._first_build()
+            self._task = asyncio.create_task(self._follow(), name="kpi-follow")
+        else:
+            self._task = asyncio.create_task(self._build_then_follow(), name="kpi-build-follow")
+
+    async def _first_build(self) -> None:
         try:
             await self._rebuild()
         except REDIS_TROUBLE as exc:
             self._trouble("rebuild", exc)
-        self._task = asyncio.create_task(self._follow(), name="kpi-follow")
+
+    async def _build_then_follow(self) -> None:
+        await self._first_build()
+        await self._follow()
 
     async def stop(self) -> None:
         """Stop following the change stream."""
@@ -98,7 +112,10 @@ class KpiService:
             try:
                 await asyncio.wait_for(self._ready.wait(), self.ready_timeout_s)
             except asyncio.TimeoutError:
-                raise KpiUnavailable("the KPI state is not built yet (Redis unreachable)") from None
+                tickets, events = self._progress
+                raise KpiUnavailable(f"the KPI state is not built yet: rebuilding from the audit streams, "
+                                     f"{tickets} tickets and {events} events read so far" if tickets else
+                                     "the KPI state is not built yet (rebuilding, or Redis unreachable)") from None
         try:
             async with self._lock:
                 await self._catch_up()
@@ -125,6 +142,7 @@ class KpiService:
                 fresh = {n: None for n in numbers if n not in applied}
                 for number, entries in (await self.streams.events_after(fresh)).items():
                     events += self._feed(state, applied, number, entries)
+                self._progress = (len(applied), events)
                 if time.monotonic() - last_log >= PROGRESS_EVERY_S:
                     last_log = time.monotonic()
                     log.info("kpi rebuild: %d tickets, %d events so far", len(applied), events)

@@ -36,7 +36,7 @@ from center.store_tickets import CHANGES_STREAM, TicketStore
 from command.tickets import Actor, Role
 from gis.lookup import SpatialLookup
 from services.kpi_query import parse_query, report_payload
-from services.kpi_service import KpiService, rebuild_from_redis
+from services.kpi_service import KpiService, KpiUnavailable, rebuild_from_redis
 from services.tickets import TicketManager, sensor_sites
 from tests.conftest import ROOT, test_settings, wait_for
 from tests.procs import start_demo
@@ -293,6 +293,25 @@ async def test_writes_between_the_rebuild_and_the_follow_are_neither_missed_nor_
         assert rounded(live) == rounded(rebuilt(redis_url, as_args("period=day&date=2026-11-22"), tz))
         assert live["report"]["times"]["dispatch_time_s_count"] == 6
         assert live["report"]["times"]["acceptance_time_s_count"] == 3
+    finally:
+        await service.stop()
+
+
+async def test_a_background_rebuild_answers_when_ready_and_names_its_progress_before(app, redis_url):
+    tz = app.settings.zone
+    numbers = [await app.driver.call(T0 + i * M, EAST if i % 2 else WEST, phone=f"1391000{i:04d}") for i in range(4)]
+    query = parse_query(as_args("period=day&date=2026-11-22").get, today=T0.date())
+    impatient = KpiService(app.store.redis, tz=tz, batch=1, ready_timeout_s=0.0)
+    impatient._progress = (2, 5)  # as the rebuild reports it between two batches
+    with pytest.raises(KpiUnavailable, match="2 tickets and 5 events read so far"):
+        await impatient.current()
+    service = KpiService(app.store.redis, tz=tz, batch=1)
+    await service.start(wait=False)  # returns at once: the web process serves while it rebuilds
+    try:
+        await app.driver.step(1, numbers[0], "dispatch", DISPATCHER, crew_id="C01")
+        live = report_payload(await service.current(), query, tz)  # waits for the rebuild, then catches up
+        assert rounded(live) == rounded(rebuilt(redis_url, as_args("period=day&date=2026-11-22"), tz))
+        assert live["report"]["times"]["dispatch_time_s_count"] == 1 and service.stats()["ready"]
     finally:
         await service.stop()
 

@@ -133,7 +133,7 @@ async def serve(settings: Settings, redis_url: str, mqtt_url: str, *, city: Any 
     from services.kpi_service import KpiService
 
     kpi = KpiService(store.redis, policy=services.extra["tickets"].policy, tz=settings.zone)
-    await kpi.start()  # rebuilds from the audit streams, then follows tkt:changes
+    await kpi.start(wait=False)  # rebuilds from the audit streams in the background, then follows tkt:changes
     services.extra["kpi"] = kpi
     await parts.dispatch.crews.refresh()  # the city's crews into the fleet registry, before the feed reads it
     app = make_app(services, cookie_secret=await cookie_secret(store))
