@@ -288,8 +288,9 @@ async def serve(settings, mqtt_url: str, profile: Path, stop: asyncio.Event | No
         await city.start_police()
         city.tasks.append(asyncio.create_task(city.start_people(net, fleet, dict(zip(ids, starts)), people)))
 
-        def tick(sent: int) -> None:
+        def tick(sent: int, busy_s: float) -> None:
             city.stats["published"] = sent
+            city.stats["tick_busy_ms"] = round(busy_s * 1000)
             if city.sensors is not None:
                 city.stats["sensor_msgs"] = city.sensors.sent
             if city.callback_bot is not None:

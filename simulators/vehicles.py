@@ -443,13 +443,14 @@ async def run_fleet(mqtt_url: str, net: RoadNet, fleet: list[SimVehicle], *, rat
     try:
         while not stop.is_set():
             now = datetime.now(timezone.utc)
+            started = time.monotonic()
             for v in fleet:
                 v.step(net, rng, period)
                 payload = v.report(net, rng, now, tunnel_rate=tunnels_per_hour / 3600.0 / rate_hz)
                 if clients[v.vehicle_id].publish(f"fleet/{v.vehicle_id}/nmea", payload):
                     sent += 1
             if on_tick:
-                on_tick(sent)
+                on_tick(sent, time.monotonic() - started)  # messages so far, this tick's work (s)
             next_tick += period
             delay = next_tick - time.monotonic()
             if delay < -5 * period:  # fell far behind: do not burst to catch up
