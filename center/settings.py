@@ -104,6 +104,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SIM_SENSORS", _bool, True, "Run the sensor simulator (pressure, flow, transformer load; JSON and Sparkplug B) in `simulate`/`demo`."),
     Setting("SIM_CALLERS", _bool, True, "Run the callers (citizen calls through the ticket API as user agent) in `simulate`/`demo`."),
     Setting("SIM_CREWS", _bool, True, "Run the crew bots (accept, drive, arrive, resolve through the API) in `simulate`/`demo`."),
+    Setting("SIM_DISPATCHER", _bool, True, "Run the dispatcher bot (confirms each pooled ticket's top recommendation after 1-5 simulated minutes, as user dispatcher) in `simulate`/`demo`."),
     Setting("SIM_CALLBACKS", _bool, True, "Run the callback bot (records citizens' satisfaction as user agent) in `simulate`/`demo`."),
     Setting("SIM_CALLS_PER_DAY", float, 3300.0, "Background calls per simulated day at the daily curve (the 12319 line averages ~3,300)."),
     Setting("SIM_DECLINE_SHARE", _share, 0.05, "Share of assignments a crew bot declines (with a reason), 0..1."),

@@ -347,16 +347,75 @@ class CallbackBot:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll the callback queue until ``stop`` is set."""
-        while not stop.is_set():
-            pause = self.poll_s
-            try:
-                await self.poll()
-            except PermissionError as exc:
-                log.warning("callbacks: %s; trying again in a minute", exc)
-                pause = 60.0
-            except (OSError, ValueError, KeyError) as exc:
-                log.debug("callbacks: poll failed: %s", exc)
-            try:
-                await asyncio.wait_for(stop.wait(), pause)
-            except asyncio.TimeoutError:
-                pass
+        await poll_until(stop, self.poll, self.poll_s, "callbacks")
+
+
+POOL = ("new", "reviewed", "declined", "returned", "reopened", "transferred")
+
+
+class DispatcherBot:
+    """The dispatcher at the console: confirms the top recommendation of each ticket waiting in
+    the dispatch pool after a human-like delay (emergency repairs are dispatched by the system
+    itself; a ticket with no candidate crew is left to a person)."""
+
+    def __init__(self, get: Get, send: Send, *, speedup: float = 1.0, delay_s: tuple[float, float] = (60.0, 300.0),
+                 poll_s: float = 2.0, rng: random.Random | None = None, clock: Callable[[], float] | None = None):
+        """``delay_s``: simulated seconds between a ticket entering the pool and its assignment."""
+        self._get, self._send = get, send
+        self.speedup, self.delay_s, self.poll_s = speedup, delay_s, poll_s
+        self._rng = rng or random.Random(11)
+        self._clock = clock or (lambda: asyncio.get_running_loop().time())
+        self._due: dict[tuple[str, int], float] = {}
+        self.assigned = 0
+        self.left: Counter = Counter()  # tickets left to a person, by reason
+
+    async def poll(self) -> int:
+        """Assign every pooled ticket whose delay has passed; returns how many were assigned."""
+        status, body = await self._get("/api/tickets?state=open&sort=time_left&limit=100")
+        if status != 200 or not isinstance(body, dict):
+            return 0
+        now, done = self._clock(), 0
+        waiting = {(t["number"], t["version"]): t for t in body.get("tickets", []) if t.get("state") in POOL}
+        self._due = {key: due for key, due in self._due.items() if key in waiting}
+        for key in waiting:
+            due = self._due.setdefault(key, now + self._rng.uniform(*self.delay_s) / self.speedup)
+            if due <= now and await self.assign(*key):
+                done += 1
+        return done
+
+    async def assign(self, number: str, version: int) -> bool:
+        """Assign the ticket to its top recommendation; False when there is none or it changed."""
+        status, rec = await self._get(f"/api/tickets/{number}/recommendation")
+        top = (rec.get("recommendations") or [None])[0] if status == 200 and isinstance(rec, dict) else None
+        if top is None:
+            self.left["no_candidate" if status == 200 else f"http_{status}"] += 1
+            return False
+        status, _ = await self._send(f"/api/tickets/{number}/assign",
+                                     {"crew_id": top["crew_id"], "expected_version": version})
+        if status != 200:
+            self.left[f"assign_{status}"] += 1  # 409: someone (or the system) was faster
+            return False
+        self.assigned += 1
+        return True
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll the dispatch pool until ``stop`` is set."""
+        await poll_until(stop, self.poll, self.poll_s, "dispatcher bot")
+
+
+async def poll_until(stop: asyncio.Event, poll: Callable[[], Awaitable[Any]], every_s: float, name: str) -> None:
+    """Call ``poll`` every ``every_s`` until ``stop``: a refused login waits a minute, a failed
+    request is logged and tried again at the next round."""
+    while not stop.is_set():
+        pause = every_s
+        try:
+            await poll()
+        except PermissionError as exc:
+            log.warning("%s: %s; trying again in a minute", name, exc)
+            pause = 60.0
+        except (OSError, ValueError, KeyError) as exc:
+            log.debug("%s: poll failed: %s", name, exc)
+        try:
+            await asyncio.wait_for(stop.wait(), pause)
+        except asyncio.TimeoutError:
+            pass

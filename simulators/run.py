@@ -86,6 +86,7 @@ class LivingCity:
         self.callers_paused = False
         self.areas = None
         self.callback_bot = None
+        self.dispatcher_bot = None
         self.tasks: list[asyncio.Task] = []
 
     # ------------------------------------------------------------------ parts
@@ -162,6 +163,15 @@ class LivingCity:
             self.tasks.append(asyncio.create_task(bot.run(self.stop)))
             self.stats["crews"] += 1
 
+    def start_dispatcher(self) -> None:
+        """The dispatcher at the console, as user dispatcher."""
+        from simulators.crews import DispatcherBot
+
+        api = self._api("dispatcher")
+        bot = DispatcherBot(api.get, api.send, speedup=self.clock.speedup, rng=random.Random(self.seed + 5))
+        self.tasks.append(asyncio.create_task(bot.run(self.stop)))
+        self.dispatcher_bot = bot
+
     def start_callbacks(self) -> None:
         """The callback desk as user agent."""
         from simulators.crews import CallbackBot, satisfaction_shares
@@ -234,6 +244,8 @@ class LivingCity:
             await self.start_callers()
             if settings.SIM_CREWS:
                 await self.start_crews(net, fleet)
+            if settings.SIM_DISPATCHER:
+                self.start_dispatcher()
             if settings.SIM_CALLBACKS:
                 self.start_callbacks()
         if settings.SIM_SCENARIO and settings.SIM_SCENARIO_AFTER_S >= 0:
@@ -279,7 +291,7 @@ async def serve(settings, mqtt_url: str, profile: Path, stop: asyncio.Event | No
     log.info("simulate: %d vehicles at %.1f Hz", len(fleet), settings.SIM_RATE_HZ)
     beat = asyncio.create_task(_heartbeat(redis_url, city.stats)) if redis_url else None
     people = bool(settings.DEMO_PASSWORD)
-    if not people and (settings.SIM_CALLERS or settings.SIM_CREWS or settings.SIM_CALLBACKS):
+    if not people and (settings.SIM_CALLERS or settings.SIM_CREWS or settings.SIM_CALLBACKS or settings.SIM_DISPATCHER):
         log.warning("simulate: no DEMO_PASSWORD, so no callers, crews or callbacks")
     try:
         city.areas = await asyncio.to_thread(Areas.from_city, city_layers)
@@ -295,6 +307,8 @@ async def serve(settings, mqtt_url: str, profile: Path, stop: asyncio.Event | No
                 city.stats["sensor_msgs"] = city.sensors.sent
             if city.callback_bot is not None:
                 city.stats["callbacks"] = sum(city.callback_bot.answers.values())
+            if city.dispatcher_bot is not None:
+                city.stats["assigned_by_bot"] = city.dispatcher_bot.assigned
 
         await run_fleet(mqtt_url, net, fleet, rate_hz=settings.SIM_RATE_HZ, seed=settings.SIM_SEED, stop=stop,
                         tunnels_per_hour=settings.SIM_TUNNELS_PER_HOUR,

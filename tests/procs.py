@@ -76,7 +76,9 @@ def start_demo(data_dir: Path, log_path: Path, *, vehicles: int = 5, ready_timeo
         environ.pop(key, None)
     environ.update({"DATA_DIR": str(data_dir), "HTTP_PORT": str(port), "ADMIN_PASSWORD": PASSWORD,
                     "DEMO_PASSWORD": PASSWORD, "SIM_VEHICLES": str(vehicles), "WS_BATCH_MS": "200",
-                    "CONFIG_FILE": str(data_dir / "absent.toml"), "PYTHONUNBUFFERED": "1", **env})
+                    "CONFIG_FILE": str(data_dir / "absent.toml"), "PYTHONUNBUFFERED": "1",
+                    "SIM_DISPATCHER": "0",  # tests dispatch themselves unless they ask for the bot
+                    **env})
     with open(log_path, "ab") as log:  # the child keeps its own descriptor
         process = subprocess.Popen([sys.executable, "-m", "center", "demo"], cwd=ROOT, env=environ,
                                    stdout=log, stderr=subprocess.STDOUT)

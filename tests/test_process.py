@@ -54,7 +54,7 @@ def _listening_ports(procs: list[psutil.Process]) -> set[int]:
 
 
 def test_demo_runs_moves_vehicles_and_stops_cleanly(tmp_path):
-    demo = start_demo(tmp_path / "var", tmp_path / "demo.log")
+    demo = start_demo(tmp_path / "var", tmp_path / "demo.log", vehicles=21, SIM_DISPATCHER="1")  # every crew has a vehicle
     try:
         assert "console: " + demo.base + "/" in demo.log()
         token = demo.login("dispatcher")
@@ -67,6 +67,12 @@ def test_demo_runs_moves_vehicles_and_stops_cleanly(tmp_path):
         ports = _listening_ports(procs)
         assert len(ports) >= 3  # web, redis, broker
         vehicle = demo.get(f"/api/vehicles/{after['id']}", token)
+        deadline = time.monotonic() + 120  # calls come in; the dispatcher bot assigns through the API
+        while demo.get("/healthz")["services"]["simulate"].get("assigned_by_bot", 0) < 1:
+            assert time.monotonic() < deadline, "the dispatcher bot assigned nothing"
+            time.sleep(1.0)
+        counts = demo.get("/api/tickets/counts", token)["states"]
+        assert sum(counts.get(s, 0) for s in ("dispatched", "accepted", "en_route", "on_site", "resolved")) >= 1
     finally:
         took = demo.stop()
     assert took <= 10.0

@@ -305,3 +305,43 @@ async def test_the_callback_desk_closes_most_and_reopens_the_dissatisfied_share(
 def test_a_dissatisfied_share_outside_0_1_is_refused(share):
     with pytest.raises(ValueError, match="0..1"):
         satisfaction_shares(share)
+
+
+class DispatchDesk:
+    """The console's API as the dispatcher bot sees it: the queue, recommendations, assign."""
+
+    def __init__(self) -> None:
+        self.tickets = {f"GD20261122-{n:04d}": {"number": f"GD20261122-{n:04d}", "state": state, "version": 2}
+                        for n, state in enumerate(["new", "declined", "dispatched", "new", "returned"], 1)}
+        self.crews = {"GD20261122-0004": []}  # no candidate for this one
+        self.assigned: list[tuple[str, str]] = []
+
+    async def get(self, path: str):
+        if path.startswith("/api/tickets?"):
+            return 200, {"tickets": list(self.tickets.values())}
+        number = path.split("/")[3]
+        crews = self.crews.get(number, [{"crew_id": "C02"}, {"crew_id": "C01"}])
+        return 200, {"recommendations": crews}
+
+    async def send(self, path: str, body: dict):
+        ticket = self.tickets[path.split("/")[3]]
+        if body["expected_version"] != ticket["version"]:
+            return 409, {"error": {"code": "conflict"}}
+        ticket.update(state="dispatched", version=ticket["version"] + 1)
+        self.assigned.append((ticket["number"], body["crew_id"]))
+        return 200, {"ticket": ticket}
+
+
+async def test_the_dispatcher_bot_confirms_top_recommendations_after_its_delay():
+    from simulators.crews import DispatcherBot
+
+    desk, now = DispatchDesk(), [0.0]
+    bot = DispatcherBot(desk.get, desk.send, speedup=1.0, delay_s=(60.0, 60.0), clock=lambda: now[0])
+    assert await bot.poll() == 0 and desk.assigned == []  # seen, not yet due
+    now[0] = 61.0
+    desk.tickets["GD20261122-0005"]["version"] = 3  # changed meanwhile (a new version waits anew)
+    assert await bot.poll() == 2
+    assert desk.assigned == [("GD20261122-0001", "C02"), ("GD20261122-0002", "C02")]
+    assert bot.left == {"no_candidate": 1}  # left to a person
+    now[0] = 200.0
+    assert await bot.poll() == 1 and desk.assigned[-1] == ("GD20261122-0005", "C02")
