@@ -53,6 +53,14 @@ class Demo:
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
+    def post(self, path: str, token: str, body: dict) -> dict:
+        """POST JSON to an API path with a bearer token; the JSON reply."""
+        request = urllib.request.Request(self.base + path, method="POST", data=json.dumps(body).encode(),
+                                         headers={"Authorization": f"Bearer {token}",
+                                                  "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
     def stop(self, timeout: float = 10.0) -> float:
         """SIGTERM and wait; returns the seconds it took (kills and fails if over the timeout)."""
         started = time.monotonic()

@@ -37,11 +37,17 @@ def browser():
         chromium.close()
 
 
+PHONE_SCREEN = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
+
+
 class ConsoleWatch:
-    """Collects console errors and uncaught page errors."""
+    """Collects console errors and uncaught page errors, and (in ``failed``) HTTP responses >= 400."""
 
     def __init__(self, page):
         self.errors: list[str] = []
+        self.failed: list[str] = []
+        page.on("response", lambda r: self.failed.append(f"{r.status} {r.request.method} {r.url}")
+                if r.status >= 400 else None)
         page.on("console", lambda msg: self.errors.append(f"console.{msg.type}: {msg.text}")
                 if msg.type == "error" else None)
         page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))

@@ -28,12 +28,6 @@ def demo(tmp_path_factory):
     running.stop()
 
 
-def _post(demo, path: str, token: str, body: dict) -> dict:
-    request = urllib.request.Request(demo.base + path, method="POST", data=json.dumps(body).encode(),
-                                     headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
 
 def _login(page, base: str, user: str, path: str = "/console") -> None:
     page.goto(base + path)
@@ -72,7 +66,7 @@ def test_dispatcher_sees_a_new_ticket_live_assigns_it_and_acknowledges_an_alarm(
     agent = demo.login("agent")
     sensors = demo.get("/api/sensors", agent)["sensors"]
     placed = next(s for s in sensors if s["lon"] is not None)
-    created = _post(demo, "/api/tickets", agent, {
+    created = demo.post("/api/tickets", agent, {
         "channel": "phone", "category": "power", "type": "repair", "urgency": "emergency",
         "description": "配电箱冒烟，整栋楼停电", "caller_phone": "13912345678", "address": "测试路1号",
         "lon": placed["lon"] + 0.002, "lat": placed["lat"] + 0.002})
@@ -140,7 +134,7 @@ def test_wall_display_counts_open_tickets_alarms_and_vehicles(demo, browser):  #
     page.wait_for_function(f"Number(document.getElementById('w-open').textContent) === {counts['open']}",
                            timeout=20_000)
     created_today = int(page.text_content("#w-created"))
-    _post(demo, "/api/tickets", demo.login("agent"), {
+    demo.post("/api/tickets", demo.login("agent"), {
         "channel": "web", "category": "water", "type": "repair", "urgency": "urgent", "description": "水管爆裂"})
     page.wait_for_function(f"Number(document.getElementById('w-created').textContent) >= {created_today + 1}",
                            timeout=15_000)  # (proactive tickets from sensor alarms may add more)

@@ -5,18 +5,16 @@ the crew, on a phone-size viewport, accepts it, loses the connection, goes en ro
 a photo. No console errors on any page."""
 from __future__ import annotations
 
-import json
 import re
 import struct
 import time
 import urllib.error
-import urllib.request
 import zlib
 
 import pytest
 
 from tests.procs import PASSWORD, start_demo
-from tests.test_browser import ARTIFACTS, ConsoleWatch, browser, pytestmark  # noqa: F401  (marks, the chromium fixture)
+from tests.test_browser import ARTIFACTS, PHONE_SCREEN, ConsoleWatch, browser, pytestmark  # noqa: F401  (marks, the chromium fixture)
 
 PHONE = "13907771234"
 
@@ -29,12 +27,6 @@ def demo(tmp_path_factory):
     running.stop()
 
 
-def _post(demo, path: str, token: str, body: dict) -> dict:
-    request = urllib.request.Request(demo.base + path, method="POST", data=json.dumps(body).encode(),
-                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
 
 def _dispatch_to_c01(demo, number: str, token: str, settle_s: float = 1.5) -> None:
     """Dispatch the ticket to crew C01 and wait until the dispatch service (which may have
@@ -45,7 +37,7 @@ def _dispatch_to_c01(demo, number: str, token: str, settle_s: float = 1.5) -> No
         ticket = demo.get(f"/api/tickets/{number}", token)
         if not (ticket["state"] == "dispatched" and ticket["crew_id"] == "C01"):
             try:
-                _post(demo, f"/api/tickets/{number}/actions/dispatch", token,
+                demo.post(f"/api/tickets/{number}/actions/dispatch", token,
                       {"expected_version": ticket["version"], "crew_id": "C01"})
             except urllib.error.HTTPError as exc:  # the dispatch service got there first: look again
                 assert exc.code == 409, exc.read()
@@ -159,12 +151,9 @@ def test_crew_works_the_ticket_through_a_lost_connection(demo, browser, created)
     def dispatcher_sees(action: str) -> None:
         console.wait_for_selector(f"#detail-timeline li[data-action='{action}']", state="attached", timeout=20_000)
 
-    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
-                                  has_touch=True)
+    context = browser.new_context(**PHONE_SCREEN)
     page = context.new_page()
     watch = ConsoleWatch(page)
-    failed: list[str] = []
-    page.on("response", lambda r: failed.append(f"{r.status} {r.request.method} {r.url}") if r.status >= 400 else None)
     _login(page, demo.base, "/field", "crew")
     card = f"article[data-number='{number}']"
     page.wait_for_selector(card, timeout=15_000)
@@ -217,4 +206,4 @@ def test_crew_works_the_ticket_through_a_lost_connection(demo, browser, created)
     console_context.close()
     assert console_watch.errors == []
     context.close()
-    assert failed == [] and watch.errors == [], (failed, [(e["action"], e.get("role"), e.get("actor")) for e in events])
+    assert watch.failed == [] and watch.errors == [], (watch.failed, [(e["action"], e.get("role"), e.get("actor")) for e in events])

@@ -16,7 +16,7 @@ from shapely.geometry import Point, shape
 from tests.procs import start_demo
 from tests.test_browser import ARTIFACTS, ConsoleWatch, browser  # noqa: F401  (the shared chromium fixture)
 from tests.test_browser import pytestmark as browser_marks
-from tests.test_browser_console import _login, _post
+from tests.test_browser_console import _login
 
 pytestmark = browser_marks
 CATEGORY = "drainage"
@@ -58,7 +58,7 @@ def cluster(demo):
     grid_id = grid["properties"]["grid_id"]
     numbers = []
     for k, (lon, lat) in enumerate(_points_in(shape(grid["geometry"]), 6)):
-        created = _post(demo, "/api/tickets", agent, {
+        created = demo.post("/api/tickets", agent, {
             "channel": "phone", "category": CATEGORY, "type": "repair", "description": "下水道堵塞，污水外溢",
             "caller_phone": f"1390000{k:04d}", "lon": lon, "lat": lat, "link": False})
         assert created["ticket"]["grid"] == grid_id

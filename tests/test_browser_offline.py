@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.procs import start_demo
-from tests.test_browser import ARTIFACTS, ConsoleWatch, browser, pytestmark  # noqa: F401  (marks, the chromium fixture)
-from tests.test_browser_desk import _dispatch_to_c01, _login, _post
+from tests.test_browser import ARTIFACTS, PHONE_SCREEN, ConsoleWatch, browser, pytestmark  # noqa: F401  (marks, the chromium fixture)
+from tests.test_browser_desk import _dispatch_to_c01, _login
 from web.handlers.pages import FIELD_SHELL, shell_version
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "web" / "templates"
@@ -36,7 +36,7 @@ def demo(tmp_path_factory):
 def number(demo):
     """A ticket dispatched to crew C01 (the demo user `crew`)."""
     agent, dispatcher = demo.login("agent"), demo.login("dispatcher")
-    created = _post(demo, "/api/tickets", agent, {
+    created = demo.post("/api/tickets", agent, {
         "channel": "phone", "category": "water", "type": "repair", "urgency": "normal",
         "description": "小区水管漏水", "caller_phone": "13907775678", "lon": 119.755, "lat": 36.381, "link": False})
     number = created["ticket"]["number"]
@@ -71,12 +71,9 @@ def _shell_keys(page) -> list[str]:
 
 def test_field_page_survives_a_reload_offline_and_sends_the_action_once(demo, browser, number):
     dispatcher = demo.login("dispatcher")
-    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
-                                  has_touch=True)
+    context = browser.new_context(**PHONE_SCREEN)
     page = context.new_page()
     watch = ConsoleWatch(page)
-    failed: list[str] = []
-    page.on("response", lambda r: failed.append(f"{r.status} {r.request.method} {r.url}") if r.status >= 400 else None)
     _login(page, demo.base, "/field", "crew")
     card = f"article[data-number='{number}']"
     page.wait_for_selector(card, timeout=15_000)
@@ -117,7 +114,7 @@ def test_field_page_survives_a_reload_offline_and_sends_the_action_once(demo, br
     events = demo.get(f"/api/tickets/{number}/timeline", dispatcher)["events"]
     assert [e["action"] for e in events].count("accept") == 1
     context.close()
-    assert failed == [] and watch.errors == [], (failed, watch.errors)
+    assert watch.failed == [] and watch.errors == [], (watch.failed, watch.errors)
 
 
 def test_the_service_worker_serves_the_field_shell_with_its_scope(demo, browser):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -37,12 +36,6 @@ def demo(tmp_path_factory):
     running.stop()
 
 
-def _post(demo, path: str, token: str, body: dict) -> dict:
-    request = urllib.request.Request(demo.base + path, method="POST", data=json.dumps(body).encode(),
-                                     headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
 
 def _file_tickets(demo) -> dict[str, int]:
     """Tickets in every district (a point inside each district's polygon); count per district."""
@@ -52,7 +45,7 @@ def _file_tickets(demo) -> dict[str, int]:
     for d, feature in enumerate(districts):
         point = shape(feature["geometry"]).representative_point()
         for c, category in enumerate(CATEGORIES[:1 + d % len(CATEGORIES)]):
-            made = _post(demo, "/api/tickets", agent, {
+            made = demo.post("/api/tickets", agent, {
                 "channel": "phone", "category": category, "type": "repair", "description": "报修测试",
                 "caller_phone": f"1390000{d:02d}{c:02d}", "lon": point.x, "lat": point.y, "link": False})
             district = made["ticket"]["district"]
