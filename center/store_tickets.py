@@ -430,6 +430,15 @@ class TicketStore:
         rows = await self.redis.xrange(f"tkt:{number}:events", "-", "+")
         return [(_text(sid), orjson.loads(fields[b"e" if b"e" in fields else "e"])) for sid, fields in rows]
 
+    async def client_action(self, action_id: str) -> str | None:
+        """What a client's action id was applied to ("<number>/<action>"), if within a day."""
+        value = await self.redis.get(f"tkt:cid:{action_id}")
+        return None if value is None else _text(value)
+
+    async def remember_client_action(self, action_id: str, applied_to: str, ttl_s: int = 86_400) -> None:
+        """Record that a client's action id was applied (see `client_action`)."""
+        await self.redis.set(f"tkt:cid:{action_id}", applied_to, ex=ttl_s)
+
     async def alarm_ticket(self, alarm_key: str) -> str | None:
         """The number of the proactive ticket already created for an alarm, if any."""
         value = await self.redis.get(f"tkt:alarm:{alarm_key}")

@@ -90,8 +90,8 @@ class Api:
         self.http = tornado.httpclient.AsyncHTTPClient()
         self.tokens: dict[str, str] = {}
 
-    async def call(self, method: str, path: str, user: str | None = None, body=None):
-        headers = {"Authorization": f"Bearer {await self.token(user)}"} if user else {}
+    async def call(self, method: str, path: str, user: str | None = None, body=None, headers=None):
+        headers = {**({"Authorization": f"Bearer {await self.token(user)}"} if user else {}), **(headers or {})}
         data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body))
         response = await self.http.fetch(tornado.httpclient.HTTPRequest(
             self.base + path, method=method, headers=headers, body=data), raise_error=False)
@@ -257,6 +257,25 @@ async def test_crew_members_see_only_their_crew_tickets_with_masked_phones(api):
     assert listing2["tickets"][0]["caller_phone"] == "139****1111"
     _, full = await api.call("GET", f"/api/tickets/{mine['ticket']['number']}", "dispatcher")
     assert full["caller_phone"] == "13812341234"
+
+
+async def test_a_retried_client_action_answers_with_the_ticket_instead_of_a_conflict(api):
+    _, made = await api.create()
+    number = made["ticket"]["number"]
+    await api.act("dispatcher", number, "dispatch", crew_id="C01")
+    version = (await api.call("GET", f"/api/tickets/{number}", "crew"))[1]["version"]
+    path, body = f"/api/tickets/{number}/actions/accept", {"expected_version": version}
+    once = {"X-Client-Action-Id": "a1b2c3d4-0001"}
+    code, first = await api.call("POST", path, "crew", body, once)
+    assert code == 200 and first["ticket"]["state"] == "accepted"
+    code, again = await api.call("POST", path, "crew", body, once)  # the reply was lost: the phone resends
+    assert code == 200 and again["ticket"]["version"] == first["ticket"]["version"]
+    code, other = await api.call("POST", path, "crew", body, {"X-Client-Action-Id": "a1b2c3d4-0002"})
+    assert code == 409 and other["error"]["code"] == "conflict"  # a different action on a stale version
+    code, bad = await api.call("POST", path, "crew", body, {"X-Client-Action-Id": "no spaces!"})
+    assert code == 400 and bad["error"]["code"] == "bad_request"
+    _, timeline = await api.call("GET", f"/api/tickets/{number}/timeline", "dispatcher")
+    assert [e["action"] for e in timeline["events"]].count("accept") == 1
 
 
 async def test_dissatisfied_callback_reopens_to_the_same_unit(api):

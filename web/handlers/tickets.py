@@ -7,8 +7,10 @@ a stale one is a 409 conflict.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
+from command.errors import Conflict
 from command.tickets import Actor, Role
 from services.ticket_views import event_view, incident_view, iso_z, ticket_view
 from services.tickets import IncidentNotFound, TicketManager
@@ -138,14 +140,33 @@ class TicketTimeline(TicketHandler):
         self.write_json({"number": number, "events": [event_view(sid, e, actor) for sid, e in events]})
 
 
+CLIENT_ACTION_ID = re.compile(r"^[A-Za-z0-9_.:-]{8,80}$")
+
+
 class TicketAction(TicketHandler):
-    """POST /api/tickets/<number>/actions/<action> {expected_version, ...args}."""
+    """POST /api/tickets/<number>/actions/<action> {expected_version, ...args}.
+
+    An ``X-Client-Action-Id`` header makes a retry idempotent: the field page resends a queued
+    action whose reply the connection lost; when that action was already applied, the retry's
+    stale version is not a conflict but an answer with the ticket as it is now."""
 
     async def post(self, number: str, action: str) -> None:
         actor = self.actor(*READERS)
         body = self.json_body()
         version = self.expected_version(body)
-        record = await self.tickets.act(number, action, body, actor, expected_version=version)
+        action_id = self.request.headers.get("X-Client-Action-Id")
+        if action_id is not None and not CLIENT_ACTION_ID.match(action_id):
+            raise ApiError(400, "bad_request", "X-Client-Action-Id must be 8-80 letters, digits or _.:-")
+        store = self.tickets.store
+        try:
+            record = await self.tickets.act(number, action, body, actor, expected_version=version)
+        except Conflict:
+            if action_id is None or await store.client_action(action_id) != f"{number}/{action}":
+                raise
+            record = await self.tickets.get(number, actor)  # the retry of an action already applied
+        else:
+            if action_id is not None:
+                await store.remember_client_action(action_id, f"{number}/{action}")
         self.write_json({"ticket": self.view(record, actor)})
 
 
