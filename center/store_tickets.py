@@ -31,6 +31,8 @@ Indexes, all maintained by the same script call that writes the record and its e
   ``tkt:qrow`` hash number → ``[urgency_rank, created_epoch_s, queue]`` of open tickets.
 - ``tkt:unit_rework`` hash unit → tickets reopened after a dissatisfied callback.
 - ``tkt:alarm:{alarm_key}`` string → number of the proactive ticket of one alarm (idempotency).
+- ``tkt:cid:{action_id}`` string with a one-day TTL → ``<number>/<action>`` a client's action id was
+  applied to (a resent action answers instead of conflicting).
 - ``tkt:seq:{YYYYMMDD}`` daily ticket number sequence (INCR; day in the center's time zone);
   ``inc:seq:{YYYYMMDD}`` the same for incidents. A failed write leaves a gap, never a duplicate.
   A ticket number is drawn together with the repeat check; a call that is linked as a repeat gives
