@@ -52,31 +52,33 @@ from center.store_sensors import (ALARM_ACKS, ALARM_EVENTS, ALARM_EVENTS_MAX, LI
                                  REGISTRY_FIELDS, SensorStoreMixin, alarm_fields, alarm_view, sensor_view)
 
 LIVE_VEHICLES = "live:vehicles"
-# One ingest batch of fixes (see Store.write_fixes): ARGV[1] JSON, ARGV[2] packed track records.
+# One ingest batch of fixes (see Store.write_fixes): ARGV[1] JSON of flat arrays (a table per row
+# would cost Lua an allocation each: decoding that was a third of the script's time), ARGV[2]
+# packed track records, ARGV[3] the live:vehicles message ('' for none).
 # Keys are built inside the script (standalone Redis; not cluster-safe by design).
 WRITE_FIXES = """
 local d = cjson.decode(ARGV[1])
 local blob = ARGV[2]
-local ids, geo = d.ids, d.geo
+local ids, veh, geo, seen, trk, cnt = d.ids, d.veh, d.geo, d.seen, d.trk, d.cnt
 for i = 1, #ids, 1000 do redis.call('SADD', 'veh:ids', unpack(ids, i, math.min(i + 999, #ids))) end
-for _, v in ipairs(d.veh) do redis.call('HSET', 'veh:' .. v[1], unpack(v, 2)) end
+for i = 1, #veh, 3 do redis.call('HSET', 'veh:' .. veh[i], 'fix', veh[i + 1], 'seen', veh[i + 2], 'signal', '') end
 for i = 1, #geo, 3000 do redis.call('GEOADD', 'veh:geo', unpack(geo, i, math.min(i + 2999, #geo))) end
-for _, s in ipairs(d.seen) do
-  if s[3] then redis.call('HSET', 'veh:' .. s[1], 'seen', s[2], 'signal', s[3])
-  else redis.call('HSET', 'veh:' .. s[1], 'seen', s[2]) end
+for i = 1, #seen, 3 do
+  if seen[i + 2] ~= '' then redis.call('HSET', 'veh:' .. seen[i], 'seen', seen[i + 1], 'signal', seen[i + 2])
+  else redis.call('HSET', 'veh:' .. seen[i], 'seen', seen[i + 1]) end
 end
-for _, t in ipairs(d.trk) do
-  local key = 'trk:' .. t[1] .. ':' .. t[2]
-  redis.call('APPEND', key, string.sub(blob, t[3] + 1, t[3] + t[4]))
-  if t[5] then
+for i = 1, #trk, 5 do
+  local key = 'trk:' .. trk[i] .. ':' .. trk[i + 1]
+  redis.call('APPEND', key, string.sub(blob, trk[i + 2] + 1, trk[i + 2] + trk[i + 3]))
+  if trk[i + 4] == 1 then
     redis.call('EXPIRE', key, d.ttl)
-    redis.call('ZADD', 'trkidx:' .. t[1], t[2], tostring(t[2]))
-    redis.call('EXPIRE', 'trkidx:' .. t[1], d.ttl)
+    redis.call('ZADD', 'trkidx:' .. trk[i], trk[i + 1], tostring(trk[i + 1]))
+    redis.call('EXPIRE', 'trkidx:' .. trk[i], d.ttl)
   end
 end
-for _, c in ipairs(d.cnt) do redis.call('HINCRBY', 'vehcnt:' .. c[1], c[2], c[3]) end
-if d.pub then redis.call('PUBLISH', 'live:vehicles', d.pub) end
-return #d.veh
+for i = 1, #cnt, 3 do redis.call('HINCRBY', 'vehcnt:' .. cnt[i], cnt[i + 1], cnt[i + 2]) end
+if ARGV[3] ~= '' then redis.call('PUBLISH', 'live:vehicles', ARGV[3]) end
+return #veh / 3
 """
 
 # Packed track record: ms since the hour (uint32), lat and lon in 1e-7 degrees (int32),
@@ -161,14 +163,13 @@ def unpack_track(hour: int, data: bytes) -> list[dict[str, Any]]:
 FIX_FIELDS = ("t", "lat", "lon", "spd", "crs", "alt", "q", "mode", "sats", "hdop", "talker")
 
 
-def _fix_row(vehicle_id: str, fix: FixRecord, seen: float, _dumps=orjson.dumps) -> list[str]:
-    """[id, key, value, ...] of a vehicle hash's latest fix: ``fix`` holds FIX_FIELDS joined by
-    commas (empty for unknown), so the ingest writes three fields a fix rather than thirteen.
+def fix_text(fix: FixRecord, _dumps=orjson.dumps) -> str:
+    """The ``fix`` field of a vehicle hash: FIX_FIELDS joined by commas (empty for unknown), so the
+    ingest writes three fields a fix (``fix``, ``seen``, ``signal``) rather than thirteen.
     The text is orjson's (shortest round-trip floats, formatted in C: a quarter of the cost of
     Python's float formatting on the ingest's hot path), unquoted and with null left empty."""
-    text = _dumps((fix.t, fix.lat, fix.lon, fix.speed_kmh, fix.course_deg, fix.alt_m, fix.quality, fix.mode,
+    return _dumps((fix.t, fix.lat, fix.lon, fix.speed_kmh, fix.course_deg, fix.alt_m, fix.quality, fix.mode,
                    fix.sats, fix.hdop, fix.talker))[1:-1].decode().replace('"', "").replace("null", "")
-    return [vehicle_id, "fix", text, "seen", repr(seen), "signal", ""]
 
 
 def fix_fields(raw: Mapping[str, str]) -> Mapping[str, str]:
@@ -232,16 +233,18 @@ class Store(SensorStoreMixin):
     async def write_fixes(self, fixes: Iterable[FixRecord], counters: Mapping[str, Mapping[str, int]],
                           *, seen: Mapping[str, float], retention_s: float,
                           signals: Mapping[str, str] | None = None,
-                          indexed: dict[tuple[str, int], bool] | None = None) -> list[dict[str, Any]]:
+                          indexed: dict[tuple[str, int], bool] | None = None,
+                          known: set[str] | None = None) -> list[dict[str, Any]]:
         """Write one ingest batch in a single script call; return the live updates published.
 
         Only the newest live fix of each vehicle in the batch moves its latest position; every
         track fix is appended to its hour. ``counters`` maps vehicle id to counter deltas.
         ``indexed``, when given, is the caller's cache of (vehicle, hour) tracks whose index entry
-        and expiry are already set: they are set once per hour instead of at every append (the
-        cache is filled only after the write succeeded). The whole batch goes to Redis as one
-        ``WRITE_FIXES`` script call (one JSON argument, one binary argument with the packed track
-        records): per-command overhead in the client, not Redis, is what limits the ingest rate.
+        and expiry are already set: they are set once per hour instead of at every append;
+        ``known`` likewise caches the ids already in ``veh:ids``. Both caches are filled only after
+        the write succeeded. The whole batch goes to Redis as one ``WRITE_FIXES`` script call (a
+        JSON argument of flat arrays, the packed track records, the live message): per-command
+        overhead in the client, not Redis, is what limits the ingest rate.
         """
         latest: dict[str, FixRecord] = {}
         tracks: dict[tuple[str, int], list[bytes]] = {}
@@ -258,38 +261,50 @@ class Store(SensorStoreMixin):
                 else:
                     records.append(record)
         updates = []
-        veh: list[list[str]] = []
+        veh: list[str] = []
         geo: list[Any] = []
         for vid, fix in latest.items():
-            veh.append(_fix_row(vid, fix, seen.get(vid, fix.t)))
+            when = seen.get(vid)
+            veh.extend((vid, fix_text(fix), repr(fix.t if when is None else when)))
             geo.extend((fix.lon, fix.lat, vid))
             updates.append({"id": vid, "t": fix.t, "lat": fix.lat, "lon": fix.lon,
                             "spd": fix.speed_kmh, "crs": fix.course_deg})
         signals = signals or {}
-        seen_rows = [[vid, repr(when), signals.get(vid, False)] for vid, when in seen.items() if vid not in latest]
+        seen_rows: list[str] = []
+        for vid, when in seen.items():
+            if vid not in latest:
+                seen_rows.extend((vid, repr(when), signals.get(vid, "")))
         blob: list[bytes] = []
-        trk: list[list[Any]] = []
+        trk: list[Any] = []
         new_hours = []
         offset = 0
         for (vid, hour), records in tracks.items():
             data = records[0] if len(records) == 1 else b"".join(records)
             new = indexed is None or (vid, hour) not in indexed
-            trk.append([vid, hour, offset, len(data), new])
+            trk.extend((vid, hour, offset, len(data), 1 if new else 0))
             blob.append(data)
             offset += len(data)
             if new:
                 new_hours.append((vid, hour))
-        cnt = [[vid, name, delta] for vid, deltas in counters.items() for name, delta in deltas.items()]
-        ids = list(set(seen) | set(counters))
+        cnt = [x for vid, deltas in counters.items() for name, delta in deltas.items() for x in (vid, name, delta)]
+        ids = set(seen)
+        ids.update(counters)
+        if known is not None:
+            ids.difference_update(known)
         if not (veh or seen_rows or trk or cnt or ids):
             return updates
-        doc = {"ttl": int(retention_s) + 3600, "ids": ids, "veh": veh, "geo": geo, "seen": seen_rows,
-               "trk": trk, "cnt": cnt, "pub": orjson.dumps(updates).decode() if updates else False}
-        await self._write_fixes_script(args=[orjson.dumps(doc), b"".join(blob)])
+        doc = {"ttl": int(retention_s) + 3600, "ids": list(ids), "veh": veh, "geo": geo, "seen": seen_rows,
+               "trk": trk, "cnt": cnt}
+        await self._write_fixes_script(args=[orjson.dumps(doc), b"".join(blob),
+                                             orjson.dumps(updates) if updates else b""])
         if indexed is not None:
             if len(indexed) > 200_000:
                 indexed.clear()
             indexed.update(dict.fromkeys(new_hours, True))
+        if known is not None:
+            if len(known) > 200_000:
+                known.clear()
+            known.update(ids)
         return updates
 
     async def set_vehicle_signal(self, vehicle_id: str, reason: str, at: float) -> None:

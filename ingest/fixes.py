@@ -238,10 +238,11 @@ class NmeaStream:
         self._date_tod = 0.0
         self._held: list[_Built] = []
 
-    def feed(self, payload: bytes, received_at: datetime, *, flush: bool = True) -> FeedResult:
+    def feed(self, payload: bytes, received_at: datetime, *, flush: bool = True, pair: bool = True) -> FeedResult:
         """Decode one payload. With flush=True (live) the last epoch completes at its end and an
         undated stream takes the date of `received_at`; with flush=False (backfill chunks) the last
-        epoch stays pending for the next feed. Never raises on any payload."""
+        epoch stays pending for the next feed. ``pair=False`` skips the `feed_pair` fast path (a
+        caller that already tried it). Never raises on any payload."""
         result = FeedResult()
         counts = result.counts
         clock = received_at if flush else None
@@ -250,8 +251,12 @@ class NmeaStream:
         except Exception:  # noqa: BLE001 - a payload that is not bytes at all
             counts["not_bytes"] += 1
             return result
-        if flush and len(lines) == 2 and self._pending is None and not self._held:
-            if self._feed_pair(lines, result):
+        if flush and pair and len(lines) == 2 and self._pending is None and not self._held:
+            fix = self._pair_fix(lines)
+            if fix is not None:
+                result.fixes.append(fix)
+                counts["sentences_ok"] = 2
+                counts["fix"] = 1
                 return result
         for line in lines:
             if not line:
@@ -278,13 +283,27 @@ class NmeaStream:
             self._close(result, received_at)
         return result
 
-    def _feed_pair(self, lines: list[bytes], result: FeedResult) -> bool:
-        """Fast path for the common live payload: one well-formed, valid GGA and RMC of the same
-        time of day, the RMC with a valid date. Gives exactly what the general path gives for it
-        (one fix, counts ``sentences_ok`` 2 and ``fix`` 1); False (nothing changed) otherwise."""
+    def feed_pair(self, payload: bytes) -> Fix | None:
+        """Fast path of a live `feed` for the common payload: one well-formed, valid GGA and RMC of
+        the same time of day, the RMC with a valid date, on a stream with nothing pending. Returns
+        the one fix `feed(payload, ..., flush=True)` would give (which would count ``sentences_ok``
+        2 and ``fix`` 1: the caller counts them), or None with nothing changed."""
+        if self._pending is not None or self._held:
+            return None
+        try:
+            lines = payload.splitlines() if b"\r" in payload else payload.split(b"\n")
+        except Exception:  # noqa: BLE001 - not bytes: for the general path to count
+            return None
+        if len(lines) != 2:
+            return None
+        return self._pair_fix(lines)
+
+    def _pair_fix(self, lines: list[bytes]) -> Fix | None:
+        """The fix of a clean GGA+RMC pair (see `decode_pair`), the stream's date updated; None
+        (nothing changed) for anything else."""
         pair = decode_pair(lines[0], lines[1])
         if pair is None:
-            return False
+            return None
         tod, date, lat, lon, speed_kn, course, alt, quality, mode, sats, hdop, talker = pair
         date_ord = _ORDINALS.get(date)
         if date_ord is None:
@@ -293,12 +312,8 @@ class NmeaStream:
             date_ord = _ORDINALS[date] = Date(*date).toordinal()
         self._date_ord, self._date_tod = date_ord, tod
         speed = speed_kn * _KNOT_KMH if speed_kn is not None else None
-        result.fixes.append(_new_fix(_from_timestamp((date_ord - _UNIX_DAY0) * 86400 + tod, _UTC),
-                                     lat, lon, speed, course, alt, quality, mode, sats, hdop, talker))
-        counts = result.counts
-        counts["sentences_ok"] = 2
-        counts["fix"] = 1
-        return True
+        return _new_fix(_from_timestamp((date_ord - _UNIX_DAY0) * 86400 + tod, _UTC),
+                        lat, lon, speed, course, alt, quality, mode, sats, hdop, talker)
 
     def flush(self) -> FeedResult:
         """End of a backfill: complete the pending epoch; epochs still without a date are dropped."""

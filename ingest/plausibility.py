@@ -41,6 +41,10 @@ _MAX_SANE_SPEED_KMH = 2000.0  # above any ground vehicle or airliner: a decoding
 _YEAR_MIN, _YEAR_MAX = 1980, 2099  # GPS epoch .. end of the 2-digit-year window
 _UTC = timezone.utc
 _RAD = math.pi / 180.0
+# Epoch seconds of the sane years' bounds, kept 1 s inside them for `accept_live`.
+_T_MIN = datetime(_YEAR_MIN, 1, 1, tzinfo=_UTC).timestamp() + 1.0
+_T_MAX = datetime(_YEAR_MAX + 1, 1, 1, tzinfo=_UTC).timestamp() - 1.0
+_EDGE_S = 0.001  # `accept_live` leaves times this close to a window's edge to the datetime chain
 
 
 def sane(fix: Fix) -> str | None:
@@ -123,6 +127,8 @@ class Plausibility:
         self.max_speed_kmh = max_speed_kmh
         self.max_future = timedelta(seconds=max_future_s)
         self.max_past = timedelta(seconds=max_past_s)
+        self._max_future_s = max_future_s - _EDGE_S
+        self._max_past_s = max_past_s - _EDGE_S
         self.rollover_repair = rollover_repair
         self.oldest_plausible = oldest_plausible
         self.log_interval_s = log_interval_s
@@ -149,6 +155,46 @@ class Plausibility:
             if verdict is not None:
                 return verdict
         return self._check_chain(fix, last, now, backfill)
+
+    def accept_live(self, fix: Fix, t: float, last: Fix | None, now_s: float) -> bool:
+        """The live chain's commonest verdict on epoch seconds, without a datetime or a Verdict:
+        True (counted ``accepted``) when ``check(fix, last, now)`` would accept the fix untouched
+        for both the live position and the track, ``t`` being ``fix.time.timestamp()`` and
+        ``now_s`` ``now.timestamp()``; False, with nothing counted, when any step might act or a
+        time is within a millisecond of a window's edge: `check` then decides."""
+        if self._steps is not self._default_steps:
+            return False
+        lat, lon = fix.lat, fix.lon
+        if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0) or (lat == 0.0 and lon == 0.0):
+            return False
+        speed = fix.speed_kmh
+        if speed is not None and not (0.0 <= speed <= self.max_speed_kmh and speed <= _MAX_SANE_SPEED_KMH):
+            return False
+        course = fix.course_deg
+        if course is not None and not 0.0 <= course <= 360.0:
+            return False
+        alt = fix.alt_m
+        if alt is not None and not -12_000.0 <= alt <= 100_000.0:
+            return False
+        if fix.time.tzinfo is not _UTC or not _T_MIN < t < _T_MAX:
+            return False
+        if not now_s - self._max_past_s < t < now_s + self._max_future_s:
+            return False
+        if last is not None:
+            if last.time.tzinfo is not _UTC:
+                return False
+            last_t = last.time.timestamp()
+            if not t > last_t + _EDGE_S:
+                return False
+            seconds = t - last_t
+            if seconds < 1.0:
+                seconds = 1.0
+            dlat = _RAD * (lat - last.lat)
+            dlon = _RAD * (lon - last.lon)
+            if dlat * dlat + dlon * dlon >= self._jump_bound * seconds * seconds:
+                return False
+        self.counts["accepted"] += 1
+        return True
 
     def _check_clean(self, fix: Fix, last: Fix | None, now: datetime) -> Verdict | None:
         """The live chain for a fix that passes every step untouched (the common case), without a

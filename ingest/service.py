@@ -33,7 +33,8 @@ FLEET_TOPICS = ("fleet/+/nmea", "fleet/+/nmea/backfill", "fleet/+/status")
 SENSOR_TOPICS = ("scada/+/+", "spBv1.0/#")
 TOPICS = FLEET_TOPICS + SENSOR_TOPICS
 COUNTERS_EVERY_S = 1.0  # per-vehicle counters are written at most this often
-REBIRTH_INTERVAL_S = 10.0  # at most one rebirth request per edge node in this time
+REBIRTH_INTERVAL_S = 10.0
+LIVE_TOPICS_MAX = 100_000  # live topics remembered for the direct route (then forgotten, relearned)  # at most one rebirth request per edge node in this time
 
 
 class RateLimitedLog:
@@ -109,7 +110,9 @@ class Ingest:
         self._rebirth_asked: dict[tuple[str, str], float] = {}
         self._counters_cut = 0.0
         self.stopping = False
-        self._indexed: dict[tuple[str, int], bool] = {}
+        self._indexed: dict[tuple[str, int], bool] = {}  # track hours whose index is set (Store.write_fixes)
+        self._known_ids: set[str] = set()  # vehicle ids already in veh:ids
+        self._live_topics: dict[str, str] = {}  # fleet/<id>/nmea topic -> vehicle id
 
     @property
     def redis_ok(self) -> bool:
@@ -137,11 +140,18 @@ class Ingest:
         max_payload = self.settings.INGEST_MAX_PAYLOAD
         stats = self.stats
         stats["messages"] += len(messages)
+        live_topics = self._live_topics
+        handle = self.vehicles.handle
+        vehicles = self.fleet.batch.vehicles
         for msg in messages:
             if len(msg.payload) > max_payload:
                 self.reject(msg.topic, "payload_too_large")
                 continue
             try:
+                vehicle_id = live_topics.get(msg.topic)
+                if vehicle_id is not None:  # fleet/<id>/nmea seen before: route's commonest case, directly
+                    handle(vehicle_id, msg.payload, msg.received_at, False, vehicles, stats)
+                    continue
                 self.route(msg)
             except RejectedPayload as exc:
                 self.reject(msg.topic, exc.reason)
@@ -166,6 +176,10 @@ class Ingest:
             if kind == "status":
                 self.on_status(vehicle_id, msg)
                 return
+            if kind == "nmea":
+                if len(self._live_topics) >= LIVE_TOPICS_MAX:
+                    self._live_topics.clear()
+                self._live_topics[topic] = vehicle_id
             self.vehicles.handle(vehicle_id, msg.payload, msg.received_at, kind == "backfill",
                                  self.fleet.batch.vehicles, self.stats)
         elif topic.startswith("scada/"):
@@ -244,7 +258,8 @@ class Ingest:
             v = batch.vehicles
             if len(v) or v.seen or v.counters:
                 await self.store.write_fixes(v.fixes, v.counters, seen=v.seen, retention_s=retention_s,
-                                             signals=v.signals, indexed=self._indexed)
+                                             signals=v.signals, indexed=self._indexed,
+                                             known=self._known_ids)
             batch.vehicles_done = True
         s = batch.sensors
         if len(s) or s.latest:
@@ -281,6 +296,9 @@ class Ingest:
                     log.error("ingest: Redis write failed (%s lane: %s); buffering in memory", lane.name, exc)
                 lane.redis_ok = False
                 self.stats["redis_write_failed"] += 1
+                # A Redis that comes back may have lost what these caches say is there.
+                self._indexed.clear()
+                self._known_ids.clear()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue

@@ -83,22 +83,22 @@ def _state(s):
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_pair_fast_path_equals_the_general_decoder(seed, monkeypatch):
     source = _Payloads(seed)
-    general = NmeaStream._feed_pair
+    general = NmeaStream._pair_fix
     taken = [0]
 
-    def counted(self, lines, result):
-        used = general(self, lines, result)
-        taken[0] += bool(used)
-        return used
+    def counted(self, lines):
+        fix = general(self, lines)
+        taken[0] += fix is not None
+        return fix
 
     clock = datetime(2026, 11, 22, 8, 15, tzinfo=timezone.utc)
     for _ in range(1500):
         sequence = [source.payload() for _ in range(source.rng.randint(1, 4))]
         fast, slow = NmeaStream(), NmeaStream()
         for payload in sequence:
-            monkeypatch.setattr(NmeaStream, "_feed_pair", counted)
+            monkeypatch.setattr(NmeaStream, "_pair_fix", counted)
             got = fast.feed(payload, clock)
-            monkeypatch.setattr(NmeaStream, "_feed_pair", lambda self, lines, result: False)
+            monkeypatch.setattr(NmeaStream, "_pair_fix", lambda self, lines: None)
             want = slow.feed(payload, clock)
             assert (_result(got), _state(fast)) == (_result(want), _state(slow)), payload
     assert taken[0] > 300  # the fast path really ran on the clean payloads
@@ -139,3 +139,97 @@ def test_plausibility_shortcut_equals_the_full_chain(seed):
             lat, lon = lat + dist * math.cos(angle), lon + dist * math.sin(angle)
             t = t + timedelta(seconds=C([1.0, 0.0, -1.0, 0.5, 2.0, 10.0]))
     assert checks > 3000
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_accept_live_on_epoch_seconds_agrees_with_the_datetime_chain(seed):
+    """accept_live says True only where check() accepts untouched, counting the same; when it says
+    False it counts nothing (check then decides). Times are drawn at and around every window edge."""
+    rng = random.Random(seed)
+
+    def C(xs):
+        return xs[0] if rng.random() < 0.75 else rng.choice(xs)
+
+    edges = [0.0, 299.999, 300.0, 300.0005, 299.9995, -86399.9995, -86400.0, -86400.0005, -86399.0, 5.0]
+    accepted = 0
+    for _ in range(3000):
+        fast = Plausibility(max_speed_kmh=C([200.0, 120.0]))
+        full = Plausibility(max_speed_kmh=fast.max_speed_kmh)
+        now = NOW + timedelta(microseconds=rng.randrange(1_000_000))
+        last = None
+        lat, lon = C([36.4, 0.0, 91.0, float("nan")]), C([119.7, 0.0, 181.0])
+        t = now + timedelta(seconds=C(edges))
+        for _ in range(rng.randint(1, 4)):
+            fix = Fix(t.replace(tzinfo=C([timezone.utc, timezone(timedelta(hours=8))])), lat, lon,
+                      C([30.0, None, 250.0, float("nan")]), C([90.0, None, 361.0]), C([45.0, None, 2e5]), 1, "A",
+                      10, 0.9, "GP")
+            before = fast.counts.copy()
+            took = fast.accept_live(fix, fix.time.timestamp(), last, now.timestamp())
+            verdict = full.check(fix, last, now)
+            if took:
+                accepted += 1
+                assert (verdict.live, verdict.track, verdict.reason, verdict.fix) == (True, True, None, fix)
+                assert fast.counts == full.counts
+            else:
+                assert fast.counts == before
+                fast.counts = full.counts.copy()
+            if verdict.live:
+                last = verdict.fix
+            dist = rng.choice([0.0, 1e-4, 5e-4, 2e-3]) * rng.random() * 3
+            lat, lon = lat + dist, lon + dist * rng.random()
+            t = t + timedelta(seconds=C([1.0, 0.0, -1.0, 0.0005, 0.5, 2.0]))
+    assert accepted > 1000
+
+
+def _batch_state(vi, batch, stats):
+    streams = {vid: _state(s) for vid, s in vi.live_streams.items()}
+    return (batch.fixes, batch.counters, batch.seen, batch.signals, sorted(stats.items()),
+            sorted(vi.plausibility.counts.items()), vi.last_live, streams)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_vehicle_fast_lane_leaves_what_the_general_path_leaves(seed, monkeypatch):
+    """VehicleIngest.handle's fast lane (feed_pair, accept_live, _take_pair) against the general
+    path (the fast lane switched off): the same records, counters, stats, last fixes and stream
+    state after every message, over messy payload sequences of several vehicles."""
+    import collections
+
+    from ingest.vehicles import VehicleBatch, VehicleIngest
+
+    source = _Payloads(seed)
+    fast_vi, slow_vi = VehicleIngest(), VehicleIngest()
+    fast_b, slow_b = VehicleBatch(), VehicleBatch()
+    fast_s, slow_s = collections.Counter(), collections.Counter()
+    real = NmeaStream.feed_pair
+    taken = [0]
+
+    def counted(self, payload):
+        fix = real(self, payload)
+        taken[0] += fix is not None
+        return fix
+
+    from simulators import nmea_out
+
+    rng = source.rng
+    start = datetime(2026, 11, 22, 8, 15, 1, tzinfo=timezone.utc)
+    clocks = {f"V{i}": [start, 36.4, 119.7] for i in range(4)}
+    for _ in range(3000):
+        vid = f"V{rng.randrange(4)}"
+        clock = clocks[vid]
+        if rng.random() < 0.3:
+            payload = source.payload()  # messy, at 08:15:00
+        else:  # a clean pair moving on: mostly +1 s and a few metres, sometimes a repeat, a step back or a jump
+            clock[0] += timedelta(seconds=rng.choice([1, 1, 1, 1, 0, -1, 0.5, 30]))
+            clock[1] += rng.choice([1e-5, 1e-5, 3e-5])
+            t, lat, lon = clock
+            lat += 0.05 if rng.random() < 0.05 else 0.0  # a one-off jump
+            payload = (nmea_out.gga(t, lat, lon) + "\r\n"
+                       + nmea_out.rmc(t, lat, lon, speed_kmh=rng.choice([30.0, 30.0, 250.0]), course_deg=90.0)
+                       + "\r\n").encode()
+        at = clock[0].timestamp() + rng.choice([0.4, 0.4, 0.4, 300.0, 299.9995, -300.0005, 86400.0, 86400.0005, 3e8])
+        monkeypatch.setattr(NmeaStream, "feed_pair", counted)
+        fast_vi.handle(vid, payload, at, False, fast_b, fast_s)
+        monkeypatch.setattr(NmeaStream, "feed_pair", lambda self, payload: None)
+        slow_vi.handle(vid, payload, at, False, slow_b, slow_s)
+        assert _batch_state(fast_vi, fast_b, fast_s) == _batch_state(slow_vi, slow_b, slow_s), payload
+    assert taken[0] > 500 and fast_s["fix_ok"] > 300

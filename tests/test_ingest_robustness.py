@@ -121,6 +121,40 @@ async def test_redis_outage_buffers_then_flushes_in_order(tmp_path, mqtt_url):
         redis_proc.stop()
 
 
+@pytest.mark.allow_logged_errors
+async def test_a_redis_that_comes_back_empty_gets_the_vehicle_set_and_track_index_again(tmp_path, mqtt_url):
+    """The ingest caches which ids are in veh:ids and which track hours are indexed; a failed write
+    clears both, so a Redis restarted without its data is filled in again, not left with holes."""
+    port = free_port()
+    redis_proc = start_redis(tmp_path / "redis-a", port=port)
+    redis_url = f"redis://127.0.0.1:{port}/0"
+    stop, task, ingest = await _start(tmp_path, redis_url, mqtt_url)
+    store = Store.from_url(redis_url)
+    pub = await _publisher(mqtt_url, "empty-redis-pub")
+    t0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=60)
+    try:
+        for i in range(3):
+            pub.publish("fleet/E1/nmea", _burst(t0 + timedelta(seconds=i), 36.38 + i * 1e-4, 119.75), qos=1)
+        await wait_for(lambda: _fix_ok(store, "E1", 3), timeout=10)
+        redis_proc.stop()
+        pub.publish("fleet/E1/nmea", _burst(t0 + timedelta(seconds=3), 36.3803, 119.75), qos=1)
+        await wait_for(lambda: not ingest.redis_ok, timeout=20)
+        redis_proc = start_redis(tmp_path / "redis-b", port=port)  # a new, empty data directory
+        await wait_for(lambda: _fix_ok(store, "E1", 1), timeout=30)
+        for i in range(4, 6):
+            pub.publish("fleet/E1/nmea", _burst(t0 + timedelta(seconds=i), 36.38 + i * 1e-4, 119.75), qos=1)
+        await wait_for(lambda: _fix_ok(store, "E1", 3), timeout=10)
+        assert await store.vehicle_ids() == ["E1"]
+        track = await store.track("E1", t0.timestamp() - 1, t0.timestamp() + 60)
+        assert [f["t"] for f in track] == [(t0 + timedelta(seconds=i)).timestamp() for i in range(3, 6)]
+    finally:
+        pub.stop()
+        stop.set()
+        await task
+        await store.close()
+        redis_proc.stop()
+
+
 def _random_payloads(seed: int) -> list[bytes]:
     rng = random.Random(seed)
     payloads = [bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 300))) for _ in range(40)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from center.store import TRACK_RECORD, FixRecord, Store, _fix_row, pack_fix, unpack_track, vehicle_view
+from center.store import TRACK_RECORD, FixRecord, Store, fix_text, pack_fix, unpack_track, vehicle_view
 
 
 def _fix(vid="V1", t=1_700_000_000.25, lat=36.3812345, lon=119.7512345, live=True, track=True, **kw):
@@ -36,16 +36,13 @@ def test_track_record_keeps_missing_values_missing():
 def test_latest_fix_packed_in_one_field_reads_back_exactly_and_old_hashes_still_read():
     fix = FixRecord("V1", 1_700_000_000.25, 36.123456789, 119.987654321, 21.6, 359.99, -12.5, 1, "A", 10, 0.9,
                     "BD", True, True)
-    row = _fix_row("V1", fix, 1_700_000_001.0)
-    raw = dict(zip(row[1::2], row[2::2]))
-    assert set(raw) == {"fix", "seen", "signal"}
+    raw = {"fix": fix_text(fix), "seen": repr(1_700_000_001.0), "signal": ""}
     view = vehicle_view("V1", raw, 1_700_000_002.0, 30, 300)
     assert view["fix"] == {"t": fix.t, "lat": fix.lat, "lon": fix.lon, "speed_kmh": 21.6, "course_deg": 359.99,
                            "alt_m": -12.5, "quality": 1, "mode": "A", "sats": 10, "hdop": 0.9, "talker": "BD"}
     assert view["state"] == "online" and view["last_seen"] == 1_700_000_001.0
     unknown = FixRecord("V2", 1_700_000_000.0, 36.0, 119.0, None, None, None, None, None, None, None, "GP", True, True)
-    row = _fix_row("V2", unknown, 1_700_000_000.0)
-    fix_view = vehicle_view("V2", dict(zip(row[1::2], row[2::2])), 1_700_000_000.0, 30, 300)["fix"]
+    fix_view = vehicle_view("V2", {"fix": fix_text(unknown)}, 1_700_000_000.0, 30, 300)["fix"]
     assert fix_view == {"t": 1_700_000_000.0, "lat": 36.0, "lon": 119.0, "speed_kmh": None, "course_deg": None,
                         "alt_m": None, "quality": None, "mode": None, "sats": None, "hdop": None, "talker": "GP"}
     legacy = {"t": "1700000000.0", "lat": "36.5", "lon": "119.5", "spd": "", "crs": "90.0", "alt": "", "q": "1",
@@ -64,8 +61,7 @@ maybe = st.one_of(st.none(), finite)
        st.one_of(st.none(), st.integers(0, 99)), maybe, st.sampled_from(["GP", "GN", "BD", "GB", "GL", "GA"]))
 def test_the_packed_fix_round_trips_every_value_exactly(t, lat, lon, spd, crs, alt, q, mode, sats, hdop, talker):
     fix = FixRecord("V1", t, lat, lon, spd, crs, alt, q, mode, sats, hdop, talker, True, True)
-    row = _fix_row("V1", fix, t)
-    view = vehicle_view("V1", dict(zip(row[1::2], row[2::2])), t, 30, 300)["fix"]
+    view = vehicle_view("V1", {"fix": fix_text(fix), "seen": repr(t)}, t, 30, 300)["fix"]
     assert view == {"t": t, "lat": lat, "lon": lon, "speed_kmh": spd, "course_deg": crs, "alt_m": alt,
                     "quality": q, "mode": mode, "sats": sats, "hdop": hdop, "talker": talker}
 
@@ -130,5 +126,24 @@ async def test_seen_only_vehicles_signals_and_the_hourly_track_index(redis_url):
         key = f"trk:V1:{int(t0 // 3600)}"
         assert 0 < await store.redis.ttl(key) <= 7200 and await store.redis.zcard("trkidx:V1") == 1
         assert len(await store.track("V1", t0 - 1, t0 + 11)) == 2
+    finally:
+        await store.close()
+
+
+@pytest.mark.asyncio
+async def test_known_ids_are_added_to_the_vehicle_set_once_and_again_after_the_cache_is_cleared(redis_url):
+    store = Store.from_url(redis_url)
+    try:
+        t0 = 1_700_000_000.0
+        known: set = set()
+        await store.write_fixes([_fix(t=t0)], {"V1": {"fix_ok": 1}, "V4": {"garbage": 1}}, seen={"V1": t0},
+                                retention_s=3600, known=known)
+        assert known == {"V1", "V4"} and await store.vehicle_ids() == ["V1", "V4"]
+        await store.redis.srem("veh:ids", "V1")  # what a Redis that lost data would hold
+        await store.write_fixes([_fix(t=t0 + 1)], {}, seen={"V1": t0 + 1}, retention_s=3600, known=known)
+        assert await store.vehicle_ids() == ["V4"]  # known ids are not sent again
+        known.clear()  # the ingest clears its caches when a write fails
+        await store.write_fixes([_fix(t=t0 + 2)], {}, seen={"V1": t0 + 2}, retention_s=3600, known=known)
+        assert await store.vehicle_ids() == ["V1", "V4"] and known == {"V1"}
     finally:
         await store.close()
