@@ -61,7 +61,7 @@ local d = cjson.decode(ARGV[1])
 local blob = ARGV[2]
 local ids, veh, geo, seen, trk, cnt = d.ids, d.veh, d.geo, d.seen, d.trk, d.cnt
 for i = 1, #ids, 1000 do redis.call('SADD', 'veh:ids', unpack(ids, i, math.min(i + 999, #ids))) end
-for i = 1, #veh, 3 do redis.call('HSET', 'veh:' .. veh[i], 'fix', veh[i + 1], 'seen', veh[i + 2], 'signal', '') end
+for i = 1, #veh, 4 do redis.call('HSET', 'veh:' .. veh[i], 'fix', veh[i + 1], 'seen', veh[i + 2], 'signal', veh[i + 3]) end
 for i = 1, #geo, 3000 do redis.call('GEOADD', 'veh:geo', unpack(geo, i, math.min(i + 2999, #geo))) end
 for i = 1, #seen, 3 do
   if seen[i + 2] ~= '' then redis.call('HSET', 'veh:' .. seen[i], 'seen', seen[i + 1], 'signal', seen[i + 2])
@@ -78,7 +78,7 @@ for i = 1, #trk, 5 do
 end
 for i = 1, #cnt, 3 do redis.call('HINCRBY', 'vehcnt:' .. cnt[i], cnt[i + 1], cnt[i + 2]) end
 if ARGV[3] ~= '' then redis.call('PUBLISH', 'live:vehicles', ARGV[3]) end
-return #veh / 3
+return #veh / 4
 """
 
 # Packed track record: ms since the hour (uint32), lat and lon in 1e-7 degrees (int32),
@@ -263,13 +263,13 @@ class Store(SensorStoreMixin):
         updates = []
         veh: list[str] = []
         geo: list[Any] = []
+        signals = signals or {}
         for vid, fix in latest.items():
             when = seen.get(vid)
-            veh.extend((vid, fix_text(fix), repr(fix.t if when is None else when)))
+            veh.extend((vid, fix_text(fix), repr(fix.t if when is None else when), signals.get(vid, "")))
             geo.extend((fix.lon, fix.lat, vid))
             updates.append({"id": vid, "t": fix.t, "lat": fix.lat, "lon": fix.lon,
                             "spd": fix.speed_kmh, "crs": fix.course_deg})
-        signals = signals or {}
         seen_rows: list[str] = []
         for vid, when in seen.items():
             if vid not in latest:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
 import os
 import time
@@ -34,6 +35,7 @@ SENSOR_TOPICS = ("scada/+/+", "spBv1.0/#")
 TOPICS = FLEET_TOPICS + SENSOR_TOPICS
 COUNTERS_EVERY_S = 1.0  # per-vehicle counters are written at most this often
 REBIRTH_INTERVAL_S = 10.0
+WRITE_MERGE_MAX = 8  # queued fleet batches one write may cover when the writes fall behind
 LIVE_TOPICS_MAX = 100_000  # live topics remembered for the direct route (then forgotten, relearned)  # at most one rebirth request per edge node in this time
 
 
@@ -286,7 +288,7 @@ class Ingest:
                 self._cut(lane)
                 if not lane.queue:
                     continue
-            batch = lane.queue[0]
+            batch, count = self._next_write(lane)
             try:
                 await self._write(batch, retention_s)
             except asyncio.CancelledError:
@@ -306,9 +308,32 @@ class Ingest:
                 log.info("ingest: Redis is back; flushing %d buffered %s batches", len(lane.queue), lane.name)
             lane.redis_ok = True
             backoff = 0.2
-            lane.queue.popleft()
-            lane.queued -= len(batch)
-            self.stats["fixes_written"] += len(batch.vehicles.fixes)
+            for _ in range(count):
+                done = lane.queue.popleft()
+                lane.queued -= len(done)
+                self.stats["fixes_written"] += len(done.vehicles.fixes)
+            if count > 1:
+                self.stats["writes_merged"] += count
+
+    def _next_write(self, lane: Lane) -> tuple[Batch, int]:
+        """The next write of a lane and how many queued batches it covers: the first batch, or,
+        when the writes fall behind, the queued fleet batches merged into one (at most
+        WRITE_MERGE_MAX batches of fixes only), so a backlog costs one script call, and a vehicle
+        reporting several times in it one latest-fix update, rather than one of each per batch."""
+        queue = lane.queue
+        first = queue[0]
+        if len(queue) == 1 or first.vehicles_done or len(first.sensors) or first.sensors.latest:
+            return first, 1
+        parts = [first.vehicles]
+        for batch in itertools.islice(queue, 1, WRITE_MERGE_MAX):
+            if batch.vehicles_done or len(batch.sensors) or batch.sensors.latest:
+                break
+            parts.append(batch.vehicles)
+        if len(parts) == 1:
+            return first, 1
+        merged = Batch()
+        merged.vehicles = VehicleBatch.merged(parts)
+        return merged, len(parts)
 
     async def sensor_timer(self) -> None:
         """Check every sensor for silence every SENSOR_CHECK_S; reload the registry now and then."""
@@ -391,7 +416,7 @@ class Ingest:
         (a few batches queued); while Redis is away, buffer up to INGEST_BUFFER_MAX instead."""
         if not self.fleet.redis_ok:
             return True
-        return self.fleet.queued < 4 * self.settings.INGEST_BATCH
+        return self.fleet.queued < 16 * self.settings.INGEST_BATCH
 
     def on_connection(self, up: bool, which: str = "fleet") -> None:
         """Broker connection state of one of the two MQTT clients."""

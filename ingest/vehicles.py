@@ -36,6 +36,30 @@ class VehicleBatch:
     def __len__(self) -> int:
         return len(self.fixes) + len(self.signals)
 
+    @classmethod
+    def merged(cls, batches: "list[VehicleBatch]") -> "VehicleBatch":
+        """One batch writing what the given consecutive batches write one after the other:
+        fixes in order, counters summed, the last seen time, and the signals still standing
+        (a signal is cleared by a later batch's live fix of the same vehicle)."""
+        out = cls()
+        counters, signals = out.counters, out.signals
+        for batch in batches:
+            out.fixes.extend(batch.fixes)
+            for vehicle_id, deltas in batch.counters.items():
+                counter = counters.get(vehicle_id)
+                if counter is None:
+                    counters[vehicle_id] = dict(deltas)
+                else:
+                    for name, n in deltas.items():
+                        counter[name] = counter.get(name, 0) + n
+            out.seen.update(batch.seen)
+            if signals:
+                for fix in batch.fixes:
+                    if fix.live:
+                        signals.pop(fix.vehicle_id, None)
+            signals.update(batch.signals)
+        return out
+
     def count(self, vehicle_id: str, name: str, n: int = 1) -> None:
         """Add to one of a vehicle's counters."""
         counter = self.counters.get(vehicle_id)

@@ -123,9 +123,15 @@ async def test_seen_only_vehicles_signals_and_the_hourly_track_index(redis_url):
         await store.write_fixes([_fix(t=t0 + 10)], {}, seen={"V1": t0 + 10}, retention_s=3600, indexed=indexed)
         v1 = await store.vehicle("V1", now=t0 + 11)
         assert v1["signal"] is None and v1["fix"]["t"] == t0 + 10  # a fix clears the signal
+        # a fix, then void sentences, within one batch: the position moves and the signal stands
+        await store.write_fixes([_fix(t=t0 + 11)], {}, seen={"V1": t0 + 12}, signals={"V1": "no_fix:void"},
+                                retention_s=3600, indexed=indexed)
+        v1 = await store.vehicle("V1", now=t0 + 12)
+        assert v1["signal"] == "no_fix:void" and v1["fix"]["t"] == t0 + 11 and v1["last_seen"] == t0 + 12
+        await store.write_fixes([_fix(t=t0 + 13)], {}, seen={"V1": t0 + 13}, retention_s=3600, indexed=indexed)
         key = f"trk:V1:{int(t0 // 3600)}"
         assert 0 < await store.redis.ttl(key) <= 7200 and await store.redis.zcard("trkidx:V1") == 1
-        assert len(await store.track("V1", t0 - 1, t0 + 11)) == 2
+        assert len(await store.track("V1", t0 - 1, t0 + 13)) == 4
     finally:
         await store.close()
 

@@ -1,0 +1,94 @@
+"""Merged writes: when the ingest's writes fall behind it writes several queued batches as one
+(VehicleBatch.merged). Writing the merge must leave Redis exactly as writing the batches one after
+the other does: latest fixes, seen times, signals, counters, tracks and the GEO set."""
+from __future__ import annotations
+
+import collections
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import redis.asyncio as aioredis
+
+from center.store import Store
+from ingest.vehicles import VehicleBatch, VehicleIngest
+from simulators import nmea_out
+
+pytestmark = pytest.mark.asyncio
+
+
+def _batches(seed: int) -> list[VehicleBatch]:
+    """Consecutive batches from a real VehicleIngest: fixes, void epochs (signals), garbage, a
+    vehicle going into a tunnel and out again within one batch, cut at random points."""
+    rng = random.Random(seed)
+    vi = VehicleIngest()
+    stats: collections.Counter = collections.Counter()
+    start = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
+    batches, batch = [], VehicleBatch()
+    for k in range(400):
+        vid = f"V{rng.randrange(6)}"
+        t = start + timedelta(seconds=k)
+        lat, lon = 36.38 + k * 1e-5, 119.75 + rng.randrange(6) * 1e-3
+        kind = rng.random()
+        if kind < 0.7:
+            lines = [nmea_out.gga(t, lat, lon), nmea_out.rmc(t, lat, lon, speed_kmh=30.0, course_deg=90.0)]
+        elif kind < 0.9:
+            lines = [nmea_out.gga_no_fix(t), nmea_out.rmc_void(t)]
+        else:
+            lines = ["$GPGGA,garbage*00"]
+        vi.handle(vid, ("\r\n".join(lines) + "\r\n").encode(), t.timestamp() + 0.3, False, batch, stats)
+        if rng.random() < 0.15:
+            batches.append(batch)
+            batch = VehicleBatch()
+    batches.append(batch)
+    return batches
+
+
+async def _dump(client: aioredis.Redis) -> dict:
+    out = {}
+    for key in await client.keys("*"):
+        kind = await client.type(key)
+        if kind == b"hash":
+            out[key] = await client.hgetall(key)
+        elif kind == b"string":
+            out[key] = await client.get(key)
+        elif kind == b"zset":
+            out[key] = await client.zrange(key, 0, -1, withscores=True)
+        elif kind == b"set":
+            out[key] = sorted(await client.smembers(key))
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+async def test_writing_merged_batches_equals_writing_them_in_turn(redis_url, seed):
+    one_by_one = Store(aioredis.from_url(redis_url.rsplit("/", 1)[0] + "/3", decode_responses=False))
+    merged = Store(aioredis.from_url(redis_url.rsplit("/", 1)[0] + "/4", decode_responses=False))
+    try:
+        await one_by_one.redis.flushdb()
+        await merged.redis.flushdb()
+        batches = _batches(seed)
+        assert any(b.signals for b in batches) and sum(len(b.fixes) for b in batches) > 200
+        for b in batches:
+            await one_by_one.write_fixes(b.fixes, b.counters, seen=b.seen, signals=b.signals, retention_s=3600)
+        for i in range(0, len(batches), 5):  # merges of up to five batches, as the writer makes them
+            m = VehicleBatch.merged(batches[i:i + 5])
+            await merged.write_fixes(m.fixes, m.counters, seen=m.seen, signals=m.signals, retention_s=3600)
+        want, got = await _dump(one_by_one.redis), await _dump(merged.redis)
+        assert want.keys() == got.keys() and len(want) > 10
+        for key in want:
+            assert got[key] == want[key], key
+        # the orders a merge must get right both occur: a signal then a fix, a fix then a signal
+        orders = set()
+        for i in range(0, len(batches), 5):
+            events = []
+            for b in batches[i:i + 5]:  # per batch: its live fixes, then the signals still standing
+                events += [(f.vehicle_id, "fix") for f in b.fixes if f.live] + [(vid, "signal") for vid in b.signals]
+            for vid in {v for v, _ in events}:
+                kinds = [k for v, k in events if v == vid]
+                orders.add(tuple(dict.fromkeys(kinds)))
+        assert ("signal", "fix") in orders and ("fix", "signal") in orders
+    finally:
+        await one_by_one.redis.flushdb()
+        await merged.redis.flushdb()
+        await one_by_one.close()
+        await merged.close()
