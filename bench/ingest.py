@@ -4,11 +4,13 @@ load, and the ingest process's memory with 10,000 live vehicles.
 Every figure comes from real processes: embedded Redis and MQTT broker started here (mosquitto
 when on PATH, else rumqttd), the ingest service in its own process, publishers in others.
 
-- ``ingest_nmea_msgs_per_s``: 5,000 vehicles, one GGA+RMC payload per message, QoS 0, offered at
-  BENCH_OFFERED msg/s (default 20,000: a flat-out publisher would take a whole core of two); the rate is what the ingest wrote to Redis (its ``fixes_written``
-  counter in the heartbeat) over a fixed window after a warm-up.
-- ``ingest_baseline_msgs_per_s``: same publisher and broker into a minimal subscriber: split the
-  payload, take the GGA lat/lon, one pipelined GEOADD per 20 ms; ``ingest_nmea_ratio`` = ours / it.
+- ``ingest_nmea_msgs_per_s``: 5,000 vehicles, one GGA+RMC payload per message, QoS 0. The
+  publisher (bench.mqtt_raw: pre-encoded packets, so its CPU is not taken from the consumer) steps
+  the offered rate up along RAMP; the figure is the highest rate the ingest wrote to Redis (its
+  ``fixes_written`` counter in the heartbeat) while keeping up (see ``_throughput``).
+- ``ingest_baseline_msgs_per_s``: the same ramp, publisher and broker into a minimal subscriber:
+  split the payload, take the GGA lat/lon, one pipelined GEOADD per 20 ms; ``ingest_nmea_ratio``
+  = ours / it.
 - ``ingest_sensor_alarm_latency_ms_p99``: threshold-crossing readings published while a second
   process sends 5,000 NMEA msg/s; latency = publish -> the event read from ``alarms:events``.
 - BENCH_ONLY=throughput runs only the first two figures (and the ratio).
@@ -33,14 +35,17 @@ import psutil
 import redis
 
 from bench.common import emit, percentile, progress
+from bench.mqtt_raw import RawPublisher, topic_prefix
 from center.mqtt import MqttClient
 from center.servers import start_broker, start_redis
 from center.settings import load
 
 VEHICLES = 5000
-WARMUP_S = 5.0
-WINDOW_S = 12.0
-OFFERED = float(os.environ.get("BENCH_OFFERED", "20000"))  # publisher rate in the throughput runs
+# Offered rates of the throughput ramp, msg/s, each for RAMP_STEP_S seconds (BENCH_RAMP: a comma list)
+RAMP = [float(x) for x in os.environ.get("BENCH_RAMP", "10000,14000,18000,22000,26000,30000,36000,44000,"
+                                                       "52000,62000,74000,88000").split(",")]
+RAMP_STEP_S = 8.0  # long enough for the last 5 s to hold 3 of the ingest's 2-s heartbeats
+KEPT_UP = 0.97  # a consumer writing at least this share of the offered rate keeps up
 RSS_VEHICLES = 10_000
 RSS_S = float(os.environ.get("BENCH_RSS_S", "120"))
 ONLY = os.environ.get("BENCH_ONLY", "")  # "throughput": only the two throughput runs (quick)
@@ -91,32 +96,38 @@ class Fleet:
 
 
 def _publisher(mqtt_url: str, count: int, rate: float | None, duration_s: float, start: float,
-               ready, go, sent) -> None:
-    """Publish rounds of the fleet (QoS 0): as fast as possible (rate None) or paced."""
+               ready, go, sent, ramp: list[float] | None = None, stop=None) -> None:
+    """Publish rounds of the fleet (QoS 0): as fast as possible (rate None), paced at ``rate``, or
+    paced along ``ramp`` (a rate per RAMP_STEP_S step; ``duration_s`` is then ignored), until
+    ``stop`` is set. Chunks of 250 pre-encoded packets (bench.mqtt_raw: the publisher's CPU is
+    not the consumer's)."""
     fleet = Fleet(count)
-    topics = [f"fleet/{vid}/nmea" for vid in fleet.ids]
-    client = MqttClient(mqtt_url, f"bench-pub-{os.getpid()}")
-    client.start()
-    client.wait_connected(20)
+    prefixes = [topic_prefix(f"fleet/{vid}/nmea") for vid in fleet.ids]
+    client = RawPublisher(mqtt_url, f"bench-pub-{os.getpid()}")
     ready.set()
     go.wait()
+    if ramp:
+        duration_s = RAMP_STEP_S * len(ramp)
     began = time.monotonic()
-    n, k = 0, 0
-    while time.monotonic() - began < duration_s:
+    n, k, owed, step_began, step = 0, 0, 0.0, began, -1
+    while time.monotonic() - began < duration_s and not (stop is not None and stop.is_set()):
         payloads = fleet.round(datetime.fromtimestamp(start + k, timezone.utc), k)
         for i in range(0, count, 250):
+            now = time.monotonic()
+            if ramp:
+                current = min(int((now - began) // RAMP_STEP_S), len(ramp) - 1)
+                if current != step:  # a new step: pace from here at its rate
+                    owed, step_began, step, rate = n, now, current, ramp[current]
             if rate is not None:
-                while n > rate * (time.monotonic() - began):
+                while n - owed > rate * (time.monotonic() - step_began):
                     time.sleep(0.002)
-            for topic, payload in zip(topics[i:i + 250], payloads[i:i + 250]):
-                client.publish(topic, payload)
-            n += len(payloads[i:i + 250])
+            n += client.publish_many(zip(prefixes[i:i + 250], payloads[i:i + 250]))
             if time.monotonic() - began >= duration_s:
                 break
         k += 1
     sent.value = n
     time.sleep(0.5)
-    client.stop()
+    client.close()
 
 
 def _run_ingest(values: dict, redis_url: str, mqtt_url: str) -> None:
@@ -194,41 +205,63 @@ def _wait(predicate, timeout: float, what: str):
 
 
 def _throughput(settings_values, redis_url, mqtt_url, r, *, baseline: bool) -> float:
+    """The consumer's sustained rate: the publisher steps its offered rate up along RAMP (each
+    step RAMP_STEP_S long); the rate written to Redis is taken over the last part of every step;
+    the figure is the highest written rate of a step the consumer kept up with (wrote at least
+    KEPT_UP of the offered rate), or, past that, of the first step it fell behind on (there it
+    writes flat out). The ramp stops two steps after the consumer fell behind."""
     r.flushall()
     if baseline:
         consumer = _start(_baseline, redis_url, mqtt_url)
         time.sleep(1.5)
+
+        def written():
+            return time.monotonic(), int(r.get("baseline:written") or 0)
     else:
         consumer = _start(_run_ingest, settings_values, redis_url, mqtt_url)
         _wait(lambda: _heartbeat(r).get("mqtt_ok"), 30, "ingest start")
-    progress(f"{'baseline' if baseline else 'ingest'} pid {consumer.pid}")
-    ready, go, sent = mp.Event(), mp.Event(), mp.Value("q", 0)
-    publisher = _start(_publisher, mqtt_url, VEHICLES, OFFERED, WARMUP_S + WINDOW_S + 3, time.time() - 60,
-                       ready, go, sent)
+        offset = time.time() - time.monotonic()
+
+        def written():  # the ingest's own count, at the time it was taken
+            beat = _heartbeat(r)
+            return beat.get("at", time.time()) - offset, beat.get("written", 0)
+    name = "baseline" if baseline else "ingest"
+    progress(f"{name} pid {consumer.pid}; offered rates {', '.join(f'{x:,.0f}' for x in RAMP)} msg/s, "
+             f"{RAMP_STEP_S:.0f} s each")
+    ready, go, sent, stop = mp.Event(), mp.Event(), mp.Value("q", 0), mp.Event()
+    publisher = _start(_publisher, mqtt_url, VEHICLES, None, 0.0, time.time() - 60, ready, go, sent, RAMP, stop)
     ready.wait(60)
+    samples = []
     go.set()
-    time.sleep(WARMUP_S)
+    began = time.monotonic()
+    rates: list[tuple[float, float]] = []
+    behind = 0
     try:
-        if baseline:
-            t1, w1 = time.monotonic(), int(r.get("baseline:written") or 0)
-            time.sleep(WINDOW_S)
-            t2, w2 = time.monotonic(), int(r.get("baseline:written") or 0)
-        else:
-            first = _heartbeat(r)
-            _wait(lambda: _heartbeat(r).get("at", 0) > first.get("at", 0), 5, "heartbeat")
-            first = _heartbeat(r)
-            time.sleep(WINDOW_S)
-            _wait(lambda: _heartbeat(r).get("at", 0) > first["at"] + WINDOW_S - 1, 5, "heartbeat")
-            last = _heartbeat(r)
-            t1, w1, t2, w2 = first["at"], first["written"], last["at"], last["written"]
+        for step, offered in enumerate(RAMP):
+            end = began + (step + 1) * RAMP_STEP_S
+            while time.monotonic() < end:
+                samples.append(written())
+                time.sleep(0.25)
+            window = [(t, w) for t, w in samples if t >= end - RAMP_STEP_S * 0.65]
+            got = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0]) if len(window) > 1 else 0.0
+            rates.append((offered, got))
+            progress(f"{name}: offered {offered:,.0f} msg/s, written {got:,.0f} msg/s")
+            if got < KEPT_UP * offered:
+                behind += 1
+                if behind >= 2:
+                    break
     finally:
+        stop.set()
         publisher.join(30)
         _stop(publisher)
         _stop(consumer)
-    rate = (w2 - w1) / (t2 - t1)
-    progress(f"{'baseline' if baseline else 'ingest'}: {w2 - w1} written in {t2 - t1:.1f} s "
-             f"(publisher sent {sent.value})")
-    return rate
+    best = 0.0
+    for offered, got in rates:
+        best = max(best, got)
+        if got < KEPT_UP * offered:
+            break
+    progress(f"{name}: sustained {best:,.0f} msg/s (publisher sent {sent.value})")
+    return best
 
 
 def _latency(settings_values, redis_url, mqtt_url, r) -> list[float]:

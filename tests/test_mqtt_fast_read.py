@@ -10,16 +10,8 @@ import socket
 
 from hypothesis import given, settings, strategies as st
 
+from bench.mqtt_raw import varint as _varint
 from center import mqtt as M
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def publish(topic: str, payload: bytes, *, qos: int = 0, retain: bool = False, mid: int = 1) -> bytes:
