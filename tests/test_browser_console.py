@@ -120,7 +120,7 @@ def test_dispatcher_sees_a_new_ticket_live_assigns_it_and_acknowledges_an_alarm(
     assert page.text_content("[data-i18n='tickets.queue']") == "Ticket queue"
     page.screenshot(path=str(ARTIFACTS / "console-en.png"))
     page.close()
-    assert watch.errors == []
+    assert watch.errors == [], watch.failed  # the failed requests name the cause
 
 
 def test_wall_display_counts_open_tickets_alarms_and_vehicles(demo, browser):  # noqa: F811
