@@ -194,6 +194,7 @@ class Ticket:
     satisfaction: Satisfaction | None = None
     resolution: str = ""
     version: int = 1
+    change_version: int = 0  # version of the latest change that was not a note (0: the same as `version`)
     pending_since: datetime | None = None  # entered the dispatch pool (dispatch limit runs from here)
     cycle_started_at: datetime | None = None  # created, or reopened (arrival/resolution limits)
     last_call_at: datetime | None = None  # latest citizen call about it (repeat window)

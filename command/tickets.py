@@ -352,6 +352,12 @@ def allowed_actions(ticket: Ticket, actor: Actor) -> list[str]:
             if ticket.state in spec.from_states and actor.role in spec.roles]
 
 
+def is_current(ticket: Ticket, version: int) -> bool:
+    """Whether an action read at `version` still acts on what the ticket says: only notes (the
+    system's GPS arrival, a 110 acknowledgement, a colleague's remark) came after it."""
+    return (ticket.change_version or ticket.version) <= version <= ticket.version
+
+
 def apply(
     ticket: Ticket,
     action: str,
@@ -363,13 +369,13 @@ def apply(
 ) -> tuple[Ticket, AuditEvent]:
     """Perform `action` on `ticket`: the new ticket (version + 1) and its audit event.
 
-    Checks, in order: stale `expected_version` → Conflict; unknown action or field →
-    ValidationError; role not allowed → Forbidden; action illegal in the current state →
-    InvalidTransition; a crew member acting on another crew's ticket → Forbidden; missing or bad
-    fields → ValidationError. Every action accepts an optional `note`.
+    Checks, in order: stale `expected_version` (a change other than a note since) → Conflict;
+    unknown action or field → ValidationError; role not allowed → Forbidden; action illegal in the
+    current state → InvalidTransition; a crew member acting on another crew's ticket → Forbidden;
+    missing or bad fields → ValidationError. Every action accepts an optional `note`.
     """
     now = as_utc(now, "now")
-    if expected_version is not None and expected_version != ticket.version:
+    if expected_version is not None and not is_current(ticket, expected_version):
         raise Conflict(ticket.number, expected_version, ticket.version)
     spec = ACTIONS.get(action)
     if spec is None:
@@ -392,7 +398,10 @@ def apply(
     changes = _EFFECTS[action](ticket, args, now)
     if to_state in POOL_STATES and ticket.state not in POOL_STATES and "pending_since" not in changes:
         changes["pending_since"] = now
-    new = dataclasses.replace(ticket, **changes, state=to_state, version=ticket.version + 1, updated_at=now)
+    # a note leaves what the ticket says as it was: an action read before it is still current
+    change_version = (ticket.change_version or ticket.version) if action == "note" else ticket.version + 1
+    new = dataclasses.replace(ticket, **changes, state=to_state, version=ticket.version + 1,
+                              change_version=change_version, updated_at=now)
     data = {k: _json_safe(v) for k, v in args.items() if k != "note"}
     if action in ("decline", "expire", "return", "merge", "cancel") and ticket.crew_id:
         data.setdefault("crew_id", ticket.crew_id)

@@ -24,7 +24,7 @@ from command.police import needs_police
 from command.tickets import (
     DIRECT_CLOSE_TYPES, NUMBER_RE, OPEN_STATES, SYSTEM_ACTOR, Actor, AuditEvent,
     Category, Channel, Role, Satisfaction, State, Ticket, TicketType, Urgency, apply, center_day,
-    new_ticket, normalize_phone, ticket_number, to_dict,
+    is_current, new_ticket, normalize_phone, ticket_number, to_dict,
 )
 from gis.crs import distance_m
 from services.ticket_alarms import (  # noqa: F401  (consume_alarms is re-exported for the worker)
@@ -294,7 +294,7 @@ class TicketManager:
         self._check_visible(previous, actor)
         now = self.clock()
         ticket = previous.ticket
-        if expected_version is not None and expected_version != ticket.version:
+        if expected_version is not None and not is_current(ticket, expected_version):
             raise Conflict(number, expected_version, ticket.version)
         events = []
         if ticket.state is State.RESOLVED:

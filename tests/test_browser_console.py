@@ -23,7 +23,8 @@ pytestmark = browser_marks
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("console-demo")
-    running = start_demo(tmp / "var", tmp / "demo.log", vehicles=6)
+    # the dispatcher assigns by hand: no automatic dispatch, and no crew bot accepting meanwhile
+    running = start_demo(tmp / "var", tmp / "demo.log", vehicles=6, DISPATCH_AUTO="0", SIM_CREWS="0")
     yield running
     running.stop()
 

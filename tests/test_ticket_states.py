@@ -155,6 +155,32 @@ def test_stale_version_conflicts_and_only_one_dispatcher_wins():
     assert err.value.to_dict()["error"] == "conflict"
 
 
+def test_notes_since_the_version_read_do_not_make_an_action_stale():
+    system, dispatcher = Actor("system", Role.SYSTEM), Actor("d1", Role.DISPATCHER)
+    read = make_ticket()                                            # the dispatcher reads version 1
+    noted, _ = apply(read, "note", actor=system, now=T0, note="110 已接收")
+    noted, _ = apply(noted, "note", actor=system, now=T0, note="车辆 V01 GPS 到达现场")
+    assert (noted.version, noted.change_version) == (3, 1)
+    dispatched, _ = apply(noted, "dispatch", actor=dispatcher, now=T0, expected_version=1, crew_id="C1")
+    assert (dispatched.state, dispatched.version, dispatched.change_version) == (S.DISPATCHED, 4, 4)
+    # a change that is not a note makes every earlier read stale, notes after it or not
+    for stale in (1, 3):
+        with pytest.raises(Conflict) as err:
+            apply(dispatched, "dispatch", actor=dispatcher, now=T0, expected_version=stale, crew_id="C2")
+        assert (err.value.expected, err.value.actual) == (stale, 4)
+    after, _ = apply(dispatched, "note", actor=dispatcher, now=T0, note="已电话联系班组")
+    for stale in (3, 6):                                           # before the dispatch, or a version not yet there
+        with pytest.raises(Conflict):
+            apply(after, "dispatch", actor=dispatcher, now=T0, expected_version=stale, crew_id="C2")
+    assert apply(after, "dispatch", actor=dispatcher, now=T0, expected_version=4, crew_id="C2")[0].crew_id == "C2"
+    # a ticket stored before change_version existed compares strictly, as it always did
+    legacy = from_dict({k: v for k, v in to_dict(noted).items() if k != "change_version"})
+    assert legacy.change_version == 0
+    with pytest.raises(Conflict):
+        apply(legacy, "dispatch", actor=dispatcher, now=T0, expected_version=1, crew_id="C1")
+    assert apply(legacy, "dispatch", actor=dispatcher, now=T0, expected_version=3, crew_id="C1")[0].version == 4
+
+
 def test_audit_event_fields():
     ticket = make_ticket()
     at = T0 + timedelta(minutes=2)

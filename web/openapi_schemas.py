@@ -85,6 +85,7 @@ SCHEMAS: dict[str, Any] = {
         state={"type": "string", "enum": TICKET_STATES}, crew_id=NS, incident_id=NS, merged_into=NS,
         repeat_count=I, color={"type": "string", "enum": ["blue", "orange", "red"]}, supervised=B,
         rework_count=I, declined_by=arr(S), satisfaction=NS, resolution=S, version={"type": "integer", "minimum": 1},
+        change_version={"type": "integer", "minimum": 0},
         created_at=T, updated_at=T, pending_since=NT, dispatched_at=NT, accepted_at=NT, arrived_at=NT,
         resolved_at=NT, closed_at=NT, deadlines={"type": "object", "additionalProperties": NT},
         police_kind=NS, tags=arr(S), asset_id=NS, calls=I, needs_supervision=B, time_left_s=NN,

@@ -2,7 +2,7 @@
 
 Times are UTC ISO-8601 with Z. Crew members see only their crew's tickets (others are 404) and
 masked caller phones. State-changing calls carry the `expected_version` the caller last read;
-a stale one is a 409 conflict.
+a stale one (a change other than a note since) is a 409 conflict.
 """
 from __future__ import annotations
 
