@@ -5,10 +5,12 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+ACCEL := $(VENV)/.accel
+ACCEL_SRC := ingest/nmea.py ingest/fixes.py ingest/plausibility.py ingest/vehicles.py center/accel.py
 
 .PHONY: demo test bench setup clean
 
-setup: $(STAMP)
+setup: $(ACCEL)
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,14 +19,20 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
 	@touch $(STAMP)
 
-demo: $(STAMP)
+# the ingest's hot modules compiled in place (pure Python where no C compiler is present)
+$(ACCEL): $(STAMP) $(ACCEL_SRC)
+	$(PY) -m center.accel
+	@touch $(ACCEL)
+
+demo: $(ACCEL)
 	$(PY) -m center demo
 
-test: $(STAMP)
+test: $(ACCEL)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(ACCEL)
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
+	test ! -x $(PY) || $(PY) -m center.accel --clean
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -25,7 +25,7 @@ import os
 import shutil
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from functools import reduce
 from operator import xor
 from pathlib import Path
@@ -348,6 +348,10 @@ def main() -> None:
     broker = start_broker(tmp / "broker")
     broker_name = "mosquitto" if shutil.which("mosquitto") else "rumqttd"
     progress(f"ingest_broker: {broker_name}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    import ingest.vehicles
+    from center.accel import is_compiled
+
+    progress(f"ingest modules: {'compiled' if is_compiled(ingest.vehicles) else 'pure Python (no compiler: slower)'}")
     settings = load({"CONFIG_FILE": str(tmp / "absent.toml"), "DATA_DIR": str(tmp / "var"),
                      "LOG_LEVEL": "WARNING", "TRACK_RETENTION_H": "1"})
     values = dict(settings.values)

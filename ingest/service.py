@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from center import accel
 from center.lifecycle import stop_on_signals, tune_gc_for_latency
 from center.mqtt import MqttClient, ReceivedMessage
 from center.settings import Settings
@@ -26,6 +27,7 @@ from center.store import Store
 from center.city import DEMO_SUBDIR
 from ingest.readings import RejectedPayload
 from ingest.sensors import SensorBatch, SensorIngest, SensorRegistry, load_profile_rows, rebirth_command
+from ingest import vehicles as vehicles_module
 from ingest.vehicles import VehicleBatch, VehicleIngest, parse_fleet_topic
 
 log = logging.getLogger(__name__)
@@ -463,6 +465,8 @@ async def serve(settings: Settings, redis_url: str, mqtt_url: str, stop: asyncio
             log.info("ingest: sensor registry of %d sensors from the city layers", count)
     except Exception as exc:
         log.warning("ingest: sensor registry not refreshed from the city: %s", exc)
+    log.info("ingest: NMEA hot path %s", "compiled (center/accel.py)" if accel.is_compiled(vehicles_module)
+             else "in pure Python (no compiled modules: slower; see center/accel.py)")
     if await ingest.load_registry():
         try:
             restored = ingest.sensors.restore(await store.alarms())

@@ -30,6 +30,17 @@ def test_settings(tmp_path: Path, **overrides):
 test_settings.__test__ = False  # a helper, not a test
 
 
+def pytest_sessionstart(session):
+    """Refuse to test a compiled ingest module older than its source: Python would import the
+    old build and the tests would check code that is no longer there (make rebuilds it)."""
+    from center import accel
+
+    stale = accel.stale()
+    if stale:
+        pytest.exit("stale compiled modules (run make, or python -m center.accel): "
+                    + ", ".join(str(path.relative_to(ROOT)) for path in stale), returncode=2)
+
+
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory) -> Servers:
     """The session's real Redis and MQTT broker."""
