@@ -10,10 +10,12 @@ when on PATH, else rumqttd), the ingest service in its own process, publishers i
   ``fixes_written`` counter in the heartbeat) while keeping up (see ``_throughput``).
 - ``ingest_baseline_msgs_per_s``: the same ramp, publisher and broker into a minimal subscriber:
   split the payload, take the GGA lat/lon, one pipelined GEOADD per 20 ms; ``ingest_nmea_ratio``
-  = ours / it.
+  = ours / it. The minimal loop receives through our own MQTT reader, as the ingest does, so the
+  ratio compares everything after the reader. ``ingest_baseline_paho_msgs_per_s``: the same loop
+  on paho-mqtt's own client and ``on_message`` callback, for reference.
 - ``ingest_sensor_alarm_latency_ms_p99``: threshold-crossing readings published while a second
   process sends 5,000 NMEA msg/s; latency = publish -> the event read from ``alarms:events``.
-- BENCH_ONLY=throughput runs only the first two figures (and the ratio).
+- BENCH_ONLY=throughput runs only the three throughput figures (and the ratio).
 - ``ingest_rss_mb``: 10,000 vehicles at 1 Hz for BENCH_RSS_S seconds (default 120), then the
   ingest's RSS; ``track_bytes_per_fix`` = Redis used_memory growth / fixes stored.
 """
@@ -29,6 +31,7 @@ from datetime import datetime, timezone
 from functools import reduce
 from operator import xor
 from pathlib import Path
+from urllib.parse import urlparse
 
 import orjson
 import psutil
@@ -137,25 +140,33 @@ def _run_ingest(values: dict, redis_url: str, mqtt_url: str) -> None:
     asyncio.run(serve(Settings(values), redis_url, mqtt_url, own_process=True))  # as `python -m center ingest`
 
 
-def _baseline(redis_url: str, mqtt_url: str) -> None:
-    """The minimal loop: subscribe, split, pipelined GEOADD every 20 ms; counts in baseline:written."""
-    import threading
+def _baseline(redis_url: str, mqtt_url: str, reader: str = "fast") -> None:
+    """The minimal loop: subscribe, split, pipelined GEOADD every 20 ms; counts in baseline:written.
 
-    pending: list = []
-    lock = threading.Lock()
+    ``reader="fast"`` receives through our own `center.mqtt.MqttClient` (PUBLISH packets parsed
+    from the read buffer, in batches), the reader the ingest uses: the ratio's baseline.
+    ``reader="paho"`` is paho-mqtt's own client and callback (its network thread, one
+    ``on_message`` per message), printed for reference."""
+    import collections
 
-    def on_messages(batch):
-        with lock:
-            pending.extend(batch)
+    pending: collections.deque = collections.deque()  # appended by the network thread
+    if reader == "fast":
+        client = MqttClient(mqtt_url, f"bench-baseline-{os.getpid()}", on_messages=pending.extend)
+        client.subscribe("fleet/+/nmea")
+        client.start()
+    else:
+        import paho.mqtt.client as mqtt
 
-    client = MqttClient(mqtt_url, f"bench-baseline-{os.getpid()}", on_messages=on_messages)
-    client.subscribe("fleet/+/nmea")
-    client.start()
+        url = urlparse(mqtt_url)
+        paho = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-baseline-{os.getpid()}")
+        paho.on_connect = lambda c, userdata, flags, rc, props: c.subscribe("fleet/+/nmea", qos=0)
+        paho.on_message = lambda c, userdata, msg: pending.append(msg)
+        paho.connect(url.hostname, url.port or 1883)
+        paho.loop_start()
     r = redis.Redis.from_url(redis_url)
     while True:
         time.sleep(0.02)
-        with lock:
-            batch, pending[:] = list(pending), []
+        batch = [pending.popleft() for _ in range(len(pending))]
         if not batch:
             continue
         pipe = r.pipeline(transaction=False)
@@ -204,15 +215,16 @@ def _wait(predicate, timeout: float, what: str):
     raise RuntimeError(f"bench: {what} did not happen within {timeout:.0f} s")
 
 
-def _throughput(settings_values, redis_url, mqtt_url, r, *, baseline: bool) -> float:
+def _throughput(settings_values, redis_url, mqtt_url, r, *, baseline: str | None = None) -> float:
     """The consumer's sustained rate: the publisher steps its offered rate up along RAMP (each
     step RAMP_STEP_S long); the rate written to Redis is taken over the last part of every step;
     the figure is the highest written rate of a step the consumer kept up with (wrote at least
     KEPT_UP of the offered rate), or, past that, of the first step it fell behind on (there it
-    writes flat out). The ramp stops two steps after the consumer fell behind."""
+    writes flat out). The ramp stops two steps after the consumer fell behind. ``baseline``:
+    None for our ingest, else the minimal loop with that reader (`_baseline`)."""
     r.flushall()
     if baseline:
-        consumer = _start(_baseline, redis_url, mqtt_url)
+        consumer = _start(_baseline, redis_url, mqtt_url, baseline)
         time.sleep(1.5)
 
         def written():
@@ -225,7 +237,7 @@ def _throughput(settings_values, redis_url, mqtt_url, r, *, baseline: bool) -> f
         def written():  # the ingest's own count, at the time it was taken
             beat = _heartbeat(r)
             return beat.get("at", time.time()) - offset, beat.get("written", 0)
-    name = "baseline" if baseline else "ingest"
+    name = f"baseline ({baseline} reader)" if baseline else "ingest"
     progress(f"{name} pid {consumer.pid}; offered rates {', '.join(f'{x:,.0f}' for x in RAMP)} msg/s, "
              f"{RAMP_STEP_S:.0f} s each")
     ready, go, sent, stop = mp.Event(), mp.Event(), mp.Value("q", 0), mp.Event()
@@ -359,9 +371,11 @@ def main() -> None:
     try:
         ours = _throughput(values, redis_proc.url, broker.url, r, baseline=False)
         emit("ingest_nmea_msgs_per_s", round(ours), "msg/s")
-        base = _throughput(values, redis_proc.url, broker.url, r, baseline=True)
+        base = _throughput(values, redis_proc.url, broker.url, r, baseline="fast")
         emit("ingest_baseline_msgs_per_s", round(base), "msg/s")
         emit("ingest_nmea_ratio", round(ours / base, 3), "ratio")
+        paho = _throughput(values, redis_proc.url, broker.url, r, baseline="paho")
+        emit("ingest_baseline_paho_msgs_per_s", round(paho), "msg/s")
         if ONLY == "throughput":
             return
         latencies = _latency(values, redis_proc.url, broker.url, r)
