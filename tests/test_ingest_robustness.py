@@ -4,8 +4,11 @@ logs, and backfill judged against the vehicle's own sequence (week-rollover repa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 import redis.exceptions
@@ -44,6 +47,34 @@ async def _publisher(mqtt_url, name):
     return pub
 
 
+@dataclass
+class _Rig:
+    ingest: service.Ingest
+    task: asyncio.Task
+    store: Store
+    pub: MqttClient | None = None
+    server: Any = None  # a broker or Redis of the test's own: stopped at the end (a restart replaces it)
+
+
+@contextlib.asynccontextmanager
+async def _rig(tmp_path, redis_url, mqtt_url, name, *, server=None):
+    """The ingest on these servers, a store and a publisher named `name`; at the end all stop, and
+    so does `server` (or what the test put in `rig.server` when it restarted it)."""
+    stop, task, ingest = await _start(tmp_path, redis_url, mqtt_url)
+    rig = _Rig(ingest, task, Store.from_url(redis_url), server=server)
+    try:
+        rig.pub = await _publisher(mqtt_url, name)
+        yield rig
+    finally:
+        if rig.pub is not None:
+            rig.pub.stop()
+        stop.set()
+        await task
+        await rig.store.close()
+        if rig.server is not None:
+            rig.server.stop()
+
+
 async def _fix_ok(store, vid, n):
     try:
         view = await store.vehicle(vid)
@@ -55,19 +86,17 @@ async def _fix_ok(store, vid, n):
 @pytest.mark.allow_logged_errors
 async def test_broker_restart_reconnects_and_resubscribes(tmp_path, redis_url):
     port = free_port()
-    broker = start_broker(tmp_path, port=port)
     mqtt_url = f"mqtt://127.0.0.1:{port}"
-    stop, task, ingest = await _start(tmp_path, redis_url, mqtt_url)
-    store = Store.from_url(redis_url)
-    pub = await _publisher(mqtt_url, "restart-pub")
     t = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=20)
-    try:
+    async with _rig(tmp_path, redis_url, mqtt_url, "restart-pub",
+                    server=start_broker(tmp_path, port=port)) as rig:
+        ingest, store, pub = rig.ingest, rig.store, rig.pub
         pub.publish("fleet/B1/nmea", _burst(t, 36.38, 119.75), qos=1)
         await wait_for(lambda: _fix_ok(store, "B1", 1), timeout=10)
-        broker.stop()
+        rig.server.stop()
         await wait_for(lambda: not ingest.mqtt_ok, timeout=10)
         assert ingest.health()["status"] == "degraded"
-        broker = start_broker(tmp_path, port=port)
+        rig.server = start_broker(tmp_path, port=port)
         await wait_for(lambda: ingest.mqtt_ok and pub.connected, timeout=60)
         await asyncio.sleep(0.5)  # the replayed SUBSCRIBE is acknowledged
         pub.publish("fleet/B1/nmea", _burst(t + timedelta(seconds=5), 36.3801, 119.75), qos=1)
@@ -76,36 +105,27 @@ async def test_broker_restart_reconnects_and_resubscribes(tmp_path, redis_url):
         assert view["fix"]["lat"] == pytest.approx(36.3801, abs=1e-7)
         await wait_for(lambda: store.unknown_readings(), timeout=10)
         assert ingest.health()["status"] == "ok"
-    finally:
-        pub.stop()
-        stop.set()
-        await task
-        await store.close()
-        broker.stop()
 
 
 @pytest.mark.allow_logged_errors
 async def test_redis_outage_buffers_then_flushes_in_order(tmp_path, mqtt_url):
     port = free_port()
     data = tmp_path / "redis-data"
-    redis_proc = start_redis(data, port=port)
     redis_url = f"redis://127.0.0.1:{port}/0"
-    stop, task, ingest = await _start(tmp_path, redis_url, mqtt_url)
-    store = Store.from_url(redis_url)
-    pub = await _publisher(mqtt_url, "outage-pub")
     t0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=120)
     lats = [36.38 + i * 1e-4 for i in range(60)]
-    try:
+    async with _rig(tmp_path, redis_url, mqtt_url, "outage-pub", server=start_redis(data, port=port)) as rig:
+        ingest, store, pub = rig.ingest, rig.store, rig.pub
         for i in range(10):
             pub.publish("fleet/R1/nmea", _burst(t0 + timedelta(seconds=i), lats[i], 119.75), qos=1)
         await wait_for(lambda: _fix_ok(store, "R1", 10), timeout=10)
-        redis_proc.stop()
+        rig.server.stop()
         for i in range(10, 60):
             pub.publish("fleet/R1/nmea", _burst(t0 + timedelta(seconds=i), lats[i], 119.75), qos=1)
         await wait_for(lambda: not ingest.redis_ok and ingest.health()["buffered"] > 0, timeout=20)
         health = ingest.health()
         assert health["status"] == "degraded" and health["redis_ok"] is False
-        redis_proc = start_redis(data, port=port)
+        rig.server = start_redis(data, port=port)
         view = await wait_for(lambda: _fix_ok(store, "R1", 60), timeout=30)
         assert view["fix"]["lat"] == pytest.approx(lats[-1], abs=1e-7)
         track = await store.track("R1", t0.timestamp() - 1, t0.timestamp() + 120)
@@ -113,12 +133,6 @@ async def test_redis_outage_buffers_then_flushes_in_order(tmp_path, mqtt_url):
         assert [f["t"] for f in track] == [(t0 + timedelta(seconds=i)).timestamp() for i in range(60)]
         await wait_for(lambda: ingest.health()["status"] == "ok", timeout=10)
         assert ingest.stats["buffer_dropped"] == 0 and ingest.stats["redis_write_failed"] >= 1
-    finally:
-        pub.stop()
-        stop.set()
-        await task
-        await store.close()
-        redis_proc.stop()
 
 
 @pytest.mark.allow_logged_errors
@@ -126,20 +140,18 @@ async def test_a_redis_that_comes_back_empty_gets_the_vehicle_set_and_track_inde
     """The ingest caches which ids are in veh:ids and which track hours are indexed; a failed write
     clears both, so a Redis restarted without its data is filled in again, not left with holes."""
     port = free_port()
-    redis_proc = start_redis(tmp_path / "redis-a", port=port)
     redis_url = f"redis://127.0.0.1:{port}/0"
-    stop, task, ingest = await _start(tmp_path, redis_url, mqtt_url)
-    store = Store.from_url(redis_url)
-    pub = await _publisher(mqtt_url, "empty-redis-pub")
     t0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=60)
-    try:
+    async with _rig(tmp_path, redis_url, mqtt_url, "empty-redis-pub",
+                    server=start_redis(tmp_path / "redis-a", port=port)) as rig:
+        ingest, store, pub = rig.ingest, rig.store, rig.pub
         for i in range(3):
             pub.publish("fleet/E1/nmea", _burst(t0 + timedelta(seconds=i), 36.38 + i * 1e-4, 119.75), qos=1)
         await wait_for(lambda: _fix_ok(store, "E1", 3), timeout=10)
-        redis_proc.stop()
+        rig.server.stop()
         pub.publish("fleet/E1/nmea", _burst(t0 + timedelta(seconds=3), 36.3803, 119.75), qos=1)
         await wait_for(lambda: not ingest.redis_ok, timeout=20)
-        redis_proc = start_redis(tmp_path / "redis-b", port=port)  # a new, empty data directory
+        rig.server = start_redis(tmp_path / "redis-b", port=port)  # a new, empty data directory
         await wait_for(lambda: _fix_ok(store, "E1", 1), timeout=30)
         for i in range(4, 6):
             pub.publish("fleet/E1/nmea", _burst(t0 + timedelta(seconds=i), 36.38 + i * 1e-4, 119.75), qos=1)
@@ -147,12 +159,6 @@ async def test_a_redis_that_comes_back_empty_gets_the_vehicle_set_and_track_inde
         assert await store.vehicle_ids() == ["E1"]
         track = await store.track("E1", t0.timestamp() - 1, t0.timestamp() + 60)
         assert [f["t"] for f in track] == [(t0 + timedelta(seconds=i)).timestamp() for i in range(3, 6)]
-    finally:
-        pub.stop()
-        stop.set()
-        await task
-        await store.close()
-        redis_proc.stop()
 
 
 def _random_payloads(seed: int) -> list[bytes]:
@@ -168,10 +174,8 @@ TOPICS = ["fleet/X1/nmea", "fleet/X1/nmea/backfill", "fleet/X1/status", "scada/X
 
 @pytest.mark.allow_logged_errors
 async def test_random_garbage_on_every_topic_is_counted_and_ingest_goes_on(tmp_path, redis_url, mqtt_url):
-    stop, task, ingest = await _start(tmp_path, redis_url, mqtt_url)
-    store = Store.from_url(redis_url)
-    pub = await _publisher(mqtt_url, "garbage-pub")
-    try:
+    async with _rig(tmp_path, redis_url, mqtt_url, "garbage-pub") as rig:
+        ingest, task, store, pub = rig.ingest, rig.task, rig.store, rig.pub
         sent = 0
         for i, topic in enumerate(TOPICS):
             for payload in _random_payloads(i):
@@ -184,19 +188,12 @@ async def test_random_garbage_on_every_topic_is_counted_and_ingest_goes_on(tmp_p
         assert ingest.stats["rejected:payload_too_large"] == len(TOPICS)
         assert ingest.stats["rejected:invalid_utf8"] > 0 and ingest.stats["rejected:sparkplug_payload"] > 0
         assert not any(k.startswith("rejected:error:") for k in ingest.stats), ingest.stats
-    finally:
-        pub.stop()
-        stop.set()
-        await task
-        await store.close()
 
 
 @pytest.mark.parametrize("chunk_lines", [1, 25])
 async def test_robustness_logs_pass_through_the_live_topic(tmp_path, redis_url, mqtt_url, chunk_lines):
-    stop, task, ingest = await _start(tmp_path, redis_url, mqtt_url)
-    store = Store.from_url(redis_url)
-    pub = await _publisher(mqtt_url, f"robust-pub-{chunk_lines}")
-    try:
+    async with _rig(tmp_path, redis_url, mqtt_url, f"robust-pub-{chunk_lines}") as rig:
+        ingest, task, store, pub = rig.ingest, rig.task, rig.store, rig.pub
         sent = 0
         for path in ROBUSTNESS:
             lines = path.read_bytes().splitlines(keepends=True)
@@ -212,19 +209,12 @@ async def test_robustness_logs_pass_through_the_live_topic(tmp_path, redis_url, 
         assert "truncated" in bad["rb-pygpsdata-badeof"] and "garbage" in bad["rb-pygpsdata-mixed"]
         assert all(c.get("sentences_ok", 0) > 0 and c.get("internal_error", 0) == 0 for c in counters.values()), counters
         assert not task.done() and not any(k.startswith("rejected:error:") for k in ingest.stats)
-    finally:
-        pub.stop()
-        stop.set()
-        await task
-        await store.close()
 
 
 async def test_backfill_is_judged_against_the_vehicles_own_sequence(tmp_path, redis_url, mqtt_url):
-    stop, task, ingest = await _start(tmp_path, redis_url, mqtt_url)
-    store = Store.from_url(redis_url)
-    pub = await _publisher(mqtt_url, "backfill-pub")
-    now = datetime.now(timezone.utc).replace(microsecond=0)
-    try:
+    async with _rig(tmp_path, redis_url, mqtt_url, "backfill-pub") as rig:
+        store, pub = rig.store, rig.pub
+        now = datetime.now(timezone.utc).replace(microsecond=0)
         # K1 is live now; its terminal then uploads fixes of 10 minutes ago with 2006 dates
         # (the week-rollover bug): repaired by 1024 weeks, into the track, not the live position.
         pub.publish("fleet/K1/nmea", _burst(now - timedelta(seconds=2), 36.40, 119.80), qos=1)
@@ -243,11 +233,6 @@ async def test_backfill_is_judged_against_the_vehicles_own_sequence(tmp_path, re
         assert view["counters"]["fix_track_only"] == 3
         k2 = await wait_for(lambda: _track(store, "K2", 3, since=drive[0].timestamp() - 1), timeout=15)
         assert [f["t"] for f in k2] == [t.timestamp() for t in drive]
-    finally:
-        pub.stop()
-        stop.set()
-        await task
-        await store.close()
 
 
 async def _track(store, vid, n, since=None):
