@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from functools import reduce
 from operator import xor
 
+import cython  # C types where Cython compiles this module (center/accel.py); a no-op module otherwise
+from cython.cimports.libc.math import floor as _floor, fmod as _fmod
+
 __all__ = [
     "REASONS",
     "Sentence",
@@ -498,8 +501,18 @@ def decode_pair(gga_line: bytes, rmc_line: bytes) -> tuple | None:
 
     Returns ``(tod, (y, m, d), lat, lon, speed_kn, course, alt, quality, mode, sats, hdop, talker)``
     merged as `ingest.fixes` merges the two sentences (most decimals win, RMC on a tie), or None
-    for anything else (the general `decode_line` path then handles the lines).
+    for anything else (the general `decode_line` path then handles the lines). Compiled, the
+    plain shapes are read in C (`_pair_c`); the result is the same.
     """
+    if cython.compiled and type(gga_line) is bytes and type(rmc_line) is bytes:
+        found = _pair_c(gga_line, rmc_line)
+        if found is not None:
+            return found
+    return _decode_pair(gga_line, rmc_line)
+
+
+def _decode_pair(gga_line: bytes, rmc_line: bytes) -> tuple | None:
+    """`decode_pair` in Python."""
     try:
         if (gga_line[:1] != b"$" or rmc_line[:1] != b"$" or len(gga_line) < 5 or len(rmc_line) < 5
                 or gga_line[-3] != 42 or rmc_line[-3] != 42 or not gga_line.isascii() or not rmc_line.isascii()):
@@ -549,3 +562,272 @@ def decode_pair(gga_line: bytes, rmc_line: bytes) -> tuple | None:
     if rlat[1] >= glat[1]:
         return tod, date, rlat[0], rlon[0], speed, course, alt, quality, mode, sats, hdop, second[0]
     return tod, date, glat[0], glon[0], speed, course, alt, quality, mode, sats, hdop, first[0]
+
+
+# ---------------------------------------------------------------------- the compiled pair scanner
+# Where Cython compiled this module (``cython.compiled``), `decode_pair` first tries `_pair_c`: the
+# same fast path read straight from the two lines' bytes, in C (no split, no field objects),
+# giving up (None) on anything but the plain shapes of a clean pair; `_decode_pair` then decides,
+# so the result is always the Python path's. Numbers are parsed exactly as ``float()`` does: a
+# decimal of at most 15 digits is an exact double divided by an exact power of ten, one correctly
+# rounded IEEE operation, hence the same double. Floor divisions follow CPython's algorithm.
+
+@cython.cfunc
+@cython.inline
+@cython.exceptval(check=False)
+def _c_floordiv(a: cython.double, b: cython.double) -> cython.double:
+    """``a // b`` for a >= 0 and b > 0, as CPython's float floor division computes it."""
+    mod: cython.double = _fmod(a, b)
+    div: cython.double = (a - mod) / b
+    if div == 0.0:
+        return 0.0
+    floordiv: cython.double = _floor(div)
+    if div - floordiv > 0.5:
+        floordiv += 1.0
+    return floordiv
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+def _c_decimal(p: cython.p_uchar, start: cython.Py_ssize_t, end: cython.Py_ssize_t,
+               out: cython.p_double) -> cython.int:
+    """Parse ``[-]digits[.digits]`` in p[start:end] into out[0]: the number of decimals, or -1
+    for anything else (empty, other characters, more than 15 digits)."""
+    i: cython.Py_ssize_t = start
+    negative: cython.bint = False
+    if i < end and p[i] == 45:  # '-'
+        negative = True
+        i += 1
+    mantissa: cython.longlong = 0
+    digits: cython.int = 0
+    decimals: cython.int = -1
+    c: cython.uchar
+    if i >= end or p[i] < 48 or p[i] > 57:
+        return -1
+    while i < end:
+        c = p[i]
+        if 48 <= c <= 57:
+            mantissa = mantissa * 10 + (c - 48)
+            digits += 1
+            if decimals >= 0:
+                decimals += 1
+        elif c == 46 and decimals < 0:  # '.'
+            decimals = 0
+        else:
+            return -1
+        i += 1
+    if digits > 15:
+        return -1
+    if decimals < 0:
+        decimals = 0
+    scale: cython.double = 1.0
+    k: cython.int
+    for k in range(decimals):  # 10**decimals, exact (below 2**53)
+        scale *= 10.0
+    value: cython.double = cython.cast(cython.double, mantissa) / scale
+    out[0] = -value if negative else value
+    return decimals
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+def _c_scan(p: cython.p_uchar, n: cython.Py_ssize_t, starts: cython.p_Py_ssize_t) -> cython.int:
+    """Check one line (``$`` body ``*HH``, ASCII, no ``$`` inside, checksum right) and record where
+    each field of the body starts (starts[k]; starts[count] is one past the body's end + 1): the
+    field count, or -1."""
+    if n < 5 or p[0] != 36 or p[n - 3] != 42:
+        return -1
+    x: cython.int = 0
+    count: cython.int = 1
+    starts[0] = 1
+    i: cython.Py_ssize_t
+    c: cython.uchar
+    for i in range(1, n - 3):
+        c = p[i]
+        if c >= 128 or c == 36:
+            return -1
+        x ^= c
+        if c == 44:  # ','
+            if count >= 30:
+                return -1
+            starts[count] = i + 1
+            count += 1
+    starts[count] = n - 2  # the field k ends at starts[k + 1] - 1
+    hi: cython.int = _c_hex(p[n - 2])
+    lo: cython.int = _c_hex(p[n - 1])
+    if hi < 0 or lo < 0 or hi * 16 + lo != x:
+        return -1
+    return count
+
+
+@cython.cfunc
+@cython.inline
+@cython.exceptval(check=False)
+def _c_hex(c: cython.uchar) -> cython.int:
+    if 48 <= c <= 57:
+        return c - 48
+    if 65 <= c <= 70:
+        return c - 55
+    if 97 <= c <= 102:
+        return c - 87
+    return -1
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+def _c_same(p: cython.p_uchar, a: cython.Py_ssize_t, a_end: cython.Py_ssize_t,
+            q: cython.p_uchar, b: cython.Py_ssize_t, b_end: cython.Py_ssize_t) -> cython.bint:
+    if a_end - a != b_end - b:
+        return False
+    while a < a_end:
+        if p[a] != q[b]:
+            return False
+        a += 1
+        b += 1
+    return True
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+def _c_tod(p: cython.p_uchar, start: cython.Py_ssize_t, end: cython.Py_ssize_t,
+           out: cython.p_double) -> cython.bint:
+    """`_fast_tod` for ``hhmmss[.s...]``: False for any other shape or a time out of range."""
+    value: cython.double
+    if end - start < 6 or (end - start > 6 and p[start + 6] != 46):
+        return False
+    if _c_decimal(p, start, end, cython.address(value)) < 0 or p[start] == 45:
+        return False
+    hours: cython.double = _c_floordiv(value, 10000.0)
+    minutes: cython.double = _c_floordiv(value, 100.0) - hours * 100.0
+    seconds: cython.double = value - hours * 10000.0 - minutes * 100.0
+    if hours > 23.0 or minutes > 59.0 or seconds >= 61.0:
+        return False
+    out[0] = hours * 3600.0 + minutes * 60.0 + seconds
+    return True
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+def _c_coord(p: cython.p_uchar, start: cython.Py_ssize_t, end: cython.Py_ssize_t, hemi: cython.Py_ssize_t,
+             hemi_end: cython.Py_ssize_t, negative: cython.uchar, positive: cython.uchar, limit: cython.double,
+             out: cython.p_double) -> cython.int:
+    """`_fast_coord` for ``dddmm.mmm`` and a one-letter hemisphere: the decimals, or -1."""
+    number: cython.double
+    if start < end and p[start] == 45:
+        return -1
+    decimals: cython.int = _c_decimal(p, start, end, cython.address(number))
+    if decimals < 0 or number > 18000.0 or hemi_end - hemi != 1:
+        return -1
+    degrees: cython.double = _c_floordiv(number, 100.0)
+    minutes: cython.double = number - degrees * 100.0
+    if minutes >= 60.0:
+        return -1
+    result: cython.double = degrees + minutes / 60.0
+    if result > limit:
+        return -1
+    if p[hemi] == negative:
+        result = -result
+    elif p[hemi] != positive:
+        return -1
+    out[0] = result
+    return decimals
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+def _c_small_int(p: cython.p_uchar, start: cython.Py_ssize_t, end: cython.Py_ssize_t) -> cython.int:
+    """A field of 1..4 digits as a number, -2 when empty, -1 for anything else."""
+    if start == end:
+        return -2
+    if end - start > 4:
+        return -1
+    value: cython.int = 0
+    while start < end:
+        if p[start] < 48 or p[start] > 57:
+            return -1
+        value = value * 10 + (p[start] - 48)
+        start += 1
+    return value
+
+
+@cython.cfunc
+def _c_float(p: cython.p_uchar, start: cython.Py_ssize_t, end: cython.Py_ssize_t, ok: cython.p_bint) -> object:
+    """`_float` of a plain decimal field: None when empty; ok[0] = False for any other shape."""
+    value: cython.double
+    if start == end:
+        return None
+    if _c_decimal(p, start, end, cython.address(value)) < 0 or not -1e12 < value < 1e12:
+        ok[0] = False
+        return None
+    return value
+
+
+@cython.ccall
+def _pair_c(gga_line: bytes, rmc_line: bytes) -> object:
+    """`_decode_pair` of a plain clean pair, from the bytes; None where it does not know (the
+    Python path then decides). Compiled only (tests call it to see that the C path is taken)."""
+    gs = cython.declare(cython.Py_ssize_t[32])
+    rs = cython.declare(cython.Py_ssize_t[32])
+    g: cython.p_uchar = cython.cast(cython.p_uchar, cython.cast(cython.p_char, gga_line))
+    r: cython.p_uchar = cython.cast(cython.p_uchar, cython.cast(cython.p_char, rmc_line))
+    ng: cython.int = _c_scan(g, len(gga_line), gs)
+    nr: cython.int = _c_scan(r, len(rmc_line), rs)
+    if ng < 10 or nr < 10:
+        return None
+    first = _ADDRESSES.get(gga_line[gs[0]:gs[1] - 1])
+    second = _ADDRESSES.get(rmc_line[rs[0]:rs[1] - 1])
+    if first is None or second is None or type(first) is str or type(second) is str:
+        return None
+    if first[1] is not _gga or second[1] is not _rmc:
+        return None
+    if rs[3] - rs[2] != 2 or r[rs[2]] != 65:  # RMC status 'A'
+        return None
+    tod: cython.double
+    other: cython.double
+    if not _c_tod(g, gs[1], gs[2] - 1, cython.address(tod)):
+        return None
+    if not _c_same(g, gs[1], gs[2] - 1, r, rs[1], rs[2] - 1):
+        if not _c_tod(r, rs[1], rs[2] - 1, cython.address(other)) or other != tod:
+            return None
+    quality: cython.int = _c_small_int(g, gs[6], gs[7] - 1)
+    sats: cython.int = _c_small_int(g, gs[7], gs[8] - 1)
+    if quality < 1 or quality == 8 or sats == -1 or (sats == 0 and quality != 6):
+        return None
+    mode = None
+    if nr > 12 and rs[13] - 1 > rs[12]:
+        mode = chr(r[rs[12]])
+        if mode == "N" or mode == "S":
+            return None
+    if rs[10] - 1 == rs[9]:
+        return None
+    date = _date_ddmmyy(rmc_line[rs[9]:rs[10] - 1])
+    if date is None:
+        return None
+    glat: cython.double
+    glon: cython.double
+    rlat: cython.double
+    rlon: cython.double
+    g_dec: cython.int = _c_coord(g, gs[2], gs[3] - 1, gs[3], gs[4] - 1, 83, 78, 90.0, cython.address(glat))
+    g_dec_lon: cython.int = _c_coord(g, gs[4], gs[5] - 1, gs[5], gs[6] - 1, 87, 69, 180.0, cython.address(glon))
+    if g_dec < 0 or g_dec_lon < 0:
+        return None
+    r_dec: cython.int
+    if (_c_same(g, gs[2], gs[3] - 1, r, rs[3], rs[4] - 1) and _c_same(g, gs[3], gs[4] - 1, r, rs[4], rs[5] - 1)
+            and _c_same(g, gs[4], gs[5] - 1, r, rs[5], rs[6] - 1) and _c_same(g, gs[5], gs[6] - 1, r, rs[6], rs[7] - 1)):
+        rlat, rlon, r_dec = glat, glon, g_dec
+    else:
+        r_dec = _c_coord(r, rs[3], rs[4] - 1, rs[4], rs[5] - 1, 83, 78, 90.0, cython.address(rlat))
+        if r_dec < 0 or _c_coord(r, rs[5], rs[6] - 1, rs[6], rs[7] - 1, 87, 69, 180.0, cython.address(rlon)) < 0:
+            return None
+    ok: cython.bint = True
+    hdop = _c_float(g, gs[8], gs[9] - 1, cython.address(ok))
+    alt = _c_float(g, gs[9], gs[10] - 1, cython.address(ok))
+    speed = _c_float(r, rs[7], rs[8] - 1, cython.address(ok))
+    course = _c_float(r, rs[8], rs[9] - 1, cython.address(ok))
+    if not ok:
+        return None
+    q = quality
+    s = None if sats == -2 else sats
+    if r_dec >= g_dec:
+        return tod, date, rlat, rlon, speed, course, alt, q, mode, s, hdop, second[0]
+    return tod, date, glat, glon, speed, course, alt, q, mode, s, hdop, first[0]
