@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ACCEL := $(VENV)/.accel
-ACCEL_SRC := ingest/nmea.py ingest/fixes.py ingest/plausibility.py ingest/vehicles.py center/accel.py
+ACCEL_SRC := center/fixpack.py ingest/nmea.py ingest/fixes.py ingest/plausibility.py ingest/vehicles.py center/accel.py
 
 .PHONY: demo test bench setup clean
 

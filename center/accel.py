@@ -1,5 +1,6 @@
-"""Compiled ingest hot path: the NMEA decoder, the fix assembly, the plausibility chain and the
-per-vehicle ingest, compiled in place by Cython into extension modules.
+"""Compiled ingest hot path: the NMEA decoder, the fix assembly, the plausibility chain, the
+per-vehicle ingest and the preparation of each Redis write, compiled in place by Cython into
+extension modules.
 
 The modules stay plain Python: Cython compiles the same source (no annotations, no second
 implementation), and Python imports the extension in place of the ``.py`` when one is built.
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = ("ingest.nmea", "ingest.fixes", "ingest.plausibility", "ingest.vehicles")
+MODULES = ("center.fixpack", "ingest.nmea", "ingest.fixes", "ingest.plausibility", "ingest.vehicles")
 
 
 def source(module: str) -> Path:

@@ -39,7 +39,6 @@ Sensors and alarms (``{sid}`` is a sensor id, ``{aid}`` an alarm id ``<sensor id
 """
 from __future__ import annotations
 
-import struct
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
@@ -47,6 +46,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import orjson
 import redis.asyncio as aioredis
+
+from center.fixpack import NONE8, NONE16, TRACK_RECORD, fix_text, pack_fix, prepare  # noqa: F401 (re-exported)
 
 from center.store_sensors import (ALARM_ACKS, ALARM_EVENTS, ALARM_EVENTS_MAX, LIVE_ALARMS,  # noqa: F401 (re-exported)
                                  REGISTRY_FIELDS, SensorStoreMixin, alarm_fields, alarm_view, sensor_view)
@@ -81,14 +82,11 @@ if ARGV[3] ~= '' then redis.call('PUBLISH', 'live:vehicles', ARGV[3]) end
 return #veh / 4
 """
 
-# Packed track record: ms since the hour (uint32), lat and lon in 1e-7 degrees (int32),
-# speed in cm/s (uint16), course in 0.01 degree (uint16), altitude in m (int16),
-# fix quality (uint8), satellites (uint8): 20 bytes a fix.
-TRACK_RECORD = struct.Struct("<IiiHHhBB")
+# Packed track record: see center.fixpack (TRACK_RECORD).
 TRACK_DTYPE = np.dtype([("ms", "<u4"), ("lat", "<i4"), ("lon", "<i4"), ("cms", "<u2"),
                         ("crs", "<u2"), ("alt", "<i2"), ("q", "u1"), ("sats", "u1")])
-_NONE16 = 0xFFFF
-_NONE8 = 0xFF
+_NONE16 = NONE16
+_NONE8 = NONE8
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,37 +109,6 @@ class FixRecord:
     track: bool
 
 
-def pack_fix(fix: FixRecord, _pack=TRACK_RECORD.pack, _round=round) -> tuple[int, bytes]:
-    """Return (UTC hour, 20-byte record) for the track."""
-    t = fix.t
-    hour = int(t // 3600)
-    ms = int(_round((t - hour * 3600) * 1000))
-    if ms >= 3_600_000:
-        hour, ms = hour + 1, ms - 3_600_000
-    speed, course, alt, q, sats = fix.speed_kmh, fix.course_deg, fix.alt_m, fix.quality, fix.sats
-    if speed is None:
-        cms = _NONE16
-    else:
-        cms = int(_round(speed / 0.036))
-        if cms > _NONE16 - 1:
-            cms = _NONE16 - 1
-    crs = _NONE16 if course is None else int(_round((course % 360.0) * 100)) % 36000
-    if alt is None:
-        alt = -32768
-    else:
-        alt = int(_round(alt))
-        alt = -32767 if alt < -32767 else (32767 if alt > 32767 else alt)
-    if q is None:
-        q = _NONE8
-    elif q > _NONE8 - 1:
-        q = _NONE8 - 1
-    if sats is None:
-        sats = _NONE8
-    elif sats > _NONE8 - 1:
-        sats = _NONE8 - 1
-    return hour, _pack(ms, int(_round(fix.lat * 1e7)), int(_round(fix.lon * 1e7)), cms, crs, alt, q, sats)
-
-
 def unpack_track(hour: int, data: bytes) -> list[dict[str, Any]]:
     """Decode the packed records of one hour into fix dicts (WGS84 degrees, km/h)."""
     usable = len(data) - len(data) % TRACK_DTYPE.itemsize
@@ -161,15 +128,6 @@ def unpack_track(hour: int, data: bytes) -> list[dict[str, Any]]:
 
 
 FIX_FIELDS = ("t", "lat", "lon", "spd", "crs", "alt", "q", "mode", "sats", "hdop", "talker")
-
-
-def fix_text(fix: FixRecord, _dumps=orjson.dumps) -> str:
-    """The ``fix`` field of a vehicle hash: FIX_FIELDS joined by commas (empty for unknown), so the
-    ingest writes three fields a fix (``fix``, ``seen``, ``signal``) rather than thirteen.
-    The text is orjson's (shortest round-trip floats, formatted in C: a quarter of the cost of
-    Python's float formatting on the ingest's hot path), unquoted and with null left empty."""
-    return _dumps((fix.t, fix.lat, fix.lon, fix.speed_kmh, fix.course_deg, fix.alt_m, fix.quality, fix.mode,
-                   fix.sats, fix.hdop, fix.talker))[1:-1].decode().replace('"', "").replace("null", "")
 
 
 def fix_fields(raw: Mapping[str, str]) -> Mapping[str, str]:
@@ -246,57 +204,10 @@ class Store(SensorStoreMixin):
         JSON argument of flat arrays, the packed track records, the live message): per-command
         overhead in the client, not Redis, is what limits the ingest rate.
         """
-        latest: dict[str, FixRecord] = {}
-        tracks: dict[tuple[str, int], list[bytes]] = {}
-        for fix in fixes:
-            if fix.live:
-                prev = latest.get(fix.vehicle_id)
-                if prev is None or fix.t > prev.t:
-                    latest[fix.vehicle_id] = fix
-            if fix.track:
-                hour, record = pack_fix(fix)
-                records = tracks.get((fix.vehicle_id, hour))
-                if records is None:
-                    tracks[(fix.vehicle_id, hour)] = [record]
-                else:
-                    records.append(record)
-        updates = []
-        veh: list[str] = []
-        geo: list[Any] = []
-        signals = signals or {}
-        for vid, fix in latest.items():
-            when = seen.get(vid)
-            veh.extend((vid, fix_text(fix), repr(fix.t if when is None else when), signals.get(vid, "")))
-            geo.extend((fix.lon, fix.lat, vid))
-            updates.append({"id": vid, "t": fix.t, "lat": fix.lat, "lon": fix.lon,
-                            "spd": fix.speed_kmh, "crs": fix.course_deg})
-        seen_rows: list[str] = []
-        for vid, when in seen.items():
-            if vid not in latest:
-                seen_rows.extend((vid, repr(when), signals.get(vid, "")))
-        blob: list[bytes] = []
-        trk: list[Any] = []
-        new_hours = []
-        offset = 0
-        for (vid, hour), records in tracks.items():
-            data = records[0] if len(records) == 1 else b"".join(records)
-            new = indexed is None or (vid, hour) not in indexed
-            trk.extend((vid, hour, offset, len(data), 1 if new else 0))
-            blob.append(data)
-            offset += len(data)
-            if new:
-                new_hours.append((vid, hour))
-        cnt = [x for vid, deltas in counters.items() for name, delta in deltas.items() for x in (vid, name, delta)]
-        ids = set(seen)
-        ids.update(counters)
-        if known is not None:
-            ids.difference_update(known)
-        if not (veh or seen_rows or trk or cnt or ids):
+        updates, args, new_hours, ids = prepare(fixes, counters, seen, retention_s, signals, indexed, known)
+        if args is None:
             return updates
-        doc = {"ttl": int(retention_s) + 3600, "ids": list(ids), "veh": veh, "geo": geo, "seen": seen_rows,
-               "trk": trk, "cnt": cnt}
-        await self._write_fixes_script(args=[orjson.dumps(doc), b"".join(blob),
-                                             orjson.dumps(updates) if updates else b""])
+        await self._write_fixes_script(args=args)
         if indexed is not None:
             if len(indexed) > 200_000:
                 indexed.clear()

@@ -239,3 +239,36 @@ def test_compiled_vehicle_ingest_matches_its_source():
     assert sum(r.vehicle_id.startswith("C") for r in records) > 100  # from the captures
     assert sum(r.vehicle_id.startswith("V") for r in records) == 800  # every fleet pair, fast lane
     assert got == want
+
+
+@needs_compiled
+def test_compiled_write_preparation_matches_its_source():
+    """The batches of live and backfill captures and fleet pairs, prepared for the Redis script
+    by both `center.fixpack` modules: the same arguments, byte for byte, and the same caches."""
+    from center.store import FixRecord
+
+    payloads = []
+    for n, path in enumerate(sorted((DATA / "gpsd").glob("*.log"))):
+        lines = path.read_bytes().replace(b"\r\n", b"\n").split(b"\n")
+        for i in range(0, len(lines), 3):
+            payloads.append((f"C{n}", b"\r\n".join(lines[i:i + 3]), 1_700_000_000.0 + i, n % 2 == 0))
+    for k, (gga, rmc) in enumerate(_fleet_pairs(100, 5)):
+        payloads.append((f"V{k % 100}", gga + b"\r\n" + rmc, datetime.now(timezone.utc).timestamp() + k // 100, False))
+    batches, _ = _run(PURE, payloads)
+    odd = FixRecord("X1", -3599.9995, 90.0, -180.0, 2500.0, -0.004, -40000.0, 300, None, 999, None, "GP", True, True)
+    batches.append(([odd, FixRecord("X1", 7200.0005, 0.0, 0.0, None, 359.996, 40000.0, None, "A", None, 0.5, "BD",
+                                    False, True)], {"X1": {"fix": 1}}, {"X1": "no_fix:V"}, {"X1": 1.5}, {}))
+    pure, compiled = PURE["center.fixpack"], COMPILED["center.fixpack"]
+    written = 0
+    for fixes, counters, signals, seen, _stats in batches:
+        caches = [({}, set()), ({}, set())]
+        for indexed, known in caches:  # a second batch sees the hours and ids of the first as known
+            got = compiled.prepare(fixes, counters, seen, 86400.0, signals, indexed, known)
+            want = pure.prepare(fixes, counters, seen, 86400.0, signals, indexed, known)
+            assert repr(got) == repr(want)
+            indexed.update(dict.fromkeys(want[2], True))
+            known.update(want[3])
+            written += len(fixes)
+        for fix in fixes:
+            assert compiled.pack_fix(fix) == pure.pack_fix(fix) and compiled.fix_text(fix) == pure.fix_text(fix)
+    assert written > 1000

@@ -1,0 +1,117 @@
+"""The ingest's batch of fixes as the Redis write script takes it: the packed track records, the
+latest-fix text and the script's arguments (`prepare`), with no I/O. `center.store.Store.write_fixes`
+sends what `prepare` gives; Cython compiles this module with the NMEA hot path (center/accel.py).
+
+Packed track record (TRACK_RECORD): ms since the hour (uint32), lat and lon in 1e-7 degrees
+(int32), speed in cm/s (uint16), course in 0.01 degree (uint16), altitude in m (int16), fix quality
+(uint8), satellites (uint8): 20 bytes a fix; 0xFFFF / 0xFF / -32768 for unknown.
+"""
+from __future__ import annotations
+
+import struct
+from typing import Any, Iterable, Mapping
+
+import orjson
+
+TRACK_RECORD = struct.Struct("<IiiHHhBB")
+NONE16 = 0xFFFF
+NONE8 = 0xFF
+
+
+def pack_fix(fix: Any, _pack=TRACK_RECORD.pack, _round=round) -> tuple[int, bytes]:
+    """Return (UTC hour, 20-byte record) for the track."""
+    t = fix.t
+    hour = int(t // 3600)
+    ms = int(_round((t - hour * 3600) * 1000))
+    if ms >= 3_600_000:
+        hour, ms = hour + 1, ms - 3_600_000
+    speed, course, alt, q, sats = fix.speed_kmh, fix.course_deg, fix.alt_m, fix.quality, fix.sats
+    if speed is None:
+        cms = NONE16
+    else:
+        cms = int(_round(speed / 0.036))
+        if cms > NONE16 - 1:
+            cms = NONE16 - 1
+    crs = NONE16 if course is None else int(_round((course % 360.0) * 100)) % 36000
+    if alt is None:
+        alt = -32768
+    else:
+        alt = int(_round(alt))
+        alt = -32767 if alt < -32767 else (32767 if alt > 32767 else alt)
+    if q is None:
+        q = NONE8
+    elif q > NONE8 - 1:
+        q = NONE8 - 1
+    if sats is None:
+        sats = NONE8
+    elif sats > NONE8 - 1:
+        sats = NONE8 - 1
+    return hour, _pack(ms, int(_round(fix.lat * 1e7)), int(_round(fix.lon * 1e7)), cms, crs, alt, q, sats)
+
+
+def fix_text(fix: Any, _dumps=orjson.dumps) -> str:
+    """The ``fix`` field of a vehicle hash: `center.store.FIX_FIELDS` joined by commas (empty for
+    unknown), so the ingest writes three fields a fix (``fix``, ``seen``, ``signal``) rather than
+    thirteen. The text is orjson's (shortest round-trip floats, formatted in C), unquoted and with
+    null left empty."""
+    return _dumps((fix.t, fix.lat, fix.lon, fix.speed_kmh, fix.course_deg, fix.alt_m, fix.quality, fix.mode,
+                   fix.sats, fix.hdop, fix.talker))[1:-1].decode().replace('"', "").replace("null", "")
+
+
+def prepare(fixes: Iterable[Any], counters: Mapping[str, Mapping[str, int]], seen: Mapping[str, float],
+            retention_s: float, signals: Mapping[str, str] | None, indexed: dict | None,
+            known: set | None) -> tuple[list[dict[str, Any]], list | None, list, set]:
+    """One batch as `center.store.WRITE_FIXES` takes it: ``(updates, args, new_hours, ids)`` where
+    ``updates`` are the live messages, ``args`` the script's arguments (None when there is nothing
+    to write), ``new_hours`` the (vehicle, hour) tracks indexed by this write and ``ids`` the
+    vehicle ids it adds to ``veh:ids`` (see `center.store.Store.write_fixes` for the caches)."""
+    latest: dict[str, Any] = {}
+    tracks: dict[tuple[str, int], list[bytes]] = {}
+    for fix in fixes:
+        if fix.live:
+            prev = latest.get(fix.vehicle_id)
+            if prev is None or fix.t > prev.t:
+                latest[fix.vehicle_id] = fix
+        if fix.track:
+            hour, record = pack_fix(fix)
+            records = tracks.get((fix.vehicle_id, hour))
+            if records is None:
+                tracks[(fix.vehicle_id, hour)] = [record]
+            else:
+                records.append(record)
+    updates = []
+    veh: list[str] = []
+    geo: list[Any] = []
+    signals = signals or {}
+    for vid, fix in latest.items():
+        when = seen.get(vid)
+        veh.extend((vid, fix_text(fix), repr(fix.t if when is None else when), signals.get(vid, "")))
+        geo.extend((fix.lon, fix.lat, vid))
+        updates.append({"id": vid, "t": fix.t, "lat": fix.lat, "lon": fix.lon,
+                        "spd": fix.speed_kmh, "crs": fix.course_deg})
+    seen_rows: list[str] = []
+    for vid, when in seen.items():
+        if vid not in latest:
+            seen_rows.extend((vid, repr(when), signals.get(vid, "")))
+    blob: list[bytes] = []
+    trk: list[Any] = []
+    new_hours = []
+    offset = 0
+    for (vid, hour), records in tracks.items():
+        data = records[0] if len(records) == 1 else b"".join(records)
+        new = indexed is None or (vid, hour) not in indexed
+        trk.extend((vid, hour, offset, len(data), 1 if new else 0))
+        blob.append(data)
+        offset += len(data)
+        if new:
+            new_hours.append((vid, hour))
+    cnt = [x for vid, deltas in counters.items() for name, delta in deltas.items() for x in (vid, name, delta)]
+    ids = set(seen)
+    ids.update(counters)
+    if known is not None:
+        ids.difference_update(known)
+    if not (veh or seen_rows or trk or cnt or ids):
+        return updates, None, new_hours, ids
+    doc = {"ttl": int(retention_s) + 3600, "ids": list(ids), "veh": veh, "geo": geo, "seen": seen_rows,
+           "trk": trk, "cnt": cnt}
+    return updates, [orjson.dumps(doc), b"".join(blob), orjson.dumps(updates) if updates else b""], new_hours, ids
