@@ -18,14 +18,18 @@ NONE16 = 0xFFFF
 NONE8 = 0xFF
 
 
+# The fields of a `center.store.FixRecord`, read by index: one C step each on a tuple.
+_VID, _T, _LAT, _LON, _SPD, _CRS, _ALT, _Q, _MODE, _SATS, _HDOP, _TALKER, _LIVE, _TRACK = range(14)
+
+
 def pack_fix(fix: Any, _pack=TRACK_RECORD.pack, _round=round) -> tuple[int, bytes]:
-    """Return (UTC hour, 20-byte record) for the track."""
-    t = fix.t
+    """Return (UTC hour, 20-byte record) for the track of a `center.store.FixRecord`."""
+    t = fix[_T]
     hour = int(t // 3600)
     ms = int(_round((t - hour * 3600) * 1000))
     if ms >= 3_600_000:
         hour, ms = hour + 1, ms - 3_600_000
-    speed, course, alt, q, sats = fix.speed_kmh, fix.course_deg, fix.alt_m, fix.quality, fix.sats
+    speed, course, alt, q, sats = fix[_SPD], fix[_CRS], fix[_ALT], fix[_Q], fix[_SATS]
     if speed is None:
         cms = NONE16
     else:
@@ -46,7 +50,7 @@ def pack_fix(fix: Any, _pack=TRACK_RECORD.pack, _round=round) -> tuple[int, byte
         sats = NONE8
     elif sats > NONE8 - 1:
         sats = NONE8 - 1
-    return hour, _pack(ms, int(_round(fix.lat * 1e7)), int(_round(fix.lon * 1e7)), cms, crs, alt, q, sats)
+    return hour, _pack(ms, int(_round(fix[_LAT] * 1e7)), int(_round(fix[_LON] * 1e7)), cms, crs, alt, q, sats)
 
 
 def fix_text(fix: Any, _dumps=orjson.dumps) -> str:
@@ -54,8 +58,7 @@ def fix_text(fix: Any, _dumps=orjson.dumps) -> str:
     unknown), so the ingest writes three fields a fix (``fix``, ``seen``, ``signal``) rather than
     thirteen. The text is orjson's (shortest round-trip floats, formatted in C), unquoted and with
     null left empty."""
-    return _dumps((fix.t, fix.lat, fix.lon, fix.speed_kmh, fix.course_deg, fix.alt_m, fix.quality, fix.mode,
-                   fix.sats, fix.hdop, fix.talker))[1:-1].decode().replace('"', "").replace("null", "")
+    return _dumps(fix[_T:_LIVE])[1:-1].decode().replace('"', "").replace("null", "")
 
 
 def prepare(fixes: Iterable[Any], counters: Mapping[str, Mapping[str, int]], seen: Mapping[str, float],
@@ -68,15 +71,16 @@ def prepare(fixes: Iterable[Any], counters: Mapping[str, Mapping[str, int]], see
     latest: dict[str, Any] = {}
     tracks: dict[tuple[str, int], list[bytes]] = {}
     for fix in fixes:
-        if fix.live:
-            prev = latest.get(fix.vehicle_id)
-            if prev is None or fix.t > prev.t:
-                latest[fix.vehicle_id] = fix
-        if fix.track:
+        vid = fix[_VID]
+        if fix[_LIVE]:
+            prev = latest.get(vid)
+            if prev is None or fix[_T] > prev[_T]:
+                latest[vid] = fix
+        if fix[_TRACK]:
             hour, record = pack_fix(fix)
-            records = tracks.get((fix.vehicle_id, hour))
+            records = tracks.get((vid, hour))
             if records is None:
-                tracks[(fix.vehicle_id, hour)] = [record]
+                tracks[(vid, hour)] = [record]
             else:
                 records.append(record)
     updates = []
@@ -85,10 +89,10 @@ def prepare(fixes: Iterable[Any], counters: Mapping[str, Mapping[str, int]], see
     signals = signals or {}
     for vid, fix in latest.items():
         when = seen.get(vid)
-        veh.extend((vid, fix_text(fix), repr(fix.t if when is None else when), signals.get(vid, "")))
-        geo.extend((fix.lon, fix.lat, vid))
-        updates.append({"id": vid, "t": fix.t, "lat": fix.lat, "lon": fix.lon,
-                        "spd": fix.speed_kmh, "crs": fix.course_deg})
+        veh.extend((vid, fix_text(fix), repr(fix[_T] if when is None else when), signals.get(vid, "")))
+        geo.extend((fix[_LON], fix[_LAT], vid))
+        updates.append({"id": vid, "t": fix[_T], "lat": fix[_LAT], "lon": fix[_LON],
+                        "spd": fix[_SPD], "crs": fix[_CRS]})
     seen_rows: list[str] = []
     for vid, when in seen.items():
         if vid not in latest:

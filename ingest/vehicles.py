@@ -68,30 +68,12 @@ class VehicleBatch:
         counter[name] = counter.get(name, 0) + n
 
 
-_RECORD_SETTERS = tuple(FixRecord.__dict__[name].__set__ for name in FixRecord.__slots__)
-
-
-def _record(vehicle_id: str, fix: Fix, live: bool, track: bool, t: float | None = None, _new=object.__new__,
-            _s=_RECORD_SETTERS) -> FixRecord:
-    """FixRecord of an accepted fix (``t``: ``fix.time.timestamp()`` when the caller has it),
-    filled slot by slot (the frozen __init__ costs a object.__setattr__ per field); equal to
-    FixRecord(...) field for field."""
-    record = _new(FixRecord)
-    _s[0](record, vehicle_id)
-    _s[1](record, fix.time.timestamp() if t is None else t)
-    _s[2](record, fix.lat)
-    _s[3](record, fix.lon)
-    _s[4](record, fix.speed_kmh)
-    _s[5](record, fix.course_deg)
-    _s[6](record, fix.alt_m)
-    _s[7](record, fix.quality)
-    _s[8](record, fix.mode)
-    _s[9](record, fix.sats)
-    _s[10](record, fix.hdop)
-    _s[11](record, fix.talker)
-    _s[12](record, live)
-    _s[13](record, track)
-    return record
+def _record(vehicle_id: str, fix: Fix, live: bool, track: bool, t: float | None = None,
+            _new=tuple.__new__) -> FixRecord:
+    """FixRecord of an accepted fix (``t``: ``fix.time.timestamp()`` when the caller has it)."""
+    return _new(FixRecord, (vehicle_id, fix.time.timestamp() if t is None else t, fix.lat, fix.lon, fix.speed_kmh,
+                            fix.course_deg, fix.alt_m, fix.quality, fix.mode, fix.sats, fix.hdop, fix.talker,
+                            live, track))
 
 
 class VehicleIngest:
