@@ -278,6 +278,22 @@ async def test_a_retried_client_action_answers_with_the_ticket_instead_of_a_conf
     assert [e["action"] for e in timeline["events"]].count("accept") == 1
 
 
+async def test_a_note_between_reading_and_acting_does_not_make_the_action_stale(api):
+    _, made = await api.create()
+    number = made["ticket"]["number"]
+    await api.act("dispatcher", number, "dispatch", crew_id="C01")
+    read = (await api.call("GET", f"/api/tickets/{number}", "crew"))[1]["version"]
+    code, noted = await api.call("POST", f"/api/tickets/{number}/actions/note", "dispatcher",
+                                 {"expected_version": read, "note": "已电话联系班组"})
+    assert code == 200 and (noted["ticket"]["version"], noted["ticket"]["change_version"]) == (read + 1, read)
+    code, accepted = await api.call("POST", f"/api/tickets/{number}/actions/accept", "crew", {"expected_version": read})
+    assert code == 200 and accepted["ticket"]["state"] == "accepted"
+    code, stale = await api.call("POST", f"/api/tickets/{number}/actions/arrive", "crew", {"expected_version": read})
+    assert code == 409 and stale["error"]["code"] == "conflict"  # the accept was a change, not a note
+    _, timeline = await api.call("GET", f"/api/tickets/{number}/timeline", "dispatcher")
+    assert [e["action"] for e in timeline["events"]][-2:] == ["note", "accept"]
+
+
 async def test_dissatisfied_callback_reopens_to_the_same_unit(api):
     _, body = await api.create()
     n = body["ticket"]["number"]
