@@ -13,9 +13,12 @@ when on PATH, else rumqttd), the ingest service in its own process, publishers i
   = ours / it. The minimal loop receives through our own MQTT reader, as the ingest does, so the
   ratio compares everything after the reader. ``ingest_baseline_paho_msgs_per_s``: the same loop
   on paho-mqtt's own client and ``on_message`` callback, for reference.
+- ``ingest_{consumer,redis,broker,publisher}_cpu_us_per_msg``: CPU time of each process per
+  message written while our ingest takes 14,000 msg/s: where a message's cost goes;
+  ``ingest_baseline_{consumer,redis}_cpu_us_per_msg`` the same for the minimal loop.
 - ``ingest_sensor_alarm_latency_ms_p99``: threshold-crossing readings published while a second
   process sends 5,000 NMEA msg/s; latency = publish -> the event read from ``alarms:events``.
-- BENCH_ONLY=throughput runs only the three throughput figures (and the ratio).
+- BENCH_ONLY=throughput runs only the three throughput figures (and the ratio) and the CPU figures.
 - ``ingest_rss_mb``: 10,000 vehicles at 1 Hz for BENCH_RSS_S seconds (default 120), then the
   ingest's RSS; ``track_bytes_per_fix`` = Redis used_memory growth / fixes stored.
 """
@@ -352,6 +355,50 @@ def _rss(settings_values, redis_url, mqtt_url, r) -> tuple[float, float]:
     return max(peak, rss), per_fix
 
 
+CPU_RATE = 14_000.0  # msg/s offered while the CPU of each process is taken
+CPU_S = 8.0
+
+
+def _cpu_per_message(settings_values, redis_proc, broker, r, *, baseline: bool = False) -> dict[str, float]:
+    """CPU time (user + system) each process spends per message written, our ingest (or the
+    minimal loop with our reader) taking CPU_RATE msg/s for CPU_S seconds (after 4 s to settle):
+    steadier than the sustained rate, and it shows where a message's cost goes (consumer, Redis,
+    broker, publisher)."""
+    r.flushall()
+    if baseline:
+        consumer = _start(_baseline, redis_proc.url, broker.url, "fast")
+        time.sleep(1.5)
+
+        def count() -> int:
+            return int(r.get("baseline:written") or 0)
+    else:
+        consumer = _start(_run_ingest, settings_values, redis_proc.url, broker.url)
+        _wait(lambda: _heartbeat(r).get("mqtt_ok"), 30, "ingest start")
+
+        def count() -> int:
+            return _heartbeat(r).get("written", 0)
+    ready, go, sent = mp.Event(), mp.Event(), mp.Value("q", 0)
+    publisher = _start(_publisher, broker.url, VEHICLES, CPU_RATE, CPU_S + 6, time.time() - 60, ready, go, sent)
+    ready.wait(60)
+    go.set()
+    time.sleep(4)
+    procs = {"consumer": psutil.Process(consumer.pid), "redis": psutil.Process(redis_proc.process.pid),
+             "broker": psutil.Process(broker.process.pid), "publisher": psutil.Process(publisher.pid)}
+    try:
+        before = {name: sum(p.cpu_times()[:2]) for name, p in procs.items()}
+        written0 = count()
+        time.sleep(CPU_S)
+        used = {name: sum(p.cpu_times()[:2]) - before[name] for name, p in procs.items()}
+        written = count() - written0
+    finally:
+        publisher.join(30)
+        _stop(publisher)
+        _stop(consumer)
+    progress(f"cpu ({'baseline' if baseline else 'ingest'}): {written:,} messages written in {CPU_S:.0f} s "
+             f"at {CPU_RATE:,.0f} msg/s offered")
+    return {name: seconds / max(written, 1) * 1e6 for name, seconds in used.items()}
+
+
 def main() -> None:
     """Start the servers, run the four measurements, print the figures."""
     mp.set_start_method("spawn", force=True)
@@ -376,6 +423,11 @@ def main() -> None:
         emit("ingest_nmea_ratio", round(ours / base, 3), "ratio")
         paho = _throughput(values, redis_proc.url, broker.url, r, baseline="paho")
         emit("ingest_baseline_paho_msgs_per_s", round(paho), "msg/s")
+        for name, us in _cpu_per_message(values, redis_proc, broker, r).items():
+            emit(f"ingest_{name}_cpu_us_per_msg", round(us, 1), "us")
+        for name, us in _cpu_per_message(values, redis_proc, broker, r, baseline=True).items():
+            if name in ("consumer", "redis"):
+                emit(f"ingest_baseline_{name}_cpu_us_per_msg", round(us, 1), "us")
         if ONLY == "throughput":
             return
         latencies = _latency(values, redis_proc.url, broker.url, r)
