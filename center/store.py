@@ -40,7 +40,6 @@ Sensors and alarms (``{sid}`` is a sensor id, ``{aid}`` an alarm id ``<sensor id
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, NamedTuple
 
 import numpy as np
