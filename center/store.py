@@ -47,7 +47,6 @@ import orjson
 import redis.asyncio as aioredis
 
 from center.fixpack import NONE8, NONE16, TRACK_RECORD, fix_text, pack_fix, prepare  # noqa: F401 (re-exported)
-
 from center.store_sensors import (ALARM_ACKS, ALARM_EVENTS, ALARM_EVENTS_MAX, LIVE_ALARMS,  # noqa: F401 (re-exported)
                                  REGISTRY_FIELDS, SensorStoreMixin, alarm_fields, alarm_view, sensor_view)
 
@@ -84,8 +83,6 @@ return #veh / 4
 # Packed track record: see center.fixpack (TRACK_RECORD).
 TRACK_DTYPE = np.dtype([("ms", "<u4"), ("lat", "<i4"), ("lon", "<i4"), ("cms", "<u2"),
                         ("crs", "<u2"), ("alt", "<i2"), ("q", "u1"), ("sats", "u1")])
-_NONE16 = NONE16
-_NONE8 = NONE8
 
 
 class FixRecord(NamedTuple):
@@ -119,10 +116,10 @@ def unpack_track(hour: int, data: bytes) -> list[dict[str, Any]]:
         ms, lat, lon, cms, crs, alt, q, sats = rec
         out.append({
             "t": base + ms / 1000.0, "lat": lat / 1e7, "lon": lon / 1e7,
-            "speed_kmh": None if cms == _NONE16 else round(cms * 0.036, 4),
-            "course_deg": None if crs == _NONE16 else crs / 100.0,
+            "speed_kmh": None if cms == NONE16 else round(cms * 0.036, 4),
+            "course_deg": None if crs == NONE16 else crs / 100.0,
             "alt_m": None if alt == -32768 else float(alt),
-            "quality": None if q == _NONE8 else q, "sats": None if sats == _NONE8 else sats,
+            "quality": None if q == NONE8 else q, "sats": None if sats == NONE8 else sats,
         })
     return out
 
