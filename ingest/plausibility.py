@@ -308,8 +308,9 @@ class Plausibility:
         return replace(fix, time=candidate)
 
     def _step_jump(self, fix: Fix, last: Fix | None, now: datetime, backfill: bool) -> Fix:
-        """Drop a fix whose distance from `last` implies more than max_speed_kmh."""
-        if last is None:
+        """Drop a fix whose distance from `last` implies more than max_speed_kmh (no check against
+        a `last` that is no position: a coordinate out of range, infinite or NaN)."""
+        if last is None or not (-90.0 <= last.lat <= 90.0 and -180.0 <= last.lon <= 180.0):
             return fix
         seconds = max(abs((fix.time - last.time).total_seconds()), 1.0)
         metres = distance_m(last.lat, last.lon, fix.lat, fix.lon)

@@ -224,3 +224,15 @@ def test_chain_never_raises_and_accepts_only_sane_fixes(fix, last, now, backfill
     if verdict.live:
         assert verdict.track
         assert last is None or verdict.fix.time > last.time
+
+
+def test_a_last_fix_that_is_no_position_is_no_reference_for_the_jump_step():
+    """Found by hypothesis: a `last` with an infinite longitude made the jump step's distance
+    raise (a counted step error); such a last is no reference, so the step lets the fix by."""
+    at = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    chain = Plausibility()
+    for lon in (float("inf"), float("nan"), 200.0):
+        verdict = chain.check(Fix(time=at, lat=0.0, lon=1.0, talker="GP"),
+                              Fix(time=at - timedelta(seconds=10), lat=0.0, lon=lon, talker="GP"), at + timedelta(seconds=1))
+        assert verdict.live and verdict.fix.lon == 1.0
+    assert not [k for k in chain.counts if k.startswith("step_error")]
