@@ -232,7 +232,7 @@ def test_a_last_fix_that_is_no_position_is_no_reference_for_the_jump_step():
     at = datetime(2000, 1, 1, tzinfo=timezone.utc)
     chain = Plausibility()
     for lon in (float("inf"), float("nan"), 200.0):
-        verdict = chain.check(Fix(time=at, lat=0.0, lon=1.0, talker="GP"),
-                              Fix(time=at - timedelta(seconds=10), lat=0.0, lon=lon, talker="GP"), at + timedelta(seconds=1))
+        last = Fix(time=at - timedelta(seconds=10), lat=0.0, lon=lon, talker="GP")
+        verdict = chain.check(Fix(time=at, lat=0.0, lon=1.0, talker="GP"), last, at + timedelta(seconds=1))
         assert verdict.live and verdict.fix.lon == 1.0
     assert not [k for k in chain.counts if k.startswith("step_error")]
