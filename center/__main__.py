@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import logging
 import os
+import signal
 import sys
 
 from center.settings import SettingsError, load
@@ -13,6 +15,9 @@ SERVICES = ("web", "ingest", "simulate", "dispatch")
 
 
 def _logging(level: str, name: str) -> None:
+    # SIGUSR1 prints every thread's stack to stderr (the log): how an operator, or a test that
+    # waited too long, sees where a process is stuck without stopping it
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
                         format=f"%(asctime)s {name:<8} %(levelname)-7s %(name)s: %(message)s",
                         stream=sys.stderr)

@@ -105,3 +105,19 @@ async def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(interval)
+
+
+async def close_websocket(ws, timeout: float = 5.0) -> None:
+    """Close a tornado WebSocket client and wait for the server's close, so its socket is shut
+    before the event loop ends (a socket left to the garbage collector is a ResourceWarning,
+    an error under ``filterwarnings = error``, in whichever later test collects it)."""
+    stream = getattr(ws.protocol, "stream", None)  # close() forgets the protocol
+    ws.close()
+    try:
+        while await asyncio.wait_for(ws.read_message(), timeout) is not None:
+            pass
+    except (asyncio.TimeoutError, OSError):
+        pass
+    finally:
+        if stream is not None:
+            stream.close()

@@ -1,6 +1,7 @@
 """Start the system as a user would: `python -m center demo` as a real process tree."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -69,10 +70,25 @@ class Demo:
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
+                self.dump_stacks()
                 for proc in self.tree():
-                    proc.kill()
-                raise AssertionError(f"demo did not stop within {timeout} s")
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        proc.kill()
+                self.process.wait(10)  # reaped: no running subprocess left behind for a later test
+                raise AssertionError(f"demo did not stop within {timeout} s:\n{self.log()[-6000:]}") from None
         return time.monotonic() - started
+
+    def dump_stacks(self) -> None:
+        """Ask every process of the demo to print its threads' stacks into the log (SIGUSR1)."""
+        try:
+            tree = self.tree()
+        except psutil.NoSuchProcess:
+            return
+        for proc in tree:
+            with contextlib.suppress(psutil.Error):
+                if "python" in proc.name().lower():
+                    proc.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
 
 
 def start_demo(data_dir: Path, log_path: Path, *, vehicles: int = 5, ready_timeout: float = 120.0,
@@ -102,5 +118,19 @@ def start_demo(data_dir: Path, log_path: Path, *, vehicles: int = 5, ready_timeo
         except (urllib.error.URLError, OSError, ValueError):
             pass
         time.sleep(0.5)
-    demo.stop()
-    raise AssertionError(f"demo not healthy within {ready_timeout} s:\n{demo.log()[-3000:]}")
+    demo.dump_stacks()
+    last = _last_health(demo)
+    try:
+        demo.stop()
+        stopped = "it stopped on SIGTERM"
+    except AssertionError as exc:
+        stopped = str(exc).splitlines()[0]
+    raise AssertionError(f"demo not healthy within {ready_timeout} s (last /healthz: {last}; {stopped}):\n"
+                         f"{demo.log()[-12000:]}")
+
+
+def _last_health(demo: Demo) -> str:
+    try:
+        return json.dumps(demo.get("/healthz"), ensure_ascii=False)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return f"no answer ({exc})"

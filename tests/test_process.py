@@ -11,6 +11,7 @@ import tornado.httpclient
 import tornado.websocket
 
 from center.servers import port_open
+from tests.conftest import close_websocket
 from tests.procs import PASSWORD, start_demo
 
 pytestmark = pytest.mark.process
@@ -38,7 +39,7 @@ async def _vehicle_moves(base: str, token: str, timeout: float = 30.0) -> tuple[
                     return {"id": v["id"], "lat": before[0], "lon": before[1]}, v
         raise AssertionError("no vehicle moved within the timeout")
     finally:
-        ws.close()
+        await close_websocket(ws)
 
 
 def _listening_ports(procs: list[psutil.Process]) -> set[int]:
@@ -66,6 +67,10 @@ def test_demo_runs_moves_vehicles_and_stops_cleanly(tmp_path):
             assert service in names, f"{service} not running: {names}"
         ports = _listening_ports(procs)
         assert len(ports) >= 3  # web, redis, broker
+        demo.dump_stacks()  # SIGUSR1: every service prints its threads' stacks and goes on
+        stacks = demo.log().count("Current thread 0x")
+        assert stacks >= 4, demo.log()[-3000:]  # supervisor, web, ingest, simulate
+        assert all(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in procs)
         vehicle = demo.get(f"/api/vehicles/{after['id']}", token)
         deadline = time.monotonic() + 120  # calls come in; the dispatcher bot assigns through the API
         while demo.get("/healthz")["services"]["simulate"].get("assigned_by_bot", 0) < 1:

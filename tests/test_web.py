@@ -13,7 +13,8 @@ import tornado.websocket
 from center.servers import free_port
 from center.store import FixRecord, Store
 from web import app as webapp
-from tests.conftest import test_settings, wait_for
+from web.live import LiveFeed
+from tests.conftest import close_websocket, test_settings, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 PASSWORD = "test-pass-1234"
@@ -163,13 +164,37 @@ async def test_websocket_snapshot_then_ordered_batched_deltas_and_resume(web):
     frame = orjson.loads(await asyncio.wait_for(ws.read_message(), 5))
     assert frame["type"] == "vehicles" and frame["seq"] == snapshot["seq"] + 1
     assert frame["vehicles"][-1]["id"] == "V7"
-    ws.close()
+    await close_websocket(ws)
     # reconnect with ?since: the frames after that sequence are replayed, no snapshot needed
     request = tornado.httpclient.HTTPRequest(url + f"?since={snapshot['seq']}", headers={"Authorization": f"Bearer {token}"})
     ws = await tornado.websocket.websocket_connect(request)
     replay = orjson.loads(await asyncio.wait_for(ws.read_message(), 5))
     assert replay["type"] == "vehicles" and replay["seq"] == frame["seq"]
-    ws.close()
+    await close_websocket(ws)
+
+
+async def test_a_frame_ticked_while_a_console_waits_for_its_snapshot_comes_after_the_snapshot(web, monkeypatch):
+    build = LiveFeed._build_snapshot
+
+    async def build_then_tick(feed):
+        seq, frame = await build(feed)
+        feed.accept_updates([{"id": "V8", "t": 1.0, "lat": 36.38, "lon": 119.75}])
+        feed.flush()  # a frame goes out to the consoles while this one is still being set up
+        return seq, frame
+
+    monkeypatch.setattr(LiveFeed, "_build_snapshot", build_then_tick)
+    token = await web.login("dispatcher")
+    request = tornado.httpclient.HTTPRequest(web.base.replace("http", "ws") + "/ws/live",
+                                             headers={"Authorization": f"Bearer {token}"})
+    ws = await tornado.websocket.websocket_connect(request)
+    try:
+        first = orjson.loads(await asyncio.wait_for(ws.read_message(), 5))
+        second = orjson.loads(await asyncio.wait_for(ws.read_message(), 5))
+    finally:
+        await close_websocket(ws)
+    assert first["type"] == "snapshot"
+    assert second["type"] == "vehicles" and second["seq"] == first["seq"] + 1
+    assert second["vehicles"] == [{"id": "V8", "t": 1.0, "lat": 36.38, "lon": 119.75}]
 
 
 async def test_websocket_refuses_anonymous_and_cross_origin(web):

@@ -130,25 +130,30 @@ class LiveFeed:
     # snapshot ---------------------------------------------------------------------------------
     async def snapshot(self) -> bytes:
         """A full snapshot frame at the current sequence number (shared by consoles arriving together)."""
+        return (await self.snapshot_at())[1]
+
+    async def snapshot_at(self) -> tuple[int, bytes]:
+        """The snapshot frame with the sequence number it is at: the frames after that number,
+        taken from ``frames_since`` without an await in between, bring a console up to date."""
         cached = self._snapshot
         if cached is not None and cached[0] == self.seq and self.clock() - cached[1] < SNAPSHOT_REUSE_S:
-            return cached[2]
+            return cached[0], cached[2]
         if self._snapshot_building is not None:
             return await asyncio.shield(self._snapshot_building)
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._snapshot_building = future
         try:
-            frame = await self._build_snapshot()
-            future.set_result(frame)
+            seq, frame = await self._build_snapshot()
+            future.set_result((seq, frame))
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: waiters re-raise it themselves
             raise
         finally:
             self._snapshot_building = None
-        return frame
+        return seq, frame
 
-    async def _build_snapshot(self) -> bytes:
+    async def _build_snapshot(self) -> tuple[int, bytes]:
         now = self.clock()
         vehicles = await self.store.vehicles(now=now, stale_s=self.stale_s, offline_s=self.offline_s)
         numbers = await self.tickets.index("open", stop=SNAPSHOT_TICKETS - 1)
@@ -160,7 +165,7 @@ class LiveFeed:
                               "tickets": tickets, "alarms": alarms, "sensors": sensors,
                               "crews": self.vehicle_crews, "today": self.today()})
         self._snapshot = (self.seq, now, frame)
-        return frame
+        return self.seq, frame
 
     def _day(self, now: float) -> tuple[str, float]:
         local = datetime.fromtimestamp(now, timezone.utc).astimezone(self.zone)

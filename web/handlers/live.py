@@ -41,9 +41,11 @@ class LiveSocket(BaseHandler, tornado.websocket.WebSocketHandler):
         await super().get(*args, **kwargs)
 
     async def open(self) -> None:
-        """Register, then send the frames after ?since=<seq> if still kept, else a snapshot."""
+        """Send the frames after ?since=<seq> if still kept, else a snapshot, then register.
+
+        A console registers only once it is up to date, so its first frame is the snapshot (or the
+        first frame it missed) and no delta overtakes it."""
         self.set_nodelay(True)
-        self.feed.add(self)
         since = self.get_argument("since", "")
         frames = self.feed.frames_since(int(since)) if since.isdigit() else None
         if frames is None:
@@ -51,10 +53,25 @@ class LiveSocket(BaseHandler, tornado.websocket.WebSocketHandler):
         else:
             for frame in frames:
                 self.send_frame(frame)
+            self.feed.add(self)
 
     async def _send_snapshot(self) -> None:
-        frame = await self.feed.snapshot()
+        """Send a snapshot and the frames ticked while it was being read, then (re)register.
+
+        The console is out of the feed while the snapshot is awaited; from ``frames_since`` to
+        ``add`` nothing awaits, so no frame is lost or sent twice."""
+        self.feed.remove(self)
+        while True:
+            seq, frame = await self.feed.snapshot_at()
+            later = self.feed.frames_since(seq)
+            if later is not None:
+                break
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
         self.send_frame(frame)
+        for delta in later:
+            self.send_frame(delta)
+        self.feed.add(self)
 
     async def on_message(self, message: str | bytes) -> None:
         data = decode_client_message(message)
