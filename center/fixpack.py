@@ -11,7 +11,9 @@ from __future__ import annotations
 import struct
 from typing import Any, Iterable, Mapping
 
+import cython  # C types where Cython compiles this module (center/accel.py); a no-op module otherwise
 import orjson
+from cython.cimports.libc.math import floor as _floor, fmod as _fmod
 
 TRACK_RECORD = struct.Struct("<IiiHHhBB")
 NONE16 = 0xFFFF
@@ -24,6 +26,10 @@ _VID, _T, _LAT, _LON, _SPD, _CRS, _ALT, _Q, _MODE, _SATS, _HDOP, _TALKER, _LIVE,
 
 def pack_fix(fix: Any, _pack=TRACK_RECORD.pack, _round=round) -> tuple[int, bytes]:
     """Return (UTC hour, 20-byte record) for the track of a `center.store.FixRecord`."""
+    if cython.compiled:
+        packed = _pack_c(fix)
+        if packed is not None:
+            return packed
     t = fix[_T]
     hour = int(t // 3600)
     ms = int(_round((t - hour * 3600) * 1000))
@@ -51,6 +57,122 @@ def pack_fix(fix: Any, _pack=TRACK_RECORD.pack, _round=round) -> tuple[int, byte
     elif sats > NONE8 - 1:
         sats = NONE8 - 1
     return hour, _pack(ms, int(_round(fix[_LAT] * 1e7)), int(_round(fix[_LON] * 1e7)), cms, crs, alt, q, sats)
+
+
+# ---------------------------------------------------------------------- the compiled record packer
+# Where Cython compiled this module, `pack_fix` first tries `_pack_c`: the same record computed
+# with C doubles and written byte by byte, for the plain values of a fix (finite, t >= 0, no
+# negative speed, quality or satellites); anything else gives None and the Python code above
+# decides, so the record is always the Python code's. Rounding is Python's ``round`` (half to
+# even, on the exact double) and ``t // 3600`` follows CPython's float floor division.
+
+@cython.cfunc
+@cython.inline
+@cython.exceptval(check=False)
+def _c_round(x: cython.double) -> cython.double:
+    """``round(x)`` for a finite x of magnitude below 2**52, half to even as Python rounds."""
+    negative: cython.bint = x < 0.0
+    if negative:
+        x = -x
+    f: cython.double = _floor(x)
+    diff: cython.double = x - f  # exact: f is x without its fraction
+    if diff > 0.5 or (diff == 0.5 and cython.cast(cython.longlong, f) & 1):
+        f += 1.0
+    return -f if negative else f
+
+
+@cython.cfunc
+@cython.inline
+@cython.exceptval(check=False)
+def _c_put(out: cython.p_uchar, at: cython.int, value: cython.longlong, size: cython.int) -> cython.void:
+    """Write the low ``size`` bytes of value at out[at], little-endian (two's complement)."""
+    k: cython.int
+    for k in range(size):
+        out[at + k] = cython.cast(cython.uchar, (value >> (8 * k)) & 0xFF)
+
+
+@cython.ccall
+def _pack_c(record: object) -> object:
+    """`pack_fix` of a fix with plain values, in C; None for anything else."""
+    if not isinstance(record, tuple) or len(record) < 14:
+        return None
+    fix: tuple = cython.cast(tuple, record)  # a FixRecord: a tuple that leaves item access alone
+    # literal indices (the _T, _LAT ... of the record) are C array reads on a tuple
+    if type(fix[1]) is not float or type(fix[2]) is not float or type(fix[3]) is not float:
+        return None
+    t: cython.double = fix[1]
+    lat: cython.double = fix[2]
+    lon: cython.double = fix[3]
+    if not (0.0 <= t < 4.0e15) or not (-180.0 <= lat <= 180.0) or not (-180.0 <= lon <= 180.0):
+        return None
+    # t // 3600 in CPython is the exact floor of the real quotient (its fmod and the subtraction
+    # are exact): the rounded quotient's floor, corrected by one where the rounding crossed it
+    hour_d: cython.double = _floor(t / 3600.0)
+    if hour_d * 3600.0 > t:
+        hour_d -= 1.0
+    elif (hour_d + 1.0) * 3600.0 <= t:
+        hour_d += 1.0
+    hour: cython.longlong = cython.cast(cython.longlong, hour_d)
+    ms: cython.longlong = cython.cast(cython.longlong, _c_round((t - hour_d * 3600.0) * 1000.0))
+    if ms >= 3600000:
+        hour += 1
+        ms -= 3600000
+    if ms < 0:
+        return None
+    cms: cython.longlong = 0xFFFF  # NONE16
+    crs: cython.longlong = 0xFFFF
+    alt: cython.longlong = -32768
+    q: cython.longlong = 0xFF  # NONE8
+    sats: cython.longlong = 0xFF
+    x: cython.double
+    speed, course, altitude, quality, satellites = fix[4], fix[5], fix[6], fix[7], fix[9]
+    if speed is not None:
+        if type(speed) is not float:
+            return None
+        x = speed
+        if not (0.0 <= x < 1.0e12):
+            return None
+        x = _c_round(x / 0.036)
+        cms = 0xFFFE if x > 0xFFFE else cython.cast(cython.longlong, x)
+    if course is not None:
+        if type(course) is not float:
+            return None
+        x = course
+        if not (-1.0e12 < x < 1.0e12):
+            return None
+        x = _fmod(x, 360.0)
+        if x != 0.0 and x < 0.0:
+            x += 360.0
+        crs = cython.cast(cython.longlong, _c_round(x * 100.0)) % 36000
+    if altitude is not None:
+        if type(altitude) is not float:
+            return None
+        x = altitude
+        if not (-1.0e12 < x < 1.0e12):
+            return None
+        alt = cython.cast(cython.longlong, _c_round(x))
+        alt = -32767 if alt < -32767 else (32767 if alt > 32767 else alt)
+    if quality is not None:
+        if type(quality) is not int or not (0 <= quality < 1 << 40):
+            return None
+        q = quality
+        q = 0xFE if q > 0xFE else q
+    if satellites is not None:
+        if type(satellites) is not int or not (0 <= satellites < 1 << 40):
+            return None
+        sats = satellites
+        sats = 0xFE if sats > 0xFE else sats
+    buffer: cython.uchar[20]
+    out: cython.p_uchar = buffer
+    _c_put(out, 0, ms, 4)
+    _c_put(out, 4, cython.cast(cython.longlong, _c_round(lat * 1e7)), 4)
+    _c_put(out, 8, cython.cast(cython.longlong, _c_round(lon * 1e7)), 4)
+    _c_put(out, 12, cms, 2)
+    _c_put(out, 14, crs, 2)
+    _c_put(out, 16, alt, 2)
+    _c_put(out, 18, q, 1)
+    _c_put(out, 19, sats, 1)
+    return hour, cython.cast(cython.p_char, out)[:20]
 
 
 def fix_text(fix: Any, _dumps=orjson.dumps) -> str:
