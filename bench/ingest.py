@@ -221,10 +221,11 @@ def _wait(predicate, timeout: float, what: str):
 def _throughput(settings_values, redis_url, mqtt_url, r, *, baseline: str | None = None) -> float:
     """The consumer's sustained rate: the publisher steps its offered rate up along RAMP (each
     step RAMP_STEP_S long); the rate written to Redis is taken over the last part of every step;
-    the figure is the highest written rate of a step the consumer kept up with (wrote at least
-    KEPT_UP of the offered rate), or, past that, of the first step it fell behind on (there it
-    writes flat out). The ramp stops two steps after the consumer fell behind. ``baseline``:
-    None for our ingest, else the minimal loop with that reader (`_baseline`)."""
+    the figure is the highest rate written in a step, counted at most at the offered rate (a
+    consumer draining a backlog writes more than is offered, which it does not sustain). The ramp
+    stops once the consumer fell behind (wrote less than KEPT_UP of the offered rate) in two
+    steps in a row, so one passing dip, in either process, neither ends the ramp nor sets the
+    figure. ``baseline``: None for our ingest, else the minimal loop with that reader (`_baseline`)."""
     r.flushall()
     if baseline:
         consumer = _start(_baseline, redis_url, mqtt_url, baseline)
@@ -261,20 +262,15 @@ def _throughput(settings_values, redis_url, mqtt_url, r, *, baseline: str | None
             got = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0]) if len(window) > 1 else 0.0
             rates.append((offered, got))
             progress(f"{name}: offered {offered:,.0f} msg/s, written {got:,.0f} msg/s")
-            if got < KEPT_UP * offered:
-                behind += 1
-                if behind >= 2:
-                    break
+            behind = behind + 1 if got < KEPT_UP * offered else 0
+            if behind >= 2:
+                break
     finally:
         stop.set()
         publisher.join(30)
         _stop(publisher)
         _stop(consumer)
-    best = 0.0
-    for offered, got in rates:
-        best = max(best, got)
-        if got < KEPT_UP * offered:
-            break
+    best = max((min(got, offered) for offered, got in rates), default=0.0)
     progress(f"{name}: sustained {best:,.0f} msg/s (publisher sent {sent.value})")
     return best
 
