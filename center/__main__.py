@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 
+from center.lifecycle import StartupError
 from center.settings import SettingsError, load
 
 SERVICES = ("web", "ingest", "simulate", "dispatch")
@@ -180,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_servers(settings))
         asyncio.run(_standalone(args.command, settings))
         return 0
+    except StartupError as exc:
+        logging.getLogger("center").error("%s", exc)
+        return 1
     except KeyboardInterrupt:
         return 0
 

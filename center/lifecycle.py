@@ -6,6 +6,11 @@ import gc
 import signal
 
 
+class StartupError(RuntimeError):
+    """A service cannot start (its port is taken, say): ``python -m center`` prints the reason
+    and exits with status 1, and the demo's supervisor restarts it with backoff."""
+
+
 def stop_on_signals(stop: asyncio.Event | None = None) -> asyncio.Event:
     """The event a service waits on; SIGINT/SIGTERM set it (when running in the main thread)."""
     stop = stop or asyncio.Event()

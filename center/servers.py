@@ -13,6 +13,7 @@ import ctypes
 import json
 import logging
 import os
+import random
 import re
 import shutil
 import signal
@@ -34,8 +35,33 @@ class ServerError(RuntimeError):
     """An embedded server could not be started, or an external one is unreachable."""
 
 
+PICKED_PORTS = (20000, 32767)  # free_port's range: below Linux's usual ephemeral range (32768-60999)
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that is free on ``host`` right now."""
+    """Return a TCP port that is free on ``host`` right now.
+
+    Picked at random below the kernel's ephemeral range where possible: a port from that range
+    can be given to any outgoing connection (to Redis, the broker...) between now and the moment
+    the server binds it, and then the server cannot listen. Falls back to a port the kernel
+    chooses."""
+    low, high = PICKED_PORTS
+    high = min(high, _ephemeral_low() - 1)
+    for _ in range(50 if high > low else 0):
+        port = random.randint(low, high)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]

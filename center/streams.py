@@ -23,12 +23,32 @@ log = logging.getLogger(__name__)
 REDIS_TROUBLE = (OSError, RedisConnectionError, RedisTimeoutError)
 
 
+def cancel_requested() -> bool:
+    """Whether the running task has been asked to cancel.
+
+    A retry loop checks it at every turn: a cancellation can be lost on its way (Python 3.11's
+    ``wait_for`` may turn one that meets its own timeout into a timeout), and a loop that went on
+    would then keep its service from ever stopping. A web process whose port was taken waited
+    forever for its KPI task this way (CI, session 6)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def stop_if_cancelled() -> None:
+    """Raise CancelledError when the running task has been asked to cancel (see cancel_requested)."""
+    if cancel_requested():
+        raise asyncio.CancelledError
+
+
 async def pause(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep for ``seconds`` unless ``stop`` is set first."""
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except asyncio.TimeoutError:
-        pass
+    """Sleep for ``seconds`` unless ``stop`` is set first; a cancellation always comes through."""
+    if not stop.is_set():
+        try:
+            async with asyncio.timeout(seconds):
+                await stop.wait()
+        except TimeoutError:
+            pass
+    stop_if_cancelled()
 
 
 async def ensure_group(redis: aioredis.Redis, stream: str, group: str) -> None:
@@ -55,6 +75,7 @@ async def consume_group(redis: aioredis.Redis, stream: str, group: str,
     await ensure_group(redis, stream, group)
     backlog = True
     while not stop.is_set():
+        stop_if_cancelled()
         try:
             reply = await redis.xreadgroup(group, consumer, {stream: "0" if backlog else ">"},
                                            count=batch, block=None if backlog else block_ms)

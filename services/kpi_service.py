@@ -32,7 +32,7 @@ import redis as redis_sync
 import redis.asyncio as aioredis
 
 from center.store_kpi import ZERO_ID, Entry, KpiStreams, id_key, iter_all_events, parse_event
-from center.streams import REDIS_TROUBLE, pause
+from center.streams import REDIS_TROUBLE, pause, stop_if_cancelled
 from command.errors import ValidationError
 from command.kpi import EventError, KpiState, rebuild
 from command.limits import DEFAULT_POLICY, LimitPolicy
@@ -191,6 +191,7 @@ class KpiService:
     async def _follow(self) -> None:
         """Wait for changes (blocking XREAD) and apply them, until stopped; Redis trouble is retried."""
         while not self._stop.is_set():
+            stop_if_cancelled()
             try:
                 if not self._ready.is_set() or await self._needs_rebuild():
                     await self._rebuild()

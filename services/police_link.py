@@ -29,6 +29,7 @@ import tornado.httpclient
 
 from center.store_dispatch import DispatchStore
 from center.store_tickets import TicketRecord
+from center.streams import pause, stop_if_cancelled
 from command import police
 from command.cap import to_cap
 from command.errors import CommandError, Conflict, TicketNotFound, ValidationError
@@ -200,11 +201,9 @@ class PoliceLink:
                 log.warning("110 outbox pass failed (%s: %s); retrying", type(exc).__name__, exc)
                 sent = 0
             if sent:
+                stop_if_cancelled()
                 continue
-            try:
-                await asyncio.wait_for(stop.wait(), interval_s)
-            except asyncio.TimeoutError:
-                pass
+            await pause(stop, interval_s)
 
     async def _note(self, number: str, text: str, data: dict[str, Any], actor: Actor = POLICE_ACTOR) -> None:
         try:  # without expected_version the manager re-applies the note over concurrent changes

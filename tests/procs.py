@@ -91,9 +91,13 @@ class Demo:
         time.sleep(1.0)
 
 
-def start_demo(data_dir: Path, log_path: Path, *, vehicles: int = 5, ready_timeout: float = 120.0,
+def start_demo(data_dir: Path, log_path: Path, *, vehicles: int = 5, ready_timeout: float = 90.0,
                **env: str) -> Demo:
-    """Start the demo and wait until /healthz reports every service ok."""
+    """Start the demo and wait until /healthz reports every service ok.
+
+    ``ready_timeout`` stays under pytest's per-test timeout (pytest.ini), so that a demo that
+    does not come up fails here, with its stacks and log, and is stopped, rather than being cut
+    off by pytest-timeout and left running."""
     port = free_port()
     environ = dict(os.environ)
     for key in ("REDIS_URL", "MQTT_URL", "CITY_PROFILE"):

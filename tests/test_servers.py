@@ -107,3 +107,19 @@ def test_external_urls_start_nothing(tmp_path, servers):
 def test_mqtt_rejects_unknown_schemes(url):
     with pytest.raises(ValueError, match="unsupported MQTT URL"):
         MqttClient(url, "x")
+
+
+def test_free_ports_are_bindable_and_below_the_ephemeral_range():
+    """A port from the ephemeral range could go to an outgoing connection before the server
+    binds it (a web process once could not listen because of that): free_port picks below it."""
+    import socket
+
+    from center.servers import PICKED_PORTS, _ephemeral_low, free_port
+
+    low, high = PICKED_PORTS[0], min(PICKED_PORTS[1], _ephemeral_low() - 1)
+    ports = {free_port() for _ in range(20)}
+    assert all(low <= port <= high for port in ports)
+    assert len(ports) > 10  # at random, not one port handed out again and again
+    for port in list(ports)[:5]:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))

@@ -5,6 +5,7 @@ import asyncio
 import logging
 import os
 import secrets
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import tornado.httpserver
 import tornado.web
 
 from center import accounts
-from center.lifecycle import stop_on_signals
+from center.lifecycle import StartupError, stop_on_signals
 from center.servers import url_reachable
 from center.settings import Settings
 from center.store import Store
@@ -107,9 +108,37 @@ def health_reporter(services: Services, mqtt_url: str):
     return report
 
 
+def listen_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    """The web's listening socket (non-blocking, as tornado takes it); StartupError naming the
+    address when it cannot be had. ``reuse_port``: several web processes share the port and the
+    kernel spreads new connections among them. (tornado's bind_sockets leaves the socket open
+    when the bind fails; socket.create_server closes it.)"""
+    try:
+        family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+        sock = socket.create_server((host, port), family=family, backlog=128, reuse_port=reuse_port)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise StartupError(f"web: cannot listen on {host}:{port}: {reason}") from exc
+    sock.setblocking(False)
+    return sock
+
+
 async def serve(settings: Settings, redis_url: str, mqtt_url: str, *, city: Any = None,
                 demo: bool = False, stop: asyncio.Event | None = None) -> None:
-    """Run the web service until SIGINT/SIGTERM (or until ``stop`` is set)."""
+    """Run the web service until SIGINT/SIGTERM (or until ``stop`` is set).
+
+    The port is taken first: a web process that cannot listen says so and ends (StartupError)
+    before it starts anything that would have to be stopped."""
+    sockets = [listen_socket(settings.HTTP_HOST, settings.HTTP_PORT, reuse_port=settings.WEB_PROCESSES > 1)]
+    try:
+        await _serve(settings, redis_url, mqtt_url, sockets, city=city, demo=demo, stop=stop)
+    finally:
+        for sock in sockets:  # closed already once the server had them; harmless again
+            sock.close()
+
+
+async def _serve(settings: Settings, redis_url: str, mqtt_url: str, sockets: list, *, city: Any,
+                 demo: bool, stop: asyncio.Event | None) -> None:
     # a blocking pool: a reconnect storm of consoles waits for a connection instead of failing
     store = Store(aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
         redis_url, decode_responses=True, health_check_interval=10, max_connections=256, timeout=10)))
@@ -138,8 +167,7 @@ async def serve(settings: Settings, redis_url: str, mqtt_url: str, *, city: Any 
     await parts.dispatch.crews.refresh()  # the city's crews into the fleet registry, before the feed reads it
     app = make_app(services, cookie_secret=await cookie_secret(store))
     server = tornado.httpserver.HTTPServer(app, xheaders=False)
-    # several web processes share the port: the kernel spreads new connections among them
-    server.listen(settings.HTTP_PORT, settings.HTTP_HOST, reuse_port=settings.WEB_PROCESSES > 1)
+    server.add_sockets(sockets)
     feed.start()
     log.info("web: console at http://%s:%d/", settings.HTTP_HOST, settings.HTTP_PORT)
     beat = asyncio.create_task(_heartbeat(store, feed))
