@@ -117,7 +117,8 @@ def listen_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
         family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
         sock = socket.create_server((host, port), family=family, backlog=128, reuse_port=reuse_port)
     except OSError as exc:
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        # create_server's message repeats the address; a name lookup's errno is no OS error
+        reason = exc.strerror if isinstance(exc, socket.gaierror) or not exc.errno else os.strerror(exc.errno)
         raise StartupError(f"web: cannot listen on {host}:{port}: {reason}") from exc
     sock.setblocking(False)
     return sock
