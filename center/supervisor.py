@@ -19,6 +19,7 @@ from pathlib import Path
 
 from center.servers import Servers, die_with_parent
 from center.settings import Settings
+from center.streams import pause as stop_or_timeout
 
 log = logging.getLogger("supervisor")
 
@@ -172,10 +173,7 @@ class Supervisor:
                 log.error("%s stopped unexpectedly (%s); restarting in %.0f s", child.name, why, child.backoff)
                 child.restart_at = now + child.backoff
                 child.backoff = min(child.backoff * 2, max_backoff)
-            try:
-                await asyncio.wait_for(self.stop_event.wait(), 0.5)
-            except asyncio.TimeoutError:
-                pass
+            await stop_or_timeout(self.stop_event, 0.5)
 
     async def _shutdown(self) -> None:
         log.info("stopping %d services ...", len(self.children))

@@ -25,6 +25,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
+from center.streams import pause as stop_or_timeout
 from simulators.callers import HttpApi
 from simulators.vehicles import RoadNet, SimVehicle, Trip
 
@@ -290,10 +291,7 @@ class CrewBot:
                 except (OSError, ValueError) as exc:  # the web restarting: try again later
                     self.counts["poll_error"] += 1
                     log.debug("crew %s: poll failed: %s", self.crew_id, exc)
-                try:
-                    await asyncio.wait_for(stop.wait(), pause)
-                except asyncio.TimeoutError:
-                    pass
+                await stop_or_timeout(stop, pause)
         finally:
             worker.cancel()
             await asyncio.gather(worker, return_exceptions=True)
@@ -415,7 +413,4 @@ async def poll_until(stop: asyncio.Event, poll: Callable[[], Awaitable[Any]], ev
             pause = 60.0
         except (OSError, ValueError, KeyError) as exc:
             log.debug("%s: poll failed: %s", name, exc)
-        try:
-            await asyncio.wait_for(stop.wait(), pause)
-        except asyncio.TimeoutError:
-            pass
+        await stop_or_timeout(stop, pause)

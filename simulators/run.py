@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from center.lifecycle import stop_on_signals
+from center.streams import pause as stop_or_timeout
 from simulators.vehicles import make_fleet, roadnet_of, run_fleet
 
 log = logging.getLogger(__name__)
@@ -139,10 +140,7 @@ class LivingCity:
                 for call in self.generator.until(self.clock.now()):
                     self.poster.submit(call)
                     self.stats["calls"] += 1
-            try:
-                await asyncio.wait_for(self.stop.wait(), 0.5)
-            except asyncio.TimeoutError:
-                pass
+            await stop_or_timeout(self.stop, 0.5)
 
     async def start_crews(self, net, fleet) -> None:
         """One bot per crew whose vehicle is simulated."""
@@ -186,11 +184,9 @@ class LivingCity:
         """Run a scenario once, after ``after_s`` wall seconds, on the city's clock and simulators."""
         from simulators.scenario import ScenarioError, ScenarioRunner, load_scenario
 
-        try:
-            await asyncio.wait_for(self.stop.wait(), after_s)
+        await stop_or_timeout(self.stop, after_s)
+        if self.stop.is_set():
             return
-        except asyncio.TimeoutError:
-            pass
         try:
             scenario = load_scenario(name)
         except ScenarioError as exc:
@@ -228,10 +224,7 @@ class LivingCity:
                     return True
             except (OSError, tornado.httpclient.HTTPClientError):
                 pass
-            try:
-                await asyncio.wait_for(self.stop.wait(), 1.0)
-            except asyncio.TimeoutError:
-                pass
+            await stop_or_timeout(self.stop, 1.0)
         return False
 
     async def start_people(self, net, fleet, vehicle_positions, people: bool) -> None:

@@ -43,6 +43,7 @@ from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 import orjson
 
+from center.streams import pause as stop_or_timeout
 from simulators import nmea_out
 from simulators.callers import CallGenerator, CallPoster, Place, Post
 from simulators.sensors import SENSOR_ACTIONS, SimClock
@@ -384,10 +385,7 @@ class ScenarioRunner:
                 self._on_tick(now)
             if now >= end:
                 break
-            try:
-                await asyncio.wait_for(stop.wait(), self.tick_s)
-            except asyncio.TimeoutError:
-                pass
+            await stop_or_timeout(stop, self.tick_s)
         if self.poster is not None:
             await self.poster.drain()
         return {"scenario": self.scenario.name, "steps": [(s.at, s.action) for s in self.fired],

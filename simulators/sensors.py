@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from center.streams import pause as stop_or_timeout
 from ingest.sparkplug import encode_death, encode_payload
 
 log = logging.getLogger(__name__)
@@ -510,10 +511,7 @@ async def run(simulator: SensorSimulator, clock: SimClock, stop: asyncio.Event, 
     while not stop.is_set():
         now = clock.now()
         simulator.step(now, datetime.now(UTC) if wall_stamps else now)
-        try:
-            await asyncio.wait_for(stop.wait(), tick_s)
-        except asyncio.TimeoutError:
-            pass
+        await stop_or_timeout(stop, tick_s)
     return simulator.sent
 
 

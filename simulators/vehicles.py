@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from center.streams import pause as stop_or_timeout
 from simulators import nmea_out
 
 log = logging.getLogger(__name__)
@@ -455,10 +456,7 @@ async def run_fleet(mqtt_url: str, net: RoadNet, fleet: list[SimVehicle], *, rat
             delay = next_tick - time.monotonic()
             if delay < -5 * period:  # fell far behind: do not burst to catch up
                 next_tick = time.monotonic()
-            try:
-                await asyncio.wait_for(stop.wait(), max(0.0, delay))
-            except asyncio.TimeoutError:
-                pass
+            await stop_or_timeout(stop, max(0.0, delay))
     finally:
         for v in fleet:
             if per_vehicle:
