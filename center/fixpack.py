@@ -91,6 +91,25 @@ def _c_put(out: cython.p_uchar, at: cython.int, value: cython.longlong, size: cy
         out[at + k] = cython.cast(cython.uchar, (value >> (8 * k)) & 0xFF)
 
 
+@cython.cfunc
+@cython.inline
+@cython.exceptval(check=False)
+def _c_plain_float(value: object, low: cython.double, high: cython.double) -> cython.bint:
+    """Whether value is a float in [low, high) (so not NaN nor infinite)."""
+    x: cython.double
+    if type(value) is not float:
+        return False
+    x = value
+    return low <= x < high
+
+
+@cython.cfunc
+@cython.inline
+def _c_plain_count(value: object) -> cython.bint:
+    """Whether value is an int (not a bool) from 0 to below 2**40."""
+    return type(value) is int and 0 <= value < 1 << 40
+
+
 @cython.ccall
 def _pack_c(record: object) -> object:
     """`pack_fix` of a fix with plain values, in C; None for anything else."""
@@ -127,38 +146,32 @@ def _pack_c(record: object) -> object:
     x: cython.double
     speed, course, altitude, quality, satellites = fix[4], fix[5], fix[6], fix[7], fix[9]
     if speed is not None:
-        if type(speed) is not float:
+        if not _c_plain_float(speed, 0.0, 1.0e12):
             return None
         x = speed
-        if not (0.0 <= x < 1.0e12):
-            return None
         x = _c_round(x / 0.036)
         cms = 0xFFFE if x > 0xFFFE else cython.cast(cython.longlong, x)
     if course is not None:
-        if type(course) is not float:
+        if not _c_plain_float(course, -1.0e12, 1.0e12):
             return None
         x = course
-        if not (-1.0e12 < x < 1.0e12):
-            return None
         x = _fmod(x, 360.0)
         if x != 0.0 and x < 0.0:
             x += 360.0
         crs = cython.cast(cython.longlong, _c_round(x * 100.0)) % 36000
     if altitude is not None:
-        if type(altitude) is not float:
+        if not _c_plain_float(altitude, -1.0e12, 1.0e12):
             return None
         x = altitude
-        if not (-1.0e12 < x < 1.0e12):
-            return None
         alt = cython.cast(cython.longlong, _c_round(x))
         alt = -32767 if alt < -32767 else (32767 if alt > 32767 else alt)
     if quality is not None:
-        if type(quality) is not int or not (0 <= quality < 1 << 40):
+        if not _c_plain_count(quality):
             return None
         q = quality
         q = 0xFE if q > 0xFE else q
     if satellites is not None:
-        if type(satellites) is not int or not (0 <= satellites < 1 << 40):
+        if not _c_plain_count(satellites):
             return None
         sats = satellites
         sats = 0xFE if sats > 0xFE else sats
