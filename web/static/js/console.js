@@ -267,6 +267,7 @@
     (msg.sensors || []).forEach(function (s) { state.sensors[s.id] = s; renderSensor(s); });
     (msg.vehicles || []).forEach(upsertVehicle);
     state.today = msg.today || null;
+    renderTable();  // the vehicle table and its counts at once, not at the next periodic render
     emit("snapshot", msg);
     emit("tickets", msg.tickets || []);
     emit("alarms", { events: [], snapshot: true });
