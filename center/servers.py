@@ -13,6 +13,7 @@ import ctypes
 import json
 import logging
 import os
+import pwd
 import random
 import re
 import shutil
@@ -178,9 +179,12 @@ def start_broker(data_dir: Path, port: int | None = None, timeout: float = 15.0)
     if mosquitto:
         conf = data_dir / "run" / f"mosquitto-{port}.conf"
         conf.parent.mkdir(parents=True, exist_ok=True)
+        # ``user``: mosquitto started as root switches to its own user, and a change of user
+        # clears PR_SET_PDEATHSIG: it would outlive a demo killed with SIGKILL. It stays who we are.
+        user = pwd.getpwuid(os.getuid()).pw_name
         conf.write_text(
             f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            f"max_queued_messages 100000\nlog_dest none\n", encoding="utf-8")
+            f"max_queued_messages 100000\nlog_dest none\nuser {user}\n", encoding="utf-8")
         proc = subprocess.Popen([mosquitto, "-c", str(conf)], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 preexec_fn=die_with_parent)

@@ -123,3 +123,34 @@ def test_free_ports_are_bindable_and_below_the_ephemeral_range():
     for port in list(ports)[:5]:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", port))
+
+
+def test_the_embedded_servers_die_with_a_parent_killed_outright(tmp_path):
+    """SIGKILL leaves no chance to stop them: PR_SET_PDEATHSIG must (mosquitto, started as root,
+    would switch users and lose it)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    from tests.procs import ROOT
+
+    code = ("import sys, time; from pathlib import Path; from center.servers import start_broker, start_redis; "
+            "d = Path(sys.argv[1]); b = start_broker(d); r = start_redis(d); "
+            "print(b.process.pid, r.process.pid, flush=True); time.sleep(60)")
+    parent = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(p) for p in parent.stdout.readline().split()]
+        assert len(pids) == 2 and all(psutil.pid_exists(p) for p in pids)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids):
+            assert time.monotonic() < deadline, "an embedded server outlived its killed parent"
+            time.sleep(0.1)
+    finally:
+        parent.kill()
+        parent.wait(10)
+        parent.stdout.close()
