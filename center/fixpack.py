@@ -189,9 +189,8 @@ def _pack_c(record: object) -> object:
 
 
 def fix_text(fix: Any, _dumps=orjson.dumps) -> str:
-    """The ``fix`` field of a vehicle hash: `center.store.FIX_FIELDS` joined by commas (empty for
-    unknown), so the ingest writes three fields a fix (``fix``, ``seen``, ``signal``) rather than
-    thirteen. The text is orjson's (shortest round-trip floats, formatted in C), unquoted and with
+    """A vehicle's value in the ``veh:fix`` hash: `center.store.FIX_FIELDS` joined by commas
+    (empty for unknown), so the ingest writes one value a fix rather than eleven. The text is orjson's (shortest round-trip floats, formatted in C), unquoted and with
     null left empty."""
     return _dumps(fix[_T:_LIVE])[1:-1].decode().replace('"', "").replace("null", "")
 
@@ -219,38 +218,49 @@ def prepare(fixes: Iterable[Any], counters: Mapping[str, Mapping[str, int]], see
             else:
                 records.append(record)
     updates = []
-    veh: list[str] = []
+    fix_rows: list[str] = []
+    seen_rows: list[str] = []
+    signal_rows: list[str] = []
+    cleared: list[str] = []
     geo: list[Any] = []
     signals = signals or {}
     for vid, fix in latest.items():
         when = seen.get(vid)
-        veh.extend((vid, fix_text(fix), repr(fix[_T] if when is None else when), signals.get(vid, "")))
+        fix_rows.extend((vid, fix_text(fix)))
+        seen_rows.extend((vid, repr(fix[_T] if when is None else when)))
+        signal = signals.get(vid)
+        if signal:
+            signal_rows.extend((vid, signal))
+        else:
+            cleared.append(vid)
         geo.extend((fix[_LON], fix[_LAT], vid))
         updates.append({"id": vid, "t": fix[_T], "lat": fix[_LAT], "lon": fix[_LON],
                         "spd": fix[_SPD], "crs": fix[_CRS]})
-    seen_rows: list[str] = []
     for vid, when in seen.items():
         if vid not in latest:
-            seen_rows.extend((vid, repr(when), signals.get(vid, "")))
+            seen_rows.extend((vid, repr(when)))
+            signal = signals.get(vid)
+            if signal:
+                signal_rows.extend((vid, signal))
     blob: list[bytes] = []
     trk: list[Any] = []
+    idx: list[Any] = []
     new_hours = []
-    offset = 0
     for (vid, hour), records in tracks.items():
         data = records[0] if len(records) == 1 else b"".join(records)
-        new = indexed is None or (vid, hour) not in indexed
-        trk.extend((vid, hour, offset, len(data), 1 if new else 0))
+        key = f"trk:{vid}:{hour}"
+        trk.extend((key, len(data)))
         blob.append(data)
-        offset += len(data)
-        if new:
+        if indexed is None or (vid, hour) not in indexed:
+            idx.extend((key, vid, str(hour)))
             new_hours.append((vid, hour))
     cnt = [x for vid, deltas in counters.items() for name, delta in deltas.items() for x in (vid, name, delta)]
     ids = set(seen)
     ids.update(counters)
     if known is not None:
         ids.difference_update(known)
-    if not (veh or seen_rows or trk or cnt or ids):
+    if not (fix_rows or seen_rows or trk or cnt or ids):
         return updates, None, new_hours, ids
-    doc = {"ttl": int(retention_s) + 3600, "ids": list(ids), "veh": veh, "geo": geo, "seen": seen_rows,
-           "trk": trk, "cnt": cnt}
+    doc = {"ttl": int(retention_s) + 3600, "ids": list(ids), "fix": fix_rows, "geo": geo, "seen": seen_rows,
+           "sig": signal_rows, "clr": cleared, "trk": trk, "idx": idx, "cnt": cnt}
     return updates, [orjson.dumps(doc), b"".join(blob), orjson.dumps(updates) if updates else b""], new_hours, ids

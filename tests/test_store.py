@@ -136,6 +136,35 @@ async def test_seen_only_vehicles_signals_and_the_hourly_track_index(redis_url):
         await store.close()
 
 
+@pytest.mark.integration
+@pytest.mark.asyncio
+async def test_vehicles_written_in_the_per_vehicle_hash_layout_read_until_the_ingest_writes_them(redis_url):
+    """Vehicle hashes kept fix, seen and signal before the field hashes: they still read, and the
+    field hashes take over field by field once the ingest writes the vehicle."""
+    store = Store.from_url(redis_url)
+    try:
+        t0 = 1_700_000_000.0
+        await store.redis.sadd("veh:ids", "V1", "V2")
+        for vid in ("V1", "V2"):
+            await store.redis.hset(f"veh:{vid}", mapping={"fix": fix_text(_fix(vid=vid, t=t0)), "seen": repr(t0 + 1),
+                                                          "signal": "no_fix:void", "link": "online"})
+        v1 = await store.vehicle("V1", now=t0 + 2)
+        assert v1["fix"]["t"] == t0 and v1["last_seen"] == t0 + 1 and v1["signal"] == "no_fix:void"
+        assert v1["link"] == "online" and v1["state"] == "online"
+        # V1 only heard from (void sentences): seen moves, the old fix and signal stand
+        await store.write_fixes([], {}, seen={"V1": t0 + 5}, retention_s=3600)
+        v1 = await store.vehicle("V1", now=t0 + 6)
+        assert v1["fix"]["t"] == t0 and v1["last_seen"] == t0 + 5 and v1["signal"] == "no_fix:void"
+        # V2 sends a fix: it replaces the old one and clears the old signal; the link stays
+        await store.write_fixes([_fix(vid="V2", t=t0 + 7)], {}, seen={"V2": t0 + 7}, retention_s=3600)
+        rows = {v["id"]: v for v in await store.vehicles(now=t0 + 8)}
+        assert rows["V2"]["fix"]["t"] == t0 + 7 and rows["V2"]["signal"] is None and rows["V2"]["link"] == "online"
+        assert rows["V1"]["fix"]["t"] == t0 and rows["V1"]["signal"] == "no_fix:void"
+        assert rows["V2"]["last_seen"] == t0 + 7 and rows["V1"]["last_seen"] == t0 + 5
+    finally:
+        await store.close()
+
+
 @pytest.mark.asyncio
 async def test_known_ids_are_added_to_the_vehicle_set_once_and_again_after_the_cache_is_cleared(redis_url):
     store = Store.from_url(redis_url)
