@@ -218,6 +218,11 @@ def _wait(predicate, timeout: float, what: str):
     raise RuntimeError(f"bench: {what} did not happen within {timeout:.0f} s")
 
 
+def _forks(r: redis.Redis) -> int:
+    """How many times Redis has forked (for an AOF rewrite: the child takes a core meanwhile)."""
+    return int(r.info("stats").get("total_forks", 0))
+
+
 def _throughput(settings_values, redis_url, mqtt_url, r, *, baseline: str | None = None) -> float:
     """The consumer's sustained rate: the publisher steps its offered rate up along RAMP (each
     step RAMP_STEP_S long); the rate written to Redis is taken over the last part of every step;
@@ -248,6 +253,7 @@ def _throughput(settings_values, redis_url, mqtt_url, r, *, baseline: str | None
     publisher = _start(_publisher, mqtt_url, VEHICLES, None, 0.0, time.time() - 60, ready, go, sent, RAMP, stop)
     ready.wait(60)
     samples = []
+    forks = _forks(r)
     go.set()
     began = time.monotonic()
     rates: list[tuple[float, float]] = []
@@ -261,7 +267,10 @@ def _throughput(settings_values, redis_url, mqtt_url, r, *, baseline: str | None
             window = [(t, w) for t, w in samples if t >= end - RAMP_STEP_S * 0.65]
             got = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0]) if len(window) > 1 else 0.0
             rates.append((offered, got))
-            progress(f"{name}: offered {offered:,.0f} msg/s, written {got:,.0f} msg/s")
+            now_forks = _forks(r)
+            progress(f"{name}: offered {offered:,.0f} msg/s, written {got:,.0f} msg/s"
+                     + (f" (Redis forked {now_forks - forks} times: AOF rewrite)" if now_forks > forks else ""))
+            forks = now_forks
             behind = behind + 1 if got < KEPT_UP * offered else 0
             if behind >= 2:
                 break
