@@ -188,11 +188,13 @@ def _pack_c(record: object) -> object:
     return hour, cython.cast(cython.p_char, out)[:20]
 
 
-def fix_text(fix: Any, _dumps=orjson.dumps) -> str:
+def fix_text(fix: Any, seen: float | None = None, _dumps=orjson.dumps) -> str:
     """A vehicle's value in the ``veh:fix`` hash: `center.store.FIX_FIELDS` joined by commas
-    (empty for unknown), so the ingest writes one value a fix rather than eleven. The text is orjson's (shortest round-trip floats, formatted in C), unquoted and with
+    (empty for unknown; ``seen`` left out when None), so the ingest writes one value a fix rather
+    than twelve. The text is orjson's (shortest round-trip floats, formatted in C), unquoted and with
     null left empty."""
-    return _dumps(fix[_T:_LIVE])[1:-1].decode().replace('"', "").replace("null", "")
+    values = fix[_T:_LIVE] if seen is None else fix[_T:_LIVE] + (seen,)
+    return _dumps(values)[1:-1].decode().replace('"', "").replace("null", "")
 
 
 def prepare(fixes: Iterable[Any], counters: Mapping[str, Mapping[str, int]], seen: Mapping[str, float],
@@ -226,8 +228,7 @@ def prepare(fixes: Iterable[Any], counters: Mapping[str, Mapping[str, int]], see
     signals = signals or {}
     for vid, fix in latest.items():
         when = seen.get(vid)
-        fix_rows.extend((vid, fix_text(fix)))
-        seen_rows.extend((vid, repr(fix[_T] if when is None else when)))
+        fix_rows.extend((vid, fix_text(fix, fix[_T] if when is None else when)))
         signal = signals.get(vid)
         if signal:
             signal_rows.extend((vid, signal))

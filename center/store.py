@@ -5,8 +5,11 @@ Keys (``{id}`` is a vehicle, user, service or token id):
 - ``veh:ids`` set of known vehicle ids; ``veh:geo`` GEO set of latest positions (nearest queries).
 - ``veh:fix`` hash, vehicle id -> the latest accepted fix as comma-separated ``t`` (UTC epoch s),
   ``lat``, ``lon`` (WGS84), ``spd`` km/h, ``crs`` deg, ``alt`` m, ``q`` quality, ``mode``,
-  ``sats``, ``hdop``, ``talker`` (empty when unknown; see FIX_FIELDS, read with ``fix_fields``);
-  ``veh:seen`` hash, vehicle id -> last message (epoch s); ``veh:signal`` hash, vehicle id -> the
+  ``sats``, ``hdop``, ``talker`` (empty when unknown) and ``seen``, when the vehicle's last message
+  of that write came (epoch s) (see FIX_FIELDS, read with ``fix_fields``; texts written before
+  ``seen`` was added end at ``talker``); ``veh:seen`` hash, vehicle id -> its last message (epoch
+  s) in a write without a fix (the vehicle's last message is the later of the two);
+  ``veh:signal`` hash, vehicle id -> the
   no-fix reason while the receiver reports no usable fix (deleted by the next fix). One hash per
   field, not per vehicle: the ingest sets a batch's values in one variadic HSET each, where a hash
   per vehicle cost Redis a command per fix (about 3 us a fix, measured).
@@ -136,7 +139,7 @@ def unpack_track(hour: int, data: bytes) -> list[dict[str, Any]]:
     return out
 
 
-FIX_FIELDS = ("t", "lat", "lon", "spd", "crs", "alt", "q", "mode", "sats", "hdop", "talker")
+FIX_FIELDS = ("t", "lat", "lon", "spd", "crs", "alt", "q", "mode", "sats", "hdop", "talker", "seen")
 
 
 def fix_fields(raw: Mapping[str, str]) -> Mapping[str, str]:
@@ -199,7 +202,13 @@ def vehicle_view(vehicle_id: str, raw: Mapping[str, str], now: float, stale_s: f
                "hdop": _num(fields.get("hdop")), "talker": fields.get("talker") or None}
     return {"id": vehicle_id, "state": state, "fix_age_s": age, "fix": fix,
             "link": raw.get("link") or None, "signal": raw.get("signal") or None,
-            "last_seen": _num(raw.get("seen"))}
+            "last_seen": _latest(_num(raw.get("seen")), _num(fields.get("seen")))}
+
+
+def _latest(*times: float | None) -> float | None:
+    """The latest of the known times, or None."""
+    known = [t for t in times if t is not None]
+    return max(known) if known else None
 
 
 class Store(SensorStoreMixin):

@@ -271,6 +271,7 @@ def test_compiled_write_preparation_matches_its_source():
             written += len(fixes)
         for fix in fixes:
             assert compiled.pack_fix(fix) == pure.pack_fix(fix) and compiled.fix_text(fix) == pure.fix_text(fix)
+            assert compiled.fix_text(fix, fix[1] + 0.25) == pure.fix_text(fix, fix[1] + 0.25)
     assert written > 1000
 
 

@@ -41,6 +41,12 @@ def test_latest_fix_packed_in_one_field_reads_back_exactly_and_old_hashes_still_
     assert view["fix"] == {"t": fix.t, "lat": fix.lat, "lon": fix.lon, "speed_kmh": 21.6, "course_deg": 359.99,
                            "alt_m": -12.5, "quality": 1, "mode": "A", "sats": 10, "hdop": 0.9, "talker": "BD"}
     assert view["state"] == "online" and view["last_seen"] == 1_700_000_001.0
+    # the text carries when the fix's message came; the vehicle's last message is the later time
+    with_seen = {"fix": fix_text(fix, 1_700_000_003.5), "seen": repr(1_700_000_001.0)}
+    assert vehicle_view("V1", with_seen, 1_700_000_004.0, 30, 300)["last_seen"] == 1_700_000_003.5
+    assert vehicle_view("V1", with_seen, 1_700_000_004.0, 30, 300)["fix"] == view["fix"]
+    assert vehicle_view("V1", {"fix": fix_text(fix, 1_700_000_003.5)}, 1_700_000_004.0, 30, 300)["last_seen"] \
+        == 1_700_000_003.5
     unknown = FixRecord("V2", 1_700_000_000.0, 36.0, 119.0, None, None, None, None, None, None, None, "GP", True, True)
     fix_view = vehicle_view("V2", {"fix": fix_text(unknown)}, 1_700_000_000.0, 30, 300)["fix"]
     assert fix_view == {"t": 1_700_000_000.0, "lat": 36.0, "lon": 119.0, "speed_kmh": None, "course_deg": None,
@@ -128,7 +134,9 @@ async def test_seen_only_vehicles_signals_and_the_hourly_track_index(redis_url):
                                 retention_s=3600, indexed=indexed)
         v1 = await store.vehicle("V1", now=t0 + 12)
         assert v1["signal"] == "no_fix:void" and v1["fix"]["t"] == t0 + 11 and v1["last_seen"] == t0 + 12
-        await store.write_fixes([_fix(t=t0 + 13)], {}, seen={"V1": t0 + 13}, retention_s=3600, indexed=indexed)
+        await store.write_fixes([_fix(t=t0 + 13)], {}, seen={"V1": t0 + 13.5}, retention_s=3600, indexed=indexed)
+        v1 = await store.vehicle("V1", now=t0 + 14)  # seen with the fix: later than veh:seen's t0 + 12
+        assert v1["last_seen"] == t0 + 13.5 and v1["fix"]["t"] == t0 + 13 and v1["signal"] is None
         key = f"trk:V1:{int(t0 // 3600)}"
         assert 0 < await store.redis.ttl(key) <= 7200 and await store.redis.zcard("trkidx:V1") == 1
         assert len(await store.track("V1", t0 - 1, t0 + 13)) == 4
