@@ -23,20 +23,15 @@ log = logging.getLogger(__name__)
 REDIS_TROUBLE = (OSError, RedisConnectionError, RedisTimeoutError)
 
 
-def cancel_requested() -> bool:
-    """Whether the running task has been asked to cancel.
+def stop_if_cancelled() -> None:
+    """Raise CancelledError when the running task has been asked to cancel.
 
-    A retry loop checks it at every turn: a cancellation can be lost on its way (Python 3.11's
+    A retry loop calls it at every turn: a cancellation can be lost on its way (Python 3.11's
     ``wait_for`` may turn one that meets its own timeout into a timeout), and a loop that went on
     would then keep its service from ever stopping. A web process whose port was taken waited
     forever for its KPI task this way (CI, session 6)."""
     task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
-
-
-def stop_if_cancelled() -> None:
-    """Raise CancelledError when the running task has been asked to cancel (see cancel_requested)."""
-    if cancel_requested():
+    if task is not None and task.cancelling() > 0:
         raise asyncio.CancelledError
 
 

@@ -47,12 +47,16 @@ class LiveSocket(BaseHandler, tornado.websocket.WebSocketHandler):
         first frame it missed) and no delta overtakes it."""
         self.set_nodelay(True)
         since = self.get_argument("since", "")
-        frames = self.feed.frames_since(int(since)) if since.isdigit() else None
+        await self._catch_up(int(since) if since.isdigit() else None)
+
+    async def _catch_up(self, since: int | None) -> None:
+        """Send the frames after ``since`` while the feed still keeps them, else a snapshot; the
+        console is registered once it is up to date."""
+        frames = None if since is None else self.feed.frames_since(since)
         if frames is None:
             await self._send_snapshot()
         else:
-            for frame in frames:
-                self.send_frame(frame)
+            self.send_frames(frames)
             self.feed.add(self)
 
     async def _send_snapshot(self) -> None:
@@ -68,9 +72,7 @@ class LiveSocket(BaseHandler, tornado.websocket.WebSocketHandler):
                 break
         if self.ws_connection is None or self.ws_connection.is_closing():
             return
-        self.send_frame(frame)
-        for delta in later:
-            self.send_frame(delta)
+        self.send_frames([frame, *later])
         self.feed.add(self)
 
     async def on_message(self, message: str | bytes) -> None:
@@ -79,12 +81,12 @@ class LiveSocket(BaseHandler, tornado.websocket.WebSocketHandler):
             self.send_frame(b'{"type":"error","code":"bad_message"}')
             return
         if "resume" in data and isinstance(data["resume"], int):
-            frames = self.feed.frames_since(data["resume"])
-            if frames is None:
-                await self._send_snapshot()
-            else:
-                for frame in frames:
-                    self.send_frame(frame)
+            await self._catch_up(data["resume"])
+
+    def send_frames(self, frames: list[bytes]) -> None:
+        """`send_frame` each of ``frames``, in order."""
+        for frame in frames:
+            self.send_frame(frame)
 
     def send_frame(self, frame: bytes) -> None:
         """Queue a pre-encoded text frame; drop a console whose buffer overflows."""
