@@ -9,10 +9,10 @@ Keys (``{id}`` is a vehicle, user, service or token id):
   of that write came (epoch s) (see FIX_FIELDS, read with ``fix_fields``; texts written before
   ``seen`` was added end at ``talker``); ``veh:seen`` hash, vehicle id -> its last message (epoch
   s) in a write without a fix (the vehicle's last message is the later of the two);
-  ``veh:signal`` hash, vehicle id -> the
-  no-fix reason while the receiver reports no usable fix (deleted by the next fix). One hash per
-  field, not per vehicle: the ingest sets a batch's values in one variadic HSET each, where a hash
-  per vehicle cost Redis a command per fix (about 3 us a fix, measured).
+  ``veh:signal`` hash, vehicle id -> the no-fix reason while the receiver reports no usable fix
+  (deleted by the next fix). One hash per field, not per vehicle: the ingest sets a batch's values
+  in one variadic HSET each, where a hash per vehicle cost Redis a command per fix (about 3 us a
+  fix, measured).
 - ``veh:{id}`` hash: ``link`` (``online``/``offline`` from the MQTT status topic) and ``link_at``;
   hashes written before the field hashes also hold ``fix``, ``seen`` and ``signal`` (or the
   fix's fields one by one), read where the field hashes have nothing (``vehicle_fields``).
@@ -181,7 +181,8 @@ def vehicle_fields(vehicle_id: str, raw: Mapping[str, str], fixes: Mapping[str, 
 
 def vehicle_view(vehicle_id: str, raw: Mapping[str, str], now: float, stale_s: float,
                  offline_s: float) -> dict[str, Any]:
-    """The API shape of a vehicle's latest state from its hash, with state computed at ``now``."""
+    """The API shape of a vehicle's latest state from its fields (see ``vehicle_fields``), with
+    state computed at ``now``."""
     fields = fix_fields(raw)
     t = _num(fields.get("t"))
     age = None if t is None else max(0.0, now - t)
