@@ -9,6 +9,7 @@ Packed track record (TRACK_RECORD): ms since the hour (uint32), lat and lon in 1
 from __future__ import annotations
 
 import struct
+from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
 import cython  # C types where Cython compiles this module (center/accel.py); a no-op module otherwise
@@ -186,6 +187,36 @@ def _pack_c(record: object) -> object:
     _c_put(out, 18, q, 1)
     _c_put(out, 19, sats, 1)
     return hour, cython.cast(cython.p_char, out)[:20]
+
+
+def utc_seconds(secs: float) -> float:
+    """``datetime.fromtimestamp(secs, timezone.utc).timestamp()``: ``secs`` at the microsecond a
+    datetime keeps, the ``t`` of a `center.store.FixRecord` (``fix.time.timestamp()``). In C
+    where compiled, for 0 <= secs < 8e9 (an exact microsecond count): the same value without
+    the datetime."""
+    if cython.compiled:
+        t = _c_utc_seconds(secs)
+        if t >= 0.0:
+            return t
+    return datetime.fromtimestamp(secs, timezone.utc).timestamp()
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+def _c_utc_seconds(x: cython.double) -> cython.double:
+    """`utc_seconds` for 0 <= x < 8e9, else -1.0. CPython's fromtimestamp splits x into whole
+    seconds and microseconds rounded half to even (_PyTime_DoubleToDenominator); timestamp()
+    divides the microseconds since the epoch, an integer below 2**53 here, by 10**6: one
+    correctly rounded division, as C's."""
+    if not 0.0 <= x < 8.0e9:
+        return -1.0
+    whole: cython.double = _floor(x)
+    us: cython.double = _c_round((x - whole) * 1.0e6)  # x - whole is exact
+    if us >= 1.0e6:
+        us -= 1.0e6
+        whole += 1.0
+    n: cython.longlong = cython.cast(cython.longlong, whole) * 1000000 + cython.cast(cython.longlong, us)
+    return cython.cast(cython.double, n) / 1.0e6
 
 
 def fix_text(fix: Any, seen: float | None = None, _dumps=orjson.dumps) -> str:

@@ -24,9 +24,11 @@ import collections
 from dataclasses import dataclass
 from datetime import date as Date, datetime, timezone
 
+from center.fixpack import utc_seconds
 from ingest.nmea import Sentence, decode_line, decode_pair
 
-__all__ = ["EPOCH_REASONS", "FeedResult", "Fix", "MAX_HELD", "NmeaStream", "SignalUpdate"]
+__all__ = ["EPOCH_REASONS", "FeedResult", "Fix", "MAX_HELD", "NmeaStream", "PAIR_VALUES", "SignalUpdate",
+           "fix_from_values"]
 
 EPOCH_REASONS: dict[str, str] = {
     "fix": "an epoch produced a Fix",
@@ -121,6 +123,16 @@ def _new_fix(time, lat, lon, speed, course, alt, quality, mode, sats, hdop, talk
     _s[9](fix, hdop)
     _s[10](fix, talker)
     return fix
+
+
+# The values `NmeaStream.feed_pair` gives: a Fix's fields, its time as UTC epoch seconds.
+PAIR_VALUES = ("t", "lat", "lon", "speed_kmh", "course_deg", "alt_m", "quality", "mode", "sats", "hdop", "talker")
+
+
+def fix_from_values(values: tuple) -> Fix:
+    """The Fix of PAIR_VALUES (or of the same fields after a record's vehicle id): its time the
+    UTC datetime of ``t``, which gives ``t`` back from ``time.timestamp()``."""
+    return _new_fix(_from_timestamp(values[0], _UTC), *values[1:11])
 
 
 class _Epoch:
@@ -283,11 +295,12 @@ class NmeaStream:
             self._close(result, received_at)
         return result
 
-    def feed_pair(self, payload: bytes) -> Fix | None:
+    def feed_pair(self, payload: bytes) -> tuple | None:
         """Fast path of a live `feed` for the common payload: one well-formed, valid GGA and RMC of
         the same time of day, the RMC with a valid date, on a stream with nothing pending. Returns
-        the one fix `feed(payload, ..., flush=True)` would give (which would count ``sentences_ok``
-        2 and ``fix`` 1: the caller counts them), or None with nothing changed."""
+        the values of the one fix `feed(payload, ..., flush=True)` would give (see `_pair_values`;
+        that feed would count ``sentences_ok`` 2 and ``fix`` 1: the caller counts them), or None
+        with nothing changed."""
         if self._pending is not None or self._held:
             return None
         try:
@@ -296,11 +309,12 @@ class NmeaStream:
             return None
         if len(lines) != 2:
             return None
-        return self._pair_fix(lines)
+        return self._pair_values(lines)
 
-    def _pair_fix(self, lines: list[bytes]) -> Fix | None:
-        """The fix of a clean GGA+RMC pair (see `decode_pair`), the stream's date updated; None
-        (nothing changed) for anything else."""
+    def _pair_values(self, lines: list[bytes]) -> tuple | None:
+        """The fix of a clean GGA+RMC pair (see `decode_pair`) as PAIR_VALUES, ``t`` the epoch
+        seconds of the Fix's time (its ``time.timestamp()``), the stream's date updated; None
+        (nothing changed) for anything else. No datetime is made: `fix_from_values` makes the Fix."""
         pair = decode_pair(lines[0], lines[1])
         if pair is None:
             return None
@@ -312,8 +326,13 @@ class NmeaStream:
             date_ord = _ORDINALS[date] = Date(*date).toordinal()
         self._date_ord, self._date_tod = date_ord, tod
         speed = speed_kn * _KNOT_KMH if speed_kn is not None else None
-        return _new_fix(_from_timestamp((date_ord - _UNIX_DAY0) * 86400 + tod, _UTC),
-                        lat, lon, speed, course, alt, quality, mode, sats, hdop, talker)
+        return (utc_seconds((date_ord - _UNIX_DAY0) * 86400 + tod),
+                lat, lon, speed, course, alt, quality, mode, sats, hdop, talker)
+
+    def _pair_fix(self, lines: list[bytes]) -> Fix | None:
+        """`_pair_values` as a Fix."""
+        values = self._pair_values(lines)
+        return None if values is None else fix_from_values(values)
 
     def flush(self) -> FeedResult:
         """End of a backfill: complete the pending epoch; epochs still without a date are dropped."""

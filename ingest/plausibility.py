@@ -27,8 +27,12 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 from ingest.fixes import Fix
+
+if TYPE_CHECKING:
+    from center.store import FixRecord
 
 __all__ = ["GPS_ROLLOVER", "Plausibility", "Verdict", "sane"]
 
@@ -156,41 +160,43 @@ class Plausibility:
                 return verdict
         return self._check_chain(fix, last, now, backfill)
 
-    def accept_live(self, fix: Fix, t: float, last: Fix | None, now_s: float) -> bool:
+    def accept_live(self, record: FixRecord, last: FixRecord | None, now_s: float) -> bool:
         """The live chain's commonest verdict on epoch seconds, without a datetime or a Verdict:
-        True (counted ``accepted``) when ``check(fix, last, now)`` would accept the fix untouched
-        for both the live position and the track, ``t`` being ``fix.time.timestamp()`` and
-        ``now_s`` ``now.timestamp()``; False, with nothing counted, when any step might act or a
-        time is within a millisecond of a window's edge: `check` then decides."""
+        True (counted ``accepted``) when ``check(fix, last_fix, now)`` would accept the fix
+        untouched for both the live position and the track, where ``record`` and ``last`` are
+        `center.store.FixRecord` s of the fix and of the vehicle's last live fix, both with UTC
+        times (as the decoder's are: a record's ``t`` is epoch seconds and cannot say otherwise)
+        and ``now_s`` is ``now.timestamp()``; False, with nothing counted,
+        when any step might act or a time is within a millisecond of a window's edge: `check`
+        then decides."""
         if self._steps is not self._default_steps:
             return False
-        lat, lon = fix.lat, fix.lon
+        lat, lon = record[2], record[3]
         if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0) or (lat == 0.0 and lon == 0.0):
             return False
-        speed = fix.speed_kmh
+        speed = record[4]
         if speed is not None and not (0.0 <= speed <= self.max_speed_kmh and speed <= _MAX_SANE_SPEED_KMH):
             return False
-        course = fix.course_deg
+        course = record[5]
         if course is not None and not 0.0 <= course <= 360.0:
             return False
-        alt = fix.alt_m
+        alt = record[6]
         if alt is not None and not -12_000.0 <= alt <= 100_000.0:
             return False
-        if fix.time.tzinfo is not _UTC or not _T_MIN < t < _T_MAX:
+        t = record[1]
+        if not _T_MIN < t < _T_MAX:
             return False
         if not now_s - self._max_past_s < t < now_s + self._max_future_s:
             return False
         if last is not None:
-            if last.time.tzinfo is not _UTC:
-                return False
-            last_t = last.time.timestamp()
+            last_t = last[1]
             if not t > last_t + _EDGE_S:
                 return False
             seconds = t - last_t
             if seconds < 1.0:
                 seconds = 1.0
-            dlat = _RAD * (lat - last.lat)
-            dlon = _RAD * (lon - last.lon)
+            dlat = _RAD * (lat - last[2])
+            dlon = _RAD * (lon - last[3])
             if dlat * dlat + dlon * dlon >= self._jump_bound * seconds * seconds:
                 return False
         self.counts["accepted"] += 1

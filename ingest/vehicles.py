@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from center.store import FixRecord
-from ingest.fixes import FeedResult, Fix, NmeaStream
+from ingest.fixes import FeedResult, Fix, NmeaStream, fix_from_values
 from ingest.plausibility import Plausibility
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,12 @@ def _record(vehicle_id: str, fix: Fix, live: bool, track: bool, t: float | None 
                             live, track))
 
 
+def _fix_of(record: FixRecord | None) -> Fix | None:
+    """The Fix of a record of `_record` (None for None): the vehicles' last fixes are kept as
+    records, which the fast lane reads without a datetime."""
+    return None if record is None else fix_from_values(record[1:12])
+
+
 class VehicleIngest:
     """Per-vehicle NMEA streams and last fixes; feeds a VehicleBatch."""
 
@@ -84,8 +90,9 @@ class VehicleIngest:
         self.live_streams: dict[str, NmeaStream] = {}
         self.backfill_streams: dict[str, NmeaStream] = {}
         self.backfill_touched: dict[str, float] = {}
-        self.last_live: dict[str, Fix] = {}
-        self.last_backfill: dict[str, Fix] = {}
+        # each vehicle's last live / backfill fix, as its record (`_fix_of` gives the Fix back)
+        self.last_live: dict[str, FixRecord] = {}
+        self.last_backfill: dict[str, FixRecord] = {}
 
     def handle(self, vehicle_id: str, payload: bytes, received_at: float, backfill: bool,
                batch: VehicleBatch, stats: collections.Counter) -> None:
@@ -101,21 +108,22 @@ class VehicleIngest:
             stream = self.live_streams.get(vehicle_id)
             if stream is None:
                 stream = self.live_streams[vehicle_id] = NmeaStream()
-            fix = stream.feed_pair(payload)
-            if fix is not None:
+            values = stream.feed_pair(payload)
+            if values is not None:
                 batch.seen[vehicle_id] = received_at
-                self._take_pair(vehicle_id, fix, received_at, batch, stats)
+                self._take_pair(vehicle_id, values, received_at, batch, stats)
                 return
             when = datetime.fromtimestamp(received_at, timezone.utc)
             result = stream.feed(payload, when, flush=True, pair=False)
         batch.seen[vehicle_id] = received_at
         self._take(vehicle_id, result, when, backfill, batch, stats)
 
-    def _take_pair(self, vehicle_id: str, fix: Fix, received_at: float, batch: VehicleBatch,
-                   stats: collections.Counter) -> None:
-        """`_take` of the one live fix `NmeaStream.feed_pair` gave, for the commonest verdict
-        (`Plausibility.accept_live`) without the intermediate objects; anything else goes through
-        `_take` itself. Leaves exactly what `_take` of the equivalent `feed` result would."""
+    def _take_pair(self, vehicle_id: str, values: tuple, received_at: float, batch: VehicleBatch,
+                   stats: collections.Counter, _new=tuple.__new__) -> None:
+        """`_take` of the one live fix `NmeaStream.feed_pair` gave (its values), for the commonest
+        verdict (`Plausibility.accept_live`) without the intermediate objects (no Fix, no
+        datetime); anything else goes through `_take` itself. Leaves exactly what `_take` of the
+        equivalent `feed` result would."""
         counter = batch.counters.get(vehicle_id)
         if counter is None:
             counter = batch.counters[vehicle_id] = {}
@@ -124,13 +132,15 @@ class VehicleIngest:
         counter["fix"] = get("fix", 0) + 1
         stats["nmea:sentences_ok"] += 2
         stats["nmea:fix"] += 1
-        t = fix.time.timestamp()
-        if not self.plausibility.accept_live(fix, t, self.last_live.get(vehicle_id), received_at):
-            self._take(vehicle_id, FeedResult([fix]), datetime.fromtimestamp(received_at, timezone.utc), False,
-                       batch, stats)
+        t, lat, lon, speed, course, alt, quality, mode, sats, hdop, talker = values
+        record = _new(FixRecord, (vehicle_id, t, lat, lon, speed, course, alt, quality, mode, sats, hdop, talker,
+                                  True, True))
+        if not self.plausibility.accept_live(record, self.last_live.get(vehicle_id), received_at):
+            self._take(vehicle_id, FeedResult([fix_from_values(values)]),
+                       datetime.fromtimestamp(received_at, timezone.utc), False, batch, stats)
             return
-        self.last_live[vehicle_id] = fix
-        batch.fixes.append(_record(vehicle_id, fix, True, True, t))
+        self.last_live[vehicle_id] = record
+        batch.fixes.append(record)
         counter["fix_ok"] = get("fix_ok", 0) + 1
         stats["fix_ok"] += 1
         batch.signals.pop(vehicle_id, None)
@@ -163,10 +173,11 @@ class VehicleIngest:
         last_map = self.last_backfill if backfill else self.last_live
         for fix in result.fixes:
             try:
+                last = _fix_of(last_map.get(vehicle_id))
                 if backfill:
-                    verdict = self._judge(vehicle_id, fix, last_map.get(vehicle_id), when, backfill)
+                    verdict = self._judge(vehicle_id, fix, last, when, backfill)
                 else:
-                    verdict = self.plausibility.check(fix, last_map.get(vehicle_id), when)
+                    verdict = self.plausibility.check(fix, last, when)
             except Exception:  # the chain isolates its steps; this is the last line of defence
                 stats["fix:check_error"] += 1
                 log.exception("plausibility failed for %s", vehicle_id)
@@ -176,24 +187,24 @@ class VehicleIngest:
                 stats["fix_rejected:" + (verdict.reason or "unknown")] += 1
                 continue
             fix = verdict.fix
-            if verdict.live or (backfill and verdict.track):
-                prev = last_map.get(vehicle_id)
-                if prev is None or fix.time > prev.time:
-                    last_map[vehicle_id] = fix
             live = verdict.live
             if backfill:
                 # Backfill moves the live position only when newer than the live one.
-                current = self.last_live.get(vehicle_id)
+                current = _fix_of(self.last_live.get(vehicle_id))
                 live = verdict.live and (current is None or fix.time > current.time)
-                if live:
-                    self.last_live[vehicle_id] = fix
-            batch.fixes.append(_record(vehicle_id, fix, live, verdict.track))
+            record = _record(vehicle_id, fix, live, verdict.track)
+            if verdict.live or (backfill and verdict.track):
+                prev = _fix_of(last_map.get(vehicle_id))
+                if prev is None or fix.time > prev.time:
+                    last_map[vehicle_id] = record
+            if backfill and live:
+                self.last_live[vehicle_id] = record
+            batch.fixes.append(record)
             name = "fix_ok" if live else "fix_track_only"
             counter[name] = counter.get(name, 0) + 1
             stats[name] += 1
             if live:
                 batch.signals.pop(vehicle_id, None)
-
 
     def _judge(self, vehicle_id: str, fix: Fix, last: Fix | None, when: datetime, backfill: bool):
         """Run the plausibility chain. The first fix of a backfill stream is judged against the
@@ -202,7 +213,7 @@ class VehicleIngest:
         of a recorded log from any year."""
         check = self.plausibility.check
         if backfill and last is None:
-            seed = self.last_live.get(vehicle_id)
+            seed = _fix_of(self.last_live.get(vehicle_id))
             if seed is not None:
                 verdict = check(fix, seed, when, backfill=True)
                 if verdict.live or verdict.track:

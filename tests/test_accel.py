@@ -313,7 +313,7 @@ def test_the_compiled_record_packer_packs_plain_fixes_in_c_as_python_does():
     stream = PURE["ingest.fixes"].NmeaStream()
     fixes = 0
     for gga, rmc in _fleet_pairs(200, 3):
-        fix = stream.feed_pair(gga + b"\r\n" + rmc)
+        fix = PURE["ingest.fixes"].fix_from_values(stream.feed_pair(gga + b"\r\n" + rmc))
         record = PURE["ingest.vehicles"]._record("V1", fix, True, True)
         assert compiled._pack_c(record) is not None  # the C path, not the fallback
         assert compiled._pack_c(record) == compiled.pack_fix(record) == pure.pack_fix(record)
@@ -344,3 +344,36 @@ def test_the_compiled_record_packer_matches_python_on_any_values(t, lat, lon, sp
     record = _record(t=t, lat=lat, lon=lon, speed_kmh=speed, course_deg=course, alt_m=alt, quality=quality,
                      sats=sats)
     assert _outcome(compiled.pack_fix, record) == _outcome(pure.pack_fix, record), record
+
+
+def _utc_seconds_by_datetime(secs: float) -> float:
+    return datetime.fromtimestamp(secs, timezone.utc).timestamp()
+
+
+@needs_compiled
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(
+    st.floats(min_value=0.0, max_value=9.0e9),  # past the C range's end (8e9): the datetime path
+    st.integers(min_value=0, max_value=4_102_444_800 * 2 ** 20).map(lambda n: n / 2 ** 20),  # binary fractions
+    st.integers(min_value=0, max_value=4_102_444_800_000_000).map(lambda us: (us + 0.5) / 1e6),  # near .5 us
+    st.integers(min_value=0, max_value=4_102_444_800 * 100).map(lambda cs: cs / 100)))  # NMEA's centiseconds
+def test_the_compiled_utc_seconds_is_the_datetime_round_trip(secs):
+    """A fix record's t is its datetime's timestamp(); the fast lane computes it in C, never
+    making the datetime: the same float for every time, ties of half a microsecond included."""
+    want = _utc_seconds_by_datetime(secs)
+    assert COMPILED["center.fixpack"].utc_seconds(secs) == want
+    assert PURE["center.fixpack"].utc_seconds(secs) == want
+    assert datetime.fromtimestamp(want, timezone.utc) == datetime.fromtimestamp(secs, timezone.utc)
+
+
+@needs_compiled
+def test_the_compiled_utc_seconds_rounds_exact_half_microseconds_to_even():
+    """m/128 s for odd m is an exact tie: 1/128 s = 7812.5 us, which a datetime keeps as 7812 us
+    (half to even), 3/128 s as 23438 us."""
+    fixpack = COMPILED["center.fixpack"]
+    for whole in (0.0, 1000.0, 1_763_870_000.0, 7.9e9):
+        for m in range(1, 128, 2):
+            secs = whole + m / 128
+            assert (secs - whole) * 1e6 % 1 == 0.5  # a tie indeed
+            assert fixpack.utc_seconds(secs) == _utc_seconds_by_datetime(secs), secs
+    assert fixpack.utc_seconds(1 / 128) == 0.007812

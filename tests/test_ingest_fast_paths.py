@@ -144,7 +144,10 @@ def test_plausibility_shortcut_equals_the_full_chain(seed):
 @pytest.mark.parametrize("seed", [1, 2])
 def test_accept_live_on_epoch_seconds_agrees_with_the_datetime_chain(seed):
     """accept_live says True only where check() accepts untouched, counting the same; when it says
-    False it counts nothing (check then decides). Times are drawn at and around every window edge."""
+    False it counts nothing (check then decides). Times are drawn at and around every window edge.
+    accept_live takes the records of the fix and of the last one (UTC times, as the decoder's)."""
+    from ingest.vehicles import _record
+
     rng = random.Random(seed)
 
     def C(xs):
@@ -160,11 +163,11 @@ def test_accept_live_on_epoch_seconds_agrees_with_the_datetime_chain(seed):
         lat, lon = C([36.4, 0.0, 91.0, float("nan")]), C([119.7, 0.0, 181.0])
         t = now + timedelta(seconds=C(edges))
         for _ in range(rng.randint(1, 4)):
-            fix = Fix(t.replace(tzinfo=C([timezone.utc, timezone(timedelta(hours=8))])), lat, lon,
-                      C([30.0, None, 250.0, float("nan")]), C([90.0, None, 361.0]), C([45.0, None, 2e5]), 1, "A",
-                      10, 0.9, "GP")
+            fix = Fix(t, lat, lon, C([30.0, None, 250.0, float("nan")]), C([90.0, None, 361.0]), C([45.0, None, 2e5]),
+                      1, "A", 10, 0.9, "GP")
             before = fast.counts.copy()
-            took = fast.accept_live(fix, fix.time.timestamp(), last, now.timestamp())
+            last_record = None if last is None else _record("V1", last, True, True)
+            took = fast.accept_live(_record("V1", fix, True, True), last_record, now.timestamp())
             verdict = full.check(fix, last, now)
             if took:
                 accepted += 1
