@@ -29,6 +29,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
+import cython  # C types where Cython compiles this module (center/accel.py); a no-op module otherwise
+
 from ingest.fixes import Fix
 
 if TYPE_CHECKING:
@@ -171,33 +173,73 @@ class Plausibility:
         then decides."""
         if self._steps is not self._default_steps:
             return False
-        lat, lon = record[2], record[3]
+        # C doubles where Cython compiles this module: plain floats only (None and anything else
+        # go to `check`), so no value is converted that Python would compare differently. The
+        # records are read as tuples: a tuple subclass's item slot is CPython's generic one (a
+        # method call per item), where a tuple's is an array read.
+        if not isinstance(record, tuple) or (last is not None and not isinstance(last, tuple)):
+            return False
+        rec: tuple = cython.cast(tuple, record)
+        t_o, lat_o, lon_o = rec[1], rec[2], rec[3]
+        if type(t_o) is not float or type(lat_o) is not float or type(lon_o) is not float:
+            return False
+        t: cython.double = t_o
+        lat: cython.double = lat_o
+        lon: cython.double = lon_o
         if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0) or (lat == 0.0 and lon == 0.0):
             return False
-        speed = record[4]
-        if speed is not None and not (0.0 <= speed <= self.max_speed_kmh and speed <= _MAX_SANE_SPEED_KMH):
+        x: cython.double
+        value = rec[4]  # speed, km/h
+        if value is not None:
+            if type(value) is not float:
+                return False
+            x = value
+            limit: cython.double = self.max_speed_kmh
+            sane: cython.double = _MAX_SANE_SPEED_KMH
+            if not (0.0 <= x <= limit and x <= sane):
+                return False
+        value = rec[5]  # course, degrees
+        if value is not None:
+            if type(value) is not float:
+                return False
+            x = value
+            if not 0.0 <= x <= 360.0:
+                return False
+        value = rec[6]  # altitude, m
+        if value is not None:
+            if type(value) is not float:
+                return False
+            x = value
+            if not -12_000.0 <= x <= 100_000.0:
+                return False
+        low: cython.double = _T_MIN
+        high: cython.double = _T_MAX
+        if not low < t < high:
             return False
-        course = record[5]
-        if course is not None and not 0.0 <= course <= 360.0:
-            return False
-        alt = record[6]
-        if alt is not None and not -12_000.0 <= alt <= 100_000.0:
-            return False
-        t = record[1]
-        if not _T_MIN < t < _T_MAX:
-            return False
-        if not now_s - self._max_past_s < t < now_s + self._max_future_s:
+        now: cython.double = now_s
+        past: cython.double = self._max_past_s
+        future: cython.double = self._max_future_s
+        if not now - past < t < now + future:
             return False
         if last is not None:
-            last_t = last[1]
-            if not t > last_t + _EDGE_S:
+            prev: tuple = cython.cast(tuple, last)
+            last_t, last_lat, last_lon = prev[1], prev[2], prev[3]
+            if type(last_t) is not float or type(last_lat) is not float or type(last_lon) is not float:
                 return False
-            seconds = t - last_t
+            x = last_t
+            edge: cython.double = _EDGE_S
+            if not t > x + edge:
+                return False
+            seconds: cython.double = t - x
             if seconds < 1.0:
                 seconds = 1.0
-            dlat = _RAD * (lat - last[2])
-            dlon = _RAD * (lon - last[3])
-            if dlat * dlat + dlon * dlon >= self._jump_bound * seconds * seconds:
+            rad: cython.double = _RAD
+            x = last_lat
+            dlat: cython.double = rad * (lat - x)
+            x = last_lon
+            dlon: cython.double = rad * (lon - x)
+            bound: cython.double = self._jump_bound
+            if dlat * dlat + dlon * dlon >= bound * seconds * seconds:
                 return False
         self.counts["accepted"] += 1
         return True
