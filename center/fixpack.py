@@ -189,6 +189,57 @@ def _pack_c(record: object) -> object:
     return hour, cython.cast(cython.p_char, out)[:20]
 
 
+# Redis GEO's bounds (geohash.h): GEOADD refuses a latitude beyond the Web Mercator limit.
+GEO_LAT_LIMIT = 85.05112878
+_GEO_STEPS = 26  # GEO_STEP_MAX: 52-bit scores
+
+
+def geo_score(lon: float, lat: float) -> str | None:
+    """The score GEOADD would give a member at (lon, lat), as the decimal text ZADD takes: Redis's
+    52-bit geohash of geohashEncodeWGS84 (26 steps; latitude bits even, longitude bits odd), from
+    the same double arithmetic. None outside GEO's range (GEOADD refuses those). The ingest sends
+    ZADD with these, so Redis neither formats nor parses coordinates (measured: a tenth of its
+    time on the ingest's writes)."""
+    if cython.compiled:
+        score = _c_geo_score(lon, lat)
+        return None if score < 0 else str(score)
+    if not (-180.0 <= lon <= 180.0 and -GEO_LAT_LIMIT <= lat <= GEO_LAT_LIMIT):
+        return None
+    lat_bits = int((lat - -GEO_LAT_LIMIT) / (GEO_LAT_LIMIT - -GEO_LAT_LIMIT) * float(1 << _GEO_STEPS))
+    lon_bits = int((lon - -180.0) / (180.0 - -180.0) * float(1 << _GEO_STEPS))
+    score = 0
+    for bit in range(32):
+        score |= ((lat_bits >> bit) & 1) << (2 * bit) | ((lon_bits >> bit) & 1) << (2 * bit + 1)
+    return str(score)
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+def _c_spread(v: cython.ulonglong) -> cython.ulonglong:
+    """The bits of a 32-bit v at the even positions of a 64-bit word (geohash.c's interleave64)."""
+    v = (v | (v << 16)) & 0x0000FFFF0000FFFF
+    v = (v | (v << 8)) & 0x00FF00FF00FF00FF
+    v = (v | (v << 4)) & 0x0F0F0F0F0F0F0F0F
+    v = (v | (v << 2)) & 0x3333333333333333
+    v = (v | (v << 1)) & 0x5555555555555555
+    return v
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+def _c_geo_score(lon: cython.double, lat: cython.double) -> cython.longlong:
+    """`geo_score` in C, -1 outside the range (NaN included)."""
+    limit: cython.double = GEO_LAT_LIMIT
+    if not (-180.0 <= lon <= 180.0 and -limit <= lat <= limit):
+        return -1
+    steps: cython.double = 67108864.0  # 1 << 26
+    lat_off: cython.double = (lat - -limit) / (limit - -limit) * steps
+    lon_off: cython.double = (lon - -180.0) / (180.0 - -180.0) * steps
+    lat_bits: cython.ulonglong = cython.cast(cython.uint, lat_off)
+    lon_bits: cython.ulonglong = cython.cast(cython.uint, lon_off)
+    return cython.cast(cython.longlong, _c_spread(lat_bits) | (_c_spread(lon_bits) << 1))
+
+
 def utc_seconds(secs: float) -> float:
     """``datetime.fromtimestamp(secs, timezone.utc).timestamp()``: ``secs`` at the microsecond a
     datetime keeps, the ``t`` of a `center.store.FixRecord` (``fix.time.timestamp()``). In C
@@ -315,7 +366,9 @@ def prepare(fixes: Iterable[Any], counters: Mapping[str, Mapping[str, int]], see
             signal_rows.extend((vid, signal))
         else:
             cleared.append(vid)
-        geo.extend((row[3], row[2], vid))
+        score = geo_score(row[3], row[2])
+        if score is not None:
+            geo.extend((score, vid))
         updates.append({"id": vid, "t": row[1], "lat": row[2], "lon": row[3], "spd": row[4], "crs": row[5]})
     for vid, when in seen.items():
         if vid not in latest:

@@ -2,7 +2,8 @@
 
 Keys (``{id}`` is a vehicle, user, service or token id):
 
-- ``veh:ids`` set of known vehicle ids; ``veh:geo`` GEO set of latest positions (nearest queries).
+- ``veh:ids`` set of known vehicle ids; ``veh:geo`` GEO set of latest positions (nearest queries),
+  written by ZADD with the scores GEOADD would give (`center.fixpack.geo_score`).
 - ``veh:fix`` hash, vehicle id -> the latest accepted fix as comma-separated ``t`` (UTC epoch s),
   ``lat``, ``lon`` (WGS84), ``spd`` km/h, ``crs`` deg, ``alt`` m, ``q`` quality, ``mode``,
   ``sats``, ``hdop``, ``talker`` (empty when unknown) and ``seen``, when the vehicle's last message
@@ -62,9 +63,11 @@ LIVE_VEHICLES = "live:vehicles"
 # One ingest batch of fixes (see Store.write_fixes): ARGV[1] JSON of flat arrays (a table per row
 # would cost Lua an allocation each: decoding that was a third of the script's time), ARGV[2]
 # packed track records, ARGV[3] the live:vehicles message ('' for none). The latest-fix hashes and
-# the GEO set take a batch in a few variadic commands; each track is one APPEND of its records,
-# cut from ARGV[2] by length, to a key the client spells (no number formatting in Lua); ``idx``
-# lists the tracks new to this ingest, whose expiry and hour index are set.
+# the GEO set take a batch in a few variadic commands, the GEO set as ZADD of the geohash scores
+# the client computed (Lua would format every coordinate and GEOADD parse it back); each track is
+# one APPEND of its records, cut from ARGV[2] by length, to a key the client spells (no number
+# formatting in Lua); ``idx`` lists the tracks new to this ingest, whose expiry and hour index are
+# set.
 # Keys are not declared in KEYS (standalone Redis; not cluster-safe by design).
 WRITE_FIXES = """
 local d = cjson.decode(ARGV[1])
@@ -78,7 +81,7 @@ each('HSET', 'veh:fix', d.fix, 1000)
 each('HSET', 'veh:seen', d.seen, 1000)
 each('HSET', 'veh:signal', d.sig, 1000)
 each('HDEL', 'veh:signal', d.clr, 1000)
-each('GEOADD', 'veh:geo', geo, 3000)
+each('ZADD', 'veh:geo', geo, 2000)
 local at = 1
 for i = 1, #trk, 2 do
   redis.call('APPEND', trk[i], string.sub(blob, at, at + trk[i + 1] - 1))

@@ -393,3 +393,12 @@ def test_the_compiled_fix_text_matches_python_on_any_values(values, seen, paddin
     record = _record()._replace(**dict(zip(_record()._fields[1:12], values)))._replace(talker=padding + str(values[-1]))
     pure, compiled = PURE["center.fixpack"], COMPILED["center.fixpack"]
     assert compiled.fix_text(record, seen) == pure.fix_text(record, seen)
+
+
+@needs_compiled
+@settings(max_examples=3000, deadline=None)
+@given(st.floats(min_value=-181, max_value=181) | st.sampled_from([-180.0, 180.0, float("nan")]),
+       st.floats(min_value=-86, max_value=86) | st.sampled_from([-85.05112878, 85.05112878, float("nan")]))
+def test_the_compiled_geo_score_matches_python(lon, lat):
+    """The latest positions' GEO scores (checked against GEOADD itself in test_store): C and Python agree."""
+    assert COMPILED["center.fixpack"].geo_score(lon, lat) == PURE["center.fixpack"].geo_score(lon, lat)

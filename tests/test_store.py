@@ -190,3 +190,38 @@ async def test_known_ids_are_added_to_the_vehicle_set_once_and_again_after_the_c
         assert await store.vehicle_ids() == ["V1", "V4"] and known == {"V1"}
     finally:
         await store.close()
+
+
+def test_geo_scores_are_the_ones_geoadd_gives(redis_url):
+    """The ingest ZADDs the latest positions with scores it computes (center.fixpack.geo_score),
+    so Redis neither formats nor parses coordinates: the same scores GEOADD gives, for random
+    points, the GEO range's edges and positions around them; None where GEOADD refuses."""
+    import random
+
+    import redis
+
+    from center.fixpack import GEO_LAT_LIMIT, geo_score
+
+    rng = random.Random(5)
+    points = [(rng.uniform(-180, 180), rng.uniform(-GEO_LAT_LIMIT, GEO_LAT_LIMIT)) for _ in range(3000)]
+    points += [(rng.uniform(73, 135), rng.uniform(18, 54)) for _ in range(3000)]  # China
+    edges = [-180.0, 180.0, 0.0, -0.0, 5e-324, -5e-324, 119.75123456789, 179.99999999999997]
+    points += [(lon, lat) for lon in edges for lat in (-GEO_LAT_LIMIT, GEO_LAT_LIMIT, 0.0, 36.3812345, 85.0511287)]
+    client = redis.Redis.from_url(redis_url)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for i, (lon, lat) in enumerate(points):
+            pipe.geoadd("g", (lon, lat, f"p{i}"))
+        pipe.execute()
+        want = client.zrange("g", 0, -1, withscores=True)
+        assert len(want) == len(points)
+        for member, score in want:
+            lon, lat = points[int(member[1:])]
+            assert float(geo_score(lon, lat)) == score, (lon, lat)  # the double ZADD parses and keeps
+        for lon, lat in [(180.0000001, 0.0), (-180.0000001, 0.0), (0.0, 85.0511288), (0.0, -85.0511288),
+                         (float("nan"), 0.0), (0.0, float("nan")), (0.0, 90.0)]:
+            assert geo_score(lon, lat) is None
+            with pytest.raises(redis.ResponseError):
+                client.geoadd("g", (lon, lat, "out"))
+    finally:
+        client.close()
