@@ -354,7 +354,6 @@ def prepare(fixes: Iterable[Any], counters: Mapping[str, Mapping[str, int]], see
     fix_rows: list[str] = []
     seen_rows: list[str] = []
     signal_rows: list[str] = []
-    cleared: list[str] = []
     geo: list[Any] = []
     signals = signals or {}
     for vid, fix in latest.items():
@@ -364,8 +363,6 @@ def prepare(fixes: Iterable[Any], counters: Mapping[str, Mapping[str, int]], see
         signal = signals.get(vid)
         if signal:
             signal_rows.extend((vid, signal))
-        else:
-            cleared.append(vid)
         score = geo_score(row[3], row[2])
         if score is not None:
             geo.extend((score, vid))
@@ -396,5 +393,5 @@ def prepare(fixes: Iterable[Any], counters: Mapping[str, Mapping[str, int]], see
     if not (fix_rows or seen_rows or trk or cnt or ids):
         return updates, None, new_hours, ids
     doc = {"ttl": int(retention_s) + 3600, "ids": list(ids), "fix": fix_rows, "geo": geo, "seen": seen_rows,
-           "sig": signal_rows, "clr": cleared, "trk": trk, "idx": idx, "cnt": cnt}
+           "sig": signal_rows, "trk": trk, "idx": idx, "cnt": cnt}
     return updates, [orjson.dumps(doc), b"".join(blob), orjson.dumps(updates) if updates else b""], new_hours, ids

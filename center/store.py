@@ -72,22 +72,25 @@ LIVE_VEHICLES = "live:vehicles"
 WRITE_FIXES = """
 local d = cjson.decode(ARGV[1])
 local blob = ARGV[2]
-local ids, geo, trk, cnt = d.ids, d.geo, d.trk, d.cnt
+local trk, idx, cnt = d.trk, d.idx, d.cnt  -- the lists walked in Lua loops, as locals
 local function each(cmd, key, list, width)  -- a variadic command over a flat list, in chunks of rows
   for i = 1, #list, width do redis.call(cmd, key, unpack(list, i, math.min(i + width - 1, #list))) end
 end
-each('SADD', 'veh:ids', ids, 1000)
+each('SADD', 'veh:ids', d.ids, 1000)
 each('HSET', 'veh:fix', d.fix, 1000)
 each('HSET', 'veh:seen', d.seen, 1000)
-each('HSET', 'veh:signal', d.sig, 1000)
-each('HDEL', 'veh:signal', d.clr, 1000)
-each('ZADD', 'veh:geo', geo, 2000)
+if #d.fix > 0 and redis.call('HLEN', 'veh:signal') > 0 then  -- a fix clears its vehicle's signal
+  local fixed = {}
+  for i = 1, #d.fix, 2 do fixed[#fixed + 1] = d.fix[i] end
+  each('HDEL', 'veh:signal', fixed, 1000)
+end
+each('HSET', 'veh:signal', d.sig, 1000)  -- after: a signal after a fix in the batch stands
+each('ZADD', 'veh:geo', d.geo, 2000)
 local at = 1
 for i = 1, #trk, 2 do
   redis.call('APPEND', trk[i], string.sub(blob, at, at + trk[i + 1] - 1))
   at = at + trk[i + 1]
 end
-local idx = d.idx
 for i = 1, #idx, 3 do
   redis.call('EXPIRE', idx[i], d.ttl)
   redis.call('ZADD', 'trkidx:' .. idx[i + 1], idx[i + 2], idx[i + 2])
