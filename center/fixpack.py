@@ -17,6 +17,7 @@ import orjson
 from cython.cimports.libc.math import floor as _floor, fmod as _fmod
 
 TRACK_RECORD = struct.Struct("<IiiHHhBB")
+_dumps = orjson.dumps
 NONE16 = 0xFFFF
 NONE8 = 0xFF
 
@@ -270,15 +271,20 @@ def _c_utc_seconds(x: cython.double) -> cython.double:
     return cython.cast(cython.double, n) / 1.0e6
 
 
-def fix_text(fix: Any, seen: float | None = None, _dumps=orjson.dumps) -> str:
+def fix_text(fix: Any, seen: float | None = None) -> str:
     """A vehicle's value in the ``veh:fix`` hash: `center.store.FIX_FIELDS` joined by commas
     (empty for unknown; ``seen`` left out when None), so the ingest writes one value a fix rather
     than twelve. The text is orjson's (shortest round-trip floats, formatted in C), unquoted and with
     null left empty."""
     if not isinstance(fix, tuple):
         raise TypeError(f"a fix record is a tuple, not {type(fix).__name__}")
-    row: tuple = cython.cast(tuple, fix)  # a tuple's slice: t .. talker (_T:_LIVE)
-    values = row[1:12] if seen is None else row[1:12] + (seen,)
+    return _fix_text(cython.cast(tuple, fix), seen)
+
+
+@cython.cfunc
+def _fix_text(row: tuple, seen: object) -> str:
+    """`fix_text` of a record read as a tuple (a C call from `prepare`)."""
+    values = row[1:12] if seen is None else row[1:12] + (seen,)  # t .. talker (_T:_LIVE)
     raw = _dumps(values)
     if cython.compiled and len(raw) <= 512:
         text = _c_unjson(raw)
@@ -344,10 +350,12 @@ def prepare(fixes: Iterable[Any], counters: Mapping[str, Mapping[str, int]], see
             if prev is None or row[1] > cython.cast(tuple, prev)[1]:
                 latest[vid] = fix
         if row[13]:
-            hour, record = pack_fix(fix)
-            records = tracks.get((vid, hour))
+            packed = _pack_c(fix) if cython.compiled else None
+            hour, record = pack_fix(fix) if packed is None else packed
+            track = (vid, hour)
+            records = tracks.get(track)
             if records is None:
-                tracks[(vid, hour)] = [record]
+                tracks[track] = [record]
             else:
                 records.append(record)
     updates = []
@@ -359,13 +367,21 @@ def prepare(fixes: Iterable[Any], counters: Mapping[str, Mapping[str, int]], see
     for vid, fix in latest.items():
         row = cython.cast(tuple, fix)
         when = seen.get(vid)
-        fix_rows.extend((vid, fix_text(fix, row[1] if when is None else when)))
-        signal = signals.get(vid)
-        if signal:
-            signal_rows.extend((vid, signal))
-        score = geo_score(row[3], row[2])
+        fix_rows.append(vid)
+        fix_rows.append(_fix_text(row, row[1] if when is None else when))
+        if signals:
+            signal = signals.get(vid)
+            if signal:
+                signal_rows.append(vid)
+                signal_rows.append(signal)
+        if cython.compiled:
+            code = _c_geo_score(row[3], row[2])
+            score = None if code < 0 else str(code)
+        else:
+            score = geo_score(row[3], row[2])
         if score is not None:
-            geo.extend((score, vid))
+            geo.append(score)
+            geo.append(vid)
         updates.append({"id": vid, "t": row[1], "lat": row[2], "lon": row[3], "spd": row[4], "crs": row[5]})
     for vid, when in seen.items():
         if vid not in latest:
@@ -377,14 +393,16 @@ def prepare(fixes: Iterable[Any], counters: Mapping[str, Mapping[str, int]], see
     trk: list[Any] = []
     idx: list[Any] = []
     new_hours = []
-    for (vid, hour), records in tracks.items():
+    for track, records in tracks.items():
+        vid, hour = track
         data = records[0] if len(records) == 1 else b"".join(records)
         key = f"trk:{vid}:{hour}"
-        trk.extend((key, len(data)))
+        trk.append(key)
+        trk.append(len(data))
         blob.append(data)
-        if indexed is None or (vid, hour) not in indexed:
+        if indexed is None or track not in indexed:
             idx.extend((key, vid, str(hour)))
-            new_hours.append((vid, hour))
+            new_hours.append(track)
     cnt = [x for vid, deltas in counters.items() for name, delta in deltas.items() for x in (vid, name, delta)]
     ids = set(seen)
     ids.update(counters)
