@@ -124,12 +124,12 @@ class VehicleIngest:
         verdict (`Plausibility.accept_live`) without the intermediate objects (no Fix, no
         datetime); anything else goes through `_take` itself. Leaves exactly what `_take` of the
         equivalent `feed` result would."""
-        counter = batch.counters.get(vehicle_id)
-        if counter is None:
-            counter = batch.counters[vehicle_id] = {}
-        get = counter.get
-        counter["sentences_ok"] = get("sentences_ok", 0) + 2
-        counter["fix"] = get("fix", 0) + 1
+        found = batch.counters.get(vehicle_id)
+        if found is None:
+            found = batch.counters[vehicle_id] = {}
+        counter: dict = found  # counters are plain dicts: C calls where compiled
+        counter["sentences_ok"] = counter.get("sentences_ok", 0) + 2
+        counter["fix"] = counter.get("fix", 0) + 1
         stats["nmea:sentences_ok"] += 2
         stats["nmea:fix"] += 1
         t, lat, lon, speed, course, alt, quality, mode, sats, hdop, talker = values
@@ -141,7 +141,7 @@ class VehicleIngest:
             return
         self.last_live[vehicle_id] = record
         batch.fixes.append(record)
-        counter["fix_ok"] = get("fix_ok", 0) + 1
+        counter["fix_ok"] = counter.get("fix_ok", 0) + 1
         stats["fix_ok"] += 1
         batch.signals.pop(vehicle_id, None)
 
