@@ -25,6 +25,7 @@ import logging
 import os
 import random
 import signal
+import socket
 import uuid
 from datetime import datetime, timezone
 from typing import Awaitable, Callable, Sequence
@@ -118,6 +119,7 @@ class PoliceSimulator:
         self._incidents = 0
         self._tasks: set[asyncio.Task] = set()
         self._link_server: tornado.httpserver.HTTPServer | None = None
+        self._reserved: socket.socket | None = None  # the link port, held while down
         self._control_server: tornado.httpserver.HTTPServer | None = None
         self.port: int | None = None
         self.control_port: int | None = None
@@ -147,22 +149,67 @@ class PoliceSimulator:
             self._listen()
         elif not port:
             raise PoliceSimError("starting down needs a fixed port to come up on later")
+        else:
+            self._reserve()
         if self.transfer_every_s > 0:
             self._spawn(self._transfer_loop())
         return self.port, self.control_port
 
+    def _reserve(self) -> None:
+        """Hold the link port while down: a socket bound to it but not listening refuses
+        connections as if nothing were there, and no other socket can take the port before the
+        simulator comes up on it again. Bound without SO_REUSEADDR where it can be (no socket,
+        tornado's included, can then bind the port); after a spell up, the connections it closed
+        may hold the port in TIME_WAIT, and then only with SO_REUSEADDR (a socket without it still
+        cannot bind the port)."""
+        if self._reserved is not None or not self.port:
+            return
+        family, kind, proto, _, address = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)[0]
+        for reuse in (False, True):
+            sock = socket.socket(family, kind, proto)
+            try:
+                if reuse:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(address)
+            except OSError:
+                sock.close()
+                if reuse:
+                    raise
+                continue
+            self._reserved = sock
+            return
+
+    def _release(self) -> None:
+        sock, self._reserved = self._reserved, None
+        if sock is not None:
+            sock.close()
+
     def _listen(self) -> None:
         server = tornado.httpserver.HTTPServer(self._app)
-        sockets = tornado.netutil.bind_sockets(self.port or 0, self.host)
+        if self._reserved is not None:  # come up on the port held while down
+            sock, self._reserved = self._reserved, None
+            # as tornado's own sockets: the connections it closes must not keep the port from a
+            # later bind (their TIME_WAIT takes the listener's SO_REUSEADDR)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setblocking(False)
+            sock.listen(128)
+            sockets = [sock]
+        else:
+            sockets = tornado.netutil.bind_sockets(self.port or 0, self.host)
         server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
         self._link_server = server
 
-    async def _unlisten(self) -> None:
+    async def _unlisten(self, *, hold: bool = True) -> None:
         server, self._link_server = self._link_server, None
         if server is not None:
             server.stop()
             await server.close_all_connections()
+            if hold and self.mode == "down" and self._link_server is None:
+                try:
+                    self._reserve()
+                except OSError as exc:  # taken meanwhile: coming up will say so
+                    log.warning("110 simulator: cannot hold port %s while down: %s", self.port, exc)
 
     async def set_mode(self, mode: str, delay_s: float | None = None) -> None:
         """Change behaviour: up, down (stop listening), slow (answer after delay_s), error (500)."""
@@ -185,7 +232,8 @@ class PoliceSimulator:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._unlisten()
+        await self._unlisten(hold=False)
+        self._release()
         if self._control_server is not None:
             self._control_server.stop()
             await self._control_server.close_all_connections()

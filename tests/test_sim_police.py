@@ -145,6 +145,34 @@ async def test_down_refuses_connections_and_control_port_brings_it_back(police):
     assert status == 200
 
 
+async def test_down_holds_its_port_so_it_comes_back_up_on_it():
+    """While down, the link port refuses connections but stays the simulator's: nothing else can
+    bind it meanwhile (a CI run once lost it to another socket between down and up)."""
+    import socket
+
+    from center.servers import free_port
+
+    port = free_port()
+    sim = PoliceSimulator(SECRET, our_base_url="http://127.0.0.1:9", mode="down")
+    await sim.start(port, None)
+    try:
+        for k in range(2):  # started down, then down again after up
+            with pytest.raises(ConnectionRefusedError):
+                await _post(port, "/110/handover", *_signed(_handover(n=k + 1)))
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other, pytest.raises(OSError):
+                other.bind(("127.0.0.1", port))
+            await sim.set_mode("up")
+            status, _ = await _post(port, "/110/handover", *_signed(_handover(n=k + 1)))
+            assert status == 200 and sim.port == port
+            await sim.set_mode("down")
+            await wait_for(lambda: sim._link_server is None)
+    finally:
+        await sim.stop()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the closed connections' TIME_WAIT
+        other.bind(("127.0.0.1", port))  # released at stop
+
+
 async def test_error_and_slow_modes(police):
     await police.set_mode("error")
     status, reply = await _post(police.port, "/110/handover", *_signed(_handover()))
