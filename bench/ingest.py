@@ -277,6 +277,10 @@ def _throughput(settings_values, redis_url, mqtt_url, r, *, baseline: str | None
     finally:
         stop.set()
         publisher.join(30)
+        if not baseline:  # the track and counters follow the live positions by up to INGEST_HOLD_S
+            beat = _heartbeat(r)
+            progress(f"ingest: {beat.get('written', 0):,} fixes written, {beat.get('track_written', 0):,} to "
+                     f"the track, {beat.get('held', 0):,} held")
         _stop(publisher)
         _stop(consumer)
     best = max((min(got, offered) for offered, got in rates), default=0.0)

@@ -335,13 +335,28 @@ def _c_unjson(raw: bytes) -> object:
     return cython.cast(cython.p_char, out)[:k].decode("ascii")
 
 
+@cython.cfunc
+@cython.inline
+def _add_track(tracks: dict, fix: Any) -> None:
+    """Add a record (a tuple, checked) to its (vehicle, hour) track's packed records."""
+    packed = _pack_c(fix) if cython.compiled else None
+    hour, record = pack_fix(fix) if packed is None else packed
+    track = (cython.cast(tuple, fix)[0], hour)
+    records = tracks.get(track)
+    if records is None:
+        tracks[track] = [record]
+    else:
+        records.append(record)
+
+
 def prepare(fixes: Iterable[Any], counters: Mapping[str, Mapping[str, int]], seen: Mapping[str, float],
             retention_s: float, signals: Mapping[str, str] | None, indexed: dict | None,
-            known: set | None) -> tuple[list[dict[str, Any]], list | None, list, set]:
+            known: set | None, track: Iterable[Any] | None = None) -> tuple[list[dict[str, Any]], list | None, list, set]:
     """One batch as `center.store.WRITE_FIXES` takes it: ``(updates, args, new_hours, ids)`` where
     ``updates`` are the live messages, ``args`` the script's arguments (None when there is nothing
     to write), ``new_hours`` the (vehicle, hour) tracks indexed by this write and ``ids`` the
-    vehicle ids it adds to ``veh:ids`` (see `center.store.Store.write_fixes` for the caches)."""
+    vehicle ids it adds to ``veh:ids`` (see `center.store.Store.write_fixes` for the caches).
+    The track part of ``fixes`` is written, or, when ``track`` is given, that of ``track``'s."""
     latest: dict[str, Any] = {}
     tracks: dict[tuple[str, int], list[bytes]] = {}
     # Each record is read as a tuple by literal index (0 vehicle_id, 1 t, 2 lat, 3 lon, 4 speed,
@@ -356,15 +371,14 @@ def prepare(fixes: Iterable[Any], counters: Mapping[str, Mapping[str, int]], see
             prev = latest.get(vid)
             if prev is None or row[1] > cython.cast(tuple, prev)[1]:
                 latest[vid] = fix
-        if row[13]:
-            packed = _pack_c(fix) if cython.compiled else None
-            hour, record = pack_fix(fix) if packed is None else packed
-            track = (vid, hour)
-            records = tracks.get(track)
-            if records is None:
-                tracks[track] = [record]
-            else:
-                records.append(record)
+        if track is None and row[13]:
+            _add_track(tracks, fix)
+    if track is not None:
+        for fix in track:
+            if not isinstance(fix, tuple):
+                raise TypeError(f"a fix record is a tuple, not {type(fix).__name__}")
+            if cython.cast(tuple, fix)[13]:
+                _add_track(tracks, fix)
     updates = []
     fix_rows: list[str] = []
     seen_rows: list[str] = []

@@ -69,6 +69,16 @@ def _share(text: str) -> float:
     return value
 
 
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < float("inf"):
+        raise ValueError(f"must be 0 or more (and finite): {text}")
+    return value
+
+
+_non_negative.__name__ = "non-negative float"
+
+
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         value = kind(text)
@@ -115,6 +125,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("INGEST_BATCH", _positive(int), 500, "Ingest writes to Redis in batches of at most this many messages."),
     Setting("INGEST_FLUSH_MS", _positive(float), 20.0, "Ingest flushes a partial batch after this many milliseconds."),
     Setting("INGEST_MAX_PAYLOAD", _positive(int), 65536, "Largest MQTT payload accepted, in bytes; larger ones are rejected and counted."),
+    Setting("INGEST_HOLD_S", _non_negative, 5.0, "Seconds ingest holds each vehicle's track records and counters before writing them together (one append per vehicle per interval); its live position is written with every batch. 0: with every batch."),
     Setting("INGEST_BUFFER_MAX", _positive(int), 200000, "Messages held in memory while Redis is unavailable; older ones beyond are dropped and counted."),
     Setting("SENSOR_DEADBAND_PCT", float, 2.0, "Alarm hysteresis for sensors whose registry row sets no deadband: this % of the entry threshold."),
     Setting("SENSOR_MIN_DURATION_S", float, 0.0, "Seconds a value must stay beyond a threshold before its alarm is raised, unless the registry row sets min_duration_s."),

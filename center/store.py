@@ -239,11 +239,13 @@ class Store(SensorStoreMixin):
                           *, seen: Mapping[str, float], retention_s: float,
                           signals: Mapping[str, str] | None = None,
                           indexed: dict[tuple[str, int], bool] | None = None,
-                          known: set[str] | None = None) -> list[dict[str, Any]]:
+                          known: set[str] | None = None,
+                          track: Iterable[FixRecord] | None = None) -> list[dict[str, Any]]:
         """Write one ingest batch in a single script call; return the live updates published.
 
         Only the newest live fix of each vehicle in the batch moves its latest position; every
-        track fix is appended to its hour. ``counters`` maps vehicle id to counter deltas.
+        track fix is appended to its hour: those of ``fixes``, or, when ``track`` is given (the
+        ingest holds track records back, see `ingest.vehicles.HeldWrites`), those of ``track``. ``counters`` maps vehicle id to counter deltas.
         ``indexed``, when given, is the caller's cache of (vehicle, hour) tracks whose index entry
         and expiry are already set: they are set once per hour instead of at every append;
         ``known`` likewise caches the ids already in ``veh:ids``. Both caches are filled only after
@@ -251,7 +253,7 @@ class Store(SensorStoreMixin):
         JSON argument of flat arrays, the packed track records, the live message): per-command
         overhead in the client, not Redis, is what limits the ingest rate.
         """
-        updates, args, new_hours, ids = prepare(fixes, counters, seen, retention_s, signals, indexed, known)
+        updates, args, new_hours, ids = prepare(fixes, counters, seen, retention_s, signals, indexed, known, track)
         if args is None:
             return updates
         await self._write_fixes_script(args=args)

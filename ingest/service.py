@@ -28,14 +28,13 @@ from center.city import DEMO_SUBDIR
 from ingest.readings import RejectedPayload
 from ingest.sensors import SensorBatch, SensorIngest, SensorRegistry, load_profile_rows, rebirth_command
 from ingest import vehicles as vehicles_module
-from ingest.vehicles import VehicleBatch, VehicleIngest, parse_fleet_topic
+from ingest.vehicles import HeldWrites, VehicleBatch, VehicleIngest, parse_fleet_topic
 
 log = logging.getLogger(__name__)
 
 FLEET_TOPICS = ("fleet/+/nmea", "fleet/+/nmea/backfill", "fleet/+/status")
 SENSOR_TOPICS = ("scada/+/+", "spBv1.0/#")
 TOPICS = FLEET_TOPICS + SENSOR_TOPICS
-COUNTERS_EVERY_S = 1.0  # per-vehicle counters are written at most this often
 REBIRTH_INTERVAL_S = 10.0
 WRITE_MERGE_MAX = 8  # queued fleet batches one write may cover when the writes fall behind
 LIVE_TOPICS_MAX = 100_000  # live topics remembered for the direct route (then forgotten, relearned)  # at most one rebirth request per edge node in this time
@@ -76,7 +75,8 @@ class Batch:
 
     def empty(self) -> bool:
         """Nothing to write at all."""
-        return not len(self) and not self.vehicles.seen and not self.sensors.latest
+        v = self.vehicles
+        return not len(self) and not v.seen and not v.track and not v.counters and not self.sensors.latest
 
 
 class Lane:
@@ -112,7 +112,7 @@ class Ingest:
         self.rlog = RateLimitedLog()
         self.publish: Callable[[str, bytes], Any] | None = None
         self._rebirth_asked: dict[tuple[str, str], float] = {}
-        self._counters_cut = 0.0
+        self.held = HeldWrites(settings.INGEST_HOLD_S)  # vehicles' track records and counters
         self.stopping = False
         self._indexed: dict[tuple[str, int], bool] = {}  # track hours whose index is set (Store.write_fixes)
         self._known_ids: set[str] = set()  # vehicle ids already in veh:ids
@@ -233,20 +233,17 @@ class Ingest:
         self.rlog.warning("reject:" + reason, "ingest: rejected message on %s: %s", topic[:200], reason)
 
     # batching and writing ----------------------------------------------------------------------
-    def _cut(self, lane: Lane | None = None) -> None:
+    def _cut(self, lane: Lane | None = None, *, flush: bool = False) -> None:
         """Move the current batch to the write queue (bounded; oldest dropped when Redis is away).
 
-        Per-vehicle counters ride along at most once per COUNTERS_EVERY_S: until then they are
-        carried into the next batch, so a busy vehicle costs one HINCRBY per counter per interval
-        rather than per message."""
+        A fleet batch gives its track records and per-vehicle counters to `HeldWrites` and takes
+        back those due (every one when ``flush``, at shutdown): a vehicle's track and counters
+        are written at most once per INGEST_HOLD_S, its live position with every batch."""
         lane = lane or self.fleet
         batch, lane.batch = lane.batch, Batch()
-        now = time.monotonic()
-        if batch.vehicles.counters and now - self._counters_cut < COUNTERS_EVERY_S:
-            lane.batch.vehicles.counters, batch.vehicles.counters = batch.vehicles.counters, {}
-        elif batch.vehicles.counters:
-            self._counters_cut = now
-        if batch.empty() and not batch.vehicles.counters:
+        if lane is self.fleet:
+            self.held.cut(batch.vehicles, time.monotonic(), flush)
+        if batch.empty():
             return
         lane.queue.append(batch)
         lane.queued += len(batch)
@@ -254,16 +251,18 @@ class Ingest:
             dropped = lane.queue.popleft()
             lane.queued -= len(dropped)
             self.stats["buffer_dropped"] += len(dropped)
+            if dropped.vehicles.track:
+                self.stats["buffer_dropped_track"] += len(dropped.vehicles.track)
         lane.wake.set()
 
     async def _write(self, batch: Batch, retention_s: float) -> None:
         settings = self.settings
         if not batch.vehicles_done:
             v = batch.vehicles
-            if len(v) or v.seen or v.counters:
+            if len(v) or v.seen or v.counters or v.track:
                 await self.store.write_fixes(v.fixes, v.counters, seen=v.seen, retention_s=retention_s,
                                              signals=v.signals, indexed=self._indexed,
-                                             known=self._known_ids)
+                                             known=self._known_ids, track=v.track)
             batch.vehicles_done = True
         s = batch.sensors
         if len(s) or s.latest:
@@ -314,6 +313,8 @@ class Ingest:
                 done = lane.queue.popleft()
                 lane.queued -= len(done)
                 self.stats["fixes_written"] += len(done.vehicles.fixes)
+                if done.vehicles.track:
+                    self.stats["track_written"] += len(done.vehicles.track)
             if count > 1:
                 self.stats["writes_merged"] += count
 
@@ -410,7 +411,8 @@ class Ingest:
         """This process's own view: degraded while Redis or the broker is away."""
         return {"pid": os.getpid(), "redis_ok": self.redis_ok, "mqtt_ok": self.mqtt_ok,
                 "buffered": self.queued_messages, "messages": self.stats["messages"],
-                "written": self.stats["fixes_written"], "sensors": len(self.sensors.registry),
+                "written": self.stats["fixes_written"], "track_written": self.stats["track_written"],
+                "held": len(self.held), "sensors": len(self.sensors.registry),
                 "status": "ok" if self.redis_ok and self.mqtt_ok else "degraded"}
 
     def keeps_up(self) -> bool:
@@ -499,7 +501,7 @@ async def serve(settings: Settings, redis_url: str, mqtt_url: str, stop: asyncio
         client.stop()
         sensor_client.stop()
         ingest.stopping = True
-        ingest._cut(ingest.fleet)
+        ingest._cut(ingest.fleet, flush=True)
         ingest._cut(ingest.sensor_lane)
         try:  # last chance to write what is decoded
             await asyncio.wait_for(_drain(ingest), 3.0)

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+import cython
+
 from center.store import FixRecord
 from ingest.fixes import FeedResult, Fix, NmeaStream, fix_from_values
 from ingest.plausibility import Plausibility
@@ -32,6 +34,9 @@ class VehicleBatch:
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
     seen: dict[str, float] = field(default_factory=dict)
     signals: dict[str, str] = field(default_factory=dict)
+    # None: the track part of ``fixes`` is written with them; else `HeldWrites.cut` took it and
+    # this lists the records whose track part this batch writes (theirs or earlier batches').
+    track: list[FixRecord] | None = None
 
     def __len__(self) -> int:
         return len(self.fixes) + len(self.signals)
@@ -43,8 +48,12 @@ class VehicleBatch:
         (a signal is cleared by a later batch's live fix of the same vehicle)."""
         out = cls()
         counters, signals = out.counters, out.signals
+        if any(batch.track is not None for batch in batches):
+            out.track = []
         for batch in batches:
             out.fixes.extend(batch.fixes)
+            if out.track is not None:
+                out.track.extend(batch.fixes if batch.track is None else batch.track)
             for vehicle_id, deltas in batch.counters.items():
                 counter = counters.get(vehicle_id)
                 if counter is None:
@@ -66,6 +75,69 @@ class VehicleBatch:
         if counter is None:
             counter = self.counters[vehicle_id] = {}
         counter[name] = counter.get(name, 0) + n
+
+
+class HeldWrites:
+    """Each vehicle's track records and counters, held back for up to ``hold_s`` seconds so that
+    a vehicle costs Redis one track append and one counter update per interval rather than per
+    message; its live position is written with every batch regardless.
+
+    `cut` runs when a batch is cut for writing: it takes the batch's track records and counters
+    and gives it back those of the vehicles whose oldest held item is due (all of them when
+    ``flush``). A vehicle's track and counters are always written together, so a reader that sees
+    a vehicle's counters also sees the track they count. What a batch is to write is fixed at its
+    cut: a retried write writes the same."""
+
+    def __init__(self, hold_s: float):
+        self.hold_s = hold_s
+        self.tracks: dict[str, list] = {}
+        self.counters: dict[str, dict] = {}
+        self.order: collections.deque = collections.deque()  # (held since, vehicle id), oldest first
+
+    def __len__(self) -> int:
+        """Track records held."""
+        return sum(len(records) for records in self.tracks.values())
+
+    def cut(self, batch: VehicleBatch, now: float, flush: bool = False) -> None:
+        """Hold ``batch``'s track records and counters; put the due ones in ``batch.track`` and
+        ``batch.counters``. ``now``: a monotonic clock."""
+        tracks, held_counters, order = self.tracks, self.counters, self.order
+        for fix in batch.fixes if batch.track is None else batch.track:
+            if not isinstance(fix, tuple):
+                raise TypeError(f"a fix record is a tuple, not {type(fix).__name__}")
+            row: tuple = cython.cast(tuple, fix)  # FixRecord: 0 vehicle id, 13 track
+            if not row[13]:
+                continue
+            vid = row[0]
+            records = tracks.get(vid)
+            if records is None:
+                if vid not in held_counters:
+                    order.append((now, vid))
+                tracks[vid] = [fix]
+            else:
+                records.append(fix)
+        for vid, deltas in batch.counters.items():
+            counter = held_counters.get(vid)
+            if counter is None:
+                if vid not in tracks:
+                    order.append((now, vid))
+                held_counters[vid] = dict(deltas)
+            else:
+                for name, n in deltas.items():
+                    counter[name] = counter.get(name, 0) + n
+        due: list = []
+        counters: dict = {}
+        limit = now - self.hold_s
+        while order and (flush or order[0][0] <= limit):
+            vid = order.popleft()[1]
+            records = tracks.pop(vid, None)
+            if records is not None:
+                due.extend(records)
+            counter = held_counters.pop(vid, None)
+            if counter is not None:
+                counters[vid] = counter
+        batch.track = due
+        batch.counters = counters
 
 
 def _record(vehicle_id: str, fix: Fix, live: bool, track: bool, t: float | None = None,

@@ -1,8 +1,10 @@
-"""Merged writes: when the ingest's writes fall behind it writes several queued batches as one
+"""Merged and held writes. Merged: when the ingest's writes fall behind it writes several queued batches as one
 (VehicleBatch.merged). Writing the merge must leave Redis as writing the batches one after the
 other does: counters, tracks, signals and the GEO set exactly; latest fixes and seen times as the
 vehicles read back (a vehicle's seen time goes with its fix in ``veh:fix``, or to ``veh:seen`` in
-a write without its fix, so a merge may store the same last message in the other place)."""
+a write without its fix, so a merge may store the same last message in the other place).
+Held: the ingest holds each vehicle's track records and counters back (HeldWrites) and writes them
+later, together; once everything held is written, Redis holds what writing at once leaves."""
 from __future__ import annotations
 
 import collections
@@ -13,7 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from center.store import Store
-from ingest.vehicles import VehicleBatch, VehicleIngest
+from ingest.vehicles import HeldWrites, VehicleBatch, VehicleIngest
 from simulators import nmea_out
 
 pytestmark = pytest.mark.asyncio
@@ -63,6 +65,17 @@ async def _dump(client: aioredis.Redis) -> dict:
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
 async def test_writing_merged_batches_equals_writing_them_in_turn(redis_url, seed):
+    await _same_as_in_turn(redis_url, seed, held=None)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_held_tracks_and_counters_end_as_written_at_once(redis_url, seed):
+    await _same_as_in_turn(redis_url, seed, held=HeldWrites(3.0))
+
+
+async def _same_as_in_turn(redis_url, seed, held: HeldWrites | None):
+    """Write seed's batches one by one to db 3, and to db 4 merged by fives (through ``held``,
+    cut one second apart and flushed at the end, when given); compare."""
     one_by_one = Store(aioredis.from_url(redis_url.rsplit("/", 1)[0] + "/3", decode_responses=False))
     merged = Store(aioredis.from_url(redis_url.rsplit("/", 1)[0] + "/4", decode_responses=False))
     try:
@@ -72,9 +85,21 @@ async def test_writing_merged_batches_equals_writing_them_in_turn(redis_url, see
         assert any(b.signals for b in batches) and sum(len(b.fixes) for b in batches) > 200
         for b in batches:
             await one_by_one.write_fixes(b.fixes, b.counters, seen=b.seen, signals=b.signals, retention_s=3600)
-        for i in range(0, len(batches), 5):  # merges of up to five batches, as the writer makes them
-            m = VehicleBatch.merged(batches[i:i + 5])
-            await merged.write_fixes(m.fixes, m.counters, seen=m.seen, signals=m.signals, retention_s=3600)
+        cut = _batches(seed)  # the same again: cutting takes a batch's counters
+        if held is not None:
+            for k, b in enumerate(cut):
+                held.cut(b, float(k))
+                assert {f.vehicle_id for f in b.track} <= b.counters.keys()  # a track goes with its counters
+            cut.append(VehicleBatch())
+            held.cut(cut[-1], float(len(cut)), flush=True)  # at shutdown
+            assert not held.tracks and not held.counters and not held.order
+            assert not any(b.track or b.counters for b in cut[:3])  # the first due at 3 s
+            assert any(b.track for b in cut[3:-1]) and cut[-1].track
+            assert sum(len(b.track) for b in cut) == sum(len([f for f in b.fixes if f.track]) for b in batches)
+        for i in range(0, len(cut), 5):  # merges of up to five batches, as the writer makes them
+            m = VehicleBatch.merged(cut[i:i + 5])
+            await merged.write_fixes(m.fixes, m.counters, seen=m.seen, signals=m.signals, retention_s=3600,
+                                     track=m.track)
         want, got = await _dump(one_by_one.redis), await _dump(merged.redis)
         placed = {b"veh:fix", b"veh:seen"}  # compared as read back, below
         assert want.keys() - placed == got.keys() - placed and len(want) > 10

@@ -201,7 +201,8 @@ async def test_robustness_logs_pass_through_the_live_topic(tmp_path, redis_url, 
                 pub.publish(f"fleet/rb-{path.stem}/nmea", b"".join(lines[start:start + chunk_lines]), qos=1)
                 sent += 1
         await wait_for(lambda: ingest.stats["messages"] >= sent and not ingest.queue
-                       and not ingest.fleet.batch.vehicles.counters, timeout=60)  # counters written too
+                       and not ingest.fleet.batch.vehicles.counters and not ingest.held.counters,
+                       timeout=60)  # counters written too (held up to INGEST_HOLD_S)
         counters = await store.vehicle_counters()
         bad = {vid: {k for k in c if k in ("bad_checksum", "truncated", "garbage", "no_checksum")}
                for vid, c in counters.items()}

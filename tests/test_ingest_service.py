@@ -56,6 +56,35 @@ async def test_live_nmea_moves_the_vehicle_and_fills_the_track(tmp_path, redis_u
         await store.close()
 
 
+async def test_held_track_and_counters_follow_the_live_position_and_are_written_at_shutdown(
+        tmp_path, redis_url, mqtt_url):
+    settings, stop, task = await _running_ingest(tmp_path, redis_url, mqtt_url, INGEST_HOLD_S=60.0)
+    store = Store.from_url(redis_url)
+    pub = await _publisher(mqtt_url, "test-held-pub")
+    try:
+        start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=5)
+        for i in range(5):
+            pub.publish("fleet/H1/nmea", _burst(start + timedelta(seconds=i), 36.38 + i * 1e-4, 119.75))
+
+        async def moved():
+            view = await store.vehicle("H1")
+            return view if view and view["fix"] and view["fix"]["lat"] == pytest.approx(36.3804, abs=1e-7) else None
+
+        view = await wait_for(moved, timeout=10)  # the live position at once
+        assert view["counters"] == {}  # held: written with the track, within INGEST_HOLD_S
+        assert await store.track("H1", start.timestamp() - 1, start.timestamp() + 10) == []
+    finally:
+        pub.stop()
+        stop.set()
+        await task
+    try:  # stopping wrote what was held
+        track = await store.track("H1", start.timestamp() - 1, start.timestamp() + 10)
+        assert [round(f["lat"], 4) for f in track] == [36.38, 36.3801, 36.3802, 36.3803, 36.3804]
+        assert (await store.vehicle("H1"))["counters"]["fix_ok"] == 5
+    finally:
+        await store.close()
+
+
 async def _fix_count(store, vid, n):
     view = await store.vehicle(vid)
     return view if view and view["counters"].get("fix_ok", 0) >= n else None

@@ -71,7 +71,10 @@ def test_demo_runs_moves_vehicles_and_stops_cleanly(tmp_path):
         stacks = demo.log().count("Current thread 0x")
         assert stacks >= 4, demo.log()[-3000:]  # supervisor, web, ingest, simulate
         assert all(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in procs)
-        vehicle = demo.get(f"/api/vehicles/{after['id']}", token)
+        deadline = time.monotonic() + 30  # counters are written with the track, every INGEST_HOLD_S
+        while "fix_ok" not in (vehicle := demo.get(f"/api/vehicles/{after['id']}", token))["counters"]:
+            assert time.monotonic() < deadline, f"no counters for {after['id']}: {vehicle}"
+            time.sleep(0.5)
         deadline = time.monotonic() + 120  # calls come in; the dispatcher bot assigns through the API
         while demo.get("/healthz")["services"]["simulate"].get("assigned_by_bot", 0) < 1:
             assert time.monotonic() < deadline, "the dispatcher bot assigned nothing"

@@ -30,7 +30,7 @@ def test_every_setting_has_help_and_a_default_of_its_type():
     ({}, "DATA_DIR", "var"), ({}, "REDIS_URL", ""), ({}, "MQTT_URL", ""), ({}, "ADMIN_PASSWORD", ""),
     ({"HTTP_PORT": "9001"}, "HTTP_PORT", 9001), ({"COOKIE_SECURE": "yes"}, "COOKIE_SECURE", True),
     ({"COOKIE_SECURE": "0"}, "COOKIE_SECURE", False), ({"TIME_ZONE": "Asia/Urumqi"}, "TIME_ZONE", "Asia/Urumqi"),
-    ({"SESSION_HOURS": "0.5"}, "SESSION_HOURS", 0.5),
+    ({"SESSION_HOURS": "0.5"}, "SESSION_HOURS", 0.5), ({"INGEST_HOLD_S": "0"}, "INGEST_HOLD_S", 0.0),
 ])
 def test_values_from_the_environment(tmp_path, env, name, value):
     env = {"CONFIG_FILE": str(tmp_path / "none.toml"), **env}
@@ -40,7 +40,8 @@ def test_values_from_the_environment(tmp_path, env, name, value):
 @pytest.mark.parametrize("env, message", [
     ({"HTTP_PORT": "eighty"}, "HTTP_PORT"), ({"HTTP_PORT": "70000"}, "out of range"),
     ({"TIME_ZONE": "Mars/Olympus"}, "unknown time zone"), ({"SIM_VEHICLES": "0"}, "positive"),
-    ({"COOKIE_SECURE": "maybe"}, "not a boolean"),
+    ({"COOKIE_SECURE": "maybe"}, "not a boolean"), ({"INGEST_HOLD_S": "-1"}, "0 or more"),
+    ({"INGEST_HOLD_S": "nan"}, "INGEST_HOLD_S"), ({"INGEST_HOLD_S": "inf"}, "finite"),
 ])
 def test_bad_values_are_refused_with_the_setting_named(tmp_path, env, message):
     with pytest.raises(SettingsError, match=message):
