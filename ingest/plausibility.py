@@ -22,7 +22,6 @@ logged at a bounded rate, and the chain goes on):
 """
 from __future__ import annotations
 
-import collections
 import logging
 import math
 from dataclasses import dataclass, replace
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING
 import cython  # C types where Cython compiles this module (center/accel.py); a no-op module otherwise
 
 from ingest.fixes import Fix
+from ingest.tally import Tally
 
 if TYPE_CHECKING:
     from center.store import FixRecord
@@ -138,7 +138,7 @@ class Plausibility:
         self.rollover_repair = rollover_repair
         self.oldest_plausible = oldest_plausible
         self.log_interval_s = log_interval_s
-        self.counts: collections.Counter[str] = collections.Counter()
+        self.counts: Tally = Tally()
         self._logged_at: dict[str, datetime] = {}
         self._steps = (
             ("sanity", self._step_sanity),

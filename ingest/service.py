@@ -28,6 +28,7 @@ from center.city import DEMO_SUBDIR
 from ingest.readings import RejectedPayload
 from ingest.sensors import SensorBatch, SensorIngest, SensorRegistry, load_profile_rows, rebirth_command
 from ingest import vehicles as vehicles_module
+from ingest.tally import Tally
 from ingest.vehicles import HeldWrites, VehicleBatch, VehicleIngest, parse_fleet_topic
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ class Ingest:
                                     no_data_factor=settings.SENSOR_NO_DATA_FACTOR)
         self.fleet = Lane("fleet")
         self.sensor_lane = Lane("sensors")
-        self.stats: collections.Counter = collections.Counter()
+        self.stats: Tally = Tally()
         self._stats_flushed: collections.Counter = collections.Counter()
         self.links = {"fleet": False, "sensors": False}
         self.rlog = RateLimitedLog()
