@@ -7,7 +7,9 @@ when on PATH, else rumqttd), the ingest service in its own process, publishers i
 - ``ingest_nmea_msgs_per_s``: 5,000 vehicles, one GGA+RMC payload per message, QoS 0. The
   publisher (bench.mqtt_raw: pre-encoded packets, so its CPU is not taken from the consumer) steps
   the offered rate up along RAMP; the figure is the highest rate the ingest wrote to Redis (its
-  ``fixes_written`` counter in the heartbeat) while keeping up (see ``_throughput``).
+  ``fixes_written`` counter in the heartbeat: the latest positions; the track records and
+  counters follow within INGEST_HOLD_S, as the progress line at the end of the ramp shows) while
+  keeping up (see ``_throughput``).
 - ``ingest_baseline_msgs_per_s``: the same ramp, publisher and broker into a minimal subscriber:
   split the payload, take the GGA lat/lon, one pipelined GEOADD per 20 ms; ``ingest_nmea_ratio``
   = ours / it. The minimal loop receives through our own MQTT reader, as the ingest does, so the
@@ -355,12 +357,18 @@ def _rss(settings_values, redis_url, mqtt_url, r) -> tuple[float, float]:
         time.sleep(1.0)
     time.sleep(2.5)
     rss = proc.memory_info().rss / 2**20
-    written = _heartbeat(r).get("written", 0)
+
+    def track_done():  # the track records held back (INGEST_HOLD_S) are in Redis too
+        beat = _heartbeat(r)
+        return beat if beat.get("held", 1) == 0 and beat.get("track_written", 0) >= beat.get("written", 1) else None
+
+    beat = _wait(track_done, 30, "held track records written")
+    written, stored = beat["written"], beat["track_written"]
     used_after = r.info("memory")["used_memory"]
     _stop(ingest)
-    per_fix = (used_after - used_before) / max(1, written)
-    progress(f"rss: {sent.value} published, {written} fixes written, peak RSS {max(peak, rss):.0f} MB, "
-             f"Redis +{(used_after - used_before) / 2**20:.1f} MB")
+    per_fix = (used_after - used_before) / max(1, stored)
+    progress(f"rss: {sent.value} published, {written} fixes written, {stored} track records stored, "
+             f"peak RSS {max(peak, rss):.0f} MB, Redis +{(used_after - used_before) / 2**20:.1f} MB")
     return max(peak, rss), per_fix
 
 
