@@ -7,7 +7,8 @@ Keys (``{id}`` is a vehicle, user, service or token id):
 - ``veh:fix`` hash, vehicle id -> the latest accepted fix as comma-separated ``t`` (UTC epoch s),
   ``lat``, ``lon`` (WGS84), ``spd`` km/h, ``crs`` deg, ``alt`` m, ``q`` quality, ``mode``,
   ``sats``, ``hdop``, ``talker`` (empty when unknown) and ``seen``, when the vehicle's last message
-  of that write came (epoch s) (see FIX_FIELDS, read with ``fix_fields``; texts written before
+  of that write came (epoch s; lat and lon to 1e-9 degree, spd to 0.001 km/h, seen to the ms:
+  `center.fixpack.fix_text`) (see FIX_FIELDS, read with ``fix_fields``; texts written before
   ``seen`` was added end at ``talker``); ``veh:seen`` hash, vehicle id -> its last message (epoch
   s) in a write without a fix (the vehicle's last message is the later of the two);
   ``veh:signal`` hash, vehicle id -> the no-fix reason while the receiver reports no usable fix

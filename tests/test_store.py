@@ -1,6 +1,8 @@
 """The Redis store: packed track records, batched fix writes, vehicle views."""
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -65,11 +67,30 @@ maybe = st.one_of(st.none(), finite)
 @given(st.floats(0, 4e9), st.floats(-90, 90), st.floats(-180, 180), maybe, maybe, maybe,
        st.one_of(st.none(), st.integers(0, 8)), st.sampled_from([None, "A", "D", "E", "N"]),
        st.one_of(st.none(), st.integers(0, 99)), maybe, st.sampled_from(["GP", "GN", "BD", "GB", "GL", "GA"]))
-def test_the_packed_fix_round_trips_every_value_exactly(t, lat, lon, spd, crs, alt, q, mode, sats, hdop, talker):
+def test_the_latest_fix_text_round_trips_at_its_stored_precision(t, lat, lon, spd, crs, alt, q, mode, sats, hdop,
+                                                                   talker):
+    """Every value reads back exactly, but lat and lon (to the nearest 1e-9 degree, 0.1 mm) and the
+    speed (0.001 km/h), which the text stores rounded (halves up; a value too large for that to
+    be exact stays as it is)."""
     fix = FixRecord("V1", t, lat, lon, spd, crs, alt, q, mode, sats, hdop, talker, True, True)
     view = vehicle_view("V1", {"fix": fix_text(fix), "seen": repr(t)}, t, 30, 300)["fix"]
-    assert view == {"t": t, "lat": lat, "lon": lon, "speed_kmh": spd, "course_deg": crs, "alt_m": alt,
-                    "quality": q, "mode": mode, "sats": sats, "hdop": hdop, "talker": talker}
+
+    def rounded(x, scale):
+        return x if x is None or abs(x * scale) >= 4e15 else math.floor(x * scale + 0.5) / scale
+
+    assert view == {"t": t, "lat": rounded(lat, 1e9), "lon": rounded(lon, 1e9), "speed_kmh": rounded(spd, 1e3),
+                    "course_deg": crs, "alt_m": alt, "quality": q, "mode": mode, "sats": sats, "hdop": hdop,
+                    "talker": talker}
+    assert abs(view["lat"] - lat) <= 5.000001e-10 and abs(view["lon"] - lon) <= 5.000001e-10
+    assert spd is None or abs(view["speed_kmh"] - spd) <= max(5.000001e-4, abs(spd) * 1e-15)
+
+
+def test_the_latest_fix_text_is_short_for_what_receivers_send():
+    # a latitude in minutes over 60 and a speed in knots times 1.852 have 17 digits as floats
+    fix = FixRecord("V1", 1795416064.91, 36 + 13.5768543 / 60, 119 + 35.5565757 / 60, 21.6 * 1.852, 0.0, 45.0,
+                    1, "A", 10, 0.9, "GP", True, True)
+    text = fix_text(fix, 1795416065.2113416)
+    assert text == "1795416064.91,36.226280905,119.592609595,40.003,0.0,45.0,1,A,10,0.9,GP,1795416065.211"
 
 
 @pytest.mark.parametrize("age, link, state", [(5, None, "online"), (31, None, "stale"), (301, None, "offline"),
