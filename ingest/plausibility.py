@@ -241,7 +241,11 @@ class Plausibility:
             bound: cython.double = self._jump_bound
             if dlat * dlat + dlon * dlon >= bound * seconds * seconds:
                 return False
-        self.counts["accepted"] += 1
+        counts = self.counts
+        if not isinstance(counts, dict):
+            raise TypeError(f"counts is a dict of counts, not {type(counts).__name__}")
+        tally: dict = cython.cast(dict, counts)  # dict's C calls: a Tally reads items through a Python slot
+        tally["accepted"] = tally.get("accepted", 0) + 1
         return True
 
     def _check_clean(self, fix: Fix, last: Fix | None, now: datetime) -> Verdict | None:

@@ -101,7 +101,9 @@ class HeldWrites:
     def cut(self, batch: VehicleBatch, now: float, flush: bool = False) -> None:
         """Hold ``batch``'s track records and counters; put the due ones in ``batch.track`` and
         ``batch.counters``. ``now``: a monotonic clock."""
-        tracks, held_counters, order = self.tracks, self.counters, self.order
+        tracks: dict = self.tracks
+        held_counters: dict = self.counters
+        order = self.order
         for fix in batch.fixes if batch.track is None else batch.track:
             if not isinstance(fix, tuple):
                 raise TypeError(f"a fix record is a tuple, not {type(fix).__name__}")
@@ -115,7 +117,7 @@ class HeldWrites:
                     order.append((now, vid))
                 tracks[vid] = [fix]
             else:
-                records.append(fix)
+                cython.cast(list, records).append(fix)  # the lists are this class's own
         for vid, deltas in batch.counters.items():
             counter = held_counters.get(vid)
             if counter is None:
@@ -196,26 +198,36 @@ class VehicleIngest:
         verdict (`Plausibility.accept_live`) without the intermediate objects (no Fix, no
         datetime); anything else goes through `_take` itself. Leaves exactly what `_take` of the
         equivalent `feed` result would."""
-        found = batch.counters.get(vehicle_id)
+        # Where compiled, the batch's containers and the counts are typed locals: C calls, where
+        # an attribute's method is a Python call and a dict subclass (stats: a Tally or Counter)
+        # reads an item through a Python-level slot. get-then-set counts as += does on a Counter.
+        if not isinstance(stats, dict):
+            raise TypeError(f"stats is a dict of counts, not {type(stats).__name__}")
+        tally: dict = cython.cast(dict, stats)
+        counters: dict = batch.counters
+        found = counters.get(vehicle_id)
         if found is None:
-            found = batch.counters[vehicle_id] = {}
-        counter: dict = found  # counters are plain dicts: C calls where compiled
+            found = counters[vehicle_id] = {}
+        counter: dict = found  # counters are plain dicts
         counter["sentences_ok"] = counter.get("sentences_ok", 0) + 2
         counter["fix"] = counter.get("fix", 0) + 1
-        stats["nmea:sentences_ok"] += 2
-        stats["nmea:fix"] += 1
+        tally["nmea:sentences_ok"] = tally.get("nmea:sentences_ok", 0) + 2
+        tally["nmea:fix"] = tally.get("nmea:fix", 0) + 1
         t, lat, lon, speed, course, alt, quality, mode, sats, hdop, talker = values
         record = _new(FixRecord, (vehicle_id, t, lat, lon, speed, course, alt, quality, mode, sats, hdop, talker,
                                   True, True))
-        if not self.plausibility.accept_live(record, self.last_live.get(vehicle_id), received_at):
+        last_live: dict = self.last_live
+        if not self.plausibility.accept_live(record, last_live.get(vehicle_id), received_at):
             self._take(vehicle_id, FeedResult([fix_from_values(values)]),
                        datetime.fromtimestamp(received_at, timezone.utc), False, batch, stats)
             return
-        self.last_live[vehicle_id] = record
-        batch.fixes.append(record)
+        last_live[vehicle_id] = record
+        fixes: list = batch.fixes
+        fixes.append(record)
         counter["fix_ok"] = counter.get("fix_ok", 0) + 1
-        stats["fix_ok"] += 1
-        batch.signals.pop(vehicle_id, None)
+        tally["fix_ok"] = tally.get("fix_ok", 0) + 1
+        signals: dict = batch.signals
+        signals.pop(vehicle_id, None)
 
     def flush_idle_backfill(self, now: float, batch: VehicleBatch, stats: collections.Counter) -> None:
         """Complete the pending epoch of backfill streams that went quiet."""
