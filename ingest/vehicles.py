@@ -12,6 +12,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Mapping
 
 import cython
 
@@ -55,12 +56,7 @@ class VehicleBatch:
             if out.track is not None:
                 out.track.extend(batch.fixes if batch.track is None else batch.track)
             for vehicle_id, deltas in batch.counters.items():
-                counter = counters.get(vehicle_id)
-                if counter is None:
-                    counters[vehicle_id] = dict(deltas)
-                else:
-                    for name, n in deltas.items():
-                        counter[name] = counter.get(name, 0) + n
+                _add_counts(counters, vehicle_id, deltas)
             out.seen.update(batch.seen)
             if signals:
                 for fix in batch.fixes:
@@ -75,6 +71,16 @@ class VehicleBatch:
         if counter is None:
             counter = self.counters[vehicle_id] = {}
         counter[name] = counter.get(name, 0) + n
+
+
+def _add_counts(counters: dict, vehicle_id: str, deltas: Mapping[str, int]) -> None:
+    """Add one vehicle's counter deltas to a mapping of vehicle id -> counters (a copy when new)."""
+    counter = counters.get(vehicle_id)
+    if counter is None:
+        counters[vehicle_id] = dict(deltas)
+    else:
+        for name, n in deltas.items():
+            counter[name] = counter.get(name, 0) + n
 
 
 class HeldWrites:
@@ -119,14 +125,9 @@ class HeldWrites:
             else:
                 cython.cast(list, records).append(fix)  # the lists are this class's own
         for vid, deltas in batch.counters.items():
-            counter = held_counters.get(vid)
-            if counter is None:
-                if vid not in tracks:
-                    order.append((now, vid))
-                held_counters[vid] = dict(deltas)
-            else:
-                for name, n in deltas.items():
-                    counter[name] = counter.get(name, 0) + n
+            if vid not in held_counters and vid not in tracks:
+                order.append((now, vid))
+            _add_counts(held_counters, vid, deltas)
         due: list = []
         counters: dict = {}
         limit = now - self.hold_s
