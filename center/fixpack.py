@@ -374,7 +374,8 @@ def _c_unjson(raw: bytes) -> object:
 @cython.cfunc
 @cython.inline
 def _add_track(tracks: dict, fix: Any) -> None:
-    """Add a record (a tuple, checked) to its (vehicle, hour) track's packed records."""
+    """Add a record to its (vehicle, hour) track's packed records (the caller checked that it
+    is a tuple)."""
     packed = _pack_c(fix) if cython.compiled else None
     hour, record = pack_fix(fix) if packed is None else packed
     track = (cython.cast(tuple, fix)[0], hour)
@@ -387,7 +388,8 @@ def _add_track(tracks: dict, fix: Any) -> None:
 
 def prepare(fixes: Iterable[Any], counters: Mapping[str, Mapping[str, int]], seen: Mapping[str, float],
             retention_s: float, signals: Mapping[str, str] | None, indexed: dict | None,
-            known: set | None, track: Iterable[Any] | None = None) -> tuple[list[dict[str, Any]], list | None, list, set]:
+            known: set | None, track: Iterable[Any] | None = None
+            ) -> tuple[list[dict[str, Any]], list | None, list, set]:
     """One batch as `center.store.WRITE_FIXES` takes it: ``(updates, args, new_hours, ids)`` where
     ``updates`` are the live messages, ``args`` the script's arguments (None when there is nothing
     to write), ``new_hours`` the (vehicle, hour) tracks indexed by this write and ``ids`` the
@@ -439,8 +441,8 @@ def prepare(fixes: Iterable[Any], counters: Mapping[str, Mapping[str, int]], see
         if score is not None:
             geo.append(score)
             geo.append(vid)
-        updates.append({"id": vid, "t": row[1], "lat": _rounded(row[2], _DEG_SCALE), "lon": _rounded(row[3], _DEG_SCALE),
-                        "spd": _rounded(row[4], _KMH_SCALE), "crs": row[5]})
+        updates.append({"id": vid, "t": row[1], "lat": _rounded(row[2], _DEG_SCALE),
+                        "lon": _rounded(row[3], _DEG_SCALE), "spd": _rounded(row[4], _KMH_SCALE), "crs": row[5]})
     for vid, when in seen.items():
         if vid not in latest:
             seen_rows.extend((vid, repr(when)))

@@ -246,7 +246,8 @@ class Store(SensorStoreMixin):
 
         Only the newest live fix of each vehicle in the batch moves its latest position; every
         track fix is appended to its hour: those of ``fixes``, or, when ``track`` is given (the
-        ingest holds track records back, see `ingest.vehicles.HeldWrites`), those of ``track``. ``counters`` maps vehicle id to counter deltas.
+        ingest holds track records back, see `ingest.vehicles.HeldWrites`), those of ``track``.
+        ``counters`` maps vehicle id to counter deltas.
         ``indexed``, when given, is the caller's cache of (vehicle, hour) tracks whose index entry
         and expiry are already set: they are set once per hour instead of at every append;
         ``known`` likewise caches the ids already in ``veh:ids``. Both caches are filled only after
