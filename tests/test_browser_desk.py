@@ -2,7 +2,8 @@
 the demo started as real processes. The agent creates a ticket by address search with the keyboard;
 the crew, on a phone-size viewport, accepts it, loses the connection, goes en route and on site
 (queued, shown as 待发送 2), gets the connection back (sent in order) and resolves with a note and
-a photo. No console errors on any page."""
+a photo. No console errors on any page. The phone reaches the demo through a relay the test cuts
+while it is offline (tests/netcut.py)."""
 from __future__ import annotations
 
 import re
@@ -13,6 +14,7 @@ import zlib
 
 import pytest
 
+from tests.netcut import go_offline, go_online, relay_to
 from tests.procs import PASSWORD, start_demo
 from tests.test_browser import ARTIFACTS, PHONE_SCREEN, ConsoleWatch, browser, pytestmark  # noqa: F401  (marks, the chromium fixture)
 
@@ -134,6 +136,14 @@ def test_agent_creates_a_ticket_by_address_search_with_the_keyboard(created):
 
 
 def test_crew_works_the_ticket_through_a_lost_connection(demo, browser, created):
+    relay = relay_to(demo.base)                      # the phone's network, cut while it is offline
+    try:
+        _crew_works_the_ticket(demo, browser, created, relay)
+    finally:
+        relay.close()
+
+
+def _crew_works_the_ticket(demo, browser, created, relay):
     number, road = created
     dispatcher = demo.login("dispatcher")
     _dispatch_to_c01(demo, number, dispatcher)
@@ -154,7 +164,7 @@ def test_crew_works_the_ticket_through_a_lost_connection(demo, browser, created)
     context = browser.new_context(**PHONE_SCREEN)
     page = context.new_page()
     watch = ConsoleWatch(page)
-    _login(page, demo.base, "/field", "crew")
+    _login(page, relay.base, "/field", "crew")
     card = f"article[data-number='{number}']"
     page.wait_for_selector(card, timeout=15_000)
     assert page.get_attribute(card, "data-state") == "dispatched"
@@ -168,8 +178,7 @@ def test_crew_works_the_ticket_through_a_lost_connection(demo, browser, created)
     assert demo.get(f"/api/tickets/{number}", dispatcher)["state"] == "accepted"
     dispatcher_sees("accept")
 
-    context.set_offline(True)
-    page.wait_for_function("!navigator.onLine")
+    go_offline(context, page, relay)
     page.click(f"{card} [data-action=depart]")
     page.wait_for_selector(f"{card}[data-state='en_route']")
     page.click(f"{card} [data-action=arrive]")
@@ -179,7 +188,7 @@ def test_crew_works_the_ticket_through_a_lost_connection(demo, browser, created)
     assert demo.get(f"/api/tickets/{number}", dispatcher)["state"] == "accepted"   # nothing sent yet
     page.screenshot(path=str(ARTIFACTS / "field-offline.png"))
 
-    context.set_offline(False)
+    go_online(context, relay)
     page.wait_for_selector("#pending.hidden", state="attached", timeout=15_000)
     assert demo.get(f"/api/tickets/{number}", dispatcher)["state"] == "on_site"
     events = demo.get(f"/api/tickets/{number}/timeline", dispatcher)["events"]

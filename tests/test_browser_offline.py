@@ -2,7 +2,8 @@
 started as real processes. A crew on a phone-size viewport loads /field (its service worker
 precaches the shell), loses the connection, accepts a ticket (queued), RELOADS the page without a
 connection (served from the cache, the pending action still shown), gets the connection back, and
-the action lands exactly once (the ticket's audit timeline). No console errors. Also: the worker's
+the action lands exactly once (the ticket's audit timeline). No console errors. The browser reaches
+the demo through a relay the test cuts while the phone is offline (tests/netcut.py). Also: the worker's
 headers and precache list match the page, and its cache version follows the deployed files."""
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.netcut import go_offline, go_online, relay_to
 from tests.procs import start_demo
 from tests.test_browser import ARTIFACTS, PHONE_SCREEN, ConsoleWatch, browser, pytestmark  # noqa: F401  (marks, the chromium fixture)
 from tests.test_browser_desk import _dispatch_to_c01, _login
@@ -44,6 +46,14 @@ def number(demo):
     return number
 
 
+@pytest.fixture
+def network(demo):
+    """The phone's network: a relay to the demo that the test cuts."""
+    relay = relay_to(demo.base)
+    yield relay
+    relay.close()
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
         return None
@@ -69,12 +79,12 @@ def _shell_keys(page) -> list[str]:
     }""")
 
 
-def test_field_page_survives_a_reload_offline_and_sends_the_action_once(demo, browser, number):
+def test_field_page_survives_a_reload_offline_and_sends_the_action_once(demo, browser, number, network):
     dispatcher = demo.login("dispatcher")
     context = browser.new_context(**PHONE_SCREEN)
     page = context.new_page()
     watch = ConsoleWatch(page)
-    _login(page, demo.base, "/field", "crew")
+    _login(page, network.base, "/field", "crew")
     card = f"article[data-number='{number}']"
     page.wait_for_selector(card, timeout=15_000)
     page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=15_000)  # installed and claimed
@@ -84,8 +94,7 @@ def test_field_page_survives_a_reload_offline_and_sends_the_action_once(demo, br
     assert {k.split(" ")[1] for k in keys} >= {"/field", "/static/js/field.js", "/static/js/api.js",
                                                "/static/vendor/leaflet/leaflet.js"}
 
-    context.set_offline(True)
-    page.wait_for_function("!navigator.onLine")
+    go_offline(context, page, network)
     page.click(f"{card} [data-action=accept]")
     page.wait_for_selector(f"{card}[data-state='accepted']")
     assert page.text_content("#pending") == "待发送 1"
@@ -103,7 +112,7 @@ def test_field_page_survives_a_reload_offline_and_sends_the_action_once(demo, br
     page.screenshot(path=str(ARTIFACTS / "field-offline-reloaded.png"))
 
     served.clear()
-    context.set_offline(False)
+    go_online(context, network)
     page.wait_for_selector("#pending.hidden", state="attached", timeout=15_000)
     page.wait_for_function("document.body.dataset.loaded === '1'", timeout=15_000)  # fresh from the server
     assert demo.get(f"/api/tickets/{number}", dispatcher)["state"] == "accepted"
