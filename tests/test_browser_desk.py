@@ -14,7 +14,7 @@ import zlib
 
 import pytest
 
-from tests.netcut import go_offline, go_online, relay_to
+from tests.netcut import go_offline, go_online, network  # noqa: F401  (the relay fixture)
 from tests.procs import PASSWORD, start_demo
 from tests.test_browser import ARTIFACTS, PHONE_SCREEN, ConsoleWatch, browser, pytestmark  # noqa: F401  (marks, the chromium fixture)
 
@@ -135,15 +135,7 @@ def test_agent_creates_a_ticket_by_address_search_with_the_keyboard(created):
     assert number.startswith("GD")
 
 
-def test_crew_works_the_ticket_through_a_lost_connection(demo, browser, created):
-    relay = relay_to(demo.base)                      # the phone's network, cut while it is offline
-    try:
-        _crew_works_the_ticket(demo, browser, created, relay)
-    finally:
-        relay.close()
-
-
-def _crew_works_the_ticket(demo, browser, created, relay):
+def test_crew_works_the_ticket_through_a_lost_connection(demo, browser, created, network):
     number, road = created
     dispatcher = demo.login("dispatcher")
     _dispatch_to_c01(demo, number, dispatcher)
@@ -164,7 +156,7 @@ def _crew_works_the_ticket(demo, browser, created, relay):
     context = browser.new_context(**PHONE_SCREEN)
     page = context.new_page()
     watch = ConsoleWatch(page)
-    _login(page, relay.base, "/field", "crew")
+    _login(page, network.base, "/field", "crew")
     card = f"article[data-number='{number}']"
     page.wait_for_selector(card, timeout=15_000)
     assert page.get_attribute(card, "data-state") == "dispatched"
@@ -178,7 +170,7 @@ def _crew_works_the_ticket(demo, browser, created, relay):
     assert demo.get(f"/api/tickets/{number}", dispatcher)["state"] == "accepted"
     dispatcher_sees("accept")
 
-    go_offline(context, page, relay)
+    go_offline(context, page, network)
     page.click(f"{card} [data-action=depart]")
     page.wait_for_selector(f"{card}[data-state='en_route']")
     page.click(f"{card} [data-action=arrive]")
@@ -188,7 +180,7 @@ def _crew_works_the_ticket(demo, browser, created, relay):
     assert demo.get(f"/api/tickets/{number}", dispatcher)["state"] == "accepted"   # nothing sent yet
     page.screenshot(path=str(ARTIFACTS / "field-offline.png"))
 
-    go_online(context, relay)
+    go_online(context, network)
     page.wait_for_selector("#pending.hidden", state="attached", timeout=15_000)
     assert demo.get(f"/api/tickets/{number}", dispatcher)["state"] == "on_site"
     events = demo.get(f"/api/tickets/{number}/timeline", dispatcher)["events"]

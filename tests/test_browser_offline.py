@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.netcut import go_offline, go_online, relay_to
+from tests.netcut import go_offline, go_online, network  # noqa: F401  (the relay fixture)
 from tests.procs import start_demo
 from tests.test_browser import ARTIFACTS, PHONE_SCREEN, ConsoleWatch, browser, pytestmark  # noqa: F401  (marks, the chromium fixture)
 from tests.test_browser_desk import _dispatch_to_c01, _login
@@ -44,14 +44,6 @@ def number(demo):
     number = created["ticket"]["number"]
     _dispatch_to_c01(demo, number, dispatcher)
     return number
-
-
-@pytest.fixture
-def network(demo):
-    """The phone's network: a relay to the demo that the test cuts."""
-    relay = relay_to(demo.base)
-    yield relay
-    relay.close()
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
