@@ -5,7 +5,8 @@ the publisher's own CPU is taken from what it measures: paho spends ~30 µs of P
 (a whole core at 20,000 msg/s on a slow CPU). This client connects once and then writes whole
 rounds of pre-encoded PUBLISH packets with one ``sendall`` each, a microsecond or two per
 message. The broker and the subscribers see ordinary MQTT traffic. Not for product code: no QoS
-1/2, no reconnect, no keepalive (0: the broker never times the connection out).
+1/2, no reconnect, no pings: the keepalive is the longest MQTT allows (KEEPALIVE_S, about 18 h),
+because rumqttd refuses a CONNECT with keepalive 0 (it closes the connection without a CONNACK).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ PUBLISH_QOS0 = 0x30
 CONNECT = 0x10
 CONNACK = 0x20
 DISCONNECT = b"\xe0\x00"
+KEEPALIVE_S = 0xFFFF  # the protocol's maximum; a benchmark run never goes that long without sending
 
 
 def varint(n: int) -> bytes:
@@ -44,12 +46,12 @@ def publish_packet(prefix: bytes, payload: bytes) -> bytes:
 
 
 class RawPublisher:
-    """Connects (clean session, no keepalive), then publishes QoS 0 packets in bulk."""
+    """Connects (clean session, KEEPALIVE_S), then publishes QoS 0 packets in bulk."""
 
     def __init__(self, url: str, client_id: str, timeout: float = 10.0):
         parsed = urlparse(url)
         self.sock = socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 1883), timeout)
-        body = _utf8(b"MQTT") + bytes((4, 0x02)) + (0).to_bytes(2, "big") + _utf8(client_id.encode())
+        body = _utf8(b"MQTT") + bytes((4, 0x02)) + KEEPALIVE_S.to_bytes(2, "big") + _utf8(client_id.encode())
         self.sock.sendall(bytes((CONNECT,)) + varint(len(body)) + body)
         ack = b""
         while len(ack) < 4:
