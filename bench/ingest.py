@@ -83,7 +83,7 @@ class Fleet:
         for _ in range(count):
             lat, lon = 36.0 + rng.random() * 0.6, 119.4 + rng.random() * 0.8
             variants = []
-            for k in range(2):  # two positions ~11 m apart, alternating each second
+            for k in range(2):  # two positions ~11 m apart, alternating each round
                 la, lo = _ddmm(lat + k * 1e-4, 2), _ddmm(lon, 3)
                 gga = f",{la},N,{lo},E,1,10,0.9,45.0,M,6.0,M,,"
                 rmc = f",A,{la},N,{lo},E,21.60,0.0,"
@@ -103,23 +103,46 @@ class Fleet:
         return out
 
 
+class FixClock:
+    """The fix time of each round: the wall clock shifted by ``offset_s``, in the hundredths of a
+    second NMEA carries, and at least a hundredth after the round before (above 5,000 msg/s each
+    vehicle reports several times a second). So the fixes keep the wall clock's pace however fast
+    the rounds go (up to 100 rounds a second), as real receivers do: a round a second of simulated
+    time would run ahead of the clock, and the ingest refuses fixes more than 5 minutes ahead
+    (plausibility ``time_in_future``), which capped a fast ingest's measured rate."""
+
+    def __init__(self, offset_s: float):
+        self.offset_s = offset_s
+        self.last_cs: int | None = None
+
+    def next(self, now: float) -> datetime:
+        """The next round's fix time, the wall clock reading ``now``."""
+        cs = int((now + self.offset_s) * 100)
+        if self.last_cs is not None and cs <= self.last_cs:
+            cs = self.last_cs + 1
+        self.last_cs = cs
+        return datetime.fromtimestamp(cs / 100, timezone.utc)
+
+
 def _publisher(mqtt_url: str, count: int, rate: float | None, duration_s: float, start: float,
                ready, go, sent, ramp: list[float] | None = None, stop=None) -> None:
     """Publish rounds of the fleet (QoS 0): as fast as possible (rate None), paced at ``rate``, or
     paced along ``ramp`` (a rate per RAMP_STEP_S step; ``duration_s`` is then ignored), until
-    ``stop`` is set. Chunks of 250 pre-encoded packets (bench.mqtt_raw: the publisher's CPU is
-    not the consumer's)."""
+    ``stop`` is set. The first round's fixes are of time ``start`` (epoch s), the later ones follow
+    the wall clock (`FixClock`). Chunks of 250 pre-encoded packets (bench.mqtt_raw: the
+    publisher's CPU is not the consumer's)."""
     fleet = Fleet(count)
     prefixes = [topic_prefix(f"fleet/{vid}/nmea") for vid in fleet.ids]
     client = RawPublisher(mqtt_url, f"bench-pub-{os.getpid()}")
     ready.set()
     go.wait()
+    clock = FixClock(start - time.time())
     if ramp:
         duration_s = RAMP_STEP_S * len(ramp)
     began = time.monotonic()
     n, k, owed, step_began, step = 0, 0, 0.0, began, -1
     while time.monotonic() - began < duration_s and not (stop is not None and stop.is_set()):
-        payloads = fleet.round(datetime.fromtimestamp(start + k, timezone.utc), k)
+        payloads = fleet.round(clock.next(time.time()), k)
         for i in range(0, count, 250):
             now = time.monotonic()
             if ramp:
@@ -267,10 +290,14 @@ def _throughput(settings_values, redis_url, mqtt_url, r, *, baseline: str | None
                 samples.append(written())
                 time.sleep(0.25)
             window = [(t, w) for t, w in samples if t >= end - RAMP_STEP_S * 0.65]
-            got = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0]) if len(window) > 1 else 0.0
+            span = window[-1][0] - window[0][0] if window else 0.0
+            # no count taken within the window (the ingest's heartbeat not refreshed): nothing kept up
+            got = (window[-1][1] - window[0][1]) / span if span > 0 else 0.0
             rates.append((offered, got))
             now_forks = _forks(r)
             progress(f"{name}: offered {offered:,.0f} msg/s, written {got:,.0f} msg/s"
+                     + ("" if span > 0 else " (no new count in the step: heartbeat not refreshed)")
+                     + ("" if consumer.is_alive() else f" (consumer exited, code {consumer.exitcode})")
                      + (f" (Redis forked {now_forks - forks} times: AOF rewrite)" if now_forks > forks else ""))
             forks = now_forks
             behind = behind + 1 if got < KEPT_UP * offered else 0

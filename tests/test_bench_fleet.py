@@ -1,0 +1,45 @@
+"""The ingest benchmark's simulated fleet (bench.ingest): what it publishes is what a real fleet
+sends, so every message is a fix the ingest accepts, at any publishing rate of the ramp."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from bench.ingest import Fleet, FixClock
+from ingest.tally import Tally
+from ingest.vehicles import VehicleBatch, VehicleIngest
+
+NOW = 1_796_000_000.0  # 2026-12-01 UTC, a wall clock reading
+
+
+def test_the_fix_clock_follows_the_wall_clock_in_hundredths_and_never_repeats():
+    clock = FixClock(-60.0)
+    assert clock.next(NOW) == datetime.fromtimestamp(NOW - 60, timezone.utc)
+    # rounds faster than a hundredth apart: each still a hundredth after the one before
+    assert clock.next(NOW + 0.001) == datetime.fromtimestamp(NOW - 60 + 0.01, timezone.utc)
+    assert clock.next(NOW + 0.002) == datetime.fromtimestamp(NOW - 60 + 0.02, timezone.utc)
+    # then the wall clock again, whatever was sent before
+    assert clock.next(NOW + 10.257) == datetime.fromtimestamp(NOW - 60 + 10.25, timezone.utc)
+
+
+@pytest.mark.parametrize("rate", [5_000.0, 52_000.0, 88_000.0])
+def test_every_message_of_a_fast_ramp_is_a_fix_the_ingest_accepts(rate):
+    """Vehicles of a 5,000-vehicle fleet reporting ``rate / 5000`` times a second for a simulated
+    ramp long enough that one round a second of fix time would run more than 5 minutes ahead of
+    the clock: every message is a live fix, none rejected (the earlier fleet's fixes turned
+    ``time_in_future`` after about 2.2 million messages, and the measured rate fell to nothing)."""
+    vehicles, period = 20, 5_000 / rate  # a sample of the fleet; seconds between its rounds
+    rounds = int(400 * rate / 5_000) if rate > 5_000 else 400  # 400 s of fix time at a round a second
+    fleet = Fleet(vehicles)
+    ingest, batch, stats = VehicleIngest(), VehicleBatch(), Tally()
+    clock = FixClock(-60.0)
+    for k in range(rounds):
+        now = NOW + k * period
+        for vid, payload in zip(fleet.ids, fleet.round(clock.next(now), k)):
+            ingest.handle(vid, payload, now, False, batch, stats)
+    assert stats["fix_ok"] == vehicles * rounds
+    assert not [name for name in stats if name.startswith(("fix_rejected", "nmea:bad", "nmea:rejected"))], stats
+    assert len(batch.fixes) == vehicles * rounds
+    last = max(record.t for record in batch.fixes)
+    assert NOW + (rounds - 1) * period - 61 <= last <= NOW + (rounds - 1) * period - 59
