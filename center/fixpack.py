@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 
 import cython  # C types where Cython compiles this module (center/accel.py); a no-op module otherwise
 import orjson
-from cython.cimports.libc.math import floor as _floor, fmod as _fmod
+from cython.cimports.libc.math import copysign as _copysign, floor as _floor, fmod as _fmod
 
 TRACK_RECORD = struct.Struct("<IiiHHhBB")
 _dumps = orjson.dumps
@@ -324,6 +324,10 @@ _SEEN_SCALE = cython.declare(cython.double, 1e3)
 @cython.cfunc
 def _fix_text(row: tuple, seen: object) -> str:
     """`fix_text` of a record read as a tuple (a C call from `prepare`)."""
+    if cython.compiled:
+        text = _c_fix_text(row, seen)
+        if text is not None:
+            return text
     values = ((row[1], _rounded(row[2], _DEG_SCALE), _rounded(row[3], _DEG_SCALE), _rounded(row[4], _KMH_SCALE))
               + row[5:12])  # t .. talker (_T:_LIVE)
     if seen is not None:
@@ -358,17 +362,172 @@ def _c_unjson(raw: bytes) -> object:
         if c != 0x22:  # '"'
             stripped[m] = c
             m += 1
+    k: cython.Py_ssize_t = _c_drop_null(stripped, m, out)
+    return cython.cast(cython.p_char, out)[:k].decode("ascii")
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+def _c_drop_null(src: cython.p_uchar, m: cython.Py_ssize_t, out: cython.p_uchar) -> cython.Py_ssize_t:
+    """Copy src[:m] to out without its ``null`` texts, left to right as ``str.replace`` removes
+    them; return the length written."""
     k: cython.Py_ssize_t = 0
-    i = 0
+    i: cython.Py_ssize_t = 0
     while i < m:
-        if (i + 3 < m and stripped[i] == 0x6E and stripped[i + 1] == 0x75 and stripped[i + 2] == 0x6C
-                and stripped[i + 3] == 0x6C):  # 'null'
+        if (i + 3 < m and src[i] == 0x6E and src[i + 1] == 0x75 and src[i + 2] == 0x6C
+                and src[i + 3] == 0x6C):  # 'null'
             i += 4
             continue
-        out[k] = stripped[i]
+        out[k] = src[i]
         k += 1
         i += 1
-    return cython.cast(cython.p_char, out)[:k].decode("ascii")
+    return k
+
+
+# ------------------------------------------------------------------ the latest-fix text, in C
+# `_c_fix_text` writes what ``orjson.dumps`` of the values gives, quotes dropped (the steps of
+# `_fix_text`), straight into a buffer: the fields are None, ints, short ASCII strings and floats
+# on a decimal grid (NMEA's decimals, the rounding of `_rounded`, microseconds of a time), whose
+# shortest round-trip text, orjson's, is that decimal. Any other value gives None (the Python steps).
+
+_TEXT_MAX = cython.declare(cython.Py_ssize_t, 512)
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+def _c_put_digits(out: cython.p_uchar, at: cython.Py_ssize_t, n: cython.ulonglong,
+                  width: cython.int) -> cython.Py_ssize_t:
+    """Write n in decimal, zero-padded to at least ``width`` digits, at out[at]; return the end."""
+    digits: cython.uchar[24]
+    count: cython.int = 0
+    while n > 0 or count < width or count == 0:
+        digits[count] = cython.cast(cython.uchar, 0x30 + n % 10)
+        n //= 10
+        count += 1
+    while count > 0:
+        count -= 1
+        out[at] = digits[count]
+        at += 1
+    return at
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+def _c_put_float(out: cython.p_uchar, at: cython.Py_ssize_t, x: cython.double) -> cython.Py_ssize_t:
+    """Write x as orjson does, where x is zero or lies on a decimal grid of 10**-d (d <= 9) fine
+    enough that the grid's text is its shortest round-trip text: 10**-d above the spacing of
+    doubles at x (|x| < 4e9 for up to 6 decimals, < 4e6 for up to 9) and 1e-5 <= |x| (orjson writes
+    smaller ones with an exponent). The end, or -1 where x is not such a value."""
+    if x == 0.0:
+        if _copysign(1.0, x) < 0.0:
+            out[at] = 0x2D  # '-'
+            at += 1
+        out[at] = 0x30
+        out[at + 1] = 0x2E
+        out[at + 2] = 0x30
+        return at + 3
+    a: cython.double = -x if x < 0.0 else x
+    if not (1e-5 <= a < 4.0e9):  # NaN too
+        return -1
+    scale: cython.double = 1.0
+    n: cython.double
+    d: cython.int
+    for d in range(10):
+        if d > 6 and a >= 4.0e6:
+            return -1
+        n = _floor(a * scale + 0.5)
+        if n / scale == a:  # exactly the decimal n * 10**-d: it reads back as x
+            if x < 0.0:
+                out[at] = 0x2D
+                at += 1
+            whole: cython.ulonglong = cython.cast(cython.ulonglong, n)
+            unit: cython.ulonglong = cython.cast(cython.ulonglong, scale)
+            at = _c_put_digits(out, at, whole // unit, 1)
+            out[at] = 0x2E  # '.'
+            return _c_put_digits(out, at + 1, whole % unit, d if d > 0 else 1)
+        scale *= 10.0
+    return -1
+
+
+@cython.cfunc
+@cython.exceptval(check=False)
+def _c_put_value(out: cython.p_uchar, at: cython.Py_ssize_t, value: object) -> cython.Py_ssize_t:
+    """Write one field as orjson writes it, unquoted (None as ``null``); -1 for a value outside
+    `_c_fix_text`'s kinds or one that would not fit the buffer."""
+    if at > _TEXT_MAX - 32:
+        return -1
+    if value is None:
+        out[at] = 0x6E
+        out[at + 1] = 0x75
+        out[at + 2] = 0x6C
+        out[at + 3] = 0x6C
+        return at + 4
+    kind = type(value)
+    if kind is float:
+        return _c_put_float(out, at, cython.cast(cython.double, value))
+    if kind is int:
+        if not -(1 << 62) < value < (1 << 62):
+            return -1
+        n: cython.longlong = value
+        if n < 0:
+            out[at] = 0x2D
+            return _c_put_digits(out, at + 1, cython.cast(cython.ulonglong, -n), 1)
+        return _c_put_digits(out, at, cython.cast(cython.ulonglong, n), 1)
+    if kind is str:
+        text: str = cython.cast(str, value)
+        if at + len(text) > _TEXT_MAX - 32:
+            return -1
+        c: cython.Py_UCS4
+        for c in text:
+            if c < 0x20 or c > 0x7E or c == 0x22 or c == 0x5C:  # escaped by orjson: '"', '\\'
+                return -1
+            out[at] = cython.cast(cython.uchar, c)
+            at += 1
+        return at
+    return -1
+
+
+@cython.cfunc
+@cython.inline
+@cython.exceptval(check=False)
+def _c_rounded(x: cython.double, scale: cython.double) -> cython.double:
+    """`_rounded` of a float, in C (NaN and infinities as they are)."""
+    y: cython.double = x * scale
+    if not -4.0e15 < y < 4.0e15:
+        return x
+    return _floor(y + 0.5) / scale
+
+
+@cython.cfunc
+def _c_fix_text(row: tuple, seen: object) -> object:
+    """`_fix_text` written in C for the values of `_c_put_value` (None for any other)."""
+    if len(row) < 12:
+        return None
+    text: cython.uchar[512]
+    out: cython.uchar[512]
+    at: cython.Py_ssize_t = 0
+    i: cython.int
+    for i in range(1, 12):  # t .. talker
+        if i > 1:
+            out[at] = 0x2C  # ','
+            at += 1
+        value = row[i]
+        if 2 <= i <= 4 and type(value) is float:  # lat, lon, speed: `_rounded` in C
+            at = _c_put_float(out, at, _c_rounded(value, _KMH_SCALE if i == 4 else _DEG_SCALE))
+        else:
+            at = _c_put_value(out, at, value)
+        if at < 0:
+            return None
+    if seen is not None:
+        out[at] = 0x2C
+        if type(seen) is float:
+            at = _c_put_float(out, at + 1, _c_rounded(seen, _SEEN_SCALE))
+        else:
+            at = _c_put_value(out, at + 1, seen)
+        if at < 0:
+            return None
+    k: cython.Py_ssize_t = _c_drop_null(out, at, text)
+    return cython.cast(cython.p_char, text)[:k].decode("ascii")
 
 
 @cython.cfunc

@@ -379,13 +379,17 @@ def test_the_compiled_utc_seconds_rounds_exact_half_microseconds_to_even():
     assert fixpack.utc_seconds(1 / 128) == 0.007812
 
 
-_TEXT_VALUES = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.integers(-2**63, 2**63 - 1),
+# floats on a decimal grid (n * 10**-d), as NMEA's fields and the rounded values are: the ones the C
+# writer formats itself, up to and beyond the edges of its range (4e9 with 6 decimals, 4e6 with 9)
+_GRID_FLOATS = st.builds(lambda n, d: n / 10 ** d, st.integers(-5 * 10 ** 15, 5 * 10 ** 15), st.integers(0, 10))
+_TEXT_VALUES = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), _GRID_FLOATS,
+                         st.integers(-2**63, 2**63 - 1),
                          st.text(max_size=12), st.sampled_from(["null", "nul", "\"null\"", "n\"ull", "A", "GN", "é"]))
 
 
 @needs_compiled
 @settings(max_examples=2000, deadline=None)
-@given(st.lists(_TEXT_VALUES, min_size=11, max_size=11), st.one_of(st.none(), st.floats()),
+@given(st.lists(_TEXT_VALUES, min_size=11, max_size=11), st.one_of(st.none(), st.floats(), _GRID_FLOATS),
        st.sampled_from(["", "x" * 400]))
 def test_the_compiled_fix_text_matches_python_on_any_values(values, seen, padding):
     """The latest-fix text, formatted in one C pass where compiled: the same text as the Python
@@ -393,6 +397,23 @@ def test_the_compiled_fix_text_matches_python_on_any_values(values, seen, paddin
     record = _record()._replace(**dict(zip(_record()._fields[1:12], values)))._replace(talker=padding + str(values[-1]))
     pure, compiled = PURE["center.fixpack"], COMPILED["center.fixpack"]
     assert compiled.fix_text(record, seen) == pure.fix_text(record, seen)
+
+
+@needs_compiled
+def test_the_compiled_fix_text_writes_decimal_grid_floats_as_orjson_does():
+    """100,000 floats n * 10**-d at every scale the C writer takes, and past its edges (where it
+    leaves the value to orjson), in the fields written as they are (course, altitude, hdop) and
+    the rounded ones: the text is the Python steps' text, float for float."""
+    import random
+
+    rng = random.Random(11)
+    pure, compiled = PURE["center.fixpack"], COMPILED["center.fixpack"]
+    for _ in range(100_000):
+        d = rng.randrange(0, 11)
+        n = rng.randrange(-(10 ** rng.randrange(1, 17)), 10 ** rng.randrange(1, 17))
+        x = n / 10 ** d
+        record = _record()._replace(course_deg=x, alt_m=-x, hdop=x * 10, t=abs(x), lat=x, speed_kmh=x)
+        assert compiled.fix_text(record, abs(x)) == pure.fix_text(record, abs(x)), x
 
 
 @needs_compiled
