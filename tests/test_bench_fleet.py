@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from bench.ingest import Fleet, FixClock
+from bench.ingest import Fleet, FixClock, saturated_steps
 from ingest.tally import Tally
 from ingest.vehicles import VehicleBatch, VehicleIngest
 
@@ -43,3 +43,21 @@ def test_every_message_of_a_fast_ramp_is_a_fix_the_ingest_accepts(rate):
     assert len(batch.fixes) == vehicles * rounds
     last = max(record.t for record in batch.fixes)
     assert NOW + (rounds - 1) * period - 61 <= last <= NOW + (rounds - 1) * period - 59
+
+
+@pytest.mark.parametrize("rates, saturated", [
+    ([], 0),
+    ([(10_000, 9_990)], 0),  # kept up
+    ([(10_000, 5_000)], 0),  # behind in the first step: nothing before to climb from
+    ([(36_000, 36_100), (44_000, 41_000), (52_000, 47_500)], 0),  # behind, still climbing
+    ([(36_000, 36_100), (44_000, 41_000), (52_000, 41_500)], 1),  # behind, within 3 % of its best
+    ([(44_000, 43_900), (52_000, 45_000), (62_000, 44_000)], 2),  # two in a row: the ramp ends
+    ([(44_000, 43_900), (52_000, 45_000), (62_000, 60_500)], 0),  # a dip, then climbing again
+    ([(52_000, 61_000), (62_000, 53_000)], 1),  # a catch-up counts at most at its offered rate
+    ([(52_000, 61_000), (62_000, 54_000)], 0),
+    ([(44_000, 43_900), (74_000, 30_000), (88_000, 0)], 2),  # a consumer that stopped counting
+])
+def test_a_ramp_ends_after_two_saturated_steps_in_a_row(rates, saturated):
+    """Saturated: behind the offered rate and writing no more than 3 % above the best step
+    before (each step counted at most at its offered rate)."""
+    assert saturated_steps(rates) == saturated
