@@ -79,14 +79,17 @@ class Demo:
         return time.monotonic() - started
 
     def dump_stacks(self) -> None:
-        """Ask every process of the demo to print its threads' stacks into the log (SIGUSR1)."""
+        """Ask every ``python -m center`` process of the demo to print its threads' stacks into
+        the log (SIGUSR1). Only those: the embedded rumqttd broker is a Python process too (the
+        iotcore wheel's), and SIGUSR1's default action would end it."""
         try:
             tree = self.tree()
         except psutil.NoSuchProcess:
             return
         for proc in tree:
             with contextlib.suppress(psutil.Error):
-                if "python" in proc.name().lower():
+                command = proc.cmdline()
+                if "python" in proc.name().lower() and command[1:3] == ["-m", "center"]:
                     proc.send_signal(signal.SIGUSR1)
         time.sleep(1.0)
 
