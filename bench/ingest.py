@@ -14,8 +14,8 @@ when on PATH, else rumqttd), the ingest service in its own process, publishers i
   split the payload, take the GGA lat/lon, one pipelined GEOADD per 20 ms; ``ingest_nmea_ratio``
   = ours / it. Both figures are the median of BENCH_REPEAT ramps (default 3), the ingest's and
   the minimal loop's taken in turn, so that neither a slow phase of the machine nor one lucky
-  ramp sets the ratio; every ramp's figure is shown on stderr. The minimal loop receives through our own MQTT reader, as the ingest does, so the
-  ratio compares everything after the reader. ``ingest_baseline_paho_msgs_per_s``: the same loop
+  ramp sets the ratio; every ramp's figure is shown on stderr. The minimal loop receives through
+  our own MQTT reader, as the ingest does, so the ratio compares everything after the reader. ``ingest_baseline_paho_msgs_per_s``: the same loop
   on paho-mqtt's own client and ``on_message`` callback, for reference.
 - ``ingest_{consumer,redis,broker,publisher}_cpu_us_per_msg``: CPU time of each process per
   message written while our ingest takes 14,000 msg/s: where a message's cost goes;

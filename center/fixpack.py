@@ -301,16 +301,24 @@ def fix_text(fix: Any, seen: float | None = None) -> str:
 
 @cython.cfunc
 @cython.inline
+@cython.exceptval(check=False)
+def _c_rounded(x: cython.double, scale: cython.double) -> cython.double:
+    """A float rounded to the nearest 1/scale (halves up); NaN, infinities and magnitudes beyond
+    exact integers as they are."""
+    y: cython.double = x * scale
+    if not -4.0e15 < y < 4.0e15:
+        return x
+    return _floor(y + 0.5) / scale
+
+
+@cython.cfunc
+@cython.inline
 def _rounded(value: object, scale: cython.double) -> object:
     """A plain float rounded to the nearest 1/scale (halves up), as the latest fix stores it;
     anything else (None, NaN, infinities, magnitudes beyond exact integers) as it is."""
     if type(value) is not float:
         return value
-    x: cython.double = value
-    y: cython.double = x * scale
-    if not -4.0e15 < y < 4.0e15:
-        return value
-    return _floor(y + 0.5) / scale
+    return _c_rounded(value, scale)
 
 
 # The latest fix's stored precision: a decimal is as long as its digits (orjson writes the
@@ -485,17 +493,6 @@ def _c_put_value(out: cython.p_uchar, at: cython.Py_ssize_t, value: object) -> c
             at += 1
         return at
     return -1
-
-
-@cython.cfunc
-@cython.inline
-@cython.exceptval(check=False)
-def _c_rounded(x: cython.double, scale: cython.double) -> cython.double:
-    """`_rounded` of a float, in C (NaN and infinities as they are)."""
-    y: cython.double = x * scale
-    if not -4.0e15 < y < 4.0e15:
-        return x
-    return _floor(y + 0.5) / scale
 
 
 @cython.cfunc
