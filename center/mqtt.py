@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
-from urllib.parse import urlparse
+from urllib.parse import quote, unquote, urlparse
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -202,6 +202,50 @@ class Will:
     retain: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """PEM files for mqtts://: the CA that signed the broker's certificate (empty: the system's
+    CAs) and an optional client certificate and key."""
+
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+
+    @classmethod
+    def from_settings(cls, settings) -> "TlsFiles":
+        """MQTT_CA_FILE, MQTT_CERT_FILE and MQTT_KEY_FILE."""
+        return cls(settings.MQTT_CA_FILE, settings.MQTT_CERT_FILE, settings.MQTT_KEY_FILE)
+
+
+def with_credentials(url: str, username: str, password: str) -> str:
+    """``url`` (mqtt:// or mqtts://) with these credentials in it, percent-encoded (replacing any)."""
+    parsed = urlparse(url)
+    host = parsed.hostname or "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{quote(username, safe='')}:{quote(password, safe='')}@{host}"
+    if parsed.port:
+        netloc += f":{parsed.port}"
+    return parsed._replace(netloc=netloc).geturl()
+
+
+def without_credentials(url: str) -> str:
+    """``url`` with any user:password removed (for logs and for deriving a device URL)."""
+    parsed = urlparse(url)
+    netloc = parsed.netloc.rpartition("@")[2]
+    return parsed._replace(netloc=netloc).geturl()
+
+
+def device_url(settings, username: str, password: str) -> str:
+    """The broker URL a device uses, with its credentials: MQTT_DEVICE_URL, else MQTT_URL's
+    scheme, host and port (for the embedded broker the owner of the servers sets
+    MQTT_DEVICE_URL to its device listener). Devices connect with client id == username."""
+    base = settings.MQTT_DEVICE_URL or without_credentials(settings.MQTT_URL)
+    if not base:
+        raise ValueError("no broker URL for devices: set MQTT_DEVICE_URL or MQTT_URL")
+    return with_credentials(base, username, password)
+
+
 Handler = Callable[[list[ReceivedMessage]], None]
 READ_PACKETS = 200
 DRAIN_CHUNK = 500
@@ -212,17 +256,22 @@ RECONNECT_MAX_S = 30.0
 
 
 class MqttClient:
-    """A reconnecting MQTT 3.1.1 client (works with mosquitto, rumqttd and EMQX alike)."""
+    """A reconnecting MQTT 3.1.1 client (works with mosquitto, amqtt and EMQX alike).
+
+    Credentials come in the URL (mqtt://user:pass@host:port, percent-encoded); mqtts:// connects
+    over TLS, verifying the broker's certificate against ``tls.ca_file`` (else the system's
+    CAs) and presenting ``tls.cert_file`` / ``tls.key_file`` when given."""
 
     def __init__(self, url: str, client_id: str, *, on_messages: Handler | None = None,
                  loop: asyncio.AbstractEventLoop | None = None, will: Will | None = None,
                  keepalive: int = 30, on_connection: Callable[[bool], None] | None = None,
-                 ready: Callable[[], bool] | None = None):
+                 ready: Callable[[], bool] | None = None, tls: TlsFiles | None = None):
         parsed = urlparse(url)
-        if parsed.scheme not in ("mqtt", "tcp", ""):
-            raise ValueError(f"unsupported MQTT URL scheme in {url!r} (use mqtt://host:port)")
+        if parsed.scheme not in ("mqtt", "tcp", "", "mqtts", "ssl"):
+            raise ValueError(f"unsupported MQTT URL scheme in {url!r} (use mqtt://host:port or mqtts://)")
+        secure = parsed.scheme in ("mqtts", "ssl")
         self.host = parsed.hostname or "127.0.0.1"
-        self.port = parsed.port or 1883
+        self.port = parsed.port or (8883 if secure else 1883)
         self.client_id = client_id
         self._handler = on_messages
         self._loop = loop
@@ -234,10 +283,18 @@ class MqttClient:
         self._stopping = False
         self.connects = 0
         self.disconnects = 0
-        self._client = _PahoClient(CallbackAPIVersion.VERSION2, client_id=client_id,
-                                   protocol=paho.MQTTv311, clean_session=True)
+        # TLS: paho's own socket handling (the buffered fast reader wraps plain TCP sockets only;
+        # an SSLSocket keeps its own buffer, which paho asks through pending())
+        client_class = paho.Client if secure else _PahoClient
+        self._client = client_class(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                    protocol=paho.MQTTv311, clean_session=True)
+        if secure:
+            tls = tls or TlsFiles()
+            self._client.tls_set(ca_certs=tls.ca_file or None, certfile=tls.cert_file or None,
+                                 keyfile=tls.key_file or None)
         if parsed.username:
-            self._client.username_pw_set(parsed.username, parsed.password)
+            self._client.username_pw_set(unquote(parsed.username),
+                                         None if parsed.password is None else unquote(parsed.password))
         if will is not None:
             self._client.will_set(will.topic, will.payload, will.qos, will.retain)
         self._client.max_queued_messages_set(0)
@@ -246,7 +303,8 @@ class MqttClient:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
-        self._client.fast_publish = self._receive
+        if isinstance(self._client, _PahoClient):
+            self._client.fast_publish = self._receive
         self._keepalive = keepalive
         self._driver = _LoopDriver(self, loop) if loop is not None else None
 
