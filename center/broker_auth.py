@@ -20,8 +20,6 @@ from pathlib import Path
 
 HASH_ITERATIONS = 101  # what mosquitto_passwd 2.0 writes
 SALT_BYTES = 12
-PASSWORD_FILE = "mosquitto.passwd"
-ACL_FILE = "mosquitto.acl"
 
 
 def hash_password(password: str, *, iterations: int = HASH_ITERATIONS, salt: bytes | None = None) -> str:
@@ -178,3 +176,46 @@ def allowed(rules: list[AclRule], topic: str, access: str, *, subscription: bool
     """True when a rule grants ``access`` (``read`` or ``write``) on ``topic``."""
     check = filter_covered if subscription else topic_matches
     return any(rule.access in (access, "readwrite") and check(rule.pattern, topic) for rule in rules)
+
+
+SPARKPLUG_NODE_PUBLISH = ("NBIRTH", "NDATA", "NDEATH")
+SPARKPLUG_DEVICE_PUBLISH = ("DBIRTH", "DDATA", "DDEATH")
+
+
+def device_rules(device) -> list[AclRule]:
+    """What a device (``center.store_devices.Device``) may do: a vehicle publishes only under
+    ``fleet/<id>/``; a gateway only ``scada/<its sensors>/...`` and, with ``sparkplug``, its own
+    edge node's births, data and deaths in any group, and it reads the commands sent to it."""
+    did = device.device_id
+    if device.kind == "vehicle":
+        return [AclRule("write", f"fleet/{did}/#")]
+    rules = [AclRule("write", f"scada/{sensor}/#") for sensor in device.sensors]
+    if device.sparkplug:
+        rules += [AclRule("write", f"spBv1.0/+/{kind}/{did}") for kind in SPARKPLUG_NODE_PUBLISH]
+        rules += [AclRule("write", f"spBv1.0/+/{kind}/{did}/#") for kind in SPARKPLUG_DEVICE_PUBLISH]
+        rules += [AclRule("read", f"spBv1.0/+/NCMD/{did}"), AclRule("read", f"spBv1.0/+/DCMD/{did}/#")]
+    return rules
+
+
+def render(devices, center: tuple[str, str] | None = None) -> BrokerAuth:
+    """The accounts and ACLs for the active ``devices`` and, if given, the center's superuser
+    account ``(username, $7$ hash)`` (``topic readwrite #``)."""
+    auth = BrokerAuth()
+    for device in devices:
+        if not device.active or (center is not None and device.device_id == center[0]):
+            continue
+        auth.passwords[device.device_id] = device.password_hash
+        auth.acls[device.device_id] = device_rules(device)
+    if center is not None:
+        auth.passwords[center[0]] = center[1]
+        auth.acls[center[0]] = [AclRule("readwrite", "#")]
+    return auth
+
+
+def write_files(directory: Path, auth: BrokerAuth, *, prefix: str = "mosquitto") -> bool:
+    """Write ``<prefix>.passwd`` and ``<prefix>.acl`` under ``directory`` (mode 600); True when
+    either changed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    changed = write_private(directory / f"{prefix}.passwd", auth.password_text())
+    return write_private(directory / f"{prefix}.acl", auth.acl_text()) or changed

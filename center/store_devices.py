@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 DEVICES = "dev:all"
 REVISION = "dev:rev"
-DEVICE_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+# no ":" (the separator of mosquitto's password file), no "/", "+", "#" (topic syntax)
+DEVICE_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 KINDS = ("vehicle", "gateway")
 
 
@@ -33,7 +34,7 @@ def valid_device_id(device_id: str) -> bool:
 @dataclass(frozen=True)
 class Device:
     """A device's broker account: what it may publish follows from ``kind`` (see
-    center/broker_acl.py)."""
+    center/broker_auth.py device_rules)."""
 
     device_id: str            # = the MQTT username (a vehicle id, or a gateway / Sparkplug edge-node id)
     kind: str                 # "vehicle" | "gateway"
