@@ -24,12 +24,13 @@ from web.handlers import admin, auth, desk, health, ingest_stats, layers, live, 
 from web.handlers import dispatch as dispatch_handlers, police as police_handlers
 from web.handlers import hotspots
 from web.handlers import reports
+from web.handlers import devices as device_handlers
 from web.live import LiveFeed, vehicle_crews_of
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
-HANDLER_MODULES = (auth, health, pages, vehicles, layers, live, sensors, ingest_stats, tickets, desk, admin, openapi, dispatch_handlers, police_handlers, hotspots, reports)
+HANDLER_MODULES = (auth, health, pages, vehicles, layers, live, sensors, ingest_stats, tickets, desk, admin, openapi, dispatch_handlers, police_handlers, hotspots, reports, device_handlers)
 SERVICES_WATCHED = ("web", "ingest", "simulate", "dispatch")
 
 
