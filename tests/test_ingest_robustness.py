@@ -86,10 +86,10 @@ async def _fix_ok(store, vid, n):
 @pytest.mark.allow_logged_errors
 async def test_broker_restart_reconnects_and_resubscribes(tmp_path, redis_url):
     port = free_port()
-    mqtt_url = f"mqtt://127.0.0.1:{port}"
+    server = start_broker(tmp_path, port=port)
+    mqtt_url = server.url  # the center's account: the same password after the restart (kept in tmp_path)
     t = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=20)
-    async with _rig(tmp_path, redis_url, mqtt_url, "restart-pub",
-                    server=start_broker(tmp_path, port=port)) as rig:
+    async with _rig(tmp_path, redis_url, mqtt_url, "restart-pub", server=server) as rig:
         ingest, store, pub = rig.ingest, rig.store, rig.pub
         pub.publish("fleet/B1/nmea", _burst(t, 36.38, 119.75), qos=1)
         await wait_for(lambda: _fix_ok(store, "B1", 1), timeout=10)
