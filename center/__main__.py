@@ -110,6 +110,27 @@ async def _crew_accounts(store, profile, password: str) -> list[str]:
     return created
 
 
+async def _demo_devices(store, settings, profile) -> dict[str, str]:
+    """MQTT credentials for the simulated devices (vehicles, the SCADA gateway, Sparkplug edge
+    nodes), issued once; their secrets in DATA_DIR/run/sim-devices.json (mode 600) for `simulate`,
+    rotated when that file is lost. The fleet and sensor registries are filled first (as web and
+    ingest do at their start) so that the credentials can be checked against them."""
+    import time
+
+    from center.store_admin import FleetStore
+    from gis.layers import load_profile
+    from ingest.service import publish_registry
+    from services.crews import crews_from_city, seed_items
+    from services.devices import DeviceService, seed_demo_devices, sim_devices_path
+    from simulators.run import simulated_devices
+
+    city = await asyncio.to_thread(load_profile, profile)
+    await FleetStore(store.redis).seed(seed_items(crews_from_city(city), time.time()), time.time())
+    await publish_registry(settings, store)
+    return await seed_demo_devices(DeviceService(store.redis), simulated_devices(city, settings),
+                                   sim_devices_path(settings.data_dir))
+
+
 async def _demo(settings) -> int:
     from center.city import ensure_city
     from center.supervisor import Supervisor
@@ -128,6 +149,7 @@ async def _demo(settings) -> int:
         try:
             created = await bootstrap_accounts(store, settings, demo=True)
             crews = await _crew_accounts(store, profile, demo_password)
+            devices = await _demo_devices(store, settings, profile)
         finally:
             await store.close()
         if "agent" in created:
@@ -141,6 +163,8 @@ async def _demo(settings) -> int:
         if crews:
             print(f"crew accounts: {', '.join(crews)} (same password)", flush=True)
         print(f"110 side: {settings.POLICE_URL}", flush=True)
+        if devices:
+            print(f"simulated devices: {', '.join(f'{k} {v}' for k, v in sorted(devices.items()))}", flush=True)
 
     def ready(ok: bool) -> None:
         url = f"http://{settings.HTTP_HOST}:{settings.HTTP_PORT}/"

@@ -194,19 +194,23 @@ def read_secrets(path: Path) -> dict[str, str]:
         return {}
 
 
-def write_secrets(path: Path, secrets: dict[str, str], extra: dict[str, Any]) -> None:
+def sim_devices_path(data_dir: Path) -> Path:
+    """Where the demo keeps its simulated devices' secrets: DATA_DIR/run/sim-devices.json."""
+    return Path(data_dir) / "run" / "sim-devices.json"
+
+
+def write_secrets(path: Path, secrets: dict[str, str]) -> None:
     """Write the demo's device file atomically with mode 600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
-        out.write(orjson.dumps({**extra, "devices": dict(sorted(secrets.items()))}, option=orjson.OPT_INDENT_2))
+        out.write(orjson.dumps({"devices": dict(sorted(secrets.items()))}, option=orjson.OPT_INDENT_2))
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
 
 
-async def seed_demo_devices(service: DeviceService, wanted: Iterable[Wanted], path: Path,
-                            extra: dict[str, Any] | None = None) -> dict[str, str]:
+async def seed_demo_devices(service: DeviceService, wanted: Iterable[Wanted], path: Path) -> dict[str, str]:
     """Credentials for the demo's simulated devices, issued once: a device without one is issued,
     one whose secret the file lacks or no longer matches is rotated, a revoked one stays revoked
     (an administrator's decision). Writes the secrets to ``path`` (mode 600); returns what was
@@ -233,5 +237,5 @@ async def seed_demo_devices(service: DeviceService, wanted: Iterable[Wanted], pa
             log.warning("demo: no credential for simulated device %s: %s", want.device_id, exc.message)
             done[want.device_id] = f"refused: {exc.code}"
     if secrets != known or not path.exists():
-        write_secrets(path, secrets, extra or {})
+        write_secrets(path, secrets)
     return done

@@ -34,6 +34,39 @@ from simulators.vehicles import make_fleet, roadnet_of, run_fleet
 log = logging.getLogger(__name__)
 REAL_POLICE_DELAYS_S = (60.0, 300.0, 600.0, 1800.0)  # received, dispatched, on scene, closed
 REAL_POLICE_TRANSFER_EVERY_S = 7200.0
+SCADA_GATEWAY = "SCADA-GW1"  # the device id the JSON sensors' shared connection logs in as
+
+
+def simulated_devices(city, settings) -> list:
+    """The devices ``simulate`` runs, as the demo issues their credentials (``services.devices.Wanted``):
+    each simulated vehicle of the city, the SCADA gateway of the JSON sensors, and each Sparkplug
+    edge node of the sensor simulator."""
+    from services.devices import Wanted
+    from simulators.sensors import SensorSimulator, specs_from_city
+
+    wanted = [Wanted("vehicle", str(v)) for v in list(city.crews["vehicle_id"])[:settings.SIM_VEHICLES]]
+    if settings.SIM_SENSORS:
+        sensors = SensorSimulator(specs_from_city(city), publish=lambda *message: None)
+        plain = tuple(sorted(sid for sid in sensors.sensors if sid not in sensors.node_of))
+        if plain:
+            wanted.append(Wanted("gateway", SCADA_GATEWAY, plain))
+        wanted += [Wanted("gateway", node, (), True) for node in sensors.nodes]
+    return wanted
+
+
+def device_urls(settings, mqtt_url: str) -> dict[str, str]:
+    """device id -> broker URL with its credentials, from the secrets the demo issued its simulated
+    devices (``services.devices.sim_devices_path``); empty without that file (the simulators then
+    use ``mqtt_url`` as they are given it)."""
+    from center.mqtt import device_url
+    from services.devices import read_secrets, sim_devices_path
+
+    secrets = read_secrets(sim_devices_path(settings.data_dir))
+    if not secrets:
+        return {}
+    if not (settings.MQTT_DEVICE_URL or settings.MQTT_URL):
+        settings = settings.with_values(MQTT_URL=mqtt_url)
+    return {device_id: device_url(settings, device_id, secret) for device_id, secret in secrets.items()}
 
 
 async def _heartbeat(redis_url: str, stats: dict[str, Any]) -> None:
@@ -72,10 +105,12 @@ def _router(city):
 class LivingCity:
     """The running simulators of one demo city and their shared simulated clock."""
 
-    def __init__(self, settings, mqtt_url: str, city, stop: asyncio.Event):
+    def __init__(self, settings, mqtt_url: str, city, stop: asyncio.Event, devices: dict[str, str] | None = None):
         from simulators.sensors import SimClock
 
         self.settings, self.mqtt_url, self.city, self.stop = settings, mqtt_url, city, stop
+        self.devices = devices or {}  # device id -> broker URL with its credentials
+        self.injector = None  # the scenario's own connection for faults it injects, when devices log in
         self.clock = SimClock(speedup=settings.SIM_SPEEDUP)
         self.seed = settings.SIM_SEED
         host = settings.HTTP_HOST if settings.HTTP_HOST not in ("0.0.0.0", "::", "") else "127.0.0.1"
@@ -95,7 +130,8 @@ class LivingCity:
         """The sensor simulator on its own MQTT connections, listening for scenario commands."""
         from simulators.sensors import MqttTransport, SensorSimulator, listen_for_commands, run, specs_from_city
 
-        transport = await asyncio.to_thread(MqttTransport, self.mqtt_url, f"sim-sensors-{os.getpid()}")
+        transport = await asyncio.to_thread(lambda: MqttTransport(
+            self.mqtt_url, f"sim-sensors-{os.getpid()}", device_urls=self.devices, gateway=SCADA_GATEWAY))
         await asyncio.to_thread(transport.wait_connected, 15)
         self.transport = transport
         self.sensors = SensorSimulator(specs_from_city(self.city), publish=transport.publish, seed=self.seed,
@@ -194,10 +230,17 @@ class LivingCity:
             return
         scenario = dataclasses.replace(scenario, speedup=self.clock.speedup, start=None)
         agent = self._api("agent") if self.settings.DEMO_PASSWORD else None
+        publish = self.transport.publish if self.transport else None
+        if self.devices:  # the sensors log in as a gateway, which may not write a vehicle's faults
+            from center.mqtt import MqttClient
+
+            self.injector = MqttClient(self.mqtt_url, f"sim-scenario-{os.getpid()}")
+            self.injector.start()
+            publish = self.injector.publish
         runner = ScenarioRunner(scenario, areas=self.areas, seed=self.seed, post=agent.post if agent else None,
                                 sensor_hook=self.sensors.apply if self.sensors else None,
                                 police_control=self.police.set_mode if self.police else None,
-                                publish=self.transport.publish if self.transport else None,
+                                publish=publish,
                                 vehicle_positions=vehicle_positions, clock=self.clock, zone=self.settings.TIME_ZONE)
         if self.generator is not None:
             runner.callers = self.generator  # the background goes on inside the scenario
@@ -264,6 +307,8 @@ class LivingCity:
             self.sensors.close()
         if self.transport is not None:
             self.transport.stop()
+        if self.injector is not None:
+            self.injector.stop()
 
 
 async def serve(settings, mqtt_url: str, profile: Path, stop: asyncio.Event | None = None,
@@ -279,7 +324,14 @@ async def serve(settings, mqtt_url: str, profile: Path, stop: asyncio.Event | No
     count = settings.SIM_VEHICLES
     ids = ids[:count] + [f"S{i:05d}" for i in range(len(ids), count)]
     fleet = make_fleet(net, ids, rng, starts=starts)
-    city = LivingCity(settings, mqtt_url, city_layers, stop)
+    devices = device_urls(settings, mqtt_url)
+    if devices:
+        log.info("simulate: %d simulated devices log in with their own credentials", len(devices))
+    missing = [vid for vid in ids if devices and vid not in devices]
+    if missing:
+        log.warning("simulate: no device credential for vehicles %s; they use the simulators' own account",
+                    ", ".join(missing[:10]) + (" …" if len(missing) > 10 else ""))
+    city = LivingCity(settings, mqtt_url, city_layers, stop, devices)
     city.stats["vehicles"] = len(fleet)
     log.info("simulate: %d vehicles at %.1f Hz", len(fleet), settings.SIM_RATE_HZ)
     beat = asyncio.create_task(_heartbeat(redis_url, city.stats)) if redis_url else None
@@ -305,7 +357,7 @@ async def serve(settings, mqtt_url: str, profile: Path, stop: asyncio.Event | No
 
         await run_fleet(mqtt_url, net, fleet, rate_hz=settings.SIM_RATE_HZ, seed=settings.SIM_SEED, stop=stop,
                         tunnels_per_hour=settings.SIM_TUNNELS_PER_HOUR,
-                        on_tick=tick)
+                        on_tick=tick, device_urls=devices)
     finally:
         await city.close()
         if beat:

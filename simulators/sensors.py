@@ -29,7 +29,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Callable, Iterable, Mapping, Protocol, Sequence
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -449,13 +449,20 @@ class SimClock:
 
 
 class MqttTransport:
-    """One shared MQTT connection for JSON readings and one per Sparkplug edge node (with its will)."""
+    """One shared MQTT connection for JSON readings and one per Sparkplug edge node (with its will).
 
-    def __init__(self, mqtt_url: str, client_prefix: str = "sim-sensors"):
+    ``device_urls``: device id -> broker URL with that device's credentials. The shared connection
+    logs in as the SCADA gateway ``gateway`` and each edge node as itself (client id = device id)
+    when they have one; otherwise they use ``mqtt_url`` with ``client_prefix`` client ids."""
+
+    def __init__(self, mqtt_url: str, client_prefix: str = "sim-sensors", *,
+                 device_urls: Mapping[str, str] | None = None, gateway: str = ""):
         from center.mqtt import MqttClient
 
         self._url, self._prefix = mqtt_url, client_prefix
-        self.shared = MqttClient(mqtt_url, client_prefix)
+        self._devices = dict(device_urls or {})
+        own = self._devices.get(gateway) if gateway else None
+        self.shared = MqttClient(own or mqtt_url, gateway if own else client_prefix)
         self.shared.start()
         self.links: list = []
 
@@ -467,7 +474,8 @@ class MqttTransport:
         """A new connection for an edge node, its NDEATH as the will; blocks until connected."""
         from center.mqtt import MqttClient, Will
 
-        client = MqttClient(self._url, f"{self._prefix}-{edge_node}",
+        own = self._devices.get(edge_node)
+        client = MqttClient(own or self._url, edge_node if own else f"{self._prefix}-{edge_node}",
                             will=Will(will_topic, will_payload, qos=1, retain=False))
         client.start()
         client.wait_connected(10)

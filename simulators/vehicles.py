@@ -19,7 +19,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -414,19 +414,27 @@ def roadnet_of(city) -> tuple[RoadNet, list[str], list[tuple[float, float]]]:
 
 async def run_fleet(mqtt_url: str, net: RoadNet, fleet: list[SimVehicle], *, rate_hz: float = 1.0,
                     seed: int = 1, per_vehicle_connections: bool | None = None,
-                    stop: asyncio.Event | None = None, on_tick=None, tunnels_per_hour: float = 0.0) -> int:
+                    stop: asyncio.Event | None = None, on_tick=None, tunnels_per_hour: float = 0.0,
+                    device_urls: Mapping[str, str] | None = None) -> int:
     """Drive and publish until ``stop`` is set; returns the number of messages published.
 
-    ``tunnels_per_hour``: how often, on average, a vehicle loses its fix for a while."""
+    ``tunnels_per_hour``: how often, on average, a vehicle loses its fix for a while.
+    ``device_urls``: vehicle id -> broker URL with that vehicle's device credentials; such a
+    vehicle connects on its own, as itself (client id = vehicle id). The others use ``mqtt_url``
+    as ``sim-<id>`` (or one shared connection for a large fleet)."""
     from center.mqtt import MqttClient, Will
 
     stop = stop or asyncio.Event()
     rng = random.Random(seed)
+    device_urls = device_urls or {}
     per_vehicle = len(fleet) <= 200 if per_vehicle_connections is None else per_vehicle_connections
+    per_vehicle = per_vehicle or bool(device_urls)
     clients: dict[str, MqttClient] = {}
     if per_vehicle:
         for v in fleet:
-            client = MqttClient(mqtt_url, f"sim-{v.vehicle_id}", will=Will(f"fleet/{v.vehicle_id}/status", b"offline"))
+            own = device_urls.get(v.vehicle_id)
+            client = MqttClient(own or mqtt_url, v.vehicle_id if own else f"sim-{v.vehicle_id}",
+                                will=Will(f"fleet/{v.vehicle_id}/status", b"offline"))
             client.start()
             clients[v.vehicle_id] = client
     else:

@@ -359,13 +359,12 @@ async def test_the_demo_seeds_its_simulated_devices_once(tmp_path, redis_url):
         wanted = [Wanted("vehicle", "V01"), Wanted("vehicle", "V02"), Wanted("vehicle", "V77"),
                   Wanted("gateway", "SCADA-GW1", ("P001", "P002")), Wanted("gateway", "SUB01", (), True)]
         path = tmp_path / "run" / "sim-devices.json"
-        done = await seed_demo_devices(service, wanted, path, {"scada_gateway": "SCADA-GW1"})
+        done = await seed_demo_devices(service, wanted, path)
         assert done == {"V01": "issued", "V02": "issued", "SCADA-GW1": "issued", "SUB01": "issued",
                         "V77": "refused: unknown_vehicle"}
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         secrets = read_secrets(path)
         assert set(secrets) == {"V01", "V02", "SCADA-GW1", "SUB01"}
-        assert orjson.loads(path.read_bytes())["scada_gateway"] == "SCADA-GW1"
         devices = DeviceStore(store.redis)
         for device_id, secret in secrets.items():
             assert verify_password(secret, (await devices.get(device_id)).password_hash)
