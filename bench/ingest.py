@@ -2,7 +2,7 @@
 load, and the ingest process's memory with 10,000 live vehicles.
 
 Every figure comes from real processes: embedded Redis and MQTT broker started here (mosquitto
-when on PATH, else rumqttd), the ingest service in its own process, publishers in others.
+when on PATH, else amqtt), the ingest service in its own process, publishers in others.
 
 - ``ingest_nmea_msgs_per_s``: 5,000 vehicles, one GGA+RMC payload per message, QoS 0. The
   publisher (bench.mqtt_raw: pre-encoded packets, so its CPU is not taken from the consumer) steps
@@ -39,7 +39,7 @@ from datetime import datetime, timezone
 from functools import reduce
 from operator import xor
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import orjson
 import psutil
@@ -194,6 +194,8 @@ def _baseline(redis_url: str, mqtt_url: str, reader: str = "fast") -> None:
         paho = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-baseline-{os.getpid()}")
         paho.on_connect = lambda c, userdata, flags, rc, props: c.subscribe("fleet/+/nmea", qos=0)
         paho.on_message = lambda c, userdata, msg: pending.append(msg)
+        if url.username:
+            paho.username_pw_set(unquote(url.username), unquote(url.password or ""))
         paho.connect(url.hostname, url.port or 1883)
         paho.loop_start()
     r = redis.Redis.from_url(redis_url)
@@ -470,7 +472,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     redis_proc = start_redis(tmp / "redis")
     broker = start_broker(tmp / "broker")
-    broker_name = "mosquitto" if shutil.which("mosquitto") else "rumqttd"
+    broker_name = broker.name
     progress(f"ingest_broker: {broker_name}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     import ingest.vehicles
     from center.accel import is_compiled

@@ -6,13 +6,14 @@ the publisher's own CPU is taken from what it measures: paho spends ~30 µs of P
 rounds of pre-encoded PUBLISH packets with one ``sendall`` each, a microsecond or two per
 message. The broker and the subscribers see ordinary MQTT traffic. Not for product code: no QoS
 1/2, no reconnect, no pings: the keepalive is the longest MQTT allows (KEEPALIVE_S, about 18 h),
-because rumqttd refuses a CONNECT with keepalive 0 (it closes the connection without a CONNACK).
+because some brokers refuse a CONNECT with keepalive 0 (rumqttd closed the connection without a
+CONNACK). Credentials come from the URL (mqtt://user:pass@host:port), as for MqttClient.
 """
 from __future__ import annotations
 
 import socket
 from typing import Iterable
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 PUBLISH_QOS0 = 0x30
 CONNECT = 0x10
@@ -51,7 +52,14 @@ class RawPublisher:
     def __init__(self, url: str, client_id: str, timeout: float = 10.0):
         parsed = urlparse(url)
         self.sock = socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 1883), timeout)
-        body = _utf8(b"MQTT") + bytes((4, 0x02)) + KEEPALIVE_S.to_bytes(2, "big") + _utf8(client_id.encode())
+        flags, login = 0x02, b""  # clean session; user name and password when the URL has them
+        if parsed.username:
+            flags |= 0x80 | (0x40 if parsed.password is not None else 0)
+            login = _utf8(unquote(parsed.username).encode())
+            if parsed.password is not None:
+                login += _utf8(unquote(parsed.password).encode())
+        body = (_utf8(b"MQTT") + bytes((4, flags)) + KEEPALIVE_S.to_bytes(2, "big") + _utf8(client_id.encode())
+                + login)
         self.sock.sendall(bytes((CONNECT,)) + varint(len(body)) + body)
         ack = b""
         while len(ack) < 4:
