@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -216,6 +217,13 @@ class TlsFiles:
         """MQTT_CA_FILE, MQTT_CERT_FILE and MQTT_KEY_FILE."""
         return cls(settings.MQTT_CA_FILE, settings.MQTT_CERT_FILE, settings.MQTT_KEY_FILE)
 
+    @classmethod
+    def from_environ(cls) -> "TlsFiles":
+        """The same settings from the environment (where the supervisor hands every setting to
+        its children), for clients built without explicit files."""
+        env = os.environ
+        return cls(env.get("MQTT_CA_FILE", ""), env.get("MQTT_CERT_FILE", ""), env.get("MQTT_KEY_FILE", ""))
+
 
 def with_credentials(url: str, username: str, password: str) -> str:
     """``url`` (mqtt:// or mqtts://) with these credentials in it, percent-encoded (replacing any)."""
@@ -260,7 +268,8 @@ class MqttClient:
 
     Credentials come in the URL (mqtt://user:pass@host:port, percent-encoded); mqtts:// connects
     over TLS, verifying the broker's certificate against ``tls.ca_file`` (else the system's
-    CAs) and presenting ``tls.cert_file`` / ``tls.key_file`` when given."""
+    CAs) and presenting ``tls.cert_file`` / ``tls.key_file`` when given (``tls`` None: the
+    MQTT_CA_FILE / MQTT_CERT_FILE / MQTT_KEY_FILE environment)."""
 
     def __init__(self, url: str, client_id: str, *, on_messages: Handler | None = None,
                  loop: asyncio.AbstractEventLoop | None = None, will: Will | None = None,
@@ -289,7 +298,7 @@ class MqttClient:
         self._client = client_class(CallbackAPIVersion.VERSION2, client_id=client_id,
                                     protocol=paho.MQTTv311, clean_session=True)
         if secure:
-            tls = tls or TlsFiles()
+            tls = tls or TlsFiles.from_environ()
             self._client.tls_set(ca_certs=tls.ca_file or None, certfile=tls.cert_file or None,
                                  keyfile=tls.key_file or None)
         if parsed.username:

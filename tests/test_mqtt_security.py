@@ -346,3 +346,114 @@ def test_mqtt_auth_writes_the_files_for_an_external_mosquitto(tmp_path, redis_ur
     assert verify_password("pw", passwords["V01"]) and verify_password("c@t", passwords["center"])
     assert parse_acl_file((out / "mosquitto.acl").read_text())["V01"] == [AclRule("write", "fleet/V01/#")]
     assert stat.S_IMODE((out / "mosquitto.passwd").stat().st_mode) == 0o600
+
+
+# TLS -------------------------------------------------------------------------------------------
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+def make_ca(directory, name: str):
+    """A test CA (key, self-signed certificate) made with the openssl CLI; returns the cert path."""
+    key, cert = directory / f"{name}.key", directory / f"{name}.pem"
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+             "-days", "2", "-subj", f"/CN={name}")
+    return cert
+
+
+def make_server_cert(directory, ca_cert) -> dict:
+    """A server certificate for 127.0.0.1 signed by the CA."""
+    ca_key = ca_cert.with_suffix(".key")
+    key, csr, cert = directory / "server.key", directory / "server.csr", directory / "server.pem"
+    ext = directory / "server.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
+    _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key), "-CAcreateserial",
+             "-out", str(cert), "-days", "2", "-extfile", str(ext))
+    return {"certfile": str(cert), "keyfile": str(key)}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_devices_connect_over_tls_and_a_wrong_ca_fails(tmp_path, redis_url, kind):
+    import asyncio
+    import ssl
+
+    from center.mqtt import TlsFiles
+
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    ca, wrong_ca = make_ca(pki, "test-ca"), make_ca(pki, "other-ca")
+    broker = start_broker(tmp_path, kind=kind, tls=make_server_cert(pki, ca))
+    sync = BrokerSync(redis_url, tmp_path / "broker", broker.extra["account"], broker,
+                      reload_signal=__import__("signal").SIGHUP if kind == "mosquitto" else None, poll_s=0.2).start()
+    r = redis.Redis.from_url(redis_url)
+    clients: list[MqttClient] = []
+    try:
+        tls_url = broker.extra["tls_url"]
+        assert tls_url.startswith("mqtts://")
+        r.hset(DEVICES, "G1", Device("G1", "gateway", hash_password("pw"), sensors=("P001",),
+                                     sparkplug=True).to_json())
+        r.incr(REVISION)
+        trust = TlsFiles(ca_file=str(ca))
+        url = with_credentials(tls_url, "G1", "pw")
+        center_url = broker.url  # mosquitto: the plain loopback center listener; amqtt: TLS too
+        center_inbox = Inbox()
+        deadline = time.monotonic() + 15
+        while not sync.renders:
+            assert time.monotonic() < deadline, "the credential files were never rendered"
+            time.sleep(0.1)
+
+        center = MqttClient(center_url, "test-center", on_messages=center_inbox, tls=trust)
+        center.subscribe("scada/#", qos=1)
+        center.start()
+        clients.append(center)
+        assert center.wait_connected(10)
+
+        async def gateway_round_trip() -> list:
+            """The gateway's reader on an asyncio loop (the ingest's mode) over TLS."""
+            inbox = Inbox()
+            gateway = MqttClient(url, "G1", on_messages=inbox, loop=asyncio.get_running_loop(), tls=trust)
+            gateway.subscribe("spBv1.0/+/NCMD/G1", qos=1)
+            gateway.start()
+            try:
+                for _ in range(300):
+                    if gateway.connected:
+                        break
+                    await asyncio.sleep(0.05)
+                assert gateway.connected, "the gateway did not connect over TLS"
+                await asyncio.sleep(0.3)  # the SUBACK travels after CONNACK
+                gateway.publish("scada/P001/pressure", b'{"value": 0.3}', qos=1)
+                await asyncio.to_thread(center_inbox.wait_topic, "scada/P001/pressure")
+                center.publish("spBv1.0/g/NCMD/G1", b"rebirth", qos=1)
+                await asyncio.to_thread(inbox.wait_topic, "spBv1.0/g/NCMD/G1")
+                return inbox.topics()
+            finally:
+                gateway.stop()
+
+        assert asyncio.run(gateway_round_trip()) == ["spBv1.0/g/NCMD/G1"]
+
+        threaded = MqttClient(url, "G1", tls=trust)  # paho's own network thread over TLS
+        threaded.start()
+        clients.append(threaded)
+        assert threaded.wait_connected(10)
+
+        # a client trusting another CA refuses the broker's certificate (checked with the ssl
+        # module itself: paho leaks the socket of a failed handshake, a ResourceWarning here)
+        import socket
+
+        context = ssl.create_default_context(cafile=str(wrong_ca))
+        with socket.create_connection(("127.0.0.1", int(tls_url.rsplit(":", 1)[1])), timeout=10) as raw:
+            with pytest.raises(ssl.SSLCertVerificationError):
+                with context.wrap_socket(raw, server_hostname="127.0.0.1"):
+                    pass
+        context = ssl.create_default_context(cafile=str(ca))  # and the right CA accepts it
+        with socket.create_connection(("127.0.0.1", int(tls_url.rsplit(":", 1)[1])), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                assert tls.version()
+    finally:
+        for client in clients:
+            client.stop()
+        sync.stop()
+        broker.stop()
+        r.close()
