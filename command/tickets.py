@@ -344,9 +344,16 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def visible_to(actor: Actor, crew_id: str | None) -> bool:
+    """Whether work of crew ``crew_id`` (None: of no crew), a ticket or a vehicle, is visible to this
+    actor: office roles see all of it, a crew member only its own crew's. The one rule of the ticket
+    API, the ticket actions and the live feed."""
+    return actor.role is not Role.CREW or (actor.crew_id is not None and crew_id == actor.crew_id)
+
+
 def allowed_actions(ticket: Ticket, actor: Actor) -> list[str]:
     """Actions this actor may try on this ticket now (for the UI's buttons), in table order."""
-    if actor.role is Role.CREW and ticket.crew_id != actor.crew_id:
+    if not visible_to(actor, ticket.crew_id):
         return []
     return [name for name, spec in ACTIONS.items()
             if ticket.state in spec.from_states and actor.role in spec.roles]
@@ -385,7 +392,7 @@ def apply(
     to_state = TRANSITIONS.get((ticket.state, action))
     if to_state is None:
         raise InvalidTransition(ticket.number, ticket.state.value, action)
-    if actor.role is Role.CREW and (actor.crew_id is None or ticket.crew_id != actor.crew_id):
+    if not visible_to(actor, ticket.crew_id):
         raise Forbidden(f"crew {actor.crew_id} is not assigned to ticket {ticket.number}",
                         role=actor.role.value, action=action)
     unknown = sorted(set(args) - set(spec.required) - set(spec.optional) - {"note"})

@@ -24,7 +24,7 @@ from command.police import needs_police
 from command.tickets import (
     DIRECT_CLOSE_TYPES, NUMBER_RE, OPEN_STATES, SYSTEM_ACTOR, Actor, AuditEvent,
     Category, Channel, Role, Satisfaction, State, Ticket, TicketType, Urgency, apply, center_day,
-    is_current, new_ticket, normalize_phone, ticket_number, to_dict,
+    is_current, new_ticket, normalize_phone, ticket_number, to_dict, visible_to,
 )
 from gis.crs import distance_m
 from services.ticket_alarms import (  # noqa: F401  (consume_alarms is re-exported for the worker)
@@ -120,7 +120,7 @@ class TicketManager:
     @staticmethod
     def _check_visible(record: TicketRecord, actor: Actor) -> None:
         """A crew member only sees their crew's tickets (others look absent)."""
-        if actor.role is Role.CREW and (actor.crew_id is None or record.ticket.crew_id != actor.crew_id):
+        if not visible_to(actor, record.ticket.crew_id):
             raise TicketNotFound(record.ticket.number)
 
     async def _repeat_of(self, ticket: Ticket, now: datetime, reads: CreateReads) -> Ticket | None:

@@ -176,8 +176,8 @@ async def test_websocket_snapshot_then_ordered_batched_deltas_and_resume(web):
 async def test_a_frame_ticked_while_a_console_waits_for_its_snapshot_comes_after_the_snapshot(web, monkeypatch):
     build = LiveFeed._build_snapshot
 
-    async def build_then_tick(feed):
-        seq, frame = await build(feed)
+    async def build_then_tick(feed, view):
+        seq, frame = await build(feed, view)
         feed.accept_updates([{"id": "V8", "t": 1.0, "lat": 36.38, "lon": 119.75}])
         feed.flush()  # a frame goes out to the consoles while this one is still being set up
         return seq, frame

@@ -9,10 +9,13 @@ Four Redis channels feed it:
 - ``live:crews`` (the admin page): the fleet registry changed; the feed reloads the vehicle → crew
   mapping from it (also at every (re)subscription) and sends it whole in a ``crews`` frame.
 
-Every WS_BATCH_MS the feed encodes at most one frame of each type that has pending changes,
-``vehicles`` then ``tickets`` then ``alarms`` then ``crews``, each with the next sequence number, and hands the
-SAME bytes to every console. The last frames are kept so that a console that reconnects resumes
-from its last sequence, or reloads a snapshot when it is too far behind.
+Every WS_BATCH_MS the feed encodes, for each view (`web.live_views`: ``office``, ``agent``,
+``crew:<crew_id>``), at most one frame of each type that has pending changes the view may see,
+``vehicles`` then ``tickets`` then ``alarms`` then ``crews``, each with the view's next sequence
+number, and hands the SAME bytes to every console of that view. Each view keeps its last frames
+so that a console that reconnects resumes from its last sequence, or reloads a snapshot when it is
+too far behind. A crew's view carries its own crew's tickets and vehicle only: no sensors, no
+alarms, no ``today``.
 
 Frames (JSON text)::
 
@@ -29,11 +32,10 @@ the day they were created (GD<YYYYMMDD>-n), and every write is in the ``tkt:chan
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import time
 from datetime import datetime, timezone, tzinfo
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import Any, Callable, Iterable, Mapping
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -42,19 +44,13 @@ from center.store import LIVE_ALARMS, LIVE_VEHICLES, Store
 from center.store_admin import LIVE_CREWS, FleetStore
 from center.store_tickets import CHANGES_STREAM, LIVE_TICKETS, TicketRecord, TicketStore
 from command.tickets import OPEN_STATES
+from web.live_views import OFFICE_VIEW, Audience, Subscriber, View
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT_TICKETS = 3000     # open tickets in a snapshot (newest first); the queue API pages the rest
 SNAPSHOT_REUSE_S = 1.0      # consoles connecting within this time of each other share one snapshot
 SUMMARY_CHARS = 80
-
-
-class Subscriber(Protocol):
-    """What the feed needs from a console connection."""
-
-    def send_frame(self, frame: bytes) -> None:
-        """Queue one encoded frame for the console."""
 
 
 def compact_ticket(record: TicketRecord) -> dict[str, Any]:
@@ -102,16 +98,14 @@ class LiveFeed:
         self._today_day = ""
         self._created_today: set[str] = set()
         self._resolved_today: set[str] = set()
-        self.seq = 0
-        self.subscribers: set[Subscriber] = set()
+        self.keep_frames = keep_frames
+        self.views: dict[str, View] = {}
+        self.view(OFFICE_VIEW)
         self._pending: dict[str, dict[str, Any]] = {}
         self._pending_tickets: dict[str, dict[str, Any]] = {}
         self._pending_alarms: list[dict[str, Any]] = []
         self._crews_changed = False
-        self._recent: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=keep_frames)
         self._tasks: list[asyncio.Task] = []
-        self._snapshot: tuple[int, float, bytes] | None = None
-        self._snapshot_building: asyncio.Future | None = None
         self.frames_sent = 0
         self.updates_received = 0
         self.errors = 0
@@ -127,45 +121,81 @@ class LiveFeed:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    # snapshot ---------------------------------------------------------------------------------
-    async def snapshot(self) -> bytes:
-        """A full snapshot frame at the current sequence number (shared by consoles arriving together)."""
-        return (await self.snapshot_at())[1]
+    # views ------------------------------------------------------------------------------------
+    def view(self, name: str) -> View:
+        """The view of that name (`web.live_views.view_name`), made at its first console; a view
+        stays (its frames serve resumes), so there are at most two more than the crews."""
+        view = self.views.get(name)
+        if view is None:
+            audience = Audience.of(name)
+            view = View(name, audience, self.keep_frames, crews=audience.crews_of(self.vehicle_crews))
+            self.views[name] = view
+        return view
 
-    async def snapshot_at(self) -> tuple[int, bytes]:
-        """The snapshot frame with the sequence number it is at: the frames after that number,
+    @property
+    def seq(self) -> int:
+        """The office view's sequence number."""
+        return self.views[OFFICE_VIEW].seq
+
+    @property
+    def subscribers(self) -> set[Subscriber]:
+        """Every console of every view."""
+        return set().union(*(view.subscribers for view in self.views.values()))
+
+    # snapshot ---------------------------------------------------------------------------------
+    async def snapshot(self, name: str = OFFICE_VIEW) -> bytes:
+        """A full snapshot frame of a view at its current sequence number (shared by its consoles
+        arriving together)."""
+        return (await self.snapshot_at(name))[1]
+
+    async def snapshot_at(self, name: str = OFFICE_VIEW) -> tuple[int, bytes]:
+        """A view's snapshot frame with the sequence number it is at: the frames after that number,
         taken from ``frames_since`` without an await in between, bring a console up to date."""
-        cached = self._snapshot
-        if cached is not None and cached[0] == self.seq and self.clock() - cached[1] < SNAPSHOT_REUSE_S:
+        view = self.view(name)
+        cached = view.snapshot
+        if cached is not None and cached[0] == view.seq and self.clock() - cached[1] < SNAPSHOT_REUSE_S:
             return cached[0], cached[2]
-        if self._snapshot_building is not None:
-            return await asyncio.shield(self._snapshot_building)
+        if view.building is not None:
+            return await asyncio.shield(view.building)
         future: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._snapshot_building = future
+        view.building = future
         try:
-            seq, frame = await self._build_snapshot()
+            seq, frame = await self._build_snapshot(view)
             future.set_result((seq, frame))
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: waiters re-raise it themselves
             raise
         finally:
-            self._snapshot_building = None
+            view.building = None
         return seq, frame
 
-    async def _build_snapshot(self) -> tuple[int, bytes]:
+    async def _build_snapshot(self, view: View) -> tuple[int, bytes]:
         now = self.clock()
-        vehicles = await self.store.vehicles(now=now, stale_s=self.stale_s, offline_s=self.offline_s)
-        numbers = await self.tickets.index("open", stop=SNAPSHOT_TICKETS - 1)
-        tickets = [compact_ticket(r) for r in await self.tickets.get_many(numbers) if r is not None]
-        alarms = await self.store.alarms()
-        sensors = [compact_sensor(s) for s in await self.store.sensors()]
-        await self._load_today(now)
-        frame = orjson.dumps({"type": "snapshot", "seq": self.seq, "at": now, "vehicles": vehicles,
-                              "tickets": tickets, "alarms": alarms, "sensors": sensors,
-                              "crews": self.vehicle_crews, "today": self.today()})
-        self._snapshot = (self.seq, now, frame)
-        return self.seq, frame
+        audience = view.audience
+        if audience.restricted:  # the crew's open tickets (the ticket API's index) and its vehicle
+            numbers = await self.tickets.crew_tickets(audience.actor.crew_id or "")
+            vehicles = [await self.store.vehicle(vid, now=now, stale_s=self.stale_s, offline_s=self.offline_s)
+                        for vid in self.vehicle_crews if audience.vehicle(vid, self.vehicle_crews)]
+            vehicles = [{k: v for k, v in found.items() if k != "counters"} for found in vehicles if found]
+        else:
+            numbers = await self.tickets.index("open", stop=SNAPSHOT_TICKETS - 1)
+            vehicles = await self.store.vehicles(now=now, stale_s=self.stale_s, offline_s=self.offline_s)
+        tickets = [compact_ticket(r) for r in await self.tickets.get_many(numbers)
+                   if r is not None and r.ticket.state in OPEN_STATES]
+        tickets = [t for t in tickets if audience.ticket(t)]
+        city: dict[str, Any] = {"alarms": [], "sensors": []}
+        if audience.city:
+            city["alarms"] = await self.store.alarms()
+            city["sensors"] = [compact_sensor(s) for s in await self.store.sensors()]
+            await self._load_today(now)
+            city["today"] = self.today()
+        if audience.restricted:
+            view.shown.update(t["number"] for t in tickets)
+        frame = orjson.dumps({"type": "snapshot", "seq": view.seq, "at": now, "vehicles": vehicles,
+                              "tickets": tickets, "crews": audience.crews_of(self.vehicle_crews), **city})
+        view.snapshot = (view.seq, now, frame)
+        return view.seq, frame
 
     def _day(self, now: float) -> tuple[str, float]:
         local = datetime.fromtimestamp(now, timezone.utc).astimezone(self.zone)
@@ -202,21 +232,19 @@ class LiveFeed:
         """Tickets created and resolved on the center's current day."""
         return {"day": self._today_day, "created": len(self._created_today), "resolved": len(self._resolved_today)}
 
-    def frames_since(self, seq: int) -> list[bytes] | None:
-        """Frames after seq when all are still kept; None when the console must reload a snapshot."""
-        if seq == self.seq:
-            return []
-        if not self._recent or seq < self._recent[0][0] - 1 or seq > self.seq:
-            return None
-        return [frame for s, frame in self._recent if s > seq]
+    def frames_since(self, seq: int, name: str = OFFICE_VIEW) -> list[bytes] | None:
+        """A view's frames after seq when all are still kept; None when the console must reload a
+        snapshot."""
+        return self.view(name).frames_since(seq)
 
-    def add(self, subscriber: Subscriber) -> None:
-        """Register a console."""
-        self.subscribers.add(subscriber)
+    def add(self, subscriber: Subscriber, name: str = OFFICE_VIEW) -> None:
+        """Register a console with its view."""
+        self.view(name).subscribers.add(subscriber)
 
     def remove(self, subscriber: Subscriber) -> None:
         """Unregister a console."""
-        self.subscribers.discard(subscriber)
+        for view in self.views.values():
+            view.subscribers.discard(subscriber)
 
     # accepting changes ------------------------------------------------------------------------
     def accept_updates(self, updates: list[dict[str, Any]]) -> None:
@@ -263,31 +291,38 @@ class LiveFeed:
         return True
 
     # frames -----------------------------------------------------------------------------------
-    def _emit(self, kind: str, items: Any, **extra: Any) -> bytes:
-        self.seq += 1
-        frame = orjson.dumps({"type": kind, "seq": self.seq, "at": self.clock(), kind: items, **extra})
-        self._recent.append((self.seq, frame))
-        for subscriber in list(self.subscribers):
+    def _emit(self, view: View, kind: str, items: Any, **extra: Any) -> bytes:
+        view.seq += 1
+        frame = orjson.dumps({"type": kind, "seq": view.seq, "at": self.clock(), kind: items, **extra})
+        view.recent.append((view.seq, frame))
+        for subscriber in list(view.subscribers):
             subscriber.send_frame(frame)
         self.frames_sent += 1
         return frame
 
     def flush(self) -> list[bytes]:
-        """Encode each kind of pending change as one frame (vehicles, tickets, alarms, crews), send it
-        to every console, and return the frames sent."""
+        """Encode each kind of pending change as one frame per view that may see some of it
+        (vehicles, tickets, alarms, crews), send it to the view's consoles, and return the frames."""
+        pending, self._pending = self._pending, {}
+        tickets, self._pending_tickets = list(self._pending_tickets.values()), {}
+        alarms, self._pending_alarms = self._pending_alarms, []
+        crews_changed, self._crews_changed = self._crews_changed, False
         frames = []
-        if self._pending:
-            pending, self._pending = self._pending, {}
-            frames.append(self._emit("vehicles", list(pending.values())))
-        if self._pending_tickets:
-            pending_t, self._pending_tickets = self._pending_tickets, {}
-            frames.append(self._emit("tickets", list(pending_t.values()), today=self.today()))
-        if self._pending_alarms:
-            pending_a, self._pending_alarms = self._pending_alarms, []
-            frames.append(self._emit("alarms", pending_a))
-        if self._crews_changed:
-            self._crews_changed = False
-            frames.append(self._emit("crews", self.vehicle_crews))
+        for view in list(self.views.values()):
+            audience = view.audience
+            vehicles = list(pending.values()) if not audience.restricted else \
+                [u for vid, u in pending.items() if audience.vehicle(vid, self.vehicle_crews)]
+            if vehicles:
+                frames.append(self._emit(view, "vehicles", vehicles))
+            shown = view.tickets(tickets)
+            if shown:
+                extra = {"today": self.today()} if audience.city else {}
+                frames.append(self._emit(view, "tickets", shown, **extra))
+            if alarms and audience.city:
+                frames.append(self._emit(view, "alarms", alarms))
+            if crews_changed and audience.crews_of(self.vehicle_crews) != view.crews:
+                view.crews = audience.crews_of(self.vehicle_crews)
+                frames.append(self._emit(view, "crews", view.crews))
         return frames
 
     async def _tick(self) -> None:

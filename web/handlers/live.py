@@ -1,4 +1,5 @@
-"""GET /ws/live: one WebSocket per console, relaying the live feed (snapshot, then deltas);
+"""GET /ws/live: one WebSocket per console, relaying the live feed (snapshot, then deltas) of the
+account's view (`web.live_views`: office roles, agents, or the account's own crew);
 GET /wall: the wall display (大屏) that shows the same feed as counters."""
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import tornado.websocket
 
 from web.base import BaseHandler, page
 from web.live import LiveFeed, decode_client_message
+from web.live_views import view_name
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +24,10 @@ def _closed_is_fine(future) -> None:
 
 
 class LiveSocket(BaseHandler, tornado.websocket.WebSocketHandler):
-    """Relays frames; the console may send {"resume": seq} to continue after a reconnect."""
+    """Relays the frames of the account's view; the console may send {"resume": seq} to continue
+    after a reconnect (sequence numbers are the view's own)."""
+
+    view = ""
 
     @property
     def feed(self) -> LiveFeed:
@@ -46,18 +51,19 @@ class LiveSocket(BaseHandler, tornado.websocket.WebSocketHandler):
         A console registers only once it is up to date, so its first frame is the snapshot (or the
         first frame it missed) and no delta overtakes it."""
         self.set_nodelay(True)
+        self.view = view_name(self.account.role, self.account.crew_id)
         since = self.get_argument("since", "")
         await self._catch_up(int(since) if since.isdigit() else None)
 
     async def _catch_up(self, since: int | None) -> None:
         """Send the frames after ``since`` while the feed still keeps them, else a snapshot; the
         console is registered once it is up to date."""
-        frames = None if since is None else self.feed.frames_since(since)
+        frames = None if since is None else self.feed.frames_since(since, self.view)
         if frames is None:
             await self._send_snapshot()
         else:
             self.send_frames(frames)
-            self.feed.add(self)
+            self.feed.add(self, self.view)
 
     async def _send_snapshot(self) -> None:
         """Send a snapshot and the frames ticked while it was being read, then (re)register.
@@ -66,14 +72,14 @@ class LiveSocket(BaseHandler, tornado.websocket.WebSocketHandler):
         ``add`` nothing awaits, so no frame is lost or sent twice."""
         self.feed.remove(self)
         while True:
-            seq, frame = await self.feed.snapshot_at()
-            later = self.feed.frames_since(seq)
+            seq, frame = await self.feed.snapshot_at(self.view)
+            later = self.feed.frames_since(seq, self.view)
             if later is not None:
                 break
         if self.ws_connection is None or self.ws_connection.is_closing():
             return
         self.send_frames([frame, *later])
-        self.feed.add(self)
+        self.feed.add(self, self.view)
 
     async def on_message(self, message: str | bytes) -> None:
         data = decode_client_message(message)

@@ -1,0 +1,286 @@
+"""The live feed follows the roles, in-process with real Redis and real WebSocket clients: every
+frame a console receives (the snapshot, the vehicles, tickets, alarms and crews deltas, and what a
+resume replays) passes the same rule as the REST API for its role. Office roles (dispatcher,
+supervisor, admin) see the whole city; an agent sees tickets, vehicles, sensors and alarms but not
+the crew board's vehicle → crew mapping; a crew member sees its own crew's tickets and its own
+vehicle, and no sensor, no alarm, no other crew's ticket or vehicle."""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable
+
+import orjson
+import pytest
+import tornado.httpclient
+import tornado.httpserver
+import tornado.websocket
+
+from center import accounts
+from center.servers import free_port
+from center.store import FixRecord, Store
+from center.store_tickets import TicketStore
+from services.tickets import TicketManager
+from services.worker import build
+from tests.conftest import close_websocket, test_settings, wait_for
+from tests.test_dispatch_service import CREWS, PASSWORD, T0, Api, Clock, ll, river_city
+from tests.test_ingest_sensors import ROWS as SENSORS
+from web import app as webapp
+from web.base import Services
+from web.live import LiveFeed
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+PHONE = "13812341234"
+OFFICE_USERS = ("dispatcher", "supervisor", "admin")
+OWN = {"crew": ("C01", "V01"), "crew2": ("C02", "V02")}  # user -> (crew, its vehicle)
+
+
+class Socket:
+    """A console on /ws/live: keeps every frame it receives, decoded, and the raw text."""
+
+    def __init__(self, ws: tornado.websocket.WebSocketClientConnection) -> None:
+        self.ws = ws
+        self.frames: list[dict[str, Any]] = []
+        self.raw: list[str] = []
+
+    async def until(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 10.0) -> None:
+        """Read frames until ``predicate(frames)`` holds."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self.frames):
+            message = await asyncio.wait_for(self.ws.read_message(), max(0.1, deadline - time.monotonic()))
+            assert message is not None, "the server closed the socket"
+            self.raw.append(message)
+            self.frames.append(orjson.loads(message))
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [f for f in self.frames if f["type"] == kind]
+
+    def tickets(self) -> dict[str, dict[str, Any]]:
+        """The newest view of every ticket seen, snapshot and deltas."""
+        out: dict[str, dict[str, Any]] = {}
+        for frame in self.frames:
+            for ticket in frame.get("tickets", []) if frame["type"] in ("snapshot", "tickets") else []:
+                out[ticket["number"]] = ticket
+        return out
+
+    def vehicle_ids(self) -> set[str]:
+        return {v["id"] for f in self.frames if f["type"] in ("snapshot", "vehicles") for v in f["vehicles"]}
+
+
+class LiveApi(Api):
+    """The dispatch tests' client, with the live feed running and WebSocket consoles."""
+
+    feed: LiveFeed
+
+    async def socket(self, user: str, query: str = "") -> Socket:
+        request = tornado.httpclient.HTTPRequest(self.base.replace("http", "ws") + "/ws/live" + query,
+                                                 headers={"Authorization": f"Bearer {await self.token(user)}"})
+        return Socket(await tornado.websocket.websocket_connect(request))
+
+    async def assign(self, number: str, crew_id: str) -> None:
+        code, reply = await self.call("POST", f"/api/tickets/{number}/assign", "dispatcher",
+                                      {"crew_id": crew_id, "expected_version": (await self.ticket(number))["version"]})
+        assert code == 200, reply
+
+
+@pytest.fixture
+async def api(tmp_path, redis_url):
+    clock = Clock(T0)
+    settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
+    store = Store.from_url(redis_url)
+    await webapp.bootstrap_accounts(store, settings, demo=True)
+    await store.put_user("crew2", {"role": "crew", "display": "抢修二班", "crew_id": "C02", "active": "1",
+                                   "hash": accounts.hash_password(PASSWORD)})
+    await store.replace_sensor_registry(SENSORS)
+    tickets = TicketStore(store.redis)
+    await tickets.load_scripts()
+    manager = TicketManager(tickets, None, clock=clock)
+    city = river_city()
+    parts = await build(store, settings, city, tickets=manager, clock=clock)
+    await parts.dispatch.crews.refresh()
+    feed = LiveFeed(store, batch_ms=50)
+    services = Services(settings=settings, store=store, city=city, live=feed,
+                        extra={"tickets": manager, "dispatch": parts.dispatch, "police": parts.police})
+    server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
+    port = free_port()
+    server.listen(port, "127.0.0.1")
+    client = LiveApi(f"http://127.0.0.1:{port}", store, parts, clock)
+    client.feed = feed
+    for _, vehicle_id, _, xy in CREWS:
+        if xy is not None:
+            await client.fix(vehicle_id, xy, T0)
+    feed.start()
+    await wait_for(lambda: len(feed.vehicle_crews) == len(CREWS), timeout=5)
+    yield client
+    await feed.stop()
+    server.stop()
+    await server.close_all_connections()
+    await store.close()
+
+
+def _alarm(sensor_id: str, at: float) -> dict[str, Any]:
+    return {"type": "raised", "at": at, "alarm_id": f"{sensor_id}:high", "sensor_id": sensor_id, "kind": "high",
+            "severity": "critical", "state": "raised", "raised_at": at, "acked_at": None, "acked_by": None,
+            "cleared_at": None, "value": 0.9, "threshold": 0.6}
+
+
+async def _raise_alarm(store: Store, sensor_id: str) -> None:
+    await store.write_sensor_batch(latest={}, history=[], unknown=[], links={}, events=[_alarm(sensor_id, time.time())],
+                                   history_max=10, unknown_max=10)
+
+
+async def _move(api: LiveApi, vehicle_id: str, x: float) -> None:
+    lon, lat = ll(x, 200)
+    await api.store.write_fixes([FixRecord(vehicle_id, time.time(), lat, lon, 20.0, 90.0, None, 1, "A", 8, 1.0, "GP",
+                                           True, True)], {}, seen={}, retention_s=3600)
+
+
+def assert_crew_frames(socket: Socket, crew_id: str, vehicle_id: str) -> None:
+    """Every frame this crew's console received holds its own crew's work and nothing else."""
+    for frame in socket.frames:
+        kind = frame["type"]
+        assert kind in ("snapshot", "vehicles", "tickets", "crews"), frame
+        assert "today" not in frame  # the city's counts are not a crew's
+        if kind in ("snapshot", "vehicles"):
+            assert {v["id"] for v in frame["vehicles"]} <= {vehicle_id}, frame
+        if kind in ("snapshot", "tickets"):
+            for ticket in frame["tickets"]:
+                assert ticket.get("crew_id") == crew_id or set(ticket) == {"number", "version", "open", "removed"}, \
+                    (crew_id, ticket)
+        if kind == "snapshot":
+            assert frame["sensors"] == [] and frame["alarms"] == []
+        if kind in ("snapshot", "crews"):
+            assert set(frame["crews"]) <= {vehicle_id} and all(
+                c["crew_id"] == crew_id for c in frame["crews"].values()), frame
+    assert all(PHONE not in text for text in socket.raw)
+
+
+async def _city(api: LiveApi) -> dict[str, str]:
+    """Three open tickets (one for C01, one for C02, one in the pool) and a raised alarm."""
+    numbers = {"c01": await api.create(link=False), "c02": await api.create(xy=(3000, 200), link=False), "pool": await api.create(xy=(500, 0), link=False)}
+    await api.assign(numbers["c01"], "C01")
+    await api.assign(numbers["c02"], "C02")
+    await _raise_alarm(api.store, "P001")
+    return numbers
+
+
+async def test_each_role_gets_a_snapshot_of_what_it_may_see(api):
+    numbers = await _city(api)
+    await wait_for(lambda: api.feed.seq >= 3, timeout=5)
+    sockets = {user: await api.socket(user) for user in (*OFFICE_USERS, "agent", "crew", "crew2")}
+    try:
+        for socket in sockets.values():
+            await socket.until(lambda frames: bool(frames))
+    finally:
+        for socket in sockets.values():
+            await close_websocket(socket.ws)
+    everything = set(numbers.values())
+    all_vehicles = {c[1] for c in CREWS if c[3] is not None}
+    for user in OFFICE_USERS:
+        (snapshot,) = sockets[user].frames
+        assert snapshot["type"] == "snapshot"
+        assert {t["number"] for t in snapshot["tickets"]} == everything
+        assert {v["id"] for v in snapshot["vehicles"]} == all_vehicles
+        assert {s["id"] for s in snapshot["sensors"]} == {r["sensor_id"] for r in SENSORS}
+        assert [a["alarm_id"] for a in snapshot["alarms"]] == ["P001:high"]
+        assert set(snapshot["crews"]) == {c[1] for c in CREWS} and snapshot["today"]["day"]
+    (agent,) = sockets["agent"].frames
+    assert {t["number"] for t in agent["tickets"]} == everything
+    assert {v["id"] for v in agent["vehicles"]} == all_vehicles
+    assert len(agent["sensors"]) == len(SENSORS) and [a["alarm_id"] for a in agent["alarms"]] == ["P001:high"]
+    assert agent["crews"] == {}  # the crew board is the dispatchers' (GET /api/crews)
+    for user, key in (("crew", "c01"), ("crew2", "c02")):
+        crew_id, vehicle_id = OWN[user]
+        (snapshot,) = sockets[user].frames
+        assert [t["number"] for t in snapshot["tickets"]] == [numbers[key]]
+        assert [v["id"] for v in snapshot["vehicles"]] == [vehicle_id]
+        assert list(snapshot["crews"]) == [vehicle_id]
+        assert_crew_frames(sockets[user], crew_id, vehicle_id)
+    for socket in sockets.values():
+        assert all(PHONE not in text for text in socket.raw)  # caller phones are never in compact tickets
+
+
+async def test_each_role_gets_only_the_deltas_it_may_see_and_a_resume_keeps_the_scope(api):
+    numbers = await _city(api)
+    sockets = {user: await api.socket(user) for user in (*OFFICE_USERS, "agent", "crew", "crew2")}
+    try:
+        for socket in sockets.values():
+            await socket.until(lambda frames: bool(frames))
+        crew_snapshot = sockets["crew"].frames[0]["seq"]
+        # changes for everyone: every vehicle moves, a new ticket for each crew and one in the pool,
+        # an alarm, a crew renamed, and C01's ticket handed to C02
+        for vehicle_id, x in (("V01", 1600), ("V02", 3100), ("V03", 200)):
+            await _move(api, vehicle_id, x)
+        more = {"c01": await api.create(xy=(1200, 200), link=False), "c02": await api.create(xy=(2800, 200), link=False),
+                "pool": await api.create(xy=(700, 0), link=False)}
+        await api.assign(more["c01"], "C01")
+        await api.assign(more["c02"], "C02")
+        await api.assign(numbers["c01"], "C02")
+        await _raise_alarm(api.store, "F01")
+        for crew_id in ("C01", "C03"):
+            await api.call("PATCH", f"/api/admin/crews/{crew_id}", "admin", {"crew_name": f"新{crew_id}班"})
+        # the office consoles see every change; then a last change of each crew's own work marks the end
+        await sockets["dispatcher"].until(lambda frames: (
+            any(a["alarm_id"] == "F01:high" for f in frames if f["type"] == "alarms" for a in f["alarms"])
+            and any(c.get("crew_name") == "新C03班" for f in frames if f["type"] == "crews" for c in f["crews"].values())
+            and {"V01", "V02", "V03"} <= {v["id"] for f in frames if f["type"] == "vehicles" for v in f["vehicles"]}
+            and numbers["c01"] in {t["number"] for f in frames if f["type"] == "tickets" for t in f["tickets"]
+                                   if t["crew_id"] == "C02"}))
+        await _move(api, "V01", 1700)
+        await _move(api, "V02", 3200)
+        for user in ("crew", "crew2"):
+            await sockets[user].until(lambda frames, v=OWN[user][1]: any(
+                p["id"] == v and p["lon"] == pytest.approx(ll(1700 if v == "V01" else 3200, 200)[0])
+                for f in frames if f["type"] == "vehicles" for p in f["vehicles"]))
+        for user in (*OFFICE_USERS, "agent"):
+            await sockets[user].until(lambda frames: any(f["type"] == "alarms" for f in frames)
+                                      and any(more["pool"] in {t["number"] for t in f.get("tickets", [])}
+                                              for f in frames if f["type"] == "tickets"))
+    finally:
+        for socket in sockets.values():
+            await close_websocket(socket.ws)
+
+    for user in (*OFFICE_USERS, "agent"):
+        seen = sockets[user]
+        assert set(more.values()) | set(numbers.values()) <= set(seen.tickets())
+        assert {"V01", "V02", "V03"} <= seen.vehicle_ids()
+        assert any(a["alarm_id"] == "F01:high" for f in seen.of("alarms") for a in f["alarms"])
+        assert all(PHONE not in text for text in seen.raw)
+    assert any(c["crew_name"] == "新C03班" for f in sockets["dispatcher"].of("crews") for c in f["crews"].values())
+    assert all(f["crews"] == {} for f in sockets["agent"].of("crews"))
+
+    crew, crew2 = sockets["crew"], sockets["crew2"]
+    for user, socket in (("crew", crew), ("crew2", crew2)):
+        assert_crew_frames(socket, *OWN[user])
+        assert [f["seq"] for f in socket.frames] == list(range(socket.frames[0]["seq"],
+                                                               socket.frames[0]["seq"] + len(socket.frames)))
+    assert set(crew.tickets()) == {numbers["c01"], more["c01"]}
+    assert crew.tickets()[numbers["c01"]] == {"number": numbers["c01"], "open": False, "removed": True,
+                                              "version": crew.tickets()[numbers["c01"]]["version"]}
+    assert crew.tickets()[more["c01"]]["crew_id"] == "C01"
+    assert set(crew2.tickets()) == {numbers["c02"], more["c02"], numbers["c01"]}
+    assert crew2.tickets()[numbers["c01"]]["crew_id"] == "C02"
+    assert [c["crew_name"] for f in crew.of("crews") for c in f["crews"].values()] == ["新C01班"]
+    assert crew2.of("crews") == []  # another crew's new name is none of its business
+
+    # a crew console that reconnects with ?since= (or sends {"resume": seq}) gets its own frames again, no others
+    replay = await api.socket("crew", f"?since={crew_snapshot}")
+    try:
+        await replay.until(lambda frames: len(frames) >= len(crew.frames) - 1)
+        assert replay.frames == crew.frames[1:]
+        replay.ws.write_message(orjson.dumps({"resume": crew_snapshot}).decode())
+        await replay.until(lambda frames: len(frames) >= 2 * (len(crew.frames) - 1))
+        assert replay.frames[len(crew.frames) - 1:] == crew.frames[1:]
+        assert_crew_frames(replay, *OWN["crew"])
+    finally:
+        await close_websocket(replay.ws)
+    office_seq = sockets["dispatcher"].frames[-1]["seq"]
+    assert office_seq > crew.frames[-1]["seq"]
+    ahead = await api.socket("crew", f"?since={office_seq}")  # a sequence number not of its view: a fresh snapshot
+    try:
+        await ahead.until(lambda frames: bool(frames))
+        assert ahead.frames[0]["type"] == "snapshot"
+        assert {t["number"] for t in ahead.frames[0]["tickets"]} == {more["c01"]}
+        assert_crew_frames(ahead, *OWN["crew"])
+    finally:
+        await close_websocket(ahead.ws)
