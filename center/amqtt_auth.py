@@ -39,7 +39,7 @@ class AuthFiles:
         self.acls: dict[str, list[AclRule]] = {}
         self._stamp: tuple = ()
         self._checked = 0.0
-        self._verified: dict[tuple[str, str, str], bool] = {}
+        self._verified: dict[tuple[str, str, str], bool] = {}  # logins that matched the current files
         self.reloads = 0
         self.errors = 0
         self.refresh(force=True)
@@ -74,9 +74,11 @@ class AuthFiles:
         if stored is None:
             return False
         key = (username, password, stored)
-        ok = self._verified.get(key)
-        if ok is None:
-            ok = self._verified[key] = verify_password(password, stored)
+        if key in self._verified:
+            return True
+        ok = verify_password(password, stored)
+        if ok:  # only successes: wrong guesses must not grow the cache
+            self._verified[key] = True
         return ok
 
     def may_use_client_id(self, username: str, client_id: str | None) -> bool:
