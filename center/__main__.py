@@ -241,7 +241,7 @@ def _kpi(settings, args) -> int:
 def _mqtt_auth(settings, directory: str) -> int:
     """Write mosquitto.passwd and mosquitto.acl for an external mosquitto from the DeviceStore
     (REDIS_URL, else the embedded Redis of DATA_DIR), with the center account of MQTT_URL's
-    credentials when it has them; then SIGHUP mosquitto."""
+    credentials when it has them (send mosquitto a SIGHUP afterwards to reload them)."""
     from pathlib import Path
     from urllib.parse import unquote, urlparse
 
