@@ -284,3 +284,17 @@ async def test_each_role_gets_only_the_deltas_it_may_see_and_a_resume_keeps_the_
         assert_crew_frames(ahead, *OWN["crew"])
     finally:
         await close_websocket(ahead.ws)
+
+
+async def test_the_vehicle_api_gives_a_crew_the_same_vehicle_as_its_feed(api):
+    everything = {c[1] for c in CREWS if c[3] is not None}
+    for user in ("dispatcher", "agent"):
+        code, reply = await api.call("GET", "/api/vehicles", user)
+        assert code == 200 and {v["id"] for v in reply["vehicles"]} == everything
+    for user, (_, vehicle_id) in OWN.items():
+        code, reply = await api.call("GET", "/api/vehicles", user)
+        assert code == 200 and [v["id"] for v in reply["vehicles"]] == [vehicle_id]
+        assert (await api.call("GET", f"/api/vehicles/{vehicle_id}", user))[0] == 200
+        other = "V02" if vehicle_id == "V01" else "V01"
+        code, reply = await api.call("GET", f"/api/vehicles/{other}", user)
+        assert code == 404 and reply["error"]["code"] == "vehicle_not_found"  # as if absent, like a ticket

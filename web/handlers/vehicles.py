@@ -4,6 +4,8 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
+from center.store_admin import FleetStore
+from command.tickets import Actor, Role, visible_to
 from web.base import ApiError, BaseHandler
 
 READ_ROLES = ("dispatcher", "supervisor", "agent", "crew")
@@ -40,24 +42,37 @@ def _with_iso(view: dict) -> dict:
     return view
 
 
+async def _visible(handler: BaseHandler, views: list[dict]) -> list[dict]:
+    """The vehicles the account may see: a crew member only the one its crew holds in the fleet
+    registry (`command.tickets.visible_to`, the rule of the ticket API and the live feed)."""
+    account = handler.account
+    if account is None or account.role != "crew":
+        return views
+    holders = await FleetStore(handler.store.redis).assignments()
+    actor = Actor(account.name, Role.CREW, account.crew_id)
+    return [v for v in views if visible_to(actor, holders.get(v["id"]))]
+
+
 class VehicleList(BaseHandler):
-    """GET /api/vehicles: every vehicle's latest state."""
+    """GET /api/vehicles: every vehicle's latest state (a crew member: its crew's vehicle)."""
 
     async def get(self) -> None:
         self.require(*READ_ROLES)
         cfg = self.config
-        views = await self.store.vehicles(stale_s=cfg.VEHICLE_STALE_S, offline_s=cfg.VEHICLE_OFFLINE_S)
+        views = await _visible(self, await self.store.vehicles(stale_s=cfg.VEHICLE_STALE_S,
+                                                               offline_s=cfg.VEHICLE_OFFLINE_S))
         self.write_json({"vehicles": [_with_iso(v) for v in views], "now": iso(time.time())})
 
 
 class VehicleDetail(BaseHandler):
-    """GET /api/vehicles/<id>: latest fix, state and counters."""
+    """GET /api/vehicles/<id>: latest fix, state and counters (a crew member: only its crew's
+    vehicle; another looks absent)."""
 
     async def get(self, vehicle_id: str) -> None:
         self.require(*READ_ROLES)
         cfg = self.config
         view = await self.store.vehicle(vehicle_id, stale_s=cfg.VEHICLE_STALE_S, offline_s=cfg.VEHICLE_OFFLINE_S)
-        if view is None:
+        if view is None or not await _visible(self, [view]):
             raise ApiError(404, "vehicle_not_found", f"no vehicle {vehicle_id}")
         self.write_json(_with_iso(view))
 
