@@ -143,6 +143,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TRACK_RETENTION_H", _positive(float), 24.0, "Hours of track history kept per vehicle."),
     Setting("VEHICLE_STALE_S", _positive(float), 30.0, "A vehicle without a fix for this many seconds is shown as stale."),
     Setting("VEHICLE_OFFLINE_S", _positive(float), 300.0, "A vehicle without a fix for this many seconds is offline."),
+    Setting("VEHICLE_UNKNOWN_MAX", _positive(int), 1000, "Vehicles not in the fleet registry whose messages ingest keeps aside for inspection (the newest ids; last topic, time, count each)."),
     Setting("WS_BATCH_MS", _positive(float), 500.0, "Vehicle positions are coalesced into one WebSocket frame per this many milliseconds."),
     Setting("REDIS_APPENDFSYNC", _choice("always", "everysec"), "always", "fsync policy of the embedded Redis AOF: always (no acknowledged write lost, even to kill -9 under load) or everysec."),
     Setting("RESTART_BACKOFF_MAX_S", _positive(float), 30.0, "Longest wait before the demo supervisor restarts a crashed service (seconds)."),

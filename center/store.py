@@ -19,6 +19,9 @@ Keys (``{id}`` is a vehicle, user, service or token id):
   hashes written before the field hashes also hold ``fix``, ``seen`` and ``signal`` (or the
   fix's fields one by one), read where the field hashes have nothing (``vehicle_fields``).
 - ``vehcnt:{id}`` hash: counters of good and rejected sentences/fixes by reason.
+- ``veh:unknown`` sorted set (score: last message, epoch s) and ``veh:unknown:last`` hash (id ->
+  JSON ``{topic, at, count}``): vehicles not in the fleet registry whose messages the ingest kept
+  aside, capped to the newest VEHICLE_UNKNOWN_MAX ids (both trimmed together).
 - ``trk:{id}:{hour}`` string: the track of one UTC hour, packed 20-byte records (see TRACK_RECORD),
   appended; ``trkidx:{id}`` sorted set of the hours present. Both expire after the retention.
 - ``svc:{name}`` string with TTL: a service's heartbeat (JSON), read by /healthz.
@@ -100,6 +103,25 @@ end
 for i = 1, #cnt, 3 do redis.call('HINCRBY', 'vehcnt:' .. cnt[i], cnt[i + 1], cnt[i + 2]) end
 if ARGV[3] ~= '' then redis.call('PUBLISH', 'live:vehicles', ARGV[3]) end
 return #d.fix / 2
+"""
+
+# Messages kept aside from vehicles not in the fleet registry (see Store.keep_unknown_vehicles).
+# KEYS: veh:unknown, veh:unknown:last. ARGV[1]: ids kept at most; then per vehicle: id, last
+# topic, last time (epoch s, text), messages. Trims both keys to the newest ids.
+KEEP_UNKNOWN_VEHICLES = """
+for i = 2, #ARGV, 4 do
+  local n = tonumber(ARGV[i + 3])
+  local old = redis.call('HGET', KEYS[2], ARGV[i])
+  if old then n = n + cjson.decode(old).count end
+  redis.call('HSET', KEYS[2], ARGV[i], cjson.encode({topic = ARGV[i + 1], at = ARGV[i + 2], count = n}))
+  redis.call('ZADD', KEYS[1], ARGV[i + 2], ARGV[i])
+end
+local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[1])
+if extra > 0 then
+  local gone = redis.call('ZRANGE', KEYS[1], 0, extra - 1)
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1)
+  for i = 1, #gone, 1000 do redis.call('HDEL', KEYS[2], unpack(gone, i, math.min(i + 999, #gone))) end
+end
 """
 
 # Packed track record: see center.fixpack (TRACK_RECORD).
@@ -225,6 +247,7 @@ class Store(SensorStoreMixin):
     def __init__(self, client: aioredis.Redis):
         self.redis = client
         self._write_fixes_script = client.register_script(WRITE_FIXES)
+        self._keep_unknown_script = client.register_script(KEEP_UNKNOWN_VEHICLES)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> "Store":
@@ -276,6 +299,31 @@ class Store(SensorStoreMixin):
         pipe.hset(f"veh:{vehicle_id}", mapping={"link": link, "link_at": repr(at)})
         pipe.publish(LIVE_VEHICLES, orjson.dumps([{"id": vehicle_id, "link": link}]))
         await pipe.execute()
+
+    async def keep_unknown_vehicles(self, entries: Mapping[str, tuple[str, float, int]], keep: int) -> None:
+        """Keep aside what vehicles not in the fleet registry sent: ``entries`` maps vehicle id to
+        (last topic, last time, messages); only the ``keep`` newest ids stay."""
+        if entries:
+            args: list[Any] = [keep]
+            for vehicle_id, (topic, at, count) in entries.items():
+                args += [vehicle_id, topic, repr(at), count]
+            await self._keep_unknown_script(keys=["veh:unknown", "veh:unknown:last"], args=args)
+
+    async def unknown_vehicles(self, limit: int = 100) -> dict[str, Any]:
+        """Vehicles not in the fleet registry whose messages were kept aside, newest first, each
+        with its last topic, last time (epoch s) and message count; ``total``: ids kept."""
+        ids = await self.redis.zrevrange("veh:unknown", 0, max(limit, 1) - 1)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zcard("veh:unknown")
+        pipe.hmget("veh:unknown:last", ids or ["-"])
+        total, raws = await pipe.execute()
+        out = []
+        for vehicle_id, raw in zip(ids, raws):
+            if raw:  # (None: trimmed since the first read)
+                last = orjson.loads(raw)
+                out.append({"vehicle_id": vehicle_id, "topic": last["topic"], "at": float(last["at"]),
+                            "count": int(last["count"])})
+        return {"vehicles": out, "total": int(total)}
 
     async def vehicle_ids(self) -> list[str]:
         """All known vehicle ids, sorted."""

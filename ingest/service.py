@@ -7,6 +7,11 @@ holds INGEST_BATCH messages or INGEST_FLUSH_MS has passed. While Redis is unreac
 queue in order (bounded by INGEST_BUFFER_MAX, oldest dropped and counted), health reports
 "degraded", and they are flushed in order when Redis returns. A batch holding alarm events is
 written at once, without waiting for the flush interval.
+
+Vehicles: a fleet topic whose id breaks the vehicle id rule is refused (``bad_vehicle_id``); a
+vehicle not in the fleet registry (``center.store_admin``, followed by its revision every
+FLEET_POLL_S) is not decoded: its message is counted (``unknown_vehicle``) and kept aside, as the
+vehicle's last topic, time and count among the newest VEHICLE_UNKNOWN_MAX such vehicles.
 """
 from __future__ import annotations
 
@@ -24,21 +29,23 @@ from center.lifecycle import stop_on_signals, tune_gc_for_latency
 from center.mqtt import MqttClient, ReceivedMessage
 from center.settings import Settings
 from center.store import Store
+from center.store_admin import FleetStore
 from center.city import DEMO_SUBDIR
 from ingest.readings import RejectedPayload
 from ingest.sensors import SensorBatch, SensorIngest, SensorRegistry, load_profile_rows, rebirth_command
 from ingest import vehicles as vehicles_module
 from ingest.tally import Tally
-from ingest.vehicles import HeldWrites, VehicleBatch, VehicleIngest, parse_fleet_topic
+from ingest.vehicles import HeldWrites, VehicleBatch, VehicleIngest, parse_fleet_topic, valid_vehicle_id
 
 log = logging.getLogger(__name__)
 
 FLEET_TOPICS = ("fleet/+/nmea", "fleet/+/nmea/backfill", "fleet/+/status")
 SENSOR_TOPICS = ("scada/+/+", "spBv1.0/#")
 TOPICS = FLEET_TOPICS + SENSOR_TOPICS
-REBIRTH_INTERVAL_S = 10.0
+REBIRTH_INTERVAL_S = 10.0  # at most one rebirth request per edge node in this time
 WRITE_MERGE_MAX = 8  # queued fleet batches one write may cover when the writes fall behind
-LIVE_TOPICS_MAX = 100_000  # live topics remembered for the direct route (then forgotten, relearned)  # at most one rebirth request per edge node in this time
+LIVE_TOPICS_MAX = 100_000  # live topics remembered for the direct route (then forgotten, relearned)
+FLEET_POLL_S = 2.0  # how often the ingest reads the fleet registry's revision (a change: reload the ids)
 
 
 class RateLimitedLog:
@@ -62,17 +69,23 @@ class RateLimitedLog:
 
 
 class Batch:
-    """One unit of writing: vehicle fixes and sensor output, written in this order."""
+    """One unit of writing: vehicle fixes, what unregistered vehicles sent (``unknown``: vehicle id
+    -> (last topic, last time, messages)) and sensor output, written in this order. A batch merged
+    from queued ones (``parts``) marks theirs done as its parts are written, so a retry after a
+    part failed writes each of the others once."""
 
-    __slots__ = ("vehicles", "sensors", "vehicles_done")
+    __slots__ = ("vehicles", "unknown", "sensors", "vehicles_done", "unknown_done", "parts")
 
-    def __init__(self) -> None:
+    def __init__(self, parts: "list[Batch] | None" = None) -> None:
         self.vehicles = VehicleBatch()
+        self.unknown: dict[str, tuple[str, float, int]] = {}
         self.sensors = SensorBatch()
         self.vehicles_done = False
+        self.unknown_done = False
+        self.parts = parts or []
 
     def __len__(self) -> int:
-        return len(self.vehicles) + len(self.sensors)
+        return len(self.vehicles) + len(self.unknown) + len(self.sensors)
 
     def empty(self) -> bool:
         """Nothing to write at all."""
@@ -117,7 +130,10 @@ class Ingest:
         self.stopping = False
         self._indexed: dict[tuple[str, int], bool] = {}  # track hours whose index is set (Store.write_fixes)
         self._known_ids: set[str] = set()  # vehicle ids already in veh:ids
-        self._live_topics: dict[str, str] = {}  # fleet/<id>/nmea topic -> vehicle id
+        self._live_topics: dict[str, str] = {}  # fleet/<id>/nmea topic -> vehicle id (registered ones)
+        self._fleet = FleetStore(store.redis)
+        self.fleet_ids: frozenset[str] = frozenset()  # the vehicles of the fleet registry
+        self.fleet_revision: int | None = None  # its revision when they were read
 
     @property
     def redis_ok(self) -> bool:
@@ -178,6 +194,12 @@ class Ingest:
                 self.reject(topic, "unknown_topic")
                 return
             vehicle_id, kind = parsed
+            if not valid_vehicle_id(vehicle_id):
+                self.reject(topic, "bad_vehicle_id")
+                return
+            if vehicle_id not in self.fleet_ids:
+                self.keep_aside(vehicle_id, msg)
+                return
             if kind == "status":
                 self.on_status(vehicle_id, msg)
                 return
@@ -197,6 +219,17 @@ class Ingest:
                 self.ask_rebirth(*node, msg.received_at)
         else:
             self.reject(topic, "unknown_topic")
+
+    def keep_aside(self, vehicle_id: str, msg: ReceivedMessage) -> None:
+        """A message from a vehicle not in the fleet registry: not decoded, counted
+        ``rejected:unknown_vehicle``, and its vehicle's last topic, time and message count kept
+        aside (the newest VEHICLE_UNKNOWN_MAX vehicles of the batch; the store keeps as many)."""
+        self.reject(msg.topic, "unknown_vehicle")
+        unknown = self.fleet.batch.unknown
+        last = unknown.pop(vehicle_id, None)  # and in again: the newest last
+        unknown[vehicle_id] = (msg.topic, msg.received_at, 1 if last is None else last[2] + 1)
+        if len(unknown) > self.settings.VEHICLE_UNKNOWN_MAX:
+            del unknown[next(iter(unknown))]
 
     def ask_rebirth(self, group: str, node: str, now: float) -> None:
         """Publish an NCMD Node Control/Rebirth to an edge node (at most once per interval)."""
@@ -264,7 +297,12 @@ class Ingest:
                 await self.store.write_fixes(v.fixes, v.counters, seen=v.seen, retention_s=retention_s,
                                              signals=v.signals, indexed=self._indexed,
                                              known=self._known_ids, track=v.track)
-            batch.vehicles_done = True
+            for done in (batch, *batch.parts):
+                done.vehicles_done = True
+        if batch.unknown and not batch.unknown_done:
+            await self.store.keep_unknown_vehicles(batch.unknown, settings.VEHICLE_UNKNOWN_MAX)
+            for done in (batch, *batch.parts):
+                done.unknown_done = True
         s = batch.sensors
         if len(s) or s.latest:
             await self.store.write_sensor_batch(latest=s.latest, history=s.history, unknown=s.unknown,
@@ -328,30 +366,64 @@ class Ingest:
         first = queue[0]
         if len(queue) == 1 or first.vehicles_done or len(first.sensors) or first.sensors.latest:
             return first, 1
-        parts = [first.vehicles]
+        parts = [first]
         for batch in itertools.islice(queue, 1, WRITE_MERGE_MAX):
             if batch.vehicles_done or len(batch.sensors) or batch.sensors.latest:
                 break
-            parts.append(batch.vehicles)
+            parts.append(batch)
         if len(parts) == 1:
             return first, 1
-        merged = Batch()
-        merged.vehicles = VehicleBatch.merged(parts)
+        merged = Batch(parts)
+        merged.vehicles = VehicleBatch.merged([batch.vehicles for batch in parts])
+        unknown = merged.unknown
+        for batch in parts:
+            for vehicle_id, (topic, at, count) in batch.unknown.items():
+                last = unknown.pop(vehicle_id, None)
+                unknown[vehicle_id] = (topic, at, count if last is None else last[2] + count)
         return merged, len(parts)
 
-    async def sensor_timer(self) -> None:
-        """Check every sensor for silence every SENSOR_CHECK_S; reload the registry now and then."""
+    async def timer(self) -> None:
+        """The registries and the silence checks: follow the fleet registry every FLEET_POLL_S
+        (`load_fleet`), check every sensor for silence every SENSOR_CHECK_S, reload the sensor
+        registry every SENSOR_REGISTRY_REFRESH_S."""
         check_s = self.settings.SENSOR_CHECK_S
         refresh_s = self.settings.SENSOR_REGISTRY_REFRESH_S
-        next_refresh = time.monotonic() + refresh_s
+        now = time.monotonic()
+        next_fleet, next_check, next_refresh = now + FLEET_POLL_S, now + check_s, now + refresh_s
         while True:
-            await asyncio.sleep(check_s)
-            self.sensors.check_silence(time.time(), self.sensor_lane.batch.sensors, self.stats)
-            if self.sensor_lane.batch.sensors.events:
-                self._cut(self.sensor_lane)
-            if time.monotonic() >= next_refresh:
-                next_refresh = time.monotonic() + refresh_s
+            await asyncio.sleep(max(0.0, min(next_fleet, next_check, next_refresh) - time.monotonic()))
+            now = time.monotonic()
+            if now >= next_fleet:
+                next_fleet = now + FLEET_POLL_S
+                await self.load_fleet()
+            if now >= next_check:
+                next_check = now + check_s
+                self.sensors.check_silence(time.time(), self.sensor_lane.batch.sensors, self.stats)
+                if self.sensor_lane.batch.sensors.events:
+                    self._cut(self.sensor_lane)
+            if now >= next_refresh:
+                next_refresh = now + refresh_s
                 await self.load_registry()
+
+    async def load_fleet(self) -> bool:
+        """Follow the fleet registry: read its revision and, when it moved, add the ids of its
+        vehicles to those whose messages are decoded; False (logged) when Redis cannot answer.
+
+        The set only grows while the ingest runs: the registry never deletes a vehicle (it
+        deactivates it), and a Redis that comes back without its data must not turn every vehicle
+        away until the registry is seeded again."""
+        try:
+            revision = await self._fleet.revision()
+            if revision == self.fleet_revision:
+                return True
+            ids = self.fleet_ids.union(await self._fleet.vehicles())
+        except Exception as exc:
+            self.rlog.warning("fleet", "ingest: cannot load the fleet registry: %s", exc)
+            return False
+        if len(ids) != len(self.fleet_ids):
+            log.info("ingest: %d vehicles in the fleet registry (revision %d)", len(ids), revision)
+        self.fleet_ids, self.fleet_revision = ids, revision
+        return True
 
     async def load_registry(self) -> bool:
         """(Re)load the sensor registry from Redis; False (logged) when Redis cannot answer."""
@@ -413,7 +485,7 @@ class Ingest:
         return {"pid": os.getpid(), "redis_ok": self.redis_ok, "mqtt_ok": self.mqtt_ok,
                 "buffered": self.queued_messages, "messages": self.stats["messages"],
                 "written": self.stats["fixes_written"], "track_written": self.stats["track_written"],
-                "held": len(self.held), "sensors": len(self.sensors.registry),
+                "held": len(self.held), "sensors": len(self.sensors.registry), "vehicles": len(self.fleet_ids),
                 "status": "ok" if self.redis_ok and self.mqtt_ok else "degraded"}
 
     def keeps_up(self) -> bool:
@@ -458,7 +530,8 @@ async def serve(settings: Settings, redis_url: str, mqtt_url: str, stop: asyncio
     process is the ingest's alone, so its garbage collector is tuned for latency."""
     stop = stop_on_signals(stop)
     loop = asyncio.get_running_loop()
-    store = Store.from_url(redis_url, health_check_interval=10, socket_timeout=5)
+    # a short patience: a longer outage is the writer's to handle (buffer in order, then flush)
+    store = Store.from_url(redis_url, health_check_interval=10, socket_timeout=5, patience_s=1.0)
     ingest = Ingest(settings, store)
     if hook is not None:
         hook(ingest)
@@ -468,6 +541,7 @@ async def serve(settings: Settings, redis_url: str, mqtt_url: str, stop: asyncio
             log.info("ingest: sensor registry of %d sensors from the city layers", count)
     except Exception as exc:
         log.warning("ingest: sensor registry not refreshed from the city: %s", exc)
+    await ingest.load_fleet()  # (else the timer retries: meanwhile every vehicle's messages are kept aside)
     log.info("ingest: NMEA hot path %s", "compiled (center/accel.py)" if accel.is_compiled(vehicles_module)
              else "in pure Python (no compiled modules: slower; see center/accel.py)")
     if await ingest.load_registry():
@@ -493,7 +567,7 @@ async def serve(settings: Settings, redis_url: str, mqtt_url: str, stop: asyncio
     tasks = [asyncio.create_task(ingest.writer(), name="ingest-writer"),
              asyncio.create_task(ingest.writer(ingest.sensor_lane), name="ingest-sensor-writer"),
              asyncio.create_task(ingest.reporter(), name="ingest-reporter"),
-             asyncio.create_task(ingest.sensor_timer(), name="ingest-sensor-timer"),
+             asyncio.create_task(ingest.timer(), name="ingest-timer"),
              asyncio.create_task(ingest.ack_listener(), name="ingest-acks")]
     log.info("ingest: subscribed to %s on %s", ", ".join(topics(settings)), mqtt_url)
     try:

@@ -22,7 +22,7 @@ from ingest.plausibility import Plausibility
 
 log = logging.getLogger(__name__)
 
-VEHICLE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+VEHICLE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # the whole id (fullmatch); "." and ".." are refused too
 _PREFIXED: dict[str, str] = {}  # count name -> "nmea:<name>", built once per name
 BACKFILL_IDLE_S = 2.0  # a backfill stream idle this long has its pending epoch flushed
 
@@ -308,10 +308,19 @@ class VehicleIngest:
 
 _TOPICS: dict[str, tuple[str, str] | None] = {}  # topic -> parse_fleet_topic(topic), bounded
 _TOPICS_MAX = 100_000
+_KINDS = (("/nmea/backfill", "backfill"), ("/nmea", "nmea"), ("/status", "status"))
+
+
+def valid_vehicle_id(vehicle_id: str) -> bool:
+    """Whether an id follows the vehicle id rule: 1 to 64 of ``A-Z a-z 0-9 _ . : -``, and not
+    ``.`` or ``..`` (an id names keys, topics and paths)."""
+    return VEHICLE_ID.fullmatch(vehicle_id) is not None and vehicle_id != "." and vehicle_id != ".."
 
 
 def parse_fleet_topic(topic: str) -> tuple[str, str] | None:
-    """fleet/<id>/nmea -> (id, 'nmea'); .../nmea/backfill -> 'backfill'; .../status -> 'status'."""
+    """fleet/<id>/nmea -> (id, 'nmea'); .../nmea/backfill -> 'backfill'; .../status -> 'status';
+    None for any other topic. The id is what stands between ``fleet/`` and the kind, as sent
+    (``fleet/a/b/nmea`` gives ``a/b``): the caller checks it with `valid_vehicle_id`."""
     try:
         return _TOPICS[topic]
     except KeyError:
@@ -324,12 +333,12 @@ def parse_fleet_topic(topic: str) -> tuple[str, str] | None:
 
 def _parse_fleet_topic(topic: str) -> tuple[str, str] | None:
     """parse_fleet_topic without the cache."""
-    parts = topic.split("/")
-    if len(parts) < 3 or parts[0] != "fleet" or not VEHICLE_ID.match(parts[1]):
+    if not topic.startswith("fleet/"):
         return None
-    rest = "/".join(parts[2:])
-    kind = {"nmea": "nmea", "nmea/backfill": "backfill", "status": "status"}.get(rest)
-    return (parts[1], kind) if kind else None
+    for suffix, kind in _KINDS:
+        if topic.endswith(suffix) and len(topic) >= 6 + len(suffix):
+            return topic[6:len(topic) - len(suffix)], kind
+    return None
 
 
 def now() -> float:

@@ -19,10 +19,11 @@ from center.store import Store
 from ingest import service
 from ingest.plausibility import GPS_ROLLOVER
 from simulators import nmea_out
-from tests.conftest import DATA, test_settings, wait_for
+from tests.conftest import DATA, register_vehicles, test_settings, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 ROBUSTNESS = sorted((DATA / "nmea" / "robustness").glob("*.log"))
+VEHICLES = ["B1", "R1", "E1", "X1", "OK1", "K1", "K2"] + [f"rb-{path.stem}" for path in ROBUSTNESS]
 
 
 def _burst(t: datetime, lat: float, lon: float, kmh: float = 36.0) -> bytes:
@@ -31,6 +32,7 @@ def _burst(t: datetime, lat: float, lon: float, kmh: float = 36.0) -> bytes:
 
 
 async def _start(tmp_path, redis_url, mqtt_url, **overrides):
+    await register_vehicles(redis_url, VEHICLES)  # the ingest takes only registered vehicles
     settings = test_settings(tmp_path, REDIS_URL=redis_url, MQTT_URL=mqtt_url, **overrides)
     stop, holder = asyncio.Event(), {}
     task = asyncio.create_task(service.serve(settings, redis_url, mqtt_url, stop=stop,

@@ -10,7 +10,7 @@ from center.mqtt import MqttClient
 from center.store import Store
 from ingest import service
 from simulators import nmea_out
-from tests.conftest import test_settings, wait_for
+from tests.conftest import register_vehicles, test_settings, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -21,6 +21,7 @@ def _burst(t: datetime, lat: float, lon: float, kmh: float = 36.0, talker: str =
 
 
 async def _running_ingest(tmp_path, redis_url, mqtt_url, **overrides):
+    await register_vehicles(redis_url, ["T1", "H1", "G1", "W1"])  # the ingest takes only registered vehicles
     settings = test_settings(tmp_path, REDIS_URL=redis_url, MQTT_URL=mqtt_url, **overrides)
     stop = asyncio.Event()
     task = asyncio.create_task(service.serve(settings, redis_url, mqtt_url, stop=stop))
@@ -100,13 +101,15 @@ async def test_garbage_is_counted_and_the_subscriber_goes_on(tmp_path, redis_url
         pub.publish("fleet/G1/nmea", b"\xff\xfe\x00garbage\r\n$GPGGA,bad*00\r\n")
         pub.publish("fleet/G1/nmea", b"$" + b"A" * 5000)  # above the payload limit
         pub.publish("fleet/G1/status", b"\xff")
-        pub.publish("fleet/bad id/nmea", b"x")
+        pub.publish("fleet/bad id/nmea", b"x")  # not a vehicle id
+        pub.publish("fleet/G2/nmea", _burst(t, 36.39, 119.76))  # not a registered vehicle
         pub.publish("fleet/G1/nmea", _burst(t, 36.39, 119.76))
         view = await wait_for(lambda: _fix_count(store, "G1", 1), timeout=10)
         assert view["counters"]["bad_checksum"] >= 1
         stats = await wait_for(lambda: _stats_with(store, "rejected:payload_too_large"), timeout=10)
         assert stats["rejected:status_not_ascii"] == 1
-        assert stats["rejected:unknown_topic"] == 1
+        assert stats["rejected:bad_vehicle_id"] == 1
+        assert stats["rejected:unknown_vehicle"] == 1 and await store.vehicle("G2") is None
         assert not task.done()
     finally:
         pub.stop()

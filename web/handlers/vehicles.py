@@ -7,8 +7,11 @@ from datetime import datetime, timezone
 from center.store_admin import FleetStore
 from command.tickets import Actor, Role, visible_to
 from web.base import ApiError, BaseHandler
+from web.openapi_schemas import I, S, arr, obj, op
 
 READ_ROLES = ("dispatcher", "supervisor", "agent", "crew")
+OFFICE_ROLES = ("dispatcher", "supervisor", "agent")
+UNKNOWN_LIMIT_MAX = 10_000
 
 
 def parse_time(text: str | None, default: float) -> float:
@@ -94,8 +97,32 @@ class VehicleTrack(BaseHandler):
                          "count": len(fixes), "fixes": fixes})
 
 
+class UnknownVehicles(BaseHandler):
+    """GET /api/vehicles/unknown?limit=: vehicles not in the fleet registry whose messages the
+    ingest kept aside (not on the map), newest first, with their last topic, time and count."""
+
+    async def get(self) -> None:
+        self.require(*OFFICE_ROLES)
+        text = self.get_argument("limit", "100")
+        if not text.isdigit() or not 1 <= int(text) <= UNKNOWN_LIMIT_MAX:
+            raise ApiError(400, "bad_limit", f"limit must be a whole number from 1 to {UNKNOWN_LIMIT_MAX}")
+        kept = await self.store.unknown_vehicles(int(text))
+        for entry in kept["vehicles"]:
+            entry["time"] = iso(entry.pop("at"))
+        self.write_json(kept)
+
+
 routes = [
     (r"/api/vehicles", VehicleList),
+    (r"/api/vehicles/unknown", UnknownVehicles),
     (r"/api/vehicles/([A-Za-z0-9_.:-]{1,64})", VehicleDetail),
     (r"/api/vehicles/([A-Za-z0-9_.:-]{1,64})/track", VehicleTrack),
 ]
+
+_KEPT_ASIDE = obj(["vehicle_id", "topic", "time", "count"], vehicle_id=S, topic=S, time=S, count=I)
+openapi = {
+    "GET /api/vehicles/unknown": op("Vehicles not in the fleet registry whose messages were kept aside, newest first",
+                                    "agent, dispatcher, supervisor",
+                                    obj(["vehicles", "total"], vehicles=arr(_KEPT_ASIDE), total=I),
+                                    query=(("limit", "integer", f"1..{UNKNOWN_LIMIT_MAX}, default 100"),)),
+}
