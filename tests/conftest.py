@@ -50,7 +50,8 @@ def servers(tmp_path_factory) -> Servers:
     """The session's real Redis and MQTT broker."""
     data = tmp_path_factory.mktemp("servers")
     env = {"CONFIG_FILE": str(data / "absent.toml"), "DATA_DIR": str(data),
-           "REDIS_URL": os.environ.get("REDIS_URL", ""), "MQTT_URL": os.environ.get("MQTT_URL", "")}
+           "REDIS_URL": os.environ.get("REDIS_URL", ""), "MQTT_URL": os.environ.get("MQTT_URL", ""),
+           "MQTT_EMBEDDED_BROKER": os.environ.get("MQTT_EMBEDDED_BROKER", "auto")}
     started = Servers.resolve(load(env))
     yield started
     started.stop()
@@ -67,7 +68,8 @@ def redis_url(servers: Servers) -> str:
 
 @pytest.fixture
 def mqtt_url(servers: Servers) -> str:
-    """The session broker's URL."""
+    """The session broker's URL, with the center's account (MQTT_URL from the environment must
+    carry it too: mqtt://user:pass@host:port)."""
     return servers.mqtt_url
 
 

@@ -12,7 +12,7 @@ import logging
 from command.police import DISPATCHER_MANUAL, IncidentTransfer, PoliceMessageError, PoliceStatus, SignatureError
 from services.police_link import InboundBusy, PoliceLink
 from web.base import ApiError, BaseHandler
-from web.handlers.tickets import NUMBER, OFFICE, TicketHandler
+from web.handlers.tickets import NUMBER, TicketHandler
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class Cap(TicketHandler):
     """GET /api/tickets/<number>/cap: the ticket's last police message as CAP 1.2 XML."""
 
     async def get(self, number: str) -> None:
-        actor = self.actor(*OFFICE)
+        actor = self.actor("dispatcher", "supervisor")
         await self.tickets.get(number, actor)
         xml = await _link(self).cap(number)
         if xml is None:
