@@ -25,6 +25,9 @@ when on PATH, else amqtt), the ingest service in its own process, publishers in 
 - BENCH_ONLY=throughput runs only the three throughput figures (and the ratio) and the CPU figures.
 - ``ingest_rss_mb``: 10,000 vehicles at 1 Hz for BENCH_RSS_S seconds (default 120), then the
   ingest's RSS; ``track_bytes_per_fix`` = Redis used_memory growth / fixes stored.
+
+The ingest takes only the vehicles of the fleet registry: each measurement registers its fleet's
+ids (`register_fleet`) after emptying Redis and before the ingest starts.
 """
 from __future__ import annotations
 
@@ -75,6 +78,41 @@ def _ddmm(value: float, width: int) -> str:
     return f"{deg:0{width}d}{(abs(value) - deg) * 60:010.7f}"
 
 
+def fleet_ids(count: int) -> list[str]:
+    """The vehicle ids of a benchmark fleet of ``count`` vehicles."""
+    return [f"V{i:05d}" for i in range(count)]
+
+
+def register_fleet(redis_url: str, count: int) -> None:
+    """Register the fleet's vehicles in the fleet registry (as an administrator would), so the
+    ingest takes their messages (it keeps aside those of vehicles not registered)."""
+    import redis.asyncio as aioredis
+
+    from center.store_admin import Audit, FleetStore
+
+    async def register() -> None:
+        client = aioredis.from_url(redis_url)
+        fleet = FleetStore(client)
+        try:
+            known = set(await fleet.vehicles())
+            new = [vid for vid in fleet_ids(count) if vid not in known]
+            for start in range(0, len(new), 500):  # a few hundred script calls at a time
+                at = time.time()
+                await asyncio.gather(*(fleet.write_vehicle(
+                    vid, "", {"vehicle_id": vid, "plate": "", "kind": "repair", "unit_id": None, "active": True,
+                              "source": "admin", "updated_at": at, "updated_by": "bench"},
+                    Audit("bench", "admin", "vehicle.create", vid, {}, at)) for vid in new[start:start + 500]))
+        finally:
+            await client.aclose()
+    asyncio.run(register())
+
+
+def _fresh(r: redis.Redis, redis_url: str, count: int) -> None:
+    """An empty Redis but for the registered fleet of ``count`` vehicles."""
+    r.flushall()
+    register_fleet(redis_url, count)
+
+
 class Fleet:
     """GGA+RMC payloads for many vehicles, fast: positions are precomputed, only the time
     changes per round, and checksums are XOR-combined from constant and time parts."""
@@ -83,7 +121,7 @@ class Fleet:
         import random
 
         rng = random.Random(seed)
-        self.ids = [f"V{i:05d}" for i in range(count)]
+        self.ids = fleet_ids(count)
         self.parts = []
         for _ in range(count):
             lat, lon = 36.0 + rng.random() * 0.6, 119.4 + rng.random() * 0.8
@@ -281,7 +319,7 @@ def _throughput(settings_values, redis_url, mqtt_url, r, *, baseline: str | None
     (bigger batches cost less a message): the figure is the rate at which more offered brings no
     more written. ``baseline``: None for our ingest, else the minimal loop with that reader
     (`_baseline`)."""
-    r.flushall()
+    _fresh(r, redis_url, VEHICLES)
     if baseline:
         consumer = _start(_baseline, redis_url, mqtt_url, baseline)
         time.sleep(1.5)
@@ -341,7 +379,7 @@ def _throughput(settings_values, redis_url, mqtt_url, r, *, baseline: str | None
 
 
 def _latency(settings_values, redis_url, mqtt_url, r) -> list[float]:
-    r.flushall()
+    _fresh(r, redis_url, VEHICLES)
     sensors = 200
     rows = [{"sensor_id": f"S{i:03d}", "name": f"bench {i}", "kind": "pressure", "quantity": "pressure",
              "unit": "MPa", "period_s": 3600, "high_warning": 0.55, "high_critical": 0.65} for i in range(sensors)]
@@ -387,7 +425,7 @@ def _latency(settings_values, redis_url, mqtt_url, r) -> list[float]:
 
 
 def _rss(settings_values, redis_url, mqtt_url, r) -> tuple[float, float]:
-    r.flushall()
+    _fresh(r, redis_url, RSS_VEHICLES)
     ingest = _start(_run_ingest, settings_values, redis_url, mqtt_url)
     _wait(lambda: _heartbeat(r).get("mqtt_ok"), 30, "ingest start")
     used_before = r.info("memory")["used_memory"]
@@ -431,7 +469,7 @@ def _cpu_per_message(settings_values, redis_proc, broker, r, *, baseline: bool =
     minimal loop with our reader) taking CPU_RATE msg/s for CPU_S seconds (after 4 s to settle):
     steadier than the sustained rate, and it shows where a message's cost goes (consumer, Redis,
     broker, publisher)."""
-    r.flushall()
+    _fresh(r, redis_proc.url, VEHICLES)
     if baseline:
         consumer = _start(_baseline, redis_proc.url, broker.url, "fast")
         time.sleep(1.5)

@@ -28,8 +28,11 @@ async def _standalone(name: str, settings) -> None:
     """Run one service; starts embedded servers only when none is configured or running."""
     from center.city import ensure_city, load_city
     from center.servers import Servers
+    from center.supervisor import keep_servers
 
     servers = await asyncio.to_thread(Servers.resolve, settings)
+    kept = asyncio.Event()
+    keeper = asyncio.create_task(keep_servers(servers, kept))  # the embedded servers it started, if any
     try:
         if name == "web":
             from web.app import serve
@@ -51,6 +54,8 @@ async def _standalone(name: str, settings) -> None:
             city = await asyncio.to_thread(load_profile, ensure_city(settings))
             await serve(settings, servers.redis_url, servers.mqtt_url, city)
     finally:
+        kept.set()
+        await keeper
         servers.stop()
 
 
@@ -278,6 +283,7 @@ async def _servers(settings) -> int:
     import signal
 
     from center.servers import Servers
+    from center.supervisor import keep_servers
 
     servers = await asyncio.to_thread(Servers.resolve, settings)
     print(f"REDIS_URL={servers.redis_url}\nMQTT_URL={servers.mqtt_url}\nMQTT_DEVICE_URL={servers.device_url}",
@@ -287,7 +293,8 @@ async def _servers(settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await keep_servers(servers, stop)  # until signalled: a dead server is restarted meanwhile
+        await stop.wait()  # (at once when it owns none)
     finally:
         servers.stop()
     return 0

@@ -12,6 +12,7 @@ started one by one share them.
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import logging
 import os
@@ -26,7 +27,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlparse
+
+import redis
 
 from center.mqtt import with_credentials, without_credentials
 
@@ -124,6 +128,26 @@ class EmbeddedProcess:
     url: str
     process: subprocess.Popen
     extra: dict = field(default_factory=dict)
+    relaunch: Callable[[], "EmbeddedProcess"] | None = None  # starts it again, same port and data
+
+    def revive(self) -> bool:
+        """When the server has died, start it again with the arguments it was started with (same
+        port, same data directory) in this same object; True when it was restarted. Raises
+        ServerError when the new one cannot start."""
+        if self.relaunch is None or self.process.poll() is None:
+            return False
+        code = self.process.returncode
+        why = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        log.error("embedded %s stopped unexpectedly (%s); restarting it on %s", self.name, why,
+                  urlparse(self.url).port)
+        if self.process.stdin:
+            self.process.stdin.close()
+        new = self.relaunch()
+        if new.url != self.url:
+            log.warning("embedded %s came back at another URL; clients keep the old one", self.name)
+        self.process = new.process
+        self.extra.update(new.extra)
+        return True
 
     def stop(self, timeout: float = 5.0) -> None:
         """Terminate the server and wait for it to release its port."""
@@ -153,24 +177,61 @@ def _wait_port(proc: subprocess.Popen, name: str, port: int, timeout: float) -> 
     raise ServerError(f"{name} did not listen on port {port} within {timeout:.0f} s")
 
 
+LOAD_TIMEOUT_S = 600.0  # how long a redis-server may take to read its AOF at start
+REVIVE_INTERVAL_S = 0.5  # how often the owner of embedded servers looks for a dead one (Servers.revive)
+
+
+def _wait_loaded(proc: subprocess.Popen, port: int, timeout: float = LOAD_TIMEOUT_S) -> None:
+    """Wait until redis-server answers PING: it accepts connections while it reads its AOF, and
+    answers LOADING until it has read all of it."""
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise ServerError(f"redis-server exited with code {proc.returncode} while loading its data")
+            try:
+                client.ping()
+                return
+            except redis.exceptions.ConnectionError:  # BusyLoadingError is one: still LOADING
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    raise ServerError(f"redis-server did not load its data within {timeout:.0f} s") from None
+                time.sleep(0.05)
+    finally:
+        client.close()
+
+
+def restartable(start: Callable[..., EmbeddedProcess], *args, **kwargs) -> EmbeddedProcess:
+    """``start(*args, **kwargs)``, remembering how to start the server again on the port it got
+    (EmbeddedProcess.revive). A server whose start picked more than its port records what it
+    needs again in ``extra["restart_kwargs"]``, which the restart passes too."""
+    server = start(*args, **kwargs)
+    again = {**kwargs, "port": urlparse(server.url).port, **server.extra.get("restart_kwargs", {})}
+    server.relaunch = functools.partial(start, *args, **again)
+    return server
+
+
 def start_redis(data_dir: Path, port: int | None = None, timeout: float = 15.0,
-                appendfsync: str = "always") -> EmbeddedProcess:
+                appendfsync: str = "always", options: tuple[str, ...] = ()) -> EmbeddedProcess:
     """Start a real redis-server on loopback with AOF on, data under data_dir/redis.
 
     With ``appendfsync everysec`` Redis may postpone the AOF write while a background fsync is
     slow and still reply, so a kill -9 could lose an acknowledged write; ``always`` (the default)
-    writes and fsyncs once per event-loop iteration before replying."""
+    writes and fsyncs once per event-loop iteration before replying. ``options``: more
+    ``--name value`` arguments for redis-server."""
     directory = data_dir / "redis"
     directory.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     args = [
         redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
         "--appendonly", "yes", "--appendfsync", appendfsync, "--save", "", "--daemonize", "no",
-        "--logfile", str(directory / "redis.log"), "--protected-mode", "yes",
+        "--logfile", str(directory / "redis.log"), "--protected-mode", "yes", *options,
     ]
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             preexec_fn=die_with_parent)
     _wait_port(proc, "redis-server", port, timeout)
+    _wait_loaded(proc, port)
     log.info("embedded redis-server %s on 127.0.0.1:%d, AOF in %s", args[0], port, directory)
     return EmbeddedProcess("redis-server", f"redis://127.0.0.1:{port}/0", proc)
 
@@ -284,6 +345,8 @@ class Servers:
         self.device_url = device_url or without_credentials(mqtt_url)  # devices' broker URL, no credentials
         self.owned = owned
         self._run_file = run_file
+        self._revive_at: dict[str, float] = {}  # server name -> monotonic time of its next restart attempt
+        self._revive_backoff: dict[str, float] = {}
         self.broker_sync = None  # BrokerSync of an embedded broker we own
 
     @classmethod
@@ -303,10 +366,10 @@ class Servers:
             raise ServerError("no Redis/MQTT configured and none running for this DATA_DIR")
         try:
             if not redis_url:
-                owned.append(start_redis(settings.data_dir, appendfsync=settings.REDIS_APPENDFSYNC))
+                owned.append(restartable(start_redis, settings.data_dir, appendfsync=settings.REDIS_APPENDFSYNC))
                 redis_url = owned[-1].url
             if not mqtt_url:
-                owned.append(start_broker(settings.data_dir, kind=settings.MQTT_EMBEDDED_BROKER))
+                owned.append(restartable(start_broker, settings.data_dir, kind=settings.MQTT_EMBEDDED_BROKER))
                 mqtt_url = owned[-1].url
                 device_url = settings.MQTT_DEVICE_URL or owned[-1].extra["device_url"]
         except Exception:
@@ -323,6 +386,27 @@ class Servers:
             write_private(run_file, json.dumps({"pid": os.getpid(), "redis_url": redis_url,
                                                 "mqtt_url": mqtt_url, "device_url": servers.device_url}))
         return servers
+
+    def revive(self) -> list[str]:
+        """Restart each embedded server of ours that has died, on its port with its data (the
+        supervisor, `servers` and standalone services call this every REVIVE_INTERVAL_S); the
+        names of those restarted. One that cannot start is logged and tried again later."""
+        revived = []
+        now = time.monotonic()
+        for server in self.owned:
+            if now < self._revive_at.get(server.name, 0.0):
+                continue
+            try:
+                if server.revive():
+                    revived.append(server.name)
+                self._revive_backoff.pop(server.name, None)
+            except Exception as exc:  # ServerError, OSError: the next call tries again
+                backoff = self._revive_backoff.get(server.name, 0.5)
+                self._revive_backoff[server.name] = min(backoff * 2, 10.0)
+                self._revive_at[server.name] = time.monotonic() + backoff
+                log.error("embedded %s could not be restarted (%s); trying again in %.1f s",
+                          server.name, exc, backoff)
+        return revived
 
     def stop(self) -> None:
         """Stop the servers this process started and remove their run file."""

@@ -59,6 +59,7 @@ import numpy as np
 import orjson
 import redis.asyncio as aioredis
 
+from center import redis_client
 from center.fixpack import NONE8, NONE16, TRACK_RECORD, fix_text, pack_fix, prepare  # noqa: F401 (re-exported)
 from center.store_sensors import (ALARM_ACKS, ALARM_EVENTS, ALARM_EVENTS_MAX, LIVE_ALARMS,  # noqa: F401 (re-exported)
                                  REGISTRY_FIELDS, SensorStoreMixin, alarm_fields, alarm_view, sensor_view)
@@ -251,8 +252,9 @@ class Store(SensorStoreMixin):
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> "Store":
-        """Connect (lazily) to the Redis at url, decoding replies as UTF-8 text."""
-        return cls(aioredis.from_url(url, decode_responses=True, **kwargs))
+        """Connect (lazily) to the Redis at url, decoding replies as UTF-8 text, waiting out a
+        restart or LOADING (`center.redis_client.connect`, whose options ``kwargs`` may set)."""
+        return cls(redis_client.connect(url, **kwargs))
 
     async def close(self) -> None:
         """Close the connection pool."""

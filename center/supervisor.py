@@ -1,6 +1,8 @@
 """The demo supervisor: embedded servers, then web, ingest and simulators as supervised children.
 
-A crashed child is restarted with exponential backoff (the reason is logged). SIGINT or SIGTERM
+A crashed child is restarted with exponential backoff (the reason is logged); a dead embedded
+Redis or broker is restarted on its port with its data within REVIVE_INTERVAL_S (`keep_servers`,
+which the `servers` command and standalone services run too). SIGINT or SIGTERM
 stops every child (SIGTERM, then SIGKILL after a grace period), then the embedded servers, and
 removes the pid file: all within 10 s, leaving no process and no port behind.
 """
@@ -17,7 +19,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from center.servers import Servers, die_with_parent
+from center.servers import REVIVE_INTERVAL_S, Servers, die_with_parent
 from center.settings import Settings
 from center.streams import pause as stop_or_timeout
 
@@ -25,6 +27,14 @@ log = logging.getLogger("supervisor")
 
 CHILD_GRACE_S = 5.0
 STABLE_AFTER_S = 60.0  # a child that ran this long restarts with the shortest backoff again
+
+
+async def keep_servers(servers: Servers, stop: asyncio.Event, interval_s: float = REVIVE_INTERVAL_S) -> None:
+    """Until ``stop``, restart every ``interval_s`` whichever embedded server of ``servers`` has
+    died (Servers.revive: same port, same data, same arguments). Nothing to do for external ones."""
+    while servers.owned and not stop.is_set():
+        await asyncio.to_thread(servers.revive)
+        await stop_or_timeout(stop, interval_s)
 
 
 class AlreadyRunning(RuntimeError):
@@ -115,8 +125,10 @@ class Supervisor:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop_event.set)
         self.pidfile.acquire()
+        keeper = None
         try:
             self.servers = await asyncio.to_thread(Servers.resolve, self.settings)
+            keeper = asyncio.create_task(keep_servers(self.servers, self.stop_event), name="keep-servers")
             if prepare is not None:
                 await prepare(self.servers)
             env = self._child_env()
@@ -130,6 +142,9 @@ class Supervisor:
             await self._supervise()
             return 0
         finally:
+            if keeper is not None:  # no restart of a server while they are being stopped
+                self.stop_event.set()
+                await keeper
             await self._shutdown()
 
     def child_names(self) -> list[str]:

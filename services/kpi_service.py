@@ -31,6 +31,7 @@ import orjson
 import redis as redis_sync
 import redis.asyncio as aioredis
 
+from center.redis_client import connect_sync
 from center.store_kpi import ZERO_ID, Entry, KpiStreams, id_key, iter_all_events, parse_event
 from center.streams import REDIS_TROUBLE, pause, stop_if_cancelled
 from command.errors import ValidationError
@@ -248,7 +249,7 @@ def report_command(redis_url: str, args: Mapping[str, Any], *, tz: tzinfo = CENT
     except ValidationError as exc:
         print(f"kpi: {exc}", file=err)
         return 2
-    client = redis_sync.Redis.from_url(redis_url)
+    client = connect_sync(redis_url)
     started = last = time.monotonic()
 
     def progress(tickets: int, events: int) -> None:

@@ -2,13 +2,19 @@
 sends, so every message is a fix the ingest accepts, at any publishing rate of the ramp."""
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import datetime, timezone
 
 import pytest
 
-from bench.ingest import Fleet, FixClock, saturated_steps
+from bench.ingest import Fleet, FixClock, register_fleet, saturated_steps
+from center.mqtt import ReceivedMessage
+from center.store import Store
+from ingest.service import Ingest
 from ingest.tally import Tally
 from ingest.vehicles import VehicleBatch, VehicleIngest
+from tests.conftest import test_settings
 
 NOW = 1_796_000_000.0  # 2026-12-01 UTC, a wall clock reading
 
@@ -61,3 +67,22 @@ def test_a_ramp_ends_after_two_saturated_steps_in_a_row(rates, saturated):
     """Saturated: behind the offered rate and writing no more than 3 % above the best step
     before (each step counted at most at its offered rate)."""
     assert saturated_steps(rates) == saturated
+
+
+@pytest.mark.integration
+async def test_the_bench_registers_its_fleet_so_the_ingest_takes_every_message(tmp_path, redis_url):
+    """The ingest keeps aside the messages of vehicles not in the fleet registry: the benchmark
+    registers its fleet first (`register_fleet`), so every one of its messages is a fix again."""
+    await asyncio.to_thread(register_fleet, redis_url, 50)
+    store = Store.from_url(redis_url)
+    try:
+        ingest = Ingest(test_settings(tmp_path), store)
+        assert await ingest.load_fleet()
+    finally:
+        await store.close()
+    fleet = Fleet(50)
+    payloads = fleet.round(FixClock(-60.0).next(time.time()), 0)
+    ingest.on_messages([ReceivedMessage(f"fleet/{vid}/nmea", payload, 0, False, time.time())
+                        for vid, payload in zip(fleet.ids, payloads)])
+    assert ingest.stats["fix_ok"] == 50 and len(ingest.fleet.batch.vehicles.fixes) == 50
+    assert not [name for name in ingest.stats if name.startswith("rejected:")], ingest.stats

@@ -17,7 +17,7 @@ import pytest
 
 from center.mqtt import MqttClient
 from ingest import service
-from tests.conftest import test_settings, wait_for
+from tests.conftest import register_vehicles, test_settings, wait_for
 from tests.test_nmea_captures import CAPTURES, CHUNK_LINES, explain, gpsd_positions, replay_backfill
 from tests.test_web import web  # noqa: F401 - the in-process web service fixture
 
@@ -41,6 +41,7 @@ async def _counters(store, vid):
 
 
 async def test_gpsd_captures_replayed_through_broker_ingest_and_track_api(tmp_path, redis_url, mqtt_url, web):  # noqa: F811
+    await register_vehicles(redis_url, [vehicle_id(path) for path in CAPTURES])  # the ingest takes only these
     settings = test_settings(tmp_path, REDIS_URL=redis_url, MQTT_URL=mqtt_url)
     stop = asyncio.Event()
     ingest_holder: dict = {}

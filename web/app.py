@@ -10,11 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 import tornado.httpserver
 import tornado.web
 
-from center import accounts
+from center import accounts, redis_client
 from center.lifecycle import StartupError, stop_on_signals
 from center.servers import url_reachable
 from center.settings import Settings
@@ -81,8 +80,24 @@ async def bootstrap_accounts(store: Store, settings: Settings, *, demo: bool) ->
     return created
 
 
+def needed_down(redis_ok: bool, broker_ok: bool, svc: dict[str, dict[str, Any]]) -> list[str]:
+    """The components the center cannot work without that are down: Redis, the broker, the
+    ingest (no heartbeat, or its own status not ok: it lost the broker or Redis) and the dispatch
+    service (no heartbeat). The simulators are not among them. Without Redis the heartbeats
+    cannot be read: then only Redis (and the broker) are named."""
+    down = [name for name, ok in (("redis", redis_ok), ("broker", broker_ok)) if not ok]
+    if redis_ok:
+        ingest = svc.get("ingest", {})
+        if not ingest.get("ok") or ingest.get("status", "ok") != "ok":
+            down.append("ingest")
+        if not svc.get("dispatch", {}).get("ok"):
+            down.append("dispatch")
+    return down
+
+
 def health_reporter(services: Services, mqtt_url: str):
-    """Build the /healthz function: Redis ping, broker reachability, service heartbeats."""
+    """Build the /healthz function: Redis ping, broker reachability, service heartbeats; ``ok``
+    false and ``down`` naming what is missing when a component the center needs is down."""
     async def report() -> dict[str, Any]:
         started = time.perf_counter()
         try:
@@ -94,16 +109,18 @@ def health_reporter(services: Services, mqtt_url: str):
         beats: dict[str, Any] = {}
         if redis_ok:
             try:
-                beats = await services.store.services(SERVICES_WATCHED)
+                beats = await asyncio.wait_for(services.store.services(SERVICES_WATCHED), 2.0)
             except Exception as exc:
-                redis_ok, redis_error = False, str(exc)
+                redis_ok, redis_error = False, str(exc) or type(exc).__name__
         now = time.time()
         svc = {name: ({"ok": True, "age_s": round(now - b["at"], 1), **{k: v for k, v in b.items() if k != "at"}}
                       if b else {"ok": False}) for name, b in beats.items()}
         svc["web"] = {"ok": True, "pid": os.getpid(), "consoles": len(services.live.subscribers)
                       if services.live else 0}
         ok = redis_ok and broker_ok and all(s["ok"] for s in svc.values())
-        return {"status": "ok" if ok else "degraded", "redis": {"ok": redis_ok, "error": redis_error},
+        down = needed_down(redis_ok, broker_ok, svc)
+        return {"ok": not down, "down": down, "status": "ok" if ok and not down else "degraded",
+                "redis": {"ok": redis_ok, "error": redis_error},
                 "broker": {"ok": broker_ok}, "services": svc,
                 "checked_ms": round((time.perf_counter() - started) * 1000, 1)}
     return report
@@ -141,9 +158,10 @@ async def serve(settings: Settings, redis_url: str, mqtt_url: str, *, city: Any 
 
 async def _serve(settings: Settings, redis_url: str, mqtt_url: str, sockets: list, *, city: Any,
                  demo: bool, stop: asyncio.Event | None) -> None:
-    # a blocking pool: a reconnect storm of consoles waits for a connection instead of failing
-    store = Store(aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
-        redis_url, decode_responses=True, health_check_interval=10, max_connections=256, timeout=10)))
+    # a blocking pool: a reconnect storm of consoles waits for a connection instead of failing;
+    # start-up waits out a Redis restart or LOADING, a request (see below) only REQUEST_PATIENCE_S
+    store = Store(redis_client.connect(redis_url, blocking=True, max_connections=256, timeout=10,
+                                       health_check_interval=10))
     stop = stop_on_signals(stop)
     created = await bootstrap_accounts(store, settings, demo=demo)
     for name, password in created.items():
@@ -168,6 +186,7 @@ async def _serve(settings: Settings, redis_url: str, mqtt_url: str, sockets: lis
     services.extra["kpi"] = kpi
     await parts.dispatch.crews.refresh()  # the city's crews into the fleet registry, before the feed reads it
     app = make_app(services, cookie_secret=await cookie_secret(store))
+    store.redis.set_retry(redis_client.async_retry(redis_client.REQUEST_PATIENCE_S))  # then a 503
     server = tornado.httpserver.HTTPServer(app, xheaders=False)
     server.add_sockets(sockets)
     feed.start()

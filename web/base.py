@@ -11,6 +11,7 @@ from typing import Any, Awaitable, Callable
 import orjson
 import tornado.web
 
+from center import redis_client
 from center.accounts import Account
 from center.settings import Settings
 from center.store import Store
@@ -203,6 +204,12 @@ class BaseHandler(tornado.web.RequestHandler):
             super().log_exception(typ, value, tb)
 
     def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, redis_client.UNAVAILABLE) and not self._finished:  # restarting or loading
+            log.warning("%s %s -> 503: Redis unavailable (%s)", self.request.method, self.request.uri, e)
+            unavailable = ApiError(503, "redis_unavailable", "the data store is unavailable; try again shortly",
+                                   retry_after=2)
+            self.send_error(503, exc_info=(ApiError, unavailable, e.__traceback__))
+            return
         status = DOMAIN_ERRORS.get(type(e).__name__)
         if status is not None and not self._finished:
             self.log_exception(type(e), e, e.__traceback__)
