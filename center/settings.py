@@ -79,6 +79,16 @@ def _non_negative(text: str) -> float:
 _non_negative.__name__ = "non-negative float"
 
 
+def _bbox(text: str) -> str:
+    from command.coordinates import ServiceArea
+
+    area = ServiceArea.parse(text)  # ValueError for anything but four numbers in range, min < max
+    return "" if area is None else text.strip()
+
+
+_bbox.__name__ = "lon/lat box"
+
+
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         value = kind(text)
@@ -111,6 +121,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("COOKIE_SECURE", _bool, False, "Mark session cookies Secure (set true behind HTTPS)."),
     Setting("LOG_LEVEL", str, "INFO", "Logging level of every service (DEBUG, INFO, WARNING, ERROR)."),
     Setting("CITY_PROFILE", str, "", "City profile TOML (layers). Empty: the demo city, generated into DATA_DIR/city on first run."),
+    Setting("SERVICE_AREA", _bbox, "", "Box the center serves, minlon,minlat,maxlon,maxlat (WGS84): tickets, 110 transfers and point queries outside it are refused (400 outside_service_area). Empty: the city's extent plus 0.2°."),
     Setting("SIM_VEHICLES", _positive(int), 21, "Number of simulated repair vehicles in `simulate`/`demo`."),
     Setting("SIM_RATE_HZ", _positive(float), 1.0, "NMEA reports per second per simulated vehicle."),
     Setting("SIM_TUNNELS_PER_HOUR", float, 2.0, "How often per hour, on average, a simulated vehicle loses its GPS fix for 10-40 s (a tunnel)."),

@@ -47,7 +47,11 @@ every key touched; ARGV[1] is JSON ``{"g": guards, "o": ops}`` where keys are 1-
 indexes. Guards run first: ``["absent", k]`` (the key must not exist) and ``["jfield", k, name,
 value]`` (the JSON string at k has ``name`` == value, "" when the key is missing) and
 ``["equals", k, value]`` (the string at k is value, "" when missing). The first
-failing guard returns ``[0, guard_index, actual]`` and nothing is written. Otherwise the ops run
+failing guard returns ``[0, guard_index, actual]`` and nothing is written. Before the guards the
+script checks every op (known name, finite scores, integer increments, and each GEO pair within
+|lon| <= 180, |lat| <= 85.05112878, as GEOADD takes them): a bad one returns ``[2, op_index,
+reason]`` and nothing is written, because Redis keeps a script's earlier writes when a later
+command fails. Otherwise the ops run
 in order (``set``, ``xadd`` with an optional approximate MAXLEN, ``zadd``, ``zrem``, ``sadd``,
 ``srem``, ``geoadd``, ``hset``, ``hdel``, ``hincrby``, ``publish``) and the reply is
 ``[1, stream ids of the xadds...]``. One script call is atomic; with AOF (everysec) its effects
@@ -65,7 +69,8 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from command.errors import Conflict, TicketNotFound
+from command.coordinates import GEO_LAT_LIMIT, CoordinateError, geo_pair_ok
+from command.errors import Conflict, TicketNotFound, ValidationError
 from command.grouping import Incident
 from command.tickets import (
     OPEN_STATES, URGENCY_RANK, AuditEvent, Category, State, Ticket, event_to_dict, from_dict, to_dict,
@@ -83,6 +88,31 @@ return 0
 
 SAVE_SCRIPT = r"""
 local spec = cjson.decode(ARGV[1])
+-- Everything that can fail is checked before the first write (Redis does not undo a script's
+-- earlier writes when a later command errors): op names, numbers, and the GEO pair's range.
+local function num(v)
+  local n = tonumber(v)
+  return n ~= nil and n == n and n > -math.huge and n < math.huge
+end
+for i, o in ipairs(spec.o) do
+  local op = o[1]
+  if KEYS[o[2]] == nil then return {2, i, 'no key'} end
+  if op == 'geoadd' then
+    local lon, lat = tonumber(o[3]), tonumber(o[4])
+    if not (num(o[3]) and num(o[4]) and lon >= -180 and lon <= 180 and lat >= -85.05112878 and lat <= 85.05112878) then
+      return {2, i, 'invalid longitude,latitude pair ' .. tostring(o[3]) .. ',' .. tostring(o[4])}
+    end
+  elseif op == 'zadd' then
+    if not num(o[3]) then return {2, i, 'score is not a finite number'} end
+  elseif op == 'hincrby' then
+    if type(o[4]) ~= 'number' or o[4] ~= math.floor(o[4]) then return {2, i, 'increment is not an integer'} end
+  elseif op == 'xadd' then
+    if type(o[3]) ~= 'number' or o[3] < 0 or #o < 5 or (#o - 3) % 2 ~= 0 then return {2, i, 'bad xadd'} end
+  elseif not (op == 'set' or op == 'zrem' or op == 'sadd' or op == 'srem' or op == 'hset' or op == 'hdel'
+              or op == 'publish') then
+    return {2, i, 'unknown op ' .. tostring(op)}
+  end
+end
 for i, g in ipairs(spec.g) do
   local key = KEYS[g[2]]
   if g[1] == 'absent' then
@@ -126,7 +156,7 @@ for _, o in ipairs(spec.o) do
   elseif op == 'hdel' then redis.call('HDEL', key, o[3])
   elseif op == 'hincrby' then redis.call('HINCRBY', key, o[3], o[4])
   elseif op == 'publish' then redis.call('PUBLISH', key, o[3])
-  else return redis.error_reply('unknown op ' .. tostring(op)) end
+  end
 end
 local out = {1}
 for _, id in ipairs(ids) do table.insert(out, id) end
@@ -352,8 +382,9 @@ class TicketStore:
 
         Each ticket's stored version must still be its `previous` version (a new ticket: the number
         must be free), else Conflict and nothing is written. An incident must still be at
-        `rev - 1` (new: absent), and an `alarm_key` must be unclaimed, else GuardFailed.
-        Returns the audit event stream ids in order.
+        `rev - 1` (new: absent), and an `alarm_key` must be unclaimed, else GuardFailed. A point
+        Redis's GEO index would refuse raises CoordinateError (any other op the script refuses:
+        ValidationError), again with nothing written. Returns the audit event stream ids in order.
         """
         batch = _Batch()
         summaries = []
@@ -398,6 +429,12 @@ class TicketStore:
         if summaries:
             batch.op("publish", LIVE_TICKETS, orjson.dumps(summaries).decode())
         reply = await self._save(keys=batch.keys, args=[batch.argv()])
+        if int(reply[0]) == 2:
+            op = batch.ops[int(reply[1]) - 1]
+            reason = _text(reply[2])
+            if op[0] == "geoadd":
+                raise CoordinateError("lon", f"{reason}: not stored (|lon| <= 180, |lat| <= {GEO_LAT_LIMIT})")
+            raise ValidationError("ticket", f"not stored: {op[0]} on {batch.keys[op[1] - 1]}: {reason}")
         if int(reply[0]) == 0:
             kind, key, context = batch.guard_info[int(reply[1]) - 1]
             actual = reply[2].decode() if isinstance(reply[2], bytes) else str(reply[2])
@@ -450,6 +487,7 @@ class TicketStore:
                                 phone: str | None, recent: int = 20) -> tuple[list[tuple[str, float]], list[str]]:
         """Open tickets within radius_m of a point (number, metres; nearest first) and the caller's
         latest tickets (newest first), in one round trip."""
+        _check_geo(lon, lat)
         pipe = self.redis.pipeline(transaction=False)
         if lon is not None and lat is not None:
             pipe.geosearch("tkt:geo", longitude=lon, latitude=lat, radius=radius_m, unit="m",
@@ -468,6 +506,7 @@ class TicketStore:
         (INCR; hand it back with `release_number_seq` when the call is linked as a repeat), the
         repeat candidates of `near_and_by_phone` when a point or phone is given, and the unresolved
         incident ids of `supply_area` when given."""
+        _check_geo(lon, lat)  # before the INCR: a refused point takes no number
         pipe = self.redis.pipeline(transaction=False)
         pipe.incr(f"tkt:seq:{day:%Y%m%d}")
         has_point = lon is not None and lat is not None
@@ -559,6 +598,12 @@ class TicketStore:
     async def incident_ids(self, *, open_only: bool, start: int = 0, stop: int = 99) -> list[str]:
         """Incident ids, newest first."""
         return [_text(x) for x in await self.redis.zrevrange("inc:open" if open_only else "inc:all", start, stop)]
+
+
+def _check_geo(lon: float | None, lat: float | None) -> None:
+    """CoordinateError for a pair GEOSEARCH would refuse (a read that slipped past the boundary)."""
+    if lon is not None and lat is not None and not geo_pair_ok(float(lon), float(lat)):
+        raise CoordinateError("lon", f"invalid longitude,latitude pair {lon},{lat}")
 
 
 def _text(value: Any) -> str:

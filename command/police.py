@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Union
 
+from command.coordinates import CoordinateError, check_optional_point
+
 UTC = timezone.utc
 _TOKEN = re.compile(r"[A-Za-z0-9._:~\-]{1,200}")  # nonce and idempotency key characters
 
@@ -34,7 +36,8 @@ class PoliceMessageError(ValueError):
     UNKNOWN_TYPE = "unknown_type"  # "type" is not one this direction accepts
     MISSING_FIELD = "missing_field"
     WRONG_TYPE = "wrong_type"  # e.g. a number where a string belongs
-    BAD_VALUE = "bad_value"  # right type, impossible value (bad time, lat 95, bad status)
+    BAD_VALUE = "bad_value"  # right type, impossible value (bad time, bad status)
+    BAD_COORDINATES = "bad_coordinates"  # a point the shared rule refuses (lat 89, NaN, half a point)
 
     def __init__(self, code: str, message: str, field: str | None = None) -> None:
         super().__init__(f"{code}: {message}")
@@ -70,10 +73,12 @@ def _check_time(name: str, value: object) -> None:
 
 
 def _check_point(lon: float | None, lat: float | None) -> None:
-    if (lon is None) != (lat is None):
-        raise PoliceMessageError(PoliceMessageError.BAD_VALUE, "lon and lat come together", "lon")
-    if lon is not None and not (-180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0):  # type: ignore[operator]
-        raise PoliceMessageError(PoliceMessageError.BAD_VALUE, f"point {lon},{lat} out of range", "lon")
+    """The shared coordinate rule (`command.coordinates`), without the service area (the ticket
+    manager applies that): a bad point is ``bad_coordinates``."""
+    try:
+        check_optional_point(lon, lat)
+    except CoordinateError as exc:
+        raise PoliceMessageError(PoliceMessageError.BAD_COORDINATES, exc.message, exc.field) from None
 
 
 def _require(msg: object, *names: str) -> None:

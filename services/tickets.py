@@ -18,6 +18,7 @@ from typing import Any
 
 from center.store_tickets import CreateReads, GuardFailed, IncidentWrite, TicketRecord, TicketStore, TicketWrite
 from command import grouping, repeats
+from command.coordinates import ServiceArea, check_optional_point
 from command.errors import Conflict, TicketNotFound, ValidationError
 from command.limits import DEFAULT_POLICY, LimitPolicy, escalation, with_deadlines
 from command.police import needs_police
@@ -69,8 +70,9 @@ class TicketManager:
                  clock: Callable[[], datetime] = utc_now, repeat_radius_m: float = repeats.DEFAULT_RADIUS_M,
                  repeat_window: timedelta = repeats.DEFAULT_WINDOW,
                  group_window: timedelta = grouping.DEFAULT_WINDOW, alarm_urgency: Urgency = Urgency.URGENT,
-                 alarm_max_age: timedelta = timedelta(hours=6)) -> None:
+                 alarm_max_age: timedelta = timedelta(hours=6), service_area: ServiceArea | None = None) -> None:
         self.store = store
+        self.service_area = service_area  # points outside are refused (None: any valid WGS84 point)
         self.lookup = lookup
         self.sensors = dict(sensors or {})
         self.policy = policy
@@ -86,12 +88,14 @@ class TicketManager:
         self._area_writes: dict[str, int] = {}
 
     @classmethod
-    def for_city(cls, store: TicketStore, city: Any, **kwargs: Any) -> "TicketManager":
-        """A manager over a loaded `gis.layers.City`: its spatial lookup and sensor registry."""
+    def for_city(cls, store: TicketStore, city: Any, *, service_area: str = "", **kwargs: Any) -> "TicketManager":
+        """A manager over a loaded `gis.layers.City`: its spatial lookup and sensor registry, and
+        its service area (`service_area_of`)."""
         from gis.lookup import SpatialLookup
 
         lookup = SpatialLookup(city)
-        return cls(store, lookup, sensors=sensor_sites(city, lookup), **kwargs)
+        return cls(store, lookup, sensors=sensor_sites(city, lookup),
+                   service_area=service_area_of(city, service_area), **kwargs)
 
     # ------------------------------------------------------------------------------ helpers
     def _record(self, ticket: Ticket, meta: Mapping[str, Any]) -> TicketRecord:
@@ -173,9 +177,14 @@ class TicketManager:
         """Create a ticket from a call (validated by `command.tickets.new_ticket`), resolving its
         place through GIS. A repeat of an open ticket is linked to it instead, unless `link` is
         False. `answer` closes a consultation at once (直接办结). `alarm` makes it the proactive
-        ticket of an alarm episode: at most one per alarm key (GuardFailed otherwise)."""
+        ticket of an alarm episode: at most one per alarm key (GuardFailed otherwise). A point is
+        checked first (`command.coordinates.check_point` against the service area): a bad one
+        raises CoordinateError / OutsideServiceArea before anything is read or written."""
         now = self.clock()
         fields = dict(fields)
+        point = check_optional_point(fields.get("lon"), fields.get("lat"), self.service_area)  # before any read or write
+        if point is not None:
+            fields["lon"], fields["lat"] = point
         if not isinstance(link, bool):
             raise ValidationError("link", "must be true or false")
         if not isinstance(tags, (list, tuple)) or len(tags) > 10 or not all(isinstance(t, str) for t in tags):
@@ -359,8 +368,8 @@ class TicketManager:
         tickets nearby or from the same caller, nearest first."""
         now = self.clock()
         radius = self.repeat_radius_m if radius_m is None else radius_m
-        if (lon is None) != (lat is None):
-            raise ValidationError("lon" if lon is None else "lat", "lon and lat must be given together")
+        point = check_optional_point(lon, lat, self.service_area)
+        lon, lat = (None, None) if point is None else point
         if phone:
             phone = normalize_phone(phone)
         near, by_phone = await self.store.near_and_by_phone(lon, lat, radius, phone or None)
@@ -537,14 +546,31 @@ class TicketManager:
             data={"alarm_id": str(alarm["alarm_id"]), "alarm": what}))
 
 
-async def build_manager(redis: Any, city: Any = None, **kwargs: Any) -> TicketManager:
+def service_area_of(city: Any, configured: str = "") -> ServiceArea | None:
+    """The service area: the configured box (``SERVICE_AREA``), else the city's extent (its
+    districts, else its grids, units or roads) grown by `command.coordinates.DEFAULT_MARGIN_DEG`;
+    None without either."""
+    area = ServiceArea.parse(configured)
+    if area is not None or city is None:
+        return area
+    for kind in ("districts", "grids", "units", "roads"):  # a City's layers are WGS84
+        frame = getattr(city, kind, None)
+        if frame is not None and len(frame):
+            bounds = [float(v) for v in frame.total_bounds]
+            if all(math.isfinite(v) for v in bounds):
+                return ServiceArea.around(bounds)
+    return None
+
+
+async def build_manager(redis: Any, city: Any = None, *, service_area: str = "", **kwargs: Any) -> TicketManager:
     """A TicketManager over a Redis client and, when given, a loaded `gis.layers.City` (its
-    lookup and sensor registry are built off the event loop); the save script is loaded."""
+    lookup and sensor registry are built off the event loop); the save script is loaded.
+    `service_area`: the ``SERVICE_AREA`` setting (empty: the city's extent with a margin)."""
     store = TicketStore(redis)
     await store.load_scripts()
     if city is None:
-        return TicketManager(store, None, **kwargs)
-    return await asyncio.to_thread(TicketManager.for_city, store, city, **kwargs)
+        return TicketManager(store, None, service_area=ServiceArea.parse(service_area), **kwargs)
+    return await asyncio.to_thread(TicketManager.for_city, store, city, service_area=service_area, **kwargs)
 
 
 class IncidentNotFound(LookupError):
@@ -557,5 +583,5 @@ class IncidentNotFound(LookupError):
         self.incident_id = incident_id
 
 
-__all__ = ["build_manager", "CreateResult", "IncidentNotFound", "ProactiveRef", "TicketManager", "consume_alarms",
+__all__ = ["build_manager", "service_area_of", "CreateResult", "IncidentNotFound", "ProactiveRef", "TicketManager", "consume_alarms",
            "utc_now", "AlarmEventError"]

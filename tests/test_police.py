@@ -188,8 +188,9 @@ def test_transfer_point_is_optional():
         (body_of(without(TRANSFER_BODY, "caller_phone")), "missing_field", "caller_phone"),
         (body_of(with_(TRANSFER_BODY, lon="116.47")), "wrong_type", "lon"),
         (body_of(with_(TRANSFER_BODY, lat=True)), "wrong_type", "lat"),
-        (body_of(with_(TRANSFER_BODY, lat=95.0)), "bad_value", "lon"),
-        (body_of(without(TRANSFER_BODY, "lat")), "bad_value", "lon"),
+        (body_of(with_(TRANSFER_BODY, lat=95.0)), "bad_coordinates", "lat"),
+        (body_of(with_(TRANSFER_BODY, lat=89.0)), "bad_coordinates", "lat"),  # beyond what GEO takes
+        (body_of(without(TRANSFER_BODY, "lat")), "bad_coordinates", "lat"),
         (b'{"type":"incident_transfer","lon":1e400}', "missing_field", "message_id"),
         (body_of(with_(TRANSFER_BODY, lon=10**400)), "bad_value", "lon"),
         (body_of(with_(TRANSFER_BODY, caller_name={"a": 1})), "wrong_type", "caller_name"),
@@ -220,7 +221,7 @@ def test_parse_outbound_refuses_inbound_types():
     "changes, code",
     [
         ({"created_at": datetime(2026, 11, 22, 5, 30)}, "bad_value"),
-        ({"lon": 116.0, "lat": None}, "bad_value"),
+        ({"lon": 116.0, "lat": None}, "bad_coordinates"),
         ({"ticket_number": " "}, "bad_value"),
     ],
 )

@@ -25,6 +25,7 @@ from web.handlers import hotspots
 from web.handlers import reports
 from web.handlers import devices as device_handlers
 from web.live import LiveFeed, vehicle_crews_of
+from web.static_files import StaticFiles
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def make_app(services: Services, *, cookie_secret: str) -> tornado.web.Applicati
         xsrf_cookie_kwargs={"samesite": "Strict", "secure": services.settings.COOKIE_SECURE},
         login_url="/login",
         static_path=str(HERE / "static"),
+        static_handler_class=StaticFiles,  # 400 for a malformed path (NUL byte, ..), never a 500
         template_path=str(HERE / "templates"),
         default_handler_class=NotFoundHandler,
         websocket_ping_interval=20,
@@ -173,7 +175,8 @@ async def _serve(settings: Settings, redis_url: str, mqtt_url: str, sockets: lis
     services.health = health_reporter(services, mqtt_url)
     from services.tickets import build_manager
 
-    services.extra["tickets"] = await build_manager(store.redis, getattr(city, "city", city))
+    services.extra["tickets"] = await build_manager(store.redis, getattr(city, "city", city),
+                                                    service_area=settings.SERVICE_AREA)
     from services.worker import build as build_dispatch
 
     parts = await build_dispatch(store, settings, city, tickets=services.extra["tickets"])

@@ -86,6 +86,7 @@ class Services:
 DOMAIN_ERRORS = {
     "TicketNotFound": 404, "NotFound": 404, "InvalidTransition": 409, "Conflict": 409,
     "ValidationError": 400, "Forbidden": 403, "SignatureError": 401, "PoliceMessageError": 400,
+    "CoordinateError": 400, "OutsideServiceArea": 400,  # command.coordinates
 }
 
 

@@ -99,9 +99,7 @@ class AddressReverse(TicketHandler):
 
     async def get(self) -> None:
         self.require(*OFFICE)
-        lon, lat = self.float_arg("lon"), self.float_arg("lat")
-        if lon is None or lat is None or not (-180 <= lon <= 180 and -90 <= lat <= 90):
-            raise ApiError(400, "bad_request", "lon (±180) and lat (±90) are required")
+        lon, lat = self.point_arg()  # 400 bad_coordinates / outside_service_area
         max_m = self.float_arg("max_m") or 300.0
         if not 0 < max_m <= 2000:
             raise ApiError(400, "bad_request", "max_m must be within 0..2000")

@@ -2,13 +2,15 @@
 calls (HMAC-signed, no login), and the CAP 1.2 rendering of a ticket's last police message.
 
 Inbound requests are refused with 401 (bad or missing signature, stale timestamp, replayed
-nonce) or 400 (malformed body) before anything is written, and logged; a repeated
+nonce) or 400 (malformed body; a point that is not valid WGS84, ``bad_coordinates``, or lies
+outside the service area, ``outside_service_area``) before anything is written, and logged; a repeated
 Idempotency-Key gets the first reply.
 """
 from __future__ import annotations
 
 import logging
 
+from command.coordinates import CoordinateError
 from command.police import DISPATCHER_MANUAL, IncidentTransfer, PoliceMessageError, PoliceStatus, SignatureError
 from services.police_link import InboundBusy, PoliceLink
 from web.base import ApiError, BaseHandler
@@ -50,7 +52,9 @@ class Inbound(BaseHandler):
         headers = dict(self.request.headers.get_all())
         try:
             status, reply = await link.receive(self.request.body, headers, self.expected)
-        except (SignatureError, PoliceMessageError) as exc:
+        except (SignatureError, PoliceMessageError, CoordinateError) as exc:
+            # CoordinateError: a point outside the service area, refused by the ticket manager
+            # before anything was written (the claims on the key and the incident are released)
             log.warning("110 %s refused from %s: %s", self.request.path, self.request.remote_ip, exc)
             code = 401 if isinstance(exc, SignatureError) else 400
             raise ApiError(code, exc.code, str(exc)) from None

@@ -41,7 +41,10 @@ class UnknownReadings(BaseHandler):
 
     async def get(self) -> None:
         self.require(*READ_ROLES)
-        self.write_json(await self.store.unknown_readings(int(self.get_argument("limit", "100"))))
+        raw = self.get_argument("limit", "100")
+        if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= 1000):
+            raise ApiError(400, "validation_error", "limit must be 1..1000", field="limit")
+        self.write_json(await self.store.unknown_readings(int(raw)))
 
 
 class AlarmList(BaseHandler):

@@ -10,6 +10,7 @@ import math
 import re
 from typing import Any
 
+from command.coordinates import parse_point
 from command.errors import Conflict
 from command.tickets import Actor, Role
 from services.ticket_views import event_view, incident_view, iso_z, ticket_view
@@ -68,6 +69,13 @@ class TicketHandler(BaseHandler):
             raise ApiError(400, "bad_request", f"{name} must be finite")
         return value
 
+    def point_arg(self, *, required: bool = True) -> tuple[float, float] | None:
+        """The ``lon``/``lat`` query arguments as a point inside the service area (the shared
+        rule, `command.coordinates`): 400 ``bad_coordinates`` / ``outside_service_area``."""
+        manager = self.services.extra.get("tickets")
+        return parse_point(self.get_argument("lon", None), self.get_argument("lat", None),
+                           getattr(manager, "service_area", None), required=required)
+
     def expected_version(self, body: dict[str, Any]) -> int:
         """The required `expected_version` of a state-changing request."""
         version = body.pop("expected_version", None)
@@ -114,7 +122,8 @@ class TicketDuplicates(TicketHandler):
         radius = self.float_arg("radius_m")
         if radius is not None and not 0 < radius <= 5000:
             raise ApiError(400, "bad_request", "radius_m must be within 0..5000")
-        found = await self.tickets.duplicates(lon=self.float_arg("lon"), lat=self.float_arg("lat"),
+        lon, lat = self.point_arg(required=False) or (None, None)
+        found = await self.tickets.duplicates(lon=lon, lat=lat,
                                               category=self.get_argument("category", None) or None,
                                               phone=self.get_argument("phone", None) or None, radius_m=radius)
         self.write_json({"repeat_of": found["repeat_of"], "radius_m": found["radius_m"], "candidates": [

@@ -1,6 +1,7 @@
 """Vehicles: latest fixes, state and counters, and track history (WGS84 decimal degrees)."""
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime, timezone
 
@@ -14,21 +15,28 @@ OFFICE_ROLES = ("dispatcher", "supervisor", "agent")
 UNKNOWN_LIMIT_MAX = 10_000
 
 
+MAX_EPOCH_S = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the last time ISO 8601 (and datetime) spells
+MAX_TRACK_RANGE_S = 31 * 86_400  # one request reads at most a month of track
+
+
 def parse_time(text: str | None, default: float) -> float:
-    """A query time as UTC epoch seconds: ISO 8601 (an offset, or UTC if none) or epoch seconds."""
+    """A query time as UTC epoch seconds: ISO 8601 (an offset, or UTC if none) or epoch seconds
+    within 1970..9999; 400 ``bad_time`` for anything else (NaN, Infinity, garbage, out of range)."""
     if text is None or text == "":
         return default
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(400, "bad_time", f"not a time: {text!r} (ISO 8601 or epoch seconds)") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.timestamp()
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=timezone.utc)
+            value = parsed.timestamp()
+        except (ValueError, OverflowError):
+            raise ApiError(400, "bad_time", f"not a time: {text[:40]!r} (ISO 8601 or epoch seconds)") from None
+    if not (math.isfinite(value) and 0.0 <= value <= MAX_EPOCH_S):
+        raise ApiError(400, "bad_time", f"not a time between 1970 and 9999: {text[:40]!r}")
+    return value
 
 
 def iso(t: float | None) -> str | None:
@@ -89,7 +97,9 @@ class VehicleTrack(BaseHandler):
         until = parse_time(self.get_argument("until", None), now)
         since = parse_time(self.get_argument("since", None), until - 3600)
         if since > until:
-            raise ApiError(400, "bad_range", "since is after until")
+            raise ApiError(400, "bad_time", "since is after until")
+        if until - since > MAX_TRACK_RANGE_S:
+            raise ApiError(400, "bad_time", f"at most {MAX_TRACK_RANGE_S // 86_400} days of track per request")
         fixes = await self.store.track(vehicle_id, since, until)
         for fix in fixes:
             fix["time"] = iso(fix["t"])
