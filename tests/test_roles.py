@@ -106,6 +106,17 @@ TABLE: dict[str, tuple[frozenset, str, int]] = {
     "GET /api/wall/kpis": (DISPATCH, "/api/wall/kpis", 200),
 }
 
+# the pages: "GET /path" -> roles (the others get 403)
+PAGES: dict[str, frozenset] = {
+    "GET /console": frozenset({"agent", "dispatcher", "supervisor", "admin"}),  # the agent's map is read-only
+    "GET /desk": frozenset({"agent", "supervisor", "admin"}),
+    "GET /field": frozenset({"crew", "admin"}),
+    "GET /field/sw.js": frozenset({"crew", "admin"}),
+    "GET /wall": DISPATCH,
+    "GET /reports": DISPATCH,
+    "GET /admin": frozenset({"supervisor", "admin"}),
+}
+
 
 @pytest.fixture
 async def api(tmp_path, redis_url):
@@ -173,6 +184,19 @@ async def test_every_role_gets_exactly_the_routes_the_table_gives_it(api):
     assert not wrong, "\n".join(wrong)
 
 
+async def test_every_role_opens_exactly_the_pages_the_table_gives_it(api):
+    wrong = []
+    for page, roles in PAGES.items():
+        for role in ROLES:
+            response = await api.http.fetch(tornado.httpclient.HTTPRequest(
+                api.base + page.split()[1], headers={"Authorization": f"Bearer {await api.token(role)}"},
+                follow_redirects=False), raise_error=False)
+            expected = 200 if role in roles else 403
+            if response.code != expected:
+                wrong.append(f"{page} as {role}: {response.code} (expected {expected})")
+    assert not wrong, "\n".join(wrong)
+
+
 def readme_roles() -> dict[str, frozenset]:
     """The README's "Roles per route" table: route -> roles."""
     text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
@@ -188,4 +212,4 @@ def readme_roles() -> dict[str, frozenset]:
 
 
 async def test_the_readme_table_is_the_table():
-    assert readme_roles() == {route: frozenset(roles) for route, (roles, _, _) in TABLE.items()}
+    assert readme_roles() == {**{route: frozenset(roles) for route, (roles, _, _) in TABLE.items()}, **PAGES}
