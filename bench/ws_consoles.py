@@ -35,6 +35,7 @@ import redis
 
 from bench.common import emit, percentile, progress
 from center.servers import free_port, start_redis
+from center.store_login import session_key
 
 VEHICLES = 1000
 LAG_TARGET_S = 1.0
@@ -171,7 +172,7 @@ def main() -> None:
     try:
         client = redis.Redis.from_url(redis_url)
         token = secrets.token_urlsafe(24)
-        client.set(f"session:{token}", json.dumps({"name": "bench", "role": "dispatcher", "crew_id": None,
+        client.set(session_key(token), json.dumps({"name": "bench", "role": "dispatcher", "crew_id": None,
                                                    "display": "bench"}), ex=3600)
         port = free_port()
         web = subprocess.Popen([sys.executable, "-m", "bench.ws_consoles", "--serve", str(port), redis_url],

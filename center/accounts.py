@@ -1,6 +1,7 @@
 """Accounts, roles and passwords: scrypt-hashed, with the initial admin and the demo users."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -14,6 +15,8 @@ ROLE_NAMES_ZH = {"agent": "坐席", "dispatcher": "调度员", "crew": "班组",
                  "admin": "管理员"}
 # scrypt cost: about 50 ms per hash on this machine's class of CPU, 16 MiB memory.
 _SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1, "maxmem": 64 * 1024 * 1024, "dklen": 32}
+MAX_PASSWORD_CHARS = 1024
+"""Longest password a login checks (a longer one is refused before any hashing)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,13 @@ def verify_password(password: str, stored: str) -> bool:
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(digest.hex(), hash_hex)
+
+
+@functools.cache
+def dummy_hash() -> str:
+    """A hash of a random password nobody knows, checked in place of an unknown or inactive
+    user's, so a failed login costs one scrypt whether or not the user exists."""
+    return hash_password(secrets.token_urlsafe(24))
 
 
 def generate_password() -> str:

@@ -25,7 +25,11 @@ Keys (``{id}`` is a vehicle, user, service or token id):
 - ``trk:{id}:{hour}`` string: the track of one UTC hour, packed 20-byte records (see TRACK_RECORD),
   appended; ``trkidx:{id}`` sorted set of the hours present. Both expire after the retention.
 - ``svc:{name}`` string with TTL: a service's heartbeat (JSON), read by /healthz.
-- ``user:{name}`` hash: account; ``session:{token}`` string with TTL: login session.
+- ``user:{name}`` hash: account; ``session:{sha256 of token}`` string with TTL: login session
+  (the key holds a SHA-256 of the token, never the token: ``center.store_login``).
+- ``login:pair:{address} {name}`` and ``login:addr:{address}`` hashes: the login throttle
+  (``n`` attempts not proven right, ``until`` epoch s before which none is let through; see
+  ``center.store_login``).
 - pub/sub channel ``live:vehicles``: each ingest flush publishes the changed latest fixes.
 - ``ingest:stats`` hash: ingest counters shared by every ingest process (good, rejected:<reason>).
 
@@ -61,6 +65,7 @@ import redis.asyncio as aioredis
 
 from center import redis_client
 from center.fixpack import NONE8, NONE16, TRACK_RECORD, fix_text, pack_fix, prepare  # noqa: F401 (re-exported)
+from center.store_login import LoginStoreMixin, session_key  # noqa: F401 (re-exported)
 from center.store_sensors import (ALARM_ACKS, ALARM_EVENTS, ALARM_EVENTS_MAX, LIVE_ALARMS,  # noqa: F401 (re-exported)
                                  REGISTRY_FIELDS, SensorStoreMixin, alarm_fields, alarm_view, sensor_view)
 
@@ -242,7 +247,7 @@ def _latest(*times: float | None) -> float | None:
     return max(known) if known else None
 
 
-class Store(SensorStoreMixin):
+class Store(SensorStoreMixin, LoginStoreMixin):
     """Typed access to the system of record in Redis."""
 
     def __init__(self, client: aioredis.Redis):
@@ -442,32 +447,3 @@ class Store(SensorStoreMixin):
         for n in names:
             pipe.hgetall(f"user:{n}")
         return [{k: v for k, v in raw.items() if k != "hash"} for raw in await pipe.execute() if raw]
-
-    async def put_session(self, token: str, data: Mapping[str, Any], ttl_s: int) -> None:
-        """Store a login session under an unguessable token."""
-        await self.redis.set(f"session:{token}", orjson.dumps(dict(data)), ex=ttl_s)
-
-    async def get_session(self, token: str) -> dict[str, Any] | None:
-        """The session for a token, or None when unknown or expired."""
-        raw = await self.redis.get(f"session:{token}")
-        return orjson.loads(raw) if raw else None
-
-    async def drop_session(self, token: str) -> None:
-        """Log a session out."""
-        await self.redis.delete(f"session:{token}")
-
-    async def count_login_failure(self, key: str, window_s: int) -> int:
-        """Count a failed login for a user/address key within a sliding window; return the count."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.incr(f"loginfail:{key}")
-        pipe.expire(f"loginfail:{key}", window_s)
-        count, _ = await pipe.execute()
-        return int(count)
-
-    async def login_failures(self, key: str) -> int:
-        """Failed logins counted for a key in its current window."""
-        return int(await self.redis.get(f"loginfail:{key}") or 0)
-
-    async def clear_login_failures(self, key: str) -> None:
-        """Reset the failure count after a successful login."""
-        await self.redis.delete(f"loginfail:{key}")

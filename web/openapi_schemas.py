@@ -157,7 +157,7 @@ READERS = OFFICE + ", crew (own crew's tickets only)"
 T_ = "/api/tickets/{}"
 OPERATIONS: dict[str, dict[str, Any]] = {
     "POST /api/login": op("Log in; returns a bearer token", "anyone", "LoginResponse", body="LoginRequest",
-                          errors=(400, 401, 429)),
+                          errors=(400, 401, 413, 429)),
     "POST /api/logout": op("End the current session", "any logged-in user", "Ok"),
     "GET /api/me": op("The logged-in account and its XSRF token", "any logged-in user", "Me"),
     "GET /api/vehicles": op("Every vehicle's latest state", READERS, "VehicleList"),
