@@ -67,9 +67,9 @@ def test_map_console_shows_moving_vehicles_without_errors(demo, browser):
     page = browser.new_page(viewport={"width": 1440, "height": 900})
     watch = ConsoleWatch(page)
     _login(page, demo.base, "dispatcher")
-    page.wait_for_function("(document.getElementById('map').dataset.layers || '').split(',').length >= 2",
+    page.wait_for_function("() => (document.getElementById('map').dataset.layers || '').split(',').length >= 2",
                            timeout=30_000)  # the city's base layers (districts, roads) drew
-    page.wait_for_function("document.querySelectorAll('[data-vehicle]').length >= 3", timeout=30_000)
+    page.wait_for_function("() => document.querySelectorAll('[data-vehicle]').length >= 3", timeout=30_000)
     first = page.eval_on_selector("[data-vehicle]", "el => [el.dataset.vehicle, el.style.transform]")
     page.wait_for_function(
         "([id, t]) => { const el = document.querySelector(`[data-vehicle='${id}']`); return el && el.style.transform !== t; }",

@@ -59,8 +59,8 @@ def test_dispatcher_sees_a_new_ticket_live_assigns_it_and_acknowledges_an_alarm(
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     watch = ConsoleWatch(page)
     _login(page, demo.base, "dispatcher")
-    page.wait_for_function("document.body.dataset.live === 'up'", timeout=30_000)
-    page.wait_for_function("(document.getElementById('map').dataset.layers || '').split(',').length >= 2",
+    page.wait_for_function("() => document.body.dataset.live === 'up'", timeout=30_000)
+    page.wait_for_function("() => (document.getElementById('map').dataset.layers || '').split(',').length >= 2",
                            timeout=30_000)
     page.click("#clock")  # a first user gesture: the console may now play its alarm sound
 
@@ -80,7 +80,7 @@ def test_dispatcher_sees_a_new_ticket_live_assigns_it_and_acknowledges_an_alarm(
     assert (marker.get_attribute("data-urgency"), marker.get_attribute("data-color")) == ("emergency", "blue")
 
     page.click(f"[data-queue='{number}']")
-    page.wait_for_function(f"(document.getElementById('detail').dataset.loaded || '').startsWith('{number}@')",
+    page.wait_for_function(f"() => (document.getElementById('detail').dataset.loaded || '').startsWith('{number}@')",
                            timeout=15_000)
     assert page.locator("#detail-timeline li[data-action='create']").count() == 1
     recommend_state = page.get_attribute("#detail-recommend", "data-state")
@@ -93,7 +93,7 @@ def test_dispatcher_sees_a_new_ticket_live_assigns_it_and_acknowledges_an_alarm(
         page.click("#detail-actions [data-do='reassign']")
     page.wait_for_selector("#detail .tag[data-state='dispatched']", timeout=15_000)
     page.wait_for_selector("#detail-timeline li[data-action='dispatch']", timeout=15_000)
-    page.wait_for_function(f"document.body.dataset.crewsAt && document.body.dataset.crewsAt !== '{crews_before}'",
+    page.wait_for_function(f"() => document.body.dataset.crewsAt && document.body.dataset.crewsAt !== '{crews_before}'",
                            timeout=20_000)  # the crew board reloaded after the assignment
     ticket = demo.get(f"/api/tickets/{number}", agent)
     assert ticket["state"] == "dispatched" and ticket["crew_id"]
@@ -129,7 +129,7 @@ def test_wall_display_counts_open_tickets_alarms_and_vehicles(demo, browser):  #
     watch = ConsoleWatch(page)
     _login(page, demo.base, "supervisor", "/wall")
     token = demo.login("supervisor")
-    page.wait_for_function("document.getElementById('w-vehicles').textContent !== '—' && "
+    page.wait_for_function("() => document.getElementById('w-vehicles').textContent !== '—' && "
                            "Number(document.getElementById('w-vehicles').textContent) >= 3", timeout=30_000)
     deadline = time.monotonic() + 20  # the simulated callers keep adding tickets: compare at one moment
     while True:
@@ -142,7 +142,7 @@ def test_wall_display_counts_open_tickets_alarms_and_vehicles(demo, browser):  #
     created_today = int(page.text_content("#w-created"))
     demo.post("/api/tickets", demo.login("agent"), {
         "channel": "web", "category": "water", "type": "repair", "urgency": "urgent", "description": "水管爆裂"})
-    page.wait_for_function(f"Number(document.getElementById('w-created').textContent) >= {created_today + 1}",
+    page.wait_for_function(f"() => Number(document.getElementById('w-created').textContent) >= {created_today + 1}",
                            timeout=15_000)  # (proactive tickets from sensor alarms may add more)
     assert page.locator("[data-bar='emergency'], [data-bar='urgent']").count() == 2
     page.screenshot(path=str(ARTIFACTS / "wall.png"))
@@ -164,7 +164,7 @@ def test_admin_page_creates_a_user_who_can_log_in(demo, browser):  # noqa: F811
     page.screenshot(path=str(ARTIFACTS / "admin.png"))
     first = page.get_attribute("#crew-rows tr[data-crew] td[data-on-shift]", "data-on-shift")
     page.click("#crew-rows tr[data-crew] button[data-shift]")
-    page.wait_for_function(f"document.querySelector('#crew-rows tr[data-crew] td[data-on-shift]')"
+    page.wait_for_function(f"() => document.querySelector('#crew-rows tr[data-crew] td[data-on-shift]')"
                            f".dataset.onShift !== '{first}'", timeout=10_000)
     page.close()
     request = urllib.request.Request(demo.base + "/api/login", method="POST",

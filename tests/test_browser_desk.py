@@ -85,7 +85,7 @@ def created(demo, browser):
     assert page.evaluate("document.activeElement.id") == "phone"
     page.keyboard.type(PHONE)
     page.keyboard.press("Enter")                       # shows the caller's history, moves on
-    page.wait_for_function("document.getElementById('history').dataset.count === '0'", timeout=10_000)
+    page.wait_for_function("() => document.getElementById('history').dataset.count === '0'", timeout=10_000)
     page.keyboard.type("李先生")
     page.keyboard.press("Enter")
     assert page.evaluate("document.activeElement.id") == "address"
@@ -106,7 +106,7 @@ def created(demo, browser):
     page.focus("#description")
     page.keyboard.type("整栋楼停电，电梯停运")
     page.keyboard.press("Control+Enter")
-    page.wait_for_function("document.getElementById('result').dataset.number || "
+    page.wait_for_function("() => document.getElementById('result').dataset.number || "
                            "!document.getElementById('dup-confirm').classList.contains('hidden')", timeout=10_000)
     if page.is_visible("#dup-confirm"):               # the demo's simulated callers may have reported nearby
         page.click("#create-btn")
@@ -147,7 +147,7 @@ def test_crew_works_the_ticket_through_a_lost_connection(demo, browser, created,
     _login(console, demo.base, "/console", "dispatcher")
     console.wait_for_selector(f"[data-queue='{number}']", timeout=20_000)
     console.click(f"[data-queue='{number}']")
-    console.wait_for_function(f"(document.getElementById('detail').dataset.loaded || '').startsWith('{number}@')",
+    console.wait_for_function(f"() => (document.getElementById('detail').dataset.loaded || '').startsWith('{number}@')",
                               timeout=15_000)
 
     def dispatcher_sees(action: str) -> None:

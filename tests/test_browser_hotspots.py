@@ -74,13 +74,13 @@ def test_dispatcher_turns_the_heat_map_on_and_opens_an_emerging_cluster(demo, br
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     watch = ConsoleWatch(page)
     _login(page, demo.base, "dispatcher")
-    page.wait_for_function("document.body.dataset.live === 'up'", timeout=30_000)
+    page.wait_for_function("() => document.body.dataset.live === 'up'", timeout=30_000)
     assert page.text_content("#hs-summary") == "在地图图层控件中打开“热力图”查看分布"
 
     # the heat map: switched on in the layer control, drawn as the API's cells, with a legend
     page.hover(".leaflet-control-layers")
     page.locator(".leaflet-control-layers-overlays label", has_text="热力图").click()
-    page.wait_for_function("Number(document.getElementById('map').dataset.heatCells || 0) > 0", timeout=15_000)
+    page.wait_for_function("() => Number(document.getElementById('map').dataset.heatCells || 0) > 0", timeout=15_000)
     drawn = page.evaluate("window.Console.hotspots.heatLayer.getLayers().length")
     assert drawn == len(heat["cells"]) == int(page.get_attribute("#map", "data-heat-cells"))
     assert "件" in page.text_content("#heat-legend") and "本周" in page.text_content("#hs-summary")
@@ -88,7 +88,7 @@ def test_dispatcher_turns_the_heat_map_on_and_opens_an_emerging_cluster(demo, br
     page.screenshot(path=str(ARTIFACTS / "console-heat.png"))
     before = page.get_attribute("#map", "data-heat-at")
     page.select_option("#hs-period", "day")
-    page.wait_for_function(f"document.getElementById('map').dataset.heatAt !== '{before}'", timeout=15_000)
+    page.wait_for_function(f"() => document.getElementById('map').dataset.heatAt !== '{before}'", timeout=15_000)
     day = demo.get("/api/hotspots/heat?period=day", token)
     assert int(page.get_attribute("#map", "data-heat-cells")) == len(day["cells"])
     assert "今日" in page.text_content("#hs-summary")
@@ -99,14 +99,14 @@ def test_dispatcher_turns_the_heat_map_on_and_opens_an_emerging_cluster(demo, br
     assert "6 件" in page.text_content(row) and "新出现" in page.text_content(row)
     zoom = page.evaluate("window.Console.map.getZoom()")
     page.click(row)
-    page.wait_for_function(f"document.getElementById('clusters').dataset.selected === '{cluster['grid_id']}:{CATEGORY}'",
+    page.wait_for_function(f"() => document.getElementById('clusters').dataset.selected === '{cluster['grid_id']}:{CATEGORY}'",
                            timeout=10_000)
-    page.wait_for_function(f"window.Console.map.getZoom() > {zoom}", timeout=10_000)
+    page.wait_for_function(f"() => window.Console.map.getZoom() > {zoom}", timeout=10_000)
     listed = page.eval_on_selector_all("#cluster-tickets [data-cluster-ticket]", "els => els.map(e => e.dataset.clusterTicket)")
     assert sorted(listed) == sorted(cluster["numbers"])
     assert page.evaluate("window.Console.hotspots.clusterLayer.getLayers().length") == 1 + 6  # outline + tickets
     page.click(f"#cluster-tickets [data-cluster-ticket='{cluster['numbers'][0]}']")
-    page.wait_for_function(f"(document.getElementById('detail').dataset.loaded || '').startsWith('{cluster['numbers'][0]}@')",
+    page.wait_for_function(f"() => (document.getElementById('detail').dataset.loaded || '').startsWith('{cluster['numbers'][0]}@')",
                            timeout=15_000)
     page.screenshot(path=str(ARTIFACTS / "console-cluster.png"))
 
@@ -124,10 +124,10 @@ def test_wall_shows_today_s_kpis_with_units(demo, browser, cluster):  # noqa: F8
     page = browser.new_page(viewport={"width": 1920, "height": 1080})
     watch = ConsoleWatch(page)
     _login(page, demo.base, "supervisor", "/wall")
-    page.wait_for_function("document.getElementById('w-kpis').dataset.at", timeout=20_000)
+    page.wait_for_function("() => document.getElementById('w-kpis').dataset.at", timeout=20_000)
     wall = demo.get("/api/wall/kpis", demo.login("supervisor"))
     assert wall["kpis"]["tickets"] >= len(cluster["numbers"])
-    page.wait_for_function(f"Number(document.querySelector(\"[data-kpi='tickets'] .kpi-value\").textContent) >= "
+    page.wait_for_function(f"() => Number(document.querySelector(\"[data-kpi='tickets'] .kpi-value\").textContent) >= "
                            f"{wall['kpis']['tickets']}", timeout=20_000)
     cells = page.eval_on_selector_all("#w-kpis [data-kpi]", "els => els.map(e => [e.dataset.kpi, "
                                       "e.querySelector('.kpi-value').textContent, e.querySelector('.kpi-unit').textContent])")
@@ -137,7 +137,7 @@ def test_wall_shows_today_s_kpis_with_units(demo, browser, cluster):  # noqa: F8
     values = {key: value for key, value, _ in cells}
     assert values["open"] == str(wall["kpis"]["open"]) and values["red"] == str(wall["kpis"]["red"])
     assert page.text_content("[data-i18n='kpi.title']") == "今日指标"
-    page.wait_for_function("document.getElementById('w-open').textContent !== '—'", timeout=20_000)  # the live feed
+    page.wait_for_function("() => document.getElementById('w-open').textContent !== '—'", timeout=20_000)  # the live feed
     page.screenshot(path=str(ARTIFACTS / "wall-kpis.png"))
     page.click("[data-lang-toggle]")
     assert page.text_content("[data-kpi='tickets'] .kpi-unit") == "tickets"

@@ -79,7 +79,7 @@ def test_field_page_survives_a_reload_offline_and_sends_the_action_once(demo, br
     _login(page, network.base, "/field", "crew")
     card = f"article[data-number='{number}']"
     page.wait_for_selector(card, timeout=15_000)
-    page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=15_000)  # installed and claimed
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null", timeout=15_000)  # installed and claimed
     keys = _shell_keys(page)
     names = {k.split(" ")[0] for k in keys}
     assert len(names) == 1 and names.pop().startswith("field-shell-")
@@ -106,10 +106,10 @@ def test_field_page_survives_a_reload_offline_and_sends_the_action_once(demo, br
     served.clear()
     go_online(context, network)
     page.wait_for_selector("#pending.hidden", state="attached", timeout=15_000)
-    page.wait_for_function("document.body.dataset.loaded === '1'", timeout=15_000)  # fresh from the server
+    page.wait_for_function("() => document.body.dataset.loaded === '1'", timeout=15_000)  # fresh from the server
     assert demo.get(f"/api/tickets/{number}", dispatcher)["state"] == "accepted"
     page.reload()                                       # online again: nothing is left to send
-    page.wait_for_function("document.body.dataset.loaded === '1'", timeout=15_000)
+    page.wait_for_function("() => document.body.dataset.loaded === '1'", timeout=15_000)
     assert page.evaluate("JSON.parse(localStorage.getItem('field.queue.crew'))") == []
     assert page.get_attribute(card, "data-state") == "accepted"
     events = demo.get(f"/api/tickets/{number}/timeline", dispatcher)["events"]

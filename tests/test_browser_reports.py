@@ -63,7 +63,7 @@ def _login(page, base: str, user: str) -> None:
 
 
 def _loaded(page, fragment: str) -> None:
-    page.wait_for_function(f"(document.body.dataset.loaded || '').includes({json.dumps(fragment)})", timeout=20_000)
+    page.wait_for_function(f"() => (document.body.dataset.loaded || '').includes({json.dumps(fragment)})", timeout=20_000)
 
 
 def _tile(page, name: str) -> str:
@@ -99,7 +99,7 @@ def test_supervisor_opens_the_monthly_report_and_its_charts_render(demo, browser
     _loaded(page, "period=month")
     assert page.get_attribute(".tabs [data-kind='month']", "aria-selected") == "true"
     assert page.text_content("#r-heading").startswith("调度指挥中心月报")
-    page.wait_for_function("Number(document.body.dataset.charts || 0) === 6")
+    page.wait_for_function("() => Number(document.body.dataset.charts || 0) === 6")
     painted = page.evaluate(PAINTED, CHARTS)
     assert all(n > 500 for n in painted), dict(zip(CHARTS, painted))  # every chart drew bars, axes and labels
 
@@ -137,7 +137,7 @@ def test_supervisor_opens_the_monthly_report_and_its_charts_render(demo, browser
     # a ranking number opens the tickets behind it, phones masked
     page.click("#t-rank-unit tbody tr:first-child td:nth-child(3) a.drill")
     page.wait_for_selector("#drill:not(.hidden)")
-    page.wait_for_function("(document.getElementById('drill').dataset.loaded || '').startsWith('created|unit|')")
+    page.wait_for_function("() => (document.getElementById('drill').dataset.loaded || '').startsWith('created|unit|')")
     rows = page.locator("#drill-table tbody tr")
     assert rows.count() == int(page.text_content("#t-rank-unit tbody tr:first-child td:nth-child(3)"))
     phones = page.locator("#drill-table tbody tr td:last-child").all_text_contents()

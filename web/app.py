@@ -18,7 +18,7 @@ from center.lifecycle import StartupError, stop_on_signals
 from center.servers import url_reachable
 from center.settings import Settings
 from center.store import Store
-from web.base import NotFoundHandler, Services
+from web.base import MAX_BODY_BYTES, NotFoundHandler, Services
 from web.handlers import admin, auth, desk, health, ingest_stats, layers, live, openapi, pages, sensors, tickets, vehicles
 from web.handlers import dispatch as dispatch_handlers, police as police_handlers
 from web.handlers import hotspots
@@ -190,7 +190,8 @@ async def _serve(settings: Settings, redis_url: str, mqtt_url: str, sockets: lis
     await parts.dispatch.crews.refresh()  # the city's crews into the fleet registry, before the feed reads it
     app = make_app(services, cookie_secret=await cookie_secret(store))
     store.redis.set_retry(redis_client.async_retry(redis_client.REQUEST_PATIENCE_S))  # then a 503
-    server = tornado.httpserver.HTTPServer(app, xheaders=False)
+    # a small body limit for every route; the login and photo handlers set their own (BoundedBody)
+    server = tornado.httpserver.HTTPServer(app, xheaders=False, max_body_size=MAX_BODY_BYTES)
     server.add_sockets(sockets)
     feed.start()
     log.info("web: console at http://%s:%d/", settings.HTTP_HOST, settings.HTTP_PORT)

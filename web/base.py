@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 import orjson
+import tornado.httputil
 import tornado.web
 
 from center import redis_client
@@ -60,6 +61,43 @@ class SessionCache:
         self._entries.clear()
 
 
+CONTENT_SECURITY_POLICY = "; ".join((
+    "default-src 'self'",
+    "script-src 'self'",  # no inline script, no eval: the pages load their scripts from /static
+    # ECharts' tooltips and three legend swatches are HTML strings with style="" attributes
+    # (CSSOM changes, as Leaflet makes, need no exception); inline styles cannot run script
+    "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' data: blob:",
+    "connect-src 'self'",  # fetch and the /ws/live WebSocket of the same host
+    "object-src 'none'", "base-uri 'self'", "form-action 'self'", "frame-ancestors 'none'",
+))
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+MAX_BODY_BYTES = 64 * 1024
+"""Largest request body read for any route that does not raise its own limit (BoundedBody): web.app
+passes it to the HTTP server, which refuses a larger declared body (400, connection closed)
+before any handler runs."""
+DRAIN_BYTES = 8 * 1024 * 1024
+"""A BoundedBody handler reads and drops up to this much beyond its limit, so the client gets its
+413 over a healthy connection; a body declared larger is refused at once and the connection closed."""
+
+
+class SecurityHeaders:
+    """Mixin for request handlers: the security headers every response carries (pages, API,
+    errors, static files)."""
+
+    def set_default_headers(self) -> None:
+        """Tornado calls this for every response, also after clear() for an error."""
+        super().set_default_headers()  # type: ignore[misc]
+        for name, value in SECURITY_HEADERS.items():
+            self.set_header(name, value)  # type: ignore[attr-defined]
+
+
 class ApiError(tornado.web.HTTPError):
     """An error with a stable code, returned to clients as JSON."""
 
@@ -90,7 +128,7 @@ DOMAIN_ERRORS = {
 }
 
 
-class BaseHandler(tornado.web.RequestHandler):
+class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
     """Base of every HTTP handler: services, current account, JSON helpers and errors."""
 
     @property
@@ -225,6 +263,8 @@ class BaseHandler(tornado.web.RequestHandler):
         domain = getattr(self, "_domain_error", None)
         if isinstance(exc, ApiError):
             body = {"code": exc.code, "message": exc.message, **exc.details}
+            if "retry_after" in exc.details:
+                self.set_header("Retry-After", str(exc.details["retry_after"]))
         elif domain is not None:
             body = {"code": getattr(domain, "code", type(domain).__name__), "message": str(domain)}
         elif isinstance(exc, tornado.web.HTTPError):
@@ -256,6 +296,72 @@ def page(*roles: str) -> Callable:
             return result
         return inner
     return wrap
+
+
+class BoundedBody:
+    """Mixin for a handler decorated with ``tornado.web.stream_request_body`` (put it first among the
+    bases): the body arrives in chunks and is kept up to ``body_limit`` bytes. A larger one is
+    answered 413 with the error shape: at once when its declared length is more than DRAIN_BYTES
+    beyond (the rest is never read), else once it has been read and dropped. The method calls
+    ``take_body()`` first; a form's XSRF token arrives with the body and is checked there."""
+
+    body_limit = MAX_BODY_BYTES
+    too_large = ("body_too_large", "the request body is too large")
+    body_needs_login = False  # True: refuse an anonymous request (401) before reading its body
+    _xsrf_later = False
+
+    def check_xsrf_cookie(self) -> None:
+        """A token in a header is checked now; one in a form, after the body (take_body)."""
+        headers = self.request.headers  # type: ignore[attr-defined]
+        form = headers.get("Content-Type", "").startswith(("application/x-www-form-urlencoded",
+                                                            "multipart/form-data"))
+        if form and "X-Xsrftoken" not in headers and "X-Csrftoken" not in headers:
+            self._xsrf_later = True
+        else:
+            super().check_xsrf_cookie()  # type: ignore[misc]
+
+    async def prepare(self) -> None:
+        """Resolve the session, then judge the declared length before any of the body is read."""
+        self._chunks = bytearray()
+        self._over = False
+        await super().prepare()  # type: ignore[misc]
+        if self.body_needs_login and self.current_user is None:  # type: ignore[attr-defined]
+            raise ApiError(401, "unauthenticated", "login required")
+        declared = self.request.headers.get("Content-Length", "")  # type: ignore[attr-defined]
+        if declared.isdigit() and int(declared) > self.body_limit + DRAIN_BYTES:
+            raise self._too_large()
+        self.request.connection.set_max_body_size(self.body_limit + DRAIN_BYTES)  # type: ignore[attr-defined]
+
+    def data_received(self, chunk: bytes) -> None:
+        """Keep the body up to the limit; past it, drop what comes."""
+        if self._over or len(self._chunks) + len(chunk) > self.body_limit:
+            self._over = True
+            self._chunks = bytearray()
+        else:
+            self._chunks += chunk
+
+    def take_body(self) -> None:
+        """Make the streamed body the request's body and form arguments (413 when it was too
+        large, 400 when the form cannot be parsed), then check a form's XSRF token."""
+        if self._over:
+            raise self._too_large()
+        request = self.request  # type: ignore[attr-defined]
+        request.body = bytes(self._chunks)
+        try:
+            tornado.httputil.parse_body_arguments(request.headers.get("Content-Type", ""), request.body,
+                                                  request.body_arguments, request.files, request.headers)
+        except tornado.httputil.HTTPInputError as exc:
+            raise ApiError(400, "bad_body", f"the request body cannot be read: {exc}") from None
+        for name, values in request.body_arguments.items():
+            request.arguments.setdefault(name, []).extend(values)
+        if self._xsrf_later:
+            super().check_xsrf_cookie()  # type: ignore[misc]
+
+    def _too_large(self) -> ApiError:
+        code, message = self.too_large
+        log.info("%s %s: body over %d bytes refused", self.request.method, self.request.path,  # type: ignore[attr-defined]
+                 self.body_limit)
+        return ApiError(413, code, message, limit_bytes=self.body_limit)
 
 
 class NotFoundHandler(BaseHandler):

@@ -13,11 +13,14 @@ from typing import Any
 
 import tornado.web
 
+from web.base import SecurityHeaders
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
-class StaticFiles(tornado.web.StaticFileHandler):
-    """The application's ``static_handler_class``: 400 for a malformed path, never a 500."""
+class StaticFiles(SecurityHeaders, tornado.web.StaticFileHandler):
+    """The application's ``static_handler_class``: 400 for a malformed path, never a 500; the
+    security headers of every response (web.base.SecurityHeaders)."""
 
     def parse_url_path(self, url_path: str) -> str:
         """The path below the static root, or HTTP 400 when it is malformed."""

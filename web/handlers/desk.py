@@ -8,13 +8,15 @@ import asyncio
 import uuid
 from typing import Any
 
+import tornado.web
+
 from center.store_admin import FleetStore
 from command.tickets import Actor, Role
 from gis.address import AddressIndex, Candidate
 from field.navigation import navigation
 from field.photos import MAX_PHOTO_BYTES, PHOTO_TYPES, PhotoRejected, photo_dir, photo_kind, write_private
 from gis.crs import distance_m
-from web.base import ApiError, BaseHandler, Services, page
+from web.base import ApiError, BaseHandler, BoundedBody, Services, page
 from web.handlers.tickets import NUMBER, OFFICE, READERS, TicketHandler
 
 PHOTO_ID = r"([0-9a-f]{32}\.(?:jpg|png|webp))"
@@ -161,16 +163,21 @@ def view_now(handler: TicketHandler) -> str:
     return handler.tickets.clock().isoformat().replace("+00:00", "Z")
 
 
-class PhotoUpload(TicketHandler):
+@tornado.web.stream_request_body
+class PhotoUpload(BoundedBody, TicketHandler):
     """POST /api/tickets/<number>/photos: one site photo (multipart field `photo`, or the raw image
-    as the body); stored under a server-chosen name and noted on the ticket's timeline."""
+    as the body); stored under a server-chosen name and noted on the ticket's timeline. The body
+    is streamed: the server's small limit is raised to a photo's (plus a multipart envelope) for
+    a logged-in user only."""
+
+    body_limit = MAX_PHOTO_BYTES + 64 * 1024
+    too_large = ("photo_too_large", f"a photo may be at most {MAX_PHOTO_BYTES // (1024 * 1024)} MB")
+    body_needs_login = True
 
     async def post(self, number: str) -> None:
+        self.take_body()
         actor = self.actor("crew", "dispatcher", "supervisor")
         await self.tickets.get(number, actor)  # crews see only their own tickets (404 otherwise)
-        declared = int(self.request.headers.get("Content-Length") or 0)
-        if declared > MAX_PHOTO_BYTES + 64 * 1024:
-            raise ApiError(413, "photo_too_large", f"a photo may be at most {MAX_PHOTO_BYTES // (1024 * 1024)} MB")
         files = self.request.files.get("photo") or []
         if self.request.files and not files:
             raise ApiError(400, "validation_error", "the multipart field must be named photo", field="photo")
