@@ -30,7 +30,7 @@ import redis.exceptions
 from center.servers import Servers, start_redis
 from center.store import Store
 from tests.conftest import test_settings
-from tests.procs import start_demo
+from tests.procs import PASSWORD, start_demo
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(180)]
 
@@ -155,12 +155,29 @@ def _wait_health(demo, predicate, what: str, timeout: float = RECOVERY_S) -> dic
         time.sleep(0.2)
 
 
+def _login(demo) -> tuple[int, dict]:
+    """(status, JSON body) of a login as the agent."""
+    request = urllib.request.Request(demo.base + "/api/login", method="POST",
+                                     data=json.dumps({"username": "agent", "password": PASSWORD}).encode())
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
 def _healthy(code: int, body: dict) -> bool:
     return code == 200 and body.get("ok") is True
 
 
 def _names_down(*names: str):
     return lambda code, body: code == 503 and set(names) <= set(body.get("down", ()))
+
+
+def _latest_fix(demo, token: str) -> float:
+    """The time of the newest vehicle fix in Redis (0 without any)."""
+    vehicles = demo.get("/api/vehicles", token)["vehicles"]
+    return max((v["fix"]["t"] for v in vehicles if v.get("fix")), default=0.0)
 
 
 def _procs(demo, match) -> list[psutil.Process]:
@@ -230,15 +247,24 @@ def test_killed_servers_and_services_come_back_by_themselves_and_no_ticket_is_lo
         load.start()
         first_created = len(load.acknowledged)
 
+        dispatcher = demo.login("dispatcher")
         for kind in ("redis", "broker"):
             victim = _server(demo, kind)
+            killed_at = time.time()
             with _supervisor_paused(demo):
                 victim.send_signal(signal.SIGKILL)
-                down = _wait_health(demo, _names_down(kind if kind == "redis" else "broker"), f"{kind} named down")
+                down = _wait_health(demo, _names_down(kind), f"{kind} named down")
                 assert down["ok"] is False
+                if kind == "redis":  # the API says so too, rather than failing with a 500
+                    code, reply = _login(demo)
+                    assert (code, reply["error"]["code"]) == (503, "redis_unavailable"), reply
             _wait_health(demo, _healthy, f"healthy again after {kind} was killed")
             assert _server(demo, kind).pid != victim.pid
             assert "stopped unexpectedly (killed by signal SIGKILL); restarting it" in demo.log()
+            deadline = time.monotonic() + RECOVERY_S  # the vehicles' fixes flow again (devices reconnected)
+            while _latest_fix(demo, dispatcher) <= killed_at:
+                assert time.monotonic() < deadline, f"no vehicle fresh after {kind} came back:\n{demo.log()[-4000:]}"
+                time.sleep(0.5)
 
         victims = [_service(demo, "ingest"), _service(demo, "dispatch")]
         with _supervisor_paused(demo):  # their heartbeats run out (10 s): /healthz names both
@@ -255,6 +281,7 @@ def test_killed_servers_and_services_come_back_by_themselves_and_no_ticket_is_lo
                          and body["services"][service].get("pid") not in (None, victim.pid),
                          f"healthy again, a new {service} reporting, after {service} was killed")
         assert len(load.acknowledged) > first_created
+        assert 500 not in load.refused, load.refused  # refused while Redis was away: 503, never a 500
     finally:
         if load is not None:
             load.stop.set()
