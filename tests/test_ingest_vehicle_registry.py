@@ -13,6 +13,7 @@ import pytest
 from center.mqtt import MqttClient, ReceivedMessage
 from center.store import Store
 from ingest import service
+from ingest.vehicles import parse_fleet_topic, valid_vehicle_id
 from simulators import nmea_out
 from tests.conftest import register_vehicles, test_settings, wait_for
 from tests.test_web import web  # noqa: F401 - the in-process web service fixture
@@ -20,6 +21,30 @@ from tests.test_web import web  # noqa: F401 - the in-process web service fixtur
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 BAD_IDS = [".", "..", "x" * 65, "车1", "véhicule"]
+
+
+@pytest.mark.parametrize("topic, parsed, valid", [
+    ("fleet/V1/nmea", ("V1", "nmea"), True),
+    ("fleet/V1/nmea/backfill", ("V1", "backfill"), True),
+    ("fleet/V1/status", ("V1", "status"), True),
+    ("fleet/a:b-c_d.e/nmea", ("a:b-c_d.e", "nmea"), True),
+    ("fleet/" + "x" * 64 + "/nmea", ("x" * 64, "nmea"), True),
+    ("fleet/" + "x" * 65 + "/nmea", ("x" * 65, "nmea"), False),
+    ("fleet/./nmea", (".", "nmea"), False),
+    ("fleet/../status", ("..", "status"), False),
+    ("fleet/.../nmea", ("...", "nmea"), True),
+    ("fleet/a/b/nmea", ("a/b", "nmea"), False),
+    ("fleet//nmea", ("", "nmea"), False),
+    ("fleet/V1\n/nmea", ("V1\n", "nmea"), False),
+    ("fleet/车1/nmea", ("车1", "nmea"), False),
+    ("fleet/V1/other", None, None),
+    ("fleet/nmea", None, None),
+    ("scada/V1/nmea", None, None),
+])
+def test_fleet_topics_and_the_vehicle_id_rule(topic, parsed, valid):
+    assert parse_fleet_topic(topic) == parsed
+    if parsed is not None:
+        assert valid_vehicle_id(parsed[0]) is valid
 
 
 def _burst(t: datetime, lat: float = 36.38, lon: float = 119.75) -> bytes:
