@@ -370,3 +370,16 @@ async def test_no_get_route_answers_garbage_query_values_with_a_500(full_api, va
             if response.code >= 500 and b'"addresses_unavailable"' not in response.body:  # the test city has none
                 failures.append((path, name, response.code, response.body[:200]))
     assert failures == [], "\n".join(map(str, failures))
+
+
+async def test_refused_input_is_counted_per_handler_and_status(vapi):
+    counted = vapi.server.request_callback.settings
+    await vapi.create(lat=86)
+    await vapi.create(lon=121.0)
+    await vapi.call("GET", "/api/tickets/duplicates?lon=nan&lat=36.36", "agent")
+    await vapi.call("GET", "/api/vehicles/V01/track?since=nan", "dispatcher")
+    await vapi.create()  # a good one is not counted
+    assert counted["input_rejected"]["TicketCollection:400"] == 2
+    assert counted["input_rejected"]["TicketDuplicates:400"] == 1
+    assert counted["input_rejected"]["VehicleTrack:400"] == 1
+    assert sum(counted["input_rejected"].values()) == 4

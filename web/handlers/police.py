@@ -14,7 +14,7 @@ from command.coordinates import CoordinateError
 from command.police import DISPATCHER_MANUAL, IncidentTransfer, PoliceMessageError, PoliceStatus, SignatureError
 from services.police_link import InboundBusy, PoliceLink
 from web.base import ApiError, BaseHandler
-from web.handlers.tickets import NUMBER, TicketHandler
+from web.handlers.tickets import NUMBER, TicketHandler, count_refused
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,11 @@ class Inbound(BaseHandler):
 
     def check_xsrf_cookie(self) -> None:
         """Authenticated by the HMAC signature; no ambient credentials to protect."""
+
+    def on_finish(self) -> None:
+        """Count a refused request."""
+        super().on_finish()
+        count_refused(self)
 
     async def post(self) -> None:
         link = _link(self)

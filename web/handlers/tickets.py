@@ -6,8 +6,10 @@ a stale one (a change other than a note since) is a 409 conflict.
 """
 from __future__ import annotations
 
+import logging
 import math
 import re
+from collections import Counter
 from typing import Any
 
 from command.coordinates import parse_point
@@ -17,14 +19,34 @@ from services.ticket_views import event_view, incident_view, iso_z, ticket_view
 from services.tickets import IncidentNotFound, TicketManager
 from web.base import ApiError, BaseHandler
 
+log = logging.getLogger(__name__)
+
 OFFICE = ("agent", "dispatcher", "supervisor")  # admin passes every require()
 READERS = OFFICE + ("crew",)
 NUMBER = r"(GD\d{8}-\d{4,})"
 INCIDENT = r"([A-Za-z0-9_-]{1,64})"
 
 
+def count_refused(handler: BaseHandler) -> None:
+    """Count (the application's ``input_rejected`` Counter, per handler and status) and log a
+    request that was refused with a 4xx."""
+    status = handler.get_status()
+    if 400 <= status < 500:
+        rejected: Counter = handler.application.settings.setdefault("input_rejected", Counter())
+        key = f"{type(handler).__name__}:{status}"
+        rejected[key] += 1
+        log.info("refused %s %s with %d (%d so far)", handler.request.method, handler.request.path, status,
+                 rejected[key])
+
+
 class TicketHandler(BaseHandler):
-    """Base of the ticket handlers: the manager, the acting account as a domain Actor, views."""
+    """Base of the ticket handlers: the manager, the acting account as a domain Actor, views.
+    Every refused request is counted and logged (`count_refused`)."""
+
+    def on_finish(self) -> None:
+        """Count a refused request."""
+        super().on_finish()
+        count_refused(self)
 
     @property
     def tickets(self) -> TicketManager:

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from center.store_admin import FleetStore
 from command.tickets import Actor, Role, visible_to
 from web.base import ApiError, BaseHandler
+from web.handlers.tickets import count_refused
 from web.openapi_schemas import I, S, arr, obj, op
 
 READ_ROLES = ("dispatcher", "supervisor", "agent", "crew")
@@ -90,6 +91,11 @@ class VehicleDetail(BaseHandler):
 
 class VehicleTrack(BaseHandler):
     """GET /api/vehicles/<id>/track?since=&until=: fixes in time order (default: last hour)."""
+
+    def on_finish(self) -> None:
+        """Count a refused request (`web.handlers.tickets.count_refused`)."""
+        super().on_finish()
+        count_refused(self)
 
     async def get(self, vehicle_id: str) -> None:
         self.require("dispatcher", "supervisor", "admin")
