@@ -8,11 +8,13 @@ amqtt 0.12.1 looks up, deletes or takes over the session of a CONNECT's client i
 the authentication plugins: an unauthenticated client sending a connected device's client id
 would drop that device's session. ``CenterBroker`` therefore reads the CONNECT packet first,
 asks the plugin, refuses with CONNACK 5 (not authorised) and only then lets amqtt go on, replaying
-the packet (amqtt's own BufferReader and ConnectPacket; amqtt is pinned for this reason).
+the packet (amqtt's own BufferReader and ConnectPacket; amqtt is pinned for this reason). It
+also walks its subscription table over a snapshot (see ``_Subscriptions``).
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -59,8 +61,25 @@ async def _read_packet(reader) -> bytes:
     return bytes(raw) + body
 
 
+class _Subscriptions(dict):
+    """amqtt's subscription table, iterated over a snapshot: amqtt walks it while awaiting the
+    topic-filtering plugins, and a client subscribing meanwhile ended that delivery with
+    "dictionary changed size during iteration"."""
+
+    def __iter__(self):
+        return iter(list(super().keys()))
+
+    def items(self):
+        """A snapshot of the (filter, subscribers) pairs."""
+        return list(super().items())
+
+
 class CenterBroker(Broker):
     """amqtt's broker, authenticating a CONNECT before amqtt touches any session."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._subscriptions = _Subscriptions()
 
     def _auth_plugin(self) -> FileAclPlugin:
         return next(p for p in self.plugins_manager.plugins if isinstance(p, FileAclPlugin))
@@ -69,9 +88,11 @@ class CenterBroker(Broker):
         try:
             raw = await asyncio.wait_for(_read_packet(reader), 30)
             connect = await ConnectPacket.from_stream(BufferReader(raw))
-        except (asyncio.TimeoutError, ValueError, MQTTError) as exc:
-            await writer.close()
-            raise MQTTError(f"bad CONNECT from {remote_address}:{remote_port}: {exc}") from None
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, OSError, ValueError, MQTTError) as exc:
+            # a port probe, a client gone before its CONNECT, or garbage: close and forget it
+            with contextlib.suppress(OSError):
+                await writer.close()
+            raise MQTTError(f"no valid CONNECT from {remote_address}:{remote_port}: {exc!r}") from None
         if connect is None or not self._auth_plugin().allows_connect(connect.username, connect.password,
                                                                      connect.client_id):
             log.warning("MQTT connect refused: %s:%s client id %r user %r", remote_address, remote_port,
@@ -110,6 +131,7 @@ async def serve(options: dict) -> None:
 def main() -> None:
     """Entry point of the child process."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s amqtt %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("amqtt").setLevel(logging.ERROR)  # a warning per port probe (health checks) otherwise
     asyncio.run(serve(json.loads(sys.argv[1])))
 
 

@@ -89,6 +89,17 @@ def test_rendered_files_parse_back_and_leave_out_revoked_devices():
     assert acls["V01"] == [AclRule("write", "fleet/V01/#")] and "V02" not in acls
 
 
+def test_amqtt_s_subscription_table_is_walked_over_a_snapshot():
+    from center.amqtt_broker import _Subscriptions
+
+    table = _Subscriptions({"a/#": [], "b/#": []})
+    for key in table:
+        table[key + "/new"] = []  # a client subscribing while amqtt awaits a plugin
+    for key, _ in table.items():
+        table.pop(key)
+    assert table == {}
+
+
 # real brokers ----------------------------------------------------------------------------------
 
 def connack(url: str, client_id: str, timeout: float = 10.0) -> int:
@@ -206,7 +217,13 @@ def rig(request, tmp_path, redis_url):
 
 
 def test_anonymous_and_wrong_passwords_are_refused(rig):
+    import socket
+    from urllib.parse import urlparse
+
     url = rig.device("V01")
+    for _ in range(3):  # port probes (health checks) and a client gone before its CONNECT
+        with socket.create_connection((urlparse(url).hostname, urlparse(url).port), timeout=5):
+            pass
     rig.wait_login(url, "V01")
     anonymous = rig.settings.MQTT_DEVICE_URL
     assert connack(anonymous, "V01") != 0
