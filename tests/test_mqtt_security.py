@@ -336,8 +336,9 @@ def test_the_center_account_reads_and_writes_everything(rig):
                                              "sim/sensors/control"])
 
 
-def test_files_and_run_file_are_private_and_servers_listen_on_loopback(tmp_path):
-    settings = test_settings(tmp_path)
+@pytest.mark.parametrize("kind", KINDS)
+def test_files_and_run_file_are_private_and_servers_listen_on_loopback(tmp_path, kind):
+    settings = test_settings(tmp_path, MQTT_EMBEDDED_BROKER=kind)
     servers = Servers.resolve(settings)
     try:
         run_file = settings.data_dir / "run" / "servers.json"
@@ -346,6 +347,12 @@ def test_files_and_run_file_are_private_and_servers_listen_on_loopback(tmp_path)
             assert stat.S_IMODE((settings.data_dir / "broker" / name).stat().st_mode) == 0o600, name
         assert "@127.0.0.1:" in servers.mqtt_url and servers.device_url.startswith("mqtt://127.0.0.1:")
         assert "@" not in servers.device_url
+        import psutil
+
+        for server in servers.owned:
+            listening = [c.laddr for c in psutil.Process(server.process.pid).net_connections("inet")
+                         if c.status == psutil.CONN_LISTEN]
+            assert listening and all(addr.ip == "127.0.0.1" for addr in listening), (server.name, listening)
     finally:
         servers.stop()
 
