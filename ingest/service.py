@@ -31,11 +31,12 @@ from center.settings import Settings
 from center.store import Store
 from center.store_admin import FleetStore
 from center.city import DEMO_SUBDIR
+from ingest.lanes import Batch, Lane, RateLimitedLog
 from ingest.readings import RejectedPayload
-from ingest.sensors import SensorBatch, SensorIngest, SensorRegistry, load_profile_rows, rebirth_command
+from ingest.sensors import SensorIngest, SensorRegistry, load_profile_rows, rebirth_command
 from ingest import vehicles as vehicles_module
 from ingest.tally import Tally
-from ingest.vehicles import HeldWrites, VehicleBatch, VehicleIngest, parse_fleet_topic, valid_vehicle_id
+from ingest.vehicles import HeldWrites, VehicleIngest, parse_fleet_topic, valid_vehicle_id
 
 log = logging.getLogger(__name__)
 
@@ -46,66 +47,6 @@ REBIRTH_INTERVAL_S = 10.0  # at most one rebirth request per edge node in this t
 WRITE_MERGE_MAX = 8  # queued fleet batches one write may cover when the writes fall behind
 LIVE_TOPICS_MAX = 100_000  # live topics remembered for the direct route (then forgotten, relearned)
 FLEET_POLL_S = 2.0  # how often the ingest reads the fleet registry's revision (a change: reload the ids)
-
-
-class RateLimitedLog:
-    """Logs at most one line per key per interval, counting what it suppressed."""
-
-    def __init__(self, interval_s: float = 10.0):
-        self.interval_s = interval_s
-        self._last: dict[str, float] = {}
-        self._suppressed: collections.Counter = collections.Counter()
-
-    def warning(self, key: str, message: str, *args: Any) -> None:
-        """Log a warning unless this key logged within the interval."""
-        now = time.monotonic()
-        if now - self._last.get(key, -1e9) >= self.interval_s:
-            suppressed = self._suppressed.pop(key, 0)
-            suffix = f" (+{suppressed} similar suppressed)" if suppressed else ""
-            log.warning(message + suffix, *args)
-            self._last[key] = now
-        else:
-            self._suppressed[key] += 1
-
-
-class Batch:
-    """One unit of writing: vehicle fixes, what unregistered vehicles sent (``unknown``: vehicle id
-    -> (last topic, last time, messages)) and sensor output, written in this order. A batch merged
-    from queued ones (``parts``) marks theirs done as its parts are written, so a retry after a
-    part failed writes each of the others once."""
-
-    __slots__ = ("vehicles", "unknown", "sensors", "vehicles_done", "unknown_done", "parts")
-
-    def __init__(self, parts: "list[Batch] | None" = None) -> None:
-        self.vehicles = VehicleBatch()
-        self.unknown: dict[str, tuple[str, float, int]] = {}
-        self.sensors = SensorBatch()
-        self.vehicles_done = False
-        self.unknown_done = False
-        self.parts = parts or []
-
-    def __len__(self) -> int:
-        return len(self.vehicles) + len(self.unknown) + len(self.sensors)
-
-    def empty(self) -> bool:
-        """Nothing to write at all."""
-        v = self.vehicles
-        return not len(self) and not v.seen and not v.track and not v.counters and not self.sensors.latest
-
-
-class Lane:
-    """One ordered write path: the batch being filled, the batches waiting, and the writer's wake-up.
-
-    Vehicles and sensors have a lane each, so an alarm is never written behind a backlog of fixes
-    (and each lane keeps its own order through a Redis outage)."""
-
-    def __init__(self, name: str):
-        self.name = name
-        self.batch = Batch()
-        self.queue: collections.deque[Batch] = collections.deque()
-        self.queued = 0
-        self.wake = asyncio.Event()
-        self.redis_ok = True
 
 
 class Ingest:
@@ -123,7 +64,7 @@ class Ingest:
         self.stats: Tally = Tally()
         self._stats_flushed: collections.Counter = collections.Counter()
         self.links = {"fleet": False, "sensors": False}
-        self.rlog = RateLimitedLog()
+        self.rlog = RateLimitedLog(logger=log)
         self.publish: Callable[[str, bytes], Any] | None = None
         self._rebirth_asked: dict[tuple[str, str], float] = {}
         self.held = HeldWrites(settings.INGEST_HOLD_S)  # vehicles' track records and counters
@@ -373,14 +314,7 @@ class Ingest:
             parts.append(batch)
         if len(parts) == 1:
             return first, 1
-        merged = Batch(parts)
-        merged.vehicles = VehicleBatch.merged([batch.vehicles for batch in parts])
-        unknown = merged.unknown
-        for batch in parts:
-            for vehicle_id, (topic, at, count) in batch.unknown.items():
-                last = unknown.pop(vehicle_id, None)
-                unknown[vehicle_id] = (topic, at, count if last is None else last[2] + count)
-        return merged, len(parts)
+        return Batch.merged(parts), len(parts)
 
     async def timer(self) -> None:
         """The registries and the silence checks: follow the fleet registry every FLEET_POLL_S

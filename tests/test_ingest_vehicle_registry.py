@@ -191,3 +191,42 @@ async def test_the_kept_aside_list_is_for_office_roles(web, role, status):  # no
         assert orjson.loads(response.body) == {"vehicles": [], "total": 0}
     else:
         assert orjson.loads(response.body)["error"]["code"] == ("unauthenticated" if status == 401 else "forbidden")
+
+
+async def test_a_merged_write_retried_after_its_kept_aside_part_failed_writes_each_fix_once(tmp_path, redis_url):
+    """Queued fleet batches are written as one; when the kept-aside part of that write fails after
+    the fixes went in, the retry writes what is left of each batch, not the fixes again."""
+    await register_vehicles(redis_url, ["M1"])
+    store = Store.from_url(redis_url)
+    ingest = service.Ingest(test_settings(tmp_path, INGEST_BATCH=2, INGEST_HOLD_S=0.0), store)
+    assert await ingest.load_fleet()
+    t0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=30)
+    for i in range(3):  # three batches queued, each a fix of M1 and a message of a phantom
+        ingest.on_messages([ReceivedMessage("fleet/M1/nmea", _burst(t0 + timedelta(seconds=i), 36.38 + i * 1e-4),
+                                            0, False, time.time()),
+                            ReceivedMessage("fleet/GHOST1/nmea", _burst(t0), 0, False, time.time())])
+    assert len(ingest.fleet.queue) == 3
+    keep, failed = store.keep_unknown_vehicles, []
+
+    async def fails_once(entries, most):
+        if not failed:
+            failed.append(entries)
+            raise ConnectionError("Redis went away")
+        await keep(entries, most)
+
+    store.keep_unknown_vehicles = fails_once
+    writer = asyncio.create_task(ingest.writer())
+    try:
+        await wait_for(lambda: not ingest.fleet.queue)
+    finally:
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+    try:
+        assert failed and failed[0]["GHOST1"][2] == 3  # the merged write held all three
+        track = await store.track("M1", t0.timestamp() - 1, t0.timestamp() + 10)
+        assert [f["t"] for f in track] == [(t0 + timedelta(seconds=i)).timestamp() for i in range(3)]
+        kept = (await store.unknown_vehicles())["vehicles"]
+        assert [(v["vehicle_id"], v["count"]) for v in kept] == [("GHOST1", 3)]
+        assert ingest.stats["writes_merged"] == 0 and ingest.stats["redis_write_failed"] == 1
+    finally:
+        await store.close()
