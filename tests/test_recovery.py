@@ -239,7 +239,8 @@ class TicketLoad(threading.Thread):
 
 
 def test_killed_servers_and_services_come_back_by_themselves_and_no_ticket_is_lost(tmp_path):
-    demo = start_demo(tmp_path / "var", tmp_path / "demo.log", vehicles=2, SIM_CALLERS="0", SIM_CREWS="0",
+    # every crew has a vehicle (an emergency finds a crew); no callers, crew bots, sensors or scenario
+    demo = start_demo(tmp_path / "var", tmp_path / "demo.log", vehicles=21, SIM_CALLERS="0", SIM_CREWS="0",
                       SIM_CALLBACKS="0", SIM_SCENARIO="", SIM_SENSORS="0")
     load = None
     try:
@@ -281,6 +282,16 @@ def test_killed_servers_and_services_come_back_by_themselves_and_no_ticket_is_lo
                          and body["services"][service].get("pid") not in (None, victim.pid),
                          f"healthy again, a new {service} reporting, after {service} was killed")
         assert len(load.acknowledged) > first_created
+        # the dispatch service, restarted after Redis was, still follows the ticket changes
+        emergency = demo.post("/api/tickets", demo.login("agent"), {
+            "channel": "phone", "category": "water", "type": "repair", "urgency": "emergency",
+            "description": "恢复后的紧急抢修", "caller_phone": "13907775678", "lon": 119.755, "lat": 36.381,
+            "link": False})["ticket"]["number"]
+        deadline = time.monotonic() + RECOVERY_S
+        while "dispatch" not in [e["action"] for e in demo.get(f"/api/tickets/{emergency}/timeline",
+                                                                 dispatcher)["events"]]:
+            assert time.monotonic() < deadline, f"{emergency} not dispatched:\n{demo.log()[-4000:]}"
+            time.sleep(0.5)
         assert 500 not in load.refused, load.refused  # refused while Redis was away: 503, never a 500
     finally:
         if load is not None:
