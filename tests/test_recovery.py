@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -30,7 +31,7 @@ import redis.exceptions
 from center.servers import Servers, start_redis
 from center.store import Store
 from tests.conftest import test_settings
-from tests.procs import PASSWORD, start_demo
+from tests.procs import PASSWORD, ROOT, start_demo
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(180)]
 
@@ -305,3 +306,37 @@ def test_killed_servers_and_services_come_back_by_themselves_and_no_ticket_is_lo
                 assert timeline["events"] and timeline["events"][0]["action"] == "create", timeline
         finally:
             demo.stop()
+
+
+def test_the_servers_command_restarts_its_killed_redis(tmp_path):
+    """`python -m center servers` (for services started one by one) revives its servers too."""
+    env = {**os.environ, "DATA_DIR": str(tmp_path / "var"), "CONFIG_FILE": str(tmp_path / "absent.toml"),
+           "PYTHONUNBUFFERED": "1"}
+    for key in ("REDIS_URL", "MQTT_URL", "MQTT_DEVICE_URL"):
+        env.pop(key, None)
+    with open(tmp_path / "servers.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "center", "servers"], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=log)
+    try:
+        redis_url = proc.stdout.readline().decode().strip().removeprefix("REDIS_URL=")
+        client = redis.Redis.from_url(redis_url)
+        client.set("kept", "1")
+        client.close()
+        (victim,) = [p for p in psutil.Process(proc.pid).children() if "redis-server" in p.name()]
+        victim.send_signal(signal.SIGKILL)
+        deadline = time.monotonic() + RECOVERY_S
+        while True:
+            plain = redis.Redis.from_url(redis_url, socket_timeout=2)
+            try:
+                assert plain.get("kept") == b"1"
+                break
+            except redis.exceptions.ConnectionError:
+                assert time.monotonic() < deadline, (tmp_path / "servers.log").read_text()
+                time.sleep(0.2)
+            finally:
+                plain.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+        proc.stdout.close()
+    assert proc.returncode == 0
