@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,16 @@ async def keep_servers(servers: Servers, stop: asyncio.Event, interval_s: float 
     while servers.owned and not stop.is_set():
         await asyncio.to_thread(servers.revive)
         await stop_or_timeout(stop, interval_s)
+
+
+def _answers(url: str) -> None:
+    """Return when the web answers ``url`` at all: a 503 (a service it needs is still starting)
+    is an answer too. Raises OSError while nothing answers."""
+    try:
+        with urllib.request.urlopen(url, None, 2):
+            pass
+    except urllib.error.HTTPError as exc:
+        exc.close()
 
 
 class AlreadyRunning(RuntimeError):
@@ -162,7 +173,7 @@ class Supervisor:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not self.stop_event.is_set():
             try:
-                await asyncio.to_thread(urllib.request.urlopen, url, None, 2)
+                await asyncio.to_thread(_answers, url)
                 return True
             except Exception:
                 await asyncio.sleep(0.3)
