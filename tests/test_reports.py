@@ -330,7 +330,8 @@ async def test_the_service_survives_redis_going_away_and_catches_up_after(tmp_pa
     port = free_port()
     redis_proc = start_redis(tmp_path / "r", port=port)
     url = f"redis://127.0.0.1:{port}/0"
-    store = Store.from_url(url)
+    # Redis errors reach the KPI service after ~1 s of retries (a web request's client waits 5 s)
+    store = Store.from_url(url, patience_s=1.0)
     clock = Clock(T0)
     tickets = TicketStore(store.redis)
     await tickets.load_scripts()
