@@ -93,12 +93,12 @@ def go_offline(context, page, relay: NetCut) -> None:
     """The phone loses its connection: the page sees ``navigator.onLine`` false, the server nothing.
     The field page first finishes loading (its map's base layers drawn): a cut kills a request in
     flight, which the browser reports as a console error, as a real phone would."""
-    page.wait_for_function("['districts', 'roads'].every(k => "
+    page.wait_for_function("() => ['districts', 'roads'].every(k => "
                            "(document.getElementById('field-map').dataset.layers || '').split(',').includes(k))",
                            timeout=30_000)
     context.set_offline(True)
     relay.cut()
-    page.wait_for_function("!navigator.onLine")
+    page.wait_for_function("() => !navigator.onLine")
 
 
 def go_online(context, relay: NetCut) -> None:

@@ -327,7 +327,7 @@ def test_admin_page_registers_a_vehicle_and_manages_a_crew_the_console_follows(d
     console = browser.new_page(viewport={"width": 1400, "height": 900})
     console_watch = ConsoleWatch(console)
     login_page(console, demo.base, "dispatcher", "/console")
-    console.wait_for_function("window.Console && Object.keys(window.Console.state.crews).length >= 3", timeout=20_000)
+    console.wait_for_function("() => window.Console && Object.keys(window.Console.state.crews).length >= 3", timeout=20_000)
 
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     watch = ConsoleWatch(page)
@@ -357,7 +357,7 @@ def test_admin_page_registers_a_vehicle_and_manages_a_crew_the_console_follows(d
     page.click(f"{form} button[type=submit]")
     page.wait_for_selector("#crew-rows tr[data-crew='C90'] td[data-vehicle='V90']", timeout=10_000)
     page.wait_for_selector("#vehicle-rows tr[data-vehicle='V90'] td[data-crew='C90']", timeout=10_000)
-    console.wait_for_function("(window.Console.state.crews.V90 || {}).crew_id === 'C90'", timeout=15_000)
+    console.wait_for_function("() => (window.Console.state.crews.V90 || {}).crew_id === 'C90'", timeout=15_000)
 
     page.click("#crew-rows button[data-edit='C90']")
     assert page.input_value(f"{form} input[name=crew_id]") == "C90"
@@ -365,7 +365,7 @@ def test_admin_page_registers_a_vehicle_and_manages_a_crew_the_console_follows(d
     page.click(f"{form} button[type=submit]")
     page.wait_for_selector("#crew-rows tr[data-crew='C90'][data-active='false'] td[data-vehicle='']", timeout=10_000)
     page.wait_for_selector("#vehicle-rows tr[data-vehicle='V90'] td[data-crew='']", timeout=10_000)
-    console.wait_for_function("!window.Console.state.crews.V90", timeout=15_000)
+    console.wait_for_function("() => !window.Console.state.crews.V90", timeout=15_000)
     page.wait_for_selector("#audit-rows tr[data-action='crew.update']", timeout=10_000)
     assert page.locator("#audit-rows tr[data-action='crew.create']").count() == 1
     assert page.locator("#audit-rows tr[data-action='vehicle.create']").count() == 1

@@ -39,11 +39,17 @@ def _login(page, base: str, user: str, path: str = "/console") -> None:
 
 
 def _publish(demo, messages: list[tuple[str, dict]]) -> None:
-    """Publish JSON readings on the demo's broker, like a SCADA gateway (QoS 1, confirmed)."""
+    """Publish JSON readings on the demo's broker as its SCADA gateway (its own credentials,
+    client id = device id; QoS 1, confirmed)."""
     import paho.mqtt.client as mqtt
 
-    url = urlparse(json.loads((demo.data_dir / "run" / "servers.json").read_text())["mqtt_url"])
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-scada-gateway")
+    from services.devices import read_secrets, sim_devices_path
+    from simulators.run import SCADA_GATEWAY
+
+    url = urlparse(json.loads((demo.data_dir / "run" / "servers.json").read_text())["device_url"])
+    secret = read_secrets(sim_devices_path(demo.data_dir))[SCADA_GATEWAY]
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=SCADA_GATEWAY)
+    client.username_pw_set(SCADA_GATEWAY, secret)
     client.connect(url.hostname, url.port or 1883)
     client.loop_start()
     try:
