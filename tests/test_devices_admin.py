@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import random
 import stat
 import threading
 import time
@@ -28,7 +29,7 @@ from center.servers import free_port
 from center.store import Store
 from center.store_admin import Audit, FleetStore
 from center.store_devices import DeviceStore
-from services.devices import Actor, DeviceService, Wanted, read_secrets, seed_demo_devices
+from services.devices import Actor, DeviceService, Wanted, read_secrets, seed_demo_devices, sim_devices_path
 from tests.conftest import test_settings, wait_for
 from tests.test_openapi import validate
 from web import app as webapp
@@ -93,8 +94,9 @@ async def register(redis, vehicle_ids) -> None:
 
 
 @pytest.fixture
-async def api(tmp_path, redis_url, mqtt_url):
-    settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD, MQTT_URL=mqtt_url)
+async def api(tmp_path, redis_url, mqtt_url, servers):
+    settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD, MQTT_URL=mqtt_url,
+                             MQTT_DEVICE_URL=servers.device_url)
     store = Store.from_url(redis_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
     await register(store.redis, VEHICLES)
@@ -274,11 +276,11 @@ class Refusals(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.ids: set[str] = set()
-        self.lock = threading.Lock()
+        self.guard = threading.Lock()  # not .lock: logging.Handler holds that one around emit
 
     def emit(self, record: logging.LogRecord) -> None:
         if "connection refused" in record.getMessage():
-            with self.lock:
+            with self.guard:
                 self.ids.add(str(record.args[0]))
 
 
@@ -293,7 +295,7 @@ def refusals():
 
 async def login(url: str, client_id: str, refusals: Refusals, timeout: float = 8.0) -> MqttClient | None:
     """Connect as a device: the connected client, or None when the broker refused the login."""
-    with refusals.lock:
+    with refusals.guard:
         refusals.ids.discard(client_id)
     client = MqttClient(url, client_id)
     client.start()
@@ -306,7 +308,9 @@ async def login(url: str, client_id: str, refusals: Refusals, timeout: float = 8
 
 
 async def test_a_device_issued_through_the_api_connects_and_is_refused_after_revoke_and_rotate(api, mqtt_url,
-                                                                                              refusals):
+                                                                                              refusals, servers):
+    if servers.broker_sync is not None:  # the database was flushed: let the broker see revision 0 first, so
+        await wait_for(lambda: servers.broker_sync.revision == 0)  # that this test's 1, 2, 3 each read as new
     received: list[str] = []
     watcher = MqttClient(mqtt_url, f"test-watch-{os.getpid()}", on_messages=lambda ms: received.extend(
         m.topic for m in ms))
@@ -385,4 +389,62 @@ async def test_the_demo_seeds_its_simulated_devices_once(tmp_path, redis_url):
         assert verify_password(again["V01"], (await devices.get("V01")).password_hash)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     finally:
+        await store.close()
+
+
+async def test_the_simulators_log_in_as_the_devices_the_demo_issued(tmp_path, redis_url, mqtt_url, servers, refusals):
+    """With the demo's device file, each simulated vehicle, the SCADA gateway and each Sparkplug
+    edge node connect as themselves (client id = device id) and publish only their own topics."""
+    from simulators.run import SCADA_GATEWAY, device_urls
+    from simulators.sensors import MqttTransport
+    from simulators.vehicles import RoadNet, make_fleet, run_fleet
+
+    settings = test_settings(tmp_path, MQTT_URL=mqtt_url, MQTT_DEVICE_URL=servers.device_url)
+    store = Store.from_url(redis_url)
+    received: list[tuple[str, bytes]] = []
+    watcher = MqttClient(mqtt_url, f"test-sim-watch-{os.getpid()}",
+                         on_messages=lambda ms: received.extend((m.topic, m.payload) for m in ms))
+    watcher.subscribe(["fleet/#", "scada/#", "spBv1.0/#"])
+    watcher.start()
+    transport = None
+    try:
+        assert device_urls(settings, mqtt_url) == {}  # no file: the simulators use the URL they are given
+        await register(store.redis, ["V01", "V02"])
+        await store.replace_sensor_registry([{"sensor_id": s} for s in SENSORS])
+        await seed_demo_devices(DeviceService(store.redis), [
+            Wanted("vehicle", "V01"), Wanted("gateway", SCADA_GATEWAY, ("P001",)),
+            Wanted("gateway", "SUB01", (), True)], sim_devices_path(settings.data_dir))
+        urls = device_urls(settings, mqtt_url)
+        assert set(urls) == {"V01", SCADA_GATEWAY, "SUB01"}
+        assert all(url.startswith("mqtt://") and servers.device_url.split("//")[1] in url for url in urls.values())
+        if servers.broker_sync is not None:
+            revision = await DeviceStore(store.redis).revision()
+            await wait_for(lambda: servers.broker_sync.revision == revision)
+        assert await asyncio.to_thread(watcher.wait_connected, 10)
+
+        net = RoadNet([[(119.750, 36.380), (119.760, 36.380)]], [40.0], [False])
+        fleet = make_fleet(net, ["V01"], random.Random(1))
+        stop = asyncio.Event()
+        driving = asyncio.create_task(run_fleet(mqtt_url, net, fleet, rate_hz=5.0, stop=stop, device_urls=urls))
+        await wait_for(lambda: any(t == "fleet/V01/nmea" for t, _ in received), timeout=20)
+        stop.set()
+        assert await driving > 0
+        assert "V01" not in refusals.ids
+
+        transport = await asyncio.to_thread(lambda: MqttTransport(mqtt_url, "sim-test", device_urls=urls,
+                                                                  gateway=SCADA_GATEWAY))
+        assert await asyncio.to_thread(transport.wait_connected, 10)
+        assert transport.shared.client_id == SCADA_GATEWAY
+        transport.publish("scada/P002/pressure", b'{"value": 1}')  # not its sensor: the broker drops it
+        transport.publish("scada/P001/pressure", b'{"value": 0.3}')
+        await wait_for(lambda: ("scada/P001/pressure", b'{"value": 0.3}') in received)
+        node = await asyncio.to_thread(transport.connect_node, "SUB01", "spBv1.0/democity/NDEATH/SUB01", b"x")
+        node.publish("spBv1.0/democity/NBIRTH/SUB01", b"birth")
+        await wait_for(lambda: ("spBv1.0/democity/NBIRTH/SUB01", b"birth") in received)
+        assert not any(t == "scada/P002/pressure" for t, _ in received)
+        assert not refusals.ids & {SCADA_GATEWAY, "SUB01"}
+    finally:
+        if transport is not None:
+            await asyncio.to_thread(transport.stop)
+        await asyncio.to_thread(watcher.stop)
         await store.close()
