@@ -117,7 +117,7 @@ async def _crew_accounts(store, profile, password: str) -> list[str]:
 
 async def _demo_devices(store, settings, profile) -> dict[str, str]:
     """MQTT credentials for the simulated devices (vehicles, the SCADA gateway, Sparkplug edge
-    nodes), issued once; their secrets in DATA_DIR/run/sim-devices.json (mode 600) for `simulate`,
+    nodes), issued once; their secrets in DATA_DIR/sim-devices.json (mode 600) for `simulate`,
     rotated when that file is lost. The fleet and sensor registries are filled first (as web and
     ingest do at their start) so that the credentials can be checked against them."""
     import time

@@ -95,7 +95,7 @@ class BrokerSync:
         self.broker = broker  # an EmbeddedProcess (its .process may be replaced by a restart)
         self.reload_signal = reload_signal
         self.poll_s = poll_s
-        self.revision: int | None = None
+        self.revision: str | None = None
         self.renders = 0
         self.errors = 0
         self._stop = threading.Event()

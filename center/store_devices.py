@@ -2,7 +2,7 @@
 
 - ``dev:all`` hash: device id -> JSON of a ``Device`` (its MQTT password as a mosquitto ``$7$``
   hash, never the password itself).
-- ``dev:rev`` integer: bumped by every ``put``; the process that owns an embedded broker polls it
+- ``dev:rev`` a random token, new at every ``put``; the process that owns an embedded broker polls it
   and re-renders the broker's password and ACL files when it changes.
 
 A device id is the device's MQTT username and client id: a vehicle id, or a gateway's
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 from dataclasses import asdict, dataclass
 
 import orjson
@@ -87,21 +88,26 @@ class DeviceStore:
         """Create or replace a device and bump the revision, in one transaction."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(DEVICES, device.device_id, device.to_json())
-            pipe.incr(REVISION)
+            pipe.set(REVISION, secrets.token_hex(8))
             await pipe.execute()
 
-    async def revision(self) -> int:
-        """A number that changes on every put (0 before the first)."""
-        return int(await self.redis.get(REVISION) or 0)
+    async def revision(self) -> str:
+        """A random token that changes on every put ("" before the first). Not a counter: after a
+        Redis wipe or restore a counter can come back to a value the broker already rendered."""
+        return _text(await self.redis.get(REVISION))
 
     # sync twins for the broker-file renderer's thread and the CLI --------------------------------
     def all_sync(self) -> list[Device]:
         """``all`` with a sync redis client."""
         return _parse_all(self.redis.hgetall(DEVICES))
 
-    def revision_sync(self) -> int:
+    def revision_sync(self) -> str:
         """``revision`` with a sync redis client."""
-        return int(self.redis.get(REVISION) or 0)
+        return _text(self.redis.get(REVISION))
+
+
+def _text(value: bytes | str | None) -> str:
+    return value.decode() if isinstance(value, bytes) else (value or "")
 
 
 def _parse_all(raw: dict) -> list[Device]:

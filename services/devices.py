@@ -195,8 +195,8 @@ def read_secrets(path: Path) -> dict[str, str]:
 
 
 def sim_devices_path(data_dir: Path) -> Path:
-    """Where the demo keeps its simulated devices' secrets: DATA_DIR/run/sim-devices.json."""
-    return Path(data_dir) / "run" / "sim-devices.json"
+    """Where the demo keeps its simulated devices' secrets: DATA_DIR/sim-devices.json."""
+    return Path(data_dir) / "sim-devices.json"  # beside the demo passwords: run/ is emptied at a stop
 
 
 def write_secrets(path: Path, secrets: dict[str, str]) -> None:
