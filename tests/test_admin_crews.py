@@ -184,6 +184,10 @@ async def test_vehicles_are_registered_edited_and_kept_consistent(api):
                                               "unit_id": "PWR01"}, 400, "validation_error"),
     ("admin", "POST", "/api/admin/vehicles", {"vehicle_id": "V01", "plate": "鲁G·A0010", "kind": "repair",
                                               "unit_id": "PWR01"}, 409, "vehicle_exists"),
+    ("admin", "POST", "/api/admin/vehicles", {"vehicle_id": "..", "plate": "鲁G·A0010", "kind": "repair",
+                                              "unit_id": "PWR01"}, 400, "validation_error"),  # the ingest's id rule
+    ("admin", "POST", "/api/admin/vehicles", {"vehicle_id": "V10\n", "plate": "鲁G·A0010", "kind": "repair",
+                                              "unit_id": "PWR01"}, 400, "validation_error"),
     ("admin", "PATCH", "/api/admin/vehicles/V99", {"kind": "repair"}, 404, "vehicle_not_found"),
     ("admin", "PATCH", "/api/admin/vehicles/V01", {"active": False}, 409, "vehicle_assigned"),
     ("admin", "PATCH", "/api/admin/crews/C06", {"vehicle_id": "V99"}, 400, "unknown_vehicle"),

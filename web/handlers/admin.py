@@ -20,6 +20,7 @@ from center import accounts
 from center.store_admin import AdminStore, Audit, FleetRefused, FleetStore
 from center.store_tickets import TicketStore
 from command.tickets import Category
+from ingest.vehicles import valid_vehicle_id
 from services.crews import VEHICLE_KINDS, crews_from_city, field_tickets, normalize_plate, seed_items
 from web.base import ApiError, BaseHandler, page
 from web.handlers.vehicles import iso, parse_time
@@ -29,7 +30,6 @@ log = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"^[a-z0-9_.-]{2,32}$")
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-VEHICLE_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 CREW_RE = r"([A-Za-z0-9_-]{1,32})"
 VEHICLE_RE = r"([A-Za-z0-9_.:-]{1,64})"
 MIN_PASSWORD = 8
@@ -271,7 +271,7 @@ class CrewHandler(AdminHandler):
             raise ApiError(400, "validation_error", f"skills must be a non-empty list of {', '.join(CATEGORIES)}",
                            field="skills")
         vehicle_id = body.get("vehicle_id", current.get("vehicle_id")) or None
-        if vehicle_id is not None and (not isinstance(vehicle_id, str) or not VEHICLE_ID_RE.match(vehicle_id)):
+        if vehicle_id is not None and (not isinstance(vehicle_id, str) or not valid_vehicle_id(vehicle_id)):
             raise ApiError(400, "validation_error", "vehicle_id must be a vehicle id or null", field="vehicle_id")
         return {"crew_name": name.strip(), "unit_id": self.check_ref(body, "unit_id", current.get("unit_id"), "units",
                                                                      required=True),
@@ -494,7 +494,7 @@ class VehicleList(VehicleHandler):
         account = self.require("admin")
         body = self.json_body()
         vehicle_id = body.get("vehicle_id")
-        if not isinstance(vehicle_id, str) or not VEHICLE_ID_RE.match(vehicle_id):
+        if not isinstance(vehicle_id, str) or not valid_vehicle_id(vehicle_id):
             raise ApiError(400, "validation_error", "vehicle_id must be 1-64 of A-Z a-z 0-9 _ . : -",
                            field="vehicle_id")
         fields = self.vehicle_fields(body, {})
