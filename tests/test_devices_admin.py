@@ -444,5 +444,8 @@ async def test_the_simulators_log_in_as_the_devices_the_demo_issued(tmp_path, re
     finally:
         if transport is not None:
             await asyncio.to_thread(transport.stop)
+        # the fleet left its retained status on the session's broker: clear it for later tests
+        watcher.publish("fleet/V01/status", b"", qos=1, retain=True)
+        await asyncio.sleep(0.2)
         await asyncio.to_thread(watcher.stop)
         await store.close()
