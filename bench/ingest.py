@@ -88,20 +88,12 @@ def register_fleet(redis_url: str, count: int) -> None:
     ingest takes their messages (it keeps aside those of vehicles not registered)."""
     import redis.asyncio as aioredis
 
-    from center.store_admin import Audit, FleetStore
+    from center.store_admin import FleetStore
 
     async def register() -> None:
         client = aioredis.from_url(redis_url)
-        fleet = FleetStore(client)
         try:
-            known = set(await fleet.vehicles())
-            new = [vid for vid in fleet_ids(count) if vid not in known]
-            for start in range(0, len(new), 500):  # a few hundred script calls at a time
-                at = time.time()
-                await asyncio.gather(*(fleet.write_vehicle(
-                    vid, "", {"vehicle_id": vid, "plate": "", "kind": "repair", "unit_id": None, "active": True,
-                              "source": "admin", "updated_at": at, "updated_by": "bench"},
-                    Audit("bench", "admin", "vehicle.create", vid, {}, at)) for vid in new[start:start + 500]))
+            await FleetStore(client).register_bare_vehicles(fleet_ids(count), by="bench", at=time.time())
         finally:
             await client.aclose()
     asyncio.run(register())

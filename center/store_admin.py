@@ -27,6 +27,7 @@ Elsewhere:
 """
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
@@ -215,6 +216,19 @@ class FleetStore:
             *audit.argv(), vehicle_id, read, encode(record), record["plate"], before.get("plate", ""),
             "1" if deactivating else "0"])
         return self._outcome(result)
+
+    async def register_bare_vehicles(self, ids: Iterable[str], *, by: str, at: float) -> list[str]:
+        """Register the ids the registry does not know yet as plain repair vehicles (no plate, no
+        unit), each with its audit event by ``by``: for test and bench fleets, whose vehicles the
+        ingest must take. Returns the ids added."""
+        known = set(await self.vehicles())
+        new = [vid for vid in dict.fromkeys(ids) if vid not in known]
+        for start in range(0, len(new), 500):  # a few hundred script calls at a time
+            await asyncio.gather(*(self.write_vehicle(
+                vid, "", {"vehicle_id": vid, "plate": "", "kind": "repair", "unit_id": None, "active": True,
+                          "source": "admin", "updated_at": at, "updated_by": by},
+                Audit(by, "admin", "vehicle.create", vid, {}, at)) for vid in new[start:start + 500]))
+        return new
 
     @staticmethod
     def _outcome(result: Sequence[Any]) -> int:

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from center.servers import Servers
 from center.settings import load
-from center.store_admin import Audit, FleetStore
+from center.store_admin import FleetStore
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -103,16 +103,8 @@ async def register_vehicles(redis_url: str, ids: Iterable[str]) -> None:
     """Register vehicles in the fleet registry, as an administrator would (FleetStore), so that the
     ingest accepts their messages: it keeps aside whatever a vehicle not registered sends."""
     client = aioredis.from_url(redis_url)
-    fleet = FleetStore(client)
     try:
-        known = set(await fleet.vehicles())
-        new = [vid for vid in dict.fromkeys(ids) if vid not in known]
-        for start in range(0, len(new), 500):  # a few hundred script calls at a time
-            at = time.time()
-            await asyncio.gather(*(fleet.write_vehicle(
-                vid, "", {"vehicle_id": vid, "plate": "", "kind": "repair", "unit_id": None, "active": True,
-                          "source": "admin", "updated_at": at, "updated_by": "test"},
-                Audit("test", "admin", "vehicle.create", vid, {}, at)) for vid in new[start:start + 500]))
+        await FleetStore(client).register_bare_vehicles(ids, by="test", at=time.time())
     finally:
         await client.aclose()
 
