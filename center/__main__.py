@@ -31,6 +31,7 @@ async def _standalone(name: str, settings) -> None:
     from center.supervisor import keep_servers
 
     servers = await asyncio.to_thread(Servers.resolve, settings)
+    settings = settings.with_values(DATABASE_URL=servers.database_url)  # the embedded one, if started
     kept = asyncio.Event()
     keeper = asyncio.create_task(keep_servers(servers, kept))  # the embedded servers it started, if any
     try:
@@ -150,7 +151,7 @@ async def _demo(settings) -> int:
         from center.store import Store
 
         password_file = settings.data_dir / "demo-accounts.txt"
-        store = Store.from_url(servers.redis_url)
+        store = Store.from_url(servers.redis_url, servers.database_url)
         try:
             created = await bootstrap_accounts(store, settings, demo=True)
             crews = await _crew_accounts(store, profile, demo_password)
@@ -286,7 +287,7 @@ async def _servers(settings) -> int:
     from center.supervisor import keep_servers
 
     servers = await asyncio.to_thread(Servers.resolve, settings)
-    print(f"REDIS_URL={servers.redis_url}\nMQTT_URL={servers.mqtt_url}\nMQTT_DEVICE_URL={servers.device_url}",
+    print(f"DATABASE_URL={servers.database_url}\nREDIS_URL={servers.redis_url}\nMQTT_URL={servers.mqtt_url}\nMQTT_DEVICE_URL={servers.device_url}",
           flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

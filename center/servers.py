@@ -129,6 +129,7 @@ class EmbeddedProcess:
     process: subprocess.Popen
     extra: dict = field(default_factory=dict)
     relaunch: Callable[[], "EmbeddedProcess"] | None = None  # starts it again, same port and data
+    stop_signal: int = signal.SIGTERM  # PostgreSQL: SIGINT (fast shutdown; SIGTERM waits for clients)
 
     def revive(self) -> bool:
         """When the server has died, start it again with the arguments it was started with (same
@@ -152,7 +153,7 @@ class EmbeddedProcess:
     def stop(self, timeout: float = 5.0) -> None:
         """Terminate the server and wait for it to release its port."""
         if self.process.poll() is None:
-            self.process.terminate()
+            self.process.send_signal(self.stop_signal)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -234,6 +235,18 @@ def start_redis(data_dir: Path, port: int | None = None, timeout: float = 15.0,
     _wait_loaded(proc, port)
     log.info("embedded redis-server %s on 127.0.0.1:%d, AOF in %s", args[0], port, directory)
     return EmbeddedProcess("redis-server", f"redis://127.0.0.1:{port}/0", proc)
+
+
+def start_postgres(data_dir: Path, port: int | None = None) -> EmbeddedProcess:
+    """Start the embedded PostgreSQL on loopback, data under data_dir/postgres (center/pg_server.py)."""
+    from center import pg_server
+
+    port = port or free_port()
+    try:
+        proc, url = pg_server.start(data_dir, port)
+    except pg_server.PostgresError as exc:
+        raise ServerError(str(exc)) from exc
+    return EmbeddedProcess("postgres", url, proc, stop_signal=signal.SIGINT)
 
 
 def start_broker(data_dir: Path, port: int | None = None, timeout: float = 15.0, *, kind: str = "auto",
@@ -319,9 +332,9 @@ def start_broker_sync(redis_url: str, broker: EmbeddedProcess):
 
 
 def url_reachable(url: str, timeout: float = 0.5) -> bool:
-    """True when the host:port of a redis:// or mqtt:// URL accepts connections."""
+    """True when the host:port of a redis://, mqtt:// or postgresql:// URL accepts connections."""
     parsed = urlparse(url)
-    default = 6379 if parsed.scheme.startswith("redis") else 1883
+    default = {"redis": 6379, "rediss": 6379, "postgresql": 5432, "postgres": 5432}.get(parsed.scheme, 1883)
     return port_open(parsed.hostname or "127.0.0.1", parsed.port or default, timeout)
 
 
@@ -336,10 +349,11 @@ def _pid_alive(pid: int) -> bool:
 
 
 class Servers:
-    """The Redis and MQTT URLs in use, starting embedded servers where none is configured."""
+    """The PostgreSQL, Redis and MQTT URLs in use, starting embedded servers where none is configured."""
 
     def __init__(self, redis_url: str, mqtt_url: str, owned: list[EmbeddedProcess], run_file: Path | None,
-                 device_url: str = ""):
+                 device_url: str = "", database_url: str = ""):
+        self.database_url = database_url
         self.redis_url = redis_url
         self.mqtt_url = mqtt_url  # with the center's broker account in it
         self.device_url = device_url or without_credentials(mqtt_url)  # devices' broker URL, no credentials
@@ -351,20 +365,28 @@ class Servers:
 
     @classmethod
     def resolve(cls, settings, *, start: bool = True) -> "Servers":
-        """Use REDIS_URL/MQTT_URL; else embedded servers already running for DATA_DIR; else start them."""
-        redis_url, mqtt_url = settings.REDIS_URL, settings.MQTT_URL
+        """Use DATABASE_URL/REDIS_URL/MQTT_URL; else embedded servers already running for DATA_DIR;
+        else start them. The database's migrations are applied (center/db.py) before it returns."""
+        database_url, redis_url, mqtt_url = settings.DATABASE_URL, settings.REDIS_URL, settings.MQTT_URL
         device_url = settings.MQTT_DEVICE_URL
         run_file = settings.data_dir / "run" / "servers.json"
-        if not (redis_url and mqtt_url):
+        if not (database_url and redis_url and mqtt_url):
             recorded = read_run_file(run_file)
             if recorded:
+                database_url = database_url or recorded.get("database_url", "")
                 redis_url = redis_url or recorded.get("redis_url", "")
                 mqtt_url = mqtt_url or recorded.get("mqtt_url", "")
                 device_url = device_url or recorded.get("device_url", "")
         owned: list[EmbeddedProcess] = []
-        if not start and not (redis_url and mqtt_url):
-            raise ServerError("no Redis/MQTT configured and none running for this DATA_DIR")
+        if not start and not (database_url and redis_url and mqtt_url):
+            raise ServerError("no PostgreSQL/Redis/MQTT configured and none running for this DATA_DIR")
         try:
+            if not database_url:
+                owned.append(restartable(start_postgres, settings.data_dir))
+                database_url = owned[-1].url
+            from center.db import migrate
+
+            migrate(database_url)
             if not redis_url:
                 owned.append(restartable(start_redis, settings.data_dir, appendfsync=settings.REDIS_APPENDFSYNC))
                 redis_url = owned[-1].url
@@ -376,14 +398,14 @@ class Servers:
             for proc in owned:
                 proc.stop()
             raise
-        servers = cls(redis_url, mqtt_url, owned, run_file if owned else None, device_url)
+        servers = cls(redis_url, mqtt_url, owned, run_file if owned else None, device_url, database_url)
         broker = next((proc for proc in owned if "auth_dir" in proc.extra), None)
         if broker is not None:
             servers.broker_sync = start_broker_sync(redis_url, broker)
         if owned:  # it holds the center's broker password: mode 600
             from center.broker_auth import write_private
 
-            write_private(run_file, json.dumps({"pid": os.getpid(), "redis_url": redis_url,
+            write_private(run_file, json.dumps({"pid": os.getpid(), "database_url": database_url, "redis_url": redis_url,
                                                 "mqtt_url": mqtt_url, "device_url": servers.device_url}))
         return servers
 
@@ -430,6 +452,6 @@ def read_run_file(path: Path) -> dict | None:
     if not isinstance(data, dict) or not _pid_alive(int(data.get("pid", 0) or 0)):
         path.unlink(missing_ok=True)
         return None
-    if not all(url_reachable(data.get(k, "")) for k in ("redis_url", "mqtt_url")):
+    if not all(url_reachable(data.get(k, "")) for k in ("database_url", "redis_url", "mqtt_url")):
         return None
     return data

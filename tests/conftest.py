@@ -1,7 +1,8 @@
-"""Shared fixtures: real Redis and MQTT servers for the session, isolation, hidden-failure traps.
+"""Shared fixtures: real PostgreSQL, Redis and MQTT servers for the session, isolation, hidden-failure traps.
 
-With REDIS_URL / MQTT_URL in the environment the tests use those servers (and FLUSH the given
-Redis database between tests); otherwise they start embedded ones under a temporary DATA_DIR.
+With DATABASE_URL / REDIS_URL / MQTT_URL in the environment the tests use those servers (and
+empty the given database's tables, and FLUSH the given Redis database, between tests); otherwise
+they start embedded ones under a temporary DATA_DIR.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
+import psycopg
 import pytest
 import redis
 import redis.asyncio as aioredis
@@ -50,6 +52,7 @@ def servers(tmp_path_factory) -> Servers:
     """The session's real Redis and MQTT broker."""
     data = tmp_path_factory.mktemp("servers")
     env = {"CONFIG_FILE": str(data / "absent.toml"), "DATA_DIR": str(data),
+           "DATABASE_URL": os.environ.get("DATABASE_URL", ""),
            "REDIS_URL": os.environ.get("REDIS_URL", ""), "MQTT_URL": os.environ.get("MQTT_URL", ""),
            "MQTT_EMBEDDED_BROKER": os.environ.get("MQTT_EMBEDDED_BROKER", "auto")}
     started = Servers.resolve(load(env))
@@ -64,6 +67,19 @@ def redis_url(servers: Servers) -> str:
     client.flushdb()
     client.close()
     return servers.redis_url
+
+
+@pytest.fixture
+def database_url(servers: Servers) -> str:
+    """The session's PostgreSQL with its migrations applied and every table emptied for one test
+    (TRUNCATE of all tables but schema_migrations; sequences restart)."""
+    with psycopg.connect(servers.database_url, autocommit=True) as conn:
+        tables = [row[0] for row in conn.execute(
+            "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables"
+            " WHERE schemaname = 'public' AND tablename <> 'schema_migrations'")]
+        if tables:
+            conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+    return servers.database_url
 
 
 @pytest.fixture

@@ -98,9 +98,10 @@ def test_embedded_servers_are_shared_and_cleaned_up(tmp_path):
 
 
 def test_external_urls_start_nothing(tmp_path, servers):
-    settings = test_settings(tmp_path, REDIS_URL=servers.redis_url, MQTT_URL=servers.mqtt_url)
+    settings = test_settings(tmp_path, DATABASE_URL=servers.database_url, REDIS_URL=servers.redis_url, MQTT_URL=servers.mqtt_url)
     resolved = Servers.resolve(settings)
     assert resolved.owned == [] and resolved.redis_url == servers.redis_url
+    assert resolved.database_url == servers.database_url
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:1883", "ws://x:1"])

@@ -14,6 +14,7 @@ import tornado.httpserver
 import tornado.web
 
 from center import accounts, redis_client
+from center.db import Database
 from center.lifecycle import StartupError, stop_on_signals
 from center.servers import url_reachable
 from center.settings import Settings
@@ -162,8 +163,9 @@ async def _serve(settings: Settings, redis_url: str, mqtt_url: str, sockets: lis
                  demo: bool, stop: asyncio.Event | None) -> None:
     # a blocking pool: a reconnect storm of consoles waits for a connection instead of failing;
     # start-up waits out a Redis restart or LOADING, a request (see below) only REQUEST_PATIENCE_S
+    db = Database(settings.DATABASE_URL, max_size=settings.DB_POOL_SIZE) if settings.DATABASE_URL else None
     store = Store(redis_client.connect(redis_url, blocking=True, max_connections=256, timeout=10,
-                                       health_check_interval=10))
+                                       health_check_interval=10), db)
     stop = stop_on_signals(stop)
     created = await bootstrap_accounts(store, settings, demo=demo)
     for name, password in created.items():
