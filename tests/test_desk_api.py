@@ -106,9 +106,9 @@ class Api:
 
 
 @pytest.fixture
-async def api(tmp_path, redis_url):
+async def api(tmp_path, redis_url, database_url):
     settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
-    store = Store.from_url(redis_url)
+    store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
     await store.put_user("crew2", {"role": "crew", "crew_id": "C02", "display": "抢修二班", "active": "1",
                                    "hash": accounts.hash_password(PASSWORD)}, only_new=True)

@@ -94,10 +94,10 @@ async def register(redis, vehicle_ids) -> None:
 
 
 @pytest.fixture
-async def api(tmp_path, redis_url, mqtt_url, servers):
+async def api(tmp_path, redis_url, database_url, mqtt_url, servers):
     settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD, MQTT_URL=mqtt_url,
                              MQTT_DEVICE_URL=servers.device_url)
-    store = Store.from_url(redis_url)
+    store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
     await register(store.redis, VEHICLES)
     await store.replace_sensor_registry([{"sensor_id": sid, "name": sid, "kind": "pressure", "unit": "MPa"}
@@ -352,8 +352,8 @@ async def test_a_device_issued_through_the_api_connects_and_is_refused_after_rev
 
 
 # ---------------------------------------------------------------------------- the demo's devices
-async def test_the_demo_seeds_its_simulated_devices_once(tmp_path, redis_url):
-    store = Store.from_url(redis_url)
+async def test_the_demo_seeds_its_simulated_devices_once(tmp_path, redis_url, database_url):
+    store = Store.from_url(redis_url, database_url)
     try:
         await register(store.redis, ["V01", "V02"])
         await store.replace_sensor_registry([{"sensor_id": s} for s in SENSORS])
@@ -390,7 +390,7 @@ async def test_the_demo_seeds_its_simulated_devices_once(tmp_path, redis_url):
         await store.close()
 
 
-async def test_the_simulators_log_in_as_the_devices_the_demo_issued(tmp_path, redis_url, mqtt_url, servers, refusals):
+async def test_the_simulators_log_in_as_the_devices_the_demo_issued(tmp_path, redis_url, database_url, mqtt_url, servers, refusals):
     """With the demo's device file, each simulated vehicle, the SCADA gateway and each Sparkplug
     edge node connect as themselves (client id = device id) and publish only their own topics."""
     from simulators.run import SCADA_GATEWAY, device_urls
@@ -398,7 +398,7 @@ async def test_the_simulators_log_in_as_the_devices_the_demo_issued(tmp_path, re
     from simulators.vehicles import RoadNet, make_fleet, run_fleet
 
     settings = test_settings(tmp_path, MQTT_URL=mqtt_url, MQTT_DEVICE_URL=servers.device_url)
-    store = Store.from_url(redis_url)
+    store = Store.from_url(redis_url, database_url)
     received: list[tuple[str, bytes]] = []
     watcher = MqttClient(mqtt_url, f"test-sim-watch-{os.getpid()}",
                          on_messages=lambda ms: received.extend((m.topic, m.payload) for m in ms))

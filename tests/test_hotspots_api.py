@@ -60,9 +60,9 @@ class HotspotApi(Api):
         return body["ticket"]
 
 
-async def _serve(tmp_path: Path, redis_url: str, city, *, kpi: bool = True):
+async def _serve(tmp_path: Path, redis_url: str, database_url: str, city, *, kpi: bool = True):
     settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
-    store = Store.from_url(redis_url)
+    store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
     await store.put_user("crew2", {"role": "crew", "crew_id": "C02", "display": "抢修二班", "active": "1",
                                    "hash": accounts.hash_password(PASSWORD)}, only_new=True)
@@ -88,7 +88,7 @@ async def _serve(tmp_path: Path, redis_url: str, city, *, kpi: bool = True):
 
 @pytest.fixture
 async def api(tmp_path, redis_url, city):  # noqa: F811
-    server, client, service = await _serve(tmp_path, redis_url, city)
+    server, client, service = await _serve(tmp_path, redis_url, database_url, city)
     yield client
     server.stop()
     await server.close_all_connections()
@@ -302,7 +302,7 @@ async def test_bad_parameters_are_400_with_a_stable_code_and_counted(api, query,
 
 
 async def test_without_the_kpi_service_the_answer_is_503(tmp_path, redis_url, city):  # noqa: F811
-    server, client, _ = await _serve(tmp_path, redis_url, city, kpi=False)
+    server, client, _ = await _serve(tmp_path, redis_url, database_url, city, kpi=False)
     try:
         for path in ("/api/hotspots/heat", "/api/hotspots/clusters", "/api/wall/kpis"):
             status, body = await client.call("GET", path, "supervisor")

@@ -59,11 +59,11 @@ class _Rig:
 
 
 @contextlib.asynccontextmanager
-async def _rig(tmp_path, redis_url, mqtt_url, name, *, server=None):
+async def _rig(tmp_path, redis_url, database_url, mqtt_url, name, *, server=None):
     """The ingest on these servers, a store and a publisher named `name`; at the end all stop, and
     so does `server` (or what the test put in `rig.server` when it restarted it)."""
     stop, task, ingest = await _start(tmp_path, redis_url, mqtt_url)
-    rig = _Rig(ingest, task, Store.from_url(redis_url), server=server)
+    rig = _Rig(ingest, task, Store.from_url(redis_url, database_url), server=server)
     try:
         rig.pub = await _publisher(mqtt_url, name)
         yield rig
@@ -86,12 +86,12 @@ async def _fix_ok(store, vid, n):
 
 
 @pytest.mark.allow_logged_errors
-async def test_broker_restart_reconnects_and_resubscribes(tmp_path, redis_url):
+async def test_broker_restart_reconnects_and_resubscribes(tmp_path, redis_url, database_url):
     port = free_port()
     server = start_broker(tmp_path, port=port)
     mqtt_url = server.url  # the center's account: the same password after the restart (kept in tmp_path)
     t = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=20)
-    async with _rig(tmp_path, redis_url, mqtt_url, "restart-pub", server=server) as rig:
+    async with _rig(tmp_path, redis_url, database_url, mqtt_url, "restart-pub", server=server) as rig:
         ingest, store, pub = rig.ingest, rig.store, rig.pub
         pub.publish("fleet/B1/nmea", _burst(t, 36.38, 119.75), qos=1)
         await wait_for(lambda: _fix_ok(store, "B1", 1), timeout=10)
@@ -110,13 +110,13 @@ async def test_broker_restart_reconnects_and_resubscribes(tmp_path, redis_url):
 
 
 @pytest.mark.allow_logged_errors
-async def test_redis_outage_buffers_then_flushes_in_order(tmp_path, mqtt_url):
+async def test_redis_outage_buffers_then_flushes_in_order(database_url, tmp_path, mqtt_url):
     port = free_port()
     data = tmp_path / "redis-data"
     redis_url = f"redis://127.0.0.1:{port}/0"
     t0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=120)
     lats = [36.38 + i * 1e-4 for i in range(60)]
-    async with _rig(tmp_path, redis_url, mqtt_url, "outage-pub", server=start_redis(data, port=port)) as rig:
+    async with _rig(tmp_path, redis_url, database_url, mqtt_url, "outage-pub", server=start_redis(data, port=port)) as rig:
         ingest, store, pub = rig.ingest, rig.store, rig.pub
         for i in range(10):
             pub.publish("fleet/R1/nmea", _burst(t0 + timedelta(seconds=i), lats[i], 119.75), qos=1)
@@ -138,13 +138,13 @@ async def test_redis_outage_buffers_then_flushes_in_order(tmp_path, mqtt_url):
 
 
 @pytest.mark.allow_logged_errors
-async def test_a_redis_that_comes_back_empty_gets_the_vehicle_set_and_track_index_again(tmp_path, mqtt_url):
+async def test_a_redis_that_comes_back_empty_gets_the_vehicle_set_and_track_index_again(database_url, tmp_path, mqtt_url):
     """The ingest caches which ids are in veh:ids and which track hours are indexed; a failed write
     clears both, so a Redis restarted without its data is filled in again, not left with holes."""
     port = free_port()
     redis_url = f"redis://127.0.0.1:{port}/0"
     t0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=60)
-    async with _rig(tmp_path, redis_url, mqtt_url, "empty-redis-pub",
+    async with _rig(tmp_path, redis_url, database_url, mqtt_url, "empty-redis-pub",
                     server=start_redis(tmp_path / "redis-a", port=port)) as rig:
         ingest, store, pub = rig.ingest, rig.store, rig.pub
         for i in range(3):
@@ -175,8 +175,8 @@ TOPICS = ["fleet/X1/nmea", "fleet/X1/nmea/backfill", "fleet/X1/status", "scada/X
 
 
 @pytest.mark.allow_logged_errors
-async def test_random_garbage_on_every_topic_is_counted_and_ingest_goes_on(tmp_path, redis_url, mqtt_url):
-    async with _rig(tmp_path, redis_url, mqtt_url, "garbage-pub") as rig:
+async def test_random_garbage_on_every_topic_is_counted_and_ingest_goes_on(tmp_path, redis_url, database_url, mqtt_url):
+    async with _rig(tmp_path, redis_url, database_url, mqtt_url, "garbage-pub") as rig:
         ingest, task, store, pub = rig.ingest, rig.task, rig.store, rig.pub
         sent = 0
         for i, topic in enumerate(TOPICS):
@@ -193,8 +193,8 @@ async def test_random_garbage_on_every_topic_is_counted_and_ingest_goes_on(tmp_p
 
 
 @pytest.mark.parametrize("chunk_lines", [1, 25])
-async def test_robustness_logs_pass_through_the_live_topic(tmp_path, redis_url, mqtt_url, chunk_lines):
-    async with _rig(tmp_path, redis_url, mqtt_url, f"robust-pub-{chunk_lines}") as rig:
+async def test_robustness_logs_pass_through_the_live_topic(tmp_path, redis_url, database_url, mqtt_url, chunk_lines):
+    async with _rig(tmp_path, redis_url, database_url, mqtt_url, f"robust-pub-{chunk_lines}") as rig:
         ingest, task, store, pub = rig.ingest, rig.task, rig.store, rig.pub
         sent = 0
         for path in ROBUSTNESS:
@@ -214,8 +214,8 @@ async def test_robustness_logs_pass_through_the_live_topic(tmp_path, redis_url, 
         assert not task.done() and not any(k.startswith("rejected:error:") for k in ingest.stats)
 
 
-async def test_backfill_is_judged_against_the_vehicles_own_sequence(tmp_path, redis_url, mqtt_url):
-    async with _rig(tmp_path, redis_url, mqtt_url, "backfill-pub") as rig:
+async def test_backfill_is_judged_against_the_vehicles_own_sequence(tmp_path, redis_url, database_url, mqtt_url):
+    async with _rig(tmp_path, redis_url, database_url, mqtt_url, "backfill-pub") as rig:
         store, pub = rig.store, rig.pub
         now = datetime.now(timezone.utc).replace(microsecond=0)
         # K1 is live now; its terminal then uploads fixes of 10 minutes ago with 2006 dates

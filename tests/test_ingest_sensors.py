@@ -66,8 +66,8 @@ def test_sparkplug_ids_resolve_to_registry_ids(raw, resolved):
 
 # -- end to end -----------------------------------------------------------------------------------
 
-async def _ingest(tmp_path, redis_url, mqtt_url, rows=ROWS, **overrides):
-    store = Store.from_url(redis_url)
+async def _ingest(tmp_path, redis_url, database_url, mqtt_url, rows=ROWS, **overrides):
+    store = Store.from_url(redis_url, database_url)
     await store.replace_sensor_registry(rows)
     settings = test_settings(tmp_path, REDIS_URL=redis_url, MQTT_URL=mqtt_url, **overrides)
     stop = asyncio.Event()
@@ -101,7 +101,7 @@ def _reading(value, unit="MPa", ts=None):
 
 
 async def test_readings_alarm_ack_and_clear_through_the_api(tmp_path, redis_url, mqtt_url, web):  # noqa: F811
-    store, stop, task, ingest = await _ingest(tmp_path, redis_url, mqtt_url)
+    store, stop, task, ingest = await _ingest(tmp_path, redis_url, database_url, mqtt_url)
     listener = store.redis.pubsub()
     await listener.subscribe(LIVE_ALARMS)
     pub = await _publisher(mqtt_url, "sensor-pub-1")
@@ -159,7 +159,7 @@ async def _api(web, path, token, key, empty=False):
 
 
 async def test_unknown_sensor_is_kept_aside_and_counted(tmp_path, redis_url, mqtt_url, web):  # noqa: F811
-    store, stop, task, ingest = await _ingest(tmp_path, redis_url, mqtt_url)
+    store, stop, task, ingest = await _ingest(tmp_path, redis_url, database_url, mqtt_url)
     pub = await _publisher(mqtt_url, "sensor-pub-2")
     try:
         pub.publish("scada/Z999/pressure", _reading(0.4), qos=1)
@@ -203,8 +203,8 @@ GARBAGE = [
 
 
 @pytest.mark.allow_logged_errors
-async def test_garbage_on_sensor_topics_is_counted_per_reason(tmp_path, redis_url, mqtt_url):
-    store, stop, task, ingest = await _ingest(tmp_path, redis_url, mqtt_url, INGEST_MAX_PAYLOAD=2048)
+async def test_garbage_on_sensor_topics_is_counted_per_reason(tmp_path, redis_url, database_url, mqtt_url):
+    store, stop, task, ingest = await _ingest(tmp_path, redis_url, database_url, mqtt_url, INGEST_MAX_PAYLOAD=2048)
     pub = await _publisher(mqtt_url, "sensor-pub-3")
     try:
         for payload, _reason in GARBAGE:
@@ -227,8 +227,8 @@ def _metric_names(payload: bytes) -> list[str]:
     return [m.name for m in pb.Payload.FromString(payload).metrics]
 
 
-async def test_sparkplug_birth_data_death_and_rebirth_request(tmp_path, redis_url, mqtt_url):
-    store, stop, task, ingest = await _ingest(tmp_path, redis_url, mqtt_url)
+async def test_sparkplug_birth_data_death_and_rebirth_request(tmp_path, redis_url, database_url, mqtt_url):
+    store, stop, task, ingest = await _ingest(tmp_path, redis_url, database_url, mqtt_url)
     commands: list = []
     cmd = MqttClient(mqtt_url, "sparkplug-host-watch", on_messages=commands.extend)
     cmd.subscribe("spBv1.0/+/NCMD/#", qos=1)
@@ -262,9 +262,9 @@ async def _link(store, sid, link):
     return view if view and view["link"] == link else None
 
 
-async def test_silent_sensor_raises_no_data_then_a_reading_clears_it(tmp_path, redis_url, mqtt_url):
+async def test_silent_sensor_raises_no_data_then_a_reading_clears_it(tmp_path, redis_url, database_url, mqtt_url):
     rows = [{**ROWS[0], "period_s": 0.2}]
-    store, stop, task, ingest = await _ingest(tmp_path, redis_url, mqtt_url, rows=rows, SENSOR_CHECK_S=0.2,
+    store, stop, task, ingest = await _ingest(tmp_path, redis_url, database_url, mqtt_url, rows=rows, SENSOR_CHECK_S=0.2,
                                               SENSOR_NO_DATA_FACTOR=2.0)
     pub = await _publisher(mqtt_url, "sensor-pub-5")
     try:
@@ -284,13 +284,13 @@ async def _state(store, aid, state):
     return alarm if alarm and alarm["state"] == state else None
 
 
-async def test_alarm_state_survives_an_ingest_restart(tmp_path, redis_url, mqtt_url):
-    store, stop, task, ingest = await _ingest(tmp_path, redis_url, mqtt_url)
+async def test_alarm_state_survives_an_ingest_restart(tmp_path, redis_url, database_url, mqtt_url):
+    store, stop, task, ingest = await _ingest(tmp_path, redis_url, database_url, mqtt_url)
     pub = await _publisher(mqtt_url, "sensor-pub-6")
     pub.publish("scada/L0001/load", _reading(90.0, unit="%"), qos=1)
     await wait_for(lambda: store.alarm("L0001:high"), timeout=10)
     await _stop(stop, task, store)
-    store, stop, task, ingest = await _ingest(tmp_path, redis_url, mqtt_url)
+    store, stop, task, ingest = await _ingest(tmp_path, redis_url, database_url, mqtt_url)
     try:
         assert ingest.sensors.states["L0001"].high.state == "raised"
         pub.publish("scada/L0001/load", _reading(50.0, unit="%"), qos=1)

@@ -36,9 +36,9 @@ async def _publisher(mqtt_url, name):
     return pub
 
 
-async def test_live_nmea_moves_the_vehicle_and_fills_the_track(tmp_path, redis_url, mqtt_url):
+async def test_live_nmea_moves_the_vehicle_and_fills_the_track(tmp_path, redis_url, database_url, mqtt_url):
     settings, stop, task = await _running_ingest(tmp_path, redis_url, mqtt_url)
-    store = Store.from_url(redis_url)
+    store = Store.from_url(redis_url, database_url)
     pub = await _publisher(mqtt_url, "test-live-pub")
     try:
         start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=5)
@@ -58,9 +58,9 @@ async def test_live_nmea_moves_the_vehicle_and_fills_the_track(tmp_path, redis_u
 
 
 async def test_held_track_and_counters_follow_the_live_position_and_are_written_at_shutdown(
-        tmp_path, redis_url, mqtt_url):
+        tmp_path, redis_url, database_url, mqtt_url):
     settings, stop, task = await _running_ingest(tmp_path, redis_url, mqtt_url, INGEST_HOLD_S=60.0)
-    store = Store.from_url(redis_url)
+    store = Store.from_url(redis_url, database_url)
     pub = await _publisher(mqtt_url, "test-held-pub")
     try:
         start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=5)
@@ -92,9 +92,9 @@ async def _fix_count(store, vid, n):
 
 
 @pytest.mark.allow_logged_errors
-async def test_garbage_is_counted_and_the_subscriber_goes_on(tmp_path, redis_url, mqtt_url):
+async def test_garbage_is_counted_and_the_subscriber_goes_on(tmp_path, redis_url, database_url, mqtt_url):
     settings, stop, task = await _running_ingest(tmp_path, redis_url, mqtt_url, INGEST_MAX_PAYLOAD=1000)
-    store = Store.from_url(redis_url)
+    store = Store.from_url(redis_url, database_url)
     pub = await _publisher(mqtt_url, "test-garbage-pub")
     try:
         t = datetime.now(timezone.utc).replace(microsecond=0)
@@ -123,9 +123,9 @@ async def _stats_with(store, key):
     return stats if key in stats else None
 
 
-async def test_last_will_marks_the_vehicle_offline(tmp_path, redis_url, mqtt_url):
+async def test_last_will_marks_the_vehicle_offline(tmp_path, redis_url, database_url, mqtt_url):
     settings, stop, task = await _running_ingest(tmp_path, redis_url, mqtt_url)
-    store = Store.from_url(redis_url)
+    store = Store.from_url(redis_url, database_url)
     pub = await _publisher(mqtt_url, "test-status-pub")
     try:
         pub.publish("fleet/W1/nmea", _burst(datetime.now(timezone.utc), 36.38, 119.75))

@@ -81,10 +81,10 @@ async def _on_map(store: Store, vehicle_id: str):
     return view if view and view["fix"] else None
 
 
-async def test_ids_outside_the_rule_are_refused_and_counted(tmp_path, redis_url, mqtt_url):
+async def test_ids_outside_the_rule_are_refused_and_counted(tmp_path, redis_url, database_url, mqtt_url):
     await register_vehicles(redis_url, ["V1"])
     ingest, stop, task, pub = await _start(tmp_path, redis_url, mqtt_url)
-    store = Store.from_url(redis_url)
+    store = Store.from_url(redis_url, database_url)
     try:
         now = datetime.now(timezone.utc).replace(microsecond=0)
         for vid in BAD_IDS:
@@ -147,9 +147,9 @@ async def test_phantom_vehicles_are_kept_aside_capped_and_counted(tmp_path, redi
         await _stop(stop, task, pub)
 
 
-async def test_a_vehicle_registered_later_is_taken_from_then_on(tmp_path, redis_url, mqtt_url):
+async def test_a_vehicle_registered_later_is_taken_from_then_on(tmp_path, redis_url, database_url, mqtt_url):
     ingest, stop, task, pub = await _start(tmp_path, redis_url, mqtt_url)
-    store = Store.from_url(redis_url)
+    store = Store.from_url(redis_url, database_url)
     try:
         start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=60)
         pub.publish("fleet/LATE1/nmea", _burst(start), qos=1)
@@ -193,11 +193,11 @@ async def test_the_kept_aside_list_is_for_office_roles(web, role, status):  # no
         assert orjson.loads(response.body)["error"]["code"] == ("unauthenticated" if status == 401 else "forbidden")
 
 
-async def test_a_merged_write_retried_after_its_kept_aside_part_failed_writes_each_fix_once(tmp_path, redis_url):
+async def test_a_merged_write_retried_after_its_kept_aside_part_failed_writes_each_fix_once(tmp_path, redis_url, database_url):
     """Queued fleet batches are written as one; when the kept-aside part of that write fails after
     the fixes went in, the retry writes what is left of each batch, not the fixes again."""
     await register_vehicles(redis_url, ["M1"])
-    store = Store.from_url(redis_url)
+    store = Store.from_url(redis_url, database_url)
     ingest = service.Ingest(test_settings(tmp_path, INGEST_BATCH=2, INGEST_HOLD_S=0.0), store)
     assert await ingest.load_fleet()
     t0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=30)

@@ -127,9 +127,9 @@ def test_the_service_area_setting_is_validated(tmp_path):
 
 
 @pytest.fixture
-async def vapi(tmp_path, redis_url, city):  # noqa: F811
+async def vapi(tmp_path, redis_url, database_url, city):  # noqa: F811
     """The ticket API over the test city, with the service area derived from the city."""
-    server, client = await _serve(tmp_path, redis_url, city, Clock(T0))
+    server, client = await _serve(tmp_path, redis_url, database_url, city, Clock(T0))
     client.manager.service_area = service_area_of(city)
     client.server = server
     for user in ("agent", "dispatcher", "admin"):

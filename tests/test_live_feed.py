@@ -39,8 +39,8 @@ def _alarm_event(kind: str, state: str, at: float, **extra) -> dict:
 
 
 @pytest.fixture
-async def feed(redis_url):
-    store = Store.from_url(redis_url)
+async def feed(redis_url, database_url):
+    store = Store.from_url(redis_url, database_url)
     live = LiveFeed(store, batch_ms=50, vehicle_crews={"V01": {"crew_id": "C01", "crew_name": "抢修一班"}})
     live.start()
     await wait_for(lambda: _subscribed(store), timeout=5)
@@ -129,8 +129,8 @@ async def test_a_closed_ticket_is_sent_with_open_false_and_left_out_of_the_next_
     ([("GD20261122-0001", 3), ("GD20261122-0001", 2)], [("GD20261122-0001", 3)]),
     ([("GD20261122-0001", 1), ("GD20261122-0002", 1)], [("GD20261122-0001", 1), ("GD20261122-0002", 1)]),
 ])
-async def test_pending_ticket_views_keep_the_newest_version(redis_url, views, kept):
-    store = Store.from_url(redis_url)
+async def test_pending_ticket_views_keep_the_newest_version(redis_url, database_url, views, kept):
+    store = Store.from_url(redis_url, database_url)
     live = LiveFeed(store)
     live.accept_tickets([{"number": n, "version": v} for n, v in views])
     console = Console()

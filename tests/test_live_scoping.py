@@ -84,10 +84,10 @@ class LiveApi(Api):
 
 
 @pytest.fixture
-async def api(tmp_path, redis_url):
+async def api(tmp_path, redis_url, database_url):
     clock = Clock(T0)
     settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
-    store = Store.from_url(redis_url)
+    store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
     await store.put_user("crew2", {"role": "crew", "display": "抢修二班", "crew_id": "C02", "active": "1",
                                    "hash": accounts.hash_password(PASSWORD)})

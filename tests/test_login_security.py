@@ -65,12 +65,12 @@ def checks(monkeypatch) -> Checks:
 
 
 @pytest.fixture
-async def web(tmp_path, redis_url, mqtt_url, clock):
+async def web(tmp_path, redis_url, database_url, mqtt_url, clock):
     port = free_port()
     settings = test_settings(tmp_path, HTTP_PORT=port, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
     stop = asyncio.Event()
     task = asyncio.create_task(webapp.serve(settings, redis_url, mqtt_url, demo=True, stop=stop))
-    client = Web(f"http://127.0.0.1:{port}", Store.from_url(redis_url))
+    client = Web(f"http://127.0.0.1:{port}", Store.from_url(redis_url, database_url))
     client.port = port
     client.http = tornado.httpclient.AsyncHTTPClient(force_instance=True, max_clients=100)
     await wait_for(lambda: _up(client), timeout=20)

@@ -114,9 +114,9 @@ def validate(document: dict[str, Any], method: str, path: str, status: int, data
 
 
 @pytest.fixture
-async def api(tmp_path, redis_url, city):
+async def api(tmp_path, redis_url, database_url, city):
     settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
-    store = Store.from_url(redis_url)
+    store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
     manager = await build_manager(store.redis, city.city)
     services = Services(settings=settings, store=store, city=city, extra={"tickets": manager})

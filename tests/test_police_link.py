@@ -118,12 +118,12 @@ class Env:
 
 
 @pytest.fixture
-async def env(tmp_path, redis_url):
+async def env(tmp_path, redis_url, database_url):
     clock = Clock(datetime.now(timezone.utc).replace(microsecond=0))
     sim_port, web_port = free_port(), free_port()
     settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD,
                              POLICE_URL=f"http://127.0.0.1:{sim_port}", POLICE_SECRET=SECRET)
-    store = Store.from_url(redis_url)
+    store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
     tickets = TicketStore(store.redis)
     await tickets.load_scripts()
@@ -195,7 +195,7 @@ async def _status_groups(env, number, incidents):
     return groups if done else None
 
 
-async def test_outbox_survives_a_worker_crash_and_delivers_exactly_once(env, redis_url):
+async def test_outbox_survives_a_worker_crash_and_delivers_exactly_once(env, redis_url, database_url):
     await env.sim.set_mode("up")
     number = await env.create(description="变压器旁有异响", category="power")  # not an emergency kind
     record = await env.parts.tickets.store.get(number)
@@ -214,7 +214,7 @@ async def test_outbox_survives_a_worker_crash_and_delivers_exactly_once(env, red
     await asyncio.wait_for(lost.wait(), 10)
     attempt.cancel()
     await asyncio.gather(attempt, return_exceptions=True)
-    store = Store.from_url(redis_url)  # the restarted worker: new connection, nothing in memory
+    store = Store.from_url(redis_url, database_url)  # the restarted worker: new connection, nothing in memory
     try:
         restarted = PoliceLink(DispatchStore(store.redis), env.parts.tickets, url=env.link.url,
                                secret=SECRET.encode(), clock=env.clock, timeout_s=3.0)

@@ -161,9 +161,9 @@ class App:
 
 
 @pytest.fixture
-async def app(tmp_path, redis_url, city):  # noqa: F811
+async def app(tmp_path, redis_url, database_url, city):  # noqa: F811
     settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
-    store = Store.from_url(redis_url)
+    store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
     tickets = TicketStore(store.redis)
     await tickets.load_scripts()

@@ -119,10 +119,10 @@ PAGES: dict[str, frozenset] = {
 
 
 @pytest.fixture
-async def api(tmp_path, redis_url):
+async def api(tmp_path, redis_url, database_url):
     clock = Clock(T0)
     settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
-    store = Store.from_url(redis_url)
+    store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
     tickets = TicketStore(store.redis)
     await tickets.load_scripts()

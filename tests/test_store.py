@@ -105,8 +105,8 @@ def test_vehicle_state_from_fix_age_and_link(age, link, state):
 
 @pytest.mark.integration
 @pytest.mark.asyncio
-async def test_write_fixes_then_read_latest_track_and_nearest(redis_url):
-    store = Store.from_url(redis_url)
+async def test_write_fixes_then_read_latest_track_and_nearest(redis_url, database_url):
+    store = Store.from_url(redis_url, database_url)
     try:
         t0 = 1_700_000_000.0
         fixes = [_fix(t=t0 + i, lon=119.75 + i * 1e-4) for i in range(5)]
@@ -130,8 +130,8 @@ async def test_write_fixes_then_read_latest_track_and_nearest(redis_url):
 
 @pytest.mark.integration
 @pytest.mark.asyncio
-async def test_seen_only_vehicles_signals_and_the_hourly_track_index(redis_url):
-    store = Store.from_url(redis_url)
+async def test_seen_only_vehicles_signals_and_the_hourly_track_index(redis_url, database_url):
+    store = Store.from_url(redis_url, database_url)
     try:
         t0 = 1_700_000_000.0
         indexed: dict = {}
@@ -167,10 +167,10 @@ async def test_seen_only_vehicles_signals_and_the_hourly_track_index(redis_url):
 
 @pytest.mark.integration
 @pytest.mark.asyncio
-async def test_vehicles_written_in_the_per_vehicle_hash_layout_read_until_the_ingest_writes_them(redis_url):
+async def test_vehicles_written_in_the_per_vehicle_hash_layout_read_until_the_ingest_writes_them(redis_url, database_url):
     """Vehicle hashes kept fix, seen and signal before the field hashes: they still read, and the
     field hashes take over field by field once the ingest writes the vehicle."""
-    store = Store.from_url(redis_url)
+    store = Store.from_url(redis_url, database_url)
     try:
         t0 = 1_700_000_000.0
         await store.redis.sadd("veh:ids", "V1", "V2")
@@ -195,8 +195,8 @@ async def test_vehicles_written_in_the_per_vehicle_hash_layout_read_until_the_in
 
 
 @pytest.mark.asyncio
-async def test_known_ids_are_added_to_the_vehicle_set_once_and_again_after_the_cache_is_cleared(redis_url):
-    store = Store.from_url(redis_url)
+async def test_known_ids_are_added_to_the_vehicle_set_once_and_again_after_the_cache_is_cleared(redis_url, database_url):
+    store = Store.from_url(redis_url, database_url)
     try:
         t0 = 1_700_000_000.0
         known: set = set()

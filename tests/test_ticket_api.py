@@ -117,9 +117,9 @@ class Api:
                                {"expected_version": version, **args})
 
 
-async def _serve(tmp_path: Path, redis_url: str, city, clock: Clock, port: int | None = None):
+async def _serve(tmp_path: Path, redis_url: str, database_url: str, city, clock: Clock, port: int | None = None):
     settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
-    store = Store.from_url(redis_url)
+    store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
     await store.put_user("crew2", {"role": "crew", "crew_id": "C02", "display": "抢修二班", "active": "1",
                                    "hash": accounts.hash_password(PASSWORD)}, only_new=True)
@@ -135,8 +135,8 @@ async def _serve(tmp_path: Path, redis_url: str, city, clock: Clock, port: int |
 
 
 @pytest.fixture
-async def api(tmp_path, redis_url, city):
-    server, client = await _serve(tmp_path, redis_url, city, Clock(T0))
+async def api(tmp_path, redis_url, database_url, city):
+    server, client = await _serve(tmp_path, redis_url, database_url, city, Clock(T0))
     yield client
     server.stop()
     await server.close_all_connections()
@@ -404,12 +404,12 @@ async def _acked(redis) -> bool:
     return info["pending"] == 0 and info["last-delivered-id"] == last  # all delivered and acknowledged
 
 
-async def test_acknowledged_tickets_survive_kill_9_of_redis(tmp_path, city):
+async def test_acknowledged_tickets_survive_kill_9_of_redis(database_url, tmp_path, city):
     port = free_port()
     redis_proc = start_redis(tmp_path / "r", port=port)
     server = None
     try:
-        server, api = await _serve(tmp_path, f"redis://127.0.0.1:{port}/0", city, Clock(T0))
+        server, api = await _serve(tmp_path, f"redis://127.0.0.1:{port}/0", database_url, city, Clock(T0))
         made = []
         for i in range(20):
             code, body = await api.create(caller_phone=f"1390000{i:04d}", lon=119.70 + i * 0.004, lat=36.36,

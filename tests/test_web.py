@@ -44,13 +44,13 @@ class Web:
 
 
 @pytest.fixture
-async def web(tmp_path, redis_url, mqtt_url):
+async def web(tmp_path, redis_url, database_url, mqtt_url):
     port = free_port()
     settings = test_settings(tmp_path, HTTP_PORT=port, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD,
                              WS_BATCH_MS=100.0)
     stop = asyncio.Event()
     task = asyncio.create_task(webapp.serve(settings, redis_url, mqtt_url, demo=True, stop=stop))
-    client = Web(f"http://127.0.0.1:{port}", Store.from_url(redis_url))
+    client = Web(f"http://127.0.0.1:{port}", Store.from_url(redis_url, database_url))
     await wait_for(lambda: _up(client), timeout=20)
     yield client
     stop.set()
