@@ -1,0 +1,142 @@
+"""The change relay (center/outbox.py) against the session's real PostgreSQL and Redis: leftover
+ticket_changes rows reach the stream and the channel in id order and are deleted, one relay at a
+time across processes, rows wait while Redis is away, and the relay reconnects after PostgreSQL
+dropped its connection. Rows are inserted as a writer whose publication failed leaves them."""
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import psycopg
+import pytest
+
+from center import redis_client
+from center.outbox import RELAY_LOCK_KEY, ChangeRelay
+from center.store_tickets import CHANGES_STREAM, LIVE_TICKETS
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def _contract_publish(client, rows):  # TRANSITIONAL until store_tickets.publish_changes lands
+    for row in rows:
+        await client.xadd(CHANGES_STREAM, {k: str(row[k]) for k in ("number", "version", "action", "state")})
+    await client.publish(LIVE_TICKETS, orjson.dumps([{k: row[k] for k in ("number", "version", "action", "state")}
+                                                     for row in rows]))
+
+from center import store_tickets  # noqa: E402
+PUBLISH = getattr(store_tickets, "publish_changes", _contract_publish)
+
+
+def leave_rows(url: str, changes: list[tuple[str, int, str, str]], age_s: float = 10.0) -> list[int]:
+    """Insert committed rows as a writer whose publication failed leaves them; their ids."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return [conn.execute("INSERT INTO ticket_changes (number, version, action, state, created_at)"
+                             " VALUES (%s, %s, %s, %s, now() - make_interval(secs => %s)) RETURNING id",
+                             (*change, age_s)).fetchone()[0] for change in changes]
+
+
+def rows_left(url: str) -> list[tuple]:
+    """The rows still in the outbox, in id order."""
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT number, version FROM ticket_changes ORDER BY id").fetchall()
+
+
+async def stream(client) -> list[dict[str, str]]:
+    """The entries of tkt:changes, in order."""
+    return [fields for _, fields in await client.xrange(CHANGES_STREAM)]
+
+
+async def messages(pubsub, count: int, timeout: float = 10.0) -> list[dict]:
+    """The change summaries published on live:tickets, until `count` arrived (or the timeout)."""
+    found: list[dict] = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    while len(found) < count and asyncio.get_running_loop().time() < deadline:
+        message = await pubsub.get_message(timeout=0.5)  # None also for the subscription's reply
+        if message is not None:
+            payload = orjson.loads(message["data"])
+            found.extend(payload if isinstance(payload, list) else [payload])
+    return found
+
+
+CHANGES = [("GD20261206-1", 1, "create", "pool"), ("GD20261206-2", 1, "create", "pool"),
+           ("GD20261206-1", 2, "dispatch", "dispatched")]
+
+
+async def test_leftover_rows_are_published_in_id_order_and_deleted(redis_url, database_url):
+    client = redis_client.connect(redis_url)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(LIVE_TICKETS)
+    relay = ChangeRelay(database_url, client, publish=PUBLISH)
+    try:
+        leave_rows(database_url, CHANGES)
+        fresh = leave_rows(database_url, [("GD20261206-3", 1, "create", "pool")], age_s=0)
+        assert await relay.try_lock()
+        assert await relay.sweep() == 3
+        assert [(f["number"], f["version"], f["action"], f["state"]) for f in await stream(client)] == \
+            [(n, str(v), a, s) for n, v, a, s in CHANGES]
+        # a row its writer may be publishing right now (younger than the grace) is left to it
+        assert rows_left(database_url) == [("GD20261206-3", 1)] and fresh
+        published = await messages(pubsub, 3)
+        assert [(p["number"], int(p["version"])) for p in published] == [(n, v) for n, v, _, _ in CHANGES]
+        assert await relay.sweep() == 0  # nothing twice
+    finally:
+        await relay.close()
+        await pubsub.aclose()
+        await client.aclose()
+
+
+async def test_one_relay_at_a_time(redis_url, database_url):
+    client = redis_client.connect(redis_url)
+    first, second = ChangeRelay(database_url, client, publish=PUBLISH), ChangeRelay(database_url, client, publish=PUBLISH)
+    try:
+        assert await first.try_lock()
+        assert not await second.try_lock()
+        await first.close()  # the holder's connection ends (a crash, a restart): the lock is free
+        assert await second.try_lock()
+        assert not await first.try_lock()
+    finally:
+        await first.close()
+        await second.close()
+        await client.aclose()
+
+
+async def test_rows_wait_while_redis_is_away(redis_url, database_url):
+    away = redis_client.connect("redis://127.0.0.1:9/0", patience_s=0.2)  # nothing listens there
+    client = redis_client.connect(redis_url)
+    stop = asyncio.Event()
+    relay = ChangeRelay(database_url, away, publish=PUBLISH, poll_s=0.1, retry_s=0.1)
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        leave_rows(database_url, CHANGES)
+        await wait_for(lambda: relay.counters["redis_errors"] >= 2, timeout=20)
+        assert len(rows_left(database_url)) == 3  # rolled back: nothing lost
+        relay.redis = client  # Redis is back
+        await wait_for(lambda: not rows_left(database_url), timeout=20)
+        assert [f["number"] for f in await stream(client)] == [n for n, _, _, _ in CHANGES]
+    finally:
+        stop.set()
+        await task
+        await away.aclose()
+        await client.aclose()
+
+
+async def test_relay_reconnects_when_postgres_drops_it(redis_url, database_url):
+    client = redis_client.connect(redis_url)
+    stop = asyncio.Event()
+    relay = ChangeRelay(database_url, client, publish=PUBLISH, poll_s=0.1, retry_s=0.1)
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        await wait_for(lambda: relay.holder, timeout=20)
+        with psycopg.connect(database_url, autocommit=True) as conn:  # as a server restart does
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_locks"
+                         " WHERE locktype = 'advisory' AND objid = (%s::bigint & x'ffffffff'::bigint)",
+                         (RELAY_LOCK_KEY,))
+        leave_rows(database_url, CHANGES)
+        await wait_for(lambda: not rows_left(database_url), timeout=20)
+        assert relay.counters["database_errors"] >= 1 and relay.counters["lock_taken"] >= 2
+        assert [f["number"] for f in await stream(client)] == [n for n, _, _, _ in CHANGES]
+    finally:
+        stop.set()
+        await task
+        await client.aclose()
