@@ -3,7 +3,8 @@
 Entries left pending by a crashed consumer are handled first, then new ones; each entry is
 acknowledged (XACK) once handled. An entry the handler refuses with one of the ``skip`` errors is
 logged and acknowledged; a Redis failure is retried after a pause without acknowledging, so the
-entry comes back.
+entry comes back. A group that a Redis wipe removed (NOGROUP) is recreated from the start of the
+stream as it is now.
 """
 from __future__ import annotations
 
@@ -77,6 +78,13 @@ async def consume_group(redis: aioredis.Redis, stream: str, group: str,
         except REDIS_TROUBLE as exc:
             log.warning("%s: redis unavailable (%s); retrying", what, exc)
             await pause(stop, 1.0)
+            continue
+        except ResponseError as exc:  # Redis was wiped (FLUSHALL, restarted without its AOF)
+            if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):  # UNBLOCKED: Redis 7, a blocked read
+                raise
+            log.warning("%s: consumer group %s of %s is gone (Redis was wiped); recreating it", what, group, stream)
+            await ensure_group(redis, stream, group)
+            backlog = True
             continue
         entries = reply[0][1] if reply else []
         if backlog and not entries:

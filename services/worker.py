@@ -6,7 +6,10 @@ Tasks, all stopped by one event:
 - `consume_alarms`: the sensor alarm stream → proactive tickets (`services.ticket_alarms`);
 - `watch_changes`: the ``tkt:changes`` stream through the consumer group ``dispatch`` (entries a
   crashed worker left pending are handled first) → `DispatchManager.on_change` and the 110 link
-  (handover of emergency tickets, result report of resolved transfers);
+  (handover of emergency tickets, result report of resolved transfers); a (number, version)
+  already handled is skipped (delivery is at least once), a group a Redis wipe removed recreated;
+- the change relay (`center.outbox.ChangeRelay`): ticket changes whose writer could not publish
+  them reach ``tkt:changes`` (the web processes run one too; one works at a time);
 - the timers every ESCALATION_CHECK_S (`services.dispatch_timers.DispatchTimers.tick`);
 - the 110 outbox sender (`PoliceLink.run`) when POLICE_URL and POLICE_SECRET are set;
 - a heartbeat ``svc:dispatch``.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,8 +28,10 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 
 from center.lifecycle import stop_on_signals
+from center.outbox import ChangeRelay
 from center.store import Store
 from center.store_dispatch import CHANGES_GROUP, DispatchStore
+from center.store_police import PoliceStore
 from center.store_tickets import CHANGES_STREAM
 from center.streams import consume_group, pause
 from command.errors import CommandError
@@ -66,7 +72,7 @@ async def build(store: Store, settings: Any, city: Any = None, *, tickets: Ticke
                                accept_timeout_s=settings.ACCEPT_TIMEOUT_S, stale_after_s=settings.VEHICLE_STALE_S,
                                clock=clock)
     timers = DispatchTimers(dispatch, arrival_radius_m=settings.ARRIVAL_RADIUS_M)
-    police = PoliceLink(dstore, tickets, url=settings.POLICE_URL, secret=settings.POLICE_SECRET.encode("utf-8"),
+    police = PoliceLink(PoliceStore(store.db), dstore, tickets, url=settings.POLICE_URL, secret=settings.POLICE_SECRET.encode("utf-8"),
                         clock=clock, send=send, **police_options)
     return DispatchParts(tickets, dispatch, timers, police, dstore)
 
@@ -86,12 +92,42 @@ async def on_change(parts: DispatchParts, change: Mapping[str, str]) -> None:
     await parts.dispatch.on_change(change)
 
 
+class SeenChanges:
+    """The (number, version) pairs this process has handled, the newest `size` of them: delivery
+    of ``tkt:changes`` is at least once (`center.outbox`), so a repeated entry is skipped. A
+    pair is remembered once handled, never when its handling failed (it comes back and runs)."""
+
+    def __init__(self, size: int = 100_000) -> None:
+        self.size = size
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self.skipped = 0
+
+    def __contains__(self, change: Mapping[str, str]) -> bool:
+        return (change.get("number", ""), str(change.get("version", ""))) in self._seen
+
+    def add(self, change: Mapping[str, str]) -> None:
+        """Remember a handled change (the oldest is forgotten beyond `size`)."""
+        self._seen[(change.get("number", ""), str(change.get("version", "")))] = None
+        while len(self._seen) > self.size:
+            self._seen.popitem(last=False)
+
+
 async def watch_changes(parts: DispatchParts, stop: asyncio.Event, *, consumer: str | None = None,
-                        block_ms: int = 500, batch: int = 100) -> None:
+                        block_ms: int = 500, batch: int = 100, seen: SeenChanges | None = None) -> None:
     """Feed ``tkt:changes`` to `on_change` through the consumer group ``dispatch``; each entry is
     acknowledged once handled (a domain refusal is logged and acknowledged; Redis trouble is
-    retried without acknowledging)."""
-    await consume_group(parts.store.redis, CHANGES_STREAM, CHANGES_GROUP, lambda change: on_change(parts, change),
+    retried without acknowledging). A version of a ticket already handled is skipped; a group a
+    Redis wipe removed is recreated (`center.streams.consume_group`)."""
+    seen = SeenChanges() if seen is None else seen
+
+    async def handle(change: Mapping[str, str]) -> None:
+        if change in seen:
+            seen.skipped += 1
+            return
+        await on_change(parts, change)
+        seen.add(change)
+
+    await consume_group(parts.store.redis, CHANGES_STREAM, CHANGES_GROUP, handle,
                         stop, skip=(CommandError, LookupError), what="change watcher", consumer=consumer,
                         block_ms=block_ms, batch=batch)
 
@@ -133,6 +169,8 @@ async def serve(settings: Any, redis_url: str, mqtt_url: str, city: Any, stop: a
              asyncio.create_task(_heartbeat(store, parts, stop))]
     if parts.police.outbound_enabled:
         tasks.append(asyncio.create_task(parts.police.run(stop)))
+    if settings.DATABASE_URL:  # leftover ticket changes to Redis (one relay works across processes)
+        tasks.append(asyncio.create_task(ChangeRelay(settings.DATABASE_URL, store.redis).run(stop)))
     try:
         await stop.wait()
     finally:

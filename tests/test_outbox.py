@@ -140,3 +140,41 @@ async def test_relay_reconnects_when_postgres_drops_it(redis_url, database_url):
         stop.set()
         await task
         await client.aclose()
+
+
+async def test_dispatch_watcher_skips_repeated_versions_and_survives_a_wipe(redis_url, database_url, monkeypatch):
+    """Delivery is at least once: the dispatch worker handles each (number, version) once, and
+    after FLUSHALL (its consumer group gone) it recreates the group and goes on."""
+    from types import SimpleNamespace
+
+    from services import worker
+
+    client = redis_client.connect(redis_url)
+    handled: list[tuple[str, str]] = []
+
+    async def on_change(parts, change):
+        handled.append((change["number"], change["version"]))
+
+    monkeypatch.setattr(worker, "on_change", on_change)
+    stop = asyncio.Event()
+    relay = ChangeRelay(database_url, client, publish=PUBLISH)
+    task = asyncio.create_task(worker.watch_changes(SimpleNamespace(store=SimpleNamespace(redis=client)), stop,
+                                                    block_ms=50))
+    try:
+        leave_rows(database_url, CHANGES)
+        assert await relay.sweep() == 3
+        await PUBLISH(client, [{"number": "GD20261206-1", "version": 2, "action": "dispatch",
+                                "state": "dispatched"}])  # published twice (the writer and the relay)
+        await wait_for(lambda: len(handled) >= 3, timeout=20)
+        await client.flushall()  # the consumer group and the stream are gone
+        leave_rows(database_url, [("GD20261206-1", 3, "accept", "accepted")])
+        assert await relay.sweep() == 1
+        await wait_for(lambda: len(handled) >= 4, timeout=20)
+        await asyncio.sleep(0.3)
+        assert handled == [("GD20261206-1", "1"), ("GD20261206-2", "1"), ("GD20261206-1", "2"),
+                           ("GD20261206-1", "3")]
+    finally:
+        stop.set()
+        await task
+        await relay.close()
+        await client.aclose()
