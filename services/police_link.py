@@ -2,17 +2,19 @@
 status updates and incident transfers.
 
 Outbound: a handover (emergency ticket, or a dispatcher's "转110") or a result report (a
-transferred incident resolved) is written to the outbox in Redis *before* any attempt
-(``DispatchStore.outbox_add``, idempotent by key), then sent signed (`command.police.sign`) to
+transferred incident resolved) is written to the outbox in PostgreSQL *before* any attempt
+(`center.store_police`, idempotent by key), then sent signed (`command.police.sign`) to
 ``POLICE_URL`` + ``/110/handover`` or ``/110/result``. Delivery follows `command.police`: per
 ticket only the oldest unacknowledged message is in flight (in order), retries back off, an
-attempt in flight is leased (after a crash it is simply sent again and the receiver
-de-duplicates by idempotency key), an entry unacknowledged 60 s after its first attempt alarms the
-dispatcher. Acks and status updates join the ticket's timeline as ``note`` events with data.
+attempt in flight is leased (taken with ``FOR UPDATE SKIP LOCKED``, so two dispatch workers never
+send one entry at once; after a crash it is simply sent again and the receiver de-duplicates by
+idempotency key), an entry unacknowledged 60 s after its first attempt alarms the dispatcher
+(the alarm itself is live state in Redis, `DispatchStore`). Acks and status updates join the
+ticket's timeline as ``note`` events with data.
 
-Inbound: HMAC verified (`command.police.verify`), nonces kept in Redis against replay, idempotent
-by Idempotency-Key (a replay gets the first reply); a transfer becomes a ``police_110`` ticket,
-acknowledged at once with its number.
+Inbound: HMAC verified (`command.police.verify`), nonces kept in PostgreSQL against replay,
+idempotent by Idempotency-Key (a replay gets the first reply, also after a Redis wipe); a
+transfer becomes a ``police_110`` ticket, acknowledged at once with its number.
 """
 from __future__ import annotations
 
@@ -28,11 +30,12 @@ import orjson
 import tornado.httpclient
 
 from center.store_dispatch import DispatchStore
+from center.store_police import PoliceStore
 from center.store_tickets import TicketRecord
 from center.streams import pause, stop_if_cancelled
 from command import police
 from command.cap import to_cap
-from command.errors import CommandError, Conflict, TicketNotFound, ValidationError
+from command.errors import CommandError, Conflict, InvalidTransition, TicketNotFound, ValidationError
 from command.tickets import Actor, Category, Channel, Role, TicketType
 from services.tickets import TicketManager
 
@@ -56,6 +59,14 @@ async def http_send(url: str, body: bytes, headers: dict[str, str], timeout_s: f
     return (None, b"") if response.code == 599 else (response.code, response.body or b"")
 
 
+class _AlreadyQueued(Exception):
+    """The message's idempotency key is in the outbox already (rolls the note's transaction back)."""
+
+    def __init__(self, message_id: str) -> None:
+        super().__init__(message_id)
+        self.message_id = message_id
+
+
 class InboundBusy(Exception):
     """The same idempotency key is being handled by another request (HTTP 503, retry later)."""
 
@@ -63,12 +74,14 @@ class InboundBusy(Exception):
 class PoliceLink:
     """Outbox, sender and inbound handling of the 110 linkage."""
 
-    def __init__(self, store: DispatchStore, tickets: TicketManager, *, url: str = "", secret: bytes = b"",
+    def __init__(self, store: PoliceStore, alarms: DispatchStore, tickets: TicketManager, *, url: str = "",
+                 secret: bytes = b"",
                  clock: Callable[[], datetime] | None = None, send: Send | None = None,
                  ack_deadline_s: float = 60.0, backoff_base_s: float = 2.0, backoff_cap_s: float = 60.0,
                  timeout_s: float = 10.0, max_skew_s: int = 300, jitter: Callable[[], float] = random.random,
                  on_alarm: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None) -> None:
         self.store = store
+        self.alarms = alarms
         self.tickets = tickets
         self.url = url.rstrip("/")
         self.secret = secret
@@ -97,12 +110,12 @@ class PoliceLink:
             message_id=uuid.uuid4().hex, idempotency_key=key, ticket_number=t.number, kind=kind,
             summary=t.description, address=t.address, lon=t.lon, lat=t.lat,
             caller=police.mask_phone(t.caller_phone), urgency=t.urgency.value, created_at=now)
-        message_id, created = await self.store.outbox_add(number=t.number, key=key, message_id=message.message_id,
-                                                          body=police.to_json(message), kind="handover", at=now)
-        if created:
-            what = "调度员转110" if kind == police.DISPATCHER_MANUAL else f"紧急工单自动推送110（{kind}）"
-            await self._note(t.number, what, {"police": "handover_queued", "message_id": message_id,
-                                              "kind": kind, "idempotency_key": key}, actor)
+        what = "调度员转110" if kind == police.DISPATCHER_MANUAL else f"紧急工单自动推送110（{kind}）"
+        message_id, created = await self._enqueue(
+            dict(number=t.number, key=key, message_id=message.message_id, body=police.to_json(message),
+                 kind="handover", at=now),
+            what, {"police": "handover_queued", "message_id": message.message_id, "kind": kind, "idempotency_key": key},
+            actor)
         return await self.entry_view(message_id), created
 
     async def enqueue_result(self, record: TicketRecord) -> tuple[dict[str, Any], bool] | None:
@@ -117,12 +130,35 @@ class PoliceLink:
             message_id=uuid.uuid4().hex, idempotency_key=key, police_incident_id=link["police_incident_id"],
             ticket_number=t.number, category=t.category.value, outcome=t.resolution or "已办结",
             unit=t.unit_id or "", resolved_at=t.resolved_at, created_at=now)
-        message_id, created = await self.store.outbox_add(number=t.number, key=key, message_id=message.message_id,
-                                                          body=police.to_json(message), kind="result_report", at=now)
-        if created:
-            await self._note(t.number, "办结结果已排队反馈110", {"police": "result_queued", "message_id": message_id,
-                                                        "idempotency_key": key})
+        message_id, created = await self._enqueue(
+            dict(number=t.number, key=key, message_id=message.message_id, body=police.to_json(message),
+                 kind="result_report", at=now),
+            "办结结果已排队反馈110", {"police": "result_queued", "message_id": message.message_id, "idempotency_key": key},
+            POLICE_ACTOR)
         return await self.entry_view(message_id), created
+
+    async def _enqueue(self, message: dict[str, Any], what: str, data: dict[str, Any],
+                       actor: Actor) -> tuple[str, bool]:
+        """Write an outbox entry and its note on the ticket's timeline in ONE transaction (the
+        note's ticket save carries the outbox insert); (message id, created). A known idempotency
+        key writes neither. When the note cannot be written (the ticket kept changing, or refuses
+        notes), the entry is written alone: a handover is never lost to its note."""
+        write = self.store.outbox_writer(**message)
+
+        async def insert(conn: Any) -> None:
+            message_id, created = await write(conn)
+            if not created:
+                raise _AlreadyQueued(message_id)
+
+        try:
+            await self.tickets.act(message["number"], "note", {"note": what, "data": data}, actor,
+                                   expected_version=None, extra=[insert])
+        except _AlreadyQueued as known:
+            return known.message_id, False
+        except (Conflict, InvalidTransition) as exc:
+            log.warning("110 %s of %s queued without its note: %s", message["kind"], message["number"], exc)
+            return await self.store.outbox_add(**message)
+        return message["message_id"], True
 
     async def entry_view(self, message_id: str) -> dict[str, Any]:
         """An outbox entry as the API shows it."""
@@ -148,11 +184,12 @@ class PoliceLink:
         for i, entry in enumerate(entries):
             if police.needs_alarm(entry, now, self.ack_deadline_s):
                 entries[i] = police.mark_alarmed(entry, now)
-                await self.store.outbox_save(entries[i])
-                alarms.append(self._alarm(entry, now, f"110未在 {self.ack_deadline_s:.0f} 秒内确认，正在重试"))
-        await self.store.raise_alarms(alarms)
-        heads = police.deliverable(entries, now)
-        results = await asyncio.gather(*(self._deliver(e, extras[e.message_id], now) for e in heads))
+                if await self.store.mark_alarmed(entry.message_id, now):  # once, whichever worker
+                    alarms.append(self._alarm(entry, now, f"110未在 {self.ack_deadline_s:.0f} 秒内确认，正在重试"))
+        await self.alarms.raise_alarms(alarms)
+        leased = await self.store.lease_due(police.deliverable(entries, now),
+                                            lambda e: police.on_attempt(e, now, timeout_s=self.timeout_s))
+        results = await asyncio.gather(*(self._deliver(e, extras[e.message_id], now) for e in leased))
         return sum(results)
 
     def _alarm(self, entry: police.OutboxEntry, now: datetime, text: str) -> dict[str, Any]:
@@ -160,9 +197,8 @@ class PoliceLink:
                 "what": "police_ack", "level": "overdue", "text": text, "message_id": entry.message_id,
                 "attempts": entry.attempts, "last_error": entry.last_error, "raised_at": now.timestamp()}
 
-    async def _deliver(self, entry: police.OutboxEntry, extra: Mapping[str, str], now: datetime) -> int:
-        leased = police.on_attempt(entry, now, timeout_s=self.timeout_s)
-        await self.store.outbox_save(leased)
+    async def _deliver(self, leased: police.OutboxEntry, extra: Mapping[str, str], now: datetime) -> int:
+        entry = leased
         key = extra["idempotency_key"]
         headers = police.sign(entry.body, self.secret, now, uuid.uuid4().hex, idempotency_key=key)
         status, reply = await self.send(self.url + PATHS[extra["kind"]], entry.body, headers, self.timeout_s)
@@ -174,15 +210,17 @@ class PoliceLink:
                 incident_id = str(orjson.loads(reply).get("police_incident_id") or "") or None
             except (orjson.JSONDecodeError, AttributeError):
                 incident_id = None
-        await self.store.outbox_save(done, police_incident_id=incident_id)
+        if not await self.store.outbox_save(done, police_incident_id=incident_id, lease_attempts=leased.attempts):
+            log.info("110 %s of %s: the lease ran out and another attempt took over", extra["kind"], entry.ticket_number)
+            return 0
         if done.state == "failed_alarmed":
-            await self.store.raise_alarms([self._alarm(done, now, f"110拒收：{done.last_error}")])
+            await self.alarms.raise_alarms([self._alarm(done, now, f"110拒收：{done.last_error}")])
         if done.state != "acked":
             log.info("110 %s of %s not acknowledged: %s", extra["kind"], entry.ticket_number, done.last_error)
             return 0
         if extra["kind"] == "handover" and incident_id:
             await self.store.map_incident(incident_id, entry.ticket_number, "out", entry.message_id)
-        await self.store.clear_alarms([f"{entry.ticket_number}|police_ack"], now)
+        await self.alarms.clear_alarms([f"{entry.ticket_number}|police_ack"], now)
         what = "110已确认接收转警" if extra["kind"] == "handover" else "110已确认收到办结反馈"
         await self._note(entry.ticket_number, what, {"police": "acked", "message_id": entry.message_id,
                                                      "police_incident_id": incident_id, "status": status,
@@ -190,7 +228,7 @@ class PoliceLink:
         return 1
 
     async def run(self, stop: asyncio.Event, interval_s: float = 0.5) -> None:
-        """Send until `stop`; Redis or HTTP trouble is logged and retried."""
+        """Send until `stop`; database, Redis or HTTP trouble is logged and retried."""
         while not stop.is_set():
             try:
                 sent = await self.run_once()
@@ -265,8 +303,8 @@ class PoliceLink:
         return 200, {"status": "accepted", "ticket_number": number}
 
     async def _transfer(self, message: police.IncidentTransfer, body: bytes) -> tuple[int, dict[str, Any]]:
-        holder = await self.store.claim_incident(message.police_incident_id, "pending")
-        if holder is not None and holder != "pending":
+        holder = await self.store.claim_incident(message.police_incident_id)
+        if holder:  # "" while another request creates its ticket (its own key): go on as before
             return 200, {"status": "accepted", "ticket_number": holder}
         category = message.category_hint if message.category_hint in {c.value for c in Category} else "other"
         fields: dict[str, Any] = {

@@ -1,4 +1,4 @@
-"""The 110 linkage with real Redis, our web app in-process and the 110 simulator
+"""The 110 linkage with real PostgreSQL and Redis, our web app in-process and the 110 simulator
 (`simulators.police`) in-process on free ports.
 
 Time is compressed: one settable clock drives our outbox (attempts, backoff, the 60 s ack alarm),
@@ -6,8 +6,8 @@ our signature checks and the simulator's signatures. "110 down for 2 minutes" is
 mode ``down`` (connection refused) while the outbox makes a pass every 5 s of that clock for 120
 s (24 passes); then the simulator comes up and passes continue until everything is acknowledged.
 A crash of the worker is a cancelled pass (with the message already received by 110 and the reply
-lost) and a new `PoliceLink` over a new Redis connection: the outbox entries were persisted before
-sending, and the receiver's idempotency keeps delivery exactly once.
+lost) and a new `PoliceLink` over a new Redis connection: the outbox entries were persisted (in
+PostgreSQL) before sending, and the receiver's idempotency keeps delivery exactly once.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ import xmlschema
 from center.servers import free_port
 from center.store import Store
 from center.store_dispatch import DispatchStore
+from center.store_police import PoliceStore
 from center.store_tickets import TicketStore
 from command.police import DISPATCHER_MANUAL, PoliceStatus, sign, to_json
 from services.police_link import PoliceLink, http_send
@@ -112,7 +113,7 @@ class Env:
     async def until_acked(self, passes=60, step_s=5.0):
         for _ in range(passes):
             await self.link.run_once(self.clock.advance(step_s))
-            if not await self.parts.store.outbox_pending():
+            if not await self.link.store.outbox_pending():
                 return
         raise AssertionError("outbox not drained")
 
@@ -125,8 +126,7 @@ async def env(tmp_path, redis_url, database_url):
                              POLICE_URL=f"http://127.0.0.1:{sim_port}", POLICE_SECRET=SECRET)
     store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
-    tickets = TicketStore(store.redis)
-    await tickets.load_scripts()
+    tickets = TicketStore(store.db, store.redis)
     manager = TicketManager(tickets, None, clock=clock)
     parts = await build(store, settings, None, tickets=manager, clock=clock, jitter=lambda: 1.0, timeout_s=3.0)
     services = Services(settings=settings, store=store, extra={"tickets": manager, "dispatch": parts.dispatch, "police": parts.police})
@@ -155,10 +155,10 @@ async def test_110_down_two_minutes_then_every_message_delivered_once_in_order(e
     assert code == 202 and orjson.loads(body)["message"]["seq"] == 2
     code, body = await env.call("POST", f"/api/tickets/{first}/police", body={})  # pressed twice: the same message
     assert code == 200 and orjson.loads(body)["created"] is False
-    assert len(await env.parts.store.outbox_pending()) == 3
+    assert len(await env.link.store.outbox_pending()) == 3
     for _ in range(24):  # 2 minutes of 110 down, a pass every 5 s
         await env.link.run_once(env.clock.advance(5))
-    pending = await env.parts.store.outbox_pending()
+    pending = await env.link.store.outbox_pending()
     assert {e.state for e, _ in pending} == {"pending"} and env.sim.received == []
     heads = {e.ticket_number: e.attempts for e, _ in pending if e.seq_per_ticket == 1}
     assert min(heads.values()) >= 3 and [e.attempts for e, _ in pending if e.seq_per_ticket == 2] == [0]
@@ -181,7 +181,7 @@ async def test_110_down_two_minutes_then_every_message_delivered_once_in_order(e
 
 
 async def _pending(env, count):
-    return len(await env.parts.store.outbox_pending()) == count
+    return len(await env.link.store.outbox_pending()) == count
 
 
 async def _status_groups(env, number, incidents):
@@ -208,7 +208,7 @@ async def test_outbox_survives_a_worker_crash_and_delivers_exactly_once(env, red
         lost.set()
         await asyncio.Event().wait()  # ... and the worker dies before reading the reply
 
-    crashing = PoliceLink(env.parts.store, env.parts.tickets, url=env.link.url, secret=SECRET.encode(),
+    crashing = PoliceLink(env.link.store, env.link.alarms, env.parts.tickets, url=env.link.url, secret=SECRET.encode(),
                           clock=env.clock, send=send_then_die, timeout_s=3.0)
     attempt = asyncio.create_task(crashing.run_once(env.clock.now))
     await asyncio.wait_for(lost.wait(), 10)
@@ -216,7 +216,7 @@ async def test_outbox_survives_a_worker_crash_and_delivers_exactly_once(env, red
     await asyncio.gather(attempt, return_exceptions=True)
     store = Store.from_url(redis_url, database_url)  # the restarted worker: new connection, nothing in memory
     try:
-        restarted = PoliceLink(DispatchStore(store.redis), env.parts.tickets, url=env.link.url,
+        restarted = PoliceLink(PoliceStore(store.db), DispatchStore(store.redis), env.parts.tickets, url=env.link.url,
                                secret=SECRET.encode(), clock=env.clock, timeout_s=3.0)
         [(leased, extra)] = await restarted.store.outbox_pending()
         assert (leased.state, leased.attempts, extra["idempotency_key"]) == ("sent", 1, f"{number}:manual:1")
@@ -226,7 +226,7 @@ async def test_outbox_survives_a_worker_crash_and_delivers_exactly_once(env, red
         await store.close()
     outcomes = [r["outcome"] for r in env.sim.received if r["idempotency_key"] == f"{number}:manual:1"]
     assert outcomes == ["accepted", "duplicate"] and len(env.sim.accepted) == 1
-    assert await env.parts.store.outbox_pending() == []
+    assert await env.link.store.outbox_pending() == []
 
 
 def _signed(body: bytes, *, secret=SECRET, at=None, nonce=None, key="k1"):
@@ -281,7 +281,7 @@ async def test_transfer_becomes_a_110_ticket_and_its_resolution_is_reported_back
     assert await env.sim.transfer_one() == 200
     [sent] = env.sim.sent
     incident_id = sent["idempotency_key"].split(":")[0]
-    number = await env.parts.store.ticket_of_incident(incident_id)
+    number = await env.link.store.ticket_of_incident(incident_id)
     record = await env.parts.tickets.store.get(number)
     assert record.ticket.channel.value == "police_110" and incident_id in record.ticket.description
     transfer = env.sim.make_transfer()  # the same incident id delivered twice → one ticket

@@ -7,6 +7,7 @@ import uuid
 
 import orjson
 import pytest
+from psycopg import sql
 
 from command.coordinates import ServiceArea
 from command.police import to_json
@@ -21,9 +22,16 @@ def _transfer_body(env, **changes) -> bytes:  # noqa: F811
     return orjson.dumps(obj)
 
 
-async def _keys(env) -> set[str]:  # noqa: F811
-    """Every key but the nonces (each signed request rightly burns its own)."""
-    return {k for k in await env.store.redis.keys("*") if not k.startswith("p110:nonce:")}
+RECORD_TABLES = ("tickets", "ticket_events", "day_sequences", "incidents", "police_inbound", "police_incidents",
+                 "police_tickets", "police_outbox", "police_last_messages")
+
+
+async def _keys(env) -> tuple[set[str], dict[str, list]]:  # noqa: F811
+    """Every Redis key and every row of the tables a transfer writes (the nonces aside: each
+    signed request rightly burns its own)."""
+    rows = {table: await env.store.db.fetch(sql.SQL("SELECT * FROM {}").format(sql.Identifier(table)))
+            for table in RECORD_TABLES}
+    return set(await env.store.redis.keys("*")), rows
 
 
 @pytest.mark.parametrize("changes, code", [
