@@ -2,7 +2,7 @@
 
 - `tickets_create_per_s`: POST /api/tickets from a pool of keep-alive clients in this process,
   against the web app (with the ticket manager) in `--web-processes` subprocesses sharing the port
-  (WEB_PROCESSES, default 2: one per core), on an embedded Redis with AOF;
+  (WEB_PROCESSES, default 2: one per core), on an embedded Redis with AOF and an embedded PostgreSQL;
   `tickets_create_per_s_one_web_process` is the same load on a single web process.
 - `api_ticket_list_ms_p99`: the dispatcher's queue (GET /api/tickets?state=open&sort=time_left
   &limit=50) with 10,000 open tickets, sequential requests, client-side latency.
@@ -72,7 +72,7 @@ def _call(rng: random.Random, bounds: tuple[float, float, float, float]) -> dict
             "lon": rng.uniform(bounds[0], bounds[2]), "lat": rng.uniform(bounds[1], bounds[3])}
 
 
-async def _serve(port: int, redis_url: str, profile: str) -> None:
+async def _serve(port: int, redis_url: str, database_url: str, profile: str) -> None:
     """The web app with the ticket manager over the city (runs in the server subprocess)."""
     import tornado.httpserver
 
@@ -84,10 +84,10 @@ async def _serve(port: int, redis_url: str, profile: str) -> None:
     from web.base import Services
 
     settings = load({"CONFIG_FILE": "/nonexistent.toml", "ADMIN_PASSWORD": PASSWORD, "DEMO_PASSWORD": PASSWORD})
-    store = Store.from_url(redis_url)
+    store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
     city = await asyncio.to_thread(load_profile, profile)
-    services = Services(settings=settings, store=store, extra={"tickets": await build_manager(store.redis, city)})
+    services = Services(settings=settings, store=store, extra={"tickets": await build_manager(store.db, store.redis, city)})
     server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="bench"))
     server.listen(port, "127.0.0.1", reuse_port=True)  # WEB_PROCESSES servers share the port
     bounds = city.districts.total_bounds
@@ -128,14 +128,18 @@ async def _creates(port: int, token: str, bounds, count: int, clients: int, seed
 
 @contextlib.asynccontextmanager
 async def _web(profile: Path, processes: int):
-    """A fresh embedded Redis and `processes` web servers sharing one port; yields (port, bounds)."""
-    from center.servers import free_port, start_redis
+    """A fresh embedded Redis and PostgreSQL and `processes` web servers sharing one port; yields
+    (port, bounds)."""
+    from center.db import migrate
+    from center.servers import free_port, start_postgres, start_redis
 
     with tempfile.TemporaryDirectory(prefix="bench-tickets-") as tmp:
         redis_proc = start_redis(Path(tmp))
+        pg_proc = start_postgres(Path(tmp))
+        migrate(pg_proc.url)
         port = free_port()
         servers = [subprocess.Popen([sys.executable, "-m", "bench.tickets", "--serve", str(port), redis_proc.url,
-                                     str(profile)], stdout=subprocess.PIPE, text=True)
+                                     pg_proc.url, str(profile)], stdout=subprocess.PIPE, text=True)
                    for _ in range(processes)]
         try:
             for server in servers:
@@ -148,6 +152,7 @@ async def _web(profile: Path, processes: int):
             for server in servers:
                 server.wait(10)
             redis_proc.stop()
+            pg_proc.stop()
 
 
 async def _create_rate(port: int, bounds, args: argparse.Namespace) -> float:
@@ -199,7 +204,7 @@ async def _bench(args: argparse.Namespace) -> None:
 def main() -> None:
     """Run the benchmark (or, with --serve, be its server process)."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--serve", nargs=3, metavar=("PORT", "REDIS_URL", "PROFILE"))
+    parser.add_argument("--serve", nargs=4, metavar=("PORT", "REDIS_URL", "DATABASE_URL", "PROFILE"))
     parser.add_argument("--creates", type=int, default=3000)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--lists", type=int, default=300)
@@ -207,7 +212,7 @@ def main() -> None:
                         help="web servers sharing the port (WEB_PROCESSES; one per core of this 2-core machine)")
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(_serve(int(args.serve[0]), args.serve[1], args.serve[2]))
+        asyncio.run(_serve(int(args.serve[0]), args.serve[1], args.serve[2], args.serve[3]))
     else:
         asyncio.run(_bench(args))
 

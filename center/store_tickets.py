@@ -1,610 +1,541 @@
-"""The tickets area of the store: every ticket- and incident-related Redis key, and the one Lua
-script that writes them. Nobody else spells these keys.
+"""The tickets area of the record: tickets, their audit trail, incidents, and their publication.
 
-Records (JSON strings, so a page of the queue is one MGET):
+PostgreSQL tables (``center/migrations/0001_tickets.sql``), written only here:
 
-- ``tkt:{number}`` the ticket: ``command.tickets.to_dict`` (times UTC ISO-8601) plus ``meta``
-  (``queue``: the open timed stages as ``[stage, deadline_epoch_s, limit_s]``; ``police_kind``:
-  the 110 emergency kind or null; ``alarm_key``; ``asset_id``). Its ``version`` is the
-  optimistic-concurrency version checked by the script.
-- ``tkt:{number}:events`` Redis Stream, the ticket's audit trail: one entry per transition with
-  field ``e`` = ``command.tickets.event_to_dict`` JSON (who, role, when, from, to, note, data).
-  Never trimmed, never expired.
-- ``inc:{incident_id}`` an incident (``command.grouping.Incident``) as JSON with ``rev``;
-  ``inc:{incident_id}:rev`` its revision alone (the optimistic-concurrency guard).
+- ``tickets``: one row per ticket; the columns that lists filter and sort on, and ``record``, the
+  whole stored ticket (``command.tickets.to_dict`` plus ``meta``: ``queue``, the open timed
+  stages as ``[stage, deadline_epoch_s, limit_s]``; ``police_kind``; ``tags``; ``alarm_key``;
+  ``asset_id``). ``version`` is the optimistic-concurrency version (`TicketStore.save`).
+- ``ticket_events``: the audit trail, one row per transition (``event`` =
+  ``command.tickets.event_to_dict``); never updated or deleted. Its ``id`` is the event id the API
+  shows; one ticket's ids grow with its versions.
+- ``ticket_stages``: the open timed stages of open tickets (the dispatcher's queue: within one limit
+  length the deadline order is the order of "share of the limit left").
+- ``day_sequences``: the daily ticket and incident numbers (kinds ``ticket``, ``incident``).
+- ``incidents`` (guarded by ``rev``), ``alarm_tickets`` (an alarm's one proactive ticket),
+  ``client_actions`` (a client's action ids already applied, for a day).
+- ``ticket_changes``: the outbox, one row per ticket write, in the write's transaction.
 
-Indexes, all maintained by the same script call that writes the record and its events:
-
-- ``tkt:open`` zset of open tickets, score created (epoch s); ``tkt:state:{state}`` zset per state,
-  score created; ``tkt:counts`` hash state → number of tickets in it.
-- ``tkt:geo`` GEO set of open tickets with a point (duplicates within r metres).
-- ``tkt:phone:{phone}`` zset of every ticket of a caller, score created (history, repeat callers).
-- ``tkt:crew:{crew_id}`` set of the open tickets assigned to a crew.
-- ``tkt:color:{color}`` zset of open tickets per repeat colour; ``tkt:supervise`` zset of open
-  tickets in front of a supervisor (red or flagged), both score created.
-- ``tkt:callbacks`` zset of tickets resolved or awaiting callback, score resolved (epoch s).
-- ``tkt:police`` zset of open tickets flagged for 110 (``meta.police_kind``), score created.
-- ``tkt:q:{limit_s}`` zset per limit length, member ``{number}|{stage}|{deadline}``, score the
-  stage's deadline (epoch s): within one limit length the deadline order is the order of "share of the limit left",
-  so the dispatcher's queue merges the heads of a few zsets. ``tkt:q:limits`` set of the limit
-  lengths in use; ``tkt:q:none`` zset of open tickets without a timed stage (score created);
-  ``tkt:qrow`` hash number → ``[urgency_rank, created_epoch_s, queue]`` of open tickets.
-- ``tkt:unit_rework`` hash unit → tickets reopened after a dissatisfied callback.
-- ``tkt:alarm:{alarm_key}`` string → number of the proactive ticket of one alarm (idempotency).
-- ``tkt:cid:{action_id}`` string with a one-day TTL → ``<number>/<action>`` a client's action id was
-  applied to (a resent action answers instead of conflicting).
-- ``tkt:seq:{YYYYMMDD}`` daily ticket number sequence (INCR; day in the center's time zone);
-  ``inc:seq:{YYYYMMDD}`` the same for incidents. A failed write leaves a gap, never a duplicate.
-  A ticket number is drawn together with the repeat check; a call that is linked as a repeat gives
-  it back (RELEASE_SEQ_SCRIPT: DECR only while it is still the day's latest), else it is a gap.
-- ``inc:all`` zset of incidents, score first call; ``inc:open`` zset of unresolved ones;
-  ``inc:area:{supply_area}`` set of unresolved incident ids of a supply area (grouping).
-- ``tkt:changes`` stream (capped at about 100,000) of every write: number, version, action,
-  state, for live consoles and the dispatch worker; pub/sub ``live:tickets`` the same, as JSON.
-
-Script contract (``SAVE_SCRIPT``, loaded once with SCRIPT LOAD and run by EVALSHA): KEYS are
-every key touched; ARGV[1] is JSON ``{"g": guards, "o": ops}`` where keys are 1-based KEYS
-indexes. Guards run first: ``["absent", k]`` (the key must not exist) and ``["jfield", k, name,
-value]`` (the JSON string at k has ``name`` == value, "" when the key is missing) and
-``["equals", k, value]`` (the string at k is value, "" when missing). The first
-failing guard returns ``[0, guard_index, actual]`` and nothing is written. Before the guards the
-script checks every op (known name, finite scores, integer increments, and each GEO pair within
-|lon| <= 180, |lat| <= 85.05112878, as GEOADD takes them): a bad one returns ``[2, op_index,
-reason]`` and nothing is written, because Redis keeps a script's earlier writes when a later
-command fails. Otherwise the ops run
-in order (``set``, ``xadd`` with an optional approximate MAXLEN, ``zadd``, ``zrem``, ``sadd``,
-``srem``, ``geoadd``, ``hset``, ``hdel``, ``hincrby``, ``publish``) and the reply is
-``[1, stream ids of the xadds...]``. One script call is atomic; with AOF (everysec) its effects
-are in the AOF file before the reply is sent, so a kill -9 of redis-server loses nothing that was
-acknowledged.
+Redis (live state only): after COMMIT the writer publishes its own changes with `publish_changes`
+to the stream ``tkt:changes`` (capped at about 100,000 entries; fields number, version, action,
+state) and the channel ``live:tickets`` (the batch as JSON), then deletes its outbox rows. When
+Redis fails there the rows stay and ``center.outbox.ChangeRelay`` sends them later.
+``alarms:events`` (written by the sensor part) is read by a consumer group of the tickets worker.
 """
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+import logging
+import math
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import date, datetime, timezone
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
+import psycopg
+from psycopg import errors as pg_errors
 
-from command.coordinates import GEO_LAT_LIMIT, CoordinateError, geo_pair_ok
-from command.errors import Conflict, TicketNotFound, ValidationError
-from command.grouping import Incident
-from command.tickets import (
-    OPEN_STATES, URGENCY_RANK, AuditEvent, Category, State, Ticket, event_to_dict, from_dict, to_dict,
+from center.db import Database
+from center.ticket_records import (  # noqa: F401  (re-exported: the record forms are part of this store's API)
+    INCIDENT_COLUMNS, TICKET_COLUMNS, CreateReads, GuardFailed, IncidentWrite, TicketRecord, TicketWrite,
+    check_ticket_point, incident_from_dict, incident_row, incident_to_dict, stage_rows, ticket_row,
 )
+from command.coordinates import CoordinateError, geo_pair_ok
+from command.errors import Conflict, TicketNotFound
+from command.grouping import Incident
+from command.tickets import State, event_to_dict
+
+log = logging.getLogger(__name__)
 
 CHANGES_STREAM = "tkt:changes"
 CHANGES_MAXLEN = 100_000
 LIVE_TICKETS = "live:tickets"
 ALARM_EVENTS = "alarms:events"  # written by the sensor part of the store; read here by a consumer group
+EARTH_RADIUS_M = 6372797.560856  # the sphere of Redis's GEO distances, kept for the repeat radius
+NUMBER_ORDER = 'number COLLATE "C"'
 
-RELEASE_SEQ_SCRIPT = r"""
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DECR', KEYS[1]); return 1 end
-return 0
-"""
+Extra = Callable[[psycopg.AsyncConnection], Awaitable[Any]]
 
-SAVE_SCRIPT = r"""
-local spec = cjson.decode(ARGV[1])
--- Everything that can fail is checked before the first write (Redis does not undo a script's
--- earlier writes when a later command errors): op names, numbers, and the GEO pair's range.
-local function num(v)
-  local n = tonumber(v)
-  return n ~= nil and n == n and n > -math.huge and n < math.huge
-end
-for i, o in ipairs(spec.o) do
-  local op = o[1]
-  if KEYS[o[2]] == nil then return {2, i, 'no key'} end
-  if op == 'geoadd' then
-    local lon, lat = tonumber(o[3]), tonumber(o[4])
-    if not (num(o[3]) and num(o[4]) and lon >= -180 and lon <= 180 and lat >= -85.05112878 and lat <= 85.05112878) then
-      return {2, i, 'invalid longitude,latitude pair ' .. tostring(o[3]) .. ',' .. tostring(o[4])}
-    end
-  elseif op == 'zadd' then
-    if not num(o[3]) then return {2, i, 'score is not a finite number'} end
-  elseif op == 'hincrby' then
-    if type(o[4]) ~= 'number' or o[4] ~= math.floor(o[4]) then return {2, i, 'increment is not an integer'} end
-  elseif op == 'xadd' then
-    if type(o[3]) ~= 'number' or o[3] < 0 or #o < 5 or (#o - 3) % 2 ~= 0 then return {2, i, 'bad xadd'} end
-  elseif not (op == 'set' or op == 'zrem' or op == 'sadd' or op == 'srem' or op == 'hset' or op == 'hdel'
-              or op == 'publish') then
-    return {2, i, 'unknown op ' .. tostring(op)}
-  end
-end
-for i, g in ipairs(spec.g) do
-  local key = KEYS[g[2]]
-  if g[1] == 'absent' then
-    if redis.call('EXISTS', key) == 1 then
-      local t = redis.call('TYPE', key).ok
-      local actual = ''
-      if t == 'string' then actual = redis.call('GET', key) end
-      return {0, i, actual}
-    end
-  elseif g[1] == 'jfield' then
-    local raw = redis.call('GET', key)
-    local actual = ''
-    if raw then
-      local v = cjson.decode(raw)[g[3]]
-      if v ~= nil then actual = tostring(v) end
-    end
-    if actual ~= g[4] then return {0, i, actual} end
-  elseif g[1] == 'equals' then
-    local actual = redis.call('GET', key) or ''
-    if actual ~= g[3] then return {0, i, actual} end
-  else
-    return redis.error_reply('unknown guard ' .. tostring(g[1]))
-  end
-end
-local ids = {}
-for _, o in ipairs(spec.o) do
-  local op, key = o[1], KEYS[o[2]]
-  if op == 'set' then redis.call('SET', key, o[3])
-  elseif op == 'xadd' then
-    local args = {'XADD', key}
-    if o[3] > 0 then table.insert(args, 'MAXLEN'); table.insert(args, '~'); table.insert(args, o[3]) end
-    table.insert(args, '*')
-    for j = 4, #o do table.insert(args, o[j]) end
-    table.insert(ids, redis.call(unpack(args)))
-  elseif op == 'zadd' then redis.call('ZADD', key, o[3], o[4])
-  elseif op == 'zrem' then redis.call('ZREM', key, o[3])
-  elseif op == 'sadd' then redis.call('SADD', key, o[3])
-  elseif op == 'srem' then redis.call('SREM', key, o[3])
-  elseif op == 'geoadd' then redis.call('GEOADD', key, o[3], o[4], o[5])
-  elseif op == 'hset' then redis.call('HSET', key, o[3], o[4])
-  elseif op == 'hdel' then redis.call('HDEL', key, o[3])
-  elseif op == 'hincrby' then redis.call('HINCRBY', key, o[3], o[4])
-  elseif op == 'publish' then redis.call('PUBLISH', key, o[3])
-  end
-end
-local out = {1}
-for _, id in ipairs(ids) do table.insert(out, id) end
-return out
-"""
+_COLS = ", ".join(TICKET_COLUMNS)
+_INSERT_TICKET = f"INSERT INTO tickets ({_COLS}) VALUES ({', '.join(['%s'] * (len(TICKET_COLUMNS) - 1))}, %s::jsonb)"
+_UPDATE_TICKET = ("UPDATE tickets SET " + ", ".join(f"{c} = %s" for c in TICKET_COLUMNS[1:-1])
+                  + ", record = %s::jsonb WHERE number = %s AND version = %s")
+_INSERT_EVENTS = ("INSERT INTO ticket_events (number, at, action, event)"
+                  " SELECT %s, u.at, u.action, u.event::jsonb"
+                  " FROM unnest(%s::timestamptz[], %s::text[], %s::text[]) WITH ORDINALITY AS u(at, action, event, i)"
+                  " ORDER BY u.i RETURNING id")
+_DELETE_STAGES = "DELETE FROM ticket_stages WHERE number = %s"
+_INSERT_STAGES = ("INSERT INTO ticket_stages (number, stage, deadline, limit_s)"
+                  " SELECT %s, u.stage, u.deadline, u.limit_s FROM unnest(%s::text[], %s::timestamptz[], %s::int[])"
+                  " AS u(stage, deadline, limit_s)")
+_CLAIM_ALARM = "INSERT INTO alarm_tickets (alarm_key, number) VALUES (%s, %s)"
+_INSERT_INCIDENT = (f"INSERT INTO incidents ({', '.join(INCIDENT_COLUMNS)})"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)")
+_UPDATE_INCIDENT = ("UPDATE incidents SET rev = %s, category = %s, supply_area = %s, first_call_at = %s,"
+                    " resolved_at = %s, record = %s::jsonb WHERE incident_id = %s AND rev = %s")
+_INSERT_CHANGE = ("INSERT INTO ticket_changes (number, version, action, state) VALUES (%s, %s, %s, %s)"
+                  " RETURNING id, number, version, action, state")
+_NEXT_SEQ = ("INSERT INTO day_sequences (kind, day, last) VALUES (%s, %s, 1)"
+             " ON CONFLICT (kind, day) DO UPDATE SET last = day_sequences.last + 1 RETURNING last")
+_NEAR = ("SELECT number, dist FROM (SELECT number, 2 * %(r)s * asin(sqrt("
+         "power(sin(radians(lat - %(lat)s) / 2), 2) + cos(radians(%(lat)s)) * cos(radians(lat))"
+         " * power(sin(radians(lon - %(lon)s) / 2), 2))) AS dist FROM tickets"
+         " WHERE open AND lat BETWEEN %(lat0)s AND %(lat1)s AND lon BETWEEN %(lon0)s AND %(lon1)s) near"
+         " WHERE dist <= %(radius)s ORDER BY dist, " + NUMBER_ORDER + " LIMIT 50")
+_BY_PHONE = ("SELECT number FROM tickets WHERE caller_phone = %s AND caller_phone <> ''"
+             " ORDER BY created_at DESC, " + NUMBER_ORDER + " DESC LIMIT %s")
+_AREA_INCIDENTS = ("SELECT incident_id FROM incidents WHERE supply_area = %s AND resolved_at IS NULL"
+                   " ORDER BY incident_id")
+# the limit lengths in use, by a loose index scan of ticket_stages_queue (a few distinct values)
+_LIMITS = ("WITH RECURSIVE limits(l) AS (SELECT min(limit_s) FROM ticket_stages UNION ALL"
+           " SELECT (SELECT min(limit_s) FROM ticket_stages WHERE limit_s > l) FROM limits WHERE l IS NOT NULL)")
+_QUEUE_HEADS = (_LIMITS + " SELECT limits.l, h.number, h.stage, extract(epoch FROM h.deadline)::float8"
+                " FROM limits CROSS JOIN LATERAL (SELECT number, stage, deadline FROM ticket_stages s"
+                " WHERE s.limit_s = limits.l ORDER BY s.deadline LIMIT %s) h WHERE limits.l IS NOT NULL"
+                " ORDER BY limits.l, h.deadline")
+# The open queue: least share of the limit left first, then urgency, age and number (the order of
+# command.limits.queue_key). Within one limit length the deadline order is the share order, and a
+# ticket has at most 3 open timed stages, so the first 3 x need stages of each length hold the page.
+_QUEUE_TIMED = (_LIMITS + ", heads AS (SELECT h.number, (extract(epoch FROM h.deadline) - %(now)s) / limits.l AS share"
+                " FROM limits CROSS JOIN LATERAL (SELECT number, deadline FROM ticket_stages s"
+                " WHERE s.limit_s = limits.l ORDER BY s.deadline LIMIT %(heads)s) h WHERE limits.l IS NOT NULL),"
+                " best AS (SELECT number, min(share) AS share FROM heads GROUP BY number)"
+                " SELECT t.record::text FROM best b JOIN tickets t USING (number) WHERE t.open"
+                " ORDER BY b.share, t.urgency_rank, t.created_at, t." + NUMBER_ORDER + " LIMIT %(need)s")
+_QUEUE_UNTIMED = ("SELECT t.record::text FROM tickets t WHERE t.open"
+                  " AND NOT EXISTS (SELECT 1 FROM ticket_stages s WHERE s.number = t.number)"
+                  " ORDER BY t.created_at, t." + NUMBER_ORDER + " LIMIT %s")
+# any subset of open tickets in queue order (the share computed per ticket)
+_RANKED = ("SELECT t.record::text FROM tickets t LEFT JOIN LATERAL (SELECT min((extract(epoch FROM s.deadline) - %s)"
+           " / s.limit_s) AS share FROM ticket_stages s WHERE s.number = t.number) q ON true WHERE t.open AND {where}"
+           " ORDER BY q.share NULLS LAST, t.urgency_rank, t.created_at, t." + NUMBER_ORDER + " LIMIT %s OFFSET %s")
+# index-style listings: name -> (condition, order); see TicketStore.index
+_INDEXES = {
+    "open": ("open", "created_at"),
+    "supervise": ("open AND (color = 'red' OR supervised)", "created_at"),
+    "police": ("open AND police_kind IS NOT NULL", "created_at"),
+    "callbacks": ("state IN ('resolved', 'callback')", "resolved_at"),
+}
+_INDEX_PARAM = {"state": ("state = %s", "created_at"), "color": ("open AND color = %s", "created_at"),
+                "phone": ("caller_phone = %s AND caller_phone <> ''", "created_at")}
 
 
-class GuardFailed(Exception):
-    """A precondition of a write did not hold (an incident changed, an alarm already has a ticket)."""
-
-    def __init__(self, key: str, actual: str) -> None:
-        super().__init__(f"guard on {key} failed (current: {actual!r})")
-        self.key = key
-        self.actual = actual
-
-
-@dataclass(frozen=True)
-class TicketRecord:
-    """A stored ticket and its metadata (queue stages, 110 flag, alarm link)."""
-
-    ticket: Ticket
-    meta: Mapping[str, Any] = field(default_factory=dict)
-    data: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)  # to_dict(ticket), when known
-
-    def to_json(self) -> bytes:
-        """The stored JSON form."""
-        ticket = to_dict(self.ticket) if self.data is None else self.data  # data is to_dict(ticket) when set
-        return orjson.dumps({**ticket, "meta": dict(self.meta)})
-
-    @classmethod
-    def from_json(cls, raw: str | bytes) -> "TicketRecord":
-        """Rebuild from the stored JSON."""
-        data = orjson.loads(raw)
-        meta = data.pop("meta", None) or {}
-        return cls(from_dict(data), meta, data)
+def _where(name: str) -> tuple[str, tuple[Any, ...], str]:
+    """(SQL condition, parameters, order column) of an index name (see `TicketStore.index`)."""
+    if name in _INDEXES:
+        condition, order = _INDEXES[name]
+        return condition, (), order
+    kind, _, value = name.partition(":")
+    if kind not in _INDEX_PARAM or not value:
+        raise ValueError(f"unknown ticket index {name!r}")
+    condition, order = _INDEX_PARAM[kind]
+    return condition, (value,), order
 
 
-@dataclass(frozen=True)
-class TicketWrite:
-    """One ticket's part of an atomic write: the new record, its audit events, and the record it
-    replaces (None for a new ticket); `alarm_key` claims the alarm's one proactive ticket."""
-
-    record: TicketRecord
-    events: Sequence[AuditEvent]
-    previous: TicketRecord | None = None
-    alarm_key: str | None = None
-
-
-@dataclass(frozen=True)
-class CreateReads:
-    """`TicketStore.create_reads`: the drawn sequence number, repeat candidates near the point
-    (number, metres) and by phone, and the supply area's unresolved incident ids (None: not read)."""
-
-    seq: int
-    near: list[tuple[str, float]]
-    by_phone: list[str]
-    area_incident_ids: list[str] | None
+async def publish_changes(redis: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Publish committed ticket changes (rows of ``ticket_changes``: number, version, action,
+    state) in one Redis round trip: an entry each on the stream ``tkt:changes`` (approximate
+    MAXLEN 100,000) and the batch as JSON on the channel ``live:tickets``. Redis errors are raised
+    (the caller keeps the rows for the relay)."""
+    if not rows:
+        return
+    summaries = [{"number": r["number"], "version": int(r["version"]), "action": r["action"], "state": r["state"]}
+                 for r in rows]
+    pipe = redis.pipeline(transaction=False)
+    for s in summaries:
+        pipe.xadd(CHANGES_STREAM, {k: str(v) for k, v in s.items()}, maxlen=CHANGES_MAXLEN, approximate=True)
+    pipe.publish(LIVE_TICKETS, orjson.dumps(summaries))
+    await pipe.execute()
 
 
-@dataclass(frozen=True)
-class IncidentWrite:
-    """One incident's part of an atomic write: new state and revision, and the replaced state."""
-
-    incident: Incident
-    rev: int
-    previous: Incident | None = None
-
-
-def incident_to_dict(incident: Incident, rev: int) -> dict[str, Any]:
-    """JSON-safe dict of an incident with its revision."""
-    out: dict[str, Any] = {"rev": rev}
-    for f in dataclasses.fields(Incident):
-        value = getattr(incident, f.name)
-        if isinstance(value, datetime):
-            value = value.astimezone(timezone.utc).isoformat()
-        elif isinstance(value, tuple):
-            value = list(value)
-        elif isinstance(value, Category):
-            value = value.value
-        out[f.name] = value
-    return out
-
-
-def incident_from_dict(data: Mapping[str, Any]) -> tuple[Incident, int]:
-    """Rebuild (incident, rev) from `incident_to_dict` output."""
-    values = {k: v for k, v in data.items() if k != "rev"}
-    values["category"] = Category(values["category"])
-    for name in ("first_call_at", "last_call_at", "confirmed_at", "resolved_at"):
-        if values.get(name) is not None:
-            values[name] = datetime.fromisoformat(values[name]).astimezone(timezone.utc)
-    values["ticket_numbers"] = tuple(values.get("ticket_numbers") or ())
-    values["alarm_ids"] = tuple(values.get("alarm_ids") or ())
-    return Incident(**values), int(data.get("rev", 1))
-
-
-def _epoch(value: datetime | None) -> float:
-    return 0.0 if value is None else value.timestamp()
-
-
-def _ticket_entries(record: TicketRecord | None) -> dict[tuple[str, str], tuple[str, Any]]:
-    """Index memberships of a ticket: (key, member) → (kind, value); kinds z, s, g, h."""
-    if record is None:
-        return {}
-    t, meta = record.ticket, record.meta
-    n, created = t.number, _epoch(t.created_at)
-    out: dict[tuple[str, str], tuple[str, Any]] = {(f"tkt:state:{t.state.value}", n): ("z", created)}
-    if t.caller_phone:
-        out[(f"tkt:phone:{t.caller_phone}", n)] = ("z", created)
-    if t.state in (State.RESOLVED, State.CALLBACK):
-        out[("tkt:callbacks", n)] = ("z", _epoch(t.resolved_at or t.updated_at))
-    if t.state not in OPEN_STATES:
-        return out
-    out[("tkt:open", n)] = ("z", created)
-    out[(f"tkt:color:{t.color.value}", n)] = ("z", created)
-    if t.color.value == "red" or t.supervised:
-        out[("tkt:supervise", n)] = ("z", created)
-    if t.lon is not None and t.lat is not None:
-        out[("tkt:geo", n)] = ("g", (t.lon, t.lat))
-    if t.crew_id:
-        out[(f"tkt:crew:{t.crew_id}", n)] = ("s", None)
-    if meta.get("police_kind"):
-        out[("tkt:police", n)] = ("z", created)
-    queue = list(meta.get("queue") or ())
-    for stage, deadline, limit_s in queue:
-        out[(f"tkt:q:{int(limit_s)}", f"{n}|{stage}|{float(deadline)!r}")] = ("z", float(deadline))
-        out[("tkt:q:limits", str(int(limit_s)))] = ("s", None)
-    if not queue:
-        out[("tkt:q:none", n)] = ("z", created)
-    out[("tkt:qrow", n)] = ("h", orjson.dumps([URGENCY_RANK[t.urgency], created, queue]).decode())
-    return out
-
-
-def _incident_entries(incident: Incident | None) -> dict[tuple[str, str], tuple[str, Any]]:
-    if incident is None:
-        return {}
-    i, first = incident.incident_id, _epoch(incident.first_call_at)
-    out: dict[tuple[str, str], tuple[str, Any]] = {("inc:all", i): ("z", first)}
-    if incident.resolved_at is None:
-        out[("inc:open", i)] = ("z", first)
-        out[(f"inc:area:{incident.supply_area}", i)] = ("s", None)
-    return out
-
-
-class _Batch:
-    """Builds the KEYS and the guards/ops JSON of one SAVE_SCRIPT call."""
-
-    def __init__(self) -> None:
-        self.keys: list[str] = []
-        self._index: dict[str, int] = {}
-        self.guards: list[list[Any]] = []
-        self.guard_info: list[tuple[str, str, Any]] = []  # (kind, key, context) per guard
-        self.ops: list[list[Any]] = []
-
-    def k(self, key: str) -> int:
-        if key not in self._index:
-            self.keys.append(key)
-            self._index[key] = len(self.keys)
-        return self._index[key]
-
-    def guard(self, kind: str, key: str, *args: Any, context: Any = None) -> None:
-        self.guards.append([kind, self.k(key), *args])
-        self.guard_info.append((kind, key, context))
-
-    def op(self, name: str, key: str, *args: Any) -> None:
-        self.ops.append([name, self.k(key), *args])
-
-    def diff(self, old: dict, new: dict) -> None:
-        for (key, member), (kind, value) in old.items():
-            if (key, member) in new:
-                continue
-            if kind == "s":
-                if key != "tkt:q:limits":
-                    self.op("srem", key, member)
-            elif kind == "h":
-                self.op("hdel", key, member)
-            else:
-                self.op("zrem", key, member)
-        for (key, member), (kind, value) in new.items():
-            if old.get((key, member)) == (kind, value):
-                continue
-            if kind == "z":
-                self.op("zadd", key, repr(float(value)), member)
-            elif kind == "s":
-                self.op("sadd", key, member)
-            elif kind == "g":
-                self.op("geoadd", key, repr(float(value[0])), repr(float(value[1])), member)
-            else:
-                self.op("hset", key, member, value)
-
-    def argv(self) -> bytes:
-        return orjson.dumps({"g": self.guards, "o": self.ops})
+async def delete_changes(conn: psycopg.AsyncConnection, ids: Sequence[int]) -> None:
+    """Delete published outbox rows by id."""
+    await conn.execute("DELETE FROM ticket_changes WHERE id = ANY(%s)", (list(ids),))
 
 
 class TicketStore:
-    """Typed access to tickets, their audit trails, indexes and incidents in Redis."""
+    """Typed access to tickets, their audit trails, queue stages and incidents in PostgreSQL, and
+    the publication of each committed change to Redis."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
-        self.redis = client
-        self._save = client.register_script(SAVE_SCRIPT)
-        self._release = client.register_script(RELEASE_SEQ_SCRIPT)
+    def __init__(self, db: Database, redis: Any = None) -> None:
+        self.db = db
+        self.redis = redis
+        self.counters: Counter[str] = Counter()  # publish_failed: changes left to the relay
 
-    async def load_scripts(self) -> None:
-        """SCRIPT LOAD the save script (EVALSHA falls back to EVAL after a server restart)."""
-        self._save.sha = await self.redis.script_load(SAVE_SCRIPT)
-        self._release.sha = await self.redis.script_load(RELEASE_SEQ_SCRIPT)
+    # numbers -----------------------------------------------------------------------------------
+    async def _next_seq(self, kind: str, day: date) -> int:
+        row = await self.db.fetchone(_NEXT_SEQ, (kind, day))
+        return int(row["last"])
 
-    # writes ------------------------------------------------------------------------------------
     async def next_number_seq(self, day: date) -> int:
-        """The next ticket sequence number of a day (INCR, never reused)."""
-        return int(await self.redis.incr(f"tkt:seq:{day:%Y%m%d}"))
+        """The next ticket sequence number of a day (its own statement: never drawn twice)."""
+        return await self._next_seq("ticket", day)
 
     async def release_number_seq(self, day: date, seq: int) -> bool:
         """Give back a ticket sequence number that was not used (the call was a repeat), only if
         it is still the day's latest; otherwise it stays a gap. True when given back."""
-        return bool(await self._release(keys=[f"tkt:seq:{day:%Y%m%d}"], args=[seq]))
+        return bool(await self.db.execute(
+            "UPDATE day_sequences SET last = last - 1 WHERE kind = 'ticket' AND day = %s AND last = %s", (day, seq)))
 
     async def next_incident_seq(self, day: date) -> int:
         """The next incident sequence number of a day."""
-        return int(await self.redis.incr(f"inc:seq:{day:%Y%m%d}"))
+        return await self._next_seq("incident", day)
 
-    async def save(self, tickets: Sequence[TicketWrite], incidents: Sequence[IncidentWrite] = ()) -> list[str]:
-        """Write tickets (with their audit events and indexes) and incidents in one atomic script.
+    # writes ------------------------------------------------------------------------------------
+    async def save(self, tickets: Sequence[TicketWrite], incidents: Sequence[IncidentWrite] = (),
+                   extra: Sequence[Extra] = ()) -> list[str]:
+        """Write tickets (with their audit events, queue stages, alarm claims and outbox rows),
+        incidents and `extra` in ONE transaction, then publish the changes (`publish_changes`).
 
         Each ticket's stored version must still be its `previous` version (a new ticket: the number
-        must be free), else Conflict and nothing is written. An incident must still be at
+        must be free), else Conflict with the actual version. An incident must still be at
         `rev - 1` (new: absent), and an `alarm_key` must be unclaimed, else GuardFailed. A point
-        Redis's GEO index would refuse raises CoordinateError (any other op the script refuses:
-        ValidationError), again with nothing written. Returns the audit event stream ids in order.
+        out of the WGS84 ranges raises CoordinateError before anything is written. Each `extra`
+        is awaited as ``f(conn)`` inside the transaction (another store's rows); if it raises,
+        nothing is written. Returns the new audit event ids in order.
         """
-        batch = _Batch()
-        summaries = []
         for write in tickets:
-            t = write.record.ticket
-            key = f"tkt:{t.number}"
-            if write.previous is None:
-                batch.guard("absent", key, context=(t.number, 0))
-            else:
-                prev_v = write.previous.ticket.version
-                batch.guard("jfield", key, "version", str(prev_v), context=(t.number, prev_v))
-            if write.alarm_key:
-                batch.guard("absent", f"tkt:alarm:{write.alarm_key}")
-        for write in incidents:
-            key = f"inc:{write.incident.incident_id}"
-            # the revision sits in its own small key: a storm incident's JSON is large
-            batch.guard("equals", f"{key}:rev", "" if write.previous is None else str(write.rev - 1))
-        for write in tickets:
-            t = write.record.ticket
-            batch.op("set", f"tkt:{t.number}", write.record.to_json().decode())
-            if write.alarm_key:
-                batch.op("set", f"tkt:alarm:{write.alarm_key}", t.number)
-            for event in write.events:
-                batch.op("xadd", f"tkt:{t.number}:events", 0, "e", orjson.dumps(event_to_dict(event)).decode())
-            batch.diff(_ticket_entries(write.previous), _ticket_entries(write.record))
-            old_state = None if write.previous is None else write.previous.ticket.state
-            if old_state is not t.state:
-                if old_state is not None:
-                    batch.op("hincrby", "tkt:counts", old_state.value, -1)
-                batch.op("hincrby", "tkt:counts", t.state.value, 1)
-            if any(e.action == "reopen" for e in write.events) and t.unit_id:
-                batch.op("hincrby", "tkt:unit_rework", t.unit_id, 1)
-            last = write.events[-1].action if write.events else "save"
-            summary = {"number": t.number, "version": t.version, "action": last, "state": t.state.value}
-            summaries.append(summary)
-            batch.op("xadd", CHANGES_STREAM, CHANGES_MAXLEN, *[x for kv in summary.items() for x in map(str, kv)])
-        for write in incidents:
-            inc = write.incident
-            batch.op("set", f"inc:{inc.incident_id}", orjson.dumps(incident_to_dict(inc, write.rev)).decode())
-            batch.op("set", f"inc:{inc.incident_id}:rev", str(write.rev))
-            batch.diff(_incident_entries(write.previous), _incident_entries(inc))
-        if summaries:
-            batch.op("publish", LIVE_TICKETS, orjson.dumps(summaries).decode())
-        reply = await self._save(keys=batch.keys, args=[batch.argv()])
-        if int(reply[0]) == 2:
-            op = batch.ops[int(reply[1]) - 1]
-            reason = _text(reply[2])
-            if op[0] == "geoadd":
-                raise CoordinateError("lon", f"{reason}: not stored (|lon| <= 180, |lat| <= {GEO_LAT_LIMIT})")
-            raise ValidationError("ticket", f"not stored: {op[0]} on {batch.keys[op[1] - 1]}: {reason}")
-        if int(reply[0]) == 0:
-            kind, key, context = batch.guard_info[int(reply[1]) - 1]
-            actual = reply[2].decode() if isinstance(reply[2], bytes) else str(reply[2])
-            if context is not None:
-                number, expected = context
-                raise Conflict(number, expected, int(actual) if actual.isdigit() else -1)
-            raise GuardFailed(key, actual)
-        ids = [_text(x) for x in reply[1:]]
-        out, at = [], 0
-        for write in tickets:  # per ticket: its audit events, then one tkt:changes entry
-            out.extend(ids[at:at + len(write.events)])
-            at += len(write.events) + 1
-        return out
+            check_ticket_point(write.record)
+        async with self.db.connection() as conn:
+            try:
+                event_ids, changes = await self._write(conn, tickets, incidents, extra)
+            except pg_errors.UniqueViolation as exc:
+                raise await self._refusal(conn, exc, tickets, incidents) from None
+            except _Stale as stale:
+                raise await self._stale_error(conn, stale) from None
+        await self._publish(changes)
+        return event_ids
+
+    async def _write(self, conn: psycopg.AsyncConnection, tickets: Sequence[TicketWrite],
+                     incidents: Sequence[IncidentWrite], extra: Sequence[Extra]) -> tuple[list[str], list[dict]]:
+        """The transaction of `save` in pipeline mode (one round trip, then COMMIT)."""
+        async with conn.pipeline() as pipeline, conn.transaction():
+            checks: list[tuple[psycopg.AsyncCursor, Any]] = []
+            event_curs, change_curs = [], []
+            for write in tickets:
+                t = write.record.ticket
+                row = ticket_row(write.record)
+                if write.previous is None:
+                    await conn.execute(_INSERT_TICKET, row)
+                else:
+                    prev = write.previous.ticket.version
+                    cur = await conn.execute(_UPDATE_TICKET, (*row[1:], t.number, prev))
+                    checks.append((cur, ("ticket", t.number, prev)))
+                    await conn.execute(_DELETE_STAGES, (t.number,))
+                if write.events:
+                    event_curs.append(await conn.execute(_INSERT_EVENTS, (
+                        t.number, [e.at for e in write.events], [e.action for e in write.events],
+                        [orjson.dumps(event_to_dict(e)).decode() for e in write.events])))
+                stages = stage_rows(write.record)
+                if stages:
+                    await conn.execute(_INSERT_STAGES, (t.number, *map(list, zip(*stages))))
+                if write.alarm_key:
+                    await conn.execute(_CLAIM_ALARM, (write.alarm_key, t.number))
+                action = write.events[-1].action if write.events else "save"
+                change_curs.append(await conn.execute(_INSERT_CHANGE, (t.number, t.version, action, t.state.value)))
+            for write in incidents:
+                row = incident_row(write.incident, write.rev)
+                if write.previous is None:
+                    await conn.execute(_INSERT_INCIDENT, row)
+                else:
+                    cur = await conn.execute(_UPDATE_INCIDENT, (*row[1:], row[0], write.rev - 1))
+                    checks.append((cur, ("incident", write.incident.incident_id, write.rev - 1)))
+            await pipeline.sync()
+            for cur, what in checks:
+                if cur.rowcount != 1:
+                    raise _Stale(*what)
+            for f in extra:
+                await f(conn)
+            event_ids = [str(row[0]) for cur in event_curs for row in await cur.fetchall()]
+            changes = [dict(zip(("id", "number", "version", "action", "state"), await cur.fetchone()))
+                       for cur in change_curs]
+        return event_ids, changes
+
+    async def _refusal(self, conn: psycopg.AsyncConnection, exc: pg_errors.UniqueViolation,
+                       tickets: Sequence[TicketWrite], incidents: Sequence[IncidentWrite]) -> Exception:
+        """The domain error of a unique violation: a ticket number taken (Conflict), an incident
+        that exists already or an alarm already claimed (GuardFailed)."""
+        constraint = exc.diag.constraint_name or ""
+        if constraint == "tickets_pkey":
+            for write in tickets:
+                if write.previous is None:
+                    version = await self._version(conn, write.record.ticket.number)
+                    if version is not None:
+                        return Conflict(write.record.ticket.number, 0, version)
+        if constraint == "alarm_tickets_pkey":
+            for write in tickets:
+                if write.alarm_key:
+                    cur = await conn.execute("SELECT number FROM alarm_tickets WHERE alarm_key = %s",
+                                             (write.alarm_key,))
+                    row = await cur.fetchone()
+                    if row is not None:
+                        return GuardFailed(f"alarm:{write.alarm_key}", row[0])
+        if constraint == "incidents_pkey":
+            for write in incidents:
+                if write.previous is None:
+                    rev = await self._incident_rev(conn, write.incident.incident_id)
+                    if rev is not None:
+                        return GuardFailed(f"incident:{write.incident.incident_id}", str(rev))
+        return exc
+
+    async def _stale_error(self, conn: psycopg.AsyncConnection, stale: "_Stale") -> Exception:
+        if stale.kind == "ticket":
+            version = await self._version(conn, stale.key)
+            if version is None:
+                return TicketNotFound(stale.key)
+            return Conflict(stale.key, stale.expected, version)
+        rev = await self._incident_rev(conn, stale.key)
+        return GuardFailed(f"incident:{stale.key}", "" if rev is None else str(rev))
+
+    @staticmethod
+    async def _version(conn: psycopg.AsyncConnection, number: str) -> int | None:
+        row = await (await conn.execute("SELECT version FROM tickets WHERE number = %s", (number,))).fetchone()
+        return None if row is None else int(row[0])
+
+    @staticmethod
+    async def _incident_rev(conn: psycopg.AsyncConnection, incident_id: str) -> int | None:
+        row = await (await conn.execute("SELECT rev FROM incidents WHERE incident_id = %s", (incident_id,))).fetchone()
+        return None if row is None else int(row[0])
+
+    async def _publish(self, changes: list[dict[str, Any]]) -> None:
+        """After COMMIT: publish the write's changes and delete their outbox rows. Never raises:
+        when Redis or the delete fails the rows stay for the relay (logged and counted)."""
+        if not changes or self.redis is None:
+            return
+        try:
+            await publish_changes(self.redis, changes)
+        except Exception as exc:  # noqa: BLE001  (the write is committed: the relay publishes it later)
+            self.counters["publish_failed"] += len(changes)
+            log.warning("ticket changes %s not published (%s); the change relay sends them later",
+                        [c["number"] for c in changes], exc)
+            return
+        try:
+            async with self.db.connection() as conn:
+                await delete_changes(conn, [c["id"] for c in changes])
+        except psycopg.Error as exc:
+            self.counters["delete_failed"] += len(changes)
+            log.warning("published ticket changes not deleted from the outbox (%s)", exc)
 
     # reads -------------------------------------------------------------------------------------
     async def get(self, number: str) -> TicketRecord:
         """One ticket; TicketNotFound when there is none."""
-        raw = await self.redis.get(f"tkt:{number}")
-        if raw is None:
+        row = await self.db.fetchone("SELECT record::text AS r FROM tickets WHERE number = %s", (number,))
+        if row is None:
             raise TicketNotFound(number)
-        return TicketRecord.from_json(raw)
+        return TicketRecord.from_json(row["r"])
 
     async def get_many(self, numbers: Sequence[str]) -> list[TicketRecord | None]:
-        """Tickets by number in one MGET (None for unknown numbers)."""
+        """Tickets by number, in the given order (None for unknown numbers)."""
         if not numbers:
             return []
-        raws = await self.redis.mget([f"tkt:{n}" for n in numbers])
-        return [None if raw is None else TicketRecord.from_json(raw) for raw in raws]
+        rows = await self.db.fetch("SELECT number, record::text AS r FROM tickets WHERE number = ANY(%s)",
+                                   (list(numbers),))
+        found = {row["number"]: row["r"] for row in rows}
+        return [None if n not in found else TicketRecord.from_json(found[n]) for n in numbers]
+
+    async def in_states(self, states: Iterable[State]) -> list[TicketRecord]:
+        """Every ticket in one of the given states (e.g. the field states), oldest first."""
+        rows = await self.db.fetch("SELECT record::text AS r FROM tickets WHERE state = ANY(%s)"
+                                   " ORDER BY created_at, " + NUMBER_ORDER, ([s.value for s in states],))
+        return [TicketRecord.from_json(row["r"]) for row in rows]
 
     async def events(self, number: str) -> list[tuple[str, dict[str, Any]]]:
-        """The audit trail of a ticket in order: (stream id, event dict)."""
-        rows = await self.redis.xrange(f"tkt:{number}:events", "-", "+")
-        return [(_text(sid), orjson.loads(fields[b"e" if b"e" in fields else "e"])) for sid, fields in rows]
+        """The audit trail of a ticket in order: (event id, event dict)."""
+        rows = await self.db.fetch("SELECT id, event::text AS e FROM ticket_events WHERE number = %s ORDER BY id",
+                                   (number,))
+        return [(str(row["id"]), orjson.loads(row["e"])) for row in rows]
 
     async def client_action(self, action_id: str) -> str | None:
-        """What a client's action id was applied to ("<number>/<action>"), if within a day."""
-        value = await self.redis.get(f"tkt:cid:{action_id}")
-        return None if value is None else _text(value)
+        """What a client's action id was applied to ("<number>/<action>"), if within its time."""
+        row = await self.db.fetchone("SELECT applied_to FROM client_actions WHERE action_id = %s"
+                                     " AND expires_at > now()", (action_id,))
+        return None if row is None else row["applied_to"]
 
     async def remember_client_action(self, action_id: str, applied_to: str, ttl_s: int = 86_400) -> None:
-        """Record that a client's action id was applied (see `client_action`)."""
-        await self.redis.set(f"tkt:cid:{action_id}", applied_to, ex=ttl_s)
+        """Record that a client's action id was applied (see `client_action`), for `ttl_s`."""
+        await self.db.execute(
+            "INSERT INTO client_actions (action_id, applied_to, expires_at)"
+            " VALUES (%s, %s, now() + make_interval(secs => %s)) ON CONFLICT (action_id) DO UPDATE"
+            " SET applied_to = EXCLUDED.applied_to, at = now(), expires_at = EXCLUDED.expires_at",
+            (action_id, applied_to, ttl_s))
+
+    async def purge_client_actions(self) -> int:
+        """Delete the expired client action ids; how many."""
+        return await self.db.execute("DELETE FROM client_actions WHERE expires_at <= now()")
 
     async def alarm_ticket(self, alarm_key: str) -> str | None:
         """The number of the proactive ticket already created for an alarm, if any."""
-        value = await self.redis.get(f"tkt:alarm:{alarm_key}")
-        return None if value is None else _text(value)
+        row = await self.db.fetchone("SELECT number FROM alarm_tickets WHERE alarm_key = %s", (alarm_key,))
+        return None if row is None else row["number"]
+
+    @staticmethod
+    def _near_params(lon: float, lat: float, radius_m: float) -> dict[str, float]:
+        dlat = math.degrees(radius_m / EARTH_RADIUS_M) * 1.01
+        dlon = min(180.0, dlat / max(math.cos(math.radians(min(89.9, abs(lat)))), 1e-6))
+        return {"r": EARTH_RADIUS_M, "lon": lon, "lat": lat, "radius": radius_m,
+                "lat0": lat - dlat, "lat1": lat + dlat, "lon0": lon - dlon, "lon1": lon + dlon}
 
     async def near_and_by_phone(self, lon: float | None, lat: float | None, radius_m: float,
                                 phone: str | None, recent: int = 20) -> tuple[list[tuple[str, float]], list[str]]:
-        """Open tickets within radius_m of a point (number, metres; nearest first) and the caller's
-        latest tickets (newest first), in one round trip."""
-        _check_geo(lon, lat)
-        pipe = self.redis.pipeline(transaction=False)
-        if lon is not None and lat is not None:
-            pipe.geosearch("tkt:geo", longitude=lon, latitude=lat, radius=radius_m, unit="m",
-                           sort="ASC", count=50, withdist=True)
-        if phone:
-            pipe.zrevrange(f"tkt:phone:{phone}", 0, recent - 1)
-        replies = await pipe.execute()
-        near = [(_text(n), float(d)) for n, d in replies.pop(0)] if lon is not None and lat is not None else []
-        by_phone = [_text(n) for n in replies.pop(0)] if phone else []
-        return near, by_phone
+        """Open tickets within radius_m of a point (number, metres; nearest first, at most 50) and
+        the caller's latest tickets (newest first), in one round trip."""
+        reads = await self._reads(None, lon, lat, radius_m, phone, None, recent)
+        return reads.near, reads.by_phone
 
     async def create_reads(self, day: date, *, lon: float | None = None, lat: float | None = None,
                            radius_m: float = 0.0, phone: str | None = None, supply_area: str | None = None,
                            recent: int = 20) -> CreateReads:
         """What creating a ticket reads, in one round trip: the day's next ticket sequence number
-        (INCR; hand it back with `release_number_seq` when the call is linked as a repeat), the
-        repeat candidates of `near_and_by_phone` when a point or phone is given, and the unresolved
+        (hand it back with `release_number_seq` when the call is linked as a repeat), the repeat
+        candidates of `near_and_by_phone` when a point or phone is given, and the unresolved
         incident ids of `supply_area` when given."""
-        _check_geo(lon, lat)  # before the INCR: a refused point takes no number
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.incr(f"tkt:seq:{day:%Y%m%d}")
+        return await self._reads(day, lon, lat, radius_m, phone, supply_area, recent)
+
+    async def _reads(self, day: date | None, lon: float | None, lat: float | None, radius_m: float,
+                     phone: str | None, supply_area: str | None, recent: int) -> CreateReads:
+        _check_geo(lon, lat)  # before the draw: a refused point takes no number
         has_point = lon is not None and lat is not None
-        if has_point:
-            pipe.geosearch("tkt:geo", longitude=lon, latitude=lat, radius=radius_m, unit="m",
-                           sort="ASC", count=50, withdist=True)
-        if phone:
-            pipe.zrevrange(f"tkt:phone:{phone}", 0, recent - 1)
-        if supply_area:
-            pipe.smembers(f"inc:area:{supply_area}")
-        replies = await pipe.execute()
-        seq = int(replies.pop(0))
-        near = [(_text(n), float(d)) for n, d in replies.pop(0)] if has_point else []
-        by_phone = [_text(n) for n in replies.pop(0)] if phone else []
-        area = sorted(_text(x) for x in replies.pop(0)) if supply_area else None
-        return CreateReads(seq, near, by_phone, area)
+        async with self.db.connection() as conn, conn.pipeline():
+            near = await conn.execute(_NEAR, self._near_params(lon, lat, radius_m)) if has_point else None
+            by_phone = await conn.execute(_BY_PHONE, (phone, recent)) if phone else None
+            area = await conn.execute(_AREA_INCIDENTS, (supply_area,)) if supply_area else None
+            # last in the batch: the sequence row is locked only until the batch's sync commits it
+            seq = await conn.execute(_NEXT_SEQ, ("ticket", day)) if day is not None else None
+            return CreateReads(
+                0 if seq is None else int((await seq.fetchone())[0]),
+                [] if near is None else [(n, float(d)) for n, d in await near.fetchall()],
+                [] if by_phone is None else [n for (n,) in await by_phone.fetchall()],
+                None if area is None else [i for (i,) in await area.fetchall()])
 
     async def queue_heads(self, count: int) -> dict[int, list[tuple[str, str, float]]]:
         """For each limit length in use, its `count` earliest (number, stage, deadline) entries."""
-        limits = sorted(int(_text(x)) for x in await self.redis.smembers("tkt:q:limits"))
-        pipe = self.redis.pipeline(transaction=False)
-        for limit in limits:
-            pipe.zrange(f"tkt:q:{limit}", 0, count - 1)  # the deadline is in the member: no score parsing
         out: dict[int, list[tuple[str, str, float]]] = {}
-        for limit, rows in zip(limits, await pipe.execute()):
-            entries = []
-            for member in rows:
-                number, stage, deadline = _text(member).split("|")
-                entries.append((number, stage, float(deadline)))
-            out[limit] = entries
+        async with self.db.connection() as conn:
+            for limit_s, number, stage, deadline in await (await conn.execute(_QUEUE_HEADS, (count,))).fetchall():
+                out.setdefault(int(limit_s), []).append((number, stage, float(deadline)))
         return out
 
-    async def untimed_open(self, start: int, stop: int) -> list[str]:
-        """Open tickets without a timed stage, oldest first (ZRANGE start..stop)."""
-        return [_text(x) for x in await self.redis.zrange("tkt:q:none", start, stop)]
+    async def queue_page(self, now_s: float, offset: int, limit: int) -> tuple[list[TicketRecord], int]:
+        """A page of the open queue (least share of the limit left first, then urgency, age and
+        number; tickets without a timed stage last, oldest first) and the number of open tickets."""
+        need = offset + limit
+        async with self.db.connection() as conn:
+            async with conn.pipeline():
+                timed = await conn.execute(_QUEUE_TIMED, {"now": now_s, "heads": 3 * need, "need": need})
+                total = await conn.execute("SELECT count(*) FROM tickets WHERE open")
+                rows = [r for (r,) in await timed.fetchall()]
+                count = int((await total.fetchone())[0])
+            if len(rows) < need:
+                more = await conn.execute(_QUEUE_UNTIMED, (need - len(rows),))
+                rows += [r for (r,) in await more.fetchall()]
+        return [TicketRecord.from_json(r) for r in rows[offset:need]], count
 
-    async def queue_rows(self, numbers: Sequence[str]) -> dict[str, tuple[int, float, list]]:
-        """[urgency_rank, created_epoch, queue] of open tickets by number."""
-        if not numbers:
-            return {}
-        raws = await self.redis.hmget("tkt:qrow", list(numbers))
-        return {n: tuple(orjson.loads(r)) for n, r in zip(numbers, raws) if r is not None}
+    async def ranked(self, now_s: float, *, condition: str, params: Sequence[Any], offset: int,
+                     limit: int) -> tuple[list[TicketRecord], int]:
+        """A page of the open tickets matching `condition` (SQL over ``tickets t``, e.g. one of
+        `index_condition`) in queue order, and how many match."""
+        async with self.db.connection() as conn, conn.pipeline():
+            page = await conn.execute(_RANKED.format(where=condition), (now_s, *params, limit, offset))
+            total = await conn.execute(f"SELECT count(*) FROM tickets t WHERE t.open AND {condition}", params)
+            rows = await page.fetchall()
+            count = int((await total.fetchone())[0])
+        return [TicketRecord.from_json(r) for (r,) in rows], count
+
+    async def newest(self, *, condition: str, params: Sequence[Any], offset: int,
+                     limit: int) -> tuple[list[TicketRecord], int]:
+        """A page of the tickets matching `condition` (SQL over ``tickets t``), newest first, and
+        how many match."""
+        async with self.db.connection() as conn, conn.pipeline():
+            page = await conn.execute(f"SELECT t.record::text FROM tickets t WHERE {condition}"
+                                      f" ORDER BY t.created_at DESC, t.{NUMBER_ORDER} DESC LIMIT %s OFFSET %s",
+                                      (*params, limit, offset))
+            total = await conn.execute(f"SELECT count(*) FROM tickets t WHERE {condition}", params)
+            rows = await page.fetchall()
+            count = int((await total.fetchone())[0])
+        return [TicketRecord.from_json(r) for (r,) in rows], count
 
     async def index(self, name: str, *, newest_first: bool = True, start: int = 0,
                     stop: int = -1) -> list[str]:
-        """Members of a sorted-set index by name: open, state:<s>, color:<c>, supervise, callbacks,
-        police, phone:<digits>."""
-        key = f"tkt:{name}"
-        if newest_first:
-            rows = await self.redis.zrevrange(key, start, stop)
-        else:
-            rows = await self.redis.zrange(key, start, stop)
-        return [_text(x) for x in rows]
+        """Ticket numbers of a listing by name, ordered by creation (callbacks: by resolution):
+        open, state:<s>, color:<c> (open), supervise, callbacks, police, phone:<digits>.
+        `start`/`stop` are inclusive positions (stop -1: to the end)."""
+        condition, params, order = _where(name)
+        direction = "DESC" if newest_first else "ASC"
+        sql = (f"SELECT number FROM tickets WHERE {condition}"
+               f" ORDER BY {order} {direction}, {NUMBER_ORDER} {direction} OFFSET %s")
+        args: tuple[Any, ...] = (*params, start)
+        if stop >= 0:
+            sql += " LIMIT %s"
+            args += (max(0, stop - start + 1),)
+        return [row["number"] for row in await self.db.fetch(sql, args)]
 
     async def open_count(self) -> int:
         """Number of open tickets."""
-        return int(await self.redis.zcard("tkt:open"))
+        return int((await self.db.fetchone("SELECT count(*) AS n FROM tickets WHERE open"))["n"])
 
     async def crew_tickets(self, crew_id: str) -> list[str]:
         """Open tickets assigned to a crew."""
-        return sorted(_text(x) for x in await self.redis.smembers(f"tkt:crew:{crew_id}"))
+        rows = await self.db.fetch("SELECT number FROM tickets WHERE open AND crew_id = %s ORDER BY "
+                                   + NUMBER_ORDER, (crew_id,))
+        return [row["number"] for row in rows]
 
     async def counts(self) -> dict[str, int]:
-        """Number of tickets per state."""
-        return {_text(k): int(v) for k, v in (await self.redis.hgetall("tkt:counts")).items() if int(v)}
+        """Number of tickets per state (states without tickets left out)."""
+        rows = await self.db.fetch("SELECT state, count(*) AS n FROM tickets GROUP BY state")
+        return {row["state"]: int(row["n"]) for row in rows}
 
     async def unit_rework(self) -> dict[str, int]:
-        """Reopened-after-callback counts per unit."""
-        return {_text(k): int(v) for k, v in (await self.redis.hgetall("tkt:unit_rework")).items()}
+        """Per responsible unit, the reopenings of its tickets (dissatisfied callbacks)."""
+        rows = await self.db.fetch(
+            "SELECT t.unit_id, count(*) AS n FROM ticket_events e"
+            " JOIN tickets t USING (number) WHERE e.action = 'reopen' AND t.unit_id IS NOT NULL GROUP BY t.unit_id")
+        return {row["unit_id"]: int(row["n"]) for row in rows}
 
     # incidents ---------------------------------------------------------------------------------
     async def incident(self, incident_id: str) -> tuple[Incident, int] | None:
         """An incident and its revision, or None."""
-        raw = await self.redis.get(f"inc:{incident_id}")
-        return None if raw is None else incident_from_dict(orjson.loads(raw))
+        found = await self.incidents([incident_id])
+        return found[0] if found else None
 
     async def incidents(self, ids: Iterable[str]) -> list[tuple[Incident, int]]:
-        """Incidents by id (unknown ids skipped)."""
+        """Incidents by id, in the given order (unknown ids skipped)."""
         ids = list(ids)
         if not ids:
             return []
-        raws = await self.redis.mget([f"inc:{i}" for i in ids])
-        return [incident_from_dict(orjson.loads(r)) for r in raws if r is not None]
+        rows = await self.db.fetch("SELECT incident_id, record::text AS r FROM incidents WHERE incident_id = ANY(%s)",
+                                   (ids,))
+        found = {row["incident_id"]: row["r"] for row in rows}
+        return [incident_from_dict(orjson.loads(found[i])) for i in ids if i in found]
 
     async def area_incidents(self, supply_area: str) -> list[tuple[Incident, int]]:
         """Unresolved incidents of a supply area."""
-        return await self.incidents(sorted(_text(x) for x in await self.redis.smembers(f"inc:area:{supply_area}")))
+        rows = await self.db.fetch(_AREA_INCIDENTS, (supply_area,))
+        return await self.incidents([row["incident_id"] for row in rows])
 
     async def incident_ids(self, *, open_only: bool, start: int = 0, stop: int = 99) -> list[str]:
-        """Incident ids, newest first."""
-        return [_text(x) for x in await self.redis.zrevrange("inc:open" if open_only else "inc:all", start, stop)]
+        """Incident ids, newest first (positions start..stop, inclusive)."""
+        where = "WHERE resolved_at IS NULL" if open_only else ""
+        rows = await self.db.fetch(f"SELECT incident_id FROM incidents {where}"
+                                   " ORDER BY first_call_at DESC, incident_id DESC OFFSET %s LIMIT %s",
+                                   (start, max(0, stop - start + 1)))
+        return [row["incident_id"] for row in rows]
+
+
+def index_condition(name: str) -> tuple[str, tuple[Any, ...]]:
+    """The SQL condition (over ``tickets``) and parameters of an index name (`TicketStore.index`)."""
+    condition, params, _ = _where(name)
+    return condition, params
+
+
+class _Stale(Exception):
+    """A guarded UPDATE found another version (raised inside the transaction to roll it back)."""
+
+    def __init__(self, kind: str, key: str, expected: int) -> None:
+        super().__init__(f"{kind} {key}: not at {expected}")
+        self.kind, self.key, self.expected = kind, key, expected
 
 
 def _check_geo(lon: float | None, lat: float | None) -> None:
-    """CoordinateError for a pair GEOSEARCH would refuse (a read that slipped past the boundary)."""
+    """CoordinateError for a pair no point can be (a read that slipped past the boundary)."""
     if lon is not None and lat is not None and not geo_pair_ok(float(lon), float(lat)):
         raise CoordinateError("lon", f"invalid longitude,latitude pair {lon},{lat}")
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -131,12 +131,9 @@ def info_from_record(record: Mapping[str, Any]) -> CrewInfo:
 
 async def field_tickets(tickets: TicketStore) -> dict[str, list[Ticket]]:
     """Tickets in field states (dispatched … on site) by crew id."""
-    numbers: list[str] = []
-    for state in FIELD_STATES:
-        numbers += await tickets.index(f"state:{state.value}")
     out: dict[str, list[Ticket]] = {}
-    for record in await tickets.get_many(numbers):
-        if record is not None and record.ticket.crew_id and record.ticket.state in FIELD_STATES:
+    for record in await tickets.in_states(FIELD_STATES):
+        if record.ticket.crew_id:
             out.setdefault(record.ticket.crew_id, []).append(record.ticket)
     return out
 

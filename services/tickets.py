@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from center.store_tickets import CreateReads, GuardFailed, IncidentWrite, TicketRecord, TicketStore, TicketWrite
+from center.store_tickets import (
+    CreateReads, Extra, GuardFailed, IncidentWrite, TicketRecord, TicketStore, TicketWrite, index_condition,
+)
 from command import grouping, repeats
 from command.coordinates import ServiceArea, check_optional_point
 from command.errors import Conflict, TicketNotFound, ValidationError
@@ -32,7 +34,6 @@ from services.ticket_alarms import (  # noqa: F401  (consume_alarms is re-export
     PROACTIVE_TITLES, AlarmEventError, SensorSite, alarm_key, alarm_time, consume_alarms,
     parse_alarm_event, proactive_kind, sensor_sites,
 )
-from services.ticket_views import left_share
 
 _LOOKUP_CATEGORIES = ("water", "power", "gas", "heating", "drainage")
 _RESERVED_ARGS = frozenset({"ticket", "action", "actor", "now", "expected_version"})
@@ -251,16 +252,17 @@ class TicketManager:
                 self._note_incident_writes(incident_writes)
                 return CreateResult(record, False, None if incident is None else incident.incident_id)
             except GuardFailed as exc:
-                if exc.key.startswith("tkt:alarm:") or attempt == _RETRIES - 1:
+                if exc.key.startswith("alarm:") or attempt == _RETRIES - 1:
                     raise
         raise AssertionError("unreachable")
 
     # ------------------------------------------------------------------------------ actions
     async def act(self, number: str, action: str, args: Mapping[str, Any], actor: Actor, *,
-                  expected_version: int | None) -> TicketRecord:
+                  expected_version: int | None, extra: Sequence[Extra] = ()) -> TicketRecord:
         """Perform a lifecycle action (`command.tickets.apply`) and store it atomically; a stale
         `expected_version` raises Conflict. Without `expected_version` (notes and system actions not
-        tied to what a user saw) a concurrent change is absorbed: re-read and apply again."""
+        tied to what a user saw) a concurrent change is absorbed: re-read and apply again. `extra`
+        joins the save's transaction (`TicketStore.save`), e.g. the 110 outbox row the change decides."""
         bad = sorted(set(args) & _RESERVED_ARGS)
         if bad:
             raise ValidationError(bad[0], "reserved name")
@@ -272,10 +274,10 @@ class TicketManager:
             return apply(previous.ticket, action, actor=actor, now=self.clock(),
                          expected_version=expected_version, **dict(args))
 
-        return await self._change(number, change, retry=expected_version is None)
+        return await self._change(number, change, retry=expected_version is None, extra=extra)
 
     async def _change(self, number: str, change: Callable[[TicketRecord], tuple[Ticket, AuditEvent]], *,
-                      retry: bool = True) -> TicketRecord:
+                      retry: bool = True, extra: Sequence[Extra] = ()) -> TicketRecord:
         """Read a ticket, change it, save the change atomically; with `retry`, a concurrent change
         (Conflict) re-reads and applies again, up to _RETRIES times."""
         for attempt in range(_RETRIES if retry else 1):
@@ -283,7 +285,7 @@ class TicketManager:
             ticket, event = change(previous)
             record = self._record(ticket, previous.meta)
             try:
-                await self.store.save([TicketWrite(record, [event], previous)])
+                await self.store.save([TicketWrite(record, [event], previous)], extra=extra)
                 return record
             except Conflict:
                 if not retry or attempt == _RETRIES - 1:
@@ -410,59 +412,26 @@ class TicketManager:
             raise ValidationError("color", "must be red, orange or blue")
         now_s = self.clock().timestamp()
         if actor.role is Role.CREW:
-            numbers = await self.store.crew_tickets(actor.crew_id or "")
-            return await self._ranked(numbers, now_s, offset, limit, state)
+            condition, params = "crew_id = %s", [actor.crew_id or ""]
+            if state not in (None, "open"):
+                condition, params = condition + " AND state = %s", params + [state]
+            return await self.store.ranked(now_s, condition=condition, params=params, offset=offset, limit=limit)
         if phone:
-            numbers = await self.store.index(f"phone:{normalize_phone(phone)}")
-            return await self._page_newest(numbers, offset, limit, state)
+            condition, params = index_condition(f"phone:{normalize_phone(phone)}")
+            if state == "open":
+                condition += " AND open"
+            elif state is not None:
+                condition, params = condition + " AND state = %s", (*params, state)
+            return await self.store.newest(condition=condition, params=params, offset=offset, limit=limit)
         if color is not None:
-            numbers = await self.store.index(f"color:{color}")
+            condition, params = index_condition(f"color:{color}")
         elif state in (None, "open") and sort == "time_left":
-            return await self._queue(now_s, offset, limit)
+            return await self.store.queue_page(now_s, offset, limit)
         else:
-            numbers = await self.store.index("open" if state in (None, "open") else f"state:{state}")
+            condition, params = index_condition("open" if state in (None, "open") else f"state:{state}")
         if sort == "time_left" and (state in (None, "open") or State(state) in OPEN_STATES):
-            return await self._ranked(numbers, now_s, offset, limit, None)
-        return await self._page_newest(numbers, offset, limit, None)
-
-    async def _page_newest(self, numbers: list[str], offset: int, limit: int,
-                           state: str | None) -> tuple[list[TicketRecord], int]:
-        records = [r for r in await self.store.get_many(numbers) if r is not None]
-        if state is not None:
-            records = [r for r in records if (r.ticket.state in OPEN_STATES if state == "open" else r.ticket.state.value == state)]
-        return records[offset:offset + limit], len(records)
-
-    async def _ranked(self, numbers: list[str], now_s: float, offset: int, limit: int,
-                      state: str | None) -> tuple[list[TicketRecord], int]:
-        rows = await self.store.queue_rows(numbers)
-        order = sorted(rows, key=lambda n: (left_share(rows[n][2], now_s)[0], rows[n][0], rows[n][1], n))
-        if state is not None:
-            records = [r for r in await self.store.get_many(order) if r is not None]
-            records = [r for r in records if state == "open" or r.ticket.state.value == state]
-            return records[offset:offset + limit], len(records)
-        page = order[offset:offset + limit]
-        return [r for r in await self.store.get_many(page) if r is not None], len(order)
-
-    async def _queue(self, now_s: float, offset: int, limit: int) -> tuple[list[TicketRecord], int]:
-        """The open queue from the heads of the per-limit deadline zsets (see store_tickets)."""
-        need = offset + limit
-        # A ticket has at most 3 open timed stages (pool: dispatch, arrive, resolve; dispatched:
-        # accept, arrive, resolve), so the first 3 × need entries of each zset hold the page.
-        heads = await self.store.queue_heads(3 * need)
-        best: dict[str, float] = {}
-        for limit_s, entries in heads.items():
-            for number, _, deadline in entries:
-                share = (deadline - now_s) / limit_s
-                if share < best.get(number, math.inf):
-                    best[number] = share
-        ranked = sorted(best, key=best.__getitem__)[:need + 32]
-        rows = await self.store.queue_rows(ranked)
-        ranked = sorted(rows, key=lambda n: (best[n], rows[n][0], rows[n][1], n))[:need]
-        if len(ranked) < need:
-            ranked += await self.store.untimed_open(0, need - len(ranked) - 1)
-        page = ranked[offset:offset + limit]
-        total = await self.store.open_count()
-        return [r for r in await self.store.get_many(page) if r is not None], total
+            return await self.store.ranked(now_s, condition=condition, params=params, offset=offset, limit=limit)
+        return await self.store.newest(condition=condition, params=params, offset=offset, limit=limit)
 
     async def callbacks(self, *, limit: int = 100) -> list[TicketRecord]:
         """Resolved tickets awaiting their callback, longest waiting first."""
@@ -562,12 +531,12 @@ def service_area_of(city: Any, configured: str = "") -> ServiceArea | None:
     return None
 
 
-async def build_manager(redis: Any, city: Any = None, *, service_area: str = "", **kwargs: Any) -> TicketManager:
-    """A TicketManager over a Redis client and, when given, a loaded `gis.layers.City` (its
-    lookup and sensor registry are built off the event loop); the save script is loaded.
+async def build_manager(db: Any, redis: Any, city: Any = None, *, service_area: str = "",
+                        **kwargs: Any) -> TicketManager:
+    """A TicketManager over the process's `center.db.Database` and Redis client and, when given, a
+    loaded `gis.layers.City` (its lookup and sensor registry are built off the event loop).
     `service_area`: the ``SERVICE_AREA`` setting (empty: the city's extent with a margin)."""
-    store = TicketStore(redis)
-    await store.load_scripts()
+    store = TicketStore(db, redis)
     if city is None:
         return TicketManager(store, None, service_area=ServiceArea.parse(service_area), **kwargs)
     return await asyncio.to_thread(TicketManager.for_city, store, city, service_area=service_area, **kwargs)

@@ -64,7 +64,7 @@ async def build(store: Store, settings: Any, city: Any = None, *, tickets: Ticke
     city = getattr(city, "city", city)
     if tickets is None:
         kwargs = {} if clock is None else {"clock": clock}
-        tickets = await build_manager(store.redis, city, service_area=getattr(settings, "SERVICE_AREA", ""), **kwargs)
+        tickets = await build_manager(store.db, store.redis, city, service_area=getattr(settings, "SERVICE_AREA", ""), **kwargs)
     dstore = DispatchStore(store.redis)
     graph = await asyncio.to_thread(road_graph, city, settings.data_dir / "cache")
     crews = CrewRegistry(crews_from_city(city), store, dstore, tickets.store)

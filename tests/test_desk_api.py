@@ -112,8 +112,7 @@ async def api(tmp_path, redis_url, database_url):
     await webapp.bootstrap_accounts(store, settings, demo=True)
     await store.put_user("crew2", {"role": "crew", "crew_id": "C02", "display": "抢修二班", "active": "1",
                                    "hash": accounts.hash_password(PASSWORD)}, only_new=True)
-    tickets = TicketStore(store.redis)
-    await tickets.load_scripts()
+    tickets = TicketStore(store.db, store.redis)
     manager = TicketManager(tickets, None, clock=lambda: T0)
     services = Services(settings=settings, store=store, city=_city(), extra={"tickets": manager})
     server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))

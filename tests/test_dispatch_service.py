@@ -129,8 +129,7 @@ async def api(tmp_path, redis_url, database_url):
     settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD, ACCEPT_TIMEOUT_S=180.0)
     store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
-    tickets = TicketStore(store.redis)
-    await tickets.load_scripts()
+    tickets = TicketStore(store.db, store.redis)
     manager = TicketManager(tickets, None, clock=clock)
     parts = await build(store, settings, river_city(), tickets=manager, clock=clock)
     services = Services(settings=settings, store=store,

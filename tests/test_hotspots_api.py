@@ -66,8 +66,7 @@ async def _serve(tmp_path: Path, redis_url: str, database_url: str, city, *, kpi
     await webapp.bootstrap_accounts(store, settings, demo=True)
     await store.put_user("crew2", {"role": "crew", "crew_id": "C02", "display": "抢修二班", "active": "1",
                                    "hash": accounts.hash_password(PASSWORD)}, only_new=True)
-    tickets = TicketStore(store.redis)
-    await tickets.load_scripts()
+    tickets = TicketStore(store.db, store.redis)
     lookup = SpatialLookup(city)
     clock = Clock(T0)
     manager = TicketManager(tickets, lookup, sensors=sensor_sites(city, lookup), clock=clock)

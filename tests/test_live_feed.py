@@ -60,7 +60,7 @@ async def _write_sensor_events(store: Store, events: list[dict]) -> None:
 
 
 async def test_ticket_and_alarm_changes_arrive_as_ordered_typed_deltas_after_a_snapshot(feed):
-    manager = await build_manager(feed.store.redis)
+    manager = await build_manager(feed.store.db, feed.store.redis)
     first = await manager.create({"channel": "phone", "category": "water", "type": "repair", "urgency": "urgent",
                                   "description": "路面冒水", "caller_phone": "13800001111", "lon": 119.75,
                                   "lat": 36.38}, DISPATCHER)
@@ -107,7 +107,7 @@ async def test_ticket_and_alarm_changes_arrive_as_ordered_typed_deltas_after_a_s
 
 
 async def test_a_closed_ticket_is_sent_with_open_false_and_left_out_of_the_next_snapshot(feed):
-    manager = await build_manager(feed.store.redis)
+    manager = await build_manager(feed.store.db, feed.store.redis)
     created = await manager.create({"channel": "phone", "category": "other", "type": "consultation",
                                     "description": "咨询停水时间", "caller_phone": "13800003333"}, DISPATCHER)
     console = Console()

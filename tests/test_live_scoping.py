@@ -92,8 +92,7 @@ async def api(tmp_path, redis_url, database_url):
     await store.put_user("crew2", {"role": "crew", "display": "抢修二班", "crew_id": "C02", "active": "1",
                                    "hash": accounts.hash_password(PASSWORD)})
     await store.replace_sensor_registry(SENSORS)
-    tickets = TicketStore(store.redis)
-    await tickets.load_scripts()
+    tickets = TicketStore(store.db, store.redis)
     manager = TicketManager(tickets, None, clock=clock)
     city = river_city()
     parts = await build(store, settings, city, tickets=manager, clock=clock)

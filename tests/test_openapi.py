@@ -118,7 +118,7 @@ async def api(tmp_path, redis_url, database_url, city):
     settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
     store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
-    manager = await build_manager(store.redis, city.city)
+    manager = await build_manager(store.db, store.redis, city.city)
     services = Services(settings=settings, store=store, city=city, extra={"tickets": manager})
     app = webapp.make_app(services, cookie_secret="test-secret")
     server = tornado.httpserver.HTTPServer(app)

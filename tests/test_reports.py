@@ -165,8 +165,7 @@ async def app(tmp_path, redis_url, database_url, city):  # noqa: F811
     settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
     store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
-    tickets = TicketStore(store.redis)
-    await tickets.load_scripts()
+    tickets = TicketStore(store.db, store.redis)
     clock = Clock(T0)
     lookup = SpatialLookup(city)
     manager = TicketManager(tickets, lookup, sensors=sensor_sites(city, lookup), clock=clock)
@@ -326,15 +325,14 @@ async def test_an_unreadable_audit_entry_is_logged_counted_and_skipped(app):
     assert app.kpi.counters["bad_events"] == 1
 
 
-async def test_the_service_survives_redis_going_away_and_catches_up_after(tmp_path, city):  # noqa: F811
+async def test_the_service_survives_redis_going_away_and_catches_up_after(tmp_path, city, database_url):  # noqa: F811
     port = free_port()
     redis_proc = start_redis(tmp_path / "r", port=port)
     url = f"redis://127.0.0.1:{port}/0"
     # Redis errors reach the KPI service after ~1 s of retries (a web request's client waits 5 s)
-    store = Store.from_url(url, patience_s=1.0)
+    store = Store.from_url(url, database_url, patience_s=1.0)
     clock = Clock(T0)
-    tickets = TicketStore(store.redis)
-    await tickets.load_scripts()
+    tickets = TicketStore(store.db, store.redis)
     driver = Driver(TicketManager(tickets, SpatialLookup(city), clock=clock), clock)
     kpi = KpiService(store.redis, block_ms=100, retry_s=0.1)
     await kpi.start()

@@ -177,7 +177,7 @@ async def _serve(settings: Settings, redis_url: str, mqtt_url: str, sockets: lis
     services.health = health_reporter(services, mqtt_url)
     from services.tickets import build_manager
 
-    services.extra["tickets"] = await build_manager(store.redis, getattr(city, "city", city),
+    services.extra["tickets"] = await build_manager(store.db, store.redis, getattr(city, "city", city),
                                                     service_area=settings.SERVICE_AREA)
     from services.worker import build as build_dispatch
 

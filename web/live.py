@@ -87,7 +87,7 @@ class LiveFeed:
                  vehicle_crews: Mapping[str, Mapping[str, Any]] | None = None,
                  clock: Callable[[], float] = time.time, zone: tzinfo = ZoneInfo("Asia/Shanghai")):
         self.store = store
-        self.tickets = TicketStore(store.redis)
+        self.tickets = TicketStore(store.db, store.redis)
         self.fleet = FleetStore(store.redis)
         self.batch_s = batch_ms / 1000.0
         self.stale_s = stale_s

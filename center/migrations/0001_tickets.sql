@@ -38,6 +38,8 @@ CREATE INDEX tickets_color_open ON tickets (color, created_at) WHERE open;
 CREATE INDEX tickets_point_open ON tickets (lat, lon) WHERE open AND lat IS NOT NULL;
 CREATE INDEX tickets_callbacks ON tickets (resolved_at) WHERE state IN ('resolved', 'callback');
 CREATE INDEX tickets_unit_created ON tickets (unit_id, created_at);
+CREATE INDEX tickets_police_open ON tickets (created_at) WHERE open AND police_kind IS NOT NULL;
+CREATE INDEX tickets_supervise_open ON tickets (created_at) WHERE open AND (color = 'red' OR supervised);
 
 -- Every change of every ticket, never deleted: the audit trail and the source of the KPIs.
 CREATE TABLE ticket_events (
@@ -49,6 +51,7 @@ CREATE TABLE ticket_events (
 );
 CREATE INDEX ticket_events_number ON ticket_events (number, id);
 CREATE INDEX ticket_events_at ON ticket_events (at);
+CREATE INDEX ticket_events_reopen ON ticket_events (number) WHERE action = 'reopen';
 
 -- The open timed stages of open tickets (the dispatcher's queue: share of the limit left).
 CREATE TABLE ticket_stages (
@@ -91,9 +94,11 @@ CREATE TABLE alarm_tickets (
 CREATE TABLE client_actions (
     action_id   text PRIMARY KEY,
     applied_to  text NOT NULL,
-    at          timestamptz NOT NULL DEFAULT now()
+    at          timestamptz NOT NULL DEFAULT now(),
+    expires_at  timestamptz NOT NULL DEFAULT now() + interval '1 day'
 );
 CREATE INDEX client_actions_at ON client_actions (at);
+CREATE INDEX client_actions_expires ON client_actions (expires_at);
 
 -- The transactional outbox: one row per ticket write, in the write's transaction; the relay
 -- (center/outbox.py) copies rows in id order to Redis (stream tkt:changes, channel live:tickets)

@@ -393,7 +393,7 @@ class CrewDetail(CrewHandler):
             raise ApiError(400, "validation_error", "active must be true or false", field="active")
         members = await self.check_members(body)
         had = (await self.members_of()).get(crew_id, [])
-        if active is False and crew_id in await field_tickets(TicketStore(self.store.redis)):
+        if active is False and crew_id in await field_tickets(TicketStore(self.store.db, self.store.redis)):
             raise ApiError(409, "crew_busy", f"crew {crew_id} has tickets in the field; reassign them first")
 
         def build(current: dict[str, Any] | None) -> dict[str, Any]:
