@@ -23,7 +23,9 @@ Keys (``{id}`` is a vehicle, user, service or token id):
   JSON ``{topic, at, count}``): vehicles not in the fleet registry whose messages the ingest kept
   aside, capped to the newest VEHICLE_UNKNOWN_MAX ids (both trimmed together).
 - ``trk:{id}:{hour}`` string: the track of one UTC hour, packed 20-byte records (see TRACK_RECORD),
-  appended; ``trkidx:{id}`` sorted set of the hours present. Both expire after the retention.
+  appended; ``trkidx:{id}`` sorted set of the hours present. Both expire after the retention;
+  the archiver copies each closed hour into PostgreSQL first, and reads merge the two
+  (``center.store_tracks``).
 - ``svc:{name}`` string with TTL: a service's heartbeat (JSON), read by /healthz.
 - ``user:{name}`` hash: account; ``session:{sha256 of token}`` string with TTL: login session
   (the key holds a SHA-256 of the token, never the token: ``center.store_login``).
@@ -67,6 +69,7 @@ from center import redis_client
 from center.db import Database
 from center.fixpack import NONE8, NONE16, TRACK_RECORD, fix_text, pack_fix, prepare  # noqa: F401 (re-exported)
 from center.store_login import LoginStoreMixin, session_key  # noqa: F401 (re-exported)
+from center.store_tracks import TrackStore
 from center.store_sensors import (ALARM_ACKS, ALARM_EVENTS, ALARM_EVENTS_MAX, LIVE_ALARMS,  # noqa: F401 (re-exported)
                                  REGISTRY_FIELDS, SensorStoreMixin, alarm_fields, alarm_view, sensor_view)
 
@@ -383,22 +386,9 @@ class Store(SensorStoreMixin, LoginStoreMixin):
         return [(vid, float(dist)) for vid, dist in rows]
 
     async def track(self, vehicle_id: str, since: float, until: float) -> list[dict[str, Any]]:
-        """Track fixes of a vehicle with since <= t <= until (UTC epoch s), in time order."""
-        hours = [int(h) for h in await self.redis.zrangebyscore(
-            f"trkidx:{vehicle_id}", int(since // 3600), int(until // 3600))]
-        if not hours:
-            return []
-        raw_client = self.redis.client()  # same pool; bytes needed for packed records
-        pipe = raw_client.pipeline(transaction=False)
-        for hour in hours:
-            pipe.execute_command("GET", f"trk:{vehicle_id}:{hour}", NEVER_DECODE=True)
-        blobs = await pipe.execute()
-        out: list[dict[str, Any]] = []
-        for hour, blob in zip(hours, blobs):
-            if blob:
-                out.extend(f for f in unpack_track(hour, blob) if since <= f["t"] <= until)
-        out.sort(key=lambda f: f["t"])
-        return out
+        """Track fixes of a vehicle with since <= t <= until (UTC epoch s), in time order: the
+        archive and the live hours merged (`center.store_tracks.TrackStore.track`)."""
+        return await TrackStore(self.db, self.redis).track(vehicle_id, since, until)
 
     async def vehicle_counters(self) -> dict[str, dict[str, int]]:
         """Counters of every vehicle."""

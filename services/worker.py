@@ -12,6 +12,7 @@ Tasks, all stopped by one event:
   them reach ``tkt:changes`` (the web processes run one too; one works at a time);
 - the timers every ESCALATION_CHECK_S (`services.dispatch_timers.DispatchTimers.tick`);
 - the 110 outbox sender (`PoliceLink.run`) when POLICE_URL and POLICE_SECRET are set;
+- the track archiver (`services.track_archiver`): closed track hours from Redis into PostgreSQL;
 - a heartbeat ``svc:dispatch``.
 """
 from __future__ import annotations
@@ -41,6 +42,7 @@ from services.dispatch import DispatchManager, is_creation, road_graph
 from services.dispatch_timers import DispatchTimers
 from services.police_link import PoliceLink, Send
 from services.tickets import TicketManager, build_manager, consume_alarms
+from services.track_archiver import TrackArchiver
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +171,9 @@ async def serve(settings: Any, redis_url: str, mqtt_url: str, city: Any, stop: a
              asyncio.create_task(_heartbeat(store, parts, stop))]
     if parts.police.outbound_enabled:
         tasks.append(asyncio.create_task(parts.police.run(stop)))
+    if store.db is not None:  # closed track hours into the archive (services.track_archiver says why here)
+        archiver = TrackArchiver(store, archive_days=settings.TRACK_ARCHIVE_DAYS)
+        tasks.append(asyncio.create_task(archiver.run(stop)))
     if settings.DATABASE_URL:  # leftover ticket changes to Redis (one relay works across processes)
         tasks.append(asyncio.create_task(ChangeRelay(settings.DATABASE_URL, store.redis).run(stop)))
     try:

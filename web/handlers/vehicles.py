@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from center.store_admin import FleetStore
 from command.tickets import Actor, Role, visible_to
 from web.base import ApiError, BaseHandler
+from center.store_tracks import TrackStore
 from web.handlers.tickets import count_refused
 from web.openapi_schemas import I, S, arr, obj, op
 
@@ -90,7 +91,8 @@ class VehicleDetail(BaseHandler):
 
 
 class VehicleTrack(BaseHandler):
-    """GET /api/vehicles/<id>/track?since=&until=: fixes in time order (default: last hour)."""
+    """GET /api/vehicles/<id>/track?since=&until=: fixes in time order (default: last hour), from
+    the archive and the live hours alike (`center.store_tracks`)."""
 
     def on_finish(self) -> None:
         """Count a refused request (`web.handlers.tickets.count_refused`)."""
@@ -106,9 +108,10 @@ class VehicleTrack(BaseHandler):
             raise ApiError(400, "bad_time", "since is after until")
         if until - since > MAX_TRACK_RANGE_S:
             raise ApiError(400, "bad_time", f"at most {MAX_TRACK_RANGE_S // 86_400} days of track per request")
-        fixes = await self.store.track(vehicle_id, since, until)
-        for fix in fixes:
-            fix["time"] = iso(fix["t"])
+        try:  # the archive (PostgreSQL) and the live hours (Redis), merged
+            fixes = await TrackStore(self.store.db, self.store.redis).track(vehicle_id, since, until, with_time=True)
+        except psycopg.OperationalError as exc:
+            raise ApiError(503, "database_unavailable", "the track archive is unavailable; try again shortly") from exc
         self.write_json({"vehicle_id": vehicle_id, "since": iso(since), "until": iso(until),
                          "count": len(fixes), "fixes": fixes})
 
