@@ -1,16 +1,23 @@
-"""The tickets area of the store on a real Redis: atomic writes with their audit events, version
-conflicts, indexes kept in step, guards that write nothing, and the queue order of the limits."""
+"""The tickets area of the record on a real PostgreSQL (and Redis for the publication): one
+transaction per write with its audit events, version conflicts, guards and a failing extra that
+write nothing, the daily numbers, the queue order of the limits, and the changes published after
+COMMIT (or left in the outbox when Redis is down)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from datetime import datetime, timedelta, timezone
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 
 from center.db import Database
-from center.store_tickets import GuardFailed, IncidentWrite, TicketStore, TicketWrite
+from center.servers import free_port
+from center.store_tickets import (
+    CHANGES_STREAM, LIVE_TICKETS, GuardFailed, IncidentWrite, TicketStore, TicketWrite, publish_changes,
+)
 from command.errors import Conflict, InvalidTransition
 from command.grouping import open_incident
 from command.limits import queue_key
@@ -166,3 +173,131 @@ async def test_queue_order_is_the_order_of_command_limits_queue_key(store, seed,
     page, total = await manager.list(DISPATCHER, limit=limit, offset=offset)
     assert total == 60
     assert [r.ticket.number for r in page] == [t.number for t in expected[offset:offset + limit]]
+
+
+async def _rows(store: TicketStore) -> dict[str, int]:
+    """Row counts of the tables a ticket write touches."""
+    out = {}
+    for table in ("tickets", "ticket_events", "ticket_stages", "incidents", "alarm_tickets", "ticket_changes"):
+        out[table] = (await store.db.fetchone(f"SELECT count(*) AS n FROM {table}"))["n"]
+    return out
+
+
+async def _create(store: TicketStore, number: str = "GD20261122-0001", **kwargs) -> TicketWrite:
+    manager = TicketManager(store, None, clock=Clock(T0))
+    ticket, event = new_ticket(_call(number), now=T0, actor=AGENT)
+    write = TicketWrite(manager._record(ticket, {}), [event], **kwargs)
+    await store.save([write])
+    return write
+
+
+async def test_a_stale_version_is_a_conflict_with_the_actual_version_and_writes_nothing(store):
+    first = await _create(store)
+    manager = TicketManager(store, None, clock=Clock(T0))
+    moved, event = apply(first.record.ticket, "review", actor=DISPATCHER, now=T0 + timedelta(minutes=1))
+    await store.save([TicketWrite(manager._record(moved, {}), [event], first.record)])
+    before = await _rows(store)
+    again, event2 = apply(first.record.ticket, "cancel", actor=DISPATCHER, now=T0 + timedelta(minutes=2),
+                          reason="误报")
+    with pytest.raises(Conflict) as err:  # written against version 1, the stored one is 2
+        await store.save([TicketWrite(manager._record(again, {}), [event2], first.record)])
+    assert (err.value.number, err.value.expected, err.value.actual) == ("GD20261122-0001", 1, 2)
+    assert await _rows(store) == before
+    assert (await store.get("GD20261122-0001")).ticket.state.value == "reviewed"
+
+
+async def test_an_alarm_is_claimed_by_one_ticket_only(store):
+    await _create(store, "GD20261122-0001", alarm_key="S01:1")
+    assert await store.alarm_ticket("S01:1") == "GD20261122-0001"
+    before = await _rows(store)
+    with pytest.raises(GuardFailed) as err:
+        await _create(store, "GD20261122-0002", alarm_key="S01:1")
+    assert err.value.key == "alarm:S01:1" and err.value.actual == "GD20261122-0001"
+    assert await _rows(store) == before and await store.get_many(["GD20261122-0002"]) == [None]
+
+
+async def test_an_incident_write_against_an_old_revision_fails_its_guard(store):
+    ticket, _ = new_ticket(_call("GD20261122-0001"), now=T0, actor=AGENT)
+    incident = open_incident("INC20261122-0001", ticket)
+    await store.save([], [IncidentWrite(incident, 1)])
+    later = dataclasses.replace(incident, last_call_at=T0 + timedelta(minutes=5))
+    await store.save([], [IncidentWrite(later, 2, incident)])
+    with pytest.raises(GuardFailed) as err:  # a second writer that read revision 1
+        await store.save([], [IncidentWrite(dataclasses.replace(incident, suspected_asset="T9"), 2, incident)])
+    assert err.value.key == "incident:INC20261122-0001" and err.value.actual == "2"
+    found, rev = await store.incident("INC20261122-0001")
+    assert rev == 2 and found == later
+    assert await store.area_incidents(incident.supply_area) == [(later, 2)]
+
+
+async def test_a_failing_extra_leaves_no_ticket_event_stage_or_change(store):
+    seen = []
+
+    async def outbox(conn):
+        await conn.execute("INSERT INTO day_sequences (kind, day, last) VALUES ('probe', '2026-11-22', 7)")
+        seen.append((await (await conn.execute("SELECT count(*) FROM tickets")).fetchone())[0])
+
+    async def broken(conn):
+        raise RuntimeError("the other store refused")
+
+    manager = TicketManager(store, None, clock=Clock(T0))
+    ticket, event = new_ticket(_call("GD20261122-0001"), now=T0, actor=AGENT)
+    with pytest.raises(RuntimeError):
+        await store.save([TicketWrite(manager._record(ticket, {}), [event])], extra=[outbox, broken])
+    assert seen == [1]  # the extra ran inside the transaction, after the ticket's rows
+    assert await _rows(store) == dict.fromkeys(await _rows(store), 0)
+    assert await store.db.fetch("SELECT * FROM day_sequences") == []
+    ids = await store.save([TicketWrite(manager._record(ticket, {}), [event])], extra=[outbox])
+    assert len(ids) == 1 and (await _rows(store))["tickets"] == 1
+    assert [r["last"] for r in await store.db.fetch("SELECT last FROM day_sequences WHERE kind = 'probe'")] == [7]
+
+
+async def test_the_daily_number_has_no_duplicate_under_concurrent_creates(store):
+    day = T0.date()
+    drawn = await asyncio.gather(*[store.next_number_seq(day) for _ in range(40)],
+                                 *[store.create_reads(day, phone="13812341234") for _ in range(40)])
+    seqs = [d if isinstance(d, int) else d.seq for d in drawn]
+    assert sorted(seqs) == list(range(1, 81))
+    assert await store.next_incident_seq(day) == 1  # its own sequence
+    assert await store.release_number_seq(day, 80) is True and await store.next_number_seq(day) == 80
+    assert await store.release_number_seq(day, 3) is False  # not the latest: a gap
+
+
+async def test_changes_are_published_after_commit_to_the_stream_and_the_channel(store):
+    pubsub = store.redis.pubsub()
+    await pubsub.subscribe(LIVE_TICKETS)
+    await pubsub.get_message(timeout=1)  # the subscribe confirmation
+    await _create(store)
+    entries = await store.redis.xrange(CHANGES_STREAM)
+    assert [fields for _, fields in entries] == [
+        {"number": "GD20261122-0001", "version": "1", "action": "create", "state": "new"}]
+    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
+    assert orjson.loads(message["data"]) == [
+        {"number": "GD20261122-0001", "version": 1, "action": "create", "state": "new"}]
+    assert (await _rows(store))["ticket_changes"] == 0  # published: the outbox row is gone
+    await pubsub.aclose()
+
+
+async def test_changes_stay_in_the_outbox_when_redis_is_down(database_url):
+    port = free_port()  # a Redis nobody listens on
+    dead = aioredis.from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=0.5)
+    db = Database(database_url)
+    try:
+        store = TicketStore(db, dead)
+        write = await _create(store)  # the request does not fail after COMMIT
+        assert store.counters["publish_failed"] == 1
+        rows = await db.fetch("SELECT number, version, action, state FROM ticket_changes")
+        assert rows == [{"number": "GD20261122-0001", "version": 1, "action": "create", "state": "new"}]
+        assert (await store.get("GD20261122-0001")).ticket == write.record.ticket
+    finally:
+        await db.close()
+        await dead.aclose()
+
+
+async def test_publish_changes_sends_leftover_rows_for_the_relay(store):
+    await store.db.execute("INSERT INTO ticket_changes (number, version, action, state)"
+                           " VALUES ('GD20261122-0009', 3, 'dispatch', 'dispatched')")
+    rows = await store.db.fetch("SELECT id, number, version, action, state FROM ticket_changes")
+    await publish_changes(store.redis, rows)
+    [(_, fields)] = await store.redis.xrange(CHANGES_STREAM)
+    assert fields == {"number": "GD20261122-0009", "version": "3", "action": "dispatch", "state": "dispatched"}
