@@ -1,4 +1,4 @@
-"""One entry point for every service: ``python -m center web|ingest|simulate|dispatch|demo|servers|city|kpi``."""
+"""One entry point for every service: ``python -m center web|ingest|simulate|dispatch|demo|servers|city|kpi|backup|restore``."""
 from __future__ import annotations
 
 import argparse
@@ -182,9 +182,13 @@ async def _demo(settings) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Parse the command and run it."""
     parser = argparse.ArgumentParser(prog="python -m center", description=__doc__)
-    parser.add_argument("command", choices=SERVICES + ("demo", "servers", "city", "kpi", "mqtt-auth"))
+    parser.add_argument("command", choices=SERVICES + ("demo", "servers", "city", "kpi", "mqtt-auth", "backup",
+                                                       "restore"))
     parser.add_argument("directory", nargs="?", default="",
-                        help="mqtt-auth: where to write mosquitto.passwd and mosquitto.acl")
+                        help="mqtt-auth: where to write mosquitto.passwd and mosquitto.acl; backup: the file to "
+                             "write (default DATA_DIR/backups/center-<time>.dump); restore: the file to read")
+    parser.add_argument("--force", action="store_true",
+                        help="restore: replace a database that holds data (drops its schema public first)")
     _kpi_arguments(parser)
     args = parser.parse_args(argv)
     try:
@@ -213,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_servers(settings))
         if args.command == "mqtt-auth":
             return _mqtt_auth(settings, args.directory)
+        if args.command in ("backup", "restore"):
+            from center.backup import command
+
+            return command(settings, args.command, args.directory, force=args.force)
         asyncio.run(_standalone(args.command, settings))
         return 0
     except StartupError as exc:

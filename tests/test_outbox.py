@@ -12,20 +12,10 @@ import pytest
 
 from center import redis_client
 from center.outbox import RELAY_LOCK_KEY, ChangeRelay
-from center.store_tickets import CHANGES_STREAM, LIVE_TICKETS
+from center.store_tickets import CHANGES_STREAM, LIVE_TICKETS, publish_changes
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(120)
-
-
-async def _contract_publish(client, rows):  # TRANSITIONAL until store_tickets.publish_changes lands
-    for row in rows:
-        await client.xadd(CHANGES_STREAM, {k: str(row[k]) for k in ("number", "version", "action", "state")})
-    await client.publish(LIVE_TICKETS, orjson.dumps([{k: row[k] for k in ("number", "version", "action", "state")}
-                                                     for row in rows]))
-
-from center import store_tickets  # noqa: E402
-PUBLISH = getattr(store_tickets, "publish_changes", _contract_publish)
 
 
 def leave_rows(url: str, changes: list[tuple[str, int, str, str]], age_s: float = 10.0) -> list[int]:
@@ -67,7 +57,7 @@ async def test_leftover_rows_are_published_in_id_order_and_deleted(redis_url, da
     client = redis_client.connect(redis_url)
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     await pubsub.subscribe(LIVE_TICKETS)
-    relay = ChangeRelay(database_url, client, publish=PUBLISH)
+    relay = ChangeRelay(database_url, client)
     try:
         leave_rows(database_url, CHANGES)
         fresh = leave_rows(database_url, [("GD20261206-3", 1, "create", "pool")], age_s=0)
@@ -88,7 +78,7 @@ async def test_leftover_rows_are_published_in_id_order_and_deleted(redis_url, da
 
 async def test_one_relay_at_a_time(redis_url, database_url):
     client = redis_client.connect(redis_url)
-    first, second = ChangeRelay(database_url, client, publish=PUBLISH), ChangeRelay(database_url, client, publish=PUBLISH)
+    first, second = ChangeRelay(database_url, client), ChangeRelay(database_url, client)
     try:
         assert await first.try_lock()
         assert not await second.try_lock()
@@ -105,7 +95,7 @@ async def test_rows_wait_while_redis_is_away(redis_url, database_url):
     away = redis_client.connect("redis://127.0.0.1:9/0", patience_s=0.2)  # nothing listens there
     client = redis_client.connect(redis_url)
     stop = asyncio.Event()
-    relay = ChangeRelay(database_url, away, publish=PUBLISH, poll_s=0.1, retry_s=0.1)
+    relay = ChangeRelay(database_url, away, poll_s=0.1, retry_s=0.1)
     task = asyncio.create_task(relay.run(stop))
     try:
         leave_rows(database_url, CHANGES)
@@ -124,7 +114,7 @@ async def test_rows_wait_while_redis_is_away(redis_url, database_url):
 async def test_relay_reconnects_when_postgres_drops_it(redis_url, database_url):
     client = redis_client.connect(redis_url)
     stop = asyncio.Event()
-    relay = ChangeRelay(database_url, client, publish=PUBLISH, poll_s=0.1, retry_s=0.1)
+    relay = ChangeRelay(database_url, client, poll_s=0.1, retry_s=0.1)
     task = asyncio.create_task(relay.run(stop))
     try:
         await wait_for(lambda: relay.holder, timeout=20)
@@ -157,14 +147,14 @@ async def test_dispatch_watcher_skips_repeated_versions_and_survives_a_wipe(redi
 
     monkeypatch.setattr(worker, "on_change", on_change)
     stop = asyncio.Event()
-    relay = ChangeRelay(database_url, client, publish=PUBLISH)
+    relay = ChangeRelay(database_url, client)
     task = asyncio.create_task(worker.watch_changes(SimpleNamespace(store=SimpleNamespace(redis=client)), stop,
                                                     block_ms=50))
     try:
         leave_rows(database_url, CHANGES)
         assert await relay.sweep() == 3
-        await PUBLISH(client, [{"number": "GD20261206-1", "version": 2, "action": "dispatch",
-                                "state": "dispatched"}])  # published twice (the writer and the relay)
+        await publish_changes(client, [{"number": "GD20261206-1", "version": 2, "action": "dispatch",
+                                        "state": "dispatched"}])  # published twice (the writer and the relay)
         await wait_for(lambda: len(handled) >= 3, timeout=20)
         await client.flushall()  # the consumer group and the stream are gone
         leave_rows(database_url, [("GD20261206-1", 3, "accept", "accepted")])

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 HANDLER_MODULES = (auth, health, pages, vehicles, layers, live, sensors, ingest_stats, tickets, desk, admin, openapi, dispatch_handlers, police_handlers, hotspots, reports, device_handlers)
 SERVICES_WATCHED = ("web", "ingest", "simulate", "dispatch")
+HEALTH_TIMEOUT_S = 2.0  # /healthz counts PostgreSQL down when SELECT 1 takes longer
 
 
 def make_app(services: Services, *, cookie_secret: str) -> tornado.web.Application:
@@ -83,12 +84,12 @@ async def bootstrap_accounts(store: Store, settings: Settings, *, demo: bool) ->
     return created
 
 
-def needed_down(redis_ok: bool, broker_ok: bool, svc: dict[str, dict[str, Any]]) -> list[str]:
-    """The components the center cannot work without that are down: Redis, the broker, the
-    ingest (no heartbeat, or its own status not ok: it lost the broker or Redis) and the dispatch
-    service (no heartbeat). The simulators are not among them. Without Redis the heartbeats
-    cannot be read: then only Redis (and the broker) are named."""
-    down = [name for name, ok in (("redis", redis_ok), ("broker", broker_ok)) if not ok]
+def needed_down(redis_ok: bool, broker_ok: bool, svc: dict[str, dict[str, Any]], postgres_ok: bool = True) -> list[str]:
+    """The components the center cannot work without that are down: PostgreSQL, Redis, the
+    broker, the ingest (no heartbeat, or its own status not ok: it lost the broker or Redis) and
+    the dispatch service (no heartbeat). The simulators are not among them. Without Redis the
+    heartbeats cannot be read: then only PostgreSQL, Redis and the broker are named."""
+    down = [name for name, ok in (("postgres", postgres_ok), ("redis", redis_ok), ("broker", broker_ok)) if not ok]
     if redis_ok:
         ingest = svc.get("ingest", {})
         if not ingest.get("ok") or ingest.get("status", "ok") != "ok":
@@ -98,11 +99,24 @@ def needed_down(redis_ok: bool, broker_ok: bool, svc: dict[str, dict[str, Any]])
     return down
 
 
+async def postgres_answers(db: Database | None, timeout_s: float = HEALTH_TIMEOUT_S) -> tuple[bool, str | None]:
+    """(ok, error) of a SELECT 1 through the process's pool within timeout_s; ok without a database."""
+    if db is None:
+        return True, None
+    try:
+        await asyncio.wait_for(db.fetchone("SELECT 1"), timeout_s)
+        return True, None
+    except Exception as exc:  # any failure is the answer (a timeout too)
+        return False, str(exc).strip() or type(exc).__name__
+
+
 def health_reporter(services: Services, mqtt_url: str):
-    """Build the /healthz function: Redis ping, broker reachability, service heartbeats; ``ok``
-    false and ``down`` naming what is missing when a component the center needs is down."""
+    """Build the /healthz function: PostgreSQL SELECT 1, Redis ping, broker reachability, service
+    heartbeats; ``ok`` false and ``down`` naming what is missing when a component the center needs
+    is down."""
     async def report() -> dict[str, Any]:
         started = time.perf_counter()
+        postgres = asyncio.ensure_future(postgres_answers(services.store.db))  # alongside the rest
         try:
             await asyncio.wait_for(services.store.redis.ping(), 2.0)
             redis_ok, redis_error = True, None
@@ -120,9 +134,11 @@ def health_reporter(services: Services, mqtt_url: str):
                       if b else {"ok": False}) for name, b in beats.items()}
         svc["web"] = {"ok": True, "pid": os.getpid(), "consoles": len(services.live.subscribers)
                       if services.live else 0}
-        ok = redis_ok and broker_ok and all(s["ok"] for s in svc.values())
-        down = needed_down(redis_ok, broker_ok, svc)
+        postgres_ok, postgres_error = await postgres
+        ok = postgres_ok and redis_ok and broker_ok and all(s["ok"] for s in svc.values())
+        down = needed_down(redis_ok, broker_ok, svc, postgres_ok)
         return {"ok": not down, "down": down, "status": "ok" if ok and not down else "degraded",
+                "postgres": {"ok": postgres_ok, "error": postgres_error},
                 "redis": {"ok": redis_ok, "error": redis_error},
                 "broker": {"ok": broker_ok}, "services": svc,
                 "checked_ms": round((time.perf_counter() - started) * 1000, 1)}

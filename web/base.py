@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 import orjson
+import psycopg
 import tornado.httputil
 import tornado.web
 
@@ -20,6 +21,10 @@ from center.store import Store
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "session"
+
+# PostgreSQL away, restarting, failing over (a read-only standby) or the pool out of time: a 503
+# (a psycopg OperationalError covers the lost connection, the pool's timeout and admin shutdown)
+DATABASE_UNAVAILABLE = (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction)
 
 SESSION_CACHE_S = 2.0
 """How long a session read from Redis is reused in this process. Bound: a logout or account change
@@ -246,6 +251,13 @@ class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
         if isinstance(e, redis_client.UNAVAILABLE) and not self._finished:  # restarting or loading
             log.warning("%s %s -> 503: Redis unavailable (%s)", self.request.method, self.request.uri, e)
             unavailable = ApiError(503, "redis_unavailable", "the data store is unavailable; try again shortly",
+                                   retry_after=2)
+            self.send_error(503, exc_info=(ApiError, unavailable, e.__traceback__))
+            return
+        if isinstance(e, DATABASE_UNAVAILABLE) and not self._finished:  # its transaction was not committed
+            log.warning("%s %s -> 503: PostgreSQL unavailable (%s)", self.request.method, self.request.uri,
+                        str(e).strip() or type(e).__name__)
+            unavailable = ApiError(503, "database_unavailable", "the database is unavailable; try again shortly",
                                    retry_after=2)
             self.send_error(503, exc_info=(ApiError, unavailable, e.__traceback__))
             return

@@ -1,4 +1,4 @@
-"""GET /healthz: the state of Redis, the broker and each service (no login: for monitors)."""
+"""GET /healthz: the state of PostgreSQL, Redis, the broker and each service (no login: for monitors)."""
 from __future__ import annotations
 
 from web.base import BaseHandler
@@ -6,7 +6,7 @@ from web.base import BaseHandler
 
 class Health(BaseHandler):
     """200 when every component the center needs is up; 503 when one is down, named in ``down``
-    (``redis``, ``broker``, ``ingest``, ``dispatch``). The body tells the state of each."""
+    (``postgres``, ``redis``, ``broker``, ``ingest``, ``dispatch``). The body tells the state of each."""
 
     async def prepare(self) -> None:
         """No session lookup: health must answer even when Redis is down."""
