@@ -23,6 +23,7 @@ import tornado.httpclient
 import tornado.httpserver
 import xmlschema
 
+from center.db import Database
 from center.servers import free_port
 from center.store import Store
 from center.store_dispatch import DispatchStore
@@ -311,3 +312,85 @@ async def test_cap_of_a_handover_validates_and_unknown_is_404(env):
     assert "燃气泄漏".encode() in xml and b"<msgType>Alert</msgType>" in xml
     other = await env.create(description="变压器旁有异响", category="power", phone="13900001111")
     assert (await env.call("GET", f"/api/tickets/{other}/cap"))[0] == 404
+
+
+async def test_a_redis_wipe_loses_no_outbox_entry_link_or_idempotency_reply(env):
+    number = await env.create()  # an emergency: its handover waits in the outbox (110 is down)
+    await wait_for(lambda: _pending(env, 1))
+    transfer = env.sim.make_transfer()
+    body, key = to_json(transfer), f"{transfer.police_incident_id}:transfer:1"
+    headers = _signed(body, at=env.clock.now, key=key)
+    code, reply = await env.call("POST", "/api/police/incidents", None, body, headers)
+    assert code == 200, reply
+    first = orjson.loads(reply)
+    await env.store.redis.flushall()
+    [(entry, extra)] = await env.link.store.outbox_pending()
+    assert (entry.ticket_number, extra["idempotency_key"]) == (number, f"{number}:handover:1")
+    assert await env.link.store.ticket_of_incident(transfer.police_incident_id) == first["ticket_number"]
+    assert (await env.link.store.police_ticket(first["ticket_number"]))["direction"] == "in"
+    assert (await env.call("POST", "/api/police/incidents", None, body, headers))[0] == 401  # nonce kept too
+    code, again = await env.call("POST", "/api/police/incidents", None, body,
+                                 _signed(body, at=env.clock.now, key=key))  # 110 resends: new nonce, same key
+    assert code == 200 and orjson.loads(again) == {**first, "duplicate": True}
+    assert await env.parts.tickets.store.open_count() == 2
+    await env.sim.set_mode("up")
+    await env.until_acked()
+    assert [r["idempotency_key"] for r in env.sim.received] == [f"{number}:handover:1"]
+    assert len(env.sim.accepted) == 1
+
+
+async def test_two_senders_racing_send_each_entry_once(env, redis_url, database_url):
+    await env.sim.set_mode("up")
+    numbers = [await env.create(description="变压器旁有异响", category="power", phone=f"1390000{i:04d}")
+               for i in range(4)]  # not emergencies: queued by hand below
+    for number in numbers:
+        await env.link.enqueue_handover(await env.parts.tickets.store.get(number), DISPATCHER_MANUAL, purpose="manual")
+    both_read = asyncio.Barrier(2)
+    sent: list[str] = []
+
+    class RacingStore(PoliceStore):
+        """Both senders read the same due entries before either leases one."""
+
+        async def outbox_pending(self):
+            pending = await super().outbox_pending()
+            await both_read.wait()
+            return pending
+
+    async def counting_send(url, body, headers, timeout_s):
+        sent.append(headers["Idempotency-Key"])
+        await asyncio.sleep(0.05)  # the other sender's pass runs meanwhile
+        return await http_send(url, body, headers, timeout_s)
+
+    other = Store.from_url(redis_url, database_url)  # a second dispatch worker: its own pool and Redis client
+    try:
+        links = [PoliceLink(RacingStore(db), DispatchStore(redis), env.parts.tickets, url=env.link.url,
+                            secret=SECRET.encode(), clock=env.clock, send=counting_send, timeout_s=3.0)
+                 for db, redis in ((env.store.db, env.store.redis), (other.db, other.redis))]
+        now = env.clock.advance(1)
+        acked = await asyncio.gather(*(link.run_once(now) for link in links))
+    finally:
+        await other.close()
+    assert sum(acked) == 4 and sorted(sent) == sorted(f"{n}:manual:1" for n in numbers)
+    assert sorted(r["idempotency_key"] for r in env.sim.received) == sorted(sent)
+    assert {r["outcome"] for r in env.sim.received} == {"accepted"}
+    assert await env.link.store.outbox_pending() == []
+
+
+async def test_postgresql_down_an_inbound_request_answers_503_and_writes_nothing(env):
+    number = await env.create(description="变压器旁有异响", category="power")
+    before = await env.timeline(number)
+    body = to_json(PoliceStatus(uuid.uuid4().hex, number, "JJ1", "received", env.clock.now, ""))
+    headers = _signed(body, at=env.clock.now, key="JJ1:status:1")
+    record_store = env.link.store
+    env.link.store = PoliceStore(Database(f"postgresql://center@127.0.0.1:{free_port()}/center", timeout_s=1.0))
+    try:
+        code, reply = await env.call("POST", "/api/police/status", None, body, headers)
+    finally:
+        await env.link.store.db.close()
+        env.link.store = record_store
+    assert code == 503 and orjson.loads(reply)["error"]["code"] == "database_unavailable"
+    assert await env.timeline(number) == before
+    assert await record_store.claim_inbound("JJ1:status:1") is None  # nothing was claimed: 110's retry is handled
+    await record_store.release_inbound("JJ1:status:1")
+    code, reply = await env.call("POST", "/api/police/status", None, body, headers)  # the same request, retried
+    assert code == 200, reply
