@@ -20,37 +20,17 @@ import asyncio
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterable
 
-import numpy as np
 import redis.asyncio as aioredis
 from psycopg import sql
 
 from center.db import Database
-from center.fixpack import NONE8, NONE16, TRACK_RECORD
+from center.fixpack import TRACK_RECORD
+from center.track_codec import decode_fixes
 
 RECORD = TRACK_RECORD.size  # 20 bytes a fix
 PARENT = "track_hours"
-_DTYPE = np.dtype([("ms", "<u4"), ("lat", "<i4"), ("lon", "<i4"), ("cms", "<u2"),
-                   ("crs", "<u2"), ("alt", "<i2"), ("q", "u1"), ("sats", "u1")])
 _PARTITION_LOCK = 0x747261636B73  # pg_advisory_xact_lock key of partition changes ("tracks")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-def _table(values: Iterable[Any]) -> np.ndarray:
-    """An object array of Python values, indexed by a packed field's code."""
-    values = list(values)
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out
-
-
-# The values of each packed field by code, computed once with the very expressions of
-# `center.store.unpack_track`, so that a vectorised read gives the same Python values.
-_SPEED = _table(None if c == NONE16 else round(c * 0.036, 4) for c in range(65536))
-_COURSE = _table(None if c == NONE16 else c / 100.0 for c in range(65536))
-_ALT = _table(None if a == -32768 else float(a) for a in range(-32768, 32768))  # index: alt + 32768
-_BYTE = _table(None if b == NONE8 else b for b in range(256))
-_FRACTION = ["Z"] + [f".{ms:03d}000Z" for ms in range(1, 1000)]  # ISO 8601 tail by ms of the second
-_FAST_ISO_LIMIT = 2 ** 32  # below, a float epoch second is exact to the microsecond (see _times)
 
 
 def whole(data: bytes | None) -> bytes:
@@ -80,51 +60,6 @@ def hour_start(hour: int) -> datetime:
 def partition_name(day: date) -> str:
     """The name of the partition holding a UTC day's hours."""
     return f"{PARENT}_{day:%Y%m%d}"
-
-
-def _iso(t: float) -> str:
-    """UTC epoch seconds as ISO 8601 UTC, as `web.handlers.vehicles.iso` spells it."""
-    return datetime.fromtimestamp(t, timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def _times(t: np.ndarray, base: np.ndarray, ms: np.ndarray) -> list[str]:
-    """ISO 8601 UTC of each fix time, spelt as `_iso` does: the whole seconds by numpy, then the
-    millisecond tail. A track time is the hour start plus whole milliseconds, which a float holds
-    to well under a microsecond below 2**32 s (year 2106); later times take `_iso` itself."""
-    if len(t) and float(base.max()) >= _FAST_ISO_LIMIT:
-        return [_iso(v) for v in t.tolist()]
-    seconds = (base.astype(np.int64) + (ms // 1000).astype(np.int64)).astype("datetime64[s]")
-    tails = [_FRACTION[f] for f in (ms % 1000).tolist()]
-    return [s + tail for s, tail in zip(np.datetime_as_string(seconds, unit="s").tolist(), tails)]
-
-
-def decode_fixes(hours: Iterable[tuple[int, bytes]], since: float, until: float, *,
-                 with_time: bool = False) -> list[dict[str, Any]]:
-    """The fixes of (hour, packed records) pairs with since <= t <= until, in time order (stable:
-    equal times keep their hour and record order), as `center.store.unpack_track` gives them;
-    with_time adds each fix's ``time`` (ISO 8601 UTC). Vectorised: a day of 1 Hz fixes a call."""
-    parts, bases = [], []
-    for hour, data in hours:
-        arr = np.frombuffer(data, dtype=_DTYPE, count=len(data) // RECORD)
-        parts.append(arr)
-        bases.append(np.full(len(arr), hour * 3600.0))
-    if not parts:
-        return []
-    rec, base = np.concatenate(parts), np.concatenate(bases)
-    t = base + rec["ms"].astype(np.float64) / 1000.0
-    keep = np.flatnonzero((since <= t) & (t <= until))
-    keep = keep[np.argsort(t[keep], kind="stable")]
-    rec, base, t = rec[keep], base[keep], t[keep]
-    columns = [t.tolist(), (rec["lat"].astype(np.float64) / 1e7).tolist(),
-               (rec["lon"].astype(np.float64) / 1e7).tolist(), _SPEED[rec["cms"]].tolist(),
-               _COURSE[rec["crs"]].tolist(), _ALT[rec["alt"].astype(np.int32) + 32768].tolist(),
-               _BYTE[rec["q"]].tolist(), _BYTE[rec["sats"]].tolist()]
-    if not with_time:
-        return [{"t": a, "lat": b, "lon": c, "speed_kmh": d, "course_deg": e, "alt_m": f, "quality": g,
-                 "sats": h} for a, b, c, d, e, f, g, h in zip(*columns)]
-    columns.append(_times(t, base, rec["ms"]))
-    return [{"t": a, "lat": b, "lon": c, "speed_kmh": d, "course_deg": e, "alt_m": f, "quality": g,
-             "sats": h, "time": i} for a, b, c, d, e, f, g, h, i in zip(*columns)]
 
 
 class TrackStore:
@@ -161,12 +96,15 @@ class TrackStore:
                     with_time: bool = False) -> list[dict[str, Any]]:
         """Fixes of a vehicle with since <= t <= until (UTC epoch s) in time order, from the archive
         and Redis merged (an hour in both counted once); with_time adds ISO 8601 ``time``."""
+        return decode_fixes(await self.hours(vehicle_id, since, until), since, until, with_time=with_time)
+
+    async def hours(self, vehicle_id: str, since: float, until: float) -> list[tuple[int, bytes]]:
+        """(hour, packed records) of the hours holding since..until, in hour order, from the
+        archive and Redis merged (`merge_records`)."""
         first, last = int(since // 3600), int(until // 3600)
         live, archived = await asyncio.gather(self.live_hours(vehicle_id, first, last),
                                               self.archived_hours(vehicle_id, first, last))
-        hours = sorted(set(live) | set(archived))
-        return decode_fixes(((h, merge_records(archived.get(h), live.get(h))) for h in hours),
-                            since, until, with_time=with_time)
+        return [(h, merge_records(archived.get(h), live.get(h))) for h in sorted(set(live) | set(archived))]
 
     # archiving --------------------------------------------------------------------------------
     async def closed_hours(self, vehicle_ids: list[str], first: int, last: int) -> dict[tuple[str, int], int]:

@@ -12,7 +12,8 @@ import pytest
 import tornado.httpclient
 
 from center.store import TRACK_RECORD, FixRecord, Store, unpack_track
-from center.store_tracks import TrackStore, decode_fixes, merge_records, partition_name
+from center.store_tracks import TrackStore, merge_records, partition_name
+from center.track_codec import decode_fixes, fixes_json
 from services.track_archiver import TrackArchiver
 from center.servers import free_port
 from tests.conftest import test_settings, wait_for
@@ -81,6 +82,15 @@ def test_vectorised_decoding_gives_what_unpack_track_and_iso_give(first_hour):
         fix["time"] = iso(fix["t"])
     got = decode_fixes(hours, since, until, with_time=True)
     assert orjson.dumps(got) == orjson.dumps(expected)
+    assert fixes_json(hours, since, until) == (len(expected), orjson.dumps(expected))  # the API's bytes
+
+
+def test_the_json_of_no_fixes_and_of_a_record_past_its_hour():
+    assert fixes_json([], 0.0, 1e9) == (0, b"[]")
+    hours = [(HOUR, TRACK_RECORD.pack(3_600_000, 1, 2, 3, 4, 5, 6, 7) + TRACK_RECORD.pack(5, 1, 2, 3, 4, 5, 6, 7))]
+    expected = decode_fixes(hours, 0.0, 1e10, with_time=True)
+    assert [f["t"] for f in expected] == [HOUR * 3600 + 0.005, HOUR * 3600 + 3600.0]
+    assert fixes_json(hours, 0.0, 1e10) == (2, orjson.dumps(expected))
 
 
 A, B, C = (TRACK_RECORD.pack(ms, 1, 2, 3, 4, 5, 6, 7) for ms in (1, 2, 3))
