@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -138,16 +140,53 @@ def backup(url: str, target: Path, say: Say = _say) -> Path:
     conninfo, env = client_args(url)
     say(f"backup of {describe(url)} into {target} ...")
     started = time.monotonic()
-    proc = subprocess.Popen([pg_server.tool("pg_dump"), "--format=custom", "--verbose", "--file", str(partial),
-                             "--dbname", conninfo], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env=env)
-    lines = _stream(proc, say, "dumping contents of table")
-    if proc.wait() != 0:
+    with subprocess.Popen([pg_server.tool("pg_dump"), "--format=custom", "--verbose", "--file", str(partial),
+                           "--dbname", conninfo], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, env=env) as proc:
+        lines = _stream(proc, say, "dumping contents of table")
+    if proc.returncode != 0:
         partial.unlink(missing_ok=True)
         raise BackupError(f"pg_dump failed (exit {proc.returncode}): {lines[-1] if lines else ''}")
     partial.replace(target)
     say(f"backup done: {target} ({target.stat().st_size / 1e6:.1f} MB in {time.monotonic() - started:.1f} s)")
     return target
+
+
+def _load(source: Path, conninfo: str, env: dict[str, str], first: str, say: Say) -> None:
+    """Feed pg_restore's SQL to psql between our own BEGIN and COMMIT. COMMIT is sent only when
+    pg_restore ended well; otherwise psql reaches the end of its input inside the transaction and
+    the server rolls all of it back (psql --single-transaction would commit a truncated dump)."""
+    restore_args = [pg_server.tool("pg_restore"), "--verbose", "--no-owner", "--no-acl", "--file", "-", str(source)]
+    psql_args = [pg_server.tool("psql"), "--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=1", "--dbname", conninfo]
+    with subprocess.Popen(psql_args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          env=env) as load, \
+            subprocess.Popen(restore_args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE) as dump:
+        assert load.stdin is not None and load.stderr is not None and dump.stdout is not None
+        lines: list[str] = []
+        progress = threading.Thread(target=lambda: lines.extend(_stream(dump, say, "processing data for table")),
+                                    name="pg_restore-progress", daemon=True)
+        progress.start()
+        errors: list[bytes] = []
+        collector = threading.Thread(target=lambda: errors.append(load.stderr.read()), name="psql-errors", daemon=True)
+        collector.start()
+        try:
+            load.stdin.write(f"BEGIN;\n{first}\n".encode())
+            shutil.copyfileobj(dump.stdout, load.stdin, 1 << 20)
+            if dump.wait() == 0:
+                load.stdin.write(b"COMMIT;\n")
+            load.stdin.close()
+        except BrokenPipeError:  # psql stopped at an error: the rest is not needed
+            dump.kill()
+        load.wait()
+        dump.wait()
+        progress.join()
+        collector.join()
+    message = b"".join(errors).decode("utf-8", "replace").strip()
+    if dump.returncode != 0 or load.returncode != 0:
+        reason = message or next((line for line in reversed(lines) if "error" in line), "") or \
+            f"pg_restore exit {dump.returncode}, psql exit {load.returncode}"
+        raise BackupError(f"restore failed, nothing was changed: {reason}")
 
 
 def restore(url: str, source: Path, *, force: bool = False, say: Say = _say) -> dict[str, int]:
@@ -173,22 +212,7 @@ def restore(url: str, source: Path, *, force: bool = False, say: Say = _say) -> 
     conninfo, env = client_args(url)
     say(f"restore of {source} into {describe(url)} (one transaction) ...")
     started = time.monotonic()
-    dump = subprocess.Popen([pg_server.tool("pg_restore"), "--verbose", "--no-owner", "--no-acl", "--file", "-",
-                             str(source)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    psql_args = [pg_server.tool("psql"), "--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=1", "--single-transaction",
-                 "--dbname", conninfo]
-    if replace:
-        psql_args += ["--command", REPLACE_SQL]
-    load = subprocess.Popen(psql_args + ["--file", "-"], stdin=dump.stdout, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env=env)
-    assert dump.stdout is not None
-    dump.stdout.close()  # psql holds it now; pg_restore sees a broken pipe if psql stops
-    lines = _stream(dump, say, "processing data for table")
-    errors = load.communicate()[1].decode("utf-8", "replace").strip()
-    if dump.wait() != 0 or load.returncode != 0:
-        raise BackupError("restore failed, nothing was changed: "
-                          + (errors or (lines[-1] if lines else f"pg_restore exit {dump.returncode}")))
+    _load(source, conninfo, env, REPLACE_SQL if replace else "", say)
     counts = table_rows(url)
     say(f"restore done in {time.monotonic() - started:.1f} s: "
         + ", ".join(f"{name} {count}" for name, count in counts.items()))
