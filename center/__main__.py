@@ -1,4 +1,4 @@
-"""One entry point for every service: ``python -m center web|ingest|simulate|dispatch|demo|servers|city|kpi|backup|restore``."""
+"""One entry point for every service: ``python -m center web|ingest|simulate|dispatch|demo|servers|city|kpi|backup|restore|migrate-redis``."""
 from __future__ import annotations
 
 import argparse
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the command and run it."""
     parser = argparse.ArgumentParser(prog="python -m center", description=__doc__)
     parser.add_argument("command", choices=SERVICES + ("demo", "servers", "city", "kpi", "mqtt-auth", "backup",
-                                                       "restore"))
+                                                       "restore", "migrate-redis"))
     parser.add_argument("directory", nargs="?", default="",
                         help="mqtt-auth: where to write mosquitto.passwd and mosquitto.acl; backup: the file to "
                              "write (default DATA_DIR/backups/center-<time>.dump); restore: the file to read")
@@ -223,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
             return command(settings, args.command, args.directory, force=args.force)
         asyncio.run(_standalone(args.command, settings))
         return 0
+        if args.command == "migrate-redis":
+            from center.migrate_redis import command as migrate_redis
+
+            return migrate_redis(settings)
     except StartupError as exc:
         logging.getLogger("center").error("%s", exc)
         return 1
