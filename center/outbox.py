@@ -35,6 +35,7 @@ version its writer published itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -122,9 +123,13 @@ class ChangeRelay:
                 return total
 
     async def close(self) -> None:
-        """Close the dedicated connection (which releases the lock)."""
-        conn, self._conn, self.holder = self._conn, None, False
+        """Release the lock and close the dedicated connection (a connection that ends releases
+        the lock too, but only once its server process has gone: a moment later)."""
+        conn, holder, self._conn, self.holder = self._conn, self.holder, None, False
         if conn is not None and not conn.closed:
+            if holder:
+                with contextlib.suppress(psycopg.Error):
+                    await conn.execute("SELECT pg_advisory_unlock(%s)", (RELAY_LOCK_KEY,))
             await conn.close()
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -4,7 +4,10 @@ Four Redis channels feed it:
 
 - ``live:vehicles`` (ingest): changed vehicle positions, coalesced per vehicle;
 - ``live:tickets`` (ticket store): ``{number, version, action, state}`` of every write; the feed
-  reads the ticket once and keeps its compact view (newest version wins);
+  reads the ticket once and keeps its compact view (newest version wins); a version already
+  read is skipped (delivery is at least once), and after a lost subscription (a Redis restart)
+  the open tickets are read again from the record (`resync_tickets`): what was published while
+  the feed was not listening is not lost;
 - ``live:alarms`` (sensor ingest): alarm events (raised, escalated, acknowledged, cleared...);
 - ``live:crews`` (the admin page): the fleet registry changed; the feed reloads the vehicle → crew
   mapping from it (also at every (re)subscription) and sends it whole in a ``crews`` frame.
@@ -23,7 +26,8 @@ Frames (JSON text)::
      "sensors": [...], "crews": {vehicle_id: {crew_id, crew_name}}, "today": {day, created, resolved}}
 
 ``today`` counts the tickets created and resolved on the center's current day: numbers carry
-the day they were created (GD<YYYYMMDD>-n), and every write is in the ``tkt:changes`` stream.
+the day they were created (GD<YYYYMMDD>-n); they are read from PostgreSQL once a day (the tickets
+numbered for the day, and those resolved since it began) and then follow the changes.
     {"type": "vehicles", "seq", "at", "vehicles": [{id, t, lat, lon, spd, crs} | {id, link}]}
     {"type": "tickets",  "seq", "at", "tickets": [compact ticket, ...], "today": {...}}  (closed: open=false)
     {"type": "alarms",   "seq", "at", "alarms": [alarm event, ...]}       (in publication order)
@@ -42,7 +46,7 @@ import orjson
 
 from center.store import LIVE_ALARMS, LIVE_VEHICLES, Store
 from center.store_admin import LIVE_CREWS, FleetStore
-from center.store_tickets import CHANGES_STREAM, LIVE_TICKETS, TicketRecord, TicketStore
+from center.store_tickets import LIVE_TICKETS, TicketRecord, TicketStore
 from command.tickets import OPEN_STATES
 from web.live_views import OFFICE_VIEW, Audience, Subscriber, View
 
@@ -103,6 +107,9 @@ class LiveFeed:
         self.view(OFFICE_VIEW)
         self._pending: dict[str, dict[str, Any]] = {}
         self._pending_tickets: dict[str, dict[str, Any]] = {}
+        self._versions: dict[str, int] = {}  # open ticket → the version last read (skips repeats)
+        self._lost = asyncio.Event()  # the subscription was lost: read the tickets again
+        self.resyncs = 0
         self._pending_alarms: list[dict[str, Any]] = []
         self._crews_changed = False
         self._tasks: list[asyncio.Task] = []
@@ -113,7 +120,8 @@ class LiveFeed:
     def start(self) -> None:
         """Start listening to Redis and ticking frames."""
         self._tasks = [asyncio.create_task(self._listen(), name="live-listen"),
-                       asyncio.create_task(self._tick(), name="live-tick")]
+                       asyncio.create_task(self._tick(), name="live-tick"),
+                       asyncio.create_task(self._resync_after_loss(), name="live-resync")]
 
     async def stop(self) -> None:
         """Stop the background tasks."""
@@ -203,22 +211,26 @@ class LiveFeed:
         return local.strftime("%Y%m%d"), start.timestamp()
 
     async def _load_today(self, now: float) -> None:
-        """Count today's created and resolved tickets from the changes stream (once a day)."""
+        """Count today's created and resolved tickets from the record (once a day): those numbered
+        for today, and those resolved since the day began (a Redis wipe takes nothing of it)."""
         day, start = self._day(now)
         if day == self._today_day:
             return
-        created, resolved = set(), set()
-        cursor = f"{int(start * 1000)}-0"
+        since = datetime.fromtimestamp(start, timezone.utc)
         prefix = f"GD{day}-"
-        while True:
-            entries = await self.store.redis.xrange(CHANGES_STREAM, min=cursor, count=5000)
-            for entry_id, fields in entries:
-                self._count_change(fields, prefix, created, resolved)
-            if len(entries) < 5000:
-                break
-            ms, n = entries[-1][0].split("-")
-            cursor = f"{ms}-{int(n) + 1}"
+        created = {n for n in await self._numbers_where("t.created_at >= %s", since) if n.startswith(prefix)}
+        resolved = set(await self._numbers_where("t.resolved_at >= %s", since))
         self._today_day, self._created_today, self._resolved_today = day, created, resolved
+
+    async def _numbers_where(self, condition: str, since: datetime, page: int = 5000) -> list[str]:
+        """Numbers of the tickets matching a condition of the ticket store's listing."""
+        numbers: list[str] = []
+        while True:
+            records, _ = await self.tickets.newest(condition=condition, params=(since,), offset=len(numbers),
+                                                   limit=page)
+            numbers.extend(r.ticket.number for r in records)
+            if len(records) < page:
+                return numbers
 
     @staticmethod
     def _count_change(change: Mapping[str, Any], prefix: str, created: set[str], resolved: set[str]) -> None:
@@ -268,14 +280,39 @@ class LiveFeed:
         self._pending_alarms.extend(e for e in events if isinstance(e, dict) and e.get("alarm_id"))
 
     async def ticket_changes(self, summaries: list[dict[str, Any]]) -> None:
-        """Read the tickets named by change summaries and queue their compact views."""
-        summaries = [s for s in summaries if isinstance(s, dict) and "number" in s]
+        """Read the tickets named by change summaries and queue their compact views; a version
+        already read is skipped (delivery is at least once: `center.outbox`)."""
+        summaries = [s for s in summaries if isinstance(s, dict) and "number" in s
+                     and int(s.get("version") or 0) > self._versions.get(s["number"], 0)]
+        if not summaries:
+            return
         await self._load_today(self.clock())
         for change in summaries:
             self._count_change(change, f"GD{self._today_day}-", self._created_today, self._resolved_today)
         numbers = list(dict.fromkeys(s["number"] for s in summaries))
-        records = await self.tickets.get_many(numbers)
-        self.accept_tickets([compact_ticket(r) for r in records if r is not None])
+        self._read_tickets(await self.tickets.get_many(numbers))
+
+    def _read_tickets(self, records: Iterable[TicketRecord | None]) -> None:
+        """Queue the compact views of tickets read from the store, remembering the version read
+        of each open one (a closed ticket is forgotten: a repeat of it only resends its end)."""
+        views = [compact_ticket(r) for r in records if r is not None]
+        for view in views:
+            if view["open"]:
+                self._versions[view["number"]] = max(view["version"], self._versions.get(view["number"], 0))
+            else:
+                self._versions.pop(view["number"], None)
+        self.accept_tickets(views)
+
+    async def resync_tickets(self) -> int:
+        """After the subscription was lost (a Redis restart or wipe), changes published meanwhile
+        never came: read the open tickets and those this feed knows as open again from the
+        store, and queue each whose version is not the one read last. The number queued."""
+        known = dict(self._versions)
+        numbers = list(dict.fromkeys([*await self.tickets.index("open", stop=SNAPSHOT_TICKETS - 1), *known]))
+        records = [r for r in await self.tickets.get_many(numbers)
+                   if r is not None and r.ticket.version != known.get(r.ticket.number)]
+        self._read_tickets(records)
+        return len(records)
 
     async def reload_crews(self) -> bool:
         """Take the vehicle → crew mapping from the fleet registry (the one given is kept while the
@@ -347,11 +384,17 @@ class LiveFeed:
 
     async def _listen(self) -> None:
         backoff = 0.5
+        subscribed_before = False
         while True:
             pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(LIVE_VEHICLES, LIVE_TICKETS, LIVE_ALARMS, LIVE_CREWS)
                 await self.reload_crews()  # changes made while not subscribed
+                if subscribed_before:  # ticket changes published while not subscribed: from the record
+                    self._lost.set()
+                subscribed_before = True
+                # the client's retry reconnects and resubscribes by itself, silently: hear of it
+                pubsub.connection.register_connect_callback(self._reconnected)
                 backoff = 0.5
                 async for message in pubsub.listen():
                     try:
@@ -371,6 +414,29 @@ class LiveFeed:
                     await pubsub.aclose()
                 except Exception:
                     pass
+
+
+    def _reconnected(self, connection: Any) -> None:
+        """The subscription's connection was made again (a connect callback of the Redis client)."""
+        self._lost.set()
+
+    async def _resync_after_loss(self) -> None:
+        """After each loss of the subscription: the crews and the tickets again from the record."""
+        while True:
+            await self._lost.wait()
+            self._lost.clear()
+            try:
+                await self.reload_crews()
+                self.resyncs += 1
+                log.info("live feed: subscription lost and regained; %d tickets read again",
+                         await self.resync_tickets())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the record or Redis still away: try again shortly
+                self.errors += 1
+                log.warning("live feed: catching up after a lost subscription failed (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+                self._lost.set()
 
 
 def decode_client_message(raw: str | bytes) -> dict[str, Any] | None:
