@@ -51,7 +51,8 @@ import redis
 from bench.common import emit, percentile, progress
 from bench.mqtt_raw import RawPublisher, topic_prefix
 from center.mqtt import MqttClient
-from center.servers import start_broker, start_redis
+from center.servers import start_broker, start_postgres, start_redis
+from center.db import migrate
 from center.settings import load
 
 VEHICLES = 5000
@@ -83,26 +84,25 @@ def fleet_ids(count: int) -> list[str]:
     return [f"V{i:05d}" for i in range(count)]
 
 
-def register_fleet(redis_url: str, count: int) -> None:
-    """Register the fleet's vehicles in the fleet registry (as an administrator would), so the
-    ingest takes their messages (it keeps aside those of vehicles not registered)."""
-    import redis.asyncio as aioredis
-
+def register_fleet(database_url: str, count: int) -> None:
+    """Register the fleet's vehicles in the fleet registry (PostgreSQL, as an administrator
+    would), so the ingest takes their messages (it keeps aside those of vehicles not registered)."""
+    from center.db import Database
     from center.store_admin import FleetStore
 
     async def register() -> None:
-        client = aioredis.from_url(redis_url)
+        db = Database(database_url, max_size=1)
         try:
-            await FleetStore(client).register_bare_vehicles(fleet_ids(count), by="bench", at=time.time())
+            await FleetStore(db).register_bare_vehicles(fleet_ids(count), by="bench", at=time.time())
         finally:
-            await client.aclose()
+            await db.close()
     asyncio.run(register())
 
 
-def _fresh(r: redis.Redis, redis_url: str, count: int) -> None:
-    """An empty Redis but for the registered fleet of ``count`` vehicles."""
+def _fresh(r: redis.Redis, database_url: str, count: int) -> None:
+    """An empty Redis, and the fleet of ``count`` vehicles registered (in PostgreSQL)."""
     r.flushall()
-    register_fleet(redis_url, count)
+    register_fleet(database_url, count)
 
 
 class Fleet:
@@ -311,7 +311,7 @@ def _throughput(settings_values, redis_url, mqtt_url, r, *, baseline: str | None
     (bigger batches cost less a message): the figure is the rate at which more offered brings no
     more written. ``baseline``: None for our ingest, else the minimal loop with that reader
     (`_baseline`)."""
-    _fresh(r, redis_url, VEHICLES)
+    _fresh(r, settings_values["DATABASE_URL"], VEHICLES)
     if baseline:
         consumer = _start(_baseline, redis_url, mqtt_url, baseline)
         time.sleep(1.5)
@@ -371,7 +371,7 @@ def _throughput(settings_values, redis_url, mqtt_url, r, *, baseline: str | None
 
 
 def _latency(settings_values, redis_url, mqtt_url, r) -> list[float]:
-    _fresh(r, redis_url, VEHICLES)
+    _fresh(r, settings_values["DATABASE_URL"], VEHICLES)
     sensors = 200
     rows = [{"sensor_id": f"S{i:03d}", "name": f"bench {i}", "kind": "pressure", "quantity": "pressure",
              "unit": "MPa", "period_s": 3600, "high_warning": 0.55, "high_critical": 0.65} for i in range(sensors)]
@@ -417,7 +417,7 @@ def _latency(settings_values, redis_url, mqtt_url, r) -> list[float]:
 
 
 def _rss(settings_values, redis_url, mqtt_url, r) -> tuple[float, float]:
-    _fresh(r, redis_url, RSS_VEHICLES)
+    _fresh(r, settings_values["DATABASE_URL"], RSS_VEHICLES)
     ingest = _start(_run_ingest, settings_values, redis_url, mqtt_url)
     _wait(lambda: _heartbeat(r).get("mqtt_ok"), 30, "ingest start")
     used_before = r.info("memory")["used_memory"]
@@ -461,7 +461,7 @@ def _cpu_per_message(settings_values, redis_proc, broker, r, *, baseline: bool =
     minimal loop with our reader) taking CPU_RATE msg/s for CPU_S seconds (after 4 s to settle):
     steadier than the sustained rate, and it shows where a message's cost goes (consumer, Redis,
     broker, publisher)."""
-    _fresh(r, redis_proc.url, VEHICLES)
+    _fresh(r, settings_values["DATABASE_URL"], VEHICLES)
     if baseline:
         consumer = _start(_baseline, redis_proc.url, broker.url, "fast")
         time.sleep(1.5)
@@ -502,6 +502,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     redis_proc = start_redis(tmp / "redis")
     broker = start_broker(tmp / "broker")
+    postgres = start_postgres(tmp / "pg")
+    migrate(postgres.url)
     broker_name = broker.name
     progress(f"ingest_broker: {broker_name}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     import ingest.vehicles
@@ -509,7 +511,7 @@ def main() -> None:
 
     progress(f"ingest modules: {'compiled' if is_compiled(ingest.vehicles) else 'pure Python (no compiler: slower)'}")
     settings = load({"CONFIG_FILE": str(tmp / "absent.toml"), "DATA_DIR": str(tmp / "var"),
-                     "LOG_LEVEL": "WARNING", "TRACK_RETENTION_H": "1"})
+                     "LOG_LEVEL": "WARNING", "TRACK_RETENTION_H": "1", "DATABASE_URL": postgres.url})
     values = dict(settings.values)
     r = redis.Redis.from_url(redis_proc.url)
     try:
@@ -543,6 +545,7 @@ def main() -> None:
         r.close()
         broker.stop()
         redis_proc.stop()
+        postgres.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

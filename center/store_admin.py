@@ -1,124 +1,55 @@
-"""The administration area of the store: the fleet registry (crews and vehicles), the admin
-audit trail, crew shifts (kept where dispatch reads them), and ending a disabled user's sessions.
+"""The administration area of the store, in PostgreSQL: the fleet registry (crews and vehicles),
+crew shifts, the admin audit trail, and audited account changes; in Redis only the announcement
+of a registry change and the ending of a disabled user's sessions.
 
-Fleet registry (the system of record for crews and vehicles; the city's ``crews`` layer only
-seeds it: a crew or vehicle the registry does not know yet is added once, never overwritten):
+Tables (center/migrations/0002_fleet.sql), owned here:
 
-- ``fleet:crews`` hash crew id → JSON ``{crew_id, crew_name, unit_id, station_id, skills: [...],
-  vehicle_id | null, active, source: "city"|"admin", updated_at (epoch s), updated_by}``.
-- ``fleet:vehicles`` hash vehicle id → JSON ``{vehicle_id, plate, kind, unit_id, active, source,
-  updated_at, updated_by}``.
-- ``fleet:assigned`` hash vehicle id → crew id: which crew holds a vehicle (one crew each).
-- ``fleet:plates`` hash plate → vehicle id: plates are unique.
-- ``fleet:rev`` integer, incremented by every change: readers (dispatch's crew registry, the live
-  feed) reload when it moved. Pub/sub ``live:crews`` carries the new revision at each change.
-- ``admin:audit`` stream (capped at about 100,000): one entry per administrative change, fields
-  ``at`` (epoch s), ``by``, ``role``, ``action`` (``crew.create``, ``vehicle.update``,
-  ``user.create``, ``shift.set``...), ``target`` and ``changes`` (JSON ``{field: [old, new]}``).
-  Crew and vehicle writes append theirs in the same script as the change.
+- ``vehicles`` (vehicle_id, plate, kind, unit_id, active, source, version, updated_at/by) and
+  ``crews`` (crew_id, crew_name, unit_id, station_id, skills, vehicle_id, active, source,
+  version, updated_at/by): the system of record for the fleet. The city's ``crews`` layer only
+  seeds it: a crew or vehicle the registry does not know yet is added once, never overwritten.
+  The database enforces the rules: a unique plate (``vehicles_plate``), one crew per vehicle
+  (``crews_one_per_vehicle``), a held vehicle known and active (``crews_vehicle_known``,
+  ``crews_vehicle_active``, which also refuses deactivating a held vehicle); refusals come back
+  as FleetRefused codes. A write names the version it read (optimistic concurrency).
+- ``crew_shifts`` (crew_id, on_shift, ends_at, set_by, set_at); a crew without a row is on shift.
+- ``fleet_revision``: one counter, incremented in the transaction of every crew or vehicle
+  change; readers (the ingest every 2 s, dispatch's crew registry, the live feed) reload when it
+  moved. After the COMMIT the new revision is published on the Redis channel ``live:crews``.
+- ``admin_audit`` (id, at, by, role, action, target, changes): one row per administrative change
+  (``crew.create``, ``vehicle.update``, ``user.create``, ``shift.set``, ``device.issue``...),
+  never trimmed, written in the transaction of the change it records.
 
-Elsewhere:
-
-- Shifts live in ``center.store_dispatch`` (``crews:shift``, one JSON entry per crew: on_shift,
-  ends_at, by, at); a crew without an entry is on shift. This module only presents them.
-- Accounts (``user:{name}``, ``user:names``) and sessions (``session:{token}``) belong to
-  ``center.store``; ``drop_sessions_of`` only scans the session keys that module defines, to log
-  a disabled user out everywhere at once.
+Accounts (``accounts``) belong to ``center.store_accounts``; ``AdminStore.put_account`` writes
+one with its audit row. Sessions (``session:*`` in Redis) belong to ``center.store_login``;
+``AdminStore.drop_sessions_of`` only scans them, to log a disabled user out everywhere at once.
 """
 from __future__ import annotations
 
-import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping
 
 import orjson
-import redis.asyncio as aioredis
+import psycopg
+from psycopg.types.json import Jsonb
+from redis.exceptions import RedisError
 
-from center.store_dispatch import DispatchStore
+from center import store_accounts
+from center.store_accounts import NoDatabase
+from center.db import Database
 
-CREWS, VEHICLES, ASSIGNED, PLATES, REVISION = "fleet:crews", "fleet:vehicles", "fleet:assigned", "fleet:plates", "fleet:rev"
-AUDIT = "admin:audit"
-AUDIT_MAX = 100_000
+log = logging.getLogger(__name__)
+
 LIVE_CREWS = "live:crews"
 
-# Shared tail of the write scripts: bump the revision, append the audit entry, announce.
-# ARGV[1..6]: at, by, role, action, target, changes JSON; ARGV[7]: audit maxlen; ARGV[8]: channel.
-_AUDIT_TAIL = r"""
-local rev = redis.call('INCR', KEYS[4])
-local id = redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], '*', 'at', ARGV[1], 'by', ARGV[2],
-  'role', ARGV[3], 'action', ARGV[4], 'target', ARGV[5], 'changes', ARGV[6])
-redis.call('PUBLISH', ARGV[8], rev)
-return {'ok', id, rev}
-"""
-
-# KEYS: crews, vehicles, assigned, revision, audit. ARGV[9..13]: crew id, the record as read
-# ('' when new), the new record, its vehicle id ('' none), the vehicle id it had ('' none).
-WRITE_CREW = r"""
-local cur = redis.call('HGET', KEYS[1], ARGV[9])
-if (cur or '') ~= ARGV[10] then return {'conflict'} end
-local new_v, old_v = ARGV[12], ARGV[13]
-if new_v ~= '' and new_v ~= old_v then
-  local v = redis.call('HGET', KEYS[2], new_v)
-  if not v then return {'unknown_vehicle', new_v} end
-  if cjson.decode(v).active == false then return {'vehicle_inactive', new_v} end
-  local holder = redis.call('HGET', KEYS[3], new_v)
-  if holder and holder ~= ARGV[9] then return {'vehicle_assigned', holder} end
-end
-if old_v ~= '' and old_v ~= new_v and redis.call('HGET', KEYS[3], old_v) == ARGV[9] then
-  redis.call('HDEL', KEYS[3], old_v)
-end
-if new_v ~= '' then redis.call('HSET', KEYS[3], new_v, ARGV[9]) end
-redis.call('HSET', KEYS[1], ARGV[9], ARGV[11])
-""" + _AUDIT_TAIL
-
-# KEYS: vehicles, plates, assigned, revision, audit. ARGV[9..13]: vehicle id, the record as read
-# ('' when new), the new record, its plate, the plate it had ('' for none); ARGV[14]: '1' when
-# the change deactivates the vehicle (refused while a crew holds it).
-WRITE_VEHICLE = r"""
-local cur = redis.call('HGET', KEYS[1], ARGV[9])
-if (cur or '') ~= ARGV[10] then return {'conflict'} end
-if ARGV[14] == '1' then
-  local holder = redis.call('HGET', KEYS[3], ARGV[9])
-  if holder then return {'vehicle_assigned', holder} end
-end
-if ARGV[12] ~= ARGV[13] then
-  local owner = ARGV[12] ~= '' and redis.call('HGET', KEYS[2], ARGV[12])
-  if owner and owner ~= ARGV[9] then return {'plate_taken', owner} end
-  if ARGV[13] ~= '' and redis.call('HGET', KEYS[2], ARGV[13]) == ARGV[9] then redis.call('HDEL', KEYS[2], ARGV[13]) end
-  if ARGV[12] ~= '' then redis.call('HSET', KEYS[2], ARGV[12], ARGV[9]) end
-end
-redis.call('HSET', KEYS[1], ARGV[9], ARGV[11])
-""" + _AUDIT_TAIL
-
-# KEYS: crews, vehicles, assigned, plates, revision, audit. ARGV[1]: JSON list of items
-# [crew id, crew JSON, crew JSON without vehicle, vehicle id or '', vehicle JSON or '', plate];
-# ARGV[2]: at; ARGV[3]: audit maxlen; ARGV[4]: channel. Adds what is unknown; returns the ids added.
-SEED = r"""
-local added = {}
-for _, item in ipairs(cjson.decode(ARGV[1])) do
-  local cid, crew, bare, vid, vehicle, plate = item[1], item[2], item[3], item[4], item[5], item[6]
-  if vid ~= '' and vehicle ~= '' and redis.call('HSETNX', KEYS[2], vid, vehicle) == 1 then
-    if plate ~= '' then redis.call('HSETNX', KEYS[4], plate, vid) end
-    table.insert(added, 'vehicle:' .. vid)
-  end
-  if redis.call('HEXISTS', KEYS[1], cid) == 0 then
-    if vid ~= '' and redis.call('HSETNX', KEYS[3], vid, cid) == 1 then
-      redis.call('HSET', KEYS[1], cid, crew)
-    else
-      redis.call('HSET', KEYS[1], cid, bare)
-    end
-    table.insert(added, 'crew:' .. cid)
-  end
-end
-if #added > 0 then
-  local rev = redis.call('INCR', KEYS[5])
-  redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[3], '*', 'at', ARGV[2], 'by', 'system', 'role', 'system',
-    'action', 'fleet.seed', 'target', 'city', 'changes', cjson.encode({added = added}))
-  redis.call('PUBLISH', ARGV[4], rev)
-end
-return added
-"""
+_VEHICLE_COLUMNS = "vehicle_id, plate, kind, unit_id, active, source, version, updated_at, updated_by"
+_CREW_COLUMNS = ("crew_id, crew_name, unit_id, station_id, skills, vehicle_id, active, source, version,"
+                 " updated_at, updated_by")
+_BUMP = ("INSERT INTO fleet_revision (singleton, rev) VALUES (true, 1)"
+         " ON CONFLICT (singleton) DO UPDATE SET rev = fleet_revision.rev + 1 RETURNING rev")
+_AUDIT = "INSERT INTO admin_audit (at, by, role, action, target, changes) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id"
 
 
 class FleetRefused(Exception):
@@ -142,160 +73,324 @@ class Audit:
     changes: Mapping[str, Any]
     at: float
 
-    def argv(self) -> list[Any]:
-        """The script arguments ARGV[1..8] of this entry."""
-        return [repr(self.at), self.by, self.role, self.action, self.target,
-                orjson.dumps(dict(self.changes)), AUDIT_MAX, LIVE_CREWS]
+
+def utc(epoch: float | None) -> datetime | None:
+    """An epoch time as an aware UTC datetime (None stays None)."""
+    return None if epoch is None else datetime.fromtimestamp(float(epoch), timezone.utc)
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def _epoch(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
 
 
-def _shift_view(entry: Mapping[str, Any] | None) -> dict[str, Any]:
+async def write_audit(conn: psycopg.AsyncConnection, entry: Audit) -> str:
+    """Insert an audit row on an open connection (the change's transaction); its id."""
+    cur = await conn.execute(_AUDIT, (utc(entry.at), entry.by, entry.role, entry.action, entry.target,
+                                      Jsonb(dict(entry.changes))))
+    return str((await cur.fetchone())[0])
+
+
+def vehicle_record(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``vehicles`` row as the registry's vehicle record."""
+    return {"vehicle_id": row["vehicle_id"], "plate": row["plate"], "kind": row["kind"], "unit_id": row["unit_id"],
+            "active": row["active"], "source": row["source"], "updated_at": _epoch(row["updated_at"]),
+            "updated_by": row["updated_by"]}
+
+
+def crew_record(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``crews`` row as the registry's crew record."""
+    return {"crew_id": row["crew_id"], "crew_name": row["crew_name"], "unit_id": row["unit_id"],
+            "station_id": row["station_id"], "skills": list(row["skills"] or ()), "vehicle_id": row["vehicle_id"],
+            "active": row["active"], "source": row["source"], "updated_at": _epoch(row["updated_at"]),
+            "updated_by": row["updated_by"]}
+
+
+def _crew_params(crew_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
+    return {"crew_id": crew_id, "crew_name": record["crew_name"], "unit_id": record.get("unit_id"),
+            "station_id": record.get("station_id"), "skills": list(record.get("skills") or ()),
+            "vehicle_id": record.get("vehicle_id") or None, "active": bool(record.get("active", True)),
+            "source": record.get("source") or "admin", "updated_at": utc(record.get("updated_at")),
+            "updated_by": record.get("updated_by") or ""}
+
+
+def _vehicle_params(vehicle_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
+    return {"vehicle_id": vehicle_id, "plate": record.get("plate") or "", "kind": record.get("kind") or "repair",
+            "unit_id": record.get("unit_id"), "active": bool(record.get("active", True)),
+            "source": record.get("source") or "admin", "updated_at": utc(record.get("updated_at")),
+            "updated_by": record.get("updated_by") or ""}
+
+
+_INSERT_CREW = ("INSERT INTO crews (crew_id, crew_name, unit_id, station_id, skills, vehicle_id, active, source,"
+                " updated_at, updated_by) VALUES (%(crew_id)s, %(crew_name)s, %(unit_id)s, %(station_id)s,"
+                " %(skills)s, %(vehicle_id)s, %(active)s, %(source)s, %(updated_at)s, %(updated_by)s)")
+_UPDATE_CREW = ("UPDATE crews SET crew_name = %(crew_name)s, unit_id = %(unit_id)s, station_id = %(station_id)s,"
+                " skills = %(skills)s, vehicle_id = %(vehicle_id)s, active = %(active)s, source = %(source)s,"
+                " updated_at = %(updated_at)s, updated_by = %(updated_by)s, version = version + 1"
+                " WHERE crew_id = %(crew_id)s AND version = %(version)s")
+_INSERT_VEHICLE = ("INSERT INTO vehicles (vehicle_id, plate, kind, unit_id, active, source, updated_at, updated_by)"
+                   " VALUES (%(vehicle_id)s, %(plate)s, %(kind)s, %(unit_id)s, %(active)s, %(source)s,"
+                   " %(updated_at)s, %(updated_by)s)")
+_UPDATE_VEHICLE = ("UPDATE vehicles SET plate = %(plate)s, kind = %(kind)s, unit_id = %(unit_id)s,"
+                   " active = %(active)s, source = %(source)s, updated_at = %(updated_at)s,"
+                   " updated_by = %(updated_by)s, version = version + 1"
+                   " WHERE vehicle_id = %(vehicle_id)s AND version = %(version)s")
+
+
+class FleetStore:
+    """The crews and vehicles registry, its revision, crew shifts and the admin audit trail."""
+
+    def __init__(self, db: Database | None, redis: Any = None) -> None:
+        self.db = db if db is not None else NoDatabase("the fleet registry")
+        self.redis = redis
+
+    async def revision(self) -> int:
+        """The registry's revision (0 before anything was stored)."""
+        row = await self.db.fetchone("SELECT rev FROM fleet_revision")
+        return 0 if row is None else int(row["rev"])
+
+    async def crews(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Every crew: id → (version read, record)."""
+        rows = await self.db.fetch(f"SELECT {_CREW_COLUMNS} FROM crews ORDER BY crew_id")
+        return {r["crew_id"]: (str(r["version"]), crew_record(r)) for r in rows}
+
+    async def vehicles(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Every vehicle: id → (version read, record)."""
+        rows = await self.db.fetch(f"SELECT {_VEHICLE_COLUMNS} FROM vehicles ORDER BY vehicle_id")
+        return {r["vehicle_id"]: (str(r["version"]), vehicle_record(r)) for r in rows}
+
+    async def vehicle_ids(self) -> set[str]:
+        """The ids of every registered vehicle."""
+        return {r["vehicle_id"] for r in await self.db.fetch("SELECT vehicle_id FROM vehicles")}
+
+    async def crew(self, crew_id: str) -> tuple[str, dict[str, Any]] | None:
+        """One crew as (version read, record), or None."""
+        row = await self.db.fetchone(f"SELECT {_CREW_COLUMNS} FROM crews WHERE crew_id = %s", (crew_id,))
+        return None if row is None else (str(row["version"]), crew_record(row))
+
+    async def vehicle(self, vehicle_id: str) -> tuple[str, dict[str, Any]] | None:
+        """One vehicle as (version read, record), or None."""
+        row = await self.db.fetchone(f"SELECT {_VEHICLE_COLUMNS} FROM vehicles WHERE vehicle_id = %s", (vehicle_id,))
+        return None if row is None else (str(row["version"]), vehicle_record(row))
+
+    async def assignments(self) -> dict[str, str]:
+        """vehicle id → the crew holding it."""
+        rows = await self.db.fetch("SELECT vehicle_id, crew_id FROM crews WHERE vehicle_id IS NOT NULL")
+        return {r["vehicle_id"]: r["crew_id"] for r in rows}
+
+    async def write_crew(self, crew_id: str, read: str, record: Mapping[str, Any], audit: Audit, *,
+                         members: Mapping[str, str] | None = None) -> int:
+        """Store a crew if it is still at the version ``read`` ('' for a new one), holding its
+        vehicle, with its audit entry, and move the accounts of ``members`` (name → crew id, ''
+        for none) in the same transaction; returns the new revision; FleetRefused when refused."""
+        params = _crew_params(crew_id, record)
+        try:
+            async with self.db.transaction() as conn:
+                if read:
+                    cur = await conn.execute(_UPDATE_CREW, {**params, "version": int(read)})
+                else:
+                    cur = await conn.execute(_INSERT_CREW + " ON CONFLICT (crew_id) DO NOTHING", params)
+                if cur.rowcount != 1:
+                    raise FleetRefused("conflict")
+                for name, moved_to in (members or {}).items():
+                    await store_accounts.upsert(conn, name, {"crew_id": moved_to})
+                revision = await self._changed(conn, audit)
+        except psycopg.errors.IntegrityError as exc:
+            raise await self._crew_refusal(exc, params["vehicle_id"] or "") from None
+        await self._announce(revision)
+        return revision
+
+    async def write_vehicle(self, vehicle_id: str, read: str, record: Mapping[str, Any], audit: Audit) -> int:
+        """Store a vehicle if it is still at the version ``read`` ('' for a new one); the database
+        keeps plates unique and refuses to deactivate a vehicle a crew holds; the new revision."""
+        params = _vehicle_params(vehicle_id, record)
+        try:
+            async with self.db.transaction() as conn:
+                if read:
+                    cur = await conn.execute(_UPDATE_VEHICLE, {**params, "version": int(read)})
+                else:
+                    cur = await conn.execute(_INSERT_VEHICLE + " ON CONFLICT (vehicle_id) DO NOTHING", params)
+                if cur.rowcount != 1:
+                    raise FleetRefused("conflict")
+                revision = await self._changed(conn, audit)
+        except psycopg.errors.IntegrityError as exc:
+            raise await self._vehicle_refusal(exc, vehicle_id, params["plate"]) from None
+        await self._announce(revision)
+        return revision
+
+    async def _changed(self, conn: psycopg.AsyncConnection, audit: Audit | None) -> int:
+        cur = await conn.execute(_BUMP)
+        revision = int((await cur.fetchone())[0])
+        if audit is not None:
+            await write_audit(conn, audit)
+        return revision
+
+    async def _announce(self, revision: int) -> None:
+        """Publish the committed revision on ``live:crews`` (readers also poll the revision)."""
+        if self.redis is None:
+            return
+        try:
+            await self.redis.publish(LIVE_CREWS, revision)
+        except (RedisError, OSError) as exc:
+            log.warning("fleet: revision %d committed but not announced on %s: %s", revision, LIVE_CREWS, exc)
+
+    async def _crew_refusal(self, exc: psycopg.errors.IntegrityError, vehicle_id: str) -> FleetRefused:
+        constraint = exc.diag.constraint_name or ""
+        if constraint == "crews_one_per_vehicle":
+            holder = await self.db.fetchone("SELECT crew_id FROM crews WHERE vehicle_id = %s", (vehicle_id,))
+            return FleetRefused("vehicle_assigned", holder["crew_id"] if holder else "")
+        if constraint in ("crews_vehicle_known", "crews_vehicle_active"):
+            found = await self.vehicle(vehicle_id)
+            return FleetRefused("unknown_vehicle" if found is None else "vehicle_inactive", vehicle_id)
+        if constraint == "crews_pkey":
+            return FleetRefused("conflict")
+        raise exc
+
+    async def _vehicle_refusal(self, exc: psycopg.errors.IntegrityError, vehicle_id: str, plate: str) -> FleetRefused:
+        constraint = exc.diag.constraint_name or ""
+        if constraint == "vehicles_plate":
+            owner = await self.db.fetchone("SELECT vehicle_id FROM vehicles WHERE plate = %s", (plate,))
+            return FleetRefused("plate_taken", owner["vehicle_id"] if owner else "")
+        if constraint == "crews_vehicle_active":
+            holder = await self.db.fetchone("SELECT crew_id FROM crews WHERE vehicle_id = %s", (vehicle_id,))
+            return FleetRefused("vehicle_assigned", holder["crew_id"] if holder else "")
+        if constraint == "vehicles_pkey":
+            return FleetRefused("conflict")
+        raise exc
+
+    async def register_bare_vehicles(self, ids: Iterable[str], *, by: str, at: float) -> list[str]:
+        """Register the ids the registry does not know yet as plain repair vehicles (no plate, no
+        unit), each with its audit row by ``by``, in one transaction: for test and bench fleets,
+        whose vehicles the ingest must take. Returns the ids added."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return []
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                "INSERT INTO vehicles (vehicle_id, kind, source, updated_at, updated_by)"
+                " SELECT id, 'repair', 'admin', %s, %s FROM unnest(%s::text[]) AS id"
+                " ON CONFLICT (vehicle_id) DO NOTHING RETURNING vehicle_id", (utc(at), by, wanted))
+            added = {r[0] for r in await cur.fetchall()}
+            if not added:
+                return []
+            await conn.execute(
+                "INSERT INTO admin_audit (at, by, role, action, target, changes)"
+                " SELECT %s, %s, 'admin', 'vehicle.create', 'vehicle:' || id, '{}'::jsonb"
+                " FROM unnest(%s::text[]) AS id", (utc(at), by, [v for v in wanted if v in added]))
+            revision = await self._changed(conn, None)
+        await self._announce(revision)
+        return [v for v in wanted if v in added]
+
+    async def seed(self, items: Iterable[tuple[Mapping[str, Any], Mapping[str, Any] | None]], at: float) -> list[str]:
+        """Add the (crew, vehicle) records the registry does not know yet, in one transaction (a
+        crew keeps its vehicle only when that is active and no other crew holds it); returns the
+        ids added (``crew:C01``, ``vehicle:V01``)."""
+        items = list(items)
+        if not items:
+            return []
+        added: list[str] = []
+        async with self.db.transaction() as conn:
+            for crew, vehicle in items:
+                if vehicle:
+                    cur = await conn.execute(_INSERT_VEHICLE + " ON CONFLICT DO NOTHING",
+                                             _vehicle_params(vehicle["vehicle_id"], vehicle))
+                    if cur.rowcount == 1:
+                        added.append(f"vehicle:{vehicle['vehicle_id']}")
+                params = _crew_params(crew["crew_id"], crew)
+                cur = await conn.execute(
+                    _INSERT_CREW.replace("%(vehicle_id)s", "(SELECT v.vehicle_id FROM vehicles v WHERE"
+                                         " v.vehicle_id = %(vehicle_id)s AND v.active AND NOT EXISTS"
+                                         " (SELECT 1 FROM crews c WHERE c.vehicle_id = v.vehicle_id))")
+                    + " ON CONFLICT DO NOTHING", params)
+                if cur.rowcount == 1:
+                    added.append(f"crew:{crew['crew_id']}")
+            if not added:
+                return []
+            revision = await self._changed(conn, Audit("system", "system", "fleet.seed", "city", {"added": added}, at))
+        await self._announce(revision)
+        return added
+
+    async def audit(self, entry: Audit) -> str:
+        """Record a change stored outside PostgreSQL (device credentials); returns its id."""
+        async with self.db.transaction() as conn:
+            return await write_audit(conn, entry)
+
+    async def audit_log(self, count: int = 100, before: str | None = None,
+                        target: str | None = None) -> list[dict[str, Any]]:
+        """The newest audit entries first (with an id below ``before``; only ``target``'s)."""
+        rows = await self.db.fetch(
+            "SELECT id, at, by, role, action, target, changes FROM admin_audit"
+            " WHERE (%(before)s::bigint IS NULL OR id < %(before)s::bigint)"
+            " AND (%(target)s::text IS NULL OR target = %(target)s::text) ORDER BY id DESC LIMIT %(count)s",
+            {"before": None if before is None else int(before), "target": target, "count": count})
+        return [{"id": str(r["id"]), "at": r["at"].timestamp(), "by": r["by"], "role": r["role"],
+                 "action": r["action"], "target": r["target"], "changes": r["changes"]} for r in rows]
+
+    # shifts -------------------------------------------------------------------------------------
+    async def shifts(self) -> dict[str, dict[str, Any]]:
+        """Shift entries by crew id, ``{on_shift, ends_at, by, at}`` (epoch s); crews without
+        one are on shift."""
+        rows = await self.db.fetch("SELECT crew_id, on_shift, ends_at, set_by, set_at FROM crew_shifts")
+        return {r["crew_id"]: {"on_shift": r["on_shift"], "ends_at": _epoch(r["ends_at"]), "by": r["set_by"],
+                               "at": _epoch(r["set_at"])} for r in rows}
+
+    async def set_shift(self, crew_id: str, on_shift: bool, ends_at: datetime | None, by: str, at: datetime,
+                        *, audit: Callable[[dict[str, Any], dict[str, Any]], Audit] | None = None,
+                        ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Put a crew on or off shift (optionally until ``ends_at``); with ``audit`` (a function of
+        the shift views before and after) its audit row in the same transaction. Returns the
+        views (before, after)."""
+        async with self.db.transaction() as conn:
+            cur = await conn.execute("SELECT on_shift, ends_at, set_by, set_at FROM crew_shifts"
+                                     " WHERE crew_id = %s FOR UPDATE", (crew_id,))
+            row = await cur.fetchone()
+            before = shift_view(None if row is None else {"on_shift": row[0], "ends_at": _epoch(row[1]),
+                                                          "by": row[2], "at": _epoch(row[3])})
+            await conn.execute(
+                "INSERT INTO crew_shifts (crew_id, on_shift, ends_at, set_by, set_at) VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (crew_id) DO UPDATE SET on_shift = EXCLUDED.on_shift, ends_at = EXCLUDED.ends_at,"
+                " set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at", (crew_id, bool(on_shift), ends_at, by, at))
+            after = shift_view({"on_shift": on_shift, "ends_at": _epoch(ends_at), "by": by, "at": _epoch(at)})
+            if audit is not None:
+                await write_audit(conn, audit(before, after))
+        return before, after
+
+
+def shift_view(entry: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A shift entry as shown: ``{on_shift, ends_at, by, at}`` (on shift when never set)."""
     entry = entry or {}
     ends, at = entry.get("ends_at"), entry.get("at")
     return {"on_shift": bool(entry.get("on_shift", True)), "ends_at": None if ends is None else float(ends),
             "by": entry.get("by") or None, "at": None if at is None else float(at)}
 
 
-def encode(record: Mapping[str, Any]) -> str:
-    """A registry record as stored (keys sorted, so equal records are equal strings)."""
-    return orjson.dumps(dict(record), option=orjson.OPT_SORT_KEYS).decode()
-
-
-class FleetStore:
-    """The crews and vehicles registry, its revision and the admin audit trail."""
-
-    def __init__(self, client: aioredis.Redis):
-        self.redis = client
-        self._write_crew = client.register_script(WRITE_CREW)
-        self._write_vehicle = client.register_script(WRITE_VEHICLE)
-        self._seed = client.register_script(SEED)
-
-    async def revision(self) -> int:
-        """The registry's revision (0 before anything was stored)."""
-        return int(await self.redis.get(REVISION) or 0)
-
-    async def crews(self) -> dict[str, tuple[str, dict[str, Any]]]:
-        """Every crew: id → (raw record, decoded record)."""
-        return {_text(k): (_text(v), orjson.loads(v)) for k, v in (await self.redis.hgetall(CREWS)).items()}
-
-    async def vehicles(self) -> dict[str, tuple[str, dict[str, Any]]]:
-        """Every vehicle: id → (raw record, decoded record)."""
-        return {_text(k): (_text(v), orjson.loads(v)) for k, v in (await self.redis.hgetall(VEHICLES)).items()}
-
-    async def crew(self, crew_id: str) -> tuple[str, dict[str, Any]] | None:
-        """One crew as (raw, decoded), or None."""
-        raw = await self.redis.hget(CREWS, crew_id)
-        return None if raw is None else (_text(raw), orjson.loads(raw))
-
-    async def vehicle(self, vehicle_id: str) -> tuple[str, dict[str, Any]] | None:
-        """One vehicle as (raw, decoded), or None."""
-        raw = await self.redis.hget(VEHICLES, vehicle_id)
-        return None if raw is None else (_text(raw), orjson.loads(raw))
-
-    async def assignments(self) -> dict[str, str]:
-        """vehicle id → the crew holding it."""
-        return {_text(k): _text(v) for k, v in (await self.redis.hgetall(ASSIGNED)).items()}
-
-    async def write_crew(self, crew_id: str, read: str, record: Mapping[str, Any], audit: Audit) -> int:
-        """Store a crew if it is still as ``read`` ('' for a new one), holding its vehicle, with its
-        audit entry; returns the new revision; FleetRefused when the registry refuses."""
-        before = orjson.loads(read).get("vehicle_id") if read else None
-        result = await self._write_crew(keys=[CREWS, VEHICLES, ASSIGNED, REVISION, AUDIT], args=[
-            *audit.argv(), crew_id, read, encode(record), record.get("vehicle_id") or "", before or ""])
-        return self._outcome(result)
-
-    async def write_vehicle(self, vehicle_id: str, read: str, record: Mapping[str, Any], audit: Audit) -> int:
-        """Store a vehicle if it is still as ``read`` ('' for a new one), keeping plates unique and
-        refusing to deactivate a vehicle a crew holds; returns the new revision."""
-        before = orjson.loads(read) if read else {}
-        deactivating = bool(before.get("active", True)) and not record.get("active", True) if read else False
-        result = await self._write_vehicle(keys=[VEHICLES, PLATES, ASSIGNED, REVISION, AUDIT], args=[
-            *audit.argv(), vehicle_id, read, encode(record), record["plate"], before.get("plate", ""),
-            "1" if deactivating else "0"])
-        return self._outcome(result)
-
-    async def register_bare_vehicles(self, ids: Iterable[str], *, by: str, at: float) -> list[str]:
-        """Register the ids the registry does not know yet as plain repair vehicles (no plate, no
-        unit), each with its audit event by ``by``: for test and bench fleets, whose vehicles the
-        ingest must take. Returns the ids added."""
-        known = set(await self.vehicles())
-        new = [vid for vid in dict.fromkeys(ids) if vid not in known]
-        for start in range(0, len(new), 500):  # a few hundred script calls at a time
-            await asyncio.gather(*(self.write_vehicle(
-                vid, "", {"vehicle_id": vid, "plate": "", "kind": "repair", "unit_id": None, "active": True,
-                          "source": "admin", "updated_at": at, "updated_by": by},
-                Audit(by, "admin", "vehicle.create", vid, {}, at)) for vid in new[start:start + 500]))
-        return new
-
-    @staticmethod
-    def _outcome(result: Sequence[Any]) -> int:
-        status = _text(result[0])
-        if status != "ok":
-            raise FleetRefused(status, _text(result[1]) if len(result) > 1 else "")
-        return int(result[2])
-
-    async def seed(self, items: Iterable[tuple[Mapping[str, Any], Mapping[str, Any] | None]], at: float) -> list[str]:
-        """Add the (crew, vehicle) records the registry does not know yet (a crew keeps its vehicle
-        only when no other crew holds it); returns the ids added (``crew:C01``, ``vehicle:V01``)."""
-        packed = []
-        for crew, vehicle in items:
-            bare = {**crew, "vehicle_id": None}
-            packed.append([crew["crew_id"], encode(crew), encode(bare), (vehicle or {}).get("vehicle_id") or "",
-                           encode(vehicle) if vehicle else "", (vehicle or {}).get("plate") or ""])
-        if not packed:
-            return []
-        added = await self._seed(keys=[CREWS, VEHICLES, ASSIGNED, PLATES, REVISION, AUDIT],
-                                 args=[orjson.dumps(packed), repr(at), AUDIT_MAX, LIVE_CREWS])
-        return [_text(a) for a in added]
-
-    async def audit(self, entry: Audit) -> str:
-        """Append an audit entry for a change stored elsewhere (accounts, shifts); returns its id."""
-        args = entry.argv()
-        return _text(await self.redis.xadd(AUDIT, {"at": args[0], "by": entry.by, "role": entry.role,
-                                                   "action": entry.action, "target": entry.target,
-                                                   "changes": args[5]}, maxlen=AUDIT_MAX, approximate=True))
-
-    async def audit_log(self, count: int = 100, before: str | None = None,
-                        target: str | None = None) -> list[dict[str, Any]]:
-        """The newest audit entries first (older than stream id ``before``; only ``target``'s)."""
-        top = "+" if not before else f"({before}"
-        out: list[dict[str, Any]] = []
-        while len(out) < count:
-            entries = await self.redis.xrevrange(AUDIT, max=top, min="-", count=max(count, 100))
-            for entry_id, fields in entries:
-                row = {_text(k): _text(v) for k, v in fields.items()}
-                if target is None or row.get("target") == target:
-                    out.append({"id": _text(entry_id), "at": float(row["at"]), "by": row.get("by", ""),
-                                "role": row.get("role", ""), "action": row.get("action", ""),
-                                "target": row.get("target", ""), "changes": orjson.loads(row.get("changes") or "{}")})
-            if len(entries) < max(count, 100):
-                break
-            top = f"({_text(entries[-1][0])}"
-        return out[:count]
-
-
 class AdminStore:
-    """Crew shift flags (through the dispatch store) and session clean-up."""
+    """Audited shift and account changes (PostgreSQL) and session clean-up (Redis)."""
 
-    def __init__(self, client: aioredis.Redis):
-        self.redis = client
-        self.dispatch = DispatchStore(client)
+    def __init__(self, db: Database, redis: Any) -> None:
+        self.fleet = FleetStore(db, redis)
+        self.db = self.fleet.db
+        self.redis = redis
 
     async def shifts(self, crew_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Shift state per crew id: ``{on_shift, ends_at, by, at}`` (on shift when never set)."""
-        entries = await self.dispatch.shifts()
-        return {cid: _shift_view(entries.get(cid)) for cid in crew_ids}
+        entries = await self.fleet.shifts()
+        return {cid: shift_view(entries.get(cid)) for cid in crew_ids}
 
-    async def set_shift(self, crew_id: str, on_shift: bool, *, by: str, at: float,
-                        ends_at: float | None = None) -> dict[str, Any]:
-        """Put a crew on or off shift (``ends_at``: when the shift ends, UTC epoch s); return the state."""
-        def utc(epoch: float | None) -> datetime | None:
-            return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
-        await self.dispatch.set_shift(crew_id, on_shift, utc(ends_at), by, utc(at))
-        return _shift_view({"on_shift": on_shift, "ends_at": ends_at, "by": by, "at": at})
+    async def set_shift(self, crew_id: str, on_shift: bool, *, by: str, at: float, ends_at: float | None = None,
+                        audit: Callable[[dict[str, Any], dict[str, Any]], Audit] | None = None) -> dict[str, Any]:
+        """Put a crew on or off shift (``ends_at``: when the shift ends, UTC epoch s), with the
+        audit row ``audit`` makes of the views before and after; return the new state."""
+        _, after = await self.fleet.set_shift(crew_id, on_shift, utc(ends_at), by, utc(at), audit=audit)
+        return after
+
+    async def put_account(self, name: str, fields: Mapping[str, Any], audit: Audit, *, only_new: bool = False) -> bool:
+        """Create or change an account with its audit row in one transaction; with only_new,
+        False (and nothing written) when it exists."""
+        async with self.db.transaction() as conn:
+            if not await store_accounts.upsert(conn, name, fields, only_new=only_new):
+                return False
+            await write_audit(conn, audit)
+        return True
 
     async def drop_sessions_of(self, name: str) -> int:
         """End every session of a user (scans ``session:*``); return how many were ended."""

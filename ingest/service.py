@@ -9,8 +9,8 @@ queue in order (bounded by INGEST_BUFFER_MAX, oldest dropped and counted), healt
 written at once, without waiting for the flush interval.
 
 Vehicles: a fleet topic whose id breaks the vehicle id rule is refused (``bad_vehicle_id``); a
-vehicle not in the fleet registry (``center.store_admin``, followed by its revision every
-FLEET_POLL_S) is not decoded: its message is counted (``unknown_vehicle``) and kept aside, as the
+vehicle not in the fleet registry (``center.store_admin``, in PostgreSQL, followed by its revision
+every FLEET_POLL_S) is not decoded: its message is counted (``unknown_vehicle``) and kept aside, as the
 vehicle's last topic, time and count among the newest VEHICLE_UNKNOWN_MAX such vehicles.
 """
 from __future__ import annotations
@@ -72,7 +72,7 @@ class Ingest:
         self._indexed: dict[tuple[str, int], bool] = {}  # track hours whose index is set (Store.write_fixes)
         self._known_ids: set[str] = set()  # vehicle ids already in veh:ids
         self._live_topics: dict[str, str] = {}  # fleet/<id>/nmea topic -> vehicle id (registered ones)
-        self._fleet = FleetStore(store.redis)
+        self._fleet = FleetStore(store.db, store.redis)
         self.fleet_ids: frozenset[str] = frozenset()  # the vehicles of the fleet registry
         self.fleet_revision: int | None = None  # its revision when they were read
 
@@ -341,16 +341,16 @@ class Ingest:
 
     async def load_fleet(self) -> bool:
         """Follow the fleet registry: read its revision and, when it moved, add the ids of its
-        vehicles to those whose messages are decoded; False (logged) when Redis cannot answer.
+        vehicles to those whose messages are decoded; False (logged) when PostgreSQL cannot answer.
 
         The set only grows while the ingest runs: the registry never deletes a vehicle (it
-        deactivates it), and a Redis that comes back without its data must not turn every vehicle
-        away until the registry is seeded again."""
+        deactivates it), and a database that cannot answer for a while must not turn every vehicle
+        away."""
         try:
             revision = await self._fleet.revision()
             if revision == self.fleet_revision:
                 return True
-            ids = self.fleet_ids.union(await self._fleet.vehicles())
+            ids = self.fleet_ids.union(await self._fleet.vehicle_ids())
         except Exception as exc:
             self.rlog.warning("fleet", "ingest: cannot load the fleet registry: %s", exc)
             return False

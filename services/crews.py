@@ -1,10 +1,10 @@
 """The crew registry and live crew state for dispatch.
 
-Crews (one vehicle each at most) live in the fleet registry in Redis (``center.store_admin``):
+Crews (one vehicle each at most) live in the fleet registry in PostgreSQL (``center.store_admin``):
 the city's ``crews`` layer seeds it once, administrators change it on the admin page, and every
-`CrewRegistry` follows it (`CrewRegistry.refresh`: one GET of the registry's revision, a reload
+`CrewRegistry` follows it (`CrewRegistry.refresh`: one read of the registry's revision, a reload
 only when it moved), so a new skill or a new vehicle counts at the next recommendation without a
-restart. Whether a crew is on shift comes from the dispatch store (on shift unless set
+restart. Whether a crew is on shift comes from the registry's shifts (on shift unless set
 otherwise); busy state and workload are derived from the tickets assigned to it in field states
 (dispatched, accepted, en route, on site); the vehicle's live position is its latest fix in the
 store (``center.store.Store.vehicles``).
@@ -20,7 +20,6 @@ from typing import Any
 
 from center.store import Store
 from center.store_admin import FleetStore
-from center.store_dispatch import DispatchStore
 from center.store_tickets import TicketStore
 from command.dispatch import Crew
 from command.tickets import FIELD_STATES, URGENCY_RANK, Category, Ticket, Urgency
@@ -140,17 +139,15 @@ async def field_tickets(tickets: TicketStore) -> dict[str, list[Ticket]]:
 
 class CrewRegistry:
     """The active crews of the fleet registry (seeded from `crews`) and how to read their live
-    state from Redis."""
+    state (shifts from PostgreSQL, positions from Redis)."""
 
-    def __init__(self, crews: Sequence[CrewInfo], store: Store, dispatch_store: DispatchStore,
-                 tickets: TicketStore) -> None:
+    def __init__(self, crews: Sequence[CrewInfo], store: Store, tickets: TicketStore) -> None:
         self.seeds = list(crews)
         self.crews = list(crews)
         self.by_id = {c.crew_id: c for c in self.crews}
         self.store = store
-        self.dispatch_store = dispatch_store
         self.tickets = tickets
-        self.fleet = FleetStore(store.redis)
+        self.fleet = FleetStore(store.db, store.redis)
         self.revision: int | None = None
 
     def get(self, crew_id: str) -> CrewInfo | None:
@@ -178,7 +175,7 @@ class CrewRegistry:
     async def states(self, now: datetime) -> list[CrewState]:
         """Every active crew's state at `now` (after following the registry)."""
         await self.refresh()
-        shifts = await self.dispatch_store.shifts()
+        shifts = await self.fleet.shifts()
         vehicles = {v["id"]: v for v in await self.store.vehicles(now=now.timestamp())}
         busy = await self.field_tickets()
         return [self._state(c, shifts.get(c.crew_id), vehicles.get(c.vehicle_id), busy.get(c.crew_id, []))
@@ -201,7 +198,7 @@ class CrewRegistry:
         await self.refresh()
         if crew_id not in self.by_id:
             raise KeyError(crew_id)
-        await self.dispatch_store.set_shift(crew_id, on_shift, ends_at, by, at)
+        await self.fleet.set_shift(crew_id, on_shift, ends_at, by, at)
 
 
 def board_row(state: CrewState, now: datetime, stale_after_s: float) -> dict[str, Any]:

@@ -4,15 +4,16 @@ A device authenticates to the broker with its id as username and client id and a
 this service makes (``center.broker_auth.new_secret``) and shows once: only its ``$7$`` hash is
 stored (``center.store_devices.DeviceStore``); the broker follows the store within seconds.
 
-- A vehicle credential is issued only for a vehicle of the fleet registry
-  (``center.store_admin.FleetStore``); a vehicle may publish ``fleet/<its id>/...``.
+- A vehicle credential is issued only for a vehicle of the fleet registry (PostgreSQL,
+  ``center.store_admin.FleetStore``); a vehicle may publish ``fleet/<its id>/...``.
 - A gateway names the registered sensors (the Redis sensor registry the ingest loads) it may
   publish ``scada/<sensor>/...`` for, and whether it is a Sparkplug B edge node (``sparkplug``).
 - Revoking keeps the record, inactive (the broker refuses it); issuing again for a revoked id
   makes it active with a new secret.
 
-Every change is an entry of the admin audit trail (``admin:audit``: who, role, when, what), as
-crews and vehicles are; secrets never reach the audit or any log.
+Every change is an entry of the admin audit trail (the ``admin_audit`` table: who, role, when,
+what), as crews and vehicles are, written after the credential (the credentials are in Redis, so
+the two are not one transaction); secrets never reach the audit or any log.
 
 ``seed_demo_devices`` gives the demo's simulated devices their credentials once and keeps their
 secrets in a file (mode 600) that the ``simulate`` process reads (see ``simulators.run``).
@@ -30,6 +31,7 @@ from typing import Any, Callable, Iterable, Sequence
 import orjson
 
 from center.broker_auth import hash_password, new_secret, verify_password
+from center.db import Database
 from center.store import Store
 from center.store_admin import Audit, FleetStore
 from center.store_devices import KINDS, Device, DeviceStore, valid_device_id
@@ -70,10 +72,10 @@ def device_view(device: Device) -> dict[str, Any]:
 class DeviceService:
     """Issues, rotates and revokes device credentials, with an audit entry for each change."""
 
-    def __init__(self, redis: Any, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, redis: Any, db: Database | None, *, clock: Callable[[], float] = time.time) -> None:
         self.devices = DeviceStore(redis)
-        self.fleet = FleetStore(redis)
-        self.store = Store(redis)
+        self.fleet = FleetStore(db, redis)
+        self.store = Store(redis, db)
         self.clock = clock
 
     async def list(self) -> list[Device]:

@@ -16,6 +16,8 @@ import tornado.httpserver
 
 from center.servers import free_port
 from center.store import Store
+from center.store_accounts import AccountStore
+from center.store_admin import FleetStore
 from center.store_tickets import TicketStore
 from services.crews import normalize_plate
 from services.tickets import TicketManager
@@ -62,6 +64,12 @@ class CheckedApi(Api):
         return [r["crew_id"] for r in rec["recommendations"]], {s["crew_id"]: s["reason"] for s in rec["skipped"]}
 
 
+async def written(store: Store) -> tuple[int, int]:
+    """The fleet registry's revision and the number of audit rows."""
+    rows = await store.db.fetchone("SELECT count(*) AS n FROM admin_audit")
+    return await FleetStore(store.db).revision(), rows["n"]
+
+
 class Frames:
     """A console on the live feed: keeps the frames it is sent, decoded."""
 
@@ -100,7 +108,7 @@ async def api(tmp_path, redis_url, database_url):
     for _, vehicle_id, _, xy in CREWS:
         if xy is not None:
             await client.fix(vehicle_id, xy, T0)
-    await store.redis.hset("crews:shift", "C04", orjson.dumps({"on_shift": False, "ends_at": None}))
+    await FleetStore(store.db, store.redis).set_shift("C04", False, None, "test", T0)
     feed.start()
     yield client
     await feed.stop()
@@ -139,7 +147,7 @@ async def test_admin_creates_edits_and_deactivates_a_crew_and_every_change_is_au
     crew = created["crew"]
     assert (crew["vehicle_id"], crew["plate"], crew["vehicle_kind"], crew["skills"], crew["members"]) == \
         ("V07", "鲁G·D12345", "aerial", ["gas"], ["crew7"])
-    assert (await api.store.get_user("crew7"))["crew_id"] == "C07"   # the account moved to the new crew
+    assert (await AccountStore(api.store.db).get("crew7"))["crew_id"] == "C07"  # the account moved to the new crew
     code, me = await api.call("GET", "/api/field/assignments", "crew7")
     assert code == 200 and me["crew_id"] == "C07"
 
@@ -209,10 +217,10 @@ async def test_vehicles_are_registered_edited_and_kept_consistent(api):
     (None, "GET", "/api/admin/vehicles", None, 401, "unauthenticated"),
 ])
 async def test_bad_or_forbidden_fleet_changes_are_refused_with_stable_codes(api, user, method, path, body, status, code):
-    before = await api.store.redis.get("fleet:rev")
+    before = await written(api.store)
     got, reply = await api.call(method, path, user, body)
     assert (got, reply["error"]["code"]) == (status, code), reply
-    assert await api.store.redis.get("fleet:rev") == before  # nothing was written
+    assert await written(api.store) == before  # nothing was written, no audit row either
 
 
 async def test_a_vehicle_held_by_another_crew_names_that_crew(api):

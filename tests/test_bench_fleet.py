@@ -73,7 +73,7 @@ def test_a_ramp_ends_after_two_saturated_steps_in_a_row(rates, saturated):
 async def test_the_bench_registers_its_fleet_so_the_ingest_takes_every_message(tmp_path, redis_url, database_url):
     """The ingest keeps aside the messages of vehicles not in the fleet registry: the benchmark
     registers its fleet first (`register_fleet`), so every one of its messages is a fix again."""
-    await asyncio.to_thread(register_fleet, redis_url, 50)
+    await asyncio.to_thread(register_fleet, database_url, 50)
     store = Store.from_url(redis_url, database_url)
     try:
         ingest = Ingest(test_settings(tmp_path), store)

@@ -82,9 +82,9 @@ class Api:
         return (await self.call("GET", f"/api/admin/audit?target=device:{device_id}"))["entries"]
 
 
-async def register(redis, vehicle_ids) -> None:
+async def register(store: Store, vehicle_ids) -> None:
     """Vehicles in the fleet registry, as the admin API writes them."""
-    fleet = FleetStore(redis)
+    fleet = FleetStore(store.db, store.redis)
     for vid in vehicle_ids:
         at = time.time()
         await fleet.write_vehicle(vid, "", {"vehicle_id": vid, "plate": "", "kind": "repair", "unit_id": "PWR01",
@@ -99,7 +99,7 @@ async def api(tmp_path, redis_url, database_url, mqtt_url, servers):
                              MQTT_DEVICE_URL=servers.device_url)
     store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
-    await register(store.redis, VEHICLES)
+    await register(store, VEHICLES)
     await store.replace_sensor_registry([{"sensor_id": sid, "name": sid, "kind": "pressure", "unit": "MPa"}
                                          for sid in SENSORS])
     services = Services(settings=settings, store=store)
@@ -355,9 +355,9 @@ async def test_a_device_issued_through_the_api_connects_and_is_refused_after_rev
 async def test_the_demo_seeds_its_simulated_devices_once(tmp_path, redis_url, database_url):
     store = Store.from_url(redis_url, database_url)
     try:
-        await register(store.redis, ["V01", "V02"])
+        await register(store, ["V01", "V02"])
         await store.replace_sensor_registry([{"sensor_id": s} for s in SENSORS])
-        service = DeviceService(store.redis)
+        service = DeviceService(store.redis, store.db)
         wanted = [Wanted("vehicle", "V01"), Wanted("vehicle", "V02"), Wanted("vehicle", "V77"),
                   Wanted("gateway", "SCADA-GW1", ("P001", "P002")), Wanted("gateway", "SUB01", (), True)]
         path = tmp_path / "run" / "sim-devices.json"
@@ -370,7 +370,7 @@ async def test_the_demo_seeds_its_simulated_devices_once(tmp_path, redis_url, da
         devices = DeviceStore(store.redis)
         for device_id, secret in secrets.items():
             assert verify_password(secret, (await devices.get(device_id)).password_hash)
-        entries = await FleetStore(store.redis).audit_log(20, target="device:SUB01")
+        entries = await FleetStore(store.db).audit_log(20, target="device:SUB01")
         assert [(e["by"], e["role"], e["action"]) for e in entries] == [("system", "system", "device.issue")]
 
         revision = await devices.revision()
@@ -407,9 +407,9 @@ async def test_the_simulators_log_in_as_the_devices_the_demo_issued(tmp_path, re
     transport = None
     try:
         assert device_urls(settings, mqtt_url) == {}  # no file: the simulators use the URL they are given
-        await register(store.redis, ["V01", "V02"])
+        await register(store, ["V01", "V02"])
         await store.replace_sensor_registry([{"sensor_id": s} for s in SENSORS])
-        await seed_demo_devices(DeviceService(store.redis), [
+        await seed_demo_devices(DeviceService(store.redis, store.db), [
             Wanted("vehicle", "V01"), Wanted("gateway", SCADA_GATEWAY, ("P001",)),
             Wanted("gateway", "SUB01", (), True)], sim_devices_path(settings.data_dir))
         urls = device_urls(settings, mqtt_url)

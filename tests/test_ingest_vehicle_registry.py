@@ -82,7 +82,7 @@ async def _on_map(store: Store, vehicle_id: str):
 
 
 async def test_ids_outside_the_rule_are_refused_and_counted(tmp_path, redis_url, database_url, mqtt_url):
-    await register_vehicles(redis_url, ["V1"])
+    await register_vehicles(database_url, ["V1"])
     ingest, stop, task, pub = await _start(tmp_path, redis_url, mqtt_url)
     store = Store.from_url(redis_url, database_url)
     try:
@@ -105,8 +105,8 @@ async def test_ids_outside_the_rule_are_refused_and_counted(tmp_path, redis_url,
         await store.close()
 
 
-async def test_phantom_vehicles_are_kept_aside_capped_and_counted(tmp_path, redis_url, mqtt_url, web):  # noqa: F811
-    await register_vehicles(redis_url, ["V1"])
+async def test_phantom_vehicles_are_kept_aside_capped_and_counted(tmp_path, redis_url, database_url, mqtt_url, web):  # noqa: F811
+    await register_vehicles(database_url, ["V1"])
     ingest, stop, task, pub = await _start(tmp_path, redis_url, mqtt_url, VEHICLE_UNKNOWN_MAX=100)
     store = web.store
     keys_before = set(await store.redis.keys("*"))
@@ -158,7 +158,7 @@ async def test_a_vehicle_registered_later_is_taken_from_then_on(tmp_path, redis_
         assert await store.vehicle("LATE1") is None
         assert [v["vehicle_id"] for v in (await store.unknown_vehicles())["vehicles"]] == ["LATE1"]
 
-        await register_vehicles(redis_url, ["LATE1"])
+        await register_vehicles(database_url, ["LATE1"])
         sent = iter(range(1, 60))
 
         async def taken():
@@ -196,7 +196,7 @@ async def test_the_kept_aside_list_is_for_office_roles(web, role, status):  # no
 async def test_a_merged_write_retried_after_its_kept_aside_part_failed_writes_each_fix_once(tmp_path, redis_url, database_url):
     """Queued fleet batches are written as one; when the kept-aside part of that write fails after
     the fixes went in, the retry writes what is left of each batch, not the fixes again."""
-    await register_vehicles(redis_url, ["M1"])
+    await register_vehicles(database_url, ["M1"])
     store = Store.from_url(redis_url, database_url)
     ingest = service.Ingest(test_settings(tmp_path, INGEST_BATCH=2, INGEST_HOLD_S=0.0), store)
     assert await ingest.load_fleet()

@@ -19,6 +19,7 @@ import tornado.httpclient
 from center.accounts import hash_password
 from center.servers import free_port
 from center.store import Store
+from center.store_accounts import AccountStore
 from web import app as webapp
 from web.handlers import auth
 from tests.conftest import test_settings, wait_for
@@ -180,7 +181,7 @@ async def test_success_resets_the_account_counter(web, clock):
 async def test_unknown_and_inactive_users_cost_one_password_check(web, checks):
     assert (await login(web, "nobody-here", "x"))[0] == 401
     assert checks.calls == 1
-    await web.store.put_user("gone", {"role": "agent", "active": "0", "hash": hash_password(PASSWORD)})
+    await AccountStore(web.store.db).put("gone", {"role": "agent", "active": "0", "hash": hash_password(PASSWORD)})
     assert (await login(web, "gone"))[0] == 401
     assert checks.calls == 2
     assert (await login(web, "agent", "x"))[0] == 401

@@ -3,9 +3,10 @@ skills, vehicle, members, active), vehicles (plate, kind, unit), shifts, and the
 
 Users, crews, vehicles and the audit trail: admin only. Crew shifts: admin and supervisor; the
 crew list is also read by dispatchers. Crews and vehicles live in the fleet registry
-(``center.store_admin.FleetStore``), seeded once from the city's ``crews`` layer; dispatch and the
-live console follow its changes without a restart (``services.crews.CrewRegistry.refresh``,
-``web.live.LiveFeed.reload_crews``). Every change is an audit entry: who, when, what.
+(``center.store_admin.FleetStore``, PostgreSQL), seeded once from the city's ``crews`` layer;
+dispatch and the live console follow its changes without a restart
+(``services.crews.CrewRegistry.refresh``, ``web.live.LiveFeed.reload_crews``). Every change is an
+audit entry (who, when, what) written in the change's own transaction.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from collections import Counter
 from typing import Any, Callable
 
 from center import accounts
+from center.store_accounts import AccountStore
 from center.store_admin import AdminStore, Audit, FleetRefused, FleetStore
 from center.store_tickets import TicketStore
 from command.tickets import Category
@@ -88,12 +90,17 @@ class AdminHandler(BaseHandler):
 
     @property
     def admin_store(self) -> AdminStore:
-        """Shift flags and session clean-up."""
-        return AdminStore(self.store.redis)
+        """Audited shift and account changes, session clean-up."""
+        return AdminStore(self.store.db, self.store.redis)
+
+    @property
+    def accounts(self) -> AccountStore:
+        """The accounts table."""
+        return AccountStore(self.store.db)
 
     async def fleet(self) -> FleetStore:
         """The fleet registry, with the city's crews added once per process (unknown ones only)."""
-        fleet = FleetStore(self.store.redis)
+        fleet = FleetStore(self.store.db, self.store.redis)
         if not self.services.extra.get("fleet_seeded"):
             await fleet.seed(seed_items(crews_from_city(self.services.city), time.time()), time.time())
             self.services.extra["fleet_seeded"] = True
@@ -114,10 +121,6 @@ class AdminHandler(BaseHandler):
         """An audit entry of the current account's change, now."""
         account = self.account
         return Audit(account.name, account.role, action, target, changes, time.time())
-
-    async def audit(self, action: str, target: str, changes: dict[str, Any]) -> None:
-        """Record a change stored outside the fleet registry (accounts, shifts)."""
-        await (await self.fleet()).audit(self.audit_entry(action, target, changes))
 
     def city_ids(self, kind: str, column: str) -> set[str]:
         """Ids of a city layer (units, stations); empty when the city has no such layer."""
@@ -199,7 +202,7 @@ class UserCollection(AdminHandler):
 
     async def get(self) -> None:
         self.require("admin")
-        self.write_json({"users": [user_view(u) for u in await self.store.users()], "roles": list(accounts.ROLES)})
+        self.write_json({"users": [user_view(u) for u in await self.accounts.all()], "roles": list(accounts.ROLES)})
 
     async def post(self) -> None:
         self.require("admin")
@@ -210,10 +213,11 @@ class UserCollection(AdminHandler):
         fields = await self.check_role(body, None)
         password, generated = self.password_of(body)
         hashed = await asyncio.to_thread(accounts.hash_password, password)
-        if not await self.store.put_user(name, {**fields, "active": "1", "hash": hashed}, only_new=True):
+        audit = self.audit_entry("user.create", f"user:{name}", {k: [None, v] for k, v in fields.items() if v})
+        if not await self.admin_store.put_account(name, {**fields, "active": "1", "hash": hashed}, audit,
+                                                  only_new=True):
             raise ApiError(409, "user_exists", f"user {name} already exists")
-        await self.audit("user.create", f"user:{name}", {k: [None, v] for k, v in fields.items() if v})
-        self.write_json({"user": user_view(await self.store.get_user(name)),
+        self.write_json({"user": user_view(await self.accounts.get(name)),
                          "password": password if generated else None}, status=201)
 
 
@@ -222,7 +226,7 @@ class UserDetail(AdminHandler):
 
     async def patch(self, name: str) -> None:
         admin = self.require("admin")
-        current = await self.store.get_user(name)
+        current = await self.accounts.get(name)
         if current is None:
             raise ApiError(404, "user_not_found", f"no user {name}")
         body = self.json_body()
@@ -233,12 +237,12 @@ class UserDetail(AdminHandler):
         if name == admin.name and (not active or fields["role"] != "admin"):
             raise ApiError(409, "self_lockout", "you cannot disable or demote your own account")
         new = {**fields, "active": "1" if active else "0"}
-        await self.store.put_user(name, new)
-        await self.audit("user.update", f"user:{name}", changes_between(current, new))
+        await self.admin_store.put_account(name, new, self.audit_entry("user.update", f"user:{name}",
+                                                                       changes_between(current, new)))
         dropped = 0
         if not active or fields["role"] != current.get("role") or fields["crew_id"] != current.get("crew_id", ""):
             dropped = await self.admin_store.drop_sessions_of(name)  # new rights apply at the next login
-        self.write_json({"user": user_view(await self.store.get_user(name)), "sessions_ended": dropped})
+        self.write_json({"user": user_view(await self.accounts.get(name)), "sessions_ended": dropped})
 
 
 class UserPassword(AdminHandler):
@@ -246,12 +250,12 @@ class UserPassword(AdminHandler):
 
     async def post(self, name: str) -> None:
         self.require("admin")
-        if await self.store.get_user(name) is None:
+        if await self.accounts.get(name) is None:
             raise ApiError(404, "user_not_found", f"no user {name}")
         password, generated = self.password_of(self.json_body())
         hashed = await asyncio.to_thread(accounts.hash_password, password)
-        await self.store.put_user(name, {"hash": hashed})
-        await self.audit("user.password", f"user:{name}", {"password": ["(hidden)", "(generated)" if generated else "(set)"]})
+        await self.admin_store.put_account(name, {"hash": hashed}, self.audit_entry(
+            "user.password", f"user:{name}", {"password": ["(hidden)", "(generated)" if generated else "(set)"]}))
         dropped = await self.admin_store.drop_sessions_of(name)
         self.write_json({"name": name, "password": password if generated else None, "sessions_ended": dropped})
 
@@ -286,47 +290,48 @@ class CrewHandler(AdminHandler):
         if not isinstance(members, list) or len(members) > 50 or not all(isinstance(m, str) for m in members):
             raise ApiError(400, "validation_error", "members must be a list of at most 50 user names", field="members")
         for name in members:
-            user = await self.store.get_user(name)
+            user = await self.accounts.get(name)
             if user is None or user.get("role") != "crew":
                 raise ApiError(400, "validation_error", f"{name} is not a crew account", field="members")
         return sorted(set(members))
 
     async def members_of(self) -> dict[str, list[str]]:
         """Crew accounts by crew id."""
-        out: dict[str, list[str]] = {}
-        for user in await self.store.users():
-            if user.get("role") == "crew" and user.get("crew_id"):
-                out.setdefault(user["crew_id"], []).append(user["name"])
-        return out
+        return await self.accounts.crew_members()
 
     async def save(self, crew_id: str, build: Callable[[dict[str, Any] | None], dict[str, Any]], action: str,
-                   extra: dict[str, Any]) -> dict[str, Any]:
-        """Write the record ``build`` makes from the current one, with its audit entry; retried
-        when the crew changed between the read and the write."""
+                   extra: dict[str, Any], moves: dict[str, str] | None = None) -> dict[str, Any]:
+        """Write the record ``build`` makes from the current one, with its audit entry and the
+        account moves (name → crew id, '' for none) in one transaction; retried when the crew
+        changed between the read and the write."""
         fleet = await self.fleet()
         for _ in range(RETRIES):
             found = await fleet.crew(crew_id)
             raw, current = found if found is not None else ("", None)
             record = build(current)
             changes = {**changes_between(current or {}, record), **extra}
-            if current is not None and not changes:
+            if current is not None and not changes and not moves:
                 return record
             try:
-                await fleet.write_crew(crew_id, raw, record, self.audit_entry(action, f"crew:{crew_id}", changes))
+                await fleet.write_crew(crew_id, raw, record, self.audit_entry(action, f"crew:{crew_id}", changes),
+                                       members=moves)
                 return record
             except FleetRefused as exc:
                 if exc.code != "conflict":
                     raise refused(exc) from None
         raise ApiError(409, "conflict", f"crew {crew_id} changed meanwhile, try again")
 
-    async def apply_members(self, crew_id: str, wanted: list[str] | None, had: list[str]) -> int:
-        """Move the named crew accounts into the crew and the others out; sessions of moved
-        accounts end (their crew is part of the session). Returns the sessions ended."""
+    @staticmethod
+    def moves(crew_id: str, wanted: list[str] | None, had: list[str]) -> dict[str, str]:
+        """The account moves that make ``wanted`` the crew's members: name → crew id ('' out)."""
         if wanted is None:
-            return 0
+            return {}
+        return {name: crew_id if name in wanted else "" for name in sorted(set(wanted) ^ set(had))}
+
+    async def end_sessions(self, moved: dict[str, str]) -> int:
+        """End the sessions of moved accounts (their crew is part of the session); how many."""
         ended = 0
-        for name in sorted(set(wanted) ^ set(had)):
-            await self.store.put_user(name, {"crew_id": crew_id if name in wanted else ""})
+        for name in moved:
             ended += await self.admin_store.drop_sessions_of(name)
         return ended
 
@@ -375,8 +380,9 @@ class CrewList(CrewHandler):
                 raise ApiError(409, "crew_exists", f"crew {crew_id} already exists")
             return {"crew_id": crew_id, **fields, "active": True, "source": "admin", "updated_at": time.time(),
                     "updated_by": account.name}
-        await self.save(crew_id, build, "crew.create", {"members": [[], members]} if members else {})
-        ended = await self.apply_members(crew_id, members, [])
+        moved = self.moves(crew_id, members, [])
+        await self.save(crew_id, build, "crew.create", {"members": [[], members]} if members else {}, moved)
+        ended = await self.end_sessions(moved)
         await self.reply(crew_id, 201, sessions_ended=ended)
 
 
@@ -405,8 +411,9 @@ class CrewDetail(CrewHandler):
                 fields["vehicle_id"] = None
             return {**current, **fields, "active": now_active, "updated_at": time.time(), "updated_by": account.name}
         extra = {"members": [sorted(had), members]} if members is not None and members != sorted(had) else {}
-        await self.save(crew_id, build, "crew.update", extra)
-        ended = await self.apply_members(crew_id, members, had)
+        moved = self.moves(crew_id, members, had)
+        await self.save(crew_id, build, "crew.update", extra, moved)
+        ended = await self.end_sessions(moved)
         await self.reply(crew_id, sessions_ended=ended)
 
 
@@ -423,11 +430,13 @@ class CrewShift(AdminHandler):
             raise ApiError(400, "validation_error", "on_shift must be true or false", field="on_shift")
         ends = body.get("ends_at")
         ends_at = None if ends in (None, "") else parse_time(str(ends), 0.0)
-        before = (await self.admin_store.shifts([crew_id]))[crew_id]
-        state = await self.admin_store.set_shift(crew_id, on_shift, by=account.name, at=time.time(), ends_at=ends_at)
-        await self.audit("shift.set", f"crew:{crew_id}", changes_between(
-            {"on_shift": before["on_shift"], "ends_at": iso(before["ends_at"])},
-            {"on_shift": state["on_shift"], "ends_at": iso(state["ends_at"])}))
+
+        def audit(before: dict[str, Any], after: dict[str, Any]) -> Audit:
+            return self.audit_entry("shift.set", f"crew:{crew_id}", changes_between(
+                {"on_shift": before["on_shift"], "ends_at": iso(before["ends_at"])},
+                {"on_shift": after["on_shift"], "ends_at": iso(after["ends_at"])}))
+        state = await self.admin_store.set_shift(crew_id, on_shift, by=account.name, at=time.time(), ends_at=ends_at,
+                                                 audit=audit)
         self.write_json({"crew_id": crew_id, "on_shift": state["on_shift"], "shift_ends_at": iso(state["ends_at"]),
                          "shift_set_by": state["by"]})
 
@@ -541,8 +550,8 @@ class AuditLog(AdminHandler):
         if not 1 <= limit <= 500:
             raise ApiError(400, "validation_error", "limit must be 1..500", field="limit")
         before = self.get_argument("before", None) or None
-        if before is not None and not re.fullmatch(r"\d{1,20}-\d{1,20}", before):
-            raise ApiError(400, "validation_error", "before must be an entry id such as 1700000000000-0", field="before")
+        if before is not None and not re.fullmatch(r"\d{1,18}", before):
+            raise ApiError(400, "validation_error", "before must be an entry id such as 1234", field="before")
         target = self.get_argument("target", None) or None
         entries = await (await self.fleet()).audit_log(limit, before, target)
         self.write_json({"entries": [{**e, "at": iso(e["at"])} for e in entries]})

@@ -27,6 +27,7 @@ import tornado.escape
 import tornado.web
 
 from center.accounts import MAX_PASSWORD_CHARS, Account, dummy_hash, verify_password
+from center.store_accounts import AccountStore
 from web.base import SESSION_COOKIE, ApiError, BaseHandler, BoundedBody
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ async def authenticate(handler: BaseHandler, name: str, password: str) -> Accoun
         log.info("login of %r from %s throttled for %d s", name, address, retry_after)
         raise ApiError(429, "throttled", f"too many failed logins; try again in {retry_after} s",
                        retry_after=retry_after)
-    user = await store.get_user(name) if name else None
+    user = await AccountStore(store.db).get(name) if name else None
     active = bool(user) and user.get("active", "1") == "1"
     # Hash off the event loop (scrypt takes tens of milliseconds by design), also for an unknown
     # or inactive user, against a hash nobody knows.

@@ -141,7 +141,7 @@ class FieldAssignments(TicketHandler):
     async def _vehicle(self, crew_id: str) -> dict[str, Any] | None:
         """The crew's vehicle as the fleet registry holds it now (admins may reassign it); the
         city's crews layer while the registry does not know the crew yet."""
-        found = await FleetStore(self.store.redis).crew(crew_id)
+        found = await FleetStore(self.store.db, self.store.redis).crew(crew_id)
         vehicle_id = found[1].get("vehicle_id") if found else self._city_vehicle(crew_id)
         if not vehicle_id:
             return None

@@ -32,7 +32,7 @@ class DeviceHandler(AdminHandler):
         """The device-credential service."""
         service = self.services.extra.get("devices")
         if service is None:
-            service = self.services.extra["devices"] = DeviceService(self.store.redis)
+            service = self.services.extra["devices"] = DeviceService(self.store.redis, self.store.db)
         return service
 
     def actor(self) -> Actor:

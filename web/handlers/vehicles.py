@@ -6,7 +6,6 @@ import time
 from datetime import datetime, timezone
 
 import orjson
-import psycopg
 
 from center.store_admin import FleetStore
 from center.store_tracks import TrackStore
@@ -65,7 +64,7 @@ async def _visible(handler: BaseHandler, views: list[dict]) -> list[dict]:
     account = handler.account
     if account is None or account.role != "crew":
         return views
-    holders = await FleetStore(handler.store.redis).assignments()
+    holders = await FleetStore(handler.store.db, handler.store.redis).assignments()
     actor = Actor(account.name, Role.CREW, account.crew_id)
     return [v for v in views if visible_to(actor, holders.get(v["id"]))]
 
@@ -112,11 +111,8 @@ class VehicleTrack(BaseHandler):
             raise ApiError(400, "bad_time", "since is after until")
         if until - since > MAX_TRACK_RANGE_S:
             raise ApiError(400, "bad_time", f"at most {MAX_TRACK_RANGE_S // 86_400} days of track per request")
-        try:  # the archive (PostgreSQL) and the live hours (Redis), merged
-            hours = await TrackStore(self.store.db, self.store.redis).hours(vehicle_id, since, until)
-        except psycopg.OperationalError as exc:
-            raise ApiError(503, "database_unavailable", "the track archive is unavailable; try again shortly",
-                           retry_after=2) from exc
+        # the archive (PostgreSQL) and the live hours (Redis), merged; either down: a 503 (web.base)
+        hours = await TrackStore(self.store.db, self.store.redis).hours(vehicle_id, since, until)
         # a day at 1 Hz is 86,400 fixes: their JSON is written column by column (center.track_codec),
         # the very bytes write_json would give for the fix dicts
         count, fixes = fixes_json(hours, since, until)
