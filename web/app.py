@@ -16,6 +16,7 @@ import tornado.web
 from center import accounts, redis_client
 from center.db import Database
 from center.lifecycle import StartupError, stop_on_signals
+from center.outbox import ChangeRelay
 from center.servers import url_reachable
 from center.settings import Settings
 from center.store import Store
@@ -214,11 +215,15 @@ async def _serve(settings: Settings, redis_url: str, mqtt_url: str, sockets: lis
     feed.start()
     log.info("web: console at http://%s:%d/", settings.HTTP_HOST, settings.HTTP_PORT)
     beat = asyncio.create_task(_heartbeat(store, feed))
+    # leftover ticket changes to Redis: every web process runs a relay, the lock holder works
+    relay = asyncio.create_task(ChangeRelay(db.url, store.redis).run(stop)) if db is not None else None
     try:
         await stop.wait()
     finally:
         server.stop()
         beat.cancel()
+        if relay is not None:
+            await asyncio.gather(relay, return_exceptions=True)  # ends with stop
         await feed.stop()
         await kpi.stop()
         await asyncio.gather(beat, return_exceptions=True)
