@@ -15,6 +15,7 @@ from center.store import TRACK_RECORD, FixRecord, Store, unpack_track
 from center.store_tracks import TrackStore, merge_records, partition_name
 from center.track_codec import decode_fixes, fixes_json
 from services.track_archiver import TrackArchiver
+from center.db import Database
 from center.servers import free_port
 from tests.conftest import test_settings, wait_for
 from web.handlers.vehicles import iso
@@ -208,6 +209,24 @@ async def test_the_first_pass_on_the_partition_ranges(store):
         (bound,) = await cur.fetchone()
     assert bound == "FOR VALUES FROM ('2026-12-07 00:00:00+00') TO ('2026-12-08 00:00:00+00')"
     assert await tracks.ensure_partitions([date(2026, 12, 7)]) == []
+
+
+@pytest.mark.integration
+@pytest.mark.allow_logged_errors  # the pool logs its failed connection attempts
+async def test_a_pass_without_the_database_is_logged_and_retried_and_redis_keeps_the_hours(store, caplog):
+    start = (HOUR - 2) * 3600.0
+    await _drive(store, "V1", start, 600)
+    down = Store(store.redis, Database(f"postgresql://center@127.0.0.1:{free_port()}/center", timeout_s=0.5))
+    stop = asyncio.Event()
+    task = asyncio.create_task(TrackArchiver(down, archive_days=400).run(stop, interval_s=0.05))
+    try:
+        await wait_for(lambda: sum("track archive pass failed" in r.getMessage() for r in caplog.records) >= 2)
+    finally:
+        stop.set()
+        await task
+        await down.db.close()
+    assert len(await store.track("V1", start, start + 600)) == 600  # nothing taken from Redis
+    assert (await TrackArchiver(store, archive_days=400).run_once(NOW)).fixes == 600  # the next pass does it
 
 
 # the API ---------------------------------------------------------------------------------------
