@@ -89,7 +89,7 @@ class TrackStore:
             cur = await conn.execute(
                 "SELECT extract(epoch FROM hour)::bigint / 3600, records FROM track_hours"
                 " WHERE vehicle_id = %s AND hour BETWEEN %s AND %s ORDER BY hour",
-                (vehicle_id, hour_start(first), hour_start(last)))
+                (vehicle_id, hour_start(first), hour_start(last)), binary=True)  # bytea as is, not hex
             return {int(hour): bytes(records) for hour, records in await cur.fetchall()}
 
     async def track(self, vehicle_id: str, since: float, until: float, *,
@@ -144,7 +144,7 @@ class TrackStore:
                 "SELECT vehicle_id, extract(epoch FROM hour)::bigint / 3600, records FROM track_hours"
                 " WHERE (vehicle_id, hour) IN (SELECT * FROM unnest(%s::text[], %s::timestamptz[]))"
                 " FOR UPDATE",
-                ([vid for vid, _ in hours], [hour_start(h) for _, h in hours]))
+                ([vid for vid, _ in hours], [hour_start(h) for _, h in hours]), binary=True)
             held = {(vid, int(h)): bytes(records) for vid, h, records in await cur.fetchall()}
             rows = []
             for key in hours:
