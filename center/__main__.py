@@ -236,22 +236,26 @@ def main(argv: list[str] | None = None) -> int:
 
 def _kpi_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the `kpi` command (the report's period and filters)."""
-    group = parser.add_argument_group("kpi", "python -m center kpi: rebuild the KPIs from the audit streams "
-                                             "alone and print the report JSON (progress on stderr)")
-    group.add_argument("--period", choices=("day", "week", "month"), default="day", help="report period")
+    group = parser.add_argument_group("kpi", "python -m center kpi: rebuild the KPIs from the audit events "
+                                             "alone (PostgreSQL) and print the report JSON (progress on stderr)")
+    group.add_argument("--period", choices=("day", "week", "month", "year", "range"), default=None,
+                       help="report period (default day; range when --from/--to are given)")
     group.add_argument("--date", default="", help="a day of the period, YYYY-MM-DD (default today, TIME_ZONE)")
+    group.add_argument("--from", dest="from", default="", help="first day of a range, YYYY-MM-DD")
+    group.add_argument("--to", default="", help="last day of a range, YYYY-MM-DD")
     for name in ("category", "district", "unit"):
         group.add_argument(f"--{name}", default="", help=f"only this {name} (comma-separated values allowed)")
 
 
 def _kpi(settings, args) -> int:
-    """Rebuild the KPIs from Redis (REDIS_URL, else the embedded servers of DATA_DIR) and print the report."""
+    """Rebuild the KPIs from the audit events in PostgreSQL (DATABASE_URL, else the embedded
+    servers of DATA_DIR) and print the report."""
     from center.servers import Servers
     from services.kpi_service import report_command
 
     servers = Servers.resolve(settings)
     try:
-        return report_command(servers.redis_url, vars(args), tz=settings.zone)
+        return report_command(servers.database_url, vars(args), tz=settings.zone)
     finally:
         servers.stop()
 

@@ -159,6 +159,11 @@ class PoliceStore:
         order = {m: i for i, m in enumerate(wanted)}
         return sorted(leased, key=lambda e: order[e.message_id])
 
+    async def message_of_key(self, key: str) -> str | None:
+        """The message id queued under an idempotency key, or None."""
+        row = await self.db.fetchone("SELECT message_id FROM police_outbox WHERE idempotency_key = %s", (key,))
+        return None if row is None else row["message_id"]
+
     async def outbox_pending(self) -> list[tuple[OutboxEntry, dict[str, str]]]:
         """Every unacknowledged entry, oldest first."""
         return [entry_from_row(r) for r in await self.db.fetch(

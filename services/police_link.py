@@ -3,8 +3,13 @@ status updates and incident transfers.
 
 Outbound: a handover (emergency ticket, or a dispatcher's "转110") or a result report (a
 transferred incident resolved) is written to the outbox in PostgreSQL *before* any attempt
-(`center.store_police`, idempotent by key), then sent signed (`command.police.sign`) to
-``POLICE_URL`` + ``/110/handover`` or ``/110/result``. Delivery follows `command.police`: per
+(`center.store_police`, idempotent by key), in the transaction of the ticket event that decides
+it: the creation of an emergency ticket and the resolution of a transfer through
+`outbox_hook` (`TicketManager.outbox_hook`, the event's data marked ``handover_queued`` /
+``result_queued``), the dispatcher's 转110 with its note (`enqueue_handover`); the dispatch
+worker's change watcher queues the first two again from the committed change (a no-op when the
+key is known) for tickets written by a process that did not send to 110. Then it is sent
+signed (`command.police.sign`) to ``POLICE_URL`` + ``/110/handover`` or ``/110/result``. Delivery follows `command.police`: per
 ticket only the oldest unacknowledged message is in flight (in order), retries back off, an
 attempt in flight is leased (taken with ``FOR UPDATE SKIP LOCKED``, so two dispatch workers never
 send one entry at once; after a crash it is simply sent again and the receiver de-duplicates by
@@ -31,12 +36,12 @@ import tornado.httpclient
 
 from center.store_dispatch import DispatchStore
 from center.store_police import PoliceStore
-from center.store_tickets import TicketRecord
+from center.store_tickets import Extra, TicketRecord
 from center.streams import pause, stop_if_cancelled
 from command import police
 from command.cap import to_cap
 from command.errors import CommandError, Conflict, InvalidTransition, TicketNotFound, ValidationError
-from command.tickets import Actor, Category, Channel, Role, TicketType
+from command.tickets import Actor, AuditEvent, Category, Channel, Role, Ticket, TicketType
 from services.tickets import TicketManager
 
 log = logging.getLogger(__name__)
@@ -44,6 +49,7 @@ log = logging.getLogger(__name__)
 POLICE_ACTOR = Actor("110", Role.SYSTEM)
 CAP_SENDER = "utility-dispatch-center"
 PATHS = {"handover": "/110/handover", "result_report": "/110/result"}
+RESOLVING = ("resolve", "resolve_with_incident")  # the actions whose transfer's result goes back to 110
 Send = Callable[[str, bytes, dict[str, str], float], Awaitable[tuple[int | None, bytes]]]
 
 
@@ -99,23 +105,57 @@ class PoliceLink:
         return bool(self.url and self.secret)
 
     # ------------------------------------------------------------------ outbox
-    async def enqueue_handover(self, record: TicketRecord, kind: str, *, purpose: str = "handover",
-                               actor: Actor = POLICE_ACTOR) -> tuple[dict[str, Any], bool]:
-        """Put a handover of the ticket in the outbox (idempotent per ticket and purpose);
-        (the outbox entry view, whether it was new). A new one is noted on the timeline."""
-        t = record.ticket
-        now = self.clock()
+    def _handover(self, t: Ticket, kind: str, purpose: str, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A handover of the ticket: (the outbox entry's arguments, the marker of the event that queues it)."""
         key = police.message_key(t.number, purpose, 1)
         message = police.Handover(
             message_id=uuid.uuid4().hex, idempotency_key=key, ticket_number=t.number, kind=kind,
             summary=t.description, address=t.address, lon=t.lon, lat=t.lat,
             caller=police.mask_phone(t.caller_phone), urgency=t.urgency.value, created_at=now)
+        return (dict(number=t.number, key=key, message_id=message.message_id, body=police.to_json(message),
+                     kind="handover", at=now),
+                {"police": "handover_queued", "message_id": message.message_id, "kind": kind, "idempotency_key": key})
+
+    def _result(self, t: Ticket, police_incident_id: str, resolved_at: datetime,
+                now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The result report of a resolved transfer: (the outbox entry's arguments, the marker)."""
+        key = police.message_key(t.number, "result", int(resolved_at.timestamp()))
+        message = police.ResultReport(
+            message_id=uuid.uuid4().hex, idempotency_key=key, police_incident_id=police_incident_id,
+            ticket_number=t.number, category=t.category.value, outcome=t.resolution or "已办结",
+            unit=t.unit_id or "", resolved_at=resolved_at, created_at=now)
+        return (dict(number=t.number, key=key, message_id=message.message_id, body=police.to_json(message),
+                     kind="result_report", at=now),
+                {"police": "result_queued", "message_id": message.message_id, "idempotency_key": key})
+
+    async def outbox_hook(self, ticket: Ticket, event: AuditEvent) -> tuple[dict[str, Any], Extra] | None:
+        """`TicketManager.outbox_hook`: the outbox entry a ticket's event decides, written in the
+        transaction of that event: the handover of a new emergency ticket (not one 110 transferred
+        to us) and the result report of a resolved transfer; with the marker for the event's data.
+        None for every other event, and while nothing is sent to 110."""
+        if not self.outbound_enabled:
+            return None
+        if event.action == "create":
+            kind = event.data.get("police_kind")
+            if not kind or ticket.channel is Channel.POLICE_110:
+                return None
+            message, marker = self._handover(ticket, kind, "handover", self.clock())
+        elif event.action in RESOLVING and ticket.channel is Channel.POLICE_110 and ticket.resolved_at is not None:
+            link = await self.store.police_ticket(ticket.number)
+            if link.get("direction") != "in" or not link.get("police_incident_id"):
+                return None
+            message, marker = self._result(ticket, link["police_incident_id"], ticket.resolved_at, self.clock())
+        else:
+            return None
+        return marker, self.store.outbox_writer(**message)
+
+    async def enqueue_handover(self, record: TicketRecord, kind: str, *, purpose: str = "handover",
+                               actor: Actor = POLICE_ACTOR) -> tuple[dict[str, Any], bool]:
+        """Put a handover of the ticket in the outbox (idempotent per ticket and purpose) with its
+        note on the timeline, in one transaction; (the outbox entry view, whether it was new)."""
+        message, marker = self._handover(record.ticket, kind, purpose, self.clock())
         what = "调度员转110" if kind == police.DISPATCHER_MANUAL else f"紧急工单自动推送110（{kind}）"
-        message_id, created = await self._enqueue(
-            dict(number=t.number, key=key, message_id=message.message_id, body=police.to_json(message),
-                 kind="handover", at=now),
-            what, {"police": "handover_queued", "message_id": message.message_id, "kind": kind, "idempotency_key": key},
-            actor)
+        message_id, created = await self._enqueue(message, what, marker, actor)
         return await self.entry_view(message_id), created
 
     async def enqueue_result(self, record: TicketRecord) -> tuple[dict[str, Any], bool] | None:
@@ -124,17 +164,8 @@ class PoliceLink:
         link = await self.store.police_ticket(t.number)
         if link.get("direction") != "in" or not link.get("police_incident_id") or t.resolved_at is None:
             return None
-        now = self.clock()
-        key = police.message_key(t.number, "result", int(t.resolved_at.timestamp()))
-        message = police.ResultReport(
-            message_id=uuid.uuid4().hex, idempotency_key=key, police_incident_id=link["police_incident_id"],
-            ticket_number=t.number, category=t.category.value, outcome=t.resolution or "已办结",
-            unit=t.unit_id or "", resolved_at=t.resolved_at, created_at=now)
-        message_id, created = await self._enqueue(
-            dict(number=t.number, key=key, message_id=message.message_id, body=police.to_json(message),
-                 kind="result_report", at=now),
-            "办结结果已排队反馈110", {"police": "result_queued", "message_id": message.message_id, "idempotency_key": key},
-            POLICE_ACTOR)
+        message, marker = self._result(t, link["police_incident_id"], t.resolved_at, self.clock())
+        message_id, created = await self._enqueue(message, "办结结果已排队反馈110", marker, POLICE_ACTOR)
         return await self.entry_view(message_id), created
 
     async def _enqueue(self, message: dict[str, Any], what: str, data: dict[str, Any],
@@ -143,6 +174,9 @@ class PoliceLink:
         note's ticket save carries the outbox insert); (message id, created). A known idempotency
         key writes neither. When the note cannot be written (the ticket kept changing, or refuses
         notes), the entry is written alone: a handover is never lost to its note."""
+        known = await self.store.message_of_key(message["key"])
+        if known is not None:  # queued already (by the event that decided it, or an earlier press)
+            return known, False
         write = self.store.outbox_writer(**message)
 
         async def insert(conn: Any) -> None:
@@ -153,8 +187,8 @@ class PoliceLink:
         try:
             await self.tickets.act(message["number"], "note", {"note": what, "data": data}, actor,
                                    expected_version=None, extra=[insert])
-        except _AlreadyQueued as known:
-            return known.message_id, False
+        except _AlreadyQueued as raced:
+            return raced.message_id, False
         except (Conflict, InvalidTransition) as exc:
             log.warning("110 %s of %s queued without its note: %s", message["kind"], message["number"], exc)
             return await self.store.outbox_add(**message)

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -38,6 +38,8 @@ from services.ticket_alarms import (  # noqa: F401  (consume_alarms is re-export
 _LOOKUP_CATEGORIES = ("water", "power", "gas", "heating", "drainage")
 _RESERVED_ARGS = frozenset({"ticket", "action", "actor", "now", "expected_version"})
 _RETRIES = 5
+# (ticket as it will be saved, one of its events) -> None, or (marker for the event's data, outbox write)
+OutboxHook = Callable[[Ticket, AuditEvent], Awaitable[tuple[dict[str, Any], Extra] | None]]
 
 
 def utc_now() -> datetime:
@@ -87,6 +89,10 @@ class TicketManager:
         # incident writes per supply area made by this process: a create's early read of the area's
         # incidents is used only while this count is unchanged (else it reads them again)
         self._area_writes: dict[str, int] = {}
+        # the 110 link's hook (`services.police_link.PoliceLink.outbox_hook`, set by the dispatch
+        # wiring when messages go to 110): the outbox row an event decides, saved in its write's
+        # transaction, and the marker added to that event's data
+        self.outbox_hook: OutboxHook | None = None
 
     @classmethod
     def for_city(cls, store: TicketStore, city: Any, *, service_area: str = "", **kwargs: Any) -> "TicketManager":
@@ -222,6 +228,17 @@ class TicketManager:
         async with self._area_lock(ticket.supply_area if grouping.groupable(ticket) else None):
             return await self._save_new(ticket, created, meta, asset, answer, actor, now, alarm, early)
 
+    async def _outbox(self, ticket: Ticket, events: Sequence[AuditEvent]) -> tuple[list[AuditEvent], list[Extra]]:
+        """The outbox rows a write's events decide (`outbox_hook`), each deciding event marked."""
+        marked, extra = list(events), []
+        if self.outbox_hook is not None:
+            for i, event in enumerate(events):
+                decided = await self.outbox_hook(ticket, event)
+                if decided is not None:
+                    marked[i] = dataclasses.replace(event, data={**event.data, **decided[0]})
+                    extra.append(decided[1])
+        return marked, extra
+
     def _note_incident_writes(self, writes: Sequence[IncidentWrite]) -> None:
         """Count written incidents per supply area (invalidates early reads of those areas)."""
         for write in writes:
@@ -245,10 +262,11 @@ class TicketManager:
             if answer is not None:
                 grouped, closed = apply(grouped, "close_direct", actor=actor, now=now, answer=answer)
                 events.append(closed)
+            events, extra = await self._outbox(grouped, events)
             record = self._record(grouped, meta)
             try:
                 await self.store.save([TicketWrite(record, events, None, alarm.alarm_key if alarm else None)],
-                                      incident_writes)
+                                      incident_writes, extra)
                 self._note_incident_writes(incident_writes)
                 return CreateResult(record, False, None if incident is None else incident.incident_id)
             except GuardFailed as exc:
@@ -283,9 +301,10 @@ class TicketManager:
         for attempt in range(_RETRIES if retry else 1):
             previous = await self.store.get(number)
             ticket, event = change(previous)
+            events, decided = await self._outbox(ticket, [event])
             record = self._record(ticket, previous.meta)
             try:
-                await self.store.save([TicketWrite(record, [event], previous)], extra=extra)
+                await self.store.save([TicketWrite(record, events, previous)], extra=[*extra, *decided])
                 return record
             except Conflict:
                 if not retry or attempt == _RETRIES - 1:
@@ -339,10 +358,13 @@ class TicketManager:
             latest: dict[str, tuple[Ticket, list[AuditEvent]]] = {}
             for ticket, event in changes:  # link_incident then resolve: keep the last ticket, all events
                 latest[ticket.number] = (ticket, [*latest.get(ticket.number, (ticket, []))[1], event])
-            writes = [TicketWrite(self._record(t, by_number[n].meta), events, by_number[n])
-                      for n, (t, events) in latest.items()]
+            writes, extra = [], []
+            for n, (t, events) in latest.items():
+                events, decided = await self._outbox(t, events)
+                writes.append(TicketWrite(self._record(t, by_number[n].meta), events, by_number[n]))
+                extra += decided
             try:
-                await self.store.save(writes, [IncidentWrite(resolved, rev + 1, incident)])
+                await self.store.save(writes, [IncidentWrite(resolved, rev + 1, incident)], extra)
                 self._note_incident_writes([IncidentWrite(resolved, rev + 1, incident)])
                 return resolved
             except (Conflict, GuardFailed):

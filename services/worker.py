@@ -69,18 +69,22 @@ async def build(store: Store, settings: Any, city: Any = None, *, tickets: Ticke
         tickets = await build_manager(store.db, store.redis, city, service_area=getattr(settings, "SERVICE_AREA", ""), **kwargs)
     dstore = DispatchStore(store.redis)
     graph = await asyncio.to_thread(road_graph, city, settings.data_dir / "cache")
-    crews = CrewRegistry(crews_from_city(city), store, dstore, tickets.store)
+    crews = CrewRegistry(crews_from_city(city), store, tickets.store)
     dispatch = DispatchManager(tickets, crews, dstore, graph, auto=settings.DISPATCH_AUTO,
                                accept_timeout_s=settings.ACCEPT_TIMEOUT_S, stale_after_s=settings.VEHICLE_STALE_S,
                                clock=clock)
     timers = DispatchTimers(dispatch, arrival_radius_m=settings.ARRIVAL_RADIUS_M)
     police = PoliceLink(PoliceStore(store.db), dstore, tickets, url=settings.POLICE_URL, secret=settings.POLICE_SECRET.encode("utf-8"),
                         clock=clock, send=send, **police_options)
+    if police.outbound_enabled:  # an emergency's handover and a transfer's result: in the deciding write
+        tickets.outbox_hook = police.outbox_hook
     return DispatchParts(tickets, dispatch, timers, police, dstore)
 
 
 async def on_change(parts: DispatchParts, change: Mapping[str, str]) -> None:
-    """Everything one ticket change triggers: dispatch reactions and the 110 link."""
+    """Everything one ticket change triggers: dispatch reactions and the 110 link (an emergency's
+    handover and a transfer's result are queued by the write itself in a process that sends to
+    110, `PoliceLink.outbox_hook`; here they are queued for the others, a no-op when known)."""
     action, number = change.get("action"), change.get("number", "")
     if is_creation(change) and parts.police.outbound_enabled:
         record = await parts.tickets.store.get(number)

@@ -70,7 +70,7 @@ async def _serve(tmp_path: Path, redis_url: str, database_url: str, city, *, kpi
     lookup = SpatialLookup(city)
     clock = Clock(T0)
     manager = TicketManager(tickets, lookup, sensors=sensor_sites(city, lookup), clock=clock)
-    service = KpiService(store.redis) if kpi else None
+    service = KpiService(store.db, store.redis) if kpi else None
     if service is not None:
         await service.start()
     extra = {"tickets": manager, **({"kpi": service} if service else {})}
@@ -86,7 +86,7 @@ async def _serve(tmp_path: Path, redis_url: str, database_url: str, city, *, kpi
 
 
 @pytest.fixture
-async def api(tmp_path, redis_url, city):  # noqa: F811
+async def api(tmp_path, redis_url, database_url, city):  # noqa: F811
     server, client, service = await _serve(tmp_path, redis_url, database_url, city)
     yield client
     server.stop()
@@ -300,7 +300,7 @@ async def test_bad_parameters_are_400_with_a_stable_code_and_counted(api, query,
     assert status == 400 and rejected[f"{handler}:400"] == 2
 
 
-async def test_without_the_kpi_service_the_answer_is_503(tmp_path, redis_url, city):  # noqa: F811
+async def test_without_the_kpi_service_the_answer_is_503(tmp_path, redis_url, database_url, city):  # noqa: F811
     server, client, _ = await _serve(tmp_path, redis_url, database_url, city, kpi=False)
     try:
         for path in ("/api/hotspots/heat", "/api/hotspots/clusters", "/api/wall/kpis"):

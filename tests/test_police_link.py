@@ -30,7 +30,7 @@ from center.store_dispatch import DispatchStore
 from center.store_police import PoliceStore
 from center.store_tickets import TicketStore
 from command.police import DISPATCHER_MANUAL, PoliceStatus, sign, to_json
-from services.police_link import PoliceLink, http_send
+from services.police_link import POLICE_ACTOR, PoliceLink, http_send
 from services.tickets import TicketManager
 from services.worker import build, watch_changes
 from simulators.police import PoliceSimulator
@@ -156,6 +156,8 @@ async def test_110_down_two_minutes_then_every_message_delivered_once_in_order(e
     assert code == 202 and orjson.loads(body)["message"]["seq"] == 2
     code, body = await env.call("POST", f"/api/tickets/{first}/police", body={})  # pressed twice: the same message
     assert code == 200 and orjson.loads(body)["created"] is False
+    notes = [e for e in await env.timeline(first) if e["data"].get("data", {}).get("police") == "handover_queued"]
+    assert [n["data"]["data"]["kind"] for n in notes] == [DISPATCHER_MANUAL]  # one note, with its entry
     assert len(await env.link.store.outbox_pending()) == 3
     for _ in range(24):  # 2 minutes of 110 down, a pass every 5 s
         await env.link.run_once(env.clock.advance(5))
@@ -293,7 +295,10 @@ async def test_transfer_becomes_a_110_ticket_and_its_resolution_is_reported_back
     for action in ("accept", "arrive"):
         await env.act(number, action, "crew")
     await env.act(number, "resolve", "crew", resolution="已疏通排水管道")
-    await wait_for(lambda: _pending(env, 1))
+    [(queued, extra)] = await env.link.store.outbox_pending()  # queued by the resolution's own transaction
+    [resolved] = [e for e in await env.timeline(number) if e["action"] == "resolve"]
+    assert resolved["data"]["police"] == "result_queued" and resolved["data"]["message_id"] == queued.message_id
+    assert extra["kind"] == "result_report"
     await env.until_acked()
     [report] = [r for r in env.sim.received if r.get("type") == "result_report"]
     assert report["outcome"] == "accepted" and report["police_incident_id"] == incident_id
@@ -394,3 +399,30 @@ async def test_postgresql_down_an_inbound_request_answers_503_and_writes_nothing
     await record_store.release_inbound("JJ1:status:1")
     code, reply = await env.call("POST", "/api/police/status", None, body, headers)  # the same request, retried
     assert code == 200, reply
+
+
+async def test_an_emergency_and_its_handover_are_one_transaction(env, monkeypatch):
+    number = await env.create()
+    [(queued, extra)] = await env.link.store.outbox_pending()  # there as soon as the ticket is
+    [created] = [e for e in await env.timeline(number) if e["action"] == "create"]
+    assert created["data"]["police"] == "handover_queued" and created["data"]["message_id"] == queued.message_id
+    assert (queued.ticket_number, extra["idempotency_key"]) == (number, f"{number}:handover:1")
+    writer = env.link.store.outbox_writer
+
+    def failing_writer(**message):
+        write = writer(**message)
+
+        async def write_then_fail(conn):
+            await write(conn)  # the entry is inserted, then the transaction fails
+            raise RuntimeError("disk full")
+        return write_then_fail
+
+    monkeypatch.setattr(env.link.store, "outbox_writer", failing_writer)
+    tickets = await env.store.db.fetchone("SELECT count(*) AS n FROM tickets")
+    with pytest.raises(RuntimeError):
+        await env.parts.tickets.create({
+            "channel": "phone", "category": "gas", "type": "repair", "urgency": "emergency",
+            "description": "闻到很浓的煤气味", "caller_phone": "13812349999", "address": "高密市康成大街1号",
+            "lon": 119.75, "lat": 36.37}, POLICE_ACTOR, link=False)
+    assert await env.store.db.fetchone("SELECT count(*) AS n FROM tickets") == tickets  # no ticket without its entry
+    assert [e.message_id for e, _ in await env.link.store.outbox_pending()] == [queued.message_id]

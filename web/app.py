@@ -203,8 +203,8 @@ async def _serve(settings: Settings, redis_url: str, mqtt_url: str, sockets: lis
     services.extra["police"] = parts.police
     from services.kpi_service import KpiService
 
-    kpi = KpiService(store.redis, policy=services.extra["tickets"].policy, tz=settings.zone)
-    await kpi.start(wait=False)  # rebuilds from the audit streams in the background, then follows tkt:changes
+    kpi = KpiService(store.db, store.redis, policy=services.extra["tickets"].policy, tz=settings.zone)
+    await kpi.start(wait=False)  # folds what changed since the last run in the background, then follows tkt:changes
     services.extra["kpi"] = kpi
     await parts.dispatch.crews.refresh()  # the city's crews into the fleet registry, before the feed reads it
     app = make_app(services, cookie_secret=await cookie_secret(store))
