@@ -1,43 +1,71 @@
-"""Read-only access to the tickets' audit streams for the KPIs (`services.kpi_service`).
+"""The KPI facts in PostgreSQL: one row per ticket, folded from its audit events (`services.kpi_service`).
 
-The keys are those of `center.store_tickets` (which writes them): ``tkt:{number}:events``, one
-stream per ticket whose entries carry field ``e`` = `command.tickets.event_to_dict` JSON, and
-``tkt:changes``, one summary entry (number, version, action, state) per ticket write, written by
-the same script call as the events. This module only reads them:
+Owns the tables of ``center/migrations/0004_kpi.sql``: ``kpi_facts`` (a ticket's KPI row, the
+columns reports select and filter on and the whole row packed), ``kpi_folds`` (the running fold
+of its events, to continue from) and ``kpi_names`` (integer codes of the names in packed rows).
+Reads, never writes, the tickets' ``ticket_events`` (the audit trail: the source of every fact)
+and ``tickets.version`` (to find tickets whose fold is behind), and the Redis stream
+``tkt:changes`` (`KpiChanges`: which tickets changed since the last entry read).
 
-- every ticket's events, found by SCAN (streams matching ``tkt:*:events``) and read with
-  pipelined XRANGE, for a rebuild (async for a web process, sync for the ``kpi`` command);
-- the changes after a given stream id (XREAD), and each changed ticket's events after the last
-  stream id already applied (XRANGE with an exclusive start), for the incremental path.
+Why a facts table rather than folding every event in each process at start-up: a year of a big
+line is a million tickets and some ten million events; folding them takes minutes and keeps
+gigabytes per web process. A fact row is written once per ticket write (by whichever process
+applies the change first; the others' writes are skipped by the ``last_event_id`` guard), kept
+across restarts and Redis wipes, and a report reads only its period's rows.
 
-Stream ids are ``"<ms>-<seq>"`` strings; `id_key` orders them.
+Why reports read packed rows into numpy rather than GROUP BY in SQL: the report holds medians
+and p90s per group, rankings and drill-downs (`command.kpi_report`); computing them from the
+same columns with the same code keeps one definition of every number (the pure rebuild from the
+events gives the same report, by test). A period's rows come out as ``COPY (SELECT id, packed
+...) TO STDOUT (FORMAT binary)``: fixed-width records numpy reads as they are, in parallel chunks
+(by creation time), 145 bytes a ticket.
 """
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+import asyncio
+import struct
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import numpy as np
 import orjson
-import redis as redis_sync
+import psycopg
 import redis.asyncio as aioredis
 
+from center.db import Database
 from center.store_tickets import CHANGES_STREAM
+from command.kpi import (
+    COUNT_COLUMNS, ENUM_COLUMNS, FLOAT_COLUMNS, ID_COLUMNS, MET_COLUMNS, Codes, KpiFrame,
+)
+from command.kpi_facts import TicketAccumulator
 
-EVENTS_MATCH = "tkt:*:events"
-_PREFIX, _SUFFIX = "tkt:", ":events"
+NAME_KINDS = tuple(ENUM_COLUMNS) + ID_COLUMNS
+PACKED = np.dtype([(n, "<f8") for n in FLOAT_COLUMNS] + [(n, "<i2") for n in ENUM_COLUMNS]
+                  + [(n, "<i4") for n in ID_COLUMNS] + [(n, "<i2") for n in COUNT_COLUMNS]
+                  + [(n, "i1") for n in MET_COLUMNS])
+_PACK = struct.Struct("<" + "d" * len(FLOAT_COLUMNS) + "h" * len(ENUM_COLUMNS) + "i" * len(ID_COLUMNS)
+                      + "h" * len(COUNT_COLUMNS) + "b" * len(MET_COLUMNS))
+assert _PACK.size == PACKED.itemsize
+_COPY_ROW = np.dtype([("fields", ">i2"), ("id_len", ">i4"), ("id", ">i8"), ("packed_len", ">i4"),
+                      ("packed", PACKED)])
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_COPY_HEADER = len(_COPY_SIGNATURE) + 8
+_N_FLOAT, _N_ENUM, _N_ID = len(FLOAT_COLUMNS), len(ENUM_COLUMNS), len(ID_COLUMNS)
+_INT16_MAX = 32767
+
+
+class FoldRow:
+    """What `KpiFacts.pending` reads for one ticket: its fold so far and its new events."""
+
+    __slots__ = ("number", "version", "last_event_id", "fold", "events")
+
+    def __init__(self, number: str, version: int, last_event_id: int, fold: dict[str, Any] | None) -> None:
+        self.number, self.version, self.last_event_id, self.fold = number, version, last_event_id, fold
+        self.events: list[tuple[int, bytes]] = []  # (ticket_events.id, event JSON)
+
+
 ZERO_ID = "0-0"
-
-Entry = tuple[str, Any]  # (stream id, raw event JSON)
-
-
-def events_key(number: str) -> str:
-    """The audit stream key of a ticket."""
-    return f"{_PREFIX}{number}{_SUFFIX}"
-
-
-def number_of(key: Any) -> str:
-    """The ticket number of an audit stream key."""
-    return _text(key)[len(_PREFIX):-len(_SUFFIX)]
 
 
 def id_key(stream_id: str) -> tuple[int, int]:
@@ -46,104 +74,285 @@ def id_key(stream_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def parse_event(raw: Any) -> dict[str, Any]:
-    """The event dict of an entry's ``e`` field (orjson.JSONDecodeError on garbage)."""
-    return orjson.loads(raw)
-
-
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _event_field(fields: Mapping[Any, Any]) -> Any:
-    return fields.get(b"e", fields.get("e"))
-
-
-def _entries(rows: list[tuple[Any, Mapping[Any, Any]]]) -> list[Entry]:
-    return [(_text(sid), _event_field(fields)) for sid, fields in rows]
-
-
-class KpiStreams:
-    """Async reads of the audit streams and of the change stream."""
+class KpiChanges:
+    """Reads of ``tkt:changes`` (one entry per committed ticket write: number, version, action, state)."""
 
     def __init__(self, client: aioredis.Redis) -> None:
         self.redis = client
 
-    async def changes_tail(self) -> str:
-        """The id of the newest ``tkt:changes`` entry ("0-0" when there is none)."""
+    async def tail(self) -> str:
+        """The id of the newest entry ("0-0" when there is none)."""
         rows = await self.redis.xrevrange(CHANGES_STREAM, "+", "-", count=1)
         return _text(rows[0][0]) if rows else ZERO_ID
 
-    async def changes_head(self) -> str | None:
-        """The id of the oldest ``tkt:changes`` entry still kept, or None."""
-        rows = await self.redis.xrange(CHANGES_STREAM, "-", "+", count=1)
-        return _text(rows[0][0]) if rows else None
-
-    async def ticket_batches(self, batch: int) -> AsyncIterator[list[str]]:
-        """Ticket numbers that have an audit stream, `batch` at a time (SCAN may repeat one)."""
-        numbers: list[str] = []
-        async for key in self.redis.scan_iter(match=EVENTS_MATCH, count=batch, _type="stream"):
-            numbers.append(number_of(key))
-            if len(numbers) >= batch:
-                yield numbers
-                numbers = []
-        if numbers:
-            yield numbers
-
-    async def events_after(self, after: Mapping[str, str | None]) -> dict[str, list[Entry]]:
-        """For each ticket, its audit entries after the given stream id (all when None), in order."""
-        if not after:
-            return {}
-        pipe = self.redis.pipeline(transaction=False)
-        for number, last in after.items():
-            pipe.xrange(events_key(number), "-" if last is None else f"({last}", "+")
-        replies = await pipe.execute()
-        return {number: _entries(rows) for number, rows in zip(after, replies)}
-
-    async def changes_after(self, last_id: str, count: int,
-                            block_ms: int | None = None) -> list[tuple[str, dict[str, str]]]:
-        """``tkt:changes`` entries after `last_id` (at most `count`; waits up to `block_ms` when given)."""
+    async def after(self, last_id: str, count: int, block_ms: int | None = None) -> list[tuple[str, dict[str, str]]]:
+        """Entries after `last_id` (at most `count`; waits up to `block_ms` when given)."""
         reply = await self.redis.xread({CHANGES_STREAM: last_id}, count=count, block=block_ms)
         if not reply:
             return []
         return [(_text(sid), {_text(k): _text(v) for k, v in fields.items()}) for sid, fields in reply[0][1]]
 
 
-def iter_all_events(client: redis_sync.Redis, *, batch: int = 500,
-                    progress: Callable[[int, int], None] | None = None) -> Iterator[dict[str, Any]]:
-    """Every ticket's audit events (dicts, in order per ticket), read with a blocking client: SCAN
-    then one pipelined XRANGE per `batch` tickets, so memory holds one batch. `progress(tickets,
-    events)` is called after each batch. An unreadable entry raises orjson.JSONDecodeError."""
-    seen: set[str] = set()
-    tickets = events = 0
-    numbers: list[str] = []
+def parse_copy(buf: bytes | bytearray | memoryview) -> np.ndarray:
+    """The records of a binary COPY of ``(id bigint, packed bytea)`` rows (ValueError on another shape)."""
+    view = memoryview(buf)
+    if len(view) < _COPY_HEADER + 2 or bytes(view[:len(_COPY_SIGNATURE)]) != _COPY_SIGNATURE:
+        raise ValueError("not a binary COPY stream")
+    extension = int.from_bytes(view[_COPY_HEADER - 4:_COPY_HEADER], "big")
+    body = view[_COPY_HEADER + extension:len(view) - 2]
+    if len(body) % _COPY_ROW.itemsize:
+        raise ValueError("binary COPY rows of an unexpected width")
+    rows = np.frombuffer(body, dtype=_COPY_ROW)
+    if len(rows) and not ((rows["fields"] == 2).all() and (rows["packed_len"] == PACKED.itemsize).all()):
+        raise ValueError("binary COPY rows of an unexpected shape")
+    return rows
 
-    def read(chunk: list[str]) -> Iterator[dict[str, Any]]:
-        pipe = client.pipeline(transaction=False)
-        for number in chunk:
-            pipe.xrange(events_key(number), "-", "+")
-        for rows in pipe.execute():
-            for _, fields in rows:
-                yield parse_event(_event_field(fields))
 
-    for key in client.scan_iter(match=EVENTS_MATCH, count=batch, _type="stream"):
-        number = number_of(key)
-        if number in seen:
-            continue
-        seen.add(number)
-        numbers.append(number)
-        if len(numbers) >= batch:
-            for event in read(numbers):
-                events += 1
-                yield event
-            tickets += len(numbers)
-            numbers = []
-            if progress is not None:
-                progress(tickets, events)
-    if numbers:
-        for event in read(numbers):
-            events += 1
-            yield event
-        tickets += len(numbers)
-    if progress is not None:
-        progress(tickets, events)
+class KpiFacts:
+    """SQL of the KPI facts: pending folds, writing facts, sweeping, and reading a period's rows."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._codes: dict[str, dict[str, int]] = {kind: {} for kind in NAME_KINDS}
+
+    # ------------------------------------------------------------------ the fold's inputs
+
+    async def stale(self, after: str, limit: int) -> list[str]:
+        """Up to `limit` ticket numbers after `after` (in order) whose fold is missing or behind."""
+        rows = await self.db.fetch(
+            "SELECT t.number FROM tickets t LEFT JOIN kpi_folds f ON f.number = t.number"
+            " WHERE t.number > %s AND (f.number IS NULL OR f.version < t.version)"
+            " ORDER BY t.number LIMIT %s", (after, limit))
+        return [row["number"] for row in rows]
+
+    async def pending(self, numbers: Sequence[str], *, fresh: bool = False) -> list[FoldRow]:
+        """For each known ticket: its fold and version so far, and its events after the fold (in
+        order); with `fresh`, no fold and every event."""
+        if not numbers:
+            return []
+        async with self.db.connection() as conn:
+            folds: dict[str, tuple[int, int, Any]] = {}
+            if not fresh:
+                cur = await conn.execute(
+                    "SELECT number, version, last_event_id, fold::text FROM kpi_folds WHERE number = ANY(%s)",
+                    (list(numbers),))
+                folds = {n: (v, last, orjson.loads(fold)) for n, v, last, fold in await cur.fetchall()}
+            after = [folds[n][1] if n in folds else 0 for n in numbers]
+            # one statement, one snapshot: the version read belongs with the events read
+            cur = await conn.execute(
+                "SELECT a.number, t.version, e.id, e.event::text"
+                " FROM unnest(%s::text[], %s::bigint[]) AS a(number, after)"
+                " JOIN tickets t ON t.number = a.number"
+                " LEFT JOIN ticket_events e ON e.number = a.number AND e.id > a.after"
+                " ORDER BY a.number, e.id", (list(numbers), after))
+            rows = await cur.fetchall()
+        out: dict[str, FoldRow] = {}
+        for number, version, event_id, event in rows:
+            row = out.get(number)
+            if row is None:
+                _, last, fold = folds.get(number, (0, 0, None))
+                row = out[number] = FoldRow(number, version, last, fold)
+            if event_id is not None:
+                row.events.append((event_id, event))
+        return list(out.values())
+
+    # ------------------------------------------------------------------ writing facts
+
+    async def _ensure_codes(self, conn: psycopg.AsyncConnection, wanted: Mapping[str, set[str]]) -> None:
+        """Give every wanted (kind, name) a code (dense per kind; one writer at a time assigns)."""
+        missing = {kind: sorted(n for n in names if n not in self._codes[kind]) for kind, names in wanted.items()}
+        if not any(missing.values()):
+            return
+        kinds = [k for k, names in missing.items() for _ in names]
+        names = [n for names in missing.values() for n in names]
+        cur = await conn.execute("SELECT kind, name, code FROM kpi_names WHERE (kind, name) IN"
+                                 " (SELECT * FROM unnest(%s::text[], %s::text[]))", (kinds, names))
+        for kind, name, code in await cur.fetchall():
+            self._codes[kind][name] = code
+        left = [(k, n) for k, n in zip(kinds, names) if n not in self._codes[k]]
+        if not left:
+            return
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('kpi_names'))")
+            for kind, name in left:
+                await conn.execute(
+                    "INSERT INTO kpi_names (kind, name, code)"
+                    " SELECT %s, %s, coalesce(max(code) + 1, 0) FROM kpi_names WHERE kind = %s"
+                    " ON CONFLICT (kind, name) DO NOTHING", (kind, name, kind))
+            cur = await conn.execute("SELECT kind, name, code FROM kpi_names WHERE (kind, name) IN"
+                                     " (SELECT * FROM unnest(%s::text[], %s::text[]))",
+                                     ([k for k, _ in left], [n for _, n in left]))
+            for kind, name, code in await cur.fetchall():
+                self._codes[kind][name] = code
+
+    def pack(self, values: Sequence[Any]) -> bytes:
+        """A `command.kpi.named_row` as the packed bytes (names as codes, -1 for none)."""
+        codes = self._codes
+        names = values[_N_FLOAT:_N_FLOAT + _N_ENUM + _N_ID]
+        coded = [-1 if name is None else codes[kind][str(name)] for kind, name in zip(NAME_KINDS, names)]
+        counts = [min(int(v), _INT16_MAX) for v in values[_N_FLOAT + _N_ENUM + _N_ID:-len(MET_COLUMNS)]]
+        return _PACK.pack(*values[:_N_FLOAT], *coded, *counts, *values[-len(MET_COLUMNS):])
+
+    async def write(self, folded: Sequence[tuple[FoldRow, TicketAccumulator, int, tuple[Any, ...]]], *,
+                    force: bool = False) -> None:
+        """Write folds and facts: (the row read, its accumulator now, the last event id folded,
+        its named row). A row already written from as many events (by another process) is kept,
+        unless `force` (a fold made again from every event)."""
+        if not folded:
+            return
+        wanted: dict[str, set[str]] = {kind: set() for kind in NAME_KINDS}
+        for _, _, _, values in folded:
+            for kind, name in zip(NAME_KINDS, values[_N_FLOAT:_N_FLOAT + _N_ENUM + _N_ID]):
+                if name is not None:
+                    wanted[kind].add(str(name))
+        async with self.db.connection() as conn:
+            await self._ensure_codes(conn, wanted)
+            facts = [r for r in folded if force or r[2] > r[0].last_event_id]
+            cols: dict[str, list[Any]] = {k: [] for k in (
+                "number", "last", "created", "resolved", "category", "district", "unit", "crew", "state", "packed")}
+            for row, acc, last, values in facts:
+                cols["number"].append(row.number)
+                cols["last"].append(last)
+                cols["created"].append(_time(values[0]))
+                cols["resolved"].append(_time(values[1]))
+                cols["category"].append(acc.attrs.get("category"))
+                cols["district"].append(acc.attrs.get("district"))
+                cols["unit"].append(acc.attrs.get("unit_id"))
+                cols["crew"].append(acc.crew_id())
+                cols["state"].append(acc.state)
+                cols["packed"].append(self.pack(values))
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO kpi_folds (number, version, last_event_id, fold)"
+                    " SELECT * FROM unnest(%s::text[], %s::integer[], %s::bigint[], %s::jsonb[])"
+                    " ON CONFLICT (number) DO UPDATE SET version = EXCLUDED.version,"
+                    " last_event_id = EXCLUDED.last_event_id, fold = EXCLUDED.fold"
+                    " WHERE %s OR (kpi_folds.last_event_id, kpi_folds.version)"
+                    " < (EXCLUDED.last_event_id, EXCLUDED.version)",
+                    ([r.number for r, _, _, _ in folded], [r.version for r, _, _, _ in folded],
+                     [last for _, _, last, _ in folded],
+                     [orjson.dumps(acc.to_dict()).decode() for _, acc, _, _ in folded], force))
+                if facts:
+                    await conn.execute(
+                        "INSERT INTO kpi_facts (number, last_event_id, created, resolved, category, district,"
+                        " unit_id, crew_id, state, packed)"
+                        " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::timestamptz[], %s::timestamptz[],"
+                        " %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bytea[])"
+                        " ON CONFLICT (number) DO UPDATE SET last_event_id = EXCLUDED.last_event_id,"
+                        " created = EXCLUDED.created, resolved = EXCLUDED.resolved,"
+                        " category = EXCLUDED.category, district = EXCLUDED.district,"
+                        " unit_id = EXCLUDED.unit_id, crew_id = EXCLUDED.crew_id, state = EXCLUDED.state,"
+                        " packed = EXCLUDED.packed WHERE %s OR kpi_facts.last_event_id < EXCLUDED.last_event_id",
+                        (*cols.values(), force))
+
+    async def forget(self) -> None:
+        """Drop every fact and fold (a full rebuild from the events follows); names keep their codes."""
+        async with self.db.transaction() as conn:
+            await conn.execute("TRUNCATE kpi_facts, kpi_folds")
+
+    # ------------------------------------------------------------------ reading a period
+
+    async def names(self) -> dict[str, Codes]:
+        """The codes of every kind as `Codes` (a name's code is its index; unused codes are None)."""
+        rows = await self.db.fetch("SELECT kind, name, code FROM kpi_names")
+        out = {kind: Codes() for kind in NAME_KINDS}
+        for row in rows:
+            codes = out.get(row["kind"])
+            if codes is None:
+                continue
+            while len(codes.names) <= row["code"]:
+                codes.names.append(None)  # type: ignore[arg-type]
+            codes.names[row["code"]] = row["name"]
+            codes.index[row["name"]] = row["code"]
+        return out
+
+    async def _copy(self, where: str, params: Sequence[Any]) -> np.ndarray:
+        buf = bytearray()
+        async with self.db.connection() as conn:
+            cur = conn.cursor()
+            async with cur.copy(f"COPY (SELECT id, packed FROM kpi_facts WHERE {where}) TO STDOUT (FORMAT binary)",
+                                params) as copy:
+                async for data in copy:
+                    buf += data
+        return parse_copy(buf)
+
+    async def frame(self, start: datetime, end: datetime, *, category: Sequence[str] = (),
+                    district: Sequence[str] = (), unit: Sequence[str] = (), numbers: bool = False,
+                    chunks: int = 2) -> KpiFrame:
+        """The KPI rows of the tickets created or resolved in [start, end), optionally only some
+        categories, districts or units, as a `KpiFrame` (with ticket numbers when asked)."""
+        filters, params = [], []
+        for column, wanted in (("category", category), ("district", district), ("unit_id", unit)):
+            if wanted:
+                filters.append(f"{column} = ANY(%s)")
+                params.append(list(wanted))
+        extra = "".join(f" AND {f}" for f in filters)
+        step = (end - start) / max(1, chunks)
+        cuts = [start + step * i for i in range(chunks)] + [end]
+        parts = [self._copy("created >= %s AND created < %s" + extra, (a, b, *params))
+                 for a, b in zip(cuts, cuts[1:])]
+        parts.append(self._copy("(created IS NULL OR created < %s OR created >= %s)"
+                                " AND resolved >= %s AND resolved < %s" + extra, (start, end, start, end, *params)))
+        rows = np.concatenate(await asyncio.gather(*parts))
+        codes = await self.names()
+        packed = rows["packed"]
+        cols = {name: packed[name].astype(np.float64) for name in FLOAT_COLUMNS}
+        for name in ENUM_COLUMNS:
+            cols[name] = _enum_lut(codes[name], name)[packed[name].astype(np.int64) + 1]
+        for name in ID_COLUMNS + COUNT_COLUMNS + MET_COLUMNS:
+            cols[name] = packed[name].astype(np.int32)
+        ids = rows["id"].astype(np.int64)
+        found = None
+        if numbers:
+            by_id = await self.numbers_of(ids.tolist())
+            found = [by_id[i] for i in ids.tolist()]
+        return KpiFrame(cols, {name: codes[name] for name in ID_COLUMNS}, ids, found)
+
+    async def numbers_of(self, ids: Sequence[int]) -> dict[int, str]:
+        """Ticket numbers of fact ids."""
+        if not len(ids):
+            return {}
+        rows = await self.db.fetch("SELECT id, number FROM kpi_facts WHERE id = ANY(%s)", (list(ids),))
+        return {row["id"]: row["number"] for row in rows}
+
+
+def _enum_lut(codes: Codes, kind: str) -> np.ndarray:
+    """code + 1 → index in the enum's values (`command.kpi.ENUM_COLUMNS`), -1 for none or unknown."""
+    values = {v: i for i, v in enumerate(ENUM_COLUMNS[kind])}
+    lut = np.full(len(codes.names) + 1, -1, dtype=np.int32)
+    for code, name in enumerate(codes.names):
+        lut[code + 1] = values.get(name, -1)
+    return lut
+
+
+def _time(epoch: float) -> datetime | None:
+    if epoch != epoch:  # NaN
+        return None
+    return _EPOCH + timedelta(seconds=epoch)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def iter_all_events(url: str, *, batch: int = 5000,
+                    progress: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
+    """Every audit event of every ticket (dicts, in order per ticket) read from PostgreSQL with a
+    server-side cursor, so memory holds one batch; `progress(events)` after each batch."""
+    with psycopg.connect(url) as conn:
+        with conn.cursor(name="kpi_all_events") as cur:
+            cur.itersize = batch
+            cur.execute("SELECT event::text FROM ticket_events ORDER BY number, id")
+            count = 0
+            while True:
+                rows = cur.fetchmany(batch)
+                if not rows:
+                    break
+                for (raw,) in rows:
+                    yield orjson.loads(raw)
+                count += len(rows)
+                if progress is not None:
+                    progress(count)

@@ -32,7 +32,7 @@ from command.kpi_facts import (  # noqa: F401  (re-exported: command.kpi is the 
 )
 from command.kpi_report import DRILL_GROUPS, Report, build_report, drill_mask
 from command.kpi_stats import (  # noqa: F401
-    day_period, group_summary, month_period, period_of, summary, week_period,
+    day_period, group_summary, month_period, period_of, range_period, summary, week_period, year_period,
 )
 from command.limits import DEFAULT_POLICY, LimitPolicy
 from command.ticket_model import CENTER_TZ
@@ -80,6 +80,21 @@ def _nan(x: Any) -> float:
     return np.nan if x is None else float(x)
 
 
+def named_row(acc: TicketAccumulator, limits: LimitTable) -> tuple[Any, ...]:
+    """A ticket's values in `COLUMNS` order, enum and identifier columns as names (None when
+    absent), floats NaN when absent: the one definition of a ticket's KPI row, which `KpiState`
+    codes in memory and `center.store_kpi` keeps per ticket in PostgreSQL."""
+    a = acc.attrs
+    floats = (_nan(acc.created), _nan(acc.last_resolved), _nan(acc.c0_resolved), *acc.durations(),
+              _nan(a.get("lon")), _nan(a.get("lat")))
+    enums = (a.get("channel"), a.get("category"), a.get("type"), a.get("urgency"), a.get("area_class"),
+             COLORS[min(acc.repeat_calls, 2)], acc.callback_result, acc.state)
+    ids = (a.get("district"), a.get("grid"), a.get("unit_id"), acc.crew_id())
+    counts = (acc.resolved_count, acc.reopen_count, acc.transfer_count, acc.repeat_calls,
+              int(acc.closed_on_call), int(acc.handover is not None))
+    return floats + enums + ids + counts + acc.limits_met(limits)
+
+
 class KpiState:
     """Per-ticket KPI facts in columnar arrays, fed by `apply` or built by `rebuild`."""
 
@@ -119,20 +134,13 @@ class KpiState:
 
     def row(self, acc: TicketAccumulator) -> tuple[Any, ...]:
         """The ticket's values in `COLUMNS` order (codes for enums and identifiers, NaN for missing)."""
-        a = acc.attrs
-        floats = (_nan(acc.created), _nan(acc.last_resolved), _nan(acc.c0_resolved), *acc.durations(),
-                  _nan(a.get("lon")), _nan(a.get("lat")))
-        enums = tuple(_ENUM_INDEX[name].get(value, -1) for name, value in (
-            ("channel", a.get("channel")), ("category", a.get("category")), ("type", a.get("type")),
-            ("urgency", a.get("urgency")), ("area_class", a.get("area_class")),
-            ("color", COLORS[min(acc.repeat_calls, 2)]), ("callback_result", acc.callback_result),
-            ("state", acc.state)))
-        codes = self.codes
-        ids = (codes["district"].code(a.get("district")), codes["grid"].code(a.get("grid")),
-               codes["unit"].code(a.get("unit_id")), codes["crew"].code(acc.crew_id()))
-        counts = (acc.resolved_count, acc.reopen_count, acc.transfer_count, acc.repeat_calls,
-                  int(acc.closed_on_call), int(acc.handover is not None))
-        return floats + enums + ids + counts + acc.limits_met(self.limits)
+        values = named_row(acc, self.limits)
+        n_float, n_enum = len(FLOAT_COLUMNS), len(ENUM_COLUMNS)
+        enums = tuple(_ENUM_INDEX[name].get(value, -1)
+                      for name, value in zip(ENUM_COLUMNS, values[n_float:n_float + n_enum]))
+        ids = tuple(self.codes[name].code(value)
+                    for name, value in zip(ID_COLUMNS, values[n_float + n_enum:n_float + n_enum + len(ID_COLUMNS)]))
+        return values[:n_float] + enums + ids + values[n_float + n_enum + len(ID_COLUMNS):]
 
     def _grow(self, need: int) -> None:
         capacity = len(self._cols["created"])
@@ -231,6 +239,45 @@ class KpiState:
         return np.flatnonzero(mask)
 
 
+class KpiFrame(KpiState):
+    """The KPI rows of some tickets loaded as columns (a report's period read from the facts
+    table): reports, drill-downs and selections as `KpiState` computes them, over these rows only.
+    `ids` are the rows' keys in their store; `numbers(rows)` needs the numbers loaded too."""
+
+    def __init__(self, cols: Mapping[str, np.ndarray], codes: Mapping[str, Codes], ids: np.ndarray,
+                 numbers: list[str] | None = None, *, policy: LimitPolicy = DEFAULT_POLICY) -> None:
+        super().__init__(policy=policy, capacity=16)
+        missing = [name for name in COLUMNS if name not in cols]
+        if missing:
+            raise ValidationError("cols", f"missing columns: {', '.join(missing)}")
+        self._cols = {name: cols[name] for name in COLUMNS}
+        self.codes = {name: codes.get(name) or Codes() for name in ID_COLUMNS}
+        self.ids = ids
+        self._frame_numbers = numbers
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """The loaded columns."""
+        return self._cols
+
+    def numbers(self, rows: np.ndarray) -> list[str]:
+        """Ticket numbers of row indices (ValidationError when the frame was loaded without them)."""
+        if self._frame_numbers is None:
+            raise ValidationError("numbers", "this frame was loaded without ticket numbers")
+        return [self._frame_numbers[i] for i in rows.tolist()]
+
+    def newest_first(self, rows: np.ndarray) -> np.ndarray:
+        """The row indices ordered by creation time, newest first (no creation time last)."""
+        created = self._cols["created"][rows]
+        return rows[np.argsort(np.nan_to_num(created, nan=-np.inf), kind="stable")[::-1]]
+
+    def apply(self, event: Any, *, attributes: Mapping[str, Any] | None = None) -> None:
+        """A frame is read-only: its rows come from the store."""
+        raise TypeError("a KpiFrame is read-only")
+
+
 def _check_period(start: datetime, end: datetime) -> None:
     for name, value in (("period_start", start), ("period_end", end)):
         if not isinstance(value, datetime) or value.tzinfo is None:
@@ -263,6 +310,6 @@ def rebuild(events: Iterable[Mapping[str, Any] | Any], *,
 
 
 __all__ = [
-    "COLUMNS", "DRILL_GROUPS", "Codes", "EventError", "KpiState", "Report", "TicketFacts",
+    "COLUMNS", "DRILL_GROUPS", "Codes", "EventError", "KpiFrame", "KpiState", "named_row", "Report", "TicketFacts",
     "day_period", "facts_from_events", "month_period", "period_of", "rebuild", "week_period",
 ]

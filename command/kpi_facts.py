@@ -360,6 +360,24 @@ class TicketAccumulator:
         return tuple(-1 if limit is None or math.isnan(span) else int(span <= limit)
                      for span, limit in zip(spans, limits))
 
+    def to_dict(self) -> dict[str, Any]:
+        """The running fold as JSON-safe values (kept beside a ticket's facts, so that its next
+        events continue the fold instead of re-reading every event)."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TicketAccumulator":
+        """The fold `to_dict` wrote (EventError when a field is missing)."""
+        acc = cls.__new__(cls)
+        try:
+            for name in cls.__slots__:
+                setattr(acc, name, data[name])
+        except KeyError as exc:
+            raise EventError("fold", f"missing {exc.args[0]!r}") from None
+        acc.attrs = dict(acc.attrs)
+        acc.crews = list(acc.crews)
+        return acc
+
     def crew_id(self) -> str | None:
         """The crew answerable for the ticket: the one that resolved it last, else the last dispatched."""
         return self.resolve_crew if self.resolve_crew is not None else self.cur_crew

@@ -36,15 +36,29 @@ def month_period(year: int, month: int, tz: tzinfo = CENTER_TZ) -> tuple[datetim
     return day_period(date(year, month, 1), tz)[0], day_period(nxt, tz)[0]
 
 
+def year_period(year: int, tz: tzinfo = CENTER_TZ) -> tuple[datetime, datetime]:
+    """[start, end) of a calendar year in `tz`."""
+    return day_period(date(year, 1, 1), tz)[0], day_period(date(year + 1, 1, 1), tz)[0]
+
+
+def range_period(first: date, last: date, tz: tzinfo = CENTER_TZ) -> tuple[datetime, datetime]:
+    """[start, end) of the days `first` to `last`, both included, in `tz`."""
+    if last < first:
+        raise ValidationError("to", f"must not be before from ({first.isoformat()}), got {last.isoformat()}")
+    return day_period(first, tz)[0], day_period(last, tz)[1]
+
+
 def period_of(kind: str, day: date, tz: tzinfo = CENTER_TZ) -> tuple[datetime, datetime]:
-    """The daily, weekly or monthly period holding `day`."""
+    """The daily, weekly, monthly or yearly period holding `day`."""
     if kind == "daily":
         return day_period(day, tz)
     if kind == "weekly":
         return week_period(day, tz)
     if kind == "monthly":
         return month_period(day.year, day.month, tz)
-    raise ValidationError("period", f"must be daily, weekly or monthly, got {kind!r}")
+    if kind == "yearly":
+        return year_period(day.year, tz)
+    raise ValidationError("period", f"must be daily, weekly, monthly or yearly, got {kind!r}")
 
 
 def local_offsets(epoch: np.ndarray, tz: tzinfo) -> np.ndarray | float:

@@ -1,25 +1,36 @@
-"""Report queries over a `command.kpi.KpiState`: the period and filters read from request (or
-command-line) arguments, the report payload, and the ticket rows behind a number.
+"""Report queries: the period and filters read from request (or command-line) arguments, the
+report payload, and the ticket rows behind a number, a page at a time.
 
 Shared by the report API (`web.handlers.reports`), its exports and the ``python -m center kpi``
 command, so the page, the files and the command show the same report for the same query.
+A report reads its period's KPI rows from PostgreSQL (`services.kpi_service.KpiService.frame`);
+the command computes the same payload from a `command.kpi.KpiState` rebuilt from the events.
 A bad argument raises `command.errors.ValidationError` naming it (the API answers 400).
+
+Periods: ``day``, ``week``, ``month``, ``year`` (the calendar period holding ``date``), or
+``range`` from ``from`` to ``to`` (both days included; at most `MAX_RANGE_DAYS`); days begin at
+00:00 in the center's time zone.
 """
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from command.errors import ValidationError
-from command.kpi import CATEGORIES, DRILL_GROUPS, KpiState, TicketFacts, period_of
+from command.kpi import CATEGORIES, CHANNELS, COLORS, DRILL_GROUPS, STATES, TYPES, KpiFrame, KpiState, period_of, range_period
 from command.kpi_report import DRILL_METRICS
 
-PERIOD_KINDS = {"day": "daily", "week": "weekly", "month": "monthly"}
+if TYPE_CHECKING:
+    from services.kpi_service import KpiService
+
+PERIOD_KINDS = {"day": "daily", "week": "weekly", "month": "monthly", "year": "yearly"}
+REPORT_KINDS = (*PERIOD_KINDS, "range")
+MAX_RANGE_DAYS = 1827  # five years
 FILTERS = ("category", "district", "unit")
 _ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _MAX_VALUES = 20
@@ -29,21 +40,33 @@ Getter = Callable[[str], "str | None"]
 
 @dataclass(frozen=True)
 class ReportQuery:
-    """A report's period (day, week or month holding `day`) and optional filters."""
+    """A report's period (the day, week, month or year holding `day`, or the days `day` to `last`
+    for a range) and optional filters."""
 
     kind: str
     day: date
     category: tuple[str, ...] = ()
     district: tuple[str, ...] = ()
     unit: tuple[str, ...] = ()
+    last: date | None = None
 
     def bounds(self, tz: tzinfo) -> tuple[datetime, datetime]:
         """[start, end) of the period in `tz` (days begin at 00:00 local time)."""
+        if self.kind == "range":
+            return range_period(self.day, self.last or self.day, tz)
         return period_of(PERIOD_KINDS[self.kind], self.day, tz)
 
     def filters(self) -> dict[str, str | list[str] | None]:
         """Filters as `KpiState.report` takes them: None, one value, or a list of values."""
         return {name: _one_or_many(getattr(self, name)) for name in FILTERS}
+
+    def period(self, tz: tzinfo) -> dict[str, str]:
+        """The period as the payload echoes it: kind, date, start, end (and from/to for a range)."""
+        start, end = self.bounds(tz)
+        out = {"kind": self.kind, "date": self.day.isoformat(), "start": start.isoformat(), "end": end.isoformat()}
+        if self.kind == "range":
+            out.update({"from": self.day.isoformat(), "to": (self.last or self.day).isoformat()})
+        return out
 
 
 @dataclass(frozen=True)
@@ -74,20 +97,38 @@ def _values(get: Getter, name: str) -> tuple[str, ...]:
     return values
 
 
-def parse_query(get: Getter, *, today: date) -> ReportQuery:
-    """The report query of `period`, `date` (YYYY-MM-DD, default `today`), `category`,
-    `district` and `unit` (each empty, one value, or comma-separated values)."""
-    kind = (get("period") or "day").strip()
-    if kind not in PERIOD_KINDS:
-        raise ValidationError("period", f"must be one of: {', '.join(PERIOD_KINDS)}, got {kind!r}")
-    raw_day = (get("date") or "").strip()
+def _day(get: Getter, name: str, default: date | None) -> date:
+    raw = (get(name) or "").strip()
+    if not raw:
+        if default is None:
+            raise ValidationError(name, "is required for period=range (YYYY-MM-DD)")
+        return default
     try:
-        day = date.fromisoformat(raw_day) if raw_day else today
+        day = date.fromisoformat(raw)
     except ValueError:
-        raise ValidationError("date", f"must be a date YYYY-MM-DD, got {raw_day!r}") from None
+        raise ValidationError(name, f"must be a date YYYY-MM-DD, got {raw!r}") from None
     if not 2000 <= day.year <= 2100:
-        raise ValidationError("date", "must be within the years 2000..2100")
-    return ReportQuery(kind, day, *(_values(get, name) for name in FILTERS))
+        raise ValidationError(name, "must be within the years 2000..2100")
+    return day
+
+
+def parse_query(get: Getter, *, today: date) -> ReportQuery:
+    """The report query of `period` (day, week, month, year or range; range when `from`/`to` are
+    given without a period), `date` (YYYY-MM-DD, default `today`), `from` and `to` (a range's first
+    and last day), `category`, `district` and `unit` (each empty, one value, or comma-separated)."""
+    ranged = bool((get("from") or "").strip() or (get("to") or "").strip())
+    kind = (get("period") or ("range" if ranged else "day")).strip()
+    if kind not in REPORT_KINDS:
+        raise ValidationError("period", f"must be one of: {', '.join(REPORT_KINDS)}, got {kind!r}")
+    filters = tuple(_values(get, name) for name in FILTERS)
+    if kind != "range":
+        return ReportQuery(kind, _day(get, "date", today), *filters)
+    first, last = _day(get, "from", None), _day(get, "to", None)
+    if last < first:
+        raise ValidationError("to", f"must not be before from ({first.isoformat()})")
+    if (last - first).days >= MAX_RANGE_DAYS:
+        raise ValidationError("to", f"a range holds at most {MAX_RANGE_DAYS} days")
+    return ReportQuery("range", first, *filters, last=last)
 
 
 def parse_drill(get: Getter) -> DrillQuery:
@@ -111,53 +152,74 @@ def parse_drill(get: Getter) -> DrillQuery:
     return DrillQuery(metric, group_by, int(key))
 
 
-def report_payload(state: KpiState, query: ReportQuery, tz: tzinfo) -> dict[str, Any]:
-    """``{"period": {kind, date, start, end}, "report": Report.to_dict()}`` of the query."""
+def state_payload(state: KpiState, query: ReportQuery, tz: tzinfo) -> dict[str, Any]:
+    """``{"period": {...}, "report": Report.to_dict()}`` of the query over a state or a frame."""
     start, end = query.bounds(tz)
     report = state.report(start, end, tz=tz, **query.filters())
-    return {"period": {"kind": query.kind, "date": query.day.isoformat(),
-                       "start": start.isoformat(), "end": end.isoformat()},
-            "report": report.to_dict()}
+    return {"period": query.period(tz), "report": report.to_dict()}
 
 
-def _newest_first(state: KpiState, rows: np.ndarray) -> list[str]:
-    created = state.columns()["created"][rows]
-    order = np.argsort(np.nan_to_num(created, nan=-np.inf), kind="stable")[::-1]
-    return state.numbers(rows[order])
-
-
-def drill_numbers(state: KpiState, query: ReportQuery, drill: DrillQuery, tz: tzinfo) -> list[str]:
-    """The ticket numbers behind one number of the report, newest first."""
+async def query_frame(kpi: KpiService, query: ReportQuery, tz: tzinfo, *, numbers: bool = False) -> KpiFrame:
+    """The KPI rows of the query's period and filters, read from PostgreSQL."""
     start, end = query.bounds(tz)
-    rows = state.select(start, end, drill.metric, group_by=drill.group_by, group=drill.group, tz=tz,
+    return await kpi.frame(start, end, category=query.category, district=query.district, unit=query.unit,
+                           numbers=numbers)
+
+
+async def report_payload(kpi: KpiService, query: ReportQuery, tz: tzinfo) -> dict[str, Any]:
+    """The report payload of the query (the API's answer)."""
+    return state_payload(await query_frame(kpi, query, tz), query, tz)
+
+
+def drill_rows(frame: KpiFrame, query: ReportQuery, drill: DrillQuery, tz: tzinfo) -> np.ndarray:
+    """Row indices of the frame behind one number of the report, newest first."""
+    start, end = query.bounds(tz)
+    rows = frame.select(start, end, drill.metric, group_by=drill.group_by, group=drill.group, tz=tz,
                         **query.filters())
-    return _newest_first(state, rows)
+    return frame.newest_first(rows)
 
 
-def report_numbers(state: KpiState, query: ReportQuery, tz: tzinfo) -> list[str]:
-    """Every ticket the report counts (created or resolved in the period), newest first."""
+def report_rows(frame: KpiFrame, query: ReportQuery, tz: tzinfo) -> np.ndarray:
+    """Row indices of every ticket the report counts (created or resolved in the period), newest first."""
     start, end = query.bounds(tz)
     filters = query.filters()
-    rows = np.union1d(state.select(start, end, "created", tz=tz, **filters),
-                      state.select(start, end, "resolved", tz=tz, **filters))
-    return _newest_first(state, rows)
+    rows = np.union1d(frame.select(start, end, "created", tz=tz, **filters),
+                      frame.select(start, end, "resolved", tz=tz, **filters))
+    return frame.newest_first(rows)
 
 
-def _iso_z(value: datetime | None) -> str | None:
-    if value is None:
+async def ticket_pages(kpi: KpiService, frame: KpiFrame, rows: np.ndarray, *,
+                       page: int = 1000) -> AsyncIterator[list[dict[str, Any]]]:
+    """Brief rows of the frame's `rows` (in order), `page` at a time, numbers read per page from SQL."""
+    for at in range(0, len(rows), page):
+        chunk = rows[at:at + page]
+        numbers = await kpi.facts.numbers_of(frame.ids[chunk].tolist())
+        yield [frame_row(frame, int(i), numbers.get(int(frame.ids[i]), "")) for i in chunk.tolist()]
+
+
+def _iso_z(epoch: float) -> str | None:
+    if epoch != epoch:  # NaN
         return None
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def ticket_row(facts: TicketFacts) -> dict[str, Any]:
-    """A ticket's brief row as the audit events tell it (times UTC ISO-8601 with Z); the caller
-    adds the masked phone from the ticket record."""
-    return {"number": facts.number, "created": _iso_z(facts.created_at), "resolved": _iso_z(facts.resolved_at),
-            "channel": facts.channel, "category": facts.category, "type": facts.type,
-            "district": facts.district, "unit": facts.unit_id, "crew": facts.crew_id,
-            "state": facts.state, "color": facts.color}
+def _enum(values: tuple[str, ...], code: int) -> str | None:
+    return values[code] if 0 <= code < len(values) else None
 
 
-def ticket_rows(state: KpiState, numbers: list[str]) -> list[dict[str, Any]]:
-    """Brief rows of tickets by number (in the given order)."""
-    return [ticket_row(state.facts(n)) for n in numbers]
+def frame_row(frame: KpiFrame, i: int, number: str) -> dict[str, Any]:
+    """A ticket's brief row as its KPI row tells it (times UTC ISO-8601 with Z); the caller adds
+    the masked phone from the ticket record."""
+    cols = frame.columns()
+
+    def name(group: str) -> str | None:
+        code = int(cols[group][i])
+        names = frame.codes[group].names
+        return names[code] if 0 <= code < len(names) else None
+
+    return {"number": number, "created": _iso_z(float(cols["created"][i])),
+            "resolved": _iso_z(float(cols["resolved"][i])),
+            "channel": _enum(CHANNELS, int(cols["channel"][i])), "category": _enum(CATEGORIES, int(cols["category"][i])),
+            "type": _enum(TYPES, int(cols["type"][i])), "district": name("district"), "unit": name("unit"),
+            "crew": name("crew"), "state": _enum(STATES, int(cols["state"][i])),
+            "color": _enum(COLORS, int(cols["color"][i]))}

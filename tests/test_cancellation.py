@@ -48,7 +48,7 @@ class _SwallowingStreams:
         self.reads = 0
         self.swallowed = 0
 
-    async def changes_after(self, last: str, count: int, block_ms: int) -> list:
+    async def after(self, last: str, count: int, block_ms: int) -> list:
         self.reads += 1
         try:
             await asyncio.sleep(block_ms / 1000)
@@ -57,12 +57,15 @@ class _SwallowingStreams:
         return []
 
 
-async def test_the_kpi_follower_ends_on_a_cancellation_its_redis_read_lost(redis_url):
+async def test_the_kpi_follower_ends_on_a_cancellation_its_redis_read_lost(redis_url, database_url):
     import redis.asyncio as aioredis
 
+    from center.db import Database
+
     client = aioredis.from_url(redis_url)
-    service = KpiService(client, block_ms=50)
-    service.streams = _SwallowingStreams()
+    db = Database(database_url)
+    service = KpiService(db, client, block_ms=50)
+    service.changes = _SwallowingStreams()
     service._ready.set()  # built: the follower only reads the change stream
     task = asyncio.create_task(service._follow())
     await asyncio.sleep(0.12)
@@ -70,10 +73,11 @@ async def test_the_kpi_follower_ends_on_a_cancellation_its_redis_read_lost(redis
     try:
         assert await _ends_within(task, 2.0), "the follower went on after it was cancelled"
         assert task.cancelled()
-        assert service.streams.swallowed == 1
+        assert service.changes.swallowed == 1
     finally:
         service._stop.set()
         await client.aclose()
+        await db.close()
 
 
 async def test_a_web_process_whose_port_is_taken_says_so_and_starts_nothing(tmp_path, redis_url, mqtt_url):

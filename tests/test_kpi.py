@@ -12,7 +12,7 @@ import pytest
 from command.errors import ValidationError
 from command.kpi import (
     COLUMNS, EventError, KpiState, day_period, facts_from_events, group_summary, month_period,
-    period_of, rebuild, week_period,
+    period_of, range_period, rebuild, week_period,
 )
 from command.tickets import Actor, Role, apply, event_to_dict, new_ticket, ticket_number
 from command.ticket_model import CENTER_TZ
@@ -161,14 +161,23 @@ SH = CENTER_TZ
     ("weekly", date(2026, 11, 23), datetime(2026, 11, 22, 16, tzinfo=UTC), datetime(2026, 11, 29, 16, tzinfo=UTC)),
     ("monthly", date(2026, 12, 5), datetime(2026, 11, 30, 16, tzinfo=UTC), datetime(2026, 12, 31, 16, tzinfo=UTC)),
     ("monthly", date(2026, 2, 1), datetime(2026, 1, 31, 16, tzinfo=UTC), datetime(2026, 2, 28, 16, tzinfo=UTC)),
+    ("yearly", date(2026, 7, 9), datetime(2025, 12, 31, 16, tzinfo=UTC), datetime(2026, 12, 31, 16, tzinfo=UTC)),
 ])
 def test_periods_in_center_time(kind, day, start, end):
     assert period_of(kind, day, SH) == (start, end)
 
 
+def test_a_range_runs_from_the_first_days_midnight_to_the_midnight_after_the_last():
+    assert range_period(date(2026, 11, 20), date(2026, 11, 22), SH) == (
+        datetime(2026, 11, 19, 16, tzinfo=UTC), datetime(2026, 11, 22, 16, tzinfo=UTC))
+    assert range_period(date(2026, 11, 22), date(2026, 11, 22), SH) == day_period(date(2026, 11, 22), SH)
+
+
 def test_bad_period_kinds_raise():
     with pytest.raises(ValidationError):
-        period_of("yearly", date(2026, 1, 1))
+        period_of("hourly", date(2026, 1, 1))
+    with pytest.raises(ValidationError):
+        range_period(date(2026, 1, 2), date(2026, 1, 1))
     with pytest.raises(ValidationError):
         month_period(2026, 13)
     with pytest.raises(ValidationError):

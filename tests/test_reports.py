@@ -1,7 +1,9 @@
-"""Reports (issue 8) against a real Redis: the live KpiService (incremental, fed by tkt:changes)
-equals the rebuild from the audit streams alone — in process, through `python -m center kpi`, and
-on the demo's own data; the report API with its filters, errors and roles; the drill-down; and the
-CSV/XLSX exports, opened with csv/openpyxl, holding the API report's numbers with masked phones.
+"""Reports (issues 8, 22) against a real PostgreSQL and Redis: the live KpiService (facts in
+PostgreSQL, fed by tkt:changes) equals the rebuild from the audit events alone — in process,
+through `python -m center kpi`, and on the demo's own data; after a Redis wipe and after the facts
+are dropped; year and range reports add up to their months and days; the report API with its
+filters, errors and roles; the drill-down; and the CSV/XLSX exports, opened with csv/openpyxl,
+holding the API report's numbers with masked phones.
 
 Floats are compared after rounding to 9 significant digits: the two paths sum the same durations
 in a different row order, which may change a mean's last bit and nothing else."""
@@ -31,12 +33,11 @@ import tornado.httpserver
 from center.city import CityLayers
 from center.servers import free_port, start_redis
 from center.store import Store
-from center.store_kpi import events_key
 from center.store_tickets import CHANGES_STREAM, TicketStore
 from command.tickets import Actor, Role
 from gis.lookup import SpatialLookup
-from services.kpi_query import parse_query, report_payload
-from services.kpi_service import KpiService, KpiUnavailable, rebuild_from_redis
+from services.kpi_query import parse_query, report_payload, state_payload
+from services.kpi_service import KpiService, KpiUnavailable, rebuild_from_db
 from services.tickets import TicketManager, sensor_sites
 from tests.conftest import ROOT, test_settings, wait_for
 from tests.procs import start_demo
@@ -169,14 +170,15 @@ async def app(tmp_path, redis_url, database_url, city):  # noqa: F811
     clock = Clock(T0)
     lookup = SpatialLookup(city)
     manager = TicketManager(tickets, lookup, sensors=sensor_sites(city, lookup), clock=clock)
-    kpi = KpiService(store.redis, tz=settings.zone, block_ms=100)
+    kpi = KpiService(store.db, store.redis, tz=settings.zone, block_ms=100)
     await kpi.start()  # on an empty database: everything after this is the incremental path
     services = Services(settings=settings, store=store, city=CityLayers(city), extra={"tickets": manager, "kpi": kpi})
     server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
     port = free_port()
     server.listen(port, "127.0.0.1")
     client = App(f"http://127.0.0.1:{port}", store, manager, kpi, clock)
-    client.redis_url, client.settings, client.services = redis_url, settings, services
+    client.redis_url, client.database_url = redis_url, database_url
+    client.settings, client.services = settings, services
     yield client
     server.stop()
     await server.close_all_connections()
@@ -184,20 +186,15 @@ async def app(tmp_path, redis_url, database_url, city):  # noqa: F811
     await store.close()
 
 
-def rebuilt(redis_url: str, query: dict, tz) -> dict:
-    """The report of the pure rebuild (`command.kpi.rebuild` over the streams alone)."""
-    client = redis_sync.Redis.from_url(redis_url)
-    try:
-        state = rebuild_from_redis(client)
-    finally:
-        client.close()
-    return report_payload(state, parse_query(query.get, today=T0.date()), tz)
+def rebuilt(database_url: str, query: dict, tz) -> dict:
+    """The report of the pure rebuild (`command.kpi.rebuild` over the audit events alone)."""
+    return state_payload(rebuild_from_db(database_url), parse_query(query.get, today=T0.date()), tz)
 
 
-def kpi_command(redis_url: str, data_dir: Path, *args: str) -> dict:
+def kpi_command(database_url: str, redis_url: str, data_dir: Path, *args: str) -> dict:
     """Run ``python -m center kpi ...`` as a real process; its report JSON."""
-    env = {**os.environ, "REDIS_URL": redis_url, "MQTT_URL": "mqtt://127.0.0.1:1", "DATA_DIR": str(data_dir),
-           "CONFIG_FILE": str(data_dir / "absent.toml")}
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "MQTT_URL": "mqtt://127.0.0.1:1",
+           "DATA_DIR": str(data_dir), "CONFIG_FILE": str(data_dir / "absent.toml")}
     done = subprocess.run([sys.executable, "-m", "center", "kpi", *args], cwd=ROOT, env=env, capture_output=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
@@ -221,22 +218,22 @@ async def test_the_live_service_equals_the_rebuild_and_the_kpi_command(app, tmp_
     tz = app.settings.zone
     for query in QUERIES:
         live = await app.get(f"/api/reports/kpi?{query}")
-        assert rounded(live) == rounded(rebuilt(app.redis_url, as_args(query), tz)), query
-    # a second service started now takes the async rebuild path; same reports
-    late = KpiService(app.store.redis, tz=tz)
+        assert rounded(live) == rounded(rebuilt(app.database_url, as_args(query), tz)), query
+    # a second service started now sweeps (nothing to fold) and reads the same facts; same reports
+    late = KpiService(app.store.db, app.store.redis, tz=tz)
     await late.start()
     try:
         for query in QUERIES:
             q = parse_query(as_args(query).get, today=T0.date())
-            assert rounded(report_payload(await late.current(), q, tz)) == \
-                rounded(report_payload(await app.kpi.current(), q, tz)), query
+            assert rounded(await report_payload(late, q, tz)) == rounded(await report_payload(app.kpi, q, tz)), query
     finally:
         await late.stop()
-    # and the command, a real process reading the streams alone
-    command = kpi_command(app.redis_url, tmp_path / "var", "--period", "month", "--date", "2026-11-22")
+    # and the command, a real process reading the events alone
+    command = kpi_command(app.database_url, app.redis_url, tmp_path / "var", "--period", "month",
+                          "--date", "2026-11-22")
     assert rounded(command) == rounded(await app.get("/api/reports/kpi?period=month&date=2026-11-22"))
-    filtered = kpi_command(app.redis_url, tmp_path / "var", "--period", "day", "--date", "2026-11-22",
-                           "--district", "D2")
+    filtered = kpi_command(app.database_url, app.redis_url, tmp_path / "var", "--period", "day",
+                           "--date", "2026-11-22", "--district", "D2")
     assert rounded(filtered) == rounded(await app.get("/api/reports/kpi?period=day&date=2026-11-22&district=D2"))
 
     # the story's known numbers (days in Asia/Shanghai: "yesterday" counts on the 21st, resolved on the 22nd)
@@ -273,13 +270,14 @@ async def test_a_report_right_after_a_write_includes_it_and_repeated_reads_count
     assert report["times"]["dispatch_time_s_mean"] == 180.0
     await wait_for(lambda: app.kpi.counters["changes_read"] >= 2)  # two writes: the call, the dispatch
     stats = app.kpi.stats()
-    assert stats["ready"] and stats["tickets"] == 1 and stats["events_applied"] == 3  # create, link_incident, dispatch
+    assert stats["ready"] and stats["events_applied"] == 3  # create, link_incident, dispatch: each once
 
 
-async def test_writes_between_the_rebuild_and_the_follow_are_neither_missed_nor_counted_twice(app, redis_url):
+async def test_writes_between_the_sweep_and_the_follow_are_neither_missed_nor_counted_twice(app):
     tz = app.settings.zone
     numbers = [await app.driver.call(T0 + i * M, EAST if i % 2 else WEST, phone=f"1390000{i:04d}") for i in range(6)]
-    service = KpiService(app.store.redis, tz=tz, batch=2)  # small batches: many SCAN and XREAD rounds
+    await app.kpi.facts.forget()  # the new service folds every ticket again while they change
+    service = KpiService(app.store.db, app.store.redis, tz=tz, batch=2)  # small batches: many sweep and XREAD rounds
     started = asyncio.create_task(service.start())
     for number in numbers:  # written while the rebuild may be running
         await app.driver.step(1, number, "dispatch", DISPATCHER, crew_id="C01")
@@ -288,36 +286,38 @@ async def test_writes_between_the_rebuild_and_the_follow_are_neither_missed_nor_
         for number in numbers[:3]:
             await app.driver.step(1, number, "accept", crew("C01"))
         query = parse_query(as_args("period=day&date=2026-11-22").get, today=T0.date())
-        live = report_payload(await service.current(), query, tz)
-        assert rounded(live) == rounded(rebuilt(redis_url, as_args("period=day&date=2026-11-22"), tz))
+        live = await report_payload(service, query, tz)
+        assert rounded(live) == rounded(rebuilt(app.database_url, as_args("period=day&date=2026-11-22"), tz))
         assert live["report"]["times"]["dispatch_time_s_count"] == 6
         assert live["report"]["times"]["acceptance_time_s_count"] == 3
     finally:
         await service.stop()
 
 
-async def test_a_background_rebuild_answers_when_ready_and_names_its_progress_before(app, redis_url):
+async def test_a_background_sweep_answers_when_ready_and_names_its_progress_before(app):
     tz = app.settings.zone
     numbers = [await app.driver.call(T0 + i * M, EAST if i % 2 else WEST, phone=f"1391000{i:04d}") for i in range(4)]
+    await app.kpi.facts.forget()
     query = parse_query(as_args("period=day&date=2026-11-22").get, today=T0.date())
-    impatient = KpiService(app.store.redis, tz=tz, batch=1, ready_timeout_s=0.0)
-    impatient._progress = (2, 5)  # as the rebuild reports it between two batches
-    with pytest.raises(KpiUnavailable, match="2 tickets and 5 events read so far"):
+    impatient = KpiService(app.store.db, app.store.redis, tz=tz, batch=1, ready_timeout_s=0.0)
+    impatient._progress = 2  # as the sweep reports it between two batches
+    with pytest.raises(KpiUnavailable, match="2 tickets so far"):
         await impatient.current()
-    service = KpiService(app.store.redis, tz=tz, batch=1)
-    await service.start(wait=False)  # returns at once: the web process serves while it rebuilds
+    service = KpiService(app.store.db, app.store.redis, tz=tz, batch=1)
+    await service.start(wait=False)  # returns at once: the web process serves while it sweeps
     try:
         await app.driver.step(1, numbers[0], "dispatch", DISPATCHER, crew_id="C01")
-        live = report_payload(await service.current(), query, tz)  # waits for the rebuild, then catches up
-        assert rounded(live) == rounded(rebuilt(redis_url, as_args("period=day&date=2026-11-22"), tz))
+        live = await report_payload(service, query, tz)  # waits for the sweep, then catches up
+        assert rounded(live) == rounded(rebuilt(app.database_url, as_args("period=day&date=2026-11-22"), tz))
         assert live["report"]["times"]["dispatch_time_s_count"] == 1 and service.stats()["ready"]
     finally:
         await service.stop()
 
 
-async def test_an_unreadable_audit_entry_is_logged_counted_and_skipped(app):
+async def test_an_unreadable_audit_event_is_logged_counted_and_skipped(app):
     number = await app.driver.call(T0, EAST)
-    await app.store.redis.xadd(events_key(number), {"e": "not json"})
+    await app.store.db.execute("INSERT INTO ticket_events (number, at, action, event)"
+                               " VALUES (%s, now(), 'note', '\"not an event\"'::jsonb)", (number,))
     await app.store.redis.xadd(CHANGES_STREAM, {"number": number, "version": "9", "action": "note", "state": "new"})
     await app.driver.step(2, number, "dispatch", DISPATCHER, crew_id="C01")
     report = (await app.get("/api/reports/kpi?period=day&date=2026-11-22"))["report"]
@@ -325,7 +325,8 @@ async def test_an_unreadable_audit_entry_is_logged_counted_and_skipped(app):
     assert app.kpi.counters["bad_events"] == 1
 
 
-async def test_the_service_survives_redis_going_away_and_catches_up_after(tmp_path, city, database_url):  # noqa: F811
+async def test_the_service_survives_redis_going_away_and_loses_nothing_when_it_comes_back_empty(
+        tmp_path, city, database_url):  # noqa: F811
     port = free_port()
     redis_proc = start_redis(tmp_path / "r", port=port)
     url = f"redis://127.0.0.1:{port}/0"
@@ -334,35 +335,38 @@ async def test_the_service_survives_redis_going_away_and_catches_up_after(tmp_pa
     clock = Clock(T0)
     tickets = TicketStore(store.db, store.redis)
     driver = Driver(TicketManager(tickets, SpatialLookup(city), clock=clock), clock)
-    kpi = KpiService(store.redis, block_ms=100, retry_s=0.1)
+    kpi = KpiService(store.db, store.redis, block_ms=100, retry_s=0.1)
     await kpi.start()
-    query = parse_query(as_args("period=day&date=2026-11-22").get, today=T0.date())
+    day = as_args("period=day&date=2026-11-22")
+    query = parse_query(day.get, today=T0.date())
+
+    async def tickets_now() -> int:
+        return (await report_payload(kpi, query, kpi.tz))["report"]["volume"]["tickets"]
+
     try:
         await driver.call(T0, EAST)
-        assert report_payload(await kpi.current(), query, kpi.tz)["report"]["volume"]["tickets"] == 1
+        assert await tickets_now() == 1
         os.kill(redis_proc.process.pid, signal.SIGKILL)
         redis_proc.process.wait(10)
         await wait_for(lambda: kpi.counters["redis_errors"] > 0)
-        stale = await kpi.current()  # Redis away: the last known state, no exception
-        assert report_payload(stale, query, kpi.tz)["report"]["volume"]["tickets"] == 1
-        redis_proc = start_redis(tmp_path / "r", port=port)  # the same AOF: nothing acknowledged was lost
+        assert await tickets_now() == 1  # Redis away: the facts are in PostgreSQL, no exception
+        redis_proc = start_redis(tmp_path / "r", port=port)  # the same AOF
         await wait_for(lambda: _pingable(store))
         await driver.call(T0 + 10 * M, WEST, phone="13911112222")
-        await wait_for(lambda: kpi.counters["changes_read"] >= 2)
-        live = report_payload(await kpi.current(), query, kpi.tz)
-        assert live["report"]["volume"]["tickets"] == 2
-        assert rounded(live) == rounded(rebuilt(url, as_args("period=day&date=2026-11-22"), kpi.tz))
-        assert kpi.counters["rebuilds"] == 1  # the stream still held the last entry seen: no rebuild needed
-        # Redis comes back without its data (a new, empty one): the service notices and rebuilds
+        await wait_for(lambda: kpi.counters["changes_read"] >= 1)  # following the stream again
+        assert await tickets_now() == 2
+        # Redis comes back without its data (a new, empty one): nothing of the KPIs was kept there
         errors = kpi.counters["redis_errors"]
         os.kill(redis_proc.process.pid, signal.SIGKILL)
         redis_proc.process.wait(10)
         await wait_for(lambda: kpi.counters["redis_errors"] > errors)
         redis_proc = start_redis(tmp_path / "r2", port=port)
-        await wait_for(lambda: kpi.counters["rebuilds"] >= 2)
-        assert len(await kpi.current()) == 0
+        await wait_for(lambda: _pingable(store))
+        assert await tickets_now() == 2
         await driver.call(T0 + 20 * M, EAST, phone="13911113333")
-        assert report_payload(await kpi.current(), query, kpi.tz)["report"]["volume"]["tickets"] == 1
+        live = await report_payload(kpi, query, kpi.tz)
+        assert live["report"]["volume"]["tickets"] == 3
+        assert rounded(live) == rounded(rebuilt(database_url, day, kpi.tz))
     finally:
         await kpi.stop()
         await store.close()
@@ -399,7 +403,9 @@ async def test_filters_select_the_report_and_are_echoed(app):
 
 
 @pytest.mark.parametrize("path, field", [
-    ("/api/reports/kpi?period=year", "period"),
+    ("/api/reports/kpi?period=decade", "period"),
+    ("/api/reports/kpi?period=range&from=2026-11-20", "to"), ("/api/reports/kpi?from=2026-11-22&to=2026-11-20", "to"),
+    ("/api/reports/kpi?period=range&from=2020-01-01&to=2026-11-20", "to"), ("/api/reports/kpi?from=2026-13-01&to=2026-12-01", "from"),
     ("/api/reports/kpi?period=day&date=2026-13-01", "date"),
     ("/api/reports/kpi?date=1800-01-01", "date"),
     ("/api/reports/kpi?category=electricity", "category"),
@@ -661,12 +667,14 @@ def test_on_the_demo_data_the_live_report_equals_the_rebuild_command(tmp_path):
             for _ in range(10):
                 tail = client.xrevrange(CHANGES_STREAM, count=1)
                 live = demo.get(f"/api/reports/kpi?{query}", token)
-                command = kpi_command(servers["redis_url"], demo.data_dir, "--period", "month", "--date", today)
+                command = kpi_command(servers["database_url"], servers["redis_url"], demo.data_dir, "--period",
+                                      "month", "--date", today)
                 if client.xrevrange(CHANGES_STREAM, count=1) == tail:
                     break
                 time.sleep(1)  # a request that was in flight wrote meanwhile: read both again
             day = demo.get(f"/api/reports/kpi?period=day&date={today}", token)
-            day_command = kpi_command(servers["redis_url"], demo.data_dir, "--period", "day", "--date", today)
+            day_command = kpi_command(servers["database_url"], servers["redis_url"], demo.data_dir, "--period",
+                                      "day", "--date", today)
         finally:
             client.close()
         assert live["report"]["volume"]["tickets"] >= 20 and live["report"]["volume"]["resolved"] >= 2
@@ -685,7 +693,9 @@ async def test_report_responses_match_the_openapi_document(app):
     document = orjson.loads((await app.fetch("/api/openapi.json", None)).body)
     for path, status in (("/api/reports/kpi?period=week&date=2026-11-22", 200),
                          ("/api/reports/drill?period=day&date=2026-11-22&metric=created&group=hour&key=10", 200),
-                         ("/api/reports/kpi?period=year", 400)):
+                         ("/api/reports/kpi?period=year&date=2026-11-22", 200),
+                         ("/api/reports/kpi?period=range&from=2026-11-20&to=2026-11-22", 200),
+                         ("/api/reports/kpi?period=decade", 400)):
         response = await app.fetch(path)
         assert response.code == status
         validate(document, "GET", path.split("?")[0], status, orjson.loads(response.body))

@@ -32,7 +32,8 @@ TIME_ZH = {"dispatch_time_s": "派单时间", "acceptance_time_s": "接单时间
            "repair_time_s": "修复时间", "resolution_time_s": "办结时间",
            "callback_time_s": "回访时间"}
 GROUP_ZH = {"category": "类别", "district": "区", "unit": "责任单位", "crew": "班组"}
-KIND_ZH = {"day": "日报", "week": "周报", "month": "月报"}
+KIND_ZH = {"day": "日报", "week": "周报", "month": "月报", "year": "年报"}
+RANGE_ZH = "区间报表"
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 _BEIJING_ZONES = frozenset({"Asia/Shanghai", "Asia/Chongqing", "Asia/Harbin", "PRC"})
 
@@ -176,7 +177,7 @@ def title_of(payload: Mapping[str, Any]) -> str:
     period = payload["period"]
     start = period["start"][:10]
     end = (datetime.fromisoformat(period["end"]).date() - timedelta(days=1)).isoformat()
-    return f"调度指挥中心{KIND_ZH[period['kind']]} {start} 至 {end}"
+    return f"调度指挥中心{KIND_ZH.get(period['kind'], RANGE_ZH)} {start} 至 {end}"
 
 
 def _filters_line(payload: Mapping[str, Any]) -> str:

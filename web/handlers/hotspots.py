@@ -1,4 +1,4 @@
-"""Hotspots and the wall's live KPIs, over the KPI state kept by `services.kpi_service.KpiService`.
+"""Hotspots and the wall's live KPIs, over the KPI rows kept by `services.kpi_service.KpiService`.
 
 - `GET /api/hotspots/heat`: tickets created in a day, week or month binned on a square metric
   grid (`command.hotspots.state_heat_map`), each cell with its WGS84 center, bounds and count.
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 HEAT_ROLES = ("dispatcher", "supervisor", "agent")  # admin passes every require()
 WALL_ROLES = ("dispatcher", "supervisor")
-PERIODS = tuple(PERIOD_KINDS)  # day, week, month
+PERIODS = ("day", "week", "month")  # of PERIOD_KINDS
 AREAS = {"grid": ("grids", "grid_id"), "district": ("districts", "district_id")}
 CELL_M = (50, 5000, 250)           # heat cell size: min, max, default (metres)
 WINDOW_DAYS = (1, 31, 7)           # cluster window: min, max, default (days)
@@ -204,7 +204,8 @@ class Heat(HotspotHandler):
         cell_m = self.int_arg("cell_m", CELL_M[2], CELL_M[0], CELL_M[1])
         start, end = period_of(PERIOD_KINDS[kind], day, self.config.zone)
         center = self.areas.center_lon
-        heat = state_heat_map(await self.state(), start, end, category=category, cell_m=float(cell_m),
+        heat = state_heat_map(await self.frame(start, end, category=category), start, end, category=category,
+                              cell_m=float(cell_m),
                               epsg=None if center is None else gk_zone_epsg(center))
         cells = heat_view(heat)
         self.write_json({
@@ -228,7 +229,7 @@ class Clusters(HotspotHandler):
         history = self.int_arg("history", HISTORY[2], HISTORY[0], HISTORY[1])
         start = day_period(day - timedelta(days=days - 1), self.config.zone)[0]
         end = day_period(day, self.config.zone)[1]
-        state = await self.state()
+        state = await self.frame(start - (end - start) * history, end, numbers=True)  # the window and its history
         found = state_clusters(state, start, area=area, window=end - start, history=history)
         if category is not None:
             found = [c for c in found if c.category in category]
@@ -261,7 +262,7 @@ class WallKpis(HotspotHandler):
         self.require(*WALL_ROLES)
         day = self.today()
         start, end = day_period(day, self.config.zone)
-        report = (await self.state()).report(start, end, tz=self.config.zone)
+        report = (await self.frame(start, end)).report(start, end, tz=self.config.zone)
         self.write_json({"date": day.isoformat(), "start": utc_iso(start), "end": utc_iso(end),
                          "tz": self.config.TIME_ZONE, "at": utc_iso(self.now()),
                          "kpis": wall_view(report), "units": WALL_UNITS})

@@ -1,10 +1,12 @@
-"""Reports (报表): the KPI report of a day, week or month, the tickets behind any of its numbers,
-CSV/XLSX exports and the report page, over `services.kpi_service.KpiService`.
+"""Reports (报表): the KPI report of a day, week, month, year or any range of days, the tickets
+behind any of its numbers, CSV/XLSX exports and the report page, over
+`services.kpi_service.KpiService` (the period's KPI rows read from PostgreSQL per request).
 
 Roles: supervisor and admin; dispatchers may read too. Agents and crews are refused (403).
-Every query takes `period` (day|week|month), `date` (YYYY-MM-DD in the center's time zone,
-default today) and optional `category`, `district`, `unit` filters (comma-separated values
-allowed). A bad argument is a 400 ``validation_error`` naming the field, logged and counted
+Every query takes `period` (day|week|month|year|range), `date` (YYYY-MM-DD in the center's time
+zone, default today), `from` and `to` for a range, and optional `category`, `district`, `unit`
+filters (comma-separated values allowed). Drill-down lists and exports read the ticket numbers a
+page at a time from SQL. A bad argument is a 400 ``validation_error`` naming the field, logged and counted
 (`KpiService.counters["bad_request:<code>"]`). Caller phones in drill lists and exports are
 always masked (`center.accounts.mask_phone`): a report leaves the call desk.
 """
@@ -19,10 +21,11 @@ import orjson
 
 from center.accounts import mask_phone
 from command.errors import ValidationError
-from command.kpi import CATEGORIES, DRILL_GROUPS, KpiState
+from command.kpi import CATEGORIES, DRILL_GROUPS, KpiFrame
 from command.kpi_report import DRILL_METRICS
 from services.kpi_query import (
-    DrillQuery, ReportQuery, drill_numbers, parse_drill, parse_query, report_numbers, report_payload, ticket_rows,
+    DrillQuery, ReportQuery, drill_rows, parse_drill, parse_query, query_frame, report_rows, state_payload,
+    ticket_pages,
 )
 from services.kpi_service import KpiService, KpiUnavailable
 from web.base import ApiError, BaseHandler, page
@@ -47,10 +50,18 @@ class KpiAccess:
             raise ApiError(503, "kpi_unavailable", "the KPI service is not configured")
         return service
 
-    async def state(self) -> KpiState:
-        """The KPI state, brought up to date (503 while it cannot be built)."""
+    async def frame(self, start: datetime, end: datetime, *, category: Any = (), numbers: bool = False) -> KpiFrame:
+        """The KPI rows of tickets created or resolved in [start, end), current (503 while the
+        KPIs cannot be read)."""
         try:
-            return await self.kpi.current()
+            return await self.kpi.frame(start, end, category=category or (), numbers=numbers)
+        except KpiUnavailable as exc:
+            raise ApiError(503, exc.code, str(exc)) from None
+
+    async def query_frame(self, query: ReportQuery) -> KpiFrame:
+        """The KPI rows of a report query (503 while the KPIs cannot be read)."""
+        try:
+            return await query_frame(self.kpi, query, self.config.zone)
         except KpiUnavailable as exc:
             raise ApiError(503, exc.code, str(exc)) from None
 
@@ -96,19 +107,21 @@ class ReportHandler(KpiAccess, BaseHandler):
             raise self.bad_request(ValidationError(name, f"must be within {low}..{high}"))
         return value
 
-    async def masked_rows(self, state, numbers: list[str]) -> list[dict[str, Any]]:
-        """Brief rows of the tickets with the caller's phone masked (None when unknown)."""
-        rows = ticket_rows(state, numbers)
+    async def masked_rows(self, frame: KpiFrame, rows: Any) -> list[dict[str, Any]]:
+        """Brief rows of the frame's `rows` (in order), read a page at a time, with the caller's
+        phone masked (None when unknown)."""
+        out: list[dict[str, Any]] = []
         manager = self.services.extra.get("tickets")
-        phones: dict[str, str | None] = {}
-        if manager is not None:
-            for at in range(0, len(numbers), _PHONE_CHUNK):
-                chunk = numbers[at:at + _PHONE_CHUNK]
-                for number, record in zip(chunk, await manager.store.get_many(chunk)):
+        async for page in ticket_pages(self.kpi, frame, rows, page=_PHONE_CHUNK):
+            phones: dict[str, str | None] = {}
+            if manager is not None:
+                numbers = [row["number"] for row in page]
+                for number, record in zip(numbers, await manager.store.get_many(numbers)):
                     phones[number] = None if record is None else mask_phone(record.ticket.caller_phone) or None
-        for row in rows:
-            row["phone"] = phones.get(row["number"])
-        return rows
+            for row in page:
+                row["phone"] = phones.get(row["number"])
+            out.extend(page)
+        return out
 
     def names(self) -> dict[str, dict[str, str]]:
         """Names of districts, units and crews from the city layers (cached per application)."""
@@ -138,7 +151,7 @@ class KpiReport(ReportHandler):
     async def get(self) -> None:
         self.require(*REPORT_ROLES)
         query = self.query()
-        self.write_json(report_payload(await self.state(), query, self.tz))
+        self.write_json(state_payload(await self.query_frame(query), query, self.tz))
 
 
 class Drill(ReportHandler):
@@ -149,11 +162,11 @@ class Drill(ReportHandler):
         self.require(*REPORT_ROLES)
         query, drill = self.query(), self.drill_query()
         offset, limit = self.int_arg("offset", 0, 0, 10_000_000), self.int_arg("limit", 50, 1, 500)
-        state = await self.state()
-        numbers = drill_numbers(state, query, drill, self.tz)
-        rows = await self.masked_rows(state, numbers[offset:offset + limit])
+        frame = await self.query_frame(query)
+        found = drill_rows(frame, query, drill, self.tz)
+        rows = await self.masked_rows(frame, found[offset:offset + limit])
         self.write_json({"metric": drill.metric, "group": drill.group_by, "key": drill.group,
-                         "total": len(numbers), "offset": offset, "limit": limit, "tickets": rows})
+                         "total": len(found), "offset": offset, "limit": limit, "tickets": rows})
 
 
 class Export(ReportHandler):
@@ -166,11 +179,11 @@ class Export(ReportHandler):
         if kind not in ("csv", "xlsx"):
             raise self.bad_request(ValidationError("format", f"must be csv or xlsx, got {kind!r}"))
         query = self.query()
-        state = await self.state()
-        payload = report_payload(state, query, self.tz)
-        numbers = report_numbers(state, query, self.tz)
-        rows = await self.masked_rows(state, numbers[:EXPORT_TICKETS_MAX])
-        tables = report_tables(payload, rows, tz=self.tz, names=self.names(), total=len(numbers))
+        frame = await self.query_frame(query)
+        payload = state_payload(frame, query, self.tz)
+        found = report_rows(frame, query, self.tz)
+        rows = await self.masked_rows(frame, found[:EXPORT_TICKETS_MAX])
+        tables = report_tables(payload, rows, tz=self.tz, names=self.names(), total=len(found))
         render = to_csv if kind == "csv" else to_xlsx
         body = await asyncio.to_thread(render, payload, tables)
         self.set_header("Content-Type", "text/csv; charset=utf-8" if kind == "csv" else XLSX_TYPE)
@@ -188,7 +201,7 @@ def disposition(payload: dict[str, Any], ext: str) -> str:
 
 
 class ReportsPage(ReportHandler):
-    """GET /reports: the daily, weekly and monthly report page (报表) with charts and tables."""
+    """GET /reports: the daily, weekly, monthly, yearly and range report page (报表) with charts and tables."""
 
     @page(*REPORT_ROLES)
     def get(self) -> None:
@@ -199,12 +212,14 @@ class ReportsPage(ReportHandler):
                     names_json=orjson.dumps(names).decode())
 
 
-_QUERY = (("period", "string", "day | week | month (default day)"),
+_QUERY = (("period", "string", "day | week | month | year | range (default day; range when from/to are given)"),
           ("date", "string", "YYYY-MM-DD in the center's time zone (default today)"),
+          ("from", "string", "first day of a range, YYYY-MM-DD"),
+          ("to", "string", "last day of a range, YYYY-MM-DD (at most 1827 days after from)"),
           ("category", "string", "category, or several comma-separated"),
           ("district", "string", "district id(s)"), ("unit", "string", "responsible unit id(s)"))
 _ROLES = "supervisor, admin; dispatcher (read only)"
-_PERIOD = obj(["kind", "date", "start", "end"], kind=S, date=S, start=S, end=S)
+_PERIOD = obj(["kind", "date", "start", "end"], kind=S, date=S, start=S, end=S, **{"from": S, "to": S})
 _ROW = obj(["number", "created", "category", "state", "phone"], number=S, created=NS, resolved=NS, channel=NS,
            category=NS, type=NS, district=NS, unit=NS, crew=NS, state=NS, color=NS, phone=NS)
 _FILE = {"200": {"description": "The file (Content-Disposition: attachment, RFC 5987 file name)",
@@ -214,7 +229,7 @@ _FILE = {"200": {"description": "The file (Content-Disposition: attachment, RFC 
 
 openapi: dict[str, Any] = {
     "GET /api/reports/kpi": op(
-        "KPI report of a day, week or month (volume, intake, stage times, on-time rates, quality, "
+        "KPI report of a day, week, month, year or range of days (volume, intake, stage times, on-time rates, quality, "
         "unit and crew rankings); times in seconds (…_s), rates 0..1", _ROLES,
         obj(["period", "report"], period=_PERIOD, report=obj(
             ["period_start", "period_end", "tz", "filters", "volume", "series", "intake", "times", "times_by",

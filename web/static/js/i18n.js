@@ -177,7 +177,7 @@
       "kpi.of": "of {n}", "kpi.unavailable": "KPIs not available",
       // reports (reports.js)
       "nav.reports": "Reports", "reports.title": "Reports", "reports.day": "Daily", "reports.week": "Weekly",
-      "reports.month": "Monthly", "reports.date": "Date", "reports.category": "Category", "reports.district": "District",
+      "reports.month": "Monthly", "reports.year": "Yearly", "reports.range": "Range", "reports.date": "Date", "reports.category": "Category", "reports.district": "District",
       "reports.unit": "Unit", "reports.all": "All", "reports.print": "Print", "reports.export_csv": "Export CSV",
       "reports.export_xlsx": "Export Excel", "reports.heading": "{kind} report {start} to {end}",
       "reports.filters": "Filters", "reports.error": "The report could not be loaded",
@@ -378,7 +378,7 @@
       "kpi.unit.tickets": "件", "kpi.unit.min": "分钟", "kpi.unit.pct": "%", "kpi.of": "共 {n} 件",
       "kpi.unavailable": "指标暂不可用",
       // reports (reports.js)
-      "nav.reports": "报表", "reports.title": "报表", "reports.day": "日报", "reports.week": "周报", "reports.month": "月报",
+      "nav.reports": "报表", "reports.title": "报表", "reports.day": "日报", "reports.week": "周报", "reports.month": "月报", "reports.year": "年报", "reports.range": "区间报表",
       "reports.date": "日期", "reports.category": "类别", "reports.district": "区", "reports.unit": "责任单位",
       "reports.all": "全部", "reports.print": "打印", "reports.export_csv": "导出 CSV", "reports.export_xlsx": "导出 Excel",
       "reports.heading": "调度指挥中心{kind} {start} 至 {end}", "reports.filters": "筛选", "reports.error": "报表加载失败",
