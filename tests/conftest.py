@@ -16,8 +16,8 @@ from typing import Iterable
 import psycopg
 import pytest
 import redis
-import redis.asyncio as aioredis
 
+from center.db import Database
 from center.servers import Servers
 from center.settings import load
 from center.store_admin import FleetStore
@@ -26,9 +26,16 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 
 
+# The database of the running test's database_url fixture ('' when it uses none): test_settings'
+# DATABASE_URL, so the services a test starts keep their record in the database it checks.
+_TEST_DATABASE = {"url": ""}
+
+
 def test_settings(tmp_path: Path, **overrides):
-    """Settings for a test: defaults, no config file, DATA_DIR in tmp, overrides applied."""
-    env = {"CONFIG_FILE": str(tmp_path / "absent.toml"), "DATA_DIR": str(tmp_path / "var")}
+    """Settings for a test: defaults, no config file, DATA_DIR in tmp, DATABASE_URL the test's
+    database (when it uses the database_url fixture), overrides applied."""
+    env = {"CONFIG_FILE": str(tmp_path / "absent.toml"), "DATA_DIR": str(tmp_path / "var"),
+           "DATABASE_URL": _TEST_DATABASE["url"]}
     settings = load(env)
     return settings.with_values(**overrides) if overrides else settings
 
@@ -45,6 +52,16 @@ def pytest_sessionstart(session):
     if stale:
         pytest.exit("stale compiled modules (run make, or python -m center.accel): "
                     + ", ".join(str(path.relative_to(ROOT)) for path in stale), returncode=2)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark ``postgres_external`` every test that uses the database_url fixture and starts no
+    process or browser: the PostgreSQL part of the suite, which CI runs a second time against
+    Debian's PostgreSQL through DATABASE_URL (.ci/run)."""
+    for item in items:
+        if "database_url" in getattr(item, "fixturenames", ()) and not (
+                item.get_closest_marker("process") or item.get_closest_marker("browser")):
+            item.add_marker(pytest.mark.postgres_external)
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +96,9 @@ def database_url(servers: Servers) -> str:
             " WHERE schemaname = 'public' AND tablename <> 'schema_migrations'")]
         if tables:
             conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
-    return servers.database_url
+    _TEST_DATABASE["url"] = servers.database_url
+    yield servers.database_url
+    _TEST_DATABASE["url"] = ""
 
 
 @pytest.fixture
@@ -115,14 +134,15 @@ def fail_on_logged_exception(request):
         pytest.fail(f"{len(trap.records)} exception(s) were logged, not raised; first:\n{detail}")
 
 
-async def register_vehicles(redis_url: str, ids: Iterable[str]) -> None:
-    """Register vehicles in the fleet registry, as an administrator would (FleetStore), so that the
-    ingest accepts their messages: it keeps aside whatever a vehicle not registered sends."""
-    client = aioredis.from_url(redis_url)
+async def register_vehicles(database_url: str, ids: Iterable[str]) -> None:
+    """Register vehicles in the fleet registry (PostgreSQL), as an administrator would
+    (FleetStore), so that the ingest accepts their messages: it keeps aside whatever a vehicle not
+    registered sends (it follows the registry's revision within 2 s)."""
+    db = Database(database_url, max_size=1)
     try:
-        await FleetStore(client).register_bare_vehicles(ids, by="test", at=time.time())
+        await FleetStore(db).register_bare_vehicles(ids, by="test", at=time.time())
     finally:
-        await client.aclose()
+        await db.close()
 
 
 async def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
