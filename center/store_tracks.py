@@ -41,7 +41,8 @@ def whole(data: bytes | None) -> bytes:
 
 
 def merge_records(archived: bytes | None, live: bytes | None) -> bytes:
-    """One hour's records from the archive and from Redis, each record once (see the module)."""
+    """One hour's records from the archive and from Redis: all of both, those in both once (see
+    the module)."""
     archived, live = whole(archived), whole(live)
     if live.startswith(archived):
         return live

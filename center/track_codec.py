@@ -7,7 +7,6 @@ orjson writes for those dicts with their ``time``, without making the dicts.
 from __future__ import annotations
 
 import functools
-import itertools
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
@@ -150,13 +149,12 @@ def fixes_json(hours: Iterable[tuple[int, bytes]], since: float, until: float) -
         # far-future times (`_times` takes the slow path anyway), or a record past its hour
         return n, orjson.dumps(decode_fixes(hours, since, until, with_time=True))
     tables = _token_tables()
-    hour_of = (base // 3600).astype(np.int64)
-    first = int(hour_of.min())
-    prefixes = np.array([_iso(h * 3600.0)[:14].encode() for h in range(first, int(hour_of.max()) + 1)], dtype="S")
+    hours_present, hour_of = np.unique(base, return_inverse=True)
+    prefixes = np.array([_iso(start)[:14].encode() for start in hours_present.tolist()], dtype="S")  # YYYY-MM-DDTHH:
     values = [_float_tokens(t), _float_tokens(rec["lat"].astype(np.float64) / 1e7),
               _float_tokens(rec["lon"].astype(np.float64) / 1e7), tables["speed_kmh"][rec["cms"]],
               tables["course_deg"][rec["crs"]], tables["alt_m"][rec["alt"].astype(np.int32) + 32768],
-              tables["byte"][rec["q"]], tables["byte"][rec["sats"]], prefixes[hour_of - first]]
+              tables["byte"][rec["q"]], tables["byte"][rec["sats"]], prefixes[hour_of]]
     parts: list[np.ndarray | bytes] = []
     for key, value in zip(_KEYS, values):
         parts += [key, value]
