@@ -97,10 +97,12 @@ def _demo_police(settings) -> dict[str, object]:
 async def _crew_accounts(store, profile, password: str) -> list[str]:
     """One crew-app account per crew of the city: ``crew-<crew_id>`` (created once)."""
     from center.accounts import hash_password
+    from center.store_accounts import AccountStore
     from gis.layers import load_layer, read_profile
 
     specs = [spec for spec in read_profile(profile).layers if spec.kind == "crews"]
-    existing = {user.get("name") for user in await store.users()}
+    known = AccountStore(store.db)
+    existing = await known.names()
     created = []
     for spec in specs:
         frame = await asyncio.to_thread(load_layer, spec)
@@ -111,7 +113,7 @@ async def _crew_accounts(store, profile, password: str) -> list[str]:
                 continue
             fields = {"role": "crew", "crew_id": crew_id, "display": str(row.get("crew_name") or name),
                       "active": "1", "hash": await asyncio.to_thread(hash_password, password)}
-            if await store.put_user(name, fields, only_new=True):
+            if await known.put(name, fields, only_new=True):
                 created.append(name)
     return created
 
@@ -131,9 +133,9 @@ async def _demo_devices(store, settings, profile) -> dict[str, str]:
     from simulators.run import simulated_devices
 
     city = await asyncio.to_thread(load_profile, profile)
-    await FleetStore(store.redis).seed(seed_items(crews_from_city(city), time.time()), time.time())
+    await FleetStore(store.db, store.redis).seed(seed_items(crews_from_city(city), time.time()), time.time())
     await publish_registry(settings, store)
-    return await seed_demo_devices(DeviceService(store.redis), simulated_devices(city, settings),
+    return await seed_demo_devices(DeviceService(store.redis, store.db), simulated_devices(city, settings),
                                    sim_devices_path(settings.data_dir))
 
 
@@ -221,12 +223,12 @@ def main(argv: list[str] | None = None) -> int:
             from center.backup import command
 
             return command(settings, args.command, args.directory, force=args.force)
-        asyncio.run(_standalone(args.command, settings))
-        return 0
         if args.command == "migrate-redis":
             from center.migrate_redis import command as migrate_redis
 
             return migrate_redis(settings)
+        asyncio.run(_standalone(args.command, settings))
+        return 0
     except StartupError as exc:
         logging.getLogger("center").error("%s", exc)
         return 1

@@ -27,8 +27,9 @@ Keys (``{id}`` is a vehicle, user, service or token id):
   the archiver copies each closed hour into PostgreSQL first, and reads merge the two
   (``center.store_tracks``).
 - ``svc:{name}`` string with TTL: a service's heartbeat (JSON), read by /healthz.
-- ``user:{name}`` hash: account; ``session:{sha256 of token}`` string with TTL: login session
-  (the key holds a SHA-256 of the token, never the token: ``center.store_login``).
+- ``session:{sha256 of token}`` string with TTL: login session (the key holds a SHA-256 of the
+  token, never the token: ``center.store_login``); the accounts themselves are in PostgreSQL
+  (``center.store_accounts``).
 - ``login:pair:{address} {name}`` and ``login:addr:{address}`` hashes: the login throttle
   (``n`` attempts not proven right, ``until`` epoch s before which none is let through; see
   ``center.store_login``).
@@ -68,8 +69,8 @@ import redis.asyncio as aioredis
 from center import redis_client
 from center.db import Database
 from center.fixpack import NONE8, NONE16, TRACK_RECORD, fix_text, pack_fix, prepare  # noqa: F401 (re-exported)
-from center.store_login import LoginStoreMixin, session_key  # noqa: F401 (re-exported)
 from center.store_tracks import TrackStore
+from center.store_login import LoginStoreMixin, session_key  # noqa: F401 (re-exported)
 from center.store_sensors import (ALARM_ACKS, ALARM_EVENTS, ALARM_EVENTS_MAX, LIVE_ALARMS,  # noqa: F401 (re-exported)
                                  REGISTRY_FIELDS, SensorStoreMixin, alarm_fields, alarm_view, sensor_view)
 
@@ -420,27 +421,3 @@ class Store(SensorStoreMixin, LoginStoreMixin):
         names = list(names)
         values = await self.redis.mget([f"svc:{n}" for n in names]) if names else []
         return {n: (orjson.loads(v) if v else None) for n, v in zip(names, values)}
-
-    # accounts ---------------------------------------------------------------------------------
-    async def get_user(self, name: str) -> dict[str, str] | None:
-        """An account hash, or None."""
-        raw = await self.redis.hgetall(f"user:{name}")
-        return raw or None
-
-    async def put_user(self, name: str, fields: Mapping[str, str], *, only_new: bool = False) -> bool:
-        """Create or update an account; with only_new, refuse (False) when it exists."""
-        if only_new:
-            created = await self.redis.hsetnx(f"user:{name}", "name", name)
-            if not created:
-                return False
-        await self.redis.hset(f"user:{name}", mapping={"name": name, **fields})
-        await self.redis.sadd("user:names", name)
-        return True
-
-    async def users(self) -> list[dict[str, str]]:
-        """All accounts (without password hashes)."""
-        names = sorted(await self.redis.smembers("user:names"))
-        pipe = self.redis.pipeline(transaction=False)
-        for n in names:
-            pipe.hgetall(f"user:{n}")
-        return [{k: v for k, v in raw.items() if k != "hash"} for raw in await pipe.execute() if raw]

@@ -20,6 +20,7 @@ from center import accounts
 from center.city import CityLayers
 from center.servers import free_port
 from center.store import FixRecord, Store
+from center.store_accounts import AccountStore
 from center.store_tickets import TicketStore
 from gis.crs import distance_m
 from services.tickets import TicketManager
@@ -110,8 +111,8 @@ async def api(tmp_path, redis_url, database_url):
     settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
     store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
-    await store.put_user("crew2", {"role": "crew", "crew_id": "C02", "display": "抢修二班", "active": "1",
-                                   "hash": accounts.hash_password(PASSWORD)}, only_new=True)
+    await AccountStore(store.db).put("crew2", {"role": "crew", "crew_id": "C02", "display": "抢修二班", "active": "1",
+                                              "hash": accounts.hash_password(PASSWORD)}, only_new=True)
     tickets = TicketStore(store.db, store.redis)
     manager = TicketManager(tickets, None, clock=lambda: T0)
     services = Services(settings=settings, store=store, city=_city(), extra={"tickets": manager})

@@ -20,6 +20,7 @@ from shapely.geometry import LineString, Point
 
 from center.servers import free_port
 from center.store import FixRecord, Store
+from center.store_admin import FleetStore
 from center.store_tickets import TicketStore
 from gis.crs import distance_m
 from services.tickets import TicketManager
@@ -141,7 +142,8 @@ async def api(tmp_path, redis_url, database_url):
     for crew_id, vehicle_id, _, xy in CREWS:
         if xy is not None:
             await client.fix(vehicle_id, xy, T0)
-    await client.store.redis.hset("crews:shift", "C04", orjson.dumps({"on_shift": False, "ends_at": None}))
+    await parts.dispatch.crews.refresh()  # the city's crews into the fleet registry (PostgreSQL)
+    await FleetStore(store.db, store.redis).set_shift("C04", False, None, "test", T0)
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch_changes(parts, stop, block_ms=50))
     yield client

@@ -40,8 +40,9 @@ async def _counters(store, vid):
     return view["counters"] if view else {}
 
 
-async def test_gpsd_captures_replayed_through_broker_ingest_and_track_api(tmp_path, redis_url, mqtt_url, web):  # noqa: F811
-    await register_vehicles(redis_url, [vehicle_id(path) for path in CAPTURES])  # the ingest takes only these
+async def test_gpsd_captures_replayed_through_broker_ingest_and_track_api(tmp_path, redis_url, database_url, mqtt_url,
+                                                                          web):  # noqa: F811
+    await register_vehicles(database_url, [vehicle_id(path) for path in CAPTURES])  # the ingest takes only these
     settings = test_settings(tmp_path, REDIS_URL=redis_url, MQTT_URL=mqtt_url)
     stop = asyncio.Event()
     ingest_holder: dict = {}

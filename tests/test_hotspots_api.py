@@ -17,6 +17,7 @@ from center import accounts
 from center.city import CityLayers
 from center.servers import free_port
 from center.store import Store
+from center.store_accounts import AccountStore
 from center.store_tickets import TicketStore
 from gis.crs import from_metres, gk_zone_epsg, to_metres
 from gis.lookup import SpatialLookup
@@ -64,8 +65,8 @@ async def _serve(tmp_path: Path, redis_url: str, database_url: str, city, *, kpi
     settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
     store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
-    await store.put_user("crew2", {"role": "crew", "crew_id": "C02", "display": "抢修二班", "active": "1",
-                                   "hash": accounts.hash_password(PASSWORD)}, only_new=True)
+    await AccountStore(store.db).put("crew2", {"role": "crew", "crew_id": "C02", "display": "抢修二班", "active": "1",
+                                              "hash": accounts.hash_password(PASSWORD)}, only_new=True)
     tickets = TicketStore(store.db, store.redis)
     lookup = SpatialLookup(city)
     clock = Clock(T0)

@@ -32,8 +32,8 @@ def _burst(t: datetime, lat: float, lon: float, kmh: float = 36.0) -> bytes:
 
 
 async def _start(tmp_path, redis_url, mqtt_url, **overrides):
-    await register_vehicles(redis_url, VEHICLES)  # the ingest takes only registered vehicles
     settings = test_settings(tmp_path, REDIS_URL=redis_url, MQTT_URL=mqtt_url, **overrides)
+    await register_vehicles(settings.DATABASE_URL, VEHICLES)  # the ingest takes only registered vehicles
     stop, holder = asyncio.Event(), {}
     task = asyncio.create_task(service.serve(settings, redis_url, mqtt_url, stop=stop,
                                              hook=lambda i: holder.__setitem__("ingest", i)))

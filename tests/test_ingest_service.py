@@ -21,8 +21,8 @@ def _burst(t: datetime, lat: float, lon: float, kmh: float = 36.0, talker: str =
 
 
 async def _running_ingest(tmp_path, redis_url, mqtt_url, **overrides):
-    await register_vehicles(redis_url, ["T1", "H1", "G1", "W1"])  # the ingest takes only registered vehicles
     settings = test_settings(tmp_path, REDIS_URL=redis_url, MQTT_URL=mqtt_url, **overrides)
+    await register_vehicles(settings.DATABASE_URL, ["T1", "H1", "G1", "W1"])  # the ingest takes only these
     stop = asyncio.Event()
     task = asyncio.create_task(service.serve(settings, redis_url, mqtt_url, stop=stop))
     return settings, stop, task

@@ -19,6 +19,7 @@ import tornado.websocket
 from center import accounts
 from center.servers import free_port
 from center.store import FixRecord, Store
+from center.store_accounts import AccountStore
 from center.store_tickets import TicketStore
 from services.tickets import TicketManager
 from services.worker import build
@@ -89,8 +90,8 @@ async def api(tmp_path, redis_url, database_url):
     settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
     store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
-    await store.put_user("crew2", {"role": "crew", "display": "抢修二班", "crew_id": "C02", "active": "1",
-                                   "hash": accounts.hash_password(PASSWORD)})
+    await AccountStore(store.db).put("crew2", {"role": "crew", "display": "抢修二班", "crew_id": "C02", "active": "1",
+                                              "hash": accounts.hash_password(PASSWORD)})
     await store.replace_sensor_registry(SENSORS)
     tickets = TicketStore(store.db, store.redis)
     manager = TicketManager(tickets, None, clock=clock)

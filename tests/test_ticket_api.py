@@ -21,6 +21,7 @@ from shapely.geometry import Point, box
 from center import accounts
 from center.servers import free_port, start_redis
 from center.store import Store
+from center.store_accounts import AccountStore
 from center.store_tickets import ALARM_EVENTS, TicketStore
 from gis.layers import load_profile
 from gis.lookup import SpatialLookup
@@ -121,8 +122,8 @@ async def _serve(tmp_path: Path, redis_url: str, database_url: str, city, clock:
     settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
     store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
-    await store.put_user("crew2", {"role": "crew", "crew_id": "C02", "display": "抢修二班", "active": "1",
-                                   "hash": accounts.hash_password(PASSWORD)}, only_new=True)
+    await AccountStore(store.db).put("crew2", {"role": "crew", "crew_id": "C02", "display": "抢修二班", "active": "1",
+                                              "hash": accounts.hash_password(PASSWORD)}, only_new=True)
     tickets = TicketStore(store.db, store.redis)
     lookup = SpatialLookup(city)
     manager = TicketManager(tickets, lookup, sensors=sensor_sites(city, lookup), clock=clock)

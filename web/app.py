@@ -20,6 +20,7 @@ from center.outbox import ChangeRelay
 from center.servers import url_reachable
 from center.settings import Settings
 from center.store import Store
+from center.store_accounts import AccountStore
 from web.base import MAX_BODY_BYTES, NotFoundHandler, Services
 from web.handlers import admin, auth, desk, health, ingest_stats, layers, live, openapi, pages, sensors, tickets, vehicles
 from web.handlers import dispatch as dispatch_handlers, police as police_handlers
@@ -70,17 +71,18 @@ async def cookie_secret(store: Store) -> str:
 async def bootstrap_accounts(store: Store, settings: Settings, *, demo: bool) -> dict[str, str]:
     """Create the admin (and, for the demo, one user per role) once; return new passwords to print."""
     created: dict[str, str] = {}
+    known = AccountStore(store.db)
     admin_password = settings.ADMIN_PASSWORD or accounts.generate_password()
-    if await store.put_user("admin", {"role": "admin", "display": "系统管理员", "active": "1",
-                                      "hash": accounts.hash_password(admin_password)}, only_new=True):
+    if await known.put("admin", {"role": "admin", "display": "系统管理员", "active": "1",
+                                 "hash": accounts.hash_password(admin_password)}, only_new=True):
         created["admin"] = admin_password
     if demo:
         demo_password = settings.DEMO_PASSWORD or accounts.generate_password()
         for user in accounts.demo_accounts():
             fields = {k: v for k, v in user.items() if k != "name"}
-            if await store.put_user(user["name"], {**fields, "active": "1",
-                                                   "hash": accounts.hash_password(demo_password)},
-                                    only_new=True):
+            if await known.put(user["name"], {**fields, "active": "1",
+                                              "hash": accounts.hash_password(demo_password)},
+                               only_new=True):
                 created[user["name"]] = demo_password
     return created
 

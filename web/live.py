@@ -92,7 +92,7 @@ class LiveFeed:
                  clock: Callable[[], float] = time.time, zone: tzinfo = ZoneInfo("Asia/Shanghai")):
         self.store = store
         self.tickets = TicketStore(store.db, store.redis)
-        self.fleet = FleetStore(store.redis)
+        self.fleet = FleetStore(store.db, store.redis)
         self.batch_s = batch_ms / 1000.0
         self.stale_s = stale_s
         self.offline_s = offline_s
