@@ -98,8 +98,8 @@ def decode_fixes(hours: Iterable[tuple[int, bytes]], since: float, until: float,
 
 # fixes_json: each fix is written as orjson writes its dict, as a row of fixed-width byte columns:
 # the constant key texts and each value's text (orjson's own: by column for the floats, from
-# tables by code for the rest), padded with NUL bytes, which JSON text never holds and one mask
-# then squeezes out.
+# tables by code for the rest), padded with NUL bytes, which JSON text never holds and which are
+# then deleted.
 _KEYS = (b'{"t":', b',"lat":', b',"lon":', b',"speed_kmh":', b',"course_deg":', b',"alt_m":', b',"quality":',
          b',"sats":', b',"time":"')
 
@@ -134,7 +134,7 @@ def _rows(parts: list[np.ndarray | bytes], n: int) -> bytes:
         else:
             matrix[:, at:at + width] = np.frombuffer(part, dtype=np.uint8)
         at += width
-    return matrix[matrix != 0].tobytes()
+    return matrix.tobytes().translate(None, b"\0")  # one C pass (a boolean mask took longer)
 
 
 def fixes_json(hours: Iterable[tuple[int, bytes]], since: float, until: float) -> tuple[int, bytes]:
