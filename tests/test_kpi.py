@@ -7,13 +7,15 @@ import random
 from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
+import orjson
 import pytest
 
 from command.errors import ValidationError
 from command.kpi import (
-    COLUMNS, EventError, KpiState, day_period, facts_from_events, group_summary, month_period,
+    COLUMNS, EventError, KpiFrame, KpiState, day_period, facts_from_events, group_summary, month_period, named_row,
     period_of, range_period, rebuild, week_period,
 )
+from command.kpi_facts import LimitTable, TicketAccumulator, read_event
 from command.tickets import Actor, Role, apply, event_to_dict, new_ticket, ticket_number
 from command.ticket_model import CENTER_TZ
 
@@ -391,6 +393,41 @@ def test_facts_of_the_state_equal_facts_from_events():
     state = rebuild(events)
     for number in {e["ticket_number"] for e in events}:
         assert state.facts(number) == facts_from_events([e for e in events if e["ticket_number"] == number])
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_a_fold_kept_as_json_and_continued_equals_the_fold_of_every_event(seed):
+    events = random_streams(seed, tickets=30)
+    for number in sorted({e["ticket_number"] for e in events}):
+        stream = [e for e in events if e["ticket_number"] == number]
+        whole = facts_from_events(stream)
+        for cut in range(1, len(stream)):
+            acc = TicketAccumulator(number)
+            for event in stream[:cut]:
+                _, action, at, data = read_event(event)
+                acc.feed(action, at, data, event["to_state"])
+            kept = TicketAccumulator.from_dict(orjson.loads(orjson.dumps(acc.to_dict())))
+            for event in stream[cut:]:
+                _, action, at, data = read_event(event)
+                kept.feed(action, at, data, event["to_state"])
+            assert kept.facts() == whole, (number, cut)
+    with pytest.raises(EventError):
+        TicketAccumulator.from_dict({"number": "X"})  # a fold of another shape: folded again from its events
+
+
+def test_a_frame_of_a_states_rows_gives_the_states_reports():
+    state = rebuild(random_streams(7))
+    cols = state.columns()
+    frame = KpiFrame(cols, state.codes, np.arange(len(state)), state.numbers(np.arange(len(state))))
+    for kind, day in (("monthly", date(2026, 11, 1)), ("daily", date(2026, 11, 23)), ("yearly", date(2026, 1, 1))):
+        period = period_of(kind, day)
+        assert frame.report(*period).to_dict() == state.report(*period).to_dict()
+        assert frame.drill(*period, "resolved", group_by="unit", group="U1") == \
+            state.drill(*period, "resolved", group_by="unit", group="U1")
+    rows = frame.newest_first(np.arange(len(frame)))
+    created = cols["created"][rows]
+    assert (np.diff(created) <= 0).all()
+    assert len(named_row(TicketAccumulator("T"), LimitTable())) == len(COLUMNS)
 
 
 # ---------------------------------------------------------------- statistics
