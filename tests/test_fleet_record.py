@@ -1,0 +1,181 @@
+"""The fleet registry, shifts, accounts and the admin audit as a record in PostgreSQL: a Redis
+FLUSHALL loses none of them; the database itself refuses a duplicate plate, a vehicle held by two
+crews, an unknown or inactive vehicle and deactivating a held vehicle, also when two
+administrators race; a change and its audit row are one transaction (an audit row that cannot be
+written leaves no change behind)."""
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+import pytest
+
+from center.store_accounts import AccountStore
+from center.store_admin import AdminStore, Audit, FleetRefused, FleetStore
+from tests.test_admin_crews import api  # noqa: F401  (the admin API fixture on the river city)
+from tests.test_dispatch_service import PASSWORD, T0
+
+pytestmark = [pytest.mark.integration]
+
+LIVE_FIELDS = ("vehicle_state", "state")  # a vehicle's live state lives in Redis and goes with it
+
+
+def _without_live(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in LIVE_FIELDS} for row in rows]
+
+
+async def _record(api) -> dict:
+    """Everything the admin API shows of the record."""
+    users = (await api.admin("GET", "/api/admin/users"))["users"]
+    crews = (await api.admin("GET", "/api/admin/crews"))["crews"]
+    vehicles = (await api.admin("GET", "/api/admin/vehicles"))["vehicles"]
+    audit = (await api.admin("GET", "/api/admin/audit?limit=500"))["entries"]
+    return {"users": users, "crews": _without_live(crews), "vehicles": _without_live(vehicles), "audit": audit}
+
+
+async def test_a_redis_flushall_loses_no_account_crew_vehicle_shift_or_audit_entry(api):  # noqa: F811
+    await api.admin("POST", "/api/admin/users", {"name": "crew9", "role": "crew", "crew_id": "C01",
+                                                 "password": PASSWORD}, expect=201)
+    await api.admin("POST", "/api/admin/vehicles", {"vehicle_id": "V20", "plate": "鲁G·F0020", "kind": "suction",
+                                                    "unit_id": "WAT01"}, expect=201)
+    await api.admin("POST", "/api/admin/crews", {"crew_id": "C20", "crew_name": "排水抢险班", "unit_id": "WAT01",
+                                                 "skills": ["drainage"], "vehicle_id": "V20", "members": ["crew9"]},
+                    expect=201)
+    await api.admin("PUT", "/api/admin/crews/C20/shift", {"on_shift": False, "ends_at": "2026-11-22T10:00:00Z"})
+    await api.admin("PATCH", "/api/admin/users/agent", {"display": "坐席 王芳(夜班)"})
+    before = await _record(api)
+    assert {"user.create", "vehicle.create", "crew.create", "shift.set", "user.update", "fleet.seed"} <= \
+        {e["action"] for e in before["audit"]}
+
+    await api.store.redis.flushall()
+    api.tokens.clear()  # the sessions were in Redis: everyone logs in again, with the same passwords
+    after = await _record(api)
+    assert after == before
+    crew20 = next(c for c in after["crews"] if c["crew_id"] == "C20")
+    assert (crew20["vehicle_id"], crew20["plate"], crew20["members"], crew20["on_shift"], crew20["shift_ends_at"]) == \
+        ("V20", "鲁G·F0020", ["crew9"], False, "2026-11-22T10:00:00Z")
+    code, me = await api.call("GET", "/api/field/assignments", "crew9")
+    assert code == 200 and me["crew_id"] == "C20"
+    code, board = await api.call("GET", "/api/crews")  # dispatch's registry still knows the crew
+    assert code == 200 and "C20" in {r["crew_id"] for r in board["crews"]}
+
+
+async def test_two_admins_racing_for_one_plate_or_one_vehicle_leave_one_winner(api):  # noqa: F811
+    for n in range(3):
+        plate = f"鲁G·R00{n}1"
+        replies = await asyncio.gather(*(api.call("POST", "/api/admin/vehicles", "admin", {
+            "vehicle_id": f"R{n}{side}", "plate": plate, "kind": "repair", "unit_id": "PWR01"}) for side in "AB"))
+        codes = sorted((code, (reply.get("error") or {}).get("code")) for code, reply in replies)
+        assert codes == [(201, None), (409, "plate_taken")], replies
+        rows = await api.store.db.fetch("SELECT vehicle_id FROM vehicles WHERE plate = %s", (plate,))
+        assert len(rows) == 1
+
+    await api.admin("POST", "/api/admin/vehicles", {"vehicle_id": "V30", "plate": "鲁G·R0030", "kind": "repair",
+                                                    "unit_id": "PWR01"}, expect=201)
+    replies = await asyncio.gather(*(api.call("PATCH", f"/api/admin/crews/{crew}", "admin", {"vehicle_id": "V30"})
+                                     for crew in ("C05", "C06")))
+    codes = sorted((code, (reply.get("error") or {}).get("code")) for code, reply in replies)
+    assert codes == [(200, None), (409, "vehicle_assigned")], replies
+    holders = await api.store.db.fetch("SELECT crew_id FROM crews WHERE vehicle_id = 'V30'")
+    assert len(holders) == 1
+    log = (await api.admin("GET", "/api/admin/audit?target=vehicle:V30"))["entries"]
+    assert [e["action"] for e in log] == ["vehicle.create"]  # the refused side left no audit row
+
+
+async def test_many_concurrent_writers_of_one_plate_one_succeeds(database_url):
+    fleet = FleetStore(_db(database_url))
+    try:
+        async def create(vid: str):
+            record = {"vehicle_id": vid, "plate": "鲁G·M0001", "kind": "repair", "unit_id": None, "active": True,
+                      "source": "admin", "updated_at": T0.timestamp(), "updated_by": "test"}
+            return await fleet.write_vehicle(vid, "", record, Audit("test", "admin", "vehicle.create",
+                                                                    f"vehicle:{vid}", {}, T0.timestamp()))
+        results = await asyncio.gather(*(create(f"M{i}") for i in range(8)), return_exceptions=True)
+        won = [r for r in results if isinstance(r, int)]
+        lost = [r for r in results if isinstance(r, FleetRefused)]
+        assert len(won) == 1 and len(lost) == 7, results
+        owner = (await fleet.db.fetchone("SELECT vehicle_id FROM vehicles WHERE plate = '鲁G·M0001'"))["vehicle_id"]
+        assert {(r.code, r.other) for r in lost} == {("plate_taken", owner)}
+        assert [e["target"] for e in await fleet.audit_log(20)] == [f"vehicle:{owner}"]
+    finally:
+        await fleet.db.close()
+
+
+@pytest.mark.parametrize("statement, constraint", [
+    ("INSERT INTO vehicles (vehicle_id, plate, kind, source, updated_at, updated_by)"
+     " VALUES ('X1', '鲁G·A0001', 'repair', 'admin', now(), 'sql')", "vehicles_plate"),
+    ("INSERT INTO crews (crew_id, crew_name, vehicle_id, source, updated_at, updated_by)"
+     " VALUES ('CX', 'x', 'A1', 'admin', now(), 'sql')", "crews_one_per_vehicle"),
+    ("INSERT INTO crews (crew_id, crew_name, vehicle_id, source, updated_at, updated_by)"
+     " VALUES ('CX', 'x', 'NOPE', 'admin', now(), 'sql')", ("crews_vehicle_known", "crews_vehicle_active")),
+    ("INSERT INTO crews (crew_id, crew_name, vehicle_id, source, updated_at, updated_by)"
+     " VALUES ('CX', 'x', 'OFF', 'admin', now(), 'sql')", "crews_vehicle_active"),
+    ("UPDATE vehicles SET active = false WHERE vehicle_id = 'A1'", "crews_vehicle_active"),
+    ("INSERT INTO accounts (name, role) VALUES ('boss', 'king')", "accounts_role_check"),
+])
+def test_the_database_itself_enforces_the_registry_rules(database_url, statement, constraint):
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO vehicles (vehicle_id, plate, kind, source, updated_at, updated_by) VALUES"
+                     " ('A1', '鲁G·A0001', 'repair', 'admin', now(), 'sql'),"
+                     " ('OFF', '', 'repair', 'admin', now(), 'sql')")
+        conn.execute("UPDATE vehicles SET active = false WHERE vehicle_id = 'OFF'")
+        conn.execute("INSERT INTO crews (crew_id, crew_name, vehicle_id, source, updated_at, updated_by)"
+                     " VALUES ('CA', 'a', 'A1', 'admin', now(), 'sql')")
+        with pytest.raises(psycopg.errors.IntegrityError) as refused:
+            conn.execute(statement)
+        expected = constraint if isinstance(constraint, tuple) else (constraint,)
+        assert refused.value.diag.constraint_name in expected
+
+
+def _bad_audit(action: str, target: str) -> Audit:
+    """An audit entry PostgreSQL cannot store (a NUL in a text column): its insert fails."""
+    return Audit("bad\x00actor", "admin", action, target, {}, T0.timestamp())
+
+
+def _db(url: str):
+    from center.db import Database
+
+    return Database(url, max_size=4)
+
+
+async def test_a_change_and_its_audit_row_are_one_transaction(database_url):
+    db = _db(database_url)
+    fleet, admin, accounts = FleetStore(db), AdminStore(db, None), AccountStore(db)
+    try:
+        at = T0.timestamp()
+        vehicle = {"vehicle_id": "T1", "plate": "鲁G·T0001", "kind": "repair", "unit_id": None, "active": True,
+                   "source": "admin", "updated_at": at, "updated_by": "test"}
+        crew = {"crew_id": "CT", "crew_name": "测试班", "unit_id": "PWR01", "station_id": None, "skills": ["power"],
+                "vehicle_id": "T1", "active": True, "source": "admin", "updated_at": at, "updated_by": "test"}
+        await accounts.put("member", {"role": "crew", "crew_id": "C01", "active": "1", "hash": "x"})
+        audit_rows = await db.fetchone("SELECT count(*) AS n FROM admin_audit")
+        revision = await fleet.revision()
+
+        with pytest.raises(psycopg.DataError):
+            await fleet.write_vehicle("T1", "", vehicle, _bad_audit("vehicle.create", "vehicle:T1"))
+        assert await fleet.vehicle("T1") is None
+        await fleet.write_vehicle("T1", "", vehicle, Audit("test", "admin", "vehicle.create", "vehicle:T1", {}, at))
+        revision += 1
+        with pytest.raises(psycopg.DataError):
+            await fleet.write_crew("CT", "", crew, _bad_audit("crew.create", "crew:CT"), members={"member": "CT"})
+        assert await fleet.crew("CT") is None and (await accounts.get("member"))["crew_id"] == "C01"
+        assert await fleet.assignments() == {}
+        with pytest.raises(psycopg.DataError):
+            await admin.put_account("ghost", {"role": "agent", "active": "1", "hash": "x"},
+                                    _bad_audit("user.create", "user:ghost"), only_new=True)
+        assert await accounts.get("ghost") is None
+        await fleet.write_crew("CT", "", crew, Audit("test", "admin", "crew.create", "crew:CT", {}, at))
+        revision += 1
+        with pytest.raises(psycopg.DataError):
+            await admin.set_shift("CT", False, by="test", at=at, audit=lambda b, a: _bad_audit("shift.set", "crew:CT"))
+        assert (await admin.shifts(["CT"]))["CT"]["on_shift"] is True
+
+        assert await fleet.revision() == revision  # the failed changes did not move the revision
+        rows = await db.fetchone("SELECT count(*) AS n FROM admin_audit")
+        assert rows["n"] == audit_rows["n"] + 2  # the two changes that were made, nothing of the others
+        with pytest.raises(FleetRefused) as stale:  # optimistic concurrency: a write from an old read
+            await fleet.write_crew("CT", "0", {**crew, "crew_name": "旧"}, Audit("t", "admin", "crew.update",
+                                                                                "crew:CT", {}, at))
+        assert stale.value.code == "conflict"
+    finally:
+        await db.close()
