@@ -103,7 +103,7 @@ def start_demo(data_dir: Path, log_path: Path, *, vehicles: int = 5, ready_timeo
     off by pytest-timeout and left running."""
     port = free_port()
     environ = dict(os.environ)
-    for key in ("REDIS_URL", "MQTT_URL", "CITY_PROFILE"):
+    for key in ("DATABASE_URL", "REDIS_URL", "MQTT_URL", "CITY_PROFILE"):
         environ.pop(key, None)
     environ.update({"DATA_DIR": str(data_dir), "HTTP_PORT": str(port), "ADMIN_PASSWORD": PASSWORD,
                     "DEMO_PASSWORD": PASSWORD, "SIM_VEHICLES": str(vehicles), "WS_BATCH_MS": "200",

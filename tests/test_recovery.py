@@ -2,8 +2,8 @@
 
 Unit level: a Redis that reads a large AOF answers LOADING for a while; a client made by
 `center.redis_client` (every client of the center) waits that out, `start_redis` returns only
-once the data is loaded, and `Servers.revive` restarts a killed embedded server on the same port
-with the same data. Process level: in one running demo, Redis, the broker and each service are
+once the data is loaded, and `Servers.revive` restarts a killed embedded Redis or PostgreSQL on
+the same port with the same data. Process level: in one running demo, PostgreSQL, Redis, the broker and each service are
 killed with SIGKILL under a light load of ticket creation; /healthz says 503 and names what is
 down meanwhile, and 200 again without anyone's help, and every acknowledged ticket is there with
 its whole timeline.
@@ -24,6 +24,7 @@ import urllib.error
 import urllib.request
 
 import psutil
+import psycopg
 import pytest
 import redis
 import redis.exceptions
@@ -127,6 +128,27 @@ def test_servers_revive_a_killed_redis_on_the_same_port_with_its_data(tmp_path):
         servers.stop()
 
 
+def test_servers_revive_a_killed_postgres_on_the_same_port_with_its_data(tmp_path):
+    settings = test_settings(tmp_path, DATABASE_URL="", REDIS_URL="", MQTT_URL="")
+    servers = Servers.resolve(settings)
+    try:
+        with psycopg.connect(servers.database_url, autocommit=True) as conn:
+            conn.execute("INSERT INTO day_sequences (kind, day, last) VALUES ('ticket', '2026-01-02', 7)")
+        postgres = next(p for p in servers.owned if p.name == "postgres")
+        old_pid = postgres.process.pid
+        postgres.process.kill()  # SIGKILL: its backends are left to notice, shared memory to clean up
+        postgres.process.wait(10)
+        deadline = time.monotonic() + RECOVERY_S
+        while servers.revive() != ["postgres"]:  # a start refused while old backends linger is tried again
+            assert time.monotonic() < deadline, "the killed PostgreSQL was not restarted"
+            time.sleep(0.2)
+        assert postgres.process.pid != old_pid and postgres.process.poll() is None
+        with psycopg.connect(servers.database_url) as conn:  # the same URL, its data after crash recovery
+            assert conn.execute("SELECT last FROM day_sequences WHERE day = '2026-01-02'").fetchone() == (7,)
+    finally:
+        servers.stop()
+
+
 # ---- process level: one running demo, every component killed in turn ---------------------------------
 
 RECOVERY_S = 30.0  # the issue's bound: healthy again this soon after a kill, without anyone's help
@@ -190,8 +212,20 @@ def _procs(demo, match) -> list[psutil.Process]:
     return found
 
 
+def _create(demo, token: str, description: str) -> tuple[int, dict]:
+    """(status, JSON body) of one ticket creation through the API."""
+    body = {"channel": "phone", "category": "water", "type": "repair", "urgency": "normal",
+            "description": description, "caller_phone": "13907775678", "lon": 119.755, "lat": 36.381, "link": False}
+    try:
+        return 200, demo.post("/api/tickets", token, body)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
 def _server(demo, kind: str) -> psutil.Process:
-    if kind == "redis":
+    if kind == "postgres":
+        match = lambda name, cmd: name == "postgres" and "-D" in cmd  # noqa: E731 (the postmaster's command line)
+    elif kind == "redis":
         match = lambda name, cmd: "redis-server" in name  # noqa: E731
     else:
         match = lambda name, cmd: name == "mosquitto" or "center.amqtt_broker" in cmd  # noqa: E731
@@ -250,7 +284,7 @@ def test_killed_servers_and_services_come_back_by_themselves_and_no_ticket_is_lo
         first_created = len(load.acknowledged)
 
         dispatcher = demo.login("dispatcher")
-        for kind in ("redis", "broker"):
+        for kind in ("postgres", "redis", "broker"):
             victim = _server(demo, kind)
             killed_at = time.time()
             with _supervisor_paused(demo):
@@ -260,6 +294,9 @@ def test_killed_servers_and_services_come_back_by_themselves_and_no_ticket_is_lo
                 if kind == "redis":  # the API says so too, rather than failing with a 500
                     code, reply = _login(demo)
                     assert (code, reply["error"]["code"]) == (503, "redis_unavailable"), reply
+                if kind == "postgres":  # a request that needs the record: a 503, never a 500
+                    code, reply = _create(demo, load.token, "PostgreSQL 停止时")
+                    assert (code, reply["error"]["code"]) == (503, "database_unavailable"), reply
             _wait_health(demo, _healthy, f"healthy again after {kind} was killed")
             assert _server(demo, kind).pid != victim.pid
             assert "stopped unexpectedly (killed by signal SIGKILL); restarting it" in demo.log()
