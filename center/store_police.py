@@ -88,6 +88,28 @@ async def _put_last(conn: psycopg.AsyncConnection, number: str, direction: str, 
         (number, direction, body))
 
 
+async def _map(conn: psycopg.AsyncConnection, police_incident_id: str, number: str, direction: str,
+               message_id: str) -> None:
+    await conn.execute(
+        "INSERT INTO police_incidents (police_incident_id, ticket_number) VALUES (%s, %s)"
+        " ON CONFLICT (police_incident_id) DO UPDATE SET ticket_number = EXCLUDED.ticket_number",
+        (police_incident_id, number))
+    await conn.execute(
+        "INSERT INTO police_tickets (ticket_number, police_incident_id, direction, message_id)"
+        " VALUES (%s, %s, %s, %s) ON CONFLICT (ticket_number) DO UPDATE SET"
+        " police_incident_id = EXCLUDED.police_incident_id, direction = EXCLUDED.direction,"
+        " message_id = EXCLUDED.message_id", (number, police_incident_id, direction, message_id))
+
+
+async def _finish(conn: psycopg.AsyncConnection, key: str, status: int, body: Mapping[str, Any]) -> None:
+    await conn.execute(
+        "INSERT INTO police_inbound (idempotency_key, state, reply_status, reply_body, expires_at)"
+        " VALUES (%s, 'done', %s, %s, now() + make_interval(secs => %s))"
+        " ON CONFLICT (idempotency_key) DO UPDATE SET state = 'done', reply_status = EXCLUDED.reply_status,"
+        " reply_body = EXCLUDED.reply_body, expires_at = EXCLUDED.expires_at",
+        (key, status, Jsonb(dict(body)), INBOUND_REPLY_TTL_S))
+
+
 class PoliceStore:
     """Typed access to the 110 tables of the record."""
 
@@ -208,12 +230,24 @@ class PoliceStore:
 
     async def finish_inbound(self, key: str, status: int, body: Mapping[str, Any]) -> None:
         """Keep the reply of a handled inbound request for its replays (7 days)."""
-        await self.db.execute(
-            "INSERT INTO police_inbound (idempotency_key, state, reply_status, reply_body, expires_at)"
-            " VALUES (%s, 'done', %s, %s, now() + make_interval(secs => %s))"
-            " ON CONFLICT (idempotency_key) DO UPDATE SET state = 'done', reply_status = EXCLUDED.reply_status,"
-            " reply_body = EXCLUDED.reply_body, expires_at = EXCLUDED.expires_at",
-            (key, status, Jsonb(dict(body)), INBOUND_REPLY_TTL_S))
+        async with self.db.connection() as conn:
+            await _finish(conn, key, status, body)
+
+    def inbound_writer(self, *, key: str, number: str, body: bytes, reply: Mapping[str, Any],
+                       transfer: tuple[str, str] | None = None,
+                       ) -> Callable[[psycopg.AsyncConnection], Awaitable[None]]:
+        """The record of a handled inbound request as a callable of an open connection, for the
+        transaction of the ticket write it makes: the ticket's last police message, the reply
+        kept for the key's replays, and for a transfer (police incident id, message id) the
+        incident's link to the ticket both ways."""
+        text = body.decode("utf-8")
+
+        async def write(conn: psycopg.AsyncConnection) -> None:
+            if transfer is not None:
+                await _map(conn, transfer[0], number, "in", transfer[1])
+            await _put_last(conn, number, "in", text)
+            await _finish(conn, key, 200, reply)
+        return write
 
     async def release_inbound(self, key: str) -> None:
         """Give up a claim after a failure, so a retry is handled afresh."""
@@ -235,15 +269,7 @@ class PoliceStore:
     async def map_incident(self, police_incident_id: str, number: str, direction: str, message_id: str) -> None:
         """Link a 110 incident id and our ticket, both ways (the ticket's link is its latest)."""
         async with self.db.transaction() as conn:
-            await conn.execute(
-                "INSERT INTO police_incidents (police_incident_id, ticket_number) VALUES (%s, %s)"
-                " ON CONFLICT (police_incident_id) DO UPDATE SET ticket_number = EXCLUDED.ticket_number",
-                (police_incident_id, number))
-            await conn.execute(
-                "INSERT INTO police_tickets (ticket_number, police_incident_id, direction, message_id)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT (ticket_number) DO UPDATE SET"
-                " police_incident_id = EXCLUDED.police_incident_id, direction = EXCLUDED.direction,"
-                " message_id = EXCLUDED.message_id", (number, police_incident_id, direction, message_id))
+            await _map(conn, police_incident_id, number, direction, message_id)
 
     async def claim_incident(self, police_incident_id: str) -> str | None:
         """Claim a transferred incident id for a new ticket: None when claimed now, else its

@@ -27,7 +27,7 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -277,11 +277,15 @@ class PoliceLink:
                 continue
             await pause(stop, interval_s)
 
-    async def _note(self, number: str, text: str, data: dict[str, Any], actor: Actor = POLICE_ACTOR) -> None:
+    async def _note(self, number: str, text: str, data: dict[str, Any], actor: Actor = POLICE_ACTOR, *,
+                    extra: Sequence[Extra] = ()) -> bool:
         try:  # without expected_version the manager re-applies the note over concurrent changes
-            await self.tickets.act(number, "note", {"note": text, "data": data}, actor, expected_version=None)
+            await self.tickets.act(number, "note", {"note": text, "data": data}, actor, expected_version=None,
+                                   extra=extra)
         except Conflict:
             log.warning("note %r on %s not written: the ticket kept changing", text, number)
+            return False
+        return True
 
     # ------------------------------------------------------------------ inbound
     async def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
@@ -313,30 +317,36 @@ class PoliceLink:
             return int(claimed["status"]), {**claimed["body"], "duplicate": True}
         try:
             if isinstance(message, police.IncidentTransfer):
-                status, reply = await self._transfer(message, body)
+                status, reply = await self._transfer(message, body, key)
             else:
-                status, reply = await self._status(message, body)
+                status, reply = await self._status(message, body, key)
         except BaseException:
             await self.store.release_inbound(key)
             raise
-        await self.store.finish_inbound(key, status, reply)
+        await self.store.finish_inbound(key, status, reply)  # mostly kept already, with the ticket's write
         return status, reply
 
-    async def _status(self, message: police.PoliceStatus, body: bytes) -> tuple[int, dict[str, Any]]:
+    async def _status(self, message: police.PoliceStatus, body: bytes, key: str) -> tuple[int, dict[str, Any]]:
+        """A status update: a note on the ticket, saved with the ticket's last message and the reply."""
         number = message.ticket_number
         if not number and message.police_incident_id:
             number = await self.store.ticket_of_incident(message.police_incident_id)
         if not number:
             raise TicketNotFound(message.police_incident_id or "")
         await self.tickets.store.get(number)  # TicketNotFound (404) for an unknown ticket
-        await self.store.put_last_message(number, "in", body)
+        reply = {"status": "accepted", "ticket_number": number}
         label = {"received": "110已接收", "dispatched": "110已派警", "on_scene": "民警已到场", "closed": "110已结案"}
-        await self._note(number, f"{label[message.status]}{'：' + message.note if message.note else ''}",
-                         {"police_status": message.status, "police_incident_id": message.police_incident_id,
-                          "at": message.at.isoformat(), "message_id": message.message_id})
-        return 200, {"status": "accepted", "ticket_number": number}
+        noted = await self._note(number, f"{label[message.status]}{'：' + message.note if message.note else ''}",
+                                 {"police_status": message.status, "police_incident_id": message.police_incident_id,
+                                  "at": message.at.isoformat(), "message_id": message.message_id},
+                                 extra=[self.store.inbound_writer(key=key, number=number, body=body, reply=reply)])
+        if not noted:
+            await self.store.put_last_message(number, "in", body)
+        return 200, reply
 
-    async def _transfer(self, message: police.IncidentTransfer, body: bytes) -> tuple[int, dict[str, Any]]:
+    async def _transfer(self, message: police.IncidentTransfer, body: bytes, key: str) -> tuple[int, dict[str, Any]]:
+        """A transfer: a new ticket, saved with the incident's link, its last message and the reply
+        (a crash cannot leave a ticket whose retry makes another)."""
         holder = await self.store.claim_incident(message.police_incident_id)
         if holder:  # "" while another request creates its ticket (its own key): go on as before
             return 200, {"status": "accepted", "ticket_number": holder}
@@ -346,22 +356,25 @@ class PoliceLink:
             "urgency": "urgent", "description": f"【110转办 {message.police_incident_id}】{message.description}"[:2000],
             "caller_name": message.caller_name[:50], "address": message.address[:200],
             "caller_phone": message.caller_phone, "lon": message.lon, "lat": message.lat}
+
+        def record_of(ticket: Ticket) -> list[Extra]:
+            return [self.store.inbound_writer(key=key, number=ticket.number, body=body,
+                                              reply={"status": "accepted", "ticket_number": ticket.number},
+                                              transfer=(message.police_incident_id, message.message_id))]
+
         try:
             try:
-                result = await self.tickets.create(fields, POLICE_ACTOR, link=False)
+                result = await self.tickets.create(fields, POLICE_ACTOR, link=False, extra=record_of)
             except ValidationError as exc:
                 if exc.field != "caller_phone":
                     raise
                 fields["caller_phone"] = ""
                 fields["description"] = f"{fields['description']}（来电 {message.caller_phone[:30]}）"[:2000]
-                result = await self.tickets.create(fields, POLICE_ACTOR, link=False)
+                result = await self.tickets.create(fields, POLICE_ACTOR, link=False, extra=record_of)
         except BaseException:
             await self.store.drop_incident(message.police_incident_id)
             raise
-        number = result.record.ticket.number
-        await self.store.map_incident(message.police_incident_id, number, "in", message.message_id)
-        await self.store.put_last_message(number, "in", body)
-        return 200, {"status": "accepted", "ticket_number": number}
+        return 200, {"status": "accepted", "ticket_number": result.record.ticket.number}
 
     # ------------------------------------------------------------------ CAP
     async def cap(self, number: str) -> bytes | None:

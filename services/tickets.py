@@ -180,13 +180,16 @@ class TicketManager:
     # ------------------------------------------------------------------------------ create
     async def create(self, fields: Mapping[str, Any], actor: Actor, *, link: bool = True,
                      answer: str | None = None, tags: Sequence[str] = (),
-                     alarm: ProactiveRef | None = None) -> CreateResult:
+                     alarm: ProactiveRef | None = None,
+                     extra: Callable[[Ticket], Sequence[Extra]] | None = None) -> CreateResult:
         """Create a ticket from a call (validated by `command.tickets.new_ticket`), resolving its
         place through GIS. A repeat of an open ticket is linked to it instead, unless `link` is
         False. `answer` closes a consultation at once (直接办结). `alarm` makes it the proactive
         ticket of an alarm episode: at most one per alarm key (GuardFailed otherwise). A point is
         checked first (`command.coordinates.check_point` against the service area): a bad one
-        raises CoordinateError / OutsideServiceArea before anything is read or written."""
+        raises CoordinateError / OutsideServiceArea before anything is read or written. `extra`
+        gives, for the ticket as it is saved, writes of other stores that join its transaction
+        (the 110 link of a transferred incident)."""
         now = self.clock()
         fields = dict(fields)
         point = check_optional_point(fields.get("lon"), fields.get("lat"), self.service_area)  # before any read or write
@@ -226,7 +229,7 @@ class TicketManager:
         meta = {"police_kind": kind, "tags": list(tags), "asset_id": asset,
                 "alarm_key": alarm.alarm_key if alarm else None}
         async with self._area_lock(ticket.supply_area if grouping.groupable(ticket) else None):
-            return await self._save_new(ticket, created, meta, asset, answer, actor, now, alarm, early)
+            return await self._save_new(ticket, created, meta, asset, answer, actor, now, alarm, early, extra)
 
     async def _outbox(self, ticket: Ticket, events: Sequence[AuditEvent]) -> tuple[list[AuditEvent], list[Extra]]:
         """The outbox rows a write's events decide (`outbox_hook`), each deciding event marked."""
@@ -255,6 +258,7 @@ class TicketManager:
     async def _save_new(self, ticket: Ticket, created: AuditEvent, meta: dict[str, Any], asset: str | None,
                         answer: str | None, actor: Actor, now: datetime,
                         alarm: ProactiveRef | None, early: tuple[str, list[str], int] | None = None,
+                        writes_for: Callable[[Ticket], Sequence[Extra]] | None = None,
                         ) -> CreateResult:
         for attempt in range(_RETRIES):
             grouped, events, incident_writes, incident = await self._group(ticket, asset, early if attempt == 0 else None)
@@ -263,6 +267,7 @@ class TicketManager:
                 grouped, closed = apply(grouped, "close_direct", actor=actor, now=now, answer=answer)
                 events.append(closed)
             events, extra = await self._outbox(grouped, events)
+            extra += writes_for(grouped) if writes_for is not None else ()
             record = self._record(grouped, meta)
             try:
                 await self.store.save([TicketWrite(record, events, None, alarm.alarm_key if alarm else None)],

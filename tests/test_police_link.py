@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
+import psycopg
 import pytest
 import tornado.httpclient
 import tornado.httpserver
@@ -426,3 +427,32 @@ async def test_an_emergency_and_its_handover_are_one_transaction(env, monkeypatc
             "lon": 119.75, "lat": 36.37}, POLICE_ACTOR, link=False)
     assert await env.store.db.fetchone("SELECT count(*) AS n FROM tickets") == tickets  # no ticket without its entry
     assert [e.message_id for e, _ in await env.link.store.outbox_pending()] == [queued.message_id]
+
+
+async def test_a_transfer_and_its_link_and_reply_are_one_transaction(env, monkeypatch):
+    transfer = env.sim.make_transfer()
+    body, key = to_json(transfer), f"{transfer.police_incident_id}:transfer:1"
+    writer = env.link.store.inbound_writer
+
+    def failing_writer(**record):
+        write = writer(**record)
+
+        async def write_then_fail(conn):
+            await write(conn)  # link, last message and reply written, then the transaction fails
+            raise psycopg.OperationalError("the connection was lost")
+        return write_then_fail
+
+    monkeypatch.setattr(env.link.store, "inbound_writer", failing_writer)
+    code, _ = await env.call("POST", "/api/police/incidents", None, body, _signed(body, at=env.clock.now, key=key))
+    assert code == 503
+    assert await env.parts.tickets.store.open_count() == 0
+    assert await env.link.store.ticket_of_incident(transfer.police_incident_id) is None
+    monkeypatch.undo()
+    for _ in range(2):  # 110 retries: one ticket, linked, and the same reply
+        code, reply = await env.call("POST", "/api/police/incidents", None, body,
+                                     _signed(body, at=env.clock.now, key=key))
+        assert code == 200, reply
+    number = orjson.loads(reply)["ticket_number"]
+    assert await env.parts.tickets.store.open_count() == 1
+    assert await env.link.store.ticket_of_incident(transfer.police_incident_id) == number
+    assert (await env.link.store.last_message(number))["dir"] == "in"
