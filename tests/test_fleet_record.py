@@ -179,3 +179,48 @@ async def test_a_change_and_its_audit_row_are_one_transaction(database_url):
         assert stale.value.code == "conflict"
     finally:
         await db.close()
+
+
+async def test_without_postgresql_logins_and_admin_changes_answer_503(tmp_path, redis_url):
+    """The record's server unreachable (a port nobody listens on): a login and the admin API's
+    reads and changes answer 503 database_unavailable (each change is one transaction: the
+    transaction tests above show a failed one leaves nothing)."""
+    import json
+
+    import tornado.httpclient
+    import tornado.httpserver
+
+    from center.db import Database
+    from center.servers import free_port
+    from center.store import Store
+    from tests.conftest import test_settings
+    from web import app as webapp
+    from web.base import Services
+
+    gone = Database(f"postgresql://center:x@127.0.0.1:{free_port()}/center", timeout_s=1.0)
+    store = Store(Store.from_url(redis_url).redis, gone)
+    await store.put_session("admin-token", {"name": "admin", "role": "admin", "crew_id": None, "display": ""}, 60)
+    server = tornado.httpserver.HTTPServer(webapp.make_app(Services(settings=test_settings(tmp_path), store=store),
+                                                          cookie_secret="test-secret"))
+    port = free_port()
+    server.listen(port, "127.0.0.1")
+    http = tornado.httpclient.AsyncHTTPClient()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        login = await http.fetch(base + "/api/login", method="POST", raise_error=False,
+                                 body=json.dumps({"username": "admin", "password": PASSWORD}))
+        changes = [("GET", "/api/admin/crews", None),
+                   ("POST", "/api/admin/vehicles", {"vehicle_id": "V40", "plate": "鲁G·D0040", "kind": "repair",
+                                                    "unit_id": "PWR01"}),
+                   ("POST", "/api/admin/users", {"name": "newbie", "role": "agent", "password": PASSWORD}),
+                   ("PUT", "/api/admin/crews/C01/shift", {"on_shift": False})]
+        replies = [await http.fetch(base + path, method=method, raise_error=False,
+                                    headers={"Authorization": "Bearer admin-token"},
+                                    body=None if body is None else json.dumps(body)) for method, path, body in changes]
+        for response in [login, *replies]:
+            assert response.code == 503, response.body
+            assert json.loads(response.body)["error"]["code"] == "database_unavailable"
+    finally:
+        server.stop()
+        await gone.close()
+        await store.redis.aclose()
