@@ -81,6 +81,21 @@ async def add_outbox(conn: psycopg.AsyncConnection, *, number: str, key: str, me
     return message_id, True
 
 
+async def _save_entry(conn: psycopg.AsyncConnection, entry: OutboxEntry, police_incident_id: str | None,
+                      lease_attempts: int | None) -> bool:
+    query = ("UPDATE police_outbox SET state = %s, attempts = %s, next_attempt_at = %s, first_sent_at = %s,"
+             " acked_at = %s, alarmed_at = coalesce(%s, alarmed_at), last_error = %s,"
+             " police_incident_id = coalesce(%s, police_incident_id) WHERE message_id = %s")
+    params: list[Any] = [entry.state, entry.attempts, entry.next_attempt_at, entry.first_sent_at,
+                         entry.acked_at, entry.alarmed_at, entry.last_error, police_incident_id or None,
+                         entry.message_id]
+    if lease_attempts is not None:
+        query += " AND state = 'sent' AND attempts = %s"
+        params.append(lease_attempts)
+    # RETURNING and a fetch, not rowcount: in a ticket save's pipeline the count is not known yet
+    return await (await conn.execute(query + " RETURNING message_id", params)).fetchone() is not None
+
+
 async def _put_last(conn: psycopg.AsyncConnection, number: str, direction: str, body: str) -> None:
     await conn.execute(
         "INSERT INTO police_last_messages (ticket_number, direction, body) VALUES (%s, %s, %s)"
@@ -135,16 +150,26 @@ class PoliceStore:
                           lease_attempts: int | None = None) -> bool:
         """Write an entry's delivery state; with `lease_attempts`, only while the entry still holds
         that attempt's lease (no other sender took it since). Whether it was written."""
-        query = ("UPDATE police_outbox SET state = %s, attempts = %s, next_attempt_at = %s, first_sent_at = %s,"
-                 " acked_at = %s, alarmed_at = coalesce(%s, alarmed_at), last_error = %s,"
-                 " police_incident_id = coalesce(%s, police_incident_id) WHERE message_id = %s")
-        params: list[Any] = [entry.state, entry.attempts, entry.next_attempt_at, entry.first_sent_at,
-                             entry.acked_at, entry.alarmed_at, entry.last_error, police_incident_id or None,
-                             entry.message_id]
-        if lease_attempts is not None:
-            query += " AND state = 'sent' AND attempts = %s"
-            params.append(lease_attempts)
-        return await self.db.execute(query, params) == 1
+        async with self.db.connection() as conn:
+            return await _save_entry(conn, entry, police_incident_id, lease_attempts)
+
+    def ack_writer(self, entry: OutboxEntry, *, police_incident_id: str | None, lease_attempts: int,
+                   link: str | None) -> Callable[[psycopg.AsyncConnection], Awaitable[bool]]:
+        """An acknowledged entry's writes as a callable of an open connection (for the transaction
+        of its note): its state while the lease is still `lease_attempts`' and, with `link` (a
+        handover's 110 incident id), the link of incident and ticket. Whether the lease held."""
+        async def write(conn: psycopg.AsyncConnection) -> bool:
+            if not await _save_entry(conn, entry, police_incident_id, lease_attempts):
+                return False
+            if link:
+                await _map(conn, link, entry.ticket_number, "out", entry.message_id)
+            return True
+        return write
+
+    async def run(self, write: Callable[[psycopg.AsyncConnection], Awaitable[Any]]) -> Any:
+        """Run one of the writers above in its own transaction; what it returns."""
+        async with self.db.transaction() as conn:
+            return await write(conn)
 
     async def mark_alarmed(self, message_id: str, at: datetime) -> bool:
         """Record the dispatcher's alarm of an entry once; whether this call recorded it."""

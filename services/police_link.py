@@ -73,6 +73,10 @@ class _AlreadyQueued(Exception):
         self.message_id = message_id
 
 
+class _LeaseLost(Exception):
+    """Another attempt holds the entry now (rolls the acknowledgement's transaction back)."""
+
+
 class InboundBusy(Exception):
     """The same idempotency key is being handled by another request (HTTP 503, retry later)."""
 
@@ -232,33 +236,53 @@ class PoliceLink:
                 "attempts": entry.attempts, "last_error": entry.last_error, "raised_at": now.timestamp()}
 
     async def _deliver(self, leased: police.OutboxEntry, extra: Mapping[str, str], now: datetime) -> int:
+        """Send one leased entry and record the outcome; 1 when 110 acknowledged it."""
         entry = leased
         key = extra["idempotency_key"]
         headers = police.sign(entry.body, self.secret, now, uuid.uuid4().hex, idempotency_key=key)
         status, reply = await self.send(self.url + PATHS[extra["kind"]], entry.body, headers, self.timeout_s)
         done = police.on_response(leased, status, reply, now, jitter=self.jitter(),
                                   base_s=self.backoff_base_s, cap_s=self.backoff_cap_s)
-        incident_id = None
         if done.state == "acked":
-            try:
-                incident_id = str(orjson.loads(reply).get("police_incident_id") or "") or None
-            except (orjson.JSONDecodeError, AttributeError):
-                incident_id = None
-        if not await self.store.outbox_save(done, police_incident_id=incident_id, lease_attempts=leased.attempts):
+            return await self._acked(done, leased.attempts, extra["kind"], reply, status, now)
+        if not await self.store.outbox_save(done, lease_attempts=leased.attempts):
             log.info("110 %s of %s: the lease ran out and another attempt took over", extra["kind"], entry.ticket_number)
             return 0
         if done.state == "failed_alarmed":
             await self.alarms.raise_alarms([self._alarm(done, now, f"110拒收：{done.last_error}")])
-        if done.state != "acked":
-            log.info("110 %s of %s not acknowledged: %s", extra["kind"], entry.ticket_number, done.last_error)
+        log.info("110 %s of %s not acknowledged: %s", extra["kind"], entry.ticket_number, done.last_error)
+        return 0
+
+    async def _acked(self, done: police.OutboxEntry, lease_attempts: int, kind: str, reply: bytes,
+                     status: int | None, now: datetime) -> int:
+        """Record 110's acknowledgement: the entry's state, a handover's incident link and the note
+        on the timeline in one transaction, while the lease is still this attempt's; 1 when recorded."""
+        try:
+            incident_id = str(orjson.loads(reply).get("police_incident_id") or "") or None
+        except (orjson.JSONDecodeError, AttributeError):
+            incident_id = None
+        number = done.ticket_number
+        link = incident_id if kind == "handover" else None
+        write = self.store.ack_writer(done, police_incident_id=incident_id, lease_attempts=lease_attempts, link=link)
+
+        async def record(conn: Any) -> None:
+            if not await write(conn):
+                raise _LeaseLost(done.message_id)
+
+        what = "110已确认接收转警" if kind == "handover" else "110已确认收到办结反馈"
+        data = {"police": "acked", "message_id": done.message_id, "police_incident_id": incident_id,
+                "status": status, "attempts": done.attempts}
+        try:
+            noted = await self._note(number, what, data, extra=[record])
+        except _LeaseLost:
+            log.info("110 %s of %s: the lease ran out and another attempt took over", kind, number)
             return 0
-        if extra["kind"] == "handover" and incident_id:
-            await self.store.map_incident(incident_id, entry.ticket_number, "out", entry.message_id)
-        await self.alarms.clear_alarms([f"{entry.ticket_number}|police_ack"], now)
-        what = "110已确认接收转警" if extra["kind"] == "handover" else "110已确认收到办结反馈"
-        await self._note(entry.ticket_number, what, {"police": "acked", "message_id": entry.message_id,
-                                                     "police_incident_id": incident_id, "status": status,
-                                                     "attempts": done.attempts})
+        except CommandError as exc:  # the ticket refuses the note: the acknowledgement alone
+            log.warning("110 acknowledgement of %s recorded without its note: %s", number, exc)
+            noted = False
+        if not noted and not await self.store.run(write):
+            return 0
+        await self.alarms.clear_alarms([f"{number}|police_ack"], now)
         return 1
 
     async def run(self, stop: asyncio.Event, interval_s: float = 0.5) -> None:

@@ -231,6 +231,8 @@ async def test_outbox_survives_a_worker_crash_and_delivers_exactly_once(env, red
     outcomes = [r["outcome"] for r in env.sim.received if r["idempotency_key"] == f"{number}:manual:1"]
     assert outcomes == ["accepted", "duplicate"] and len(env.sim.accepted) == 1
     assert await env.link.store.outbox_pending() == []
+    acks = [e for e in await env.timeline(number) if e["data"].get("data", {}).get("police") == "acked"]
+    assert len(acks) == 1 and acks[0]["data"]["data"]["attempts"] == 2  # recorded once, with its entry
 
 
 def _signed(body: bytes, *, secret=SECRET, at=None, nonce=None, key="k1"):
@@ -456,3 +458,28 @@ async def test_a_transfer_and_its_link_and_reply_are_one_transaction(env, monkey
     assert await env.parts.tickets.store.open_count() == 1
     assert await env.link.store.ticket_of_incident(transfer.police_incident_id) == number
     assert (await env.link.store.last_message(number))["dir"] == "in"
+
+
+async def test_a_late_acknowledgement_after_the_lease_ran_out_records_nothing(env):
+    await env.sim.set_mode("up")
+    number = await env.create(description="变压器旁有异响", category="power")
+    await env.link.enqueue_handover(await env.parts.tickets.store.get(number), DISPATCHER_MANUAL, purpose="manual")
+    accepted, reply_back = asyncio.Event(), asyncio.Event()
+
+    async def slow_send(url, body, headers, timeout_s):
+        result = await http_send(url, body, headers, timeout_s)  # 110 accepts ...
+        accepted.set()
+        await reply_back.wait()  # ... and its reply comes back after the lease ran out
+        return result
+
+    slow = PoliceLink(env.link.store, env.link.alarms, env.parts.tickets, url=env.link.url, secret=SECRET.encode(),
+                      clock=env.clock, send=slow_send, timeout_s=3.0)
+    late = asyncio.create_task(slow.run_once(env.clock.now))
+    await asyncio.wait_for(accepted.wait(), 10)
+    assert await env.link.run_once(env.clock.advance(4)) == 1  # the next attempt: 409, already held = acked
+    reply_back.set()
+    assert await late == 0  # the first attempt's acknowledgement writes nothing
+    acks = [e for e in await env.timeline(number) if e["data"].get("data", {}).get("police") == "acked"]
+    assert [a["data"]["data"]["attempts"] for a in acks] == [2]
+    [entry] = [e for e, _ in await env.link.store.outbox_of_ticket(number)]
+    assert (entry.state, entry.attempts) == ("acked", 2)
