@@ -8,9 +8,10 @@ Under ``DATA_DIR/broker`` (mode 700, files mode 600):
 - ``mosquitto.passwd`` / ``mosquitto.acl``: every active device and the center account, for the
   device listener (mosquitto) or the only listener (amqtt, through center/amqtt_auth.py).
 
-``BrokerSync`` is a daemon thread in the process that owns the embedded broker: it polls
-``DeviceStore.revision`` every POLL_S, re-renders the files when it changes and makes the broker
-reload them (SIGHUP to mosquitto; amqtt's plugin notices the new mtime).
+``BrokerSync`` is a daemon thread in the process that owns the embedded broker: it polls the
+device revision in PostgreSQL (``center.store_devices.read_revision``, on a plain connection of
+its own) every POLL_S, re-renders the files when it changes and makes the broker reload them
+(SIGHUP to mosquitto; amqtt's plugin notices the new mtime).
 """
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ import signal
 import threading
 from pathlib import Path
 
-import redis
+import psycopg
 
 from center.broker_auth import BrokerAuth, hash_password, new_secret, render, verify_password, write_files, write_private
-from center.store_devices import DeviceStore
+from center.store_devices import read_all, read_revision
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +86,11 @@ def render_devices(directory: Path, devices, center: tuple[str, str] | None) -> 
 
 
 class BrokerSync:
-    """Keeps an embedded broker's files in step with DeviceStore's revision (a daemon thread)."""
+    """Keeps an embedded broker's files in step with the device revision (a daemon thread)."""
 
-    def __init__(self, redis_url: str, directory: Path, account: CenterAccount, broker=None,
+    def __init__(self, database_url: str, directory: Path, account: CenterAccount, broker=None,
                  reload_signal: int | None = signal.SIGHUP, poll_s: float = POLL_S) -> None:
-        self.redis_url = redis_url
+        self.database_url = database_url
         self.directory = directory
         self.account = account
         self.broker = broker  # an EmbeddedProcess (its .process may be replaced by a restart)
@@ -113,30 +114,33 @@ class BrokerSync:
         if self._thread.is_alive():
             self._thread.join(timeout=5)
 
-    def sync_once(self, client: redis.Redis | None = None) -> bool:
+    def connect(self) -> psycopg.Connection:
+        """A plain autocommit connection to the record (each poll reads a committed state)."""
+        return psycopg.connect(self.database_url, autocommit=True, connect_timeout=5)
+
+    def sync_once(self, conn: psycopg.Connection | None = None) -> bool:
         """Render if the revision changed; True when the files were rewritten. Errors are
         logged and counted, and the next poll tries again."""
-        own = client is None
+        own = conn is None
         try:
-            client = client or redis.Redis.from_url(self.redis_url, socket_timeout=5)
-            store = DeviceStore(client)
-            revision = store.revision_sync()
+            conn = conn or self.connect()
+            revision = read_revision(conn)
             if revision == self.revision:
                 return False
-            changed = render_devices(self.directory, store.all_sync(),
+            changed = render_devices(self.directory, read_all(conn),
                                      (self.account.username, self.account.password_hash))
             self.revision = revision
             if changed:
                 self.renders += 1
                 self._reload()
             return changed
-        except Exception as exc:  # Redis down, disk full: log, count, go on polling
+        except Exception as exc:  # PostgreSQL down, disk full: log, count, go on polling
             self.errors += 1
             log.warning("broker credential sync failed (%d so far): %s", self.errors, exc)
             return False
         finally:
-            if own and client is not None:
-                client.close()
+            if own and conn is not None:
+                conn.close()
 
     def _reload(self) -> None:
         proc = getattr(self.broker, "process", None)
@@ -145,9 +149,20 @@ class BrokerSync:
             log.info("broker credentials re-rendered (revision %s); broker reloads", self.revision)
 
     def _run(self) -> None:
-        client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
+        conn: psycopg.Connection | None = None
         try:
             while not self._stop.wait(self.poll_s):
-                self.sync_once(client)
+                if conn is None or conn.closed or conn.broken:  # a lost server: connect again
+                    if conn is not None:
+                        conn.close()
+                    try:
+                        conn = self.connect()
+                    except psycopg.Error as exc:
+                        self.errors += 1
+                        log.warning("broker credential sync cannot connect (%d so far): %s", self.errors, exc)
+                        conn = None
+                        continue
+                self.sync_once(conn)
         finally:
-            client.close()
+            if conn is not None:
+                conn.close()

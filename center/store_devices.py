@@ -1,9 +1,12 @@
-"""The device-credential part of the store: the only code that spells these Redis keys.
+"""Device credentials in PostgreSQL: the only code that spells the tables ``devices`` and
+``device_revision`` (center/migrations/0002_fleet.sql).
 
-- ``dev:all`` hash: device id -> JSON of a ``Device`` (its MQTT password as a mosquitto ``$7$``
-  hash, never the password itself).
-- ``dev:rev`` a random token, new at every ``put``; the process that owns an embedded broker polls it
-  and re-renders the broker's password and ACL files when it changes.
+- ``devices``: one row per device: a ``Device`` (its MQTT password as a mosquitto ``$7$`` hash,
+  never the password itself).
+- ``device_revision``: a random token, new at every ``put``; the process that owns an embedded
+  broker polls it (``read_revision``, with a plain connection from its sync thread) and re-renders
+  the broker's password and ACL files when it changes. A token, not a counter: a database restored
+  from a backup must not come back to a value the broker already rendered.
 
 A device id is the device's MQTT username and client id: a vehicle id, or a gateway's
 (Sparkplug edge node's) id.
@@ -13,14 +16,24 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Any
 
-import orjson
+import psycopg
+
+from center.db import Database
+from center.store_accounts import NoDatabase
+from center.store_admin import Audit, write_audit
 
 log = logging.getLogger(__name__)
 
-DEVICES = "dev:all"
-REVISION = "dev:rev"
+_COLUMNS = "device_id, kind, password_hash, sensors, sparkplug, active, issued_at, issued_by"
+_PUT = (f"INSERT INTO devices ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (device_id) DO UPDATE SET kind = EXCLUDED.kind, password_hash = EXCLUDED.password_hash,"
+        " sensors = EXCLUDED.sensors, sparkplug = EXCLUDED.sparkplug, active = EXCLUDED.active,"
+        " issued_at = EXCLUDED.issued_at, issued_by = EXCLUDED.issued_by")
+_BUMP = ("INSERT INTO device_revision (singleton, rev) VALUES (true, %s)"
+         " ON CONFLICT (singleton) DO UPDATE SET rev = EXCLUDED.rev")
 # no ":" (the separator of mosquitto's password file), no "/", "+", "#" (topic syntax)
 DEVICE_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 KINDS = ("vehicle", "gateway")
@@ -56,65 +69,63 @@ class Device:
             raise ValueError(f"invalid sensor id(s) {bad!r}")
         object.__setattr__(self, "sensors", tuple(self.sensors))
 
-    def to_json(self) -> bytes:
-        """The stored JSON."""
-        return orjson.dumps(asdict(self))
 
-    @classmethod
-    def from_json(cls, raw: bytes | str) -> "Device":
-        """A Device from its stored JSON (unknown fields ignored)."""
-        data = orjson.loads(raw)
-        fields = cls.__dataclass_fields__
-        return cls(**{k: (tuple(v) if k == "sensors" else v) for k, v in data.items() if k in fields})
+def _device(row: Any) -> Device | None:
+    """A ``devices`` row as a Device; None (logged) for a row a hand edit made unusable."""
+    try:
+        return Device(row[0], row[1], row[2], tuple(row[3] or ()), bool(row[4]), bool(row[5]), float(row[6]), row[7])
+    except (ValueError, TypeError) as exc:  # that device cannot connect
+        log.error("device %r: stored row unreadable (%s); skipped", row[0], exc)
+        return None
+
+
+def _params(device: Device) -> tuple:
+    return (device.device_id, device.kind, device.password_hash, list(device.sensors), device.sparkplug,
+            device.active, float(device.issued_at), device.issued_by)
 
 
 class DeviceStore:
-    """Device credentials in Redis (an asyncio client, or a sync one for the ``*_sync`` methods)."""
+    """Device credentials in PostgreSQL (the process's async pool)."""
 
-    def __init__(self, redis) -> None:
-        self.redis = redis
+    def __init__(self, db: Database | None) -> None:
+        self.db = db if db is not None else NoDatabase("the device credentials")
 
     async def get(self, device_id: str) -> Device | None:
         """The device, or None."""
-        raw = await self.redis.hget(DEVICES, device_id)
-        return None if raw is None else Device.from_json(raw)
+        async with self.db.connection() as conn:
+            cur = await conn.execute(f"SELECT {_COLUMNS} FROM devices WHERE device_id = %s", (device_id,))
+            row = await cur.fetchone()
+        return None if row is None else _device(row)
 
     async def all(self) -> list[Device]:
         """Every device, sorted by id."""
-        raw = await self.redis.hgetall(DEVICES)
-        return _parse_all(raw)
+        async with self.db.connection() as conn:
+            cur = await conn.execute(f"SELECT {_COLUMNS} FROM devices ORDER BY device_id")
+            rows = await cur.fetchall()
+        return [d for d in map(_device, rows) if d is not None]
 
-    async def put(self, device: Device) -> None:
-        """Create or replace a device and bump the revision, in one transaction."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(DEVICES, device.device_id, device.to_json())
-            pipe.set(REVISION, secrets.token_hex(8))
-            await pipe.execute()
+    async def put(self, device: Device, audit: Audit | None = None) -> None:
+        """Create or replace a device, with its audit row, and set a new revision: one transaction."""
+        async with self.db.transaction() as conn:
+            await conn.execute(_PUT, _params(device))
+            await conn.execute(_BUMP, (secrets.token_hex(8),))
+            if audit is not None:
+                await write_audit(conn, audit)
 
     async def revision(self) -> str:
-        """A random token that changes on every put ("" before the first). Not a counter: after a
-        Redis wipe or restore a counter can come back to a value the broker already rendered."""
-        return _text(await self.redis.get(REVISION))
-
-    # sync twins for the broker-file renderer's thread and the CLI --------------------------------
-    def all_sync(self) -> list[Device]:
-        """``all`` with a sync redis client."""
-        return _parse_all(self.redis.hgetall(DEVICES))
-
-    def revision_sync(self) -> str:
-        """``revision`` with a sync redis client."""
-        return _text(self.redis.get(REVISION))
+        """A random token that changes on every put ("" before the first)."""
+        row = await self.db.fetchone("SELECT rev FROM device_revision")
+        return "" if row is None else row["rev"]
 
 
-def _text(value: bytes | str | None) -> str:
-    return value.decode() if isinstance(value, bytes) else (value or "")
+# with a plain (sync) connection: the broker-file renderer's thread and the CLI -----------------
+def read_all(conn: psycopg.Connection) -> list[Device]:
+    """``DeviceStore.all`` on a sync connection."""
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM devices ORDER BY device_id").fetchall()
+    return [d for d in map(_device, rows) if d is not None]
 
 
-def _parse_all(raw: dict) -> list[Device]:
-    devices = []
-    for key in sorted(raw):
-        try:
-            devices.append(Device.from_json(raw[key]))
-        except (ValueError, TypeError) as exc:  # a hand-edited entry: that device cannot connect
-            log.error("device %r: stored entry unreadable (%s); skipped", key, exc)
-    return devices
+def read_revision(conn: psycopg.Connection) -> str:
+    """``DeviceStore.revision`` on a sync connection."""
+    row = conn.execute("SELECT rev FROM device_revision").fetchone()
+    return "" if row is None else row[0]

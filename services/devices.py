@@ -2,7 +2,7 @@
 
 A device authenticates to the broker with its id as username and client id and a secret that
 this service makes (``center.broker_auth.new_secret``) and shows once: only its ``$7$`` hash is
-stored (``center.store_devices.DeviceStore``); the broker follows the store within seconds.
+stored (``center.store_devices.DeviceStore``, PostgreSQL); the broker follows the store within seconds.
 
 - A vehicle credential is issued only for a vehicle of the fleet registry (PostgreSQL,
   ``center.store_admin.FleetStore``); a vehicle may publish ``fleet/<its id>/...``.
@@ -12,8 +12,8 @@ stored (``center.store_devices.DeviceStore``); the broker follows the store with
   makes it active with a new secret.
 
 Every change is an entry of the admin audit trail (the ``admin_audit`` table: who, role, when,
-what), as crews and vehicles are, written after the credential (the credentials are in Redis, so
-the two are not one transaction); secrets never reach the audit or any log.
+what), written in the credential's transaction, as crews and vehicles are; secrets never reach the
+audit or any log.
 
 ``seed_demo_devices`` gives the demo's simulated devices their credentials once and keeps their
 secrets in a file (mode 600) that the ``simulate`` process reads (see ``simulators.run``).
@@ -73,7 +73,7 @@ class DeviceService:
     """Issues, rotates and revokes device credentials, with an audit entry for each change."""
 
     def __init__(self, redis: Any, db: Database | None, *, clock: Callable[[], float] = time.time) -> None:
-        self.devices = DeviceStore(redis)
+        self.devices = DeviceStore(db)
         self.fleet = FleetStore(db, redis)
         self.store = Store(redis, db)
         self.clock = clock
@@ -106,13 +106,12 @@ class DeviceService:
         secret = new_secret()
         device = Device(device_id, kind, await asyncio.to_thread(hash_password, secret), sensors, bool(sparkplug),
                         True, self.clock(), by.name)
-        await self.devices.put(device)
         changes = {"kind": [None, kind], "active": [None if current is None else False, True]}
         if sensors:
             changes["sensors"] = [None, list(sensors)]
         if sparkplug:
             changes["sparkplug"] = [None, True]
-        await self._audit(by, "device.issue", device_id, changes)
+        await self.devices.put(device, self._audit(by, "device.issue", device_id, changes))
         log.info("devices: %s issued a %s credential for %s", by.name, kind, device_id)
         return device, secret
 
@@ -125,8 +124,7 @@ class DeviceService:
         secret = new_secret()
         device = replace(current, password_hash=await asyncio.to_thread(hash_password, secret),
                          issued_at=self.clock(), issued_by=by.name)
-        await self.devices.put(device)
-        await self._audit(by, "device.rotate", device_id, {"secret": ["(hidden)", "(new)"]})
+        await self.devices.put(device, self._audit(by, "device.rotate", device_id, {"secret": ["(hidden)", "(new)"]}))
         log.info("devices: %s rotated the credential of %s", by.name, device_id)
         return device, secret
 
@@ -136,8 +134,7 @@ class DeviceService:
         if not current.active:
             return current
         device = replace(current, active=False)
-        await self.devices.put(device)
-        await self._audit(by, "device.revoke", device_id, {"active": [True, False]})
+        await self.devices.put(device, self._audit(by, "device.revoke", device_id, {"active": [True, False]}))
         log.info("devices: %s revoked the credential of %s", by.name, device_id)
         return device
 
@@ -163,8 +160,8 @@ class DeviceService:
             raise DeviceRefused(404, "device_not_found", f"no device {device_id}", device_id=device_id)
         return device
 
-    async def _audit(self, by: Actor, action: str, device_id: str, changes: dict[str, Any]) -> None:
-        await self.fleet.audit(Audit(by.name, by.role, action, f"device:{device_id}", changes, self.clock()))
+    def _audit(self, by: Actor, action: str, device_id: str, changes: dict[str, Any]) -> Audit:
+        return Audit(by.name, by.role, action, f"device:{device_id}", changes, self.clock())
 
 
 def check_id(device_id: Any) -> str:

@@ -123,7 +123,7 @@ async def test_an_admin_issues_rotates_and_revokes_a_vehicle_credential(api):
     assert issued["device"] == {**issued["device"], "device_id": "V01", "kind": "vehicle", "active": True,
                                 "sensors": [], "sparkplug": False, "issued_by": "admin"}
     assert issued["username"] == issued["client_id"] == "V01" and len(secret) >= 24
-    stored = await DeviceStore(api.store.redis).get("V01")
+    stored = await DeviceStore(api.store.db).get("V01")
     assert stored.password_hash.startswith("$7$") and secret not in stored.password_hash
     assert verify_password(secret, stored.password_hash)
 
@@ -133,14 +133,14 @@ async def test_an_admin_issues_rotates_and_revokes_a_vehicle_credential(api):
 
     rotated = await api.call("POST", "/api/admin/devices/V01/rotate")
     assert rotated["secret"] != secret and rotated["device"]["active"] is True
-    stored = await DeviceStore(api.store.redis).get("V01")
+    stored = await DeviceStore(api.store.db).get("V01")
     assert verify_password(rotated["secret"], stored.password_hash)
     assert not verify_password(secret, stored.password_hash)
 
     revoked = await api.call("POST", "/api/admin/devices/V01/revoke")
     assert revoked["device"]["active"] is False and "secret" not in revoked
     assert (await api.devices())["V01"]["active"] is False
-    assert (await DeviceStore(api.store.redis).get("V01")).active is False
+    assert (await DeviceStore(api.store.db).get("V01")).active is False
     refused = await api.call("POST", "/api/admin/devices/V01/rotate", expect=409)
     assert refused["error"]["code"] == "device_revoked"
     again = await api.call("POST", "/api/admin/devices", body={"kind": "vehicle", "device_id": "V01"}, expect=201)
@@ -165,7 +165,7 @@ async def test_a_gateway_credential_names_registered_sensors(api):
     assert node["device"]["sparkplug"] is True and node["device"]["sensors"] == []
     listed = await api.devices()
     assert listed["SCADA-GW1"]["sensors"] == ["P001", "P002"] and listed["SUB01"]["sparkplug"] is True
-    stored = await DeviceStore(api.store.redis).get("SCADA-GW1")
+    stored = await DeviceStore(api.store.db).get("SCADA-GW1")
     assert stored.kind == "gateway" and stored.sensors == ("P001", "P002")
 
 
@@ -216,7 +216,7 @@ async def test_bad_requests_are_refused_with_stable_codes_and_nothing_is_saved(a
     reply = await api.call("POST", "/api/admin/devices", body=body, expect=status)
     assert reply["error"]["code"] == code
     assert await api.devices() == {}
-    assert await DeviceStore(api.store.redis).revision() == ""
+    assert await DeviceStore(api.store.db).revision() == ""
     assert (await api.call("GET", "/api/admin/audit"))["entries"][0]["action"] == "vehicle.create"
 
 
@@ -238,7 +238,7 @@ async def test_issuing_an_active_device_again_is_a_conflict(api):
     first = await api.call("POST", "/api/admin/devices", body={"kind": "vehicle", "device_id": "V01"}, expect=201)
     reply = await api.call("POST", "/api/admin/devices", body={"kind": "vehicle", "device_id": "V01"}, expect=409)
     assert reply["error"]["code"] == "device_exists"
-    stored = await DeviceStore(api.store.redis).get("V01")
+    stored = await DeviceStore(api.store.db).get("V01")
     assert verify_password(first["secret"], stored.password_hash)  # the first secret still works
 
 
@@ -367,7 +367,7 @@ async def test_the_demo_seeds_its_simulated_devices_once(tmp_path, redis_url, da
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         secrets = read_secrets(path)
         assert set(secrets) == {"V01", "V02", "SCADA-GW1", "SUB01"}
-        devices = DeviceStore(store.redis)
+        devices = DeviceStore(store.db)
         for device_id, secret in secrets.items():
             assert verify_password(secret, (await devices.get(device_id)).password_hash)
         entries = await FleetStore(store.db).audit_log(20, target="device:SUB01")
@@ -416,7 +416,7 @@ async def test_the_simulators_log_in_as_the_devices_the_demo_issued(tmp_path, re
         assert set(urls) == {"V01", SCADA_GATEWAY, "SUB01"}
         assert all(url.startswith("mqtt://") and servers.device_url.split("//")[1] in url for url in urls.values())
         if servers.broker_sync is not None:
-            revision = await DeviceStore(store.redis).revision()
+            revision = await DeviceStore(store.db).revision()
             await wait_for(lambda: servers.broker_sync.revision == revision)
         assert await asyncio.to_thread(watcher.wait_connected, 10)
 

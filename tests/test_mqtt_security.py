@@ -1,5 +1,6 @@
 """Devices authenticate at the broker and may only use their own topics (issue #21), on both
-embedded brokers (mosquitto and amqtt), against real broker processes and a real Redis."""
+embedded brokers (mosquitto and amqtt), against real broker processes and the credentials in a
+real PostgreSQL."""
 from __future__ import annotations
 
 import os
@@ -11,7 +12,6 @@ import time
 
 import paho.mqtt.client as paho
 import pytest
-import redis
 from paho.mqtt.enums import CallbackAPIVersion
 
 from center.broker_auth import (AclRule, allowed, device_rules, filter_covered, hash_password,
@@ -19,7 +19,8 @@ from center.broker_auth import (AclRule, allowed, device_rules, filter_covered, 
 from center.broker_files import BrokerSync
 from center.mqtt import MqttClient, device_url, with_credentials
 from center.servers import Servers, start_broker
-from center.store_devices import DEVICES, REVISION, Device, valid_device_id
+from center.db import Database
+from center.store_devices import Device, DeviceStore, valid_device_id
 from tests.conftest import test_settings
 from tests.procs import ROOT
 
@@ -156,12 +157,12 @@ class Inbox:
 class Rig:
     """An embedded broker of one kind with its credential sync, and devices put in the store."""
 
-    def __init__(self, tmp_path, redis_url: str, kind: str) -> None:
-        self.redis = redis.Redis.from_url(redis_url)
+    def __init__(self, tmp_path, database_url: str, kind: str) -> None:
+        self.database_url = database_url
         self.broker = start_broker(tmp_path, kind=kind)
         self.kind = kind
         account = self.broker.extra["account"]
-        self.sync = BrokerSync(redis_url, tmp_path / "broker", account, self.broker,
+        self.sync = BrokerSync(database_url, tmp_path / "broker", account, self.broker,
                                reload_signal=__import__("signal").SIGHUP if kind == "mosquitto" else None,
                                poll_s=0.2).start()
         self.settings = test_settings(tmp_path, MQTT_URL=self.broker.url,
@@ -169,11 +170,8 @@ class Rig:
         self.clients: list[MqttClient] = []
 
     def put(self, device: Device) -> None:
-        """DeviceStore.put's effect (the same keys), from this sync test."""
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(DEVICES, device.device_id, device.to_json())
-            pipe.incr(REVISION)
-            pipe.execute()
+        """DeviceStore.put, from this sync test."""
+        put_device(self.database_url, device)
 
     def device(self, device_id: str, kind: str = "vehicle", password: str = "pw-ok", **kw) -> str:
         """Issue a credential; returns the device's URL with it."""
@@ -206,12 +204,24 @@ class Rig:
             client.stop()
         self.sync.stop()
         self.broker.stop()
-        self.redis.close()
+
+
+def put_device(database_url: str, device: Device) -> None:
+    """DeviceStore.put from a sync test (a pool of its own for the one write)."""
+    import asyncio
+
+    async def put() -> None:
+        db = Database(database_url, max_size=1)
+        try:
+            await DeviceStore(db).put(device)
+        finally:
+            await db.close()
+    asyncio.run(put())
 
 
 @pytest.fixture(params=KINDS)
-def rig(request, tmp_path, redis_url):
-    rig = Rig(tmp_path, redis_url, request.param)
+def rig(request, tmp_path, database_url):
+    rig = Rig(tmp_path, database_url, request.param)
     yield rig
     rig.close()
 
@@ -357,11 +367,10 @@ def test_files_and_run_file_are_private_and_servers_listen_on_loopback(tmp_path,
         servers.stop()
 
 
-def test_mqtt_auth_writes_the_files_for_an_external_mosquitto(tmp_path, redis_url):
-    client = redis.Redis.from_url(redis_url)
-    client.hset(DEVICES, "V01", Device("V01", "vehicle", hash_password("pw")).to_json())
-    client.close()
-    env = {**os.environ, "REDIS_URL": redis_url, "MQTT_URL": "mqtt://center:c%40t@127.0.0.1:1883",
+def test_mqtt_auth_writes_the_files_for_an_external_mosquitto(tmp_path, redis_url, database_url):
+    put_device(database_url, Device("V01", "vehicle", hash_password("pw")))
+    env = {**os.environ, "REDIS_URL": redis_url, "DATABASE_URL": database_url,
+           "MQTT_URL": "mqtt://center:c%40t@127.0.0.1:1883",
            "DATA_DIR": str(tmp_path / "var"), "CONFIG_FILE": str(tmp_path / "absent.toml")}
     out = tmp_path / "auth"
     subprocess.run([sys.executable, "-m", "center", "mqtt-auth", str(out)], cwd=ROOT, env=env, check=True,
@@ -399,7 +408,7 @@ def make_server_cert(directory, ca_cert) -> dict:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_devices_connect_over_tls_and_a_wrong_ca_fails(tmp_path, redis_url, kind):
+def test_devices_connect_over_tls_and_a_wrong_ca_fails(tmp_path, database_url, kind):
     import asyncio
     import ssl
 
@@ -409,16 +418,13 @@ def test_devices_connect_over_tls_and_a_wrong_ca_fails(tmp_path, redis_url, kind
     pki.mkdir()
     ca, wrong_ca = make_ca(pki, "test-ca"), make_ca(pki, "other-ca")
     broker = start_broker(tmp_path, kind=kind, tls=make_server_cert(pki, ca))
-    sync = BrokerSync(redis_url, tmp_path / "broker", broker.extra["account"], broker,
+    sync = BrokerSync(database_url, tmp_path / "broker", broker.extra["account"], broker,
                       reload_signal=__import__("signal").SIGHUP if kind == "mosquitto" else None, poll_s=0.2).start()
-    r = redis.Redis.from_url(redis_url)
     clients: list[MqttClient] = []
     try:
         tls_url = broker.extra["tls_url"]
         assert tls_url.startswith("mqtts://")
-        r.hset(DEVICES, "G1", Device("G1", "gateway", hash_password("pw"), sensors=("P001",),
-                                     sparkplug=True).to_json())
-        r.incr(REVISION)
+        put_device(database_url, Device("G1", "gateway", hash_password("pw"), sensors=("P001",), sparkplug=True))
         trust = TlsFiles(ca_file=str(ca))
         url = with_credentials(tls_url, "G1", "pw")
         center_url = broker.url  # mosquitto: the plain loopback center listener; amqtt: TLS too
@@ -480,4 +486,3 @@ def test_devices_connect_over_tls_and_a_wrong_ca_fails(tmp_path, redis_url, kind
             client.stop()
         sync.stop()
         broker.stop()
-        r.close()

@@ -78,3 +78,23 @@ CREATE TABLE admin_audit (
     changes  jsonb NOT NULL                         -- {field: [old, new]}
 );
 CREATE INDEX admin_audit_target ON admin_audit (target, id);
+
+-- Device credentials (center/store_devices.py): the MQTT accounts of vehicles and gateways, with
+-- the mosquitto "$7$" hash of their secret (never the secret). The process that owns an embedded
+-- broker polls device_revision (a random token, new at every change) and renders the broker's
+-- password and ACL files when it moved.
+CREATE TABLE devices (
+    device_id      text PRIMARY KEY,
+    kind           text NOT NULL CHECK (kind IN ('vehicle', 'gateway')),
+    password_hash  text NOT NULL,
+    sensors        text[] NOT NULL DEFAULT '{}',    -- gateway: the sensors it may publish for
+    sparkplug      boolean NOT NULL DEFAULT false,  -- gateway: a Sparkplug B edge node
+    active         boolean NOT NULL DEFAULT true,
+    issued_at      double precision NOT NULL DEFAULT 0,  -- UTC epoch s
+    issued_by      text NOT NULL DEFAULT ''
+);
+
+CREATE TABLE device_revision (
+    singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    rev        text NOT NULL
+);
