@@ -127,8 +127,8 @@ SCHEMAS: dict[str, Any] = {
     "AdminCrewList": obj(["crews"], crews=arr(ref("AdminCrew"))),
     "ShiftUpdate": obj(["on_shift"], on_shift=B, ends_at=NT),
     "ShiftState": obj(["crew_id", "on_shift"], crew_id=S, on_shift=B, shift_ends_at=NT, shift_set_by=NS),
-    "Health": obj(["status", "redis", "broker", "services"], status={"type": "string", "enum": ["ok", "degraded"]},
-                  redis=ANY_OBJ, broker=ANY_OBJ, services=ANY_OBJ, checked_ms=N),
+    "Health": obj(["status", "postgres", "redis", "broker", "services"], status={"type": "string", "enum": ["ok", "degraded"]},
+                  postgres=ANY_OBJ, redis=ANY_OBJ, broker=ANY_OBJ, services=ANY_OBJ, checked_ms=N),
     "Recommendation": obj([], candidates=arr(ANY_OBJ)),
     "Assign": obj(["crew_id", "expected_version"], crew_id=S, expected_version=I),
 }
