@@ -263,18 +263,18 @@ def _kpi(settings, args) -> int:
 
 
 def _mqtt_auth(settings, directory: str) -> int:
-    """Write mosquitto.passwd and mosquitto.acl for an external mosquitto from the DeviceStore
-    (REDIS_URL, else the embedded Redis of DATA_DIR), with the center account of MQTT_URL's
-    credentials when it has them (send mosquitto a SIGHUP afterwards to reload them)."""
+    """Write mosquitto.passwd and mosquitto.acl for an external mosquitto from the device
+    credentials (DATABASE_URL, else the embedded PostgreSQL of DATA_DIR), with the center account
+    of MQTT_URL's credentials when it has them (send mosquitto a SIGHUP afterwards to reload them)."""
     from pathlib import Path
     from urllib.parse import unquote, urlparse
 
-    import redis
+    import psycopg
 
     from center.broker_auth import hash_password
     from center.broker_files import render_devices
     from center.servers import Servers
-    from center.store_devices import DeviceStore
+    from center.store_devices import read_all
 
     if not directory:
         print("usage: python -m center mqtt-auth <directory>", file=sys.stderr)
@@ -284,12 +284,11 @@ def _mqtt_auth(settings, directory: str) -> int:
     if parsed.username and parsed.password is not None:
         center = (unquote(parsed.username), hash_password(unquote(parsed.password)))
     servers = Servers.resolve(settings.with_values(MQTT_URL=settings.MQTT_URL or "mqtt://unused"))
-    client = redis.Redis.from_url(servers.redis_url)
     try:
-        devices = DeviceStore(client).all_sync()
+        with psycopg.connect(servers.database_url, autocommit=True) as conn:
+            devices = read_all(conn)
         render_devices(Path(directory), devices, center)
     finally:
-        client.close()
         servers.stop()
     active = sum(1 for device in devices if device.active)
     print(f"{Path(directory) / 'mosquitto.passwd'}, {Path(directory) / 'mosquitto.acl'}: "

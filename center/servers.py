@@ -322,11 +322,12 @@ def start_broker(data_dir: Path, port: int | None = None, timeout: float = 15.0,
     return EmbeddedProcess(name, url, proc, extra)
 
 
-def start_broker_sync(redis_url: str, broker: EmbeddedProcess):
-    """Keep an embedded broker's credential files in step with the DeviceStore (center/broker_files.py)."""
+def start_broker_sync(database_url: str, broker: EmbeddedProcess):
+    """Keep an embedded broker's credential files in step with the device credentials in
+    PostgreSQL (center/broker_files.py)."""
     from center.broker_files import BrokerSync
 
-    sync = BrokerSync(redis_url, Path(broker.extra["auth_dir"]), broker.extra["account"], broker,
+    sync = BrokerSync(database_url, Path(broker.extra["auth_dir"]), broker.extra["account"], broker,
                       reload_signal=signal.SIGHUP if broker.name == "mosquitto" else None)
     return sync.start()
 
@@ -401,7 +402,7 @@ class Servers:
         servers = cls(redis_url, mqtt_url, owned, run_file if owned else None, device_url, database_url)
         broker = next((proc for proc in owned if "auth_dir" in proc.extra), None)
         if broker is not None:
-            servers.broker_sync = start_broker_sync(redis_url, broker)
+            servers.broker_sync = start_broker_sync(database_url, broker)
         if owned:  # it holds the center's broker password: mode 600
             from center.broker_auth import write_private
 
