@@ -1,75 +1,87 @@
 """`python -m center migrate-redis`: copy a Redis-only installation's record into PostgreSQL.
 
 Until the record moved to PostgreSQL (issue #22) Redis held everything. This module reads that
-old key layout (documented at commit f2cb00e in center/store.py, store_tickets.py,
-store_admin.py and store_dispatch.py) and inserts the rows of the new tables:
+key layout (documented at commit f2cb00e in center/store.py, store_tickets.py, store_admin.py
+and store_dispatch.py) and writes the rows `center.migrate_rows` makes of it:
 
-- ``fleet:vehicles``, ``fleet:crews`` (JSON per id), ``crews:shift`` -> ``vehicles``, ``crews``,
-  ``crew_shifts`` (and a bump of ``fleet_revision`` when rows were added, so readers reload);
-  ``user:{name}`` hashes -> ``accounts`` (the scrypt hashes as they are: passwords keep working);
-  the ``admin:audit`` stream -> ``admin_audit``.
-- ``tkt:{number}`` (JSON) with its stream ``tkt:{number}:events`` (field ``e``) -> ``tickets``,
-  ``ticket_events``, ``ticket_stages`` through `center.ticket_records` (`ticket_row`,
-  `stage_rows`); ``inc:{id}`` -> ``incidents`` (`incident_row`); ``tkt:alarm:{key}`` ->
-  ``alarm_tickets``; ``tkt:cid:{id}`` -> ``client_actions``; ``tkt:seq:{day}`` /
-  ``inc:seq:{day}`` -> ``day_sequences`` (raised, never lowered, so new numbers follow the
-  migrated ones).
-- ``p110:out:{id}``, ``p110:in:{key}``, ``p110:nonce:{n}``, ``p110:incident:{id}``,
-  ``p110:ticket:{n}``, ``p110:last:{n}`` -> the ``police_*`` tables.
+- ``fleet:vehicles``, ``fleet:crews``, ``crews:shift`` -> ``vehicles``, ``crews``, ``crew_shifts``
+  (``fleet_revision`` moves when rows were added, so readers reload); ``user:{name}`` ->
+  ``accounts`` (the scrypt hashes as they are); the ``admin:audit`` stream -> ``admin_audit``.
+- ``tkt:{number}`` with its stream ``tkt:{number}:events`` -> ``tickets``, ``ticket_events``,
+  ``ticket_stages``; ``inc:{id}`` -> ``incidents``; ``tkt:alarm:{key}`` -> ``alarm_tickets``;
+  ``tkt:cid:{id}`` -> ``client_actions``; ``tkt:seq:{day}``, ``inc:seq:{day}`` -> ``day_sequences``.
+- ``p110:out:*``, ``p110:in:*``, ``p110:nonce:*``, ``p110:incident:*``, ``p110:ticket:*``,
+  ``p110:last:*`` -> the ``police_*`` tables.
 
 Idempotent: every insert is ``ON CONFLICT DO NOTHING`` on the row's key; a ticket's events and
 stages are inserted by the statement that inserts the ticket, so only with a ticket that was not
-there yet; an admin audit entry is skipped when a row with its time, author, action and target
-exists. No ``ticket_changes`` rows are written: a migrated ticket is not a change to announce.
-It only reads Redis (nothing is deleted there) and never updates or deletes a row. Live state
-(positions, tracks, readings, alarms, sessions, device credentials) stays in Redis as it is.
+there; an admin audit entry is skipped when a row has its time, author, action and target; a day
+sequence is only ever raised. No row is overwritten or deleted, no ``ticket_changes`` row written
+(a migrated ticket is not a change to announce), and nothing in Redis is touched: live state
+(positions, tracks, readings, alarms, sessions, device credentials) stays where it is.
 
-At the end `check` counts, per area, the records in Redis and the rows in PostgreSQL that have
-their key; an area whose table does not exist counts as not copied.
+`Migration.check` then counts, per area, the records in Redis whose row PostgreSQL holds: a row
+with the record's key and what says it is that record (`IDENTITY`).
 """
 from __future__ import annotations
 
 import re
 import sys
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Iterator
+from datetime import datetime, timezone
+from typing import Any
 
 import orjson
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from center.ticket_records import (INCIDENT_COLUMNS, TICKET_COLUMNS, TicketRecord, incident_from_dict,
-                                   incident_row, stage_rows, ticket_row)
+from center import migrate_rows as rows
+from center.migrate_rows import COLUMNS
+from center.ticket_records import INCIDENT_COLUMNS, TICKET_COLUMNS, incident_from_dict, incident_row
 from command.tickets import NUMBER_RE
 
 BATCH = 500
-_DAY_KEY = re.compile(r"^(tkt|inc):seq:(\d{8})$")
-_TICKET_DAY = re.compile(r"^GD(\d{8})-(\d+)$")
-
-# one statement per ticket: the ticket row, and only when it was inserted, its events and stages
-_INSERT_TICKET = (
-    f"WITH t AS (INSERT INTO tickets ({', '.join(TICKET_COLUMNS)})"
-    f" VALUES ({', '.join(['%s'] * (len(TICKET_COLUMNS) - 1))}, %s::jsonb)"
-    " ON CONFLICT (number) DO NOTHING RETURNING number),"
+# One statement per batch of tickets: a JSON array of `migrate_rows.ticket_item`s, the rows typed
+# by the table itself (jsonb_populate_record); the events and stages of the tickets it inserted.
+_INSERT_TICKETS = (
+    "WITH src AS (SELECT s.i, r.*, s.item -> 'events' AS events, s.item -> 'stages' AS stages"
+    " FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS s(item, i),"
+    " LATERAL jsonb_populate_record(NULL::tickets, s.item -> 'row') AS r),"
+    f" t AS (INSERT INTO tickets ({', '.join(TICKET_COLUMNS)}) SELECT {', '.join(TICKET_COLUMNS)} FROM src"
+    " ORDER BY src.i ON CONFLICT (number) DO NOTHING RETURNING number),"
     " e AS (INSERT INTO ticket_events (number, at, action, event)"
-    " SELECT t.number, u.at, u.action, u.event::jsonb FROM t,"
-    " unnest(%s::timestamptz[], %s::text[], %s::text[]) WITH ORDINALITY AS u(at, action, event, i)"
-    " ORDER BY u.i RETURNING 1),"
-    " s AS (INSERT INTO ticket_stages (number, stage, deadline, limit_s)"
-    " SELECT t.number, u.stage, u.deadline, u.limit_s FROM t,"
-    " unnest(%s::text[], %s::timestamptz[], %s::int[]) AS u(stage, deadline, limit_s) RETURNING 1)"
+    " SELECT src.number, (u.event ->> 'at')::timestamptz, u.event ->> 'action', u.event FROM src JOIN t USING (number),"
+    " jsonb_array_elements(src.events) WITH ORDINALITY AS u(event, j) ORDER BY src.i, u.j RETURNING 1),"
+    " st AS (INSERT INTO ticket_stages (number, stage, deadline, limit_s)"
+    " SELECT src.number, x ->> 0, (x ->> 1)::timestamptz, (x ->> 2)::integer FROM src JOIN t USING (number),"
+    " jsonb_array_elements(src.stages) AS x RETURNING 1)"
     " SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM e)")
 _INSERT_INCIDENT = (f"INSERT INTO incidents ({', '.join(INCIDENT_COLUMNS)})"
                     " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb) ON CONFLICT DO NOTHING")
+_INSERT_AUDIT = ("INSERT INTO admin_audit (at, by, role, action, target, changes) SELECT %s, %s, %s, %s, %s, %s"
+                 " WHERE NOT EXISTS (SELECT 1 FROM admin_audit WHERE target = %s AND at = %s AND by = %s AND action = %s)")
+_RAISE_SEQUENCE = ("INSERT INTO day_sequences (kind, day, last) VALUES (%s, %s, %s) ON CONFLICT (kind, day)"
+                   " DO UPDATE SET last = EXCLUDED.last WHERE day_sequences.last < EXCLUDED.last")
+
+# area -> the columns that identify an old record's row: its key and what says it is that record
+# (a version, a time, a hash), not only its key
+IDENTITY: dict[str, tuple[str, ...]] = {
+    "vehicles": ("vehicle_id", "updated_at"), "crews": ("crew_id", "updated_at"), "shifts": ("crew_id", "set_at"),
+    "accounts": ("name", "password_hash"), "tickets": ("number", "version"), "incidents": ("incident_id", "rev"),
+    "alarm tickets": ("alarm_key", "number"), "client actions": ("action_id", "applied_to"),
+    "110 outbox": ("message_id", "idempotency_key"), "110 inbound replies": ("idempotency_key", "reply_status"),
+    "110 nonces": ("nonce",), "110 incidents": ("police_incident_id", "ticket_number"),
+    "110 ticket links": ("ticket_number", "police_incident_id"), "110 last messages": ("ticket_number", "body"),
+}
 
 
 @dataclass
 class Tally:
     """One area of the migration: records in Redis, rows inserted by this run, and (after
-    `check`) rows in PostgreSQL that have an old record's key."""
+    `Migration.check`) how many of the records PostgreSQL holds."""
 
     area: str
     table: str
@@ -84,16 +96,9 @@ class Tally:
         return self.found == self.old
 
 
-def _utc(epoch: Any) -> datetime | None:
-    """An epoch time (number or text; '' or None for none) as an aware UTC datetime."""
-    if epoch is None or epoch == "":
-        return None
-    return datetime.fromtimestamp(float(epoch), timezone.utc)
-
-
-def _scan(redis: Any, pattern: str, type_: str) -> list[str]:
-    """Every key matching pattern of a Redis type, sorted."""
-    return sorted(set(redis.scan_iter(match=pattern, count=1000, _type=type_)))
+def _scan(redis: Any, pattern: str, type_: str, prefix: str = "") -> list[str]:
+    """The keys matching pattern of a Redis type, sorted, without prefix."""
+    return sorted({key.removeprefix(prefix) for key in redis.scan_iter(match=pattern, count=1000, _type=type_)})
 
 
 def _chunks(items: list[Any], size: int = BATCH) -> Iterator[list[Any]]:
@@ -101,23 +106,31 @@ def _chunks(items: list[Any], size: int = BATCH) -> Iterator[list[Any]]:
         yield items[start:start + size]
 
 
+def _insert(table: str) -> sql.Composed:
+    """INSERT of a `COLUMNS` row of table, nothing on a conflict."""
+    columns = COLUMNS[table]
+    return sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)),
+        sql.SQL(", ").join(sql.Placeholder() * len(columns)))
+
+
 class Migration:
     """Copies the old keys of one Redis (a ``decode_responses`` client) into the PostgreSQL of one
-    autocommit connection; `progress` receives a line per area and per batch."""
+    autocommit connection; `progress` receives a line per area and per batch of tickets."""
 
     def __init__(self, redis: Any, conn: psycopg.Connection, progress: Callable[[str], None] = lambda _: None):
         self.redis = redis
         self.conn = conn
         self.progress = progress
+        self.now = datetime.now(timezone.utc)
         self.tallies: dict[str, Tally] = {}
-        self._keys: dict[str, list[Any]] = {}  # area -> the keys of its old records
-        self._idents: dict[str, list[tuple[Any, ...]]] = {}  # area -> identities of its rows (`check`)
+        self._keys: dict[str, list[Any]] = {}  # area -> its old records' keys (or entries)
+        self._idents: dict[str, list[tuple[Any, ...]]] = {}  # area -> the identities `check` looks for
 
-    # ------------------------------------------------------------------ helpers
-    def _identify(self, area: str, values: tuple[Any, ...]) -> None:
-        """Remember the identity `check` looks for of a row about to be written."""
-        if area in self._IDENTITY:
-            self._idents.setdefault(area, []).append(tuple(values[i] for i in self._IDENTITY[area][1]))
+    # ------------------------------------------------------------------ writing
+    def _identify(self, area: str, columns: tuple[str, ...], values: tuple[Any, ...]) -> None:
+        if area in IDENTITY:
+            self._idents.setdefault(area, []).append(tuple(values[columns.index(c)] for c in IDENTITY[area]))
 
     def _table_exists(self, table: str) -> bool:
         return self.conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is not None
@@ -131,30 +144,55 @@ class Migration:
             return None
         return tally
 
-    def _rows(self, area: str, table: str, keys: list[Any], statement: str,
-              row: Callable[[Any], tuple[Any, ...] | None]) -> None:
-        """Insert one row per key (row(key) gives its values, None to skip it), each in a savepoint
-        so that a refused row is counted and the others go on; batches of BATCH in a transaction."""
+    def _execute(self, area: str, batch: list[tuple[Any, Any, tuple[Any, ...]]], *, fetch: bool = False) -> list[Any]:
+        """Run a batch of (key, statement, params) in one transaction, pipelined; when one fails,
+        again with a savepoint each, so that only the refused ones (reported, counted as failed)
+        are left out. Per item: its first row (fetch) or its row count; None when refused."""
+        try:
+            with self.conn.transaction(), self.conn.pipeline():
+                cursors = [self.conn.execute(statement, params) for _key, statement, params in batch]
+            return [cur.fetchone() if fetch else cur.rowcount for cur in cursors]
+        except psycopg.Error:
+            pass
+        out: list[Any] = []
+        with self.conn.transaction():
+            for key, statement, params in batch:
+                try:
+                    with self.conn.transaction():
+                        cur = self.conn.execute(statement, params)
+                        out.append(cur.fetchone() if fetch else cur.rowcount)
+                except psycopg.Error as exc:
+                    self.tallies[area].failed += 1
+                    self.progress(f"{area}: {key}: not copied ({exc})")
+                    out.append(None)
+        return out
+
+    def _copy(self, area: str, table: str, keys: list[Any], row: Callable[[Any], tuple[Any, ...] | None],
+              statement: Any = None, params: Callable[[tuple[Any, ...]], tuple[Any, ...]] = tuple) -> None:
+        """Insert a row per key: row(key) gives its `COLUMNS` values (None: the key is gone since the
+        scan), params(values) the statement's (default `_insert(table)`). A record that cannot be
+        read or is refused is reported, and the others go on."""
         tally = self._area(area, table, keys)
         if tally is None:
             return
         for chunk in _chunks(keys):
-            with self.conn.transaction():
-                for key in chunk:
-                    try:
-                        values = row(key)
-                        if values is None:  # gone since the scan (its TTL ran out)
-                            tally.old -= 1
-                            continue
-                        self._identify(area, values)
-                        with self.conn.transaction():
-                            tally.written += self.conn.execute(statement, values).rowcount
-                    except (psycopg.Error, ValueError, TypeError, KeyError) as exc:
-                        tally.failed += 1
-                        self.progress(f"{area}: {key}: not copied ({exc})")
+            batch = []
+            for key in chunk:
+                try:
+                    values = row(key)
+                except (ValueError, TypeError, KeyError) as exc:
+                    tally.failed += 1
+                    self.progress(f"{area}: {key}: not copied ({exc!r})")
+                    continue
+                if values is None:
+                    tally.old -= 1
+                    continue
+                self._identify(area, COLUMNS.get(table, INCIDENT_COLUMNS), values)
+                batch.append((key, statement or _insert(table), params(values)))
+            tally.written += sum(n for n in self._execute(area, batch) if n is not None)
         self.progress(f"{area}: {tally.old} in Redis, {tally.written} rows written")
 
-    # ------------------------------------------------------------------ areas
+    # ------------------------------------------------------------------ the areas
     def run(self) -> list[Tally]:
         """Copy every area; the tallies (without `found`: see `check`)."""
         self.fleet()
@@ -169,38 +207,13 @@ class Migration:
 
     def fleet(self) -> None:
         """Vehicles, then crews (a crew's vehicle must exist), then shifts."""
-        r = self.redis
+        r, now = self.redis, self.now
         vehicles = {k: orjson.loads(v) for k, v in r.hgetall("fleet:vehicles").items()}
         crews = {k: orjson.loads(v) for k, v in r.hgetall("fleet:crews").items()}
         shifts = {k: orjson.loads(v) for k, v in r.hgetall("crews:shift").items()}
-
-        def vehicle(vid: str) -> tuple[Any, ...]:
-            v = vehicles[vid]
-            return (vid, v.get("plate") or "", v.get("kind") or "repair", v.get("unit_id"),
-                    bool(v.get("active", True)), v.get("source") or "admin",
-                    _utc(v.get("updated_at")) or datetime.now(timezone.utc), v.get("updated_by") or "")
-
-        def crew(cid: str) -> tuple[Any, ...]:
-            c = crews[cid]
-            return (cid, c.get("crew_name") or cid, c.get("unit_id"), c.get("station_id"),
-                    list(c.get("skills") or ()), c.get("vehicle_id") or None, bool(c.get("active", True)),
-                    c.get("source") or "admin", _utc(c.get("updated_at")) or datetime.now(timezone.utc),
-                    c.get("updated_by") or "")
-
-        def shift(cid: str) -> tuple[Any, ...]:
-            s = shifts[cid]
-            return (cid, bool(s.get("on_shift", True)), _utc(s.get("ends_at")), s.get("by") or "",
-                    _utc(s.get("at")) or datetime.now(timezone.utc))
-
-        self._rows("vehicles", "vehicles", sorted(vehicles), (
-            "INSERT INTO vehicles (vehicle_id, plate, kind, unit_id, active, source, updated_at, updated_by)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"), vehicle)
-        self._rows("crews", "crews", sorted(crews), (
-            "INSERT INTO crews (crew_id, crew_name, unit_id, station_id, skills, vehicle_id, active, source,"
-            " updated_at, updated_by) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"), crew)
-        self._rows("shifts", "crew_shifts", sorted(shifts), (
-            "INSERT INTO crew_shifts (crew_id, on_shift, ends_at, set_by, set_at) VALUES (%s, %s, %s, %s, %s)"
-            " ON CONFLICT DO NOTHING"), shift)
+        self._copy("vehicles", "vehicles", sorted(vehicles), lambda k: rows.vehicle_row(k, vehicles[k], now))
+        self._copy("crews", "crews", sorted(crews), lambda k: rows.crew_row(k, crews[k], now))
+        self._copy("shifts", "crew_shifts", sorted(shifts), lambda k: rows.shift_row(k, shifts[k], now))
         added = sum(self.tallies[a].written for a in ("vehicles", "crews", "shifts"))
         if added and self._table_exists("fleet_revision"):  # readers of the registry reload
             self.conn.execute("INSERT INTO fleet_revision (singleton, rev) VALUES (true, 1)"
@@ -208,38 +221,29 @@ class Migration:
 
     def accounts(self) -> None:
         """``user:{name}`` hashes, password hashes included."""
-        names = [k.removeprefix("user:") for k in _scan(self.redis, "user:*", "hash")]
-
-        def account(name: str) -> tuple[Any, ...]:
-            u = self.redis.hgetall(f"user:{name}")
-            return (name, u["role"], u.get("display") or "", u.get("crew_id") or None,
-                    u.get("active", "1") in ("1", "true"), u.get("hash") or "")
-
-        self._rows("accounts", "accounts", names, (
-            "INSERT INTO accounts (name, role, display, crew_id, active, password_hash)"
-            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"), account)
-
-    def _audit_entries(self) -> list[tuple[Any, ...]]:
-        entries = []
-        for _id, f in self.redis.xrange("admin:audit"):
-            entries.append((_utc(f.get("at")), f.get("by", ""), f.get("role", ""), f.get("action", ""),
-                            f.get("target", ""), orjson.loads(f.get("changes") or "{}")))
-        return entries
+        self._copy("accounts", "accounts", _scan(self.redis, "user:*", "hash", "user:"),
+                   lambda name: rows.account_row(name, self.redis.hgetall(f"user:{name}")))
 
     def admin_audit(self) -> None:
         """The ``admin:audit`` stream, oldest first."""
-        self._rows("admin audit", "admin_audit", self._audit_entries(), (
-            "INSERT INTO admin_audit (at, by, role, action, target, changes)"
-            " SELECT %s, %s, %s, %s, %s, %s WHERE NOT EXISTS (SELECT 1 FROM admin_audit"
-            " WHERE target = %s AND at = %s AND by = %s AND action = %s)"),
-            lambda e: (*e[:5], Jsonb(e[5]), e[4], e[0], e[1], e[3]))
+        entries = [fields for _id, fields in self.redis.xrange("admin:audit")]
+        made: list[tuple[Any, ...]] = []  # the rows, for `check`
+
+        def audit(fields: dict[str, str]) -> tuple[Any, ...]:
+            made.append(rows.audit_row(fields))
+            return made[-1]
+
+        self._copy("admin audit", "admin_audit", entries, audit, _INSERT_AUDIT,
+                   lambda e: (*e[:5], Jsonb(e[5]), e[4], e[0], e[1], e[3]))
+        self._keys["admin audit"] = made
 
     def tickets(self) -> None:
         """Tickets in number order, each with its whole timeline and its open stages."""
-        numbers = [k[4:] for k in _scan(self.redis, "tkt:*", "string") if NUMBER_RE.match(k[4:])]
-        numbers.sort(key=lambda n: (n[:10], int(n[11:])))  # day, then sequence
+        numbers = sorted((k for k in _scan(self.redis, "tkt:*", "string", "tkt:") if NUMBER_RE.match(k)),
+                         key=rows.ticket_sort_key)
         tally = self._area("tickets", "tickets", numbers)
         events = self.tallies["ticket events"] = Tally("ticket events", "ticket_events")
+        self._keys["ticket events"] = numbers
         if tally is None:
             return
         done = 0
@@ -249,154 +253,112 @@ class Migration:
                 pipe.get(f"tkt:{number}")
                 pipe.xrange(f"tkt:{number}:events")
             replies = pipe.execute()
-            with self.conn.transaction():
-                for i, number in enumerate(chunk):
-                    raw, stream = replies[2 * i], replies[2 * i + 1]
-                    timeline = [orjson.loads(f["e"]) for _id, f in stream if "e" in f]
-                    events.old += len(timeline)
-                    try:
-                        record = TicketRecord.from_json(raw)
-                        stages = stage_rows(record)
-                        row = ticket_row(record)
-                        self._identify("tickets", row)
-                        params = (*row,
-                                  [datetime.fromisoformat(e["at"]) for e in timeline],
-                                  [e["action"] for e in timeline],
-                                  [orjson.dumps(e).decode() for e in timeline],
-                                  [s[0] for s in stages], [s[1] for s in stages], [s[2] for s in stages])
-                        with self.conn.transaction():
-                            inserted, copied = self.conn.execute(_INSERT_TICKET, params).fetchone()
-                    except (psycopg.Error, ValueError, TypeError, KeyError) as exc:
-                        tally.failed += 1
-                        self.progress(f"tickets: {number}: not copied ({exc})")
-                        continue
-                    tally.written += inserted
-                    events.written += copied
+            items: list[tuple[str, bytes]] = []
+            for number, raw, stream in zip(chunk, replies[::2], replies[1::2]):
+                events.old += len(stream)
+                try:
+                    row, item = rows.ticket_item(raw, [fields["e"] for _id, fields in stream])
+                except (ValueError, TypeError, KeyError) as exc:
+                    tally.failed += 1
+                    self.progress(f"tickets: {number}: not copied ({exc!r})")
+                    continue
+                self._identify("tickets", TICKET_COLUMNS, row)
+                items.append((number, item))
+            for result in self._insert_tickets(items):
+                if result is not None:
+                    tally.written += result[0]
+                    events.written += result[1]
             done += len(chunk)
             self.progress(f"tickets: {done}/{tally.old} read, {tally.written} written with {events.written} events")
-        self._keys["ticket events"] = numbers
+
+    def _insert_tickets(self, items: list[tuple[str, bytes]]) -> list[tuple[int, int] | None]:
+        """Prepared tickets (number, JSON item) in one statement: [(tickets, events) written];
+        when the batch is refused, each ticket alone, so that only the refused ones are left out."""
+        def param(part: list[tuple[str, bytes]]) -> tuple[str]:
+            return (b"[" + b",".join(item for _number, item in part) + b"]").decode(),
+
+        if not items:
+            return []
+        try:
+            with self.conn.transaction():
+                return [self.conn.execute(_INSERT_TICKETS, param(items)).fetchone()]
+        except psycopg.Error:
+            pass
+        return self._execute("tickets", [(n, _INSERT_TICKETS, param([(n, item)])) for n, item in items], fetch=True)
 
     def incidents(self) -> None:
         """``inc:{id}`` records (not their ``:rev`` copies, the sequences or the indexes)."""
-        ids = [k[4:] for k in _scan(self.redis, "inc:*", "string") if ":" not in k[4:]]
+        ids = [k for k in _scan(self.redis, "inc:*", "string", "inc:") if ":" not in k]
+        self._copy("incidents", "incidents", ids, lambda incident_id: incident_row(
+            *incident_from_dict(orjson.loads(self.redis.get(f"inc:{incident_id}")))), _INSERT_INCIDENT)
 
-        def incident(incident_id: str) -> tuple[Any, ...]:
-            return incident_row(*incident_from_dict(orjson.loads(self.redis.get(f"inc:{incident_id}"))))
-
-        self._rows("incidents", "incidents", ids, _INSERT_INCIDENT, incident)
+    def _string_with_ttl(self, key: str) -> tuple[str | None, int]:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(key)
+        pipe.ttl(key)
+        value, ttl = pipe.execute()
+        return value, ttl
 
     def ticket_extras(self) -> None:
         """The alarm -> proactive ticket claims and the client action ids still remembered."""
-        alarms = [k.removeprefix("tkt:alarm:") for k in _scan(self.redis, "tkt:alarm:*", "string")]
-        self._rows("alarm tickets", "alarm_tickets", alarms, (
-            "INSERT INTO alarm_tickets (alarm_key, number) SELECT %s, %s"
-            " WHERE EXISTS (SELECT 1 FROM tickets WHERE number = %s) ON CONFLICT DO NOTHING"),
-            lambda key: (key, n := self.redis.get(f"tkt:alarm:{key}"), n))
-        actions = [k.removeprefix("tkt:cid:") for k in _scan(self.redis, "tkt:cid:*", "string")]
+        r, now = self.redis, self.now
+        self._copy("alarm tickets", "alarm_tickets", _scan(r, "tkt:alarm:*", "string", "tkt:alarm:"),
+                   lambda key: (key, r.get(f"tkt:alarm:{key}")) if r.exists(f"tkt:alarm:{key}") else None)
 
         def action(action_id: str) -> tuple[Any, ...] | None:
-            applied = self.redis.get(f"tkt:cid:{action_id}")
-            ttl = self.redis.ttl(f"tkt:cid:{action_id}")
-            if applied is None:
-                return None  # expired meanwhile
-            return action_id, applied, timedelta(seconds=ttl if ttl > 0 else 86400)
+            applied, ttl = self._string_with_ttl(f"tkt:cid:{action_id}")
+            return None if applied is None else rows.client_action_row(action_id, applied, ttl, now)
 
-        self._rows("client actions", "client_actions", actions, (
-            "INSERT INTO client_actions (action_id, applied_to, expires_at) VALUES (%s, %s, now() + %s)"
-            " ON CONFLICT DO NOTHING"), action)
+        self._copy("client actions", "client_actions", _scan(r, "tkt:cid:*", "string", "tkt:cid:"), action)
 
     def sequences(self) -> None:
         """Each day's last drawn ticket and incident number, raised to the highest migrated number."""
-        found: dict[tuple[str, date], int] = {}
-        for key in _scan(self.redis, "tkt:seq:*", "string") + _scan(self.redis, "inc:seq:*", "string"):
-            match = _DAY_KEY.match(key)
-            if match:
-                kind = "ticket" if match.group(1) == "tkt" else "incident"
-                found[(kind, datetime.strptime(match.group(2), "%Y%m%d").date())] = int(self.redis.get(key) or 0)
-        for number in self._keys.get("tickets", []):
-            match = _TICKET_DAY.match(number)
-            if match:
-                day = datetime.strptime(match.group(1), "%Y%m%d").date()
-                found[("ticket", day)] = max(found.get(("ticket", day), 0), int(match.group(2)))
-        self._rows("day sequences", "day_sequences", sorted(found), (
-            "INSERT INTO day_sequences (kind, day, last) VALUES (%s, %s, %s) ON CONFLICT (kind, day)"
-            " DO UPDATE SET last = EXCLUDED.last WHERE day_sequences.last < EXCLUDED.last"),
-            lambda key: (*key, found[key]))
-        self._keys["day sequences"] = [(*key, last) for key, last in sorted(found.items())]
+        keys = _scan(self.redis, "tkt:seq:*", "string") + _scan(self.redis, "inc:seq:*", "string")
+        last = rows.day_sequences(dict(zip(keys, self.redis.mget(keys) if keys else [])), self._keys["tickets"])
+        self._copy("day sequences", "day_sequences", sorted(last), lambda day: (*day, last[day]), _RAISE_SEQUENCE)
+        self._keys["day sequences"] = [(*day, n) for day, n in sorted(last.items())]
 
     def police(self) -> None:
         """The 110 linkage: outbox, inbound replies, nonces, incident links, last messages."""
-        r = self.redis
-        out = [k.removeprefix("p110:out:") for k in _scan(r, "p110:out:*", "hash")]
+        r, now = self.redis, self.now
 
-        def outbox(message_id: str) -> tuple[Any, ...]:
-            f = r.hgetall(f"p110:out:{message_id}")
-            return (f["message_id"], f["ticket_number"], int(f["seq"]), f["body"], f["idempotency_key"],
-                    f.get("kind") or "handover", f.get("state") or "pending", int(f.get("attempts") or 0),
-                    _utc(f.get("next_attempt_at")) or _utc(f.get("created_at")), _utc(f.get("created_at")),
-                    _utc(f.get("first_sent_at")), _utc(f.get("acked_at")), _utc(f.get("alarmed_at")),
-                    f.get("last_error", ""), f.get("police_incident_id") or None)
+        def inbound(key: str) -> tuple[Any, ...] | None:
+            value, ttl = self._string_with_ttl(f"p110:in:{key}")
+            return None if value is None else rows.inbound_row(key, value, ttl, now)
 
-        self._rows("110 outbox", "police_outbox", out, (
-            "INSERT INTO police_outbox (message_id, ticket_number, seq, body, idempotency_key, kind, state,"
-            " attempts, next_attempt_at, created_at, first_sent_at, acked_at, alarmed_at, last_error,"
-            " police_incident_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT DO NOTHING"), outbox)
-        # replies of finished inbound requests (one 'processing' is a request under way: not copied)
-        inbound = {k.removeprefix("p110:in:"): v for k in _scan(r, "p110:in:*", "string")
-                   if (v := r.get(k)) not in (None, "processing")}
-        self._rows("110 inbound replies", "police_inbound", sorted(inbound), (
-            "INSERT INTO police_inbound (idempotency_key, state, reply_status, reply_body, expires_at)"
-            " VALUES (%s, 'done', %s, %s, now() + %s) ON CONFLICT DO NOTHING"),
-            lambda key: (key, int((reply := orjson.loads(inbound[key]))["status"]), Jsonb(reply.get("body")),
-                         timedelta(seconds=max(r.ttl(f"p110:in:{key}"), 1))))
-        nonces = [k.removeprefix("p110:nonce:") for k in _scan(r, "p110:nonce:*", "string")]
-        self._rows("110 nonces", "police_nonces", nonces, (
-            "INSERT INTO police_nonces (nonce, expires_at) VALUES (%s, now() + %s) ON CONFLICT DO NOTHING"),
-            lambda nonce: (nonce, timedelta(seconds=max(r.ttl(f"p110:nonce:{nonce}"), 1))))
-        incidents = [k.removeprefix("p110:incident:") for k in _scan(r, "p110:incident:*", "string")]
-        self._rows("110 incidents", "police_incidents", incidents, (
-            "INSERT INTO police_incidents (police_incident_id, ticket_number) VALUES (%s, %s)"
-            " ON CONFLICT DO NOTHING"),
-            lambda pid: (pid, n if NUMBER_RE.match(n := r.get(f"p110:incident:{pid}") or "") else None))
-        linked = [k.removeprefix("p110:ticket:") for k in _scan(r, "p110:ticket:*", "hash")]
-        self._rows("110 ticket links", "police_tickets", linked, (
-            "INSERT INTO police_tickets (ticket_number, police_incident_id, direction, message_id)"
-            " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING"),
-            lambda n: (n, (f := r.hgetall(f"p110:ticket:{n}"))["police_incident_id"], f.get("direction") or "out",
-                       f.get("message_id") or ""))
-        last = [k.removeprefix("p110:last:") for k in _scan(r, "p110:last:*", "string")]
-        self._rows("110 last messages", "police_last_messages", last, (
-            "INSERT INTO police_last_messages (ticket_number, direction, body) VALUES (%s, %s, %s)"
-            " ON CONFLICT DO NOTHING"),
-            lambda n: (n, (m := orjson.loads(r.get(f"p110:last:{n}")))["dir"], m["body"]))
+        def nonce(key: str) -> tuple[Any, ...] | None:
+            value, ttl = self._string_with_ttl(f"p110:nonce:{key}")
+            return None if value is None else rows.nonce_row(key, ttl, now)
+
+        def present(key: str, make: Callable[[str], tuple[Any, ...]]) -> tuple[Any, ...] | None:
+            value = r.get(key)
+            return None if value is None else make(value)
+
+        self._copy("110 outbox", "police_outbox", _scan(r, "p110:out:*", "hash", "p110:out:"),
+                   lambda m: rows.outbox_row(r.hgetall(f"p110:out:{m}")))
+        # a 'processing' key is a request under way when Redis stopped: not a reply, not copied
+        finished = [k for k in _scan(r, "p110:in:*", "string", "p110:in:") if r.get(f"p110:in:{k}") != "processing"]
+        self._copy("110 inbound replies", "police_inbound", finished, inbound, None,
+                   lambda v: (*v[:3], Jsonb(v[3]), v[4]))
+        self._copy("110 nonces", "police_nonces", _scan(r, "p110:nonce:*", "string", "p110:nonce:"), nonce)
+        self._copy("110 incidents", "police_incidents", _scan(r, "p110:incident:*", "string", "p110:incident:"),
+                   lambda i: present(f"p110:incident:{i}", lambda v: rows.police_incident_row(i, v)))
+        self._copy("110 ticket links", "police_tickets", _scan(r, "p110:ticket:*", "hash", "p110:ticket:"),
+                   lambda n: rows.police_ticket_row(n, r.hgetall(f"p110:ticket:{n}")))
+        self._copy("110 last messages", "police_last_messages", _scan(r, "p110:last:*", "string", "p110:last:"),
+                   lambda n: present(f"p110:last:{n}", lambda v: rows.last_message_row(n, v)))
 
     # ------------------------------------------------------------------ the check
-    # area -> (columns, their positions in the row's values): the identity of an old record's row,
-    # its key and what says it is that record (a version, a time, a hash), not only its key
-    _IDENTITY = {
-        "vehicles": (("vehicle_id", "updated_at"), (0, 6)), "crews": (("crew_id", "updated_at"), (0, 8)),
-        "shifts": (("crew_id", "set_at"), (0, 4)), "accounts": (("name", "password_hash"), (0, 5)),
-        "tickets": (("number", "version"), (0, 1)), "incidents": (("incident_id", "rev"), (0, 1)),
-        "alarm tickets": (("alarm_key", "number"), (0, 1)), "client actions": (("action_id", "applied_to"), (0, 1)),
-        "110 outbox": (("message_id", "idempotency_key"), (0, 4)),
-        "110 inbound replies": (("idempotency_key", "reply_status"), (0, 1)),
-        "110 nonces": (("nonce",), (0,)), "110 incidents": (("police_incident_id", "ticket_number"), (0, 1)),
-        "110 ticket links": (("ticket_number", "police_incident_id"), (0, 1)),
-        "110 last messages": (("ticket_number", "body"), (0, 2)),
-    }
-
     def check(self) -> list[Tally]:
-        """Count, per area, the rows in PostgreSQL that have an old record's key (a ticket's
-        events by time and action, an audit entry by time, author, action and target, a day
-        sequence at or above the old value); the tallies."""
+        """Count, per area, the old records whose row PostgreSQL holds: by `IDENTITY`; a ticket's
+        events by time and action; an audit entry by time, author, action and target; a day
+        sequence at least as high. The tallies."""
         for area, tally in self.tallies.items():
-            keys = self._keys.get(area, [])
+            entries = self._keys.get(area, [])
             if not self._table_exists(tally.table):
                 tally.found = 0
-            elif area in self._IDENTITY:
-                columns = self._IDENTITY[area][0]
-                idents = self._idents.get(area, [])
+            elif area in IDENTITY:
+                columns, idents = IDENTITY[area], self._idents.get(area, [])
                 query = sql.SQL("SELECT {} FROM {} WHERE {} = ANY(%s)").format(
                     sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(tally.table),
                     sql.Identifier(columns[0]))
@@ -407,15 +369,14 @@ class Migration:
                     self.progress(f"{area}: not in PostgreSQL as in Redis: {', '.join(map(str, missing[:5]))}"
                                   + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
             elif area == "ticket events":
-                tally.found = self._found_events(keys)
+                tally.found = self._found_events(entries)
             elif area == "admin audit":
                 have = Counter(self.conn.execute("SELECT at, by, action, target FROM admin_audit").fetchall())
-                want = Counter((e[0], e[1], e[3], e[4]) for e in keys)
+                want = Counter((e[0], e[1], e[3], e[4]) for e in entries)
                 tally.found = sum(min(n, have[k]) for k, n in want.items())
             elif area == "day sequences":
-                tally.found = sum(1 for kind, day, last in keys if (self.conn.execute(
-                    "SELECT last FROM day_sequences WHERE kind = %s AND day = %s", (kind, day)).fetchone()
-                    or (0,))[0] >= last)
+                held = {(kind, day): n for kind, day, n in self.conn.execute("SELECT kind, day, last FROM day_sequences")}
+                tally.found = sum(1 for kind, day, n in entries if held.get((kind, day), 0) >= n)
         return list(self.tallies.values())
 
     def _found_events(self, numbers: list[str]) -> int:
@@ -424,16 +385,18 @@ class Migration:
             pipe = self.redis.pipeline(transaction=False)
             for number in chunk:
                 pipe.xrange(f"tkt:{number}:events")
-            want = Counter((number, datetime.fromisoformat(orjson.loads(f["e"])["at"]), orjson.loads(f["e"])["action"])
-                           for number, stream in zip(chunk, pipe.execute()) for _id, f in stream if "e" in f)
+            want: Counter[tuple[str, datetime, str]] = Counter()
+            for number, stream in zip(chunk, pipe.execute()):
+                for event in (orjson.loads(fields["e"]) for _id, fields in stream if "e" in fields):
+                    want[(number, datetime.fromisoformat(event["at"]), event["action"])] += 1
             have = Counter(self.conn.execute("SELECT number, at, action FROM ticket_events WHERE number = ANY(%s)",
                                              (chunk,)).fetchall())
             found += sum(min(n, have[k]) for k, n in want.items())
         return found
 
 
-def report(tallies: Iterable[Tally]) -> str:
-    """The check as a table: area, in Redis, in PostgreSQL, written by this run."""
+def report(tallies: list[Tally]) -> str:
+    """The check as a table: area, records in Redis, of them in PostgreSQL, rows written by this run."""
     lines = [f"{'area':<22} {'redis':>8} {'postgres':>9} {'written':>8}"]
     for t in tallies:
         mark = "" if t.ok else "   <- differs"
@@ -443,7 +406,7 @@ def report(tallies: Iterable[Tally]) -> str:
 
 def migrate(redis_url: str, database_url: str, *, out=sys.stdout, err=sys.stderr) -> int:
     """Copy the record of the Redis at redis_url into the PostgreSQL at database_url (its schema
-    migrated), print the check; 0 when every count agrees, else 1."""
+    migrated), progress on err, the check on out; 0 when every count agrees, else 1."""
     import redis as redis_lib
 
     client = redis_lib.Redis.from_url(redis_url, decode_responses=True)

@@ -1,8 +1,9 @@
-"""`python -m center migrate-redis` on a real Redis-only installation's data: a redis-server started
-on the AOF captured from a demo at f2cb00e (tests/data/redis-only-demo), migrated into the test's
-PostgreSQL; counts per area, whole timelines, accounts that still log in with their old
-passwords, the fleet and the 110 linkage; a second run adds nothing; a row the record refuses
-makes the counts differ and the command exit 1."""
+"""`python -m center migrate-redis`: the old records as rows (a table of `center.migrate_rows`
+cases), then a real Redis-only installation's data: a redis-server started on the AOF captured
+from a demo at f2cb00e (tests/data/redis-only-demo), migrated into the test's PostgreSQL; counts
+per area, whole timelines, accounts that still log in with their old passwords through the new
+web, the fleet and the 110 linkage; a second run adds nothing; a row the record refuses (or holds
+otherwise) makes the counts differ and the command exit 1."""
 from __future__ import annotations
 
 import asyncio
@@ -12,7 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
@@ -22,6 +23,7 @@ import redis
 import tornado.httpclient
 
 from center.accounts import hash_password, verify_password
+from center import migrate_rows as rows
 from center.migrate_redis import Migration, migrate
 from center.servers import free_port, start_redis
 from center.store import Store
@@ -29,11 +31,41 @@ from web import app as webapp
 from tests.conftest import test_settings, wait_for
 from tests.test_web import Web
 
-pytestmark = [pytest.mark.integration]
 DATA = Path(__file__).resolve().parent / "data" / "redis-only-demo"
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "demo-pass-123"  # the demo's (see the data's README)
 DAY = date(2026, 12, 7)  # the demo's tickets are GD20261207-0001 ... -0033
+
+
+NOW = datetime(2026, 12, 8, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("made, expected", [
+    (rows.utc(""), None),
+    (rows.utc("1796575683.5"), datetime(2026, 12, 6, 16, 48, 3, 500000, tzinfo=timezone.utc)),
+    (rows.account_row("crew-C01", {"role": "crew", "crew_id": "C01", "active": "0", "hash": "scrypt$1"}),
+     ("crew-C01", "crew", "", "C01", False, "scrypt$1")),
+    (rows.account_row("agent", {"role": "agent", "crew_id": "", "display": "坐席"}), ("agent", "agent", "坐席", None, True, "")),
+    (rows.shift_row("C02", {"on_shift": False, "ends_at": None, "by": "sup", "at": 1796575683.5}, NOW),
+     ("C02", False, None, "sup", datetime(2026, 12, 6, 16, 48, 3, 500000, tzinfo=timezone.utc))),
+    (rows.inbound_row("k", "processing", 60, NOW), None),  # a request under way: no reply to keep
+    (rows.inbound_row("k", '{"status": 200, "body": {"ok": true}}', -1, NOW),
+     ("k", "done", 200, {"ok": True}, NOW + timedelta(days=7))),
+    (rows.nonce_row("n", 90, NOW), ("n", NOW + timedelta(seconds=90))),
+    (rows.police_incident_row("JJ1", "GD20261207-0008"), ("JJ1", "GD20261207-0008")),
+    (rows.police_incident_row("JJ2", "pending"), ("JJ2", None)),  # claimed, its ticket not made yet
+    (rows.outbox_row({"message_id": "m", "ticket_number": "GD20261207-0008", "seq": "2", "body": "{}",
+                      "idempotency_key": "GD20261207-0008:manual:1", "created_at": "1796575683.5",
+                      "next_attempt_at": "", "first_sent_at": "", "acked_at": "", "alarmed_at": ""})[7:12],
+     (0, rows.utc("1796575683.5"), rows.utc("1796575683.5"), None, None)),
+    (sorted(["GD20261207-10000", "GD20261207-9999", "GD20261206-0002"], key=rows.ticket_sort_key),
+     ["GD20261206-0002", "GD20261207-9999", "GD20261207-10000"]),
+    (rows.day_sequences({"tkt:seq:20261207": "30", "inc:seq:20261207": "5", "tkt:seq:x": "1"},
+                        ["GD20261207-0033", "GD20261206-0004"]),
+     {("ticket", date(2026, 12, 7)): 33, ("incident", date(2026, 12, 7)): 5, ("ticket", date(2026, 12, 6)): 4}),
+])
+def test_old_records_as_rows(made, expected):
+    assert made == expected
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +106,7 @@ def counts(database_url: str) -> dict[str, int]:
         return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
 
 
+@pytest.mark.integration
 def test_every_area_is_copied_and_a_second_run_adds_nothing(old_redis, old, database_url):
     inbound = [k for k in old.scan_iter("p110:in:*") if old.get(k) != "processing"]  # 7-day TTLs
     status, out, err = run(old_redis, database_url)
@@ -104,6 +137,7 @@ def numbers(old) -> list[str]:
     return sorted(k[4:] for k in old.scan_iter("tkt:GD*", _type="string"))
 
 
+@pytest.mark.integration
 def test_sequences_continue_after_the_migrated_numbers(old_redis, database_url):
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("INSERT INTO day_sequences (kind, day, last) VALUES ('incident', %s, 9)", (DAY,))
@@ -112,6 +146,7 @@ def test_sequences_continue_after_the_migrated_numbers(old_redis, database_url):
     assert rows == {("ticket", DAY): 33, ("incident", DAY): 9}  # raised, never lowered
 
 
+@pytest.mark.integration
 def test_records_read_back_as_they_were(old_redis, old, database_url):
     assert run(old_redis, database_url)[0] == 0
     with psycopg.connect(database_url) as conn:
@@ -166,6 +201,7 @@ async def _up(client: Web) -> bool:
         return False
 
 
+@pytest.mark.integration
 @pytest.mark.asyncio
 async def test_the_new_code_serves_the_migrated_record(old_redis, old, database_url, web):
     status, out, err = await asyncio.to_thread(run, old_redis, database_url)
@@ -191,6 +227,7 @@ async def test_the_new_code_serves_the_migrated_record(old_redis, old, database_
     assert {c["crew_id"] for c in orjson.loads(response.body)["crews"]} >= {f"C{i:02d}" for i in range(1, 22)}
 
 
+@pytest.mark.integration
 def test_rows_the_record_refuses_or_already_holds_otherwise_make_the_counts_differ(old_redis, old, database_url):
     plate = orjson.loads(old.hget("fleet:vehicles", "V07"))["plate"]
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -211,6 +248,22 @@ def test_rows_the_record_refuses_or_already_holds_otherwise_make_the_counts_diff
     assert counts(database_url)["tickets"] == 33  # the other areas are copied
 
 
+@pytest.mark.integration
+def test_a_ticket_the_record_refuses_leaves_the_others_of_its_batch_copied(old_redis, old, database_url):
+    bad = {**orjson.loads(old.get("tkt:GD20261207-0001")), "number": "GD20261208-0001", "lat": 95.0}
+    old.set("tkt:GD20261208-0001", orjson.dumps(bad))  # the table's CHECK refuses the latitude
+    try:
+        status, out, err = run(old_redis, database_url)
+    finally:
+        old.delete("tkt:GD20261208-0001")
+    assert status == 1 and out.splitlines()[-1] == "counts differ: tickets"
+    assert 'tickets: GD20261208-0001: not copied (new row for relation "tickets" violates check constraint' in err
+    rows = counts(database_url)
+    assert rows["tickets"] == 33
+    assert rows["ticket_events"] == sum(old.xlen(f"tkt:{n}:events") for n in numbers(old))
+
+
+@pytest.mark.integration
 def test_the_command_uses_redis_url_and_database_url(old_redis, database_url, tmp_path):
     env = {**os.environ, "REDIS_URL": old_redis, "DATABASE_URL": database_url, "DATA_DIR": str(tmp_path / "var"),
            "CONFIG_FILE": str(tmp_path / "absent.toml"), "MQTT_URL": ""}
