@@ -115,17 +115,21 @@ class Rig:
         self.web: subprocess.Popen | None = None
 
     # the web process ---------------------------------------------------------------------------
-    def start_web(self, timeout: float = 120.0) -> None:
-        """Start `python -m center web` and wait until a login succeeds."""
+    def spawn(self, service: str) -> subprocess.Popen:
+        """Start `python -m center <service>` over the servers of DATA_DIR's run file."""
         environ = {k: v for k, v in os.environ.items()
                    if k not in ("DATABASE_URL", "REDIS_URL", "MQTT_URL", "CITY_PROFILE")}
         environ.update({**self.env, "HTTP_PORT": str(self.port), "ADMIN_PASSWORD": PASSWORD,
                         "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "WARNING"})
         for key in ("DATABASE_URL", "REDIS_URL", "MQTT_URL"):
-            environ.pop(key)  # the web takes the servers of DATA_DIR's run file
+            environ.pop(key)  # the service takes the servers of DATA_DIR's run file
         with open(self.log_path, "ab") as log:
-            self.web = subprocess.Popen([sys.executable, "-m", "center", "web"], cwd=ROOT, env=environ,
-                                        stdout=log, stderr=subprocess.STDOUT)
+            return subprocess.Popen([sys.executable, "-m", "center", service], cwd=ROOT, env=environ,
+                                    stdout=log, stderr=subprocess.STDOUT)
+
+    def start_web(self, timeout: float = 120.0) -> None:
+        """Start `python -m center web` and wait until a login succeeds."""
+        self.web = self.spawn("web")
         deadline = time.monotonic() + timeout
         while True:
             if self.web.poll() is not None:
@@ -149,7 +153,7 @@ class Rig:
                 self.web.wait(10)
 
     def log(self) -> str:
-        """What the web printed."""
+        """What the web (and any service spawned) printed."""
         return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
 
     def request(self, method: str, path: str, body: object = None, token: str | None = None) -> tuple[int, dict]:

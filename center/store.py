@@ -347,6 +347,13 @@ class Store(SensorStoreMixin, LoginStoreMixin):
         """All known vehicle ids, sorted."""
         return sorted(await self.redis.smembers("veh:ids"))
 
+    async def live_state_present(self, *, vehicles: bool, sensors: bool) -> bool:
+        """Whether Redis still holds what the ingest wrote: the known vehicle ids (``vehicles``)
+        and the sensor registry (``sensors``); False after a wipe (FLUSHALL, or a restart without
+        its AOF)."""
+        keys = (["veh:ids"] if vehicles else []) + (["sensor:ids"] if sensors else [])
+        return not keys or await self.redis.exists(*keys) == len(keys)
+
     async def vehicles(self, *, now: float | None = None, stale_s: float = 30.0,
                        offline_s: float = 300.0) -> list[dict[str, Any]]:
         """Latest state of every vehicle."""

@@ -330,6 +330,7 @@ class Ingest:
             if now >= next_fleet:
                 next_fleet = now + FLEET_POLL_S
                 await self.load_fleet()
+                await self.after_wipe()
             if now >= next_check:
                 next_check = now + check_s
                 self.sensors.check_silence(time.time(), self.sensor_lane.batch.sensors, self.stats)
@@ -357,6 +358,27 @@ class Ingest:
         if len(ids) != len(self.fleet_ids):
             log.info("ingest: %d vehicles in the fleet registry (revision %d)", len(ids), revision)
         self.fleet_ids, self.fleet_revision = ids, revision
+        return True
+
+    async def after_wipe(self) -> bool:
+        """When Redis lost what this ingest wrote (FLUSHALL, or a restart without its AOF, which
+        no write error announced): forget the caches of what is there (so the next write adds
+        each vehicle to ``veh:ids`` and indexes its track hour again) and publish the sensor
+        registry again. True when a wipe was found."""
+        try:
+            present = await self.store.live_state_present(vehicles=bool(self._known_ids),
+                                                          sensors=bool(self.sensors.registry.specs))
+            if present:
+                return False
+            log.warning("ingest: Redis lost the live state (wiped); writing it again from the next messages")
+            self.stats["redis_wiped"] += 1
+            self._indexed.clear()
+            self._known_ids.clear()
+            await publish_registry(self.settings, self.store)
+        except Exception as exc:
+            self.rlog.warning("wipe", "ingest: cannot check Redis for a wipe: %s", exc)
+            return False
+        await self.load_registry()
         return True
 
     async def load_registry(self) -> bool:
