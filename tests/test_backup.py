@@ -16,9 +16,11 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 import redis.asyncio as aioredis
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from center import backup, pg_server
-from center.db import Database
+from center.db import Database, migrate
 from center.servers import free_port
 from center.store_tickets import TicketStore
 from command.tickets import Actor, Role
@@ -164,20 +166,37 @@ async def test_a_restored_backup_has_identical_tickets_timelines_and_reports(tmp
             restored_server.wait(20)
 
 
-def test_a_restore_that_fails_changes_nothing(tmp_path, database_url):
-    with psycopg.connect(database_url, autocommit=True) as conn:  # data, so that the dump is cut in its data
+def _sibling_database(url: str, name: str) -> str:
+    """A new, empty database beside the one at url (dropped first if a run left it), so that no
+    other test's connection counts as a session that blocks a restore."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return make_conninfo(url, dbname=name)
+
+
+def test_a_restore_that_fails_or_meets_a_connected_session_changes_nothing(tmp_path, database_url):
+    url = _sibling_database(database_url, "backup_test")
+    migrate(url)
+    with psycopg.connect(url, autocommit=True) as conn:  # data, so that the dump is cut in its data
         conn.execute("INSERT INTO day_sequences (kind, day, last)"
                      " SELECT 'ticket', date '2000-01-01' + i, i FROM generate_series(1, 5000) AS i")
-    dump = backup.backup(database_url, tmp_path / "whole.dump", say=lambda _: None)
+    dump = backup.backup(url, tmp_path / "whole.dump", say=lambda _: None)
     cut = tmp_path / "cut.dump"
     cut.write_bytes(dump.read_bytes()[: dump.stat().st_size * 9 // 10])  # a copy that broke off
     garbage = tmp_path / "not-a-dump"
     garbage.write_bytes(b"PGDMP" + b"\0" * 64)
-    before = backup.table_rows(database_url)
+    before = backup.table_rows(url)
     assert before["day_sequences"] == 5000
     for bad in (cut, garbage):
         with pytest.raises(backup.BackupError, match="nothing was changed"):
-            backup.restore(database_url, bad, force=True, say=lambda _: None)
-        assert backup.table_rows(database_url) == before
+            backup.restore(url, bad, force=True, say=lambda _: None)
+        assert backup.table_rows(url) == before
     with pytest.raises(backup.BackupError, match="no backup file"):
-        backup.restore(database_url, tmp_path / "absent.dump", say=lambda _: None)
+        backup.restore(url, tmp_path / "absent.dump", say=lambda _: None)
+    with psycopg.connect(url):  # a service still connected
+        with pytest.raises(backup.BackupError, match="1 other session"):
+            backup.restore(url, dump, force=True, say=lambda _: None)
+    assert backup.restore(url, dump, force=True, say=lambda _: None) == before
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DROP DATABASE backup_test WITH (FORCE)")
