@@ -1,5 +1,5 @@
-"""The fleet registry, shifts, accounts and the admin audit as a record in PostgreSQL: a Redis
-FLUSHALL loses none of them; the database itself refuses a duplicate plate, a vehicle held by two
+"""The fleet registry, shifts, accounts, device credentials and the admin audit as a record in
+PostgreSQL: a Redis FLUSHALL loses none of them; the database itself refuses a duplicate plate, a vehicle held by two
 crews, an unknown or inactive vehicle and deactivating a held vehicle, also when two
 administrators race; a change and its audit row are one transaction (an audit row that cannot be
 written leaves no change behind)."""
@@ -12,6 +12,7 @@ import pytest
 
 from center.store_accounts import AccountStore
 from center.store_admin import AdminStore, Audit, FleetRefused, FleetStore
+from center.store_devices import Device, DeviceStore
 from tests.test_admin_crews import api  # noqa: F401  (the admin API fixture on the river city)
 from tests.test_dispatch_service import PASSWORD, T0
 
@@ -30,10 +31,12 @@ async def _record(api) -> dict:
     crews = (await api.admin("GET", "/api/admin/crews"))["crews"]
     vehicles = (await api.admin("GET", "/api/admin/vehicles"))["vehicles"]
     audit = (await api.admin("GET", "/api/admin/audit?limit=500"))["entries"]
-    return {"users": users, "crews": _without_live(crews), "vehicles": _without_live(vehicles), "audit": audit}
+    devices = (await api.admin("GET", "/api/admin/devices"))["devices"]
+    return {"users": users, "crews": _without_live(crews), "vehicles": _without_live(vehicles), "audit": audit,
+            "devices": devices}
 
 
-async def test_a_redis_flushall_loses_no_account_crew_vehicle_shift_or_audit_entry(api):  # noqa: F811
+async def test_a_redis_flushall_loses_no_account_crew_vehicle_shift_device_or_audit_entry(api):  # noqa: F811
     await api.admin("POST", "/api/admin/users", {"name": "crew9", "role": "crew", "crew_id": "C01",
                                                  "password": PASSWORD}, expect=201)
     await api.admin("POST", "/api/admin/vehicles", {"vehicle_id": "V20", "plate": "鲁G·F0020", "kind": "suction",
@@ -43,9 +46,10 @@ async def test_a_redis_flushall_loses_no_account_crew_vehicle_shift_or_audit_ent
                     expect=201)
     await api.admin("PUT", "/api/admin/crews/C20/shift", {"on_shift": False, "ends_at": "2026-11-22T10:00:00Z"})
     await api.admin("PATCH", "/api/admin/users/agent", {"display": "坐席 王芳(夜班)"})
+    await api.admin("POST", "/api/admin/devices", {"kind": "vehicle", "device_id": "V20"}, expect=201)
     before = await _record(api)
-    assert {"user.create", "vehicle.create", "crew.create", "shift.set", "user.update", "fleet.seed"} <= \
-        {e["action"] for e in before["audit"]}
+    assert {"user.create", "vehicle.create", "crew.create", "shift.set", "user.update", "fleet.seed",
+            "device.issue"} <= {e["action"] for e in before["audit"]}
 
     await api.store.redis.flushall()
     api.tokens.clear()  # the sessions were in Redis: everyone logs in again, with the same passwords
@@ -166,9 +170,13 @@ async def test_a_change_and_its_audit_row_are_one_transaction(database_url):
         assert await accounts.get("ghost") is None
         await fleet.write_crew("CT", "", crew, Audit("test", "admin", "crew.create", "crew:CT", {}, at))
         revision += 1
-        with pytest.raises(psycopg.DataError):
+        with pytest.raises(psycopg.DataError):  # the audit function's row cannot be stored
             await admin.set_shift("CT", False, by="test", at=at, audit=lambda b, a: _bad_audit("shift.set", "crew:CT"))
         assert (await admin.shifts(["CT"]))["CT"]["on_shift"] is True
+        devices = DeviceStore(db)
+        with pytest.raises(psycopg.DataError):
+            await devices.put(Device("T1", "vehicle", "$7$x"), _bad_audit("device.issue", "device:T1"))
+        assert await devices.get("T1") is None and await devices.revision() == ""
 
         assert await fleet.revision() == revision  # the failed changes did not move the revision
         rows = await db.fetchone("SELECT count(*) AS n FROM admin_audit")
