@@ -67,9 +67,10 @@ def describe(url: str) -> str:
 
 
 @contextlib.contextmanager
-def database_of(settings, say: Say = _say) -> Iterator[str]:
+def database_of(settings, say: Say = _say, *, existing: bool = False) -> Iterator[str]:
     """The URL of the center's database: DATABASE_URL, else the embedded server of DATA_DIR (the
-    one a running demo or `servers` recorded, or one started for the time of the block)."""
+    one a running demo or `servers` recorded, or one started for the time of the block; with
+    ``existing``, BackupError when DATA_DIR holds no database yet)."""
     if settings.DATABASE_URL:
         yield settings.DATABASE_URL
         return
@@ -77,6 +78,9 @@ def database_of(settings, say: Say = _say) -> Iterator[str]:
     if recorded and recorded.get("database_url"):
         yield recorded["database_url"]
         return
+    if existing and not (settings.data_dir / "postgres" / "PG_VERSION").exists():
+        raise BackupError(f"no database to back up: DATABASE_URL is unset and {settings.data_dir / 'postgres'} "
+                          "holds no embedded PostgreSQL")
     say(f"starting the embedded PostgreSQL of {settings.data_dir} for this command ...")
     server = start_postgres(settings.data_dir)
     try:
@@ -225,7 +229,7 @@ def command(settings, action: str, file: str, *, force: bool = False) -> int:
     """`python -m center backup [file]` / `restore <file> [--force]`: 0, or 1 with the reason on stderr.
     After a restore the migrations newer than the backup are applied."""
     try:
-        with database_of(settings) as url:
+        with database_of(settings, existing=action == "backup") as url:
             if action == "backup":
                 backup(url, Path(file) if file else default_file(settings.data_dir))
                 return 0

@@ -27,7 +27,7 @@ from command.tickets import Actor, Role
 from services.kpi_query import parse_query, report_payload
 from services.kpi_service import KpiService
 from services.tickets import TicketManager
-from tests.conftest import ROOT
+from tests.conftest import ROOT, test_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -194,6 +194,8 @@ def test_a_restore_that_fails_or_meets_a_connected_session_changes_nothing(tmp_p
         assert backup.table_rows(url) == before
     with pytest.raises(backup.BackupError, match="no backup file"):
         backup.restore(url, tmp_path / "absent.dump", say=lambda _: None)
+    nothing = test_settings(tmp_path / "empty", DATABASE_URL="")  # no DATABASE_URL, no embedded database
+    assert backup.command(nothing, "backup", "") == 1 and not (tmp_path / "empty" / "var").exists()
     with psycopg.connect(url):  # a service still connected
         with pytest.raises(backup.BackupError, match="1 other session"):
             backup.restore(url, dump, force=True, say=lambda _: None)
