@@ -6,7 +6,9 @@ and store_dispatch.py) and writes the rows `center.migrate_rows` makes of it:
 
 - ``fleet:vehicles``, ``fleet:crews``, ``crews:shift`` -> ``vehicles``, ``crews``, ``crew_shifts``
   (``fleet_revision`` moves when rows were added, so readers reload); ``user:{name}`` ->
-  ``accounts`` (the scrypt hashes as they are); the ``admin:audit`` stream -> ``admin_audit``.
+  ``accounts`` (the scrypt hashes as they are); ``dev:all`` -> ``devices`` (the MQTT credentials'
+  hashes; ``device_revision`` moves, so an embedded broker re-renders its files); the
+  ``admin:audit`` stream -> ``admin_audit``.
 - ``tkt:{number}`` with its stream ``tkt:{number}:events`` -> ``tickets``, ``ticket_events``,
   ``ticket_stages``; ``inc:{id}`` -> ``incidents``; ``tkt:alarm:{key}`` -> ``alarm_tickets``;
   ``tkt:cid:{id}`` -> ``client_actions``; ``tkt:seq:{day}``, ``inc:seq:{day}`` -> ``day_sequences``.
@@ -18,7 +20,7 @@ stages are inserted by the statement that inserts the ticket, so only with a tic
 there; an admin audit entry is skipped when a row has its time, author, action and target; a day
 sequence is only ever raised. No row is overwritten or deleted, no ``ticket_changes`` row written
 (a migrated ticket is not a change to announce), and nothing in Redis is touched: live state
-(positions, tracks, readings, alarms, sessions, device credentials) stays where it is.
+(positions, tracks, readings, alarms, sessions) stays where it is.
 
 `Migration.check` then counts, per area, the records in Redis whose row PostgreSQL holds: a row
 with the record's key and what says it is that record (`IDENTITY`).
@@ -26,6 +28,7 @@ with the record's key and what says it is that record (`IDENTITY`).
 from __future__ import annotations
 
 import re
+import secrets
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -70,7 +73,7 @@ _RAISE_SEQUENCE = ("INSERT INTO day_sequences (kind, day, last) VALUES (%s, %s, 
 # (a version, a time, a hash), not only its key
 IDENTITY: dict[str, tuple[str, ...]] = {
     "vehicles": ("vehicle_id", "updated_at"), "crews": ("crew_id", "updated_at"), "shifts": ("crew_id", "set_at"),
-    "accounts": ("name", "password_hash"), "tickets": ("number", "version"), "incidents": ("incident_id", "rev"),
+    "accounts": ("name", "password_hash"), "devices": ("device_id", "password_hash"), "tickets": ("number", "version"), "incidents": ("incident_id", "rev"),
     "alarm tickets": ("alarm_key", "number"), "client actions": ("action_id", "applied_to"),
     "110 outbox": ("message_id", "idempotency_key"), "110 inbound replies": ("idempotency_key", "reply_status"),
     "110 nonces": ("nonce",), "110 incidents": ("police_incident_id", "ticket_number"),
@@ -197,6 +200,7 @@ class Migration:
         """Copy every area; the tallies (without `found`: see `check`)."""
         self.fleet()
         self.accounts()
+        self.devices()
         self.admin_audit()
         self.tickets()
         self.incidents()
@@ -223,6 +227,14 @@ class Migration:
         """``user:{name}`` hashes, password hashes included."""
         self._copy("accounts", "accounts", _scan(self.redis, "user:*", "hash", "user:"),
                    lambda name: rows.account_row(name, self.redis.hgetall(f"user:{name}")))
+
+    def devices(self) -> None:
+        """The MQTT credentials of vehicles and gateways (``dev:all``)."""
+        devices = {k: orjson.loads(v) for k, v in self.redis.hgetall("dev:all").items()}
+        self._copy("devices", "devices", sorted(devices), lambda k: rows.device_row(k, devices[k]))
+        if self.tallies["devices"].written and self._table_exists("device_revision"):  # brokers re-render
+            self.conn.execute("INSERT INTO device_revision (singleton, rev) VALUES (true, %s)"
+                              " ON CONFLICT (singleton) DO UPDATE SET rev = EXCLUDED.rev", (secrets.token_hex(8),))
 
     def admin_audit(self) -> None:
         """The ``admin:audit`` stream, oldest first."""

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from center.store_devices import Device
 from center.ticket_records import TICKET_COLUMNS, TicketRecord, stage_rows, ticket_row
 
 # table -> its columns written by the migration, in the order of the ``*_row`` values
@@ -24,6 +25,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
               "updated_at", "updated_by"),
     "crew_shifts": ("crew_id", "on_shift", "ends_at", "set_by", "set_at"),
     "accounts": ("name", "role", "display", "crew_id", "active", "password_hash"),
+    "devices": ("device_id", "kind", "password_hash", "sensors", "sparkplug", "active", "issued_at", "issued_by"),
     "admin_audit": ("at", "by", "role", "action", "target", "changes"),
     "alarm_tickets": ("alarm_key", "number"),
     "client_actions": ("action_id", "applied_to", "expires_at"),
@@ -74,6 +76,15 @@ def account_row(name: str, u: Mapping[str, str]) -> tuple[Any, ...]:
     """``user:{name}`` hash: role, display, crew_id, active ('1'/'0'), hash (scrypt, kept as is)."""
     return (name, u["role"], u.get("display") or "", u.get("crew_id") or None, u.get("active", "1") in ("1", "true"),
             u.get("hash") or "")
+
+
+def device_row(device_id: str, d: Mapping[str, Any]) -> tuple[Any, ...]:
+    """``dev:all`` JSON of a device (a `Device`: its MQTT password as a ``$7$`` hash), checked as
+    the new code checks it (ValueError for an id, kind or sensor it would refuse)."""
+    fields = {k: (tuple(v) if k == "sensors" else v) for k, v in d.items() if k in Device.__dataclass_fields__}
+    device = Device(**{**fields, "device_id": device_id})
+    return (device.device_id, device.kind, device.password_hash, list(device.sensors), bool(device.sparkplug),
+            bool(device.active), float(device.issued_at), device.issued_by)
 
 
 def audit_row(f: Mapping[str, str]) -> tuple[Any, ...]:

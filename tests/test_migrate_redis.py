@@ -68,6 +68,13 @@ def test_old_records_as_rows(made, expected):
     assert made == expected
 
 
+def test_a_device_the_new_code_would_refuse_is_no_row():
+    gateway = {"kind": "gateway", "password_hash": "$7$x", "sensors": ["P013"], "sparkplug": True, "issued_at": 1.5}
+    assert rows.device_row("SUB01", gateway) == ("SUB01", "gateway", "$7$x", ["P013"], True, True, 1.5, "")
+    with pytest.raises(ValueError):
+        rows.device_row("fleet/V01", {"kind": "vehicle", "password_hash": "$7$x"})
+
+
 @pytest.fixture(scope="module")
 def old_redis(tmp_path_factory) -> str:
     """A redis-server on a copy of the captured AOF (the server writes to its files)."""
@@ -96,7 +103,7 @@ def run(old_redis: str, database_url: str) -> tuple[int, str, str]:
 
 
 TABLES = ("tickets", "ticket_events", "ticket_stages", "incidents", "alarm_tickets", "day_sequences",
-          "accounts", "vehicles", "crews", "crew_shifts", "admin_audit", "police_outbox", "police_inbound",
+          "accounts", "devices", "vehicles", "crews", "crew_shifts", "admin_audit", "police_outbox", "police_inbound",
           "police_incidents", "police_tickets", "police_last_messages", "ticket_changes")
 
 
@@ -116,6 +123,7 @@ def test_every_area_is_copied_and_a_second_run_adds_nothing(old_redis, old, data
     assert rows["tickets"] == 33 and rows["incidents"] == 5 and rows["alarm_tickets"] == 2
     assert rows["ticket_events"] == sum(old.xlen(f"tkt:{n}:events") for n in numbers(old))
     assert rows["accounts"] == 26 and rows["vehicles"] == 21 and rows["crews"] == 21 and rows["crew_shifts"] == 2
+    assert rows["devices"] == 24  # 21 vehicles, the SCADA gateway and 2 Sparkplug edge nodes
     assert rows["admin_audit"] == old.xlen("admin:audit") > 21
     assert rows["police_outbox"] == 4 and rows["police_tickets"] == 4 and rows["police_incidents"] == 4
     assert rows["police_last_messages"] == 4 and rows["police_inbound"] == len(inbound)
@@ -164,6 +172,10 @@ def test_records_read_back_as_they_were(old_redis, old, database_url):
         assert conn.execute("SELECT plate FROM vehicles WHERE vehicle_id = 'V01'").fetchone() == ("鲁G·U1632",)
         assert conn.execute("SELECT on_shift, set_by FROM crew_shifts ORDER BY crew_id").fetchall() == [
             (False, "supervisor"), (True, "supervisor")]
+        gateway = orjson.loads(old.hget("dev:all", "SCADA-GW1"))
+        assert conn.execute("SELECT kind, password_hash, sensors FROM devices WHERE device_id = 'SCADA-GW1'").fetchone() \
+            == ("gateway", gateway["password_hash"], gateway["sensors"])
+        assert conn.execute("SELECT rev FROM device_revision").fetchone()[0] != ""  # brokers re-render
         outbox = conn.execute("SELECT state, police_incident_id, body FROM police_outbox"
                               " WHERE ticket_number = 'GD20261207-0008'").fetchone()
         assert outbox[:2] == ("acked", "JJ20261206000001")
