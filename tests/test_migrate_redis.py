@@ -1,9 +1,9 @@
 """`python -m center migrate-redis`: the old records as rows (a table of `center.migrate_rows`
 cases), then a real Redis-only installation's data: a redis-server started on the AOF captured
 from a demo at f2cb00e (tests/data/redis-only-demo), migrated into the test's PostgreSQL; counts
-per area, whole timelines, accounts that still log in with their old passwords through the new
-web, the fleet and the 110 linkage; a second run adds nothing; a row the record refuses (or holds
-otherwise) makes the counts differ and the command exit 1."""
+per area, whole timelines, the KPI report, accounts that still log in with their old passwords
+through the new web, the fleet, devices and the 110 linkage; a second run adds nothing; a row the
+record refuses (or holds otherwise) makes the counts differ and the command exit 1."""
 from __future__ import annotations
 
 import asyncio
@@ -22,11 +22,12 @@ import pytest
 import redis
 import tornado.httpclient
 
-from center.accounts import hash_password, verify_password
 from center import migrate_rows as rows
+from center.accounts import hash_password, verify_password
 from center.migrate_redis import Migration, migrate
 from center.servers import free_port, start_redis
 from center.store import Store
+from services.kpi_service import report_command
 from web import app as webapp
 from tests.conftest import test_settings, wait_for
 from tests.test_web import Web
@@ -180,6 +181,16 @@ def test_records_read_back_as_they_were(old_redis, old, database_url):
                               " WHERE ticket_number = 'GD20261207-0008'").fetchone()
         assert outbox[:2] == ("acked", "JJ20261206000001")
         assert outbox[2] == old.hget("p110:out:2af3ccb694104c99a41a20c44791b3bf", "body")  # the signed bytes
+
+
+@pytest.mark.integration
+def test_the_kpi_report_counts_the_migrated_tickets(old_redis, database_url):
+    assert run(old_redis, database_url)[0] == 0
+    out, err = io.StringIO(), io.StringIO()
+    assert report_command(database_url, {"period": "day", "date": "2026-12-07"}, out=out, err=err) == 0, err.getvalue()
+    report = orjson.loads(out.getvalue())["report"]
+    assert report["volume"]["tickets"] == 33 and report["volume"]["by_channel"]["sensor"] == 2  # the alarm tickets
+    assert report["intake"]["police_handover_tickets"] == 4  # 2 by the dispatcher, 2 automatic
 
 
 @pytest.fixture
