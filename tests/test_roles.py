@@ -128,7 +128,7 @@ async def api(tmp_path, redis_url, database_url):
     manager = TicketManager(tickets, None, clock=clock)
     parts = await build(store, settings, river_city(), tickets=manager, clock=clock)
     await parts.dispatch.crews.refresh()
-    kpi = KpiService(store.redis, policy=manager.policy, tz=settings.zone)
+    kpi = KpiService(store.db, store.redis, policy=manager.policy, tz=settings.zone)
     await kpi.start(wait=True)
     services = Services(settings=settings, store=store,
                         extra={"tickets": manager, "dispatch": parts.dispatch, "police": parts.police, "kpi": kpi})

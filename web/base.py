@@ -31,7 +31,7 @@ SESSION_CACHE_S = 2.0
 made through another process (or directly in Redis) takes effect here within this many seconds;
 one made through this process (any non-GET request of the auth or admin handlers) at once."""
 _SESSION_CACHE_MAX = 4096
-_SESSION_CLEARING_MODULES = frozenset({"web.handlers.auth", "web.handlers.admin"})
+_SESSION_CLEARING_MODULES = frozenset({"web.handlers.auth", "web.handlers.admin", "web.handlers.admin_users"})
 
 
 class SessionCache:
