@@ -1,6 +1,7 @@
 """The login part of the store (keys listed in center/store.py's docstring): sessions, kept under a
 hash of their token, and the login throttle. Mixed into ``center.store.Store``; nobody else spells
-these keys (``center.store_admin.drop_sessions_of`` scans ``session:*`` to end a user's sessions)."""
+these keys (``center.store_admin.AdminStore.drop_sessions_of`` scans ``session:*`` to end a user's
+sessions). The accounts themselves are in PostgreSQL (``center.store_accounts``)."""
 from __future__ import annotations
 
 import hashlib
