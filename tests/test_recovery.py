@@ -343,17 +343,18 @@ def test_killed_servers_and_services_come_back_by_themselves_and_no_ticket_is_lo
         demo.stop()
 
 
-def test_the_servers_command_restarts_its_killed_redis(tmp_path):
+def test_the_servers_command_restarts_its_killed_redis_and_postgres(tmp_path):
     """`python -m center servers` (for services started one by one) revives its servers too."""
     env = {**os.environ, "DATA_DIR": str(tmp_path / "var"), "CONFIG_FILE": str(tmp_path / "absent.toml"),
            "PYTHONUNBUFFERED": "1"}
-    for key in ("REDIS_URL", "MQTT_URL", "MQTT_DEVICE_URL"):
+    for key in ("DATABASE_URL", "REDIS_URL", "MQTT_URL", "MQTT_DEVICE_URL"):
         env.pop(key, None)
     with open(tmp_path / "servers.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "center", "servers"], cwd=ROOT, env=env,
                                 stdout=subprocess.PIPE, stderr=log)
     try:
-        redis_url = proc.stdout.readline().decode().strip().removeprefix("REDIS_URL=")
+        urls = dict(proc.stdout.readline().decode().strip().split("=", 1) for _ in range(4))  # NAME=url lines
+        redis_url = urls["REDIS_URL"]
         client = redis.Redis.from_url(redis_url)
         client.set("kept", "1")
         client.close()
@@ -370,6 +371,20 @@ def test_the_servers_command_restarts_its_killed_redis(tmp_path):
                 time.sleep(0.2)
             finally:
                 plain.close()
+        with psycopg.connect(urls["DATABASE_URL"], autocommit=True) as conn:
+            conn.execute("INSERT INTO day_sequences (kind, day, last) VALUES ('ticket', '2026-01-03', 3)")
+        (victim,) = [p for p in psutil.Process(proc.pid).children() if p.name() == "postgres"]
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        deadline = time.monotonic() + RECOVERY_S
+        while True:
+            try:
+                with psycopg.connect(urls["DATABASE_URL"], connect_timeout=2) as conn:
+                    assert conn.execute("SELECT last FROM day_sequences WHERE day = '2026-01-03'").fetchone() == (3,)
+                break
+            except psycopg.OperationalError:  # refused, or still in crash recovery
+                assert time.monotonic() < deadline, (tmp_path / "servers.log").read_text()
+                time.sleep(0.2)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(15)
