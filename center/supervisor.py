@@ -1,7 +1,7 @@
 """The demo supervisor: embedded servers, then web, ingest and simulators as supervised children.
 
 A crashed child is restarted with exponential backoff (the reason is logged); a dead embedded
-Redis or broker is restarted on its port with its data within REVIVE_INTERVAL_S (`keep_servers`,
+PostgreSQL, Redis or broker is restarted on its port with its data within REVIVE_INTERVAL_S (`keep_servers`,
 which the `servers` command and standalone services run too). SIGINT or SIGTERM
 stops every child (SIGTERM, then SIGKILL after a grace period), then the embedded servers, and
 removes the pid file: all within 10 s, leaving no process and no port behind.
