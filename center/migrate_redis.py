@@ -431,6 +431,10 @@ def migrate(redis_url: str, database_url: str, *, out=sys.stdout, err=sys.stderr
         client.close()
     print(report(tallies), file=out, flush=True)
     differ = [t.area for t in tallies if not t.ok]
+    if not any(t.old for t in tallies):
+        print("this Redis holds no record of a Redis-only installation: nothing copied (is it the old "
+              "installation's REDIS_URL or DATA_DIR?)", file=out, flush=True)
+        return 0
     if differ:
         print(f"counts differ: {', '.join(differ)}", file=out, flush=True)
         return 1

@@ -296,3 +296,9 @@ def test_the_command_uses_redis_url_and_database_url(old_redis, database_url, tm
     assert "tickets: 33/33 read" in done.stderr and "accounts: 26 in Redis, 26 rows written" in done.stderr
     assert done.stdout.splitlines()[-1] == "every record of Redis is in PostgreSQL; the Redis data was left as it was"
     assert redis.Redis.from_url(old_redis).exists("tkt:GD20261207-0001", "user:agent") == 2  # nothing deleted
+
+
+@pytest.mark.integration
+def test_a_redis_without_the_old_record_is_said_to_be_one(redis_url, database_url):
+    status, out, _err = run(redis_url, database_url)  # the session's Redis: live state only
+    assert status == 0 and out.splitlines()[-1].startswith("this Redis holds no record of a Redis-only installation")
