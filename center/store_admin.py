@@ -127,6 +127,12 @@ _UPDATE_CREW = ("UPDATE crews SET crew_name = %(crew_name)s, unit_id = %(unit_id
                 " skills = %(skills)s, vehicle_id = %(vehicle_id)s, active = %(active)s, source = %(source)s,"
                 " updated_at = %(updated_at)s, updated_by = %(updated_by)s, version = version + 1"
                 " WHERE crew_id = %(crew_id)s AND version = %(version)s")
+# a seeded crew keeps its city vehicle only when that is active and free; an existing crew is kept
+_SEED_CREW = ("INSERT INTO crews (crew_id, crew_name, unit_id, station_id, skills, vehicle_id, active, source,"
+              " updated_at, updated_by) VALUES (%(crew_id)s, %(crew_name)s, %(unit_id)s, %(station_id)s, %(skills)s,"
+              " (SELECT v.vehicle_id FROM vehicles v WHERE v.vehicle_id = %(vehicle_id)s AND v.active"
+              "  AND NOT EXISTS (SELECT 1 FROM crews c WHERE c.vehicle_id = v.vehicle_id)),"
+              " %(active)s, %(source)s, %(updated_at)s, %(updated_by)s) ON CONFLICT DO NOTHING")
 _INSERT_VEHICLE = ("INSERT INTO vehicles (vehicle_id, plate, kind, unit_id, active, source, updated_at, updated_by)"
                    " VALUES (%(vehicle_id)s, %(plate)s, %(kind)s, %(unit_id)s, %(active)s, %(source)s,"
                    " %(updated_at)s, %(updated_by)s)")
@@ -296,11 +302,7 @@ class FleetStore:
                     if cur.rowcount == 1:
                         added.append(f"vehicle:{vehicle['vehicle_id']}")
                 params = _crew_params(crew["crew_id"], crew)
-                cur = await conn.execute(
-                    _INSERT_CREW.replace("%(vehicle_id)s", "(SELECT v.vehicle_id FROM vehicles v WHERE"
-                                         " v.vehicle_id = %(vehicle_id)s AND v.active AND NOT EXISTS"
-                                         " (SELECT 1 FROM crews c WHERE c.vehicle_id = v.vehicle_id))")
-                    + " ON CONFLICT DO NOTHING", params)
+                cur = await conn.execute(_SEED_CREW, params)
                 if cur.rowcount == 1:
                     added.append(f"crew:{crew['crew_id']}")
             if not added:

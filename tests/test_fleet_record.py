@@ -232,3 +232,32 @@ async def test_without_postgresql_logins_and_admin_changes_answer_503(tmp_path, 
         server.stop()
         await gone.close()
         await store.redis.aclose()
+
+
+async def test_seeding_adds_once_and_never_overwrites(database_url):
+    db = _db(database_url)
+    fleet = FleetStore(db)
+    try:
+        at = T0.timestamp()
+
+        def item(crew_id: str, vehicle_id: str) -> tuple[dict, dict]:
+            return ({"crew_id": crew_id, "crew_name": f"city {crew_id}", "unit_id": "PWR01", "station_id": None,
+                     "skills": ["power"], "vehicle_id": vehicle_id, "active": True, "source": "city",
+                     "updated_at": at, "updated_by": "system"},
+                    {"vehicle_id": vehicle_id, "plate": "", "kind": "repair", "unit_id": "PWR01", "active": True,
+                     "source": "city", "updated_at": at, "updated_by": "system"})
+        assert await fleet.seed([item("C1", "V1")], at) == ["vehicle:V1", "crew:C1"]
+        read, crew = await fleet.crew("C1")
+        await fleet.write_crew("C1", read, {**crew, "crew_name": "renamed", "vehicle_id": None},
+                               Audit("admin", "admin", "crew.update", "crew:C1", {}, at))
+        revision = await fleet.revision()
+        assert await fleet.seed([item("C1", "V1")], at) == []  # known: left as the admin made it
+        assert (await fleet.crew("C1"))[1]["crew_name"] == "renamed" and await fleet.revision() == revision
+        await fleet.write_crew("C1", (await fleet.crew("C1"))[0], {**crew, "vehicle_id": "V1"},
+                               Audit("admin", "admin", "crew.update", "crew:C1", {}, at))
+        assert await fleet.seed([item("C2", "V1")], at) == ["crew:C2"]  # V1 is held: C2 comes without it
+        assert (await fleet.crew("C2"))[1]["vehicle_id"] is None
+        seeds = [e for e in await fleet.audit_log(10) if e["action"] == "fleet.seed"]
+        assert [e["changes"] for e in seeds] == [{"added": ["crew:C2"]}, {"added": ["vehicle:V1", "crew:C1"]}]
+    finally:
+        await db.close()
