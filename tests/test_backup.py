@@ -9,6 +9,7 @@ unless --force, and the refusal changes nothing.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -162,7 +163,7 @@ async def test_a_restored_backup_has_identical_tickets_timelines_and_reports(tmp
         await source_db.close()
         await client.aclose()
         if restored_server is not None:
-            restored_server.send_signal(2)
+            restored_server.send_signal(signal.SIGINT)  # PostgreSQL's fast shutdown
             restored_server.wait(20)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 
 import orjson
 import psycopg
@@ -80,7 +81,7 @@ async def test_postgres_down_is_named_by_healthz_and_refused_with_a_503(tmp_path
         stop.set()
         await task
         if server.poll() is None:
-            server.send_signal(2)
+            server.send_signal(signal.SIGINT)  # PostgreSQL's fast shutdown
             await asyncio.to_thread(server.wait, 20)
 
 

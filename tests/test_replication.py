@@ -13,6 +13,7 @@ processes are pointed at a pair), answers again from the promoted server by itse
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import threading
 import time
@@ -40,7 +41,7 @@ AGENT, DISPATCHER = Actor("agent", Role.AGENT), Actor("dispatcher", Role.DISPATC
 
 def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
-        proc.send_signal(2)  # SIGINT: PostgreSQL's fast shutdown
+        proc.send_signal(signal.SIGINT)  # PostgreSQL's fast shutdown
         try:
             proc.wait(20)
         except subprocess.TimeoutExpired:
