@@ -65,8 +65,11 @@ def text_fields(raw: Mapping[Any, Any]) -> dict[str, str]:
 async def consume_group(redis: aioredis.Redis, stream: str, group: str,
                         handle: Callable[[dict[str, str]], Awaitable[None]], stop: asyncio.Event, *,
                         skip: tuple[type[BaseException], ...], what: str, consumer: str | None = None,
-                        block_ms: int = 1000, batch: int = 100) -> None:
-    """Feed the entries of ``stream`` to ``handle`` through consumer group ``group`` until ``stop``."""
+                        block_ms: int = 1000, batch: int = 100,
+                        on_group_lost: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Feed the entries of ``stream`` to ``handle`` through consumer group ``group`` until ``stop``.
+    ``on_group_lost`` is awaited after a group a wipe removed was recreated (entries published
+    before the wipe and not yet read are gone: the consumer catches up from its record)."""
     consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
     await ensure_group(redis, stream, group)
     backlog = True
@@ -85,6 +88,11 @@ async def consume_group(redis: aioredis.Redis, stream: str, group: str,
             log.warning("%s: consumer group %s of %s is gone (Redis was wiped); recreating it", what, group, stream)
             await ensure_group(redis, stream, group)
             backlog = True
+            if on_group_lost is not None:
+                try:
+                    await on_group_lost()
+                except skip + REDIS_TROUBLE as exc:
+                    log.warning("%s: catching up after the wipe failed: %s", what, exc)
             continue
         entries = reply[0][1] if reply else []
         if backlog and not entries:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 
 from center.lifecycle import stop_on_signals
@@ -36,7 +37,7 @@ from center.store_police import PoliceStore
 from center.store_tickets import CHANGES_STREAM
 from center.streams import consume_group, pause
 from command.errors import CommandError
-from command.tickets import Channel
+from command.tickets import POOL_STATES, Channel
 from services.crews import CrewRegistry, crews_from_city
 from services.dispatch import DispatchManager, is_creation, road_graph
 from services.dispatch_timers import DispatchTimers
@@ -45,6 +46,8 @@ from services.tickets import TicketManager, build_manager, consume_alarms
 from services.track_archiver import TrackArchiver
 
 log = logging.getLogger(__name__)
+
+RESUME_AFTER_S = 5.0  # after a Redis wipe: time for the vehicles to report again before the pool is looked at
 
 
 @dataclass
@@ -119,11 +122,14 @@ class SeenChanges:
 
 
 async def watch_changes(parts: DispatchParts, stop: asyncio.Event, *, consumer: str | None = None,
-                        block_ms: int = 500, batch: int = 100, seen: SeenChanges | None = None) -> None:
+                        block_ms: int = 500, batch: int = 100, seen: SeenChanges | None = None,
+                        resume_after_s: float = RESUME_AFTER_S) -> None:
     """Feed ``tkt:changes`` to `on_change` through the consumer group ``dispatch``; each entry is
     acknowledged once handled (a domain refusal is logged and acknowledged; Redis trouble is
     retried without acknowledging). A version of a ticket already handled is skipped; a group a
-    Redis wipe removed is recreated (`center.streams.consume_group`)."""
+    Redis wipe removed is recreated (`center.streams.consume_group`), and then, once the vehicles
+    had ``resume_after_s`` to report their positions again, the tickets waiting in the dispatch
+    pool are looked at again (`resume_pool`)."""
     seen = SeenChanges() if seen is None else seen
 
     async def handle(change: Mapping[str, str]) -> None:
@@ -135,7 +141,29 @@ async def watch_changes(parts: DispatchParts, stop: asyncio.Event, *, consumer: 
 
     await consume_group(parts.store.redis, CHANGES_STREAM, CHANGES_GROUP, handle,
                         stop, skip=(CommandError, LookupError), what="change watcher", consumer=consumer,
-                        block_ms=block_ms, batch=batch)
+                        block_ms=block_ms, batch=batch,
+                        on_group_lost=lambda: resume_pool(parts, stop, resume_after_s))
+
+
+async def resume_pool(parts: DispatchParts, stop: asyncio.Event | None = None, after_s: float = 0.0) -> int:
+    """After a Redis wipe took changes this worker had not read yet (a new ticket's creation among
+    them): each ticket waiting in the dispatch pool is handled as its creation would have been
+    (`DispatchManager.dispatch_pool_ticket` reads its state first: a repeat does nothing). The
+    number of tickets looked at. Waits ``after_s`` first (the live positions went with Redis)."""
+    if stop is not None and after_s > 0:
+        await pause(stop, after_s)
+    try:
+        waiting = await parts.tickets.store.in_states(POOL_STATES)
+    except psycopg.Error as exc:
+        log.warning("change watcher: the dispatch pool cannot be read after the wipe: %s", exc)
+        return 0
+    for record in waiting:
+        try:
+            await parts.dispatch.dispatch_pool_ticket(record.ticket.number)
+        except (CommandError, LookupError, psycopg.Error) as exc:
+            log.warning("change watcher: %s not dispatched after the wipe: %s", record.ticket.number, exc)
+    log.info("change watcher: %d tickets of the dispatch pool looked at again after the wipe", len(waiting))
+    return len(waiting)
 
 
 async def run_timers(parts: DispatchParts, stop: asyncio.Event, interval_s: float) -> None:

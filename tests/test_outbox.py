@@ -14,6 +14,7 @@ from center import redis_client
 from center.outbox import RELAY_LOCK_KEY, ChangeRelay
 from center.store_tickets import CHANGES_STREAM, LIVE_TICKETS, publish_changes
 from tests.conftest import wait_for
+from tests.test_dispatch_service import api  # noqa: F401  (the fixture: the app with the dispatch worker)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -145,7 +146,13 @@ async def test_dispatch_watcher_skips_repeated_versions_and_survives_a_wipe(redi
     async def on_change(parts, change):
         handled.append((change["number"], change["version"]))
 
+    resumed: list[bool] = []
+
+    async def resume_pool(parts, stop, after_s):
+        resumed.append(True)
+
     monkeypatch.setattr(worker, "on_change", on_change)
+    monkeypatch.setattr(worker, "resume_pool", resume_pool)
     stop = asyncio.Event()
     relay = ChangeRelay(database_url, client)
     task = asyncio.create_task(worker.watch_changes(SimpleNamespace(store=SimpleNamespace(redis=client)), stop,
@@ -163,6 +170,7 @@ async def test_dispatch_watcher_skips_repeated_versions_and_survives_a_wipe(redi
         await asyncio.sleep(0.3)
         assert handled == [("GD20261206-1", "1"), ("GD20261206-2", "1"), ("GD20261206-1", "2"),
                            ("GD20261206-1", "3")]
+        assert resumed == [True]  # the pool looked at again once, after the wipe
     finally:
         stop.set()
         await task
@@ -230,3 +238,28 @@ async def test_live_feed_reads_a_version_once_catches_up_after_a_lost_subscripti
 async def _subscribed(store) -> bool:
     counts = dict(await store.redis.pubsub_numsub("live:tickets"))
     return all(counts.values())
+
+
+async def test_after_a_wipe_the_dispatch_worker_looks_at_the_pool_again(api):
+    """A new emergency ticket whose creation never reached the worker (published, then wiped
+    before it was read; here: never published) is dispatched once the worker finds its consumer
+    group gone."""
+    from center.store_tickets import TicketStore
+    from command.tickets import Actor, Role
+    from services.tickets import TicketManager
+    from tests.test_dispatch_service import CREWS, TICKET_XY, ll
+
+    silent = TicketManager(TicketStore(api.store.db, None), None, clock=api.clock)  # publishes nothing
+    lon, lat = ll(*TICKET_XY)
+    created = await silent.create({"channel": "phone", "category": "power", "type": "repair", "urgency": "emergency",
+                                   "description": "整条街停电", "caller_phone": "13812341234", "lon": lon, "lat": lat},
+                                  Actor("agent", Role.AGENT))
+    number = created.record.ticket.number
+    await asyncio.sleep(0.5)
+    assert await api.dispatched_to(number) is None  # the worker never heard of it
+    await api.store.redis.flushall()
+    api.tokens.clear()  # the sessions went with Redis
+    for _, vehicle_id, _, xy in CREWS:  # the vehicles report again (the worker gives them 5 s)
+        if xy is not None:
+            await api.fix(vehicle_id, xy, api.clock())
+    await wait_for(lambda: api.dispatched_to(number), timeout=20)
