@@ -89,6 +89,15 @@ class KpiChanges:
         rows = await self.redis.xrevrange(CHANGES_STREAM, "+", "-", count=1)
         return _text(rows[0][0]) if rows else ZERO_ID
 
+    async def lost_after(self, last_id: str) -> bool:
+        """Whether entries after `last_id` may be gone: the oldest entry kept is newer than it
+        (Redis was wiped, or the stream was trimmed past it)."""
+        rows = await self.redis.xrange(CHANGES_STREAM, "-", "+", count=1)
+        if not rows or last_id == ZERO_ID:
+            return False
+        head = tuple(int(part) for part in _text(rows[0][0]).split("-"))
+        return head > tuple(int(part) for part in last_id.split("-"))
+
     async def after(self, last_id: str, count: int, block_ms: int | None = None) -> list[tuple[str, dict[str, str]]]:
         """Entries after `last_id` (at most `count`; waits up to `block_ms` when given)."""
         reply = await self.redis.xread({CHANGES_STREAM: last_id}, count=count, block=block_ms)

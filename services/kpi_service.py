@@ -241,6 +241,11 @@ class KpiService:
             changes = await self.changes.after(self._last_change, self.batch)
             if not changes:
                 return
+            if await self.changes.lost_after(self._last_change):  # a wipe without an error (FLUSHALL)
+                log.warning("kpi: the change stream lost entries after %s; sweeping", self._last_change)
+                self.counters["stream_lost"] += 1
+                await self._sync_locked()
+                return
             numbers = [f["number"] for _, f in changes if f.get("number")]
             await self.fold(numbers)
             self._last_change = changes[-1][0]

@@ -263,3 +263,33 @@ async def test_after_a_wipe_the_dispatch_worker_looks_at_the_pool_again(api):
         if xy is not None:
             await api.fix(vehicle_id, xy, api.clock())
     await wait_for(lambda: api.dispatched_to(number), timeout=20)
+
+
+async def test_kpi_service_sweeps_when_a_wipe_took_changes_it_had_not_read(redis_url, database_url):
+    """FLUSHALL raises no error in a follower: the KPI service notices that the stream lost
+    entries after the last one it read, and sweeps PostgreSQL for the tickets behind them."""
+    from center.store import Store
+    from command.tickets import Actor, Role
+    from services.kpi_service import KpiService
+    from services.tickets import build_manager
+
+    actor = Actor("disp", Role.DISPATCHER)
+    store = Store.from_url(redis_url, database_url)
+    kpi = KpiService(store.db, store.redis)
+    try:
+        manager = await build_manager(store.db, store.redis)
+        first = (await manager.create(dict(CALL), actor)).record.ticket
+        await kpi.start()
+        await kpi.current()
+        await kpi.stop()  # the follower paused: the next change waits unread in the stream
+        lost = (await manager.create(dict(CALL, caller_phone="13900002222"), actor, link=False)).record.ticket
+        await store.redis.flushall()  # ...and is wiped
+        after = (await manager.create(dict(CALL, caller_phone="13900003333"), actor, link=False)).record.ticket
+        await kpi.current()
+        with psycopg.connect(database_url) as conn:
+            folded = {n for (n,) in conn.execute("SELECT number FROM kpi_folds")}
+        assert {first.number, lost.number, after.number} <= folded
+        assert kpi.counters["stream_lost"] == 1
+    finally:
+        await kpi.stop()
+        await store.close()
