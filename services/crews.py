@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from center.store import Store
-from center.store_admin import FleetStore
+from center.store_admin import Audit, FleetStore
 from center.store_tickets import TicketStore
 from command.dispatch import Crew
 from command.tickets import FIELD_STATES, URGENCY_RANK, Category, Ticket, Urgency
@@ -193,12 +193,24 @@ class CrewRegistry:
         return CrewState(info, on_shift, ends, tuple(tickets), None if fix is None else float(fix["t"]),
                          None if fix is None else float(fix["lon"]), None if fix is None else float(fix["lat"]))
 
-    async def set_shift(self, crew_id: str, on_shift: bool, ends_at: datetime | None, by: str, at: datetime) -> None:
-        """Put a known crew on or off shift; KeyError for an unknown crew."""
+    async def set_shift(self, crew_id: str, on_shift: bool, ends_at: datetime | None, by: str, at: datetime,
+                        *, role: str) -> None:
+        """Put a known crew on or off shift, with its ``shift.set`` audit row by ``by`` (``role``) in
+        the same transaction; KeyError for an unknown crew."""
         await self.refresh()
         if crew_id not in self.by_id:
             raise KeyError(crew_id)
-        await self.fleet.set_shift(crew_id, on_shift, ends_at, by, at)
+
+        def audit(before: Mapping[str, Any], after: Mapping[str, Any]) -> Audit:
+            old = {"on_shift": before["on_shift"], "ends_at": _iso(before["ends_at"])}
+            new = {"on_shift": after["on_shift"], "ends_at": _iso(after["ends_at"])}
+            return Audit(by, role, "shift.set", f"crew:{crew_id}",
+                         {k: [old[k], v] for k, v in new.items() if old[k] != v}, at.timestamp())
+        await self.fleet.set_shift(crew_id, on_shift, ends_at, by, at, audit=audit)
+
+
+def _iso(epoch: float | None) -> str | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def board_row(state: CrewState, now: datetime, stale_after_s: float) -> dict[str, Any]:

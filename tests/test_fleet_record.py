@@ -261,3 +261,14 @@ async def test_seeding_adds_once_and_never_overwrites(database_url):
         assert [e["changes"] for e in seeds] == [{"added": ["crew:C2"]}, {"added": ["vehicle:V1", "crew:C1"]}]
     finally:
         await db.close()
+
+
+async def test_a_dispatcher_s_shift_change_is_audited_too(api):  # noqa: F811
+    code, reply = await api.call("POST", "/api/crews/C03/shift", "dispatcher",
+                                 {"on_shift": False, "ends_at": "2026-11-22T12:00:00Z"})
+    assert code == 200, reply
+    entry = (await api.admin("GET", "/api/admin/audit?target=crew:C03"))["entries"][0]
+    assert (entry["action"], entry["by"], entry["role"]) == ("shift.set", "dispatcher", "dispatcher")
+    assert entry["changes"] == {"on_shift": [True, False], "ends_at": [None, "2026-11-22T12:00:00Z"]}
+    crew = next(c for c in (await api.admin("GET", "/api/admin/crews"))["crews"] if c["crew_id"] == "C03")
+    assert (crew["on_shift"], crew["shift_set_by"]) == (False, "dispatcher")

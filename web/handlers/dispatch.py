@@ -96,7 +96,8 @@ class CrewShift(DispatchHandler):
             if ends_at.tzinfo is None:
                 raise ValidationError("ends_at", "needs a UTC offset")
         try:
-            await self.dispatch.crews.set_shift(crew_id, on_shift, ends_at, actor.user_id, self.dispatch.clock())
+            await self.dispatch.crews.set_shift(crew_id, on_shift, ends_at, actor.user_id, self.dispatch.clock(),
+                                                role=actor.role.value)
         except KeyError:
             raise ApiError(404, "crew_not_found", f"no crew {crew_id}") from None
         self.write_json({"crew_id": crew_id, "on_shift": on_shift,
