@@ -27,8 +27,10 @@ writer is publishing them right now (``created_at`` is the write transaction's s
 
 Delivery is at least once: a writer and the relay can both publish a row (the writer's Redis
 call was slow), and a relay that dies between its publication and its COMMIT publishes again.
-Consumers skip a (number, version) they have already applied (`services.worker`,
-`web.live`, `services.kpi_service`). Across tickets the order is the order of the rows' ids;
+Consumers skip what they have already applied: the dispatch worker a (number, version) it
+handled (`services.worker`), the live feed a version not newer than the one it read
+(`web.live`), the KPI service the events up to its fold's last event id
+(`services.kpi_service`). Across tickets the order is the order of the rows' ids;
 for one ticket, versions commit in order, but a leftover row may reach Redis after a later
 version its writer published itself.
 """
