@@ -2,8 +2,9 @@
 
 Entries left pending by a crashed consumer are handled first, then new ones; each entry is
 acknowledged (XACK) once handled. An entry the handler refuses with one of the ``skip`` errors is
-logged and acknowledged; a Redis failure is retried after a pause without acknowledging, so the
-entry comes back. A group that a Redis wipe removed (NOGROUP) is recreated from the start of the
+logged and acknowledged; a Redis or PostgreSQL failure (`SERVERS_AWAY`) is retried after a pause
+without acknowledging: the entry and those after it are read again from the consumer's pending
+entries. A group that a Redis wipe removed (NOGROUP) is recreated from the start of the
 stream as it is now.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import socket
 from typing import Any, Awaitable, Callable, Mapping
 
+import psycopg
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -22,6 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 log = logging.getLogger(__name__)
 
 REDIS_TROUBLE = (OSError, RedisConnectionError, RedisTimeoutError)
+SERVERS_AWAY = REDIS_TROUBLE + (psycopg.OperationalError,)  # a handler's Redis or PostgreSQL is away: retry
 
 
 def stop_if_cancelled() -> None:
@@ -71,11 +74,13 @@ async def consume_group(redis: aioredis.Redis, stream: str, group: str,
     ``on_group_lost`` is awaited after a group a wipe removed was recreated (entries published
     before the wipe and not yet read are gone: the consumer catches up from its record)."""
     consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-    await ensure_group(redis, stream, group)
-    backlog = True
+    backlog, grouped = True, False
     while not stop.is_set():
         stop_if_cancelled()
         try:
+            if not grouped:
+                await ensure_group(redis, stream, group)
+                grouped = True
             reply = await redis.xreadgroup(group, consumer, {stream: "0" if backlog else ">"},
                                            count=batch, block=None if backlog else block_ms)
         except REDIS_TROUBLE as exc:
@@ -91,7 +96,7 @@ async def consume_group(redis: aioredis.Redis, stream: str, group: str,
             if on_group_lost is not None:
                 try:
                     await on_group_lost()
-                except skip + REDIS_TROUBLE as exc:
+                except skip + SERVERS_AWAY as exc:
                     log.warning("%s: catching up after the wipe failed: %s", what, exc)
             continue
         entries = reply[0][1] if reply else []
@@ -103,8 +108,15 @@ async def consume_group(redis: aioredis.Redis, stream: str, group: str,
                 await handle(text_fields(fields))
             except skip as exc:
                 log.warning("%s: entry %s skipped: %s", what, entry_id, exc)
-            except REDIS_TROUBLE as exc:
+            except SERVERS_AWAY as exc:  # it and the entries after it stay pending: read again
                 log.warning("%s: entry %s not handled yet (%s)", what, entry_id, exc)
+                backlog = True
                 await pause(stop, 1.0)
                 break
-            await redis.xack(stream, group, entry_id)
+            try:
+                await redis.xack(stream, group, entry_id)
+            except REDIS_TROUBLE as exc:  # handled, not acknowledged: it comes again (consumers skip repeats)
+                log.warning("%s: entry %s not acknowledged yet (%s)", what, entry_id, exc)
+                backlog = True
+                await pause(stop, 1.0)
+                break

@@ -293,3 +293,34 @@ async def test_kpi_service_sweeps_when_a_wipe_took_changes_it_had_not_read(redis
     finally:
         await kpi.stop()
         await store.close()
+
+
+async def test_dispatch_watcher_retries_a_change_while_postgres_is_away(redis_url, database_url, monkeypatch):
+    """A change whose handling meets PostgreSQL away is not acknowledged and comes again (with
+    the changes after it), in order; the watcher does not end."""
+    from types import SimpleNamespace
+
+    from services import worker
+
+    client = redis_client.connect(redis_url)
+    handled: list[tuple[str, str]] = []
+    failures = [psycopg.OperationalError("connection refused (PostgreSQL restarting)")]
+
+    async def on_change(parts, change):
+        if change["number"] == "GD20261206-2" and failures:
+            raise failures.pop()
+        handled.append((change["number"], change["version"]))
+
+    monkeypatch.setattr(worker, "on_change", on_change)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.watch_changes(SimpleNamespace(store=SimpleNamespace(redis=client)), stop,
+                                                    block_ms=50))
+    try:
+        await publish_changes(client, [{"number": n, "version": v, "action": a, "state": s} for n, v, a, s in CHANGES])
+        await wait_for(lambda: len(handled) >= 3, timeout=20)
+        assert handled == [(n, str(v)) for n, v, _, _ in CHANGES] and not task.done()
+        assert (await client.xpending(CHANGES_STREAM, "dispatch"))["pending"] == 0
+    finally:
+        stop.set()
+        await task
+        await client.aclose()
