@@ -100,7 +100,7 @@ def _reading(value, unit="MPa", ts=None):
     return json.dumps(body).encode()
 
 
-async def test_readings_alarm_ack_and_clear_through_the_api(tmp_path, redis_url, mqtt_url, web):  # noqa: F811
+async def test_readings_alarm_ack_and_clear_through_the_api(tmp_path, redis_url, database_url, mqtt_url, web):  # noqa: F811
     store, stop, task, ingest = await _ingest(tmp_path, redis_url, database_url, mqtt_url)
     listener = store.redis.pubsub()
     await listener.subscribe(LIVE_ALARMS)
@@ -158,7 +158,7 @@ async def _api(web, path, token, key, empty=False):
     return body[key] or None
 
 
-async def test_unknown_sensor_is_kept_aside_and_counted(tmp_path, redis_url, mqtt_url, web):  # noqa: F811
+async def test_unknown_sensor_is_kept_aside_and_counted(tmp_path, redis_url, database_url, mqtt_url, web):  # noqa: F811
     store, stop, task, ingest = await _ingest(tmp_path, redis_url, database_url, mqtt_url)
     pub = await _publisher(mqtt_url, "sensor-pub-2")
     try:
