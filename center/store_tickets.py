@@ -28,7 +28,7 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import date, datetime, timezone
+from datetime import date
 from typing import Any
 
 import orjson
@@ -75,6 +75,9 @@ _UPDATE_INCIDENT = ("UPDATE incidents SET rev = %s, category = %s, supply_area =
                     " resolved_at = %s, record = %s::jsonb WHERE incident_id = %s AND rev = %s")
 _INSERT_CHANGE = ("INSERT INTO ticket_changes (number, version, action, state) VALUES (%s, %s, %s, %s)"
                   " RETURNING id, number, version, action, state")
+_REMEMBER_ACTION = ("INSERT INTO client_actions (action_id, applied_to, expires_at)"
+                    " VALUES (%s, %s, now() + make_interval(secs => %s)) ON CONFLICT (action_id) DO UPDATE"
+                    " SET applied_to = EXCLUDED.applied_to, at = now(), expires_at = EXCLUDED.expires_at")
 _NEXT_SEQ = ("INSERT INTO day_sequences (kind, day, last) VALUES (%s, %s, 1)"
              " ON CONFLICT (kind, day) DO UPDATE SET last = day_sequences.last + 1 RETURNING last")
 _NEAR = ("SELECT number, dist FROM (SELECT number, 2 * %(r)s * asin(sqrt("
@@ -353,15 +356,17 @@ class TicketStore:
 
     async def remember_client_action(self, action_id: str, applied_to: str, ttl_s: int = 86_400) -> None:
         """Record that a client's action id was applied (see `client_action`), for `ttl_s`."""
-        await self.db.execute(
-            "INSERT INTO client_actions (action_id, applied_to, expires_at)"
-            " VALUES (%s, %s, now() + make_interval(secs => %s)) ON CONFLICT (action_id) DO UPDATE"
-            " SET applied_to = EXCLUDED.applied_to, at = now(), expires_at = EXCLUDED.expires_at",
-            (action_id, applied_to, ttl_s))
+        async with self.db.connection() as conn:
+            await self.client_action_write(action_id, applied_to, ttl_s)(conn)
 
-    async def purge_client_actions(self) -> int:
-        """Delete the expired client action ids; how many."""
-        return await self.db.execute("DELETE FROM client_actions WHERE expires_at <= now()")
+    @staticmethod
+    def client_action_write(action_id: str, applied_to: str, ttl_s: int = 86_400) -> Extra:
+        """`remember_client_action` as an `extra` of `save` (recorded in the action's own
+        transaction); it also deletes the expired ids."""
+        async def write(conn: psycopg.AsyncConnection) -> None:
+            await conn.execute("DELETE FROM client_actions WHERE expires_at <= now()")
+            await conn.execute(_REMEMBER_ACTION, (action_id, applied_to, ttl_s))
+        return write
 
     async def alarm_ticket(self, alarm_key: str) -> str | None:
         """The number of the proactive ticket already created for an alarm, if any."""

@@ -301,3 +301,22 @@ async def test_publish_changes_sends_leftover_rows_for_the_relay(store):
     await publish_changes(store.redis, rows)
     [(_, fields)] = await store.redis.xrange(CHANGES_STREAM)
     assert fields == {"number": "GD20261122-0009", "version": "3", "action": "dispatch", "state": "dispatched"}
+
+
+async def test_a_client_action_id_is_remembered_in_the_action_s_transaction_for_its_time(store):
+    first = await _create(store)
+    manager = TicketManager(store, None, clock=Clock(T0))
+    moved, event = apply(first.record.ticket, "review", actor=DISPATCHER, now=T0 + timedelta(minutes=1))
+    remember = store.client_action_write("field-0001", "GD20261122-0001/review")
+    stale = TicketWrite(manager._record(moved, {}), [event], dataclasses.replace(
+        first.record, ticket=dataclasses.replace(first.record.ticket, version=7)))
+    with pytest.raises(Conflict):  # the action failed: its id is not remembered
+        await store.save([stale], extra=[remember])
+    assert await store.client_action("field-0001") is None
+    await store.save([TicketWrite(manager._record(moved, {}), [event], first.record)], extra=[remember])
+    assert await store.client_action("field-0001") == "GD20261122-0001/review"
+    await store.remember_client_action("old-0001", "GD20261122-0001/note", ttl_s=0)
+    assert await store.client_action("old-0001") is None  # expired
+    await store.remember_client_action("new-0001", "GD20261122-0001/note")  # purges the expired ids
+    assert [r["action_id"] for r in await store.db.fetch("SELECT action_id FROM client_actions ORDER BY 1")] == [
+        "field-0001", "new-0001"]

@@ -189,15 +189,14 @@ class TicketAction(TicketHandler):
         if action_id is not None and not CLIENT_ACTION_ID.match(action_id):
             raise ApiError(400, "bad_request", "X-Client-Action-Id must be 8-80 letters, digits or _.:-")
         store = self.tickets.store
+        # the action id is recorded in the action's own transaction: applied means remembered
+        remember = () if action_id is None else (store.client_action_write(action_id, f"{number}/{action}"),)
         try:
-            record = await self.tickets.act(number, action, body, actor, expected_version=version)
+            record = await self.tickets.act(number, action, body, actor, expected_version=version, extra=remember)
         except Conflict:
             if action_id is None or await store.client_action(action_id) != f"{number}/{action}":
                 raise
             record = await self.tickets.get(number, actor)  # the retry of an action already applied
-        else:
-            if action_id is not None:
-                await store.remember_client_action(action_id, f"{number}/{action}")
         self.write_json({"ticket": self.view(record, actor)})
 
 
