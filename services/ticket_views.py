@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Mapping, Sequence
 
 from center.accounts import mask_phone, sees_full_phone
-from center.store_tickets import TicketRecord, incident_to_dict
+from center.ticket_records import TicketRecord, incident_to_dict
 from command.grouping import Incident, decide
 from command.repeats import needs_supervision
 from command.tickets import Actor, allowed_actions, to_dict
