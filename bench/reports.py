@@ -41,7 +41,9 @@ import psycopg
 from bench.common import emit, progress
 from center.db import Database, migrate
 from center.store_kpi import NAME_KINDS, KpiFacts
-from command.kpi import CATEGORIES as KPI_CATEGORIES, COLUMNS, ENUM_COLUMNS, day_period, month_period, named_row, rebuild, year_period
+from command.kpi import (
+    CATEGORIES as KPI_CATEGORIES, COLUMNS, ENUM_COLUMNS, day_period, month_period, named_row, rebuild, year_period,
+)
 
 YEAR, BUSY_MONTH = 2026, 11
 TICKETS, MONTH_TICKETS = 1_000_000, 300_000
@@ -180,7 +182,7 @@ def _name_codes(conn: psycopg.Connection) -> dict[str, dict[str, int]]:
 def load(url: str, total: int, busy: int, *, events: bool) -> float:
     """Generate, fold and COPY the year; seconds per folded event."""
     facts = KpiFacts(Database(url))
-    fold_s, folded = 0.0, 0
+    fold_s, folded, base = 0.0, 0, 0
     with psycopg.connect(url, autocommit=True) as conn:
         facts._codes = _name_codes(conn)
         for month, count in month_counts(total, busy).items():
@@ -196,9 +198,9 @@ def load(url: str, total: int, busy: int, *, events: bool) -> float:
                 rows = [(number, named_row(acc, state.limits)) for number, acc in state._acc.items()]
                 fold_s += time.perf_counter() - t
                 folded += len(stream)
-                _copy_chunk(conn, facts, state, rows, stream if events else None)
-        progress("ANALYZE")
-        conn.execute("ANALYZE")
+                base = _copy_chunk(conn, facts, state, rows, stream, events=events, base=base)
+        progress("VACUUM ANALYZE (what autovacuum does after a load)")
+        conn.execute("VACUUM ANALYZE")
     return fold_s / max(1, folded)
 
 
@@ -209,11 +211,11 @@ def _time(epoch: float) -> datetime | None:
 _COLOR = COLUMNS.index("color")
 
 
-def _copy_chunk(conn: psycopg.Connection, facts: KpiFacts, state, rows, stream: list[dict] | None) -> None:
-    """COPY one chunk: tickets and events (when given), then the facts (last_event_id as the
-    events' ids would be, or 1)."""
-    last: dict[str, int] = {}
-    if stream is not None:
+def _copy_chunk(conn: psycopg.Connection, facts: KpiFacts, state, rows, stream: list[dict], *,
+                events: bool, base: int) -> int:
+    """COPY one chunk: tickets and events (when `events`), then the facts, keyed by the ids the
+    events get (``base`` + position: the events' own ids when copied). Returns the next base."""
+    if events:
         with conn.cursor().copy("COPY tickets (number, version, state, category, type, urgency, urgency_rank,"
                                 " color, channel, district, unit_id, crew_id, created_at, updated_at, resolved_at,"
                                 " record) FROM STDIN") as copy:
@@ -227,18 +229,22 @@ def _copy_chunk(conn: psycopg.Connection, facts: KpiFacts, state, rows, stream: 
         with conn.cursor().copy("COPY ticket_events (number, at, action, event) FROM STDIN") as copy:
             for event in stream:
                 copy.write_row((event["ticket_number"], event["at"], event["action"], orjson.dumps(event).decode()))
-        n_events = len(stream)
-        per_ticket: dict[str, int] = {}
-        for k, event in enumerate(stream):
-            per_ticket[event["ticket_number"]] = base + k + 1
-        last = per_ticket if conn.execute("SELECT max(id) FROM ticket_events").fetchone()[0] == base + n_events else {}
-    with conn.cursor().copy("COPY kpi_facts (number, last_event_id, created, resolved, category, district,"
+        if conn.execute("SELECT max(id) FROM ticket_events").fetchone()[0] != base + len(stream):
+            raise RuntimeError("ticket_events ids are not consecutive: is another writer using this database?")
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for k, event in enumerate(stream):
+        first.setdefault(event["ticket_number"], base + k + 1)
+        last[event["ticket_number"]] = base + k + 1
+    with conn.cursor().copy("COPY kpi_facts (id, number, last_event_id, created, resolved, category, district,"
                             " unit_id, crew_id, state, packed) FROM STDIN") as copy:
         for number, values in rows:
             acc = state._acc[number]
             a = acc.attrs
-            copy.write_row((number, last.get(number, 1), _time(values[0]), _time(values[1]), a.get("category"),
-                            a.get("district"), a.get("unit_id"), acc.crew_id(), acc.state, facts.pack(values)))
+            copy.write_row((first[number], number, last[number], _time(values[0]), _time(values[1]),
+                            a.get("category"), a.get("district"), a.get("unit_id"), acc.crew_id(), acc.state,
+                            facts.pack(first[number], values)))
+    return base + len(stream)
 
 
 async def _ms(fn, repeat: int = 5) -> float:

@@ -16,10 +16,11 @@ across restarts and Redis wipes, and a report reads only its period's rows.
 Why reports read packed rows into numpy rather than GROUP BY in SQL: the report holds medians
 and p90s per group, rankings and drill-downs (`command.kpi_report`); computing them from the
 same columns with the same code keeps one definition of every number (the pure rebuild from the
-events gives the same report, by test). A period's rows come out as one ``string_agg`` of
-``int8send(id) || packed`` per quarter of the period (queries run in parallel): fixed-width
-records, 153 bytes a ticket, that numpy reads as they are (a COPY would hand them over one
-Python iteration per row).
+events gives the same report, by test). A period's rows come out as one ``string_agg(packed)``
+per six weeks of the period (at least two; queries run in parallel, each an index-only scan of
+``kpi_facts_created``, which includes the packed row): fixed-width records, 160 bytes a ticket
+(the first field the ticket's fact id, its first audit event's id), that numpy reads as they are
+(a COPY would hand them over one Python iteration per row).
 """
 from __future__ import annotations
 
@@ -43,14 +44,15 @@ from command.kpi import (
 from command.kpi_facts import TicketAccumulator
 
 NAME_KINDS = tuple(ENUM_COLUMNS) + ID_COLUMNS
-PACKED = np.dtype([(n, "<f8") for n in FLOAT_COLUMNS] + [(n, "<i2") for n in ENUM_COLUMNS]
-                  + [(n, "<i4") for n in ID_COLUMNS] + [(n, "<i2") for n in COUNT_COLUMNS]
-                  + [(n, "i1") for n in MET_COLUMNS])
-_PACK = struct.Struct("<" + "d" * len(FLOAT_COLUMNS) + "h" * len(ENUM_COLUMNS) + "i" * len(ID_COLUMNS)
-                      + "h" * len(COUNT_COLUMNS) + "b" * len(MET_COLUMNS))
+_PAD = 8 - (8 + 8 * len(FLOAT_COLUMNS) + 4 * len(ID_COLUMNS) + 2 * (len(ENUM_COLUMNS) + len(COUNT_COLUMNS))
+             + len(MET_COLUMNS)) % 8  # records of a multiple of 8 bytes: every field aligned
+PACKED = np.dtype([("id", "<i8")] + [(n, "<f8") for n in FLOAT_COLUMNS] + [(n, "<i4") for n in ID_COLUMNS]
+                  + [(n, "<i2") for n in ENUM_COLUMNS] + [(n, "<i2") for n in COUNT_COLUMNS]
+                  + [(n, "i1") for n in MET_COLUMNS] + [("pad", "V%d" % _PAD)])
+_PACK = struct.Struct("<q" + "d" * len(FLOAT_COLUMNS) + "i" * len(ID_COLUMNS) + "h" * len(ENUM_COLUMNS)
+                      + "h" * len(COUNT_COLUMNS) + "b" * len(MET_COLUMNS) + "x" * _PAD)
 assert _PACK.size == PACKED.itemsize
-_RECORD = np.dtype([("id", ">i8"), ("packed", PACKED)])
-CHUNK_SPAN = timedelta(days=92)  # a report reads its period in parallel queries of about a quarter
+CHUNK_SPAN = timedelta(days=46)  # a report reads its period in parallel queries of at most this span
 _N_FLOAT, _N_ENUM, _N_ID = len(FLOAT_COLUMNS), len(ENUM_COLUMNS), len(ID_COLUMNS)
 _INT16_MAX = 32767
 
@@ -58,10 +60,12 @@ _INT16_MAX = 32767
 class FoldRow:
     """What `KpiFacts.pending` reads for one ticket: its fold so far and its new events."""
 
-    __slots__ = ("number", "version", "last_event_id", "fold", "events")
+    __slots__ = ("number", "fact_id", "version", "last_event_id", "fold", "events")
 
-    def __init__(self, number: str, version: int, last_event_id: int, fold: dict[str, Any] | None) -> None:
-        self.number, self.version, self.last_event_id, self.fold = number, version, last_event_id, fold
+    def __init__(self, number: str, fact_id: int, version: int, last_event_id: int,
+                 fold: dict[str, Any] | None) -> None:
+        self.number, self.fact_id, self.version, self.last_event_id, self.fold = (
+            number, fact_id, version, last_event_id, fold)
         self.events: list[tuple[int, bytes]] = []  # (ticket_events.id, event JSON)
 
 
@@ -107,10 +111,10 @@ class KpiChanges:
 
 
 def parse_records(buf: bytes | bytearray | memoryview) -> np.ndarray:
-    """The (id, packed) records of ``string_agg(int8send(id) || packed, '')`` (ValueError on another width)."""
-    if len(buf) % _RECORD.itemsize:
+    """The packed rows of ``string_agg(packed, '')`` as records (ValueError on another width)."""
+    if len(buf) % PACKED.itemsize:
         raise ValueError("KPI records of an unexpected width")
-    return np.frombuffer(buf, dtype=_RECORD)
+    return np.frombuffer(buf, dtype=PACKED)
 
 
 class KpiFacts:
@@ -136,13 +140,13 @@ class KpiFacts:
         if not numbers:
             return []
         async with self.db.connection() as conn:
-            folds: dict[str, tuple[int, int, Any]] = {}
+            folds: dict[str, tuple[int, int, int, Any]] = {}
             if not fresh:
                 cur = await conn.execute(
-                    "SELECT number, version, last_event_id, fold::text FROM kpi_folds WHERE number = ANY(%s)",
+                    "SELECT number, fact_id, version, last_event_id, fold::text FROM kpi_folds WHERE number = ANY(%s)",
                     (list(numbers),))
-                folds = {n: (v, last, orjson.loads(fold)) for n, v, last, fold in await cur.fetchall()}
-            after = [folds[n][1] if n in folds else 0 for n in numbers]
+                folds = {n: (i, v, last, orjson.loads(fold)) for n, i, v, last, fold in await cur.fetchall()}
+            after = [folds[n][2] if n in folds else 0 for n in numbers]
             # one statement, one snapshot: the version read belongs with the events read
             cur = await conn.execute(
                 "SELECT a.number, t.version, e.id, e.event::text"
@@ -155,10 +159,12 @@ class KpiFacts:
         for number, version, event_id, event in rows:
             row = out.get(number)
             if row is None:
-                _, last, fold = folds.get(number, (0, 0, None))
-                row = out[number] = FoldRow(number, version, last, fold)
+                fact_id, _, last, fold = folds.get(number, (0, 0, 0, None))
+                row = out[number] = FoldRow(number, fact_id, version, last, fold)
             if event_id is not None:
                 row.events.append((event_id, event))
+                if not row.fact_id:
+                    row.fact_id = event_id  # a ticket's facts are keyed by its first event's id
         return list(out.values())
 
     # ------------------------------------------------------------------ writing facts
@@ -190,13 +196,15 @@ class KpiFacts:
             for kind, name, code in await cur.fetchall():
                 self._codes[kind][name] = code
 
-    def pack(self, values: Sequence[Any]) -> bytes:
-        """A `command.kpi.named_row` as the packed bytes (names as codes, -1 for none)."""
+    def pack(self, fact_id: int, values: Sequence[Any]) -> bytes:
+        """A ticket's `command.kpi.named_row` as the packed bytes: its fact id, then the row
+        (names as codes, -1 for none)."""
         codes = self._codes
         names = values[_N_FLOAT:_N_FLOAT + _N_ENUM + _N_ID]
         coded = [-1 if name is None else codes[kind][str(name)] for kind, name in zip(NAME_KINDS, names)]
         counts = [min(int(v), _INT16_MAX) for v in values[_N_FLOAT + _N_ENUM + _N_ID:-len(MET_COLUMNS)]]
-        return _PACK.pack(*values[:_N_FLOAT], *coded, *counts, *values[-len(MET_COLUMNS):])
+        return _PACK.pack(fact_id, *values[:_N_FLOAT], *coded[_N_ENUM:], *coded[:_N_ENUM], *counts,
+                          *values[-len(MET_COLUMNS):])
 
     async def write(self, folded: Sequence[tuple[FoldRow, TicketAccumulator, int, tuple[Any, ...]]], *,
                     force: bool = False) -> None:
@@ -214,8 +222,9 @@ class KpiFacts:
             await self._ensure_codes(conn, wanted)
             facts = [r for r in folded if force or r[2] > r[0].last_event_id]
             cols: dict[str, list[Any]] = {k: [] for k in (
-                "number", "last", "created", "resolved", "category", "district", "unit", "crew", "state", "packed")}
+                "id", "number", "last", "created", "resolved", "category", "district", "unit", "crew", "state", "packed")}
             for row, acc, last, values in facts:
+                cols["id"].append(row.fact_id)
                 cols["number"].append(row.number)
                 cols["last"].append(last)
                 cols["created"].append(_time(values[0]))
@@ -225,25 +234,25 @@ class KpiFacts:
                 cols["unit"].append(acc.attrs.get("unit_id"))
                 cols["crew"].append(acc.crew_id())
                 cols["state"].append(acc.state)
-                cols["packed"].append(self.pack(values))
+                cols["packed"].append(self.pack(row.fact_id, values))
             async with conn.transaction():
                 await conn.execute(
-                    "INSERT INTO kpi_folds (number, version, last_event_id, fold)"
-                    " SELECT * FROM unnest(%s::text[], %s::integer[], %s::bigint[], %s::jsonb[])"
-                    " ON CONFLICT (number) DO UPDATE SET version = EXCLUDED.version,"
+                    "INSERT INTO kpi_folds (number, fact_id, version, last_event_id, fold)"
+                    " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::integer[], %s::bigint[], %s::jsonb[])"
+                    " ON CONFLICT (number) DO UPDATE SET fact_id = EXCLUDED.fact_id, version = EXCLUDED.version,"
                     " last_event_id = EXCLUDED.last_event_id, fold = EXCLUDED.fold"
                     " WHERE %s OR (kpi_folds.last_event_id, kpi_folds.version)"
                     " < (EXCLUDED.last_event_id, EXCLUDED.version)",
-                    ([r.number for r, _, _, _ in folded], [r.version for r, _, _, _ in folded],
+                    ([r.number for r, _, _, _ in folded], [r.fact_id for r, _, _, _ in folded], [r.version for r, _, _, _ in folded],
                      [last for _, _, last, _ in folded],
                      [orjson.dumps(acc.to_dict()).decode() for _, acc, _, _ in folded], force))
                 if facts:
                     await conn.execute(
-                        "INSERT INTO kpi_facts (number, last_event_id, created, resolved, category, district,"
+                        "INSERT INTO kpi_facts (id, number, last_event_id, created, resolved, category, district,"
                         " unit_id, crew_id, state, packed)"
-                        " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::timestamptz[], %s::timestamptz[],"
+                        " SELECT * FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::timestamptz[], %s::timestamptz[],"
                         " %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bytea[])"
-                        " ON CONFLICT (number) DO UPDATE SET last_event_id = EXCLUDED.last_event_id,"
+                        " ON CONFLICT (number) DO UPDATE SET id = EXCLUDED.id, last_event_id = EXCLUDED.last_event_id,"
                         " created = EXCLUDED.created, resolved = EXCLUDED.resolved,"
                         " category = EXCLUDED.category, district = EXCLUDED.district,"
                         " unit_id = EXCLUDED.unit_id, crew_id = EXCLUDED.crew_id, state = EXCLUDED.state,"
@@ -271,12 +280,18 @@ class KpiFacts:
             codes.index[row["name"]] = row["code"]
         return out
 
-    async def _rows(self, where: str, params: Sequence[Any]) -> np.ndarray:
-        """The (id, packed) records of the facts matching `where`, aggregated by the server into
-        one bytea (a row-by-row COPY costs a Python iteration per ticket)."""
-        async with self.db.connection() as conn:
-            cur = await conn.execute("SELECT string_agg(int8send(id) || packed, ''::bytea)"
-                                     f" FROM kpi_facts WHERE {where}", params, binary=True)
+    async def _rows(self, where: str, params: Sequence[Any], *, by_index: bool = False) -> np.ndarray:
+        """The packed rows of the facts matching `where`, aggregated by the server into one bytea
+        (a row-by-row COPY costs a Python iteration per ticket). `by_index`: the planner, taking
+        created and resolved for independent, expects a period's "resolved in it, created before"
+        to be most rows and scans the table; the index (resolved, created) finds the few there are."""
+        async with self.db.transaction() as conn:
+            # parallel queries of their own (`frame`), each serial: no Gather merging partial aggregates
+            await conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+            if by_index:
+                await conn.execute("SET LOCAL enable_seqscan = off")
+            cur = await conn.execute(f"SELECT string_agg(packed, ''::bytea) FROM kpi_facts WHERE {where}",
+                                     params, binary=True)
             row = await cur.fetchone()
         return parse_records(row[0] if row and row[0] is not None else b"")
 
@@ -290,26 +305,27 @@ class KpiFacts:
                 filters.append(f"{column} = ANY(%s)")
                 params.append(list(wanted))
         extra = "".join(f" AND {f}" for f in filters)
-        chunks = max(2, math.ceil((end - start) / CHUNK_SPAN))  # several queries run in parallel
+        chunks = max(2, math.ceil((end - start) / CHUNK_SPAN))  # queries in parallel
         step = (end - start) / chunks
         cuts = [start + step * i for i in range(chunks)] + [end]
         parts = [self._rows("created >= %s AND created < %s" + extra, (a, b, *params))
                  for a, b in zip(cuts, cuts[1:])]
-        parts.append(self._rows("(created IS NULL OR created < %s OR created >= %s)"
-                                " AND resolved >= %s AND resolved < %s" + extra, (start, end, start, end, *params)))
-        rows = np.concatenate(await asyncio.gather(*parts))
+        for other, value in (("created < %s", (start,)), ("created >= %s", (end,)), ("created IS NULL", ())):
+            # resolved in the period, created outside it: on the index (resolved, created)
+            parts.append(self._rows("resolved >= %s AND resolved < %s AND " + other + extra,
+                                    (start, end, *value, *params), by_index=True))
+        packed = np.concatenate(await asyncio.gather(*parts))
         codes = await self.names()
-        packed = rows["packed"]
         cols = {name: packed[name].astype(np.float64) for name in FLOAT_COLUMNS}
         for name in ENUM_COLUMNS:
             cols[name] = _enum_lut(codes[name], name)[packed[name].astype(np.int64) + 1]
         for name in ID_COLUMNS + COUNT_COLUMNS + MET_COLUMNS:
             cols[name] = packed[name].astype(np.int32)
-        ids = rows["id"].astype(np.int64)
+        ids = packed["id"].astype(np.int64)
         found = None
         if numbers:
             by_id = await self.numbers_of(ids.tolist())
-            found = [by_id[i] for i in ids.tolist()]
+            found = [by_id.get(i, "") for i in ids.tolist()]
         return KpiFrame(cols, {name: codes[name] for name in ID_COLUMNS}, ids, found)
 
     async def numbers_of(self, ids: Sequence[int]) -> dict[int, str]:

@@ -54,6 +54,7 @@ class _Ctx:
         self.created = base & (cols["created"] >= s) & (cols["created"] < e)
         self.resolved = base & (cols["resolved"] >= s) & (cols["resolved"] < e)
         self._sorted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._grouped: dict[tuple[str, str], tuple[np.ndarray, ...]] = {}
 
     def sorted_values(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
         """(row indices, values) of a duration within its period basis, ascending by value (cached)."""
@@ -62,6 +63,14 @@ class _Ctx:
             rows = np.flatnonzero(self.basis(DURATION_BASIS[metric]))
             order, values = value_sorted(self.cols[metric][rows])
             hit = self._sorted[metric] = (rows[order], values)
+        return hit
+
+    def grouped(self, group: str, metric: str, n_groups: int) -> tuple[np.ndarray, ...]:
+        """(count, mean, median, p90) per code of `group` of a duration within its basis (cached)."""
+        hit = self._grouped.get((group, metric))
+        if hit is None:
+            rows, values = self.sorted_values(metric)
+            hit = self._grouped[(group, metric)] = grouped_sorted(self.cols[group][rows], values, n_groups)
         return hit
 
     def basis(self, name: str) -> np.ndarray:
@@ -172,13 +181,11 @@ def _counts(codes: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
 
 def _times_by(state: KpiState, ctx: _Ctx) -> dict[str, dict[str, dict[str, Any]]]:
     out: dict[str, dict[str, dict[str, Any]]] = {}
-    cols = ctx.cols
     for group in TIME_GROUPS:
         names = _names(state, group)
         table: dict[str, dict[str, Any]] = {}
         for metric in GROUPED_TIMES:
-            rows, values = ctx.sorted_values(metric)
-            count, mean, median, p90 = grouped_sorted(cols[group][rows], values, len(names))
+            count, mean, median, p90 = ctx.grouped(group, metric, len(names))
             for i in np.flatnonzero(count):
                 table.setdefault(names[i], {}).update({
                     f"{metric}_count": int(count[i]), f"{metric}_mean": clean(mean[i]),
@@ -191,8 +198,7 @@ def _rankings(state: KpiState, ctx: _Ctx, group: str) -> list[dict[str, Any]]:
     cols, names = ctx.cols, _names(state, group)
     n, codes = len(names), cols[group]
     tickets, resolved = _counts(codes, ctx.created, n), _counts(codes, ctx.resolved, n)
-    arrival = grouped_sorted(codes[ctx.sorted_values("arrival_time_s")[0]], ctx.sorted_values("arrival_time_s")[1], n)
-    repair = grouped_sorted(codes[ctx.sorted_values("repair_time_s")[0]], ctx.sorted_values("repair_time_s")[1], n)
+    arrival, repair = ctx.grouped(group, "arrival_time_s", n), ctx.grouped(group, "repair_time_s", n)
     due = sum(_counts(codes, DRILL_METRICS[f"{s}_on_time_due"](ctx), n) for s in STAGES)
     met = sum(_counts(codes, DRILL_METRICS[f"{s}_on_time_met"](ctx), n) for s in STAGES)
     late = _counts(codes, DRILL_METRICS["on_time_missed"](ctx), n)

@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from command.errors import ValidationError
-from command.kpi import CATEGORIES, CHANNELS, COLORS, DRILL_GROUPS, STATES, TYPES, KpiFrame, KpiState, period_of, range_period
+from command.kpi import (
+    CATEGORIES, CHANNELS, COLORS, DRILL_GROUPS, STATES, TYPES, KpiFrame, KpiState, period_of, range_period,
+)
 from command.kpi_report import DRILL_METRICS
 
 if TYPE_CHECKING:
@@ -219,7 +221,8 @@ def frame_row(frame: KpiFrame, i: int, number: str) -> dict[str, Any]:
 
     return {"number": number, "created": _iso_z(float(cols["created"][i])),
             "resolved": _iso_z(float(cols["resolved"][i])),
-            "channel": _enum(CHANNELS, int(cols["channel"][i])), "category": _enum(CATEGORIES, int(cols["category"][i])),
+            "channel": _enum(CHANNELS, int(cols["channel"][i])),
+            "category": _enum(CATEGORIES, int(cols["category"][i])),
             "type": _enum(TYPES, int(cols["type"][i])), "district": name("district"), "unit": name("unit"),
             "crew": name("crew"), "state": _enum(STATES, int(cols["state"][i])),
             "color": _enum(COLORS, int(cols["color"][i]))}

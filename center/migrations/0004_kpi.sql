@@ -15,7 +15,7 @@ CREATE TABLE kpi_names (
 -- whole row packed (center.store_kpi.PACKED: little-endian, names as kpi_names codes), which a
 -- report copies out in binary and reads as numpy columns without parsing.
 CREATE TABLE kpi_facts (
-    id             bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+    id             bigint NOT NULL UNIQUE,       -- the ticket's first ticket_events.id (also in packed)
     number         text PRIMARY KEY,
     last_event_id  bigint NOT NULL,              -- the ticket's last ticket_events.id folded in
     created        timestamptz,                  -- the create event's time
@@ -27,14 +27,17 @@ CREATE TABLE kpi_facts (
     state          text,
     packed         bytea NOT NULL
 );
-CREATE INDEX kpi_facts_created ON kpi_facts (created);
-CREATE INDEX kpi_facts_resolved ON kpi_facts (resolved);
+-- A period's rows come from this index alone (an index-only scan in creation order; the heap
+-- holds them in the order they were last updated).
+CREATE INDEX kpi_facts_created ON kpi_facts (created) INCLUDE (packed, category, district, unit_id);
+CREATE INDEX kpi_facts_resolved ON kpi_facts (resolved, created);
 
 -- The running fold of each ticket's events (command.kpi_facts.TicketAccumulator.to_dict), so its
 -- next events continue it; `version` is the ticket's version it has seen (tickets.version): a
 -- ticket whose version is ahead of its fold is folded again from last_event_id on.
 CREATE TABLE kpi_folds (
     number         text PRIMARY KEY,
+    fact_id        bigint NOT NULL,              -- kpi_facts.id of the ticket
     version        integer NOT NULL,
     last_event_id  bigint NOT NULL,
     fold           jsonb NOT NULL
