@@ -211,11 +211,15 @@ class TicketStore:
 
     async def _write(self, conn: psycopg.AsyncConnection, tickets: Sequence[TicketWrite],
                      incidents: Sequence[IncidentWrite], extra: Sequence[Extra]) -> tuple[list[str], list[dict]]:
-        """The transaction of `save` in pipeline mode (one round trip, then COMMIT)."""
+        """The transaction of `save` in pipeline mode (one round trip, then COMMIT). Rows are
+        locked in one order (tickets by number, then incidents by id), so that two writes of the
+        same tickets wait for each other instead of deadlocking."""
         async with conn.pipeline() as pipeline, conn.transaction():
             checks: list[tuple[psycopg.AsyncCursor, Any]] = []
-            event_curs, change_curs = [], []
-            for write in tickets:
+            event_curs: dict[int, psycopg.AsyncCursor] = {}
+            change_curs = []
+            for i in sorted(range(len(tickets)), key=lambda i: tickets[i].record.ticket.number):
+                write = tickets[i]
                 t = write.record.ticket
                 row = ticket_row(write.record)
                 if write.previous is None:
@@ -226,9 +230,9 @@ class TicketStore:
                     checks.append((cur, ("ticket", t.number, prev)))
                     await conn.execute(_DELETE_STAGES, (t.number,))
                 if write.events:
-                    event_curs.append(await conn.execute(_INSERT_EVENTS, (
+                    event_curs[i] = await conn.execute(_INSERT_EVENTS, (
                         t.number, [e.at for e in write.events], [e.action for e in write.events],
-                        [orjson.dumps(event_to_dict(e)).decode() for e in write.events])))
+                        [orjson.dumps(event_to_dict(e)).decode() for e in write.events]))
                 stages = stage_rows(write.record)
                 if stages:
                     await conn.execute(_INSERT_STAGES, (t.number, *map(list, zip(*stages))))
@@ -236,7 +240,7 @@ class TicketStore:
                     await conn.execute(_CLAIM_ALARM, (write.alarm_key, t.number))
                 action = write.events[-1].action if write.events else "save"
                 change_curs.append(await conn.execute(_INSERT_CHANGE, (t.number, t.version, action, t.state.value)))
-            for write in incidents:
+            for write in sorted(incidents, key=lambda w: w.incident.incident_id):
                 row = incident_row(write.incident, write.rev)
                 if write.previous is None:
                     await conn.execute(_INSERT_INCIDENT, row)
@@ -249,7 +253,7 @@ class TicketStore:
                     raise _Stale(*what)
             for f in extra:
                 await f(conn)
-            event_ids = [str(row[0]) for cur in event_curs for row in await cur.fetchall()]
+            event_ids = [str(row[0]) for i in sorted(event_curs) for row in await event_curs[i].fetchall()]
             changes = [dict(zip(("id", "number", "version", "action", "state"), await cur.fetchone()))
                        for cur in change_curs]
         return event_ids, changes

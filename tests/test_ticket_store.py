@@ -320,3 +320,23 @@ async def test_a_client_action_id_is_remembered_in_the_action_s_transaction_for_
     await store.remember_client_action("new-0001", "GD20261122-0001/note")  # purges the expired ids
     assert [r["action_id"] for r in await store.db.fetch("SELECT action_id FROM client_actions ORDER BY 1")] == [
         "field-0001", "new-0001"]
+
+
+async def test_two_writes_of_the_same_tickets_in_opposite_orders_one_wins_with_ids_in_its_order(store):
+    manager = TicketManager(store, None, clock=Clock(T0))
+    firsts = [await _create(store, f"GD20261122-000{i}") for i in (1, 2)]
+
+    def writes(note: str) -> list[TicketWrite]:
+        out = []
+        for first in firsts:
+            ticket, event = apply(first.record.ticket, "note", actor=DISPATCHER, now=T0, note=note)
+            out.append(TicketWrite(manager._record(ticket, {}), [event], first.record))
+        return out
+
+    forward, backward = writes("a"), writes("b")[::-1]
+    results = await asyncio.gather(store.save(forward), store.save(backward), return_exceptions=True)
+    assert sorted(type(r).__name__ for r in results) == ["Conflict", "list"]  # one wins, the other conflicts
+    [ids] = [r for r in results if isinstance(r, list)]
+    winner = forward if isinstance(results[0], list) else backward
+    events = {w.record.ticket.number: (await store.events(w.record.ticket.number))[-1][0] for w in winner}
+    assert ids == [events[w.record.ticket.number] for w in winner]  # the ids in the order of the writes
