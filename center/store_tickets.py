@@ -439,10 +439,34 @@ class TicketStore:
                 rows += [r for (r,) in await more.fetchall()]
         return [TicketRecord.from_json(r) for r in rows[offset:need]], count
 
-    async def ranked(self, now_s: float, *, condition: str, params: Sequence[Any], offset: int,
-                     limit: int) -> tuple[list[TicketRecord], int]:
-        """A page of the open tickets matching `condition` (SQL over ``tickets t``, e.g. one of
-        `index_condition`) in queue order, and how many match."""
+    async def page(self, now_s: float, *, ranked: bool, offset: int, limit: int, crew_id: str | None = None,
+                   state: str | None = None, color: str | None = None,
+                   phone: str | None = None) -> tuple[list[TicketRecord], int]:
+        """A page of the tickets matching every filter given, and how many match. `state` is a
+        state or "open"; `color` and `crew_id` match open tickets only. `ranked`: open tickets
+        only, in queue order (least share of the limit left first, then urgency, age, number);
+        else newest first."""
+        parts: list[str] = []
+        params: list[Any] = []
+        for condition, value in (("open AND crew_id = %s", crew_id), ("open AND color = %s", color),
+                                 ("caller_phone = %s AND caller_phone <> ''", phone)):
+            if value is not None:
+                parts.append(condition)
+                params.append(value)
+        if state == "open":
+            parts.append("open")
+        elif state is not None:
+            parts.append("state = %s")
+            params.append(state)
+        condition = " AND ".join(parts) or "true"
+        if ranked:
+            return await self._ranked(now_s, condition=condition, params=params, offset=offset, limit=limit)
+        return await self._newest(condition=condition, params=params, offset=offset, limit=limit)
+
+    async def _ranked(self, now_s: float, *, condition: str, params: Sequence[Any], offset: int,
+                      limit: int) -> tuple[list[TicketRecord], int]:
+        """A page of the open tickets matching `condition` (SQL over ``tickets t``) in queue
+        order, and how many match."""
         async with self.db.connection() as conn, conn.pipeline():
             page = await conn.execute(_RANKED.format(where=condition), (now_s, *params, limit, offset))
             total = await conn.execute(f"SELECT count(*) FROM tickets t WHERE t.open AND {condition}", params)
@@ -450,8 +474,8 @@ class TicketStore:
             count = int((await total.fetchone())[0])
         return [TicketRecord.from_json(r) for (r,) in rows], count
 
-    async def newest(self, *, condition: str, params: Sequence[Any], offset: int,
-                     limit: int) -> tuple[list[TicketRecord], int]:
+    async def _newest(self, *, condition: str, params: Sequence[Any], offset: int,
+                      limit: int) -> tuple[list[TicketRecord], int]:
         """A page of the tickets matching `condition` (SQL over ``tickets t``), newest first, and
         how many match."""
         async with self.db.connection() as conn, conn.pipeline():
@@ -528,12 +552,6 @@ class TicketStore:
                                    " ORDER BY first_call_at DESC, incident_id DESC OFFSET %s LIMIT %s",
                                    (start, max(0, stop - start + 1)))
         return [row["incident_id"] for row in rows]
-
-
-def index_condition(name: str) -> tuple[str, tuple[Any, ...]]:
-    """The SQL condition (over ``tickets``) and parameters of an index name (`TicketStore.index`)."""
-    condition, params, _ = _where(name)
-    return condition, params
 
 
 class _Stale(Exception):

@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from center.store_tickets import (
-    CreateReads, Extra, GuardFailed, IncidentWrite, TicketRecord, TicketStore, TicketWrite, index_condition,
-)
+from center.store_tickets import CreateReads, Extra, GuardFailed, IncidentWrite, TicketRecord, TicketStore, TicketWrite
 from command import grouping, repeats
 from command.coordinates import ServiceArea, check_optional_point
 from command.errors import Conflict, TicketNotFound, ValidationError
@@ -439,26 +437,17 @@ class TicketManager:
             raise ValidationError("color", "must be red, orange or blue")
         now_s = self.clock().timestamp()
         if actor.role is Role.CREW:
-            condition, params = "crew_id = %s", [actor.crew_id or ""]
-            if state not in (None, "open"):
-                condition, params = condition + " AND state = %s", params + [state]
-            return await self.store.ranked(now_s, condition=condition, params=params, offset=offset, limit=limit)
+            return await self.store.page(now_s, ranked=True, crew_id=actor.crew_id or "", state=state,
+                                         offset=offset, limit=limit)
         if phone:
-            condition, params = index_condition(f"phone:{normalize_phone(phone)}")
-            if state == "open":
-                condition += " AND open"
-            elif state is not None:
-                condition, params = condition + " AND state = %s", (*params, state)
-            return await self.store.newest(condition=condition, params=params, offset=offset, limit=limit)
+            return await self.store.page(now_s, ranked=False, phone=normalize_phone(phone), state=state,
+                                         offset=offset, limit=limit)
         if color is not None:
-            condition, params = index_condition(f"color:{color}")
-        elif state in (None, "open") and sort == "time_left":
+            return await self.store.page(now_s, ranked=sort == "time_left", color=color, offset=offset, limit=limit)
+        if state in (None, "open") and sort == "time_left":
             return await self.store.queue_page(now_s, offset, limit)
-        else:
-            condition, params = index_condition("open" if state in (None, "open") else f"state:{state}")
-        if sort == "time_left" and (state in (None, "open") or State(state) in OPEN_STATES):
-            return await self.store.ranked(now_s, condition=condition, params=params, offset=offset, limit=limit)
-        return await self.store.newest(condition=condition, params=params, offset=offset, limit=limit)
+        ranked = sort == "time_left" and (state in (None, "open") or State(state) in OPEN_STATES)
+        return await self.store.page(now_s, ranked=ranked, state=state or "open", offset=offset, limit=limit)
 
     async def callbacks(self, *, limit: int = 100) -> list[TicketRecord]:
         """Resolved tickets awaiting their callback, longest waiting first."""

@@ -340,3 +340,34 @@ async def test_two_writes_of_the_same_tickets_in_opposite_orders_one_wins_with_i
     winner = forward if isinstance(results[0], list) else backward
     events = {w.record.ticket.number: (await store.events(w.record.ticket.number))[-1][0] for w in winner}
     assert ids == [events[w.record.ticket.number] for w in winner]  # the ids in the order of the writes
+
+
+async def test_the_list_filters_are_sql_over_the_indexes(store):
+    clock = Clock(T0)
+    manager = TicketManager(store, None, clock=clock)
+    numbers = []
+    for i, phone in enumerate(["13800000001", "13800000002", "13800000001"]):
+        ticket, event = new_ticket(_call(f"GD20261122-000{i + 1}", caller_phone=phone),
+                                   now=T0 + timedelta(minutes=i), actor=AGENT)
+        await store.save([TicketWrite(manager._record(ticket, {}), [event])])
+        numbers.append(ticket.number)
+    a, b, c = numbers
+    await manager.act(a, "dispatch", {"crew_id": "C01"}, DISPATCHER, expected_version=1)
+    await manager.act(c, "cancel", {"reason": "误报"}, DISPATCHER, expected_version=1)
+    crew = Actor("crew1", Role.CREW, "C01")
+
+    async def listed(actor=DISPATCHER, **kwargs):
+        records, total = await manager.list(actor, **kwargs)
+        return [r.ticket.number for r in records], total
+
+    assert await listed(phone="13800000001") == ([c, a], 2)  # history, newest first
+    assert await listed(phone="13800000001", state="open") == ([a], 1)
+    assert await listed(phone="13800000001", state="cancelled") == ([c], 1)
+    assert await listed(crew) == ([a], 1) and await listed(crew, state="new") == ([], 0)
+    assert await listed(state="cancelled") == ([c], 1)
+    assert await listed(state="dispatched", sort="created") == ([a], 1)
+    assert await listed(state="open", sort="created") == ([b, a], 2)
+    assert await listed(color="blue", sort="created") == ([b, a], 2)
+    assert (await listed(color="blue"))[1] == 2 and (await listed(color="red"))[1] == 0
+    assert await listed(limit=1, offset=1) == ((await listed())[0][1:], 2)
+    assert await store.index("state:cancelled") == [c] and await store.index("open", newest_first=False) == [a, b]
