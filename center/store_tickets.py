@@ -28,7 +28,7 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import orjson
@@ -60,21 +60,26 @@ _COLS = ", ".join(TICKET_COLUMNS)
 _INSERT_TICKET = f"INSERT INTO tickets ({_COLS}) VALUES ({', '.join(['%s'] * (len(TICKET_COLUMNS) - 1))}, %s::jsonb)"
 _UPDATE_TICKET = ("UPDATE tickets SET " + ", ".join(f"{c} = %s" for c in TICKET_COLUMNS[1:-1])
                   + ", record = %s::jsonb WHERE number = %s AND version = %s")
-_INSERT_EVENTS = ("INSERT INTO ticket_events (number, at, action, event)"
-                  " SELECT %s, u.at, u.action, u.event::jsonb"
-                  " FROM unnest(%s::timestamptz[], %s::text[], %s::text[]) WITH ORDINALITY AS u(at, action, event, i)"
-                  " ORDER BY u.i RETURNING id")
-_DELETE_STAGES = "DELETE FROM ticket_stages WHERE number = %s"
-_INSERT_STAGES = ("INSERT INTO ticket_stages (number, stage, deadline, limit_s)"
-                  " SELECT %s, u.stage, u.deadline, u.limit_s FROM unnest(%s::text[], %s::timestamptz[], %s::int[])"
-                  " AS u(stage, deadline, limit_s)")
+# A ticket's rows besides its own, in one statement after its INSERT/UPDATE: its audit events (ids
+# in order), its open timed stages (the ones gone deleted, the others upserted: the two touch
+# different rows) and its outbox row. Returns (outbox id, event ids).
+_TICKET_ROWS = (
+    "WITH e AS (INSERT INTO ticket_events (number, at, action, event)"
+    " SELECT %(n)s, u.at, u.action, u.event::jsonb FROM unnest(%(at)s::timestamptz[], %(act)s::text[],"
+    " %(ev)s::text[]) WITH ORDINALITY AS u(at, action, event, i) ORDER BY u.i RETURNING id),"
+    " d AS (DELETE FROM ticket_stages WHERE number = %(n)s AND NOT (stage = ANY(%(st)s::text[]))),"
+    " s AS (INSERT INTO ticket_stages (number, stage, deadline, limit_s)"
+    " SELECT %(n)s, u.stage, u.deadline, u.limit_s FROM unnest(%(st)s::text[], %(dl)s::timestamptz[],"
+    " %(ls)s::int[]) AS u(stage, deadline, limit_s)"
+    " ON CONFLICT (number, stage) DO UPDATE SET deadline = EXCLUDED.deadline, limit_s = EXCLUDED.limit_s),"
+    " c AS (INSERT INTO ticket_changes (number, version, action, state) VALUES (%(n)s, %(v)s, %(a)s, %(s)s)"
+    " RETURNING id)"
+    " SELECT (SELECT id FROM c), ARRAY(SELECT id FROM e ORDER BY id)")
 _CLAIM_ALARM = "INSERT INTO alarm_tickets (alarm_key, number) VALUES (%s, %s)"
 _INSERT_INCIDENT = (f"INSERT INTO incidents ({', '.join(INCIDENT_COLUMNS)})"
                     " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)")
 _UPDATE_INCIDENT = ("UPDATE incidents SET rev = %s, category = %s, supply_area = %s, first_call_at = %s,"
                     " resolved_at = %s, record = %s::jsonb WHERE incident_id = %s AND rev = %s")
-_INSERT_CHANGE = ("INSERT INTO ticket_changes (number, version, action, state) VALUES (%s, %s, %s, %s)"
-                  " RETURNING id, number, version, action, state")
 _REMEMBER_ACTION = ("INSERT INTO client_actions (action_id, applied_to, expires_at)"
                     " VALUES (%s, %s, now() + make_interval(secs => %s)) ON CONFLICT (action_id) DO UPDATE"
                     " SET applied_to = EXCLUDED.applied_to, at = now(), expires_at = EXCLUDED.expires_at")
@@ -216,8 +221,7 @@ class TicketStore:
         same tickets wait for each other instead of deadlocking."""
         async with conn.pipeline() as pipeline, conn.transaction():
             checks: list[tuple[psycopg.AsyncCursor, Any]] = []
-            event_curs: dict[int, psycopg.AsyncCursor] = {}
-            change_curs = []
+            rows_curs: dict[int, psycopg.AsyncCursor] = {}
             for i in sorted(range(len(tickets)), key=lambda i: tickets[i].record.ticket.number):
                 write = tickets[i]
                 t = write.record.ticket
@@ -228,18 +232,15 @@ class TicketStore:
                     prev = write.previous.ticket.version
                     cur = await conn.execute(_UPDATE_TICKET, (*row[1:], t.number, prev))
                     checks.append((cur, ("ticket", t.number, prev)))
-                    await conn.execute(_DELETE_STAGES, (t.number,))
-                if write.events:
-                    event_curs[i] = await conn.execute(_INSERT_EVENTS, (
-                        t.number, [e.at for e in write.events], [e.action for e in write.events],
-                        [orjson.dumps(event_to_dict(e)).decode() for e in write.events]))
-                stages = stage_rows(write.record)
-                if stages:
-                    await conn.execute(_INSERT_STAGES, (t.number, *map(list, zip(*stages))))
                 if write.alarm_key:
                     await conn.execute(_CLAIM_ALARM, (write.alarm_key, t.number))
-                action = write.events[-1].action if write.events else "save"
-                change_curs.append(await conn.execute(_INSERT_CHANGE, (t.number, t.version, action, t.state.value)))
+                stages = stage_rows(write.record)
+                events = write.events
+                rows_curs[i] = await conn.execute(_TICKET_ROWS, {
+                    "n": t.number, "v": t.version, "a": events[-1].action if events else "save", "s": t.state.value,
+                    "at": [e.at for e in events], "act": [e.action for e in events],
+                    "ev": [orjson.dumps(event_to_dict(e)).decode() for e in events],
+                    "st": [x[0] for x in stages], "dl": [x[1] for x in stages], "ls": [x[2] for x in stages]})
             for write in sorted(incidents, key=lambda w: w.incident.incident_id):
                 row = incident_row(write.incident, write.rev)
                 if write.previous is None:
@@ -253,9 +254,13 @@ class TicketStore:
                     raise _Stale(*what)
             for f in extra:
                 await f(conn)
-            event_ids = [str(row[0]) for i in sorted(event_curs) for row in await event_curs[i].fetchall()]
-            changes = [dict(zip(("id", "number", "version", "action", "state"), await cur.fetchone()))
-                       for cur in change_curs]
+            event_ids, changes = [], []
+            for i, write in enumerate(tickets):
+                change_id, ids = await rows_curs[i].fetchone()
+                event_ids += [str(x) for x in ids]
+                t = write.record.ticket
+                changes.append({"id": change_id, "number": t.number, "version": t.version, "state": t.state.value,
+                                "action": write.events[-1].action if write.events else "save"})
         return event_ids, changes
 
     async def _refusal(self, conn: psycopg.AsyncConnection, exc: pg_errors.UniqueViolation,
@@ -461,7 +466,7 @@ class TicketStore:
         condition = " AND ".join(parts) or "true"
         if ranked:
             return await self._ranked(now_s, condition=condition, params=params, offset=offset, limit=limit)
-        return await self._newest(condition=condition, params=params, offset=offset, limit=limit)
+        return await self.newest(condition=condition, params=params, offset=offset, limit=limit)
 
     async def _ranked(self, now_s: float, *, condition: str, params: Sequence[Any], offset: int,
                       limit: int) -> tuple[list[TicketRecord], int]:
@@ -474,8 +479,8 @@ class TicketStore:
             count = int((await total.fetchone())[0])
         return [TicketRecord.from_json(r) for (r,) in rows], count
 
-    async def _newest(self, *, condition: str, params: Sequence[Any], offset: int,
-                      limit: int) -> tuple[list[TicketRecord], int]:
+    async def newest(self, *, condition: str, params: Sequence[Any], offset: int,
+                     limit: int) -> tuple[list[TicketRecord], int]:
         """A page of the tickets matching `condition` (SQL over ``tickets t``), newest first, and
         how many match."""
         async with self.db.connection() as conn, conn.pipeline():
@@ -486,6 +491,13 @@ class TicketStore:
             rows = await page.fetchall()
             count = int((await total.fetchone())[0])
         return [TicketRecord.from_json(r) for (r,) in rows], count
+
+    async def numbers_since(self, column: str, since: datetime) -> list[str]:
+        """Numbers of the tickets created (``created_at``) or resolved (``resolved_at``) since a time."""
+        if column not in ("created_at", "resolved_at"):
+            raise ValueError(f"not a time column of tickets: {column!r}")
+        rows = await self.db.fetch(f"SELECT number FROM tickets WHERE {column} >= %s", (since,))
+        return [row["number"] for row in rows]
 
     async def index(self, name: str, *, newest_first: bool = True, start: int = 0,
                     stop: int = -1) -> list[str]:

@@ -218,19 +218,9 @@ class LiveFeed:
             return
         since = datetime.fromtimestamp(start, timezone.utc)
         prefix = f"GD{day}-"
-        created = {n for n in await self._numbers_where("t.created_at >= %s", since) if n.startswith(prefix)}
-        resolved = set(await self._numbers_where("t.resolved_at >= %s", since))
+        created = {n for n in await self.tickets.numbers_since("created_at", since) if n.startswith(prefix)}
+        resolved = set(await self.tickets.numbers_since("resolved_at", since))
         self._today_day, self._created_today, self._resolved_today = day, created, resolved
-
-    async def _numbers_where(self, condition: str, since: datetime, page: int = 5000) -> list[str]:
-        """Numbers of the tickets matching a condition of the ticket store's listing."""
-        numbers: list[str] = []
-        while True:
-            records, _ = await self.tickets.newest(condition=condition, params=(since,), offset=len(numbers),
-                                                   limit=page)
-            numbers.extend(r.ticket.number for r in records)
-            if len(records) < page:
-                return numbers
 
     @staticmethod
     def _count_change(change: Mapping[str, Any], prefix: str, created: set[str], resolved: set[str]) -> None:

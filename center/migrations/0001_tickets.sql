@@ -37,6 +37,7 @@ CREATE INDEX tickets_crew_open ON tickets (crew_id) WHERE open AND crew_id IS NO
 CREATE INDEX tickets_color_open ON tickets (color, created_at) WHERE open;
 CREATE INDEX tickets_point_open ON tickets (lat, lon) WHERE open AND lat IS NOT NULL;
 CREATE INDEX tickets_callbacks ON tickets (resolved_at) WHERE state IN ('resolved', 'callback');
+CREATE INDEX tickets_resolved ON tickets (resolved_at) WHERE resolved_at IS NOT NULL;
 CREATE INDEX tickets_unit_created ON tickets (unit_id, created_at);
 CREATE INDEX tickets_police_open ON tickets (created_at) WHERE open AND police_kind IS NOT NULL;
 CREATE INDEX tickets_supervise_open ON tickets (created_at) WHERE open AND (color = 'red' OR supervised);
