@@ -350,7 +350,7 @@ async def full_api(vapi, tmp_path):
 
     services = vapi.server.request_callback.settings["services"]
     parts = await build(vapi.store, test_settings(tmp_path), None, tickets=vapi.manager, clock=vapi.clock)
-    kpi = KpiService(vapi.store.redis, policy=vapi.manager.policy)
+    kpi = KpiService(vapi.store.db, vapi.store.redis, policy=vapi.manager.policy)
     await kpi.start()
     services.extra.update({"dispatch": parts.dispatch, "police": parts.police, "kpi": kpi})
     yield vapi
