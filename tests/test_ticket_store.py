@@ -371,3 +371,18 @@ async def test_the_list_filters_are_sql_over_the_indexes(store):
     assert (await listed(color="blue"))[1] == 2 and (await listed(color="red"))[1] == 0
     assert await listed(limit=1, offset=1) == ((await listed())[0][1:], 2)
     assert await store.index("state:cancelled") == [c] and await store.index("open", newest_first=False) == [a, b]
+
+
+async def test_a_redis_wipe_loses_no_ticket_event_incident_or_number(store):
+    first = await _create(store, alarm_key="S01:1")
+    ticket = first.record.ticket
+    await store.save([], [IncidentWrite(open_incident("INC20261122-0001", ticket), 1)])
+    seq = await store.next_number_seq(T0.date())
+    await store.redis.flushall()
+    assert (await store.get(ticket.number)).ticket == ticket
+    assert [e["action"] for _, e in await store.events(ticket.number)] == ["create"]
+    assert await store.alarm_ticket("S01:1") == ticket.number
+    assert await store.incident_ids(open_only=True) == ["INC20261122-0001"]
+    assert await store.next_number_seq(T0.date()) == seq + 1  # no number drawn twice
+    page, total = await TicketManager(store, None, clock=Clock(T0)).list(DISPATCHER)
+    assert [r.ticket.number for r in page] == [ticket.number] and total == 1
