@@ -199,8 +199,10 @@ class TicketStore:
         must be free), else Conflict with the actual version. An incident must still be at
         `rev - 1` (new: absent), and an `alarm_key` must be unclaimed, else GuardFailed. A point
         out of the WGS84 ranges raises CoordinateError before anything is written. Each `extra`
-        is awaited as ``f(conn)`` inside the transaction (another store's rows); if it raises,
-        nothing is written. Returns the new audit event ids in order.
+        is awaited as ``f(conn)`` inside the transaction (another store's rows), after the
+        ticket statements, with the connection still in pipeline mode (read a statement's result
+        with RETURNING and fetch, not ``rowcount``); if it raises, nothing is written. Returns the
+        new audit event ids in order.
         """
         for write in tickets:
             check_ticket_point(write.record)
