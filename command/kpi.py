@@ -216,7 +216,10 @@ class KpiState:
         start, end = period_start.timestamp(), period_end.timestamp()
         created, resolved = cols["created"], cols["resolved"]
         rows = np.flatnonzero(base & (((created >= start) & (created < end)) | ((resolved >= start) & (resolved < end))))
-        subset = {name: col[rows] for name, col in cols.items()}  # a day's report touches a day's rows
+        if len(rows) == len(created):  # every row counts (a frame read for this period): no copy
+            subset = cols
+        else:  # a day's report touches a day's rows
+            subset = {name: col[rows] for name, col in cols.items()}
         filters = {"category": category, "district": district, "unit": unit}
         return build_report(self, subset, np.ones(len(rows), dtype=bool), period_start, period_end, tz, filters)
 
