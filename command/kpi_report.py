@@ -55,6 +55,25 @@ class _Ctx:
         self.resolved = base & (cols["resolved"] >= s) & (cols["resolved"] < e)
         self._sorted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._grouped: dict[tuple[str, str], tuple[np.ndarray, ...]] = {}
+        self._masks: dict[str, np.ndarray] = {}
+        self._weights: dict[tuple[str, ...], np.ndarray] = {}
+
+    def weight(self, metrics: tuple[str, ...]) -> np.ndarray:
+        """Per row, how many of the metrics' masks hold it, as float64 (bincount weights; cached)."""
+        hit = self._weights.get(metrics)
+        if hit is None:
+            total = np.zeros(len(self.created), dtype=np.float64)
+            for metric in metrics:
+                total += self.mask(metric)
+            hit = self._weights[metrics] = total
+        return hit
+
+    def mask(self, metric: str) -> np.ndarray:
+        """The rows behind a `DRILL_METRICS` metric (cached: rankings and sections share them)."""
+        hit = self._masks.get(metric)
+        if hit is None:
+            hit = self._masks[metric] = DRILL_METRICS[metric](self)
+        return hit
 
     def sorted_values(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
         """(row indices, values) of a duration within its period basis, ascending by value (cached)."""
@@ -116,7 +135,7 @@ def _metrics() -> dict[str, Callable[[_Ctx], np.ndarray]]:
         for suffix, test in (("due", lambda c: c >= 0), ("met", lambda c: c == 1), ("missed", lambda c: c == 0)):
             m[f"{stage}_on_time_{suffix}"] = (lambda x, stage=stage, test=test:
                                       x.basis(STAGE_BASIS[stage]) & test(x.cols[f"met_{stage}"]))
-    m["on_time_missed"] = lambda x: np.logical_or.reduce([m[f"{s}_on_time_missed"](x) for s in STAGES])
+    m["on_time_missed"] = lambda x: np.logical_or.reduce([x.mask(f"{s}_on_time_missed") for s in STAGES])
     for name, basis in DURATION_BASIS.items():
         m[name] = lambda x, name=name, basis=basis: x.basis(basis) & np.isfinite(x.cols[name])
     return m
@@ -169,14 +188,15 @@ def _by(state: KpiState, cols: Cols, column: str, mask: np.ndarray) -> dict[str,
     return {names[i]: int(counts[i]) for i in np.flatnonzero(counts)}
 
 
-def _stats(prefix: str, values: np.ndarray) -> dict[str, Any]:
-    n, mean, median, p90 = summary(values)
+def _stats(prefix: str, values: np.ndarray, ascending: np.ndarray | None = None) -> dict[str, Any]:
+    n, mean, median, p90 = summary(values, ascending)
     return {f"{prefix}_count": n, f"{prefix}_mean": mean, f"{prefix}_median": median, f"{prefix}_p90": p90}
 
 
-def _counts(codes: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
-    c = codes[mask]
-    return np.bincount(c[c >= 0], minlength=n)[:n]
+def _counts(codes: np.ndarray, weights: np.ndarray, n: int) -> np.ndarray:
+    """Per code 0..n-1 the sum of the rows' weights (counts: whole numbers, exact in float64); a
+    weighted bincount over every row costs less than selecting a mask's rows first."""
+    return np.bincount(codes, weights=weights, minlength=n + 1)[:n].astype(np.int64)
 
 
 def _times_by(state: KpiState, ctx: _Ctx) -> dict[str, dict[str, dict[str, Any]]]:
@@ -196,16 +216,18 @@ def _times_by(state: KpiState, ctx: _Ctx) -> dict[str, dict[str, dict[str, Any]]
 
 def _rankings(state: KpiState, ctx: _Ctx, group: str) -> list[dict[str, Any]]:
     cols, names = ctx.cols, _names(state, group)
-    n, codes = len(names), cols[group]
-    tickets, resolved = _counts(codes, ctx.created, n), _counts(codes, ctx.resolved, n)
+    n = len(names)
+    codes = np.where(cols[group] >= 0, cols[group], n)  # no group: counted past the last code, dropped
+
+    def counts(*metrics: str) -> np.ndarray:  # rows per group, summed over the metrics' masks
+        return _counts(codes, ctx.weight(metrics), n)
+
+    tickets, resolved = counts("created"), counts("resolved")
     arrival, repair = ctx.grouped(group, "arrival_time_s", n), ctx.grouped(group, "repair_time_s", n)
-    due = sum(_counts(codes, DRILL_METRICS[f"{s}_on_time_due"](ctx), n) for s in STAGES)
-    met = sum(_counts(codes, DRILL_METRICS[f"{s}_on_time_met"](ctx), n) for s in STAGES)
-    late = _counts(codes, DRILL_METRICS["on_time_missed"](ctx), n)
-    ftf = _counts(codes, ctx.ftf(), n)
-    reopened = _counts(codes, DRILL_METRICS["reopened"](ctx), n)
-    done = _counts(codes, ctx.callback_done(), n)
-    sat = _counts(codes, DRILL_METRICS["satisfied_or_basically"](ctx), n)
+    due = counts(*(f"{s}_on_time_due" for s in STAGES))
+    met = counts(*(f"{s}_on_time_met" for s in STAGES))
+    late, ftf, reopened = counts("on_time_missed"), counts("first_time_fix"), counts("reopened")
+    done, sat = counts("callback_done"), counts("satisfied_or_basically")
     rows = []
     for i in np.flatnonzero((tickets > 0) | (resolved > 0)):
         rates = {"on_time_rate": rate(int(met[i]), int(due[i])),
@@ -253,7 +275,7 @@ def build_report(state: KpiState, cols: Cols, base: np.ndarray, start: datetime,
     volume = {"tickets": created, "resolved": int(r_in.sum()),
               **{f"by_{g}": _by(state, cols, g, c_in) for g in ("channel", "category", "type", "district", "unit")},
               "by_hour": [int(h) for h in hours]}
-    count = {name: int(DRILL_METRICS[name](ctx).sum()) for name in (
+    count = {name: int(ctx.mask(name).sum()) for name in (
         "repeat", "red", "orange", "merged", "cancelled", "open", "closed_on_call", "transferred",
         "police_handover", "police_transfer_in")}
     intake = {**{f"{k}_tickets": v for k, v in count.items()},
@@ -264,15 +286,17 @@ def build_report(state: KpiState, cols: Cols, base: np.ndarray, start: datetime,
               **_stats("police_ack_s", cols["police_ack_s"][c_in])}
     times: dict[str, Any] = {}
     for metric, basis in DURATION_BASIS.items():
-        if metric != "police_ack_s":
+        if metric in GROUPED_TIMES:  # sorted already for the groups' percentiles
+            times.update(_stats(metric, cols[metric][ctx.basis(basis)], ctx.sorted_values(metric)[1]))
+        elif metric != "police_ack_s":
             times.update(_stats(metric, cols[metric][ctx.basis(basis)]))
     on_time: dict[str, Any] = {}
     for stage in STAGES:
-        due, met = int(DRILL_METRICS[f"{stage}_on_time_due"](ctx).sum()), int(DRILL_METRICS[f"{stage}_on_time_met"](ctx).sum())
+        due, met = int(ctx.mask(f"{stage}_on_time_due").sum()), int(ctx.mask(f"{stage}_on_time_met").sum())
         on_time.update({f"{stage}_on_time_due": due, f"{stage}_on_time_met": met,
                         f"{stage}_on_time_rate": rate(met, due)})
     resolved = int(r_in.sum())
-    q = {name: int(DRILL_METRICS[name](ctx).sum()) for name in (
+    q = {name: int(ctx.mask(name).sum()) for name in (
         "first_time_fix", "reopened", "callback_due", "callback_done", *CALLBACK_RESULTS)}
     quality = {"resolved": resolved, **q,
                "first_time_fix_rate": rate(q["first_time_fix"], resolved),

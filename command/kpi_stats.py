@@ -84,12 +84,14 @@ def local_day_index(epoch: np.ndarray, start: datetime, tz: tzinfo) -> np.ndarra
     return np.floor((local - origin) / DAY_S).astype(np.int64)
 
 
-def summary(values: np.ndarray) -> tuple[int, float | None, float | None, float | None]:
-    """(count, mean, median, p90) of the finite values; None statistics when there are none."""
+def summary(values: np.ndarray, ascending: np.ndarray | None = None) -> tuple[int, float | None, float | None, float | None]:
+    """(count, mean, median, p90) of the finite values; None statistics when there are none.
+    `ascending`: the same finite values already sorted (the percentiles' partition is then cheap;
+    the mean still sums `values` in their own order, so it is the same to the last bit)."""
     v = values[np.isfinite(values)]
     if v.size == 0:
         return 0, None, None, None
-    median, p90 = np.percentile(v, [50, 90])
+    median, p90 = np.percentile(v if ascending is None else ascending, [50, 90])
     return int(v.size), float(v.mean()), float(median), float(p90)
 
 
@@ -112,13 +114,29 @@ def value_sorted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, values[order]
 
 
+def stable_code_order(codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """The stable ascending order of non-negative `codes` (< `n_groups`): an LSD radix sort by
+    bytes, as numpy's stable argsort of uint8 is a counting sort (ten times its int16 argsort)."""
+    if n_groups > 1 << 24:
+        return np.argsort(codes, kind="stable")
+    order = np.argsort(codes.astype(np.uint8), kind="stable")  # the low byte (casting wraps)
+    shift = 8
+    while n_groups > 1 << shift:
+        byte = (codes[order] >> shift).astype(np.uint8)
+        order = order[np.argsort(byte, kind="stable")]
+        shift += 8
+    return order
+
+
 def grouped_sorted(codes: np.ndarray, sorted_values: np.ndarray, n_groups: int) -> tuple[np.ndarray, ...]:
-    """`group_summary` of values already in ascending order (codes aligned; negative codes skipped)."""
-    keep = codes >= 0
-    c, v = codes[keep], sorted_values[keep]
-    small = c.astype(np.int16) if n_groups < 32000 else c
-    by_code = np.argsort(small, kind="stable")
-    c, v = c[by_code], v[by_code]
+    """`group_summary` of values already in ascending order (codes aligned; negative codes skipped).
+
+    Counts and sums come from bincounts over the values as they are (a stable sort keeps each
+    group's values in that order, so the sums are the same to the last bit); the percentiles
+    gather only the order statistics they need through the stable order by code."""
+    v = sorted_values
+    span = max(n_groups, int(codes.max()) + 1) if codes.size else n_groups
+    c = np.where(codes >= 0, codes, span)  # skipped: sorted after every group
     count = np.bincount(c, minlength=n_groups)[:n_groups]
     total = np.bincount(c, weights=v, minlength=n_groups)[:n_groups]
     starts = np.concatenate(([0], np.cumsum(count)[:-1]))
@@ -127,16 +145,17 @@ def grouped_sorted(codes: np.ndarray, sorted_values: np.ndarray, n_groups: int) 
     out = [count, mean]
     has = count > 0
     last = (count - 1).clip(min=0)
+    by_code = stable_code_order(c, span + 1) if has.any() else None
     for q in (0.5, 0.9):
         pos = last * q
         lo = np.floor(pos).astype(np.int64)
         frac = pos - lo
         hi = np.minimum(lo + 1, last)
         res = np.full(n_groups, np.nan)
-        if v.size:
-            idx_lo = np.where(has, starts + lo, 0)
-            idx_hi = np.where(has, starts + hi, 0)
-            res = np.where(has, v[idx_lo] + (v[idx_hi] - v[idx_lo]) * frac, np.nan)
+        if by_code is not None:
+            v_lo = v[by_code[np.where(has, starts + lo, 0)]]
+            v_hi = v[by_code[np.where(has, starts + hi, 0)]]
+            res = np.where(has, v_lo + (v_hi - v_lo) * frac, np.nan)
         out.append(res)
     return tuple(out)
 
