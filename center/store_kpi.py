@@ -18,9 +18,10 @@ and p90s per group, rankings and drill-downs (`command.kpi_report`); computing t
 same columns with the same code keeps one definition of every number (the pure rebuild from the
 events gives the same report, by test). A period's rows come out as one ``string_agg(packed)``
 per six weeks of the period (at least two; queries run in parallel, each an index-only scan of
-``kpi_facts_created``, which includes the packed row): fixed-width records, 160 bytes a ticket
-(the first field the ticket's fact id, its first audit event's id), that numpy reads as they are
-(a COPY would hand them over one Python iteration per row).
+``kpi_facts_created``, which includes the packed row; the rows resolved in the period but created
+outside it in one more query): fixed-width records, 160 bytes a ticket (the first field the
+ticket's fact id, its first audit event's id), that numpy reads as they are (a COPY would hand
+them over one Python iteration per row), each field straight into its column.
 """
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ _PACK = struct.Struct("<q" + "d" * len(FLOAT_COLUMNS) + "i" * len(ID_COLUMNS) + 
                       + "h" * len(COUNT_COLUMNS) + "b" * len(MET_COLUMNS) + "x" * _PAD)
 assert _PACK.size == PACKED.itemsize
 CHUNK_SPAN = timedelta(days=46)  # a report reads its period in parallel queries of at most this span
+MIN_CHUNKS = 2
 _N_FLOAT, _N_ENUM, _N_ID = len(FLOAT_COLUMNS), len(ENUM_COLUMNS), len(ID_COLUMNS)
 _INT16_MAX = 32767
 
@@ -305,23 +307,22 @@ class KpiFacts:
                 filters.append(f"{column} = ANY(%s)")
                 params.append(list(wanted))
         extra = "".join(f" AND {f}" for f in filters)
-        chunks = max(2, math.ceil((end - start) / CHUNK_SPAN))  # queries in parallel
+        chunks = max(MIN_CHUNKS, math.ceil((end - start) / CHUNK_SPAN))  # queries in parallel
         step = (end - start) / chunks
         cuts = [start + step * i for i in range(chunks)] + [end]
         parts = [self._rows("created >= %s AND created < %s" + extra, (a, b, *params))
                  for a, b in zip(cuts, cuts[1:])]
-        for other, value in (("created < %s", (start,)), ("created >= %s", (end,)), ("created IS NULL", ())):
-            # resolved in the period, created outside it: on the index (resolved, created)
-            parts.append(self._rows("resolved >= %s AND resolved < %s AND " + other + extra,
-                                    (start, end, *value, *params), by_index=True))
-        packed = np.concatenate(await asyncio.gather(*parts))
-        codes = await self.names()
-        cols = {name: packed[name].astype(np.float64) for name in FLOAT_COLUMNS}
+        # resolved in the period, created outside it: on the index (resolved, created)
+        parts.append(self._rows("resolved >= %s AND resolved < %s"
+                                " AND (created < %s OR created >= %s OR created IS NULL)" + extra,
+                                (start, end, start, end, *params), by_index=True))
+        *chunks_read, codes = await asyncio.gather(*parts, self.names())
+        cols = {name: _column(chunks_read, name, np.float64) for name in FLOAT_COLUMNS}
         for name in ENUM_COLUMNS:
-            cols[name] = _enum_lut(codes[name], name)[packed[name].astype(np.int64) + 1]
+            cols[name] = _enum_lut(codes[name], name)[_column(chunks_read, name, np.int32) + 1]
         for name in ID_COLUMNS + COUNT_COLUMNS + MET_COLUMNS:
-            cols[name] = packed[name].astype(np.int32)
-        ids = packed["id"].astype(np.int64)
+            cols[name] = _column(chunks_read, name, np.int32)
+        ids = _column(chunks_read, "id", np.int64)
         found = None
         if numbers:
             by_id = await self.numbers_of(ids.tolist())
@@ -334,6 +335,17 @@ class KpiFacts:
             return {}
         rows = await self.db.fetch("SELECT id, number FROM kpi_facts WHERE id = ANY(%s)", (list(ids),))
         return {row["id"]: row["number"] for row in rows}
+
+
+def _column(chunks: Sequence[np.ndarray], name: str, dtype: type) -> np.ndarray:
+    """One field of the chunks' packed records as a column of `dtype`, filled chunk by chunk
+    (concatenating the records first would copy every whole record once more)."""
+    out = np.empty(sum(len(chunk) for chunk in chunks), dtype=dtype)
+    at = 0
+    for chunk in chunks:
+        out[at:at + len(chunk)] = chunk[name]
+        at += len(chunk)
+    return out
 
 
 def _enum_lut(codes: Codes, kind: str) -> np.ndarray:
