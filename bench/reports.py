@@ -239,13 +239,13 @@ def _copy_chunk(conn: psycopg.Connection, facts: KpiFacts, state, rows, stream: 
         first.setdefault(event["ticket_number"], base + k + 1)
         last[event["ticket_number"]] = base + k + 1
     with conn.cursor().copy("COPY kpi_facts (id, number, last_event_id, created, resolved, category, district,"
-                            " unit_id, crew_id, state, packed) FROM STDIN") as copy:
+                            " unit_id, crew_id, state, packed, extra) FROM STDIN") as copy:
         for number, values in rows:
             acc = state._acc[number]
             a = acc.attrs
             copy.write_row((first[number], number, last[number], _time(values[0]), _time(values[1]),
                             a.get("category"), a.get("district"), a.get("unit_id"), acc.crew_id(), acc.state,
-                            facts.pack(first[number], values)))
+                            *facts.pack(first[number], values)))
     return base + len(stream)
 
 
@@ -270,12 +270,12 @@ async def measure(url: str) -> None:
 
     def report(period, **filters):
         async def run() -> None:
-            frame = await facts.frame(*period, **filters)
+            frame = await facts.frame(*period, **filters, full=False)  # as the report API reads
             frame.report(*period, **{k: list(v) for k, v in filters.items()})
         return run
 
     try:
-        r = (await facts.frame(*month)).report(*month)
+        r = (await facts.frame(*month, full=False)).report(*month)
         rows = len(await facts.frame(*year))
         progress(f"month: {r.volume['tickets']} tickets, satisfaction {r.quality['satisfaction_rate']:.3f}, "
                  f"{len(r.rankings['crew'])} crews ranked; year: {rows} rows")

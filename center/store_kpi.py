@@ -16,12 +16,20 @@ across restarts and Redis wipes, and a report reads only its period's rows.
 Why reports read packed rows into numpy rather than GROUP BY in SQL: the report holds medians
 and p90s per group, rankings and drill-downs (`command.kpi_report`); computing them from the
 same columns with the same code keeps one definition of every number (the pure rebuild from the
-events gives the same report, by test). A period's rows come out as one ``string_agg(packed)``
-per six weeks of the period (at least two; queries run in parallel, each an index-only scan of
+events gives the same report, by test). A period's rows come out as one ``string_agg`` per six
+weeks of the period (at least two; queries run in parallel, each an index-only scan of
 ``kpi_facts_created``, which includes the packed row; the rows resolved in the period but created
-outside it in one more query): fixed-width records, 160 bytes a ticket (the first field the
-ticket's fact id, its first audit event's id), that numpy reads as they are (a COPY would hand
+outside it in one more query): fixed-width records that numpy reads as they are (a COPY would hand
 them over one Python iteration per row), each field straight into its column.
+
+The row is packed in two parts: ``packed``, the 120 bytes a report reads (`REPORT_FIELDS`), and
+``extra``, 40 bytes: the fact id (the ticket's first audit event's id) and the columns only
+drill-downs, exports and maps read (first resolution, position, grid, urgency, area class). A
+report (``frame(full=False)``) aggregates ``packed`` alone; the rest ``packed || extra``. Why: the
+server's aggregate, the transfer and the client's copies cost by the byte, and reading a month
+of 300,000 tickets was half of a report's time. Why no summary table per day and group: a
+report's medians and p90s (per unit, crew, district, category) do not add up from daily
+summaries, so it reads the rows anyway.
 """
 from __future__ import annotations
 
@@ -40,19 +48,41 @@ import redis.asyncio as aioredis
 from center.db import Database
 from center.store_tickets import CHANGES_STREAM
 from command.kpi import (
-    COUNT_COLUMNS, ENUM_COLUMNS, FLOAT_COLUMNS, ID_COLUMNS, MET_COLUMNS, Codes, KpiFrame,
+    COLUMNS, COUNT_COLUMNS, ENUM_COLUMNS, FLOAT_COLUMNS, ID_COLUMNS, MET_COLUMNS, Codes, KpiFrame,
 )
 from command.kpi_facts import TicketAccumulator
 
 NAME_KINDS = tuple(ENUM_COLUMNS) + ID_COLUMNS
-_PAD = 8 - (8 + 8 * len(FLOAT_COLUMNS) + 4 * len(ID_COLUMNS) + 2 * (len(ENUM_COLUMNS) + len(COUNT_COLUMNS))
-             + len(MET_COLUMNS)) % 8  # records of a multiple of 8 bytes: every field aligned
-PACKED = np.dtype([("id", "<i8")] + [(n, "<f8") for n in FLOAT_COLUMNS] + [(n, "<i4") for n in ID_COLUMNS]
-                  + [(n, "<i2") for n in ENUM_COLUMNS] + [(n, "<i2") for n in COUNT_COLUMNS]
-                  + [(n, "i1") for n in MET_COLUMNS] + [("pad", "V%d" % _PAD)])
-_PACK = struct.Struct("<q" + "d" * len(FLOAT_COLUMNS) + "i" * len(ID_COLUMNS) + "h" * len(ENUM_COLUMNS)
-                      + "h" * len(COUNT_COLUMNS) + "b" * len(MET_COLUMNS) + "x" * _PAD)
-assert _PACK.size == PACKED.itemsize
+_KIND = {**{n: ("d", "<f8") for n in FLOAT_COLUMNS}, **{n: ("i", "<i4") for n in ID_COLUMNS},
+         **{n: ("h", "<i2") for n in (*ENUM_COLUMNS, *COUNT_COLUMNS)}, **{n: ("b", "i1") for n in MET_COLUMNS},
+         "id": ("q", "<i8")}
+# What a report reads (`command.kpi_report`), in ``packed``; the rest of the row, in ``extra``.
+REPORT_FIELDS = tuple(n for n in FLOAT_COLUMNS if n not in ("first_resolved", "lon", "lat")) + (
+    "district", "unit", "crew") + tuple(n for n in ENUM_COLUMNS if n not in ("urgency", "area_class")) + (
+    COUNT_COLUMNS + MET_COLUMNS)
+EXTRA_FIELDS = ("id", "first_resolved", "lon", "lat", "grid", "urgency", "area_class")
+assert sorted(REPORT_FIELDS + EXTRA_FIELDS) == sorted(("id",) + COLUMNS)
+
+
+def _layout(fields: Sequence[str]) -> tuple[np.dtype, struct.Struct]:
+    """The numpy dtype and struct of little-endian records of these fields, padded to a multiple
+    of 8 bytes (the extra part follows the report part aligned)."""
+    size = sum(struct.calcsize("<" + _KIND[n][0]) for n in fields)
+    pad = -size % 8
+    dtype = np.dtype([(n, _KIND[n][1]) for n in fields] + ([("pad", "V%d" % pad)] if pad else []))
+    packer = struct.Struct("<" + "".join(_KIND[n][0] for n in fields) + "x" * pad)
+    assert packer.size == dtype.itemsize
+    return dtype, packer
+
+
+REPORT_ROW, _PACK_REPORT = _layout(REPORT_FIELDS)  # 120 bytes a ticket
+EXTRA_ROW, _PACK_EXTRA = _layout(EXTRA_FIELDS)  # 40 bytes
+PACKED = np.dtype({"names": [*REPORT_FIELDS, *EXTRA_FIELDS],
+                   "formats": [REPORT_ROW.fields[n][0] for n in REPORT_FIELDS]
+                   + [EXTRA_ROW.fields[n][0] for n in EXTRA_FIELDS],
+                   "offsets": [REPORT_ROW.fields[n][1] for n in REPORT_FIELDS]
+                   + [REPORT_ROW.itemsize + EXTRA_ROW.fields[n][1] for n in EXTRA_FIELDS],
+                   "itemsize": REPORT_ROW.itemsize + EXTRA_ROW.itemsize})  # packed || extra
 CHUNK_SPAN = timedelta(days=46)  # a report reads its period in parallel queries of at most this span
 MIN_CHUNKS = 2
 _N_FLOAT, _N_ENUM, _N_ID = len(FLOAT_COLUMNS), len(ENUM_COLUMNS), len(ID_COLUMNS)
@@ -112,11 +142,12 @@ class KpiChanges:
         return [(_text(sid), {_text(k): _text(v) for k, v in fields.items()}) for sid, fields in reply[0][1]]
 
 
-def parse_records(buf: bytes | bytearray | memoryview) -> np.ndarray:
-    """The packed rows of ``string_agg(packed, '')`` as records (ValueError on another width)."""
-    if len(buf) % PACKED.itemsize:
+def parse_records(buf: bytes | bytearray | memoryview, dtype: np.dtype = PACKED) -> np.ndarray:
+    """The rows of ``string_agg(packed || extra, '')`` (or of ``packed`` alone, `REPORT_ROW`) as
+    records (ValueError on another width)."""
+    if len(buf) % dtype.itemsize:
         raise ValueError("KPI records of an unexpected width")
-    return np.frombuffer(buf, dtype=PACKED)
+    return np.frombuffer(buf, dtype=dtype)
 
 
 class KpiFacts:
@@ -198,15 +229,19 @@ class KpiFacts:
             for kind, name, code in await cur.fetchall():
                 self._codes[kind][name] = code
 
-    def pack(self, fact_id: int, values: Sequence[Any]) -> bytes:
-        """A ticket's `command.kpi.named_row` as the packed bytes: its fact id, then the row
-        (names as codes, -1 for none)."""
+    def pack(self, fact_id: int, values: Sequence[Any]) -> tuple[bytes, bytes]:
+        """A ticket's `command.kpi.named_row` as the bytes of ``packed`` (what a report reads) and
+        ``extra`` (its fact id and the rest): names as codes (-1 for none), counts capped at int16."""
         codes = self._codes
-        names = values[_N_FLOAT:_N_FLOAT + _N_ENUM + _N_ID]
-        coded = [-1 if name is None else codes[kind][str(name)] for kind, name in zip(NAME_KINDS, names)]
-        counts = [min(int(v), _INT16_MAX) for v in values[_N_FLOAT + _N_ENUM + _N_ID:-len(MET_COLUMNS)]]
-        return _PACK.pack(fact_id, *values[:_N_FLOAT], *coded[_N_ENUM:], *coded[:_N_ENUM], *counts,
-                          *values[-len(MET_COLUMNS):])
+        row = dict(zip(COLUMNS, values))
+        for kind in NAME_KINDS:
+            name = row[kind]
+            row[kind] = -1 if name is None else codes[kind][str(name)]
+        for name in COUNT_COLUMNS:
+            row[name] = min(int(row[name]), _INT16_MAX)
+        row["id"] = fact_id
+        return (_PACK_REPORT.pack(*[row[n] for n in REPORT_FIELDS]),
+                _PACK_EXTRA.pack(*[row[n] for n in EXTRA_FIELDS]))
 
     async def write(self, folded: Sequence[tuple[FoldRow, TicketAccumulator, int, tuple[Any, ...]]], *,
                     force: bool = False) -> None:
@@ -224,7 +259,8 @@ class KpiFacts:
             await self._ensure_codes(conn, wanted)
             facts = [r for r in folded if force or r[2] > r[0].last_event_id]
             cols: dict[str, list[Any]] = {k: [] for k in (
-                "id", "number", "last", "created", "resolved", "category", "district", "unit", "crew", "state", "packed")}
+                "id", "number", "last", "created", "resolved", "category", "district", "unit", "crew", "state",
+                "packed", "extra")}
             for row, acc, last, values in facts:
                 cols["id"].append(row.fact_id)
                 cols["number"].append(row.number)
@@ -236,7 +272,9 @@ class KpiFacts:
                 cols["unit"].append(acc.attrs.get("unit_id"))
                 cols["crew"].append(acc.crew_id())
                 cols["state"].append(acc.state)
-                cols["packed"].append(self.pack(row.fact_id, values))
+                packed, extra = self.pack(row.fact_id, values)
+                cols["packed"].append(packed)
+                cols["extra"].append(extra)
             async with conn.transaction():
                 await conn.execute(
                     "INSERT INTO kpi_folds (number, fact_id, version, last_event_id, fold)"
@@ -251,14 +289,14 @@ class KpiFacts:
                 if facts:
                     await conn.execute(
                         "INSERT INTO kpi_facts (id, number, last_event_id, created, resolved, category, district,"
-                        " unit_id, crew_id, state, packed)"
+                        " unit_id, crew_id, state, packed, extra)"
                         " SELECT * FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::timestamptz[], %s::timestamptz[],"
-                        " %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bytea[])"
+                        " %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bytea[], %s::bytea[])"
                         " ON CONFLICT (number) DO UPDATE SET id = EXCLUDED.id, last_event_id = EXCLUDED.last_event_id,"
                         " created = EXCLUDED.created, resolved = EXCLUDED.resolved,"
                         " category = EXCLUDED.category, district = EXCLUDED.district,"
                         " unit_id = EXCLUDED.unit_id, crew_id = EXCLUDED.crew_id, state = EXCLUDED.state,"
-                        " packed = EXCLUDED.packed WHERE %s OR kpi_facts.last_event_id < EXCLUDED.last_event_id",
+                        " packed = EXCLUDED.packed, extra = EXCLUDED.extra WHERE %s OR kpi_facts.last_event_id < EXCLUDED.last_event_id",
                         (*cols.values(), force))
 
     async def forget(self) -> None:
@@ -282,8 +320,10 @@ class KpiFacts:
             codes.index[row["name"]] = row["code"]
         return out
 
-    async def _rows(self, where: str, params: Sequence[Any], *, by_index: bool = False) -> np.ndarray:
-        """The packed rows of the facts matching `where`, aggregated by the server into one bytea
+    async def _rows(self, where: str, params: Sequence[Any], *, full: bool = True,
+                    by_index: bool = False) -> np.ndarray:
+        """The rows of the facts matching `where` (whole, or only what a report reads unless `full`),
+        aggregated by the server into one bytea
         (a row-by-row COPY costs a Python iteration per ticket). `by_index`: the planner, taking
         created and resolved for independent, expects a period's "resolved in it, created before"
         to be most rows and scans the table; the index (resolved, created) finds the few there are."""
@@ -292,15 +332,22 @@ class KpiFacts:
             await conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
             if by_index:
                 await conn.execute("SET LOCAL enable_seqscan = off")
-            cur = await conn.execute(f"SELECT string_agg(packed, ''::bytea) FROM kpi_facts WHERE {where}",
+            record = "packed || extra" if full else "packed"
+            cur = await conn.execute(f"SELECT string_agg({record}, ''::bytea) FROM kpi_facts WHERE {where}",
                                      params, binary=True)
             row = await cur.fetchone()
-        return parse_records(row[0] if row and row[0] is not None else b"")
+        return parse_records(row[0] if row and row[0] is not None else b"", PACKED if full else REPORT_ROW)
 
     async def frame(self, start: datetime, end: datetime, *, category: Sequence[str] = (),
-                    district: Sequence[str] = (), unit: Sequence[str] = (), numbers: bool = False) -> KpiFrame:
+                    district: Sequence[str] = (), unit: Sequence[str] = (), numbers: bool = False,
+                    full: bool = True) -> KpiFrame:
         """The KPI rows of the tickets created or resolved in [start, end), optionally only some
-        categories, districts or units, as a `KpiFrame` (with ticket numbers when asked)."""
+        categories, districts or units, as a `KpiFrame` (with ticket numbers when asked).
+        ``full=False``: only the columns a report reads (`REPORT_FIELDS`, 120 of the 160 bytes a
+        ticket); the others are NaN or -1 and the ids -1, so such a frame is for `report` alone,
+        never for a drill-down, an export or a selection."""
+        if numbers and not full:
+            raise ValueError("a report-only frame has no ticket ids to find numbers by")
         filters, params = [], []
         for column, wanted in (("category", category), ("district", district), ("unit_id", unit)):
             if wanted:
@@ -310,19 +357,23 @@ class KpiFacts:
         chunks = max(MIN_CHUNKS, math.ceil((end - start) / CHUNK_SPAN))  # queries in parallel
         step = (end - start) / chunks
         cuts = [start + step * i for i in range(chunks)] + [end]
-        parts = [self._rows("created >= %s AND created < %s" + extra, (a, b, *params))
+        parts = [self._rows("created >= %s AND created < %s" + extra, (a, b, *params), full=full)
                  for a, b in zip(cuts, cuts[1:])]
         # resolved in the period, created outside it: on the index (resolved, created)
         parts.append(self._rows("resolved >= %s AND resolved < %s"
                                 " AND (created < %s OR created >= %s OR created IS NULL)" + extra,
-                                (start, end, start, end, *params), by_index=True))
+                                (start, end, start, end, *params), full=full, by_index=True))
         *chunks_read, codes = await asyncio.gather(*parts, self.names())
-        cols = {name: _column(chunks_read, name, np.float64) for name in FLOAT_COLUMNS}
+        rows = sum(len(chunk) for chunk in chunks_read)
+        read = set(chunks_read[0].dtype.names)
+        cols = {name: _column(chunks_read, name, np.float64) if name in read else np.full(rows, np.nan)
+                for name in FLOAT_COLUMNS}
         for name in ENUM_COLUMNS:
-            cols[name] = _enum_lut(codes[name], name)[_column(chunks_read, name, np.int32) + 1]
+            cols[name] = (_enum_lut(codes[name], name)[_column(chunks_read, name, np.int32) + 1] if name in read
+                          else np.full(rows, -1, dtype=np.int32))
         for name in ID_COLUMNS + COUNT_COLUMNS + MET_COLUMNS:
-            cols[name] = _column(chunks_read, name, np.int32)
-        ids = _column(chunks_read, "id", np.int64)
+            cols[name] = _column(chunks_read, name, np.int32) if name in read else np.full(rows, -1, dtype=np.int32)
+        ids = _column(chunks_read, "id", np.int64) if full else np.full(rows, -1, dtype=np.int64)
         found = None
         if numbers:
             by_id = await self.numbers_of(ids.tolist())

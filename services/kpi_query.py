@@ -161,16 +161,18 @@ def state_payload(state: KpiState, query: ReportQuery, tz: tzinfo) -> dict[str, 
     return {"period": query.period(tz), "report": report.to_dict()}
 
 
-async def query_frame(kpi: KpiService, query: ReportQuery, tz: tzinfo, *, numbers: bool = False) -> KpiFrame:
-    """The KPI rows of the query's period and filters, read from PostgreSQL."""
+async def query_frame(kpi: KpiService, query: ReportQuery, tz: tzinfo, *, numbers: bool = False,
+                      full: bool = True) -> KpiFrame:
+    """The KPI rows of the query's period and filters, read from PostgreSQL (``full=False``: only
+    what a report reads, for `state_payload` alone; see `center.store_kpi.KpiFacts.frame`)."""
     start, end = query.bounds(tz)
     return await kpi.frame(start, end, category=query.category, district=query.district, unit=query.unit,
-                           numbers=numbers)
+                           numbers=numbers, full=full)
 
 
 async def report_payload(kpi: KpiService, query: ReportQuery, tz: tzinfo) -> dict[str, Any]:
-    """The report payload of the query (the API's answer)."""
-    return state_payload(await query_frame(kpi, query, tz), query, tz)
+    """The report payload of the query (the API's answer), from the report's columns alone."""
+    return state_payload(await query_frame(kpi, query, tz, full=False), query, tz)
 
 
 def drill_rows(frame: KpiFrame, query: ReportQuery, drill: DrillQuery, tz: tzinfo) -> np.ndarray:

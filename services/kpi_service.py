@@ -143,11 +143,14 @@ class KpiService:
         return self.facts
 
     async def frame(self, start: datetime, end: datetime, *, category: Sequence[str] = (),
-                    district: Sequence[str] = (), unit: Sequence[str] = (), numbers: bool = False) -> KpiFrame:
-        """The KPI rows of the tickets created or resolved in [start, end), current, filtered."""
+                    district: Sequence[str] = (), unit: Sequence[str] = (), numbers: bool = False,
+                    full: bool = True) -> KpiFrame:
+        """The KPI rows of the tickets created or resolved in [start, end), current, filtered
+        (``full=False``: a report's columns only, `center.store_kpi.KpiFacts.frame`)."""
         facts = await self.current()
         try:
-            return await facts.frame(start, end, category=category, district=district, unit=unit, numbers=numbers)
+            return await facts.frame(start, end, category=category, district=district, unit=unit, numbers=numbers,
+                                     full=full)
         except DB_TROUBLE as exc:
             self._db_trouble("report", exc)
             raise KpiUnavailable(f"PostgreSQL unavailable: {exc}") from None

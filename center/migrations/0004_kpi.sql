@@ -12,8 +12,9 @@ CREATE TABLE kpi_names (
 );
 
 -- A ticket's KPI row (command.kpi.named_row): the columns reports select and filter on, and the
--- whole row packed (center.store_kpi.PACKED: little-endian, names as kpi_names codes), which a
--- report copies out in binary and reads as numpy columns without parsing.
+-- whole row packed in two parts (little-endian, names as kpi_names codes): `packed`, the fields a
+-- report reads (center.store_kpi.REPORT_ROW), and `extra`, the rest (EXTRA_ROW: the fact id first),
+-- which a report copies out in binary and reads as numpy columns without parsing.
 CREATE TABLE kpi_facts (
     id             bigint NOT NULL UNIQUE,       -- the ticket's first ticket_events.id (also in packed)
     number         text PRIMARY KEY,
@@ -25,11 +26,12 @@ CREATE TABLE kpi_facts (
     unit_id        text,
     crew_id        text,
     state          text,
-    packed         bytea NOT NULL
+    packed         bytea NOT NULL,               -- what a report reads (120 bytes)
+    extra          bytea NOT NULL                -- the rest: drill-downs and exports read packed || extra
 );
 -- A period's rows come from this index alone (an index-only scan in creation order; the heap
--- holds them in the order they were last updated).
-CREATE INDEX kpi_facts_created ON kpi_facts (created) INCLUDE (packed, category, district, unit_id);
+-- holds them in the order they were last updated), whole or only a report's part.
+CREATE INDEX kpi_facts_created ON kpi_facts (created) INCLUDE (packed, extra, category, district, unit_id);
 CREATE INDEX kpi_facts_resolved ON kpi_facts (resolved, created);
 
 -- The running fold of each ticket's events (command.kpi_facts.TicketAccumulator.to_dict), so its

@@ -58,10 +58,11 @@ class KpiAccess:
         except KpiUnavailable as exc:
             raise ApiError(503, exc.code, str(exc)) from None
 
-    async def query_frame(self, query: ReportQuery) -> KpiFrame:
-        """The KPI rows of a report query (503 while the KPIs cannot be read)."""
+    async def query_frame(self, query: ReportQuery, *, full: bool = True) -> KpiFrame:
+        """The KPI rows of a report query (503 while the KPIs cannot be read); ``full=False``: a
+        report's columns only (for `state_payload` alone)."""
         try:
-            return await query_frame(self.kpi, query, self.config.zone)
+            return await query_frame(self.kpi, query, self.config.zone, full=full)
         except KpiUnavailable as exc:
             raise ApiError(503, exc.code, str(exc)) from None
 
@@ -151,7 +152,7 @@ class KpiReport(ReportHandler):
     async def get(self) -> None:
         self.require(*REPORT_ROLES)
         query = self.query()
-        self.write_json(state_payload(await self.query_frame(query), query, self.tz))
+        self.write_json(state_payload(await self.query_frame(query, full=False), query, self.tz))
 
 
 class Drill(ReportHandler):
