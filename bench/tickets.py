@@ -5,9 +5,12 @@
   (WEB_PROCESSES, default 2: one per core), on an embedded Redis with AOF and an embedded PostgreSQL;
   `tickets_create_per_s_one_web_process` is the same load on a single web process.
 - `api_ticket_list_ms_p99`: the dispatcher's queue (GET /api/tickets?state=open&sort=time_left
-  &limit=50) with 10,000 open tickets, sequential requests, client-side latency.
+  &limit=50) with 10,000 open tickets (made through the API) and `--closed` (default 1,000,000)
+  closed tickets of the past year in the database (copied in with COPY, each a real stored
+  record: one of the API's tickets, closed, renumbered and spread over the year), sequential
+  requests, client-side latency; `api_ticket_list_closed_ms_p99` the newest page of closed tickets.
 
-`python -m bench.tickets [--creates N] [--clients N]`.
+`python -m bench.tickets [--creates N] [--clients N] [--closed N]`.
 """
 from __future__ import annotations
 
@@ -145,7 +148,7 @@ async def _web(profile: Path, processes: int):
             for server in servers:
                 info = json.loads(server.stdout.readline())
             progress(f"{processes} web process(es) on port {port}")
-            yield port, info["bounds"]
+            yield port, info["bounds"], pg_proc.url
         finally:
             for server in servers:
                 server.terminate()
@@ -171,9 +174,9 @@ async def _bench(args: argparse.Namespace) -> None:
 
     profile = ensure_city(load(), progress=progress)
     if args.web_processes > 1:  # the same load on one process, for comparison
-        async with _web(profile, 1) as (port, bounds):
+        async with _web(profile, 1) as (port, bounds, _):
             emit("tickets_create_per_s_one_web_process", round(await _create_rate(port, bounds, args), 1), "tickets/s")
-    async with _web(profile, args.web_processes) as (port, bounds):
+    async with _web(profile, args.web_processes) as (port, bounds, database_url):
         emit("tickets_create_per_s", round(await _create_rate(port, bounds, args), 1), "tickets/s")
         progress(f"tickets_create_per_s measured with WEB_PROCESSES={args.web_processes}")
         token = await _login(port, "agent")
@@ -187,18 +190,63 @@ async def _bench(args: argparse.Namespace) -> None:
             progress(f"{open_now} open tickets; topping up to {OPEN_TARGET}")
             await _creates(port, token, bounds, OPEN_TARGET - open_now, args.clients, seed=seed)
             seed += 1
-        latencies = []
-        for _ in range(args.lists):
-            started = time.perf_counter()
-            code, body = await dispatcher.request("GET", "/api/tickets?state=open&sort=time_left&limit=50")
-            latencies.append((time.perf_counter() - started) * 1000)
-            if code != 200:
-                raise RuntimeError(f"list: {code} {body[:200]!r}")
-        page = json.loads(body)
-        progress(f"queue: {len(page['tickets'])} of {page['total']} open tickets")
+        await asyncio.to_thread(_load_closed, database_url, args.closed)
+        latencies = await _list_latencies(dispatcher, "/api/tickets?state=open&sort=time_left&limit=50", args.lists)
         emit("api_ticket_list_ms_p99", round(percentile(latencies, 99), 2), "ms")
         emit("api_ticket_list_ms_p50", round(percentile(latencies, 50), 2), "ms")
+        latencies = await _list_latencies(dispatcher, "/api/tickets?state=closed&limit=50", args.lists)
+        emit("api_ticket_list_closed_ms_p99", round(percentile(latencies, 99), 2), "ms")
         dispatcher.close()
+
+
+async def _list_latencies(client: KeepAliveClient, path: str, count: int) -> list[float]:
+    latencies = []
+    for _ in range(count):
+        started = time.perf_counter()
+        code, body = await client.request("GET", path)
+        latencies.append((time.perf_counter() - started) * 1000)
+        if code != 200:
+            raise RuntimeError(f"list {path}: {code} {body[:200]!r}")
+    page = json.loads(body)
+    progress(f"{path}: {len(page['tickets'])} of {page['total']} tickets")
+    return latencies
+
+
+def _load_closed(database_url: str, count: int) -> None:
+    """COPY `count` closed tickets of the past year into the database: one of the API's tickets,
+    closed, renumbered (GD<day>-9xxxxx, days before today) and its times spread over the year."""
+    import dataclasses
+    import datetime as dt
+
+    import orjson
+    import psycopg
+
+    from center.ticket_records import TICKET_COLUMNS, TicketRecord, ticket_row
+    from command.tickets import State
+
+    if count <= 0:
+        return
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        stored = conn.execute("SELECT record FROM tickets LIMIT 1").fetchone()[0]  # jsonb: a dict
+        template = TicketRecord.from_json(orjson.dumps(stored))
+        base = dataclasses.replace(template.ticket, state=State.CLOSED, version=9)
+        today = dt.datetime.now(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        per_day = -(-count // 365)
+        started = time.perf_counter()
+        with conn.cursor() as cur, cur.copy(f"COPY tickets ({', '.join(TICKET_COLUMNS)}) FROM STDIN") as copy:
+            for i in range(count):
+                day, seq = divmod(i, per_day)
+                created = today - dt.timedelta(days=day + 1, seconds=-(seq * 86400 // per_day))
+                ticket = dataclasses.replace(
+                    base, number=f"GD{created:%Y%m%d}-9{seq:05d}", created_at=created,
+                    updated_at=created + dt.timedelta(hours=5), resolved_at=created + dt.timedelta(hours=3),
+                    closed_at=created + dt.timedelta(hours=5), caller_phone=f"13{i:09d}")
+                copy.write_row(ticket_row(TicketRecord(ticket, {"queue": []})))
+                if i and i % 100_000 == 0:
+                    progress(f"{i} closed tickets copied ({i / (time.perf_counter() - started):.0f}/s)")
+        conn.execute("VACUUM ANALYZE tickets")
+    progress(f"{count} closed tickets in the database in {time.perf_counter() - started:.0f} s")
+
 
 
 def main() -> None:
@@ -208,6 +256,7 @@ def main() -> None:
     parser.add_argument("--creates", type=int, default=3000)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--lists", type=int, default=300)
+    parser.add_argument("--closed", type=int, default=1_000_000, help="closed tickets in the database for the list latency")
     parser.add_argument("--web-processes", type=int, default=2,
                         help="web servers sharing the port (WEB_PROCESSES; one per core of this 2-core machine)")
     args = parser.parse_args()
