@@ -206,10 +206,11 @@ def _times_by(state: KpiState, ctx: _Ctx) -> dict[str, dict[str, dict[str, Any]]
         table: dict[str, dict[str, Any]] = {}
         for metric in GROUPED_TIMES:
             count, mean, median, p90 = ctx.grouped(group, metric, len(names))
-            for i in np.flatnonzero(count):
-                table.setdefault(names[i], {}).update({
-                    f"{metric}_count": int(count[i]), f"{metric}_mean": clean(mean[i]),
-                    f"{metric}_median": clean(median[i]), f"{metric}_p90": clean(p90[i])})
+            has = np.flatnonzero(count)
+            keys = (f"{metric}_count", f"{metric}_mean", f"{metric}_median", f"{metric}_p90")
+            for i, n, m, med, p in zip(has.tolist(), count[has].tolist(), mean[has].tolist(),
+                                       median[has].tolist(), p90[has].tolist()):  # Python numbers
+                table.setdefault(names[i], {}).update(zip(keys, (n, clean(m), clean(med), clean(p))))
         out[group] = table
     return out
 
