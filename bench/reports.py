@@ -14,8 +14,9 @@ so the database is the size a real year makes. Uses DATABASE_URL, else an embedd
 temporary directory (removed at the end) with shared_buffers 1GB, as a server holding years of
 tickets is given (the creation-time index a report scans is ~220 MB a million tickets).
 
-Figures (each report read from PostgreSQL and computed as the API does, `KpiFacts.frame` +
-`KpiFrame.report`; MEDIAN (p50) of 5 runs after one warm-up):
+Figures (each report read from PostgreSQL and computed as the API does, `KpiFacts.frame` with
+``full=False`` (the report's 120 bytes a ticket) + `KpiFrame.report`; MEDIAN (p50) of 5 runs after
+one warm-up):
 - report_month_ms: November, 300,000 tickets, no filter; target ≤ 500 ms;
 - report_year_ms: 2026, 1,000,000 tickets, no filter; target ≤ 3,000 ms;
 - report_month_district_ms: November for one district; report_day_ms: one day of November;
