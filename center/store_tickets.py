@@ -161,6 +161,19 @@ async def delete_changes(conn: psycopg.AsyncConnection, ids: Sequence[int]) -> N
     await conn.execute("DELETE FROM ticket_changes WHERE id = ANY(%s)", (list(ids),))
 
 
+
+async def _draw(conn: Any, kind: str, day: date) -> int:
+    """Draw the day's next number of a kind, in a transaction of its own whose commit does not
+    wait for the WAL flush (synchronous_commit off). Every draw takes the day's one row lock until
+    its commit: waiting for the flush there made all creates queue behind one fsync each (about
+    200 creates/s). No number is drawn twice for a stored ticket: a ticket's own commit waits for
+    the flush of the WAL up to it, which holds the earlier draw; a crash can only forget draws
+    whose tickets were never committed."""
+    async with conn.transaction():
+        await conn.execute("SET LOCAL synchronous_commit TO OFF")
+        cur = await conn.execute(_NEXT_SEQ, (kind, day))
+        return int((await cur.fetchone())[0])
+
 class TicketStore:
     """Typed access to tickets, their audit trails, queue stages and incidents in PostgreSQL, and
     the publication of each committed change to Redis."""
@@ -172,8 +185,8 @@ class TicketStore:
 
     # numbers -----------------------------------------------------------------------------------
     async def _next_seq(self, kind: str, day: date) -> int:
-        row = await self.db.fetchone(_NEXT_SEQ, (kind, day))
-        return int(row["last"])
+        async with self.db.connection() as conn:
+            return await _draw(conn, kind, day)
 
     async def next_number_seq(self, day: date) -> int:
         """The next ticket sequence number of a day (its own statement: never drawn twice)."""
@@ -213,7 +226,7 @@ class TicketStore:
                 raise await self._refusal(conn, exc, tickets, incidents) from None
             except _Stale as stale:
                 raise await self._stale_error(conn, stale) from None
-        await self._publish(changes)
+            await self._publish(conn, changes)  # on the same connection: its delete needs no other
         return event_ids
 
     async def _write(self, conn: psycopg.AsyncConnection, tickets: Sequence[TicketWrite],
@@ -311,7 +324,7 @@ class TicketStore:
         row = await (await conn.execute("SELECT rev FROM incidents WHERE incident_id = %s", (incident_id,))).fetchone()
         return None if row is None else int(row[0])
 
-    async def _publish(self, changes: list[dict[str, Any]]) -> None:
+    async def _publish(self, conn: psycopg.AsyncConnection, changes: list[dict[str, Any]]) -> None:
         """After COMMIT: publish the write's changes and delete their outbox rows. Never raises:
         when Redis or the delete fails the rows stay for the relay (logged and counted)."""
         if not changes or self.redis is None:
@@ -324,8 +337,7 @@ class TicketStore:
                         [c["number"] for c in changes], exc)
             return
         try:
-            async with self.db.connection() as conn:
-                await delete_changes(conn, [c["id"] for c in changes])
+            await delete_changes(conn, [c["id"] for c in changes])
         except psycopg.Error as exc:
             self.counters["delete_failed"] += len(changes)
             log.warning("published ticket changes not deleted from the outbox (%s)", exc)
@@ -415,10 +427,10 @@ class TicketStore:
             near = await conn.execute(_NEAR, self._near_params(lon, lat, radius_m)) if has_point else None
             by_phone = await conn.execute(_BY_PHONE, (phone, recent)) if phone else None
             area = await conn.execute(_AREA_INCIDENTS, (supply_area,)) if supply_area else None
-            # last in the batch: the sequence row is locked only until the batch's sync commits it
-            seq = await conn.execute(_NEXT_SEQ, ("ticket", day)) if day is not None else None
+            # last in the batch: the sequence row is locked only until its commit
+            seq = await _draw(conn, "ticket", day) if day is not None else 0
             return CreateReads(
-                0 if seq is None else int((await seq.fetchone())[0]),
+                seq,
                 [] if near is None else [(n, float(d)) for n, d in await near.fetchall()],
                 [] if by_phone is None else [n for (n,) in await by_phone.fetchall()],
                 None if area is None else [i for (i,) in await area.fetchall()])
