@@ -302,7 +302,10 @@ class KpiFacts:
     async def forget(self) -> None:
         """Drop every fact and fold (a full rebuild from the events follows); names keep their codes."""
         async with self.db.transaction() as conn:
-            await conn.execute("TRUNCATE kpi_facts, kpi_folds")
+            # in the order `write` takes them (folds, then facts): the other order deadlocks with a
+            # fold being written
+            await conn.execute("LOCK TABLE kpi_folds, kpi_facts IN ACCESS EXCLUSIVE MODE")
+            await conn.execute("TRUNCATE kpi_folds, kpi_facts")
 
     # ------------------------------------------------------------------ reading a period
 
