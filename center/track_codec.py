@@ -68,6 +68,9 @@ def select(hours: Iterable[tuple[int, bytes]], since: float,
         return np.empty(0, dtype=_DTYPE), np.empty(0), np.empty(0)
     rec, base = np.concatenate(parts), np.concatenate(bases)
     t = base + rec["ms"].astype(np.float64) / 1000.0  # the float `unpack_track` computes
+    if bool((t[1:] >= t[:-1]).all()):  # written in time order, as the ingest writes: the range is a slice
+        keep = slice(int(np.searchsorted(t, since, "left")), int(np.searchsorted(t, until, "right")))
+        return rec[keep], base[keep], t[keep]
     keep = np.flatnonzero((since <= t) & (t <= until))
     keep = keep[np.argsort(t[keep], kind="stable")]
     return rec[keep], base[keep], t[keep]
@@ -109,12 +112,19 @@ def _token_tables() -> dict[str, np.ndarray]:
     """orjson's text of every value of the table-decoded fields, by code; the minutes and seconds
     of the ISO times by second of the hour, their tails by millisecond (made on first use)."""
     def tokens(values: Iterable[Any]) -> np.ndarray:
-        return np.array([orjson.dumps(v) for v in values], dtype="S")
+        return _texts([orjson.dumps(v) for v in values])
 
     return {"speed_kmh": tokens(_SPEED.tolist()), "course_deg": tokens(_COURSE.tolist()),
             "alt_m": tokens(_ALT.tolist()), "byte": tokens(_BYTE.tolist()),
-            "mmss": np.array([f"{s // 60:02d}:{s % 60:02d}".encode() for s in range(3600)], dtype="S"),
-            "tail": np.array([f.encode() + b'"},' for f in _FRACTION], dtype="S")}
+            "mmss": _texts([f"{s // 60:02d}:{s % 60:02d}".encode() for s in range(3600)]),
+            "tail": _texts([f.encode() + b'"},' for f in _FRACTION])}
+
+
+def _texts(texts: list[bytes]) -> np.ndarray:
+    """A byte-string array of these texts, its items 1, 2, 4, 8 or 16 bytes wide when they fit
+    (the sizes `_rows` copies fastest; the padding is NULs)."""
+    width = max(map(len, texts), default=1)
+    return np.array(texts, dtype=f"S{next((w for w in (1, 2, 4, 8, 16) if w >= width), width)}")
 
 
 def _float_tokens(values: np.ndarray) -> np.ndarray:
@@ -122,19 +132,84 @@ def _float_tokens(values: np.ndarray) -> np.ndarray:
     return np.array(orjson.dumps(values.tolist())[1:-1].split(b","), dtype="S")
 
 
+@functools.cache
+def _digit_tables() -> dict[str, np.ndarray]:
+    """The texts of the 4-digit groups of a decimal (S4), indexed by the group's value 0..9999 and,
+    plus 10,000, when another digit of the number makes its zeros shown (then all four digits):
+    ``lead`` without leading zeros, ``trail`` without trailing zeros, the ``_1`` ones "0" for 0."""
+    full = [f"{g:04d}" for g in range(10_000)]
+
+    def table(texts: list[str]) -> np.ndarray:
+        return np.array(texts + full, dtype="S4")
+
+    return {"lead": table([f.lstrip("0") for f in full]), "lead_1": table([f.lstrip("0") or "0" for f in full]),
+            "trail": table([f.rstrip("0") for f in full]), "trail_1": table([f.rstrip("0") or "0" for f in full])}
+
+
+def _decimal(k: np.ndarray, scale: int) -> list[np.ndarray | bytes]:
+    """The text of the numbers k / 10**scale (k an int64 array) as orjson writes the float nearest
+    to each, as parts for `_rows`: sign, the whole part by groups of 4 digits without leading zeros
+    (at least "0"), ".", the fraction by groups of 4 digits without trailing zeros (at least "0").
+
+    That is orjson's text when the decimal has at most 15 significant digits (then it is the
+    shortest that reads back as that float) and 1e-4 <= |value| < 1e16 or value == 0 (orjson's
+    plain notation, checked by `_plain`)."""
+    digits = _digit_tables()
+    whole, fraction = np.divmod(np.abs(k), 10 ** scale)
+    parts: list[np.ndarray | bytes] = []
+    if bool((k < 0).any()):
+        parts.append(np.where(k < 0, b"-", b""))
+    groups = max(1, -(-len(str(int(whole.max()))) // 4))
+    for g in range(groups - 1, -1, -1):  # most significant first
+        ahead = whole >= 10 ** (4 * (g + 1))  # a digit before this group: its zeros are shown
+        parts.append(digits["lead_1" if g == 0 else "lead"][whole // 10 ** (4 * g) % 10_000 + 10_000 * ahead])
+    parts.append(b".")
+    groups = -(-scale // 4)
+    padded = fraction * 10 ** (4 * groups - scale)
+    for g in range(groups - 1, -1, -1):  # most significant first
+        after = padded % 10 ** (4 * g) != 0  # a digit after this group: its zeros are shown
+        parts.append(digits["trail_1" if g == groups - 1 else "trail"][padded // 10 ** (4 * g) % 10_000 + 10_000 * after])
+    return parts
+
+
+def _number(k: np.ndarray, scale: int, value: np.ndarray | None = None) -> list[np.ndarray | bytes]:
+    """orjson's text of the floats k / 10**scale as parts for `_rows`; `value`: the floats to write
+    when computed otherwise (written by `_decimal` only if each is the float nearest to its k / 10**scale,
+    as a division gives: a time's hour start plus its milliseconds / 1000 is, but below 2**20 s).
+    By `_decimal`, or by orjson itself when it would write some otherwise."""
+    k = k.astype(np.int64)
+    nearest = k / 10 ** scale  # IEEE division: the float nearest to each decimal
+    if _plain(k, scale) and (value is None or np.array_equal(nearest, value)):
+        return _decimal(k, scale)
+    return [_float_tokens(nearest if value is None else value)]
+
+
+def _plain(k: np.ndarray, scale: int) -> bool:
+    """Whether `_decimal` writes these numbers as orjson does (see there)."""
+    a = np.abs(k)
+    return bool(a.max() < 10 ** 15 and (a[a != 0].min(initial=10 ** scale) >= 10 ** (scale - 4)))
+
+
 def _rows(parts: list[np.ndarray | bytes], n: int) -> bytes:
     """Concatenate, row by row, byte-string arrays of n items and constant bytes, without the
-    padding of the arrays' items."""
+    padding of the arrays' items.
+
+    The rows are one array of fixed-size records: the constants are written once into a template
+    record copied to every row, each array into its field (a copy of items of 1, 2, 4, 8 or 16
+    bytes is numpy's fast path, hence the widths of the token tables); then the NULs go."""
     widths = [part.dtype.itemsize if isinstance(part, np.ndarray) else len(part) for part in parts]
-    matrix = np.empty((n, sum(widths)), dtype=np.uint8)
-    at = 0
-    for part, width in zip(parts, widths):
+    offsets = np.cumsum([0] + widths[:-1]).tolist()
+    template = bytearray(sum(widths))
+    for part, at in zip(parts, offsets):
+        if not isinstance(part, np.ndarray):
+            template[at:at + len(part)] = part
+    rows = np.full(n, np.void(bytes(template)))
+    for part, at in zip(parts, offsets):
         if isinstance(part, np.ndarray):
-            matrix[:, at:at + width] = part.view(np.uint8).reshape(n, width)
-        else:
-            matrix[:, at:at + width] = np.frombuffer(part, dtype=np.uint8)
-        at += width
-    return matrix.tobytes().translate(None, b"\0")  # one C pass (a boolean mask took longer)
+            field = np.dtype({"names": ["f"], "formats": [part.dtype], "offsets": [at],
+                              "itemsize": len(template)})
+            rows.view(field)["f"] = part
+    return rows.tobytes().translate(None, b"\0")  # one C pass (a boolean mask took longer)
 
 
 def fixes_json(hours: Iterable[tuple[int, bytes]], since: float, until: float) -> tuple[int, bytes]:
@@ -149,14 +224,15 @@ def fixes_json(hours: Iterable[tuple[int, bytes]], since: float, until: float) -
         # far-future times (`_times` takes the slow path anyway), or a record past its hour
         return n, orjson.dumps(decode_fixes(hours, since, until, with_time=True))
     tables = _token_tables()
-    hours_present, hour_of = np.unique(base, return_inverse=True)
-    prefixes = np.array([_iso(start)[:14].encode() for start in hours_present.tolist()], dtype="S")  # YYYY-MM-DDTHH:
-    values = [_float_tokens(t), _float_tokens(rec["lat"].astype(np.float64) / 1e7),
-              _float_tokens(rec["lon"].astype(np.float64) / 1e7), tables["speed_kmh"][rec["cms"]],
-              tables["course_deg"][rec["crs"]], tables["alt_m"][rec["alt"].astype(np.int32) + 32768],
-              tables["byte"][rec["q"]], tables["byte"][rec["sats"]], prefixes[hour_of]]
+    hour = base.astype(np.int64) // 3600  # in time order, as every record is within its hour
+    first = int(hour[0])
+    prefixes = _texts([_iso(h * 3600)[:14].encode() for h in range(first, int(hour[-1]) + 1)])  # YYYY-MM-DDTHH:
+    values = [_number(base.astype(np.int64) * 1000 + rec["ms"], 3, t), _number(rec["lat"], 7),
+              _number(rec["lon"], 7), [tables["speed_kmh"][rec["cms"]]], [tables["course_deg"][rec["crs"]]],
+              [tables["alt_m"][rec["alt"].astype(np.int32) + 32768]], [tables["byte"][rec["q"]]],
+              [tables["byte"][rec["sats"]]], [prefixes[hour - first]]]
     parts: list[np.ndarray | bytes] = []
     for key, value in zip(_KEYS, values):
-        parts += [key, value]
+        parts += [key, *value]
     parts += [tables["mmss"][rec["ms"] // 1000], tables["tail"][rec["ms"] % 1000]]
-    return n, b"[" + _rows(parts, n)[:-1] + b"]"
+    return n, b"".join((b"[", memoryview(_rows(parts, n))[:-1], b"]"))  # one copy of the rows, not two

@@ -119,7 +119,7 @@ class VehicleTrack(BaseHandler):
         head = orjson.dumps({"vehicle_id": vehicle_id, "since": iso(since), "until": iso(until), "count": count,
                              "fixes": []})
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(head[:-len(b"[]}")] + fixes + b"}")
+        self.finish(b"".join((memoryview(head)[:-len(b"[]}")], fixes, b"}")))  # one copy of 13 MB a day, not two
 
 
 class UnknownVehicles(BaseHandler):
