@@ -100,9 +100,9 @@ def decode_fixes(hours: Iterable[tuple[int, bytes]], since: float, until: float,
 
 
 # fixes_json: each fix is written as orjson writes its dict, as a row of fixed-width byte columns:
-# the constant key texts and each value's text (orjson's own: by column for the floats, from
-# tables by code for the rest), padded with NUL bytes, which JSON text never holds and which are
-# then deleted.
+# the constant key texts and each value's text (t, lat and lon from their integers by groups of
+# 4 digits, `_decimal`; the other fields from tables by code), padded with NUL bytes, which JSON
+# text never holds and which are then deleted.
 _KEYS = (b'{"t":', b',"lat":', b',"lon":', b',"speed_kmh":', b',"course_deg":', b',"alt_m":', b',"quality":',
          b',"sats":', b',"time":"')
 

@@ -3,6 +3,7 @@ with the live hours in Redis (the store and the track API)."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import random
 from datetime import date, datetime, timedelta, timezone
 
@@ -280,8 +281,9 @@ async def web_api(tmp_path, store, redis_url, mqtt_url):
                              body=orjson.dumps({"username": "dispatcher", "password": PASSWORD}))
     token = orjson.loads(login.body)["token"]
 
-    async def get(path: str):
-        return await http.fetch(base + path, headers={"Authorization": f"Bearer {token}"}, raise_error=False)
+    async def get(path: str, headers: dict | None = None, **kw):
+        return await http.fetch(base + path, headers={"Authorization": f"Bearer {token}", **(headers or {})},
+                                raise_error=False, **kw)
 
     yield get
     stop.set()
@@ -302,5 +304,10 @@ async def test_the_track_api_reads_the_archive_and_the_live_hours_as_one(store, 
         await store.redis.delete(f"trk:V7:{hour}")
     only_archive = await web_api(path)
     assert only_archive.body == before.body
+    plain = await web_api(path, decompress_response=False)  # no Accept-Encoding: the JSON as it is
+    assert plain.body == before.body and "Content-Encoding" not in plain.headers
+    packed = await web_api(path, headers={"Accept-Encoding": "gzip"}, decompress_response=False)
+    assert packed.headers["Content-Encoding"] == "gzip" and "Accept-Encoding" in packed.headers["Vary"]
+    assert gzip.decompress(packed.body) == before.body
     too_long = await web_api(f"/api/vehicles/V7/track?since={NOW - 32 * 86_400}&until={NOW}")
     assert too_long.code == 400
