@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from center.store_devices import Device
-from center.ticket_records import TICKET_COLUMNS, TicketRecord, stage_rows, ticket_row
+from center.ticket_records import TicketRecord, stage_rows, ticket_fields, ticket_row
 
 # table -> its columns written by the migration, in the order of the ``*_row`` values
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -145,10 +145,8 @@ def ticket_item(raw: str, events: Iterable[str]) -> tuple[tuple[Any, ...], bytes
     events_json = b"[" + b",".join(e.encode() for e in events) + b"]"
     orjson.loads(events_json)  # every event is JSON
     record = TicketRecord.from_json(raw)
-    row = ticket_row(record)
-    values = dict(zip(TICKET_COLUMNS, row))
-    values["record"] = orjson.Fragment(values["record"])  # JSON text already
-    return row, orjson.dumps({"row": values, "events": orjson.Fragment(events_json), "stages": stage_rows(record)})
+    return ticket_row(record), orjson.dumps({"row": ticket_fields(record), "events": orjson.Fragment(events_json),
+                                             "stages": stage_rows(record)})
 
 
 def ticket_sort_key(number: str) -> tuple[str, int]:

@@ -28,6 +28,7 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -35,10 +36,12 @@ import orjson
 import psycopg
 from psycopg import errors as pg_errors
 
+from center.coalesce import Coalescer
 from center.db import Database
 from center.ticket_records import (  # noqa: F401  (re-exported: the record forms are part of this store's API)
     INCIDENT_COLUMNS, TICKET_COLUMNS, CreateReads, GuardFailed, IncidentWrite, TicketRecord, TicketWrite,
-    check_ticket_point, incident_from_dict, incident_row, incident_to_dict, stage_rows, ticket_row,
+    check_ticket_point, incident_fields, incident_from_dict, incident_row, incident_to_dict, stage_rows,
+    ticket_fields, ticket_row,
 )
 from command.coordinates import CoordinateError, geo_pair_ok
 from command.errors import Conflict, TicketNotFound
@@ -55,45 +58,84 @@ EARTH_RADIUS_M = 6372797.560856  # the sphere of Redis's GEO distances, kept for
 NUMBER_ORDER = 'number COLLATE "C"'
 
 Extra = Callable[[psycopg.AsyncConnection], Awaitable[Any]]
+_Save = tuple[tuple[TicketWrite, ...], tuple[IncidentWrite, ...], tuple[Extra, ...]]  # a save's arguments
 
 _COLS = ", ".join(TICKET_COLUMNS)
-_INSERT_TICKET = f"INSERT INTO tickets ({_COLS}) VALUES ({', '.join(['%s'] * (len(TICKET_COLUMNS) - 1))}, %s::jsonb)"
-_UPDATE_TICKET = ("UPDATE tickets SET " + ", ".join(f"{c} = %s" for c in TICKET_COLUMNS[1:-1])
-                  + ", record = %s::jsonb WHERE number = %s AND version = %s")
-# A ticket's rows besides its own, in one statement after its INSERT/UPDATE: its audit events (ids
-# in order), its open timed stages (the ones gone deleted, the others upserted: the two touch
-# different rows) and its outbox row. Returns (outbox id, event ids).
-_TICKET_ROWS = (
-    "WITH e AS (INSERT INTO ticket_events (number, at, action, event)"
-    " SELECT %(n)s, u.at, u.action, u.event::jsonb FROM unnest(%(at)s::timestamptz[], %(act)s::text[],"
-    " %(ev)s::text[]) WITH ORDINALITY AS u(at, action, event, i) ORDER BY u.i RETURNING id),"
-    " d AS (DELETE FROM ticket_stages WHERE number = %(n)s AND NOT (stage = ANY(%(st)s::text[]))),"
-    " s AS (INSERT INTO ticket_stages (number, stage, deadline, limit_s)"
-    " SELECT %(n)s, u.stage, u.deadline, u.limit_s FROM unnest(%(st)s::text[], %(dl)s::timestamptz[],"
-    " %(ls)s::int[]) AS u(stage, deadline, limit_s)"
+_INCIDENT_COLS = ", ".join(INCIDENT_COLUMNS)
+# The tickets of a save in one statement, from one JSON array of `_ticket_item`s (the rows typed by
+# the table itself, jsonb_populate_record): new tickets inserted, the others updated only while
+# still at their `prev` version; for each ticket written, its alarm claim, its audit events (ids in
+# order), its open timed stages (the ones gone deleted, the others upserted: the two touch
+# different rows) and its outbox row. Returns (number, outbox id, event ids) per ticket written.
+_SAVE_TICKETS = (
+    "WITH src AS (SELECT s.i, r.*, (s.item ->> 'prev')::integer AS prev, s.item -> 'events' AS events,"
+    " s.item -> 'stages' AS stages, s.item ->> 'alarm' AS alarm, s.item ->> 'action' AS last_action"
+    " FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS s(item, i),"
+    " LATERAL jsonb_populate_record(NULL::tickets, s.item -> 'row') AS r),"
+    f" ins AS (INSERT INTO tickets ({_COLS}) SELECT {_COLS} FROM src WHERE prev IS NULL ORDER BY i RETURNING number),"
+    f" upd AS (UPDATE tickets t SET ({', '.join(TICKET_COLUMNS[1:])}) = ({', '.join('src.' + c for c in TICKET_COLUMNS[1:])})"
+    " FROM src WHERE src.prev IS NOT NULL AND t.number = src.number AND t.version = src.prev RETURNING t.number),"
+    " w AS (SELECT src.* FROM src WHERE number IN (SELECT number FROM ins UNION ALL SELECT number FROM upd)),"
+    " cl AS (INSERT INTO alarm_tickets (alarm_key, number) SELECT alarm, number FROM w WHERE alarm IS NOT NULL),"
+    " e AS (INSERT INTO ticket_events (number, at, action, event)"
+    " SELECT w.number, (u.event ->> 'at')::timestamptz, u.event ->> 'action', u.event FROM w,"
+    " jsonb_array_elements(w.events) WITH ORDINALITY AS u(event, j) ORDER BY w.i, u.j RETURNING id, number),"
+    " d AS (DELETE FROM ticket_stages g USING w WHERE g.number = w.number"
+    " AND g.stage NOT IN (SELECT x ->> 0 FROM jsonb_array_elements(w.stages) AS x)),"
+    " st AS (INSERT INTO ticket_stages (number, stage, deadline, limit_s)"
+    " SELECT w.number, x ->> 0, (x ->> 1)::timestamptz, (x ->> 2)::integer FROM w, jsonb_array_elements(w.stages) AS x"
     " ON CONFLICT (number, stage) DO UPDATE SET deadline = EXCLUDED.deadline, limit_s = EXCLUDED.limit_s),"
-    " c AS (INSERT INTO ticket_changes (number, version, action, state) VALUES (%(n)s, %(v)s, %(a)s, %(s)s)"
-    " RETURNING id)"
-    " SELECT (SELECT id FROM c), ARRAY(SELECT id FROM e ORDER BY id)")
-_CLAIM_ALARM = "INSERT INTO alarm_tickets (alarm_key, number) VALUES (%s, %s)"
-_INSERT_INCIDENT = (f"INSERT INTO incidents ({', '.join(INCIDENT_COLUMNS)})"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)")
-_UPDATE_INCIDENT = ("UPDATE incidents SET rev = %s, category = %s, supply_area = %s, first_call_at = %s,"
-                    " resolved_at = %s, record = %s::jsonb WHERE incident_id = %s AND rev = %s")
+    " c AS (INSERT INTO ticket_changes (number, version, action, state)"
+    " SELECT number, version, last_action, state FROM w ORDER BY w.i RETURNING id, number)"
+    " SELECT w.number, (SELECT c.id FROM c WHERE c.number = w.number),"
+    " ARRAY(SELECT e.id FROM e WHERE e.number = w.number ORDER BY e.id) FROM w ORDER BY w.i")
+# The incidents of a save, from a JSON array of {"row": incident row by column, "new": bool}: new
+# ones inserted, the others updated only while still at rev - 1. Returns the ids written.
+_SAVE_INCIDENTS = (
+    "WITH src AS (SELECT s.i, r.*, (s.item ->> 'new')::boolean AS new"
+    " FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS s(item, i),"
+    " LATERAL jsonb_populate_record(NULL::incidents, s.item -> 'row') AS r),"
+    f" ins AS (INSERT INTO incidents ({_INCIDENT_COLS}) SELECT {_INCIDENT_COLS} FROM src WHERE new ORDER BY i"
+    " RETURNING incident_id),"
+    f" upd AS (UPDATE incidents x SET ({', '.join(INCIDENT_COLUMNS[1:])}) = ({', '.join('src.' + c for c in INCIDENT_COLUMNS[1:])})"
+    " FROM src WHERE NOT src.new AND x.incident_id = src.incident_id AND x.rev = src.rev - 1 RETURNING x.incident_id)"
+    " SELECT incident_id FROM ins UNION ALL SELECT incident_id FROM upd")
+# the rows a save updates, locked first in one order (tickets, then incidents), so that two saves
+# of the same rows wait for each other instead of deadlocking
+_LOCK_TICKETS = 'SELECT 1 FROM tickets WHERE number = ANY(%s) ORDER BY number COLLATE "C" FOR UPDATE'
+_LOCK_INCIDENTS = 'SELECT 1 FROM incidents WHERE incident_id = ANY(%s) ORDER BY incident_id COLLATE "C" FOR UPDATE'
 _REMEMBER_ACTION = ("INSERT INTO client_actions (action_id, applied_to, expires_at)"
                     " VALUES (%s, %s, now() + make_interval(secs => %s)) ON CONFLICT (action_id) DO UPDATE"
                     " SET applied_to = EXCLUDED.applied_to, at = now(), expires_at = EXCLUDED.expires_at")
-_NEXT_SEQ = ("INSERT INTO day_sequences (kind, day, last) VALUES (%s, %s, 1)"
-             " ON CONFLICT (kind, day) DO UPDATE SET last = day_sequences.last + 1 RETURNING last")
-_NEAR = ("SELECT number, dist FROM (SELECT number, 2 * %(r)s * asin(sqrt("
-         "power(sin(radians(lat - %(lat)s) / 2), 2) + cos(radians(%(lat)s)) * cos(radians(lat))"
-         " * power(sin(radians(lon - %(lon)s) / 2), 2))) AS dist FROM tickets"
-         " WHERE open AND lat BETWEEN %(lat0)s AND %(lat1)s AND lon BETWEEN %(lon0)s AND %(lon1)s) near"
-         " WHERE dist <= %(radius)s ORDER BY dist, " + NUMBER_ORDER + " LIMIT 50")
-_BY_PHONE = ("SELECT number FROM tickets WHERE caller_phone = %s AND caller_phone <> ''"
-             " ORDER BY created_at DESC, " + NUMBER_ORDER + " DESC LIMIT %s")
-_AREA_INCIDENTS = ("SELECT incident_id FROM incidents WHERE supply_area = %s AND resolved_at IS NULL"
-                   " ORDER BY incident_id")
+# The day's next `count` numbers of a kind (the last one returned), in one statement whose commit
+# does not wait for the WAL flush (synchronous_commit off for its transaction: set_config local).
+_NEXT_SEQ = ("INSERT INTO day_sequences (kind, day, last)"
+             " SELECT %s, %s, %s FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"
+             " ON CONFLICT (kind, day) DO UPDATE SET last = day_sequences.last + EXCLUDED.last RETURNING last")
+# The reads of a batch of creations (`TicketStore.create_reads`), one statement each for the whole
+# batch: q.i is the request's index in the batch. Open tickets near each point (nearest first, at
+# most 50; a box on tickets_point_open, then the great-circle distance on the sphere of Redis's GEO
+# distances, kept for the repeat radius):
+_NEAR = ("SELECT q.i, n.number, n.dist, n.record FROM unnest(%(i)s::int[], %(lon)s::float8[], %(lat)s::float8[],"
+         " %(radius)s::float8[], %(lat0)s::float8[], %(lat1)s::float8[], %(lon0)s::float8[], %(lon1)s::float8[],"
+         " %(category)s::text[]) AS q(i, lon, lat, radius, lat0, lat1, lon0, lon1, category) CROSS JOIN LATERAL ("
+         " SELECT near.number, near.dist, near.record FROM (SELECT t.number, t.record::text, 2 * %(r)s * asin(sqrt("
+         "power(sin(radians(t.lat - q.lat) / 2), 2) + cos(radians(q.lat)) * cos(radians(t.lat))"
+         " * power(sin(radians(t.lon - q.lon) / 2), 2))) AS dist FROM tickets t"
+         " WHERE t.open AND t.lat BETWEEN q.lat0 AND q.lat1 AND t.lon BETWEEN q.lon0 AND q.lon1"
+         " AND (q.category IS NULL OR t.category = q.category)) near"
+         " WHERE near.dist <= q.radius ORDER BY near.dist, near.number COLLATE \"C\" LIMIT 50) n"
+         " ORDER BY q.i, n.dist, n.number COLLATE \"C\"")
+# each caller's latest open tickets, newest first
+_BY_PHONE = ("SELECT q.i, p.number, p.record FROM unnest(%s::int[], %s::text[], %s::int[]) AS q(i, phone, recent)"
+             " CROSS JOIN LATERAL (SELECT t.number, t.created_at, t.record::text FROM tickets t"
+             " WHERE t.open AND t.caller_phone = q.phone AND t.caller_phone <> ''"
+             " ORDER BY t.created_at DESC, t.number COLLATE \"C\" DESC LIMIT q.recent) p"
+             " ORDER BY q.i, p.created_at DESC, p.number COLLATE \"C\" DESC")
+# each supply area's unresolved incidents
+_AREA_INCIDENTS = ("SELECT q.i, x.incident_id FROM unnest(%s::int[], %s::text[]) AS q(i, area)"
+                   " CROSS JOIN LATERAL (SELECT incident_id FROM incidents"
+                   " WHERE supply_area = q.area AND resolved_at IS NULL) x ORDER BY q.i, x.incident_id")
 # the limit lengths in use, by a loose index scan of ticket_stages_queue (a few distinct values)
 _LIMITS = ("WITH RECURSIVE limits(l) AS (SELECT min(limit_s) FROM ticket_stages UNION ALL"
            " SELECT (SELECT min(limit_s) FROM ticket_stages WHERE limit_s > l) FROM limits WHERE l IS NOT NULL)")
@@ -162,17 +204,37 @@ async def delete_changes(conn: psycopg.AsyncConnection, ids: Sequence[int]) -> N
 
 
 
-async def _draw(conn: Any, kind: str, day: date) -> int:
-    """Draw the day's next number of a kind, in a transaction of its own whose commit does not
-    wait for the WAL flush (synchronous_commit off). Every draw takes the day's one row lock until
-    its commit: waiting for the flush there made all creates queue behind one fsync each (about
-    200 creates/s). No number is drawn twice for a stored ticket: a ticket's own commit waits for
-    the flush of the WAL up to it, which holds the earlier draw; a crash can only forget draws
-    whose tickets were never committed."""
-    async with conn.transaction():
-        await conn.execute("SET LOCAL synchronous_commit TO OFF")
-        cur = await conn.execute(_NEXT_SEQ, (kind, day))
-        return int((await cur.fetchone())[0])
+async def _draw(conn: Any, kind: str, day: date, count: int = 1) -> int:
+    """Draw the day's next `count` numbers of a kind (the last one is returned) in a statement of
+    its own, last in its pipeline, whose commit does not wait for the WAL flush. Every draw takes
+    the day's one row lock until its commit: waiting for the flush there made all creates queue
+    behind one fsync each (about 200 creates/s). No number is drawn twice for a stored ticket: a
+    ticket's own commit waits for the flush of the WAL up to it, which holds the earlier draw; a
+    crash can only forget draws whose tickets were never committed."""
+    cur = await conn.execute(_NEXT_SEQ, (kind, day, count))
+    return int((await cur.fetchone())[0])
+
+
+def _ticket_item(write: TicketWrite) -> dict[str, Any]:
+    """A ticket's item of `_SAVE_TICKETS`."""
+    return {"row": ticket_fields(write.record), "prev": None if write.previous is None else write.previous.ticket.version,
+            "events": [event_to_dict(e) for e in write.events], "stages": stage_rows(write.record),
+            "alarm": write.alarm_key, "action": write.events[-1].action if write.events else "save"}
+
+
+@dataclass(frozen=True)
+class _ReadRequest:
+    """One creation's reads (`TicketStore.create_reads`); `day` None: no number drawn."""
+
+    day: date | None
+    lon: float | None
+    lat: float | None
+    radius_m: float
+    category: str | None
+    phone: str | None
+    supply_area: str | None
+    recent: int
+
 
 class TicketStore:
     """Typed access to tickets, their audit trails, queue stages and incidents in PostgreSQL, and
@@ -182,6 +244,8 @@ class TicketStore:
         self.db = db
         self.redis = redis
         self.counters: Counter[str] = Counter()  # publish_failed: changes left to the relay
+        self._saves: Coalescer[_Save, list[str]] = Coalescer(self._save_batch)
+        self._read_batches: Coalescer[_ReadRequest, CreateReads] = Coalescer(self._read_batch)
 
     # numbers -----------------------------------------------------------------------------------
     async def _next_seq(self, kind: str, day: date) -> int:
@@ -214,68 +278,94 @@ class TicketStore:
         out of the WGS84 ranges raises CoordinateError before anything is written. Each `extra`
         is awaited as ``f(conn)`` inside the transaction (another store's rows), after the
         ticket statements, with the connection still in pipeline mode (read a statement's result
-        with RETURNING and fetch, not ``rowcount``); if it raises, nothing is written. Returns the
-        new audit event ids in order.
+        with RETURNING and fetch, not ``rowcount``); if it raises, nothing is written. An `extra`
+        may run more than once (a failed batch is written again save by save): it must have no
+        effect outside its connection. Returns the new audit event ids in order.
+
+        Concurrent saves of this process are committed together (`center.coalesce`): one
+        transaction for the batch; when it fails for any reason but a lost connection, each save
+        is written again alone, so that each gets its own outcome as if it had run alone.
         """
         for write in tickets:
             check_ticket_point(write.record)
+        return await self._saves.submit((tuple(tickets), tuple(incidents), tuple(extra)))
+
+    async def _save_batch(self, saves: list[_Save]) -> list[list[str] | BaseException]:
+        """The saves of one batch: together in one transaction, or one by one when that fails."""
+        if len(saves) > 1:
+            async with self.db.connection() as conn:
+                try:
+                    ids, changes = await self._write(conn, [w for s in saves for w in s[0]],
+                                                     [w for s in saves for w in s[1]], [f for s in saves for f in s[2]])
+                except (psycopg.OperationalError, psycopg.InterfaceError):
+                    raise  # the commit may or may not have happened: never written twice
+                except Exception:  # noqa: BLE001  (rolled back: each save again alone, for its own outcome)
+                    self.counters["batch_split"] += 1
+                else:
+                    await self._publish(conn, changes)
+                    outcomes: list[list[str] | BaseException] = []
+                    first = 0
+                    for tickets, _, _ in saves:  # `ids` has a list per ticket, in the batch's order
+                        outcomes.append([x for per_ticket in ids[first:first + len(tickets)] for x in per_ticket])
+                        first += len(tickets)
+                    return outcomes
+        outcomes = []
+        for save in saves:
+            try:
+                outcomes.append(await self._save_one(*save))
+            except Exception as exc:  # noqa: BLE001  (that save's own outcome)
+                outcomes.append(exc)
+        return outcomes
+
+    async def _save_one(self, tickets: Sequence[TicketWrite], incidents: Sequence[IncidentWrite],
+                        extra: Sequence[Extra]) -> list[str]:
+        """One save in its own transaction, its refusal as the domain error."""
         async with self.db.connection() as conn:
             try:
-                event_ids, changes = await self._write(conn, tickets, incidents, extra)
+                ids, changes = await self._write(conn, tickets, incidents, extra)
             except pg_errors.UniqueViolation as exc:
                 raise await self._refusal(conn, exc, tickets, incidents) from None
             except _Stale as stale:
                 raise await self._stale_error(conn, stale) from None
             await self._publish(conn, changes)  # on the same connection: its delete needs no other
-        return event_ids
+        return [x for per_ticket in ids for x in per_ticket]
 
     async def _write(self, conn: psycopg.AsyncConnection, tickets: Sequence[TicketWrite],
-                     incidents: Sequence[IncidentWrite], extra: Sequence[Extra]) -> tuple[list[str], list[dict]]:
-        """The transaction of `save` in pipeline mode (one round trip, then COMMIT). Rows are
+                     incidents: Sequence[IncidentWrite], extra: Sequence[Extra]) -> tuple[list[list[str]], list[dict]]:
+        """The transaction of `save` in pipeline mode (one round trip, then COMMIT): the event ids
+        of each ticket in order, and the outbox rows to publish. Rows are
         locked in one order (tickets by number, then incidents by id), so that two writes of the
         same tickets wait for each other instead of deadlocking."""
+        updated = sorted(w.record.ticket.number for w in tickets if w.previous is not None)
+        changed = sorted(w.incident.incident_id for w in incidents if w.previous is not None)
         async with conn.pipeline() as pipeline, conn.transaction():
-            checks: list[tuple[psycopg.AsyncCursor, Any]] = []
-            rows_curs: dict[int, psycopg.AsyncCursor] = {}
-            for i in sorted(range(len(tickets)), key=lambda i: tickets[i].record.ticket.number):
-                write = tickets[i]
-                t = write.record.ticket
-                row = ticket_row(write.record)
-                if write.previous is None:
-                    await conn.execute(_INSERT_TICKET, row)
-                else:
-                    prev = write.previous.ticket.version
-                    cur = await conn.execute(_UPDATE_TICKET, (*row[1:], t.number, prev))
-                    checks.append((cur, ("ticket", t.number, prev)))
-                if write.alarm_key:
-                    await conn.execute(_CLAIM_ALARM, (write.alarm_key, t.number))
-                stages = stage_rows(write.record)
-                events = write.events
-                rows_curs[i] = await conn.execute(_TICKET_ROWS, {
-                    "n": t.number, "v": t.version, "a": events[-1].action if events else "save", "s": t.state.value,
-                    "at": [e.at for e in events], "act": [e.action for e in events],
-                    "ev": [orjson.dumps(event_to_dict(e)).decode() for e in events],
-                    "st": [x[0] for x in stages], "dl": [x[1] for x in stages], "ls": [x[2] for x in stages]})
-            for write in sorted(incidents, key=lambda w: w.incident.incident_id):
-                row = incident_row(write.incident, write.rev)
-                if write.previous is None:
-                    await conn.execute(_INSERT_INCIDENT, row)
-                else:
-                    cur = await conn.execute(_UPDATE_INCIDENT, (*row[1:], row[0], write.rev - 1))
-                    checks.append((cur, ("incident", write.incident.incident_id, write.rev - 1)))
+            if updated:
+                await conn.execute(_LOCK_TICKETS, (updated,))
+            saved = await conn.execute(_SAVE_TICKETS, (orjson.dumps([_ticket_item(w) for w in tickets]).decode(),))
+            if changed:
+                await conn.execute(_LOCK_INCIDENTS, (changed,))
+            written_incidents = await conn.execute(_SAVE_INCIDENTS, (orjson.dumps([
+                {"row": incident_fields(w.incident, w.rev), "new": w.previous is None} for w in incidents]).decode(),)
+            ) if incidents else None
             await pipeline.sync()
-            for cur, what in checks:
-                if cur.rowcount != 1:
-                    raise _Stale(*what)
+            written = {number: (change_id, ids) for number, change_id, ids in await saved.fetchall()}
+            for write in sorted(tickets, key=lambda w: w.record.ticket.number):
+                if write.record.ticket.number not in written:  # only an update can be missing
+                    raise _Stale("ticket", write.record.ticket.number, write.previous.ticket.version)  # type: ignore[union-attr]
+            done = {i for (i,) in await written_incidents.fetchall()} if written_incidents else set()
+            for iw in sorted(incidents, key=lambda w: w.incident.incident_id):
+                if iw.incident.incident_id not in done:
+                    raise _Stale("incident", iw.incident.incident_id, iw.rev - 1)
             for f in extra:
                 await f(conn)
-            event_ids, changes = [], []
-            for i, write in enumerate(tickets):
-                change_id, ids = await rows_curs[i].fetchone()
-                event_ids += [str(x) for x in ids]
-                t = write.record.ticket
-                changes.append({"id": change_id, "number": t.number, "version": t.version, "state": t.state.value,
-                                "action": write.events[-1].action if write.events else "save"})
+        event_ids: list[list[str]] = []
+        changes = []
+        for write in tickets:
+            t = write.record.ticket
+            change_id, ids = written[t.number]
+            event_ids.append([str(x) for x in ids])
+            changes.append({"id": change_id, "number": t.number, "version": t.version, "state": t.state.value,
+                            "action": write.events[-1].action if write.events else "save"})
         return event_ids, changes
 
     async def _refusal(self, conn: psycopg.AsyncConnection, exc: pg_errors.UniqueViolation,
@@ -404,36 +494,70 @@ class TicketStore:
                 "lat0": lat - dlat, "lat1": lat + dlat, "lon0": lon - dlon, "lon1": lon + dlon}
 
     async def near_and_by_phone(self, lon: float | None, lat: float | None, radius_m: float,
-                                phone: str | None, recent: int = 20) -> tuple[list[tuple[str, float]], list[str]]:
-        """Open tickets within radius_m of a point (number, metres; nearest first, at most 50) and
-        the caller's latest tickets (newest first), in one round trip."""
-        reads = await self._reads(None, lon, lat, radius_m, phone, None, recent)
-        return reads.near, reads.by_phone
+                                phone: str | None, *, category: str | None = None, recent: int = 20) -> CreateReads:
+        """Open tickets within radius_m of a point (of `category` when given; number, metres;
+        nearest first, at most 50) and the caller's latest open tickets (newest first), with their
+        records, in one round trip (`CreateReads` without a number)."""
+        return await self._reads(None, lon, lat, radius_m, category, phone, None, recent)
 
     async def create_reads(self, day: date, *, lon: float | None = None, lat: float | None = None,
-                           radius_m: float = 0.0, phone: str | None = None, supply_area: str | None = None,
-                           recent: int = 20) -> CreateReads:
+                           radius_m: float = 0.0, category: str | None = None, phone: str | None = None,
+                           supply_area: str | None = None, recent: int = 20) -> CreateReads:
         """What creating a ticket reads, in one round trip: the day's next ticket sequence number
         (hand it back with `release_number_seq` when the call is linked as a repeat), the repeat
         candidates of `near_and_by_phone` when a point or phone is given, and the unresolved
         incident ids of `supply_area` when given."""
-        return await self._reads(day, lon, lat, radius_m, phone, supply_area, recent)
+        return await self._reads(day, lon, lat, radius_m, category, phone, supply_area, recent)
 
     async def _reads(self, day: date | None, lon: float | None, lat: float | None, radius_m: float,
-                     phone: str | None, supply_area: str | None, recent: int) -> CreateReads:
+                     category: str | None, phone: str | None, supply_area: str | None, recent: int) -> CreateReads:
         _check_geo(lon, lat)  # before the draw: a refused point takes no number
-        has_point = lon is not None and lat is not None
+        return await self._read_batches.submit(
+            _ReadRequest(day, lon, lat, radius_m, category, phone, supply_area, recent))
+
+    async def _read_batch(self, requests: list[_ReadRequest]) -> list[CreateReads]:
+        """The reads of a batch of creations in one round trip: a statement each for the repeat
+        candidates near the points, by the phones and the areas' incidents, then one draw of
+        numbers per day (numbers in the order of the requests)."""
+        near = [(i, r) for i, r in enumerate(requests) if r.lon is not None and r.lat is not None]
+        phones = [(i, r) for i, r in enumerate(requests) if r.phone]
+        areas = [(i, r) for i, r in enumerate(requests) if r.supply_area]
+        days: dict[date, list[int]] = {}
+        for i, r in enumerate(requests):
+            if r.day is not None:
+                days.setdefault(r.day, []).append(i)
+        found_near: list[list[tuple[str, float]]] = [[] for _ in requests]
+        found_phone: list[list[str]] = [[] for _ in requests]
+        found_area: list[list[str] | None] = [[] if r.supply_area else None for r in requests]
+        raw: list[dict[str, str]] = [{} for _ in requests]
+        seqs = [0] * len(requests)
         async with self.db.connection() as conn, conn.pipeline():
-            near = await conn.execute(_NEAR, self._near_params(lon, lat, radius_m)) if has_point else None
-            by_phone = await conn.execute(_BY_PHONE, (phone, recent)) if phone else None
-            area = await conn.execute(_AREA_INCIDENTS, (supply_area,)) if supply_area else None
+            near_cur = phone_cur = area_cur = None
+            if near:
+                boxes = [self._near_params(r.lon, r.lat, r.radius_m) for _, r in near]  # type: ignore[arg-type]
+                near_cur = await conn.execute(_NEAR, {
+                    "r": EARTH_RADIUS_M, "i": [i for i, _ in near], "category": [r.category for _, r in near],
+                    **{k: [b[k] for b in boxes] for k in ("lon", "lat", "radius", "lat0", "lat1", "lon0", "lon1")}})
+            if phones:
+                phone_cur = await conn.execute(_BY_PHONE, (
+                    [i for i, _ in phones], [r.phone for _, r in phones], [r.recent for _, r in phones]))
+            if areas:
+                area_cur = await conn.execute(_AREA_INCIDENTS, ([i for i, _ in areas], [r.supply_area for _, r in areas]))
             # last in the batch: the sequence row is locked only until its commit
-            seq = await _draw(conn, "ticket", day) if day is not None else 0
-            return CreateReads(
-                seq,
-                [] if near is None else [(n, float(d)) for n, d in await near.fetchall()],
-                [] if by_phone is None else [n for (n,) in await by_phone.fetchall()],
-                None if area is None else [i for (i,) in await area.fetchall()])
+            for day, indexes in days.items():
+                last = await _draw(conn, "ticket", day, len(indexes))
+                for k, i in enumerate(indexes):
+                    seqs[i] = last - len(indexes) + 1 + k
+            for i, number, dist, record in await near_cur.fetchall() if near_cur else ():
+                found_near[i].append((number, float(dist)))
+                raw[i][number] = record
+            for i, number, record in await phone_cur.fetchall() if phone_cur else ():
+                found_phone[i].append(number)
+                raw[i][number] = record
+            for i, incident_id in await area_cur.fetchall() if area_cur else ():
+                found_area[i].append(incident_id)  # type: ignore[union-attr]
+        return [CreateReads(seqs[i], found_near[i], found_phone[i], found_area[i],
+                            {n: TicketRecord.from_json(text) for n, text in raw[i].items()}) for i in range(len(requests))]
 
     async def queue_heads(self, count: int) -> dict[int, list[tuple[str, str, float]]]:
         """For each limit length in use, its `count` earliest (number, stage, deadline) entries."""
@@ -568,7 +692,7 @@ class TicketStore:
 
     async def area_incidents(self, supply_area: str) -> list[tuple[Incident, int]]:
         """Unresolved incidents of a supply area."""
-        rows = await self.db.fetch(_AREA_INCIDENTS, (supply_area,))
+        rows = await self.db.fetch(_AREA_INCIDENTS, ([0], [supply_area]))
         return await self.incidents([row["incident_id"] for row in rows])
 
     async def incident_ids(self, *, open_only: bool, start: int = 0, stop: int = 99) -> list[str]:

@@ -80,12 +80,14 @@ class IncidentWrite:
 @dataclass(frozen=True)
 class CreateReads:
     """`TicketStore.create_reads`: the drawn sequence number, repeat candidates near the point
-    (number, metres) and by phone, and the supply area's unresolved incident ids (None: not read)."""
+    (number, metres) and by phone, their records, and the supply area's unresolved incident ids
+    (None: not read)."""
 
     seq: int
     near: list[tuple[str, float]]
     by_phone: list[str]
     area_incident_ids: list[str] | None
+    records: dict[str, TicketRecord] = field(default_factory=dict)  # the candidates' records by number
 
 
 def incident_to_dict(incident: Incident, rev: int) -> dict[str, Any]:
@@ -137,6 +139,13 @@ def ticket_row(record: TicketRecord) -> tuple[Any, ...]:
             record.to_json().decode())
 
 
+def ticket_fields(record: TicketRecord) -> dict[str, Any]:
+    """`ticket_row` by column name, ``record`` as an `orjson.Fragment` (for a JSON document of rows)."""
+    values = dict(zip(TICKET_COLUMNS, ticket_row(record)))
+    values["record"] = orjson.Fragment(values["record"])  # JSON text already
+    return values
+
+
 def stage_rows(record: TicketRecord) -> list[tuple[str, datetime, int]]:
     """The ticket's ``ticket_stages`` rows (stage, deadline, limit_s): its open timed stages
     (``meta.queue``) while it is open, none once it is closed, cancelled or merged."""
@@ -150,3 +159,10 @@ def incident_row(incident: Incident, rev: int) -> tuple[Any, ...]:
     """The values of an incident's ``incidents`` row, in `INCIDENT_COLUMNS` order."""
     return (incident.incident_id, rev, incident.category.value, incident.supply_area, incident.first_call_at,
             incident.resolved_at, orjson.dumps(incident_to_dict(incident, rev)).decode())
+
+
+def incident_fields(incident: Incident, rev: int) -> dict[str, Any]:
+    """`incident_row` by column name, ``record`` as an `orjson.Fragment`."""
+    values = dict(zip(INCIDENT_COLUMNS, incident_row(incident, rev)))
+    values["record"] = orjson.Fragment(values["record"])
+    return values

@@ -134,10 +134,7 @@ class TicketManager:
 
     async def _repeat_of(self, ticket: Ticket, now: datetime, reads: CreateReads) -> Ticket | None:
         """The open ticket this call repeats, or None (candidates from `TicketStore.create_reads`)."""
-        numbers = list(dict.fromkeys([n for n, _ in reads.near] + reads.by_phone))
-        if not numbers:
-            return None
-        candidates = [r.ticket for r in await self.store.get_many(numbers) if r is not None and r.ticket.state in OPEN_STATES]
+        candidates = [r.ticket for r in reads.records.values() if r.ticket.state in OPEN_STATES]
         if not candidates:
             return None
         call = {"phone": ticket.caller_phone, "lon": ticket.lon, "lat": ticket.lat,
@@ -212,7 +209,7 @@ class TicketManager:
         area_writes = self._area_writes.get(area, 0) if area else 0
         reads = await self.store.create_reads(  # one round trip: number, repeat candidates, area incidents
             day, lon=draft.lon if check else None, lat=draft.lat if check else None, radius_m=self.repeat_radius_m,
-            phone=(draft.caller_phone or None) if check else None, supply_area=area)
+            category=draft.category.value, phone=(draft.caller_phone or None) if check else None, supply_area=area)
         if check:
             match = await self._repeat_of(draft, now, reads)
             if match is not None:
@@ -399,10 +396,9 @@ class TicketManager:
         lon, lat = (None, None) if point is None else point
         if phone:
             phone = normalize_phone(phone)
-        near, by_phone = await self.store.near_and_by_phone(lon, lat, radius, phone or None)
-        distances = dict(near)
-        numbers = list(dict.fromkeys([n for n, _ in near] + by_phone))
-        records = [r for r in await self.store.get_many(numbers) if r is not None and r.ticket.state in OPEN_STATES]
+        reads = await self.store.near_and_by_phone(lon, lat, radius, phone or None)
+        distances = dict(reads.near)
+        records = [r for r in reads.records.values() if r.ticket.state in OPEN_STATES]
         match = None
         if records:
             match = repeats.find_repeat({"phone": phone, "lon": lon, "lat": lat, "category": category, "at": now},

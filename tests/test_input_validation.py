@@ -223,7 +223,7 @@ async def test_the_save_script_leaves_an_update_untouched_when_the_geo_pair_is_b
     with pytest.raises(CoordinateError):
         await store.save([TicketWrite(moved, [created], record)])
     assert await keys(vapi.store) == before
-    near, _ = await store.near_and_by_phone(119.72, 36.36, 10, None)
+    near = (await store.near_and_by_phone(119.72, 36.36, 10, None)).near
     assert [n for n, _ in near] == [record.ticket.number]
 
 

@@ -71,9 +71,11 @@ async def test_create_writes_record_events_and_indexes_atomically(store):
     assert await store.index("open") == ["GD20261122-0001"]
     assert await store.index("phone:13812341234") == ["GD20261122-0001"]
     assert await store.counts() == {"new": 1}
-    near, by_phone = await store.near_and_by_phone(119.7201, 36.36, 100, "13812341234")
-    assert [n for n, _ in near] == ["GD20261122-0001"] and 5 < near[0][1] < 12
-    assert by_phone == ["GD20261122-0001"]
+    reads = await store.near_and_by_phone(119.7201, 36.36, 100, "13812341234")
+    assert [n for n, _ in reads.near] == ["GD20261122-0001"] and 5 < reads.near[0][1] < 12
+    assert reads.by_phone == ["GD20261122-0001"]
+    assert reads.records["GD20261122-0001"].ticket == record.ticket
+    assert (await store.near_and_by_phone(119.7201, 36.36, 100, None, category="gas")).near == []  # water only
 
 
 async def test_a_second_create_of_the_same_number_is_a_conflict_and_writes_nothing(store):
@@ -138,7 +140,8 @@ async def test_terminal_state_leaves_the_open_indexes(store):
     await manager.act("GD20261122-0001", "dispatch", {"crew_id": "C01"}, DISPATCHER, expected_version=1)
     await manager.act("GD20261122-0001", "cancel", {"reason": "误报"}, DISPATCHER, expected_version=2)
     assert await store.index("open") == [] and await store.crew_tickets("C01") == []
-    assert (await store.near_and_by_phone(119.72, 36.36, 100, None))[0] == []
+    assert (await store.near_and_by_phone(119.72, 36.36, 100, None)).near == []
+    assert (await store.near_and_by_phone(None, None, 100, "13812341234")).by_phone == []  # open tickets only
     assert await store.index("state:cancelled") == ["GD20261122-0001"]
     assert await store.index("phone:13812341234") == ["GD20261122-0001"]  # history stays
     assert await store.counts() == {"cancelled": 1}
@@ -386,3 +389,51 @@ async def test_a_redis_wipe_loses_no_ticket_event_incident_or_number(store):
     assert await store.next_number_seq(T0.date()) == seq + 1  # no number drawn twice
     page, total = await TicketManager(store, None, clock=Clock(T0)).list(DISPATCHER)
     assert [r.ticket.number for r in page] == [ticket.number] and total == 1
+
+
+async def test_concurrent_saves_commit_together_and_a_refused_one_fails_alone(store):
+    """Saves made while another runs are committed in one transaction; when one of them is
+    refused, each is written again alone: the others are stored with their own events and the
+    refused one gets its own Conflict, as if each had run alone."""
+    manager = TicketManager(store, None, clock=Clock(T0))
+    first = await _create(store)
+    reviewed, event = apply(first.record.ticket, "review", actor=DISPATCHER, now=T0 + timedelta(minutes=1))
+    await store.save([TicketWrite(manager._record(reviewed, {}), [event], first.record)])  # now version 2
+    stale, stale_event = apply(first.record.ticket, "review", actor=DISPATCHER, now=T0 + timedelta(minutes=2))
+    writes = []
+    for n in range(2, 6):
+        ticket, created = new_ticket(_call(f"GD20261122-{n:04d}", caller_phone=f"1381234{n:04d}"), now=T0, actor=AGENT)
+        writes.append(TicketWrite(manager._record(ticket, {}), [created]))
+    saves = [store.save([w]) for w in writes[:2]]
+    saves.append(store.save([TicketWrite(manager._record(stale, {}), [stale_event], first.record)]))  # version 1: stale
+    saves += [store.save([w]) for w in writes[2:]]
+    batches = store._saves.batches
+    outcomes = await asyncio.gather(*saves, return_exceptions=True)
+    assert store._saves.batches - batches == 1  # made together: one batch
+    assert isinstance(outcomes[2], Conflict) and (outcomes[2].expected, outcomes[2].actual) == (1, 2)
+    assert store.counters["batch_split"] == 1
+    for write, ids in zip(writes, outcomes[:2] + outcomes[3:]):
+        events = await store.events(write.record.ticket.number)
+        assert [sid for sid, _ in events] == ids and [e["action"] for _, e in events] == ["create"]
+        assert (await store.get(write.record.ticket.number)).ticket == write.record.ticket
+    assert (await store.get(first.record.ticket.number)).ticket.version == 2
+    assert [e["action"] for _, e in await store.events(first.record.ticket.number)] == ["create", "review"]
+
+
+async def test_concurrent_create_reads_each_get_their_own_candidates_and_numbers(store):
+    await _create(store)  # water at 119.72, 36.36, phone 13812341234
+    manager = TicketManager(store, None, clock=Clock(T0))
+    ticket, created = new_ticket(_call("GD20261122-0002", caller_phone="13800000002", lon=119.80, lat=36.40,
+                                       category="gas"), now=T0, actor=AGENT)
+    await store.save([TicketWrite(manager._record(ticket, {}), [created])])
+    day = T0.date() + timedelta(days=1)
+    reads = await asyncio.gather(
+        store.create_reads(day, lon=119.72, lat=36.36, radius_m=100, category="water", phone="13800000002"),
+        store.create_reads(day, lon=119.80, lat=36.40, radius_m=100, category="gas", phone="13812341234"),
+        store.create_reads(day, lon=119.80, lat=36.40, radius_m=100, category="water"),
+        store.create_reads(day, supply_area="DMA01"))
+    assert [r.seq for r in reads] == [1, 2, 3, 4]
+    assert [[n for n, _ in r.near] for r in reads] == [["GD20261122-0001"], ["GD20261122-0002"], [], []]
+    assert [r.by_phone for r in reads] == [["GD20261122-0002"], ["GD20261122-0001"], [], []]
+    assert [sorted(r.records) for r in reads] == [["GD20261122-0001", "GD20261122-0002"]] * 2 + [[], []]
+    assert [r.area_incident_ids for r in reads] == [None, None, None, []]
