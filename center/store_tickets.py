@@ -133,8 +133,8 @@ _BY_PHONE = ("SELECT q.i, p.number, p.record FROM unnest(%s::int[], %s::text[], 
              " ORDER BY t.created_at DESC, t.number COLLATE \"C\" DESC LIMIT q.recent) p"
              " ORDER BY q.i, p.created_at DESC, p.number COLLATE \"C\" DESC")
 # each supply area's unresolved incidents
-_AREA_INCIDENTS = ("SELECT q.i, x.incident_id FROM unnest(%s::int[], %s::text[]) AS q(i, area)"
-                   " CROSS JOIN LATERAL (SELECT incident_id FROM incidents"
+_AREA_INCIDENTS = ("SELECT q.i, x.record FROM unnest(%s::int[], %s::text[]) AS q(i, area)"
+                   " CROSS JOIN LATERAL (SELECT incident_id, record::text FROM incidents"
                    " WHERE supply_area = q.area AND resolved_at IS NULL) x ORDER BY q.i, x.incident_id")
 # the limit lengths in use, by a loose index scan of ticket_stages_queue (a few distinct values)
 _LIMITS = ("WITH RECURSIVE limits(l) AS (SELECT min(limit_s) FROM ticket_stages UNION ALL"
@@ -528,7 +528,7 @@ class TicketStore:
                 days.setdefault(r.day, []).append(i)
         found_near: list[list[tuple[str, float]]] = [[] for _ in requests]
         found_phone: list[list[str]] = [[] for _ in requests]
-        found_area: list[list[str] | None] = [[] if r.supply_area else None for r in requests]
+        found_area: list[list[tuple[Incident, int]] | None] = [[] if r.supply_area else None for r in requests]
         raw: list[dict[str, str]] = [{} for _ in requests]
         seqs = [0] * len(requests)
         async with self.db.connection() as conn, conn.pipeline():
@@ -554,8 +554,8 @@ class TicketStore:
             for i, number, record in await phone_cur.fetchall() if phone_cur else ():
                 found_phone[i].append(number)
                 raw[i][number] = record
-            for i, incident_id in await area_cur.fetchall() if area_cur else ():
-                found_area[i].append(incident_id)  # type: ignore[union-attr]
+            for i, record in await area_cur.fetchall() if area_cur else ():
+                found_area[i].append(incident_from_dict(orjson.loads(record)))  # type: ignore[union-attr]
         return [CreateReads(seqs[i], found_near[i], found_phone[i], found_area[i],
                             {n: TicketRecord.from_json(text) for n, text in raw[i].items()}) for i in range(len(requests))]
 
@@ -693,7 +693,7 @@ class TicketStore:
     async def area_incidents(self, supply_area: str) -> list[tuple[Incident, int]]:
         """Unresolved incidents of a supply area."""
         rows = await self.db.fetch(_AREA_INCIDENTS, ([0], [supply_area]))
-        return await self.incidents([row["incident_id"] for row in rows])
+        return [incident_from_dict(orjson.loads(row["record"])) for row in rows]
 
     async def incident_ids(self, *, open_only: bool, start: int = 0, stop: int = 99) -> list[str]:
         """Incident ids, newest first (positions start..stop, inclusive)."""

@@ -80,13 +80,13 @@ class IncidentWrite:
 @dataclass(frozen=True)
 class CreateReads:
     """`TicketStore.create_reads`: the drawn sequence number, repeat candidates near the point
-    (number, metres) and by phone, their records, and the supply area's unresolved incident ids
-    (None: not read)."""
+    (number, metres) and by phone, their records, and the supply area's unresolved incidents with
+    their revisions (None: not read)."""
 
     seq: int
     near: list[tuple[str, float]]
     by_phone: list[str]
-    area_incident_ids: list[str] | None
+    area_incidents: list[tuple[Incident, int]] | None
     records: dict[str, TicketRecord] = field(default_factory=dict)  # the candidates' records by number
 
 

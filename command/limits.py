@@ -144,15 +144,22 @@ class LimitPolicy:
 
     rules: tuple[LimitRule, ...] = DEFAULT_RULES
     warn_share: float = 0.8
+    # limit_for's answers by (stage, category, type, area class, urgency): all a rule looks at
+    _found: dict[tuple[Any, ...], timedelta | None] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def limit_for(self, ticket: Ticket, stage: Stage, area_class: AreaClass) -> timedelta | None:
         """The limit of `stage` for this ticket, or None when no rule applies."""
+        key = (stage, ticket.category, ticket.type, area_class, ticket.urgency)
+        if key in self._found:
+            return self._found[key]
         best: LimitRule | None = None
         for rule in self.rules:
             if rule.stage is stage and rule.matches(ticket, area_class):
                 if best is None or (rule.layer, rule.specificity) >= (best.layer, best.specificity):
                     best = rule
-        return None if best is None else best.limit
+        self._found[key] = None if best is None else best.limit
+        return self._found[key]
 
     def with_rules(self, extra: Iterable[LimitRule]) -> LimitPolicy:
         """A policy with `extra` rules added as a new layer: where they match, they win."""

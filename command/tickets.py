@@ -332,7 +332,12 @@ if set(_EFFECTS) != set(ACTIONS):
     raise RuntimeError("every action in the table needs an effect")
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _json_safe(value: Any) -> Any:
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, datetime):
@@ -434,9 +439,13 @@ _TIME_FIELDS = tuple(f.name for f in dataclasses.fields(Ticket) if "datetime" in
                      f.name != "deadlines")
 
 
+_TICKET_FIELDS = tuple(f.name for f in dataclasses.fields(Ticket))
+_EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(AuditEvent))
+
+
 def to_dict(ticket: Ticket) -> dict[str, Any]:
     """JSON-safe dict of a ticket (enum values, ISO-8601 UTC times, lists) for storage."""
-    return {f.name: _json_safe(getattr(ticket, f.name)) for f in dataclasses.fields(Ticket)}
+    return {name: _json_safe(getattr(ticket, name)) for name in _TICKET_FIELDS}
 
 
 def from_dict(data: Mapping[str, Any]) -> Ticket:
@@ -455,7 +464,7 @@ def from_dict(data: Mapping[str, Any]) -> Ticket:
 
 def event_to_dict(event: AuditEvent) -> dict[str, Any]:
     """JSON-safe dict of an audit event."""
-    return {f.name: _json_safe(getattr(event, f.name)) for f in dataclasses.fields(AuditEvent)}
+    return {name: _json_safe(getattr(event, name)) for name in _EVENT_FIELDS}
 
 
 def event_from_dict(data: Mapping[str, Any]) -> AuditEvent:

@@ -38,6 +38,9 @@ _RESERVED_ARGS = frozenset({"ticket", "action", "actor", "now", "expected_versio
 _RETRIES = 5
 # (ticket as it will be saved, one of its events) -> None, or (marker for the event's data, outbox write)
 OutboxHook = Callable[[Ticket, AuditEvent], Awaitable[tuple[dict[str, Any], Extra] | None]]
+# a create's early read of its supply area: (area, its unresolved incidents with revisions, the
+# process's count of incident writes in that area when read)
+_Early = tuple[str, list[tuple[grouping.Incident, int]], int]
 
 
 def utc_now() -> datetime:
@@ -148,15 +151,16 @@ class TicketManager:
         return await self._change(number, lambda previous: repeats.link_repeat(
             previous.ticket, now=self.clock(), actor=by, phone=call.caller_phone or None, note=note[:2000]))
 
-    async def _group(self, ticket: Ticket, asset: str | None, early: tuple[str, list[str], int] | None = None,
+    async def _group(self, ticket: Ticket, asset: str | None, early: _Early | None = None,
                      ) -> tuple[Ticket, list[AuditEvent], list[IncidentWrite], grouping.Incident | None]:
         """Join the call to its supply area's incident, or open one (not yet written). `early`:
-        (area, its incident ids read before the area lock, `_area_writes` of the area at that time)."""
+        (area, its incidents and revisions read with the create's reads, before the area lock,
+        `_area_writes` of the area at that time); a stale one is refused by the revision guard."""
         if not grouping.groupable(ticket):
             return ticket, [], [], None
         area = ticket.supply_area or ""
         if early is not None and early[0] == area and early[2] == self._area_writes.get(area, 0):
-            known = await self.store.incidents(early[1])
+            known = early[1]
         else:
             known = await self.store.area_incidents(area)
         revs = {i.incident_id: rev for i, rev in known}
@@ -216,7 +220,7 @@ class TicketManager:
                 await self.store.release_number_seq(day, reads.seq)
                 return CreateResult(await self._link_repeat(match.number, draft, actor), True, match.incident_id)
         number = ticket_number(day, reads.seq)
-        early = None if reads.area_incident_ids is None else (area, reads.area_incident_ids, area_writes)
+        early = None if reads.area_incidents is None else (area, reads.area_incidents, area_writes)
         ticket, created = new_ticket({**fields, **place, "number": number}, now=now, actor=actor)
         kind = needs_police(ticket.category.value, ticket.type.value, ticket.description, tags)
         if kind:
@@ -252,7 +256,7 @@ class TicketManager:
 
     async def _save_new(self, ticket: Ticket, created: AuditEvent, meta: dict[str, Any], asset: str | None,
                         answer: str | None, actor: Actor, now: datetime,
-                        alarm: ProactiveRef | None, early: tuple[str, list[str], int] | None = None,
+                        alarm: ProactiveRef | None, early: _Early | None = None,
                         writes_for: Callable[[Ticket], Sequence[Extra]] | None = None,
                         ) -> CreateResult:
         for attempt in range(_RETRIES):

@@ -436,4 +436,4 @@ async def test_concurrent_create_reads_each_get_their_own_candidates_and_numbers
     assert [[n for n, _ in r.near] for r in reads] == [["GD20261122-0001"], ["GD20261122-0002"], [], []]
     assert [r.by_phone for r in reads] == [["GD20261122-0002"], ["GD20261122-0001"], [], []]
     assert [sorted(r.records) for r in reads] == [["GD20261122-0001", "GD20261122-0002"]] * 2 + [[], []]
-    assert [r.area_incident_ids for r in reads] == [None, None, None, []]
+    assert [r.area_incidents for r in reads] == [None, None, None, []]
