@@ -2,22 +2,27 @@
 against the demo started as real processes; the ECharts canvases draw, the key figures equal the
 API's report, a district filter changes them, a ranking number opens its tickets (phones masked),
 the Excel export holds the page's numbers, English and the print layout work, and nothing is
-logged to the console. Screenshots in test-artifacts/.
+logged to the console. A second test chooses a custom range (自定义): the heading and a number follow
+it, so do the CSV export, the drill-down and a reload; a reversed or too long range shows its message
+without a request; the quick choices (上季度, 今年) and the API's 400 shown readably. Screenshots in
+test-artifacts/.
 
 The demo runs without the simulated callers, crew bots, callback desk and scenario, so the month
 holds exactly the tickets this test files through the API (repairs in every district, a
 consultation answered on the call, a repair walked to its satisfied callback)."""
 from __future__ import annotations
 
+import csv
 import io
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import openpyxl
 import pytest
 from shapely.geometry import shape
 
+from services.kpi_query import MAX_RANGE_DAYS
 from tests.procs import PASSWORD, start_demo
 from tests.test_browser import ARTIFACTS, ConsoleWatch, browser  # noqa: F401  (the shared chromium fixture)
 from tests.test_browser import pytestmark as browser_marks
@@ -157,3 +162,115 @@ def test_supervisor_opens_the_monthly_report_and_its_charts_render(demo, browser
     page.emulate_media(media="screen")
     page.close()
     assert watch.errors == []
+
+
+def _previous_quarter(today: date) -> tuple[str, str]:
+    """First and last day of the calendar quarter before the one holding `today`."""
+    first_month = (today.month - 1) // 3 * 3 + 1
+    start = date(today.year - (first_month == 1), (first_month - 4) % 12 + 1, 1)
+    return start.isoformat(), (date(today.year, first_month, 1) - timedelta(days=1)).isoformat()
+
+
+def _choose_range(page, first: str, last: str) -> None:
+    page.fill("#r-from", first)
+    page.fill("#r-to", last)
+    page.click("#r-apply")
+
+
+def test_supervisor_chooses_a_date_range_and_its_export_and_drill_follow(demo, browser):  # noqa: F811
+    ARTIFACTS.mkdir(exist_ok=True)
+    agent = demo.login("agent")
+    demo.post("/api/tickets", agent, {"channel": "phone", "category": "water", "type": "consultation",
+                                      "caller_phone": "13900008888", "description": "区间报表测试",
+                                      "answer": "已答复", "link": False})  # at least one ticket today
+    supervisor = demo.login("supervisor")
+    today = datetime.now(timezone.utc).astimezone(timezone(timedelta(hours=8))).date()
+    first, yesterday = (today - timedelta(days=40)).isoformat(), (today - timedelta(days=1)).isoformat()
+
+    def api(query: str) -> dict:
+        return demo.get(f"/api/reports/kpi?{query}", supervisor)["report"]["volume"]
+
+    page = browser.new_page(viewport={"width": 1600, "height": 1100}, accept_downloads=True)
+    watch = ConsoleWatch(page)
+    kpi_requests: list[str] = []
+    page.on("request", lambda r: kpi_requests.append(r.url) if "/api/reports/kpi" in r.url else None)
+    _login(page, demo.base, "supervisor")
+    _loaded(page, "period=day")
+    assert page.is_hidden("#r-range") and page.is_visible("#r-date")
+
+    # 自定义 starts from the period shown (today), then any range of days
+    assert page.text_content(".tabs [data-kind='range']") == "自定义"
+    page.click(".tabs [data-kind='range']")
+    _loaded(page, f"period=range&from={today}&to={today}")
+    assert page.get_attribute(".tabs [data-kind='range']", "aria-selected") == "true"
+    assert page.is_visible("#r-range") and page.is_hidden("#r-date")
+    _choose_range(page, first, yesterday)
+    _loaded(page, f"period=range&from={first}&to={yesterday}")
+    assert page.text_content("#r-heading") == f"调度指挥中心区间报表 {first} 至 {yesterday}"
+    before = api(f"period=range&from={first}&to={yesterday}")["tickets"]
+    assert int(_tile(page, "tickets")) == before
+    _choose_range(page, first, today.isoformat())
+    _loaded(page, f"period=range&from={first}&to={today}")
+    assert page.text_content("#r-heading") == f"调度指挥中心区间报表 {first} 至 {today}"
+    after = api(f"period=range&from={first}&to={today}")["tickets"]
+    assert int(_tile(page, "tickets")) == after > before  # the number changed with the range
+    page.screenshot(path=str(ARTIFACTS / "reports-range.png"), full_page=True)
+
+    # the export follows the range
+    with page.expect_download() as download:
+        page.click("#r-csv")
+    assert download.value.suggested_filename.startswith("调度指挥中心区间报表")
+    lines = list(csv.reader(io.StringIO(Path(download.value.path()).read_bytes().decode("utf-8-sig"))))
+    assert lines[0] == [f"调度指挥中心区间报表 {first} 至 {today}"]
+    assert {row[0]: row[1] for row in lines if len(row) > 1}["受理工单"] == str(after)
+
+    # so does the drill-down: the tickets behind the received count
+    page.click("[data-kpi='tickets'] a.drill")
+    page.wait_for_function("n => (document.getElementById('drill').dataset.loaded || '') === 'created||' + n",
+                           arg=after)
+    page.click("#drill-close")
+
+    # the URL keeps the choice: a reload shows the same report
+    assert f"period=range&from={first}&to={today}" in page.url
+    page.reload()
+    _loaded(page, f"period=range&from={first}&to={today}")
+    assert page.input_value("#r-from") == first and page.input_value("#r-to") == today.isoformat()
+    assert int(_tile(page, "tickets")) == after
+
+    # a reversed range, or one longer than the API takes: the message, and no request
+    asked = len(kpi_requests)
+    _choose_range(page, today.isoformat(), first)
+    page.wait_for_selector("#r-message:not(.hidden)")
+    assert page.text_content("#r-message") == "开始日期不能晚于结束日期。"
+    page.click("[data-lang-toggle]")
+    assert page.text_content("#r-message") == "The first day must not be after the last day."
+    assert page.text_content(".tabs [data-kind='range']") == "Custom"
+    page.click("[data-lang-toggle]")
+    _choose_range(page, "2000-01-01", today.isoformat())
+    assert page.text_content("#r-message") == f"区间最多 {MAX_RANGE_DAYS} 天。"
+    assert len(kpi_requests) == asked and f"from={first}&to={today}" in page.url
+    page.screenshot(path=str(ARTIFACTS / "reports-range-reversed.png"))
+
+    # quick choices, in the center's zone: last quarter as a range, this year as the yearly report
+    page.click("[data-quick='last_quarter']")
+    start, end = _previous_quarter(today)
+    _loaded(page, f"period=range&from={start}&to={end}")
+    assert page.is_hidden("#r-message")
+    assert page.text_content("#r-heading") == f"调度指挥中心区间报表 {start} 至 {end}"
+    assert int(_tile(page, "tickets")) == api(f"period=range&from={start}&to={end}")["tickets"]
+    page.click("[data-quick='this_year']")
+    _loaded(page, f"period=year&date={today}")
+    assert page.get_attribute(".tabs [data-kind='year']", "aria-selected") == "true"
+    assert int(_tile(page, "tickets")) == api(f"period=year&date={today}")["tickets"]
+
+    # a shared link with a reversed range asks nothing; the API's 400 is shown readably
+    asked = len(kpi_requests)
+    page.goto(demo.base + f"/reports?period=range&from={today}&to={first}")
+    page.wait_for_selector("#r-message:not(.hidden)")
+    assert page.text_content("#r-message") == "开始日期不能晚于结束日期。" and len(kpi_requests) == asked
+    page.goto(demo.base + "/reports?period=month&category=bogus")
+    page.wait_for_selector("#r-message:not(.hidden)")
+    assert page.text_content("#r-message").startswith("报表加载失败（类别）：'bogus' is not one of")
+    page.close()
+    assert [f.split("?")[0] for f in watch.failed] == [f"400 GET {demo.base}/api/reports/kpi"]
+    assert all("status of 400" in e for e in watch.errors), watch.errors

@@ -24,8 +24,8 @@ from command.errors import ValidationError
 from command.kpi import CATEGORIES, DRILL_GROUPS, KpiFrame
 from command.kpi_report import DRILL_METRICS
 from services.kpi_query import (
-    DrillQuery, ReportQuery, drill_rows, parse_drill, parse_query, query_frame, report_rows, state_payload,
-    ticket_pages,
+    MAX_RANGE_DAYS, DrillQuery, ReportQuery, drill_rows, parse_drill, parse_query, query_frame, report_rows,
+    state_payload, ticket_pages,
 )
 from services.kpi_service import KpiService, KpiUnavailable
 from web.base import ApiError, BaseHandler, page
@@ -209,14 +209,14 @@ class ReportsPage(ReportHandler):
         names = self.names()
         today = datetime.now(timezone.utc).astimezone(self.tz).date().isoformat()
         self.render("reports.html", account=self.account, zone=self.config.TIME_ZONE, today=today,
-                    kinds=KIND_ZH, categories=CATEGORIES,
+                    kinds=KIND_ZH, categories=CATEGORIES, max_range_days=MAX_RANGE_DAYS,
                     names_json=orjson.dumps(names).decode())
 
 
 _QUERY = (("period", "string", "day | week | month | year | range (default day; range when from/to are given)"),
           ("date", "string", "YYYY-MM-DD in the center's time zone (default today)"),
           ("from", "string", "first day of a range, YYYY-MM-DD"),
-          ("to", "string", "last day of a range, YYYY-MM-DD (at most 1827 days after from)"),
+          ("to", "string", f"last day of a range, YYYY-MM-DD (a range holds at most {MAX_RANGE_DAYS} days)"),
           ("category", "string", "category, or several comma-separated"),
           ("district", "string", "district id(s)"), ("unit", "string", "responsible unit id(s)"))
 _ROLES = "supervisor, admin; dispatcher (read only)"

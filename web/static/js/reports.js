@@ -1,6 +1,8 @@
-// Report page (报表): daily, weekly and monthly KPIs from GET /api/reports/kpi, drawn with the vendored
-// Apache ECharts; every count opens the tickets behind it (GET /api/reports/drill). Durations are shown in
-// minutes and rates in percent, rounded half up to one decimal like the exports (web/report_export.py).
+// Report page (报表): daily, weekly, monthly, yearly and custom-range (自定义) KPIs from GET /api/reports/kpi,
+// drawn with the vendored Apache ECharts; every count opens the tickets behind it (GET /api/reports/drill).
+// Durations are shown in minutes and rates in percent, rounded half up to one decimal like the exports
+// (web/report_export.py). The query lives in the URL, so a reload or a shared link shows the same report;
+// a range is checked here first (from <= to, at most the API's data-max-range-days) and sent only when valid.
 (function () {
   "use strict";
   var t = window.I18N.t;
@@ -12,8 +14,10 @@
   var TIMES = ["dispatch_time_s", "acceptance_time_s", "arrival_time_s", "repair_time_s", "resolution_time_s",
                "callback_time_s"];
   var PAGE = 50;
-  var query = { period: "day", date: body.getAttribute("data-today"), category: "", district: "", unit: "" };
-  var last = null, charts = {}, drill = null;
+  var MAX_RANGE_DAYS = Number(body.getAttribute("data-max-range-days"));
+  var query = { period: "day", date: body.getAttribute("data-today"), from: "", to: "", category: "", district: "",
+                unit: "" };
+  var last = null, charts = {}, drill = null, message = null;
 
   // ------------------------------------------------------------------ formatting
   function esc(s) {
@@ -54,10 +58,41 @@
            '" data-key="' + esc(key) + '"' : "") + ">" + esc(value) + "</a>";
   }
 
+  // ------------------------------------------------------------------ days in the center's zone
+  function dayNumber(iso) {  // days since 1970-01-01 of a YYYY-MM-DD, NaN when it is not one
+    var m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(iso || "");
+    if (!m) { return NaN; }
+    var ms = Date.UTC(+m[1], +m[2] - 1, +m[3]);
+    return new Date(ms).toISOString().slice(0, 10) === iso ? ms / 86400000 : NaN;
+  }
+  function isoDay(year, month, day) {  // month 1-based; day 0 is the last day of the month before
+    return new Date(Date.UTC(year, month - 1, day)).toISOString().slice(0, 10);
+  }
+  function today() { return new Intl.DateTimeFormat("en-CA", { timeZone: zone }).format(new Date()); }
+  // quick choices: a calendar quarter as a range, or a year
+  function quick(name) {
+    var now = today(), year = +now.slice(0, 4), first = Math.floor((+now.slice(5, 7) - 1) / 3) * 3 + 1;
+    if (name === "this_year") { return { period: "year", date: now }; }
+    if (name === "last_year") { return { period: "year", date: isoDay(year - 1, 1, 1) }; }
+    if (name === "last_quarter") { first -= 3; }
+    return { period: "range", from: isoDay(year, first, 1), to: isoDay(year, first + 3, 0) };
+  }
+  // what is wrong with a range (a text for the page), "" when the API would take it
+  function rangeProblem(from, to) {
+    var a = dayNumber(from), b = dayNumber(to);
+    if (isNaN(a) || isNaN(b)) { return t("reports.range_missing"); }
+    if (a > b) { return t("reports.range_reversed"); }
+    if (b - a + 1 > MAX_RANGE_DAYS) { return fmt("reports.range_too_long", { n: MAX_RANGE_DAYS }); }
+    return "";
+  }
+
   // ------------------------------------------------------------------ query and loading
   function params(extra) {
     var q = Object.assign({}, query, extra || {});
-    return Object.keys(q).filter(function (k) { return q[k] !== "" && q[k] != null; }).map(function (k) {
+    var unused = q.period === "range" ? ["date"] : ["from", "to"];
+    return Object.keys(q).filter(function (k) {
+      return q[k] !== "" && q[k] != null && unused.indexOf(k) < 0;
+    }).map(function (k) {
       return encodeURIComponent(k) + "=" + encodeURIComponent(q[k]);
     }).join("&");
   }
@@ -67,9 +102,25 @@
     el.className = "toast error";
     setTimeout(function () { el.className = "toast hidden"; }, 6000);
   }
+  // the page's message line (a function of the language, so the switch redraws it); null hides it
+  function showMessage(text) {
+    message = text;
+    var el = document.getElementById("r-message");
+    el.textContent = text ? text() : "";
+    el.classList.toggle("hidden", !text);
+  }
+  // a failed reply, readable: the field it names (in the page's words) and the server's message
+  function failure(res) {
+    var e = Api.error(res), field = e.field ? t("reports." + e.field) : "";
+    var text = Api.message(res);
+    if (field === "reports." + e.field) { field = e.field; }  // a field the page has no word for
+    if (e.field && text.indexOf(e.field + ": ") === 0) { text = text.slice(e.field.length + 2); }  // named once
+    return fmt(field ? "reports.error_field" : "reports.error_plain", { error: t("reports.error"), field: field,
+                                                                        message: text });
+  }
   function getJson(url) {  // the shared helper (api.js); a failed reply becomes an Error with its message
     return Api.request("GET", url).then(function (res) {
-      if (!res.ok) { throw new Error(Api.message(res)); }
+      if (!res.ok) { throw new Error(failure(res)); }
       return res.body;
     });
   }
@@ -78,13 +129,24 @@
     history.replaceState(null, "", "/reports?" + key);
     document.getElementById("r-csv").href = "/api/reports/export?" + params({ format: "csv" });
     document.getElementById("r-xlsx").href = "/api/reports/export?" + params({ format: "xlsx" });
+    document.getElementById("drill").classList.add("hidden");  // it showed the tickets of the former query
     body.dataset.loading = key;
-    return getJson("/api/reports/kpi?" + key).then(function (data) {
+    return Api.request("GET", "/api/reports/kpi?" + key).then(function (res) {
       if (body.dataset.loading !== key) { return; }  // a newer query was asked meanwhile
-      last = data;
+      if (!res.ok) {  // the former report stays, dimmed, under the reason
+        body.classList.add("r-stale");
+        showMessage(function () { return failure(res); });
+        return;
+      }
+      last = res.body;
+      body.classList.remove("r-stale");
+      showMessage(null);
       render();
       body.dataset.loaded = key;
-    }).catch(function (err) { toast(t("reports.error") + ": " + err.message); });
+    }).catch(function () {
+      body.classList.add("r-stale");
+      showMessage(function () { return t("reports.error") + ": " + t("reports.offline"); });
+    });
   }
 
   // ------------------------------------------------------------------ rendering
@@ -195,7 +257,8 @@
   }
   function drawCharts(r) {
     var created = t("reports.s.created"), resolved = t("reports.s.resolved"), tickets = t("reports.u.tickets");
-    bar("chart-series", r.series.map(function (d) { return d.day.slice(5); }), [
+    var years = r.series.length && r.series[0].day.slice(0, 4) !== r.series[r.series.length - 1].day.slice(0, 4);
+    bar("chart-series", r.series.map(function (d) { return years ? d.day : d.day.slice(5); }), [
       { name: created, data: r.series.map(function (d) { return d.created; }) },
       { name: resolved, data: r.series.map(function (d) { return d.resolved; }) }], tickets);
     bar("chart-hour", r.volume.by_hour.map(function (_, h) { return h + t("reports.u.hour"); }), [
@@ -262,20 +325,65 @@
       select.appendChild(o);
     });
   }
+  // the tabs, and the date input or the range inputs, as the query says
   function selectTab() {
     document.querySelectorAll(".tabs [data-kind]").forEach(function (b) {
       b.setAttribute("aria-selected", String(b.getAttribute("data-kind") === query.period));
     });
+    var ranged = query.period === "range";
+    document.getElementById("r-date-label").classList.toggle("hidden", ranged);
+    document.getElementById("r-range").classList.toggle("hidden", !ranged);
+    document.getElementById("r-date").value = query.date;
+    document.getElementById("r-from").value = query.from;
+    document.getElementById("r-to").value = query.to;
+  }
+  // the range of the inputs: loaded when valid, else its message and no request
+  function applyRange() {
+    var from = document.getElementById("r-from").value, to = document.getElementById("r-to").value;
+    var problem = rangeProblem(from, to);
+    if (problem) {
+      showMessage(function () { return rangeProblem(from, to); });
+      return;
+    }
+    Object.assign(query, { period: "range", from: from, to: to });
+    selectTab();
+    load();
+  }
+  function chooseRange() {  // the range tab starts from the period shown (or today)
+    if (!query.from || !query.to) {
+      var shown = last && last.period, end = shown && new Date(new Date(shown.end).getTime() - 1000);
+      query.from = shown ? shown.start.slice(0, 10) : today();
+      query.to = shown ? new Intl.DateTimeFormat("en-CA", { timeZone: zone }).format(end) : today();
+    }
+    query.period = "range";
+    selectTab();
+    applyRange();
   }
   function fromUrl() {
     var p = new URLSearchParams(location.search);
     Object.keys(query).forEach(function (k) { if (p.get(k)) { query[k] = p.get(k); } });
-    document.getElementById("r-date").value = query.date;
+    if (!p.get("period") && (p.get("from") || p.get("to"))) { query.period = "range"; }  // as the API reads it
     ["category", "district", "unit"].forEach(function (k) { document.getElementById("r-" + k).value = query[k]; });
   }
   function wire() {
     document.querySelectorAll(".tabs [data-kind]").forEach(function (b) {
-      b.addEventListener("click", function () { query.period = b.getAttribute("data-kind"); selectTab(); load(); });
+      b.addEventListener("click", function () {
+        var kind = b.getAttribute("data-kind");
+        if (kind === "range") { chooseRange(); return; }
+        query.period = kind;
+        selectTab();
+        showMessage(null);
+        load();
+      });
+    });
+    document.getElementById("r-range").addEventListener("submit", function (ev) { ev.preventDefault(); applyRange(); });
+    document.querySelectorAll("[data-quick]").forEach(function (b) {
+      b.addEventListener("click", function () {
+        Object.assign(query, quick(b.getAttribute("data-quick")));
+        selectTab();
+        showMessage(null);
+        load();
+      });
     });
     document.getElementById("r-date").addEventListener("change", function (ev) {
       if (ev.target.value) { query.date = ev.target.value; load(); }
@@ -302,7 +410,7 @@
     window.addEventListener("beforeprint", resize);
     window.addEventListener("afterprint", resize);
     if (window.matchMedia) { window.matchMedia("print").addEventListener("change", resize); }
-    document.addEventListener("langchange", render);
+    document.addEventListener("langchange", function () { render(); showMessage(message); });
   }
 
   fillSelect("r-district", "district");
@@ -310,5 +418,5 @@
   fromUrl();
   selectTab();
   wire();
-  load();
+  if (query.period === "range") { applyRange(); } else { load(); }
 })();
