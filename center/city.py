@@ -12,7 +12,8 @@ DEMO_SUBDIR = "city/democity"
 
 
 def ensure_city(settings, progress: Callable[[str], None] | None = None) -> Path:
-    """Path of the city profile TOML; generates the demo city once into DATA_DIR when none is set."""
+    """Path of the city profile TOML; generates the demo city into DATA_DIR when none is set (again
+    when the cached one was written by another `gis.democity.GENERATOR_VERSION`)."""
     if settings.CITY_PROFILE:
         path = Path(settings.CITY_PROFILE)
         if not path.is_file():
@@ -23,12 +24,24 @@ def ensure_city(settings, progress: Callable[[str], None] | None = None) -> Path
     with open(out.parent / ".generate.lock", "w") as lock:  # one generator at a time
         fcntl.flock(lock, fcntl.LOCK_EX)
         profile = out / "profile.toml"
-        if not profile.is_file():
-            from gis import democity
+        from gis import democity
 
+        if not profile.is_file() or _generator_of(profile) != democity.GENERATOR_VERSION:
             (progress or log.info)(f"generating the demo city into {out} ...")
             profile = democity.generate(out, seed=settings.SIM_SEED)
         return profile
+
+
+def _generator_of(profile: Path) -> int | None:
+    """The demo generator version a cached profile was written by (None: older or unreadable)."""
+    import tomllib
+
+    try:
+        with profile.open("rb") as handle:
+            version = tomllib.load(handle).get("city", {}).get("generator")
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    return version if isinstance(version, int) else None
 
 
 class CityLayers:

@@ -2,8 +2,9 @@
 
 `generate(out_dir)` writes every layer the dispatch side understands, modelled on 高密市
 (Gaomi, Shandong): districts → streets → community grids tiling the city, a noded road network
-(arterials, collectors, local streets, a few one-way), responsible units with service areas per
-category, 19 power supply stations and ~10 water stations, 21 repair vehicles with crews,
+(arterials, collectors, local streets, a few one-way), the tree of responsible units (the hotline
+center → a department per trade, 二级 → stations with service areas covering the city for every
+trade, 三级; see `gis.units`), 19 power supply stations and ~10 water stations, 21 repair vehicles with crews,
 200+ transformers with their 台区 supply areas, water mains with DMAs, valves and 50+ pressure
 points, a sensor registry, a few thousand addresses and POIs; plus `profile.toml` naming them.
 Same seed, same bytes.
@@ -38,9 +39,12 @@ from gis.democity_assets import (build_crews, build_sensors, build_transformers,
                                  build_water)
 from gis.democity_places import build_places
 
-__all__ = ["generate", "main", "DEFAULT_SEED", "LAYER_FILES"]
+__all__ = ["generate", "main", "DEFAULT_SEED", "GENERATOR_VERSION", "LAYER_FILES"]
 
 DEFAULT_SEED = 20261122
+# written into profile.toml as [city] generator; `center.city.ensure_city` regenerates a cached
+# demo city whose profile names another version. Bump it when the generated layers change.
+GENERATOR_VERSION = 2
 GPKG_DATE = "2026-01-01T00:00:00Z"  # fixed gpkg_contents.last_change: byte-identical output
 CRS_URN = "urn:ogc:def:crs:EPSG::4490"
 
@@ -121,7 +125,8 @@ def _profile_text(seed: int) -> str:
            "# mapping source field -> internal name. The POIs are GCJ-02 without a crs member:",
            "# their `crs` line overrides what the file would otherwise be taken to be.", "",
            "[city]", f'name = "{names.CITY_NAME}"', f'code = "{names.CITY_CODE}"',
-           f"center = [{CENTER_LON}, {CENTER_LAT}]", f"seed = {seed}", ""]
+           f"center = [{CENTER_LON}, {CENTER_LAT}]", f"seed = {seed}",
+           f'hotline_center = "{names.HOTLINE_CENTER}"', f"generator = {GENERATOR_VERSION}", ""]
     for layer, (file, kind, fields) in LAYER_FILES.items():
         fmt = "gpkg" if file.endswith(".gpkg") else "geojson"
         crs_name = "gcj02" if layer == "pois" else "EPSG:4490"

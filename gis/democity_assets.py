@@ -1,4 +1,5 @@
-"""Demo city, part two: responsible units, stations, crews, transformers, water network, sensors.
+"""Demo city, part two: the responsible units' tree, stations, crews, transformers, water network,
+sensors.
 
 Everything here works in the generator's local metres on a `gis.democity_areas.Model` whose roads and
 administrative areas are already built. Service areas are unions of community grids, so unit
@@ -39,6 +40,10 @@ def _grids_of(model: Model, street: int) -> np.ndarray:
     return np.flatnonzero(model.grid_street == street)
 
 
+def _grid_district(model: Model) -> np.ndarray:
+    return np.array([model.street_district[s] for s in model.grid_street])
+
+
 def _centre_grid(model: Model, street: int) -> int:
     grids = _grids_of(model, street)
     centre = model.grid_seeds[grids].mean(0)
@@ -51,12 +56,29 @@ def _far_grid(model: Model, street: int, from_grid: int) -> int:
     return int(grids[np.argmax(d)])
 
 
+def _station_unit(units: Layer, area: Any, unit_id: str, name: str, category: str, phone: str) -> None:
+    """A level-3 unit (三级网络单位) under its trade's department (see names.DEPARTMENTS)."""
+    parent = next(d[0] for d in names.DEPARTMENTS if d[2] == category)
+    units.add(area, unit_id=unit_id, name=name, category=category, phone=phone, level=3, parent_id=parent)
+
+
 def build_utilities(model: Model) -> None:
-    """Units with service areas per category, and their stations/depots."""
+    """The organisation: level-3 units with service areas covering the city for every trade,
+    their stations/depots, and the level-2 departments above them (area: their units' union)."""
     units, stations = Layer(), Layer()
-    grid_district = np.array([model.street_district[s] for s in model.grid_street])
-    cells = model.grid_cells
-    # power: one 供电所 per urban street, two per town; service area = grids nearest the station
+    _power(model, units, stations)
+    _water(model, units, stations)
+    _gas_and_heating(model, units, stations)
+    _drainage_sanitation_other(model, units, stations)
+    for unit_id, name, category, phone in names.DEPARTMENTS:
+        children = [g for row, g in zip(units.rows, units.geoms) if row["parent_id"] == unit_id]
+        units.add(shapely.union_all(children), unit_id=unit_id, name=name, category=category, phone=phone,
+                  level=2, parent_id=None)
+    model.layers.update(units=units, stations=stations)
+
+
+def _power(model: Model, units: Layer, stations: Layer) -> None:
+    """One 供电所 per urban street, two per town; service area = grids nearest the station."""
     sites: list[tuple[str, int]] = []
     for k, s in enumerate(_streets_of(model, 0)):
         sites.append((names.POWER_URBAN[k], _centre_grid(model, s)))
@@ -66,22 +88,24 @@ def build_utilities(model: Model) -> None:
         sites.append((names.POWER_RURAL_SECOND[k % len(names.POWER_RURAL_SECOND)],
                       _far_grid(model, s, first)))
     site_xy = model.grid_seeds[[g for _, g in sites]]
-    areas = group_union(cells, nearest_label(model.grid_seeds, site_xy), len(sites))
+    areas = group_union(model.grid_cells, nearest_label(model.grid_seeds, site_xy), len(sites))
     model.power_sites = site_xy
     model.power_names = [base for base, _ in sites]
     for k, ((base, _), area) in enumerate(zip(sites, areas)):
         uid = f"PWR{k + 1:02d}"
-        units.add(area, unit_id=uid, name=f"{names.POWER_COMPANY}{base}供电所",
-                  category="power", phone="95598")
+        _station_unit(units, area, uid, f"{names.POWER_COMPANY}{base}供电所", "power", "95598")
         stations.add(_on_road(model, *site_xy[k]), station_id=f"PS{k + 1:02d}",
                      name=f"{base}供电所", category="power", unit_id=uid)
-    # water: the city company in town, a rural supply branch per outer district
+
+
+def _water(model: Model, units: Layer, stations: Layer) -> None:
+    """The city company in town, a rural supply branch per outer district."""
     water_units = [names.WATER_URBAN_UNIT] + [
         names.WATER_RURAL_UNIT.format(model.district_names[d].removesuffix("片区"))
         for d in (1, 2, 3)]
-    for d, (name, area) in enumerate(zip(water_units, group_union(cells, grid_district, 4))):
-        units.add(area, unit_id=f"WAT{d + 1:02d}", name=name, category="water",
-                  phone="0536-2212345" if d == 0 else f"0536-22{d}6789")
+    for d, (name, area) in enumerate(zip(water_units, group_union(model.grid_cells, _grid_district(model), 4))):
+        _station_unit(units, area, f"WAT{d + 1:02d}", name, "water",
+                      "0536-2212345" if d == 0 else f"0536-22{d}6789")
     water_sites = [(n, 0, xy) for n, xy in zip(names.WATER_URBAN_STATIONS,
                                                ((-2500, 2500), (2500, -2000), (3500, 0)))]
     for s in (s for d in (1, 2, 3) for s in _streets_of(model, d)):
@@ -91,29 +115,59 @@ def build_utilities(model: Model) -> None:
     for k, (name, d, (x, y)) in enumerate(water_sites):
         stations.add(_on_road(model, x, y), station_id=f"WS{k + 1:02d}", name=name,
                      category="water", unit_id=f"WAT{d + 1:02d}")
-    # gas: not piped to remote grids; heating: town only; drainage: town and countryside
-    served = np.array([not _is_remote(model, i) for i in range(len(cells))])
-    gas_label = np.where(~served, -1, np.where(grid_district <= 1, 0, 1))
-    for k, (name, area) in enumerate(zip(names.GAS_UNITS, group_union(cells, gas_label, 2))):
-        units.add(area, unit_id=f"GAS{k + 1:02d}", name=name, category="gas", phone="96777")
+
+
+def _gas_and_heating(model: Model, units: Layer, stations: Layer) -> None:
+    """Gas: two piped companies and bottled gas for the remote grids; heating: the city's heat
+    company in town, the rural clean-heating service centre elsewhere."""
+    cells, grid_district = model.grid_cells, _grid_district(model)
+    remote = np.array([_is_remote(model, i) for i in range(len(cells))])
+    gas_label = np.where(remote, 2, np.where(grid_district <= 1, 0, 1))
+    gas_names = (*names.GAS_UNITS, names.LPG_UNIT)
+    for k, (name, area) in enumerate(zip(gas_names, group_union(cells, gas_label, 3))):
+        _station_unit(units, area, f"GAS{k + 1:02d}", name, "gas", "96777")
     for k, (suffix, owner) in enumerate(names.GAS_STATIONS):
         x, y = ((-3800, 1200), (1200, -3300), (-4000, -6000))[k]
         stations.add(_on_road(model, x, y), station_id=f"GS{k + 1:02d}",
                      name=names.GAS_UNITS[owner].removesuffix("有限公司") + suffix,
                      category="gas", unit_id=f"GAS{owner + 1:02d}")
-    units.add(group_union(cells, (grid_district == 0).astype(int), 2)[1], unit_id="HEAT01",
-              name=names.HEATING_UNIT, category="heating", phone="0536-2366666")
+    remote_xy = model.grid_seeds[remote].mean(0)
+    stations.add(_on_road(model, *remote_xy), station_id="GS04", name=names.LPG_UNIT, category="gas",
+                 unit_id="GAS03")
+    town = group_union(cells, (grid_district == 0).astype(int), 2)
+    for k, name in enumerate((names.HEATING_UNIT, names.RURAL_HEATING_UNIT)):
+        _station_unit(units, town[1 - k], f"HEAT{k + 1:02d}", name, "heating",
+                      "0536-2366666" if k == 0 else "0536-2366688")
     for k, (name, xy) in enumerate(zip(names.HEATING_STATIONS, ((900, 3000), (-600, -2900)))):
         stations.add(_on_road(model, *xy), station_id=f"HS{k + 1:02d}", name=name,
                      category="heating", unit_id="HEAT01")
+    stations.add(_on_road(model, *model.grid_seeds[grid_district != 0].mean(0)), station_id="HS03",
+                 name=names.RURAL_HEATING_UNIT, category="heating", unit_id="HEAT02")
+
+
+def _drainage_sanitation_other(model: Model, units: Layer, stations: Layer) -> None:
+    """Drainage in town and countryside; a 环卫所 per street or town; a 便民服务站 (billing and
+    other public-utility matters) per district."""
+    cells, grid_district = model.grid_cells, _grid_district(model)
     drain_areas = group_union(cells, (grid_district != 0).astype(int), 2)
     for k, (name, area) in enumerate(zip(names.DRAINAGE_UNITS, drain_areas)):
-        units.add(area, unit_id=f"DRN{k + 1:02d}", name=name, category="drainage",
-                  phone="0536-2377777")
+        _station_unit(units, area, f"DRN{k + 1:02d}", name, "drainage", "0536-2377777")
     for k, (name, xy) in enumerate(zip(names.DRAINAGE_STATIONS, ((-1500, -700), (5200, -5400)))):
         stations.add(_on_road(model, *xy), station_id=f"DS{k + 1:02d}", name=name,
                      category="drainage", unit_id=f"DRN{k + 1:02d}")
-    model.layers.update(units=units, stations=stations)
+    street_areas = group_union(cells, np.asarray(model.grid_street), len(model.street_names))
+    for s, area in enumerate(street_areas):
+        uid, name = f"SAN{s + 1:02d}", names.SANITATION_STATION.format(model.street_names[s])
+        _station_unit(units, area, uid, name, "sanitation", f"0536-238{s + 1:04d}")
+        gx, gy = model.grid_seeds[_centre_grid(model, s)]
+        stations.add(_on_road(model, gx - 180, gy - 140), station_id=f"SS{s + 1:02d}", name=name,
+                     category="sanitation", unit_id=uid)
+    for d, area in enumerate(group_union(cells, grid_district, len(model.district_names))):
+        uid, name = f"OTH{d + 1:02d}", names.OTHER_STATION.format(model.district_names[d])
+        _station_unit(units, area, uid, name, "other", f"0536-239{d + 1:04d}")
+        gx, gy = model.grid_seeds[_centre_grid(model, _streets_of(model, d)[0])]
+        stations.add(_on_road(model, gx + 150, gy - 200), station_id=f"OS{d + 1:02d}", name=name,
+                     category="other", unit_id=uid)
 
 
 def _is_remote(model: Model, grid: int) -> bool:
@@ -191,7 +245,7 @@ def build_transformers(model: Model) -> None:
 
 def build_water(model: Model) -> None:
     """DMAs (8 in town, one per outer district), mains under major roads, valves, pressure points."""
-    grid_district = np.array([model.street_district[s] for s in model.grid_street])
+    grid_district = _grid_district(model)
     urban_seeds = np.array([(x, y) for y in (-1800, 1800) for x in (-3000, -1000, 1000, 3000)], float)
     label = np.where(grid_district == 0, nearest_label(model.grid_seeds, urban_seeds),
                      7 + grid_district)

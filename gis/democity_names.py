@@ -50,6 +50,19 @@ HEATING_UNIT = "高密市热力有限公司"
 HEATING_STATIONS = ("城北热源厂", "城南换热站")
 DRAINAGE_UNITS = ("高密市城市排水管理处", "高密市农村排水服务中心")
 DRAINAGE_STATIONS = ("城区排水抢险站", "农村排水抢险站")
+LPG_UNIT = "高密市液化气供应服务站"          # bottled gas where no main reaches (remote grids)
+RURAL_HEATING_UNIT = "高密市农村清洁取暖服务中心"  # heating outside town
+HOTLINE_CENTER = "高密市12319城建服务热线中心"
+# the departments that supervise (二级网络单位), one per trade: (id, name, category, phone)
+DEPARTMENTS = (("PWR00", POWER_COMPANY, "power", "95598"),
+               ("WAT00", "高密市供水集团有限公司", "water", "0536-2212345"),
+               ("GAS00", "高密市燃气管理办公室", "gas", "0536-2355555"),
+               ("HEAT00", "高密市供热管理办公室", "heating", "0536-2366666"),
+               ("DRN00", "高密市市政公用事业服务中心", "drainage", "0536-2377777"),
+               ("SAN00", "高密市城市管理局环境卫生管理处", "sanitation", "0536-2388888"),
+               ("OTH00", "高密市公用事业服务中心", "other", "0536-2399999"))
+SANITATION_STATION = "{}环卫所"
+OTHER_STATION = "{}便民服务站"
 
 COMPOUNDS = ("凤凰小区", "康城花园", "锦绣华庭", "阳光花园", "东方名城", "金都花园", "银河小区",
              "和平小区", "幸福家园", "翰林苑", "御景湾", "书香苑", "丽景苑", "夷安花园",

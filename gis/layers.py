@@ -259,9 +259,13 @@ class City:
         return _empty(kind) if found is None else found
 
     def units_for(self, category: str) -> gpd.GeoDataFrame:
-        """Responsible units (with service areas) of one category: power, water, gas, ..."""
+        """Responsible units (三级, with service areas) of one category: power, water, gas, ...;
+        the departments above them (``level`` 2, see `gis.units`) are left out."""
         units = self.units
-        return units[units["category"] == category]
+        wanted = units["category"] == category
+        if "level" in units.columns:
+            wanted &= units["level"].isna() | (units["level"] == 3)
+        return units[wanted]
 
     def stations_for(self, category: str) -> gpd.GeoDataFrame:
         """Stations/depots of one category."""

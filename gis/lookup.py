@@ -1,4 +1,5 @@
-"""Spatial lookups: point → district/street/grid, responsible unit, supply area; nearby things.
+"""Spatial lookups: point → district/street/grid, responsible unit and the department above it,
+supply area; nearby things.
 
 Every polygon layer sits in a shapely STRtree (O(log n) candidates, then an exact
 point-in-polygon test against prepared geometries). Lookups accept WGS84 lon/lat.
@@ -24,11 +25,12 @@ import shapely
 
 from gis import crs as gcrs
 from gis.layers import City
+from gis.units import LEVEL_DEPARTMENT, nodes_from_frame
 
 __all__ = ["CATEGORIES", "UnknownCategory", "Location", "Locations", "SpatialLookup",
            "NearbyStation", "OpenTickets", "NearbyTicket", "open_tickets_near"]
 
-CATEGORIES = ("water", "power", "gas", "heating", "drainage")
+CATEGORIES = ("water", "power", "gas", "heating", "drainage", "sanitation", "other")
 
 
 class UnknownCategory(ValueError):
@@ -95,6 +97,7 @@ class Location:
     transformer: str | None
     dma_id: str | None           # water district metered area
     dma: str | None
+    department_id: str | None = None  # the level-2 unit (二级) above the responsible unit
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,10 @@ class SpatialLookup:
         supply["transformer"] = [transformer_names.get(a) for a in supply["asset_id"]]
         self._supply = _AreaIndex(supply, "area_id", "asset_id", "transformer")
         self._dmas = _AreaIndex(city.dmas, "dma_id", "name")
+        nodes = nodes_from_frame(city.units.drop(columns="geometry").to_dict("records"))
+        levels = {n.unit_id: n.level for n in nodes}
+        self._department = {n.unit_id: n.parent_id for n in nodes
+                            if n.parent_id is not None and levels.get(n.parent_id) == LEVEL_DEPARTMENT}
         stations = city.stations
         bounds = city.districts.total_bounds if len(city.districts) else stations.total_bounds
         self._epsg = gcrs.gk_zone_epsg(float((bounds[0] + bounds[2]) / 2.0))
@@ -175,7 +182,8 @@ class SpatialLookup:
             supply_area_id=self._supply.get("area_id", a),
             transformer_id=self._supply.get("asset_id", a),
             transformer=self._supply.get("transformer", a),
-            dma_id=self._dmas.get("dma_id", m), dma=self._dmas.get("name", m))
+            dma_id=self._dmas.get("dma_id", m), dma=self._dmas.get("name", m),
+            department_id=self.department_for(units.get("unit_id", u)) if units else None)
 
     def locate_many(self, lons: np.ndarray, lats: np.ndarray,
                     category: str | None = None) -> Locations:
@@ -202,6 +210,11 @@ class SpatialLookup:
             raise UnknownCategory("a category is required")
         units = self._units[category]
         return units.get("unit_id", units.find_one(shapely.Point(lon, lat)))
+
+    def department_for(self, unit_id: str | None) -> str | None:
+        """The level-2 unit (二级, the department that supervises) directly above a responsible
+        unit, from the profile's ``parent_id``; None when the unit hangs under the center."""
+        return self._department.get(unit_id) if unit_id is not None else None
 
     def nearest_stations(self, lon: float, lat: float, category: str | None = None,
                          k: int = 3) -> list[NearbyStation]:

@@ -104,6 +104,8 @@ TABLE: dict[str, tuple[frozenset, str, int]] = {
     "GET /api/hotspots/heat": (OFFICE, "/api/hotspots/heat?period=day&date=2026-11-22", 200),
     "GET /api/hotspots/clusters": (OFFICE, "/api/hotspots/clusters?date=2026-11-22", 200),
     "GET /api/wall/kpis": (DISPATCH, "/api/wall/kpis", 200),
+    "GET /api/units": (OFFICE, "/api/units", 200),
+    "PATCH /api/admin/units/{}": (ADMIN, "/api/admin/units/NOPE", 400),  # {} changes nothing
 }
 
 # the pages: "GET /path" -> roles (the others get 403)
