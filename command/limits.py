@@ -32,9 +32,33 @@ sanitation, other       120    240    240     project default
 Other defaults (project defaults, configurable): dispatch 3 / 10 / 30 min for emergency / urgent /
 normal repairs and 2 h (24 h for suggestions and praise) for other types; acceptance 5 min for
 repairs (the crew's 3-minute acceptance timeout re-dispatches before this), 1 h otherwise;
-resolution 8 h for emergency repairs, 24 h for other repairs and consultations, 3 days for service
-requests, 5 days for complaints, 10 days for suggestions and praise; callback within 24 h of
-resolution.
+resolution 8 h for emergency repairs, 24 h for other repairs and consultations; callback within
+24 h of resolution.
+
+Units. A rule counts on the clock (`Unit.CLOCK`: repairs and emergencies, every limit above) or
+in working time of the center's calendar (`command.calendar.WorkCalendar`: working hours, weekends,
+holidays, 调休 make-up days). For `Unit.WORKING_DAYS` the rule's `limit` of N days reads as N
+working days (N × the calendar's `day_length` of working time), for `Unit.WORKING_HOURS` as that
+much working time. The resolution limits of the office's ticket types run on working days:
+
+==========================  ==============  ================================================
+type (stage resolve)        limit           counted
+==========================  ==============  ================================================
+service (服务)              3 working days  from the start of the cycle, in working time
+complaint (投诉)            5 working days  idem (the usual 5个工作日 of a hotline complaint)
+suggestion (建议)           10 working days idem
+praise (表扬)               10 working days idem
+every other limit           as above        on the clock (repairs, emergencies, 95598 arrival)
+==========================  ==============  ================================================
+
+For a working-time rule the deadline is `calendar.add(start, limit)`, the used share is the
+working time from the start to `now` (or completion) over the limit, and the time left is the
+working time from `now` to the deadline (negative when overdue); `LimitStatus.limit` and
+`time_left` are then working time, `LimitStatus.unit` says which. `limit_for` answers the limit as
+written (5 working days as 5 days: what the KPI facts compare clock spans with). The running
+system reads its calendar and overrides from the files named by the settings CALENDAR_FILE and
+LIMITS_FILE (`center.limit_files`); `DEFAULT_POLICY` uses `DEFAULT_CALENDAR` (weekends and
+hours, no holidays).
 """
 from __future__ import annotations
 
@@ -46,6 +70,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from command.calendar import DEFAULT_CALENDAR, WorkCalendar
 from command.errors import ValidationError
 from command.tickets import (
     FIELD_STATES, POOL_STATES, URGENCY_RANK, AreaClass, Category, State, Ticket, TicketType,
@@ -63,6 +88,14 @@ class Stage(str, enum.Enum):
     CALLBACK = "callback"
 
 
+class Unit(str, enum.Enum):
+    """How a limit is counted: on the clock, or in working days / hours of the center's calendar."""
+
+    CLOCK = "clock"
+    WORKING_DAYS = "working_days"
+    WORKING_HOURS = "working_hours"
+
+
 class Level(str, enum.Enum):
     """Escalation level of a stage: ok, warning (≥ warn share of the limit used), overdue (≥ 100%)."""
 
@@ -73,7 +106,8 @@ class Level(str, enum.Enum):
 
 @dataclass(frozen=True)
 class LimitRule:
-    """A limit for one stage; None in a key field matches any value."""
+    """A limit for one stage; None in a key field matches any value. With `unit` WORKING_DAYS a
+    `limit` of N days means N working days, with WORKING_HOURS it is working time."""
 
     stage: Stage
     limit: timedelta
@@ -82,6 +116,7 @@ class LimitRule:
     area_class: AreaClass | None = None
     urgency: Urgency | None = None
     layer: int = 0
+    unit: Unit = Unit.CLOCK
 
     def matches(self, ticket: Ticket, area_class: AreaClass) -> bool:
         """Whether this rule applies to the ticket in this area class."""
@@ -94,6 +129,12 @@ class LimitRule:
     def specificity(self) -> int:
         """How many key fields the rule fixes."""
         return sum(v is not None for v in (self.category, self.type, self.area_class, self.urgency))
+
+    def working_time(self, calendar: WorkCalendar) -> timedelta:
+        """The limit in the time it is counted in: clock time, or working time of `calendar`."""
+        if self.unit is Unit.WORKING_DAYS:
+            return self.limit / timedelta(days=1) * calendar.day_length
+        return self.limit
 
 
 def _m(minutes: float) -> timedelta:
@@ -126,10 +167,10 @@ def _default_rules() -> tuple[LimitRule, ...]:
         LimitRule(Stage.ACCEPT, _m(5), type=rep),
         LimitRule(Stage.RESOLVE, _m(24 * 60)),
         LimitRule(Stage.RESOLVE, _m(8 * 60), type=rep, urgency=Urgency.EMERGENCY),
-        LimitRule(Stage.RESOLVE, _m(3 * 24 * 60), type=TicketType.SERVICE),
-        LimitRule(Stage.RESOLVE, _m(5 * 24 * 60), type=TicketType.COMPLAINT),
-        LimitRule(Stage.RESOLVE, _m(10 * 24 * 60), type=TicketType.SUGGESTION),
-        LimitRule(Stage.RESOLVE, _m(10 * 24 * 60), type=TicketType.PRAISE),
+        LimitRule(Stage.RESOLVE, timedelta(days=3), type=TicketType.SERVICE, unit=Unit.WORKING_DAYS),
+        LimitRule(Stage.RESOLVE, timedelta(days=5), type=TicketType.COMPLAINT, unit=Unit.WORKING_DAYS),
+        LimitRule(Stage.RESOLVE, timedelta(days=10), type=TicketType.SUGGESTION, unit=Unit.WORKING_DAYS),
+        LimitRule(Stage.RESOLVE, timedelta(days=10), type=TicketType.PRAISE, unit=Unit.WORKING_DAYS),
         LimitRule(Stage.CALLBACK, _m(24 * 60)),
     ]
     return tuple(rules)
@@ -140,16 +181,17 @@ DEFAULT_RULES: tuple[LimitRule, ...] = _default_rules()
 
 @dataclass(frozen=True)
 class LimitPolicy:
-    """The configured limit rules and the warning share."""
+    """The configured limit rules, the warning share and the calendar working-time rules count on."""
 
     rules: tuple[LimitRule, ...] = DEFAULT_RULES
     warn_share: float = 0.8
-    # limit_for's answers by (stage, category, type, area class, urgency): all a rule looks at
-    _found: dict[tuple[Any, ...], timedelta | None] = dataclasses.field(
+    calendar: WorkCalendar = DEFAULT_CALENDAR
+    # rule_for's answers by (stage, category, type, area class, urgency): all a rule looks at
+    _found: dict[tuple[Any, ...], LimitRule | None] = dataclasses.field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
-    def limit_for(self, ticket: Ticket, stage: Stage, area_class: AreaClass) -> timedelta | None:
-        """The limit of `stage` for this ticket, or None when no rule applies."""
+    def rule_for(self, ticket: Ticket, stage: Stage, area_class: AreaClass) -> LimitRule | None:
+        """The rule that sets the limit of `stage` for this ticket, or None when none applies."""
         key = (stage, ticket.category, ticket.type, area_class, ticket.urgency)
         if key in self._found:
             return self._found[key]
@@ -158,42 +200,70 @@ class LimitPolicy:
             if rule.stage is stage and rule.matches(ticket, area_class):
                 if best is None or (rule.layer, rule.specificity) >= (best.layer, best.specificity):
                     best = rule
-        self._found[key] = None if best is None else best.limit
-        return self._found[key]
+        self._found[key] = best
+        return best
+
+    def limit_for(self, ticket: Ticket, stage: Stage, area_class: AreaClass) -> timedelta | None:
+        """The limit of `stage` for this ticket as written (N working days as N days), or None."""
+        rule = self.rule_for(ticket, stage, area_class)
+        return None if rule is None else rule.limit
+
+    def deadline(self, rule: LimitRule, start: datetime) -> datetime:
+        """When a stage started at `start` under `rule` is due (working time on the calendar)."""
+        if rule.unit is Unit.CLOCK:
+            return start + rule.limit
+        return self.calendar.add(start, rule.working_time(self.calendar))
+
+    def elapsed(self, rule: LimitRule, start: datetime, end: datetime) -> timedelta:
+        """Time from `start` to `end` as `rule` counts it (working time for working-time rules)."""
+        return end - start if rule.unit is Unit.CLOCK else self.calendar.between(start, end)
 
     def with_rules(self, extra: Iterable[LimitRule]) -> LimitPolicy:
         """A policy with `extra` rules added as a new layer: where they match, they win."""
         layer = max((r.layer for r in self.rules), default=0) + 1
         return LimitPolicy(self.rules + tuple(dataclasses.replace(r, layer=layer) for r in extra),
-                           self.warn_share)
+                           self.warn_share, self.calendar)
 
 
 DEFAULT_POLICY = LimitPolicy()
 
 
+_AMOUNTS = {"minutes": (Unit.CLOCK, _m), "working_days": (Unit.WORKING_DAYS, lambda n: timedelta(days=n)),
+            "working_hours": (Unit.WORKING_HOURS, lambda n: timedelta(hours=n))}
+_ENTRY_KEYS = {"stage", "category", "type", "area_class", "urgency", "note", *_AMOUNTS}
+
+
 def policy_from_config(entries: Sequence[Mapping[str, Any]], *, warn_share: float = 0.8,
-                       base: LimitPolicy = DEFAULT_POLICY) -> LimitPolicy:
+                       base: LimitPolicy = DEFAULT_POLICY, calendar: WorkCalendar | None = None) -> LimitPolicy:
     """Overrides from configuration, e.g. [{"stage": "arrive", "category": "power", "area_class":
-    "urban", "minutes": 30}], as a new layer over `base`; ValidationError names the bad key."""
+    "urban", "minutes": 30}, {"stage": "resolve", "type": "complaint", "working_days": 5}], as a
+    new layer over `base` (each entry has one of minutes / working_days / working_hours and may
+    carry a `note`), counting working time on `calendar` (default: `base`'s); ValidationError
+    names the bad key."""
     if not 0 < warn_share < 1:
         raise ValidationError("warn_share", "must be between 0 and 1")
     rules = []
     for entry in entries:
-        unknown = set(entry) - {"stage", "minutes", "category", "type", "area_class", "urgency"}
+        unknown = set(entry) - _ENTRY_KEYS
         if unknown:
             raise ValidationError(sorted(unknown)[0], "unknown key in a time limit")
-        minutes = entry.get("minutes")
-        if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not minutes > 0:
-            raise ValidationError("minutes", "must be a positive number")
+        amounts = [k for k in _AMOUNTS if k in entry]
+        if len(amounts) != 1:
+            raise ValidationError("minutes", "a time limit has one of minutes, working_days, working_hours")
+        amount = entry[amounts[0]]
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0 < amount < math.inf:
+            raise ValidationError(amounts[0], "must be a positive number")
+        unit, as_delta = _AMOUNTS[amounts[0]]
         try:
             rules.append(LimitRule(
-                Stage(entry.get("stage")), _m(minutes),
+                Stage(entry.get("stage")), as_delta(amount),
                 *(None if entry.get(k) is None else cls(entry[k]) for k, cls in (
                     ("category", Category), ("type", TicketType), ("area_class", AreaClass),
-                    ("urgency", Urgency)))))
+                    ("urgency", Urgency))), unit=unit))
         except ValueError as exc:
             raise ValidationError("limits", str(exc)) from None
-    return dataclasses.replace(base.with_rules(rules), warn_share=warn_share)
+    policy = base.with_rules(rules)
+    return dataclasses.replace(policy, warn_share=warn_share, calendar=policy.calendar if calendar is None else calendar)
 
 
 @dataclass(frozen=True)
@@ -201,7 +271,8 @@ class LimitStatus:
     """Where a ticket stands against one stage's limit at `now`.
 
     `time_left` is negative when overdue; for a finished stage (`done`) it is the margin at
-    completion and the level is ok or overdue (late).
+    completion and the level is ok or overdue (late). For a working-time `unit`, `limit` and
+    `time_left` are working time (the deadline is an instant as always).
     """
 
     stage: Stage
@@ -213,6 +284,7 @@ class LimitStatus:
     time_left: timedelta
     done: bool = False
     completed_at: datetime | None = None
+    unit: Unit = Unit.CLOCK
 
 
 def _clock(ticket: Ticket, stage: Stage, arrived_at: datetime | None) -> tuple[datetime | None, datetime | None, bool]:
@@ -248,9 +320,9 @@ def deadlines(ticket: Ticket, area_class: AreaClass | None = None, *,
     out: dict[Stage, datetime] = {}
     for stage in Stage:
         start, _, applicable = _clock(ticket, stage, None)
-        limit = policy.limit_for(ticket, stage, area)
-        if applicable and start is not None and limit is not None:
-            out[stage] = start + limit
+        rule = policy.rule_for(ticket, stage, area)
+        if applicable and start is not None and rule is not None:
+            out[stage] = policy.deadline(rule, start)
     return out
 
 
@@ -280,18 +352,19 @@ def escalation(ticket: Ticket, now: datetime, *, arrived_at: datetime | None = N
     out: list[LimitStatus] = []
     for stage in Stage:
         start, completed, applicable = _clock(ticket, stage, arrived_at)
-        limit = policy.limit_for(ticket, stage, area)
-        if not applicable or start is None or limit is None:
+        rule = policy.rule_for(ticket, stage, area)
+        if not applicable or start is None or rule is None:
             continue
-        deadline = start + limit
+        limit = rule.working_time(policy.calendar)
+        deadline = policy.deadline(rule, start)
         end = completed if completed is not None else now
-        used = (end - start) / limit
+        used = policy.elapsed(rule, start, end) / limit
         if completed is not None:
             level = Level.OVERDUE if completed > deadline else Level.OK
         else:
-            level = Level.OVERDUE if used >= 1 else Level.WARNING if used >= share else Level.OK
-        out.append(LimitStatus(stage, level, start, deadline, limit, used, deadline - end,
-                               completed is not None, completed))
+            level = Level.OVERDUE if used >= 1 or end >= deadline else Level.WARNING if used >= share else Level.OK
+        out.append(LimitStatus(stage, level, start, deadline, limit, used, policy.elapsed(rule, end, deadline),
+                               completed is not None, completed, rule.unit))
     return out
 
 

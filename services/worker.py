@@ -30,6 +30,7 @@ import psycopg
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 
 from center.lifecycle import stop_on_signals
+from center.limit_files import load_policy
 from center.outbox import ChangeRelay
 from center.store import Store
 from center.store_dispatch import CHANGES_GROUP, DispatchStore
@@ -68,7 +69,9 @@ async def build(store: Store, settings: Any, city: Any = None, *, tickets: Ticke
     DATA_DIR/cache), the dispatch manager, its timers and the 110 link."""
     city = getattr(city, "city", city)
     if tickets is None:
-        kwargs = {} if clock is None else {"clock": clock}
+        kwargs: dict[str, Any] = {"policy": load_policy(settings)}
+        if clock is not None:
+            kwargs["clock"] = clock
         tickets = await build_manager(store.db, store.redis, city, service_area=getattr(settings, "SERVICE_AREA", ""), **kwargs)
     dstore = DispatchStore(store.redis)
     graph = await asyncio.to_thread(road_graph, city, settings.data_dir / "cache")

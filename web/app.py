@@ -196,10 +196,14 @@ async def _serve(settings: Settings, redis_url: str, mqtt_url: str, sockets: lis
                     zone=settings.zone)
     services = Services(settings=settings, store=store, city=city, live=feed)
     services.health = health_reporter(services, mqtt_url)
+    from datetime import date
+
+    from center.limit_files import load_policy
     from services.tickets import build_manager
 
     services.extra["tickets"] = await build_manager(store.db, store.redis, getattr(city, "city", city),
-                                                    service_area=settings.SERVICE_AREA)
+                                                    service_area=settings.SERVICE_AREA,
+                                                    policy=load_policy(settings, today=date.today()))
     from services.worker import build as build_dispatch
 
     parts = await build_dispatch(store, settings, city, tickets=services.extra["tickets"])
