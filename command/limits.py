@@ -41,15 +41,16 @@ holidays, 调休 make-up days). For `Unit.WORKING_DAYS` the rule's `limit` of N 
 working days (N × the calendar's `day_length` of working time), for `Unit.WORKING_HOURS` as that
 much working time. The resolution limits of the office's ticket types run on working days:
 
-==========================  ==============  ================================================
-type (stage resolve)        limit           counted
-==========================  ==============  ================================================
-service (服务)              3 working days  from the start of the cycle, in working time
-complaint (投诉)            5 working days  idem (the usual 5个工作日 of a hotline complaint)
-suggestion (建议)           10 working days idem
-praise (表扬)               10 working days idem
-every other limit           as above        on the clock (repairs, emergencies, 95598 arrival)
-==========================  ==============  ================================================
+==========================  ===============  ===============================================
+type (stage resolve)        limit            counted
+==========================  ===============  ===============================================
+service (服务)              3 working days   from the start of the cycle, in working time
+complaint (投诉)            5 working days   idem (the usual 5个工作日 of a hotline complaint)
+suggestion (建议)           10 working days  idem
+praise (表扬)               10 working days  idem
+every other limit           as above         on the clock (repairs, emergencies, 95598
+                                             arrival 45 / 90 / 120 min)
+==========================  ===============  ===============================================
 
 For a working-time rule the deadline is `calendar.add(start, limit)`, the used share is the
 working time from the start to `now` (or completion) over the limit, and the time left is the
