@@ -274,6 +274,11 @@ class LimitStatus:
     `time_left` is negative when overdue; for a finished stage (`done`) it is the margin at
     completion and the level is ok or overdue (late). For a working-time `unit`, `limit` and
     `time_left` are working time (the deadline is an instant as always).
+
+    `clock_limit` is for whoever keeps only (deadline, a length) and computes the share left as
+    ``(deadline - t) / length`` on the clock (the stored ticket queue, its list and alarm scan): on
+    the clock it is `limit`; in working time it is chosen so that this share falls to
+    ``1 - warn_share`` exactly when the stage turns warning and to 0 at the deadline.
     """
 
     stage: Stage
@@ -286,6 +291,11 @@ class LimitStatus:
     done: bool = False
     completed_at: datetime | None = None
     unit: Unit = Unit.CLOCK
+    clock_limit: timedelta | None = None
+
+    def __post_init__(self) -> None:
+        if self.clock_limit is None:
+            object.__setattr__(self, "clock_limit", self.limit)
 
 
 def _clock(ticket: Ticket, stage: Stage, arrived_at: datetime | None) -> tuple[datetime | None, datetime | None, bool]:
@@ -364,8 +374,11 @@ def escalation(ticket: Ticket, now: datetime, *, arrived_at: datetime | None = N
             level = Level.OVERDUE if completed > deadline else Level.OK
         else:
             level = Level.OVERDUE if used >= 1 or end >= deadline else Level.WARNING if used >= share else Level.OK
+        clock_limit = limit
+        if rule.unit is not Unit.CLOCK and share < 1:
+            clock_limit = (deadline - policy.calendar.add(start, share * limit)) / (1 - share)
         out.append(LimitStatus(stage, level, start, deadline, limit, used, policy.elapsed(rule, end, deadline),
-                               completed is not None, completed, rule.unit))
+                               completed is not None, completed, rule.unit, clock_limit))
     return out
 
 

@@ -109,7 +109,7 @@ class TicketManager:
     def _record(self, ticket: Ticket, meta: Mapping[str, Any]) -> TicketRecord:
         """The ticket with its deadlines stamped and its open timed stages in meta.queue."""
         ticket = with_deadlines(ticket, policy=self.policy)
-        queue = [[s.stage.value, s.deadline.timestamp(), s.limit.total_seconds()]
+        queue = [[s.stage.value, s.deadline.timestamp(), s.clock_limit.total_seconds()]
                  for s in escalation(ticket, ticket.updated_at, policy=self.policy) if not s.done]
         return TicketRecord(ticket, {**meta, "queue": queue}, to_dict(ticket))  # serialised once: store and view
 

@@ -370,3 +370,28 @@ def test_bad_limits_file(tmp_path, text, message):
     path.write_text(text, encoding="utf-8")
     with pytest.raises(SettingsError, match=message):
         load_limits(path, calendar=CALENDAR)
+
+
+@pytest.mark.parametrize("created", ["2026-09-28 10:00", "2026-11-27 16:00", "2026-02-12 12:45"])
+def test_stored_queue_share_turns_warning_and_overdue_when_escalation_does(created):
+    """The ticket queue keeps (deadline, clock_limit) and divides clock time (services.ticket_views):
+    for a working-day stage that share crosses the warning and the deadline at escalation's instants."""
+    from services.ticket_views import left_share
+
+    ticket = make(type_="complaint", urgency="normal", at=local(created))
+    ticket = run(ticket, ((local(created) - T0) // M + 1, "dispatch", Role.DISPATCHER, {"crew_id": "C1"}),
+                 ((local(created) - T0) // M + 2, "accept", Role.CREW, {}))  # only resolve is left open
+    start = next(s for s in escalation(ticket, ticket.created_at, policy=POLICY) if s.stage is Stage.RESOLVE)
+    assert start.clock_limit > start.limit and start.used_share == 0
+    warn_at = CALENDAR.add(start.started_at, 0.8 * start.limit)
+    for at, level in ((warn_at - M, Level.OK), (warn_at, Level.WARNING), (start.deadline - M, Level.WARNING),
+                      (start.deadline, Level.OVERDUE)):
+        s = next(s for s in escalation(ticket, at, policy=POLICY) if s.stage is Stage.RESOLVE)
+        share, _, _ = left_share([[s.stage.value, s.deadline.timestamp(), s.clock_limit.total_seconds()]],
+                                 at.timestamp())
+        stored = "overdue" if share <= 0 else "warning" if 1 - share >= 0.8 else "ok"
+        assert (s.level, stored) == (level, level.value), at
+
+
+def test_clock_limit_of_a_clock_stage_is_its_limit():
+    assert all(s.clock_limit == s.limit for s in escalation(make(), T0 + 5 * M, policy=POLICY))
