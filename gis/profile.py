@@ -49,6 +49,7 @@ KINDS: dict[str, KindSpec] = {
     "districts": KindSpec(("district_id", "name"), "polygon"),
     "streets": KindSpec(("street_id", "name", "district_id"), "polygon"),
     "grids": KindSpec(("grid_id", "name", "street_id", "district_id", "area_class"), "polygon"),
+    # optional: parent_id and level (2 department, 3 station; default 3 under the center): gis.units
     "units": KindSpec(("unit_id", "name", "category"), "polygon"),
     "stations": KindSpec(("station_id", "name", "category", "unit_id"), "point"),
     "crews": KindSpec(("vehicle_id", "crew_id", "crew_name", "unit_id", "station_id", "skills",

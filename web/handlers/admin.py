@@ -185,7 +185,8 @@ class AdminPage(AdminHandler):
         city = self.services.city
         units = city.frame("units") if city is not None and hasattr(city, "frame") else None
         unit_rows = [] if units is None else sorted(
-            (str(u.unit_id), str(getattr(u, "name", u.unit_id))) for u in units.itertuples(index=False))
+            (str(u.unit_id), str(getattr(u, "name", u.unit_id))) for u in units.itertuples(index=False)
+            if getattr(u, "level", 3) != 2)  # crews and vehicles belong to stations, not departments
         self.render("admin.html", account=self.account, zone=self.config.TIME_ZONE, categories=CATEGORIES,
                     vehicle_kinds=VEHICLE_KINDS, units=unit_rows)
 

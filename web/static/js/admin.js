@@ -1,6 +1,7 @@
 // Administration page: users (create, change role, disable, reset password), crews (create, edit
 // name, unit, skills, vehicle and members, deactivate), vehicles (register, edit plate, kind, unit,
-// deactivate), crew shifts, and the audit trail of every change. Supervisors see crews and shifts.
+// deactivate), crew shifts, responsible units (the tree; edit name, phone, parent, active), and the
+// audit trail of every change. Supervisors see crews and shifts.
 (function () {
   "use strict";
   var t = window.I18N.t;
@@ -232,6 +233,59 @@
     });
   }
 
+  // responsible units: the tree (center → level 2 → level 3), edit name, phone, parent, active -----
+  var units = [], unitForm = $("unit-form");
+  function unitRow(u) {
+    return '<tr data-unit="' + esc(u.unit_id) + '" data-level="' + u.level + '" data-active="' + u.active + '"><td>' +
+      esc(u.unit_id) + '</td><td style="padding-left:' + (4 + 20 * u.depth) + 'px">' + esc(u.name) + "</td><td>" +
+      esc(t("unit.level." + u.level)) + "</td><td>" + u.trades.map(function (c) { return esc(t("category." + c)); }).join(", ") +
+      "</td><td>" + esc(u.phone) + "</td><td>" + esc(u.active ? "✔" : t("admin.inactive")) +
+      '</td><td><button data-edit-unit="' + esc(u.unit_id) + '">' + esc(t("admin.edit")) + "</button></td></tr>";
+  }
+  function renderUnits() {
+    if (unitForm) { $("unit-rows").innerHTML = units.map(unitRow).join(""); }
+  }
+  function loadUnits() {
+    return api("GET", "/api/units").then(function (res) {
+      if (res.ok) { units = res.body.units; renderUnits(); $("units").dataset.loaded = String(Date.now()); }
+    });
+  }
+  function editUnit(id) {
+    var u = units.filter(function (x) { return x.unit_id === id; })[0], f = unitForm.elements;
+    unitForm.dataset.unit = id;
+    f.name.value = u.name;
+    f.phone.value = u.phone;
+    f.active.checked = u.active;
+    var parents = units.filter(function (p) { return p.level < u.level; });  // a parent is of a higher rank
+    f.parent_id.innerHTML = u.parent_id ? options(parents.map(function (p) {
+      return [p.unit_id, p.unit_id + " " + p.name];
+    }), [u.parent_id]) : '<option value="">' + esc(t("common.none")) + "</option>";
+    f.parent_id.disabled = !u.parent_id;
+    $("unit-form-title").textContent = fmt("admin.unit_form.edit", { id: id + " " + u.name });
+    unitForm.classList.remove("hidden");
+    f.name.focus();
+  }
+  if (unitForm) {
+    unitForm.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var id = unitForm.dataset.unit, f = unitForm.elements;
+      var body = { name: f.name.value.trim(), phone: f.phone.value.trim(), active: f.active.checked };
+      if (!f.parent_id.disabled) { body.parent_id = f.parent_id.value; }
+      api("PATCH", "/api/admin/units/" + encodeURIComponent(id), body).then(function (res) {
+        if (!res.ok) { failed(res); return; }
+        $("unit-message").textContent = fmt("admin.saved", { id: res.body.unit.unit_id + " " + res.body.unit.name });
+        unitForm.classList.add("hidden");
+        loadUnits();
+        loadAudit();
+      });
+    });
+    $("unit-form-cancel").addEventListener("click", function () { unitForm.classList.add("hidden"); });
+    $("unit-rows").addEventListener("click", function (ev) {
+      var id = ev.target.getAttribute("data-edit-unit");
+      if (id) { editUnit(id); }
+    });
+  }
+
   // users ------------------------------------------------------------------------------------
   function renderUsers() {
     $("user-rows").innerHTML = users.map(function (u) {
@@ -248,7 +302,7 @@
   }
   function refreshAll() {
     var loads = [loadCrews()];
-    if (isAdmin) { loads.push(loadUsers(), loadVehicles(), loadAudit()); }
+    if (isAdmin) { loads.push(loadUsers(), loadVehicles(), loadUnits(), loadAudit()); }
     return Promise.all(loads).then(function () {
       if (crewForm && crewForm.dataset.mode === "create") { crewFormChoices(null); }
     });
@@ -289,7 +343,7 @@
   }
   document.addEventListener("langchange", function () {
     renderCrews();
-    if (isAdmin) { renderUsers(); renderVehicles(); renderAudit(); }
+    if (isAdmin) { renderUsers(); renderVehicles(); renderUnits(); renderAudit(); }
   });
   refreshAll();
 })();
