@@ -33,7 +33,7 @@ from services.ticket_alarms import (  # noqa: F401  (consume_alarms is re-export
     parse_alarm_event, proactive_kind, sensor_sites,
 )
 
-_LOOKUP_CATEGORIES = ("water", "power", "gas", "heating", "drainage")
+_LOOKUP_CATEGORIES = ("water", "power", "gas", "heating", "drainage", "sanitation", "other")  # gis.lookup's
 _RESERVED_ARGS = frozenset({"ticket", "action", "actor", "now", "expected_version"})
 _RETRIES = 5
 # (ticket as it will be saved, one of its events) -> None, or (marker for the event's data, outbox write)

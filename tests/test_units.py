@@ -226,6 +226,25 @@ async def test_the_store_refuses_moves_that_break_the_tree(store, demo):
     assert "SAN01" not in await units.descendants("SAN00")
 
 
+@pytest.mark.integration
+@pytest.mark.asyncio
+async def test_a_ticket_of_every_category_gets_its_station(store, demo):
+    from command.tickets import Actor, Role
+    from services.tickets import build_manager
+
+    manager = await build_manager(store.db, store.redis, demo)
+    where = demo.stations.set_index("station_id").loc["SS01"].geometry  # beside 醴泉街道环卫所
+    levels = dict(zip(demo.units["unit_id"], demo.units["level"]))
+    for k, category in enumerate(c.value for c in Category):
+        created = await manager.create({"channel": "phone", "category": category, "type": "complaint",
+                                        "description": "路边垃圾无人清运", "caller_phone": f"1380000{k:04d}",
+                                        "lon": where.x, "lat": where.y}, Actor("agent", Role.AGENT), link=False)
+        unit_id = created.record.ticket.unit_id
+        assert unit_id is not None and levels[unit_id] == 3, (category, unit_id)
+        assert demo.units.set_index("unit_id").loc[unit_id, "category"] == category
+    assert unit_id == "OTH01"
+
+
 # ---------------------------------------------------------------------------- the API
 
 @pytest.fixture
