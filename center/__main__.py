@@ -126,6 +126,7 @@ async def _demo_devices(store, settings, profile) -> dict[str, str]:
     import time
 
     from center.store_admin import FleetStore
+    from center.store_units import UnitStore, nodes_of_city
     from gis.layers import load_profile
     from ingest.service import publish_registry
     from services.crews import crews_from_city, seed_items
@@ -134,6 +135,7 @@ async def _demo_devices(store, settings, profile) -> dict[str, str]:
 
     city = await asyncio.to_thread(load_profile, profile)
     await FleetStore(store.db, store.redis).seed(seed_items(crews_from_city(city), time.time()), time.time())
+    await UnitStore(store.db).seed(nodes_of_city(city), time.time())  # the unit tree, as web seeds it
     await publish_registry(settings, store)
     return await seed_demo_devices(DeviceService(store.redis, store.db), simulated_devices(city, settings),
                                    sim_devices_path(settings.data_dir))
