@@ -115,6 +115,7 @@ class Role(str, enum.Enum):
     CREW = "crew"
     SUPERVISOR = "supervisor"
     ADMIN = "admin"
+    UNIT = "unit"  # 责任单位联络员: a responsible unit's liaison, sees its unit's tickets and those below
     SYSTEM = "system"
 
 
