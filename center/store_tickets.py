@@ -291,31 +291,44 @@ class TicketStore:
         return await self._saves.submit((tuple(tickets), tuple(incidents), tuple(extra)))
 
     async def _save_batch(self, saves: list[_Save]) -> list[list[str] | BaseException]:
-        """The saves of one batch: together in one transaction, or one by one when that fails."""
-        if len(saves) > 1:
+        """The saves of one batch: together in one transaction. When that fails on a row changed
+        meanwhile, the saves writing that row are written alone (each gets its own outcome) and
+        the others together again; on any other refusal, every save alone."""
+        outcomes: list[list[str] | BaseException | None] = [None] * len(saves)
+        together = list(range(len(saves)))
+        while len(together) > 1:
             async with self.db.connection() as conn:
+                batch = [saves[i] for i in together]
                 try:
-                    ids, changes = await self._write(conn, [w for s in saves for w in s[0]],
-                                                     [w for s in saves for w in s[1]], [f for s in saves for f in s[2]])
+                    ids, changes = await self._write(conn, [w for s in batch for w in s[0]],
+                                                     [w for s in batch for w in s[1]], [f for s in batch for f in s[2]])
                 except (psycopg.OperationalError, psycopg.InterfaceError):
                     raise  # the commit may or may not have happened: never written twice
-                except Exception:  # noqa: BLE001  (rolled back: each save again alone, for its own outcome)
+                except Exception as exc:  # noqa: BLE001  (rolled back)
                     self.counters["batch_split"] += 1
+                    alone = [i for i in together if _writes(saves[i], exc)] if isinstance(exc, _Stale) else together
                 else:
                     await self._publish(conn, changes)
-                    outcomes: list[list[str] | BaseException] = []
                     first = 0
-                    for tickets, _, _ in saves:  # `ids` has a list per ticket, in the batch's order
-                        outcomes.append([x for per_ticket in ids[first:first + len(tickets)] for x in per_ticket])
-                        first += len(tickets)
-                    return outcomes
-        outcomes = []
-        for save in saves:
-            try:
-                outcomes.append(await self._save_one(*save))
-            except Exception as exc:  # noqa: BLE001  (that save's own outcome)
-                outcomes.append(exc)
-        return outcomes
+                    for i in together:  # `ids` has a list per ticket, in the batch's order
+                        count = len(saves[i][0])
+                        outcomes[i] = [x for per_ticket in ids[first:first + count] for x in per_ticket]
+                        first += count
+                    together = []
+                    break
+            for i in alone or together:
+                outcomes[i] = await self._outcome(saves[i])
+            together = [i for i in together if outcomes[i] is None]
+        for i in together:  # one left: alone
+            outcomes[i] = await self._outcome(saves[i])
+        return outcomes  # type: ignore[return-value]
+
+    async def _outcome(self, save: _Save) -> list[str] | BaseException:
+        """`_save_one`'s event ids, or the exception it raised."""
+        try:
+            return await self._save_one(*save)
+        except Exception as exc:  # noqa: BLE001  (that save's own outcome)
+            return exc
 
     async def _save_one(self, tickets: Sequence[TicketWrite], incidents: Sequence[IncidentWrite],
                         extra: Sequence[Extra]) -> list[str]:
@@ -710,6 +723,13 @@ class _Stale(Exception):
     def __init__(self, kind: str, key: str, expected: int) -> None:
         super().__init__(f"{kind} {key}: not at {expected}")
         self.kind, self.key, self.expected = kind, key, expected
+
+
+def _writes(save: _Save, stale: _Stale) -> bool:
+    """Whether a save writes the row a `_Stale` names."""
+    if stale.kind == "ticket":
+        return any(w.record.ticket.number == stale.key for w in save[0])
+    return any(w.incident.incident_id == stale.key for w in save[1])
 
 
 def _check_geo(lon: float | None, lat: float | None) -> None:

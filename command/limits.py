@@ -56,7 +56,8 @@ For a working-time rule the deadline is `calendar.add(start, limit)`, the used s
 working time from the start to `now` (or completion) over the limit, and the time left is the
 working time from `now` to the deadline (negative when overdue); `LimitStatus.limit` and
 `time_left` are then working time, `LimitStatus.unit` says which. `limit_for` answers the limit as
-written (5 working days as 5 days: what the KPI facts compare clock spans with). The running
+written (5 working days as 5 days). A completed stage is on time when it completed by its deadline
+(`LimitPolicy.met`: escalation's verdict, and the KPI facts' `limits_met`). The running
 system reads its calendar and overrides from the files named by the settings CALENDAR_FILE and
 LIMITS_FILE (`center.limit_files`); `DEFAULT_POLICY` uses `DEFAULT_CALENDAR` (weekends and
 hours, no holidays).
@@ -215,6 +216,11 @@ class LimitPolicy:
             return start + rule.limit
         return self.calendar.add(start, rule.working_time(self.calendar))
 
+    def met(self, rule: LimitRule, start: datetime, completed: datetime) -> bool:
+        """Whether a stage started at `start` and completed at `completed` met `rule`: completed by
+        its `deadline` (the one on-time verdict, of `escalation` and of the KPI facts alike)."""
+        return completed <= self.deadline(rule, start)
+
     def elapsed(self, rule: LimitRule, start: datetime, end: datetime) -> timedelta:
         """Time from `start` to `end` as `rule` counts it (working time for working-time rules)."""
         return end - start if rule.unit is Unit.CLOCK else self.calendar.between(start, end)
@@ -371,7 +377,7 @@ def escalation(ticket: Ticket, now: datetime, *, arrived_at: datetime | None = N
         end = completed if completed is not None else now
         used = policy.elapsed(rule, start, end) / limit
         if completed is not None:
-            level = Level.OVERDUE if completed > deadline else Level.OK
+            level = Level.OK if policy.met(rule, start, completed) else Level.OVERDUE
         else:
             level = Level.OVERDUE if used >= 1 or end >= deadline else Level.WARNING if used >= share else Level.OK
         clock_limit = limit
@@ -385,9 +391,12 @@ def escalation(ticket: Ticket, now: datetime, *, arrived_at: datetime | None = N
 def queue_key(ticket: Ticket, now: datetime, *, arrived_at: datetime | None = None,
               policy: LimitPolicy = DEFAULT_POLICY) -> tuple[float, int, datetime, str]:
     """Sort key for the dispatcher's queue: least share of its limit left first (overdue is
-    negative), then urgency, then age, then number."""
+    negative), then urgency, then age, then number. The share left is ``(deadline - now) /
+    clock_limit``, the order of the stored queue (`LimitStatus.clock_limit`): for a clock stage
+    it is ``1 - used_share``; for a working-time stage it reaches ``1 - warn_share`` when the stage
+    turns warning and 0 at its deadline."""
     open_stages = [s for s in escalation(ticket, now, arrived_at=arrived_at, policy=policy) if not s.done]
-    left = min((1.0 - s.used_share for s in open_stages), default=math.inf)
+    left = min(((s.deadline - now) / s.clock_limit for s in open_stages), default=math.inf)  # type: ignore[operator]
     return left, URGENCY_RANK[ticket.urgency], ticket.created_at, ticket.number
 
 
