@@ -393,8 +393,8 @@ async def test_a_redis_wipe_loses_no_ticket_event_incident_or_number(store):
 
 async def test_concurrent_saves_commit_together_and_a_refused_one_fails_alone(store):
     """Saves made while another runs are committed in one transaction; when one of them is
-    refused, each is written again alone: the others are stored with their own events and the
-    refused one gets its own Conflict, as if each had run alone."""
+    refused because its ticket changed meanwhile, it is written again alone and gets its own
+    Conflict, and the others are committed together again with their own events."""
     manager = TicketManager(store, None, clock=Clock(T0))
     first = await _create(store)
     reviewed, event = apply(first.record.ticket, "review", actor=DISPATCHER, now=T0 + timedelta(minutes=1))
@@ -408,10 +408,19 @@ async def test_concurrent_saves_commit_together_and_a_refused_one_fails_alone(st
     saves.append(store.save([TicketWrite(manager._record(stale, {}), [stale_event], first.record)]))  # version 1: stale
     saves += [store.save([w]) for w in writes[2:]]
     batches = store._saves.batches
+    alone = []
+    save_one = store._save_one
+
+    async def counted(tickets, incidents, extra):
+        alone.append([w.record.ticket.number for w in tickets])
+        return await save_one(tickets, incidents, extra)
+
+    store._save_one = counted
     outcomes = await asyncio.gather(*saves, return_exceptions=True)
     assert store._saves.batches - batches == 1  # made together: one batch
     assert isinstance(outcomes[2], Conflict) and (outcomes[2].expected, outcomes[2].actual) == (1, 2)
     assert store.counters["batch_split"] == 1
+    assert alone == [["GD20261122-0001"]]  # only the refused save alone; the four others together again
     for write, ids in zip(writes, outcomes[:2] + outcomes[3:]):
         events = await store.events(write.record.ticket.number)
         assert [sid for sid, _ in events] == ids and [e["action"] for _, e in events] == ["create"]
