@@ -317,7 +317,7 @@ def _clock(ticket: Ticket, stage: Stage, arrived_at: datetime | None) -> tuple[d
         if ticket.dispatched_at is None or state in POOL_STATES:
             return None, None, False
         accepted = ticket.accepted_at if ticket.accepted_at and ticket.accepted_at >= ticket.dispatched_at else None
-        return ticket.dispatched_at, accepted, state is State.DISPATCHED or accepted is not None
+        return ticket.dispatched_at, accepted, state in (State.DISPATCHED, State.ASSIGNED) or accepted is not None
     if stage is Stage.ARRIVE:
         arrival = arrived_at if arrived_at is not None and arrived_at >= cycle else ticket.arrived_at
         if arrival is None and state not in POOL_STATES and state not in FIELD_STATES:
@@ -330,6 +330,14 @@ def _clock(ticket: Ticket, stage: Stage, arrived_at: datetime | None) -> tuple[d
     return ticket.resolved_at, None, True
 
 
+def _due(policy: LimitPolicy, rule: LimitRule, ticket: Ticket, stage: Stage, start: datetime) -> datetime:
+    """The stage's deadline: the rule's, or for resolution a later one of an approved extension (延期)."""
+    deadline = policy.deadline(rule, start)
+    if stage is Stage.RESOLVE and ticket.extended_until is not None and ticket.extended_until > deadline:
+        return ticket.extended_until
+    return deadline
+
+
 def deadlines(ticket: Ticket, area_class: AreaClass | None = None, *,
               policy: LimitPolicy = DEFAULT_POLICY) -> dict[Stage, datetime]:
     """Deadline of every stage whose clock has started and that has a limit (area class defaults to the ticket's)."""
@@ -339,7 +347,7 @@ def deadlines(ticket: Ticket, area_class: AreaClass | None = None, *,
         start, _, applicable = _clock(ticket, stage, None)
         rule = policy.rule_for(ticket, stage, area)
         if applicable and start is not None and rule is not None:
-            out[stage] = policy.deadline(rule, start)
+            out[stage] = _due(policy, rule, ticket, stage, start)
     return out
 
 
@@ -372,12 +380,14 @@ def escalation(ticket: Ticket, now: datetime, *, arrived_at: datetime | None = N
         rule = policy.rule_for(ticket, stage, area)
         if not applicable or start is None or rule is None:
             continue
-        limit = rule.working_time(policy.calendar)
-        deadline = policy.deadline(rule, start)
+        deadline = _due(policy, rule, ticket, stage, start)
+        # an extension lengthens the stage's limit to its new deadline
+        limit = policy.elapsed(rule, start, deadline) if deadline != policy.deadline(rule, start) \
+            else rule.working_time(policy.calendar)
         end = completed if completed is not None else now
         used = policy.elapsed(rule, start, end) / limit
         if completed is not None:
-            level = Level.OK if policy.met(rule, start, completed) else Level.OVERDUE
+            level = Level.OK if completed <= deadline else Level.OVERDUE
         else:
             level = Level.OVERDUE if used >= 1 or end >= deadline else Level.WARNING if used >= share else Level.OK
         clock_limit = limit

@@ -105,6 +105,8 @@ class State(str, enum.Enum):
     TRANSFERRED = "transferred"
     CANCELLED = "cancelled"
     MERGED = "merged"
+    ASSIGNED = "assigned"  # 交办: sent to its responsible unit, awaiting the unit's 受理
+    HANDLING = "handling"  # 受理: the unit handles it (or hands it to one of its crews)
 
 
 class Role(str, enum.Enum):
@@ -124,16 +126,19 @@ POOL_STATES = frozenset({_S.NEW, _S.REVIEWED, _S.DECLINED, _S.RETURNED, _S.REOPE
 FIELD_STATES = frozenset({_S.DISPATCHED, _S.ACCEPTED, _S.EN_ROUTE, _S.ON_SITE})
 TERMINAL_STATES = frozenset({_S.CLOSED, _S.CANCELLED, _S.MERGED})
 OPEN_STATES = frozenset(State) - TERMINAL_STATES
+UNIT_STATES = frozenset({_S.ASSIGNED, _S.HANDLING})  # with its responsible unit (交办 .. 反馈)
 DIRECT_CLOSE_TYPES = frozenset({TicketType.CONSULTATION, TicketType.SUGGESTION, TicketType.PRAISE})
 
 
 @dataclass(frozen=True)
 class Actor:
-    """Who acts: a user id, a role and, for crew members, their crew."""
+    """Who acts: a user id, a role and, for crew members, their crew; for a unit's liaison, its
+    unit and every unit under it (`unit_ids`)."""
 
     user_id: str
     role: Role
     crew_id: str | None = None
+    unit_ids: frozenset[str] = frozenset()
 
 
 SYSTEM_ACTOR = Actor("system", Role.SYSTEM)
@@ -206,6 +211,11 @@ class Ticket:
     resolved_at: datetime | None = None
     closed_at: datetime | None = None
     deadlines: Mapping[str, datetime] = field(default_factory=dict)
+    # a unit's pending request to the center: {"kind": "return" | "extension", "reason", "at",
+    # and for an extension "until"} (None: nothing pending)
+    request: Mapping[str, Any] | None = None
+    extended_until: datetime | None = None  # an approved extension's new resolution deadline (延期)
+    signed_by: str = ""  # the unit leader who signed the handling result (complaints)
 
 
 @dataclass(frozen=True)

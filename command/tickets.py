@@ -9,6 +9,15 @@ closed. Side paths: decline / expire (back to the pool), return (退单 to the c
 (返工), transfer (to another unit), cancel, merge, close_direct (直接办结 of a consultation
 answered on the call), resolve_with_incident (resolved together with a grouped incident), and
 annotations that keep the state (note, supervise 督办, repeat_call, link_incident).
+
+A responsible unit's path (its liaison, role unit): assign (交办 by the center) → assigned →
+unit_accept (受理) → handling → feedback (办理结果反馈) → resolved → the center's callback; from
+handling a station hands the ticket to one of its crews (hand_to_crew; the service checks the
+crew is the station's) and the field path follows.
+The unit asks, the center decides: request_return (退单) → approve_return (back to the pool),
+reroute_return (to another unit) or refuse_return; request_extension (延期, a new resolution
+deadline) → approve_extension (the deadline moves: `command.limits`) or refuse_extension. One
+request is pending at a time (`Ticket.request`); the unit never closes a ticket.
 """
 from __future__ import annotations
 
@@ -22,7 +31,7 @@ from typing import Any
 from command.errors import Conflict, Forbidden, InvalidTransition, ValidationError
 from command.ticket_model import (  # noqa: F401  (re-exported: command.tickets is the public face)
     CENTER_TZ, DIRECT_CLOSE_TYPES, FIELD_STATES, NUMBER_RE, OPEN_STATES, POOL_STATES, SYSTEM_ACTOR,
-    TERMINAL_STATES, URGENCY_RANK, ActionSpec, Actor, AreaClass, AuditEvent, Category, Channel,
+    TERMINAL_STATES, UNIT_STATES, URGENCY_RANK, ActionSpec, Actor, AreaClass, AuditEvent, Category, Channel,
     Color, Role, Satisfaction, State, Ticket, TicketType, Urgency, as_utc, center_day, color_for,
     normalize_phone, ticket_number,
 )
@@ -34,6 +43,8 @@ _OFFICE = frozenset({R.AGENT, R.DISPATCHER, R.SUPERVISOR, R.ADMIN})
 _DISPATCH = frozenset({R.DISPATCHER, R.SUPERVISOR, R.ADMIN})
 _FIELD = frozenset({R.CREW, R.DISPATCHER, R.SUPERVISOR})  # dispatchers may record by radio
 _PRE_RESOLVED = POOL_STATES | FIELD_STATES
+_UNIT = frozenset({R.UNIT})
+_EXTENDERS = frozenset({R.SUPERVISOR, R.ADMIN})
 
 ACTIONS: dict[str, ActionSpec] = {a.name: a for a in (
     ActionSpec("review", frozenset({S.NEW, S.TRANSFERRED}), S.REVIEWED, _OFFICE,
@@ -68,6 +79,20 @@ ACTIONS: dict[str, ActionSpec] = {a.name: a for a in (
     ActionSpec("repeat_call", OPEN_STATES, None, frozenset({R.AGENT, R.SYSTEM}), optional=("phone",)),
     ActionSpec("supervise", OPEN_STATES, None, frozenset({R.SUPERVISOR, R.ADMIN})),
     ActionSpec("note", frozenset(State), None, frozenset(Role), optional=("data",)),
+    ActionSpec("assign", POOL_STATES, S.ASSIGNED, _DISPATCH, optional=("unit_id",)),
+    ActionSpec("unit_accept", frozenset({S.ASSIGNED}), S.HANDLING, _UNIT),
+    ActionSpec("hand_to_crew", frozenset({S.HANDLING}), S.DISPATCHED, _UNIT, required=("crew_id",),
+               optional=("mode", "eta_s")),
+    ActionSpec("feedback", frozenset({S.HANDLING}), S.RESOLVED, _UNIT, required=("resolution",),
+               optional=("attachments", "signed_by")),
+    ActionSpec("request_return", UNIT_STATES, None, _UNIT, required=("reason",)),
+    ActionSpec("approve_return", UNIT_STATES, S.RETURNED, _DISPATCH, optional=("reason",)),
+    ActionSpec("reroute_return", UNIT_STATES, S.ASSIGNED, _DISPATCH, required=("unit_id",),
+               optional=("reason",)),
+    ActionSpec("refuse_return", UNIT_STATES, None, _DISPATCH, required=("reason",)),
+    ActionSpec("request_extension", UNIT_STATES, None, _UNIT, required=("reason", "until")),
+    ActionSpec("approve_extension", UNIT_STATES, None, _EXTENDERS, optional=("reason",)),
+    ActionSpec("refuse_extension", UNIT_STATES, None, _EXTENDERS, required=("reason",)),
 )}
 
 TRANSITIONS: dict[tuple[State, str], State] = {
@@ -249,7 +274,7 @@ def _effect_reopen(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any
     return {"satisfaction": satisfaction, "rework_count": t.rework_count + 1, "crew_id": None,
             "declined_by": (), "pending_since": now, "cycle_started_at": now, "dispatched_at": None,
             "accepted_at": None, "departed_at": None, "arrived_at": None, "resolved_at": None,
-            "closed_at": None, "resolution": ""}
+            "closed_at": None, "resolution": "", "request": None, "extended_until": None, "signed_by": ""}
 
 
 def _effect_transfer(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -304,6 +329,80 @@ def _effect_note(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
     return {}
 
 
+# ---------------------------------------------------------------- a responsible unit's path
+
+SIGNED_TYPES = frozenset({TicketType.COMPLAINT})  # the unit leader signs the handling result (签发)
+MAX_ATTACHMENTS = 20
+
+
+def _effect_assign(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+    unit_id = _opt_id(a.get("unit_id"), "unit_id") or t.unit_id
+    if not unit_id:
+        raise ValidationError("unit_id", "the ticket has no responsible unit: name one")
+    return {"unit_id": unit_id, "crew_id": None, "request": None, "dispatched_at": now, "accepted_at": None,
+            "departed_at": None, "arrived_at": None}
+
+
+def _effect_feedback(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+    signed_by = _text(a.get("signed_by"), "signed_by", max_len=64, required=t.type in SIGNED_TYPES)
+    photos = a.get("attachments", [])
+    if not isinstance(photos, list) or len(photos) > MAX_ATTACHMENTS:
+        raise ValidationError("attachments", f"must be a list of at most {MAX_ATTACHMENTS} photo ids")
+    added = tuple(_text(p, "attachments", max_len=500) for p in photos)
+    return {"resolution": _text(a["resolution"], "resolution", max_len=2000), "resolved_at": now,
+            "signed_by": signed_by, "request": None,
+            "attachments": t.attachments + tuple(p for p in added if p not in t.attachments)}
+
+
+def _pending(t: Ticket, kind: str, action: str) -> None:
+    if (t.request or {}).get("kind") != kind:
+        raise InvalidTransition(t.number, t.state.value, action, reason=f"no {kind} request is pending")
+
+
+def _request(kind: str) -> _Effect:
+    def effect(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+        if t.request is not None:
+            raise InvalidTransition(t.number, t.state.value, f"request_{kind}",
+                                    reason=f"a {t.request.get('kind')} request is already pending")
+        request = {"kind": kind, "reason": _reason(a, "reason"), "at": _iso(now)}
+        if kind == "extension":
+            until = a["until"]
+            try:
+                until = datetime.fromisoformat(until.replace("Z", "+00:00")) if isinstance(until, str) else None
+            except ValueError:
+                until = None
+            if until is None or until.tzinfo is None:
+                raise ValidationError("until", "must be an ISO-8601 time with its zone")
+            if until <= now:
+                raise ValidationError("until", "the new deadline must be in the future")
+            request["until"] = _iso(until)
+        return {"request": request}
+    return effect
+
+
+def _decide(kind: str, approve: bool) -> _Effect:
+    def effect(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+        action = f"{'approve' if approve else 'refuse'}_{kind}"
+        _pending(t, kind, action)
+        _text(a.get("reason"), "reason", max_len=500, required=not approve)
+        out: dict[str, Any] = {"request": None}
+        if approve and kind == "extension":
+            out["extended_until"] = _parse_time(t.request["until"])
+        elif approve:
+            out.update(crew_id=None, pending_since=now, dispatched_at=None, accepted_at=None)
+        return out
+    return effect
+
+
+def _effect_reroute(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+    _pending(t, "return", "reroute_return")
+    unit_id = _text(a["unit_id"], "unit_id", max_len=64)
+    if unit_id == t.unit_id:
+        raise ValidationError("unit_id", "the ticket already belongs to this unit")
+    _text(a.get("reason"), "reason", max_len=500, required=False)
+    return {**_effect_assign(t, {"unit_id": unit_id}, now), "extended_until": None}
+
+
 _Effect = Callable[[Ticket, dict[str, Any], datetime], dict[str, Any]]
 _EFFECTS: dict[str, _Effect] = {
     "review": _effect_review,
@@ -327,6 +426,17 @@ _EFFECTS: dict[str, _Effect] = {
     "repeat_call": _effect_repeat_call,
     "supervise": lambda t, a, now: {"supervised": True},
     "note": _effect_note,
+    "assign": _effect_assign,
+    "unit_accept": lambda t, a, now: {"accepted_at": now},
+    "hand_to_crew": _effect_dispatch,
+    "feedback": _effect_feedback,
+    "request_return": _request("return"),
+    "approve_return": _decide("return", True),
+    "reroute_return": _effect_reroute,
+    "refuse_return": _decide("return", False),
+    "request_extension": _request("extension"),
+    "approve_extension": _decide("extension", True),
+    "refuse_extension": _decide("extension", False),
 }
 if set(_EFFECTS) != set(ACTIONS):
     raise RuntimeError("every action in the table needs an effect")
@@ -349,16 +459,21 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def visible_to(actor: Actor, crew_id: str | None) -> bool:
-    """Whether work of crew ``crew_id`` (None: of no crew), a ticket or a vehicle, is visible to this
-    actor: office roles see all of it, a crew member only its own crew's. The one rule of the ticket
-    API, the ticket actions and the live feed."""
-    return actor.role is not Role.CREW or (actor.crew_id is not None and crew_id == actor.crew_id)
+def visible_to(actor: Actor, crew_id: str | None, unit_id: str | None = None) -> bool:
+    """Whether work of crew ``crew_id`` (None: of no crew) and responsible unit ``unit_id``, a
+    ticket or a vehicle, is visible to this actor: office roles see all of it, a crew member only
+    its own crew's, a unit's liaison only that of its unit and the units under it. The one rule of
+    the ticket API, the ticket actions and the live feed."""
+    if actor.role is Role.CREW:
+        return actor.crew_id is not None and crew_id == actor.crew_id
+    if actor.role is Role.UNIT:
+        return unit_id is not None and unit_id in actor.unit_ids
+    return True
 
 
 def allowed_actions(ticket: Ticket, actor: Actor) -> list[str]:
     """Actions this actor may try on this ticket now (for the UI's buttons), in table order."""
-    if not visible_to(actor, ticket.crew_id):
+    if not visible_to(actor, ticket.crew_id, ticket.unit_id):
         return []
     return [name for name, spec in ACTIONS.items()
             if ticket.state in spec.from_states and actor.role in spec.roles]
@@ -397,8 +512,8 @@ def apply(
     to_state = TRANSITIONS.get((ticket.state, action))
     if to_state is None:
         raise InvalidTransition(ticket.number, ticket.state.value, action)
-    if not visible_to(actor, ticket.crew_id):
-        raise Forbidden(f"crew {actor.crew_id} is not assigned to ticket {ticket.number}",
+    if not visible_to(actor, ticket.crew_id, ticket.unit_id):
+        raise Forbidden(f"{actor.user_id} ({actor.role.value}) is not assigned to ticket {ticket.number}",
                         role=actor.role.value, action=action)
     unknown = sorted(set(args) - set(spec.required) - set(spec.optional) - {"note"})
     if unknown:

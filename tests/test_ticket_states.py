@@ -19,6 +19,7 @@ S = State
 POOL = (S.NEW, S.REVIEWED, S.DECLINED, S.RETURNED, S.REOPENED, S.TRANSFERRED)
 FIELD = (S.DISPATCHED, S.ACCEPTED, S.EN_ROUTE, S.ON_SITE)
 OPEN = tuple(s for s in State if s not in (S.CLOSED, S.CANCELLED, S.MERGED))
+UNIT = (S.ASSIGNED, S.HANDLING)
 
 # The lifecycle written out by hand, independently of command.tickets.ACTIONS.
 EXPECTED: dict[tuple[State, str], State] = {
@@ -46,6 +47,17 @@ EXPECTED: dict[tuple[State, str], State] = {
     **{(s, "repeat_call"): s for s in OPEN},
     **{(s, "supervise"): s for s in OPEN},
     **{(s, "note"): s for s in State},
+    **{(s, "assign"): S.ASSIGNED for s in POOL},
+    (S.ASSIGNED, "unit_accept"): S.HANDLING,
+    (S.HANDLING, "hand_to_crew"): S.DISPATCHED,
+    (S.HANDLING, "feedback"): S.RESOLVED,
+    **{(s, "request_return"): s for s in UNIT},
+    **{(s, "approve_return"): S.RETURNED for s in UNIT},
+    **{(s, "reroute_return"): S.ASSIGNED for s in UNIT},
+    **{(s, "refuse_return"): s for s in UNIT},
+    **{(s, "request_extension"): s for s in UNIT},
+    **{(s, "approve_extension"): s for s in UNIT},
+    **{(s, "refuse_extension"): s for s in UNIT},
 }
 
 ARGS = {
@@ -56,8 +68,19 @@ ARGS = {
     "merge": {"into": "GD20261122-0002"}, "close_direct": {"answer": "停水通知已告知"},
     "resolve_with_incident": {"resolution": "变压器已修复"}, "link_incident": {"incident_id": "INC-9"},
     "repeat_call": {}, "supervise": {}, "note": {"note": "来电人补充情况"},
+    "assign": {}, "unit_accept": {}, "hand_to_crew": {"crew_id": "C2"}, "feedback": {"resolution": "已答复"},
+    "request_return": {"reason": "非本单位职责"}, "approve_return": {}, "reroute_return": {"unit_id": "U2"},
+    "refuse_return": {"reason": "属本单位辖区"}, "request_extension": {"reason": "需协调", "until": "2026-11-30T09:00:00Z"},
+    "approve_extension": {}, "refuse_extension": {"reason": "无需延期"},
 }
-ROLE_PREFERENCE = (Role.DISPATCHER, Role.AGENT, Role.SUPERVISOR, Role.SYSTEM, Role.CREW, Role.ADMIN)
+# what a decision on a unit's request needs: the request pending
+PENDING = {
+    **{a: {"kind": "return", "reason": "非本单位职责", "at": "2026-11-22T02:01:00+00:00"}
+       for a in ("approve_return", "reroute_return", "refuse_return")},
+    **{a: {"kind": "extension", "reason": "需协调", "at": "2026-11-22T02:01:00+00:00",
+           "until": "2026-11-30T09:00:00+00:00"} for a in ("approve_extension", "refuse_extension")},
+}
+ROLE_PREFERENCE = (Role.DISPATCHER, Role.AGENT, Role.SUPERVISOR, Role.SYSTEM, Role.CREW, Role.ADMIN, Role.UNIT)
 
 
 def make_ticket(**overrides):
@@ -80,7 +103,8 @@ def in_state(state: State, **changes):
 
 def actor_for(action: str) -> Actor:
     role = next(r for r in ROLE_PREFERENCE if r in ACTIONS[action].roles)
-    return Actor("u1", role, "C1" if role is Role.CREW else None)
+    return Actor("u1", role, "C1" if role is Role.CREW else None,
+                 frozenset({"U1"}) if role is Role.UNIT else frozenset())
 
 
 def test_table_matches_the_lifecycle_written_by_hand():
@@ -89,7 +113,7 @@ def test_table_matches_the_lifecycle_written_by_hand():
 
 @pytest.mark.parametrize(("state", "action"), sorted(EXPECTED), ids=lambda v: getattr(v, "value", v))
 def test_legal_transition_gives_expected_state(state, action):
-    ticket = in_state(state)
+    ticket = in_state(state, request=PENDING.get(action))
     new, event = apply(ticket, action, actor=actor_for(action), now=T0 + timedelta(minutes=5), **ARGS[action])
     assert new.state is EXPECTED[(state, action)]
     assert new.version == ticket.version + 1
