@@ -254,12 +254,18 @@ def _kpi_arguments(parser: argparse.ArgumentParser) -> None:
 def _kpi(settings, args) -> int:
     """Rebuild the KPIs from the audit events in PostgreSQL (DATABASE_URL, else the embedded
     servers of DATA_DIR) and print the report."""
+    from center.limit_files import load_policy
     from center.servers import Servers
     from services.kpi_service import report_command
 
+    try:
+        policy = load_policy(settings)  # CALENDAR_FILE / LIMITS_FILE, as the web and dispatch processes
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
     servers = Servers.resolve(settings)
     try:
-        return report_command(servers.database_url, vars(args), tz=settings.zone)
+        return report_command(servers.database_url, vars(args), tz=settings.zone, policy=policy)
     finally:
         servers.stop()
 

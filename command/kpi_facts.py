@@ -31,7 +31,9 @@ How the stream is read
 - Limits (command.limits): each stage is judged once, on the first cycle, when it completed:
   dispatch (created → first dispatch), accept, arrive (repair tickets only; created → arrival),
   resolve (created → first resolution) and callback (first resolution → first callback).
-  Stages still running are not judged.
+  Stages still running are not judged. The verdict is `LimitPolicy.met`, escalation's own: done
+  by the stage's deadline, on the clock or in working time of the policy's calendar (a complaint
+  resolved within 5 working days over a weekend or a holiday is on time).
 """
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from command.errors import ValidationError
-from command.limits import DEFAULT_POLICY, LimitPolicy, Stage
+from command.limits import DEFAULT_POLICY, LimitPolicy, LimitRule, Stage
 from command.ticket_model import (
     AreaClass, AuditEvent, Category, Channel, Color, State, TicketType, Urgency, color_for,
 )
@@ -158,23 +160,27 @@ def _value(v: Any) -> Any:
 
 
 class LimitTable:
-    """Limits in seconds per (category, type, urgency, area class) and stage, cached from a policy."""
+    """The limit rules of a policy per (category, type, urgency, area class) and stage, cached,
+    and the policy's on-time verdict for a stage's start and completion in epoch seconds."""
 
     def __init__(self, policy: LimitPolicy = DEFAULT_POLICY) -> None:
         self.policy = policy
-        self._cache: dict[tuple[str | None, ...], tuple[float | None, ...]] = {}
+        self._cache: dict[tuple[str | None, ...], tuple[LimitRule | None, ...]] = {}
 
-    def seconds(self, category: str | None, type_: str | None, urgency: str, area: str) -> tuple[float | None, ...]:
-        """Limit of each stage (in `STAGES` order) in seconds, None where no rule applies."""
+    def rules(self, category: str | None, type_: str | None, urgency: str, area: str) -> tuple[LimitRule | None, ...]:
+        """The rule of each stage (in `STAGES` order), None where no rule applies."""
         key = (category, type_, urgency, area)
         hit = self._cache.get(key)
         if hit is None:
             probe = _LimitKey(Category(category) if category else None,
                               TicketType(type_) if type_ else None, Urgency(urgency))
-            limits = [self.policy.limit_for(probe, stage, AreaClass(area)) for stage in Stage]  # type: ignore[arg-type]
-            hit = tuple(None if t is None else t.total_seconds() for t in limits)
+            hit = tuple(self.policy.rule_for(probe, stage, AreaClass(area)) for stage in Stage)  # type: ignore[arg-type]
             self._cache[key] = hit
         return hit
+
+    def met(self, rule: LimitRule, start: float, completed: float) -> bool:
+        """`LimitPolicy.met` for epoch seconds: whether the stage completed by its deadline."""
+        return self.policy.met(rule, datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(completed, UTC))
 
 
 @dataclass(frozen=True)
@@ -344,21 +350,23 @@ class TicketAccumulator:
         ack = self.ack - self.handover if self.ack is not None and self.handover is not None else NAN
         return dispatch, accept, arrival, repair, resolution, callback, ack
 
+    def stage_spans(self) -> tuple[tuple[float | None, float | None], ...]:
+        """(start, completion) in epoch seconds of each judged stage (STAGES order), None where
+        the stage did not start or complete (see the module's "Limits")."""
+        c, a = self.created, self.attrs
+        dispatch = (None, None) if self.closed_on_call else (c, self.first_dispatch)  # never in the pool
+        # the dispatch the first acceptance answered (exact: a - (a - b) is b for nearby epochs)
+        accept = (None, None) if self.accept_s is None else (self.accepted - self.accept_s, self.accepted)
+        arrive = (c, self.c0_arrival) if a.get("type") == TicketType.REPAIR.value else (None, None)
+        return dispatch, accept, arrive, (c, self.c0_resolved), (self.c0_resolved, self.first_callback)
+
     def limits_met(self, table: LimitTable = _DEFAULT_LIMITS) -> tuple[int, ...]:
-        """Per stage (STAGES order): 1 met, 0 missed, -1 not judged."""
+        """Per stage (STAGES order): 1 met, 0 missed, -1 not judged (`LimitPolicy.met` of the
+        table's policy, on the clock or in working time as the stage's rule counts)."""
         a = self.attrs
-        limits = table.seconds(a.get("category"), a.get("type"), a["urgency"], a["area_class"])
-        c = self.created
-        arrive_s = self.c0_arrival - c if self.c0_arrival is not None and c is not None else NAN
-        if a.get("type") != TicketType.REPAIR.value:
-            arrive_s = NAN
-        first_resolve_s = self.c0_resolved - c if self.c0_resolved is not None and c is not None else NAN
-        dispatch, accept, _, _, _, callback, _ = self.durations()
-        if self.closed_on_call:
-            dispatch = NAN  # never went through the dispatch pool
-        spans = (dispatch, accept, arrive_s, first_resolve_s, callback)
-        return tuple(-1 if limit is None or math.isnan(span) else int(span <= limit)
-                     for span, limit in zip(spans, limits))
+        rules = table.rules(a.get("category"), a.get("type"), a["urgency"], a["area_class"])
+        return tuple(-1 if rule is None or start is None or end is None else int(table.met(rule, start, end))
+                     for (start, end), rule in zip(self.stage_spans(), rules))
 
     def to_dict(self) -> dict[str, Any]:
         """The running fold as JSON-safe values (kept beside a ticket's facts, so that its next

@@ -20,11 +20,19 @@ events, ``kpi_folds``) are folded from the audit events in ``ticket_events`` wit
 
 `report_command` is the other path: the pure `command.kpi.rebuild` over every audit event read
 from PostgreSQL alone (the ``python -m center kpi`` command); tests hold the two to the same report.
+
+Both judge the stages' limits with the policy of the settings files CALENDAR_FILE and LIMITS_FILE
+(`center.limit_files`), the one the web and dispatch processes run on: the web process hands its
+ticket manager's policy in, ``python -m center kpi`` loads it from the settings, and without one
+(`shipped_policy`) it is the policy of the files shipped in ``center/config/``, never the
+calendar-less built-in `command.limits.DEFAULT_POLICY`. So a complaint resolved within its working
+days over a holiday is on time in the reports as it was in the ticket list.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sys
 import time
@@ -38,18 +46,26 @@ import psycopg
 import redis.asyncio as aioredis
 
 from center.db import Database
+from center.limit_files import load_calendar, load_limits
 from center.store_kpi import ZERO_ID, FoldRow, KpiChanges, KpiFacts, iter_all_events
 from center.streams import REDIS_TROUBLE, pause, stop_if_cancelled
 from command.errors import ValidationError
 from command.kpi import EventError, KpiFrame, KpiState, named_row, rebuild
 from command.kpi_facts import LimitTable, TicketAccumulator, read_event
-from command.limits import DEFAULT_POLICY, LimitPolicy
+from command.limits import LimitPolicy
 from command.ticket_model import CENTER_TZ
 
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 5.0
 DB_TROUBLE = (psycopg.OperationalError, psycopg.errors.AdminShutdown)
+
+
+@functools.lru_cache(maxsize=1)
+def shipped_policy() -> LimitPolicy:
+    """The limit policy of the files shipped in ``center/config/`` (calendar.toml, limits.toml) in
+    Asia/Shanghai: what empty CALENDAR_FILE / LIMITS_FILE settings load (read once)."""
+    return load_limits(calendar=load_calendar())
 
 
 class KpiUnavailable(Exception):
@@ -61,12 +77,12 @@ class KpiUnavailable(Exception):
 class KpiService:
     """Per-process follower of the ticket changes that keeps the KPI facts current."""
 
-    def __init__(self, db: Database, client: aioredis.Redis, *, policy: LimitPolicy = DEFAULT_POLICY,
+    def __init__(self, db: Database, client: aioredis.Redis, *, policy: LimitPolicy | None = None,
                  tz: tzinfo = CENTER_TZ, batch: int = 500, block_ms: int = 1000, retry_s: float = 1.0,
                  ready_timeout_s: float = 10.0) -> None:
         self.facts = KpiFacts(db)
         self.changes = KpiChanges(client)
-        self.policy = policy
+        self.policy = policy = shipped_policy() if policy is None else policy  # limits judged on it
         self.limits = LimitTable(policy)
         self.tz = tz
         self.batch = batch
@@ -296,16 +312,19 @@ def _event_args(event: Mapping[str, Any]) -> tuple[str, float, Mapping[str, Any]
     return action, at, data, None if to_state is None else str(to_state)
 
 
-def rebuild_from_db(url: str, *, policy: LimitPolicy = DEFAULT_POLICY,
+def rebuild_from_db(url: str, *, policy: LimitPolicy | None = None,
                     progress: Callable[[int], None] | None = None) -> KpiState:
-    """The KPI state recomputed from every audit event in PostgreSQL with `command.kpi.rebuild`."""
-    return rebuild(iter_all_events(url, progress=progress), policy=policy)
+    """The KPI state recomputed from every audit event in PostgreSQL with `command.kpi.rebuild`,
+    limits judged on `policy` (default: `shipped_policy`)."""
+    return rebuild(iter_all_events(url, progress=progress), policy=shipped_policy() if policy is None else policy)
 
 
 def report_command(database_url: str, args: Mapping[str, Any], *, tz: tzinfo = CENTER_TZ,
-                   out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+                   policy: LimitPolicy | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """``python -m center kpi``: rebuild from the audit events alone and print the report JSON
-    (the shape of GET /api/reports/kpi) on `out`, progress on `err`. Returns the exit status."""
+    (the shape of GET /api/reports/kpi) on `out`, progress on `err`. Returns the exit status.
+    `policy` is the one of the settings files (`center.limit_files.load_policy`; default
+    `shipped_policy`)."""
     from services.kpi_query import parse_query, state_payload
 
     today = datetime.now(timezone.utc).astimezone(tz).date()
@@ -323,7 +342,7 @@ def report_command(database_url: str, args: Mapping[str, Any], *, tz: tzinfo = C
             print(f"kpi rebuild: {events} events so far", file=err, flush=True)
 
     try:
-        state = rebuild_from_db(database_url, progress=progress)
+        state = rebuild_from_db(database_url, policy=policy, progress=progress)
     except psycopg.OperationalError as exc:
         print(f"kpi: PostgreSQL unavailable: {exc}", file=err)
         return 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
@@ -15,9 +16,13 @@ from command.kpi import (
     COLUMNS, EventError, KpiFrame, KpiState, day_period, facts_from_events, group_summary, month_period, named_row,
     period_of, range_period, rebuild, week_period,
 )
+from center.limit_files import load_calendar, load_limits, load_policy
 from command.kpi_facts import LimitTable, TicketAccumulator, read_event
+from command.limits import Level, escalation
 from command.tickets import Actor, Role, apply, event_to_dict, new_ticket, ticket_number
 from command.ticket_model import CENTER_TZ
+from services.kpi_service import KpiService, shipped_policy
+from tests.conftest import test_settings
 
 UTC = timezone.utc
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
@@ -26,10 +31,15 @@ AGENT, DISP, SYS, CREW = Role.AGENT, Role.DISPATCHER, Role.SYSTEM, Role.CREW
 CLASSIFY = ("category", "type", "urgency", "district", "grid", "unit_id", "area_class", "lon", "lat")
 
 
-def make_stream(number, steps, *, at=T0, category="power", type_="repair", urgency="urgent",
-                channel="phone", district="D1", grid="G1", unit="U1", area="urban",
-                lon=116.40, lat=39.90, classify=True):
+def make_stream(number, steps, **kw):
     """Run `steps` (minute, action, role, args) through the real ticket state machine; event dicts out."""
+    return run_ticket(number, steps, **kw)[1]
+
+
+def run_ticket(number, steps, *, at=T0, category="power", type_="repair", urgency="urgent",
+               channel="phone", district="D1", grid="G1", unit="U1", area="urban",
+               lon=116.40, lat=39.90, classify=True):
+    """`make_stream`'s run: (the ticket at the end, its event dicts)."""
     fields = {"number": number, "channel": channel, "category": category, "type": type_,
               "urgency": urgency, "description": "停电了", "caller_phone": "13800138000",
               "district": district, "grid": grid, "unit_id": unit, "area_class": area,
@@ -44,7 +54,7 @@ def make_stream(number, steps, *, at=T0, category="power", type_="repair", urgen
         actor = Actor("c1", role, ticket.crew_id) if role is CREW else Actor("u1", role)
         ticket, event = apply(ticket, action, actor=actor, now=at + minute * M, **args)
         events.append(event)
-    return [event_to_dict(e) for e in events]
+    return ticket, [event_to_dict(e) for e in events]
 
 
 def dispatch(minute, crew="C1"):
@@ -446,3 +456,111 @@ def test_group_summary_matches_numpy_per_group(seed):
             assert (mean[g], median[g], p90[g]) == pytest.approx((v.mean(), np.median(v), np.percentile(v, 90)))
         else:
             assert math.isnan(mean[g]) and math.isnan(p90[g])
+
+
+# ---------------------------------------------------------------- limits on the working calendar
+
+CALENDAR = load_calendar()  # the shipped calendar: 2026's holidays and make-up working days
+POLICY = load_limits(calendar=CALENDAR)  # the shipped limits file on it
+
+
+def at_local(text):
+    return datetime.fromisoformat(text).replace(tzinfo=CALENDAR.zone).astimezone(UTC)
+
+
+def office_ticket(created, resolved, *, type_="complaint", number="GD20261122-0001"):
+    """A complaint (or service, suggestion, praise) handled by a unit's crew, resolved at `resolved`
+    (local times): (ticket, events)."""
+    minutes = (at_local(resolved) - at_local(created)) // M
+    steps = [dispatch(5), *field_work(10, 20, minutes, depart=15)]
+    return run_ticket(number, steps, at=at_local(created), type_=type_, category="water", urgency="normal")
+
+
+def escalation_verdicts(ticket, now):
+    """What escalation says of the ticket's completed stages: stage -> on time."""
+    return {s.stage.value: s.level is Level.OK for s in escalation(ticket, now, policy=POLICY) if s.done}
+
+
+@pytest.mark.parametrize(("created", "resolved", "on_time"), [
+    ("2026-11-27 10:00", "2026-12-03 16:00", True),  # Friday to Thursday: 6 clock days, 34.5 working hours
+    ("2026-09-30 10:00", "2026-10-12 10:00", True),  # across National Day: 12 clock days, 30 working hours
+    ("2026-11-23 10:00", "2026-11-30 10:00", True),  # Monday to Monday: at the deadline
+    ("2026-11-23 10:00", "2026-11-30 11:00", False),  # an hour after 5 working days
+    ("2026-09-28 10:00", "2026-10-10 10:30", False),  # past the deadline on the make-up Saturday
+    ("2026-11-28 22:00", "2026-12-04 18:00", False),  # after Friday 17:30, its deadline (no working time since)
+])
+def test_complaint_judged_in_working_days_in_the_facts_and_the_report(created, resolved, on_time):
+    ticket, events = office_ticket(created, resolved)
+    facts = facts_from_events(events, limits=LimitTable(POLICY))
+    assert facts.limits_met["resolve"] is on_time
+    day = CALENDAR.local_date(at_local(resolved))
+    r = rebuild(events, policy=POLICY).report(*day_period(day))
+    assert (r.on_time["resolve_on_time_due"], r.on_time["resolve_on_time_met"]) == (1, int(on_time))
+    assert escalation_verdicts(ticket, at_local(resolved) + M)["resolve"] is on_time
+
+
+def test_weekend_and_holiday_complaints_were_late_on_the_clock_and_are_on_time_now():
+    for created, resolved in (("2026-11-27 10:00", "2026-12-03 16:00"), ("2026-09-30 10:00", "2026-10-12 10:00")):
+        assert at_local(resolved) - at_local(created) > timedelta(days=5)  # 5 "days" on the clock: late
+        _, events = office_ticket(created, resolved)
+        assert facts_from_events(events, limits=LimitTable(POLICY)).limits_met["resolve"] is True
+
+
+@pytest.mark.parametrize(("created", "area", "arrival", "on_time"), [
+    ("2026-11-28 23:50", "urban", 45, True),  # a Saturday night: 45 clock minutes all the same
+    ("2026-11-28 23:50", "urban", 46, False),
+    ("2026-10-01 03:00", "rural", 90, True),  # a National Day night: 90 clock minutes
+    ("2026-10-01 03:00", "rural", 91, False),
+    ("2026-11-24 10:00", "remote", 121, False),
+])
+def test_repair_arrival_stays_on_the_clock(created, area, arrival, on_time):
+    ticket, events = run_ticket("GD20261122-0001", [dispatch(2), *field_work(3, arrival, arrival + 30)],
+                                at=at_local(created), area=area)
+    for limits in (LimitTable(POLICY), LimitTable()):  # the calendar changes nothing for a repair
+        assert facts_from_events(events, limits=limits).limits_met["arrive"] is on_time
+    assert escalation_verdicts(ticket, ticket.resolved_at + M)["arrive"] is on_time
+
+
+AGREEMENT_CASES = [
+    ("complaint", "2026-11-27 10:00", "2026-12-03 16:00"), ("complaint", "2026-11-28 22:00", "2026-12-04 18:00"),
+    ("complaint", "2026-11-28 22:00", "2026-12-04 17:30"), ("complaint", "2026-09-30 17:00", "2026-10-13 17:01"),
+    ("service", "2026-09-24 16:00", "2026-09-30 12:00"), ("service", "2026-09-24 16:00", "2026-09-30 14:00"),
+    ("suggestion", "2026-02-13 09:00", "2026-03-05 09:00"), ("praise", "2026-12-30 12:30", "2027-01-14 12:00"),
+    ("consultation", "2026-10-03 09:00", "2026-10-04 09:00"), ("consultation", "2026-10-03 09:00", "2026-10-04 09:01"),
+]
+
+
+@pytest.mark.parametrize(("type_", "created", "resolved"), AGREEMENT_CASES)
+def test_facts_agree_with_escalation(type_, created, resolved):
+    ticket, events = office_ticket(created, resolved, type_=type_)
+    facts = facts_from_events(events, limits=LimitTable(POLICY))
+    assert facts.limits_met == escalation_verdicts(ticket, ticket.resolved_at + M)
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_facts_agree_with_escalation_on_random_tickets(seed):
+    """Every completed stage of random tickets around 2026's autumn holidays: the same verdict."""
+    rng = random.Random(seed)
+    late = Counter()
+    for k in range(1, 41):
+        created = at_local("2026-09-18 00:00") + timedelta(minutes=rng.randrange(0, 30 * 24 * 60))
+        steps, minute = [], 0
+        for action, role, args, most in (("dispatch", DISP, {"crew_id": "C1"}, 200), ("accept", CREW, {}, 90),
+                                         ("arrive", CREW, {}, 200), ("resolve", CREW, {"resolution": "已处理"}, 14 * 24 * 60)):
+            minute += rng.randrange(1, most)
+            steps.append((minute, action, role, args))
+        type_ = rng.choice(["repair", "complaint", "service", "suggestion", "praise", "consultation"])
+        ticket, events = run_ticket(ticket_number(date(2026, 9, 18), k), steps, at=created, type_=type_,
+                                    category=rng.choice(["power", "water", "gas"]), area=rng.choice(["urban", "rural"]),
+                                    urgency=rng.choice(["emergency", "urgent", "normal"]))
+        facts = facts_from_events(events, limits=LimitTable(POLICY))
+        assert facts.limits_met == escalation_verdicts(ticket, ticket.resolved_at + M), ticket.number
+        late.update(stage for stage, met in facts.limits_met.items() if not met)
+    assert late["resolve"] and late["dispatch"]  # the table has late stages as well as on-time ones
+
+
+def test_the_kpi_service_judges_on_the_settings_files_policy(tmp_path):
+    assert shipped_policy() == load_policy(test_settings(tmp_path))  # empty settings: the shipped files
+    assert shipped_policy().calendar.holidays  # not the calendar-less built-in policy
+    assert KpiService(None, None).policy is shipped_policy()
+    assert KpiService(None, None, policy=POLICY).limits.policy is POLICY
