@@ -33,7 +33,12 @@ How the stream is read
   resolve (created → first resolution) and callback (first resolution → first callback).
   Stages still running are not judged. The verdict is `LimitPolicy.met`, escalation's own: done
   by the stage's deadline, on the clock or in working time of the policy's calendar (a complaint
-  resolved within 5 working days over a weekend or a holiday is on time).
+  resolved within 5 working days over a weekend or a holiday is on time), or for resolution by
+  the later deadline of an extension (延期) approved before it (`approve_extension` of the latest
+  `request_extension`'s "until"; a `reroute_return` or a `reopen` drops it, as on the ticket).
+- A responsible unit's path counts like the field's: `assign` (交办) and `hand_to_crew` are
+  dispatches, `unit_accept` (受理) an acceptance, `feedback` (办理结果反馈) a resolution, and a
+  `reroute_return` moves the ticket to its new unit.
 """
 from __future__ import annotations
 
@@ -51,7 +56,9 @@ from command.ticket_model import (
 
 UTC = timezone.utc
 NAN = math.nan
-RESOLVE_ACTIONS = frozenset({"resolve", "resolve_with_incident", "close_direct"})
+RESOLVE_ACTIONS = frozenset({"resolve", "resolve_with_incident", "close_direct", "feedback"})
+DISPATCH_ACTIONS = frozenset({"dispatch", "assign", "hand_to_crew"})
+ACCEPT_ACTIONS = frozenset({"accept", "unit_accept"})
 REACHED = frozenset({"satisfied", "basically_satisfied", "dissatisfied"})
 ATTRIBUTE_KEYS = ("channel", "category", "type", "urgency", "district", "grid", "unit_id",
                   "area_class", "lon", "lat")
@@ -178,9 +185,10 @@ class LimitTable:
             self._cache[key] = hit
         return hit
 
-    def met(self, rule: LimitRule, start: float, completed: float) -> bool:
+    def met(self, rule: LimitRule, start: float, completed: float, extended_until: float | None = None) -> bool:
         """`LimitPolicy.met` for epoch seconds: whether the stage completed by its deadline."""
-        return self.policy.met(rule, datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(completed, UTC))
+        return self.policy.met(rule, datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(completed, UTC),
+                               None if extended_until is None else datetime.fromtimestamp(extended_until, UTC))
 
 
 @dataclass(frozen=True)
@@ -222,6 +230,7 @@ class TicketAccumulator:
         "c0_arrival_source", "c0_resolved", "last_resolved", "last_repair_s", "resolve_crew",
         "resolved_count", "closed", "closed_on_call", "callback_result", "callback_at",
         "first_callback", "reopen_count", "transfer_count", "repeat_calls", "handover", "ack",
+        "ext_requested", "ext_until",
     )
 
     def __init__(self, number: str, attributes: Mapping[str, Any] | None = None) -> None:
@@ -245,6 +254,7 @@ class TicketAccumulator:
         self.closed_on_call = False
         self.callback_result: str | None = None
         self.callback_at = self.first_callback = self.handover = self.ack = None
+        self.ext_requested = self.ext_until = None  # the latest extension asked; the one of the first cycle
 
     def feed(self, action: str, at: float, data: Mapping[str, Any], to_state: str | None = None) -> None:
         """Fold one event (action, epoch time, data) into the ticket's facts."""
@@ -261,7 +271,7 @@ class TicketAccumulator:
             for key in ("category", "type", "urgency"):
                 if data.get(key) is not None:
                     attrs[key] = data[key]
-        elif action == "dispatch":
+        elif action in DISPATCH_ACTIONS:
             if self.first_dispatch is None:
                 self.first_dispatch = at
             self.cur_dispatch = at
@@ -269,7 +279,7 @@ class TicketAccumulator:
             self.cur_crew = crew
             if crew is not None and crew not in self.crews:
                 self.crews.append(crew)
-        elif action == "accept":
+        elif action in ACCEPT_ACTIONS:
             if self.accepted is None:
                 self.accepted = at
                 if self.cur_dispatch is not None:
@@ -299,6 +309,8 @@ class TicketAccumulator:
                 attrs["unit_id"] = data["unit_id"]
         elif action == "repeat_call":
             self.repeat_calls += 1
+        elif action in ("request_extension", "approve_extension", "reroute_return"):
+            self._extension(action, data)
         elif action in ("cancel", "merge"):
             self.closed = at
         police = _police(data) if data else None
@@ -310,6 +322,14 @@ class TicketAccumulator:
         gps = _gps_time(data) if data and ("gps_arrived_at" in data or "data" in data) else None
         if gps is not None:
             self._gps_arrival(gps)
+
+    def _extension(self, action: str, data: Mapping[str, Any]) -> None:
+        if action == "request_extension":
+            self.ext_requested = _epoch(data.get("until"), "until")
+        elif self.cycle == 0 and self.c0_resolved is None:  # what the first resolution is judged by
+            self.ext_until = self.ext_requested if action == "approve_extension" else None
+        if action == "reroute_return" and data.get("unit_id") is not None:
+            self.attrs["unit_id"] = data["unit_id"]
 
     def _gps_arrival(self, at: float) -> None:
         if self.arr_gps is None:
@@ -365,7 +385,8 @@ class TicketAccumulator:
         table's policy, on the clock or in working time as the stage's rule counts)."""
         a = self.attrs
         rules = table.rules(a.get("category"), a.get("type"), a["urgency"], a["area_class"])
-        return tuple(-1 if rule is None or start is None or end is None else int(table.met(rule, start, end))
+        return tuple(-1 if rule is None or start is None or end is None
+                     else int(table.met(rule, start, end, self.ext_until))
                      for (start, end), rule in zip(self.stage_spans(), rules))
 
     def to_dict(self) -> dict[str, Any]:

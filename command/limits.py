@@ -216,10 +216,19 @@ class LimitPolicy:
             return start + rule.limit
         return self.calendar.add(start, rule.working_time(self.calendar))
 
-    def met(self, rule: LimitRule, start: datetime, completed: datetime) -> bool:
+    def due(self, rule: LimitRule, start: datetime, extended_until: datetime | None = None) -> datetime:
+        """The deadline of a stage started at `start` under `rule`, or for resolution the later one
+        of an approved extension (延期) when there is one."""
+        deadline = self.deadline(rule, start)
+        if rule.stage is Stage.RESOLVE and extended_until is not None and extended_until > deadline:
+            return extended_until
+        return deadline
+
+    def met(self, rule: LimitRule, start: datetime, completed: datetime,
+            extended_until: datetime | None = None) -> bool:
         """Whether a stage started at `start` and completed at `completed` met `rule`: completed by
-        its `deadline` (the one on-time verdict, of `escalation` and of the KPI facts alike)."""
-        return completed <= self.deadline(rule, start)
+        its `due` time (the one on-time verdict, of `escalation` and of the KPI facts alike)."""
+        return completed <= self.due(rule, start, extended_until)
 
     def elapsed(self, rule: LimitRule, start: datetime, end: datetime) -> timedelta:
         """Time from `start` to `end` as `rule` counts it (working time for working-time rules)."""
@@ -332,10 +341,7 @@ def _clock(ticket: Ticket, stage: Stage, arrived_at: datetime | None) -> tuple[d
 
 def _due(policy: LimitPolicy, rule: LimitRule, ticket: Ticket, stage: Stage, start: datetime) -> datetime:
     """The stage's deadline: the rule's, or for resolution a later one of an approved extension (延期)."""
-    deadline = policy.deadline(rule, start)
-    if stage is Stage.RESOLVE and ticket.extended_until is not None and ticket.extended_until > deadline:
-        return ticket.extended_until
-    return deadline
+    return policy.due(rule, start, ticket.extended_until)
 
 
 def deadlines(ticket: Ticket, area_class: AreaClass | None = None, *,
@@ -387,7 +393,7 @@ def escalation(ticket: Ticket, now: datetime, *, arrived_at: datetime | None = N
         end = completed if completed is not None else now
         used = policy.elapsed(rule, start, end) / limit
         if completed is not None:
-            level = Level.OK if completed <= deadline else Level.OVERDUE
+            level = Level.OK if policy.met(rule, start, completed, ticket.extended_until) else Level.OVERDUE
         else:
             level = Level.OVERDUE if used >= 1 or end >= deadline else Level.WARNING if used >= share else Level.OK
         clock_limit = limit

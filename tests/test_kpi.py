@@ -51,7 +51,8 @@ def run_ticket(number, steps, *, at=T0, category="power", type_="repair", urgenc
         event = dataclasses.replace(event, data={"channel": event.data["channel"]})
     events = [event]
     for minute, action, role, args in steps:
-        actor = Actor("c1", role, ticket.crew_id) if role is CREW else Actor("u1", role)
+        actor = (Actor("c1", role, ticket.crew_id) if role is CREW else
+                 Actor("l1", role, unit_ids=frozenset({ticket.unit_id})) if role is Role.UNIT else Actor("u1", role))
         ticket, event = apply(ticket, action, actor=actor, now=at + minute * M, **args)
         events.append(event)
     return ticket, [event_to_dict(e) for e in events]
@@ -545,8 +546,9 @@ def test_facts_agree_with_escalation_on_random_tickets(seed):
     for k in range(1, 41):
         created = at_local("2026-09-18 00:00") + timedelta(minutes=rng.randrange(0, 30 * 24 * 60))
         steps, minute = [], 0
-        for action, role, args, most in (("dispatch", DISP, {"crew_id": "C1"}, 200), ("accept", CREW, {}, 90),
-                                         ("arrive", CREW, {}, 200), ("resolve", CREW, {"resolution": "已处理"}, 14 * 24 * 60)):
+        for action, role, args, most in (
+                ("dispatch", DISP, {"crew_id": "C1"}, 200), ("accept", CREW, {}, 90), ("arrive", CREW, {}, 200),
+                ("resolve", CREW, {"resolution": "已处理"}, 14 * 24 * 60)):
             minute += rng.randrange(1, most)
             steps.append((minute, action, role, args))
         type_ = rng.choice(["repair", "complaint", "service", "suggestion", "praise", "consultation"])
@@ -557,6 +559,37 @@ def test_facts_agree_with_escalation_on_random_tickets(seed):
         assert facts.limits_met == escalation_verdicts(ticket, ticket.resolved_at + M), ticket.number
         late.update(stage for stage, met in facts.limits_met.items() if not met)
     assert late["resolve"] and late["dispatch"]  # the table has late stages as well as on-time ones
+
+
+def unit_path(created, fed_back, *extension):
+    """A complaint 交办 to its department, 受理, maybe an extension (steps), 反馈 at `fed_back`."""
+    minutes = (at_local(fed_back) - at_local(created)) // M
+    return run_ticket("GD20261122-0001", [
+        (5, "assign", DISP, {}), (30, "unit_accept", Role.UNIT, {}), *extension,
+        (minutes, "feedback", Role.UNIT, {"resolution": "已约谈并整改", "signed_by": "王科长"})],
+        at=at_local(created), type_="complaint", category="water", urgency="normal")
+
+
+def extension(until, approve=True):
+    return [(60, "request_extension", Role.UNIT, {"reason": "需协调多部门", "until": at_local(until).isoformat()}),
+            (90, "approve_extension" if approve else "refuse_extension", Role.SUPERVISOR,
+             {} if approve else {"reason": "时限内可办结"})]
+
+
+@pytest.mark.parametrize(("fed_back", "steps", "on_time"), [
+    ("2026-11-27 17:00", [], True),  # Monday to Friday: 5 working days not used up
+    ("2026-12-01 11:00", [], False),  # past Monday 10:00, 5 working days
+    ("2026-12-01 11:00", extension("2026-12-02 17:30"), True),  # within the extension
+    ("2026-12-02 18:00", extension("2026-12-02 17:30"), False),  # past it
+    ("2026-12-01 11:00", extension("2026-12-02 17:30", approve=False), False),  # refused: the limit stands
+])
+def test_a_units_complaint_judged_as_escalation_judges_it(fed_back, steps, on_time):
+    ticket, events = unit_path("2026-11-23 10:00", fed_back, *steps)
+    facts = facts_from_events(events, limits=LimitTable(POLICY))
+    verdicts = escalation_verdicts(ticket, ticket.resolved_at + M)
+    assert facts.limits_met == verdicts
+    assert (facts.limits_met["resolve"], facts.unit_id, facts.resolved_count) == (on_time, "U1", 1)
+    assert facts.limits_met["dispatch"] is facts.limits_met["accept"] is True  # 交办 in 5 min, 受理 in 25
 
 
 def test_the_kpi_service_judges_on_the_settings_files_policy(tmp_path):
