@@ -298,6 +298,17 @@ class TicketManager:
 
         return await self._change(number, change, retry=expected_version is None, extra=extra)
 
+    async def annotate(self, number: str, change: Callable[[Ticket], tuple[Ticket, AuditEvent]], actor: Actor, *,
+                       extra: Sequence[Extra] = ()) -> TicketRecord:
+        """Save another service's pure change of a ticket (the ticket → the new ticket and its event,
+        e.g. `command.supervision.annotate`) with that service's rows (`extra`) in one transaction;
+        a concurrent change re-reads and applies again. The actor must see the ticket."""
+        def checked(previous: TicketRecord) -> tuple[Ticket, AuditEvent]:
+            self._check_visible(previous, actor)
+            return change(previous.ticket)
+
+        return await self._change(number, checked, extra=extra)
+
     async def _change(self, number: str, change: Callable[[TicketRecord], tuple[Ticket, AuditEvent]], *,
                       retry: bool = True, extra: Sequence[Extra] = ()) -> TicketRecord:
         """Read a ticket, change it, save the change atomically; with `retry`, a concurrent change

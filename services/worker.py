@@ -10,7 +10,9 @@ Tasks, all stopped by one event:
   already handled is skipped (delivery is at least once), a group a Redis wipe removed recreated;
 - the change relay (`center.outbox.ChangeRelay`): ticket changes whose writer could not publish
   them reach ``tkt:changes`` (the web processes run one too; one works at a time);
-- the timers every ESCALATION_CHECK_S (`services.dispatch_timers.DispatchTimers.tick`);
+- the timers every ESCALATION_CHECK_S (`services.dispatch_timers.DispatchTimers.tick`), then the
+  rules' 督办 (`services.supervision.SupervisionService.tick`: red tickets, overdue stages,
+  escalation of unanswered 督办);
 - the 110 outbox sender (`PoliceLink.run`) when POLICE_URL and POLICE_SECRET are set;
 - the track archiver (`services.track_archiver`): closed track hours from Redis into PostgreSQL;
 - a heartbeat ``svc:dispatch``.
@@ -35,7 +37,9 @@ from center.outbox import ChangeRelay
 from center.store import Store
 from center.store_dispatch import CHANGES_GROUP, DispatchStore
 from center.store_police import PoliceStore
+from center.store_supervision import SupervisionStore
 from center.store_tickets import CHANGES_STREAM
+from center.store_units import UnitStore
 from center.streams import consume_group, pause
 from command.errors import CommandError
 from command.tickets import POOL_STATES, Channel
@@ -43,6 +47,7 @@ from services.crews import CrewRegistry, crews_from_city
 from services.dispatch import DispatchManager, is_creation, road_graph
 from services.dispatch_timers import DispatchTimers
 from services.police_link import PoliceLink, Send
+from services.supervision import SupervisionService, overdue_stages
 from services.tickets import TicketManager, build_manager, consume_alarms
 from services.track_archiver import TrackArchiver
 
@@ -60,6 +65,7 @@ class DispatchParts:
     timers: DispatchTimers
     police: PoliceLink
     store: DispatchStore
+    supervision: SupervisionService | None = None  # the rules' 督办 after each timers' round (PostgreSQL only)
 
 
 async def build(store: Store, settings: Any, city: Any = None, *, tickets: TicketManager | None = None,
@@ -84,7 +90,9 @@ async def build(store: Store, settings: Any, city: Any = None, *, tickets: Ticke
                         clock=clock, send=send, **police_options)
     if police.outbound_enabled:  # an emergency's handover and a transfer's result: in the deciding write
         tickets.outbox_hook = police.outbox_hook
-    return DispatchParts(tickets, dispatch, timers, police, dstore)
+    supervision = None if store.db is None else SupervisionService(tickets, SupervisionStore(store.db),
+                                                                    UnitStore(store.db))
+    return DispatchParts(tickets, dispatch, timers, police, dstore, supervision)
 
 
 async def on_change(parts: DispatchParts, change: Mapping[str, str]) -> None:
@@ -174,6 +182,8 @@ async def run_timers(parts: DispatchParts, stop: asyncio.Event, interval_s: floa
     while not stop.is_set():
         try:
             await parts.timers.tick()
+            if parts.supervision is not None:  # 督办 by the rules: red tickets, the overdue stages just raised
+                await parts.supervision.tick(parts.dispatch.clock(), overdue_stages(await parts.store.ticket_alarms()))
         except (CommandError, OSError, RedisConnectionError, RedisTimeoutError) as exc:
             log.warning("dispatch timers failed (%s); retrying", exc)
         await pause(stop, interval_s)

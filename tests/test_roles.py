@@ -106,6 +106,10 @@ TABLE: dict[str, tuple[frozenset, str, int]] = {
     "GET /api/wall/kpis": (DISPATCH, "/api/wall/kpis", 200),
     "GET /api/units": (OFFICE, "/api/units", 200),
     "PATCH /api/admin/units/{}": (ADMIN, "/api/admin/units/NOPE", 400),  # {} changes nothing
+    "POST /api/tickets/{}/supervision": (frozenset({"supervisor", "admin"}), f"/api/tickets/{T}/supervision", 400),
+    "GET /api/tickets/{}/supervision": (OFFICE, f"/api/tickets/{T}/supervision", 200),
+    "GET /api/supervisions": (OFFICE, "/api/supervisions", 200),
+    "POST /api/supervisions/{}/answer": (OFFICE, "/api/supervisions/1/answer", 400),  # {}: no answer
 }
 
 # the pages: "GET /path" -> roles (the others get 403)

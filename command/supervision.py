@@ -1,0 +1,143 @@
+"""督办 (supervision orders): the rules, pure (time is passed in as `now`).
+
+A 督办单 tells a ticket's responsible unit to answer by a deadline. A supervisor issues one by
+hand; the rules issue one for a red ticket (红单, `Color.RED`) and for a stage past its limit
+(`command.limits`), once per ticket and cause. Issuing again while one is open urges it. The unit
+answers; one left unanswered at its deadline escalates to the unit above with a new deadline.
+Every step is a ``note`` event on the ticket's timeline that also sets ``ticket.supervised``
+(`annotate`); the record itself is kept by `center.store_supervision`.
+
+========  ========================================  ==========================================
+state     when                                      listed by ``GET /api/supervisions?state=``
+========  ========================================  ==========================================
+open      not answered, not closed                  open (due ones included)
+due       open and its deadline has passed          due
+answered  the unit answered                         answered
+closed    its ticket ended (closed, cancelled,      (only on the ticket)
+          merged) before an answer
+========  ========================================  ==========================================
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from command.errors import ValidationError
+from command.limits import Level, LimitStatus
+from command.tickets import OPEN_STATES, Actor, AuditEvent, Color, Ticket, apply, as_utc
+
+AUTO_DEADLINE = timedelta(hours=24)        # the rules' 督办, and a supervisor's without a deadline
+ESCALATION_DEADLINE = timedelta(hours=24)  # the unit above answers within this after an escalation
+MAX_DEADLINE = timedelta(days=30)
+MESSAGE_MAX = 500
+ANSWER_MAX = 2000
+LIST_STATES = ("open", "due", "answered")
+KIND_TEXT = {"issue": "督办", "urge": "催办", "answer": "督办答复", "escalate": "督办升级", "close": "督办结束"}
+CAUSE_TEXT = {"red": "红单（多次来电）", "overdue": "超时"}
+STAGE_TEXT = {"dispatch": "派单", "accept": "接单", "arrive": "到场", "resolve": "办结", "callback": "回访"}
+
+
+def check_text(value: Any, name: str, max_len: int) -> str:
+    """A required, stripped text of at most `max_len` characters; ValidationError naming `name`."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(name, "must be a non-empty string")
+    value = value.strip()
+    if len(value) > max_len:
+        raise ValidationError(name, f"longer than {max_len} characters")
+    return value
+
+
+def check_deadline(value: Any, now: datetime) -> datetime:
+    """The deadline of a supervisor's 督办: an ISO-8601 time with its offset, after `now` and at
+    most `MAX_DEADLINE` ahead; None gives `now + AUTO_DEADLINE`."""
+    now = as_utc(now, "now")
+    if value is None:
+        return now + AUTO_DEADLINE
+    if not isinstance(value, str):
+        raise ValidationError("deadline", "must be an ISO-8601 time with its offset")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationError("deadline", f"not an ISO-8601 time: {value!r}") from None
+    if parsed.tzinfo is None:
+        raise ValidationError("deadline", "must carry its UTC offset (Z or +08:00)")
+    parsed = as_utc(parsed, "deadline")
+    if parsed <= now:
+        raise ValidationError("deadline", "must be in the future")
+    if parsed > now + MAX_DEADLINE:
+        raise ValidationError("deadline", f"at most {MAX_DEADLINE.days} days ahead")
+    return parsed
+
+
+def state_of(row: Mapping[str, Any], now: datetime) -> str:
+    """open, due, answered or closed (see the module's table); times in `row` are epoch seconds."""
+    if row.get("answered_at") is not None:
+        return "answered"
+    if row.get("closed_at") is not None:
+        return "closed"
+    return "due" if row["deadline"] <= as_utc(now, "now").timestamp() else "open"
+
+
+def cause_text(cause: str) -> str:
+    """A rule's cause in words: red → 红单（多次来电）, overdue:arrive → 到场超时."""
+    kind, _, stage = cause.partition(":")
+    if kind == "overdue":
+        return f"{STAGE_TEXT.get(stage, stage)}{CAUSE_TEXT['overdue']}"
+    return CAUSE_TEXT.get(kind, cause)
+
+
+def causes_for(ticket: Ticket, overdue_stages: Iterable[str] = (),
+               statuses: Sequence[LimitStatus] = ()) -> list[str]:
+    """The rules' causes for a 督办 on an open ticket: ``red`` for a red ticket, ``overdue:<stage>``
+    for each stage past its limit (given by name, or as `command.limits` statuses)."""
+    if ticket.state not in OPEN_STATES:
+        return []
+    found = ["red"] if ticket.color is Color.RED else []
+    stages = list(overdue_stages) + [s.stage.value for s in statuses if not s.done and s.level is Level.OVERDUE]
+    found += [f"overdue:{stage}" for stage in dict.fromkeys(stages)]
+    return found
+
+
+def escalation_target(chain: Sequence[Mapping[str, Any]]) -> str | None:
+    """The unit a due 督办 escalates to: the one right above its holder (`chain` is the holder's
+    chain up to the center, nearest first, as `UnitStore.chain` gives it), never the hotline
+    center itself (level 1); None when there is none (it stays due)."""
+    if len(chain) < 2 or int(chain[1]["level"]) <= 1:
+        return None
+    return str(chain[1]["unit_id"])
+
+
+def note_for(kind: str, *, message: str = "", deadline: datetime | None = None, urgings: int = 0,
+             unit_id: str | None = None, causes: Sequence[str] = ()) -> str:
+    """The timeline's text of one step (Chinese: the timeline is read by the center's staff)."""
+    due = "" if deadline is None else f"（期限 {deadline.strftime('%Y-%m-%d %H:%M')} UTC）"
+    why = "；".join(cause_text(c) for c in causes)
+    why = f"［{why}］" if why else ""
+    if kind == "issue":
+        return f"督办{why}：{message}{due}"
+    if kind == "urge":
+        return f"催办（第 {urgings} 次）{why}：{message}{due}"
+    if kind == "answer":
+        return f"督办答复：{message}"
+    if kind == "escalate":
+        return f"督办逾期未复，升级至 {unit_id}{due}"
+    return f"督办结束：{message}"
+
+
+def annotate(ticket: Ticket, kind: str, *, actor: Actor, now: datetime, note: str,
+             data: Mapping[str, Any]) -> tuple[Ticket, AuditEvent]:
+    """The ticket with one 督办 step on its timeline: a ``note`` event whose data carries
+    ``supervision`` (the step: issue, urge, answer, escalate, close) and `data`; the ticket's
+    ``supervised`` flag is set."""
+    if kind not in KIND_TEXT:
+        raise ValidationError("kind", f"unknown supervision step {kind!r}")
+    new, event = apply(ticket, "note", actor=actor, now=now, note=note[:2000],
+                       data={"supervision": kind, **data})
+    return dataclasses.replace(new, supervised=True), event
+
+
+def deadline_after(now: datetime, delta: timedelta) -> datetime:
+    """`now` + `delta`, in UTC."""
+    return as_utc(now, "now") + delta
