@@ -26,7 +26,7 @@ from typing import Any
 
 from command.errors import ValidationError
 from command.limits import Level, LimitStatus
-from command.tickets import OPEN_STATES, Actor, AuditEvent, Color, Ticket, apply, as_utc
+from command.tickets import CENTER_TZ, OPEN_STATES, Actor, AuditEvent, Color, Ticket, apply, as_utc
 
 AUTO_DEADLINE = timedelta(hours=24)        # the rules' 督办, and a supervisor's without a deadline
 ESCALATION_DEADLINE = timedelta(hours=24)  # the unit above answers within this after an escalation
@@ -36,6 +36,7 @@ ANSWER_MAX = 2000
 LIST_STATES = ("open", "due", "answered")
 KIND_TEXT = {"issue": "督办", "urge": "催办", "answer": "督办答复", "escalate": "督办升级", "close": "督办结束"}
 CAUSE_TEXT = {"red": "红单（多次来电）", "overdue": "超时"}
+ENDED_TEXT = {"closed": "工单已办结", "cancelled": "工单已撤销", "merged": "工单已合并"}
 STAGE_TEXT = {"dispatch": "派单", "accept": "接单", "arrive": "到场", "resolve": "办结", "callback": "回访"}
 
 
@@ -111,8 +112,9 @@ def escalation_target(chain: Sequence[Mapping[str, Any]]) -> str | None:
 
 def note_for(kind: str, *, message: str = "", deadline: datetime | None = None, urgings: int = 0,
              unit_id: str | None = None, causes: Sequence[str] = ()) -> str:
-    """The timeline's text of one step (Chinese: the timeline is read by the center's staff)."""
-    due = "" if deadline is None else f"（期限 {deadline.strftime('%Y-%m-%d %H:%M')} UTC）"
+    """The timeline's text of one step (Chinese, times in the center's zone: the timeline is read by
+    the center's staff)."""
+    due = "" if deadline is None else f"（期限 {deadline.astimezone(CENTER_TZ).strftime('%Y-%m-%d %H:%M')}）"
     why = "；".join(cause_text(c) for c in causes)
     why = f"［{why}］" if why else ""
     if kind == "issue":

@@ -193,7 +193,8 @@ class SupervisionService:
             try:
                 await self.tickets.annotate(row["number"], lambda t: rules.annotate(
                     t, "close", actor=SYSTEM_ACTOR, now=now,
-                    note=rules.note_for("close", message=f"工单已{t.state.value}"), data=data), SYSTEM_ACTOR,
+                    note=rules.note_for("close", message=rules.ENDED_TEXT.get(t.state.value, t.state.value)),
+                    data=data), SYSTEM_ACTOR,
                     extra=[self.store.close_write(row["id"], at=now.timestamp())])
                 count += 1
             except (SupervisionChanged, CommandError, LookupError) as exc:

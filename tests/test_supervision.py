@@ -104,6 +104,18 @@ def test_cause_words_and_overdue_stages_of_the_dispatchers_alarms():
     assert overdue_stages(alarms) == {"A": ["arrive"], "B": ["dispatch"]}
 
 
+@pytest.mark.parametrize("kind, args, text", [
+    ("issue", {"message": "快", "deadline": T0 + timedelta(hours=4)}, "督办：快（期限 2026-11-22 14:00）"),
+    ("issue", {"message": "快", "causes": ["red", "overdue:arrive"]}, "督办［红单（多次来电）；到场超时］：快"),
+    ("urge", {"message": "再快", "urgings": 2}, "催办（第 2 次）：再快"),
+    ("answer", {"message": "已处理"}, "督办答复：已处理"),
+    ("escalate", {"unit_id": "PWR00", "deadline": T0}, "督办逾期未复，升级至 PWR00（期限 2026-11-22 10:00）"),
+    ("close", {"message": rules.ENDED_TEXT["cancelled"]}, "督办结束：工单已撤销"),
+])
+def test_timeline_words_in_the_centers_zone(kind, args, text):
+    assert rules.note_for(kind, **args) == text
+
+
 def test_each_step_is_a_note_that_sets_the_flag():
     from command.tickets import SYSTEM_ACTOR
     ticket, event = rules.annotate(_ticket(), "issue", actor=SYSTEM_ACTOR, now=T0, note="督办：快", data={"x": 1})
@@ -284,7 +296,7 @@ async def test_a_ticket_that_ends_closes_its_open_supervision(api):
     assert (await api.service.tick(T0, {}))["closed"] == 1
     [row] = await _supervision(api, number)
     assert row["state"] == "closed" and row["closed_at"] == "2026-11-22T02:00:00Z"
-    assert (await _steps(api, number))[-1][:2] == ("close", "system")
+    assert (await _steps(api, number))[-1] == ("close", "system", "督办结束：工单已撤销")
     code, body = await api.call("POST", f"/api/tickets/{number}/supervision", "supervisor", {"message": "x"})
     assert code == 409 and body["error"]["code"] == "ticket_not_open"
 

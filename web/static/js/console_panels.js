@@ -4,6 +4,7 @@
   "use strict";
   var C = window.Console, t = C.t, esc = C.esc, api = C.api;
   var canAct = ["dispatcher", "supervisor", "admin"].indexOf(C.role) >= 0;
+  var canSupervise = ["supervisor", "admin"].indexOf(C.role) >= 0;  // 督办 (POST /api/tickets/<n>/supervision)
 
   // sound: browsers refuse audio before a user gesture, so the context is made on the first click
   var audio = null;
@@ -145,7 +146,7 @@
       field("detail.description", tk.description) + field("tickets.address", tk.address) +
       field("detail.caller", (tk.caller_name || "") + " " + (tk.caller_phone || "")) + field("detail.unit", tk.unit_id) +
       field("detail.crew", tk.crew_id) + field("detail.incident", tk.incident_id) + field("detail.calls", tk.calls) +
-      field("tickets.left", minutesText(tk.time_left_s));
+      field("tickets.left", minutesText(tk.time_left_s)) + '<div id="detail-supervision" class="supervision"></div>';
     var acts = tk.allowed_actions || [];
     var html = [];
     if (canAct && acts.indexOf("review") >= 0) { html.push('<button data-do="review">' + t("detail.review") + "</button>"); }
@@ -161,7 +162,25 @@
     if (canAct && C.has("post", "/api/tickets/{}/police")) {
       html.push('<button data-do="police" class="danger">' + t("detail.police") + "</button>");
     }
+    if (canSupervise && ["closed", "cancelled", "merged"].indexOf(tk.state) < 0) {  // 督办: deadline and message
+      html.push('<span class="supervise"><select id="supervise-hours" title="' + t("supervision.deadline") + '">' +
+        [2, 4, 8, 24, 48, 72].map(function (h) {
+          return '<option value="' + h + '"' + (h === 24 ? " selected" : "") + ">" + h + " " + t("supervision.hours") + "</option>";
+        }).join("") + '</select><input id="supervise-message" size="14" maxlength="500" placeholder="' +
+        t("supervision.message") + '"><button data-do="supervise">' + t("supervision.issue") + "</button></span>");
+    }
     document.getElementById("detail-actions").innerHTML = html.join(" ");
+  }
+  function renderSupervision(list) {  // the ticket's 督办: state, urgings, deadline, holder, answer
+    var el = document.getElementById("detail-supervision");
+    if (!el) { return; }
+    el.innerHTML = (list || []).map(function (s) {
+      return '<div class="f" data-supervision="' + esc(s.id) + '" data-state="' + esc(s.state) + '"><span class="muted">' +
+        t("supervision.title") + "</span> " + esc(t("supervision.state." + s.state)) + " · " + t("supervision.urgings") + " " +
+        esc(s.urgings) + " · " + t("supervision.deadline") + " " + C.fmtTime(C.isoEpoch(s.deadline), true) + " · " +
+        esc(s.holder) + (s.escalated_to_unit ? " (" + t("supervision.escalated") + ")" : "") + " · " + esc(s.message) +
+        (s.answer ? '<div class="muted small">' + t("supervision.answer") + " " + esc(s.answer) + "</div>" : "") + "</div>";
+    }).join("");
   }
   function renderTimeline(events) {
     document.getElementById("detail-timeline").innerHTML = events.map(function (e) {
@@ -208,6 +227,8 @@
     return Promise.all([
       api("GET", "/api/tickets/" + number), api("GET", "/api/tickets/" + number + "/timeline"),
       canAct && C.has("get", "/api/tickets/{}/recommendation") ? api("GET", "/api/tickets/" + number + "/recommendation")
+        : Promise.resolve({ ok: false }),
+      C.has("get", "/api/tickets/{}/supervision") ? api("GET", "/api/tickets/" + number + "/supervision")
         : Promise.resolve({ ok: false })
     ]).then(function (all) {
       if (!all[0].ok) { C.toast(t("common.error") + " (" + all[0].status + ")", true); return; }
@@ -215,6 +236,7 @@
       renderDetail(current);
       renderTimeline(all[1].ok ? all[1].body.events : []);
       renderRecommendation(all[2]);
+      renderSupervision(all[3].ok ? all[3].body.supervisions : []);
       if (current.lat != null) { C.map.panTo([current.lat, current.lon]); }
       panel.dataset.loaded = current.number + "@" + current.version;
     });
@@ -247,6 +269,13 @@
       api("POST", "/api/tickets/" + current.number + "/actions/transfer",
           { expected_version: current.version, unit_id: unit, reason: "调度转办" })
         .then(function (res) { return after(res, "detail.transferred"); });
+    } else if (what === "supervise") {
+      var message = document.getElementById("supervise-message").value.trim();
+      if (!message) { C.toast(t("supervision.message_needed"), true); return; }
+      var hours = Number(document.getElementById("supervise-hours").value);
+      api("POST", "/api/tickets/" + current.number + "/supervision",
+          { message: message, deadline: new Date(Date.now() + hours * 3600000).toISOString() })
+        .then(function (res) { return after(res, res.status === 200 ? "supervision.urged" : "supervision.issued"); });
     } else if (what === "police") {
       api("POST", "/api/tickets/" + current.number + "/police", { expected_version: current.version })
         .then(function (res) { return after(res, "detail.sent_110"); });
