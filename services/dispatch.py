@@ -26,6 +26,7 @@ from center.store_tickets import TicketRecord
 from command import dispatch as domain
 from command.errors import Conflict, ValidationError
 from command.grouping import decide
+from command.routing import RouteKind, check_crew_dispatch, why_of
 from command.tickets import (
     FIELD_STATES, POOL_STATES, SYSTEM_ACTOR, TERMINAL_STATES, Actor, Ticket,
 )
@@ -162,8 +163,13 @@ class DispatchManager:
                         states: Sequence[CrewState] | None = None) -> dict[str, Any]:
         """Rank crews for a ticket, add route geometry for the top ones, store and return the view."""
         now = now or self.clock()
-        states = await self._states(now) if states is None else states
         ticket = record.ticket
+        kind = self.tickets.routing.kind(ticket.type)
+        if kind is not RouteKind.STATION:  # never a field crew: nothing to rank, nothing stored
+            return {"number": ticket.number, "policy": "recommend", "computed_at": now.isoformat(),
+                    "version": ticket.version, "state": ticket.state.value, "recommendations": [], "skipped": [],
+                    "route": kind.value, "note": f"{why_of(kind)}，不推荐现场班组"}
+        states = await self._states(now) if states is None else states
         ranking = self.rank(ticket, [s.to_crew(now) for s in states], now)
         view = self._view(ticket, ranking, {s.info.crew_id: s for s in states}, now)
         await self.store.put_recommendation(ticket.number, view)
@@ -226,8 +232,8 @@ class DispatchManager:
         for _ in range(3):
             record = await self.tickets.store.get(number)
             ticket = record.ticket
-            if ticket.state not in POOL_STATES:
-                return None
+            if ticket.state not in POOL_STATES or self.tickets.routing.kind(ticket.type) is not RouteKind.STATION:
+                return None  # only a station's ticket waits for a field crew
             if await self._incident_has_crew(ticket):
                 return None
             now = self.clock()
@@ -281,6 +287,8 @@ class DispatchManager:
         waiting = [r.ticket.number for r in records if r.ticket.state not in POOL_STATES]
         if waiting:
             raise ValidationError("numbers", f"not waiting for dispatch: {', '.join(waiting)}")
+        for record in records:  # RouteRefused (409) for a ticket no field crew may take
+            check_crew_dispatch(record.ticket, self.tickets.routing)
         now = self.clock()
         states = await self._states(now)
         crews = [s.to_crew(now) for s in states]

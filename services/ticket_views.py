@@ -10,6 +10,7 @@ from center.accounts import mask_phone, sees_full_phone
 from center.ticket_records import TicketRecord, incident_to_dict
 from command.grouping import Incident, decide
 from command.repeats import needs_supervision
+from command.routing import CREW_ACTIONS, SET_UNIT, RouteKind, may_set_unit, why_of
 from command.tickets import Actor, allowed_actions, to_dict
 
 _TIME_SUFFIX = "+00:00"
@@ -53,9 +54,20 @@ def ticket_view(record: TicketRecord, actor: Actor, now: datetime, *, warn_share
         needs_supervision=needs_supervision(ticket) and ticket.state.value not in ("closed", "cancelled", "merged"),
         time_left_s=None if seconds is None else round(seconds, 1),
         limit_share_left=None if stage is None else round(share, 4), limit_stage=stage, limit_level=level,
-        allowed_actions=allowed_actions(ticket, actor),
+        allowed_actions=actions_for(ticket, actor, meta.get("route")),
+        route=meta.get("route"), route_why=None if meta.get("route") is None else why_of(meta["route"]),
     )
     return out
+
+
+def actions_for(ticket: Any, actor: Actor, route: str | None) -> list[str]:
+    """The actor's allowed actions on the ticket for the UI's buttons: the lifecycle's, without
+    those that put a field crew on a ticket not routed to a station, with ``set_unit`` (another
+    responsible unit, with a reason) where the actor may."""
+    found = allowed_actions(ticket, actor)
+    if route is not None and route != RouteKind.STATION.value:
+        found = [a for a in found if a not in CREW_ACTIONS]
+    return found + [SET_UNIT] if may_set_unit(ticket, actor) else found
 
 
 def event_view(stream_id: str, event: Mapping[str, Any], actor: Actor) -> dict[str, Any]:

@@ -17,11 +17,16 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from center.store_tickets import CreateReads, Extra, GuardFailed, IncidentWrite, TicketRecord, TicketStore, TicketWrite
+from center.store_units import UnitStore
 from command import grouping, repeats
 from command.coordinates import ServiceArea, check_optional_point
 from command.errors import Conflict, TicketNotFound, ValidationError
 from command.limits import DEFAULT_POLICY, LimitPolicy, escalation, with_deadlines
 from command.police import needs_police
+from command.routing import (
+    CREW_ACTIONS, DEFAULT_ROUTING, SET_UNIT, Route, RoutingTable, check_crew_dispatch, route as route_of, set_unit,
+    unit_refusal,
+)
 from command.tickets import (
     DIRECT_CLOSE_TYPES, NUMBER_RE, OPEN_STATES, SYSTEM_ACTOR, Actor, AuditEvent,
     Category, Channel, Role, Satisfaction, State, Ticket, TicketType, Urgency, apply, center_day,
@@ -74,8 +79,11 @@ class TicketManager:
                  clock: Callable[[], datetime] = utc_now, repeat_radius_m: float = repeats.DEFAULT_RADIUS_M,
                  repeat_window: timedelta = repeats.DEFAULT_WINDOW,
                  group_window: timedelta = grouping.DEFAULT_WINDOW, alarm_urgency: Urgency = Urgency.URGENT,
-                 alarm_max_age: timedelta = timedelta(hours=6), service_area: ServiceArea | None = None) -> None:
+                 alarm_max_age: timedelta = timedelta(hours=6), service_area: ServiceArea | None = None,
+                 routing: RoutingTable = DEFAULT_ROUTING) -> None:
         self.store = store
+        self.routing = routing  # where each ticket type goes (`command.routing`, setting ROUTING_FILE)
+        self.units = UnitStore(store.db)  # the unit tree a set responsible unit is checked against
         self.service_area = service_area  # points outside are refused (None: any valid WGS84 point)
         self.lookup = lookup
         self.sensors = dict(sensors or {})
@@ -111,10 +119,12 @@ class TicketManager:
         ticket = with_deadlines(ticket, policy=self.policy)
         queue = [[s.stage.value, s.deadline.timestamp(), s.clock_limit.total_seconds()]
                  for s in escalation(ticket, ticket.updated_at, policy=self.policy) if not s.done]
-        return TicketRecord(ticket, {**meta, "queue": queue}, to_dict(ticket))  # serialised once: store and view
+        route = self.routing.kind(ticket.type).value  # the route follows the type (a review may change it)
+        return TicketRecord(ticket, {**meta, "route": route, "queue": queue}, to_dict(ticket))  # serialised once
 
     def _resolve(self, fields: dict[str, Any], ticket: Ticket) -> dict[str, Any]:
-        """District, grid, area class, responsible unit and supply area from the GIS lookup."""
+        """District, grid, area class and supply area from the GIS lookup; ``_station`` the 三级
+        station of the place and trade, ``_department`` the 二级 unit above it (for the route)."""
         if self.lookup is None or ticket.lon is None or ticket.lat is None:
             return {}
         category = ticket.category.value if ticket.category.value in _LOOKUP_CATEGORIES else None
@@ -123,11 +133,28 @@ class TicketManager:
             where.dma_id if ticket.category is Category.WATER else None
         found = {"district": where.district_id, "grid": where.grid_id, "supply_area": supply,
                  "area_class": where.area_class}
-        if where.unit_id is not None or "unit_id" not in fields:
-            found["unit_id"] = where.unit_id
         found = {k: v for k, v in found.items() if v is not None}
         found["_asset"] = where.transformer_id if ticket.category is Category.POWER else None
+        found["_station"], found["_department"] = where.unit_id, where.department_id
         return found
+
+    def _route_place(self, fields: dict[str, Any], ticket: Ticket) -> tuple[dict[str, Any], Route]:
+        """The place of `_resolve` with the ticket's routed ``unit_id`` (`command.routing.route`),
+        and the Route."""
+        place = self._resolve(fields, ticket)
+        routed = route_of(ticket.type, station_id=place.pop("_station", None),
+                          department_id=place.pop("_department", None), table=self.routing)
+        if routed.unit_id is not None:
+            place["unit_id"] = routed.unit_id
+        return place, routed
+
+    async def _check_unit(self, unit_id: Any, category: Category) -> None:
+        """UnitOverrideRefused (400) unless the unit is known, active and of the ticket's trade."""
+        if not isinstance(unit_id, str) or not unit_id.strip() or len(unit_id) > 64:
+            raise ValidationError("unit_id", "must be a unit id")
+        refusal = unit_refusal(unit_id, await self.units.get(unit_id.strip()), category.value)
+        if refusal is not None:
+            raise refusal
 
     @staticmethod
     def _check_visible(record: TicketRecord, actor: Actor) -> None:
@@ -198,11 +225,20 @@ class TicketManager:
             raise ValidationError("link", "must be true or false")
         if not isinstance(tags, (list, tuple)) or len(tags) > 10 or not all(isinstance(t, str) for t in tags):
             raise ValidationError("tags", "must be a list of at most 10 strings")
+        unit_reason = fields.pop("unit_reason", None)  # a unit_id given with it overrides the route's unit
         day = center_day(now)
         draft, _ = new_ticket({**fields, "number": ticket_number(day, 1)}, now=now, actor=actor)
         if answer is not None:
             apply(draft, "close_direct", actor=actor, now=now, answer=answer)  # validate before numbering
-        place = self._resolve(fields, draft)
+        place, routed = self._route_place(fields, draft)
+        override = None
+        if "unit_id" in fields or unit_reason is not None:
+            given = fields.get("unit_id")
+            if not isinstance(unit_reason, str) or not unit_reason.strip() or len(unit_reason) > 500:
+                raise ValidationError("unit_reason", "a reason (1-500 characters) is required to set the unit")
+            await self._check_unit(given, draft.category)
+            place["unit_id"] = given.strip()
+            override = {"from_unit": routed.unit_id, "unit_id": place["unit_id"], "reason": unit_reason.strip()}
         asset = place.pop("_asset", None)
         if alarm is not None:
             asset = alarm.asset_id or asset
@@ -225,6 +261,9 @@ class TicketManager:
         kind = needs_police(ticket.category.value, ticket.type.value, ticket.description, tags)
         if kind:
             created = dataclasses.replace(created, data={**created.data, "police_kind": kind})
+        routing = {"route": routed.kind.value, "route_why": routed.why}
+        created = dataclasses.replace(created, data={**created.data, **routing,
+                                                     **({"unit_override": override} if override else {})})
         meta = {"police_kind": kind, "tags": list(tags), "asset_id": asset,
                 "alarm_key": alarm.alarm_key if alarm else None}
         async with self._area_lock(ticket.supply_area if grouping.groupable(ticket) else None):
@@ -290,11 +329,50 @@ class TicketManager:
             raise ValidationError(bad[0], "reserved name")
         if action == "merge" and isinstance(args.get("into"), str) and NUMBER_RE.match(args["into"]):
             await self.store.get(args["into"])  # TicketNotFound for an unknown target
+        if action == SET_UNIT:
+            return await self._set_unit(number, args, actor, expected_version=expected_version, extra=extra)
 
         def change(previous: TicketRecord) -> tuple[Ticket, AuditEvent]:
             self._check_visible(previous, actor)
-            return apply(previous.ticket, action, actor=actor, now=self.clock(),
-                         expected_version=expected_version, **dict(args))
+            if action in CREW_ACTIONS:  # only a station's ticket goes to a field crew (RouteRefused, 409)
+                check_crew_dispatch(previous.ticket, self.routing)
+            ticket, event = apply(previous.ticket, action, actor=actor, now=self.clock(),
+                                  expected_version=expected_version, **dict(args))
+            if action == "review" and (ticket.type, ticket.category) != (previous.ticket.type, previous.ticket.category):
+                ticket, event = self._reroute(ticket, event)
+            return ticket, event
+
+        return await self._change(number, change, retry=expected_version is None, extra=extra)
+
+    def _reroute(self, ticket: Ticket, event: AuditEvent) -> tuple[Ticket, AuditEvent]:
+        """A review that changed the type or trade routes the ticket again (its place's station or
+        department); the review event says the route and, when it changed, the units."""
+        if self.lookup is None or ticket.lon is None:
+            return ticket, dataclasses.replace(event, data={**event.data, "route": self.routing.kind(ticket.type).value})
+        _, routed = self._route_place({}, ticket)
+        data = {**event.data, "route": routed.kind.value, "route_why": routed.why}
+        if routed.unit_id != ticket.unit_id:
+            data.update(from_unit=ticket.unit_id, unit_id=routed.unit_id)
+            ticket = dataclasses.replace(ticket, unit_id=routed.unit_id)
+        return ticket, dataclasses.replace(event, data=data)
+
+    async def _set_unit(self, number: str, args: Mapping[str, Any], actor: Actor, *, expected_version: int | None,
+                        extra: Sequence[Extra] = ()) -> TicketRecord:
+        """The action ``set_unit`` {unit_id, reason}: another responsible unit, checked against the
+        unit tree (known, active, of the ticket's trade) and audited with who, when, from and to."""
+        unknown = sorted(set(args) - {"unit_id", "reason"})
+        if unknown:
+            raise ValidationError(unknown[0], f"unknown field for action {SET_UNIT}")
+        previous = await self.store.get(number)
+        self._check_visible(previous, actor)
+        set_unit(previous.ticket, args.get("unit_id"), args.get("reason"), actor=actor, now=self.clock(),
+                 expected_version=expected_version)  # the role, state and fields first
+        await self._check_unit(args.get("unit_id"), previous.ticket.category)
+
+        def change(record: TicketRecord) -> tuple[Ticket, AuditEvent]:
+            self._check_visible(record, actor)
+            return set_unit(record.ticket, args.get("unit_id"), args.get("reason"), actor=actor, now=self.clock(),
+                            expected_version=expected_version)
 
         return await self._change(number, change, retry=expected_version is None, extra=extra)
 

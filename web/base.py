@@ -130,6 +130,7 @@ DOMAIN_ERRORS = {
     "TicketNotFound": 404, "NotFound": 404, "InvalidTransition": 409, "Conflict": 409,
     "ValidationError": 400, "Forbidden": 403, "SignatureError": 401, "PoliceMessageError": 400,
     "CoordinateError": 400, "OutsideServiceArea": 400,  # command.coordinates
+    "RouteRefused": 409, "UnitOverrideRefused": 400,  # command.routing
 }
 
 

@@ -75,7 +75,7 @@ SCHEMAS: dict[str, Any] = {
                        unknown_sensors=ANY_OBJ, unknown_recent=arr(ANY_OBJ)),
     "TicketCreate": obj(["channel", "category", "type", "description"], channel=S, category=S, type=S,
                         urgency=S, description=S, caller_name=S, caller_phone=S, address=S, lon=N, lat=N,
-                        link=B, answer=S, tags=arr(S)),
+                        link=B, answer=S, tags=arr(S), unit_id=S, unit_reason=S),
     "Ticket": obj(
         ["number", "state", "version", "category", "type", "urgency", "color", "created_at", "deadlines",
          "allowed_actions", "time_left_s"],
@@ -90,7 +90,8 @@ SCHEMAS: dict[str, Any] = {
         resolved_at=NT, closed_at=NT, deadlines={"type": "object", "additionalProperties": NT},
         police_kind=NS, tags=arr(S), asset_id=NS, calls=I, needs_supervision=B, time_left_s=NN,
         limit_share_left=NN, limit_stage=NS,
-        limit_level=nullable({"type": "string", "enum": ["ok", "warning", "overdue"]}), allowed_actions=arr(S)),
+        limit_level=nullable({"type": "string", "enum": ["ok", "warning", "overdue"]}), allowed_actions=arr(S),
+        route=nullable({"type": "string", "enum": ["answer", "station", "department"]}), route_why=NS),
     "TicketList": obj(["tickets", "total", "offset", "limit", "now"], tickets=arr(ref("Ticket")), total=I,
                       offset=I, limit=I, now=T),
     "TicketCreated": obj(["linked", "ticket"], linked=B, incident_id=NS, ticket=ref("Ticket")),
