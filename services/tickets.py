@@ -163,8 +163,11 @@ class TicketManager:
             raise TicketNotFound(record.ticket.number)
 
     async def _repeat_of(self, ticket: Ticket, now: datetime, reads: CreateReads) -> Ticket | None:
-        """The open ticket this call repeats, or None (candidates from `TicketStore.create_reads`)."""
-        candidates = [r.ticket for r in reads.records.values() if r.ticket.state in OPEN_STATES]
+        """The open ticket this call repeats, or None (candidates from `TicketStore.create_reads`, of
+        the same route: a repair call is not a repeat of a complaint a department handles)."""
+        route = self.routing.kind(ticket.type)
+        candidates = [r.ticket for r in reads.records.values()
+                      if r.ticket.state in OPEN_STATES and self.routing.kind(r.ticket.type) is route]
         if not candidates:
             return None
         call = {"phone": ticket.caller_phone, "lon": ticket.lon, "lat": ticket.lat,

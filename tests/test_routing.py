@@ -30,7 +30,7 @@ from gis.layers import load_profile
 from services.tickets import TicketManager
 from services.worker import build, watch_changes
 from tests.conftest import test_settings, wait_for
-from tests.test_dispatch_service import CREWS, Api as RiverApi, Clock, river_city
+from tests.test_dispatch_service import CREWS, TICKET_XY, Api as RiverApi, Clock, ll, river_city
 from tests.test_ticket_api import T0, _serve
 from web import app as webapp
 from web.base import Services
@@ -313,8 +313,14 @@ async def river(tmp_path, redis_url, database_url):
 async def test_a_complaint_never_reaches_a_field_crew(river):
     office = {t: await river.create(type=t, caller_phone=f"1390000000{k}", description=f"紧急{t}")
               for k, t in enumerate(("complaint", "consultation", "suggestion", "praise"))}
-    repair = await river.create(caller_phone="13900000009", link=False)  # an emergency repair, after them
+    # an emergency repair at the same place: not a repeat of the open complaint (another route)
+    repair = await river.create(caller_phone="13900000009")
     assert await wait_for(lambda: river.dispatched_to(repair)) == "C01"  # the watcher has seen them all
+    lon, lat = ll(*TICKET_XY)
+    code, again = await river.call("POST", "/api/tickets", "agent", {  # the complaint's caller calls again
+        "channel": "phone", "category": "power", "type": "complaint", "description": "还没人处理",
+        "caller_phone": "13900000000", "lon": lon, "lat": lat})
+    assert code == 200 and again["linked"] and again["ticket"]["number"] == office["complaint"]
     for type_, number in office.items():
         ticket = await river.ticket(number)
         assert (ticket["state"], ticket["crew_id"], ticket["route"]) == ("new", None, KINDS[type_]), type_
