@@ -5,20 +5,28 @@ unit above at the deadline (time passed in), the rules' 督办 for a red ticket 
 timeline, and the 400/403/404/409 refusals."""
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from center import accounts
+from center.store import Store
 from center.store_accounts import AccountStore
 from center.store_supervision import SupervisionStore
+from center.store_tickets import TicketStore
 from center.store_units import UnitStore
 from command import supervision as rules
 from command.errors import ValidationError
 from command.limits import Level, LimitStatus, Stage
-from command.tickets import Color, State, Ticket, TicketType, Category, Channel, Urgency
+from command.tickets import SYSTEM_ACTOR, Category, Channel, Color, State, Ticket, TicketType, Urgency
+from gis.lookup import SpatialLookup
 from gis.units import CENTER_ID, UnitNode
 from services.supervision import SupervisionService, overdue_stages
+from services.tickets import TicketManager
+from services.worker import build, run_timers
+from tests.conftest import test_settings, wait_for
+from tests.test_dispatch_service import river_city
 from tests.test_openapi import validate
 from tests.test_ticket_api import PASSWORD, T0, Clock, _serve, city  # noqa: F401  (city: the fixture)
 
@@ -117,7 +125,6 @@ def test_timeline_words_in_the_centers_zone(kind, args, text):
 
 
 def test_each_step_is_a_note_that_sets_the_flag():
-    from command.tickets import SYSTEM_ACTOR
     ticket, event = rules.annotate(_ticket(), "issue", actor=SYSTEM_ACTOR, now=T0, note="督办：快", data={"x": 1})
     assert ticket.supervised and ticket.state is State.NEW and ticket.version == 2
     assert (event.action, event.note, dict(event.data)) == ("note", "督办：快", {"data": {"supervision": "issue", "x": 1}})
@@ -368,3 +375,33 @@ async def test_refusals(api, user, path, body, status, code):
     [row] = await _supervision(api, number)
     assert (row["urgings"], row["state"]) == (0, "open")  # nothing written
     assert [s[0] for s in await _steps(api, number)] == ["issue"]
+
+
+@LIVE[0]
+@LIVE[1]
+async def test_the_dispatch_worker_issues_one_for_the_overdue_stage_it_raised(tmp_path, redis_url, database_url,
+                                                                             city):  # noqa: F811
+    """The worker's round: the timers raise the overdue alarm, its 督办 pass issues one 督办 for it."""
+    clock = Clock(T0)
+    store = Store.from_url(redis_url, database_url)
+    try:
+        await UnitStore(store.db).seed(TREE, T0.timestamp())
+        manager = TicketManager(TicketStore(store.db, store.redis), SpatialLookup(city), clock=clock)
+        parts = await build(store, test_settings(tmp_path), river_city(), tickets=manager, clock=clock)
+        parts.dispatch.auto = False
+        created = await manager.create({"channel": "phone", "category": "power", "type": "repair", "urgency": "normal",
+                                        "description": "停电", "caller_phone": "13812341234", "lon": 119.72, "lat": 36.36},
+                                       SYSTEM_ACTOR, link=False)
+        number = created.record.ticket.number
+        clock.now = T0 + timedelta(minutes=31)  # a normal repair is dispatched within 30 minutes
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_timers(parts, stop, 0.05))
+        found = await wait_for(lambda: SupervisionStore(store.db).open_for(number))
+        await asyncio.sleep(0.3)  # a few more rounds
+        stop.set()
+        await task
+        assert (found["causes"], found["issued_by"], found["unit_id"]) == (["overdue:dispatch"], "system", "PWR02")
+        assert (await SupervisionStore(store.db).of_ticket(number))[0]["urgings"] == 0  # once, however many rounds
+        assert (await manager.store.get(number)).ticket.supervised is True
+    finally:
+        await store.close()
