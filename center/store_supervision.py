@@ -107,10 +107,11 @@ class SupervisionStore:
             total = int(found["n"])  # type: ignore[index]
         return [supervision_record({k: v for k, v in r.items() if k != "total"}) for r in rows], total
 
-    async def due(self, now: float, limit: int = 500) -> list[dict[str, Any]]:
-        """Open 督办 past their deadline, earliest first."""
+    async def due(self, now: float, *, holders: Sequence[str], limit: int = 500) -> list[dict[str, Any]]:
+        """Open 督办 past their deadline held by one of `holders`, earliest first."""
         rows = await self.db.fetch(f"SELECT {_COLUMNS} FROM supervisions WHERE closed_at IS NULL AND deadline <= %s"
-                                   " ORDER BY deadline, id LIMIT %s", (_utc(now), limit))
+                                   " AND holder = ANY(%s) ORDER BY deadline, id LIMIT %s",
+                                   (_utc(now), list(holders), limit))
         return [supervision_record(r) for r in rows]
 
     async def causes_of(self, numbers: Sequence[str]) -> dict[str, set[str]]:

@@ -110,6 +110,24 @@ def escalation_target(chain: Sequence[Mapping[str, Any]]) -> str | None:
     return str(chain[1]["unit_id"])
 
 
+def escalation_targets(units: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """For every unit of the tree (rows with unit_id, parent_id, level) that has one, the unit its
+    due 督办 escalate to (`escalation_target` over its chain)."""
+    by_id = {str(u["unit_id"]): u for u in units}
+    out: dict[str, str] = {}
+    for unit_id in by_id:
+        chain, seen = [], set()
+        node = by_id.get(unit_id)
+        while node is not None and node["unit_id"] not in seen and len(chain) < 3:
+            seen.add(node["unit_id"])
+            chain.append(node)
+            node = by_id.get(node["parent_id"]) if node.get("parent_id") else None
+        target = escalation_target(chain)
+        if target is not None:
+            out[unit_id] = target
+    return out
+
+
 def note_for(kind: str, *, message: str = "", deadline: datetime | None = None, urgings: int = 0,
              unit_id: str | None = None, causes: Sequence[str] = ()) -> str:
     """The timeline's text of one step (Chinese, times in the center's zone: the timeline is read by

@@ -166,11 +166,10 @@ class SupervisionService:
     async def escalate_due(self, now: datetime) -> int:
         """Hand each 督办 left unanswered at its deadline to the unit above its holder, with a new
         deadline (one with no unit above but the center stays due); how many."""
+        targets = rules.escalation_targets(await self.units.tree())  # one read of the tree a round
         count = 0
-        for row in await self.store.due(now.timestamp()):
-            target = rules.escalation_target(await self.units.chain(row["holder"]))
-            if target is None:
-                continue
+        for row in await self.store.due(now.timestamp(), holders=sorted(targets)):
+            target = targets[row["holder"]]
             deadline = rules.deadline_after(now, rules.ESCALATION_DEADLINE)
             data = {"supervision_id": row["id"], "unit_id": target, "from_unit": row["holder"],
                     "deadline": deadline.isoformat()}

@@ -102,6 +102,11 @@ def test_escalation_goes_to_the_unit_above_never_the_center(chain, target):
     assert rules.escalation_target(chain) == target
 
 
+def test_escalation_targets_of_the_whole_tree():
+    rows = [{"unit_id": n.unit_id, "parent_id": n.parent_id, "level": n.level} for n in TREE]
+    assert rules.escalation_targets(rows) == {"PWR01": "PWR00", "PWR02": "PWR00"}  # PWR00, WAT01: only the center
+
+
 def test_cause_words_and_overdue_stages_of_the_dispatchers_alarms():
     assert [rules.cause_text(c) for c in ("red", "overdue:arrive", "overdue:resolve")] == \
         ["红单（多次来电）", "到场超时", "办结超时"]
