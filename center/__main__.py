@@ -118,6 +118,23 @@ async def _crew_accounts(store, profile, password: str) -> list[str]:
     return created
 
 
+async def _unit_accounts(store, password: str) -> list[str]:
+    """The demo's unit liaisons (role unit): ``unit-<unit_id>`` for every 二级 department and the
+    first 三级 station of each (created once, after the unit tree is seeded)."""
+    from center.accounts import hash_password
+    from center.store_accounts import AccountStore
+    from center.store_units import UnitStore
+
+    tree = [u for u in await UnitStore(store.db).tree() if u["active"]]
+    departments = [u for u in tree if u["level"] == 2]
+    stations = {}
+    for unit in tree:
+        if unit["level"] == 3:
+            stations.setdefault(unit["parent_id"], unit)
+    hashed = await asyncio.to_thread(hash_password, password)
+    return await AccountStore(store.db).unit_liaisons([*departments, *stations.values()], hashed)
+
+
 async def _demo_devices(store, settings, profile) -> dict[str, str]:
     """MQTT credentials for the simulated devices (vehicles, the SCADA gateway, Sparkplug edge
     nodes), issued once; their secrets in DATA_DIR/sim-devices.json (mode 600) for `simulate`,
@@ -160,6 +177,7 @@ async def _demo(settings) -> int:
             created = await bootstrap_accounts(store, settings, demo=True)
             crews = await _crew_accounts(store, profile, demo_password)
             devices = await _demo_devices(store, settings, profile)
+            liaisons = await _unit_accounts(store, demo_password)
         finally:
             await store.close()
         if "agent" in created:
@@ -172,6 +190,8 @@ async def _demo(settings) -> int:
         print(f"demo accounts: agent, dispatcher, crew, supervisor / {demo_password}", flush=True)
         if crews:
             print(f"crew accounts: {', '.join(crews)} (same password)", flush=True)
+        if liaisons:
+            print(f"unit liaison accounts: {', '.join(liaisons)} (same password)", flush=True)
         print(f"110 side: {settings.POLICE_URL}", flush=True)
         if devices:
             print(f"simulated devices: {', '.join(f'{k} {v}' for k, v in sorted(devices.items()))}", flush=True)

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
-ROLES = ("agent", "dispatcher", "crew", "supervisor", "admin")
+ROLES = ("agent", "dispatcher", "crew", "supervisor", "admin", "unit")
 ROLE_NAMES_ZH = {"agent": "坐席", "dispatcher": "调度员", "crew": "班组", "supervisor": "班长/主任",
-                 "admin": "管理员"}
+                 "admin": "管理员", "unit": "责任单位联络员"}
 # scrypt cost: about 50 ms per hash on this machine's class of CPU, 16 MiB memory.
 _SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1, "maxmem": 64 * 1024 * 1024, "dklen": 32}
 MAX_PASSWORD_CHARS = 1024
@@ -21,12 +21,16 @@ MAX_PASSWORD_CHARS = 1024
 
 @dataclass(frozen=True)
 class Account:
-    """A logged-in user: name, role, and the crew they belong to (crew role only)."""
+    """A logged-in user: name, role, and the crew they belong to (crew role only); a unit's
+    liaison (role unit) has its unit and, read at login, the ids of that unit and every unit
+    under it (`unit_ids`: what it may see)."""
 
     name: str
     role: str
     crew_id: str | None = None
     display: str = ""
+    unit_id: str | None = None
+    unit_ids: tuple[str, ...] = ()
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:

@@ -1,7 +1,8 @@
 """Accounts and roles in PostgreSQL: the table ``accounts`` (center/migrations/0002_fleet.sql).
 
 An account reads as the dict the login and admin code have always used: ``name``, ``role``,
-``display``, ``crew_id`` ('' when none), ``active`` ('1' or '0') and ``hash`` (the scrypt hash
+``display``, ``crew_id`` ('' when none), ``unit_id`` (a liaison's unit, 0007_unit_accounts.sql; ''
+when none), ``active`` ('1' or '0') and ``hash`` (the scrypt hash
 of ``center.accounts``; left out of ``AccountStore.all``). Sessions and the login throttle stay
 in Redis (``center.store_login``). A change an administrator makes is written with its audit
 entry in one transaction by ``center.store_admin.AdminStore.put_account``, which uses ``upsert``.
@@ -16,8 +17,9 @@ from psycopg import sql
 from center.db import Database
 
 # field of the account dict -> its column
-COLUMNS = {"role": "role", "display": "display", "crew_id": "crew_id", "active": "active", "hash": "password_hash"}
-_SELECT = "SELECT name, role, display, crew_id, active, password_hash FROM accounts"
+COLUMNS = {"role": "role", "display": "display", "crew_id": "crew_id", "unit_id": "unit_id", "active": "active",
+           "hash": "password_hash"}
+_SELECT = "SELECT name, role, display, crew_id, unit_id, active, password_hash FROM accounts"
 # The upsert of the fields given (psycopg.sql composes the column names; values are parameters).
 _INSERT = "INSERT INTO accounts (name, {columns}) VALUES (%(name)s, {values})"
 
@@ -25,7 +27,7 @@ _INSERT = "INSERT INTO accounts (name, {columns}) VALUES (%(name)s, {values})"
 def _column_value(field: str, value: Any) -> Any:
     if field == "active":
         return value in (True, "1", 1)
-    if field == "crew_id":
+    if field in ("crew_id", "unit_id"):
         return value or None
     return "" if value is None else str(value)
 
@@ -33,7 +35,7 @@ def _column_value(field: str, value: Any) -> Any:
 def account_view(row: Mapping[str, Any]) -> dict[str, str]:
     """A row of ``accounts`` as the account dict (see the module's docstring)."""
     return {"name": row["name"], "role": row["role"], "display": row["display"] or "",
-            "crew_id": row["crew_id"] or "", "active": "1" if row["active"] else "0",
+            "crew_id": row["crew_id"] or "", "unit_id": row["unit_id"] or "", "active": "1" if row["active"] else "0",
             "hash": row["password_hash"] or ""}
 
 
@@ -99,6 +101,18 @@ class AccountStore:
     async def names(self) -> set[str]:
         """The names of every account."""
         return {r["name"] for r in await self.db.fetch("SELECT name FROM accounts")}
+
+    async def unit_liaisons(self, units: list[dict[str, Any]], password_hash: str) -> list[str]:
+        """One liaison account per unit given (``unit-<unit_id>``, lower case, display the unit's
+        name), created once; the names created."""
+        created = []
+        for unit in units:
+            name = f"unit-{unit['unit_id']}".lower()
+            fields = {"role": "unit", "unit_id": unit["unit_id"], "display": f"{unit['name']} 联络员"[:50],
+                      "active": "1", "hash": password_hash}
+            if await self.put(name, fields, only_new=True):
+                created.append(name)
+        return created
 
     async def crew_members(self) -> dict[str, list[str]]:
         """Active and inactive crew accounts by crew id, each list sorted."""

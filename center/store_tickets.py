@@ -597,15 +597,17 @@ class TicketStore:
 
     async def page(self, now_s: float, *, ranked: bool, offset: int, limit: int, crew_id: str | None = None,
                    state: str | None = None, color: str | None = None,
-                   phone: str | None = None) -> tuple[list[TicketRecord], int]:
+                   phone: str | None = None, units: Sequence[str] | None = None) -> tuple[list[TicketRecord], int]:
         """A page of the tickets matching every filter given, and how many match. `state` is a
-        state or "open"; `color` and `crew_id` match open tickets only. `ranked`: open tickets
+        state or "open"; `color` and `crew_id` match open tickets only; `units`: tickets whose
+        responsible unit is one of them (a unit's liaison's scope). `ranked`: open tickets
         only, in queue order (least share of the limit left first, then urgency, age, number);
         else newest first."""
         parts: list[str] = []
         params: list[Any] = []
         for condition, value in (("open AND crew_id = %s", crew_id), ("open AND color = %s", color),
-                                 ("caller_phone = %s AND caller_phone <> ''", phone)):
+                                 ("caller_phone = %s AND caller_phone <> ''", phone),
+                                 ("unit_id = ANY(%s)", None if units is None else list(units))):
             if value is not None:
                 parts.append(condition)
                 params.append(value)

@@ -28,7 +28,7 @@ from command.errors import Conflict, ValidationError
 from command.grouping import decide
 from command.routing import RouteKind, check_crew_dispatch, why_of
 from command.tickets import (
-    FIELD_STATES, POOL_STATES, SYSTEM_ACTOR, TERMINAL_STATES, Actor, Ticket,
+    FIELD_STATES, POOL_STATES, SYSTEM_ACTOR, TERMINAL_STATES, Actor, Role, Ticket,
 )
 from gis.crs import distance_m
 from gis.routing import RoadGraph, Route
@@ -208,10 +208,17 @@ class DispatchManager:
     # ------------------------------------------------------------------ assigning
     async def assign(self, number: str, crew_id: str, actor: Actor, *, expected_version: int,
                      mode: str = "manual", note: str = "") -> TicketRecord:
-        """Dispatch a ticket to a crew (a dispatcher confirming or overriding the recommendation)."""
+        """Dispatch a ticket to a crew (a dispatcher confirming or overriding the recommendation; a
+        station's liaison handing it to one of the station's own crews: action hand_to_crew)."""
         await self.crews.refresh()  # a crew the administrator just created or deactivated
-        if not isinstance(crew_id, str) or self.crews.get(crew_id) is None:
+        crew = self.crews.get(crew_id) if isinstance(crew_id, str) else None
+        if crew is None:
             raise ValidationError("crew_id", f"unknown crew {crew_id!r}")
+        action = "dispatch"
+        if actor.role is Role.UNIT:
+            if not {crew.unit_id, crew.station_id} & actor.unit_ids:
+                raise ValidationError("crew_id", f"crew {crew_id} is not a crew of your unit")
+            action = "hand_to_crew"
         args: dict[str, Any] = {"crew_id": crew_id, "mode": mode}
         stored = await self.store.recommendation(number)
         rows = (stored or {}).get("recommendations") or []
@@ -222,7 +229,7 @@ class DispatchManager:
             note = f"确认推荐第 {chosen['rank']} 名" if chosen else f"改派：未采用推荐（推荐首选 {rows[0]['crew_id']}）"
         if note:
             args["note"] = note
-        record = await self.tickets.act(number, "dispatch", args, actor, expected_version=expected_version)
+        record = await self.tickets.act(number, action, args, actor, expected_version=expected_version)
         await self.store.clear_alarms([f"{number}|{what}" for what in DISPATCH_ALERTS], self.clock())
         return record
 

@@ -39,8 +39,10 @@ def ticket_view(record: TicketRecord, actor: Actor, now: datetime, *, warn_share
     ticket, meta = record.ticket, record.meta
     out = dict(record.data) if record.data is not None else to_dict(ticket)
     for name, value in list(out.items()):
-        if isinstance(value, str) and name.endswith("_at") or name in ("pending_since",):
+        if isinstance(value, str) and name.endswith("_at") or name in ("pending_since", "extended_until"):
             out[name] = iso_z(value)
+    if out.get("request"):  # a unit's pending return or extension request
+        out["request"] = {k: iso_z(v) if k in ("at", "until") else v for k, v in out["request"].items()}
     out["deadlines"] = {k: iso_z(v) for k, v in out["deadlines"].items()}
     if not sees_full_phone(actor.role.value):
         out["caller_phone"] = mask_phone(out["caller_phone"])

@@ -158,8 +158,8 @@ class TicketManager:
 
     @staticmethod
     def _check_visible(record: TicketRecord, actor: Actor) -> None:
-        """A crew member only sees their crew's tickets (others look absent)."""
-        if not visible_to(actor, record.ticket.crew_id):
+        """A crew member only sees their crew's tickets, a unit's liaison its units' (others look absent)."""
+        if not visible_to(actor, record.ticket.crew_id, record.ticket.unit_id):
             raise TicketNotFound(record.ticket.number)
 
     async def _repeat_of(self, ticket: Ticket, now: datetime, reads: CreateReads) -> Ticket | None:
@@ -334,6 +334,10 @@ class TicketManager:
             await self.store.get(args["into"])  # TicketNotFound for an unknown target
         if action == SET_UNIT:
             return await self._set_unit(number, args, actor, expected_version=expected_version, extra=extra)
+        if action in ("assign", "reroute_return") and args.get("unit_id") not in (None, ""):  # 交办 to a named unit
+            previous = await self.store.get(number)
+            self._check_visible(previous, actor)
+            await self._check_unit(args["unit_id"], previous.ticket.category)
 
         def change(previous: TicketRecord) -> tuple[Ticket, AuditEvent]:
             self._check_visible(previous, actor)
@@ -530,6 +534,11 @@ class TicketManager:
         now_s = self.clock().timestamp()
         if actor.role is Role.CREW:
             return await self.store.page(now_s, ranked=True, crew_id=actor.crew_id or "", state=state,
+                                         offset=offset, limit=limit)
+        if actor.role is Role.UNIT:  # the unit's inbox: its units' tickets, in queue order when open
+            ranked = sort == "time_left" and (state in (None, "open") or State(state) in OPEN_STATES)
+            return await self.store.page(now_s, ranked=ranked, units=sorted(actor.unit_ids), state=state or "open",
+                                         color=color, phone=normalize_phone(phone) if phone else None,
                                          offset=offset, limit=limit)
         if phone:
             return await self.store.page(now_s, ranked=False, phone=normalize_phone(phone), state=state,

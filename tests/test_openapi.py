@@ -219,7 +219,8 @@ async def test_real_responses_of_the_main_endpoints_match_the_document(api):
     assert {"admin", "dispatcher", "crew"} <= {u["name"] for u in users["users"]}
     made = await api.call("POST", "/api/admin/users", "admin", {"name": "crew3", "role": "crew", "crew_id": "C02",
                                                                  "display": "抢修三班"}, expect=201)
-    assert made["user"] == {"name": "crew3", "role": "crew", "display": "抢修三班", "crew_id": "C02", "active": True}
+    assert made["user"] == {"name": "crew3", "role": "crew", "display": "抢修三班", "crew_id": "C02", "unit_id": None,
+                            "active": True}
     assert len(made["password"]) == 19
     await api.call("PATCH", "/api/admin/users/crew3", "admin", {"active": False})
     await api.call("POST", "/api/admin/users/crew3/password", "admin", {})

@@ -14,10 +14,13 @@ import tornado.httpserver
 from center import accounts
 from center.servers import free_port
 from center.store import Store
+from center.store_accounts import AccountStore
+from center.store_units import UnitStore
 from center.store_tickets import TicketStore
 from services.kpi_service import KpiService
 from services.tickets import TicketManager
 from services.worker import build
+from gis.units import nodes_from_frame
 from tests.conftest import test_settings
 from tests.test_dispatch_service import PASSWORD, T0, Api, Clock, river_city
 from web import app as webapp
@@ -26,12 +29,14 @@ from web.handlers.openapi import handler_methods, route_rules, split_pattern
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
-ROLES = ("agent", "dispatcher", "supervisor", "crew", "admin")
+ROLES = ("agent", "dispatcher", "supervisor", "crew", "admin", "unit")
 ANY = frozenset(ROLES)
 OFFICE = frozenset({"agent", "dispatcher", "supervisor", "admin"})
 DESK = OFFICE  # the call desk's reads: agents, and the dispatchers who take calls too
 DISPATCH = frozenset({"dispatcher", "supervisor", "admin"})
 READERS = OFFICE | {"crew"}
+TICKETS = READERS | {"unit"}  # the ticket reads and actions: a unit's liaison, its units' tickets (the test's)
+UNIT_READS = OFFICE | {"unit"}  # 督办: a unit's liaison sees and answers its units'
 ADMIN = frozenset({"admin"})
 NONE = frozenset()  # no login: the document, or the 110 gateway's HMAC-signed endpoints
 T = "{ticket}"  # the crew's own ticket
@@ -54,20 +59,20 @@ TABLE: dict[str, tuple[frozenset, str, int]] = {
     "GET /api/alarms": (OFFICE, "/api/alarms", 200),
     "POST /api/alarms/{}/ack": (DISPATCH, "/api/alarms/NOPE:high/ack", 404),
     "GET /api/ingest/stats": (DISPATCH, "/api/ingest/stats", 200),
-    "GET /api/tickets": (READERS, "/api/tickets", 200),
+    "GET /api/tickets": (TICKETS, "/api/tickets", 200),
     "POST /api/tickets": (OFFICE, "/api/tickets", 400),
     "GET /api/tickets/duplicates": (DESK, "/api/tickets/duplicates?phone=13812341234", 200),
     "GET /api/tickets/counts": (DISPATCH, "/api/tickets/counts", 200),
-    "GET /api/tickets/{}": (READERS, f"/api/tickets/{T}", 200),
-    "GET /api/tickets/{}/timeline": (READERS, f"/api/tickets/{T}/timeline", 200),
-    "POST /api/tickets/{}/actions/{}": (READERS, f"/api/tickets/{T}/actions/accept", 400),
+    "GET /api/tickets/{}": (TICKETS, f"/api/tickets/{T}", 200),
+    "GET /api/tickets/{}/timeline": (TICKETS, f"/api/tickets/{T}/timeline", 200),
+    "POST /api/tickets/{}/actions/{}": (TICKETS, f"/api/tickets/{T}/actions/accept", 400),
     "POST /api/tickets/{}/callback": (frozenset({"agent", "supervisor", "admin"}), f"/api/tickets/{T}/callback", 400),
     "GET /api/callbacks": (frozenset({"agent", "supervisor", "admin"}), "/api/callbacks", 200),
     "GET /api/incidents": (DESK, "/api/incidents", 200),
     "GET /api/incidents/{}": (DESK, "/api/incidents/NOPE", 404),
     "POST /api/incidents/{}/resolve": (DISPATCH, "/api/incidents/NOPE/resolve", 404),
     "GET /api/tickets/{}/recommendation": (DISPATCH, f"/api/tickets/{T}/recommendation", 200),
-    "POST /api/tickets/{}/assign": (DISPATCH, f"/api/tickets/{T}/assign", 400),
+    "POST /api/tickets/{}/assign": (DISPATCH | {"unit"}, f"/api/tickets/{T}/assign", 400),  # a station: its crews
     "POST /api/dispatch/joint": (DISPATCH, "/api/dispatch/joint", 400),
     "GET /api/crews": (DISPATCH, "/api/crews", 200),
     "POST /api/crews/{}/shift": (DISPATCH, "/api/crews/C01/shift", 400),
@@ -79,9 +84,9 @@ TABLE: dict[str, tuple[frozenset, str, int]] = {
     "GET /api/address/search": (DESK, "/api/address/search?q=abc", 503),  # no address layer here
     "GET /api/address/reverse": (DESK, "/api/address/reverse?lon=120.001&lat=36.001", 503),
     "GET /api/field/assignments": (frozenset({"crew"}), "/api/field/assignments", 200),  # a crew member's own
-    "POST /api/tickets/{}/photos": (frozenset({"crew", "dispatcher", "supervisor", "admin"}),
+    "POST /api/tickets/{}/photos": (frozenset({"crew", "dispatcher", "supervisor", "admin", "unit"}),
                                     f"/api/tickets/{T}/photos", 415),  # {} is no image
-    "GET /api/tickets/{}/photos/{}": (READERS, f"/api/tickets/{T}/photos/0123456789abcdef.jpg", 404),
+    "GET /api/tickets/{}/photos/{}": (TICKETS, f"/api/tickets/{T}/photos/0123456789abcdef.jpg", 404),
     "GET /api/admin/users": (ADMIN, "/api/admin/users", 200),
     "POST /api/admin/users": (ADMIN, "/api/admin/users", 400),
     "PATCH /api/admin/users/{}": (ADMIN, "/api/admin/users/nobody", 404),
@@ -107,9 +112,9 @@ TABLE: dict[str, tuple[frozenset, str, int]] = {
     "GET /api/units": (OFFICE, "/api/units", 200),
     "PATCH /api/admin/units/{}": (ADMIN, "/api/admin/units/NOPE", 400),  # {} changes nothing
     "POST /api/tickets/{}/supervision": (frozenset({"supervisor", "admin"}), f"/api/tickets/{T}/supervision", 400),
-    "GET /api/tickets/{}/supervision": (OFFICE, f"/api/tickets/{T}/supervision", 200),
-    "GET /api/supervisions": (OFFICE, "/api/supervisions", 200),
-    "POST /api/supervisions/{}/answer": (OFFICE, "/api/supervisions/1/answer", 400),  # {}: no answer
+    "GET /api/tickets/{}/supervision": (UNIT_READS, f"/api/tickets/{T}/supervision", 200),
+    "GET /api/supervisions": (UNIT_READS, "/api/supervisions", 200),
+    "POST /api/supervisions/{}/answer": (UNIT_READS, "/api/supervisions/1/answer", 400),  # {}: no answer
 }
 
 # the pages: "GET /path" -> roles (the others get 403)
@@ -121,6 +126,7 @@ PAGES: dict[str, frozenset] = {
     "GET /wall": DISPATCH,
     "GET /reports": DISPATCH,
     "GET /admin": frozenset({"supervisor", "admin"}),
+    "GET /unit": frozenset({"unit", "admin"}),
 }
 
 
@@ -130,6 +136,12 @@ async def api(tmp_path, redis_url, database_url):
     settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
     store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
+    # the river city's crews are of station PWR01; the user "unit" is its liaison
+    await UnitStore(store.db).seed(nodes_from_frame([
+        {"unit_id": "PWR00", "level": 2, "name": "供电公司", "category": "power"},
+        {"unit_id": "PWR01", "parent_id": "PWR00", "level": 3, "name": "城区供电所", "category": "power"}]), 0.0)
+    await AccountStore(store.db).put("unit", {"role": "unit", "unit_id": "PWR01", "display": "城区供电所 联络员",
+                                              "active": "1", "hash": accounts.hash_password(PASSWORD)}, only_new=True)
     tickets = TicketStore(store.db, store.redis)
     manager = TicketManager(tickets, None, clock=clock)
     parts = await build(store, settings, river_city(), tickets=manager, clock=clock)
@@ -168,7 +180,7 @@ async def test_the_table_names_every_api_route(api):
 
 async def test_every_role_gets_exactly_the_routes_the_table_gives_it(api):
     await api.fix("V01", (1500, 200), T0)
-    number = await api.create(link=False)
+    number = await api.create(link=False, unit_id="PWR01", unit_reason="城区供电所辖区")  # the liaison's
     code, reply = await api.call("POST", f"/api/tickets/{number}/assign", "dispatcher",
                                  {"crew_id": "C01", "expected_version": (await api.ticket(number))["version"]})
     assert code == 200, reply

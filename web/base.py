@@ -173,7 +173,8 @@ class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
             session = await self._session(token)
             if session:
                 self.current_user = Account(session["name"], session["role"], session.get("crew_id"),
-                                            session.get("display", ""))
+                                            session.get("display", ""), session.get("unit_id"),
+                                            tuple(session.get("unit_ids") or ()))
                 self.session_token = token
 
     async def _session(self, token: str) -> dict[str, Any] | None:

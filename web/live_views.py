@@ -72,7 +72,7 @@ class Audience:
 
     def ticket(self, view: Mapping[str, Any]) -> bool:
         """Whether this audience may see a compact ticket."""
-        return visible_to(self.actor, view.get("crew_id"))
+        return visible_to(self.actor, view.get("crew_id"), view.get("unit_id"))
 
     def vehicle(self, vehicle_id: str, vehicle_crews: Mapping[str, Mapping[str, Any]]) -> bool:
         """Whether this audience may see a vehicle (a crew: the vehicle bound to it)."""

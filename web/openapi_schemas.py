@@ -40,14 +40,14 @@ ANY_OBJ = {"type": "object"}
 NS, NN, NT = nullable(S), nullable(N), nullable(T)
 
 TICKET_STATES = ["new", "reviewed", "dispatched", "accepted", "en_route", "on_site", "resolved", "callback",
-                 "closed", "declined", "returned", "reopened", "transferred", "cancelled", "merged"]
+                 "closed", "declined", "returned", "reopened", "transferred", "cancelled", "merged", "assigned", "handling"]
 
 SCHEMAS: dict[str, Any] = {
     "Error": obj(["error"], error=obj(["code", "message"], code=S, message=S)),
     "LoginRequest": obj(["username", "password"], username=S, password=S),
-    "LoginResponse": obj(["token", "role", "expires_at"], token=S, role=S, crew_id=NS, expires_at=N),
+    "LoginResponse": obj(["token", "role", "expires_at"], token=S, role=S, crew_id=NS, unit_id=NS, expires_at=N),
     "Ok": obj(["ok"], ok=B),
-    "Me": obj(["name", "role", "xsrf"], name=S, role=S, crew_id=NS, display=S, xsrf=S),
+    "Me": obj(["name", "role", "xsrf"], name=S, role=S, crew_id=NS, unit_id=NS, display=S, xsrf=S),
     "Fix": obj(["t", "lat", "lon"], t=N, lat=N, lon=N, speed_kmh=NN, course_deg=NN, alt_m=NN,
                quality=nullable(I), mode=NS, sats=nullable(I), hdop=NN, talker=NS, time=NT),
     "Vehicle": obj(["id", "state", "fix"], id=S, state={"type": "string", "enum": ["online", "stale", "offline"]},
@@ -91,7 +91,10 @@ SCHEMAS: dict[str, Any] = {
         police_kind=NS, tags=arr(S), asset_id=NS, calls=I, needs_supervision=B, time_left_s=NN,
         limit_share_left=NN, limit_stage=NS,
         limit_level=nullable({"type": "string", "enum": ["ok", "warning", "overdue"]}), allowed_actions=arr(S),
-        route=nullable({"type": "string", "enum": ["answer", "station", "department"]}), route_why=NS),
+        route=nullable({"type": "string", "enum": ["answer", "station", "department"]}), route_why=NS,
+        request=nullable(obj(["kind", "reason", "at"], kind={"type": "string", "enum": ["return", "extension"]},
+                             reason=S, at=T, until=T)),
+        extended_until=NT, signed_by=S),
     "TicketList": obj(["tickets", "total", "offset", "limit", "now"], tickets=arr(ref("Ticket")), total=I,
                       offset=I, limit=I, now=T),
     "TicketCreated": obj(["linked", "ticket"], linked=B, incident_id=NS, ticket=ref("Ticket")),
@@ -115,11 +118,12 @@ SCHEMAS: dict[str, Any] = {
                     calls=I, dispatch_once=B, rev=I, tickets=arr(ref("Ticket"))),
     "IncidentList": obj(["incidents"], incidents=arr(ref("Incident"))),
     "User": obj(["name", "role", "active"], name=S, role={"type": "string",
-                "enum": ["agent", "dispatcher", "crew", "supervisor", "admin"]}, display=S, crew_id=NS, active=B),
+                "enum": ["agent", "dispatcher", "crew", "supervisor", "admin", "unit"]}, display=S, crew_id=NS,
+                unit_id=NS, active=B),
     "UserList": obj(["users", "roles"], users=arr(ref("User")), roles=arr(S)),
-    "UserCreate": obj(["name", "role"], name=S, role=S, display=S, crew_id=S, password=S),
+    "UserCreate": obj(["name", "role"], name=S, role=S, display=S, crew_id=S, unit_id=S, password=S),
     "UserCreated": obj(["user", "password"], user=ref("User"), password=NS),
-    "UserUpdate": obj([], role=S, display=S, crew_id=NS, active=B),
+    "UserUpdate": obj([], role=S, display=S, crew_id=NS, unit_id=NS, active=B),
     "UserUpdated": obj(["user", "sessions_ended"], user=ref("User"), sessions_ended=I),
     "PasswordReset": obj(["name", "password", "sessions_ended"], name=S, password=NS, sessions_ended=I),
     "AdminCrew": obj(["crew_id", "vehicle_id", "on_shift"], crew_id=S, crew_name=NS, vehicle_id=NS, unit_id=NS,
@@ -155,6 +159,7 @@ def op(summary: str, roles: str, response: str | dict, *, status: int = 200, bod
 
 OFFICE = "agent, dispatcher, supervisor, admin"
 READERS = OFFICE + ", crew (own crew's tickets only)"
+TICKET_READERS = READERS + ", unit (its unit's and those of the units under it only)"
 T_ = "/api/tickets/{}"
 OPERATIONS: dict[str, dict[str, Any]] = {
     "POST /api/login": op("Log in; returns a bearer token", "anyone", "LoginResponse", body="LoginRequest",
@@ -180,7 +185,8 @@ OPERATIONS: dict[str, dict[str, Any]] = {
     "POST /api/alarms/{}/ack": op("Acknowledge an alarm (202 while still queued)", "dispatcher, supervisor",
                                   "AlarmAck", errors=(401, 403, 404)),
     "GET /api/ingest/stats": op("Ingest counters and rejections by reason", "dispatcher, supervisor", "IngestStats"),
-    "GET /api/tickets": op("Tickets; the dispatcher's queue with state=open&sort=time_left", READERS, "TicketList",
+    "GET /api/tickets": op("Tickets; the dispatcher's queue with state=open&sort=time_left (a unit's inbox: the "
+                           "same, scoped to its units)", TICKET_READERS, "TicketList",
                            query=(("state", "string", "open or a state"), ("color", "string", "red|orange|blue"),
                                   ("phone", "string", "caller history"), ("sort", "string", "time_left|created"),
                                   ("limit", "integer", "1..500"), ("offset", "integer", "0..100000"))),
@@ -192,10 +198,13 @@ OPERATIONS: dict[str, dict[str, Any]] = {
                                                            ("radius_m", "number", "0..5000"))),
     "GET /api/tickets/counts": op("Tickets per state, open total, rework per unit", "dispatcher, supervisor",
                                   "TicketCounts"),
-    "GET " + T_: op("One ticket with the caller's allowed actions", READERS, "Ticket", errors=(401, 403, 404)),
-    "GET " + T_ + "/timeline": op("Every audit event of a ticket in order", READERS, "Timeline",
+    "GET " + T_: op("One ticket with the caller's allowed actions", TICKET_READERS, "Ticket", errors=(401, 403, 404)),
+    "GET " + T_ + "/timeline": op("Every audit event of a ticket in order", TICKET_READERS, "Timeline",
                                   errors=(401, 403, 404)),
-    "POST " + T_ + "/actions/{}": op("Apply a lifecycle action (dispatch, accept, ..., transfer, cancel)", READERS,
+    "POST " + T_ + "/actions/{}": op("Apply a lifecycle action (dispatch, accept, ..., transfer, cancel; a unit's "
+                                     "assign, unit_accept, hand_to_crew, feedback, request_return, "
+                                     "approve_return, reroute_return, refuse_return, request_extension, "
+                                     "approve_extension, refuse_extension)", TICKET_READERS,
                                      "TicketEnvelope", body="Action", errors=(400, 401, 403, 404, 409)),
     "POST " + T_ + "/callback": op("Record the callback (回访) result", "agent, supervisor", "TicketEnvelope",
                                    body="Callback", errors=(400, 401, 403, 404, 409)),
@@ -221,7 +230,8 @@ OPERATIONS: dict[str, dict[str, Any]] = {
     # dispatch side (services/dispatch handlers): shapes kept loose until they settle
     "GET " + T_ + "/recommendation": op("Top crews for a ticket with ETA (s), distance (m) and route geometry",
                                         "dispatcher, supervisor", "Recommendation", errors=(401, 403, 404)),
-    "POST " + T_ + "/assign": op("Assign (or reassign) a crew", "dispatcher, supervisor", ANY_OBJ, body="Assign",
+    "POST " + T_ + "/assign": op("Assign (or reassign) a crew (a station's liaison: one of its own crews, "
+                                 "hand_to_crew)", "dispatcher, supervisor, unit", ANY_OBJ, body="Assign",
                                  errors=(400, 401, 403, 404, 409)),
     "POST " + T_ + "/police": op("Hand a ticket to 110 (转110)", "dispatcher, supervisor", ANY_OBJ, body=ANY_OBJ,
                                  errors=(400, 401, 403, 404, 409)),

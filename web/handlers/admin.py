@@ -21,6 +21,7 @@ from center import accounts
 from center.store_accounts import AccountStore
 from center.store_admin import AdminStore, Audit, FleetRefused, FleetStore
 from center.store_tickets import TicketStore
+from center.store_units import UnitStore
 from command.tickets import Category
 from ingest.vehicles import valid_vehicle_id
 from services.crews import VEHICLE_KINDS, crews_from_city, field_tickets, normalize_plate, seed_items
@@ -157,7 +158,15 @@ class AdminHandler(BaseHandler):
                                field="crew_id")
         else:
             crew_id = None
-        return {"role": role, "display": display.strip(), "crew_id": crew_id or ""}
+        unit_id = body.get("unit_id", current.get("unit_id") or None) or None
+        if role == "unit":
+            unit = await UnitStore(self.store.db).get(unit_id) if isinstance(unit_id, str) else None
+            if unit is None or not unit["active"]:
+                raise ApiError(400, "validation_error", "a unit's liaison needs the unit_id of an active unit",
+                               field="unit_id")
+        else:
+            unit_id = None
+        return {"role": role, "display": display.strip(), "crew_id": crew_id or "", "unit_id": unit_id or ""}
 
     @staticmethod
     def password_of(body: dict[str, Any]) -> tuple[str, bool]:

@@ -19,11 +19,13 @@ NAME_RE = re.compile(r"^[a-z0-9_.-]{2,32}$")
 def user_view(raw: dict[str, str]) -> dict[str, Any]:
     """An account as the admin API shows it (never the hash)."""
     return {"name": raw.get("name"), "role": raw.get("role"), "display": raw.get("display") or "",
-            "crew_id": raw.get("crew_id") or None, "active": raw.get("active", "1") == "1"}
+            "crew_id": raw.get("crew_id") or None, "unit_id": raw.get("unit_id") or None,
+            "active": raw.get("active", "1") == "1"}
 
 
 class UserCollection(AdminHandler):
-    """GET /api/admin/users: every account; POST: create one {name, role, display, crew_id, password?}."""
+    """GET /api/admin/users: every account; POST: create one {name, role, display, crew_id, unit_id,
+    password?} (crew_id for a crew member, unit_id for a unit's liaison)."""
 
     async def get(self) -> None:
         self.require("admin")
@@ -47,7 +49,7 @@ class UserCollection(AdminHandler):
 
 
 class UserDetail(AdminHandler):
-    """PATCH /api/admin/users/<name> {role?, display?, crew_id?, active?}: change or disable a user."""
+    """PATCH /api/admin/users/<name> {role?, display?, crew_id?, unit_id?, active?}: change or disable a user."""
 
     async def patch(self, name: str) -> None:
         admin = self.require("admin")
@@ -65,7 +67,8 @@ class UserDetail(AdminHandler):
         await self.admin_store.put_account(name, new, self.audit_entry("user.update", f"user:{name}",
                                                                        changes_between(current, new)))
         dropped = 0
-        if not active or fields["role"] != current.get("role") or fields["crew_id"] != current.get("crew_id", ""):
+        if not active or fields["role"] != current.get("role") or fields["crew_id"] != current.get("crew_id", "") \
+                or fields["unit_id"] != current.get("unit_id", ""):
             dropped = await self.admin_store.drop_sessions_of(name)  # new rights apply at the next login
         self.write_json({"user": user_view(await self.accounts.get(name)), "sessions_ended": dropped})
 

@@ -28,6 +28,7 @@ import tornado.web
 
 from center.accounts import MAX_PASSWORD_CHARS, Account, dummy_hash, verify_password
 from center.store_accounts import AccountStore
+from center.store_units import UnitStore
 from web.base import SESSION_COOKIE, ApiError, BaseHandler, BoundedBody
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,10 @@ async def authenticate(handler: BaseHandler, name: str, password: str) -> Accoun
         log.info("login of %r from %s failed", name, address)
         raise ApiError(401, "bad_credentials", "wrong user name or password")
     await store.login_succeeded(name, address, address_free=ADDRESS_FREE_FAILURES)
-    return Account(name, user["role"], user.get("crew_id") or None, user.get("display", ""))
+    unit_id = user.get("unit_id") or None
+    # a liaison sees its unit and those under it: the subtree as the tree is at login
+    unit_ids = tuple(await UnitStore(store.db).descendants(unit_id)) if user["role"] == "unit" and unit_id else ()
+    return Account(name, user["role"], user.get("crew_id") or None, user.get("display", ""), unit_id, unit_ids)
 
 
 async def open_session(handler: BaseHandler, account: Account) -> tuple[str, float]:
@@ -92,7 +96,8 @@ async def open_session(handler: BaseHandler, account: Account) -> tuple[str, flo
     ttl = int(handler.config.SESSION_HOURS * 3600)
     token = secrets.token_urlsafe(32)
     await handler.store.put_session(token, {"name": account.name, "role": account.role,
-                                            "crew_id": account.crew_id, "display": account.display}, ttl)
+                                            "crew_id": account.crew_id, "display": account.display,
+                                            "unit_id": account.unit_id, "unit_ids": list(account.unit_ids)}, ttl)
     return token, time.time() + ttl
 
 
@@ -149,7 +154,7 @@ class ApiLogin(BoundedBody, BaseHandler):
         account = await authenticate(self, name, password)
         token, expires = await open_session(self, account)
         self.write_json({"token": token, "role": account.role, "crew_id": account.crew_id,
-                         "expires_at": expires})
+                         "unit_id": account.unit_id, "expires_at": expires})
 
 
 class ApiLogout(BaseHandler):
@@ -167,7 +172,7 @@ class ApiMe(BaseHandler):
     def get(self) -> None:
         account = self.require()
         self.write_json({"name": account.name, "role": account.role, "crew_id": account.crew_id,
-                         "display": account.display, "xsrf": tornado.escape.to_unicode(self.xsrf_token)})
+                         "unit_id": account.unit_id, "display": account.display, "xsrf": tornado.escape.to_unicode(self.xsrf_token)})
 
 
 routes = [

@@ -176,8 +176,8 @@ class PhotoUpload(BoundedBody, TicketHandler):
 
     async def post(self, number: str) -> None:
         self.take_body()
-        actor = self.actor("crew", "dispatcher", "supervisor")
-        await self.tickets.get(number, actor)  # crews see only their own tickets (404 otherwise)
+        actor = self.actor("crew", "dispatcher", "supervisor", "unit")  # a unit: its feedback's photos
+        await self.tickets.get(number, actor)  # crews and units see only their own tickets (404 otherwise)
         files = self.request.files.get("photo") or []
         if self.request.files and not files:
             raise ApiError(400, "validation_error", "the multipart field must be named photo", field="photo")

@@ -47,7 +47,7 @@ class Assign(DispatchHandler):
     """POST /api/tickets/<number>/assign {crew_id, expected_version}: dispatch to this crew."""
 
     async def post(self, number: str) -> None:
-        actor = self.actor(*DISPATCHERS)
+        actor = self.actor(*DISPATCHERS, "unit")  # a station's liaison: to one of its own crews
         body = self.json_body()
         version = self.expected_version(body)
         note = body.get("note") or ""

@@ -13,7 +13,7 @@ FIELD_SHELL = ("vendor/leaflet/leaflet.css", "css/field.css", "vendor/leaflet/le
 """Static files of the field page (web/templates/field.html), precached by its service worker."""
 
 HOME_BY_ROLE = {"dispatcher": "/console", "supervisor": "/console", "admin": "/console",
-                "agent": "/desk", "crew": "/field"}
+                "agent": "/desk", "crew": "/field", "unit": "/unit"}
 
 
 class Home(BaseHandler):
@@ -30,6 +30,23 @@ class Console(BaseHandler):
     @page("dispatcher", "supervisor", "agent")
     def get(self) -> None:
         self.render("console.html", account=self.account, zone=self.config.TIME_ZONE)
+
+
+class UnitDesk(BaseHandler):
+    """GET /unit: a responsible unit's desk (责任单位工作台): its inbox, 受理, 退单, 延期, handing a
+    repair to one of its crews (a station), 办理结果反馈 (web/static/js/unit.js). The crews offered
+    are the active crews of the liaison's units."""
+
+    @page("unit")
+    async def get(self) -> None:
+        dispatch = self.services.extra.get("dispatch")
+        units = set(self.account.unit_ids)
+        if dispatch is not None:
+            await dispatch.crews.refresh()
+        crews = [] if dispatch is None else [
+            {"crew_id": c.crew_id, "crew_name": c.crew_name} for c in dispatch.crews.crews
+            if c.unit_id in units or c.station_id in units]
+        self.render("unit.html", account=self.account, zone=self.config.TIME_ZONE, crews=json.dumps(crews))
 
 
 class Favicon(BaseHandler):
@@ -63,4 +80,4 @@ def shell_version(shell: list[str], templates: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-routes = [(r"/", Home), (r"/console", Console), (r"/favicon.ico", Favicon), (r"/field/sw\.js", FieldServiceWorker)]
+routes = [(r"/", Home), (r"/console", Console), (r"/unit", UnitDesk), (r"/favicon.ico", Favicon), (r"/field/sw\.js", FieldServiceWorker)]

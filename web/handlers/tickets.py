@@ -1,7 +1,7 @@
 """Tickets, callbacks and incidents: the JSON API over `services.tickets.TicketManager`.
 
-Times are UTC ISO-8601 with Z. Crew members see only their crew's tickets (others are 404) and
-masked caller phones. State-changing calls carry the `expected_version` the caller last read;
+Times are UTC ISO-8601 with Z. Crew members see only their crew's tickets, a unit's liaison only
+those of its unit and the units under it (others are 404), both with masked caller phones. State-changing calls carry the `expected_version` the caller last read;
 a stale one (a change other than a note since) is a 409 conflict.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from web.base import ApiError, BaseHandler
 log = logging.getLogger(__name__)
 
 OFFICE = ("agent", "dispatcher", "supervisor")  # admin passes every require()
-READERS = OFFICE + ("crew",)
+READERS = OFFICE + ("crew", "unit")
 NUMBER = r"(GD\d{8}-\d{4,})"
 INCIDENT = r"([A-Za-z0-9_-]{1,64})"
 
@@ -59,7 +59,7 @@ class TicketHandler(BaseHandler):
     def actor(self, *roles: str) -> Actor:
         """The logged-in account (one of `roles`, or admin) as the domain's Actor."""
         account = self.require(*roles)
-        return Actor(account.name, Role(account.role), account.crew_id)
+        return Actor(account.name, Role(account.role), account.crew_id, frozenset(account.unit_ids))
 
     def view(self, record: Any, actor: Actor) -> dict[str, Any]:
         """A ticket as this actor sees it."""
@@ -191,8 +191,13 @@ class TicketAction(TicketHandler):
         store = self.tickets.store
         # the action id is recorded in the action's own transaction: applied means remembered
         remember = () if action_id is None else (store.client_action_write(action_id, f"{number}/{action}"),)
+        dispatch = self.services.extra.get("dispatch")
         try:
-            record = await self.tickets.act(number, action, body, actor, expected_version=version, extra=remember)
+            if action == "hand_to_crew" and dispatch is not None:  # checks the crew is the station's
+                record = await dispatch.assign(number, body.get("crew_id"), actor, expected_version=version,
+                                               note=str(body.get("note") or ""))
+            else:
+                record = await self.tickets.act(number, action, body, actor, expected_version=version, extra=remember)
         except Conflict:
             if action_id is None or await store.client_action(action_id) != f"{number}/{action}":
                 raise

@@ -159,6 +159,19 @@
       html.push('<input id="transfer-unit" placeholder="' + t("detail.unit") + '" size="8"><button data-do="transfer">' +
                 t("detail.transfer") + "</button>");
     }
+    // a responsible unit's path: 交办, and the center's decision on a pending 退单 / 延期 request
+    var decide = ["assign", "approve_return", "reroute_return", "refuse_return", "approve_extension", "refuse_extension"]
+      .filter(function (a) { return acts.indexOf(a) >= 0 && (a === "assign" || (tk.request && a.indexOf(tk.request.kind) > 0)); });
+    if (tk.request) {
+      html.push('<div class="f" data-request="' + esc(tk.request.kind) + '"><span class="muted">' +
+        t("unit.request.pending") + "</span> " + esc(t("unit.request." + tk.request.kind)) + " " +
+        (tk.request.until ? C.fmtTime(C.isoEpoch(tk.request.until), true) + " " : "") + "· " + esc(tk.request.reason) + "</div>");
+    }
+    if (decide.length) {
+      html.push('<span class="decide"><input id="decide-note" size="12" maxlength="500" placeholder="' + t("unit.decide.note") + '">' +
+        (decide.indexOf("reroute_return") >= 0 ? '<input id="decide-unit" size="8" placeholder="' + t("unit.decide.unit") + '">' : "") +
+        decide.map(function (a) { return '<button data-decide="' + a + '">' + t("unit.decide." + a) + "</button>"; }).join("") + "</span>");
+    }
     if (canAct && C.has("post", "/api/tickets/{}/police")) {
       html.push('<button data-do="police" class="danger">' + t("detail.police") + "</button>");
     }
@@ -259,6 +272,15 @@
     if (!current || target.tagName !== "BUTTON") { return; }
     var crew = target.getAttribute("data-assign"), what = target.getAttribute("data-do");
     if (crew) { target.disabled = true; assign(crew); return; }
+    var decision = target.getAttribute("data-decide");
+    if (decision) {  // 交办 / a decision on the unit's request: the note is the reason, the unit a re-route's
+      var body = { expected_version: current.version }, note = document.getElementById("decide-note").value.trim();
+      if (note && decision !== "assign") { body.reason = note; }
+      if (decision === "reroute_return") { body.unit_id = (document.getElementById("decide-unit").value || "").trim(); }
+      api("POST", "/api/tickets/" + current.number + "/actions/" + decision, body)
+        .then(function (res) { return after(res, "unit.decide.done"); });
+      return;
+    }
     if (what === "reassign") { assign(document.getElementById("reassign-crew").value); }
     else if (what === "review") {
       api("POST", "/api/tickets/" + current.number + "/actions/review", { expected_version: current.version })

@@ -1,0 +1,156 @@
+"""Browser test of the responsible unit's desk (/unit): Debian's chromium driven by Playwright
+against the demo started as real processes (no simulated callers, crews or scenario, so the only
+tickets are the test's). The demo's liaison of the power company (unit-pwr00) sees its inbox in the
+queue's order, accepts a complaint and feeds back the result with the leader's signature and a
+photo; on a second complaint it requests a return (the center refuses it) and an extension, which a
+supervisor approves on the console. The page switches to English. No console errors."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from tests.procs import PASSWORD, start_demo
+from tests.test_browser import ARTIFACTS, ConsoleWatch, browser, pytestmark  # noqa: F401  (marks, the chromium fixture)
+from tests.test_browser_desk import _png
+
+CENTER = timezone(timedelta(hours=8))  # the demo's TIME_ZONE, Asia/Shanghai
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("browser-unit-demo")
+    running = start_demo(tmp / "var", tmp / "demo.log", vehicles=2, SIM_CALLERS="0", SIM_CREWS="0",
+                         SIM_CALLBACKS="0", SIM_SENSORS="0", SIM_SCENARIO="")
+    yield running
+    running.stop()
+
+
+def _complaint(demo, agent: str, dispatcher: str, text: str) -> str:
+    """A power complaint taken by the agent and sent (交办) to the power company PWR00."""
+    place = demo.get("/api/address/search?q=%E5%A4%A7%E8%A1%97100%E5%8F%B7&limit=1", agent)["candidates"][0]
+    created = demo.post("/api/tickets", agent, {
+        "channel": "phone", "category": "power", "type": "complaint", "urgency": "normal", "description": text,
+        "caller_phone": "13905551234", "lon": place["lon"], "lat": place["lat"], "address": place["label"],
+        "link": False})["ticket"]
+    ticket = demo.get(f"/api/tickets/{created['number']}", dispatcher)
+    sent = demo.post(f"/api/tickets/{ticket['number']}/actions/assign", dispatcher,
+                     {"expected_version": ticket["version"], "unit_id": "PWR00"})["ticket"]
+    assert (sent["state"], sent["unit_id"]) == ("assigned", "PWR00")
+    return sent["number"]
+
+
+def _login(page, base: str, path: str, user: str) -> None:
+    page.goto(base + path)
+    assert "/login" in page.url
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + path)
+
+
+def _open(page, number: str) -> None:
+    """Choose a ticket in the inbox and wait for its detail."""
+    page.click(f"#inbox-rows tr[data-number='{number}']")
+    page.wait_for_function(f"() => (document.getElementById('unit-detail').dataset.loaded || '').startsWith('{number}@')",
+                           timeout=10_000)
+
+
+def _loaded_after(page, number: str, version: int) -> None:
+    """Wait until the detail shows the ticket at a later version than `version`."""
+    page.wait_for_function(
+        "([n, v]) => { const l = document.getElementById('unit-detail').dataset.loaded || ''; "
+        "return l.startsWith(n + '@') && Number(l.split('@')[1]) > v; }", arg=[number, version], timeout=10_000)
+
+
+def test_the_unit_desk_inbox_accept_return_extension_and_feedback(demo, browser, tmp_path):
+    agent, dispatcher, supervisor = demo.login("agent"), demo.login("dispatcher"), demo.login("supervisor")
+    first = _complaint(demo, agent, dispatcher, "抄表员态度恶劣")
+    second = _complaint(demo, agent, dispatcher, "营业厅排队两小时")
+    liaison = demo.login("unit-pwr00")
+    queue = [t["number"] for t in demo.get("/api/tickets?sort=time_left", liaison)["tickets"]]
+    assert set(queue) == {first, second}
+
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    watch = ConsoleWatch(page)
+    _login(page, demo.base, "/unit", "unit-pwr00")
+    assert page.text_content("[data-i18n='unit.title']") == "责任单位工作台"
+    page.wait_for_function("() => document.querySelectorAll('#inbox-rows tr[data-number]').length === 2", timeout=10_000)
+    shown = page.eval_on_selector_all("#inbox-rows tr[data-number]", "rows => rows.map(r => r.dataset.number)")
+    assert shown == queue  # the queue's order: least time left first
+    assert page.text_content(f"#inbox-rows tr[data-number='{first}'] td:nth-child(3)") == "已交办"
+
+    # 受理, then the result with the leader's signature and a photo
+    _open(page, first)
+    assert "13905551234" not in page.text_content("#detail-fields")  # the phone is masked for a unit
+    assert page.is_hidden("#act-feedback") and page.is_visible("#act-accept")
+    version = demo.get(f"/api/tickets/{first}", liaison)["version"]
+    page.click("#act-accept button")
+    _loaded_after(page, first, version)
+    assert page.text_content("#unit-result") == "已受理" and page.is_visible("#act-feedback")
+    page.fill("#feedback-text", "已约谈抄表员，向用户当面致歉")
+    page.click("#act-feedback button[type=submit]")
+    assert page.text_content("#unit-result") == "投诉件须由单位负责人签发"  # checked before sending
+    page.fill("#feedback-signed", "张经理")
+    photo = tmp_path / "site.png"
+    photo.write_bytes(_png())
+    page.set_input_files("#feedback-photos", str(photo))
+    version = demo.get(f"/api/tickets/{first}", liaison)["version"]
+    page.click("#act-feedback button[type=submit]")
+    page.wait_for_function("() => document.getElementById('unit-result').textContent === '已提交办理结果'",
+                           timeout=10_000)
+    done = demo.get(f"/api/tickets/{first}", dispatcher)
+    assert (done["state"], done["signed_by"], done["resolution"]) == ("resolved", "张经理", "已约谈抄表员，向用户当面致歉")
+    assert len(done["attachments"]) == 1 and done["attachments"][0].endswith(".png") and done["version"] > version
+    page.wait_for_function(f"() => document.querySelector(\"#inbox-rows tr[data-number='{first}'] td:nth-child(3)\")"
+                           ".textContent === '已处理'", timeout=10_000)  # resolved: the center's callback next
+
+    # 退单, refused by the center; then 延期
+    _open(page, second)
+    version = demo.get(f"/api/tickets/{second}", liaison)["version"]
+    page.click("#act-accept button")
+    _loaded_after(page, second, version)
+    assert page.is_hidden("#act-accept") and page.is_visible("#act-return")
+    page.fill("#return-reason", "属开发区供电所辖区")
+    page.click("#act-return button[type=submit]")
+    page.wait_for_selector("#detail-request:not(.hidden)", timeout=10_000)
+    assert "退单" in page.text_content("#detail-request") and page.is_hidden("#act-extension")
+    assert page.text_content(f"#inbox-rows tr[data-number='{second}'] td.pending") == "退单"
+    ticket = demo.get(f"/api/tickets/{second}", dispatcher)
+    assert ticket["request"]["kind"] == "return" and ticket["request"]["reason"] == "属开发区供电所辖区"
+    demo.post(f"/api/tickets/{second}/actions/refuse_return", dispatcher,
+              {"expected_version": ticket["version"], "reason": "经核实属本单位"})
+    _open(page, second)
+    assert page.is_hidden("#detail-request") and page.is_visible("#act-extension")
+    until = (datetime.now(CENTER) + timedelta(days=12)).replace(hour=17, minute=30, second=0, microsecond=0)
+    page.fill("#extension-reason", "需协调多个部门")
+    page.fill("#extension-until", until.strftime("%Y-%m-%dT%H:%M"))
+    page.click("#act-extension button[type=submit]")
+    page.wait_for_function("() => document.getElementById('unit-result').textContent === '已申请延期'", timeout=10_000)
+    ticket = demo.get(f"/api/tickets/{second}", supervisor)
+    assert ticket["request"]["kind"] == "extension"
+    expected_until = until.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert ticket["request"]["until"] == expected_until  # the wall time read in the center's zone
+
+    # the supervisor approves it on the console: the resolution deadline moves
+    console = browser.new_page(viewport={"width": 1440, "height": 900})
+    console_watch = ConsoleWatch(console)
+    _login(console, demo.base, "/console", "supervisor")
+    console.wait_for_selector(f"[data-queue='{second}']", timeout=20_000)
+    console.click(f"[data-queue='{second}']")
+    console.wait_for_selector("#detail-actions [data-request='extension']", timeout=10_000)
+    console.click("#detail-actions button[data-decide='approve_extension']")
+    console.wait_for_function(f"() => !document.querySelector(\"#detail-actions [data-request]\") && "
+                              f"(document.getElementById('detail').dataset.loaded || '').startsWith('{second}@')",
+                              timeout=10_000)
+    approved = demo.get(f"/api/tickets/{second}", supervisor)
+    assert approved["extended_until"] == expected_until == approved["deadlines"]["resolve"]
+    assert approved["request"] is None
+
+    # the English switch
+    page.click("[data-lang-toggle]")
+    assert page.text_content("[data-i18n='unit.title']") == "Unit desk"
+    assert page.text_content("[data-i18n='unit.inbox']") == "Inbox"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "unit-desk.png"))
+    assert watch.errors == [] and console_watch.errors == []

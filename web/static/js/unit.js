@@ -1,0 +1,221 @@
+// A responsible unit's desk (责任单位工作台): the inbox of its units' open tickets in queue order
+// (least share of the time limit left first: GET /api/tickets, scoped by the server), and on the
+// ticket chosen the actions the server allows now (allowed_actions): 受理 (unit_accept), 派给本站班组
+// (hand_to_crew, a station's own crews), 办理结果反馈 (feedback: text, photos, the leader's
+// signature for a complaint), 退单 (request_return) and 延期 (request_extension). A pending
+// request is shown until the center decides. Times in the center's zone (data-zone).
+(function () {
+  "use strict";
+  var t = window.I18N.t;
+  var api = window.Api.request;
+  var zone = document.body.getAttribute("data-zone") || "Asia/Shanghai";
+  var crews = JSON.parse(document.body.getAttribute("data-crews") || "[]");
+  var SIGNED = { complaint: true };  // the types whose result the unit leader signs (command.tickets.SIGNED_TYPES)
+  var $ = function (id) { return document.getElementById(id); };
+  var current = null, rows = [];
+
+  function fmtTime(iso) {
+    if (!iso) { return "—"; }
+    return new Intl.DateTimeFormat(window.I18N.lang() === "en" ? "en-GB" : "zh-CN", { timeZone: zone,
+      month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hour12: false }).format(new Date(iso));
+  }
+  function fmtLeft(seconds) {
+    if (seconds == null) { return "—"; }
+    var late = seconds < 0, m = Math.round(Math.abs(seconds) / 60);
+    var text = m >= 1440 ? (m / 1440).toFixed(1) + " " + t("unit.days") : m >= 60 ? (m / 60).toFixed(1) + " " +
+      t("unit.hours") : m + " " + t("unit.minutes");
+    return late ? t("unit.overdue") + " " + text : text;
+  }
+  function label(kind, value) { return value ? t("df." + kind + "." + value) : ""; }
+  // the ms since the epoch of a wall time "YYYY-MM-DDTHH:MM" in the center's zone
+  function zonedEpoch(local) {
+    var m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})/.exec(local || "");
+    if (!m) { return null; }
+    var guess = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5]);
+    var parts = {};
+    new Intl.DateTimeFormat("en-US", { timeZone: zone, hourCycle: "h23", year: "numeric", month: "2-digit",
+      day: "2-digit", hour: "2-digit", minute: "2-digit" }).formatToParts(new Date(guess))
+      .forEach(function (p) { parts[p.type] = p.value; });
+    var shown = Date.UTC(+parts.year, +parts.month - 1, +parts.day, +parts.hour, +parts.minute);
+    return guess - (shown - guess);
+  }
+  function requestText(req) {
+    if (!req) { return ""; }
+    return req.kind === "extension" ? t("unit.request.extension") + " " + fmtTime(req.until)
+      : t("unit.request.return");
+  }
+  function say(text, bad) {
+    var el = $("unit-result");
+    el.textContent = text;
+    el.classList.toggle("error", !!bad);
+  }
+  function problem(res) {
+    var err = window.Api.error(res);
+    return t("unit.err") + " " + (err.message || res.status);
+  }
+
+  // inbox ---------------------------------------------------------------------------------
+  function cell(tr, text) { var td = document.createElement("td"); td.textContent = text; tr.appendChild(td); return td; }
+  function renderInbox() {
+    var body = $("inbox-rows");
+    body.textContent = "";
+    rows.forEach(function (tk) {
+      var tr = document.createElement("tr");
+      tr.setAttribute("data-number", tk.number);
+      tr.setAttribute("data-state", tk.state);
+      if (current && current.number === tk.number) { tr.className = "selected"; }
+      cell(tr, tk.number);
+      cell(tr, label("category", tk.category) + "/" + label("type", tk.type));
+      cell(tr, label("state", tk.state));
+      cell(tr, fmtLeft(tk.time_left_s)).className = "left " + (tk.limit_level || "");
+      cell(tr, requestText(tk.request)).className = "pending";
+      cell(tr, tk.description || "");
+      body.appendChild(tr);
+    });
+    if (!rows.length) {
+      var tr = document.createElement("tr");
+      cell(tr, t("unit.inbox.empty")).colSpan = 6;
+      body.appendChild(tr);
+    }
+    $("inbox-count").textContent = String(rows.length);
+  }
+  function loadInbox() {
+    return api("GET", "/api/tickets?sort=time_left&limit=200").then(function (res) {
+      if (!res.ok) { return; }
+      rows = res.body.tickets;
+      renderInbox();
+      document.body.dataset.inboxAt = String(Date.now());
+    });
+  }
+  $("inbox-rows").addEventListener("click", function (ev) {
+    var tr = ev.target.closest("tr[data-number]");
+    if (tr) { open(tr.getAttribute("data-number")); }
+  });
+
+  // the ticket chosen ----------------------------------------------------------------------
+  function field(dl, key, value) {
+    var dt = document.createElement("dt"), dd = document.createElement("dd");
+    dt.textContent = t(key);
+    dd.textContent = value == null || value === "" ? "—" : value;
+    dl.appendChild(dt);
+    dl.appendChild(dd);
+  }
+  function show(id, on) { $(id).classList.toggle("hidden", !on); }
+  function render(tk) {
+    $("detail-number").textContent = tk.number;
+    var dl = $("detail-fields");
+    dl.textContent = "";
+    field(dl, "desk.col.what", label("category", tk.category) + "/" + label("type", tk.type));
+    field(dl, "unit.col.state", label("state", tk.state));
+    field(dl, "desk.description", tk.description);
+    field(dl, "desk.address", tk.address);
+    field(dl, "desk.col.caller", (tk.caller_name || "") + " " + (tk.caller_phone || ""));
+    field(dl, "unit.col.unit", tk.unit_id);
+    field(dl, "unit.col.deadline", fmtTime(tk.deadlines && tk.deadlines.resolve));
+    field(dl, "unit.col.left", fmtLeft(tk.time_left_s));
+    if (tk.crew_id) { field(dl, "unit.col.crew", tk.crew_id); }
+    if (tk.resolution) { field(dl, "unit.feedback.text", tk.resolution); }
+    $("detail-request").textContent = tk.request ? t("unit.request.pending") + " " + requestText(tk.request) +
+      " · " + tk.request.reason : "";
+    show("detail-request", !!tk.request);
+    var acts = tk.allowed_actions || [];
+    var can = function (a) { return acts.indexOf(a) >= 0; };
+    show("act-accept", can("unit_accept"));
+    show("act-crew", can("hand_to_crew") && crews.length > 0);
+    show("act-feedback", can("feedback"));
+    show("act-return", can("request_return") && !tk.request);
+    show("act-extension", can("request_extension") && !tk.request);
+    show("signed-row", !!SIGNED[tk.type]);
+    var select = $("crew-select");
+    select.textContent = "";
+    crews.forEach(function (c) {
+      var o = document.createElement("option");
+      o.value = c.crew_id;
+      o.textContent = c.crew_id + " " + (c.crew_name || "");
+      select.appendChild(o);
+    });
+    $("unit-detail").classList.remove("hidden");
+    $("unit-detail").dataset.loaded = tk.number + "@" + tk.version;
+  }
+  function renderTimeline(events) {
+    var list = $("detail-timeline");
+    list.textContent = "";
+    events.forEach(function (e) {
+      var li = document.createElement("li");
+      li.setAttribute("data-action", e.action);
+      li.textContent = fmtTime(e.at) + " " + t("unit.action." + e.action) + " · " + e.actor_id + (e.note ? " · " + e.note : "") +
+        (e.data && e.data.reason ? " · " + e.data.reason : "");
+      list.appendChild(li);
+    });
+  }
+  function open(number) {
+    return Promise.all([api("GET", "/api/tickets/" + number), api("GET", "/api/tickets/" + number + "/timeline")])
+      .then(function (all) {
+        if (!all[0].ok) { say(problem(all[0]), true); return; }
+        current = all[0].body;
+        render(current);
+        renderTimeline(all[1].ok ? all[1].body.events : []);
+        renderInbox();
+      });
+  }
+  function act(action, args, done) {
+    var body = Object.assign({ expected_version: current.version }, args);
+    return api("POST", "/api/tickets/" + current.number + "/actions/" + action, body).then(function (res) {
+      if (res.ok) { say(t(done)); } else { say(problem(res), true); }
+      return open(current.number).then(loadInbox).then(function () { return res; });
+    });
+  }
+
+  $("act-accept").addEventListener("click", function (ev) {
+    if (ev.target.getAttribute("data-act") === "unit_accept") { act("unit_accept", {}, "unit.done.accept"); }
+  });
+  $("act-crew").addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    act("hand_to_crew", { crew_id: $("crew-select").value }, "unit.done.crew");
+  });
+  $("act-return").addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var reason = $("return-reason").value.trim();
+    if (!reason) { say(t("unit.err.reason"), true); return; }
+    act("request_return", { reason: reason }, "unit.done.return").then(function (res) {
+      if (res.ok) { $("return-reason").value = ""; }
+    });
+  });
+  $("act-extension").addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var reason = $("extension-reason").value.trim(), until = zonedEpoch($("extension-until").value);
+    if (!reason) { say(t("unit.err.reason"), true); return; }
+    if (until == null) { say(t("unit.err.until"), true); return; }
+    act("request_extension", { reason: reason, until: new Date(until).toISOString() }, "unit.done.extension")
+      .then(function (res) { if (res.ok) { $("extension-reason").value = ""; } });
+  });
+  $("act-feedback").addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var text = $("feedback-text").value.trim(), signed = $("feedback-signed").value.trim();
+    if (!text) { say(t("unit.err.feedback"), true); return; }
+    if (SIGNED[current.type] && !signed) { say(t("unit.err.signed"), true); return; }
+    var files = Array.prototype.slice.call($("feedback-photos").files || []);
+    var uploads = files.map(function (file) {  // each photo first, then the feedback naming them
+      return api("POST", "/api/tickets/" + current.number + "/photos", file);
+    });
+    Promise.all(uploads).then(function (replies) {
+      var bad = replies.filter(function (r) { return !r.ok; })[0];
+      if (bad) { say(problem(bad), true); return; }
+      return api("GET", "/api/tickets/" + current.number).then(function (res) {
+        if (res.ok) { current = res.body; }
+        var args = { resolution: text, attachments: replies.map(function (r) { return r.body.id; }) };
+        if (signed) { args.signed_by = signed; }
+        return act("feedback", args, "unit.done.feedback").then(function (done) {
+          if (done.ok) { $("feedback-text").value = ""; $("feedback-signed").value = ""; $("feedback-photos").value = ""; }
+        });
+      });
+    });
+  });
+
+  document.addEventListener("langchange", function () {
+    renderInbox();
+    if (current) { open(current.number); }
+  });
+  loadInbox();
+  setInterval(loadInbox, 15000);
+})();
