@@ -118,9 +118,10 @@ def test_the_unit_desk_inbox_accept_return_extension_and_feedback(demo, browser,
     assert page.text_content(f"#inbox-rows tr[data-number='{second}'] td.pending") == "退单"
     ticket = demo.get(f"/api/tickets/{second}", dispatcher)
     assert ticket["request"]["kind"] == "return" and ticket["request"]["reason"] == "属开发区供电所辖区"
-    demo.post(f"/api/tickets/{second}/actions/refuse_return", dispatcher,
-              {"expected_version": ticket["version"], "reason": "经核实属本单位"})
-    _open(page, second)
+    refused = demo.post(f"/api/tickets/{second}/actions/refuse_return", dispatcher,
+                        {"expected_version": ticket["version"], "reason": "经核实属本单位"})["ticket"]
+    page.click(f"#inbox-rows tr[data-number='{second}']")
+    _loaded_after(page, second, refused["version"] - 1)
     assert page.is_hidden("#detail-request") and page.is_visible("#act-extension")
     until = (datetime.now(CENTER) + timedelta(days=12)).replace(hour=17, minute=30, second=0, microsecond=0)
     page.fill("#extension-reason", "需协调多个部门")
@@ -154,3 +155,23 @@ def test_the_unit_desk_inbox_accept_return_extension_and_feedback(demo, browser,
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "unit-desk.png"))
     assert watch.errors == [] and console_watch.errors == []
+
+
+def test_an_admin_creates_a_liaison_with_its_unit_on_the_admin_page(demo, browser):
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    watch = ConsoleWatch(page)
+    _login(page, demo.base, "/admin", "admin")
+    page.wait_for_selector("#new-user select[name=unit_id] option[value='PWR01']", state="attached", timeout=20_000)
+    offered = page.eval_on_selector_all("#new-user select[name=unit_id] option", "os => os.map(o => o.value)")
+    assert "PWR00" in offered and "PWR01" in offered and "CENTER" not in offered  # 二级 and 三级 only
+    page.fill("#new-user input[name=name]", "li.pwr01")
+    page.select_option("#new-user select[name=role]", "unit")
+    page.select_option("#new-user select[name=unit_id]", "PWR01")
+    page.fill("#new-user input[name=password]", PASSWORD)
+    page.click("#new-user button[type=submit]")
+    page.wait_for_selector("#user-rows tr[data-user='li.pwr01']", timeout=10_000)
+    assert page.text_content("#user-rows tr[data-user='li.pwr01'] td:nth-child(4)") == "PWR01"
+    users = {u["name"]: u for u in demo.get("/api/admin/users", demo.login("admin"))["users"]}
+    assert (users["li.pwr01"]["role"], users["li.pwr01"]["unit_id"]) == ("unit", "PWR01")
+    assert demo.get("/api/me", demo.login("li.pwr01"))["unit_id"] == "PWR01"
+    assert watch.errors == []

@@ -244,6 +244,11 @@
   }
   function renderUnits() {
     if (unitForm) { $("unit-rows").innerHTML = units.map(unitRow).join(""); }
+    var select = document.querySelector("#new-user select[name=unit_id]");  // a liaison's unit: 二级 or 三级, active
+    if (select) {
+      select.innerHTML = '<option value=""></option>' + options(units.filter(function (u) { return u.active && u.level > 1; })
+        .map(function (u) { return [u.unit_id, u.unit_id + " " + u.name]; }), []);
+    }
   }
   function loadUnits() {
     return api("GET", "/api/units").then(function (res) {
@@ -290,7 +295,7 @@
   function renderUsers() {
     $("user-rows").innerHTML = users.map(function (u) {
       return '<tr data-user="' + esc(u.name) + '"><td>' + esc(u.name) + "</td><td>" + esc(t("role." + u.role)) + "</td><td>" +
-             esc(u.display) + "</td><td>" + esc(u.crew_id || "") + "</td><td>" + (u.active ? "✔" : "✘") +
+             esc(u.display) + "</td><td>" + esc(u.crew_id || u.unit_id || "") + "</td><td>" + (u.active ? "✔" : "✘") +
              '</td><td><button data-toggle="' + esc(u.name) + '">' + esc(t(u.active ? "admin.disable" : "admin.enable")) +
              '</button> <button data-reset="' + esc(u.name) + '">' + esc(t("admin.reset")) + "</button></td></tr>";
     }).join("");
@@ -311,7 +316,7 @@
     $("new-user").addEventListener("submit", function (ev) {
       ev.preventDefault();
       var form = ev.target, body = {};
-      ["name", "role", "display", "crew_id", "password"].forEach(function (k) {
+      ["name", "role", "display", "crew_id", "unit_id", "password"].forEach(function (k) {
         var v = form.elements[k].value;
         if (v !== "") { body[k] = v; }
       });
