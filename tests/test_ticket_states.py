@@ -11,7 +11,7 @@ from command.errors import CommandError, Conflict, Forbidden, InvalidTransition,
 from command.tickets import (
     ACTIONS, TRANSITIONS, Actor, Color, Role, Satisfaction, State, TicketType, allowed_actions, apply,
     center_day, event_from_dict, event_to_dict, from_dict, new_ticket, normalize_phone, ticket_number,
-    to_dict,
+    to_dict, visible_to,
 )
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
@@ -393,6 +393,82 @@ def test_expire_and_merge_record_the_crew():
 ])
 def test_allowed_actions(state, actor, actions):
     assert allowed_actions(in_state(state), actor) == actions
+
+
+@pytest.mark.parametrize(("actor", "unit_id", "crew_id", "visible"), [
+    (Actor("u", Role.UNIT, unit_ids=frozenset({"PWR00", "PWR01"})), "PWR01", None, True),   # a unit under its own
+    (Actor("u", Role.UNIT, unit_ids=frozenset({"PWR00", "PWR01"})), "PWR00", "C1", True),
+    (Actor("u", Role.UNIT, unit_ids=frozenset({"PWR01"})), "PWR00", None, False),           # the unit above
+    (Actor("u", Role.UNIT, unit_ids=frozenset({"PWR01"})), None, None, False),              # no unit yet
+    (Actor("u", Role.UNIT), "PWR01", None, False),                                          # a liaison without a unit
+    (Actor("c", Role.CREW, "C1"), "PWR01", "C1", True),
+    (Actor("d", Role.DISPATCHER), None, None, True),
+])
+def test_visible_to_a_units_liaison_is_its_units_work(actor, unit_id, crew_id, visible):
+    assert visible_to(actor, crew_id, unit_id) is visible
+    ticket = dataclasses.replace(make_ticket(unit_id=unit_id), state=S.ASSIGNED, crew_id=crew_id)
+    assert bool(allowed_actions(ticket, actor)) is visible
+
+
+LIAISON = Actor("u", Role.UNIT, unit_ids=frozenset({"U1"}))
+
+
+@pytest.mark.parametrize(("type_", "args", "error"), [
+    ("complaint", {"resolution": "已致歉"}, "signed_by"),                     # a complaint's result is signed
+    ("complaint", {"resolution": "已致歉", "signed_by": " "}, "signed_by"),
+    ("suggestion", {"resolution": "已采纳", "attachments": "a.jpg"}, "attachments"),
+    ("suggestion", {"resolution": "已采纳", "attachments": ["a.jpg"] * 21}, "attachments"),
+    ("suggestion", {"resolution": " "}, "resolution"),
+])
+def test_feedback_is_refused_without_what_it_needs(type_, args, error):
+    ticket = dataclasses.replace(make_ticket(type=type_), state=S.HANDLING)
+    with pytest.raises(ValidationError) as err:
+        apply(ticket, "feedback", actor=LIAISON, now=T0, **args)
+    assert err.value.field == error
+
+
+def test_feedback_keeps_the_signature_and_adds_the_photos():
+    ticket = dataclasses.replace(make_ticket(type="complaint", attachments=["call.jpg"]), state=S.HANDLING)
+    done, event = apply(ticket, "feedback", actor=LIAISON, now=T0, resolution="已约谈致歉", signed_by="张经理",
+                        attachments=["a.jpg", "call.jpg"])
+    assert (done.state, done.signed_by, done.attachments, done.resolved_at) == \
+        (S.RESOLVED, "张经理", ("call.jpg", "a.jpg"), T0)
+    assert (event.actor_id, event.role, event.data["signed_by"]) == ("u", Role.UNIT, "张经理")
+
+
+@pytest.mark.parametrize("until", ["明天", "2026-11-30T09:00:00", "2026-11-22T01:00:00Z", 20261130, None])
+def test_an_extension_needs_a_future_time_with_its_zone(until):
+    ticket = dataclasses.replace(make_ticket(), state=S.HANDLING)
+    with pytest.raises(ValidationError) as err:
+        apply(ticket, "request_extension", actor=LIAISON, now=T0, reason="需协调", until=until)
+    assert err.value.field == "until"
+
+
+def test_one_request_at_a_time_and_a_decision_needs_its_request():
+    ticket = dataclasses.replace(make_ticket(), state=S.HANDLING)
+    asked, _ = apply(ticket, "request_return", actor=LIAISON, now=T0, reason="非本单位")
+    assert asked.request == {"kind": "return", "reason": "非本单位", "at": "2026-11-22T02:00:00+00:00"}
+    with pytest.raises(InvalidTransition):
+        apply(asked, "request_extension", actor=LIAISON, now=T0, reason="x", until="2026-11-30T09:00:00Z")
+    with pytest.raises(InvalidTransition):
+        apply(asked, "approve_extension", actor=Actor("s", Role.SUPERVISOR), now=T0)
+    with pytest.raises(Forbidden):
+        apply(asked, "approve_return", actor=LIAISON, now=T0)
+    back, _ = apply(asked, "approve_return", actor=Actor("d", Role.DISPATCHER), now=T0 + timedelta(minutes=3))
+    assert (back.state, back.request, back.pending_since) == (S.RETURNED, None, T0 + timedelta(minutes=3))
+
+
+def test_an_approved_extension_is_kept_until_a_reopening():
+    ticket = dataclasses.replace(make_ticket(), state=S.HANDLING)
+    asked, _ = apply(ticket, "request_extension", actor=LIAISON, now=T0, reason="需协调",
+                     until="2026-11-30T17:30:00+08:00")
+    extended, _ = apply(asked, "approve_extension", actor=Actor("s", Role.SUPERVISOR), now=T0)
+    assert extended.extended_until == datetime(2026, 11, 30, 9, 30, tzinfo=timezone.utc) and extended.request is None
+    assert from_dict(json.loads(json.dumps(to_dict(extended)))) == extended
+    done, _ = apply(extended, "feedback", actor=LIAISON, now=T0, resolution="已处理")
+    reopened, _ = apply(dataclasses.replace(done, state=S.CALLBACK), "reopen", actor=Actor("a", Role.AGENT), now=T0,
+                        reason="仍未解决")
+    assert (reopened.extended_until, reopened.signed_by, reopened.request) == (None, "", None)
 
 
 @pytest.mark.parametrize(("error", "code", "base"), [
