@@ -192,8 +192,10 @@ class TicketAction(TicketHandler):
         # the action id is recorded in the action's own transaction: applied means remembered
         remember = () if action_id is None else (store.client_action_write(action_id, f"{number}/{action}"),)
         dispatch = self.services.extra.get("dispatch")
+        if action == "hand_to_crew" and dispatch is None:  # only the dispatch service knows a crew's station
+            raise ApiError(503, "dispatch_unavailable", "dispatch is not configured")
         try:
-            if action == "hand_to_crew" and dispatch is not None:  # checks the crew is the station's
+            if action == "hand_to_crew":  # checks the crew is one of the liaison's units'
                 record = await dispatch.assign(number, body.get("crew_id"), actor, expected_version=version,
                                                note=str(body.get("note") or ""))
             else:
