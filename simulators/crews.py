@@ -373,7 +373,8 @@ class DispatcherBot:
         if status != 200 or not isinstance(body, dict):
             return 0
         now, done = self._clock(), 0
-        waiting = {(t["number"], t["version"]): t for t in body.get("tickets", []) if t.get("state") in POOL}
+        waiting = {(t["number"], t["version"]): t for t in body.get("tickets", [])
+                   if t.get("state") in POOL and t.get("route") in (None, "station")}  # the desk sends the rest
         self._due = {key: due for key, due in self._due.items() if key in waiting}
         for key in waiting:
             due = self._due.setdefault(key, now + self._rng.uniform(*self.delay_s) / self.speedup)

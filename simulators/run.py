@@ -10,6 +10,8 @@ Everything the outside world does, in one process, through the real protocols:
 - callers: citizens calling at the 12319 line's daily curve, posted as user ``agent``;
 - crews: one bot per crew (account ``crew-<crew_id>``) accepting, driving its vehicle there by
   road, arriving, repairing and resolving; the callback desk closing resolved tickets;
+- the center's desk and the units (``simulators.units``): 交办 of department tickets, review steps,
+  decisions on returns and extensions; one bot per unit liaison accepting and feeding back;
 - after ``SIM_SCENARIO_AFTER_S`` the scenario ``SIM_SCENARIO`` (e.g. a main burst) fires once.
 
 Simulated time runs ``SIM_SPEEDUP`` times faster than the wall clock for the daily curves, the
@@ -24,6 +26,7 @@ import os
 import random
 import threading
 import zlib
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +126,9 @@ class LivingCity:
         self.areas = None
         self.callback_bot = None
         self.dispatcher_bot = None
+        self.desk_bot = None
+        self.unit_bots: list = []
+        self.crew_ids: set[str] = set()  # crews with a bot (a station hands work only to those)
         self.tasks: list[asyncio.Task] = []
 
     # ------------------------------------------------------------------ parts
@@ -196,6 +202,7 @@ class LivingCity:
                           rng=random.Random(self.seed + zlib.crc32(crew_id.encode())))
             self.tasks.append(asyncio.create_task(bot.run(self.stop)))
             self.stats["crews"] += 1
+            self.crew_ids.add(crew_id)
 
     def start_dispatcher(self) -> None:
         """The dispatcher at the console, as user dispatcher."""
@@ -215,6 +222,50 @@ class LivingCity:
                           shares=satisfaction_shares(self.settings.SIM_DISSATISFIED_SHARE))
         self.tasks.append(asyncio.create_task(bot.run(self.stop)))
         self.callback_bot = bot
+
+    async def start_units(self) -> None:
+        """The center's desk (dispatcher, supervisor and the reviewer accounts the demo has) and one
+        bot per demo unit liaison (``unit-<unit_id>``), each answering for its unit and the units
+        under it without a liaison of their own."""
+        from simulators.units import Account, DeskBot, UnitBot, UnitPace, alternatives, answering, liaison_units
+
+        dispatcher = self._api("dispatcher")
+        status, body = await dispatcher.get("/api/units")
+        if status != 200 or not isinstance(body, dict):
+            log.error("simulate: no unit tree (HTTP %s); no desk or unit bots", status)
+            return
+        tree = body["units"]
+        liaisons = liaison_units(tree)
+        accounts = {"dispatcher": Account("dispatcher", dispatcher.get, dispatcher.send)}
+        for role in ("supervisor", "team_leader", "coordinator", "director"):
+            api = self._api(role)
+            try:
+                status, me = await api.get("/api/me")
+            except PermissionError:
+                continue  # the demo has no such account
+            if status == 200 and isinstance(me, dict) and me.get("role") == role:
+                accounts[role] = Account(role, api.get, api.send)
+        crews_of: dict[str, list[str]] = {}
+        for row in self.city.crews.itertuples():
+            if str(row.crew_id) in self.crew_ids:
+                crews_of.setdefault(str(row.unit_id), []).append(str(row.crew_id))
+        fielded = {skill.strip() for row in self.city.crews.itertuples()
+                   for skill in (row.skills.split(",") if isinstance(row.skills, str) else row.skills)}
+        trades = {t for u in tree for t in (u.get("trades") or ())}
+        self.desk_bot = DeskBot(accounts, reroute=alternatives(tree, liaisons), crewless=trades - fielded,
+                                speedup=self.clock.speedup, rng=random.Random(self.seed + 7))
+        self.tasks.append(asyncio.create_task(self.desk_bot.run(self.stop)))
+        settings = self.settings
+        pace = UnitPace(return_share=settings.SIM_UNIT_RETURN_SHARE, extension_share=settings.SIM_UNIT_EXTENSION_SHARE,
+                        late_share=settings.SIM_UNIT_LATE_SHARE)
+        for unit_id, units in answering(tree, liaisons).items():
+            name = f"unit-{unit_id}".lower()
+            api = self._api(name)
+            bot = UnitBot(name, units, api.get, api.send, crews=[c for u in sorted(units) for c in crews_of.get(u, ())],
+                          speedup=self.clock.speedup, pace=pace, rng=random.Random(self.seed + zlib.crc32(name.encode())))
+            self.unit_bots.append(bot)
+            self.tasks.append(asyncio.create_task(bot.run(self.stop)))
+        log.info("simulate: the desk as %s and %d unit liaisons", ", ".join(accounts), len(self.unit_bots))
 
     async def scenario_later(self, name: str, after_s: float, vehicle_positions) -> None:
         """Run a scenario once, after ``after_s`` wall seconds, on the city's clock and simulators."""
@@ -284,6 +335,8 @@ class LivingCity:
                 self.start_dispatcher()
             if settings.SIM_CALLBACKS:
                 self.start_callbacks()
+            if settings.SIM_UNITS:
+                await self.start_units()
         if settings.SIM_SCENARIO and settings.SIM_SCENARIO_AFTER_S >= 0:
             self.tasks.append(asyncio.create_task(
                 self.scenario_later(settings.SIM_SCENARIO, settings.SIM_SCENARIO_AFTER_S, vehicle_positions)))
@@ -354,6 +407,9 @@ async def serve(settings, mqtt_url: str, profile: Path, stop: asyncio.Event | No
                 city.stats["callbacks"] = sum(city.callback_bot.answers.values())
             if city.dispatcher_bot is not None:
                 city.stats["assigned_by_bot"] = city.dispatcher_bot.assigned
+            if city.desk_bot is not None:
+                city.stats["desk"] = dict(city.desk_bot.counts)
+                city.stats["units"] = dict(sum((bot.counts for bot in city.unit_bots), Counter()))
 
         await run_fleet(mqtt_url, net, fleet, rate_hz=settings.SIM_RATE_HZ, seed=settings.SIM_SEED, stop=stop,
                         tunnels_per_hour=settings.SIM_TUNNELS_PER_HOUR,
