@@ -109,6 +109,7 @@ def start_demo(data_dir: Path, log_path: Path, *, vehicles: int = 5, ready_timeo
                     "DEMO_PASSWORD": PASSWORD, "SIM_VEHICLES": str(vehicles), "WS_BATCH_MS": "200",
                     "CONFIG_FILE": str(data_dir / "absent.toml"), "PYTHONUNBUFFERED": "1",
                     "SIM_DISPATCHER": "0",  # tests dispatch themselves unless they ask for the bot
+                    "SIM_UNITS": "0",  # and act as the center's desk and the units unless they ask for the bots
                     **env})
     with open(log_path, "ab") as log:  # the child keeps its own descriptor
         process = subprocess.Popen([sys.executable, "-m", "center", "demo"], cwd=ROOT, env=environ,

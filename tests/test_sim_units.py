@@ -182,3 +182,40 @@ async def test_a_refused_return_stays_and_an_approved_one_goes_on_from_the_pool(
         ("assign", "dispatcher", "new"), ("request_return", "unit-pwr00", "assigned"),
         ("approve_return", "dispatcher", "assigned"), ("assign", "dispatcher", "returned")]
     assert bots.refusals() == {}
+
+
+# ------------------------------------------------------------------------------ in the demo
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from tests.procs import start_demo
+
+    tmp = tmp_path_factory.mktemp("units-demo")
+    running = start_demo(tmp / "var", tmp / "demo.log", vehicles=1, SIM_UNITS="1", SIM_CALLERS="0", SIM_CREWS="0",
+                         SIM_CALLBACKS="0", SIM_SENSORS="0", SIM_SCENARIO="", SIM_SPEEDUP="100000")
+    yield running
+    running.stop()
+
+
+@pytest.mark.process
+def test_in_the_demo_a_complaint_goes_through_the_desk_to_its_unit_and_is_answered(demo):
+    import time
+
+    agent = demo.login("agent")
+    place = demo.get("/api/address/search?q=%E5%A4%A7%E8%A1%97100%E5%8F%B7&limit=1", agent)["candidates"][0]
+    number = demo.post("/api/tickets", agent, {
+        "channel": "phone", "category": "power", "type": "complaint", "urgency": "normal",
+        "description": "抄表员态度很差", "caller_phone": "13905551234", "lon": place["lon"], "lat": place["lat"],
+        "address": place["label"], "link": False})["ticket"]["number"]
+    supervisor = demo.login("supervisor")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ticket = demo.get(f"/api/tickets/{number}", supervisor)
+        if ticket["state"] == "resolved":
+            break
+        time.sleep(0.5)
+    assert (ticket["state"], ticket["unit_id"]) == ("resolved", "PWR00"), ticket
+    assert ticket["resolution"] in COMPLAINTS["power"] and ticket["signed_by"]
+    actors = {e["action"]: e["actor_id"] for e in demo.get(f"/api/tickets/{number}/timeline", supervisor)["events"]}
+    assert actors["unit_accept"] == actors["feedback"] == "unit-pwr00"
+    assert actors["assign"] in ("dispatcher", "system")  # the desk, or the system once a review chain passed
