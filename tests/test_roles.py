@@ -29,13 +29,14 @@ from web.handlers.openapi import handler_methods, route_rules, split_pattern
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
-ROLES = ("agent", "dispatcher", "supervisor", "crew", "admin", "unit")
+ROLES = ("agent", "dispatcher", "supervisor", "crew", "admin", "unit", "team_leader", "coordinator", "director")
 ANY = frozenset(ROLES)
 OFFICE = frozenset({"agent", "dispatcher", "supervisor", "admin"})
 DESK = OFFICE  # the call desk's reads: agents, and the dispatchers who take calls too
 DISPATCH = frozenset({"dispatcher", "supervisor", "admin"})
 READERS = OFFICE | {"crew"}
-TICKETS = READERS | {"unit"}  # the ticket reads and actions: a unit's liaison, its units' tickets (the test's)
+REVIEWERS = frozenset({"team_leader", "coordinator", "director"})  # the review chains' steps
+TICKETS = READERS | {"unit"} | REVIEWERS  # the ticket reads and actions: a unit's liaison, its units' tickets (the test's)
 UNIT_READS = OFFICE | {"unit"}  # 督办: a unit's liaison sees and answers its units'
 ADMIN = frozenset({"admin"})
 NONE = frozenset()  # no login: the document, or the 110 gateway's HMAC-signed endpoints
@@ -60,7 +61,7 @@ TABLE: dict[str, tuple[frozenset, str, int]] = {
     "POST /api/alarms/{}/ack": (DISPATCH, "/api/alarms/NOPE:high/ack", 404),
     "GET /api/ingest/stats": (DISPATCH, "/api/ingest/stats", 200),
     "GET /api/tickets": (TICKETS, "/api/tickets", 200),
-    "POST /api/tickets": (OFFICE, "/api/tickets", 400),
+    "POST /api/tickets": (OFFICE | {"team_leader"}, "/api/tickets", 400),  # the front desk's team leader takes calls
     "GET /api/tickets/duplicates": (DESK, "/api/tickets/duplicates?phone=13812341234", 200),
     "GET /api/tickets/counts": (DISPATCH, "/api/tickets/counts", 200),
     "GET /api/tickets/{}": (TICKETS, f"/api/tickets/{T}", 200),
@@ -106,6 +107,9 @@ TABLE: dict[str, tuple[frozenset, str, int]] = {
     "GET /api/reports/kpi": (DISPATCH, "/api/reports/kpi?period=day&date=2026-11-22", 200),
     "GET /api/reports/drill": (DISPATCH, "/api/reports/drill?period=day&date=2026-11-22&metric=resolved", 200),
     "GET /api/reports/export": (DISPATCH, "/api/reports/export?period=day&date=2026-11-22&format=csv", 200),
+    "GET /api/reports/units": (DISPATCH, "/api/reports/units?period=day&date=2026-11-22", 200),
+    "GET /api/reports/units/drill": (DISPATCH, "/api/reports/units/drill?period=day&date=2026-11-22&unit_id=PWR01"
+                                               "&metric=tickets", 200),
     "GET /api/hotspots/heat": (OFFICE, "/api/hotspots/heat?period=day&date=2026-11-22", 200),
     "GET /api/hotspots/clusters": (OFFICE, "/api/hotspots/clusters?date=2026-11-22", 200),
     "GET /api/wall/kpis": (DISPATCH, "/api/wall/kpis", 200),
