@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
-ROLES = ("agent", "dispatcher", "crew", "supervisor", "admin", "unit")
+ROLES = ("agent", "dispatcher", "crew", "supervisor", "admin", "unit", "team_leader", "coordinator", "director")
 ROLE_NAMES_ZH = {"agent": "坐席", "dispatcher": "调度员", "crew": "班组", "supervisor": "班长/主任",
-                 "admin": "管理员", "unit": "责任单位联络员"}
+                 "admin": "管理员", "unit": "责任单位联络员", "team_leader": "班长（初审）",
+                 "coordinator": "督办协调席", "director": "主任（审核）"}
 # scrypt cost: about 50 ms per hash on this machine's class of CPU, 16 MiB memory.
 _SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1, "maxmem": 64 * 1024 * 1024, "dklen": 32}
 MAX_PASSWORD_CHARS = 1024
@@ -88,4 +89,7 @@ def demo_accounts() -> list[dict[str, str]]:
         {"name": "dispatcher", "role": "dispatcher", "display": "调度员 李强"},
         {"name": "crew", "role": "crew", "display": "抢修一班 张伟", "crew_id": "C01"},
         {"name": "supervisor", "role": "supervisor", "display": "值班主任 刘洋"},
+        {"name": "team_leader", "role": "team_leader", "display": "班长 陈静"},  # the review chain's steps
+        {"name": "coordinator", "role": "coordinator", "display": "督办协调席 赵敏"},
+        {"name": "director", "role": "director", "display": "主任 孙磊"},
     ]

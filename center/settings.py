@@ -172,6 +172,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CALENDAR_FILE", str, "", "The center's working calendar (TOML: working hours, weekends, holidays and 调休 make-up days per year) that limits in working days count on. Empty: the shipped center/config/calendar.toml (2026 official, 2027 a provisional placeholder)."),
     Setting("LIMITS_FILE", str, "", "Time limits table (TOML: per stage, type, category, urgency and area class, in minutes, working days or working hours; warn_share). Empty: the shipped center/config/limits.toml (the defaults of command/limits.py)."),
     Setting("ROUTING_FILE", str, "", "Routing table by ticket type (TOML: each type to answer, station or department; only station tickets reach field crews). Empty: the shipped center/config/routing.toml (the defaults of command/routing.py)."),
+    Setting("REVIEW_FILE", str, "", "Review chains by ticket type (TOML: each type to its review steps by role: team_leader, coordinator, director; empty: straight out). Empty: the shipped center/config/review.toml (the defaults of command/review.py)."),
     Setting("POLICE_URL", str, "", "Base URL of the 110 gateway (handovers go to <url>/110/handover, result reports to <url>/110/result). Empty: no messages are sent to 110."),
     Setting("POLICE_SECRET", str, "", "Shared HMAC-SHA256 secret of the 110 linkage, both directions. Empty: inbound 110 requests are refused and nothing is sent."),
 )

@@ -107,6 +107,7 @@ class State(str, enum.Enum):
     MERGED = "merged"
     ASSIGNED = "assigned"  # 交办: sent to its responsible unit, awaiting the unit's 受理
     HANDLING = "handling"  # 受理: the unit handles it (or hands it to one of its crews)
+    IN_REVIEW = "in_review"  # 审核中: a step of its type's review chain is waiting (command.review)
 
 
 class Role(str, enum.Enum):
@@ -118,6 +119,9 @@ class Role(str, enum.Enum):
     SUPERVISOR = "supervisor"
     ADMIN = "admin"
     UNIT = "unit"  # 责任单位联络员: a responsible unit's liaison, sees its unit's tickets and those below
+    TEAM_LEADER = "team_leader"  # 班长: the review chain's first check (初审)
+    COORDINATOR = "coordinator"  # 督办协调席 / 专业席: examines tickets before they leave the center
+    DIRECTOR = "director"  # 主任: approves and signs complaints (主任审核)
     SYSTEM = "system"
 
 
@@ -127,6 +131,7 @@ FIELD_STATES = frozenset({_S.DISPATCHED, _S.ACCEPTED, _S.EN_ROUTE, _S.ON_SITE})
 TERMINAL_STATES = frozenset({_S.CLOSED, _S.CANCELLED, _S.MERGED})
 OPEN_STATES = frozenset(State) - TERMINAL_STATES
 UNIT_STATES = frozenset({_S.ASSIGNED, _S.HANDLING})  # with its responsible unit (交办 .. 反馈)
+REVIEWER_ROLES = frozenset({Role.TEAM_LEADER, Role.COORDINATOR, Role.DIRECTOR})  # steps of a review chain
 DIRECT_CLOSE_TYPES = frozenset({TicketType.CONSULTATION, TicketType.SUGGESTION, TicketType.PRAISE})
 
 
@@ -216,6 +221,14 @@ class Ticket:
     request: Mapping[str, Any] | None = None
     extended_until: datetime | None = None  # an approved extension's new resolution deadline (延期)
     signed_by: str = ""  # the unit leader who signed the handling result (complaints)
+    created_by: str = ""  # the user who recorded it (never one of its reviewers)
+    # its review chain (command.review): the roles of the steps, set when it is submitted; the
+    # step waiting (None: no review under way); who approved steps this round; passed: it may leave
+    review_chain: tuple[str, ...] = ()
+    review_step: int | None = None
+    reviewers: tuple[str, ...] = ()
+    review_passed: bool = False
+    rework_units: Mapping[str, int] = field(default_factory=dict)  # 转办督查单 (callback rework) per unit
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from typing import Any
 from command.errors import Conflict, Forbidden, InvalidTransition, ValidationError
 from command.ticket_model import (  # noqa: F401  (re-exported: command.tickets is the public face)
     CENTER_TZ, DIRECT_CLOSE_TYPES, FIELD_STATES, NUMBER_RE, OPEN_STATES, POOL_STATES, SYSTEM_ACTOR,
-    TERMINAL_STATES, UNIT_STATES, URGENCY_RANK, ActionSpec, Actor, AreaClass, AuditEvent, Category, Channel,
+    REVIEWER_ROLES, TERMINAL_STATES, UNIT_STATES, URGENCY_RANK, ActionSpec, Actor, AreaClass, AuditEvent, Category, Channel,
     Color, Role, Satisfaction, State, Ticket, TicketType, Urgency, as_utc, center_day, color_for,
     normalize_phone, ticket_number,
 )
@@ -79,7 +79,7 @@ ACTIONS: dict[str, ActionSpec] = {a.name: a for a in (
     ActionSpec("repeat_call", OPEN_STATES, None, frozenset({R.AGENT, R.SYSTEM}), optional=("phone",)),
     ActionSpec("supervise", OPEN_STATES, None, frozenset({R.SUPERVISOR, R.ADMIN})),
     ActionSpec("note", frozenset(State), None, frozenset(Role), optional=("data",)),
-    ActionSpec("assign", POOL_STATES, S.ASSIGNED, _DISPATCH, optional=("unit_id",)),
+    ActionSpec("assign", POOL_STATES, S.ASSIGNED, _DISPATCH | {R.SYSTEM}, optional=("unit_id",)),
     ActionSpec("unit_accept", frozenset({S.ASSIGNED}), S.HANDLING, _UNIT),
     ActionSpec("hand_to_crew", frozenset({S.HANDLING}), S.DISPATCHED, _UNIT, required=("crew_id",),
                optional=("mode", "eta_s")),
@@ -93,6 +93,17 @@ ACTIONS: dict[str, ActionSpec] = {a.name: a for a in (
     ActionSpec("request_extension", UNIT_STATES, None, _UNIT, required=("reason", "until")),
     ActionSpec("approve_extension", UNIT_STATES, None, _EXTENDERS, optional=("reason",)),
     ActionSpec("refuse_extension", UNIT_STATES, None, _EXTENDERS, required=("reason",)),
+    # the review chain (command.review): the chain comes from the settings (the manager gives it)
+    ActionSpec("submit_review", frozenset({S.NEW, S.REVIEWED, S.REOPENED, S.RETURNED}), S.IN_REVIEW,
+               _OFFICE | {R.SYSTEM, R.TEAM_LEADER}, required=("chain",)),
+    ActionSpec("approve_review", frozenset({S.IN_REVIEW}), S.IN_REVIEW, REVIEWER_ROLES),
+    ActionSpec("send_back_review", frozenset({S.IN_REVIEW}), S.NEW, REVIEWER_ROLES, required=("reason",)),
+    ActionSpec("reject_review", frozenset({S.IN_REVIEW}), S.RESOLVED, REVIEWER_ROLES, required=("reason",)),
+    # the callback until satisfied: 转办督查单 back to the same unit, or a supervisor's close
+    ActionSpec("rework", frozenset({S.RESOLVED, S.CALLBACK}), S.ASSIGNED, frozenset({R.AGENT, R.SUPERVISOR, R.ADMIN}),
+               required=("words",), optional=("satisfaction", "truthful")),
+    ActionSpec("supervisor_close", frozenset({S.RESOLVED, S.CALLBACK, S.ASSIGNED, S.HANDLING, S.REOPENED}),
+               S.CLOSED, _EXTENDERS, required=("reason",)),
 )}
 
 TRANSITIONS: dict[tuple[State, str], State] = {
@@ -140,7 +151,7 @@ _CREATE_FIELDS = frozenset({
     "caller_phone", "address", "lon", "lat", "district", "grid", "unit_id", "supply_area",
     "area_class", "attachments", "alarm_id",
 })
-_CREATE_ROLES = frozenset({R.AGENT, R.DISPATCHER, R.SUPERVISOR, R.ADMIN, R.SYSTEM})
+_CREATE_ROLES = frozenset({R.AGENT, R.DISPATCHER, R.SUPERVISOR, R.ADMIN, R.SYSTEM, R.TEAM_LEADER})  # 班长 takes calls too
 
 
 def new_ticket(fields: Mapping[str, Any], *, now: datetime, actor: Actor) -> tuple[Ticket, AuditEvent]:
@@ -195,6 +206,7 @@ def new_ticket(fields: Mapping[str, Any], *, now: datetime, actor: Actor) -> tup
         attachments=tuple(_text(a, "attachments", max_len=500) for a in attachments),
         alarm_id=_opt_id(fields.get("alarm_id"), "alarm_id"),
         created_at=now, updated_at=now, pending_since=now, cycle_started_at=now, last_call_at=now,
+        created_by=actor.user_id,
     )
     # The create event carries the ticket's classification and place, so that KPIs can be
     # recomputed from the event streams alone (command.kpi), never from mutable fields.
@@ -403,6 +415,82 @@ def _effect_reroute(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, An
     return {**_effect_assign(t, {"unit_id": unit_id}, now), "extended_until": None}
 
 
+# ---------------------------------------------------------------- the review chain, the callback's rework
+
+REVIEW_STEP_ACTIONS = frozenset({"approve_review", "send_back_review", "reject_review"})
+RELEASE_ACTIONS = frozenset({"assign", "dispatch"})  # a ticket leaves the center: its chain must have passed
+REJECTED_PREFIX = "不予受理："  # the resolution of a rejected ticket, read to the citizen at the callback
+
+
+def _review_refused(code: str, message: str, actor: Actor, action: str) -> Forbidden:
+    err = Forbidden(message, role=actor.role.value, action=action)
+    err.code = code  # 403 with its own code: review_not_your_step, self_review, review_twice
+    return err
+
+
+def check_reviewer(t: Ticket, actor: Actor, action: str) -> None:
+    """Forbidden (403, with a code) unless this actor may act on the step waiting: its role is
+    the step's, it did not record the ticket and it approved no other step of this round."""
+    role = t.review_chain[t.review_step] if t.review_step is not None else None
+    if actor.role.value != role:
+        raise _review_refused("review_not_your_step", f"the step waiting is for role {role}", actor, action)
+    if t.created_by and actor.user_id == t.created_by:
+        raise _review_refused("self_review", f"{actor.user_id} recorded ticket {t.number}: no one reviews "
+                              "their own ticket", actor, action)
+    if actor.user_id in t.reviewers:
+        raise _review_refused("review_twice", f"{actor.user_id} already reviewed a step of {t.number}",
+                              actor, action)
+
+
+def _effect_submit_review(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+    chain = a["chain"]
+    if not isinstance(chain, (list, tuple)) or not all(r in {x.value for x in REVIEWER_ROLES} for r in chain):
+        raise ValidationError("chain", "must be a list of reviewer roles")
+    if not chain:  # nothing to review: it may leave the center
+        return {"review_chain": (), "review_step": None, "reviewers": (), "review_passed": True,
+                "state": S.REVIEWED}
+    return {"review_chain": tuple(chain), "review_step": 0, "reviewers": (), "review_passed": False}
+
+
+def _effect_approve_review(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+    step = (t.review_step or 0) + 1
+    if step >= len(t.review_chain):  # the last step: it may leave the center
+        return {"review_step": None, "review_passed": True, "state": S.REVIEWED}
+    return {"review_step": step}
+
+
+def _effect_send_back(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+    _reason(a, "reason")
+    return {"review_step": None, "reviewers": (), "review_passed": False}
+
+
+def _effect_reject_review(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {"review_step": None, "review_passed": False, "resolution": REJECTED_PREFIX + _reason(a, "reason"),
+            "resolved_at": now}
+
+
+def _effect_rework(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+    if not t.unit_id:
+        raise InvalidTransition(t.number, t.state.value, "rework", S.ASSIGNED.value,
+                                reason="the ticket has no responsible unit: reopen it")
+    words = _text(a["words"], "words", max_len=2000)
+    satisfaction = _enum(Satisfaction, a.get("satisfaction", "dissatisfied"), "satisfaction")
+    if not isinstance(a.get("truthful", True), bool):
+        raise ValidationError("truthful", "must be true or false")
+    if satisfaction is not Satisfaction.DISSATISFIED and a.get("truthful", True):
+        raise ValidationError("truthful", "a satisfied citizen and a true feedback close the ticket (action close)")
+    units = {**t.rework_units, t.unit_id: t.rework_units.get(t.unit_id, 0) + 1}
+    return {"satisfaction": satisfaction, "rework_count": t.rework_count + 1, "rework_units": units,
+            "crew_id": None, "cycle_started_at": now, "dispatched_at": now, "accepted_at": None,
+            "departed_at": None, "arrived_at": None, "resolved_at": None, "resolution": "", "request": None,
+            "extended_until": None, "signed_by": "", "instruction": words}
+
+
+def _effect_supervisor_close(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+    _reason(a, "reason")
+    return {"crew_id": None, "request": None, "closed_at": now}
+
+
 _Effect = Callable[[Ticket, dict[str, Any], datetime], dict[str, Any]]
 _EFFECTS: dict[str, _Effect] = {
     "review": _effect_review,
@@ -437,6 +525,12 @@ _EFFECTS: dict[str, _Effect] = {
     "request_extension": _request("extension"),
     "approve_extension": _decide("extension", True),
     "refuse_extension": _decide("extension", False),
+    "submit_review": _effect_submit_review,
+    "approve_review": _effect_approve_review,
+    "send_back_review": _effect_send_back,
+    "reject_review": _effect_reject_review,
+    "rework": _effect_rework,
+    "supervisor_close": _effect_supervisor_close,
 }
 if set(_EFFECTS) != set(ACTIONS):
     raise RuntimeError("every action in the table needs an effect")
@@ -521,8 +615,17 @@ def apply(
     for name in spec.required:
         if args.get(name) in (None, ""):
             raise ValidationError(name, f"is required for action {action}")
+    if action in REVIEW_STEP_ACTIONS:
+        check_reviewer(ticket, actor, action)
+    if action in RELEASE_ACTIONS and ticket.review_chain and not ticket.review_passed:
+        raise InvalidTransition(ticket.number, ticket.state.value, action,
+                                reason="its review chain has not passed: submit it for review (submit_review)")
     note = _text(args.get("note"), "note", max_len=2000, required=False)
     changes = _EFFECTS[action](ticket, args, now)
+    to_state = changes.pop("state", to_state)  # the review's last approval or an empty chain: reviewed
+    if action == "approve_review":
+        changes["reviewers"] = ticket.reviewers + (actor.user_id,)
+    instruction = changes.pop("instruction", None)  # the callback's words: the rework's instruction
     if to_state in POOL_STATES and ticket.state not in POOL_STATES and "pending_since" not in changes:
         changes["pending_since"] = now
     # a note leaves what the ticket says as it was: an action read before it is still current
@@ -530,6 +633,12 @@ def apply(
     new = dataclasses.replace(ticket, **changes, state=to_state, version=ticket.version + 1,
                               change_version=change_version, updated_at=now)
     data = {k: _json_safe(v) for k, v in args.items() if k != "note"}
+    if action in REVIEW_STEP_ACTIONS or action == "submit_review":
+        data.update(step=ticket.review_step if action != "submit_review" else new.review_step,
+                    of=len(new.review_chain),
+                    role=actor.role.value if action in REVIEW_STEP_ACTIONS else None)
+    if instruction is not None:
+        data.update(unit_id=ticket.unit_id, instruction=instruction, unit_rework=new.rework_units[ticket.unit_id])
     if action in ("decline", "expire", "return", "merge", "cancel") and ticket.crew_id:
         data.setdefault("crew_id", ticket.crew_id)
     event = AuditEvent(ticket.number, action, ticket.state, to_state, actor.user_id, actor.role, now, note, data)
@@ -573,6 +682,9 @@ def from_dict(data: Mapping[str, Any]) -> Ticket:
         values[name] = _parse_time(values.get(name))
     values["attachments"] = tuple(values.get("attachments") or ())
     values["declined_by"] = tuple(values.get("declined_by") or ())
+    values["review_chain"] = tuple(values.get("review_chain") or ())
+    values["reviewers"] = tuple(values.get("reviewers") or ())
+    values["rework_units"] = dict(values.get("rework_units") or {})
     values["deadlines"] = {k: _parse_time(v) for k, v in (values.get("deadlines") or {}).items()}
     return Ticket(**values)
 

@@ -9,7 +9,9 @@ from typing import Any, Mapping, Sequence
 from center.accounts import mask_phone, sees_full_phone
 from center.ticket_records import TicketRecord, incident_to_dict
 from command.grouping import Incident, decide
+from command.limit_steps import step_of
 from command.repeats import needs_supervision
+from command.review import waiting_step
 from command.routing import CREW_ACTIONS, SET_UNIT, RouteKind, may_set_unit, why_of
 from command.tickets import Actor, allowed_actions, to_dict
 
@@ -56,8 +58,10 @@ def ticket_view(record: TicketRecord, actor: Actor, now: datetime, *, warn_share
         needs_supervision=needs_supervision(ticket) and ticket.state.value not in ("closed", "cancelled", "merged"),
         time_left_s=None if seconds is None else round(seconds, 1),
         limit_share_left=None if stage is None else round(share, 4), limit_stage=stage, limit_level=level,
+        limit_step=None if stage is None else step_of(stage, meta.get("route"), ticket.state).value,
         allowed_actions=actions_for(ticket, actor, meta.get("route")),
         route=meta.get("route"), route_why=None if meta.get("route") is None else why_of(meta["route"]),
+        review=waiting_step(ticket),  # the review step waiting: {step, role, name, of}, else None
     )
     return out
 

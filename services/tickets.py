@@ -23,14 +23,15 @@ from command.coordinates import ServiceArea, check_optional_point
 from command.errors import Conflict, TicketNotFound, ValidationError
 from command.limits import DEFAULT_POLICY, LimitPolicy, escalation, with_deadlines
 from command.police import needs_police
+from command.review import NO_REVIEW, ReviewTable, waiting_step
 from command.routing import (
     CREW_ACTIONS, DEFAULT_ROUTING, SET_UNIT, Route, RoutingTable, check_crew_dispatch, route as route_of, set_unit,
     unit_refusal,
 )
 from command.tickets import (
-    DIRECT_CLOSE_TYPES, NUMBER_RE, OPEN_STATES, SYSTEM_ACTOR, Actor, AuditEvent,
+    DIRECT_CLOSE_TYPES, NUMBER_RE, OPEN_STATES, REVIEWER_ROLES, SYSTEM_ACTOR, Actor, AuditEvent,
     Category, Channel, Role, Satisfaction, State, Ticket, TicketType, Urgency, apply, center_day,
-    is_current, new_ticket, normalize_phone, ticket_number, to_dict, visible_to,
+    REJECTED_PREFIX, is_current, new_ticket, normalize_phone, ticket_number, to_dict, visible_to,
 )
 from gis.crs import distance_m
 from services.ticket_alarms import (  # noqa: F401  (consume_alarms is re-exported for the worker)
@@ -80,8 +81,11 @@ class TicketManager:
                  repeat_window: timedelta = repeats.DEFAULT_WINDOW,
                  group_window: timedelta = grouping.DEFAULT_WINDOW, alarm_urgency: Urgency = Urgency.URGENT,
                  alarm_max_age: timedelta = timedelta(hours=6), service_area: ServiceArea | None = None,
-                 routing: RoutingTable = DEFAULT_ROUTING) -> None:
+                 routing: RoutingTable = DEFAULT_ROUTING, review: ReviewTable = NO_REVIEW) -> None:
         self.store = store
+        # the review chains (`command.review`, setting REVIEW_FILE: the running processes pass its
+        # table; a manager built without one, as in other parts' in-process tests, reviews nothing)
+        self.review = review
         self.routing = routing  # where each ticket type goes (`command.routing`, setting ROUTING_FILE)
         self.units = UnitStore(store.db)  # the unit tree a set responsible unit is checked against
         self.service_area = service_area  # points outside are refused (None: any valid WGS84 point)
@@ -307,6 +311,10 @@ class TicketManager:
             if answer is not None:
                 grouped, closed = apply(grouped, "close_direct", actor=actor, now=now, answer=answer)
                 events.append(closed)
+            elif grouped.state is State.NEW and self.review.chain(grouped.type):  # 审核: submitted at once
+                grouped, submitted = apply(grouped, "submit_review", actor=actor, now=now,
+                                           chain=[r.value for r in self.review.chain(grouped.type)])
+                events.append(submitted)
             events, extra = await self._outbox(grouped, events)
             extra += writes_for(grouped) if writes_for is not None else ()
             record = self._record(grouped, meta)
@@ -332,6 +340,9 @@ class TicketManager:
             raise ValidationError(bad[0], "reserved name")
         if action == "merge" and isinstance(args.get("into"), str) and NUMBER_RE.match(args["into"]):
             await self.store.get(args["into"])  # TicketNotFound for an unknown target
+        if action == "submit_review":  # the chain is the settings', never the caller's
+            if "chain" in args:
+                raise ValidationError("chain", "the review chain comes from the settings (REVIEW_FILE)")
         if action == SET_UNIT:
             return await self._set_unit(number, args, actor, expected_version=expected_version, extra=extra)
         if action in ("assign", "reroute_return") and args.get("unit_id") not in (None, ""):  # 交办 to a named unit
@@ -343,13 +354,26 @@ class TicketManager:
             self._check_visible(previous, actor)
             if action in CREW_ACTIONS:  # only a station's ticket goes to a field crew (RouteRefused, 409)
                 check_crew_dispatch(previous.ticket, self.routing)
+            given = dict(args)
+            if action == "submit_review":
+                given["chain"] = [r.value for r in self.review.chain(previous.ticket.type)]
             ticket, event = apply(previous.ticket, action, actor=actor, now=self.clock(),
-                                  expected_version=expected_version, **dict(args))
+                                  expected_version=expected_version, **given)
             if action == "review" and (ticket.type, ticket.category) != (previous.ticket.type, previous.ticket.category):
                 ticket, event = self._reroute(ticket, event)
-            return ticket, event
+            return self._release(ticket, [event])
 
         return await self._change(number, change, retry=expected_version is None, extra=extra)
+
+    def _release(self, ticket: Ticket, events: list[AuditEvent]) -> tuple[Ticket, list[AuditEvent]]:
+        """A ticket whose review chain has just passed leaves the center: one routed to a
+        department (or a station without crews) is sent (交办 ``assign``) to its unit by the system;
+        others stay reviewed in the pool for the dispatcher."""
+        passed = events[-1].action in ("approve_review", "submit_review") and ticket.state is State.REVIEWED
+        if passed and ticket.unit_id and self.routing.kind(ticket.type).value == "department":
+            ticket, sent = apply(ticket, "assign", actor=SYSTEM_ACTOR, now=events[-1].at)
+            events = [*events, dataclasses.replace(sent, note="审核通过，交办责任单位")]
+        return ticket, events
 
     def _reroute(self, ticket: Ticket, event: AuditEvent) -> tuple[Ticket, AuditEvent]:
         """A review that changed the type or trade routes the ticket again (its place's station or
@@ -394,14 +418,15 @@ class TicketManager:
 
         return await self._change(number, checked, extra=extra)
 
-    async def _change(self, number: str, change: Callable[[TicketRecord], tuple[Ticket, AuditEvent]], *,
+    async def _change(self, number: str, change: Callable[[TicketRecord], tuple[Ticket, Any]], *,
                       retry: bool = True, extra: Sequence[Extra] = ()) -> TicketRecord:
-        """Read a ticket, change it, save the change atomically; with `retry`, a concurrent change
-        (Conflict) re-reads and applies again, up to _RETRIES times."""
+        """Read a ticket, change it, save the change atomically (the change gives one event or a
+        list); with `retry`, a concurrent change (Conflict) re-reads and applies again, up to
+        _RETRIES times."""
         for attempt in range(_RETRIES if retry else 1):
             previous = await self.store.get(number)
             ticket, event = change(previous)
-            events, decided = await self._outbox(ticket, [event])
+            events, decided = await self._outbox(ticket, event if isinstance(event, list) else [event])
             record = self._record(ticket, previous.meta)
             try:
                 await self.store.save([TicketWrite(record, events, previous)], extra=[*extra, *decided])
@@ -412,9 +437,13 @@ class TicketManager:
         raise AssertionError("unreachable")
 
     async def callback(self, number: str, satisfaction: str, actor: Actor, *, words: str = "",
-                       expected_version: int | None) -> TicketRecord:
-        """Record the callback (回访) of a resolved ticket: satisfied or basically satisfied closes
-        it, dissatisfied reopens it to the same unit, unreachable leaves it in the callback queue."""
+                       expected_version: int | None, truthful: bool = True) -> TicketRecord:
+        """Record the callback (回访) of a resolved ticket: satisfied or basically satisfied with a
+        true feedback closes it; dissatisfied, or a feedback not true (`truthful` False), sends a
+        unit's ticket (routed to a department) back to the same unit as rework (转办督查单, the
+        callback's words its instruction) and reopens any other to the pool; unreachable leaves it
+        in the callback queue. The loop ends when the citizen is satisfied or a supervisor closes it
+        (``supervisor_close`` with a reason)."""
         try:
             answer = Satisfaction(satisfaction)
         except ValueError:
@@ -430,7 +459,12 @@ class TicketManager:
         if ticket.state is State.RESOLVED:
             ticket, event = apply(ticket, "queue_callback", actor=actor, now=now)
             events.append(event)
-        if answer is Satisfaction.DISSATISFIED:
+        rejected = ticket.resolution.startswith(REJECTED_PREFIX)  # 不予受理: told, not reworked
+        back = answer is Satisfaction.DISSATISFIED or (not truthful and answer is not Satisfaction.UNREACHABLE)
+        if back and not rejected and ticket.unit_id and self.routing.kind(ticket.type).value == "department":
+            ticket, event = apply(ticket, "rework", actor=actor, now=now, satisfaction=answer.value,
+                                  truthful=truthful, words=words or "回访不满意", note=words)
+        elif back:
             ticket, event = apply(ticket, "reopen", actor=actor, now=now, reason="回访不满意",
                                   satisfaction=answer.value, words=words, note=words)
         elif answer is Satisfaction.UNREACHABLE:
@@ -517,7 +551,7 @@ class TicketManager:
 
     async def list(self, actor: Actor, *, state: str | None = None, color: str | None = None,
                    phone: str | None = None, sort: str = "time_left", limit: int = 50,
-                   offset: int = 0) -> tuple[list[TicketRecord], int]:
+                   offset: int = 0, review_role: str | None = None) -> tuple[list[TicketRecord], int]:
         """A page of tickets the actor may see, and the number matching.
 
         The queue (open tickets, sort=time_left) is ordered like `command.limits.queue_key`:
@@ -532,6 +566,8 @@ class TicketManager:
         if color is not None and color not in ("red", "orange", "blue"):
             raise ValidationError("color", "must be red, orange or blue")
         now_s = self.clock().timestamp()
+        if review_role is not None:
+            return await self._review_queue(actor, review_role, offset, limit, now_s)
         if actor.role is Role.CREW:
             return await self.store.page(now_s, ranked=True, crew_id=actor.crew_id or "", state=state,
                                          offset=offset, limit=limit)
@@ -549,6 +585,23 @@ class TicketManager:
             return await self.store.queue_page(now_s, offset, limit)
         ranked = sort == "time_left" and (state in (None, "open") or State(state) in OPEN_STATES)
         return await self.store.page(now_s, ranked=ranked, state=state or "open", offset=offset, limit=limit)
+
+    async def _review_queue(self, actor: Actor, role: str, offset: int, limit: int,
+                            now_s: float) -> tuple[list[TicketRecord], int]:
+        """The tickets whose waiting review step is for `role`, in queue order (the tickets under
+        review are read a page of 500 at a time and filtered here: a queue of hundreds, not more)."""
+        if role not in {r.value for r in REVIEWER_ROLES}:
+            raise ValidationError("review_role", "must be one of: " + ", ".join(sorted(r.value for r in REVIEWER_ROLES)))
+        if actor.role in (Role.CREW, Role.UNIT):
+            raise ValidationError("review_role", "the review queues are the center's")
+        waiting: list[TicketRecord] = []
+        start = 0
+        while True:
+            page, total = await self.store.page(now_s, ranked=True, state=State.IN_REVIEW.value, offset=start, limit=500)
+            waiting += [r for r in page if (waiting_step(r.ticket) or {}).get("role") == role]
+            start += len(page)
+            if not page or start >= total:
+                return waiting[offset:offset + limit], len(waiting)
 
     async def callbacks(self, *, limit: int = 100) -> list[TicketRecord]:
         """Resolved tickets awaiting their callback, longest waiting first."""

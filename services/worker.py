@@ -33,6 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutErr
 
 from center.lifecycle import stop_on_signals
 from center.limit_files import load_policy
+from center.review_file import load_review
 from center.routing_file import load_routing
 from center.outbox import ChangeRelay
 from center.store import Store
@@ -76,7 +77,8 @@ async def build(store: Store, settings: Any, city: Any = None, *, tickets: Ticke
     DATA_DIR/cache), the dispatch manager, its timers and the 110 link."""
     city = getattr(city, "city", city)
     if tickets is None:
-        kwargs: dict[str, Any] = {"policy": load_policy(settings), "routing": load_routing(settings)}
+        kwargs: dict[str, Any] = {"policy": load_policy(settings), "routing": load_routing(settings),
+                                  "review": load_review(settings)}
         if clock is not None:
             kwargs["clock"] = clock
         tickets = await build_manager(store.db, store.redis, city, service_area=getattr(settings, "SERVICE_AREA", ""), **kwargs)

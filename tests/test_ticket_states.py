@@ -58,6 +58,13 @@ EXPECTED: dict[tuple[State, str], State] = {
     **{(s, "request_extension"): s for s in UNIT},
     **{(s, "approve_extension"): s for s in UNIT},
     **{(s, "refuse_extension"): s for s in UNIT},
+    **{(s, "submit_review"): S.IN_REVIEW for s in (S.NEW, S.REVIEWED, S.REOPENED, S.RETURNED)},
+    (S.IN_REVIEW, "approve_review"): S.IN_REVIEW,  # the last step's approval: reviewed (test_review_chain)
+    (S.IN_REVIEW, "send_back_review"): S.NEW,
+    (S.IN_REVIEW, "reject_review"): S.RESOLVED,
+    (S.RESOLVED, "rework"): S.ASSIGNED,
+    (S.CALLBACK, "rework"): S.ASSIGNED,
+    **{(s, "supervisor_close"): S.CLOSED for s in (S.RESOLVED, S.CALLBACK, S.ASSIGNED, S.HANDLING, S.REOPENED)},
 }
 
 ARGS = {
@@ -72,7 +79,13 @@ ARGS = {
     "request_return": {"reason": "非本单位职责"}, "approve_return": {}, "reroute_return": {"unit_id": "U2"},
     "refuse_return": {"reason": "属本单位辖区"}, "request_extension": {"reason": "需协调", "until": "2026-11-30T09:00:00Z"},
     "approve_extension": {}, "refuse_extension": {"reason": "无需延期"},
+    "submit_review": {"chain": ["team_leader", "director"]}, "approve_review": {},
+    "send_back_review": {"reason": "请补充地址"}, "reject_review": {"reason": "不属于受理范围"},
+    "rework": {"words": "没有人联系过我"}, "supervisor_close": {"reason": "诉求超出政策，已解释"},
 }
+# what a review step needs: a chain with its first step waiting
+REVIEWING = {a: {"review_chain": ("team_leader", "director"), "review_step": 0}
+             for a in ("approve_review", "send_back_review", "reject_review")}
 # what a decision on a unit's request needs: the request pending
 PENDING = {
     **{a: {"kind": "return", "reason": "非本单位职责", "at": "2026-11-22T02:01:00+00:00"}
@@ -80,7 +93,8 @@ PENDING = {
     **{a: {"kind": "extension", "reason": "需协调", "at": "2026-11-22T02:01:00+00:00",
            "until": "2026-11-30T09:00:00+00:00"} for a in ("approve_extension", "refuse_extension")},
 }
-ROLE_PREFERENCE = (Role.DISPATCHER, Role.AGENT, Role.SUPERVISOR, Role.SYSTEM, Role.CREW, Role.ADMIN, Role.UNIT)
+ROLE_PREFERENCE = (Role.DISPATCHER, Role.AGENT, Role.SUPERVISOR, Role.SYSTEM, Role.CREW, Role.ADMIN, Role.UNIT,
+                   Role.TEAM_LEADER, Role.COORDINATOR, Role.DIRECTOR)
 
 
 def make_ticket(**overrides):
@@ -113,7 +127,7 @@ def test_table_matches_the_lifecycle_written_by_hand():
 
 @pytest.mark.parametrize(("state", "action"), sorted(EXPECTED), ids=lambda v: getattr(v, "value", v))
 def test_legal_transition_gives_expected_state(state, action):
-    ticket = in_state(state, request=PENDING.get(action))
+    ticket = in_state(state, request=PENDING.get(action), **REVIEWING.get(action, {}))
     new, event = apply(ticket, action, actor=actor_for(action), now=T0 + timedelta(minutes=5), **ARGS[action])
     assert new.state is EXPECTED[(state, action)]
     assert new.version == ticket.version + 1

@@ -200,13 +200,14 @@ async def _serve(settings: Settings, redis_url: str, mqtt_url: str, sockets: lis
     from datetime import date
 
     from center.limit_files import load_policy
+    from center.review_file import load_review
     from center.routing_file import load_routing
     from services.tickets import build_manager
 
     services.extra["tickets"] = await build_manager(store.db, store.redis, getattr(city, "city", city),
                                                     service_area=settings.SERVICE_AREA,
                                                     policy=load_policy(settings, today=date.today()),
-                                                    routing=load_routing(settings))
+                                                    routing=load_routing(settings), review=load_review(settings))
     from services.worker import build as build_dispatch
 
     parts = await build_dispatch(store, settings, city, tickets=services.extra["tickets"])

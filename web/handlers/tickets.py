@@ -22,7 +22,8 @@ from web.base import ApiError, BaseHandler
 log = logging.getLogger(__name__)
 
 OFFICE = ("agent", "dispatcher", "supervisor")  # admin passes every require()
-READERS = OFFICE + ("crew", "unit")
+REVIEWERS = ("team_leader", "coordinator", "director")  # the review chains' steps (command.review)
+READERS = OFFICE + ("crew", "unit") + REVIEWERS
 NUMBER = r"(GD\d{8}-\d{4,})"
 INCIDENT = r"([A-Za-z0-9_-]{1,64})"
 
@@ -108,7 +109,7 @@ class TicketHandler(BaseHandler):
 
 
 class TicketCollection(TicketHandler):
-    """GET /api/tickets?state=&color=&phone=&sort=time_left|created&limit=&offset= ;
+    """GET /api/tickets?state=&color=&phone=&review_role=&sort=time_left|created&limit=&offset= ;
     POST /api/tickets: a call (new ticket, or a repeat linked to an open one)."""
 
     async def get(self) -> None:
@@ -118,7 +119,7 @@ class TicketCollection(TicketHandler):
         records, total = await self.tickets.list(
             actor, state=self.get_argument("state", None) or None, color=self.get_argument("color", None) or None,
             phone=self.get_argument("phone", None) or None, sort=self.get_argument("sort", "time_left"),
-            limit=limit, offset=offset)
+            limit=limit, offset=offset, review_role=self.get_argument("review_role", None) or None)
         now = self.tickets.clock()
         self.write_json({"tickets": [ticket_view(r, actor, now, warn_share=self.tickets.policy.warn_share)
                                      for r in records],
@@ -126,7 +127,7 @@ class TicketCollection(TicketHandler):
                          "now": iso_z(now.isoformat())})
 
     async def post(self) -> None:
-        actor = self.actor(*OFFICE)
+        actor = self.actor(*OFFICE, "team_leader")  # the front desk's team leader takes calls too
         body = self.json_body()
         link = body.pop("link", True)
         answer = body.pop("answer", None)
@@ -208,7 +209,8 @@ class TicketAction(TicketHandler):
 
 
 class TicketCallback(TicketHandler):
-    """POST /api/tickets/<number>/callback {expected_version, satisfaction, words}."""
+    """POST /api/tickets/<number>/callback {expected_version, satisfaction, words, truthful}: a
+    unit's ticket not satisfied or whose feedback is not true goes back to the same unit (转办督查单)."""
 
     async def post(self, number: str) -> None:
         actor = self.actor("agent", "supervisor")
@@ -217,8 +219,11 @@ class TicketCallback(TicketHandler):
         words = body.get("words") or ""
         if not isinstance(words, str):
             raise ApiError(400, "validation_error", "words must be a string", field="words")
+        truthful = body.get("truthful", True)
+        if not isinstance(truthful, bool):
+            raise ApiError(400, "validation_error", "truthful must be true or false", field="truthful")
         record = await self.tickets.callback(number, str(body.get("satisfaction")), actor, words=words,
-                                             expected_version=version)
+                                             expected_version=version, truthful=truthful)
         self.write_json({"ticket": self.view(record, actor)})
 
 
