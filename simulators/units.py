@@ -148,19 +148,25 @@ class _Bot:
         self._rng = rng or random.Random(name)
         self._clock = clock or (lambda: asyncio.get_running_loop().time())
         self.counts: Counter = Counter()  # actions done, and refusals as "<action>:<status>"
+        self._refused: set[tuple[str, int, str]] = set()  # (ticket, version, action): not sent again
 
     def later(self, bounds: tuple[float, float], share: float = 1.0) -> float:
         """The loop time a delay drawn in ``bounds`` (simulated seconds, times ``share``) from now ends."""
         return self._clock() + self._rng.uniform(*bounds) * share / self.speedup
 
     async def act(self, send: Send, ticket: Mapping[str, Any], action: str, args: Mapping[str, Any]) -> bool:
-        """Send one action with the version read; a refusal is counted (409: someone was faster)."""
+        """Send one action with the version read; a refusal is counted (409: someone was faster)
+        and the same action is not sent again until the ticket changes."""
+        key = (ticket["number"], ticket["version"], action)
+        if key in self._refused:
+            return False
         status, body = await send(f"/api/tickets/{ticket['number']}/actions/{action}",
                                   {"expected_version": ticket["version"], **args})
         if status == 200 and isinstance(body, dict):
             self.counts[action] += 1
             return True
         self.counts[f"{action}:{status}"] += 1
+        self._refused.add(key)
         if status != CONFLICT:
             log.warning("%s: %s %s refused (%s): %s", self.name, action, ticket["number"], status, body)
         return False
@@ -335,7 +341,7 @@ class DeskBot(_Bot):
         """交办 to the ticket's unit (or, after an approved return, the unit chosen then)."""
         allowed = set(ticket.get("allowed_actions") or ())
         send = self.apis["dispatcher"].send
-        if "assign" not in allowed:
+        if ticket.get("review_chain") and not ticket.get("review_passed") or "assign" not in allowed:
             if "submit_review" in allowed:  # its review chain first
                 return int(await self.act(send, ticket, "submit_review", {}))
             return 0

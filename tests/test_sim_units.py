@@ -192,7 +192,7 @@ def demo(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("units-demo")
     running = start_demo(tmp / "var", tmp / "demo.log", vehicles=1, SIM_UNITS="1", SIM_CALLERS="0", SIM_CREWS="0",
-                         SIM_CALLBACKS="0", SIM_SENSORS="0", SIM_SCENARIO="", SIM_SPEEDUP="100000")
+                         SIM_CALLBACKS="0", SIM_SENSORS="0", SIM_SCENARIO="", SIM_SPEEDUP="20000")
     yield running
     running.stop()
 
