@@ -28,7 +28,7 @@ import numpy as np
 from command.errors import ValidationError
 from command.kpi_facts import (  # noqa: F401  (re-exported: command.kpi is the public face)
     AREA_CLASSES, CALLBACK_RESULTS, CATEGORIES, CHANNELS, COLORS, STAGES, STATES, TYPES, URGENCIES,
-    EventError, LimitTable, TicketAccumulator, TicketFacts, facts_from_events, read_event,
+    UNIT_COUNTS, EventError, LimitTable, TicketAccumulator, TicketFacts, facts_from_events, read_event,
 )
 from command.kpi_report import DRILL_GROUPS, Report, build_report, drill_mask
 from command.kpi_stats import (  # noqa: F401
@@ -46,7 +46,7 @@ ENUM_COLUMNS: dict[str, tuple[str, ...]] = {
 ID_COLUMNS = ("district", "grid", "unit", "crew")
 TIME_COLUMNS = ("created", "resolved", "first_resolved")
 COUNT_COLUMNS = ("resolved_count", "reopen_count", "transfer_count", "repeat_calls",
-                 "closed_on_call", "police_handover")
+                 "closed_on_call", "police_handover") + UNIT_COUNTS
 MET_COLUMNS = tuple(f"met_{s}" for s in STAGES)
 FLOAT_COLUMNS = TIME_COLUMNS + DURATIONS + ("lon", "lat")
 INT_COLUMNS = tuple(ENUM_COLUMNS) + ID_COLUMNS + COUNT_COLUMNS + MET_COLUMNS
@@ -91,7 +91,7 @@ def named_row(acc: TicketAccumulator, limits: LimitTable) -> tuple[Any, ...]:
              COLORS[min(acc.repeat_calls, 2)], acc.callback_result, acc.state)
     ids = (a.get("district"), a.get("grid"), a.get("unit_id"), acc.crew_id())
     counts = (acc.resolved_count, acc.reopen_count, acc.transfer_count, acc.repeat_calls,
-              int(acc.closed_on_call), int(acc.handover is not None))
+              int(acc.closed_on_call), int(acc.handover is not None), *acc.unit_counts)
     return floats + enums + ids + counts + acc.limits_met(limits)
 
 

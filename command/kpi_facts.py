@@ -38,7 +38,12 @@ How the stream is read
   `request_extension`'s "until"; a `reroute_return` or a `reopen` drops it, as on the ticket).
 - A responsible unit's path counts like the field's: `assign` (交办) and `hand_to_crew` are
   dispatches, `unit_accept` (受理) an acceptance, `feedback` (办理结果反馈) a resolution, and a
-  `reroute_return` moves the ticket to its new unit.
+  `reroute_return` or a `set_unit` (routing's audited override) moves the ticket to its new unit.
+- For the unit report (考核, `command.kpi_units`): returns asked (`request_return`) and approved
+  (`approve_return` or `reroute_return`), extensions asked (`request_extension`) and approved
+  (`approve_extension`), and the ticket's 督办 steps (`note` events whose data carries
+  "supervision": "issue", "urge" or "escalate", as `command.supervision.annotate` writes them);
+  rework is the reopen count.
 """
 from __future__ import annotations
 
@@ -208,6 +213,18 @@ def _gps_time(data: Mapping[str, Any]) -> float | None:
     return None if raw is None else _epoch(raw, "gps_arrived_at")
 
 
+UNIT_COUNTS = ("return_requests", "returns_approved", "extension_requests", "extensions_approved",
+               "supervisions", "urgings", "escalations")
+_UNIT_COUNT_OF = {"request_return": 0, "approve_return": 1, "reroute_return": 1, "request_extension": 2,
+                  "approve_extension": 3}
+_SUPERVISION_COUNT_OF = {"issue": 4, "urge": 5, "escalate": 6}
+
+def _supervision(data: Mapping[str, Any]) -> Any:
+    """The 督办 step of a note's data (top level, or its note's "data" as the ticket stores it)."""
+    inner = data.get("data")
+    return data.get("supervision") or (inner.get("supervision") if isinstance(inner, Mapping) else None)
+
+
 POLICE_HANDOVER = frozenset({"handover", "handover_queued"})
 POLICE_ACK = frozenset({"ack", "acked", "status"})
 
@@ -231,7 +248,7 @@ class TicketAccumulator:
         "c0_arrival_source", "c0_resolved", "last_resolved", "last_repair_s", "resolve_crew",
         "resolved_count", "closed", "closed_on_call", "callback_result", "callback_at",
         "first_callback", "reopen_count", "transfer_count", "repeat_calls", "handover", "ack",
-        "ext_requested", "ext_until",
+        "ext_requested", "ext_until", "unit_counts",
     )
 
     def __init__(self, number: str, attributes: Mapping[str, Any] | None = None) -> None:
@@ -256,6 +273,7 @@ class TicketAccumulator:
         self.callback_result: str | None = None
         self.callback_at = self.first_callback = self.handover = self.ack = None
         self.ext_requested = self.ext_until = None  # the latest extension asked; the one of the first cycle
+        self.unit_counts = [0] * len(UNIT_COUNTS)  # the unit report's counts, `UNIT_COUNTS` order
 
     def feed(self, action: str, at: float, data: Mapping[str, Any], to_state: str | None = None) -> None:
         """Fold one event (action, epoch time, data) into the ticket's facts."""
@@ -310,12 +328,18 @@ class TicketAccumulator:
             self.transfer_count += 1
             if data.get("unit_id") is not None:
                 attrs["unit_id"] = data["unit_id"]
+        elif action == "set_unit":
+            if data.get("unit_id") is not None:
+                attrs["unit_id"] = data["unit_id"]
         elif action == "repeat_call":
             self.repeat_calls += 1
         elif action in ("request_extension", "approve_extension", "reroute_return"):
             self._extension(action, data)
         elif action in ("cancel", "merge", "supervisor_close"):
             self.closed = at
+        counted = _UNIT_COUNT_OF.get(action) if action != "note" else _SUPERVISION_COUNT_OF.get(_supervision(data))
+        if counted is not None:
+            self.unit_counts[counted] += 1
         police = _police(data) if data else None
         if police in POLICE_HANDOVER:
             if self.handover is None:
@@ -408,6 +432,7 @@ class TicketAccumulator:
             raise EventError("fold", f"missing {exc.args[0]!r}") from None
         acc.attrs = dict(acc.attrs)
         acc.crews = list(acc.crews)
+        acc.unit_counts = list(acc.unit_counts)
         return acc
 
     def crew_id(self) -> str | None:

@@ -26,6 +26,7 @@ from command.kpi import (
     CATEGORIES, CHANNELS, COLORS, DRILL_GROUPS, STATES, TYPES, KpiFrame, KpiState, period_of, range_period,
 )
 from command.kpi_report import DRILL_METRICS
+from command.kpi_units import SCORE_PENALTIES, SCORE_POINTS, UNIT_DRILLS, drill_unit, unit_rows
 
 if TYPE_CHECKING:
     from services.kpi_service import KpiService
@@ -152,6 +153,36 @@ def parse_drill(get: Getter) -> DrillQuery:
     if not key.isdigit() or not 0 <= int(key) <= 23:
         raise ValidationError("key", "an hour must be an integer 0..23")
     return DrillQuery(metric, group_by, int(key))
+
+
+def parse_unit_drill(get: Getter) -> tuple[str, str]:
+    """(unit id, metric) of a unit report drill-down: `unit_id` (an identifier) and `metric` (a
+    `command.kpi_units.UNIT_DRILLS` key)."""
+    unit_id = (get("unit_id") or "").strip()
+    if not _ID.match(unit_id):
+        raise ValidationError("unit_id", "is required: a unit id (letters, digits, _ . -)")
+    metric = (get("metric") or "").strip()
+    if metric not in UNIT_DRILLS:
+        raise ValidationError("metric", f"unknown unit metric {metric!r}; one of: {', '.join(UNIT_DRILLS)}")
+    return unit_id, metric
+
+
+def units_payload(frame: KpiFrame, query: ReportQuery, tz: tzinfo, tree: list[dict[str, Any]]) -> dict[str, Any]:
+    """The unit report (单位考核) of a frame read for the query (its filters applied by the read):
+    ``{"period", "units": ranked rows (`command.kpi_units.unit_rows`), "score": the formula's
+    points and penalties, "drill_metrics": the metrics a row's numbers drill into}``."""
+    start, end = query.bounds(tz)
+    rows = unit_rows(frame.columns(), frame.codes["unit"].names, start, end, tree)
+    return {"period": query.period(tz), "filters": query.filters(), "units": rows,
+            "score": {"points": SCORE_POINTS, "penalties": SCORE_PENALTIES}, "drill_metrics": list(UNIT_DRILLS)}
+
+
+def unit_drill_rows(frame: KpiFrame, query: ReportQuery, tz: tzinfo, tree: list[dict[str, Any]],
+                    unit_id: str, metric: str) -> np.ndarray:
+    """Row indices behind one number of a unit's row, newest first."""
+    start, end = query.bounds(tz)
+    return frame.newest_first(drill_unit(frame.columns(), frame.codes["unit"].names, start, end, tree,
+                                         unit_id, metric))
 
 
 def state_payload(state: KpiState, query: ReportQuery, tz: tzinfo) -> dict[str, Any]:

@@ -107,6 +107,9 @@ TABLE: dict[str, tuple[frozenset, str, int]] = {
     "GET /api/reports/kpi": (DISPATCH, "/api/reports/kpi?period=day&date=2026-11-22", 200),
     "GET /api/reports/drill": (DISPATCH, "/api/reports/drill?period=day&date=2026-11-22&metric=resolved", 200),
     "GET /api/reports/export": (DISPATCH, "/api/reports/export?period=day&date=2026-11-22&format=csv", 200),
+    "GET /api/reports/units": (DISPATCH, "/api/reports/units?period=day&date=2026-11-22", 200),
+    "GET /api/reports/units/drill": (DISPATCH, "/api/reports/units/drill?period=day&date=2026-11-22&unit_id=PWR01"
+                                               "&metric=tickets", 200),
     "GET /api/hotspots/heat": (OFFICE, "/api/hotspots/heat?period=day&date=2026-11-22", 200),
     "GET /api/hotspots/clusters": (OFFICE, "/api/hotspots/clusters?date=2026-11-22", 200),
     "GET /api/wall/kpis": (DISPATCH, "/api/wall/kpis", 200),

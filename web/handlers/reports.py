@@ -2,7 +2,12 @@
 behind any of its numbers, CSV/XLSX exports and the report page, over
 `services.kpi_service.KpiService` (the period's KPI rows read from PostgreSQL per request).
 
-Roles: supervisor and admin; dispatchers may read too. Agents and crews are refused (403).
+Roles: supervisor and admin; dispatchers may read too. Agents, crews and unit liaisons are
+refused (403): a unit's 考核 is the office's table, not the unit's.
+
+The unit report (单位考核, `command.kpi_units`) is its own endpoint, GET /api/reports/units (the
+same query: period and filters), with its drill-down GET /api/reports/units/drill (`unit_id`,
+`metric`), and a 单位考核 sheet in the exports.
 Every query takes `period` (day|week|month|year|range), `date` (YYYY-MM-DD in the center's time
 zone, default today), `from` and `to` for a range, and optional `category`, `district`, `unit`
 filters (comma-separated values allowed). Drill-down lists and exports read the ticket numbers a
@@ -20,17 +25,18 @@ from urllib.parse import quote
 import orjson
 
 from center.accounts import mask_phone
+from center.store_units import UnitStore
 from command.errors import ValidationError
 from command.kpi import CATEGORIES, DRILL_GROUPS, KpiFrame
 from command.kpi_report import DRILL_METRICS
 from services.kpi_query import (
-    MAX_RANGE_DAYS, DrillQuery, ReportQuery, drill_rows, parse_drill, parse_query, query_frame, report_rows,
-    state_payload, ticket_pages,
+    MAX_RANGE_DAYS, DrillQuery, ReportQuery, drill_rows, parse_drill, parse_query, parse_unit_drill, query_frame,
+    report_rows, state_payload, ticket_pages, unit_drill_rows, units_payload,
 )
 from services.kpi_service import KpiService, KpiUnavailable
 from web.base import ApiError, BaseHandler, page
 from web.openapi_schemas import ANY_OBJ, I, NS, S, arr, obj, op
-from web.report_export import KIND_ZH, XLSX_TYPE, report_tables, title_of, to_csv, to_xlsx
+from web.report_export import KIND_ZH, XLSX_TYPE, Table, percent, report_tables, title_of, to_csv, to_xlsx
 
 REPORT_ROLES = ("supervisor", "dispatcher")  # admin passes every require()
 EXPORT_TICKETS_MAX = 50_000
@@ -124,6 +130,10 @@ class ReportHandler(KpiAccess, BaseHandler):
             out.extend(page)
         return out
 
+    async def unit_tree(self) -> list[dict[str, Any]]:
+        """The unit tree (every unit, by level) the unit report rolls stations up by."""
+        return await UnitStore(self.store.db).tree()
+
     def names(self) -> dict[str, dict[str, str]]:
         """Names of districts, units and crews from the city layers (cached per application)."""
         cached = self.application.settings.get("_report_names")
@@ -185,12 +195,58 @@ class Export(ReportHandler):
         found = report_rows(frame, query, self.tz)
         rows = await self.masked_rows(frame, found[:EXPORT_TICKETS_MAX])
         tables = report_tables(payload, rows, tz=self.tz, names=self.names(), total=len(found))
+        units = units_payload(frame, query, self.tz, await self.unit_tree())
+        tables.insert(len(tables) - 1, unit_table(units["units"]))
         render = to_csv if kind == "csv" else to_xlsx
         body = await asyncio.to_thread(render, payload, tables)
         self.set_header("Content-Type", "text/csv; charset=utf-8" if kind == "csv" else XLSX_TYPE)
         self.set_header("Content-Disposition", disposition(payload, kind))
         self.set_header("Cache-Control", "no-store")
         self.finish(body)
+
+
+UNIT_HEADERS = ("名次", "级别", "单位编号", "单位", "考核得分", "受理(张)", "按时受理率(%)", "按时反馈率(%)",
+                "退单申请", "退单批准", "延期申请", "延期批准", "督办", "催办", "督办升级", "回访(张)",
+                "满意率(%)", "返工(次)")
+_LEVEL_ZH = {2: "二级", 3: "三级"}
+
+
+def unit_table(rows: list[dict[str, Any]]) -> Table:
+    """The 单位考核 sheet: one line per unit row of `units_payload`, ranked within its level (名次 first,
+    the header readers of the exports look for it)."""
+    return Table("单位考核", UNIT_HEADERS, [
+        [r["rank"], _LEVEL_ZH.get(r["level"], "其他"), r["unit_id"], r["name"], r["score"], r["tickets"],
+         percent(r["accept_rate"]), percent(r["feedback_rate"]), r["return_requests"], r["returns_approved"],
+         r["extension_requests"], r["extensions_approved"], r["supervisions"], r["urgings"], r["escalations"],
+         r["callbacks"], percent(r["satisfied_rate"]), r["rework"]] for r in rows])
+
+
+class UnitReport(ReportHandler):
+    """GET /api/reports/units: the unit report (单位考核) of the query, ranked within each level."""
+
+    async def get(self) -> None:
+        self.require(*REPORT_ROLES)
+        query = self.query()
+        frame = await self.query_frame(query, full=False)
+        self.write_json(units_payload(frame, query, self.tz, await self.unit_tree()))
+
+
+class UnitDrill(ReportHandler):
+    """GET /api/reports/units/drill: the tickets behind one number of a unit's row, newest first."""
+
+    async def get(self) -> None:
+        self.require(*REPORT_ROLES)
+        query = self.query()
+        try:
+            unit_id, metric = parse_unit_drill(lambda name: self.get_argument(name, None))
+        except ValidationError as exc:
+            raise self.bad_request(exc) from None
+        offset, limit = self.int_arg("offset", 0, 0, 10_000_000), self.int_arg("limit", 50, 1, 500)
+        frame = await self.query_frame(query)
+        found = unit_drill_rows(frame, query, self.tz, await self.unit_tree(), unit_id, metric)
+        rows = await self.masked_rows(frame, found[offset:offset + limit])
+        self.write_json({"unit_id": unit_id, "metric": metric, "total": len(found), "offset": offset,
+                         "limit": limit, "tickets": rows})
 
 
 def disposition(payload: dict[str, Any], ext: str) -> str:
@@ -248,6 +304,21 @@ openapi: dict[str, Any] = {
                         ("key", "string", "the group's value (an hour 0..23 for group=hour)"),
                         ("offset", "integer", "rows to skip"), ("limit", "integer", "rows, 1..500 (default 50)")),
         errors=(400, 401, 403, 503)),
+    "GET /api/reports/units": op(
+        "Unit report (单位考核): per 二级 department (its stations summed in) and 三级 station, tickets received, "
+        "on-time acceptance and feedback, returns, extensions, 督办, callback satisfaction, rework and the 考核 "
+        "score, ranked within each level; rates 0..1", _ROLES,
+        obj(["period", "units", "score", "drill_metrics"], period=_PERIOD, filters=ANY_OBJ, units=arr(ANY_OBJ),
+            score=ANY_OBJ, drill_metrics=arr(S)),
+        query=_QUERY, errors=(400, 401, 403, 503)),
+    "GET /api/reports/units/drill": op(
+        "The tickets behind one number of a unit's row, newest first (phones masked)", _ROLES,
+        obj(["unit_id", "metric", "total", "offset", "limit", "tickets"], unit_id=S, metric=S, total=I, offset=I,
+            limit=I, tickets=arr(_ROW)),
+        query=_QUERY + (("unit_id", "string", "the unit of the row"),
+                        ("metric", "string", "one of the report's drill_metrics"),
+                        ("offset", "integer", "rows to skip"), ("limit", "integer", "rows, 1..500 (default 50)")),
+        errors=(400, 401, 403, 503)),
     "GET /api/reports/export": {
         "summary": "The report's tables and its tickets (phones masked) as CSV or Excel",
         "description": f"Roles: {_ROLES}. Headers in Chinese with units; durations in minutes, rates in %.",
@@ -257,4 +328,4 @@ openapi: dict[str, Any] = {
 }
 
 routes = [(r"/api/reports/kpi", KpiReport), (r"/api/reports/drill", Drill), (r"/api/reports/export", Export),
-          (r"/reports", ReportsPage)]
+          (r"/api/reports/units", UnitReport), (r"/api/reports/units/drill", UnitDrill), (r"/reports", ReportsPage)]

@@ -1,5 +1,7 @@
 // Report page (报表): daily, weekly, monthly, yearly and custom-range (自定义) KPIs from GET /api/reports/kpi,
 // drawn with the vendored Apache ECharts; every count opens the tickets behind it (GET /api/reports/drill).
+// The 单位考核 table (GET /api/reports/units, same query) ranks the units; its counts open their tickets
+// (GET /api/reports/units/drill).
 // Durations are shown in minutes and rates in percent, rounded half up to one decimal like the exports
 // (web/report_export.py). The query lives in the URL, so a reload or a shared link shows the same report;
 // a range is checked here first (from <= to, at most the API's data-max-range-days) and sent only when valid.
@@ -17,7 +19,12 @@
   var MAX_RANGE_DAYS = Number(body.getAttribute("data-max-range-days"));
   var query = { period: "day", date: body.getAttribute("data-today"), from: "", to: "", category: "", district: "",
                 unit: "" };
-  var last = null, charts = {}, drill = null, message = null;
+  var last = null, units = null, charts = {}, drill = null, message = null;
+  var UNIT_COLS = ["tickets", "accept_rate", "feedback_rate", "return_requests", "returns_approved", "extension_requests",
+                   "extensions_approved", "supervisions", "urgings", "escalations", "callbacks", "satisfied_rate",
+                   "rework"];
+  // a rate's cell opens the tickets judged for it (its late ones are a click further, in the drill list)
+  var UNIT_DRILL = { accept_rate: "accept_judged", feedback_rate: "feedback_judged", satisfied_rate: "callbacks" };
 
   // ------------------------------------------------------------------ formatting
   function esc(s) {
@@ -142,10 +149,19 @@
       body.classList.remove("r-stale");
       showMessage(null);
       render();
-      body.dataset.loaded = key;
+      return loadUnits(key).then(function () { body.dataset.loaded = key; });
     }).catch(function () {
       body.classList.add("r-stale");
       showMessage(function () { return t("reports.error") + ": " + t("reports.offline"); });
+    });
+  }
+
+  function loadUnits(key) {
+    return Api.request("GET", "/api/reports/units?" + key).then(function (res) {
+      if (body.dataset.loading !== key) { return; }
+      units = res.ok ? res.body : null;
+      if (!res.ok) { toast(failure(res)); }
+      unitTable();
     });
   }
 
@@ -280,7 +296,29 @@
       "%", { yAxis: { type: "value", name: "%", max: 100 } });
     body.dataset.charts = String(Object.keys(charts).length);
   }
+  // the 单位考核 table: 二级 departments (their stations summed in), then 三级 stations, each ranked
+  function unitTable() {
+    var list = units ? units.units : [];
+    var head = ["reports.ua.level", "reports.ua.rank", "reports.ua.unit", "reports.ua.score"].concat(
+      UNIT_COLS.map(function (c) { return "reports.ua." + c; }));
+    rows("t-units", head, list.map(function (u) {
+      var level = u.level === 2 || u.level === 3 ? "reports.ua.level." + u.level : "reports.ua.level.other";
+      var cells = [esc(t(level)), esc(u.rank), esc(u.unit_id + (u.name ? " " + u.name : "")), esc(u.score)];
+      UNIT_COLS.forEach(function (c) {
+        var value = /_rate$/.test(c) ? show(percent(u[c])) : u[c];
+        cells.push('<a class="unit-drill" href="#" data-unit="' + esc(u.unit_id) + '" data-metric="' +
+                   esc(UNIT_DRILL[c] || c) + '">' + esc(value) + "</a>");
+      });
+      return cells;
+    }), 3);
+    if (!list.length) {
+      document.querySelector("#t-units tbody").innerHTML = '<tr><td colspan="' + head.length + '" class="muted">' +
+        esc(t("reports.ua.empty")) + "</td></tr>";
+    }
+    document.getElementById("units").dataset.rows = String(list.length);
+  }
   function render() {
+    unitTable();
     if (!last) { return; }
     heading(last);
     kpis(last.report);
@@ -290,17 +328,20 @@
 
   // ------------------------------------------------------------------ drill-down
   function openDrill(d) {
-    drill = { metric: d.metric, group: d.group || "", key: d.key == null ? "" : String(d.key), offset: 0 };
+    drill = { metric: d.metric, group: d.group || "", key: d.key == null ? "" : String(d.key), unit: d.unit || "",
+              offset: 0 };
     loadDrill();
   }
   function loadDrill() {
-    var url = "/api/reports/drill?" + params({ metric: drill.metric, group: drill.group, key: drill.key,
-                                              offset: drill.offset, limit: PAGE });
+    var url = drill.unit ? "/api/reports/units/drill?" + params({ unit_id: drill.unit, metric: drill.metric,
+                                                                  offset: drill.offset, limit: PAGE })
+      : "/api/reports/drill?" + params({ metric: drill.metric, group: drill.group, key: drill.key,
+                                         offset: drill.offset, limit: PAGE });
     return getJson(url).then(function (data) {
       var panel = document.getElementById("drill");
       panel.classList.remove("hidden");
-      document.getElementById("drill-what").textContent = metricLabel(data.metric) +
-        (data.group ? " · " + label(data.group, String(data.key)) : "");
+      document.getElementById("drill-what").textContent = data.unit_id ? named("unit", data.unit_id) + " · " +
+        metricLabel(data.metric) : metricLabel(data.metric) + (data.group ? " · " + label(data.group, String(data.key)) : "");
       document.getElementById("drill-total").textContent = fmt("reports.drill.total", { n: data.total });
       rows("drill-table", ["reports.col.number", "reports.col.created", "reports.col.resolved_at", "reports.col.category",
                            "reports.col.district", "reports.col.unit", "reports.col.crew", "reports.col.state",
@@ -311,7 +352,8 @@
       }), 9);
       document.getElementById("drill-prev").disabled = data.offset <= 0;
       document.getElementById("drill-next").disabled = data.offset + data.tickets.length >= data.total;
-      panel.dataset.loaded = data.metric + "|" + (data.group || "") + "|" + data.total;
+      panel.dataset.loaded = (data.unit_id ? data.unit_id + ":" : "") + data.metric + "|" + (data.group || "") + "|" +
+        data.total;
     }).catch(function (err) { toast(t("reports.error") + ": " + err.message); });
   }
 
@@ -393,6 +435,12 @@
     });
     document.getElementById("r-print").addEventListener("click", function () { window.print(); });
     document.addEventListener("click", function (ev) {
+      var u = ev.target.closest && ev.target.closest("a.unit-drill");
+      if (u) {
+        ev.preventDefault();
+        openDrill({ unit: u.getAttribute("data-unit"), metric: u.getAttribute("data-metric") });
+        return;
+      }
       var a = ev.target.closest && ev.target.closest("a.drill");
       if (!a) { return; }
       ev.preventDefault();
