@@ -16,6 +16,7 @@ from typing import Any
 
 from command import dispatch as domain
 from command.errors import CommandError, Conflict
+from command.limit_steps import alarm_text, step_of
 from command.limits import alarms as limit_alarms, escalation
 from command.tickets import SYSTEM_ACTOR, State, Ticket
 from gis.crs import distance_m
@@ -23,7 +24,6 @@ from services.dispatch import DispatchManager
 
 log = logging.getLogger(__name__)
 
-STAGE_TEXT = {"dispatch": "派单", "accept": "接单", "arrive": "到场", "resolve": "办结", "callback": "回访"}
 ARRIVAL_STATES = (State.DISPATCHED, State.ACCEPTED, State.EN_ROUTE)
 QUEUE_SCAN = 2000  # earliest deadlines read per limit length
 
@@ -126,19 +126,21 @@ class DispatchTimers:
         for record in records:
             ticket = record.ticket
             arrived = _arrival_time(arrivals.get(ticket.number), ticket)
+            route = self.tickets.routing.kind(ticket.type)
             for status in limit_alarms(escalation(ticket, now, arrived_at=arrived, policy=policy)):
                 stage = status.stage.value
+                step = step_of(status.stage, route, ticket.state)  # 交办/受理/反馈 for a unit, never a crew
                 wanted[f"{ticket.number}|{stage}"] = {
                     "alarm_id": f"{ticket.number}|{stage}", "number": ticket.number, "kind": "limit",
                     "what": stage, "level": status.level.value, "deadline": status.deadline.timestamp(),
                     "limit_s": status.limit.total_seconds(), "used_share": round(status.used_share, 4),
-                    "urgency": ticket.urgency.value, "crew_id": ticket.crew_id,
-                    "text": f"{STAGE_TEXT.get(stage, stage)}{'已超时' if status.level.value == 'overdue' else '即将超时'}"}
+                    "urgency": ticket.urgency.value, "crew_id": ticket.crew_id, "route": route.value,
+                    "step": step.value, "unit_id": ticket.unit_id, "text": alarm_text(step, status.level)}
         shown = {k: v for k, v in (await self.store.ticket_alarms()).items() if v.get("kind") == "limit"}
         raise_ = []
         for alarm_id, alarm in wanted.items():
             old = shown.get(alarm_id)
-            if old is None or old.get("level") != alarm["level"]:
+            if old is None or old.get("level") != alarm["level"] or old.get("step") != alarm["step"]:
                 raise_.append({**alarm, "raised_at": now_s if old is None else old.get("raised_at", now_s)})
         await self.store.raise_alarms(raise_)
         await self.store.clear_alarms([a for a in shown if a not in wanted], now)

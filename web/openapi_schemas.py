@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from command.limit_steps import Step
+
 
 def ref(name: str) -> dict[str, str]:
     """A reference to a component schema."""
@@ -90,6 +92,7 @@ SCHEMAS: dict[str, Any] = {
         resolved_at=NT, closed_at=NT, deadlines={"type": "object", "additionalProperties": NT},
         police_kind=NS, tags=arr(S), asset_id=NS, calls=I, needs_supervision=B, time_left_s=NN,
         limit_share_left=NN, limit_stage=NS,
+        limit_step=nullable({"type": "string", "enum": [s.value for s in Step]}),  # command.limit_steps
         limit_level=nullable({"type": "string", "enum": ["ok", "warning", "overdue"]}), allowed_actions=arr(S),
         route=nullable({"type": "string", "enum": ["answer", "station", "department"]}), route_why=NS,
         request=nullable(obj(["kind", "reason", "at"], kind={"type": "string", "enum": ["return", "extension"]},
