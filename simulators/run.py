@@ -224,7 +224,7 @@ class LivingCity:
         self.callback_bot = bot
 
     async def start_units(self) -> None:
-        """The center's desk (dispatcher, supervisor and the reviewer accounts the demo has) and one
+        """The center's desk (dispatcher, supervisor, agent and the reviewer accounts the demo has) and one
         bot per demo unit liaison (``unit-<unit_id>``), each answering for its unit and the units
         under it without a liaison of their own."""
         from simulators.units import Account, DeskBot, UnitBot, UnitPace, alternatives, answering, liaison_units
@@ -237,7 +237,7 @@ class LivingCity:
         tree = body["units"]
         liaisons = liaison_units(tree)
         accounts = {"dispatcher": Account("dispatcher", dispatcher.get, dispatcher.send)}
-        for role in ("supervisor", "team_leader", "coordinator", "director"):
+        for role in ("supervisor", "agent", "team_leader", "coordinator", "director"):
             api = self._api(role)
             try:
                 status, me = await api.get("/api/me")

@@ -1,7 +1,8 @@
 """The center's desk and the responsible units' liaisons as bots, through the same HTTP API.
 
-A ``DeskBot`` is the center's office (the dispatcher's and the supervisor's accounts, and a
-reviewer account per review role where the demo has one): after a human delay it sends each
+A ``DeskBot`` is the center's office (the dispatcher's, the supervisor's and the agent's accounts,
+and a reviewer account per review role where the demo has one): after a human delay it answers a
+consultation saved without an answer (直接办结, as the agent), sends each
 ticket routed to a department (and each station ticket of a trade without field crews) to its
 unit (``assign`` 交办), performs the review steps waiting for its reviewer accounts (one step per
 account, never on a ticket the account recorded), decides a unit's pending return (mostly
@@ -57,6 +58,8 @@ RESULTS = {
     "repair": ("已安排人员现场处理，{trade}故障已排除", "现场隐患已排除，已清理现场"),
     "consultation": ("已电话答复用户的{trade}咨询", "已向用户解释相关政策"),
 }
+ANSWERS = ("已告知用户可通过微信公众号、支付宝或营业厅缴纳{trade}费用", "已向用户解释{trade}收费标准和计费方式",
+           "已告知用户{trade}业务的办理流程和所需材料", "已向用户说明{trade}相关政策，用户表示清楚")
 RETURN_REASONS = ("经核实不属本单位职责范围，请中心改派", "诉求地址不在本单位服务区域", "诉求涉及其他部门，本单位无法办理")
 EXTENSION_REASONS = ("需协调多个部门共同办理，申请延期", "需现场勘查并等待检测结果", "涉及管网改造，需申请施工审批")
 LEADERS = ("王建国", "李红梅", "刘志强", "陈立新", "赵文华", "孙海涛", "周晓燕")
@@ -295,7 +298,7 @@ class DeskBot(_Bot):
                  crewless: Iterable[str] = (), speedup: float = 1.0, habits: DeskHabits = DeskHabits(),
                  rng: random.Random | None = None, clock: Callable[[], float] | None = None):
         """``apis``: role -> the account acting in it (``dispatcher`` required;
-        ``supervisor`` for extensions; a reviewer role's account for its review steps);
+        ``supervisor`` for extensions; ``agent`` for consultations saved without an answer; a reviewer role's account for its review steps);
         ``reroute``: unit -> other units of its trade; ``crewless``: trades without field crews,
         whose station tickets the desk sends to the station."""
         super().__init__("desk", speedup, rng, clock)
@@ -325,7 +328,10 @@ class DeskBot(_Bot):
         done = 0
         for ticket in await self.listing(get, POOL + INBOX):
             request = ticket.get("request") or {}
-            if ticket["state"] in POOL and self.leaves_center(ticket) and ticket.get("unit_id"):
+            if ticket["state"] in POOL and ticket.get("route") == "answer" and "agent" in self.apis:
+                if self._is_due(ticket, "agent", self.habits.delay_s, seen):
+                    done += await self.answer(ticket)
+            elif ticket["state"] in POOL and self.leaves_center(ticket) and ticket.get("unit_id"):
                 if self._is_due(ticket, "dispatcher", self.habits.delay_s, seen):
                     done += await self.send_out(ticket)
             elif request.get("kind") == "return" and self._is_due(ticket, "dispatcher", self.habits.delay_s, seen):
@@ -347,6 +353,12 @@ class DeskBot(_Bot):
             return 0
         target = self._send_on.pop(ticket["number"], None)
         return int(await self.act(send, ticket, "assign", {"unit_id": target} if target else {}))
+
+    async def answer(self, ticket: Mapping[str, Any]) -> int:
+        """The agent answers a consultation saved without an answer (直接办结)."""
+        trade = TRADE.get(ticket.get("category") or "", "公用事业")
+        return int(await self.act(self.apis["agent"].send, ticket, "close_direct",
+                                  {"answer": self._rng.choice(ANSWERS).format(trade=trade)}))
 
     async def decide_return(self, ticket: Mapping[str, Any]) -> int:
         """Re-route to another unit of the trade, approve (the ticket goes on from the pool) or refuse."""

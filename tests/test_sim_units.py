@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 
 from simulators.crews import ApiClient, CallbackBot
-from simulators.units import (COMPLAINTS, RESULTS, Account, DeskBot, DeskHabits, UnitBot, UnitPace, alternatives,
+from simulators.units import (ANSWERS, COMPLAINTS, RESULTS, Account, DeskBot, DeskHabits, UnitBot, UnitPace, alternatives,
                               answering, feedback_text, liaison_units, my_step)
 from tests.test_dispatch_service import PASSWORD, T0, ll
 from tests.test_unit_desk import api  # noqa: F401  (the running app with units PWR00 > PWR01, PWR02; WAT00 > WAT01)
@@ -91,7 +91,7 @@ class Bots:
         self.apis = {name: ApiClient(base, name, PASSWORD)
                      for name in ("dispatcher", "supervisor", "agent", *paces)}
         desk_accounts = {role: Account(role, self.apis[role].get, self.apis[role].send)
-                         for role in ("dispatcher", "supervisor")}
+                         for role in ("dispatcher", "supervisor", "agent")}
         self.desk = DeskBot(desk_accounts, reroute=reroute or {}, habits=habits, rng=random.Random(2), clock=clock)
         self.units = {name: UnitBot(name, {name.split("-")[1].upper()}, self.apis[name].get, self.apis[name].send,
                                     pace=pace, rng=random.Random(name), clock=clock)
@@ -123,6 +123,7 @@ async def _complaint(api, unit: str, category: str = "power") -> str:  # noqa: F
 
 async def test_a_complaint_is_sent_accepted_answered_and_called_back(api):  # noqa: F811
     number = await _complaint(api, "PWR00")
+    question = await api.new("water", type="consultation")  # saved without an answer
     elsewhere = {unit: await api.new("water" if unit == "WAT01" else "power", unit=unit) for unit in ("PWR01", "WAT01")}  # not the bots' units
     bots = Bots(api.base, {"unit-pwr00": UnitPace(return_share=0, extension_share=0, late_share=0)}, DeskHabits())
     await bots.rounds(8)
@@ -132,6 +133,9 @@ async def test_a_complaint_is_sent_accepted_answered_and_called_back(api):  # no
     callbacks = CallbackBot(bots.apis["agent"].get, bots.apis["agent"].send, delay_s=(0.0, 0.0),
                             shares=(("satisfied", 1.0),), rng=random.Random(1))
     assert await callbacks.poll() == 1
+    code, answered = await api.call("GET", f"/api/tickets/{question}", "supervisor")
+    assert answered["state"] == "closed" and answered["resolution"] in [a.format(trade="供水") for a in ANSWERS]
+    assert [e[:2] for e in await api.events(question)] == [("close_direct", "agent")]
     events = [e for e in await api.events(number) if e[0] not in ("note", "link_incident")]
     assert events == [("assign", "dispatcher", "new", "assigned"), ("unit_accept", "unit-pwr00", "assigned", "handling"),
                       ("feedback", "unit-pwr00", "handling", "resolved"), ("queue_callback", "agent", "resolved", "callback"),
