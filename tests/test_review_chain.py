@@ -259,3 +259,32 @@ async def test_a_supervisor_closes_the_loop_with_a_reason(api):
     assert code == 200 and reply["ticket"]["state"] == "closed"
     last = (await api.events(number))[-1]
     assert last == ("supervisor_close", "supervisor", "assigned", "closed")
+
+
+# ------------------------------------------------------------------------------ the KPI fold
+
+async def test_the_kpi_fold_follows_a_rework_a_rejection_and_a_supervisors_close(api):
+    from command.kpi_facts import facts_from_events
+
+    async def facts(number):
+        code, body = await api.call("GET", f"/api/tickets/{number}/timeline", "supervisor")
+        return facts_from_events([{**e, "ticket_number": number} for e in body["events"]])
+
+    reworked = await _fed_back(api)
+    assert (await _callback(api, reworked, satisfaction="dissatisfied", words="没人联系"))[0] == 200
+    f = await facts(reworked)
+    assert (f.state, f.reopen_count, f.callback_result, f.unit_id) == ("assigned", 1, "dissatisfied", "PWR00")
+    assert (await api.act("unit-pwr00", reworked, "unit_accept"))[0] == 200
+    assert (await api.act("unit-pwr00", reworked, "feedback", resolution="已致歉", signed_by="王经理"))[0] == 200
+    assert (await _callback(api, reworked, satisfaction="satisfied"))[0] == 200
+    f = await facts(reworked)
+    assert (f.state, f.resolved_count, f.reopen_count, f.closed_at is not None) == ("closed", 2, 1, True)
+    rejected = (await _complaint(api))["number"]
+    assert (await api.act("team_leader", rejected, "reject_review", reason="不属于受理范围"))[0] == 200
+    f = await facts(rejected)
+    assert (f.state, f.resolved_count, f.first_dispatched_at) == ("resolved", 1, None)
+    closed = await _fed_back(api)
+    assert (await _callback(api, closed, satisfaction="dissatisfied", words="要求赔偿"))[0] == 200
+    assert (await api.act("supervisor", closed, "supervisor_close", reason="超出政策，已解释"))[0] == 200
+    f = await facts(closed)
+    assert (f.state, f.closed_at is not None) == ("closed", True)
