@@ -1,9 +1,11 @@
 """Browser test of the responsible unit's desk (/unit): Debian's chromium driven by Playwright
-against the demo started as real processes (no simulated callers, crews or scenario, so the only
-tickets are the test's). The demo's liaison of the power company (unit-pwr00) sees its inbox in the
+against the demo started as real processes (no simulated callers, crews, unit bots or scenario, so
+the only tickets are the test's). The demo's liaison of the power company (unit-pwr00) sees its inbox in the
 queue's order, accepts a complaint and feeds back the result with the leader's signature and a
 photo; on a second complaint it requests a return (the center refuses it) and an extension, which a
-supervisor approves on the console. The page switches to English. No console errors."""
+supervisor approves on the console. A supervisor's 督办 shows on the desk's list and ticket row, the
+liaison answers it and the console shows it answered. The page switches to English. No console
+errors."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -27,15 +29,18 @@ def demo(tmp_path_factory):
 
 
 def _complaint(demo, agent: str, dispatcher: str, text: str) -> str:
-    """A power complaint taken by the agent and sent (交办) to the power company PWR00."""
+    """A power complaint taken by the agent for the power company PWR00, through its review chain
+    (班长初审, 督办协调席, 主任审核), whose last approval sends it (交办) to PWR00."""
     place = demo.get("/api/address/search?q=%E5%A4%A7%E8%A1%97100%E5%8F%B7&limit=1", agent)["candidates"][0]
     created = demo.post("/api/tickets", agent, {
         "channel": "phone", "category": "power", "type": "complaint", "urgency": "normal", "description": text,
         "caller_phone": "13905551234", "lon": place["lon"], "lat": place["lat"], "address": place["label"],
-        "link": False})["ticket"]
-    ticket = demo.get(f"/api/tickets/{created['number']}", dispatcher)
-    sent = demo.post(f"/api/tickets/{ticket['number']}/actions/assign", dispatcher,
-                     {"expected_version": ticket["version"], "unit_id": "PWR00"})["ticket"]
+        "link": False, "unit_id": "PWR00", "unit_reason": "供电公司办理"})["ticket"]
+    for reviewer in ("team_leader", "coordinator", "director"):
+        token = demo.login(reviewer)
+        ticket = demo.get(f"/api/tickets/{created['number']}", token)
+        sent = demo.post(f"/api/tickets/{ticket['number']}/actions/approve_review", token,
+                         {"expected_version": ticket["version"]})["ticket"]
     assert (sent["state"], sent["unit_id"]) == ("assigned", "PWR00")
     return sent["number"]
 
@@ -175,3 +180,61 @@ def test_an_admin_creates_a_liaison_with_its_unit_on_the_admin_page(demo, browse
     assert (users["li.pwr01"]["role"], users["li.pwr01"]["unit_id"]) == ("unit", "PWR01")
     assert demo.get("/api/me", demo.login("li.pwr01"))["unit_id"] == "PWR01"
     assert watch.errors == []
+
+
+def test_a_supervisors_supervision_order_on_the_desk_answered_by_the_liaison(demo, browser):
+    """督办 on the desk: a supervisor's 督办 (urged once) and a more urgent one show on the unit's
+    list, most urgent first, and on their ticket rows; the liaison answers one; it leaves the list
+    and the supervisor's console shows it answered."""
+    agent, dispatcher, supervisor = demo.login("agent"), demo.login("dispatcher"), demo.login("supervisor")
+    later = _complaint(demo, agent, dispatcher, "电费账单多收")
+    sooner = _complaint(demo, agent, dispatcher, "停电未提前通知")
+    sid = demo.post(f"/api/tickets/{later}/supervision", supervisor, {"message": "请尽快答复用户"})["supervision"]["id"]
+    urged = demo.post(f"/api/tickets/{later}/supervision", supervisor, {"message": "再次催办：请今天答复"})["supervision"]
+    assert (urged["id"], urged["urgings"]) == (sid, 1)  # a day to answer (the default)
+    soon = (datetime.now(timezone.utc) + timedelta(hours=2)).isoformat()
+    other = demo.post(f"/api/tickets/{sooner}/supervision", supervisor, {"message": "两小时内答复", "deadline": soon})
+    other_id = other["supervision"]["id"]
+
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    watch = ConsoleWatch(page)
+    _login(page, demo.base, "/unit", "unit-pwr00")
+    item = f"#sup-rows li[data-supervision='{sid}']"
+    page.wait_for_selector(item, timeout=10_000)
+    order = page.eval_on_selector_all("#sup-rows li[data-supervision]", "ls => ls.map(l => Number(l.dataset.supervision))")
+    assert order.index(other_id) < order.index(sid)  # the earlier deadline first
+    text = page.text_content(item)
+    assert "再次催办：请今天答复" in text and "催办次数 1" in text and "答复期限" in text and "supervisor" in text
+    page.wait_for_selector(f"#inbox-rows tr[data-number='{later}'][data-supervision='{sid}']", timeout=10_000)
+    assert "催办次数 1" in page.text_content(f"#inbox-rows tr[data-number='{later}'] td.sup-cell")
+    assert page.get_attribute(f"#inbox-rows tr[data-number='{later}'] td.sup-cell", "class") == "sup-cell open"
+    _open(page, later)  # the ticket's detail names its 督办 too
+    assert "再次催办：请今天答复" in page.text_content("#detail-fields")
+
+    page.click(f"{item} button[type=submit]")
+    assert page.text_content("#sup-result") == "请填写答复内容"  # checked before sending
+    page.fill(f"{item} input[name=answer]", "已联系用户，明日上门核对电表")
+    page.click(f"{item} button[type=submit]")
+    page.wait_for_function("() => document.getElementById('sup-result').textContent === '已答复督办'", timeout=10_000)
+    page.wait_for_selector(item, state="detached", timeout=10_000)  # answered: off the list
+    assert page.get_attribute(f"#inbox-rows tr[data-number='{later}']", "data-supervision") is None
+    assert page.is_visible(f"#sup-rows li[data-supervision='{other_id}']")
+    [row] = demo.get(f"/api/tickets/{later}/supervision", supervisor)["supervisions"]
+    assert (row["state"], row["answered_by"], row["answer"]) == ("answered", "unit-pwr00", "已联系用户，明日上门核对电表")
+
+    # the supervisor's console shows it answered
+    console = browser.new_page(viewport={"width": 1600, "height": 1000})
+    console_watch = ConsoleWatch(console)
+    _login(console, demo.base, "/console", "supervisor")
+    console.wait_for_function("() => window.Console && document.body.dataset.live === 'up'", timeout=30_000)
+    console.evaluate("number => window.Console.openTicket(number)", later)
+    console.wait_for_selector(f"#detail-supervision [data-supervision='{sid}'][data-state='answered']", timeout=15_000)
+    assert "已联系用户，明日上门核对电表" in console.inner_text("#detail-supervision")
+
+    page.click("[data-lang-toggle]")  # English
+    assert page.text_content("[data-i18n='unit.sup.title']") == "Supervision orders"
+    assert "answer by" in page.text_content(f"#sup-rows li[data-supervision='{other_id}']")
+    page.click("[data-lang-toggle]")  # back to Chinese for the next test
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "unit-desk-supervision.png"))
+    assert watch.errors == [] and console_watch.errors == []

@@ -3,7 +3,10 @@
 // ticket chosen the actions the server allows now (allowed_actions): 受理 (unit_accept), 派给本站班组
 // (hand_to_crew, a station's own crews), 办理结果反馈 (feedback: text, photos, the leader's
 // signature for a complaint), 退单 (request_return) and 延期 (request_extension). A pending
-// request is shown until the center decides. Times in the center's zone (data-zone).
+// request is shown until the center decides. The unit's open 督办 (GET /api/supervisions, scoped by
+// the server to its units), most urgent first, as their own list with an answer each (POST
+// /api/supervisions/<id>/answer: an answered one closes and leaves the list) and on the ticket rows.
+// Times in the center's zone (data-zone).
 (function () {
   "use strict";
   var t = window.I18N.t;
@@ -12,7 +15,7 @@
   var crews = JSON.parse(document.body.getAttribute("data-crews") || "[]");
   var SIGNED = { complaint: true };  // the types whose result the unit leader signs (command.tickets.SIGNED_TYPES)
   var $ = function (id) { return document.getElementById(id); };
-  var current = null, rows = [];
+  var current = null, rows = [], sups = [], supOf = {};  // 督办: the open ones, and by ticket number
 
   function fmtTime(iso) {
     if (!iso) { return "—"; }
@@ -44,8 +47,8 @@
     return req.kind === "extension" ? t("unit.request.extension") + " " + fmtTime(req.until)
       : t("unit.request.return");
   }
-  function say(text, bad) {
-    var el = $("unit-result");
+  function say(text, bad, where) {
+    var el = $(where || "unit-result");
     el.textContent = text;
     el.classList.toggle("error", !!bad);
   }
@@ -54,8 +57,80 @@
     return t("unit.err") + " " + (err.message || res.status);
   }
 
+  // 督办 (supervision orders) -----------------------------------------------------------------
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) { e.className = cls; }
+    if (text != null) { e.textContent = text; }
+    return e;
+  }
+  function byUrgency(a, b) {  // the earliest deadline first (past ones first of all), then the most urged
+    return Date.parse(a.deadline) - Date.parse(b.deadline) || b.urgings - a.urgings || a.id - b.id;
+  }
+  // deadline (or overdue since), urgings, the unit it was escalated from
+  function supLine(s) {
+    return t(s.state === "due" ? "unit.sup.due" : "unit.sup.deadline") + " " + fmtTime(s.deadline) +
+      (s.urgings ? " · " + t("unit.sup.urgings") + " " + s.urgings : "") +
+      (s.escalated_to_unit ? " · " + t("unit.sup.escalated") + " " + s.unit_id : "");
+  }
+  function supWho(s) { return s.issued_by === "system" ? t("unit.sup.rules") : s.issued_by; }
+  function renderSupervisions() {  // rebuilt on every refresh, keeping what the liaison is typing
+    var list = $("sup-rows"), typed = {}, active = document.activeElement, focused = null;
+    list.querySelectorAll("form[data-answer]").forEach(function (f) {
+      typed[f.getAttribute("data-answer")] = f.elements.answer.value;
+      if (f.contains(active)) { focused = f.getAttribute("data-answer"); }
+    });
+    list.textContent = "";
+    sups.forEach(function (s) {
+      var li = el("li", "sup " + s.state);
+      li.setAttribute("data-supervision", s.id);
+      li.setAttribute("data-number", s.number);
+      li.setAttribute("data-state", s.state);
+      var head = el("div", "sup-head"), link = el("a", "", s.number);
+      link.href = "#";
+      link.setAttribute("data-open", s.number);
+      head.appendChild(link);
+      head.appendChild(el("span", "sup-when", supLine(s)));
+      li.appendChild(head);
+      li.appendChild(el("div", "sup-message", s.message + " — " + supWho(s)));
+      var form = el("form", "sup-answer"), input = el("input"), button = el("button", "primary", t("unit.sup.answer"));
+      form.setAttribute("data-answer", s.id);
+      input.name = "answer";
+      input.maxLength = 2000;
+      input.placeholder = t("unit.sup.answer.hint");
+      input.value = typed[s.id] || "";
+      button.type = "submit";
+      form.appendChild(input);
+      form.appendChild(button);
+      li.appendChild(form);
+      list.appendChild(li);
+      if (focused === String(s.id)) { input.focus(); }
+    });
+    if (!sups.length) { list.appendChild(el("li", "muted", t("unit.sup.empty"))); }
+    $("sup-count").textContent = String(sups.length);
+  }
+  $("sup-rows").addEventListener("click", function (ev) {
+    var link = ev.target.closest("[data-open]");
+    if (link) { ev.preventDefault(); open(link.getAttribute("data-open")); }
+  });
+  $("sup-rows").addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var form = ev.target, text = form.elements.answer.value.trim(), button = form.querySelector("button");
+    if (!text) { say(t("unit.err.answer"), true, "sup-result"); return; }
+    button.disabled = true;
+    api("POST", "/api/supervisions/" + form.getAttribute("data-answer") + "/answer", { answer: text }).then(function (res) {
+      button.disabled = false;
+      if (res.ok) { say(t("unit.done.answer"), false, "sup-result"); } else { say(problem(res), true, "sup-result"); }
+      return loadInbox().then(function () { if (current) { return open(current.number); } });
+    });
+  });
+
   // inbox ---------------------------------------------------------------------------------
   function cell(tr, text) { var td = document.createElement("td"); td.textContent = text; tr.appendChild(td); return td; }
+  function leftText(tk) {  // the time left and what it is for (受理, 反馈, ... as command.limit_steps names it)
+    var left = fmtLeft(tk.time_left_s);
+    return tk.limit_step && tk.time_left_s != null ? t("unit.step." + tk.limit_step) + " · " + left : left;
+  }
   function renderInbox() {
     var body = $("inbox-rows");
     body.textContent = "";
@@ -67,22 +142,33 @@
       cell(tr, tk.number);
       cell(tr, label("category", tk.category) + "/" + label("type", tk.type));
       cell(tr, label("state", tk.state));
-      cell(tr, fmtLeft(tk.time_left_s)).className = "left " + (tk.limit_level || "");
+      cell(tr, leftText(tk)).className = "left " + (tk.limit_level || "");
       cell(tr, requestText(tk.request)).className = "pending";
+      var sup = supOf[tk.number];
+      cell(tr, sup ? fmtTime(sup.deadline) + (sup.urgings ? " · " + t("unit.sup.urgings") + " " + sup.urgings : "") : "")
+        .className = "sup-cell" + (sup ? " " + sup.state : "");
+      if (sup) { tr.setAttribute("data-supervision", sup.id); }
       cell(tr, tk.description || "");
       body.appendChild(tr);
     });
     if (!rows.length) {
       var tr = document.createElement("tr");
-      cell(tr, t("unit.inbox.empty")).colSpan = 6;
+      cell(tr, t("unit.inbox.empty")).colSpan = 7;
       body.appendChild(tr);
     }
     $("inbox-count").textContent = String(rows.length);
   }
-  function loadInbox() {
-    return api("GET", "/api/tickets?sort=time_left&limit=200").then(function (res) {
-      if (!res.ok) { return; }
-      rows = res.body.tickets;
+  function loadInbox() {  // the inbox and the open 督办 together (a row shows its ticket's 督办)
+    return Promise.all([api("GET", "/api/tickets?sort=time_left&limit=200"),
+      api("GET", "/api/supervisions?state=open&limit=500")]).then(function (all) {
+      if (all[1].ok) {
+        sups = all[1].body.supervisions.slice().sort(byUrgency);
+        supOf = {};
+        sups.forEach(function (s) { supOf[s.number] = s; });
+        renderSupervisions();
+      }
+      if (!all[0].ok) { return; }
+      rows = all[0].body.tickets;
       renderInbox();
       document.body.dataset.inboxAt = String(Date.now());
     });
@@ -112,7 +198,9 @@
     field(dl, "desk.col.caller", (tk.caller_name || "") + " " + (tk.caller_phone || ""));
     field(dl, "unit.col.unit", tk.unit_id);
     field(dl, "unit.col.deadline", fmtTime(tk.deadlines && tk.deadlines.resolve));
-    field(dl, "unit.col.left", fmtLeft(tk.time_left_s));
+    field(dl, "unit.col.left", leftText(tk));
+    var sup = supOf[tk.number];
+    if (sup) { field(dl, "unit.col.sup", sup.message + " · " + supLine(sup)); }
     if (tk.crew_id) { field(dl, "unit.col.crew", tk.crew_id); }
     if (tk.resolution) { field(dl, "unit.feedback.text", tk.resolution); }
     $("detail-request").textContent = tk.request ? t("unit.request.pending") + " " + requestText(tk.request) +
@@ -213,6 +301,7 @@
   });
 
   document.addEventListener("langchange", function () {
+    renderSupervisions();
     renderInbox();
     if (current) { open(current.number); }
   });
