@@ -123,7 +123,7 @@ TABLE: dict[str, tuple[frozenset, str, int]] = {
 
 # the pages: "GET /path" -> roles (the others get 403)
 PAGES: dict[str, frozenset] = {
-    "GET /console": frozenset({"agent", "dispatcher", "supervisor", "admin"}),  # the agent's map is read-only
+    "GET /console": frozenset({"agent", "dispatcher", "supervisor", "admin"}) | REVIEWERS,  # the agent's map is read-only; reviewers: their queue
     "GET /desk": frozenset({"agent", "supervisor", "admin"}),
     "GET /field": frozenset({"crew", "admin"}),
     "GET /field/sw.js": frozenset({"crew", "admin"}),

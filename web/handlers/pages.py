@@ -27,7 +27,7 @@ class Home(BaseHandler):
 class Console(BaseHandler):
     """GET /console: the live map console (调度台)."""
 
-    @page("dispatcher", "supervisor", "agent")
+    @page("dispatcher", "supervisor", "agent", "team_leader", "coordinator", "director")  # reviewers: their queue
     def get(self) -> None:
         self.render("console.html", account=self.account, zone=self.config.TIME_ZONE)
 

@@ -6,6 +6,8 @@
   var body = document.body;
   var zone = body.getAttribute("data-zone") || "Asia/Shanghai";
   var role = body.getAttribute("data-role");
+  // the review chains' roles open the console for their review queue only (no incidents, hotspots, 督办)
+  var reviewer = ["team_leader", "coordinator", "director"].indexOf(role) >= 0;
   var STALE_S = 30, OFFLINE_S = 300;
   var map = L.map("map", { preferCanvas: true, zoomControl: true, attributionControl: false })
     .setView([36.38, 119.75], 13);
@@ -246,6 +248,7 @@
   }
   var incidentTimer = null;
   function loadIncidents() {
+    if (reviewer) { return; }
     clearTimeout(incidentTimer);
     incidentTimer = setTimeout(function () {
       api("GET", "/api/incidents").then(function (res) {
@@ -338,7 +341,7 @@
   }
 
   window.Console = { state: state, map: map, api: api, t: t, fmt: fmt, fmtTime: fmtTime, isoEpoch: isoEpoch,
-                     esc: esc, toast: toast, on: on, emit: emit, role: role, timeLeft: timeLeft, has: has,
+                     esc: esc, toast: toast, on: on, emit: emit, role: role, reviewer: reviewer, timeLeft: timeLeft, has: has,
                      routesReady: routesReady,
                      routeLayer: routeLayer, renderSensor: renderSensor, layerControl: layerControl };
   document.addEventListener("langchange", function () { renderTable(); emit("lang"); });

@@ -121,6 +121,7 @@
     renderClusters();
   }
   function loadClusters() {
+    if (C.reviewer) { return; }  // a reviewer's console: its review queue only
     api("GET", "/api/hotspots/clusters?" + params({ window_days: el("cl-window").value, area: el("cl-area").value }))
       .then(function (res) {
         if (!res.ok || !res.body) { el("cluster-count").textContent = t("common.none"); return; }

@@ -5,6 +5,8 @@
   var C = window.Console, t = C.t, esc = C.esc, api = C.api;
   var canAct = ["dispatcher", "supervisor", "admin"].indexOf(C.role) >= 0;
   var canSupervise = ["supervisor", "admin"].indexOf(C.role) >= 0;  // 督办 (POST /api/tickets/<n>/supervision)
+  // a reviewer's queue is the tickets whose review step waits for its role (GET /api/tickets?review_role=)
+  var reviewRole = ["team_leader", "coordinator", "director"].indexOf(C.role) >= 0 ? C.role : null;
 
   // sound: browsers refuse audio before a user gesture, so the context is made on the first click
   var audio = null;
@@ -90,7 +92,8 @@
   function loadQueue() {
     clearTimeout(queueTimer);
     queueTimer = setTimeout(function () {
-      api("GET", "/api/tickets?state=open&sort=time_left&limit=100").then(function (res) {
+      api("GET", reviewRole ? "/api/tickets?review_role=" + reviewRole + "&limit=100"
+        : "/api/tickets?state=open&sort=time_left&limit=100").then(function (res) {
         if (!res.ok) { return; }
         queue = res.body.tickets; queueAt = Date.now() / 1000;
         document.getElementById("queue-total").textContent = res.body.total;
@@ -146,7 +149,8 @@
       field("detail.description", tk.description) + field("tickets.address", tk.address) +
       field("detail.caller", (tk.caller_name || "") + " " + (tk.caller_phone || "")) + field("detail.unit", tk.unit_id) +
       field("detail.crew", tk.crew_id) + field("detail.incident", tk.incident_id) + field("detail.calls", tk.calls) +
-      field("tickets.left", minutesText(tk.time_left_s)) + '<div id="detail-supervision" class="supervision"></div>';
+      field("tickets.left", minutesText(tk.time_left_s)) + (tk.review ? field("review.step", tk.review.step + "/" +
+      tk.review.of + " " + t("role." + tk.review.role)) : "") + '<div id="detail-supervision" class="supervision"></div>';
     var acts = tk.allowed_actions || [];
     var html = [];
     if (canAct && acts.indexOf("review") >= 0) { html.push('<button data-do="review">' + t("detail.review") + "</button>"); }
@@ -171,6 +175,11 @@
       html.push('<span class="decide"><input id="decide-note" size="12" maxlength="500" placeholder="' + t("unit.decide.note") + '">' +
         (decide.indexOf("reroute_return") >= 0 ? '<input id="decide-unit" size="8" placeholder="' + t("unit.decide.unit") + '">' : "") +
         decide.map(function (a) { return '<button data-decide="' + a + '">' + t("unit.decide." + a) + "</button>"; }).join("") + "</span>");
+    }
+    var review = ["approve_review", "send_back_review", "reject_review"].filter(function (a) { return acts.indexOf(a) >= 0; });
+    if (review.length) {  // 审核: approve, send back to the agent, reject (不予受理); the note is the reason
+      html.push('<span class="review"><input id="review-note" size="14" maxlength="500" placeholder="' + t("review.note") + '">' +
+        review.map(function (a) { return '<button data-review="' + a + '">' + t("review." + a) + "</button>"; }).join("") + "</span>");
     }
     if (canAct && C.has("post", "/api/tickets/{}/police")) {
       html.push('<button data-do="police" class="danger">' + t("detail.police") + "</button>");
@@ -241,7 +250,7 @@
       api("GET", "/api/tickets/" + number), api("GET", "/api/tickets/" + number + "/timeline"),
       canAct && C.has("get", "/api/tickets/{}/recommendation") ? api("GET", "/api/tickets/" + number + "/recommendation")
         : Promise.resolve({ ok: false }),
-      C.has("get", "/api/tickets/{}/supervision") ? api("GET", "/api/tickets/" + number + "/supervision")
+      !C.reviewer && C.has("get", "/api/tickets/{}/supervision") ? api("GET", "/api/tickets/" + number + "/supervision")
         : Promise.resolve({ ok: false })
     ]).then(function (all) {
       if (!all[0].ok) { C.toast(t("common.error") + " (" + all[0].status + ")", true); return; }
@@ -272,6 +281,15 @@
     if (!current || target.tagName !== "BUTTON") { return; }
     var crew = target.getAttribute("data-assign"), what = target.getAttribute("data-do");
     if (crew) { target.disabled = true; assign(crew); return; }
+    var step = target.getAttribute("data-review");
+    if (step) {
+      var reason = document.getElementById("review-note").value.trim(), sent = { expected_version: current.version };
+      if (step !== "approve_review" && !reason) { C.toast(t("review.reason_needed"), true); return; }
+      if (reason) { sent[step === "approve_review" ? "note" : "reason"] = reason; }
+      api("POST", "/api/tickets/" + current.number + "/actions/" + step, sent)
+        .then(function (res) { return after(res, "review.done"); });
+      return;
+    }
     var decision = target.getAttribute("data-decide");
     if (decision) {  // 交办 / a decision on the unit's request: the note is the reason, the unit a re-route's
       var body = { expected_version: current.version }, note = document.getElementById("decide-note").value.trim();

@@ -1,0 +1,64 @@
+"""Browser test of a review step (审核) on the console: Debian's chromium driven by Playwright
+against the demo started as real processes (no simulated callers, crews, unit bots or scenario, so
+the only tickets are the test's). A complaint taken by the agent waits for the team leader: the
+team leader's console queue lists it, the ticket panel shows the step, 审核通过 moves it to the
+coordinator's step; the coordinator sends it back to the agent with a reason, refused without
+one. No console errors (a reviewer's console reads only what its role may)."""
+from __future__ import annotations
+
+import pytest
+
+from tests.procs import start_demo
+from tests.test_browser import ConsoleWatch, browser, pytestmark  # noqa: F401  (marks, the chromium fixture)
+from tests.test_browser_unit_desk import _login
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("browser-review-demo")
+    running = start_demo(tmp / "var", tmp / "demo.log", vehicles=2, SIM_CALLERS="0", SIM_CREWS="0",
+                         SIM_CALLBACKS="0", SIM_SENSORS="0", SIM_SCENARIO="")
+    yield running
+    running.stop()
+
+
+def _step(page, number: str, label: str) -> None:
+    page.wait_for_selector(f"[data-queue='{number}']", timeout=20_000)
+    page.click(f"[data-queue='{number}']")
+    page.wait_for_selector("#detail-actions button[data-review='approve_review']", timeout=10_000)
+    assert label in page.text_content("#detail-body")
+
+
+def test_a_team_leader_approves_and_a_coordinator_sends_back_on_the_console(demo, browser):
+    agent = demo.login("agent")
+    created = demo.post("/api/tickets", agent, {
+        "channel": "phone", "category": "power", "type": "complaint", "urgency": "normal",
+        "description": "营业厅服务态度差", "caller_phone": "13905551234", "link": False})["ticket"]
+    number = created["number"]
+    assert (created["state"], created["review"]["role"]) == ("in_review", "team_leader")
+
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    watch = ConsoleWatch(page)
+    _login(page, demo.base, "/console", "team_leader")
+    _step(page, number, "1/3")
+    page.fill("#review-note", "诉求清楚")
+    page.click("#detail-actions button[data-review='approve_review']")
+    page.wait_for_selector(f"[data-queue='{number}']", state="detached", timeout=10_000)  # left its queue
+    ticket = demo.get(f"/api/tickets/{number}", agent)
+    assert (ticket["state"], ticket["review"]["step"], ticket["reviewers"]) == ("in_review", 2, ["team_leader"])
+
+    second = browser.new_page(viewport={"width": 1440, "height": 900})
+    second_watch = ConsoleWatch(second)
+    _login(second, demo.base, "/console", "coordinator")
+    _step(second, number, "2/3")
+    second.click("#detail-actions button[data-review='send_back_review']")  # no reason: refused in the page
+    assert demo.get(f"/api/tickets/{number}", agent)["state"] == "in_review"
+    second.fill("#review-note", "请补充营业厅名称")
+    second.click("#detail-actions button[data-review='send_back_review']")
+    second.wait_for_selector(f"[data-queue='{number}']", state="detached", timeout=10_000)
+    ticket = demo.get(f"/api/tickets/{number}", agent)
+    assert (ticket["state"], ticket["review"], ticket["reviewers"]) == ("new", None, [])
+    timeline = demo.get(f"/api/tickets/{number}/timeline", agent)["events"]
+    assert [(e["action"], e["actor_id"]) for e in timeline[-2:]] == [
+        ("approve_review", "team_leader"), ("send_back_review", "coordinator")]
+    assert watch.errors == [] and second_watch.errors == []
