@@ -261,7 +261,7 @@ class LivingCity:
         for unit_id, units in answering(tree, liaisons).items():
             name = f"unit-{unit_id}".lower()
             api = self._api(name)
-            bot = UnitBot(name, units, api.get, api.send, crews=[c for u in sorted(units) for c in crews_of.get(u, ())],
+            bot = UnitBot(name, units, api.get, api.send, crews={u: crews_of.get(u, ()) for u in units},
                           speedup=self.clock.speedup, pace=pace, rng=random.Random(self.seed + zlib.crc32(name.encode())))
             self.unit_bots.append(bot)
             self.tasks.append(asyncio.create_task(bot.run(self.stop)))

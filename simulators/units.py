@@ -189,12 +189,13 @@ class _Bot:
 class UnitBot(_Bot):
     """One unit liaison answering its inbox: 受理, 反馈 (sometimes late), 退单, 延期, 派给班组."""
 
-    def __init__(self, name: str, units: Iterable[str], get: Get, send: Send, *, crews: Sequence[str] = (),
+    def __init__(self, name: str, units: Iterable[str], get: Get, send: Send, *,
+                 crews: Mapping[str, Sequence[str]] | None = None,
                  speedup: float = 1.0, pace: UnitPace = UnitPace(), rng: random.Random | None = None,
                  clock: Callable[[], float] | None = None):
-        """``units``: the units it answers for; ``crews``: its station's own crews (hand_to_crew)."""
+        """``units``: the units it answers for; ``crews``: unit -> its own crews (hand_to_crew)."""
         super().__init__(name, speedup, rng, clock)
-        self.units, self.crews = frozenset(units), tuple(crews)
+        self.units, self.crews = frozenset(units), {u: tuple(c) for u, c in (crews or {}).items() if c}
         self._get, self._send, self.pace = get, send, pace
         self._plans: dict[str, _Plan] = {}
         self._asked: set[tuple[str, str]] = set()  # (ticket, request kind) asked once per ticket
@@ -237,8 +238,9 @@ class UnitBot(_Bot):
                 return int(await self.act(self._send, ticket, "request_return",
                                           {"reason": self._rng.choice(RETURN_REASONS)}))
             return int(await self.act(self._send, ticket, "unit_accept", {}))
-        if self.crews and "hand_to_crew" in allowed:  # a station's ticket: its own crew goes
-            return int(await self.act(self._send, ticket, "hand_to_crew", {"crew_id": self._rng.choice(self.crews)}))
+        own = self.crews.get(ticket.get("unit_id") or "")
+        if own and "hand_to_crew" in allowed:  # a station's ticket: the station's own crew goes
+            return int(await self.act(self._send, ticket, "hand_to_crew", {"crew_id": self._rng.choice(own)}))
         if plan.extends and now >= plan.ask_due and (number, "extension") not in self._asked \
                 and "request_extension" in allowed and ticket.get("deadlines", {}).get("resolve"):
             self._asked.add((number, "extension"))

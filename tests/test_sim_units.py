@@ -188,6 +188,18 @@ async def test_a_refused_return_stays_and_an_approved_one_goes_on_from_the_pool(
     assert bots.refusals() == {}
 
 
+async def test_a_station_hands_a_repair_the_center_sent_it_to_its_own_crew(api):  # noqa: F811
+    repair = await api.new(type="repair", unit="PWR01")  # a person at the console sent it to the station
+    bots = Bots(api.base, {"unit-pwr01": UnitPace(return_share=0, extension_share=0, late_share=0)}, DeskHabits())
+    bots.units["unit-pwr01"].crews = {"PWR01": ("C11",), "PWR02": ("C21",)}
+    await bots.rounds(4)
+    code, ticket = await api.call("GET", f"/api/tickets/{repair}", "supervisor")
+    assert (ticket["state"], ticket["crew_id"]) == ("dispatched", "C11")
+    assert [e[:2] for e in await api.events(repair)] == [("assign", "dispatcher"), ("unit_accept", "unit-pwr01"),
+                                                         ("hand_to_crew", "unit-pwr01")]
+    assert bots.refusals() == {}
+
+
 # ------------------------------------------------------------------------------ in the demo
 
 @pytest.fixture(scope="module")
