@@ -62,6 +62,7 @@ def ticket_view(record: TicketRecord, actor: Actor, now: datetime, *, warn_share
         allowed_actions=actions_for(ticket, actor, meta.get("route")),
         route=meta.get("route"), route_why=None if meta.get("route") is None else why_of(meta["route"]),
         review=waiting_step(ticket),  # the review step waiting: {step, role, name, of}, else None
+        follows=meta.get("follows"),  # a new need found at another ticket's callback: that ticket
     )
     return out
 

@@ -233,6 +233,9 @@ class TicketManager:
         if not isinstance(tags, (list, tuple)) or len(tags) > 10 or not all(isinstance(t, str) for t in tags):
             raise ValidationError("tags", "must be a list of at most 10 strings")
         unit_reason = fields.pop("unit_reason", None)  # a unit_id given with it overrides the route's unit
+        follows = fields.pop("follows", None)  # a new need found at a callback: the ticket it came from
+        if follows is not None and (not isinstance(follows, str) or not NUMBER_RE.match(follows)):
+            raise ValidationError("follows", "must be the number of the ticket this need came from")
         day = center_day(now)
         draft, _ = new_ticket({**fields, "number": ticket_number(day, 1)}, now=now, actor=actor)
         if answer is not None:
@@ -273,6 +276,10 @@ class TicketManager:
                                                      **({"unit_override": override} if override else {})})
         meta = {"police_kind": kind, "tags": list(tags), "asset_id": asset,
                 "alarm_key": alarm.alarm_key if alarm else None}
+        if follows is not None:
+            await self.store.get(follows)  # TicketNotFound (404) for an unknown one
+            meta["follows"] = follows
+            created = dataclasses.replace(created, data={**created.data, "follows": follows})
         async with self._area_lock(ticket.supply_area if grouping.groupable(ticket) else None):
             return await self._save_new(ticket, created, meta, asset, answer, actor, now, alarm, early, extra)
 

@@ -288,3 +288,18 @@ async def test_the_kpi_fold_follows_a_rework_a_rejection_and_a_supervisors_close
     assert (await api.act("supervisor", closed, "supervisor_close", reason="超出政策，已解释"))[0] == 200
     f = await facts(closed)
     assert (f.state, f.closed_at is not None) == ("closed", True)
+
+
+async def test_a_new_need_at_the_callback_is_a_new_ticket_linked_to_the_first(api):
+    first = await _fed_back(api)
+    lon, lat = desk.ll(100, 200)
+    call = {"channel": "phone", "category": "power", "type": "service", "urgency": "normal",
+            "description": "回访时提出：申请更换电表", "caller_phone": desk.PHONE, "lon": lon, "lat": lat, "link": False}
+    code, reply = await api.call("POST", "/api/tickets", "agent", {**call, "follows": first})
+    assert code == 201 and reply["ticket"]["follows"] == first and reply["ticket"]["number"] != first
+    code, timeline = await api.call("GET", f"/api/tickets/{reply['ticket']['number']}/timeline", "agent")
+    assert timeline["events"][0]["data"]["follows"] == first
+    code, reply = await api.call("POST", "/api/tickets", "agent", {**call, "follows": "GD20990101-0001"})
+    assert code == 404
+    code, reply = await api.call("POST", "/api/tickets", "agent", {**call, "follows": 12})
+    assert code == 400 and desk.field(reply) == "follows"

@@ -42,7 +42,8 @@ ANY_OBJ = {"type": "object"}
 NS, NN, NT = nullable(S), nullable(N), nullable(T)
 
 TICKET_STATES = ["new", "reviewed", "dispatched", "accepted", "en_route", "on_site", "resolved", "callback",
-                 "closed", "declined", "returned", "reopened", "transferred", "cancelled", "merged", "assigned", "handling"]
+                 "closed", "declined", "returned", "reopened", "transferred", "cancelled", "merged", "assigned", "handling",
+                 "in_review"]
 
 SCHEMAS: dict[str, Any] = {
     "Error": obj(["error"], error=obj(["code", "message"], code=S, message=S)),
@@ -77,7 +78,7 @@ SCHEMAS: dict[str, Any] = {
                        unknown_sensors=ANY_OBJ, unknown_recent=arr(ANY_OBJ)),
     "TicketCreate": obj(["channel", "category", "type", "description"], channel=S, category=S, type=S,
                         urgency=S, description=S, caller_name=S, caller_phone=S, address=S, lon=N, lat=N,
-                        link=B, answer=S, tags=arr(S), unit_id=S, unit_reason=S),
+                        link=B, answer=S, tags=arr(S), unit_id=S, unit_reason=S, follows=S),
     "Ticket": obj(
         ["number", "state", "version", "category", "type", "urgency", "color", "created_at", "deadlines",
          "allowed_actions", "time_left_s"],
@@ -97,7 +98,9 @@ SCHEMAS: dict[str, Any] = {
         route=nullable({"type": "string", "enum": ["answer", "station", "department"]}), route_why=NS,
         request=nullable(obj(["kind", "reason", "at"], kind={"type": "string", "enum": ["return", "extension"]},
                              reason=S, at=T, until=T)),
-        extended_until=NT, signed_by=S),
+        extended_until=NT, signed_by=S, follows=NS, review_chain=arr(S), reviewers=arr(S), review_passed=B,
+        rework_units={"type": "object", "additionalProperties": I},
+        review=nullable(obj(["step", "role", "name", "of"], step=I, role=S, name=S, of=I))),
     "TicketList": obj(["tickets", "total", "offset", "limit", "now"], tickets=arr(ref("Ticket")), total=I,
                       offset=I, limit=I, now=T),
     "TicketCreated": obj(["linked", "ticket"], linked=B, incident_id=NS, ticket=ref("Ticket")),
@@ -111,7 +114,7 @@ SCHEMAS: dict[str, Any] = {
     "Action": {"type": "object", "required": ["expected_version"],
                "properties": {"expected_version": {"type": "integer", "minimum": 1}},
                "additionalProperties": True},
-    "Callback": obj(["expected_version", "satisfaction"], expected_version=I, satisfaction=S, words=S),
+    "Callback": obj(["expected_version", "satisfaction"], expected_version=I, satisfaction=S, words=S, truthful=B),
     "TicketCounts": obj(["states", "open", "unit_rework"], states={"type": "object", "additionalProperties": I},
                         open=I, unit_rework={"type": "object", "additionalProperties": I}),
     "Incident": obj(["incident_id", "category", "status", "ticket_numbers", "calls", "rev"], incident_id=S,
@@ -163,7 +166,7 @@ def op(summary: str, roles: str, response: str | dict, *, status: int = 200, bod
 
 OFFICE = "agent, dispatcher, supervisor, admin"
 READERS = OFFICE + ", crew (own crew's tickets only)"
-TICKET_READERS = READERS + ", unit (its unit's and those of the units under it only)"
+TICKET_READERS = READERS + ", unit (its unit's and those of the units under it only), team_leader, coordinator, director"
 T_ = "/api/tickets/{}"
 OPERATIONS: dict[str, dict[str, Any]] = {
     "POST /api/login": op("Log in; returns a bearer token", "anyone", "LoginResponse", body="LoginRequest",
@@ -193,6 +196,7 @@ OPERATIONS: dict[str, dict[str, Any]] = {
                            "same, scoped to its units)", TICKET_READERS, "TicketList",
                            query=(("state", "string", "open or a state"), ("color", "string", "red|orange|blue"),
                                   ("phone", "string", "caller history"), ("sort", "string", "time_left|created"),
+                                  ("review_role", "string", "team_leader|coordinator|director: that role's review queue"),
                                   ("limit", "integer", "1..500"), ("offset", "integer", "0..100000"))),
     "POST /api/tickets": op("Take a call: a new ticket (201) or a repeat linked to an open one (200)", OFFICE,
                             "TicketCreated", status=201, body="TicketCreate"),
