@@ -62,3 +62,36 @@ def test_a_team_leader_approves_and_a_coordinator_sends_back_on_the_console(demo
     assert [(e["action"], e["actor_id"]) for e in timeline[-2:]] == [
         ("approve_review", "team_leader"), ("send_back_review", "coordinator")]
     assert watch.errors == [] and second_watch.errors == []
+
+
+def test_an_untrue_feedback_at_the_desks_callback_goes_back_to_the_unit(demo, browser):
+    """The callback on the agent's desk: the citizen says satisfied but the feedback is not true
+    (属实 unticked): the complaint goes back to the same unit as rework (转办督查单)."""
+    agent = demo.login("agent")
+    number = demo.post("/api/tickets", agent, {
+        "channel": "phone", "category": "power", "type": "complaint", "urgency": "normal",
+        "description": "抄表员未上门", "caller_phone": "13905554321", "link": False,
+        "unit_id": "PWR00", "unit_reason": "供电公司办理"})["ticket"]["number"]
+    for user, action, body in (("team_leader", "approve_review", {}), ("coordinator", "approve_review", {}),
+                               ("director", "approve_review", {}), ("unit-pwr00", "unit_accept", {}),
+                               ("unit-pwr00", "feedback", {"resolution": "已上门核实", "signed_by": "王经理"})):
+        token = demo.login(user)
+        ticket = demo.get(f"/api/tickets/{number}", token)
+        demo.post(f"/api/tickets/{number}/actions/{action}", token, {"expected_version": ticket["version"], **body})
+    assert demo.get(f"/api/tickets/{number}", agent)["state"] == "resolved"
+
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    watch = ConsoleWatch(page)
+    _login(page, demo.base, "/desk", "agent")
+    page.click("#tab-callbacks")
+    row = f"#callback-rows tr[data-number='{number}']"
+    page.wait_for_selector(row, timeout=20_000)
+    page.select_option(f"{row} .satisfaction", "satisfied")
+    page.uncheck(f"{row} .truthful")
+    page.fill(f"{row} .words", "用户说没人上门")
+    page.click(f"{row} button.record")
+    page.wait_for_function(f"() => document.getElementById('callback-result').dataset.number === '{number}'",
+                           timeout=10_000)
+    ticket = demo.get(f"/api/tickets/{number}", agent)
+    assert (ticket["state"], ticket["unit_id"], ticket["rework_units"]) == ("assigned", "PWR00", {"PWR00": 1})
+    assert watch.errors == []

@@ -288,7 +288,8 @@
           esc(tk.caller_name || "") + " " + esc(tk.caller_phone || "") + "</td><td>" + esc(tk.address || "") + "</td><td>" +
           esc(tk.resolution || "") + "</td><td>" + esc(fmtTime(tk.resolved_at)) + '</td><td><select class="satisfaction">' +
           SATISFACTION.map(function (s) { return '<option value="' + s + '">' + esc(t("df.satisfaction." + s)) + "</option>"; }).join("") +
-          '</select></td><td><input class="words" maxlength="2000"></td><td><button type="button" class="record">' +
+          '</select> <label class="small"><input type="checkbox" class="truthful" checked> ' + esc(t("desk.callbacks.truthful")) +
+          '</label></td><td><input class="words" maxlength="2000"></td><td><button type="button" class="record">' +
           esc(t("desk.callbacks.record")) + "</button></td></tr>";
       }).join("") || '<tr><td colspan="9" class="muted">' + esc(t("desk.callbacks.empty")) + "</td></tr>";
     });
@@ -299,7 +300,8 @@
     var row = btn.closest("tr"), number = row.dataset.number;
     btn.disabled = true;
     api("POST", "/api/tickets/" + number + "/callback", { expected_version: +row.dataset.version,
-      satisfaction: row.querySelector(".satisfaction").value, words: row.querySelector(".words").value.trim() })
+      satisfaction: row.querySelector(".satisfaction").value, words: row.querySelector(".words").value.trim(),
+      truthful: row.querySelector(".truthful").checked })  // not true or not satisfied: back to the unit (转办督查单)
       .then(function (r) {
         btn.disabled = false;
         var out = $("callback-result");
