@@ -227,7 +227,8 @@ class LivingCity:
         """The center's desk (dispatcher, supervisor, agent and the reviewer accounts the demo has) and one
         bot per demo unit liaison (``unit-<unit_id>``), each answering for its unit and the units
         under it without a liaison of their own."""
-        from simulators.units import Account, DeskBot, UnitBot, UnitPace, alternatives, answering, liaison_units
+        from simulators.units import (REVIEWERS, Account, DeskBot, UnitBot, UnitPace, alternatives, answering,
+                                      liaison_units)
 
         dispatcher = self._api("dispatcher")
         status, body = await dispatcher.get("/api/units")
@@ -237,7 +238,7 @@ class LivingCity:
         tree = body["units"]
         liaisons = liaison_units(tree)
         accounts = {"dispatcher": Account("dispatcher", dispatcher.get, dispatcher.send)}
-        for role in ("supervisor", "agent", "team_leader", "coordinator", "director"):
+        for role in ("supervisor", "agent", *REVIEWERS):
             api = self._api(role)
             try:
                 status, me = await api.get("/api/me")
@@ -262,7 +263,8 @@ class LivingCity:
             name = f"unit-{unit_id}".lower()
             api = self._api(name)
             bot = UnitBot(name, units, api.get, api.send, crews={u: crews_of.get(u, ()) for u in units},
-                          speedup=self.clock.speedup, pace=pace, rng=random.Random(self.seed + zlib.crc32(name.encode())))
+                          speedup=self.clock.speedup, pace=pace,
+                          rng=random.Random(self.seed + zlib.crc32(name.encode())))
             self.unit_bots.append(bot)
             self.tasks.append(asyncio.create_task(bot.run(self.stop)))
         log.info("simulate: the desk as %s and %d unit liaisons", ", ".join(accounts), len(self.unit_bots))

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 CONFLICT = 409
 POOL = ("new", "reviewed", "returned", "reopened")
 INBOX = ("assigned", "handling")
+REVIEWERS = ("team_leader", "coordinator", "director")  # the roles of review steps (command.review)
 TRADE = {"water": "供水", "power": "供电", "gas": "供气", "heating": "供热", "drainage": "排水",
          "sanitation": "环卫", "other": "公用事业"}
 COMPLAINTS = {
@@ -300,7 +301,8 @@ class DeskBot(_Bot):
                  crewless: Iterable[str] = (), speedup: float = 1.0, habits: DeskHabits = DeskHabits(),
                  rng: random.Random | None = None, clock: Callable[[], float] | None = None):
         """``apis``: role -> the account acting in it (``dispatcher`` required;
-        ``supervisor`` for extensions; ``agent`` for consultations saved without an answer; a reviewer role's account for its review steps);
+        ``supervisor`` for extensions; ``agent`` for consultations saved without an answer; a
+        reviewer role's account for its review steps);
         ``reroute``: unit -> other units of its trade; ``crewless``: trades without field crews,
         whose station tickets the desk sends to the station."""
         super().__init__("desk", speedup, rng, clock)
@@ -387,7 +389,7 @@ class DeskBot(_Bot):
         """Each reviewer account approves the review steps waiting for its role (not its own tickets)."""
         done = 0
         for role, account in self.apis.items():
-            if role in ("dispatcher", "supervisor"):
+            if role not in REVIEWERS:
                 continue
             for ticket in await self.listing(account.get, ("in_review",)):
                 if my_step(ticket, role, account.name) and self._is_due(ticket, role, self.habits.review_s, seen):

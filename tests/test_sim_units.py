@@ -12,8 +12,8 @@ from datetime import timedelta
 import pytest
 
 from simulators.crews import ApiClient, CallbackBot
-from simulators.units import (ANSWERS, COMPLAINTS, RESULTS, Account, DeskBot, DeskHabits, UnitBot, UnitPace, alternatives,
-                              answering, feedback_text, liaison_units, my_step)
+from simulators.units import (ANSWERS, COMPLAINTS, RESULTS, Account, DeskBot, DeskHabits, UnitBot, UnitPace,
+                              alternatives, answering, feedback_text, liaison_units, my_step)
 from tests.test_dispatch_service import PASSWORD, T0, ll
 from tests.test_unit_desk import api  # noqa: F401  (the running app with units PWR00 > PWR01, PWR02; WAT00 > WAT01)
 
@@ -124,7 +124,8 @@ async def _complaint(api, unit: str, category: str = "power") -> str:  # noqa: F
 async def test_a_complaint_is_sent_accepted_answered_and_called_back(api):  # noqa: F811
     number = await _complaint(api, "PWR00")
     question = await api.new("water", type="consultation")  # saved without an answer
-    elsewhere = {unit: await api.new("water" if unit == "WAT01" else "power", unit=unit) for unit in ("PWR01", "WAT01")}  # not the bots' units
+    elsewhere = {unit: await api.new(category, unit=unit)  # not the bots' units
+                 for unit, category in (("PWR01", "power"), ("WAT01", "water"))}
     bots = Bots(api.base, {"unit-pwr00": UnitPace(return_share=0, extension_share=0, late_share=0)}, DeskHabits())
     await bots.rounds(8)
     code, ticket = await api.call("GET", f"/api/tickets/{number}", "supervisor")
@@ -137,8 +138,10 @@ async def test_a_complaint_is_sent_accepted_answered_and_called_back(api):  # no
     assert answered["state"] == "closed" and answered["resolution"] in [a.format(trade="供水") for a in ANSWERS]
     assert [e[:2] for e in await api.events(question)] == [("close_direct", "agent")]
     events = [e for e in await api.events(number) if e[0] not in ("note", "link_incident")]
-    assert events == [("assign", "dispatcher", "new", "assigned"), ("unit_accept", "unit-pwr00", "assigned", "handling"),
-                      ("feedback", "unit-pwr00", "handling", "resolved"), ("queue_callback", "agent", "resolved", "callback"),
+    assert events == [("assign", "dispatcher", "new", "assigned"),
+                      ("unit_accept", "unit-pwr00", "assigned", "handling"),
+                      ("feedback", "unit-pwr00", "handling", "resolved"),
+                      ("queue_callback", "agent", "resolved", "callback"),
                       ("close", "agent", "callback", "closed")]
     for other in elsewhere.values():  # seen by unit-pwr00 (PWR01 is under it) or not at all: never touched
         assert [e[0] for e in await api.events(other)] == ["assign"]
