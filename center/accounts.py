@@ -11,7 +11,7 @@ from dataclasses import dataclass
 log = logging.getLogger(__name__)
 
 ROLES = ("agent", "dispatcher", "crew", "supervisor", "admin", "unit", "team_leader", "coordinator", "director")
-ROLE_NAMES_ZH = {"agent": "坐席", "dispatcher": "调度员", "crew": "班组", "supervisor": "班长/主任",
+ROLE_NAMES_ZH = {"agent": "坐席", "dispatcher": "调度员", "crew": "班组", "supervisor": "值班主管",
                  "admin": "管理员", "unit": "责任单位联络员", "team_leader": "班长（初审）",
                  "coordinator": "督办协调席", "director": "主任（审核）"}
 # scrypt cost: about 50 ms per hash on this machine's class of CPU, 16 MiB memory.

@@ -316,7 +316,7 @@
       "login.retry_after": "需等待（秒）：",
       "logout": "退出",
       "role.agent": "坐席", "role.dispatcher": "调度员", "role.crew": "班组",
-      "role.supervisor": "班长/主任", "role.admin": "管理员", "role.unit": "责任单位联络员",
+      "role.supervisor": "值班主管", "role.admin": "管理员", "role.unit": "责任单位联络员",
       "role.team_leader": "班长（初审）", "role.coordinator": "督办协调席", "role.director": "主任（审核）",
       "review.step": "审核步骤", "review.note": "意见/原因", "review.approve_review": "审核通过",
       "review.send_back_review": "退回坐席", "review.reject_review": "不予受理", "review.done": "已审核",
