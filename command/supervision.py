@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from command.errors import ValidationError
+from command.limit_steps import STEP_TEXT, Step, step_of
 from command.limits import Level, LimitStatus
 from command.tickets import CENTER_TZ, OPEN_STATES, Actor, AuditEvent, Color, Ticket, apply, as_utc
 
@@ -81,23 +82,33 @@ def state_of(row: Mapping[str, Any], now: datetime) -> str:
     return "due" if row["deadline"] <= as_utc(now, "now").timestamp() else "open"
 
 
+# the steps the center itself owes (交办, 答复 on the call, 回访): late, they are not the unit's to
+# answer, so the rules never send a 督办 to the unit for them
+CENTER_STEPS = frozenset({Step.ASSIGN, Step.ANSWER, Step.CALLBACK})
+
+
 def cause_text(cause: str) -> str:
-    """A rule's cause in words: red → 红单（多次来电）, overdue:arrive → 到场超时."""
-    kind, _, stage = cause.partition(":")
+    """A rule's cause in words: red → 红单（多次来电）, overdue:arrive → 到场超时, overdue:feedback →
+    责任单位反馈超时 (the step's name, `command.limit_steps`)."""
+    kind, _, step = cause.partition(":")
     if kind == "overdue":
-        return f"{STAGE_TEXT.get(stage, stage)}{CAUSE_TEXT['overdue']}"
+        name = STEP_TEXT[Step(step)] if step in Step._value2member_map_ else STAGE_TEXT.get(step, step)
+        return f"{name}{CAUSE_TEXT['overdue']}"
     return CAUSE_TEXT.get(kind, cause)
 
 
 def causes_for(ticket: Ticket, overdue_stages: Iterable[str] = (),
-               statuses: Sequence[LimitStatus] = ()) -> list[str]:
-    """The rules' causes for a 督办 on an open ticket: ``red`` for a red ticket, ``overdue:<stage>``
-    for each stage past its limit (given by name, or as `command.limits` statuses)."""
+               statuses: Sequence[LimitStatus] = (), route: str | None = None) -> list[str]:
+    """The rules' causes for a 督办 on an open ticket: ``red`` for a red ticket, ``overdue:<step>``
+    for each stage past its limit (given by name, or as `command.limits` statuses), named by the
+    step it stands for on a ticket of this `route` (`command.limit_steps.step_of`), except the
+    steps the center owes itself (`CENTER_STEPS`)."""
     if ticket.state not in OPEN_STATES:
         return []
     found = ["red"] if ticket.color is Color.RED else []
     stages = list(overdue_stages) + [s.stage.value for s in statuses if not s.done and s.level is Level.OVERDUE]
-    found += [f"overdue:{stage}" for stage in dict.fromkeys(stages)]
+    steps = [step_of(stage, route, ticket.state) for stage in dict.fromkeys(stages)]
+    found += [f"overdue:{step.value}" for step in dict.fromkeys(steps) if step not in CENTER_STEPS]
     return found
 
 

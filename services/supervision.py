@@ -17,6 +17,7 @@ from typing import Any
 
 from center.store_supervision import SupervisionChanged, SupervisionStore
 from center.store_units import UnitStore
+from center.ticket_records import TicketRecord
 from command import supervision as rules
 from command.errors import CommandError, TicketNotFound
 from command.tickets import OPEN_STATES, SYSTEM_ACTOR, Actor, Role, Ticket
@@ -131,27 +132,29 @@ class SupervisionService:
         issued = await self.issue_by_rules(now, overdue or {})
         return {"issued": issued, "escalated": await self.escalate_due(now), "closed": await self.close_ended(now)}
 
-    async def _red_tickets(self, now: datetime) -> list[Ticket]:
-        found: list[Ticket] = []
+    async def _red_tickets(self, now: datetime) -> list[TicketRecord]:
+        found: list[TicketRecord] = []
         while True:
             page, total = await self.tickets.store.page(now.timestamp(), ranked=False, color="red",
                                                         offset=len(found), limit=RED_SCAN)
-            found += [r.ticket for r in page]
+            found += page
             if not page or len(found) >= total:
                 return found
 
     async def issue_by_rules(self, now: datetime, overdue: Mapping[str, Iterable[str]]) -> int:
         """Issue (or urge with) the rules' 督办 not issued yet; how many steps were written."""
-        tickets = {t.number: t for t in await self._red_tickets(now)}
+        records = {r.ticket.number: r for r in await self._red_tickets(now)}
         stages = {n: list(s) for n, s in overdue.items()}
-        missing = [n for n in stages if n not in tickets]
+        missing = [n for n in stages if n not in records]
         for record in await self.tickets.store.get_many(missing) if missing else ():
             if record is not None:
-                tickets[record.ticket.number] = record.ticket
-        done = await self.store.causes_of(list(tickets))
+                records[record.ticket.number] = record
+        done = await self.store.causes_of(list(records))
         count = 0
-        for number, ticket in sorted(tickets.items()):
-            causes = [c for c in rules.causes_for(ticket, stages.get(number, ())) if c not in done.get(number, set())]
+        for number, record in sorted(records.items()):
+            ticket = record.ticket
+            causes = [c for c in rules.causes_for(ticket, stages.get(number, ()), route=record.meta.get("route"))
+                      if c not in done.get(number, set())]
             if not causes or not ticket.unit_id:
                 continue
             message = "请加快办理并答复：" + "；".join(rules.cause_text(c) for c in causes)

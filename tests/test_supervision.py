@@ -79,6 +79,18 @@ def _status(stage: Stage, level: Level, done: bool = False) -> LimitStatus:
                        used_share=1.0, done=done)
 
 
+@pytest.mark.parametrize("ticket, stages, route, causes", [
+    (_ticket(type=TicketType.COMPLAINT), ("dispatch",), "department", []),  # 交办: the center's own delay
+    (_ticket(type=TicketType.CONSULTATION), ("dispatch",), "answer", []),  # 答复 on the call: the agent's
+    (_ticket(state=State.RESOLVED), ("callback",), "station", []),  # 回访: the center's
+    (_ticket(type=TicketType.COMPLAINT, state=State.HANDLING), ("resolve", "accept"), "department",
+     ["overdue:feedback", "overdue:unit_accept"]),
+    (_ticket(), ("dispatch",), None, ["overdue:dispatch"]),  # a station's crews: as before
+])
+def test_the_rules_name_the_step_and_never_send_the_unit_the_centers_own_delay(ticket, stages, route, causes):
+    assert rules.causes_for(ticket, stages, route=route) == causes
+
+
 @pytest.mark.parametrize("ticket, stages, statuses, causes", [
     (_ticket(), (), (), []),
     (_ticket(color=Color.RED), (), (), ["red"]),
@@ -108,8 +120,8 @@ def test_escalation_targets_of_the_whole_tree():
 
 
 def test_cause_words_and_overdue_stages_of_the_dispatchers_alarms():
-    assert [rules.cause_text(c) for c in ("red", "overdue:arrive", "overdue:resolve")] == \
-        ["红单（多次来电）", "到场超时", "办结超时"]
+    assert [rules.cause_text(c) for c in ("red", "overdue:arrive", "overdue:resolve", "overdue:feedback")] == \
+        ["红单（多次来电）", "到场超时", "办结超时", "责任单位反馈超时"]
     alarms = {"A|arrive": {"kind": "limit", "level": "overdue", "number": "A", "what": "arrive"},
               "A|resolve": {"kind": "limit", "level": "warning", "number": "A", "what": "resolve"},
               "B|dispatch": {"kind": "limit", "level": "overdue", "number": "B", "what": "dispatch"},
