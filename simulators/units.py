@@ -175,11 +175,12 @@ class _Bot:
             log.warning("%s: %s %s refused (%s): %s", self.name, action, ticket["number"], status, body)
         return False
 
-    async def listing(self, get: Get, states: Sequence[str]) -> list[dict]:
-        """The tickets in these states this account sees, most pressing first."""
+    async def listing(self, get: Get, states: Sequence[str], query: str = "state={}") -> list[dict]:
+        """The tickets in these states this account sees, most pressing first (``query``: the
+        filter each state is put into, e.g. a review role's queue ``review_role={}``)."""
         found: list[dict] = []
         for state in states:
-            status, body = await get(f"/api/tickets?state={state}&sort=time_left&limit=500")
+            status, body = await get(f"/api/tickets?{query.format(state)}&sort=time_left&limit=500")
             if status != 200 or not isinstance(body, dict):
                 self.counts[f"list:{status}"] += 1
                 continue
@@ -391,7 +392,7 @@ class DeskBot(_Bot):
         for role, account in self.apis.items():
             if role not in REVIEWERS:
                 continue
-            for ticket in await self.listing(account.get, ("in_review",)):
+            for ticket in await self.listing(account.get, (role,), "review_role={}"):  # the role's queue
                 if my_step(ticket, role, account.name) and self._is_due(ticket, role, self.habits.review_s, seen):
                     done += await self.act(account.send, ticket, "approve_review", {})
         return done
