@@ -124,15 +124,12 @@ async def _unit_accounts(store, password: str) -> list[str]:
     from center.accounts import hash_password
     from center.store_accounts import AccountStore
     from center.store_units import UnitStore
+    from simulators.units import liaison_units  # the one rule of which units have a demo liaison
 
-    tree = [u for u in await UnitStore(store.db).tree() if u["active"]]
-    departments = [u for u in tree if u["level"] == 2]
-    stations = {}
-    for unit in tree:
-        if unit["level"] == 3:
-            stations.setdefault(unit["parent_id"], unit)
+    tree = await UnitStore(store.db).tree()
+    by_id = {u["unit_id"]: u for u in tree}
     hashed = await asyncio.to_thread(hash_password, password)
-    return await AccountStore(store.db).unit_liaisons([*departments, *stations.values()], hashed)
+    return await AccountStore(store.db).unit_liaisons([by_id[u] for u in liaison_units(tree)], hashed)
 
 
 async def _demo_devices(store, settings, profile) -> dict[str, str]:

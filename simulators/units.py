@@ -77,8 +77,9 @@ def feedback_text(ticket: Mapping[str, Any], rng: random.Random) -> str:
 
 
 def liaison_units(tree: Iterable[Mapping[str, Any]]) -> list[str]:
-    """The units the demo gives a liaison (``center.__main__._unit_accounts``): every active 二级
-    department and the first (lowest id) active 三级 station of each."""
+    """The units the demo gives a liaison (``center.__main__._unit_accounts`` creates their
+    accounts from this list): every active 二级 department and the first (lowest id) active 三级
+    station of each."""
     units = [u for u in tree if u.get("active")]
     stations: dict[str, str] = {}
     for unit in sorted(units, key=lambda u: u["unit_id"]):
