@@ -27,8 +27,11 @@ $(ACCEL): $(STAMP) $(ACCEL_SRC)
 demo: $(ACCEL)
 	$(PY) -m center demo
 
+# two test workers (pytest-xdist, a file per worker: each has its own servers), one when the
+# tests share external servers (DATABASE_URL / REDIS_URL / MQTT_URL: they empty them per test)
+TEST_WORKERS ?= $(if $(DATABASE_URL)$(REDIS_URL)$(MQTT_URL),1,2)
 test: $(ACCEL)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: $(ACCEL)
 	$(PY) -m bench $(BENCH_ARGS)
