@@ -34,6 +34,14 @@ class Demo:
         """Everything the demo printed so far."""
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
+    def wait_log(self, text: str, timeout: float = 30.0) -> str:
+        """The log once it holds ``text`` (the supervisor prints some lines after /healthz is ok)."""
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log()):
+            assert time.monotonic() < deadline, f"{text!r} not in the log within {timeout} s:\n{log[-3000:]}"
+            time.sleep(0.2)
+        return log
+
     def tree(self) -> list[psutil.Process]:
         """The demo process and all its descendants."""
         parent = psutil.Process(self.process.pid)

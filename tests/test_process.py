@@ -57,7 +57,7 @@ def _listening_ports(procs: list[psutil.Process]) -> set[int]:
 def test_demo_runs_moves_vehicles_and_stops_cleanly(tmp_path):
     demo = start_demo(tmp_path / "var", tmp_path / "demo.log", vehicles=21, SIM_DISPATCHER="1")  # every crew has a vehicle
     try:
-        assert "console: " + demo.base + "/" in demo.log()
+        demo.wait_log("console: " + demo.base + "/")
         token = demo.login("dispatcher")
         before, after = asyncio.run(_vehicle_moves(demo.base, token))
         assert before["id"] == after["id"] and (before["lat"], before["lon"]) != (after["lat"], after["lon"])
