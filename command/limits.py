@@ -344,6 +344,42 @@ def _due(policy: LimitPolicy, rule: LimitRule, ticket: Ticket, stage: Stage, sta
     return policy.due(rule, start, ticket.extended_until)
 
 
+def _limits(policy: LimitPolicy, rule: LimitRule, ticket: Ticket, stage: Stage, start: datetime,
+            share: float) -> tuple[datetime, timedelta, timedelta]:
+    """(deadline, limit, clock limit) of a started stage. An extension lengthens the limit to its
+    new deadline; the clock limit is the limit for a clock stage, and for a working-time stage the
+    clock time in which its share left falls from ``1 - share`` to 0 (`LimitStatus.clock_limit`)."""
+    deadline = _due(policy, rule, ticket, stage, start)
+    limit = policy.elapsed(rule, start, deadline) if deadline != policy.deadline(rule, start) \
+        else rule.working_time(policy.calendar)
+    clock_limit = limit
+    if rule.unit is not Unit.CLOCK and share < 1:
+        clock_limit = (deadline - policy.calendar.add(start, share * limit)) / (1 - share)
+    return deadline, limit, clock_limit
+
+
+def stamp(ticket: Ticket, *, policy: LimitPolicy = DEFAULT_POLICY,
+          ) -> tuple[Ticket, list[tuple[Stage, datetime, timedelta]]]:
+    """In one pass, the ticket with its `deadlines` snapshot (as `with_deadlines`) and its open timed
+    stages as (stage, deadline, clock limit), the not-done stages `escalation` reports (none for a
+    closed, cancelled or merged ticket): what a stored ticket keeps for the queue."""
+    stamped: dict[str, datetime] = {}
+    open_stages: list[tuple[Stage, datetime, timedelta]] = []
+    ended = ticket.state in (State.CLOSED, State.CANCELLED, State.MERGED)
+    for stage in Stage:
+        start, completed, applicable = _clock(ticket, stage, None)
+        rule = policy.rule_for(ticket, stage, ticket.area_class)
+        if not applicable or start is None or rule is None:
+            continue
+        if ended or completed is not None:
+            stamped[stage.value] = _due(policy, rule, ticket, stage, start)
+            continue
+        deadline, _, clock_limit = _limits(policy, rule, ticket, stage, start, policy.warn_share)
+        stamped[stage.value] = deadline
+        open_stages.append((stage, deadline, clock_limit))
+    return dataclasses.replace(ticket, deadlines=stamped), open_stages
+
+
 def deadlines(ticket: Ticket, area_class: AreaClass | None = None, *,
               policy: LimitPolicy = DEFAULT_POLICY) -> dict[Stage, datetime]:
     """Deadline of every stage whose clock has started and that has a limit (area class defaults to the ticket's)."""
@@ -386,19 +422,13 @@ def escalation(ticket: Ticket, now: datetime, *, arrived_at: datetime | None = N
         rule = policy.rule_for(ticket, stage, area)
         if not applicable or start is None or rule is None:
             continue
-        deadline = _due(policy, rule, ticket, stage, start)
-        # an extension lengthens the stage's limit to its new deadline
-        limit = policy.elapsed(rule, start, deadline) if deadline != policy.deadline(rule, start) \
-            else rule.working_time(policy.calendar)
+        deadline, limit, clock_limit = _limits(policy, rule, ticket, stage, start, share)
         end = completed if completed is not None else now
         used = policy.elapsed(rule, start, end) / limit
         if completed is not None:
             level = Level.OK if policy.met(rule, start, completed, ticket.extended_until) else Level.OVERDUE
         else:
             level = Level.OVERDUE if used >= 1 or end >= deadline else Level.WARNING if used >= share else Level.OK
-        clock_limit = limit
-        if rule.unit is not Unit.CLOCK and share < 1:
-            clock_limit = (deadline - policy.calendar.add(start, share * limit)) / (1 - share)
         out.append(LimitStatus(stage, level, start, deadline, limit, used, policy.elapsed(rule, end, deadline),
                                completed is not None, completed, rule.unit, clock_limit))
     return out

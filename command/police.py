@@ -12,6 +12,7 @@ offset (or ``Z``) is accepted and converted to UTC, a time without an offset is 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import hmac
 import json
@@ -354,6 +355,16 @@ def _mentions(text: str, word: str) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=256)
+def _any_word(group: tuple[str, ...]) -> re.Pattern[str]:
+    """One pattern for a group's words: most texts mention none, and one search says so."""
+    return re.compile("|".join(map(re.escape, group)))
+
+
+def _mentions_any(text: str, group: tuple[str, ...]) -> bool:
+    return _any_word(tuple(group)).search(text) is not None and any(_mentions(text, w) for w in group)
+
+
 def needs_police(
     category: str,
     ticket_type: str,
@@ -372,7 +383,7 @@ def needs_police(
             continue
         if rule.kind in tag_set or rule.tags & tag_set:
             return rule.kind
-        if rule.all_of and all(any(_mentions(text, w) for w in group) for group in rule.all_of):
+        if rule.all_of and all(_mentions_any(text, group) for group in rule.all_of):
             return rule.kind
     return None
 

@@ -21,7 +21,7 @@ from center.store_units import UnitStore
 from command import grouping, repeats
 from command.coordinates import ServiceArea, check_optional_point
 from command.errors import Conflict, TicketNotFound, ValidationError
-from command.limits import DEFAULT_POLICY, LimitPolicy, escalation, with_deadlines
+from command.limits import DEFAULT_POLICY, LimitPolicy, stamp
 from command.police import needs_police
 from command.review import NO_REVIEW, ReviewTable, waiting_step
 from command.routing import (
@@ -120,9 +120,9 @@ class TicketManager:
     # ------------------------------------------------------------------------------ helpers
     def _record(self, ticket: Ticket, meta: Mapping[str, Any]) -> TicketRecord:
         """The ticket with its deadlines stamped and its open timed stages in meta.queue."""
-        ticket = with_deadlines(ticket, policy=self.policy)
-        queue = [[s.stage.value, s.deadline.timestamp(), s.clock_limit.total_seconds()]
-                 for s in escalation(ticket, ticket.updated_at, policy=self.policy) if not s.done]
+        ticket, stages = stamp(ticket, policy=self.policy)
+        queue = [[stage.value, deadline.timestamp(), clock_limit.total_seconds()]
+                 for stage, deadline, clock_limit in stages]
         route = self.routing.kind(ticket.type).value  # the route follows the type (a review may change it)
         return TicketRecord(ticket, {**meta, "route": route, "queue": queue}, to_dict(ticket))  # serialised once
 

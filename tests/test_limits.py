@@ -11,7 +11,7 @@ from center.settings import SettingsError
 from command.errors import ValidationError
 from command.limits import (
     DEFAULT_POLICY, Level, LimitRule, Stage, Unit, alarms, deadlines, escalation, policy_from_config,
-    queue_key, with_deadlines,
+    queue_key, stamp, with_deadlines,
 )
 from command.tickets import (
     Actor, AreaClass, Category, Role, State, TicketType, Urgency, apply, from_dict, new_ticket, to_dict,
@@ -395,3 +395,26 @@ def test_stored_queue_share_turns_warning_and_overdue_when_escalation_does(creat
 
 def test_clock_limit_of_a_clock_stage_is_its_limit():
     assert all(s.clock_limit == s.limit for s in escalation(make(), T0 + 5 * M, policy=POLICY))
+
+
+def _lifecycle():
+    """A repair through its states, a declined one, a closed one, a complaint on working days, other areas."""
+    repair = make()
+    dispatched = run(repair, (2, "dispatch", Role.DISPATCHER, {"crew_id": "C1"}))
+    declined = run(dispatched, (8, "decline", Role.CREW, {"reason": "车坏了"}))
+    on_site = run(repair, *ON_SITE, (30, "arrive", Role.CREW, {}))
+    resolved = run(on_site, (90, "resolve", Role.CREW, {"resolution": "更换熔断器"}))
+    closed = run(resolved, (95, "queue_callback", Role.SYSTEM, {}),
+                 (100, "close", Role.AGENT, {"satisfaction": "satisfied"}))
+    complaint = make(category="water", type_="complaint", urgency="normal", at=local("2026-11-27 16:00"))
+    return [repair, dispatched, declined, on_site, resolved, closed, complaint,
+            make(type_="consultation", urgency="normal"), make(area="rural"), make(area="remote")]
+
+
+@pytest.mark.parametrize("index", range(10))
+def test_stamp_is_with_deadlines_and_the_open_stages_of_escalation(index):
+    ticket = _lifecycle()[index]
+    stamped, stages = stamp(ticket)
+    assert stamped == with_deadlines(ticket)
+    expected = [(s.stage, s.deadline, s.clock_limit) for s in escalation(ticket, ticket.updated_at) if not s.done]
+    assert stages == expected
