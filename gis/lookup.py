@@ -14,6 +14,7 @@ never in degrees.
 """
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -74,6 +75,27 @@ class _AreaIndex:
     def get(self, column: str, rows: Any) -> Any:
         """Column values at rows (None for -1)."""
         return self.values[column][rows]
+
+
+class _Layers:
+    """Several `_AreaIndex` layers in one STRtree: a point's row in every layer from one query
+    (six queries of one tree each cost six times the per-query overhead, which dominates)."""
+
+    def __init__(self, layers: list[_AreaIndex]) -> None:
+        sizes = [len(layer.geoms) for layer in layers]
+        self.offsets = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+        geoms = np.concatenate([layer.geoms for layer in layers]) if layers else np.empty(0, dtype=object)
+        self.tree = shapely.STRtree(geoms)
+
+    def find_all(self, point: shapely.Point) -> list[int]:
+        """Per layer, the row of its lowest-id polygon covering `point`, or -1 (as `find_one`)."""
+        offsets = self.offsets
+        out = [-1] * (len(offsets) - 1)
+        for hit in sorted(self.tree.query(point, predicate="intersects").tolist()):
+            layer = bisect.bisect_right(offsets, hit) - 1
+            if out[layer] == -1:
+                out[layer] = hit - offsets[layer]
+        return out
 
 
 @dataclass(frozen=True)
@@ -142,6 +164,8 @@ class SpatialLookup:
         supply["transformer"] = [transformer_names.get(a) for a in supply["asset_id"]]
         self._supply = _AreaIndex(supply, "area_id", "asset_id", "transformer")
         self._dmas = _AreaIndex(city.dmas, "dma_id", "name")
+        self._layers = _Layers([self._districts, self._streets, self._grids, self._supply, self._dmas,
+                                *(self._units[category] for category in CATEGORIES)])
         nodes = nodes_from_frame(city.units.drop(columns="geometry").to_dict("records"))
         levels = {n.unit_id: n.level for n in nodes}
         self._department = {n.unit_id: n.parent_id for n in nodes
@@ -165,12 +189,10 @@ class SpatialLookup:
     def locate(self, lon: float, lat: float, category: str | None = None) -> Location:
         """Areas, responsible unit (for `category`), 台区 and DMA at one point."""
         _check_category(category)
-        point = shapely.Point(lon, lat)
-        d, s, g = (self._districts.find_one(point), self._streets.find_one(point),
-                   self._grids.find_one(point))
+        rows = self._layers.find_all(shapely.Point(lon, lat))
+        d, s, g, a, m = rows[:5]
         units = self._units[category] if category else None
-        u = units.find_one(point) if units else -1
-        a, m = self._supply.find_one(point), self._dmas.find_one(point)
+        u = rows[5 + CATEGORIES.index(category)] if category else -1
         return Location(
             lon=lon, lat=lat,
             district_id=self._districts.get("district_id", d), district=self._districts.get("name", d),

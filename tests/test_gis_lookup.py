@@ -117,6 +117,20 @@ def test_locate_many_agrees_with_locate(lookup):
     assert list(lookup.locate_many(lons[:2], lats[:2]).unit_id) == [None, None]
 
 
+@pytest.mark.parametrize("category", ["power", "water", "gas", "heating", None])
+def test_locate_agrees_with_locate_many_at_random_points(lookup, category):
+    rng = np.random.default_rng(7)  # `locate` queries one tree of every layer, `locate_many` one tree each
+    lons, lats = rng.uniform(119.68, 119.82, 400), rng.uniform(36.33, 36.42, 400)
+    lons[:40], lats[:40] = np.round(lons[:40], 2), np.round(lats[:40], 3)  # on edges and corners too
+    many = lookup.locate_many(lons, lats, category)
+    for i in range(len(lons)):
+        where = lookup.locate(lons[i], lats[i], category)
+        assert (where.district_id, where.street_id, where.grid_id, where.area_class, where.unit_id,
+                where.supply_area_id, where.dma_id) == (
+            many.district_id[i], many.street_id[i], many.grid_id[i], many.area_class[i], many.unit_id[i],
+            many.supply_area_id[i], many.dma_id[i])
+
+
 def test_unknown_category_is_refused(lookup):
     with pytest.raises(UnknownCategory, match="'electricity'"):
         lookup.locate(119.72, 36.36, category="electricity")
