@@ -27,9 +27,11 @@ def _logging(level: str, name: str) -> None:
 async def _standalone(name: str, settings) -> None:
     """Run one service; starts embedded servers only when none is configured or running."""
     from center.city import ensure_city, load_city
+    from center.clock import process_clock
     from center.servers import Servers
     from center.supervisor import keep_servers
 
+    process_clock(settings, name)  # a speed-up without a shared anchor is refused, with one logged loudly
     servers = await asyncio.to_thread(Servers.resolve, settings)
     settings = settings.with_values(DATABASE_URL=servers.database_url)  # the embedded one, if started
     kept = asyncio.Event()

@@ -79,6 +79,18 @@ def _non_negative(text: str) -> float:
 _non_negative.__name__ = "non-negative float"
 
 
+def _epoch(text: str) -> str:
+    if text.strip() == "":
+        return ""
+    value = float(text)
+    if not 0.0 < value < 4102444800.0:  # before 2100
+        raise ValueError(f"must be UTC epoch seconds (or empty): {text}")
+    return text.strip()
+
+
+_epoch.__name__ = "epoch seconds"
+
+
 def _bbox(text: str) -> str:
     from command.coordinates import ServiceArea
 
@@ -124,11 +136,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LOG_LEVEL", str, "INFO", "Logging level of every service (DEBUG, INFO, WARNING, ERROR)."),
     Setting("CITY_PROFILE", str, "", "City profile TOML (layers). Empty: the demo city, generated into DATA_DIR/city on first run."),
     Setting("SERVICE_AREA", _bbox, "", "Box the center serves, minlon,minlat,maxlon,maxlat (WGS84): tickets, 110 transfers and point queries outside it are refused (400 outside_service_area). Empty: the city's extent plus 0.2°."),
+    Setting("CLOCK_SPEEDUP", _positive(float), 1.0, "Domain seconds per wall second of the center's clock (ticket times, limits, alarms, KPI, fix times) and of the simulators: demo and bench only; production keeps 1 (see Time: one clock)."),
+    Setting("CLOCK_ANCHOR", _epoch, "", "UTC epoch second at which the clock equals the wall clock, shared by every process of a demo. Empty: the demo's supervisor fixes it when it starts; a service started alone with CLOCK_SPEEDUP other than 1 needs it."),
     Setting("SIM_VEHICLES", _positive(int), 21, "Number of simulated repair vehicles in `simulate`/`demo`."),
     Setting("SIM_RATE_HZ", _positive(float), 1.0, "NMEA reports per second per simulated vehicle."),
     Setting("SIM_TUNNELS_PER_HOUR", float, 2.0, "How often per hour, on average, a simulated vehicle loses its GPS fix for 10-40 s (a tunnel)."),
     Setting("SIM_SEED", int, 20261122, "Random seed of the simulators (same seed, same messages)."),
-    Setting("SIM_SPEEDUP", _positive(float), 20.0, "Simulated seconds per wall second for sensor curves, calls, crews' delays and repairs in `simulate`/`demo` (vehicles drive in real time)."),
+    Setting("SIM_SPEEDUP", _positive(float), 20.0, "Simulated seconds per wall second for sensor curves, calls, crews' delays and repairs in `simulate`/`demo` (vehicles drive in real time); with CLOCK_SPEEDUP other than 1 the simulators run at CLOCK_SPEEDUP instead, vehicles too."),
     Setting("SIM_SENSORS", _bool, True, "Run the sensor simulator (pressure, flow, transformer load; JSON and Sparkplug B) in `simulate`/`demo`."),
     Setting("SIM_CALLERS", _bool, True, "Run the callers (citizen calls through the ticket API as user agent) in `simulate`/`demo`."),
     Setting("SIM_CREWS", _bool, True, "Run the crew bots (accept, drive, arrive, resolve through the API) in `simulate`/`demo`."),

@@ -67,6 +67,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from center import redis_client
+from center.clock import Clock
 from center.db import Database
 from center.fixpack import NONE8, NONE16, TRACK_RECORD, fix_text, pack_fix, prepare  # noqa: F401 (re-exported)
 from center.store_tracks import TrackStore
@@ -259,6 +260,9 @@ class Store(SensorStoreMixin, LoginStoreMixin):
     def __init__(self, client: aioredis.Redis, db: Database | None = None):
         self.redis = client
         self.db = db
+        # the clock the vehicles' fix times are compared on (center.clock; the process sets its own):
+        # the stale and offline limits are wall seconds, so span() of them on that clock
+        self.clock = Clock()
         self._write_fixes_script = client.register_script(WRITE_FIXES)
         self._keep_unknown_script = client.register_script(KEEP_UNKNOWN_VEHICLES)
 
@@ -365,7 +369,8 @@ class Store(SensorStoreMixin, LoginStoreMixin):
             pipe.hgetall(f"veh:{vid}")
         replies = await pipe.execute()
         latest, raws = replies[:len(LATEST_KEYS)], replies[len(LATEST_KEYS):]
-        now = time.time() if now is None else now
+        now = self.clock.now() if now is None else now
+        stale_s, offline_s = self.clock.span(stale_s), self.clock.span(offline_s)
         return [vehicle_view(vid, vehicle_fields(vid, raw, *latest), now, stale_s, offline_s)
                 for vid, raw in zip(ids, raws)]
 
@@ -383,7 +388,8 @@ class Store(SensorStoreMixin, LoginStoreMixin):
             return None
         latest = [{} if value is None else {vehicle_id: value} for value in latest]
         view = vehicle_view(vehicle_id, vehicle_fields(vehicle_id, raw, *latest),
-                            time.time() if now is None else now, stale_s, offline_s)
+                            self.clock.now() if now is None else now, self.clock.span(stale_s),
+                            self.clock.span(offline_s))
         view["counters"] = {k: int(v) for k, v in sorted(counts.items())}
         return view
 

@@ -110,6 +110,8 @@ class Supervisor:
     """Runs the demo's services as a group."""
 
     def __init__(self, settings: Settings, services: list[str]):
+        if settings.CLOCK_ANCHOR == "":  # one anchor for every child: they agree on the clock (center.clock)
+            settings = settings.with_values(CLOCK_ANCHOR=f"{time.time():.3f}")
         self.settings = settings
         self.service_names = services
         self.children: list[Child] = []

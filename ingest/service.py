@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from center import accel
+from center.clock import Clock
 from center.lifecycle import stop_on_signals, tune_gc_for_latency
 from center.mqtt import MqttClient, ReceivedMessage
 from center.settings import Settings
@@ -56,7 +57,7 @@ class Ingest:
         self.settings = settings
         self.store = store
         self.vehicles = VehicleIngest(max_speed_kmh=settings.MAX_JUMP_SPEED_KMH)
-        self.sensors = SensorIngest(registry or SensorRegistry(), time.time(),
+        self.sensors = SensorIngest(registry or SensorRegistry(), store.clock.now(),
                                     max_bytes=settings.INGEST_MAX_PAYLOAD,
                                     no_data_factor=settings.SENSOR_NO_DATA_FACTOR)
         self.fleet = Lane("fleet")
@@ -105,16 +106,20 @@ class Ingest:
         live_topics = self._live_topics
         handle = self.vehicles.handle
         vehicles = self.fleet.batch.vehicles
+        # fixes and readings are judged and dated on the center's clock (center.clock): the time a
+        # message arrived, on that clock (the wall clock itself unless the demo runs it faster)
+        at = self.store.clock.at if self.store.clock.accelerated else None
         for msg in messages:
             if len(msg.payload) > max_payload:
                 self.reject(msg.topic, "payload_too_large")
                 continue
             try:
+                received_at = msg.received_at if at is None else at(msg.received_at)
                 vehicle_id = live_topics.get(msg.topic)
                 if vehicle_id is not None:  # fleet/<id>/nmea seen before: route's commonest case, directly
-                    handle(vehicle_id, msg.payload, msg.received_at, False, vehicles, stats)
+                    handle(vehicle_id, msg.payload, received_at, False, vehicles, stats)
                     continue
-                self.route(msg)
+                self.route(msg, received_at)
             except RejectedPayload as exc:
                 self.reject(msg.topic, exc.reason)
             except Exception as exc:  # a payload must never stop the subscriber
@@ -126,9 +131,11 @@ class Ingest:
         if len(self.fleet.batch) >= self.settings.INGEST_BATCH:
             self._cut(self.fleet)
 
-    def route(self, msg: ReceivedMessage) -> None:
-        """Send one message to the decoder its topic names."""
+    def route(self, msg: ReceivedMessage, received_at: float | None = None) -> None:
+        """Send one message to the decoder its topic names; ``received_at``: when it arrived on the
+        center's clock (default: ``msg.received_at``)."""
         topic = msg.topic
+        received_at = msg.received_at if received_at is None else received_at
         if topic.startswith("fleet/"):
             parsed = parse_fleet_topic(topic)
             if parsed is None:
@@ -148,13 +155,13 @@ class Ingest:
                 if len(self._live_topics) >= LIVE_TOPICS_MAX:
                     self._live_topics.clear()
                 self._live_topics[topic] = vehicle_id
-            self.vehicles.handle(vehicle_id, msg.payload, msg.received_at, kind == "backfill",
+            self.vehicles.handle(vehicle_id, msg.payload, received_at, kind == "backfill",
                                  self.fleet.batch.vehicles, self.stats)
         elif topic.startswith("scada/"):
-            self.sensors.handle_scada(topic, msg.payload, msg.received_at, self.sensor_lane.batch.sensors,
+            self.sensors.handle_scada(topic, msg.payload, received_at, self.sensor_lane.batch.sensors,
                                       self.stats)
         elif topic.startswith("spBv1.0/"):
-            node = self.sensors.handle_sparkplug(topic, msg.payload, msg.received_at,
+            node = self.sensors.handle_sparkplug(topic, msg.payload, received_at,
                                                  self.sensor_lane.batch.sensors, self.stats)
             if node is not None:
                 self.ask_rebirth(*node, msg.received_at)
@@ -265,7 +272,7 @@ class Ingest:
                     pass
                 lane.wake.clear()
                 if lane is self.fleet:
-                    self.vehicles.flush_idle_backfill(time.time(), lane.batch.vehicles, self.stats)
+                    self.vehicles.flush_idle_backfill(self.store.clock.now(), lane.batch.vehicles, self.stats)
                 self._cut(lane)
                 if not lane.queue:
                     continue
@@ -333,7 +340,7 @@ class Ingest:
                 await self.after_wipe()
             if now >= next_check:
                 next_check = now + check_s
-                self.sensors.check_silence(time.time(), self.sensor_lane.batch.sensors, self.stats)
+                self.sensors.check_silence(self.store.clock.now(), self.sensor_lane.batch.sensors, self.stats)
                 if self.sensor_lane.batch.sensors.events:
                     self._cut(self.sensor_lane)
             if now >= next_refresh:
@@ -406,7 +413,7 @@ class Ingest:
                 entries = await self.store.read_alarm_acks(cursor, block_ms=250)
                 for entry_id, fields in entries:
                     self.sensors.acknowledge(fields.get("alarm_id", ""), fields.get("user", ""),
-                                             float(fields.get("at") or time.time()),
+                                             float(fields.get("at") or self.store.clock.now()),
                                              self.sensor_lane.batch.sensors,
                                              self.stats)
                     cursor = entry_id
@@ -489,6 +496,7 @@ async def serve(settings: Settings, redis_url: str, mqtt_url: str, stop: asyncio
     # a short patience: a longer outage is the writer's to handle (buffer in order, then flush)
     store = Store.from_url(redis_url, settings.DATABASE_URL, db_pool_size=settings.DB_POOL_SIZE,
                            health_check_interval=10, socket_timeout=5, patience_s=1.0)
+    store.clock = Clock.from_settings(settings)  # fix and reading times on the center's clock
     ingest = Ingest(settings, store)
     if hook is not None:
         hook(ingest)

@@ -89,13 +89,17 @@ class PoliceLink:
                  clock: Callable[[], datetime] | None = None, send: Send | None = None,
                  ack_deadline_s: float = 60.0, backoff_base_s: float = 2.0, backoff_cap_s: float = 60.0,
                  timeout_s: float = 10.0, max_skew_s: int = 300, jitter: Callable[[], float] = random.random,
-                 on_alarm: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None) -> None:
+                 on_alarm: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None,
+                 signing_clock: Callable[[], datetime] | None = None) -> None:
+        """``signing_clock``: the time signatures are made and checked at (default ``clock``; the
+        wall clock when the center's clock runs faster: a signature's freshness is security)."""
         self.store = store
         self.alarms = alarms
         self.tickets = tickets
         self.url = url.rstrip("/")
         self.secret = secret
         self.clock = clock or tickets.clock
+        self.signing_clock = signing_clock  # None: the domain time of the pass
         self.send = send or http_send
         self.ack_deadline_s = ack_deadline_s
         self.backoff_base_s, self.backoff_cap_s = backoff_base_s, backoff_cap_s
@@ -239,7 +243,8 @@ class PoliceLink:
         """Send one leased entry and record the outcome; 1 when 110 acknowledged it."""
         entry = leased
         key = extra["idempotency_key"]
-        headers = police.sign(entry.body, self.secret, now, uuid.uuid4().hex, idempotency_key=key)
+        signed_at = now if self.signing_clock is None else self.signing_clock()
+        headers = police.sign(entry.body, self.secret, signed_at, uuid.uuid4().hex, idempotency_key=key)
         status, reply = await self.send(self.url + PATHS[extra["kind"]], entry.body, headers, self.timeout_s)
         done = police.on_response(leased, status, reply, now, jitter=self.jitter(),
                                   base_s=self.backoff_base_s, cap_s=self.backoff_cap_s)
@@ -316,7 +321,7 @@ class PoliceLink:
         """Accept a signed inbound request or raise SignatureError (bad, stale or replayed)."""
         if not self.secret:
             raise police.SignatureError(police.SignatureError.BAD_SIGNATURE, "no shared secret configured")
-        police.verify(body, headers, self.secret, self.clock(), max_skew_s=self.max_skew_s,
+        police.verify(body, headers, self.secret, (self.signing_clock or self.clock)(), max_skew_s=self.max_skew_s,
                       seen_nonce=lambda nonce: False)  # signature and time first; the nonce below
         nonce = next(v for k, v in headers.items() if k.lower() == "x-nonce")
         if not await self.store.claim_nonce(nonce, 2 * self.max_skew_s):

@@ -66,7 +66,7 @@ class TrackArchiver:
 
     async def run_once(self, now: float | None = None) -> ArchivePass:
         """One pass at time `now` (epoch s): partitions, then every vehicle's closed hours."""
-        now = time.time() if now is None else now
+        now = self.store.clock.now() if now is None else now  # fix times are on the center's clock
         started = time.monotonic()
         today = utc_day(now)
         oldest = today - timedelta(days=self.archive_days)  # the first day kept

@@ -31,6 +31,7 @@ from typing import Any
 import psycopg
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 
+from center.clock import Clock
 from center.lifecycle import stop_on_signals
 from center.limit_files import load_policy
 from center.review_file import load_review
@@ -50,7 +51,7 @@ from services.dispatch import DispatchManager, is_creation, road_graph
 from services.dispatch_timers import DispatchTimers
 from services.police_link import PoliceLink, Send
 from services.supervision import SupervisionService, overdue_stages
-from services.tickets import TicketManager, build_manager, consume_alarms
+from services.tickets import TicketManager, build_manager, consume_alarms, utc_now
 from services.track_archiver import TrackArchiver
 
 log = logging.getLogger(__name__)
@@ -86,11 +87,13 @@ async def build(store: Store, settings: Any, city: Any = None, *, tickets: Ticke
     graph = await asyncio.to_thread(road_graph, city, settings.data_dir / "cache")
     crews = CrewRegistry(crews_from_city(city), store, tickets.store)
     dispatch = DispatchManager(tickets, crews, dstore, graph, auto=settings.DISPATCH_AUTO,
-                               accept_timeout_s=settings.ACCEPT_TIMEOUT_S, stale_after_s=settings.VEHICLE_STALE_S,
+                               accept_timeout_s=settings.ACCEPT_TIMEOUT_S,
+                               stale_after_s=store.clock.span(settings.VEHICLE_STALE_S),  # fix times: the store's clock
                                clock=clock)
     timers = DispatchTimers(dispatch, arrival_radius_m=settings.ARRIVAL_RADIUS_M)
     police = PoliceLink(PoliceStore(store.db), dstore, tickets, url=settings.POLICE_URL, secret=settings.POLICE_SECRET.encode("utf-8"),
-                        clock=clock, send=send, **police_options)
+                        clock=clock, send=send, **police_options,
+                        signing_clock=utc_now if store.clock.accelerated else None)  # signatures: wall time
     if police.outbound_enabled:  # an emergency's handover and a transfer's result: in the deciding write
         tickets.outbox_hook = police.outbox_hook
     supervision = None if store.db is None else SupervisionService(tickets, SupervisionStore(store.db),
@@ -209,7 +212,8 @@ async def serve(settings: Any, redis_url: str, mqtt_url: str, city: Any, stop: a
     stop = stop_on_signals(stop)
     store = Store.from_url(redis_url, settings.DATABASE_URL, db_pool_size=settings.DB_POOL_SIZE,
                            health_check_interval=10)
-    parts = await build(store, settings, city)
+    store.clock = Clock.from_settings(settings)  # domain time (center.clock): tickets, limits, alarms, fix ages
+    parts = await build(store, settings, city, clock=store.clock.now_dt)
     log.info("dispatch: %d crews, %s road edges, 110 link %s", len(parts.dispatch.crews.crews),
              0 if parts.dispatch.graph is None else parts.dispatch.graph.edge_count,
              "on" if parts.police.outbound_enabled else "off (POLICE_URL/POLICE_SECRET not set)")

@@ -15,7 +15,10 @@ Everything the outside world does, in one process, through the real protocols:
 - after ``SIM_SCENARIO_AFTER_S`` the scenario ``SIM_SCENARIO`` (e.g. a main burst) fires once.
 
 Simulated time runs ``SIM_SPEEDUP`` times faster than the wall clock for the daily curves, the
-calls and the people's delays; vehicles drive in real time.
+calls and the people's delays; vehicles drive in real time. With ``CLOCK_SPEEDUP`` other than 1
+the simulators follow the center's clock instead (`center.clock`: same anchor, same speed-up):
+the vehicles then drive that many times faster too and stamp their fixes, as the sensors their
+readings, with the simulated time.
 """
 from __future__ import annotations
 
@@ -109,12 +112,20 @@ class LivingCity:
     """The running simulators of one demo city and their shared simulated clock."""
 
     def __init__(self, settings, mqtt_url: str, city, stop: asyncio.Event, devices: dict[str, str] | None = None):
+        from center.clock import Clock
         from simulators.sensors import SimClock
 
         self.settings, self.mqtt_url, self.city, self.stop = settings, mqtt_url, city, stop
         self.devices = devices or {}  # device id -> broker URL with its credentials
         self.injector = None  # the scenario's own connection for faults it injects, when devices log in
-        self.clock = SimClock(speedup=settings.SIM_SPEEDUP)
+        self.center_clock = Clock.from_settings(settings)
+        if self.center_clock.accelerated:  # one clock: the center's (vehicles and sensors stamp it)
+            if settings.SIM_SPEEDUP != self.center_clock.speedup:
+                log.warning("simulate: SIM_SPEEDUP=%g ignored: the simulators follow CLOCK_SPEEDUP=%g",
+                            settings.SIM_SPEEDUP, self.center_clock.speedup)
+            self.clock = SimClock.following(self.center_clock)
+        else:
+            self.clock = SimClock(speedup=settings.SIM_SPEEDUP)
         self.seed = settings.SIM_SEED
         host = settings.HTTP_HOST if settings.HTTP_HOST not in ("0.0.0.0", "::", "") else "127.0.0.1"
         self.base_url = f"http://{host}:{settings.HTTP_PORT}"
@@ -143,7 +154,8 @@ class LivingCity:
         self.sensors = SensorSimulator(specs_from_city(self.city), publish=transport.publish, seed=self.seed,
                                        node_connector=transport.connect_node, zone=self.settings.TIME_ZONE)
         self.control = listen_for_commands(self.sensors, self.mqtt_url, asyncio.get_running_loop())
-        self.tasks.append(asyncio.create_task(run(self.sensors, self.clock, self.stop)))
+        self.tasks.append(asyncio.create_task(run(self.sensors, self.clock, self.stop,
+                                                  wall_stamps=not self.center_clock.accelerated)))
         log.info("simulate: %d sensors at x%g", len(self.sensors.sensors), self.clock.speedup)
 
     async def start_police(self) -> None:
@@ -415,7 +427,7 @@ async def serve(settings, mqtt_url: str, profile: Path, stop: asyncio.Event | No
 
         await run_fleet(mqtt_url, net, fleet, rate_hz=settings.SIM_RATE_HZ, seed=settings.SIM_SEED, stop=stop,
                         tunnels_per_hour=settings.SIM_TUNNELS_PER_HOUR,
-                        on_tick=tick, device_urls=devices)
+                        on_tick=tick, device_urls=devices, clock=city.center_clock)
     finally:
         await city.close()
         if beat:

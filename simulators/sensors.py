@@ -447,6 +447,12 @@ class SimClock:
         """Wall seconds that ``sim_seconds`` of simulated time take."""
         return sim_seconds / self.speedup
 
+    @classmethod
+    def following(cls, clock) -> "SimClock":
+        """Simulated time that is the center's clock (`center.clock.Clock`): starts at its time now
+        and runs at its speed-up, so calls, curves and the center agree on the time."""
+        return cls(clock.now_dt(), clock.speedup)
+
 
 class MqttTransport:
     """One shared MQTT connection for JSON readings and one per Sparkplug edge node (with its will).

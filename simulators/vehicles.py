@@ -34,6 +34,7 @@ BRAKE = 2.5       # m/s2
 JUNCTION_KMH = 15.0
 ACCESS_KMH = 20.0   # off the road: into a yard, up to an address
 ON_ROAD_M = 8.0     # a route segment this close to a road runs on it (at its speed)
+MAX_STEP_S = 2.0    # longest motion step (simulated s): a faster clock drives a report's span in steps
 
 
 @dataclass
@@ -348,13 +349,15 @@ class SimVehicle:
                 self.pos = 0.0
                 return
 
-    def report(self, net: RoadNet, rng: random.Random, t: datetime, *, tunnel_rate: float = 0.0) -> bytes:
+    def report(self, net: RoadNet, rng: random.Random, t: datetime, *, tunnel_rate: float = 0.0,
+               speedup: float = 1.0) -> bytes:
         """One second's NMEA burst: GGA, RMC, GSA, VTG (CR LF separated, ASCII).
 
         ``tunnel_rate`` is the chance per report of entering a tunnel: for the next 10–40 reports
-        the receiver has no fix and sends GGA quality 0 and a void RMC, as real ones do."""
+        (10-40 simulated seconds at ``speedup``: at least one report) the receiver has no fix and
+        sends GGA quality 0 and a void RMC, as real ones do."""
         if self.tunnel_left <= 0 and tunnel_rate > 0 and rng.random() < tunnel_rate:
-            self.tunnel_left = rng.randint(10, 40)
+            self.tunnel_left = max(1, round(rng.randint(10, 40) / speedup))
         if self.tunnel_left > 0:
             self.tunnel_left -= 1
             sentences = [nmea_out.gga_no_fix(t, sats=rng.randint(0, 3), talker=self.talker),
@@ -412,12 +415,34 @@ def roadnet_of(city) -> tuple[RoadNet, list[str], list[tuple[float, float]]]:
     return net, ids, starts
 
 
+class Pace:
+    """How far a vehicle drives between two reports: ``1 / rate_hz`` wall seconds, which are
+    ``speedup`` times as many simulated seconds (driven in steps of at most MAX_STEP_S; one step
+    at speed-up 1, as ever)."""
+
+    def __init__(self, rate_hz: float = 1.0, speedup: float = 1.0, tunnels_per_hour: float = 0.0) -> None:
+        self.speedup = speedup
+        span_s = speedup / rate_hz  # simulated seconds between two reports
+        self.steps = 1 if speedup == 1.0 else max(1, math.ceil(span_s / MAX_STEP_S))
+        self.step_s = span_s / self.steps
+        self.tunnel_rate = tunnels_per_hour / 3600.0 / rate_hz * speedup  # per report
+
+    def advance(self, vehicle: SimVehicle, net: RoadNet, rng: random.Random, t: datetime) -> bytes:
+        """Drive one report's span, then the report stamped ``t`` (the simulated time now)."""
+        for _ in range(self.steps):
+            vehicle.step(net, rng, self.step_s)
+        return vehicle.report(net, rng, t, tunnel_rate=self.tunnel_rate, speedup=self.speedup)
+
+
 async def run_fleet(mqtt_url: str, net: RoadNet, fleet: list[SimVehicle], *, rate_hz: float = 1.0,
                     seed: int = 1, per_vehicle_connections: bool | None = None,
                     stop: asyncio.Event | None = None, on_tick=None, tunnels_per_hour: float = 0.0,
-                    device_urls: Mapping[str, str] | None = None) -> int:
+                    device_urls: Mapping[str, str] | None = None, clock=None) -> int:
     """Drive and publish until ``stop`` is set; returns the number of messages published.
 
+    ``clock``: the center's clock (`center.clock.Clock`; default the wall clock). At its speed-up k
+    the vehicles drive k times faster in wall time and stamp their fixes with its time: still
+    ``rate_hz`` reports per wall second, k simulated seconds apart, at road speeds.
     ``tunnels_per_hour``: how often, on average, a vehicle loses its fix for a while.
     ``device_urls``: vehicle id -> broker URL with that vehicle's device credentials; such a
     vehicle connects on its own, as itself (client id = vehicle id). The others use ``mqtt_url``
@@ -447,15 +472,15 @@ async def run_fleet(mqtt_url: str, net: RoadNet, fleet: list[SimVehicle], *, rat
         if per_vehicle:
             clients[v.vehicle_id].publish(f"fleet/{v.vehicle_id}/status", b"online", qos=1, retain=True)
     period = 1.0 / rate_hz
+    pace = Pace(rate_hz, 1.0 if clock is None else clock.speedup, tunnels_per_hour)
     sent = 0
     next_tick = time.monotonic()
     try:
         while not stop.is_set():
-            now = datetime.now(timezone.utc)
+            now = datetime.now(timezone.utc) if clock is None else clock.now_dt()
             started = time.monotonic()
             for v in fleet:
-                v.step(net, rng, period)
-                payload = v.report(net, rng, now, tunnel_rate=tunnels_per_hour / 3600.0 / rate_hz)
+                payload = pace.advance(v, net, rng, now)
                 if clients[v.vehicle_id].publish(f"fleet/{v.vehicle_id}/nmea", payload):
                     sent += 1
             if on_tick:

@@ -14,6 +14,7 @@ import tornado.httpserver
 import tornado.web
 
 from center import accounts, redis_client
+from center.clock import Clock
 from center.db import Database
 from center.lifecycle import StartupError, stop_on_signals
 from center.outbox import ChangeRelay
@@ -188,13 +189,14 @@ async def _serve(settings: Settings, redis_url: str, mqtt_url: str, sockets: lis
     db = Database(settings.DATABASE_URL, max_size=settings.DB_POOL_SIZE) if settings.DATABASE_URL else None
     store = Store(redis_client.connect(redis_url, blocking=True, max_connections=256, timeout=10,
                                        health_check_interval=10), db)
+    store.clock = Clock.from_settings(settings)  # domain time: tickets, limits, fix ages, reports' today
     stop = stop_on_signals(stop)
     created = await bootstrap_accounts(store, settings, demo=demo)
     for name, password in created.items():
         print(f"account created: {name} / {password}", flush=True)
     feed = LiveFeed(store, batch_ms=settings.WS_BATCH_MS, stale_s=settings.VEHICLE_STALE_S,
                     offline_s=settings.VEHICLE_OFFLINE_S, vehicle_crews=vehicle_crews_of(city),
-                    zone=settings.zone)
+                    zone=settings.zone, clock=store.clock.now)
     services = Services(settings=settings, store=store, city=city, live=feed)
     services.health = health_reporter(services, mqtt_url)
     from datetime import date
@@ -207,7 +209,8 @@ async def _serve(settings: Settings, redis_url: str, mqtt_url: str, sockets: lis
     services.extra["tickets"] = await build_manager(store.db, store.redis, getattr(city, "city", city),
                                                     service_area=settings.SERVICE_AREA,
                                                     policy=load_policy(settings, today=date.today()),
-                                                    routing=load_routing(settings), review=load_review(settings))
+                                                    routing=load_routing(settings), review=load_review(settings),
+                                                    clock=store.clock.now_dt)
     from services.worker import build as build_dispatch
 
     parts = await build_dispatch(store, settings, city, tickets=services.extra["tickets"])

@@ -18,7 +18,7 @@ always masked (`center.accounts.mask_phone`): a report leaves the call desk.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -90,7 +90,7 @@ class ReportHandler(KpiAccess, BaseHandler):
 
     def query(self) -> ReportQuery:
         """The period and filters of this request."""
-        today = datetime.now(timezone.utc).astimezone(self.tz).date()
+        today = self.store.clock.now_dt().astimezone(self.tz).date()  # the center's clock (center.clock)
         try:
             return parse_query(lambda name: self.get_argument(name, None), today=today)
         except ValidationError as exc:
@@ -263,7 +263,7 @@ class ReportsPage(ReportHandler):
     @page(*REPORT_ROLES)
     def get(self) -> None:
         names = self.names()
-        today = datetime.now(timezone.utc).astimezone(self.tz).date().isoformat()
+        today = self.store.clock.now_dt().astimezone(self.tz).date().isoformat()
         self.render("reports.html", account=self.account, zone=self.config.TIME_ZONE, today=today,
                     kinds=KIND_ZH, categories=CATEGORIES, max_range_days=MAX_RANGE_DAYS,
                     names_json=orjson.dumps(names).decode())

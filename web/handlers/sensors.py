@@ -22,7 +22,7 @@ class SensorList(BaseHandler):
         kind = self.get_argument("kind", "")
         if kind:
             sensors = [s for s in sensors if s["kind"] == kind]
-        self.write_json({"sensors": sensors, "count": len(sensors), "now": iso(time.time())})
+        self.write_json({"sensors": sensors, "count": len(sensors), "now": iso(self.store.clock.now())})
 
 
 class SensorDetail(BaseHandler):
@@ -74,7 +74,7 @@ class AlarmAck(BaseHandler):
         if alarm["acked_at"] is not None:
             self.write_json({"alarm": alarm, "applied": True})
             return
-        request_id = await self.store.request_alarm_ack(alarm_id, account.name, time.time())
+        request_id = await self.store.request_alarm_ack(alarm_id, account.name, self.store.clock.now())
         deadline = time.monotonic() + ACK_WAIT_S
         while time.monotonic() < deadline:
             await asyncio.sleep(0.05)

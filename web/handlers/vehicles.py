@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import math
-import time
 from datetime import datetime, timezone
 
 import orjson
@@ -81,7 +80,7 @@ class VehicleList(BaseHandler):
         cfg = self.config
         views = await _visible(self, await self.store.vehicles(stale_s=cfg.VEHICLE_STALE_S,
                                                                offline_s=cfg.VEHICLE_OFFLINE_S))
-        self.write_json({"vehicles": [_with_iso(v) for v in views], "now": iso(time.time())})
+        self.write_json({"vehicles": [_with_iso(v) for v in views], "now": iso(self.store.clock.now())})
 
 
 class VehicleDetail(BaseHandler):
@@ -108,7 +107,7 @@ class VehicleTrack(BaseHandler):
 
     async def get(self, vehicle_id: str) -> None:
         self.require("dispatcher", "supervisor", "admin")
-        now = time.time()
+        now = self.store.clock.now()  # fix times are on the center's clock (center.clock)
         until = parse_time(self.get_argument("until", None), now)
         since = parse_time(self.get_argument("since", None), until - 3600)
         if since > until:
