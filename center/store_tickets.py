@@ -683,10 +683,15 @@ class TicketStore:
         return {row["state"]: int(row["n"]) for row in rows}
 
     async def unit_rework(self) -> dict[str, int]:
-        """Per responsible unit, the reopenings of its tickets (dissatisfied callbacks)."""
+        """Per responsible unit, the reopenings of its tickets (dissatisfied callbacks): a field
+        ticket's reopen counts for the ticket's unit, a rework (转办督查单) for the unit it went
+        back to, named in its event. Each arm reads its own partial index."""
         rows = await self.db.fetch(
-            "SELECT t.unit_id, count(*) AS n FROM ticket_events e"
-            " JOIN tickets t USING (number) WHERE e.action = 'reopen' AND t.unit_id IS NOT NULL GROUP BY t.unit_id")
+            "SELECT unit_id, sum(n) AS n FROM ("
+            " SELECT t.unit_id, count(*) AS n FROM ticket_events e JOIN tickets t USING (number)"
+            " WHERE e.action = 'reopen' AND t.unit_id IS NOT NULL GROUP BY t.unit_id"
+            " UNION ALL SELECT e.event->'data'->>'unit_id', count(*) FROM ticket_events e"
+            " WHERE e.action = 'rework' GROUP BY 1) counted WHERE unit_id IS NOT NULL GROUP BY unit_id")
         return {row["unit_id"]: int(row["n"]) for row in rows}
 
     # incidents ---------------------------------------------------------------------------------

@@ -244,6 +244,8 @@ async def test_a_dissatisfied_callback_is_rework_to_the_same_unit_until_satisfie
     assert (await api.act("unit-pwr00", number, "feedback", resolution="已上门致歉", signed_by="王经理"))[0] == 200
     code, reply = await _callback(api, number, satisfaction="satisfied")
     assert code == 200 and (reply["ticket"]["state"], reply["ticket"]["rework_count"]) == ("closed", 2)
+    code, counts = await api.call("GET", "/api/tickets/counts", "supervisor")
+    assert code == 200 and counts["unit_rework"] == {"PWR00": 2}  # the reworks, counted for their unit
     code, reply = await _callback(api, number, satisfaction="satisfied", truthful="yes")
     assert code == 400 and desk.field(reply) == "truthful"
 
