@@ -1,15 +1,19 @@
 """Callers: residents phoning the hotline, at a realistic daily curve, plus scenario bursts.
 
-The background follows the 12319 line's day (~3,300 calls a day on average, quiet at night, a
-morning peak around 9-11 and an afternoon one around 14-17) as a Poisson process in simulated
-time; a rate multiplier stages storm days (x3 gives the ~10,000-call peaks). Scenario bursts add
+The background follows the 12319 line's day (quiet at night, a morning peak around 9-11 and an
+afternoon one around 14-17) as a Poisson process in simulated time; a rate multiplier stages storm
+days (x3). What each call is about follows the mix of ``simulators.callmix`` (most calls are
+consultations the agent answers on the call, repairs a minority), and the daily volume the demo
+uses is sized there from the city's crews (``sized_daily_calls``); the real line's ~3,300 calls a
+day stays the generator's default for scenarios that ask for it. A few background callers call
+again about what they called for (the same phone, trade and type, angrier). Scenario bursts add
 calls from the residents of one area (a DMA, a feeder's supply areas, a circle), with repeat
-callers: the same phone calling again, angrier. Same seed, same calls, however the time range
-is chopped into ticks.
+callers. Same seed, same calls, however the time range is chopped into ticks.
 
 Calls go through the same HTTP API the agent desk uses (``POST /api/tickets`` with a bearer
-token from ``POST /api/login``); ``HttpApi`` does that, and anything with an async
-``post(path, json) -> status`` can stand in for it in tests.
+token from ``POST /api/login``; a consultation answered on the call carries its ``answer``);
+``HttpApi`` does that, and anything with an async ``post(path, json) -> status`` can stand in for
+it in tests.
 """
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ from datetime import datetime, timedelta
 from typing import Awaitable, Callable, Sequence
 from zoneinfo import ZoneInfo
 
+from simulators.callmix import CallKind, draw
+
 log = logging.getLogger(__name__)
 
 Place = tuple[str, float, float]  # (address, lon, lat)
@@ -33,24 +39,8 @@ Post = Callable[[str, dict], Awaitable[int]]
 HOURLY = (0.25, 0.15, 0.10, 0.08, 0.08, 0.12, 0.35, 0.90, 1.60, 1.95, 1.90, 1.60,
           1.10, 1.20, 1.60, 1.75, 1.60, 1.40, 1.10, 1.00, 0.90, 0.70, 0.50, 0.35)
 _MEAN = sum(HOURLY) / 24
-# (category, type, urgency, description) of everyday calls.
-EVERYDAY = (
-    ("water", "repair", "urgent", "家里突然停水了，也没看到停水通知"),
-    ("water", "repair", "normal", "水龙头出来的水发黄，有铁锈味"),
-    ("water", "repair", "urgent", "楼下路边水管漏水，水一直往外冒"),
-    ("water", "consultation", "normal", "想问一下水费怎么在网上交"),
-    ("power", "repair", "urgent", "家里停电了，邻居家也没电"),
-    ("power", "repair", "normal", "小区路灯不亮好几天了"),
-    ("power", "complaint", "normal", "这个月电压老是不稳，灯一闪一闪的"),
-    ("gas", "repair", "normal", "燃气灶打不着火，燃气表显示正常"),
-    ("gas", "consultation", "normal", "燃气卡充值以后表上没显示"),
-    ("heating", "repair", "normal", "暖气不热，屋里只有十五度"),
-    ("heating", "complaint", "normal", "暖气片漏水，把地板泡了"),
-    ("drainage", "repair", "urgent", "下水道堵了，污水返到院子里"),
-    ("drainage", "repair", "normal", "雨水篦子堵了，一下雨就积水"),
-    ("sanitation", "complaint", "normal", "垃圾几天没人清运了，味道很大"),
-    ("other", "suggestion", "normal", "建议在小区门口增设一个公交站"),
-)
+REPEAT_SHARE = 0.03  # background calls that are someone calling again about what they called for
+REPEATED_TYPES = ("service", "repair", "complaint")  # what people call again about (it takes time)
 BURST_TEXT = {
     "water": ("家里停水了，整栋楼都没水", "路面冒水了，水管好像爆了", "水压很低，楼上根本没水",
               "小区停水了，什么时候能来水？"),
@@ -82,11 +72,14 @@ class Call:
     description: str
     channel: str = "phone"
     repeat: bool = False
+    answer: str | None = None  # a consultation answered on the call (直接办结)
 
     def api_json(self) -> dict:
-        """The ``POST /api/tickets`` body."""
+        """The ``POST /api/tickets`` body (``answer`` only when the agent answered on the call)."""
         body = asdict(self)
         del body["at"], body["repeat"]
+        if body["answer"] is None:
+            del body["answer"]
         return body
 
 
@@ -124,7 +117,7 @@ class CallGenerator:
         self._candidate: tuple[datetime, float] | None = None
         self._scheduled: list[tuple[datetime, int, Call]] = []
         self._count = 0
-        self._callers: list[Caller] = []
+        self._callers: list[tuple[Caller, CallKind]] = []  # who called about what (REPEATED_TYPES)
 
     def _max_rate(self) -> float:
         return self.daily_calls * self.multiplier / 86400.0 * max(HOURLY) / _MEAN
@@ -136,14 +129,16 @@ class CallGenerator:
 
     def _background_call(self, at: datetime) -> Call:
         rng = self._rng
-        if self._callers and rng.random() < 0.05:  # someone calling back about the same thing
-            caller = rng.choice(self._callers)
-            return Call(at, caller.name, caller.phone, *caller.place, "water", "complaint", "normal",
+        if self._callers and rng.random() < REPEAT_SHARE:  # someone calling back about the same thing
+            caller, kind = rng.choice(self._callers)
+            return Call(at, caller.name, caller.phone, *caller.place, kind.category, kind.type, kind.urgency,
                         rng.choice(REPEAT_TEXT), repeat=True)
         caller = self._caller(rng, rng.choice(self.places))
-        self._callers = (self._callers + [caller])[-500:]
-        category, kind, urgency, text = rng.choice(EVERYDAY)
-        return Call(at, caller.name, caller.phone, *caller.place, category, kind, urgency, text)
+        kind = draw(rng)
+        if kind.type in REPEATED_TYPES:
+            self._callers = (self._callers + [(caller, kind)])[-500:]
+        return Call(at, caller.name, caller.phone, *caller.place, kind.category, kind.type, kind.urgency,
+                    kind.description, answer=kind.answer)
 
     def until(self, now: datetime) -> list[Call]:
         """Every call due up to ``now`` (background and bursts), in time order."""

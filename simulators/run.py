@@ -178,11 +178,27 @@ class LivingCity:
 
         return ApiClient(self.base_url, username, self.settings.DEMO_PASSWORD)
 
+    def sized_daily_calls(self) -> float:
+        """The background volume the city's crews keep up with (``simulators.callmix``): from the
+        crews that have a bot (all the city's when none), their timing, and how fast they drive."""
+        from simulators.callmix import crews_by_trade, job_seconds, sized_daily_calls
+        from simulators.crews import CrewTiming
+
+        rows = [r for r in self.city.crews.itertuples() if not self.crew_ids or str(r.crew_id) in self.crew_ids]
+        crews = crews_by_trade(r.skills.split(",") if isinstance(r.skills, str) else r.skills for r in rows)
+        # the vehicles drive on the center's clock when it runs fast (CLOCK_SPEEDUP), else in real time
+        drive_speedup = float(getattr(self.settings, "CLOCK_SPEEDUP", 1.0))
+        job_s = job_seconds(CrewTiming(), speedup=self.clock.speedup, drive_speedup=drive_speedup)
+        return sized_daily_calls(crews, job_s)
+
     async def start_callers(self) -> None:
-        """Background calls at the daily curve (and, during a scenario, its bursts)."""
+        """Background calls at the daily curve (and, during a scenario, its bursts): SIM_CALLS_PER_DAY,
+        or with 0 the volume sized from the crews."""
         from simulators.callers import CallGenerator, CallPoster
 
-        daily = self.settings.SIM_CALLS_PER_DAY if self.settings.SIM_CALLERS else 0.0
+        daily = (self.settings.SIM_CALLS_PER_DAY or self.sized_daily_calls()) if self.settings.SIM_CALLERS else 0.0
+        self.stats["calls_per_day"] = round(daily)
+        log.info("simulate: %.0f background calls a simulated day", daily)
         self.generator = CallGenerator(self.areas.places, seed=self.seed, daily_calls=daily,
                                        zone=self.settings.TIME_ZONE)
         self.poster = CallPoster(self._api("agent").post)
@@ -342,9 +358,9 @@ class LivingCity:
             log.error("simulate: the web at %s did not answer; no callers, crews or scenario", self.base_url)
             return
         if people:
-            await self.start_callers()
             if settings.SIM_CREWS:
                 await self.start_crews(net, fleet)
+            await self.start_callers()  # after the crews: the volume is sized from them
             if settings.SIM_DISPATCHER:
                 self.start_dispatcher()
             if settings.SIM_CALLBACKS:

@@ -82,7 +82,7 @@ def _calls(seed: int, chop_s: float, hours: float = 6) -> list:
     generator.until(now)
     end = now + timedelta(hours=hours)
     while now < end:
-        now += timedelta(seconds=chop_s)
+        now = min(end, now + timedelta(seconds=chop_s))  # every chop ends at the same time
         calls += generator.until(now)
     return calls
 
@@ -101,7 +101,9 @@ def test_a_day_has_about_3300_calls_busy_mornings_and_quiet_nights():
     assert per_hour[10] > 4 * per_hour[3]
     assert {c.channel for c in calls} == {"phone"}
     assert all(set(c.api_json()) == {"caller_name", "caller_phone", "address", "lon", "lat", "category",
-                                     "type", "urgency", "description", "channel"} for c in calls[:20])
+                                     "type", "urgency", "description", "channel"} | ({"answer"} if c.answer else set())
+               for c in calls[:20])
+    assert any(c.answer for c in calls[:20])  # a consultation answered on the call
 
 
 @pytest.mark.parametrize("hour, multiplier, low, high", [
