@@ -16,7 +16,9 @@ of the units it answers for, accepts (受理) after a delay, and after a handlin
 type needs it. Some tickets it returns (退单, with a reason), asks an extension for (延期), or
 answers late: it waits until the server shows the ticket overdue (the center's limits run on the
 center's clock, not the simulated one). A station hands a ticket the center sent it to one of its
-own crews, if it has any.
+own crews, if it has any. It answers each open 督办 its units hold (``GET /api/supervisions``, the
+server's scope; an escalated one is the holder's above) after a delay within the 督办's default
+one-day deadline.
 
 Delays are simulated seconds and pass ``speedup`` times faster, as for the other bots.
 """
@@ -63,6 +65,8 @@ ANSWERS = ("已告知用户可通过微信公众号、支付宝或营业厅缴�
            "已告知用户{trade}业务的办理流程和所需材料", "已向用户说明{trade}相关政策，用户表示清楚")
 RETURN_REASONS = ("经核实不属本单位职责范围，请中心改派", "诉求地址不在本单位服务区域", "诉求涉及其他部门，本单位无法办理")
 EXTENSION_REASONS = ("需协调多个部门共同办理，申请延期", "需现场勘查并等待检测结果", "涉及管网改造，需申请施工审批")
+SUPERVISION_ANSWERS = ("已收到督办，已安排专人办理，将在期限内反馈办理结果", "单位负责人已督促经办人员加快办理，今日内反馈",
+                       "已按督办要求现场核实，正在整改，整改完成后立即反馈")
 LEADERS = ("王建国", "李红梅", "刘志强", "陈立新", "赵文华", "孙海涛", "周晓燕")
 TITLES = ("主任", "副经理", "所长", "科长")
 
@@ -119,6 +123,7 @@ class UnitPace:
 
     accept_s: tuple[float, float] = (300.0, 2400.0)      # within the 1 h acceptance limit
     handle_s: tuple[float, float] = (3600.0, 86400.0)    # well within working-day limits
+    supervision_s: tuple[float, float] = (900.0, 14400.0)  # answering a 督办, within its one-day default
     poll_s: float = 3.0                                  # wall seconds between two looks at the inbox
     return_share: float = 0.05
     extension_share: float = 0.05
@@ -202,6 +207,7 @@ class UnitBot(_Bot):
         self._get, self._send, self.pace = get, send, pace
         self._plans: dict[str, _Plan] = {}
         self._asked: set[tuple[str, str]] = set()  # (ticket, request kind) asked once per ticket
+        self._urged: dict[int, float] = {}  # 督办 id -> when this liaison answers it
         self.leader = f"{self._rng.choice(LEADERS)}（{self._rng.choice(TITLES)}）"
 
     def plan(self, ticket: Mapping[str, Any]) -> _Plan:
@@ -227,6 +233,31 @@ class UnitBot(_Bot):
         for ticket in tickets:
             if not ticket.get("request"):  # a pending request waits for the center
                 done += await self.step(ticket)
+        return done + await self.answer_supervisions()
+
+    async def answer_supervisions(self) -> int:
+        """Answer each open 督办 held by one of its units once its delay (drawn when first seen) has
+        passed; returns how many were answered."""
+        status, body = await self._get("/api/supervisions?state=open&limit=500")
+        if status != 200 or not isinstance(body, dict):
+            self.counts[f"supervisions:{status}"] += 1
+            return 0
+        rows = [r for r in body.get("supervisions", []) if r.get("holder") in self.units]
+        self._urged = {r["id"]: self._urged.get(r["id"]) or self.later(self.pace.supervision_s) for r in rows}
+        done = 0
+        for row in rows:
+            if self._urged[row["id"]] > self._clock():
+                continue
+            status, answer = await self._send(f"/api/supervisions/{row['id']}/answer",
+                                              {"answer": self._rng.choice(SUPERVISION_ANSWERS)})
+            if status == 200:
+                self.counts["answer_supervision"] += 1
+                done += 1
+            else:  # 409: closed meanwhile (its ticket ended); it leaves the list
+                self.counts[f"answer_supervision:{status}"] += 1
+                self._urged[row["id"]] = self.later(self.pace.supervision_s)
+                if status != CONFLICT:
+                    log.warning("%s: 督办 %s answer refused (%s): %s", self.name, row["id"], status, answer)
         return done
 
     async def step(self, ticket: Mapping[str, Any]) -> int:

@@ -12,8 +12,8 @@ from datetime import timedelta
 import pytest
 
 from simulators.crews import ApiClient, CallbackBot
-from simulators.units import (ANSWERS, COMPLAINTS, RESULTS, Account, DeskBot, DeskHabits, UnitBot, UnitPace,
-                              alternatives, answering, feedback_text, liaison_units, my_step)
+from simulators.units import (ANSWERS, COMPLAINTS, RESULTS, SUPERVISION_ANSWERS, Account, DeskBot, DeskHabits, UnitBot,
+                              UnitPace, alternatives, answering, feedback_text, liaison_units, my_step)
 from tests.test_dispatch_service import PASSWORD, T0, ll
 from tests.test_unit_desk import api  # noqa: F401  (the running app with units PWR00 > PWR01, PWR02; WAT00 > WAT01)
 
@@ -189,6 +189,28 @@ async def test_a_refused_return_stays_and_an_approved_one_goes_on_from_the_pool(
         ("assign", "dispatcher", "new"), ("request_return", "unit-pwr00", "assigned"),
         ("approve_return", "dispatcher", "assigned"), ("assign", "dispatcher", "returned")]
     assert bots.refusals() == {}
+
+
+async def test_a_unit_answers_the_supervisions_its_units_hold_after_a_delay_and_no_other(api):  # noqa: F811
+    mine, other = await api.new("power", unit="PWR00"), await api.new("water", unit="WAT01")
+    for number in (mine, other):
+        code, body = await api.call("POST", f"/api/tickets/{number}/supervision", "supervisor",
+                                    {"message": "请尽快办理并反馈"})
+        assert code == 201, body
+    bots = Bots(api.base, {"unit-pwr00": UnitPace(return_share=0, extension_share=0, late_share=0)}, DeskHabits())
+
+    async def answered(number: str) -> list:
+        code, body = await api.call("GET", f"/api/tickets/{number}/supervision", "supervisor")
+        assert code == 200, body
+        return [(s["answered_by"], s["answer"]) for s in body["supervisions"]]
+
+    await bots.rounds(1)  # seen: its answer is due within 15 min to 4 h (simulated)
+    assert await answered(mine) == [(None, None)]
+    await bots.rounds(1)
+    assert [by for by, _ in await answered(mine)] == ["unit-pwr00"]
+    assert (await answered(mine))[0][1] in SUPERVISION_ANSWERS
+    assert await answered(other) == [(None, None)]  # WAT01's: not this liaison's
+    assert bots.units["unit-pwr00"].counts["answer_supervision"] == 1 and bots.refusals() == {}
 
 
 async def test_a_station_hands_a_repair_the_center_sent_it_to_its_own_crew(api):  # noqa: F811
