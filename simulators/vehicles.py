@@ -417,20 +417,29 @@ def roadnet_of(city) -> tuple[RoadNet, list[str], list[tuple[float, float]]]:
 
 class Pace:
     """How far a vehicle drives between two reports: ``1 / rate_hz`` wall seconds, which are
-    ``speedup`` times as many simulated seconds (driven in steps of at most MAX_STEP_S; one step
-    at speed-up 1, as ever)."""
+    ``speedup`` times as many simulated seconds (one step at speed-up 1, as ever). On a faster
+    clock the span is the simulated time that really passed since the last report (a late or
+    hurried tick drives less or more: the fixes' times and places stay at road speeds), driven in
+    steps of at most MAX_STEP_S."""
 
     def __init__(self, rate_hz: float = 1.0, speedup: float = 1.0, tunnels_per_hour: float = 0.0) -> None:
         self.speedup = speedup
-        span_s = speedup / rate_hz  # simulated seconds between two reports
-        self.steps = 1 if speedup == 1.0 else max(1, math.ceil(span_s / MAX_STEP_S))
-        self.step_s = span_s / self.steps
+        self.span_s = speedup / rate_hz  # simulated seconds between two reports on time
         self.tunnel_rate = tunnels_per_hour / 3600.0 / rate_hz * speedup  # per report
+        self.last: datetime | None = None
 
-    def advance(self, vehicle: SimVehicle, net: RoadNet, rng: random.Random, t: datetime) -> bytes:
-        """Drive one report's span, then the report stamped ``t`` (the simulated time now)."""
-        for _ in range(self.steps):
-            vehicle.step(net, rng, self.step_s)
+    def span(self, t: datetime) -> float:
+        """Simulated seconds to drive before the report stamped ``t`` (each tick calls it once)."""
+        if self.speedup == 1.0:
+            return self.span_s
+        last, self.last = self.last, t
+        return self.span_s if last is None else min(max(0.0, (t - last).total_seconds()), 5 * self.span_s)
+
+    def advance(self, vehicle: SimVehicle, net: RoadNet, rng: random.Random, t: datetime, span_s: float) -> bytes:
+        """Drive ``span_s`` simulated seconds, then the report stamped ``t`` (the simulated time now)."""
+        steps = 1 if self.speedup == 1.0 else max(1, math.ceil(span_s / MAX_STEP_S))
+        for _ in range(steps):
+            vehicle.step(net, rng, span_s / steps)
         return vehicle.report(net, rng, t, tunnel_rate=self.tunnel_rate, speedup=self.speedup)
 
 
@@ -479,8 +488,9 @@ async def run_fleet(mqtt_url: str, net: RoadNet, fleet: list[SimVehicle], *, rat
         while not stop.is_set():
             now = datetime.now(timezone.utc) if clock is None else clock.now_dt()
             started = time.monotonic()
+            span_s = pace.span(now)
             for v in fleet:
-                payload = pace.advance(v, net, rng, now)
+                payload = pace.advance(v, net, rng, now, span_s)
                 if clients[v.vehicle_id].publish(f"fleet/{v.vehicle_id}/nmea", payload):
                     sent += 1
             if on_tick:
