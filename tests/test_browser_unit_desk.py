@@ -4,8 +4,9 @@ the only tickets are the test's). The demo's liaison of the power company (unit-
 queue's order, accepts a complaint and feeds back the result with the leader's signature and a
 photo; on a second complaint it requests a return (the center refuses it) and an extension, which a
 supervisor approves on the console. A supervisor's 督办 shows on the desk's list and ticket row, the
-liaison answers it and the console shows it answered. The page switches to English. No console
-errors."""
+liaison answers it and the console shows it answered. The desk follows the live feed: a ticket sent
+to the unit appears without a reload, the ticket open stays chosen and shows a change made by the
+center. The page switches to English. No console errors."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -238,3 +239,35 @@ def test_a_supervisors_supervision_order_on_the_desk_answered_by_the_liaison(dem
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "unit-desk-supervision.png"))
     assert watch.errors == [] and console_watch.errors == []
+
+
+def test_a_ticket_sent_to_the_unit_appears_on_the_open_desk_without_a_reload(demo, browser):
+    """The desk reads its inbox again when the live feed (the unit's view) says one of its tickets
+    changed: a new complaint sent (交办) to the unit appears within seconds, well before the
+    fallback poll (15 s, 60 s while the feed is up), with no reload; the ticket chosen stays chosen,
+    and a note the center adds to it shows in its detail."""
+    agent, dispatcher = demo.login("agent"), demo.login("dispatcher")
+    held = _complaint(demo, agent, dispatcher, "营业厅服务态度差")
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    watch = ConsoleWatch(page)
+    _login(page, demo.base, "/unit", "unit-pwr00")
+    page.wait_for_function("() => document.body.dataset.live === 'up'", timeout=20_000)
+    _open(page, held)
+    page.evaluate("() => { window.sameDesk = true; }")  # gone if the page reloads
+    loaded = page.get_attribute("#unit-detail", "data-loaded")
+
+    fresh = _complaint(demo, agent, dispatcher, "电表走字过快")
+    page.wait_for_selector(f"#inbox-rows tr[data-number='{fresh}']", timeout=8_000)
+    assert page.evaluate("() => window.sameDesk === true")
+    assert page.get_attribute(f"#inbox-rows tr[data-number='{held}']", "class") == "selected"
+    assert page.get_attribute("#unit-detail", "data-loaded") == loaded  # the ticket open was not touched
+
+    ticket = demo.get(f"/api/tickets/{held}", dispatcher)
+    demo.post(f"/api/tickets/{held}/actions/note", dispatcher,
+              {"expected_version": ticket["version"], "note": "请于今日联系用户"})
+    _loaded_after(page, held, ticket["version"])
+    page.wait_for_selector("#detail-timeline li[data-action='note']", timeout=8_000)
+    assert "请于今日联系用户" in page.text_content("#detail-timeline")
+    assert page.evaluate("() => window.sameDesk === true")
+    assert page.get_attribute(f"#inbox-rows tr[data-number='{held}']", "class") == "selected"
+    assert watch.errors == []

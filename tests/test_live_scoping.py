@@ -2,8 +2,11 @@
 frame a console receives (the snapshot, the vehicles, tickets, alarms and crews deltas, and what a
 resume replays) passes the same rule as the REST API for its role. Office roles (dispatcher,
 supervisor, admin) see the whole city; an agent sees tickets, vehicles, sensors and alarms but not
-the crew board's vehicle → crew mapping; a crew member sees its own crew's tickets and its own
-vehicle, and no sensor, no alarm, no other crew's ticket or vehicle."""
+the crew board's vehicle → crew mapping; the review roles (team leader, coordinator, director) see
+every ticket and nothing else; a crew member sees its own crew's tickets and its own vehicle, and
+no sensor, no alarm, no other crew's ticket or vehicle; a unit's liaison sees the tickets of its
+unit and of the units under it (a department its stations'), never a sibling unit's, and is told
+when one leaves them."""
 from __future__ import annotations
 
 import asyncio
@@ -34,6 +37,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 PHONE = "13812341234"
 OFFICE_USERS = ("dispatcher", "supervisor", "admin")
 OWN = {"crew": ("C01", "V01"), "crew2": ("C02", "V02")}  # user -> (crew, its vehicle)
+REVIEWERS = ("team_leader", "coordinator", "director")
+REMOVED = {"number", "version", "open", "removed"}  # the keys of a removal
 
 
 class Socket:
@@ -298,3 +303,173 @@ async def test_the_vehicle_api_gives_a_crew_the_same_vehicle_as_its_feed(api):
         other = "V02" if vehicle_id == "V01" else "V01"
         code, reply = await api.call("GET", f"/api/vehicles/{other}", user)
         assert code == 404 and reply["error"]["code"] == "vehicle_not_found"  # as if absent, like a ticket
+
+
+async def test_the_review_roles_see_every_ticket_and_nothing_else(api):
+    """The review chains' roles read every ticket from the ticket API, but no vehicle, sensor,
+    alarm or crew board: their view carries tickets only."""
+    numbers = await _city(api)
+    sockets = {user: await api.socket(user) for user in REVIEWERS}
+    try:
+        for socket in sockets.values():
+            await socket.until(lambda frames: bool(frames))
+        await _move(api, "V01", 1600)
+        await _raise_alarm(api.store, "F01")
+        await api.call("PATCH", "/api/admin/crews/C01", "admin", {"crew_name": "新C01班"})
+        later = await api.create(xy=(900, 0), link=False)
+        for socket in sockets.values():
+            await socket.until(lambda frames: later in {t["number"] for f in frames[1:] for t in f["tickets"]})
+    finally:
+        for socket in sockets.values():
+            await close_websocket(socket.ws)
+    code, listing = await api.call("GET", "/api/tickets?limit=500", "team_leader")
+    assert code == 200 and set(numbers.values()) | {later} <= {t["number"] for t in listing["tickets"]}
+    for user, socket in sockets.items():
+        snapshot = socket.frames[0]
+        assert snapshot["type"] == "snapshot" and {t["number"] for t in snapshot["tickets"]} == set(numbers.values())
+        assert snapshot["vehicles"] == [] and snapshot["sensors"] == [] and snapshot["alarms"] == []
+        assert snapshot["crews"] == {} and "today" not in snapshot
+        assert {f["type"] for f in socket.frames[1:]} == {"tickets"}, user  # no vehicles, alarms or crews
+        assert all("today" not in f for f in socket.frames) and all(PHONE not in text for text in socket.raw)
+    # one view for the three roles: a resume replays its frames, tickets only
+    seen = sockets["director"].frames
+    replay = await api.socket("coordinator", f"?since={seen[0]['seq']}")
+    try:
+        await replay.until(lambda frames: len(frames) >= len(seen) - 1)
+        assert replay.frames[:len(seen) - 1] == seen[1:]
+    finally:
+        await close_websocket(replay.ws)
+
+
+# ------------------------------------------------------------------ a unit's liaison: unit:<unit_id>
+
+@pytest.fixture
+async def unit_api(tmp_path, redis_url, database_url):
+    """The unit desk tests' app: the units PWR00 → PWR01, PWR02 and WAT00 → WAT01, a liaison each."""
+    from tests.test_unit_desk import unit_app  # that module builds on this one's client
+    async with unit_app(tmp_path, redis_url, database_url) as client:
+        yield client
+
+
+def assert_unit_frames(socket: Socket, units: set[str]) -> None:
+    """Every frame a liaison's console received holds tickets of its units (or the removal of one
+    that left them), and nothing else: no vehicle, sensor, alarm, crew or count, no caller."""
+    for frame in socket.frames:
+        assert frame["type"] in ("snapshot", "tickets") and "today" not in frame, frame
+        if frame["type"] == "snapshot":
+            assert frame["vehicles"] == frame["sensors"] == frame["alarms"] == [] and frame["crews"] == {}
+        for ticket in frame["tickets"]:
+            assert ticket.get("unit_id") in units or set(ticket) == REMOVED, (units, ticket)
+            assert not any(key.startswith("caller") for key in ticket)
+    assert all(PHONE not in text for text in socket.raw)
+
+
+def _has(number: str, **fields: Any) -> Callable[[list[dict[str, Any]]], bool]:
+    """A predicate: a ticket frame after the snapshot shows `number` with these fields."""
+    return lambda frames: any(t["number"] == number and all(t.get(k) == v for k, v in fields.items())
+                              for f in frames[1:] if f["type"] == "tickets" for t in f["tickets"])
+
+
+async def test_a_liaison_gets_a_snapshot_of_its_units_tickets(unit_api):
+    from tests.test_unit_desk import SCOPE, _spread
+    numbers = await _spread(unit_api)
+    sockets = {user: await unit_api.socket(user) for user in SCOPE}
+    try:
+        for socket in sockets.values():
+            await socket.until(lambda frames: bool(frames))
+    finally:
+        for socket in sockets.values():
+            await close_websocket(socket.ws)
+    for user, units in SCOPE.items():
+        (snapshot,) = sockets[user].frames
+        assert snapshot["type"] == "snapshot"
+        mine = {numbers[u] for u in units}  # unit-pwr00: its own and its two stations'; a station: its own
+        assert {t["number"] for t in snapshot["tickets"]} == mine, user
+        code, listing = await unit_api.call("GET", "/api/tickets", user)
+        assert code == 200 and {t["number"] for t in listing["tickets"]} == mine  # the ticket API's rule
+        assert_unit_frames(sockets[user], units)
+
+
+async def test_a_liaison_gets_its_units_deltas_and_removals_and_a_resume_keeps_the_scope(unit_api):
+    from tests.test_unit_desk import SCOPE, _spread
+    api = unit_api
+    numbers = await _spread(api)
+    users = ("unit-pwr00", "unit-pwr01", "unit-pwr02", "dispatcher")
+    sockets = {user: await api.socket(user) for user in users}
+    pwr00, pwr01, pwr02, office = (sockets[u] for u in users)
+    try:
+        for socket in sockets.values():
+            await socket.until(lambda frames: bool(frames))
+        start = pwr01.frames[0]["seq"]
+        # what is not a unit's: a vehicle moves, an alarm, a crew renamed
+        await _move(api, "V11", 1600)
+        await _raise_alarm(api.store, "P001")
+        await api.call("PATCH", "/api/admin/crews/C11", "admin", {"crew_name": "新C11班"})
+        await office.until(lambda frames: {"vehicles", "alarms", "crews"} <= {f["type"] for f in frames})
+        # a new ticket: created in the pool (no unit's), then sent (交办) to the station PWR01, which accepts it
+        fresh = await api.new(unit="PWR01")
+        await api.act("unit-pwr01", fresh, "unit_accept")
+        for socket in (pwr00, pwr01):
+            await socket.until(_has(fresh, state="handling", unit_id="PWR01"))
+        # the sibling station accepts its own
+        await api.act("unit-pwr02", numbers["PWR02"], "unit_accept")
+        await pwr02.until(_has(numbers["PWR02"], state="handling"))
+        # PWR01's first ticket re-routed to PWR02: it leaves PWR01, reaches PWR02, stays the department's
+        await api.act("unit-pwr01", numbers["PWR01"], "request_return", reason="属开发区供电所")
+        await api.act("dispatcher", numbers["PWR01"], "reroute_return", unit_id="PWR02", reason="改派开发区")
+        # the fresh one returned (approved: still PWR01's until sent again), then sent to PWR02
+        await api.act("unit-pwr01", fresh, "request_return", reason="非本所辖区")
+        await api.act("dispatcher", fresh, "approve_return", reason="同意退回")
+        await pwr01.until(_has(fresh, state="returned"))
+        await api.act("dispatcher", fresh, "assign", unit_id="PWR02")
+        # the department's own ticket: accepted, fed back, called back and closed
+        await api.act("unit-pwr00", numbers["PWR00"], "unit_accept")
+        await api.act("unit-pwr00", numbers["PWR00"], "feedback", resolution="已约谈抄表员并致歉",
+                      signed_by="张主任")
+        await api.act("agent", numbers["PWR00"], "queue_callback")
+        await api.act("agent", numbers["PWR00"], "close", satisfaction="satisfied")
+        await pwr00.until(_has(numbers["PWR00"], state="closed", open=False))
+        await pwr00.until(_has(fresh, unit_id="PWR02", state="assigned"))
+        await pwr01.until(_has(fresh, removed=True))
+        await pwr02.until(_has(fresh, unit_id="PWR02", state="assigned"))
+    finally:
+        for socket in sockets.values():
+            await close_websocket(socket.ws)
+
+    for user in users[:3]:
+        socket = sockets[user]
+        assert_unit_frames(socket, SCOPE[user])
+        first = socket.frames[0]["seq"]
+        assert [f["seq"] for f in socket.frames] == list(range(first, first + len(socket.frames)))
+    assert set(pwr01.tickets()) == {numbers["PWR01"], fresh}  # never a sibling's ticket
+    for number in (numbers["PWR01"], fresh):
+        removal = pwr01.tickets()[number]
+        assert removal == {"number": number, "version": removal["version"], "open": False, "removed": True}
+    assert set(pwr02.tickets()) == {numbers["PWR02"], numbers["PWR01"], fresh}
+    assert pwr02.tickets()[numbers["PWR01"]]["unit_id"] == "PWR02" and pwr02.tickets()[numbers["PWR01"]]["open"]
+    assert set(pwr00.tickets()) == {numbers[u] for u in ("PWR00", "PWR01", "PWR02")} | {fresh}
+    assert not any(t.get("removed") for t in pwr00.tickets().values())  # a move between its stations stays its own
+    assert pwr00.tickets()[numbers["PWR01"]]["unit_id"] == "PWR02"
+
+    # a liaison's console that reconnects with ?since= (or sends {"resume": seq}) gets its own frames again
+    start = pwr01.frames[0]["seq"]
+    replay = await api.socket("unit-pwr01", f"?since={start}")
+    try:
+        await replay.until(lambda frames: len(frames) >= len(pwr01.frames) - 1)
+        assert replay.frames == pwr01.frames[1:]
+        replay.ws.write_message(orjson.dumps({"resume": start}).decode())
+        await replay.until(lambda frames: len(frames) >= 2 * (len(pwr01.frames) - 1))
+        assert replay.frames[len(pwr01.frames) - 1:] == pwr01.frames[1:]
+        assert_unit_frames(replay, SCOPE["unit-pwr01"])
+    finally:
+        await close_websocket(replay.ws)
+    office_seq = api.feed.seq  # the office view's own sequence, ahead of the unit's
+    assert office_seq > api.feed.views["unit:PWR00"].seq
+    ahead = await api.socket("unit-pwr00", f"?since={office_seq}")  # not of its view's sequence: a snapshot
+    try:
+        await ahead.until(lambda frames: bool(frames))
+        assert ahead.frames[0]["type"] == "snapshot"
+        assert {t["number"] for t in ahead.frames[0]["tickets"]} == {numbers["PWR01"], numbers["PWR02"], fresh}
+        assert_unit_frames(ahead, SCOPE["unit-pwr00"])
+    finally:
+        await close_websocket(ahead.ws)

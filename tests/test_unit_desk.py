@@ -1,13 +1,15 @@
 """A responsible unit's liaison (role unit) through the HTTP API of a running app, with real
 PostgreSQL, Redis and WebSocket clients: it sees its unit's tickets and those of the units under
-it and nothing else, on every endpoint (404 for the others', phones masked, nothing on the live
-feed); and its workflow, each step an audit event: 交办 → 受理 → 办理结果反馈 (photos, the leader's
-signature for a complaint) → the center's callback; 退单 approved, re-routed and refused; 延期
+it and nothing else, on every endpoint (404 for the others', phones masked; its live feed:
+tests/test_live_scoping.py); and its workflow, each step an audit event: 交办 → 受理 → 办理结果反馈
+(photos, the leader's signature for a complaint) → the center's callback; 退单 approved, re-routed and refused; 延期
 approved (the resolution deadline moves) and refused; a station hands a repair to its own crews."""
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 from types import SimpleNamespace
+from typing import AsyncIterator
 
 import geopandas as gpd
 import pytest
@@ -25,7 +27,7 @@ from center.store_units import UnitStore
 from gis.units import nodes_from_frame
 from services.tickets import TicketManager
 from services.worker import build
-from tests.conftest import close_websocket, test_settings, wait_for
+from tests.conftest import test_settings
 from tests.test_dispatch_service import PASSWORD, T0, Clock, ll, river_city
 from tests.test_live_scoping import LiveApi
 from web import app as webapp
@@ -101,8 +103,9 @@ class UnitApi(LiveApi):
         return [(e["action"], e["actor_id"], e["from_state"], e["to_state"]) for e in body["events"][1:]]
 
 
-@pytest.fixture
-async def api(tmp_path, redis_url, database_url):
+@contextlib.asynccontextmanager
+async def unit_app(tmp_path, redis_url: str, database_url: str) -> AsyncIterator[UnitApi]:
+    """A running app (live feed included) over the unit tree UNITS with a liaison per LIAISONS."""
     clock = Clock(T0)
     settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
     store = Store.from_url(redis_url, database_url)
@@ -127,11 +130,19 @@ async def api(tmp_path, redis_url, database_url):
     client = UnitApi(f"http://127.0.0.1:{port}", store, parts, clock)
     client.feed = feed
     feed.start()
-    yield client
-    await feed.stop()
-    server.stop()
-    await server.close_all_connections()
-    await store.close()
+    try:
+        yield client
+    finally:
+        await feed.stop()
+        server.stop()
+        await server.close_all_connections()
+        await store.close()
+
+
+@pytest.fixture
+async def api(tmp_path, redis_url, database_url):
+    async with unit_app(tmp_path, redis_url, database_url) as client:
+        yield client
 
 
 async def _spread(api: UnitApi) -> dict[str, str]:
@@ -177,19 +188,6 @@ async def test_a_liaison_sees_its_units_tickets_and_nothing_else_on_every_endpoi
                          ("GET", f"/api/tickets/{numbers['PWR01']}/recommendation")):
         code, _ = await api.call(method, path, "unit-pwr01", {} if method == "POST" else None)
         assert code == 403, (method, path)
-
-
-async def test_the_live_feed_shows_a_liaison_nothing(api):
-    await _spread(api)
-    await wait_for(lambda: api.feed.seq >= 1, timeout=5)
-    socket = await api.socket("unit-pwr00")
-    try:
-        await socket.until(lambda frames: bool(frames))
-    finally:
-        await close_websocket(socket.ws)
-    (snapshot,) = socket.frames
-    assert snapshot["type"] == "snapshot" and snapshot["tickets"] == [] and snapshot["vehicles"] == []
-    assert snapshot["sensors"] == [] and snapshot["alarms"] == [] and "today" not in snapshot
 
 
 async def test_an_admin_binds_a_liaison_to_an_active_unit_and_the_login_carries_its_scope(api):

@@ -13,12 +13,13 @@ Four Redis channels feed it:
   mapping from it (also at every (re)subscription) and sends it whole in a ``crews`` frame.
 
 Every WS_BATCH_MS the feed encodes, for each view (`web.live_views`: ``office``, ``agent``,
-``crew:<crew_id>``), at most one frame of each type that has pending changes the view may see,
+``review``, ``crew:<crew_id>``, ``unit:<unit_id>``), at most one frame of each type that has
+pending changes the view may see,
 ``vehicles`` then ``tickets`` then ``alarms`` then ``crews``, each with the view's next sequence
 number, and hands the SAME bytes to every console of that view. Each view keeps its last frames
 so that a console that reconnects resumes from its last sequence, or reloads a snapshot when it is
 too far behind. A crew's view carries its own crew's tickets and vehicle only: no sensors, no
-alarms, no ``today``.
+alarms, no ``today``; a unit's view its units' tickets only, and the review view every ticket only.
 
 Frames (JSON text)::
 
@@ -47,8 +48,9 @@ import orjson
 from center.store import LIVE_ALARMS, LIVE_VEHICLES, Store
 from center.store_admin import LIVE_CREWS, FleetStore
 from center.store_tickets import LIVE_TICKETS, TicketRecord, TicketStore
-from command.tickets import OPEN_STATES
-from web.live_views import OFFICE_VIEW, Audience, Subscriber, View
+from center.store_units import UnitStore
+from command.tickets import OPEN_STATES, Role
+from web.live_views import OFFICE_VIEW, Audience, Subscriber, View, unit_of
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,7 @@ class LiveFeed:
         self.store = store
         self.tickets = TicketStore(store.db, store.redis)
         self.fleet = FleetStore(store.db, store.redis)
+        self.units = UnitStore(store.db)
         self.batch_s = batch_ms / 1000.0
         self.stale_s = stale_s
         self.offline_s = offline_s
@@ -132,7 +135,7 @@ class LiveFeed:
     # views ------------------------------------------------------------------------------------
     def view(self, name: str) -> View:
         """The view of that name (`web.live_views.view_name`), made at its first console; a view
-        stays (its frames serve resumes), so there are at most two more than the crews."""
+        stays (its frames serve resumes), so there are at most three more than the crews and units."""
         view = self.views.get(name)
         if view is None:
             audience = Audience.of(name)
@@ -180,18 +183,23 @@ class LiveFeed:
 
     async def _build_snapshot(self, view: View) -> tuple[int, bytes]:
         now = self.clock()
+        unit = unit_of(view.name)
+        if unit is not None:  # the unit and the units under it, as the unit tree stands now
+            units = frozenset(await self.units.descendants(unit)) if unit else frozenset()
+            if units != view.audience.actor.unit_ids:
+                view.audience = Audience.of(view.name, units)
         audience = view.audience
-        if audience.restricted:  # the crew's open tickets (the ticket API's index) and its vehicle
-            numbers = await self.tickets.crew_tickets(audience.actor.crew_id or "")
+        tickets = [compact_ticket(r) for r in await self._snapshot_records(audience, now)
+                   if r is not None and r.ticket.state in OPEN_STATES]
+        tickets = [t for t in tickets if audience.ticket(t)]
+        if not audience.fleet:
+            vehicles = []
+        elif audience.restricted:  # a crew's vehicle
             vehicles = [await self.store.vehicle(vid, now=now, stale_s=self.stale_s, offline_s=self.offline_s)
                         for vid in self.vehicle_crews if audience.vehicle(vid, self.vehicle_crews)]
             vehicles = [{k: v for k, v in found.items() if k != "counters"} for found in vehicles if found]
         else:
-            numbers = await self.tickets.index("open", stop=SNAPSHOT_TICKETS - 1)
             vehicles = await self.store.vehicles(now=now, stale_s=self.stale_s, offline_s=self.offline_s)
-        tickets = [compact_ticket(r) for r in await self.tickets.get_many(numbers)
-                   if r is not None and r.ticket.state in OPEN_STATES]
-        tickets = [t for t in tickets if audience.ticket(t)]
         city: dict[str, Any] = {"alarms": [], "sensors": []}
         if audience.city:
             city["alarms"] = await self.store.alarms()
@@ -204,6 +212,20 @@ class LiveFeed:
                               "tickets": tickets, "crews": audience.crews_of(self.vehicle_crews), **city})
         view.snapshot = (view.seq, now, frame)
         return view.seq, frame
+
+    async def _snapshot_records(self, audience: Audience, now: float) -> list[TicketRecord | None]:
+        """The open tickets of a snapshot, read as the ticket API reads them for the role: a crew's
+        (its index), a unit's (its units'), else the newest open ones."""
+        actor = audience.actor
+        if actor.role is Role.CREW:
+            return await self.tickets.get_many(await self.tickets.crew_tickets(actor.crew_id or ""))
+        if actor.role is Role.UNIT:
+            if not actor.unit_ids:
+                return []
+            records, _ = await self.tickets.page(now, ranked=False, offset=0, limit=SNAPSHOT_TICKETS,
+                                                 units=sorted(actor.unit_ids), state="open")
+            return list(records)
+        return await self.tickets.get_many(await self.tickets.index("open", stop=SNAPSHOT_TICKETS - 1))
 
     def _day(self, now: float) -> tuple[str, float]:
         local = datetime.fromtimestamp(now, timezone.utc).astimezone(self.zone)
@@ -236,8 +258,11 @@ class LiveFeed:
 
     def frames_since(self, seq: int, name: str = OFFICE_VIEW) -> list[bytes] | None:
         """A view's frames after seq when all are still kept; None when the console must reload a
-        snapshot."""
-        return self.view(name).frames_since(seq)
+        snapshot (always for a unit view that has had none: its scope is read at its snapshots)."""
+        view = self.view(name)
+        if view.snapshot is None and unit_of(name) is not None:
+            return None
+        return view.frames_since(seq)
 
     def add(self, subscriber: Subscriber, name: str = OFFICE_VIEW) -> None:
         """Register a console with its view."""
@@ -337,8 +362,12 @@ class LiveFeed:
         frames = []
         for view in list(self.views.values()):
             audience = view.audience
-            vehicles = list(pending.values()) if not audience.restricted else \
-                [u for vid, u in pending.items() if audience.vehicle(vid, self.vehicle_crews)]
+            if not audience.fleet or not pending:
+                vehicles = []
+            elif not audience.restricted:
+                vehicles = list(pending.values())
+            else:
+                vehicles = [u for vid, u in pending.items() if audience.vehicle(vid, self.vehicle_crews)]
             if vehicles:
                 frames.append(self._emit(view, "vehicles", vehicles))
             shown = view.tickets(tickets)

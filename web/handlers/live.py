@@ -1,5 +1,5 @@
 """GET /ws/live: one WebSocket per console, relaying the live feed (snapshot, then deltas) of the
-account's view (`web.live_views`: office roles, agents, or the account's own crew);
+account's view (`web.live_views`: office roles, agents, reviewers, the account's own crew or unit);
 GET /wall: the wall display (大屏) that shows the same feed as counters."""
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class LiveSocket(BaseHandler, tornado.websocket.WebSocketHandler):
         A console registers only once it is up to date, so its first frame is the snapshot (or the
         first frame it missed) and no delta overtakes it."""
         self.set_nodelay(True)
-        self.view = view_name(self.account.role, self.account.crew_id)
+        self.view = view_name(self.account.role, self.account.crew_id, self.account.unit_id)
         since = self.get_argument("since", "")
         await self._catch_up(int(since) if since.isdigit() else None)
 

@@ -6,6 +6,8 @@
 // request is shown until the center decides. The unit's open 督办 (GET /api/supervisions, scoped by
 // the server to its units), most urgent first, as their own list with an answer each (POST
 // /api/supervisions/<id>/answer: an answered one closes and leaves the list) and on the ticket rows.
+// The live feed (/ws/live, the unit's view: its units' tickets) says when one of them changed: the
+// inbox is read again then (and the ticket open, if it is the one), a slow poll stays as a fallback.
 // Times in the center's zone (data-zone).
 (function () {
   "use strict";
@@ -16,6 +18,8 @@
   var SIGNED = { complaint: true };  // the types whose result the unit leader signs (command.tickets.SIGNED_TYPES)
   var $ = function (id) { return document.getElementById(id); };
   var current = null, rows = [], sups = [], supOf = {};  // 督办: the open ones, and by ticket number
+  var POLL_MS = 15000, LIVE_POLL_MS = 60000;  // the inbox's poll: without the live feed, and with it
+  var asked = 0, shown = 0, lastLoad = 0;  // inbox reads asked and shown (a late older reply is dropped)
 
   function fmtTime(iso) {
     if (!iso) { return "—"; }
@@ -159,8 +163,12 @@
     $("inbox-count").textContent = String(rows.length);
   }
   function loadInbox() {  // the inbox and the open 督办 together (a row shows its ticket's 督办)
+    var mine = ++asked;
+    lastLoad = Date.now();
     return Promise.all([api("GET", "/api/tickets?sort=time_left&limit=200"),
       api("GET", "/api/supervisions?state=open&limit=500")]).then(function (all) {
+      if (mine < shown) { return; }  // a newer read is on the page already
+      shown = mine;
       if (all[1].ok) {
         sups = all[1].body.supervisions.slice().sort(byUrgency);
         supOf = {};
@@ -240,6 +248,8 @@
     return Promise.all([api("GET", "/api/tickets/" + number), api("GET", "/api/tickets/" + number + "/timeline")])
       .then(function (all) {
         if (!all[0].ok) { say(problem(all[0]), true); return; }
+        var late = current && current.number === number && all[0].body.version < current.version;
+        if (late) { return; }  // an older read came back after a newer one
         current = all[0].body;
         render(current);
         renderTimeline(all[1].ok ? all[1].body.events : []);
@@ -305,6 +315,49 @@
     renderInbox();
     if (current) { open(current.number); }
   });
+
+  // the live feed: a change of one of the unit's tickets reads the inbox again ----------------------
+  var live = { socket: null, seq: null, retry: 500, timer: null };
+  function refreshSoon(reopen) {  // one read for a burst of changes
+    clearTimeout(live.timer);
+    live.timer = setTimeout(function () {
+      loadInbox().then(function () { if (reopen && current) { return open(current.number); } });
+    }, 250);
+  }
+  function gone() {  // the ticket open left the unit's hands: no action on it any more
+    ["act-accept", "act-crew", "act-feedback", "act-return", "act-extension"]
+      .forEach(function (id) { show(id, false); });
+    say(t("unit.gone"), true);
+    $("unit-detail").dataset.gone = current.number;
+    current = null;
+  }
+  function changed(tickets) {
+    if (!tickets.length) { return; }
+    var mine = current && tickets.filter(function (tk) { return tk.number === current.number; }).pop();
+    if (mine && mine.removed) { gone(); }
+    refreshSoon(!!mine && !mine.removed && mine.version !== current.version);
+  }
+  function connect() {
+    var socket = live.socket = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host +
+      "/ws/live" + (live.seq != null ? "?since=" + live.seq : ""));
+    socket.onopen = function () { live.retry = 500; document.body.dataset.live = "up"; };
+    socket.onmessage = function (ev) {
+      var msg = JSON.parse(ev.data);
+      if (msg.seq == null || (live.seq != null && msg.seq <= live.seq && msg.type !== "snapshot")) { return; }
+      var gap = msg.type !== "snapshot" && live.seq != null && msg.seq !== live.seq + 1;
+      live.seq = msg.seq;
+      if (msg.type === "snapshot" || gap) { refreshSoon(true); }  // (re)connected, or frames missed: read all again
+      else if (msg.type === "tickets") { changed(msg.tickets || []); }
+    };
+    socket.onclose = function () {
+      document.body.dataset.live = "down";
+      setTimeout(connect, live.retry);
+      live.retry = Math.min(live.retry * 2, 15000);
+    };
+  }
   loadInbox();
-  setInterval(loadInbox, 15000);
+  connect();
+  setInterval(function () {  // the fallback: every POLL_MS without the feed, every LIVE_POLL_MS with it
+    if (document.body.dataset.live !== "up" || Date.now() - lastLoad >= LIVE_POLL_MS - 1000) { loadInbox(); }
+  }, POLL_MS);
 })();
