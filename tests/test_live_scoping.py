@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import orjson
 import pytest
@@ -123,6 +123,45 @@ async def api(tmp_path, redis_url, database_url):
     await store.close()
 
 
+async def first_frames(api: LiveApi, users: Iterable[str]) -> dict[str, Socket]:
+    """A console of each user, closed after its first frame (the snapshot)."""
+    sockets = {user: await api.socket(user) for user in users}
+    try:
+        for socket in sockets.values():
+            await socket.until(lambda frames: bool(frames))
+    finally:
+        for socket in sockets.values():
+            await close_websocket(socket.ws)
+    return sockets
+
+
+async def resumed(api: LiveApi, user: str, seen: Socket) -> Socket:
+    """A console of `user` that reconnects with ?since= the snapshot `seen` began with, then sends
+    {"resume": that seq}: each time it gets again the frames `seen` got after its snapshot."""
+    since, later = seen.frames[0]["seq"], seen.frames[1:]
+    replay = await api.socket(user, f"?since={since}")
+    try:
+        await replay.until(lambda frames: len(frames) >= len(later))
+        assert replay.frames == later
+        replay.ws.write_message(orjson.dumps({"resume": since}).decode())
+        await replay.until(lambda frames: len(frames) >= 2 * len(later))
+        assert replay.frames[len(later):2 * len(later)] == later
+    finally:
+        await close_websocket(replay.ws)
+    return replay
+
+
+async def snapshot_after(api: LiveApi, user: str, since: int) -> Socket:
+    """A console of `user` that reconnects with a sequence number not of its view's: a fresh snapshot."""
+    ahead = await api.socket(user, f"?since={since}")
+    try:
+        await ahead.until(lambda frames: bool(frames))
+    finally:
+        await close_websocket(ahead.ws)
+    assert ahead.frames[0]["type"] == "snapshot"
+    return ahead
+
+
 def _alarm(sensor_id: str, at: float) -> dict[str, Any]:
     return {"type": "raised", "at": at, "alarm_id": f"{sensor_id}:high", "sensor_id": sensor_id, "kind": "high",
             "severity": "critical", "state": "raised", "raised_at": at, "acked_at": None, "acked_by": None,
@@ -172,13 +211,7 @@ async def _city(api: LiveApi) -> dict[str, str]:
 async def test_each_role_gets_a_snapshot_of_what_it_may_see(api):
     numbers = await _city(api)
     await wait_for(lambda: api.feed.seq >= 3, timeout=5)
-    sockets = {user: await api.socket(user) for user in (*OFFICE_USERS, "agent", "crew", "crew2")}
-    try:
-        for socket in sockets.values():
-            await socket.until(lambda frames: bool(frames))
-    finally:
-        for socket in sockets.values():
-            await close_websocket(socket.ws)
+    sockets = await first_frames(api, (*OFFICE_USERS, "agent", "crew", "crew2"))
     everything = set(numbers.values())
     all_vehicles = {c[1] for c in CREWS if c[3] is not None}
     for user in OFFICE_USERS:
@@ -269,26 +302,13 @@ async def test_each_role_gets_only_the_deltas_it_may_see_and_a_resume_keeps_the_
     assert crew2.of("crews") == []  # another crew's new name is none of its business
 
     # a crew console that reconnects with ?since= (or sends {"resume": seq}) gets its own frames again, no others
-    replay = await api.socket("crew", f"?since={crew_snapshot}")
-    try:
-        await replay.until(lambda frames: len(frames) >= len(crew.frames) - 1)
-        assert replay.frames == crew.frames[1:]
-        replay.ws.write_message(orjson.dumps({"resume": crew_snapshot}).decode())
-        await replay.until(lambda frames: len(frames) >= 2 * (len(crew.frames) - 1))
-        assert replay.frames[len(crew.frames) - 1:] == crew.frames[1:]
-        assert_crew_frames(replay, *OWN["crew"])
-    finally:
-        await close_websocket(replay.ws)
+    assert crew.frames[0]["seq"] == crew_snapshot
+    assert_crew_frames(await resumed(api, "crew", crew), *OWN["crew"])
     office_seq = sockets["dispatcher"].frames[-1]["seq"]
     assert office_seq > crew.frames[-1]["seq"]
-    ahead = await api.socket("crew", f"?since={office_seq}")  # a sequence number not of its view: a fresh snapshot
-    try:
-        await ahead.until(lambda frames: bool(frames))
-        assert ahead.frames[0]["type"] == "snapshot"
-        assert {t["number"] for t in ahead.frames[0]["tickets"]} == {more["c01"]}
-        assert_crew_frames(ahead, *OWN["crew"])
-    finally:
-        await close_websocket(ahead.ws)
+    ahead = await snapshot_after(api, "crew", office_seq)
+    assert {t["number"] for t in ahead.frames[0]["tickets"]} == {more["c01"]}
+    assert_crew_frames(ahead, *OWN["crew"])
 
 
 async def test_the_vehicle_api_gives_a_crew_the_same_vehicle_as_its_feed(api):
@@ -331,14 +351,8 @@ async def test_the_review_roles_see_every_ticket_and_nothing_else(api):
         assert snapshot["crews"] == {} and "today" not in snapshot
         assert {f["type"] for f in socket.frames[1:]} == {"tickets"}, user  # no vehicles, alarms or crews
         assert all("today" not in f for f in socket.frames) and all(PHONE not in text for text in socket.raw)
-    # one view for the three roles: a resume replays its frames, tickets only
-    seen = sockets["director"].frames
-    replay = await api.socket("coordinator", f"?since={seen[0]['seq']}")
-    try:
-        await replay.until(lambda frames: len(frames) >= len(seen) - 1)
-        assert replay.frames[:len(seen) - 1] == seen[1:]
-    finally:
-        await close_websocket(replay.ws)
+    # one view for the three roles: a resume replays its frames
+    await resumed(api, "coordinator", sockets["director"])
 
 
 # ------------------------------------------------------------------ a unit's liaison: unit:<unit_id>
@@ -373,13 +387,7 @@ def _has(number: str, **fields: Any) -> Callable[[list[dict[str, Any]]], bool]:
 async def test_a_liaison_gets_a_snapshot_of_its_units_tickets(unit_api):
     from tests.test_unit_desk import SCOPE, _spread
     numbers = await _spread(unit_api)
-    sockets = {user: await unit_api.socket(user) for user in SCOPE}
-    try:
-        for socket in sockets.values():
-            await socket.until(lambda frames: bool(frames))
-    finally:
-        for socket in sockets.values():
-            await close_websocket(socket.ws)
+    sockets = await first_frames(unit_api, SCOPE)
     for user, units in SCOPE.items():
         (snapshot,) = sockets[user].frames
         assert snapshot["type"] == "snapshot"
@@ -452,24 +460,9 @@ async def test_a_liaison_gets_its_units_deltas_and_removals_and_a_resume_keeps_t
     assert pwr00.tickets()[numbers["PWR01"]]["unit_id"] == "PWR02"
 
     # a liaison's console that reconnects with ?since= (or sends {"resume": seq}) gets its own frames again
-    start = pwr01.frames[0]["seq"]
-    replay = await api.socket("unit-pwr01", f"?since={start}")
-    try:
-        await replay.until(lambda frames: len(frames) >= len(pwr01.frames) - 1)
-        assert replay.frames == pwr01.frames[1:]
-        replay.ws.write_message(orjson.dumps({"resume": start}).decode())
-        await replay.until(lambda frames: len(frames) >= 2 * (len(pwr01.frames) - 1))
-        assert replay.frames[len(pwr01.frames) - 1:] == pwr01.frames[1:]
-        assert_unit_frames(replay, SCOPE["unit-pwr01"])
-    finally:
-        await close_websocket(replay.ws)
+    assert_unit_frames(await resumed(api, "unit-pwr01", pwr01), SCOPE["unit-pwr01"])
     office_seq = api.feed.seq  # the office view's own sequence, ahead of the unit's
     assert office_seq > api.feed.views["unit:PWR00"].seq
-    ahead = await api.socket("unit-pwr00", f"?since={office_seq}")  # not of its view's sequence: a snapshot
-    try:
-        await ahead.until(lambda frames: bool(frames))
-        assert ahead.frames[0]["type"] == "snapshot"
-        assert {t["number"] for t in ahead.frames[0]["tickets"]} == {numbers["PWR01"], numbers["PWR02"], fresh}
-        assert_unit_frames(ahead, SCOPE["unit-pwr00"])
-    finally:
-        await close_websocket(ahead.ws)
+    ahead = await snapshot_after(api, "unit-pwr00", office_seq)
+    assert {t["number"] for t in ahead.frames[0]["tickets"]} == {numbers["PWR01"], numbers["PWR02"], fresh}
+    assert_unit_frames(ahead, SCOPE["unit-pwr00"])
