@@ -12,7 +12,10 @@ A ``CallbackBot`` is the agent desk calling citizens back (回访): it lists ``G
 and records satisfied / basically satisfied, or dissatisfied (which reopens the ticket).
 
 Delays are in simulated seconds and pass ``speedup`` times faster; driving is real time (the
-vehicles report 1 Hz NMEA at plausible speeds).
+vehicles report 1 Hz NMEA at plausible speeds), or ``CLOCK_SPEEDUP`` times faster on the center's
+fast clock (`center.clock`). A crew's delay to accept counts from the assignment's dispatch time on
+the center's clock (as a pushed notification would), not from when its poll first saw it: on a
+fast clock a poll's wall seconds are many simulated minutes.
 """
 from __future__ import annotations
 
@@ -68,6 +71,19 @@ def ground_m(a: LonLat, b: LonLat) -> float:
     """Metres between two nearby (lon, lat) points (local flat approximation, for the simulator)."""
     k = math.cos(math.radians((a[1] + b[1]) / 2))
     return math.hypot((b[0] - a[0]) * 111_320.0 * k, (b[1] - a[1]) * 111_320.0)
+
+
+def since_dispatch_s(now: Any, dispatched_at: Any) -> float:
+    """Simulated seconds from an assignment's dispatch to the list's ``now`` (both ISO 8601 from
+    the API, on the center's clock); 0 when either is missing or unreadable."""
+    from datetime import datetime
+
+    try:
+        passed = (datetime.fromisoformat(now.replace("Z", "+00:00"))
+                  - datetime.fromisoformat(dispatched_at.replace("Z", "+00:00"))).total_seconds()
+    except (AttributeError, TypeError, ValueError):
+        return 0.0
+    return max(0.0, passed)
 
 
 class ApiClient(HttpApi):
@@ -140,8 +156,9 @@ class CrewBot:
         self.current: str | None = None
 
     # ------------------------------------------------------------------ API helpers
-    async def _wait_sim(self, bounds: tuple[float, float]) -> None:
-        await self._sleep(self._rng.uniform(*bounds) / self.speedup)
+    async def _wait_sim(self, bounds: tuple[float, float], passed_s: float = 0.0) -> None:
+        """Wait a delay drawn from ``bounds`` (simulated s), less ``passed_s`` of it already gone."""
+        await self._sleep(max(0.0, self._rng.uniform(*bounds) - passed_s) / self.speedup)
 
     async def ticket(self, number: str) -> dict | None:
         """The ticket as this crew sees it now; None when it is no longer this crew's."""
@@ -185,7 +202,7 @@ class CrewBot:
             number = t["number"]
             if t["state"] == "dispatched" and number not in self.handled:
                 self.handled.add(number)
-                await self.decide(number)
+                await self.decide(number, since_dispatch_s(body.get("now"), t.get("dispatched_at")))
             elif t["state"] in WORKING and number not in self.handled:  # e.g. after a restart
                 self.handled.add(number)
                 self.jobs.put_nowait(number)
@@ -195,9 +212,10 @@ class CrewBot:
         """Whether this crew declines the next assignment (drawn with the decline share)."""
         return self._rng.random() < self.timing.decline_share
 
-    async def decide(self, number: str) -> str | None:
-        """After a human delay, accept (and queue) or decline a new assignment; the action taken."""
-        await self._wait_sim(self.timing.accept_s)
+    async def decide(self, number: str, passed_s: float = 0.0) -> str | None:
+        """After a human delay (less ``passed_s``, the simulated seconds since it was dispatched),
+        accept (and queue) or decline a new assignment; the action taken."""
+        await self._wait_sim(self.timing.accept_s, passed_s)
         if self.declines():
             after = await self.act(number, "decline", {"reason": self._rng.choice(DECLINE_REASONS)}, ("dispatched",))
             return "decline" if after is None or after.get("state") != "dispatched" else None

@@ -12,7 +12,7 @@ import shapely
 
 from gis.routing import RoadGraph
 from simulators.crews import (DECLINE_REASONS, RESOLUTIONS, CallbackBot, CrewBot, CrewTiming, ground_m,
-                              satisfaction_shares)
+                              satisfaction_shares, since_dispatch_s)
 from simulators.vehicles import RoadNet, SimVehicle, Trip, TripError
 
 # A small town: three east-west roads (60, 40, 25 km/h) and three north-south lanes (25 km/h),
@@ -345,3 +345,30 @@ async def test_the_dispatcher_bot_confirms_top_recommendations_after_its_delay()
     assert bot.left == {"no_candidate": 1}  # left to a person
     now[0] = 200.0
     assert await bot.poll() == 1 and desk.assigned[-1] == ("GD20261122-0005", "C02")
+
+
+@pytest.mark.parametrize("now, dispatched_at, passed", [
+    ("2026-11-22T08:10:00Z", "2026-11-22T08:00:00Z", 600.0),
+    ("2026-11-22T08:00:00.500000Z", "2026-11-22T08:00:00Z", 0.5),
+    ("2026-11-22T08:00:00Z", "2026-11-22T08:00:30Z", 0.0),   # a clock a little behind: nothing passed
+    (None, "2026-11-22T08:00:00Z", 0.0), ("2026-11-22T08:00:00Z", None, 0.0), ("soon", "earlier", 0.0),
+])
+def test_the_time_since_dispatch_comes_from_the_centers_clock(now, dispatched_at, passed):
+    assert since_dispatch_s(now, dispatched_at) == passed
+
+
+@pytest.mark.parametrize("passed, waited", [(0.0, 150.0), (100.0, 50.0), (400.0, 0.0)])
+async def test_a_crews_delay_to_accept_counts_from_the_dispatch(passed, waited):
+    """On a fast clock a poll sees an assignment minutes (simulated) after its dispatch: the crew's
+    human delay counts from the dispatch, as a pushed notification's would."""
+    center = FakeCenter("C04")
+    center.dispatch("GD20261122-0004", XS[1], YS[1])
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    bot = CrewBot("C04", center.get, center.send, speedup=10.0, rng=random.Random(3), sleep=sleep,
+                  timing=CrewTiming(accept_s=(150.0, 150.0), decline_share=0.0))
+    assert await bot.decide("GD20261122-0004", passed) == "accept"
+    assert slept == [pytest.approx(waited / 10.0)]
