@@ -148,7 +148,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SIM_CREWS", _bool, True, "Run the crew bots (accept, drive, arrive, resolve through the API) in `simulate`/`demo`."),
     Setting("SIM_DISPATCHER", _bool, True, "Run the dispatcher bot (confirms each pooled ticket's top recommendation after 1-5 simulated minutes, as user dispatcher) in `simulate`/`demo`."),
     Setting("SIM_CALLBACKS", _bool, True, "Run the callback bot (records citizens' satisfaction as user agent) in `simulate`/`demo`."),
-    Setting("SIM_CALLS_PER_DAY", _non_negative, 0.0, "Background calls per simulated day at the daily curve. 0: sized so the simulated crews keep up (their busiest trade at 65% of its capacity; see simulators/callmix.py); the real 12319 line averages ~3,300."),
+    Setting("SIM_CALLS_PER_DAY", _non_negative, 0.0, "Background calls per simulated day at the daily curve. 0: sized so the simulated crews keep up (their busiest trade at 65% of its capacity in the day's 10 busiest hours; see simulators/callmix.py); the real 12319 line averages ~3,300."),
     Setting("SIM_DECLINE_SHARE", _share, 0.05, "Share of assignments a crew bot declines (with a reason), 0..1."),
     Setting("SIM_DISSATISFIED_SHARE", _share, 0.1, "Share of callbacks in which the simulated citizen is dissatisfied (the ticket reopens), 0..1."),
     Setting("SIM_UNITS", _bool, True, "Run the center's desk bot (交办, review steps, decisions on returns and extensions, as the demo's dispatcher, supervisor and reviewer accounts) and one bot per demo unit liaison (受理, 反馈) in `simulate`/`demo`."),

@@ -28,16 +28,13 @@ from datetime import datetime, timedelta
 from typing import Awaitable, Callable, Sequence
 from zoneinfo import ZoneInfo
 
-from simulators.callmix import CallKind, draw
+from simulators.callmix import HOURLY, CallKind, draw
 
 log = logging.getLogger(__name__)
 
 Place = tuple[str, float, float]  # (address, lon, lat)
 Post = Callable[[str, dict], Awaitable[int]]
 
-# Relative call volume per local hour (0..23) of the 12319 line.
-HOURLY = (0.25, 0.15, 0.10, 0.08, 0.08, 0.12, 0.35, 0.90, 1.60, 1.95, 1.90, 1.60,
-          1.10, 1.20, 1.60, 1.75, 1.60, 1.40, 1.10, 1.00, 0.90, 0.70, 0.50, 0.35)
 _MEAN = sum(HOURLY) / 24
 REPEAT_SHARE = 0.03  # background calls that are someone calling again about what they called for
 REPEATED_TYPES = ("service", "repair", "complaint")  # what people call again about (it takes time)

@@ -24,27 +24,29 @@ the fees line 公用事业 almost only consultations); ``tests/test_sim_callers.
 marginals above from the tables and from a seeded simulated day. Trades are weighted by
 ``TRADE_SHARES`` (power and water carry most calls; heating is in season in the demo's winter).
 
-How many calls a day (``sized_daily_calls``): only service and repair tickets take a field crew.
-A crew's job costs it, in simulated seconds, its human times (``CrewTiming``: accept 30–120 s,
-depart 30–180 s, on site 900–2,700 s; 1,980 s on average) plus the drive. The drive is
-``TYPICAL_DRIVE_S`` (480 s: on the demo city's roads the nearest crew of a trade is a median
-250 s from an address and one address another 375 s, plus a quarter for accelerating, junctions
-and the arrival radius) and the vehicles drive in real time unless the center's clock runs fast,
-so at ``SIM_SPEEDUP`` 20 with real-time driving one drive is 480 x 20 = 9,600 simulated seconds
-and one job 11,580: 86,400 / 11,580 = 7.5 jobs per crew and simulated day. Each crew counts
-towards each of its skills (1/n of it for n skills); the trade whose crews would be the busiest
-sets the volume so that its daily field jobs are ``CREW_LOAD`` (65 %) of what its crews can do.
-On the demo city (21 crews: 9 power, 5 water, 3 gas, 2 heating, 2 drainage in crew-equivalents;
-the trade weights keep their loads within 58–65 %, ~61 % over all crews) that is ~420 calls a day
-at SIM_SPEEDUP 20 with real-time driving, and ~1,980 when the vehicles drive on the simulated
-clock (a job is then 2,460 s). The daily curve's morning peak runs at ~2x the mean, so for a few
-hours the crews are asked more than they can do; the queue that builds then is worked off in the
-afternoon lull and the evening. Storm scenarios raise the rate with their multiplier and overload the
-crews on purpose.
+How many calls a day (``sized_daily_calls``): only service and repair tickets take a field crew,
+and most calls come in the day: the 10 busiest hours of the daily curve (``HOURLY``, 8–18 h)
+carry 70.5 % of them (``BUSY_HOURS``). A crew's job costs it, in simulated seconds, its human
+times (``CrewTiming``: accept 30–120 s, depart 30–180 s, on site 900–2,700 s; 1,980 s on
+average), the drive and the bots' own wall time. The drive is ``TYPICAL_DRIVE_S`` (480 s: on the
+demo city's roads the nearest crew of a trade is a median 250 s from an address and one address
+another 375 s, plus a quarter for accelerating and junctions; 516 s measured) and takes
+``speedup / drive_speedup`` times longer in simulated time when the vehicles drive slower than the
+simulated clock runs: with ``CLOCK_SPEEDUP`` 1 they drive in real time while the people's delays
+run at ``SIM_SPEEDUP``. The bots' polling and HTTP round trips cost ``CREW_OVERHEAD_WALL_S`` (6 s)
+of wall time a job, that many times the speed-up in simulated seconds (measured: ten simulated hours
+of the demo at 96x, ``bench.demo_day``, took 2,990 simulated s a job against 2,460 of human times
+and drive). So a job is 1,980 + 480 + 6 x 96 = 3,036 s at 96x with the vehicles on the clock
+(11.9 jobs per crew in the 10 busy hours), and 1,980 + 480 x 20 + 6 x 20 = 11,700 s at
+``SIM_SPEEDUP`` 20 with real-time driving (3.1 jobs). Each crew counts towards each of its skills
+(1/n of it for n skills); the trade whose crews would be the busiest sets the volume so that its
+field jobs in the busy hours are ``CREW_LOAD`` (65 %) of what its crews can do then (its busiest
+hour ~80 %), the other trades' 58–65 %: ~950 calls a day at 96x on the clock, ~250 at 20x with
+real-time driving (the default demo). Over the whole day the crews are then ~36 % busy: the night
+is quiet. Storm scenarios raise the rate with their multiplier and overload the crews on purpose.
 """
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Protocol, Sequence
@@ -64,9 +66,14 @@ TYPE_SHARES = {
     "other":      (0.81, 0.06, 0.02, 0.06, 0.03, 0.02),
 }
 ANSWERED_SHARE = 0.9   # consultations the agent answers on the call; the rest wait for the desk's answer
-CREW_LOAD = 0.65       # the busiest trade's daily field jobs, as a share of what its crews can do
+CREW_LOAD = 0.65       # the busiest trade's field jobs in the busy hours, as a share of what its crews can do
+BUSY_HOURS = 10        # the day's busiest hours, in which the crews' load is planned
 TYPICAL_DRIVE_S = 480.0
-DAY_S = 86400.0
+CREW_OVERHEAD_WALL_S = 6.0  # wall seconds a job costs the bots (polling, HTTP round trips)
+HOUR_S = 3600.0
+# Relative call volume per local hour (0..23) of the 12319 line.
+HOURLY = (0.25, 0.15, 0.10, 0.08, 0.08, 0.12, 0.35, 0.90, 1.60, 1.95, 1.90, 1.60,
+          1.10, 1.20, 1.60, 1.75, 1.60, 1.40, 1.10, 1.00, 0.90, 0.70, 0.50, 0.35)
 REAL_LINE_DAILY_CALLS = 3300.0  # the 12319 line's average day, for a city without crews to size by
 
 # 咨询: (question, the agent's answer on the call)
@@ -192,15 +199,20 @@ class Timing(Protocol):
     repair_s: tuple[float, float]
 
 
+def busy_share(curve: Sequence[float] = HOURLY, hours: int = BUSY_HOURS) -> float:
+    """The share of a day's calls that come in its ``hours`` busiest hours."""
+    return sum(sorted(curve)[-hours:]) / sum(curve)
+
+
 def job_seconds(timing: Timing, *, speedup: float, drive_speedup: float = 1.0,
-                drive_s: float = TYPICAL_DRIVE_S) -> float:
-    """Simulated seconds a crew spends on one field job: the mean human times plus a typical drive,
-    which takes ``speedup / drive_speedup`` times longer in simulated time when the vehicles drive
-    slower than the simulated clock runs (``drive_speedup`` 1: they drive in real time)."""
+                drive_s: float = TYPICAL_DRIVE_S, overhead_wall_s: float = CREW_OVERHEAD_WALL_S) -> float:
+    """Simulated seconds a crew spends on one field job: the mean human times, a typical drive
+    (``speedup / drive_speedup`` times longer when the vehicles drive slower than the simulated
+    clock runs; ``drive_speedup`` 1: in real time) and the bots' wall-time overhead."""
     if speedup <= 0 or drive_speedup <= 0:
         raise ValueError("speed-ups must be positive")
     human = sum(sum(bounds) / 2 for bounds in (timing.accept_s, timing.depart_s, timing.repair_s))
-    return human + drive_s * speedup / drive_speedup
+    return human + drive_s * speedup / drive_speedup + overhead_wall_s * speedup
 
 
 def crews_by_trade(skills: Iterable[Sequence[str]]) -> dict[str, float]:
@@ -213,21 +225,21 @@ def crews_by_trade(skills: Iterable[Sequence[str]]) -> dict[str, float]:
     return out
 
 
-def sized_daily_calls(crews: Mapping[str, float], job_s: float, *, load: float = CREW_LOAD) -> float:
-    """Background calls a day such that the busiest trade's field jobs take ``load`` of what its
-    crews can do (trades without crews are the stations' own work and do not count); a city
-    without crews gets the real line's volume."""
-    if job_s <= 0 or not 0 < load <= 1:
-        raise ValueError("a job takes a positive time and the load is within 0..1")
-    jobs_per_crew = DAY_S / job_s
-    field = field_shares()
-    limits = [load * count * jobs_per_crew / field[trade] for trade, count in crews.items()
-              if count > 0 and field.get(trade)]
-    return min(limits) if limits else REAL_LINE_DAILY_CALLS
-
-
 def crew_load(crews: Mapping[str, float], job_s: float, daily_calls: float) -> dict[str, float]:
-    """Per trade with crews: its daily field jobs at ``daily_calls`` over what its crews can do."""
-    field = field_shares()
-    return {trade: daily_calls * field.get(trade, 0.0) / (count * DAY_S / job_s)
-            for trade, count in crews.items() if count > 0 and math.isfinite(job_s)}
+    """Per trade with crews: its field jobs in the busy hours at ``daily_calls`` over what its
+    crews can do in those hours."""
+    if job_s <= 0:
+        raise ValueError("a job takes a positive time")
+    field, busy = field_shares(), busy_share()
+    return {trade: daily_calls * busy * field.get(trade, 0.0) / (count * BUSY_HOURS * HOUR_S / job_s)
+            for trade, count in crews.items() if count > 0}
+
+
+def sized_daily_calls(crews: Mapping[str, float], job_s: float, *, load: float = CREW_LOAD) -> float:
+    """Background calls a day such that the busiest trade's field jobs in the busy hours take
+    ``load`` of what its crews can do then (trades without crews are the stations' own work and
+    do not count); a city without crews gets the real line's volume."""
+    if not 0 < load <= 1:
+        raise ValueError("the load is within 0..1")
+    loads = {trade: share for trade, share in crew_load(crews, job_s, 1.0).items() if share > 0}
+    return load / max(loads.values()) if loads else REAL_LINE_DAILY_CALLS

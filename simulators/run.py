@@ -186,9 +186,8 @@ class LivingCity:
 
         rows = [r for r in self.city.crews.itertuples() if not self.crew_ids or str(r.crew_id) in self.crew_ids]
         crews = crews_by_trade(r.skills.split(",") if isinstance(r.skills, str) else r.skills for r in rows)
-        # the vehicles drive on the center's clock when it runs fast (CLOCK_SPEEDUP), else in real time
-        drive_speedup = float(getattr(self.settings, "CLOCK_SPEEDUP", 1.0))
-        job_s = job_seconds(CrewTiming(), speedup=self.clock.speedup, drive_speedup=drive_speedup)
+        # the vehicles drive at the center's clock's speed-up (1 when it is the wall clock: real time)
+        job_s = job_seconds(CrewTiming(), speedup=self.clock.speedup, drive_speedup=self.center_clock.speedup)
         return sized_daily_calls(crews, job_s)
 
     async def start_callers(self) -> None:
