@@ -37,8 +37,8 @@ run at ``SIM_SPEEDUP``. The bots' polling and HTTP round trips cost ``CREW_OVERH
 of wall time a job, that many times the speed-up in simulated seconds (measured: ten simulated hours
 of the demo at 96x, ``bench.demo_day``, took 2,990 simulated s a job against 2,460 of human times
 and drive, while the crew bots still looked at their assignments every 2 wall s; they now look
-more often on a fast clock, so the figure errs on the safe side). So a job is 1,980 + 480 + 6 x 96 = 3,036 s at 96x with the vehicles on the clock
-(11.9 jobs per crew in the 10 busy hours), and 1,980 + 480 x 20 + 6 x 20 = 11,700 s at
+more often on a fast clock, so the figure errs on the safe side). So a job is 1,980 + 480 + 6 x 96
+= 3,036 s at 96x with the vehicles on the clock (11.9 jobs per crew in the 10 busy hours), and 1,980 + 480 x 20 + 6 x 20 = 11,700 s at
 ``SIM_SPEEDUP`` 20 with real-time driving (3.1 jobs). Each crew counts towards each of its skills
 (1/n of it for n skills); the trade whose crews would be the busiest sets the volume so that its
 field jobs in the busy hours are ``CREW_LOAD`` (65 %) of what its crews can do then (its busiest
