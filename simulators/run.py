@@ -217,10 +217,10 @@ class LivingCity:
 
         route = await asyncio.to_thread(_router, self.city)
         by_vehicle = {v.vehicle_id: v for v in fleet}
-        # a look at the assignments every 2 wall s up to x20; faster above (at most twice a second),
-        # so that a poll's wall seconds stay a minute or so of simulated time on a fast clock
+        # a look at the assignments every 2 wall s, and on the center's fast clock above x20 more
+        # often (at most twice a second), so that a poll's wall seconds stay a minute or so of its time
         timing = CrewTiming(decline_share=self.settings.SIM_DECLINE_SHARE,
-                            poll_s=min(2.0, max(0.5, 40.0 / self.clock.speedup)))
+                            poll_s=min(2.0, max(0.5, 40.0 / self.center_clock.speedup)))
         for row in self.city.crews.itertuples():
             vehicle = by_vehicle.get(str(row.vehicle_id))
             if vehicle is None:
