@@ -160,6 +160,7 @@ async def _demo_devices(store, settings, profile) -> dict[str, str]:
 async def _demo(settings) -> int:
     from center.city import ensure_city
     from center.supervisor import Supervisor
+    from center.accounts import demo_accounts
     from web.app import bootstrap_accounts
 
     profile = ensure_city(settings, progress=lambda msg: print(msg, flush=True))
@@ -179,14 +180,15 @@ async def _demo(settings) -> int:
             liaisons = await _unit_accounts(store, demo_password)
         finally:
             await store.close()
+        demo_names = [user["name"] for user in demo_accounts()]
         if "agent" in created:
-            password_file.write_text(f"demo accounts (agent, dispatcher, crew, supervisor) password: {demo_password}\n",
+            password_file.write_text(f"demo accounts ({', '.join(demo_names)}) password: {demo_password}\n",
                                      encoding="utf-8")
             os.chmod(password_file, 0o600)
         if "admin" in created:
             print(f"admin account created: admin / {created['admin']}  (shown once; set ADMIN_PASSWORD to choose)",
                   flush=True)
-        print(f"demo accounts: agent, dispatcher, crew, supervisor / {demo_password}", flush=True)
+        print(f"demo accounts: {', '.join(demo_names)} / {demo_password}", flush=True)
         if crews:
             print(f"crew accounts: {', '.join(crews)} (same password)", flush=True)
         if liaisons:

@@ -88,7 +88,7 @@ def demo_accounts() -> list[dict[str, str]]:
         {"name": "agent", "role": "agent", "display": "坐席 王芳"},
         {"name": "dispatcher", "role": "dispatcher", "display": "调度员 李强"},
         {"name": "crew", "role": "crew", "display": "抢修一班 张伟", "crew_id": "C01"},
-        {"name": "supervisor", "role": "supervisor", "display": "值班主任 刘洋"},
+        {"name": "supervisor", "role": "supervisor", "display": "值班主管 刘洋"},
         {"name": "team_leader", "role": "team_leader", "display": "班长 陈静"},  # the review chain's steps
         {"name": "coordinator", "role": "coordinator", "display": "督办协调席 赵敏"},
         {"name": "director", "role": "director", "display": "主任 孙磊"},

@@ -11,11 +11,7 @@
   if (!form || !rows) { return; }
   var devices = [];
 
-  function fmt(key, params) {
-    var s = t(key);
-    Object.keys(params).forEach(function (k) { s = s.split("{" + k + "}").join(params[k]); });
-    return s;
-  }
+  var fmt = window.I18N.fmt;
   function fmtTime(iso) {
     if (!iso) { return t("common.none"); }
     return new Intl.DateTimeFormat(window.I18N.lang() === "en" ? "en-GB" : "zh-CN", { timeZone: zone, year: "numeric",

@@ -28,11 +28,7 @@
   var SKIP_LAYERS = { sensors: true };  // drawn live, coloured by alarm state
 
   // helpers ----------------------------------------------------------------------------------
-  function fmt(key, params) {
-    var s = t(key);
-    Object.keys(params || {}).forEach(function (k) { s = s.split("{" + k + "}").join(params[k]); });
-    return s;
-  }
+  var fmt = window.I18N.fmt;
   function fmtTime(epoch, withDate) {
     if (epoch == null || isNaN(epoch)) { return t("common.none"); }
     var opts = { timeZone: zone, hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false };

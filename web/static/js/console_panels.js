@@ -73,10 +73,9 @@
 
   // ticket queue ---------------------------------------------------------------------------------
   var queue = [], queueAt = 0, queueTimer = null;
-  function minutesText(seconds) {
+  function leftText(seconds) {
     if (seconds == null) { return t("common.none"); }
-    var n = Math.ceil(Math.abs(seconds) / 60);
-    return seconds <= 0 ? C.fmt("tickets.min_over", { n: n }) : C.fmt("tickets.min_left", { n: n });
+    return C.fmt(seconds <= 0 ? "tickets.time_over" : "tickets.time_left", { t: window.I18N.duration(seconds) });
   }
   function renderQueue() {
     var elapsed = Date.now() / 1000 - queueAt;
@@ -86,7 +85,7 @@
       return '<tr class="q-' + level + '" data-queue="' + esc(tk.number) + '"><td><span class="dot c-' + tk.color +
              '"></span>' + esc(tk.number) + '<div class="muted">' + t("urgency." + tk.urgency) + " · " +
              t("category." + tk.category) + " · " + esc(tk.address || "") + "</div></td><td>" + t("tstate." + tk.state) +
-             '</td><td class="left">' + minutesText(left) + "</td></tr>";
+             '</td><td class="left">' + leftText(left) + "</td></tr>";
     }).join("");
   }
   function loadQueue() {
@@ -149,7 +148,7 @@
       field("detail.description", tk.description) + field("tickets.address", tk.address) +
       field("detail.caller", (tk.caller_name || "") + " " + (tk.caller_phone || "")) + field("detail.unit", tk.unit_id) +
       field("detail.crew", tk.crew_id) + field("detail.incident", tk.incident_id) + field("detail.calls", tk.calls) +
-      field("tickets.left", minutesText(tk.time_left_s)) + (tk.review ? field("review.step", tk.review.step + "/" +
+      field("tickets.left", leftText(tk.time_left_s)) + (tk.review ? field("review.step", tk.review.step + "/" +
       tk.review.of + " " + t("role." + tk.review.role)) : "") + '<div id="detail-supervision" class="supervision"></div>';
     var acts = tk.allowed_actions || [];
     var html = [];

@@ -36,8 +36,7 @@
   function fmtDistance(m) { return m == null ? "—" : m < 1000 ? Math.round(m) + " m" : (m / 1000).toFixed(1) + " km"; }
   function fmtLeft(s) {
     if (s == null) { return ""; }
-    var min = Math.round(Math.abs(s) / 60);
-    return (s < 0 ? t("field.overdue") : t("field.left")).replace("{n}", min);
+    return window.I18N.fmt(s < 0 ? "field.overdue" : "field.left", { t: window.I18N.duration(s) });
   }
   function label(kind, value) { return value ? t("df." + kind + "." + value) : ""; }
 

@@ -67,8 +67,8 @@
       "df.satisfaction.basically_satisfied": "Basically satisfied", "df.satisfaction.dissatisfied": "Dissatisfied",
       "df.satisfaction.unreachable": "Unreachable", "field.title": "Field", "field.online": "Online",
       "field.offline": "Offline", "field.current": "Current assignment", "field.none": "No assignment",
-      "field.queued": "Queued", "field.done": "Finished this shift", "field.left": "{n} min left",
-      "field.overdue": "{n} min overdue", "field.accept": "Accept", "field.decline": "Decline",
+      "field.queued": "Queued", "field.done": "Finished this shift", "field.left": "{t} left",
+      "field.overdue": "{t} overdue", "field.accept": "Accept", "field.decline": "Decline",
       "field.decline.confirm": "Confirm decline", "field.reason": "Reason",
       "field.reason.required": "A reason is required", "field.cancel": "Cancel", "field.depart": "En route",
       "field.arrive": "On site", "field.resolution": "What was done (required)",
@@ -79,12 +79,12 @@
       "field.photo_failed": "Photo upload failed:", "field.photo_too_large": "Photos may be at most 5 MB",
       // console, wall, admin (web/static/js/console*.js, wall.js, admin.js)
       "nav.console": "Console", "nav.wall": "Wall display", "nav.admin": "Admin", "nav.sound": "Sound on",
-      "common.none": "—", "common.min": "min", "common.km": "km", "common.close": "Close",
+      "common.none": "—", "common.min": "min", "common.hours": "h", "common.days": "d", "common.km": "km", "common.close": "Close",
       "common.save": "Save", "common.cancel": "Cancel", "common.error": "Request failed",
       "common.conflict": "Changed by someone else; reloaded", "common.unavailable": "Not available yet",
       "tickets.queue": "Ticket queue", "tickets.open": "open", "tickets.number": "Ticket",
       "tickets.left": "Time left", "tickets.state": "State", "tickets.overdue": "overdue",
-      "tickets.address": "Address", "tickets.min_left": "{n} min", "tickets.min_over": "{n} min over",
+      "tickets.address": "Address", "tickets.time_left": "{t}", "tickets.time_over": "{t} over",
       "urgency.emergency": "Emergency", "urgency.urgent": "Urgent", "urgency.normal": "Normal",
       "color.red": "Red", "color.orange": "Orange", "color.blue": "Blue", "category.water": "Water",
       "category.power": "Power", "category.gas": "Gas", "category.heating": "Heating",
@@ -104,8 +104,8 @@
       "unit.feedback.signed": "Signed by the unit's leader", "unit.feedback.photos": "Photos (optional)",
       "unit.feedback.send": "Submit the result", "unit.return.title": "Return to the center", "unit.reason": "Reason",
       "unit.return.send": "Request a return", "unit.extension.title": "Extension", "unit.extension.until": "New deadline",
-      "unit.extension.send": "Request an extension", "unit.timeline": "History", "unit.days": "d", "unit.hours": "h",
-      "unit.minutes": "min", "unit.overdue": "overdue", "unit.request.return": "return", "unit.request.extension": "extension to",
+      "unit.extension.send": "Request an extension", "unit.timeline": "History",
+      "unit.overdue": "overdue", "unit.request.return": "return", "unit.request.extension": "extension to",
       "unit.request.pending": "Awaiting the center's decision:", "unit.err": "Not done:",
       "unit.err.reason": "Give a reason", "unit.err.until": "Choose the new deadline",
       "unit.err.feedback": "Write the handling result", "unit.err.signed": "A complaint's result needs the leader's signature",
@@ -360,7 +360,7 @@
       "df.satisfaction.satisfied": "满意", "df.satisfaction.basically_satisfied": "基本满意",
       "df.satisfaction.dissatisfied": "不满意", "df.satisfaction.unreachable": "未接通", "field.title": "外勤",
       "field.online": "在线", "field.offline": "离线", "field.current": "当前任务", "field.none": "暂无任务",
-      "field.queued": "待接任务", "field.done": "本班已完成", "field.left": "剩余 {n} 分钟", "field.overdue": "已超时 {n} 分钟",
+      "field.queued": "待接任务", "field.done": "本班已完成", "field.left": "剩余 {t}", "field.overdue": "已超时 {t}",
       "field.accept": "接单", "field.decline": "拒单", "field.decline.confirm": "确认拒单", "field.reason": "拒单原因",
       "field.reason.required": "请填写拒单原因", "field.cancel": "取消", "field.depart": "出发", "field.arrive": "到达现场",
       "field.resolution": "处理情况（必填）", "field.resolution.required": "请填写处理情况", "field.photos": "现场照片（可选，每张不超过 5 MB）",
@@ -369,11 +369,11 @@
       "field.gone": "{n} 已不再分派给本班组", "field.photo_failed": "照片上传失败：", "field.photo_too_large": "照片不能超过 5 MB",
       // console, wall, admin (web/static/js/console*.js, wall.js, admin.js)
       "nav.console": "调度台", "nav.wall": "大屏", "nav.admin": "系统管理", "nav.sound": "声音已开", "common.none": "—",
-      "common.min": "分钟", "common.km": "公里", "common.close": "关闭", "common.save": "保存", "common.cancel": "取消",
+      "common.min": "分钟", "common.hours": "小时", "common.days": "天", "common.km": "公里", "common.close": "关闭", "common.save": "保存", "common.cancel": "取消",
       "common.error": "操作失败", "common.conflict": "工单已被他人修改，已刷新", "common.unavailable": "暂不可用",
       "tickets.queue": "工单队列", "tickets.open": "未结", "tickets.number": "工单号", "tickets.left": "剩余时限",
-      "tickets.state": "状态", "tickets.overdue": "超时", "tickets.address": "地址", "tickets.min_left": "{n} 分钟",
-      "tickets.min_over": "超时 {n} 分钟", "urgency.emergency": "特急", "urgency.urgent": "紧急",
+      "tickets.state": "状态", "tickets.overdue": "超时", "tickets.address": "地址", "tickets.time_left": "{t}",
+      "tickets.time_over": "超时 {t}", "urgency.emergency": "特急", "urgency.urgent": "紧急",
       "urgency.normal": "一般", "color.red": "红色", "color.orange": "橙色", "color.blue": "蓝色",
       "category.water": "供水", "category.power": "供电", "category.gas": "燃气", "category.heating": "供热",
       "category.drainage": "排水", "category.sanitation": "环卫", "category.other": "其他", "tstate.new": "新建",
@@ -388,7 +388,7 @@
       "unit.feedback.text": "办理结果", "unit.feedback.signed": "单位负责人签发", "unit.feedback.photos": "照片（可选）",
       "unit.feedback.send": "提交反馈", "unit.return.title": "退单申请", "unit.reason": "原因", "unit.return.send": "申请退单",
       "unit.extension.title": "延期申请", "unit.extension.until": "新的办结期限", "unit.extension.send": "申请延期",
-      "unit.timeline": "处理过程", "unit.days": "天", "unit.hours": "小时", "unit.minutes": "分钟", "unit.overdue": "已超时",
+      "unit.timeline": "处理过程", "unit.overdue": "已超时",
       "unit.request.return": "退单", "unit.request.extension": "延期至", "unit.request.pending": "待中心审批：",
       "unit.err": "未完成：", "unit.err.reason": "请填写原因", "unit.err.until": "请选择新的办结期限",
       "unit.err.feedback": "请填写办理结果", "unit.err.signed": "投诉件须由单位负责人签发",
@@ -585,7 +585,19 @@
     apply();
     document.dispatchEvent(new CustomEvent("langchange"));
   });
-  window.I18N = { t: t, apply: apply, lang: lang };
+  // a message with its {name} parameters filled in
+  function fmt(key, params) {
+    var s = t(key);
+    Object.keys(params || {}).forEach(function (k) { s = s.split("{" + k + "}").join(params[k]); });
+    return s;
+  }
+  // a time span for a limit: minutes under an hour, hours under a day, then days
+  function duration(seconds) {
+    var m = Math.ceil(Math.abs(seconds) / 60);
+    return m >= 1440 ? (m / 1440).toFixed(1) + " " + t("common.days")
+      : m >= 60 ? (m / 60).toFixed(1) + " " + t("common.hours") : m + " " + t("common.min");
+  }
+  window.I18N = { t: t, fmt: fmt, duration: duration, apply: apply, lang: lang };
   if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", function () { apply(); }); }
   else { apply(); }
 })();

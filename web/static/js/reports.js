@@ -32,11 +32,7 @@
       return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
     });
   }
-  function fmt(key, params) {
-    var s = t(key);
-    Object.keys(params || {}).forEach(function (k) { s = s.split("{" + k + "}").join(params[k]); });
-    return s;
-  }
+  var fmt = window.I18N.fmt;
   function minutes(sec) { return sec == null ? null : Math.floor(sec / 60 * 10 + 0.5) / 10; }
   function percent(share) { return share == null ? null : Math.floor(share * 1000 + 0.5) / 10; }
   function show(v) { return v == null ? t("common.none") : String(v); }

@@ -28,10 +28,8 @@
   }
   function fmtLeft(seconds) {
     if (seconds == null) { return "—"; }
-    var late = seconds < 0, m = Math.round(Math.abs(seconds) / 60);
-    var text = m >= 1440 ? (m / 1440).toFixed(1) + " " + t("unit.days") : m >= 60 ? (m / 60).toFixed(1) + " " +
-      t("unit.hours") : m + " " + t("unit.minutes");
-    return late ? t("unit.overdue") + " " + text : text;
+    var text = window.I18N.duration(seconds);
+    return seconds < 0 ? t("unit.overdue") + " " + text : text;
   }
   function label(kind, value) { return value ? t("df." + kind + "." + value) : ""; }
   // the ms since the epoch of a wall time "YYYY-MM-DDTHH:MM" in the center's zone
