@@ -6,7 +6,12 @@ substations are Sparkplug B edge nodes instead (group ``democity``, node ``SUB01
 device per monitor named by its sensor id, metric ``load`` with an alias): NBIRTH with
 ``bdSeq``, DBIRTH with aliases, then DDATA by alias; ``seq`` 0..255 wrapping; NDEATH is the
 MQTT last will of each node's own connection, so an abrupt ``node_death`` makes the broker
-publish it.
+publish it. Each node listens on its own ``NCMD`` topic: a ``Node Control/Rebirth`` = true
+(what the center sends when data comes from a node or device it holds no birth of, e.g. births
+published before it subscribed: Sparkplug births are QoS 0 and not retained) makes the node
+publish NBIRTH (same ``bdSeq``: the session and its will are the same) and every DBIRTH again,
+``seq`` from 0, before any more data. A connection that drops starts a new session: a new
+connection with ``bdSeq`` + 1 in its will, then the births (``simulators.sensor_mqtt``).
 
 Values follow daily curves in the city's local time (transformer load: night trough ~30 %,
 evening peak ~80 % of rated; water pressure 0.25-0.35 MPa with a night rise and a morning
@@ -34,14 +39,23 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from google.protobuf.message import DecodeError
+
 from center.streams import pause as stop_or_timeout
+from ingest import sparkplug_b_pb2
 from ingest.sparkplug import encode_death, encode_payload
+from simulators.sensor_mqtt import MqttTransport
+
+__all__ = ["CONTROL_TOPIC", "MqttTransport", "NodeLink", "SensorSimError", "SensorSimulator", "SensorSpec",
+           "SimClock", "listen_for_commands", "load_percent", "pressure_offset", "rebirth_asked", "run",
+           "specs_from_city", "substation_of"]
 
 log = logging.getLogger(__name__)
 UTC = timezone.utc
 CONTROL_TOPIC = "sim/sensors/control"
 SENSOR_ACTIONS = ("main_burst", "transformer_overload", "feeder_outage", "dead_sensor", "node_death", "restore")
 SPARKPLUG_GROUP = "democity"
+REBIRTH_METRIC = "Node Control/Rebirth"
 Publish = Callable[[str, bytes, int, bool], object]
 
 # (local hour, % of rated kVA): a residential/commercial mix, trough ~4:00, peak ~20:00.
@@ -134,8 +148,26 @@ def specs_from_city(city) -> list[SensorSpec]:
     return specs
 
 
+def rebirth_asked(payload: bytes) -> bool:
+    """Whether an NCMD payload holds ``Node Control/Rebirth`` = true (anything undecodable: no)."""
+    try:
+        message = sparkplug_b_pb2.Payload.FromString(payload)
+    except (DecodeError, RuntimeError, ValueError):
+        return False
+    return any(m.name == REBIRTH_METRIC and m.WhichOneof("value") == "boolean_value" and m.boolean_value
+               for m in message.metrics)
+
+
 class NodeLink(Protocol):
     """The MQTT connection of one Sparkplug edge node (its will is the node's NDEATH)."""
+
+    @property
+    def connected(self) -> bool:
+        """True while the connection is up (births wait for it)."""
+
+    @property
+    def lost(self) -> bool:
+        """True once an established connection dropped: its session is over."""
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> object:
         """Publish on this node's connection."""
@@ -147,13 +179,17 @@ class NodeLink(Protocol):
         """Disconnect cleanly (no will)."""
 
 
-NodeConnector = Callable[[str, str, bytes], NodeLink]  # (edge node, will topic, will payload)
+# (edge node, will topic, will payload, *, commands=NCMD topic, on_command=handler of its payloads)
+NodeConnector = Callable[..., NodeLink]
 
 
 class _EmulatedLink:
     """No broker (tests): node messages go to ``publish`` and a kill publishes the will itself."""
 
-    def __init__(self, publish: Publish, will_topic: str, will_payload: bytes):
+    connected = True
+    lost = False
+
+    def __init__(self, publish: Publish, will_topic: str, will_payload: bytes, **_commands):
         self._publish, self._will = publish, (will_topic, will_payload)
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> object:
@@ -175,6 +211,8 @@ class _EdgeNode:
     link: NodeLink | None = None
     dead: bool = False
     aliases: dict[str, int] = field(default_factory=dict)
+    born: bool = False                   # births sent on the current connection
+    rebirth: bool = False                # a Rebirth command came (set on the MQTT thread)
 
 
 @dataclass
@@ -202,7 +240,7 @@ class SensorSimulator:
         self._publish = publish
         self._rng = random.Random(seed)
         self.group_id = group_id
-        self._connect = node_connector or (lambda node, topic, will: _EmulatedLink(publish, topic, will))
+        self._connect = node_connector or (lambda node, topic, will, **kw: _EmulatedLink(publish, topic, will))
         self._zone = ZoneInfo(zone)
         self._period = period_s
         self._base = {sid: self._rng.uniform(0.28, 0.32) if s.kind == "pressure" else
@@ -212,6 +250,7 @@ class SensorSimulator:
         self.dead: set[str] = set()
         self.now: datetime | None = None
         self.sent = 0
+        self.rebirths_asked = 0
         self.nodes: dict[str, _EdgeNode] = {}
         self.node_of: dict[str, str] = {}
         stations: dict[str, list[str]] = {}
@@ -255,8 +294,8 @@ class SensorSimulator:
         stamp = stamp or now
         self.now = now
         for node in self.nodes.values():
-            if node.link is None and not node.dead:
-                self._birth(node, stamp)
+            if not node.dead:
+                self._keep_session(node, stamp)
         sent_before = self.sent
         for sid, spec in self.sensors.items():
             period = self._period or spec.period_s
@@ -278,7 +317,7 @@ class SensorSimulator:
                 self.sent += 1
             else:
                 node = self.nodes[node_id]
-                if node.dead or node.link is None:
+                if node.dead or node.link is None or not node.born:
                     continue
                 self._node_send(node, f"DDATA/{node.node_id}/{sid}", [(None, node.aliases[sid], value, "Double")],
                                 stamp)
@@ -293,14 +332,40 @@ class SensorSimulator:
         node.link.publish(self._topic(rest), payload, 0, False)
         self.sent += 1
 
+    def _keep_session(self, node: _EdgeNode, stamp: datetime) -> None:
+        """A new session when there is none or it dropped; births when due (new connection or Rebirth)."""
+        if node.link is not None and node.link.lost:
+            node.link.close()  # its will (NDEATH) is the broker's to publish; no reconnect with it
+            node.link = None
+        if node.link is None:
+            node.bdseq = (node.bdseq + 1) % 256
+            node.born = node.rebirth = False
+            node.link = self._connect(node.node_id, self._topic(f"NDEATH/{node.node_id}"), encode_death(node.bdseq),
+                                      commands=self._topic(f"NCMD/{node.node_id}"),
+                                      on_command=lambda payload, node=node: self._command(node, payload))
+        if node.link.connected and (node.rebirth or not node.born):
+            node.rebirth = False
+            self._birth(node, stamp)
+
+    def _command(self, node: _EdgeNode, payload: bytes) -> None:
+        """An NCMD for ``node`` (on the MQTT thread): a Rebirth is answered by the next step."""
+        if rebirth_asked(payload):
+            node.rebirth = True
+            self.rebirths_asked += 1
+
+    def node_command(self, edge_node: str, payload: bytes) -> None:
+        """Handle an NCMD payload for an edge node as its connection would (tests without a broker)."""
+        node = self.nodes.get(edge_node)
+        if node is None:
+            raise SensorSimError(f"unknown Sparkplug edge node {edge_node!r}; known: {sorted(self.nodes)}")
+        self._command(node, payload)
+
     def _birth(self, node: _EdgeNode, stamp: datetime) -> None:
-        """Connect with NDEATH(bdSeq) as will, then NBIRTH and a DBIRTH per device."""
-        node.bdseq = (node.bdseq + 1) % 256
+        """NBIRTH (the session's bdSeq, seq 0) and a DBIRTH per device, on the node's connection."""
         node.seq = 0
-        will = encode_death(node.bdseq)
-        node.link = self._connect(node.node_id, self._topic(f"NDEATH/{node.node_id}"), will)
+        node.born = True
         self._node_send(node, f"NBIRTH/{node.node_id}",
-                        [("bdSeq", None, node.bdseq, "Int64"), ("Node Control/Rebirth", None, False, "Boolean")],
+                        [("bdSeq", None, node.bdseq, "Int64"), (REBIRTH_METRIC, None, False, "Boolean")],
                         stamp)
         for sid in node.devices:
             spec = self.sensors[sid]
@@ -452,71 +517,6 @@ class SimClock:
         """Simulated time that is the center's clock (`center.clock.Clock`): starts at its time now
         and runs at its speed-up, so calls, curves and the center agree on the time."""
         return cls(clock.now_dt(), clock.speedup)
-
-
-class MqttTransport:
-    """One shared MQTT connection for JSON readings and one per Sparkplug edge node (with its will).
-
-    ``device_urls``: device id -> broker URL with that device's credentials. The shared connection
-    logs in as the SCADA gateway ``gateway`` and each edge node as itself (client id = device id)
-    when they have one; otherwise they use ``mqtt_url`` with ``client_prefix`` client ids."""
-
-    def __init__(self, mqtt_url: str, client_prefix: str = "sim-sensors", *,
-                 device_urls: Mapping[str, str] | None = None, gateway: str = ""):
-        from center.mqtt import MqttClient
-
-        self._url, self._prefix = mqtt_url, client_prefix
-        self._devices = dict(device_urls or {})
-        own = self._devices.get(gateway) if gateway else None
-        self.shared = MqttClient(own or mqtt_url, gateway if own else client_prefix)
-        self.shared.start()
-        self.links: list = []
-
-    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> bool:
-        """Publish on the shared connection."""
-        return self.shared.publish(topic, payload, qos, retain)
-
-    def connect_node(self, edge_node: str, will_topic: str, will_payload: bytes) -> NodeLink:
-        """A new connection for an edge node, its NDEATH as the will; blocks until connected."""
-        from center.mqtt import MqttClient, Will
-
-        own = self._devices.get(edge_node)
-        client = MqttClient(own or self._url, edge_node if own else f"{self._prefix}-{edge_node}",
-                            will=Will(will_topic, will_payload, qos=1, retain=False))
-        client.start()
-        client.wait_connected(10)
-        link = _MqttNodeLink(client)
-        self.links.append(link)
-        return link
-
-    def wait_connected(self, timeout: float = 10.0) -> bool:
-        """Block until the shared connection is up."""
-        return self.shared.wait_connected(timeout)
-
-    def stop(self) -> None:
-        """Disconnect everything cleanly."""
-        for link in self.links:
-            link.close()
-        self.shared.stop()
-
-
-class _MqttNodeLink:
-    def __init__(self, client):
-        self.client = client
-        self._closed = False
-
-    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> object:
-        return self.client.publish(topic, payload, qos, retain)
-
-    def kill(self) -> None:
-        """Drop the TCP connection without DISCONNECT: the broker then publishes the will."""
-        self._closed = True
-        self.client.kill()
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self.client.stop()
 
 
 async def run(simulator: SensorSimulator, clock: SimClock, stop: asyncio.Event, *,
