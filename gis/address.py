@@ -22,13 +22,14 @@ import re
 import unicodedata
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from rapidfuzz import fuzz
 from rapidfuzz.distance import OSA
 from scipy.spatial import cKDTree
 
+from gis.crossings import crossing_id, split_crossing
 from gis.crs import gk_zone_epsg, to_metres
 
 __all__ = ["Candidate", "AddressIndex", "AddressIndexError", "normalize", "parse", "ParsedAddress"]
@@ -40,7 +41,9 @@ _MAX_NUMBER = 10**9  # larger digit runs are clamped, so numbers always fit nump
 _MIN_NAME_SIMILARITY = 0.5  # keys scoring below this are not candidates
 _KEY_CANDIDATES = 48  # keys per query that get a full fuzzy score
 _KEYS_EXPANDED = 8  # best keys whose entries are ranked
-_ROAD_TYPES = ("大街", "大道", "胡同", "路", "街", "巷")  # longest first
+_MAX_DETAIL_SCAN = 4096  # entries of one key scored for a building/unit/room asked without a number
+_ROAD_MATCHES = 3  # road names tried for each side of a crossing
+_ROAD_TYPES = ("大街", "大道", "胡同", "公路", "路", "街", "巷")  # longest first
 _VARIANT_CHARS = str.maketrans({"號": "号", "單": "单", "棟": "栋", "樓": "楼", "門": "门", "衚": "胡", "衕": "同"})
 _CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _CN_UNITS = {"十": 10, "百": 100, "千": 1000}
@@ -50,9 +53,10 @@ _LONE_DASH_RE = re.compile(r"(?<![0-9])-|-(?![0-9])")
 _HASH_RE = re.compile(r"([0-9]+)#")
 _BUILDING_RE = re.compile(r"([0-9]+)(?:号楼|幢|座)")
 _ROOM_RE = re.compile(r"([0-9]+)(?:房|户)(?![0-9])")
+_FLOOR_AS_BUILDING_RE = re.compile(r"([0-9]+)楼(?=[0-9]+单元)")  # 4楼3单元: 楼 before a unit is the building
 _TRIPLE_RE = re.compile(r"([0-9]+)-([0-9]+)-([0-9]+)$")  # 3-2-301: building-unit-room
 _TAIL_RES = (  # peeled off the end of a normalized address, in this order
-    ("room", re.compile(r"([0-9]+)室$")),
+    ("room", re.compile(r"([0-9]+)室$|(?<=栋|元)([0-9]{3,4})$")),  # 3单元502: a bare room
     ("unit", re.compile(r"([0-9]+)单元$")),
     ("building", re.compile(r"([0-9]+)栋$")),
 )
@@ -60,6 +64,15 @@ _NUMBER_RE = re.compile(r"([0-9]+)(?:-([0-9]+))?号$")
 _BARE_NUMBER_RE = re.compile(r"(?<=[^0-9-])([0-9]+)$")
 _LANE_RE = re.compile(r"([0-9]+)弄$")
 _DETAILS = ("lane", "number", "sub", "building", "unit", "room")
+_CN_OR_DIGITS = "[0-9零〇一二两三四五六七八九十百千]+"
+_NEAR_RE = re.compile(  # 附近, 旁边, 对面, 往东100米 ... at the end: the place is near, not at, the match
+    rf"(?:附近|旁边|边上|对面|门口|周边|周围|一带|左右|后面|前面|[东南西北](?:侧|边)"
+    rf"|(?:往|向)?[东南西北]{{1,2}}(?:方向)?约?{_CN_OR_DIGITS}(?:米|公里)(?:左右|处)?)+$"
+)
+_NEAR_FACTOR = 0.9  # score multiplier for a place said to be near the match
+# what a detail that differs from the one asked costs; a missing one costs 0.04, so the right
+# building with another unit (0.97) ranks above the compound alone (0.92) and the wrong building
+_DETAIL_MISMATCH = {"lane": 0.12, "sub": 0.08, "building": 0.12, "unit": 0.03, "room": 0.02}
 
 
 class AddressIndexError(ValueError):
@@ -77,6 +90,11 @@ class Candidate:
     score: float
     kind: str
 
+    @property
+    def match(self) -> str:
+        """"exact" for a score of 100 (everything asked for was found), else "approximate"."""
+        return "exact" if self.score >= 100.0 else "approximate"
+
 
 @dataclass(frozen=True, slots=True)
 class ParsedAddress:
@@ -89,6 +107,7 @@ class ParsedAddress:
     building: int | None = None
     unit: int | None = None
     room: int | None = None
+    near: bool = False  # the text ended in 附近/旁边/对面/往东100米 ...
 
 
 def _cn_to_int(text: str) -> int | None:
@@ -139,6 +158,7 @@ def normalize(text: str, prefixes: Sequence[str] = DEFAULT_PREFIXES) -> str:
     text = _CN_NUMERAL_RE.sub(_replace_cn_numeral, text)
     text = _BUILDING_RE.sub(r"\1栋", text)
     text = _ROOM_RE.sub(r"\1室", text)
+    text = _FLOOR_AS_BUILDING_RE.sub(r"\1栋", text)
     stripped = True
     while stripped:
         stripped = False
@@ -154,8 +174,13 @@ def _as_number(digits: str) -> int:
 
 
 def parse(normalized: str) -> ParsedAddress:
-    """Split a `normalize`d text into name and details ("人民路125号3栋" -> 人民路, 125, building 3)."""
-    rest, found = normalized, {}
+    """Split a `normalize`d text into name and details ("人民路125号3栋" -> 人民路, 125, building 3).
+
+    A trailing 附近/旁边/对面/往东100米 sets `near`; a bare 3-4 digit number after 栋 or 单元 is
+    the room ("4栋3单元502").
+    """
+    rest, near = _peel_near(normalized)
+    found: dict[str, str | None] = {}
     triple = _TRIPLE_RE.search(rest)
     if triple and triple.start() > 0:
         found = {"building": triple.group(1), "unit": triple.group(2), "room": triple.group(3)}
@@ -164,7 +189,7 @@ def parse(normalized: str) -> ParsedAddress:
         for field, regex in _TAIL_RES:
             match = regex.search(rest)
             if match and match.start() > 0:
-                found[field] = match.group(1)
+                found[field] = match.group(1) or match.group(2)
                 rest = rest[: match.start()]
     match = _NUMBER_RE.search(rest)
     if match and match.start() > 0:
@@ -177,7 +202,16 @@ def parse(normalized: str) -> ParsedAddress:
     if match and match.start() > 0:
         found["lane"] = match.group(1)
         rest = rest[: match.start()]
-    return ParsedAddress(rest, **{k: _as_number(v) for k, v in found.items() if v is not None})
+    details = {k: _as_number(v) for k, v in found.items() if v is not None}
+    return ParsedAddress(rest, **details, near=near)  # type: ignore[arg-type]
+
+
+def _peel_near(normalized: str) -> tuple[str, bool]:
+    """The text without a trailing 附近/旁边/对面/往东100米 ..., and whether there was one."""
+    near = _NEAR_RE.search(normalized)
+    if near is None or near.start() == 0:
+        return normalized, False
+    return normalized[: near.start()], True
 
 
 def _split_road(name: str) -> tuple[str, str]:
@@ -194,7 +228,17 @@ def _grams(name: str) -> set[str]:
     return set(name) | {padded[i : i + 2] for i in range(len(padded) - 1)}
 
 
-def _name_similarity(query: str, query_road: tuple[str, str], key: _Key) -> float:
+class _RoadName:
+    """A road name as `_name_similarity` compares it (the crossings' roads)."""
+
+    __slots__ = ("name", "stem", "road_type")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.stem, self.road_type = _split_road(name)
+
+
+def _name_similarity(query: str, query_road: tuple[str, str], key: _Key | _RoadName) -> float:
     """0..1 similarity of a query name and a key name.
 
     Optimal string alignment (one wrong, missing or swapped character is one edit); a part of a
@@ -219,26 +263,26 @@ def _name_similarity(query: str, query_road: tuple[str, str], key: _Key) -> floa
 def _detail_factor(query: ParsedAddress, entry: ParsedAddress) -> float:
     """Multiplier below 1 for lane/building/unit/room details that disagree or are missing."""
     factor = 1.0
-    for field in ("lane", "sub", "building", "unit", "room"):
+    for field, mismatch in _DETAIL_MISMATCH.items():
         wanted, have = getattr(query, field), getattr(entry, field)
         if wanted is None:
             factor -= 0.01 if have is not None else 0.0  # the plain address ranks first
         elif have is None:
             factor -= 0.04
         elif have != wanted:
-            factor -= 0.08
+            factor -= mismatch
     return factor
 
 
 def _nearest_number_factor(distance: int) -> float:
     """Score multiplier for an address whose number is `distance` away from the one asked for."""
-    return 0.85 - 0.15 * min(1.0, math.log1p(distance) / math.log1p(500))
+    return 0.9 - 0.2 * min(1.0, math.log1p(distance) / math.log1p(500))
 
 
 class _Key:
     """Entries sharing one name, sorted by house number (entries without a number first)."""
 
-    __slots__ = ("name", "stem", "road_type", "rows", "numbers", "first_numbered")
+    __slots__ = ("name", "stem", "road_type", "rows", "numbers", "first_numbered", "has_buildings")
 
     def __init__(self, name: str, rows: list[int], parsed: list[ParsedAddress]) -> None:
         def order(row: int) -> tuple[int, ...]:
@@ -252,12 +296,13 @@ class _Key:
         self.rows = np.asarray(rows, dtype=np.int64)
         self.numbers = np.asarray([-1 if parsed[r].number is None else parsed[r].number for r in rows], dtype=np.int64)
         self.first_numbered = int(np.searchsorted(self.numbers, 0))
+        self.has_buildings = any(parsed[r].building is not None for r in rows)
 
 
 class AddressIndex:
     """Searchable address/POI list: text search with ranked candidates, and reverse geocoding.
 
-    A search score is 100 x name similarity x detail factor: 1 for the number asked for, 0.85
+    A search score is 100 x name similarity x detail factor: 1 for the number asked for, 0.9
     falling to 0.70 with the numeric distance for the nearest other numbers on that road, 0.8
     for a road's addresses when no number was asked, small deductions for building/unit/room
     that differ. The KD-tree for `reverse` is built on its first call.
@@ -271,8 +316,13 @@ class AddressIndex:
         lats: np.ndarray,
         kinds: Sequence[str] | None = None,
         prefixes: Sequence[str] = DEFAULT_PREFIXES,
+        crossings: Sequence[tuple[str, str, float, float]] = (),
     ) -> None:
-        """Index parallel arrays; `kinds` defaults to "address" for texts with a house number, else "poi"."""
+        """Index parallel arrays; `kinds` defaults to "address" for texts with a house number, else "poi".
+
+        `crossings` are (road, road, lon, lat) points where two roads meet (`gis.crossings.road_crossings`):
+        with them, "A路与B路交叉口" finds the crossing point.
+        """
         lons, lats = np.asarray(lons, dtype=np.float64), np.asarray(lats, dtype=np.float64)
         sizes = {"ids": len(ids), "texts": len(texts), "lons": len(lons), "lats": len(lats)}
         if kinds is not None:
@@ -302,6 +352,10 @@ class AddressIndex:
         n_keys = max(1, len(self._keys))
         self._postings = {g: np.asarray(p, dtype=np.int64) for g, p in postings.items()}
         self._idf = {g: math.log(1.0 + n_keys / len(p)) for g, p in postings.items()}
+        self._crossings: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+        for first, second, lon, lat in crossings:
+            self._crossings[(first, second) if first < second else (second, first)].append((float(lon), float(lat)))
+        self._roads = [_RoadName(name) for name in sorted({n for pair in self._crossings for n in pair})]
         self._tree: cKDTree | None = None
         self._epsg = 0  # Gauss-Krüger zone of the data's mean longitude: one plane for all points
 
@@ -313,15 +367,23 @@ class AddressIndex:
         """Ranked candidates (best first, at most `limit`) for free text; [] when nothing fits."""
         if limit <= 0 or not isinstance(query, str):
             return []
-        wanted = parse(normalize(query, self._prefixes))
+        normalized = normalize(query, self._prefixes)
+        if self._crossings:
+            text, near = _peel_near(normalized)
+            pair = split_crossing(text) or (None if text in self._key_of_name else split_crossing(text, loose=True))
+            found = self._search_crossing(*pair, near, limit) if pair else []
+            if found:
+                return found
+        wanted = parse(normalized)
         if not wanted.name or not self._keys:
             return []
+        near = _NEAR_FACTOR if wanted.near else 1.0
         scored: list[tuple[float, float, int, int]] = []  # (score, name similarity, distance, row)
         for key_index, similarity in self._best_keys(wanted.name):
-            if len(scored) >= limit and 100.0 * similarity < scored[limit - 1][0]:
+            if len(scored) >= limit and 100.0 * similarity * near < scored[limit - 1][0]:
                 break  # keys come best first and a factor never exceeds 1: nothing better can follow
             for factor, distance, row in self._rank_in_key(self._keys[key_index], wanted, limit):
-                scored.append((100.0 * similarity * factor, similarity, distance, row))
+                scored.append((100.0 * similarity * factor * near, similarity, distance, row))
             scored.sort(key=lambda s: (-s[0], -s[1], s[2], s[3]))
         return [self._candidate(row, score) for score, _, _, row in scored[:limit]]
 
@@ -340,6 +402,25 @@ class AddressIndex:
             for d, row in pairs
             if math.isfinite(d)
         ]
+
+    def _search_crossing(self, first: str, second: str, near: bool, limit: int) -> list[Candidate]:
+        """Crossing points of the roads best matching the two names; [] when no such roads meet."""
+        out: list[Candidate] = []
+        factor = 100.0 * (_NEAR_FACTOR if near else 1.0)
+        for a, score_a in self._match_roads(first):
+            for b, score_b in self._match_roads(second):
+                points = self._crossings.get((a, b) if a < b else (b, a), [])
+                score = round(min(100.0, factor * score_a * score_b), 2)
+                out.extend(Candidate(id=crossing_id(a, b, k), text=f"{a}与{b}交叉口", lon=lon, lat=lat,
+                                     score=score, kind="crossing") for k, (lon, lat) in enumerate(points))
+        out.sort(key=lambda c: -c.score)
+        return out[:limit]
+
+    def _match_roads(self, part: str) -> list[tuple[str, float]]:
+        """The few crossing road names most like `part`, each with its similarity."""
+        road = _split_road(part)
+        scored = sorted(((_name_similarity(part, road, r), r.name) for r in self._roads), reverse=True)
+        return [(name, s) for s, name in scored[:_ROAD_MATCHES] if s >= 0.6]
 
     def _candidate(self, row: int, score: float) -> Candidate:
         return Candidate(
@@ -375,6 +456,16 @@ class AddressIndex:
     def _rank_in_key(self, key: _Key, wanted: ParsedAddress, limit: int) -> list[tuple[float, int, int]]:
         """(factor, numeric distance, row) for the best entries of one key."""
         rows, numbers, parsed = key.rows, key.numbers, self._parsed
+        if wanted.number is not None and wanted.building is None and key.has_buildings \
+                and key.first_numbered == len(rows):  # 朝阳新村4号3单元: a compound's 号 is its 号楼
+            wanted = replace(wanted, number=None, building=wanted.number)
+        if wanted.number is None and any(getattr(wanted, f) is not None for f in _DETAIL_MISMATCH):
+            ranked = sorted(  # the exact building/unit/room wherever it sits in the key, then the closest
+                (((1.0 if parsed[r].number is None else 0.8) * _detail_factor(wanted, parsed[r]), 0, int(r))
+                 for r in rows[:_MAX_DETAIL_SCAN]),
+                key=lambda item: -item[0],
+            )
+            return ranked[:limit]
         if wanted.number is None:
             chosen = rows[:limit]  # unnumbered entries (the POI itself) first, then the lowest numbers
             return [

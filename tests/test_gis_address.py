@@ -1,13 +1,21 @@
 """Address search (地址匹配) and reverse geocoding on a small hand-made city with known answers."""
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from shapely.geometry import LineString
 
+from gis import democity
 from gis.address import AddressIndex, AddressIndexError, ParsedAddress, normalize, parse
+from gis.crossings import road_crossings, split_crossing
 from gis.crs import distance_m
+from gis.layers import load_profile
+from web.handlers.desk import AddressBook
 
 # Five roads running east-west, 0.001 degree of latitude apart; house n sits at
 # lon = 119.75 + n * 0.0001 (about 9 m per number) so that coordinates are known answers.
@@ -337,3 +345,167 @@ def test_search_never_raises(index: AddressIndex, query: str) -> None:
 def test_normalize_is_idempotent(text: str) -> None:
     once = normalize(text)
     assert normalize(once) == once
+
+
+# ---------------------------------------------------------------- the way people say it (issue #24)
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("朝阳新村4号楼3单元502", ParsedAddress("朝阳新村", building=4, unit=3, room=502)),
+        ("朝阳新村四号楼三单元", ParsedAddress("朝阳新村", building=4, unit=3)),
+        ("朝阳新村4楼3单元", ParsedAddress("朝阳新村", building=4, unit=3)),
+        ("朝阳新村4幢3单元502室", ParsedAddress("朝阳新村", building=4, unit=3, room=502)),
+        ("朝阳新村4栋1502", ParsedAddress("朝阳新村", building=4, room=1502)),
+        ("东风路173号附近", ParsedAddress("东风路", number=173, near=True)),
+        ("东风路173号往东100米", ParsedAddress("东风路", number=173, near=True)),
+        ("东风路173号向西一百米左右", ParsedAddress("东风路", number=173, near=True)),
+        ("人民医院对面", ParsedAddress("人民医院", near=True)),
+        ("附近", ParsedAddress("附近")),  # a qualifier alone is not peeled off
+    ],
+)
+def test_parse_spoken_forms(text: str, expected: ParsedAddress) -> None:
+    assert parse(normalize(text)) == expected
+
+
+def _compound_index() -> AddressIndex:
+    """A compound of 14 buildings with 2 or 3 units, listed building by building, plus a road."""
+    texts = ["朝阳新村"] + [f"朝阳新村{b}号楼{u}单元" for b in range(1, 15) for u in range(1, 4 if b % 2 == 0 else 3)]
+    texts += [f"东风路{n}号" for n in (169, 173, 181)]
+    lons = np.array([119.75 + 0.0001 * i for i in range(len(texts))])
+    return AddressIndex([f"c{i}" for i in range(len(texts))], texts, lons, np.full(len(texts), 36.38))
+
+
+@pytest.mark.parametrize(
+    ("query", "expected", "match"),
+    [
+        ("朝阳新村4号楼3单元", "朝阳新村4号楼3单元", "exact"),  # not the compound's first entries
+        ("朝阳新村14号楼2单元", "朝阳新村14号楼2单元", "exact"),
+        ("朝阳新村四号楼三单元", "朝阳新村4号楼3单元", "exact"),
+        ("朝阳新村4栋3单元", "朝阳新村4号楼3单元", "exact"),
+        ("朝阳新村4号3单元", "朝阳新村4号楼3单元", "exact"),  # a compound's 号 is its 号楼
+        ("朝阳新村4号楼3单元502", "朝阳新村4号楼3单元", "approximate"),  # no rooms in the data
+        ("朝阳新村4-3-502", "朝阳新村4号楼3单元", "approximate"),
+        ("朝阳新材4号楼3单元", "朝阳新村4号楼3单元", "approximate"),
+        ("朝阳新村4号楼3单元旁边", "朝阳新村4号楼3单元", "approximate"),
+        ("朝阳新村4号楼9单元", "朝阳新村4号楼1单元", "approximate"),  # the building, when the unit is unknown
+        ("东风路173号", "东风路173号", "exact"),
+        ("东风路173号附近", "东风路173号", "approximate"),
+        ("东风路175号", "东风路173号", "approximate"),  # the nearest number
+    ],
+)
+def test_compound_building_unit_and_house_numbers(query: str, expected: str, match: str) -> None:
+    found = _compound_index().search(query, limit=3)
+    assert found, query
+    assert (found[0].text, found[0].match) == (expected, match)
+
+
+def test_near_lowers_the_score_and_keeps_the_match() -> None:
+    index = _compound_index()
+    exact, near = index.search("东风路173号")[0], index.search("东风路173号附近")[0]
+    assert near.id == exact.id
+    assert exact.score == 100.0 and near.score == pytest.approx(90.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("密水大街与凤凰大街交叉口", ("密水大街", "凤凰大街")),
+        ("人民路和光明街路口", ("人民路", "光明街")),
+        ("人民路光明街口", ("人民路", "光明街")),
+        ("人民路与光明街", ("人民路", "光明街")),
+        ("人和路光明街口", ("人和路", "光明街")),  # 和 inside a name is not a joiner
+        ("密水与凤凰交叉口", ("密水", "凤凰")),
+        ("凤凰大街路口", None),  # one road
+        ("和平街", None),
+        ("人民路125号", None),
+        ("人民医院", None),
+    ],
+)
+def test_split_crossing(text: str, expected: tuple[str, str] | None) -> None:
+    assert split_crossing(text) == expected
+
+
+def test_split_crossing_loose_takes_two_roads_run_together() -> None:
+    assert split_crossing("人民路光明街") is None
+    assert split_crossing("人民路光明街", loose=True) == ("人民路", "光明街")
+
+
+def test_road_crossings_finds_where_named_roads_meet() -> None:
+    roads = [("人民路", LineString([(0, 0), (1, 0)])), ("人民路", LineString([(1, 0), (2, 0)])),
+             ("光明街", LineString([(1, -1), (1, 0)])), ("光明街", LineString([(1, 0), (1, 1)])),
+             ("和平大道", LineString([(0, 2), (2, 2)])), ("", LineString([(0, 0), (0, 2)]))]
+    assert road_crossings([n for n, _ in roads], [g for _, g in roads]) == [("人民路", "光明街", 1.0, 0.0)]
+
+
+def _crossing_index() -> AddressIndex:
+    ids, texts, lons, lats = _city()
+    crossings = [("人民路", "光明街", 119.76, 36.38), ("光明街", "和平大道", 119.76, 36.383),
+                 ("凤凰大街", "和平大道", 119.77, 36.383), ("凤凰大街", "和平大道", 119.78, 36.383)]
+    return AddressIndex(ids, texts, lons, lats, crossings=crossings)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected_id", "match"),
+    [
+        ("人民路与光明街交叉口", "X:人民路|光明街", "exact"),
+        ("光明街和人民路路口", "X:人民路|光明街", "exact"),
+        ("人民路光明街口", "X:人民路|光明街", "exact"),
+        ("人民路/光明街", "X:人民路|光明街", "exact"),
+        ("人名路与光明街交叉口", "X:人民路|光明街", "approximate"),
+        ("人民路与光明街交叉口附近", "X:人民路|光明街", "approximate"),
+        ("凤凰与和平交叉口", "X:凤凰大街|和平大道", "approximate"),
+    ],
+)
+def test_crossing_search(query: str, expected_id: str, match: str) -> None:
+    found = _crossing_index().search(query)
+    assert found, query
+    assert (found[0].id, found[0].kind, found[0].match) == (expected_id, "crossing", match)
+
+
+def test_crossing_search_lists_every_meeting_point_and_falls_back() -> None:
+    index = _crossing_index()
+    assert [c.id for c in index.search("凤凰大街与和平大道交叉口")] == ["X:凤凰大街|和平大道", "X:凤凰大街|和平大道:1"]
+    assert index.search("人民路与和平大道交叉口") == []  # they do not meet
+    assert index.search("人民路125号")[0].text == "人民路125号"  # not a crossing: the normal search
+
+
+# ---------------------------------------------------------------- the test set from the demo city
+
+_FORM_THRESHOLDS = {"compound": 95.0, "street": 90.0, "landmark": 90.0, "intersection": 90.0}
+
+
+def _query_set() -> list[dict[str, str]]:
+    with open(Path(__file__).with_name("data") / "address_queries.tsv", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+@pytest.fixture(scope="module")
+def demo_book(tmp_path_factory: pytest.TempPathFactory) -> AddressBook:
+    city = load_profile(democity.generate(tmp_path_factory.mktemp("city")))
+    return AddressBook.from_frame(city.addresses, city.roads)
+
+
+def test_query_set_covers_the_forms() -> None:
+    rows = _query_set()
+    assert len(rows) >= 500
+    assert {r["form"] for r in rows} == set(_FORM_THRESHOLDS)
+
+
+@pytest.mark.parametrize("form", sorted(_FORM_THRESHOLDS))
+def test_query_set_top1_per_form(demo_book: AddressBook, form: str) -> None:
+    rows = [r for r in _query_set() if r["form"] == form]
+    misses = []
+    for row in rows:
+        found = demo_book.index.search(row["query"], limit=3)
+        if not found or found[0].id != row["expected_id"]:
+            misses.append(f"{row['query']} -> {[(c.id, c.text, c.score) for c in found]} (want {row['expected_id']})")
+    pct = 100.0 * (len(rows) - len(misses)) / len(rows)
+    assert pct >= _FORM_THRESHOLDS[form], f"{form}: top-1 {pct:.1f}% of {len(rows)}; misses:\n" + "\n".join(misses)
+
+
+def test_address_book_view_says_how_sure(demo_book: AddressBook) -> None:
+    exact = demo_book.view(demo_book.index.search("朝阳新村4号楼3单元")[0])
+    assert (exact["label"], exact["match"], exact["score"]) == ("朝阳新村4号楼3单元", "exact", 100.0)
+    crossing = demo_book.view(demo_book.index.search("东风路与密水大街交叉口附近")[0])
+    assert (crossing["kind"], crossing["label"], crossing["match"]) == ("crossing", "东风路与密水大街交叉口", "approximate")
