@@ -13,6 +13,7 @@ import tornado.web
 from center.store_admin import FleetStore
 from command.tickets import Actor, Role
 from gis.address import AddressIndex, Candidate
+from gis.crossings import road_crossings
 from field.navigation import navigation
 from field.photos import MAX_PHOTO_BYTES, PHOTO_TYPES, PhotoRejected, photo_dir, photo_kind, write_private
 from gis.crs import distance_m
@@ -31,15 +32,21 @@ class AddressBook:
         self.rows = rows
 
     @classmethod
-    def from_frame(cls, frame: Any) -> "AddressBook":
-        """Build from an addresses GeoDataFrame (addr_id, address, kind, name; WGS84 points)."""
+    def from_frame(cls, frame: Any, roads: Any = None) -> "AddressBook":
+        """Build from an addresses GeoDataFrame (addr_id, address, kind, name; WGS84 points).
+
+        With the roads layer (name; WGS84 lines) the book also finds crossings ("A路与B路交叉口").
+        """
         ids = [str(v) for v in frame["addr_id"]]
         addresses = [str(v) for v in frame["address"]]
         kinds = [str(v) for v in frame["kind"]] if "kind" in frame.columns else ["address"] * len(ids)
         names = [("" if v is None or v != v else str(v)) for v in frame["name"]] if "name" in frame.columns \
             else [""] * len(ids)
         texts = [name if kind == "poi" and name else address for name, kind, address in zip(names, kinds, addresses)]
-        index = AddressIndex(ids, texts, frame.geometry.x.to_numpy(), frame.geometry.y.to_numpy(), kinds)
+        crossings = road_crossings(list(roads["name"]), list(roads.geometry)) \
+            if roads is not None and len(roads) and "name" in roads.columns else []
+        index = AddressIndex(ids, texts, frame.geometry.x.to_numpy(), frame.geometry.y.to_numpy(), kinds,
+                             crossings=crossings)
         rows = {i: {"address": a, "name": n} for i, a, n in zip(ids, addresses, names)}
         return cls(index, rows)
 
@@ -51,7 +58,7 @@ class AddressBook:
         label = f"{name}（{address}）" if candidate.kind == "poi" and name else address
         return {"id": candidate.id, "label": label, "address": address, "name": name or None,
                 "kind": candidate.kind, "lon": round(candidate.lon, 7), "lat": round(candidate.lat, 7),
-                "score": candidate.score}
+                "score": candidate.score, "match": candidate.match}
 
 
 async def address_book(services: Services) -> AddressBook:
@@ -60,9 +67,11 @@ async def address_book(services: Services) -> AddressBook:
     if task is None:
         city = services.city
         frame = getattr(getattr(city, "city", city), "addresses", None) if city is not None else None
+        roads = getattr(getattr(city, "city", city), "roads", None) if city is not None else None
         if frame is None or not hasattr(frame, "geometry") or not len(frame):
             raise ApiError(503, "addresses_unavailable", "the city has no address layer")
-        task = services.extra["address_book"] = asyncio.ensure_future(asyncio.to_thread(AddressBook.from_frame, frame))
+        task = services.extra["address_book"] = asyncio.ensure_future(
+            asyncio.to_thread(AddressBook.from_frame, frame, roads))
     return await task
 
 
