@@ -389,6 +389,7 @@ def _compound_index() -> AddressIndex:
         ("朝阳新材4号楼3单元", "朝阳新村4号楼3单元", "approximate"),
         ("朝阳新村4号楼3单元旁边", "朝阳新村4号楼3单元", "approximate"),
         ("朝阳新村4号楼9单元", "朝阳新村4号楼1单元", "approximate"),  # the building, when the unit is unknown
+        ("朝阳新村40号楼1单元", "朝阳新村", "approximate"),  # the compound, when the building is unknown
         ("东风路173号", "东风路173号", "exact"),
         ("东风路173号附近", "东风路173号", "approximate"),
         ("东风路175号", "东风路173号", "approximate"),  # the nearest number
@@ -461,6 +462,18 @@ def test_crossing_search(query: str, expected_id: str, match: str) -> None:
     found = _crossing_index().search(query)
     assert found, query
     assert (found[0].id, found[0].kind, found[0].match) == (expected_id, "crossing", match)
+
+
+_CROSSING_ALPHABET = st.sampled_from(list("人民路光明街和平大道凤凰与和跟交叉口路十字/、附近往东100米号"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=_CROSSING_ALPHABET, max_size=24))
+def test_crossing_search_never_raises(query: str) -> None:
+    found = _crossing_index().search(query, limit=5)
+    assert len(found) <= 5
+    assert [c.score for c in found] == sorted((c.score for c in found), reverse=True)
+    assert all(0.0 <= c.score <= 100.0 for c in found)
 
 
 def test_crossing_search_lists_every_meeting_point_and_falls_back() -> None:
