@@ -12,7 +12,6 @@ offset (or ``Z``) is accepted and converted to UTC, a time without an offset is 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import hmac
 import json
@@ -23,6 +22,16 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Union
 
 from command.coordinates import CoordinateError, check_optional_point
+from command.emergency import (  # noqa: F401 (re-exported: the 110 rule's public names)
+    AMBIGUOUS,
+    DEFAULT_EMERGENCY_RULES,
+    EXCLUDED_TICKET_TYPES,
+    HIGH,
+    EmergencyRule,
+    PoliceCall,
+    assess_police,
+    needs_police,
+)
 
 UTC = timezone.utc
 _TOKEN = re.compile(r"[A-Za-z0-9._:~\-]{1,200}")  # nonce and idempotency key characters
@@ -291,101 +300,7 @@ def parse_outbound(body: bytes) -> Handover | ResultReport:
 
 
 # --------------------------------------------------------------------------- emergency rule
-
-
-@dataclass(frozen=True)
-class EmergencyRule:
-    """One row of the emergency table: when does a ticket go to 110, and as which kind.
-
-    A rule matches when the ticket's category is in ``categories`` (empty = any category) and
-    either a tag equals ``kind`` or is in ``tags``, or the text matches ``all_of``: every group
-    must have at least one of its words in the text (AND of ORs), a word counting only where it
-    is not directly negated (没有煤气味 does not match 煤气味).
-    """
-
-    kind: str
-    all_of: tuple[tuple[str, ...], ...] = ()
-    categories: frozenset[str] = frozenset()
-    tags: frozenset[str] = frozenset()
-
-
-_ROAD = ("路面", "马路", "道路", "路上", "街道", "路口", "公路", "人行道", "桥下")
-_FLOOD = ("淹", "积水", "漫", "冒水", "喷水", "成河")
-_BURST = ("爆管", "水管爆裂", "管道爆裂", "主管破裂", "水管破裂", "供水管爆")
-
-DEFAULT_EMERGENCY_RULES: tuple[EmergencyRule, ...] = (
-    EmergencyRule("people_trapped", (("被困", "困人", "困在", "关在电梯"),),
-                  tags=frozenset({"被困"})),
-    EmergencyRule("gas_leak", (("燃气泄漏", "煤气泄漏", "天然气泄漏", "液化气泄漏", "煤气味",
-                                "燃气味", "天然气味", "闻到煤气", "闻到燃气", "闻到天然气"),),
-                  tags=frozenset({"燃气泄漏"})),
-    EmergencyRule("gas_leak", (("漏气", "泄漏", "着火", "起火", "爆炸", "气味"),),
-                  categories=frozenset({"gas"})),
-    EmergencyRule("fallen_live_wire", (("电线落地", "电线掉落", "电线断落", "电线掉在地上", "电线断了",
-                                        "高压线断", "高压线掉", "断线落地", "电线杆倒", "电杆倒"),),
-                  tags=frozenset({"电线落地"})),
-    EmergencyRule("electrical_fire", (("电线着火", "电线起火", "变压器着火", "变压器起火", "配电箱着火",
-                                       "配电箱起火", "电表箱着火", "电表箱起火", "电缆着火", "电缆起火"),)),
-    EmergencyRule("electrical_fire", (("着火", "起火", "冒烟", "火灾", "冒火", "燃烧"),),
-                  categories=frozenset({"power"})),
-    EmergencyRule("road_collapse", (("塌陷", "地陷", "坍塌", "天坑", "路面下沉"),),
-                  tags=frozenset({"塌陷"})),
-    EmergencyRule("main_burst_flooding", (_BURST, _FLOOD, _ROAD), tags=frozenset({"爆管"})),
-)
-EXCLUDED_TICKET_TYPES = frozenset({"suggestion", "praise"})
-_NEGATIONS = ("没有", "没", "无", "未", "不是", "并无", "并未")
-
-
-_CLAUSE_BREAK = re.compile(r"[，,。.;；!！?？\s]")
-
-
-def _negated(before: str) -> bool:
-    """A negation word ends at most 2 characters before the keyword, within the same clause."""
-    window = _CLAUSE_BREAK.split(before[-4 - 2:])[-1]
-    return any(window[: len(window) - gap].endswith(neg) for gap in range(3) for neg in _NEGATIONS
-               if gap <= len(window))
-
-
-def _mentions(text: str, word: str) -> bool:
-    start = text.find(word)
-    while start != -1:
-        if not _negated(text[:start]):
-            return True
-        start = text.find(word, start + 1)
-    return False
-
-
-@functools.lru_cache(maxsize=256)
-def _any_word(group: tuple[str, ...]) -> re.Pattern[str]:
-    """One pattern for a group's words: most texts mention none, and one search says so."""
-    return re.compile("|".join(map(re.escape, group)))
-
-
-def _mentions_any(text: str, group: tuple[str, ...]) -> bool:
-    return _any_word(tuple(group)).search(text) is not None and any(_mentions(text, w) for w in group)
-
-
-def needs_police(
-    category: str,
-    ticket_type: str,
-    text: str = "",
-    tags: Iterable[str] = (),
-    *,
-    rules: Iterable[EmergencyRule] = DEFAULT_EMERGENCY_RULES,
-    excluded_types: frozenset[str] = EXCLUDED_TICKET_TYPES,
-) -> str | None:
-    """Emergency kind for a ticket that must go to 110, or None; first matching rule wins."""
-    if ticket_type in excluded_types:
-        return None
-    tag_set = set(tags)
-    for rule in rules:
-        if rule.categories and category not in rule.categories:
-            continue
-        if rule.kind in tag_set or rule.tags & tag_set:
-            return rule.kind
-        if rule.all_of and all(_mentions_any(text, group) for group in rule.all_of):
-            return rule.kind
-    return None
+# The table and how it reads a description: `command.emergency` (re-exported here).
 
 
 # --------------------------------------------------------------------------- signing

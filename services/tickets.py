@@ -22,7 +22,7 @@ from command import grouping, repeats
 from command.coordinates import ServiceArea, check_optional_point
 from command.errors import Conflict, TicketNotFound, ValidationError
 from command.limits import DEFAULT_POLICY, LimitPolicy, stamp
-from command.police import needs_police
+from command.police import assess_police
 from command.review import NO_REVIEW, ReviewTable, waiting_step
 from command.routing import (
     CREW_ACTIONS, DEFAULT_ROUTING, SET_UNIT, Route, RoutingTable, check_crew_dispatch, route as route_of, set_unit,
@@ -268,13 +268,17 @@ class TicketManager:
         number = ticket_number(day, reads.seq)
         early = None if reads.area_incidents is None else (area, reads.area_incidents, area_writes)
         ticket, created = new_ticket({**fields, **place, "number": number}, now=now, actor=actor)
-        kind = needs_police(ticket.category.value, ticket.type.value, ticket.description, tags)
+        call = assess_police(ticket.category.value, ticket.type.value, ticket.description, tags)
+        kind = call.kind if call is not None and call.automatic else None  # handed over automatically
+        suggested = call.kind if call is not None and not call.automatic else None  # the dispatcher confirms
         if kind:
             created = dataclasses.replace(created, data={**created.data, "police_kind": kind})
+        elif suggested:
+            created = dataclasses.replace(created, data={**created.data, "police_suggested": suggested})
         routing = {"route": routed.kind.value, "route_why": routed.why}
         created = dataclasses.replace(created, data={**created.data, **routing,
                                                      **({"unit_override": override} if override else {})})
-        meta = {"police_kind": kind, "tags": list(tags), "asset_id": asset,
+        meta = {"police_kind": kind, "police_suggested": suggested, "tags": list(tags), "asset_id": asset,
                 "alarm_key": alarm.alarm_key if alarm else None}
         if follows is not None:
             await self.store.get(follows)  # TicketNotFound (404) for an unknown one

@@ -483,3 +483,19 @@ async def test_a_late_acknowledgement_after_the_lease_ran_out_records_nothing(en
     assert [a["data"]["data"]["attempts"] for a in acks] == [2]
     [entry] = [e for e, _ in await env.link.store.outbox_of_ticket(number)]
     assert (entry.state, entry.attempts) == ("acked", 2)
+
+
+async def test_an_ambiguous_emergency_waits_for_the_dispatchers_one_click(env):
+    maybe = await env.create(description="厨房好像有点煤气味，不确定")
+    sure = await env.create(phone="13900002222", description="楼道里煤气味很浓")
+    await wait_for(lambda: _pending(env, 1))
+    code, body = await env.call("GET", f"/api/tickets/{maybe}")
+    ticket = orjson.loads(body)
+    assert code == 200 and ticket["police_suggested"] == "gas_leak" and ticket["police_kind"] is None
+    assert [e.ticket_number for e, _ in await env.link.store.outbox_pending()] == [sure]  # only the sure one is automatic
+    code, body = await env.call("POST", f"/api/tickets/{maybe}/police", body={})  # the console's 确认转110
+    assert code == 202
+    message = orjson.loads(body)["message"]
+    assert message["idempotency_key"] == f"{maybe}:manual:1" and message["kind"] == "handover"
+    assert [e.message_id for e, _ in await env.link.store.outbox_pending() if e.ticket_number == maybe] == [
+        message["message_id"]]

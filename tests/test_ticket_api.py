@@ -352,7 +352,17 @@ async def test_emergency_calls_are_flagged_for_110(api):
     _, timeline = await api.call("GET", f"/api/tickets/{body['ticket']['number']}/timeline", "dispatcher")
     assert timeline["events"][0]["data"]["police_kind"] == "gas_leak"
     _, plain = await api.create(description="电表不走了", caller_phone="13611113333", link=False)
-    assert plain["ticket"]["police_kind"] is None
+    assert plain["ticket"]["police_kind"] is None and plain["ticket"]["police_suggested"] is None
+
+
+async def test_an_ambiguous_emergency_is_suggested_not_handed_over(api):
+    _, stove = await api.create(category="gas", description="燃气灶打不着火", caller_phone="13611114444", link=False)
+    assert stove["ticket"]["police_kind"] is None and stove["ticket"]["police_suggested"] is None
+    _, maybe = await api.create(category="gas", description="厨房好像有点煤气味", caller_phone="13611115555", link=False)
+    assert maybe["ticket"]["police_kind"] is None and maybe["ticket"]["police_suggested"] == "gas_leak"
+    _, timeline = await api.call("GET", f"/api/tickets/{maybe['ticket']['number']}/timeline", "dispatcher")
+    data = timeline["events"][0]["data"]
+    assert data["police_suggested"] == "gas_leak" and "police_kind" not in data
 
 
 def _alarm(kind: str, **alarm) -> dict:

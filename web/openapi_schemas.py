@@ -91,7 +91,7 @@ SCHEMAS: dict[str, Any] = {
         change_version={"type": "integer", "minimum": 0},
         created_at=T, updated_at=T, pending_since=NT, dispatched_at=NT, accepted_at=NT, arrived_at=NT,
         resolved_at=NT, closed_at=NT, deadlines={"type": "object", "additionalProperties": NT},
-        police_kind=NS, tags=arr(S), asset_id=NS, calls=I, needs_supervision=B, time_left_s=NN,
+        police_kind=NS, police_suggested=NS, tags=arr(S), asset_id=NS, calls=I, needs_supervision=B, time_left_s=NN,
         limit_share_left=NN, limit_stage=NS,
         limit_step=nullable({"type": "string", "enum": [s.value for s in Step]}),  # command.limit_steps
         limit_level=nullable({"type": "string", "enum": ["ok", "warning", "overdue"]}), allowed_actions=arr(S),

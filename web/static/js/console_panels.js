@@ -180,8 +180,11 @@
       html.push('<span class="review"><input id="review-note" size="14" maxlength="500" placeholder="' + t("review.note") + '">' +
         review.map(function (a) { return '<button data-review="' + a + '">' + t("review." + a) + "</button>"; }).join("") + "</span>");
     }
-    if (canAct && C.has("post", "/api/tickets/{}/police")) {
-      html.push('<button data-do="police" class="danger">' + t("detail.police") + "</button>");
+    if (canAct && C.has("post", "/api/tickets/{}/police")) {  // an ambiguous emergency: 转110 is one confirming click
+      html.push(tk.police_suggested && !tk.police_kind ? '<span class="f" data-police-suggested="' + esc(tk.police_suggested) +
+        '"><span class="muted">' + t("detail.police_suggested") + "</span> " + esc(t("police.kind." + tk.police_suggested)) +
+        ' <button data-do="police" class="danger">' + t("detail.police_confirm") + "</button></span>"
+        : '<button data-do="police" class="danger">' + t("detail.police") + "</button>");
     }
     if (canSupervise && ["closed", "cancelled", "merged"].indexOf(tk.state) < 0) {  // 督办: deadline and message
       html.push('<span class="supervise"><select id="supervise-hours" title="' + t("supervision.deadline") + '">' +
