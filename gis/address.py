@@ -283,7 +283,7 @@ def _nearest_number_factor(distance: int) -> float:
 class _Key:
     """Entries sharing one name, sorted by house number (entries without a number first)."""
 
-    __slots__ = ("name", "stem", "road_type", "rows", "numbers", "first_numbered", "has_buildings")
+    __slots__ = ("name", "stem", "road_type", "rows", "numbers", "first_numbered", "has_buildings", "has_details")
 
     def __init__(self, name: str, rows: list[int], parsed: list[ParsedAddress]) -> None:
         def order(row: int) -> tuple[int, ...]:
@@ -298,6 +298,7 @@ class _Key:
         self.numbers = np.asarray([-1 if parsed[r].number is None else parsed[r].number for r in rows], dtype=np.int64)
         self.first_numbered = int(np.searchsorted(self.numbers, 0))
         self.has_buildings = any(parsed[r].building is not None for r in rows)
+        self.has_details = any(not (parsed[r].building is parsed[r].unit is parsed[r].room is None) for r in rows)
 
 
 class AddressIndex:
@@ -467,7 +468,8 @@ class AddressIndex:
         if wanted.number is not None and wanted.building is None and key.has_buildings \
                 and key.first_numbered == len(rows):  # 朝阳新村4号3单元: a compound's 号 is its 号楼
             wanted = replace(wanted, number=None, building=wanted.number)
-        if wanted.number is None and any(getattr(wanted, f) is not None for f in _DETAIL_MISMATCH):
+        asked = any(getattr(wanted, f) is not None for f in _DETAIL_MISMATCH)
+        if wanted.number is None and asked and key.has_details:  # a plain road: its first entries are its best
             ranked = sorted(  # the exact building/unit/room wherever it sits in the key, then the closest
                 (((1.0 if parsed[r].number is None else 0.8) * _detail_factor(wanted, parsed[r]), 0, int(r))
                  for r in rows[:_MAX_DETAIL_SCAN]),
