@@ -344,6 +344,8 @@ class SensorSimulator:
                                       commands=self._topic(f"NCMD/{node.node_id}"),
                                       on_command=lambda payload, node=node: self._command(node, payload))
         if node.link.connected and (node.rebirth or not node.born):
+            if node.rebirth and node.born:
+                log.info("sensor simulator: %s births again on the center's Rebirth command", node.node_id)
             node.rebirth = False
             self._birth(node, stamp)
 
