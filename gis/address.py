@@ -67,7 +67,7 @@ _LANE_RE = re.compile(r"([0-9]+)弄$")
 _DETAILS = ("lane", "number", "sub", "building", "unit", "room")
 _CN_OR_DIGITS = "[0-9零〇一二两三四五六七八九十百千]+"
 _NEAR_RE = re.compile(  # 附近, 旁边, 对面, 往东100米 ... at the end: the place is near, not at, the match
-    rf"(?:附近|旁边|边上|对面|门口|周边|周围|一带|左右|后面|前面|[东南西北](?:侧|边)"
+    rf"(?:附近|旁边|边上|对面|门口|周边|周围|一带|左右|后面|前面|院内|[东南西北](?:侧|边|头|门)"
     rf"|(?:往|向)?[东南西北]{{1,2}}(?:方向)?约?{_CN_OR_DIGITS}(?:米|公里)(?:左右|处)?)+$"
 )
 _NEAR_FACTOR = 0.9  # score multiplier for a place said to be near the match

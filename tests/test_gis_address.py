@@ -361,6 +361,8 @@ def test_normalize_is_idempotent(text: str) -> None:
         ("东风路173号往东100米", ParsedAddress("东风路", number=173, near=True)),
         ("东风路173号向西一百米左右", ParsedAddress("东风路", number=173, near=True)),
         ("人民医院对面", ParsedAddress("人民医院", near=True)),
+        ("人民医院南门", ParsedAddress("人民医院", near=True)),
+        ("东风路173号院内", ParsedAddress("东风路", number=173, near=True)),
         ("附近", ParsedAddress("附近")),  # a qualifier alone is not peeled off
     ],
 )
