@@ -80,14 +80,18 @@ _COLLAPSE = ("塌陷", "地陷", "坍塌", "天坑", "路面下沉", "塌了", "
 DEFAULT_EMERGENCY_RULES: tuple[EmergencyRule, ...] = (
     EmergencyRule("people_trapped", (("被困", "困人", "困在", "困住", "关在电梯", "卡在电梯"),), tags=frozenset({"被困"})),
     EmergencyRule("people_trapped", (_TRAPPED, _PEOPLE)),
-    EmergencyRule("people_trapped", (("电梯",), _TRAPPED)),
+    EmergencyRule("people_trapped", (("电梯",), _TRAPPED + ("在里面", "在里头", "在电梯里"))),
+    EmergencyRule("people_trapped", (("掉下去", "掉进", "掉到井", "跌进", "摔进", "掉到坑"),
+                                     ("有人", "行人", "孩子", "小孩", "老人"))),
     EmergencyRule("people_trapped", (("电梯",), ("有没有人", "里面有人", "里头有人"))),
     EmergencyRule("gas_leak", (("燃气泄漏", "煤气泄漏", "天然气泄漏", "液化气泄漏", "煤气味", "燃气味", "天然气味",
                                 "液化气味", "闻到煤气", "闻到燃气", "闻到天然气", "闻到液化气", "漏煤气", "漏燃气",
-                                "漏天然气", "煤气漏", "燃气漏", "天然气漏", "液化气漏"),), tags=frozenset({"燃气泄漏"})),
+                                "漏天然气", "煤气漏", "燃气漏", "天然气漏", "液化气漏", "煤气的味", "燃气的味",
+                                "天然气的味", "液化气的味", "一股煤气", "一股燃气", "一股天然气", "一股液化气"),),
+                  tags=frozenset({"燃气泄漏"})),
     EmergencyRule("gas_leak", (_GAS_PIPE, _DAMAGED)),
     EmergencyRule("gas_leak", (_GAS, ("漏气", "泄漏", "泄露", "嘶嘶"))),
-    EmergencyRule("gas_leak", (("漏气", "泄漏", "泄露", "嘶嘶", "气味", "煤气", "爆炸", "爆燃") + _FIRE,),
+    EmergencyRule("gas_leak", (("漏气", "泄漏", "泄露", "嘶嘶", "气味", "爆炸", "爆燃") + _FIRE,),
                   categories=frozenset({"gas"})),
     EmergencyRule("gas_leak", (("异味", "怪味", "臭味", "味道"),), categories=frozenset({"gas"}), confidence=AMBIGUOUS),
     EmergencyRule("fallen_live_wire", (("电线落地", "电线掉落", "电线断落", "电线掉在地上", "高压线断", "高压线掉",
@@ -102,9 +106,14 @@ DEFAULT_EMERGENCY_RULES: tuple[EmergencyRule, ...] = (
     EmergencyRule("electrical_fire", (("冒火花", "打火", "火花", "焦糊味", "烧焦"),), categories=frozenset({"power"}),
                   confidence=AMBIGUOUS),
     EmergencyRule("road_collapse", (_COLLAPSE,), tags=frozenset({"塌陷"})),
-    EmergencyRule("road_collapse", (_ROAD, ("下沉", "沉降", "大坑", "深坑")), confidence=AMBIGUOUS),
+    EmergencyRule("road_collapse", (_ROAD, ("下沉", "沉降", "大坑", "深坑", "裂开", "洞")), confidence=AMBIGUOUS),
     EmergencyRule("main_burst_flooding", (_BURST, _FLOOD, _ROAD), tags=frozenset({"爆管"})),
     EmergencyRule("main_burst_flooding", (_BURST, _ROAD), confidence=AMBIGUOUS),
+    EmergencyRule("main_burst_flooding", (_ROAD + ("消防栓",), ("冒水", "喷水", "水喷", "往外冒水", "水柱")),
+                  confidence=AMBIGUOUS),
+    EmergencyRule("electrical_fire", (("变压器", "配电箱", "配电房", "电缆"), ("巨响", "响了一声", "炸了", "爆了")),
+                  confidence=AMBIGUOUS),
+    EmergencyRule("fire", (("着火", "起火", "火灾", "烧起来", "明火", "浓烟"),), confidence=AMBIGUOUS),  # 119's: suggested
 )
 EXCLUDED_TICKET_TYPES = frozenset({"suggestion", "praise"})
 
@@ -117,9 +126,8 @@ MISLEADING_PHRASES: tuple[str, ...] = (
 )
 # a hedge in the clause of a word makes its match ambiguous
 HEDGES: tuple[str, ...] = (
-    "好像", "似乎", "可能", "怀疑", "是不是", "有没有", "不确定", "不清楚", "不知道", "隐约", "有点", "一点点",
-    "淡淡", "偶尔", "担心", "会不会", "上次", "上周", "上个月", "之前", "以前", "修好", "处理好", "处理完", "处理得", "已经好了",
-    "吗",
+    "好像", "似乎", "可能", "怀疑", "是不是", "有没有", "不确定", "不清楚", "不知道", "隐约", "有点", "一点点", "淡淡", "偶尔", "担心", "会不会", "差点",
+    "差一点", "险些", "上次", "上周", "上个月", "之前", "以前", "修好", "处理好", "处理完", "处理得", "已经好了", "吗",
 )
 _BREAK = "，,。.;；!！?？\\s"
 _CLAUSE = re.compile(f"[{_BREAK}]")

@@ -84,6 +84,10 @@ def test_precision_and_recall_on_needs_110():
         ("power", "不停冒烟", PoliceCall("electrical_fire", HIGH)),
         ("water", "路上水管爆了", PoliceCall("main_burst_flooding", AMBIGUOUS)),
         ("water", "厨房水管漏水", None),
+        ("gas", "家里煤气灶打火打不着，是不是没气了", None),
+        ("sanitation", "垃圾桶着火了", PoliceCall("fire", AMBIGUOUS)),  # 119's fire: the dispatcher decides
+        ("water", "路边消防栓被撞坏了，水喷得老高", PoliceCall("main_burst_flooding", AMBIGUOUS)),
+        ("drainage", "下雨后路面坍塌，行人差点掉下去", PoliceCall("road_collapse", HIGH)),
     ],
 )
 def test_confidence_reads_the_whole_description(category, text, expected):

@@ -492,7 +492,8 @@ async def test_an_ambiguous_emergency_waits_for_the_dispatchers_one_click(env):
     code, body = await env.call("GET", f"/api/tickets/{maybe}")
     ticket = orjson.loads(body)
     assert code == 200 and ticket["police_suggested"] == "gas_leak" and ticket["police_kind"] is None
-    assert [e.ticket_number for e, _ in await env.link.store.outbox_pending()] == [sure]  # only the sure one is automatic
+    # only the sure one was handed over automatically
+    assert [e.ticket_number for e, _ in await env.link.store.outbox_pending()] == [sure]
     code, body = await env.call("POST", f"/api/tickets/{maybe}/police", body={})  # the console's 确认转110
     assert code == 202
     message = orjson.loads(body)["message"]
