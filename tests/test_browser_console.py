@@ -178,3 +178,31 @@ def test_admin_page_creates_a_user_who_can_log_in(demo, browser):  # noqa: F811
     with urllib.request.urlopen(request, timeout=10) as response:
         assert json.loads(response.read())["role"] == "dispatcher"
     assert watch.errors == []
+
+
+def test_an_ambiguous_emergency_is_handed_to_110_with_one_click(demo, browser):  # noqa: F811
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    watch = ConsoleWatch(page)
+    _login(page, demo.base, "dispatcher")
+    page.wait_for_function("() => document.body.dataset.live === 'up'", timeout=30_000)
+    agent = demo.login("agent")
+    created = demo.post("/api/tickets", agent, {
+        "channel": "phone", "category": "gas", "type": "repair", "urgency": "urgent",
+        "description": "厨房好像有点煤气味，不确定", "caller_phone": "13912340000", "address": "测试路2号"})
+    number = created["ticket"]["number"]
+    assert created["ticket"]["police_suggested"] == "gas_leak" and created["ticket"]["police_kind"] is None
+    page.wait_for_selector(f"[data-queue='{number}']", timeout=15_000)
+    page.click(f"[data-queue='{number}']")
+    page.wait_for_function(f"() => (document.getElementById('detail').dataset.loaded || '').startsWith('{number}@')",
+                           timeout=15_000)
+    suggestion = "#detail-actions [data-police-suggested='gas_leak']"
+    assert "燃气泄漏" in page.inner_text(suggestion)
+    page.screenshot(path=str(ARTIFACTS / "console-police-suggested.png"))
+    page.click(suggestion + " button[data-do='police']")
+    page.wait_for_selector(suggestion, state="detached", timeout=15_000)  # confirmed: the plain 转110 is back
+    assert page.locator("#detail-actions button[data-do='police']").count() == 1
+    notes = [e for e in demo.get(f"/api/tickets/{number}/timeline", agent)["events"]
+             if e["data"].get("data", {}).get("police") == "handover_queued"]
+    assert [n["actor_id"] for n in notes] == ["dispatcher"] and notes[0]["data"]["data"]["kind"] == "dispatcher_manual"
+    page.close()
+    assert watch.errors == [], watch.failed

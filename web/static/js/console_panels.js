@@ -181,7 +181,7 @@
         review.map(function (a) { return '<button data-review="' + a + '">' + t("review." + a) + "</button>"; }).join("") + "</span>");
     }
     if (canAct && C.has("post", "/api/tickets/{}/police")) {  // an ambiguous emergency: 转110 is one confirming click
-      html.push(tk.police_suggested && !tk.police_kind ? '<span class="f" data-police-suggested="' + esc(tk.police_suggested) +
+      html.push(tk.police_suggested && !tk.police_kind && !tk.police_sent ? '<span class="f" data-police-suggested="' + esc(tk.police_suggested) +
         '"><span class="muted">' + t("detail.police_suggested") + "</span> " + esc(t("police.kind." + tk.police_suggested)) +
         ' <button data-do="police" class="danger">' + t("detail.police_confirm") + "</button></span>"
         : '<button data-do="police" class="danger">' + t("detail.police") + "</button>");
@@ -257,6 +257,9 @@
     ]).then(function (all) {
       if (!all[0].ok) { C.toast(t("common.error") + " (" + all[0].status + ")", true); return; }
       current = all[0].body;
+      current.police_sent = (all[1].ok ? all[1].body.events : []).some(function (e) {  // 转110 queued: no suggestion
+        return ((e.data || {}).data || {}).police === "handover_queued";
+      });
       renderDetail(current);
       renderTimeline(all[1].ok ? all[1].body.events : []);
       renderRecommendation(all[2]);
