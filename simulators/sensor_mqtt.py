@@ -38,11 +38,11 @@ class MqttTransport:
         """Publish on the shared connection."""
         return self.shared.publish(topic, payload, qos, retain)
 
-    def connect_node(self, edge_node: str, will_topic: str, will_payload: bytes, *,
-                     commands: str = "", on_command: CommandHandler | None = None) -> "MqttNodeLink":
+    def connect_node(self, edge_node: str, will_topic: str, will_payload: bytes, *, commands: str = "",
+                     on_command: CommandHandler | None = None, wait: float = 10.0) -> "MqttNodeLink":
         """A new connection for an edge node, its NDEATH as the will, subscribed to ``commands``
-        (its NCMD topic) for ``on_command``; blocks until connected (at most 10 s: a link that is
-        not up yet connects in the background and reports ``connected`` when it is)."""
+        (its NCMD topic) for ``on_command``; blocks until connected, at most ``wait`` s (a link
+        that is not up yet connects in the background and reports ``connected`` when it is)."""
         from center.mqtt import MqttClient, Will
 
         own = self._devices.get(edge_node)
@@ -54,7 +54,8 @@ class MqttTransport:
             client.subscribe(commands, qos=1)
         link.client = client
         client.start()
-        client.wait_connected(10)
+        if wait > 0:
+            client.wait_connected(wait)
         self.links.append(link)
         return link
 

@@ -338,11 +338,12 @@ class SensorSimulator:
             node.link.close()  # its will (NDEATH) is the broker's to publish; no reconnect with it
             node.link = None
         if node.link is None:
+            again = {"wait": 0.0} if node.bdseq >= 0 else {}  # a new session: connect in the background
             node.bdseq = (node.bdseq + 1) % 256
             node.born = node.rebirth = False
             node.link = self._connect(node.node_id, self._topic(f"NDEATH/{node.node_id}"), encode_death(node.bdseq),
                                       commands=self._topic(f"NCMD/{node.node_id}"),
-                                      on_command=lambda payload, node=node: self._command(node, payload))
+                                      on_command=lambda payload, node=node: self._command(node, payload), **again)
         if node.link.connected and (node.rebirth or not node.born):
             if node.rebirth and node.born:
                 log.info("sensor simulator: %s births again on the center's Rebirth command", node.node_id)

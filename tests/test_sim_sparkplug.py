@@ -118,6 +118,7 @@ def test_a_lost_connection_starts_a_new_session_with_the_next_bdseq():
     births = [p for t, p, *_ in cap.messages if t == NODE.format("NBIRTH")]
     assert [_bdseq(p) for p in births] == [0, 1]
     assert _bdseq(links["SUB01"][1].will[1]) == 1  # the new will ends the new session
+    assert "wait" not in first.commands and links["SUB01"][1].commands["wait"] == 0  # no stalled steps
 
 
 @pytest.mark.integration
@@ -153,6 +154,49 @@ async def test_an_edge_node_answers_the_centers_rebirth_on_the_real_broker(mqtt_
         counts, sensors = _feed(SparkplugState(sim.sparkplug_sensor_map()), messages()[births[1]:])
         assert not counts.get("no_birth") and sensors == {"L0001", "L0002"}
     finally:
+        await asyncio.to_thread(sim.close)
+        await asyncio.to_thread(transport.stop)
+        center.stop()
+
+
+@pytest.mark.integration
+async def test_a_connection_the_broker_drops_ends_in_a_new_session_on_the_real_broker(mqtt_url):
+    from simulators.sensors import MqttTransport
+
+    received: list = []
+    center = MqttClient(mqtt_url, f"test-session-center-{os.getpid()}", on_messages=received.extend,
+                        loop=asyncio.get_running_loop())
+    center.subscribe("spBv1.0/#", qos=1)
+    center.start()
+    await wait_for(lambda: center.connected)
+    await asyncio.sleep(0.3)
+    prefix = f"test-session-{os.getpid()}"
+    transport = await asyncio.to_thread(MqttTransport, mqtt_url, prefix)
+    sim = SensorSimulator(_specs(), publish=transport.publish, seed=1, period_s=10,
+                          node_connector=transport.connect_node)
+    intruder = None
+    births = lambda: [m.payload for m in received if m.topic == NODE.format("NBIRTH")]  # noqa: E731
+    try:
+        now = await asyncio.to_thread(_run, sim, 30)
+        await wait_for(lambda: len(births()) == 1)
+        old = sim.nodes["SUB01"].link
+        # another client with the node's client id: the broker drops the node's connection
+        intruder = MqttClient(mqtt_url, f"{prefix}-SUB01")
+        intruder.start()
+        await wait_for(lambda: old.lost)
+        intruder.stop()
+        await wait_for(lambda: not intruder.connected)
+        for _ in range(50):  # steps until the new session has connected and births
+            now = await asyncio.to_thread(_run, sim, 10, 10, now)
+            if sim.nodes["SUB01"].born:
+                break
+            await asyncio.sleep(0.1)
+        await wait_for(lambda: len(births()) == 2)
+        assert [_bdseq(p) for p in births()] == [0, 1]
+        assert sim.nodes["SUB01"].link is not old and sim.nodes["SUB01"].link.connected
+    finally:
+        if intruder is not None:
+            intruder.stop()  # again when the test failed before it left
         await asyncio.to_thread(sim.close)
         await asyncio.to_thread(transport.stop)
         center.stop()
