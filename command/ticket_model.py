@@ -197,7 +197,8 @@ class Ticket:
     crew_id: str | None = None
     incident_id: str | None = None
     merged_into: str | None = None
-    repeat_count: int = 0
+    repeat_count: int = 0  # the caller's own calls after the first (they set the colour)
+    duplicate_count: int = 0  # other callers' calls about the same problem (the colour stays)
     color: Color = Color.BLUE
     supervised: bool = False
     rework_count: int = 0

@@ -8,7 +8,7 @@ Main path: new → (reviewed) → dispatched → accepted → en_route → on_si
 closed. Side paths: decline / expire (back to the pool), return (退单 to the center), reopen
 (返工), transfer (to another unit), cancel, merge, close_direct (直接办结 of a consultation
 answered on the call), resolve_with_incident (resolved together with a grouped incident), and
-annotations that keep the state (note, supervise 督办, repeat_call, link_incident).
+annotations that keep the state (note, supervise 督办, repeat_call, duplicate_call, link_incident).
 
 A responsible unit's path (its liaison, role unit): assign (交办 by the center) → assigned →
 unit_accept (受理) → handling → feedback (办理结果反馈) → resolved → the center's callback; from
@@ -77,6 +77,7 @@ ACTIONS: dict[str, ActionSpec] = {a.name: a for a in (
                required=("resolution",)),
     ActionSpec("link_incident", _PRE_RESOLVED, None, _OFFICE | {R.SYSTEM}, required=("incident_id",)),
     ActionSpec("repeat_call", OPEN_STATES, None, frozenset({R.AGENT, R.SYSTEM}), optional=("phone",)),
+    ActionSpec("duplicate_call", OPEN_STATES, None, frozenset({R.AGENT, R.SYSTEM}), optional=("phone",)),
     ActionSpec("supervise", OPEN_STATES, None, frozenset({R.SUPERVISOR, R.ADMIN})),
     ActionSpec("note", frozenset(State), None, frozenset(Role), optional=("data",)),
     ActionSpec("assign", POOL_STATES, S.ASSIGNED, _DISPATCH | {R.SYSTEM}, optional=("unit_id",)),
@@ -333,6 +334,12 @@ def _effect_repeat_call(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str
     return {"repeat_count": count, "color": color_for(count), "last_call_at": now}
 
 
+def _effect_duplicate_call(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
+    if a.get("phone") not in (None, ""):
+        normalize_phone(a["phone"])
+    return {"duplicate_count": t.duplicate_count + 1, "last_call_at": now}  # the colour stays
+
+
 def _effect_note(t: Ticket, a: dict[str, Any], now: datetime) -> dict[str, Any]:
     if not str(a.get("note", "")).strip():
         raise ValidationError("note", "must not be empty")
@@ -512,6 +519,7 @@ _EFFECTS: dict[str, _Effect] = {
     "resolve_with_incident": _effect_resolve_with_incident,
     "link_incident": lambda t, a, now: {"incident_id": _text(a["incident_id"], "incident_id", max_len=64)},
     "repeat_call": _effect_repeat_call,
+    "duplicate_call": _effect_duplicate_call,
     "supervise": lambda t, a, now: {"supervised": True},
     "note": _effect_note,
     "assign": _effect_assign,

@@ -55,7 +55,7 @@ def ticket_view(record: TicketRecord, actor: Actor, now: datetime, *, warn_share
     out.update(
         police_kind=meta.get("police_kind"), tags=list(meta.get("tags") or ()),
         police_suggested=meta.get("police_suggested"),  # an ambiguous emergency: the dispatcher's 转110 confirms
-        asset_id=meta.get("asset_id"), calls=ticket.repeat_count + 1,
+        asset_id=meta.get("asset_id"), calls=ticket.repeat_count + ticket.duplicate_count + 1,
         needs_supervision=needs_supervision(ticket) and ticket.state.value not in ("closed", "cancelled", "merged"),
         time_left_s=None if seconds is None else round(seconds, 1),
         limit_share_left=None if stage is None else round(share, 4), limit_stage=stage, limit_level=level,

@@ -41,6 +41,7 @@ from services.ticket_alarms import (  # noqa: F401  (consume_alarms is re-export
 
 _LOOKUP_CATEGORIES = ("water", "power", "gas", "heating", "drainage", "sanitation", "other")  # gis.lookup's
 _RESERVED_ARGS = frozenset({"ticket", "action", "actor", "now", "expected_version"})
+_TYPES = frozenset(t.value for t in TicketType)
 _RETRIES = 5
 # (ticket as it will be saved, one of its events) -> None, or (marker for the event's data, outbox write)
 OutboxHook = Callable[[Ticket, AuditEvent], Awaitable[tuple[dict[str, Any], Extra] | None]]
@@ -65,11 +66,13 @@ class ProactiveRef:
 
 @dataclass(frozen=True)
 class CreateResult:
-    """What POST /api/tickets did: a new ticket, or a repeat call linked to an open one."""
+    """What POST /api/tickets did: a new ticket, or a call linked to an open one (`kind`: the
+    match, a repeat of the same caller or a duplicate of another, `command.repeats`)."""
 
     record: TicketRecord
     linked: bool
     incident_id: str | None = None
+    kind: repeats.MatchKind | None = None
 
 
 class TicketManager:
@@ -166,24 +169,27 @@ class TicketManager:
         if not visible_to(actor, record.ticket.crew_id, record.ticket.unit_id):
             raise TicketNotFound(record.ticket.number)
 
-    async def _repeat_of(self, ticket: Ticket, now: datetime, reads: CreateReads) -> Ticket | None:
-        """The open ticket this call repeats, or None (candidates from `TicketStore.create_reads`, of
-        the same route: a repair call is not a repeat of a complaint a department handles)."""
+    async def _repeat_of(self, ticket: Ticket, now: datetime, reads: CreateReads) -> repeats.Match | None:
+        """The open ticket this call repeats or duplicates, or None (candidates from
+        `TicketStore.create_reads`, of the same route: a repair call is not a repeat of a complaint
+        a department handles)."""
         route = self.routing.kind(ticket.type)
         candidates = [r.ticket for r in reads.records.values()
                       if r.ticket.state in OPEN_STATES and self.routing.kind(r.ticket.type) is route]
         if not candidates:
             return None
         call = {"phone": ticket.caller_phone, "lon": ticket.lon, "lat": ticket.lat,
-                "category": ticket.category.value, "at": now}
+                "category": ticket.category.value, "type": ticket.type.value, "at": now}
         return repeats.find_repeat(call, candidates, radius_m=self.repeat_radius_m, window=self.repeat_window,
                                    distance_fn=distance_m)
 
-    async def _link_repeat(self, number: str, call: Ticket, actor: Actor) -> TicketRecord:
+    async def _link_repeat(self, match: repeats.Match, call: Ticket, actor: Actor) -> TicketRecord:
+        """Record the call on the ticket it matched: a repeat_call or a duplicate_call event."""
         by = actor if actor.role in (Role.AGENT, Role.SYSTEM) else SYSTEM_ACTOR
         note = call.description if by is actor else f"{call.description}（受理人 {actor.user_id}）"
-        return await self._change(number, lambda previous: repeats.link_repeat(
-            previous.ticket, now=self.clock(), actor=by, phone=call.caller_phone or None, note=note[:2000]))
+        return await self._change(match.ticket.number, lambda previous: repeats.link_call(
+            previous.ticket, match.kind, now=self.clock(), actor=by, phone=call.caller_phone or None,
+            note=note[:2000]))
 
     async def _group(self, ticket: Ticket, asset: str | None, early: _Early | None = None,
                      ) -> tuple[Ticket, list[AuditEvent], list[IncidentWrite], grouping.Incident | None]:
@@ -216,9 +222,9 @@ class TicketManager:
                      alarm: ProactiveRef | None = None,
                      extra: Callable[[Ticket], Sequence[Extra]] | None = None) -> CreateResult:
         """Create a ticket from a call (validated by `command.tickets.new_ticket`), resolving its
-        place through GIS. A repeat of an open ticket is linked to it instead, unless `link` is
-        False. `answer` closes a consultation at once (直接办结). `alarm` makes it the proactive
-        ticket of an alarm episode: at most one per alarm key (GuardFailed otherwise). A point is
+        place through GIS. A call that repeats or duplicates an open ticket (`command.repeats`) is
+        linked to it instead, unless `link` is False. `answer` closes a consultation at once
+        (直接办结). `alarm` makes it the proactive ticket of an alarm episode: at most one per alarm key (GuardFailed otherwise). A point is
         checked first (`command.coordinates.check_point` against the service area): a bad one
         raises CoordinateError / OutsideServiceArea before anything is read or written. `extra`
         gives, for the ticket as it is saved, writes of other stores that join its transaction
@@ -264,7 +270,8 @@ class TicketManager:
             match = await self._repeat_of(draft, now, reads)
             if match is not None:
                 await self.store.release_number_seq(day, reads.seq)
-                return CreateResult(await self._link_repeat(match.number, draft, actor), True, match.incident_id)
+                return CreateResult(await self._link_repeat(match, draft, actor), True, match.ticket.incident_id,
+                                    match.kind)
         number = ticket_number(day, reads.seq)
         early = None if reads.area_incidents is None else (area, reads.area_incidents, area_writes)
         ticket, created = new_ticket({**fields, **place, "number": number}, now=now, actor=actor)
@@ -532,9 +539,11 @@ class TicketManager:
         return await self.store.events(number)
 
     async def duplicates(self, *, lon: float | None, lat: float | None, category: str | None,
-                         phone: str | None, radius_m: float | None = None) -> dict[str, Any]:
-        """Before saving a call: the open ticket it would be linked to (repeat rule), and open
-        tickets nearby or from the same caller, nearest first."""
+                         phone: str | None, radius_m: float | None = None, type_: str | None = None,
+                         ) -> dict[str, Any]:
+        """Before saving a call: the open ticket it would be linked to (`command.repeats`, the rule
+        `create` applies) and how (``match``: repeat or duplicate), and open tickets nearby or from
+        the same caller, nearest first."""
         now = self.clock()
         radius = self.repeat_radius_m if radius_m is None else radius_m
         point = check_optional_point(lon, lat, self.service_area)
@@ -544,11 +553,13 @@ class TicketManager:
         reads = await self.store.near_and_by_phone(lon, lat, radius, phone or None)
         distances = dict(reads.near)
         records = [r for r in reads.records.values() if r.ticket.state in OPEN_STATES]
-        match = None
-        if records:
-            match = repeats.find_repeat({"phone": phone, "lon": lon, "lat": lat, "category": category, "at": now},
-                                        [r.ticket for r in records], radius_m=self.repeat_radius_m,
-                                        window=self.repeat_window, distance_fn=distance_m)
+        matchable = [r.ticket for r in records]
+        if type_ in _TYPES:  # as `create`: only a ticket of the call's route (an unknown type is refused below)
+            route = self.routing.kind(TicketType(type_))
+            matchable = [t for t in matchable if self.routing.kind(t.type) is route]
+        match = repeats.find_repeat(  # also refuses a bad category or type when nothing is open nearby
+            {"phone": phone, "lon": lon, "lat": lat, "category": category, "type": type_, "at": now},
+            matchable, radius_m=self.repeat_radius_m, window=self.repeat_window, distance_fn=distance_m)
         rows = []
         for record in records:
             t = record.ticket
@@ -558,7 +569,8 @@ class TicketManager:
             rows.append((record, None if d is None else round(float(d), 1),
                          bool(phone) and phone == t.caller_phone, category == t.category.value))
         rows.sort(key=lambda r: (not r[2], math.inf if r[1] is None else r[1], r[0].ticket.number))
-        return {"repeat_of": None if match is None else match.number, "radius_m": radius, "candidates": rows}
+        return {"repeat_of": None if match is None else match.ticket.number,
+                "match": None if match is None else match.kind.value, "radius_m": radius, "candidates": rows}
 
     async def list(self, actor: Actor, *, state: str | None = None, color: str | None = None,
                    phone: str | None = None, sort: str = "time_left", limit: int = 50,

@@ -12,7 +12,9 @@ from command.grouping import (
     AlarmRef, IncidentStatus, add_alarm, add_call, decide, find_incident, group_call, match_alarm,
     open_incident, resolve_all,
 )
-from command.repeats import find_repeat, link_repeat, needs_supervision, register_repeat
+from command.repeats import (
+    MatchKind, find_repeat, link_call, link_duplicate, link_repeat, needs_supervision, register_repeat,
+)
 from command.tickets import Actor, Category, Color, Role, State, apply, new_ticket
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
@@ -45,35 +47,62 @@ def call(phone="13900139000", *, north_m=0.0, category="water", at=T0 + H):
     return {"phone": phone, "lon": LON, "lat": metres_north(north_m), "category": category, "at": at}
 
 
-@pytest.mark.parametrize(("new_call", "kwargs", "matched"), [
-    (call("138-0013-8000", north_m=5000, category="gas"), {}, True),  # same phone, anywhere
-    (call(north_m=80), {}, True),  # a neighbour, same problem
-    (call(north_m=80, category="power"), {}, False),  # near, but another problem
-    (call(north_m=150), {}, False),
-    (call(north_m=150), {"radius_m": 200}, True),
-    (call("13800138000", at=T0 + 73 * H), {}, False),  # outside 72 h
-    (call("13800138000", at=T0 + 73 * H), {"window": 96 * H}, True),
-    (call("13800138000", at=T0 - M), {}, False),  # before the ticket
-    ({"phone": None, "lon": None, "lat": None, "category": "water", "at": T0 + H}, {}, False),
+@pytest.mark.parametrize(("new_call", "kwargs", "kind"), [
+    (call("138-0013-8000", north_m=30), {}, "repeat"),  # the caller again, same category, same place
+    (call("13800138000", north_m=30, category="power"), {}, None),  # the caller, another problem: new ticket
+    (call("13800138000", north_m=3000), {}, None),  # the caller, same category 3 km away: a new place
+    (call("13800138000", north_m=5000, category="gas"), {}, None),  # the old rule swallowed this one
+    (call(north_m=80), {}, "duplicate"),  # a neighbour, same problem: joins the count, not the colour
+    (call(north_m=80, category="power"), {}, None),  # near, but another problem
+    (call(north_m=150), {}, None),
+    (call(north_m=150), {"radius_m": 200}, "duplicate"),
+    (call("13800138000", at=T0 + 73 * H), {}, None),  # outside 72 h
+    (call("13800138000", at=T0 + 73 * H), {"window": 96 * H}, "repeat"),
+    (call(north_m=10, at=T0 + 73 * H), {}, None),  # a neighbour outside 72 h
+    (call("13800138000", at=T0 - M), {}, None),  # before the ticket
+    ({"phone": None, "lon": None, "lat": None, "category": "water", "at": T0 + H}, {}, None),
+    ({"phone": None, "lon": LON, "lat": LAT, "category": "water", "at": T0 + H}, {}, "duplicate"),  # no number
+    # no point: the caller about the same category and type is the same problem, another type is not
+    ({"phone": "13800138000", "lon": None, "lat": None, "category": "water", "type": "repair", "at": T0 + H},
+     {}, "repeat"),
+    ({"phone": "13800138000", "lon": None, "lat": None, "category": "water", "type": "complaint", "at": T0 + H},
+     {}, None),
+    ({"phone": "13900139000", "lon": None, "lat": None, "category": "water", "type": "repair", "at": T0 + H},
+     {}, None),  # another caller without a place is never a duplicate
 ])
-def test_find_repeat(new_call, kwargs, matched):
+def test_find_repeat(new_call, kwargs, kind):
     ticket = make()
     found = find_repeat(new_call, [ticket], distance_fn=haversine, **kwargs)
-    assert found == (ticket if matched else None)
+    assert (None if found is None else (found.ticket, found.kind.value)) == (None if kind is None else (ticket, kind))
 
 
 def test_repeat_prefers_same_phone_then_nearest_and_skips_closed():
     near = make("GD20261122-0001", phone="13700137000", lat=metres_north(10))
     mine = make("GD20261122-0002", phone="13900139000", lat=metres_north(90))
     closed = dataclasses.replace(make("GD20261122-0003", phone="13600136000"), state=State.CLOSED)
-    assert find_repeat(call("13900139000"), [near, mine], distance_fn=haversine) is mine
-    assert find_repeat(call("13500135000"), [mine, near], distance_fn=haversine) is near
+    found = find_repeat(call("13900139000"), [near, mine], distance_fn=haversine)
+    assert (found.ticket, found.kind) == (mine, MatchKind.REPEAT) and round(found.distance_m) == 90
+    found = find_repeat(call("13500135000"), [mine, near], distance_fn=haversine)
+    assert (found.ticket, found.kind) == (near, MatchKind.DUPLICATE)
     assert find_repeat(call("13600136000"), [closed], distance_fn=haversine) is None
 
 
 def test_window_runs_from_the_latest_call():
     ticket = register_repeat(make(), T0 + 70 * H)
-    assert find_repeat(call("13800138000", at=T0 + 100 * H), [ticket], distance_fn=haversine) is ticket
+    assert find_repeat(call("13800138000", at=T0 + 100 * H), [ticket], distance_fn=haversine).ticket is ticket
+
+
+def test_the_callers_calls_colour_the_ticket_and_other_callers_only_count():
+    """The caller's 2nd call turns it orange, the 3rd red; neighbours' calls join the count only."""
+    ticket = make()
+    seen = []
+    for i, phone in enumerate(("13900139000", "13800138000", "13700137000", "13800138000"), start=1):
+        found = find_repeat(call(phone, north_m=20, at=T0 + i * H), [ticket], distance_fn=haversine)
+        ticket, event = link_call(found.ticket, found.kind, now=T0 + i * H, phone=phone, note="来电")
+        seen.append((event.action, ticket.repeat_count, ticket.duplicate_count, ticket.color))
+    assert seen == [("duplicate_call", 0, 1, Color.BLUE), ("repeat_call", 1, 1, Color.ORANGE),
+                    ("duplicate_call", 1, 2, Color.ORANGE), ("repeat_call", 2, 2, Color.RED)]
+    assert (ticket.last_call_at, needs_supervision(ticket)) == (T0 + 4 * H, True)
 
 
 def test_bad_call_fields():
@@ -102,6 +131,15 @@ def test_link_repeat_is_audited():
     assert (event.action, event.from_state, event.to_state, event.actor_id) == (
         "repeat_call", State.NEW, State.NEW, "a9")
     assert (event.data, event.note, ticket.last_call_at) == ({"phone": "13900139000"}, "邻居来电", T0 + H)
+
+
+def test_link_duplicate_is_audited_and_keeps_the_colour():
+    ticket, event = link_duplicate(make(), now=T0 + H, actor=Actor("a9", Role.AGENT), phone="13900139000",
+                                   note="邻居来电")
+    assert (event.action, event.from_state, event.to_state, event.actor_id, event.data, event.note) == (
+        "duplicate_call", State.NEW, State.NEW, "a9", {"phone": "13900139000"}, "邻居来电")
+    assert (ticket.duplicate_count, ticket.repeat_count, ticket.color, ticket.last_call_at) == (
+        1, 0, Color.BLUE, T0 + H)
 
 
 # ---------------------------------------------------------------- grouping

@@ -160,39 +160,80 @@ async def test_create_resolves_the_place_through_gis_and_opens_an_incident(api):
 
 
 async def test_repeat_calls_are_linked_and_turn_the_ticket_orange_then_red(api):
+    """The caller's own calls about the problem colour it (orange at the 2nd, red at the 3rd); a
+    neighbour's call joins its call count as a duplicate without changing the colour."""
     _, first = await api.create()
     number = first["ticket"]["number"]
     api.clock.now = T0 + timedelta(hours=1)
     code, second = await api.create(description="还是没电")  # same phone
     assert code == 200 and second["linked"] is True and second["ticket"]["number"] == number
+    assert second["match"] == "repeat"
     assert (second["ticket"]["repeat_count"], second["ticket"]["color"]) == (1, "orange")
     code, third = await api.create(caller_phone="13700000000", lon=119.7203, lat=36.3602)  # ~35 m, same category
-    assert third["linked"] is True and third["ticket"]["color"] == "red"
+    assert code == 200 and third["linked"] is True and third["match"] == "duplicate"
+    assert (third["ticket"]["number"], third["ticket"]["color"], third["ticket"]["duplicate_count"],
+            third["ticket"]["calls"]) == (number, "orange", 1, 3)
+    code, fourth = await api.create(description="第三次打来，还是没电")  # the caller's third call
+    assert code == 200 and fourth["match"] == "repeat" and fourth["ticket"]["color"] == "red"
     code, separate = await api.create(link=False)
-    assert code == 201 and separate["ticket"]["number"] != number
+    assert code == 201 and separate["ticket"]["number"] != number and separate["match"] is None
     code, listing = await api.call("GET", "/api/tickets?color=red", "supervisor")
     assert [t["number"] for t in listing["tickets"]] == [number]
-    assert listing["tickets"][0]["needs_supervision"] is True
+    assert listing["tickets"][0]["needs_supervision"] is True and listing["tickets"][0]["calls"] == 4
     _, timeline = await api.call("GET", f"/api/tickets/{number}/timeline", "agent")
-    assert [e["action"] for e in timeline["events"]] == ["create", "link_incident", "repeat_call", "repeat_call"]
+    assert [e["action"] for e in timeline["events"]] == [
+        "create", "link_incident", "repeat_call", "duplicate_call", "repeat_call"]
     assert timeline["events"][2]["note"] == "还是没电" and timeline["events"][3]["data"]["phone"] == "13700000000"
 
 
-@pytest.mark.parametrize("query, repeat, numbers", [
-    ("lon=119.7201&lat=36.3601&category=power", "first", ["first"]),
-    ("phone=13812341234", "first", ["first"]),
-    ("lon=119.7201&lat=36.3601&category=water", None, ["first"]),   # near, but another category
-    ("lon=119.78&lat=36.36&category=power", None, []),               # far away
+async def test_a_new_problem_from_the_same_phone_is_a_new_ticket(api):
+    """Issue #24: a water call, then the same caller about a power outage ~3 km away and a
+    complaint: each is its own ticket, the water ticket stays blue with one call."""
+    _, water = await api.create(category="water", description="水管漏水", lon=119.72, lat=36.36)
+    api.clock.now = T0 + timedelta(minutes=20)
+    code, power = await api.create(description="家里停电了", lon=119.755, lat=36.36)  # ~3.1 km east
+    assert code == 201 and power["linked"] is False and power["match"] is None
+    code, complaint = await api.create(category="water", type="complaint", description="投诉抢修人员态度差",
+                                       lon=None, lat=None)
+    assert code == 201 and complaint["linked"] is False
+    code, again = await api.create(category="water", description="还在漏水", lon=119.7201, lat=36.3601)
+    assert code == 200 and again["match"] == "repeat" and again["ticket"]["number"] == water["ticket"]["number"]
+    numbers = {water["ticket"]["number"], power["ticket"]["number"], complaint["ticket"]["number"]}
+    assert len(numbers) == 3
+    _, kept = await api.call("GET", f"/api/tickets/{power['ticket']['number']}", "agent")
+    assert (kept["category"], kept["color"], kept["calls"]) == ("power", "blue", 1)
+
+
+@pytest.mark.parametrize("query, repeat, match, numbers", [
+    ("lon=119.7201&lat=36.3601&category=power", "first", "duplicate", ["first"]),  # no phone: another caller
+    ("lon=119.7201&lat=36.3601&category=power&phone=13812341234", "first", "repeat", ["first"]),
+    ("phone=13812341234&category=power&type=repair", "first", "repeat", ["first"]),  # no place: same type
+    ("phone=13812341234&category=power&type=complaint", None, None, ["first"]),
+    ("lon=119.7201&lat=36.3601&category=power&phone=13812341234&type=complaint", None, None, ["first"]),  # route
+    ("phone=13812341234&category=water", None, None, ["first"]),     # the caller, another problem
+    ("phone=13812341234", None, None, ["first"]),
+    ("lon=119.7201&lat=36.3601&category=water", None, None, ["first"]),   # near, but another category
+    ("lon=119.78&lat=36.36&category=power", None, None, []),               # far away
 ])
-async def test_duplicates_endpoint_lists_candidates_before_saving(api, query, repeat, numbers):
+async def test_duplicates_endpoint_lists_candidates_before_saving(api, query, repeat, match, numbers):
     _, first = await api.create()
     names = {"first": first["ticket"]["number"]}
     code, body = await api.call("GET", f"/api/tickets/duplicates?{query}", "agent")
     assert code == 200
-    assert body["repeat_of"] == (None if repeat is None else names[repeat])
+    assert body["repeat_of"] == (None if repeat is None else names[repeat]) and body["match"] == match
     assert [c["ticket"]["number"] for c in body["candidates"]] == [names[n] for n in numbers]
     if "lon" in query and numbers:
         assert 10 < body["candidates"][0]["distance_m"] < 20
+
+
+@pytest.mark.parametrize("query, field", [
+    ("lon=119.78&lat=36.36&category=power&type=outage", "type"),  # nothing open there: still checked
+    ("phone=13812341234&category=electricity", "category"),
+])
+async def test_duplicates_refuse_an_unknown_type_or_category(api, query, field):
+    code, body = await api.call("GET", f"/api/tickets/duplicates?{query}", "agent")
+    assert code == 400 and body["error"]["code"] == "validation_error"
+    assert body["error"]["message"].startswith(f"{field}: unknown {field}")
 
 
 async def test_a_consultation_answered_on_the_call_closes_at_once(api):

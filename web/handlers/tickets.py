@@ -134,11 +134,13 @@ class TicketCollection(TicketHandler):
         tags = body.pop("tags", [])
         result = await self.tickets.create(body, actor, link=link, answer=answer, tags=tags)
         self.write_json({"linked": result.linked, "incident_id": result.incident_id,
+                         "match": None if result.kind is None else result.kind.value,
                          "ticket": self.view(result.record, actor)}, status=200 if result.linked else 201)
 
 
 class TicketDuplicates(TicketHandler):
-    """GET /api/tickets/duplicates?lon=&lat=&category=&phone=&radius_m=: what a call would repeat."""
+    """GET /api/tickets/duplicates?lon=&lat=&category=&type=&phone=&radius_m=: the open ticket a call
+    would be linked to (``repeat_of``, ``match`` repeat or duplicate) and the candidates nearby."""
 
     async def get(self) -> None:
         actor = self.actor(*OFFICE)
@@ -148,8 +150,10 @@ class TicketDuplicates(TicketHandler):
         lon, lat = self.point_arg(required=False) or (None, None)
         found = await self.tickets.duplicates(lon=lon, lat=lat,
                                               category=self.get_argument("category", None) or None,
-                                              phone=self.get_argument("phone", None) or None, radius_m=radius)
-        self.write_json({"repeat_of": found["repeat_of"], "radius_m": found["radius_m"], "candidates": [
+                                              phone=self.get_argument("phone", None) or None, radius_m=radius,
+                                              type_=self.get_argument("type", None) or None)
+        self.write_json({"repeat_of": found["repeat_of"], "match": found["match"], "radius_m": found["radius_m"],
+                         "candidates": [
             {"ticket": self.view(record, actor), "distance_m": distance, "same_phone": same_phone,
              "same_category": same_category}
             for record, distance, same_phone, same_category in found["candidates"]]})

@@ -1,5 +1,6 @@
 // Call agent desk (坐席受理): keyboard-first intake, address search on a mini map, caller history,
-// duplicate / repeat-call check before saving, direct close of consultations, callback queue (回访).
+// repeat-call (same caller) / duplicate (another caller, same problem) check before saving,
+// direct close of consultations, callback queue (回访).
 (function () {
   "use strict";
   var t = window.I18N.t;
@@ -153,7 +154,7 @@
   });
   var lastDup = null;
   function dupQuery() {
-    var q = ["category=" + encodeURIComponent($("category").value)];
+    var q = ["category=" + encodeURIComponent($("category").value), "type=" + encodeURIComponent($("type").value)];
     if (place) { q.push("lon=" + place.lon, "lat=" + place.lat); }
     var phone = $("phone").value.replace(/[\s-]/g, "");
     if (/^\+?\d{5,20}$/.test(phone)) { q.push("phone=" + encodeURIComponent(phone)); }
@@ -168,7 +169,8 @@
       $("duplicates").innerHTML = rows.length ? rows.map(function (c) {
         var extra = (c.distance_m != null ? ' <span class="dist">' + esc(fmtDistance(c.distance_m)) + "</span>" : "") +
           (c.same_phone ? ' <span class="badge same">' + esc(t("desk.same_phone")) + "</span>" : "") +
-          (c.ticket.number === r.body.repeat_of ? ' <span class="badge repeat">' + esc(t("desk.repeat_of")) + "</span>" : "");
+          (c.ticket.number === r.body.repeat_of ? ' <span class="badge repeat" data-match="' + esc(r.body.match) + '">' +
+            esc(t(r.body.match === "duplicate" ? "desk.repeat_of.duplicate" : "desk.repeat_of")) + "</span>" : "");
         return ticketLine(c.ticket, extra);
       }).join("") : '<li class="muted">' + esc(t("desk.nearby.empty")) + "</li>";
       return r.body;
@@ -176,7 +178,7 @@
   }
   $("category").addEventListener("change", checkDuplicates);
   function toggleAnswer() { $("answer-row").classList.toggle("hidden", !DIRECT_CLOSE[$("type").value]); }
-  $("type").addEventListener("change", toggleAnswer);
+  $("type").addEventListener("change", function () { toggleAnswer(); checkDuplicates(); });
 
   // save -----------------------------------------------------------------------------------
   var saving = false;
@@ -218,7 +220,11 @@
     $("dup-text").textContent = t("desk.dup.text").replace("{n}", dup.candidates.length).replace("{r}", fmtDistance(dup.radius_m));
     var link = $("link-btn");
     link.classList.toggle("hidden", !dup.repeat_of);
-    link.textContent = dup.repeat_of ? t("desk.dup.link") + " " + dup.repeat_of : "";
+    // the server's rule (command.repeats): the caller again (repeat, colours the ticket) or another
+    // caller about the same problem (duplicate, joins its call count); the agent links or creates
+    link.dataset.match = dup.match || "";
+    link.textContent = dup.repeat_of ? t(dup.match === "duplicate" ? "desk.dup.link.duplicate" : "desk.dup.link") +
+      " " + dup.repeat_of : "";
     (dup.repeat_of ? link : $("create-btn")).focus();
   }
   function hideConfirm() { $("dup-confirm").classList.add("hidden"); }
@@ -235,7 +241,8 @@
         return;
       }
       var tk = r.body.ticket, res = $("result");
-      var key = r.body.linked ? "desk.result.linked" : tk.state === "closed" ? "desk.result.closed" : "desk.result.created";
+      var key = r.body.linked ? (r.body.match === "duplicate" ? "desk.result.duplicate" : "desk.result.linked") :
+        tk.state === "closed" ? "desk.result.closed" : "desk.result.created";
       res.innerHTML = esc(t(key)) + ' <b id="ticket-number">' + esc(tk.number) + "</b>" +
         (r.body.linked ? " " + esc(t("desk.result.calls").replace("{n}", tk.calls)) : "");
       res.dataset.number = tk.number;
