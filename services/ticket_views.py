@@ -64,6 +64,7 @@ def ticket_view(record: TicketRecord, actor: Actor, now: datetime, *, warn_share
         route=meta.get("route"), route_why=None if meta.get("route") is None else why_of(meta["route"]),
         review=waiting_step(ticket),  # the review step waiting: {step, role, name, of}, else None
         follows=meta.get("follows"),  # a new need found at another ticket's callback: that ticket
+        geocode=meta.get("geocode"),  # how the server placed a text-only ticket: match exact/approximate/none
     )
     return out
 

@@ -19,8 +19,9 @@ from typing import Any
 from center.store_tickets import CreateReads, Extra, GuardFailed, IncidentWrite, TicketRecord, TicketStore, TicketWrite
 from center.store_units import UnitStore
 from command import grouping, repeats
-from command.coordinates import ServiceArea, check_optional_point
+from command.coordinates import CoordinateError, ServiceArea, check_optional_point, check_point
 from command.errors import Conflict, TicketNotFound, ValidationError
+from command.geocoding import NONE as NOT_PLACED, placement
 from command.limits import DEFAULT_POLICY, LimitPolicy, stamp
 from command.police import assess_police
 from command.review import NO_REVIEW, ReviewTable, waiting_step
@@ -43,8 +44,12 @@ _LOOKUP_CATEGORIES = ("water", "power", "gas", "heating", "drainage", "sanitatio
 _RESERVED_ARGS = frozenset({"ticket", "action", "actor", "now", "expected_version"})
 _TYPES = frozenset(t.value for t in TicketType)
 _RETRIES = 5
+_GEOCODE_CHARS = 100  # the address search's longest query (GET /api/address/search)
 # (ticket as it will be saved, one of its events) -> None, or (marker for the event's data, outbox write)
 OutboxHook = Callable[[Ticket, AuditEvent], Awaitable[tuple[dict[str, Any], Extra] | None]]
+# address text -> the address search's ranked candidates (lon, lat, score, match, address, label),
+# None when the city has no address book (`web.handlers.desk.address_geocoder`)
+Geocoder = Callable[[str], Awaitable[Sequence[Mapping[str, Any]] | None]]
 # a create's early read of its supply area: (area, its unresolved incidents with revisions, the
 # process's count of incident writes in that area when read)
 _Early = tuple[str, list[tuple[grouping.Incident, int]], int]
@@ -84,8 +89,12 @@ class TicketManager:
                  repeat_window: timedelta = repeats.DEFAULT_WINDOW,
                  group_window: timedelta = grouping.DEFAULT_WINDOW, alarm_urgency: Urgency = Urgency.URGENT,
                  alarm_max_age: timedelta = timedelta(hours=6), service_area: ServiceArea | None = None,
-                 routing: RoutingTable = DEFAULT_ROUTING, review: ReviewTable = NO_REVIEW) -> None:
+                 routing: RoutingTable = DEFAULT_ROUTING, review: ReviewTable = NO_REVIEW,
+                 geocoder: Geocoder | None = None) -> None:
         self.store = store
+        # places a ticket that arrives with address text only (`command.geocoding`); the web
+        # process passes the desk's address book, a manager without one leaves such tickets unplaced
+        self.geocoder = geocoder
         # the review chains (`command.review`, setting REVIEW_FILE: the running processes pass its
         # table; a manager built without one, as in other parts' in-process tests, reviews nothing)
         self.review = review
@@ -232,6 +241,10 @@ class TicketManager:
         now = self.clock()
         fields = dict(fields)
         point = check_optional_point(fields.get("lon"), fields.get("lat"), self.service_area)  # before any read or write
+        geocode = None
+        if point is None and self.geocoder is not None and isinstance(fields.get("address"), str) \
+                and fields["address"].strip():
+            geocode, point = await self._geocode(fields["address"])
         if point is not None:
             fields["lon"], fields["lat"] = point
         if not isinstance(link, bool):
@@ -284,15 +297,34 @@ class TicketManager:
             created = dataclasses.replace(created, data={**created.data, "police_suggested": suggested})
         routing = {"route": routed.kind.value, "route_why": routed.why}
         created = dataclasses.replace(created, data={**created.data, **routing,
-                                                     **({"unit_override": override} if override else {})})
+                                                     **({"unit_override": override} if override else {}),
+                                                     **({"geocode": geocode} if geocode is not None else {})})
         meta = {"police_kind": kind, "police_suggested": suggested, "tags": list(tags), "asset_id": asset,
                 "alarm_key": alarm.alarm_key if alarm else None}
+        if geocode is not None:
+            meta["geocode"] = geocode  # how the address text placed it (or did not)
         if follows is not None:
             await self.store.get(follows)  # TicketNotFound (404) for an unknown one
             meta["follows"] = follows
             created = dataclasses.replace(created, data={**created.data, "follows": follows})
         async with self._area_lock(ticket.supply_area if grouping.groupable(ticket) else None):
             return await self._save_new(ticket, created, meta, asset, answer, actor, now, alarm, early, extra)
+
+    async def _geocode(self, text: str) -> tuple[dict[str, Any] | None, tuple[float, float] | None]:
+        """(geocode record, point) of a ticket's address text (`command.geocoding.placement` of the
+        address search's candidates); (None, None) without an address book. A point outside the
+        service area is no match."""
+        assert self.geocoder is not None
+        found = await self.geocoder(text.strip()[:_GEOCODE_CHARS])
+        if found is None:
+            return None, None
+        record, point = placement(found, distance_fn=distance_m)
+        if point is not None:
+            try:
+                point = check_point(point[0], point[1], self.service_area)
+            except CoordinateError:
+                return dict(NOT_PLACED), None
+        return record, point
 
     async def _outbox(self, ticket: Ticket, events: Sequence[AuditEvent]) -> tuple[list[AuditEvent], list[Extra]]:
         """The outbox rows a write's events decide (`outbox_hook`), each deciding event marked."""

@@ -210,7 +210,8 @@ async def _serve(settings: Settings, redis_url: str, mqtt_url: str, sockets: lis
                                                     service_area=settings.SERVICE_AREA,
                                                     policy=load_policy(settings, today=date.today()),
                                                     routing=load_routing(settings), review=load_review(settings),
-                                                    clock=store.clock.now_dt)
+                                                    clock=store.clock.now_dt,
+                                                    geocoder=desk.address_geocoder(services))  # the desk's address book
     from services.worker import build as build_dispatch
 
     parts = await build_dispatch(store, settings, city, tickets=services.extra["tickets"])

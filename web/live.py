@@ -71,6 +71,7 @@ def compact_ticket(record: TicketRecord) -> dict[str, Any]:
             "color": t.color.value, "lon": t.lon, "lat": t.lat, "address": t.address,
             "crew_id": t.crew_id, "unit_id": t.unit_id, "incident_id": t.incident_id,
             "supervised": t.supervised, "police_kind": record.meta.get("police_kind"),
+            "police_suggested": record.meta.get("police_suggested"),  # ambiguous: the dispatcher confirms 转110
             "created_at": t.created_at.timestamp(),
             "resolved_at": None if t.resolved_at is None else t.resolved_at.timestamp(),
             "queue": [list(q) for q in record.meta.get("queue") or ()],

@@ -100,7 +100,10 @@ SCHEMAS: dict[str, Any] = {
                              reason=S, at=T, until=T)),
         extended_until=NT, signed_by=S, follows=NS, review_chain=arr(S), reviewers=arr(S), review_passed=B,
         rework_units={"type": "object", "additionalProperties": I},
-        review=nullable(obj(["step", "role", "name", "of"], step=I, role=S, name=S, of=I))),
+        review=nullable(obj(["step", "role", "name", "of"], step=I, role=S, name=S, of=I)),
+        # how the server placed a ticket that came with address text and no lon/lat (command.geocoding)
+        geocode=nullable(obj(["match"], match={"type": "string", "enum": ["exact", "approximate", "none"]},
+                             score=N, address=S))),
     "TicketList": obj(["tickets", "total", "offset", "limit", "now"], tickets=arr(ref("Ticket")), total=I,
                       offset=I, limit=I, now=T),
     "TicketCreated": obj(["linked", "ticket"], linked=B, incident_id=NS,
@@ -200,7 +203,8 @@ OPERATIONS: dict[str, dict[str, Any]] = {
                                   ("phone", "string", "caller history"), ("sort", "string", "time_left|created"),
                                   ("review_role", "string", "team_leader|coordinator|director: that role's review queue"),
                                   ("limit", "integer", "1..500"), ("offset", "integer", "0..100000"))),
-    "POST /api/tickets": op("Take a call: a new ticket (201) or a repeat linked to an open one (200)", OFFICE,
+    "POST /api/tickets": op("Take a call: a new ticket (201) or a repeat linked to an open one (200); address "
+                            "text without lon/lat is looked up in the address book (the ticket's geocode)", OFFICE,
                             "TicketCreated", status=201, body="TicketCreate"),
     "GET /api/tickets/duplicates": op("Possible duplicates and repeat-call match of a call before saving", OFFICE,
                                       "Duplicates", query=(("lon", "number", ""), ("lat", "number", ""),

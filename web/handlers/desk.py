@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import tornado.web
@@ -73,6 +74,24 @@ async def address_book(services: Services) -> AddressBook:
         task = services.extra["address_book"] = asyncio.ensure_future(
             asyncio.to_thread(AddressBook.from_frame, frame, roads))
     return await task
+
+
+GEOCODE_CANDIDATES = 3  # the best few: enough to see whether the best one is ambiguous
+
+
+def address_geocoder(services: Services) -> Callable[[str], Awaitable[list[dict[str, Any]] | None]]:
+    """The ticket manager's geocoder (`services.tickets.TicketManager`): the same address book and
+    search as GET /api/address/search, candidates as `AddressBook.view`; None when the city has no
+    address layer."""
+
+    async def geocode(text: str) -> list[dict[str, Any]] | None:
+        try:
+            book = await address_book(services)
+        except ApiError:
+            return None
+        return [book.view(c) for c in book.index.search(text, GEOCODE_CANDIDATES)]
+
+    return geocode
 
 
 class DeskPage(BaseHandler):

@@ -82,8 +82,11 @@
     document.getElementById("queue-rows").innerHTML = queue.map(function (tk) {
       var left = tk.time_left_s == null ? null : tk.time_left_s - elapsed;
       var level = left != null && left <= 0 ? "overdue" : tk.limit_level || "ok";
+      var suggested = tk.police_suggested && !tk.police_kind ?  // an ambiguous emergency: 转110 waits for a dispatcher
+        ' <span class="tag police" data-police-suggested="' + esc(tk.police_suggested) + '" title="' +
+        esc(t("detail.police_suggested") + " " + t("police.kind." + tk.police_suggested)) + '">110?</span>' : "";
       return '<tr class="q-' + level + '" data-queue="' + esc(tk.number) + '"><td><span class="dot c-' + tk.color +
-             '"></span>' + esc(tk.number) + '<div class="muted">' + t("urgency." + tk.urgency) + " · " +
+             '"></span>' + esc(tk.number) + suggested + '<div class="muted">' + t("urgency." + tk.urgency) + " · " +
              t("category." + tk.category) + " · " + esc(tk.address || "") + "</div></td><td>" + t("tstate." + tk.state) +
              '</td><td class="left">' + leftText(left) + "</td></tr>";
     }).join("");

@@ -64,8 +64,10 @@
     candidates = rows; active = rows.length ? 0 : -1;
     candidateLayer.clearLayers();
     list.innerHTML = rows.map(function (c, i) {
-      return '<li role="option" id="cand-' + i + '" data-index="' + i + '">' + esc(c.label) +
-        ' <span class="score">' + Math.round(c.score) + " " + esc(t("desk.points")) + "</span></li>";
+      var match = c.match === "exact" ? "exact" : "approximate";  // 精确: everything said was found
+      return '<li role="option" id="cand-' + i + '" data-index="' + i + '" data-match="' + match + '">' + esc(c.label) +
+        ' <span class="score"><span class="match match-' + match + '">' + esc(t("desk.match." + match)) + "</span> " +
+        Math.round(c.score) + " " + esc(t("desk.points")) + "</span></li>";
     }).join("");
     list.classList.toggle("hidden", !rows.length);
     addressInput.setAttribute("aria-expanded", rows.length ? "true" : "false");
@@ -93,18 +95,39 @@
     });
   }
   function choose(c) {
-    place = { address: c.label, lon: c.lon, lat: c.lat };
+    // an approximate match is saved only once the agent has checked the point on the map: the
+    // confirm button, dragging the marker or a click on the map (a point picked there is the agent's)
+    var approximate = c.match === "approximate";
+    place = { address: c.label, lon: c.lon, lat: c.lat, confirmed: !approximate };
     addressInput.value = c.label;
     showCandidates([]);
     if (pickMarker) { map.removeLayer(pickMarker); }
-    pickMarker = L.marker([c.lat, c.lon], { keyboard: false, title: c.label }).addTo(map);
+    pickMarker = L.marker([c.lat, c.lon], { keyboard: false, title: c.label, draggable: approximate }).addTo(map);
+    pickMarker.on("dragend", function () {
+      var at = pickMarker.getLatLng();
+      place.lon = +at.lng.toFixed(6); place.lat = +at.lat.toFixed(6);
+      showLocation(); confirmPlace();
+    });
     map.setView([c.lat, c.lon], Math.max(map.getZoom(), 16));
-    $("location").textContent = t("desk.location") + " " + c.lon.toFixed(5) + ", " + c.lat.toFixed(5);
-    $("location").dataset.lon = c.lon; $("location").dataset.lat = c.lat;
+    showLocation();
+    $("place-confirm").classList.toggle("hidden", !approximate);
     checkDuplicates();
   }
+  function showLocation() {
+    $("location").textContent = t("desk.location") + " " + place.lon.toFixed(5) + ", " + place.lat.toFixed(5);
+    $("location").dataset.lon = place.lon; $("location").dataset.lat = place.lat;
+  }
+  function confirmPlace() {
+    if (!place) { return; }
+    place.confirmed = true;
+    $("place-confirm").classList.add("hidden");
+    if (pickMarker && pickMarker.dragging) { pickMarker.dragging.disable(); }
+    checkDuplicates();
+  }
+  $("place-confirm-btn").addEventListener("click", function () { confirmPlace(); $("category").focus(); });
   addressInput.addEventListener("input", function () {
     place = null;
+    $("place-confirm").classList.add("hidden");
     $("location").textContent = t("desk.location.none");
     clearTimeout(searchTimer);
     searchTimer = setTimeout(search, 150);
@@ -195,6 +218,7 @@
     var phone = $("phone").value.replace(/[\s-]/g, "");
     if (!/^\+?\d{5,20}$/.test(phone)) { return ["phone", "desk.err.phone"]; }
     if (!$("description").value.trim()) { return ["description", "desk.err.description"]; }
+    if (place && !place.confirmed) { return ["place-confirm-btn", "desk.err.place"]; }
     return null;
   }
   function showError(key, field) {
@@ -244,7 +268,9 @@
       var key = r.body.linked ? (r.body.match === "duplicate" ? "desk.result.duplicate" : "desk.result.linked") :
         tk.state === "closed" ? "desk.result.closed" : "desk.result.created";
       res.innerHTML = esc(t(key)) + ' <b id="ticket-number">' + esc(tk.number) + "</b>" +
-        (r.body.linked ? " " + esc(t("desk.result.calls").replace("{n}", tk.calls)) : "");
+        (r.body.linked ? " " + esc(t("desk.result.calls").replace("{n}", tk.calls)) : "") +
+        (tk.geocode && !r.body.linked ? ' <span id="result-geocode" data-match="' + esc(tk.geocode.match) + '">' +  // placed by the server
+          esc(t("desk.geocode." + tk.geocode.match)) + "</span>" : "");
       res.dataset.number = tk.number;
       res.dataset.state = tk.state;
       resetForm(true);
@@ -255,6 +281,7 @@
     place = null; lastPhone = null; lastDup = null;
     showCandidates([]);
     if (pickMarker) { map.removeLayer(pickMarker); pickMarker = null; }
+    $("place-confirm").classList.add("hidden");
     if (cityBounds) { map.fitBounds(cityBounds); }
     $("location").textContent = t("desk.location.none");
     $("history").innerHTML = '<li class="muted">' + esc(t("desk.history.none")) + "</li>";

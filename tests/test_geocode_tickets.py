@@ -1,0 +1,208 @@
+"""Text-only tickets are placed by the server (issue #24): `command.geocoding.placement` as a table,
+and POST /api/tickets in-process on loopback with real Redis and PostgreSQL, the manager holding the
+desk's address book: a compound's building and unit gets its point, district and unit (exact), a
+room or 附近 is approximate, a misspelt name, two places of one name and gibberish get no point
+(``match: none``), a ticket with lon/lat is not looked up. Also the live feed's compact ticket
+carries ``police_suggested`` (the console queue's "110?" tag)."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import geopandas as gpd
+import orjson
+import pytest
+import tornado.httpclient
+import tornado.httpserver
+from shapely.geometry import Point, box
+
+from center.city import CityLayers
+from center.servers import free_port
+from center.store import Store
+from center.store_tickets import TicketRecord, TicketStore
+from command.geocoding import MIN_SCORE, placement
+from command.tickets import Actor, Role, new_ticket
+from gis.crs import distance_m
+from gis.layers import load_profile
+from gis.lookup import SpatialLookup
+from services.tickets import TicketManager
+from tests.conftest import test_settings
+from web import app as webapp
+from web.base import Services
+from web.handlers.desk import address_geocoder
+from web.live import compact_ticket
+
+PASSWORD = "test-pass-1234"
+T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
+
+WEST, EAST = box(119.70, 36.35, 119.75, 36.40), box(119.75, 36.35, 119.80, 36.40)
+
+
+def _building(b: int, u: int) -> tuple[float, float]:
+    """Where unit u of building b of 幸福家园 stands (east district)."""
+    return 119.780 + b * 0.0003 + u * 0.00005, 36.3705
+
+
+ADDRESSES = (
+    [{"addr_id": "P1", "address": "高密市东风路10号", "kind": "poi", "name": "幸福家园", "g": Point(119.780, 36.370)}]
+    + [{"addr_id": f"B{b}{u}", "address": f"幸福家园{b}号楼{u}单元", "kind": "address", "name": "幸福家园",
+        "g": Point(*_building(b, u))} for b in range(1, 5) for u in range(1, 3)]
+    + [{"addr_id": f"R{n}", "address": f"高密市人民路{n}号", "kind": "address", "name": None,
+        "g": Point(119.72 + n * 0.0001, 36.37)} for n in (1, 3, 5, 7, 9)]
+    + [{"addr_id": "H1", "address": "高密市东风路99号", "kind": "poi", "name": "人民医院", "g": Point(119.79, 36.38)},
+       {"addr_id": "H2", "address": "高密市人民路99号", "kind": "poi", "name": "人民医院", "g": Point(119.71, 36.38)}]
+)
+LAYERS = {
+    "districts": [{"district_id": "D2", "name": "西区", "g": WEST}, {"district_id": "D1", "name": "东区", "g": EAST}],
+    "streets": [{"street_id": "S2", "name": "西街道", "district_id": "D2", "g": WEST},
+                {"street_id": "S1", "name": "东街道", "district_id": "D1", "g": EAST}],
+    "grids": [{"grid_id": "G2", "name": "西网格", "street_id": "S2", "district_id": "D2", "area_class": "urban", "g": WEST},
+              {"grid_id": "G1", "name": "东网格", "street_id": "S1", "district_id": "D1", "area_class": "urban", "g": EAST}],
+    "units": [{"unit_id": "PWR02", "name": "西供电所", "category": "power", "g": WEST},
+              {"unit_id": "PWR01", "name": "东供电所", "category": "power", "g": EAST}],
+    "addresses": ADDRESSES,
+}
+
+
+# ------------------------------------------------------------------------------ the rule, pure
+def _cand(score: float, lon: float = 119.78, lat: float = 36.37, match: str = "approximate", label: str = "x"):
+    return {"score": score, "lon": lon, "lat": lat, "match": match, "label": label, "address": label}
+
+
+@pytest.mark.parametrize("candidates, expected, point", [
+    ([], {"match": "none"}, None),
+    ([_cand(100.0, match="exact", label="幸福家园3号楼2单元")],
+     {"match": "exact", "score": 100.0, "address": "幸福家园3号楼2单元"}, (119.78, 36.37)),
+    ([_cand(MIN_SCORE)], {"match": "approximate", "score": MIN_SCORE, "address": "x"}, (119.78, 36.37)),
+    ([_cand(MIN_SCORE - 0.01)], {"match": "none"}, None),                          # not sure enough: no guess
+    ([_cand(97.0), _cand(97.0, lon=119.7801)], {"match": "approximate", "score": 97.0, "address": "x"},
+     (119.78, 36.37)),                                                            # two units of one building
+    ([_cand(100.0, match="exact"), _cand(100.0, lon=119.71)], {"match": "none"}, None),  # one name, two places
+    ([_cand(100.0, match="exact"), _cand(99.0, lon=119.71)], {"match": "exact", "score": 100.0, "address": "x"},
+     (119.78, 36.37)),                                                            # a lower one elsewhere is fine
+])
+def test_placement_takes_only_a_sure_unambiguous_match(candidates, expected, point):
+    assert placement(candidates, distance_fn=distance_m) == (expected, point)
+
+
+def test_compact_ticket_carries_the_police_suggestion():
+    ticket, _ = new_ticket({"number": "GD20261122-0008", "channel": "phone", "category": "gas", "type": "repair",
+                            "description": "好像有点煤气味", "caller_phone": "13812341234"},
+                           now=T0, actor=Actor("a", Role.AGENT))
+    view = compact_ticket(TicketRecord(ticket, {"police_suggested": "gas_leak", "police_kind": None}))
+    assert view["police_suggested"] == "gas_leak" and view["police_kind"] is None
+
+
+# ------------------------------------------------------------------------------ the API
+@pytest.fixture(scope="module")
+def city(tmp_path_factory):
+    """A two-district city with a compound, a road and two hospitals of one name, loaded from GeoJSON."""
+    root = tmp_path_factory.mktemp("geocodecity")
+    body = ['[city]\nname = "测试市"\n']
+    for kind, rows in LAYERS.items():
+        frame = gpd.GeoDataFrame([{k: v for k, v in r.items() if k != "g"} for r in rows],
+                                 geometry=[r["g"] for r in rows], crs="EPSG:4326")
+        frame.to_file(root / f"{kind}.geojson", driver="GeoJSON", engine="pyogrio")
+        body.append(f'[layers.{kind}]\nfile = "{kind}.geojson"\ncrs = "EPSG:4326"\n')
+    (root / "profile.toml").write_text("\n".join(body), encoding="utf-8")
+    return load_profile(root / "profile.toml")
+
+
+class Api:
+    """The in-process app and a JSON client with bearer tokens."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.http = tornado.httpclient.AsyncHTTPClient()
+        self.tokens: dict[str, str] = {}
+
+    async def call(self, method: str, path: str, user: str, body=None):
+        if user not in self.tokens:
+            response = await self.http.fetch(self.base + "/api/login", method="POST",
+                                             body=json.dumps({"username": user, "password": PASSWORD}))
+            self.tokens[user] = orjson.loads(response.body)["token"]
+        response = await self.http.fetch(tornado.httpclient.HTTPRequest(
+            self.base + path, method=method, headers={"Authorization": f"Bearer {self.tokens[user]}"},
+            body=None if body is None else json.dumps(body)), raise_error=False)
+        return response.code, orjson.loads(response.body)
+
+    async def create(self, **fields):
+        body = {"channel": "phone", "category": "power", "type": "repair", "description": "家里停电了",
+                "caller_phone": "13812341234", "link": False, **fields}
+        code, out = await self.call("POST", "/api/tickets", "agent", body)
+        assert code == 201, out
+        return out["ticket"]
+
+    async def created_event(self, number: str) -> dict:
+        code, out = await self.call("GET", f"/api/tickets/{number}/timeline", "agent")
+        assert code == 200, out
+        return next(e for e in out["events"] if e["action"] == "create")
+
+
+@pytest.fixture
+async def api(tmp_path, redis_url, database_url, city):
+    settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
+    store = Store.from_url(redis_url, database_url)
+    await webapp.bootstrap_accounts(store, settings, demo=True)
+    services = Services(settings=settings, store=store, city=CityLayers(city))
+    services.extra["tickets"] = TicketManager(TicketStore(store.db, store.redis), SpatialLookup(city),
+                                              clock=lambda: T0, geocoder=address_geocoder(services))
+    server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
+    port = free_port()
+    server.listen(port, "127.0.0.1")
+    yield Api(f"http://127.0.0.1:{port}")
+    server.stop()
+    await store.close()
+
+
+@pytest.mark.integration
+@pytest.mark.asyncio
+async def test_a_compound_building_and_unit_in_text_gets_its_point_district_and_unit(api):
+    ticket = await api.create(address="幸福家园3号楼2单元")
+    assert (ticket["lon"], ticket["lat"]) == pytest.approx(_building(3, 2))
+    assert ticket["district"] == "D1" and ticket["grid"] == "G1" and ticket["unit_id"] == "PWR01"
+    assert ticket["address"] == "幸福家园3号楼2单元"  # the caller's words are kept
+    placed = {"match": "exact", "score": 100.0, "address": "幸福家园3号楼2单元"}
+    assert ticket["geocode"] == placed
+    assert (await api.created_event(ticket["number"]))["data"]["geocode"] == placed
+    code, read = await api.call("GET", f"/api/tickets/{ticket['number']}", "dispatcher")
+    assert code == 200 and read["geocode"] == placed
+
+
+@pytest.mark.integration
+@pytest.mark.asyncio
+@pytest.mark.parametrize("said, entry, district, unit, point", [
+    ("幸福家园3号楼2单元502", "幸福家园3号楼2单元", "D1", "PWR01", _building(3, 2)),  # no rooms in the data
+    ("人民路3号附近", "高密市人民路3号", "D2", "PWR02", (119.7203, 36.37)),             # near, not at
+])
+async def test_an_approximate_match_is_placed_and_says_so(api, said, entry, district, unit, point):
+    ticket = await api.create(address=said)
+    assert ticket["geocode"]["match"] == "approximate" and ticket["geocode"]["address"] == entry
+    assert MIN_SCORE <= ticket["geocode"]["score"] < 100
+    assert (ticket["lon"], ticket["lat"]) == pytest.approx(point)
+    assert ticket["district"] == district and ticket["unit_id"] == unit
+    assert (await api.created_event(ticket["number"]))["data"]["geocode"] == ticket["geocode"]
+
+
+@pytest.mark.integration
+@pytest.mark.asyncio
+@pytest.mark.parametrize("said", [
+    "啊啊啊啊xyz",           # gibberish: nothing found
+    "幸福佳园3号楼2单元",     # one wrong character in the name: 75, not sure enough
+    "人民医院",              # two places of one name: no guess
+    "人民路",               # a road without a number: any point on it
+])
+async def test_a_weak_ambiguous_or_absent_match_leaves_the_ticket_without_a_point(api, said):
+    ticket = await api.create(address=said)
+    assert ticket["geocode"] == {"match": "none"}
+    assert ticket["lon"] is None and ticket["lat"] is None and ticket["district"] is None
+    assert (await api.created_event(ticket["number"]))["data"]["geocode"] == {"match": "none"}
+
+
+@pytest.mark.integration
+@pytest.mark.asyncio
+async def test_a_ticket_with_a_point_is_not_geocoded(api):
+    ticket = await api.create(address="幸福家园3号楼2单元", lon=119.72, lat=36.36)  # the agent's point wins
+    assert (ticket["lon"], ticket["lat"]) == (119.72, 36.36) and ticket["district"] == "D2"
+    assert ticket["unit_id"] == "PWR02" and ticket["geocode"] is None
+    assert "geocode" not in (await api.created_event(ticket["number"]))["data"]
