@@ -192,6 +192,7 @@ def test_an_ambiguous_emergency_is_handed_to_110_with_one_click(demo, browser): 
     number = created["ticket"]["number"]
     assert created["ticket"]["police_suggested"] == "gas_leak" and created["ticket"]["police_kind"] is None
     page.wait_for_selector(f"[data-queue='{number}']", timeout=15_000)
+    assert page.text_content(f"[data-queue='{number}'] [data-police-suggested='gas_leak']") == "110?"  # the queue's tag
     page.click(f"[data-queue='{number}']")
     page.wait_for_function(f"() => (document.getElementById('detail').dataset.loaded || '').startsWith('{number}@')",
                            timeout=15_000)

@@ -208,3 +208,40 @@ def test_crew_works_the_ticket_through_a_lost_connection(demo, browser, created,
     assert console_watch.errors == []
     context.close()
     assert watch.failed == [] and watch.errors == [], (watch.failed, [(e["action"], e.get("role"), e.get("actor")) for e in events])
+
+
+def test_an_approximate_address_is_confirmed_on_the_map_before_saving(demo, browser, created):
+    """Each suggestion says 精确/近似; an approximate one is saved only once the agent confirms its point."""
+    _, road = created
+    typed = road["address"].replace("高密市", "") + "附近"  # near, not at: approximate
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    watch = ConsoleWatch(page)
+    _login(page, demo.base, "/desk", "agent")
+    page.wait_for_selector("#desk-map[data-ready='1']", timeout=20_000)
+    page.fill("#phone", "13907775678")
+    page.select_option("#type", "complaint")  # no field crew: the crew test's assignments stay as they are
+    page.fill("#description", "门口路灯不亮")
+    page.focus("#address")
+    page.keyboard.type(typed)
+    page.wait_for_selector("#cand-0[data-match='approximate']", timeout=10_000)  # the search of the whole text
+    assert page.text_content("#cand-0").startswith(road["label"])
+    assert "近似" in page.text_content("#cand-0")
+    page.keyboard.press("Enter")                      # picks it: the point waits for a confirmation
+    assert page.is_visible("#place-confirm")
+    page.keyboard.press("Control+Enter")
+    assert page.text_content("#form-error") == "请先在地图上确认近似匹配的位置"
+    assert page.evaluate("document.activeElement.id") == "place-confirm-btn"
+    assert not page.get_attribute("#result", "data-number")
+    page.screenshot(path=str(ARTIFACTS / "desk-approximate.png"))
+    page.click("#place-confirm-btn")
+    assert not page.is_visible("#place-confirm")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_function("() => document.getElementById('result').dataset.number || "
+                           "!document.getElementById('dup-confirm').classList.contains('hidden')", timeout=10_000)
+    if page.is_visible("#dup-confirm"):
+        page.click("#create-btn")
+    page.wait_for_selector("#ticket-number", timeout=10_000)
+    ticket = demo.get(f"/api/tickets/{page.text_content('#ticket-number')}", demo.login("agent"))
+    assert (ticket["lon"], ticket["lat"]) == (road["lon"], road["lat"]) and ticket["geocode"] is None
+    page.close()
+    assert watch.errors == []
