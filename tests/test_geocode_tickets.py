@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-import geopandas as gpd
 import orjson
 import pytest
 import tornado.httpclient
@@ -23,9 +22,9 @@ from center.store_tickets import TicketRecord, TicketStore
 from command.geocoding import MIN_SCORE, placement
 from command.tickets import Actor, Role, new_ticket
 from gis.crs import distance_m
-from gis.layers import load_profile
 from gis.lookup import SpatialLookup
 from services.tickets import TicketManager
+from tests.cities import write_city
 from tests.conftest import test_settings
 from web import app as webapp
 from web.base import Services
@@ -98,14 +97,7 @@ def test_compact_ticket_carries_the_police_suggestion():
 def city(tmp_path_factory):
     """A two-district city with a compound, a road and two hospitals of one name, loaded from GeoJSON."""
     root = tmp_path_factory.mktemp("geocodecity")
-    body = ['[city]\nname = "测试市"\n']
-    for kind, rows in LAYERS.items():
-        frame = gpd.GeoDataFrame([{k: v for k, v in r.items() if k != "g"} for r in rows],
-                                 geometry=[r["g"] for r in rows], crs="EPSG:4326")
-        frame.to_file(root / f"{kind}.geojson", driver="GeoJSON", engine="pyogrio")
-        body.append(f'[layers.{kind}]\nfile = "{kind}.geojson"\ncrs = "EPSG:4326"\n')
-    (root / "profile.toml").write_text("\n".join(body), encoding="utf-8")
-    return load_profile(root / "profile.toml")
+    return write_city(root, LAYERS)
 
 
 class Api:

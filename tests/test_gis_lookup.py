@@ -4,14 +4,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import geopandas as gpd
 import numpy as np
 import pytest
 from shapely.geometry import Point, box
 
 from gis import crs as gcrs
-from gis.layers import load_profile
 from gis.lookup import OpenTickets, SpatialLookup, UnknownCategory, open_tickets_near
+
+from tests.cities import write_city
 
 # West half [119.70, 119.75] and east half [119.75, 119.80] of [36.35, 36.40]; the shared edge
 # x = 119.75 and the row split y = 36.375 are exact binary fractions, so points on them are
@@ -57,15 +57,8 @@ LAYERS = {
 @pytest.fixture(params=["file order", "reversed"])
 def lookup(request, tmp_path: Path) -> SpatialLookup:
     """The hand-built city written as GeoJSON + profile, loaded, indexed; both feature orders."""
-    body = ['[city]\nname = "测试市"\n']
-    for kind, (_, rows) in LAYERS.items():
-        rows = rows if request.param == "file order" else rows[::-1]
-        frame = gpd.GeoDataFrame([{k: v for k, v in r.items() if k != "g"} for r in rows],
-                                 geometry=[r["g"] for r in rows], crs="EPSG:4326")
-        frame.to_file(tmp_path / f"{kind}.geojson", driver="GeoJSON", engine="pyogrio")
-        body.append(f'[layers.{kind}]\nfile = "{kind}.geojson"\ncrs = "EPSG:4326"\n')
-    (tmp_path / "profile.toml").write_text("\n".join(body), encoding="utf-8")
-    return SpatialLookup(load_profile(tmp_path / "profile.toml"))
+    step = 1 if request.param == "file order" else -1
+    return SpatialLookup(write_city(tmp_path, {kind: rows[::step] for kind, (_, rows) in LAYERS.items()}))
 
 
 # lon, lat -> district, street, grid, area_class, power unit, 台区, transformer name

@@ -8,7 +8,6 @@ import re
 import time
 from typing import Any
 
-import geopandas as gpd
 import jsonschema
 import orjson
 import pytest
@@ -20,8 +19,8 @@ from center import accounts
 from center.city import CityLayers
 from center.servers import free_port
 from center.store import FixRecord, Store
-from gis.layers import load_profile
 from services.tickets import build_manager
+from tests.cities import write_city
 from tests.conftest import test_settings
 from tests.test_ticket_api import LAYERS
 from web import app as webapp
@@ -40,14 +39,7 @@ CREWS = [{"vehicle_id": "V01", "crew_id": "C01", "crew_name": "东供电所抢�
 def city(tmp_path_factory):
     """The two-district city of the ticket API tests, with two crews."""
     root = tmp_path_factory.mktemp("openapicity")
-    body = ['[city]\nname = "测试市"\n']
-    for kind, rows in {**LAYERS, "crews": CREWS}.items():
-        frame = gpd.GeoDataFrame([{k: v for k, v in r.items() if k != "g"} for r in rows],
-                                 geometry=[r["g"] for r in rows], crs="EPSG:4326")
-        frame.to_file(root / f"{kind}.geojson", driver="GeoJSON", engine="pyogrio")
-        body.append(f'[layers.{kind}]\nfile = "{kind}.geojson"\ncrs = "EPSG:4326"\n')
-    (root / "profile.toml").write_text("\n".join(body), encoding="utf-8")
-    return CityLayers(load_profile(root / "profile.toml"))
+    return CityLayers(write_city(root, {**LAYERS, "crews": CREWS}))
 
 
 class Client:

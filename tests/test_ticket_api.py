@@ -10,7 +10,6 @@ import signal
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import geopandas as gpd
 import orjson
 import pytest
 import redis.asyncio as aioredis
@@ -23,9 +22,9 @@ from center.servers import free_port, start_redis
 from center.store import Store
 from center.store_accounts import AccountStore
 from center.store_tickets import ALARM_EVENTS, TicketStore
-from gis.layers import load_profile
 from gis.lookup import SpatialLookup
 from services.tickets import TicketManager, consume_alarms, sensor_sites
+from tests.cities import write_city
 from tests.conftest import test_settings, wait_for
 from web import app as webapp
 from web.base import Services
@@ -63,14 +62,7 @@ LAYERS = {
 def city(tmp_path_factory):
     """The hand-built two-district city, written as GeoJSON with a profile, loaded."""
     root = tmp_path_factory.mktemp("ticketcity")
-    body = ['[city]\nname = "测试市"\n']
-    for kind, rows in LAYERS.items():
-        frame = gpd.GeoDataFrame([{k: v for k, v in r.items() if k != "g"} for r in rows],
-                                 geometry=[r["g"] for r in rows], crs="EPSG:4326")
-        frame.to_file(root / f"{kind}.geojson", driver="GeoJSON", engine="pyogrio")
-        body.append(f'[layers.{kind}]\nfile = "{kind}.geojson"\ncrs = "EPSG:4326"\n')
-    (root / "profile.toml").write_text("\n".join(body), encoding="utf-8")
-    return load_profile(root / "profile.toml")
+    return write_city(root, LAYERS)
 
 
 class Clock:
