@@ -113,11 +113,18 @@ def _has_tables(url: str) -> bool:
         return conn.execute("SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = 'public')").fetchone()[0]
 
 
-def _others_connected(url: str) -> int:
-    """How many other sessions are connected to the database (running services)."""
-    with psycopg.connect(url) as conn:
-        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                            " AND pid <> pg_backend_pid() AND backend_type = 'client backend'").fetchone()[0]
+def _others_connected(url: str, settle_s: float = 2.0) -> int:
+    """How many other sessions are connected to the database (running services). A session that
+    has just closed leaves pg_stat_activity a moment after its client: wait up to `settle_s`
+    for the count to fall to 0 before answering."""
+    deadline = time.monotonic() + settle_s
+    with psycopg.connect(url, autocommit=True) as conn:
+        while True:
+            others = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                  " AND pid <> pg_backend_pid() AND backend_type = 'client backend'").fetchone()[0]
+            if not others or time.monotonic() >= deadline:
+                return others
+            time.sleep(0.05)
 
 
 def _stream(proc: subprocess.Popen, say: Say, shown: str) -> list[str]:

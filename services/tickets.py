@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import math
+import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -43,7 +44,13 @@ from services.ticket_alarms import (  # noqa: F401  (consume_alarms is re-export
 _LOOKUP_CATEGORIES = ("water", "power", "gas", "heating", "drainage", "sanitation", "other")  # gis.lookup's
 _RESERVED_ARGS = frozenset({"ticket", "action", "actor", "now", "expected_version"})
 _TYPES = frozenset(t.value for t in TicketType)
-_RETRIES = 5
+_RETRIES = 8
+
+
+async def _backoff(attempt: int) -> None:
+    """Wait a random while before retry `attempt` + 1: writers that met each other on one ticket
+    would otherwise re-read and collide again in lock step."""
+    await asyncio.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** attempt)))
 _GEOCODE_CHARS = 100  # the address search's longest query (GET /api/address/search)
 # (ticket as it will be saved, one of its events) -> None, or (marker for the event's data, outbox write)
 OutboxHook = Callable[[Ticket, AuditEvent], Awaitable[tuple[dict[str, Any], Extra] | None]]
@@ -376,6 +383,7 @@ class TicketManager:
             except GuardFailed as exc:
                 if exc.key.startswith("alarm:") or attempt == _RETRIES - 1:
                     raise
+                await _backoff(attempt)
         raise AssertionError("unreachable")
 
     # ------------------------------------------------------------------------------ actions
@@ -484,6 +492,7 @@ class TicketManager:
             except Conflict:
                 if not retry or attempt == _RETRIES - 1:
                     raise
+                await _backoff(attempt)
         raise AssertionError("unreachable")
 
     async def callback(self, number: str, satisfaction: str, actor: Actor, *, words: str = "",
@@ -554,6 +563,7 @@ class TicketManager:
             except (Conflict, GuardFailed):
                 if attempt == _RETRIES - 1:
                     raise
+                await _backoff(attempt)
         raise AssertionError("unreachable")
 
     # ------------------------------------------------------------------------------ reads
@@ -732,6 +742,7 @@ class TicketManager:
             except GuardFailed:
                 if attempt == _RETRIES - 1:
                     raise
+                await _backoff(attempt)
 
     async def _note_alarm(self, number: str, alarm: Mapping[str, Any], what: str) -> TicketRecord:
         return await self._change(number, lambda previous: apply(
