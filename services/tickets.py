@@ -248,10 +248,6 @@ class TicketManager:
         now = self.clock()
         fields = dict(fields)
         point = check_optional_point(fields.get("lon"), fields.get("lat"), self.service_area)  # before any read or write
-        geocode = None
-        if point is None and self.geocoder is not None and isinstance(fields.get("address"), str) \
-                and fields["address"].strip():
-            geocode, point = await self._geocode(fields["address"])
         if point is not None:
             fields["lon"], fields["lat"] = point
         if not isinstance(link, bool):
@@ -264,6 +260,13 @@ class TicketManager:
             raise ValidationError("follows", "must be the number of the ticket this need came from")
         day = center_day(now)
         draft, _ = new_ticket({**fields, "number": ticket_number(day, 1)}, now=now, actor=actor)
+        geocode = None  # text only: looked up once the fields are known to be valid
+        if point is None and self.geocoder is not None and isinstance(fields.get("address"), str) \
+                and fields["address"].strip():
+            geocode, point = await self._geocode(fields["address"])
+            if point is not None:
+                fields["lon"], fields["lat"] = point
+                draft = dataclasses.replace(draft, lon=point[0], lat=point[1])
         if answer is not None:
             apply(draft, "close_direct", actor=actor, now=now, answer=answer)  # validate before numbering
         place, routed = self._route_place(fields, draft)

@@ -103,10 +103,11 @@ def city(tmp_path_factory):
 class Api:
     """The in-process app and a JSON client with bearer tokens."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, looked_up: list[str]) -> None:
         self.base = base
         self.http = tornado.httpclient.AsyncHTTPClient()
         self.tokens: dict[str, str] = {}
+        self.looked_up = looked_up  # every text the manager asked the address book
 
     async def call(self, method: str, path: str, user: str, body=None):
         if user not in self.tokens:
@@ -137,12 +138,18 @@ async def api(tmp_path, redis_url, database_url, city):
     store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
     services = Services(settings=settings, store=store, city=CityLayers(city))
+    geocoder, looked_up = address_geocoder(services), []
+
+    async def counted(text: str):
+        looked_up.append(text)
+        return await geocoder(text)
+
     services.extra["tickets"] = TicketManager(TicketStore(store.db, store.redis), SpatialLookup(city),
-                                              clock=lambda: T0, geocoder=address_geocoder(services))
+                                              clock=lambda: T0, geocoder=counted)
     server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
     port = free_port()
     server.listen(port, "127.0.0.1")
-    yield Api(f"http://127.0.0.1:{port}")
+    yield Api(f"http://127.0.0.1:{port}", looked_up)
     server.stop()
     await store.close()
 
@@ -198,3 +205,18 @@ async def test_a_ticket_with_a_point_is_not_geocoded(api):
     assert (ticket["lon"], ticket["lat"]) == (119.72, 36.36) and ticket["district"] == "D2"
     assert ticket["unit_id"] == "PWR02" and ticket["geocode"] is None
     assert "geocode" not in (await api.created_event(ticket["number"]))["data"]
+    assert api.looked_up == []
+
+
+@pytest.mark.integration
+@pytest.mark.asyncio
+@pytest.mark.parametrize("bad, field", [({"type": "抢修单"}, "type"), ({"description": ""}, "description"),
+                                        ({"category": "lava"}, "category")])
+async def test_an_invalid_ticket_is_refused_before_its_address_is_looked_up(api, bad, field):
+    body = {"channel": "phone", "category": "power", "type": "repair", "description": "家里停电了",
+            "caller_phone": "13812341234", "link": False, "address": "幸福家园3号楼2单元", **bad}
+    code, out = await api.call("POST", "/api/tickets", "agent", body)
+    assert code == 400 and out["error"]["message"].startswith(f"{field}:"), out
+    assert api.looked_up == []
+    await api.create(address="幸福家园3号楼2单元")
+    assert api.looked_up == ["幸福家园3号楼2单元"]
