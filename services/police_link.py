@@ -163,7 +163,9 @@ class PoliceLink:
         note on the timeline, in one transaction; (the outbox entry view, whether it was new)."""
         message, marker = self._handover(record.ticket, kind, purpose, self.clock())
         what = "调度员转110" if kind == police.DISPATCHER_MANUAL else f"紧急工单自动推送110（{kind}）"
-        message_id, created = await self._enqueue(message, what, marker, actor)
+        # a 转110 makes it a police ticket: the suggested kind confirmed, or the dispatcher's own
+        meta = None if record.meta.get("police_kind") else {"police_kind": record.meta.get("police_suggested") or kind}
+        message_id, created = await self._enqueue(message, what, marker, actor, meta)
         return await self.entry_view(message_id), created
 
     async def enqueue_result(self, record: TicketRecord) -> tuple[dict[str, Any], bool] | None:
@@ -177,7 +179,7 @@ class PoliceLink:
         return await self.entry_view(message_id), created
 
     async def _enqueue(self, message: dict[str, Any], what: str, data: dict[str, Any],
-                       actor: Actor) -> tuple[str, bool]:
+                       actor: Actor, meta: Mapping[str, Any] | None = None) -> tuple[str, bool]:
         """Write an outbox entry and its note on the ticket's timeline in ONE transaction (the
         note's ticket save carries the outbox insert); (message id, created). A known idempotency
         key writes neither. When the note cannot be written (the ticket kept changing, or refuses
@@ -194,7 +196,7 @@ class PoliceLink:
 
         try:
             await self.tickets.act(message["number"], "note", {"note": what, "data": data}, actor,
-                                   expected_version=None, extra=[insert])
+                                   expected_version=None, extra=[insert], meta=meta)
         except _AlreadyQueued as raced:
             return raced.message_id, False
         except (Conflict, InvalidTransition) as exc:

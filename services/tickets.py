@@ -391,11 +391,13 @@ class TicketManager:
 
     # ------------------------------------------------------------------------------ actions
     async def act(self, number: str, action: str, args: Mapping[str, Any], actor: Actor, *,
-                  expected_version: int | None, extra: Sequence[Extra] = ()) -> TicketRecord:
+                  expected_version: int | None, extra: Sequence[Extra] = (),
+                  meta: Mapping[str, Any] | None = None) -> TicketRecord:
         """Perform a lifecycle action (`command.tickets.apply`) and store it atomically; a stale
         `expected_version` raises Conflict. Without `expected_version` (notes and system actions not
         tied to what a user saw) a concurrent change is absorbed: re-read and apply again. `extra`
-        joins the save's transaction (`TicketStore.save`), e.g. the 110 outbox row the change decides."""
+        joins the save's transaction (`TicketStore.save`), e.g. the 110 outbox row the change decides;
+        `meta` entries are set on the ticket's record with it (e.g. ``police_kind`` of a 转110)."""
         bad = sorted(set(args) & _RESERVED_ARGS)
         if bad:
             raise ValidationError(bad[0], "reserved name")
@@ -424,7 +426,7 @@ class TicketManager:
                 ticket, event = self._reroute(ticket, event)
             return self._release(ticket, [event])
 
-        return await self._change(number, change, retry=expected_version is None, extra=extra)
+        return await self._change(number, change, retry=expected_version is None, extra=extra, meta=meta)
 
     def _release(self, ticket: Ticket, events: list[AuditEvent]) -> tuple[Ticket, list[AuditEvent]]:
         """A ticket whose review chain has just passed leaves the center: one routed to a
@@ -480,15 +482,16 @@ class TicketManager:
         return await self._change(number, checked, extra=extra)
 
     async def _change(self, number: str, change: Callable[[TicketRecord], tuple[Ticket, Any]], *,
-                      retry: bool = True, extra: Sequence[Extra] = ()) -> TicketRecord:
+                      retry: bool = True, extra: Sequence[Extra] = (),
+                      meta: Mapping[str, Any] | None = None) -> TicketRecord:
         """Read a ticket, change it, save the change atomically (the change gives one event or a
-        list); with `retry`, a concurrent change (Conflict) re-reads and applies again, up to
-        _RETRIES times."""
+        list) with `meta` entries set; with `retry`, a concurrent change (Conflict) re-reads and
+        applies again, up to _RETRIES times."""
         for attempt in range(_RETRIES if retry else 1):
             previous = await self.store.get(number)
             ticket, event = change(previous)
             events, decided = await self._outbox(ticket, event if isinstance(event, list) else [event])
-            record = self._record(ticket, previous.meta)
+            record = self._record(ticket, {**previous.meta, **(meta or {})})
             try:
                 await self.store.save([TicketWrite(record, events, previous)], extra=[*extra, *decided])
                 return record

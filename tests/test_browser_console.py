@@ -202,6 +202,7 @@ def test_an_ambiguous_emergency_is_handed_to_110_with_one_click(demo, browser): 
     page.click(suggestion + " button[data-do='police']")
     page.wait_for_selector(suggestion, state="detached", timeout=15_000)  # confirmed: the plain 转110 is back
     assert page.locator("#detail-actions button[data-do='police']").count() == 1
+    page.wait_for_selector(f"[data-queue='{number}'] [data-police-suggested]", state="detached", timeout=15_000)
     notes = [e for e in demo.get(f"/api/tickets/{number}/timeline", agent)["events"]
              if e["data"].get("data", {}).get("police") == "handover_queued"]
     assert [n["actor_id"] for n in notes] == ["dispatcher"] and notes[0]["data"]["data"]["kind"] == "dispatcher_manual"

@@ -500,3 +500,5 @@ async def test_an_ambiguous_emergency_waits_for_the_dispatchers_one_click(env):
     assert message["idempotency_key"] == f"{maybe}:manual:1" and message["kind"] == "handover"
     assert [e.message_id for e, _ in await env.link.store.outbox_pending() if e.ticket_number == maybe] == [
         message["message_id"]]
+    code, body = await env.call("GET", f"/api/tickets/{maybe}")  # now a police ticket: no more "110?"
+    assert code == 200 and orjson.loads(body)["police_kind"] == "gas_leak"
