@@ -26,6 +26,7 @@ import shapely
 
 from gis import crs as gcrs
 from gis.layers import City
+from gis.network import WaterNetwork, feeders
 from gis.units import LEVEL_DEPARTMENT, nodes_from_frame
 
 __all__ = ["CATEGORIES", "UnknownCategory", "Location", "Locations", "SpatialLookup",
@@ -120,6 +121,8 @@ class Location:
     dma_id: str | None           # water district metered area
     dma: str | None
     department_id: str | None = None  # the level-2 unit (二级) above the responsible unit
+    segment_id: str | None = None  # water: the valve-isolation segment of the nearest main (`gis.network`)
+    feeder: str | None = None  # power: the 10 kV feeder of the 台区's transformer
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,8 @@ class Locations:
     supply_area_id: np.ndarray
     transformer_id: np.ndarray
     dma_id: np.ndarray
+    segment_id: np.ndarray
+    feeder: np.ndarray
 
     def __len__(self) -> int:
         return len(self.district_id)
@@ -164,6 +169,7 @@ class SpatialLookup:
         supply["transformer"] = [transformer_names.get(a) for a in supply["asset_id"]]
         self._supply = _AreaIndex(supply, "area_id", "asset_id", "transformer")
         self._dmas = _AreaIndex(city.dmas, "dma_id", "name")
+        self._feeder = feeders(city.transformers)
         self._layers = _Layers([self._districts, self._streets, self._grids, self._supply, self._dmas,
                                 *(self._units[category] for category in CATEGORIES)])
         nodes = nodes_from_frame(city.units.drop(columns="geometry").to_dict("records"))
@@ -180,6 +186,7 @@ class SpatialLookup:
         else:
             xs = ys = np.zeros(0)
         self._station_xy = np.column_stack([xs, ys])
+        self.water = WaterNetwork.from_city(city, epsg=self._epsg)  # the mains' valve-isolation segments
 
     @property
     def metric_epsg(self) -> int:
@@ -187,7 +194,8 @@ class SpatialLookup:
         return self._epsg
 
     def locate(self, lon: float, lat: float, category: str | None = None) -> Location:
-        """Areas, responsible unit (for `category`), 台区 and DMA at one point."""
+        """Areas, responsible unit (for `category`), 台区 and its feeder, DMA, and (for water or
+        no category) the water segment at one point."""
         _check_category(category)
         rows = self._layers.find_all(shapely.Point(lon, lat))
         d, s, g, a, m = rows[:5]
@@ -205,7 +213,13 @@ class SpatialLookup:
             transformer_id=self._supply.get("asset_id", a),
             transformer=self._supply.get("transformer", a),
             dma_id=self._dmas.get("dma_id", m), dma=self._dmas.get("name", m),
-            department_id=self.department_for(units.get("unit_id", u)) if units else None)
+            department_id=self.department_for(units.get("unit_id", u)) if units else None,
+            segment_id=self._segment(lon, lat) if category in (None, "water") else None,
+            feeder=self._feeder.get(self._supply.get("asset_id", a)))
+
+    def _segment(self, lon: float, lat: float) -> str | None:
+        hit = self.water.locate(lon, lat)
+        return None if hit is None else hit.segment_id
 
     def locate_many(self, lons: np.ndarray, lats: np.ndarray,
                     category: str | None = None) -> Locations:
@@ -216,14 +230,17 @@ class SpatialLookup:
         a = self._supply.find_many(points)
         none = np.full(len(points), None, dtype=object)
         units = self._units[category] if category else None
+        transformers = self._supply.get("asset_id", a)
         return Locations(
             district_id=self._districts.get("district_id", self._districts.find_many(points)),
             street_id=self._streets.get("street_id", self._streets.find_many(points)),
             grid_id=self._grids.get("grid_id", g), area_class=self._grids.get("area_class", g),
             unit_id=units.get("unit_id", units.find_many(points)) if units else none,
             supply_area_id=self._supply.get("area_id", a),
-            transformer_id=self._supply.get("asset_id", a),
-            dma_id=self._dmas.get("dma_id", self._dmas.find_many(points)))
+            transformer_id=transformers,
+            dma_id=self._dmas.get("dma_id", self._dmas.find_many(points)),
+            segment_id=self.water.locate_many(lons, lats) if category in (None, "water") else none,
+            feeder=np.array([self._feeder.get(t) for t in transformers], dtype=object))
 
     def unit_for(self, lon: float, lat: float, category: str) -> str | None:
         """The responsible unit id for `category` at a point, or None outside every service area."""

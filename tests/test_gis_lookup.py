@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from shapely.geometry import Point, box
+from shapely.geometry import LineString, Point, box
 
 from gis import crs as gcrs
 from gis.lookup import OpenTickets, SpatialLookup, UnknownCategory, open_tickets_near
@@ -44,6 +44,10 @@ LAYERS = {
     "supply_areas": ("area_id", [{"area_id": "TA2", "asset_id": "T2", "name": "西台区", "g": WEST},
                                  {"area_id": "TA1", "asset_id": "T1", "name": "东台区", "g": EAST}]),
     "dmas": ("dma_id", [{"dma_id": "DMA01", "name": "一号分区", "g": WEST.union(EAST)}]),
+    "mains": ("main_id", [  # two mains meeting at (119.74, 36.36), a valve at the second one's start
+        {"main_id": "WM1", "diameter_mm": 300, "g": LineString([(119.71, 36.36), (119.74, 36.36)])},
+        {"main_id": "WM2", "diameter_mm": 300, "g": LineString([(119.74, 36.36), (119.74, 36.39)])}]),
+    "valves": ("valve_id", [{"valve_id": "VA1", "main_id": "WM2", "g": Point(119.74, 36.36)}]),
     "stations": ("station_id", [
         {"station_id": "PS1", "name": "东供电所", "category": "power", "unit_id": "PWR01",
          "g": Point(119.76, 36.38)},
@@ -119,9 +123,21 @@ def test_locate_agrees_with_locate_many_at_random_points(lookup, category):
     for i in range(len(lons)):
         where = lookup.locate(lons[i], lats[i], category)
         assert (where.district_id, where.street_id, where.grid_id, where.area_class, where.unit_id,
-                where.supply_area_id, where.dma_id) == (
+                where.supply_area_id, where.dma_id, where.segment_id, where.feeder) == (
             many.district_id[i], many.street_id[i], many.grid_id[i], many.area_class[i], many.unit_id[i],
-            many.supply_area_id[i], many.dma_id[i])
+            many.supply_area_id[i], many.dma_id[i], many.segment_id[i], many.feeder[i])
+
+
+@pytest.mark.parametrize(("point", "category", "segment", "feeder"), [
+    ((119.72, 36.3605), "water", "SEG0001", "10kV西1线"),  # ~55 m from WM1
+    ((119.7405, 36.38), None, "SEG0002", "10kV西1线"),  # beside WM2, behind the valve
+    ((119.72, 36.3605), "power", None, "10kV西1线"),  # segments only for water (or no category)
+    ((119.78, 36.37), "water", None, "10kV东1线"),  # 3.5 km from any main: none (the DMA is the fallback)
+])
+def test_locate_gives_the_water_segment_and_the_feeder(lookup, point, category, segment, feeder):
+    where = lookup.locate(*point, category)
+    assert (where.segment_id, where.feeder) == (segment, feeder)
+    assert lookup.water.segments["SEG0002"].valve_ids == ("VA1",)
 
 
 def test_unknown_category_is_refused(lookup):

@@ -1,0 +1,139 @@
+"""Valve-isolation segments of water mains (`gis.network`): hand-built networks in metres and
+in WGS84, and the demo city's network."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from shapely.geometry import LineString, Point
+
+from gis import crs as gcrs
+from gis.layers import load_profile
+from gis.network import SNAP_TOLERANCE_M, WaterNetwork, feeders, segment_labels
+
+from tests.cities import write_city
+
+DEMO_PROFILE = Path(__file__).resolve().parents[1] / "var" / "city" / "democity" / "profile.toml"
+
+
+def groups(labels):
+    """Mains grouped by label, as sorted tuples of indexes (label numbers are arbitrary)."""
+    out: dict[int, list[int]] = {}
+    for i, label in enumerate(labels):
+        out.setdefault(int(label), []).append(i)
+    return sorted(tuple(v) for v in out.values())
+
+
+# Mains in metres: 0 (0,0)->(100,0), 1 (100,0)->(200,0), 2 (100,8)->(100,100) [its start 8 m
+# from the junction], 3 (300,0)->(400,0) [100 m from main 1's end: not connected].
+STARTS = np.array([(0, 0), (100, 0), (100, 8), (300, 0)], float)
+ENDS = np.array([(100, 0), (200, 0), (100, 100), (400, 0)], float)
+
+
+@pytest.mark.parametrize(("cuts", "tolerance", "expected"), [
+    ([], SNAP_TOLERANCE_M, [(0, 1, 2), (3,)]),  # no valves: the junction joins 0, 1, 2
+    ([], 5.0, [(0, 1), (2,), (3,)]),  # 8 m apart is beyond a 5 m tolerance
+    ([(1, 0)], SNAP_TOLERANCE_M, [(0, 2), (1,), (3,)]),  # a valve at main 1's start cuts it off
+    ([(1, 0), (2, 0)], SNAP_TOLERANCE_M, [(0,), (1,), (2,), (3,)]),  # every main at the junction cut but 0
+    ([(0, 1)], SNAP_TOLERANCE_M, [(0,), (1, 2), (3,)]),  # the valve on 0's end: 1 and 2 stay joined
+    ([(0, 0)], SNAP_TOLERANCE_M, [(0, 1, 2), (3,)]),  # a valve at a dead end isolates nothing more
+    ([], 120.0, [(0, 1, 2, 3)]),  # 100 m apart: joined by a wide tolerance
+])
+def test_segment_labels(cuts, tolerance, expected):
+    mains, ends = segment_labels(STARTS, ENDS, cuts, tolerance)
+    assert groups(mains) == expected
+    assert len(ends) == 2 * len(STARTS)
+
+
+def test_no_mains():
+    mains, ends = segment_labels(np.zeros((0, 2)), np.zeros((0, 2)), [])
+    assert len(mains) == len(ends) == 0
+
+
+LON0, LAT0 = 119.75, 36.38
+
+
+def at(east_m: float, north_m: float) -> tuple[float, float]:
+    """A WGS84 point `east_m`, `north_m` metres from (LON0, LAT0) in the city's GK zone."""
+    epsg = gcrs.gk_zone_epsg(LON0)
+    x0, y0 = gcrs.to_metres(LON0, LAT0, epsg=epsg)
+    return gcrs.from_metres(x0 + east_m, y0 + north_m, epsg=epsg)
+
+
+def line(*points_m):
+    return LineString([at(*p) for p in points_m])
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory) -> WaterNetwork:
+    """A street main A-B-C east-west with a branch D north of the B junction (drawn 10 m off it,
+    as a main along a road would be), a valve at C's start and at D's start, and a main E 1 km
+    away; valves given by main_id except VX (no main_id: on the nearest end)."""
+    root = tmp_path_factory.mktemp("net")
+    city = write_city(root, {
+        "mains": [
+            {"main_id": "A", "diameter_mm": 300, "g": line((0, 0), (200, 0))},
+            {"main_id": "B", "diameter_mm": 300, "g": line((200, 0), (400, 0))},
+            {"main_id": "C", "diameter_mm": 300, "g": line((406, 6), (600, 0))},
+            {"main_id": "D", "diameter_mm": 150, "g": line((400, 10), (400, 300))},
+            {"main_id": "E", "diameter_mm": 150, "g": line((0, 1000), (300, 1000))}],
+        "valves": [
+            {"valve_id": "V1", "main_id": "C", "g": Point(at(406, 6))},
+            {"valve_id": "V2", "main_id": "D", "g": Point(at(400, 10))},
+            {"valve_id": "VX", "main_id": None, "g": Point(at(300, 1001))},  # E's end
+            {"valve_id": "VF", "main_id": "A", "g": Point(at(100, 0))},  # mid-main: cuts nothing
+        ]})
+    return WaterNetwork.from_city(city, epsg=gcrs.gk_zone_epsg(LON0))
+
+
+def test_segments_of_a_hand_built_network(network):
+    assert {s.segment_id: s.main_ids for s in network.segments.values()} == {
+        "SEG0001": ("A", "B"), "SEG0002": ("C",), "SEG0003": ("D",), "SEG0004": ("E",)}
+    # isolating A-B means closing the valves at C's and D's starts; E's valve sits on a dead end
+    assert {s.segment_id: s.valve_ids for s in network.segments.values()} == {
+        "SEG0001": ("V1", "V2"), "SEG0002": ("V1",), "SEG0003": ("V2",), "SEG0004": ()}
+    assert network.loose_valves == 1
+    assert network.segments["SEG0001"].length_m == pytest.approx(400, abs=0.5)
+    assert network.segment_of_main("D") == "SEG0003" and network.segment_of_main("Z") is None
+
+
+@pytest.mark.parametrize(("point_m", "segment", "main"), [
+    ((100, 40), "SEG0001", "A"),
+    ((300, -250), "SEG0001", "B"),  # 250 m from B
+    ((500, 50), "SEG0002", "C"),
+    ((420, 200), "SEG0003", "D"),
+    ((150, 990), "SEG0004", "E"),
+    ((100, 650), None, None),  # 350 m from E and 650 m from A: beyond 300 m
+])
+def test_a_point_belongs_to_the_segment_of_the_nearest_main(network, point_m, segment, main):
+    hit = network.locate(*at(*point_m))
+    assert (None if hit is None else (hit.segment_id, hit.main_id)) == (None if segment is None else (segment, main))
+    if hit is not None:
+        assert hit.valve_ids == network.segments[segment].valve_ids
+        assert hit.distance_m <= 300
+    lon, lat = at(*point_m)
+    assert list(network.locate_many(np.array([lon]), np.array([lat]))) == [segment]
+
+
+def test_feeders_of_transformers(tmp_path):
+    city = write_city(tmp_path, {"transformers": [
+        {"asset_id": "T1", "name": "一号台变", "rated_kva": 400, "feeder": "10kV东1线", "g": Point(at(0, 0))},
+        {"asset_id": "T2", "name": "二号台变", "rated_kva": 400, "feeder": "", "g": Point(at(50, 0))}]})
+    assert feeders(city.transformers) == {"T1": "10kV东1线"}
+
+
+@pytest.mark.skipif(not DEMO_PROFILE.is_file(), reason="the demo city is generated by `make demo` / python -m center city")
+def test_demo_city_segments_are_sane():
+    """The demo's mains (roads offset 6 m, a valve at the start of every urban main and every
+    3rd rural one): every valve placed, hundreds of segments, none spanning the city."""
+    city = load_profile(DEMO_PROFILE)
+    network = WaterNetwork.from_city(city, epsg=gcrs.gk_zone_epsg(119.75))
+    summary = network.summary()
+    assert summary["loose_valves"] == 0
+    assert 200 <= summary["segments"] <= len(city.mains)
+    assert summary["largest"] <= 0.1 * len(city.mains)
+    assert sum(len(s.main_ids) for s in network.segments.values()) == len(city.mains)
+    # the main_burst point sits on one segment with the valves that isolate it
+    hit = network.locate(119.7504597, 36.3783181)
+    assert hit is not None and hit.distance_m < 10 and len(hit.valve_ids) >= 2
