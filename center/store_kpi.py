@@ -22,7 +22,7 @@ weeks of the period (at least two; queries run in parallel, each an index-only s
 outside it in one more query): fixed-width records that numpy reads as they are (a COPY would hand
 them over one Python iteration per row), each field straight into its column.
 
-The row is packed in two parts: ``packed``, the 128 bytes a report reads (`REPORT_FIELDS`), and
+The row is packed in two parts: ``packed``, the 136 bytes a report reads (`REPORT_FIELDS`), and
 ``extra``, 40 bytes: the fact id (the ticket's first audit event's id) and the columns only
 drill-downs, exports and maps read (first resolution, position, grid, urgency, area class). A
 report (``frame(full=False)``) aggregates ``packed`` alone; the rest ``packed || extra``. Why: the
@@ -75,7 +75,7 @@ def _layout(fields: Sequence[str]) -> tuple[np.dtype, struct.Struct]:
     return dtype, packer
 
 
-REPORT_ROW, _PACK_REPORT = _layout(REPORT_FIELDS)  # 128 bytes a ticket
+REPORT_ROW, _PACK_REPORT = _layout(REPORT_FIELDS)  # 136 bytes a ticket
 EXTRA_ROW, _PACK_EXTRA = _layout(EXTRA_FIELDS)  # 40 bytes
 PACKED = np.dtype({"names": [*REPORT_FIELDS, *EXTRA_FIELDS],
                    "formats": [REPORT_ROW.fields[n][0] for n in REPORT_FIELDS]
@@ -346,7 +346,7 @@ class KpiFacts:
                     full: bool = True) -> KpiFrame:
         """The KPI rows of the tickets created or resolved in [start, end), optionally only some
         categories, districts or units, as a `KpiFrame` (with ticket numbers when asked).
-        ``full=False``: only the columns a report reads (`REPORT_FIELDS`, 128 of the 168 bytes a
+        ``full=False``: only the columns a report reads (`REPORT_FIELDS`, 136 of the 176 bytes a
         ticket); the others are NaN or -1 and the ids -1, so such a frame is for `report` alone,
         never for a drill-down, an export or a selection."""
         if numbers and not full:

@@ -45,7 +45,7 @@ ENUM_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 ID_COLUMNS = ("district", "grid", "unit", "crew")
 TIME_COLUMNS = ("created", "resolved", "first_resolved")
-COUNT_COLUMNS = ("resolved_count", "reopen_count", "transfer_count", "repeat_calls",
+COUNT_COLUMNS = ("resolved_count", "reopen_count", "transfer_count", "repeat_calls", "duplicate_calls",
                  "closed_on_call", "police_handover") + UNIT_COUNTS
 MET_COLUMNS = tuple(f"met_{s}" for s in STAGES)
 FLOAT_COLUMNS = TIME_COLUMNS + DURATIONS + ("lon", "lat")
@@ -90,7 +90,7 @@ def named_row(acc: TicketAccumulator, limits: LimitTable) -> tuple[Any, ...]:
     enums = (a.get("channel"), a.get("category"), a.get("type"), a.get("urgency"), a.get("area_class"),
              COLORS[min(acc.repeat_calls, 2)], acc.callback_result, acc.state)
     ids = (a.get("district"), a.get("grid"), a.get("unit_id"), acc.crew_id())
-    counts = (acc.resolved_count, acc.reopen_count, acc.transfer_count, acc.repeat_calls,
+    counts = (acc.resolved_count, acc.reopen_count, acc.transfer_count, acc.repeat_calls, acc.duplicate_calls,
               int(acc.closed_on_call), int(acc.handover is not None), *acc.unit_counts)
     return floats + enums + ids + counts + acc.limits_met(limits)
 

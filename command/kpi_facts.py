@@ -112,6 +112,7 @@ class TicketFacts:
     reopen_count: int
     transfer_count: int
     repeat_calls: int
+    duplicate_calls: int  # other callers about the same problem (no colour)
     color: str
     closed_on_call: bool
     police_handover_at: datetime | None
@@ -247,7 +248,7 @@ class TicketAccumulator:
         "cur_crew", "crews", "accepted", "accept_s", "cycle", "arr_btn", "arr_gps", "c0_arrival",
         "c0_arrival_source", "c0_resolved", "last_resolved", "last_repair_s", "resolve_crew",
         "resolved_count", "closed", "closed_on_call", "callback_result", "callback_at",
-        "first_callback", "reopen_count", "transfer_count", "repeat_calls", "handover", "ack",
+        "first_callback", "reopen_count", "transfer_count", "repeat_calls", "duplicate_calls", "handover", "ack",
         "ext_requested", "ext_until", "unit_counts",
     )
 
@@ -267,7 +268,7 @@ class TicketAccumulator:
         self.c0_arrival_source: str | None = None
         self.last_repair_s: float | None = None
         self.resolve_crew: str | None = None
-        self.resolved_count = self.reopen_count = self.transfer_count = self.repeat_calls = 0
+        self.resolved_count = self.reopen_count = self.transfer_count = self.repeat_calls = self.duplicate_calls = 0
         self.closed: float | None = None
         self.closed_on_call = False
         self.callback_result: str | None = None
@@ -333,6 +334,8 @@ class TicketAccumulator:
                 attrs["unit_id"] = data["unit_id"]
         elif action == "repeat_call":
             self.repeat_calls += 1
+        elif action == "duplicate_call":
+            self.duplicate_calls += 1
         elif action in ("request_extension", "approve_extension", "reroute_return"):
             self._extension(action, data)
         elif action in ("cancel", "merge", "supervisor_close"):
@@ -463,7 +466,7 @@ class TicketAccumulator:
             resolved_at=dt(self.last_resolved), closed_at=dt(self.closed),
             callback_at=dt(self.callback_at), callback_result=self.callback_result,
             resolved_count=self.resolved_count, reopen_count=self.reopen_count,
-            transfer_count=self.transfer_count, repeat_calls=self.repeat_calls,
+            transfer_count=self.transfer_count, repeat_calls=self.repeat_calls, duplicate_calls=self.duplicate_calls,
             color=color_for(self.repeat_calls).value, closed_on_call=self.closed_on_call,
             police_handover_at=dt(self.handover), police_ack_at=dt(self.ack),
             dispatch_time_s=durations[0], acceptance_time_s=durations[1], arrival_time_s=durations[2],

@@ -114,6 +114,7 @@ def _metrics() -> dict[str, Callable[[_Ctx], np.ndarray]]:
         "created": lambda x: x.created,
         "resolved": lambda x: x.resolved,
         "repeat": lambda x: x.created & (x.cols["repeat_calls"] > 0),
+        "duplicate": lambda x: x.created & (x.cols["duplicate_calls"] > 0),
         "red": lambda x: x.created & (x.cols["color"] == COLORS.index("red")),
         "orange": lambda x: x.created & (x.cols["color"] == COLORS.index("orange")),
         "closed_on_call": lambda x: x.created & (x.cols["closed_on_call"] == 1),
@@ -277,10 +278,11 @@ def build_report(state: KpiState, cols: Cols, base: np.ndarray, start: datetime,
               **{f"by_{g}": _by(state, cols, g, c_in) for g in ("channel", "category", "type", "district", "unit")},
               "by_hour": [int(h) for h in hours]}
     count = {name: int(ctx.mask(name).sum()) for name in (
-        "repeat", "red", "orange", "merged", "cancelled", "open", "closed_on_call", "transferred",
+        "repeat", "duplicate", "red", "orange", "merged", "cancelled", "open", "closed_on_call", "transferred",
         "police_handover", "police_transfer_in")}
     intake = {**{f"{k}_tickets": v for k, v in count.items()},
               "repeat_calls": int(cols["repeat_calls"][c_in].sum()),
+              "duplicate_calls": int(cols["duplicate_calls"][c_in].sum()),  # other callers, same problem
               "repeat_call_rate": rate(count["repeat"], created),
               "red_share": rate(count["red"], created), "orange_share": rate(count["orange"], created),
               "police_linkage_count": count["police_handover"] + count["police_transfer_in"],

@@ -96,6 +96,7 @@ POLICE_LINK = [(1, "note", DISP, {"note": "调度员转110", "data": {"police": 
                (6, "note", SYS, {"note": "110已确认接收转警", "data": {"police": "acked"}}), dispatch(7)]
 POLICE_LINK_ACK = [POLICE_LINK[0], POLICE_LINK[2], dispatch(7)]
 REPEATS = [(5, "repeat_call", AGENT, {}), (9, "repeat_call", AGENT, {})]
+DUPLICATES = [(3, "duplicate_call", AGENT, {"phone": "13900001111"}), (6, "duplicate_call", AGENT, {})]
 
 
 @pytest.mark.parametrize(("name", "steps", "kw", "expected"), [
@@ -130,6 +131,8 @@ REPEATS = [(5, "repeat_call", AGENT, {}), (9, "repeat_call", AGENT, {})]
      dict(police_ack_s=180)),
     ("110 linkage as police_link notes it: the ack", POLICE_LINK_ACK, {}, dict(police_ack_s=300)),
     ("two repeat calls make it red", REPEATS, {}, dict(repeat_calls=2, color="red", dispatch_time_s=None)),
+    ("other callers are counted without colour", DUPLICATES, {}, dict(duplicate_calls=2, repeat_calls=0,
+                                                                      color="blue")),
     ("unreachable at callback", [dispatch(2), *field_work(3, 30, 90), *callback(91, 95, "unreachable")],
      {}, dict(callback_result="unreachable", callback_time_s=5 * 60)),
 ])
@@ -325,14 +328,16 @@ def test_bad_report_arguments(kwargs, field):
 
 def test_intake_counts():
     events = (make_stream("GD20261122-0001", REPEATS) + make_stream("GD20261122-0002", POLICE)
-              + make_stream("GD20261122-0003", [(1, "repeat_call", AGENT, {})], channel="police_110"))
+              + make_stream("GD20261122-0003", [(1, "repeat_call", AGENT, {})], channel="police_110")
+              + make_stream("GD20261122-0004", DUPLICATES))
     r = rebuild(events).report(*day_period(date(2026, 11, 22)))
     i = r.intake
     assert (i["repeat_tickets"], i["repeat_calls"], i["red_tickets"], i["orange_tickets"]) == (2, 3, 1, 1)
-    assert i["repeat_call_rate"] == pytest.approx(2 / 3) and i["red_share"] == pytest.approx(1 / 3)
+    assert (i["duplicate_tickets"], i["duplicate_calls"]) == (1, 2)
+    assert i["repeat_call_rate"] == pytest.approx(2 / 4) and i["red_share"] == pytest.approx(1 / 4)
     assert (i["police_handover_tickets"], i["police_transfer_in_tickets"], i["police_linkage_count"]) == (1, 1, 2)
     assert (i["police_ack_s_count"], i["police_ack_s_mean"]) == (1, 120)
-    assert i["open_tickets"] == 3
+    assert i["open_tickets"] == 4
 
 
 # ---------------------------------------------------------------- two paths agree

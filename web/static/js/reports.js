@@ -209,10 +209,11 @@
   function tables(r) {
     var i = r.intake, q = r.quality, tm = r.times, o = r.on_time;
     rows("t-intake", ["reports.col.item", "reports.col.value"], [
-      "repeat", "red", "orange", "closed_on_call", "open", "transferred", "police_handover", "police_transfer_in",
+      "repeat", "duplicate", "red", "orange", "closed_on_call", "open", "transferred", "police_handover", "police_transfer_in",
       "merged", "cancelled"].map(function (m) {
       return [esc(t("reports.i." + m)), link(i[m + "_tickets"], m)];
     }).concat([[esc(t("reports.i.repeat_calls")), esc(i.repeat_calls)],
+               [esc(t("reports.i.duplicate_calls")), esc(i.duplicate_calls)],
                [esc(t("reports.i.police_ack")), esc(show(minutes(i.police_ack_s_mean)))]]));
     rows("t-quality", ["reports.col.item", "reports.col.value"], [
       "resolved", "first_time_fix", "reopened", "callback_due", "callback_done", "satisfied", "basically_satisfied",
