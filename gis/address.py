@@ -1,27 +1,28 @@
 """Address search for call agents (地址匹配) and reverse geocoding.
 
-`normalize` turns free text into one canonical form; `AddressIndex` matches a query against an
-address/POI list given as plain arrays and answers nearest-address questions by coordinate.
+`gis.address_text` reads a text (`normalize`, `parse`); `AddressIndex` matches a query against an
+address/POI/village list given as plain arrays and answers nearest-address questions by coordinate.
 
 Search works in two steps so that it never runs a full fuzzy scorer over every entry:
 
-1. Every entry is split into a *name* (the road or POI part, e.g. "人民路", "幸福小区") and its
-   *details* (lane 弄, house number 号, sub-number, building 栋, unit 单元, room 室). Entries that
-   share a name share one *key*; a key keeps its entries sorted by house number.
+1. Every entry is split into a *name* (the road, POI or village part, e.g. "人民路", "幸福小区",
+   "王家庄村") and its *details* (lane 弄, house number 号, sub-number, building 栋, unit 单元,
+   room 室, group 组). Entries that share a name share one *key*; a key keeps its entries sorted by
+   house number. An entry may have other names (aliases: 汽车站 for 高密汽车总站): more keys.
 2. A query is split the same way. Candidate keys come from an inverted index of the key's
    characters and padded character bigrams (IDF-weighted, so "路" counts for little); only the
    best few dozen are scored with rapidfuzz (optimal string alignment, so one wrong, missing or
    swapped character is one edit, plus a partial score for a part of a POI name). The house
    number is then looked up by binary search in each good key; a number that does not exist
    yields the nearest numbers on that road, ranked by numeric distance, with a lower score.
+
+A spoken offset (往东100米) moves every candidate's point that far that way (`Candidate.offset`).
 """
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -30,50 +31,24 @@ from rapidfuzz.distance import OSA
 from scipy.spatial import cKDTree
 
 from gis.crossings import crossing_id, split_crossing
-from gis.crs import gk_zone_epsg, to_metres
+from gis.address_text import (DEFAULT_PREFIXES, VILLAGE, ParsedAddress, normalize, offset_text, parse, peel_near,
+                               split_road)
+from gis.crs import from_metres, gk_zone_epsg, to_metres
 
 __all__ = ["Candidate", "AddressIndex", "AddressIndexError", "normalize", "parse", "ParsedAddress"]
 
-DEFAULT_PREFIXES: tuple[str, ...] = ("中华人民共和国", "中国", "山东省", "潍坊市", "高密市")
-"""Leading administrative prefixes removed by `normalize` (the demo city's own hierarchy)."""
-
-_MAX_NUMBER = 10**9  # larger digit runs are clamped, so numbers always fit numpy's int64
 _MIN_NAME_SIMILARITY = 0.5  # keys scoring below this are not candidates
 _KEY_CANDIDATES = 48  # keys per query that get a full fuzzy score
 _KEYS_EXPANDED = 8  # best keys whose entries are ranked
 _MAX_DETAIL_SCAN = 4096  # entries of one key scored for a building/unit/room asked without a number
 _ROAD_MATCHES = 3  # road names tried for each side of a crossing
 _ROAD_PRESELECT = 16  # road names given a full similarity per side, picked by a fast C ratio
-_ROAD_TYPES = ("大街", "大道", "胡同", "公路", "路", "街", "巷")  # longest first
-_VARIANT_CHARS = str.maketrans({"號": "号", "單": "单", "棟": "栋", "樓": "楼", "門": "门", "衚": "胡", "衕": "同"})
-_CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
-_CN_UNITS = {"十": 10, "百": 100, "千": 1000}
-_CN_NUMERAL_RE = re.compile(r"([零〇一二两三四五六七八九十百千]+)(?=号|弄|栋|幢|座|单元|室|层|楼)")
-_NOT_WORD_RE = re.compile(r"[^\w#-]|_")
-_LONE_DASH_RE = re.compile(r"(?<![0-9])-|-(?![0-9])")
-_HASH_RE = re.compile(r"([0-9]+)#")
-_BUILDING_RE = re.compile(r"([0-9]+)(?:号楼|幢|座)")
-_ROOM_RE = re.compile(r"([0-9]+)(?:房|户)(?![0-9])")
-_FLOOR_AS_BUILDING_RE = re.compile(r"([0-9]+)楼(?=[0-9]+单元)")  # 4楼3单元: 楼 before a unit is the building
-_TRIPLE_RE = re.compile(r"([0-9]+)-([0-9]+)-([0-9]+)$")  # 3-2-301: building-unit-room
-_TAIL_RES = (  # peeled off the end of a normalized address, in this order
-    ("room", re.compile(r"([0-9]+)室$|(?<=栋|元)([0-9]{3,4})$")),  # 3单元502: a bare room
-    ("unit", re.compile(r"([0-9]+)单元$")),
-    ("building", re.compile(r"([0-9]+)栋$")),
-)
-_NUMBER_RE = re.compile(r"([0-9]+)(?:-([0-9]+))?号$")
-_BARE_NUMBER_RE = re.compile(r"(?<=[^0-9-])([0-9]+)$")
-_LANE_RE = re.compile(r"([0-9]+)弄$")
-_DETAILS = ("lane", "number", "sub", "building", "unit", "room")
-_CN_OR_DIGITS = "[0-9零〇一二两三四五六七八九十百千]+"
-_NEAR_RE = re.compile(  # 附近, 旁边, 对面, 往东100米 ... at the end: the place is near, not at, the match
-    rf"(?:附近|旁边|边上|对面|门口|周边|周围|一带|左右|后面|前面|院内|[东南西北](?:侧|边|头|门)"
-    rf"|(?:往|向)?[东南西北]{{1,2}}(?:方向)?约?{_CN_OR_DIGITS}(?:米|公里)(?:左右|处)?)+$"
-)
+_DETAILS = ("lane", "number", "sub", "building", "unit", "room", "group")
 _NEAR_FACTOR = 0.9  # score multiplier for a place said to be near the match
 # what a detail that differs from the one asked costs; a missing one costs 0.04, so the right
-# building with another unit (0.97) ranks above the compound alone (0.92) and the wrong building
-_DETAIL_MISMATCH = {"lane": 0.12, "sub": 0.08, "building": 0.12, "unit": 0.03, "room": 0.02}
+# building with another unit (0.97) ranks above the compound alone (0.92) and the wrong building;
+# another group of the village (0.9) ranks below the village itself (0.96)
+_DETAIL_MISMATCH = {"lane": 0.12, "sub": 0.08, "building": 0.12, "unit": 0.03, "room": 0.02, "group": 0.1}
 
 
 class AddressIndexError(ValueError):
@@ -90,137 +65,12 @@ class Candidate:
     lat: float
     score: float
     kind: str
+    offset: str = ""  # the spoken offset the point was moved by ("往东100米"), "" when not moved
 
     @property
     def match(self) -> str:
         """"exact" for a score of 100 (everything asked for was found), else "approximate"."""
         return "exact" if self.score >= 100.0 else "approximate"
-
-
-@dataclass(frozen=True, slots=True)
-class ParsedAddress:
-    """A normalized address split into its name (road or POI) and numeric details."""
-
-    name: str
-    lane: int | None = None
-    number: int | None = None
-    sub: int | None = None
-    building: int | None = None
-    unit: int | None = None
-    room: int | None = None
-    near: bool = False  # the text ended in 附近/旁边/对面/往东100米 ...
-
-
-def _cn_to_int(text: str) -> int | None:
-    """Value of a Chinese numeral ("一百二十五", "一二五", "十二", "两百零五"), None if malformed."""
-    if not any(ch in _CN_UNITS for ch in text):  # digit by digit: 一二五 -> 125
-        return int("".join(str(_CN_DIGITS[ch]) for ch in text))
-    total, digit, last_unit = 0, None, 10**9
-    for ch in text:
-        if ch in _CN_DIGITS:
-            if digit is not None and _CN_DIGITS[ch] != 0:
-                return None  # two digits in a row inside a positional numeral
-            digit = _CN_DIGITS[ch] if _CN_DIGITS[ch] != 0 else None
-        else:
-            unit = _CN_UNITS[ch]
-            if unit >= last_unit:
-                return None  # 十百, 百百: units must fall
-            total += (1 if digit is None else digit) * unit
-            digit, last_unit = None, unit
-    return total + (digit or 0)
-
-
-def _replace_cn_numeral(match: re.Match[str]) -> str:
-    value = _cn_to_int(match.group(1))
-    return match.group(1) if value is None else str(value)
-
-
-def normalize(text: str, prefixes: Sequence[str] = DEFAULT_PREFIXES) -> str:
-    """Canonical form of an address or POI name; rules apply in the order listed.
-
-    1. Unicode NFKC: full-width digits, letters, spaces and punctuation become half-width
-       ("１２５" -> "125"), circled digits become digits; ASCII letters are lower-cased.
-    2. Traditional/variant characters: 號->号, 單->单, 棟->栋, 樓->楼, 門->门, 衚衕->胡同.
-    3. Spaces and punctuation are removed (also brackets: "超市(人民路店)" -> "超市人民路店");
-       a dash survives only between digits ("3-2-301", "125-1号").
-    4. "125#" means "125号"; any other "#" is removed.
-    5. Chinese numerals directly before a marker (号 弄 栋 幢 座 单元 室 层 楼) become digits:
-       "一百二十五号" -> "125号", "三单元" -> "3单元", "一二五号" -> "125号".
-    6. Building variants after a number: 号楼/幢/座 -> 栋 ("3号楼" -> "3栋"); a room written with
-       房 or 户 -> 室. 弄, 单元 and 室 are already canonical. Road types 路/街/大街/大道/巷 are kept as
-       written: they name different roads, and `AddressIndex` compares them by their stem.
-    7. Leading administrative prefixes are removed, repeatedly ("山东省潍坊市高密市人民路" ->
-       "人民路"), unless nothing would remain or the prefix ends in 市 and 场 follows (市场).
-    """
-    text = unicodedata.normalize("NFKC", text).lower().translate(_VARIANT_CHARS)
-    text = _NOT_WORD_RE.sub("", text)
-    text = _LONE_DASH_RE.sub("", text)
-    text = _HASH_RE.sub(r"\1号", text).replace("#", "")
-    text = _CN_NUMERAL_RE.sub(_replace_cn_numeral, text)
-    text = _BUILDING_RE.sub(r"\1栋", text)
-    text = _ROOM_RE.sub(r"\1室", text)
-    text = _FLOOR_AS_BUILDING_RE.sub(r"\1栋", text)
-    stripped = True
-    while stripped:
-        stripped = False
-        for prefix in prefixes:
-            rest = text[len(prefix):]
-            if text.startswith(prefix) and rest and not (prefix.endswith("市") and rest[0] == "场"):
-                text, stripped = rest, True
-    return text
-
-
-def _as_number(digits: str) -> int:
-    return min(int(digits), _MAX_NUMBER)
-
-
-def parse(normalized: str) -> ParsedAddress:
-    """Split a `normalize`d text into name and details ("人民路125号3栋" -> 人民路, 125, building 3).
-
-    A trailing 附近/旁边/对面/往东100米 sets `near`; a bare 3-4 digit number after 栋 or 单元 is
-    the room ("4栋3单元502").
-    """
-    rest, near = _peel_near(normalized)
-    found: dict[str, str | None] = {}
-    triple = _TRIPLE_RE.search(rest)
-    if triple and triple.start() > 0:
-        found = {"building": triple.group(1), "unit": triple.group(2), "room": triple.group(3)}
-        rest = rest[: triple.start()]
-    else:
-        for field, regex in _TAIL_RES:
-            match = regex.search(rest)
-            if match and match.start() > 0:
-                found[field] = match.group(1) or match.group(2)
-                rest = rest[: match.start()]
-    match = _NUMBER_RE.search(rest)
-    if match and match.start() > 0:
-        found["number"], found["sub"] = match.group(1), match.group(2)
-        rest = rest[: match.start()]
-    elif not found and (match := _BARE_NUMBER_RE.search(rest)):
-        found["number"] = match.group(1)  # "人民路125": a bare trailing number is the house number
-        rest = rest[: match.start()]
-    match = _LANE_RE.search(rest)
-    if match and match.start() > 0:
-        found["lane"] = match.group(1)
-        rest = rest[: match.start()]
-    details = {k: _as_number(v) for k, v in found.items() if v is not None}
-    return ParsedAddress(rest, **details, near=near)  # type: ignore[arg-type]
-
-
-def _peel_near(normalized: str) -> tuple[str, bool]:
-    """The text without a trailing 附近/旁边/对面/往东100米 ..., and whether there was one."""
-    near = _NEAR_RE.search(normalized)
-    if near is None or near.start() == 0:
-        return normalized, False
-    return normalized[: near.start()], True
-
-
-def _split_road(name: str) -> tuple[str, str]:
-    """("人民", "路") for "人民路"; (name, "") when the name does not end in a road type."""
-    for road_type in _ROAD_TYPES:
-        if name.endswith(road_type) and len(name) > len(road_type):
-            return name[: -len(road_type)], road_type
-    return name, ""
 
 
 def _grams(name: str) -> set[str]:
@@ -236,7 +86,7 @@ class _RoadName:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.stem, self.road_type = _split_road(name)
+        self.stem, self.road_type = split_road(name)
 
 
 def _name_similarity(query: str, query_road: tuple[str, str], key: _Key | _RoadName) -> float:
@@ -244,7 +94,8 @@ def _name_similarity(query: str, query_road: tuple[str, str], key: _Key | _RoadN
 
     Optimal string alignment (one wrong, missing or swapped character is one edit); a part of a
     longer name ("人民医院" in "第二人民医院") scores by how much of it is covered; a road with the
-    same stem and another or no type ("人民街", "人民" for "人民路") scores 0.8-0.9.
+    same stem and another or no type ("人民街", "人民" for "人民路") scores 0.8-0.9; a village said
+    without 村 ("王家庄" for "王家庄村") is compared by its stem alone, a road never with a village.
     """
     name = key.name
     similarity = OSA.normalized_similarity(query, name)
@@ -253,7 +104,9 @@ def _name_similarity(query: str, query_road: tuple[str, str], key: _Key | _RoadN
         similarity = max(similarity, partial * partial * (0.7 + 0.25 * len(query) / len(name)))
     query_stem, query_type = query_road
     if key.road_type and query_type != key.road_type and len(query_stem) >= 2:
-        if not query_type or {query_type, key.road_type} == {"街", "大街"}:
+        if VILLAGE in (query_type, key.road_type):
+            type_factor = 0.0 if query_type else 1.0
+        elif not query_type or {query_type, key.road_type} == {"街", "大街"}:
             type_factor = 0.9
         else:
             type_factor = 0.8
@@ -262,7 +115,7 @@ def _name_similarity(query: str, query_road: tuple[str, str], key: _Key | _RoadN
 
 
 def _detail_factor(query: ParsedAddress, entry: ParsedAddress) -> float:
-    """Multiplier below 1 for lane/building/unit/room details that disagree or are missing."""
+    """Multiplier below 1 for lane/building/unit/room/group details that disagree or are missing."""
     factor = 1.0
     for field, mismatch in _DETAIL_MISMATCH.items():
         wanted, have = getattr(query, field), getattr(entry, field)
@@ -293,12 +146,13 @@ class _Key:
 
         rows.sort(key=order)
         self.name = name
-        self.stem, self.road_type = _split_road(name)
+        self.stem, self.road_type = split_road(name)
         self.rows = np.asarray(rows, dtype=np.int64)
         self.numbers = np.asarray([-1 if parsed[r].number is None else parsed[r].number for r in rows], dtype=np.int64)
         self.first_numbered = int(np.searchsorted(self.numbers, 0))
         self.has_buildings = any(parsed[r].building is not None for r in rows)
-        self.has_details = any(not (parsed[r].building is parsed[r].unit is parsed[r].room is None) for r in rows)
+        self.has_details = any(not (parsed[r].building is parsed[r].unit is parsed[r].room is parsed[r].group is None)
+                               for r in rows)
 
 
 class AddressIndex:
@@ -306,8 +160,9 @@ class AddressIndex:
 
     A search score is 100 x name similarity x detail factor: 1 for the number asked for, 0.9
     falling to 0.70 with the numeric distance for the nearest other numbers on that road, 0.8
-    for a road's addresses when no number was asked, small deductions for building/unit/room
-    that differ. The KD-tree for `reverse` is built on its first call.
+    for a road's addresses when no number was asked, small deductions for building/unit/room/group
+    that differ, x 0.9 for a place said to be near the match. The KD-tree for `reverse` is built on
+    its first call.
     """
 
     def __init__(
@@ -319,11 +174,13 @@ class AddressIndex:
         kinds: Sequence[str] | None = None,
         prefixes: Sequence[str] = DEFAULT_PREFIXES,
         crossings: Sequence[tuple[str, str, float, float]] = (),
+        aliases: Mapping[int, Sequence[str]] | None = None,
     ) -> None:
         """Index parallel arrays; `kinds` defaults to "address" for texts with a house number, else "poi".
 
         `crossings` are (road, road, lon, lat) points where two roads meet (`gis.crossings.road_crossings`):
-        with them, "A路与B路交叉口" finds the crossing point.
+        with them, "A路与B路交叉口" finds the crossing point. `aliases` maps a row to the other names
+        people use for it (汽车站 for 高密汽车总站): each is searched like the row's own name.
         """
         lons, lats = np.asarray(lons, dtype=np.float64), np.asarray(lats, dtype=np.float64)
         sizes = {"ids": len(ids), "texts": len(texts), "lons": len(lons), "lats": len(lats)}
@@ -345,6 +202,11 @@ class AddressIndex:
         for row, parsed in enumerate(self._parsed):
             if parsed.name:
                 by_name[parsed.name].append(row)
+        for row, names in (aliases or {}).items():
+            if not 0 <= row < len(self._ids):
+                raise AddressIndexError(f"alias for row {row}: no such row")
+            for alias in {parse(normalize(name, self._prefixes)).name for name in names} - {self._parsed[row].name, ""}:
+                by_name[alias].append(row)  # the alias's name part: 阚家镇王家庄村 for 阚家镇王家庄村3组
         self._keys = [_Key(name, rows, self._parsed) for name, rows in by_name.items()]
         self._key_of_name = {key.name: i for i, key in enumerate(self._keys)}
         postings: dict[str, list[int]] = defaultdict(list)
@@ -375,23 +237,27 @@ class AddressIndex:
             return []
         normalized = normalize(query, self._prefixes)
         if self._crossings:
-            text, near = _peel_near(normalized)
+            text, near, offset = peel_near(normalized)
             pair = split_crossing(text) or (None if text in self._key_of_name else split_crossing(text, loose=True))
             found = self._search_crossing(*pair, near, limit) if pair else []
             if found:
-                return found
+                return self._moved(found, *offset)
         wanted = parse(normalized)
         if not wanted.name or not self._keys:
             return []
         near = _NEAR_FACTOR if wanted.near else 1.0
-        scored: list[tuple[float, float, int, int]] = []  # (score, name similarity, distance, row)
+        best: dict[int, tuple[float, float, int, int]] = {}  # row -> (score, name similarity, distance, row)
+        ranked: list[tuple[float, float, int, int]] = []
         for key_index, similarity in self._best_keys(wanted.name):
-            if len(scored) >= limit and 100.0 * similarity * near < scored[limit - 1][0]:
+            if len(ranked) >= limit and 100.0 * similarity * near < ranked[limit - 1][0]:
                 break  # keys come best first and a factor never exceeds 1: nothing better can follow
             for factor, distance, row in self._rank_in_key(self._keys[key_index], wanted, limit):
-                scored.append((100.0 * similarity * factor * near, similarity, distance, row))
-            scored.sort(key=lambda s: (-s[0], -s[1], s[2], s[3]))
-        return [self._candidate(row, score) for score, _, _, row in scored[:limit]]
+                item = (100.0 * similarity * factor * near, similarity, distance, row)
+                if row not in best or item[0] > best[row][0]:  # a row found by its name and an alias: once
+                    best[row] = item
+            ranked = sorted(best.values(), key=lambda s: (-s[0], -s[1], s[2], s[3]))
+        found = [self._candidate(row, score) for score, _, _, row in ranked[:limit]]
+        return self._moved(found, wanted.east_m, wanted.north_m)
 
     def reverse(self, lon: float, lat: float, limit: int = 1, max_m: float = 200) -> list[Candidate]:
         """Nearest entries within `max_m` metres, nearest first; score 100 at 0 m falling to 0 at max_m."""
@@ -409,6 +275,17 @@ class AddressIndex:
             if math.isfinite(d)
         ]
 
+    def _moved(self, found: list[Candidate], east_m: float, north_m: float) -> list[Candidate]:
+        """The candidates with their points moved by a spoken offset (往东100米); unchanged without one."""
+        said = offset_text(east_m, north_m)
+        if not said or not found:
+            return found
+        if not self._epsg:
+            self._epsg = gk_zone_epsg(float(np.mean([c.lon for c in found])))
+        xs, ys = to_metres(np.array([c.lon for c in found]), np.array([c.lat for c in found]), epsg=self._epsg)
+        lons, lats = from_metres(np.asarray(xs) + east_m, np.asarray(ys) + north_m, epsg=self._epsg)
+        return [replace(c, lon=float(lon), lat=float(lat), offset=said) for c, lon, lat in zip(found, lons, lats)]
+
     def _search_crossing(self, first: str, second: str, near: bool, limit: int) -> list[Candidate]:
         """Crossing points of the roads best matching the two names; [] when no such roads meet."""
         out: list[Candidate] = []
@@ -424,7 +301,7 @@ class AddressIndex:
 
     def _match_roads(self, part: str) -> list[tuple[str, float]]:
         """The few crossing road names most like `part`, each with its similarity."""
-        road = _split_road(part)
+        road = split_road(part)
         pool = {i for _, _, i in process.extract(part, self._road_names, scorer=fuzz.ratio, limit=_ROAD_PRESELECT)}
         pool.update(self._roads_by_stem.get(road[0], ()))  # 凤凰 for 凤凰大街, 凤凰路 for 凤凰大街
         scored = sorted(((_name_similarity(part, road, self._roads[i]), self._roads[i].name) for i in pool),
@@ -455,7 +332,7 @@ class AddressIndex:
         else:  # no shared character at all: a small full scan of key names, never of entries
             pool = np.arange(len(self._keys)) if len(self._keys) <= 4 * _KEY_CANDIDATES else np.array([], np.int64)
         exact = self._key_of_name.get(name)
-        road = _split_road(name)
+        road = split_road(name)
         ranked = {int(i): _name_similarity(name, road, self._keys[int(i)]) for i in pool}
         if exact is not None:
             ranked[exact] = 1.0

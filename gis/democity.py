@@ -44,7 +44,7 @@ __all__ = ["generate", "main", "DEFAULT_SEED", "GENERATOR_VERSION", "LAYER_FILES
 DEFAULT_SEED = 20261122
 # written into profile.toml as [city] generator; `center.city.ensure_city` regenerates a cached
 # demo city whose profile names another version. Bump it when the generated layers change.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 GPKG_DATE = "2026-01-01T00:00:00Z"  # fixed gpkg_contents.last_change: byte-identical output
 CRS_URN = "urn:ogc:def:crs:EPSG::4490"
 

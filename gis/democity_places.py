@@ -1,8 +1,14 @@
-"""Demo city, part three: house-number addresses along the roads, residential compounds, POIs.
+"""Demo city, part three: house-number addresses along the roads, residential compounds, POIs,
+villages and their groups.
 
 House numbers run along each named road in its digitised direction: position k (20 + 40k metres
 from the start) is number 2k+1 on the left side and 2k+2 on the right, so odd and even never
-swap sides and numbers grow along the road. POIs take the number of the spot they stand at.
+swap sides and numbers grow along the road. POIs take the number of the spot they stand at and
+carry their class (`poi_type`: 医院, 学校, 市场, 交通 ...) and the short names people use (`alias`,
+";"-separated). Villages (kind `village`, poi_type 村庄) stand at their grid's seed with groups
+1..N (村民小组, kind `village`) on a ring 150-300 m around; their address and alias name the town.
+Everything added later is appended after the older rows with random draws after theirs, so the
+ids and places of the older rows do not change (the kept address test set names them).
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ NUMBER_STEP_M = 40.0
 SETBACK_M = 18.0
 ADDRESS_SHARE = 0.3          # share of number positions that carry a building
 VILLAGE_RADIUS_M = 350.0
+GROUP_RING_M = (150.0, 300.0)
 
 
 def _main_part(geom: Any) -> LineString | None:
@@ -112,8 +119,34 @@ def _random_urban_point(model: Model) -> tuple[float, float]:
 def _poi(pois: Layer, addresser: _Addresser, x: float, y: float, name: str, poi_type: str) -> tuple:
     road, number, (px, py) = addresser.number_at(x, y, 30.0)
     pois.add(Point(px, py), addr_id="", address=f"{names.CITY_NAME}{road}{number}号", road=road,
-             house_number=number, kind="poi", name=name, poi_type=poi_type)
+             house_number=number, kind="poi", name=name, poi_type=poi_type,
+             alias=";".join(names.POI_ALIASES.get(name, ())))
     return px, py, road
+
+
+def _villages(model: Model, pois: Layer) -> None:
+    """Each rural grid's village at its seed (村庄), named with its town in the address."""
+    rural = np.flatnonzero(~model.grid_urban)
+    for village, i in zip(model.village_names, rural):
+        x, y = model.grid_seeds[i]
+        town = model.street_names[int(model.grid_street[i])]
+        name = village if village.endswith("村") else f"{village}村"
+        pois.add(Point(x, y), addr_id="", address=f"{names.CITY_NAME}{town}{name}", road="",
+                 house_number=None, kind="village", name=name, poi_type="村庄", alias=f"{town}{name}")
+
+
+def _village_groups(model: Model, pois: Layer) -> None:
+    """Groups 1..N (村民小组) of every village, evenly round a ring about its centre."""
+    rng = model.rng
+    for row, geom in [(r, g) for r, g in zip(pois.rows, pois.geoms) if r["poi_type"] == "村庄"]:
+        count = int(rng.integers(*names.VILLAGE_GROUPS))
+        start = rng.uniform(0, 2 * math.pi)
+        for g in range(1, count + 1):
+            angle = start + 2 * math.pi * (g - 1) / count + rng.uniform(-0.2, 0.2)
+            radius = rng.uniform(*GROUP_RING_M)
+            point = Point(geom.x + radius * math.cos(angle), geom.y + radius * math.sin(angle))
+            pois.add(point, addr_id="", address=f"{row['address']}{g}组", road="", house_number=None,
+                     kind="village", name=f"{row['name']}{g}组", poi_type="村民小组", alias=f"{row['alias']}{g}组")
 
 
 def _compounds(model: Model, addresser: _Addresser, pois: Layer, addresses: Layer) -> None:
@@ -153,9 +186,15 @@ def build_places(model: Model) -> None:
         for poi_type, template in names.POI_PER_TOWN:
             _poi(pois, addresser, gx + model.rng.uniform(-250, 250),
                  gy + model.rng.uniform(-250, 250), template.format(model.street_names[s]), poi_type)
-    for village, (x, y) in zip(model.village_names, model.grid_seeds[~model.grid_urban]):
-        pois.add(Point(x, y), addr_id="", address=f"{names.CITY_NAME}{village}村", road="",
-                 house_number=None, kind="poi", name=f"{village}村", poi_type="村庄")
+    _villages(model, pois)
+    for name in names.POI_MARKETS_URBAN:  # generator 3: appended, drawn after everything above
+        _poi(pois, addresser, *_random_urban_point(model), name, "市场")
+    for s in (s for s, d in enumerate(model.street_district) if d != 0):
+        gx, gy = model.grid_seeds[np.flatnonzero(model.grid_street == s)[0]]
+        for poi_type, template in names.POI_PER_TOWN_MORE:
+            _poi(pois, addresser, gx + model.rng.uniform(-300, 300),
+                 gy + model.rng.uniform(-300, 300), template.format(model.street_names[s]), poi_type)
+    _village_groups(model, pois)
     for k, row in enumerate(addresses.rows):
         row["addr_id"] = f"A{k + 1:06d}"
     for k, row in enumerate(pois.rows):

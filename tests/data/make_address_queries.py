@@ -3,7 +3,11 @@
 Run once (`.venv/bin/python -m tests.data.make_address_queries`); the file is then kept as data,
 so a change to the generator or the demo city does not silently change the test set. Every row is
 drawn from the demo city (`gis.democity`, default seed) and names the entry a dispatcher would
-pick: an address id (A000123), a POI id (POI00012) or a crossing id (X:密水大街|百合路).
+pick: an address id (A000123), a POI id (POI00012) or a crossing id (X:密水大街|百合路), and its
+point (lon, lat); where `tolerance_m` is given the point found must lie within it (a spoken
+offset, 往东100米, moves the point). `--forms poi,village` regenerates only those forms and keeps
+the other rows as they are: compound, street, landmark and intersection were made from the demo
+city of generator 2 (whose POI list was shorter, so sampling it again would draw other rows).
 
 Forms (column 1):
 - compound: 小区/新村/苑 + building (号楼, 栋, 幢, 座, 楼 before 单元, 号) + unit, Arabic or
@@ -14,13 +18,26 @@ Forms (column 1):
   number on that road (only where that nearest number is unique);
 - landmark: a POI's name + 附近/旁边/对面/门口/往北50米 (villages left out);
 - intersection: two roads that meet exactly once: A与B交叉口, A和B路口, AB口, A跟B交叉路口, A与B,
-  the road types left out (A与B交叉口 with stems), a typo in one name, 附近, A/B, A、B十字路口.
+  the road types left out (A与B交叉口 with stems), a typo in one name, 附近, A/B, A、B十字路口;
+- poi: schools, hospitals, markets, stations, parks, banks and shops by name, short name (高密市,
+  高密 and a town's 镇 left out) or alias (汽车站, 火车站, 市医院, 工行 ...), with 对面/旁边/门口/东门 ...,
+  one typo in names of five characters or more, and 往东/往西/往南/往北 N米 (Arabic or Chinese
+  numerals), the expected point moved that way (tolerance 5 m);
+- village: a village's groups as 王家庄村3组, 王家庄三组, 王家庄村三组, 王家庄3组, 王家庄村第三小组,
+  王家庄村3队, with the town (阚家镇王家庄村3组), 附近, 往北100米, and one typo that leaves the name
+  closest to that village only; the village itself as 王家庄村委会, 王家庄村委, 王家庄.
 """
 from __future__ import annotations
 
+import argparse
+import csv
+import math
 import random
 import tempfile
 from pathlib import Path
+from typing import Any
+
+from rapidfuzz.distance import OSA
 
 from gis import democity
 from gis.crossings import crossing_id, road_crossings
@@ -28,6 +45,8 @@ from gis.layers import load_profile
 
 OUT = Path(__file__).with_name("address_queries.tsv")
 SEED = 25
+PLACE_SEED = 26
+HEADER = ("form", "query", "expected_id", "lon", "lat", "tolerance_m")
 _TYPO_CHARS = "的一是在有人和中大上国以时来用们生到地于出分成会可发年同工能下子产面方后多定行学法所民家电力里水高自理起小物现实加量都体机当点业本去好应开合还"
 _CN = "零一二三四五六七八九"
 _NEAR = ("附近", "旁边", "对面", "往东100米", "门口", "往北50米", "西侧")
@@ -117,10 +136,9 @@ def _crossing_query(rng: random.Random, a: str, b: str, n: int) -> str:
     return forms[n % len(forms)]
 
 
-def build_rows(city_dir: Path) -> list[tuple[str, str, str, float, float]]:
-    """(form, query, expected id, lon, lat) rows from the demo city written to `city_dir`."""
+def build_rows(city: Any) -> list[tuple[str, str, str, float, float]]:
+    """(form, query, expected id, lon, lat) rows of the older forms from the loaded demo city."""
     rng = random.Random(SEED)
-    city = load_profile(democity.generate(city_dir))
     frame = city.addresses
     rows: list[tuple[str, str, str, float, float]] = []
     compound_rows = [(r.addr_id, r.name, r.address, r.geometry) for r in frame.itertuples()
@@ -161,12 +179,119 @@ def build_rows(city_dir: Path) -> list[tuple[str, str, str, float, float]]:
     return rows
 
 
-def main() -> None:
-    """Generate the demo city in a temporary directory and write the TSV."""
+_POI_CLASSES = ("医院", "学校", "市场", "交通", "公园", "银行", "商场")
+_QUALIFIERS = ("对面", "旁边", "门口", "东门", "南门", "附近", "西侧", "北门")
+_WAYS = {"东": (1, 0), "西": (-1, 0), "南": (0, -1), "北": (0, 1)}
+
+
+def moved(lon: float, lat: float, way: str, metres: float) -> tuple[float, float]:
+    """The point `metres` east/west/south/north of (lon, lat) on a sphere (within 2 m of the
+    projected answer at these distances; the rows allow 5 m)."""
+    dx, dy = _WAYS[way]
+    return (lon + dx * metres / (111_320.0 * math.cos(math.radians(lat))), lat + dy * metres / 111_320.0)
+
+
+def _short(name: str) -> str:
+    """How a caller shortens a POI's name: no 高密市/高密 in front, a town without its 镇."""
+    for prefix in ("高密市", "高密"):
+        if name.startswith(prefix) and len(name) > len(prefix) + 1:
+            name = name[len(prefix):]
+    return name.replace("镇", "", 1) if "镇" in name[:4] else name
+
+
+def _offset(rng: random.Random, lon: float, lat: float, chinese: bool) -> tuple[str, float, float]:
+    way, metres = rng.choice(tuple(_WAYS)), rng.choice((50, 100, 150, 200, 300))
+    said = f"往{way}{cn_number(metres) if chinese else metres}米"
+    return (said, *moved(lon, lat, way, metres))
+
+
+def _poi_rows(rng: random.Random, frame: Any) -> list[tuple[str, str, str, float, float, str]]:
+    pois = [r for r in frame.itertuples() if r.kind == "poi" and r.poi_type in _POI_CLASSES]
+    rows = []
+    for n, poi in enumerate(rng.sample(pois, min(90, len(pois)))):
+        name, lon, lat = poi.name, poi.geometry.x, poi.geometry.y
+        qualifier, tolerance = rng.choice(_QUALIFIERS), "1"
+        kind = n % 6
+        if kind in (1, 3):  # moved by a spoken offset
+            said, lon, lat = _offset(rng, lon, lat, chinese=kind == 3)
+            text, tolerance = (f"{name}{said}" if kind == 1 else f"{_short(name)}{qualifier}{said}"), "5"
+        elif kind == 2:
+            text = f"{_short(name)}{qualifier}"
+        elif kind == 4 and len(name) >= 5:
+            text = f"{typo(rng, name)}{qualifier}"
+        else:
+            text = f"{name}{qualifier}"
+        rows.append(("poi", text, poi.addr_id, lon, lat, tolerance))
+    for poi in (r for r in frame.itertuples() if r.kind == "poi" and isinstance(r.alias, str) and r.alias):
+        for k, alias in enumerate(poi.alias.split(";")):
+            lon, lat, tolerance, text = poi.geometry.x, poi.geometry.y, "1", f"{alias}{rng.choice(_QUALIFIERS)}"
+            if k == 0:  # 汽车站旁边往东100米
+                said, lon, lat = _offset(rng, lon, lat, chinese=False)
+                text, tolerance = f"{text}{said}", "5"
+            rows.append(("poi", text, poi.addr_id, lon, lat, tolerance))
+    return rows
+
+
+def _unique_typo(rng: random.Random, stem: str, stems: list[str]) -> str | None:
+    """One typo in a village's name that leaves it closer to that village than to any other."""
+    for _ in range(10):
+        wrong = typo(rng, stem + "村")[:-1] if len(stem) >= 2 else stem
+        scores = sorted(((OSA.distance(wrong, other), other) for other in stems))
+        if wrong != stem and scores[0][1] == stem and scores[1][0] > scores[0][0]:
+            return wrong
+    return None
+
+
+def _village_rows(rng: random.Random, frame: Any) -> list[tuple[str, str, str, float, float, str]]:
+    villages = {r.name: r for r in frame.itertuples() if r.kind == "village" and r.poi_type == "村庄"}
+    groups = [r for r in frame.itertuples() if r.kind == "village" and r.poi_type == "村民小组"]
+    stems = [name[:-1] for name in villages]
+    rows = []
+    for n, group in enumerate(rng.sample(groups, min(100, len(groups)))):
+        village = villages[group.name[: group.name.rindex("村") + 1]]
+        stem, g = village.name[:-1], int(group.name[len(village.name):-1])
+        town = village.alias[: -len(village.name)]
+        lon, lat, tolerance = group.geometry.x, group.geometry.y, "1"
+        forms = (f"{stem}村{g}组", f"{stem}{cn_number(g)}组", f"{stem}村{cn_number(g)}组", f"{stem}{g}组",
+                 f"{town}{stem}村{g}组", f"{stem}村{g}组附近", f"{stem}村第{cn_number(g)}小组", f"{stem}村{g}队")
+        text = forms[n % len(forms)]
+        if n % 10 == 8 and (wrong := _unique_typo(rng, stem, stems)):
+            text = f"{wrong}村{g}组"
+        elif n % 10 == 9:
+            said, lon, lat = _offset(rng, lon, lat, chinese=n % 20 == 19)
+            text, tolerance = f"{stem}村{g}组{said}", "5"
+        rows.append(("village", text, group.addr_id, lon, lat, tolerance))
+    for n, village in enumerate(villages.values()):
+        stem = village.name[:-1]
+        for text in (f"{stem}村委会", (f"{stem}村委", stem, f"{stem}村村委会")[n % 3]):
+            rows.append(("village", text, village.addr_id, village.geometry.x, village.geometry.y, "1"))
+    return rows
+
+
+def build_place_rows(city: Any) -> list[tuple[str, str, str, float, float, str]]:
+    """(form, query, expected id, lon, lat, tolerance_m) rows of the forms poi and village."""
+    rng = random.Random(PLACE_SEED)
+    return _poi_rows(rng, city.addresses) + _village_rows(rng, city.addresses)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Generate the demo city in a temporary directory and write the TSV (all forms, or only --forms)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--forms", help="comma-separated forms to regenerate; the other rows are kept")
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        rows = build_rows(Path(tmp))
-    lines = ["form\tquery\texpected_id\tlon\tlat"]
-    lines += [f"{form}\t{query}\t{expected}\t{lon:.7f}\t{lat:.7f}" for form, query, expected, lon, lat in rows]
+        city = load_profile(democity.generate(Path(tmp)))
+        rows = [(*row, "") for row in build_rows(city)] + build_place_rows(city)
+    if args.forms:
+        wanted = set(args.forms.split(","))
+        with open(OUT, encoding="utf-8") as handle:
+            kept = [tuple(r.get(h) or "" for h in HEADER) for r in csv.DictReader(handle, delimiter="\t")
+                    if r["form"] not in wanted]
+        rows = [(f, q, e, float(lon), float(lat), t) for f, q, e, lon, lat, t in kept] + \
+            [row for row in rows if row[0] in wanted]
+    lines = ["\t".join(HEADER)]
+    lines += [f"{form}\t{query}\t{expected}\t{lon:.7f}\t{lat:.7f}\t{tolerance}"
+              for form, query, expected, lon, lat, tolerance in rows]
     OUT.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"{len(rows)} rows -> {OUT}")
 

@@ -25,8 +25,17 @@ PHOTO_ID = r"([0-9a-f]{32}\.(?:jpg|png|webp))"
 CURRENT_STATES = ("accepted", "en_route", "on_site")
 
 
+NAMED_KINDS = ("poi", "village")  # entries found by their name (and aliases) rather than their address
+
+
+def _text(value: Any) -> str:
+    """A frame cell as text: "" for a missing one (None, NaN)."""
+    return "" if value is None or value != value else str(value)
+
+
 class AddressBook:
-    """The city's addresses and POIs as one search index; POIs are found by their name."""
+    """The city's addresses, POIs and villages as one search index; POIs and villages are found by
+    their name and their aliases."""
 
     def __init__(self, index: AddressIndex, rows: dict[str, dict[str, str]]) -> None:
         self.index = index
@@ -34,31 +43,36 @@ class AddressBook:
 
     @classmethod
     def from_frame(cls, frame: Any, roads: Any = None) -> "AddressBook":
-        """Build from an addresses GeoDataFrame (addr_id, address, kind, name; WGS84 points).
+        """Build from an addresses GeoDataFrame (addr_id, address, kind, name, optional poi_type and
+        alias: ";"-separated other names; WGS84 points).
 
         With the roads layer (name; WGS84 lines) the book also finds crossings ("A路与B路交叉口").
         """
         ids = [str(v) for v in frame["addr_id"]]
         addresses = [str(v) for v in frame["address"]]
         kinds = [str(v) for v in frame["kind"]] if "kind" in frame.columns else ["address"] * len(ids)
-        names = [("" if v is None or v != v else str(v)) for v in frame["name"]] if "name" in frame.columns \
-            else [""] * len(ids)
-        texts = [name if kind == "poi" and name else address for name, kind, address in zip(names, kinds, addresses)]
+        column = lambda name: [_text(v) for v in frame[name]] if name in frame.columns else [""] * len(ids)
+        names, classes = column("name"), column("poi_type")
+        texts = [name if kind in NAMED_KINDS and name else address
+                 for name, kind, address in zip(names, kinds, addresses)]
+        aliases = {row: alias.split(";") for row, alias in enumerate(column("alias")) if alias}
         crossings = road_crossings(list(roads["name"]), list(roads.geometry)) \
             if roads is not None and len(roads) and "name" in roads.columns else []
         index = AddressIndex(ids, texts, frame.geometry.x.to_numpy(), frame.geometry.y.to_numpy(), kinds,
-                             crossings=crossings)
-        rows = {i: {"address": a, "name": n} for i, a, n in zip(ids, addresses, names)}
+                             crossings=crossings, aliases=aliases)
+        rows = {i: {"address": a, "name": n, "poi_type": c} for i, a, n, c in zip(ids, addresses, names, classes)}
         return cls(index, rows)
 
     def view(self, candidate: Candidate) -> dict[str, Any]:
-        """A candidate as the API returns it."""
+        """A candidate as the API returns it: a POI labelled 名称（地址）, a village by its address
+        (which names the town), a point moved by a spoken offset with it (…往东100米)."""
         row = self.rows.get(candidate.id, {})
         name = row.get("name") or ""
         address = row.get("address") or candidate.text
-        label = f"{name}（{address}）" if candidate.kind == "poi" and name else address
+        label = (f"{name}（{address}）" if candidate.kind == "poi" and name else address) + candidate.offset
         return {"id": candidate.id, "label": label, "address": address, "name": name or None,
-                "kind": candidate.kind, "lon": round(candidate.lon, 7), "lat": round(candidate.lat, 7),
+                "kind": candidate.kind, "poi_type": row.get("poi_type") or None,
+                "offset": candidate.offset or None, "lon": round(candidate.lon, 7), "lat": round(candidate.lat, 7),
                 "score": candidate.score, "match": candidate.match}
 
 
