@@ -109,7 +109,7 @@ def incident_from_dict(data: Mapping[str, Any]) -> tuple[Incident, int]:
     """Rebuild (incident, rev) from `incident_to_dict` output."""
     values = {k: v for k, v in data.items() if k != "rev"}
     values["category"] = Category(values["category"])
-    for name in ("first_call_at", "last_call_at", "confirmed_at", "resolved_at"):
+    for name in ("first_call_at", "last_call_at", "confirmed_at", "resolved_at", "etr", "etr_set_at"):
         if values.get(name) is not None:
             values[name] = datetime.fromisoformat(values[name]).astimezone(timezone.utc)
     values["ticket_numbers"] = tuple(values.get("ticket_numbers") or ())

@@ -58,6 +58,11 @@ class Incident:
     alarm_ids: tuple[str, ...] = ()
     confirmed_at: datetime | None = None
     resolved_at: datetime | None = None
+    # 预计恢复时间 (command.outages.set_etr): the estimated restoration time, its note, who set it and when
+    etr: datetime | None = None
+    etr_note: str = ""
+    etr_by: str | None = None
+    etr_set_at: datetime | None = None
 
     @property
     def status(self) -> IncidentStatus:
@@ -193,3 +198,20 @@ def resolve_all(incident: Incident, tickets: Sequence[Ticket], *, actor: Actor, 
             changes.append((ticket, event))
         changes.append(apply(ticket, "resolve_with_incident", actor=actor, now=now, resolution=resolution))
     return dataclasses.replace(incident, resolved_at=now), changes
+
+
+def attach_call(incident: Incident, ticket: Ticket) -> Incident:
+    """The incident with a call the agent attached to it by hand (the desk's 归入事件): the incident
+    must be unresolved and of the call's category and the call open; unlike `add_call` neither the
+    supply area nor the time window is asked (the agent saw the caller is inside or near it)."""
+    if incident.resolved_at is not None:
+        raise ValidationError("incident_id", f"incident {incident.incident_id} is resolved")
+    if incident.category is not ticket.category:
+        raise ValidationError("incident_id", f"incident {incident.incident_id} is about {incident.category.value}, "
+                                             f"the call about {ticket.category.value}")
+    if ticket.state not in OPEN_STATES:
+        raise ValidationError("incident_id", f"ticket {ticket.number} is not open")
+    if ticket.number in incident.ticket_numbers:
+        return incident
+    return dataclasses.replace(incident, ticket_numbers=(*incident.ticket_numbers, ticket.number),
+                               last_call_at=max(incident.last_call_at, ticket.created_at))

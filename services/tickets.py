@@ -256,6 +256,7 @@ class TicketManager:
             raise ValidationError("tags", "must be a list of at most 10 strings")
         unit_reason = fields.pop("unit_reason", None)  # a unit_id given with it overrides the route's unit
         follows = fields.pop("follows", None)  # a new need found at a callback: the ticket it came from
+        attach = fields.pop("incident_id", None)  # the desk's 归入事件: the open incident the call joins
         if follows is not None and (not isinstance(follows, str) or not NUMBER_RE.match(follows)):
             raise ValidationError("follows", "must be the number of the ticket this need came from")
         day = center_day(now)
@@ -283,7 +284,10 @@ class TicketManager:
             asset = alarm.asset_id or asset
             if alarm.supply_area:
                 place["supply_area"] = alarm.supply_area
-        check = link and answer is None and draft.type not in DIRECT_CLOSE_TYPES and draft.channel is not Channel.SENSOR
+        if attach is not None:  # checked before a number is drawn (ValidationError, field incident_id)
+            await self._attachable(attach, draft)
+        check = link and attach is None and answer is None and draft.type not in DIRECT_CLOSE_TYPES \
+            and draft.channel is not Channel.SENSOR
         area = place.get("supply_area") if draft.type is TicketType.REPAIR else None
         area_writes = self._area_writes.get(area, 0) if area else 0
         reads = await self.store.create_reads(  # one round trip: number, repeat candidates, area incidents
@@ -318,7 +322,8 @@ class TicketManager:
             meta["follows"] = follows
             created = dataclasses.replace(created, data={**created.data, "follows": follows})
         async with self._area_lock(ticket.supply_area if grouping.groupable(ticket) else None):
-            return await self._save_new(ticket, created, meta, asset, answer, actor, now, alarm, early, extra)
+            return await self._save_new(ticket, created, meta, asset, answer, actor, now, alarm, early, extra,
+                                        attach=attach)
 
     async def _geocode(self, text: str) -> tuple[dict[str, Any] | None, tuple[float, float] | None]:
         """(geocode record, point) of a ticket's address text (`command.geocoding.placement` of the
@@ -363,10 +368,12 @@ class TicketManager:
     async def _save_new(self, ticket: Ticket, created: AuditEvent, meta: dict[str, Any], asset: str | None,
                         answer: str | None, actor: Actor, now: datetime,
                         alarm: ProactiveRef | None, early: _Early | None = None,
-                        writes_for: Callable[[Ticket], Sequence[Extra]] | None = None,
-                        ) -> CreateResult:
+                        writes_for: Callable[[Ticket], Sequence[Extra]] | None = None, *,
+                        attach: str | None = None) -> CreateResult:
         for attempt in range(_RETRIES):
-            grouped, events, incident_writes, incident = await self._group(ticket, asset, early if attempt == 0 else None)
+            grouped, events, incident_writes, incident = await (
+                self._attach(ticket, attach, actor) if attach is not None  # the agent chose the incident
+                else self._group(ticket, asset, early if attempt == 0 else None))
             events = [created, *events]
             if answer is not None:
                 grouped, closed = apply(grouped, "close_direct", actor=actor, now=now, answer=answer)
@@ -543,8 +550,13 @@ class TicketManager:
         await self.store.save([TicketWrite(record, events, previous)])
         return record
 
-    async def resolve_incident(self, incident_id: str, resolution: str, actor: Actor) -> grouping.Incident:
-        """Resolve every open call of an incident together (one atomic write)."""
+    async def resolve_incident(self, incident_id: str, resolution: str, actor: Actor, *,
+                               extra: Callable[[grouping.Incident], Awaitable[Sequence[Extra]]] | None = None,
+                               ) -> grouping.Incident:
+        """Resolve every open call of an incident together (one atomic write: each call's
+        resolve_with_incident event, which stops its limits and puts it in the callback queue).
+        `extra`: the writes of other stores for the resolved incident, in the same transaction
+        (`services.incidents`: its notice withdrawn, its audit event)."""
         for attempt in range(_RETRIES):
             found = await self.store.incident(incident_id)
             if found is None:
@@ -557,13 +569,15 @@ class TicketManager:
             latest: dict[str, tuple[Ticket, list[AuditEvent]]] = {}
             for ticket, event in changes:  # link_incident then resolve: keep the last ticket, all events
                 latest[ticket.number] = (ticket, [*latest.get(ticket.number, (ticket, []))[1], event])
-            writes, extra = [], []
+            writes, extras = [], []
             for n, (t, events) in latest.items():
                 events, decided = await self._outbox(t, events)
                 writes.append(TicketWrite(self._record(t, by_number[n].meta), events, by_number[n]))
-                extra += decided
+                extras += decided
+            if extra is not None:
+                extras += await extra(resolved)
             try:
-                await self.store.save(writes, [IncidentWrite(resolved, rev + 1, incident)], extra)
+                await self.store.save(writes, [IncidentWrite(resolved, rev + 1, incident)], extras)
                 self._note_incident_writes([IncidentWrite(resolved, rev + 1, incident)])
                 return resolved
             except (Conflict, GuardFailed):
@@ -755,6 +769,29 @@ class TicketManager:
             previous.ticket, "note", actor=SYSTEM_ACTOR, now=self.clock(),
             note="传感器告警已恢复" if what == "cleared" else what,
             data={"alarm_id": str(alarm["alarm_id"]), "alarm": what}))
+
+    # ------------------------------------------------------------------------------ attach (归入事件)
+    async def _attachable(self, incident_id: Any, draft: Ticket) -> tuple[grouping.Incident, int]:
+        """The open incident of the call's category a new call may join (`grouping.attach_call`),
+        and its revision; ValidationError (field incident_id) otherwise."""
+        if not isinstance(incident_id, str) or not incident_id.strip() or len(incident_id) > 64:
+            raise ValidationError("incident_id", "must be an incident id")
+        found = await self.store.incident(incident_id.strip())
+        if found is None:
+            raise ValidationError("incident_id", f"no incident {incident_id}")
+        grouping.attach_call(found[0], draft)
+        return found
+
+    async def _attach(self, ticket: Ticket, incident_id: str, actor: Actor,
+                      ) -> tuple[Ticket, list[AuditEvent], list[IncidentWrite], grouping.Incident]:
+        """The new call joined to the incident the agent chose (not yet written), as `_group` joins
+        one to its area's incident: the ticket linked (``link_incident`` by the agent) and the
+        incident's write, guarded by its revision."""
+        incident, rev = await self._attachable(incident_id, ticket)
+        attached = grouping.attach_call(incident, ticket)
+        by = actor if actor.role in (Role.AGENT, Role.DISPATCHER, Role.SUPERVISOR, Role.ADMIN) else SYSTEM_ACTOR
+        linked, event = grouping.link(ticket, attached, actor=by, now=ticket.updated_at)
+        return linked, [event], [IncidentWrite(attached, rev + 1, incident)], attached
 
 
 def service_area_of(city: Any, configured: str = "") -> ServiceArea | None:

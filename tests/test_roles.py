@@ -72,6 +72,10 @@ TABLE: dict[str, tuple[frozenset, str, int]] = {
     "GET /api/incidents": (DESK, "/api/incidents", 200),
     "GET /api/incidents/{}": (DESK, "/api/incidents/NOPE", 404),
     "POST /api/incidents/{}/resolve": (DISPATCH, "/api/incidents/NOPE/resolve", 404),
+    "GET /api/incidents/near": (DESK, "/api/incidents/near?lon=119.75&lat=36.38&category=water", 200),
+    "POST /api/incidents/{}/etr": (DISPATCH | {"crew"}, "/api/incidents/NOPE/etr", 404),  # crew: of the primary ticket
+    "POST /api/incidents/{}/notice": (DISPATCH, "/api/incidents/NOPE/notice", 404),
+    "GET /api/notices": (DESK, "/api/notices", 200),
     "GET /api/tickets/{}/recommendation": (DISPATCH, f"/api/tickets/{T}/recommendation", 200),
     "POST /api/tickets/{}/assign": (DISPATCH | {"unit"}, f"/api/tickets/{T}/assign", 400),  # a station: its crews
     "POST /api/dispatch/joint": (DISPATCH, "/api/dispatch/joint", 400),

@@ -31,13 +31,14 @@ from web.handlers import devices as device_handlers
 from web.handlers import admin_users
 from web.handlers import units as unit_handlers
 from web.handlers import supervision as supervision_handlers
+from web.handlers import incidents  # before tickets: /api/incidents/near is no incident id
 from web.live import LiveFeed, vehicle_crews_of
 from web.static_files import StaticFiles
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
-HANDLER_MODULES = (auth, health, pages, vehicles, layers, live, sensors, ingest_stats, tickets, desk, admin, admin_users, openapi, dispatch_handlers, police_handlers, hotspots, reports, device_handlers, unit_handlers, supervision_handlers)
+HANDLER_MODULES = (auth, health, pages, vehicles, layers, live, sensors, ingest_stats, incidents, tickets, desk, admin, admin_users, openapi, dispatch_handlers, police_handlers, hotspots, reports, device_handlers, unit_handlers, supervision_handlers)
 SERVICES_WATCHED = ("web", "ingest", "simulate", "dispatch")
 HEALTH_TIMEOUT_S = 2.0  # /healthz counts PostgreSQL down when SELECT 1 takes longer
 

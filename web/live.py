@@ -1,6 +1,6 @@
 """The live feed behind the console WebSocket: a snapshot, then ordered, typed, batched deltas.
 
-Four Redis channels feed it:
+Five Redis channels feed it:
 
 - ``live:vehicles`` (ingest): changed vehicle positions, coalesced per vehicle;
 - ``live:tickets`` (ticket store): ``{number, version, action, state}`` of every write; the feed
@@ -10,12 +10,14 @@ Four Redis channels feed it:
   the feed was not listening is not lost;
 - ``live:alarms`` (sensor ingest): alarm events (raised, escalated, acknowledged, cleared...);
 - ``live:crews`` (the admin page): the fleet registry changed; the feed reloads the vehicle → crew
-  mapping from it (also at every (re)subscription) and sends it whole in a ``crews`` frame.
+  mapping from it (also at every (re)subscription) and sends it whole in a ``crews`` frame;
+- ``live:incidents`` (`center.store_incidents`): an incident's ETR, notice or resolution changed;
+  relayed as an ``incidents`` frame to the views that see the city (office, agents).
 
 Every WS_BATCH_MS the feed encodes, for each view (`web.live_views`: ``office``, ``agent``,
 ``review``, ``crew:<crew_id>``, ``unit:<unit_id>``), at most one frame of each type that has
 pending changes the view may see,
-``vehicles`` then ``tickets`` then ``alarms`` then ``crews``, each with the view's next sequence
+``vehicles`` then ``tickets`` then ``alarms`` then ``incidents`` then ``crews``, each with the view's next sequence
 number, and hands the SAME bytes to every console of that view. Each view keeps its last frames
 so that a console that reconnects resumes from its last sequence, or reloads a snapshot when it is
 too far behind. A crew's view carries its own crew's tickets and vehicle only: no sensors, no
@@ -33,6 +35,7 @@ numbered for the day, and those resolved since it began) and then follow the cha
     {"type": "tickets",  "seq", "at", "tickets": [compact ticket, ...], "today": {...}}  (closed: open=false)
     {"type": "alarms",   "seq", "at", "alarms": [alarm event, ...]}       (in publication order)
     {"type": "crews",    "seq", "at", "crews": {vehicle_id: {crew_id, crew_name, unit_id}}}  (whole mapping)
+    {"type": "incidents", "seq", "at", "incidents": [{incident_id, rev, action, status, category, calls, etr, notice}]}
 """
 from __future__ import annotations
 
@@ -47,6 +50,7 @@ import orjson
 
 from center.store import LIVE_ALARMS, LIVE_VEHICLES, Store
 from center.store_admin import LIVE_CREWS, FleetStore
+from center.store_incidents import LIVE_INCIDENTS
 from center.store_tickets import LIVE_TICKETS, TicketRecord, TicketStore
 from center.store_units import UnitStore
 from command.tickets import OPEN_STATES, Role
@@ -116,6 +120,7 @@ class LiveFeed:
         self.resyncs = 0
         self._pending_alarms: list[dict[str, Any]] = []
         self._crews_changed = False
+        self._pending_incidents: dict[str, dict[str, Any]] = {}  # incident id -> its newest change
         self._tasks: list[asyncio.Task] = []
         self.frames_sent = 0
         self.updates_received = 0
@@ -295,6 +300,14 @@ class LiveFeed:
         """Queue alarm events, in their order, for the next frame."""
         self._pending_alarms.extend(e for e in events if isinstance(e, dict) and e.get("alarm_id"))
 
+    def accept_incidents(self, changes: list[dict[str, Any]]) -> None:
+        """Keep the newest change of each incident (by revision) for the next frame."""
+        for change in changes:
+            if isinstance(change, dict) and isinstance(change.get("incident_id"), str):
+                held = self._pending_incidents.get(change["incident_id"])
+                if held is None or int(held.get("rev") or 0) <= int(change.get("rev") or 0):
+                    self._pending_incidents[change["incident_id"]] = change
+
     async def ticket_changes(self, summaries: list[dict[str, Any]]) -> None:
         """Read the tickets named by change summaries and queue their compact views; a version
         already read is skipped (delivery is at least once: `center.outbox`)."""
@@ -360,6 +373,7 @@ class LiveFeed:
         tickets, self._pending_tickets = list(self._pending_tickets.values()), {}
         alarms, self._pending_alarms = self._pending_alarms, []
         crews_changed, self._crews_changed = self._crews_changed, False
+        incidents, self._pending_incidents = list(self._pending_incidents.values()), {}
         frames = []
         for view in list(self.views.values()):
             audience = view.audience
@@ -377,6 +391,8 @@ class LiveFeed:
                 frames.append(self._emit(view, "tickets", shown, **extra))
             if alarms and audience.city:
                 frames.append(self._emit(view, "alarms", alarms))
+            if incidents and audience.city:
+                frames.append(self._emit(view, "incidents", incidents))
             if crews_changed and audience.crews_of(self.vehicle_crews) != view.crews:
                 view.crews = audience.crews_of(self.vehicle_crews)
                 frames.append(self._emit(view, "crews", view.crews))
@@ -401,6 +417,8 @@ class LiveFeed:
             self.accept_alarm_events(payload if isinstance(payload, list) else [payload])
         elif channel == LIVE_CREWS:
             await self.reload_crews()
+        elif channel == LIVE_INCIDENTS:
+            self.accept_incidents(payload if isinstance(payload, list) else [payload])
 
     async def _listen(self) -> None:
         backoff = 0.5
@@ -408,7 +426,7 @@ class LiveFeed:
         while True:
             pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(LIVE_VEHICLES, LIVE_TICKETS, LIVE_ALARMS, LIVE_CREWS)
+                await pubsub.subscribe(LIVE_VEHICLES, LIVE_TICKETS, LIVE_ALARMS, LIVE_CREWS, LIVE_INCIDENTS)
                 await self.reload_crews()  # changes made while not subscribed
                 if subscribed_before:  # ticket changes published while not subscribed: from the record
                     self._lost.set()

@@ -78,7 +78,8 @@ SCHEMAS: dict[str, Any] = {
                        unknown_sensors=ANY_OBJ, unknown_recent=arr(ANY_OBJ)),
     "TicketCreate": obj(["channel", "category", "type", "description"], channel=S, category=S, type=S,
                         urgency=S, description=S, caller_name=S, caller_phone=S, address=S, lon=N, lat=N,
-                        link=B, answer=S, tags=arr(S), unit_id=S, unit_reason=S, follows=S),
+                        link=B, answer=S, tags=arr(S), unit_id=S, unit_reason=S, follows=S,
+                        incident_id=S),  # the desk's 归入事件: an open incident of the call's category
     "Ticket": obj(
         ["number", "state", "version", "category", "type", "urgency", "color", "created_at", "deadlines",
          "allowed_actions", "time_left_s"],
@@ -126,8 +127,17 @@ SCHEMAS: dict[str, Any] = {
                     category=S, supply_area=NS, suspected_asset=NS, primary=S, ticket_numbers=arr(S),
                     first_call_at=T, last_call_at=T, alarm_ids=arr(S), confirmed_at=NT, resolved_at=NT,
                     status={"type": "string", "enum": ["single", "suspected", "confirmed", "resolved"]},
-                    calls=I, dispatch_once=B, rev=I, tickets=arr(ref("Ticket"))),
+                    calls=I, dispatch_once=B, rev=I, tickets=arr(ref("Ticket")),
+                    etr=NT, etr_note=S, etr_by=NS, etr_set_at=NT,  # 预计恢复时间 (command.outages)
+                    notice=nullable(ref("Notice")), answer=S,  # the detail: its notice, the caller's answer
+                    events=arr(obj(["id", "action", "actor_id", "role", "at"], id=S, action=S, actor_id=S, role=S,
+                                   at=T, note=S, data=ANY_OBJ))),
     "IncidentList": obj(["incidents"], incidents=arr(ref("Incident"))),
+    "Notice": obj(["incident_id", "category", "kind", "area_text", "starts_at", "text", "state", "active"],
+                  incident_id=S, category=S, kind={"type": "string", "enum": ["停水", "停电", "停气", "停暖"]},
+                  area_id=NS, area_text=S, starts_at=T, etr=NT, text=S, text_custom=B,
+                  state={"type": "string", "enum": ["active", "withdrawn"]}, active=B, published_by=S,
+                  published_at=T, updated_by=S, updated_at=T, withdrawn_at=NT, withdrawn_by=NS),
     "User": obj(["name", "role", "active"], name=S, role={"type": "string",
                 "enum": ["agent", "dispatcher", "crew", "supervisor", "admin", "unit",
                                   "team_leader", "coordinator", "director"]}, display=S, crew_id=NS,
@@ -204,7 +214,8 @@ OPERATIONS: dict[str, dict[str, Any]] = {
                                   ("review_role", "string", "team_leader|coordinator|director: that role's review queue"),
                                   ("limit", "integer", "1..500"), ("offset", "integer", "0..100000"))),
     "POST /api/tickets": op("Take a call: a new ticket (201) or a repeat linked to an open one (200); address "
-                            "text without lon/lat is looked up in the address book (the ticket's geocode)", OFFICE,
+                            "text without lon/lat is looked up in the address book (the ticket's geocode); incident_id "
+                            "joins an open incident of the call's category (400 validation_error otherwise)", OFFICE,
                             "TicketCreated", status=201, body="TicketCreate"),
     "GET /api/tickets/duplicates": op("Possible duplicates and repeat-call match of a call before saving", OFFICE,
                                       "Duplicates", query=(("lon", "number", ""), ("lat", "number", ""),

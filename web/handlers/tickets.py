@@ -16,6 +16,7 @@ from command.coordinates import parse_point
 from command.errors import Conflict
 from command.tickets import Actor, Role
 from services.ticket_views import event_view, incident_view, iso_z, ticket_view
+from services.incidents import incident_service
 from services.tickets import IncidentNotFound, TicketManager
 from web.base import ApiError, BaseHandler
 
@@ -270,18 +271,20 @@ class IncidentDetail(TicketHandler):
         except IncidentNotFound as exc:
             raise ApiError(404, exc.code, str(exc)) from None
         records = await self.tickets.store.get_many(incident.ticket_numbers)
-        self.write_json({**incident_view(incident, rev),
+        self.write_json({**incident_view(incident, rev), **await incident_service(self.services.extra).details(incident_id),
                          "tickets": [self.view(r, actor) for r in records if r is not None]})
 
 
 class IncidentResolve(TicketHandler):
-    """POST /api/incidents/<id>/resolve {resolution}: resolve every open call together."""
+    """POST /api/incidents/<id>/resolve {resolution}: resolve every open call together, withdraw the
+    incident's outage notice (`services.incidents.IncidentService.resolve`)."""
 
     async def post(self, incident_id: str) -> None:
         actor = self.actor("dispatcher", "supervisor")
         body = self.json_body()
+        self.tickets  # 503 when the ticket service is not configured
         try:
-            incident = await self.tickets.resolve_incident(incident_id, body.get("resolution"), actor)
+            incident = await incident_service(self.services.extra).resolve(incident_id, body.get("resolution"), actor)
         except IncidentNotFound as exc:
             raise ApiError(404, exc.code, str(exc)) from None
         _, rev = await self.tickets.incident(incident_id)

@@ -1,6 +1,7 @@
 // Call agent desk (坐席受理): keyboard-first intake, address search on a mini map, caller history,
 // repeat-call (same caller) / duplicate (another caller, same problem) check before saving,
-// direct close of consultations, callback queue (回访).
+// an open incident near the caller attached with one key (归入事件, Alt+G) and the answer with its
+// restoration time, the outage notices (停水/停电通知), direct close of consultations, callback queue (回访).
 (function () {
   "use strict";
   var t = window.I18N.t;
@@ -65,8 +66,10 @@
     candidateLayer.clearLayers();
     list.innerHTML = rows.map(function (c, i) {
       var match = c.match === "exact" ? "exact" : "approximate";  // 精确: everything said was found
-      return '<li role="option" id="cand-' + i + '" data-index="' + i + '" data-match="' + match + '">' + esc(c.label) +
-        ' <span class="score"><span class="match match-' + match + '">' + esc(t("desk.match." + match)) + "</span> " +
+      var kind = c.kind === "poi" || c.kind === "village" || c.kind === "crossing" ?  // 地点 · 医院, 村组 · 村民小组, 路口
+        ' <span class="kind kind-' + c.kind + '">' + esc(t("desk.kind." + c.kind) + (c.poi_type ? " · " + c.poi_type : "")) + "</span>" : "";
+      return '<li role="option" id="cand-' + i + '" data-index="' + i + '" data-match="' + match + '" data-kind="' + esc(c.kind) + '">' +
+        esc(c.label) + ' <span class="score">' + kind + '<span class="match match-' + match + '">' + esc(t("desk.match." + match)) + "</span> " +
         Math.round(c.score) + " " + esc(t("desk.points")) + "</span></li>";
     }).join("");
     list.classList.toggle("hidden", !rows.length);
@@ -112,6 +115,7 @@
     showLocation();
     $("place-confirm").classList.toggle("hidden", !approximate);
     checkDuplicates();
+    checkIncidents();
   }
   function showLocation() {
     $("location").textContent = t("desk.location") + " " + place.lon.toFixed(5) + ", " + place.lat.toFixed(5);
@@ -123,12 +127,14 @@
     $("place-confirm").classList.add("hidden");
     if (pickMarker && pickMarker.dragging) { pickMarker.dragging.disable(); }
     checkDuplicates();
+    checkIncidents();
   }
   $("place-confirm-btn").addEventListener("click", function () { confirmPlace(); $("category").focus(); });
   addressInput.addEventListener("input", function () {
     place = null;
     $("place-confirm").classList.add("hidden");
     $("location").textContent = t("desk.location.none");
+    showIncidents([]);
     clearTimeout(searchTimer);
     searchTimer = setTimeout(search, 150);
   });
@@ -199,7 +205,76 @@
       return r.body;
     });
   }
-  $("category").addEventListener("change", checkDuplicates);
+  $("category").addEventListener("change", function () { checkDuplicates(); checkIncidents(); });
+
+  // an open incident near the caller (归入事件) ------------------------------------------------------
+  var nearIncidents = [], incidentSeq = 0;
+  function checkIncidents() {
+    var seq = ++incidentSeq;
+    if (!place) { showIncidents([]); return; }
+    api("GET", "/api/incidents/near?lon=" + place.lon + "&lat=" + place.lat + "&category=" +
+        encodeURIComponent($("category").value)).then(function (r) {
+      if (seq === incidentSeq && r.ok) { showIncidents(r.body.incidents); }
+    });
+  }
+  function showIncidents(rows) {
+    nearIncidents = rows;
+    $("incident-box").classList.toggle("hidden", !rows.length);
+    if (!rows.length) { return; }
+    var inc = rows[0], notice = inc.notice;  // the nearest
+    $("incident-id").textContent = inc.incident_id;
+    $("incident-box").dataset.incident = inc.incident_id;
+    var facts = [["desk.incident.area", notice ? notice.area_text : inc.supply_area],
+      ["desk.incident.calls", String(inc.calls)], ["desk.incident.distance", fmtDistance(inc.distance_m)],
+      ["desk.incident.etr", inc.etr ? fmtTime(inc.etr) : t("desk.incident.etr.none")]];
+    if (notice) { facts.push(["desk.incident.notice", notice.text]); }
+    $("incident-facts").innerHTML = facts.map(function (f) {
+      return "<dt>" + esc(t(f[0])) + '</dt><dd data-fact="' + esc(f[0].split(".").pop()) + '">' + esc(f[1]) + "</dd>";
+    }).join("");
+  }
+  function attach() {
+    var inc = nearIncidents[0];
+    if (!inc || saving) { return; }
+    if (!$("description").value.trim()) {  // one key: the call says what the incident is
+      $("description").value = t("desk.incident.description").replace("{kind}", inc.notice ? inc.notice.kind :
+        label("category", inc.category)).replace("{id}", inc.incident_id);
+    }
+    var bad = validate();
+    if (bad) { showError(bad[1], bad[0]); return; }
+    showError(null);
+    var b = body(false);
+    b.incident_id = inc.incident_id;
+    saving = true;
+    api("POST", "/api/tickets", b).then(function (r) {
+      saving = false;
+      if (!r.ok) {
+        var err = window.Api.error(r);
+        $("form-error").textContent = t("desk.err.server") + " " + (err.message || r.status);
+        checkIncidents();
+        return;
+      }
+      var res = $("result");
+      res.innerHTML = esc(t("desk.incident.result")) + " " + esc(inc.incident_id) + " · " + esc(t("desk.incident.ticket")) +
+        ' <b id="ticket-number">' + esc(r.body.ticket.number) + "</b>" + '<p id="answer-script" class="answer-script">' +
+        esc(t("desk.incident.answer")) + " " + esc(inc.answer) + "</p>";
+      res.dataset.number = r.body.ticket.number;
+      res.dataset.incident = inc.incident_id;
+      resetForm(true);
+    }).catch(function (e) { saving = false; $("form-error").textContent = t("desk.err.network") + " " + e.message; });
+  }
+  $("attach-btn").addEventListener("click", attach);
+
+  // outage notices (停水/停电通知) -------------------------------------------------------------------
+  function loadNotices() {
+    return api("GET", "/api/notices").then(function (r) {
+      if (!r.ok) { return; }
+      $("notices").innerHTML = r.body.notices.length ? r.body.notices.map(function (n) {
+        return '<li data-incident="' + esc(n.incident_id) + '"><span class="badge notice-kind">' + esc(n.kind) + "</span> <b>" +
+          esc(n.area_text) + "</b> · " + esc(t("desk.incident.etr")) + " " + esc(n.etr ? fmtTime(n.etr) : t("desk.incident.etr.none")) +
+          '<div class="desc">' + esc(n.text) + "</div></li>";
+      }).join("") : '<li class="muted">' + esc(t("desk.notices.empty")) + "</li>";
+    });
+  }
   function toggleAnswer() { $("answer-row").classList.toggle("hidden", !DIRECT_CLOSE[$("type").value]); }
   $("type").addEventListener("change", function () { toggleAnswer(); checkDuplicates(); });
 
@@ -286,7 +361,7 @@
     $("location").textContent = t("desk.location.none");
     $("history").innerHTML = '<li class="muted">' + esc(t("desk.history.none")) + "</li>";
     $("duplicates").innerHTML = '<li class="muted">' + esc(t("desk.nearby.none")) + "</li>";
-    hideConfirm(); toggleAnswer(); showError(null);
+    hideConfirm(); toggleAnswer(); showError(null); showIncidents([]);
     if (!keepResult) { $("result").textContent = ""; }
     $("phone").focus();
   }
@@ -306,6 +381,9 @@
   document.addEventListener("keydown", function (ev) {
     if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey) && !$("panel-intake").classList.contains("hidden")) {
       ev.preventDefault(); submit();
+    } else if (ev.altKey && (ev.key === "g" || ev.key === "G" || ev.code === "KeyG") && nearIncidents.length &&
+               !$("panel-intake").classList.contains("hidden")) {
+      ev.preventDefault(); attach();  // 归入事件
     }
   });
 
@@ -361,12 +439,16 @@
     $("clock").textContent = new Intl.DateTimeFormat("zh-CN", { timeZone: zone, hour: "2-digit", minute: "2-digit",
       second: "2-digit", hour12: false }).format(new Date());
   }
-  document.addEventListener("langchange", function () { applyPlaceholders(); loadCallbacks(); lastPhone = null; loadHistory(); });
+  document.addEventListener("langchange", function () {
+    applyPlaceholders(); loadCallbacks(); loadNotices(); lastPhone = null; loadHistory(); showIncidents(nearIncidents);
+  });
   applyPlaceholders();
   toggleAnswer();
   tick();
   setInterval(tick, 1000);
   loadCallbacks();
+  loadNotices();
   setInterval(function () { if ($("panel-callbacks").classList.contains("hidden")) { loadCallbacks(); } }, 30000);
+  setInterval(loadNotices, 30000);
   document.body.dataset.ready = "1";
 })();
