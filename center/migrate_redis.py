@@ -63,7 +63,7 @@ _INSERT_TICKETS = (
     " jsonb_array_elements(src.stages) AS x RETURNING 1)"
     " SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM e)")
 _INSERT_INCIDENT = (f"INSERT INTO incidents ({', '.join(INCIDENT_COLUMNS)})"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb) ON CONFLICT DO NOTHING")
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s) ON CONFLICT DO NOTHING")
 _INSERT_AUDIT = ("INSERT INTO admin_audit (at, by, role, action, target, changes) SELECT %s, %s, %s, %s, %s, %s"
                  " WHERE NOT EXISTS (SELECT 1 FROM admin_audit WHERE target = %s AND at = %s AND by = %s AND action = %s)")
 _RAISE_SEQUENCE = ("INSERT INTO day_sequences (kind, day, last) VALUES (%s, %s, %s) ON CONFLICT (kind, day)"

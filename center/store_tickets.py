@@ -132,10 +132,11 @@ _BY_PHONE = ("SELECT q.i, p.number, p.record FROM unnest(%s::int[], %s::text[], 
              " WHERE t.open AND t.caller_phone = q.phone AND t.caller_phone <> ''"
              " ORDER BY t.created_at DESC, t.number COLLATE \"C\" DESC LIMIT q.recent) p"
              " ORDER BY q.i, p.created_at DESC, p.number COLLATE \"C\" DESC")
-# each supply area's unresolved incidents
-_AREA_INCIDENTS = ("SELECT q.i, x.record FROM unnest(%s::int[], %s::text[]) AS q(i, area)"
+# each supply area's unresolved incidents: of the area (any of a feeder incident's areas) or of its feeder
+_AREA_INCIDENTS = ("SELECT q.i, x.record FROM unnest(%s::int[], %s::text[], %s::text[]) AS q(i, area, feeder)"
                    " CROSS JOIN LATERAL (SELECT incident_id, record::text FROM incidents"
-                   " WHERE supply_area = q.area AND resolved_at IS NULL) x ORDER BY q.i, x.incident_id")
+                   " WHERE resolved_at IS NULL AND (supply_area = q.area OR areas @> ARRAY[q.area] OR feeder = q.feeder))"
+                   " x ORDER BY q.i, x.incident_id")
 # the limit lengths in use, by a loose index scan of ticket_stages_queue (a few distinct values)
 _LIMITS = ("WITH RECURSIVE limits(l) AS (SELECT min(limit_s) FROM ticket_stages UNION ALL"
            " SELECT (SELECT min(limit_s) FROM ticket_stages WHERE limit_s > l) FROM limits WHERE l IS NOT NULL)")
@@ -234,6 +235,7 @@ class _ReadRequest:
     phone: str | None
     supply_area: str | None
     recent: int
+    feeder: str | None = None
 
 
 class TicketStore:
@@ -515,18 +517,19 @@ class TicketStore:
 
     async def create_reads(self, day: date, *, lon: float | None = None, lat: float | None = None,
                            radius_m: float = 0.0, category: str | None = None, phone: str | None = None,
-                           supply_area: str | None = None, recent: int = 20) -> CreateReads:
+                           supply_area: str | None = None, recent: int = 20, feeder: str | None = None) -> CreateReads:
         """What creating a ticket reads, in one round trip: the day's next ticket sequence number
         (hand it back with `release_number_seq` when the call is linked as a repeat), the repeat
         candidates of `near_and_by_phone` when a point or phone is given, and the unresolved
-        incident ids of `supply_area` when given."""
-        return await self._reads(day, lon, lat, radius_m, category, phone, supply_area, recent)
+        incidents of `supply_area` (and of its `feeder`) when given."""
+        return await self._reads(day, lon, lat, radius_m, category, phone, supply_area, recent, feeder)
 
     async def _reads(self, day: date | None, lon: float | None, lat: float | None, radius_m: float,
-                     category: str | None, phone: str | None, supply_area: str | None, recent: int) -> CreateReads:
+                     category: str | None, phone: str | None, supply_area: str | None, recent: int,
+                     feeder: str | None = None) -> CreateReads:
         _check_geo(lon, lat)  # before the draw: a refused point takes no number
         return await self._read_batches.submit(
-            _ReadRequest(day, lon, lat, radius_m, category, phone, supply_area, recent))
+            _ReadRequest(day, lon, lat, radius_m, category, phone, supply_area, recent, feeder))
 
     async def _read_batch(self, requests: list[_ReadRequest]) -> list[CreateReads]:
         """The reads of a batch of creations in one round trip: a statement each for the repeat
@@ -555,7 +558,8 @@ class TicketStore:
                 phone_cur = await conn.execute(_BY_PHONE, (
                     [i for i, _ in phones], [r.phone for _, r in phones], [r.recent for _, r in phones]))
             if areas:
-                area_cur = await conn.execute(_AREA_INCIDENTS, ([i for i, _ in areas], [r.supply_area for _, r in areas]))
+                area_cur = await conn.execute(_AREA_INCIDENTS, ([i for i, _ in areas], [r.supply_area for _, r in areas],
+                                                                [r.feeder for _, r in areas]))
             # last in the batch: the sequence row is locked only until its commit
             for day, indexes in days.items():
                 last = await _draw(conn, "ticket", day, len(indexes))
@@ -710,9 +714,9 @@ class TicketStore:
         found = {row["incident_id"]: row["r"] for row in rows}
         return [incident_from_dict(orjson.loads(found[i])) for i in ids if i in found]
 
-    async def area_incidents(self, supply_area: str) -> list[tuple[Incident, int]]:
-        """Unresolved incidents of a supply area."""
-        rows = await self.db.fetch(_AREA_INCIDENTS, ([0], [supply_area]))
+    async def area_incidents(self, supply_area: str, feeder: str | None = None) -> list[tuple[Incident, int]]:
+        """Unresolved incidents of a supply area (any of a feeder incident's areas), and of `feeder`."""
+        rows = await self.db.fetch(_AREA_INCIDENTS, ([0], [supply_area], [feeder]))
         return [incident_from_dict(orjson.loads(row["record"])) for row in rows]
 
     async def incident_ids(self, *, open_only: bool, start: int = 0, stop: int = 99) -> list[str]:

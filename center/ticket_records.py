@@ -23,7 +23,8 @@ TICKET_COLUMNS = ("number", "version", "state", "category", "type", "urgency", "
                   "supervised", "channel", "caller_phone", "lon", "lat", "district", "unit_id", "crew_id",
                   "incident_id", "supply_area", "police_kind", "created_at", "updated_at", "resolved_at",
                   "closed_at", "record")
-INCIDENT_COLUMNS = ("incident_id", "rev", "category", "supply_area", "first_call_at", "resolved_at", "record")
+INCIDENT_COLUMNS = ("incident_id", "rev", "category", "supply_area", "first_call_at", "resolved_at", "record",
+                    "areas", "feeder")
 
 
 class GuardFailed(Exception):
@@ -109,11 +110,12 @@ def incident_from_dict(data: Mapping[str, Any]) -> tuple[Incident, int]:
     """Rebuild (incident, rev) from `incident_to_dict` output."""
     values = {k: v for k, v in data.items() if k != "rev"}
     values["category"] = Category(values["category"])
-    for name in ("first_call_at", "last_call_at", "confirmed_at", "resolved_at", "etr", "etr_set_at"):
+    for name in ("first_call_at", "last_call_at", "confirmed_at", "resolved_at", "etr", "etr_set_at", "onset_at"):
         if values.get(name) is not None:
             values[name] = datetime.fromisoformat(values[name]).astimezone(timezone.utc)
     values["ticket_numbers"] = tuple(values.get("ticket_numbers") or ())
     values["alarm_ids"] = tuple(values.get("alarm_ids") or ())
+    values["areas"] = tuple(values.get("areas") or ())
     return Incident(**values), int(data.get("rev", 1))
 
 
@@ -158,7 +160,8 @@ def stage_rows(record: TicketRecord) -> list[tuple[str, datetime, int]]:
 def incident_row(incident: Incident, rev: int) -> tuple[Any, ...]:
     """The values of an incident's ``incidents`` row, in `INCIDENT_COLUMNS` order."""
     return (incident.incident_id, rev, incident.category.value, incident.supply_area, incident.first_call_at,
-            incident.resolved_at, orjson.dumps(incident_to_dict(incident, rev)).decode())
+            incident.resolved_at, orjson.dumps(incident_to_dict(incident, rev)).decode(),
+            list(incident.areas or (incident.supply_area,)), incident.feeder)
 
 
 def incident_fields(incident: Incident, rev: int) -> dict[str, Any]:

@@ -1,11 +1,21 @@
 """Trouble-call grouping (故障研判): many calls, one incident, one dispatch (pure).
 
-Repair calls of one category in the same supply area (a transformer area for power, a water DMA
-for water) within `window` (30 min) of the incident's first call are grouped into one incident
-with the suspected asset (the area's transformer, valve, ...; found by GIS and passed in). A
-sensor alarm on that asset confirms the incident; a confirmed, unresolved incident keeps absorbing
-calls from its area whatever their time. One crew is sent for the incident (its primary ticket)
-and all its calls are resolved together.
+Repair calls of one category in the same supply area (a transformer 台区 for power; for water the
+valve-isolation segment of the main serving the call, `gis.network`, or the DMA when no main is
+near) within `window` (30 min) of the incident's first call are grouped into one incident with
+the suspected asset (the area's transformer, ...; found by GIS and passed in). A power call in
+another 台区 of the same feeder as an open incident within the window joins it: the incident's
+scope becomes the feeder (`areas` lists its 台区, `suspected_asset` is the feeder).
+
+Time: an incident has an onset, the earliest of a sensor alarm on it and of its onset tickets (a
+proactive sensor ticket, or a call reporting the failure itself: `ONSET_WORDS`, e.g. 爆管, 冒水).
+Once it has one it takes the calls made from `window` before the onset on, whatever their time
+while it is unresolved; an onset ticket joins an incident only when all its calls are within the
+window before it (else it opens its own). The primary (the ticket the crew is sent on) is the
+first onset ticket, else the first call: when an onset ticket joins, the primary moves to it once
+(the caller audits the move). A sensor alarm on the asset confirms the incident. One crew is sent
+for a dispatch-once incident, on its primary only (`check_dispatch`), and all its calls are
+resolved together.
 """
 from __future__ import annotations
 
@@ -14,13 +24,19 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from command.errors import ValidationError
+from command.errors import CommandError, ValidationError
 from command.tickets import (
-    OPEN_STATES, State, Actor, AuditEvent, Category, Ticket, TicketType, apply, as_utc,
+    OPEN_STATES, State, Actor, AuditEvent, Category, Channel, Ticket, TicketType, apply, as_utc,
 )
 
 DEFAULT_WINDOW = timedelta(minutes=30)
+# words of a call that reports the failure itself (the onset), not a symptom of it (停水, 水压低, 水发黄)
+ONSET_WORDS: dict[Category, tuple[str, ...]] = {
+    Category.WATER: ("爆管", "水管爆", "管子爆", "管道爆", "水管裂", "管道破裂", "爆裂", "冒水", "喷水", "涌水", "水柱"),
+}
+_NEGATIONS = ("没有", "没", "不是", "未", "无")  # just before an onset word: 没有冒水 is no onset
 
 
 class IncidentStatus(str, enum.Enum):
@@ -58,6 +74,10 @@ class Incident:
     alarm_ids: tuple[str, ...] = ()
     confirmed_at: datetime | None = None
     resolved_at: datetime | None = None
+    areas: tuple[str, ...] = ()  # the supply areas of its calls (several 台区: a feeder incident)
+    feeder: str | None = None  # power: the 10 kV feeder of its first call's 台区
+    onset_at: datetime | None = None  # the earliest alarm or onset ticket
+    onset_ticket: str | None = None  # its first onset ticket (the primary from then on)
     # 预计恢复时间 (command.outages.set_etr): the estimated restoration time, its note, who set it and when
     etr: datetime | None = None
     etr_note: str = ""
@@ -72,6 +92,15 @@ class Incident:
         if self.confirmed_at is not None:
             return IncidentStatus.CONFIRMED
         return IncidentStatus.SUSPECTED if len(self.ticket_numbers) > 1 else IncidentStatus.SINGLE
+
+    @property
+    def scope(self) -> str:
+        """``feeder`` once calls of several 台区 of one feeder joined it, else ``area``."""
+        return "feeder" if len(self.areas) > 1 else "area"
+
+    def covers(self, area: str | None) -> bool:
+        """Whether a supply area is one of the incident's."""
+        return area is not None and (area == self.supply_area or area in self.areas)
 
 
 @dataclass(frozen=True)
@@ -90,81 +119,135 @@ def groupable(ticket: Ticket) -> bool:
     return ticket.type is TicketType.REPAIR and ticket.supply_area is not None and ticket.state in OPEN_STATES
 
 
-def _accepts(incident: Incident, category: Category, supply_area: str, at: datetime, window: timedelta) -> bool:
-    if incident.resolved_at is not None or incident.category is not category:
-        return False
-    if incident.supply_area != supply_area:
-        return False
-    return incident.confirmed_at is not None or timedelta(0) <= at - incident.first_call_at <= window
+def is_onset(ticket: Ticket) -> bool:
+    """Whether a ticket marks an incident's onset: a proactive sensor ticket, or a call whose
+    description reports the failure itself (`ONSET_WORDS` of its category, not just after a negation)."""
+    if ticket.channel is Channel.SENSOR:
+        return True
+    text = ticket.description
+    for word in ONSET_WORDS.get(ticket.category, ()):
+        start = text.find(word)
+        while start >= 0:
+            if not any(text[:start].endswith(n) for n in _NEGATIONS):
+                return True
+            start = text.find(word, start + 1)
+    return False
 
 
-def find_incident(ticket: Ticket, incidents: Sequence[Incident], *,
-                  window: timedelta = DEFAULT_WINDOW) -> Incident | None:
-    """The open incident this ticket's call belongs to, or None (then it opens its own)."""
+def _in_time(incident: Incident, at: datetime, window: timedelta) -> bool:
+    """A call at `at` is in the incident's time: from `window` before its onset (or confirmation)
+    on, or without one within `window` after its first call."""
+    anchor = incident.onset_at or incident.confirmed_at
+    if anchor is not None:
+        return at >= anchor - window
+    return timedelta(0) <= at - incident.first_call_at <= window
+
+
+def _accepts(incident: Incident, ticket: Ticket, feeder: str | None, window: timedelta) -> bool:
+    if incident.resolved_at is not None or incident.category is not ticket.category:
+        return False
+    if not (incident.covers(ticket.supply_area) or (feeder is not None and incident.feeder == feeder)):
+        return False
+    return _in_time(incident, ticket.created_at, window)
+
+
+def find_incident(ticket: Ticket, incidents: Sequence[Incident], *, window: timedelta = DEFAULT_WINDOW,
+                  feeder: str | None = None) -> Incident | None:
+    """The open incident this ticket's call belongs to, or None (then it opens its own): one of
+    its supply area first, else one of its `feeder` (power), the earliest of them."""
     if not groupable(ticket):
         return None
     for incident in incidents:
         if ticket.number in incident.ticket_numbers:
             return incident
-    matches = [i for i in incidents if _accepts(i, ticket.category, ticket.supply_area or "",
-                                                ticket.created_at, window)]
-    return min(matches, key=lambda i: i.first_call_at, default=None)
+    matches = [i for i in incidents if _accepts(i, ticket, feeder, window)]
+    return min(matches, key=lambda i: (not i.covers(ticket.supply_area), i.first_call_at, i.incident_id),
+               default=None)
 
 
-def open_incident(incident_id: str, ticket: Ticket, *, suspected_asset: str | None = None) -> Incident:
-    """A new incident whose first call (and primary ticket) is `ticket`."""
+def open_incident(incident_id: str, ticket: Ticket, *, suspected_asset: str | None = None,
+                  feeder: str | None = None) -> Incident:
+    """A new incident whose first call (and primary ticket) is `ticket`; an onset ticket sets its onset."""
     if not groupable(ticket):
         raise ValidationError("ticket", f"ticket {ticket.number} is not an open repair ticket with a supply area")
+    onset = is_onset(ticket)
     return Incident(incident_id, ticket.category, ticket.supply_area or "", suspected_asset, ticket.number,
-                    (ticket.number,), ticket.created_at, ticket.created_at)
+                    (ticket.number,), ticket.created_at, ticket.created_at, areas=(ticket.supply_area or "",),
+                    feeder=feeder, onset_at=ticket.created_at if onset else None,
+                    onset_ticket=ticket.number if onset else None)
 
 
-def add_call(incident: Incident, ticket: Ticket, *, window: timedelta = DEFAULT_WINDOW) -> Incident:
-    """The incident with one more call; ValidationError when the call does not belong to it."""
+def add_call(incident: Incident, ticket: Ticket, *, window: timedelta = DEFAULT_WINDOW,
+             feeder: str | None = None) -> Incident:
+    """The incident with one more call; ValidationError when the call does not belong to it. A
+    call of another 台区 of the incident's feeder makes it a feeder incident; the first onset
+    ticket becomes the primary (`primary` changes: the caller audits it)."""
     if ticket.number in incident.ticket_numbers:
         return incident
-    if not groupable(ticket) or not _accepts(incident, ticket.category, ticket.supply_area or "",
-                                             ticket.created_at, window):
+    if not groupable(ticket) or not _accepts(incident, ticket, feeder, window):
         raise ValidationError("ticket", f"ticket {ticket.number} does not belong to incident {incident.incident_id}")
-    return dataclasses.replace(incident, ticket_numbers=(*incident.ticket_numbers, ticket.number),
-                               last_call_at=max(incident.last_call_at, ticket.created_at))
+    areas = incident.areas or (incident.supply_area,)
+    changes: dict[str, Any] = {"ticket_numbers": (*incident.ticket_numbers, ticket.number),
+                               "last_call_at": max(incident.last_call_at, ticket.created_at)}
+    if ticket.supply_area not in areas:
+        changes["areas"] = (*areas, ticket.supply_area)
+        if incident.feeder is not None:
+            changes["suspected_asset"] = incident.feeder  # several 台区 out: the feeder is suspected
+    if is_onset(ticket):
+        at = ticket.created_at
+        changes["onset_at"] = at if incident.onset_at is None else min(incident.onset_at, at)
+        if incident.onset_ticket is None:
+            changes.update(onset_ticket=ticket.number, primary=ticket.number)
+    return dataclasses.replace(incident, **changes)
 
 
 def group_call(ticket: Ticket, incidents: Sequence[Incident], *, new_incident_id: str,
-               suspected_asset: str | None = None, window: timedelta = DEFAULT_WINDOW) -> Incident:
+               suspected_asset: str | None = None, window: timedelta = DEFAULT_WINDOW,
+               feeder: str | None = None) -> Incident:
     """The incident after this call: an existing one joined, or a new one opened with `new_incident_id`."""
-    incident = find_incident(ticket, incidents, window=window)
+    incident = find_incident(ticket, incidents, window=window, feeder=feeder)
     if incident is None:
-        return open_incident(new_incident_id, ticket, suspected_asset=suspected_asset)
-    return add_call(incident, ticket, window=window)
+        return open_incident(new_incident_id, ticket, suspected_asset=suspected_asset, feeder=feeder)
+    return add_call(incident, ticket, window=window, feeder=feeder)
+
+
+def _alarm_fits(incident: Incident, alarm: AlarmRef) -> bool:
+    """Same asset, or same area when no asset is suspected, or a 台区 of a feeder incident."""
+    if incident.scope == "feeder" and incident.covers(alarm.supply_area):
+        return True
+    if incident.suspected_asset:
+        return incident.suspected_asset == alarm.asset_id
+    return incident.covers(alarm.supply_area)
 
 
 def match_alarm(alarm: AlarmRef, incidents: Sequence[Incident], *,
                 window: timedelta = DEFAULT_WINDOW) -> Incident | None:
-    """The open incident an alarm confirms: same asset (or same area when no asset is suspected),
-    raised within `window` of the incident's first call (before or after)."""
+    """The open incident an alarm confirms: same asset (or same area when no asset is suspected,
+    or one of a feeder incident's 台区), raised within `window` of the incident's first call
+    (before or after)."""
     for incident in sorted(incidents, key=lambda i: i.first_call_at):
         if incident.resolved_at is not None or incident.category is not alarm.category:
             continue
-        same = (incident.suspected_asset == alarm.asset_id if incident.suspected_asset
-                else incident.supply_area == alarm.supply_area)
-        if same and abs(as_utc(alarm.at, "at") - incident.first_call_at) <= window:
+        if _alarm_fits(incident, alarm) and abs(as_utc(alarm.at, "at") - incident.first_call_at) <= window:
             return incident
     return None
 
 
 def add_alarm(incident: Incident, alarm: AlarmRef) -> Incident:
-    """The incident confirmed by a sensor alarm on its suspected asset (adopting the asset if none)."""
-    if incident.suspected_asset not in (None, alarm.asset_id):
-        raise ValidationError("asset_id", f"alarm is on {alarm.asset_id}, incident suspects {incident.suspected_asset}")
-    if incident.suspected_asset is None and alarm.supply_area != incident.supply_area:
+    """The incident confirmed by a sensor alarm on its suspected asset (adopting the asset if none;
+    a feeder incident keeps the feeder); the alarm's time is an onset."""
+    if not _alarm_fits(incident, alarm):
+        if incident.suspected_asset:
+            raise ValidationError("asset_id", f"alarm is on {alarm.asset_id}, incident suspects {incident.suspected_asset}")
         raise ValidationError("supply_area", f"alarm is in {alarm.supply_area}, incident in {incident.supply_area}")
     if alarm.alarm_id in incident.alarm_ids:
         return incident
     at = as_utc(alarm.at, "at")
     return dataclasses.replace(
-        incident, suspected_asset=alarm.asset_id, alarm_ids=(*incident.alarm_ids, alarm.alarm_id),
-        confirmed_at=at if incident.confirmed_at is None else min(incident.confirmed_at, at))
+        incident, suspected_asset=incident.suspected_asset if incident.scope == "feeder" else alarm.asset_id,
+        alarm_ids=(*incident.alarm_ids, alarm.alarm_id),
+        confirmed_at=at if incident.confirmed_at is None else min(incident.confirmed_at, at),
+        onset_at=at if incident.onset_at is None else min(incident.onset_at, at))
 
 
 def decide(incident: Incident, *, min_calls: int = 2) -> Decision:
@@ -173,6 +256,29 @@ def decide(incident: Incident, *, min_calls: int = 2) -> Decision:
     once = status is IncidentStatus.CONFIRMED or (status is not IncidentStatus.RESOLVED
                                                   and len(incident.ticket_numbers) >= min_calls)
     return Decision(status, once, incident.primary, incident.suspected_asset, len(incident.ticket_numbers))
+
+
+class NotThePrimary(CommandError):
+    """A crew for a symptom call of a dispatch-once incident (HTTP 409 ``incident_not_primary``):
+    only the incident's primary goes to a crew."""
+
+    code = "incident_not_primary"
+
+    def __init__(self, number: str, incident_id: str, primary: str) -> None:
+        super().__init__(f"工单 {number} 属于故障事件 {incident_id}，只派主工单 {primary}（请对主工单派单）",
+                         number=number, incident_id=incident_id, primary=primary)
+
+
+def is_symptom_call(number: str, incident: Incident) -> bool:
+    """A call of an unresolved dispatch-once incident that is not its primary: never dispatched by itself."""
+    return (incident.resolved_at is None and number in incident.ticket_numbers and number != incident.primary
+            and decide(incident).dispatch_once)
+
+
+def check_dispatch(ticket: Ticket, incident: Incident | None) -> None:
+    """NotThePrimary when a crew would be sent to a symptom call of a dispatch-once incident."""
+    if incident is not None and is_symptom_call(ticket.number, incident):
+        raise NotThePrimary(ticket.number, incident.incident_id, incident.primary)
 
 
 def link(ticket: Ticket, incident: Incident, *, actor: Actor, now: datetime) -> tuple[Ticket, AuditEvent]:

@@ -25,7 +25,7 @@ from center.store_dispatch import DispatchStore
 from center.store_tickets import TicketRecord
 from command import dispatch as domain
 from command.errors import Conflict, ValidationError
-from command.grouping import decide
+from command.grouping import decide, is_symptom_call
 from command.routing import RouteKind, check_crew_dispatch, why_of
 from command.tickets import (
     FIELD_STATES, POOL_STATES, SYSTEM_ACTOR, TERMINAL_STATES, Actor, Role, Ticket,
@@ -267,12 +267,16 @@ class DispatchManager:
         return None
 
     async def _incident_has_crew(self, ticket: Ticket) -> bool:
-        """A call of an incident dispatched once: another call already has a crew in the field."""
+        """A call of an incident dispatched once that gets no crew of its own: a symptom call (not
+        the incident's primary, `command.grouping.is_symptom_call`; the manual dispatch refuses it
+        too), or the primary while another call already has a crew in the field."""
         if not ticket.incident_id:
             return False
         found = await self.tickets.store.incident(ticket.incident_id)
         if found is None or not decide(found[0]).dispatch_once:
             return False
+        if is_symptom_call(ticket.number, found[0]):
+            return True
         others = [n for n in found[0].ticket_numbers if n != ticket.number]
         return any(r is not None and r.ticket.state in FIELD_STATES for r in await self.tickets.store.get_many(others))
 

@@ -48,7 +48,8 @@ class AlarmEventError(ValueError):
 
 @dataclass(frozen=True)
 class SensorSite:
-    """Where a sensor is and what it watches: its asset, category and supply area (台区 or DMA)."""
+    """Where a sensor is and what it watches: its asset, category and supply area (the 台区, or for
+    water the segment of its main, as a call there is grouped: `sensor_sites`)."""
 
     sensor_id: str
     name: str
@@ -62,7 +63,9 @@ class SensorSite:
 
 def sensor_sites(city: Any, lookup: Any) -> dict[str, SensorSite]:
     """The sensor registry of a loaded City, located: a transformer's 台区 by its asset, else the
-    area (台区 for power, DMA for water) covering the sensor's point."""
+    台区 covering the sensor's point; a water sensor (pressure, flow) in the valve-isolation
+    segment of its main (its asset, `gis.network`), else of the main nearest its point, else in
+    the DMA covering it: the supply area a water call there gets (`TicketManager._resolve`)."""
     sensors = city.sensors
     area_of_asset = dict(zip(city.supply_areas["asset_id"], city.supply_areas["area_id"]))
     out: dict[str, SensorSite] = {}
@@ -78,7 +81,8 @@ def sensor_sites(city: Any, lookup: Any) -> dict[str, SensorSite]:
             if area is None and lookup is not None:
                 area = lookup.locate(point.x, point.y).supply_area_id
         elif category is Category.WATER and lookup is not None:
-            area = lookup.locate(point.x, point.y).dma_id
+            where = lookup.locate(point.x, point.y, "water")
+            area = lookup.water.segment_of_main(asset) or where.segment_id or where.dma_id
         out[str(row["sensor_id"])] = SensorSite(str(row["sensor_id"]), str(row.get("name") or ""),
                                                 str(row.get("kind")), asset, float(point.x),
                                                 float(point.y), category, area)

@@ -96,9 +96,9 @@ def event_view(stream_id: str, event: Mapping[str, Any], actor: Actor) -> dict[s
 def incident_view(incident: Incident, rev: int) -> dict[str, Any]:
     """An incident with its status and the dispatch decision (once for the incident, or per call)."""
     out = incident_to_dict(incident, rev)
-    for name in ("first_call_at", "last_call_at", "confirmed_at", "resolved_at", "etr", "etr_set_at"):
+    for name in ("first_call_at", "last_call_at", "confirmed_at", "resolved_at", "etr", "etr_set_at", "onset_at"):
         out[name] = iso_z(out[name])
     decision = decide(incident)
-    out.update(status=incident.status.value, calls=len(incident.ticket_numbers),
+    out.update(status=incident.status.value, calls=len(incident.ticket_numbers), scope=incident.scope,
                dispatch_once=decision.dispatch_once)
     return out

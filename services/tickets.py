@@ -58,8 +58,8 @@ OutboxHook = Callable[[Ticket, AuditEvent], Awaitable[tuple[dict[str, Any], Extr
 # None when the city has no address book (`web.handlers.desk.address_geocoder`)
 Geocoder = Callable[[str], Awaitable[Sequence[Mapping[str, Any]] | None]]
 # a create's early read of its supply area: (area, its unresolved incidents with revisions, the
-# process's count of incident writes in that area when read)
-_Early = tuple[str, list[tuple[grouping.Incident, int]], int]
+# process's counts of incident writes in that area and its feeder when read)
+_Early = tuple[str, list[tuple[grouping.Incident, int]], tuple[int, int]]
 
 
 def utc_now() -> datetime:
@@ -147,17 +147,21 @@ class TicketManager:
 
     def _resolve(self, fields: dict[str, Any], ticket: Ticket) -> dict[str, Any]:
         """District, grid, area class and supply area from the GIS lookup; ``_station`` the 三级
-        station of the place and trade, ``_department`` the 二级 unit above it (for the route)."""
+        station of the place and trade, ``_department`` the 二级 unit above it (for the route),
+        ``_feeder`` a power call's feeder. The supply area groups repair calls into incidents: the
+        台区 for power; for water the valve-isolation segment of the nearest main (``SEG0123``,
+        `gis.network`), the DMA when no main is within 300 m."""
         if self.lookup is None or ticket.lon is None or ticket.lat is None:
             return {}
         category = ticket.category.value if ticket.category.value in _LOOKUP_CATEGORIES else None
         where = self.lookup.locate(ticket.lon, ticket.lat, category)
         supply = where.supply_area_id if ticket.category is Category.POWER else \
-            where.dma_id if ticket.category is Category.WATER else None
+            (where.segment_id or where.dma_id) if ticket.category is Category.WATER else None
         found = {"district": where.district_id, "grid": where.grid_id, "supply_area": supply,
                  "area_class": where.area_class}
         found = {k: v for k, v in found.items() if v is not None}
         found["_asset"] = where.transformer_id if ticket.category is Category.POWER else None
+        found["_feeder"] = where.feeder if ticket.category is Category.POWER else None
         found["_station"], found["_department"] = where.unit_id, where.department_id
         return found
 
@@ -207,29 +211,34 @@ class TicketManager:
             previous.ticket, match.kind, now=self.clock(), actor=by, phone=call.caller_phone or None,
             note=note[:2000]))
 
-    async def _group(self, ticket: Ticket, asset: str | None, early: _Early | None = None,
+    async def _group(self, ticket: Ticket, asset: str | None, early: _Early | None = None, feeder: str | None = None,
                      ) -> tuple[Ticket, list[AuditEvent], list[IncidentWrite], grouping.Incident | None]:
-        """Join the call to its supply area's incident, or open one (not yet written). `early`:
-        (area, its incidents and revisions read with the create's reads, before the area lock,
-        `_area_writes` of the area at that time); a stale one is refused by the revision guard."""
+        """Join the call to its supply area's (or, for power, its `feeder`'s) incident, or open one
+        (not yet written). `early`: (area, its incidents and revisions read with the create's reads,
+        before the area lock, `_writes_of` the area and feeder at that time); a stale one is refused
+        by the revision guard. An onset ticket that takes over as primary says so on its link event."""
         if not grouping.groupable(ticket):
             return ticket, [], [], None
         area = ticket.supply_area or ""
-        if early is not None and early[0] == area and early[2] == self._area_writes.get(area, 0):
+        feeder = feeder if ticket.category is Category.POWER else None
+        if early is not None and early[0] == area and early[2] == self._writes_of(area, feeder):
             known = early[1]
         else:
-            known = await self.store.area_incidents(area)
+            known = await self.store.area_incidents(area, feeder)
         revs = {i.incident_id: rev for i, rev in known}
-        found = grouping.find_incident(ticket, [i for i, _ in known], window=self.group_window)
+        found = grouping.find_incident(ticket, [i for i, _ in known], window=self.group_window, feeder=feeder)
         if found is None:
             day = center_day(ticket.created_at)
             incident_id = f"INC{day:%Y%m%d}-{await self.store.next_incident_seq(day):04d}"
-            incident = grouping.open_incident(incident_id, ticket, suspected_asset=asset)
+            incident = grouping.open_incident(incident_id, ticket, suspected_asset=asset, feeder=feeder)
             write = IncidentWrite(incident, 1, None)
         else:
-            incident = grouping.add_call(found, ticket, window=self.group_window)
+            incident = grouping.add_call(found, ticket, window=self.group_window, feeder=feeder)
             write = IncidentWrite(incident, revs[found.incident_id] + 1, found)
         linked, event = grouping.link(ticket, incident, actor=SYSTEM_ACTOR, now=ticket.updated_at)
+        if found is not None and incident.primary != found.primary:  # an onset ticket: the primary moves to it
+            event = dataclasses.replace(event, note=f"{event.note}，成为主工单（原主工单 {found.primary}）",
+                                        data={**event.data, "primary": True, "primary_from": found.primary})
         return linked, [event], [write], incident
 
     # ------------------------------------------------------------------------------ create
@@ -280,6 +289,7 @@ class TicketManager:
             place["unit_id"] = given.strip()
             override = {"from_unit": routed.unit_id, "unit_id": place["unit_id"], "reason": unit_reason.strip()}
         asset = place.pop("_asset", None)
+        feeder = place.pop("_feeder", None)
         if alarm is not None:
             asset = alarm.asset_id or asset
             if alarm.supply_area:
@@ -289,10 +299,11 @@ class TicketManager:
         check = link and attach is None and answer is None and draft.type not in DIRECT_CLOSE_TYPES \
             and draft.channel is not Channel.SENSOR
         area = place.get("supply_area") if draft.type is TicketType.REPAIR else None
-        area_writes = self._area_writes.get(area, 0) if area else 0
+        area_writes = self._writes_of(area, feeder)
         reads = await self.store.create_reads(  # one round trip: number, repeat candidates, area incidents
             day, lon=draft.lon if check else None, lat=draft.lat if check else None, radius_m=self.repeat_radius_m,
-            category=draft.category.value, phone=(draft.caller_phone or None) if check else None, supply_area=area)
+            category=draft.category.value, phone=(draft.caller_phone or None) if check else None, supply_area=area,
+            feeder=feeder if area else None)
         if check:
             match = await self._repeat_of(draft, now, reads)
             if match is not None:
@@ -314,14 +325,14 @@ class TicketManager:
                                                      **({"unit_override": override} if override else {}),
                                                      **({"geocode": geocode} if geocode is not None else {})})
         meta = {"police_kind": kind, "police_suggested": suggested, "tags": list(tags), "asset_id": asset,
-                "alarm_key": alarm.alarm_key if alarm else None}
+                "alarm_key": alarm.alarm_key if alarm else None, "feeder": feeder}
         if geocode is not None:
             meta["geocode"] = geocode  # how the address text placed it (or did not)
         if follows is not None:
             await self.store.get(follows)  # TicketNotFound (404) for an unknown one
             meta["follows"] = follows
             created = dataclasses.replace(created, data={**created.data, "follows": follows})
-        async with self._area_lock(ticket.supply_area if grouping.groupable(ticket) else None):
+        async with self._area_lock((feeder or ticket.supply_area) if grouping.groupable(ticket) else None):
             return await self._save_new(ticket, created, meta, asset, answer, actor, now, alarm, early, extra,
                                         attach=attach)
 
@@ -353,10 +364,27 @@ class TicketManager:
         return marked, extra
 
     def _note_incident_writes(self, writes: Sequence[IncidentWrite]) -> None:
-        """Count written incidents per supply area (invalidates early reads of those areas)."""
+        """Count written incidents per supply area and feeder (invalidates early reads of those)."""
         for write in writes:
-            area = write.incident.supply_area or ""
-            self._area_writes[area] = self._area_writes.get(area, 0) + 1
+            incident = write.incident
+            for key in {incident.supply_area or "", *incident.areas, *((incident.feeder,) if incident.feeder else ())}:
+                self._area_writes[key] = self._area_writes.get(key, 0) + 1
+
+    def _writes_of(self, area: str | None, feeder: str | None) -> tuple[int, int]:
+        """This process's incident writes in a supply area and in a feeder so far."""
+        return (self._area_writes.get(area, 0) if area else 0, self._area_writes.get(feeder, 0) if feeder else 0)
+
+    async def _note_primary_moved(self, writes: Sequence[IncidentWrite]) -> None:
+        """After a save: the former primary of an incident whose primary moved to an onset ticket
+        gets a note on its timeline (the new primary's link event says it too)."""
+        for write in writes:
+            before, after = write.previous, write.incident
+            if before is None or before.primary == after.primary:
+                continue
+            await self._change(before.primary, lambda previous, a=after: apply(
+                previous.ticket, "note", actor=SYSTEM_ACTOR, now=self.clock(),
+                note=f"故障事件 {a.incident_id} 的主工单改为 {a.primary}（故障起始工单），本工单不单独派单",
+                data={"incident_id": a.incident_id, "primary": a.primary, "primary_from": before.primary}))
 
     def _area_lock(self, supply_area: str | None) -> Any:
         """Calls of one supply area are grouped one at a time in this process (the incident's
@@ -373,7 +401,7 @@ class TicketManager:
         for attempt in range(_RETRIES):
             grouped, events, incident_writes, incident = await (
                 self._attach(ticket, attach, actor) if attach is not None  # the agent chose the incident
-                else self._group(ticket, asset, early if attempt == 0 else None))
+                else self._group(ticket, asset, early if attempt == 0 else None, meta.get("feeder")))
             events = [created, *events]
             if answer is not None:
                 grouped, closed = apply(grouped, "close_direct", actor=actor, now=now, answer=answer)
@@ -389,6 +417,7 @@ class TicketManager:
                 await self.store.save([TicketWrite(record, events, None, alarm.alarm_key if alarm else None)],
                                       incident_writes, extra)
                 self._note_incident_writes(incident_writes)
+                await self._note_primary_moved(incident_writes)
                 return CreateResult(record, False, None if incident is None else incident.incident_id)
             except GuardFailed as exc:
                 if exc.key.startswith("alarm:") or attempt == _RETRIES - 1:
@@ -419,6 +448,8 @@ class TicketManager:
             previous = await self.store.get(number)
             self._check_visible(previous, actor)
             await self._check_unit(args["unit_id"], previous.ticket.category)
+        if action in CREW_ACTIONS:  # a symptom call of a dispatch-once incident: its primary only (409)
+            await self._check_primary(number, actor)
 
         def change(previous: TicketRecord) -> tuple[Ticket, AuditEvent]:
             self._check_visible(previous, actor)
@@ -434,6 +465,15 @@ class TicketManager:
             return self._release(ticket, [event])
 
         return await self._change(number, change, retry=expected_version is None, extra=extra, meta=meta)
+
+    async def _check_primary(self, number: str, actor: Actor) -> None:
+        """`command.grouping.NotThePrimary` (409 ``incident_not_primary``) when the ticket is a
+        symptom call of a dispatch-once incident: the crew goes to the incident's primary."""
+        previous = await self.store.get(number)
+        self._check_visible(previous, actor)
+        if previous.ticket.incident_id:
+            found = await self.store.incident(previous.ticket.incident_id)
+            grouping.check_dispatch(previous.ticket, None if found is None else found[0])
 
     def _release(self, ticket: Ticket, events: list[AuditEvent]) -> tuple[Ticket, list[AuditEvent]]:
         """A ticket whose review chain has just passed leaves the center: one routed to a

@@ -131,6 +131,7 @@ DOMAIN_ERRORS = {
     "ValidationError": 400, "Forbidden": 403, "SignatureError": 401, "PoliceMessageError": 400,
     "CoordinateError": 400, "OutsideServiceArea": 400,  # command.coordinates
     "RouteRefused": 409, "UnitOverrideRefused": 400,  # command.routing
+    "NotThePrimary": 409,  # command.grouping: a crew only for an incident's primary
 }
 
 

@@ -1,0 +1,242 @@
+"""Incidents by network topology and time through the real web app, TicketManager and dispatch
+worker (real PostgreSQL and Redis) on a small hand-built city: water calls group by the
+valve-isolation segment of their main, not by DMA; a burst call takes the primary from a
+rusty-water call made before it; symptom calls are never dispatched by themselves; a pressure
+alarm's ticket is in its main's segment; power calls of two 台区 of one feeder are one incident."""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from datetime import datetime, timedelta, timezone
+
+import orjson
+import pytest
+import tornado.httpclient
+import tornado.httpserver
+from shapely.geometry import LineString, Point, box
+
+from center.servers import free_port
+from center.store import FixRecord, Store
+from center.store_tickets import TicketStore
+from services.tickets import TicketManager
+from services.worker import build, watch_changes
+from tests.cities import write_city
+from tests.conftest import test_settings, wait_for
+from web import app as webapp
+from web.base import Services
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+PASSWORD = "test-pass-1234"
+T0 = datetime(2026, 12, 7, 2, 0, tzinfo=timezone.utc)
+LON0, LAT0 = 120.0, 36.0
+M_LON = 111_320.0 * math.cos(math.radians(LAT0))
+M_LAT = 110_574.0
+
+
+def ll(x: float, y: float) -> tuple[float, float]:
+    """Local metres (east, north) to WGS84 lon/lat."""
+    return LON0 + x / M_LON, LAT0 + y / M_LAT
+
+
+def area(x0, y0, x1, y1):
+    return box(*ll(x0, y0), *ll(x1, y1))
+
+
+ALL = area(-500, -500, 4000, 4000)
+# Mains: A (0,0)-(1000,0) and B (1000,0)-(2000,0) with a valve at B's start, C (0,3000)-(1000,3000):
+# segments SEG0001 (A), SEG0002 (B), SEG0003 (C), all in one DMA. Three 台区 side by side: TA1
+# and TA2 on feeder F1, TA3 on F2. A water crew and a power crew on the south road.
+CITY = {
+    "districts": [{"district_id": "D1", "name": "测试区", "g": ALL}],
+    "streets": [{"street_id": "S1", "name": "测试街道", "district_id": "D1", "g": ALL}],
+    "grids": [{"grid_id": "G1", "name": "网格", "street_id": "S1", "district_id": "D1", "area_class": "urban", "g": ALL}],
+    "units": [{"unit_id": "WAT01", "name": "自来水公司", "category": "water", "g": ALL},
+              {"unit_id": "PWR01", "name": "供电所", "category": "power", "g": ALL}],
+    "stations": [{"station_id": "WS1", "name": "供水站", "category": "water", "unit_id": "WAT01", "g": Point(ll(0, -10))},
+                 {"station_id": "PS1", "name": "供电所", "category": "power", "unit_id": "PWR01", "g": Point(ll(0, -10))}],
+    "transformers": [{"asset_id": f"T{k}", "name": f"{k}号台变", "rated_kva": 400, "feeder": feeder,
+                      "g": Point(ll(x, 1500))} for k, x, feeder in ((1, 500, "F1"), (2, 1500, "F1"), (3, 3000, "F2"))],
+    "supply_areas": [{"area_id": f"TA{k}", "asset_id": f"T{k}", "name": f"{k}号台区", "g": area(x0, -500, x1, 4000)}
+                     for k, x0, x1 in ((1, -500, 1000), (2, 1000, 2000), (3, 2000, 4000))],
+    "dmas": [{"dma_id": "DMA01", "name": "一号计量分区", "g": ALL}],
+    "mains": [{"main_id": "A", "diameter_mm": 300, "g": LineString([ll(0, 0), ll(1000, 0)])},
+              {"main_id": "B", "diameter_mm": 300, "g": LineString([ll(1000, 0), ll(2000, 0)])},
+              {"main_id": "C", "diameter_mm": 300, "g": LineString([ll(0, 3000), ll(1000, 3000)])}],
+    "valves": [{"valve_id": "VB", "main_id": "B", "g": Point(ll(1000, 0))}],
+    "sensors": [{"sensor_id": "P001", "name": "1号压力监测点", "kind": "pressure", "quantity": "pressure",
+                 "unit": "MPa", "asset_id": "A", "period_s": 300, "g": Point(ll(500, 0))}],
+    "roads": [{"road_id": f"R{k}", "name": f"路{k}", "class": "primary", "speed_kmh": 36.0, "oneway": False,
+               "g": LineString([ll(*a), ll(*b)])}
+              for k, a, b in ((1, (0, -10), (2000, -10)), (2, (0, -10), (0, 3010)), (3, (0, 3010), (1000, 3010)))],
+    "crews": [{"vehicle_id": "V01", "crew_id": "C01", "crew_name": "供水抢修班", "unit_id": "WAT01", "station_id": "WS1",
+               "skills": "water", "plate": "鲁G00001", "members": 3, "g": Point(ll(100, -10))},
+              {"vehicle_id": "V02", "crew_id": "C02", "crew_name": "供电抢修班", "unit_id": "PWR01", "station_id": "PS1",
+               "skills": "power", "plate": "鲁G00002", "members": 3, "g": Point(ll(200, -10))}],
+}
+
+
+class Clock:
+    """A settable clock handed to every manager."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class Api:
+    """The in-process web app with tickets, dispatch and the worker's change watcher."""
+
+    def __init__(self, base: str, store: Store, parts, clock: Clock) -> None:
+        self.base, self.store, self.parts, self.clock = base, store, parts, clock
+        self.http = tornado.httpclient.AsyncHTTPClient()
+        self.tokens: dict[str, str] = {}
+        self.phones = iter(range(13900000001, 13900001000))
+
+    async def call(self, method: str, path: str, user: str = "dispatcher", body=None):
+        if user not in self.tokens:
+            response = await self.http.fetch(self.base + "/api/login", method="POST",
+                                              body=json.dumps({"username": user, "password": PASSWORD}))
+            self.tokens[user] = orjson.loads(response.body)["token"]
+        response = await self.http.fetch(tornado.httpclient.HTTPRequest(
+            self.base + path, method=method, headers={"Authorization": f"Bearer {self.tokens[user]}"},
+            body=None if body is None else json.dumps(body)), raise_error=False)
+        return response.code, orjson.loads(response.body) if response.body else None
+
+    async def create(self, xy, description, *, category="water", urgency="normal", minutes=0.0) -> dict:
+        """A call at local metres `xy`, `minutes` after T0 (each from another phone)."""
+        self.clock.now = T0 + timedelta(minutes=minutes)
+        lon, lat = ll(*xy)
+        code, reply = await self.call("POST", "/api/tickets", "agent", {
+            "channel": "phone", "category": category, "type": "repair", "urgency": urgency,
+            "description": description, "caller_phone": str(next(self.phones)), "lon": lon, "lat": lat})
+        assert code == 201 and not reply["linked"], reply
+        return reply["ticket"]
+
+    async def ticket(self, number: str) -> dict:
+        return (await self.call("GET", f"/api/tickets/{number}"))[1]
+
+    async def incident(self, incident_id: str) -> dict:
+        code, body = await self.call("GET", f"/api/incidents/{incident_id}")
+        assert code == 200, body
+        return body
+
+    async def events(self, number: str) -> list[dict]:
+        return (await self.call("GET", f"/api/tickets/{number}/timeline"))[1]["events"]
+
+    async def fixes(self) -> None:
+        """Both crews' vehicles report where they are, now."""
+        for vehicle_id, (lon, lat) in (("V01", ll(100, -10)), ("V02", ll(200, -10))):
+            at = self.clock.now.timestamp()
+            await self.store.write_fixes([FixRecord(vehicle_id, at, lat, lon, 0.0, None, None, 1, "A", 8, 1.0, "GP",
+                                                    True, True)], {}, seen={vehicle_id: at}, retention_s=3600)
+
+
+@pytest.fixture
+async def api(tmp_path, redis_url, database_url):
+    clock = Clock(T0)
+    settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
+    store = Store.from_url(redis_url, database_url)
+    await webapp.bootstrap_accounts(store, settings, demo=True)
+    city = write_city(tmp_path / "city", CITY) if (tmp_path / "city").mkdir() is None else None
+    manager = await asyncio.to_thread(TicketManager.for_city, TicketStore(store.db, store.redis), city, clock=clock)
+    parts = await build(store, settings, city, tickets=manager, clock=clock)
+    services = Services(settings=settings, store=store,
+                        extra={"tickets": manager, "dispatch": parts.dispatch, "police": parts.police})
+    server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
+    port = free_port()
+    server.listen(port, "127.0.0.1")
+    client = Api(f"http://127.0.0.1:{port}", store, parts, clock)
+    await client.fixes()
+    await parts.dispatch.crews.refresh()
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch_changes(parts, stop, block_ms=50))
+    yield client
+    stop.set()
+    await watcher
+    server.stop()
+    await server.close_all_connections()
+    await store.close()
+
+
+async def test_water_calls_group_by_the_segment_of_their_main_not_by_the_dma(api):
+    first = await api.create((300, 20), "家里停水了")
+    second = await api.create((700, -40), "水龙头没水", minutes=5)  # 400 m along the same main
+    assert first["supply_area"] == second["supply_area"] == "SEG0001"
+    assert first["incident_id"] == second["incident_id"]
+    far = await api.create((500, 3020), "停水一上午了", minutes=6)  # 3 km north: main C, same DMA
+    behind = await api.create((1500, 30), "没水了", minutes=7)  # main B, behind its valve
+    assert (far["supply_area"], behind["supply_area"]) == ("SEG0003", "SEG0002")
+    assert len({first["incident_id"], far["incident_id"], behind["incident_id"]}) == 3
+    nowhere = await api.create((3500, 1500), "水压低", minutes=8)  # 1.5 km from any main: the DMA
+    assert nowhere["supply_area"] == "DMA01"
+    incident = await api.incident(first["incident_id"])
+    assert (incident["supply_area"], incident["scope"], incident["calls"], incident["primary"]) == (
+        "SEG0001", "area", 2, first["number"])
+
+
+async def test_a_burst_takes_the_primary_from_a_rusty_call_and_symptom_calls_get_no_crew(api):
+    rusty = await api.create((300, 20), "水龙头出水发黄")  # normal: recommended, not sent by itself
+    api.clock.now = T0 + timedelta(minutes=10)
+    await api.fixes()
+    burst = await api.create((600, 0), "路面冒水，水管爆裂，马路上全是积水", urgency="emergency", minutes=10)
+    assert burst["incident_id"] == rusty["incident_id"]
+    incident = await api.incident(burst["incident_id"])
+    assert (incident["primary"], incident["onset_ticket"], incident["onset_at"]) == (
+        burst["number"], burst["number"], "2026-12-07T02:10:00Z")
+    linked = [e for e in await api.events(burst["number"]) if e["action"] == "link_incident"]
+    assert linked[0]["data"]["primary_from"] == rusty["number"] and "成为主工单" in linked[0]["note"]
+    moved = [e for e in await api.events(rusty["number"]) if e["action"] == "note"]
+    assert moved and moved[-1]["data"]["data"] == {"incident_id": incident["incident_id"], "primary": burst["number"],
+                                           "primary_from": rusty["number"]}
+    assert await wait_for(lambda: _crew(api, burst["number"])) == "C01"  # the primary goes to the crew
+    symptom = await api.create((900, 30), "水压很低", urgency="emergency", minutes=12)
+    assert symptom["incident_id"] == incident["incident_id"]
+    assert await api.parts.dispatch.dispatch_pool_ticket(symptom["number"]) is None
+    for number in (symptom["number"], rusty["number"]):  # the manual dispatch refuses them
+        ticket = await api.ticket(number)
+        assert ticket["state"] == "new" and ticket["crew_id"] is None
+        code, body = await api.call("POST", f"/api/tickets/{number}/assign",
+                                    body={"crew_id": "C01", "expected_version": ticket["version"]})
+        assert code == 409 and body["error"]["code"] == "incident_not_primary", body
+        assert burst["number"] in body["error"]["message"]
+        code, body = await api.call("POST", f"/api/tickets/{number}/actions/dispatch",
+                                    body={"crew_id": "C01", "expected_version": ticket["version"]})
+        assert code == 409 and body["error"]["code"] == "incident_not_primary", body
+    assert [e["action"] for e in await api.events(symptom["number"])] == ["create", "link_incident"]
+
+
+async def _crew(api: Api, number: str) -> str | None:
+    ticket = await api.ticket(number)
+    return ticket["crew_id"] if ticket["state"] == "dispatched" else None
+
+
+async def test_a_pressure_alarm_ticket_is_in_the_segment_of_its_sensors_main(api):
+    manager = api.parts.tickets
+    assert manager.sensors["P001"].supply_area == "SEG0001"
+    api.clock.now = T0 + timedelta(minutes=1)
+    alarm = {"alarm_id": "P001:low", "sensor_id": "P001", "kind": "low", "severity": "critical", "value": 0.08,
+             "threshold": 0.14, "raised_at": T0.isoformat()}
+    record = await manager.on_alarm_event({"type": "raised", "alarm": json.dumps(alarm)})
+    assert record is not None and record.ticket.supply_area == "SEG0001"
+    symptom = await api.create((800, 40), "停水了", minutes=3)
+    incident = await api.incident(record.ticket.incident_id)
+    assert symptom["incident_id"] == incident["incident_id"]
+    assert (incident["primary"], incident["onset_at"], incident["status"], incident["suspected_asset"]) == (
+        record.ticket.number, "2026-12-07T02:00:00Z", "confirmed", "A")
+
+
+async def test_power_calls_of_two_areas_of_one_feeder_are_one_feeder_incident(api):
+    first = await api.create((500, 1400), "整条街停电", category="power")
+    second = await api.create((1500, 1400), "停电了", category="power", minutes=4)  # TA2, same feeder F1
+    other = await api.create((3000, 1400), "停电了", category="power", minutes=5)  # TA3 on F2
+    assert (first["supply_area"], second["supply_area"], other["supply_area"]) == ("TA1", "TA2", "TA3")
+    assert second["incident_id"] == first["incident_id"] != other["incident_id"]
+    third = await api.create((1500, 900), "家里没电", category="power", minutes=8)  # TA2 again: found by its area
+    assert third["incident_id"] == first["incident_id"]
+    incident = await api.incident(first["incident_id"])
+    assert (incident["scope"], incident["areas"], incident["feeder"], incident["suspected_asset"], incident["calls"]) == (
+        "feeder", ["TA1", "TA2"], "F1", "F1", 3)
+    assert (await api.incident(other["incident_id"]))["scope"] == "area"
