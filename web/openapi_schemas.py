@@ -129,6 +129,8 @@ SCHEMAS: dict[str, Any] = {
                     status={"type": "string", "enum": ["single", "suspected", "confirmed", "resolved"]},
                     calls=I, dispatch_once=B, rev=I, tickets=arr(ref("Ticket")),
                     etr=NT, etr_note=S, etr_by=NS, etr_set_at=NT,  # 预计恢复时间 (command.outages)
+                    areas=arr(S), feeder=NS, onset_at=NT, onset_ticket=NS,  # command.grouping: scope and time
+                    scope={"type": "string", "enum": ["area", "feeder"]},
                     notice=nullable(ref("Notice")), answer=S,  # the detail: its notice, the caller's answer
                     events=arr(obj(["id", "action", "actor_id", "role", "at"], id=S, action=S, actor_id=S, role=S,
                                    at=T, note=S, data=ANY_OBJ))),
