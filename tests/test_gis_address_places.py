@@ -8,6 +8,8 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from shapely.geometry import Point
 
 from gis import democity
@@ -248,3 +250,16 @@ def test_demo_city_aliases_find_their_poi(city) -> None:  # type: ignore[no-unty
     for row in with_alias.itertuples():
         for alias in row.alias.split(";"):
             assert book.index.search(alias, limit=1)[0].id == row.addr_id, alias
+
+
+_SPOKEN_ALPHABET = st.sampled_from(list("王家庄村杨疃汽车站实验小学人民路委会组小队第一二三十百0123456789往向东南西北米公里附近旁边门口对面"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=_SPOKEN_ALPHABET, max_size=24))
+def test_search_of_spoken_places_never_raises(index: AddressIndex, query: str) -> None:
+    found = index.search(query, limit=5)
+    assert len(found) <= 5 and len({c.id for c in found}) == len(found)
+    assert [c.score for c in found] == sorted((c.score for c in found), reverse=True)
+    assert all(0.0 <= c.score <= 100.0 and math.isfinite(c.lon) and math.isfinite(c.lat) for c in found)
+    assert normalize(normalize(query)) == normalize(query)
