@@ -25,7 +25,7 @@ from center.store_dispatch import DispatchStore
 from center.store_tickets import TicketRecord
 from command import dispatch as domain
 from command.errors import Conflict, ValidationError
-from command.grouping import decide, is_symptom_call
+from command.grouping import Incident, decide, is_symptom_call
 from command.routing import RouteKind, check_crew_dispatch, why_of
 from command.tickets import (
     FIELD_STATES, POOL_STATES, SYSTEM_ACTOR, TERMINAL_STATES, Actor, Role, Ticket,
@@ -169,6 +169,12 @@ class DispatchManager:
             return {"number": ticket.number, "policy": "recommend", "computed_at": now.isoformat(),
                     "version": ticket.version, "state": ticket.state.value, "recommendations": [], "skipped": [],
                     "route": kind.value, "note": f"{why_of(kind)}，不推荐现场班组"}
+        incident = await self._symptom_of(ticket)
+        if incident is not None:  # a symptom call: the crew goes to the incident's primary, nothing stored
+            return {"number": ticket.number, "policy": "recommend", "computed_at": now.isoformat(),
+                    "version": ticket.version, "state": ticket.state.value, "recommendations": [], "skipped": [],
+                    "incident_id": incident.incident_id, "primary": incident.primary,
+                    "note": f"故障事件 {incident.incident_id} 的来电，只派主工单 {incident.primary}"}
         states = await self._states(now) if states is None else states
         ranking = self.rank(ticket, [s.to_crew(now) for s in states], now)
         view = self._view(ticket, ranking, {s.info.crew_id: s for s in states}, now)
@@ -266,6 +272,13 @@ class DispatchManager:
             return view
         return None
 
+    async def _symptom_of(self, ticket: Ticket) -> Incident | None:
+        """The dispatch-once incident whose symptom call (not its primary) the ticket is, or None."""
+        if not ticket.incident_id:
+            return None
+        found = await self.tickets.store.incident(ticket.incident_id)
+        return found[0] if found is not None and is_symptom_call(ticket.number, found[0]) else None
+
     async def _incident_has_crew(self, ticket: Ticket) -> bool:
         """A call of an incident dispatched once that gets no crew of its own: a symptom call (not
         the incident's primary, `command.grouping.is_symptom_call`; the manual dispatch refuses it
@@ -275,7 +288,7 @@ class DispatchManager:
         found = await self.tickets.store.incident(ticket.incident_id)
         if found is None or not decide(found[0]).dispatch_once:
             return False
-        if is_symptom_call(ticket.number, found[0]):
+        if is_symptom_call(ticket.number, found[0]):  # (`_symptom_of`, read once here)
             return True
         others = [n for n in found[0].ticket_numbers if n != ticket.number]
         return any(r is not None and r.ticket.state in FIELD_STATES for r in await self.tickets.store.get_many(others))

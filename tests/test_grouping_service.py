@@ -195,6 +195,8 @@ async def test_a_burst_takes_the_primary_from_a_rusty_call_and_symptom_calls_get
     symptom = await api.create((900, 30), "水压很低", urgency="emergency", minutes=12)
     assert symptom["incident_id"] == incident["incident_id"]
     assert await api.parts.dispatch.dispatch_pool_ticket(symptom["number"]) is None
+    code, rec = await api.call("GET", f"/api/tickets/{symptom['number']}/recommendation")
+    assert code == 200 and (rec["recommendations"], rec["primary"]) == ([], burst["number"]), rec
     for number in (symptom["number"], rusty["number"]):  # the manual dispatch refuses them
         ticket = await api.ticket(number)
         assert ticket["state"] == "new" and ticket["crew_id"] is None

@@ -231,6 +231,10 @@
     C.routeLayer.clearLayers();
     var list = res.ok && res.body ? (res.body.candidates || res.body.recommendations || res.body.top || []) : null;
     if (!list) { el.textContent = t("common.none"); el.dataset.state = "none"; return; }
+    if (!list.length && res.body.primary) {  // a symptom call of an incident: its primary gets the crew
+      el.textContent = C.fmt("detail.primary_only", { incident: res.body.incident_id, primary: res.body.primary });
+      el.dataset.state = "primary_only"; return;
+    }
     if (!list.length) { el.textContent = t("detail.no_recommendation"); el.dataset.state = "empty"; return; }
     var palette = ["#0b7a3e", "#1560bd", "#8e44ad"];
     el.innerHTML = list.slice(0, 3).map(function (c, i) {
