@@ -8,7 +8,9 @@
 - Near: `near` gives the open incidents of a category whose calls lie within 300 m of a place,
   with their notice and the answer the agent reads to the caller.
 - Resolution: `resolve` resolves every open call (`TicketManager.resolve_incident`), withdraws the
-  notice and audits the resolution in the same transaction, then announces it.
+  notice and audits the resolution in the same transaction, then announces it; the crew resolving
+  the incident's primary ticket resolves the incident with its resolution (`on_resolved`, called by
+  the dispatch worker for each ``resolve`` change).
 
 Every change of an incident writes the incident again with its revision + 1, so two changes of one
 incident never both pass (the revision guard; a loser reads again and retries).
@@ -26,7 +28,7 @@ from command import grouping, outages
 from command.coordinates import check_point
 from command.errors import Conflict, ValidationError
 from command.outages import IncidentEvent, Notice
-from command.tickets import Actor, Category, apply
+from command.tickets import SYSTEM_ACTOR, Actor, Category, State, apply
 from gis.crs import distance_m
 from services.tickets import IncidentNotFound, TicketManager
 
@@ -154,9 +156,23 @@ class IncidentService:
                 "answer": outages.answer_text(incident, notice)}
 
     # resolution ------------------------------------------------------------------------------------
+    async def on_resolved(self, number: str) -> grouping.Incident | None:
+        """A ticket was resolved: when it is the primary of an unresolved incident (the crew fixed
+        the fault), the incident is resolved with the ticket's resolution (by the system); else None."""
+        record = await self.tickets.store.get(number)
+        ticket = record.ticket
+        if ticket.incident_id is None or ticket.state is not State.RESOLVED:
+            return None
+        found = await self.tickets.store.incident(ticket.incident_id)
+        if found is None or found[0].resolved_at is not None or found[0].primary != number:
+            return None
+        return await self.resolve(ticket.incident_id, f"随主工单 {number} 办结：{ticket.resolution}"[:2000], SYSTEM_ACTOR)
+
     async def resolve(self, incident_id: str, resolution: Any, actor: Actor) -> grouping.Incident:
         """Resolve every open call of the incident, withdraw its notice and audit the resolution in
-        one transaction; then tell the consoles."""
+        one transaction; then tell the consoles. An incident resolved already is refused (400)."""
+        if (await self._incident(incident_id))[0].resolved_at is not None:
+            raise ValidationError("incident_id", f"incident {incident_id} is resolved already")
         withdrawn: list[Notice] = []
 
         async def extra(resolved: grouping.Incident) -> Sequence[Extra]:

@@ -5,8 +5,9 @@ Tasks, all stopped by one event:
 
 - `consume_alarms`: the sensor alarm stream → proactive tickets (`services.ticket_alarms`);
 - `watch_changes`: the ``tkt:changes`` stream through the consumer group ``dispatch`` (entries a
-  crashed worker left pending are handled first) → `DispatchManager.on_change` and the 110 link
-  (handover of emergency tickets, result report of resolved transfers); a (number, version)
+  crashed worker left pending are handled first) → `DispatchManager.on_change`, the 110 link
+  (handover of emergency tickets, result report of resolved transfers) and the incidents (a resolved
+  primary ticket resolves its incident, `services.incidents`); a (number, version)
   already handled is skipped (delivery is at least once), a group a Redis wipe removed recreated;
 - the change relay (`center.outbox.ChangeRelay`): ticket changes whose writer could not publish
   them reach ``tkt:changes`` (the web processes run one too; one works at a time);
@@ -49,6 +50,7 @@ from command.tickets import POOL_STATES, Channel
 from services.crews import CrewRegistry, crews_from_city
 from services.dispatch import DispatchManager, is_creation, road_graph
 from services.dispatch_timers import DispatchTimers
+from services.incidents import IncidentService
 from services.police_link import PoliceLink, Send
 from services.supervision import SupervisionService, overdue_stages
 from services.tickets import TicketManager, build_manager, consume_alarms, utc_now
@@ -69,6 +71,7 @@ class DispatchParts:
     police: PoliceLink
     store: DispatchStore
     supervision: SupervisionService | None = None  # the rules' 督办 after each timers' round (PostgreSQL only)
+    incidents: IncidentService | None = None  # an incident resolved with its primary ticket (services.incidents)
 
 
 async def build(store: Store, settings: Any, city: Any = None, *, tickets: TicketManager | None = None,
@@ -98,7 +101,8 @@ async def build(store: Store, settings: Any, city: Any = None, *, tickets: Ticke
         tickets.outbox_hook = police.outbox_hook
     supervision = None if store.db is None else SupervisionService(tickets, SupervisionStore(store.db),
                                                                     UnitStore(store.db))
-    return DispatchParts(tickets, dispatch, timers, police, dstore, supervision)
+    return DispatchParts(tickets, dispatch, timers, police, dstore, supervision,
+                         incidents=None if store.db is None else IncidentService(tickets))
 
 
 async def on_change(parts: DispatchParts, change: Mapping[str, str]) -> None:
@@ -115,6 +119,8 @@ async def on_change(parts: DispatchParts, change: Mapping[str, str]) -> None:
         record = await parts.tickets.store.get(number)
         if record.ticket.channel is Channel.POLICE_110 and parts.police.outbound_enabled:
             await parts.police.enqueue_result(record)
+        if action == "resolve" and record.ticket.incident_id and parts.incidents is not None:
+            await parts.incidents.on_resolved(number)  # the primary's crew fixed it: every call resolved
     await parts.dispatch.on_change(change)
 
 

@@ -212,3 +212,43 @@ async def test_the_live_feed_relays_incident_changes_to_the_views_that_see_the_c
     assert sorted((f["type"], [i["action"] for i in f["incidents"]]) for f in frames) == [
         ("incidents", ["notice_published"]), ("incidents", ["notice_published"])]  # office and agent only
     await asyncio.sleep(0)
+
+
+async def test_the_crew_resolving_the_primary_resolves_the_incident_through_the_dispatch_worker(api):
+    from services.incidents import IncidentService
+    from services.worker import on_change
+
+    incident_id, numbers = await _burst(api)
+    primary = numbers[0]
+    await api.call("POST", f"/api/incidents/{incident_id}/notice", "dispatcher", {})
+    assert (await api.act("dispatcher", primary, "dispatch", crew_id="C02"))[0] == 200
+    for action, args in (("accept", {}), ("arrive", {}), ("resolve", {"resolution": "更换熔断器"})):
+        code, body = await api.act("crew2", primary, action, **args)
+        assert code == 200, body
+
+    class Parts:  # what the worker's on_change needs for a crew's resolve
+        tickets = api.manager
+        incidents = IncidentService(api.manager)
+
+        class police:
+            outbound_enabled = False
+
+        class dispatch:
+            @staticmethod
+            async def on_change(change):
+                return None
+
+    change = {"number": primary, "action": "resolve", "version": "9", "state": "resolved"}
+    await on_change(Parts, change)
+    code, incident = await api.call("GET", f"/api/incidents/{incident_id}", "dispatcher")
+    assert incident["status"] == "resolved" and incident["events"][-2]["actor_id"] == "system"
+    for number in numbers[1:]:
+        code, ticket = await api.call("GET", f"/api/tickets/{number}", "dispatcher")
+        assert (ticket["state"], ticket["resolution"]) == ("resolved", f"随主工单 {primary} 办结：更换熔断器")
+    code, active = await api.call("GET", "/api/notices", "agent")
+    assert active["notices"] == []
+    await on_change(Parts, change)  # delivered again (at least once): nothing more
+    code, again = await api.call("GET", f"/api/incidents/{incident_id}", "dispatcher")
+    assert again["rev"] == incident["rev"] and len(again["events"]) == len(incident["events"])
+    code, body = await api.call("POST", f"/api/incidents/{incident_id}/resolve", "dispatcher", {"resolution": "再次"})
+    assert code == 400 and "resolved already" in body["error"]["message"]

@@ -282,6 +282,9 @@
     } else if (msg.type === "alarms") {
       msg.alarms.forEach(upsertAlarm);
       emit("alarms", { events: msg.alarms, snapshot: false });
+    } else if (msg.type === "incidents") {  // an incident's ETR, notice or resolution (console_incident.js)
+      loadIncidents();
+      emit("incidents", msg.incidents);
     } else if (msg.type === "crews") {  // an administrator changed crews or vehicles: relabel at the next render
       state.crews = msg.crews || {};
       Object.keys(state.vehicles).forEach(function (id) { state.vehicles[id].state = null; });

@@ -152,7 +152,8 @@
       field("detail.caller", (tk.caller_name || "") + " " + (tk.caller_phone || "")) + field("detail.unit", tk.unit_id) +
       field("detail.crew", tk.crew_id) + field("detail.incident", tk.incident_id) + field("detail.calls", tk.calls) +
       field("tickets.left", leftText(tk.time_left_s)) + (tk.review ? field("review.step", tk.review.step + "/" +
-      tk.review.of + " " + t("role." + tk.review.role)) : "") + '<div id="detail-supervision" class="supervision"></div>';
+      tk.review.of + " " + t("role." + tk.review.role)) : "") + '<div id="detail-supervision" class="supervision"></div>' +
+      '<div id="detail-incident" class="incident-panel"></div>';  // console_incident.js
     var acts = tk.allowed_actions || [];
     var html = [];
     if (canAct && acts.indexOf("review") >= 0) { html.push('<button data-do="review">' + t("detail.review") + "</button>"); }
@@ -271,6 +272,7 @@
       renderTimeline(all[1].ok ? all[1].body.events : []);
       renderRecommendation(all[2]);
       renderSupervision(all[3].ok ? all[3].body.supervisions : []);
+      C.emit("detail", current);  // the incident panel (console_incident.js)
       if (current.lat != null) { C.map.panTo([current.lat, current.lon]); }
       panel.dataset.loaded = current.number + "@" + current.version;
     });

@@ -155,6 +155,14 @@
       "detail.assigned": "Assigned", "detail.sent_110": "Handed to 110", "detail.transferred": "Transferred",
       "detail.no_recommendation": "No recommendation",
       "detail.primary_only": "A call of incident {incident}: only its primary {primary} gets a crew", "incident.title": "Incident", "incident.calls": "calls",
+      "incident.status.single": "one call", "incident.status.suspected": "suspected", "incident.status.confirmed": "confirmed",
+      "incident.status.resolved": "resolved", "incident.etr": "Restoration (ETR)", "incident.etr.none": "not set",
+      "incident.etr.note": "Note", "incident.etr.set": "Set ETR", "incident.etr.done": "ETR set",
+      "incident.notice": " notice", "incident.notice.active": "published", "incident.notice.withdrawn": "withdrawn",
+      "incident.notice.area": "Area (default: the incident's)", "incident.notice.publish": "Publish the outage notice",
+      "incident.notice.update": "Update the notice", "incident.notice.done": "Notice published",
+      "incident.resolution": "Resolution of every call", "incident.resolve": "Resolve the incident",
+      "incident.resolved": "Incident resolved", "incident.resolution_needed": "A resolution is needed",
       "detail.police_suggested": "Possible emergency for 110", "detail.police_confirm": "Confirm: hand to 110",
       "police.kind.gas_leak": "gas leak", "police.kind.electrical_fire": "electrical fire",
       "police.kind.people_trapped": "people trapped", "police.kind.fallen_live_wire": "live wire down",
@@ -462,7 +470,15 @@
       "supervision.urged": "已催办", "supervision.message_needed": "请填写督办内容", "supervision.answer": "答复：",
       "supervision.escalated": "已升级", "supervision.state.open": "待答复", "supervision.state.due": "逾期未复",
       "supervision.state.answered": "已答复", "supervision.state.closed": "已结束",
-      "incident.title": "事件", "incident.calls": "个来电", "sensor.title": "监测点", "sensor.value": "读数",
+      "incident.title": "事件", "incident.calls": "个来电",
+      "incident.status.single": "单个来电", "incident.status.suspected": "疑似", "incident.status.confirmed": "已确认",
+      "incident.status.resolved": "已处理", "incident.etr": "预计恢复", "incident.etr.none": "未设定",
+      "incident.etr.note": "说明", "incident.etr.set": "设定预计恢复时间", "incident.etr.done": "预计恢复时间已设定",
+      "incident.notice": "通知", "incident.notice.active": "已发布", "incident.notice.withdrawn": "已撤销",
+      "incident.notice.area": "区域（默认为事件区域）", "incident.notice.publish": "发布停水/停电通知",
+      "incident.notice.update": "更新通知", "incident.notice.done": "通知已发布",
+      "incident.resolution": "处理结果（全部来电）", "incident.resolve": "事件办结",
+      "incident.resolved": "事件已办结", "incident.resolution_needed": "请填写处理结果", "sensor.title": "监测点", "sensor.value": "读数",
       "sensor.ok": "正常", "sensor.offline": "离线", "vehicles.crew": "班组", "vehicles.age": "定位时长 (秒)",
       "wall.title": "指挥大屏", "wall.open": "未结工单", "wall.overdue": "超时工单", "wall.alarms": "活动告警",
       "wall.critical": "严重", "wall.vehicles": "在线车辆", "wall.created": "今日受理", "wall.resolved": "今日处理",
@@ -637,7 +653,27 @@
     return m >= 1440 ? (m / 1440).toFixed(1) + " " + t("common.days")
       : m >= 60 ? (m / 60).toFixed(1) + " " + t("common.hours") : m + " " + t("common.min");
   }
-  window.I18N = { t: t, fmt: fmt, duration: duration, apply: apply, lang: lang };
+  // wall times of a form field ("YYYY-MM-DDTHH:MM", a datetime-local input) in the center's zone
+  // (the page's data-zone), whatever the browser's own zone: the epoch ms of one, and one of an epoch
+  function wallParts(ms, zone) {
+    var parts = {};
+    new Intl.DateTimeFormat("en-US", { timeZone: zone, hourCycle: "h23", year: "numeric", month: "2-digit",
+      day: "2-digit", hour: "2-digit", minute: "2-digit" }).formatToParts(new Date(ms))
+      .forEach(function (p) { parts[p.type] = p.value; });
+    return parts;
+  }
+  function zonedEpoch(local, zone) {
+    var m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})/.exec(local || "");
+    if (!m) { return null; }
+    var guess = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5]), p = wallParts(guess, zone);
+    return guess - (Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute) - guess);
+  }
+  function zonedInput(ms, zone) {
+    var p = wallParts(ms, zone);
+    return p.year + "-" + p.month + "-" + p.day + "T" + p.hour + ":" + p.minute;
+  }
+  window.I18N = { t: t, fmt: fmt, duration: duration, apply: apply, lang: lang, zonedEpoch: zonedEpoch,
+                  zonedInput: zonedInput };
   if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", function () { apply(); }); }
   else { apply(); }
 })();

@@ -33,17 +33,7 @@
   }
   function label(kind, value) { return value ? t("df." + kind + "." + value) : ""; }
   // the ms since the epoch of a wall time "YYYY-MM-DDTHH:MM" in the center's zone
-  function zonedEpoch(local) {
-    var m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})/.exec(local || "");
-    if (!m) { return null; }
-    var guess = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5]);
-    var parts = {};
-    new Intl.DateTimeFormat("en-US", { timeZone: zone, hourCycle: "h23", year: "numeric", month: "2-digit",
-      day: "2-digit", hour: "2-digit", minute: "2-digit" }).formatToParts(new Date(guess))
-      .forEach(function (p) { parts[p.type] = p.value; });
-    var shown = Date.UTC(+parts.year, +parts.month - 1, +parts.day, +parts.hour, +parts.minute);
-    return guess - (shown - guess);
-  }
+  function zonedEpoch(local) { return window.I18N.zonedEpoch(local, zone); }
   function requestText(req) {
     if (!req) { return ""; }
     return req.kind === "extension" ? t("unit.request.extension") + " " + fmtTime(req.until)
