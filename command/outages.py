@@ -238,6 +238,8 @@ def answer_text(incident: Incident, notice: Notice | None) -> str:
     area = notice.area_text if notice is not None and notice.active else f"{incident.supply_area}片区"
     if kind is None:
         return f"您好，您反映的问题我们已经掌握，{area}的故障正在抢修，处理完毕后我们会及时回访。"
+    if incident.resolved_at is not None:
+        return f"您好，{area}的{kind.name}故障已经修复，已{kind.restored}。如仍有问题，请再告诉我们。"
     when = f"预计{wall_time(incident.etr)}{kind.restored}" if incident.etr is not None else \
         f"{kind.restored}时间确定后我们会及时通知"
     return (f"您好，您反映的{kind.name}情况我们已经掌握，是{area}{kind.cause}引起的，"

@@ -132,3 +132,31 @@ def test_the_console_sets_the_etr_publishes_the_notice_and_follows_the_live_feed
         n["incident_id"] != incident_id for n in demo.get("/api/notices", agent)["notices"])
     page.close()
     assert watch.errors == []
+
+
+def test_the_crew_of_the_primary_ticket_sends_the_etr_from_the_field_page(demo, browser):
+    agent, dispatcher, crew = demo.login("agent"), demo.login("dispatcher"), demo.login("crew")
+    place = demo.get("/api/address/search?q=%E5%A4%A7%E8%A1%97300%E5%8F%B7&limit=1", agent)["candidates"][0]
+    made = [demo.post("/api/tickets", agent, {
+        "channel": "phone", "category": "power", "type": "repair", "description": "整栋楼停电",
+        "caller_phone": phone, "address": place["label"], "lon": place["lon"] + 0.0002 * i, "lat": place["lat"],
+        "link": False}) for i, phone in enumerate(("13907770021", "13907770022"))]
+    incident_id = made[0]["incident_id"]
+    primary = demo.get(f"/api/incidents/{incident_id}", agent)["primary"]
+    version = demo.get(f"/api/tickets/{primary}", dispatcher)["version"]
+    demo.post(f"/api/tickets/{primary}/actions/dispatch", dispatcher, {"crew_id": "C01", "expected_version": version})
+    version = demo.get(f"/api/tickets/{primary}", crew)["version"]
+    demo.post(f"/api/tickets/{primary}/actions/accept", crew, {"expected_version": version})
+
+    page = browser.new_page(viewport={"width": 412, "height": 915})
+    watch = ConsoleWatch(page)
+    _login(page, demo.base, "/field", "crew")
+    page.wait_for_selector(f"article[data-number='{primary}'] input.etr", timeout=15_000)
+    etr = (datetime.now(timezone.utc) + timedelta(hours=2)).astimezone(CENTER_TZ)
+    page.fill(f"article[data-number='{primary}'] input.etr", etr.strftime("%Y-%m-%dT%H:%M"))
+    page.click(f"article[data-number='{primary}'] button[data-action='etr']")
+    page.wait_for_selector("body[data-etr='sent']", timeout=10_000)
+    incident = demo.get(f"/api/incidents/{incident_id}", dispatcher)
+    assert incident["etr_by"] == "crew" and incident["etr"][:16] == etr.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M")
+    page.close()
+    assert watch.errors == []

@@ -113,6 +113,8 @@ def test_the_answer_names_the_area_and_the_etr():
     notice, _ = publish_notice(incident, None, {"area_text": "东风路两侧"}, actor=DISPATCHER, now=NOW)
     assert "是东风路两侧供水管道突发故障引起的" in answer_text(incident, notice)
     assert "预计12月7日 15:00恢复供水" in answer_text(incident, notice)
+    assert answer_text(dataclasses.replace(incident, resolved_at=NOW), None) == \
+        "您好，SEG0042片区的停水故障已经修复，已恢复供水。如仍有问题，请再告诉我们。"
 
 
 def _flat(lon1, lat1, lon2, lat2):  # metres on a toy plane: 1 degree = 100,000 m

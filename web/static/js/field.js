@@ -68,7 +68,16 @@
   }
 
   // rendering ------------------------------------------------------------------------------
+  function etrForm(tk) {  // a call of an incident: its primary's crew gives the restoration time (预计恢复时间)
+    if (!tk.incident_id || ["accepted", "en_route", "on_site"].indexOf(tk.state) < 0) { return ""; }
+    return '<label class="field-label">' + esc(t("field.etr")) + '<input class="etr" type="datetime-local"></label>' +
+      '<div class="btns"><button data-action="etr" data-number="' + esc(tk.number) + '" data-incident="' +
+      esc(tk.incident_id) + '">' + esc(t("field.etr.set")) + "</button></div>";
+  }
   function buttons(tk) {
+    return etrForm(tk) + stepButtons(tk);
+  }
+  function stepButtons(tk) {
     var n = esc(tk.number), d = drafts[tk.number] || {};
     if (tk.state === "dispatched") {
       if (d.declining) {
@@ -333,6 +342,14 @@
       files.forEach(function (f) { photos.push({ number: number, file: f }); });
       delete drafts[number];
       enqueue(number, "resolve", { resolution: text });
+      return;
+    }
+    if (action === "etr") {  // online only: the server checks it is the crew of the incident's primary ticket
+      var at = window.I18N.zonedEpoch(art.querySelector(".etr").value, zone);
+      if (at == null) { notice(t("field.etr.required")); art.querySelector(".etr").focus(); return; }
+      request("POST", "/api/incidents/" + encodeURIComponent(btn.dataset.incident) + "/etr", { etr: new Date(at).toISOString() })
+        .then(function (r) { notice(r.ok ? t("field.etr.done") : window.Api.message(r)); document.body.dataset.etr = r.ok ? "sent" : "refused"; },
+              function () { notice(t("field.etr.offline")); });
       return;
     }
     if (TARGET[action]) { enqueue(number, action, {}); }
