@@ -78,6 +78,26 @@ def test_the_desk_attaches_a_call_near_an_open_incident_with_one_key_and_answers
     assert ticket["description"] == f"来电反映停电（归入事件 {incident_id}）"
     incident = demo.get(f"/api/incidents/{incident_id}", agent)
     assert incident["calls"] == 3 and number in incident["ticket_numbers"]
+
+    # a call saved the usual way (Ctrl+Enter, a new ticket) that the server groups into the incident: the answer too
+    page.keyboard.type("13907771235")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.getElementById('history').dataset.count === '0'", timeout=10_000)
+    page.keyboard.press("Enter")
+    page.keyboard.type(place["address"].replace("高密市", ""))
+    page.wait_for_selector("#address-candidates li", timeout=10_000)
+    page.keyboard.press("Enter")
+    page.select_option("#category", "power")
+    page.fill("#description", "也停电了")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_selector("#dup-confirm:not(.hidden)", timeout=10_000)  # the calls nearby
+    page.click("#create-btn")
+    page.wait_for_function(f"() => (document.getElementById('result').dataset.number || '{number}') !== '{number}'",
+                           timeout=10_000)
+    page.wait_for_selector("#answer-script", timeout=10_000)
+    grouped = page.get_attribute("#result", "data-number")
+    assert demo.get(f"/api/tickets/{grouped}", agent)["incident_id"] == incident_id
+    assert f"预计{wall_time(etr)}恢复供电" in page.text_content("#answer-script")
     page.close()
     assert watch.errors == []
 

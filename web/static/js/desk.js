@@ -263,6 +263,16 @@
     }).catch(function (e) { saving = false; $("form-error").textContent = t("desk.err.network") + " " + e.message; });
   }
   $("attach-btn").addEventListener("click", attach);
+  // a call the server grouped into an incident whose restoration time or notice is known: the answer too
+  function showGroupedAnswer(incidentId, number) {
+    api("GET", "/api/incidents/" + encodeURIComponent(incidentId)).then(function (r) {
+      var res = $("result");
+      if (!r.ok || res.dataset.number !== number || !(r.body.etr || (r.body.notice && r.body.notice.active))) { return; }
+      res.dataset.incident = incidentId;
+      res.insertAdjacentHTML("beforeend", '<p id="answer-script" class="answer-script">' + esc(t("desk.incident.answer")) +
+        " " + esc(r.body.answer) + "</p>");
+    });
+  }
 
   // outage notices (停水/停电通知) -------------------------------------------------------------------
   function loadNotices() {
@@ -348,6 +358,7 @@
           esc(t("desk.geocode." + tk.geocode.match)) + "</span>" : "");
       res.dataset.number = tk.number;
       res.dataset.state = tk.state;
+      if (r.body.incident_id && !r.body.linked) { showGroupedAnswer(r.body.incident_id, tk.number); }
       resetForm(true);
     }).catch(function (e) { saving = false; $("form-error").textContent = t("desk.err.network") + " " + e.message; });
   }
