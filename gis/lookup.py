@@ -167,9 +167,10 @@ class SpatialLookup:
         transformer_names = dict(zip(city.transformers["asset_id"], city.transformers["name"]))
         supply = city.supply_areas.copy()
         supply["transformer"] = [transformer_names.get(a) for a in supply["asset_id"]]
-        self._supply = _AreaIndex(supply, "area_id", "asset_id", "transformer")
+        feeder_of = feeders(city.transformers)  # the 台区's feeder is its transformer's
+        supply["feeder"] = [feeder_of.get(str(a)) for a in supply["asset_id"]]
+        self._supply = _AreaIndex(supply, "area_id", "asset_id", "transformer", "feeder")
         self._dmas = _AreaIndex(city.dmas, "dma_id", "name")
-        self._feeder = feeders(city.transformers)
         self._layers = _Layers([self._districts, self._streets, self._grids, self._supply, self._dmas,
                                 *(self._units[category] for category in CATEGORIES)])
         nodes = nodes_from_frame(city.units.drop(columns="geometry").to_dict("records"))
@@ -215,7 +216,7 @@ class SpatialLookup:
             dma_id=self._dmas.get("dma_id", m), dma=self._dmas.get("name", m),
             department_id=self.department_for(units.get("unit_id", u)) if units else None,
             segment_id=self._segment(lon, lat) if category in (None, "water") else None,
-            feeder=self._feeder.get(self._supply.get("asset_id", a)))
+            feeder=self._supply.get("feeder", a))
 
     def _segment(self, lon: float, lat: float) -> str | None:
         hit = self.water.locate(lon, lat)
@@ -230,17 +231,16 @@ class SpatialLookup:
         a = self._supply.find_many(points)
         none = np.full(len(points), None, dtype=object)
         units = self._units[category] if category else None
-        transformers = self._supply.get("asset_id", a)
         return Locations(
             district_id=self._districts.get("district_id", self._districts.find_many(points)),
             street_id=self._streets.get("street_id", self._streets.find_many(points)),
             grid_id=self._grids.get("grid_id", g), area_class=self._grids.get("area_class", g),
             unit_id=units.get("unit_id", units.find_many(points)) if units else none,
             supply_area_id=self._supply.get("area_id", a),
-            transformer_id=transformers,
+            transformer_id=self._supply.get("asset_id", a),
             dma_id=self._dmas.get("dma_id", self._dmas.find_many(points)),
             segment_id=self.water.locate_many(lons, lats) if category in (None, "water") else none,
-            feeder=np.array([self._feeder.get(t) for t in transformers], dtype=object))
+            feeder=self._supply.get("feeder", a))
 
     def unit_for(self, lon: float, lat: float, category: str) -> str | None:
         """The responsible unit id for `category` at a point, or None outside every service area."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import math
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -21,7 +22,7 @@ from center.store_tickets import CreateReads, Extra, GuardFailed, IncidentWrite,
 from center.store_units import UnitStore
 from command import grouping, repeats
 from command.coordinates import CoordinateError, ServiceArea, check_optional_point, check_point
-from command.errors import Conflict, TicketNotFound, ValidationError
+from command.errors import CommandError, Conflict, TicketNotFound, ValidationError
 from command.geocoding import NONE as NOT_PLACED, placement
 from command.limits import DEFAULT_POLICY, LimitPolicy, stamp
 from command.police import assess_police
@@ -41,6 +42,7 @@ from services.ticket_alarms import (  # noqa: F401  (consume_alarms is re-export
     parse_alarm_event, proactive_kind, sensor_sites,
 )
 
+log = logging.getLogger(__name__)
 _LOOKUP_CATEGORIES = ("water", "power", "gas", "heating", "drainage", "sanitation", "other")  # gis.lookup's
 _RESERVED_ARGS = frozenset({"ticket", "action", "actor", "now", "expected_version"})
 _TYPES = frozenset(t.value for t in TicketType)
@@ -376,15 +378,20 @@ class TicketManager:
 
     async def _note_primary_moved(self, writes: Sequence[IncidentWrite]) -> None:
         """After a save: the former primary of an incident whose primary moved to an onset ticket
-        gets a note on its timeline (the new primary's link event says it too)."""
+        gets a note on its timeline (the new primary's link event says it too). The call is saved
+        by then: a note that cannot be written is logged, never the create's failure."""
         for write in writes:
             before, after = write.previous, write.incident
             if before is None or before.primary == after.primary:
                 continue
-            await self._change(before.primary, lambda previous, a=after: apply(
-                previous.ticket, "note", actor=SYSTEM_ACTOR, now=self.clock(),
-                note=f"故障事件 {a.incident_id} 的主工单改为 {a.primary}（故障起始工单），本工单不单独派单",
-                data={"incident_id": a.incident_id, "primary": a.primary, "primary_from": before.primary}))
+            try:
+                await self._change(before.primary, lambda previous, a=after: apply(
+                    previous.ticket, "note", actor=SYSTEM_ACTOR, now=self.clock(),
+                    note=f"故障事件 {a.incident_id} 的主工单改为 {a.primary}（故障起始工单），本工单不单独派单",
+                    data={"incident_id": a.incident_id, "primary": a.primary, "primary_from": before.primary}))
+            except CommandError as exc:
+                log.warning("incident %s: the note of its former primary %s was not written: %s",
+                            after.incident_id, before.primary, exc)
 
     def _area_lock(self, supply_area: str | None) -> Any:
         """Calls of one supply area are grouped one at a time in this process (the incident's

@@ -110,9 +110,10 @@ def test_the_main_burst_story_closes_the_loop_by_itself(tmp_path):
         seen["gas_ticket"] = (gas_number, "filed near crew", gas_near_crew)
         deadline = time.monotonic() + STORY_S
         story: dict[str, bool] = dict.fromkeys((
-            "alarm", "proactive", "proactive_dispatched", "grouped", "burst_auto_dispatched", "gas_auto_dispatched",
+            "alarm", "proactive", "proactive_dispatched", "grouped", "burst_primary_dispatched", "gas_auto_dispatched",
             "gas_accepted", "gas_arrived_gps", "gas_resolved", "gas_closed_by_callback", "police_acked"), False)
         assigned_proactive = False
+        symptoms_dispatched: set[str] = set()  # burst calls sent a crew although not their incident's primary
         while time.monotonic() < deadline and not all(story.values()):
             # 1. the pressure alarm in DMA03
             alarms = [a for a in dispatcher.get("/api/alarms")["alarms"] if a["sensor_id"] in dma03]
@@ -125,23 +126,39 @@ def test_the_main_burst_story_closes_the_loop_by_itself(tmp_path):
             proactive = [t for t in tickets if t["channel"] == "sensor" and t["category"] == "water"]
             seen["proactive"] = [(t["number"], t["state"], t["crew_id"], t["incident_id"]) for t in proactive]
             story["proactive"] = bool(proactive)
-            # 3. the burst's calls grouped into an incident
+            # 3. the burst's calls grouped into an incident on the burst main's valve-isolation segment
             incidents = dispatcher.get("/api/incidents?all=1")["incidents"]
-            seen["incidents"] = [(i["incident_id"], i["supply_area"], i["calls"], i["status"]) for i in incidents][:6]
-            story["grouped"] = any(i["calls"] >= 3 and str(i["supply_area"]).startswith("DMA") for i in incidents)
-            # 4. the burst's emergency calls dispatched automatically to the top crew by road ETA
+            seen["incidents"] = [(i["incident_id"], i["supply_area"], i["calls"], i["status"], i["primary"])
+                                 for i in incidents][:6]
+            story["grouped"] = any(i["calls"] >= 3 and str(i["supply_area"]).startswith("SEG") for i in incidents)
+            # 4. the burst's incident goes to one crew, on its primary: a burst call (dispatched
+            # automatically to the top crew by road ETA) or the alarm's proactive ticket; its other calls never
             burst = [t for t in tickets if t["category"] == "water" and t["urgency"] == "emergency"]
-            seen["burst_emergency"] = [(t["number"], t["state"], t["crew_id"]) for t in burst]
+            seen["burst_emergency"] = [(t["number"], t["state"], t["crew_id"], t["incident_id"]) for t in burst]
+            primaries = {}
             for t in burst:
+                incident = dispatcher.get(f"/api/incidents/{t['incident_id']}") if t["incident_id"] else None
+                if incident is not None and incident["dispatch_once"] and incident["primary"] != t["number"]:
+                    if any(e["action"] == "dispatch" for e in _events(dispatcher, t["number"])):
+                        symptoms_dispatched.add(t["number"])
+                    primaries[incident["primary"]] = incident["incident_id"]
+                    continue
                 auto = [e for e in _events(dispatcher, t["number"])
                         if e["action"] == "dispatch" and e["data"].get("mode") == "auto"]
                 if auto:
                     top = dispatcher.get(f"/api/tickets/{t['number']}/recommendation?stored=1")["recommendations"]
                     seen["burst_dispatch"] = (t["number"], auto[0]["data"]["crew_id"], [r["crew_id"] for r in top])
-                    story["burst_auto_dispatched"] = auto[0]["data"]["crew_id"] == top[0]["crew_id"]
-                    break
-            # the proactive ticket is urgent: a dispatcher confirms the top recommendation
-            pool = [t for t in proactive if t["state"] in ("new", "reviewed", "declined", "returned")]
+                    story["burst_primary_dispatched"] = auto[0]["data"]["crew_id"] == top[0]["crew_id"]
+            for number, incident_id in primaries.items():  # the alarm's ticket as the burst's primary
+                primary = by_number.get(number) or dispatcher.get(f"/api/tickets/{number}")
+                seen["burst_primary"] = (incident_id, number, primary["channel"], primary["state"], primary["crew_id"])
+                story["burst_primary_dispatched"] |= bool(primary["crew_id"])
+            # the proactive ticket is urgent: a dispatcher confirms the top recommendation of one that is
+            # its incident's primary (the others are its symptoms: no crew of their own)
+            pool = [t for t in proactive if t["state"] in ("new", "reviewed", "declined", "returned")
+                    and (not t["incident_id"] or dispatcher.get(f"/api/incidents/{t['incident_id']}")["primary"]
+                         == t["number"])]
+            pool.sort(key=lambda t: t["number"] not in primaries)  # the burst's own first
             if pool and not assigned_proactive:
                 ticket = pool[0]
                 top = dispatcher.get(f"/api/tickets/{ticket['number']}/recommendation")["recommendations"]
@@ -182,6 +199,7 @@ def test_the_main_burst_story_closes_the_loop_by_itself(tmp_path):
         missing = [k for k, v in story.items() if not v]
         assert not missing, f"story incomplete after {STORY_S:.0f} s: missing {missing}\nseen: " + \
             json.dumps(seen, ensure_ascii=False, indent=1, default=str)
+        assert not symptoms_dispatched, f"symptom calls sent a crew of their own: {sorted(symptoms_dispatched)}"
         # the police side saw one verified handover of the gas ticket
         port = re.search(r"110 side: http://127\.0\.0\.1:(\d+)", demo.log()).group(1)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/110/received", timeout=10) as response:
