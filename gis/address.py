@@ -17,6 +17,8 @@ Search works in two steps so that it never runs a full fuzzy scorer over every e
    yields the nearest numbers on that road, ranked by numeric distance, with a lower score.
 
 A spoken offset (往东100米) moves every candidate's point that far that way (`Candidate.offset`).
+The caller's words round the address (我家在…这边) are taken off first (`strip_filler`), unless the
+text names an entry as written (在水一方).
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from scipy.spatial import cKDTree
 
 from gis.crossings import crossing_id, split_crossing
 from gis.address_text import (DEFAULT_PREFIXES, VILLAGE, ParsedAddress, normalize, offset_text, parse, peel_near,
-                               split_road)
+                               split_road, strip_filler)
 from gis.crs import from_metres, gk_zone_epsg, to_metres
 
 __all__ = ["Candidate", "AddressIndex", "AddressIndexError", "normalize", "parse", "ParsedAddress"]
@@ -235,7 +237,7 @@ class AddressIndex:
         """Ranked candidates (best first, at most `limit`) for free text; [] when nothing fits."""
         if limit <= 0 or not isinstance(query, str):
             return []
-        normalized = normalize(query, self._prefixes)
+        normalized = strip_filler(normalize(query, self._prefixes), self._prefixes, self._is_name)
         if self._crossings:
             text, near, offset = peel_near(normalized)
             pair = split_crossing(text) or (None if text in self._key_of_name else split_crossing(text, loose=True))
@@ -258,6 +260,10 @@ class AddressIndex:
             ranked = sorted(best.values(), key=lambda s: (-s[0], -s[1], s[2], s[3]))
         found = [self._candidate(row, score) for score, _, _, row in ranked[:limit]]
         return self._moved(found, wanted.east_m, wanted.north_m)
+
+    def _is_name(self, normalized: str) -> bool:
+        """Whether the text names an entry as written (在水一方3号楼): then no word of it is filler."""
+        return parse(normalized).name in self._key_of_name
 
     def reverse(self, lon: float, lat: float, limit: int = 1, max_m: float = 200) -> list[Candidate]:
         """Nearest entries within `max_m` metres, nearest first; score 100 at 0 m falling to 0 at max_m."""

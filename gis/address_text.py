@@ -4,20 +4,42 @@
 compound or village) and its numeric details (lane 弄, house number 号, building 栋, unit 单元,
 room 室, village group 组), and reads a trailing qualifier: 附近/旁边/对面/门口 ... say the place is
 near the match, 往东100米 also says how far and which way (`ParsedAddress.east_m`/`north_m`).
-`gis.address` matches the parsed text against an address list.
+`strip_filler` takes off the words a caller wraps round the address (喂，我家在…这边: `LEADING_FILLER`,
+`TRAILING_FILLER`). `gis.address` matches the parsed text against an address list.
 """
 from __future__ import annotations
 
 import math
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_PREFIXES", "ParsedAddress", "normalize", "parse", "peel_near", "offset_text", "split_road"]
+__all__ = ["DEFAULT_PREFIXES", "LEADING_FILLER", "TRAILING_FILLER", "ParsedAddress", "normalize", "parse", "peel_near",
+           "offset_text", "split_road", "strip_filler"]
 
 DEFAULT_PREFIXES: tuple[str, ...] = ("中华人民共和国", "中国", "山东省", "潍坊市", "高密市")
 """Leading administrative prefixes removed by `normalize` (the demo city's own hierarchy)."""
+
+LEADING_FILLER: tuple[str, ...] = (
+    "喂", "哎", "嗯", "呃", "啊", "哦", "你好", "您好",  # greetings and hesitation
+    "我们家", "我家", "我们这里", "我们这边", "我这里", "我这边", "我这儿", "我这", "我们", "我",  # who speaks
+    "这里", "这边", "这儿",  # 这里是…
+    "具体", "详细", "的", "地址", "住址", "位置", "地点",  # 我家的具体地址是…
+    "我家住", "我住", "家住", "住在", "就在", "是在", "在", "就是", "是", "就",  # the verb (never 住 alone: 住建局)
+    "那个", "这个",  # particles
+)
+"""Words a caller says before the address (喂，我家就在那个…, 地址是…), taken off one at a time
+(longest first) by `strip_filler`: `gis.address` keeps a word when the text from it on is an entry's
+name as written (在水一方)."""
+
+TRAILING_FILLER: tuple[str, ...] = (
+    "这一块", "那一块", "这块儿", "那块儿", "这块", "那块", "这边", "那边", "这里", "那里", "这儿", "那儿",
+    "这个地方", "那个地方", "这地方", "那地方", "这个位置", "这位置", "地方", "位置",  # where it is
+    "呢", "啊", "吧", "呀", "哈", "嘛", "了", "的",  # particles
+)
+"""Words a caller says after the address (…3组这边, …门口这块, …对面那儿). 附近/一带/旁边/对面 ... are not
+filler: they stay and mark the place as near (`peel_near`); 这/那/的 right before them go (这附近)."""
 
 MAX_NUMBER = 10**9  # larger digit runs are clamped, so numbers always fit numpy's int64
 MAX_OFFSET_M = 5000.0  # a spoken offset further than this is kept as 附近 only: no one walks 50 km
@@ -47,6 +69,11 @@ _LANE_RE = re.compile(r"([0-9]+)弄$")
 _DIRECTIONS = {"东": (1.0, 0.0), "西": (-1.0, 0.0), "南": (0.0, -1.0), "北": (0.0, 1.0)}
 _OFFSET = r"(?:往|向|朝)?([东南西北]{1,2})(?:方向|边|侧)?走?约?([0-9]+)(米|公里)(?:左右|处|远)?"
 _OFFSET_RE = re.compile(_OFFSET)
+_LEADING_FILLER_RE = re.compile("|".join(map(re.escape, sorted(LEADING_FILLER, key=len, reverse=True))))
+# the words at the end, matched on the reversed text: one anchored match, never a search from every position
+_TRAILING_FILLER_REVERSED_RE = re.compile("|".join(re.escape(w[::-1]) for w in sorted(TRAILING_FILLER, key=len,
+                                                                                          reverse=True)))
+_BEFORE_NEAR_FILLER_REVERSED_RE = re.compile(r"(?:这|那|的|个这|个那)+")  # 这附近, 医院的对面
 _NEAR_RE = re.compile(  # 附近, 旁边, 对面, 往东100米 ... at the end: the place is near, not at, the match
     rf"(?:附近|旁边|边上|对面|门口|周边|周围|一带|左右|后面|前面|院内|{_OFFSET}|[东南西北](?:侧|边|头|门))+$"
 )
@@ -124,6 +151,11 @@ def normalize(text: str, prefixes: Sequence[str] = DEFAULT_PREFIXES) -> str:
     text = _ROOM_RE.sub(r"\1室", text)
     text = _FLOOR_AS_BUILDING_RE.sub(r"\1栋", text)
     text = _COMMITTEE_RE.sub(VILLAGE, text)
+    return _strip_prefixes(text, prefixes)
+
+
+def _strip_prefixes(text: str, prefixes: Sequence[str]) -> str:
+    """`normalize` rule 8: the leading administrative prefixes removed."""
     stripped = True
     while stripped:
         stripped = False
@@ -131,6 +163,37 @@ def normalize(text: str, prefixes: Sequence[str] = DEFAULT_PREFIXES) -> str:
             rest = text[len(prefix):]
             if text.startswith(prefix) and rest and not (prefix.endswith("市") and rest[0] == "场"):
                 text, stripped = rest, True
+    return text
+
+
+def strip_filler(normalized: str, prefixes: Sequence[str] = DEFAULT_PREFIXES,
+                 keep: Callable[[str], bool] | None = None) -> str:
+    """A `normalize`d text without the caller's words round the address: "喂我家就在王家庄村3组这边"
+    -> "王家庄村3组", "那个人民医院对面那儿" -> "人民医院对面", "地址是高密市人民路125号" -> "人民路125号".
+
+    Only the ends are touched, never the inside of a name, and never down to nothing. Trailing
+    `TRAILING_FILLER` words go first, then 这/那/的 right before a 附近/对面/往东100米 ... (which stays:
+    the place is still near), then `LEADING_FILLER` words one at a time, each followed by the
+    administrative prefixes. Before each step `keep(text)` may say the text is already a name as
+    written (在水一方, 这边花园): then it stays as it is.
+    """
+    text, near_checked = normalized, False
+    while not (keep and keep(text)):
+        trailing = _TRAILING_FILLER_REVERSED_RE.match(text[::-1])
+        if trailing and trailing.end() < len(text):
+            text = text[: len(text) - trailing.end()]
+            continue
+        if not near_checked:  # once, after the trailing words: 这附近 -> 附近
+            near_checked = True
+            near = _NEAR_RE.search(text)
+            before = _BEFORE_NEAR_FILLER_REVERSED_RE.match(text[: near.start()][::-1]) if near else None
+            if near and before and before.end() < near.start():
+                text = text[: near.start() - before.end()] + text[near.start():]
+                continue
+        leading = _LEADING_FILLER_RE.match(text)
+        if not (leading and leading.end() < len(text)):
+            break
+        text = _strip_prefixes(text[leading.end():], prefixes)
     return text
 
 

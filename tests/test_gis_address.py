@@ -488,7 +488,7 @@ def test_crossing_search_lists_every_meeting_point_and_falls_back() -> None:
 # ---------------------------------------------------------------- the test set from the demo city
 
 _FORM_THRESHOLDS = {"compound": 95.0, "street": 90.0, "landmark": 90.0, "intersection": 90.0,
-                    "poi": 90.0, "village": 90.0}
+                    "poi": 90.0, "village": 90.0, "spoken": 90.0}
 
 
 def _query_set() -> list[dict[str, str]]:

@@ -25,7 +25,11 @@ Forms (column 1):
   numerals), the expected point moved that way (tolerance 5 m);
 - village: a village's groups as 王家庄村3组, 王家庄三组, 王家庄村三组, 王家庄3组, 王家庄村第三小组,
   王家庄村3队, with the town (阚家镇王家庄村3组), 附近, 往北100米, and one typo that leaves the name
-  closest to that village only; the village itself as 王家庄村委会, 王家庄村委, 王家庄.
+  closest to that village only; the village itself as 王家庄村委会, 王家庄村委, 王家庄;
+- spoken: 30 rows of each form above wrapped in a caller's words (我家在…这边, 喂，我住在…,
+  地址是…那边, 那个…对面那儿 is the landmark form's 对面 plus 那个…那儿), expected id, point and
+  tolerance as the row it was made from; made from the rows in the file (`--forms spoken` remakes
+  only these, without the city).
 """
 from __future__ import annotations
 
@@ -46,6 +50,8 @@ from gis.layers import load_profile
 OUT = Path(__file__).with_name("address_queries.tsv")
 SEED = 25
 PLACE_SEED = 26
+SPOKEN_SEED = 27
+SPOKEN_PER_FORM = 30
 HEADER = ("form", "query", "expected_id", "lon", "lat", "tolerance_m")
 _TYPO_CHARS = "的一是在有人和中大上国以时来用们生到地于出分成会可发年同工能下子产面方后多定行学法所民家电力里水高自理起小物现实加量都体机当点业本去好应开合还"
 _CN = "零一二三四五六七八九"
@@ -274,21 +280,46 @@ def build_place_rows(city: Any) -> list[tuple[str, str, str, float, float, str]]
     return _poi_rows(rng, city.addresses) + _village_rows(rng, city.addresses)
 
 
+_LEADS = ("我家在", "我这里是", "就在", "那个", "喂，我住在", "地址是", "你好，我家就在", "位置在", "在", "我们这边是",
+          "嗯，我在", "我家住", "喂，你好，那个", "具体位置是", "就是")
+_TAILS = ("这边", "那边", "这里", "那儿", "这块", "这一块", "那块儿", "呢", "吧", "的位置", "")
+
+
+def spoken_rows(rows: list[tuple[str, str, str, float, float, str]]) -> list[tuple[str, str, str, float, float, str]]:
+    """Rows of the form spoken: SPOKEN_PER_FORM rows of every other form with a caller's words round the
+    query (a lead, a tail, or both; never neither), the expected id, point and tolerance kept."""
+    rng = random.Random(SPOKEN_SEED)
+    out = []
+    for form in sorted({row[0] for row in rows} - {"spoken"}):
+        base = [row for row in rows if row[0] == form]
+        for n, (_, query, expected, lon, lat, tolerance) in enumerate(rng.sample(base, min(SPOKEN_PER_FORM, len(base)))):
+            lead = "" if n % 5 == 4 else rng.choice(_LEADS)
+            tail = rng.choice(_TAILS[:-1]) if n % 5 in (2, 4) else rng.choice(_TAILS)
+            out.append(("spoken", f"{lead}{query}{tail}", expected, lon, lat, tolerance))
+    return out
+
+
+def _read_kept() -> list[tuple[str, str, str, float, float, str]]:
+    with open(OUT, encoding="utf-8") as handle:
+        return [(r["form"], r["query"], r["expected_id"], float(r["lon"]), float(r["lat"]), r.get("tolerance_m") or "")
+                for r in csv.DictReader(handle, delimiter="\t")]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Generate the demo city in a temporary directory and write the TSV (all forms, or only --forms)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--forms", help="comma-separated forms to regenerate; the other rows are kept")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        city = load_profile(democity.generate(Path(tmp)))
-        rows = [(*row, "") for row in build_rows(city)] + build_place_rows(city)
-    if args.forms:
-        wanted = set(args.forms.split(","))
-        with open(OUT, encoding="utf-8") as handle:
-            kept = [tuple(r.get(h) or "" for h in HEADER) for r in csv.DictReader(handle, delimiter="\t")
-                    if r["form"] not in wanted]
-        rows = [(f, q, e, float(lon), float(lat), t) for f, q, e, lon, lat, t in kept] + \
-            [row for row in rows if row[0] in wanted]
+    wanted = set(args.forms.split(",")) if args.forms else None
+    rows: list[tuple[str, str, str, float, float, str]] = []
+    if wanted is None or wanted - {"spoken"}:
+        with tempfile.TemporaryDirectory() as tmp:
+            city = load_profile(democity.generate(Path(tmp)))
+            rows = [(*row, "") for row in build_rows(city)] + build_place_rows(city)
+    if wanted is not None:
+        rows = [row for row in _read_kept() if row[0] not in wanted] + [row for row in rows if row[0] in wanted]
+    if wanted is None or "spoken" in wanted:
+        rows = [row for row in rows if row[0] != "spoken"] + spoken_rows(rows)
     lines = ["\t".join(HEADER)]
     lines += [f"{form}\t{query}\t{expected}\t{lon:.7f}\t{lat:.7f}\t{tolerance}"
               for form, query, expected, lon, lat, tolerance in rows]
