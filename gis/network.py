@@ -120,7 +120,7 @@ class WaterNetwork:
         self._lines = shapely.transform(geoms, self._to_metres) if len(geoms) else geoms
         self._tree = shapely.STRtree(self._lines)
         starts, ends = _end_points(self._lines)
-        cuts, valve_at, self.loose_valves = self._place_valves(valves, starts, ends)
+        valve_at, self.loose_valves = self._place_valves(valves, starts, ends)
         main_label, end_label = segment_labels(starts, ends, list(valve_at.values()), tolerance_m)
         self.segments, self._segment_of_label = self._number(main_label)
         self._main_segment = np.array([self._segment_of_label[int(label)] for label in main_label], dtype=object)
@@ -148,11 +148,12 @@ class WaterNetwork:
         return np.column_stack([np.atleast_1d(x), np.atleast_1d(y)])
 
     def _place_valves(self, valves: Any, starts: np.ndarray, ends: np.ndarray,
-                      ) -> tuple[list[tuple[int, int]], dict[str, tuple[int, int]], int]:
-        """Each valve's (main index, end), by its main_id when known, else the nearest main end."""
+                      ) -> tuple[dict[str, tuple[int, int]], int]:
+        """Each placed valve's (main index, end) by valve id, by its main_id when known, else on
+        the nearest main end; and how many valves could not be placed."""
         n = len(starts)
         if valves is None or not len(valves) or n == 0:
-            return [], {}, 0 if valves is None else len(valves)
+            return {}, 0 if valves is None else len(valves)
         index = {str(m): i for i, m in enumerate(self.main_ids)}
         points = self._to_metres(np.array([[g.x, g.y] for g in valves.geometry], float))
         tree = cKDTree(np.vstack([starts, ends]))
@@ -172,7 +173,7 @@ class WaterNetwork:
                 loose += 1
             else:
                 placed[str(valve_id)] = found
-        return list(placed.values()), placed, loose
+        return placed, loose
 
     def _number(self, main_label: np.ndarray) -> tuple[dict[str, Segment], dict[int, str]]:
         """Segments numbered by their lowest main id (mains are in id order, so by first main)."""
