@@ -281,6 +281,22 @@ def check_dispatch(ticket: Ticket, incident: Incident | None) -> None:
         raise NotThePrimary(ticket.number, incident.incident_id, incident.primary)
 
 
+def promote_primary(incident: Incident, tickets: Sequence[Ticket]) -> Incident:
+    """The incident with a new primary when its primary was cancelled or merged (its calls would
+    otherwise wait for a crew that never comes): the first open onset ticket of its calls, else its
+    first open call; unchanged when the primary is not gone, the incident is resolved or no call is open."""
+    by_number = {t.number: t for t in tickets}
+    gone = by_number.get(incident.primary)
+    if incident.resolved_at is not None or gone is None or gone.state not in (State.CANCELLED, State.MERGED):
+        return incident
+    waiting = OPEN_STATES - {State.RESOLVED, State.CALLBACK}  # still needing the crew
+    calls = [by_number[n] for n in incident.ticket_numbers if n in by_number and by_number[n].state in waiting]
+    if not calls:
+        return incident
+    chosen = next((t for t in calls if is_onset(t)), calls[0])
+    return dataclasses.replace(incident, primary=chosen.number, onset_ticket=chosen.number if is_onset(chosen) else None)
+
+
 def link(ticket: Ticket, incident: Incident, *, actor: Actor, now: datetime) -> tuple[Ticket, AuditEvent]:
     """Mark the ticket as a call of the incident (audited)."""
     return apply(ticket, "link_incident", actor=actor, now=now, incident_id=incident.incident_id,

@@ -374,6 +374,10 @@ class DispatchManager:
             await self.dispatch_pool_ticket(number, reason=reason)
         elif action == "dispatch":
             await self.store.clear_alarms([f"{number}|{what}" for what in DISPATCH_ALERTS], self.clock())
+        elif action in ("cancel", "merge"):  # an incident's primary gone: its next call takes the crew
+            promoted = await self.tickets.promote_primary(number)
+            if promoted is not None:
+                await self.dispatch_pool_ticket(promoted.primary)
         if state in {s.value for s in TERMINAL_STATES}:
             shown = [a for a in await self.store.ticket_alarms() if a.split("|")[0] == number]
             await self.store.clear_alarms(shown, self.clock())

@@ -482,6 +482,39 @@ class TicketManager:
             found = await self.store.incident(previous.ticket.incident_id)
             grouping.check_dispatch(previous.ticket, None if found is None else found[0])
 
+    async def promote_primary(self, number: str) -> grouping.Incident | None:
+        """After a ticket was cancelled or merged: when it was its incident's primary, the incident
+        gets a new one (`command.grouping.promote_primary`), saved with a note on the new primary's
+        timeline in one transaction; the incident, or None when nothing changed."""
+        ticket = (await self.store.get(number)).ticket
+        if not ticket.incident_id:
+            return None
+        for attempt in range(_RETRIES):
+            found = await self.store.incident(ticket.incident_id)
+            if found is None:
+                return None
+            incident, rev = found
+            records = {r.ticket.number: r for r in await self.store.get_many(incident.ticket_numbers) if r is not None}
+            promoted = grouping.promote_primary(incident, [r.ticket for r in records.values()])
+            if promoted.primary == incident.primary:
+                return None
+            chosen = records[promoted.primary]
+            how = "撤销" if records[incident.primary].ticket.state is State.CANCELLED else "合并"
+            noted, event = apply(chosen.ticket, "note", actor=SYSTEM_ACTOR, now=self.clock(),
+                                 note=f"原主工单 {incident.primary} 已{how}，本工单成为故障事件 {incident.incident_id} 的主工单",
+                                 data={"incident_id": incident.incident_id, "primary": promoted.primary,
+                                       "primary_from": incident.primary})
+            write = IncidentWrite(promoted, rev + 1, incident)
+            try:
+                await self.store.save([TicketWrite(self._record(noted, chosen.meta), [event], chosen)], [write])
+                self._note_incident_writes([write])
+                return promoted
+            except (Conflict, GuardFailed):
+                if attempt == _RETRIES - 1:
+                    raise
+                await _backoff(attempt)
+        return None
+
     def _release(self, ticket: Ticket, events: list[AuditEvent]) -> tuple[Ticket, list[AuditEvent]]:
         """A ticket whose review chain has just passed leaves the center: one routed to a
         department (or a station without crews) is sent (交办 ``assign``) to its unit by the system;

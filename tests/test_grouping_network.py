@@ -10,9 +10,9 @@ import pytest
 from command.errors import ValidationError
 from command.grouping import (
     AlarmRef, NotThePrimary, add_alarm, add_call, check_dispatch, decide, find_incident, group_call, is_onset,
-    is_symptom_call, match_alarm, open_incident,
+    is_symptom_call, match_alarm, open_incident, promote_primary,
 )
-from command.tickets import Actor, Category, Role, new_ticket
+from command.tickets import Actor, Category, Role, apply, new_ticket
 
 T0 = datetime(2026, 12, 7, 2, 0, tzinfo=timezone.utc)
 M = timedelta(minutes=1)
@@ -138,3 +138,25 @@ def test_only_the_primary_of_a_dispatch_once_incident_gets_a_crew():
     assert refused.value.details == {"number": low.number, "incident_id": "INC-1", "primary": burst.number}
     resolved = dataclasses.replace(incident, resolved_at=T0 + 60 * M)
     check_dispatch(low, resolved)
+
+
+DISPATCHER = Actor("d", Role.DISPATCHER)
+
+
+def test_a_cancelled_or_merged_primary_hands_over_to_the_next_open_call():
+    burst, low, rusty = call(1, 0, description="爆管了"), call(2, 3, description="水压很低"), call(3, 4, description="水发黄")
+    incident = add_call(add_call(open_incident("INC-1", burst), low), rusty)
+    assert promote_primary(incident, [burst, low, rusty]) == incident  # the primary is still open
+    cancelled = apply(burst, "cancel", actor=DISPATCHER, now=T0 + 5 * M, reason="误报")[0]
+    promoted = promote_primary(incident, [cancelled, low, rusty])
+    assert (promoted.primary, promoted.onset_ticket, promoted.onset_at) == (low.number, None, T0)
+    # an open onset ticket is preferred to an earlier symptom call; a merged primary counts as gone
+    second_burst = call(4, 6, description="路面冒水")
+    incident = add_call(incident, second_burst)
+    merged = apply(burst, "merge", actor=DISPATCHER, now=T0 + 7 * M, into=low.number)[0]
+    assert promote_primary(incident, [merged, low, rusty, second_burst]).primary == second_burst.number
+    # nothing open, or the incident resolved: unchanged
+    gone = [apply(t, "cancel", actor=DISPATCHER, now=T0 + 8 * M, reason="撤单")[0] for t in (low, rusty, second_burst)]
+    assert promote_primary(incident, [cancelled, *gone]) == incident
+    resolved = dataclasses.replace(incident, resolved_at=T0 + 9 * M)
+    assert promote_primary(resolved, [cancelled, low, rusty]) == resolved

@@ -208,6 +208,20 @@ async def test_a_burst_takes_the_primary_from_a_rusty_call_and_symptom_calls_get
                                     body={"crew_id": "C01", "expected_version": ticket["version"]})
         assert code == 409 and body["error"]["code"] == "incident_not_primary", body
     assert [e["action"] for e in await api.events(symptom["number"])] == ["create", "link_incident"]
+    # the burst turns out to be a false report: cancelled, its crew released; the next call takes over
+    code, body = await api.call("POST", f"/api/tickets/{burst['number']}/actions/cancel",
+                                body={"reason": "误报", "expected_version": (await api.ticket(burst["number"]))["version"]})
+    assert code == 200, body
+    assert (await wait_for(lambda: _primary_moved(api, incident["incident_id"], burst["number"]))) == rusty["number"]
+    note = [e for e in await api.events(rusty["number"]) if e["action"] == "note"][-1]
+    assert note["data"]["data"]["primary_from"] == burst["number"] and "成为故障事件" in note["note"]
+    code, rec = await api.call("GET", f"/api/tickets/{rusty['number']}/recommendation")
+    assert code == 200 and rec["recommendations"] and "primary" not in rec
+
+
+async def _primary_moved(api: Api, incident_id: str, before: str) -> str | None:
+    primary = (await api.incident(incident_id))["primary"]
+    return primary if primary != before else None
 
 
 async def _crew(api: Api, number: str) -> str | None:
