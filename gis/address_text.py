@@ -171,30 +171,37 @@ def strip_filler(normalized: str, prefixes: Sequence[str] = DEFAULT_PREFIXES,
     """A `normalize`d text without the caller's words round the address: "喂我家就在王家庄村3组这边"
     -> "王家庄村3组", "那个人民医院对面那儿" -> "人民医院对面", "地址是高密市人民路125号" -> "人民路125号".
 
-    Only the ends are touched, never the inside of a name, and never down to nothing. Trailing
-    `TRAILING_FILLER` words go first, then 这/那/的 right before a 附近/对面/往东100米 ... (which stays:
-    the place is still near), then `LEADING_FILLER` words one at a time, each followed by the
-    administrative prefixes. Before each step `keep(text)` may say the text is already a name as
-    written (在水一方, 这边花园): then it stays as it is.
+    Only the ends are touched, never the inside of a name, and never down to nothing: first the
+    `TRAILING_FILLER` words, then the `LEADING_FILLER` words (each followed by the administrative
+    prefixes), one word at a time; 这/那/的 right before a 附近/对面/往东100米 ... go too, while the
+    qualifier stays (the place is still near). When `keep` is given, the least stripped text that it
+    says is a name as written (在水一方, 星空酒吧), leaving off at most the last three words at
+    each end, is taken instead of the fully stripped one.
     """
-    text, near_checked = normalized, False
-    while not (keep and keep(text)):
-        trailing = _TRAILING_FILLER_REVERSED_RE.match(text[::-1])
-        if trailing and trailing.end() < len(text):
-            text = text[: len(text) - trailing.end()]
-            continue
-        if not near_checked:  # once, after the trailing words: 这附近 -> 附近
-            near_checked = True
-            near = _NEAR_RE.search(text)
-            before = _BEFORE_NEAR_FILLER_REVERSED_RE.match(text[: near.start()][::-1]) if near else None
-            if near and before and before.end() < near.start():
-                text = text[: near.start() - before.end()] + text[near.start():]
-                continue
-        leading = _LEADING_FILLER_RE.match(text)
-        if not (leading and leading.end() < len(text)):
-            break
-        text = _strip_prefixes(text[leading.end():], prefixes)
-    return text
+    ends = [len(normalized)]
+    backwards = normalized[::-1]
+    while (word := _TRAILING_FILLER_REVERSED_RE.match(backwards, len(normalized) - ends[-1])) \
+            and word.end() < len(normalized):
+        ends.append(len(normalized) - word.end())
+    starts = [0]
+    while (word := _LEADING_FILLER_RE.match(normalized, starts[-1], ends[-1])) and word.end() < ends[-1]:
+        rest = _strip_prefixes(normalized[word.end():ends[-1]], prefixes)
+        starts.append(ends[-1] - len(rest))
+    if keep is not None and len(starts) + len(ends) > 2:  # some filler: is a less stripped text a name?
+        for start in starts[-4:]:
+            for end in ends[-4:]:
+                if keep(text := _drop_before_near(normalized[start:end])):
+                    return text
+    return _drop_before_near(normalized[starts[-1]:ends[-1]])
+
+
+def _drop_before_near(text: str) -> str:
+    """这/那/的 right before a trailing 附近/对面/往东100米 ... taken out (东风路173号这附近)."""
+    near = _NEAR_RE.search(text)
+    before = _BEFORE_NEAR_FILLER_REVERSED_RE.match(text[: near.start()][::-1]) if near else None
+    if near is None or before is None or before.end() >= near.start():
+        return text
+    return text[: near.start() - before.end()] + text[near.start():]
 
 
 def _as_number(digits: str) -> int:

@@ -63,6 +63,8 @@ def test_keep_stops_at_a_name_as_written() -> None:
     assert strip_filler(normalize("在水一方2号楼1单元"), keep=keep) == "在水一方2栋1单元"
     assert strip_filler(normalize("我家就在在水一方2号楼"), keep=keep) == "在水一方2栋"
     assert strip_filler(normalize("星空酒吧"), keep=keep) == "星空酒吧"
+    assert strip_filler(normalize("我家住星空酒吧这边吧"), keep=keep) == "星空酒吧"
+    assert strip_filler(normalize("就在在水一方的对面那儿"), keep=keep) == "在水一方对面"
     assert strip_filler(normalize("星空酒吧")) == "星空酒"  # without the address book 吧 is a particle
 
 
@@ -96,6 +98,9 @@ def index() -> AddressIndex:
         ("喂，我住在在水一方3号楼2单元502", "C32", "approximate"),  # no rooms in the data
         ("星空酒吧", "B1", "exact"),  # 吧 ends the name: it stays
         ("我在星空酒吧门口呢", "B1", "approximate"),
+        ("我家住星空酒吧这边", "B1", "exact"),  # 这边 goes, 吧 stays
+        ("在水一方的对面这边", "C0", "approximate"),
+        ("我在在水一方这附近吧", "C0", "approximate"),
         ("那个人民医院对面那儿", "H1", "approximate"),
         ("人民医院那边", "H1", "exact"),
         ("我家在王家庄村3组这边", "V1G3", "exact"),
