@@ -28,7 +28,7 @@ from command.errors import Conflict, ValidationError
 from command.grouping import Incident, decide, is_symptom_call
 from command.routing import RouteKind, check_crew_dispatch, why_of
 from command.tickets import (
-    FIELD_STATES, POOL_STATES, SYSTEM_ACTOR, TERMINAL_STATES, Actor, Role, Ticket,
+    FIELD_STATES, POOL_STATES, SYSTEM_ACTOR, TERMINAL_STATES, URGENCY_RANK, Actor, Role, Ticket,
 )
 from gis.crs import distance_m
 from gis.routing import RoadGraph, Route
@@ -239,18 +239,29 @@ class DispatchManager:
         await self.store.clear_alarms([f"{number}|{what}" for what in DISPATCH_ALERTS], self.clock())
         return record
 
-    async def dispatch_pool_ticket(self, number: str, *, reason: str = "") -> dict[str, Any] | None:
+    async def dispatch_pool_ticket(self, number: str, *, reason: str = "",
+                                   lift: Ticket | None = None) -> dict[str, Any] | None:
         """A ticket (back) in the dispatch pool: auto-dispatch it (auto policy) or store its
-        recommendation and, after a decline/timeout/return, alert the dispatcher."""
+        recommendation and, after a decline/timeout/return, alert the dispatcher. A symptom call of
+        a dispatch-once incident gets no crew; when it is more urgent than the incident's waiting
+        primary, the primary is dispatched as urgently (`lift`: that call), so an emergency call
+        about a burst whose primary is the alarm's urgent ticket still dispatches it automatically."""
         for _ in range(3):
             record = await self.tickets.store.get(number)
             ticket = record.ticket
             if ticket.state not in POOL_STATES or self.tickets.routing.kind(ticket.type) is not RouteKind.STATION:
                 return None  # only a station's ticket waits for a field crew
+            incident = await self._symptom_of(ticket)
+            if incident is not None:
+                return None if lift is not None else await self.dispatch_pool_ticket(incident.primary, lift=ticket)
             if await self._incident_has_crew(ticket):
                 return None
             now = self.clock()
-            view = await self.recommend(record, now)
+            lifted = lift is not None and URGENCY_RANK[lift.urgency] < URGENCY_RANK[ticket.urgency]
+            if lift is not None and not lifted:
+                return None  # the symptom call is no more urgent: the primary's own dispatch stands
+            view = await self.recommend(TicketRecord(dataclasses.replace(ticket, urgency=lift.urgency), record.meta)
+                                        if lifted else record, now)
             auto = self.auto and view["policy"] == "auto"
             if not auto:
                 if reason in DISPATCH_ALERTS:
@@ -262,6 +273,8 @@ class DispatchManager:
                 return view
             best = top[0]
             note = f"自动派单：{best['crew_name']}，{best['explanation']}"
+            if lifted:
+                note += f"（按故障事件 {ticket.incident_id} 中来电 {lift.number} 的紧急程度）"
             try:
                 await self.tickets.act(number, "dispatch", {"crew_id": best["crew_id"], "mode": "auto",
                                                             "eta_s": best["eta_s"], "note": note[:2000]},

@@ -242,6 +242,17 @@ async def test_a_pressure_alarm_ticket_is_in_the_segment_of_its_sensors_main(api
     assert symptom["incident_id"] == incident["incident_id"]
     assert (incident["primary"], incident["onset_at"], incident["status"], incident["suspected_asset"]) == (
         record.ticket.number, "2026-12-07T02:00:00Z", "confirmed", "A")
+    assert (await api.ticket(record.ticket.number))["state"] == "new"  # urgent: recommended, not sent by itself
+    # a passer-by's emergency call about the burst joins; the alarm's ticket stays the primary and
+    # is now dispatched automatically, as urgently as that call; the call itself gets no crew
+    await api.fixes()
+    burst = await api.create((300, -30), "路面冒水，水管爆了", urgency="emergency", minutes=4)
+    assert burst["incident_id"] == incident["incident_id"]
+    assert (await api.incident(incident["incident_id"]))["primary"] == record.ticket.number
+    assert await wait_for(lambda: _crew(api, record.ticket.number)) == "C01"
+    sent = [e for e in await api.events(record.ticket.number) if e["action"] == "dispatch"]
+    assert sent[0]["data"]["mode"] == "auto" and burst["number"] in sent[0]["note"]
+    assert (await api.ticket(burst["number"]))["crew_id"] is None
 
 
 async def test_power_calls_of_two_areas_of_one_feeder_are_one_feeder_incident(api):
