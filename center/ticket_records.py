@@ -158,10 +158,11 @@ def stage_rows(record: TicketRecord) -> list[tuple[str, datetime, int]]:
 
 
 def incident_row(incident: Incident, rev: int) -> tuple[Any, ...]:
-    """The values of an incident's ``incidents`` row, in `INCIDENT_COLUMNS` order."""
+    """The values of an incident's ``incidents`` row, in `INCIDENT_COLUMNS` order (column ``feeder``:
+    a power incident's feeder, a water incident's DMA: the network unit a create reads it by)."""
     return (incident.incident_id, rev, incident.category.value, incident.supply_area, incident.first_call_at,
             incident.resolved_at, orjson.dumps(incident_to_dict(incident, rev)).decode(),
-            list(incident.areas or (incident.supply_area,)), incident.feeder)
+            list(incident.areas or (incident.supply_area,)), incident.feeder or incident.dma)
 
 
 def incident_fields(incident: Incident, rev: int) -> dict[str, Any]:

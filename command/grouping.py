@@ -7,6 +7,12 @@ the suspected asset (the area's transformer, ...; found by GIS and passed in). A
 another 台区 of the same feeder as an open incident within the window joins it: the incident's
 scope becomes the feeder (`areas` lists its 台区, `suspected_asset` is the feeder).
 
+DMA. A water incident records its DMA. A pressure point measures its DMA, so a pressure alarm's
+ticket joins an unresolved water incident of the same DMA in its time (a member that confirms
+it); without one it opens a DMA-scope incident (scope ``dma``), which a burst call of that DMA
+joins, taking the primary and narrowing it to the burst's segment. Symptom calls (停水, 水压低,
+水发黄) group by segment only, never DMA-wide.
+
 Time: an incident has an onset, the earliest of a sensor alarm on it and of its onset tickets (a
 proactive sensor ticket, or a call reporting the failure itself: `ONSET_WORDS`, e.g. 爆管, 冒水).
 Once it has one it takes the calls made from `window` before the onset on, whatever their time
@@ -57,6 +63,7 @@ class AlarmRef:
     supply_area: str
     category: Category
     at: datetime
+    dma: str | None = None  # water: the DMA of the sensor (a pressure point measures its DMA)
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,8 @@ class Incident:
     etr_note: str = ""
     etr_by: str | None = None
     etr_set_at: datetime | None = None
+    dma: str | None = None  # water: the DMA of its first call (a pressure alarm there joins it)
+    dma_wide: bool = False  # water: opened or led by a pressure alarm, no burst call yet (scope ``dma``)
 
     @property
     def status(self) -> IncidentStatus:
@@ -95,8 +104,11 @@ class Incident:
 
     @property
     def scope(self) -> str:
-        """``feeder`` once calls of several 台区 of one feeder joined it, else ``area``."""
-        return "feeder" if len(self.areas) > 1 else "area"
+        """``dma`` while a pressure alarm's ticket is its primary (no burst call yet), ``feeder``
+        once calls of several 台区 of one feeder joined it, else ``area``."""
+        if self.dma_wide:
+            return "dma"
+        return "feeder" if self.feeder is not None and len(self.areas) > 1 else "area"
 
     def covers(self, area: str | None) -> bool:
         """Whether a supply area is one of the incident's."""
@@ -134,6 +146,24 @@ def is_onset(ticket: Ticket) -> bool:
     return False
 
 
+def is_pressure_alarm(ticket: Ticket) -> bool:
+    """A water sensor's proactive ticket (a pressure drop: the only water alarm that opens one)."""
+    return ticket.channel is Channel.SENSOR and ticket.category is Category.WATER
+
+
+def is_burst_call(ticket: Ticket) -> bool:
+    """A call reporting the failure itself (an onset ticket that is not a sensor's)."""
+    return ticket.channel is not Channel.SENSOR and is_onset(ticket)
+
+
+def _dma_join(incident: Incident, ticket: Ticket, dma: str | None) -> bool:
+    """Whether the ticket joins the water incident by its DMA rather than by its segment: a
+    pressure alarm's ticket joins any water incident of its DMA, a burst call a DMA-scope one."""
+    if dma is None or incident.dma != dma or incident.category is not Category.WATER:
+        return False
+    return is_pressure_alarm(ticket) or (incident.dma_wide and is_burst_call(ticket))
+
+
 def _in_time(incident: Incident, at: datetime, window: timedelta) -> bool:
     """A call at `at` is in the incident's time: from `window` before its onset (or confirmation)
     on, or without one within `window` after its first call."""
@@ -143,53 +173,71 @@ def _in_time(incident: Incident, at: datetime, window: timedelta) -> bool:
     return timedelta(0) <= at - incident.first_call_at <= window
 
 
-def _accepts(incident: Incident, ticket: Ticket, feeder: str | None, window: timedelta) -> bool:
+def _accepts(incident: Incident, ticket: Ticket, feeder: str | None, window: timedelta,
+             dma: str | None = None) -> bool:
     if incident.resolved_at is not None or incident.category is not ticket.category:
         return False
-    if not (incident.covers(ticket.supply_area) or (feeder is not None and incident.feeder == feeder)):
+    if not (incident.covers(ticket.supply_area) or (feeder is not None and incident.feeder == feeder)
+            or _dma_join(incident, ticket, dma)):
         return False
     return _in_time(incident, ticket.created_at, window)
 
 
 def find_incident(ticket: Ticket, incidents: Sequence[Incident], *, window: timedelta = DEFAULT_WINDOW,
-                  feeder: str | None = None) -> Incident | None:
+                  feeder: str | None = None, dma: str | None = None) -> Incident | None:
     """The open incident this ticket's call belongs to, or None (then it opens its own): one of
-    its supply area first, else one of its `feeder` (power), the earliest of them."""
+    its supply area first, else one of its `feeder` (power) or, for a pressure alarm's ticket, of
+    its `dma` (water), the earliest of them; a burst call takes a DMA-scope incident of its `dma`
+    (opened by pressure alarms) as readily as one of its segment, the earliest."""
     if not groupable(ticket):
         return None
     for incident in incidents:
         if ticket.number in incident.ticket_numbers:
             return incident
-    matches = [i for i in incidents if _accepts(i, ticket, feeder, window)]
-    return min(matches, key=lambda i: (not i.covers(ticket.supply_area), i.first_call_at, i.incident_id),
-               default=None)
+    matches = [i for i in incidents if _accepts(i, ticket, feeder, window, dma)]
+
+    def rank(i: Incident) -> tuple[bool, datetime, str]:
+        near = i.covers(ticket.supply_area) or (i.dma_wide and is_burst_call(ticket))
+        return not near, i.first_call_at, i.incident_id
+    return min(matches, key=rank, default=None)
 
 
 def open_incident(incident_id: str, ticket: Ticket, *, suspected_asset: str | None = None,
-                  feeder: str | None = None) -> Incident:
-    """A new incident whose first call (and primary ticket) is `ticket`; an onset ticket sets its onset."""
+                  feeder: str | None = None, dma: str | None = None) -> Incident:
+    """A new incident whose first call (and primary ticket) is `ticket`; an onset ticket sets its
+    onset; a water incident records its `dma`, and a pressure alarm's ticket opens it DMA-wide."""
     if not groupable(ticket):
         raise ValidationError("ticket", f"ticket {ticket.number} is not an open repair ticket with a supply area")
     onset = is_onset(ticket)
     return Incident(incident_id, ticket.category, ticket.supply_area or "", suspected_asset, ticket.number,
                     (ticket.number,), ticket.created_at, ticket.created_at, areas=(ticket.supply_area or "",),
                     feeder=feeder, onset_at=ticket.created_at if onset else None,
-                    onset_ticket=ticket.number if onset else None)
+                    onset_ticket=ticket.number if onset else None,
+                    dma=dma if ticket.category is Category.WATER else None,
+                    dma_wide=dma is not None and is_pressure_alarm(ticket))
 
 
 def add_call(incident: Incident, ticket: Ticket, *, window: timedelta = DEFAULT_WINDOW,
-             feeder: str | None = None) -> Incident:
+             feeder: str | None = None, dma: str | None = None) -> Incident:
     """The incident with one more call; ValidationError when the call does not belong to it. A
     call of another 台区 of the incident's feeder makes it a feeder incident; the first onset
-    ticket becomes the primary (`primary` changes: the caller audits it)."""
+    ticket becomes the primary (`primary` changes: the caller audits it). A pressure alarm's
+    ticket of the incident's `dma` is a member (its segment is not added to `areas`); the first one
+    to become the primary makes the incident DMA-wide, and the burst call that joins it then takes
+    the primary and narrows it to its segment (`supply_area`; `areas` keeps what it had)."""
     if ticket.number in incident.ticket_numbers:
         return incident
-    if not groupable(ticket) or not _accepts(incident, ticket, feeder, window):
+    if not groupable(ticket) or not _accepts(incident, ticket, feeder, window, dma):
         raise ValidationError("ticket", f"ticket {ticket.number} does not belong to incident {incident.incident_id}")
     areas = incident.areas or (incident.supply_area,)
     changes: dict[str, Any] = {"ticket_numbers": (*incident.ticket_numbers, ticket.number),
                                "last_call_at": max(incident.last_call_at, ticket.created_at)}
-    if ticket.supply_area not in areas:
+    by_dma = not incident.covers(ticket.supply_area) and _dma_join(incident, ticket, dma)
+    if incident.dma_wide and is_burst_call(ticket):  # the burst found: the primary moves, the scope narrows
+        changes.update(primary=ticket.number, onset_ticket=ticket.number, dma_wide=False,
+                       supply_area=ticket.supply_area or incident.supply_area)
+        by_dma = False
+    if ticket.supply_area not in areas and not by_dma:
         changes["areas"] = (*areas, ticket.supply_area)
         if incident.feeder is not None:
             changes["suspected_asset"] = incident.feeder  # several 台区 out: the feeder is suspected
@@ -198,26 +246,36 @@ def add_call(incident: Incident, ticket: Ticket, *, window: timedelta = DEFAULT_
         changes["onset_at"] = at if incident.onset_at is None else min(incident.onset_at, at)
         if incident.onset_ticket is None:
             changes.update(onset_ticket=ticket.number, primary=ticket.number)
+            if is_pressure_alarm(ticket) and incident.dma is not None:
+                changes["dma_wide"] = True  # a pressure drop is DMA-wide until a burst call places it
     return dataclasses.replace(incident, **changes)
 
 
 def group_call(ticket: Ticket, incidents: Sequence[Incident], *, new_incident_id: str,
                suspected_asset: str | None = None, window: timedelta = DEFAULT_WINDOW,
-               feeder: str | None = None) -> Incident:
+               feeder: str | None = None, dma: str | None = None) -> Incident:
     """The incident after this call: an existing one joined, or a new one opened with `new_incident_id`."""
-    incident = find_incident(ticket, incidents, window=window, feeder=feeder)
+    incident = find_incident(ticket, incidents, window=window, feeder=feeder, dma=dma)
     if incident is None:
-        return open_incident(new_incident_id, ticket, suspected_asset=suspected_asset, feeder=feeder)
-    return add_call(incident, ticket, window=window, feeder=feeder)
+        return open_incident(new_incident_id, ticket, suspected_asset=suspected_asset, feeder=feeder, dma=dma)
+    return add_call(incident, ticket, window=window, feeder=feeder, dma=dma)
 
 
 def _alarm_fits(incident: Incident, alarm: AlarmRef) -> bool:
-    """Same asset, or same area when no asset is suspected, or a 台区 of a feeder incident."""
+    """Same asset, or same area when no asset is suspected, or a 台区 of a feeder incident, or
+    (water) the incident's DMA."""
     if incident.scope == "feeder" and incident.covers(alarm.supply_area):
+        return True
+    if _dma_alarm(incident, alarm):
         return True
     if incident.suspected_asset:
         return incident.suspected_asset == alarm.asset_id
     return incident.covers(alarm.supply_area)
+
+
+def _dma_alarm(incident: Incident, alarm: AlarmRef) -> bool:
+    """A water alarm in the incident's DMA (a pressure point measures its DMA)."""
+    return alarm.category is Category.WATER and alarm.dma is not None and incident.dma == alarm.dma
 
 
 def match_alarm(alarm: AlarmRef, incidents: Sequence[Incident], *,
@@ -243,8 +301,9 @@ def add_alarm(incident: Incident, alarm: AlarmRef) -> Incident:
     if alarm.alarm_id in incident.alarm_ids:
         return incident
     at = as_utc(alarm.at, "at")
+    keep = incident.scope == "feeder" or (_dma_alarm(incident, alarm) and incident.suspected_asset)
     return dataclasses.replace(
-        incident, suspected_asset=incident.suspected_asset if incident.scope == "feeder" else alarm.asset_id,
+        incident, suspected_asset=incident.suspected_asset if keep else alarm.asset_id,
         alarm_ids=(*incident.alarm_ids, alarm.alarm_id),
         confirmed_at=at if incident.confirmed_at is None else min(incident.confirmed_at, at),
         onset_at=at if incident.onset_at is None else min(incident.onset_at, at))

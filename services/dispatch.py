@@ -244,8 +244,8 @@ class DispatchManager:
         """A ticket (back) in the dispatch pool: auto-dispatch it (auto policy) or store its
         recommendation and, after a decline/timeout/return, alert the dispatcher. A symptom call of
         a dispatch-once incident gets no crew; when it is more urgent than the incident's waiting
-        primary, the primary is dispatched as urgently (`lift`: that call), so an emergency call
-        about a burst whose primary is the alarm's urgent ticket still dispatches it automatically."""
+        primary, the primary is dispatched as urgently (`lift`: that call), so an emergency no-water
+        call whose primary is the alarm's urgent ticket still dispatches it automatically."""
         for _ in range(3):
             record = await self.tickets.store.get(number)
             ticket = record.ticket

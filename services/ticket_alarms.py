@@ -59,6 +59,7 @@ class SensorSite:
     lat: float
     category: Category | None
     supply_area: str | None
+    dma: str | None = None  # water: the DMA covering the sensor (a pressure point measures its DMA)
 
 
 def sensor_sites(city: Any, lookup: Any) -> dict[str, SensorSite]:
@@ -75,7 +76,7 @@ def sensor_sites(city: Any, lookup: Any) -> dict[str, SensorSite]:
         point = geom.representative_point()
         category = _SENSOR_CATEGORY.get(str(row.get("kind")))
         asset = None if row.get("asset_id") is None else str(row["asset_id"])
-        area = None
+        area = dma = None
         if category is Category.POWER:
             area = area_of_asset.get(asset)
             if area is None and lookup is not None:
@@ -83,9 +84,10 @@ def sensor_sites(city: Any, lookup: Any) -> dict[str, SensorSite]:
         elif category is Category.WATER and lookup is not None:
             where = lookup.locate(point.x, point.y, "water")
             area = lookup.water.segment_of_main(asset) or where.segment_id or where.dma_id
+            dma = where.dma_id
         out[str(row["sensor_id"])] = SensorSite(str(row["sensor_id"]), str(row.get("name") or ""),
                                                 str(row.get("kind")), asset, float(point.x),
-                                                float(point.y), category, area)
+                                                float(point.y), category, area, dma)
     return out
 
 

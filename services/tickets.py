@@ -76,6 +76,7 @@ class ProactiveRef:
     alarm_key: str
     asset_id: str | None
     supply_area: str | None
+    dma: str | None = None  # water: the DMA the sensor measures
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,7 @@ class TicketManager:
         found = {k: v for k, v in found.items() if v is not None}
         found["_asset"] = where.transformer_id if ticket.category is Category.POWER else None
         found["_feeder"] = where.feeder if ticket.category is Category.POWER else None
+        found["_dma"] = where.dma_id if ticket.category is Category.WATER else None
         found["_station"], found["_department"] = where.unit_id, where.department_id
         return found
 
@@ -214,28 +216,32 @@ class TicketManager:
             note=note[:2000]))
 
     async def _group(self, ticket: Ticket, asset: str | None, early: _Early | None = None, feeder: str | None = None,
+                     dma: str | None = None,
                      ) -> tuple[Ticket, list[AuditEvent], list[IncidentWrite], grouping.Incident | None]:
-        """Join the call to its supply area's (or, for power, its `feeder`'s) incident, or open one
-        (not yet written). `early`: (area, its incidents and revisions read with the create's reads,
-        before the area lock, `_writes_of` the area and feeder at that time); a stale one is refused
-        by the revision guard. An onset ticket that takes over as primary says so on its link event."""
+        """Join the call to its supply area's (or, for power, its `feeder`'s; for a water pressure
+        alarm or burst call, its `dma`'s) incident, or open one (not yet written). `early`: (area,
+        its incidents and revisions read with the create's reads, before the area lock,
+        `_writes_of` the area and feeder or DMA at that time); a stale one is refused by the
+        revision guard. An onset ticket that takes over as primary says so on its link event."""
         if not grouping.groupable(ticket):
             return ticket, [], [], None
         area = ticket.supply_area or ""
         feeder = feeder if ticket.category is Category.POWER else None
-        if early is not None and early[0] == area and early[2] == self._writes_of(area, feeder):
+        dma = dma if ticket.category is Category.WATER else None
+        if early is not None and early[0] == area and early[2] == self._writes_of(area, feeder or dma):
             known = early[1]
         else:
-            known = await self.store.area_incidents(area, feeder)
+            known = await self.store.area_incidents(area, feeder or dma)  # the column feeder holds a water DMA
         revs = {i.incident_id: rev for i, rev in known}
-        found = grouping.find_incident(ticket, [i for i, _ in known], window=self.group_window, feeder=feeder)
+        found = grouping.find_incident(ticket, [i for i, _ in known], window=self.group_window, feeder=feeder,
+                                       dma=dma)
         if found is None:
             day = center_day(ticket.created_at)
             incident_id = f"INC{day:%Y%m%d}-{await self.store.next_incident_seq(day):04d}"
-            incident = grouping.open_incident(incident_id, ticket, suspected_asset=asset, feeder=feeder)
+            incident = grouping.open_incident(incident_id, ticket, suspected_asset=asset, feeder=feeder, dma=dma)
             write = IncidentWrite(incident, 1, None)
         else:
-            incident = grouping.add_call(found, ticket, window=self.group_window, feeder=feeder)
+            incident = grouping.add_call(found, ticket, window=self.group_window, feeder=feeder, dma=dma)
             write = IncidentWrite(incident, revs[found.incident_id] + 1, found)
         linked, event = grouping.link(ticket, incident, actor=SYSTEM_ACTOR, now=ticket.updated_at)
         if found is not None and incident.primary != found.primary:  # an onset ticket: the primary moves to it
@@ -292,8 +298,10 @@ class TicketManager:
             override = {"from_unit": routed.unit_id, "unit_id": place["unit_id"], "reason": unit_reason.strip()}
         asset = place.pop("_asset", None)
         feeder = place.pop("_feeder", None)
+        dma = place.pop("_dma", None)
         if alarm is not None:
             asset = alarm.asset_id or asset
+            dma = alarm.dma or dma
             if alarm.supply_area:
                 place["supply_area"] = alarm.supply_area
         if attach is not None:  # checked before a number is drawn (ValidationError, field incident_id)
@@ -301,11 +309,11 @@ class TicketManager:
         check = link and attach is None and answer is None and draft.type not in DIRECT_CLOSE_TYPES \
             and draft.channel is not Channel.SENSOR
         area = place.get("supply_area") if draft.type is TicketType.REPAIR else None
-        area_writes = self._writes_of(area, feeder)
+        area_writes = self._writes_of(area, feeder or dma)
         reads = await self.store.create_reads(  # one round trip: number, repeat candidates, area incidents
             day, lon=draft.lon if check else None, lat=draft.lat if check else None, radius_m=self.repeat_radius_m,
             category=draft.category.value, phone=(draft.caller_phone or None) if check else None, supply_area=area,
-            feeder=feeder if area else None)
+            feeder=(feeder or dma) if area else None)
         if check:
             match = await self._repeat_of(draft, now, reads)
             if match is not None:
@@ -327,14 +335,14 @@ class TicketManager:
                                                      **({"unit_override": override} if override else {}),
                                                      **({"geocode": geocode} if geocode is not None else {})})
         meta = {"police_kind": kind, "police_suggested": suggested, "tags": list(tags), "asset_id": asset,
-                "alarm_key": alarm.alarm_key if alarm else None, "feeder": feeder}
+                "alarm_key": alarm.alarm_key if alarm else None, "feeder": feeder, "dma": dma}
         if geocode is not None:
             meta["geocode"] = geocode  # how the address text placed it (or did not)
         if follows is not None:
             await self.store.get(follows)  # TicketNotFound (404) for an unknown one
             meta["follows"] = follows
             created = dataclasses.replace(created, data={**created.data, "follows": follows})
-        async with self._area_lock((feeder or ticket.supply_area) if grouping.groupable(ticket) else None):
+        async with self._area_lock((feeder or dma or ticket.supply_area) if grouping.groupable(ticket) else None):
             return await self._save_new(ticket, created, meta, asset, answer, actor, now, alarm, early, extra,
                                         attach=attach)
 
@@ -369,7 +377,7 @@ class TicketManager:
         """Count written incidents per supply area and feeder (invalidates early reads of those)."""
         for write in writes:
             incident = write.incident
-            for key in {incident.supply_area or "", *incident.areas, *((incident.feeder,) if incident.feeder else ())}:
+            for key in {incident.supply_area or "", *incident.areas, *(k for k in (incident.feeder, incident.dma) if k)}:
                 self._area_writes[key] = self._area_writes.get(key, 0) + 1
 
     def _writes_of(self, area: str | None, feeder: str | None) -> tuple[int, int]:
@@ -408,7 +416,7 @@ class TicketManager:
         for attempt in range(_RETRIES):
             grouped, events, incident_writes, incident = await (
                 self._attach(ticket, attach, actor) if attach is not None  # the agent chose the incident
-                else self._group(ticket, asset, early if attempt == 0 else None, meta.get("feeder")))
+                else self._group(ticket, asset, early if attempt == 0 else None, meta.get("feeder"), meta.get("dma")))
             events = [created, *events]
             if answer is not None:
                 grouped, closed = apply(grouped, "close_direct", actor=actor, now=now, answer=answer)
@@ -815,7 +823,7 @@ class TicketManager:
                   "alarm_id": str(alarm["alarm_id"])[:64]}
         try:
             result = await self.create(fields, SYSTEM_ACTOR, link=False,
-                                       alarm=ProactiveRef(key, site.asset_id, site.supply_area),
+                                       alarm=ProactiveRef(key, site.asset_id, site.supply_area, site.dma),
                                        tags=[what])
         except GuardFailed:
             return await self.store.get(await self.store.alarm_ticket(key) or "")
@@ -826,7 +834,7 @@ class TicketManager:
     async def _confirm_incident(self, incident_id: str, alarm: Mapping[str, Any], site: SensorSite,
                                 raised: datetime) -> None:
         ref = grouping.AlarmRef(str(alarm["alarm_id"]), site.asset_id or "", site.supply_area or "",
-                                site.category or Category.OTHER, raised)
+                                site.category or Category.OTHER, raised, site.dma)
         for attempt in range(_RETRIES):
             incident, rev = await self.incident(incident_id)
             try:

@@ -65,7 +65,9 @@ CITY = {
               {"main_id": "C", "diameter_mm": 300, "g": LineString([ll(0, 3000), ll(1000, 3000)])}],
     "valves": [{"valve_id": "VB", "main_id": "B", "g": Point(ll(1000, 0))}],
     "sensors": [{"sensor_id": "P001", "name": "1号压力监测点", "kind": "pressure", "quantity": "pressure",
-                 "unit": "MPa", "asset_id": "A", "period_s": 300, "g": Point(ll(500, 0))}],
+                 "unit": "MPa", "asset_id": "A", "period_s": 300, "g": Point(ll(500, 0))},
+                {"sensor_id": "P002", "name": "2号压力监测点", "kind": "pressure", "quantity": "pressure",
+                 "unit": "MPa", "asset_id": "C", "period_s": 300, "g": Point(ll(500, 3000))}],
     "roads": [{"road_id": f"R{k}", "name": f"路{k}", "class": "primary", "speed_kmh": 36.0, "oneway": False,
                "g": LineString([ll(*a), ll(*b)])}
               for k, a, b in ((1, (0, -10), (2000, -10)), (2, (0, -10), (0, 3010)), (3, (0, 3010), (1000, 3010)))],
@@ -243,16 +245,17 @@ async def test_a_pressure_alarm_ticket_is_in_the_segment_of_its_sensors_main(api
     assert (incident["primary"], incident["onset_at"], incident["status"], incident["suspected_asset"]) == (
         record.ticket.number, "2026-12-07T02:00:00Z", "confirmed", "A")
     assert (await api.ticket(record.ticket.number))["state"] == "new"  # urgent: recommended, not sent by itself
-    # a passer-by's emergency call about the burst joins; the alarm's ticket stays the primary and
-    # is now dispatched automatically, as urgently as that call; the call itself gets no crew
+    # an emergency no-water call joins; the alarm's ticket stays the primary and is now dispatched
+    # automatically, as urgently as that call; the call itself gets no crew (a burst call would
+    # take the primary: test_a_dmas_pressure_alarms_then_its_burst_call_...)
     await api.fixes()
-    burst = await api.create((300, -30), "路面冒水，水管爆了", urgency="emergency", minutes=4)
-    assert burst["incident_id"] == incident["incident_id"]
+    urgent = await api.create((300, -30), "停水了，家里有病人急需用水", urgency="emergency", minutes=4)
+    assert urgent["incident_id"] == incident["incident_id"]
     assert (await api.incident(incident["incident_id"]))["primary"] == record.ticket.number
     assert await wait_for(lambda: _crew(api, record.ticket.number)) == "C01"
     sent = [e for e in await api.events(record.ticket.number) if e["action"] == "dispatch"]
-    assert sent[0]["data"]["mode"] == "auto" and burst["number"] in sent[0]["note"]
-    assert (await api.ticket(burst["number"]))["crew_id"] is None
+    assert sent[0]["data"]["mode"] == "auto" and urgent["number"] in sent[0]["note"]
+    assert (await api.ticket(urgent["number"]))["crew_id"] is None
 
 
 async def test_power_calls_of_two_areas_of_one_feeder_are_one_feeder_incident(api):
@@ -267,3 +270,60 @@ async def test_power_calls_of_two_areas_of_one_feeder_are_one_feeder_incident(ap
     assert (incident["scope"], incident["areas"], incident["feeder"], incident["suspected_asset"], incident["calls"]) == (
         "feeder", ["TA1", "TA2"], "F1", "F1", 3)
     assert (await api.incident(other["incident_id"]))["scope"] == "area"
+
+
+async def _pressure_alarm(api: Api, sensor: str, minutes: float):
+    """A critical low-pressure alarm of `sensor` raised `minutes` after T0, handled by the manager."""
+    api.clock.now = T0 + timedelta(minutes=minutes)
+    alarm = {"alarm_id": f"{sensor}:low", "sensor_id": sensor, "kind": "low", "severity": "critical", "value": 0.08,
+             "threshold": 0.14, "raised_at": api.clock.now.isoformat()}
+    record = await api.parts.tickets.on_alarm_event({"type": "raised", "alarm": json.dumps(alarm)})
+    assert record is not None
+    return record.ticket
+
+
+async def _no_member_sent(api: Api, incident_id: str) -> None:
+    """The incident's primary gets the crew, no other member is dispatched by itself."""
+    incident = await api.incident(incident_id)
+    assert await wait_for(lambda: _crew(api, incident["primary"])) == "C01"
+    for number in incident["ticket_numbers"]:
+        if number != incident["primary"]:
+            ticket = await api.ticket(number)
+            assert (ticket["state"], ticket["crew_id"]) == ("new", None), ticket
+            assert await api.parts.dispatch.dispatch_pool_ticket(number) is None
+
+
+async def test_a_dmas_pressure_alarms_then_its_burst_call_are_one_incident_led_by_the_call(api):
+    assert (api.parts.tickets.sensors["P002"].supply_area, api.parts.tickets.sensors["P002"].dma) == ("SEG0003", "DMA01")
+    first = await _pressure_alarm(api, "P001", 0)  # main A, SEG0001
+    second = await _pressure_alarm(api, "P002", 1)  # main C, SEG0003, 3 km north: the same DMA
+    assert first.incident_id == second.incident_id
+    incident = await api.incident(first.incident_id)
+    assert (incident["scope"], incident["dma"], incident["primary"], incident["calls"], incident["status"]) == (
+        "dma", "DMA01", first.number, 2, "confirmed")
+    await api.fixes()
+    burst = await api.create((1500, 30), "路面冒水，水管爆裂", urgency="emergency", minutes=5)  # main B, SEG0002
+    assert burst["incident_id"] == first.incident_id
+    incident = await api.incident(first.incident_id)
+    assert (incident["scope"], incident["supply_area"], incident["areas"], incident["primary"], incident["calls"]) == (
+        "area", "SEG0002", ["SEG0001", "SEG0002"], burst["number"], 3)
+    linked = [e for e in await api.events(burst["number"]) if e["action"] == "link_incident"]
+    assert linked[0]["data"]["primary_from"] == first.number
+    later = await api.create((1700, -20), "水压很低", minutes=7)  # the burst's segment: joins
+    far = await api.create((950, 3020), "停水了", minutes=8)  # P002's segment: a symptom call, never DMA-wide
+    assert later["incident_id"] == first.incident_id != far["incident_id"]
+    await _no_member_sent(api, first.incident_id)
+
+
+async def test_a_burst_call_then_its_dmas_pressure_alarms_are_one_incident_led_by_the_call(api):
+    await api.fixes()
+    burst = await api.create((1500, 30), "供水管爆了，道路被淹", urgency="emergency", minutes=0)
+    first = await _pressure_alarm(api, "P001", 2)
+    second = await _pressure_alarm(api, "P002", 3)
+    assert burst["incident_id"] == first.incident_id == second.incident_id
+    incident = await api.incident(burst["incident_id"])
+    assert (incident["scope"], incident["supply_area"], incident["areas"], incident["primary"], incident["calls"],
+            incident["status"], incident["dma"]) == ("area", "SEG0002", ["SEG0002"], burst["number"], 3,
+                                                     "confirmed", "DMA01")
+    assert incident["alarm_ids"] == ["P001:low", "P002:low"]
+    await _no_member_sent(api, burst["incident_id"])

@@ -130,7 +130,8 @@ SCHEMAS: dict[str, Any] = {
                     calls=I, dispatch_once=B, rev=I, tickets=arr(ref("Ticket")),
                     etr=NT, etr_note=S, etr_by=NS, etr_set_at=NT,  # 预计恢复时间 (command.outages)
                     areas=arr(S), feeder=NS, onset_at=NT, onset_ticket=NS,  # command.grouping: scope and time
-                    scope={"type": "string", "enum": ["area", "feeder"]},
+                    scope={"type": "string", "enum": ["area", "feeder", "dma"]},
+                    dma=NS, dma_wide=B,  # water: the incident's DMA, DMA-scope (pressure alarms, no burst call yet)
                     notice=nullable(ref("Notice")), answer=S,  # the detail: its notice, the caller's answer
                     events=arr(obj(["id", "action", "actor_id", "role", "at"], id=S, action=S, actor_id=S, role=S,
                                    at=T, note=S, data=ANY_OBJ))),
