@@ -161,12 +161,17 @@ def notice_kind(category: Category) -> OutageKind:
     return kind
 
 
-def default_area_text(incident: Incident, addresses: Sequence[str]) -> str:
-    """The area a notice names before the dispatcher edits it: the supply area and the first
-    calls' addresses (at most three)."""
+def area_words(incident: Incident, area_name: str | None = None) -> str:
+    """The incident's area as a customer reads it: its readable name (a segment's roads, a 台区's
+    name: `gis.lookup.SpatialLookup.area_name`), else its code with 片区."""
+    return area_name or f"{incident.supply_area or '故障'}片区"
+
+
+def default_area_text(incident: Incident, addresses: Sequence[str], area_name: str | None = None) -> str:
+    """The area a notice names before the dispatcher edits it: the supply area (its readable
+    `area_name` when known) and the first calls' addresses (at most three)."""
     seen = list(dict.fromkeys(a.strip() for a in addresses if a and a.strip()))[:3]
-    area = incident.supply_area or "故障"
-    return f"{area}片区" + (f"（{'、'.join(seen)}等）" if seen else "")
+    return area_words(incident, area_name) + (f"（{'、'.join(seen)}等）" if seen else "")
 
 
 def notice_text(kind: OutageKind, area_text: str, starts_at: datetime, etr: datetime | None) -> str:
@@ -177,7 +182,8 @@ def notice_text(kind: OutageKind, area_text: str, starts_at: datetime, etr: date
 
 
 def publish_notice(incident: Incident, current: Notice | None, body: Mapping[str, Any], *, actor: Actor,
-                   now: datetime, addresses: Sequence[str] = ()) -> tuple[Notice, IncidentEvent]:
+                   now: datetime, addresses: Sequence[str] = (),
+                   area_name: str | None = None) -> tuple[Notice, IncidentEvent]:
     """Publish the incident's notice, or change the published one (`body`: ``area_text``,
     ``start``, ``text``, each optional: the area, start and text default to the incident's)."""
     now = as_utc(now, "now")
@@ -191,7 +197,7 @@ def publish_notice(incident: Incident, current: Notice | None, body: Mapping[str
         raise ValidationError(unknown[0], "unknown field (area_text, start, text)")
     kind = notice_kind(incident.category)
     area = _text(body.get("area_text"), "area_text", AREA_CHARS) or \
-        (current.area_text if current else default_area_text(incident, addresses))
+        (current.area_text if current else default_area_text(incident, addresses, area_name))
     start = parse_time(body["start"], "start") if body.get("start") is not None else \
         (current.starts_at if current else incident.first_call_at)
     text = _text(body.get("text"), "text", TEXT_CHARS)
@@ -232,10 +238,11 @@ def withdraw_notice(notice: Notice, *, actor: Actor, now: datetime) -> tuple[Not
                                   "事件已处理完毕，通知撤销")
 
 
-def answer_text(incident: Incident, notice: Notice | None) -> str:
-    """What the agent reads to a caller whose call joins the incident, with the ETR."""
+def answer_text(incident: Incident, notice: Notice | None, area_name: str | None = None) -> str:
+    """What the agent reads to a caller whose call joins the incident, with the ETR (the area: the
+    active notice's, else the readable `area_name`, else the code)."""
     kind = NOTICE_KINDS.get(incident.category)
-    area = notice.area_text if notice is not None and notice.active else f"{incident.supply_area}片区"
+    area = notice.area_text if notice is not None and notice.active else area_words(incident, area_name)
     if kind is None:
         return f"您好，您反映的问题我们已经掌握，{area}的故障正在抢修，处理完毕后我们会及时回访。"
     if incident.resolved_at is not None:

@@ -188,6 +188,16 @@ class SpatialLookup:
             xs = ys = np.zeros(0)
         self._station_xy = np.column_stack([xs, ys])
         self.water = WaterNetwork.from_city(city, epsg=self._epsg)  # the mains' valve-isolation segments
+        self._area_names = {str(i): str(n) for frame, column in ((city.supply_areas, "area_id"), (city.dmas, "dma_id"))
+                            if "name" in frame.columns for i, n in zip(frame[column], frame["name"])
+                            if n is not None and str(n).strip() and str(n) != "nan"}  # 台区 and DMA names
+
+    def area_name(self, area_id: str | None) -> str | None:
+        """The readable name of a supply area for customer-facing text: a water segment's (from its
+        roads, `gis.network`), a 台区's or a DMA's ``name``; None for an unknown or unnamed one."""
+        if not area_id:
+            return None
+        return self.water.segment_name(area_id) or self._area_names.get(area_id)
 
     @property
     def metric_epsg(self) -> int:

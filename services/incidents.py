@@ -58,6 +58,12 @@ class IncidentService:
     async def _incident(self, incident_id: str) -> tuple[grouping.Incident, int]:
         return await self.tickets.incident(incident_id)  # IncidentNotFound (404)
 
+    def area_name(self, incident: grouping.Incident) -> str | None:
+        """The readable name of the incident's supply area (a segment's roads, a 台区's name), or
+        None without a city or a name (`gis.lookup.SpatialLookup.area_name`)."""
+        names = getattr(self.tickets.lookup, "area_name", None)
+        return None if names is None else names(incident.supply_area)
+
     async def _addresses(self, incident: grouping.Incident) -> list[str]:
         records = await self.tickets.store.get_many(incident.ticket_numbers[:20])
         return [r.ticket.address for r in records if r is not None and r.ticket.address]
@@ -101,7 +107,8 @@ class IncidentService:
             if current is not None and not current.active:
                 current = None  # withdrawn: a new one (the incident is open again only by a new call)
             notice, event = outages.publish_notice(incident, current, body, actor=actor, now=self.tickets.clock(),
-                                                   addresses=await self._addresses(incident))
+                                                   addresses=await self._addresses(incident),
+                                                   area_name=self.area_name(incident))
             try:
                 await self.tickets.store.save([], [IncidentWrite(incident, rev + 1, incident)],
                                               [self.store.notice_write(notice), self.store.event_write(event)])
@@ -143,17 +150,17 @@ class IncidentService:
         revs = dict((i.incident_id, rev) for i, rev in candidates)
         notices = await self.store.notices_of(i.incident_id for i, _ in found)
         return [{"incident": incident, "rev": revs[incident.incident_id], "distance_m": round(d, 1),
-                 "notice": notices.get(incident.incident_id),
-                 "answer": outages.answer_text(incident, notices.get(incident.incident_id))}
+                 "notice": notices.get(incident.incident_id), "area_name": self.area_name(incident),
+                 "answer": outages.answer_text(incident, notices.get(incident.incident_id), self.area_name(incident))}
                 for incident, d in found]
 
     async def details(self, incident_id: str) -> dict[str, Any]:
-        """The incident's notice and audit events (for its detail view)."""
+        """The incident's notice, audit events and readable area name (for its detail view)."""
         notice = await self.store.notice(incident_id)
         incident, _ = await self._incident(incident_id)
         return {"notice": None if notice is None else outages.notice_to_dict(notice),
-                "events": await self.store.events(incident_id),
-                "answer": outages.answer_text(incident, notice)}
+                "events": await self.store.events(incident_id), "area_name": self.area_name(incident),
+                "answer": outages.answer_text(incident, notice, self.area_name(incident))}
 
     # resolution ------------------------------------------------------------------------------------
     async def on_resolved(self, number: str) -> grouping.Incident | None:

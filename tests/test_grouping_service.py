@@ -307,6 +307,8 @@ async def test_a_dmas_pressure_alarms_then_its_burst_call_are_one_incident_led_b
     incident = await api.incident(first.incident_id)
     assert (incident["scope"], incident["supply_area"], incident["areas"], incident["primary"], incident["calls"]) == (
         "area", "SEG0002", ["SEG0001", "SEG0002"], burst["number"], 3)
+    assert incident["area_name"] == "路1段供水管网"  # main B lies under road 路1: the readable name
+    assert "路1段供水管网" in incident["answer"] and "SEG" not in incident["answer"]
     linked = [e for e in await api.events(burst["number"]) if e["action"] == "link_incident"]
     assert linked[0]["data"]["primary_from"] == first.number
     later = await api.create((1700, -20), "水压很低", minutes=7)  # the burst's segment: joins

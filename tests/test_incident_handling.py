@@ -86,8 +86,8 @@ async def test_the_notice_follows_the_etr_and_the_desk_finds_the_incident_near_t
     code, notice = await api.call("POST", f"/api/incidents/{incident_id}/notice", "dispatcher", {})
     assert code == 200, notice
     assert notice["kind"] == "停电" and notice["state"] == "active" and notice["area_id"] == "TA2"
-    assert notice["area_text"] == "TA2片区（西街1号、西街2号、西街3号等）"
-    assert notice["text"].startswith("【停电通知】因供电线路突发故障，TA2片区（西街1号、西街2号、西街3号等）自11月22日 10:00起停电。")
+    assert notice["area_text"] == "西台区（西街1号、西街2号、西街3号等）"  # the 台区's name, not its code
+    assert notice["text"].startswith("【停电通知】因供电线路突发故障，西台区（西街1号、西街2号、西街3号等）自11月22日 10:00起停电。")
     assert "恢复供电时间待定" in notice["text"]
     code, body = await api.call("POST", f"/api/incidents/{incident_id}/notice", "dispatcher", {"area_text": "x" * 201})
     assert code == 400 and body["error"]["message"].startswith("area_text:")

@@ -133,6 +133,7 @@ SCHEMAS: dict[str, Any] = {
                     scope={"type": "string", "enum": ["area", "feeder", "dma"]},
                     dma=NS, dma_wide=B,  # water: the incident's DMA, DMA-scope (pressure alarms, no burst call yet)
                     notice=nullable(ref("Notice")), answer=S,  # the detail: its notice, the caller's answer
+                    area_name=NS,  # the detail and near: the supply area's readable name (gis.lookup.area_name)
                     events=arr(obj(["id", "action", "actor_id", "role", "at"], id=S, action=S, actor_id=S, role=S,
                                    at=T, note=S, data=ANY_OBJ))),
     "IncidentList": obj(["incidents"], incidents=arr(ref("Incident"))),

@@ -51,7 +51,7 @@ class IncidentNear(IncidentHandler):
         found = await self.incidents.near(lon, lat, self.get_argument("category", ""),
                                           radius_m=NEAR_M if radius is None else radius)
         self.write_json({"radius_m": NEAR_M if radius is None else radius, "incidents": [
-            {**incident_view(f["incident"], f["rev"]), "distance_m": f["distance_m"],
+            {**incident_view(f["incident"], f["rev"]), "distance_m": f["distance_m"], "area_name": f["area_name"],
              "notice": notice_view(f["notice"]), "answer": f["answer"]} for f in found]})
 
 

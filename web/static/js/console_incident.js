@@ -17,6 +17,9 @@
     var notice = inc.notice, open = inc.status !== "resolved";
     var html = '<div class="f"><span class="muted">' + t("incident.title") + "</span> <b>" + esc(inc.incident_id) + "</b> · " +
       esc(t("incident.status." + inc.status)) + " · " + esc(inc.calls) + " " + t("incident.calls") + "</div>" +
+      '<div class="f" data-area="' + esc(inc.supply_area || "") + '"><span class="muted">' + t("incident.area") + "</span> " +
+      esc(inc.area_name || inc.supply_area || "") + (inc.area_name ? ' <small class="muted">' + esc(inc.supply_area) + "</small>" : "") +
+      "</div>" +
       '<div class="f" data-etr="' + esc(inc.etr || "") + '"><span class="muted">' + t("incident.etr") + "</span> " +
       (inc.etr ? C.fmtTime(C.isoEpoch(inc.etr), true) + (inc.etr_note ? " · " + esc(inc.etr_note) : "") + " · " + esc(inc.etr_by)
         : t("incident.etr.none")) + "</div>" +

@@ -224,7 +224,7 @@
     var inc = rows[0], notice = inc.notice;  // the nearest
     $("incident-id").textContent = inc.incident_id;
     $("incident-box").dataset.incident = inc.incident_id;
-    var facts = [["desk.incident.area", notice ? notice.area_text : inc.supply_area],
+    var facts = [["desk.incident.area", notice ? notice.area_text : (inc.area_name || inc.supply_area)],
       ["desk.incident.calls", String(inc.calls)], ["desk.incident.distance", fmtDistance(inc.distance_m)],
       ["desk.incident.etr", inc.etr ? fmtTime(inc.etr) : t("desk.incident.etr.none")]];
     if (notice) { facts.push(["desk.incident.notice", notice.text]); }
