@@ -218,13 +218,14 @@ def open_incident(incident_id: str, ticket: Ticket, *, suspected_asset: str | No
 
 
 def add_call(incident: Incident, ticket: Ticket, *, window: timedelta = DEFAULT_WINDOW,
-             feeder: str | None = None, dma: str | None = None) -> Incident:
+             feeder: str | None = None, dma: str | None = None, primary_sent: bool = False) -> Incident:
     """The incident with one more call; ValidationError when the call does not belong to it. A
     call of another 台区 of the incident's feeder makes it a feeder incident; the first onset
     ticket becomes the primary (`primary` changes: the caller audits it). A pressure alarm's
     ticket of the incident's `dma` is a member (its segment is not added to `areas`); the first one
     to become the primary makes the incident DMA-wide, and the burst call that joins it then takes
-    the primary and narrows it to its segment (`supply_area`; `areas` keeps what it had)."""
+    the primary and narrows it to its segment (`supply_area`; `areas` keeps what it had), unless
+    the alarm's ticket already has a crew (`primary_sent`: that crew stays the incident's one)."""
     if ticket.number in incident.ticket_numbers:
         return incident
     if not groupable(ticket) or not _accepts(incident, ticket, feeder, window, dma):
@@ -233,9 +234,10 @@ def add_call(incident: Incident, ticket: Ticket, *, window: timedelta = DEFAULT_
     changes: dict[str, Any] = {"ticket_numbers": (*incident.ticket_numbers, ticket.number),
                                "last_call_at": max(incident.last_call_at, ticket.created_at)}
     by_dma = not incident.covers(ticket.supply_area) and _dma_join(incident, ticket, dma)
-    if incident.dma_wide and is_burst_call(ticket):  # the burst found: the primary moves, the scope narrows
-        changes.update(primary=ticket.number, onset_ticket=ticket.number, dma_wide=False,
-                       supply_area=ticket.supply_area or incident.supply_area)
+    if incident.dma_wide and is_burst_call(ticket):  # the burst found: the scope narrows, the primary moves
+        changes.update(dma_wide=False, supply_area=ticket.supply_area or incident.supply_area)
+        if not primary_sent:
+            changes.update(primary=ticket.number, onset_ticket=ticket.number)
         by_dma = False
     if ticket.supply_area not in areas and not by_dma:
         changes["areas"] = (*areas, ticket.supply_area)

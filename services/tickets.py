@@ -32,7 +32,7 @@ from command.routing import (
     unit_refusal,
 )
 from command.tickets import (
-    DIRECT_CLOSE_TYPES, NUMBER_RE, OPEN_STATES, REVIEWER_ROLES, SYSTEM_ACTOR, Actor, AuditEvent,
+    DIRECT_CLOSE_TYPES, FIELD_STATES, NUMBER_RE, OPEN_STATES, REVIEWER_ROLES, SYSTEM_ACTOR, Actor, AuditEvent,
     Category, Channel, Role, Satisfaction, State, Ticket, TicketType, Urgency, apply, center_day,
     REJECTED_PREFIX, is_current, new_ticket, normalize_phone, ticket_number, to_dict, visible_to,
 )
@@ -241,13 +241,24 @@ class TicketManager:
             incident = grouping.open_incident(incident_id, ticket, suspected_asset=asset, feeder=feeder, dma=dma)
             write = IncidentWrite(incident, 1, None)
         else:
-            incident = grouping.add_call(found, ticket, window=self.group_window, feeder=feeder, dma=dma)
+            incident = grouping.add_call(found, ticket, window=self.group_window, feeder=feeder, dma=dma,
+                                         primary_sent=await self._primary_sent(found, ticket))
             write = IncidentWrite(incident, revs[found.incident_id] + 1, found)
         linked, event = grouping.link(ticket, incident, actor=SYSTEM_ACTOR, now=ticket.updated_at)
         if found is not None and incident.primary != found.primary:  # an onset ticket: the primary moves to it
             event = dataclasses.replace(event, note=f"{event.note}，成为主工单（原主工单 {found.primary}）",
                                         data={**event.data, "primary": True, "primary_from": found.primary})
         return linked, [event], [write], incident
+
+    async def _primary_sent(self, incident: grouping.Incident, ticket: Ticket) -> bool:
+        """Whether a burst call joining a DMA-scope incident finds its primary (the alarm's ticket)
+        already with a crew (then that primary stays: `grouping.add_call`); read only then."""
+        if not (incident.dma_wide and grouping.is_burst_call(ticket)):
+            return False
+        try:
+            return (await self.store.get(incident.primary)).ticket.state in FIELD_STATES
+        except TicketNotFound:
+            return False
 
     # ------------------------------------------------------------------------------ create
     async def create(self, fields: Mapping[str, Any], actor: Actor, *, link: bool = True,

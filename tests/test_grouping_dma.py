@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from command.grouping import (
-    AlarmRef, add_alarm, decide, find_incident, group_call, is_symptom_call, match_alarm,
+    AlarmRef, add_alarm, add_call, decide, find_incident, group_call, is_symptom_call, match_alarm,
 )
 from command.tickets import Actor, Category, Role, new_ticket
 
@@ -67,6 +67,15 @@ def test_a_dmas_alarms_and_its_burst_are_one_incident(name, tickets, dmas, prima
     assert decide(incident).dispatch_once and decide(incident).primary == primary
     others = [n for n in incident.ticket_numbers if n != primary]
     assert all(is_symptom_call(n, incident) for n in others)  # no member dispatched by itself
+
+
+def test_the_alarms_ticket_already_sent_stays_the_primary_when_the_burst_call_joins():
+    (incident,) = run([SIX[0], SIX[1]], ["DMA03"] * 2).values()
+    burst = ticket(1, 5, "SEG0013", BURST)
+    joined = add_call(incident, burst, dma="DMA03", primary_sent=True)  # its crew is on the way: one crew
+    assert (joined.primary, joined.onset_ticket, joined.scope, joined.supply_area) == (
+        SIX[0].number, SIX[0].number, "area", "SEG0013")
+    assert is_symptom_call(burst.number, joined)
 
 
 def test_narrowing_keeps_the_areas_and_takes_the_bursts_segment():

@@ -317,6 +317,21 @@ async def test_a_dmas_pressure_alarms_then_its_burst_call_are_one_incident_led_b
     await _no_member_sent(api, first.incident_id)
 
 
+async def test_an_alarms_ticket_already_sent_keeps_the_primary_when_the_burst_call_comes(api):
+    first = await _pressure_alarm(api, "P001", 0)
+    ticket = await api.ticket(first.number)
+    code, body = await api.call("POST", f"/api/tickets/{first.number}/assign",
+                                body={"crew_id": "C01", "expected_version": ticket["version"]})
+    assert code == 200, body
+    await api.fixes()
+    burst = await api.create((1500, 30), "路面冒水，水管爆裂", urgency="emergency", minutes=5)
+    incident = await api.incident(first.incident_id)
+    assert burst["incident_id"] == first.incident_id
+    assert (incident["scope"], incident["supply_area"], incident["primary"]) == ("area", "SEG0002", first.number)
+    assert await api.parts.dispatch.dispatch_pool_ticket(burst["number"]) is None  # one crew: the one sent
+    assert (await api.ticket(burst["number"]))["crew_id"] is None
+
+
 async def test_a_burst_call_then_its_dmas_pressure_alarms_are_one_incident_led_by_the_call(api):
     await api.fixes()
     burst = await api.create((1500, 30), "供水管爆了，道路被淹", urgency="emergency", minutes=0)
