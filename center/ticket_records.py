@@ -29,7 +29,7 @@ INCIDENT_COLUMNS = ("incident_id", "rev", "category", "supply_area", "first_call
 
 class GuardFailed(Exception):
     """A precondition of a write did not hold (an incident changed, an alarm already has a ticket).
-    `key` names what was guarded: ``incident:<id>`` or ``alarm:<alarm_key>``."""
+    `key` names what was guarded: ``incident:<id>``, ``alarm:<alarm_key>`` or ``incident-area:<area>``."""
 
     def __init__(self, key: str, actual: str) -> None:
         super().__init__(f"guard on {key} failed (current: {actual!r})")
@@ -76,6 +76,10 @@ class IncidentWrite:
     incident: Incident
     rev: int
     previous: Incident | None = None
+    # a new incident: (area, feeder or DMA, the ids of the open incidents the writer's read found
+    # there); written only while that read would still find exactly those (another process may
+    # have opened one for the same area meanwhile: GuardFailed, the create reads again and joins it)
+    area_seen: tuple[str, str | None, tuple[str, ...]] | None = None
 
 
 @dataclass(frozen=True)

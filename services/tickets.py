@@ -203,7 +203,8 @@ class TicketManager:
         if not candidates:
             return None
         call = {"phone": ticket.caller_phone, "lon": ticket.lon, "lat": ticket.lat,
-                "category": ticket.category.value, "type": ticket.type.value, "at": now}
+                "category": ticket.category.value, "type": ticket.type.value, "description": ticket.description,
+                "at": now}
         return repeats.find_repeat(call, candidates, radius_m=self.repeat_radius_m, window=self.repeat_window,
                                    distance_fn=distance_m)
 
@@ -239,7 +240,7 @@ class TicketManager:
             day = center_day(ticket.created_at)
             incident_id = f"INC{day:%Y%m%d}-{await self.store.next_incident_seq(day):04d}"
             incident = grouping.open_incident(incident_id, ticket, suspected_asset=asset, feeder=feeder, dma=dma)
-            write = IncidentWrite(incident, 1, None)
+            write = IncidentWrite(incident, 1, None, area_seen=(area, feeder or dma, tuple(revs)))
         else:
             incident = grouping.add_call(found, ticket, window=self.group_window, feeder=feeder, dma=dma,
                                          primary_sent=await self._primary_sent(found, ticket))
@@ -251,12 +252,15 @@ class TicketManager:
         return linked, [event], [write], incident
 
     async def _primary_sent(self, incident: grouping.Incident, ticket: Ticket) -> bool:
-        """Whether a burst call joining a DMA-scope incident finds its primary (the alarm's ticket)
-        already with a crew (then that primary stays: `grouping.add_call`); read only then."""
-        if not (incident.dma_wide and grouping.is_burst_call(ticket)):
+        """Whether an onset ticket that would take the primary (`grouping.add_call`: a burst call
+        joining a DMA-scope incident, or the first onset ticket) finds the primary already with a
+        crew or done (then that primary stays: its crew is the incident's one); read only then."""
+        if not ((incident.dma_wide and grouping.is_burst_call(ticket))
+                or (incident.onset_ticket is None and grouping.is_onset(ticket))):
             return False
         try:
-            return (await self.store.get(incident.primary)).ticket.state in FIELD_STATES
+            state = (await self.store.get(incident.primary)).ticket.state
+            return state in FIELD_STATES or state not in OPEN_STATES
         except TicketNotFound:
             return False
 
@@ -701,7 +705,7 @@ class TicketManager:
 
     async def duplicates(self, *, lon: float | None, lat: float | None, category: str | None,
                          phone: str | None, radius_m: float | None = None, type_: str | None = None,
-                         ) -> dict[str, Any]:
+                         description: str = "") -> dict[str, Any]:
         """Before saving a call: the open ticket it would be linked to (`command.repeats`, the rule
         `create` applies) and how (``match``: repeat or duplicate), and open tickets nearby or from
         the same caller, nearest first."""
@@ -719,7 +723,8 @@ class TicketManager:
             route = self.routing.kind(TicketType(type_))
             matchable = [t for t in matchable if self.routing.kind(t.type) is route]
         match = repeats.find_repeat(  # also refuses a bad category or type when nothing is open nearby
-            {"phone": phone, "lon": lon, "lat": lat, "category": category, "type": type_, "at": now},
+            {"phone": phone, "lon": lon, "lat": lat, "category": category, "type": type_, "description": description,
+             "at": now},
             matchable, radius_m=self.repeat_radius_m, window=self.repeat_window, distance_fn=distance_m)
         rows = []
         for record in records:

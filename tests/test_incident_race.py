@@ -1,0 +1,56 @@
+"""Calls on one valve-isolation segment created at the same moment land in ONE incident, through
+one TicketManager or two with their own connection pools (as two web processes have; each
+process's area lock covers its own creates only), also when the segment crosses a DMA's edge. The store's
+guard (`IncidentWrite.area_seen`: the area's transaction lock, then a look for an incident opened
+meanwhile) makes the later opener read again and join. Real PostgreSQL and Redis."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from center.store import Store
+from center.store_tickets import TicketStore
+from command.tickets import Actor, Role
+from services.tickets import TicketManager
+from tests.cities import write_city
+from tests.test_grouping_service import CITY, T0, area, ll
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+AGENT = Actor("agent", Role.AGENT)
+
+
+# the same city with its DMA cut in two across main A: the segment's calls are in two DMAs
+SPLIT = {**CITY, "dmas": [{"dma_id": "DMA01", "name": "西计量分区", "g": area(-500, -500, 500, 4000)},
+                          {"dma_id": "DMA02", "name": "东计量分区", "g": area(500, -500, 4000, 4000)}]}
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+@pytest.mark.parametrize("layers", [CITY, SPLIT], ids=["one_dma", "segment_across_two_dmas"])
+async def test_calls_on_one_segment_at_once_are_one_incident(tmp_path, redis_url, database_url, layers, processes):
+    """One process: its saves of one moment go as one transaction (group commit) and its area lock
+    is per DMA, so two calls of one segment in two DMAs meet only in the store's guard."""
+    (tmp_path / "city").mkdir()
+    city = write_city(tmp_path / "city", layers)
+    stores = [Store.from_url(redis_url, database_url) for _ in range(processes)]
+    try:
+        managers = [await asyncio.to_thread(TicketManager.for_city, TicketStore(s.db, s.redis), city, clock=lambda: T0)
+                    for s in stores]
+
+        async def call(k: int) -> str:
+            lon, lat = ll(100 + 110 * k, 20)  # on main A: segment SEG0001 (x 100..870 m)
+            result = await managers[k % processes].create({
+                "channel": "phone", "category": "water", "type": "repair", "description": "家里停水了",
+                "caller_phone": f"1390000{k:04d}", "lon": lon, "lat": lat}, AGENT, link=False)
+            return result.record.ticket.number
+
+        numbers = await asyncio.gather(*(call(k) for k in range(8)))
+        records = [await managers[0].store.get(n) for n in numbers]
+        assert {r.ticket.supply_area for r in records} == {"SEG0001"}
+        incidents = {r.ticket.incident_id for r in records}
+        assert len(incidents) == 1 and None not in incidents, incidents
+        incident, _ = await managers[0].incident(incidents.pop())
+        assert sorted(incident.ticket_numbers) == sorted(numbers)
+    finally:
+        for s in stores:
+            await s.close()
