@@ -134,10 +134,13 @@ def groupable(ticket: Ticket) -> bool:
 def is_onset(ticket: Ticket) -> bool:
     """Whether a ticket marks an incident's onset: a proactive sensor ticket, or a call whose
     description reports the failure itself (`ONSET_WORDS` of its category, not just after a negation)."""
-    if ticket.channel is Channel.SENSOR:
-        return True
-    text = ticket.description
-    for word in ONSET_WORDS.get(ticket.category, ()):
+    return ticket.channel is Channel.SENSOR or reports_onset(ticket.category, ticket.description)
+
+
+def reports_onset(category: Category, text: str) -> bool:
+    """Whether a caller's words report the failure itself (`ONSET_WORDS` of the category, not just
+    after a negation): 路面冒水了 does, 没有冒水 does not."""
+    for word in ONSET_WORDS.get(category, ()):
         start = text.find(word)
         while start >= 0:
             if not any(text[:start].endswith(n) for n in _NEGATIONS):
@@ -225,7 +228,8 @@ def add_call(incident: Incident, ticket: Ticket, *, window: timedelta = DEFAULT_
     ticket of the incident's `dma` is a member (its segment is not added to `areas`); the first one
     to become the primary makes the incident DMA-wide, and the burst call that joins it then takes
     the primary and narrows it to its segment (`supply_area`; `areas` keeps what it had), unless
-    the alarm's ticket already has a crew (`primary_sent`: that crew stays the incident's one)."""
+    the alarm's ticket already has a crew (`primary_sent`: that crew stays the incident's one; so
+    does any primary with a crew, or done, when the first onset ticket joins)."""
     if ticket.number in incident.ticket_numbers:
         return incident
     if not groupable(ticket) or not _accepts(incident, ticket, feeder, window, dma):
@@ -247,7 +251,9 @@ def add_call(incident: Incident, ticket: Ticket, *, window: timedelta = DEFAULT_
         at = ticket.created_at
         changes["onset_at"] = at if incident.onset_at is None else min(incident.onset_at, at)
         if incident.onset_ticket is None:
-            changes.update(onset_ticket=ticket.number, primary=ticket.number)
+            changes["onset_ticket"] = ticket.number
+            if not primary_sent:  # a primary with a crew (or done) stays the incident's one
+                changes["primary"] = ticket.number
             if is_pressure_alarm(ticket) and incident.dma is not None:
                 changes["dma_wide"] = True  # a pressure drop is DMA-wide until a burst call places it
     return dataclasses.replace(incident, **changes)

@@ -10,7 +10,9 @@ before it:
   the third (`command.ticket_model.color_for`), and red tickets go in front of a supervisor (督办);
 * a DUPLICATE when another phone (or no phone) calls from within `radius_m` of the ticket's point:
   it joins the ticket's call count (`duplicate_count`, event `duplicate_call`) without changing
-  its colour.
+  its colour. Never into a sensor's proactive ticket (a citizen brings a place and words the
+  sensor has not), and a call reporting the failure itself (a burst: `grouping.reports_onset`)
+  never into a ticket that does not (it becomes a ticket, which its incident makes the primary).
 
 Anything else is a new problem and gets a new ticket: the same phone about another category, or
 about the same category farther than `radius_m`. Repeats win over duplicates, then the nearest,
@@ -26,8 +28,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from command.errors import ValidationError
+from command.grouping import is_onset, reports_onset
 from command.tickets import (
-    OPEN_STATES, SYSTEM_ACTOR, Actor, AuditEvent, Category, Color, Ticket, TicketType, apply, as_utc,
+    OPEN_STATES, SYSTEM_ACTOR, Actor, AuditEvent, Category, Channel, Color, Ticket, TicketType, apply, as_utc,
     normalize_phone,
 )
 
@@ -83,9 +86,11 @@ def find_repeat(
 ) -> Match | None:
     """The open ticket a new call repeats or duplicates (the module's rule), or None: a new ticket.
 
-    `call` has phone, lon, lat, category, type (optional) and at (aware datetime).
+    `call` has phone, lon, lat, category, type (optional), description (optional) and at (aware
+    datetime).
     """
     phone, lon, lat, category, type_, at = _call_fields(call)
+    onset = category is not None and reports_onset(category, str(call.get("description") or ""))
     best: tuple[int, float, float] | None = None
     found: Match | None = None
     for ticket in open_tickets:
@@ -102,7 +107,8 @@ def find_repeat(
             same_problem = near if distance is not None else type_ is ticket.type
             kind = MatchKind.REPEAT if same_problem else None
         else:
-            kind = MatchKind.DUPLICATE if near else None
+            kind = MatchKind.DUPLICATE if near and ticket.channel is not Channel.SENSOR and (
+                not onset or is_onset(ticket)) else None
         if kind is None:
             continue
         key = (0 if kind is MatchKind.REPEAT else 1, math.inf if distance is None else distance, -last.timestamp())

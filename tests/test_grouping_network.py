@@ -74,6 +74,15 @@ def test_rusty_water_before_a_burst_hands_the_primary_to_the_burst():
     assert decide(late).dispatch_once and decide(late).primary == burst.number
 
 
+def test_a_primary_that_already_has_a_crew_keeps_the_incident_when_the_burst_report_comes():
+    first = call(1, 0, description="家里停水了")
+    incident = add_call(open_incident("INC-1", first), call(2, 5))
+    burst = call(3, 10, description="路面冒水，水管爆裂")
+    kept = add_call(incident, burst, primary_sent=True)  # the first call's crew is on its way
+    assert (kept.primary, kept.onset_ticket, kept.onset_at) == (first.number, burst.number, T0 + 10 * M)
+    assert add_call(incident, burst).primary == burst.number  # no crew yet: the burst report takes it
+
+
 def test_a_call_more_than_the_window_before_the_onset_stays_out():
     old = open_incident("INC-1", call(1, 0, description="水发黄"))
     old = add_call(old, call(2, 25, description="水压低"))

@@ -76,6 +76,23 @@ def test_find_repeat(new_call, kwargs, kind):
     assert (None if found is None else (found.ticket, found.kind.value)) == (None if kind is None else (ticket, kind))
 
 
+@pytest.mark.parametrize(("ticket_fields", "words", "kind"), [
+    ({"description": "停水"}, "路面冒水了，水管爆了", None),        # a burst report is no symptom's duplicate
+    ({"description": "停水"}, "我家也停水了", "duplicate"),
+    ({"description": "停水"}, "没有冒水，就是停水", "duplicate"),   # negated: no burst report
+    ({"description": "马路上水管爆了"}, "路面冒水了", "duplicate"),  # burst on burst: the same report
+    ({"description": "管网压力骤降", "channel": "sensor"}, "我家也停水了", None),  # never into a sensor's ticket
+])
+def test_a_duplicate_is_the_same_report_and_never_a_sensors_ticket(ticket_fields, words, kind):
+    fields = {"number": "GD20261122-0001", "channel": "phone", "category": "water", "type": "repair",
+              "caller_phone": "13800138000", "lon": LON, "lat": LAT, **ticket_fields}
+    if fields["channel"] == "sensor":
+        fields.pop("caller_phone")
+    ticket = new_ticket(fields, now=T0, actor=Actor("a", Role.AGENT))[0]
+    found = find_repeat({**call(north_m=20), "description": words}, [ticket], distance_fn=haversine)
+    assert (None if found is None else found.kind.value) == kind
+
+
 def test_repeat_prefers_same_phone_then_nearest_and_skips_closed():
     near = make("GD20261122-0001", phone="13700137000", lat=metres_north(10))
     mine = make("GD20261122-0002", phone="13900139000", lat=metres_north(90))

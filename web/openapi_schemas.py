@@ -225,6 +225,7 @@ OPERATIONS: dict[str, dict[str, Any]] = {
                                       "Duplicates", query=(("lon", "number", ""), ("lat", "number", ""),
                                                            ("category", "string", ""), ("type", "string", ""),
                                                            ("phone", "string", ""),
+                                                           ("description", "string", "the caller's words (<= 2000)"),
                                                            ("radius_m", "number", "0..5000"))),
     "GET /api/tickets/counts": op("Tickets per state, open total, rework per unit", "dispatcher, supervisor",
                                   "TicketCounts"),

@@ -152,7 +152,8 @@ class TicketDuplicates(TicketHandler):
         found = await self.tickets.duplicates(lon=lon, lat=lat,
                                               category=self.get_argument("category", None) or None,
                                               phone=self.get_argument("phone", None) or None, radius_m=radius,
-                                              type_=self.get_argument("type", None) or None)
+                                              type_=self.get_argument("type", None) or None,
+                                              description=(self.get_argument("description", None) or "")[:2000])
         self.write_json({"repeat_of": found["repeat_of"], "match": found["match"], "radius_m": found["radius_m"],
                          "candidates": [
             {"ticket": self.view(record, actor), "distance_m": distance, "same_phone": same_phone,

@@ -183,7 +183,8 @@
   });
   var lastDup = null;
   function dupQuery() {
-    var q = ["category=" + encodeURIComponent($("category").value), "type=" + encodeURIComponent($("type").value)];
+    var q = ["category=" + encodeURIComponent($("category").value), "type=" + encodeURIComponent($("type").value),
+             "description=" + encodeURIComponent($("description").value.trim().slice(0, 2000))];
     if (place) { q.push("lon=" + place.lon, "lat=" + place.lat); }
     var phone = $("phone").value.replace(/[\s-]/g, "");
     if (/^\+?\d{5,20}$/.test(phone)) { q.push("phone=" + encodeURIComponent(phone)); }
