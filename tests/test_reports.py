@@ -275,7 +275,8 @@ async def test_a_report_right_after_a_write_includes_it_and_repeated_reads_count
 
 async def test_writes_between_the_sweep_and_the_follow_are_neither_missed_nor_counted_twice(app):
     tz = app.settings.zone
-    numbers = [await app.driver.call(T0 + i * M, EAST if i % 2 else WEST, phone=f"1390000{i:04d}") for i in range(6)]
+    # 40 minutes apart: six separate calls (each its own incident), each dispatched on its own
+    numbers = [await app.driver.call(T0 + i * 40 * M, EAST if i % 2 else WEST, phone=f"1390000{i:04d}") for i in range(6)]
     await app.kpi.facts.forget()  # the new service folds every ticket again while they change
     service = KpiService(app.store.db, app.store.redis, tz=tz, batch=2)  # small batches: many sweep and XREAD rounds
     started = asyncio.create_task(service.start())
