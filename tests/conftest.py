@@ -65,6 +65,14 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
+def demo_city_profile(tmp_path_factory) -> Path:
+    """The demo city (`gis.democity`, the demo's seed) generated once per test worker: its profile."""
+    from gis import democity
+
+    return democity.generate(tmp_path_factory.mktemp("democity"), seed=democity.DEFAULT_SEED)
+
+
+@pytest.fixture(scope="session")
 def servers(tmp_path_factory) -> Servers:
     """The session's real Redis and MQTT broker."""
     data = tmp_path_factory.mktemp("servers")
