@@ -362,6 +362,9 @@ class TicketStore:
         same tickets wait for each other instead of deadlocking."""
         updated = sorted(w.record.ticket.number for w in tickets if w.previous is not None)
         changed = sorted(w.incident.incident_id for w in incidents if w.previous is not None)
+        twice = next((w for i, w in enumerate(changed) if w in changed[:i]), None)
+        if twice is not None:  # two saves of a batch change one incident: one UPDATE row would win
+            raise _Stale("incident", twice, next(w.rev - 1 for w in incidents if w.incident.incident_id == twice))
         async with conn.pipeline() as pipeline, conn.transaction():
             if updated:
                 await conn.execute(_LOCK_TICKETS, (updated,))
