@@ -251,10 +251,10 @@ class DispatchManager:
             ticket = record.ticket
             if ticket.state not in POOL_STATES or self.tickets.routing.kind(ticket.type) is not RouteKind.STATION:
                 return None  # only a station's ticket waits for a field crew
-            incident = await self._symptom_of(ticket)
-            if incident is not None:
+            incident = await self._incident_of(ticket)
+            if incident is not None and is_symptom_call(ticket.number, incident):
                 return None if lift is not None else await self.dispatch_pool_ticket(incident.primary, lift=ticket)
-            if await self._incident_has_crew(ticket):
+            if incident is not None and await self._another_call_in_field(ticket, incident):
                 return None
             now = self.clock()
             lifted = lift is not None and URGENCY_RANK[lift.urgency] < URGENCY_RANK[ticket.urgency]
@@ -285,25 +285,25 @@ class DispatchManager:
             return view
         return None
 
-    async def _symptom_of(self, ticket: Ticket) -> Incident | None:
-        """The dispatch-once incident whose symptom call (not its primary) the ticket is, or None."""
+    async def _incident_of(self, ticket: Ticket) -> Incident | None:
+        """The incident the ticket is a call of, or None."""
         if not ticket.incident_id:
             return None
         found = await self.tickets.store.incident(ticket.incident_id)
-        return found[0] if found is not None and is_symptom_call(ticket.number, found[0]) else None
+        return None if found is None else found[0]
 
-    async def _incident_has_crew(self, ticket: Ticket) -> bool:
-        """A call of an incident dispatched once that gets no crew of its own: a symptom call (not
-        the incident's primary, `command.grouping.is_symptom_call`; the manual dispatch refuses it
-        too), or the primary while another call already has a crew in the field."""
-        if not ticket.incident_id:
+    async def _symptom_of(self, ticket: Ticket) -> Incident | None:
+        """The dispatch-once incident whose symptom call (not its primary) the ticket is, or None."""
+        incident = await self._incident_of(ticket)
+        return incident if incident is not None and is_symptom_call(ticket.number, incident) else None
+
+    async def _another_call_in_field(self, ticket: Ticket, incident: Incident) -> bool:
+        """Whether another call of the ticket's dispatch-once incident already has a crew in the
+        field (then the incident's crew is that one; a symptom call never gets one either:
+        `command.grouping.is_symptom_call`, the manual dispatch refuses it too)."""
+        if not decide(incident).dispatch_once:
             return False
-        found = await self.tickets.store.incident(ticket.incident_id)
-        if found is None or not decide(found[0]).dispatch_once:
-            return False
-        if is_symptom_call(ticket.number, found[0]):  # (`_symptom_of`, read once here)
-            return True
-        others = [n for n in found[0].ticket_numbers if n != ticket.number]
+        others = [n for n in incident.ticket_numbers if n != ticket.number]
         return any(r is not None and r.ticket.state in FIELD_STATES for r in await self.tickets.store.get_many(others))
 
     async def _alert(self, ticket: Ticket, what: str, now: datetime, view: Mapping[str, Any]) -> None:
