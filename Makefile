@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ACCEL := $(VENV)/.accel
-ACCEL_SRC := center/fixpack.py ingest/nmea.py ingest/fixes.py ingest/plausibility.py ingest/vehicles.py center/accel.py
+ACCEL_SRC := ingest/fixpack.py ingest/nmea.py ingest/fixes.py ingest/plausibility.py ingest/vehicles.py ingest/accel.py
 
 .PHONY: demo test bench setup clean
 
@@ -21,7 +21,7 @@ $(STAMP): requirements.txt
 
 # the ingest's hot modules compiled in place (pure Python where no C compiler is present)
 $(ACCEL): $(STAMP) $(ACCEL_SRC)
-	$(PY) -m center.accel
+	$(PY) -m ingest.accel
 	@touch $(ACCEL)
 
 demo: $(ACCEL)
@@ -37,5 +37,5 @@ bench: $(ACCEL)
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
-	test ! -x $(PY) || $(PY) -m center.accel --clean
+	test ! -x $(PY) || $(PY) -m ingest.accel --clean
 	rm -rf $(VENV) .pytest_cache .hypothesis

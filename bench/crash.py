@@ -1,7 +1,7 @@
 """Crash safety under a ticket-creation load: kill -9 of PostgreSQL, of Redis and of the web process.
 
 A real `python -m center web` serves the API over embedded PostgreSQL, Redis (AOF, fsync always)
-and a broker that this process starts (`center.servers.Servers`, the web finds them through
+and a broker that this process starts (`servers.embedded.Servers`, the web finds them through
 DATA_DIR's run file). Client threads create tickets through POST /api/tickets as fast as they are
 answered, and keep each acknowledged one (HTTP 201: number and version). For each victim in turn
 the load runs, the victim is killed with SIGKILL (PostgreSQL with its backends, as a power cut
@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "crash-pass-1234"
 VICTIMS = ("postgres", "redis", "web")
 SERVER_NAMES = {"postgres": "postgres", "redis": "redis-server"}
-CHANGES_STREAM = "tkt:changes"  # center.store_tickets.CHANGES_STREAM (read here to check delivery)
+CHANGES_STREAM = "tkt:changes"  # store.tickets.CHANGES_STREAM (read here to check delivery)
 
 
 @dataclass
@@ -101,8 +101,8 @@ class Rig:
     """Embedded servers owned here and a `python -m center web` over them, in one DATA_DIR."""
 
     def __init__(self, data_dir: Path) -> None:
-        from center.servers import Servers, free_port
-        from center.settings import load
+        from servers.embedded import Servers, free_port
+        from config.settings import load
 
         self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)

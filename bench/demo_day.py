@@ -33,7 +33,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from bench.common import emit, progress
-from center.servers import free_port
+from servers.embedded import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "bench-demo-day"

@@ -36,7 +36,7 @@ def demo_city():
     """The demo city (generated into a temporary directory when var/ has none)."""
     if DEMO_PROFILE.is_file():
         return load_profile(DEMO_PROFILE)
-    from gis import democity
+    from simulators import democity
 
     return load_profile(democity.generate(Path(tempfile.mkdtemp()) / "democity", seed=20261122))
 

@@ -15,7 +15,7 @@ import numpy as np
 import shapely
 
 from bench.common import emit, progress
-from gis.democity import generate
+from simulators.democity import generate
 from gis.layers import load_profile
 from gis.lookup import SpatialLookup
 

@@ -50,10 +50,10 @@ import redis
 
 from bench.common import emit, percentile, progress
 from bench.mqtt_raw import RawPublisher, topic_prefix
-from center.mqtt import MqttClient
-from center.servers import start_broker, start_postgres, start_redis
-from center.db import migrate
-from center.settings import load
+from messaging.mqtt import MqttClient
+from servers.embedded import start_broker, start_postgres, start_redis
+from store.db import migrate
+from config.settings import load
 
 VEHICLES = 5000
 # Offered rates of the throughput ramp, msg/s, each for RAMP_STEP_S seconds (BENCH_RAMP: a comma list)
@@ -87,8 +87,8 @@ def fleet_ids(count: int) -> list[str]:
 def register_fleet(database_url: str, count: int) -> None:
     """Register the fleet's vehicles in the fleet registry (PostgreSQL, as an administrator
     would), so the ingest takes their messages (it keeps aside those of vehicles not registered)."""
-    from center.db import Database
-    from center.store_admin import FleetStore
+    from store.db import Database
+    from store.fleet import FleetStore
 
     async def register() -> None:
         db = Database(database_url, max_size=1)
@@ -197,7 +197,7 @@ def _publisher(mqtt_url: str, count: int, rate: float | None, duration_s: float,
 
 
 def _run_ingest(values: dict, redis_url: str, mqtt_url: str) -> None:
-    from center.settings import Settings
+    from config.settings import Settings
     from ingest.service import serve
 
     asyncio.run(serve(Settings(values), redis_url, mqtt_url, own_process=True))  # as `python -m center ingest`
@@ -206,7 +206,7 @@ def _run_ingest(values: dict, redis_url: str, mqtt_url: str) -> None:
 def _baseline(redis_url: str, mqtt_url: str, reader: str = "fast") -> None:
     """The minimal loop: subscribe, split, pipelined GEOADD every 20 ms; counts in baseline:written.
 
-    ``reader="fast"`` receives through our own `center.mqtt.MqttClient` (PUBLISH packets parsed
+    ``reader="fast"`` receives through our own `messaging.mqtt.MqttClient` (PUBLISH packets parsed
     from the read buffer, in batches), the reader the ingest uses: the ratio's baseline.
     ``reader="paho"`` is paho-mqtt's own client and callback (its network thread, one
     ``on_message`` per message), printed for reference."""
@@ -377,7 +377,7 @@ def _latency(settings_values, redis_url, mqtt_url, r) -> list[float]:
              "unit": "MPa", "period_s": 3600, "high_warning": 0.55, "high_critical": 0.65} for i in range(sensors)]
 
     async def seed():
-        from center.store import Store
+        from store.live import Store
 
         store = Store.from_url(redis_url)
         await store.replace_sensor_registry(rows)
@@ -507,7 +507,7 @@ def main() -> None:
     broker_name = broker.name
     progress(f"ingest_broker: {broker_name}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     import ingest.vehicles
-    from center.accel import is_compiled
+    from ingest.accel import is_compiled
 
     progress(f"ingest modules: {'compiled' if is_compiled(ingest.vehicles) else 'pure Python (no compiler: slower)'}")
     settings = load({"CONFIG_FILE": str(tmp / "absent.toml"), "DATA_DIR": str(tmp / "var"),

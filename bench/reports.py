@@ -8,7 +8,7 @@ calls, 110 handovers and reopened tickets (返工); stage times drawn vectorised
 
 Month by month, in chunks, the events are folded into each ticket's KPI row by the same pure code
 the KPI service runs (`command.kpi.rebuild`, `command.kpi.named_row`) and COPYed into PostgreSQL:
-``kpi_facts`` (packed as `center.store_kpi.KpiFacts.pack` does) and, unless ``--no-events``, the
+``kpi_facts`` (packed as `store.kpi.KpiFacts.pack` does) and, unless ``--no-events``, the
 ``tickets`` rows (classification columns, an empty record) and every event into ``ticket_events``,
 so the database is the size a real year makes. Uses DATABASE_URL, else an embedded PostgreSQL in a
 temporary directory (removed at the end) with shared_buffers 1GB, as a server holding years of
@@ -41,8 +41,8 @@ import orjson
 import psycopg
 
 from bench.common import emit, progress
-from center.db import Database, migrate
-from center.store_kpi import NAME_KINDS, KpiFacts
+from store.db import Database, migrate
+from store.kpi import NAME_KINDS, KpiFacts
 from command.kpi import (
     CATEGORIES as KPI_CATEGORIES, COLUMNS, ENUM_COLUMNS, day_period, month_period, named_row, rebuild, year_period,
 )
@@ -299,8 +299,8 @@ def main() -> None:
     workdir = proc = None
     try:
         if not url:
-            from center import pg_server
-            from center.servers import free_port
+            from servers import postgres as pg_server
+            from servers.embedded import free_port
 
             workdir = Path(tempfile.mkdtemp(prefix="bench-reports-"))
             proc, url = pg_server.start(workdir, free_port(), options={"shared_buffers": SHARED_BUFFERS})

@@ -23,8 +23,8 @@ DURATION_S = 20.0
 
 def main() -> None:
     """Run the benchmark and print its figure."""
-    from center.servers import start_broker
-    from gis import democity
+    from servers.embedded import start_broker
+    from simulators import democity
     from simulators.vehicles import make_fleet, roadnet_from_city, run_fleet
 
     with tempfile.TemporaryDirectory() as tmp:

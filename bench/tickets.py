@@ -79,8 +79,8 @@ async def _serve(port: int, redis_url: str, database_url: str, profile: str) -> 
     """The web app with the ticket manager over the city (runs in the server subprocess)."""
     import tornado.httpserver
 
-    from center.settings import load
-    from center.store import Store
+    from config.settings import load
+    from store.live import Store
     from gis.layers import load_profile
     from services.tickets import build_manager
     from web import app as webapp
@@ -133,8 +133,8 @@ async def _creates(port: int, token: str, bounds, count: int, clients: int, seed
 async def _web(profile: Path, processes: int):
     """A fresh embedded Redis and PostgreSQL and `processes` web servers sharing one port; yields
     (port, bounds)."""
-    from center.db import migrate
-    from center.servers import free_port, start_postgres, start_redis
+    from store.db import migrate
+    from servers.embedded import free_port, start_postgres, start_redis
 
     with tempfile.TemporaryDirectory(prefix="bench-tickets-") as tmp:
         redis_proc = start_redis(Path(tmp))
@@ -169,8 +169,8 @@ async def _create_rate(port: int, bounds, args: argparse.Namespace) -> float:
 
 
 async def _bench(args: argparse.Namespace) -> None:
-    from center.city import ensure_city
-    from center.settings import load
+    from config.city import ensure_city
+    from config.settings import load
 
     profile = ensure_city(load(), progress=progress)
     if args.web_processes > 1:  # the same load on one process, for comparison
@@ -221,7 +221,7 @@ def _load_closed(database_url: str, count: int) -> None:
     import orjson
     import psycopg
 
-    from center.ticket_records import TICKET_COLUMNS, TicketRecord, ticket_row
+    from store.ticket_records import TICKET_COLUMNS, TicketRecord, ticket_row
     from command.tickets import State
 
     if count <= 0:

@@ -35,8 +35,8 @@ async def _serve(port: int, redis_url: str, database_url: str) -> None:
     """The web app over the store (runs in the server subprocess)."""
     import tornado.httpserver
 
-    from center.settings import load
-    from center.store import Store
+    from config.settings import load
+    from store.live import Store
     from web import app as webapp
     from web.base import Services
 
@@ -85,7 +85,7 @@ class Client:
 
 async def _write_day(redis_url: str, database_url: str, day_start: float) -> tuple[int, float]:
     """Drive the vehicle through the day into Redis, archive it, empty Redis: (fixes, archive s)."""
-    from center.store import FixRecord, Store
+    from store.live import FixRecord, Store
     from services.track_archiver import TrackArchiver
 
     store = Store.from_url(redis_url, database_url)
@@ -112,8 +112,8 @@ async def _write_day(redis_url: str, database_url: str, day_start: float) -> tup
 
 
 async def _bench(args: argparse.Namespace) -> None:
-    from center.db import migrate
-    from center.servers import free_port, start_postgres, start_redis
+    from store.db import migrate
+    from servers.embedded import free_port, start_postgres, start_redis
 
     now = datetime.now(timezone.utc)
     day = datetime(now.year, now.month, now.day, tzinfo=timezone.utc) - timedelta(days=2)

@@ -34,8 +34,8 @@ import psutil
 import redis
 
 from bench.common import emit, percentile, progress
-from center.servers import free_port, start_redis
-from center.store_login import session_key
+from servers.embedded import free_port, start_redis
+from store.login import session_key
 
 VEHICLES = 1000
 LAG_TARGET_S = 1.0
@@ -48,8 +48,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # the web process ---------------------------------------------------------------------------------
 async def _serve(port: int, redis_url: str) -> None:
-    from center.settings import load
-    from center.store import Store
+    from config.settings import load
+    from store.live import Store
     from web.app import make_app
     from web.base import Services
     from web.live import LiveFeed
@@ -69,7 +69,7 @@ async def _serve(port: int, redis_url: str) -> None:
 
 # vehicles at 1 Hz through the store's write path ------------------------------------------------------
 async def _vehicles(redis_url: str, stop: asyncio.Event) -> None:
-    from center.store import FixRecord, Store
+    from store.live import FixRecord, Store
 
     store = Store.from_url(redis_url)
     ids = [f"B{i:04d}" for i in range(VEHICLES)]

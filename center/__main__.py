@@ -9,8 +9,8 @@ import os
 import signal
 import sys
 
-from center.lifecycle import StartupError
-from center.settings import SettingsError, load
+from runtime.lifecycle import StartupError
+from config.settings import SettingsError, load
 
 SERVICES = ("web", "ingest", "simulate", "dispatch")
 
@@ -26,9 +26,9 @@ def _logging(level: str, name: str) -> None:
 
 async def _standalone(name: str, settings) -> None:
     """Run one service; starts embedded servers only when none is configured or running."""
-    from center.city import ensure_city, load_city
-    from center.clock import process_clock
-    from center.servers import Servers
+    from config.city import ensure_city, load_city
+    from runtime.clock import process_clock
+    from servers.embedded import Servers
     from center.supervisor import keep_servers
 
     process_clock(settings, name)  # a speed-up without a shared anchor is refused, with one logged loudly
@@ -64,7 +64,7 @@ async def _standalone(name: str, settings) -> None:
 
 def _demo_password(settings) -> str:
     """DEMO_PASSWORD, else the one recorded in DATA_DIR by an earlier demo, else a new one."""
-    from center.accounts import generate_password
+    from command.accounts import generate_password
 
     password_file = settings.data_dir / "demo-accounts.txt"
     if settings.DEMO_PASSWORD:
@@ -79,7 +79,7 @@ def _demo_police(settings) -> dict[str, object]:
     SIM_POLICE_PORT) and a shared secret generated once into DATA_DIR (mode 600)."""
     import secrets
 
-    from center.servers import free_port
+    from servers.embedded import free_port
 
     values: dict[str, object] = {}
     if not settings.POLICE_URL:
@@ -98,8 +98,8 @@ def _demo_police(settings) -> dict[str, object]:
 
 async def _crew_accounts(store, profile, password: str) -> list[str]:
     """One crew-app account per crew of the city: ``crew-<crew_id>`` (created once)."""
-    from center.accounts import hash_password
-    from center.store_accounts import AccountStore
+    from command.accounts import hash_password
+    from store.accounts import AccountStore
     from gis.layers import load_layer, read_profile
 
     specs = [spec for spec in read_profile(profile).layers if spec.kind == "crews"]
@@ -123,9 +123,9 @@ async def _crew_accounts(store, profile, password: str) -> list[str]:
 async def _unit_accounts(store, password: str) -> list[str]:
     """The demo's unit liaisons (role unit): ``unit-<unit_id>`` for every 二级 department and the
     first 三级 station of each (created once, after the unit tree is seeded)."""
-    from center.accounts import hash_password
-    from center.store_accounts import AccountStore
-    from center.store_units import UnitStore
+    from command.accounts import hash_password
+    from store.accounts import AccountStore
+    from store.units import UnitStore
     from simulators.units import liaison_units  # the one rule of which units have a demo liaison
 
     tree = await UnitStore(store.db).tree()
@@ -141,8 +141,8 @@ async def _demo_devices(store, settings, profile) -> dict[str, str]:
     ingest do at their start) so that the credentials can be checked against them."""
     import time
 
-    from center.store_admin import FleetStore
-    from center.store_units import UnitStore, nodes_of_city
+    from store.fleet import FleetStore
+    from store.units import UnitStore, nodes_of_city
     from gis.layers import load_profile
     from ingest.service import publish_registry
     from services.crews import crews_from_city, seed_items
@@ -158,9 +158,9 @@ async def _demo_devices(store, settings, profile) -> dict[str, str]:
 
 
 async def _demo(settings) -> int:
-    from center.city import ensure_city
+    from config.city import ensure_city
     from center.supervisor import Supervisor
-    from center.accounts import demo_accounts
+    from command.accounts import demo_accounts
     from web.app import bootstrap_accounts
 
     profile = ensure_city(settings, progress=lambda msg: print(msg, flush=True))
@@ -169,7 +169,7 @@ async def _demo(settings) -> int:
     supervisor = Supervisor(settings, list(SERVICES))
 
     async def prepare(servers) -> None:
-        from center.store import Store
+        from store.live import Store
 
         password_file = settings.data_dir / "demo-accounts.txt"
         store = Store.from_url(servers.redis_url, servers.database_url)
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"demo: {exc}", file=sys.stderr)
                 return 1
         if args.command == "city":
-            from center.city import ensure_city
+            from config.city import ensure_city
 
             print(ensure_city(settings, progress=lambda m: print(m, flush=True)))
             return 0
@@ -243,11 +243,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "mqtt-auth":
             return _mqtt_auth(settings, args.directory)
         if args.command in ("backup", "restore"):
-            from center.backup import command
+            from store.backup import command
 
             return command(settings, args.command, args.directory, force=args.force)
         if args.command == "migrate-redis":
-            from center.migrate_redis import command as migrate_redis
+            from store.migrate_redis import command as migrate_redis
 
             return migrate_redis(settings)
         asyncio.run(_standalone(args.command, settings))
@@ -275,8 +275,8 @@ def _kpi_arguments(parser: argparse.ArgumentParser) -> None:
 def _kpi(settings, args) -> int:
     """Rebuild the KPIs from the audit events in PostgreSQL (DATABASE_URL, else the embedded
     servers of DATA_DIR) and print the report."""
-    from center.limit_files import load_policy
-    from center.servers import Servers
+    from config.limit_files import load_policy
+    from servers.embedded import Servers
     from services.kpi_service import report_command
 
     try:
@@ -300,10 +300,10 @@ def _mqtt_auth(settings, directory: str) -> int:
 
     import psycopg
 
-    from center.broker_auth import hash_password
-    from center.broker_files import render_devices
-    from center.servers import Servers
-    from center.store_devices import read_all
+    from servers.broker_credentials import hash_password
+    from servers.broker_files import render_devices
+    from servers.embedded import Servers
+    from store.devices import read_all
 
     if not directory:
         print("usage: python -m center mqtt-auth <directory>", file=sys.stderr)
@@ -329,7 +329,7 @@ async def _servers(settings) -> int:
     """Run just the embedded Redis and broker (for services started one by one) until signalled."""
     import signal
 
-    from center.servers import Servers
+    from servers.embedded import Servers
     from center.supervisor import keep_servers
 
     servers = await asyncio.to_thread(Servers.resolve, settings)

@@ -20,9 +20,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from center.servers import REVIVE_INTERVAL_S, Servers, die_with_parent
-from center.settings import Settings
-from center.streams import pause as stop_or_timeout
+from servers.embedded import REVIVE_INTERVAL_S, Servers, die_with_parent
+from config.settings import Settings
+from store.streams import pause as stop_or_timeout
 
 log = logging.getLogger("supervisor")
 
@@ -110,7 +110,7 @@ class Supervisor:
     """Runs the demo's services as a group."""
 
     def __init__(self, settings: Settings, services: list[str]):
-        if settings.CLOCK_ANCHOR == "":  # one anchor for every child: they agree on the clock (center.clock)
+        if settings.CLOCK_ANCHOR == "":  # one anchor for every child: they agree on the clock (runtime.clock)
             settings = settings.with_values(CLOCK_ANCHOR=f"{time.time():.3f}")
         self.settings = settings
         self.service_names = services

@@ -22,7 +22,7 @@ Arithmetic:
 
 Each local day's periods are computed once and cached (a dict per calendar), so a ticket view
 costs a few dictionary reads per day spanned. `calendar_from_config` reads the settings file's
-mapping (see ``center/config/calendar.toml``).
+mapping (see ``config/calendar.toml``).
 """
 from __future__ import annotations
 

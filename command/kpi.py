@@ -83,7 +83,7 @@ def _nan(x: Any) -> float:
 def named_row(acc: TicketAccumulator, limits: LimitTable) -> tuple[Any, ...]:
     """A ticket's values in `COLUMNS` order, enum and identifier columns as names (None when
     absent), floats NaN when absent: the one definition of a ticket's KPI row, which `KpiState`
-    codes in memory and `center.store_kpi` keeps per ticket in PostgreSQL."""
+    codes in memory and `store.kpi` keeps per ticket in PostgreSQL."""
     a = acc.attrs
     floats = (_nan(acc.created), _nan(acc.last_resolved), _nan(acc.c0_resolved), *acc.durations(),
               _nan(a.get("lon")), _nan(a.get("lat")))

@@ -59,7 +59,7 @@ working time from `now` to the deadline (negative when overdue); `LimitStatus.li
 written (5 working days as 5 days). A completed stage is on time when it completed by its deadline
 (`LimitPolicy.met`: escalation's verdict, and the KPI facts' `limits_met`). The running
 system reads its calendar and overrides from the files named by the settings CALENDAR_FILE and
-LIMITS_FILE (`center.limit_files`); `DEFAULT_POLICY` uses `DEFAULT_CALENDAR` (weekends and
+LIMITS_FILE (`config.limit_files`); `DEFAULT_POLICY` uses `DEFAULT_CALENDAR` (weekends and
 hours, no holidays).
 """
 from __future__ import annotations

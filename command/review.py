@@ -15,8 +15,8 @@ round (`command.tickets.check_reviewer`: 403 ``self_review``, ``review_twice``,
 ``review_not_your_step``). A ticket whose chain has not passed never leaves the center (assign
 and dispatch refused).
 
-The running system reads the table from the file named by REVIEW_FILE (`center.review_file`;
-the shipped ``center/config/review.toml`` is `DEFAULT_REVIEW`).
+The running system reads the table from the file named by REVIEW_FILE (`config.review_file`;
+the shipped ``config/review.toml`` is `DEFAULT_REVIEW`).
 """
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ handover does not depend on the route: both work as before. A department route w
 hangs straight under the center (no 二级 unit above it) goes to that station, still without crews.
 
 The running system reads the table from the file named by the setting ROUTING_FILE
-(`center.routing_file`; the shipped ``center/config/routing.toml`` is `DEFAULT_ROUTING`). An agent,
+(`config.routing_file`; the shipped ``config/routing.toml`` is `DEFAULT_ROUTING`). An agent,
 dispatcher or supervisor may set another responsible unit with a reason (`set_unit`, audited);
 the unit must be known, active and of the ticket's trade (`unit_refusal`).
 """
@@ -198,7 +198,7 @@ class UnitOverrideRefused(CommandError):
 
 
 def unit_refusal(unit_id: str, unit: Mapping[str, Any] | None, category: str) -> UnitOverrideRefused | None:
-    """Why the unit record `unit` (`center.store_units.unit_record`, None: unknown) cannot be the
+    """Why the unit record `unit` (`store.units.unit_record`, None: unknown) cannot be the
     responsible unit of a ticket of `category`, or None when it can: known, active, a 二级 or
     三级 unit (not the center), with the ticket's trade among its trades."""
     if unit is None:

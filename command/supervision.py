@@ -5,7 +5,7 @@ hand; the rules issue one for a red ticket (红单, `Color.RED`) and for a stage
 (`command.limits`), once per ticket and cause. Issuing again while one is open urges it. The unit
 answers; one left unanswered at its deadline escalates to the unit above with a new deadline.
 Every step is a ``note`` event on the ticket's timeline that also sets ``ticket.supervised``
-(`annotate`); the record itself is kept by `center.store_supervision`.
+(`annotate`); the record itself is kept by `store.supervision`.
 
 ========  ========================================  ==========================================
 state     when                                      listed by ``GET /api/supervisions?state=``

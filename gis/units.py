@@ -10,7 +10,7 @@ own); the responsible unit of a place is always a level-3 one.
 The center is not a feature of the layer: its id is ``CENTER_ID`` and its name comes from the
 profile's ``[city] hotline_center`` (default: the city's name + 热线中心).
 
-Pure: no I/O; the store (``center.store_units``) keeps the same rules for edits through
+Pure: no I/O; the store (``store.units``) keeps the same rules for edits through
 ``move_refusal``.
 """
 from __future__ import annotations

@@ -24,7 +24,7 @@ import collections
 from dataclasses import dataclass
 from datetime import date as Date, datetime, timezone
 
-from center.fixpack import utc_seconds
+from ingest.fixpack import utc_seconds
 from ingest.nmea import Sentence, decode_line, decode_pair
 
 __all__ = ["EPOCH_REASONS", "FeedResult", "Fix", "MAX_HELD", "NmeaStream", "PAIR_VALUES", "SignalUpdate",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import reduce
 from operator import xor
 
-import cython  # C types where Cython compiles this module (center/accel.py); a no-op module otherwise
+import cython  # C types where Cython compiles this module (ingest/accel.py); a no-op module otherwise
 from cython.cimports.libc.math import floor as _floor, fmod as _fmod
 
 __all__ = [

@@ -28,13 +28,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
-import cython  # C types where Cython compiles this module (center/accel.py); a no-op module otherwise
+import cython  # C types where Cython compiles this module (ingest/accel.py); a no-op module otherwise
 
 from ingest.fixes import Fix
 from ingest.tally import Tally
 
 if TYPE_CHECKING:
-    from center.store import FixRecord
+    from store.live import FixRecord
 
 __all__ = ["GPS_ROLLOVER", "Plausibility", "Verdict", "sane"]
 
@@ -166,7 +166,7 @@ class Plausibility:
         """The live chain's commonest verdict on epoch seconds, without a datetime or a Verdict:
         True (counted ``accepted``) when ``check(fix, last_fix, now)`` would accept the fix
         untouched for both the live position and the track, where ``record`` and ``last`` are
-        `center.store.FixRecord` s of the fix and of the vehicle's last live fix, both with UTC
+        `store.live.FixRecord` s of the fix and of the vehicle's last live fix, both with UTC
         times (as the decoder's are: a record's ``t`` is epoch seconds and cannot say otherwise)
         and ``now_s`` is ``now.timestamp()``; False, with nothing counted,
         when any step might act or a time is within a millisecond of a window's edge: `check`

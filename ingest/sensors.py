@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from center.store import alarm_fields
+from store.live import alarm_fields
 from ingest.alarms import (Alarm, AlarmEvent, InvalidAcknowledgement, InvalidThresholds, SensorAlarmState,
                            Thresholds, acknowledge_sensor_alarm, check_silence, evaluate)
 from ingest.readings import Reading, RejectedPayload, check_unit, decode_json_reading

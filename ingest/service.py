@@ -9,7 +9,7 @@ queue in order (bounded by INGEST_BUFFER_MAX, oldest dropped and counted), healt
 written at once, without waiting for the flush interval.
 
 Vehicles: a fleet topic whose id breaks the vehicle id rule is refused (``bad_vehicle_id``); a
-vehicle not in the fleet registry (``center.store_admin``, in PostgreSQL, followed by its revision
+vehicle not in the fleet registry (``store.fleet``, in PostgreSQL, followed by its revision
 every FLEET_POLL_S) is not decoded: its message is counted (``unknown_vehicle``) and kept aside, as the
 vehicle's last topic, time and count among the newest VEHICLE_UNKNOWN_MAX such vehicles.
 """
@@ -24,14 +24,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from center import accel
-from center.clock import Clock
-from center.lifecycle import stop_on_signals, tune_gc_for_latency
-from center.mqtt import MqttClient, ReceivedMessage
-from center.settings import Settings
-from center.store import Store
-from center.store_admin import FleetStore
-from center.city import DEMO_SUBDIR
+from ingest import accel
+from runtime.clock import Clock
+from runtime.lifecycle import stop_on_signals, tune_gc_for_latency
+from messaging.mqtt import MqttClient, ReceivedMessage
+from config.settings import Settings
+from store.live import Store
+from store.fleet import FleetStore
+from config.city import DEMO_SUBDIR
 from ingest.lanes import Batch, Lane, RateLimitedLog
 from ingest.readings import RejectedPayload
 from ingest.sensors import SensorIngest, SensorRegistry, load_profile_rows, rebirth_command
@@ -106,7 +106,7 @@ class Ingest:
         live_topics = self._live_topics
         handle = self.vehicles.handle
         vehicles = self.fleet.batch.vehicles
-        # fixes and readings are judged and dated on the center's clock (center.clock): the time a
+        # fixes and readings are judged and dated on the center's clock (runtime.clock): the time a
         # message arrived, on that clock (the wall clock itself unless the demo runs it faster)
         at = self.store.clock.at if self.store.clock.accelerated else None
         for msg in messages:
@@ -507,8 +507,8 @@ async def serve(settings: Settings, redis_url: str, mqtt_url: str, stop: asyncio
     except Exception as exc:
         log.warning("ingest: sensor registry not refreshed from the city: %s", exc)
     await ingest.load_fleet()  # (else the timer retries: meanwhile every vehicle's messages are kept aside)
-    log.info("ingest: NMEA hot path %s", "compiled (center/accel.py)" if accel.is_compiled(vehicles_module)
-             else "in pure Python (no compiled modules: slower; see center/accel.py)")
+    log.info("ingest: NMEA hot path %s", "compiled (ingest/accel.py)" if accel.is_compiled(vehicles_module)
+             else "in pure Python (no compiled modules: slower; see ingest/accel.py)")
     if await ingest.load_registry():
         try:
             restored = ingest.sensors.restore(await store.alarms())

@@ -16,7 +16,7 @@ from typing import Mapping
 
 import cython
 
-from center.store import FixRecord
+from store.live import FixRecord
 from ingest.fixes import FeedResult, Fix, NmeaStream, fix_from_values
 from ingest.plausibility import Plausibility
 

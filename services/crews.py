@@ -1,13 +1,13 @@
 """The crew registry and live crew state for dispatch.
 
-Crews (one vehicle each at most) live in the fleet registry in PostgreSQL (``center.store_admin``):
+Crews (one vehicle each at most) live in the fleet registry in PostgreSQL (``store.fleet``):
 the city's ``crews`` layer seeds it once, administrators change it on the admin page, and every
 `CrewRegistry` follows it (`CrewRegistry.refresh`: one read of the registry's revision, a reload
 only when it moved), so a new skill or a new vehicle counts at the next recommendation without a
 restart. Whether a crew is on shift comes from the registry's shifts (on shift unless set
 otherwise); busy state and workload are derived from the tickets assigned to it in field states
 (dispatched, accepted, en route, on site); the vehicle's live position is its latest fix in the
-store (``center.store.Store.vehicles``).
+store (``store.live.Store.vehicles``).
 """
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from center.store import Store
-from center.store_admin import Audit, FleetStore
-from center.store_tickets import TicketStore
+from store.live import Store
+from store.fleet import Audit, FleetStore
+from store.tickets import TicketStore
 from command.dispatch import Crew
 from command.tickets import FIELD_STATES, URGENCY_RANK, Category, Ticket, Urgency
 

@@ -1,11 +1,11 @@
 """Device credentials: issue, rotate and revoke the MQTT accounts of vehicles and gateways.
 
 A device authenticates to the broker with its id as username and client id and a secret that
-this service makes (``center.broker_auth.new_secret``) and shows once: only its ``$7$`` hash is
-stored (``center.store_devices.DeviceStore``, PostgreSQL); the broker follows the store within seconds.
+this service makes (``servers.broker_credentials.new_secret``) and shows once: only its ``$7$`` hash is
+stored (``store.devices.DeviceStore``, PostgreSQL); the broker follows the store within seconds.
 
 - A vehicle credential is issued only for a vehicle of the fleet registry (PostgreSQL,
-  ``center.store_admin.FleetStore``); a vehicle may publish ``fleet/<its id>/...``.
+  ``store.fleet.FleetStore``); a vehicle may publish ``fleet/<its id>/...``.
 - A gateway names the registered sensors (the Redis sensor registry the ingest loads) it may
   publish ``scada/<sensor>/...`` for, and whether it is a Sparkplug B edge node (``sparkplug``).
 - Revoking keeps the record, inactive (the broker refuses it); issuing again for a revoked id
@@ -30,11 +30,11 @@ from typing import Any, Callable, Iterable, Sequence
 
 import orjson
 
-from center.broker_auth import hash_password, new_secret, verify_password
-from center.db import Database
-from center.store import Store
-from center.store_admin import Audit, FleetStore
-from center.store_devices import KINDS, Device, DeviceStore, valid_device_id
+from servers.broker_credentials import hash_password, new_secret, verify_password
+from store.db import Database
+from store.live import Store
+from store.fleet import Audit, FleetStore
+from store.devices import KINDS, Device, DeviceStore, valid_device_id
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import shapely
 
-from center.store_dispatch import DispatchStore
-from center.store_tickets import TicketRecord
+from store.dispatch import DispatchStore
+from store.tickets import TicketRecord
 from command import dispatch as domain
 from command.errors import Conflict, ValidationError
 from command.grouping import Incident, decide, is_symptom_call

@@ -22,8 +22,8 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from center.store_incidents import IncidentStore
-from center.store_tickets import Extra, GuardFailed, IncidentWrite, TicketWrite
+from store.incidents import IncidentStore
+from store.tickets import Extra, GuardFailed, IncidentWrite, TicketWrite
 from command import grouping, outages
 from command.coordinates import check_point
 from command.errors import Conflict, ValidationError

@@ -195,7 +195,7 @@ def state_payload(state: KpiState, query: ReportQuery, tz: tzinfo) -> dict[str, 
 async def query_frame(kpi: KpiService, query: ReportQuery, tz: tzinfo, *, numbers: bool = False,
                       full: bool = True) -> KpiFrame:
     """The KPI rows of the query's period and filters, read from PostgreSQL (``full=False``: only
-    what a report reads, for `state_payload` alone; see `center.store_kpi.KpiFacts.frame`)."""
+    what a report reads, for `state_payload` alone; see `store.kpi.KpiFacts.frame`)."""
     start, end = query.bounds(tz)
     return await kpi.frame(start, end, category=query.category, district=query.district, unit=query.unit,
                            numbers=numbers, full=full)

@@ -1,6 +1,6 @@
 """KpiService: keeps the KPI facts in PostgreSQL current, and hands reports their period's rows.
 
-The facts (`center.store_kpi`: one row per ticket, ``kpi_facts``, and the running fold of its
+The facts (`store.kpi`: one row per ticket, ``kpi_facts``, and the running fold of its
 events, ``kpi_folds``) are folded from the audit events in ``ticket_events`` with the pure
 `command.kpi_facts.TicketAccumulator`; `command.kpi.named_row` decides what a ticket's row is.
 
@@ -22,9 +22,9 @@ events, ``kpi_folds``) are folded from the audit events in ``ticket_events`` wit
 from PostgreSQL alone (the ``python -m center kpi`` command); tests hold the two to the same report.
 
 Both judge the stages' limits with the policy of the settings files CALENDAR_FILE and LIMITS_FILE
-(`center.limit_files`), the one the web and dispatch processes run on: the web process hands its
+(`config.limit_files`), the one the web and dispatch processes run on: the web process hands its
 ticket manager's policy in, ``python -m center kpi`` loads it from the settings, and without one
-(`shipped_policy`) it is the policy of the files shipped in ``center/config/``, never the
+(`shipped_policy`) it is the policy of the files shipped in ``config/``, never the
 calendar-less built-in `command.limits.DEFAULT_POLICY`. So a complaint resolved within its working
 days over a holiday is on time in the reports as it was in the ticket list.
 """
@@ -45,10 +45,10 @@ import orjson
 import psycopg
 import redis.asyncio as aioredis
 
-from center.db import Database
-from center.limit_files import load_calendar, load_limits
-from center.store_kpi import ZERO_ID, FoldRow, KpiChanges, KpiFacts, iter_all_events
-from center.streams import REDIS_TROUBLE, pause, stop_if_cancelled
+from store.db import Database
+from config.limit_files import load_calendar, load_limits
+from store.kpi import ZERO_ID, FoldRow, KpiChanges, KpiFacts, iter_all_events
+from store.streams import REDIS_TROUBLE, pause, stop_if_cancelled
 from command.errors import ValidationError
 from command.kpi import EventError, KpiFrame, KpiState, named_row, rebuild
 from command.kpi_facts import LimitTable, TicketAccumulator, read_event
@@ -63,7 +63,7 @@ DB_TROUBLE = (psycopg.OperationalError, psycopg.errors.AdminShutdown)
 
 @functools.lru_cache(maxsize=1)
 def shipped_policy() -> LimitPolicy:
-    """The limit policy of the files shipped in ``center/config/`` (calendar.toml, limits.toml) in
+    """The limit policy of the files shipped in ``config/`` (calendar.toml, limits.toml) in
     Asia/Shanghai: what empty CALENDAR_FILE / LIMITS_FILE settings load (read once)."""
     return load_limits(calendar=load_calendar())
 
@@ -162,7 +162,7 @@ class KpiService:
                     district: Sequence[str] = (), unit: Sequence[str] = (), numbers: bool = False,
                     full: bool = True) -> KpiFrame:
         """The KPI rows of the tickets created or resolved in [start, end), current, filtered
-        (``full=False``: a report's columns only, `center.store_kpi.KpiFacts.frame`)."""
+        (``full=False``: a report's columns only, `store.kpi.KpiFacts.frame`)."""
         facts = await self.current()
         try:
             return await facts.frame(start, end, category=category, district=district, unit=unit, numbers=numbers,
@@ -323,7 +323,7 @@ def report_command(database_url: str, args: Mapping[str, Any], *, tz: tzinfo = C
                    policy: LimitPolicy | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """``python -m center kpi``: rebuild from the audit events alone and print the report JSON
     (the shape of GET /api/reports/kpi) on `out`, progress on `err`. Returns the exit status.
-    `policy` is the one of the settings files (`center.limit_files.load_policy`; default
+    `policy` is the one of the settings files (`config.limit_files.load_policy`; default
     `shipped_policy`)."""
     from services.kpi_query import parse_query, state_payload
 

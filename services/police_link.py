@@ -3,7 +3,7 @@ status updates and incident transfers.
 
 Outbound: a handover (emergency ticket, or a dispatcher's "转110") or a result report (a
 transferred incident resolved) is written to the outbox in PostgreSQL *before* any attempt
-(`center.store_police`, idempotent by key), in the transaction of the ticket event that decides
+(`store.police`, idempotent by key), in the transaction of the ticket event that decides
 it: the creation of an emergency ticket and the resolution of a transfer through
 `outbox_hook` (`TicketManager.outbox_hook`, the event's data marked ``handover_queued`` /
 ``result_queued``), the dispatcher's 转110 with its note (`enqueue_handover`); the dispatch
@@ -34,10 +34,10 @@ from typing import Any
 import orjson
 import tornado.httpclient
 
-from center.store_dispatch import DispatchStore
-from center.store_police import PoliceStore
-from center.store_tickets import Extra, TicketRecord
-from center.streams import pause, stop_if_cancelled
+from store.dispatch import DispatchStore
+from store.police import PoliceStore
+from store.tickets import Extra, TicketRecord
+from store.streams import pause, stop_if_cancelled
 from command import police
 from command.cap import to_cap
 from command.errors import CommandError, Conflict, InvalidTransition, TicketNotFound, ValidationError

@@ -1,6 +1,6 @@
 """SupervisionService: 督办 issued by supervisors and by the rules, answered by the units,
 escalated up the unit tree when left unanswered (rules in `command.supervision`, the record in
-`center.store_supervision`).
+`store.supervision`).
 
 Each step is one transaction: the ticket's timeline event (a ``note`` carrying ``supervision``,
 which also sets ``ticket.supervised``) saved by `TicketManager.annotate` with the 督办 row's write.
@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from center.store_supervision import SupervisionChanged, SupervisionStore
-from center.store_units import UnitStore
-from center.ticket_records import TicketRecord
+from store.supervision import SupervisionChanged, SupervisionStore
+from store.units import UnitStore
+from store.ticket_records import TicketRecord
 from command import supervision as rules
 from command.errors import CommandError, TicketNotFound
 from command.tickets import OPEN_STATES, SYSTEM_ACTOR, Actor, Role, Ticket

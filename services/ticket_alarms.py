@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import redis.asyncio as aioredis
 
-from center.store_tickets import ALARM_EVENTS
-from center.streams import consume_group
+from store.tickets import ALARM_EVENTS
+from store.streams import consume_group
 from command.errors import CommandError
 from command.tickets import Category
 

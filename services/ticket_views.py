@@ -6,8 +6,8 @@ import math
 from datetime import datetime
 from typing import Any, Mapping, Sequence
 
-from center.accounts import mask_phone, sees_full_phone
-from center.ticket_records import TicketRecord, incident_to_dict
+from command.accounts import mask_phone, sees_full_phone
+from store.ticket_records import TicketRecord, incident_to_dict
 from command.grouping import Incident, decide
 from command.limit_steps import step_of
 from command.repeats import needs_supervision

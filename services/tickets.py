@@ -2,7 +2,7 @@
 
 It reads the clock, resolves places through the GIS lookup, calls the pure domain
 (`command.tickets`, `command.repeats`, `command.grouping`, `command.limits`, `command.police`)
-and writes each change atomically through `center.store_tickets.TicketStore`. It holds no
+and writes each change atomically through `store.tickets.TicketStore`. It holds no
 business rule of its own beyond choosing which domain function to call.
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from center.store_tickets import CreateReads, Extra, GuardFailed, IncidentWrite, TicketRecord, TicketStore, TicketWrite
-from center.store_units import UnitStore
+from store.tickets import CreateReads, Extra, GuardFailed, IncidentWrite, TicketRecord, TicketStore, TicketWrite
+from store.units import UnitStore
 from command import grouping, repeats
 from command.coordinates import CoordinateError, ServiceArea, check_optional_point, check_point
 from command.errors import CommandError, Conflict, TicketNotFound, ValidationError
@@ -916,7 +916,7 @@ def service_area_of(city: Any, configured: str = "") -> ServiceArea | None:
 
 async def build_manager(db: Any, redis: Any, city: Any = None, *, service_area: str = "",
                         **kwargs: Any) -> TicketManager:
-    """A TicketManager over the process's `center.db.Database` and Redis client and, when given, a
+    """A TicketManager over the process's `store.db.Database` and Redis client and, when given, a
     loaded `gis.layers.City` (its lookup and sensor registry are built off the event loop).
     `service_area`: the ``SERVICE_AREA`` setting (empty: the city's extent with a margin)."""
     store = TicketStore(db, redis)

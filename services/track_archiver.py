@@ -1,5 +1,5 @@
 """The track archiver: every closed hour of every vehicle's track is copied from Redis into the
-PostgreSQL archive (`center.store_tracks`) long before Redis lets it expire, and the archive's
+PostgreSQL archive (`store.tracks`) long before Redis lets it expire, and the archive's
 day partitions are made ahead and dropped after TRACK_ARCHIVE_DAYS.
 
 An hour is closed SETTLE_S after its end (the ingest writes a track record within INGEST_HOLD_S
@@ -24,9 +24,9 @@ from datetime import date, datetime, timedelta, timezone
 import psycopg
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 
-from center.store import Store
-from center.store_tracks import TrackStore, hour_start
-from center.streams import pause
+from store.live import Store
+from store.tracks import TrackStore, hour_start
+from store.streams import pause
 
 log = logging.getLogger(__name__)
 

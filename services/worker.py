@@ -9,7 +9,7 @@ Tasks, all stopped by one event:
   (handover of emergency tickets, result report of resolved transfers) and the incidents (a resolved
   primary ticket resolves its incident, `services.incidents`); a (number, version)
   already handled is skipped (delivery is at least once), a group a Redis wipe removed recreated;
-- the change relay (`center.outbox.ChangeRelay`): ticket changes whose writer could not publish
+- the change relay (`store.outbox.ChangeRelay`): ticket changes whose writer could not publish
   them reach ``tkt:changes`` (the web processes run one too; one works at a time);
 - the timers every ESCALATION_CHECK_S (`services.dispatch_timers.DispatchTimers.tick`), then the
   rules' 督办 (`services.supervision.SupervisionService.tick`: red tickets, overdue stages,
@@ -32,19 +32,19 @@ from typing import Any
 import psycopg
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 
-from center.clock import Clock
-from center.lifecycle import stop_on_signals
-from center.limit_files import load_policy
-from center.review_file import load_review
-from center.routing_file import load_routing
-from center.outbox import ChangeRelay
-from center.store import Store
-from center.store_dispatch import CHANGES_GROUP, DispatchStore
-from center.store_police import PoliceStore
-from center.store_supervision import SupervisionStore
-from center.store_tickets import CHANGES_STREAM
-from center.store_units import UnitStore
-from center.streams import consume_group, pause
+from runtime.clock import Clock
+from runtime.lifecycle import stop_on_signals
+from config.limit_files import load_policy
+from config.review_file import load_review
+from config.routing_file import load_routing
+from store.outbox import ChangeRelay
+from store.live import Store
+from store.dispatch import CHANGES_GROUP, DispatchStore
+from store.police import PoliceStore
+from store.supervision import SupervisionStore
+from store.tickets import CHANGES_STREAM
+from store.units import UnitStore
+from store.streams import consume_group, pause
 from command.errors import CommandError
 from command.tickets import POOL_STATES, Channel
 from services.crews import CrewRegistry, crews_from_city
@@ -126,7 +126,7 @@ async def on_change(parts: DispatchParts, change: Mapping[str, str]) -> None:
 
 class SeenChanges:
     """The (number, version) pairs this process has handled, the newest `size` of them: delivery
-    of ``tkt:changes`` is at least once (`center.outbox`), so a repeated entry is skipped. A
+    of ``tkt:changes`` is at least once (`store.outbox`), so a repeated entry is skipped. A
     pair is remembered once handled, never when its handling failed (it comes back and runs)."""
 
     def __init__(self, size: int = 100_000) -> None:
@@ -150,7 +150,7 @@ async def watch_changes(parts: DispatchParts, stop: asyncio.Event, *, consumer: 
     """Feed ``tkt:changes`` to `on_change` through the consumer group ``dispatch``; each entry is
     acknowledged once handled (a domain refusal is logged and acknowledged; Redis trouble is
     retried without acknowledging). A version of a ticket already handled is skipped; a group a
-    Redis wipe removed is recreated (`center.streams.consume_group`), and then, once the vehicles
+    Redis wipe removed is recreated (`store.streams.consume_group`), and then, once the vehicles
     had ``resume_after_s`` to report their positions again, the tickets waiting in the dispatch
     pool are looked at again (`resume_pool`)."""
     seen = SeenChanges() if seen is None else seen
@@ -218,7 +218,7 @@ async def serve(settings: Any, redis_url: str, mqtt_url: str, city: Any, stop: a
     stop = stop_on_signals(stop)
     store = Store.from_url(redis_url, settings.DATABASE_URL, db_pool_size=settings.DB_POOL_SIZE,
                            health_check_interval=10)
-    store.clock = Clock.from_settings(settings)  # domain time (center.clock): tickets, limits, alarms, fix ages
+    store.clock = Clock.from_settings(settings)  # domain time (runtime.clock): tickets, limits, alarms, fix ages
     parts = await build(store, settings, city, clock=store.clock.now_dt)
     log.info("dispatch: %d crews, %s road edges, 110 link %s", len(parts.dispatch.crews.crews),
              0 if parts.dispatch.graph is None else parts.dispatch.graph.edge_count,

@@ -12,8 +12,8 @@ import sys
 
 
 def _running_demo_defaults() -> None:
-    from center.servers import read_run_file
-    from center.settings import load
+    from servers.embedded import read_run_file
+    from config.settings import load
 
     settings = load()
     recorded = read_run_file(settings.data_dir / "run" / "servers.json") or {}

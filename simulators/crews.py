@@ -13,7 +13,7 @@ and records satisfied / basically satisfied, or dissatisfied (which reopens the 
 
 Delays are in simulated seconds and pass ``speedup`` times faster; driving is real time (the
 vehicles report 1 Hz NMEA at plausible speeds), or ``CLOCK_SPEEDUP`` times faster on the center's
-fast clock (`center.clock`). A crew's delay to accept counts from the assignment's dispatch time on
+fast clock (`runtime.clock`). A crew's delay to accept counts from the assignment's dispatch time on
 the center's clock (as a pushed notification would), not from when its poll first saw it: on a
 fast clock a poll's wall seconds are many simulated minutes.
 """
@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
-from center.streams import pause as stop_or_timeout
+from store.streams import pause as stop_or_timeout
 from simulators.callers import HttpApi
 from simulators.vehicles import RoadNet, SimVehicle, Trip
 

@@ -16,7 +16,7 @@ Everything the outside world does, in one process, through the real protocols:
 
 Simulated time runs ``SIM_SPEEDUP`` times faster than the wall clock for the daily curves, the
 calls and the people's delays; vehicles drive in real time. With ``CLOCK_SPEEDUP`` other than 1
-the simulators follow the center's clock instead (`center.clock`: same anchor, same speed-up):
+the simulators follow the center's clock instead (`runtime.clock`: same anchor, same speed-up):
 the vehicles then drive that many times faster too and stamp their fixes, as the sensors their
 readings, with the simulated time.
 """
@@ -33,8 +33,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from center.lifecycle import stop_on_signals
-from center.streams import pause as stop_or_timeout
+from runtime.lifecycle import stop_on_signals
+from store.streams import pause as stop_or_timeout
 from simulators.vehicles import make_fleet, roadnet_of, run_fleet
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def device_urls(settings, mqtt_url: str) -> dict[str, str]:
     """device id -> broker URL with its credentials, from the secrets the demo issued its simulated
     devices (``services.devices.sim_devices_path``); empty without that file (the simulators then
     use ``mqtt_url`` as they are given it)."""
-    from center.mqtt import device_url
+    from messaging.mqtt import device_url
     from services.devices import read_secrets, sim_devices_path
 
     secrets = read_secrets(sim_devices_path(settings.data_dir))
@@ -77,7 +77,7 @@ def device_urls(settings, mqtt_url: str) -> dict[str, str]:
 
 async def _heartbeat(redis_url: str, stats: dict[str, Any]) -> None:
     """Tell /healthz that the simulators run (the simulators themselves only speak MQTT and HTTP)."""
-    from center.store import Store
+    from store.live import Store
 
     store = Store.from_url(redis_url)
     try:
@@ -112,7 +112,7 @@ class LivingCity:
     """The running simulators of one demo city and their shared simulated clock."""
 
     def __init__(self, settings, mqtt_url: str, city, stop: asyncio.Event, devices: dict[str, str] | None = None):
-        from center.clock import Clock
+        from runtime.clock import Clock
         from simulators.sensors import SimClock
 
         self.settings, self.mqtt_url, self.city, self.stop = settings, mqtt_url, city, stop
@@ -315,7 +315,7 @@ class LivingCity:
         agent = self._api("agent") if self.settings.DEMO_PASSWORD else None
         publish = self.transport.publish if self.transport else None
         if self.devices:  # the sensors log in as a gateway, which may not write a vehicle's faults
-            from center.mqtt import MqttClient
+            from messaging.mqtt import MqttClient
 
             self.injector = MqttClient(self.mqtt_url, f"sim-scenario-{os.getpid()}")
             self.injector.start()

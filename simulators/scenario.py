@@ -43,7 +43,7 @@ from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 import orjson
 
-from center.streams import pause as stop_or_timeout
+from store.streams import pause as stop_or_timeout
 from simulators import nmea_out
 from simulators.callers import CallGenerator, CallPoster, Place, Post
 from simulators.sensors import SENSOR_ACTIONS, SimClock
@@ -395,7 +395,7 @@ class ScenarioRunner:
 
 # ---------------------------------------------------------------------- command line
 def _options(argv: Sequence[str] | None) -> argparse.Namespace:
-    from center.settings import load
+    from config.settings import load
 
     settings = load()
     parser = argparse.ArgumentParser(description="Run a named scenario against a running system.")
@@ -429,9 +429,9 @@ async def _police_control(base: str) -> PoliceControl:
 
 async def main(argv: Sequence[str] | None = None) -> dict:
     """Run a scenario from the command line; prints and returns the report."""
-    from center.city import ensure_city
-    from center.mqtt import MqttClient
-    from center.settings import load
+    from config.city import ensure_city
+    from messaging.mqtt import MqttClient
+    from config.settings import load
     from gis.layers import load_profile
     from simulators.callers import HttpApi
     from simulators.sensors import (CONTROL_TOPIC, MqttTransport, SensorSimulator, run as run_sensors,

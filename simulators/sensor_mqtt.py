@@ -25,7 +25,7 @@ class MqttTransport:
 
     def __init__(self, mqtt_url: str, client_prefix: str = "sim-sensors", *,
                  device_urls: Mapping[str, str] | None = None, gateway: str = ""):
-        from center.mqtt import MqttClient
+        from messaging.mqtt import MqttClient
 
         self._url, self._prefix = mqtt_url, client_prefix
         self._devices = dict(device_urls or {})
@@ -43,7 +43,7 @@ class MqttTransport:
         """A new connection for an edge node, its NDEATH as the will, subscribed to ``commands``
         (its NCMD topic) for ``on_command``; blocks until connected, at most ``wait`` s (a link
         that is not up yet connects in the background and reports ``connected`` when it is)."""
-        from center.mqtt import MqttClient, Will
+        from messaging.mqtt import MqttClient, Will
 
         own = self._devices.get(edge_node)
         link = MqttNodeLink(on_command)

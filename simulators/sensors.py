@@ -41,7 +41,7 @@ import orjson
 
 from google.protobuf.message import DecodeError
 
-from center.streams import pause as stop_or_timeout
+from store.streams import pause as stop_or_timeout
 from ingest import sparkplug_b_pb2
 from ingest.sparkplug import encode_death, encode_payload
 from simulators.sensor_mqtt import MqttTransport
@@ -517,7 +517,7 @@ class SimClock:
 
     @classmethod
     def following(cls, clock) -> "SimClock":
-        """Simulated time that is the center's clock (`center.clock.Clock`): starts at its time now
+        """Simulated time that is the center's clock (`runtime.clock.Clock`): starts at its time now
         and runs at its speed-up, so calls, curves and the center agree on the time."""
         return cls(clock.now_dt(), clock.speedup)
 
@@ -534,7 +534,7 @@ async def run(simulator: SensorSimulator, clock: SimClock, stop: asyncio.Event, 
 
 def listen_for_commands(simulator: SensorSimulator, mqtt_url: str, loop: asyncio.AbstractEventLoop):
     """Subscribe to CONTROL_TOPIC so that a scenario run elsewhere can drive this simulator."""
-    from center.mqtt import MqttClient
+    from messaging.mqtt import MqttClient
 
     client = MqttClient(mqtt_url, f"sim-sensors-control-{id(simulator):x}", on_messages=simulator.on_control,
                         loop=loop)
@@ -544,7 +544,7 @@ def listen_for_commands(simulator: SensorSimulator, mqtt_url: str, loop: asyncio
 
 
 def _options(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    from center.settings import load
+    from config.settings import load
 
     settings = load()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -560,8 +560,8 @@ def _options(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 async def main(argv: Sequence[str] | None = None) -> None:
     """Run the sensor simulator from the command line until SIGINT/SIGTERM."""
-    from center.city import ensure_city
-    from center.settings import load
+    from config.city import ensure_city
+    from config.settings import load
     from gis.layers import load_profile
 
     opts = _options(argv)

@@ -23,7 +23,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from center.streams import pause as stop_or_timeout
+from store.streams import pause as stop_or_timeout
 from simulators import nmea_out
 
 log = logging.getLogger(__name__)
@@ -449,14 +449,14 @@ async def run_fleet(mqtt_url: str, net: RoadNet, fleet: list[SimVehicle], *, rat
                     device_urls: Mapping[str, str] | None = None, clock=None) -> int:
     """Drive and publish until ``stop`` is set; returns the number of messages published.
 
-    ``clock``: the center's clock (`center.clock.Clock`; default the wall clock). At its speed-up k
+    ``clock``: the center's clock (`runtime.clock.Clock`; default the wall clock). At its speed-up k
     the vehicles drive k times faster in wall time and stamp their fixes with its time: still
     ``rate_hz`` reports per wall second, k simulated seconds apart, at road speeds.
     ``tunnels_per_hour``: how often, on average, a vehicle loses its fix for a while.
     ``device_urls``: vehicle id -> broker URL with that vehicle's device credentials; such a
     vehicle connects on its own, as itself (client id = vehicle id). The others use ``mqtt_url``
     as ``sim-<id>`` (or one shared connection for a large fleet)."""
-    from center.mqtt import MqttClient, Will
+    from messaging.mqtt import MqttClient, Will
 
     stop = stop or asyncio.Event()
     rng = random.Random(seed)
@@ -511,7 +511,7 @@ async def run_fleet(mqtt_url: str, net: RoadNet, fleet: list[SimVehicle], *, rat
 
 
 def _options(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    from center.settings import load
+    from config.settings import load
 
     settings = load()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -526,8 +526,8 @@ def _options(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 async def main(argv: Sequence[str] | None = None) -> None:
     """Run the vehicle simulator from the command line."""
-    from center.city import ensure_city
-    from center.settings import load
+    from config.city import ensure_city
+    from config.settings import load
 
     opts = _options(argv)
     if not opts.mqtt:

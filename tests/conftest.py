@@ -17,10 +17,10 @@ import psycopg
 import pytest
 import redis
 
-from center.db import Database
-from center.servers import Servers
-from center.settings import load
-from center.store_admin import FleetStore
+from store.db import Database
+from servers.embedded import Servers
+from config.settings import load
+from store.fleet import FleetStore
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -46,11 +46,11 @@ test_settings.__test__ = False  # a helper, not a test
 def pytest_sessionstart(session):
     """Refuse to test a compiled ingest module older than its source: Python would import the
     old build and the tests would check code that is no longer there (make rebuilds it)."""
-    from center import accel
+    from ingest import accel
 
     stale = accel.stale()
     if stale:
-        pytest.exit("stale compiled modules (run make, or python -m center.accel): "
+        pytest.exit("stale compiled modules (run make, or python -m ingest.accel): "
                     + ", ".join(str(path.relative_to(ROOT)) for path in stale), returncode=2)
 
 
@@ -66,8 +66,8 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def demo_city_profile(tmp_path_factory) -> Path:
-    """The demo city (`gis.democity`, the demo's seed) generated once per test worker: its profile."""
-    from gis import democity
+    """The demo city (`simulators.democity`, the demo's seed) generated once per test worker: its profile."""
+    from simulators import democity
 
     return democity.generate(tmp_path_factory.mktemp("democity"), seed=democity.DEFAULT_SEED)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 
-from center.servers import free_port
+from servers.embedded import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "demo-test-pass"
@@ -89,7 +89,7 @@ class Demo:
     def dump_stacks(self) -> None:
         """Ask every ``python -m center`` process of the demo to print its threads' stacks into
         the log (SIGUSR1). Only those: the embedded amqtt broker is a Python process too
-        (``python -m center.amqtt_broker``), and SIGUSR1's default action would end it."""
+        (``python -m servers.broker``), and SIGUSR1's default action would end it."""
         try:
             tree = self.tree()
         except psutil.NoSuchProcess:

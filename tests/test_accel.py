@@ -1,4 +1,4 @@
-"""The compiled ingest modules (center/accel.py): built where a C compiler is, never stale, and
+"""The compiled ingest modules (ingest/accel.py): built where a C compiler is, never stale, and
 doing exactly what their pure-Python source does (the same source, loaded as plain Python, is fed
 the same payloads and must leave the same fixes, counters, signals and stats)."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from center import accel
+from ingest import accel
 
 DATA = Path(__file__).parent / "data" / "nmea"
 
@@ -244,8 +244,8 @@ def test_compiled_vehicle_ingest_matches_its_source():
 @needs_compiled
 def test_compiled_write_preparation_matches_its_source():
     """The batches of live and backfill captures and fleet pairs, prepared for the Redis script
-    by both `center.fixpack` modules: the same arguments, byte for byte, and the same caches."""
-    from center.store import FixRecord
+    by both `ingest.fixpack` modules: the same arguments, byte for byte, and the same caches."""
+    from store.live import FixRecord
 
     payloads = []
     for n, path in enumerate(sorted((DATA / "gpsd").glob("*.log"))):
@@ -258,7 +258,7 @@ def test_compiled_write_preparation_matches_its_source():
     odd = FixRecord("X1", -3599.9995, 90.0, -180.0, 2500.0, -0.004, -40000.0, 300, None, 999, None, "GP", True, True)
     batches.append(([odd, FixRecord("X1", 7200.0005, 0.0, 0.0, None, 359.996, 40000.0, None, "A", None, 0.5, "BD",
                                     False, True)], {"X1": {"fix": 1}}, {"X1": "no_fix:V"}, {"X1": 1.5}, {}))
-    pure, compiled = PURE["center.fixpack"], COMPILED["center.fixpack"]
+    pure, compiled = PURE["ingest.fixpack"], COMPILED["ingest.fixpack"]
     written = 0
     for fixes, counters, signals, seen, _stats in batches:
         caches = [({}, set()), ({}, set())]
@@ -300,7 +300,7 @@ _PACK_EDGES = {
 
 
 def _record(**values):
-    from center.store import FixRecord
+    from store.live import FixRecord
 
     base = FixRecord("V1", 1_790_000_000.48, 36.19439965833333, 119.52067933833332, 40.0032, 45.0, 45.0, 1, "A",
                      10, 0.9, "GP", True, True)
@@ -309,7 +309,7 @@ def _record(**values):
 
 @needs_compiled
 def test_the_compiled_record_packer_packs_plain_fixes_in_c_as_python_does():
-    pure, compiled = PURE["center.fixpack"], COMPILED["center.fixpack"]
+    pure, compiled = PURE["ingest.fixpack"], COMPILED["ingest.fixpack"]
     stream = PURE["ingest.fixes"].NmeaStream()
     fixes = 0
     for gga, rmc in _fleet_pairs(200, 3):
@@ -323,7 +323,7 @@ def test_the_compiled_record_packer_packs_plain_fixes_in_c_as_python_does():
 
 @needs_compiled
 def test_the_compiled_record_packer_matches_python_on_edge_values_in_every_field():
-    pure, compiled = PURE["center.fixpack"], COMPILED["center.fixpack"]
+    pure, compiled = PURE["ingest.fixpack"], COMPILED["ingest.fixpack"]
     names = _record()._fields
     checked = 0
     for index, values in _PACK_EDGES.items():
@@ -340,7 +340,7 @@ def test_the_compiled_record_packer_matches_python_on_edge_values_in_every_field
        st.floats(-200, 200), st.none() | st.floats(-10, 3000) | st.floats(), st.none() | st.floats(-1e4, 1e4),
        st.none() | st.floats(-5e4, 5e4), st.none() | st.integers(-5, 400), st.none() | st.integers(-5, 400))
 def test_the_compiled_record_packer_matches_python_on_any_values(t, lat, lon, speed, course, alt, quality, sats):
-    pure, compiled = PURE["center.fixpack"], COMPILED["center.fixpack"]
+    pure, compiled = PURE["ingest.fixpack"], COMPILED["ingest.fixpack"]
     record = _record(t=t, lat=lat, lon=lon, speed_kmh=speed, course_deg=course, alt_m=alt, quality=quality,
                      sats=sats)
     assert _outcome(compiled.pack_fix, record) == _outcome(pure.pack_fix, record), record
@@ -361,8 +361,8 @@ def test_the_compiled_utc_seconds_is_the_datetime_round_trip(secs):
     """A fix record's t is its datetime's timestamp(); the fast lane computes it in C, never
     making the datetime: the same float for every time, ties of half a microsecond included."""
     want = _utc_seconds_by_datetime(secs)
-    assert COMPILED["center.fixpack"].utc_seconds(secs) == want
-    assert PURE["center.fixpack"].utc_seconds(secs) == want
+    assert COMPILED["ingest.fixpack"].utc_seconds(secs) == want
+    assert PURE["ingest.fixpack"].utc_seconds(secs) == want
     assert datetime.fromtimestamp(want, timezone.utc) == datetime.fromtimestamp(secs, timezone.utc)
 
 
@@ -370,7 +370,7 @@ def test_the_compiled_utc_seconds_is_the_datetime_round_trip(secs):
 def test_the_compiled_utc_seconds_rounds_exact_half_microseconds_to_even():
     """m/128 s for odd m is an exact tie: 1/128 s = 7812.5 us, which a datetime keeps as 7812 us
     (half to even), 3/128 s as 23438 us."""
-    fixpack = COMPILED["center.fixpack"]
+    fixpack = COMPILED["ingest.fixpack"]
     for whole in (0.0, 1000.0, 1_763_870_000.0, 7.9e9):
         for m in range(1, 128, 2):
             secs = whole + m / 128
@@ -395,7 +395,7 @@ def test_the_compiled_fix_text_matches_python_on_any_values(values, seen, paddin
     """The latest-fix text, formatted in one C pass where compiled: the same text as the Python
     steps for every value orjson writes (quotes, 'null' in strings, non-ASCII, long texts)."""
     record = _record()._replace(**dict(zip(_record()._fields[1:12], values)))._replace(talker=padding + str(values[-1]))
-    pure, compiled = PURE["center.fixpack"], COMPILED["center.fixpack"]
+    pure, compiled = PURE["ingest.fixpack"], COMPILED["ingest.fixpack"]
     assert compiled.fix_text(record, seen) == pure.fix_text(record, seen)
 
 
@@ -407,7 +407,7 @@ def test_the_compiled_fix_text_writes_decimal_grid_floats_as_orjson_does():
     import random
 
     rng = random.Random(11)
-    pure, compiled = PURE["center.fixpack"], COMPILED["center.fixpack"]
+    pure, compiled = PURE["ingest.fixpack"], COMPILED["ingest.fixpack"]
     for _ in range(100_000):
         d = rng.randrange(0, 11)
         n = rng.randrange(-(10 ** rng.randrange(1, 17)), 10 ** rng.randrange(1, 17))
@@ -422,4 +422,4 @@ def test_the_compiled_fix_text_writes_decimal_grid_floats_as_orjson_does():
        st.floats(min_value=-86, max_value=86) | st.sampled_from([-85.05112878, 85.05112878, float("nan")]))
 def test_the_compiled_geo_score_matches_python(lon, lat):
     """The latest positions' GEO scores (checked against GEOADD itself in test_store): C and Python agree."""
-    assert COMPILED["center.fixpack"].geo_score(lon, lat) == PURE["center.fixpack"].geo_score(lon, lat)
+    assert COMPILED["ingest.fixpack"].geo_score(lon, lat) == PURE["ingest.fixpack"].geo_score(lon, lat)

@@ -14,11 +14,11 @@ import pytest
 import tornado.httpclient
 import tornado.httpserver
 
-from center.servers import free_port
-from center.store import Store
-from center.store_accounts import AccountStore
-from center.store_admin import FleetStore
-from center.store_tickets import TicketStore
+from servers.embedded import free_port
+from store.live import Store
+from store.accounts import AccountStore
+from store.fleet import FleetStore
+from store.tickets import TicketStore
 from services.crews import normalize_plate
 from services.tickets import TicketManager
 from services.worker import build

@@ -20,10 +20,12 @@ import redis.asyncio as aioredis
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from center import backup, pg_server
-from center.db import Database, migrate
-from center.servers import free_port
-from center.store_tickets import TicketStore
+from store import backup
+
+from servers import postgres as pg_server
+from store.db import Database, migrate
+from servers.embedded import free_port
+from store.tickets import TicketStore
 from command.tickets import Actor, Role
 from services.kpi_query import parse_query, report_payload
 from services.kpi_service import KpiService

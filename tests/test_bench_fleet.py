@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 import pytest
 
 from bench.ingest import Fleet, FixClock, register_fleet, saturated_steps
-from center.mqtt import ReceivedMessage
-from center.store import Store
+from messaging.mqtt import ReceivedMessage
+from store.live import Store
 from ingest.service import Ingest
 from ingest.tally import Tally
 from ingest.vehicles import VehicleBatch, VehicleIngest

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from bench.mqtt_raw import RawPublisher, publish_packet, topic_prefix, varint
-from center.mqtt import MqttClient
+from messaging.mqtt import MqttClient
 
 pytestmark = pytest.mark.integration
 

@@ -8,13 +8,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from center.limit_files import SHIPPED_CALENDAR, load_calendar
-from center.settings import SettingsError
+from config.limit_files import SHIPPED_CALENDAR, load_calendar
+from config.settings import SettingsError
 from command.calendar import DEFAULT_CALENDAR, WorkCalendar, calendar_from_config
 from command.errors import ValidationError
 
 SH = ZoneInfo("Asia/Shanghai")
-CAL = load_calendar()  # the shipped center/config/calendar.toml
+CAL = load_calendar()  # the shipped config/calendar.toml
 H = timedelta(hours=1)
 M = timedelta(minutes=1)
 DAY = timedelta(hours=7.5)
@@ -221,7 +221,7 @@ def test_calendar_file_errors_name_the_file(tmp_path):
 
 
 def test_provisional_and_missing_years_are_logged(caplog):
-    with caplog.at_level(logging.WARNING, logger="center.limit_files"):
+    with caplog.at_level(logging.WARNING, logger="config.limit_files"):
         load_calendar(SHIPPED_CALENDAR, today=date(2026, 12, 6))
         load_calendar(SHIPPED_CALENDAR, today=date(2027, 3, 1))
     messages = [r.getMessage() for r in caplog.records]

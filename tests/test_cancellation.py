@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from center.lifecycle import StartupError
-from center.streams import pause
+from runtime.lifecycle import StartupError
+from store.streams import pause
 from services.kpi_service import KpiService
 from web import app as webapp
 from tests.conftest import test_settings
@@ -60,7 +60,7 @@ class _SwallowingStreams:
 async def test_the_kpi_follower_ends_on_a_cancellation_its_redis_read_lost(redis_url, database_url):
     import redis.asyncio as aioredis
 
-    from center.db import Database
+    from store.db import Database
 
     client = aioredis.from_url(redis_url)
     db = Database(database_url)

@@ -1,4 +1,4 @@
-"""The center's one clock (center.clock): domain time at a speed-up, and the vehicles driving on it."""
+"""The center's one clock (runtime.clock): domain time at a speed-up, and the vehicles driving on it."""
 from __future__ import annotations
 
 import collections
@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from center.clock import Clock, ClockError, process_clock
-from center.settings import load
+from runtime.clock import Clock, ClockError, process_clock
+from config.settings import load
 from ingest.plausibility import distance_m
 from ingest.vehicles import VehicleBatch, VehicleIngest
 from simulators.sensors import SimClock
@@ -61,7 +61,7 @@ def test_settings_make_the_clock_and_a_speedup_needs_a_shared_anchor(tmp_path, c
 
 @pytest.mark.parametrize("text", ["yesterday", "-5", "5000000000"])
 def test_a_bad_anchor_is_refused(tmp_path, text):
-    from center.settings import SettingsError
+    from config.settings import SettingsError
 
     with pytest.raises(SettingsError, match="CLOCK_ANCHOR"):
         load({"CONFIG_FILE": str(tmp_path / "none.toml"), "CLOCK_ANCHOR": text})

@@ -1,4 +1,4 @@
-"""Group commit (`center.coalesce.Coalescer`), pure: a lone request runs at once and alone, the
+"""Group commit (`store.coalesce.Coalescer`), pure: a lone request runs at once and alone, the
 requests made while a batch runs go together into the next one, each gets its own outcome, a
 failing runner fails its batch only, and a cancelled caller leaves the others' batch alone."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from center.coalesce import Coalescer
+from store.coalesce import Coalescer
 
 pytestmark = pytest.mark.asyncio
 

@@ -19,7 +19,7 @@ import tornado.httpclient
 import tornado.websocket
 
 from bench.crash import Rig, run_victim
-from center.mqtt import MqttClient
+from messaging.mqtt import MqttClient
 from simulators import nmea_out
 from tests.conftest import close_websocket
 

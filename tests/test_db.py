@@ -4,7 +4,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from center import db
+from store import db
 
 
 def _fresh_database(url: str, name: str) -> str:

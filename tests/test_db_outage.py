@@ -12,9 +12,9 @@ import psycopg
 import pytest
 import tornado.httpclient
 
-from center import pg_server
-from center.db import migrate
-from center.servers import free_port
+from servers import postgres as pg_server
+from store.db import migrate
+from servers.embedded import free_port
 from tests.conftest import test_settings, wait_for
 from web import app as webapp
 

@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from center.city import DEMO_SUBDIR
+from config.city import DEMO_SUBDIR
 from tests.procs import start_demo
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(180)]

@@ -9,7 +9,7 @@ import pytest
 import shapely
 
 from gis import crs as gcrs
-from gis.democity import generate, main
+from simulators.democity import generate, main
 from gis.layers import City, load_profile
 
 SEED = 20261122

@@ -16,12 +16,12 @@ import tornado.httpclient
 import tornado.httpserver
 from shapely.geometry import Point
 
-from center import accounts
-from center.city import CityLayers
-from center.servers import free_port
-from center.store import FixRecord, Store
-from center.store_accounts import AccountStore
-from center.store_tickets import TicketStore
+from command import accounts
+from config.city import CityLayers
+from servers.embedded import free_port
+from store.live import FixRecord, Store
+from store.accounts import AccountStore
+from store.tickets import TicketStore
 from gis.crs import distance_m
 from services.tickets import TicketManager
 from tests.conftest import test_settings

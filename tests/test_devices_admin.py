@@ -23,12 +23,12 @@ import pytest
 import tornado.httpclient
 import tornado.httpserver
 
-from center.broker_auth import verify_password
-from center.mqtt import MqttClient, device_url
-from center.servers import free_port
-from center.store import Store
-from center.store_admin import Audit, FleetStore
-from center.store_devices import DeviceStore
+from servers.broker_credentials import verify_password
+from messaging.mqtt import MqttClient, device_url
+from servers.embedded import free_port
+from store.live import Store
+from store.fleet import Audit, FleetStore
+from store.devices import DeviceStore
 from services.devices import Actor, DeviceService, Wanted, read_secrets, seed_demo_devices, sim_devices_path
 from tests.conftest import test_settings, wait_for
 from tests.test_openapi import validate
@@ -271,7 +271,7 @@ async def test_the_admin_page_has_the_device_section(api):
 
 # ---------------------------------------------------------------------------- the broker
 class Refusals(logging.Handler):
-    """Client ids whose connection the broker refused (center.mqtt logs each refusal)."""
+    """Client ids whose connection the broker refused (messaging.mqtt logs each refusal)."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -287,7 +287,7 @@ class Refusals(logging.Handler):
 @pytest.fixture
 def refusals():
     handler = Refusals()
-    logger = logging.getLogger("center.mqtt")
+    logger = logging.getLogger("messaging.mqtt")
     logger.addHandler(handler)
     yield handler
     logger.removeHandler(handler)

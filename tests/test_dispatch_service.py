@@ -18,10 +18,10 @@ import tornado.httpclient
 import tornado.httpserver
 from shapely.geometry import LineString, Point
 
-from center.servers import free_port
-from center.store import FixRecord, Store
-from center.store_admin import FleetStore
-from center.store_tickets import TicketStore
+from servers.embedded import free_port
+from store.live import FixRecord, Store
+from store.fleet import FleetStore
+from store.tickets import TicketStore
 from gis.crs import distance_m
 from services.tickets import TicketManager
 from services.worker import build, watch_changes

@@ -10,9 +10,9 @@ import asyncio
 import psycopg
 import pytest
 
-from center.store_accounts import AccountStore
-from center.store_admin import AdminStore, Audit, FleetRefused, FleetStore
-from center.store_devices import Device, DeviceStore
+from store.accounts import AccountStore
+from store.fleet import AdminStore, Audit, FleetRefused, FleetStore
+from store.devices import Device, DeviceStore
 from tests.test_admin_crews import api  # noqa: F401  (the admin API fixture on the river city)
 from tests.test_dispatch_service import PASSWORD, T0
 
@@ -137,7 +137,7 @@ def _bad_audit(action: str, target: str) -> Audit:
 
 
 def _db(url: str):
-    from center.db import Database
+    from store.db import Database
 
     return Database(url, max_size=4)
 
@@ -198,9 +198,9 @@ async def test_without_postgresql_logins_and_admin_changes_answer_503(tmp_path, 
     import tornado.httpclient
     import tornado.httpserver
 
-    from center.db import Database
-    from center.servers import free_port
-    from center.store import Store
+    from store.db import Database
+    from servers.embedded import free_port
+    from store.live import Store
     from tests.conftest import test_settings
     from web import app as webapp
     from web.base import Services

@@ -15,10 +15,10 @@ import tornado.httpclient
 import tornado.httpserver
 from shapely.geometry import Point, box
 
-from center.city import CityLayers
-from center.servers import free_port
-from center.store import Store
-from center.store_tickets import TicketRecord, TicketStore
+from config.city import CityLayers
+from servers.embedded import free_port
+from store.live import Store
+from store.tickets import TicketRecord, TicketStore
 from command.geocoding import MIN_SCORE, placement
 from command.tickets import Actor, Role, new_ticket
 from gis.crs import distance_m

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from shapely.geometry import LineString
 
-from gis import democity
+from simulators import democity
 from gis.address import AddressIndex, AddressIndexError, ParsedAddress, normalize, parse
 from gis.crossings import road_crossings, split_crossing
 from gis.crs import distance_m

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from shapely.geometry import Point
 
-from gis import democity
+from simulators import democity
 from gis.address import AddressIndex, AddressIndexError
 from gis.address_text import ParsedAddress, normalize, offset_text, parse
 from gis.crs import distance_m, gk_zone_epsg, to_metres

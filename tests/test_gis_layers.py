@@ -212,7 +212,7 @@ def test_geojson_ids_that_look_like_dates_or_times_stay_text(tmp_path, ident):
 
 
 def test_demo_city_asset_ids_are_text(tmp_path):
-    from gis import democity
+    from simulators import democity
 
     city = load_profile(democity.generate(tmp_path / "city"))
     assert city.transformers["asset_id"].iloc[0] == "T0001"

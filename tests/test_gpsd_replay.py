@@ -15,7 +15,7 @@ import re
 import orjson
 import pytest
 
-from center.mqtt import MqttClient
+from messaging.mqtt import MqttClient
 from ingest import service
 from tests.conftest import register_vehicles, test_settings, wait_for
 from tests.test_nmea_captures import CAPTURES, CHUNK_LINES, explain, gpsd_positions, replay_backfill

@@ -16,9 +16,9 @@ import tornado.httpclient
 import tornado.httpserver
 from shapely.geometry import LineString, Point, box
 
-from center.servers import free_port
-from center.store import FixRecord, Store
-from center.store_tickets import TicketStore
+from servers.embedded import free_port
+from store.live import FixRecord, Store
+from store.tickets import TicketStore
 from services.tickets import TicketManager
 from services.worker import build, watch_changes
 from tests.cities import write_city

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import tornado.httpserver
 
-from center import accounts
-from center.city import CityLayers
-from center.servers import free_port
-from center.store import Store
-from center.store_accounts import AccountStore
-from center.store_tickets import TicketStore
+from command import accounts
+from config.city import CityLayers
+from servers.embedded import free_port
+from store.live import Store
+from store.accounts import AccountStore
+from store.tickets import TicketStore
 from gis.crs import from_metres, gk_zone_epsg, to_metres
 from gis.lookup import SpatialLookup
 from services.kpi_service import KpiService

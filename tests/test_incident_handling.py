@@ -11,7 +11,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from center.store_incidents import LIVE_INCIDENTS
+from store.incidents import LIVE_INCIDENTS
 from tests.test_ticket_api import T0, Clock, _serve, city  # noqa: F401  (the module's city fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]

@@ -9,8 +9,8 @@ import asyncio
 
 import pytest
 
-from center.store import Store
-from center.store_tickets import TicketStore
+from store.live import Store
+from store.tickets import TicketStore
 from command.tickets import Actor, Role
 from services.tickets import TicketManager
 from tests.cities import write_city

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import redis.asyncio as aioredis
 
-from center.store import Store
+from store.live import Store
 from ingest.vehicles import HeldWrites, VehicleBatch, VehicleIngest
 from simulators import nmea_out
 

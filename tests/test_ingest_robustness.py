@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import redis.exceptions
 
-from center.mqtt import MqttClient
-from center.servers import free_port, start_broker, start_redis
-from center.store import Store
+from messaging.mqtt import MqttClient
+from servers.embedded import free_port, start_broker, start_redis
+from store.live import Store
 from ingest import service
 from ingest.plausibility import GPS_ROLLOVER
 from simulators import nmea_out

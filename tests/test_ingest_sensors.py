@@ -10,8 +10,8 @@ import time
 import orjson
 import pytest
 
-from center.mqtt import MqttClient
-from center.store import ALARM_EVENTS, LIVE_ALARMS, Store
+from messaging.mqtt import MqttClient
+from store.live import ALARM_EVENTS, LIVE_ALARMS, Store
 from ingest import service
 from ingest import sparkplug_b_pb2 as pb
 from ingest.sensors import SensorRegistry

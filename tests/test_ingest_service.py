@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from center.mqtt import MqttClient
-from center.store import Store
+from messaging.mqtt import MqttClient
+from store.live import Store
 from ingest import service
 from simulators import nmea_out
 from tests.conftest import register_vehicles, test_settings, wait_for

@@ -10,8 +10,8 @@ from datetime import datetime, timedelta, timezone
 import orjson
 import pytest
 
-from center.mqtt import MqttClient, ReceivedMessage
-from center.store import Store
+from messaging.mqtt import MqttClient, ReceivedMessage
+from store.live import Store
 from ingest import service
 from ingest.vehicles import parse_fleet_topic, valid_vehicle_id
 from simulators import nmea_out

@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from center.store_tickets import TicketRecord, TicketStore, TicketWrite
+from store.tickets import TicketRecord, TicketStore, TicketWrite
 from command.coordinates import (
     GEO_LAT_LIMIT, CoordinateError, OutsideServiceArea, ServiceArea, check_optional_point, check_point, parse_point,
 )
@@ -113,12 +113,12 @@ def test_around_grows_the_extent_and_stays_in_range():
 
 
 def test_the_service_area_setting_is_validated(tmp_path):
-    from center.settings import SettingsError
+    from config.settings import SettingsError
     from tests.conftest import test_settings
 
     assert test_settings(tmp_path).SERVICE_AREA == ""
     assert test_settings(tmp_path, SERVICE_AREA="119.5,36.15,120,36.6").SERVICE_AREA == "119.5,36.15,120,36.6"
-    from center.settings import load
+    from config.settings import load
     with pytest.raises(SettingsError):
         load({"CONFIG_FILE": str(tmp_path / "absent.toml"), "SERVICE_AREA": "119,36,118,37"})
 

@@ -16,7 +16,7 @@ from command.kpi import (
     COLUMNS, EventError, KpiFrame, KpiState, day_period, facts_from_events, group_summary, month_period, named_row,
     period_of, range_period, rebuild, week_period,
 )
-from center.limit_files import load_calendar, load_limits, load_policy
+from config.limit_files import load_calendar, load_limits, load_policy
 from command.kpi_facts import LimitTable, TicketAccumulator, read_event
 from command.limits import Level, escalation
 from command.tickets import Actor, Role, apply, event_to_dict, new_ticket, ticket_number

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from center.limit_files import SHIPPED_LIMITS, load_calendar, load_limits, load_policy
-from center.settings import SettingsError
+from config.limit_files import SHIPPED_LIMITS, load_calendar, load_limits, load_policy
+from config.settings import SettingsError
 from command.errors import ValidationError
 from command.limits import (
     DEFAULT_POLICY, Level, LimitRule, Stage, Unit, alarms, deadlines, escalation, policy_from_config,

@@ -8,7 +8,7 @@ import time
 import orjson
 import pytest
 
-from center.store import FixRecord, Store
+from store.live import FixRecord, Store
 from command.tickets import Actor, Role
 from services.tickets import build_manager
 from tests.conftest import wait_for
@@ -158,7 +158,7 @@ async def test_every_console_gets_the_same_encoded_bytes_and_concurrent_snapshot
 async def test_compact_ticket_view_has_what_the_map_needs():
     from datetime import datetime, timezone
 
-    from center.store_tickets import TicketRecord
+    from store.tickets import TicketRecord
     from command.tickets import new_ticket
 
     ticket, _ = new_ticket({"number": "GD20261122-0007", "channel": "web", "category": "gas", "type": "repair",

@@ -19,11 +19,11 @@ import tornado.httpclient
 import tornado.httpserver
 import tornado.websocket
 
-from center import accounts
-from center.servers import free_port
-from center.store import FixRecord, Store
-from center.store_accounts import AccountStore
-from center.store_tickets import TicketStore
+from command import accounts
+from servers.embedded import free_port
+from store.live import FixRecord, Store
+from store.accounts import AccountStore
+from store.tickets import TicketStore
 from services.tickets import TicketManager
 from services.worker import build
 from tests.conftest import close_websocket, test_settings, wait_for

@@ -16,10 +16,10 @@ import pytest
 import redis
 import tornado.httpclient
 
-from center.accounts import hash_password
-from center.servers import free_port
-from center.store import Store
-from center.store_accounts import AccountStore
+from command.accounts import hash_password
+from servers.embedded import free_port
+from store.live import Store
+from store.accounts import AccountStore
 from web import app as webapp
 from web.handlers import auth
 from tests.conftest import test_settings, wait_for

@@ -1,4 +1,4 @@
-"""`python -m center migrate-redis`: the old records as rows (a table of `center.migrate_rows`
+"""`python -m center migrate-redis`: the old records as rows (a table of `store.migrate_rows`
 cases), then a real Redis-only installation's data: a redis-server started on the AOF captured
 from a demo at f2cb00e (tests/data/redis-only-demo), migrated into the test's PostgreSQL; counts
 per area, whole timelines, the KPI report, accounts that still log in with their old passwords
@@ -22,11 +22,11 @@ import pytest
 import redis
 import tornado.httpclient
 
-from center import migrate_rows as rows
-from center.accounts import hash_password, verify_password
-from center.migrate_redis import Migration, migrate
-from center.servers import free_port, start_redis
-from center.store import Store
+from store import migrate_rows as rows
+from command.accounts import hash_password, verify_password
+from store.migrate_redis import Migration, migrate
+from servers.embedded import free_port, start_redis
+from store.live import Store
 from services.kpi_service import report_command
 from web import app as webapp
 from tests.conftest import test_settings, wait_for

@@ -11,7 +11,7 @@ import socket
 from hypothesis import given, settings, strategies as st
 
 from bench.mqtt_raw import varint as _varint
-from center import mqtt as M
+from messaging import mqtt as M
 
 
 def publish(topic: str, payload: bytes, *, qos: int = 0, retain: bool = False, mid: int = 1) -> bytes:

@@ -14,13 +14,13 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from center.broker_auth import (AclRule, allowed, device_rules, filter_covered, hash_password,
+from servers.broker_credentials import (AclRule, allowed, device_rules, filter_covered, hash_password,
                                 parse_acl_file, parse_password_file, render, verify_password)
-from center.broker_files import BrokerSync
-from center.mqtt import MqttClient, device_url, with_credentials
-from center.servers import Servers, start_broker
-from center.db import Database
-from center.store_devices import Device, DeviceStore, valid_device_id
+from servers.broker_files import BrokerSync
+from messaging.mqtt import MqttClient, device_url, with_credentials
+from servers.embedded import Servers, start_broker
+from store.db import Database
+from store.devices import Device, DeviceStore, valid_device_id
 from tests.conftest import test_settings
 from tests.procs import ROOT
 
@@ -91,7 +91,7 @@ def test_rendered_files_parse_back_and_leave_out_revoked_devices():
 
 
 def test_amqtt_s_subscription_table_is_walked_over_a_snapshot():
-    from center.amqtt_broker import _Subscriptions
+    from servers.broker import _Subscriptions
 
     table = _Subscriptions({"a/#": [], "b/#": []})
     for key in table:
@@ -412,7 +412,7 @@ def test_devices_connect_over_tls_and_a_wrong_ca_fails(tmp_path, database_url, k
     import asyncio
     import ssl
 
-    from center.mqtt import TlsFiles
+    from messaging.mqtt import TlsFiles
 
     pki = tmp_path / "pki"
     pki.mkdir()

@@ -15,10 +15,10 @@ import tornado.httpclient
 import tornado.httpserver
 from shapely.geometry import Point
 
-from center import accounts
-from center.city import CityLayers
-from center.servers import free_port
-from center.store import FixRecord, Store
+from command import accounts
+from config.city import CityLayers
+from servers.embedded import free_port
+from store.live import FixRecord, Store
 from services.tickets import build_manager
 from tests.cities import write_city
 from tests.conftest import test_settings

@@ -1,4 +1,4 @@
-"""The change relay (center/outbox.py) against the session's real PostgreSQL and Redis: leftover
+"""The change relay (store/outbox.py) against the session's real PostgreSQL and Redis: leftover
 ticket_changes rows reach the stream and the channel in id order and are deleted, one relay at a
 time across processes, rows wait while Redis is away, and the relay reconnects after PostgreSQL
 dropped its connection. Rows are inserted as a writer whose publication failed leaves them."""
@@ -10,9 +10,9 @@ import orjson
 import psycopg
 import pytest
 
-from center import redis_client
-from center.outbox import RELAY_LOCK_KEY, ChangeRelay
-from center.store_tickets import CHANGES_STREAM, LIVE_TICKETS, publish_changes
+from store import redis_client
+from store.outbox import RELAY_LOCK_KEY, ChangeRelay
+from store.tickets import CHANGES_STREAM, LIVE_TICKETS, publish_changes
 from tests.conftest import wait_for
 from tests.test_dispatch_service import api  # noqa: F401  (the fixture: the app with the dispatch worker)
 
@@ -197,7 +197,7 @@ CALL = {"channel": "phone", "category": "water", "type": "repair", "urgency": "u
 
 async def test_live_feed_reads_a_version_once_catches_up_after_a_lost_subscription_and_a_wipe(
         redis_url, database_url):
-    from center.store import Store
+    from store.live import Store
     from command.tickets import Actor, Role
     from services.tickets import build_manager
     from web.live import LiveFeed
@@ -244,7 +244,7 @@ async def test_after_a_wipe_the_dispatch_worker_looks_at_the_pool_again(api):
     """A new emergency ticket whose creation never reached the worker (published, then wiped
     before it was read; here: never published) is dispatched once the worker finds its consumer
     group gone."""
-    from center.store_tickets import TicketStore
+    from store.tickets import TicketStore
     from command.tickets import Actor, Role
     from services.tickets import TicketManager
     from tests.test_dispatch_service import CREWS, TICKET_XY, ll
@@ -268,7 +268,7 @@ async def test_after_a_wipe_the_dispatch_worker_looks_at_the_pool_again(api):
 async def test_kpi_service_sweeps_when_a_wipe_took_changes_it_had_not_read(redis_url, database_url):
     """FLUSHALL raises no error in a follower: the KPI service notices that the stream lost
     entries after the last one it read, and sweeps PostgreSQL for the tickets behind them."""
-    from center.store import Store
+    from store.live import Store
     from command.tickets import Actor, Role
     from services.kpi_service import KpiService
     from services.tickets import build_manager

@@ -24,12 +24,12 @@ import tornado.httpclient
 import tornado.httpserver
 import xmlschema
 
-from center.db import Database
-from center.servers import free_port
-from center.store import Store
-from center.store_dispatch import DispatchStore
-from center.store_police import PoliceStore
-from center.store_tickets import TicketStore
+from store.db import Database
+from servers.embedded import free_port
+from store.live import Store
+from store.dispatch import DispatchStore
+from store.police import PoliceStore
+from store.tickets import TicketStore
 from command.police import DISPATCHER_MANUAL, PoliceStatus, sign, to_json
 from services.police_link import POLICE_ACTOR, PoliceLink, http_send
 from services.tickets import TicketManager

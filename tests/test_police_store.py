@@ -1,4 +1,4 @@
-"""The 110 tables of the record (`center.store_police`) against the session's real PostgreSQL:
+"""The 110 tables of the record (`store.police`) against the session's real PostgreSQL:
 the outbox's idempotency and per-ticket order, the sender's lease (``FOR UPDATE SKIP LOCKED``),
 the inbound replay store and idempotency replies with their expiry, and the incident claims."""
 from __future__ import annotations
@@ -10,8 +10,8 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from center.db import Database
-from center.store_police import PoliceStore
+from store.db import Database
+from store.police import PoliceStore
 from command.police import on_attempt
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]

@@ -10,7 +10,7 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 
-from center.servers import port_open
+from servers.embedded import port_open
 from tests.conftest import close_websocket
 from tests.procs import PASSWORD, start_demo
 

@@ -1,7 +1,7 @@
 """Servers that come back by themselves (issue #21), on real servers and real processes.
 
 Unit level: a Redis that reads a large AOF answers LOADING for a while; a client made by
-`center.redis_client` (every client of the center) waits that out, `start_redis` returns only
+`store.redis_client` (every client of the center) waits that out, `start_redis` returns only
 once the data is loaded, and `Servers.revive` restarts a killed embedded Redis or PostgreSQL on
 the same port with the same data. Process level: in one running demo, PostgreSQL, Redis, the broker and each service are
 killed with SIGKILL under a light load of ticket creation; /healthz says 503 and names what is
@@ -29,8 +29,8 @@ import pytest
 import redis
 import redis.exceptions
 
-from center.servers import Servers, start_redis
-from center.store import Store
+from servers.embedded import Servers, start_redis
+from store.live import Store
 from tests.conftest import test_settings
 from tests.procs import PASSWORD, ROOT, start_demo
 
@@ -228,7 +228,7 @@ def _server(demo, kind: str) -> psutil.Process:
     elif kind == "redis":
         match = lambda name, cmd: "redis-server" in name  # noqa: E731
     else:
-        match = lambda name, cmd: name == "mosquitto" or "center.amqtt_broker" in cmd  # noqa: E731
+        match = lambda name, cmd: name == "mosquitto" or "servers.broker" in cmd  # noqa: E731
     (proc,) = _procs(demo, match)
     return proc
 

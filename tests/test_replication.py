@@ -24,11 +24,11 @@ import psycopg
 import pytest
 import redis.asyncio as aioredis
 
-from center import pg_server
-from center.backup import client_args
-from center.db import Database, migrate
-from center.servers import free_port
-from center.store_tickets import TicketStore
+from servers import postgres as pg_server
+from store.backup import client_args
+from store.db import Database, migrate
+from servers.embedded import free_port
+from store.tickets import TicketStore
 from command.tickets import Actor, Role
 from services.tickets import TicketManager
 

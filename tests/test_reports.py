@@ -30,10 +30,10 @@ import redis as redis_sync
 import tornado.httpclient
 import tornado.httpserver
 
-from center.city import CityLayers
-from center.servers import free_port, start_redis
-from center.store import Store
-from center.store_tickets import CHANGES_STREAM, TicketStore
+from config.city import CityLayers
+from servers.embedded import free_port, start_redis
+from store.live import Store
+from store.tickets import CHANGES_STREAM, TicketStore
 from command.tickets import Actor, Role
 from gis.lookup import SpatialLookup
 from services.kpi_query import parse_query, report_payload, state_payload

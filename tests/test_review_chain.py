@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from center.review_file import SHIPPED_REVIEW, load_review_file
+from config.review_file import SHIPPED_REVIEW, load_review_file
 from command.errors import Forbidden, InvalidTransition, ValidationError
 from command.review import DEFAULT_REVIEW, NO_REVIEW, table_from_config, waiting_step
 from command.tickets import Actor, Role, State, TicketType, apply, new_ticket

@@ -11,12 +11,12 @@ import pytest
 import tornado.httpclient
 import tornado.httpserver
 
-from center import accounts
-from center.servers import free_port
-from center.store import Store
-from center.store_accounts import AccountStore
-from center.store_units import UnitStore
-from center.store_tickets import TicketStore
+from command import accounts
+from servers.embedded import free_port
+from store.live import Store
+from store.accounts import AccountStore
+from store.units import UnitStore
+from store.tickets import TicketStore
 from services.kpi_service import KpiService
 from services.tickets import TicketManager
 from services.worker import build

@@ -12,20 +12,20 @@ from datetime import timedelta
 import pytest
 import tornado.httpserver
 
-from center.routing_file import SHIPPED_ROUTING, load_routing, load_routing_file
-from center.servers import free_port
-from center.settings import SettingsError
-from center.store import Store
-from center.store_admin import FleetStore
-from center.store_tickets import TicketStore
-from center.store_units import UnitStore, nodes_of_city
+from config.routing_file import SHIPPED_ROUTING, load_routing, load_routing_file
+from servers.embedded import free_port
+from config.settings import SettingsError
+from store.live import Store
+from store.fleet import FleetStore
+from store.tickets import TicketStore
+from store.units import UnitStore, nodes_of_city
 from command.errors import Conflict, Forbidden, InvalidTransition, ValidationError
 from command.routing import (
     DEFAULT_ROUTING, RouteKind, RouteRefused, check_crew_dispatch, may_set_unit, route, set_unit,
     table_from_config, unit_refusal,
 )
 from command.tickets import Actor, Role, State, TicketType, apply, new_ticket
-from gis import democity
+from simulators import democity
 from gis.layers import load_profile
 from services.tickets import TicketManager
 from services.worker import build, watch_changes

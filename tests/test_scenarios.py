@@ -21,7 +21,7 @@ PLACES = [(f"高密市测试路{n}号", 119.70 + 0.001 * n, 36.38) for n in rang
 
 @pytest.fixture(scope="module")
 def city(tmp_path_factory):
-    from gis import democity
+    from simulators import democity
     from gis.layers import load_profile
 
     return load_profile(democity.generate(tmp_path_factory.mktemp("city"), seed=democity.DEFAULT_SEED))

@@ -7,8 +7,8 @@ import time
 import pytest
 import redis
 
-from center.mqtt import MqttClient, Will
-from center.servers import Servers, port_open, read_run_file, start_redis
+from messaging.mqtt import MqttClient, Will
+from servers.embedded import Servers, port_open, read_run_file, start_redis
 from tests.conftest import test_settings
 
 
@@ -115,7 +115,7 @@ def test_free_ports_are_bindable_and_below_the_ephemeral_range():
     binds it (a web process once could not listen because of that): free_port picks below it."""
     import socket
 
-    from center.servers import PICKED_PORTS, _ephemeral_low, free_port
+    from servers.embedded import PICKED_PORTS, _ephemeral_low, free_port
 
     low, high = PICKED_PORTS[0], min(PICKED_PORTS[1], _ephemeral_low() - 1)
     ports = {free_port() for _ in range(20)}
@@ -138,7 +138,7 @@ def test_the_embedded_servers_die_with_a_parent_killed_outright(tmp_path):
 
     from tests.procs import ROOT
 
-    code = ("import sys, time; from pathlib import Path; from center.servers import start_broker, start_redis; "
+    code = ("import sys, time; from pathlib import Path; from servers.embedded import start_broker, start_redis; "
             "d = Path(sys.argv[1]); b = start_broker(d); r = start_redis(d); "
             "print(b.process.pid, r.process.pid, flush=True); time.sleep(60)")
     parent = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from center.settings import SETTINGS, SettingsError, load, markdown_rows
+from config.settings import SETTINGS, SettingsError, load, markdown_rows
 from tests.conftest import ROOT
 
 
@@ -13,9 +13,9 @@ def test_every_setting_is_in_the_readme_table():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     table = readme.split("<!-- settings:start -->")[1].split("<!-- settings:end -->")[0]
     missing = [s.name for s in SETTINGS if f"| `{s.name}` |" not in table]
-    assert missing == [], f"settings missing from README (run: python -m center.settings): {missing}"
+    assert missing == [], f"settings missing from README (run: python -m config.settings): {missing}"
     stale = [row for row in markdown_rows() if row not in table]
-    assert stale == [], f"README rows out of date (run: python -m center.settings): {stale}"
+    assert stale == [], f"README rows out of date (run: python -m config.settings): {stale}"
 
 
 def test_every_setting_has_help_and_a_default_of_its_type():

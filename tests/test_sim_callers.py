@@ -159,7 +159,7 @@ def test_the_daily_volume_keeps_the_busiest_trade_at_the_planned_load(speedup, d
 
 
 def test_the_demo_citys_own_crews_give_the_same_volume(tmp_path):
-    from gis import democity
+    from simulators import democity
 
     profile = democity.generate(tmp_path, seed=democity.DEFAULT_SEED)
     crews = json.loads((profile.parent / "crews.geojson").read_text(encoding="utf-8"))["features"]

@@ -150,7 +150,7 @@ async def test_down_holds_its_port_so_it_comes_back_up_on_it():
     bind it meanwhile (a CI run once lost it to another socket between down and up)."""
     import socket
 
-    from center.servers import free_port
+    from servers.embedded import free_port
 
     port = free_port()
     sim = PoliceSimulator(SECRET, our_base_url="http://127.0.0.1:9", mode="down")

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from center.mqtt import MqttClient
+from messaging.mqtt import MqttClient
 from ingest.readings import decode_json_reading
 from ingest.sparkplug import SparkplugState
 from simulators.sensors import (SensorSimError, SensorSimulator, SensorSpec, SimClock, load_percent,

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from center.mqtt import MqttClient
+from messaging.mqtt import MqttClient
 from ingest import sparkplug_b_pb2 as pb
 from ingest.sensors import rebirth_command
 from ingest.sparkplug import SparkplugState, encode_payload

@@ -6,7 +6,7 @@ import math
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from center.store import TRACK_RECORD, FixRecord, Store, fix_text, pack_fix, unpack_track, vehicle_view
+from store.live import TRACK_RECORD, FixRecord, Store, fix_text, pack_fix, unpack_track, vehicle_view
 
 
 def _fix(vid="V1", t=1_700_000_000.25, lat=36.3812345, lon=119.7512345, live=True, track=True, **kw):
@@ -214,14 +214,14 @@ async def test_known_ids_are_added_to_the_vehicle_set_once_and_again_after_the_c
 
 
 def test_geo_scores_are_the_ones_geoadd_gives(redis_url):
-    """The ingest ZADDs the latest positions with scores it computes (center.fixpack.geo_score),
+    """The ingest ZADDs the latest positions with scores it computes (ingest.fixpack.geo_score),
     so Redis neither formats nor parses coordinates: the same scores GEOADD gives, for random
     points, the GEO range's edges and positions around them; None where GEOADD refuses."""
     import random
 
     import redis
 
-    from center.fixpack import GEO_LAT_LIMIT, geo_score
+    from ingest.fixpack import GEO_LAT_LIMIT, geo_score
 
     rng = random.Random(5)
     points = [(rng.uniform(-180, 180), rng.uniform(-GEO_LAT_LIMIT, GEO_LAT_LIMIT)) for _ in range(3000)]

@@ -10,12 +10,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from center import accounts
-from center.store import Store
-from center.store_accounts import AccountStore
-from center.store_supervision import SupervisionStore
-from center.store_tickets import TicketStore
-from center.store_units import UnitStore
+from command import accounts
+from store.live import Store
+from store.accounts import AccountStore
+from store.supervision import SupervisionStore
+from store.tickets import TicketStore
+from store.units import UnitStore
 from command import supervision as rules
 from command.errors import ValidationError
 from command.limits import Level, LimitStatus, Stage

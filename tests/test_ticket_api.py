@@ -17,11 +17,11 @@ import tornado.httpclient
 import tornado.httpserver
 from shapely.geometry import Point, box
 
-from center import accounts
-from center.servers import free_port, start_redis
-from center.store import Store
-from center.store_accounts import AccountStore
-from center.store_tickets import ALARM_EVENTS, TicketStore
+from command import accounts
+from servers.embedded import free_port, start_redis
+from store.live import Store
+from store.accounts import AccountStore
+from store.tickets import ALARM_EVENTS, TicketStore
 from gis.lookup import SpatialLookup
 from services.tickets import TicketManager, consume_alarms, sensor_sites
 from tests.cities import write_city

@@ -13,9 +13,9 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from center.db import Database
-from center.servers import free_port
-from center.store_tickets import (
+from store.db import Database
+from servers.embedded import free_port
+from store.tickets import (
     CHANGES_STREAM, LIVE_TICKETS, GuardFailed, IncidentWrite, TicketStore, TicketWrite, publish_changes,
 )
 from command.errors import Conflict, InvalidTransition

@@ -12,13 +12,13 @@ import psycopg
 import pytest
 import tornado.httpclient
 
-from center.store import TRACK_RECORD, FixRecord, Store, unpack_track
-from center.store_tracks import TrackStore, merge_records, partition_name
-from center import track_codec
-from center.track_codec import decode_fixes, fixes_json
+from store.live import TRACK_RECORD, FixRecord, Store, unpack_track
+from store.tracks import TrackStore, merge_records, partition_name
+from store import track_codec
+from store.track_codec import decode_fixes, fixes_json
 from services.track_archiver import TrackArchiver
-from center.db import Database
-from center.servers import free_port
+from store.db import Database
+from servers.embedded import free_port
 from tests.conftest import test_settings, wait_for
 from web.handlers.vehicles import iso
 

@@ -18,12 +18,12 @@ import tornado.httpclient
 import tornado.httpserver
 from shapely.geometry import Point
 
-from center import accounts
-from center.servers import free_port
-from center.store import Store
-from center.store_accounts import AccountStore
-from center.store_tickets import TicketStore
-from center.store_units import UnitStore
+from command import accounts
+from servers.embedded import free_port
+from store.live import Store
+from store.accounts import AccountStore
+from store.tickets import TicketStore
+from store.units import UnitStore
 from gis.units import nodes_from_frame
 from services.tickets import TicketManager
 from services.worker import build

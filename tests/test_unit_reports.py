@@ -157,8 +157,8 @@ def test_a_period_counts_creations_and_last_resolutions_in_it():
 
 # ------------------------------------------------------------------ through the HTTP API
 
-from center.store_supervision import SupervisionStore  # noqa: E402
-from center.store_units import UnitStore  # noqa: E402
+from store.supervision import SupervisionStore  # noqa: E402
+from store.units import UnitStore  # noqa: E402
 from command.tickets import Actor, Role  # noqa: E402
 from gis.units import UnitNode  # noqa: E402
 from services.supervision import SupervisionService  # noqa: E402

@@ -14,12 +14,12 @@ import shapely
 import tornado.httpclient
 import tornado.httpserver
 
-from center.city import CityLayers
-from center.servers import free_port
-from center.store import Store
-from center.store_units import UnitNotFound, UnitRefused, UnitStore, nodes_of_city
+from config.city import CityLayers
+from servers.embedded import free_port
+from store.live import Store
+from store.units import UnitNotFound, UnitRefused, UnitStore, nodes_of_city
 from command.ticket_model import Category
-from gis import democity
+from simulators import democity
 from gis.layers import City, load_profile
 from gis.lookup import SpatialLookup
 from gis.units import CENTER_ID, TreeError, UnitNode, check_tree, move_refusal, nodes_from_frame
@@ -146,7 +146,7 @@ def test_the_department_above_a_place(demo):
 
 
 def test_a_cached_demo_city_of_another_generator_is_made_again(tmp_path):
-    from center.city import ensure_city
+    from config.city import ensure_city
 
     settings = test_settings(tmp_path)
     profile = ensure_city(settings)

@@ -10,8 +10,8 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 
-from center.servers import free_port
-from center.store import FixRecord, Store
+from servers.embedded import free_port
+from store.live import FixRecord, Store
 from web import app as webapp
 from web.live import LiveFeed
 from tests.conftest import close_websocket, test_settings, wait_for

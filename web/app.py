@@ -13,15 +13,17 @@ from typing import Any
 import tornado.httpserver
 import tornado.web
 
-from center import accounts, redis_client
-from center.clock import Clock
-from center.db import Database
-from center.lifecycle import StartupError, stop_on_signals
-from center.outbox import ChangeRelay
-from center.servers import url_reachable
-from center.settings import Settings
-from center.store import Store
-from center.store_accounts import AccountStore
+from command import accounts
+
+from store import redis_client
+from runtime.clock import Clock
+from store.db import Database
+from runtime.lifecycle import StartupError, stop_on_signals
+from store.outbox import ChangeRelay
+from servers.embedded import url_reachable
+from config.settings import Settings
+from store.live import Store
+from store.accounts import AccountStore
 from web.base import MAX_BODY_BYTES, NotFoundHandler, Services
 from web.handlers import admin, auth, desk, health, ingest_stats, layers, live, openapi, pages, sensors, tickets, vehicles
 from web.handlers import dispatch as dispatch_handlers, police as police_handlers
@@ -202,9 +204,9 @@ async def _serve(settings: Settings, redis_url: str, mqtt_url: str, sockets: lis
     services.health = health_reporter(services, mqtt_url)
     from datetime import date
 
-    from center.limit_files import load_policy
-    from center.review_file import load_review
-    from center.routing_file import load_routing
+    from config.limit_files import load_policy
+    from config.review_file import load_review
+    from config.routing_file import load_routing
     from services.tickets import build_manager
 
     services.extra["tickets"] = await build_manager(store.db, store.redis, getattr(city, "city", city),

@@ -13,10 +13,10 @@ import psycopg
 import tornado.httputil
 import tornado.web
 
-from center import redis_client
-from center.accounts import Account
-from center.settings import Settings
-from center.store import Store
+from store import redis_client
+from command.accounts import Account
+from config.settings import Settings
+from store.live import Store
 
 log = logging.getLogger(__name__)
 

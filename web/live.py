@@ -11,7 +11,7 @@ Five Redis channels feed it:
 - ``live:alarms`` (sensor ingest): alarm events (raised, escalated, acknowledged, cleared...);
 - ``live:crews`` (the admin page): the fleet registry changed; the feed reloads the vehicle → crew
   mapping from it (also at every (re)subscription) and sends it whole in a ``crews`` frame;
-- ``live:incidents`` (`center.store_incidents`): an incident's ETR, notice or resolution changed;
+- ``live:incidents`` (`store.incidents`): an incident's ETR, notice or resolution changed;
   relayed as an ``incidents`` frame to the views that see the city (office, agents).
 
 Every WS_BATCH_MS the feed encodes, for each view (`web.live_views`: ``office``, ``agent``,
@@ -48,11 +48,11 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from center.store import LIVE_ALARMS, LIVE_VEHICLES, Store
-from center.store_admin import LIVE_CREWS, FleetStore
-from center.store_incidents import LIVE_INCIDENTS
-from center.store_tickets import LIVE_TICKETS, TicketRecord, TicketStore
-from center.store_units import UnitStore
+from store.live import LIVE_ALARMS, LIVE_VEHICLES, Store
+from store.fleet import LIVE_CREWS, FleetStore
+from store.incidents import LIVE_INCIDENTS
+from store.tickets import LIVE_TICKETS, TicketRecord, TicketStore
+from store.units import UnitStore
 from command.tickets import OPEN_STATES, Role
 from web.live_views import OFFICE_VIEW, Audience, Subscriber, View, unit_of
 
@@ -310,7 +310,7 @@ class LiveFeed:
 
     async def ticket_changes(self, summaries: list[dict[str, Any]]) -> None:
         """Read the tickets named by change summaries and queue their compact views; a version
-        already read is skipped (delivery is at least once: `center.outbox`)."""
+        already read is skipped (delivery is at least once: `store.outbox`)."""
         summaries = [s for s in summaries if isinstance(s, dict) and "number" in s
                      and int(s.get("version") or 0) > self._versions.get(s["number"], 0)]
         if not summaries:

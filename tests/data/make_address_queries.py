@@ -2,7 +2,7 @@
 
 Run once (`.venv/bin/python -m tests.data.make_address_queries`); the file is then kept as data,
 so a change to the generator or the demo city does not silently change the test set. Every row is
-drawn from the demo city (`gis.democity`, default seed) and names the entry a dispatcher would
+drawn from the demo city (`simulators.democity`, default seed) and names the entry a dispatcher would
 pick: an address id (A000123), a POI id (POI00012) or a crossing id (X:密水大街|百合路), and its
 point (lon, lat); where `tolerance_m` is given the point found must lie within it (a spoken
 offset, 往东100米, moves the point). `--forms poi,village` regenerates only those forms and keeps
@@ -43,7 +43,7 @@ from typing import Any
 
 from rapidfuzz.distance import OSA
 
-from gis import democity
+from simulators import democity
 from gis.crossings import crossing_id, road_crossings
 from gis.layers import load_profile
 

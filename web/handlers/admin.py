@@ -4,7 +4,7 @@ active), vehicles (plate, kind, unit), shifts, the audit trail, and the helpers 
 
 Users, crews, vehicles and the audit trail: admin only. Crew shifts: admin and supervisor; the
 crew list is also read by dispatchers. Crews and vehicles live in the fleet registry
-(``center.store_admin.FleetStore``, PostgreSQL), seeded once from the city's ``crews`` layer;
+(``store.fleet.FleetStore``, PostgreSQL), seeded once from the city's ``crews`` layer;
 dispatch and the live console follow its changes without a restart
 (``services.crews.CrewRegistry.refresh``, ``web.live.LiveFeed.reload_crews``). Every change is an
 audit entry (who, when, what) written in the change's own transaction.
@@ -17,11 +17,11 @@ import time
 from collections import Counter
 from typing import Any, Callable
 
-from center import accounts
-from center.store_accounts import AccountStore
-from center.store_admin import AdminStore, Audit, FleetRefused, FleetStore
-from center.store_tickets import TicketStore
-from center.store_units import UnitStore
+from command import accounts
+from store.accounts import AccountStore
+from store.fleet import AdminStore, Audit, FleetRefused, FleetStore
+from store.tickets import TicketStore
+from store.units import UnitStore
 from command.tickets import Category
 from ingest.vehicles import valid_vehicle_id
 from services.crews import VEHICLE_KINDS, crews_from_city, field_tickets, normalize_plate, seed_items

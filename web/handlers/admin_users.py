@@ -1,6 +1,6 @@
 """Administration of accounts: /api/admin/users (users and roles, disabling, passwords), admin
-only. An account lives in PostgreSQL (``center.store_accounts``); each change is written with its
-audit row in one transaction (``center.store_admin.AdminStore.put_account``), and a change of rights
+only. An account lives in PostgreSQL (``store.accounts``); each change is written with its
+audit row in one transaction (``store.fleet.AdminStore.put_account``), and a change of rights
 or password ends the account's sessions (new rights apply at the next login).
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ import asyncio
 import re
 from typing import Any
 
-from center import accounts
+from command import accounts
 from web.base import ApiError
 from web.handlers.admin import AdminHandler, changes_between
 

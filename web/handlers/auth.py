@@ -26,9 +26,9 @@ import urllib.parse
 import tornado.escape
 import tornado.web
 
-from center.accounts import MAX_PASSWORD_CHARS, Account, dummy_hash, verify_password
-from center.store_accounts import AccountStore
-from center.store_units import UnitStore
+from command.accounts import MAX_PASSWORD_CHARS, Account, dummy_hash, verify_password
+from store.accounts import AccountStore
+from store.units import UnitStore
 from web.base import SESSION_COOKIE, ApiError, BaseHandler, BoundedBody
 
 log = logging.getLogger(__name__)

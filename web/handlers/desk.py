@@ -11,7 +11,7 @@ from typing import Any
 
 import tornado.web
 
-from center.store_admin import FleetStore
+from store.fleet import FleetStore
 from command.tickets import Actor, Role
 from gis.address import AddressIndex, Candidate
 from gis.crossings import road_crossings

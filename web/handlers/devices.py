@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Awaitable
 
-from center.store_devices import KINDS
-from center.store_devices import Device
+from store.devices import KINDS
+from store.devices import Device
 from services.devices import Actor, DeviceRefused, DeviceService, device_view
 from web.base import ApiError
 from web.handlers.admin import AdminHandler

@@ -13,7 +13,7 @@ zone, default today), `from` and `to` for a range, and optional `category`, `dis
 filters (comma-separated values allowed). Drill-down lists and exports read the ticket numbers a
 page at a time from SQL. A bad argument is a 400 ``validation_error`` naming the field, logged and counted
 (`KpiService.counters["bad_request:<code>"]`). Caller phones in drill lists and exports are
-always masked (`center.accounts.mask_phone`): a report leaves the call desk.
+always masked (`command.accounts.mask_phone`): a report leaves the call desk.
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from urllib.parse import quote
 
 import orjson
 
-from center.accounts import mask_phone
-from center.store_units import UnitStore
+from command.accounts import mask_phone
+from store.units import UnitStore
 from command.errors import ValidationError
 from command.kpi import CATEGORIES, DRILL_GROUPS, KpiFrame
 from command.kpi_report import DRILL_METRICS
@@ -90,7 +90,7 @@ class ReportHandler(KpiAccess, BaseHandler):
 
     def query(self) -> ReportQuery:
         """The period and filters of this request."""
-        today = self.store.clock.now_dt().astimezone(self.tz).date()  # the center's clock (center.clock)
+        today = self.store.clock.now_dt().astimezone(self.tz).date()  # the center's clock (runtime.clock)
         try:
             return parse_query(lambda name: self.get_argument(name, None), today=today)
         except ValidationError as exc:
@@ -143,7 +143,7 @@ class ReportHandler(KpiAccess, BaseHandler):
 
 
 def city_names(city: Any) -> dict[str, dict[str, str]]:
-    """id → name of districts, units and crews of a `center.city.CityLayers` (empty without one)."""
+    """id → name of districts, units and crews of a `config.city.CityLayers` (empty without one)."""
     out: dict[str, dict[str, str]] = {group: {} for group in _NAME_LAYERS}
     frame_of = getattr(city, "frame", None)
     if frame_of is None:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from center.store_supervision import SupervisionChanged, SupervisionStore
-from center.store_units import UnitStore
+from store.supervision import SupervisionChanged, SupervisionStore
+from store.units import UnitStore
 from command import supervision as rules
 from command.tickets import Actor, Role
 from services.supervision import SupervisionRefused, SupervisionService

@@ -1,7 +1,7 @@
 """The organisation tree of responsible units: ``GET /api/units`` (office roles and admin) and
 ``PATCH /api/admin/units/<id>`` (admin: name, phone, parent, active; audited).
 
-The tree lives in PostgreSQL (``center.store_units``); each web process seeds it from the city
+The tree lives in PostgreSQL (``store.units``); each web process seeds it from the city
 profile's ``units`` layer on its first units request (as the fleet registry is seeded from the
 crews layer), never overwriting a unit an administrator edited.
 """
@@ -11,7 +11,7 @@ import re
 import time
 from typing import Any
 
-from center.store_units import CENTER_ID, UnitNotFound, UnitRefused, UnitStore, nodes_of_city
+from store.units import CENTER_ID, UnitNotFound, UnitRefused, UnitStore, nodes_of_city
 from web.base import ApiError, BaseHandler
 from web.handlers.vehicles import iso
 from web.openapi_schemas import B, I, NS, NT, S, arr, obj, op

@@ -8,9 +8,9 @@ from datetime import datetime, timezone
 
 import orjson
 
-from center.store_admin import FleetStore
-from center.store_tracks import TrackStore
-from center.track_codec import fixes_json
+from store.fleet import FleetStore
+from store.tracks import TrackStore
+from store.track_codec import fixes_json
 from command.tickets import Actor, Role, visible_to
 from web.base import ApiError, BaseHandler
 from web.handlers.tickets import count_refused
@@ -98,7 +98,7 @@ class VehicleDetail(BaseHandler):
 
 class VehicleTrack(BaseHandler):
     """GET /api/vehicles/<id>/track?since=&until=: fixes in time order (default: last hour), from
-    the archive and the live hours alike (`center.store_tracks`)."""
+    the archive and the live hours alike (`store.tracks`)."""
 
     def on_finish(self) -> None:
         """Count a refused request (`web.handlers.tickets.count_refused`)."""
@@ -107,7 +107,7 @@ class VehicleTrack(BaseHandler):
 
     async def get(self, vehicle_id: str) -> None:
         self.require("dispatcher", "supervisor", "admin")
-        now = self.store.clock.now()  # fix times are on the center's clock (center.clock)
+        now = self.store.clock.now()  # fix times are on the center's clock (runtime.clock)
         until = parse_time(self.get_argument("until", None), now)
         since = parse_time(self.get_argument("since", None), until - 3600)
         if since > until:
@@ -116,7 +116,7 @@ class VehicleTrack(BaseHandler):
             raise ApiError(400, "bad_time", f"at most {MAX_TRACK_RANGE_S // 86_400} days of track per request")
         # the archive (PostgreSQL) and the live hours (Redis), merged; either down: a 503 (web.base)
         hours = await TrackStore(self.store.db, self.store.redis).hours(vehicle_id, since, until)
-        # a day at 1 Hz is 86,400 fixes: their JSON is written column by column (center.track_codec),
+        # a day at 1 Hz is 86,400 fixes: their JSON is written column by column (store.track_codec),
         # the very bytes write_json would give for the fix dicts
         count, fixes = fixes_json(hours, since, until)
         head = orjson.dumps({"vehicle_id": vehicle_id, "since": iso(since), "until": iso(until), "count": count,
