@@ -143,6 +143,15 @@ def all_tickets(api: Api) -> list[dict]:
     return list(found.values())
 
 
+def open_breakdown(tickets: list[dict]) -> str:
+    """The open tickets counted by type and state, the largest first (what the backlog is made of)."""
+    import collections
+
+    counts = collections.Counter((t.get("type"), t.get("state")) for t in tickets
+                                 if t.get("state") not in ("closed", "cancelled", "merged"))
+    return ", ".join(f"{kind}/{state} {n}" for (kind, state), n in counts.most_common()) or "none"
+
+
 def misrouted(api: Api, tickets: list[dict]) -> tuple[int, int]:
     """(tickets of a type no field crew handles that were assigned to a crew, how many such tickets):
     their timelines, read four at a time."""
@@ -189,6 +198,7 @@ def run(speedup: float, hours: int, keep: bool) -> int:
         ended = began + timedelta(hours=hours)
         progress("reading the day's tickets and timelines ...")
         tickets = all_tickets(supervisor)
+        progress("open at the end, by type and state: " + open_breakdown(tickets))
         bad, checked = misrouted(supervisor, tickets)
         met, due = arrival_on_time(supervisor, began, ended)
     finally:

@@ -169,7 +169,7 @@ async def _create_rate(port: int, bounds, args: argparse.Namespace) -> float:
 
 
 async def _bench(args: argparse.Namespace) -> None:
-    from config.city import ensure_city
+    from simulators.democity import ensure_city
     from config.settings import load
 
     profile = ensure_city(load(), progress=progress)

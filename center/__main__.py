@@ -26,7 +26,8 @@ def _logging(level: str, name: str) -> None:
 
 async def _standalone(name: str, settings) -> None:
     """Run one service; starts embedded servers only when none is configured or running."""
-    from config.city import ensure_city, load_city
+    from config.city import load_city
+    from simulators.democity import ensure_city
     from runtime.clock import process_clock
     from servers.embedded import Servers
     from center.supervisor import keep_servers
@@ -158,7 +159,7 @@ async def _demo_devices(store, settings, profile) -> dict[str, str]:
 
 
 async def _demo(settings) -> int:
-    from config.city import ensure_city
+    from simulators.democity import ensure_city
     from center.supervisor import Supervisor
     from command.accounts import demo_accounts
     from web.app import bootstrap_accounts
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"demo: {exc}", file=sys.stderr)
                 return 1
         if args.command == "city":
-            from config.city import ensure_city
+            from simulators.democity import ensure_city
 
             print(ensure_city(settings, progress=lambda m: print(m, flush=True)))
             return 0

@@ -1,7 +1,8 @@
-"""The city the services work on: the configured profile, or the demo city generated on first run."""
+"""The city the services work on: its layers loaded for serving (`load_city`), and where the demo city
+is generated when no CITY_PROFILE is set (`DEMO_SUBDIR`, under DATA_DIR; the generator is
+`simulators.democity.ensure_city`)."""
 from __future__ import annotations
 
-import fcntl
 import logging
 from pathlib import Path
 from typing import Any, Callable
@@ -9,39 +10,6 @@ from typing import Any, Callable
 log = logging.getLogger(__name__)
 
 DEMO_SUBDIR = "city/democity"
-
-
-def ensure_city(settings, progress: Callable[[str], None] | None = None) -> Path:
-    """Path of the city profile TOML; generates the demo city into DATA_DIR when none is set (again
-    when the cached one was written by another `simulators.democity.GENERATOR_VERSION`)."""
-    if settings.CITY_PROFILE:
-        path = Path(settings.CITY_PROFILE)
-        if not path.is_file():
-            raise FileNotFoundError(f"CITY_PROFILE {path} does not exist")
-        return path
-    out = settings.data_dir / DEMO_SUBDIR
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.parent / ".generate.lock", "w") as lock:  # one generator at a time
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        profile = out / "profile.toml"
-        from simulators import democity
-
-        if not profile.is_file() or _generator_of(profile) != democity.GENERATOR_VERSION:
-            (progress or log.info)(f"generating the demo city into {out} ...")
-            profile = democity.generate(out, seed=settings.SIM_SEED)
-        return profile
-
-
-def _generator_of(profile: Path) -> int | None:
-    """The demo generator version a cached profile was written by (None: older or unreadable)."""
-    import tomllib
-
-    try:
-        with profile.open("rb") as handle:
-            version = tomllib.load(handle).get("city", {}).get("generator")
-    except (OSError, tomllib.TOMLDecodeError):
-        return None
-    return version if isinstance(version, int) else None
 
 
 class CityLayers:

@@ -19,7 +19,10 @@ CLI: ``python -m simulators.democity --out DIR [--seed N]``.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import logging
+import tomllib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +34,7 @@ import pyogrio
 import shapely
 from shapely.geometry import mapping
 
+from config.city import DEMO_SUBDIR
 from gis import crs
 from simulators import democity_names as names
 from simulators.democity_areas import (CENTER_LAT, CENTER_LON, DECIMALS, Layer, Model, blob,
@@ -39,10 +43,12 @@ from simulators.democity_assets import (build_crews, build_sensors, build_transf
                                  build_water)
 from simulators.democity_places import build_places
 
-__all__ = ["generate", "main", "DEFAULT_SEED", "GENERATOR_VERSION", "LAYER_FILES"]
+__all__ = ["generate", "ensure_city", "main", "DEFAULT_SEED", "GENERATOR_VERSION", "LAYER_FILES"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SEED = 20261122
-# written into profile.toml as [city] generator; `config.city.ensure_city` regenerates a cached
+# written into profile.toml as [city] generator; `ensure_city` regenerates a cached
 # demo city whose profile names another version. Bump it when the generated layers change.
 GENERATOR_VERSION = 3
 GPKG_DATE = "2026-01-01T00:00:00Z"  # fixed gpkg_contents.last_change: byte-identical output
@@ -182,6 +188,35 @@ def generate(out_dir: Path, *, seed: int = DEFAULT_SEED,
     profile = out_dir / "profile.toml"
     profile.write_text(_profile_text(seed), encoding="utf-8")
     return profile
+
+
+def ensure_city(settings, progress: Callable[[str], None] | None = None) -> Path:
+    """Path of the city profile TOML; generates the demo city into DATA_DIR when none is set (again
+    when the cached one was written by another `GENERATOR_VERSION`)."""
+    if settings.CITY_PROFILE:
+        path = Path(settings.CITY_PROFILE)
+        if not path.is_file():
+            raise FileNotFoundError(f"CITY_PROFILE {path} does not exist")
+        return path
+    out = settings.data_dir / DEMO_SUBDIR
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / ".generate.lock", "w") as lock:  # one generator at a time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        profile = out / "profile.toml"
+        if not profile.is_file() or _generator_of(profile) != GENERATOR_VERSION:
+            (progress or log.info)(f"generating the demo city into {out} ...")
+            profile = generate(out, seed=settings.SIM_SEED)
+        return profile
+
+
+def _generator_of(profile: Path) -> int | None:
+    """The demo generator version a cached profile was written by (None: older or unreadable)."""
+    try:
+        with profile.open("rb") as handle:
+            version = tomllib.load(handle).get("city", {}).get("generator")
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    return version if isinstance(version, int) else None
 
 
 def main(argv: list[str] | None = None) -> int:

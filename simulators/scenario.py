@@ -429,7 +429,7 @@ async def _police_control(base: str) -> PoliceControl:
 
 async def main(argv: Sequence[str] | None = None) -> dict:
     """Run a scenario from the command line; prints and returns the report."""
-    from config.city import ensure_city
+    from simulators.democity import ensure_city
     from messaging.mqtt import MqttClient
     from config.settings import load
     from gis.layers import load_profile

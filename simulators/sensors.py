@@ -560,7 +560,7 @@ def _options(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 async def main(argv: Sequence[str] | None = None) -> None:
     """Run the sensor simulator from the command line until SIGINT/SIGTERM."""
-    from config.city import ensure_city
+    from simulators.democity import ensure_city
     from config.settings import load
     from gis.layers import load_profile
 

@@ -526,7 +526,7 @@ def _options(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 async def main(argv: Sequence[str] | None = None) -> None:
     """Run the vehicle simulator from the command line."""
-    from config.city import ensure_city
+    from simulators.democity import ensure_city
     from config.settings import load
 
     opts = _options(argv)

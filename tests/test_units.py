@@ -146,7 +146,7 @@ def test_the_department_above_a_place(demo):
 
 
 def test_a_cached_demo_city_of_another_generator_is_made_again(tmp_path):
-    from config.city import ensure_city
+    from simulators.democity import ensure_city
 
     settings = test_settings(tmp_path)
     profile = ensure_city(settings)
