@@ -83,3 +83,89 @@ class RawPublisher:
             self.sock.sendall(DISCONNECT)
         finally:
             self.sock.close()
+
+
+# -- the benchmark: `python -m bench.mqtt_raw` -------------------------------------------------
+# What the MQTT client alone receives: a RawPublisher floods one topic family (a GGA+RMC payload,
+# as a vehicle sends) through the embedded broker into `messaging.mqtt.MqttClient` driven by an
+# asyncio loop, as the ingest drives it; the handler only counts. Figures over BENCH_MQTT_S
+# seconds after a 1-s warm-up: ``mqtt_client_msgs_per_s`` (received per wall second; on a small
+# machine the publisher and broker take the other cores and often set this pace),
+# ``mqtt_client_cpu_us_per_msg`` (the receiving process's CPU per message) and
+# ``mqtt_client_msgs_per_cpu_s`` (messages per second of its CPU: what one core could take).
+BENCH_PAYLOAD = (b"$GPGGA,120000.00,3612.3456789,N,11924.1234567,E,1,10,0.9,45.0,M,6.0,M,,*4A\r\n"
+                 b"$GPRMC,120000.00,A,3612.3456789,N,11924.1234567,E,12.5,87.0,071226,,,A*6C\r\n")
+
+
+def _flood(url: str, seconds: float) -> None:
+    """Publish pre-encoded rounds of 500 vehicles' messages as fast as the broker takes them."""
+    import time
+
+    publisher = RawPublisher(url, "bench-raw-pub")
+    prefixes = [topic_prefix(f"fleet/V{i:05d}/nmea") for i in range(500)]
+    round_ = b"".join(publish_packet(prefix, BENCH_PAYLOAD) for prefix in prefixes)
+    until = time.monotonic() + seconds
+    try:
+        while time.monotonic() < until:
+            publisher.sock.sendall(round_)
+    finally:
+        publisher.close()
+
+
+async def _receive(url: str, seconds: float) -> tuple[int, float, float]:
+    """(messages, wall s, CPU s) the client took in ``seconds`` of flood after a warm-up."""
+    import asyncio
+    import multiprocessing as mp
+    import time
+
+    from messaging.mqtt import MqttClient
+
+    counted = [0]
+    client = MqttClient(url, "bench-raw-sub", loop=asyncio.get_running_loop(),
+                        on_messages=lambda batch: counted.__setitem__(0, counted[0] + len(batch)))
+    client.subscribe("fleet/+/nmea")
+    client.start()
+    flood = None
+    try:
+        while not client.connected:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # the subscription is in place
+        flood = mp.get_context("spawn").Process(target=_flood, args=(url, seconds + 2.0), daemon=True)
+        flood.start()
+        await asyncio.sleep(1.0)
+        n0, t0, c0 = counted[0], time.monotonic(), time.process_time()
+        await asyncio.sleep(seconds)
+        return counted[0] - n0, time.monotonic() - t0, time.process_time() - c0
+    finally:
+        client.stop()
+        if flood is not None:
+            flood.join(seconds + 10)
+
+
+def main() -> None:
+    """Start a broker, measure the client, print the figures."""
+    import asyncio
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from bench.common import emit, progress
+    from servers.embedded import start_broker
+
+    seconds = float(os.environ.get("BENCH_MQTT_S", "5"))
+    tmp = Path(tempfile.mkdtemp(prefix="bench-mqtt-"))
+    broker = start_broker(tmp / "broker")
+    try:
+        messages, wall, cpu = asyncio.run(_receive(broker.url, seconds))
+        progress(f"mqtt client ({broker.name}): {messages:,} messages in {wall:.1f} s, {cpu:.1f} s CPU")
+        emit("mqtt_client_msgs_per_s", round(messages / wall), "msg/s")
+        emit("mqtt_client_cpu_us_per_msg", round(cpu / max(messages, 1) * 1e6, 1), "us")
+        emit("mqtt_client_msgs_per_cpu_s", round(messages / max(cpu, 1e-9)), "msg/s")
+    finally:
+        broker.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
