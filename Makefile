@@ -5,12 +5,10 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-ACCEL := $(VENV)/.accel
-ACCEL_SRC := ingest/fixpack.py ingest/nmea.py ingest/fixes.py ingest/plausibility.py ingest/vehicles.py ingest/accel.py
 
 .PHONY: demo test bench setup clean
 
-setup: $(ACCEL)
+setup: $(STAMP)
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,23 +17,17 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
 	@touch $(STAMP)
 
-# the ingest's hot modules compiled in place (pure Python where no C compiler is present)
-$(ACCEL): $(STAMP) $(ACCEL_SRC)
-	$(PY) -m ingest.accel
-	@touch $(ACCEL)
-
-demo: $(ACCEL)
+demo: $(STAMP)
 	$(PY) -m center demo
 
 # two test workers (pytest-xdist, a file per worker: each has its own servers), one when the
 # tests share external servers (DATABASE_URL / REDIS_URL / MQTT_URL: they empty them per test)
 TEST_WORKERS ?= $(if $(DATABASE_URL)$(REDIS_URL)$(MQTT_URL),1,2)
-test: $(ACCEL)
+test: $(STAMP)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-bench: $(ACCEL)
+bench: $(STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
-	test ! -x $(PY) || $(PY) -m ingest.accel --clean
 	rm -rf $(VENV) .pytest_cache .hypothesis

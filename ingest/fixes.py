@@ -24,11 +24,9 @@ import collections
 from dataclasses import dataclass
 from datetime import date as Date, datetime, timezone
 
-from ingest.fixpack import utc_seconds
-from ingest.nmea import Sentence, decode_line, decode_pair
+from ingest.nmea import Sentence, decode_line
 
-__all__ = ["EPOCH_REASONS", "FeedResult", "Fix", "MAX_HELD", "NmeaStream", "PAIR_VALUES", "SignalUpdate",
-           "fix_from_values"]
+__all__ = ["EPOCH_REASONS", "FeedResult", "Fix", "MAX_HELD", "NmeaStream", "SignalUpdate"]
 
 EPOCH_REASONS: dict[str, str] = {
     "fix": "an epoch produced a Fix",
@@ -48,7 +46,6 @@ _HALF_DAY = 43200.0
 _KNOT_KMH = 1.852
 _UNIX_DAY0 = Date(1970, 1, 1).toordinal()
 _from_timestamp = datetime.fromtimestamp
-_ORDINALS: dict[tuple[int, int, int], int] = {}  # date -> ordinal, for the fast path
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +76,6 @@ class SignalUpdate:
     talker: str = ""
 
 
-_new_counter = collections.Counter.__new__
-
-
 class FeedResult:
     """What one `feed` or `flush` produced: fixes and signal updates in order, and counts."""
 
@@ -96,43 +90,10 @@ class FeedResult:
         """Empty lists and counter unless given."""
         self.fixes: list[Fix] = [] if fixes is None else fixes
         self.signal: list[SignalUpdate] = [] if signal is None else signal
-        if counts is None:
-            counts = _new_counter(collections.Counter)  # an empty Counter without its __init__ cost
-        self.counts: collections.Counter[str] = counts
+        self.counts: collections.Counter[str] = collections.Counter() if counts is None else counts
 
     def __repr__(self) -> str:
         return f"FeedResult(fixes={self.fixes!r}, signal={self.signal!r}, counts={self.counts!r})"
-
-
-_SETTERS = tuple(Fix.__dict__[name].__set__ for name in Fix.__slots__)
-
-
-def _new_fix(time, lat, lon, speed, course, alt, quality, mode, sats, hdop, talker, _new=object.__new__, _s=_SETTERS):
-    """Fix(...) for the hot path: the frozen dataclass __init__ costs ~40% more (object.__setattr__
-    per field); this fills the same slots directly. Equal to Fix(...) field for field."""
-    fix = _new(Fix)
-    _s[0](fix, time)
-    _s[1](fix, lat)
-    _s[2](fix, lon)
-    _s[3](fix, speed)
-    _s[4](fix, course)
-    _s[5](fix, alt)
-    _s[6](fix, quality)
-    _s[7](fix, mode)
-    _s[8](fix, sats)
-    _s[9](fix, hdop)
-    _s[10](fix, talker)
-    return fix
-
-
-# The values `NmeaStream.feed_pair` gives: a Fix's fields, its time as UTC epoch seconds.
-PAIR_VALUES = ("t", "lat", "lon", "speed_kmh", "course_deg", "alt_m", "quality", "mode", "sats", "hdop", "talker")
-
-
-def fix_from_values(values: tuple) -> Fix:
-    """The Fix of PAIR_VALUES (or of the same fields after a record's vehicle id): its time the
-    UTC datetime of ``t``, which gives ``t`` back from ``time.timestamp()``."""
-    return _new_fix(_from_timestamp(values[0], _UTC), *values[1:11])
 
 
 class _Epoch:
@@ -250,11 +211,10 @@ class NmeaStream:
         self._date_tod = 0.0
         self._held: list[_Built] = []
 
-    def feed(self, payload: bytes, received_at: datetime, *, flush: bool = True, pair: bool = True) -> FeedResult:
+    def feed(self, payload: bytes, received_at: datetime, *, flush: bool = True) -> FeedResult:
         """Decode one payload. With flush=True (live) the last epoch completes at its end and an
         undated stream takes the date of `received_at`; with flush=False (backfill chunks) the last
-        epoch stays pending for the next feed. ``pair=False`` skips the `feed_pair` fast path (a
-        caller that already tried it). Never raises on any payload."""
+        epoch stays pending for the next feed. Never raises on any payload."""
         result = FeedResult()
         counts = result.counts
         clock = received_at if flush else None
@@ -263,13 +223,6 @@ class NmeaStream:
         except Exception:  # noqa: BLE001 - a payload that is not bytes at all
             counts["not_bytes"] += 1
             return result
-        if flush and pair and len(lines) == 2 and self._pending is None and not self._held:
-            fix = self._pair_fix(lines)
-            if fix is not None:
-                result.fixes.append(fix)
-                counts["sentences_ok"] = 2
-                counts["fix"] = 1
-                return result
         for line in lines:
             if not line:
                 continue
@@ -294,45 +247,6 @@ class NmeaStream:
         if flush:
             self._close(result, received_at)
         return result
-
-    def feed_pair(self, payload: bytes) -> tuple | None:
-        """Fast path of a live `feed` for the common payload: one well-formed, valid GGA and RMC of
-        the same time of day, the RMC with a valid date, on a stream with nothing pending. Returns
-        the values of the one fix `feed(payload, ..., flush=True)` would give (see `_pair_values`;
-        that feed would count ``sentences_ok`` 2 and ``fix`` 1: the caller counts them), or None
-        with nothing changed."""
-        if self._pending is not None or self._held:
-            return None
-        try:
-            lines = payload.splitlines() if b"\r" in payload else payload.split(b"\n")
-        except Exception:  # noqa: BLE001 - not bytes: for the general path to count
-            return None
-        if len(lines) != 2:
-            return None
-        return self._pair_values(lines)
-
-    def _pair_values(self, lines: list[bytes]) -> tuple | None:
-        """The fix of a clean GGA+RMC pair (see `decode_pair`) as PAIR_VALUES, ``t`` the epoch
-        seconds of the Fix's time (its ``time.timestamp()``), the stream's date updated; None
-        (nothing changed) for anything else. No datetime is made: `fix_from_values` makes the Fix."""
-        pair = decode_pair(lines[0], lines[1])
-        if pair is None:
-            return None
-        tod, date, lat, lon, speed_kn, course, alt, quality, mode, sats, hdop, talker = pair
-        date_ord = _ORDINALS.get(date)
-        if date_ord is None:
-            if len(_ORDINALS) >= 1024:
-                _ORDINALS.clear()
-            date_ord = _ORDINALS[date] = Date(*date).toordinal()
-        self._date_ord, self._date_tod = date_ord, tod
-        speed = speed_kn * _KNOT_KMH if speed_kn is not None else None
-        return (utc_seconds((date_ord - _UNIX_DAY0) * 86400 + tod),
-                lat, lon, speed, course, alt, quality, mode, sats, hdop, talker)
-
-    def _pair_fix(self, lines: list[bytes]) -> Fix | None:
-        """`_pair_values` as a Fix."""
-        values = self._pair_values(lines)
-        return None if values is None else fix_from_values(values)
 
     def flush(self) -> FeedResult:
         """End of a backfill: complete the pending epoch; epochs still without a date are dropped."""
@@ -411,7 +325,7 @@ class NmeaStream:
             return  # a date-only epoch (ZDA) taught the date; nothing to report
         time = _from_timestamp((date_ord - _UNIX_DAY0) * 86400 + tod, _UTC)
         if is_fix:
-            result.fixes.append(_new_fix(time, *args))
+            result.fixes.append(Fix(time, *args))
             result.counts["fix"] += 1
         else:
             result.signal.append(SignalUpdate(time, *args))

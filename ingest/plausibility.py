@@ -26,15 +26,9 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING
-
-import cython  # C types where Cython compiles this module (ingest/accel.py); a no-op module otherwise
 
 from ingest.fixes import Fix
 from ingest.tally import Tally
-
-if TYPE_CHECKING:
-    from store.live import FixRecord
 
 __all__ = ["GPS_ROLLOVER", "Plausibility", "Verdict", "sane"]
 
@@ -45,12 +39,6 @@ _HALF_ROLLOVER_S = GPS_ROLLOVER.total_seconds() / 2
 _EARTH_RADIUS_M = 6_371_008.8
 _MAX_SANE_SPEED_KMH = 2000.0  # above any ground vehicle or airliner: a decoding error
 _YEAR_MIN, _YEAR_MAX = 1980, 2099  # GPS epoch .. end of the 2-digit-year window
-_UTC = timezone.utc
-_RAD = math.pi / 180.0
-# Epoch seconds of the sane years' bounds, kept 1 s inside them for `accept_live`.
-_T_MIN = datetime(_YEAR_MIN, 1, 1, tzinfo=_UTC).timestamp() + 1.0
-_T_MAX = datetime(_YEAR_MAX + 1, 1, 1, tzinfo=_UTC).timestamp() - 1.0
-_EDGE_S = 0.001  # `accept_live` leaves times this close to a window's edge to the datetime chain
 
 
 def sane(fix: Fix) -> str | None:
@@ -99,19 +87,6 @@ class Verdict:
     reason: str | None = None
 
 
-_VERDICT_SETTERS = tuple(Verdict.__dict__[name].__set__ for name in Verdict.__slots__)
-
-
-def _new_verdict(fix, live, track, reason, _new=object.__new__, _s=_VERDICT_SETTERS):
-    """Verdict(...) without the frozen __init__'s object.__setattr__ per field (equal field for field)."""
-    verdict = _new(Verdict)
-    _s[0](verdict, fix)
-    _s[1](verdict, live)
-    _s[2](verdict, track)
-    _s[3](verdict, reason)
-    return verdict
-
-
 class _Drop(Exception):
     """Internal: a step refuses the fix."""
 
@@ -133,8 +108,6 @@ class Plausibility:
         self.max_speed_kmh = max_speed_kmh
         self.max_future = timedelta(seconds=max_future_s)
         self.max_past = timedelta(seconds=max_past_s)
-        self._max_future_s = max_future_s - _EDGE_S
-        self._max_past_s = max_past_s - _EDGE_S
         self.rollover_repair = rollover_repair
         self.oldest_plausible = oldest_plausible
         self.log_interval_s = log_interval_s
@@ -147,144 +120,10 @@ class Plausibility:
             ("time", self._step_time),
             ("jump", self._step_jump),
         )
-        self._default_steps = self._steps
-        # The fast path's jump bound: squared speed limit in (rad/s)^2 with a 0.1% margin.
-        self._jump_bound = (max_speed_kmh / 3.6 / _EARTH_RADIUS_M) ** 2 * 0.998
 
     def check(self, fix: Fix, last: Fix | None, now: datetime, *, backfill: bool = False) -> Verdict:
-        """Run the chain on `fix` given the vehicle's last stored fix and the current time."""
-        if not backfill and self._steps is self._default_steps:
-            try:
-                verdict = self._check_clean(fix, last, now)
-            except Exception:  # noqa: BLE001 - anything unusual is for the full chain
-                verdict = None
-            if verdict is not None:
-                return verdict
-        return self._check_chain(fix, last, now, backfill)
-
-    def accept_live(self, record: FixRecord, last: FixRecord | None, now_s: float) -> bool:
-        """The live chain's commonest verdict on epoch seconds, without a datetime or a Verdict:
-        True (counted ``accepted``) when ``check(fix, last_fix, now)`` would accept the fix
-        untouched for both the live position and the track, where ``record`` and ``last`` are
-        `store.live.FixRecord` s of the fix and of the vehicle's last live fix, both with UTC
-        times (as the decoder's are: a record's ``t`` is epoch seconds and cannot say otherwise)
-        and ``now_s`` is ``now.timestamp()``; False, with nothing counted,
-        when any step might act or a time is within a millisecond of a window's edge: `check`
-        then decides."""
-        if self._steps is not self._default_steps:
-            return False
-        # C doubles where Cython compiles this module: plain floats only (None and anything else
-        # go to `check`), so no value is converted that Python would compare differently. The
-        # records are read as tuples: a tuple subclass's item slot is CPython's generic one (a
-        # method call per item), where a tuple's is an array read.
-        if not isinstance(record, tuple) or (last is not None and not isinstance(last, tuple)):
-            return False
-        rec: tuple = cython.cast(tuple, record)
-        t_o, lat_o, lon_o = rec[1], rec[2], rec[3]
-        if type(t_o) is not float or type(lat_o) is not float or type(lon_o) is not float:
-            return False
-        t: cython.double = t_o
-        lat: cython.double = lat_o
-        lon: cython.double = lon_o
-        if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0) or (lat == 0.0 and lon == 0.0):
-            return False
-        x: cython.double
-        value = rec[4]  # speed, km/h
-        if value is not None:
-            if type(value) is not float:
-                return False
-            x = value
-            limit: cython.double = self.max_speed_kmh
-            sane: cython.double = _MAX_SANE_SPEED_KMH
-            if not (0.0 <= x <= limit and x <= sane):
-                return False
-        value = rec[5]  # course, degrees
-        if value is not None:
-            if type(value) is not float:
-                return False
-            x = value
-            if not 0.0 <= x <= 360.0:
-                return False
-        value = rec[6]  # altitude, m
-        if value is not None:
-            if type(value) is not float:
-                return False
-            x = value
-            if not -12_000.0 <= x <= 100_000.0:
-                return False
-        low: cython.double = _T_MIN
-        high: cython.double = _T_MAX
-        if not low < t < high:
-            return False
-        now: cython.double = now_s
-        past: cython.double = self._max_past_s
-        future: cython.double = self._max_future_s
-        if not now - past < t < now + future:
-            return False
-        if last is not None:
-            prev: tuple = cython.cast(tuple, last)
-            last_t, last_lat, last_lon = prev[1], prev[2], prev[3]
-            if type(last_t) is not float or type(last_lat) is not float or type(last_lon) is not float:
-                return False
-            x = last_t
-            edge: cython.double = _EDGE_S
-            if not t > x + edge:
-                return False
-            seconds: cython.double = t - x
-            if seconds < 1.0:
-                seconds = 1.0
-            rad: cython.double = _RAD
-            x = last_lat
-            dlat: cython.double = rad * (lat - x)
-            x = last_lon
-            dlon: cython.double = rad * (lon - x)
-            bound: cython.double = self._jump_bound
-            if dlat * dlat + dlon * dlon >= bound * seconds * seconds:
-                return False
-        counts = self.counts
-        if not isinstance(counts, dict):
-            raise TypeError(f"counts is a dict of counts, not {type(counts).__name__}")
-        tally: dict = cython.cast(dict, counts)  # dict's C calls: a Tally reads items through a Python slot
-        tally["accepted"] = tally.get("accepted", 0) + 1
-        return True
-
-    def _check_clean(self, fix: Fix, last: Fix | None, now: datetime) -> Verdict | None:
-        """The live chain for a fix that passes every step untouched (the common case), without a
-        call per step: the same verdict and counts, or None when any step might act (the full
-        chain then decides, from the start). The jump step uses an upper bound of the
-        great-circle distance (the flat-angle distance), so a fix near the limit goes the full way."""
-        lat, lon, time = fix.lat, fix.lon, fix.time
-        if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0) or (lat == 0.0 and lon == 0.0):
-            return None
-        speed = fix.speed_kmh
-        if speed is not None and not (0.0 <= speed <= self.max_speed_kmh and speed <= _MAX_SANE_SPEED_KMH):
-            return None
-        course = fix.course_deg
-        if course is not None and not 0.0 <= course <= 360.0:
-            return None
-        alt = fix.alt_m
-        if alt is not None and not -12_000.0 <= alt <= 100_000.0:
-            return None
-        if time.tzinfo is not _UTC or not _YEAR_MIN <= time.year <= _YEAR_MAX:
-            return None
-        if not now - self.max_past <= time <= now + self.max_future:
-            return None
-        if last is not None:
-            seconds = abs((time - last.time).total_seconds())
-            if seconds < 1.0:
-                seconds = 1.0
-            dlat = _RAD * (lat - last.lat)
-            dlon = _RAD * (lon - last.lon)
-            if dlat * dlat + dlon * dlon >= self._jump_bound * seconds * seconds:
-                return None
-            if time <= last.time:
-                self.counts["track_only:out_of_order"] += 1
-                return _new_verdict(fix, False, True, "out_of_order")
-        self.counts["accepted"] += 1
-        return _new_verdict(fix, True, True, None)
-
-    def _check_chain(self, fix: Fix, last: Fix | None, now: datetime, backfill: bool) -> Verdict:
-        """The chain step by step (see the module docstring)."""
+        """Run the chain on `fix` given the vehicle's last stored fix and the current time (see
+        the module docstring)."""
         counts = self.counts
         for name, step in self._steps:
             try:

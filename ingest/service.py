@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ingest import accel
 from runtime.clock import Clock
 from runtime.lifecycle import stop_on_signals, tune_gc_for_latency
 from messaging.mqtt import MqttClient, ReceivedMessage
@@ -35,7 +34,6 @@ from config.city import DEMO_SUBDIR
 from ingest.lanes import Batch, Lane, RateLimitedLog
 from ingest.readings import RejectedPayload
 from ingest.sensors import SensorIngest, SensorRegistry, load_profile_rows, rebirth_command
-from ingest import vehicles as vehicles_module
 from ingest.tally import Tally
 from ingest.vehicles import HeldWrites, VehicleIngest, parse_fleet_topic, valid_vehicle_id
 
@@ -507,8 +505,6 @@ async def serve(settings: Settings, redis_url: str, mqtt_url: str, stop: asyncio
     except Exception as exc:
         log.warning("ingest: sensor registry not refreshed from the city: %s", exc)
     await ingest.load_fleet()  # (else the timer retries: meanwhile every vehicle's messages are kept aside)
-    log.info("ingest: NMEA hot path %s", "compiled (ingest/accel.py)" if accel.is_compiled(vehicles_module)
-             else "in pure Python (no compiled modules: slower; see ingest/accel.py)")
     if await ingest.load_registry():
         try:
             restored = ingest.sensors.restore(await store.alarms())

@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Mapping
 
-import cython
-
-from store.live import FixRecord
-from ingest.fixes import FeedResult, Fix, NmeaStream, fix_from_values
-from ingest.plausibility import Plausibility
+from ingest.fixes import FeedResult, Fix, NmeaStream
+from ingest.plausibility import Plausibility, Verdict
+from ingest.records import FixRecord
 
 log = logging.getLogger(__name__)
 
@@ -111,19 +109,16 @@ class HeldWrites:
         held_counters: dict = self.counters
         order = self.order
         for fix in batch.fixes if batch.track is None else batch.track:
-            if not isinstance(fix, tuple):
-                raise TypeError(f"a fix record is a tuple, not {type(fix).__name__}")
-            row: tuple = cython.cast(tuple, fix)  # FixRecord: 0 vehicle id, 13 track
-            if not row[13]:
+            if not fix.track:
                 continue
-            vid = row[0]
+            vid = fix.vehicle_id
             records = tracks.get(vid)
             if records is None:
                 if vid not in held_counters:
                     order.append((now, vid))
                 tracks[vid] = [fix]
             else:
-                cython.cast(list, records).append(fix)  # the lists are this class's own
+                records.append(fix)
         for vid, deltas in batch.counters.items():
             if vid not in held_counters and vid not in tracks:
                 order.append((now, vid))
@@ -143,18 +138,10 @@ class HeldWrites:
         batch.counters = counters
 
 
-def _record(vehicle_id: str, fix: Fix, live: bool, track: bool, t: float | None = None,
-            _new=tuple.__new__) -> FixRecord:
-    """FixRecord of an accepted fix (``t``: ``fix.time.timestamp()`` when the caller has it)."""
-    return _new(FixRecord, (vehicle_id, fix.time.timestamp() if t is None else t, fix.lat, fix.lon, fix.speed_kmh,
-                            fix.course_deg, fix.alt_m, fix.quality, fix.mode, fix.sats, fix.hdop, fix.talker,
-                            live, track))
-
-
-def _fix_of(record: FixRecord | None) -> Fix | None:
-    """The Fix of a record of `_record` (None for None): the vehicles' last fixes are kept as
-    records, which the fast lane reads without a datetime."""
-    return None if record is None else fix_from_values(record[1:12])
+def _record(vehicle_id: str, fix: Fix, live: bool, track: bool) -> FixRecord:
+    """FixRecord of an accepted fix."""
+    return FixRecord(vehicle_id, fix.time.timestamp(), fix.lat, fix.lon, fix.speed_kmh, fix.course_deg, fix.alt_m,
+                     fix.quality, fix.mode, fix.sats, fix.hdop, fix.talker, live, track)
 
 
 class VehicleIngest:
@@ -165,70 +152,23 @@ class VehicleIngest:
         self.live_streams: dict[str, NmeaStream] = {}
         self.backfill_streams: dict[str, NmeaStream] = {}
         self.backfill_touched: dict[str, float] = {}
-        # each vehicle's last live / backfill fix, as its record (`_fix_of` gives the Fix back)
-        self.last_live: dict[str, FixRecord] = {}
-        self.last_backfill: dict[str, FixRecord] = {}
+        # each vehicle's last live / backfill fix
+        self.last_live: dict[str, Fix] = {}
+        self.last_backfill: dict[str, Fix] = {}
 
     def handle(self, vehicle_id: str, payload: bytes, received_at: float, backfill: bool,
                batch: VehicleBatch, stats: collections.Counter) -> None:
         """Decode one payload of a vehicle into the batch; never raises on payload content."""
+        when = datetime.fromtimestamp(received_at, timezone.utc)
+        streams = self.backfill_streams if backfill else self.live_streams
+        stream = streams.get(vehicle_id)
+        if stream is None:
+            stream = streams[vehicle_id] = NmeaStream()
         if backfill:
-            when = datetime.fromtimestamp(received_at, timezone.utc)
-            stream = self.backfill_streams.get(vehicle_id)
-            if stream is None:
-                stream = self.backfill_streams[vehicle_id] = NmeaStream()
             self.backfill_touched[vehicle_id] = received_at
-            result = stream.feed(payload, when, flush=False)
-        else:
-            stream = self.live_streams.get(vehicle_id)
-            if stream is None:
-                stream = self.live_streams[vehicle_id] = NmeaStream()
-            values = stream.feed_pair(payload)
-            if values is not None:
-                batch.seen[vehicle_id] = received_at
-                self._take_pair(vehicle_id, values, received_at, batch, stats)
-                return
-            when = datetime.fromtimestamp(received_at, timezone.utc)
-            result = stream.feed(payload, when, flush=True, pair=False)
+        result = stream.feed(payload, when, flush=not backfill)
         batch.seen[vehicle_id] = received_at
         self._take(vehicle_id, result, when, backfill, batch, stats)
-
-    def _take_pair(self, vehicle_id: str, values: tuple, received_at: float, batch: VehicleBatch,
-                   stats: collections.Counter, _new=tuple.__new__) -> None:
-        """`_take` of the one live fix `NmeaStream.feed_pair` gave (its values), for the commonest
-        verdict (`Plausibility.accept_live`) without the intermediate objects (no Fix, no
-        datetime); anything else goes through `_take` itself. Leaves exactly what `_take` of the
-        equivalent `feed` result would."""
-        # Where compiled, the batch's containers and the counts are typed locals: C calls, where
-        # an attribute's method is a Python call and a dict subclass (stats: a Tally or Counter)
-        # reads an item through a Python-level slot. get-then-set counts as += does on a Counter.
-        if not isinstance(stats, dict):
-            raise TypeError(f"stats is a dict of counts, not {type(stats).__name__}")
-        tally: dict = cython.cast(dict, stats)
-        counters: dict = batch.counters
-        found = counters.get(vehicle_id)
-        if found is None:
-            found = counters[vehicle_id] = {}
-        counter: dict = found  # counters are plain dicts
-        counter["sentences_ok"] = counter.get("sentences_ok", 0) + 2
-        counter["fix"] = counter.get("fix", 0) + 1
-        tally["nmea:sentences_ok"] = tally.get("nmea:sentences_ok", 0) + 2
-        tally["nmea:fix"] = tally.get("nmea:fix", 0) + 1
-        t, lat, lon, speed, course, alt, quality, mode, sats, hdop, talker = values
-        record = _new(FixRecord, (vehicle_id, t, lat, lon, speed, course, alt, quality, mode, sats, hdop, talker,
-                                  True, True))
-        last_live: dict = self.last_live
-        if not self.plausibility.accept_live(record, last_live.get(vehicle_id), received_at):
-            self._take(vehicle_id, FeedResult([fix_from_values(values)]),
-                       datetime.fromtimestamp(received_at, timezone.utc), False, batch, stats)
-            return
-        last_live[vehicle_id] = record
-        fixes: list = batch.fixes
-        fixes.append(record)
-        counter["fix_ok"] = counter.get("fix_ok", 0) + 1
-        tally["fix_ok"] = tally.get("fix_ok", 0) + 1
-        signals: dict = batch.signals
-        signals.pop(vehicle_id, None)
 
     def flush_idle_backfill(self, now: float, batch: VehicleBatch, stats: collections.Counter) -> None:
         """Complete the pending epoch of backfill streams that went quiet."""
@@ -241,8 +181,9 @@ class VehicleIngest:
                     self._take(vehicle_id, stream.flush(), when, True, batch, stats)
                 self.last_backfill.pop(vehicle_id, None)
 
-    def _take(self, vehicle_id: str, result, when: datetime, backfill: bool, batch: VehicleBatch,
+    def _take(self, vehicle_id: str, result: FeedResult, when: datetime, backfill: bool, batch: VehicleBatch,
               stats: collections.Counter) -> None:
+        """Count a feed's result, judge its fixes and add the accepted ones to the batch."""
         counter = batch.counters.get(vehicle_id)
         if counter is None:
             counter = batch.counters[vehicle_id] = {}
@@ -258,11 +199,7 @@ class VehicleIngest:
         last_map = self.last_backfill if backfill else self.last_live
         for fix in result.fixes:
             try:
-                last = _fix_of(last_map.get(vehicle_id))
-                if backfill:
-                    verdict = self._judge(vehicle_id, fix, last, when, backfill)
-                else:
-                    verdict = self.plausibility.check(fix, last, when)
+                verdict = self._judge(vehicle_id, fix, last_map.get(vehicle_id), when, backfill)
             except Exception:  # the chain isolates its steps; this is the last line of defence
                 stats["fix:check_error"] += 1
                 log.exception("plausibility failed for %s", vehicle_id)
@@ -275,15 +212,15 @@ class VehicleIngest:
             live = verdict.live
             if backfill:
                 # Backfill moves the live position only when newer than the live one.
-                current = _fix_of(self.last_live.get(vehicle_id))
+                current = self.last_live.get(vehicle_id)
                 live = verdict.live and (current is None or fix.time > current.time)
             record = _record(vehicle_id, fix, live, verdict.track)
             if verdict.live or (backfill and verdict.track):
-                prev = _fix_of(last_map.get(vehicle_id))
+                prev = last_map.get(vehicle_id)
                 if prev is None or fix.time > prev.time:
-                    last_map[vehicle_id] = record
+                    last_map[vehicle_id] = fix
             if backfill and live:
-                self.last_live[vehicle_id] = record
+                self.last_live[vehicle_id] = fix
             batch.fixes.append(record)
             name = "fix_ok" if live else "fix_track_only"
             counter[name] = counter.get(name, 0) + 1
@@ -291,14 +228,14 @@ class VehicleIngest:
             if live:
                 batch.signals.pop(vehicle_id, None)
 
-    def _judge(self, vehicle_id: str, fix: Fix, last: Fix | None, when: datetime, backfill: bool):
+    def _judge(self, vehicle_id: str, fix: Fix, last: Fix | None, when: datetime, backfill: bool) -> Verdict:
         """Run the plausibility chain. The first fix of a backfill stream is judged against the
         vehicle's newest live fix (so a receiver with the week-rollover bug sending 2006 dates
         today is repaired to today); when that refuses it, it is judged on its own, as the start
         of a recorded log from any year."""
         check = self.plausibility.check
         if backfill and last is None:
-            seed = _fix_of(self.last_live.get(vehicle_id))
+            seed = self.last_live.get(vehicle_id)
             if seed is not None:
                 verdict = check(fix, seed, when, backfill=True)
                 if verdict.live or verdict.track:

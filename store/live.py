@@ -3,12 +3,12 @@
 Keys (``{id}`` is a vehicle, user, service or token id):
 
 - ``veh:ids`` set of known vehicle ids; ``veh:geo`` GEO set of latest positions (nearest queries),
-  written by ZADD with the scores GEOADD would give (`ingest.fixpack.geo_score`).
+  written by GEOADD.
 - ``veh:fix`` hash, vehicle id -> the latest accepted fix as comma-separated ``t`` (UTC epoch s),
   ``lat``, ``lon`` (WGS84), ``spd`` km/h, ``crs`` deg, ``alt`` m, ``q`` quality, ``mode``,
   ``sats``, ``hdop``, ``talker`` (empty when unknown) and ``seen``, when the vehicle's last message
   of that write came (epoch s; lat and lon to 1e-9 degree, spd to 0.001 km/h, seen to the ms:
-  `ingest.fixpack.fix_text`) (see FIX_FIELDS, read with ``fix_fields``; texts written before
+  `store.fix_writes.fix_text`) (see FIX_FIELDS, read with ``fix_fields``; texts written before
   ``seen`` was added end at ``talker``); ``veh:seen`` hash, vehicle id -> its last message (epoch
   s) in a write without a fix (the vehicle's last message is the later of the two);
   ``veh:signal`` hash, vehicle id -> the no-fix reason while the receiver reports no usable fix
@@ -30,6 +30,8 @@ Keys (``{id}`` is a vehicle, user, service or token id):
 - ``session:{sha256 of token}`` string with TTL: login session (the key holds a SHA-256 of the
   token, never the token: ``store.login``); the accounts themselves are in PostgreSQL
   (``store.accounts``).
+- ``config:cookie_secret`` string: the secret signing the session cookies, created once and shared
+  by every web process (``store.login``).
 - ``login:pair:{address} {name}`` and ``login:addr:{address}`` hashes: the login throttle
   (``n`` attempts not proven right, ``until`` epoch s before which none is let through; see
   ``store.login``).
@@ -60,7 +62,7 @@ Sensors and alarms (``{sid}`` is a sensor id, ``{aid}`` an alarm id ``<sensor id
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable, Mapping, NamedTuple
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import orjson
@@ -69,7 +71,9 @@ import redis.asyncio as aioredis
 from store import redis_client
 from runtime.clock import Clock
 from store.db import Database
-from ingest.fixpack import NONE8, NONE16, TRACK_RECORD, fix_text, pack_fix, prepare  # noqa: F401 (re-exported)
+from ingest.records import FixRecord  # noqa: F401 (re-exported)
+from store.fix_writes import fix_text, prepare  # noqa: F401 (re-exported)
+from store.track_codec import NONE8, NONE16, TRACK_RECORD, pack_fix  # noqa: F401 (re-exported)
 from store.tracks import TrackStore
 from store.login import LoginStoreMixin, session_key  # noqa: F401 (re-exported)
 from store.sensors import (ALARM_ACKS, ALARM_EVENTS, ALARM_EVENTS_MAX, LIVE_ALARMS,  # noqa: F401 (re-exported)
@@ -79,8 +83,7 @@ LIVE_VEHICLES = "live:vehicles"
 # One ingest batch of fixes (see Store.write_fixes): ARGV[1] JSON of flat arrays (a table per row
 # would cost Lua an allocation each: decoding that was a third of the script's time), ARGV[2]
 # packed track records, ARGV[3] the live:vehicles message ('' for none). The latest-fix hashes and
-# the GEO set take a batch in a few variadic commands, the GEO set as ZADD of the geohash scores
-# the client computed (Lua would format every coordinate and GEOADD parse it back); each track is
+# the GEO set take a batch in a few variadic commands (GEOADD of lon, lat, id texts); each track is
 # one APPEND of its records, cut from ARGV[2] by length, to a key the client spells (no number
 # formatting in Lua); ``idx`` lists the tracks new to this ingest, whose expiry and hour index are
 # set.
@@ -101,7 +104,7 @@ if #d.fix > 0 and redis.call('HLEN', 'veh:signal') > 0 then  -- a fix clears its
   each('HDEL', 'veh:signal', fixed, 1000)
 end
 each('HSET', 'veh:signal', d.sig, 1000)  -- after: a signal after a fix in the batch stands
-each('ZADD', 'veh:geo', d.geo, 2000)
+each('GEOADD', 'veh:geo', d.geo, 3000)
 local at = 1
 for i = 1, #trk, 2 do
   redis.call('APPEND', trk[i], string.sub(blob, at, at + trk[i + 1] - 1))
@@ -136,30 +139,9 @@ if extra > 0 then
 end
 """
 
-# Packed track record: see ingest.fixpack (TRACK_RECORD).
+# Packed track record: see store.track_codec (TRACK_RECORD).
 TRACK_DTYPE = np.dtype([("ms", "<u4"), ("lat", "<i4"), ("lon", "<i4"), ("cms", "<u2"),
                         ("crs", "<u2"), ("alt", "<i2"), ("q", "u1"), ("sats", "u1")])
-
-
-class FixRecord(NamedTuple):
-    """One accepted fix on its way to Redis: where it goes (live position, track) and its values.
-    A named tuple: made in one step on the ingest's hot path, read by index in ingest.fixpack
-    (the field order is part of that module's contract)."""
-
-    vehicle_id: str
-    t: float
-    lat: float
-    lon: float
-    speed_kmh: float | None
-    course_deg: float | None
-    alt_m: float | None
-    quality: int | None
-    mode: str | None
-    sats: int | None
-    hdop: float | None
-    talker: str
-    live: bool
-    track: bool
 
 
 def unpack_track(hour: int, data: bytes) -> list[dict[str, Any]]:

@@ -1,23 +1,48 @@
-"""Packed track records (`ingest.fixpack.TRACK_RECORD`) decoded for readers, vectorised with numpy:
-a day of 1 Hz fixes is one call, not 86,400 Python steps. `decode_fixes` gives the fix dicts
+"""Packed track records: `pack_fix` writes one (the ingest's write path), numpy reads them back
+(a day of 1 Hz fixes is one call, not 86,400 Python steps). `decode_fixes` gives the fix dicts
 `store.live.unpack_track` gives (the same Python values: each field's values are computed once,
-by the same expressions, into tables indexed by the packed code); `fixes_json` gives the bytes
-orjson writes for those dicts with their ``time``, without making the dicts.
+by the same expressions, into tables indexed by the packed code); `fixes_json` gives orjson's
+bytes of those dicts with their ``time``.
+
+Packed track record (TRACK_RECORD): ms since the hour (uint32), lat and lon in 1e-7 degrees
+(int32), speed in cm/s (uint16), course in 0.01 degree (uint16), altitude in m (int16), fix quality
+(uint8), satellites (uint8): 20 bytes a fix; 0xFFFF / 0xFF / -32768 for unknown. The format of
+every track in Redis and in the PostgreSQL archive: never change it.
 """
 from __future__ import annotations
 
-import functools
+import struct
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
 import numpy as np
 import orjson
 
-from ingest.fixpack import NONE8, NONE16, TRACK_RECORD
-
+TRACK_RECORD = struct.Struct("<IiiHHhBB")
+NONE16 = 0xFFFF
+NONE8 = 0xFF
 RECORD = TRACK_RECORD.size  # 20 bytes a fix
 _DTYPE = np.dtype([("ms", "<u4"), ("lat", "<i4"), ("lon", "<i4"), ("cms", "<u2"),
                    ("crs", "<u2"), ("alt", "<i2"), ("q", "u1"), ("sats", "u1")])
+
+
+def _clamp(value: float | int | None, low: int, high: int, none: int, unit: float = 1.0) -> int:
+    """A field's packed code: ``none`` for None, else the value in ``unit`` s, rounded, in [low, high]."""
+    if value is None:
+        return none
+    return min(max(int(round(value / unit)), low), high)
+
+
+def pack_fix(fix: Any) -> tuple[int, bytes]:
+    """(UTC hour, 20-byte record) of a `ingest.records.FixRecord` for its track."""
+    hour, ms = divmod(int(round(fix.t * 1000)), 3_600_000)
+    course = None if fix.course_deg is None else fix.course_deg % 360.0
+    return hour, TRACK_RECORD.pack(
+        ms, int(round(fix.lat * 1e7)), int(round(fix.lon * 1e7)),
+        _clamp(fix.speed_kmh, 0, NONE16 - 1, NONE16, 0.036),
+        NONE16 if course is None else int(round(course * 100)) % 36000,
+        _clamp(fix.alt_m, -32767, 32767, -32768), _clamp(fix.quality, 0, NONE8 - 1, NONE8),
+        _clamp(fix.sats, 0, NONE8 - 1, NONE8))
 
 
 def _table(values: Iterable[Any]) -> np.ndarray:
@@ -99,140 +124,7 @@ def decode_fixes(hours: Iterable[tuple[int, bytes]], since: float, until: float,
              "sats": h, "time": i} for a, b, c, d, e, f, g, h, i in zip(*values)]
 
 
-# fixes_json: each fix is written as orjson writes its dict, as a row of fixed-width byte columns:
-# the constant key texts and each value's text (t, lat and lon from their integers by groups of
-# 4 digits, `_decimal`; the other fields from tables by code), padded with NUL bytes, which JSON
-# text never holds and which are then deleted.
-_KEYS = (b'{"t":', b',"lat":', b',"lon":', b',"speed_kmh":', b',"course_deg":', b',"alt_m":', b',"quality":',
-         b',"sats":', b',"time":"')
-
-
-@functools.cache
-def _token_tables() -> dict[str, np.ndarray]:
-    """orjson's text of every value of the table-decoded fields, by code; the minutes and seconds
-    of the ISO times by second of the hour, their tails by millisecond (made on first use)."""
-    def tokens(values: Iterable[Any]) -> np.ndarray:
-        return _texts([orjson.dumps(v) for v in values])
-
-    return {"speed_kmh": tokens(_SPEED.tolist()), "course_deg": tokens(_COURSE.tolist()),
-            "alt_m": tokens(_ALT.tolist()), "byte": tokens(_BYTE.tolist()),
-            "mmss": _texts([f"{s // 60:02d}:{s % 60:02d}".encode() for s in range(3600)]),
-            "tail": _texts([f.encode() + b'"},' for f in _FRACTION])}
-
-
-def _texts(texts: list[bytes]) -> np.ndarray:
-    """A byte-string array of these texts, its items 1, 2, 4, 8 or 16 bytes wide when they fit
-    (the sizes `_rows` copies fastest; the padding is NULs)."""
-    width = max(map(len, texts), default=1)
-    return np.array(texts, dtype=f"S{next((w for w in (1, 2, 4, 8, 16) if w >= width), width)}")
-
-
-def _float_tokens(values: np.ndarray) -> np.ndarray:
-    """orjson's text of each float, as a byte-string array."""
-    return np.array(orjson.dumps(values.tolist())[1:-1].split(b","), dtype="S")
-
-
-@functools.cache
-def _digit_tables() -> dict[str, np.ndarray]:
-    """The texts of the 4-digit groups of a decimal (S4), indexed by the group's value 0..9999 and,
-    plus 10,000, when another digit of the number makes its zeros shown (then all four digits):
-    ``lead`` without leading zeros, ``trail`` without trailing zeros, the ``_1`` ones "0" for 0."""
-    full = [f"{g:04d}" for g in range(10_000)]
-
-    def table(texts: list[str]) -> np.ndarray:
-        return np.array(texts + full, dtype="S4")
-
-    return {"lead": table([f.lstrip("0") for f in full]), "lead_1": table([f.lstrip("0") or "0" for f in full]),
-            "trail": table([f.rstrip("0") for f in full]), "trail_1": table([f.rstrip("0") or "0" for f in full])}
-
-
-def _decimal(k: np.ndarray, scale: int) -> list[np.ndarray | bytes]:
-    """The text of the numbers k / 10**scale (k an int64 array) as orjson writes the float nearest
-    to each, as parts for `_rows`: sign, the whole part by groups of 4 digits without leading zeros
-    (at least "0"), ".", the fraction by groups of 4 digits without trailing zeros (at least "0").
-
-    That is orjson's text when the decimal has at most 15 significant digits (then it is the
-    shortest that reads back as that float) and 1e-4 <= |value| < 1e16 or value == 0 (orjson's
-    plain notation, checked by `_plain`)."""
-    digits = _digit_tables()
-    whole, fraction = np.divmod(np.abs(k), 10 ** scale)
-    parts: list[np.ndarray | bytes] = []
-    if bool((k < 0).any()):
-        parts.append(np.where(k < 0, b"-", b""))
-    groups = max(1, -(-len(str(int(whole.max()))) // 4))
-    for g in range(groups - 1, -1, -1):  # most significant first
-        ahead = whole >= 10 ** (4 * (g + 1))  # a digit before this group: its zeros are shown
-        parts.append(digits["lead_1" if g == 0 else "lead"][whole // 10 ** (4 * g) % 10_000 + 10_000 * ahead])
-    parts.append(b".")
-    groups = -(-scale // 4)
-    padded = fraction * 10 ** (4 * groups - scale)
-    for g in range(groups - 1, -1, -1):  # most significant first
-        after = padded % 10 ** (4 * g) != 0  # a digit after this group: its zeros are shown
-        parts.append(digits["trail_1" if g == groups - 1 else "trail"][padded // 10 ** (4 * g) % 10_000 + 10_000 * after])
-    return parts
-
-
-def _number(k: np.ndarray, scale: int, value: np.ndarray | None = None) -> list[np.ndarray | bytes]:
-    """orjson's text of the floats k / 10**scale as parts for `_rows`; `value`: the floats to write
-    when computed otherwise (written by `_decimal` only if each is the float nearest to its k / 10**scale,
-    as a division gives: a time's hour start plus its milliseconds / 1000 is, but below 2**20 s).
-    By `_decimal`, or by orjson itself when it would write some otherwise."""
-    k = k.astype(np.int64)
-    nearest = k / 10 ** scale  # IEEE division: the float nearest to each decimal
-    if _plain(k, scale) and (value is None or np.array_equal(nearest, value)):
-        return _decimal(k, scale)
-    return [_float_tokens(nearest if value is None else value)]
-
-
-def _plain(k: np.ndarray, scale: int) -> bool:
-    """Whether `_decimal` writes these numbers as orjson does (see there)."""
-    a = np.abs(k)
-    return bool(a.max() < 10 ** 15 and (a[a != 0].min(initial=10 ** scale) >= 10 ** (scale - 4)))
-
-
-def _rows(parts: list[np.ndarray | bytes], n: int) -> bytes:
-    """Concatenate, row by row, byte-string arrays of n items and constant bytes, without the
-    padding of the arrays' items.
-
-    The rows are one array of fixed-size records: the constants are written once into a template
-    record copied to every row, each array into its field (a copy of items of 1, 2, 4, 8 or 16
-    bytes is numpy's fast path, hence the widths of the token tables); then the NULs go."""
-    widths = [part.dtype.itemsize if isinstance(part, np.ndarray) else len(part) for part in parts]
-    offsets = np.cumsum([0] + widths[:-1]).tolist()
-    template = bytearray(sum(widths))
-    for part, at in zip(parts, offsets):
-        if not isinstance(part, np.ndarray):
-            template[at:at + len(part)] = part
-    rows = np.full(n, np.void(bytes(template)))
-    for part, at in zip(parts, offsets):
-        if isinstance(part, np.ndarray):
-            field = np.dtype({"names": ["f"], "formats": [part.dtype], "offsets": [at],
-                              "itemsize": len(template)})
-            rows.view(field)["f"] = part
-    return rows.tobytes().translate(None, b"\0")  # one C pass (a boolean mask took longer)
-
-
 def fixes_json(hours: Iterable[tuple[int, bytes]], since: float, until: float) -> tuple[int, bytes]:
-    """(count, JSON array) of the fixes `decode_fixes` gives with their ``time``: the very bytes
-    ``orjson.dumps(decode_fixes(..., with_time=True))`` writes, made column by column."""
-    hours = list(hours)
-    rec, base, t = select(hours, since, until)
-    n = len(rec)
-    if n == 0:
-        return 0, b"[]"
-    if float(base.max()) >= _FAST_ISO_LIMIT or int(rec["ms"].max()) >= 3_600_000:
-        # far-future times (`_times` takes the slow path anyway), or a record past its hour
-        return n, orjson.dumps(decode_fixes(hours, since, until, with_time=True))
-    tables = _token_tables()
-    hour = base.astype(np.int64) // 3600  # in time order, as every record is within its hour
-    first = int(hour[0])
-    prefixes = _texts([_iso(h * 3600)[:14].encode() for h in range(first, int(hour[-1]) + 1)])  # YYYY-MM-DDTHH:
-    values = [_number(base.astype(np.int64) * 1000 + rec["ms"], 3, t), _number(rec["lat"], 7),
-              _number(rec["lon"], 7), [tables["speed_kmh"][rec["cms"]]], [tables["course_deg"][rec["crs"]]],
-              [tables["alt_m"][rec["alt"].astype(np.int32) + 32768]], [tables["byte"][rec["q"]]],
-              [tables["byte"][rec["sats"]]], [prefixes[hour - first]]]
-    parts: list[np.ndarray | bytes] = []
-    for key, value in zip(_KEYS, values):
-        parts += [key, *value]
-    parts += [tables["mmss"][rec["ms"] // 1000], tables["tail"][rec["ms"] % 1000]]
-    return n, b"".join((b"[", memoryview(_rows(parts, n))[:-1], b"]"))  # one copy of the rows, not two
+    """(count, JSON array) of the fixes `decode_fixes` gives with their ``time`` (orjson's text)."""
+    fixes = decode_fixes(hours, since, until, with_time=True)
+    return len(fixes), orjson.dumps(fixes)

@@ -2,7 +2,7 @@
 
 Owns the PostgreSQL table ``track_hours`` (migration 0005) and its day partitions
 ``track_hours_YYYYMMDD``: one row per vehicle per UTC hour, ``records`` the hour's packed 20-byte
-track records (`ingest.fixpack.TRACK_RECORD`) as Redis held them, ``source_bytes`` the length of
+track records (`store.track_codec.TRACK_RECORD`) as Redis held them, ``source_bytes`` the length of
 the Redis string they were last archived from.
 
 Reads the Redis keys ``trk:{id}:{hour}`` (the packed records of one UTC hour, appended by the
@@ -24,8 +24,7 @@ import redis.asyncio as aioredis
 from psycopg import sql
 
 from store.db import Database
-from ingest.fixpack import TRACK_RECORD
-from store.track_codec import decode_fixes
+from store.track_codec import TRACK_RECORD, decode_fixes
 
 RECORD = TRACK_RECORD.size  # 20 bytes a fix
 PARENT = "track_hours"

@@ -213,36 +213,20 @@ async def test_known_ids_are_added_to_the_vehicle_set_once_and_again_after_the_c
         await store.close()
 
 
-def test_geo_scores_are_the_ones_geoadd_gives(redis_url):
-    """The ingest ZADDs the latest positions with scores it computes (ingest.fixpack.geo_score),
-    so Redis neither formats nor parses coordinates: the same scores GEOADD gives, for random
-    points, the GEO range's edges and positions around them; None where GEOADD refuses."""
-    import random
-
-    import redis
-
-    from ingest.fixpack import GEO_LAT_LIMIT, geo_score
-
-    rng = random.Random(5)
-    points = [(rng.uniform(-180, 180), rng.uniform(-GEO_LAT_LIMIT, GEO_LAT_LIMIT)) for _ in range(3000)]
-    points += [(rng.uniform(73, 135), rng.uniform(18, 54)) for _ in range(3000)]  # China
-    edges = [-180.0, 180.0, 0.0, -0.0, 5e-324, -5e-324, 119.75123456789, 179.99999999999997]
-    points += [(lon, lat) for lon in edges for lat in (-GEO_LAT_LIMIT, GEO_LAT_LIMIT, 0.0, 36.3812345, 85.0511287)]
-    client = redis.Redis.from_url(redis_url)
+@pytest.mark.asyncio
+async def test_positions_go_into_the_geo_set_by_geoadd_and_one_beyond_its_range_stays_out(redis_url, database_url):
+    """The latest positions are GEOADDed (Redis computes the geohash); a latitude beyond GEO's
+    Web Mercator limit, which GEOADD refuses, keeps its latest fix but stays out of the GEO set,
+    and the rest of the batch is written."""
+    store = Store.from_url(redis_url, database_url)
     try:
-        pipe = client.pipeline(transaction=False)
-        for i, (lon, lat) in enumerate(points):
-            pipe.geoadd("g", (lon, lat, f"p{i}"))
-        pipe.execute()
-        want = client.zrange("g", 0, -1, withscores=True)
-        assert len(want) == len(points)
-        for member, score in want:
-            lon, lat = points[int(member[1:])]
-            assert float(geo_score(lon, lat)) == score, (lon, lat)  # the double ZADD parses and keeps
-        for lon, lat in [(180.0000001, 0.0), (-180.0000001, 0.0), (0.0, 85.0511288), (0.0, -85.0511288),
-                         (float("nan"), 0.0), (0.0, float("nan")), (0.0, 90.0)]:
-            assert geo_score(lon, lat) is None
-            with pytest.raises(redis.ResponseError):
-                client.geoadd("g", (lon, lat, "out"))
+        t0 = 1_700_000_000.0
+        fixes = [_fix("V1", t0, 36.3812345, 119.7512345), _fix("V2", t0, 89.5, 10.0), _fix("V3", t0, 0.0, -180.0)]
+        await store.write_fixes(fixes, {}, seen=dict.fromkeys(["V1", "V2", "V3"], t0), retention_s=3600)
+        near = dict(await store.nearest_vehicles(119.7512345, 36.3812345, 1000))
+        assert list(near) == ["V1"] and near["V1"] < 0.5
+        assert [vid for vid, _ in await store.nearest_vehicles(-180.0, 0.0, 1000)] == ["V3"]
+        assert {v["id"]: v["fix"]["lat"] for v in await store.vehicles(now=t0)} == {"V1": 36.3812345, "V2": 89.5,
+                                                                                   "V3": 0.0}
     finally:
-        client.close()
+        await store.close()

@@ -14,7 +14,6 @@ import tornado.httpclient
 
 from store.live import TRACK_RECORD, FixRecord, Store, unpack_track
 from store.tracks import TrackStore, merge_records, partition_name
-from store import track_codec
 from store.track_codec import decode_fixes, fixes_json
 from services.track_archiver import TrackArchiver
 from store.db import Database
@@ -94,28 +93,6 @@ def test_the_json_of_no_fixes_and_of_a_record_past_its_hour():
     expected = decode_fixes(hours, 0.0, 1e10, with_time=True)
     assert [f["t"] for f in expected] == [HOUR * 3600 + 0.005, HOUR * 3600 + 3600.0]
     assert fixes_json(hours, 0.0, 1e10) == (2, orjson.dumps(expected))
-
-
-EDGES = [0, 1, -1, 999, -999, 1000, -1000, 1001, 9999, 10_000, 10_000_000, -10_000_000, 10_000_001, 12_340_000,
-         123_456_789, -123_456_789, 900_000_000, -900_000_000, 2 ** 31 - 1, -2 ** 31]
-
-
-@pytest.mark.parametrize("small", [True, False])  # |degrees| < 1e-4 (orjson's own text) or none (digit groups)
-@pytest.mark.parametrize("ordered", [True, False])  # records in time order (a slice) or not (sorted)
-def test_the_json_of_edge_coordinates_and_times(small, ordered, monkeypatch):
-    """The digit-group writing of t, lat and lon gives orjson's bytes at group and sign edges."""
-    if not small:  # every number written by digit groups, none by orjson
-        monkeypatch.setattr(track_codec, "_float_tokens", None)
-    values = [v for v in EDGES if small or abs(v) == 0 or abs(v) >= 1000]
-    ms = sorted([0, 1, 10, 100, 999, 1000, 1001, 1010, 1100, 59_999, 60_000, 3_599_999] * 3)
-    records = [TRACK_RECORD.pack(m, values[i % len(values)], values[-1 - i % len(values)], i, i, i, i, i)
-               for i, m in enumerate(ms)]
-    hours = [(HOUR - 1, b"".join(records if ordered else records[::-1])), (HOUR, b"".join(records[:5]))]
-    expected = decode_fixes(hours, 0.0, 1e10, with_time=True)
-    assert fixes_json(hours, 0.0, 1e10) == (len(expected), orjson.dumps(expected))
-    since, until = (HOUR - 1) * 3600 + 0.01, HOUR * 3600 + 1.0
-    inside = [fix for fix in expected if since <= fix["t"] <= until]
-    assert fixes_json(hours, since, until) == (len(inside), orjson.dumps(inside))
 
 
 A, B, C = (TRACK_RECORD.pack(ms, 1, 2, 3, 4, 5, 6, 7) for ms in (1, 2, 3))
