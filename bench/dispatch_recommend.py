@@ -17,7 +17,8 @@ from datetime import datetime, timezone
 
 from bench.common import emit, percentile, progress
 from command.dispatch import Crew, assign_jointly, eligible, rank
-from command.tickets import Actor, Category, Role, Urgency, new_ticket
+from command.ticket_fields import new_ticket
+from command.ticket_model import Actor, Category, Role, Urgency
 
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
 CATEGORIES = list(Category)

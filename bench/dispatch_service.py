@@ -24,7 +24,8 @@ from pathlib import Path
 
 from bench.common import emit, percentile, progress
 from command.dispatch import Crew, eligible
-from command.tickets import Actor, Category, Role, Urgency, new_ticket
+from command.ticket_fields import new_ticket
+from command.ticket_model import Actor, Category, Role, Urgency
 from gis.layers import load_profile
 from services.dispatch import DispatchManager, road_graph
 

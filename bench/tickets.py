@@ -222,7 +222,7 @@ def _load_closed(database_url: str, count: int) -> None:
     import psycopg
 
     from store.ticket_records import TICKET_COLUMNS, TicketRecord, ticket_row
-    from command.tickets import State
+    from command.ticket_model import State
 
     if count <= 0:
         return

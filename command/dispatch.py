@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from command.tickets import URGENCY_RANK, Category, State, Ticket, TicketType, Urgency, as_utc
+from command.ticket_model import URGENCY_RANK, Category, State, Ticket, TicketType, Urgency, as_utc
 
 DEFAULT_STALE_AFTER_S = 30.0
 DEFAULT_STALE_PENALTY_S = 120.0

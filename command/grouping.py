@@ -33,9 +33,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from command.errors import CommandError, ValidationError
-from command.tickets import (
-    OPEN_STATES, State, Actor, AuditEvent, Category, Channel, Ticket, TicketType, apply, as_utc,
-)
+from command.tickets import apply
+from command.ticket_model import OPEN_STATES, State, Actor, AuditEvent, Category, Channel, Ticket, TicketType, as_utc
 
 DEFAULT_WINDOW = timedelta(minutes=30)
 # words of a call that reports the failure itself (the onset), not a symptom of it (停水, 水压低, 水发黄)

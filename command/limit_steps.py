@@ -24,7 +24,7 @@ import enum
 
 from command.limits import Level, Stage
 from command.routing import RouteKind
-from command.tickets import UNIT_STATES, State
+from command.ticket_model import UNIT_STATES, State
 
 
 class Step(str, enum.Enum):

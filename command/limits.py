@@ -74,9 +74,8 @@ from typing import Any
 
 from command.calendar import DEFAULT_CALENDAR, WorkCalendar
 from command.errors import ValidationError
-from command.tickets import (
-    FIELD_STATES, POOL_STATES, URGENCY_RANK, AreaClass, Category, State, Ticket, TicketType,
-    Urgency, as_utc,
+from command.ticket_model import (
+    FIELD_STATES, POOL_STATES, URGENCY_RANK, AreaClass, Category, State, Ticket, TicketType, Urgency, as_utc,
 )
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from command.errors import Forbidden, ValidationError
 from command.grouping import Incident
-from command.tickets import CENTER_TZ, Actor, Category, Role, as_utc
+from command.ticket_model import CENTER_TZ, Actor, Category, Role, as_utc
 
 MAX_ETR_AHEAD = timedelta(days=30)
 NEAR_M = 300.0

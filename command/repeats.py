@@ -29,8 +29,9 @@ from typing import Any
 
 from command.errors import ValidationError
 from command.grouping import is_onset, reports_onset
-from command.tickets import (
-    OPEN_STATES, SYSTEM_ACTOR, Actor, AuditEvent, Category, Channel, Color, Ticket, TicketType, apply, as_utc,
+from command.tickets import apply
+from command.ticket_model import (
+    OPEN_STATES, SYSTEM_ACTOR, Actor, AuditEvent, Category, Channel, Color, Ticket, TicketType, as_utc,
     normalize_phone,
 )
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from command.errors import ValidationError
-from command.tickets import REVIEWER_ROLES, Role, Ticket, TicketType
+from command.ticket_model import REVIEWER_ROLES, Role, Ticket, TicketType
 
 __all__ = ["ReviewTable", "DEFAULT_REVIEW", "NO_REVIEW", "STEP_NAMES", "table_from_config", "waiting_step"]
 

@@ -38,9 +38,8 @@ from datetime import datetime
 from typing import Any
 
 from command.errors import CommandError, Forbidden, InvalidTransition, ValidationError
-from command.tickets import (
-    FIELD_STATES, TERMINAL_STATES, Actor, AuditEvent, Role, Ticket, TicketType, apply,
-)
+from command.tickets import apply
+from command.ticket_model import FIELD_STATES, TERMINAL_STATES, Actor, AuditEvent, Role, Ticket, TicketType
 
 __all__ = ["RouteKind", "Route", "RoutingRow", "RoutingTable", "DEFAULT_ROUTING", "RouteRefused",
            "UnitOverrideRefused", "route", "table_from_config", "check_crew_dispatch", "unit_refusal",

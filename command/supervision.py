@@ -27,7 +27,8 @@ from typing import Any
 from command.errors import ValidationError
 from command.limit_steps import STEP_TEXT, Step, step_of
 from command.limits import Level, LimitStatus
-from command.tickets import CENTER_TZ, OPEN_STATES, Actor, AuditEvent, Color, Ticket, apply, as_utc
+from command.tickets import apply
+from command.ticket_model import CENTER_TZ, OPEN_STATES, Actor, AuditEvent, Color, Ticket, as_utc
 
 AUTO_DEADLINE = timedelta(hours=24)        # the rules' 督办, and a supervisor's without a deadline
 ESCALATION_DEADLINE = timedelta(hours=24)  # the unit above answers within this after an escalation

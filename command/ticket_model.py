@@ -1,7 +1,7 @@
 """Ticket data: enums, the `Ticket` and `AuditEvent` records, actors, numbers and phone numbers.
 
-Split from `command.tickets` (which re-exports everything here) to keep modules small; the
-lifecycle table and the functions that change tickets live in `command.tickets`.
+The lifecycle table and `apply` live in `command.tickets`, the actions' effects in
+`command.ticket_effects`, `new_ticket` in `command.ticket_fields`.
 """
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from store.live import Store
 from store.fleet import Audit, FleetStore
 from store.tickets import TicketStore
 from command.dispatch import Crew
-from command.tickets import FIELD_STATES, URGENCY_RANK, Category, Ticket, Urgency
+from command.ticket_model import FIELD_STATES, URGENCY_RANK, Category, Ticket, Urgency
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,12 +22,12 @@ import numpy as np
 import shapely
 
 from store.dispatch import DispatchStore
-from store.tickets import TicketRecord
+from store.ticket_records import TicketRecord
 from command import dispatch as domain
 from command.errors import Conflict, ValidationError
 from command.grouping import Incident, decide, is_symptom_call
 from command.routing import RouteKind, check_crew_dispatch, why_of
-from command.tickets import (
+from command.ticket_model import (
     FIELD_STATES, POOL_STATES, SYSTEM_ACTOR, TERMINAL_STATES, URGENCY_RANK, Actor, Role, Ticket,
 )
 from gis.crs import distance_m

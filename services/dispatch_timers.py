@@ -18,7 +18,7 @@ from command import dispatch as domain
 from command.errors import CommandError, Conflict
 from command.limit_steps import alarm_text, step_of
 from command.limits import alarms as limit_alarms, escalation
-from command.tickets import SYSTEM_ACTOR, State, Ticket
+from command.ticket_model import SYSTEM_ACTOR, State, Ticket
 from gis.crs import distance_m
 from services.dispatch import DispatchManager
 

@@ -23,14 +23,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from store.incidents import IncidentStore
-from store.tickets import Extra, GuardFailed, IncidentWrite, TicketWrite
+from store.ticket_records import GuardFailed, IncidentWrite, TicketWrite
+from store.ticket_writes import Extra
 from command import grouping, outages
 from command.coordinates import check_point
 from command.errors import Conflict, ValidationError
 from command.outages import IncidentEvent, Notice
-from command.tickets import SYSTEM_ACTOR, Actor, Category, State, apply
+from command.tickets import apply
+from command.ticket_model import SYSTEM_ACTOR, Actor, Category, State
 from gis.crs import distance_m
-from services.tickets import IncidentNotFound, TicketManager
+from services.tickets import TicketManager
+from services.ticket_incidents import IncidentNotFound
 
 _RETRIES = 8
 _SCAN = 500  # open incidents looked at for a caller's place (the newest)

@@ -36,12 +36,13 @@ import tornado.httpclient
 
 from store.dispatch import DispatchStore
 from store.police import PoliceStore
-from store.tickets import Extra, TicketRecord
+from store.ticket_records import TicketRecord
+from store.ticket_writes import Extra
 from store.streams import pause, stop_if_cancelled
 from command import police
 from command.cap import to_cap
 from command.errors import CommandError, Conflict, InvalidTransition, TicketNotFound, ValidationError
-from command.tickets import Actor, AuditEvent, Category, Channel, Role, Ticket, TicketType
+from command.ticket_model import Actor, AuditEvent, Category, Channel, Role, Ticket, TicketType
 from services.tickets import TicketManager
 
 log = logging.getLogger(__name__)

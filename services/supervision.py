@@ -20,7 +20,7 @@ from store.units import UnitStore
 from store.ticket_records import TicketRecord
 from command import supervision as rules
 from command.errors import CommandError, TicketNotFound
-from command.tickets import OPEN_STATES, SYSTEM_ACTOR, Actor, Role, Ticket
+from command.ticket_model import OPEN_STATES, SYSTEM_ACTOR, Actor, Role, Ticket
 from services.tickets import TicketManager
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,6 @@
 """Sensor alarms → proactive repair tickets (主动抢修): where a sensor is, which alarms open a
-ticket, and the consumer of the alarm event stream.
+ticket, the ticket manager's part that opens, notes and confirms them (`AlarmTickets`), and the
+consumer of the alarm event stream.
 
 An alarm event (from the sensor ingest, stream ``alarms:events``) has the fields ``type``
 (raised | escalated | acknowledged | cleared) and ``alarm`` (JSON of ``ingest.alarms.Alarm``:
@@ -22,18 +23,20 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 
-from store.tickets import ALARM_EVENTS
+from store.sensors import ALARM_EVENTS
 from store.streams import consume_group
-from command.errors import CommandError
-from command.tickets import Category
-
-if TYPE_CHECKING:
-    from services.tickets import TicketManager
+from store.ticket_records import GuardFailed, IncidentWrite, TicketRecord
+from command import grouping
+from command.errors import CommandError, ValidationError
+from command.ticket_model import SYSTEM_ACTOR, Category, Channel, TicketType
+from command.tickets import apply
+from services.ticket_core import RETRIES, backoff
+from services.ticket_intake import ProactiveRef, TicketIntake
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +144,76 @@ def alarm_key(alarm: Mapping[str, Any]) -> str:
     return f"{alarm['alarm_id']}@{int(alarm_time(alarm).timestamp())}"
 
 
-async def consume_alarms(manager: "TicketManager", store_redis: aioredis.Redis, stop: asyncio.Event, *,
+class AlarmTickets(TicketIntake):
+    """The ticket manager's proactive tickets: an alarm event opens, notes or confirms one."""
+
+    async def on_alarm_event(self, event: Mapping[Any, Any]) -> TicketRecord | None:
+        """Handle one alarm event: a critical raised/escalated alarm of a watched kind opens one
+        proactive ticket at the asset (idempotent per alarm episode) and confirms its incident; a
+        cleared alarm is noted on that ticket's timeline but does not close it."""
+        kind, alarm = parse_alarm_event(event)
+        site = self.sensors.get(str(alarm["sensor_id"]))
+        if site is None or site.category is None:
+            return None
+        key = alarm_key(alarm)
+        existing = await self.store.alarm_ticket(key)
+        if kind == "cleared":
+            if existing is not None:
+                return await self._note_alarm(existing, alarm, "cleared")
+            return None
+        if kind not in ("raised", "escalated") or existing is not None:
+            return None if existing is None else await self.store.get(existing)
+        what = proactive_kind(site, alarm)
+        if what is None:
+            return None
+        raised = alarm_time(alarm)
+        if self.clock() - raised > self.alarm_max_age:
+            return None
+        fields = {"channel": Channel.SENSOR.value, "category": site.category.value,
+                  "type": TicketType.REPAIR.value, "urgency": self.alarm_urgency.value,
+                  "description": f"{PROACTIVE_TITLES[what]}：{site.name}（{site.sensor_id}）"
+                                 f" 值 {alarm.get('value')} 阈值 {alarm.get('threshold')}",
+                  "address": site.name, "lon": site.lon, "lat": site.lat,
+                  "alarm_id": str(alarm["alarm_id"])[:64]}
+        try:
+            result = await self.create(fields, SYSTEM_ACTOR, link=False,
+                                       alarm=ProactiveRef(key, site.asset_id, site.supply_area, site.dma),
+                                       tags=[what])
+        except GuardFailed:
+            return await self.store.get(await self.store.alarm_ticket(key) or "")
+        if result.incident_id and site.supply_area:
+            await self._confirm_incident(result.incident_id, alarm, site, raised)
+        return result.record
+
+    async def _confirm_incident(self, incident_id: str, alarm: Mapping[str, Any], site: SensorSite,
+                                raised: datetime) -> None:
+        ref = grouping.AlarmRef(str(alarm["alarm_id"]), site.asset_id or "", site.supply_area or "",
+                                site.category or Category.OTHER, raised, site.dma)
+        for attempt in range(RETRIES):
+            incident, rev = await self.incident(incident_id)
+            try:
+                confirmed = grouping.add_alarm(incident, ref)
+            except ValidationError:
+                return  # the incident suspects another asset: the ticket stays its own call
+            if confirmed == incident:
+                return
+            try:
+                await self.store.save([], [IncidentWrite(confirmed, rev + 1, incident)])
+                self._note_incident_writes([IncidentWrite(confirmed, rev + 1, incident)])
+                return
+            except GuardFailed:
+                if attempt == RETRIES - 1:
+                    raise
+                await backoff(attempt)
+
+    async def _note_alarm(self, number: str, alarm: Mapping[str, Any], what: str) -> TicketRecord:
+        return await self._change(number, lambda previous: apply(
+            previous.ticket, "note", actor=SYSTEM_ACTOR, now=self.clock(),
+            note="传感器告警已恢复" if what == "cleared" else what,
+            data={"alarm_id": str(alarm["alarm_id"]), "alarm": what}))
+
+
+async def consume_alarms(manager: AlarmTickets, store_redis: aioredis.Redis, stop: asyncio.Event, *,
                          consumer: str | None = None, block_ms: int = 1000, batch: int = 100) -> None:
     """Feed alarm events to `manager.on_alarm_event` through the consumer group ``tickets``.
 

@@ -13,7 +13,9 @@ from command.limit_steps import step_of
 from command.repeats import needs_supervision
 from command.review import waiting_step
 from command.routing import CREW_ACTIONS, SET_UNIT, RouteKind, may_set_unit, why_of
-from command.tickets import Actor, allowed_actions, to_dict
+from command.tickets import allowed_actions
+from command.ticket_json import to_dict
+from command.ticket_model import Actor
 
 _TIME_SUFFIX = "+00:00"
 

@@ -42,18 +42,20 @@ from store.live import Store
 from store.dispatch import CHANGES_GROUP, DispatchStore
 from store.police import PoliceStore
 from store.supervision import SupervisionStore
-from store.tickets import CHANGES_STREAM
+from store.ticket_publish import CHANGES_STREAM
 from store.units import UnitStore
 from store.streams import consume_group, pause
 from command.errors import CommandError
-from command.tickets import POOL_STATES, Channel
+from command.ticket_model import POOL_STATES, Channel
 from services.crews import CrewRegistry, crews_from_city
 from services.dispatch import DispatchManager, is_creation, road_graph
 from services.dispatch_timers import DispatchTimers
 from services.incidents import IncidentService
 from services.police_link import PoliceLink, Send
 from services.supervision import SupervisionService, overdue_stages
-from services.tickets import TicketManager, build_manager, consume_alarms, utc_now
+from services.tickets import TicketManager, build_manager
+from services.ticket_alarms import consume_alarms
+from services.ticket_core import utc_now
 from services.track_archiver import TrackArchiver
 
 log = logging.getLogger(__name__)

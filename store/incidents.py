@@ -26,9 +26,9 @@ import orjson
 import psycopg
 
 from store.db import Database
-from store.tickets import Extra
+from store.ticket_writes import Extra
 from command.outages import IncidentEvent, Notice
-from command.tickets import Category
+from command.ticket_model import Category
 
 log = logging.getLogger(__name__)
 

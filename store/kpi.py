@@ -46,7 +46,7 @@ import psycopg
 import redis.asyncio as aioredis
 
 from store.db import Database
-from store.tickets import CHANGES_STREAM
+from store.ticket_publish import CHANGES_STREAM
 from command.kpi import (
     COLUMNS, COUNT_COLUMNS, ENUM_COLUMNS, FLOAT_COLUMNS, ID_COLUMNS, MET_COLUMNS, Codes, KpiFrame,
 )

@@ -44,7 +44,7 @@ from psycopg.types.json import Jsonb
 from store import migrate_rows as rows
 from store.migrate_rows import COLUMNS
 from store.ticket_records import INCIDENT_COLUMNS, TICKET_COLUMNS, incident_from_dict, incident_row
-from command.tickets import NUMBER_RE
+from command.ticket_model import NUMBER_RE
 
 BATCH = 500
 # One statement per batch of tickets: a JSON array of `migrate_rows.ticket_item`s, the rows typed

@@ -62,7 +62,7 @@ _DELETE = "DELETE FROM ticket_changes WHERE id = ANY(%s)"
 
 def default_publish() -> Publish:
     """The tickets store's publication (stream ``tkt:changes`` and channel ``live:tickets``)."""
-    from store.tickets import publish_changes
+    from store.ticket_publish import publish_changes
 
     return publish_changes
 

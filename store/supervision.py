@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import psycopg
 
 from store.db import Database
-from store.tickets import Extra
+from store.ticket_writes import Extra
 
 __all__ = ["SupervisionStore", "SupervisionChanged", "supervision_record"]
 

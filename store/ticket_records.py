@@ -16,7 +16,8 @@ import orjson
 
 from command.coordinates import GEO_LAT_LIMIT, CoordinateError, geo_pair_ok
 from command.grouping import Incident
-from command.tickets import OPEN_STATES, URGENCY_RANK, AuditEvent, Category, Ticket, from_dict, to_dict
+from command.ticket_json import from_dict, to_dict
+from command.ticket_model import OPEN_STATES, URGENCY_RANK, AuditEvent, Category, Ticket
 
 # the columns of `tickets`, in the order `ticket_row` gives them (`open` is generated)
 TICKET_COLUMNS = ("number", "version", "state", "category", "type", "urgency", "urgency_rank", "color",
@@ -27,6 +28,14 @@ INCIDENT_COLUMNS = ("incident_id", "rev", "category", "supply_area", "first_call
                     "areas", "feeder")
 
 
+_ALARM_GUARD = "alarm:"  # the guard of an alarm's one proactive ticket (table alarm_tickets)
+
+
+def alarm_guard(alarm_key: str) -> str:
+    """The `GuardFailed.key` of an alarm episode's claim of its one proactive ticket."""
+    return _ALARM_GUARD + alarm_key
+
+
 class GuardFailed(Exception):
     """A precondition of a write did not hold (an incident changed, an alarm already has a ticket).
     `key` names what was guarded: ``incident:<id>``, ``alarm:<alarm_key>`` or ``incident-area:<area>``."""
@@ -35,6 +44,11 @@ class GuardFailed(Exception):
         super().__init__(f"guard on {key} failed (current: {actual!r})")
         self.key = key
         self.actual = actual
+
+    @property
+    def alarm_claimed(self) -> bool:
+        """Whether the guard was an alarm's claim: the alarm has its proactive ticket already."""
+        return self.key.startswith(_ALARM_GUARD)
 
 
 @dataclass(frozen=True)

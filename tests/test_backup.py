@@ -26,7 +26,7 @@ from servers import postgres as pg_server
 from store.db import Database, migrate
 from servers.embedded import free_port
 from store.tickets import TicketStore
-from command.tickets import Actor, Role
+from command.ticket_model import Actor, Role
 from services.kpi_query import parse_query, report_payload
 from services.kpi_service import KpiService
 from services.tickets import TicketManager

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from command.outages import wall_time
-from command.tickets import CENTER_TZ
+from command.ticket_model import CENTER_TZ
 from tests.procs import start_demo
 from tests.test_browser import ConsoleWatch, browser, pytestmark  # noqa: F401  (marks, the chromium fixture)
 from tests.test_browser_desk import ARTIFACTS, _login

@@ -14,7 +14,9 @@ from command.dispatch import (
     Crew, DispatchPolicy, acceptance_timed_out, assign_jointly, eligible, greedy_assignment,
     next_candidate, policy, rank, recommend,
 )
-from command.tickets import Actor, Category, Role, TicketType, Urgency, apply, new_ticket
+from command.tickets import apply
+from command.ticket_fields import new_ticket
+from command.ticket_model import Actor, Category, Role, TicketType, Urgency
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
 W, P, G = Category.WATER, Category.POWER, Category.GAS

@@ -318,7 +318,8 @@ async def test_pruned_routing_ranks_exactly_as_routing_every_candidate(seed):
     import random
 
     from command.dispatch import Crew, recommend, eligible
-    from command.tickets import Actor, Role, new_ticket
+    from command.ticket_fields import new_ticket
+    from command.ticket_model import Actor, Role
     from services.dispatch import DispatchManager, road_graph
 
     rng = random.Random(seed)

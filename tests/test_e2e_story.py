@@ -19,7 +19,7 @@ import urllib.request
 import pytest
 
 from command.grouping import reports_onset
-from command.tickets import Category
+from command.ticket_model import Category
 from tests.procs import PASSWORD, start_demo
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(420)]

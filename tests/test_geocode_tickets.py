@@ -18,9 +18,11 @@ from shapely.geometry import Point, box
 from config.city import CityLayers
 from servers.embedded import free_port
 from store.live import Store
-from store.tickets import TicketRecord, TicketStore
+from store.tickets import TicketStore
+from store.ticket_records import TicketRecord
 from command.geocoding import MIN_SCORE, placement
-from command.tickets import Actor, Role, new_ticket
+from command.ticket_fields import new_ticket
+from command.ticket_model import Actor, Role
 from gis.crs import distance_m
 from gis.lookup import SpatialLookup
 from services.tickets import TicketManager

@@ -11,7 +11,8 @@ import pytest
 from command.grouping import (
     AlarmRef, add_alarm, add_call, decide, find_incident, group_call, is_symptom_call, match_alarm,
 )
-from command.tickets import Actor, Category, Role, new_ticket
+from command.ticket_fields import new_ticket
+from command.ticket_model import Actor, Category, Role
 
 T0 = datetime(2026, 12, 7, 2, 0, tzinfo=timezone.utc)
 M = timedelta(minutes=1)

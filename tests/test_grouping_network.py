@@ -12,7 +12,9 @@ from command.grouping import (
     AlarmRef, NotThePrimary, add_alarm, add_call, check_dispatch, decide, find_incident, group_call, is_onset,
     is_symptom_call, match_alarm, open_incident, promote_primary,
 )
-from command.tickets import Actor, Category, Role, apply, new_ticket
+from command.tickets import apply
+from command.ticket_fields import new_ticket
+from command.ticket_model import Actor, Category, Role
 
 T0 = datetime(2026, 12, 7, 2, 0, tzinfo=timezone.utc)
 M = timedelta(minutes=1)

@@ -22,7 +22,8 @@ from store.tickets import TicketStore
 from gis.crs import from_metres, gk_zone_epsg, to_metres
 from gis.lookup import SpatialLookup
 from services.kpi_service import KpiService
-from services.tickets import TicketManager, sensor_sites
+from services.tickets import TicketManager
+from services.ticket_alarms import sensor_sites
 from tests.conftest import test_settings
 from tests.test_openapi import validate
 from tests.test_ticket_api import PASSWORD, Api, Clock, city  # noqa: F401  (city: the two-grid fixture)

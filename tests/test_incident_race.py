@@ -11,7 +11,7 @@ import pytest
 
 from store.live import Store
 from store.tickets import TicketStore
-from command.tickets import Actor, Role
+from command.ticket_model import Actor, Role
 from services.tickets import TicketManager
 from tests.cities import write_city
 from tests.test_grouping_service import CITY, T0, area, ll

@@ -11,11 +11,13 @@ import math
 
 import pytest
 
-from store.tickets import TicketRecord, TicketStore, TicketWrite
+from store.tickets import TicketStore
+from store.ticket_records import TicketRecord, TicketWrite
 from command.coordinates import (
     GEO_LAT_LIMIT, CoordinateError, OutsideServiceArea, ServiceArea, check_optional_point, check_point, parse_point,
 )
-from command.tickets import SYSTEM_ACTOR, new_ticket
+from command.ticket_fields import new_ticket
+from command.ticket_model import SYSTEM_ACTOR
 from services.tickets import TicketManager, service_area_of
 from tests.test_ticket_api import T0, Clock, _serve, city  # noqa: F401  (city is a fixture used here)
 

@@ -19,7 +19,10 @@ from command.kpi import (
 from config.limit_files import load_calendar, load_limits, load_policy
 from command.kpi_facts import LimitTable, TicketAccumulator, read_event
 from command.limits import Level, escalation
-from command.tickets import Actor, Role, apply, event_to_dict, new_ticket, ticket_number
+from command.tickets import apply
+from command.ticket_fields import new_ticket
+from command.ticket_json import event_to_dict
+from command.ticket_model import Actor, Role, ticket_number
 from command.ticket_model import CENTER_TZ
 from services.kpi_service import KpiService, shipped_policy
 from tests.conftest import test_settings

@@ -13,9 +13,10 @@ from command.limits import (
     DEFAULT_POLICY, Level, LimitRule, Stage, Unit, alarms, deadlines, escalation, policy_from_config,
     queue_key, stamp, with_deadlines,
 )
-from command.tickets import (
-    Actor, AreaClass, Category, Role, State, TicketType, Urgency, apply, from_dict, new_ticket, to_dict,
-)
+from command.tickets import apply
+from command.ticket_fields import new_ticket
+from command.ticket_json import from_dict, to_dict
+from command.ticket_model import Actor, AreaClass, Category, Role, State, TicketType, Urgency
 from tests.conftest import test_settings
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)

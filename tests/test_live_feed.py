@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from store.live import FixRecord, Store
-from command.tickets import Actor, Role
+from command.ticket_model import Actor, Role
 from services.tickets import build_manager
 from tests.conftest import wait_for
 from web.live import LiveFeed, compact_ticket
@@ -158,8 +158,8 @@ async def test_every_console_gets_the_same_encoded_bytes_and_concurrent_snapshot
 async def test_compact_ticket_view_has_what_the_map_needs():
     from datetime import datetime, timezone
 
-    from store.tickets import TicketRecord
-    from command.tickets import new_ticket
+    from store.ticket_records import TicketRecord
+    from command.ticket_fields import new_ticket
 
     ticket, _ = new_ticket({"number": "GD20261122-0007", "channel": "web", "category": "gas", "type": "repair",
                             "urgency": "emergency", "description": "燃气味很浓" * 30, "lon": 119.7, "lat": 36.3},

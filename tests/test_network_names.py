@@ -13,7 +13,7 @@ from shapely.geometry import LineString, Point
 
 from command.grouping import Incident
 from command.outages import answer_text, default_area_text, notice_kind, notice_text
-from command.tickets import Category
+from command.ticket_model import Category
 from gis import crs as gcrs
 from gis.network import WaterNetwork, segment_name
 

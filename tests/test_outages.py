@@ -14,7 +14,7 @@ from command.outages import (
     answer_text, default_area_text, follow_etr, near_incidents, notice_kind, publish_notice, set_etr,
     wall_time, withdraw_notice,
 )
-from command.tickets import Actor, Category, Role
+from command.ticket_model import Actor, Category, Role
 
 NOW = datetime(2026, 12, 7, 2, 0, tzinfo=timezone.utc)  # 10:00 in the center's zone
 DISPATCHER = Actor("d1", Role.DISPATCHER)

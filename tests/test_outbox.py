@@ -12,7 +12,7 @@ import pytest
 
 from store import redis_client
 from store.outbox import RELAY_LOCK_KEY, ChangeRelay
-from store.tickets import CHANGES_STREAM, LIVE_TICKETS, publish_changes
+from store.ticket_publish import CHANGES_STREAM, LIVE_TICKETS, publish_changes
 from tests.conftest import wait_for
 from tests.test_dispatch_service import api  # noqa: F401  (the fixture: the app with the dispatch worker)
 
@@ -198,7 +198,7 @@ CALL = {"channel": "phone", "category": "water", "type": "repair", "urgency": "u
 async def test_live_feed_reads_a_version_once_catches_up_after_a_lost_subscription_and_a_wipe(
         redis_url, database_url):
     from store.live import Store
-    from command.tickets import Actor, Role
+    from command.ticket_model import Actor, Role
     from services.tickets import build_manager
     from web.live import LiveFeed
 
@@ -245,7 +245,7 @@ async def test_after_a_wipe_the_dispatch_worker_looks_at_the_pool_again(api):
     before it was read; here: never published) is dispatched once the worker finds its consumer
     group gone."""
     from store.tickets import TicketStore
-    from command.tickets import Actor, Role
+    from command.ticket_model import Actor, Role
     from services.tickets import TicketManager
     from tests.test_dispatch_service import CREWS, TICKET_XY, ll
 
@@ -269,7 +269,7 @@ async def test_kpi_service_sweeps_when_a_wipe_took_changes_it_had_not_read(redis
     """FLUSHALL raises no error in a follower: the KPI service notices that the stream lost
     entries after the last one it read, and sweeps PostgreSQL for the tickets behind them."""
     from store.live import Store
-    from command.tickets import Actor, Role
+    from command.ticket_model import Actor, Role
     from services.kpi_service import KpiService
     from services.tickets import build_manager
 

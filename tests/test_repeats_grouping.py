@@ -15,7 +15,9 @@ from command.grouping import (
 from command.repeats import (
     MatchKind, find_repeat, link_call, link_duplicate, link_repeat, needs_supervision, register_repeat,
 )
-from command.tickets import Actor, Category, Color, Role, State, apply, new_ticket
+from command.tickets import apply
+from command.ticket_fields import new_ticket
+from command.ticket_model import Actor, Category, Color, Role, State
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
 H = timedelta(hours=1)

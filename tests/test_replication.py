@@ -29,7 +29,7 @@ from store.backup import client_args
 from store.db import Database, migrate
 from servers.embedded import free_port
 from store.tickets import TicketStore
-from command.tickets import Actor, Role
+from command.ticket_model import Actor, Role
 from services.tickets import TicketManager
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

@@ -33,12 +33,14 @@ import tornado.httpserver
 from config.city import CityLayers
 from servers.embedded import free_port, start_redis
 from store.live import Store
-from store.tickets import CHANGES_STREAM, TicketStore
-from command.tickets import Actor, Role
+from store.tickets import TicketStore
+from store.ticket_publish import CHANGES_STREAM
+from command.ticket_model import Actor, Role
 from gis.lookup import SpatialLookup
 from services.kpi_query import parse_query, report_payload, state_payload
 from services.kpi_service import KpiService, KpiUnavailable, rebuild_from_db
-from services.tickets import TicketManager, sensor_sites
+from services.tickets import TicketManager
+from services.ticket_alarms import sensor_sites
 from tests.conftest import ROOT, test_settings, wait_for
 from tests.procs import start_demo
 from tests.test_ticket_api import Clock, city  # noqa: F401  (the two-district test city fixture)

@@ -15,7 +15,9 @@ import pytest
 from config.review_file import SHIPPED_REVIEW, load_review_file
 from command.errors import Forbidden, InvalidTransition, ValidationError
 from command.review import DEFAULT_REVIEW, NO_REVIEW, table_from_config, waiting_step
-from command.tickets import Actor, Role, State, TicketType, apply, new_ticket
+from command.tickets import apply
+from command.ticket_fields import new_ticket
+from command.ticket_model import Actor, Role, State, TicketType
 from tests.test_dispatch_service import T0
 from tests import test_unit_desk as desk
 

@@ -24,7 +24,9 @@ from command.routing import (
     DEFAULT_ROUTING, RouteKind, RouteRefused, check_crew_dispatch, may_set_unit, route, set_unit,
     table_from_config, unit_refusal,
 )
-from command.tickets import Actor, Role, State, TicketType, apply, new_ticket
+from command.tickets import apply
+from command.ticket_fields import new_ticket
+from command.ticket_model import Actor, Role, State, TicketType
 from simulators import democity
 from gis.layers import load_profile
 from services.tickets import TicketManager

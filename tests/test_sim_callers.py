@@ -12,7 +12,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from command.routing import RouteKind, route
-from command.tickets import Actor, Role, State, TicketType, apply, new_ticket
+from command.tickets import apply
+from command.ticket_fields import new_ticket
+from command.ticket_model import Actor, Role, State, TicketType
 from simulators.callers import REPEATED_TYPES, CallGenerator
 from simulators.callmix import (ANSWERED_SHARE, BUSY_HOURS, CONSULTATIONS, CREW_LOAD, HOURLY, REAL_LINE_DAILY_CALLS,
                                 REPAIRS, REQUESTS, TRADE_SHARES, TYPE_SHARES, TYPES, busy_share, crew_load,

@@ -19,7 +19,7 @@ from store.units import UnitStore
 from command import supervision as rules
 from command.errors import ValidationError
 from command.limits import Level, LimitStatus, Stage
-from command.tickets import SYSTEM_ACTOR, Category, Channel, Color, State, Ticket, TicketType, Urgency
+from command.ticket_model import SYSTEM_ACTOR, Category, Channel, Color, State, Ticket, TicketType, Urgency
 from gis.lookup import SpatialLookup
 from gis.units import CENTER_ID, UnitNode
 from services.supervision import SupervisionService, overdue_stages

@@ -21,9 +21,11 @@ from command import accounts
 from servers.embedded import free_port, start_redis
 from store.live import Store
 from store.accounts import AccountStore
-from store.tickets import ALARM_EVENTS, TicketStore
+from store.tickets import TicketStore
+from store.sensors import ALARM_EVENTS
 from gis.lookup import SpatialLookup
-from services.tickets import TicketManager, consume_alarms, sensor_sites
+from services.tickets import TicketManager
+from services.ticket_alarms import consume_alarms, sensor_sites
 from tests.cities import write_city
 from tests.conftest import test_settings, wait_for
 from web import app as webapp

@@ -8,10 +8,11 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from command.errors import CommandError, Conflict, Forbidden, InvalidTransition, TicketNotFound, ValidationError
-from command.tickets import (
-    ACTIONS, TRANSITIONS, Actor, Color, Role, Satisfaction, State, TicketType, allowed_actions, apply,
-    center_day, event_from_dict, event_to_dict, from_dict, new_ticket, normalize_phone, ticket_number,
-    to_dict, visible_to,
+from command.tickets import ACTIONS, TRANSITIONS, allowed_actions, apply, visible_to
+from command.ticket_fields import new_ticket
+from command.ticket_json import event_from_dict, event_to_dict, from_dict, to_dict
+from command.ticket_model import (
+    Actor, Color, Role, Satisfaction, State, TicketType, center_day, normalize_phone, ticket_number,
 )
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)

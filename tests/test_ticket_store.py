@@ -15,13 +15,15 @@ import redis.asyncio as aioredis
 
 from store.db import Database
 from servers.embedded import free_port
-from store.tickets import (
-    CHANGES_STREAM, LIVE_TICKETS, GuardFailed, IncidentWrite, TicketStore, TicketWrite, publish_changes,
-)
+from store.tickets import TicketStore
+from store.ticket_publish import CHANGES_STREAM, LIVE_TICKETS, publish_changes
+from store.ticket_records import GuardFailed, IncidentWrite, TicketWrite
 from command.errors import Conflict, InvalidTransition
 from command.grouping import open_incident
 from command.limits import queue_key
-from command.tickets import Actor, Role, apply, new_ticket
+from command.tickets import apply
+from command.ticket_fields import new_ticket
+from command.ticket_model import Actor, Role
 from services.tickets import TicketManager
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -215,7 +217,7 @@ async def test_an_alarm_is_claimed_by_one_ticket_only(store):
     before = await _rows(store)
     with pytest.raises(GuardFailed) as err:
         await _create(store, "GD20261122-0002", alarm_key="S01:1")
-    assert err.value.key == "alarm:S01:1" and err.value.actual == "GD20261122-0001"
+    assert err.value.key == "alarm:S01:1" and err.value.actual == "GD20261122-0001" and err.value.alarm_claimed
     assert await _rows(store) == before and await store.get_many(["GD20261122-0002"]) == [None]
 
 
@@ -227,7 +229,7 @@ async def test_an_incident_write_against_an_old_revision_fails_its_guard(store):
     await store.save([], [IncidentWrite(later, 2, incident)])
     with pytest.raises(GuardFailed) as err:  # a second writer that read revision 1
         await store.save([], [IncidentWrite(dataclasses.replace(incident, suspected_asset="T9"), 2, incident)])
-    assert err.value.key == "incident:INC20261122-0001" and err.value.actual == "2"
+    assert err.value.key == "incident:INC20261122-0001" and err.value.actual == "2" and not err.value.alarm_claimed
     found, rev = await store.incident("INC20261122-0001")
     assert rev == 2 and found == later
     assert await store.area_incidents(incident.supply_area) == [(later, 2)]

@@ -159,7 +159,7 @@ def test_a_period_counts_creations_and_last_resolutions_in_it():
 
 from store.supervision import SupervisionStore  # noqa: E402
 from store.units import UnitStore  # noqa: E402
-from command.tickets import Actor, Role  # noqa: E402
+from command.ticket_model import Actor, Role  # noqa: E402
 from gis.units import UnitNode  # noqa: E402
 from services.supervision import SupervisionService  # noqa: E402
 from tests.test_reports import DISPATCHER, WEST, app, city  # noqa: E402,F401  (fixtures)

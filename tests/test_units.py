@@ -229,7 +229,7 @@ async def test_the_store_refuses_moves_that_break_the_tree(store, demo):
 @pytest.mark.integration
 @pytest.mark.asyncio
 async def test_a_ticket_of_every_category_gets_its_station(store, demo):
-    from command.tickets import Actor, Role
+    from command.ticket_model import Actor, Role
     from services.tickets import build_manager
 
     manager = await build_manager(store.db, store.redis, demo)

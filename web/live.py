@@ -51,9 +51,11 @@ import orjson
 from store.live import LIVE_ALARMS, LIVE_VEHICLES, Store
 from store.fleet import LIVE_CREWS, FleetStore
 from store.incidents import LIVE_INCIDENTS
-from store.tickets import LIVE_TICKETS, TicketRecord, TicketStore
+from store.tickets import TicketStore
+from store.ticket_publish import LIVE_TICKETS
+from store.ticket_records import TicketRecord
 from store.units import UnitStore
-from command.tickets import OPEN_STATES, Role
+from command.ticket_model import OPEN_STATES, Role
 from web.live_views import OFFICE_VIEW, Audience, Subscriber, View, unit_of
 
 log = logging.getLogger(__name__)

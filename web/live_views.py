@@ -25,7 +25,8 @@ import collections
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Protocol
 
-from command.tickets import Actor, Role, visible_to
+from command.tickets import visible_to
+from command.ticket_model import Actor, Role
 
 OFFICE_VIEW = "office"
 AGENT_VIEW = "agent"

@@ -22,7 +22,7 @@ from store.accounts import AccountStore
 from store.fleet import AdminStore, Audit, FleetRefused, FleetStore
 from store.tickets import TicketStore
 from store.units import UnitStore
-from command.tickets import Category
+from command.ticket_model import Category
 from ingest.vehicles import valid_vehicle_id
 from services.crews import VEHICLE_KINDS, crews_from_city, field_tickets, normalize_plate, seed_items
 from web.base import ApiError, BaseHandler, page

@@ -12,7 +12,7 @@ from typing import Any
 import tornado.web
 
 from store.fleet import FleetStore
-from command.tickets import Actor, Role
+from command.ticket_model import Actor, Role
 from gis.address import AddressIndex, Candidate
 from gis.crossings import road_crossings
 from field.navigation import navigation

@@ -11,7 +11,7 @@ from typing import Any
 from command.outages import NEAR_M, Notice, notice_to_dict
 from services.incidents import IncidentService, incident_service
 from services.ticket_views import incident_view
-from services.tickets import IncidentNotFound
+from services.ticket_incidents import IncidentNotFound
 from web.base import ApiError
 from web.openapi_schemas import N, S, T, arr, nullable, obj, op, ref
 from web.handlers.tickets import INCIDENT, OFFICE, TicketHandler

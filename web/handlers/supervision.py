@@ -17,7 +17,7 @@ from typing import Any
 from store.supervision import SupervisionChanged, SupervisionStore
 from store.units import UnitStore
 from command import supervision as rules
-from command.tickets import Actor, Role
+from command.ticket_model import Actor, Role
 from services.supervision import SupervisionRefused, SupervisionService
 from web.base import ApiError
 from web.handlers.tickets import NUMBER, OFFICE, TicketHandler

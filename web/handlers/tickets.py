@@ -14,10 +14,11 @@ from typing import Any
 
 from command.coordinates import parse_point
 from command.errors import Conflict
-from command.tickets import Actor, Role
+from command.ticket_model import Actor, Role
 from services.ticket_views import event_view, incident_view, iso_z, ticket_view
 from services.incidents import incident_service
-from services.tickets import IncidentNotFound, TicketManager
+from services.tickets import TicketManager
+from services.ticket_incidents import IncidentNotFound
 from web.base import ApiError, BaseHandler
 
 log = logging.getLogger(__name__)

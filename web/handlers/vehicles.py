@@ -11,7 +11,8 @@ import orjson
 from store.fleet import FleetStore
 from store.tracks import TrackStore
 from store.track_codec import fixes_json
-from command.tickets import Actor, Role, visible_to
+from command.tickets import visible_to
+from command.ticket_model import Actor, Role
 from web.base import ApiError, BaseHandler
 from web.handlers.tickets import count_refused
 from web.openapi_schemas import I, S, arr, obj, op
