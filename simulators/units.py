@@ -122,7 +122,9 @@ class UnitPace:
     """A unit's human pace in simulated seconds (ranges drawn uniformly) and its habits (shares 0..1)."""
 
     accept_s: tuple[float, float] = (300.0, 2400.0)      # within the 1 h acceptance limit
-    handle_s: tuple[float, float] = (3600.0, 86400.0)    # well within working-day limits
+    # from acceptance to feedback: half an hour to six hours, well within the working-day limits;
+    # up to a day made a simulated day's backlog grow all day long (bench.demo_day never settled)
+    handle_s: tuple[float, float] = (1800.0, 21600.0)
     supervision_s: tuple[float, float] = (900.0, 14400.0)  # answering a 督办, within its one-day default
     poll_s: float = 3.0                                  # wall seconds between two looks at the inbox
     return_share: float = 0.05
