@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "crash-pass-1234"
 VICTIMS = ("postgres", "redis", "web")
 SERVER_NAMES = {"postgres": "postgres", "redis": "redis-server"}
-CHANGES_STREAM = "tkt:changes"  # store.tickets.CHANGES_STREAM (read here to check delivery)
+CHANGES_STREAM = "tkt:changes"  # store.ticket_publish.CHANGES_STREAM (read here to check delivery)
 
 
 @dataclass

@@ -11,7 +11,7 @@ the ticket is reviewed and sent to its routed unit: 交办), sends it back to th
 (`send_back_review`: state ``new``; the agent corrects and resubmits, the chain starts again) or
 rejects it with a reason (`reject_review`: 不予受理, resolved with the reason, which the callback
 tells the citizen before closing it). No one reviews a ticket they recorded, nor two steps of one
-round (`command.tickets.check_reviewer`: 403 ``self_review``, ``review_twice``,
+round (`command.ticket_effects.check_reviewer`: 403 ``self_review``, ``review_twice``,
 ``review_not_your_step``). A ticket whose chain has not passed never leaves the center (assign
 and dispatch refused).
 

@@ -81,7 +81,7 @@ class TicketIntake(TicketIncidents):
                      answer: str | None = None, tags: Sequence[str] = (),
                      alarm: ProactiveRef | None = None,
                      extra: Callable[[Ticket], Sequence[Extra]] | None = None) -> CreateResult:
-        """Create a ticket from a call (validated by `command.tickets.new_ticket`), resolving its
+        """Create a ticket from a call (validated by `command.ticket_fields.new_ticket`), resolving its
         place through GIS. A call that repeats or duplicates an open ticket (`command.repeats`) is
         linked to it instead, unless `link` is False. `answer` closes a consultation at once
         (直接办结). `alarm` makes it the proactive ticket of an alarm episode: at most one per alarm key (GuardFailed otherwise). A point is

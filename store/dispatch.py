@@ -11,7 +11,7 @@ Dispatch (``{n}`` is a ticket number, ``{crew}`` a crew id):
   on the console; ``dsp:alarm_events`` stream (capped at about 100,000) of ``raised`` /
   ``cleared`` events (fields ``type``, ``alarm_id``, ``data``); pub/sub ``live:ticket_alarms``
   the same events as JSON.
-- Consumer group ``dispatch`` on ``tkt:changes`` (stream owned by ``store.tickets``).
+- Consumer group ``dispatch`` on ``tkt:changes`` (stream owned by ``store.ticket_publish``).
 
 The 110 linkage's record (outbox, inbound idempotency and nonces, incident links) is in
 PostgreSQL, owned by ``store.police``; only its ``police_ack`` alarms are here.

@@ -3,7 +3,7 @@
 Owns the PostgreSQL table ``ticket_changes`` as its reader (rows are written by
 `store.tickets.TicketStore.save`, one per ticket write, in the write's transaction) and
 the advisory lock `RELAY_LOCK_KEY`. It spells no Redis key: rows go out through
-`store.tickets.publish_changes` (stream ``tkt:changes`` and channel ``live:tickets``).
+`store.ticket_publish.publish_changes` (stream ``tkt:changes`` and channel ``live:tickets``).
 
 A writer publishes its own rows right after COMMIT and deletes them. Rows stay behind when Redis
 failed after the commit, or the process died between the commit and the delete. `ChangeRelay`
