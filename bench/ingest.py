@@ -19,10 +19,16 @@ when on PATH, else amqtt), the ingest service in its own process, publishers in 
   on paho-mqtt's own client and ``on_message`` callback, for reference.
 - ``ingest_{consumer,redis,broker,publisher}_cpu_us_per_msg``: CPU time of each process per
   message written while our ingest takes 14,000 msg/s: where a message's cost goes;
-  ``ingest_baseline_{consumer,redis}_cpu_us_per_msg`` the same for the minimal loop.
+  ``ingest_baseline_{consumer,redis}_cpu_us_per_msg`` the same for the minimal loop;
+  ``ingest_nmea_cpu_us_per_msg`` repeats the ingest's (consumer's) figure.
 - ``ingest_sensor_alarm_latency_ms_p99``: threshold-crossing readings published while a second
   process sends 5,000 NMEA msg/s; latency = publish -> the event read from ``alarms:events``.
-- BENCH_ONLY=throughput runs only the three throughput figures (and the ratio) and the CPU figures.
+- ``ingest_shared_rate_a`` / ``_b``: two ingest processes on one shared subscription
+  (MQTT_SHARED_GROUP, ``$share/ingest/fleet/+/nmea``), the same ramp; each process's rate in the
+  step where their sum was highest; ``ingest_shared_ratio`` = the smaller / the larger (1.0: an
+  even split) and ``ingest_shared_msgs_per_s`` their sum. mosquitto only: amqtt has no shared
+  subscriptions (skipped there, said on stderr).
+- BENCH_ONLY=throughput runs only the throughput figures (and the ratio) and the CPU figures.
 - ``ingest_rss_mb``: 10,000 vehicles at 1 Hz for BENCH_RSS_S seconds (default 120), then the
   ingest's RSS; ``track_bytes_per_fix`` = Redis used_memory growth / fixes stored.
 
@@ -299,7 +305,31 @@ def saturated_steps(rates: list[tuple[float, float]]) -> int:
     return count
 
 
-def _throughput(settings_values, redis_url, mqtt_url, r, *, baseline: str | None = None) -> float:
+class _Beats:
+    """The heartbeats of several ingest processes, which share the ``svc:ingest`` key: sampled
+    often (each writes every 2 s), each process's last (time, written) kept by its pid."""
+
+    def __init__(self, r: redis.Redis, offset: float):
+        self.r, self.offset = r, offset
+        self.last: dict[int, tuple[float, int]] = {}
+
+    def sample(self) -> dict[int, tuple[float, int]]:
+        """Read the key once; the latest count of every process seen so far."""
+        beat = _heartbeat(self.r)
+        if beat.get("pid"):
+            self.last[beat["pid"]] = (beat.get("at", time.time()) - self.offset, beat.get("written", 0))
+        return dict(self.last)
+
+
+def _rate(samples: list[tuple[float, int]], since: float) -> float:
+    """msg/s written between the first and the last (time, count) sample from `since` on."""
+    window = [(t, w) for t, w in samples if t >= since]
+    span = window[-1][0] - window[0][0] if window else 0.0
+    return (window[-1][1] - window[0][1]) / span if span > 0 else 0.0
+
+
+def _throughput(settings_values, redis_url, mqtt_url, r, *, baseline: str | None = None,
+                shared: dict | None = None) -> float:
     """The consumer's sustained rate: the publisher steps its offered rate up along RAMP (each
     step RAMP_STEP_S long); the rate written to Redis is taken over the last part of every step;
     the figure is the highest rate written in a step, counted at most at the offered rate (a
@@ -310,9 +340,23 @@ def _throughput(settings_values, redis_url, mqtt_url, r, *, baseline: str | None
     the ramp, nor does falling behind while the rate written still climbs with the rate offered
     (bigger batches cost less a message): the figure is the rate at which more offered brings no
     more written. ``baseline``: None for our ingest, else the minimal loop with that reader
-    (`_baseline`)."""
+    (`_baseline`). ``shared``: a dict for two ingest processes on a shared subscription, filled
+    with each one's rate (``a``, ``b``) in the step of the highest sum."""
     _fresh(r, settings_values["DATABASE_URL"], VEHICLES)
-    if baseline:
+    per_process: dict[int, list[tuple[float, int]]] = {}
+    if shared is not None:
+        values = {**settings_values, "MQTT_SHARED_GROUP": "ingest"}
+        consumers = [_start(_run_ingest, values, redis_url, mqtt_url) for _ in range(2)]
+        consumer = consumers[0]
+        beats = _Beats(r, time.time() - time.monotonic())
+        _wait(lambda: len(beats.sample()) == 2, 30, "two ingest processes start")
+
+        def written():  # both processes' own counts, summed at the later of their times
+            last = beats.sample()
+            for pid, sample in last.items():
+                per_process.setdefault(pid, []).append(sample)
+            return max(t for t, _ in last.values()), sum(w for _, w in last.values())
+    elif baseline:
         consumer = _start(_baseline, redis_url, mqtt_url, baseline)
         time.sleep(1.5)
 
@@ -326,7 +370,7 @@ def _throughput(settings_values, redis_url, mqtt_url, r, *, baseline: str | None
         def written():  # the ingest's own count, at the time it was taken
             beat = _heartbeat(r)
             return beat.get("at", time.time()) - offset, beat.get("written", 0)
-    name = f"baseline ({baseline} reader)" if baseline else "ingest"
+    name = f"baseline ({baseline} reader)" if baseline else ("two shared ingests" if shared is not None else "ingest")
     progress(f"{name} pid {consumer.pid}; offered rates {', '.join(f'{x:,.0f}' for x in RAMP)} msg/s, "
              f"{RAMP_STEP_S:.0f} s each")
     ready, go, sent, stop = mp.Event(), mp.Event(), mp.Value("q", 0), mp.Event()
@@ -343,14 +387,18 @@ def _throughput(settings_values, redis_url, mqtt_url, r, *, baseline: str | None
             while time.monotonic() < end:
                 samples.append(written())
                 time.sleep(0.25)
-            window = [(t, w) for t, w in samples if t >= end - RAMP_STEP_S * 0.65]
-            span = window[-1][0] - window[0][0] if window else 0.0
+            since = end - RAMP_STEP_S * 0.65
             # no count taken within the window (the ingest's heartbeat not refreshed): nothing kept up
-            got = (window[-1][1] - window[0][1]) / span if span > 0 else 0.0
+            got = _rate(samples, since)
             rates.append((offered, got))
+            if shared is not None:
+                split = [_rate(per, since) for per in per_process.values()]
+                if got >= shared.get("sum", 0.0) and len(split) == 2:
+                    shared.update(sum=got, a=split[0], b=split[1])
+                progress(f"{name}: each " + ", ".join(f"{x:,.0f}" for x in split) + " msg/s")
             now_forks = _forks(r)
             progress(f"{name}: offered {offered:,.0f} msg/s, written {got:,.0f} msg/s"
-                     + ("" if span > 0 else " (no new count in the step: heartbeat not refreshed)")
+                     + ("" if got > 0 else " (no new count in the step: heartbeat not refreshed)")
                      + ("" if consumer.is_alive() else f" (consumer exited, code {consumer.exitcode})")
                      + (f" (Redis forked {now_forks - forks} times: AOF rewrite)" if now_forks > forks else ""))
             forks = now_forks
@@ -359,12 +407,13 @@ def _throughput(settings_values, redis_url, mqtt_url, r, *, baseline: str | None
     finally:
         stop.set()
         publisher.join(30)
-        if not baseline:  # the track and counters follow the live positions by up to INGEST_HOLD_S
+        if not baseline and shared is None:  # the track and counters follow the live positions by up to INGEST_HOLD_S
             beat = _heartbeat(r)
             progress(f"ingest: {beat.get('written', 0):,} fixes written, {beat.get('track_written', 0):,} to "
                      f"the track, {beat.get('held', 0):,} held")
         _stop(publisher)
-        _stop(consumer)
+        for proc in consumers if shared is not None else [consumer]:
+            _stop(proc)
     best = max((min(got, offered) for offered, got in rates), default=0.0)
     progress(f"{name}: sustained {best:,.0f} msg/s (publisher sent {sent.value})")
     return best
@@ -506,10 +555,6 @@ def main() -> None:
     migrate(postgres.url)
     broker_name = broker.name
     progress(f"ingest_broker: {broker_name}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    import ingest.vehicles
-    from ingest.accel import is_compiled
-
-    progress(f"ingest modules: {'compiled' if is_compiled(ingest.vehicles) else 'pure Python (no compiler: slower)'}")
     settings = load({"CONFIG_FILE": str(tmp / "absent.toml"), "DATA_DIR": str(tmp / "var"),
                      "LOG_LEVEL": "WARNING", "TRACK_RETENTION_H": "1", "DATABASE_URL": postgres.url})
     values = dict(settings.values)
@@ -529,8 +574,20 @@ def main() -> None:
         emit("ingest_nmea_ratio", round(ours / base, 3), "ratio")
         paho = _throughput(values, redis_proc.url, broker.url, r, baseline="paho")
         emit("ingest_baseline_paho_msgs_per_s", round(paho), "msg/s")
+        if broker_name == "mosquitto":
+            shared: dict = {}
+            _throughput(values, redis_proc.url, broker.url, r, shared=shared)
+            a, b = shared.get("a", 0.0), shared.get("b", 0.0)
+            emit("ingest_shared_rate_a", round(a), "msg/s")
+            emit("ingest_shared_rate_b", round(b), "msg/s")
+            emit("ingest_shared_ratio", round(min(a, b) / max(a, b, 1.0), 3), "ratio")
+            emit("ingest_shared_msgs_per_s", round(a + b), "msg/s")
+        else:
+            progress(f"shared subscription: skipped ({broker_name} has no $share; use mosquitto or EMQX)")
         for name, us in _cpu_per_message(values, redis_proc, broker, r).items():
             emit(f"ingest_{name}_cpu_us_per_msg", round(us, 1), "us")
+            if name == "consumer":  # the ingest process's CPU a message: its figure of issue #25
+                emit("ingest_nmea_cpu_us_per_msg", round(us, 1), "us")
         for name, us in _cpu_per_message(values, redis_proc, broker, r, baseline=True).items():
             if name in ("consumer", "redis"):
                 emit(f"ingest_baseline_{name}_cpu_us_per_msg", round(us, 1), "us")

@@ -15,6 +15,7 @@ or ignored, and ``reason`` is the count key (see `REASONS`). It never raises.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 
 import pynmea2
 
@@ -168,63 +169,83 @@ def _ddmmyy(field: str) -> tuple[int, int, int] | None:
 
 
 # ---------------------------------------------------------------- sentence types
-# Each reads pynmea2's named fields (`f(name)`: the field's text, '' when absent).
-def _gga(s: Sentence, f) -> None:
+def _fields(kind: str, *names: str) -> itemgetter:
+    """Reads these named fields of a pynmea2 sentence of type `kind` from its (padded) data, in
+    the order named: the positions come from pynmea2's own field table."""
+    index = pynmea2.TalkerSentence.sentence_types[kind].name_to_idx
+    return itemgetter(*(index[name] for name in names))
+
+
+_GGA = _fields("GGA", "timestamp", "lat", "lat_dir", "lon", "lon_dir", "gps_qual", "num_sats", "horizontal_dil",
+               "altitude")
+_RMC = _fields("RMC", "timestamp", "status", "lat", "lat_dir", "lon", "lon_dir", "spd_over_grnd", "true_course",
+               "datestamp", "mode_indicator")
+_GNS = _fields("GNS", "timestamp", "lat", "lat_dir", "lon", "lon_dir", "mode_indicator", "num_sats", "hdop",
+               "altitude")
+_GLL = _fields("GLL", "lat", "lat_dir", "lon", "lon_dir", "timestamp", "status", "faa_mode")
+_VTG = _fields("VTG", "true_track", "true_track_sym", "mag_track", "mag_track_sym", "spd_over_grnd_kts",
+               "spd_over_grnd_kts_sym", "spd_over_grnd_kmph", "faa_mode")
+_GSA = _fields("GSA", "mode_fix_type", "hdop", *(f"sv_id{k:02d}" for k in range(1, 13)))
+_ZDA = _fields("ZDA", "timestamp", "day", "month", "year")
+
+
+def _gga(s: Sentence, data: list[str]) -> None:
     """GGA - fix data: quality 0 invalid, 1 GPS, 2 DGPS, 3 PPS, 4 RTK, 5 float RTK, 6 dead
     reckoning, 7 manual, 8 simulator."""
-    _position(s, f("lat"), f("lat_dir"), f("lon"), f("lon_dir"))
-    s.tod = _tod(f("timestamp"))
-    s.quality, s.sats = _int(f("gps_qual")), _int(f("num_sats"))
+    time, lat, ns, lon, ew, quality, sats, hdop, alt = _GGA(data)
+    _position(s, lat, ns, lon, ew)
+    s.tod = _tod(time)
+    s.quality, s.sats = _int(quality), _int(sats)
     # A "fix" with zero satellites used is the receiver coasting on stale data (gpsd: no fix);
     # dead reckoning (6) legitimately has none, e.g. in a tunnel.
     s.valid = bool(s.quality) and (s.sats != 0 or s.quality == 6)
-    s.hdop, s.alt = _float(f("horizontal_dil")), _float(f("altitude"))
+    s.hdop, s.alt = _float(hdop), _float(alt)
     s.simulated = s.quality == 8
 
 
-def _rmc(s: Sentence, f) -> None:
+def _rmc(s: Sentence, data: list[str]) -> None:
     """RMC - recommended minimum: status A valid / V void; mode (NMEA 2.3+) A autonomous,
     D differential, E estimated, F float RTK, M manual, N not valid, P precise, R RTK, S simulator."""
-    _position(s, f("lat"), f("lat_dir"), f("lon"), f("lon_dir"))
-    s.tod = _tod(f("timestamp"))
-    date = f("datestamp")
+    time, status, lat, ns, lon, ew, speed, course, date, mode = _RMC(data)
+    _position(s, lat, ns, lon, ew)
+    s.tod = _tod(time)
     s.date = _ddmmyy(date) if date else None
     s.bad_date = s.date is None and date != ""
-    s.mode = f("mode_indicator")[:1] or None
-    s.valid = f("status") == "A" and s.mode != "N"
-    s.speed_kn, s.course = _float(f("spd_over_grnd")), _float(f("true_course"))
+    s.mode = mode[:1] or None
+    s.valid = status == "A" and s.mode != "N"
+    s.speed_kn, s.course = _float(speed), _float(course)
     s.simulated = s.mode == "S"
 
 
-def _gns(s: Sentence, f) -> None:
+def _gns(s: Sentence, data: list[str]) -> None:
     """GNS - multi-constellation fix data: one mode character per constellation (N no fix, else
     as RMC); the best one is the sentence's mode."""
-    _position(s, f("lat"), f("lat_dir"), f("lon"), f("lon_dir"))
-    s.tod = _tod(f("timestamp"))
-    modes = f("mode_indicator")
+    time, lat, ns, lon, ew, modes, sats, hdop, alt = _GNS(data)
+    _position(s, lat, ns, lon, ew)
+    s.tod = _tod(time)
     best = modes.replace("N", "")[:1]
     s.mode = best or ("N" if modes else None)
     s.valid = bool(best)
     s.simulated = "S" in modes
-    s.sats, s.hdop, s.alt = _int(f("num_sats")), _float(f("hdop")), _float(f("altitude"))
+    s.sats, s.hdop, s.alt = _int(sats), _float(hdop), _float(alt)
 
 
-def _gll(s: Sentence, f) -> None:
+def _gll(s: Sentence, data: list[str]) -> None:
     """GLL - geographic position: status A/V, mode (NMEA 2.3+) as RMC."""
-    _position(s, f("lat"), f("lat_dir"), f("lon"), f("lon_dir"))
-    s.tod = _tod(f("timestamp"))
-    s.mode = f("faa_mode")[:1] or None
-    s.valid = f("status") == "A" and s.mode != "N"
+    lat, ns, lon, ew, time, status, mode = _GLL(data)
+    _position(s, lat, ns, lon, ew)
+    s.tod = _tod(time)
+    s.mode = mode[:1] or None
+    s.valid = status == "A" and s.mode != "N"
     s.simulated = s.mode == "S"
 
 
-def _vtg(s: Sentence, f) -> None:
+def _vtg(s: Sentence, data: list[str]) -> None:
     """VTG - course and speed over ground (no time: belongs to the epoch it arrives in). The old
     NMEA 1.5 form has no unit letters: course true, course magnetic, knots, km/h."""
-    if f("true_track_sym") == "T" or f("spd_over_grnd_kts_sym"):
-        course, knots, kmh, mode = f("true_track"), f("spd_over_grnd_kts"), f("spd_over_grnd_kmph"), f("faa_mode")
-    else:
-        course, knots, kmh, mode = f("true_track"), f("mag_track"), f("mag_track_sym"), ""
+    course, course_sym, magnetic, magnetic_sym, knots, knots_sym, kmh, mode = _VTG(data)
+    if course_sym != "T" and not knots_sym:
+        knots, kmh, mode = magnetic, magnetic_sym, ""
     if mode[:1] == "N":
         s.valid = False
         return
@@ -234,19 +255,20 @@ def _vtg(s: Sentence, f) -> None:
         s.speed_kn = _float(kmh) / 1.852
 
 
-def _gsa(s: Sentence, f) -> None:
+def _gsa(s: Sentence, data: list[str]) -> None:
     """GSA - DOP and active satellites (no time): fix type 1 none, 2 2D, 3 3D."""
-    fix_type = _int(f("mode_fix_type"))
+    fix_type, hdop, *satellites = _GSA(data)
+    fix_type = _int(fix_type)
     if fix_type in (2, 3):
         s.mode = "2D" if fix_type == 2 else "3D"
-    s.hdop = _float(f("hdop"))
-    s.sats = sum(1 for k in range(1, 13) if f(f"sv_id{k:02d}"))
+    s.hdop = _float(hdop)
+    s.sats = sum(1 for prn in satellites if prn)
 
 
-def _zda(s: Sentence, f) -> None:
+def _zda(s: Sentence, data: list[str]) -> None:
     """ZDA - time and date (day, month, 4-digit year)."""
-    s.tod = _tod(f("timestamp"))
-    day, month, year = f("day"), f("month"), f("year")
+    time, day, month, year = _ZDA(data)
+    s.tod = _tod(time)
     if day or month or year:
         try:
             ymd = (int(year), int(month), int(day))
@@ -317,12 +339,15 @@ def decode_line(line: bytes) -> tuple[Sentence | None, str]:
     if found is None:
         return None, "ignored_sentence"
     reader, least = found
-    data, index = message.data, type(message).name_to_idx
+    data = message.data
     if len(data) < least:
         return None, "parse_error"
+    missing = len(message.fields) - len(data)
+    if missing > 0:  # older NMEA versions omit trailing fields
+        data = data + [""] * missing
     sentence = Sentence(kind, address[:2])
     try:
-        reader(sentence, lambda name: data[index[name]] if index[name] < len(data) else "")
+        reader(sentence, data)
     except (ValueError, IndexError, TypeError):
         return None, "parse_error"
     return sentence, ("bad_date" if sentence.bad_date else "sentences_ok")

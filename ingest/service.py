@@ -21,7 +21,6 @@ import itertools
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 from runtime.clock import Clock
@@ -30,10 +29,10 @@ from messaging.mqtt import MqttClient, ReceivedMessage
 from config.settings import Settings
 from store.live import Store
 from store.fleet import FleetStore
-from config.city import DEMO_SUBDIR
 from ingest.lanes import Batch, Lane, RateLimitedLog
 from ingest.readings import RejectedPayload
-from ingest.sensors import SensorIngest, SensorRegistry, load_profile_rows, rebirth_command
+from ingest.registries import RegistriesMixin, publish_registry
+from ingest.sensors import SensorIngest, SensorRegistry, rebirth_command
 from ingest.tally import Tally
 from ingest.vehicles import HeldWrites, VehicleIngest, parse_fleet_topic, valid_vehicle_id
 
@@ -44,11 +43,9 @@ SENSOR_TOPICS = ("scada/+/+", "spBv1.0/#")
 TOPICS = FLEET_TOPICS + SENSOR_TOPICS
 REBIRTH_INTERVAL_S = 10.0  # at most one rebirth request per edge node in this time
 WRITE_MERGE_MAX = 8  # queued fleet batches one write may cover when the writes fall behind
-LIVE_TOPICS_MAX = 100_000  # live topics remembered for the direct route (then forgotten, relearned)
-FLEET_POLL_S = 2.0  # how often the ingest reads the fleet registry's revision (a change: reload the ids)
 
 
-class Ingest:
+class Ingest(RegistriesMixin):
     """Routes MQTT messages to decoders and writes their output to Redis in batches."""
 
     def __init__(self, settings: Settings, store: Store, registry: SensorRegistry | None = None):
@@ -70,7 +67,6 @@ class Ingest:
         self.stopping = False
         self._indexed: dict[tuple[str, int], bool] = {}  # track hours whose index is set (Store.write_fixes)
         self._known_ids: set[str] = set()  # vehicle ids already in veh:ids
-        self._live_topics: dict[str, str] = {}  # fleet/<id>/nmea topic -> vehicle id (registered ones)
         self._fleet = FleetStore(store.db, store.redis)
         self.fleet_ids: frozenset[str] = frozenset()  # the vehicles of the fleet registry
         self.fleet_revision: int | None = None  # its revision when they were read
@@ -101,9 +97,6 @@ class Ingest:
         max_payload = self.settings.INGEST_MAX_PAYLOAD
         stats = self.stats
         stats["messages"] += len(messages)
-        live_topics = self._live_topics
-        handle = self.vehicles.handle
-        vehicles = self.fleet.batch.vehicles
         # fixes and readings are judged and dated on the center's clock (runtime.clock): the time a
         # message arrived, on that clock (the wall clock itself unless the demo runs it faster)
         at = self.store.clock.at if self.store.clock.accelerated else None
@@ -112,12 +105,7 @@ class Ingest:
                 self.reject(msg.topic, "payload_too_large")
                 continue
             try:
-                received_at = msg.received_at if at is None else at(msg.received_at)
-                vehicle_id = live_topics.get(msg.topic)
-                if vehicle_id is not None:  # fleet/<id>/nmea seen before: route's commonest case, directly
-                    handle(vehicle_id, msg.payload, received_at, False, vehicles, stats)
-                    continue
-                self.route(msg, received_at)
+                self.route(msg, msg.received_at if at is None else at(msg.received_at))
             except RejectedPayload as exc:
                 self.reject(msg.topic, exc.reason)
             except Exception as exc:  # a payload must never stop the subscriber
@@ -149,10 +137,6 @@ class Ingest:
             if kind == "status":
                 self.on_status(vehicle_id, msg)
                 return
-            if kind == "nmea":
-                if len(self._live_topics) >= LIVE_TOPICS_MAX:
-                    self._live_topics.clear()
-                self._live_topics[topic] = vehicle_id
             self.vehicles.handle(vehicle_id, msg.payload, received_at, kind == "backfill",
                                  self.fleet.batch.vehicles, self.stats)
         elif topic.startswith("scada/"):
@@ -321,86 +305,6 @@ class Ingest:
             return first, 1
         return Batch.merged(parts), len(parts)
 
-    async def timer(self) -> None:
-        """The registries and the silence checks: follow the fleet registry every FLEET_POLL_S
-        (`load_fleet`), check every sensor for silence every SENSOR_CHECK_S, reload the sensor
-        registry every SENSOR_REGISTRY_REFRESH_S."""
-        check_s = self.settings.SENSOR_CHECK_S
-        refresh_s = self.settings.SENSOR_REGISTRY_REFRESH_S
-        now = time.monotonic()
-        next_fleet, next_check, next_refresh = now + FLEET_POLL_S, now + check_s, now + refresh_s
-        while True:
-            await asyncio.sleep(max(0.0, min(next_fleet, next_check, next_refresh) - time.monotonic()))
-            now = time.monotonic()
-            if now >= next_fleet:
-                next_fleet = now + FLEET_POLL_S
-                await self.load_fleet()
-                await self.after_wipe()
-            if now >= next_check:
-                next_check = now + check_s
-                self.sensors.check_silence(self.store.clock.now(), self.sensor_lane.batch.sensors, self.stats)
-                if self.sensor_lane.batch.sensors.events:
-                    self._cut(self.sensor_lane)
-            if now >= next_refresh:
-                next_refresh = now + refresh_s
-                await self.load_registry()
-
-    async def load_fleet(self) -> bool:
-        """Follow the fleet registry: read its revision and, when it moved, add the ids of its
-        vehicles to those whose messages are decoded; False (logged) when PostgreSQL cannot answer.
-
-        The set only grows while the ingest runs: the registry never deletes a vehicle (it
-        deactivates it), and a database that cannot answer for a while must not turn every vehicle
-        away."""
-        try:
-            revision = await self._fleet.revision()
-            if revision == self.fleet_revision:
-                return True
-            ids = self.fleet_ids.union(await self._fleet.vehicle_ids())
-        except Exception as exc:
-            self.rlog.warning("fleet", "ingest: cannot load the fleet registry: %s", exc)
-            return False
-        if len(ids) != len(self.fleet_ids):
-            log.info("ingest: %d vehicles in the fleet registry (revision %d)", len(ids), revision)
-        self.fleet_ids, self.fleet_revision = ids, revision
-        return True
-
-    async def after_wipe(self) -> bool:
-        """When Redis lost what this ingest wrote (FLUSHALL, or a restart without its AOF, which
-        no write error announced): forget the caches of what is there (so the next write adds
-        each vehicle to ``veh:ids`` and indexes its track hour again) and publish the sensor
-        registry again. True when a wipe was found."""
-        try:
-            present = await self.store.live_state_present(vehicles=bool(self._known_ids),
-                                                          sensors=bool(self.sensors.registry.specs))
-            if present:
-                return False
-            log.warning("ingest: Redis lost the live state (wiped); writing it again from the next messages")
-            self.stats["redis_wiped"] += 1
-            self._indexed.clear()
-            self._known_ids.clear()
-            await publish_registry(self.settings, self.store)
-        except Exception as exc:
-            self.rlog.warning("wipe", "ingest: cannot check Redis for a wipe: %s", exc)
-            return False
-        await self.load_registry()
-        return True
-
-    async def load_registry(self) -> bool:
-        """(Re)load the sensor registry from Redis; False (logged) when Redis cannot answer."""
-        try:
-            rows = await self.store.sensor_registry()
-        except Exception as exc:
-            self.rlog.warning("registry", "ingest: cannot load the sensor registry: %s", exc)
-            return False
-        registry, problems = SensorRegistry.from_rows(rows, deadband_pct=self.settings.SENSOR_DEADBAND_PCT,
-                                                      min_duration_s=self.settings.SENSOR_MIN_DURATION_S)
-        for problem in problems[:20]:
-            log.warning("ingest: registry row left out: %s", problem)
-        self.stats["registry_problems"] = len(problems)
-        self.sensors.set_registry(registry)
-        return True
-
     async def ack_listener(self) -> None:
         """Apply operators' acknowledgements queued by the web (alarms:acks) to the alarm state."""
         cursor = None
@@ -459,23 +363,6 @@ class Ingest:
     def on_connection(self, up: bool, which: str = "fleet") -> None:
         """Broker connection state of one of the two MQTT clients."""
         self.links[which] = up
-
-
-def city_profile(settings: Settings) -> Path | None:
-    """The city profile whose sensors layer is the registry: CITY_PROFILE, or the generated demo city."""
-    if settings.CITY_PROFILE:
-        return Path(settings.CITY_PROFILE)
-    demo = settings.data_dir / DEMO_SUBDIR / "profile.toml"
-    return demo if demo.is_file() else None
-
-
-async def publish_registry(settings: Settings, store: Store) -> int | None:
-    """Copy the city's sensors layer into the Redis registry; None when there is no city."""
-    profile = city_profile(settings)
-    if profile is None:
-        return None
-    rows = await load_profile_rows(profile)
-    return await store.replace_sensor_registry(rows)
 
 
 def topics(settings: Settings, which: tuple[str, ...] = TOPICS) -> list[str]:

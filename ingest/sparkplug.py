@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -48,6 +48,9 @@ from google.protobuf.message import DecodeError
 
 from ingest import sparkplug_b_pb2 as pb
 from ingest.readings import DEFAULT_MAX_BYTES, Reading, RejectedPayload
+from ingest.sparkplug_payload import (BOOLEAN as _BOOLEAN, DATA_TYPES, FLOATS as _FLOATS,
+                                      SIGNED_BITS as _SIGNED_BITS, UNSIGNED as _UNSIGNED, encode_death,
+                                      encode_payload)
 
 __all__ = [
     "DATA_TYPES",
@@ -65,13 +68,6 @@ NODE_TYPES = frozenset({"NBIRTH", "NDATA", "NDEATH", "NCMD"})
 DEVICE_TYPES = frozenset({"DBIRTH", "DDATA", "DDEATH", "DCMD"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
-# Sparkplug DataType enum, by name (values as in sparkplug_b.proto).
-DATA_TYPES: dict[str, int] = {name: number for name, number in pb.DataType.items()}
-_T = DATA_TYPES
-_SIGNED_BITS = {_T["Int8"]: 8, _T["Int16"]: 16, _T["Int32"]: 32, _T["Int64"]: 64}
-_UNSIGNED = frozenset({_T["UInt8"], _T["UInt16"], _T["UInt32"], _T["UInt64"]})
-_FLOATS = frozenset({_T["Float"], _T["Double"]})
-_BOOLEAN = _T["Boolean"]
 _UNIT_KEYS = ("engUnit", "engUnits", "unit")
 
 
@@ -432,80 +428,3 @@ def _all_sensor_ids(node: _Node, *, online_only: bool) -> list[str]:
         if device.online or not online_only:
             ids.extend(device.sensor_ids())
     return ids
-
-
-# -- encoding, for simulators and tests ----------------------------------------------------
-
-def _datatype_number(datatype: int | str) -> int:
-    return DATA_TYPES[datatype] if isinstance(datatype, str) else int(datatype)
-
-
-def _set_value(metric: pb.Payload.Metric, value: object, datatype: int) -> None:
-    if value is None:
-        metric.is_null = True
-    elif datatype in _SIGNED_BITS:
-        bits = _SIGNED_BITS[datatype]
-        raw = int(value) & ((1 << bits) - 1)  # two's complement at the type's width
-        if bits == 64:
-            metric.long_value = raw
-        else:
-            metric.int_value = raw
-    elif datatype in (_T["UInt64"], _T["DateTime"]):
-        metric.long_value = int(value)
-    elif datatype in _UNSIGNED:
-        metric.int_value = int(value)
-    elif datatype == _T["Float"]:
-        metric.float_value = float(value)
-    elif datatype == _T["Double"]:
-        metric.double_value = float(value)
-    elif datatype == _BOOLEAN:
-        metric.boolean_value = bool(value)
-    elif datatype in (_T["String"], _T["Text"], _T["UUID"]):
-        metric.string_value = str(value)
-    elif datatype in (_T["Bytes"], _T["File"]):
-        metric.bytes_value = bytes(value)  # type: ignore[call-overload]
-    else:
-        raise ValueError(f"encoding Sparkplug datatype {datatype} is not supported")
-
-
-def encode_payload(
-    metrics: Iterable[tuple[str | None, int | None, object, int | str]],
-    seq: int | None,
-    timestamp_ms: int,
-    *,
-    units: Mapping[str, str] | None = None,
-) -> bytes:
-    """Encode a Sparkplug B payload from (name, alias, value, datatype) tuples.
-
-    ``datatype`` is a DataType name ("Double") or number; ``None`` as value sets is_null.
-    ``units`` (metric name -> unit) adds an ``engUnit`` property, for birth messages.
-    ``seq`` None leaves the sequence out (as NDEATH does).
-    """
-    payload = pb.Payload(timestamp=timestamp_ms)
-    if seq is not None:
-        payload.seq = seq
-    for name, alias, value, datatype in metrics:
-        metric = payload.metrics.add()
-        number = _datatype_number(datatype)
-        if name is not None:
-            metric.name = name
-        if alias is not None:
-            metric.alias = alias
-        metric.datatype = number
-        _set_value(metric, value, number)
-        if units and name in units:
-            metric.properties.keys.append("engUnit")
-            prop = metric.properties.values.add()
-            prop.type = DATA_TYPES["String"]
-            prop.string_value = units[name]
-    return payload.SerializeToString()
-
-
-def encode_death(bdseq: int, timestamp_ms: int | None = None) -> bytes:
-    """Encode an NDEATH payload (the edge node's MQTT Will) carrying its bdSeq."""
-    payload = pb.Payload()
-    if timestamp_ms is not None:
-        payload.timestamp = timestamp_ms
-    metric = payload.metrics.add(name="bdSeq", datatype=DATA_TYPES["Int64"])
-    metric.long_value = bdseq & ((1 << 64) - 1)
-    return payload.SerializeToString()

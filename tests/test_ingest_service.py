@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from messaging.mqtt import MqttClient
+from servers.embedded import start_broker
 from store.live import Store
 from ingest import service
 from simulators import nmea_out
@@ -142,3 +144,45 @@ async def test_last_will_marks_the_vehicle_offline(tmp_path, redis_url, database
 async def _link(store, vid, link):
     view = await store.vehicle(vid)
     return view if view and view["link"] == link else None
+
+
+@pytest.mark.skipif(shutil.which("mosquitto") is None, reason="shared subscriptions need mosquitto (amqtt has none)")
+async def test_two_ingests_on_a_shared_subscription_split_the_messages_and_write_each_once(
+        tmp_path, redis_url, database_url):
+    """MQTT_SHARED_GROUP on mosquitto: two ingest processes' subscriptions ($share/ingest/...)
+    each take part of the messages, none is taken twice, and every vehicle's fixes are written."""
+    broker = start_broker(tmp_path / "broker", kind="mosquitto")
+    settings = test_settings(tmp_path, REDIS_URL=redis_url, MQTT_URL=broker.url, MQTT_SHARED_GROUP="ingest")
+    ids = [f"S{i:02d}" for i in range(20)]
+    await register_vehicles(settings.DATABASE_URL, ids)
+    stop, ingests = asyncio.Event(), []
+    tasks = [asyncio.create_task(service.serve(settings, redis_url, broker.url, stop=stop, hook=ingests.append))
+             for _ in range(2)]
+    store = Store.from_url(redis_url, database_url)
+    try:
+        await wait_for(lambda: _all_connected(ingests), timeout=15)
+        pub = await _publisher(broker.url, "test-shared-pub")
+        start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=10)
+        for i in range(5):
+            for n, vid in enumerate(ids):
+                pub.publish(f"fleet/{vid}/nmea", _burst(start + timedelta(seconds=i), 36.38 + n * 1e-3, 119.75 + i * 1e-4))
+        await wait_for(lambda: _messages(ingests, 100), timeout=15)
+        counts = [ingest.stats["messages"] for ingest in ingests]
+        assert sum(counts) == 100 and min(counts) > 0, counts
+        for vid in ids:  # each vehicle's five fixes, whichever process took them
+            await wait_for(lambda: _fix_count(store, vid, 5), timeout=15)
+        pub.stop()
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        await store.close()
+        broker.stop()
+
+
+async def _all_connected(ingests):
+    return len(ingests) == 2 and all(ingest.mqtt_ok for ingest in ingests)
+
+
+async def _messages(ingests, n):
+    await asyncio.sleep(0.3)  # a message taken twice would arrive meanwhile
+    return sum(ingest.stats["messages"] for ingest in ingests) >= n
