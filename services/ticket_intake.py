@@ -5,10 +5,10 @@ into its incident, and the new ticket saved (retried when an incident guard fail
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from store.ticket_records import CreateReads, GuardFailed, TicketRecord, TicketWrite
 from store.ticket_writes import Extra
@@ -25,7 +25,7 @@ from command.ticket_model import (
 from command.tickets import apply
 from gis.crs import distance_m
 from services.ticket_core import RETRIES, backoff
-from services.ticket_incidents import TicketIncidents, EarlyRead
+from services.ticket_incidents import EarlyRead, TicketIncidents
 
 _GEOCODE_CHARS = 100  # the address search's longest query (GET /api/address/search)
 
