@@ -302,50 +302,60 @@ def _framed(line: bytes) -> tuple[str | None, str]:
     return text, ""
 
 
-def _address_reason(address: str) -> str:
-    """The count reason of an address that is not ours to decode, or '' for a talker + type."""
+# address field -> (sentence type, talker, Unicore 'H' variant) or the count reason of a line that
+# is not ours to decode; filled on first sight, bounded
+_ADDRESSES: dict[str, tuple[str, str, bool] | str] = {}
+
+
+def _classify(address: str) -> tuple[str, str, bool] | str:
+    """What an address field names: ('GGA', 'GP', False) for 'GPGGA', or the count reason."""
     if address[:1] == "P":
         return "ignored_sentence"  # proprietary: $P + maker + type
     if not 5 <= len(address) <= 6 or not address.isalnum() or not address.isupper():
         return "unknown_sentence"
-    return "" if len(address) == 5 else "ignored_sentence"
+    if address[2:5] not in _TYPES or address[5:] not in ("", "H"):
+        return "ignored_sentence"
+    return address[2:5], address[:2], len(address) == 6
 
 
 def decode_line(line: bytes) -> tuple[Sentence | None, str]:
     """Decode one line. Returns (sentence or None, count reason); never raises."""
     try:
-        text, reason = _framed(line)
-        if text is None:
-            return None, reason
-        address = text[1:text.find(",")] if "," in text else text[1:-3]
-        if address.endswith("H") and address[2:5] in _TYPES and len(address) == 6:
-            # Unicore's high-precision variant: the plain sentence's layout, one letter more
-            text = f"${address[:5]}{text[7:-3]}*{int(text[-2:], 16) ^ ord('H'):02X}"
-            address = address[:5]
+        return _decode(line)
+    except Exception:  # noqa: BLE001 - defensive: no payload may ever raise out of the decoder
+        return None, "parse_error"
+
+
+def _decode(line: bytes) -> tuple[Sentence | None, str]:
+    """`decode_line` without its last guard."""
+    text, reason = _framed(line)
+    if text is None:
+        return None, reason
+    address = text[1:text.find(",")] if "," in text else text[1:-3]
+    found = _ADDRESSES.get(address)
+    if found is None:
+        if len(_ADDRESSES) >= 4096:
+            _ADDRESSES.clear()
+        found = _ADDRESSES[address] = _classify(address)
+    if found.__class__ is str:  # not ours: only its checksum is checked
+        return None, (found if checksum(text[1:-3]) == text[-2:].upper() else "bad_checksum")
+    kind, talker, variant = found
+    if variant:  # Unicore's high-precision variant: the plain sentence's layout, one letter more
+        text = f"${address[:5]}{text[7:-3]}*{int(text[-2:], 16) ^ ord('H'):02X}"
+    try:
         message = pynmea2.parse(text, check=True)
     except pynmea2.ChecksumError:
         return None, "bad_checksum"
-    except pynmea2.SentenceTypeError:
-        return None, "ignored_sentence"
-    except Exception:  # noqa: BLE001 - pynmea2's ParseError, or anything no line may raise out
-        if checksum(text[1:-3]) != text[-2:].upper():
-            return None, "bad_checksum"
-        return None, _address_reason(address) or "parse_error"
-    reason = _address_reason(address)
-    if reason:
-        return None, reason
-    kind = address[2:]
-    found = _TYPES.get(kind)
-    if found is None:
-        return None, "ignored_sentence"
-    reader, least = found
+    except pynmea2.ParseError:
+        return None, "parse_error"
+    reader, least = _TYPES[kind]
     data = message.data
     if len(data) < least:
         return None, "parse_error"
     missing = len(message.fields) - len(data)
     if missing > 0:  # older NMEA versions omit trailing fields
         data = data + [""] * missing
-    sentence = Sentence(kind, address[:2])
+    sentence = Sentence(kind, talker)
     try:
         reader(sentence, data)
     except (ValueError, IndexError, TypeError):
