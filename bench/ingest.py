@@ -28,7 +28,8 @@ when on PATH, else amqtt), the ingest service in its own process, publishers in 
   step where their sum was highest; ``ingest_shared_ratio`` = the smaller / the larger (1.0: an
   even split) and ``ingest_shared_msgs_per_s`` their sum. mosquitto only: amqtt has no shared
   subscriptions (skipped there, said on stderr).
-- BENCH_ONLY=throughput runs only the throughput figures (and the ratio) and the CPU figures.
+- BENCH_ONLY=throughput runs only the throughput figures (and the ratio) and the CPU figures;
+  BENCH_ONLY=shared only the two shared-subscription processes.
 - ``ingest_rss_mb``: 10,000 vehicles at 1 Hz for BENCH_RSS_S seconds (default 120), then the
   ingest's RSS; ``track_bytes_per_fix`` = Redis used_memory growth / fixes stored.
 
@@ -387,15 +388,15 @@ def _throughput(settings_values, redis_url, mqtt_url, r, *, baseline: str | None
             while time.monotonic() < end:
                 samples.append(written())
                 time.sleep(0.25)
-            since = end - RAMP_STEP_S * 0.65
             # no count taken within the window (the ingest's heartbeat not refreshed): nothing kept up
-            got = _rate(samples, since)
-            rates.append((offered, got))
-            if shared is not None:
-                split = [_rate(per, since) for per in per_process.values()]
+            got = _rate(samples, end - RAMP_STEP_S * 0.65)
+            if shared is not None:  # each process's own heartbeats (one in two on the key): the whole step
+                split = [_rate(per, end - RAMP_STEP_S) for per in per_process.values()]
+                got = sum(split)
                 if got >= shared.get("sum", 0.0) and len(split) == 2:
                     shared.update(sum=got, a=split[0], b=split[1])
                 progress(f"{name}: each " + ", ".join(f"{x:,.0f}" for x in split) + " msg/s")
+            rates.append((offered, got))
             now_forks = _forks(r)
             progress(f"{name}: offered {offered:,.0f} msg/s, written {got:,.0f} msg/s"
                      + ("" if got > 0 else " (no new count in the step: heartbeat not refreshed)")
@@ -545,6 +546,21 @@ def _cpu_per_message(settings_values, redis_proc, broker, r, *, baseline: bool =
     return {name: seconds / max(written, 1) * 1e6 for name, seconds in used.items()}
 
 
+def _shared_figures(values: dict, redis_proc, broker, r: redis.Redis) -> None:
+    """Two ingest processes on one shared subscription (mosquitto only): print both rates, the
+    smaller / the larger, and their sum."""
+    if broker.name != "mosquitto":
+        progress(f"shared subscription: skipped ({broker.name} has no $share; use mosquitto or EMQX)")
+        return
+    shared: dict = {}
+    _throughput(values, redis_proc.url, broker.url, r, shared=shared)
+    a, b = shared.get("a", 0.0), shared.get("b", 0.0)
+    emit("ingest_shared_rate_a", round(a), "msg/s")
+    emit("ingest_shared_rate_b", round(b), "msg/s")
+    emit("ingest_shared_ratio", round(min(a, b) / max(a, b, 1.0), 3), "ratio")
+    emit("ingest_shared_msgs_per_s", round(a + b), "msg/s")
+
+
 def main() -> None:
     """Start the servers, run the four measurements, print the figures."""
     mp.set_start_method("spawn", force=True)
@@ -560,6 +576,9 @@ def main() -> None:
     values = dict(settings.values)
     r = redis.Redis.from_url(redis_proc.url)
     try:
+        if ONLY == "shared":
+            _shared_figures(values, redis_proc, broker, r)
+            return
         ours_runs, base_runs = [], []
         for run in range(REPEAT):
             progress(f"throughput: ramp {run + 1} of {REPEAT} of the ingest and of the minimal loop")
@@ -574,16 +593,7 @@ def main() -> None:
         emit("ingest_nmea_ratio", round(ours / base, 3), "ratio")
         paho = _throughput(values, redis_proc.url, broker.url, r, baseline="paho")
         emit("ingest_baseline_paho_msgs_per_s", round(paho), "msg/s")
-        if broker_name == "mosquitto":
-            shared: dict = {}
-            _throughput(values, redis_proc.url, broker.url, r, shared=shared)
-            a, b = shared.get("a", 0.0), shared.get("b", 0.0)
-            emit("ingest_shared_rate_a", round(a), "msg/s")
-            emit("ingest_shared_rate_b", round(b), "msg/s")
-            emit("ingest_shared_ratio", round(min(a, b) / max(a, b, 1.0), 3), "ratio")
-            emit("ingest_shared_msgs_per_s", round(a + b), "msg/s")
-        else:
-            progress(f"shared subscription: skipped ({broker_name} has no $share; use mosquitto or EMQX)")
+        _shared_figures(values, redis_proc, broker, r)
         for name, us in _cpu_per_message(values, redis_proc, broker, r).items():
             emit(f"ingest_{name}_cpu_us_per_msg", round(us, 1), "us")
             if name == "consumer":  # the ingest process's CPU a message: its figure of issue #25

@@ -68,7 +68,7 @@ def prepare(fixes: Iterable[FixRecord], counters: Mapping[str, Mapping[str, int]
         if signals.get(vid):
             signal_rows += [vid, signals[vid]]
         if -180.0 <= fix.lon <= 180.0 and -GEO_LAT_LIMIT <= fix.lat <= GEO_LAT_LIMIT:
-            geo += [repr(fix.lon), repr(fix.lat), vid]
+            geo += [fix.lon, fix.lat, vid]  # JSON numbers: Lua hands GEOADD their exact text
         updates.append({"id": vid, "t": fix.t, "lat": _rounded(fix.lat, 9), "lon": _rounded(fix.lon, 9),
                         "spd": _rounded(fix.speed_kmh, 3), "crs": fix.course_deg})
     for vid, when in seen.items():

@@ -83,7 +83,7 @@ LIVE_VEHICLES = "live:vehicles"
 # One ingest batch of fixes (see Store.write_fixes): ARGV[1] JSON of flat arrays (a table per row
 # would cost Lua an allocation each: decoding that was a third of the script's time), ARGV[2]
 # packed track records, ARGV[3] the live:vehicles message ('' for none). The latest-fix hashes and
-# the GEO set take a batch in a few variadic commands (GEOADD of lon, lat, id texts); each track is
+# the GEO set take a batch in a few variadic commands (GEOADD of lon, lat, id); each track is
 # one APPEND of its records, cut from ARGV[2] by length, to a key the client spells (no number
 # formatting in Lua); ``idx`` lists the tracks new to this ingest, whose expiry and hour index are
 # set.
