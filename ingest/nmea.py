@@ -15,6 +15,7 @@ or ignored, and ``reason`` is the count key (see `REASONS`). It never raises.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from operator import itemgetter
 
 import pynmea2
@@ -36,7 +37,8 @@ REASONS: dict[str, str] = {
     "bad_date": "an RMC/ZDA date field that is not a valid date (e.g. '2208-1'); the rest is kept",
 }
 
-_HEX_DIGITS = frozenset("0123456789ABCDEFabcdef")
+_HEX = "0123456789ABCDEFabcdef"
+_HEX_PAIRS = frozenset(a + b for a in _HEX for b in _HEX)  # the two checksum digits, either case
 
 
 def checksum(body: str) -> str:
@@ -89,8 +91,11 @@ def _tod(field: str) -> float | None:
         return None
     if len(field) < 6 or field[6:7] not in ("", ".") or not field[:6].isdigit():
         raise _FieldError(f"time {field!r}")
-    hours, minutes, seconds = int(field[:2]), int(field[2:4]), float(field[4:])
-    if hours > 23 or minutes > 59 or seconds >= 61.0:
+    value = float(field)  # one conversion, then split: hhmmss.sss
+    hours = value // 10000.0
+    minutes = value // 100.0 - hours * 100.0
+    seconds = value - hours * 10000.0 - minutes * 100.0
+    if hours > 23.0 or minutes > 59.0 or seconds >= 61.0:
         raise _FieldError(f"time {field!r}")
     return hours * 3600.0 + minutes * 60.0 + seconds
 
@@ -159,6 +164,7 @@ def _valid_ymd(year: int, month: int, day: int) -> bool:
     return not (month == 2 and day == 29 and (year % 4 or (year % 100 == 0 and year % 400)))
 
 
+@lru_cache(maxsize=1024)  # a fleet sends one date a day
 def _ddmmyy(field: str) -> tuple[int, int, int] | None:
     """RMC date ddmmyy -> (year, month, day); 80..99 -> 19yy, else 20yy. Invalid -> None."""
     if len(field) != 6 or not field.isdigit():
@@ -297,7 +303,7 @@ def _framed(line: bytes) -> tuple[str | None, str]:
     if not line.isascii():
         return None, "not_ascii"
     text = line[:star + 3].decode()
-    if not set(text[-2:]) <= _HEX_DIGITS or "$" in text[1:] or len(line) > star + 3:
+    if text[-2:] not in _HEX_PAIRS or text.find("$", 1) >= 0 or len(line) > star + 3:
         return None, "bad_checksum"
     return text, ""
 
