@@ -29,7 +29,8 @@ when on PATH, else amqtt), the ingest service in its own process, publishers in 
   even split) and ``ingest_shared_msgs_per_s`` their sum. mosquitto only: amqtt has no shared
   subscriptions (skipped there, said on stderr).
 - BENCH_ONLY=throughput runs only the throughput figures (and the ratio) and the CPU figures;
-  BENCH_ONLY=shared only the two shared-subscription processes.
+  BENCH_ONLY=shared only the two shared-subscription processes, BENCH_ONLY=latency only the alarm
+  latency.
 - ``ingest_rss_mb``: 10,000 vehicles at 1 Hz for BENCH_RSS_S seconds (default 120), then the
   ingest's RSS; ``track_bytes_per_fix`` = Redis used_memory growth / fixes stored.
 
@@ -578,6 +579,10 @@ def main() -> None:
     try:
         if ONLY == "shared":
             _shared_figures(values, redis_proc, broker, r)
+            return
+        if ONLY == "latency":
+            latencies = _latency(values, redis_proc.url, broker.url, r)
+            emit("ingest_sensor_alarm_latency_ms_p99", round(percentile(latencies, 99), 1), "ms")
             return
         ours_runs, base_runs = [], []
         for run in range(REPEAT):
