@@ -8,7 +8,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from bench.ingest import Fleet, FixClock, register_fleet, saturated_steps
+from bench.ingest import saturated_steps
+from bench.ingest_fleet import FixClock, Fleet, register_fleet
 from messaging.mqtt import ReceivedMessage
 from store.live import Store
 from ingest.service import Ingest
