@@ -84,13 +84,12 @@ async def _serve(port: int, redis_url: str, database_url: str, profile: str) -> 
     from gis.layers import load_profile
     from services.tickets import build_manager
     from web import app as webapp
-    from web.base import Services
-
+    
     settings = load({"CONFIG_FILE": "/nonexistent.toml", "ADMIN_PASSWORD": PASSWORD, "DEMO_PASSWORD": PASSWORD})
     store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
     city = await asyncio.to_thread(load_profile, profile)
-    services = Services(settings=settings, store=store, extra={"tickets": await build_manager(store.db, store.redis, city)})
+    services = webapp.build_services(settings=settings, store=store, tickets=await build_manager(store.db, store.redis, city))
     server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="bench"))
     server.listen(port, "127.0.0.1", reuse_port=True)  # WEB_PROCESSES servers share the port
     bounds = city.districts.total_bounds

@@ -38,12 +38,11 @@ async def _serve(port: int, redis_url: str, database_url: str) -> None:
     from config.settings import load
     from store.live import Store
     from web import app as webapp
-    from web.base import Services
-
+    
     settings = load({"CONFIG_FILE": "/nonexistent.toml", "ADMIN_PASSWORD": PASSWORD, "DEMO_PASSWORD": PASSWORD})
     store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
-    server = tornado.httpserver.HTTPServer(webapp.make_app(Services(settings=settings, store=store),
+    server = tornado.httpserver.HTTPServer(webapp.make_app(webapp.build_services(settings=settings, store=store),
                                                            cookie_secret="bench"))
     server.listen(port, "127.0.0.1")
     print(json.dumps({"ready": True}), flush=True)

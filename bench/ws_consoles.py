@@ -50,8 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 async def _serve(port: int, redis_url: str) -> None:
     from config.settings import load
     from store.live import Store
-    from web.app import make_app
-    from web.base import Services
+    from web.app import build_services, make_app
     from web.live import LiveFeed
 
     settings = load({"CONFIG_FILE": "/nonexistent.toml", "DATA_DIR": tempfile.gettempdir()})
@@ -60,7 +59,7 @@ async def _serve(port: int, redis_url: str) -> None:
     store = Store(aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
         redis_url, decode_responses=True, max_connections=256, timeout=10)))  # as web.app.serve
     feed = LiveFeed(store, batch_ms=500.0)
-    app = make_app(Services(settings=settings, store=store, live=feed), cookie_secret=secrets.token_hex(16))
+    app = make_app(build_services(settings, store, live=feed), cookie_secret=secrets.token_hex(16))
     app.listen(port, "127.0.0.1", max_buffer_size=1 << 20)
     feed.start()
     print("ready", flush=True)

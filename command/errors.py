@@ -1,8 +1,10 @@
 """Typed errors of the command domain.
 
-Every error carries a stable machine-readable `code` and a `details` mapping, so the single
-`write_error` at the HTTP boundary can turn any of them into a 4xx JSON body without knowing the
-individual classes. Messages are English for logs; the web layer may translate by `code`.
+Every error carries its HTTP `status`, a stable machine-readable `code` and a `details` mapping,
+so the single `write_error` at the HTTP boundary (``web.base.BaseHandler``) turns any of them into
+a JSON body ``{"error": {"code", "message", **details}}`` without knowing the individual classes.
+The errors of other layers (store refusals, service refusals) derive from `CommandError` too.
+Messages are English for logs; the pages translate by `code`.
 """
 from __future__ import annotations
 
@@ -10,8 +12,11 @@ from typing import Any
 
 
 class CommandError(Exception):
-    """Base of all domain errors: a stable `code`, a message and JSON-safe `details`."""
+    """Base of all domain errors: an HTTP `status`, a stable `code`, a message and JSON-safe
+    `details`. A subclass sets `status` and `code` as class attributes, or per instance when one
+    class covers several refusals."""
 
+    status = 400
     code = "command_error"
 
     def __init__(self, message: str, **details: Any) -> None:
@@ -27,6 +32,7 @@ class CommandError(Exception):
 class TicketNotFound(CommandError, LookupError):
     """No ticket with this number exists."""
 
+    status = 404
     code = "ticket_not_found"
 
     def __init__(self, number: str) -> None:
@@ -37,6 +43,7 @@ class TicketNotFound(CommandError, LookupError):
 class InvalidTransition(CommandError, ValueError):
     """The action is not legal from the ticket's current state (or a guard of it failed)."""
 
+    status = 409
     code = "invalid_transition"
 
     def __init__(
@@ -65,6 +72,7 @@ class InvalidTransition(CommandError, ValueError):
 class Conflict(CommandError):
     """The ticket changed since the caller read it: the expected version is stale."""
 
+    status = 409
     code = "conflict"
 
     def __init__(self, number: str, expected: int, actual: int) -> None:
@@ -92,9 +100,27 @@ class ValidationError(CommandError, ValueError):
 class Forbidden(CommandError):
     """The actor's role (or crew) may not perform this action on this ticket."""
 
+    status = 403
     code = "forbidden"
 
     def __init__(self, message: str, *, role: str, action: str) -> None:
         super().__init__(message, role=role, action=action)
         self.role = role
         self.action = action
+
+
+class Refused(CommandError):
+    """A request the rules refuse with its own `status` and `code` (a store's or a service's
+    refusal: a name taken, a record changed meanwhile, a crew still at work)."""
+
+    def __init__(self, status: int, code: str, message: str, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.status = status
+        self.code = code
+
+
+class NotFound(Refused):
+    """No record with this id (HTTP 404 with the record's own code, such as ``crew_not_found``)."""
+
+    def __init__(self, code: str, message: str, **details: Any) -> None:
+        super().__init__(404, code, message, **details)

@@ -328,6 +328,7 @@ class NotThePrimary(CommandError):
     """A crew for a symptom call of a dispatch-once incident (HTTP 409 ``incident_not_primary``):
     only the incident's primary goes to a crew."""
 
+    status = 409
     code = "incident_not_primary"
 
     def __init__(self, number: str, incident_id: str, primary: str) -> None:

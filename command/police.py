@@ -22,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Union
 
 from command.coordinates import CoordinateError, check_optional_point
+from command.errors import CommandError
 from command.emergency import (  # noqa: F401 (re-exported: the 110 rule's public names)
     AMBIGUOUS,
     DEFAULT_EMERGENCY_RULES,
@@ -39,8 +40,8 @@ _TOKEN = re.compile(r"[A-Za-z0-9._:~\-]{1,200}")  # nonce and idempotency key ch
 # --------------------------------------------------------------------------- errors
 
 
-class PoliceMessageError(ValueError):
-    """A police-linkage message is malformed; ``code`` is stable, ``field`` names the culprit."""
+class PoliceMessageError(CommandError, ValueError):
+    """A police-linkage message is malformed (HTTP 400); ``code`` is stable, ``field`` names the culprit."""
 
     MALFORMED_BODY = "malformed_body"  # not UTF-8, not JSON, or not a JSON object
     UNKNOWN_TYPE = "unknown_type"  # "type" is not one this direction accepts
@@ -50,13 +51,15 @@ class PoliceMessageError(ValueError):
     BAD_COORDINATES = "bad_coordinates"  # a point the shared rule refuses (lat 89, NaN, half a point)
 
     def __init__(self, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(f"{code}: {message}")
+        super().__init__(f"{code}: {message}", **({"field": field} if field else {}))
         self.code = code
         self.field = field
 
 
-class SignatureError(ValueError):
-    """A signed request is refused; ``code`` is stable (map every code to HTTP 401)."""
+class SignatureError(CommandError, ValueError):
+    """A signed request is refused (HTTP 401 whatever the reason); ``code`` is stable."""
+
+    status = 401
 
     MISSING_HEADER = "missing_header"
     MALFORMED_HEADER = "malformed_header"  # timestamp not digits, nonce or key not token chars

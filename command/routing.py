@@ -164,6 +164,7 @@ def route(ticket_type: TicketType, *, station_id: str | None, department_id: str
 class RouteRefused(CommandError):
     """A field crew for a ticket whose route is not a station (HTTP 409 ``route_not_for_crew``)."""
 
+    status = 409
     code = "route_not_for_crew"
 
     def __init__(self, number: str, kind: RouteKind) -> None:

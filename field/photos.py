@@ -5,16 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from command.errors import Refused
+
 MAX_PHOTO_BYTES = 5 * 1024 * 1024
 PHOTO_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 
 
-class PhotoRejected(ValueError):
-    """An uploaded file that is not an accepted image (or is too large)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code = status, code
+class PhotoRejected(Refused, ValueError):
+    """An uploaded file that is not an accepted image (or is too large): 413 or 415."""
 
 
 def photo_kind(data: bytes) -> str:

@@ -22,6 +22,7 @@ from store.live import Store
 from store.fleet import Audit, FleetStore
 from store.tickets import TicketStore
 from command.dispatch import Crew
+from command.errors import NotFound
 from command.ticket_model import FIELD_STATES, URGENCY_RANK, Category, Ticket, Urgency
 
 
@@ -196,20 +197,21 @@ class CrewRegistry:
     async def set_shift(self, crew_id: str, on_shift: bool, ends_at: datetime | None, by: str, at: datetime,
                         *, role: str) -> None:
         """Put a known crew on or off shift, with its ``shift.set`` audit row by ``by`` (``role``) in
-        the same transaction; KeyError for an unknown crew."""
+        the same transaction; NotFound (404 ``crew_not_found``) for an unknown crew."""
         await self.refresh()
         if crew_id not in self.by_id:
-            raise KeyError(crew_id)
+            raise NotFound("crew_not_found", f"no crew {crew_id}")
 
         def audit(before: Mapping[str, Any], after: Mapping[str, Any]) -> Audit:
-            old = {"on_shift": before["on_shift"], "ends_at": _iso(before["ends_at"])}
-            new = {"on_shift": after["on_shift"], "ends_at": _iso(after["ends_at"])}
+            old = {"on_shift": before["on_shift"], "ends_at": iso_utc(before["ends_at"])}
+            new = {"on_shift": after["on_shift"], "ends_at": iso_utc(after["ends_at"])}
             return Audit(by, role, "shift.set", f"crew:{crew_id}",
                          {k: [old[k], v] for k, v in new.items() if old[k] != v}, at.timestamp())
         await self.fleet.set_shift(crew_id, on_shift, ends_at, by, at, audit=audit)
 
 
-def _iso(epoch: float | None) -> str | None:
+def iso_utc(epoch: float | None) -> str | None:
+    """UTC epoch seconds as ISO 8601 UTC with Z, as the audit trail keeps shift ends."""
     return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc).isoformat().replace("+00:00", "Z")
 
 

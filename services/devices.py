@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import orjson
 
+from command.errors import Refused
 from servers.broker_credentials import hash_password, new_secret, verify_password
 from store.db import Database
 from store.live import Store
@@ -41,14 +42,10 @@ log = logging.getLogger(__name__)
 MAX_SENSORS = 10_000
 
 
-class DeviceRefused(Exception):
+class DeviceRefused(Refused):
     """A device change refused: ``status`` (400, 404, 409) and a stable ``code``
     (``bad_device_id``, ``bad_kind``, ``bad_sensors``, ``unknown_vehicle``, ``unknown_sensor``,
     ``device_not_found``, ``device_exists``), with details such as the unknown sensors."""
-
-    def __init__(self, status: int, code: str, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details
 
 
 @dataclass(frozen=True)

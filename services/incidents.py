@@ -17,8 +17,6 @@ incident never both pass (the revision guard; a loser reads again and retries).
 """
 from __future__ import annotations
 
-import asyncio
-import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,14 +31,10 @@ from command.tickets import apply
 from command.ticket_model import SYSTEM_ACTOR, Actor, Category, State
 from gis.crs import distance_m
 from services.tickets import TicketManager
+from services.ticket_core import RETRIES as _RETRIES, backoff as _backoff
 from services.ticket_incidents import IncidentNotFound
 
-_RETRIES = 8
 _SCAN = 500  # open incidents looked at for a caller's place (the newest)
-
-
-async def _backoff(attempt: int) -> None:
-    await asyncio.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** attempt)))
 
 
 def incident_summary(incident: grouping.Incident, rev: int, action: str, notice: Notice | None) -> dict[str, Any]:
@@ -204,13 +198,4 @@ class IncidentService:
         return resolved
 
 
-def incident_service(extra: dict[str, Any]) -> IncidentService:
-    """The process's IncidentService over its ticket manager (``extra['tickets']``), made once and
-    kept in ``extra['incidents']``."""
-    service = extra.get("incidents")
-    if service is None or service.tickets is not extra.get("tickets"):
-        service = extra["incidents"] = IncidentService(extra["tickets"])
-    return service
-
-
-__all__ = ["IncidentNotFound", "IncidentService", "incident_service", "incident_summary"]
+__all__ = ["IncidentNotFound", "IncidentService", "incident_summary"]

@@ -49,7 +49,7 @@ from store.db import Database
 from config.limit_files import load_calendar, load_limits
 from store.kpi import ZERO_ID, FoldRow, KpiChanges, KpiFacts, iter_all_events
 from store.streams import REDIS_TROUBLE, pause, stop_if_cancelled
-from command.errors import ValidationError
+from command.errors import CommandError, ValidationError
 from command.kpi import EventError, KpiFrame, KpiState, named_row, rebuild
 from command.kpi_facts import LimitTable, TicketAccumulator, read_event
 from command.limits import LimitPolicy
@@ -68,9 +68,10 @@ def shipped_policy() -> LimitPolicy:
     return load_limits(calendar=load_calendar())
 
 
-class KpiUnavailable(Exception):
-    """The KPIs cannot be read now (not swept yet, or PostgreSQL unreachable)."""
+class KpiUnavailable(CommandError):
+    """The KPIs cannot be read now (not swept yet, or PostgreSQL unreachable): HTTP 503."""
 
+    status = 503
     code = "kpi_unavailable"
 
 

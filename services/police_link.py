@@ -78,8 +78,14 @@ class _LeaseLost(Exception):
     """Another attempt holds the entry now (rolls the acknowledgement's transaction back)."""
 
 
-class InboundBusy(Exception):
+class InboundBusy(CommandError):
     """The same idempotency key is being handled by another request (HTTP 503, retry later)."""
+
+    status = 503
+    code = "in_progress"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"the same Idempotency-Key is being handled; retry ({key})")
 
 
 class PoliceLink:

@@ -19,7 +19,7 @@ from store.supervision import SupervisionChanged, SupervisionStore
 from store.units import UnitStore
 from store.ticket_records import TicketRecord
 from command import supervision as rules
-from command.errors import CommandError, TicketNotFound
+from command.errors import CommandError, Refused, TicketNotFound
 from command.ticket_model import OPEN_STATES, SYSTEM_ACTOR, Actor, Role, Ticket
 from services.tickets import TicketManager
 
@@ -30,13 +30,8 @@ ISSUER_ROLES = frozenset({Role.SUPERVISOR, Role.ADMIN})
 RED_SCAN = 500  # red tickets read per page by the rules' pass
 
 
-class SupervisionRefused(Exception):
+class SupervisionRefused(Refused):
     """A 督办 request refused: an HTTP status, a stable code and a message."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
 
 
 def overdue_stages(alarms: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:

@@ -36,6 +36,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from redis.exceptions import RedisError
 
+from command.errors import Refused
 from store import accounts as store_accounts
 from store.accounts import NoDatabase
 from store.db import Database
@@ -52,13 +53,23 @@ _BUMP = ("INSERT INTO fleet_revision (singleton, rev) VALUES (true, 1)"
 _AUDIT = "INSERT INTO admin_audit (at, by, role, action, target, changes) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id"
 
 
-class FleetRefused(Exception):
+# refusal code → (HTTP status, message, the detail field naming the other party)
+_REFUSALS = {"unknown_vehicle": (400, "no such vehicle", "vehicle_id"),
+             "vehicle_inactive": (409, "the vehicle is deactivated", "vehicle_id"),
+             "vehicle_assigned": (409, "the vehicle is assigned to another crew", "crew_id"),
+             "plate_taken": (409, "another vehicle has this plate", "vehicle_id"),
+             "conflict": (409, "changed meanwhile, try again", "")}
+
+
+class FleetRefused(Refused):
     """A fleet write the registry refused: ``code`` (``conflict``, ``unknown_vehicle``,
-    ``vehicle_inactive``, ``vehicle_assigned``, ``plate_taken``) and the other party's id."""
+    ``vehicle_inactive``, ``vehicle_assigned``, ``plate_taken``) and the other party's id
+    (``other``, also in the details under ``vehicle_id`` or ``crew_id``)."""
 
     def __init__(self, code: str, other: str = "") -> None:
-        super().__init__(f"{code} {other}".strip())
-        self.code = code
+        status, text, field = _REFUSALS[code]
+        super().__init__(status, code, f"{text}: {other}" if other else text,
+                         **({field: other} if field and other else {}))
         self.other = other
 
 

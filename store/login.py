@@ -1,10 +1,11 @@
 """The login part of the store (keys listed in store/live.py's docstring): sessions, kept under a
-hash of their token, and the login throttle. Mixed into ``store.live.Store``; nobody else spells
+hash of their token, the secret that signs the session cookies, and the login throttle. Mixed into ``store.live.Store``; nobody else spells
 these keys (``store.fleet.AdminStore.drop_sessions_of`` scans ``session:*`` to end a user's
 sessions). The accounts themselves are in PostgreSQL (``store.accounts``)."""
 from __future__ import annotations
 
 import hashlib
+import secrets
 from typing import Any, Mapping
 
 import orjson
@@ -48,6 +49,9 @@ return n
 """
 
 
+COOKIE_SECRET = "config:cookie_secret"
+
+
 def session_key(token: str) -> str:
     """The Redis key of a session: a SHA-256 of its token, so the keys (in a dump, in the AOF, in
     SCAN or MONITOR output) do not give sessions away."""
@@ -58,6 +62,12 @@ class LoginStoreMixin:
     """Sessions and the login throttle (needs ``self.redis``)."""
 
     redis: Any
+
+    async def cookie_secret(self) -> str:
+        """The shared cookie-signing secret: created once, the same for every web process."""
+        await self.redis.set(COOKIE_SECRET, secrets.token_urlsafe(48), nx=True)
+        raw = await self.redis.get(COOKIE_SECRET)
+        return raw.decode() if isinstance(raw, bytes) else raw
 
     async def put_session(self, token: str, data: Mapping[str, Any], ttl_s: int) -> None:
         """Store a login session under a hash of its unguessable token."""

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import psycopg
 
+from command.errors import CommandError
 from store.db import Database
 from store.ticket_writes import Extra
 
@@ -31,10 +32,11 @@ _STATE_WHERE = {
 _ORDER = {"open": "deadline, id", "due": "deadline, id", "answered": "answered_at DESC, id DESC"}
 
 
-class SupervisionChanged(Exception):
+class SupervisionChanged(CommandError):
     """The 督办 changed between its read and this write (answered, urged or escalated meanwhile),
-    or a ticket got an open 督办 from someone else at the same time."""
+    or a ticket got an open 督办 from someone else at the same time (HTTP 409)."""
 
+    status = 409
     code = "supervision_changed"
 
 

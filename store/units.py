@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 from psycopg.rows import dict_row
 
+from command.errors import NotFound, Refused
 from store.db import Database
 from store.fleet import Audit, utc, write_audit
 from gis.units import CENTER_ID, TreeError, UnitNode, center_name, check_tree, move_refusal, nodes_from_frame
@@ -46,16 +47,19 @@ _SEED = (
 EDITABLE = ("name", "phone", "parent_id", "active")
 
 
-class UnitNotFound(LookupError):
-    """No unit with this id."""
+class UnitNotFound(NotFound, LookupError):
+    """No unit with this id (HTTP 404 ``unit_not_found``)."""
+
+    def __init__(self, unit_id: str) -> None:
+        super().__init__("unit_not_found", f"no unit {unit_id}")
 
 
-class UnitRefused(Exception):
-    """An edit the tree's rules refuse: ``code`` unknown_parent, cycle or level_mismatch."""
+class UnitRefused(Refused):
+    """An edit the tree's rules refuse (HTTP 400, field parent_id): ``code`` unknown_parent, cycle
+    or level_mismatch."""
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(400, code, message, field="parent_id")
 
 
 def unit_record(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -29,7 +29,6 @@ from tests.test_browser import pytestmark as BROWSER_MARKS
 from tests.test_browser_console import _login as login_page
 from tests.test_openapi import validate
 from web import app as webapp
-from web.base import Services
 from web.live import LiveFeed
 
 pytestmark = [pytest.mark.integration]
@@ -95,8 +94,9 @@ async def api(tmp_path, redis_url, database_url):
     parts = await build(store, settings, city, tickets=manager, clock=clock)
     await parts.dispatch.crews.refresh()
     feed = LiveFeed(store, batch_ms=50)
-    services = Services(settings=settings, store=store, city=city, live=feed,
-                        extra={"tickets": manager, "dispatch": parts.dispatch, "police": parts.police})
+    services = webapp.build_services(settings=settings, store=store, city=city, live=feed,
+                                     tickets=manager, dispatch=parts.dispatch, police=parts.police)
+    await webapp.seed_city(services)  # the city's crews, vehicles and units, as at start-up
     app = webapp.make_app(services, cookie_secret="test-secret")
     server = tornado.httpserver.HTTPServer(app)
     port = free_port()

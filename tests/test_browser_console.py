@@ -1,0 +1,213 @@
+"""Browser tests of the dispatcher console, the wall display and the admin page: Debian's chromium
+driven by Playwright against the demo started as real processes. A ticket created through the API
+appears live in the queue and on the map; the dispatcher opens it, sees its timeline (and the
+recommendation when the dispatch service is there) and assigns with one click; a threshold-crossing
+reading published on MQTT raises an alarm that is acknowledged; the wall counts; the admin creates
+a user. No console errors anywhere; screenshots in test-artifacts/."""
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from urllib.parse import urlparse
+
+import pytest
+
+from tests.procs import PASSWORD, start_demo
+from tests.test_browser import ARTIFACTS, ConsoleWatch, browser  # noqa: F401  (the shared chromium fixture)
+from tests.test_browser import pytestmark as browser_marks
+
+pytestmark = browser_marks
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("console-demo")
+    # the dispatcher assigns by hand: no automatic dispatch, and no crew bot accepting meanwhile;
+    # vehicle limits other than the defaults (30 s, 300 s), which the console must take from the server
+    running = start_demo(tmp / "var", tmp / "demo.log", vehicles=6, DISPATCH_AUTO="0", SIM_CREWS="0",
+                         VEHICLE_STALE_S="45", VEHICLE_OFFLINE_S="450")
+    yield running
+    running.stop()
+
+
+
+def _login(page, base: str, user: str, path: str = "/console") -> None:
+    page.goto(base + path)
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + path)
+
+
+def _publish(demo, messages: list[tuple[str, dict]]) -> None:
+    """Publish JSON readings on the demo's broker as its SCADA gateway (its own credentials,
+    client id = device id; QoS 1, confirmed)."""
+    import paho.mqtt.client as mqtt
+
+    from services.devices import read_secrets, sim_devices_path
+    from simulators.run import SCADA_GATEWAY
+
+    url = urlparse(json.loads((demo.data_dir / "run" / "servers.json").read_text())["device_url"])
+    secret = read_secrets(sim_devices_path(demo.data_dir))[SCADA_GATEWAY]
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=SCADA_GATEWAY)
+    client.username_pw_set(SCADA_GATEWAY, secret)
+    client.connect(url.hostname, url.port or 1883)
+    client.loop_start()
+    try:
+        for topic, payload in messages:
+            client.publish(topic, json.dumps(payload), qos=1).wait_for_publish(10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_dispatcher_sees_a_new_ticket_live_assigns_it_and_acknowledges_an_alarm(demo, browser):  # noqa: F811
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    watch = ConsoleWatch(page)
+    _login(page, demo.base, "dispatcher")
+    page.wait_for_function("() => document.body.dataset.live === 'up'", timeout=30_000)
+    page.wait_for_function("() => (document.getElementById('map').dataset.layers || '').split(',').length >= 2",
+                           timeout=30_000)
+    page.click("#clock")  # a first user gesture: the console may now play its alarm sound
+    assert page.evaluate("() => window.Console.limits") == {"stale_s": 45, "offline_s": 450}  # the demo's settings
+
+    agent = demo.login("agent")
+    sensors = demo.get("/api/sensors", agent)["sensors"]
+    placed = next(s for s in sensors if s["lon"] is not None)
+    created = demo.post("/api/tickets", agent, {
+        "channel": "phone", "category": "power", "type": "repair", "urgency": "emergency",
+        "description": "配电箱冒烟，整栋楼停电", "caller_phone": "13912345678", "address": "测试路1号",
+        "lon": placed["lon"] + 0.002, "lat": placed["lat"] + 0.002})
+    number = created["ticket"]["number"]
+
+    # live: in the queue (time left in minutes) and on the map, coloured by urgency and escalation
+    page.wait_for_selector(f"[data-queue='{number}']", timeout=15_000)
+    assert "分钟" in page.inner_text(f"[data-queue='{number}']")
+    marker = page.wait_for_selector(f"[data-ticket='{number}']", state="attached", timeout=15_000)
+    assert (marker.get_attribute("data-urgency"), marker.get_attribute("data-color")) == ("emergency", "blue")
+
+    page.click(f"[data-queue='{number}']")
+    page.wait_for_function(f"() => (document.getElementById('detail').dataset.loaded || '').startsWith('{number}@')",
+                           timeout=15_000)
+    assert page.locator("#detail-timeline li[data-action='create']").count() == 1
+    recommend_state = page.get_attribute("#detail-recommend", "data-state")
+    page.screenshot(path=str(ARTIFACTS / "console-ticket-detail.png"))
+    crews_before = page.evaluate("document.body.dataset.crewsAt || ''")
+    if recommend_state == "shown":  # the dispatch service answers: assign its first candidate
+        page.click("#detail-recommend [data-assign]")
+    else:
+        assert page.text_content("#detail-recommend") in ("—", "暂无推荐")
+        page.click("#detail-actions [data-do='reassign']")
+    page.wait_for_selector("#detail .tag[data-state='dispatched']", timeout=15_000)
+    page.wait_for_selector("#detail-timeline li[data-action='dispatch']", timeout=15_000)
+    page.wait_for_function(f"() => document.body.dataset.crewsAt && document.body.dataset.crewsAt !== '{crews_before}'",
+                           timeout=20_000)  # the crew board reloaded after the assignment
+    ticket = demo.get(f"/api/tickets/{number}", agent)
+    assert ticket["state"] == "dispatched" and ticket["crew_id"]
+
+    # an alarm from a reading over the critical threshold, published on MQTT like a SCADA gateway
+    sensor = next(s for s in sensors if s["high_critical"] is not None and s["quantity"])
+    value = sensor["high_critical"] * 1.5 + 1
+    hold = (sensor.get("min_duration_s") or 0) + 5
+    now = time.time()
+    _publish(demo, [(f"scada/{sensor['id']}/{sensor['quantity']}", {"value": value, "ts": ts})
+                    for ts in (now - hold, now)])
+    ack = f"#alarm-list [data-alarm-id^='{sensor['id']}:'] button.ack"
+    page.wait_for_selector(ack, timeout=20_000)
+    page.wait_for_selector(f"[data-sensor='{sensor['id']}'][data-alarm='critical']", state="attached", timeout=5_000)
+    page.screenshot(path=str(ARTIFACTS / "console-alarm.png"))
+    page.click(ack)  # by selector: the list re-renders on every alarm event
+    page.wait_for_selector(f"#alarm-list [data-alarm-id^='{sensor['id']}:'] button.ack", state="detached",
+                           timeout=15_000)
+    acked = [a for a in demo.get("/api/alarms", agent)["alarms"] if a["sensor_id"] == sensor["id"]]
+    assert acked and acked[0]["acked_by"] == "dispatcher"
+    page.wait_for_selector(f"[data-sensor='{sensor['id']}'][data-alarm='acked-critical']", state="attached",
+                           timeout=5_000)
+    assert page.locator("#banner").is_hidden()
+    page.click("[data-lang-toggle]")
+    assert page.text_content("[data-i18n='tickets.queue']") == "Ticket queue"
+    page.screenshot(path=str(ARTIFACTS / "console-en.png"))
+    page.close()
+    assert watch.errors == [], watch.failed  # the failed requests name the cause
+
+
+def test_wall_display_counts_open_tickets_alarms_and_vehicles(demo, browser):  # noqa: F811
+    page = browser.new_page(viewport={"width": 1920, "height": 1080})
+    watch = ConsoleWatch(page)
+    _login(page, demo.base, "supervisor", "/wall")
+    token = demo.login("supervisor")
+    page.wait_for_function("() => document.getElementById('w-vehicles').textContent !== '—' && "
+                           "Number(document.getElementById('w-vehicles').textContent) >= 3", timeout=30_000)
+    deadline = time.monotonic() + 20  # the simulated callers keep adding tickets: compare at one moment
+    while True:
+        api_open = demo.get("/api/tickets/counts", token)["open"]
+        shown = page.text_content("#w-open")
+        if shown == str(api_open):
+            break
+        assert time.monotonic() < deadline, f"the wall shows {shown} open tickets, the API {api_open}"
+        page.wait_for_timeout(250)
+    created_today = int(page.text_content("#w-created"))
+    demo.post("/api/tickets", demo.login("agent"), {
+        "channel": "web", "category": "water", "type": "repair", "urgency": "urgent", "description": "水管爆裂"})
+    page.wait_for_function(f"() => Number(document.getElementById('w-created').textContent) >= {created_today + 1}",
+                           timeout=15_000)  # (proactive tickets from sensor alarms may add more)
+    assert page.locator("[data-bar='emergency'], [data-bar='urgent']").count() == 2
+    page.screenshot(path=str(ARTIFACTS / "wall.png"))
+    page.close()
+    assert watch.errors == []
+
+
+def test_admin_page_creates_a_user_who_can_log_in(demo, browser):  # noqa: F811
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    watch = ConsoleWatch(page)
+    _login(page, demo.base, "admin", "/admin")
+    page.wait_for_selector("#crew-rows tr[data-crew]", timeout=15_000)
+    page.fill("#new-user input[name=name]", "dispatcher2")
+    page.select_option("#new-user select[name=role]", "dispatcher")
+    page.fill("#new-user input[name=display]", "调度员 赵敏")
+    page.fill("#new-user input[name=password]", "dispatch-pass-2")
+    page.click("#new-user button[type=submit]")
+    page.wait_for_selector("#user-rows tr[data-user='dispatcher2']", timeout=10_000)
+    page.screenshot(path=str(ARTIFACTS / "admin.png"))
+    first = page.get_attribute("#crew-rows tr[data-crew] td[data-on-shift]", "data-on-shift")
+    page.click("#crew-rows tr[data-crew] button[data-shift]")
+    page.wait_for_function(f"() => document.querySelector('#crew-rows tr[data-crew] td[data-on-shift]')"
+                           f".dataset.onShift !== '{first}'", timeout=10_000)
+    page.close()
+    request = urllib.request.Request(demo.base + "/api/login", method="POST",
+                                     data=json.dumps({"username": "dispatcher2", "password": "dispatch-pass-2"}).encode())
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert json.loads(response.read())["role"] == "dispatcher"
+    assert watch.errors == []
+
+
+def test_an_ambiguous_emergency_is_handed_to_110_with_one_click(demo, browser):  # noqa: F811
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    watch = ConsoleWatch(page)
+    _login(page, demo.base, "dispatcher")
+    page.wait_for_function("() => document.body.dataset.live === 'up'", timeout=30_000)
+    agent = demo.login("agent")
+    created = demo.post("/api/tickets", agent, {
+        "channel": "phone", "category": "gas", "type": "repair", "urgency": "urgent",
+        "description": "厨房好像有点煤气味，不确定", "caller_phone": "13912340000", "address": "测试路2号"})
+    number = created["ticket"]["number"]
+    assert created["ticket"]["police_suggested"] == "gas_leak" and created["ticket"]["police_kind"] is None
+    page.wait_for_selector(f"[data-queue='{number}']", timeout=15_000)
+    assert page.text_content(f"[data-queue='{number}'] [data-police-suggested='gas_leak']") == "110?"  # the queue's tag
+    page.click(f"[data-queue='{number}']")
+    page.wait_for_function(f"() => (document.getElementById('detail').dataset.loaded || '').startsWith('{number}@')",
+                           timeout=15_000)
+    suggestion = "#detail-actions [data-police-suggested='gas_leak']"
+    assert "燃气泄漏" in page.inner_text(suggestion)
+    page.screenshot(path=str(ARTIFACTS / "console-police-suggested.png"))
+    page.click(suggestion + " button[data-do='police']")
+    page.wait_for_selector(suggestion, state="detached", timeout=15_000)  # confirmed: the plain 转110 is back
+    assert page.locator("#detail-actions button[data-do='police']").count() == 1
+    page.wait_for_selector(f"[data-queue='{number}'] [data-police-suggested]", state="detached", timeout=15_000)
+    notes = [e for e in demo.get(f"/api/tickets/{number}/timeline", agent)["events"]
+             if e["data"].get("data", {}).get("police") == "handover_queued"]
+    assert [n["actor_id"] for n in notes] == ["dispatcher"] and notes[0]["data"]["data"]["kind"] == "dispatcher_manual"
+    page.close()
+    assert watch.errors == [], watch.failed

@@ -203,12 +203,11 @@ async def test_without_postgresql_logins_and_admin_changes_answer_503(tmp_path, 
     from store.live import Store
     from tests.conftest import test_settings
     from web import app as webapp
-    from web.base import Services
 
     gone = Database(f"postgresql://center:x@127.0.0.1:{free_port()}/center", timeout_s=1.0)
     store = Store(Store.from_url(redis_url).redis, gone)
     await store.put_session("admin-token", {"name": "admin", "role": "admin", "crew_id": None, "display": ""}, 60)
-    server = tornado.httpserver.HTTPServer(webapp.make_app(Services(settings=test_settings(tmp_path), store=store),
+    server = tornado.httpserver.HTTPServer(webapp.make_app(webapp.build_services(test_settings(tmp_path), store),
                                                           cookie_secret="test-secret"))
     port = free_port()
     server.listen(port, "127.0.0.1")

@@ -350,11 +350,12 @@ async def full_api(vapi, tmp_path):
     from services.worker import build
     from tests.conftest import test_settings
 
-    services = vapi.server.request_callback.settings["services"]
+    settings = vapi.server.request_callback.settings
     parts = await build(vapi.store, test_settings(tmp_path), None, tickets=vapi.manager, clock=vapi.clock)
     kpi = KpiService(vapi.store.db, vapi.store.redis, policy=vapi.manager.policy)
     await kpi.start()
-    services.extra.update({"dispatch": parts.dispatch, "police": parts.police, "kpi": kpi})
+    settings["services"] = dataclasses.replace(settings["services"], dispatch=parts.dispatch, police=parts.police,
+                                               kpi=kpi)
     yield vapi
     await kpi.stop()
 
@@ -377,7 +378,7 @@ async def test_no_get_route_answers_garbage_query_values_with_a_500(full_api, va
 
 
 async def test_refused_input_is_counted_per_handler_and_status(vapi):
-    counted = vapi.server.request_callback.settings
+    counted = {"input_rejected": vapi.server.request_callback.settings["services"].refused}
     await vapi.create(lat=86)
     await vapi.create(lon=121.0)
     await vapi.call("GET", "/api/tickets/duplicates?lon=nan&lat=36.36", "agent")

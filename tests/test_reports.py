@@ -10,6 +10,7 @@ in a different row order, which may change a mean's last bit and nothing else.""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import csv
 import io
 import json
@@ -45,7 +46,6 @@ from tests.conftest import ROOT, test_settings, wait_for
 from tests.procs import start_demo
 from tests.test_ticket_api import Clock, city  # noqa: F401  (the two-district test city fixture)
 from web import app as webapp
-from web.base import Services
 from web.report_export import minutes, percent
 
 pytestmark = [pytest.mark.integration]  # async tests run in asyncio mode "auto" (pytest.ini)
@@ -174,13 +174,13 @@ async def app(tmp_path, redis_url, database_url, city):  # noqa: F811
     manager = TicketManager(tickets, lookup, sensors=sensor_sites(city, lookup), clock=clock)
     kpi = KpiService(store.db, store.redis, tz=settings.zone, block_ms=100)
     await kpi.start()  # on an empty database: everything after this is the incremental path
-    services = Services(settings=settings, store=store, city=CityLayers(city), extra={"tickets": manager, "kpi": kpi})
+    services = webapp.build_services(settings=settings, store=store, city=CityLayers(city), tickets=manager, kpi=kpi)
     server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
     port = free_port()
     server.listen(port, "127.0.0.1")
     client = App(f"http://127.0.0.1:{port}", store, manager, kpi, clock)
     client.redis_url, client.database_url = redis_url, database_url
-    client.settings, client.services = settings, services
+    client.settings, client.web_settings = settings, server.request_callback.settings
     yield client
     server.stop()
     await server.close_all_connections()
@@ -446,12 +446,13 @@ async def test_only_supervisors_admins_and_dispatchers_read_reports(app, user, s
 
 
 async def test_reports_answer_503_without_a_kpi_service(app):
-    kpi = app.services.extra.pop("kpi")
+    services = app.web_settings["services"]
+    app.web_settings["services"] = dataclasses.replace(services, kpi=None)
     try:
         body = await app.get("/api/reports/kpi", expect=503)
         assert body["error"]["code"] == "kpi_unavailable"
     finally:
-        app.services.extra["kpi"] = kpi
+        app.web_settings["services"] = services
     assert (await app.get("/api/reports/kpi"))["report"]["volume"]["tickets"] == 0
 
 

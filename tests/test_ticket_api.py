@@ -29,7 +29,6 @@ from services.ticket_alarms import consume_alarms, sensor_sites
 from tests.cities import write_city
 from tests.conftest import test_settings, wait_for
 from web import app as webapp
-from web.base import Services
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 PASSWORD = "test-pass-1234"
@@ -121,7 +120,7 @@ async def _serve(tmp_path: Path, redis_url: str, database_url: str, city, clock:
     tickets = TicketStore(store.db, store.redis)
     lookup = SpatialLookup(city)
     manager = TicketManager(tickets, lookup, sensors=sensor_sites(city, lookup), clock=clock)
-    services = Services(settings=settings, store=store, extra={"tickets": manager})
+    services = webapp.build_services(settings=settings, store=store, tickets=manager)
     server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
     port = port or free_port()
     server.listen(port, "127.0.0.1")

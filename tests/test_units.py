@@ -28,7 +28,6 @@ from tests.test_dispatch_service import PASSWORD, Api
 from tests.test_gis_lookup import LAYERS
 from tests.test_openapi import validate
 from web import app as webapp
-from web.base import Services
 
 T0 = 1_790_000_000.0
 TREE = {CENTER_ID: (None, 1), "D1": (CENTER_ID, 2), "D2": (CENTER_ID, 2), "S1": ("D1", 3), "S2": ("D2", 3)}
@@ -254,7 +253,8 @@ async def api(tmp_path, redis_url, database_url, demo):
     settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
     store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
-    services = Services(settings=settings, store=store, city=CityLayers(demo))
+    services = webapp.build_services(settings=settings, store=store, city=CityLayers(demo))
+    await webapp.seed_city(services)  # the city's crews, vehicles and units, as at start-up
     app = webapp.make_app(services, cookie_secret="test-secret")
     server = tornado.httpserver.HTTPServer(app)
     port = free_port()

@@ -4,12 +4,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
 import socket
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+import orjson
 import tornado.httpserver
 import tornado.web
 
@@ -21,10 +22,22 @@ from store.db import Database
 from runtime.lifecycle import StartupError, stop_on_signals
 from store.outbox import ChangeRelay
 from servers.embedded import url_reachable
+from config.limit_files import load_policy
+from config.review_file import load_review
+from config.routing_file import load_routing
 from config.settings import Settings
 from store.live import Store
 from store.accounts import AccountStore
 from web.base import MAX_BODY_BYTES, NotFoundHandler, Services
+from services.devices import DeviceService
+from services.fleet_admin import FleetAdmin
+from services.incidents import IncidentService
+from services.kpi_service import KpiService
+from services.tickets import build_manager
+from services.worker import build as build_dispatch
+from services.supervision import SupervisionService
+from store.supervision import SupervisionStore
+from store.units import UnitStore, nodes_of_city
 from web.handlers import admin, auth, desk, health, ingest_stats, layers, live, openapi, pages, sensors, tickets, vehicles
 from web.handlers import dispatch as dispatch_handlers, police as police_handlers
 from web.handlers import hotspots
@@ -50,7 +63,7 @@ def make_app(services: Services, *, cookie_secret: str) -> tornado.web.Applicati
     routes: list[Any] = []
     for module in HANDLER_MODULES:
         routes.extend(module.routes)
-    return tornado.web.Application(
+    app = tornado.web.Application(
         routes,
         services=services,
         cookie_secret=cookie_secret,
@@ -66,13 +79,32 @@ def make_app(services: Services, *, cookie_secret: str) -> tornado.web.Applicati
         websocket_max_message_size=64 * 1024,
         compress_response=True,
     )
+    app.settings["openapi_document"] = orjson.dumps(openapi.build_document(openapi.route_rules(app)))
+    return app
 
 
-async def cookie_secret(store: Store) -> str:
-    """The shared cookie-signing secret (created once in Redis, shared by every web process)."""
-    key = "config:cookie_secret"
-    await store.redis.set(key, secrets.token_urlsafe(48), nx=True)
-    return await store.redis.get(key)
+def build_services(settings: Settings, store: Store, *, city: Any = None, live: LiveFeed | None = None,
+                   health: Any = None, tickets: Any = None, dispatch: Any = None, police: Any = None,
+                   kpi: Any = None, addresses: desk.AddressBooks | None = None) -> Services:
+    """Every service the handlers use, built once: those given (the ticket manager, dispatch,
+    110 linkage, KPIs: None where this process runs without them) and those made from them."""
+    return Services(
+        settings=settings, store=store, city=city, live=live, health=health, tickets=tickets,
+        dispatch=dispatch, police=police, kpi=kpi,
+        fleet=FleetAdmin(store, city), devices=DeviceService(store.redis, store.db),
+        addresses=addresses or desk.AddressBooks(city), areas=hotspots.AreaIndex(city), names=reports.city_names(city),
+        incidents=None if tickets is None else IncidentService(tickets),
+        supervision=None if tickets is None else SupervisionService(
+            tickets, SupervisionStore(store.db), UnitStore(store.db)))
+
+
+async def seed_city(services: Services) -> None:
+    """The city's crews and vehicles into the fleet registry and its units into the unit tree,
+    those not known yet only (at start-up; nothing without PostgreSQL)."""
+    if services.store.db is None:
+        return
+    await services.fleet.seed()
+    await UnitStore(services.store.db).seed(nodes_of_city(getattr(services.city, "city", services.city)), time.time())
 
 
 async def bootstrap_accounts(store: Store, settings: Settings, *, demo: bool) -> dict[str, str]:
@@ -120,15 +152,15 @@ async def postgres_answers(db: Database | None, timeout_s: float = HEALTH_TIMEOU
         return False, str(exc).strip() or type(exc).__name__
 
 
-def health_reporter(services: Services, mqtt_url: str):
+def health_reporter(store: Store, live: LiveFeed | None, mqtt_url: str):
     """Build the /healthz function: PostgreSQL SELECT 1, Redis ping, broker reachability, service
     heartbeats; ``ok`` false and ``down`` naming what is missing when a component the center needs
     is down."""
     async def report() -> dict[str, Any]:
         started = time.perf_counter()
-        postgres = asyncio.ensure_future(postgres_answers(services.store.db))  # alongside the rest
+        postgres = asyncio.ensure_future(postgres_answers(store.db))  # alongside the rest
         try:
-            await asyncio.wait_for(services.store.redis.ping(), 2.0)
+            await asyncio.wait_for(store.redis.ping(), 2.0)
             redis_ok, redis_error = True, None
         except Exception as exc:  # any failure is the answer
             redis_ok, redis_error = False, str(exc) or type(exc).__name__
@@ -136,14 +168,13 @@ def health_reporter(services: Services, mqtt_url: str):
         beats: dict[str, Any] = {}
         if redis_ok:
             try:
-                beats = await asyncio.wait_for(services.store.services(SERVICES_WATCHED), 2.0)
+                beats = await asyncio.wait_for(store.services(SERVICES_WATCHED), 2.0)
             except Exception as exc:
                 redis_ok, redis_error = False, str(exc) or type(exc).__name__
         now = time.time()
         svc = {name: ({"ok": True, "age_s": round(now - b["at"], 1), **{k: v for k, v in b.items() if k != "at"}}
                       if b else {"ok": False}) for name, b in beats.items()}
-        svc["web"] = {"ok": True, "pid": os.getpid(), "consoles": len(services.live.subscribers)
-                      if services.live else 0}
+        svc["web"] = {"ok": True, "pid": os.getpid(), "consoles": len(live.subscribers) if live else 0}
         postgres_ok, postgres_error = await postgres
         ok = postgres_ok and redis_ok and broker_ok and all(s["ok"] for s in svc.values())
         down = needed_down(redis_ok, broker_ok, svc, postgres_ok)
@@ -200,33 +231,21 @@ async def _serve(settings: Settings, redis_url: str, mqtt_url: str, sockets: lis
     feed = LiveFeed(store, batch_ms=settings.WS_BATCH_MS, stale_s=settings.VEHICLE_STALE_S,
                     offline_s=settings.VEHICLE_OFFLINE_S, vehicle_crews=vehicle_crews_of(city),
                     zone=settings.zone, clock=store.clock.now)
-    services = Services(settings=settings, store=store, city=city, live=feed)
-    services.health = health_reporter(services, mqtt_url)
-    from datetime import date
-
-    from config.limit_files import load_policy
-    from config.review_file import load_review
-    from config.routing_file import load_routing
-    from services.tickets import build_manager
-
-    services.extra["tickets"] = await build_manager(store.db, store.redis, getattr(city, "city", city),
-                                                    service_area=settings.SERVICE_AREA,
-                                                    policy=load_policy(settings, today=date.today()),
-                                                    routing=load_routing(settings), review=load_review(settings),
-                                                    clock=store.clock.now_dt,
-                                                    geocoder=desk.address_geocoder(services))  # the desk's address book
-    from services.worker import build as build_dispatch
-
-    parts = await build_dispatch(store, settings, city, tickets=services.extra["tickets"])
-    services.extra["dispatch"] = parts.dispatch
-    services.extra["police"] = parts.police
-    from services.kpi_service import KpiService
-
-    kpi = KpiService(store.db, store.redis, policy=services.extra["tickets"].policy, tz=settings.zone)
+    addresses = desk.AddressBooks(city)
+    addresses.start()  # the desk's address book, built in the background from now
+    manager = await build_manager(store.db, store.redis, getattr(city, "city", city),
+                                  service_area=settings.SERVICE_AREA, policy=load_policy(settings, today=date.today()),
+                                  routing=load_routing(settings), review=load_review(settings),
+                                  clock=store.clock.now_dt, geocoder=desk.address_geocoder(addresses))
+    parts = await build_dispatch(store, settings, city, tickets=manager)
+    kpi = KpiService(store.db, store.redis, policy=manager.policy, tz=settings.zone)
     await kpi.start(wait=False)  # folds what changed since the last run in the background, then follows tkt:changes
-    services.extra["kpi"] = kpi
+    services = build_services(settings, store, city=city, live=feed, health=health_reporter(store, feed, mqtt_url),
+                              tickets=manager, dispatch=parts.dispatch, police=parts.police, kpi=kpi,
+                              addresses=addresses)
+    await seed_city(services)
     await parts.dispatch.crews.refresh()  # the city's crews into the fleet registry, before the feed reads it
-    app = make_app(services, cookie_secret=await cookie_secret(store))
+    app = make_app(services, cookie_secret=await store.cookie_secret())
     store.redis.set_retry(redis_client.async_retry(redis_client.REQUEST_PATIENCE_S))  # then a 503
     # a small body limit for every route; the login and photo handlers set their own (BoundedBody)
     server = tornado.httpserver.HTTPServer(app, xheaders=False, max_body_size=MAX_BODY_BYTES)

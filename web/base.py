@@ -5,8 +5,9 @@ import asyncio
 import functools
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import orjson
 import psycopg
@@ -15,8 +16,20 @@ import tornado.web
 
 from store import redis_client
 from command.accounts import Account
+from command.errors import CommandError
 from config.settings import Settings
 from store.live import Store
+
+if TYPE_CHECKING:
+    from services.devices import DeviceService
+    from services.dispatch import DispatchManager
+    from services.fleet_admin import FleetAdmin
+    from services.incidents import IncidentService
+    from services.kpi_service import KpiService
+    from services.police_link import PoliceLink
+    from services.supervision import SupervisionService
+    from services.tickets import TicketManager
+    from web.live import LiveFeed
 
 log = logging.getLogger(__name__)
 
@@ -113,26 +126,30 @@ class ApiError(tornado.web.HTTPError):
         self.details = details
 
 
-@dataclass
+@dataclass(frozen=True)
 class Services:
-    """Everything handlers use, built once at start-up and handed in through app settings."""
+    """Everything handlers use, built once at start-up (``web.app.build_services``) and handed in
+    through the application settings; handlers reach each through a typed property. A service
+    this process runs without (no dispatch in a test app, say) is None: its handlers answer 503."""
 
     settings: Settings
     store: Store
-    health: Callable[[], Awaitable[dict[str, Any]]] | None = None
+    fleet: FleetAdmin
+    devices: DeviceService
+    addresses: Any  # web.handlers.desk.AddressBooks: the desk's address search, built in the background
+    areas: Any  # web.handlers.hotspots.AreaIndex: the city's grids and districts
+    names: dict[str, dict[str, str]]  # id → name of districts, units and crews (reports)
     city: Any = None
-    live: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-# Maps typed domain errors (by class name, so domain packages stay free of web imports) to HTTP.
-DOMAIN_ERRORS = {
-    "TicketNotFound": 404, "NotFound": 404, "InvalidTransition": 409, "Conflict": 409,
-    "ValidationError": 400, "Forbidden": 403, "SignatureError": 401, "PoliceMessageError": 400,
-    "CoordinateError": 400, "OutsideServiceArea": 400,  # command.coordinates
-    "RouteRefused": 409, "UnitOverrideRefused": 400,  # command.routing
-    "NotThePrimary": 409,  # command.grouping: a crew only for an incident's primary
-}
+    live: LiveFeed | None = None
+    health: Callable[[], Awaitable[dict[str, Any]]] | None = None
+    tickets: TicketManager | None = None
+    incidents: IncidentService | None = None
+    supervision: SupervisionService | None = None
+    dispatch: DispatchManager | None = None
+    police: PoliceLink | None = None
+    kpi: KpiService | None = None
+    sessions: SessionCache = field(default_factory=SessionCache)
+    refused: Counter = field(default_factory=Counter)  # refused requests by "Handler:status"
 
 
 class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
@@ -152,6 +169,37 @@ class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
     def config(self) -> Settings:
         """The resolved settings."""
         return self.services.settings
+
+    @property
+    def tickets(self) -> TicketManager:
+        """The ticket manager (503 when this process runs without one)."""
+        return self._needed(self.services.tickets, "tickets_unavailable", "the ticket service is not configured")
+
+    @property
+    def incidents(self) -> IncidentService:
+        """The incident service over the ticket manager (503 when this process runs without one)."""
+        return self._needed(self.services.incidents, "tickets_unavailable", "the ticket service is not configured")
+
+    @property
+    def kpi(self) -> KpiService:
+        """The KPI service (503 when this process runs without one)."""
+        return self._needed(self.services.kpi, "kpi_unavailable", "the KPI service is not configured")
+
+    @property
+    def dispatch(self) -> DispatchManager:
+        """The dispatch manager (503 when this process runs without one)."""
+        return self._needed(self.services.dispatch, "dispatch_unavailable", "dispatch is not configured")
+
+    @property
+    def police(self) -> PoliceLink:
+        """The 110 linkage (503 when this process runs without one)."""
+        return self._needed(self.services.police, "police_unavailable", "the 110 linkage is not configured")
+
+    @staticmethod
+    def _needed(service: Any, code: str, message: str) -> Any:
+        if service is None:
+            raise ApiError(503, code, message)
+        return service
 
     @property
     def account(self) -> Account | None:
@@ -180,9 +228,7 @@ class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
 
     async def _session(self, token: str) -> dict[str, Any] | None:
         """The session of a token, from the short in-process cache (see SESSION_CACHE_S) or Redis."""
-        cache = self.application.settings.get("session_cache")
-        if cache is None:
-            cache = self.application.settings["session_cache"] = SessionCache()
+        cache = self.services.sessions
         now = time.monotonic()
         found, session = cache.get(token, now)
         if found:
@@ -205,12 +251,22 @@ class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
         cache.put(token, session, now)
         return session
 
+    count_refusals = False
+    """True: every refused request (4xx) of this handler is counted in ``Services.refused`` and logged."""
+    error_code: str | None = None
+    """The code of the error this request was answered with (set by write_error)."""
+
     def on_finish(self) -> None:
-        """A state-changing request of the auth or admin handlers may end sessions: forget them."""
+        """Count a refused request (``count_refusals``); a state-changing request of the auth or
+        admin handlers may end sessions: forget them."""
+        status = self.get_status()
+        if self.count_refusals and 400 <= status < 500:
+            key = f"{type(self).__name__}:{status}"
+            self.services.refused[key] += 1
+            log.info("refused %s %s with %d (%d so far)", self.request.method, self.request.uri, status,
+                     self.services.refused[key])
         if self.request.method != "GET" and type(self).__module__ in _SESSION_CLEARING_MODULES:
-            cache = self.application.settings.get("session_cache")
-            if cache is not None:
-                cache.clear()
+            self.services.sessions.clear()
 
     def check_xsrf_cookie(self) -> None:
         """XSRF applies to cookie sessions; bearer-token API calls carry no ambient credentials."""
@@ -245,7 +301,7 @@ class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
 
     def log_exception(self, typ, value, tb) -> None:
         """Client errors are logged briefly; server errors with their traceback."""
-        if isinstance(value, tornado.web.HTTPError) or type(value).__name__ in DOMAIN_ERRORS:
+        if isinstance(value, (tornado.web.HTTPError, CommandError)):
             log.info("%s %s -> %s", self.request.method, self.request.uri, value)
         else:
             super().log_exception(typ, value, tb)
@@ -264,33 +320,31 @@ class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
                                    retry_after=2)
             self.send_error(503, exc_info=(ApiError, unavailable, e.__traceback__))
             return
-        status = DOMAIN_ERRORS.get(type(e).__name__)
-        if status is not None and not self._finished:
+        if isinstance(e, CommandError) and not self._finished:  # a domain error: its own status
             self.log_exception(type(e), e, e.__traceback__)
-            self._domain_error = e
-            self.send_error(status)
+            self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
             return
         super()._handle_request_exception(e)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """One error shape for every failure: {"error": {"code", "message", ...}}, never a traceback."""
+        """The one error contract: {"error": {"code", "message", **details}} for an ApiError or a
+        domain error (command.errors.CommandError: its status and code), {"code": "internal"} for
+        anything unexpected; never a traceback."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        domain = getattr(self, "_domain_error", None)
-        if isinstance(exc, ApiError):
-            body = {"code": exc.code, "message": exc.message, **exc.details}
+        if isinstance(exc, (ApiError, CommandError)):
+            body = {**exc.details, "code": exc.code, "message": exc.message}
             if "retry_after" in exc.details:
                 self.set_header("Retry-After", str(exc.details["retry_after"]))
-        elif domain is not None:
-            body = {"code": getattr(domain, "code", type(domain).__name__), "message": str(domain)}
         elif isinstance(exc, tornado.web.HTTPError):
             body = {"code": f"http_{status_code}", "message": exc.log_message or self._reason}
         else:
             body = {"code": "internal", "message": "internal server error"}
+        self.error_code = body["code"]
         if not self.request.path.startswith("/api") and status_code == 401:
             self.redirect(self.get_login_url() + "?next=" + tornado.escape.url_escape(self.request.uri))
             return
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(orjson.dumps({"error": body}))
+        self.finish(orjson.dumps({"error": body}, default=str))
 
     def get_current_user(self) -> Account | None:
         return getattr(self, "current_user", None)

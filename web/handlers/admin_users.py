@@ -10,8 +10,9 @@ import re
 from typing import Any
 
 from command import accounts
+from services.fleet_admin import changes_between, password_of
 from web.base import ApiError
-from web.handlers.admin import AdminHandler, changes_between
+from web.handlers.admin import AdminHandler
 
 NAME_RE = re.compile(r"^[a-z0-9_.-]{2,32}$")
 
@@ -32,15 +33,15 @@ class UserCollection(AdminHandler):
         self.write_json({"users": [user_view(u) for u in await self.accounts.all()], "roles": list(accounts.ROLES)})
 
     async def post(self) -> None:
-        self.require("admin")
+        admin = self.admin()
         body = self.json_body()
         name = body.get("name")
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise ApiError(400, "validation_error", "name must be 2-32 of a-z 0-9 _ . -", field="name")
-        fields = await self.check_role(body, None)
-        password, generated = self.password_of(body)
+        fields = await self.fleet_admin.account_fields(body, None)
+        password, generated = password_of(body)
         hashed = await asyncio.to_thread(accounts.hash_password, password)
-        audit = self.audit_entry("user.create", f"user:{name}", {k: [None, v] for k, v in fields.items() if v})
+        audit = admin.audit("user.create", f"user:{name}", {k: [None, v] for k, v in fields.items() if v})
         if not await self.admin_store.put_account(name, {**fields, "active": "1", "hash": hashed}, audit,
                                                   only_new=True):
             raise ApiError(409, "user_exists", f"user {name} already exists")
@@ -52,20 +53,20 @@ class UserDetail(AdminHandler):
     """PATCH /api/admin/users/<name> {role?, display?, crew_id?, unit_id?, active?}: change or disable a user."""
 
     async def patch(self, name: str) -> None:
-        admin = self.require("admin")
+        admin = self.admin()
         current = await self.accounts.get(name)
         if current is None:
             raise ApiError(404, "user_not_found", f"no user {name}")
         body = self.json_body()
-        fields = await self.check_role(body, current)
+        fields = await self.fleet_admin.account_fields(body, current)
         active = body.get("active", current.get("active", "1") == "1")
         if not isinstance(active, bool):
             raise ApiError(400, "validation_error", "active must be true or false", field="active")
         if name == admin.name and (not active or fields["role"] != "admin"):
             raise ApiError(409, "self_lockout", "you cannot disable or demote your own account")
         new = {**fields, "active": "1" if active else "0"}
-        await self.admin_store.put_account(name, new, self.audit_entry("user.update", f"user:{name}",
-                                                                       changes_between(current, new)))
+        await self.admin_store.put_account(name, new, admin.audit("user.update", f"user:{name}",
+                                                                  changes_between(current, new)))
         dropped = 0
         if not active or fields["role"] != current.get("role") or fields["crew_id"] != current.get("crew_id", "") \
                 or fields["unit_id"] != current.get("unit_id", ""):
@@ -77,12 +78,12 @@ class UserPassword(AdminHandler):
     """POST /api/admin/users/<name>/password {password?}: reset (generated when absent)."""
 
     async def post(self, name: str) -> None:
-        self.require("admin")
+        admin = self.admin()
         if await self.accounts.get(name) is None:
             raise ApiError(404, "user_not_found", f"no user {name}")
-        password, generated = self.password_of(self.json_body())
+        password, generated = password_of(self.json_body())
         hashed = await asyncio.to_thread(accounts.hash_password, password)
-        await self.admin_store.put_account(name, {"hash": hashed}, self.audit_entry(
+        await self.admin_store.put_account(name, {"hash": hashed}, admin.audit(
             "user.password", f"user:{name}", {"password": ["(hidden)", "(generated)" if generated else "(set)"]}))
         dropped = await self.admin_store.drop_sessions_of(name)
         self.write_json({"name": name, "password": password if generated else None, "sessions_ended": dropped})

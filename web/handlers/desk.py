@@ -16,9 +16,9 @@ from command.ticket_model import Actor, Role
 from gis.address import AddressIndex, Candidate
 from gis.crossings import road_crossings
 from field.navigation import navigation
-from field.photos import MAX_PHOTO_BYTES, PHOTO_TYPES, PhotoRejected, photo_dir, photo_kind, write_private
+from field.photos import MAX_PHOTO_BYTES, PHOTO_TYPES, photo_dir, photo_kind, write_private
 from gis.crs import distance_m
-from web.base import ApiError, BaseHandler, BoundedBody, Services, page
+from web.base import ApiError, BaseHandler, BoundedBody, page
 from web.handlers.tickets import NUMBER, OFFICE, READERS, TicketHandler
 
 PHOTO_ID = r"([0-9a-f]{32}\.(?:jpg|png|webp))"
@@ -76,31 +76,41 @@ class AddressBook:
                 "score": candidate.score, "match": candidate.match}
 
 
-async def address_book(services: Services) -> AddressBook:
-    """The address book, built once off the event loop at first use (503 without an address layer)."""
-    task = services.extra.get("address_book")
-    if task is None:
-        city = services.city
-        frame = getattr(getattr(city, "city", city), "addresses", None) if city is not None else None
-        roads = getattr(getattr(city, "city", city), "roads", None) if city is not None else None
-        if frame is None or not hasattr(frame, "geometry") or not len(frame):
+class AddressBooks:
+    """The city's address book, built once off the event loop: the web process starts it at
+    start-up (``start``; it takes seconds on a real city), the desk's searches and the ticket
+    manager's geocoder await it (a process that did not start it starts it then)."""
+
+    def __init__(self, city: Any) -> None:
+        self.layers = getattr(city, "city", city)
+        self._task: asyncio.Future | None = None
+
+    def start(self) -> None:
+        """Begin building the book in a thread; nothing without an address layer."""
+        frame = getattr(self.layers, "addresses", None) if self.layers is not None else None
+        if self._task is None and frame is not None and hasattr(frame, "geometry") and len(frame):
+            self._task = asyncio.ensure_future(asyncio.to_thread(
+                AddressBook.from_frame, frame, getattr(self.layers, "roads", None)))
+
+    async def book(self) -> AddressBook:
+        """The address book (503 without an address layer)."""
+        self.start()
+        if self._task is None:
             raise ApiError(503, "addresses_unavailable", "the city has no address layer")
-        task = services.extra["address_book"] = asyncio.ensure_future(
-            asyncio.to_thread(AddressBook.from_frame, frame, roads))
-    return await task
+        return await self._task
 
 
 GEOCODE_CANDIDATES = 3  # the best few: enough to see whether the best one is ambiguous
 
 
-def address_geocoder(services: Services) -> Callable[[str], Awaitable[list[dict[str, Any]] | None]]:
+def address_geocoder(books: AddressBooks) -> Callable[[str], Awaitable[list[dict[str, Any]] | None]]:
     """The ticket manager's geocoder (`services.tickets.TicketManager`): the same address book and
     search as GET /api/address/search, candidates as `AddressBook.view`; None when the city has no
     address layer."""
 
     async def geocode(text: str) -> list[dict[str, Any]] | None:
         try:
-            book = await address_book(services)
+            book = await books.book()
         except ApiError:
             return None
         return [book.view(c) for c in book.index.search(text, GEOCODE_CANDIDATES)]
@@ -133,7 +143,7 @@ class AddressSearch(TicketHandler):
         if len(query) > 100:
             raise ApiError(400, "bad_request", "q is longer than 100 characters")
         limit = self.int_arg("limit", 8, 1, 20)
-        book = await address_book(self.services)
+        book = await self.services.addresses.book()
         found = book.index.search(query, limit) if query else []
         self.write_json({"q": query, "candidates": [book.view(c) for c in found]})
 
@@ -147,7 +157,7 @@ class AddressReverse(TicketHandler):
         max_m = self.float_arg("max_m") or 300.0
         if not 0 < max_m <= 2000:
             raise ApiError(400, "bad_request", "max_m must be within 0..2000")
-        book = await address_book(self.services)
+        book = await self.services.addresses.book()
         found = book.index.reverse(lon, lat, limit=self.int_arg("limit", 3, 1, 10), max_m=max_m)
         rows = []
         for candidate in found:
@@ -226,10 +236,7 @@ class PhotoUpload(BoundedBody, TicketHandler):
         data = files[0]["body"] if files else self.request.body
         if not data:
             raise ApiError(400, "validation_error", "no photo in the request", field="photo")
-        try:
-            ext = photo_kind(data)
-        except PhotoRejected as exc:
-            raise ApiError(exc.status, exc.code, str(exc)) from None
+        ext = photo_kind(data)  # PhotoRejected: 413 or 415
         photo_id = f"{uuid.uuid4().hex}.{ext}"
         path = photo_dir(self.config.data_dir, number) / photo_id
         await asyncio.to_thread(write_private, path, data)

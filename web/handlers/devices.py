@@ -3,16 +3,16 @@
 A device (a vehicle, or a gateway for SCADA sensors and Sparkplug B) logs in to the MQTT broker
 with its id as username and client id and the secret answered once by ``issue`` or ``rotate``;
 only its hash is kept, so a lost secret is replaced by rotating. ``services.devices`` does the
-work and writes the audit entries; this module translates HTTP to it and its refusals to the
-error contract. Answers that carry a secret are sent with ``Cache-Control: no-store``.
+work and writes the audit entries; this module translates HTTP to it (its refusals are domain
+errors, answered by the one ``write_error``). Answers that carry a secret are sent with ``Cache-Control: no-store``.
 """
 from __future__ import annotations
 
-from typing import Any, Awaitable
+from typing import Any
 
 from store.devices import KINDS
 from store.devices import Device
-from services.devices import Actor, DeviceRefused, DeviceService, device_view
+from services.devices import Actor, DeviceService, device_view
 from web.base import ApiError
 from web.handlers.admin import AdminHandler
 from web.handlers.vehicles import iso
@@ -25,27 +25,17 @@ def view(device: Device) -> dict[str, Any]:
 
 
 class DeviceHandler(AdminHandler):
-    """The device service (built once per application) and the refusal → HTTP error mapping."""
+    """The device service (built once at start-up) and the acting admin."""
 
     @property
     def devices(self) -> DeviceService:
         """The device-credential service."""
-        service = self.services.extra.get("devices")
-        if service is None:
-            service = self.services.extra["devices"] = DeviceService(self.store.redis, self.store.db)
-        return service
+        return self.services.devices
 
     def actor(self) -> Actor:
         """The admin making the change."""
         account = self.require("admin")
         return Actor(account.name, account.role)
-
-    async def run(self, work: Awaitable[Any]) -> Any:
-        """Await a service call; its refusal becomes the HTTP error with the same code."""
-        try:
-            return await work
-        except DeviceRefused as exc:
-            raise ApiError(exc.status, exc.code, exc.message, **exc.details) from None
 
     def write_secret(self, device: Device, secret: str, status: int = 200) -> None:
         """The device and its new secret, not to be cached anywhere."""
@@ -73,8 +63,8 @@ class DeviceList(DeviceHandler):
         sparkplug = body.get("sparkplug", False)
         if not isinstance(sparkplug, bool):
             raise ApiError(400, "bad_sensors", "sparkplug must be true or false", field="sparkplug")
-        device, secret = await self.run(self.devices.issue(body.get("kind"), body.get("device_id"), sensors,
-                                                           sparkplug, by=by))
+        device, secret = await self.devices.issue(body.get("kind"), body.get("device_id"), sensors, sparkplug,
+                                                  by=by)
         self.write_secret(device, secret, 201)
 
 
@@ -83,7 +73,7 @@ class DeviceRotate(DeviceHandler):
 
     async def post(self, device_id: str) -> None:
         by = self.actor()
-        device, secret = await self.run(self.devices.rotate(device_id, by=by))
+        device, secret = await self.devices.rotate(device_id, by=by)
         self.write_secret(device, secret)
 
 
@@ -92,7 +82,7 @@ class DeviceRevoke(DeviceHandler):
 
     async def post(self, device_id: str) -> None:
         by = self.actor()
-        device = await self.run(self.devices.revoke(device_id, by=by))
+        device = await self.devices.revoke(device_id, by=by)
         self.write_json({"device": view(device)})
 
 

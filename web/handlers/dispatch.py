@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Any
 
 from command.errors import ValidationError
-from services.dispatch import DispatchManager
 from web.base import ApiError
 from web.handlers.tickets import NUMBER, TicketHandler
 
@@ -15,15 +14,7 @@ CREW = r"([A-Za-z0-9_.-]{1,64})"
 
 
 class DispatchHandler(TicketHandler):
-    """Base of the dispatch handlers: the dispatch manager built at start-up."""
-
-    @property
-    def dispatch(self) -> DispatchManager:
-        """The dispatch manager (Services.extra['dispatch'])."""
-        manager = self.services.extra.get("dispatch")
-        if manager is None:
-            raise ApiError(503, "dispatch_unavailable", "dispatch is not configured")
-        return manager
+    """Base of the dispatch handlers: the dispatch manager built at start-up (``self.dispatch``)."""
 
 
 class Recommendation(DispatchHandler):
@@ -95,11 +86,8 @@ class CrewShift(DispatchHandler):
                 raise ValidationError("ends_at", "must be an ISO-8601 time") from None
             if ends_at.tzinfo is None:
                 raise ValidationError("ends_at", "needs a UTC offset")
-        try:
-            await self.dispatch.crews.set_shift(crew_id, on_shift, ends_at, actor.user_id, self.dispatch.clock(),
-                                                role=actor.role.value)
-        except KeyError:
-            raise ApiError(404, "crew_not_found", f"no crew {crew_id}") from None
+        await self.dispatch.crews.set_shift(crew_id, on_shift, ends_at, actor.user_id, self.dispatch.clock(),
+                                            role=actor.role.value)  # NotFound: 404 crew_not_found
         self.write_json({"crew_id": crew_id, "on_shift": on_shift,
                          "ends_at": None if ends_at is None else ends_at.isoformat()})
 

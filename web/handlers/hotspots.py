@@ -13,8 +13,6 @@ A bad parameter is a 400 with a stable code, logged and counted per endpoint.
 """
 from __future__ import annotations
 
-import logging
-from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -29,8 +27,6 @@ from web.base import ApiError
 from web.handlers.reports import KpiAccess
 from web.handlers.tickets import TicketHandler
 from web.openapi_schemas import ANY_OBJ, NN, I, N, S, T, arr, nullable, obj, op
-
-log = logging.getLogger(__name__)
 
 HEAT_ROLES = ("dispatcher", "supervisor", "agent")  # admin passes every require()
 WALL_ROLES = ("dispatcher", "supervisor")
@@ -118,7 +114,7 @@ class AreaIndex:
     def __init__(self, city: Any) -> None:
         self.areas: dict[str, dict[str, dict[str, Any]]] = {}
         for area, (kind, key) in AREAS.items():
-            frame = city.frame(kind) if city is not None else None
+            frame = city.frame(kind) if hasattr(city, "frame") else None
             rows: dict[str, dict[str, Any]] = {}
             if frame is not None and len(frame):
                 for ident, name, geom in zip(frame[key], frame["name"], frame.geometry):
@@ -138,8 +134,8 @@ class HotspotHandler(KpiAccess, TicketHandler):
 
     def now(self) -> datetime:
         """Now, by the clock the tickets are stamped with (the ticket manager's, else the system's)."""
-        clock = getattr(self.services.extra.get("tickets"), "clock", None)
-        return clock() if clock is not None else datetime.now(UTC)
+        manager = self.services.tickets
+        return manager.clock() if manager is not None else datetime.now(UTC)
 
     def today(self) -> date:
         """The center's current calendar day."""
@@ -147,11 +143,8 @@ class HotspotHandler(KpiAccess, TicketHandler):
 
     @property
     def areas(self) -> AreaIndex:
-        """The city's areas, indexed once per application."""
-        index = self.application.settings.get("_hotspot_areas")
-        if index is None:
-            index = self.application.settings["_hotspot_areas"] = AreaIndex(self.services.city)
-        return index
+        """The city's areas, indexed at start-up."""
+        return self.services.areas
 
     def date_arg(self) -> date:
         """?date=YYYY-MM-DD (a day in the center's zone), today when absent."""
@@ -182,16 +175,6 @@ class HotspotHandler(KpiAccess, TicketHandler):
                            field="category")
         return wanted
 
-    def on_finish(self) -> None:
-        """Count and log every refused request, per endpoint and status."""
-        super().on_finish()
-        status = self.get_status()
-        if 400 <= status < 500:
-            rejected: Counter = self.application.settings.setdefault("hotspot_rejected", Counter())
-            key = f"{type(self).__name__}:{status}"
-            rejected[key] += 1
-            log.info("hotspots: refused %s %s with %d (%d so far)", self.request.method, self.request.uri,
-                     status, rejected[key])
 
 
 class Heat(HotspotHandler):

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from command.outages import NEAR_M, Notice, notice_to_dict
-from services.incidents import IncidentService, incident_service
 from services.ticket_views import incident_view
 from services.ticket_incidents import IncidentNotFound
 from web.base import ApiError
@@ -18,15 +17,10 @@ from web.handlers.tickets import INCIDENT, OFFICE, TicketHandler
 
 
 class IncidentHandler(TicketHandler):
-    """Base of the incident handlers: the process's IncidentService, 404 for an unknown incident."""
-
-    @property
-    def incidents(self) -> IncidentService:
-        """The incident service over the ticket manager (made once per process)."""
-        self.tickets  # 503 when the ticket service is not configured
-        return incident_service(self.services.extra)
+    """Base of the incident handlers (``self.incidents``): 404 for an unknown incident."""
 
     def _handle_request_exception(self, e: BaseException) -> None:
+        # until services.ticket_incidents.IncidentNotFound is a command.errors.NotFound (part D)
         if isinstance(e, IncidentNotFound) and not self._finished:
             e = ApiError(404, e.code, str(e))
             self.send_error(404, exc_info=(ApiError, e, None))
@@ -86,13 +80,6 @@ class NoticeList(IncidentHandler):
         self.write_json({"notices": [notice_view(n) for n in found]})
 
 
-routes = [
-    (r"/api/incidents/near", IncidentNear),
-    (rf"/api/incidents/{INCIDENT}/etr", IncidentEtr),
-    (rf"/api/incidents/{INCIDENT}/notice", IncidentNotice),
-    (r"/api/notices", NoticeList),
-]
-
 _NEAR = obj(["incidents"], radius_m=N, incidents=arr({"allOf": [ref("Incident"), obj(
     [], distance_m=N, notice=nullable(ref("Notice")), answer=S)]}))
 openapi = {
@@ -113,3 +100,10 @@ openapi = {
                            "agent, dispatcher, supervisor, admin", obj(["notices"], notices=arr(ref("Notice"))),
                            query=(("all", "string", "1 for withdrawn ones too"), ("limit", "integer", "1..500"))),
 }
+
+routes = [
+    (r"/api/incidents/near", IncidentNear),
+    (rf"/api/incidents/{INCIDENT}/etr", IncidentEtr),
+    (rf"/api/incidents/{INCIDENT}/notice", IncidentNotice),
+    (r"/api/notices", NoticeList),
+]

@@ -126,7 +126,7 @@ class WallPage(BaseHandler):
 
     @page("dispatcher", "supervisor")
     def get(self) -> None:
-        self.render("wall.html", account=self.account, zone=self.config.TIME_ZONE)
+        self.render("wall.html", account=self.account, zone=self.config.TIME_ZONE, stale_s=self.config.VEHICLE_STALE_S)
 
 
 routes = [(r"/ws/live", LiveSocket), (r"/wall", WallPage)]

@@ -11,7 +11,6 @@ import inspect
 import sys
 from typing import Any, Iterable
 
-import orjson
 import tornado.web
 
 from web.base import BaseHandler
@@ -150,13 +149,8 @@ class OpenApiDocument(BaseHandler):
         """No session needed: the document describes, it reveals no data."""
 
     def get(self) -> None:
-        app = self.application
-        cached = app.settings.get("_openapi_bytes")
-        if cached is None:
-            cached = orjson.dumps(build_document(route_rules(app)))
-            app.settings["_openapi_bytes"] = cached
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(cached)
+        self.finish(self.application.settings["openapi_document"])  # built by web.app.make_app
 
 
 routes = [(r"/api/openapi.json", OpenApiDocument)]

@@ -29,7 +29,8 @@ class Console(BaseHandler):
 
     @page("dispatcher", "supervisor", "agent", "team_leader", "coordinator", "director")  # reviewers: their queue
     def get(self) -> None:
-        self.render("console.html", account=self.account, zone=self.config.TIME_ZONE)
+        self.render("console.html", account=self.account, zone=self.config.TIME_ZONE,
+                    stale_s=self.config.VEHICLE_STALE_S, offline_s=self.config.VEHICLE_OFFLINE_S)
 
 
 class UnitDesk(BaseHandler):
@@ -39,7 +40,7 @@ class UnitDesk(BaseHandler):
 
     @page("unit")
     async def get(self) -> None:
-        dispatch = self.services.extra.get("dispatch")
+        dispatch = self.services.dispatch
         units = set(self.account.unit_ids)
         if dispatch is not None:
             await dispatch.crews.refresh()

@@ -8,22 +8,9 @@ Idempotency-Key gets the first reply.
 """
 from __future__ import annotations
 
-import logging
-
-from command.coordinates import CoordinateError
-from command.police import DISPATCHER_MANUAL, IncidentTransfer, PoliceMessageError, PoliceStatus, SignatureError
-from services.police_link import InboundBusy, PoliceLink
+from command.police import DISPATCHER_MANUAL, IncidentTransfer, PoliceStatus
 from web.base import ApiError, BaseHandler
-from web.handlers.tickets import NUMBER, TicketHandler, count_refused
-
-log = logging.getLogger(__name__)
-
-
-def _link(handler: BaseHandler) -> PoliceLink:
-    link = handler.services.extra.get("police")
-    if link is None:
-        raise ApiError(503, "police_unavailable", "the 110 linkage is not configured")
-    return link
+from web.handlers.tickets import NUMBER, TicketHandler
 
 
 class Handover(TicketHandler):
@@ -31,7 +18,7 @@ class Handover(TicketHandler):
 
     async def post(self, number: str) -> None:
         actor = self.actor("dispatcher", "supervisor")
-        link = _link(self)
+        link = self.police
         if not link.outbound_enabled:
             raise ApiError(503, "police_link_disabled", "POLICE_URL and POLICE_SECRET are not set")
         record = await self.tickets.get(number, actor)
@@ -43,28 +30,16 @@ class Inbound(BaseHandler):
     """Base of the endpoints 110 calls: signed requests, no session, no XSRF cookie."""
 
     expected: type = PoliceStatus
+    count_refusals = True
 
     def check_xsrf_cookie(self) -> None:
         """Authenticated by the HMAC signature; no ambient credentials to protect."""
 
-    def on_finish(self) -> None:
-        """Count a refused request."""
-        super().on_finish()
-        count_refused(self)
-
     async def post(self) -> None:
-        link = _link(self)
+        # a refusal (SignatureError 401, PoliceMessageError or CoordinateError 400, InboundBusy 503)
+        # comes before anything is written (the claims on the key and the incident are released)
         headers = dict(self.request.headers.get_all())
-        try:
-            status, reply = await link.receive(self.request.body, headers, self.expected)
-        except (SignatureError, PoliceMessageError, CoordinateError) as exc:
-            # CoordinateError: a point outside the service area, refused by the ticket manager
-            # before anything was written (the claims on the key and the incident are released)
-            log.warning("110 %s refused from %s: %s", self.request.path, self.request.remote_ip, exc)
-            code = 401 if isinstance(exc, SignatureError) else 400
-            raise ApiError(code, exc.code, str(exc)) from None
-        except InboundBusy:
-            raise ApiError(503, "in_progress", "the same Idempotency-Key is being handled; retry") from None
+        status, reply = await self.police.receive(self.request.body, headers, self.expected)
         self.write_json(reply, status=status)
 
 
@@ -87,7 +62,7 @@ class Cap(TicketHandler):
     async def get(self, number: str) -> None:
         actor = self.actor("dispatcher", "supervisor")
         await self.tickets.get(number, actor)
-        xml = await _link(self).cap(number)
+        xml = await self.police.cap(number)
         if xml is None:
             raise ApiError(404, "no_police_message", f"ticket {number} has no 110 message")
         self.set_header("Content-Type", "application/cap+xml; charset=utf-8")

@@ -33,7 +33,6 @@ from services.kpi_query import (
     MAX_RANGE_DAYS, DrillQuery, ReportQuery, drill_rows, parse_drill, parse_query, parse_unit_drill, query_frame,
     report_rows, state_payload, ticket_pages, unit_drill_rows, units_payload,
 )
-from services.kpi_service import KpiService, KpiUnavailable
 from web.base import ApiError, BaseHandler, page
 from web.openapi_schemas import ANY_OBJ, I, NS, S, arr, obj, op
 from web.report_export import KIND_ZH, XLSX_TYPE, Table, percent, report_tables, title_of, to_csv, to_xlsx
@@ -48,29 +47,15 @@ _NAME_LAYERS = {"district": ("districts", "district_id", "name"), "unit": ("unit
 class KpiAccess:
     """The KPI service of the web process for a handler (mixed into BaseHandler subclasses)."""
 
-    @property
-    def kpi(self) -> KpiService:
-        """The KPI service built at start-up (Services.extra['kpi']); 503 without one."""
-        service = self.services.extra.get("kpi")
-        if service is None:
-            raise ApiError(503, "kpi_unavailable", "the KPI service is not configured")
-        return service
-
     async def frame(self, start: datetime, end: datetime, *, category: Any = (), numbers: bool = False) -> KpiFrame:
         """The KPI rows of tickets created or resolved in [start, end), current (503 while the
-        KPIs cannot be read)."""
-        try:
-            return await self.kpi.frame(start, end, category=category or (), numbers=numbers)
-        except KpiUnavailable as exc:
-            raise ApiError(503, exc.code, str(exc)) from None
+        KPIs cannot be read: KpiUnavailable)."""
+        return await self.kpi.frame(start, end, category=category or (), numbers=numbers)
 
     async def query_frame(self, query: ReportQuery, *, full: bool = True) -> KpiFrame:
         """The KPI rows of a report query (503 while the KPIs cannot be read); ``full=False``: a
         report's columns only (for `state_payload` alone)."""
-        try:
-            return await query_frame(self.kpi, query, self.config.zone, full=full)
-        except KpiUnavailable as exc:
-            raise ApiError(503, exc.code, str(exc)) from None
+        return await query_frame(self.kpi, query, self.config.zone, full=full)
 
 
 class ReportHandler(KpiAccess, BaseHandler):
@@ -81,27 +66,21 @@ class ReportHandler(KpiAccess, BaseHandler):
         """The center's time zone."""
         return self.config.zone
 
-    def bad_request(self, exc: ValidationError) -> ApiError:
-        """A 400 naming the field; counted on the KPI service."""
-        service = self.services.extra.get("kpi")
-        if service is not None:
-            service.counters["bad_request:validation_error"] += 1
-        return ApiError(400, "validation_error", exc.message, field=exc.field)
+    def on_finish(self) -> None:
+        """Count a refused request (400) on the KPI service, by its error code."""
+        super().on_finish()
+        service = self.services.kpi
+        if self.get_status() == 400 and service is not None and self.error_code:
+            service.counters[f"bad_request:{self.error_code}"] += 1
 
     def query(self) -> ReportQuery:
-        """The period and filters of this request."""
+        """The period and filters of this request (ValidationError naming the field: a 400)."""
         today = self.store.clock.now_dt().astimezone(self.tz).date()  # the center's clock (runtime.clock)
-        try:
-            return parse_query(lambda name: self.get_argument(name, None), today=today)
-        except ValidationError as exc:
-            raise self.bad_request(exc) from None
+        return parse_query(lambda name: self.get_argument(name, None), today=today)
 
     def drill_query(self) -> DrillQuery:
         """The metric and group of a drill-down request."""
-        try:
-            return parse_drill(lambda name: self.get_argument(name, None))
-        except ValidationError as exc:
-            raise self.bad_request(exc) from None
+        return parse_drill(lambda name: self.get_argument(name, None))
 
     def int_arg(self, name: str, default: int, low: int, high: int) -> int:
         """An integer query argument within [low, high], else 400."""
@@ -109,16 +88,16 @@ class ReportHandler(KpiAccess, BaseHandler):
         try:
             value = default if raw in (None, "") else int(raw)
         except ValueError:
-            raise self.bad_request(ValidationError(name, "must be an integer")) from None
+            raise ValidationError(name, "must be an integer") from None
         if not low <= value <= high:
-            raise self.bad_request(ValidationError(name, f"must be within {low}..{high}"))
+            raise ValidationError(name, f"must be within {low}..{high}")
         return value
 
     async def masked_rows(self, frame: KpiFrame, rows: Any) -> list[dict[str, Any]]:
         """Brief rows of the frame's `rows` (in order), read a page at a time, with the caller's
         phone masked (None when unknown)."""
         out: list[dict[str, Any]] = []
-        manager = self.services.extra.get("tickets")
+        manager = self.services.tickets
         async for page in ticket_pages(self.kpi, frame, rows, page=_PHONE_CHUNK):
             phones: dict[str, str | None] = {}
             if manager is not None:
@@ -135,11 +114,8 @@ class ReportHandler(KpiAccess, BaseHandler):
         return await UnitStore(self.store.db).tree()
 
     def names(self) -> dict[str, dict[str, str]]:
-        """Names of districts, units and crews from the city layers (cached per application)."""
-        cached = self.application.settings.get("_report_names")
-        if cached is None:
-            cached = self.application.settings["_report_names"] = city_names(self.services.city)
-        return cached
+        """Names of districts, units and crews from the city layers (read at start-up)."""
+        return self.services.names
 
 
 def city_names(city: Any) -> dict[str, dict[str, str]]:
@@ -188,7 +164,7 @@ class Export(ReportHandler):
         self.require(*REPORT_ROLES)
         kind = self.get_argument("format", "xlsx")
         if kind not in ("csv", "xlsx"):
-            raise self.bad_request(ValidationError("format", f"must be csv or xlsx, got {kind!r}"))
+            raise ValidationError("format", f"must be csv or xlsx, got {kind!r}")
         query = self.query()
         frame = await self.query_frame(query)
         payload = state_payload(frame, query, self.tz)
@@ -237,10 +213,7 @@ class UnitDrill(ReportHandler):
     async def get(self) -> None:
         self.require(*REPORT_ROLES)
         query = self.query()
-        try:
-            unit_id, metric = parse_unit_drill(lambda name: self.get_argument(name, None))
-        except ValidationError as exc:
-            raise self.bad_request(exc) from None
+        unit_id, metric = parse_unit_drill(lambda name: self.get_argument(name, None))
         offset, limit = self.int_arg("offset", 0, 0, 10_000_000), self.int_arg("limit", 50, 1, 500)
         frame = await self.query_frame(query)
         found = unit_drill_rows(frame, query, self.tz, await self.unit_tree(), unit_id, metric)

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from store.supervision import SupervisionChanged, SupervisionStore
-from store.units import UnitStore
 from command import supervision as rules
 from command.ticket_model import Actor, Role
-from services.supervision import SupervisionRefused, SupervisionService
+from services.supervision import SupervisionService
 from web.base import ApiError
 from web.handlers.tickets import NUMBER, OFFICE, TicketHandler
 from web.handlers.units import ID_RE
@@ -41,32 +39,18 @@ def supervision_view(row: dict[str, Any], now: Any) -> dict[str, Any]:
 
 
 class SupervisionHandler(TicketHandler):
-    """Base: the service (built once per process over the ticket manager), a unit user's scope,
-    refusals as 4xx."""
+    """Base: the service (built at start-up over the ticket manager), a unit user's scope."""
 
     @property
     def supervision(self) -> SupervisionService:
-        """The 督办 service of this process (Services.extra['supervision'], made on first use)."""
-        service = self.services.extra.get("supervision")
-        if service is None:
-            service = self.services.extra["supervision"] = SupervisionService(
-                self.tickets, SupervisionStore(self.store.db), UnitStore(self.store.db))
-        return service
+        """The 督办 service (503 when this process runs without a ticket manager)."""
+        return self._needed(self.services.supervision, "tickets_unavailable", "the ticket service is not configured")
 
     @staticmethod
     def scope(actor: Actor) -> list[str] | None:
         """The units a unit's liaison answers for (its unit and those under it, read at login, as
         for its tickets); None for the office roles."""
         return None if actor.role is not Role.UNIT else sorted(actor.unit_ids)
-
-    def _handle_request_exception(self, e: BaseException) -> None:
-        if isinstance(e, (SupervisionRefused, SupervisionChanged)) and not self._finished:
-            status = e.status if isinstance(e, SupervisionRefused) else 409
-            error = ApiError(status, e.code, str(e))
-            self.log_exception(ApiError, error, e.__traceback__)
-            self.send_error(status, exc_info=(ApiError, error, e.__traceback__))
-            return
-        super()._handle_request_exception(e)
 
     def body_of(self, allowed: frozenset[str]) -> dict[str, Any]:
         """The JSON body with only the allowed fields (another one is a 400 naming it)."""

@@ -6,22 +6,16 @@ a stale one (a change other than a note since) is a 409 conflict.
 """
 from __future__ import annotations
 
-import logging
 import math
 import re
-from collections import Counter
 from typing import Any
 
 from command.coordinates import parse_point
 from command.errors import Conflict
 from command.ticket_model import Actor, Role
 from services.ticket_views import event_view, incident_view, iso_z, ticket_view
-from services.incidents import incident_service
-from services.tickets import TicketManager
 from services.ticket_incidents import IncidentNotFound
 from web.base import ApiError, BaseHandler
-
-log = logging.getLogger(__name__)
 
 OFFICE = ("agent", "dispatcher", "supervisor")  # admin passes every require()
 REVIEWERS = ("team_leader", "coordinator", "director")  # the review chains' steps (command.review)
@@ -30,34 +24,11 @@ NUMBER = r"(GD\d{8}-\d{4,})"
 INCIDENT = r"([A-Za-z0-9_-]{1,64})"
 
 
-def count_refused(handler: BaseHandler) -> None:
-    """Count (the application's ``input_rejected`` Counter, per handler and status) and log a
-    request that was refused with a 4xx."""
-    status = handler.get_status()
-    if 400 <= status < 500:
-        rejected: Counter = handler.application.settings.setdefault("input_rejected", Counter())
-        key = f"{type(handler).__name__}:{status}"
-        rejected[key] += 1
-        log.info("refused %s %s with %d (%d so far)", handler.request.method, handler.request.path, status,
-                 rejected[key])
-
-
 class TicketHandler(BaseHandler):
-    """Base of the ticket handlers: the manager, the acting account as a domain Actor, views.
-    Every refused request is counted and logged (`count_refused`)."""
+    """Base of the ticket handlers: the manager (``self.tickets``), the acting account as a domain
+    Actor, views. Every refused request is counted and logged (``BaseHandler.count_refusals``)."""
 
-    def on_finish(self) -> None:
-        """Count a refused request."""
-        super().on_finish()
-        count_refused(self)
-
-    @property
-    def tickets(self) -> TicketManager:
-        """The ticket manager built at start-up (Services.extra['tickets'])."""
-        manager = self.services.extra.get("tickets")
-        if manager is None:
-            raise ApiError(503, "tickets_unavailable", "the ticket service is not configured")
-        return manager
+    count_refusals = True
 
     def actor(self, *roles: str) -> Actor:
         """The logged-in account (one of `roles`, or admin) as the domain's Actor."""
@@ -97,9 +68,9 @@ class TicketHandler(BaseHandler):
     def point_arg(self, *, required: bool = True) -> tuple[float, float] | None:
         """The ``lon``/``lat`` query arguments as a point inside the service area (the shared
         rule, `command.coordinates`): 400 ``bad_coordinates`` / ``outside_service_area``."""
-        manager = self.services.extra.get("tickets")
+        manager = self.services.tickets
         return parse_point(self.get_argument("lon", None), self.get_argument("lat", None),
-                           getattr(manager, "service_area", None), required=required)
+                           None if manager is None else manager.service_area, required=required)
 
     def expected_version(self, body: dict[str, Any]) -> int:
         """The required `expected_version` of a state-changing request."""
@@ -199,12 +170,9 @@ class TicketAction(TicketHandler):
         store = self.tickets.store
         # the action id is recorded in the action's own transaction: applied means remembered
         remember = () if action_id is None else (store.client_action_write(action_id, f"{number}/{action}"),)
-        dispatch = self.services.extra.get("dispatch")
-        if action == "hand_to_crew" and dispatch is None:  # only the dispatch service knows a crew's station
-            raise ApiError(503, "dispatch_unavailable", "dispatch is not configured")
         try:
-            if action == "hand_to_crew":  # checks the crew is one of the liaison's units'
-                record = await dispatch.assign(number, body.get("crew_id"), actor, expected_version=version,
+            if action == "hand_to_crew":  # checks the crew is one of the liaison's units' (503 without dispatch)
+                record = await self.dispatch.assign(number, body.get("crew_id"), actor, expected_version=version,
                                                note=str(body.get("note") or ""))
             else:
                 record = await self.tickets.act(number, action, body, actor, expected_version=version, extra=remember)
@@ -273,7 +241,7 @@ class IncidentDetail(TicketHandler):
         except IncidentNotFound as exc:
             raise ApiError(404, exc.code, str(exc)) from None
         records = await self.tickets.store.get_many(incident.ticket_numbers)
-        self.write_json({**incident_view(incident, rev), **await incident_service(self.services.extra).details(incident_id),
+        self.write_json({**incident_view(incident, rev), **await self.incidents.details(incident_id),
                          "tickets": [self.view(r, actor) for r in records if r is not None]})
 
 
@@ -284,9 +252,8 @@ class IncidentResolve(TicketHandler):
     async def post(self, incident_id: str) -> None:
         actor = self.actor("dispatcher", "supervisor")
         body = self.json_body()
-        self.tickets  # 503 when the ticket service is not configured
         try:
-            incident = await incident_service(self.services.extra).resolve(incident_id, body.get("resolution"), actor)
+            incident = await self.incidents.resolve(incident_id, body.get("resolution"), actor)
         except IncidentNotFound as exc:
             raise ApiError(404, exc.code, str(exc)) from None
         _, rev = await self.tickets.incident(incident_id)

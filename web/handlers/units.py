@@ -11,7 +11,7 @@ import re
 import time
 from typing import Any
 
-from store.units import CENTER_ID, UnitNotFound, UnitRefused, UnitStore, nodes_of_city
+from store.units import CENTER_ID, UnitStore
 from web.base import ApiError, BaseHandler
 from web.handlers.vehicles import iso
 from web.openapi_schemas import B, I, NS, NT, S, arr, obj, op
@@ -46,16 +46,12 @@ def in_tree_order(records: list[dict[str, Any]], root: str) -> list[dict[str, An
 
 
 class UnitHandler(BaseHandler):
-    """The unit store, seeded from the city once per process."""
+    """The unit store (the city profile's units are seeded at start-up, ``web.app.seed_city``)."""
 
-    async def units(self) -> UnitStore:
-        """The unit tree's store, with the city profile's units seeded on first use."""
-        store = UnitStore(self.store.db)
-        if not self.services.extra.get("units_seeded"):
-            city = getattr(self.services.city, "city", self.services.city)
-            await store.seed(nodes_of_city(city), time.time())
-            self.services.extra["units_seeded"] = True
-        return store
+    @property
+    def units(self) -> UnitStore:
+        """The unit tree's store."""
+        return UnitStore(self.store.db)
 
 
 class UnitTree(UnitHandler):
@@ -63,7 +59,7 @@ class UnitTree(UnitHandler):
 
     async def get(self) -> None:
         self.require(*OFFICE)
-        store = await self.units()
+        store = self.units
         root = self.get_argument("under", CENTER_ID)
         if not ID_RE.match(root):
             raise ApiError(400, "validation_error", "under must be a unit id", field="under")
@@ -78,16 +74,11 @@ class UnitDetail(UnitHandler):
 
     async def patch(self, unit_id: str) -> None:
         account = self.require("admin")
-        store = await self.units()
+        store = self.units
         changes = self.unit_changes(self.json_body())
         if unit_id == CENTER_ID and changes.get("active") is False:
             raise ApiError(400, "validation_error", "the center cannot be deactivated", field="active")
-        try:
-            unit, diff = await store.update(unit_id, changes, by=account.name, role=account.role, at=time.time())
-        except UnitNotFound:
-            raise ApiError(404, "unit_not_found", f"no unit {unit_id}") from None
-        except UnitRefused as refusal:
-            raise ApiError(400, refusal.code, str(refusal), field="parent_id") from None
+        unit, diff = await store.update(unit_id, changes, by=account.name, role=account.role, at=time.time())
         self.write_json({"unit": unit_view(unit, len(await store.chain(unit_id)) - 1), "changed": sorted(diff)})
 
     @staticmethod

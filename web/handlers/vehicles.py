@@ -14,7 +14,6 @@ from store.track_codec import fixes_json
 from command.tickets import visible_to
 from command.ticket_model import Actor, Role
 from web.base import ApiError, BaseHandler
-from web.handlers.tickets import count_refused
 from web.openapi_schemas import I, S, arr, obj, op
 
 READ_ROLES = ("dispatcher", "supervisor", "agent", "crew")
@@ -101,10 +100,7 @@ class VehicleTrack(BaseHandler):
     """GET /api/vehicles/<id>/track?since=&until=: fixes in time order (default: last hour), from
     the archive and the live hours alike (`store.tracks`)."""
 
-    def on_finish(self) -> None:
-        """Count a refused request (`web.handlers.tickets.count_refused`)."""
-        super().on_finish()
-        count_refused(self)
+    count_refusals = True
 
     async def get(self, vehicle_id: str) -> None:
         self.require("dispatcher", "supervisor", "admin")
@@ -147,13 +143,6 @@ class UnknownVehicles(BaseHandler):
         self.write_json(kept)
 
 
-routes = [
-    (r"/api/vehicles", VehicleList),
-    (r"/api/vehicles/unknown", UnknownVehicles),
-    (r"/api/vehicles/([A-Za-z0-9_.:-]{1,64})", VehicleDetail),
-    (r"/api/vehicles/([A-Za-z0-9_.:-]{1,64})/track", VehicleTrack),
-]
-
 _KEPT_ASIDE = obj(["vehicle_id", "topic", "time", "count"], vehicle_id=S, topic=S, time=S, count=I)
 openapi = {
     "GET /api/vehicles/unknown": op("Vehicles not in the fleet registry whose messages were kept aside, newest first",
@@ -161,3 +150,10 @@ openapi = {
                                     obj(["vehicles", "total"], vehicles=arr(_KEPT_ASIDE), total=I),
                                     query=(("limit", "integer", f"1..{UNKNOWN_LIMIT_MAX}, default 100"),)),
 }
+
+routes = [
+    (r"/api/vehicles", VehicleList),
+    (r"/api/vehicles/unknown", UnknownVehicles),
+    (r"/api/vehicles/([A-Za-z0-9_.:-]{1,64})", VehicleDetail),
+    (r"/api/vehicles/([A-Za-z0-9_.:-]{1,64})/track", VehicleTrack),
+]

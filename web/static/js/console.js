@@ -8,7 +8,8 @@
   var role = body.getAttribute("data-role");
   // the review chains' roles open the console for their review queue only (no incidents, hotspots, 督办)
   var reviewer = ["team_leader", "coordinator", "director"].indexOf(role) >= 0;
-  var STALE_S = 30, OFFLINE_S = 300;
+  // a vehicle's stale and offline limits: the server's VEHICLE_STALE_S and VEHICLE_OFFLINE_S
+  var STALE_S = Number(body.getAttribute("data-stale-s")), OFFLINE_S = Number(body.getAttribute("data-offline-s"));
   var map = L.map("map", { preferCanvas: true, zoomControl: true, attributionControl: false })
     .setView([36.38, 119.75], 13);
   var overlays = {};
@@ -342,7 +343,8 @@
   window.Console = { state: state, map: map, api: api, t: t, fmt: fmt, fmtTime: fmtTime, isoEpoch: isoEpoch,
                      esc: esc, toast: toast, on: on, emit: emit, role: role, reviewer: reviewer, timeLeft: timeLeft, has: has,
                      routesReady: routesReady,
-                     routeLayer: routeLayer, renderSensor: renderSensor, layerControl: layerControl };
+                     routeLayer: routeLayer, renderSensor: renderSensor, layerControl: layerControl,
+                     limits: { stale_s: STALE_S, offline_s: OFFLINE_S } };
   document.addEventListener("langchange", function () { renderTable(); emit("lang"); });
   loadLayers();
   connect();

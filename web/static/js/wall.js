@@ -4,7 +4,7 @@
   "use strict";
   var t = window.I18N.t;
   var zone = document.body.getAttribute("data-zone") || "Asia/Shanghai";
-  var STALE_S = 30, OFFLINE_S = 300;
+  var STALE_S = Number(document.body.getAttribute("data-stale-s"));  // the server's VEHICLE_STALE_S
   var STATES = ["new", "reviewed", "transferred", "declined", "returned", "reopened", "dispatched", "accepted",
                 "en_route", "on_site"];
   var state = { tickets: {}, alarms: {}, vehicles: {}, today: null, openTotal: null };
