@@ -1,0 +1,161 @@
+"""Start the system as a user would: `python -m center demo` as a real process tree."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from servers.embedded import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "demo-test-pass"
+
+
+@dataclass
+class Demo:
+    """A running demo: its process, address, log and data directory."""
+
+    process: subprocess.Popen
+    base: str
+    data_dir: Path
+    log_path: Path
+
+    def log(self) -> str:
+        """Everything the demo printed so far."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def wait_log(self, text: str, timeout: float = 30.0) -> str:
+        """The log once it holds ``text`` (the supervisor prints some lines after /healthz is ok)."""
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log()):
+            assert time.monotonic() < deadline, f"{text!r} not in the log within {timeout} s:\n{log[-3000:]}"
+            time.sleep(0.2)
+        return log
+
+    def tree(self) -> list[psutil.Process]:
+        """The demo process and all its descendants."""
+        parent = psutil.Process(self.process.pid)
+        return [parent] + parent.children(recursive=True)
+
+    def login(self, name: str = "dispatcher") -> str:
+        """A bearer token for a demo account."""
+        request = urllib.request.Request(self.base + "/api/login", method="POST",
+                                         data=json.dumps({"username": name, "password": PASSWORD}).encode())
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())["token"]
+
+    def get(self, path: str, token: str | None = None) -> dict:
+        """GET a JSON API path."""
+        request = urllib.request.Request(self.base + path)
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def post(self, path: str, token: str, body: dict) -> dict:
+        """POST JSON to an API path with a bearer token; the JSON reply."""
+        request = urllib.request.Request(self.base + path, method="POST", data=json.dumps(body).encode(),
+                                         headers={"Authorization": f"Bearer {token}",
+                                                  "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def stop(self, timeout: float = 10.0) -> float:
+        """SIGTERM and wait; returns the seconds it took (kills and fails if over the timeout)."""
+        started = time.monotonic()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.dump_stacks()
+                for proc in self.tree():
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        proc.kill()
+                self.process.wait(10)  # reaped: no running subprocess left behind for a later test
+                raise AssertionError(f"demo did not stop within {timeout} s:\n{self.log()[-6000:]}") from None
+        return time.monotonic() - started
+
+    def dump_stacks(self) -> None:
+        """Ask every ``python -m center`` process of the demo to print its threads' stacks into
+        the log (SIGUSR1). Only those: the embedded amqtt broker is a Python process too
+        (``python -m servers.broker``), and SIGUSR1's default action would end it."""
+        try:
+            tree = self.tree()
+        except psutil.NoSuchProcess:
+            return
+        for proc in tree:
+            with contextlib.suppress(psutil.Error):
+                command = proc.cmdline()
+                if "python" in proc.name().lower() and command[1:3] == ["-m", "center"]:
+                    proc.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
+
+
+def start_demo(data_dir: Path, log_path: Path, *, vehicles: int = 5, ready_timeout: float = 90.0,
+               city: Path | None = None, **env: str) -> Demo:
+    """Start the demo and wait until /healthz reports every service ok.
+
+    ``city`` is the profile of a demo city already generated with the demo's seed (conftest's
+    ``demo_city_profile``): it is copied into DATA_DIR, where the demo finds it, instead of being
+    generated again (about 10 s of every start).
+
+    ``ready_timeout`` stays under pytest's per-test timeout (pytest.ini), so that a demo that
+    does not come up fails here, with its stacks and log, and is stopped, rather than being cut
+    off by pytest-timeout and left running."""
+    if city is not None:
+        from config.city import DEMO_SUBDIR
+
+        shutil.copytree(city.parent, data_dir / DEMO_SUBDIR)
+    port = free_port()
+    environ = dict(os.environ)
+    for key in ("DATABASE_URL", "REDIS_URL", "MQTT_URL", "CITY_PROFILE"):
+        environ.pop(key, None)
+    environ.update({"DATA_DIR": str(data_dir), "HTTP_PORT": str(port), "ADMIN_PASSWORD": PASSWORD,
+                    "DEMO_PASSWORD": PASSWORD, "SIM_VEHICLES": str(vehicles), "WS_BATCH_MS": "200",
+                    "CONFIG_FILE": str(data_dir / "absent.toml"), "PYTHONUNBUFFERED": "1",
+                    "SIM_DISPATCHER": "0",  # tests dispatch themselves unless they ask for the bot
+                    "SIM_UNITS": "0",  # and act as the center's desk and the units unless they ask for the bots
+                    **env})
+    with open(log_path, "ab") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen([sys.executable, "-m", "center", "demo"], cwd=ROOT, env=environ,
+                                   stdout=log, stderr=subprocess.STDOUT)
+    demo = Demo(process, f"http://127.0.0.1:{port}", data_dir, log_path)
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"demo exited with {process.returncode}:\n{demo.log()[-3000:]}")
+        try:
+            health = demo.get("/healthz")
+            if health["status"] == "ok":
+                return demo
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        time.sleep(0.5)
+    demo.dump_stacks()
+    last = _last_health(demo)
+    try:
+        demo.stop()
+        stopped = "it stopped on SIGTERM"
+    except AssertionError as exc:
+        stopped = str(exc).splitlines()[0]
+    raise AssertionError(f"demo not healthy within {ready_timeout} s (last /healthz: {last}; {stopped}):\n"
+                         f"{demo.log()[-12000:]}")
+
+
+def _last_health(demo: Demo) -> str:
+    try:
+        return json.dumps(demo.get("/healthz"), ensure_ascii=False)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return f"no answer ({exc})"

@@ -22,13 +22,11 @@ from store.tickets import TicketStore
 from services.crews import normalize_plate
 from services.tickets import TicketManager
 from services.worker import build
-from tests.conftest import test_settings, wait_for
-from tests.test_dispatch_service import CREWS, PASSWORD, T0, Api, Clock, river_city
-from tests.test_browser import ARTIFACTS, ConsoleWatch, browser  # noqa: F401  (the chromium fixture)
-from tests.test_browser import pytestmark as BROWSER_MARKS
-from tests.test_browser_console import _login as login_page
+from tests.conftest import ARTIFACTS, BROWSER_MARKS, Clock, ConsoleWatch, login_page, test_settings, wait_for
+from tests.test_dispatch_service import CREWS, PASSWORD, T0, Api, river_city
 from tests.test_openapi import validate
 from web import app as webapp
+from web.base import Services
 from web.live import LiveFeed
 
 pytestmark = [pytest.mark.integration]
@@ -94,9 +92,8 @@ async def api(tmp_path, redis_url, database_url):
     parts = await build(store, settings, city, tickets=manager, clock=clock)
     await parts.dispatch.crews.refresh()
     feed = LiveFeed(store, batch_ms=50)
-    services = webapp.build_services(settings=settings, store=store, city=city, live=feed,
-                                     tickets=manager, dispatch=parts.dispatch, police=parts.police)
-    await webapp.seed_city(services)  # the city's crews, vehicles and units, as at start-up
+    services = Services(settings=settings, store=store, city=city, live=feed,
+                        extra={"tickets": manager, "dispatch": parts.dispatch, "police": parts.police})
     app = webapp.make_app(services, cookie_secret="test-secret")
     server = tornado.httpserver.HTTPServer(app)
     port = free_port()
@@ -319,18 +316,7 @@ async def test_shift_and_account_changes_are_audited_too(api):
     assert older[0]["id"] == entries[1]["id"]
 
 
-# the admin page in chromium against the demo as real processes ------------------------------------
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    from tests.procs import start_demo
-
-    tmp = tmp_path_factory.mktemp("admin-crews-demo")
-    running = start_demo(tmp / "var", tmp / "demo.log", vehicles=3, SIM_CREWS="0", SIM_CALLERS="0",
-                         SIM_CALLBACKS="0", SIM_SCENARIO="")
-    yield running
-    running.stop()
-
-
+# the admin page in chromium against the worker's quiet demo (conftest) as real processes ---------
 @BROWSER_MARKS[1]
 @pytest.mark.browser
 def test_admin_page_registers_a_vehicle_and_manages_a_crew_the_console_follows(demo, browser):

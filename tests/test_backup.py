@@ -18,7 +18,7 @@ import psycopg
 import pytest
 import redis.asyncio as aioredis
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
 from store import backup
 
@@ -30,7 +30,7 @@ from command.ticket_model import Actor, Role
 from services.kpi_query import parse_query, report_payload
 from services.kpi_service import KpiService
 from services.tickets import TicketManager
-from tests.conftest import ROOT, test_settings
+from tests.conftest import Clock, ROOT, sibling_database, test_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -38,16 +38,6 @@ T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
 M = timedelta(minutes=1)
 AGENT, DISPATCHER = Actor("agent", Role.AGENT), Actor("dispatcher", Role.DISPATCHER)
 CUT = "2026-11-22"
-
-
-class Clock:
-    """A settable clock for the manager."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def _crew(crew_id: str) -> Actor:
@@ -169,17 +159,8 @@ async def test_a_restored_backup_has_identical_tickets_timelines_and_reports(tmp
             restored_server.wait(20)
 
 
-def _sibling_database(url: str, name: str) -> str:
-    """A new, empty database beside the one at url (dropped first if a run left it), so that no
-    other test's connection counts as a session that blocks a restore."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return make_conninfo(url, dbname=name)
-
-
 def test_a_restore_that_fails_or_meets_a_connected_session_changes_nothing(tmp_path, database_url):
-    url = _sibling_database(database_url, "backup_test")
+    url = sibling_database(database_url, "backup")  # no other test's connection blocks a restore there
     migrate(url)
     with psycopg.connect(url, autocommit=True) as conn:  # data, so that the dump is cut in its data
         conn.execute("INSERT INTO day_sequences (kind, day, last)"
@@ -204,4 +185,4 @@ def test_a_restore_that_fails_or_meets_a_connected_session_changes_nothing(tmp_p
             backup.restore(url, dump, force=True, say=lambda _: None)
     assert backup.restore(url, dump, force=True, say=lambda _: None) == before
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("DROP DATABASE backup_test WITH (FORCE)")
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(conninfo_to_dict(url)["dbname"])))

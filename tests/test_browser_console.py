@@ -13,31 +13,21 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.procs import PASSWORD, start_demo
-from tests.test_browser import ARTIFACTS, ConsoleWatch, browser  # noqa: F401  (the shared chromium fixture)
-from tests.test_browser import pytestmark as browser_marks
-
-pytestmark = browser_marks
+from tests.conftest import ARTIFACTS, BROWSER_MARKS, ConsoleWatch, login_page
+from tests.procs import start_demo
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo(tmp_path_factory, demo_city_profile):
     tmp = tmp_path_factory.mktemp("console-demo")
     # the dispatcher assigns by hand: no automatic dispatch, and no crew bot accepting meanwhile;
     # vehicle limits other than the defaults (30 s, 300 s), which the console must take from the server
-    running = start_demo(tmp / "var", tmp / "demo.log", vehicles=6, DISPATCH_AUTO="0", SIM_CREWS="0",
-                         VEHICLE_STALE_S="45", VEHICLE_OFFLINE_S="450")
+    running = start_demo(tmp / "var", tmp / "demo.log", vehicles=6, city=demo_city_profile, DISPATCH_AUTO="0",
+                         SIM_CREWS="0", VEHICLE_STALE_S="45", VEHICLE_OFFLINE_S="450")
     yield running
     running.stop()
 
-
-
-def _login(page, base: str, user: str, path: str = "/console") -> None:
-    page.goto(base + path)
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(base + path)
 
 
 def _publish(demo, messages: list[tuple[str, dict]]) -> None:
@@ -62,11 +52,11 @@ def _publish(demo, messages: list[tuple[str, dict]]) -> None:
         client.loop_stop()
 
 
-def test_dispatcher_sees_a_new_ticket_live_assigns_it_and_acknowledges_an_alarm(demo, browser):  # noqa: F811
+def test_dispatcher_sees_a_new_ticket_live_assigns_it_and_acknowledges_an_alarm(demo, browser):
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     watch = ConsoleWatch(page)
-    _login(page, demo.base, "dispatcher")
+    login_page(page, demo.base, "dispatcher")
     page.wait_for_function("() => document.body.dataset.live === 'up'", timeout=30_000)
     page.wait_for_function("() => (document.getElementById('map').dataset.layers || '').split(',').length >= 2",
                            timeout=30_000)
@@ -133,10 +123,10 @@ def test_dispatcher_sees_a_new_ticket_live_assigns_it_and_acknowledges_an_alarm(
     assert watch.errors == [], watch.failed  # the failed requests name the cause
 
 
-def test_wall_display_counts_open_tickets_alarms_and_vehicles(demo, browser):  # noqa: F811
+def test_wall_display_counts_open_tickets_alarms_and_vehicles(demo, browser):
     page = browser.new_page(viewport={"width": 1920, "height": 1080})
     watch = ConsoleWatch(page)
-    _login(page, demo.base, "supervisor", "/wall")
+    login_page(page, demo.base, "supervisor", "/wall")
     token = demo.login("supervisor")
     page.wait_for_function("() => document.getElementById('w-vehicles').textContent !== '—' && "
                            "Number(document.getElementById('w-vehicles').textContent) >= 3", timeout=30_000)
@@ -159,10 +149,10 @@ def test_wall_display_counts_open_tickets_alarms_and_vehicles(demo, browser):  #
     assert watch.errors == []
 
 
-def test_admin_page_creates_a_user_who_can_log_in(demo, browser):  # noqa: F811
+def test_admin_page_creates_a_user_who_can_log_in(demo, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     watch = ConsoleWatch(page)
-    _login(page, demo.base, "admin", "/admin")
+    login_page(page, demo.base, "admin", "/admin")
     page.wait_for_selector("#crew-rows tr[data-crew]", timeout=15_000)
     page.fill("#new-user input[name=name]", "dispatcher2")
     page.select_option("#new-user select[name=role]", "dispatcher")
@@ -183,10 +173,10 @@ def test_admin_page_creates_a_user_who_can_log_in(demo, browser):  # noqa: F811
     assert watch.errors == []
 
 
-def test_an_ambiguous_emergency_is_handed_to_110_with_one_click(demo, browser):  # noqa: F811
+def test_an_ambiguous_emergency_is_handed_to_110_with_one_click(demo, browser):
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     watch = ConsoleWatch(page)
-    _login(page, demo.base, "dispatcher")
+    login_page(page, demo.base, "dispatcher")
     page.wait_for_function("() => document.body.dataset.live === 'up'", timeout=30_000)
     agent = demo.login("agent")
     created = demo.post("/api/tickets", agent, {

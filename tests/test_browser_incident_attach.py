@@ -7,24 +7,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-import pytest
-
 from command.outages import wall_time
 from command.ticket_model import CENTER_TZ
-from tests.procs import start_demo
-from tests.test_browser import ConsoleWatch, browser, pytestmark  # noqa: F401  (marks, the chromium fixture)
-from tests.test_browser_desk import ARTIFACTS, _login
+from tests.conftest import ARTIFACTS, BROWSER_MARKS, ConsoleWatch, login_page
+
+pytestmark = BROWSER_MARKS
 
 PHONE = "13907771234"
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("browser-incident-demo")
-    running = start_demo(tmp / "var", tmp / "demo.log", vehicles=1, SIM_CREWS="0", SIM_CALLERS="0",
-                         SIM_CALLBACKS="0")
-    yield running
-    running.stop()
 
 
 def test_the_desk_attaches_a_call_near_an_open_incident_with_one_key_and_answers_with_the_etr(demo, browser):
@@ -46,7 +35,7 @@ def test_the_desk_attaches_a_call_near_an_open_incident_with_one_key_and_answers
 
     page = browser.new_page(viewport={"width": 1440, "height": 900})
     watch = ConsoleWatch(page)
-    _login(page, demo.base, "/desk", "agent")
+    login_page(page, demo.base, "agent", "/desk")
     page.wait_for_selector("#desk-map[data-ready='1']", timeout=20_000)
     page.wait_for_selector(f"#notices li[data-incident='{incident_id}']", timeout=10_000)  # the notice list
     assert "大街100号一带" in page.text_content(f"#notices li[data-incident='{incident_id}']")
@@ -119,7 +108,7 @@ def test_the_console_sets_the_etr_publishes_the_notice_and_follows_the_live_feed
 
     page = browser.new_page(viewport={"width": 1440, "height": 900})
     watch = ConsoleWatch(page)
-    _login(page, demo.base, "/console", "dispatcher")
+    login_page(page, demo.base, "dispatcher", "/console")
     page.wait_for_selector(f"[data-queue='{numbers[1]}']", timeout=15_000)
     page.click(f"[data-queue='{numbers[1]}']")
     page.wait_for_selector(f"#detail-incident[data-incident='{incident_id}']", timeout=10_000)
@@ -170,7 +159,7 @@ def test_the_crew_of_the_primary_ticket_sends_the_etr_from_the_field_page(demo, 
 
     page = browser.new_page(viewport={"width": 412, "height": 915})
     watch = ConsoleWatch(page)
-    _login(page, demo.base, "/field", "crew")
+    login_page(page, demo.base, "crew", "/field")
     page.wait_for_selector(f"article[data-number='{primary}'] input.etr", timeout=15_000)
     etr = (datetime.now(timezone.utc) + timedelta(hours=2)).astimezone(CENTER_TZ)
     page.fill(f"article[data-number='{primary}'] input.etr", etr.strftime("%Y-%m-%dT%H:%M"))

@@ -24,8 +24,9 @@ from store.accounts import AccountStore
 from store.tickets import TicketStore
 from gis.crs import distance_m
 from services.tickets import TicketManager
-from tests.conftest import test_settings
+from tests.conftest import ApiClient, test_settings
 from web import app as webapp
+from web.base import Services
 from field.photos import MAX_PHOTO_BYTES, PhotoRejected, photo_kind
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -54,31 +55,22 @@ def _city() -> CityLayers:
     return CityLayers(SimpleNamespace(addresses=addresses, crews=crews))
 
 
-class Api:
+class Api(ApiClient):
     """The in-process app and a client that speaks bearer tokens, JSON and raw bodies."""
 
     def __init__(self, base: str, store: Store, data_dir) -> None:
+        super().__init__(base, PASSWORD)
         self.base, self.store, self.data_dir = base, store, data_dir
-        self.http = tornado.httpclient.AsyncHTTPClient()
-        self.tokens: dict[str, str] = {}
 
     async def call(self, method: str, path: str, user: str | None = None, body=None, headers=None):
         hdrs = dict(headers or {})
-        if user:
-            hdrs["Authorization"] = f"Bearer {await self.token(user)}"
+        hdrs.update(await self.auth(user))
         data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body))
         response = await self.http.fetch(tornado.httpclient.HTTPRequest(
             self.base + path, method=method, headers=hdrs, body=data, follow_redirects=False), raise_error=False)
         kind = response.headers.get("Content-Type", "")
         return response.code, (orjson.loads(response.body) if kind.startswith("application/json") and response.body
                                else response.body)
-
-    async def token(self, user: str) -> str:
-        if user not in self.tokens:
-            response = await self.http.fetch(self.base + "/api/login", method="POST",
-                                             body=json.dumps({"username": user, "password": PASSWORD}))
-            self.tokens[user] = orjson.loads(response.body)["token"]
-        return self.tokens[user]
 
     async def cookie(self, user: str) -> str:
         """The session cookie of a form login (pages take cookies, not bearer tokens)."""
@@ -114,7 +106,7 @@ async def api(tmp_path, redis_url, database_url):
                                               "hash": accounts.hash_password(PASSWORD)}, only_new=True)
     tickets = TicketStore(store.db, store.redis)
     manager = TicketManager(tickets, None, clock=lambda: T0)
-    services = webapp.build_services(settings=settings, store=store, city=_city(), tickets=manager)
+    services = Services(settings=settings, store=store, city=_city(), extra={"tickets": manager})
     server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
     port = free_port()
     server.listen(port, "127.0.0.1")

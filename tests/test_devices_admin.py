@@ -30,9 +30,10 @@ from store.live import Store
 from store.fleet import Audit, FleetStore
 from store.devices import DeviceStore
 from services.devices import Actor, DeviceService, Wanted, read_secrets, seed_demo_devices, sim_devices_path
-from tests.conftest import test_settings, wait_for
+from tests.conftest import ApiClient, test_settings, wait_for
 from tests.test_openapi import validate
 from web import app as webapp
+from web.base import Services
 
 pytestmark = [pytest.mark.integration]
 PASSWORD = "test-pass-1234"
@@ -40,25 +41,17 @@ VEHICLES = ("V01", "V02", "V:03")
 SENSORS = ("P001", "P002", "TR001")
 
 
-class Api:
+class Api(ApiClient):
     """The in-process web app: log in per user, call, validate /api/admin answers against the document."""
 
     def __init__(self, base: str) -> None:
+        super().__init__(base, PASSWORD)
         self.base = base
-        self.http = tornado.httpclient.AsyncHTTPClient()
-        self.tokens: dict[str, str] = {}
         self.document: dict = {}
-
-    async def token(self, user: str) -> str:
-        if user not in self.tokens:
-            response = await self.http.fetch(self.base + "/api/login", method="POST",
-                                             body=json.dumps({"username": user, "password": PASSWORD}))
-            self.tokens[user] = orjson.loads(response.body)["token"]
-        return self.tokens[user]
 
     async def raw(self, method: str, path: str, user: str | None = "admin", body=None):
         """(status, body text, headers)."""
-        headers = {"Authorization": f"Bearer {await self.token(user)}"} if user else {}
+        headers = await self.auth(user)
         data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body))
         if data is None and method == "POST":
             data = b""
@@ -101,7 +94,7 @@ async def api(tmp_path, redis_url, database_url, mqtt_url, servers):
     await register(store, VEHICLES)
     await store.replace_sensor_registry([{"sensor_id": sid, "name": sid, "kind": "pressure", "unit": "MPa"}
                                          for sid in SENSORS])
-    services = webapp.build_services(settings=settings, store=store)
+    services = Services(settings=settings, store=store)
     app = webapp.make_app(services, cookie_secret="test-secret")
     server = tornado.httpserver.HTTPServer(app)
     port = free_port()

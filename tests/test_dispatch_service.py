@@ -25,8 +25,9 @@ from store.tickets import TicketStore
 from gis.crs import distance_m
 from services.tickets import TicketManager
 from services.worker import build, watch_changes
-from tests.conftest import test_settings, wait_for
+from tests.conftest import ApiClient, Clock, test_settings, wait_for
 from web import app as webapp
+from web.base import Services
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 PASSWORD = "test-pass-1234"
@@ -55,16 +56,6 @@ CREWS = [  # crew id, vehicle, skills, position in metres or None (never reporte
 TICKET_XY = (100, 200)
 
 
-class Clock:
-    """A settable clock handed to every manager."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def river_city() -> SimpleNamespace:
     """The city's crews and roads layers (all dispatch needs)."""
     roads = gpd.GeoDataFrame(
@@ -79,27 +70,19 @@ def river_city() -> SimpleNamespace:
     return SimpleNamespace(crews=crews, roads=roads)
 
 
-class Api:
+class Api(ApiClient):
     """The in-process web app with tickets, dispatch and the worker's change watcher."""
 
     def __init__(self, base: str, store: Store, parts, clock: Clock) -> None:
+        super().__init__(base, PASSWORD)
         self.base, self.store, self.parts, self.clock = base, store, parts, clock
-        self.http = tornado.httpclient.AsyncHTTPClient()
-        self.tokens: dict[str, str] = {}
 
     async def call(self, method: str, path: str, user: str | None = "dispatcher", body=None):
-        headers = {"Authorization": f"Bearer {await self.token(user)}"} if user else {}
+        headers = await self.auth(user)
         data = None if body is None else json.dumps(body)
         response = await self.http.fetch(tornado.httpclient.HTTPRequest(
             self.base + path, method=method, headers=headers, body=data), raise_error=False)
         return response.code, orjson.loads(response.body) if response.body else None
-
-    async def token(self, user: str) -> str:
-        if user not in self.tokens:
-            response = await self.http.fetch(self.base + "/api/login", method="POST",
-                                             body=json.dumps({"username": user, "password": PASSWORD}))
-            self.tokens[user] = orjson.loads(response.body)["token"]
-        return self.tokens[user]
 
     async def create(self, xy=TICKET_XY, **fields) -> str:
         lon, lat = ll(*xy)
@@ -132,8 +115,8 @@ async def api(tmp_path, redis_url, database_url):
     tickets = TicketStore(store.db, store.redis)
     manager = TicketManager(tickets, None, clock=clock)
     parts = await build(store, settings, river_city(), tickets=manager, clock=clock)
-    services = webapp.build_services(settings=settings, store=store,
-                                     tickets=manager, dispatch=parts.dispatch, police=parts.police)
+    services = Services(settings=settings, store=store,
+                        extra={"tickets": manager, "dispatch": parts.dispatch, "police": parts.police})
     server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
     port = free_port()
     server.listen(port, "127.0.0.1")

@@ -13,7 +13,7 @@ import orjson
 import pytest
 import tornado.httpclient
 import tornado.httpserver
-from shapely.geometry import Point, box
+from shapely.geometry import Point
 
 from config.city import CityLayers
 from servers.embedded import free_port
@@ -26,16 +26,15 @@ from command.ticket_model import Actor, Role
 from gis.crs import distance_m
 from gis.lookup import SpatialLookup
 from services.tickets import TicketManager
-from tests.cities import write_city
-from tests.conftest import test_settings
+from tests.cities import TWO_DISTRICTS, write_city
+from tests.conftest import ApiClient, test_settings
 from web import app as webapp
-from web.handlers.desk import AddressBooks, address_geocoder
+from web.base import Services
+from web.handlers.desk import address_geocoder
 from web.live import compact_ticket
 
 PASSWORD = "test-pass-1234"
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
-
-WEST, EAST = box(119.70, 36.35, 119.75, 36.40), box(119.75, 36.35, 119.80, 36.40)
 
 
 def _building(b: int, u: int) -> tuple[float, float]:
@@ -52,14 +51,10 @@ ADDRESSES = (
     + [{"addr_id": "H1", "address": "高密市东风路99号", "kind": "poi", "name": "人民医院", "g": Point(119.79, 36.38)},
        {"addr_id": "H2", "address": "高密市人民路99号", "kind": "poi", "name": "人民医院", "g": Point(119.71, 36.38)}]
 )
-LAYERS = {
-    "districts": [{"district_id": "D2", "name": "西区", "g": WEST}, {"district_id": "D1", "name": "东区", "g": EAST}],
-    "streets": [{"street_id": "S2", "name": "西街道", "district_id": "D2", "g": WEST},
-                {"street_id": "S1", "name": "东街道", "district_id": "D1", "g": EAST}],
-    "grids": [{"grid_id": "G2", "name": "西网格", "street_id": "S2", "district_id": "D2", "area_class": "urban", "g": WEST},
-              {"grid_id": "G1", "name": "东网格", "street_id": "S1", "district_id": "D1", "area_class": "urban", "g": EAST}],
-    "units": [{"unit_id": "PWR02", "name": "西供电所", "category": "power", "g": WEST},
-              {"unit_id": "PWR01", "name": "东供电所", "category": "power", "g": EAST}],
+LAYERS = {  # the two-district test city's areas and power stations, both grids urban, and the address book
+    "districts": TWO_DISTRICTS["districts"], "streets": TWO_DISTRICTS["streets"],
+    "grids": [{**grid, "area_class": "urban"} for grid in TWO_DISTRICTS["grids"]],
+    "units": TWO_DISTRICTS["units"][:2],
     "addresses": ADDRESSES,
 }
 
@@ -101,22 +96,16 @@ def city(tmp_path_factory):
     return write_city(root, LAYERS)
 
 
-class Api:
+class Api(ApiClient):
     """The in-process app and a JSON client with bearer tokens."""
 
     def __init__(self, base: str, looked_up: list[str]) -> None:
-        self.base = base
-        self.http = tornado.httpclient.AsyncHTTPClient()
-        self.tokens: dict[str, str] = {}
+        super().__init__(base, PASSWORD)
         self.looked_up = looked_up  # every text the manager asked the address book
 
     async def call(self, method: str, path: str, user: str, body=None):
-        if user not in self.tokens:
-            response = await self.http.fetch(self.base + "/api/login", method="POST",
-                                             body=json.dumps({"username": user, "password": PASSWORD}))
-            self.tokens[user] = orjson.loads(response.body)["token"]
         response = await self.http.fetch(tornado.httpclient.HTTPRequest(
-            self.base + path, method=method, headers={"Authorization": f"Bearer {self.tokens[user]}"},
+            self.base + path, method=method, headers=await self.auth(user),
             body=None if body is None else json.dumps(body)), raise_error=False)
         return response.code, orjson.loads(response.body)
 
@@ -138,16 +127,15 @@ async def api(tmp_path, redis_url, database_url, city):
     settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
     store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
-    addresses = AddressBooks(CityLayers(city))
-    geocoder, looked_up = address_geocoder(addresses), []
+    services = Services(settings=settings, store=store, city=CityLayers(city))
+    geocoder, looked_up = address_geocoder(services), []
 
     async def counted(text: str):
         looked_up.append(text)
         return await geocoder(text)
 
-    manager = TicketManager(TicketStore(store.db, store.redis), SpatialLookup(city), clock=lambda: T0, geocoder=counted)
-    services = webapp.build_services(settings=settings, store=store, city=CityLayers(city), tickets=manager,
-                                     addresses=addresses)
+    services.extra["tickets"] = TicketManager(TicketStore(store.db, store.redis), SpatialLookup(city),
+                                              clock=lambda: T0, geocoder=counted)
     server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
     port = free_port()
     server.listen(port, "127.0.0.1")

@@ -22,8 +22,9 @@ from store.tickets import TicketStore
 from services.tickets import TicketManager
 from services.worker import build, watch_changes
 from tests.cities import write_city
-from tests.conftest import test_settings, wait_for
+from tests.conftest import ApiClient, Clock, test_settings, wait_for
 from web import app as webapp
+from web.base import Services
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 PASSWORD = "test-pass-1234"
@@ -77,32 +78,17 @@ CITY = {
 }
 
 
-class Clock:
-    """A settable clock handed to every manager."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-class Api:
+class Api(ApiClient):
     """The in-process web app with tickets, dispatch and the worker's change watcher."""
 
     def __init__(self, base: str, store: Store, parts, clock: Clock) -> None:
+        super().__init__(base, PASSWORD)
         self.base, self.store, self.parts, self.clock = base, store, parts, clock
-        self.http = tornado.httpclient.AsyncHTTPClient()
-        self.tokens: dict[str, str] = {}
         self.phones = iter(range(13900000001, 13900001000))
 
     async def call(self, method: str, path: str, user: str = "dispatcher", body=None):
-        if user not in self.tokens:
-            response = await self.http.fetch(self.base + "/api/login", method="POST",
-                                              body=json.dumps({"username": user, "password": PASSWORD}))
-            self.tokens[user] = orjson.loads(response.body)["token"]
         response = await self.http.fetch(tornado.httpclient.HTTPRequest(
-            self.base + path, method=method, headers={"Authorization": f"Bearer {self.tokens[user]}"},
+            self.base + path, method=method, headers=await self.auth(user),
             body=None if body is None else json.dumps(body)), raise_error=False)
         return response.code, orjson.loads(response.body) if response.body else None
 
@@ -144,8 +130,8 @@ async def api(tmp_path, redis_url, database_url):
     city = write_city(tmp_path / "city", CITY) if (tmp_path / "city").mkdir() is None else None
     manager = await asyncio.to_thread(TicketManager.for_city, TicketStore(store.db, store.redis), city, clock=clock)
     parts = await build(store, settings, city, tickets=manager, clock=clock)
-    services = webapp.build_services(settings=settings, store=store,
-                                     tickets=manager, dispatch=parts.dispatch, police=parts.police)
+    services = Services(settings=settings, store=store,
+                        extra={"tickets": manager, "dispatch": parts.dispatch, "police": parts.police})
     server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
     port = free_port()
     server.listen(port, "127.0.0.1")

@@ -19,7 +19,8 @@ from command.coordinates import (
 from command.ticket_fields import new_ticket
 from command.ticket_model import SYSTEM_ACTOR
 from services.tickets import TicketManager, service_area_of
-from tests.test_ticket_api import T0, Clock, _serve, city  # noqa: F401  (city is a fixture used here)
+from tests.conftest import Clock
+from tests.test_ticket_api import T0, _serve
 
 AREA = ServiceArea(119.5, 36.15, 120.0, 36.6)
 

@@ -20,10 +20,10 @@ from config.city import CityLayers
 from servers.embedded import free_port
 from store.live import FixRecord, Store
 from services.tickets import build_manager
-from tests.cities import write_city
-from tests.conftest import test_settings
-from tests.test_ticket_api import LAYERS
+from tests.cities import TWO_DISTRICTS, write_city
+from tests.conftest import ApiClient, test_settings
 from web import app as webapp
+from web.base import Services
 from web.handlers.openapi import build_document, route_rules, split_pattern
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -38,27 +38,19 @@ CREWS = [{"vehicle_id": "V01", "crew_id": "C01", "crew_name": "东供电所抢�
 def city(tmp_path_factory):
     """The two-district city of the ticket API tests, with two crews."""
     root = tmp_path_factory.mktemp("openapicity")
-    return CityLayers(write_city(root, {**LAYERS, "crews": CREWS}))
+    return CityLayers(write_city(root, {**TWO_DISTRICTS, "crews": CREWS}))
 
 
-class Client:
+class Client(ApiClient):
     """JSON calls with bearer tokens, each response checked against the document."""
 
     def __init__(self, base: str, document: dict[str, Any]):
+        super().__init__(base, PASSWORD)
         self.base, self.document = base, document
-        self.http = tornado.httpclient.AsyncHTTPClient()
-        self.tokens: dict[str, str] = {}
         self.checked: set[tuple[str, str, int]] = set()
 
-    async def token(self, user: str) -> str:
-        if user not in self.tokens:
-            response = await self.http.fetch(self.base + "/api/login", method="POST",
-                                             body=json.dumps({"username": user, "password": PASSWORD}))
-            self.tokens[user] = orjson.loads(response.body)["token"]
-        return self.tokens[user]
-
     async def call(self, method: str, path: str, user: str | None = "dispatcher", body=None, expect: int = 200):
-        headers = {"Authorization": f"Bearer {await self.token(user)}"} if user else {}
+        headers = await self.auth(user)
         response = await self.http.fetch(tornado.httpclient.HTTPRequest(
             self.base + path, method=method, headers=headers,
             body=None if body is None else json.dumps(body)), raise_error=False)
@@ -110,8 +102,7 @@ async def api(tmp_path, redis_url, database_url, city):
     store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
     manager = await build_manager(store.db, store.redis, city.city)
-    services = webapp.build_services(settings=settings, store=store, city=city, tickets=manager)
-    await webapp.seed_city(services)  # the city's crews, vehicles and units, as at start-up
+    services = Services(settings=settings, store=store, city=city, extra={"tickets": manager})
     app = webapp.make_app(services, cookie_secret="test-secret")
     server = tornado.httpserver.HTTPServer(app)
     port = free_port()

@@ -35,27 +35,14 @@ from services.police_link import POLICE_ACTOR, PoliceLink, http_send
 from services.tickets import TicketManager
 from services.worker import build, watch_changes
 from simulators.police import PoliceSimulator
-from tests.conftest import test_settings, wait_for
+from tests.conftest import ApiClient, Clock, test_settings, wait_for
 from web import app as webapp
+from web.base import Services
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 PASSWORD = "test-pass-1234"
 SECRET = "s3cret-110"
 SCHEMA = xmlschema.XMLSchema(str(Path(__file__).parent / "data" / "cap" / "CAP-v1.2.xsd"))
-
-
-class Clock:
-    """A settable clock shared by our managers and the simulator."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> datetime:
-        self.now += timedelta(seconds=seconds)
-        return self.now
 
 
 def _statuses_sent(sim: PoliceSimulator) -> bool:
@@ -65,31 +52,22 @@ def _statuses_sent(sim: PoliceSimulator) -> bool:
     return len(answered) >= 4 * handovers
 
 
-class Env:
+class Env(ApiClient):
     """Our web app (tickets + 110 endpoints), the change watcher, the link and the simulator."""
 
     def __init__(self, base, store, parts, sim, clock):
+        super().__init__(base, PASSWORD)
         self.base, self.store, self.parts, self.sim, self.clock = base, store, parts, sim, clock
         self.link: PoliceLink = parts.police
-        self.http = tornado.httpclient.AsyncHTTPClient()
-        self.tokens: dict[str, str] = {}
         self.created = 0
 
     async def call(self, method, path, user="dispatcher", body=None, headers=None):
         hdrs = dict(headers or {})
-        if user:
-            hdrs["Authorization"] = f"Bearer {await self.token(user)}"
+        hdrs.update(await self.auth(user))
         data = body if body is None or isinstance(body, bytes) else json.dumps(body)
         response = await self.http.fetch(tornado.httpclient.HTTPRequest(self.base + path, method=method,
                                                                         headers=hdrs, body=data), raise_error=False)
         return response.code, response.body
-
-    async def token(self, user):
-        if user not in self.tokens:
-            response = await self.http.fetch(self.base + "/api/login", method="POST",
-                                             body=json.dumps({"username": user, "password": PASSWORD}))
-            self.tokens[user] = orjson.loads(response.body)["token"]
-        return self.tokens[user]
 
     async def create(self, description="闻到很浓的煤气味，楼道里都是", category="gas", phone="13812341234"):
         self.created += 1  # 1 km apart: never a repeat call of the previous ticket
@@ -130,7 +108,7 @@ async def env(tmp_path, redis_url, database_url):
     tickets = TicketStore(store.db, store.redis)
     manager = TicketManager(tickets, None, clock=clock)
     parts = await build(store, settings, None, tickets=manager, clock=clock, jitter=lambda: 1.0, timeout_s=3.0)
-    services = webapp.build_services(settings=settings, store=store, tickets=manager, dispatch=parts.dispatch, police=parts.police)
+    services = Services(settings=settings, store=store, extra={"tickets": manager, "dispatch": parts.dispatch, "police": parts.police})
     server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
     server.listen(web_port, "127.0.0.1")
     sim = PoliceSimulator(SECRET.encode(), our_base_url=f"http://127.0.0.1:{web_port}", now=clock,

@@ -42,10 +42,10 @@ from services.kpi_query import parse_query, report_payload, state_payload
 from services.kpi_service import KpiService, KpiUnavailable, rebuild_from_db
 from services.tickets import TicketManager
 from services.ticket_alarms import sensor_sites
-from tests.conftest import ROOT, test_settings, wait_for
+from tests.conftest import ApiClient, Clock, ROOT, test_settings, wait_for
 from tests.procs import start_demo
-from tests.test_ticket_api import Clock, city  # noqa: F401  (the two-district test city fixture)
 from web import app as webapp
+from web.base import Services
 from web.report_export import minutes, percent
 
 pytestmark = [pytest.mark.integration]  # async tests run in asyncio mode "auto" (pytest.ini)
@@ -136,24 +136,16 @@ async def drive_story(driver: Driver) -> dict[str, str]:
     return n
 
 
-class App:
+class App(ApiClient):
     """The web application in process with the ticket manager and a KpiService, and a client."""
 
     def __init__(self, base: str, store: Store, manager: TicketManager, kpi: KpiService, clock: Clock) -> None:
+        super().__init__(base, PASSWORD)
         self.base, self.store, self.manager, self.kpi, self.clock = base, store, manager, kpi, clock
         self.driver = Driver(manager, clock)
-        self.http = tornado.httpclient.AsyncHTTPClient()
-        self.tokens: dict[str, str] = {}
-
-    async def token(self, user: str) -> str:
-        if user not in self.tokens:
-            response = await self.http.fetch(self.base + "/api/login", method="POST",
-                                             body=json.dumps({"username": user, "password": PASSWORD}))
-            self.tokens[user] = orjson.loads(response.body)["token"]
-        return self.tokens[user]
 
     async def fetch(self, path: str, user: str | None = "supervisor"):
-        headers = {"Authorization": f"Bearer {await self.token(user)}"} if user else {}
+        headers = await self.auth(user)
         return await self.http.fetch(tornado.httpclient.HTTPRequest(self.base + path, headers=headers,
                                                                     follow_redirects=False), raise_error=False)
 
@@ -174,7 +166,7 @@ async def app(tmp_path, redis_url, database_url, city):  # noqa: F811
     manager = TicketManager(tickets, lookup, sensors=sensor_sites(city, lookup), clock=clock)
     kpi = KpiService(store.db, store.redis, tz=settings.zone, block_ms=100)
     await kpi.start()  # on an empty database: everything after this is the incremental path
-    services = webapp.build_services(settings=settings, store=store, city=CityLayers(city), tickets=manager, kpi=kpi)
+    services = Services(settings=settings, store=store, city=CityLayers(city), extra={"tickets": manager, "kpi": kpi})
     server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
     port = free_port()
     server.listen(port, "127.0.0.1")

@@ -31,10 +31,11 @@ from simulators import democity
 from gis.layers import load_profile
 from services.tickets import TicketManager
 from services.worker import build, watch_changes
-from tests.conftest import test_settings, wait_for
-from tests.test_dispatch_service import CREWS, TICKET_XY, Api as RiverApi, Clock, ll, river_city
+from tests.conftest import Clock, test_settings, wait_for
+from tests.test_dispatch_service import CREWS, TICKET_XY, Api as RiverApi, ll, river_city
 from tests.test_ticket_api import T0, _serve
 from web import app as webapp
+from web.base import Services
 
 AGENT = Actor("agent", Role.AGENT)
 KINDS = {"consultation": "answer", "service": "station", "repair": "station",
@@ -288,8 +289,8 @@ async def river(tmp_path, redis_url, database_url):
     await webapp.bootstrap_accounts(store, settings, demo=True)
     manager = TicketManager(TicketStore(store.db, store.redis), None, clock=clock)
     parts = await build(store, settings, river_city(), tickets=manager, clock=clock)
-    services = webapp.build_services(settings=settings, store=store,
-                                     tickets=manager, dispatch=parts.dispatch, police=parts.police)
+    services = Services(settings=settings, store=store,
+                        extra={"tickets": manager, "dispatch": parts.dispatch, "police": parts.police})
     server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
     port = free_port()
     server.listen(port, "127.0.0.1")
@@ -344,7 +345,7 @@ async def test_a_complaint_never_reaches_a_field_crew(river):
 
 
 def test_route_refused_and_unit_refusals_map_to_409_and_400():
-    from command.routing import RouteRefused, UnitOverrideRefused
+    from web.base import DOMAIN_ERRORS
 
-    assert (RouteRefused.status, UnitOverrideRefused.status) == (409, 400)
+    assert (DOMAIN_ERRORS["RouteRefused"], DOMAIN_ERRORS["UnitOverrideRefused"]) == (409, 400)
     assert dataclasses.is_dataclass(DEFAULT_ROUTING)

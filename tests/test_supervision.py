@@ -25,10 +25,10 @@ from gis.units import CENTER_ID, UnitNode
 from services.supervision import SupervisionService, overdue_stages
 from services.tickets import TicketManager
 from services.worker import build, run_timers
-from tests.conftest import test_settings, wait_for
+from tests.conftest import Clock, test_settings, wait_for
 from tests.test_dispatch_service import river_city
 from tests.test_openapi import validate
-from tests.test_ticket_api import PASSWORD, T0, Clock, _serve, city  # noqa: F401  (city: the fixture)
+from tests.test_ticket_api import PASSWORD, T0, _serve
 
 LIVE = (pytest.mark.integration, pytest.mark.asyncio)  # the API tests' marks
 

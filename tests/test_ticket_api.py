@@ -15,7 +15,6 @@ import pytest
 import redis.asyncio as aioredis
 import tornado.httpclient
 import tornado.httpserver
-from shapely.geometry import Point, box
 
 from command import accounts
 from servers.embedded import free_port, start_redis
@@ -26,78 +25,30 @@ from store.sensors import ALARM_EVENTS
 from gis.lookup import SpatialLookup
 from services.tickets import TicketManager
 from services.ticket_alarms import consume_alarms, sensor_sites
-from tests.cities import write_city
-from tests.conftest import test_settings, wait_for
+from tests.conftest import ApiClient, Clock, test_settings, wait_for
 from web import app as webapp
+from web.base import Services
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 PASSWORD = "test-pass-1234"
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
 DAY = "20261122"
 
-WEST, EAST = box(119.70, 36.35, 119.75, 36.40), box(119.75, 36.35, 119.80, 36.40)
-LAYERS = {
-    "districts": [{"district_id": "D2", "name": "西区", "g": WEST}, {"district_id": "D1", "name": "东区", "g": EAST}],
-    "streets": [{"street_id": "S2", "name": "西街道", "district_id": "D2", "g": WEST},
-                {"street_id": "S1", "name": "东街道", "district_id": "D1", "g": EAST}],
-    "grids": [{"grid_id": "G2", "name": "西网格", "street_id": "S2", "district_id": "D2", "area_class": "urban", "g": WEST},
-              {"grid_id": "G1", "name": "东网格", "street_id": "S1", "district_id": "D1", "area_class": "rural", "g": EAST}],
-    "units": [{"unit_id": "PWR02", "name": "西供电所", "category": "power", "g": WEST},
-              {"unit_id": "PWR01", "name": "东供电所", "category": "power", "g": EAST},
-              {"unit_id": "WAT01", "name": "自来水公司", "category": "water", "g": WEST.union(EAST)},
-              {"unit_id": "GAS01", "name": "燃气公司", "category": "gas", "g": WEST.union(EAST)}],
-    "transformers": [{"asset_id": "T2", "name": "西台变", "rated_kva": 400, "feeder": "西1线", "g": Point(119.72, 36.37)},
-                     {"asset_id": "T1", "name": "东台变", "rated_kva": 630, "feeder": "东1线", "g": Point(119.78, 36.37)}],
-    "supply_areas": [{"area_id": "TA2", "asset_id": "T2", "name": "西台区", "g": WEST},
-                     {"area_id": "TA1", "asset_id": "T1", "name": "东台区", "g": EAST}],
-    "dmas": [{"dma_id": "DMA01", "name": "一号分区", "g": WEST.union(EAST)}],
-    "stations": [{"station_id": "PS1", "name": "东供电所", "category": "power", "unit_id": "PWR01", "g": Point(119.76, 36.38)}],
-    "sensors": [{"sensor_id": "L0002", "name": "西台变负载率", "kind": "transformer_load", "quantity": "load", "unit": "%",
-                 "asset_id": "T2", "period_s": 900, "g": Point(119.72, 36.37)},
-                {"sensor_id": "P001", "name": "一号分区1号压力监测点", "kind": "pressure", "quantity": "pressure",
-                 "unit": "MPa", "asset_id": "M1", "period_s": 300, "g": Point(119.78, 36.36)}],
-}
 
 
-@pytest.fixture(scope="module")
-def city(tmp_path_factory):
-    """The hand-built two-district city, written as GeoJSON with a profile, loaded."""
-    root = tmp_path_factory.mktemp("ticketcity")
-    return write_city(root, LAYERS)
-
-
-class Clock:
-    """A settable clock handed to the manager."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-class Api:
+class Api(ApiClient):
     """A running in-process web app with the ticket manager, and a JSON client."""
 
     def __init__(self, base: str, store: Store, manager: TicketManager, clock: Clock) -> None:
+        super().__init__(base, PASSWORD)
         self.base, self.store, self.manager, self.clock = base, store, manager, clock
-        self.http = tornado.httpclient.AsyncHTTPClient()
-        self.tokens: dict[str, str] = {}
 
     async def call(self, method: str, path: str, user: str | None = None, body=None, headers=None):
-        headers = {**({"Authorization": f"Bearer {await self.token(user)}"} if user else {}), **(headers or {})}
+        headers = {**await self.auth(user), **(headers or {})}
         data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body))
         response = await self.http.fetch(tornado.httpclient.HTTPRequest(
             self.base + path, method=method, headers=headers, body=data), raise_error=False)
         return response.code, orjson.loads(response.body) if response.body else None
-
-    async def token(self, user: str) -> str:
-        if user not in self.tokens:
-            response = await self.http.fetch(self.base + "/api/login", method="POST", raise_error=False,
-                                             body=json.dumps({"username": user, "password": PASSWORD}))
-            assert response.code == 200, response.body
-            self.tokens[user] = orjson.loads(response.body)["token"]
-        return self.tokens[user]
 
     async def create(self, user: str = "agent", **fields):
         body = {"channel": "phone", "category": "power", "type": "repair", "description": "家里停电了",
@@ -120,7 +71,7 @@ async def _serve(tmp_path: Path, redis_url: str, database_url: str, city, clock:
     tickets = TicketStore(store.db, store.redis)
     lookup = SpatialLookup(city)
     manager = TicketManager(tickets, lookup, sensors=sensor_sites(city, lookup), clock=clock)
-    services = webapp.build_services(settings=settings, store=store, tickets=manager)
+    services = Services(settings=settings, store=store, extra={"tickets": manager})
     server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
     port = port or free_port()
     server.listen(port, "127.0.0.1")

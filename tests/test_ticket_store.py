@@ -25,22 +25,13 @@ from command.tickets import apply
 from command.ticket_fields import new_ticket
 from command.ticket_model import Actor, Role
 from services.tickets import TicketManager
+from tests.conftest import Clock
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
 AGENT = Actor("agent1", Role.AGENT)
 DISPATCHER = Actor("disp1", Role.DISPATCHER)
-
-
-class Clock:
-    """A settable clock for the manager."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

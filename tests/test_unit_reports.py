@@ -162,7 +162,7 @@ from store.units import UnitStore  # noqa: E402
 from command.ticket_model import Actor, Role  # noqa: E402
 from gis.units import UnitNode  # noqa: E402
 from services.supervision import SupervisionService  # noqa: E402
-from tests.test_reports import DISPATCHER, WEST, app, city  # noqa: E402,F401  (fixtures)
+from tests.test_reports import DISPATCHER, WEST, app  # noqa: E402,F401  (app: the fixture)
 from tests.test_reports import T0 as DAY0  # noqa: E402
 
 SUPERVISOR = Actor("supervisor", Role.SUPERVISOR)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 import orjson
@@ -10,59 +9,11 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 
-from servers.embedded import free_port
-from store.live import FixRecord, Store
-from web import app as webapp
+from store.live import FixRecord
 from web.live import LiveFeed
-from tests.conftest import close_websocket, test_settings, wait_for
+from tests.conftest import PASSWORD, close_websocket
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
-PASSWORD = "test-pass-1234"
-
-
-class Web:
-    """A running web service and a client for it."""
-
-    def __init__(self, base: str, store: Store):
-        self.base = base
-        self.store = store
-        self.http = tornado.httpclient.AsyncHTTPClient()
-
-    async def call(self, method: str, path: str, *, token: str | None = None, body=None, headers=None, **kw):
-        hdrs = dict(headers or {})
-        if token:
-            hdrs["Authorization"] = f"Bearer {token}"
-        data = None if body is None else (body if isinstance(body, (bytes, str)) else json.dumps(body))
-        request = tornado.httpclient.HTTPRequest(self.base + path, method=method, headers=hdrs, body=data,
-                                                 follow_redirects=False, **kw)
-        return await self.http.fetch(request, raise_error=False)
-
-    async def login(self, name: str) -> str:
-        response = await self.call("POST", "/api/login", body={"username": name, "password": PASSWORD})
-        assert response.code == 200, response.body
-        return orjson.loads(response.body)["token"]
-
-
-@pytest.fixture
-async def web(tmp_path, redis_url, database_url, mqtt_url):
-    port = free_port()
-    settings = test_settings(tmp_path, HTTP_PORT=port, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD,
-                             WS_BATCH_MS=100.0)
-    stop = asyncio.Event()
-    task = asyncio.create_task(webapp.serve(settings, redis_url, mqtt_url, demo=True, stop=stop))
-    client = Web(f"http://127.0.0.1:{port}", Store.from_url(redis_url, database_url))
-    await wait_for(lambda: _up(client), timeout=20)
-    yield client
-    stop.set()
-    await task
-    await client.store.close()
-
-
-async def _up(client: Web) -> bool:
-    try:
-        return (await client.call("GET", "/healthz")).code in (200, 503)
-    except OSError:
-        return False
 
 
 async def test_health_reports_redis_broker_and_services(web):
