@@ -26,7 +26,6 @@ from tests.conftest import ARTIFACTS, BROWSER_MARKS, Clock, ConsoleWatch, login_
 from tests.test_dispatch_service import CREWS, PASSWORD, T0, Api, river_city
 from tests.test_openapi import validate
 from web import app as webapp
-from web.base import Services
 from web.live import LiveFeed
 
 pytestmark = [pytest.mark.integration]
@@ -92,8 +91,9 @@ async def api(tmp_path, redis_url, database_url):
     parts = await build(store, settings, city, tickets=manager, clock=clock)
     await parts.dispatch.crews.refresh()
     feed = LiveFeed(store, batch_ms=50)
-    services = Services(settings=settings, store=store, city=city, live=feed,
-                        extra={"tickets": manager, "dispatch": parts.dispatch, "police": parts.police})
+    services = webapp.build_services(settings=settings, store=store, city=city, live=feed,
+                                     tickets=manager, dispatch=parts.dispatch, police=parts.police)
+    await webapp.seed_city(services)  # the city's crews, vehicles and units, as at start-up
     app = webapp.make_app(services, cookie_secret="test-secret")
     server = tornado.httpserver.HTTPServer(app)
     port = free_port()

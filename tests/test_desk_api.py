@@ -26,7 +26,6 @@ from gis.crs import distance_m
 from services.tickets import TicketManager
 from tests.conftest import ApiClient, test_settings
 from web import app as webapp
-from web.base import Services
 from field.photos import MAX_PHOTO_BYTES, PhotoRejected, photo_kind
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -106,7 +105,7 @@ async def api(tmp_path, redis_url, database_url):
                                               "hash": accounts.hash_password(PASSWORD)}, only_new=True)
     tickets = TicketStore(store.db, store.redis)
     manager = TicketManager(tickets, None, clock=lambda: T0)
-    services = Services(settings=settings, store=store, city=_city(), extra={"tickets": manager})
+    services = webapp.build_services(settings=settings, store=store, city=_city(), tickets=manager)
     server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
     port = free_port()
     server.listen(port, "127.0.0.1")

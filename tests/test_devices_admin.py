@@ -33,7 +33,6 @@ from services.devices import Actor, DeviceService, Wanted, read_secrets, seed_de
 from tests.conftest import ApiClient, test_settings, wait_for
 from tests.test_openapi import validate
 from web import app as webapp
-from web.base import Services
 
 pytestmark = [pytest.mark.integration]
 PASSWORD = "test-pass-1234"
@@ -94,7 +93,7 @@ async def api(tmp_path, redis_url, database_url, mqtt_url, servers):
     await register(store, VEHICLES)
     await store.replace_sensor_registry([{"sensor_id": sid, "name": sid, "kind": "pressure", "unit": "MPa"}
                                          for sid in SENSORS])
-    services = Services(settings=settings, store=store)
+    services = webapp.build_services(settings=settings, store=store)
     app = webapp.make_app(services, cookie_secret="test-secret")
     server = tornado.httpserver.HTTPServer(app)
     port = free_port()

@@ -27,7 +27,6 @@ from services.tickets import TicketManager
 from services.worker import build, watch_changes
 from tests.conftest import ApiClient, Clock, test_settings, wait_for
 from web import app as webapp
-from web.base import Services
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 PASSWORD = "test-pass-1234"
@@ -115,8 +114,8 @@ async def api(tmp_path, redis_url, database_url):
     tickets = TicketStore(store.db, store.redis)
     manager = TicketManager(tickets, None, clock=clock)
     parts = await build(store, settings, river_city(), tickets=manager, clock=clock)
-    services = Services(settings=settings, store=store,
-                        extra={"tickets": manager, "dispatch": parts.dispatch, "police": parts.police})
+    services = webapp.build_services(settings=settings, store=store,
+                                     tickets=manager, dispatch=parts.dispatch, police=parts.police)
     server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
     port = free_port()
     server.listen(port, "127.0.0.1")

@@ -29,8 +29,7 @@ from services.tickets import TicketManager
 from tests.cities import TWO_DISTRICTS, write_city
 from tests.conftest import ApiClient, test_settings
 from web import app as webapp
-from web.base import Services
-from web.handlers.desk import address_geocoder
+from web.handlers.desk import AddressBooks, address_geocoder
 from web.live import compact_ticket
 
 PASSWORD = "test-pass-1234"
@@ -127,15 +126,16 @@ async def api(tmp_path, redis_url, database_url, city):
     settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
     store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
-    services = Services(settings=settings, store=store, city=CityLayers(city))
-    geocoder, looked_up = address_geocoder(services), []
+    addresses = AddressBooks(CityLayers(city))
+    geocoder, looked_up = address_geocoder(addresses), []
 
     async def counted(text: str):
         looked_up.append(text)
         return await geocoder(text)
 
-    services.extra["tickets"] = TicketManager(TicketStore(store.db, store.redis), SpatialLookup(city),
-                                              clock=lambda: T0, geocoder=counted)
+    manager = TicketManager(TicketStore(store.db, store.redis), SpatialLookup(city), clock=lambda: T0, geocoder=counted)
+    services = webapp.build_services(settings=settings, store=store, city=CityLayers(city), tickets=manager,
+                                     addresses=addresses)
     server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
     port = free_port()
     server.listen(port, "127.0.0.1")

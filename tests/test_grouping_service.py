@@ -24,7 +24,6 @@ from services.worker import build, watch_changes
 from tests.cities import write_city
 from tests.conftest import ApiClient, Clock, test_settings, wait_for
 from web import app as webapp
-from web.base import Services
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 PASSWORD = "test-pass-1234"
@@ -130,8 +129,8 @@ async def api(tmp_path, redis_url, database_url):
     city = write_city(tmp_path / "city", CITY) if (tmp_path / "city").mkdir() is None else None
     manager = await asyncio.to_thread(TicketManager.for_city, TicketStore(store.db, store.redis), city, clock=clock)
     parts = await build(store, settings, city, tickets=manager, clock=clock)
-    services = Services(settings=settings, store=store,
-                        extra={"tickets": manager, "dispatch": parts.dispatch, "police": parts.police})
+    services = webapp.build_services(settings=settings, store=store,
+                                     tickets=manager, dispatch=parts.dispatch, police=parts.police)
     server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
     port = free_port()
     server.listen(port, "127.0.0.1")

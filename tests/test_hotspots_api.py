@@ -28,7 +28,6 @@ from tests.conftest import Clock, test_settings
 from tests.test_openapi import validate
 from tests.test_ticket_api import PASSWORD, Api
 from web import app as webapp
-from web.base import Services
 from web.handlers.openapi import build_document, route_rules
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -75,8 +74,7 @@ async def _serve(tmp_path: Path, redis_url: str, database_url: str, city, *, kpi
     service = KpiService(store.db, store.redis) if kpi else None
     if service is not None:
         await service.start()
-    extra = {"tickets": manager, **({"kpi": service} if service else {})}
-    services = Services(settings=settings, store=store, city=CityLayers(city), extra=extra)
+    services = webapp.build_services(settings=settings, store=store, city=CityLayers(city), tickets=manager, kpi=service)
     app = webapp.make_app(services, cookie_secret="test-secret")
     server = tornado.httpserver.HTTPServer(app)
     port = free_port()

@@ -23,7 +23,6 @@ from services.tickets import build_manager
 from tests.cities import TWO_DISTRICTS, write_city
 from tests.conftest import ApiClient, test_settings
 from web import app as webapp
-from web.base import Services
 from web.handlers.openapi import build_document, route_rules, split_pattern
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -102,7 +101,8 @@ async def api(tmp_path, redis_url, database_url, city):
     store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
     manager = await build_manager(store.db, store.redis, city.city)
-    services = Services(settings=settings, store=store, city=city, extra={"tickets": manager})
+    services = webapp.build_services(settings=settings, store=store, city=city, tickets=manager)
+    await webapp.seed_city(services)  # the city's crews, vehicles and units, as at start-up
     app = webapp.make_app(services, cookie_secret="test-secret")
     server = tornado.httpserver.HTTPServer(app)
     port = free_port()

@@ -37,7 +37,6 @@ from services.worker import build, watch_changes
 from simulators.police import PoliceSimulator
 from tests.conftest import ApiClient, Clock, test_settings, wait_for
 from web import app as webapp
-from web.base import Services
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 PASSWORD = "test-pass-1234"
@@ -108,7 +107,7 @@ async def env(tmp_path, redis_url, database_url):
     tickets = TicketStore(store.db, store.redis)
     manager = TicketManager(tickets, None, clock=clock)
     parts = await build(store, settings, None, tickets=manager, clock=clock, jitter=lambda: 1.0, timeout_s=3.0)
-    services = Services(settings=settings, store=store, extra={"tickets": manager, "dispatch": parts.dispatch, "police": parts.police})
+    services = webapp.build_services(settings=settings, store=store, tickets=manager, dispatch=parts.dispatch, police=parts.police)
     server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
     server.listen(web_port, "127.0.0.1")
     sim = PoliceSimulator(SECRET.encode(), our_base_url=f"http://127.0.0.1:{web_port}", now=clock,

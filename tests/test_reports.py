@@ -45,7 +45,6 @@ from services.ticket_alarms import sensor_sites
 from tests.conftest import ApiClient, Clock, ROOT, test_settings, wait_for
 from tests.procs import start_demo
 from web import app as webapp
-from web.base import Services
 from web.report_export import minutes, percent
 
 pytestmark = [pytest.mark.integration]  # async tests run in asyncio mode "auto" (pytest.ini)
@@ -166,7 +165,7 @@ async def app(tmp_path, redis_url, database_url, city):  # noqa: F811
     manager = TicketManager(tickets, lookup, sensors=sensor_sites(city, lookup), clock=clock)
     kpi = KpiService(store.db, store.redis, tz=settings.zone, block_ms=100)
     await kpi.start()  # on an empty database: everything after this is the incremental path
-    services = Services(settings=settings, store=store, city=CityLayers(city), extra={"tickets": manager, "kpi": kpi})
+    services = webapp.build_services(settings=settings, store=store, city=CityLayers(city), tickets=manager, kpi=kpi)
     server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
     port = free_port()
     server.listen(port, "127.0.0.1")

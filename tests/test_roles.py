@@ -24,7 +24,6 @@ from gis.units import nodes_from_frame
 from tests.conftest import Clock, test_settings
 from tests.test_dispatch_service import PASSWORD, T0, Api, river_city
 from web import app as webapp
-from web.base import Services
 from web.handlers.openapi import handler_methods, route_rules, split_pattern
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -156,8 +155,9 @@ async def api(tmp_path, redis_url, database_url):
     await parts.dispatch.crews.refresh()
     kpi = KpiService(store.db, store.redis, policy=manager.policy, tz=settings.zone)
     await kpi.start(wait=True)
-    services = Services(settings=settings, store=store,
-                        extra={"tickets": manager, "dispatch": parts.dispatch, "police": parts.police, "kpi": kpi})
+    services = webapp.build_services(settings=settings, store=store,
+                                     tickets=manager, dispatch=parts.dispatch, police=parts.police, kpi=kpi)
+    await webapp.seed_city(services)  # the city's crews, vehicles and units, as at start-up
     app = webapp.make_app(services, cookie_secret="test-secret")
     server = tornado.httpserver.HTTPServer(app)
     port = free_port()

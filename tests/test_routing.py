@@ -35,7 +35,6 @@ from tests.conftest import Clock, test_settings, wait_for
 from tests.test_dispatch_service import CREWS, TICKET_XY, Api as RiverApi, ll, river_city
 from tests.test_ticket_api import T0, _serve
 from web import app as webapp
-from web.base import Services
 
 AGENT = Actor("agent", Role.AGENT)
 KINDS = {"consultation": "answer", "service": "station", "repair": "station",
@@ -289,8 +288,8 @@ async def river(tmp_path, redis_url, database_url):
     await webapp.bootstrap_accounts(store, settings, demo=True)
     manager = TicketManager(TicketStore(store.db, store.redis), None, clock=clock)
     parts = await build(store, settings, river_city(), tickets=manager, clock=clock)
-    services = Services(settings=settings, store=store,
-                        extra={"tickets": manager, "dispatch": parts.dispatch, "police": parts.police})
+    services = webapp.build_services(settings=settings, store=store,
+                                     tickets=manager, dispatch=parts.dispatch, police=parts.police)
     server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
     port = free_port()
     server.listen(port, "127.0.0.1")
@@ -345,7 +344,7 @@ async def test_a_complaint_never_reaches_a_field_crew(river):
 
 
 def test_route_refused_and_unit_refusals_map_to_409_and_400():
-    from web.base import DOMAIN_ERRORS
+    from command.routing import RouteRefused, UnitOverrideRefused
 
-    assert (DOMAIN_ERRORS["RouteRefused"], DOMAIN_ERRORS["UnitOverrideRefused"]) == (409, 400)
+    assert (RouteRefused.status, UnitOverrideRefused.status) == (409, 400)
     assert dataclasses.is_dataclass(DEFAULT_ROUTING)

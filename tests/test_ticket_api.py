@@ -27,7 +27,6 @@ from services.tickets import TicketManager
 from services.ticket_alarms import consume_alarms, sensor_sites
 from tests.conftest import ApiClient, Clock, test_settings, wait_for
 from web import app as webapp
-from web.base import Services
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 PASSWORD = "test-pass-1234"
@@ -71,7 +70,7 @@ async def _serve(tmp_path: Path, redis_url: str, database_url: str, city, clock:
     tickets = TicketStore(store.db, store.redis)
     lookup = SpatialLookup(city)
     manager = TicketManager(tickets, lookup, sensors=sensor_sites(city, lookup), clock=clock)
-    services = Services(settings=settings, store=store, extra={"tickets": manager})
+    services = webapp.build_services(settings=settings, store=store, tickets=manager)
     server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
     port = port or free_port()
     server.listen(port, "127.0.0.1")

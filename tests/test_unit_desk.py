@@ -31,7 +31,6 @@ from tests.conftest import Clock, test_settings
 from tests.test_dispatch_service import PASSWORD, T0, ll, river_city
 from tests.test_live_scoping import LiveApi
 from web import app as webapp
-from web.base import Services
 from web.live import LiveFeed
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -122,8 +121,9 @@ async def unit_app(tmp_path, redis_url: str, database_url: str) -> AsyncIterator
     parts = await build(store, settings, city, tickets=manager, clock=clock)
     await parts.dispatch.crews.refresh()
     feed = LiveFeed(store, batch_ms=50)
-    services = Services(settings=settings, store=store, city=city, live=feed,
-                        extra={"tickets": manager, "dispatch": parts.dispatch, "police": parts.police})
+    services = webapp.build_services(settings=settings, store=store, city=city, live=feed,
+                                     tickets=manager, dispatch=parts.dispatch, police=parts.police)
+    await webapp.seed_city(services)  # the city's crews, vehicles and units, as at start-up
     server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
     port = free_port()
     server.listen(port, "127.0.0.1")
