@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import ARTIFACTS, BROWSER_MARKS, ConsoleWatch, login_page
 from tests.procs import start_demo
+
 pytestmark = BROWSER_MARKS
 
 
