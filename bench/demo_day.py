@@ -2,7 +2,8 @@
 
 ``python -m bench.demo_day [--speedup S] [--hours H]`` starts ``python -m center demo`` (as
 tests/procs.py does: a temporary DATA_DIR, a free port) with CLOCK_SPEEDUP = SIM_SPEEDUP = S (default
-96: a simulated day in 15 wall minutes), every bot on (callers, crews, the dispatcher, the desk
+96: a simulated day in 15 wall minutes), the simulated day beginning at 03:00 Asia/Shanghai (``--begin``;
+the quietest hour, so that the day's end is compared with its median at the same time of day), every bot on (callers, crews, the dispatcher, the desk
 and the units, the callback desk, sensors) and no scenario: a normal day. Every simulated hour it
 reads the open backlog (tickets not closed, cancelled or merged: the API's ``state=open``) as the
 supervisor and shows it on stderr. At the end it prints:
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -38,6 +40,7 @@ from servers.embedded import free_port
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "bench-demo-day"
 ZONE = ZoneInfo("Asia/Shanghai")
+BOOT_S = 60.0  # wall seconds the demo gets to be healthy before the day begins (it waits for the rest)
 NOT_FIELD = ("consultation", "complaint", "suggestion", "praise")  # never for a field crew
 CREW_ACTIONS = ("dispatch", "assign", "hand_to_crew")
 STATES = ("new", "reviewed", "dispatched", "accepted", "en_route", "on_site", "resolved", "callback", "closed",
@@ -174,20 +177,39 @@ def arrival_on_time(api: Api, first: datetime, last: datetime) -> tuple[int, int
     return int(on_time["arrive_on_time_met"]), int(on_time["arrive_on_time_due"])
 
 
-def run(speedup: float, hours: int, keep: bool) -> int:
+def day_anchor(wall: float, speedup: float, begin: str, boot_s: float = BOOT_S) -> float:
+    """The CLOCK_ANCHOR that makes the simulated clock read ``begin`` (HH:MM, Asia/Shanghai, its next
+    occurrence) ``boot_s`` wall seconds from ``wall``: the clock reads
+    ``anchor + (wall - anchor) x speedup``, so an anchor before now moves the simulated time ahead."""
+    up = wall + boot_s
+    if not begin or speedup <= 1.0:
+        return wall
+    hour, minute = (int(part) for part in begin.split(":"))
+    local = datetime.fromtimestamp(up, ZONE)
+    target = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if target < local:
+        target += timedelta(days=1)
+    return (up * speedup - target.timestamp()) / (speedup - 1.0)
+
+
+def run(speedup: float, hours: int, keep: bool, begin: str = "03:00") -> int:
     """Run the day; print the figures; 0 when it ran (the figures say how well)."""
     data_dir = Path(tempfile.mkdtemp(prefix="bench-demo-day-"))
     log_path = data_dir / "demo.log"
-    anchor = time.time()
+    started = time.time()
+    anchor = day_anchor(started, speedup, begin)
     process, base = start(data_dir, log_path, speedup, anchor)
     progress(f"demo at {base}, x{speedup:g}, log {log_path}")
     samples: list[int] = []
     try:
         wait_healthy(process, base)
         supervisor = Api(base, "supervisor")
+        healthy_s = time.time() - started
+        if begin:  # the day begins when the simulated clock reads --begin (later after a slow start)
+            time.sleep(max(0.0, started + BOOT_S - time.time()))
         began_wall = time.time()
         began = datetime.fromtimestamp(anchor + (began_wall - anchor) * speedup, timezone.utc)
-        progress(f"healthy after {began_wall - anchor:.0f} s; the day runs from {began.astimezone(ZONE):%Y-%m-%d %H:%M} "
+        progress(f"healthy after {healthy_s:.0f} s; the day runs from {began.astimezone(ZONE):%Y-%m-%d %H:%M} "
                  f"(Asia/Shanghai) for {hours} simulated hours, {hours * 3600 / speedup / 60:.1f} wall minutes")
         for hour in range(1, hours + 1):
             time.sleep(max(0.0, began_wall + hour * 3600 / speedup - time.time()))
@@ -228,11 +250,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="CLOCK_SPEEDUP = SIM_SPEEDUP (default 96, or BENCH_DAY_SPEEDUP; at least 72 "
                              "keeps a day within 20 wall minutes)")
     parser.add_argument("--hours", type=int, default=24, help="simulated hours (default a day; fewer to try it)")
+    parser.add_argument("--begin", default="03:00",
+                        help="simulated time of day (Asia/Shanghai, HH:MM) the day begins at, about (default 03:00, "
+                             "the quietest hour: the day ends where it began, so its end compares like with like; "
+                             "empty: now)")
     parser.add_argument("--keep", action="store_true", help="keep the demo's data directory and log")
     opts = parser.parse_args(argv)
     if opts.speedup <= 0 or opts.hours < 1:
         parser.error("--speedup must be positive and --hours at least 1")
-    return run(opts.speedup, opts.hours, opts.keep)
+    if opts.begin and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", opts.begin):
+        parser.error("--begin must be HH:MM")
+    return run(opts.speedup, opts.hours, opts.keep, opts.begin)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typing import Any
 from store.ticket_records import GuardFailed, IncidentWrite, TicketWrite
 from store.ticket_writes import Extra
 from command import grouping
-from command.errors import CommandError, Conflict, TicketNotFound, ValidationError
+from command.errors import CommandError, Conflict, NotFound, TicketNotFound, ValidationError
 from command.ticket_model import (
     FIELD_STATES, OPEN_STATES, SYSTEM_ACTOR, Actor, AuditEvent, Category, Role, State, Ticket, center_day,
 )
@@ -28,13 +28,11 @@ log = logging.getLogger(__name__)
 EarlyRead = tuple[str, list[tuple[grouping.Incident, int]], tuple[int, int]]
 
 
-class IncidentNotFound(LookupError):
-    """No incident with this id (HTTP 404 via web.base.DOMAIN_ERRORS' NotFound mapping)."""
-
-    code = "incident_not_found"
+class IncidentNotFound(NotFound, LookupError):
+    """No incident with this id (HTTP 404 ``incident_not_found``, by the one error contract)."""
 
     def __init__(self, incident_id: str) -> None:
-        super().__init__(f"incident {incident_id!r} not found")
+        super().__init__("incident_not_found", f"incident {incident_id!r} not found")
         self.incident_id = incident_id
 
 

@@ -26,6 +26,7 @@ from services.devices import DeviceRefused
 from services.kpi_service import KpiUnavailable
 from services.police_link import InboundBusy
 from services.supervision import SupervisionRefused
+from services.ticket_incidents import IncidentNotFound
 from store.fleet import FleetRefused
 from store.live import Store
 from store.supervision import SupervisionChanged
@@ -62,6 +63,7 @@ ERRORS = [
     (FleetRefused("vehicle_assigned", "C02"), 409, "vehicle_assigned", {"crew_id": "C02"}),
     (PhotoRejected(415, "photo_type", "only images"), 415, "photo_type", {}),
     (NotFound("crew_not_found", "no crew C9"), 404, "crew_not_found", {}),
+    (IncidentNotFound("INC-X"), 404, "incident_not_found", {}),
     (Refused(409, "crew_busy", "crew C1 has tickets in the field"), 409, "crew_busy", {}),
 ]
 
@@ -103,7 +105,7 @@ def test_every_domain_error_class_is_in_the_table():
     missing = {c.__qualname__ for c in leaves(CommandError) - covered
                if c.__module__.split(".")[0] in ("command", "store", "services", "field")
                and c not in (CommandError, Refused)}
-    # KPI audit events that cannot be read never reach a request; incidents: part D's module
+    # KPI audit events that cannot be read never reach a request
     assert missing <= {"EventError", "AlarmEventError"}, missing
 
 

@@ -10,22 +10,15 @@ from typing import Any
 
 from command.outages import NEAR_M, Notice, notice_to_dict
 from services.ticket_views import incident_view
-from services.ticket_incidents import IncidentNotFound
 from web.base import ApiError
 from web.openapi_schemas import N, S, T, arr, nullable, obj, op, ref
 from web.handlers.tickets import INCIDENT, OFFICE, TicketHandler
 
 
 class IncidentHandler(TicketHandler):
-    """Base of the incident handlers (``self.incidents``): 404 for an unknown incident."""
+    """Base of the incident handlers (``self.incidents``; an unknown incident is the service's
+    `IncidentNotFound`: 404 by the one error contract)."""
 
-    def _handle_request_exception(self, e: BaseException) -> None:
-        # until services.ticket_incidents.IncidentNotFound is a command.errors.NotFound (part D)
-        if isinstance(e, IncidentNotFound) and not self._finished:
-            e = ApiError(404, e.code, str(e))
-            self.send_error(404, exc_info=(ApiError, e, None))
-            return
-        super()._handle_request_exception(e)
 
 
 def notice_view(notice: Notice | None) -> dict[str, Any] | None:

@@ -14,7 +14,6 @@ from command.coordinates import parse_point
 from command.errors import Conflict
 from command.ticket_model import Actor, Role
 from services.ticket_views import event_view, incident_view, iso_z, ticket_view
-from services.ticket_incidents import IncidentNotFound
 from web.base import ApiError, BaseHandler
 
 OFFICE = ("agent", "dispatcher", "supervisor")  # admin passes every require()
@@ -236,10 +235,7 @@ class IncidentDetail(TicketHandler):
 
     async def get(self, incident_id: str) -> None:
         actor = self.actor(*OFFICE)
-        try:
-            incident, rev = await self.tickets.incident(incident_id)
-        except IncidentNotFound as exc:
-            raise ApiError(404, exc.code, str(exc)) from None
+        incident, rev = await self.tickets.incident(incident_id)
         records = await self.tickets.store.get_many(incident.ticket_numbers)
         self.write_json({**incident_view(incident, rev), **await self.incidents.details(incident_id),
                          "tickets": [self.view(r, actor) for r in records if r is not None]})
@@ -252,10 +248,7 @@ class IncidentResolve(TicketHandler):
     async def post(self, incident_id: str) -> None:
         actor = self.actor("dispatcher", "supervisor")
         body = self.json_body()
-        try:
-            incident = await self.incidents.resolve(incident_id, body.get("resolution"), actor)
-        except IncidentNotFound as exc:
-            raise ApiError(404, exc.code, str(exc)) from None
+        incident = await self.incidents.resolve(incident_id, body.get("resolution"), actor)
         _, rev = await self.tickets.incident(incident_id)
         self.write_json(incident_view(incident, rev))
 
