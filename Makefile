@@ -20,12 +20,13 @@ $(STAMP): requirements.txt
 demo: $(STAMP)
 	$(PY) -m center demo
 
-# two test workers (pytest-xdist, a file per worker: each has its own servers), one when the
+# two test workers (pytest-xdist, a file per worker: each has its own servers; the files in the
+# order tests/conftest.py gives them, those that start processes or a browser first), one when the
 # tests share external servers (DATABASE_URL / REDIS_URL / MQTT_URL: the tests flush a given Redis,
 # which must be empty at the start, and use a database of their own on a given PostgreSQL)
 TEST_WORKERS ?= $(if $(DATABASE_URL)$(REDIS_URL)$(MQTT_URL),1,2)
 test: $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m bench $(BENCH_ARGS)

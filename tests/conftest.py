@@ -65,6 +65,12 @@ def pytest_collection_modifyitems(config, items):
         if "database_url" in getattr(item, "fixturenames", ()) and not (
                 item.get_closest_marker("process") or item.get_closest_marker("browser")):
             item.add_marker(pytest.mark.postgres_external)
+    # the files that start processes or a browser (minutes each) first, the many short files after
+    # them: `make test` hands whole files to its two workers in this order (--dist loadfile), so
+    # the short files fill in at the end instead of one worker waiting out the last long file
+    slow = {item.module.__name__ for item in items if isinstance(item, pytest.Function)
+            and (item.get_closest_marker("process") or item.get_closest_marker("browser"))}
+    items.sort(key=lambda item: 0 if getattr(getattr(item, "module", None), "__name__", "") in slow else 1)
 
 
 @pytest.fixture(scope="session")

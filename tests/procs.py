@@ -63,6 +63,16 @@ class Demo:
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
+    def health(self) -> dict:
+        """The /healthz report, whether it answers 200 (every service up) or 503 (one is down: a
+        service restarting, say), both with the same JSON body."""
+        try:
+            return self.get("/healthz")
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503:
+                raise
+            return json.loads(exc.read())
+
     def post(self, path: str, token: str, body: dict) -> dict:
         """POST JSON to an API path with a bearer token; the JSON reply."""
         request = urllib.request.Request(self.base + path, method="POST", data=json.dumps(body).encode(),

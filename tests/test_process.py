@@ -147,7 +147,7 @@ def test_a_crashed_service_is_restarted_and_a_second_demo_is_refused(tmp_path):
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             again = [p for p in ingests() if p.pid != ingest.pid]
-            if again and demo.get("/healthz")["services"]["ingest"].get("pid") == again[0].pid:
+            if again and demo.health()["services"]["ingest"].get("pid") == again[0].pid:
                 break
             time.sleep(0.3)
         else:
