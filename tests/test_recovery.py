@@ -229,7 +229,11 @@ def _server(demo, kind: str) -> psutil.Process:
         match = lambda name, cmd: "redis-server" in name  # noqa: E731
     else:
         match = lambda name, cmd: name == "mosquitto" or "servers.broker" in cmd  # noqa: E731
-    (proc,) = _procs(demo, match)
+    found = _procs(demo, match)
+    pids = {proc.pid for proc in found}
+    # the server itself, not a child it has just forked (a new PostgreSQL backend carries the
+    # postmaster's command line until it sets its own title)
+    (proc,) = [proc for proc in found if proc.ppid() not in pids]
     return proc
 
 
