@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import logging
 import os
@@ -248,10 +249,11 @@ class Ingest(RegistriesMixin):
         backoff = 0.2
         while True:
             if not lane.queue:
-                try:
-                    await asyncio.wait_for(lane.wake.wait(), flush_s)
-                except asyncio.TimeoutError:
-                    pass
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for returns instead of raising
+                # when it is cancelled just as the event is set, and this loop then never ends
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(flush_s):
+                        await lane.wake.wait()
                 lane.wake.clear()
                 if lane is self.fleet:
                     self.vehicles.flush_idle_backfill(self.store.clock.now(), lane.batch.vehicles, self.stats)

@@ -86,8 +86,9 @@ def test_the_unit_desk_inbox_accept_return_extension_and_feedback(demo, browser,
     assert page.is_hidden("#act-feedback") and page.is_visible("#act-accept")
     version = demo.get(f"/api/tickets/{first}", liaison)["version"]
     page.click("#act-accept button")
-    _loaded_after(page, first, version)
-    assert page.text_content("#unit-result") == "已受理" and page.is_visible("#act-feedback")
+    _loaded_after(page, first, version)  # (the live feed may render the new version before the reply)
+    page.wait_for_function("() => document.getElementById('unit-result').textContent === '已受理'", timeout=10_000)
+    assert page.is_visible("#act-feedback")
     page.fill("#feedback-text", "已约谈抄表员，向用户当面致歉")
     page.click("#act-feedback button[type=submit]")
     assert page.text_content("#unit-result") == "投诉件须由单位负责人签发"  # checked before sending
