@@ -81,8 +81,39 @@ class Demo:
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
+    def group(self) -> list[psutil.Process]:
+        """The live processes of the demo's process group: the supervisor and everything it
+        started (the demo runs in a session of its own, and its children stay in its group),
+        also those whose parent is gone already."""
+        found = []
+        for proc in psutil.process_iter():
+            with contextlib.suppress(psutil.Error, OSError):
+                if os.getpgid(proc.pid) == self.process.pid and alive(proc):
+                    found.append(proc)
+        return found
+
+    def kill(self) -> list[int]:
+        """SIGKILL the whole demo: its process group and every descendant (should one have left
+        the group), then wait until each is gone; the pids that were still running."""
+        try:
+            procs = self.tree()
+        except psutil.NoSuchProcess:
+            procs = []
+        procs += [proc for proc in self.group() if proc not in procs]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        self.process.wait(10)  # reaped: no running subprocess left behind for a later test
+        _, waited = psutil.wait_procs(procs, timeout=10)
+        left = [proc.pid for proc in waited if alive(proc)]  # a zombie is gone, only not reaped yet
+        assert not left, f"still running after SIGKILL: {left}"
+        return [proc.pid for proc in procs]
+
     def stop(self, timeout: float = 10.0) -> float:
-        """SIGTERM and wait; returns the seconds it took (kills and fails if over the timeout)."""
+        """SIGTERM and wait; returns the seconds it took. Over the timeout, or when a process of
+        the demo outlives the supervisor by 5 s, kills the whole demo (`kill`) and fails."""
         started = time.monotonic()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -90,12 +121,16 @@ class Demo:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.dump_stacks()
-                for proc in self.tree():
-                    with contextlib.suppress(psutil.NoSuchProcess):
-                        proc.kill()
-                self.process.wait(10)  # reaped: no running subprocess left behind for a later test
+                self.kill()
                 raise AssertionError(f"demo did not stop within {timeout} s:\n{self.log()[-6000:]}") from None
-        return time.monotonic() - started
+        took = time.monotonic() - started
+        deadline = time.monotonic() + 5.0
+        while (left := self.group()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if left:
+            self.kill()
+            raise AssertionError(f"left running after the demo stopped (now killed): {[p.pid for p in left]}")
+        return took
 
     def dump_stacks(self) -> None:
         """Ask every ``python -m center`` process of the demo to print its threads' stacks into
@@ -140,7 +175,8 @@ def start_demo(data_dir: Path, log_path: Path, *, vehicles: int = 5, ready_timeo
                     **env})
     with open(log_path, "ab") as log:  # the child keeps its own descriptor
         process = subprocess.Popen([sys.executable, "-m", "center", "demo"], cwd=ROOT, env=environ,
-                                   stdout=log, stderr=subprocess.STDOUT)
+                                   stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)  # its own process group: `Demo.kill` ends it whole
     demo = Demo(process, f"http://127.0.0.1:{port}", data_dir, log_path)
     deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:
@@ -162,6 +198,14 @@ def start_demo(data_dir: Path, log_path: Path, *, vehicles: int = 5, ready_timeo
         stopped = str(exc).splitlines()[0]
     raise AssertionError(f"demo not healthy within {ready_timeout} s (last /healthz: {last}; {stopped}):\n"
                          f"{demo.log()[-12000:]}")
+
+
+def alive(proc: psutil.Process) -> bool:
+    """Whether a process still runs (exists and is no zombie)."""
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _last_health(demo: Demo) -> str:

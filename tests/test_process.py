@@ -1,4 +1,5 @@
-"""Tier 3: the demo as real processes — start, see a vehicle move over the WebSocket, stop cleanly."""
+"""Tier 3: the demo as real processes — start, see a vehicle move over the WebSocket, stop cleanly;
+a crashed service restarts; a demo that does not stop in time is killed whole."""
 from __future__ import annotations
 
 import asyncio
@@ -12,7 +13,7 @@ import tornado.websocket
 
 from servers.embedded import port_open
 from tests.conftest import close_websocket
-from tests.procs import PASSWORD, start_demo
+from tests.procs import PASSWORD, alive, start_demo
 
 pytestmark = pytest.mark.process
 
@@ -124,7 +125,7 @@ def _web_pids(demo, requests: int = 40) -> set[int]:
     return {demo.get("/healthz")["services"]["web"]["pid"] for _ in range(requests)}
 
 
-def test_a_crashed_service_is_restarted_and_a_second_demo_is_refused(tmp_path):
+def test_a_crashed_service_is_restarted_a_second_demo_is_refused_and_a_stuck_one_killed_whole(tmp_path):
     demo = start_demo(tmp_path / "var", tmp_path / "demo.log", vehicles=1, SIM_CALLERS="0", SIM_CREWS="0",
                       SIM_SCENARIO="", WEB_PROCESSES="2")
     try:
@@ -167,5 +168,15 @@ def test_a_crashed_service_is_restarted_and_a_second_demo_is_refused(tmp_path):
             time.sleep(0.3)
         assert "web stopped unexpectedly (killed by signal SIGKILL)" in demo.log() or \
             "web#2 stopped unexpectedly (killed by signal SIGKILL)" in demo.log()
+
+        # a demo whose stop times out (its supervisor frozen) is killed whole: nothing it started is left
+        started = demo.tree()
+        names = " ".join(" ".join(p.cmdline()) for p in started)
+        for part in ("center web", "center ingest", "center simulate", "redis-server", "postgres"):
+            assert part in names, f"{part} not running: {names}"
+        demo.process.send_signal(signal.SIGSTOP)
+        with pytest.raises(AssertionError, match="did not stop within 1.0 s"):
+            demo.stop(timeout=1.0)
+        assert [p.pid for p in started if alive(p)] == [] and demo.group() == []
     finally:
         demo.stop()
