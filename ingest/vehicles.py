@@ -16,7 +16,7 @@ from typing import Mapping
 
 from ingest.fixes import FeedResult, Fix, NmeaStream
 from ingest.plausibility import Plausibility, Verdict
-from ingest.records import FixRecord
+from store.fix_writes import FixRecord
 
 log = logging.getLogger(__name__)
 

@@ -1,21 +1,41 @@
 """One ingest batch of fixes as the Redis write script (`store.live.WRITE_FIXES`) takes it:
-`prepare` gives the script's arguments with no I/O; `fix_text` is a vehicle's value in the
-``veh:fix`` hash. `store.live.Store.write_fixes` sends them.
+`FixRecord` is one fix as the ingest hands it over; `prepare` gives the script's arguments with
+no I/O; `fix_text` is a vehicle's value in the ``veh:fix`` hash. `store.live.Store.write_fixes`
+sends them.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NamedTuple
 
 import orjson
 
-from ingest.records import FixRecord
 from store.track_codec import pack_fix
 
-__all__ = ["GEO_LAT_LIMIT", "fix_text", "prepare"]
+__all__ = ["GEO_LAT_LIMIT", "FixRecord", "fix_text", "prepare"]
 
 # Redis GEO's latitude bound (the Web Mercator limit): GEOADD refuses a member beyond it, and a
 # refused GEOADD would fail the whole script, so such a position stays out of ``veh:geo``.
 GEO_LAT_LIMIT = 85.05112878
+
+
+class FixRecord(NamedTuple):
+    """One accepted fix: where it goes (live position, track) and its values; ``t`` is UTC epoch
+    seconds (``fix.time.timestamp()``)."""
+
+    vehicle_id: str
+    t: float
+    lat: float
+    lon: float
+    speed_kmh: float | None
+    course_deg: float | None
+    alt_m: float | None
+    quality: int | None
+    mode: str | None
+    sats: int | None
+    hdop: float | None
+    talker: str
+    live: bool
+    track: bool
 
 
 def _rounded(value: Any, digits: int) -> Any:

@@ -71,8 +71,7 @@ import redis.asyncio as aioredis
 from store import redis_client
 from runtime.clock import Clock
 from store.db import Database
-from ingest.records import FixRecord  # noqa: F401 (re-exported)
-from store.fix_writes import fix_text, prepare  # noqa: F401 (re-exported)
+from store.fix_writes import FixRecord, fix_text, prepare  # noqa: F401 (re-exported)
 from store.track_codec import NONE8, NONE16, TRACK_RECORD, pack_fix  # noqa: F401 (re-exported)
 from store.tracks import TrackStore
 from store.login import LoginStoreMixin, session_key  # noqa: F401 (re-exported)

@@ -34,7 +34,7 @@ def _clamp(value: float | int | None, low: int, high: int, none: int, unit: floa
 
 
 def pack_fix(fix: Any) -> tuple[int, bytes]:
-    """(UTC hour, 20-byte record) of a `ingest.records.FixRecord` for its track."""
+    """(UTC hour, 20-byte record) of a `store.fix_writes.FixRecord` for its track."""
     hour, ms = divmod(int(round(fix.t * 1000)), 3_600_000)
     course = None if fix.course_deg is None else fix.course_deg % 360.0
     return hour, TRACK_RECORD.pack(
