@@ -1,4 +1,4 @@
-"""One entry point for every service: ``python -m center web|ingest|simulate|dispatch|demo|servers|city|kpi|backup|restore|migrate-redis``."""
+"""One entry point for every service: ``python -m center web|ingest|simulate|dispatch|demo|servers|city|kpi|mqtt-auth|backup|restore|migrate-redis``."""
 from __future__ import annotations
 
 import argparse
@@ -327,7 +327,8 @@ def _mqtt_auth(settings, directory: str) -> int:
 
 
 async def _servers(settings) -> int:
-    """Run just the embedded Redis and broker (for services started one by one) until signalled."""
+    """Run just the embedded PostgreSQL, Redis and broker (for services started one by one) until
+    signalled, printing their URLs."""
     import signal
 
     from servers.embedded import Servers

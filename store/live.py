@@ -1,4 +1,5 @@
-"""The one module that owns Redis keys: nobody else spells a key.
+"""The live state in Redis: its keys are listed here (spelled here, or in store/sensors.py,
+store/tracks.py and store/login.py as marked); no code outside store/ spells a key.
 
 Keys (``{id}`` is a vehicle, user, service or token id):
 
