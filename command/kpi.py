@@ -191,6 +191,10 @@ class KpiState:
         """Ticket numbers of row indices."""
         return [self._numbers[i] for i in rows.tolist()]
 
+    def id_names(self) -> dict[str, list[str]]:
+        """The names of each id column's codes (district, grid, unit, crew), a code's at its index."""
+        return {name: codes.names for name, codes in self.codes.items()}
+
     def _filter(self, cols: dict[str, np.ndarray], category: Any, district: Any, unit: Any) -> np.ndarray:
         mask = np.ones(len(cols["created"]), dtype=bool)
         for column, wanted in (("category", category), ("district", district), ("unit", unit)):
@@ -221,7 +225,7 @@ class KpiState:
         else:  # a day's report touches a day's rows
             subset = {name: col[rows] for name, col in cols.items()}
         filters = {"category": category, "district": district, "unit": unit}
-        return build_report(self, subset, np.ones(len(rows), dtype=bool), period_start, period_end, tz, filters)
+        return build_report(self.id_names(), subset, np.ones(len(rows), dtype=bool), period_start, period_end, tz, filters)
 
     def drill(self, period_start: datetime, period_end: datetime, metric: str, *, category: Any = None,
               district: Any = None, unit: Any = None, group_by: str | None = None, group: Any = None,
@@ -238,7 +242,7 @@ class KpiState:
         _check_period(period_start, period_end)
         cols = self.columns()
         mask = self._filter(cols, category, district, unit)
-        mask &= drill_mask(self, cols, metric, period_start, period_end, tz, group_by, group)
+        mask &= drill_mask(self.id_names(), cols, metric, period_start, period_end, tz, group_by, group)
         return np.flatnonzero(mask)
 
 

@@ -12,10 +12,10 @@ without any rate last), then by resolved tickets, then by name.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -25,10 +25,8 @@ from command.kpi_stats import (
     DAY_S, clean, grouped_sorted, local_day_index, local_hour, rate, summary, value_sorted,
 )
 
-if TYPE_CHECKING:
-    from command.kpi import KpiState
-
 Cols = dict[str, np.ndarray]
+IdNames = Mapping[str, Sequence[str]]  # id column (district, grid, unit, crew) -> its names by code
 DURATION_BASIS = {  # which period membership a duration is counted by
     "dispatch_time_s": "created", "acceptance_time_s": "created", "arrival_time_s": "created",
     "repair_time_s": "resolved", "resolution_time_s": "resolved", "callback_time_s": "resolved",
@@ -176,12 +174,12 @@ class Report:
         return dataclasses.asdict(self)
 
 
-def _names(state: KpiState, group_by: str) -> list[str]:
-    return list(_ENUM_GROUPS[group_by]) if group_by in _ENUM_GROUPS else state.codes[group_by].names
+def _names(id_names: IdNames, group_by: str) -> Sequence[str]:
+    return _ENUM_GROUPS[group_by] if group_by in _ENUM_GROUPS else id_names[group_by]
 
 
-def _by(state: KpiState, cols: Cols, column: str, mask: np.ndarray) -> dict[str, int]:
-    names = _names(state, column)
+def _by(id_names: IdNames, cols: Cols, column: str, mask: np.ndarray) -> dict[str, int]:
+    names = _names(id_names, column)
     codes = cols[column][mask]
     counts = np.bincount(codes[codes >= 0], minlength=len(names))
     if column in _ENUM_GROUPS:
@@ -200,10 +198,10 @@ def _counts(codes: np.ndarray, weights: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(codes, weights=weights, minlength=n + 1)[:n].astype(np.int64)
 
 
-def _times_by(state: KpiState, ctx: _Ctx) -> dict[str, dict[str, dict[str, Any]]]:
+def _times_by(id_names: IdNames, ctx: _Ctx) -> dict[str, dict[str, dict[str, Any]]]:
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for group in TIME_GROUPS:
-        names = _names(state, group)
+        names = _names(id_names, group)
         table: dict[str, dict[str, Any]] = {}
         for metric in GROUPED_TIMES:
             count, mean, median, p90 = ctx.grouped(group, metric, len(names))
@@ -216,8 +214,8 @@ def _times_by(state: KpiState, ctx: _Ctx) -> dict[str, dict[str, dict[str, Any]]
     return out
 
 
-def _rankings(state: KpiState, ctx: _Ctx, group: str) -> list[dict[str, Any]]:
-    cols, names = ctx.cols, _names(state, group)
+def _rankings(id_names: IdNames, ctx: _Ctx, group: str) -> list[dict[str, Any]]:
+    cols, names = ctx.cols, _names(id_names, group)
     n = len(names)
     codes = np.where(cols[group] >= 0, cols[group], n)  # no group: counted past the last code, dropped
 
@@ -267,15 +265,16 @@ def _series(cols: Cols, ctx: _Ctx, start: datetime, end: datetime, tz: tzinfo) -
     return out
 
 
-def build_report(state: KpiState, cols: Cols, base: np.ndarray, start: datetime, end: datetime,
+def build_report(id_names: IdNames, cols: Cols, base: np.ndarray, start: datetime, end: datetime,
                  tz: tzinfo, filters: dict[str, Any]) -> Report:
-    """Assemble the report of [start, end) over the rows selected by `base`."""
+    """Assemble the report of [start, end) over the rows selected by `base`; `id_names` names the
+    codes of the id columns."""
     ctx = _Ctx(cols, base, start, end)
     c_in, r_in = ctx.created, ctx.resolved
     created = int(c_in.sum())
     hours = np.bincount(local_hour(cols["created"][c_in], tz), minlength=24)
     volume = {"tickets": created, "resolved": int(r_in.sum()),
-              **{f"by_{g}": _by(state, cols, g, c_in) for g in ("channel", "category", "type", "district", "unit")},
+              **{f"by_{g}": _by(id_names, cols, g, c_in) for g in ("channel", "category", "type", "district", "unit")},
               "by_hour": [int(h) for h in hours]}
     count = {name: int(ctx.mask(name).sum()) for name in (
         "repeat", "duplicate", "red", "orange", "merged", "cancelled", "open", "closed_on_call", "transferred",
@@ -310,15 +309,16 @@ def build_report(state: KpiState, cols: Cols, base: np.ndarray, start: datetime,
         period_start=start.isoformat(), period_end=end.isoformat(), tz=str(tz),
         filters={k: v if v is None or isinstance(v, str) else list(v) for k, v in filters.items()},
         volume=volume, series=_series(cols, ctx, start, end, tz), intake=intake, times=times,
-        times_by=_times_by(state, ctx), on_time=on_time, quality=quality,
-        rankings={"unit": _rankings(state, ctx, "unit"), "crew": _rankings(state, ctx, "crew")},
+        times_by=_times_by(id_names, ctx), on_time=on_time, quality=quality,
+        rankings={"unit": _rankings(id_names, ctx, "unit"), "crew": _rankings(id_names, ctx, "crew")},
         drill_metrics=dict(RANKING_FIELDS),
     )
 
 
-def drill_mask(state: KpiState, cols: Cols, metric: str, start: datetime, end: datetime, tz: tzinfo,
+def drill_mask(id_names: IdNames, cols: Cols, metric: str, start: datetime, end: datetime, tz: tzinfo,
                group_by: str | None, group: Any) -> np.ndarray:
-    """Rows behind `metric` in [start, end), within one group when `group_by` is given."""
+    """Rows behind `metric` in [start, end), within one group when `group_by` is given (`id_names`
+    as `build_report` takes it)."""
     if metric not in DRILL_METRICS:
         raise ValidationError("metric", f"unknown metric {metric!r}")
     ctx = _Ctx(cols, np.ones(len(cols["created"]), dtype=bool), start, end)
@@ -334,6 +334,6 @@ def drill_mask(state: KpiState, cols: Cols, metric: str, start: datetime, end: d
         ok = np.isfinite(cols["created"])
         hours[ok] = local_hour(cols["created"][ok], tz)
         return mask & (hours == group)
-    names = _names(state, group_by)
+    names = _names(id_names, group_by)
     code = names.index(group) if group in names else -2
     return mask & (cols[group_by] == code)
