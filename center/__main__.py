@@ -278,7 +278,7 @@ def _kpi(settings, args) -> int:
     servers of DATA_DIR) and print the report."""
     from config.limit_files import load_policy
     from servers.embedded import Servers
-    from services.kpi_service import report_command
+    from services.kpi_query import report_command
 
     try:
         policy = load_policy(settings)  # CALENDAR_FILE / LIMITS_FILE, as the web and dispatch processes

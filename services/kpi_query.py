@@ -2,7 +2,8 @@
 report payload, and the ticket rows behind a number, a page at a time.
 
 Shared by the report API (`web.handlers.reports`), its exports and the ``python -m center kpi``
-command, so the page, the files and the command show the same report for the same query.
+command (`report_command`), so the page, the files and the command show the same report for the
+same query.
 A report reads its period's KPI rows from PostgreSQL (`services.kpi_service.KpiService.frame`);
 the command computes the same payload from a `command.kpi.KpiState` rebuilt from the events.
 A bad argument raises `command.errors.ValidationError` naming it (the API answers 400).
@@ -14,12 +15,16 @@ Periods: ``day``, ``week``, ``month``, ``year`` (the calendar period holding ``d
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone, tzinfo
-from typing import TYPE_CHECKING, Any
+from typing import Any, TextIO
 
 import numpy as np
+import orjson
+import psycopg
 
 from command.errors import ValidationError
 from command.kpi import (
@@ -27,9 +32,9 @@ from command.kpi import (
 )
 from command.kpi_report import DRILL_METRICS
 from command.kpi_units import SCORE_PENALTIES, SCORE_POINTS, UNIT_DRILLS, drill_unit, unit_rows
-
-if TYPE_CHECKING:
-    from services.kpi_service import KpiService
+from command.limits import LimitPolicy
+from command.ticket_model import CENTER_TZ
+from services.kpi_service import PROGRESS_EVERY_S, KpiService, rebuild_from_db
 
 PERIOD_KINDS = {"day": "daily", "week": "weekly", "month": "monthly", "year": "yearly"}
 REPORT_KINDS = (*PERIOD_KINDS, "range")
@@ -259,3 +264,34 @@ def frame_row(frame: KpiFrame, i: int, number: str) -> dict[str, Any]:
             "type": _enum(TYPES, int(cols["type"][i])), "district": name("district"), "unit": name("unit"),
             "crew": name("crew"), "state": _enum(STATES, int(cols["state"][i])),
             "color": _enum(COLORS, int(cols["color"][i]))}
+
+
+def report_command(database_url: str, args: Mapping[str, Any], *, tz: tzinfo = CENTER_TZ,
+                   policy: LimitPolicy | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """``python -m center kpi``: rebuild from the audit events alone and print the report JSON
+    (the shape of GET /api/reports/kpi) on `out`, progress on `err`. Returns the exit status.
+    `policy` is the one of the settings files (`config.limit_files.load_policy`; default
+    `shipped_policy`)."""
+    today = datetime.now(timezone.utc).astimezone(tz).date()
+    try:
+        query = parse_query(lambda name: args.get(name), today=today)
+    except ValidationError as exc:
+        print(f"kpi: {exc}", file=err)
+        return 2
+    started = last = time.monotonic()
+
+    def progress(events: int) -> None:
+        nonlocal last
+        if time.monotonic() - last >= PROGRESS_EVERY_S:
+            last = time.monotonic()
+            print(f"kpi rebuild: {events} events so far", file=err, flush=True)
+
+    try:
+        state = rebuild_from_db(database_url, policy=policy, progress=progress)
+    except psycopg.OperationalError as exc:
+        print(f"kpi: PostgreSQL unavailable: {exc}", file=err)
+        return 1
+    print(f"kpi rebuild: {len(state)} tickets in {time.monotonic() - started:.1f} s", file=err, flush=True)
+    out.write(orjson.dumps(state_payload(state, query, tz), option=orjson.OPT_INDENT_2).decode() + "\n")
+    out.flush()
+    return 0

@@ -18,8 +18,9 @@ events, ``kpi_folds``) are folded from the audit events in ``ticket_events`` wit
 - PostgreSQL down: `frame()` raises `KpiUnavailable` (the API answers 503); the follower logs,
   counts and retries.
 
-`report_command` is the other path: the pure `command.kpi.rebuild` over every audit event read
-from PostgreSQL alone (the ``python -m center kpi`` command); tests hold the two to the same report.
+`rebuild_from_db` is the other path: the pure `command.kpi.rebuild` over every audit event read
+from PostgreSQL alone (``python -m center kpi``, `services.kpi_query.report_command`); tests hold
+the two to the same report.
 
 Both judge the stages' limits with the policy of the settings files CALENDAR_FILE and LIMITS_FILE
 (`config.limit_files`), the one the web and dispatch processes run on: the web process hands its
@@ -34,12 +35,11 @@ import asyncio
 import contextlib
 import functools
 import logging
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone, tzinfo
-from typing import Any, TextIO
+from datetime import datetime, tzinfo
+from typing import Any
 
 import orjson
 import psycopg
@@ -49,7 +49,7 @@ from store.db import Database
 from config.limit_files import load_calendar, load_limits
 from store.kpi import ZERO_ID, FoldRow, KpiChanges, KpiFacts, iter_all_events
 from store.streams import REDIS_TROUBLE, pause, stop_if_cancelled
-from command.errors import CommandError, ValidationError
+from command.errors import CommandError
 from command.kpi import EventError, KpiFrame, KpiState, named_row, rebuild
 from command.kpi_facts import LimitTable, TicketAccumulator, read_event
 from command.limits import LimitPolicy
@@ -318,36 +318,3 @@ def rebuild_from_db(url: str, *, policy: LimitPolicy | None = None,
     """The KPI state recomputed from every audit event in PostgreSQL with `command.kpi.rebuild`,
     limits judged on `policy` (default: `shipped_policy`)."""
     return rebuild(iter_all_events(url, progress=progress), policy=shipped_policy() if policy is None else policy)
-
-
-def report_command(database_url: str, args: Mapping[str, Any], *, tz: tzinfo = CENTER_TZ,
-                   policy: LimitPolicy | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """``python -m center kpi``: rebuild from the audit events alone and print the report JSON
-    (the shape of GET /api/reports/kpi) on `out`, progress on `err`. Returns the exit status.
-    `policy` is the one of the settings files (`config.limit_files.load_policy`; default
-    `shipped_policy`)."""
-    from services.kpi_query import parse_query, state_payload
-
-    today = datetime.now(timezone.utc).astimezone(tz).date()
-    try:
-        query = parse_query(lambda name: args.get(name), today=today)
-    except ValidationError as exc:
-        print(f"kpi: {exc}", file=err)
-        return 2
-    started = last = time.monotonic()
-
-    def progress(events: int) -> None:
-        nonlocal last
-        if time.monotonic() - last >= PROGRESS_EVERY_S:
-            last = time.monotonic()
-            print(f"kpi rebuild: {events} events so far", file=err, flush=True)
-
-    try:
-        state = rebuild_from_db(database_url, policy=policy, progress=progress)
-    except psycopg.OperationalError as exc:
-        print(f"kpi: PostgreSQL unavailable: {exc}", file=err)
-        return 1
-    print(f"kpi rebuild: {len(state)} tickets in {time.monotonic() - started:.1f} s", file=err, flush=True)
-    out.write(orjson.dumps(state_payload(state, query, tz), option=orjson.OPT_INDENT_2).decode() + "\n")
-    out.flush()
-    return 0

@@ -27,7 +27,7 @@ from command.accounts import hash_password, verify_password
 from store.migrate_redis import Migration, migrate
 from servers.embedded import free_port, start_redis
 from store.live import Store
-from services.kpi_service import report_command
+from services.kpi_query import report_command
 from web import app as webapp
 from tests.conftest import Web, test_settings, wait_for
 
