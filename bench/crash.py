@@ -101,14 +101,15 @@ class Rig:
     """Embedded servers owned here and a `python -m center web` over them, in one DATA_DIR."""
 
     def __init__(self, data_dir: Path) -> None:
-        from servers.embedded import Servers, free_port
+        from servers.embedded import free_port
+        from store.startup import open_servers
         from config.settings import load
 
         self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.env = {"CONFIG_FILE": str(data_dir / "absent.toml"), "DATA_DIR": str(data_dir), "DATABASE_URL": "",
                     "REDIS_URL": "", "MQTT_URL": "", "REDIS_APPENDFSYNC": "always"}
-        self.servers = Servers.resolve(load(self.env))
+        self.servers = open_servers(load(self.env))
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir / "web.log"

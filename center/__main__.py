@@ -29,11 +29,11 @@ async def _standalone(name: str, settings) -> None:
     from config.city import load_city
     from simulators.democity import ensure_city
     from runtime.clock import process_clock
-    from servers.embedded import Servers
+    from store.startup import open_servers
     from center.supervisor import keep_servers
 
     process_clock(settings, name)  # a speed-up without a shared anchor is refused, with one logged loudly
-    servers = await asyncio.to_thread(Servers.resolve, settings)
+    servers = await asyncio.to_thread(open_servers, settings)
     settings = settings.with_values(DATABASE_URL=servers.database_url)  # the embedded one, if started
     kept = asyncio.Event()
     keeper = asyncio.create_task(keep_servers(servers, kept))  # the embedded servers it started, if any
@@ -277,15 +277,15 @@ def _kpi(settings, args) -> int:
     """Rebuild the KPIs from the audit events in PostgreSQL (DATABASE_URL, else the embedded
     servers of DATA_DIR) and print the report."""
     from config.limit_files import load_policy
-    from servers.embedded import Servers
     from services.kpi_query import report_command
+    from store.startup import open_servers
 
     try:
         policy = load_policy(settings)  # CALENDAR_FILE / LIMITS_FILE, as the web and dispatch processes
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    servers = Servers.resolve(settings)
+    servers = open_servers(settings)
     try:
         return report_command(servers.database_url, vars(args), tz=settings.zone, policy=policy)
     finally:
@@ -303,8 +303,8 @@ def _mqtt_auth(settings, directory: str) -> int:
 
     from servers.broker_credentials import hash_password
     from servers.broker_files import render_devices
-    from servers.embedded import Servers
     from store.devices import read_all
+    from store.startup import open_servers
 
     if not directory:
         print("usage: python -m center mqtt-auth <directory>", file=sys.stderr)
@@ -313,7 +313,7 @@ def _mqtt_auth(settings, directory: str) -> int:
     center = None
     if parsed.username and parsed.password is not None:
         center = (unquote(parsed.username), hash_password(unquote(parsed.password)))
-    servers = Servers.resolve(settings.with_values(MQTT_URL=settings.MQTT_URL or "mqtt://unused"))
+    servers = open_servers(settings.with_values(MQTT_URL=settings.MQTT_URL or "mqtt://unused"))
     try:
         with psycopg.connect(servers.database_url, autocommit=True) as conn:
             devices = read_all(conn)
@@ -331,10 +331,10 @@ async def _servers(settings) -> int:
     signalled, printing their URLs."""
     import signal
 
-    from servers.embedded import Servers
+    from store.startup import open_servers
     from center.supervisor import keep_servers
 
-    servers = await asyncio.to_thread(Servers.resolve, settings)
+    servers = await asyncio.to_thread(open_servers, settings)
     print(f"DATABASE_URL={servers.database_url}\nREDIS_URL={servers.redis_url}\nMQTT_URL={servers.mqtt_url}\nMQTT_DEVICE_URL={servers.device_url}",
           flush=True)
     stop = asyncio.Event()

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from servers.embedded import REVIVE_INTERVAL_S, Servers, die_with_parent
+from store.startup import open_servers
 from config.settings import Settings
 from store.streams import pause as stop_or_timeout
 
@@ -141,7 +142,7 @@ class Supervisor:
         self.pidfile.acquire()
         keeper = None
         try:
-            self.servers = await asyncio.to_thread(Servers.resolve, self.settings)
+            self.servers = await asyncio.to_thread(open_servers, self.settings)
             keeper = asyncio.create_task(keep_servers(self.servers, self.stop_event), name="keep-servers")
             if prepare is not None:
                 await prepare(self.servers)

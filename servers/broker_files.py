@@ -9,9 +9,9 @@ Under ``DATA_DIR/broker`` (mode 700, files mode 600):
   device listener (mosquitto) or the only listener (amqtt, through servers/broker_acl.py).
 
 ``BrokerSync`` is a daemon thread in the process that owns the embedded broker: it polls the
-device revision in PostgreSQL (``store.devices.read_revision``, on a plain connection of
-its own) every POLL_S, re-renders the files when it changes and makes the broker reload them
-(SIGHUP to mosquitto; amqtt's plugin notices the new mtime).
+device revision of a `DeviceSource` (the device registry in PostgreSQL, ``store.devices.DeviceReader``,
+handed in by its caller) every POLL_S, re-renders the files when it changes and makes the broker
+reload them (SIGHUP to mosquitto; amqtt's plugin notices the new mtime).
 """
 from __future__ import annotations
 
@@ -20,11 +20,9 @@ import os
 import signal
 import threading
 from pathlib import Path
-
-import psycopg
+from typing import Any, Protocol
 
 from servers.broker_credentials import BrokerAuth, hash_password, new_secret, render, verify_password, write_files, write_private
-from store.devices import read_all, read_revision
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +83,26 @@ def render_devices(directory: Path, devices, center: tuple[str, str] | None) -> 
     return write_files(directory, auth, prefix="mosquitto")
 
 
+class DeviceSource(Protocol):
+    """Where the sync reads the devices: their revision (a token that changes with them), the
+    devices themselves (what `render` takes), and a close when the sync stops."""
+
+    def revision(self) -> str:
+        """The current revision."""
+
+    def devices(self) -> list[Any]:
+        """Every device."""
+
+    def close(self) -> None:
+        """Release what the reads hold."""
+
+
 class BrokerSync:
     """Keeps an embedded broker's files in step with the device revision (a daemon thread)."""
 
-    def __init__(self, database_url: str, directory: Path, account: CenterAccount, broker=None,
+    def __init__(self, source: DeviceSource, directory: Path, account: CenterAccount, broker=None,
                  reload_signal: int | None = signal.SIGHUP, poll_s: float = POLL_S) -> None:
-        self.database_url = database_url
+        self.source = source
         self.directory = directory
         self.account = account
         self.broker = broker  # an EmbeddedProcess (its .process may be replaced by a restart)
@@ -113,21 +125,17 @@ class BrokerSync:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
+        else:
+            self.source.close()
 
-    def connect(self) -> psycopg.Connection:
-        """A plain autocommit connection to the record (each poll reads a committed state)."""
-        return psycopg.connect(self.database_url, autocommit=True, connect_timeout=5)
-
-    def sync_once(self, conn: psycopg.Connection | None = None) -> bool:
-        """Render if the revision changed; True when the files were rewritten. Errors are
-        logged and counted, and the next poll tries again."""
-        own = conn is None
+    def sync_once(self) -> bool:
+        """Render if the revision changed; True when the files were rewritten. Errors (the
+        database down, the disk full) are logged and counted, and the next poll tries again."""
         try:
-            conn = conn or self.connect()
-            revision = read_revision(conn)
+            revision = self.source.revision()
             if revision == self.revision:
                 return False
-            changed = render_devices(self.directory, read_all(conn),
+            changed = render_devices(self.directory, self.source.devices(),
                                      (self.account.username, self.account.password_hash))
             self.revision = revision
             if changed:
@@ -138,9 +146,6 @@ class BrokerSync:
             self.errors += 1
             log.warning("broker credential sync failed (%d so far): %s", self.errors, exc)
             return False
-        finally:
-            if own and conn is not None:
-                conn.close()
 
     def _reload(self) -> None:
         proc = getattr(self.broker, "process", None)
@@ -149,20 +154,8 @@ class BrokerSync:
             log.info("broker credentials re-rendered (revision %s); broker reloads", self.revision)
 
     def _run(self) -> None:
-        conn: psycopg.Connection | None = None
         try:
             while not self._stop.wait(self.poll_s):
-                if conn is None or conn.closed or conn.broken:  # a lost server: connect again
-                    if conn is not None:
-                        conn.close()
-                    try:
-                        conn = self.connect()
-                    except psycopg.Error as exc:
-                        self.errors += 1
-                        log.warning("broker credential sync cannot connect (%d so far): %s", self.errors, exc)
-                        conn = None
-                        continue
-                self.sync_once(conn)
+                self.sync_once()
         finally:
-            if conn is not None:
-                conn.close()
+            self.source.close()

@@ -322,16 +322,6 @@ def start_broker(data_dir: Path, port: int | None = None, timeout: float = 15.0,
     return EmbeddedProcess(name, url, proc, extra)
 
 
-def start_broker_sync(database_url: str, broker: EmbeddedProcess):
-    """Keep an embedded broker's credential files in step with the device credentials in
-    PostgreSQL (servers/broker_files.py)."""
-    from servers.broker_files import BrokerSync
-
-    sync = BrokerSync(database_url, Path(broker.extra["auth_dir"]), broker.extra["account"], broker,
-                      reload_signal=signal.SIGHUP if broker.name == "mosquitto" else None)
-    return sync.start()
-
-
 def url_reachable(url: str, timeout: float = 0.5) -> bool:
     """True when the host:port of a redis://, mqtt:// or postgresql:// URL accepts connections."""
     parsed = urlparse(url)
@@ -362,12 +352,13 @@ class Servers:
         self._run_file = run_file
         self._revive_at: dict[str, float] = {}  # server name -> monotonic time of its next restart attempt
         self._revive_backoff: dict[str, float] = {}
-        self.broker_sync = None  # BrokerSync of an embedded broker we own
+        self.broker_sync = None  # BrokerSync of an embedded broker we own (store.startup starts it)
 
     @classmethod
     def resolve(cls, settings, *, start: bool = True) -> "Servers":
         """Use DATABASE_URL/REDIS_URL/MQTT_URL; else embedded servers already running for DATA_DIR;
-        else start them. The database's migrations are applied (store/db.py) before it returns."""
+        else start them. The record's migrations and the broker's credential sync are the
+        caller's (`store.startup.open_servers` does both)."""
         database_url, redis_url, mqtt_url = settings.DATABASE_URL, settings.REDIS_URL, settings.MQTT_URL
         device_url = settings.MQTT_DEVICE_URL
         run_file = settings.data_dir / "run" / "servers.json"
@@ -385,9 +376,6 @@ class Servers:
             if not database_url:
                 owned.append(restartable(start_postgres, settings.data_dir))
                 database_url = owned[-1].url
-            from store.db import migrate
-
-            migrate(database_url)
             if not redis_url:
                 owned.append(restartable(start_redis, settings.data_dir, appendfsync=settings.REDIS_APPENDFSYNC))
                 redis_url = owned[-1].url
@@ -400,15 +388,17 @@ class Servers:
                 proc.stop()
             raise
         servers = cls(redis_url, mqtt_url, owned, run_file if owned else None, device_url, database_url)
-        broker = next((proc for proc in owned if "auth_dir" in proc.extra), None)
-        if broker is not None:
-            servers.broker_sync = start_broker_sync(database_url, broker)
         if owned:  # it holds the center's broker password: mode 600
             from servers.broker_credentials import write_private
 
             write_private(run_file, json.dumps({"pid": os.getpid(), "database_url": database_url, "redis_url": redis_url,
                                                 "mqtt_url": mqtt_url, "device_url": servers.device_url}))
         return servers
+
+    @property
+    def broker(self) -> EmbeddedProcess | None:
+        """The embedded broker this process started, if any."""
+        return next((proc for proc in self.owned if "auth_dir" in proc.extra), None)
 
     def revive(self) -> list[str]:
         """Restart each embedded server of ours that has died, on its port with its data (the

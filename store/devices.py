@@ -4,8 +4,8 @@
 - ``devices``: one row per device: a ``Device`` (its MQTT password as a mosquitto ``$7$`` hash,
   never the password itself).
 - ``device_revision``: a random token, new at every ``put``; the process that owns an embedded
-  broker polls it (``read_revision``, with a plain connection from its sync thread) and re-renders
-  the broker's password and ACL files when it changes. A token, not a counter: a database restored
+  broker polls it (``DeviceReader``, a plain connection of its sync thread's own) and re-renders
+  the broker's password and ACL files when it changes (``servers.broker_files.BrokerSync``). A token, not a counter: a database restored
   from a backup must not come back to a value the broker already rendered.
 
 A device id is the device's MQTT username and client id: a vehicle id, or a gateway's
@@ -129,3 +129,33 @@ def read_revision(conn: psycopg.Connection) -> str:
     """``DeviceStore.revision`` on a sync connection."""
     row = conn.execute("SELECT rev FROM device_revision").fetchone()
     return "" if row is None else row[0]
+
+
+class DeviceReader:
+    """The device credentials for a thread (the embedded broker's file sync): `revision` and
+    `devices` on a plain autocommit connection of its own (each read sees a committed state),
+    opened again after a lost server."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self._conn: psycopg.Connection | None = None
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self.close()
+            self._conn = psycopg.connect(self.database_url, autocommit=True, connect_timeout=5)
+        return self._conn
+
+    def revision(self) -> str:
+        """`read_revision`."""
+        return read_revision(self._connection())
+
+    def devices(self) -> list[Device]:
+        """`read_all`."""
+        return read_all(self._connection())
+
+    def close(self) -> None:
+        """Close the connection (the next read opens another)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

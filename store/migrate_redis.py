@@ -448,10 +448,11 @@ def command(settings) -> int:
     DATA_DIR, created if needed; migrations applied). No MQTT broker is started."""
     import redis as redis_lib
 
-    from servers.embedded import ServerError, Servers
+    from servers.embedded import ServerError
+    from store.startup import open_servers
 
     try:
-        servers = Servers.resolve(settings.with_values(MQTT_URL=settings.MQTT_URL or "mqtt://unused"))
+        servers = open_servers(settings.with_values(MQTT_URL=settings.MQTT_URL or "mqtt://unused"))
     except ServerError as exc:
         print(f"migrate-redis: {exc}", file=sys.stderr)
         return 1

@@ -32,6 +32,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from store.db import Database
 from servers.embedded import Servers
+from store.startup import open_servers
 from config.settings import load
 from store.fleet import FleetStore
 
@@ -152,7 +153,7 @@ def servers(tmp_path_factory) -> Servers:
            "REDIS_URL": given_redis, "MQTT_URL": os.environ.get("MQTT_URL", ""),
            "MQTT_EMBEDDED_BROKER": os.environ.get("MQTT_EMBEDDED_BROKER", "auto")}
     try:
-        started = Servers.resolve(load(env))
+        started = open_servers(load(env))
     except BaseException:
         if database:
             drop_own_database(given_database, database)

@@ -16,11 +16,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from servers.broker_credentials import (AclRule, allowed, device_rules, filter_covered, hash_password,
                                 parse_acl_file, parse_password_file, render, verify_password)
-from servers.broker_files import BrokerSync
 from messaging.mqtt import MqttClient, device_url, with_credentials
-from servers.embedded import Servers, start_broker
+from servers.embedded import start_broker
 from store.db import Database
 from store.devices import Device, DeviceStore, valid_device_id
+from store.startup import broker_sync, open_servers
 from tests.conftest import test_settings
 from tests.procs import ROOT
 
@@ -161,10 +161,7 @@ class Rig:
         self.database_url = database_url
         self.broker = start_broker(tmp_path, kind=kind)
         self.kind = kind
-        account = self.broker.extra["account"]
-        self.sync = BrokerSync(database_url, tmp_path / "broker", account, self.broker,
-                               reload_signal=__import__("signal").SIGHUP if kind == "mosquitto" else None,
-                               poll_s=0.2).start()
+        self.sync = broker_sync(database_url, self.broker, poll_s=0.2)
         self.settings = test_settings(tmp_path, MQTT_URL=self.broker.url,
                                       MQTT_DEVICE_URL=self.broker.extra["device_url"])
         self.clients: list[MqttClient] = []
@@ -349,7 +346,7 @@ def test_the_center_account_reads_and_writes_everything(rig):
 @pytest.mark.parametrize("kind", KINDS)
 def test_files_and_run_file_are_private_and_servers_listen_on_loopback(tmp_path, kind):
     settings = test_settings(tmp_path, MQTT_EMBEDDED_BROKER=kind)
-    servers = Servers.resolve(settings)
+    servers = open_servers(settings)
     try:
         run_file = settings.data_dir / "run" / "servers.json"
         assert stat.S_IMODE(run_file.stat().st_mode) == 0o600
@@ -418,8 +415,7 @@ def test_devices_connect_over_tls_and_a_wrong_ca_fails(tmp_path, database_url, k
     pki.mkdir()
     ca, wrong_ca = make_ca(pki, "test-ca"), make_ca(pki, "other-ca")
     broker = start_broker(tmp_path, kind=kind, tls=make_server_cert(pki, ca))
-    sync = BrokerSync(database_url, tmp_path / "broker", broker.extra["account"], broker,
-                      reload_signal=__import__("signal").SIGHUP if kind == "mosquitto" else None, poll_s=0.2).start()
+    sync = broker_sync(database_url, broker, poll_s=0.2)
     clients: list[MqttClient] = []
     try:
         tls_url = broker.extra["tls_url"]

@@ -30,6 +30,7 @@ import redis
 import redis.exceptions
 
 from servers.embedded import Servers, start_redis
+from store.startup import open_servers
 from store.live import Store
 from tests.conftest import test_settings
 from tests.procs import PASSWORD, ROOT, start_demo
@@ -130,7 +131,7 @@ def test_servers_revive_a_killed_redis_on_the_same_port_with_its_data(tmp_path):
 
 def test_servers_revive_a_killed_postgres_on_the_same_port_with_its_data(tmp_path):
     settings = test_settings(tmp_path, DATABASE_URL="", REDIS_URL="", MQTT_URL="")
-    servers = Servers.resolve(settings)
+    servers = open_servers(settings)  # the migrations applied: day_sequences exists
     try:
         with psycopg.connect(servers.database_url, autocommit=True) as conn:
             conn.execute("INSERT INTO day_sequences (kind, day, last) VALUES ('ticket', '2026-01-02', 7)")
