@@ -20,11 +20,12 @@ Count keys (besides the sentence-level ones of `ingest.nmea.REASONS`) are in `EP
 """
 from __future__ import annotations
 
-import collections
 from dataclasses import dataclass
 from datetime import date as Date, datetime, timezone
+from functools import lru_cache
 
 from ingest.nmea import Sentence, decode_line
+from ingest.tally import Tally
 
 __all__ = ["EPOCH_REASONS", "FeedResult", "Fix", "MAX_HELD", "NmeaStream", "SignalUpdate"]
 
@@ -48,9 +49,13 @@ _UNIX_DAY0 = Date(1970, 1, 1).toordinal()
 _from_timestamp = datetime.fromtimestamp
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Fix:
-    """One position epoch in WGS84 decimal degrees, time as an aware UTC datetime."""
+    """One position epoch in WGS84 decimal degrees, time as an aware UTC datetime.
+
+    Not frozen, though nothing changes a fix (the chain's repair makes a new one): a frozen
+    dataclass sets each field through ``object.__setattr__``, which made building the fix of each
+    message seven times as costly."""
 
     time: datetime
     lat: float
@@ -77,20 +82,16 @@ class SignalUpdate:
 
 
 class FeedResult:
-    """What one `feed` or `flush` produced: fixes and signal updates in order, and counts."""
+    """What one `feed` or `flush` produced: fixes and signal updates in order, and counts (a
+    `Tally`: missing names read 0, as a Counter's do)."""
 
     __slots__ = ("fixes", "signal", "counts")
 
-    def __init__(
-        self,
-        fixes: list[Fix] | None = None,
-        signal: list[SignalUpdate] | None = None,
-        counts: collections.Counter[str] | None = None,
-    ) -> None:
-        """Empty lists and counter unless given."""
-        self.fixes: list[Fix] = [] if fixes is None else fixes
-        self.signal: list[SignalUpdate] = [] if signal is None else signal
-        self.counts: collections.Counter[str] = collections.Counter() if counts is None else counts
+    def __init__(self) -> None:
+        """Empty lists and counts."""
+        self.fixes: list[Fix] = []
+        self.signal: list[SignalUpdate] = []
+        self.counts: Tally = Tally()
 
     def __repr__(self) -> str:
         return f"FeedResult(fixes={self.fixes!r}, signal={self.signal!r}, counts={self.counts!r})"
@@ -110,7 +111,7 @@ class _Epoch:
 _Built = tuple[bool, float, int | None, tuple]
 
 
-def _build(epoch: _Epoch, counts: collections.Counter[str]) -> _Built | None:
+def _build(epoch: _Epoch, counts: Tally) -> _Built | None:
     """Merge an epoch's sentences. Returns None when it yields nothing (counted)."""
     best: Sentence | None = None
     speed_kn = course = alt = hdop = gsa_hdop = None
@@ -170,7 +171,7 @@ def _build(epoch: _Epoch, counts: collections.Counter[str]) -> _Built | None:
     sats = sats_gn if sats_gn is not None else (sum(sats_by_talker.values()) if sats_by_talker else gsa_sats)
     if hdop is None:
         hdop = gsa_hdop
-    date_ord = Date(*date).toordinal() if date is not None else None
+    date_ord = _ordinal(date) if date is not None else None
     tod = epoch.tod
     if simulated:
         counts["simulated"] += 1
@@ -188,6 +189,12 @@ def _build(epoch: _Epoch, counts: collections.Counter[str]) -> _Built | None:
         return (False, tod, date_ord, ()) if (tod is not None and date_ord is not None) else None
     counts["no_position" if valid else "void"] += 1
     return False, (tod if tod is not None else -1.0), date_ord, (quality, mode, sats, talker)
+
+
+@lru_cache(maxsize=1024)  # a fleet sends one date a day
+def _ordinal(date: tuple[int, int, int]) -> int:
+    """The proleptic Gregorian ordinal of a (year, month, day)."""
+    return Date(*date).toordinal()
 
 
 def _day_near(tod: float, ref_ord: int, ref_tod: float) -> int:

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from typing import NamedTuple
 
 from ingest.fixes import Fix
 from ingest.tally import Tally
@@ -76,10 +77,10 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * _EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
     """Outcome of the chain: the (possibly repaired) fix, whether it may move the live position
-    and go into the track, and the reason when either is refused."""
+    and go into the track, and the reason when either is refused (a named tuple: as immutable as
+    a frozen dataclass, and several times cheaper to build, once a message)."""
 
     fix: Fix
     live: bool
