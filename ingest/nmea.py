@@ -85,6 +85,7 @@ class _FieldError(ValueError):
 
 
 # ---------------------------------------------------------------- value checks
+@lru_cache(maxsize=4096)  # a fleet's receivers send the same GPS second, in each of their sentences
 def _tod(field: str) -> float | None:
     """hhmmss[.sss] -> seconds of the UTC day; empty -> None."""
     if not field:
@@ -128,15 +129,20 @@ def _coord(value: str, hemi: str, negative: str, positive: str, limit: float) ->
     return result, (len(value) - dot - 1 if dot >= 0 else 0)
 
 
-def _position(s: Sentence, lat: str, ns: str, lon: str, ew: str) -> None:
-    """Set a sentence's lat, lon and digits from its four fields; one without the other is an error."""
+@lru_cache(maxsize=4096)  # the sentences of one payload carry the same coordinates
+def _position(lat: str, ns: str, lon: str, ew: str) -> tuple[float, int, float] | None:
+    """(latitude, decimals of its minutes, longitude) of a sentence's four position fields, None
+    when all are empty; one without the other is an error."""
     la = _coord(lat, ns, "S", "N", 90.0)
     lo = _coord(lon, ew, "W", "E", 180.0)
     if la is None or lo is None:
         if la is not None or lo is not None:
             raise _FieldError("latitude without longitude")
-        return
-    s.lat, s.digits, s.lon = la[0], la[1], lo[0]
+        return None
+    return la[0], la[1], lo[0]
+
+
+_NO_POSITION = (None, -1, None)  # a sentence's lat, digits and lon without a position
 
 
 def _float(field: str) -> float | None:
@@ -199,7 +205,7 @@ def _gga(s: Sentence, data: list[str]) -> None:
     """GGA - fix data: quality 0 invalid, 1 GPS, 2 DGPS, 3 PPS, 4 RTK, 5 float RTK, 6 dead
     reckoning, 7 manual, 8 simulator."""
     time, lat, ns, lon, ew, quality, sats, hdop, alt = _GGA(data)
-    _position(s, lat, ns, lon, ew)
+    s.lat, s.digits, s.lon = _position(lat, ns, lon, ew) or _NO_POSITION
     s.tod = _tod(time)
     s.quality, s.sats = _int(quality), _int(sats)
     # A "fix" with zero satellites used is the receiver coasting on stale data (gpsd: no fix);
@@ -213,7 +219,7 @@ def _rmc(s: Sentence, data: list[str]) -> None:
     """RMC - recommended minimum: status A valid / V void; mode (NMEA 2.3+) A autonomous,
     D differential, E estimated, F float RTK, M manual, N not valid, P precise, R RTK, S simulator."""
     time, status, lat, ns, lon, ew, speed, course, date, mode = _RMC(data)
-    _position(s, lat, ns, lon, ew)
+    s.lat, s.digits, s.lon = _position(lat, ns, lon, ew) or _NO_POSITION
     s.tod = _tod(time)
     s.date = _ddmmyy(date) if date else None
     s.bad_date = s.date is None and date != ""
@@ -227,7 +233,7 @@ def _gns(s: Sentence, data: list[str]) -> None:
     """GNS - multi-constellation fix data: one mode character per constellation (N no fix, else
     as RMC); the best one is the sentence's mode."""
     time, lat, ns, lon, ew, modes, sats, hdop, alt = _GNS(data)
-    _position(s, lat, ns, lon, ew)
+    s.lat, s.digits, s.lon = _position(lat, ns, lon, ew) or _NO_POSITION
     s.tod = _tod(time)
     best = modes.replace("N", "")[:1]
     s.mode = best or ("N" if modes else None)
@@ -239,7 +245,7 @@ def _gns(s: Sentence, data: list[str]) -> None:
 def _gll(s: Sentence, data: list[str]) -> None:
     """GLL - geographic position: status A/V, mode (NMEA 2.3+) as RMC."""
     lat, ns, lon, ew, time, status, mode = _GLL(data)
-    _position(s, lat, ns, lon, ew)
+    s.lat, s.digits, s.lon = _position(lat, ns, lon, ew) or _NO_POSITION
     s.tod = _tod(time)
     s.mode = mode[:1] or None
     s.valid = status == "A" and s.mode != "N"
@@ -294,7 +300,7 @@ def _framed(line: bytes) -> tuple[str | None, str]:
     start = line.find(b"$")
     if start < 0:
         return None, ("garbage" if line.strip() else "empty")
-    line = line[start:].rstrip()
+    line = (line[start:] if start else line).rstrip()
     star = line.find(b"*")
     if star < 0:
         return None, ("truncated" if len(line) < 2 else "no_checksum")
@@ -308,13 +314,10 @@ def _framed(line: bytes) -> tuple[str | None, str]:
     return text, ""
 
 
-# address field -> (sentence type, talker, Unicore 'H' variant) or the count reason of a line that
-# is not ours to decode; filled on first sight, bounded
-_ADDRESSES: dict[str, tuple[str, str, bool] | str] = {}
-
-
+@lru_cache(maxsize=4096)  # a fleet sends few address fields: each is classified once
 def _classify(address: str) -> tuple[str, str, bool] | str:
-    """What an address field names: ('GGA', 'GP', False) for 'GPGGA', or the count reason."""
+    """What an address field names: ('GGA', 'GP', False) for 'GPGGA', or the count reason of a
+    line that is not ours to decode."""
     if address[:1] == "P":
         return "ignored_sentence"  # proprietary: $P + maker + type
     if not 5 <= len(address) <= 6 or not address.isalnum() or not address.isupper():
@@ -337,12 +340,9 @@ def _decode(line: bytes) -> tuple[Sentence | None, str]:
     text, reason = _framed(line)
     if text is None:
         return None, reason
-    address = text[1:text.find(",")] if "," in text else text[1:-3]
-    found = _ADDRESSES.get(address)
-    if found is None:
-        if len(_ADDRESSES) >= 4096:
-            _ADDRESSES.clear()
-        found = _ADDRESSES[address] = _classify(address)
+    comma = text.find(",")
+    address = text[1:comma] if comma > 0 else text[1:-3]
+    found = _classify(address)
     if found.__class__ is str:  # not ours: only its checksum is checked
         return None, (found if checksum(text[1:-3]) == text[-2:].upper() else "bad_checksum")
     kind, talker, variant = found
