@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -20,7 +19,6 @@ from store.fix_writes import FixRecord
 
 log = logging.getLogger(__name__)
 
-VEHICLE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # the whole id (fullmatch); "." and ".." are refused too
 _PREFIXED: dict[str, str] = {}  # count name -> "nmea:<name>", built once per name
 BACKFILL_IDLE_S = 2.0  # a backfill stream idle this long has its pending epoch flushed
 
@@ -248,16 +246,10 @@ _TOPICS_MAX = 100_000
 _KINDS = (("/nmea/backfill", "backfill"), ("/nmea", "nmea"), ("/status", "status"))
 
 
-def valid_vehicle_id(vehicle_id: str) -> bool:
-    """Whether an id follows the vehicle id rule: 1 to 64 of ``A-Z a-z 0-9 _ . : -``, and not
-    ``.`` or ``..`` (an id names keys, topics and paths)."""
-    return VEHICLE_ID.fullmatch(vehicle_id) is not None and vehicle_id != "." and vehicle_id != ".."
-
-
 def parse_fleet_topic(topic: str) -> tuple[str, str] | None:
     """fleet/<id>/nmea -> (id, 'nmea'); .../nmea/backfill -> 'backfill'; .../status -> 'status';
     None for any other topic. The id is what stands between ``fleet/`` and the kind, as sent
-    (``fleet/a/b/nmea`` gives ``a/b``): the caller checks it with `valid_vehicle_id`."""
+    (``fleet/a/b/nmea`` gives ``a/b``): the caller checks it with `store.fleet.valid_vehicle_id`."""
     try:
         return _TOPICS[topic]
     except KeyError:

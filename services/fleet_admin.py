@@ -24,10 +24,9 @@ from typing import Any
 from command import accounts
 from command.errors import NotFound, Refused
 from command.ticket_model import Category
-from ingest.vehicles import valid_vehicle_id
 from services.crews import VEHICLE_KINDS, crews_from_city, field_tickets, iso_utc, normalize_plate, seed_items
 from store.accounts import AccountStore
-from store.fleet import AdminStore, Audit, FleetRefused, FleetStore
+from store.fleet import AdminStore, Audit, FleetRefused, FleetStore, valid_vehicle_id
 from store.live import Store
 from store.tickets import TicketStore
 from store.units import UnitStore

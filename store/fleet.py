@@ -27,6 +27,7 @@ one with its audit row. Sessions (``session:*`` in Redis) belong to ``store.logi
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping
@@ -44,6 +45,7 @@ from store.db import Database
 log = logging.getLogger(__name__)
 
 LIVE_CREWS = "live:crews"
+VEHICLE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # the whole id (fullmatch); "." and ".." are refused too
 
 _VEHICLE_COLUMNS = "vehicle_id, plate, kind, unit_id, active, source, version, updated_at, updated_by"
 _CREW_COLUMNS = ("crew_id, crew_name, unit_id, station_id, skills, vehicle_id, active, source, version,"
@@ -51,6 +53,13 @@ _CREW_COLUMNS = ("crew_id, crew_name, unit_id, station_id, skills, vehicle_id, a
 _BUMP = ("INSERT INTO fleet_revision (singleton, rev) VALUES (true, 1)"
          " ON CONFLICT (singleton) DO UPDATE SET rev = fleet_revision.rev + 1 RETURNING rev")
 _AUDIT = "INSERT INTO admin_audit (at, by, role, action, target, changes) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id"
+
+
+def valid_vehicle_id(vehicle_id: str) -> bool:
+    """Whether an id follows the vehicle id rule: 1 to 64 of ``A-Z a-z 0-9 _ . : -``, and not
+    ``.`` or ``..`` (an id names keys, topics and paths)."""
+    return VEHICLE_ID.fullmatch(vehicle_id) is not None and vehicle_id != "." and vehicle_id != ".."
+
 
 
 # refusal code → (HTTP status, message, the detail field naming the other party)

@@ -13,7 +13,8 @@ import pytest
 from messaging.mqtt import MqttClient, ReceivedMessage
 from store.live import Store
 from ingest import service
-from ingest.vehicles import parse_fleet_topic, valid_vehicle_id
+from ingest.vehicles import parse_fleet_topic
+from store.fleet import valid_vehicle_id
 from simulators import nmea_out
 from tests.conftest import register_vehicles, test_settings, wait_for
 
