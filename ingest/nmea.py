@@ -129,7 +129,6 @@ def _coord(value: str, hemi: str, negative: str, positive: str, limit: float) ->
     return result, (len(value) - dot - 1 if dot >= 0 else 0)
 
 
-@lru_cache(maxsize=4096)  # the sentences of one payload carry the same coordinates
 def _position(lat: str, ns: str, lon: str, ew: str) -> tuple[float, int, float] | None:
     """(latitude, decimals of its minutes, longitude) of a sentence's four position fields, None
     when all are empty; one without the other is an error."""

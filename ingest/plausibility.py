@@ -40,6 +40,7 @@ _HALF_ROLLOVER_S = GPS_ROLLOVER.total_seconds() / 2
 _EARTH_RADIUS_M = 6_371_008.8
 _MAX_SANE_SPEED_KMH = 2000.0  # above any ground vehicle or airliner: a decoding error
 _YEAR_MIN, _YEAR_MAX = 1980, 2099  # GPS epoch .. end of the 2-digit-year window
+_ZERO = timedelta(0)
 
 
 def sane(fix: Fix) -> str | None:
@@ -61,7 +62,7 @@ def sane(fix: Fix) -> str | None:
     if alt is not None and not -12_000.0 <= alt <= 100_000.0:
         return "alt_out_of_range"
     time = fix.time
-    if time.tzinfo is None or time.utcoffset() != timedelta(0):
+    if time.tzinfo is not timezone.utc and (time.tzinfo is None or time.utcoffset() != _ZERO):
         return "time_not_utc"
     if not _YEAR_MIN <= time.year <= _YEAR_MAX:
         return "time_absurd"

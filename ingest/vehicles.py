@@ -197,23 +197,23 @@ class VehicleIngest:
         last_map = self.last_backfill if backfill else self.last_live
         for fix in result.fixes:
             try:
-                verdict = self._judge(vehicle_id, fix, last_map.get(vehicle_id), when, backfill)
+                fix, judged_live, track, reason = self._judge(vehicle_id, fix, last_map.get(vehicle_id), when,
+                                                              backfill)
             except Exception:  # the chain isolates its steps; this is the last line of defence
                 stats["fix:check_error"] += 1
                 log.exception("plausibility failed for %s", vehicle_id)
                 continue
-            if not (verdict.live or verdict.track):
-                batch.count(vehicle_id, "fix_rejected:" + (verdict.reason or "unknown"))
-                stats["fix_rejected:" + (verdict.reason or "unknown")] += 1
+            if not (judged_live or track):
+                batch.count(vehicle_id, "fix_rejected:" + (reason or "unknown"))
+                stats["fix_rejected:" + (reason or "unknown")] += 1
                 continue
-            fix = verdict.fix
-            live = verdict.live
+            live = judged_live
             if backfill:
                 # Backfill moves the live position only when newer than the live one.
                 current = self.last_live.get(vehicle_id)
-                live = verdict.live and (current is None or fix.time > current.time)
-            record = _record(vehicle_id, fix, live, verdict.track)
-            if verdict.live or (backfill and verdict.track):
+                live = judged_live and (current is None or fix.time > current.time)
+            record = _record(vehicle_id, fix, live, track)
+            if judged_live or (backfill and track):
                 prev = last_map.get(vehicle_id)
                 if prev is None or fix.time > prev.time:
                     last_map[vehicle_id] = fix
