@@ -145,6 +145,9 @@ def test_wall_display_counts_open_tickets_alarms_and_vehicles(demo, browser):
     page.wait_for_function(f"() => Number(document.getElementById('w-created').textContent) >= {created_today + 1}",
                            timeout=15_000)  # (proactive tickets from sensor alarms may add more)
     assert page.locator("[data-bar='emergency'], [data-bar='urgent']").count() == 2
+    page.wait_for_function(  # every open ticket is in one of the state bars (units' and callbacks' states too)
+        "() => [...document.querySelectorAll('#w-states [data-bar] b')].reduce((n, b) => n + Number(b.textContent), 0)"
+        " === Number(document.getElementById('w-open').textContent)", timeout=15_000)
     page.screenshot(path=str(ARTIFACTS / "wall.png"))
     page.close()
     assert watch.errors == []

@@ -119,6 +119,8 @@ async def test_a_closed_ticket_is_sent_with_open_false_and_left_out_of_the_next_
                                for t in f["tickets"]), timeout=5)
     last = [t for f in console.frames if f["type"] == "tickets" for t in f["tickets"]][-1]
     assert (last["number"], last["open"], last["version"]) == (number, False, created.record.ticket.version + 1)
+    today = [f["today"] for f in console.frames if f["type"] == "tickets"][-1]
+    assert (today["created"], today["resolved"]) == (1, 1)  # closed on the call: resolved today, as the reports count it
     await wait_for(lambda: feed.seq > 0)
     snapshot = orjson.loads(await feed.snapshot())
     assert snapshot["tickets"] == []

@@ -109,7 +109,7 @@ class LiveFeed:
         self.vehicle_crews = {k: dict(v) for k, v in (vehicle_crews or {}).items()}
         self.clock = clock
         self.zone = zone
-        self._today_day = ""
+        self._today_day, self._today_start = "", 0.0
         self._created_today: set[str] = set()
         self._resolved_today: set[str] = set()
         self.keep_frames = keep_frames
@@ -250,15 +250,20 @@ class LiveFeed:
         prefix = f"GD{day}-"
         created = {n for n in await self.tickets.numbers_since("created_at", since) if n.startswith(prefix)}
         resolved = set(await self.tickets.numbers_since("resolved_at", since))
-        self._today_day, self._created_today, self._resolved_today = day, created, resolved
+        self._today_day, self._today_start, self._created_today, self._resolved_today = day, start, created, resolved
 
-    @staticmethod
-    def _count_change(change: Mapping[str, Any], prefix: str, created: set[str], resolved: set[str]) -> None:
-        number = str(change.get("number", ""))
-        if number.startswith(prefix):
-            created.add(number)
-        if change.get("state") == "resolved":
-            resolved.add(number)
+    def _count_today(self, records: Iterable[TicketRecord | None]) -> None:
+        """Count read tickets into today's figures by the rule of `_load_today`: numbered today,
+        resolved since the day began (a consultation closed on the call is resolved at once)."""
+        prefix = f"GD{self._today_day}-"
+        for record in records:
+            if record is None:
+                continue
+            ticket = record.ticket
+            if ticket.number.startswith(prefix):
+                self._created_today.add(ticket.number)
+            if ticket.resolved_at is not None and ticket.resolved_at.timestamp() >= self._today_start:
+                self._resolved_today.add(ticket.number)
 
     def today(self) -> dict[str, Any]:
         """Tickets created and resolved on the center's current day."""
@@ -318,10 +323,9 @@ class LiveFeed:
         if not summaries:
             return
         await self._load_today(self.clock())
-        for change in summaries:
-            self._count_change(change, f"GD{self._today_day}-", self._created_today, self._resolved_today)
-        numbers = list(dict.fromkeys(s["number"] for s in summaries))
-        self._read_tickets(await self.tickets.get_many(numbers))
+        records = await self.tickets.get_many(list(dict.fromkeys(s["number"] for s in summaries)))
+        self._count_today(records)
+        self._read_tickets(records)
 
     def _read_tickets(self, records: Iterable[TicketRecord | None]) -> None:
         """Queue the compact views of tickets read from the store, remembering the version read

@@ -5,8 +5,8 @@
   var t = window.I18N.t;
   var zone = document.body.getAttribute("data-zone") || "Asia/Shanghai";
   var STALE_S = Number(document.body.getAttribute("data-stale-s"));  // the server's VEHICLE_STALE_S
-  var STATES = ["new", "reviewed", "transferred", "declined", "returned", "reopened", "dispatched", "accepted",
-                "en_route", "on_site"];
+  var STATES = ["new", "in_review", "reviewed", "transferred", "assigned", "handling", "declined", "returned", "reopened",
+                "dispatched", "accepted", "en_route", "on_site", "resolved", "callback"];  // every open state
   var state = { tickets: {}, alarms: {}, vehicles: {}, today: null, openTotal: null };
 
   function fmtTime(epoch) {
