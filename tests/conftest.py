@@ -17,7 +17,7 @@ import os
 import secrets
 import shutil
 import time
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable
 from urllib.parse import urlsplit
@@ -39,6 +39,7 @@ from store.fleet import FleetStore
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 PASSWORD = "test-pass-1234"  # the accounts' password in the in-process apps
+T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)  # the in-process apps' clock starts here: Sunday 10:00 in Shanghai
 
 
 # The database of the running test's database_url fixture ('' when it uses none): test_settings'
@@ -357,6 +358,53 @@ async def web(tmp_path, redis_url, database_url, mqtt_url):
     stop.set()
     await task
     await client.store.close()
+
+
+# the in-process apps on the river city of the dispatch tests (`tests.river`)
+
+@pytest.fixture
+async def dispatch_api(tmp_path, redis_url, database_url):
+    """The dispatch tests' app: the river city's crews placed, C04 off shift, the change watcher."""
+    from tests.river import dispatch_app
+
+    async with dispatch_app(tmp_path, redis_url, database_url) as app:
+        yield app
+
+
+@pytest.fixture
+async def admin_api(tmp_path, redis_url, database_url):
+    """The fleet administration tests' app on the river city, /api/admin replies checked."""
+    from tests.river import admin_app
+
+    async with admin_app(tmp_path, redis_url, database_url) as app:
+        yield app
+
+
+@pytest.fixture
+async def unit_api(tmp_path, redis_url, database_url):
+    """The unit desk tests' app: the units PWR00 → PWR01, PWR02 and WAT00 → WAT01, a liaison each."""
+    from tests.river import unit_app
+
+    async with unit_app(tmp_path, redis_url, database_url) as app:
+        yield app
+
+
+@pytest.fixture
+async def police_env(tmp_path, redis_url, database_url):
+    """The 110 linkage's app, link and 110 simulator on one settable clock (`tests.police`)."""
+    from tests.police import police_app
+
+    async with police_app(tmp_path, redis_url, database_url) as env:
+        yield env
+
+
+@pytest.fixture
+async def reports_app(tmp_path, redis_url, database_url, city):
+    """The reports tests' app: tickets and a KpiService on the two-district city (`tests.reporting`)."""
+    from tests.reporting import kpi_app
+
+    async with kpi_app(tmp_path, redis_url, database_url, city) as app:
+        yield app
 
 
 # ---- the demo as real processes -----------------------------------------------------------------

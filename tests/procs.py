@@ -148,6 +148,82 @@ class Demo:
         time.sleep(1.0)
 
 
+class DemoClient:
+    """A logged-in JSON client of the demo, as one account."""
+
+    def __init__(self, base: str, user: str):
+        self.base, self.user, self.token = base, user, None
+        status, body = self.call("POST", "/api/login", {"username": user, "password": PASSWORD})
+        assert status == 200, (user, status, body)
+        self.token = body["token"]
+
+    def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        """(status, JSON reply) of one request."""
+        request = urllib.request.Request(self.base + path, method=method,
+                                         data=None if body is None else json.dumps(body).encode())
+        request.add_header("Content-Type", "application/json")
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:
+                return response.status, json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+    def get(self, path: str) -> dict:
+        """GET that must answer 200."""
+        status, body = self.call("GET", path)
+        assert status == 200, f"{self.user} GET {path}: {status} {body}"
+        return body
+
+    def post(self, path: str, body: dict) -> tuple[int, dict]:
+        """(status, JSON reply) of a POST."""
+        return self.call("POST", path, body)
+
+
+WALK = (("dispatcher", "dispatch", {"crew_id": "C01"}, "dispatched"), ("crew", "accept", {}, "accepted"),
+        ("crew", "depart", {}, "en_route"), ("crew", "arrive", {}, "on_site"),
+        ("crew", "resolve", {"resolution": "已更换保险"}, "resolved"))
+STATE_ORDER = ("new", "reviewed", "dispatched", "accepted", "en_route", "on_site", "resolved", "callback", "closed")
+
+
+def walk_a_ticket(base: str) -> str:
+    """Through the demo's API: a consultation answered on the call, and a repair dispatched,
+    accepted, resolved by crew C01 and closed by a satisfied callback. A step the demo's own bots
+    (crew bot, GPS arrival, callback desk) took first is not repeated. Returns the repair's number."""
+    users = {name: DemoClient(base, name) for name in ("agent", "dispatcher", "crew")}
+    agent = users["agent"]
+    status, _ = agent.post("/api/tickets", {"channel": "phone", "category": "water", "type": "consultation",
+                                            "caller_phone": "13900009999", "description": "水费怎么交",
+                                            "answer": "可在营业厅或网上缴纳", "link": False})
+    assert status == 201
+    status, made = agent.post("/api/tickets", {"channel": "phone", "category": "power", "type": "repair",
+                                               "caller_phone": "13900008888", "description": "家里停电了",
+                                               "lon": 119.75, "lat": 36.38, "link": False})
+    assert status == 201
+    number = made["ticket"]["number"]
+    for user, action, args, reached in WALK:
+        for _ in range(5):
+            ticket = agent.get(f"/api/tickets/{number}")
+            if STATE_ORDER.index(ticket["state"]) >= STATE_ORDER.index(reached):
+                break
+            status, body = users[user].post(f"/api/tickets/{number}/actions/{action}",
+                                            {"expected_version": ticket["version"], **args})
+            if status == 200:
+                break
+            assert status == 409, (action, status, body)  # a bot moved it meanwhile: read again
+    for _ in range(5):
+        ticket = agent.get(f"/api/tickets/{number}")
+        if ticket["state"] not in ("resolved", "callback"):
+            break
+        status, body = agent.post(f"/api/tickets/{number}/callback",
+                                  {"expected_version": ticket["version"], "satisfaction": "satisfied"})
+        if status == 200:
+            break
+        assert status == 409, body
+    return number
+
+
 def start_demo(data_dir: Path, log_path: Path, *, vehicles: int = 5, ready_timeout: float = 90.0,
                city: Path | None = None, **env: str) -> Demo:
     """Start the demo and wait until /healthz reports every service ok.

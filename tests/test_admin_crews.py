@@ -11,53 +11,17 @@ from __future__ import annotations
 
 import orjson
 import pytest
-import tornado.httpclient
-import tornado.httpserver
 
-from servers.embedded import free_port
 from store.live import Store
 from store.accounts import AccountStore
 from store.fleet import FleetStore
-from store.tickets import TicketStore
 from services.crews import normalize_plate
-from services.tickets import TicketManager
 from services.worker import build
-from tests.conftest import ARTIFACTS, BROWSER_MARKS, Clock, ConsoleWatch, login_page, test_settings, wait_for
-from tests.test_dispatch_service import CREWS, PASSWORD, T0, Api, river_city
-from tests.test_openapi import validate
-from web import app as webapp
-from web.live import LiveFeed
+from tests.conftest import ARTIFACTS, BROWSER_MARKS, PASSWORD, T0, ConsoleWatch, login_page, wait_for
+from tests.river import CREWS
 
 pytestmark = [pytest.mark.integration]
 WATER_AT = (100, 200)  # the ticket spot of the dispatch tests; C05 (water) is 50 m away
-
-
-class CheckedApi(Api):
-    """The dispatch tests' client, with every /api/admin response validated against the document."""
-
-    document: dict = {}
-
-    async def call(self, method: str, path: str, user: str | None = "dispatcher", body=None):
-        code, reply = await super().call(method, path, user, body)
-        if path.startswith("/api/admin"):
-            validate(self.document, method, path.split("?")[0], code, reply)
-        return code, reply
-
-    async def admin(self, method: str, path: str, body=None, expect: int = 200) -> dict:
-        code, reply = await self.call(method, path, "admin", body)
-        assert code == expect, (method, path, code, reply)
-        return reply
-
-    async def crews(self) -> dict[str, dict]:
-        return {c["crew_id"]: c for c in (await self.admin("GET", "/api/admin/crews"))["crews"]}
-
-    async def vehicles(self) -> dict[str, dict]:
-        return {v["vehicle_id"]: v for v in (await self.admin("GET", "/api/admin/vehicles"))["vehicles"]}
-
-    async def recommended(self, number: str) -> tuple[list[str], dict[str, str]]:
-        code, rec = await self.call("GET", f"/api/tickets/{number}/recommendation")
-        assert code == 200, rec
-        return [r["crew_id"] for r in rec["recommendations"]], {s["crew_id"]: s["reason"] for s in rec["skipped"]}
 
 
 async def written(store: Store) -> tuple[int, int]:
@@ -79,41 +43,6 @@ class Frames:
         return [f for f in self.frames if f["type"] == kind]
 
 
-@pytest.fixture
-async def api(tmp_path, redis_url, database_url):
-    clock = Clock(T0)
-    settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
-    store = Store.from_url(redis_url, database_url)
-    await webapp.bootstrap_accounts(store, settings, demo=True)
-    tickets = TicketStore(store.db, store.redis)
-    manager = TicketManager(tickets, None, clock=clock)
-    city = river_city()
-    parts = await build(store, settings, city, tickets=manager, clock=clock)
-    await parts.dispatch.crews.refresh()
-    feed = LiveFeed(store, batch_ms=50)
-    services = webapp.build_services(settings=settings, store=store, city=city, live=feed,
-                                     tickets=manager, dispatch=parts.dispatch, police=parts.police)
-    await webapp.seed_city(services)  # the city's crews, vehicles and units, as at start-up
-    app = webapp.make_app(services, cookie_secret="test-secret")
-    server = tornado.httpserver.HTTPServer(app)
-    port = free_port()
-    server.listen(port, "127.0.0.1")
-    client = CheckedApi(f"http://127.0.0.1:{port}", store, parts, clock)
-    response = await tornado.httpclient.AsyncHTTPClient().fetch(client.base + "/api/openapi.json")
-    client.document = orjson.loads(response.body)
-    client.settings, client.city, client.feed = settings, city, feed
-    for _, vehicle_id, _, xy in CREWS:
-        if xy is not None:
-            await client.fix(vehicle_id, xy, T0)
-    await FleetStore(store.db, store.redis).set_shift("C04", False, None, "test", T0)
-    feed.start()
-    yield client
-    await feed.stop()
-    server.stop()
-    await server.close_all_connections()
-    await store.close()
-
-
 @pytest.mark.parametrize("text, plate", [
     ("鲁G·U1632", "鲁G·U1632"), ("鲁gu1632", "鲁G·U1632"), ("鲁G 12345", "鲁G·12345"), ("京AD12345", "京A·D12345"),
     ("粤B1234警", "粤B·1234警"), ("鲁I12345", None), ("鲁G1234", None), ("AB12345", None), ("鲁G·U1632X9", None),
@@ -122,62 +51,62 @@ def test_plates_are_spelled_one_way_or_refused(text, plate):
     assert normalize_plate(text) == plate
 
 
-async def test_the_city_seeds_the_registry_and_the_admin_lists_crews_with_their_vehicles(api):
-    crews = await api.crews()
+async def test_the_city_seeds_the_registry_and_the_admin_lists_crews_with_their_vehicles(admin_api):
+    crews = await admin_api.crews()
     assert sorted(crews) == [c[0] for c in CREWS]
     assert (crews["C05"]["vehicle_id"], crews["C05"]["skills"], crews["C05"]["active"], crews["C05"]["source"]) == \
         ("V05", ["water"], True, "city")
     assert crews["C01"]["members"] == ["crew"] and crews["C01"]["vehicle_state"] is not None
-    vehicles = await api.vehicles()
+    vehicles = await admin_api.vehicles()
     assert (vehicles["V02"]["crew_id"], vehicles["V02"]["kind"], vehicles["V02"]["active"]) == ("C02", "repair", True)
 
 
-async def test_admin_creates_edits_and_deactivates_a_crew_and_every_change_is_audited(api):
-    await api.admin("POST", "/api/admin/users", {"name": "crew7", "role": "crew", "crew_id": "C01",
-                                                 "password": PASSWORD}, expect=201)
-    made = await api.admin("POST", "/api/admin/vehicles", {"vehicle_id": "V07", "plate": "鲁g d12345", "kind": "aerial",
+async def test_admin_creates_edits_and_deactivates_a_crew_and_every_change_is_audited(admin_api):
+    await admin_api.admin("POST", "/api/admin/users", {"name": "crew7", "role": "crew", "crew_id": "C01",
+                                                       "password": PASSWORD}, expect=201)
+    made = await admin_api.admin("POST", "/api/admin/vehicles", {"vehicle_id": "V07", "plate": "鲁g d12345", "kind": "aerial",
                                                             "unit_id": "PWR01"}, expect=201)
     assert made["vehicle"]["plate"] == "鲁G·D12345" and made["vehicle"]["crew_id"] is None
-    created = await api.admin("POST", "/api/admin/crews", {
+    created = await admin_api.admin("POST", "/api/admin/crews", {
         "crew_id": "C07", "crew_name": "燃气抢修班", "unit_id": "GAS01", "skills": ["gas"], "vehicle_id": "V07",
         "members": ["crew7"]}, expect=201)
     crew = created["crew"]
     assert (crew["vehicle_id"], crew["plate"], crew["vehicle_kind"], crew["skills"], crew["members"]) == \
         ("V07", "鲁G·D12345", "aerial", ["gas"], ["crew7"])
-    assert (await AccountStore(api.store.db).get("crew7"))["crew_id"] == "C07"  # the account moved to the new crew
-    code, me = await api.call("GET", "/api/field/assignments", "crew7")
+    assert (await AccountStore(admin_api.store.db).get("crew7"))["crew_id"] == "C07"  # the account moved to the new crew
+    code, me = await admin_api.call("GET", "/api/field/assignments", "crew7")
     assert code == 200 and me["crew_id"] == "C07"
 
-    changed = await api.admin("PATCH", "/api/admin/crews/C07", {"skills": ["gas", "heating"], "crew_name": "燃气热力抢修班"})
+    changed = await admin_api.admin("PATCH", "/api/admin/crews/C07", {"skills": ["gas", "heating"], "crew_name": "燃气热力抢修班"})
     assert changed["crew"]["skills"] == ["gas", "heating"] and changed["crew"]["updated_by"] == "admin"
-    off = await api.admin("PATCH", "/api/admin/crews/C07", {"active": False})
+    off = await admin_api.admin("PATCH", "/api/admin/crews/C07", {"active": False})
     assert (off["crew"]["active"], off["crew"]["vehicle_id"]) == (False, None)  # its vehicle is free again
-    assert (await api.vehicles())["V07"]["crew_id"] is None
-    code, body = await api.call("POST", "/api/admin/users", "admin", {"name": "crew8", "role": "crew", "crew_id": "C07"})
+    assert (await admin_api.vehicles())["V07"]["crew_id"] is None
+    code, body = await admin_api.call("POST", "/api/admin/users", "admin", {"name": "crew8", "role": "crew", "crew_id": "C07"})
     assert (code, body["error"]["field"]) == (400, "crew_id")  # no new members for a deactivated crew
 
-    log = (await api.admin("GET", "/api/admin/audit?target=crew:C07"))["entries"]
+    log = (await admin_api.admin("GET", "/api/admin/audit?target=crew:C07"))["entries"]
     assert [e["action"] for e in log] == ["crew.update", "crew.update", "crew.create"]
     assert all(e["by"] == "admin" and e["role"] == "admin" and e["at"].endswith("Z") for e in log)
     assert log[2]["changes"]["skills"] == [None, ["gas"]] and log[2]["changes"]["members"] == [[], ["crew7"]]
     assert log[1]["changes"] == {"crew_name": ["燃气抢修班", "燃气热力抢修班"], "skills": [["gas"], ["gas", "heating"]]}
     assert log[0]["changes"] == {"vehicle_id": ["V07", None], "active": [True, False]}
-    actions = [e["action"] for e in (await api.admin("GET", "/api/admin/audit?limit=20"))["entries"]]
+    actions = [e["action"] for e in (await admin_api.admin("GET", "/api/admin/audit?limit=20"))["entries"]]
     assert {"user.create", "vehicle.create", "crew.create", "fleet.seed"} <= set(actions)
 
 
-async def test_vehicles_are_registered_edited_and_kept_consistent(api):
-    await api.admin("POST", "/api/admin/vehicles", {"vehicle_id": "V08", "plate": "鲁G·K0008", "kind": "generator",
-                                                    "unit_id": "PWR01"}, expect=201)
-    edited = await api.admin("PATCH", "/api/admin/vehicles/V08", {"plate": "鲁GK0009", "kind": "repair"})
+async def test_vehicles_are_registered_edited_and_kept_consistent(admin_api):
+    await admin_api.admin("POST", "/api/admin/vehicles", {"vehicle_id": "V08", "plate": "鲁G·K0008", "kind": "generator",
+                                                          "unit_id": "PWR01"}, expect=201)
+    edited = await admin_api.admin("PATCH", "/api/admin/vehicles/V08", {"plate": "鲁GK0009", "kind": "repair"})
     assert (edited["vehicle"]["plate"], edited["vehicle"]["kind"]) == ("鲁G·K0009", "repair")
-    await api.admin("POST", "/api/admin/vehicles", {"vehicle_id": "V09", "plate": "鲁G·K0008", "kind": "repair",
-                                                    "unit_id": "PWR01"}, expect=201)  # the old plate is free again
-    gone = await api.admin("PATCH", "/api/admin/vehicles/V09", {"active": False})
+    await admin_api.admin("POST", "/api/admin/vehicles", {"vehicle_id": "V09", "plate": "鲁G·K0008", "kind": "repair",
+                                                          "unit_id": "PWR01"}, expect=201)  # the old plate is free again
+    gone = await admin_api.admin("PATCH", "/api/admin/vehicles/V09", {"active": False})
     assert gone["vehicle"]["active"] is False
-    code, body = await api.call("PATCH", "/api/admin/crews/C06", "admin", {"vehicle_id": "V09"})
+    code, body = await admin_api.call("PATCH", "/api/admin/crews/C06", "admin", {"vehicle_id": "V09"})
     assert (code, body["error"]["code"]) == (409, "vehicle_inactive")
-    log = (await api.admin("GET", "/api/admin/audit?target=vehicle:V08"))["entries"]
+    log = (await admin_api.admin("GET", "/api/admin/audit?target=vehicle:V08"))["entries"]
     assert log[0]["changes"] == {"plate": ["鲁G·K0008", "鲁G·K0009"], "kind": ["generator", "repair"]}
 
 
@@ -213,106 +142,106 @@ async def test_vehicles_are_registered_edited_and_kept_consistent(api):
     ("crew", "GET", "/api/admin/audit", None, 403, "forbidden"),
     (None, "GET", "/api/admin/vehicles", None, 401, "unauthenticated"),
 ])
-async def test_bad_or_forbidden_fleet_changes_are_refused_with_stable_codes(api, user, method, path, body, status, code):
-    before = await written(api.store)
-    got, reply = await api.call(method, path, user, body)
+async def test_bad_or_forbidden_fleet_changes_are_refused_with_stable_codes(admin_api, user, method, path, body, status, code):
+    before = await written(admin_api.store)
+    got, reply = await admin_api.call(method, path, user, body)
     assert (got, reply["error"]["code"]) == (status, code), reply
-    assert await written(api.store) == before  # nothing was written, no audit row either
+    assert await written(admin_api.store) == before  # nothing was written, no audit row either
 
 
-async def test_a_vehicle_held_by_another_crew_names_that_crew(api):
-    code, body = await api.call("POST", "/api/admin/crews", "admin", {
+async def test_a_vehicle_held_by_another_crew_names_that_crew(admin_api):
+    code, body = await admin_api.call("POST", "/api/admin/crews", "admin", {
         "crew_id": "C10", "crew_name": "新班", "unit_id": "PWR01", "skills": ["power"], "vehicle_id": "V02"})
     assert (code, body["error"]["code"], body["error"]["crew_id"]) == (409, "vehicle_assigned", "C02")
-    assert "C10" not in await api.crews()
+    assert "C10" not in await admin_api.crews()
 
 
-async def test_a_crew_given_the_skill_becomes_a_candidate_without_a_restart(api):
-    number = await api.create(xy=WATER_AT, category="water", urgency="normal")
-    ranked, skipped = await api.recommended(number)
+async def test_a_crew_given_the_skill_becomes_a_candidate_without_a_restart(admin_api):
+    number = await admin_api.create(xy=WATER_AT, category="water", urgency="normal")
+    ranked, skipped = await admin_api.recommended(number)
     assert ranked == ["C05"] and skipped["C01"] == "no_skill"
-    other = await build(api.store, api.settings, api.city, tickets=api.parts.tickets, clock=api.clock)
-    record = await api.parts.tickets.store.get(number)
+    other = await build(admin_api.store, admin_api.settings, admin_api.city, tickets=admin_api.parts.tickets, clock=admin_api.clock)
+    record = await admin_api.parts.tickets.store.get(number)
     assert [r["crew_id"] for r in (await other.dispatch.recommend(record))["recommendations"]] == ["C05"]
 
-    await api.admin("PATCH", "/api/admin/crews/C01", {"skills": ["power", "water"]})
-    ranked, skipped = await api.recommended(number)
+    await admin_api.admin("PATCH", "/api/admin/crews/C01", {"skills": ["power", "water"]})
+    ranked, skipped = await admin_api.recommended(number)
     assert ranked == ["C05", "C01"] and "C01" not in skipped
     view = await other.dispatch.recommend(record)  # the dispatch process's own registry follows too
     assert [r["crew_id"] for r in view["recommendations"]] == ["C05", "C01"]
 
 
-async def test_a_crew_whose_vehicle_changes_is_ranked_from_the_new_vehicles_fix(api):
-    number = await api.create(urgency="normal")
-    ranked, _ = await api.recommended(number)
+async def test_a_crew_whose_vehicle_changes_is_ranked_from_the_new_vehicles_fix(admin_api):
+    number = await admin_api.create(urgency="normal")
+    ranked, _ = await admin_api.recommended(number)
     assert ranked[:2] == ["C01", "C02"]
-    await api.admin("POST", "/api/admin/vehicles", {"vehicle_id": "V12", "plate": "鲁G·A0012", "kind": "repair",
-                                                    "unit_id": "PWR01"}, expect=201)
-    await api.fix("V12", (120, 200), T0)  # 20 m from the ticket
-    await api.admin("PATCH", "/api/admin/crews/C02", {"vehicle_id": "V12"})
-    code, rec = await api.call("GET", f"/api/tickets/{number}/recommendation")
+    await admin_api.admin("POST", "/api/admin/vehicles", {"vehicle_id": "V12", "plate": "鲁G·A0012", "kind": "repair",
+                                                          "unit_id": "PWR01"}, expect=201)
+    await admin_api.fix("V12", (120, 200), T0)  # 20 m from the ticket
+    await admin_api.admin("PATCH", "/api/admin/crews/C02", {"vehicle_id": "V12"})
+    code, rec = await admin_api.call("GET", f"/api/tickets/{number}/recommendation")
     top = rec["recommendations"][0]
     assert (top["crew_id"], top["vehicle_id"]) == ("C02", "V12") and top["eta_s"] < 10
-    assert (await api.vehicles())["V02"]["crew_id"] is None
+    assert (await admin_api.vehicles())["V02"]["crew_id"] is None
 
 
-async def test_the_field_page_shows_the_vehicle_the_registry_gives_the_crew(api):
-    code, before = await api.call("GET", "/api/field/assignments", "crew")
+async def test_the_field_page_shows_the_vehicle_the_registry_gives_the_crew(admin_api):
+    code, before = await admin_api.call("GET", "/api/field/assignments", "crew")
     assert code == 200 and before["vehicle"]["id"] == "V01"
-    await api.admin("POST", "/api/admin/vehicles", {"vehicle_id": "V13", "plate": "鲁G·A0013", "kind": "repair",
-                                                    "unit_id": "PWR01"}, expect=201)
-    await api.fix("V13", (120, 200), T0)
-    await api.admin("PATCH", f"/api/admin/crews/{before['crew_id']}", {"vehicle_id": "V13"})
-    code, after = await api.call("GET", "/api/field/assignments", "crew")
+    await admin_api.admin("POST", "/api/admin/vehicles", {"vehicle_id": "V13", "plate": "鲁G·A0013", "kind": "repair",
+                                                          "unit_id": "PWR01"}, expect=201)
+    await admin_api.fix("V13", (120, 200), T0)
+    await admin_api.admin("PATCH", f"/api/admin/crews/{before['crew_id']}", {"vehicle_id": "V13"})
+    code, after = await admin_api.call("GET", "/api/field/assignments", "crew")
     assert code == 200 and after["vehicle"]["id"] == "V13" and after["vehicle"]["fix"] is not None
 
 
-async def test_the_live_console_mapping_follows_vehicle_changes(api):
+async def test_the_live_console_mapping_follows_vehicle_changes(admin_api):
     console = Frames()
-    await wait_for(lambda: api.feed.vehicle_crews.get("V05", {}).get("crew_id") == "C05", timeout=5)
-    api.feed.add(console)
-    await api.admin("POST", "/api/admin/vehicles", {"vehicle_id": "V13", "plate": "鲁G·A0013", "kind": "repair",
-                                                    "unit_id": "WAT01"}, expect=201)
-    await api.admin("PATCH", "/api/admin/crews/C05", {"vehicle_id": "V13", "crew_name": "供水抢修班"})
+    await wait_for(lambda: admin_api.feed.vehicle_crews.get("V05", {}).get("crew_id") == "C05", timeout=5)
+    admin_api.feed.add(console)
+    await admin_api.admin("POST", "/api/admin/vehicles", {"vehicle_id": "V13", "plate": "鲁G·A0013", "kind": "repair",
+                                                          "unit_id": "WAT01"}, expect=201)
+    await admin_api.admin("PATCH", "/api/admin/crews/C05", {"vehicle_id": "V13", "crew_name": "供水抢修班"})
     frame = (await wait_for(lambda: [f for f in console.of("crews") if "V13" in f["crews"]], timeout=5))[-1]
     assert frame["crews"]["V13"] == {"crew_id": "C05", "crew_name": "供水抢修班", "unit_id": "PWR01"}
     assert "V05" not in frame["crews"] and frame["crews"]["V01"]["crew_id"] == "C01"
-    snapshot = orjson.loads(await api.feed.snapshot())
+    snapshot = orjson.loads(await admin_api.feed.snapshot())
     assert snapshot["crews"] == frame["crews"]
 
 
-async def test_a_busy_crew_cannot_be_deactivated_and_a_deactivated_one_is_no_candidate(api):
-    number = await api.create(urgency="normal")
-    version = (await api.ticket(number))["version"]
-    code, _ = await api.call("POST", f"/api/tickets/{number}/assign", body={"crew_id": "C01", "expected_version": version})
+async def test_a_busy_crew_cannot_be_deactivated_and_a_deactivated_one_is_no_candidate(admin_api):
+    number = await admin_api.create(urgency="normal")
+    version = (await admin_api.ticket(number))["version"]
+    code, _ = await admin_api.call("POST", f"/api/tickets/{number}/assign", body={"crew_id": "C01", "expected_version": version})
     assert code == 200
-    code, body = await api.call("PATCH", "/api/admin/crews/C01", "admin", {"active": False})
+    code, body = await admin_api.call("PATCH", "/api/admin/crews/C01", "admin", {"active": False})
     assert (code, body["error"]["code"]) == (409, "crew_busy")
 
-    other = await api.create(xy=(130, 200), urgency="normal", caller_phone="13900002222", link=False)
-    await api.admin("PATCH", "/api/admin/crews/C02", {"active": False})
-    ranked, skipped = await api.recommended(other)
+    other = await admin_api.create(xy=(130, 200), urgency="normal", caller_phone="13900002222", link=False)
+    await admin_api.admin("PATCH", "/api/admin/crews/C02", {"active": False})
+    ranked, skipped = await admin_api.recommended(other)
     assert "C02" not in ranked and "C02" not in skipped
-    code, body = await api.call("POST", f"/api/tickets/{other}/assign",
-                                body={"crew_id": "C02", "expected_version": (await api.ticket(other))["version"]})
+    code, body = await admin_api.call("POST", f"/api/tickets/{other}/assign",
+                                      body={"crew_id": "C02", "expected_version": (await admin_api.ticket(other))["version"]})
     assert (code, body["error"]["code"]) == (400, "validation_error")
-    code, body = await api.call("GET", "/api/crews")
+    code, body = await admin_api.call("GET", "/api/crews")
     assert "C02" not in {r["crew_id"] for r in body["crews"]}
-    back = await api.admin("PATCH", "/api/admin/crews/C02", {"active": True, "vehicle_id": "V02"})
+    back = await admin_api.admin("PATCH", "/api/admin/crews/C02", {"active": True, "vehicle_id": "V02"})
     assert (back["crew"]["active"], back["crew"]["vehicle_id"]) == (True, "V02")
-    ranked, _ = await api.recommended(other)
+    ranked, _ = await admin_api.recommended(other)
     assert "C02" in ranked
 
 
-async def test_shift_and_account_changes_are_audited_too(api):
-    await api.call("PUT", "/api/admin/crews/C03/shift", "supervisor", {"on_shift": False})
-    await api.admin("POST", "/api/admin/users/agent/password", {})
-    entries = (await api.admin("GET", "/api/admin/audit?limit=5"))["entries"]
+async def test_shift_and_account_changes_are_audited_too(admin_api):
+    await admin_api.call("PUT", "/api/admin/crews/C03/shift", "supervisor", {"on_shift": False})
+    await admin_api.admin("POST", "/api/admin/users/agent/password", {})
+    entries = (await admin_api.admin("GET", "/api/admin/audit?limit=5"))["entries"]
     assert [(e["action"], e["target"], e["by"]) for e in entries[:2]] == [
         ("user.password", "user:agent", "admin"), ("shift.set", "crew:C03", "supervisor")]
     assert entries[1]["changes"] == {"on_shift": [True, False]}
     assert "password" in entries[0]["changes"] and all("-" not in str(v) for v in entries[0]["changes"]["password"])
-    older = (await api.admin("GET", f"/api/admin/audit?limit=5&before={entries[0]['id']}"))["entries"]
+    older = (await admin_api.admin("GET", f"/api/admin/audit?limit=5&before={entries[0]['id']}"))["entries"]
     assert older[0]["id"] == entries[1]["id"]
 
 

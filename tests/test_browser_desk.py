@@ -7,16 +7,13 @@ while it is offline (tests/netcut.py)."""
 from __future__ import annotations
 
 import re
-import struct
-import time
-import urllib.error
-import zlib
 
 import pytest
 
-from tests.conftest import ARTIFACTS, BROWSER_MARKS, ConsoleWatch, PHONE_SCREEN, login_page
-from tests.netcut import go_offline, go_online, network  # noqa: F401  (the relay fixture)
+from tests.conftest import ARTIFACTS, BROWSER_MARKS, PHONE_SCREEN, ConsoleWatch, login_page
+from tests.pages import dispatch_to_c01, png
 from tests.procs import start_demo
+from tests.netcut import go_offline, go_online  # noqa: F401  (the relay fixture)
 
 pytestmark = BROWSER_MARKS
 
@@ -30,37 +27,6 @@ def demo(tmp_path_factory, demo_city_profile):
     yield running
     running.stop()
 
-
-
-def _dispatch_to_c01(demo, number: str, token: str, settle_s: float = 1.5) -> None:
-    """Dispatch the ticket to crew C01 and wait until the dispatch service (which may have
-    dispatched it on its own, or annotate it) leaves it alone for `settle_s`."""
-    deadline = time.monotonic() + 20
-    seen, since = None, time.monotonic()
-    while time.monotonic() < deadline:
-        ticket = demo.get(f"/api/tickets/{number}", token)
-        if not (ticket["state"] == "dispatched" and ticket["crew_id"] == "C01"):
-            try:
-                demo.post(f"/api/tickets/{number}/actions/dispatch", token,
-                      {"expected_version": ticket["version"], "crew_id": "C01"})
-            except urllib.error.HTTPError as exc:  # the dispatch service got there first: look again
-                assert exc.code == 409, exc.read()
-            continue
-        if ticket["version"] != seen:
-            seen, since = ticket["version"], time.monotonic()
-        elif time.monotonic() - since >= settle_s:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"ticket {number} did not settle on crew C01")
-
-
-def _png() -> bytes:
-    """A real 2×2 PNG."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    raw = b"".join(b"\x00" + b"\xff\x00\x00" * 2 for _ in range(2))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +97,7 @@ def test_agent_creates_a_ticket_by_address_search_with_the_keyboard(created):
 def test_crew_works_the_ticket_through_a_lost_connection(demo, browser, created, network):
     number, road = created
     dispatcher = demo.login("dispatcher")
-    _dispatch_to_c01(demo, number, dispatcher)
+    dispatch_to_c01(demo, number, dispatcher)
 
     # the dispatcher watches the ticket on the console while the crew works it
     console_context = browser.new_context(viewport={"width": 1600, "height": 1000})
@@ -185,7 +151,7 @@ def test_crew_works_the_ticket_through_a_lost_connection(demo, browser, created,
     assert page.text_content("#notice") == "请填写处理情况"
     page.fill(f"{card} textarea.resolution", "更换跌落式熔断器，已恢复供电")
     page.set_input_files(f"{card} input.photos", files=[{"name": "site.png", "mimeType": "image/png",
-                                                         "buffer": _png()}])
+                                                         "buffer": png()}])
     page.click(f"{card} [data-action=resolve]")
     page.wait_for_selector(f"#done li[data-number='{number}']", timeout=15_000)
     page.wait_for_selector("#pending.hidden", state="attached", timeout=15_000)

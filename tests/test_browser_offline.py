@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ARTIFACTS, BROWSER_MARKS, ConsoleWatch, PHONE_SCREEN, login_page
-from tests.netcut import go_offline, go_online, network  # noqa: F401  (the relay fixture)
+from tests.conftest import ARTIFACTS, BROWSER_MARKS, PHONE_SCREEN, ConsoleWatch, login_page
+from tests.pages import dispatch_to_c01
 from tests.procs import start_demo
-from tests.test_browser_desk import _dispatch_to_c01
+from tests.netcut import go_offline, go_online  # noqa: F401  (the relay fixture)
 from web.handlers.pages import FIELD_SHELL, shell_version
 
 pytestmark = BROWSER_MARKS
@@ -44,7 +44,7 @@ def number(demo):
         "channel": "phone", "category": "water", "type": "repair", "urgency": "normal",
         "description": "小区水管漏水", "caller_phone": "13907775678", "lon": 119.755, "lat": 36.381, "link": False})
     number = created["ticket"]["number"]
-    _dispatch_to_c01(demo, number, dispatcher)
+    dispatch_to_c01(demo, number, dispatcher)
     return number
 
 

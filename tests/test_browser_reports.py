@@ -14,21 +14,19 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import openpyxl
 import pytest
-from shapely.geometry import shape
 
 from services.kpi_query import MAX_RANGE_DAYS
 from tests.conftest import ARTIFACTS, BROWSER_MARKS, ConsoleWatch, login_page
-from tests.procs import start_demo
-from tests.test_reports import _walk_a_ticket
+from tests.pages import file_tickets, loaded
+from tests.procs import start_demo, walk_a_ticket
 
 pytestmark = BROWSER_MARKS
-CATEGORIES = ("water", "power", "gas")
+
 
 
 @pytest.fixture(scope="module")
@@ -39,26 +37,6 @@ def demo(tmp_path_factory, demo_city_profile):
     yield running
     running.stop()
 
-
-
-def _file_tickets(demo) -> dict[str, int]:
-    """Tickets in every district (a point inside each district's polygon); count per district."""
-    agent = demo.login("agent")
-    districts = demo.get("/api/layers/districts", agent)["features"]
-    per_district: dict[str, int] = {}
-    for d, feature in enumerate(districts):
-        point = shape(feature["geometry"]).representative_point()
-        for c, category in enumerate(CATEGORIES[:1 + d % len(CATEGORIES)]):
-            made = demo.post("/api/tickets", agent, {
-                "channel": "phone", "category": category, "type": "repair", "description": "报修测试",
-                "caller_phone": f"1390000{d:02d}{c:02d}", "lon": point.x, "lat": point.y, "link": False})
-            district = made["ticket"]["district"]
-            per_district[district] = per_district.get(district, 0) + 1
-    return per_district
-
-
-def _loaded(page, fragment: str) -> None:
-    page.wait_for_function(f"() => (document.body.dataset.loaded || '').includes({json.dumps(fragment)})", timeout=20_000)
 
 
 def _tile(page, name: str) -> str:
@@ -78,8 +56,8 @@ CHARTS = ["chart-series", "chart-hour", "chart-category", "chart-district", "cha
 
 def test_supervisor_opens_the_monthly_report_and_its_charts_render(demo, browser):
     ARTIFACTS.mkdir(exist_ok=True)
-    _walk_a_ticket(demo.base)  # one repair dispatched, resolved and closed by a satisfied callback
-    per_district = _file_tickets(demo)
+    walk_a_ticket(demo.base)  # one repair dispatched, resolved and closed by a satisfied callback
+    per_district = file_tickets(demo)
     supervisor = demo.login("supervisor")
     today = datetime.now(timezone.utc).astimezone(timezone(timedelta(hours=8))).date().isoformat()
     api = demo.get(f"/api/reports/kpi?period=month&date={today}", supervisor)["report"]
@@ -88,10 +66,10 @@ def test_supervisor_opens_the_monthly_report_and_its_charts_render(demo, browser
     page = browser.new_page(viewport={"width": 1600, "height": 1100}, accept_downloads=True)
     watch = ConsoleWatch(page)
     login_page(page, demo.base, "supervisor", "/reports")
-    _loaded(page, "period=day")
+    loaded(page, "period=day")
     assert page.text_content(".topbar strong") == "报表"  # Simplified Chinese by default
     page.click(".tabs [data-kind='month']")
-    _loaded(page, "period=month")
+    loaded(page, "period=month")
     assert page.get_attribute(".tabs [data-kind='month']", "aria-selected") == "true"
     assert page.text_content("#r-heading").startswith("调度指挥中心月报")
     page.wait_for_function("() => Number(document.body.dataset.charts || 0) === 6")
@@ -120,12 +98,12 @@ def test_supervisor_opens_the_monthly_report_and_its_charts_render(demo, browser
     # a district filter changes the numbers to that district's
     district = min(per_district, key=lambda k: (per_district[k], k))
     page.select_option("#r-district", district)
-    _loaded(page, f"district={district}")
+    loaded(page, f"district={district}")
     filtered = demo.get(f"/api/reports/kpi?period=month&date={today}&district={district}", supervisor)["report"]
     assert int(_tile(page, "tickets")) == filtered["volume"]["tickets"] < api["volume"]["tickets"]
     assert district in page.text_content("#r-filters")
     page.select_option("#r-district", "")
-    _loaded(page, f"period=month&date={today}")
+    loaded(page, f"period=month&date={today}")
     page.wait_for_function("n => document.querySelector(\"[data-kpi='tickets'] .v\").textContent === n",
                            arg=str(api["volume"]["tickets"]))
 
@@ -185,22 +163,22 @@ def test_supervisor_chooses_a_date_range_and_its_export_and_drill_follow(demo, b
     kpi_requests: list[str] = []
     page.on("request", lambda r: kpi_requests.append(r.url) if "/api/reports/kpi" in r.url else None)
     login_page(page, demo.base, "supervisor", "/reports")
-    _loaded(page, "period=day")
+    loaded(page, "period=day")
     assert page.is_hidden("#r-range") and page.is_visible("#r-date")
 
     # 自定义 starts from the period shown (today), then any range of days
     assert page.text_content(".tabs [data-kind='range']") == "自定义"
     page.click(".tabs [data-kind='range']")
-    _loaded(page, f"period=range&from={today}&to={today}")
+    loaded(page, f"period=range&from={today}&to={today}")
     assert page.get_attribute(".tabs [data-kind='range']", "aria-selected") == "true"
     assert page.is_visible("#r-range") and page.is_hidden("#r-date")
     _choose_range(page, first, yesterday)
-    _loaded(page, f"period=range&from={first}&to={yesterday}")
+    loaded(page, f"period=range&from={first}&to={yesterday}")
     assert page.text_content("#r-heading") == f"调度指挥中心区间报表 {first} 至 {yesterday}"
     before = api(f"period=range&from={first}&to={yesterday}")["tickets"]
     assert int(_tile(page, "tickets")) == before
     _choose_range(page, first, today.isoformat())
-    _loaded(page, f"period=range&from={first}&to={today}")
+    loaded(page, f"period=range&from={first}&to={today}")
     assert page.text_content("#r-heading") == f"调度指挥中心区间报表 {first} 至 {today}"
     after = api(f"period=range&from={first}&to={today}")["tickets"]
     assert int(_tile(page, "tickets")) == after > before  # the number changed with the range
@@ -223,7 +201,7 @@ def test_supervisor_chooses_a_date_range_and_its_export_and_drill_follow(demo, b
     # the URL keeps the choice: a reload shows the same report
     assert f"period=range&from={first}&to={today}" in page.url
     page.reload()
-    _loaded(page, f"period=range&from={first}&to={today}")
+    loaded(page, f"period=range&from={first}&to={today}")
     assert page.input_value("#r-from") == first and page.input_value("#r-to") == today.isoformat()
     assert int(_tile(page, "tickets")) == after
 
@@ -244,12 +222,12 @@ def test_supervisor_chooses_a_date_range_and_its_export_and_drill_follow(demo, b
     # quick choices, in the center's zone: last quarter as a range, this year as the yearly report
     page.click("[data-quick='last_quarter']")
     start, end = _previous_quarter(today)
-    _loaded(page, f"period=range&from={start}&to={end}")
+    loaded(page, f"period=range&from={start}&to={end}")
     assert page.is_hidden("#r-message")
     assert page.text_content("#r-heading") == f"调度指挥中心区间报表 {start} 至 {end}"
     assert int(_tile(page, "tickets")) == api(f"period=range&from={start}&to={end}")["tickets"]
     page.click("[data-quick='this_year']")
-    _loaded(page, f"period=year&date={today}")
+    loaded(page, f"period=year&date={today}")
     assert page.get_attribute(".tabs [data-kind='year']", "aria-selected") == "true"
     assert int(_tile(page, "tickets")) == api(f"period=year&date={today}")["tickets"]
 

@@ -14,8 +14,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.conftest import ARTIFACTS, BROWSER_MARKS, QUIET_DEMO, ConsoleWatch, login_page
+from tests.pages import png
 from tests.procs import PASSWORD, start_demo
-from tests.test_browser_desk import _png
 
 pytestmark = BROWSER_MARKS
 
@@ -94,7 +94,7 @@ def test_the_unit_desk_inbox_accept_return_extension_and_feedback(demo, browser,
     assert page.text_content("#unit-result") == "投诉件须由单位负责人签发"  # checked before sending
     page.fill("#feedback-signed", "张经理")
     photo = tmp_path / "site.png"
-    photo.write_bytes(_png())
+    photo.write_bytes(png())
     page.set_input_files("#feedback-photos", str(photo))
     version = demo.get(f"/api/tickets/{first}", liaison)["version"]
     page.click("#act-feedback button[type=submit]")

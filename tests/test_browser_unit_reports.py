@@ -8,14 +8,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from tests.conftest import ARTIFACTS, BROWSER_MARKS, ConsoleWatch, login_page
-from tests.test_browser_reports import _file_tickets, _loaded
+from tests.pages import file_tickets, loaded
 
 pytestmark = BROWSER_MARKS
 
 
 def test_the_unit_table_shows_the_apis_rows_and_opens_their_tickets(demo, browser):
     ARTIFACTS.mkdir(exist_ok=True)
-    _file_tickets(demo)  # repairs in every district: each goes to its station
+    file_tickets(demo)  # repairs in every district: each goes to its station
     supervisor = demo.login("supervisor")
     today = datetime.now(timezone.utc).astimezone(timezone(timedelta(hours=8))).date().isoformat()
     api = demo.get(f"/api/reports/units?period=month&date={today}", supervisor)["units"]
@@ -24,9 +24,9 @@ def test_the_unit_table_shows_the_apis_rows_and_opens_their_tickets(demo, browse
     page = browser.new_page(viewport={"width": 1600, "height": 1100})
     watch = ConsoleWatch(page)
     login_page(page, demo.base, "supervisor", "/reports")
-    _loaded(page, "period=day")
+    loaded(page, "period=day")
     page.click(".tabs [data-kind='month']")
-    _loaded(page, "period=month")
+    loaded(page, "period=month")
     page.wait_for_function("n => document.getElementById('units').dataset.rows === n", arg=str(len(api)))
     assert page.text_content("#units h2") == "单位考核"
     lines = page.locator("#t-units tbody tr")

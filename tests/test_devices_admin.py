@@ -31,7 +31,7 @@ from store.fleet import Audit, FleetStore
 from store.devices import DeviceStore
 from services.devices import Actor, DeviceService, Wanted, read_secrets, seed_demo_devices, sim_devices_path
 from tests.conftest import ApiClient, test_settings, wait_for
-from tests.test_openapi import validate
+from tests.openapi_check import validate
 from web import app as webapp
 
 pytestmark = [pytest.mark.integration]

@@ -2,154 +2,37 @@
 automatic dispatch to the nearest vehicle BY ROAD (the straight-line nearest one is across the
 river), top-3 recommendations with ETAs and skipped crews, acceptance timeout and decline → next
 crew, GPS arrival, escalation alarms raised and cleared, joint assignment beating greedy, the
-crew board. Time is a settable clock handed to every manager; timers are run with `now` given."""
+crew board. Time is a settable clock handed to every manager; timers are run with `now` given.
+The city and the app: tests/river.py (the `dispatch_api` fixture)."""
 from __future__ import annotations
 
-import asyncio
-import json
-import math
-from datetime import datetime, timedelta, timezone
-from types import SimpleNamespace
+from datetime import timedelta
 
-import geopandas as gpd
-import orjson
 import pytest
-import tornado.httpclient
-import tornado.httpserver
-from shapely.geometry import LineString, Point
 
-from servers.embedded import free_port
-from store.live import FixRecord, Store
-from store.fleet import FleetStore
-from store.tickets import TicketStore
 from gis.crs import distance_m
-from services.tickets import TicketManager
-from services.worker import build, watch_changes
-from tests.conftest import ApiClient, Clock, test_settings, wait_for
-from web import app as webapp
+from tests.cities import ll
+from tests.conftest import T0, wait_for
+from tests.river import TICKET_XY, river_city
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
-PASSWORD = "test-pass-1234"
-T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
-LON0, LAT0 = 120.0, 36.0
-M_LON = 111_320.0 * math.cos(math.radians(LAT0))  # metres per degree of longitude here
-M_LAT = 110_574.0
 
 
-def ll(x: float, y: float) -> tuple[float, float]:
-    """Local metres (east, north) to WGS84 lon/lat."""
-    return LON0 + x / M_LON, LAT0 + y / M_LAT
-
-
-# A river runs between the south road (y = 0) and the north road (y = 200 m); the only bridge is
-# at x = 4,000 m. Roads are 36 km/h (10 m/s).
-ROADS = [("south", [(0, 0), (4000, 0)]), ("north", [(0, 200), (4000, 200)]), ("bridge", [(4000, 0), (4000, 200)])]
-CREWS = [  # crew id, vehicle, skills, position in metres or None (never reported)
-    ("C01", "V01", ("power",), (1500, 200)),   # north bank: 1,400 m by road from the ticket
-    ("C02", "V02", ("power",), (3000, 200)),   # north bank, farther
-    ("C03", "V03", ("power",), (100, 0)),      # south bank: 200 m straight, ~8 km by road
-    ("C04", "V04", ("power",), (120, 200)),    # on the ticket's doorstep but off shift
-    ("C05", "V05", ("water",), (150, 200)),    # no power skill
-    ("C06", "V06", ("power",), None),          # no fix
-]
-TICKET_XY = (100, 200)
-
-
-def river_city() -> SimpleNamespace:
-    """The city's crews and roads layers (all dispatch needs)."""
-    roads = gpd.GeoDataFrame(
-        {"road_id": [r[0] for r in ROADS], "name": [r[0] for r in ROADS], "class": ["primary"] * 3,
-         "speed_kmh": [36.0] * 3, "oneway": [False] * 3},
-        geometry=[LineString([ll(*p) for p in r[1]]) for r in ROADS], crs="EPSG:4326")
-    crews = gpd.GeoDataFrame(
-        {"vehicle_id": [c[1] for c in CREWS], "crew_id": [c[0] for c in CREWS],
-         "crew_name": [f"抢修{c[0]}班" for c in CREWS], "unit_id": ["PWR01"] * len(CREWS),
-         "station_id": ["PS01"] * len(CREWS), "skills": [c[2] for c in CREWS]},
-        geometry=[Point(ll(0, 300))] * len(CREWS), crs="EPSG:4326")
-    return SimpleNamespace(crews=crews, roads=roads)
-
-
-class Api(ApiClient):
-    """The in-process web app with tickets, dispatch and the worker's change watcher."""
-
-    def __init__(self, base: str, store: Store, parts, clock: Clock) -> None:
-        super().__init__(base, PASSWORD)
-        self.base, self.store, self.parts, self.clock = base, store, parts, clock
-
-    async def call(self, method: str, path: str, user: str | None = "dispatcher", body=None):
-        headers = await self.auth(user)
-        data = None if body is None else json.dumps(body)
-        response = await self.http.fetch(tornado.httpclient.HTTPRequest(
-            self.base + path, method=method, headers=headers, body=data), raise_error=False)
-        return response.code, orjson.loads(response.body) if response.body else None
-
-    async def create(self, xy=TICKET_XY, **fields) -> str:
-        lon, lat = ll(*xy)
-        body = {"channel": "phone", "category": "power", "type": "repair", "urgency": "emergency",
-                "description": "整条街停电", "caller_phone": "13812341234", "lon": lon, "lat": lat, **fields}
-        code, reply = await self.call("POST", "/api/tickets", "agent", body)
-        assert code == 201, reply
-        return reply["ticket"]["number"]
-
-    async def ticket(self, number: str) -> dict:
-        return (await self.call("GET", f"/api/tickets/{number}"))[1]
-
-    async def fix(self, vehicle_id: str, xy, at: datetime) -> None:
-        lon, lat = ll(*xy)
-        await self.store.write_fixes([FixRecord(vehicle_id, at.timestamp(), lat, lon, 0.0, None, None, 1, "A", 8,
-                                                1.0, "GP", True, True)], {}, seen={vehicle_id: at.timestamp()},
-                                     retention_s=3600)
-
-    async def dispatched_to(self, number: str) -> str | None:
-        ticket = await self.ticket(number)
-        return ticket["crew_id"] if ticket["state"] == "dispatched" else None
-
-
-@pytest.fixture
-async def api(tmp_path, redis_url, database_url):
-    clock = Clock(T0)
-    settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD, ACCEPT_TIMEOUT_S=180.0)
-    store = Store.from_url(redis_url, database_url)
-    await webapp.bootstrap_accounts(store, settings, demo=True)
-    tickets = TicketStore(store.db, store.redis)
-    manager = TicketManager(tickets, None, clock=clock)
-    parts = await build(store, settings, river_city(), tickets=manager, clock=clock)
-    services = webapp.build_services(settings=settings, store=store,
-                                     tickets=manager, dispatch=parts.dispatch, police=parts.police)
-    server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
-    port = free_port()
-    server.listen(port, "127.0.0.1")
-    client = Api(f"http://127.0.0.1:{port}", store, parts, clock)
-    for crew_id, vehicle_id, _, xy in CREWS:
-        if xy is not None:
-            await client.fix(vehicle_id, xy, T0)
-    await parts.dispatch.crews.refresh()  # the city's crews into the fleet registry (PostgreSQL)
-    await FleetStore(store.db, store.redis).set_shift("C04", False, None, "test", T0)
-    stop = asyncio.Event()
-    watcher = asyncio.create_task(watch_changes(parts, stop, block_ms=50))
-    yield client
-    stop.set()
-    await watcher
-    server.stop()
-    await server.close_all_connections()
-    await store.close()
-
-
-async def test_emergency_ticket_goes_to_the_nearest_vehicle_by_road_not_by_straight_line(api):
+async def test_emergency_ticket_goes_to_the_nearest_vehicle_by_road_not_by_straight_line(dispatch_api):
     ticket_ll, south, north = ll(*TICKET_XY), ll(100, 0), ll(1500, 200)
     assert distance_m(*south, *ticket_ll) < 250 < 1300 < distance_m(*north, *ticket_ll)  # C03 is nearer as the crow flies
-    number = await api.create()
-    assert await wait_for(lambda: api.dispatched_to(number)) == "C01"
-    code, timeline = await api.call("GET", f"/api/tickets/{number}/timeline")
+    number = await dispatch_api.create()
+    assert await wait_for(lambda: dispatch_api.dispatched_to(number)) == "C01"
+    code, timeline = await dispatch_api.call("GET", f"/api/tickets/{number}/timeline")
     dispatch = [e for e in timeline["events"] if e["action"] == "dispatch"]
     assert len(dispatch) == 1 and dispatch[0]["role"] == "system" and dispatch[0]["data"]["mode"] == "auto"
     assert dispatch[0]["data"]["eta_s"] == pytest.approx(140.0, abs=2.0)  # 1,400 m at 10 m/s
     assert "自动派单" in dispatch[0]["note"]
 
 
-async def test_normal_ticket_gets_top_three_by_road_eta_with_skipped_crews_explained(api):
-    number = await api.create(urgency="normal")
-    code, rec = await api.call("GET", f"/api/tickets/{number}/recommendation")
+async def test_normal_ticket_gets_top_three_by_road_eta_with_skipped_crews_explained(dispatch_api):
+    number = await dispatch_api.create(urgency="normal")
+    code, rec = await dispatch_api.call("GET", f"/api/tickets/{number}/recommendation")
     assert code == 200 and rec["policy"] == "recommend"
     assert [r["crew_id"] for r in rec["recommendations"]] == ["C01", "C02", "C03"]
     etas = [r["eta_s"] for r in rec["recommendations"]]
@@ -160,106 +43,101 @@ async def test_normal_ticket_gets_top_three_by_road_eta_with_skipped_crews_expla
     assert route[0] == pytest.approx(list(ll(1500, 200)), abs=1e-6) and route[-1] == pytest.approx(list(ll(*TICKET_XY)), abs=1e-6)
     skipped = {s["crew_id"]: s["reason"] for s in rec["skipped"]}
     assert skipped == {"C04": "off_shift", "C05": "no_skill", "C06": "no_fix"}
-    assert (await api.ticket(number))["state"] == "new"  # a dispatcher confirms
-    stored = await wait_for(lambda: api.parts.store.recommendation(number))
+    assert (await dispatch_api.ticket(number))["state"] == "new"  # a dispatcher confirms
+    stored = await wait_for(lambda: dispatch_api.parts.store.recommendation(number))
     assert [r["crew_id"] for r in stored["recommendations"]] == ["C01", "C02", "C03"]
-    code, body = await api.call("POST", f"/api/tickets/{number}/assign",
-                                body={"crew_id": "C02", "expected_version": (await api.ticket(number))["version"]})
+    code, body = await dispatch_api.call("POST", f"/api/tickets/{number}/assign",
+                                         body={"crew_id": "C02", "expected_version": (await dispatch_api.ticket(number))["version"]})
     assert code == 200 and body["ticket"]["crew_id"] == "C02" and body["ticket"]["state"] == "dispatched"
-    code, timeline = await api.call("GET", f"/api/tickets/{number}/timeline")
+    code, timeline = await dispatch_api.call("GET", f"/api/tickets/{number}/timeline")
     assert "改派" not in timeline["events"][-1]["note"] and "第 2 名" in timeline["events"][-1]["note"]
-    code, body = await api.call("POST", f"/api/tickets/{number}/assign", body={"crew_id": "C99", "expected_version": 99})
+    code, body = await dispatch_api.call("POST", f"/api/tickets/{number}/assign", body={"crew_id": "C99", "expected_version": 99})
     assert code in (400, 409)
 
 
-async def test_acceptance_timeout_and_decline_go_to_the_next_crew(api):
-    number = await api.create()
-    assert await wait_for(lambda: api.dispatched_to(number)) == "C01"
-    api.clock.now = T0 + timedelta(seconds=179)
-    assert (await api.parts.timers.tick(api.clock.now))["expired"] == 0
-    api.clock.now = T0 + timedelta(seconds=181)
-    assert (await api.parts.timers.tick(api.clock.now))["expired"] == 1
-    assert await wait_for(lambda: api.dispatched_to(number)) == "C02"
-    version = (await api.ticket(number))["version"]
-    code, _ = await api.call("POST", f"/api/tickets/{number}/actions/decline", "dispatcher",
-                             {"expected_version": version, "reason": "车辆故障"})
+async def test_acceptance_timeout_and_decline_go_to_the_next_crew(dispatch_api):
+    number = await dispatch_api.create()
+    assert await wait_for(lambda: dispatch_api.dispatched_to(number)) == "C01"
+    dispatch_api.clock.now = T0 + timedelta(seconds=179)
+    assert (await dispatch_api.parts.timers.tick(dispatch_api.clock.now))["expired"] == 0
+    dispatch_api.clock.now = T0 + timedelta(seconds=181)
+    assert (await dispatch_api.parts.timers.tick(dispatch_api.clock.now))["expired"] == 1
+    assert await wait_for(lambda: dispatch_api.dispatched_to(number)) == "C02"
+    version = (await dispatch_api.ticket(number))["version"]
+    code, _ = await dispatch_api.call("POST", f"/api/tickets/{number}/actions/decline", "dispatcher",
+                                      {"expected_version": version, "reason": "车辆故障"})
     assert code == 200
-    assert await wait_for(lambda: api.dispatched_to(number)) == "C03"  # the far one is the last left
-    ticket = await api.ticket(number)
+    assert await wait_for(lambda: dispatch_api.dispatched_to(number)) == "C03"  # the far one is the last left
+    ticket = await dispatch_api.ticket(number)
     assert ticket["declined_by"] == ["C01", "C02"]
 
 
-async def test_recommended_ticket_timing_out_alerts_the_dispatcher(api):
-    number = await api.create(urgency="urgent")
-    version = (await api.ticket(number))["version"]
-    code, _ = await api.call("POST", f"/api/tickets/{number}/assign", body={"crew_id": "C01", "expected_version": version})
+async def test_recommended_ticket_timing_out_alerts_the_dispatcher(dispatch_api):
+    number = await dispatch_api.create(urgency="urgent")
+    version = (await dispatch_api.ticket(number))["version"]
+    code, _ = await dispatch_api.call("POST", f"/api/tickets/{number}/assign", body={"crew_id": "C01", "expected_version": version})
     assert code == 200
-    api.clock.now = T0 + timedelta(seconds=200)
-    await api.parts.timers.tick(api.clock.now)
-    alarms = await wait_for(lambda: _alarms(api, f"{number}|accept_timeout"))
+    dispatch_api.clock.now = T0 + timedelta(seconds=200)
+    await dispatch_api.parts.timers.tick(dispatch_api.clock.now)
+    alarms = await wait_for(lambda: dispatch_api.alarms(f"{number}|accept_timeout"))
     assert alarms[0]["level"] == "warning" and "超时未接单" in alarms[0]["text"]
-    assert (await api.ticket(number))["state"] == "declined"
-    rec = await api.parts.store.recommendation(number)
+    assert (await dispatch_api.ticket(number))["state"] == "declined"
+    rec = await dispatch_api.parts.store.recommendation(number)
     assert "C01" not in [r["crew_id"] for r in rec["recommendations"]]
-    version = (await api.ticket(number))["version"]
-    await api.call("POST", f"/api/tickets/{number}/assign", body={"crew_id": "C02", "expected_version": version})
-    assert await wait_for(lambda: _no_alarm(api, f"{number}|accept_timeout"))
+    version = (await dispatch_api.ticket(number))["version"]
+    await dispatch_api.call("POST", f"/api/tickets/{number}/assign", body={"crew_id": "C02", "expected_version": version})
+    assert await wait_for(lambda: _no_alarm(dispatch_api, f"{number}|accept_timeout"))
 
 
-async def _alarms(api, alarm_id):
-    code, body = await api.call("GET", "/api/ticket-alarms")
-    return [a for a in body["alarms"] if a["alarm_id"] == alarm_id]
+async def _no_alarm(dispatch_api, alarm_id):
+    return not await dispatch_api.alarms(alarm_id)
 
 
-async def _no_alarm(api, alarm_id):
-    return not await _alarms(api, alarm_id)
-
-
-async def test_gps_arrival_is_recorded_and_counts_for_the_arrival_limit(api):
-    number = await api.create()
-    assert await wait_for(lambda: api.dispatched_to(number)) == "C01"
+async def test_gps_arrival_is_recorded_and_counts_for_the_arrival_limit(dispatch_api):
+    number = await dispatch_api.create()
+    assert await wait_for(lambda: dispatch_api.dispatched_to(number)) == "C01"
     for action in ("accept", "depart"):
-        version = (await api.ticket(number))["version"]
-        await api.call("POST", f"/api/tickets/{number}/actions/{action}", "crew", {"expected_version": version})
-    api.clock.now = T0 + timedelta(minutes=10)
-    await api.fix("V01", (400, 200), api.clock.now)  # 300 m away: not yet
-    assert (await api.parts.timers.tick(api.clock.now))["arrived"] == 0
-    api.clock.now = T0 + timedelta(minutes=12)
-    await api.fix("V01", (160, 200), api.clock.now)  # 60 m away: arrived
-    assert (await api.parts.timers.tick(api.clock.now))["arrived"] == 1
-    assert (await api.parts.timers.tick(api.clock.now))["arrived"] == 0  # once per dispatch
-    code, timeline = await api.call("GET", f"/api/tickets/{number}/timeline")
+        version = (await dispatch_api.ticket(number))["version"]
+        await dispatch_api.call("POST", f"/api/tickets/{number}/actions/{action}", "crew", {"expected_version": version})
+    dispatch_api.clock.now = T0 + timedelta(minutes=10)
+    await dispatch_api.fix("V01", (400, 200), dispatch_api.clock.now)  # 300 m away: not yet
+    assert (await dispatch_api.parts.timers.tick(dispatch_api.clock.now))["arrived"] == 0
+    dispatch_api.clock.now = T0 + timedelta(minutes=12)
+    await dispatch_api.fix("V01", (160, 200), dispatch_api.clock.now)  # 60 m away: arrived
+    assert (await dispatch_api.parts.timers.tick(dispatch_api.clock.now))["arrived"] == 1
+    assert (await dispatch_api.parts.timers.tick(dispatch_api.clock.now))["arrived"] == 0  # once per dispatch
+    code, timeline = await dispatch_api.call("GET", f"/api/tickets/{number}/timeline")
     notes = [e["data"]["data"] for e in timeline["events"] if e["action"] == "note" and "gps_arrival" in e["data"]["data"]]
     assert len(notes) == 1 and notes[0]["gps_arrival"].startswith("2026-11-22T02:12:00")
     assert notes[0]["distance_m"] == pytest.approx(60, abs=2) and notes[0]["vehicle_id"] == "V01"
-    api.clock.now = T0 + timedelta(minutes=50)  # past the 45-minute arrival limit; the button was never pressed
-    await api.parts.timers.tick(api.clock.now)
-    assert not await _alarms(api, f"{number}|arrive")
+    dispatch_api.clock.now = T0 + timedelta(minutes=50)  # past the 45-minute arrival limit; the button was never pressed
+    await dispatch_api.parts.timers.tick(dispatch_api.clock.now)
+    assert not await dispatch_api.alarms(f"{number}|arrive")
 
 
 @pytest.mark.parametrize("minutes, level", [(20, None), (25, "warning"), (31, "overdue")])
-async def test_escalation_alarm_by_share_of_the_dispatch_limit(api, minutes, level):
-    number = await api.create(urgency="normal")  # normal repair: dispatch within 30 minutes
-    api.clock.now = T0 + timedelta(minutes=minutes)
-    await api.parts.timers.tick(api.clock.now)
-    found = await _alarms(api, f"{number}|dispatch")
+async def test_escalation_alarm_by_share_of_the_dispatch_limit(dispatch_api, minutes, level):
+    number = await dispatch_api.create(urgency="normal")  # normal repair: dispatch within 30 minutes
+    dispatch_api.clock.now = T0 + timedelta(minutes=minutes)
+    await dispatch_api.parts.timers.tick(dispatch_api.clock.now)
+    found = await dispatch_api.alarms(f"{number}|dispatch")
     assert [a["level"] for a in found] == ([] if level is None else [level])
     if level is not None:
-        version = (await api.ticket(number))["version"]
-        await api.call("POST", f"/api/tickets/{number}/assign", body={"crew_id": "C01", "expected_version": version})
-        await api.parts.timers.tick(api.clock.now)
-        assert not await _alarms(api, f"{number}|dispatch")
+        version = (await dispatch_api.ticket(number))["version"]
+        await dispatch_api.call("POST", f"/api/tickets/{number}/assign", body={"crew_id": "C01", "expected_version": version})
+        await dispatch_api.parts.timers.tick(dispatch_api.clock.now)
+        assert not await dispatch_api.alarms(f"{number}|dispatch")
 
 
-async def test_joint_assignment_beats_greedy_and_can_be_applied(api):
-    stop_auto = api.parts.dispatch.auto
-    api.parts.dispatch.auto = False  # keep both tickets in the pool
+async def test_joint_assignment_beats_greedy_and_can_be_applied(dispatch_api):
+    stop_auto = dispatch_api.parts.dispatch.auto
+    dispatch_api.parts.dispatch.auto = False  # keep both tickets in the pool
     try:
-        await api.fix("V02", (2600, 200), T0)
-        first = await api.create(xy=(2000, 200))                       # emergency: C01 50 s, C02 60 s
-        second = await api.create(xy=(1000, 200), urgency="normal",  # normal: C01 50 s, C02 160 s
-                                  caller_phone="13900001111")
-        code, body = await api.call("POST", "/api/dispatch/joint", body={"numbers": [first, second]})
+        await dispatch_api.fix("V02", (2600, 200), T0)
+        first = await dispatch_api.create(xy=(2000, 200))                       # emergency: C01 50 s, C02 60 s
+        second = await dispatch_api.create(xy=(1000, 200), urgency="normal",  # normal: C01 50 s, C02 160 s
+                                           caller_phone="13900001111")
+        code, body = await dispatch_api.call("POST", "/api/dispatch/joint", body={"numbers": [first, second]})
         assert code == 200, body
         joint = {a["number"]: a["crew_id"] for a in body["assignments"]}
         greedy = {a["number"]: a["crew_id"] for a in body["greedy"]}
@@ -267,29 +145,29 @@ async def test_joint_assignment_beats_greedy_and_can_be_applied(api):
         assert body["total_weighted_eta_s"] == pytest.approx(4 * 60 + 50, abs=5)
         assert body["greedy_total_weighted_eta_s"] == pytest.approx(4 * 50 + 160, abs=5)
         assert body["gain_s"] > 60 and body["applied"] is False
-        code, body = await api.call("POST", "/api/dispatch/joint", body={"numbers": [first, second], "apply": True})
+        code, body = await dispatch_api.call("POST", "/api/dispatch/joint", body={"numbers": [first, second], "apply": True})
         assert code == 200 and body["applied"] is True
-        assert (await api.dispatched_to(first), await api.dispatched_to(second)) == ("C02", "C01")
-        code, body = await api.call("POST", "/api/dispatch/joint", body={"numbers": [first]})
+        assert (await dispatch_api.dispatched_to(first), await dispatch_api.dispatched_to(second)) == ("C02", "C01")
+        code, body = await dispatch_api.call("POST", "/api/dispatch/joint", body={"numbers": [first]})
         assert code == 400 and "not waiting" in body["error"]["message"]
     finally:
-        api.parts.dispatch.auto = stop_auto
+        dispatch_api.parts.dispatch.auto = stop_auto
 
 
-async def test_crew_board_shows_state_current_ticket_and_fix_age(api):
-    number = await api.create()
-    assert await wait_for(lambda: api.dispatched_to(number)) == "C01"
-    api.clock.now = T0 + timedelta(seconds=45)
-    code, body = await api.call("GET", "/api/crews")
+async def test_crew_board_shows_state_current_ticket_and_fix_age(dispatch_api):
+    number = await dispatch_api.create()
+    assert await wait_for(lambda: dispatch_api.dispatched_to(number)) == "C01"
+    dispatch_api.clock.now = T0 + timedelta(seconds=45)
+    code, body = await dispatch_api.call("GET", "/api/crews")
     rows = {r["crew_id"]: r for r in body["crews"]}
     assert (rows["C01"]["state"], rows["C01"]["current_ticket"], rows["C01"]["fix_age_s"]) == ("busy", number, 45.0)
     assert rows["C01"]["fix_stale"] is True and rows["C02"]["state"] == "free"
     assert rows["C04"]["state"] == "off_shift" and rows["C06"]["fix_age_s"] is None
-    code, _ = await api.call("POST", "/api/crews/C04/shift", body={"on_shift": True})
+    code, _ = await dispatch_api.call("POST", "/api/crews/C04/shift", body={"on_shift": True})
     assert code == 200
-    code, body = await api.call("GET", "/api/crews")
+    code, body = await dispatch_api.call("GET", "/api/crews")
     assert {r["crew_id"]: r["state"] for r in body["crews"]}["C04"] == "free"
-    code, _ = await api.call("GET", "/api/crews", "crew")
+    code, _ = await dispatch_api.call("GET", "/api/crews", "crew")
     assert code == 403
 
 

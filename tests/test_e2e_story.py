@@ -20,7 +20,7 @@ import pytest
 
 from command.grouping import reports_onset
 from command.ticket_model import Category
-from tests.procs import PASSWORD, start_demo
+from tests.procs import DemoClient, start_demo
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(420)]
 
@@ -30,40 +30,12 @@ GAS_CALL = {"channel": "phone", "category": "gas", "type": "repair", "urgency": 
             "description": "楼道里有很浓的煤气味，怀疑燃气泄漏，已经开窗"}
 
 
-class Api:
-    """A logged-in JSON client of the demo."""
-
-    def __init__(self, base: str, user: str):
-        self.base = base
-        self.token = self._call("POST", "/api/login", {"username": user, "password": PASSWORD})[1]["token"]
-
-    def _call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-        request = urllib.request.Request(self.base + path, method=method,
-                                         data=None if body is None else json.dumps(body).encode())
-        request.add_header("Content-Type", "application/json")
-        if getattr(self, "token", None):
-            request.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(request, timeout=15) as response:
-                return response.status, json.loads(response.read() or b"{}")
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"{}")
-
-    def get(self, path: str) -> dict:
-        status, body = self._call("GET", path)
-        assert status == 200, f"GET {path}: {status} {body}"
-        return body
-
-    def post(self, path: str, body: dict) -> tuple[int, dict]:
-        return self._call("POST", path, body)
-
-
 def _metres(a: tuple[float, float], b: tuple[float, float]) -> float:
     k = math.cos(math.radians(a[1]))
     return math.hypot((a[0] - b[0]) * 111_320 * k, (a[1] - b[1]) * 111_320)
 
 
-def _events(api: Api, number: str) -> list[dict]:
+def _events(api: DemoClient, number: str) -> list[dict]:
     return api.get(f"/api/tickets/{number}/timeline")["events"]
 
 
@@ -87,7 +59,7 @@ def _dma_points(data_dir) -> set[str]:
 BURST_POINT = (119.7504597, 36.3783181)  # simulators/scenarios/main_burst.toml: the burst and its calls (200 m)
 
 
-def _burst_calls(api: Api) -> list[dict]:
+def _burst_calls(api: DemoClient) -> list[dict]:
     """Every water ticket placed within 200 m of the burst, whatever its state."""
     found: dict[str, dict] = {}
     for state in ("open", "resolved", "callback", "closed"):
@@ -98,13 +70,13 @@ def _burst_calls(api: Api) -> list[dict]:
     return list(found.values())
 
 
-def _primary_has_crew(api: Api, incident_id: str, by_number: dict) -> bool:
+def _primary_has_crew(api: DemoClient, incident_id: str, by_number: dict) -> bool:
     primary = api.get(f"/api/incidents/{incident_id}")["primary"]
     ticket = by_number.get(primary) or api.get(f"/api/tickets/{primary}")
     return bool(ticket["crew_id"])
 
 
-def _handled_once(dispatcher: Api, agent: Api, seen: dict) -> None:
+def _handled_once(dispatcher: DemoClient, agent: DemoClient, seen: dict) -> None:
     """Issue #24's check of the burst: its calls are ONE incident whose primary is the burst call or
     the alarm's ticket; resolving the incident (by its crew, else here as the dispatcher) resolves
     every call with an event of its own and queues its callback (or the callback desk made it)."""
@@ -151,7 +123,7 @@ def _handled_once(dispatcher: Api, agent: Api, seen: dict) -> None:
         assert not dispatched or m["number"] == incident["primary"], f"symptom call {m['number']} had a crew"
 
 
-def _file_gas_call(agent: Api, dispatcher: Api) -> tuple[str, str, tuple[float, float]]:
+def _file_gas_call(agent: DemoClient, dispatcher: DemoClient) -> tuple[str, str, tuple[float, float]]:
     """A gas-leak call at an address 120-400 m from a free gas crew's vehicle."""
     crews = [c for c in dispatcher.get("/api/crews")["crews"]
              if "gas" in c["skills"] and c["state"] == "free" and c["lon"] is not None and not c["fix_stale"]]
@@ -173,7 +145,7 @@ def test_the_main_burst_story_closes_the_loop_by_itself(tmp_path):
                       SENSOR_CHECK_S="1")
     seen: dict[str, object] = {}
     try:
-        agent, dispatcher = Api(demo.base, "agent"), Api(demo.base, "dispatcher")
+        agent, dispatcher = DemoClient(demo.base, "agent"), DemoClient(demo.base, "dispatcher")
         dma03 = _dma_points(demo.data_dir)
         gas_number, gas_near_crew, gas_point = _file_gas_call(agent, dispatcher)
         seen["gas_ticket"] = (gas_number, "filed near crew", gas_near_crew)

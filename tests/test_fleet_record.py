@@ -13,8 +13,7 @@ import pytest
 from store.accounts import AccountStore
 from store.fleet import AdminStore, Audit, FleetRefused, FleetStore
 from store.devices import Device, DeviceStore
-from tests.test_admin_crews import api  # noqa: F401  (the admin API fixture on the river city)
-from tests.test_dispatch_service import PASSWORD, T0
+from tests.conftest import PASSWORD, T0
 
 pytestmark = [pytest.mark.integration]
 
@@ -25,64 +24,64 @@ def _without_live(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k not in LIVE_FIELDS} for row in rows]
 
 
-async def _record(api) -> dict:
+async def _record(admin_api) -> dict:
     """Everything the admin API shows of the record."""
-    users = (await api.admin("GET", "/api/admin/users"))["users"]
-    crews = (await api.admin("GET", "/api/admin/crews"))["crews"]
-    vehicles = (await api.admin("GET", "/api/admin/vehicles"))["vehicles"]
-    audit = (await api.admin("GET", "/api/admin/audit?limit=500"))["entries"]
-    devices = (await api.admin("GET", "/api/admin/devices"))["devices"]
+    users = (await admin_api.admin("GET", "/api/admin/users"))["users"]
+    crews = (await admin_api.admin("GET", "/api/admin/crews"))["crews"]
+    vehicles = (await admin_api.admin("GET", "/api/admin/vehicles"))["vehicles"]
+    audit = (await admin_api.admin("GET", "/api/admin/audit?limit=500"))["entries"]
+    devices = (await admin_api.admin("GET", "/api/admin/devices"))["devices"]
     return {"users": users, "crews": _without_live(crews), "vehicles": _without_live(vehicles), "audit": audit,
             "devices": devices}
 
 
-async def test_a_redis_flushall_loses_no_account_crew_vehicle_shift_device_or_audit_entry(api):  # noqa: F811
-    await api.admin("POST", "/api/admin/users", {"name": "crew9", "role": "crew", "crew_id": "C01",
-                                                 "password": PASSWORD}, expect=201)
-    await api.admin("POST", "/api/admin/vehicles", {"vehicle_id": "V20", "plate": "鲁G·F0020", "kind": "suction",
-                                                    "unit_id": "WAT01"}, expect=201)
-    await api.admin("POST", "/api/admin/crews", {"crew_id": "C20", "crew_name": "排水抢险班", "unit_id": "WAT01",
-                                                 "skills": ["drainage"], "vehicle_id": "V20", "members": ["crew9"]},
-                    expect=201)
-    await api.admin("PUT", "/api/admin/crews/C20/shift", {"on_shift": False, "ends_at": "2026-11-22T10:00:00Z"})
-    await api.admin("PATCH", "/api/admin/users/agent", {"display": "坐席 王芳(夜班)"})
-    await api.admin("POST", "/api/admin/devices", {"kind": "vehicle", "device_id": "V20"}, expect=201)
-    before = await _record(api)
+async def test_a_redis_flushall_loses_no_account_crew_vehicle_shift_device_or_audit_entry(admin_api):
+    await admin_api.admin("POST", "/api/admin/users", {"name": "crew9", "role": "crew", "crew_id": "C01",
+                                                       "password": PASSWORD}, expect=201)
+    await admin_api.admin("POST", "/api/admin/vehicles", {"vehicle_id": "V20", "plate": "鲁G·F0020", "kind": "suction",
+                                                          "unit_id": "WAT01"}, expect=201)
+    await admin_api.admin("POST", "/api/admin/crews", {"crew_id": "C20", "crew_name": "排水抢险班", "unit_id": "WAT01",
+                                                       "skills": ["drainage"], "vehicle_id": "V20", "members": ["crew9"]},
+                          expect=201)
+    await admin_api.admin("PUT", "/api/admin/crews/C20/shift", {"on_shift": False, "ends_at": "2026-11-22T10:00:00Z"})
+    await admin_api.admin("PATCH", "/api/admin/users/agent", {"display": "坐席 王芳(夜班)"})
+    await admin_api.admin("POST", "/api/admin/devices", {"kind": "vehicle", "device_id": "V20"}, expect=201)
+    before = await _record(admin_api)
     assert {"user.create", "vehicle.create", "crew.create", "shift.set", "user.update", "fleet.seed",
             "device.issue"} <= {e["action"] for e in before["audit"]}
 
-    await api.store.redis.flushall()
-    api.tokens.clear()  # the sessions were in Redis: everyone logs in again, with the same passwords
-    after = await _record(api)
+    await admin_api.store.redis.flushall()
+    admin_api.tokens.clear()  # the sessions were in Redis: everyone logs in again, with the same passwords
+    after = await _record(admin_api)
     assert after == before
     crew20 = next(c for c in after["crews"] if c["crew_id"] == "C20")
     assert (crew20["vehicle_id"], crew20["plate"], crew20["members"], crew20["on_shift"], crew20["shift_ends_at"]) == \
         ("V20", "鲁G·F0020", ["crew9"], False, "2026-11-22T10:00:00Z")
-    code, me = await api.call("GET", "/api/field/assignments", "crew9")
+    code, me = await admin_api.call("GET", "/api/field/assignments", "crew9")
     assert code == 200 and me["crew_id"] == "C20"
-    code, board = await api.call("GET", "/api/crews")  # dispatch's registry still knows the crew
+    code, board = await admin_api.call("GET", "/api/crews")  # dispatch's registry still knows the crew
     assert code == 200 and "C20" in {r["crew_id"] for r in board["crews"]}
 
 
-async def test_two_admins_racing_for_one_plate_or_one_vehicle_leave_one_winner(api):  # noqa: F811
+async def test_two_admins_racing_for_one_plate_or_one_vehicle_leave_one_winner(admin_api):
     for n in range(3):
         plate = f"鲁G·R00{n}1"
-        replies = await asyncio.gather(*(api.call("POST", "/api/admin/vehicles", "admin", {
+        replies = await asyncio.gather(*(admin_api.call("POST", "/api/admin/vehicles", "admin", {
             "vehicle_id": f"R{n}{side}", "plate": plate, "kind": "repair", "unit_id": "PWR01"}) for side in "AB"))
         codes = sorted((code, (reply.get("error") or {}).get("code")) for code, reply in replies)
         assert codes == [(201, None), (409, "plate_taken")], replies
-        rows = await api.store.db.fetch("SELECT vehicle_id FROM vehicles WHERE plate = %s", (plate,))
+        rows = await admin_api.store.db.fetch("SELECT vehicle_id FROM vehicles WHERE plate = %s", (plate,))
         assert len(rows) == 1
 
-    await api.admin("POST", "/api/admin/vehicles", {"vehicle_id": "V30", "plate": "鲁G·R0030", "kind": "repair",
-                                                    "unit_id": "PWR01"}, expect=201)
-    replies = await asyncio.gather(*(api.call("PATCH", f"/api/admin/crews/{crew}", "admin", {"vehicle_id": "V30"})
+    await admin_api.admin("POST", "/api/admin/vehicles", {"vehicle_id": "V30", "plate": "鲁G·R0030", "kind": "repair",
+                                                          "unit_id": "PWR01"}, expect=201)
+    replies = await asyncio.gather(*(admin_api.call("PATCH", f"/api/admin/crews/{crew}", "admin", {"vehicle_id": "V30"})
                                      for crew in ("C05", "C06")))
     codes = sorted((code, (reply.get("error") or {}).get("code")) for code, reply in replies)
     assert codes == [(200, None), (409, "vehicle_assigned")], replies
-    holders = await api.store.db.fetch("SELECT crew_id FROM crews WHERE vehicle_id = 'V30'")
+    holders = await admin_api.store.db.fetch("SELECT crew_id FROM crews WHERE vehicle_id = 'V30'")
     assert len(holders) == 1
-    log = (await api.admin("GET", "/api/admin/audit?target=vehicle:V30"))["entries"]
+    log = (await admin_api.admin("GET", "/api/admin/audit?target=vehicle:V30"))["entries"]
     assert [e["action"] for e in log] == ["vehicle.create"]  # the refused side left no audit row
 
 
@@ -262,12 +261,12 @@ async def test_seeding_adds_once_and_never_overwrites(database_url):
         await db.close()
 
 
-async def test_a_dispatcher_s_shift_change_is_audited_too(api):  # noqa: F811
-    code, reply = await api.call("POST", "/api/crews/C03/shift", "dispatcher",
-                                 {"on_shift": False, "ends_at": "2026-11-22T12:00:00Z"})
+async def test_a_dispatcher_s_shift_change_is_audited_too(admin_api):
+    code, reply = await admin_api.call("POST", "/api/crews/C03/shift", "dispatcher",
+                                       {"on_shift": False, "ends_at": "2026-11-22T12:00:00Z"})
     assert code == 200, reply
-    entry = (await api.admin("GET", "/api/admin/audit?target=crew:C03"))["entries"][0]
+    entry = (await admin_api.admin("GET", "/api/admin/audit?target=crew:C03"))["entries"][0]
     assert (entry["action"], entry["by"], entry["role"]) == ("shift.set", "dispatcher", "dispatcher")
     assert entry["changes"] == {"on_shift": [True, False], "ends_at": [None, "2026-11-22T12:00:00Z"]}
-    crew = next(c for c in (await api.admin("GET", "/api/admin/crews"))["crews"] if c["crew_id"] == "C03")
+    crew = next(c for c in (await admin_api.admin("GET", "/api/admin/crews"))["crews"] if c["crew_id"] == "C03")
     assert (crew["on_shift"], crew["shift_set_by"]) == (False, "dispatcher")

@@ -6,63 +6,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from shapely.geometry import LineString, Point, box
 
 from gis import crs as gcrs
 from gis.lookup import OpenTickets, SpatialLookup, UnknownCategory, open_tickets_near
 
-from tests.cities import write_city
+from tests.cities import LOOKUP_LAYERS, write_city
 
 # West half [119.70, 119.75] and east half [119.75, 119.80] of [36.35, 36.40]; the shared edge
 # x = 119.75 and the row split y = 36.375 are exact binary fractions, so points on them are
 # exactly on both polygons. Ids are chosen so that "lowest id wins" is not "first in file".
-WEST, EAST = box(119.70, 36.35, 119.75, 36.40), box(119.75, 36.35, 119.80, 36.40)
-LAYERS = {
-    "districts": ("district_id", [{"district_id": "D2", "name": "西区", "g": WEST},
-                                  {"district_id": "D1", "name": "东区", "g": EAST}]),
-    "streets": ("street_id", [{"street_id": "S2", "name": "西街道", "district_id": "D2", "g": WEST},
-                              {"street_id": "S1", "name": "东街道", "district_id": "D1", "g": EAST}]),
-    "grids": ("grid_id", [
-        {"grid_id": "G2", "name": "西南网格", "street_id": "S2", "district_id": "D2",
-         "area_class": "urban", "g": box(119.70, 36.35, 119.75, 36.375)},
-        {"grid_id": "G4", "name": "西北网格", "street_id": "S2", "district_id": "D2",
-         "area_class": "rural", "g": box(119.70, 36.375, 119.75, 36.40)},
-        {"grid_id": "G1", "name": "东南网格", "street_id": "S1", "district_id": "D1",
-         "area_class": "urban", "g": box(119.75, 36.35, 119.80, 36.375)},
-        {"grid_id": "G3", "name": "东北网格", "street_id": "S1", "district_id": "D1",
-         "area_class": "remote", "g": box(119.75, 36.375, 119.80, 36.40)}]),
-    "units": ("unit_id", [
-        {"unit_id": "PWR02", "name": "西供电所", "category": "power", "g": WEST},
-        {"unit_id": "PWR01", "name": "东供电所", "category": "power", "g": EAST},
-        {"unit_id": "WAT01", "name": "自来水公司", "category": "water", "g": WEST.union(EAST)},
-        {"unit_id": "GAS01", "name": "燃气公司", "category": "gas", "g": WEST}]),
-    "transformers": ("asset_id", [
-        {"asset_id": "T2", "name": "西台变", "rated_kva": 400, "feeder": "10kV西1线",
-         "g": Point(119.72, 36.37)},
-        {"asset_id": "T1", "name": "东台变", "rated_kva": 630, "feeder": "10kV东1线",
-         "g": Point(119.78, 36.37)}]),
-    "supply_areas": ("area_id", [{"area_id": "TA2", "asset_id": "T2", "name": "西台区", "g": WEST},
-                                 {"area_id": "TA1", "asset_id": "T1", "name": "东台区", "g": EAST}]),
-    "dmas": ("dma_id", [{"dma_id": "DMA01", "name": "一号分区", "g": WEST.union(EAST)}]),
-    "mains": ("main_id", [  # two mains meeting at (119.74, 36.36), a valve at the second one's start
-        {"main_id": "WM1", "diameter_mm": 300, "g": LineString([(119.71, 36.36), (119.74, 36.36)])},
-        {"main_id": "WM2", "diameter_mm": 300, "g": LineString([(119.74, 36.36), (119.74, 36.39)])}]),
-    "valves": ("valve_id", [{"valve_id": "VA1", "main_id": "WM2", "g": Point(119.74, 36.36)}]),
-    "stations": ("station_id", [
-        {"station_id": "PS1", "name": "东供电所", "category": "power", "unit_id": "PWR01",
-         "g": Point(119.76, 36.38)},
-        {"station_id": "PS2", "name": "西供电所", "category": "power", "unit_id": "PWR02",
-         "g": Point(119.75, 36.38)},
-        {"station_id": "WS1", "name": "水厂", "category": "water", "unit_id": "WAT01",
-         "g": Point(119.72, 36.36)}]),
-}
-
-
 @pytest.fixture(params=["file order", "reversed"])
 def lookup(request, tmp_path: Path) -> SpatialLookup:
     """The hand-built city written as GeoJSON + profile, loaded, indexed; both feature orders."""
     step = 1 if request.param == "file order" else -1
-    return SpatialLookup(write_city(tmp_path, {kind: rows[::step] for kind, (_, rows) in LAYERS.items()}))
+    return SpatialLookup(write_city(tmp_path, {kind: rows[::step] for kind, (_, rows) in LOOKUP_LAYERS.items()}))
 
 
 # lon, lat -> district, street, grid, area_class, power unit, 台区, transformer name

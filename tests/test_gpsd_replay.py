@@ -17,8 +17,8 @@ import pytest
 
 from messaging.mqtt import MqttClient
 from ingest import service
+from tests.captures import CAPTURES, CHUNK_LINES, explain, gpsd_positions, replay_backfill
 from tests.conftest import register_vehicles, test_settings, wait_for
-from tests.test_nmea_captures import CAPTURES, CHUNK_LINES, explain, gpsd_positions, replay_backfill
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

@@ -7,76 +7,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 from datetime import datetime, timedelta, timezone
 
 import orjson
 import pytest
 import tornado.httpclient
 import tornado.httpserver
-from shapely.geometry import LineString, Point, box
 
 from servers.embedded import free_port
 from store.live import FixRecord, Store
 from store.tickets import TicketStore
 from services.tickets import TicketManager
 from services.worker import build, watch_changes
-from tests.cities import write_city
+from tests.cities import NETWORK_CITY, ll, write_city
 from tests.conftest import ApiClient, Clock, test_settings, wait_for
 from web import app as webapp
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 PASSWORD = "test-pass-1234"
 T0 = datetime(2026, 12, 7, 2, 0, tzinfo=timezone.utc)
-LON0, LAT0 = 120.0, 36.0
-M_LON = 111_320.0 * math.cos(math.radians(LAT0))
-M_LAT = 110_574.0
-
-
-def ll(x: float, y: float) -> tuple[float, float]:
-    """Local metres (east, north) to WGS84 lon/lat."""
-    return LON0 + x / M_LON, LAT0 + y / M_LAT
-
-
-def area(x0, y0, x1, y1):
-    return box(*ll(x0, y0), *ll(x1, y1))
-
-
-ALL = area(-500, -500, 4000, 4000)
-# Mains: A (0,0)-(1000,0) and B (1000,0)-(2000,0) with a valve at B's start, C (0,3000)-(1000,3000):
-# segments SEG0001 (A), SEG0002 (B), SEG0003 (C), all in one DMA. Three 台区 side by side: TA1
-# and TA2 on feeder F1, TA3 on F2. A water crew and a power crew on the south road.
-CITY = {
-    "districts": [{"district_id": "D1", "name": "测试区", "g": ALL}],
-    "streets": [{"street_id": "S1", "name": "测试街道", "district_id": "D1", "g": ALL}],
-    "grids": [{"grid_id": "G1", "name": "网格", "street_id": "S1", "district_id": "D1", "area_class": "urban", "g": ALL}],
-    "units": [{"unit_id": "WAT01", "name": "自来水公司", "category": "water", "g": ALL},
-              {"unit_id": "PWR01", "name": "供电所", "category": "power", "g": ALL}],
-    "stations": [{"station_id": "WS1", "name": "供水站", "category": "water", "unit_id": "WAT01", "g": Point(ll(0, -10))},
-                 {"station_id": "PS1", "name": "供电所", "category": "power", "unit_id": "PWR01", "g": Point(ll(0, -10))}],
-    "transformers": [{"asset_id": f"T{k}", "name": f"{k}号台变", "rated_kva": 400, "feeder": feeder,
-                      "g": Point(ll(x, 1500))} for k, x, feeder in ((1, 500, "F1"), (2, 1500, "F1"), (3, 3000, "F2"))],
-    "supply_areas": [{"area_id": f"TA{k}", "asset_id": f"T{k}", "name": f"{k}号台区", "g": area(x0, -500, x1, 4000)}
-                     for k, x0, x1 in ((1, -500, 1000), (2, 1000, 2000), (3, 2000, 4000))],
-    "dmas": [{"dma_id": "DMA01", "name": "一号计量分区", "g": ALL}],
-    "mains": [{"main_id": "A", "diameter_mm": 300, "g": LineString([ll(0, 0), ll(1000, 0)])},
-              {"main_id": "B", "diameter_mm": 300, "g": LineString([ll(1000, 0), ll(2000, 0)])},
-              {"main_id": "C", "diameter_mm": 300, "g": LineString([ll(0, 3000), ll(1000, 3000)])}],
-    "valves": [{"valve_id": "VB", "main_id": "B", "g": Point(ll(1000, 0))}],
-    "sensors": [{"sensor_id": "P001", "name": "1号压力监测点", "kind": "pressure", "quantity": "pressure",
-                 "unit": "MPa", "asset_id": "A", "period_s": 300, "g": Point(ll(500, 0))},
-                {"sensor_id": "P002", "name": "2号压力监测点", "kind": "pressure", "quantity": "pressure",
-                 "unit": "MPa", "asset_id": "C", "period_s": 300, "g": Point(ll(500, 3000))}],
-    "roads": [{"road_id": f"R{k}", "name": f"路{k}", "class": "primary", "speed_kmh": 36.0, "oneway": False,
-               "g": LineString([ll(*a), ll(*b)])}
-              for k, a, b in ((1, (0, -10), (2000, -10)), (2, (0, -10), (0, 3010)), (3, (0, 3010), (1000, 3010)))],
-    "crews": [{"vehicle_id": "V01", "crew_id": "C01", "crew_name": "供水抢修班", "unit_id": "WAT01", "station_id": "WS1",
-               "skills": "water", "plate": "鲁G00001", "members": 3, "g": Point(ll(100, -10))},
-              {"vehicle_id": "V02", "crew_id": "C02", "crew_name": "供电抢修班", "unit_id": "PWR01", "station_id": "PS1",
-               "skills": "power", "plate": "鲁G00002", "members": 3, "g": Point(ll(200, -10))}],
-}
-
-
 class Api(ApiClient):
     """The in-process web app with tickets, dispatch and the worker's change watcher."""
 
@@ -126,7 +75,7 @@ async def api(tmp_path, redis_url, database_url):
     settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
     store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
-    city = write_city(tmp_path / "city", CITY) if (tmp_path / "city").mkdir() is None else None
+    city = write_city(tmp_path / "city", NETWORK_CITY) if (tmp_path / "city").mkdir() is None else None
     manager = await asyncio.to_thread(TicketManager.for_city, TicketStore(store.db, store.redis), city, clock=clock)
     parts = await build(store, settings, city, tickets=manager, clock=clock)
     services = webapp.build_services(settings=settings, store=store,

@@ -27,46 +27,19 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.procs import PASSWORD, start_demo
+from tests.procs import DemoClient, start_demo
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(240)]
 
 FIELD_ACTIONS = {"dispatch", "hand_to_crew", "accept", "depart", "arrive", "resolve"}
 
 
-class Api:
-    """A logged-in JSON client of the demo, as one account."""
-
-    def __init__(self, base: str, user: str):
-        self.base, self.user, self.token = base, user, None
-        status, body = self.call("POST", "/api/login", {"username": user, "password": PASSWORD})
-        assert status == 200, (user, status, body)
-        self.token = body["token"]
-
-    def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-        """(status, JSON reply) of one request."""
-        request = urllib.request.Request(self.base + path, method=method,
-                                         data=None if body is None else json.dumps(body).encode())
-        request.add_header("Content-Type", "application/json")
-        if self.token:
-            request.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(request, timeout=15) as response:
-                return response.status, json.loads(response.read() or b"{}")
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"{}")
-
-    def get(self, path: str) -> dict:
-        """GET that must answer 200."""
-        status, body = self.call("GET", path)
-        assert status == 200, f"{self.user} GET {path}: {status} {body}"
-        return body
+class Api(DemoClient):
+    """A logged-in JSON client of the demo, as one account, with the loop's steps."""
 
     def ticket(self, number: str) -> dict:
         """The ticket as this account sees it."""

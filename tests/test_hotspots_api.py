@@ -6,7 +6,7 @@ code and counted; every answer validates against the OpenAPI document."""
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -24,19 +24,18 @@ from gis.lookup import SpatialLookup
 from services.kpi_service import KpiService
 from services.tickets import TicketManager
 from services.ticket_alarms import sensor_sites
-from tests.conftest import Clock, test_settings
-from tests.test_openapi import validate
-from tests.test_ticket_api import PASSWORD, Api
+from tests.apps import TicketApi
+from tests.conftest import PASSWORD, T0, Clock, test_settings
+from tests.openapi_check import validate
 from web import app as webapp
 from web.handlers.openapi import build_document, route_rules
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
-T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)  # Sunday 10:00 in Shanghai
 EPSG = gk_zone_epsg(119.75)  # the zone of the test city's center
 CELL = 250.0
 
 
-class HotspotApi(Api):
+class HotspotApi(TicketApi):
     """The ticket API client, plus the OpenAPI document every answer is checked against."""
 
     document: dict

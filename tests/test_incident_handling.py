@@ -12,8 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from store.incidents import LIVE_INCIDENTS
-from tests.conftest import Clock
-from tests.test_ticket_api import T0, _serve
+from tests.apps import serve_tickets
+from tests.conftest import T0, Clock
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -22,7 +22,7 @@ WEST = [(119.720, 36.360), (119.722, 36.360), (119.724, 36.361)]  # the west tra
 
 @pytest.fixture
 async def api(tmp_path, redis_url, database_url, city):  # noqa: F811
-    server, client = await _serve(tmp_path, redis_url, database_url, city, Clock(T0))
+    server, client = await serve_tickets(tmp_path, redis_url, database_url, city, Clock(T0))
     yield client
     server.stop()
     await server.close_all_connections()

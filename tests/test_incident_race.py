@@ -13,20 +13,20 @@ from store.live import Store
 from store.tickets import TicketStore
 from command.ticket_model import Actor, Role
 from services.tickets import TicketManager
-from tests.cities import write_city
-from tests.test_grouping_service import CITY, T0, area, ll
+from tests.cities import NETWORK_CITY, area, ll, write_city
+from tests.conftest import T0
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 AGENT = Actor("agent", Role.AGENT)
 
 
 # the same city with its DMA cut in two across main A: the segment's calls are in two DMAs
-SPLIT = {**CITY, "dmas": [{"dma_id": "DMA01", "name": "西计量分区", "g": area(-500, -500, 500, 4000)},
+SPLIT = {**NETWORK_CITY, "dmas": [{"dma_id": "DMA01", "name": "西计量分区", "g": area(-500, -500, 500, 4000)},
                           {"dma_id": "DMA02", "name": "东计量分区", "g": area(500, -500, 4000, 4000)}]}
 
 
 @pytest.mark.parametrize("processes", [1, 2])
-@pytest.mark.parametrize("layers", [CITY, SPLIT], ids=["one_dma", "segment_across_two_dmas"])
+@pytest.mark.parametrize("layers", [NETWORK_CITY, SPLIT], ids=["one_dma", "segment_across_two_dmas"])
 async def test_calls_on_one_segment_at_once_are_one_incident(tmp_path, redis_url, database_url, layers, processes):
     """One process: its saves of one moment go as one transaction (group commit) and its area lock
     is per DMA, so two calls of one segment in two DMAs meet only in the store's guard."""

@@ -17,25 +17,15 @@ from ingest import sparkplug_b_pb2 as pb
 from ingest.sensors import SensorRegistry
 from ingest.sparkplug import encode_death, encode_payload
 from services.ticket_alarms import parse_alarm_event
+from tests.cities import SENSOR_ROWS
 from tests.conftest import test_settings, wait_for
 
 pytestmark = [pytest.mark.integration]
 
-ROWS = [
-    {"sensor_id": "P001", "name": "一号压力监测点", "kind": "pressure", "quantity": "pressure", "unit": "MPa",
-     "asset_id": "M1", "period_s": 300, "low_critical": 0.1, "low_warning": 0.15, "high_warning": 0.55,
-     "high_critical": 0.65, "lon": 119.75, "lat": 36.38},
-    {"sensor_id": "L0001", "name": "一号变压器负载率", "kind": "transformer_load", "quantity": "load", "unit": "%",
-     "asset_id": "T1", "period_s": 900, "high_warning": 80.0, "high_critical": 100.0, "rated_kva": 400},
-    {"sensor_id": "F01", "name": "进水流量计", "kind": "flow", "quantity": "flow", "unit": "m3/h", "asset_id": "M2",
-     "period_s": 300, "low_warning": 5.0, "high_warning": 600.0, "sparkplug": "pump7/meter1/Flow"},
-]
-
-
 # -- registry: pure -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("row, deadband, problem", [
-    (ROWS[0], 0.15 * 0.02, None),    # the smaller of the two entry limits (0.55 high, 0.15 low)
+    (SENSOR_ROWS[0], 0.15 * 0.02, None),    # the smaller of the two entry limits (0.55 high, 0.15 low)
     ({"sensor_id": "X1", "unit": "%", "high_critical": 100.0}, 2.0, None),
     ({"sensor_id": "X2", "high_warning": 1.0, "deadband": 0.5}, 0.5, None),
     ({"sensor_id": "X3", "high_warning": 1.0, "low_warning": 2.0}, None, "out of order"),
@@ -59,13 +49,13 @@ def test_registry_rows(row, deadband, problem):
     ("edge1/dev9/Other", "edge1/dev9/Other"),
 ])
 def test_sparkplug_ids_resolve_to_registry_ids(raw, resolved):
-    registry, _ = SensorRegistry.from_rows(ROWS)
+    registry, _ = SensorRegistry.from_rows(SENSOR_ROWS)
     assert registry.resolve(registry.sparkplug_map.get(raw, raw)) == resolved
 
 
 # -- end to end -----------------------------------------------------------------------------------
 
-async def _ingest(tmp_path, redis_url, database_url, mqtt_url, rows=ROWS, **overrides):
+async def _ingest(tmp_path, redis_url, database_url, mqtt_url, rows=SENSOR_ROWS, **overrides):
     store = Store.from_url(redis_url, database_url)
     await store.replace_sensor_registry(rows)
     settings = test_settings(tmp_path, REDIS_URL=redis_url, MQTT_URL=mqtt_url, **overrides)
@@ -262,7 +252,7 @@ async def _link(store, sid, link):
 
 
 async def test_silent_sensor_raises_no_data_then_a_reading_clears_it(tmp_path, redis_url, database_url, mqtt_url):
-    rows = [{**ROWS[0], "period_s": 0.2}]
+    rows = [{**SENSOR_ROWS[0], "period_s": 0.2}]
     store, stop, task, ingest = await _ingest(tmp_path, redis_url, database_url, mqtt_url, rows=rows, SENSOR_CHECK_S=0.2,
                                               SENSOR_NO_DATA_FACTOR=2.0)
     pub = await _publisher(mqtt_url, "sensor-pub-5")

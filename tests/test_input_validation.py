@@ -19,8 +19,8 @@ from command.coordinates import (
 from command.ticket_fields import new_ticket
 from command.ticket_model import SYSTEM_ACTOR
 from services.tickets import TicketManager, service_area_of
-from tests.conftest import Clock
-from tests.test_ticket_api import T0, _serve
+from tests.apps import serve_tickets
+from tests.conftest import T0, Clock
 
 AREA = ServiceArea(119.5, 36.15, 120.0, 36.6)
 
@@ -132,7 +132,7 @@ def test_the_service_area_setting_is_validated(tmp_path):
 @pytest.fixture
 async def vapi(tmp_path, redis_url, database_url, city):  # noqa: F811
     """The ticket API over the test city, with the service area derived from the city."""
-    server, client = await _serve(tmp_path, redis_url, database_url, city, Clock(T0))
+    server, client = await serve_tickets(tmp_path, redis_url, database_url, city, Clock(T0))
     client.manager.service_area = service_area_of(city)
     client.server = server
     for user in ("agent", "dispatcher", "admin"):

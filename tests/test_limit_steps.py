@@ -1,6 +1,6 @@
 """What a timed stage waits on, and the dispatcher's limit alarm's words (command.limit_steps):
 a table over route and state, then the dispatch timers' alarms in-process (the river city of
-tests/test_dispatch_service.py): a complaint waiting for 交办 is alarmed as 交办, never as a crew's
+tests/river.py, the `dispatch_api` fixture): a complaint waiting for 交办 is alarmed as 交办, never as a crew's
 派单 / 接单, and raises no crew alert; a repair's alarm still speaks of 派单."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from command.limit_steps import Step, alarm_text, step_of
 from command.limits import Level, Stage
-from tests.test_dispatch_service import T0, _alarms, api  # noqa: F401  (the in-process dispatch fixture)
+from tests.conftest import T0
 
 CREW_WORDS = ("班组", "派单", "接单", "到场")
 
@@ -70,28 +70,28 @@ def test_a_ticket_not_for_a_station_never_speaks_of_crews(stage, route, state):
 
 @pytest.mark.integration
 @pytest.mark.asyncio
-async def test_the_timers_alarm_a_complaint_waiting_for_assignment_as_jiaoban_and_a_repair_as_dispatch(api):  # noqa: F811
-    complaint = await api.create(type="complaint", urgency="normal", description="营业厅服务态度差")
-    repair = await api.create(urgency="normal", caller_phone="13900002222")  # a normal repair: 派单 within 30 min
-    assert (await api.ticket(complaint))["route"] == "department"
+async def test_the_timers_alarm_a_complaint_waiting_for_assignment_as_jiaoban_and_a_repair_as_dispatch(dispatch_api):
+    complaint = await dispatch_api.create(type="complaint", urgency="normal", description="营业厅服务态度差")
+    repair = await dispatch_api.create(urgency="normal", caller_phone="13900002222")  # a normal repair: 派单 within 30 min
+    assert (await dispatch_api.ticket(complaint))["route"] == "department"
 
-    api.clock.now = T0 + timedelta(minutes=31)
-    await api.parts.timers.tick(api.clock.now)
-    [late] = await _alarms(api, f"{repair}|dispatch")
+    dispatch_api.clock.now = T0 + timedelta(minutes=31)
+    await dispatch_api.parts.timers.tick(dispatch_api.clock.now)
+    [late] = await dispatch_api.alarms(f"{repair}|dispatch")
     assert (late["level"], late["step"], late["route"], late["text"]) == ("overdue", "dispatch", "station", "派单已超时")
-    assert not await _alarms(api, f"{complaint}|dispatch")  # 2 hours to 交办: not yet due
+    assert not await dispatch_api.alarms(f"{complaint}|dispatch")  # 2 hours to 交办: not yet due
 
-    api.clock.now = T0 + timedelta(minutes=100)  # past 80% of the 2 hours
-    await api.parts.timers.tick(api.clock.now)
-    [soon] = await _alarms(api, f"{complaint}|dispatch")
+    dispatch_api.clock.now = T0 + timedelta(minutes=100)  # past 80% of the 2 hours
+    await dispatch_api.parts.timers.tick(dispatch_api.clock.now)
+    [soon] = await dispatch_api.alarms(f"{complaint}|dispatch")
     assert (soon["level"], soon["step"], soon["text"]) == ("warning", "assign", "交办即将超时（中心尚未交办责任单位）")
 
-    api.clock.now = T0 + timedelta(minutes=121)
-    await api.parts.timers.tick(api.clock.now)
-    [late] = await _alarms(api, f"{complaint}|dispatch")
+    dispatch_api.clock.now = T0 + timedelta(minutes=121)
+    await dispatch_api.parts.timers.tick(dispatch_api.clock.now)
+    [late] = await dispatch_api.alarms(f"{complaint}|dispatch")
     assert (late["level"], late["step"], late["route"]) == ("overdue", "assign", "department")
     assert late["text"] == "交办已超时（中心尚未交办责任单位）"
-    code, body = await api.call("GET", "/api/ticket-alarms")
+    code, body = await dispatch_api.call("GET", "/api/ticket-alarms")
     mine = [a for a in body["alarms"] if a["number"] == complaint]
     assert mine and all(a["kind"] == "limit" for a in mine)  # no crew alert (declined, no_candidate, ...)
     assert not any(word in a["text"] for a in mine for word in CREW_WORDS)

@@ -9,118 +9,29 @@ unit and of the units under it (a department its stations'), never a sibling uni
 when one leaves them."""
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any, Callable, Iterable
 
 import orjson
 import pytest
-import tornado.httpclient
-import tornado.httpserver
-import tornado.websocket
 
-from command import accounts
-from servers.embedded import free_port
 from store.live import FixRecord, Store
-from store.accounts import AccountStore
-from store.tickets import TicketStore
-from services.tickets import TicketManager
-from services.worker import build
-from tests.conftest import Clock, close_websocket, test_settings, wait_for
-from tests.test_dispatch_service import CREWS, PASSWORD, T0, Api, ll, river_city
-from tests.test_ingest_sensors import ROWS as SENSORS
-from web import app as webapp
-from web.live import LiveFeed
+from tests.cities import SENSOR_ROWS, ll
+from tests.conftest import close_websocket, wait_for
+from tests.river import CREWS, PHONE, SCOPE, LiveApi, Socket, live_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
-PHONE = "13812341234"
 OFFICE_USERS = ("dispatcher", "supervisor", "admin")
 OWN = {"crew": ("C01", "V01"), "crew2": ("C02", "V02")}  # user -> (crew, its vehicle)
 REVIEWERS = ("team_leader", "coordinator", "director")
 REMOVED = {"number", "version", "open", "removed"}  # the keys of a removal
 
 
-class Socket:
-    """A console on /ws/live: keeps every frame it receives, decoded, and the raw text."""
-
-    def __init__(self, ws: tornado.websocket.WebSocketClientConnection) -> None:
-        self.ws = ws
-        self.frames: list[dict[str, Any]] = []
-        self.raw: list[str] = []
-
-    async def until(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 10.0) -> None:
-        """Read frames until ``predicate(frames)`` holds."""
-        deadline = time.monotonic() + timeout
-        while not predicate(self.frames):
-            message = await asyncio.wait_for(self.ws.read_message(), max(0.1, deadline - time.monotonic()))
-            assert message is not None, "the server closed the socket"
-            self.raw.append(message)
-            self.frames.append(orjson.loads(message))
-
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        return [f for f in self.frames if f["type"] == kind]
-
-    def tickets(self) -> dict[str, dict[str, Any]]:
-        """The newest view of every ticket seen, snapshot and deltas."""
-        out: dict[str, dict[str, Any]] = {}
-        for frame in self.frames:
-            for ticket in frame.get("tickets", []) if frame["type"] in ("snapshot", "tickets") else []:
-                out[ticket["number"]] = ticket
-        return out
-
-    def vehicle_ids(self) -> set[str]:
-        return {v["id"] for f in self.frames if f["type"] in ("snapshot", "vehicles") for v in f["vehicles"]}
-
-
-class LiveApi(Api):
-    """The dispatch tests' client, with the live feed running and WebSocket consoles."""
-
-    feed: LiveFeed
-
-    async def socket(self, user: str, query: str = "") -> Socket:
-        request = tornado.httpclient.HTTPRequest(self.base.replace("http", "ws") + "/ws/live" + query,
-                                                 headers={"Authorization": f"Bearer {await self.token(user)}"})
-        return Socket(await tornado.websocket.websocket_connect(request))
-
-    async def assign(self, number: str, crew_id: str) -> None:
-        code, reply = await self.call("POST", f"/api/tickets/{number}/assign", "dispatcher",
-                                      {"crew_id": crew_id, "expected_version": (await self.ticket(number))["version"]})
-        assert code == 200, reply
-
-
 @pytest.fixture
 async def api(tmp_path, redis_url, database_url):
-    clock = Clock(T0)
-    settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
-    store = Store.from_url(redis_url, database_url)
-    await webapp.bootstrap_accounts(store, settings, demo=True)
-    await AccountStore(store.db).put("crew2", {"role": "crew", "display": "抢修二班", "crew_id": "C02", "active": "1",
-                                              "hash": accounts.hash_password(PASSWORD)})
-    await store.replace_sensor_registry(SENSORS)
-    tickets = TicketStore(store.db, store.redis)
-    manager = TicketManager(tickets, None, clock=clock)
-    city = river_city()
-    parts = await build(store, settings, city, tickets=manager, clock=clock)
-    await parts.dispatch.crews.refresh()
-    feed = LiveFeed(store, batch_ms=50)
-    services = webapp.build_services(settings=settings, store=store, city=city, live=feed,
-                                     tickets=manager, dispatch=parts.dispatch, police=parts.police)
-    await webapp.seed_city(services)  # the city's crews, vehicles and units, as at start-up
-    server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
-    port = free_port()
-    server.listen(port, "127.0.0.1")
-    client = LiveApi(f"http://127.0.0.1:{port}", store, parts, clock)
-    client.feed = feed
-    for _, vehicle_id, _, xy in CREWS:
-        if xy is not None:
-            await client.fix(vehicle_id, xy, T0)
-    feed.start()
-    await wait_for(lambda: len(feed.vehicle_crews) == len(CREWS), timeout=5)
-    yield client
-    await feed.stop()
-    server.stop()
-    await server.close_all_connections()
-    await store.close()
+    """The river city's app with the live feed, a second crew account and the sensors (`tests.river.live_app`)."""
+    async with live_app(tmp_path, redis_url, database_url) as client:
+        yield client
 
 
 async def first_frames(api: LiveApi, users: Iterable[str]) -> dict[str, Socket]:
@@ -219,13 +130,13 @@ async def test_each_role_gets_a_snapshot_of_what_it_may_see(api):
         assert snapshot["type"] == "snapshot"
         assert {t["number"] for t in snapshot["tickets"]} == everything
         assert {v["id"] for v in snapshot["vehicles"]} == all_vehicles
-        assert {s["id"] for s in snapshot["sensors"]} == {r["sensor_id"] for r in SENSORS}
+        assert {s["id"] for s in snapshot["sensors"]} == {r["sensor_id"] for r in SENSOR_ROWS}
         assert [a["alarm_id"] for a in snapshot["alarms"]] == ["P001:high"]
         assert set(snapshot["crews"]) == {c[1] for c in CREWS} and snapshot["today"]["day"]
     (agent,) = sockets["agent"].frames
     assert {t["number"] for t in agent["tickets"]} == everything
     assert {v["id"] for v in agent["vehicles"]} == all_vehicles
-    assert len(agent["sensors"]) == len(SENSORS) and [a["alarm_id"] for a in agent["alarms"]] == ["P001:high"]
+    assert len(agent["sensors"]) == len(SENSOR_ROWS) and [a["alarm_id"] for a in agent["alarms"]] == ["P001:high"]
     assert agent["crews"] == {}  # the crew board is the dispatchers' (GET /api/crews)
     for user, key in (("crew", "c01"), ("crew2", "c02")):
         crew_id, vehicle_id = OWN[user]
@@ -357,14 +268,6 @@ async def test_the_review_roles_see_every_ticket_and_nothing_else(api):
 
 # ------------------------------------------------------------------ a unit's liaison: unit:<unit_id>
 
-@pytest.fixture
-async def unit_api(tmp_path, redis_url, database_url):
-    """The unit desk tests' app: the units PWR00 → PWR01, PWR02 and WAT00 → WAT01, a liaison each."""
-    from tests.test_unit_desk import unit_app  # that module builds on this one's client
-    async with unit_app(tmp_path, redis_url, database_url) as client:
-        yield client
-
-
 def assert_unit_frames(socket: Socket, units: set[str]) -> None:
     """Every frame a liaison's console received holds tickets of its units (or the removal of one
     that left them), and nothing else: no vehicle, sensor, alarm, crew or count, no caller."""
@@ -385,8 +288,7 @@ def _has(number: str, **fields: Any) -> Callable[[list[dict[str, Any]]], bool]:
 
 
 async def test_a_liaison_gets_a_snapshot_of_its_units_tickets(unit_api):
-    from tests.test_unit_desk import SCOPE, _spread
-    numbers = await _spread(unit_api)
+    numbers = await unit_api.spread()
     sockets = await first_frames(unit_api, SCOPE)
     for user, units in SCOPE.items():
         (snapshot,) = sockets[user].frames
@@ -399,9 +301,8 @@ async def test_a_liaison_gets_a_snapshot_of_its_units_tickets(unit_api):
 
 
 async def test_a_liaison_gets_its_units_deltas_and_removals_and_a_resume_keeps_the_scope(unit_api):
-    from tests.test_unit_desk import SCOPE, _spread
     api = unit_api
-    numbers = await _spread(api)
+    numbers = await api.spread()
     users = ("unit-pwr00", "unit-pwr01", "unit-pwr02", "dispatcher")
     sockets = {user: await api.socket(user) for user in users}
     pwr00, pwr01, pwr02, office = (sockets[u] for u in users)

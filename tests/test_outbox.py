@@ -14,7 +14,6 @@ from store import redis_client
 from store.outbox import RELAY_LOCK_KEY, ChangeRelay
 from store.ticket_publish import CHANGES_STREAM, LIVE_TICKETS, publish_changes
 from tests.conftest import wait_for
-from tests.test_dispatch_service import api  # noqa: F401  (the fixture: the app with the dispatch worker)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -240,29 +239,30 @@ async def _subscribed(store) -> bool:
     return all(counts.values())
 
 
-async def test_after_a_wipe_the_dispatch_worker_looks_at_the_pool_again(api):
+async def test_after_a_wipe_the_dispatch_worker_looks_at_the_pool_again(dispatch_api):
     """A new emergency ticket whose creation never reached the worker (published, then wiped
     before it was read; here: never published) is dispatched once the worker finds its consumer
     group gone."""
     from store.tickets import TicketStore
     from command.ticket_model import Actor, Role
     from services.tickets import TicketManager
-    from tests.test_dispatch_service import CREWS, TICKET_XY, ll
+    from tests.cities import ll
+    from tests.river import CREWS, TICKET_XY
 
-    silent = TicketManager(TicketStore(api.store.db, None), None, clock=api.clock)  # publishes nothing
+    silent = TicketManager(TicketStore(dispatch_api.store.db, None), None, clock=dispatch_api.clock)  # publishes nothing
     lon, lat = ll(*TICKET_XY)
     created = await silent.create({"channel": "phone", "category": "power", "type": "repair", "urgency": "emergency",
                                    "description": "整条街停电", "caller_phone": "13812341234", "lon": lon, "lat": lat},
                                   Actor("agent", Role.AGENT))
     number = created.record.ticket.number
     await asyncio.sleep(0.5)
-    assert await api.dispatched_to(number) is None  # the worker never heard of it
-    await api.store.redis.flushall()
-    api.tokens.clear()  # the sessions went with Redis
+    assert await dispatch_api.dispatched_to(number) is None  # the worker never heard of it
+    await dispatch_api.store.redis.flushall()
+    dispatch_api.tokens.clear()  # the sessions went with Redis
     for _, vehicle_id, _, xy in CREWS:  # the vehicles report again (the worker gives them 5 s)
         if xy is not None:
-            await api.fix(vehicle_id, xy, api.clock())
-    await wait_for(lambda: api.dispatched_to(number), timeout=20)
+            await dispatch_api.fix(vehicle_id, xy, dispatch_api.clock())
+    await wait_for(lambda: dispatch_api.dispatched_to(number), timeout=20)
 
 
 async def test_kpi_service_sweeps_when_a_wipe_took_changes_it_had_not_read(redis_url, database_url):

@@ -13,7 +13,7 @@ import tornado.websocket
 
 from servers.embedded import port_open
 from tests.conftest import close_websocket
-from tests.procs import PASSWORD, alive, start_demo
+from tests.procs import alive, start_demo
 
 pytestmark = pytest.mark.process
 

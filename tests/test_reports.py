@@ -6,7 +6,8 @@ filters, errors and roles; the drill-down; and the CSV/XLSX exports, opened with
 holding the API report's numbers with masked phones.
 
 Floats are compared after rounding to 9 significant digits: the two paths sum the same durations
-in a different row order, which may change a mean's last bit and nothing else."""
+in a different row order, which may change a mean's last bit and nothing else. The app and the day
+of tickets: tests/reporting.py (the `reports_app` fixture)."""
 from __future__ import annotations
 
 import asyncio
@@ -28,162 +29,21 @@ import orjson
 import psutil
 import pytest
 import redis as redis_sync
-import tornado.httpclient
-import tornado.httpserver
 
-from config.city import CityLayers
 from servers.embedded import free_port, start_redis
 from store.live import Store
 from store.tickets import TicketStore
 from store.ticket_publish import CHANGES_STREAM
-from command.ticket_model import Actor, Role
 from gis.lookup import SpatialLookup
-from services.kpi_query import parse_query, report_payload, state_payload
-from services.kpi_service import KpiService, KpiUnavailable, rebuild_from_db
+from services.kpi_query import parse_query, report_payload
+from services.kpi_service import KpiService, KpiUnavailable
 from services.tickets import TicketManager
-from services.ticket_alarms import sensor_sites
-from tests.conftest import ApiClient, Clock, ROOT, test_settings, wait_for
-from tests.procs import start_demo
-from web import app as webapp
+from tests.conftest import ROOT, T0, Clock, wait_for
+from tests.procs import start_demo, walk_a_ticket
+from tests.reporting import DISPATCHER, EAST, M, QUERIES, WEST, Driver, as_args, crew, drive_story, rebuilt, rounded
 from web.report_export import minutes, percent
 
 pytestmark = [pytest.mark.integration]  # async tests run in asyncio mode "auto" (pytest.ini)
-PASSWORD = "test-pass-1234"
-UTC = timezone.utc
-T0 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
-M = timedelta(minutes=1)
-PHONE = "13812341234"
-AGENT, DISPATCHER = Actor("agent", Role.AGENT), Actor("dispatcher", Role.DISPATCHER)
-SYSTEM = Actor("system", Role.SYSTEM)
-WEST, EAST = (119.72, 36.36), (119.78, 36.37)  # district D2 (PWR02, WAT01) and D1 (PWR01, WAT01)
-
-
-def rounded(value):
-    """The value with every float rounded to 9 significant digits (dicts and lists walked)."""
-    if isinstance(value, float):
-        return float(f"{value:.9g}")
-    if isinstance(value, dict):
-        return {k: rounded(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [rounded(v) for v in value]
-    return value
-
-
-def crew(crew_id: str) -> Actor:
-    return Actor(f"crew-{crew_id}", Role.CREW, crew_id)
-
-
-class Driver:
-    """Tickets driven through their lifecycle by the real TicketManager, on a settable clock."""
-
-    def __init__(self, manager: TicketManager, clock: Clock) -> None:
-        self.manager, self.clock = manager, clock
-
-    async def step(self, minutes_later: float, number: str, action: str, actor: Actor, **args):
-        self.clock.now += minutes_later * M
-        return await self.manager.act(number, action, args, actor, expected_version=None)
-
-    async def call(self, at: datetime, where=WEST, *, phone: str = PHONE, link: bool = False, **fields) -> str:
-        self.clock.now = at
-        answer = fields.pop("answer", None)
-        body = {"channel": "phone", "category": "power", "type": "repair", "description": "家里停电了",
-                "caller_phone": phone, "lon": where[0], "lat": where[1], **fields}
-        result = await self.manager.create(body, AGENT, link=link, answer=answer)
-        return result.record.ticket.number
-
-    async def field_work(self, number: str, crew_id: str, *, gps: bool = True, decline_first: bool = False):
-        await self.step(4, number, "dispatch", DISPATCHER, crew_id=crew_id)
-        if decline_first:
-            await self.step(2, number, "decline", crew(crew_id), reason="车辆故障")
-            await self.step(3, number, "dispatch", DISPATCHER, crew_id=crew_id)
-        await self.step(2, number, "accept", crew(crew_id))
-        await self.step(1, number, "depart", crew(crew_id))
-        if gps:
-            await self.step(25, number, "arrive", SYSTEM, source="gps")
-        else:
-            await self.step(50, number, "arrive", crew(crew_id))
-        await self.step(40, number, "resolve", crew(crew_id), resolution="已修复")
-
-    async def callback(self, number: str, satisfaction: str, minutes_later: float = 30):
-        self.clock.now += minutes_later * M
-        await self.manager.callback(number, satisfaction, AGENT, expected_version=None)
-
-
-async def drive_story(driver: Driver) -> dict[str, str]:
-    """A day of tickets covering every kind of KPI fact; returns their numbers by role."""
-    n: dict[str, str] = {}
-    n["east_fixed"] = await driver.call(T0, EAST, phone="13900001111")
-    await driver.field_work(n["east_fixed"], "C01")
-    await driver.callback(n["east_fixed"], "satisfied")
-    n["west_rework"] = await driver.call(T0 + 5 * M, WEST, phone="13900002222", category="water")
-    await driver.field_work(n["west_rework"], "C02", gps=False, decline_first=True)
-    await driver.callback(n["west_rework"], "dissatisfied")
-    await driver.field_work(n["west_rework"], "C02")
-    await driver.callback(n["west_rework"], "basically_satisfied")
-    n["answered"] = await driver.call(T0 + 20 * M, EAST, phone="13900003333", type="consultation",
-                                      description="电费怎么交", answer="可在网上营业厅缴纳")
-    n["repeated"] = await driver.call(T0 + 30 * M, WEST, phone="13900004444")
-    await driver.call(T0 + 50 * M, (WEST[0] + 0.0002, WEST[1]), phone="13900004444", link=True, description="还是没电")
-    n["yesterday"] = await driver.call(T0 - timedelta(days=1) + 20 * M, EAST, phone="13900005555", category="gas",
-                                       urgency="emergency")
-    driver.clock.now = T0 + 2 * 60 * M
-    await driver.field_work(n["yesterday"], "C01")
-    n["transferred"] = await driver.call(T0 + 70 * M, EAST, phone="13900006666")
-    await driver.step(3, n["transferred"], "transfer", DISPATCHER, unit_id="PWR02", reason="辖区调整")
-    await driver.step(5, n["transferred"], "cancel", DISPATCHER, reason="重复工单")
-    n["open"] = await driver.call(T0 + 90 * M, WEST, phone="13900007777", category="drainage")
-    return n
-
-
-class App(ApiClient):
-    """The web application in process with the ticket manager and a KpiService, and a client."""
-
-    def __init__(self, base: str, store: Store, manager: TicketManager, kpi: KpiService, clock: Clock) -> None:
-        super().__init__(base, PASSWORD)
-        self.base, self.store, self.manager, self.kpi, self.clock = base, store, manager, kpi, clock
-        self.driver = Driver(manager, clock)
-
-    async def fetch(self, path: str, user: str | None = "supervisor"):
-        headers = await self.auth(user)
-        return await self.http.fetch(tornado.httpclient.HTTPRequest(self.base + path, headers=headers,
-                                                                    follow_redirects=False), raise_error=False)
-
-    async def get(self, path: str, user: str | None = "supervisor", expect: int = 200):
-        response = await self.fetch(path, user)
-        assert response.code == expect, (path, response.code, response.body[:300])
-        return orjson.loads(response.body)
-
-
-@pytest.fixture
-async def app(tmp_path, redis_url, database_url, city):  # noqa: F811
-    settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
-    store = Store.from_url(redis_url, database_url)
-    await webapp.bootstrap_accounts(store, settings, demo=True)
-    tickets = TicketStore(store.db, store.redis)
-    clock = Clock(T0)
-    lookup = SpatialLookup(city)
-    manager = TicketManager(tickets, lookup, sensors=sensor_sites(city, lookup), clock=clock)
-    kpi = KpiService(store.db, store.redis, tz=settings.zone, block_ms=100)
-    await kpi.start()  # on an empty database: everything after this is the incremental path
-    services = webapp.build_services(settings=settings, store=store, city=CityLayers(city), tickets=manager, kpi=kpi)
-    server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
-    port = free_port()
-    server.listen(port, "127.0.0.1")
-    client = App(f"http://127.0.0.1:{port}", store, manager, kpi, clock)
-    client.redis_url, client.database_url = redis_url, database_url
-    client.settings, client.web_settings = settings, server.request_callback.settings
-    yield client
-    server.stop()
-    await server.close_all_connections()
-    await kpi.stop()
-    await store.close()
-
-
-def rebuilt(database_url: str, query: dict, tz) -> dict:
-    """The report of the pure rebuild (`command.kpi.rebuild` over the audit events alone)."""
-    return state_payload(rebuild_from_db(database_url), parse_query(query.get, today=T0.date()), tz)
-
-
 def kpi_command(database_url: str, redis_url: str, data_dir: Path, *args: str) -> dict:
     """Run ``python -m center kpi ...`` as a real process; its report JSON."""
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "MQTT_URL": "mqtt://127.0.0.1:1",
@@ -195,42 +55,33 @@ def kpi_command(database_url: str, redis_url: str, data_dir: Path, *args: str) -
     return orjson.loads(done.stdout)
 
 
-QUERIES = ["period=day&date=2026-11-22", "period=week&date=2026-11-22", "period=month&date=2026-11-22",
-           "period=day&date=2026-11-21", "period=month&date=2026-11-22&category=power",
-           "period=day&date=2026-11-22&district=D2", "period=month&date=2026-11-22&unit=PWR01,WAT01"]
-
-
-def as_args(query: str) -> dict[str, str]:
-    return dict(part.split("=", 1) for part in query.split("&"))
-
-
 # ---------------------------------------------------------------------------- incremental = rebuild
 
-async def test_the_live_service_equals_the_rebuild_and_the_kpi_command(app, tmp_path):
-    numbers = await drive_story(app.driver)
-    tz = app.settings.zone
+async def test_the_live_service_equals_the_rebuild_and_the_kpi_command(reports_app, tmp_path):
+    numbers = await drive_story(reports_app.driver)
+    tz = reports_app.settings.zone
     for query in QUERIES:
-        live = await app.get(f"/api/reports/kpi?{query}")
-        assert rounded(live) == rounded(rebuilt(app.database_url, as_args(query), tz)), query
+        live = await reports_app.get(f"/api/reports/kpi?{query}")
+        assert rounded(live) == rounded(rebuilt(reports_app.database_url, as_args(query), tz)), query
     # a second service started now sweeps (nothing to fold) and reads the same facts; same reports
-    late = KpiService(app.store.db, app.store.redis, tz=tz)
+    late = KpiService(reports_app.store.db, reports_app.store.redis, tz=tz)
     await late.start()
     try:
         for query in QUERIES:
             q = parse_query(as_args(query).get, today=T0.date())
-            assert rounded(await report_payload(late, q, tz)) == rounded(await report_payload(app.kpi, q, tz)), query
+            assert rounded(await report_payload(late, q, tz)) == rounded(await report_payload(reports_app.kpi, q, tz)), query
     finally:
         await late.stop()
     # and the command, a real process reading the events alone
-    command = kpi_command(app.database_url, app.redis_url, tmp_path / "var", "--period", "month",
+    command = kpi_command(reports_app.database_url, reports_app.redis_url, tmp_path / "var", "--period", "month",
                           "--date", "2026-11-22")
-    assert rounded(command) == rounded(await app.get("/api/reports/kpi?period=month&date=2026-11-22"))
-    filtered = kpi_command(app.database_url, app.redis_url, tmp_path / "var", "--period", "day",
+    assert rounded(command) == rounded(await reports_app.get("/api/reports/kpi?period=month&date=2026-11-22"))
+    filtered = kpi_command(reports_app.database_url, reports_app.redis_url, tmp_path / "var", "--period", "day",
                            "--date", "2026-11-22", "--district", "D2")
-    assert rounded(filtered) == rounded(await app.get("/api/reports/kpi?period=day&date=2026-11-22&district=D2"))
+    assert rounded(filtered) == rounded(await reports_app.get("/api/reports/kpi?period=day&date=2026-11-22&district=D2"))
 
     # the story's known numbers (days in Asia/Shanghai: "yesterday" counts on the 21st, resolved on the 22nd)
-    day = (await app.get("/api/reports/kpi?period=day&date=2026-11-22"))["report"]
+    day = (await reports_app.get("/api/reports/kpi?period=day&date=2026-11-22"))["report"]
     assert day["period_start"] == "2026-11-22T00:00:00+08:00" and day["period_end"] == "2026-11-23T00:00:00+08:00"
     assert day["volume"]["tickets"] == 6 and day["volume"]["resolved"] == 4
     assert day["volume"]["by_category"] == {"water": 1, "power": 4, "gas": 0, "heating": 0, "drainage": 1,
@@ -243,84 +94,84 @@ async def test_the_live_service_equals_the_rebuild_and_the_kpi_command(app, tmp_
     # arrival (dispatch → first arrival): 28 min by GPS; 58 min by the button after a decline and re-dispatch
     assert day["times"]["arrival_time_s_count"] == 2 and day["times"]["arrival_time_s_median"] == 43 * 60
     assert {r["unit_id"] for r in day["rankings"]["unit"]} >= {"PWR01", "WAT01", "PWR02"}
-    yesterday = (await app.get("/api/reports/kpi?period=day&date=2026-11-21"))["report"]
+    yesterday = (await reports_app.get("/api/reports/kpi?period=day&date=2026-11-21"))["report"]
     assert (yesterday["volume"]["tickets"], yesterday["volume"]["resolved"]) == (1, 0)
-    month = (await app.get("/api/reports/kpi?period=month&date=2026-11-05"))["report"]
+    month = (await reports_app.get("/api/reports/kpi?period=month&date=2026-11-05"))["report"]
     assert month["volume"]["tickets"] == 7 and len(month["series"]) == 30
-    assert numbers["yesterday"] in [t["number"] for t in (await app.get(
+    assert numbers["yesterday"] in [t["number"] for t in (await reports_app.get(
         "/api/reports/drill?period=day&date=2026-11-22&metric=resolved&limit=500"))["tickets"]]
 
 
-async def test_a_report_right_after_a_write_includes_it_and_repeated_reads_count_once(app):
-    before = (await app.get("/api/reports/kpi?period=day&date=2026-11-22"))["report"]["volume"]["tickets"]
-    number = await app.driver.call(T0 + 5 * M, EAST)
-    after = (await app.get("/api/reports/kpi?period=day&date=2026-11-22"))["report"]
+async def test_a_report_right_after_a_write_includes_it_and_repeated_reads_count_once(reports_app):
+    before = (await reports_app.get("/api/reports/kpi?period=day&date=2026-11-22"))["report"]["volume"]["tickets"]
+    number = await reports_app.driver.call(T0 + 5 * M, EAST)
+    after = (await reports_app.get("/api/reports/kpi?period=day&date=2026-11-22"))["report"]
     assert after["volume"]["tickets"] == before + 1
-    await app.driver.step(3, number, "dispatch", DISPATCHER, crew_id="C01")
+    await reports_app.driver.step(3, number, "dispatch", DISPATCHER, crew_id="C01")
     for _ in range(3):  # catching up again and again applies each event once
-        report = (await app.get("/api/reports/kpi?period=day&date=2026-11-22"))["report"]
+        report = (await reports_app.get("/api/reports/kpi?period=day&date=2026-11-22"))["report"]
         assert (report["volume"]["tickets"], report["times"]["dispatch_time_s_count"]) == (before + 1, 1)
     assert report["times"]["dispatch_time_s_mean"] == 180.0
-    await wait_for(lambda: app.kpi.counters["changes_read"] >= 2)  # two writes: the call, the dispatch
-    stats = app.kpi.stats()
+    await wait_for(lambda: reports_app.kpi.counters["changes_read"] >= 2)  # two writes: the call, the dispatch
+    stats = reports_app.kpi.stats()
     assert stats["ready"] and stats["events_applied"] == 3  # create, link_incident, dispatch: each once
 
 
-async def test_writes_between_the_sweep_and_the_follow_are_neither_missed_nor_counted_twice(app):
-    tz = app.settings.zone
+async def test_writes_between_the_sweep_and_the_follow_are_neither_missed_nor_counted_twice(reports_app):
+    tz = reports_app.settings.zone
     # 40 minutes apart: six separate calls (each its own incident), each dispatched on its own
-    numbers = [await app.driver.call(T0 + i * 40 * M, EAST if i % 2 else WEST, phone=f"1390000{i:04d}") for i in range(6)]
-    await app.kpi.facts.forget()  # the new service folds every ticket again while they change
-    service = KpiService(app.store.db, app.store.redis, tz=tz, batch=2)  # small batches: many sweep and XREAD rounds
+    numbers = [await reports_app.driver.call(T0 + i * 40 * M, EAST if i % 2 else WEST, phone=f"1390000{i:04d}") for i in range(6)]
+    await reports_app.kpi.facts.forget()  # the new service folds every ticket again while they change
+    service = KpiService(reports_app.store.db, reports_app.store.redis, tz=tz, batch=2)  # small batches: many sweep and XREAD rounds
     started = asyncio.create_task(service.start())
     for number in numbers:  # written while the rebuild may be running
-        await app.driver.step(1, number, "dispatch", DISPATCHER, crew_id="C01")
+        await reports_app.driver.step(1, number, "dispatch", DISPATCHER, crew_id="C01")
     await started
     try:
         for number in numbers[:3]:
-            await app.driver.step(1, number, "accept", crew("C01"))
+            await reports_app.driver.step(1, number, "accept", crew("C01"))
         query = parse_query(as_args("period=day&date=2026-11-22").get, today=T0.date())
         live = await report_payload(service, query, tz)
-        assert rounded(live) == rounded(rebuilt(app.database_url, as_args("period=day&date=2026-11-22"), tz))
+        assert rounded(live) == rounded(rebuilt(reports_app.database_url, as_args("period=day&date=2026-11-22"), tz))
         assert live["report"]["times"]["dispatch_time_s_count"] == 6
         assert live["report"]["times"]["acceptance_time_s_count"] == 3
     finally:
         await service.stop()
 
 
-async def test_a_background_sweep_answers_when_ready_and_names_its_progress_before(app):
-    tz = app.settings.zone
-    numbers = [await app.driver.call(T0 + i * M, EAST if i % 2 else WEST, phone=f"1391000{i:04d}") for i in range(4)]
-    await app.kpi.facts.forget()
+async def test_a_background_sweep_answers_when_ready_and_names_its_progress_before(reports_app):
+    tz = reports_app.settings.zone
+    numbers = [await reports_app.driver.call(T0 + i * M, EAST if i % 2 else WEST, phone=f"1391000{i:04d}") for i in range(4)]
+    await reports_app.kpi.facts.forget()
     query = parse_query(as_args("period=day&date=2026-11-22").get, today=T0.date())
-    impatient = KpiService(app.store.db, app.store.redis, tz=tz, batch=1, ready_timeout_s=0.0)
+    impatient = KpiService(reports_app.store.db, reports_app.store.redis, tz=tz, batch=1, ready_timeout_s=0.0)
     impatient._progress = 2  # as the sweep reports it between two batches
     with pytest.raises(KpiUnavailable, match="2 tickets so far"):
         await impatient.current()
-    service = KpiService(app.store.db, app.store.redis, tz=tz, batch=1)
+    service = KpiService(reports_app.store.db, reports_app.store.redis, tz=tz, batch=1)
     await service.start(wait=False)  # returns at once: the web process serves while it sweeps
     try:
-        await app.driver.step(1, numbers[0], "dispatch", DISPATCHER, crew_id="C01")
+        await reports_app.driver.step(1, numbers[0], "dispatch", DISPATCHER, crew_id="C01")
         live = await report_payload(service, query, tz)  # waits for the sweep, then catches up
-        assert rounded(live) == rounded(rebuilt(app.database_url, as_args("period=day&date=2026-11-22"), tz))
+        assert rounded(live) == rounded(rebuilt(reports_app.database_url, as_args("period=day&date=2026-11-22"), tz))
         assert live["report"]["times"]["dispatch_time_s_count"] == 1 and service.stats()["ready"]
     finally:
         await service.stop()
 
 
-async def test_an_unreadable_audit_event_is_logged_counted_and_skipped(app):
-    number = await app.driver.call(T0, EAST)
-    await app.store.db.execute("INSERT INTO ticket_events (number, at, action, event)"
-                               " VALUES (%s, now(), 'note', '\"not an event\"'::jsonb)", (number,))
-    await app.store.redis.xadd(CHANGES_STREAM, {"number": number, "version": "9", "action": "note", "state": "new"})
-    await app.driver.step(2, number, "dispatch", DISPATCHER, crew_id="C01")
-    report = (await app.get("/api/reports/kpi?period=day&date=2026-11-22"))["report"]
+async def test_an_unreadable_audit_event_is_logged_counted_and_skipped(reports_app):
+    number = await reports_app.driver.call(T0, EAST)
+    await reports_app.store.db.execute("INSERT INTO ticket_events (number, at, action, event)"
+                                       " VALUES (%s, now(), 'note', '\"not an event\"'::jsonb)", (number,))
+    await reports_app.store.redis.xadd(CHANGES_STREAM, {"number": number, "version": "9", "action": "note", "state": "new"})
+    await reports_app.driver.step(2, number, "dispatch", DISPATCHER, crew_id="C01")
+    report = (await reports_app.get("/api/reports/kpi?period=day&date=2026-11-22"))["report"]
     assert report["volume"]["tickets"] == 1 and report["times"]["dispatch_time_s_mean"] == 120.0
-    assert app.kpi.counters["bad_events"] == 1
+    assert reports_app.kpi.counters["bad_events"] == 1
 
 
 async def test_the_service_survives_redis_going_away_and_loses_nothing_when_it_comes_back_empty(
-        tmp_path, city, database_url):  # noqa: F811
+        tmp_path, city, database_url):
     port = free_port()
     redis_proc = start_redis(tmp_path / "r", port=port)
     url = f"redis://127.0.0.1:{port}/0"
@@ -376,22 +227,22 @@ async def _pingable(store: Store) -> bool:
 
 # ---------------------------------------------------------------------------- API: filters, errors, roles
 
-async def test_filters_select_the_report_and_are_echoed(app):
-    await drive_story(app.driver)
-    whole = (await app.get("/api/reports/kpi?period=day&date=2026-11-22"))["report"]
-    power = await app.get("/api/reports/kpi?period=day&date=2026-11-22&category=power")
+async def test_filters_select_the_report_and_are_echoed(reports_app):
+    await drive_story(reports_app.driver)
+    whole = (await reports_app.get("/api/reports/kpi?period=day&date=2026-11-22"))["report"]
+    power = await reports_app.get("/api/reports/kpi?period=day&date=2026-11-22&category=power")
     assert power["period"] == {"kind": "day", "date": "2026-11-22", "start": "2026-11-22T00:00:00+08:00",
                                "end": "2026-11-23T00:00:00+08:00"}
     assert power["report"]["filters"] == {"category": "power", "district": None, "unit": None}
     assert power["report"]["volume"]["tickets"] == whole["volume"]["by_category"]["power"] == 4
-    west = (await app.get("/api/reports/kpi?period=day&date=2026-11-22&district=D2"))["report"]
+    west = (await reports_app.get("/api/reports/kpi?period=day&date=2026-11-22&district=D2"))["report"]
     assert west["volume"]["tickets"] == whole["volume"]["by_district"]["D2"]
-    units = (await app.get("/api/reports/kpi?period=day&date=2026-11-22&unit=PWR01,WAT01"))["report"]
+    units = (await reports_app.get("/api/reports/kpi?period=day&date=2026-11-22&unit=PWR01,WAT01"))["report"]
     assert units["filters"]["unit"] == ["PWR01", "WAT01"]
     assert units["volume"]["tickets"] == whole["volume"]["by_unit"]["PWR01"] + whole["volume"]["by_unit"]["WAT01"]
-    unknown = (await app.get("/api/reports/kpi?period=day&date=2026-11-22&district=D9"))["report"]
+    unknown = (await reports_app.get("/api/reports/kpi?period=day&date=2026-11-22&district=D9"))["report"]
     assert unknown["volume"]["tickets"] == 0
-    week = await app.get("/api/reports/kpi?period=week&date=2026-11-22")  # a Sunday: the week began on Monday the 16th
+    week = await reports_app.get("/api/reports/kpi?period=week&date=2026-11-22")  # a Sunday: the week began on Monday the 16th
     assert (week["period"]["start"], week["period"]["end"]) == (
         "2026-11-16T00:00:00+08:00", "2026-11-23T00:00:00+08:00")
 
@@ -413,21 +264,21 @@ async def test_filters_select_the_report_and_are_echoed(app):
     ("/api/reports/drill?metric=created&offset=x", "offset"),
     ("/api/reports/export?format=pdf", "format"),
 ])
-async def test_bad_arguments_are_a_400_naming_the_field_and_counted(app, path, field):
-    body = await app.get(path, expect=400)
+async def test_bad_arguments_are_a_400_naming_the_field_and_counted(reports_app, path, field):
+    body = await reports_app.get(path, expect=400)
     assert body["error"]["code"] == "validation_error" and body["error"]["field"] == field
-    assert app.kpi.counters["bad_request:validation_error"] == 1
+    assert reports_app.kpi.counters["bad_request:validation_error"] == 1
 
 
 @pytest.mark.parametrize("user, status", [("supervisor", 200), ("admin", 200), ("dispatcher", 200),
                                           ("agent", 403), ("crew", 403), (None, 401)])
-async def test_only_supervisors_admins_and_dispatchers_read_reports(app, user, status):
+async def test_only_supervisors_admins_and_dispatchers_read_reports(reports_app, user, status):
     for path in ("/api/reports/kpi", "/api/reports/drill?metric=created", "/api/reports/export?format=csv"):
-        response = await app.fetch(path, user)
+        response = await reports_app.fetch(path, user)
         assert response.code == status, (path, user, response.body[:200])
         if status != 200:
             assert orjson.loads(response.body)["error"]["code"] == ("forbidden" if status == 403 else "unauthenticated")
-    page = await app.fetch("/reports", user)
+    page = await reports_app.fetch("/reports", user)
     if user is None:
         assert page.code == 302 and page.headers["Location"].startswith("/login")
     else:
@@ -436,50 +287,50 @@ async def test_only_supervisors_admins_and_dispatchers_read_reports(app, user, s
             assert "vendor/echarts/echarts.min.js" in page.body.decode() and "日报" in page.body.decode()
 
 
-async def test_reports_answer_503_without_a_kpi_service(app):
-    services = app.web_settings["services"]
-    app.web_settings["services"] = dataclasses.replace(services, kpi=None)
+async def test_reports_answer_503_without_a_kpi_service(reports_app):
+    services = reports_app.web_settings["services"]
+    reports_app.web_settings["services"] = dataclasses.replace(services, kpi=None)
     try:
-        body = await app.get("/api/reports/kpi", expect=503)
+        body = await reports_app.get("/api/reports/kpi", expect=503)
         assert body["error"]["code"] == "kpi_unavailable"
     finally:
-        app.web_settings["services"] = services
-    assert (await app.get("/api/reports/kpi"))["report"]["volume"]["tickets"] == 0
+        reports_app.web_settings["services"] = services
+    assert (await reports_app.get("/api/reports/kpi"))["report"]["volume"]["tickets"] == 0
 
 
 # ---------------------------------------------------------------------------- drill-down
 
-async def test_every_number_opens_the_tickets_behind_it_with_masked_phones(app):
-    n = await drive_story(app.driver)
+async def test_every_number_opens_the_tickets_behind_it_with_masked_phones(reports_app):
+    n = await drive_story(reports_app.driver)
     base = "/api/reports/drill?period=day&date=2026-11-22"
-    east = await app.get(f"{base}&metric=created&group=district&key=D1")
+    east = await reports_app.get(f"{base}&metric=created&group=district&key=D1")
     assert sorted(t["number"] for t in east["tickets"]) == sorted([n["east_fixed"], n["answered"], n["transferred"]])
     assert east["total"] == 3 and east["group"] == "district" and east["key"] == "D1"
     row = next(t for t in east["tickets"] if t["number"] == n["east_fixed"])
     assert (row["created"], row["category"], row["district"], row["unit"], row["crew"], row["state"]) == (
         "2026-11-22T02:00:00Z", "power", "D1", "PWR01", "C01", "closed")
     assert row["phone"] == "139****1111"
-    reopened = await app.get(f"{base}&metric=reopened")
+    reopened = await reports_app.get(f"{base}&metric=reopened")
     assert [t["number"] for t in reopened["tickets"]] == [n["west_rework"]]
-    hour = await app.get(f"{base}&metric=created&group=hour&key=10")
+    hour = await reports_app.get(f"{base}&metric=created&group=hour&key=10")
     assert hour["total"] == 4
-    report = (await app.get("/api/reports/kpi?period=day&date=2026-11-22"))["report"]
+    report = (await reports_app.get("/api/reports/kpi?period=day&date=2026-11-22"))["report"]
     for row in report["rankings"]["unit"] + report["rankings"]["crew"]:  # each count: its drill metric and group
         for field, metric in report["drill_metrics"].items():
             if field.endswith("_mean"):
                 continue  # a mean opens the tickets it averages, checked below
             group = f"group={row['drill']['group_by']}&key={row['drill']['group']}"
-            drilled = await app.get(f"{base}&metric={metric}&{group}")
+            drilled = await reports_app.get(f"{base}&metric={metric}&{group}")
             assert drilled["total"] == row[field], (row["drill"], field)
-    arrivals = await app.get(f"{base}&metric=arrival_time_s")
+    arrivals = await reports_app.get(f"{base}&metric=arrival_time_s")
     assert arrivals["total"] == report["times"]["arrival_time_s_count"] == 2
-    first = await app.get(f"{base}&metric=created&limit=2")
-    second = await app.get(f"{base}&metric=created&limit=2&offset=2")
+    first = await reports_app.get(f"{base}&metric=created&limit=2")
+    second = await reports_app.get(f"{base}&metric=created&limit=2&offset=2")
     assert first["total"] == second["total"] == 6 and len(first["tickets"]) == len(second["tickets"]) == 2
     created = [t["created"] for t in first["tickets"] + second["tickets"]]
     assert created == sorted(created, reverse=True)  # newest first, pages continue
     assert not {t["number"] for t in first["tickets"]} & {t["number"] for t in second["tickets"]}
-    everything = json.dumps(await app.get(f"{base}&metric=created&limit=500"))
+    everything = json.dumps(await reports_app.get(f"{base}&metric=created&limit=500"))
     assert "1390000" not in everything and "****" in everything
 
 
@@ -555,16 +406,16 @@ def check_export(sections: dict, report: dict, tickets: set[str]) -> None:
     assert all(r[-1] is None or r[-1] == "" or "****" in r[-1] for r in listed[1:])
 
 
-async def test_csv_and_xlsx_exports_hold_the_reports_numbers_with_masked_phones(app):
-    await drive_story(app.driver)
+async def test_csv_and_xlsx_exports_hold_the_reports_numbers_with_masked_phones(reports_app):
+    await drive_story(reports_app.driver)
     for query in ("period=day&date=2026-11-22", "period=month&date=2026-11-22&category=power"):
-        report = (await app.get(f"/api/reports/kpi?{query}"))["report"]
-        created = await app.get(f"/api/reports/drill?{query}&metric=created&limit=500")
-        resolved = await app.get(f"/api/reports/drill?{query}&metric=resolved&limit=500")
+        report = (await reports_app.get(f"/api/reports/kpi?{query}"))["report"]
+        created = await reports_app.get(f"/api/reports/drill?{query}&metric=created&limit=500")
+        resolved = await reports_app.get(f"/api/reports/drill?{query}&metric=resolved&limit=500")
         tickets = {t["number"] for t in created["tickets"] + resolved["tickets"]}
         assert tickets
         for kind in ("csv", "xlsx"):
-            response = await app.fetch(f"/api/reports/export?{query}&format={kind}")
+            response = await reports_app.fetch(f"/api/reports/export?{query}&format={kind}")
             assert response.code == 200, response.body[:300]
             disposition = response.headers["Content-Disposition"]
             assert disposition.startswith("attachment; filename=\"kpi-") and "filename*=UTF-8''" in disposition
@@ -578,8 +429,8 @@ async def test_csv_and_xlsx_exports_hold_the_reports_numbers_with_masked_phones(
             if kind == "xlsx":
                 assert response.headers["Content-Type"].startswith("application/vnd.openxmlformats")
                 assert all(str(c).count("1390000") == 0 for rows in sections.values() for r in rows for c in r if c)
-    month = (await app.get("/api/reports/kpi?period=month&date=2026-11-22"))["report"]
-    names = csv_sections((await app.fetch("/api/reports/export?period=month&date=2026-11-22&format=csv")).body)
+    month = (await reports_app.get("/api/reports/kpi?period=month&date=2026-11-22"))["report"]
+    names = csv_sections((await reports_app.fetch("/api/reports/export?period=month&date=2026-11-22&format=csv")).body)
     assert any(r[0] == "D1 东区" for r in names["按区"]) and month["volume"]["by_district"]["D1"] >= 1
 
 
@@ -587,51 +438,6 @@ async def test_csv_and_xlsx_exports_hold_the_reports_numbers_with_masked_phones(
 
 def _children(demo, name: str) -> list[psutil.Process]:
     return [p for p in demo.tree() if p.pid != demo.process.pid and name in " ".join(p.cmdline())]
-
-
-WALK = (("dispatcher", "dispatch", {"crew_id": "C01"}, "dispatched"), ("crew", "accept", {}, "accepted"),
-        ("crew", "depart", {}, "en_route"), ("crew", "arrive", {}, "on_site"),
-        ("crew", "resolve", {"resolution": "已更换保险"}, "resolved"))
-STATE_ORDER = ("new", "reviewed", "dispatched", "accepted", "en_route", "on_site", "resolved", "callback", "closed")
-
-
-def _walk_a_ticket(base: str) -> str:
-    """Through the demo's API: a consultation answered on the call, and a repair dispatched,
-    accepted, resolved by crew C01 and closed by a satisfied callback. A step the demo's own bots
-    (crew bot, GPS arrival, callback desk) took first is not repeated. Returns the repair's number."""
-    from tests.test_e2e_story import Api
-
-    users = {name: Api(base, name) for name in ("agent", "dispatcher", "crew")}
-    agent = users["agent"]
-    status, _ = agent.post("/api/tickets", {"channel": "phone", "category": "water", "type": "consultation",
-                                            "caller_phone": "13900009999", "description": "水费怎么交",
-                                            "answer": "可在营业厅或网上缴纳", "link": False})
-    assert status == 201
-    status, made = agent.post("/api/tickets", {"channel": "phone", "category": "power", "type": "repair",
-                                               "caller_phone": "13900008888", "description": "家里停电了",
-                                               "lon": 119.75, "lat": 36.38, "link": False})
-    assert status == 201
-    number = made["ticket"]["number"]
-    for user, action, args, reached in WALK:
-        for _ in range(5):
-            ticket = agent.get(f"/api/tickets/{number}")
-            if STATE_ORDER.index(ticket["state"]) >= STATE_ORDER.index(reached):
-                break
-            status, body = users[user].post(f"/api/tickets/{number}/actions/{action}",
-                                            {"expected_version": ticket["version"], **args})
-            if status == 200:
-                break
-            assert status == 409, (action, status, body)  # a bot moved it meanwhile: read again
-    for _ in range(5):
-        ticket = agent.get(f"/api/tickets/{number}")
-        if ticket["state"] not in ("resolved", "callback"):
-            break
-        status, body = agent.post(f"/api/tickets/{number}/callback",
-                                  {"expected_version": ticket["version"], "satisfaction": "satisfied"})
-        if status == 200:
-            break
-        assert status == 409, body
-    return number
 
 
 @pytest.mark.process
@@ -643,8 +449,8 @@ def test_on_the_demo_data_the_live_report_equals_the_rebuild_command(tmp_path):
     frozen: list[psutil.Process] = []
     try:
         token = demo.login("supervisor")
-        _walk_a_ticket(demo.base)
-        today = datetime.now(UTC).astimezone(timezone(timedelta(hours=8))).date().isoformat()
+        walk_a_ticket(demo.base)
+        today = datetime.now(timezone.utc).astimezone(timezone(timedelta(hours=8))).date().isoformat()
         query = f"period=month&date={today}"
         report = demo.get(f"/api/reports/kpi?{query}", token)["report"]
         assert report["volume"]["resolved"] >= 2 and report["quality"]["callback_done"] >= 1, report["quality"]
@@ -685,17 +491,17 @@ def test_on_the_demo_data_the_live_report_equals_the_rebuild_command(tmp_path):
         demo.stop()
 
 
-async def test_report_responses_match_the_openapi_document(app):
-    from tests.test_openapi import validate
+async def test_report_responses_match_the_openapi_document(reports_app):
+    from tests.openapi_check import validate
 
-    await drive_story(app.driver)
-    document = orjson.loads((await app.fetch("/api/openapi.json", None)).body)
+    await drive_story(reports_app.driver)
+    document = orjson.loads((await reports_app.fetch("/api/openapi.json", None)).body)
     for path, status in (("/api/reports/kpi?period=week&date=2026-11-22", 200),
                          ("/api/reports/drill?period=day&date=2026-11-22&metric=created&group=hour&key=10", 200),
                          ("/api/reports/kpi?period=year&date=2026-11-22", 200),
                          ("/api/reports/kpi?period=range&from=2026-11-20&to=2026-11-22", 200),
                          ("/api/reports/kpi?period=decade", 400)):
-        response = await app.fetch(path)
+        response = await reports_app.fetch(path)
         assert response.code == status
         validate(document, "GET", path.split("?")[0], status, orjson.loads(response.body))
     assert "/api/reports/export" in document["paths"]

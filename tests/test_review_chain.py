@@ -8,7 +8,6 @@ back to the same unit as rework with the count, then satisfied closes it; a supe
 from __future__ import annotations
 
 import tomllib
-from datetime import timedelta
 
 import pytest
 
@@ -18,8 +17,9 @@ from command.review import DEFAULT_REVIEW, NO_REVIEW, table_from_config, waiting
 from command.tickets import apply
 from command.ticket_fields import new_ticket
 from command.ticket_model import Actor, Role, State, TicketType
-from tests.test_dispatch_service import T0
-from tests import test_unit_desk as desk
+from tests.cities import ll
+from tests.conftest import T0
+from tests.river import PHONE, error_field, unit_app
 
 AGENT = Actor("agent", Role.AGENT)
 LEADER = Actor("leader", Role.TEAM_LEADER)
@@ -113,23 +113,17 @@ def test_an_empty_chain_passes_at_once():
 # ------------------------------------------------------------------------------ through HTTP
 
 @pytest.fixture
-async def api(tmp_path, redis_url, database_url, monkeypatch):
+async def api(tmp_path, redis_url, database_url):
     """The unit desk's running app, its ticket manager reading the shipped review file."""
-    original = desk.TicketManager
-
-    def reviewing(*args, **kwargs):
-        return original(*args, review=load_review_file(), **kwargs)
-
-    monkeypatch.setattr(desk, "TicketManager", reviewing)
-    async for client in desk.api.__wrapped__(tmp_path, redis_url, database_url):
+    async with unit_app(tmp_path, redis_url, database_url, review=load_review_file()) as client:
         yield client
 
 
 async def _complaint(api, user: str = "agent", type: str = "complaint") -> dict:
-    lon, lat = desk.ll(100, 200)
+    lon, lat = ll(100, 200)
     code, reply = await api.call("POST", "/api/tickets", user, {
         "channel": "phone", "category": "power", "type": type, "urgency": "normal",
-        "description": "抄表员态度差", "caller_phone": desk.PHONE, "lon": lon, "lat": lat, "link": False,
+        "description": "抄表员态度差", "caller_phone": PHONE, "lon": lon, "lat": lat, "link": False,
         "unit_id": "PWR00", "unit_reason": "营业厅属供电公司"})
     assert code == 201, reply
     return reply["ticket"]
@@ -174,7 +168,7 @@ async def test_send_back_then_resubmit_starts_the_chain_again(api):
     code, reply = await api.act("coordinator", number, "send_back_review", reason="again")
     assert code == 409
     code, reply = await api.act("agent", number, "submit_review", chain=[])
-    assert code == 400 and desk.field(reply) == "chain"  # the chain is the settings'
+    assert code == 400 and error_field(reply) == "chain"  # the chain is the settings'
     code, reply = await api.act("agent", number, "submit_review", note="已补充地址")
     assert code == 200 and reply["ticket"]["review"]["step"] == 1 and reply["ticket"]["reviewers"] == []
     assert await _queue(api, "team_leader", "team_leader") == [number]
@@ -200,7 +194,7 @@ async def test_self_review_is_refused_with_its_code(api):
     code, reply = await api.act("director", number, "approve_review")
     assert code == 403 and reply["error"]["code"] == "review_not_your_step"
     code, reply = await api.call("GET", "/api/tickets?review_role=agent", "team_leader")
-    assert code == 400 and desk.field(reply) == "review_role"
+    assert code == 400 and error_field(reply) == "review_role"
 
 
 async def test_a_suggestion_has_one_step_and_a_repair_none(api):
@@ -249,7 +243,7 @@ async def test_a_dissatisfied_callback_is_rework_to_the_same_unit_until_satisfie
     code, counts = await api.call("GET", "/api/tickets/counts", "supervisor")
     assert code == 200 and counts["unit_rework"] == {"PWR00": 2}  # the reworks, counted for their unit
     code, reply = await _callback(api, number, satisfaction="satisfied", truthful="yes")
-    assert code == 400 and desk.field(reply) == "truthful"
+    assert code == 400 and error_field(reply) == "truthful"
 
 
 async def test_a_supervisor_closes_the_loop_with_a_reason(api):
@@ -296,9 +290,9 @@ async def test_the_kpi_fold_follows_a_rework_a_rejection_and_a_supervisors_close
 
 async def test_a_new_need_at_the_callback_is_a_new_ticket_linked_to_the_first(api):
     first = await _fed_back(api)
-    lon, lat = desk.ll(100, 200)
+    lon, lat = ll(100, 200)
     call = {"channel": "phone", "category": "power", "type": "service", "urgency": "normal",
-            "description": "回访时提出：申请更换电表", "caller_phone": desk.PHONE, "lon": lon, "lat": lat, "link": False}
+            "description": "回访时提出：申请更换电表", "caller_phone": PHONE, "lon": lon, "lat": lat, "link": False}
     code, reply = await api.call("POST", "/api/tickets", "agent", {**call, "follows": first})
     assert code == 201 and reply["ticket"]["follows"] == first and reply["ticket"]["number"] != first
     code, timeline = await api.call("GET", f"/api/tickets/{reply['ticket']['number']}/timeline", "agent")
@@ -306,4 +300,4 @@ async def test_a_new_need_at_the_callback_is_a_new_ticket_linked_to_the_first(ap
     code, reply = await api.call("POST", "/api/tickets", "agent", {**call, "follows": "GD20990101-0001"})
     assert code == 404
     code, reply = await api.call("POST", "/api/tickets", "agent", {**call, "follows": 12})
-    assert code == 400 and desk.field(reply) == "follows"
+    assert code == 400 and error_field(reply) == "follows"

@@ -21,8 +21,8 @@ from services.kpi_service import KpiService
 from services.tickets import TicketManager
 from services.worker import build
 from gis.units import nodes_from_frame
-from tests.conftest import Clock, test_settings
-from tests.test_dispatch_service import PASSWORD, T0, Api, river_city
+from tests.conftest import PASSWORD, T0, Clock, test_settings
+from tests.river import Api, river_city
 from web import app as webapp
 from web.handlers.openapi import handler_methods, route_rules, split_pattern
 

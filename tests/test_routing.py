@@ -5,19 +5,13 @@ consultation never reaching a field crew (automatic dispatch, recommendation, ma
 joint assignment), and the responsible unit set with a reason (audited; bad units refused, 400)."""
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from datetime import timedelta
 
 import pytest
-import tornado.httpserver
 
 from config.routing_file import SHIPPED_ROUTING, load_routing, load_routing_file
-from servers.embedded import free_port
 from config.settings import SettingsError
-from store.live import Store
-from store.fleet import FleetStore
-from store.tickets import TicketStore
 from store.units import UnitStore, nodes_of_city
 from command.errors import Conflict, Forbidden, InvalidTransition, ValidationError
 from command.routing import (
@@ -29,12 +23,10 @@ from command.ticket_fields import new_ticket
 from command.ticket_model import Actor, Role, State, TicketType
 from simulators import democity
 from gis.layers import load_profile
-from services.tickets import TicketManager
-from services.worker import build, watch_changes
-from tests.conftest import Clock, test_settings, wait_for
-from tests.test_dispatch_service import CREWS, TICKET_XY, Api as RiverApi, ll, river_city
-from tests.test_ticket_api import T0, _serve
-from web import app as webapp
+from tests.apps import serve_tickets
+from tests.cities import ll
+from tests.conftest import T0, Clock, test_settings, wait_for
+from tests.river import TICKET_XY
 
 AGENT = Actor("agent", Role.AGENT)
 KINDS = {"consultation": "answer", "service": "station", "repair": "station",
@@ -173,7 +165,7 @@ def demo(tmp_path_factory):
 
 @pytest.fixture
 async def api(tmp_path, redis_url, database_url, demo):
-    server, client = await _serve(tmp_path, redis_url, database_url, demo, Clock(T0))
+    server, client = await serve_tickets(tmp_path, redis_url, database_url, demo, Clock(T0))
     await UnitStore(client.store.db).seed(nodes_of_city(demo), T0.timestamp())
     where = demo.stations.set_index("station_id").loc["SS01"].geometry
     client.place = {"lon": where.x, "lat": where.y, "category": "water"}
@@ -279,68 +271,38 @@ async def test_a_bad_unit_is_a_400_and_nothing_is_written(api):
 
 # ---------------------------------------------------------------------------- no field crew (river city)
 
-@pytest.fixture
-async def river(tmp_path, redis_url, database_url):
-    """The dispatch service's river city (tests.test_dispatch_service) with its change watcher."""
-    clock = Clock(T0)
-    settings = test_settings(tmp_path, ADMIN_PASSWORD="test-pass-1234", DEMO_PASSWORD="test-pass-1234")
-    store = Store.from_url(redis_url, database_url)
-    await webapp.bootstrap_accounts(store, settings, demo=True)
-    manager = TicketManager(TicketStore(store.db, store.redis), None, clock=clock)
-    parts = await build(store, settings, river_city(), tickets=manager, clock=clock)
-    services = webapp.build_services(settings=settings, store=store,
-                                     tickets=manager, dispatch=parts.dispatch, police=parts.police)
-    server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
-    port = free_port()
-    server.listen(port, "127.0.0.1")
-    client = RiverApi(f"http://127.0.0.1:{port}", store, parts, clock)
-    for _, vehicle_id, _, xy in CREWS:
-        if xy is not None:
-            await client.fix(vehicle_id, xy, T0)
-    await parts.dispatch.crews.refresh()
-    await FleetStore(store.db, store.redis).set_shift("C04", False, None, "test", T0)
-    stop = asyncio.Event()
-    watcher = asyncio.create_task(watch_changes(parts, stop, block_ms=50))
-    yield client
-    stop.set()
-    await watcher
-    server.stop()
-    await server.close_all_connections()
-    await store.close()
-
-
 @pytest.mark.integration
 @pytest.mark.asyncio
-async def test_a_complaint_never_reaches_a_field_crew(river):
-    office = {t: await river.create(type=t, caller_phone=f"1390000000{k}", description=f"紧急{t}")
+async def test_a_complaint_never_reaches_a_field_crew(dispatch_api):
+    office = {t: await dispatch_api.create(type=t, caller_phone=f"1390000000{k}", description=f"紧急{t}")
               for k, t in enumerate(("complaint", "consultation", "suggestion", "praise"))}
     # an emergency repair at the same place: not a repeat of the open complaint (another route)
-    repair = await river.create(caller_phone="13900000009")
-    assert await wait_for(lambda: river.dispatched_to(repair)) == "C01"  # the watcher has seen them all
+    repair = await dispatch_api.create(caller_phone="13900000009")
+    assert await wait_for(lambda: dispatch_api.dispatched_to(repair)) == "C01"  # the watcher has seen them all
     lon, lat = ll(*TICKET_XY)
-    code, again = await river.call("POST", "/api/tickets", "agent", {  # the complaint's caller calls again
+    code, again = await dispatch_api.call("POST", "/api/tickets", "agent", {  # the complaint's caller calls again
         "channel": "phone", "category": "power", "type": "complaint", "description": "还没人处理",
         "caller_phone": "13900000000", "lon": lon, "lat": lat})
     assert code == 200 and again["linked"] and again["ticket"]["number"] == office["complaint"]
     for type_, number in office.items():
-        ticket = await river.ticket(number)
+        ticket = await dispatch_api.ticket(number)
         assert (ticket["state"], ticket["crew_id"], ticket["route"]) == ("new", None, KINDS[type_]), type_
         assert "dispatch" not in ticket["allowed_actions"]
-        assert await river.parts.store.recommendation(number) is None
+        assert await dispatch_api.parts.store.recommendation(number) is None
     complaint = office["complaint"]
-    code, view = await river.call("GET", f"/api/tickets/{complaint}/recommendation")
+    code, view = await dispatch_api.call("GET", f"/api/tickets/{complaint}/recommendation")
     assert code == 200 and view["recommendations"] == [] and view["route"] == "department" and "不推荐" in view["note"]
-    version = (await river.ticket(complaint))["version"]
+    version = (await dispatch_api.ticket(complaint))["version"]
     for path, body in [(f"/api/tickets/{complaint}/assign", {"crew_id": "C02", "expected_version": version}),
                        (f"/api/tickets/{complaint}/actions/dispatch", {"crew_id": "C02", "expected_version": version}),
                        ("/api/dispatch/joint", {"numbers": [complaint], "apply": True})]:
-        code, refused = await river.call("POST", path, body=body)
+        code, refused = await dispatch_api.call("POST", path, body=body)
         assert code == 409 and refused["error"]["code"] == "route_not_for_crew", (path, refused)
         assert "不能派给现场班组" in refused["error"]["message"]
-    ticket = await river.ticket(complaint)
+    ticket = await dispatch_api.ticket(complaint)
     assert (ticket["state"], ticket["crew_id"], ticket["version"]) == ("new", None, version)
-    await river.parts.dispatch.dispatch_pool_ticket(complaint)  # asked directly: still nothing
-    assert (await river.ticket(complaint))["state"] == "new"
+    await dispatch_api.parts.dispatch.dispatch_pool_ticket(complaint)  # asked directly: still nothing
+    assert (await dispatch_api.ticket(complaint))["state"] == "new"
 
 
 def test_route_refused_and_unit_refusals_map_to_409_and_400():

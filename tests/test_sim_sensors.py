@@ -3,56 +3,16 @@ scenario hooks, seeded determinism, and one run against the real broker."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import pytest
 
 from messaging.mqtt import MqttClient
 from ingest.readings import decode_json_reading
 from ingest.sparkplug import SparkplugState
-from simulators.sensors import (SensorSimError, SensorSimulator, SensorSpec, SimClock, load_percent,
-                                pressure_offset, substation_of)
+from simulators.sensors import SensorSimError, SensorSimulator, SimClock, load_percent, pressure_offset, substation_of
 from tests.conftest import wait_for
-
-UTC = timezone.utc
-START = datetime(2026, 11, 22, 16, 0, tzinfo=UTC)  # 00:00 in Asia/Shanghai
-
-
-def _specs() -> list[SensorSpec]:
-    specs = []
-    for k in range(3):  # DMA01: three pressure points in a row eastwards
-        specs.append(SensorSpec(f"P{k + 1:03d}", "pressure", "pressure", "MPa", f"WM{k}", 300,
-                                119.70 + 0.01 * k, 36.38, dma_id="DMA01", low_critical=0.14))
-    specs.append(SensorSpec("P009", "pressure", "pressure", "MPa", "WM9", 300, 119.9, 36.3,
-                            dma_id="DMA02", low_critical=0.10))
-    specs.append(SensorSpec("F01", "flow", "flow", "m3/h", "WM0", 300, 119.70, 36.38, dma_id="DMA01"))
-    feeders = ["10kV城区1线", "10kV城区2线", "10kV醴泉1线", "10kV朝阳3线"]
-    for k, feeder in enumerate(feeders):
-        specs.append(SensorSpec(f"L{k + 1:04d}", "transformer_load", "load", "%", f"T{k + 1:04d}", 900,
-                                119.7, 36.4, rated_kva=400, feeder=feeder, high_critical=100.0))
-    return specs
-
-
-class Capture:
-    """A fake publish function that records every message."""
-
-    def __init__(self):
-        self.messages: list[tuple[str, bytes, int, bool]] = []
-
-    def __call__(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
-        self.messages.append((topic, payload, qos, retain))
-        return True
-
-    def topics(self, prefix: str) -> list[str]:
-        return [t for t, *_ in self.messages if t.startswith(prefix)]
-
-
-def _run(sim: SensorSimulator, seconds: int, step_s: int = 10, start: datetime = START) -> datetime:
-    now = start
-    for _ in range(seconds // step_s):
-        sim.step(now)
-        now += timedelta(seconds=step_s)
-    return now
+from tests.sensor_sim import START, Capture, run_steps, sensor_specs
 
 
 @pytest.mark.parametrize("hour, low, high", [
@@ -76,8 +36,8 @@ def test_substation_of(feeder, station):
 
 def test_json_readings_decode_and_stay_in_range():
     cap = Capture()
-    sim = SensorSimulator(_specs(), publish=cap, seed=3, sparkplug_nodes=0)
-    _run(sim, 24 * 3600, step_s=60)
+    sim = SensorSimulator(sensor_specs(), publish=cap, seed=3, sparkplug_nodes=0)
+    run_steps(sim, 24 * 3600, step_s=60)
     pressures = [decode_json_reading(t, p, START) for t, p, *_ in cap.messages if t.endswith("/pressure")]
     loads = [decode_json_reading(t, p, START) for t, p, *_ in cap.messages if t.endswith("/load")]
     assert len(pressures) == 4 * 24 * 12  # 4 points, every 300 s for a day
@@ -92,11 +52,11 @@ def test_json_readings_decode_and_stay_in_range():
 def test_same_seed_same_messages_other_seed_other_values():
     def run(seed):
         cap = Capture()
-        sim = SensorSimulator(_specs(), publish=cap, seed=seed)
-        now = _run(sim, 1800)
+        sim = SensorSimulator(sensor_specs(), publish=cap, seed=seed)
+        now = run_steps(sim, 1800)
         sim.main_burst("DMA01", spread_s=120)
         sim.node_death("SUB01")
-        _run(sim, 600, start=now)
+        run_steps(sim, 600, start=now)
         return cap.messages
 
     assert run(7) == run(7)
@@ -105,10 +65,10 @@ def test_same_seed_same_messages_other_seed_other_values():
 
 def test_sparkplug_output_decodes_with_the_ingest_state():
     cap = Capture()
-    sim = SensorSimulator(_specs(), publish=cap, seed=1, sparkplug_nodes=2, period_s=10)
+    sim = SensorSimulator(sensor_specs(), publish=cap, seed=1, sparkplug_nodes=2, period_s=10)
     assert sorted(sim.nodes) == ["SUB01", "SUB02"]
     assert sim.nodes["SUB01"].devices == ["L0001", "L0002"]  # the two 城区 feeders share a station
-    now = _run(sim, 3000, step_s=10)  # > 256 messages per node: seq wraps
+    now = run_steps(sim, 3000, step_s=10)  # > 256 messages per node: seq wraps
     state = SparkplugState(sim.sparkplug_sensor_map())
     counts, readings = {}, []
     for topic, payload, *_ in cap.messages:
@@ -128,13 +88,13 @@ def test_sparkplug_output_decodes_with_the_ingest_state():
 
 def test_node_death_then_restore_rebirths_with_next_bdseq():
     cap = Capture()
-    sim = SensorSimulator(_specs(), publish=cap, seed=1, period_s=10)
+    sim = SensorSimulator(sensor_specs(), publish=cap, seed=1, period_s=10)
     state = SparkplugState(sim.sparkplug_sensor_map())
-    now = _run(sim, 100)
+    now = run_steps(sim, 100)
     sim.node_death("SUB01")
-    now = _run(sim, 100, start=now)
+    now = run_steps(sim, 100, start=now)
     sim.restore("SUB01")
-    _run(sim, 100, start=now)
+    run_steps(sim, 100, start=now)
     offline_seen, online_again = [], False
     for topic, payload, *_ in cap.messages:
         if topic.startswith("spBv1.0/"):
@@ -151,8 +111,8 @@ def test_node_death_then_restore_rebirths_with_next_bdseq():
 
 def test_main_burst_spreads_nearest_first_below_critical():
     cap = Capture()
-    sim = SensorSimulator(_specs(), publish=cap, seed=2, sparkplug_nodes=0, period_s=10)
-    now = _run(sim, 60)
+    sim = SensorSimulator(sensor_specs(), publish=cap, seed=2, sparkplug_nodes=0, period_s=10)
+    now = run_steps(sim, 60)
     order = sim.main_burst("DMA01", at=(119.721, 36.38), spread_s=300)
     assert order == ["P003", "P002", "P001"]
     first_low: dict[str, datetime] = {}
@@ -168,7 +128,7 @@ def test_main_burst_spreads_nearest_first_below_critical():
     assert flows[-1] > 800
     sim.restore("DMA01")
     cap.messages.clear()
-    _run(sim, 60, start=now)
+    run_steps(sim, 60, start=now)
     assert all(decode_json_reading(t, p, now).value > 0.2 for t, p, *_ in cap.messages if t.endswith("/pressure"))
 
 
@@ -178,24 +138,24 @@ def test_main_burst_spreads_nearest_first_below_critical():
 ])
 def test_load_hooks(hook, args, sensor, check):
     cap = Capture()
-    sim = SensorSimulator(_specs(), publish=cap, seed=2, sparkplug_nodes=0, period_s=10)
-    now = _run(sim, 30)
+    sim = SensorSimulator(sensor_specs(), publish=cap, seed=2, sparkplug_nodes=0, period_s=10)
+    now = run_steps(sim, 30)
     getattr(sim, hook)(*args)
-    _run(sim, 300, start=now)
+    run_steps(sim, 300, start=now)
     values = [decode_json_reading(t, p, now).value for t, p, *_ in cap.messages if t == f"scada/{sensor}/load"]
     assert check(values[-1])
 
 
 def test_dead_sensor_stops_publishing():
     cap = Capture()
-    sim = SensorSimulator(_specs(), publish=cap, seed=2, sparkplug_nodes=0, period_s=10)
-    now = _run(sim, 30)
+    sim = SensorSimulator(sensor_specs(), publish=cap, seed=2, sparkplug_nodes=0, period_s=10)
+    now = run_steps(sim, 30)
     sim.dead_sensor("P002")
     cap.messages.clear()
-    now = _run(sim, 300, start=now)
+    now = run_steps(sim, 300, start=now)
     assert not cap.topics("scada/P002/") and cap.topics("scada/P001/")
     sim.restore()
-    _run(sim, 100, start=now)
+    run_steps(sim, 100, start=now)
     assert cap.topics("scada/P002/")
 
 
@@ -204,7 +164,7 @@ def test_dead_sensor_stops_publishing():
     ("node_death", ("SUB09",)),
 ])
 def test_hooks_refuse_unknown_targets(hook, args):
-    sim = SensorSimulator(_specs(), publish=Capture(), seed=1)
+    sim = SensorSimulator(sensor_specs(), publish=Capture(), seed=1)
     sim.step(START)
     with pytest.raises(SensorSimError):
         getattr(sim, hook)(*args)
@@ -230,10 +190,10 @@ async def test_against_the_real_broker_with_ndeath_as_will(mqtt_url):
     await asyncio.sleep(0.3)
     transport = MqttTransport(mqtt_url, "test-sim-sensors")
     assert transport.wait_connected(10)
-    sim = SensorSimulator(_specs(), publish=transport.publish, seed=1, period_s=10,
+    sim = SensorSimulator(sensor_specs(), publish=transport.publish, seed=1, period_s=10,
                           node_connector=transport.connect_node)
     try:
-        _run(sim, 120)
+        run_steps(sim, 120)
         await wait_for(lambda: any(m.topic == "spBv1.0/democity/DDATA/SUB01/L0001" for m in received))
         await wait_for(lambda: any(m.topic.startswith("scada/P001/") for m in received))
         sim.node_death("SUB01")  # abrupt: only the broker can publish this NDEATH

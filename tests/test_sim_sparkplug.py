@@ -14,7 +14,7 @@ from ingest.sensors import rebirth_command
 from ingest.sparkplug import SparkplugState, encode_payload
 from simulators.sensors import SensorSimulator, rebirth_asked
 from tests.conftest import wait_for
-from tests.test_sim_sensors import START, Capture, _run, _specs
+from tests.sensor_sim import START, Capture, run_steps, sensor_specs
 
 NODE = "spBv1.0/democity/{}/SUB01"
 
@@ -53,11 +53,11 @@ def test_rebirth_asked(payload, asked):
 
 def test_rebirth_command_births_again_before_more_data():
     cap = Capture()
-    sim = SensorSimulator(_specs(), publish=cap, seed=1, period_s=10)
-    now = _run(sim, 100)
+    sim = SensorSimulator(sensor_specs(), publish=cap, seed=1, period_s=10)
+    now = run_steps(sim, 100)
     missed = len(cap.messages)  # a center that subscribed only now: it never saw the first births
     state = SparkplugState(sim.sparkplug_sensor_map())
-    now = _run(sim, 30, start=now)
+    now = run_steps(sim, 30, start=now)
     counts, sensors = _feed(state, [(t, p) for t, p, *_ in cap.messages[missed:]])
     assert counts.get("no_birth", 0) >= 1 and not sensors  # what the demo showed: data, never a birth
 
@@ -65,7 +65,7 @@ def test_rebirth_command_births_again_before_more_data():
     sim.node_command("SUB01", rebirth_command(1_000))
     assert sim.rebirths_asked == 1
     before = len(cap.messages)
-    _run(sim, 100, start=now)
+    run_steps(sim, 100, start=now)
     after = [(t, p) for t, p, *_ in cap.messages[before:] if "/SUB01" in t]
     assert [t for t, _ in after[:3]] == [NODE.format("NBIRTH"), NODE.format("DBIRTH") + "/L0001",
                                          NODE.format("DBIRTH") + "/L0002"]
@@ -106,14 +106,14 @@ def test_a_lost_connection_starts_a_new_session_with_the_next_bdseq():
         links.setdefault(node, []).append(_Link(cap, will_topic, will, **commands))
         return links[node][-1]
 
-    sim = SensorSimulator(_specs(), publish=cap, seed=1, period_s=10, node_connector=connect)
-    now = _run(sim, 50)
+    sim = SensorSimulator(sensor_specs(), publish=cap, seed=1, period_s=10, node_connector=connect)
+    now = run_steps(sim, 50)
     first = links["SUB01"][0]
     assert first.commands["commands"] == NODE.format("NCMD")  # it listens to its own NCMD only
     first.commands["on_command"](rebirth_command(1_000))  # as its MQTT thread hands it over
     assert sim.nodes["SUB01"].rebirth
     first.connected, first.lost = False, True
-    _run(sim, 50, start=now)
+    run_steps(sim, 50, start=now)
     assert first.closed and len(links["SUB01"]) == 2 and len(links["SUB02"]) == 1
     births = [p for t, p, *_ in cap.messages if t == NODE.format("NBIRTH")]
     assert [_bdseq(p) for p in births] == [0, 1]
@@ -134,17 +134,17 @@ async def test_an_edge_node_answers_the_centers_rebirth_on_the_real_broker(mqtt_
     await asyncio.sleep(0.3)
     transport = await asyncio.to_thread(MqttTransport, mqtt_url, f"test-rebirth-{os.getpid()}")
     assert await asyncio.to_thread(transport.wait_connected, 10)
-    sim = SensorSimulator(_specs(), publish=transport.publish, seed=1, period_s=10,
+    sim = SensorSimulator(sensor_specs(), publish=transport.publish, seed=1, period_s=10,
                           node_connector=transport.connect_node)
     messages = lambda: [(m.topic, m.payload) for m in received]  # noqa: E731
     try:
-        now = await asyncio.to_thread(_run, sim, 60)
+        now = await asyncio.to_thread(run_steps, sim, 60)
         await wait_for(lambda: any(t == NODE.format("DDATA") + "/L0001" for t, _ in messages()))
         center.publish(NODE.format("NCMD"), encode_payload(
             [("Node Control/Rebirth", None, False, "Boolean")], None, 1_000), qos=1)
         center.publish(NODE.format("NCMD"), rebirth_command(2_000), qos=1)
         await wait_for(lambda: sim.rebirths_asked == 1)  # over the node's own connection
-        await asyncio.to_thread(_run, sim, 60, 10, now)
+        await asyncio.to_thread(run_steps, sim, 60, 10, now)
         births = lambda: [k for k, (t, _) in enumerate(messages()) if t == NODE.format("NBIRTH")]  # noqa: E731
         await wait_for(lambda: len(births()) == 2)
         await wait_for(lambda: any(t == NODE.format("DDATA") + "/L0002" for t, _ in messages()[births()[1]:]))
@@ -172,12 +172,12 @@ async def test_a_connection_the_broker_drops_ends_in_a_new_session_on_the_real_b
     await asyncio.sleep(0.3)
     prefix = f"test-session-{os.getpid()}"
     transport = await asyncio.to_thread(MqttTransport, mqtt_url, prefix)
-    sim = SensorSimulator(_specs(), publish=transport.publish, seed=1, period_s=10,
+    sim = SensorSimulator(sensor_specs(), publish=transport.publish, seed=1, period_s=10,
                           node_connector=transport.connect_node)
     intruder = None
     births = lambda: [m.payload for m in received if m.topic == NODE.format("NBIRTH")]  # noqa: E731
     try:
-        now = await asyncio.to_thread(_run, sim, 30)
+        now = await asyncio.to_thread(run_steps, sim, 30)
         await wait_for(lambda: len(births()) == 1)
         old = sim.nodes["SUB01"].link
         # another client with the node's client id: the broker drops the node's connection
@@ -187,7 +187,7 @@ async def test_a_connection_the_broker_drops_ends_in_a_new_session_on_the_real_b
         intruder.stop()
         await wait_for(lambda: not intruder.connected)
         for _ in range(50):  # steps until the new session has connected and births
-            now = await asyncio.to_thread(_run, sim, 10, 10, now)
+            now = await asyncio.to_thread(run_steps, sim, 10, 10, now)
             if sim.nodes["SUB01"].born:
                 break
             await asyncio.sleep(0.1)

@@ -14,8 +14,8 @@ import pytest
 from simulators.crews import ApiClient, CallbackBot
 from simulators.units import (ANSWERS, COMPLAINTS, RESULTS, SUPERVISION_ANSWERS, Account, DeskBot, DeskHabits, UnitBot,
                               UnitPace, alternatives, answering, feedback_text, liaison_units, my_step)
-from tests.test_dispatch_service import PASSWORD, T0, ll
-from tests.test_unit_desk import api  # noqa: F401  (the running app with units PWR00 > PWR01, PWR02; WAT00 > WAT01)
+from tests.cities import ll
+from tests.conftest import PASSWORD, T0
 
 TREE = [{"unit_id": u, "parent_id": p, "level": lvl, "active": active, "trades": [t]}
         for u, p, lvl, t, active in (
@@ -111,9 +111,9 @@ class Bots:
         return {k: v for k, v in counts.items() if ":" in k}
 
 
-async def _complaint(api, unit: str, category: str = "power") -> str:  # noqa: F811
+async def _complaint(unit_api, unit: str, category: str = "power") -> str:
     lon, lat = ll(100, 200)
-    code, reply = await api.call("POST", "/api/tickets", "agent", {
+    code, reply = await unit_api.call("POST", "/api/tickets", "agent", {
         "channel": "phone", "category": category, "type": "complaint", "urgency": "normal",
         "description": "抄表员态度差", "caller_phone": "13812341234", "lon": lon, "lat": lat, "link": False,
         "unit_id": unit, "unit_reason": "按辖区交办"})
@@ -121,49 +121,49 @@ async def _complaint(api, unit: str, category: str = "power") -> str:  # noqa: F
     return reply["ticket"]["number"]
 
 
-async def test_a_complaint_is_sent_accepted_answered_and_called_back(api):  # noqa: F811
-    number = await _complaint(api, "PWR00")
-    question = await api.new("water", type="consultation")  # saved without an answer
-    elsewhere = {unit: await api.new(category, unit=unit)  # not the bots' units
+async def test_a_complaint_is_sent_accepted_answered_and_called_back(unit_api):
+    number = await _complaint(unit_api, "PWR00")
+    question = await unit_api.new("water", type="consultation")  # saved without an answer
+    elsewhere = {unit: await unit_api.new(category, unit=unit)  # not the bots' units
                  for unit, category in (("PWR01", "power"), ("WAT01", "water"))}
-    bots = Bots(api.base, {"unit-pwr00": UnitPace(return_share=0, extension_share=0, late_share=0)}, DeskHabits())
+    bots = Bots(unit_api.base, {"unit-pwr00": UnitPace(return_share=0, extension_share=0, late_share=0)}, DeskHabits())
     await bots.rounds(8)
-    code, ticket = await api.call("GET", f"/api/tickets/{number}", "supervisor")
+    code, ticket = await unit_api.call("GET", f"/api/tickets/{number}", "supervisor")
     assert code == 200 and (ticket["state"], ticket["unit_id"]) == ("resolved", "PWR00")
     assert ticket["resolution"] in COMPLAINTS["power"] and ticket["signed_by"] == bots.units["unit-pwr00"].leader
     callbacks = CallbackBot(bots.apis["agent"].get, bots.apis["agent"].send, delay_s=(0.0, 0.0),
                             shares=(("satisfied", 1.0),), rng=random.Random(1))
     assert await callbacks.poll() == 1
-    code, answered = await api.call("GET", f"/api/tickets/{question}", "supervisor")
+    code, answered = await unit_api.call("GET", f"/api/tickets/{question}", "supervisor")
     assert answered["state"] == "closed" and answered["resolution"] in [a.format(trade="供水") for a in ANSWERS]
-    assert [e[:2] for e in await api.events(question)] == [("close_direct", "agent")]
-    events = [e for e in await api.events(number) if e[0] not in ("note", "link_incident")]
+    assert [e[:2] for e in await unit_api.events(question)] == [("close_direct", "agent")]
+    events = [e for e in await unit_api.events(number) if e[0] not in ("note", "link_incident")]
     assert events == [("assign", "dispatcher", "new", "assigned"),
                       ("unit_accept", "unit-pwr00", "assigned", "handling"),
                       ("feedback", "unit-pwr00", "handling", "resolved"),
                       ("queue_callback", "agent", "resolved", "callback"),
                       ("close", "agent", "callback", "closed")]
     for other in elsewhere.values():  # seen by unit-pwr00 (PWR01 is under it) or not at all: never touched
-        assert [e[0] for e in await api.events(other)] == ["assign"]
+        assert [e[0] for e in await unit_api.events(other)] == ["assign"]
     assert bots.refusals() == {}
 
 
-async def test_a_return_is_rerouted_an_extension_approved_and_a_late_answer_waits_for_the_deadline(api):  # noqa: F811
-    numbers = [await _complaint(api, "PWR01") for _ in range(3)]
-    bots = Bots(api.base, {"unit-pwr01": UnitPace(return_share=1.0, extension_share=0.0, late_share=0.0),
-                           "unit-pwr02": UnitPace(return_share=0.0, extension_share=1.0, late_share=1.0)},
+async def test_a_return_is_rerouted_an_extension_approved_and_a_late_answer_waits_for_the_deadline(unit_api):
+    numbers = [await _complaint(unit_api, "PWR01") for _ in range(3)]
+    bots = Bots(unit_api.base, {"unit-pwr01": UnitPace(return_share=1.0, extension_share=0.0, late_share=0.0),
+                                "unit-pwr02": UnitPace(return_share=0.0, extension_share=1.0, late_share=1.0)},
                 DeskHabits(reroute_share=1.0, approve_extension_share=1.0), reroute={"PWR01": ["PWR02"]})
     await bots.rounds(14)
     for number in numbers:
-        code, ticket = await api.call("GET", f"/api/tickets/{number}", "supervisor")
+        code, ticket = await unit_api.call("GET", f"/api/tickets/{number}", "supervisor")
         assert (ticket["state"], ticket["unit_id"]) == ("handling", "PWR02")  # late: not yet overdue
         assert ticket["extended_until"] and ticket["deadlines"]["resolve"] == ticket["extended_until"]
-    api.clock.now = T0 + timedelta(days=40)  # past every extended deadline
+    unit_api.clock.now = T0 + timedelta(days=40)  # past every extended deadline
     await bots.rounds(3)
     for number in numbers:
-        code, ticket = await api.call("GET", f"/api/tickets/{number}", "supervisor")
+        code, ticket = await unit_api.call("GET", f"/api/tickets/{number}", "supervisor")
         assert ticket["state"] == "resolved" and ticket["signed_by"] == bots.units["unit-pwr02"].leader
-        assert [e[:2] for e in await api.events(number) if e[0] != "note"] == [
+        assert [e[:2] for e in await unit_api.events(number) if e[0] != "note"] == [
             ("assign", "dispatcher"), ("request_return", "unit-pwr01"), ("reroute_return", "dispatcher"),
             ("unit_accept", "unit-pwr02"), ("request_extension", "unit-pwr02"), ("approve_extension", "supervisor"),
             ("feedback", "unit-pwr02")]
@@ -171,36 +171,36 @@ async def test_a_return_is_rerouted_an_extension_approved_and_a_late_answer_wait
     assert bots.refusals() == {}
 
 
-async def test_a_refused_return_stays_and_an_approved_one_goes_on_from_the_pool(api):  # noqa: F811
-    refused = await _complaint(api, "PWR00")
-    bots = Bots(api.base, {"unit-pwr00": UnitPace(return_share=1.0, extension_share=0, late_share=0)},
+async def test_a_refused_return_stays_and_an_approved_one_goes_on_from_the_pool(unit_api):
+    refused = await _complaint(unit_api, "PWR00")
+    bots = Bots(unit_api.base, {"unit-pwr00": UnitPace(return_share=1.0, extension_share=0, late_share=0)},
                 DeskHabits(reroute_share=0.0, approve_return_share=0.0))
     await bots.rounds(8)
-    code, ticket = await api.call("GET", f"/api/tickets/{refused}", "supervisor")
+    code, ticket = await unit_api.call("GET", f"/api/tickets/{refused}", "supervisor")
     assert ticket["state"] == "resolved"  # refused once, then accepted and answered (a return is asked once)
-    assert [e[0] for e in await api.events(refused)][:3] == ["assign", "request_return", "refuse_return"]
-    approved = await _complaint(api, "PWR00")
+    assert [e[0] for e in await unit_api.events(refused)][:3] == ["assign", "request_return", "refuse_return"]
+    approved = await _complaint(unit_api, "PWR00")
     bots.desk.habits = DeskHabits(reroute_share=0.0, approve_return_share=1.0)
     bots.desk.reroute = {"PWR00": ["PWR01"]}
     await bots.rounds(8)
-    code, ticket = await api.call("GET", f"/api/tickets/{approved}", "supervisor")
+    code, ticket = await unit_api.call("GET", f"/api/tickets/{approved}", "supervisor")
     assert (ticket["state"], ticket["unit_id"]) == ("assigned", "PWR01")  # PWR01 has no bot here
-    assert [e[:3] for e in await api.events(approved)][:4] == [
+    assert [e[:3] for e in await unit_api.events(approved)][:4] == [
         ("assign", "dispatcher", "new"), ("request_return", "unit-pwr00", "assigned"),
         ("approve_return", "dispatcher", "assigned"), ("assign", "dispatcher", "returned")]
     assert bots.refusals() == {}
 
 
-async def test_a_unit_answers_the_supervisions_its_units_hold_after_a_delay_and_no_other(api):  # noqa: F811
-    mine, other = await api.new("power", unit="PWR00"), await api.new("water", unit="WAT01")
+async def test_a_unit_answers_the_supervisions_its_units_hold_after_a_delay_and_no_other(unit_api):
+    mine, other = await unit_api.new("power", unit="PWR00"), await unit_api.new("water", unit="WAT01")
     for number in (mine, other):
-        code, body = await api.call("POST", f"/api/tickets/{number}/supervision", "supervisor",
-                                    {"message": "请尽快办理并反馈"})
+        code, body = await unit_api.call("POST", f"/api/tickets/{number}/supervision", "supervisor",
+                                         {"message": "请尽快办理并反馈"})
         assert code == 201, body
-    bots = Bots(api.base, {"unit-pwr00": UnitPace(return_share=0, extension_share=0, late_share=0)}, DeskHabits())
+    bots = Bots(unit_api.base, {"unit-pwr00": UnitPace(return_share=0, extension_share=0, late_share=0)}, DeskHabits())
 
     async def answered(number: str) -> list:
-        code, body = await api.call("GET", f"/api/tickets/{number}/supervision", "supervisor")
+        code, body = await unit_api.call("GET", f"/api/tickets/{number}/supervision", "supervisor")
         assert code == 200, body
         return [(s["answered_by"], s["answer"]) for s in body["supervisions"]]
 
@@ -213,15 +213,15 @@ async def test_a_unit_answers_the_supervisions_its_units_hold_after_a_delay_and_
     assert bots.units["unit-pwr00"].counts["answer_supervision"] == 1 and bots.refusals() == {}
 
 
-async def test_a_station_hands_a_repair_the_center_sent_it_to_its_own_crew(api):  # noqa: F811
-    repair = await api.new(type="repair", unit="PWR01")  # a person at the console sent it to the station
-    bots = Bots(api.base, {"unit-pwr01": UnitPace(return_share=0, extension_share=0, late_share=0)}, DeskHabits())
+async def test_a_station_hands_a_repair_the_center_sent_it_to_its_own_crew(unit_api):
+    repair = await unit_api.new(type="repair", unit="PWR01")  # a person at the console sent it to the station
+    bots = Bots(unit_api.base, {"unit-pwr01": UnitPace(return_share=0, extension_share=0, late_share=0)}, DeskHabits())
     bots.units["unit-pwr01"].crews = {"PWR01": ("C11",), "PWR02": ("C21",)}
     await bots.rounds(4)
-    code, ticket = await api.call("GET", f"/api/tickets/{repair}", "supervisor")
+    code, ticket = await unit_api.call("GET", f"/api/tickets/{repair}", "supervisor")
     assert (ticket["state"], ticket["crew_id"]) == ("dispatched", "C11")
-    assert [e[:2] for e in await api.events(repair)] == [("assign", "dispatcher"), ("unit_accept", "unit-pwr01"),
-                                                         ("hand_to_crew", "unit-pwr01")]
+    assert [e[:2] for e in await unit_api.events(repair)] == [("assign", "dispatcher"), ("unit_accept", "unit-pwr01"),
+                                                              ("hand_to_crew", "unit-pwr01")]
     assert bots.refusals() == {}
 
 

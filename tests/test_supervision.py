@@ -25,10 +25,10 @@ from gis.units import CENTER_ID, UnitNode
 from services.supervision import SupervisionService, overdue_stages
 from services.tickets import TicketManager
 from services.worker import build, run_timers
-from tests.conftest import Clock, test_settings, wait_for
-from tests.test_dispatch_service import river_city
-from tests.test_openapi import validate
-from tests.test_ticket_api import PASSWORD, T0, _serve
+from tests.apps import serve_tickets
+from tests.conftest import PASSWORD, T0, Clock, test_settings, wait_for
+from tests.openapi_check import validate
+from tests.river import river_city
 
 LIVE = (pytest.mark.integration, pytest.mark.asyncio)  # the API tests' marks
 
@@ -152,7 +152,7 @@ def test_each_step_is_a_note_that_sets_the_flag():
 # ---------------------------------------------------------------------------------- the API
 @pytest.fixture
 async def api(tmp_path, redis_url, database_url, city):  # noqa: F811
-    server, client = await _serve(tmp_path, redis_url, database_url, city, Clock(T0))
+    server, client = await serve_tickets(tmp_path, redis_url, database_url, city, Clock(T0))
     await UnitStore(client.store.db).seed(TREE, T0.timestamp())
     for name, unit in LIAISONS.items():
         await AccountStore(client.store.db).put(name, {"role": "unit", "unit_id": unit, "display": name, "active": "1",

@@ -7,79 +7,25 @@ import asyncio
 import json
 import os
 import signal
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from datetime import timedelta
 
-import orjson
 import pytest
 import redis.asyncio as aioredis
-import tornado.httpclient
-import tornado.httpserver
 
-from command import accounts
 from servers.embedded import free_port, start_redis
 from store.live import Store
-from store.accounts import AccountStore
-from store.tickets import TicketStore
 from store.sensors import ALARM_EVENTS
-from gis.lookup import SpatialLookup
-from services.tickets import TicketManager
-from services.ticket_alarms import consume_alarms, sensor_sites
-from tests.conftest import ApiClient, Clock, test_settings, wait_for
-from web import app as webapp
+from services.ticket_alarms import consume_alarms
+from tests.apps import serve_tickets
+from tests.conftest import T0, Clock, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
-PASSWORD = "test-pass-1234"
-T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
 DAY = "20261122"
-
-
-
-class Api(ApiClient):
-    """A running in-process web app with the ticket manager, and a JSON client."""
-
-    def __init__(self, base: str, store: Store, manager: TicketManager, clock: Clock) -> None:
-        super().__init__(base, PASSWORD)
-        self.base, self.store, self.manager, self.clock = base, store, manager, clock
-
-    async def call(self, method: str, path: str, user: str | None = None, body=None, headers=None):
-        headers = {**await self.auth(user), **(headers or {})}
-        data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body))
-        response = await self.http.fetch(tornado.httpclient.HTTPRequest(
-            self.base + path, method=method, headers=headers, body=data), raise_error=False)
-        return response.code, orjson.loads(response.body) if response.body else None
-
-    async def create(self, user: str = "agent", **fields):
-        body = {"channel": "phone", "category": "power", "type": "repair", "description": "家里停电了",
-                "caller_phone": "13812341234", "lon": 119.72, "lat": 36.36, **fields}
-        return await self.call("POST", "/api/tickets", user, body)
-
-    async def act(self, user: str, number: str, action: str, **args):
-        code, body = await self.call("GET", f"/api/tickets/{number}", user)
-        version = body["version"] if code == 200 else 1
-        return await self.call("POST", f"/api/tickets/{number}/actions/{action}", user,
-                               {"expected_version": version, **args})
-
-
-async def _serve(tmp_path: Path, redis_url: str, database_url: str, city, clock: Clock, port: int | None = None):
-    settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
-    store = Store.from_url(redis_url, database_url)
-    await webapp.bootstrap_accounts(store, settings, demo=True)
-    await AccountStore(store.db).put("crew2", {"role": "crew", "crew_id": "C02", "display": "抢修二班", "active": "1",
-                                              "hash": accounts.hash_password(PASSWORD)}, only_new=True)
-    tickets = TicketStore(store.db, store.redis)
-    lookup = SpatialLookup(city)
-    manager = TicketManager(tickets, lookup, sensors=sensor_sites(city, lookup), clock=clock)
-    services = webapp.build_services(settings=settings, store=store, tickets=manager)
-    server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))
-    port = port or free_port()
-    server.listen(port, "127.0.0.1")
-    return server, Api(f"http://127.0.0.1:{port}", store, manager, clock)
 
 
 @pytest.fixture
 async def api(tmp_path, redis_url, database_url, city):
-    server, client = await _serve(tmp_path, redis_url, database_url, city, Clock(T0))
+    server, client = await serve_tickets(tmp_path, redis_url, database_url, city, Clock(T0))
     yield client
     server.stop()
     await server.close_all_connections()
@@ -403,7 +349,7 @@ async def test_acknowledged_tickets_survive_kill_9_of_redis(database_url, tmp_pa
     redis_proc = start_redis(tmp_path / "r", port=port)
     server = None
     try:
-        server, api = await _serve(tmp_path, f"redis://127.0.0.1:{port}/0", database_url, city, Clock(T0))
+        server, api = await serve_tickets(tmp_path, f"redis://127.0.0.1:{port}/0", database_url, city, Clock(T0))
         made = []
         for i in range(20):
             code, body = await api.create(caller_phone=f"1390000{i:04d}", lon=119.70 + i * 0.004, lat=36.36,

@@ -162,8 +162,8 @@ from store.units import UnitStore  # noqa: E402
 from command.ticket_model import Actor, Role  # noqa: E402
 from gis.units import UnitNode  # noqa: E402
 from services.supervision import SupervisionService  # noqa: E402
-from tests.test_reports import DISPATCHER, WEST, app  # noqa: E402,F401  (app: the fixture)
-from tests.test_reports import T0 as DAY0  # noqa: E402
+from tests.conftest import T0 as DAY0  # noqa: E402
+from tests.reporting import DISPATCHER, WEST  # noqa: E402
 
 SUPERVISOR = Actor("supervisor", Role.SUPERVISOR)
 RANGE = "period=range&from=2026-11-22&to=2026-12-05"
@@ -178,11 +178,11 @@ def liaison(unit_id: str) -> Actor:
     return Actor(f"unit-{unit_id.lower()}", Role.UNIT, unit_ids=frozenset({unit_id}))
 
 
-async def drive_units(app) -> dict[str, str]:  # noqa: F811
+async def drive_units(reports_app) -> dict[str, str]:
     """A: PWR02's service request (受理 on time, 延期 approved, a 督办, 反馈, the callback
     dissatisfied: rework); B: moved to PWR01 by set_unit, accepted, its 退单 approved."""
-    assert await UnitStore(app.store.db).seed(NODES, DAY0.timestamp())
-    d, m = app.driver, app.manager
+    assert await UnitStore(reports_app.store.db).seed(NODES, DAY0.timestamp())
+    d, m = reports_app.driver, reports_app.manager
     a = await d.call(DAY0, WEST, type="service", description="电表箱门坏了")
     assert (await m.store.get(a)).ticket.unit_id == "PWR02"
     await d.step(5, a, "assign", DISPATCHER)
@@ -190,7 +190,7 @@ async def drive_units(app) -> dict[str, str]:  # noqa: F811
     await d.step(30, a, "request_extension", liaison("PWR02"), reason="需协调物业",
                  until=(DAY0 + timedelta(days=9)).isoformat())
     await d.step(30, a, "approve_extension", SUPERVISOR)
-    supervision = SupervisionService(m, SupervisionStore(app.store.db), UnitStore(app.store.db))
+    supervision = SupervisionService(m, SupervisionStore(reports_app.store.db), UnitStore(reports_app.store.db))
     await supervision.issue(a, SUPERVISOR, message="请尽快办理")
     await d.step(60 * 24 * 6, a, "feedback", liaison("PWR02"), resolution="已更换箱门")
     await d.callback(a, "dissatisfied")
@@ -203,9 +203,9 @@ async def drive_units(app) -> dict[str, str]:  # noqa: F811
     return {"A": a, "B": b}
 
 
-async def test_the_unit_report_api_its_drill_down_export_and_roles(app):  # noqa: F811
-    n = await drive_units(app)
-    reply = await app.get(f"/api/reports/units?{RANGE}")
+async def test_the_unit_report_api_its_drill_down_export_and_roles(reports_app):
+    n = await drive_units(reports_app)
+    reply = await reports_app.get(f"/api/reports/units?{RANGE}")
     by_id = {u["unit_id"]: u for u in reply["units"]}
     assert [(u["level"], u["rank"], u["unit_id"]) for u in reply["units"]] == [
         (2, 1, "PWR00"), (3, 1, "PWR01"), (3, 2, "PWR02")]
@@ -221,7 +221,7 @@ async def test_the_unit_report_api_its_drill_down_export_and_roles(app):  # noqa
     assert reply["score"]["points"]["feedback_rate"] == 40.0 and "rework" in reply["drill_metrics"]
 
     async def drill(unit_id: str, metric: str) -> set[str]:
-        found = await app.get(f"/api/reports/units/drill?{RANGE}&unit_id={unit_id}&metric={metric}")
+        found = await reports_app.get(f"/api/reports/units/drill?{RANGE}&unit_id={unit_id}&metric={metric}")
         assert found["total"] == len(found["tickets"])
         assert all(t["phone"] is None or "*" in t["phone"] for t in found["tickets"])
         return {t["number"] for t in found["tickets"]}
@@ -232,14 +232,14 @@ async def test_the_unit_report_api_its_drill_down_export_and_roles(app):  # noqa
     assert await drill("PWR00", "returns_approved") == await drill("PWR01", "tickets") == {n["B"]}
     assert await drill("PWR02", "return_requests") == set()
 
-    bad = await app.get(f"/api/reports/units/drill?{RANGE}&unit_id=PWR00&metric=nope", expect=400)
+    bad = await reports_app.get(f"/api/reports/units/drill?{RANGE}&unit_id=PWR00&metric=nope", expect=400)
     assert bad["error"]["field"] == "metric"
-    bad = await app.get(f"/api/reports/units/drill?{RANGE}&metric=tickets", expect=400)
+    bad = await reports_app.get(f"/api/reports/units/drill?{RANGE}&metric=tickets", expect=400)
     assert bad["error"]["field"] == "unit_id"
     for user, status in (("agent", 403), ("dispatcher", 200), ("admin", 200), (None, 401)):
-        await app.get(f"/api/reports/units?{RANGE}", user=user, expect=status)
+        await reports_app.get(f"/api/reports/units?{RANGE}", user=user, expect=status)
 
-    response = await app.fetch(f"/api/reports/export?{RANGE}&format=xlsx")
+    response = await reports_app.fetch(f"/api/reports/export?{RANGE}&format=xlsx")
     assert response.code == 200
     import io
 

@@ -23,10 +23,10 @@ from simulators import democity
 from gis.layers import City, load_profile
 from gis.lookup import SpatialLookup
 from gis.units import CENTER_ID, TreeError, UnitNode, check_tree, move_refusal, nodes_from_frame
-from tests.conftest import test_settings
-from tests.test_dispatch_service import PASSWORD, Api
-from tests.test_gis_lookup import LAYERS
-from tests.test_openapi import validate
+from tests.cities import LOOKUP_LAYERS
+from tests.conftest import PASSWORD, test_settings
+from tests.openapi_check import validate
+from tests.river import Api
 from web import app as webapp
 
 T0 = 1_790_000_000.0
@@ -53,13 +53,13 @@ def test_move_rules(unit, parent, code):
 
 
 def test_a_flat_profile_is_every_unit_at_level_3_under_the_center(tmp_path):
-    rows = [{k: v for k, v in r.items() if k != "g"} for r in LAYERS["units"][1]]
+    rows = [{k: v for k, v in r.items() if k != "g"} for r in LOOKUP_LAYERS["units"][1]]
     nodes = nodes_from_frame(rows, "测试热线中心")
     assert nodes[0] == UnitNode(CENTER_ID, None, 1, "测试热线中心", ("gas", "power", "water"))
     assert {(n.parent_id, n.level) for n in nodes[1:]} == {(CENTER_ID, 3)}
     assert nodes_of_city(None) == [UnitNode(CENTER_ID, None, 1, "热线中心", ())]
     body = ['[city]\nname = "测试市"\n']
-    for kind, (_, layer) in LAYERS.items():  # the spatial lookup tests' city: units without a tree
+    for kind, (_, layer) in LOOKUP_LAYERS.items():  # the spatial lookup tests' city: units without a tree
         frame = gpd.GeoDataFrame([{k: v for k, v in r.items() if k != "g"} for r in layer],
                                  geometry=[r["g"] for r in layer], crs="EPSG:4326")
         frame.to_file(tmp_path / f"{kind}.geojson", driver="GeoJSON", engine="pyogrio")
