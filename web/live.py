@@ -42,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime, timezone, tzinfo
+from datetime import tzinfo
 from typing import Any, Callable, Iterable, Mapping
 from zoneinfo import ZoneInfo
 
@@ -56,6 +56,7 @@ from store.ticket_publish import LIVE_TICKETS
 from store.ticket_records import TicketRecord
 from store.units import UnitStore
 from command.ticket_model import OPEN_STATES, Role
+from web.live_today import TodayCounts
 from web.live_views import OFFICE_VIEW, Audience, Subscriber, View, unit_of
 
 log = logging.getLogger(__name__)
@@ -109,9 +110,7 @@ class LiveFeed:
         self.vehicle_crews = {k: dict(v) for k, v in (vehicle_crews or {}).items()}
         self.clock = clock
         self.zone = zone
-        self._today_day, self._today_start = "", 0.0
-        self._created_today: set[str] = set()
-        self._resolved_today: set[str] = set()
+        self._today = TodayCounts(self.tickets, zone)
         self.keep_frames = keep_frames
         self.views: dict[str, View] = {}
         self.view(OFFICE_VIEW)
@@ -212,7 +211,7 @@ class LiveFeed:
         if audience.city:
             city["alarms"] = await self.store.alarms()
             city["sensors"] = [compact_sensor(s) for s in await self.store.sensors()]
-            await self._load_today(now)
+            await self._today.load(now)
             city["today"] = self.today()
         if audience.restricted:
             view.shown.update(t["number"] for t in tickets)
@@ -235,39 +234,9 @@ class LiveFeed:
             return list(records)
         return await self.tickets.get_many(await self.tickets.index("open", stop=SNAPSHOT_TICKETS - 1))
 
-    def _day(self, now: float) -> tuple[str, float]:
-        local = datetime.fromtimestamp(now, timezone.utc).astimezone(self.zone)
-        start = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        return local.strftime("%Y%m%d"), start.timestamp()
-
-    async def _load_today(self, now: float) -> None:
-        """Count today's created and resolved tickets from the record (once a day): those numbered
-        for today, and those resolved since the day began (a Redis wipe takes nothing of it)."""
-        day, start = self._day(now)
-        if day == self._today_day:
-            return
-        since = datetime.fromtimestamp(start, timezone.utc)
-        prefix = f"GD{day}-"
-        created = {n for n in await self.tickets.numbers_since("created_at", since) if n.startswith(prefix)}
-        resolved = set(await self.tickets.numbers_since("resolved_at", since))
-        self._today_day, self._today_start, self._created_today, self._resolved_today = day, start, created, resolved
-
-    def _count_today(self, records: Iterable[TicketRecord | None]) -> None:
-        """Count read tickets into today's figures by the rule of `_load_today`: numbered today,
-        resolved since the day began (a consultation closed on the call is resolved at once)."""
-        prefix = f"GD{self._today_day}-"
-        for record in records:
-            if record is None:
-                continue
-            ticket = record.ticket
-            if ticket.number.startswith(prefix):
-                self._created_today.add(ticket.number)
-            if ticket.resolved_at is not None and ticket.resolved_at.timestamp() >= self._today_start:
-                self._resolved_today.add(ticket.number)
-
     def today(self) -> dict[str, Any]:
-        """Tickets created and resolved on the center's current day."""
-        return {"day": self._today_day, "created": len(self._created_today), "resolved": len(self._resolved_today)}
+        """Tickets created and resolved on the center's current day (`web.live_today`)."""
+        return self._today.figures()
 
     def frames_since(self, seq: int, name: str = OFFICE_VIEW) -> list[bytes] | None:
         """A view's frames after seq when all are still kept; None when the console must reload a
@@ -322,9 +291,9 @@ class LiveFeed:
                      and int(s.get("version") or 0) > self._versions.get(s["number"], 0)]
         if not summaries:
             return
-        await self._load_today(self.clock())
+        await self._today.load(self.clock())
         records = await self.tickets.get_many(list(dict.fromkeys(s["number"] for s in summaries)))
-        self._count_today(records)
+        self._today.count(records)
         self._read_tickets(records)
 
     def _read_tickets(self, records: Iterable[TicketRecord | None]) -> None:
