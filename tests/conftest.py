@@ -459,6 +459,16 @@ def browser():
         chromium.close()
 
 
+@pytest.fixture
+def network(demo):
+    """The phone's network: a relay to the module's demo that the test cuts while offline (`tests.netcut`)."""
+    from tests.netcut import relay_to
+
+    relay = relay_to(demo.base)
+    yield relay
+    relay.close()
+
+
 class ConsoleWatch:
     """Collects console errors and uncaught page errors, and (in ``failed``) HTTP responses >= 400."""
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import socket
 import threading
 
-import pytest
 
 
 class NetCut:
@@ -110,11 +109,3 @@ def relay_to(base: str) -> NetCut:
     """A relay to the server at ``base`` (``http://host:port``)."""
     host, port = base.rsplit("/", 1)[1].rsplit(":", 1)
     return NetCut(host, int(port))
-
-
-@pytest.fixture
-def network(demo):
-    """The phone's network: a relay to the module's demo that the test cuts while offline."""
-    relay = relay_to(demo.base)
-    yield relay
-    relay.close()

@@ -1,10 +1,15 @@
 """The reports tests' app and day of tickets (the `reports_app` fixture of tests/conftest.py): a
 Driver that walks tickets through the real TicketManager on a settable clock, the story of a day
-covering every kind of KPI fact, the web app with a KpiService, and the pure rebuild to compare with."""
+covering every kind of KPI fact, the web app with a KpiService, and the pure rebuild and the
+`python -m center kpi` command to compare with."""
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import AsyncIterator
 
 import orjson
@@ -21,7 +26,7 @@ from services.ticket_alarms import sensor_sites
 from services.tickets import TicketManager
 from store.live import Store
 from store.tickets import TicketStore
-from tests.conftest import PASSWORD, T0, ApiClient, Clock, test_settings
+from tests.conftest import PASSWORD, ROOT, T0, ApiClient, Clock, test_settings
 from web import app as webapp
 
 M = timedelta(minutes=1)
@@ -170,6 +175,17 @@ def rebuilt(database_url: str, query: dict, tz) -> dict:
 QUERIES = ["period=day&date=2026-11-22", "period=week&date=2026-11-22", "period=month&date=2026-11-22",
            "period=day&date=2026-11-21", "period=month&date=2026-11-22&category=power",
            "period=day&date=2026-11-22&district=D2", "period=month&date=2026-11-22&unit=PWR01,WAT01"]
+
+
+def kpi_command(database_url: str, redis_url: str, data_dir: Path, *args: str) -> dict:
+    """Run ``python -m center kpi ...`` as a real process; its report JSON."""
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "MQTT_URL": "mqtt://127.0.0.1:1",
+           "DATA_DIR": str(data_dir), "CONFIG_FILE": str(data_dir / "absent.toml")}
+    done = subprocess.run([sys.executable, "-m", "center", "kpi", *args], cwd=ROOT, env=env, capture_output=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert "kpi rebuild:" in done.stderr.decode()  # progress on stderr, the report alone on stdout
+    return orjson.loads(done.stdout)
 
 
 def as_args(query: str) -> dict[str, str]:

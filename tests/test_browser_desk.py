@@ -11,9 +11,9 @@ import re
 import pytest
 
 from tests.conftest import ARTIFACTS, BROWSER_MARKS, PHONE_SCREEN, ConsoleWatch, login_page
+from tests.netcut import go_offline, go_online
 from tests.pages import dispatch_to_c01, png
 from tests.procs import start_demo
-from tests.netcut import go_offline, go_online  # noqa: F401  (the relay fixture)
 
 pytestmark = BROWSER_MARKS
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ARTIFACTS, BROWSER_MARKS, PHONE_SCREEN, ConsoleWatch, login_page
+from tests.netcut import go_offline, go_online
 from tests.pages import dispatch_to_c01
 from tests.procs import start_demo
-from tests.netcut import go_offline, go_online  # noqa: F401  (the relay fixture)
 from web.handlers.pages import FIELD_SHELL, shell_version
 
 pytestmark = BROWSER_MARKS

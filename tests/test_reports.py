@@ -17,11 +17,8 @@ import io
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from urllib.parse import unquote
 
 import openpyxl
@@ -38,23 +35,14 @@ from gis.lookup import SpatialLookup
 from services.kpi_query import parse_query, report_payload
 from services.kpi_service import KpiService, KpiUnavailable
 from services.tickets import TicketManager
-from tests.conftest import ROOT, T0, Clock, wait_for
+from tests.conftest import T0, Clock, wait_for
 from tests.procs import start_demo, walk_a_ticket
-from tests.reporting import DISPATCHER, EAST, M, QUERIES, WEST, Driver, as_args, crew, drive_story, rebuilt, rounded
+from tests.reporting import (
+    DISPATCHER, EAST, M, QUERIES, WEST, Driver, as_args, crew, drive_story, kpi_command, rebuilt, rounded,
+)
 from web.report_export import minutes, percent
 
 pytestmark = [pytest.mark.integration]  # async tests run in asyncio mode "auto" (pytest.ini)
-def kpi_command(database_url: str, redis_url: str, data_dir: Path, *args: str) -> dict:
-    """Run ``python -m center kpi ...`` as a real process; its report JSON."""
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "MQTT_URL": "mqtt://127.0.0.1:1",
-           "DATA_DIR": str(data_dir), "CONFIG_FILE": str(data_dir / "absent.toml")}
-    done = subprocess.run([sys.executable, "-m", "center", "kpi", *args], cwd=ROOT, env=env, capture_output=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
-    assert "kpi rebuild:" in done.stderr.decode()  # progress on stderr, the report alone on stdout
-    return orjson.loads(done.stdout)
-
-
 # ---------------------------------------------------------------------------- incremental = rebuild
 
 async def test_the_live_service_equals_the_rebuild_and_the_kpi_command(reports_app, tmp_path):
