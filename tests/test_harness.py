@@ -1,7 +1,7 @@
 """The test harness itself (tests/conftest.py): given servers (DATABASE_URL, REDIS_URL) are never
 emptied of data the tests did not write. A pytest run inside the test, with the given URLs, shows it:
 on a given PostgreSQL the tests work in a database of their own and drop it; a given Redis that
-holds keys is refused before any test runs."""
+holds keys is refused before any test runs. And no test file imports another."""
 from __future__ import annotations
 
 import os
@@ -78,3 +78,19 @@ def test_a_given_redis_that_holds_keys_is_refused_and_kept(servers, tmp_path):
     finally:
         client.delete("someone:else")
         client.close()
+
+
+def test_no_test_file_imports_another():
+    """What test files share is a conftest fixture or a plain helper module: a test module
+    imported by another would run its fixtures as copies in the importer's namespace."""
+    import ast
+
+    offenders = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module == "tests":
+                names = [f"tests.{alias.name}" for alias in node.names]
+            offenders += [f"{path.name}:{node.lineno} {name}" for name in names if name.startswith("tests.test_")]
+    assert offenders == []
