@@ -48,7 +48,8 @@ def simulated_devices(city, settings) -> list:
     each simulated vehicle of the city, the SCADA gateway of the JSON sensors, and each Sparkplug
     edge node of the sensor simulator."""
     from services.devices import Wanted
-    from simulators.sensors import SensorSimulator, specs_from_city
+    from simulators.sensor_model import specs_from_city
+    from simulators.sensors import SensorSimulator
 
     wanted = [Wanted("vehicle", str(v)) for v in list(city.crews["vehicle_id"])[:settings.SIM_VEHICLES]]
     if settings.SIM_SENSORS:
@@ -113,7 +114,7 @@ class LivingCity:
 
     def __init__(self, settings, mqtt_url: str, city, stop: asyncio.Event, devices: dict[str, str] | None = None):
         from runtime.clock import Clock
-        from simulators.sensors import SimClock
+        from simulators.sim_clock import SimClock
 
         self.settings, self.mqtt_url, self.city, self.stop = settings, mqtt_url, city, stop
         self.devices = devices or {}  # device id -> broker URL with its credentials
@@ -145,7 +146,9 @@ class LivingCity:
     # ------------------------------------------------------------------ parts
     async def start_sensors(self) -> None:
         """The sensor simulator on its own MQTT connections, listening for scenario commands."""
-        from simulators.sensors import MqttTransport, SensorSimulator, listen_for_commands, run, specs_from_city
+        from simulators.sensor_model import specs_from_city
+        from simulators.sensor_mqtt import MqttTransport
+        from simulators.sensors import SensorSimulator, listen_for_commands, run
 
         transport = await asyncio.to_thread(lambda: MqttTransport(
             self.mqtt_url, f"sim-sensors-{os.getpid()}", device_urls=self.devices, gateway=SCADA_GATEWAY))

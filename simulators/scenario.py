@@ -46,7 +46,8 @@ import orjson
 from store.streams import pause as stop_or_timeout
 from simulators import nmea_out
 from simulators.callers import CallGenerator, CallPoster, Place, Post
-from simulators.sensors import SENSOR_ACTIONS, SimClock
+from simulators.sensors import CONTROL_TOPIC, SENSOR_ACTIONS, SensorSimulator, run as run_sensors
+from simulators.sim_clock import SimClock
 
 log = logging.getLogger(__name__)
 UTC = timezone.utc
@@ -434,8 +435,8 @@ async def main(argv: Sequence[str] | None = None) -> dict:
     from config.settings import load
     from gis.layers import load_profile
     from simulators.callers import HttpApi
-    from simulators.sensors import (CONTROL_TOPIC, MqttTransport, SensorSimulator, run as run_sensors,
-                                    specs_from_city)
+    from simulators.sensor_model import specs_from_city
+    from simulators.sensor_mqtt import MqttTransport
 
     opts = _options(argv)
     if opts.list or not opts.name:

@@ -71,7 +71,7 @@ class MqttTransport:
 
 
 class MqttNodeLink:
-    """One edge node's MQTT connection (``simulators.sensors.NodeLink``)."""
+    """One edge node's MQTT connection (``simulators.sparkplug_node.NodeLink``)."""
 
     def __init__(self, on_command: CommandHandler | None = None):
         self.client = None

@@ -29,190 +29,32 @@ import asyncio
 import logging
 import math
 import random
-import re
 import signal
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Iterable, Sequence
 from zoneinfo import ZoneInfo
 
 import orjson
 
-from google.protobuf.message import DecodeError
-
 from store.streams import pause as stop_or_timeout
-from ingest import sparkplug_b_pb2
 from ingest.sparkplug import encode_death, encode_payload
+from simulators.sensor_model import SensorSpec, flow_share, load_percent, pressure_offset, specs_from_city, substation_of
+from simulators.sparkplug_node import (REBIRTH_METRIC, SPARKPLUG_GROUP, EdgeNode, EmulatedLink, NodeConnector,
+                                       Publish, rebirth_asked)
 from simulators.sensor_mqtt import MqttTransport
+from simulators.sim_clock import SimClock
 
-__all__ = ["CONTROL_TOPIC", "MqttTransport", "NodeLink", "SensorSimError", "SensorSimulator", "SensorSpec",
-           "SimClock", "listen_for_commands", "load_percent", "pressure_offset", "rebirth_asked", "run",
-           "specs_from_city", "substation_of"]
+__all__ = ["CONTROL_TOPIC", "SENSOR_ACTIONS", "SensorSimError", "SensorSimulator", "listen_for_commands", "run"]
 
 log = logging.getLogger(__name__)
 UTC = timezone.utc
 CONTROL_TOPIC = "sim/sensors/control"
 SENSOR_ACTIONS = ("main_burst", "transformer_overload", "feeder_outage", "dead_sensor", "node_death", "restore")
-SPARKPLUG_GROUP = "democity"
-REBIRTH_METRIC = "Node Control/Rebirth"
-Publish = Callable[[str, bytes, int, bool], object]
-
-# (local hour, % of rated kVA): a residential/commercial mix, trough ~4:00, peak ~20:00.
-LOAD_CURVE = ((0, 42.0), (2, 33.0), (4, 30.0), (6, 36.0), (8, 52.0), (10, 58.0), (12, 62.0),
-              (14, 58.0), (16, 60.0), (18, 72.0), (20, 80.0), (22, 62.0), (24, 42.0))
-# (local hour, MPa offset from the point's base): night rise, morning dip, evening dip.
-PRESSURE_CURVE = ((0, 0.015), (3, 0.030), (5, 0.025), (7, -0.030), (8, -0.035), (10, -0.010),
-                  (12, -0.015), (15, 0.000), (19, -0.020), (21, -0.005), (24, 0.015))
-# (local hour, share of the DMA's peak inflow): the mirror of the pressure curve.
-FLOW_CURVE = ((0, 0.30), (3, 0.22), (5, 0.30), (7, 0.95), (8, 1.00), (10, 0.70), (12, 0.80),
-              (15, 0.60), (19, 0.90), (21, 0.65), (24, 0.30))
 
 
 class SensorSimError(ValueError):
     """A scenario hook names something the simulator does not know (DMA, asset, node, sensor)."""
-
-
-@dataclass(frozen=True)
-class SensorSpec:
-    """One simulated sensor, from the registry joined with its asset (DMA, rated kVA, feeder)."""
-
-    sensor_id: str
-    kind: str           # transformer_load | pressure | flow | any other (generic)
-    quantity: str
-    unit: str
-    asset_id: str
-    period_s: float
-    lon: float
-    lat: float
-    dma_id: str | None = None
-    rated_kva: float | None = None
-    feeder: str | None = None
-    low_critical: float | None = None
-    high_critical: float | None = None
-
-
-def _interp(curve: Sequence[tuple[float, float]], hour: float) -> float:
-    """Cosine interpolation of a (hour, value) table over a day."""
-    hour %= 24.0
-    for (h0, v0), (h1, v1) in zip(curve, curve[1:]):
-        if h0 <= hour <= h1:
-            f = (1 - math.cos(math.pi * (hour - h0) / (h1 - h0))) / 2
-            return v0 + (v1 - v0) * f
-    return curve[-1][1]
-
-
-def load_percent(hour: float) -> float:
-    """Typical transformer load, % of rated kVA, at a local hour of the day."""
-    return _interp(LOAD_CURVE, hour)
-
-
-def pressure_offset(hour: float) -> float:
-    """Daily pressure swing in MPa at a local hour (add to a point's base pressure)."""
-    return _interp(PRESSURE_CURVE, hour)
-
-
-def substation_of(feeder: str | None) -> str | None:
-    """The supplying station of a feeder name: ``10kV城区3线`` -> ``10kV城区``."""
-    return re.sub(r"\d*线$", "", feeder) if feeder else None
-
-
-def _opt(value) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
-
-
-def specs_from_city(city) -> list[SensorSpec]:
-    """Every sensor of a loaded ``gis.layers.City``, joined with DMA, rated kVA and feeder."""
-    transformers = {str(r.asset_id): r for r in city.transformers.itertuples()}
-    dma_of_point = {str(r.sensor_id): str(r.dma_id) for r in city.pressure_points.itertuples()}
-    mains = city.mains
-    dma_of_main = ({str(m): str(d) for m, d in zip(mains["main_id"], mains["dma_id"])}
-                   if "dma_id" in mains.columns else {})
-    specs = []
-    for row in city.sensors.itertuples():
-        asset = str(row.asset_id)
-        transformer = transformers.get(asset)
-        specs.append(SensorSpec(
-            sensor_id=str(row.sensor_id), kind=str(row.kind), quantity=str(row.quantity),
-            unit=str(row.unit), asset_id=asset, period_s=float(row.period_s),
-            lon=float(row.geometry.x), lat=float(row.geometry.y),
-            dma_id=dma_of_point.get(str(row.sensor_id)) or dma_of_main.get(asset),
-            rated_kva=_opt(transformer.rated_kva) if transformer is not None else None,
-            feeder=str(transformer.feeder) if transformer is not None else None,
-            low_critical=_opt(getattr(row, "low_critical", None)),
-            high_critical=_opt(getattr(row, "high_critical", None))))
-    return specs
-
-
-def rebirth_asked(payload: bytes) -> bool:
-    """Whether an NCMD payload holds ``Node Control/Rebirth`` = true (anything undecodable: no)."""
-    try:
-        message = sparkplug_b_pb2.Payload.FromString(payload)
-    except (DecodeError, RuntimeError, ValueError):
-        return False
-    return any(m.name == REBIRTH_METRIC and m.WhichOneof("value") == "boolean_value" and m.boolean_value
-               for m in message.metrics)
-
-
-class NodeLink(Protocol):
-    """The MQTT connection of one Sparkplug edge node (its will is the node's NDEATH)."""
-
-    @property
-    def connected(self) -> bool:
-        """True while the connection is up (births wait for it)."""
-
-    @property
-    def lost(self) -> bool:
-        """True once an established connection dropped: its session is over."""
-
-    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> object:
-        """Publish on this node's connection."""
-
-    def kill(self) -> None:
-        """Drop the connection without DISCONNECT, so the broker publishes the will."""
-
-    def close(self) -> None:
-        """Disconnect cleanly (no will)."""
-
-
-# (edge node, will topic, will payload, *, commands=NCMD topic, on_command=handler of its payloads)
-NodeConnector = Callable[..., NodeLink]
-
-
-class _EmulatedLink:
-    """No broker (tests): node messages go to ``publish`` and a kill publishes the will itself."""
-
-    connected = True
-    lost = False
-
-    def __init__(self, publish: Publish, will_topic: str, will_payload: bytes, **_commands):
-        self._publish, self._will = publish, (will_topic, will_payload)
-
-    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> object:
-        return self._publish(topic, payload, qos, retain)
-
-    def kill(self) -> None:
-        self._publish(self._will[0], self._will[1], 1, False)
-
-    def close(self) -> None:
-        """Nothing to close."""
-
-
-@dataclass
-class _EdgeNode:
-    node_id: str
-    devices: list[str]                   # sensor ids, in birth order
-    bdseq: int = -1
-    seq: int = 0
-    link: NodeLink | None = None
-    dead: bool = False
-    aliases: dict[str, int] = field(default_factory=dict)
-    born: bool = False                   # births sent on the current connection
-    rebirth: bool = False                # a Rebirth command came (set on the MQTT thread)
 
 
 @dataclass
@@ -240,7 +82,7 @@ class SensorSimulator:
         self._publish = publish
         self._rng = random.Random(seed)
         self.group_id = group_id
-        self._connect = node_connector or (lambda node, topic, will, **kw: _EmulatedLink(publish, topic, will))
+        self._connect = node_connector or (lambda node, topic, will, **kw: EmulatedLink(publish, topic, will))
         self._zone = ZoneInfo(zone)
         self._period = period_s
         self._base = {sid: self._rng.uniform(0.28, 0.32) if s.kind == "pressure" else
@@ -251,7 +93,7 @@ class SensorSimulator:
         self.now: datetime | None = None
         self.sent = 0
         self.rebirths_asked = 0
-        self.nodes: dict[str, _EdgeNode] = {}
+        self.nodes: dict[str, EdgeNode] = {}
         self.node_of: dict[str, str] = {}
         stations: dict[str, list[str]] = {}
         for s in self.sensors.values():
@@ -259,7 +101,7 @@ class SensorSimulator:
             if station:
                 stations.setdefault(station, []).append(s.sensor_id)
         for k, members in enumerate(list(stations.values())[:max(0, sparkplug_nodes)]):
-            node = _EdgeNode(f"SUB{k + 1:02d}", members)
+            node = EdgeNode(f"SUB{k + 1:02d}", members)
             node.aliases = {sid: n + 1 for n, sid in enumerate(members)}
             self.nodes[node.node_id] = node
             self.node_of.update({sid: node.node_id for sid in members})
@@ -275,7 +117,7 @@ class SensorSimulator:
         if spec.kind == "pressure":
             return max(0.0, base + pressure_offset(hour) + self._rng.gauss(0, 0.003))
         if spec.kind == "flow":
-            return max(0.0, 400.0 * base * _interp(FLOW_CURVE, hour) + self._rng.gauss(0, 8.0))
+            return max(0.0, 400.0 * base * flow_share(hour) + self._rng.gauss(0, 8.0))
         return 50.0 * base + self._rng.gauss(0, 1.0)
 
     def value(self, spec: SensorSpec, now: datetime) -> float:
@@ -326,13 +168,13 @@ class SensorSimulator:
     def _topic(self, rest: str) -> str:
         return f"spBv1.0/{self.group_id}/{rest}"
 
-    def _node_send(self, node: _EdgeNode, rest: str, metrics, stamp: datetime, *, units=None) -> None:
+    def _node_send(self, node: EdgeNode, rest: str, metrics, stamp: datetime, *, units=None) -> None:
         payload = encode_payload(metrics, node.seq, int(stamp.timestamp() * 1000), units=units)
         node.seq = (node.seq + 1) % 256
         node.link.publish(self._topic(rest), payload, 0, False)
         self.sent += 1
 
-    def _keep_session(self, node: _EdgeNode, stamp: datetime) -> None:
+    def _keep_session(self, node: EdgeNode, stamp: datetime) -> None:
         """A new session when there is none or it dropped; births when due (new connection or Rebirth)."""
         if node.link is not None and node.link.lost:
             node.link.close()  # its will (NDEATH) is the broker's to publish; no reconnect with it
@@ -350,7 +192,7 @@ class SensorSimulator:
             node.rebirth = False
             self._birth(node, stamp)
 
-    def _command(self, node: _EdgeNode, payload: bytes) -> None:
+    def _command(self, node: EdgeNode, payload: bytes) -> None:
         """An NCMD for ``node`` (on the MQTT thread): a Rebirth is answered by the next step."""
         if rebirth_asked(payload):
             node.rebirth = True
@@ -363,7 +205,7 @@ class SensorSimulator:
             raise SensorSimError(f"unknown Sparkplug edge node {edge_node!r}; known: {sorted(self.nodes)}")
         self._command(node, payload)
 
-    def _birth(self, node: _EdgeNode, stamp: datetime) -> None:
+    def _birth(self, node: EdgeNode, stamp: datetime) -> None:
         """NBIRTH (the session's bdSeq, seq 0) and a DBIRTH per device, on the node's connection."""
         node.seq = 0
         node.born = True
@@ -493,33 +335,6 @@ class SensorSimulator:
         return {f"{node.node_id}/{sid}/{self.sensors[sid].quantity}": sid
                 for node in self.nodes.values() for sid in node.devices}
 
-
-# ---------------------------------------------------------------------- clock and MQTT
-class SimClock:
-    """Simulated time: ``start + speedup x (monotonic elapsed)``."""
-
-    def __init__(self, start: datetime | None = None, speedup: float = 1.0,
-                 monotonic: Callable[[], float] = time.monotonic):
-        if speedup <= 0:
-            raise ValueError(f"speed-up must be positive, not {speedup}")
-        self.start = start or datetime.now(UTC)
-        self.speedup = speedup
-        self._monotonic = monotonic
-        self._t0 = monotonic()
-
-    def now(self) -> datetime:
-        """The simulated time now."""
-        return self.start + timedelta(seconds=(self._monotonic() - self._t0) * self.speedup)
-
-    def wall_delay(self, sim_seconds: float) -> float:
-        """Wall seconds that ``sim_seconds`` of simulated time take."""
-        return sim_seconds / self.speedup
-
-    @classmethod
-    def following(cls, clock) -> "SimClock":
-        """Simulated time that is the center's clock (`runtime.clock.Clock`): starts at its time now
-        and runs at its speed-up, so calls, curves and the center agree on the time."""
-        return cls(clock.now_dt(), clock.speedup)
 
 
 async def run(simulator: SensorSimulator, clock: SimClock, stop: asyncio.Event, *,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from simulators.sensors import SensorSimulator, SensorSpec
+from simulators.sensor_model import SensorSpec
+from simulators.sensors import SensorSimulator
 
 UTC = timezone.utc
 START = datetime(2026, 11, 22, 16, 0, tzinfo=UTC)  # 00:00 in Asia/Shanghai

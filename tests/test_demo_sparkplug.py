@@ -22,7 +22,8 @@ ISSUE_LIMIT_S = 60.0  # issue #24: every Sparkplug device has a birth within one
 def _sparkplug_devices(data_dir) -> dict[str, str]:
     """sensor id -> edge node, as the demo's sensor simulator makes them from the demo's city."""
     from gis.layers import load_profile
-    from simulators.sensors import SensorSimulator, specs_from_city
+    from simulators.sensor_model import specs_from_city
+    from simulators.sensors import SensorSimulator
 
     city = load_profile(str(data_dir / DEMO_SUBDIR / "profile.toml"))
     return dict(SensorSimulator(specs_from_city(city), publish=lambda *message: None).node_of)

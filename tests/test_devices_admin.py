@@ -385,7 +385,7 @@ async def test_the_simulators_log_in_as_the_devices_the_demo_issued(tmp_path, re
     """With the demo's device file, each simulated vehicle, the SCADA gateway and each Sparkplug
     edge node connect as themselves (client id = device id) and publish only their own topics."""
     from simulators.run import SCADA_GATEWAY, device_urls
-    from simulators.sensors import MqttTransport
+    from simulators.sensor_mqtt import MqttTransport
     from simulators.vehicles import RoadNet, make_fleet, run_fleet
 
     settings = test_settings(tmp_path, MQTT_URL=mqtt_url, MQTT_DEVICE_URL=servers.device_url)

@@ -12,7 +12,9 @@ from ingest.nmea import checksum
 from simulators.callers import CallGenerator, rate_per_s
 from simulators.scenario import (Areas, ScenarioError, ScenarioRunner, fault_messages, load_scenario,
                                  parse_scenario, scenario_names)
-from simulators.sensors import SensorSimulator, SimClock, specs_from_city
+from simulators.sensor_model import specs_from_city
+from simulators.sensors import SensorSimulator
+from simulators.sim_clock import SimClock
 
 UTC = timezone.utc
 MIDNIGHT = datetime(2026, 11, 21, 16, 0, tzinfo=UTC)  # 00:00 Asia/Shanghai

@@ -10,7 +10,9 @@ import pytest
 from messaging.mqtt import MqttClient
 from ingest.readings import decode_json_reading
 from ingest.sparkplug import SparkplugState
-from simulators.sensors import SensorSimError, SensorSimulator, SimClock, load_percent, pressure_offset, substation_of
+from simulators.sensor_model import load_percent, pressure_offset, substation_of
+from simulators.sensors import SensorSimError, SensorSimulator
+from simulators.sim_clock import SimClock
 from tests.conftest import wait_for
 from tests.sensor_sim import START, Capture, run_steps, sensor_specs
 
@@ -179,7 +181,7 @@ def test_sim_clock_compresses_time():
 
 @pytest.mark.integration
 async def test_against_the_real_broker_with_ndeath_as_will(mqtt_url):
-    from simulators.sensors import MqttTransport
+    from simulators.sensor_mqtt import MqttTransport
 
     received = []
     watcher = MqttClient(mqtt_url, "test-sensor-watch", on_messages=received.extend,

@@ -12,7 +12,8 @@ from messaging.mqtt import MqttClient
 from ingest import sparkplug_b_pb2 as pb
 from ingest.sensors import rebirth_command
 from ingest.sparkplug import SparkplugState, encode_payload
-from simulators.sensors import SensorSimulator, rebirth_asked
+from simulators.sensors import SensorSimulator
+from simulators.sparkplug_node import rebirth_asked
 from tests.conftest import wait_for
 from tests.sensor_sim import START, Capture, run_steps, sensor_specs
 
@@ -123,7 +124,7 @@ def test_a_lost_connection_starts_a_new_session_with_the_next_bdseq():
 
 @pytest.mark.integration
 async def test_an_edge_node_answers_the_centers_rebirth_on_the_real_broker(mqtt_url):
-    from simulators.sensors import MqttTransport
+    from simulators.sensor_mqtt import MqttTransport
 
     received: list = []
     center = MqttClient(mqtt_url, f"test-rebirth-center-{os.getpid()}", on_messages=received.extend,
@@ -161,7 +162,7 @@ async def test_an_edge_node_answers_the_centers_rebirth_on_the_real_broker(mqtt_
 
 @pytest.mark.integration
 async def test_a_connection_the_broker_drops_ends_in_a_new_session_on_the_real_broker(mqtt_url):
-    from simulators.sensors import MqttTransport
+    from simulators.sensor_mqtt import MqttTransport
 
     received: list = []
     center = MqttClient(mqtt_url, f"test-session-center-{os.getpid()}", on_messages=received.extend,
