@@ -46,7 +46,12 @@ _UTC = timezone.utc
 _HALF_DAY = 43200.0
 _KNOT_KMH = 1.852
 _UNIX_DAY0 = Date(1970, 1, 1).toordinal()
-_from_timestamp = datetime.fromtimestamp
+
+
+@lru_cache(maxsize=1024)  # the fixes a fleet sends in one second share their time
+def _utc(seconds: float) -> datetime:
+    """The aware UTC datetime of epoch seconds."""
+    return datetime.fromtimestamp(seconds, _UTC)
 
 
 @dataclass(slots=True)
@@ -330,7 +335,7 @@ class NmeaStream:
         """Append a dated epoch to the result."""
         if not args:
             return  # a date-only epoch (ZDA) taught the date; nothing to report
-        time = _from_timestamp((date_ord - _UNIX_DAY0) * 86400 + tod, _UTC)
+        time = _utc((date_ord - _UNIX_DAY0) * 86400 + tod)
         if is_fix:
             result.fixes.append(Fix(time, *args))
             result.counts["fix"] += 1
