@@ -25,7 +25,8 @@ def main() -> None:
     """Run the benchmark and print its figure."""
     from servers.embedded import start_broker
     from simulators import democity
-    from simulators.vehicles import make_fleet, roadnet_from_city, run_fleet
+    from simulators.roads import roadnet_from_city
+    from simulators.vehicles import make_fleet, run_fleet
 
     with tempfile.TemporaryDirectory() as tmp:
         progress("generating the demo city ...")

@@ -30,7 +30,8 @@ from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from store.streams import pause as stop_or_timeout
 from simulators.callers import HttpApi
-from simulators.vehicles import RoadNet, SimVehicle, Trip
+from simulators.roads import RoadNet, Trip
+from simulators.vehicles import SimVehicle
 
 log = logging.getLogger(__name__)
 

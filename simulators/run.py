@@ -35,7 +35,8 @@ from typing import Any
 
 from runtime.lifecycle import stop_on_signals
 from store.streams import pause as stop_or_timeout
-from simulators.vehicles import make_fleet, roadnet_of, run_fleet
+from simulators.roads import roadnet_of
+from simulators.vehicles import make_fleet, run_fleet
 
 log = logging.getLogger(__name__)
 REAL_POLICE_DELAYS_S = (60.0, 300.0, 600.0, 1800.0)  # received, dispatched, on scene, closed

@@ -12,7 +12,8 @@ from config.settings import load
 from ingest.plausibility import distance_m
 from ingest.vehicles import VehicleBatch, VehicleIngest
 from simulators.sim_clock import SimClock
-from simulators.vehicles import Pace, RoadNet, Trip, make_fleet
+from simulators.roads import RoadNet, Trip
+from simulators.vehicles import Pace, make_fleet
 
 A = 1_800_000_000.0  # the anchor: 2027-01-15T08:00:00Z
 

@@ -386,7 +386,8 @@ async def test_the_simulators_log_in_as_the_devices_the_demo_issued(tmp_path, re
     edge node connect as themselves (client id = device id) and publish only their own topics."""
     from simulators.run import SCADA_GATEWAY, device_urls
     from simulators.sensor_mqtt import MqttTransport
-    from simulators.vehicles import RoadNet, make_fleet, run_fleet
+    from simulators.roads import RoadNet
+    from simulators.vehicles import make_fleet, run_fleet
 
     settings = test_settings(tmp_path, MQTT_URL=mqtt_url, MQTT_DEVICE_URL=servers.device_url)
     store = Store.from_url(redis_url, database_url)

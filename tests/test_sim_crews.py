@@ -13,7 +13,8 @@ import shapely
 from gis.routing import RoadGraph
 from simulators.crews import (DECLINE_REASONS, RESOLUTIONS, CallbackBot, CrewBot, CrewTiming, ground_m,
                               satisfaction_shares, since_dispatch_s)
-from simulators.vehicles import RoadNet, SimVehicle, Trip, TripError
+from simulators.roads import RoadNet, Trip, TripError
+from simulators.vehicles import SimVehicle
 
 # A small town: three east-west roads (60, 40, 25 km/h) and three north-south lanes (25 km/h),
 # about 450 m apart, split at the junctions; the middle lane runs one way, northwards.

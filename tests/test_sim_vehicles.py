@@ -8,7 +8,8 @@ import pynmea2
 import pytest
 
 from ingest.fixes import NmeaStream
-from simulators.vehicles import RoadNet, make_fleet
+from simulators.roads import RoadNet
+from simulators.vehicles import make_fleet
 
 LINES = [[(119.750, 36.380), (119.760, 36.380)], [(119.760, 36.380), (119.760, 36.390)],
          [(119.760, 36.390), (119.750, 36.390)], [(119.750, 36.390), (119.750, 36.380)]]
