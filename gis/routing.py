@@ -1,8 +1,8 @@
 """Road routing: a directed road graph with travel times, point snapping and one-to-many queries.
 
 Roads are WGS84 LineStrings, each an edge from its first to its last coordinate: roads are
-expected to be split at junctions already (the demo city generator does so; `split_at_junctions`
-does it for data that shares junction vertices). Endpoints within `snap_tolerance_m` of each other
+expected to be split at junctions already (the demo city generator does so;
+`gis.road_lines.split_at_junctions` does it for data that shares junction vertices). Endpoints within `snap_tolerance_m` of each other
 become one node, so digitised roads that almost meet connect. All geometry work is in metres
 (`gis.crs.to_metres`, one Gauss-Krüger zone for the whole graph); an edge costs
 length / speed seconds, in both directions unless it is one-way.
@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import shapely
-from scipy.sparse import coo_matrix, csr_matrix
-from scipy.sparse.csgraph import connected_components, dijkstra
-from scipy.spatial import cKDTree
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import dijkstra
 
 from gis import crs
+from gis.road_lines import RoadGraphError, cluster_points, line_coordinates, normalise_oneway
 
-__all__ = ["DEFAULT_ACCESS_SPEED_KMH", "Route", "RoadGraph", "RoadGraphError", "split_at_junctions"]
+__all__ = ["DEFAULT_ACCESS_SPEED_KMH", "Route", "RoadGraph"]
 
 DEFAULT_ACCESS_SPEED_KMH = 20.0
 _FORMAT_VERSION = 1
@@ -34,10 +34,6 @@ _AT_NODE_M = 1e-6  # a snapped point this close to an edge end is at the node
 _MIN_ARC_SECONDS = 1e-6  # csgraph must never see a zero weight (it would read "no edge")
 
 LonLat = tuple[float, float]
-
-
-class RoadGraphError(ValueError):
-    """Roads that cannot form a graph, or a graph file that cannot be read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,77 +61,6 @@ class _Snap:
         """The k-th snapped point alone."""
         return _Snap(self.lonlat[k:k + 1], self.edge[k:k + 1], self.along[k:k + 1],
                      self.access[k:k + 1], self.xy[k:k + 1], self.point_xy[k:k + 1])
-
-
-def _normalise_oneway(value: bool | int, index: int) -> int:
-    if value is True or value == 1:
-        return 1
-    if value is False or value == 0:
-        return 0
-    if value == -1:
-        return -1
-    raise RoadGraphError(f"road {index}: oneway must be a bool, 0, 1 or -1, got {value!r}")
-
-
-def _line_coordinates(lines: Sequence[shapely.LineString]) -> tuple[np.ndarray, np.ndarray]:
-    """All coordinates of the lines (n, 2) and each line's offset into them (len(lines) + 1)."""
-    geoms = np.asarray(lines, dtype=object)
-    for index, line in enumerate(geoms):
-        if not isinstance(line, shapely.LineString):
-            raise RoadGraphError(f"road {index}: expected a LineString, got {type(line).__name__}")
-        if line.is_empty or len(line.coords) < 2:
-            raise RoadGraphError(f"road {index}: a LineString needs at least two coordinates")
-    coords, owner = shapely.get_coordinates(geoms, return_index=True)
-    if not np.all(np.isfinite(coords)):
-        bad = int(owner[~np.all(np.isfinite(coords), axis=1)][0])
-        raise RoadGraphError(f"road {bad}: coordinates are not finite")
-    outside = (np.abs(coords[:, 0]) > 180.0) | (np.abs(coords[:, 1]) > 90.0)
-    if np.any(outside):
-        raise RoadGraphError(f"road {int(owner[outside][0])}: coordinates are not WGS84 lon/lat")
-    offsets = np.zeros(len(geoms) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(owner, minlength=len(geoms)), out=offsets[1:])
-    return coords, offsets
-
-
-def _cluster(points: np.ndarray, tolerance_m: float) -> np.ndarray:
-    """Label points so that points within `tolerance_m` (transitively) share a label."""
-    pairs = cKDTree(points).query_pairs(max(tolerance_m, 1e-9), output_type="ndarray")
-    n = len(points)
-    adjacency = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-    return connected_components(adjacency, directed=False)[1]
-
-
-def split_at_junctions(
-    lines: Sequence[shapely.LineString], speed_kmh: Sequence[float], oneway: Sequence[bool | int],
-    *, tolerance_m: float = 1.0,
-) -> tuple[list[shapely.LineString], list[float], list[bool | int]]:
-    """Split roads at interior vertices shared (within tolerance) with another road's vertex.
-
-    Crossings without a shared vertex are bridges or tunnels and stay unsplit, as in OSM data.
-    Speeds and one-way flags are copied to the pieces.
-    """
-    if not len(lines) == len(speed_kmh) == len(oneway):
-        raise RoadGraphError("lines, speed_kmh and oneway must have the same length")
-    if len(lines) == 0:
-        return [], [], []
-    coords, offsets = _line_coordinates(lines)
-    owner = np.repeat(np.arange(len(lines)), np.diff(offsets))
-    xy = np.column_stack(crs.to_metres(coords[:, 0], coords[:, 1]))
-    pairs = cKDTree(xy).query_pairs(max(tolerance_m, 1e-9), output_type="ndarray")
-    pairs = pairs[owner[pairs[:, 0]] != owner[pairs[:, 1]]]
-    junction = np.zeros(len(coords), dtype=bool)
-    junction[pairs.ravel()] = True
-    out_lines: list[shapely.LineString] = []
-    out_speed: list[float] = []
-    out_oneway: list[bool | int] = []
-    for index in range(len(lines)):
-        start, stop = int(offsets[index]), int(offsets[index + 1])
-        cuts = [start] + [i for i in range(start + 1, stop - 1) if junction[i]] + [stop - 1]
-        for first, last in zip(cuts[:-1], cuts[1:]):
-            out_lines.append(shapely.LineString(coords[first:last + 1]))
-            out_speed.append(speed_kmh[index])
-            out_oneway.append(oneway[index])
-    return out_lines, out_speed, out_oneway
 
 
 class RoadGraph:
@@ -218,8 +143,8 @@ class RoadGraph:
         if len(bad):
             raise RoadGraphError(
                 f"road {int(bad[0])}: speed must be positive, got {speeds[bad[0]]}")
-        flags = np.array([_normalise_oneway(flag, i) for i, flag in enumerate(oneway)], np.int8)
-        coords, offsets = _line_coordinates(lines)
+        flags = np.array([normalise_oneway(flag, i) for i, flag in enumerate(oneway)], np.int8)
+        coords, offsets = line_coordinates(lines)
         x, y = crs.to_metres(coords[:, 0], coords[:, 1], epsg=epsg)
         xy = np.column_stack([x, y])
         starts, ends = offsets[:-1], offsets[1:] - 1
@@ -228,7 +153,7 @@ class RoadGraph:
         raw_length = np.add.reduceat(step, starts)
         if np.any(raw_length <= 0):
             raise RoadGraphError(f"road {int(np.flatnonzero(raw_length <= 0)[0])}: zero length")
-        labels = _cluster(np.vstack([xy[starts], xy[ends]]), snap_tolerance_m)
+        labels = cluster_points(np.vstack([xy[starts], xy[ends]]), snap_tolerance_m)
         count = int(labels.max()) + 1
         members = np.bincount(labels, minlength=count)
         ends_xy = np.vstack([xy[starts], xy[ends]])

@@ -20,7 +20,8 @@ import pytest
 import shapely
 
 from gis import crs
-from gis.routing import DEFAULT_ACCESS_SPEED_KMH, RoadGraph, RoadGraphError, split_at_junctions
+from gis.road_lines import RoadGraphError, split_at_junctions
+from gis.routing import DEFAULT_ACCESS_SPEED_KMH, RoadGraph
 
 ORIGIN = (119.75, 36.38)
 EPSG = crs.gk_zone_epsg(ORIGIN[0])
