@@ -1,7 +1,9 @@
-"""110 police linkage (110联动): message model, emergency rule, signing and outbox policy.
+"""110 police linkage (110联动): the messages both ways (model, JSON, parsing) and the emergency
+rule's public names (from `command.emergency`). Requests are signed by `command.police_signing`;
+the outbox's delivery policy is `command.police_outbox`.
 
-Everything here is pure: no HTTP, no Redis, no clock. The lead's outbox worker and HTTP
-handlers call these functions with ``now`` passed in.
+Everything here is pure: no HTTP, no Redis, no clock. The outbox worker and the HTTP handlers
+call these functions with ``now`` passed in.
 
 Wire format: one JSON object per HTTP body, UTF-8, with a ``"type"`` member naming the
 message (``handover``, ``result_report``, ``police_status``, ``incident_transfer``).
@@ -12,13 +14,10 @@ offset (or ``Z``) is accepted and converted to UTC, a time without an offset is 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Union
 
 from command.coordinates import CoordinateError, check_optional_point
@@ -35,7 +34,7 @@ from command.emergency import (  # noqa: F401 (re-exported: the 110 rule's publi
 )
 
 UTC = timezone.utc
-_TOKEN = re.compile(r"[A-Za-z0-9._:~\-]{1,200}")  # nonce and idempotency key characters
+TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._:~\-]{1,200}")  # nonce and idempotency key characters
 
 # --------------------------------------------------------------------------- errors
 
@@ -56,29 +55,14 @@ class PoliceMessageError(CommandError, ValueError):
         self.field = field
 
 
-class SignatureError(CommandError, ValueError):
-    """A signed request is refused (HTTP 401 whatever the reason); ``code`` is stable."""
-
-    status = 401
-
-    MISSING_HEADER = "missing_header"
-    MALFORMED_HEADER = "malformed_header"  # timestamp not digits, nonce or key not token chars
-    EXPIRED = "expired"  # timestamp further than max_skew_s from now, either side
-    BAD_SIGNATURE = "bad_signature"
-    REPLAY = "replay"  # valid signature but the nonce was seen before
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-
-
 # --------------------------------------------------------------------------- messages
 
 POLICE_STATUSES = ("received", "dispatched", "on_scene", "closed")
 DISPATCHER_MANUAL = "dispatcher_manual"  # the dispatcher's "转110" button
 
 
-def _check_time(name: str, value: object) -> None:
+def check_time(name: str, value: object) -> None:
+    """Refuse (PoliceMessageError) a value that is not a timezone-aware datetime."""
     if not isinstance(value, datetime):
         raise PoliceMessageError(PoliceMessageError.WRONG_TYPE, f"{name} must be a datetime", name)
     if value.tzinfo is None or value.utcoffset() is None:
@@ -101,7 +85,7 @@ def _require(msg: object, *names: str) -> None:
 
 
 def _check_key(key: str) -> None:
-    if not _TOKEN.fullmatch(key):
+    if not TOKEN_PATTERN.fullmatch(key):
         raise PoliceMessageError(PoliceMessageError.BAD_VALUE, f"idempotency key {key!r} is not a token", "idempotency_key")
 
 
@@ -125,7 +109,7 @@ class Handover:
         _require(self, "message_id", "ticket_number", "kind")
         _check_key(self.idempotency_key)
         _check_point(self.lon, self.lat)
-        _check_time("created_at", self.created_at)
+        check_time("created_at", self.created_at)
 
 
 @dataclass(frozen=True)
@@ -145,8 +129,8 @@ class ResultReport:
     def __post_init__(self) -> None:
         _require(self, "message_id", "police_incident_id", "ticket_number")
         _check_key(self.idempotency_key)
-        _check_time("resolved_at", self.resolved_at)
-        _check_time("created_at", self.created_at)
+        check_time("resolved_at", self.resolved_at)
+        check_time("created_at", self.created_at)
 
 
 @dataclass(frozen=True)
@@ -172,7 +156,7 @@ class PoliceStatus:
             raise PoliceMessageError(
                 PoliceMessageError.BAD_VALUE, f"status {self.status!r} not in {POLICE_STATUSES}", "status"
             )
-        _check_time("at", self.at)
+        check_time("at", self.at)
 
 
 @dataclass(frozen=True)
@@ -193,7 +177,7 @@ class IncidentTransfer:
     def __post_init__(self) -> None:
         _require(self, "message_id", "police_incident_id", "description")
         _check_point(self.lon, self.lat)
-        _check_time("at", self.at)
+        check_time("at", self.at)
 
 
 PoliceMessage = Union[Handover, ResultReport, PoliceStatus, IncidentTransfer]
@@ -300,218 +284,3 @@ def parse_inbound(body: bytes) -> PoliceStatus | IncidentTransfer:
 def parse_outbound(body: bytes) -> Handover | ResultReport:
     """Decode a body we send to 110 (for the 110 simulator and for outbox re-reads)."""
     return _parse(body, (Handover, ResultReport))  # type: ignore[return-value]
-
-
-# --------------------------------------------------------------------------- emergency rule
-# The table and how it reads a description: `command.emergency` (re-exported here).
-
-
-# --------------------------------------------------------------------------- signing
-#
-# Canonical string signed with HMAC-SHA256 and the shared secret (hex digest in X-Signature):
-#
-#     b"v1\n" + X-Timestamp + b"\n" + X-Nonce + b"\n" + Idempotency-Key + b"\n" + body
-#
-# X-Timestamp is epoch seconds (decimal digits), X-Nonce and Idempotency-Key are token characters
-# (A-Z a-z 0-9 and ._:~-), Idempotency-Key is empty when the header is absent. The body bytes are
-# signed exactly as sent: never re-serialise before verifying.
-
-_SIGNATURE = "X-Signature"
-_TIMESTAMP = "X-Timestamp"
-_NONCE = "X-Nonce"
-_IDEMPOTENCY = "Idempotency-Key"
-_DIGITS = re.compile(r"[0-9]{1,12}")
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-
-
-def canonical_string(body: bytes, timestamp: str, nonce: str, idempotency_key: str = "") -> bytes:
-    """The exact bytes that are signed (see the comment above)."""
-    return f"v1\n{timestamp}\n{nonce}\n{idempotency_key}\n".encode("ascii") + body
-
-
-def _digest(secret: bytes, message: bytes) -> str:
-    return hmac.new(secret, message, hashlib.sha256).hexdigest()
-
-
-def sign(body: bytes, secret: bytes, now: datetime, nonce: str, *, idempotency_key: str = "") -> dict[str, str]:
-    """Headers that sign ``body`` at ``now``; ``nonce`` must be unique per request (uuid4().hex)."""
-    _check_time("now", now)
-    if not _TOKEN.fullmatch(nonce):
-        raise ValueError(f"nonce {nonce!r} must be 1-200 token characters")
-    if idempotency_key and not _TOKEN.fullmatch(idempotency_key):
-        raise ValueError(f"idempotency key {idempotency_key!r} must be 1-200 token characters")
-    timestamp = str(int(now.timestamp()))
-    headers = {
-        _TIMESTAMP: timestamp,
-        _NONCE: nonce,
-        _SIGNATURE: _digest(secret, canonical_string(body, timestamp, nonce, idempotency_key)),
-    }
-    if idempotency_key:
-        headers[_IDEMPOTENCY] = idempotency_key
-    return headers
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None:
-        lower = name.lower()
-        value = next((v for k, v in headers.items() if isinstance(k, str) and k.lower() == lower), None)
-    if value is not None and not isinstance(value, str):
-        raise SignatureError(SignatureError.MALFORMED_HEADER, f"{name} must be text")
-    return value
-
-
-def verify(
-    body: bytes,
-    headers: Mapping[str, str],
-    secret: bytes,
-    now: datetime,
-    *,
-    max_skew_s: int = 300,
-    seen_nonce: Callable[[str], bool],
-) -> None:
-    """Accept a signed request or raise SignatureError; headers are looked up case-insensitively.
-
-    ``seen_nonce(nonce)`` must record the nonce and return True when it was already recorded
-    (Redis ``SET key 1 NX EX 2*max_skew_s`` returning nil); it is called only once the signature
-    is valid and fresh, so forged requests cannot burn nonces.
-    """
-    values = {}
-    for name in (_SIGNATURE, _TIMESTAMP, _NONCE):
-        value = _header(headers, name)
-        if not value:
-            raise SignatureError(SignatureError.MISSING_HEADER, f"{name} header is missing")
-        values[name] = value
-    key = _header(headers, _IDEMPOTENCY) or ""
-    timestamp, nonce, signature = values[_TIMESTAMP], values[_NONCE], values[_SIGNATURE]
-    if not _DIGITS.fullmatch(timestamp):
-        raise SignatureError(SignatureError.MALFORMED_HEADER, f"{_TIMESTAMP} must be epoch seconds")
-    if not _TOKEN.fullmatch(nonce) or (key and not _TOKEN.fullmatch(key)):
-        raise SignatureError(SignatureError.MALFORMED_HEADER, "nonce or idempotency key is not a token")
-    if abs(now.timestamp() - int(timestamp)) > max_skew_s:
-        raise SignatureError(SignatureError.EXPIRED, f"timestamp {timestamp} is more than {max_skew_s} s off")
-    expected = _digest(secret, canonical_string(body, timestamp, nonce, key))
-    if not _HEX64.fullmatch(signature) or not hmac.compare_digest(expected, signature.lower()):
-        raise SignatureError(SignatureError.BAD_SIGNATURE, "signature does not match body")
-    if seen_nonce(nonce):
-        raise SignatureError(SignatureError.REPLAY, f"nonce {nonce} was already used")
-
-
-def accept_once(key: str, seen: set[str]) -> bool:
-    """Receiver idempotency: True (and remember ``key``) the first time, False for a duplicate."""
-    if not key:
-        raise ValueError("idempotency key must not be empty")
-    if key in seen:
-        return False
-    seen.add(key)
-    return True
-
-
-# --------------------------------------------------------------------------- outbox policy
-
-OUTBOX_STATES = ("pending", "sent", "acked", "failed_alarmed")
-
-
-@dataclass(frozen=True)
-class OutboxEntry:
-    """One outbound message in the persistent outbox, with its delivery state.
-
-    ``sent`` means an attempt is in flight; its ``next_attempt_at`` is the attempt's deadline,
-    so after a crash it is simply sent again (the receiver de-duplicates by idempotency key).
-    """
-
-    message_id: str
-    ticket_number: str
-    seq_per_ticket: int
-    body: bytes
-    next_attempt_at: datetime
-    attempts: int = 0
-    state: str = "pending"
-    first_sent_at: datetime | None = None
-    acked_at: datetime | None = None
-    alarmed_at: datetime | None = None
-    last_error: str = ""
-
-    def __post_init__(self) -> None:
-        if self.state not in OUTBOX_STATES:
-            raise ValueError(f"outbox state {self.state!r} not in {OUTBOX_STATES}")
-
-
-def next_attempt(entry: OutboxEntry, now: datetime, *, base_s: float = 2, cap_s: float = 60,
-                 jitter: float) -> datetime:
-    """When to retry after ``entry.attempts`` failed attempts: base·2^(n-1) capped, equal jitter.
-
-    ``jitter`` in [0, 1] (the worker passes random.random()): the delay is d·(0.5 + 0.5·jitter),
-    so for a fixed jitter the schedule is non-decreasing and never above ``cap_s``.
-    """
-    if not 0.0 <= jitter <= 1.0:
-        raise ValueError(f"jitter {jitter} must be within [0, 1]")
-    exponent = min(max(entry.attempts - 1, 0), 40)
-    delay = min(cap_s, base_s * 2**exponent) * (0.5 + 0.5 * jitter)
-    return now + timedelta(seconds=delay)
-
-
-def on_attempt(entry: OutboxEntry, now: datetime, *, timeout_s: float = 10) -> OutboxEntry:
-    """The worker is about to send ``entry``: count the attempt and lease it until the timeout."""
-    return dataclasses.replace(
-        entry,
-        state="sent",
-        attempts=entry.attempts + 1,
-        first_sent_at=entry.first_sent_at or now,
-        next_attempt_at=now + timedelta(seconds=timeout_s),
-    )
-
-
-def needs_alarm(entry: OutboxEntry, now: datetime, ack_deadline_s: float = 60) -> bool:
-    """True once an entry sent first ``ack_deadline_s`` ago is still not acknowledged and not yet alarmed."""
-    if entry.state in ("acked", "failed_alarmed") or entry.first_sent_at is None or entry.alarmed_at:
-        return False
-    return now - entry.first_sent_at >= timedelta(seconds=ack_deadline_s)
-
-
-def mark_alarmed(entry: OutboxEntry, now: datetime) -> OutboxEntry:
-    """Record that the dispatcher was alarmed about ``entry`` (it keeps being retried)."""
-    return dataclasses.replace(entry, alarmed_at=now)
-
-
-def on_response(entry: OutboxEntry, status_code: int | None, body: bytes, now: datetime, *,
-                jitter: float = 1.0, base_s: float = 2, cap_s: float = 60) -> OutboxEntry:
-    """Outcome of one attempt; ``status_code`` None means timeout or connection error.
-
-    2xx, and 409 (the receiver already holds this idempotency key), → acked. 408, 429, 5xx,
-    1xx and None → pending with a backed-off ``next_attempt_at``. Any other 4xx and 3xx are
-    permanent → failed_alarmed (the dispatcher must act; the ticket's later messages wait).
-    """
-    if status_code is not None and (200 <= status_code < 300 or status_code == 409):
-        return dataclasses.replace(entry, state="acked", acked_at=now, last_error="")
-    detail = body[:200].decode("utf-8", "replace")
-    if status_code is not None and (300 <= status_code < 400 or (400 <= status_code < 500 and status_code not in (408, 429))):
-        return dataclasses.replace(entry, state="failed_alarmed", alarmed_at=entry.alarmed_at or now,
-                                   last_error=f"HTTP {status_code}: {detail}")
-    error = "timeout or connection error" if status_code is None else f"HTTP {status_code}: {detail}"
-    retry_at = next_attempt(entry, now, base_s=base_s, cap_s=cap_s, jitter=jitter)
-    return dataclasses.replace(entry, state="pending", next_attempt_at=retry_at, last_error=error)
-
-
-def requeue(entry: OutboxEntry, now: datetime) -> OutboxEntry:
-    """The dispatcher retries a failed_alarmed entry: pending again, due now."""
-    if entry.state != "failed_alarmed":
-        raise ValueError(f"only failed_alarmed entries are requeued, not {entry.state}")
-    return dataclasses.replace(entry, state="pending", next_attempt_at=now)
-
-
-def deliverable(entries: Iterable[OutboxEntry], now: datetime | None = None) -> list[OutboxEntry]:
-    """Entries to send now: per ticket only the lowest-seq unacknowledged one, tickets independent.
-
-    A ticket whose head is failed_alarmed sends nothing until it is requeued; with ``now`` given,
-    heads not yet due (``next_attempt_at > now``) are left out too. Sorted by due time.
-    """
-    heads: dict[str, OutboxEntry] = {}
-    for entry in entries:
-        if entry.state == "acked":
-            continue
-        head = heads.get(entry.ticket_number)
-        if head is None or (entry.seq_per_ticket, entry.message_id) < (head.seq_per_ticket, head.message_id):
-            heads[entry.ticket_number] = entry
-    due = [e for e in heads.values() if e.state != "failed_alarmed" and (now is None or e.next_attempt_at <= now)]
-    return sorted(due, key=lambda e: (e.next_attempt_at, e.ticket_number, e.seq_per_ticket))

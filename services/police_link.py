@@ -9,7 +9,7 @@ it: the creation of an emergency ticket and the resolution of a transfer through
 ``result_queued``), the dispatcher's 转110 with its note (`enqueue_handover`); the dispatch
 worker's change watcher queues the first two again from the committed change (a no-op when the
 key is known) for tickets written by a process that did not send to 110. Then it is sent
-signed (`command.police.sign`) to ``POLICE_URL`` + ``/110/handover`` or ``/110/result``. Delivery follows `command.police`: per
+signed (`command.police_signing.sign`) to ``POLICE_URL`` + ``/110/handover`` or ``/110/result``. Delivery follows `command.police_outbox`: per
 ticket only the oldest unacknowledged message is in flight (in order), retries back off, an
 attempt in flight is leased (taken with ``FOR UPDATE SKIP LOCKED``, so two dispatch workers never
 send one entry at once; after a crash it is simply sent again and the receiver de-duplicates by
@@ -17,7 +17,7 @@ idempotency key), an entry unacknowledged 60 s after its first attempt alarms th
 (the alarm itself is live state in Redis, `DispatchStore`). Acks and status updates join the
 ticket's timeline as ``note`` events with data.
 
-Inbound: HMAC verified (`command.police.verify`), nonces kept in PostgreSQL against replay,
+Inbound: HMAC verified (`command.police_signing.verify`), nonces kept in PostgreSQL against replay,
 idempotent by Idempotency-Key (a replay gets the first reply, also after a Redis wipe); a
 transfer becomes a ``police_110`` ticket, acknowledged at once with its number.
 """
@@ -39,7 +39,7 @@ from store.police import PoliceStore
 from store.ticket_records import TicketRecord
 from store.ticket_writes import Extra
 from store.streams import pause, stop_if_cancelled
-from command import police
+from command import police, police_outbox, police_signing
 from command.cap import to_cap
 from command.errors import CommandError, Conflict, InvalidTransition, TicketNotFound, ValidationError
 from command.ticket_model import Actor, AuditEvent, Category, Channel, Role, Ticket, TicketType
@@ -233,29 +233,29 @@ class PoliceLink:
         entries = [e for e, _ in pending]
         alarms = []
         for i, entry in enumerate(entries):
-            if police.needs_alarm(entry, now, self.ack_deadline_s):
-                entries[i] = police.mark_alarmed(entry, now)
+            if police_outbox.needs_alarm(entry, now, self.ack_deadline_s):
+                entries[i] = police_outbox.mark_alarmed(entry, now)
                 if await self.store.mark_alarmed(entry.message_id, now):  # once, whichever worker
                     alarms.append(self._alarm(entry, now, f"110未在 {self.ack_deadline_s:.0f} 秒内确认，正在重试"))
         await self.alarms.raise_alarms(alarms)
-        leased = await self.store.lease_due(police.deliverable(entries, now),
-                                            lambda e: police.on_attempt(e, now, timeout_s=self.timeout_s))
+        leased = await self.store.lease_due(police_outbox.deliverable(entries, now),
+                                            lambda e: police_outbox.on_attempt(e, now, timeout_s=self.timeout_s))
         results = await asyncio.gather(*(self._deliver(e, extras[e.message_id], now) for e in leased))
         return sum(results)
 
-    def _alarm(self, entry: police.OutboxEntry, now: datetime, text: str) -> dict[str, Any]:
+    def _alarm(self, entry: police_outbox.OutboxEntry, now: datetime, text: str) -> dict[str, Any]:
         return {"alarm_id": f"{entry.ticket_number}|police_ack", "number": entry.ticket_number, "kind": "police",
                 "what": "police_ack", "level": "overdue", "text": text, "message_id": entry.message_id,
                 "attempts": entry.attempts, "last_error": entry.last_error, "raised_at": now.timestamp()}
 
-    async def _deliver(self, leased: police.OutboxEntry, extra: Mapping[str, str], now: datetime) -> int:
+    async def _deliver(self, leased: police_outbox.OutboxEntry, extra: Mapping[str, str], now: datetime) -> int:
         """Send one leased entry and record the outcome; 1 when 110 acknowledged it."""
         entry = leased
         key = extra["idempotency_key"]
         signed_at = now if self.signing_clock is None else self.signing_clock()
-        headers = police.sign(entry.body, self.secret, signed_at, uuid.uuid4().hex, idempotency_key=key)
+        headers = police_signing.sign(entry.body, self.secret, signed_at, uuid.uuid4().hex, idempotency_key=key)
         status, reply = await self.send(self.url + PATHS[extra["kind"]], entry.body, headers, self.timeout_s)
-        done = police.on_response(leased, status, reply, now, jitter=self.jitter(),
+        done = police_outbox.on_response(leased, status, reply, now, jitter=self.jitter(),
                                   base_s=self.backoff_base_s, cap_s=self.backoff_cap_s)
         if done.state == "acked":
             return await self._acked(done, leased.attempts, extra["kind"], reply, status, now)
@@ -267,7 +267,7 @@ class PoliceLink:
         log.info("110 %s of %s not acknowledged: %s", extra["kind"], entry.ticket_number, done.last_error)
         return 0
 
-    async def _acked(self, done: police.OutboxEntry, lease_attempts: int, kind: str, reply: bytes,
+    async def _acked(self, done: police_outbox.OutboxEntry, lease_attempts: int, kind: str, reply: bytes,
                      status: int | None, now: datetime) -> int:
         """Record 110's acknowledgement: the entry's state, a handover's incident link and the note
         on the timeline in one transaction, while the lease is still this attempt's; 1 when recorded."""
@@ -329,12 +329,13 @@ class PoliceLink:
     async def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
         """Accept a signed inbound request or raise SignatureError (bad, stale or replayed)."""
         if not self.secret:
-            raise police.SignatureError(police.SignatureError.BAD_SIGNATURE, "no shared secret configured")
-        police.verify(body, headers, self.secret, (self.signing_clock or self.clock)(), max_skew_s=self.max_skew_s,
-                      seen_nonce=lambda nonce: False)  # signature and time first; the nonce below
+            raise police_signing.SignatureError(police_signing.SignatureError.BAD_SIGNATURE, "no shared secret configured")
+        police_signing.verify(body, headers, self.secret, (self.signing_clock or self.clock)(),
+                              max_skew_s=self.max_skew_s,
+                              seen_nonce=lambda nonce: False)  # signature and time first; the nonce below
         nonce = next(v for k, v in headers.items() if k.lower() == "x-nonce")
         if not await self.store.claim_nonce(nonce, 2 * self.max_skew_s):
-            raise police.SignatureError(police.SignatureError.REPLAY, f"nonce {nonce} was already used")
+            raise police_signing.SignatureError(police_signing.SignatureError.REPLAY, f"nonce {nonce} was already used")
 
     async def receive(self, body: bytes, headers: Mapping[str, str], expected: type) -> tuple[int, dict[str, Any]]:
         """Handle one inbound request of the `expected` message class; (status, reply).

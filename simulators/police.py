@@ -1,7 +1,7 @@
 """The 110 police side of the linkage (110联动), as an HTTP service for tests and the demo.
 
 Receives our linkage messages at ``POST /110/handover`` and ``POST /110/result``: verifies the
-HMAC signature (``command.police.verify``; bad signature, stale time or replayed nonce -> 401),
+HMAC signature (``command.police_signing.verify``; bad signature, stale time or replayed nonce -> 401),
 parses the body (malformed -> 400), de-duplicates by Idempotency-Key (a duplicate gets 409,
 which our outbox counts as acknowledged), and answers 200 after ``ack_delay_s``. For every
 accepted handover it then sends signed ``police_status`` updates to our inbound endpoint
@@ -35,8 +35,9 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from command.police import (IncidentTransfer, PoliceMessageError, PoliceStatus, ResultReport,
-                            SignatureError, parse_outbound, sign, to_json, verify)
+from command.police import (IncidentTransfer, PoliceMessageError, PoliceStatus, ResultReport, parse_outbound,
+                            to_json)
+from command.police_signing import SignatureError, sign, verify
 
 log = logging.getLogger(__name__)
 UTC = timezone.utc

@@ -6,7 +6,7 @@ message. Nobody else spells these tables (``store/migrations/0003_police.sql``);
   (`add_outbox`, which takes an open connection so that the row joins the transaction of the
   ticket change that decided it); per-ticket ``seq`` drawn under a per-ticket advisory lock; an
   enqueue with a known ``idempotency_key`` returns the existing message and writes nothing.
-  Delivery state as `command.police.OutboxEntry`. A sender takes the entries it will send with
+  Delivery state as `command.police_outbox.OutboxEntry`. A sender takes the entries it will send with
   `lease_due` (``FOR UPDATE SKIP LOCKED`` and a re-check), so two senders never attempt one
   entry at once.
 - ``police_inbound``: Idempotency-Key → ``processing`` (60 s) or ``done`` with the reply (7 days).
@@ -27,7 +27,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from store.db import Database
-from command.police import OutboxEntry
+from command.police_outbox import OutboxEntry
 
 PROCESSING_TTL_S = 60
 INBOUND_REPLY_TTL_S = 7 * 86400

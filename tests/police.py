@@ -14,7 +14,7 @@ import orjson
 import tornado.httpclient
 import tornado.httpserver
 
-from command.police import sign
+from command.police_signing import sign
 from servers.embedded import free_port
 from services.police_link import PoliceLink
 from services.tickets import TicketManager

@@ -16,29 +16,27 @@ from command.police import (
     EmergencyRule,
     Handover,
     IncidentTransfer,
-    OutboxEntry,
     PoliceMessageError,
     PoliceStatus,
     ResultReport,
-    SignatureError,
-    accept_once,
-    canonical_string,
-    deliverable,
-    mark_alarmed,
     mask_phone,
     message_key,
-    needs_alarm,
     needs_police,
+    parse_inbound,
+    parse_outbound,
+    to_json,
+)
+from command.police_outbox import (
+    OutboxEntry,
+    deliverable,
+    mark_alarmed,
+    needs_alarm,
     next_attempt,
     on_attempt,
     on_response,
-    parse_inbound,
-    parse_outbound,
     requeue,
-    sign,
-    to_json,
-    verify,
 )
+from command.police_signing import SignatureError, accept_once, canonical_string, sign, verify
 
 UTC = timezone.utc
 T0 = datetime(2026, 11, 22, 5, 30, 0, tzinfo=UTC)

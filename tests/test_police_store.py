@@ -12,7 +12,7 @@ import pytest
 
 from store.db import Database
 from store.police import PoliceStore
-from command.police import on_attempt
+from command.police_outbox import on_attempt
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 T0 = datetime(2026, 12, 6, 8, 0, tzinfo=timezone.utc)

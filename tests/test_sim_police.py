@@ -13,8 +13,8 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from command.police import (Handover, IncidentTransfer, PoliceStatus, ResultReport, message_key,
-                            parse_inbound, sign, to_json, verify)
+from command.police import Handover, IncidentTransfer, PoliceStatus, ResultReport, message_key, parse_inbound, to_json
+from command.police_signing import sign, verify
 from simulators.police import PoliceSimError, PoliceSimulator
 from tests.conftest import wait_for
 

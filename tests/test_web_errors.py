@@ -17,7 +17,8 @@ from command.errors import (
     CommandError, Conflict, Forbidden, InvalidTransition, NotFound, Refused, TicketNotFound, ValidationError,
 )
 from command.grouping import NotThePrimary
-from command.police import PoliceMessageError, SignatureError
+from command.police import PoliceMessageError
+from command.police_signing import SignatureError
 from command.routing import RouteKind, RouteRefused, UnitOverrideRefused
 from command.ticket_model import Role
 from field.photos import PhotoRejected
