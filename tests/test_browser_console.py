@@ -205,3 +205,62 @@ def test_an_ambiguous_emergency_is_handed_to_110_with_one_click(demo, browser):
     assert [n["actor_id"] for n in notes] == ["dispatcher"] and notes[0]["data"]["data"]["kind"] == "dispatcher_manual"
     page.close()
     assert watch.errors == [], watch.failed
+
+
+def test_ticket_alarms_are_listed_overdue_first_and_a_click_opens_the_ticket(demo, browser):
+    import asyncio
+    import concurrent.futures
+
+    import redis.asyncio as aioredis
+
+    from store.dispatch import DispatchStore
+
+    agent = demo.login("agent")
+    late, soon = [demo.post("/api/tickets", agent, {
+        "channel": "phone", "category": "heating", "type": "repair", "urgency": "normal", "description": what,
+        "caller_phone": phone})["ticket"]["number"] for what, phone in (("暖气不热", "13912345678"),
+                                                                       ("暖气管道漏水", "13987654321"))]
+    assert late != soon
+    now = time.time()
+    alarms = [  # as the dispatch timers and the dispatch service raise them (services/dispatch*.py)
+        {"alarm_id": f"{soon}|dispatch", "number": soon, "kind": "limit", "what": "dispatch", "level": "warning",
+         "deadline": now + 600, "step": "dispatch", "unit_id": None, "text": "派单即将超时"},
+        {"alarm_id": f"{late}|no_candidate", "number": late, "kind": "dispatch", "what": "no_candidate",
+         "level": "overdue", "text": "无可派班组，请人工处理", "urgency": "normal", "raised_at": now, "recommended": None},
+    ]
+    redis_url = json.loads((demo.data_dir / "run" / "servers.json").read_text())["redis_url"]
+
+    async def raise_alarms() -> None:
+        client = aioredis.from_url(redis_url)
+        try:
+            await DispatchStore(client).raise_alarms(alarms)
+        finally:
+            await client.aclose()
+
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    watch = ConsoleWatch(page)
+    login_page(page, demo.base, "dispatcher")
+    page.wait_for_selector("#ticket-alarms:not(.hidden)", timeout=30_000)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # (Playwright's loop runs in this thread)
+        pool.submit(asyncio.run, raise_alarms()).result(30)
+    page.wait_for_function("() => document.querySelectorAll('#ticket-alarm-list [data-ticket-alarm]').length === 2",
+                           timeout=20_000)
+    rows = page.eval_on_selector_all("#ticket-alarm-list [data-ticket-alarm]", "rows => rows.map(r => r.innerText)")
+    assert rows[0].startswith("超时") and late in rows[0] and "无可派班组" in rows[0]  # overdue first
+    assert rows[1].startswith("预警") and soon in rows[1] and "派单即将超时" in rows[1] and "时限" in rows[1]
+    assert page.text_content("#ticket-alarm-count") == "2"
+    page.click(f"#ticket-alarm-list [data-number='{late}']")
+    page.wait_for_function(f"() => (document.getElementById('detail').dataset.loaded || '').startsWith('{late}@')",
+                           timeout=15_000)
+    created = page.inner_text("#detail-timeline li[data-action='create']")  # in words, not codes
+    assert "受理" in created and "分派依据：" in created and "route=" not in created and "create" not in created
+    page.click("[data-lang-toggle]")
+    page.wait_for_function("() => document.querySelector('#ticket-alarm-list [data-ticket-alarm]')"
+                           ".innerText.includes('no crew can take it')", timeout=5_000)
+    page.click("[data-lang-toggle]")  # back to Chinese for the other tests (the choice is kept)
+    page.screenshot(path=str(ARTIFACTS / "console-ticket-alarms.png"))
+    page.close()
+    assert watch.errors == [], watch.failed
+    for number in (late, soon):  # leave the queue as it was
+        demo.post(f"/api/tickets/{number}/actions/cancel", demo.login("dispatcher"),
+                  {"reason": "测试", "expected_version": demo.get(f"/api/tickets/{number}", agent)["version"]})

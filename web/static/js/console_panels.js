@@ -210,13 +210,23 @@
         (s.answer ? '<div class="muted small">' + t("supervision.answer") + " " + esc(s.answer) + "</div>" : "") + "</div>";
     }).join("");
   }
+  // what a timeline line shows of an event's data: the fields a dispatcher reads, with their labels
+  // (the codes — type, route, channel, category — are in the ticket's own fields above)
+  var TIMELINE_FIELDS = [["crew_id", "detail.crew"], ["unit_id", "detail.unit"], ["incident_id", "detail.incident"],
+                         ["reason", "detail.reason"], ["route_why", "detail.route_why"], ["answer", "detail.result"],
+                         ["resolution", "detail.result"]];
+  function actionName(action) {
+    var key = "unit.action." + action, name = t(key);
+    return name === key ? action : name;
+  }
   function renderTimeline(events) {
     document.getElementById("detail-timeline").innerHTML = events.map(function (e) {
       var data = e.data || {};
-      var extra = Object.keys(data).filter(function (k) { return data[k] != null && data[k] !== ""; }).slice(0, 6)
-        .map(function (k) { return esc(k) + "=" + esc(typeof data[k] === "object" ? JSON.stringify(data[k]) : data[k]); }).join(" ");
+      var extra = TIMELINE_FIELDS.filter(function (f) { return data[f[0]] != null && data[f[0]] !== ""; })
+        .map(function (f) { return t(f[1]) + "：" + esc(typeof data[f[0]] === "object" ? JSON.stringify(data[f[0]]) : data[f[0]]); })
+        .join(" · ");
       return '<li data-action="' + esc(e.action) + '"><span class="muted">' + C.fmtTime(C.isoEpoch(e.at), true) + "</span> <b>" +
-             esc(e.action) + "</b> " + (e.to_state ? t("tstate." + e.to_state) : "") + " · " + esc(e.actor_id) +
+             esc(actionName(e.action)) + "</b> " + (e.to_state ? t("tstate." + e.to_state) : "") + " · " + esc(e.actor_id) +
              (e.note ? " · " + esc(e.note) : "") + (extra ? '<div class="muted small">' + extra + "</div>" : "") + "</li>";
     }).join("");
   }
@@ -349,6 +359,7 @@
     }
   });
   C.on("open-ticket", openTicket);
+  C.on("beep", beep);  // a newly overdue ticket alarm (console_ticket_alarms.js)
   C.on("lang", function () { renderAlarms(); renderQueue(); loadCrews(); });
   C.openTicket = openTicket;
   setInterval(renderQueue, 1000);
