@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 
 from command.errors import ValidationError
+from command.kpi_events import EventError, read_event
 from command.kpi_facts import (  # noqa: F401  (re-exported: command.kpi is the public face)
     AREA_CLASSES, CALLBACK_RESULTS, CATEGORIES, CHANNELS, COLORS, STAGES, STATES, TYPES, URGENCIES,
-    UNIT_COUNTS, EventError, LimitTable, TicketAccumulator, TicketFacts, facts_from_events, read_event,
+    UNIT_COUNTS, LimitTable, TicketAccumulator, TicketFacts, facts_from_events,
 )
 from command.kpi_report import DRILL_GROUPS, Report, build_report, drill_mask
 from command.kpi_stats import (  # noqa: F401

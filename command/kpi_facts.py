@@ -2,7 +2,8 @@
 
 The audit events are the source of truth: `facts_from_events` folds one ticket's events, in
 order, into a `TicketFacts`. The fold is a `TicketAccumulator`, which the incremental KPI path
-(`KpiState.apply`) keeps per ticket, so both paths share one definition of every fact.
+(`KpiState.apply`) keeps per ticket, so both paths share one definition of every fact. How one
+event is read (its time, its state, the markers in its data) is `command.kpi_events`.
 
 How the stream is read
 ----------------------
@@ -53,7 +54,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from command.errors import ValidationError
+from command.kpi_events import (
+    POLICE_ACK, POLICE_HANDOVER, EventError, epoch_seconds, event_to_state, gps_arrival_time, plain_value,
+    police_marker, read_event, supervision_step,
+)
 from command.limits import DEFAULT_POLICY, LimitPolicy, LimitRule, Stage
 from command.ticket_model import (
     AreaClass, AuditEvent, Category, Channel, Color, State, TicketType, Urgency, color_for,
@@ -69,10 +73,6 @@ REACHED = frozenset({"satisfied", "basically_satisfied", "dissatisfied"})
 ATTRIBUTE_KEYS = ("channel", "category", "type", "urgency", "district", "grid", "unit_id",
                   "area_class", "lon", "lat")
 STAGES = tuple(s.value for s in Stage)
-
-
-class EventError(ValidationError):
-    """An audit event cannot be read (missing ticket number, action or time)."""
 
 
 @dataclass(frozen=True)
@@ -132,47 +132,6 @@ class TicketFacts:
         return self.resolved_count == 1 and self.reopen_count == 0
 
 
-def _epoch(value: Any, name: str) -> float:
-    if type(value) is str:  # the common case first: stored events carry ISO strings
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise EventError(name, f"not an ISO-8601 time: {value!r}") from None
-        if parsed.tzinfo is None:
-            raise EventError(name, f"time without an offset: {value!r}")
-        return parsed.timestamp()
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise EventError(name, "must be a timezone-aware time")
-        return value.timestamp()
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise EventError(name, f"not an ISO-8601 time: {value!r}") from None
-        if parsed.tzinfo is None:
-            raise EventError(name, f"time without an offset: {value!r}")
-        return parsed.timestamp()
-    raise EventError(name, f"must be a datetime or an ISO-8601 string, got {value!r}")
-
-
-def read_event(event: Mapping[str, Any] | AuditEvent) -> tuple[str, str, float, Mapping[str, Any]]:
-    """(ticket number, action, time as epoch seconds, data) of an `AuditEvent` or its dict form."""
-    if type(event) is not dict and isinstance(event, AuditEvent):
-        return event.ticket_number, event.action, _epoch(event.at, "at"), event.data or {}
-    try:
-        number, action, at = event["ticket_number"], event["action"], event["at"]
-    except (KeyError, TypeError):
-        raise EventError("event", "needs ticket_number, action and at") from None
-    if type(number) is not str or not number or type(action) is not str:
-        raise EventError("event", "ticket_number and action must be non-empty strings")
-    return number, action, _epoch(at, "at"), event.get("data") or {}
-
-
-def _value(v: Any) -> Any:
-    return getattr(v, "value", v)
-
-
 class LimitTable:
     """The limit rules of a policy per (category, type, urgency, area class) and stage, cached,
     and the policy's on-time verdict for a stage's start and completion in epoch seconds."""
@@ -208,37 +167,11 @@ class _LimitKey:
 _DEFAULT_LIMITS = LimitTable()
 
 
-def _gps_time(data: Mapping[str, Any]) -> float | None:
-    inner = data.get("data")
-    raw = data.get("gps_arrived_at") or (inner.get("gps_arrived_at") if isinstance(inner, Mapping) else None)
-    return None if raw is None else _epoch(raw, "gps_arrived_at")
-
-
 UNIT_COUNTS = ("return_requests", "returns_approved", "extension_requests", "extensions_approved",
                "supervisions", "urgings", "escalations")
 _UNIT_COUNT_OF = {"request_return": 0, "approve_return": 1, "reroute_return": 1, "request_extension": 2,
                   "approve_extension": 3}
 _SUPERVISION_COUNT_OF = {"issue": 4, "urge": 5, "escalate": 6}
-
-def _supervision(data: Mapping[str, Any]) -> Any:
-    """The 督办 step of a note's data (top level, or its note's "data" as the ticket stores it)."""
-    inner = data.get("data")
-    return data.get("supervision") or (inner.get("supervision") if isinstance(inner, Mapping) else None)
-
-
-POLICE_HANDOVER = frozenset({"handover", "handover_queued"})
-POLICE_ACK = frozenset({"ack", "acked", "status"})
-
-
-def _police(data: Mapping[str, Any]) -> Any:
-    """The 110 linkage marker of an event's data (top level or its note's "data")."""
-    inner = data.get("data")
-    inner = inner if isinstance(inner, Mapping) else {}
-    marker = data.get("police") or inner.get("police")
-    if marker is None and ("police_status" in data or "police_status" in inner):
-        return "status"
-    return marker
-
 
 class TicketAccumulator:
     """The running fold of one ticket's events; `feed` one event at a time, then `facts()`."""
@@ -257,7 +190,7 @@ class TicketAccumulator:
         self.attrs: dict[str, Any] = {"urgency": "normal", "area_class": "urban"}
         for key in ATTRIBUTE_KEYS:
             if attributes and attributes.get(key) is not None:
-                self.attrs[key] = _value(attributes[key])
+                self.attrs[key] = plain_value(attributes[key])
         self.first_unit_id = self.attrs.get("unit_id")
         self.state: str | None = None
         self.created = self.first_dispatch = self.cur_dispatch = self.accepted = self.accept_s = None
@@ -340,22 +273,22 @@ class TicketAccumulator:
             self._extension(action, data)
         elif action in ("cancel", "merge", "supervisor_close"):
             self.closed = at
-        counted = _UNIT_COUNT_OF.get(action) if action != "note" else _SUPERVISION_COUNT_OF.get(_supervision(data))
+        counted = _UNIT_COUNT_OF.get(action) if action != "note" else _SUPERVISION_COUNT_OF.get(supervision_step(data))
         if counted is not None:
             self.unit_counts[counted] += 1
-        police = _police(data) if data else None
+        police = police_marker(data) if data else None
         if police in POLICE_HANDOVER:
             if self.handover is None:
                 self.handover = at
         elif police in POLICE_ACK and self.handover is not None and self.ack is None and at >= self.handover:
             self.ack = at
-        gps = _gps_time(data) if data and ("gps_arrived_at" in data or "data" in data) else None
+        gps = gps_arrival_time(data) if data and ("gps_arrived_at" in data or "data" in data) else None
         if gps is not None:
             self._gps_arrival(gps)
 
     def _extension(self, action: str, data: Mapping[str, Any]) -> None:
         if action == "request_extension":
-            self.ext_requested = _epoch(data.get("until"), "until")
+            self.ext_requested = epoch_seconds(data.get("until"), "until")
         elif self.cycle == 0 and self.c0_resolved is None:  # what the first resolution is judged by
             self.ext_until = self.ext_requested if action == "approve_extension" else None
         if action == "reroute_return" and data.get("unit_id") is not None:
@@ -380,7 +313,7 @@ class TicketAccumulator:
             self.closed = at
 
     def _callback(self, at: float, satisfaction: Any) -> None:
-        self.callback_result = None if satisfaction is None else str(_value(satisfaction))
+        self.callback_result = None if satisfaction is None else str(plain_value(satisfaction))
         self.callback_at = at
         if self.first_callback is None:
             self.first_callback = at
@@ -475,10 +408,6 @@ class TicketAccumulator:
         )
 
 
-def _to_state(event: Mapping[str, Any] | AuditEvent) -> str | None:
-    value = event.to_state if isinstance(event, AuditEvent) else event.get("to_state")
-    return None if value is None else str(_value(value))
-
 
 def facts_from_events(events: Iterable[Mapping[str, Any] | AuditEvent], *,
                       attributes: Mapping[str, Any] | None = None,
@@ -491,7 +420,7 @@ def facts_from_events(events: Iterable[Mapping[str, Any] | AuditEvent], *,
             acc = TicketAccumulator(number, attributes)
         elif number != acc.number:
             raise EventError("ticket_number", f"events of {acc.number} and {number} mixed in one stream")
-        acc.feed(action, at, data, _to_state(event))
+        acc.feed(action, at, data, event_to_state(event))
     if acc is None:
         raise EventError("events", "no events given")
     return acc.facts(limits)

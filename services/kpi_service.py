@@ -51,7 +51,8 @@ from store.kpi import ZERO_ID, FoldRow, KpiChanges, KpiFacts, iter_all_events
 from store.streams import REDIS_TROUBLE, pause, stop_if_cancelled
 from command.errors import CommandError
 from command.kpi import EventError, KpiFrame, KpiState, named_row, rebuild
-from command.kpi_facts import LimitTable, TicketAccumulator, read_event
+from command.kpi_events import read_event
+from command.kpi_facts import LimitTable, TicketAccumulator
 from command.limits import LimitPolicy
 from command.ticket_model import CENTER_TZ
 

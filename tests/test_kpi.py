@@ -17,7 +17,8 @@ from command.kpi import (
     period_of, range_period, rebuild, week_period,
 )
 from config.limit_files import load_calendar, load_limits, load_policy
-from command.kpi_facts import LimitTable, TicketAccumulator, read_event
+from command.kpi_events import read_event
+from command.kpi_facts import LimitTable, TicketAccumulator
 from command.limits import Level, escalation
 from command.tickets import apply
 from command.ticket_fields import new_ticket
