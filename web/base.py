@@ -195,6 +195,14 @@ class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
         """The 110 linkage (503 when this process runs without one)."""
         return self._needed(self.services.police, "police_unavailable", "the 110 linkage is not configured")
 
+    def get_template_namespace(self) -> dict[str, Any]:
+        """Every page also gets the center's clock (`runtime.clock.Clock`: anchor and speed-up), by
+        which its scripts judge ticket limits and fix ages (`I18N.now` in i18n.js)."""
+        namespace = super().get_template_namespace()
+        clock = self.store.clock
+        namespace.update(clock_anchor=repr(clock.anchor), clock_speedup=repr(clock.speedup))
+        return namespace
+
     @staticmethod
     def _needed(service: Any, code: str, message: str) -> Any:
         if service is None:

@@ -9,6 +9,7 @@
   // the review chains' roles open the console for their review queue only (no incidents, hotspots, 督办)
   var reviewer = ["team_leader", "coordinator", "director"].indexOf(role) >= 0;
   // a vehicle's stale and offline limits: the server's VEHICLE_STALE_S and VEHICLE_OFFLINE_S
+  // (wall seconds, as the server judges them: on the center's clock they span I18N.span of them)
   var STALE_S = Number(body.getAttribute("data-stale-s")), OFFLINE_S = Number(body.getAttribute("data-offline-s"));
   var map = L.map("map", { preferCanvas: true, zoomControl: true, attributionControl: false })
     .setView([36.38, 119.75], 13);
@@ -111,7 +112,7 @@
   function vehicleState(d, now) {
     if (d.link === "offline" || !d.fix) { return "offline"; }
     var age = now - d.fix.t;
-    return age > OFFLINE_S ? "offline" : age > STALE_S ? "stale" : "online";
+    return age > window.I18N.span(OFFLINE_S) ? "offline" : age > window.I18N.span(STALE_S) ? "stale" : "online";
   }
   function vehicleLabel(id) {
     var crew = state.crews[id];
@@ -135,7 +136,7 @@
       if (d.link === "offline") { d.link = "online"; }
     }
     if (update.link) { d.link = update.link; }
-    renderVehicle(v, Date.now() / 1000);
+    renderVehicle(v, window.I18N.now());
   }
   function renderVehicle(v, now) {
     var d = v.data, vs = vehicleState(d, now);
@@ -166,7 +167,7 @@
     return best;
   }
   function ticketIcon(tk) {
-    var left = timeLeft(tk, Date.now() / 1000);
+    var left = timeLeft(tk, window.I18N.now());
     var over = left && left.seconds <= 0 ? " overdue" : "";
     return L.divIcon({ className: "ticket-icon", iconSize: [18, 18], iconAnchor: [9, 9],
       html: '<div class="tkt u-' + tk.urgency + " c-" + tk.color + over + '" data-ticket="' + esc(tk.number) +
@@ -324,7 +325,7 @@
 
   // periodic: staleness of vehicles, the vehicle table, the clock ----------------------------------
   function renderTable() {
-    var now = Date.now() / 1000, counts = { online: 0, stale: 0, offline: 0 };
+    var now = window.I18N.now(), counts = { online: 0, stale: 0, offline: 0 };
     var rows = Object.keys(state.vehicles).sort().map(function (id) {
       var v = state.vehicles[id], d = v.data, vs = vehicleState(d, now);
       counts[vs] += 1;

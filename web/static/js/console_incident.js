@@ -26,7 +26,7 @@
       (notice ? '<div class="f" data-notice="' + esc(notice.state) + '"><span class="muted">' + esc(notice.kind) + t("incident.notice") +
         "</span> " + esc(t("incident.notice." + notice.state)) + " · " + esc(notice.text) + "</div>" : "");
     if (canAct && open) {
-      var soon = inc.etr || new Date(Date.now() + 2 * 3600000).toISOString();
+      var soon = inc.etr || new Date((window.I18N.now() + 2 * 3600) * 1000).toISOString();
       html += '<div class="incident-act"><input id="etr-at" type="datetime-local" value="' + esc(window.I18N.zonedInput(Date.parse(soon), zone)) + '">' +
         '<input id="etr-note" size="12" maxlength="500" placeholder="' + t("incident.etr.note") + '">' +
         '<button data-incident-do="etr">' + t("incident.etr.set") + "</button></div>" +

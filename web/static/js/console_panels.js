@@ -78,7 +78,7 @@
     return C.fmt(seconds <= 0 ? "tickets.time_over" : "tickets.time_left", { t: window.I18N.duration(seconds) });
   }
   function renderQueue() {
-    var elapsed = Date.now() / 1000 - queueAt;
+    var elapsed = window.I18N.now() - queueAt;  // time_left_s is on the center's clock
     document.getElementById("queue-rows").innerHTML = queue.map(function (tk) {
       var left = tk.time_left_s == null ? null : tk.time_left_s - elapsed;
       var level = left != null && left <= 0 ? "overdue" : tk.limit_level || "ok";
@@ -97,7 +97,7 @@
       api("GET", reviewRole ? "/api/tickets?review_role=" + reviewRole + "&limit=100"
         : "/api/tickets?state=open&sort=time_left&limit=100").then(function (res) {
         if (!res.ok) { return; }
-        queue = res.body.tickets; queueAt = Date.now() / 1000;
+        queue = res.body.tickets; queueAt = window.I18N.now();
         document.getElementById("queue-total").textContent = res.body.total;
         renderQueue();
       });
@@ -338,7 +338,7 @@
       if (!message) { C.toast(t("supervision.message_needed"), true); return; }
       var hours = Number(document.getElementById("supervise-hours").value);
       api("POST", "/api/tickets/" + current.number + "/supervision",
-          { message: message, deadline: new Date(Date.now() + hours * 3600000).toISOString() })
+          { message: message, deadline: new Date((window.I18N.now() + hours * 3600) * 1000).toISOString() })
         .then(function (res) { return after(res, res.status === 200 ? "supervision.urged" : "supervision.issued"); });
     } else if (what === "police") {
       api("POST", "/api/tickets/" + current.number + "/police", { expected_version: current.version })

@@ -449,7 +449,7 @@
 
   function tick() {
     $("clock").textContent = new Intl.DateTimeFormat("zh-CN", { timeZone: zone, hour: "2-digit", minute: "2-digit",
-      second: "2-digit", hour12: false }).format(new Date());
+      second: "2-digit", hour12: false }).format(new Date(window.I18N.now() * 1000));
   }
   document.addEventListener("langchange", function () {
     applyPlaceholders(); loadCallbacks(); loadNotices(); lastPhone = null; loadHistory(); showIncidents(nearIncidents);

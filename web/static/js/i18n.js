@@ -687,8 +687,17 @@
     var p = wallParts(ms, zone);
     return p.year + "-" + p.month + "-" + p.day + "T" + p.hour + ":" + p.minute;
   }
+  // the center's clock (runtime/clock.py: anchor + (wall - anchor) x speed-up), from the page's
+  // data-clock-anchor and data-clock-speedup: ticket times, limits and fix times are on it, and a
+  // demo may run it faster than the wall clock
+  function speedup() { return (document.body && Number(document.body.getAttribute("data-clock-speedup"))) || 1; }
+  function now() {
+    var wall = Date.now() / 1000, anchor = document.body ? Number(document.body.getAttribute("data-clock-anchor")) : NaN;
+    return speedup() === 1 || !isFinite(anchor) ? wall : anchor + (wall - anchor) * speedup();
+  }
+  function span(wallS) { return wallS * speedup(); }  // the center's seconds that pass in wallS wall seconds
   window.I18N = { t: t, fmt: fmt, duration: duration, apply: apply, lang: lang, zonedEpoch: zonedEpoch,
-                  zonedInput: zonedInput };
+                  zonedInput: zonedInput, now: now, span: span };
   if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", function () { apply(); }); }
   else { apply(); }
 })();

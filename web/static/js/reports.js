@@ -71,7 +71,7 @@
   function isoDay(year, month, day) {  // month 1-based; day 0 is the last day of the month before
     return new Date(Date.UTC(year, month - 1, day)).toISOString().slice(0, 10);
   }
-  function today() { return new Intl.DateTimeFormat("en-CA", { timeZone: zone }).format(new Date()); }
+  function today() { return new Intl.DateTimeFormat("en-CA", { timeZone: zone }).format(new Date(window.I18N.now() * 1000)); }
   // quick choices: a calendar quarter as a range, or a year
   function quick(name) {
     var now = today(), year = +now.slice(0, 4), first = Math.floor((+now.slice(5, 7) - 1) / 3) * 3 + 1;

@@ -23,7 +23,7 @@
     }).join("");
   }
   function render() {
-    var now = Date.now() / 1000, byState = {}, byColor = {}, byUrgency = {}, overdue = 0, open = 0;
+    var now = window.I18N.now(), byState = {}, byColor = {}, byUrgency = {}, overdue = 0, open = 0;
     Object.keys(state.tickets).forEach(function (n) {
       var tk = state.tickets[n];
       open += 1;
@@ -43,7 +43,7 @@
     Object.keys(state.vehicles).forEach(function (id) {
       var v = state.vehicles[id];
       all += 1;
-      if (v.link !== "offline" && v.t != null && now - v.t <= STALE_S) { online += 1; }
+      if (v.link !== "offline" && v.t != null && now - v.t <= window.I18N.span(STALE_S)) { online += 1; }
     });
     set("w-open", state.openTotal != null ? Math.max(state.openTotal, open) : open);
     set("w-overdue", overdue);
@@ -104,7 +104,7 @@
         if (msg.type === "alarms") { msg.alarms.forEach(alarm); }
         lastSeq = msg.seq;
       }
-      document.getElementById("w-updated").textContent = fmtTime(Date.now() / 1000);
+      document.getElementById("w-updated").textContent = fmtTime(window.I18N.now());
     };
     socket.onclose = function () {
       banner.classList.remove("hidden");
