@@ -100,7 +100,12 @@
           return;
         }
         if (msg.type === "vehicles") { msg.vehicles.forEach(vehicle); }
-        if (msg.type === "tickets") { msg.tickets.forEach(ticket); if (msg.today) { state.today = msg.today; } loadCounts(); }
+        if (msg.type === "tickets") {
+          msg.tickets.forEach(ticket);
+          if (msg.today) { state.today = msg.today; }
+          loadCounts();
+          kpisSoon();  // the KPI row follows the tiles within seconds, not at the next 10 s read
+        }
         if (msg.type === "alarms") { msg.alarms.forEach(alarm); }
         lastSeq = msg.seq;
       }
@@ -142,6 +147,8 @@
 
   document.addEventListener("langchange", function () { render(); renderKpis(); });
   connect();
+  var kpisTimer = null;
+  function kpisSoon() { clearTimeout(kpisTimer); kpisTimer = setTimeout(loadKpis, 2000); }
   loadKpis();
   setInterval(loadKpis, 10000);
   loadCounts();
