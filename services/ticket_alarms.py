@@ -63,6 +63,7 @@ class SensorSite:
     category: Category | None
     supply_area: str | None
     dma: str | None = None  # water: the DMA covering the sensor (a pressure point measures its DMA)
+    unit: str = ""  # of its readings and limits (MPa, %, m³/h)
 
 
 def sensor_sites(city: Any, lookup: Any) -> dict[str, SensorSite]:
@@ -90,8 +91,14 @@ def sensor_sites(city: Any, lookup: Any) -> dict[str, SensorSite]:
             dma = where.dma_id
         out[str(row["sensor_id"])] = SensorSite(str(row["sensor_id"]), str(row.get("name") or ""),
                                                 str(row.get("kind")), asset, float(point.x),
-                                                float(point.y), category, area, dma)
+                                                float(point.y), category, area, dma,
+                                                "" if row.get("unit") is None else str(row["unit"]))
     return out
+
+
+def _with_unit(value: Any, unit: str) -> str:
+    """A reading or limit with its unit, as a proactive ticket's description writes it: 0.063 MPa."""
+    return f"{value} {unit}" if unit and value is not None else str(value)
 
 
 def proactive_kind(site: SensorSite, alarm: Mapping[str, Any]) -> str | None:
@@ -172,7 +179,8 @@ class AlarmTickets(TicketIntake):
         fields = {"channel": Channel.SENSOR.value, "category": site.category.value,
                   "type": TicketType.REPAIR.value, "urgency": self.alarm_urgency.value,
                   "description": f"{PROACTIVE_TITLES[what]}：{site.name}（{site.sensor_id}）"
-                                 f" 值 {alarm.get('value')} 阈值 {alarm.get('threshold')}",
+                                 f" 值 {_with_unit(alarm.get('value'), site.unit)}"
+                                 f" 阈值 {_with_unit(alarm.get('threshold'), site.unit)}",
                   "address": site.name, "lon": site.lon, "lat": site.lat,
                   "alarm_id": str(alarm["alarm_id"])[:64]}
         try:

@@ -108,6 +108,8 @@ def test_dispatcher_sees_a_new_ticket_live_assigns_it_and_acknowledges_an_alarm(
     ack = f"#alarm-list [data-alarm-id^='{sensor['id']}:'] button.ack"
     page.wait_for_selector(ack, timeout=20_000)
     page.wait_for_selector(f"[data-sensor='{sensor['id']}'][data-alarm='critical']", state="attached", timeout=5_000)
+    if sensor.get("unit"):  # the reading and its limit with their unit
+        assert f" {sensor['unit']}" in page.inner_text(f"#alarm-list [data-alarm-id^='{sensor['id']}:']")
     page.screenshot(path=str(ARTIFACTS / "console-alarm.png"))
     page.click(ack)  # by selector: the list re-renders on every alarm event
     page.wait_for_selector(f"#alarm-list [data-alarm-id^='{sensor['id']}:'] button.ack", state="detached",

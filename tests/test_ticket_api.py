@@ -317,6 +317,7 @@ async def test_alarm_events_open_one_proactive_ticket_that_later_calls_join(api,
     assert (ticket["channel"], ticket["type"], ticket["supply_area"], ticket["asset_id"], ticket["alarm_id"]) == \
         ("sensor", "repair", "TA2", "T2", "L0002:high")
     assert (ticket["lon"], ticket["lat"]) == (119.72, 36.37) and ticket["tags"] == ["transformer_overload"]
+    assert ticket["description"].endswith("值 131.0 % 阈值 100.0 %")  # the reading with its sensor's unit
     _, incident = await api.call("GET", f"/api/incidents/{ticket['incident_id']}", "dispatcher")
     assert incident["status"] == "confirmed" and incident["alarm_ids"] == ["L0002:high"]
     api.clock.now = T0 + timedelta(hours=2)  # long after the window: a confirmed incident still absorbs calls

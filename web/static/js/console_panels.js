@@ -45,6 +45,7 @@
       return '<li class="alarm sev-' + a.severity + " st-" + a.state + '" data-alarm-id="' + esc(a.alarm_id) + '">' +
              '<div><b>' + t("alarms." + a.severity) + "</b> " + esc(sensor.name || a.sensor_id) + " · " +
              t("alarms." + a.kind) + " " + (a.value == null ? "" : a.value) + (a.threshold == null ? "" : " / " + a.threshold) +
+             (sensor.unit && (a.value != null || a.threshold != null) ? " " + esc(sensor.unit) : "") +
              (a.state === "cleared" ? " · " + t("alarms.cleared") : "") + '</div><div class="row"><span class="muted">' +
              C.fmtTime(a.raised_at, true) + "</span>" + ack + "</div></li>";
     });
