@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import orjson
 import tornado.httpclient
@@ -49,15 +50,21 @@ class TicketApi(ApiClient):
                                {"expected_version": version, **args})
 
 
-async def serve_tickets(tmp_path: Path, redis_url: str, database_url: str, city, clock: Clock, port: int | None = None):
-    """The ticket API tests' app on `city` (the ticket manager with its spatial lookup and sensor sites;
-    a second crew account, crew2 of C02), listening on loopback: (server, client); the caller stops both."""
+async def ticket_stores(tmp_path: Path, redis_url: str, database_url: str) -> tuple[Any, Store, TicketStore]:
+    """(settings, store, ticket store) of an in-process ticket app: the demo accounts with the tests'
+    password, and a second crew account, crew2 of C02."""
     settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
     store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
     await AccountStore(store.db).put("crew2", {"role": "crew", "crew_id": "C02", "display": "抢修二班", "active": "1",
                                               "hash": accounts.hash_password(PASSWORD)}, only_new=True)
-    tickets = TicketStore(store.db, store.redis)
+    return settings, store, TicketStore(store.db, store.redis)
+
+
+async def serve_tickets(tmp_path: Path, redis_url: str, database_url: str, city, clock: Clock, port: int | None = None):
+    """The ticket API tests' app on `city` (the ticket manager with its spatial lookup and sensor sites;
+    the accounts of `ticket_stores`), listening on loopback: (server, client); the caller stops both."""
+    settings, store, tickets = await ticket_stores(tmp_path, redis_url, database_url)
     lookup = SpatialLookup(city)
     manager = TicketManager(tickets, lookup, sensors=sensor_sites(city, lookup), clock=clock)
     services = webapp.build_services(settings=settings, store=store, tickets=manager)

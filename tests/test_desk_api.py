@@ -16,20 +16,17 @@ import tornado.httpclient
 import tornado.httpserver
 from shapely.geometry import Point
 
-from command import accounts
 from config.city import CityLayers
 from servers.embedded import free_port
 from store.live import FixRecord, Store
-from store.accounts import AccountStore
-from store.tickets import TicketStore
 from gis.crs import distance_m
 from services.tickets import TicketManager
-from tests.conftest import ApiClient, test_settings
+from tests.apps import ticket_stores
+from tests.conftest import PASSWORD, ApiClient
 from web import app as webapp
 from field.photos import MAX_PHOTO_BYTES, PhotoRejected, photo_kind
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
-PASSWORD = "test-pass-1234"
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
 
 # Three roads 0.001° of latitude apart; house n sits at lon = 119.75 + n * 0.0001 (about 9 m a number).
@@ -98,12 +95,7 @@ class Api(ApiClient):
 
 @pytest.fixture
 async def api(tmp_path, redis_url, database_url):
-    settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
-    store = Store.from_url(redis_url, database_url)
-    await webapp.bootstrap_accounts(store, settings, demo=True)
-    await AccountStore(store.db).put("crew2", {"role": "crew", "crew_id": "C02", "display": "抢修二班", "active": "1",
-                                              "hash": accounts.hash_password(PASSWORD)}, only_new=True)
-    tickets = TicketStore(store.db, store.redis)
+    settings, store, tickets = await ticket_stores(tmp_path, redis_url, database_url)
     manager = TicketManager(tickets, None, clock=lambda: T0)
     services = webapp.build_services(settings=settings, store=store, city=_city(), tickets=manager)
     server = tornado.httpserver.HTTPServer(webapp.make_app(services, cookie_secret="test-secret"))

@@ -13,19 +13,15 @@ import numpy as np
 import pytest
 import tornado.httpserver
 
-from command import accounts
 from config.city import CityLayers
 from servers.embedded import free_port
-from store.live import Store
-from store.accounts import AccountStore
-from store.tickets import TicketStore
 from gis.crs import from_metres, gk_zone_epsg, to_metres
 from gis.lookup import SpatialLookup
 from services.kpi_service import KpiService
 from services.tickets import TicketManager
 from services.ticket_alarms import sensor_sites
-from tests.apps import TicketApi
-from tests.conftest import PASSWORD, T0, Clock, test_settings
+from tests.apps import TicketApi, ticket_stores
+from tests.conftest import T0, Clock
 from tests.openapi_check import validate
 from web import app as webapp
 from web.handlers.openapi import build_document, route_rules
@@ -61,12 +57,7 @@ class HotspotApi(TicketApi):
 
 
 async def _serve(tmp_path: Path, redis_url: str, database_url: str, city, *, kpi: bool = True):
-    settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
-    store = Store.from_url(redis_url, database_url)
-    await webapp.bootstrap_accounts(store, settings, demo=True)
-    await AccountStore(store.db).put("crew2", {"role": "crew", "crew_id": "C02", "display": "抢修二班", "active": "1",
-                                              "hash": accounts.hash_password(PASSWORD)}, only_new=True)
-    tickets = TicketStore(store.db, store.redis)
+    settings, store, tickets = await ticket_stores(tmp_path, redis_url, database_url)
     lookup = SpatialLookup(city)
     clock = Clock(T0)
     manager = TicketManager(tickets, lookup, sensors=sensor_sites(city, lookup), clock=clock)
