@@ -116,7 +116,9 @@ def test_the_unit_desk_inbox_accept_return_extension_and_feedback(demo, browser,
     page.click("#act-return button[type=submit]")
     page.wait_for_selector("#detail-request:not(.hidden)", timeout=10_000)
     assert "退单" in page.text_content("#detail-request") and page.is_hidden("#act-extension")
-    assert page.text_content(f"#inbox-rows tr[data-number='{second}'] td.pending") == "退单"
+    page.wait_for_function(  # the inbox is read again after the detail (the live feed may render that first)
+        f"() => (document.querySelector(\"#inbox-rows tr[data-number='{second}'] td.pending\") || {{}})"
+        ".textContent === '退单'", timeout=10_000)
     ticket = demo.get(f"/api/tickets/{second}", dispatcher)
     assert ticket["request"]["kind"] == "return" and ticket["request"]["reason"] == "属开发区供电所辖区"
     refused = demo.post(f"/api/tickets/{second}/actions/refuse_return", dispatcher,
