@@ -22,7 +22,9 @@ when on PATH, else amqtt), the ingest service in its own process, publishers in 
   ``ingest_baseline_{consumer,redis}_cpu_us_per_msg`` the same for the minimal loop;
   ``ingest_nmea_cpu_us_per_msg`` repeats the ingest's (consumer's) figure.
 - ``ingest_sensor_alarm_latency_ms_p99``: threshold-crossing readings published while a second
-  process sends 5,000 NMEA msg/s; latency = publish -> the event read from ``alarms:events``.
+  process sends 5,000 NMEA msg/s; latency = publish -> the event read from ``alarms:events``. The
+  ingest runs as the demo runs it: the vehicles' topics in one process (INGEST_TOPICS=fleet), the
+  sensors' in another (`python -m center ingest-sensors`).
 - ``ingest_shared_rate_a`` / ``_b``: two ingest processes on one shared subscription
   (MQTT_SHARED_GROUP, ``$share/ingest/fleet/+/nmea``), the same ramp; each process's rate in the
   step where their sum was highest; ``ingest_shared_ratio`` = the smaller / the larger (1.0: an
@@ -147,8 +149,8 @@ def _stop(proc: mp.Process) -> None:
         proc.join(5)
 
 
-def _heartbeat(r: redis.Redis) -> dict:
-    raw = r.get("svc:ingest")
+def _heartbeat(r: redis.Redis, name: str = "ingest") -> dict:
+    raw = r.get(f"svc:{name}")
     return orjson.loads(raw) if raw else {}
 
 
@@ -308,8 +310,10 @@ def _latency(settings_values, redis_url, mqtt_url, r) -> list[float]:
         await store.replace_sensor_registry(rows)
         await store.close()
     asyncio.run(seed())
-    ingest = _start(_run_ingest, settings_values, redis_url, mqtt_url)
-    _wait(lambda: _heartbeat(r).get("mqtt_ok") and _heartbeat(r).get("sensors") == sensors, 30, "ingest start")
+    ingest = _start(_run_ingest, {**settings_values, "INGEST_TOPICS": "fleet"}, redis_url, mqtt_url)
+    sensors_ingest = _start(_run_ingest, {**settings_values, "INGEST_TOPICS": "sensors"}, redis_url, mqtt_url)
+    _wait(lambda: _heartbeat(r).get("mqtt_ok") and _heartbeat(r, "ingest-sensors").get("mqtt_ok")
+          and _heartbeat(r, "ingest-sensors").get("sensors") == sensors, 30, "ingest start")
     ready, go, sent = mp.Event(), mp.Event(), mp.Value("q", 0)
     background = _start(_publisher, mqtt_url, VEHICLES, 5000.0, 25.0, time.time() - 5, ready, go, sent)
     ready.wait(60)
@@ -337,6 +341,7 @@ def _latency(settings_values, redis_url, mqtt_url, r) -> list[float]:
         background.join(30)
         _stop(background)
         _stop(ingest)
+        _stop(sensors_ingest)
     progress(f"latency: {len(latencies)} alarms under {sent.value} background NMEA messages")
     return latencies
 

@@ -1,4 +1,4 @@
-"""One entry point for every service: ``python -m center web|ingest|simulate|dispatch|demo|servers|city|kpi|mqtt-auth|backup|restore|migrate-redis``."""
+"""One entry point for every service: ``python -m center web|ingest|ingest-sensors|simulate|dispatch|demo|servers|city|kpi|mqtt-auth|backup|restore|migrate-redis``."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +12,7 @@ import sys
 from runtime.lifecycle import StartupError
 from config.settings import SettingsError, load
 
-SERVICES = ("web", "ingest", "simulate", "dispatch")
+SERVICES = ("web", "ingest", "ingest-sensors", "simulate", "dispatch")
 
 
 def _logging(level: str, name: str) -> None:
@@ -43,9 +43,11 @@ async def _standalone(name: str, settings) -> None:
 
             city = await asyncio.to_thread(load_city, ensure_city(settings))
             await serve(settings, servers.redis_url, servers.mqtt_url, city=city)
-        elif name == "ingest":
+        elif name in ("ingest", "ingest-sensors"):  # ingest-sensors: the ingest of the sensors' topics alone
             from ingest.service import serve
 
+            if name == "ingest-sensors":
+                settings = settings.with_values(INGEST_TOPICS="sensors")
             await serve(settings, servers.redis_url, servers.mqtt_url, own_process=True)
         elif name == "simulate":
             from simulators.run import serve

@@ -148,7 +148,7 @@ class Supervisor:
                 await prepare(self.servers)
             env = self._child_env()
             for name in self.child_names():
-                child = Child(name, [sys.executable, "-m", "center", name.split("#")[0]], env)
+                child = Child(name, [sys.executable, "-m", "center", name.split("#")[0]], {**env, **self._own_env(name)})
                 child.start()
                 self.children.append(child)
             ready = await self._wait_web_ready()
@@ -169,6 +169,13 @@ class Supervisor:
             copies = self.settings.WEB_PROCESSES if name == "web" else 1
             names += [name] + [f"{name}#{i}" for i in range(2, copies + 1)]
         return names
+
+    def _own_env(self, name: str) -> dict[str, str]:
+        """What one child's environment adds: the ingest takes the vehicles' topics alone when
+        ingest-sensors runs beside it (the sensors' topics are that one's)."""
+        if name == "ingest" and "ingest-sensors" in self.service_names:
+            return {"INGEST_TOPICS": "fleet"}
+        return {}
 
     async def _wait_web_ready(self, timeout: float = 90.0) -> bool:
         if "web" not in self.service_names:

@@ -58,7 +58,7 @@ def _choice(*allowed: str) -> Callable[[str], str]:
             raise ValueError(f"must be one of {', '.join(allowed)}: {text!r}")
         return text
 
-    parse.__name__ = " | ".join(allowed)
+    parse.__name__ = " or ".join(allowed)  # (no "|": the README's table cell)
     return parse
 
 
@@ -127,7 +127,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MQTT_CA_FILE", str, "", "CA certificate file (PEM) to verify the broker's certificate for mqtts:// URLs. Empty: the system's CAs."),
     Setting("MQTT_CERT_FILE", str, "", "Client certificate (PEM) presented to the broker over mqtts://, if it asks for one. Empty: none."),
     Setting("MQTT_KEY_FILE", str, "", "Private key (PEM) of MQTT_CERT_FILE. Empty: the key is in MQTT_CERT_FILE."),
-    Setting("MQTT_SHARED_GROUP", str, "", "If set, ingest subscribes as $share/<group>/... so several ingest processes split the load."),
+    Setting("MQTT_SHARED_GROUP", str, "", "If set, the ingest subscribes to the vehicles' topics as $share/<group>/... so several ingest processes split the load (the sensors' topics are never shared: a sensor's alarm state lives in one process)."),
+    Setting("INGEST_TOPICS", _choice("all", "fleet", "sensors"), "all", "What one ingest process subscribes to: all, fleet (vehicles' fixes and status) or sensors (SCADA readings and Sparkplug B). The demo runs one fleet and one sensors process, so that a sensor alarm never waits behind a burst of fixes in the same process; a fleet process's heartbeat then asks for the sensors process too."),
     Setting("TIME_ZONE", _zone, "Asia/Shanghai", "The center's time zone: timestamps are stored in UTC and shown in this zone."),
     Setting("ADMIN_PASSWORD", str, "", "Password of the initial admin account. Empty: generated once and printed."),
     Setting("DEMO_PASSWORD", str, "", "Password of the demo accounts (one per role) created by `demo`. Empty: generated once and printed."),

@@ -37,16 +37,19 @@ class RegistriesMixin:
             now = time.monotonic()
             if now >= next_fleet:
                 next_fleet = now + FLEET_POLL_S
-                await self.load_fleet()
+                if self.takes_fleet:
+                    await self.load_fleet()
                 await self.after_wipe()
             if now >= next_check:
                 next_check = now + check_s
-                self.sensors.check_silence(self.store.clock.now(), self.sensor_lane.batch.sensors, self.stats)
+                if self.takes_sensors:
+                    self.sensors.check_silence(self.store.clock.now(), self.sensor_lane.batch.sensors, self.stats)
                 if self.sensor_lane.batch.sensors.events:
                     self._cut(self.sensor_lane)
             if now >= next_refresh:
                 next_refresh = now + refresh_s
-                await self.load_registry()
+                if self.takes_sensors:
+                    await self.load_registry()
 
     async def load_fleet(self) -> bool:
         """Follow the fleet registry: read its revision and, when it moved, add the ids of its
@@ -82,11 +85,13 @@ class RegistriesMixin:
             self.stats["redis_wiped"] += 1
             self._indexed.clear()
             self._known_ids.clear()
-            await publish_registry(self.settings, self.store)
+            if self.takes_sensors:
+                await publish_registry(self.settings, self.store)
         except Exception as exc:
             self.rlog.warning("wipe", "ingest: cannot check Redis for a wipe: %s", exc)
             return False
-        await self.load_registry()
+        if self.takes_sensors:
+            await self.load_registry()
         return True
 
     async def load_registry(self) -> bool:

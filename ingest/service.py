@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 FLEET_TOPICS = ("fleet/+/nmea", "fleet/+/nmea/backfill", "fleet/+/status")
 SENSOR_TOPICS = ("scada/+/+", "spBv1.0/#")
 TOPICS = FLEET_TOPICS + SENSOR_TOPICS
+# INGEST_TOPICS: what a process takes, and the name of its heartbeat (svc:<name>)
+LANES = {"all": ("fleet", "sensors"), "fleet": ("fleet",), "sensors": ("sensors",)}
+HEARTBEAT = {"all": "ingest", "fleet": "ingest", "sensors": "ingest-sensors"}
 REBIRTH_INTERVAL_S = 10.0  # at most one rebirth request per edge node in this time
 WRITE_MERGE_MAX = 8  # queued fleet batches one write may cover when the writes fall behind
 
@@ -60,7 +63,8 @@ class Ingest(RegistriesMixin):
         self.sensor_lane = Lane("sensors")
         self.stats: Tally = Tally()
         self._stats_flushed: collections.Counter = collections.Counter()
-        self.links = {"fleet": False, "sensors": False}
+        self.takes = settings.INGEST_TOPICS  # all, fleet or sensors
+        self.links = {lane: False for lane in LANES[self.takes]}
         self.rlog = RateLimitedLog(logger=log)
         self.publish: Callable[[str, bytes], Any] | None = None
         self._rebirth_asked: dict[tuple[str, str], float] = {}
@@ -78,8 +82,18 @@ class Ingest(RegistriesMixin):
         return self.fleet.redis_ok and self.sensor_lane.redis_ok
 
     @property
+    def takes_fleet(self) -> bool:
+        """Whether this process takes the vehicles' topics (INGEST_TOPICS all or fleet)."""
+        return "fleet" in self.links
+
+    @property
+    def takes_sensors(self) -> bool:
+        """Whether this process takes the sensors' topics (INGEST_TOPICS all or sensors)."""
+        return "sensors" in self.links
+
+    @property
     def mqtt_ok(self) -> bool:
-        """Whether both broker connections (fleet topics, sensor topics) are up."""
+        """Whether its broker connections (fleet topics, sensor topics, or both) are up."""
         return all(self.links.values())
 
     @property
@@ -343,13 +357,13 @@ class Ingest(RegistriesMixin):
         try:
             await self.store.add_ingest_stats(deltas)
             self._stats_flushed.update(deltas)
-            await self.store.heartbeat("ingest", self.health())
+            await self.store.heartbeat(HEARTBEAT[self.takes], self.health())
         except Exception as exc:
             self.rlog.warning("reporter", "ingest: cannot report stats: %s", exc)
 
     def health(self) -> dict[str, Any]:
         """This process's own view: degraded while Redis or the broker is away."""
-        return {"pid": os.getpid(), "redis_ok": self.redis_ok, "mqtt_ok": self.mqtt_ok,
+        return {"pid": os.getpid(), "topics": self.takes, "redis_ok": self.redis_ok, "mqtt_ok": self.mqtt_ok,
                 "buffered": self.queued_messages, "messages": self.stats["messages"],
                 "written": self.stats["fixes_written"], "track_written": self.stats["track_written"],
                 "held": len(self.held), "sensors": len(self.sensors.registry), "vehicles": len(self.fleet_ids),
@@ -368,9 +382,11 @@ class Ingest(RegistriesMixin):
 
 
 def topics(settings: Settings, which: tuple[str, ...] = TOPICS) -> list[str]:
-    """The subscriptions, shared ($share/<group>/...) when several ingest processes split the load."""
+    """The subscriptions: the vehicles' shared ($share/<group>/...) when several ingest processes
+    split the load; the sensors' never (a sensor's alarm state lives in one process: its readings
+    must all reach that one, the sensors' ingest)."""
     group = settings.MQTT_SHARED_GROUP
-    return [f"$share/{group}/{t}" if group else t for t in which]
+    return [f"$share/{group}/{t}" if group and t in FLEET_TOPICS else t for t in which]
 
 
 async def serve(settings: Settings, redis_url: str, mqtt_url: str, stop: asyncio.Event | None = None,
@@ -388,13 +404,15 @@ async def serve(settings: Settings, redis_url: str, mqtt_url: str, stop: asyncio
     if hook is not None:
         hook(ingest)
     try:
-        count = await publish_registry(settings, store)
+        count = await publish_registry(settings, store) if ingest.takes_sensors else None
         if count is not None:
             log.info("ingest: sensor registry of %d sensors from the city layers", count)
     except Exception as exc:
         log.warning("ingest: sensor registry not refreshed from the city: %s", exc)
-    await ingest.load_fleet()  # (else the timer retries: meanwhile every vehicle's messages are kept aside)
-    if await ingest.load_registry():
+    await _check_takes(ingest, store)
+    if ingest.takes_fleet:
+        await ingest.load_fleet()  # (else the timer retries: meanwhile every vehicle's messages are kept aside)
+    if ingest.takes_sensors and await ingest.load_registry():
         try:
             restored = ingest.sensors.restore(await store.alarms())
             log.info("ingest: %d sensors registered, %d alarms restored", len(ingest.sensors.registry), restored)
@@ -402,29 +420,35 @@ async def serve(settings: Settings, redis_url: str, mqtt_url: str, stop: asyncio
             log.warning("ingest: alarms not restored: %s", exc)
     if own_process:
         tune_gc_for_latency()  # after start-up: what exists now is never scanned again
-    # Two connections: the bulk fleet traffic is flow-controlled (back-pressure when the writes
-    # fall behind); sensor readings arrive on their own and are never queued behind fixes.
+    # A connection per lane: the bulk fleet traffic is flow-controlled (back-pressure when the
+    # writes fall behind); sensor readings arrive on their own and are never queued behind fixes
+    # (and, with INGEST_TOPICS, in a process of their own, never behind a batch of fixes either).
     name = f"ingest-{os.getpid()}-{id(ingest):x}"
-    client = MqttClient(mqtt_url, name, on_messages=ingest.on_messages, loop=loop,
-                        on_connection=ingest.on_connection, ready=ingest.keeps_up)
-    sensor_client = MqttClient(mqtt_url, name + "-s", on_messages=ingest.on_messages, loop=loop,
-                               on_connection=lambda up: ingest.on_connection(up, "sensors"))
-    ingest.publish = lambda topic, payload: sensor_client.publish(topic, payload, qos=0)
-    client.subscribe(topics(settings, FLEET_TOPICS))
-    sensor_client.subscribe(topics(settings, SENSOR_TOPICS))
-    client.start()
-    sensor_client.start()
-    tasks = [asyncio.create_task(ingest.writer(), name="ingest-writer"),
-             asyncio.create_task(ingest.writer(ingest.sensor_lane), name="ingest-sensor-writer"),
-             asyncio.create_task(ingest.reporter(), name="ingest-reporter"),
-             asyncio.create_task(ingest.timer(), name="ingest-timer"),
-             asyncio.create_task(ingest.ack_listener(), name="ingest-acks")]
-    log.info("ingest: subscribed to %s on %s", ", ".join(topics(settings)), mqtt_url)
+    clients: list[MqttClient] = []
+    tasks = [asyncio.create_task(ingest.reporter(), name="ingest-reporter"),
+             asyncio.create_task(ingest.timer(), name="ingest-timer")]
+    if ingest.takes_fleet:
+        client = MqttClient(mqtt_url, name, on_messages=ingest.on_messages, loop=loop,
+                            on_connection=ingest.on_connection, ready=ingest.keeps_up)
+        client.subscribe(topics(settings, FLEET_TOPICS))
+        clients.append(client)
+        tasks.append(asyncio.create_task(ingest.writer(), name="ingest-writer"))
+    if ingest.takes_sensors:
+        sensor_client = MqttClient(mqtt_url, name + "-s", on_messages=ingest.on_messages, loop=loop,
+                                   on_connection=lambda up: ingest.on_connection(up, "sensors"))
+        sensor_client.subscribe(topics(settings, SENSOR_TOPICS))
+        clients.append(sensor_client)
+        ingest.publish = lambda topic, payload: sensor_client.publish(topic, payload, qos=0)
+        tasks += [asyncio.create_task(ingest.writer(ingest.sensor_lane), name="ingest-sensor-writer"),
+                  asyncio.create_task(ingest.ack_listener(), name="ingest-acks")]  # (last: see below)
+    for client in clients:
+        client.start()
+    log.info("ingest: subscribed to %s on %s", ", ".join(topics(settings, _topics_of(ingest))), mqtt_url)
     try:
         await stop.wait()
     finally:
-        client.stop()
-        sensor_client.stop()
+        for client in clients:
+            client.stop()
         ingest.stopping = True
         ingest._cut(ingest.fleet, flush=True)
         ingest._cut(ingest.sensor_lane)
@@ -432,13 +456,36 @@ async def serve(settings: Settings, redis_url: str, mqtt_url: str, stop: asyncio
             await asyncio.wait_for(_drain(ingest), 3.0)
         except asyncio.TimeoutError:
             log.warning("ingest: %d messages not written at shutdown", ingest.queued_messages)
-        await asyncio.wait(tasks[-1:], timeout=2.0)  # the ack listener ends between two reads
+        if ingest.takes_sensors:
+            await asyncio.wait(tasks[-1:], timeout=2.0)  # the ack listener ends between two reads
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if ingest.redis_ok:
             await ingest.report()
         await store.close()
+
+
+async def _check_takes(ingest: Ingest, store: Store) -> None:
+    """Say loudly when another ingest takes the same sensors' topics: two processes would each
+    judge every reading and raise every alarm twice (INGEST_TOPICS=fleet belongs beside ingest-sensors)."""
+    if not ingest.takes_sensors:
+        return
+    try:
+        beats = await store.services(["ingest", "ingest-sensors"])
+    except Exception as exc:
+        log.warning("ingest: cannot read the other ingest's heartbeat: %s", exc)
+        return
+    pid = os.getpid()
+    others = [name for name, beat in beats.items() if beat and beat.get("pid") != pid
+              and beat.get("topics", "all") in ("all", "sensors")]
+    if others:
+        log.error("ingest: %s takes the sensors' topics too: every reading would be judged twice; "
+                  "run the ingest with INGEST_TOPICS=fleet beside ingest-sensors", " and ".join(others))
+
+
+def _topics_of(ingest: Ingest) -> tuple[str, ...]:
+    return (FLEET_TOPICS if ingest.takes_fleet else ()) + (SENSOR_TOPICS if ingest.takes_sensors else ())
 
 
 async def _drain(ingest: Ingest) -> None:

@@ -1,8 +1,9 @@
 """The whole demo, as real processes, held to issue #24's rule: no Sparkplug device without a birth
 after one minute; every simulated transformer monitor on a Sparkplug edge node is online and its
-readings reach the sensors API (the console's source) as Sparkplug readings. Then the ingest is
-killed: the one the supervisor starts again has missed every birth (they are not retained), asks
-the edge nodes for a rebirth, and the readings flow again within the minute."""
+readings reach the sensors API (the console's source) as Sparkplug readings. Then the sensors'
+ingest (`ingest-sensors`, which takes the Sparkplug topics) is killed: the one the supervisor
+starts again has missed every birth (they are not retained), asks the edge nodes for a rebirth,
+and the readings flow again within the minute."""
 from __future__ import annotations
 
 import contextlib
@@ -55,11 +56,11 @@ def test_every_sparkplug_device_of_the_demo_is_born_and_reports_within_a_minute(
 
 
 def _ingest(demo) -> list[psutil.Process]:
-    """The demo's ingest process (none while the supervisor has yet to restart it)."""
+    """The demo's sensors' ingest process (none while the supervisor has yet to restart it)."""
     found = []
     for proc in demo.tree():
         with contextlib.suppress(psutil.Error):
-            if proc.cmdline()[-2:] == ["center", "ingest"] and proc.status() != psutil.STATUS_ZOMBIE:
+            if proc.cmdline()[-2:] == ["center", "ingest-sensors"] and proc.status() != psutil.STATUS_ZOMBIE:
                 found.append(proc)
     return found
 

@@ -318,3 +318,63 @@ async def test_registry_rows_come_from_the_city_profile_layers(tmp_path):
     registry, problems = SensorRegistry.from_rows(rows)
     assert problems == [] and registry.get("L0001").rated_kva == 630.0
     assert registry.get("P001").thresholds.high_warning == 0.55
+
+
+# -- the sensors' ingest apart (INGEST_TOPICS) --------------------------------------------------------
+
+async def test_a_fleet_ingest_and_a_sensors_ingest_take_their_own_topics_and_say_so(
+        tmp_path, redis_url, database_url, mqtt_url):
+    """As the demo runs them: `ingest` with INGEST_TOPICS=fleet and `ingest-sensors`. Each takes
+    only its topics (a reading is judged once, by the sensors' process) and writes its own
+    heartbeat; the fleet one's asks for the sensors' one, so /healthz names it when it is silent."""
+    from datetime import datetime, timezone
+
+    from simulators import nmea_out
+    from tests.conftest import register_vehicles
+    from web.app import needed_down
+
+    store = Store.from_url(redis_url, database_url)
+    await store.replace_sensor_registry(SENSOR_ROWS)
+    stop, started = asyncio.Event(), {}
+    tasks = []
+    for takes in ("fleet", "sensors"):
+        settings = test_settings(tmp_path / takes, REDIS_URL=redis_url, MQTT_URL=mqtt_url, INGEST_TOPICS=takes)
+        await register_vehicles(settings.DATABASE_URL, ["Q1"])
+        tasks.append(asyncio.create_task(service.serve(settings, redis_url, mqtt_url, stop=stop,
+                                                       hook=lambda i, t=takes: started.__setitem__(t, i))))
+    await wait_for(lambda: len(started) == 2 and all(i.mqtt_ok for i in started.values()), timeout=15)
+    fleet, sensors = started["fleet"], started["sensors"]
+    assert (fleet.takes_fleet, fleet.takes_sensors, sensors.takes_fleet, sensors.takes_sensors) == \
+        (True, False, False, True)
+    pub = await _publisher(mqtt_url, "split-pub")
+    try:
+        t = datetime.now(timezone.utc).replace(microsecond=0)
+        fix = "\r\n".join([nmea_out.gga(t, 36.38, 119.75), nmea_out.rmc(t, 36.38, 119.75, speed_kmh=20.0,
+                                                                         course_deg=0.0)]) + "\r\n"
+        pub.publish("fleet/Q1/nmea", fix.encode(), qos=1)
+        pub.publish("scada/P001/pressure", _reading(0.70), qos=1)  # critical
+        await wait_for(lambda: _active(store, "P001:high"), timeout=10)
+        await wait_for(lambda: _vehicle(store, "Q1"), timeout=10)
+        assert (fleet.stats["messages"], sensors.stats["messages"]) == (1, 1)
+        assert (fleet.stats["alarm:raised"], sensors.stats["alarm:raised"]) == (0, 1)
+        await fleet.report()
+        await sensors.report()
+        beats = await store.services(["ingest", "ingest-sensors"])
+        assert (beats["ingest"]["topics"], beats["ingest-sensors"]["topics"]) == ("fleet", "sensors")
+        assert beats["ingest"]["pid"] == beats["ingest-sensors"]["pid"]  # (both in this test's process)
+        svc = {name: {"ok": True, **beat} for name, beat in beats.items()} | {"dispatch": {"ok": True}}
+        assert needed_down(True, True, svc) == []
+        assert needed_down(True, True, {**svc, "ingest-sensors": {"ok": False}}) == ["ingest-sensors"]
+        alone = {"ingest": {**svc["ingest"], "topics": "all"}, "dispatch": {"ok": True}}  # one takes every topic
+        assert needed_down(True, True, alone) == []
+    finally:
+        await _stop(stop, asyncio.gather(*tasks), store, pub)
+
+
+async def _active(store, alarm_id):
+    return any(a["alarm_id"] == alarm_id for a in await store.alarms("active"))
+
+
+async def _vehicle(store, vehicle_id):
+    view = await store.vehicle(vehicle_id)
+    return view if view and view.get("fix") else None

@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 HANDLER_MODULES = (auth, health, pages, vehicles, layers, live, sensors, ingest_stats, incidents, tickets, desk, admin, admin_users, openapi, dispatch_handlers, police_handlers, hotspots, reports, device_handlers, unit_handlers, supervision_handlers)
-SERVICES_WATCHED = ("web", "ingest", "simulate", "dispatch")
+SERVICES_WATCHED = ("web", "ingest", "ingest-sensors", "simulate", "dispatch")
 HEALTH_TIMEOUT_S = 2.0  # /healthz counts PostgreSQL down when SELECT 1 takes longer
 
 
@@ -128,7 +128,8 @@ async def bootstrap_accounts(store: Store, settings: Settings, *, demo: bool) ->
 
 def needed_down(redis_ok: bool, broker_ok: bool, svc: dict[str, dict[str, Any]], postgres_ok: bool = True) -> list[str]:
     """The components the center cannot work without that are down: PostgreSQL, Redis, the
-    broker, the ingest (no heartbeat, or its own status not ok: it lost the broker or Redis) and
+    broker, the ingest (no heartbeat, or its own status not ok: it lost the broker or Redis), the
+    sensors' ingest when the ingest takes the vehicles' topics alone (INGEST_TOPICS=fleet) and
     the dispatch service (no heartbeat). The simulators are not among them. Without Redis the
     heartbeats cannot be read: then only PostgreSQL, Redis and the broker are named."""
     down = [name for name, ok in (("postgres", postgres_ok), ("redis", redis_ok), ("broker", broker_ok)) if not ok]
@@ -136,6 +137,9 @@ def needed_down(redis_ok: bool, broker_ok: bool, svc: dict[str, dict[str, Any]],
         ingest = svc.get("ingest", {})
         if not ingest.get("ok") or ingest.get("status", "ok") != "ok":
             down.append("ingest")
+        sensors = svc.get("ingest-sensors", {})
+        if ingest.get("topics") == "fleet" and (not sensors.get("ok") or sensors.get("status", "ok") != "ok"):
+            down.append("ingest-sensors")
         if not svc.get("dispatch", {}).get("ok"):
             down.append("dispatch")
     return down
@@ -175,6 +179,8 @@ def health_reporter(store: Store, live: LiveFeed | None, mqtt_url: str):
         svc = {name: ({"ok": True, "age_s": round(now - b["at"], 1), **{k: v for k, v in b.items() if k != "at"}}
                       if b else {"ok": False}) for name, b in beats.items()}
         svc["web"] = {"ok": True, "pid": os.getpid(), "consoles": len(live.subscribers) if live else 0}
+        if not svc.get("ingest-sensors", {}).get("ok") and svc.get("ingest", {}).get("topics") != "fleet":
+            svc.pop("ingest-sensors", None)  # one ingest takes every topic: no sensors' ingest to expect
         postgres_ok, postgres_error = await postgres
         ok = postgres_ok and redis_ok and broker_ok and all(s["ok"] for s in svc.values())
         down = needed_down(redis_ok, broker_ok, svc, postgres_ok)
