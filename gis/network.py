@@ -52,13 +52,16 @@ NAME_ROADS = 2  # road names in a segment's name before 等
 
 @dataclass(frozen=True)
 class Segment:
-    """A valve-isolation segment: its mains, the valves that isolate it, its length."""
+    """A valve-isolation segment: its mains, the valves that isolate it, its length, and the DMA
+    it lies in (`dma_id`: the district metered area holding most of its length, by its mains'
+    midpoints; None without DMAs)."""
 
     segment_id: str
     main_ids: tuple[str, ...]
     valve_ids: tuple[str, ...]
     length_m: float
     name: str = ""  # readable, from its roads (`segment_name`): "凤凰大街、人民路段供水管网"
+    dma_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ class WaterNetwork:
     """The segments of one city's water mains, built once; point lookups from any thread."""
 
     def __init__(self, mains: Any, valves: Any, *, epsg: int, tolerance_m: float = SNAP_TOLERANCE_M,
-                 max_distance_m: float = MAX_DISTANCE_M, roads: Any = None) -> None:
+                 max_distance_m: float = MAX_DISTANCE_M, roads: Any = None, dmas: Any = None) -> None:
         self.epsg = epsg
         self.tolerance_m = tolerance_m
         self.max_distance_m = max_distance_m
@@ -154,8 +157,9 @@ class WaterNetwork:
                 if label in self._segment_of_label:
                     isolating[self._segment_of_label[label]].append(valve_id)
         road_of = self._roads_of_mains(roads)
+        dma_of = self._dmas_of_segments(geoms, dmas)
         self.segments = {sid: Segment(sid, s.main_ids, tuple(sorted(isolating[sid])), s.length_m,
-                                      segment_name([road_of.get(m) for m in s.main_ids]))
+                                      segment_name([road_of.get(m) for m in s.main_ids]), dma_of.get(sid))
                          for sid, s in self.segments.items()}
         self._segment_index = {str(m): str(s) for m, s in zip(self.main_ids, self._main_segment)}
 
@@ -163,7 +167,28 @@ class WaterNetwork:
     def from_city(cls, city: Any, *, epsg: int, **kwargs: Any) -> "WaterNetwork":
         """The network of a loaded `gis.layers.City` (its ``mains`` and ``valves`` layers; its
         ``roads`` name the segments)."""
-        return cls(city.mains, city.valves, epsg=epsg, roads=getattr(city, "roads", None), **kwargs)
+        return cls(city.mains, city.valves, epsg=epsg, roads=getattr(city, "roads", None),
+                   dmas=getattr(city, "dmas", None), **kwargs)
+
+    def _dmas_of_segments(self, geoms: np.ndarray, dmas: Any) -> dict[str, str]:
+        """The DMA of each segment: the one whose polygon holds the midpoints of most of its
+        mains' length (WGS84 ``geoms`` in main order; a main outside every DMA counts for none)."""
+        if dmas is None or not len(dmas) or "dma_id" not in dmas.columns or not len(geoms):
+            return {}
+        ids = [str(d) for d in dmas["dma_id"]]
+        mids = shapely.line_interpolate_point(geoms, 0.5, normalized=True)
+        inputs, rows = shapely.STRtree(np.asarray(dmas.geometry.values, dtype=object)).query(mids, predicate="within")
+        lengths = shapely.length(self._lines)
+        weight: dict[str, dict[str, float]] = {}
+        for i, r in zip(inputs, rows):
+            by_dma = weight.setdefault(str(self._main_segment[i]), {})
+            by_dma[ids[r]] = by_dma.get(ids[r], 0.0) + float(lengths[i])
+        return {sid: max(sorted(by_dma), key=by_dma.__getitem__) for sid, by_dma in weight.items()}
+
+    def dma_of(self, segment_id: str | None) -> str | None:
+        """The DMA a segment lies in (`Segment.dma_id`), or None."""
+        segment = self.segments.get(segment_id or "")
+        return None if segment is None else segment.dma_id
 
     def _roads_of_mains(self, roads: Any) -> dict[str, str]:
         """The name of the road nearest each main's midpoint (within `ROAD_NAME_M`), by main id."""

@@ -104,7 +104,9 @@ class TicketCore:
         station of the place and trade, ``_department`` the 二级 unit above it (for the route),
         ``_feeder`` a power call's feeder. The supply area groups repair calls into incidents: the
         台区 for power; for water the valve-isolation segment of the nearest main (``SEG0123``,
-        `gis.network`), the DMA when no main is within 300 m."""
+        `gis.network`), the DMA when no main is within 300 m. A water call's ``_dma`` (what groups
+        it with a pressure drop) is the DMA of that segment, the one the main supplying the address
+        lies in, which near a DMA's edge need not be the DMA the address itself lies in."""
         if self.lookup is None or ticket.lon is None or ticket.lat is None:
             return {}
         category = ticket.category.value if ticket.category.value in _LOOKUP_CATEGORIES else None
@@ -116,7 +118,8 @@ class TicketCore:
         found = {k: v for k, v in found.items() if v is not None}
         found["_asset"] = where.transformer_id if ticket.category is Category.POWER else None
         found["_feeder"] = where.feeder if ticket.category is Category.POWER else None
-        found["_dma"] = where.dma_id if ticket.category is Category.WATER else None
+        found["_dma"] = (self.lookup.water.dma_of(where.segment_id) or where.dma_id) \
+            if ticket.category is Category.WATER else None
         found["_station"], found["_department"] = where.unit_id, where.department_id
         return found
 

@@ -6,6 +6,7 @@ alarm's ticket is in its main's segment; power calls of two 台区 of one feeder
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from datetime import datetime, timedelta, timezone
 
@@ -19,7 +20,7 @@ from store.live import FixRecord, Store
 from store.tickets import TicketStore
 from services.tickets import TicketManager
 from services.worker import build, watch_changes
-from tests.cities import NETWORK_CITY, ll, write_city
+from tests.cities import NETWORK_CITY, area, ll, write_city
 from tests.conftest import ApiClient, Clock, test_settings, wait_for
 from web import app as webapp
 
@@ -71,11 +72,31 @@ class Api(ApiClient):
 
 @pytest.fixture
 async def api(tmp_path, redis_url, database_url):
+    async with _serving(tmp_path, redis_url, database_url, NETWORK_CITY) as client:
+        yield client
+
+
+# NETWORK_CITY with the DMA split 5 m south of mains A and B: an address south of them lies in
+# DMA02 while the main that supplies it (its segment) lies in DMA01
+EDGE_CITY = {**NETWORK_CITY, "dmas": [{"dma_id": "DMA01", "name": "一号计量分区", "g": area(-500, -5, 4000, 4000)},
+                                      {"dma_id": "DMA02", "name": "二号计量分区", "g": area(-500, -500, 4000, -5)}]}
+
+
+@pytest.fixture
+async def edge_api(tmp_path, redis_url, database_url):
+    async with _serving(tmp_path, redis_url, database_url, EDGE_CITY) as client:
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def _serving(tmp_path, redis_url, database_url, layers):
+    """The web app, the ticket manager and the dispatch worker's change watcher on a city of `layers`."""
     clock = Clock(T0)
     settings = test_settings(tmp_path, ADMIN_PASSWORD=PASSWORD, DEMO_PASSWORD=PASSWORD)
     store = Store.from_url(redis_url, database_url)
     await webapp.bootstrap_accounts(store, settings, demo=True)
-    city = write_city(tmp_path / "city", NETWORK_CITY) if (tmp_path / "city").mkdir() is None else None
+    (tmp_path / "city").mkdir()
+    city = write_city(tmp_path / "city", layers)
     manager = await asyncio.to_thread(TicketManager.for_city, TicketStore(store.db, store.redis), city, clock=clock)
     parts = await build(store, settings, city, tickets=manager, clock=clock)
     services = webapp.build_services(settings=settings, store=store,
@@ -88,12 +109,14 @@ async def api(tmp_path, redis_url, database_url):
     await parts.dispatch.crews.refresh()
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch_changes(parts, stop, block_ms=50))
-    yield client
-    stop.set()
-    await watcher
-    server.stop()
-    await server.close_all_connections()
-    await store.close()
+    try:
+        yield client
+    finally:
+        stop.set()
+        await watcher
+        server.stop()
+        await server.close_all_connections()
+        await store.close()
 
 
 async def test_water_calls_group_by_the_segment_of_their_main_not_by_the_dma(api):
@@ -277,3 +300,19 @@ async def test_a_burst_call_then_its_dmas_pressure_alarms_are_one_incident_led_b
                                                      "confirmed", "DMA01")
     assert incident["alarm_ids"] == ["P001:low", "P002:low"]
     await _no_member_sent(api, burst["incident_id"])
+
+
+async def test_a_burst_call_south_of_a_dma_edge_joins_the_pressure_drop_of_its_mains_dma(edge_api):
+    """The address lies in DMA02, but the main that supplies it (main B, segment SEG0002) lies in
+    DMA01, whose pressure dropped: the call is grouped by its main's DMA and takes the incident
+    (the demo's main burst has such calls: 海棠路 lies in DMA02 beside a DMA03 main)."""
+    api = edge_api
+    assert api.parts.tickets.lookup.locate(*ll(1500, -30), "water").dma_id == "DMA02"
+    assert api.parts.tickets.lookup.water.dma_of("SEG0002") == "DMA01"
+    alarm = await _pressure_alarm(api, "P001", 0)  # main A: DMA01, DMA-wide
+    await api.fixes()
+    burst = await api.create((1500, -30), "路面冒水，水管爆裂", urgency="emergency", minutes=2)
+    assert burst["incident_id"] == alarm.incident_id
+    incident = await api.incident(alarm.incident_id)
+    assert (incident["dma"], incident["supply_area"], incident["primary"], incident["calls"]) == (
+        "DMA01", "SEG0002", burst["number"], 2)

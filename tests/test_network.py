@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from shapely.geometry import LineString, Point
+from shapely.geometry import LineString, Point, Polygon
 
 from gis import crs as gcrs
 from gis.layers import load_profile
@@ -114,6 +114,27 @@ def test_a_point_belongs_to_the_segment_of_the_nearest_main(network, point_m, se
     assert list(network.locate_many(np.array([lon]), np.array([lat]))) == [segment]
 
 
+def test_a_segment_lies_in_the_dma_holding_most_of_its_length(tmp_path):
+    """A-B (0-400 m east) has A's 200 m and B's 200 m midpoints in D1 (west of 350 m); C's in D2;
+    D runs north out of both (no DMA); with no DMA layer, no segment has one."""
+    box = lambda x0, x1: Polygon([at(x0, -100), at(x1, -100), at(x1, 100), at(x0, 100)])  # noqa: E731
+    mains = [{"main_id": "A", "diameter_mm": 300, "g": line((0, 0), (200, 0))},
+             {"main_id": "B", "diameter_mm": 300, "g": line((200, 0), (400, 0))},
+             {"main_id": "C", "diameter_mm": 300, "g": line((406, 6), (600, 0))},
+             {"main_id": "D", "diameter_mm": 150, "g": line((400, 10), (400, 300))}]
+    valves = [{"valve_id": "V1", "main_id": "C", "g": Point(at(406, 6))},
+              {"valve_id": "V2", "main_id": "D", "g": Point(at(400, 10))}]
+    city = write_city(tmp_path, {"mains": mains, "valves": valves,
+                                 "dmas": [{"dma_id": "D1", "name": "一号", "g": box(-50, 350)},
+                                          {"dma_id": "D2", "name": "二号", "g": box(350, 700)}]})
+    network = WaterNetwork.from_city(city, epsg=gcrs.gk_zone_epsg(LON0))
+    assert {s.segment_id: s.dma_id for s in network.segments.values()} == {
+        "SEG0001": "D1", "SEG0002": "D2", "SEG0003": None}
+    assert (network.dma_of("SEG0002"), network.dma_of("SEG9999"), network.dma_of(None)) == ("D2", None, None)
+    bare = WaterNetwork(city.mains, city.valves, epsg=gcrs.gk_zone_epsg(LON0))
+    assert {s.dma_id for s in bare.segments.values()} == {None}
+
+
 def test_feeders_of_transformers(tmp_path):
     city = write_city(tmp_path, {"transformers": [
         {"asset_id": "T1", "name": "一号台变", "rated_kva": 400, "feeder": "10kV东1线", "g": Point(at(0, 0))},
@@ -134,3 +155,8 @@ def test_demo_city_segments_are_sane(demo_city_profile):
     # the main_burst point sits on one segment with the valves that isolate it
     hit = network.locate(119.7504597, 36.3783181)
     assert hit is not None and hit.distance_m < 10 and len(hit.valve_ids) >= 2
+    # ... in DMA03, whose pressure points the scenario drops; 海棠路182号, a burst caller's address,
+    # lies in DMA02's polygon but is supplied by that segment: a call there groups with DMA03
+    assert network.dma_of(hit.segment_id) == "DMA03"
+    assert network.locate(119.7491115, 36.3785439).segment_id == hit.segment_id
+    assert all(s.dma_id is not None for s in network.segments.values())
