@@ -45,12 +45,14 @@ _NEGATIONS = ("没有", "没", "不是", "未", "无")  # just before an onset w
 
 
 class IncidentStatus(str, enum.Enum):
-    """single (one call so far), suspected (several calls), confirmed (an alarm on the asset), resolved."""
+    """single (one call so far), suspected (several calls), confirmed (an alarm on the asset),
+    resolved, merged (its calls taken over by another incident: `absorb`)."""
 
     SINGLE = "single"
     SUSPECTED = "suspected"
     CONFIRMED = "confirmed"
     RESOLVED = "resolved"
+    MERGED = "merged"
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,13 @@ class Incident:
     etr_set_at: datetime | None = None
     dma: str | None = None  # water: the DMA of its first call (a pressure alarm there joins it)
     dma_wide: bool = False  # water: opened or led by a pressure alarm, no burst call yet (scope ``dma``)
+    merged_into: str | None = None  # the incident that took its calls over (`absorb`; resolved_at: when)
 
     @property
     def status(self) -> IncidentStatus:
         """The incident's status, derived from its calls, alarms and resolution."""
+        if self.merged_into is not None:
+            return IncidentStatus.MERGED
         if self.resolved_at is not None:
             return IncidentStatus.RESOLVED
         if self.confirmed_at is not None:
@@ -346,6 +351,36 @@ def check_dispatch(ticket: Ticket, incident: Incident | None) -> None:
     """NotThePrimary when a crew would be sent to a symptom call of a dispatch-once incident."""
     if incident is not None and is_symptom_call(ticket.number, incident):
         raise NotThePrimary(ticket.number, incident.incident_id, incident.primary)
+
+
+def absorbable(into: Incident, other: Incident) -> bool:
+    """Whether `other`, an incident of one supply area, is the same fault as `into` now that `into`
+    covers that area: a DMA's pressure drop placed on a segment by its burst call (`add_call`
+    narrows it) where symptom calls made before the burst call, which never join a DMA-wide
+    incident, opened an incident of their own. Both unresolved, of one category, neither DMA-wide.
+    (Whether one of `other`'s calls already has a crew is the caller's to check: then it stays.)"""
+    return (other.incident_id != into.incident_id and other.category is into.category
+            and into.resolved_at is None and other.resolved_at is None
+            and not into.dma_wide and not other.dma_wide and into.covers(other.supply_area))
+
+
+def absorb(into: Incident, other: Incident, *, now: datetime) -> tuple[Incident, Incident]:
+    """`into` with `other`'s calls, alarms and areas (its own primary stays the incident's), and
+    `other` merged into it at `now` (status merged, no longer open). ValidationError unless
+    `absorbable`."""
+    if not absorbable(into, other):
+        raise ValidationError("incident", f"incident {other.incident_id} cannot be merged into {into.incident_id}")
+    areas = into.areas or (into.supply_area,)
+    onsets = [t for t in (into.onset_at, other.onset_at) if t is not None]
+    confirmed = [t for t in (into.confirmed_at, other.confirmed_at) if t is not None]
+    merged = dataclasses.replace(
+        into, ticket_numbers=(*into.ticket_numbers, *(n for n in other.ticket_numbers if n not in into.ticket_numbers)),
+        alarm_ids=(*into.alarm_ids, *(a for a in other.alarm_ids if a not in into.alarm_ids)),
+        areas=(*areas, *(a for a in (other.areas or (other.supply_area,)) if a not in areas)),
+        first_call_at=min(into.first_call_at, other.first_call_at), last_call_at=max(into.last_call_at, other.last_call_at),
+        onset_at=min(onsets) if onsets else None, confirmed_at=min(confirmed) if confirmed else None,
+        suspected_asset=into.suspected_asset or other.suspected_asset)
+    return merged, dataclasses.replace(other, resolved_at=now, merged_into=into.incident_id)
 
 
 def promote_primary(incident: Incident, tickets: Sequence[Ticket]) -> Incident:

@@ -28,6 +28,18 @@ log = logging.getLogger(__name__)
 EarlyRead = tuple[str, list[tuple[grouping.Incident, int]], tuple[int, int]]
 
 
+@dataclasses.dataclass(frozen=True)
+class Grouped:
+    """A new call's grouping, not yet written: the call linked, its events, the incident writes,
+    its incident (None: not grouped), and the calls of incidents it merged, linked again (`relinks`)."""
+
+    ticket: Ticket
+    events: list[AuditEvent]
+    incident_writes: list[IncidentWrite]
+    incident: grouping.Incident | None
+    relinks: list[TicketWrite] = dataclasses.field(default_factory=list)
+
+
 class IncidentNotFound(NotFound, LookupError):
     """No incident with this id (HTTP 404 ``incident_not_found``, by the one error contract)."""
 
@@ -40,15 +52,16 @@ class TicketIncidents(TicketCore):
     """The ticket manager's incident grouping and incident-wide changes."""
 
     async def _group(self, ticket: Ticket, asset: str | None, early: EarlyRead | None = None, feeder: str | None = None,
-                     dma: str | None = None,
-                     ) -> tuple[Ticket, list[AuditEvent], list[IncidentWrite], grouping.Incident | None]:
+                     dma: str | None = None) -> Grouped:
         """Join the call to its supply area's (or, for power, its `feeder`'s; for a water pressure
         alarm or burst call, its `dma`'s) incident, or open one (not yet written). `early`: (area,
         its incidents and revisions read with the create's reads, before the area lock,
         `_writes_of` the area and feeder or DMA at that time); a stale one is refused by the
-        revision guard. An onset ticket that takes over as primary says so on its link event."""
+        revision guard. An onset ticket that takes over as primary says so on its link event. A
+        burst call that places a DMA's pressure drop on its segment merges the incident that
+        symptom calls opened there before it (`_absorb`)."""
         if not grouping.groupable(ticket):
-            return ticket, [], [], None
+            return Grouped(ticket, [], [], None)
         area = ticket.supply_area or ""
         feeder = feeder if ticket.category is Category.POWER else None
         dma = dma if ticket.category is Category.WATER else None
@@ -67,12 +80,41 @@ class TicketIncidents(TicketCore):
         else:
             incident = grouping.add_call(found, ticket, window=self.group_window, feeder=feeder, dma=dma,
                                          primary_sent=await self._primary_sent(found, ticket))
+        merged, relinks = [], []
+        if found is not None and found.dma_wide and not incident.dma_wide:  # placed on the burst's segment
+            incident, merged, relinks = await self._absorb(incident, known, ticket.updated_at)
+        if found is not None:
             write = IncidentWrite(incident, revs[found.incident_id] + 1, found)
         linked, event = grouping.link(ticket, incident, actor=SYSTEM_ACTOR, now=ticket.updated_at)
         if found is not None and incident.primary != found.primary:  # an onset ticket: the primary moves to it
             event = dataclasses.replace(event, note=f"{event.note}，成为主工单（原主工单 {found.primary}）",
                                         data={**event.data, "primary": True, "primary_from": found.primary})
-        return linked, [event], [write], incident
+        return Grouped(linked, [event], [write, *merged], incident, relinks)
+
+    async def _absorb(self, incident: grouping.Incident, known: Sequence[tuple[grouping.Incident, int]],
+                      now: Any) -> tuple[grouping.Incident, list[IncidentWrite], list[TicketWrite]]:
+        """`incident` with the incidents of its (new) segment merged into it (`grouping.absorb`),
+        their writes, and their open calls linked to it again (each a ``link_incident`` event).
+        An incident one of whose calls already has a crew out stays as it is: the dispatcher
+        decides (归入事件 moves a call by hand)."""
+        merged, relinks = [], []
+        for other, rev in known:
+            if not grouping.absorbable(incident, other):
+                continue
+            records = [r for r in await self.store.get_many(other.ticket_numbers) if r is not None]
+            if any(r.ticket.state in FIELD_STATES for r in records):
+                continue
+            incident, gone = grouping.absorb(incident, other, now=now)
+            merged.append(IncidentWrite(gone, rev + 1, other))
+            for record in records:
+                if record.ticket.incident_id != other.incident_id or record.ticket.state not in OPEN_STATES \
+                        or record.ticket.state in (State.RESOLVED, State.CALLBACK):
+                    continue
+                moved, event = grouping.link(record.ticket, incident, actor=SYSTEM_ACTOR, now=now)
+                event = dataclasses.replace(event, note=f"{event.note}（原故障事件 {other.incident_id} 已并入）",
+                                            data={**event.data, "merged_from": other.incident_id})
+                relinks.append(TicketWrite(self._record(moved, record.meta), [event], record))
+        return incident, merged, relinks
 
     async def _primary_sent(self, incident: grouping.Incident, ticket: Ticket) -> bool:
         """Whether an onset ticket that would take the primary (`grouping.add_call`: a burst call
@@ -213,8 +255,7 @@ class TicketIncidents(TicketCore):
         grouping.attach_call(found[0], draft)
         return found
 
-    async def _attach(self, ticket: Ticket, incident_id: str, actor: Actor,
-                      ) -> tuple[Ticket, list[AuditEvent], list[IncidentWrite], grouping.Incident]:
+    async def _attach(self, ticket: Ticket, incident_id: str, actor: Actor) -> Grouped:
         """The new call joined to the incident the agent chose (not yet written), as `_group` joins
         one to its area's incident: the ticket linked (``link_incident`` by the agent) and the
         incident's write, guarded by its revision."""
@@ -222,4 +263,4 @@ class TicketIncidents(TicketCore):
         attached = grouping.attach_call(incident, ticket)
         by = actor if actor.role in (Role.AGENT, Role.DISPATCHER, Role.SUPERVISOR, Role.ADMIN) else SYSTEM_ACTOR
         linked, event = grouping.link(ticket, attached, actor=by, now=ticket.updated_at)
-        return linked, [event], [IncidentWrite(attached, rev + 1, incident)], attached
+        return Grouped(linked, [event], [IncidentWrite(attached, rev + 1, incident)], attached)

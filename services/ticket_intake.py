@@ -14,7 +14,7 @@ from store.ticket_records import CreateReads, GuardFailed, TicketRecord, TicketW
 from store.ticket_writes import Extra
 from command import grouping, repeats
 from command.coordinates import CoordinateError, check_optional_point, check_point
-from command.errors import ValidationError
+from command.errors import Conflict, ValidationError
 from command.geocoding import NONE as NOT_PLACED, placement
 from command.police import assess_police
 from command.ticket_fields import new_ticket
@@ -195,10 +195,11 @@ class TicketIntake(TicketIncidents):
                         writes_for: Callable[[Ticket], Sequence[Extra]] | None = None, *,
                         attach: str | None = None) -> CreateResult:
         for attempt in range(RETRIES):
-            grouped, events, incident_writes, incident = await (
+            group = await (
                 self._attach(ticket, attach, actor) if attach is not None  # the agent chose the incident
                 else self._group(ticket, asset, early if attempt == 0 else None, meta.get("feeder"), meta.get("dma")))
-            events = [created, *events]
+            grouped, incident_writes, incident = group.ticket, group.incident_writes, group.incident
+            events = [created, *group.events]
             if answer is not None:
                 grouped, closed = apply(grouped, "close_direct", actor=actor, now=now, answer=answer)
                 events.append(closed)
@@ -210,13 +211,14 @@ class TicketIntake(TicketIncidents):
             extra += writes_for(grouped) if writes_for is not None else ()
             record = self._record(grouped, meta)
             try:
-                await self.store.save([TicketWrite(record, events, None, alarm.alarm_key if alarm else None)],
-                                      incident_writes, extra)
+                await self.store.save([TicketWrite(record, events, None, alarm.alarm_key if alarm else None),
+                                       *group.relinks], incident_writes, extra)
                 self._note_incident_writes(incident_writes)
                 await self._note_primary_moved(incident_writes)
                 return CreateResult(record, False, None if incident is None else incident.incident_id)
-            except GuardFailed as exc:
-                if exc.alarm_claimed or attempt == RETRIES - 1:
+            except (GuardFailed, Conflict) as exc:  # (Conflict: a merged incident's call changed meanwhile)
+                if getattr(exc, "alarm_claimed", False) or attempt == RETRIES - 1 or \
+                        (isinstance(exc, Conflict) and not group.relinks):
                     raise
                 await backoff(attempt)
         raise AssertionError("unreachable")

@@ -135,3 +135,24 @@ def test_a_pressure_alarm_of_the_dma_confirms_the_bursts_incident():
     second = add_alarm(confirmed, AlarmRef("P006:low", "WM00099", "SEG0026", Category.WATER, T0 + 3 * M, "DMA03"))
     assert second.suspected_asset == confirmed.suspected_asset  # one suspected asset, not the last alarm's main
     assert match_alarm(AlarmRef("P7", "WM1", "SEG0099", Category.WATER, T0, "DMA04"), [incident]) is None
+
+
+def test_the_burst_takes_over_the_incident_symptom_calls_opened_on_its_segment():
+    """Alarms, then a no-water call on the burst's segment (its own incident: a symptom call never
+    joins a DMA-wide one), then the burst call, which narrows the alarms' incident to that segment:
+    the symptom incident is absorbable and `absorb` merges it (calls, areas, times)."""
+    from command.grouping import IncidentStatus, absorb, absorbable
+
+    got = run([*SIX, ticket(2, 4, "SEG0013"), ticket(1, 5, "SEG0013", BURST)], ["DMA03"] * 8)
+    alarms, symptom = got["INC-1"], got["INC-7"]
+    assert (alarms.supply_area, symptom.supply_area, alarms.dma_wide) == ("SEG0013", "SEG0013", False)
+    assert absorbable(alarms, symptom) and not absorbable(symptom, symptom)
+    merged, gone = absorb(alarms, symptom, now=T0 + 6 * M)
+    assert merged.ticket_numbers == (*alarms.ticket_numbers, "GD20261207-0002")
+    assert (merged.primary, merged.supply_area, merged.first_call_at) == ("GD20261207-0001", "SEG0013", alarms.first_call_at)
+    assert (gone.status, gone.merged_into, gone.resolved_at) == (IncidentStatus.MERGED, "INC-1", T0 + 6 * M)
+    assert not absorbable(merged, gone)  # merged once: no longer open
+    wide = run(SIX, ["DMA03"] * 6)["INC-1"]  # still DMA-wide: it covers no segment of its own yet
+    assert not absorbable(wide, symptom)
+    with pytest.raises(ValueError):
+        absorb(wide, symptom, now=T0)

@@ -316,3 +316,41 @@ async def test_a_burst_call_south_of_a_dma_edge_joins_the_pressure_drop_of_its_m
     incident = await api.incident(alarm.incident_id)
     assert (incident["dma"], incident["supply_area"], incident["primary"], incident["calls"]) == (
         "DMA01", "SEG0002", burst["number"], 2)
+
+
+async def test_a_burst_call_merges_the_incident_symptom_calls_opened_on_its_segment_before_it(api):
+    """Alarms first (a DMA-wide incident), then a no-water call on the burst's segment (a symptom
+    call never joins a DMA-wide incident: it opens its own), then the burst call: it places the
+    pressure drop on its segment and takes that incident over, its call linked again."""
+    alarm = await _pressure_alarm(api, "P001", 0)  # main A, SEG0001: DMA-wide
+    symptom = await api.create((1400, 30), "家里停水了", minutes=1)  # main B, SEG0002
+    assert symptom["incident_id"] not in (None, alarm.incident_id)
+    await api.fixes()
+    burst = await api.create((1500, 30), "路面冒水，水管爆裂", urgency="emergency", minutes=2)
+    assert burst["incident_id"] == alarm.incident_id
+    incident = await api.incident(alarm.incident_id)
+    assert (incident["supply_area"], incident["primary"], incident["calls"]) == ("SEG0002", burst["number"], 3)
+    assert set(incident["ticket_numbers"]) == {alarm.number, symptom["number"], burst["number"]}
+    gone = await api.incident(symptom["incident_id"])
+    assert (gone["status"], gone["merged_into"], gone["resolved_at"] is not None) == ("merged", alarm.incident_id, True)
+    moved = await api.ticket(symptom["number"])
+    assert (moved["incident_id"], moved["state"]) == (alarm.incident_id, "new")
+    relinked = [e for e in await api.events(symptom["number"]) if e["action"] == "link_incident"][-1]
+    assert relinked["data"]["merged_from"] == symptom["incident_id"] and "已并入" in relinked["note"]
+    code, listing = await api.call("GET", "/api/incidents")
+    assert code == 200 and symptom["incident_id"] not in {i["incident_id"] for i in listing["incidents"]}
+    await _no_member_sent(api, alarm.incident_id)
+
+
+async def test_an_incident_whose_call_has_a_crew_out_is_not_merged(api):
+    alarm = await _pressure_alarm(api, "P001", 0)
+    symptom = await api.create((1400, 30), "家里停水了", minutes=1)
+    ticket = await api.ticket(symptom["number"])
+    code, body = await api.call("POST", f"/api/tickets/{symptom['number']}/assign",
+                                body={"crew_id": "C01", "expected_version": ticket["version"]})
+    assert code == 200, body
+    burst = await api.create((1500, 30), "路面冒水，水管爆裂", urgency="emergency", minutes=2)
+    assert burst["incident_id"] == alarm.incident_id
+    kept = await api.incident(symptom["incident_id"])
+    assert (kept["status"], kept["merged_into"]) != ("merged", alarm.incident_id)
+    assert (await api.ticket(symptom["number"]))["incident_id"] == symptom["incident_id"]
