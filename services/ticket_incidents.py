@@ -76,15 +76,17 @@ class TicketIncidents(TicketCore):
             day = center_day(ticket.created_at)
             incident_id = f"INC{day:%Y%m%d}-{await self.store.next_incident_seq(day):04d}"
             incident = grouping.open_incident(incident_id, ticket, suspected_asset=asset, feeder=feeder, dma=dma)
-            write = IncidentWrite(incident, 1, None, area_seen=(area, feeder or dma, tuple(revs)))
+            write = IncidentWrite(incident, 1, None, area_seen=(area, feeder or dma,
+                                                               tuple(f"{i}@{r}" for i, r in revs.items())))
         else:
             incident = grouping.add_call(found, ticket, window=self.group_window, feeder=feeder, dma=dma,
                                          primary_sent=await self._primary_sent(found, ticket))
-        merged, relinks = [], []
+        merged, relinks, seen = [], [], None
         if found is not None and found.dma_wide and not incident.dma_wide:  # placed on the burst's segment
             incident, merged, relinks = await self._absorb(incident, known, ticket.updated_at)
+            seen = (area, None, tuple(f"{i}@{r}" for i, r in revs.items()))  # what it merged from: the area's
         if found is not None:
-            write = IncidentWrite(incident, revs[found.incident_id] + 1, found)
+            write = IncidentWrite(incident, revs[found.incident_id] + 1, found, area_seen=seen)
         linked, event = grouping.link(ticket, incident, actor=SYSTEM_ACTOR, now=ticket.updated_at)
         if found is not None and incident.primary != found.primary:  # an onset ticket: the primary moves to it
             event = dataclasses.replace(event, note=f"{event.note}，成为主工单（原主工单 {found.primary}）",

@@ -90,9 +90,11 @@ class IncidentWrite:
     incident: Incident
     rev: int
     previous: Incident | None = None
-    # a new incident: (area, feeder or DMA, the ids of the open incidents the writer's read found
-    # there); written only while that read would still find exactly those (another process may
-    # have opened one for the same area meanwhile: GuardFailed, the create reads again and joins it)
+    # a new incident, or one narrowed to an area by its burst call (which must merge what opened
+    # there meanwhile): (area, feeder or DMA, ``id@rev`` of each open incident the writer's read
+    # found there); written only while that read would still find exactly those, unchanged (another
+    # process may have opened one for the same area meanwhile, or a burst call placed a DMA's
+    # pressure drop on that area: GuardFailed, the create reads again and joins it)
     area_seen: tuple[str, str | None, tuple[str, ...]] | None = None
 
 

@@ -75,15 +75,18 @@ _SAVE_INCIDENTS = (
 # of the same rows wait for each other instead of deadlocking
 _LOCK_TICKETS = 'SELECT 1 FROM tickets WHERE number = ANY(%s) ORDER BY number COLLATE "C" FOR UPDATE'
 _LOCK_INCIDENTS = 'SELECT 1 FROM incidents WHERE incident_id = ANY(%s) ORDER BY incident_id COLLATE "C" FOR UPDATE'
-# a new incident's guard (`IncidentWrite.area_seen`): transaction locks of its area and of its
+# the guard of a new incident, or of one narrowed to an area (`IncidentWrite.area_seen`): transaction locks of its area and of its
 # feeder or DMA (what a create reads incidents by; a segment may cross a DMA's edge), then, after
 # the insert (a new snapshot: it sees what the locks' holders committed, and the other new
 # incidents of the same transaction), an open incident other than itself that the create's read
-# (_AREA_INCIDENTS) would find now but did not see
+# (_AREA_INCIDENTS) would find now but did not see: of its feeder or DMA, one it did not read; of
+# its area, one it did not read at this revision (a DMA-wide incident it read, narrowed to this
+# area by a burst call meanwhile, refuses it too)
 _AREA_LOCK = "SELECT pg_advisory_xact_lock(hashtext('incident-area:' || %s))"
-_OPENED_MEANWHILE = ("SELECT incident_id FROM incidents"
-                     " WHERE resolved_at IS NULL AND (supply_area = %s OR areas @> ARRAY[%s::text] OR feeder = %s)"
-                     " AND NOT incident_id = ANY(%s::text[]) LIMIT 1")
+_OPENED_MEANWHILE = ("SELECT incident_id FROM incidents WHERE resolved_at IS NULL AND incident_id <> %(own)s AND ("
+                     "((supply_area = %(area)s OR areas @> ARRAY[%(area)s::text])"
+                     " AND NOT (incident_id || '@' || rev) = ANY(%(revs)s::text[]))"
+                     " OR (feeder = %(feeder)s AND NOT incident_id = ANY(%(ids)s::text[]))) LIMIT 1")
 _REMEMBER_ACTION = ("INSERT INTO client_actions (action_id, applied_to, expires_at)"
                     " VALUES (%s, %s, now() + make_interval(secs => %s)) ON CONFLICT (action_id) DO UPDATE"
                     " SET applied_to = EXCLUDED.applied_to, at = now(), expires_at = EXCLUDED.expires_at")
@@ -233,16 +236,16 @@ class TicketWrites:
             saved = await conn.execute(_SAVE_TICKETS, (orjson.dumps([_ticket_item(w) for w in tickets]).decode(),))
             if changed:
                 await conn.execute(_LOCK_INCIDENTS, (changed,))
-            guards = [(w.incident.incident_id, *w.area_seen) for w in incidents
-                      if w.previous is None and w.area_seen is not None]
+            guards = [(w.incident.incident_id, *w.area_seen) for w in incidents if w.area_seen is not None]
             for key in sorted({k for _, area, feeder, _ in guards for k in (area, feeder) if k}):  # in one order
                 await conn.execute(_AREA_LOCK, (key,))
             written_incidents = await conn.execute(_SAVE_INCIDENTS, (orjson.dumps([
                 {"row": incident_fields(w.incident, w.rev), "new": w.previous is None} for w in incidents]).decode(),)
             ) if incidents else None
             # after the insert: two openers of one area in one batch see each other too (and split)
-            opened = [await conn.execute(_OPENED_MEANWHILE, (area, area, feeder, [*seen, own]))
-                      for own, area, feeder, seen in guards]
+            opened = [await conn.execute(_OPENED_MEANWHILE, {
+                "own": own, "area": area, "feeder": feeder, "revs": list(seen),
+                "ids": [s.rpartition("@")[0] for s in seen]}) for own, area, feeder, seen in guards]
             await pipeline.sync()
             written = {number: (change_id, ids) for number, change_id, ids in await saved.fetchall()}
             for write in sorted(tickets, key=lambda w: w.record.ticket.number):

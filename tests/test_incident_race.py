@@ -54,3 +54,47 @@ async def test_calls_on_one_segment_at_once_are_one_incident(tmp_path, redis_url
     finally:
         for s in stores:
             await s.close()
+
+
+@pytest.mark.parametrize("round_", range(4))
+async def test_a_burst_call_and_a_symptom_call_of_its_segment_at_once_end_in_one_incident(
+        tmp_path, redis_url, database_url, round_):
+    """A DMA's pressure drop (a DMA-wide incident), then at the same moment, through two processes'
+    managers, a no-water call and the burst call on another segment of the DMA. The no-water call
+    alone would open an incident of that segment (a symptom call never joins a DMA-wide one), the
+    burst call narrows the DMA's incident to the segment: whichever commits first, the other's guard
+    (`IncidentWrite.area_seen` of the new incident and of the narrowed one) makes it read again,
+    and the two calls and the alarm's ticket end in one open incident."""
+    import json
+
+    (tmp_path / "city").mkdir()
+    city = write_city(tmp_path / "city", NETWORK_CITY)
+    stores = [Store.from_url(redis_url, database_url) for _ in range(2)]
+    try:
+        managers = [await asyncio.to_thread(TicketManager.for_city, TicketStore(s.db, s.redis), city, clock=lambda: T0)
+                    for s in stores]
+        alarm = {"alarm_id": f"P001:low{round_}", "sensor_id": "P001", "kind": "low", "severity": "critical",
+                 "value": 0.08, "threshold": 0.14, "raised_at": T0.isoformat()}
+        record = await managers[0].on_alarm_event({"type": "raised", "alarm": json.dumps(alarm)})
+        assert record is not None and record.ticket.incident_id
+
+        async def call(k: int, description: str, urgency: str) -> str:
+            await asyncio.sleep(0.002 * round_ * k)  # the rounds start them a little apart, either way
+            lon, lat = ll(1400 + 100 * k, 30)  # on main B: segment SEG0002
+            result = await managers[k].create({
+                "channel": "phone", "category": "water", "type": "repair", "description": description,
+                "urgency": urgency, "caller_phone": f"1390001{round_}{k:03d}", "lon": lon, "lat": lat}, AGENT, link=False)
+            return result.record.ticket.number
+
+        pair = [(0, "家里停水了", "normal"), (1, "路面冒水，水管爆裂", "emergency")]
+        numbers = await asyncio.gather(*(call(*p) for p in (pair if round_ % 2 == 0 else pair[::-1])))
+        records = [await managers[0].store.get(n) for n in [*numbers, record.ticket.number]]
+        incidents = {r.ticket.incident_id for r in records}
+        assert incidents == {record.ticket.incident_id}, [(r.ticket.number, r.ticket.incident_id) for r in records]
+        incident, _ = await managers[0].incident(record.ticket.incident_id)
+        assert incident.supply_area == "SEG0002" and not incident.dma_wide
+        open_ = [i for i, _ in await managers[0].incidents(open_only=True)]
+        assert [i.incident_id for i in open_ if i.covers("SEG0002")] == [incident.incident_id]
+    finally:
+        for s in stores:
+            await s.close()
