@@ -101,6 +101,7 @@ def _tod(field: str) -> float | None:
     return hours * 3600.0 + minutes * 60.0 + seconds
 
 
+@lru_cache(maxsize=256)  # a payload's GGA and RMC carry the same position: the second is a hit
 def _coord(value: str, hemi: str, negative: str, positive: str, limit: float) -> tuple[float, int] | None:
     """(d)ddmm.mmmm + hemisphere -> (signed degrees, decimals of the minutes); both empty -> None.
 

@@ -43,15 +43,21 @@ def _rounded(value: Any, digits: int) -> Any:
     return round(value, digits) if type(value) is float else value
 
 
-def fix_text(fix: FixRecord, seen: float | None = None) -> str:
+def fix_text(fix: FixRecord, seen: float | None = None, rounded: tuple[Any, Any, Any] | None = None) -> str:
     """A vehicle's value in the ``veh:fix`` hash: `store.live.FIX_FIELDS` joined by commas (empty
     for unknown; ``seen`` left out when None), one value a fix rather than twelve. Numbers are
-    orjson's text; lat and lon are rounded to 1e-9 degree, the speed to 0.001 km/h and ``seen`` to
-    the millisecond, which keeps the text about 80 characters rather than 117."""
-    values = (fix.t, _rounded(fix.lat, 9), _rounded(fix.lon, 9), _rounded(fix.speed_kmh, 3), *fix[5:12])
+    orjson's text; lat and lon are rounded to 1e-9 degree, the speed to 0.001 km/h (``rounded``:
+    those three, when the caller has them) and ``seen`` to the millisecond, which keeps the text
+    about 80 characters rather than 117."""
+    values = (fix.t, *(rounded or _rounded_position(fix)), *fix[5:12])
     if seen is not None:
         values += (_rounded(seen, 3),)
     return orjson.dumps(values)[1:-1].decode().replace('"', "").replace("null", "")
+
+
+def _rounded_position(fix: FixRecord) -> tuple[Any, Any, Any]:
+    """The latitude, longitude and speed of a fix as the latest fix stores them (`fix_text`)."""
+    return _rounded(fix.lat, 9), _rounded(fix.lon, 9), _rounded(fix.speed_kmh, 3)
 
 
 def _tracks(records: Iterable[FixRecord]) -> dict[tuple[str, int], list[bytes]]:
@@ -84,13 +90,13 @@ def prepare(fixes: Iterable[FixRecord], counters: Mapping[str, Mapping[str, int]
     signals = signals or {}
     updates, fix_rows, seen_rows, signal_rows, geo = [], [], [], [], []
     for vid, fix in latest.items():
-        fix_rows += [vid, fix_text(fix, seen.get(vid, fix.t))]
+        lat, lon, speed = rounded = _rounded_position(fix)
+        fix_rows += [vid, fix_text(fix, seen.get(vid, fix.t), rounded)]
         if signals.get(vid):
             signal_rows += [vid, signals[vid]]
         if -180.0 <= fix.lon <= 180.0 and -GEO_LAT_LIMIT <= fix.lat <= GEO_LAT_LIMIT:
             geo += [fix.lon, fix.lat, vid]  # JSON numbers: Lua hands GEOADD their exact text
-        updates.append({"id": vid, "t": fix.t, "lat": _rounded(fix.lat, 9), "lon": _rounded(fix.lon, 9),
-                        "spd": _rounded(fix.speed_kmh, 3), "crs": fix.course_deg})
+        updates.append({"id": vid, "t": fix.t, "lat": lat, "lon": lon, "spd": speed, "crs": fix.course_deg})
     for vid, when in seen.items():
         if vid not in latest:
             seen_rows += [vid, repr(when)]

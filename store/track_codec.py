@@ -30,7 +30,7 @@ def _clamp(value: float | int | None, low: int, high: int, none: int, unit: floa
     """A field's packed code: ``none`` for None, else the value in ``unit`` s, rounded, in [low, high]."""
     if value is None:
         return none
-    return min(max(int(round(value / unit)), low), high)
+    return min(max(round(value / unit), low), high)  # (round of a float: an int)
 
 
 def pack_fix(fix: Any) -> tuple[int, bytes]:
@@ -38,9 +38,9 @@ def pack_fix(fix: Any) -> tuple[int, bytes]:
     hour, ms = divmod(int(round(fix.t * 1000)), 3_600_000)
     course = None if fix.course_deg is None else fix.course_deg % 360.0
     return hour, TRACK_RECORD.pack(
-        ms, int(round(fix.lat * 1e7)), int(round(fix.lon * 1e7)),
+        ms, round(fix.lat * 1e7), round(fix.lon * 1e7),
         _clamp(fix.speed_kmh, 0, NONE16 - 1, NONE16, 0.036),
-        NONE16 if course is None else int(round(course * 100)) % 36000,
+        NONE16 if course is None else round(course * 100) % 36000,
         _clamp(fix.alt_m, -32767, 32767, -32768), _clamp(fix.quality, 0, NONE8 - 1, NONE8),
         _clamp(fix.sats, 0, NONE8 - 1, NONE8))
 
