@@ -171,3 +171,35 @@ async def test_compact_ticket_view_has_what_the_map_needs():
     assert view["number"] == "GD20261122-0007" and view["color"] == "blue" and view["open"] is True
     assert view["queue"] == [["dispatch", 1_800_000_000.0, 300]] and view["police_kind"] == "gas_leak"
     assert len(view["summary"]) == 80 and (view["lon"], view["lat"]) == (119.7, 36.3)
+
+
+async def test_ticket_alarm_changes_reach_the_office_view_as_a_count_only(feed):
+    """A ticket alarm (工单告警) raised then cleared: the office view's consoles get ``ticket_alarms``
+    frames (how many changed, no alarm: they read GET /api/ticket-alarms, which answers each
+    role); the agents' view and a crew's get none."""
+    from datetime import datetime, timezone
+
+    from store.dispatch import DispatchStore
+
+    office, agents, crew = Console(), Console(), Console()
+    feed.add(office, "office")
+    feed.add(agents, "agent")
+    feed.add(crew, "crew:C01")
+    await wait_for(lambda: _heard(feed.store, "live:ticket_alarms"), timeout=5)
+    alarms = DispatchStore(feed.store.redis)
+    await alarms.raise_alarms([{"alarm_id": "GD20261207-0001|no_candidate", "number": "GD20261207-0001",
+                                "kind": "dispatch", "what": "no_candidate", "level": "overdue",
+                                "text": "无可派班组，请人工处理", "raised_at": time.time()},
+                               {"alarm_id": "GD20261207-0002|declined", "number": "GD20261207-0002",
+                                "kind": "dispatch", "what": "declined", "level": "warning",
+                                "text": "班组拒单，请重新派单", "raised_at": time.time()}])
+    await wait_for(lambda: any(f["type"] == "ticket_alarms" for f in office.frames), timeout=5)
+    await alarms.clear_alarms(["GD20261207-0001|no_candidate"], datetime.now(timezone.utc))
+    await wait_for(lambda: sum(f.get("ticket_alarms", 0) for f in office.frames) == 3, timeout=5)
+    frames = [f for f in office.frames if f["type"] == "ticket_alarms"]
+    assert all(isinstance(f["ticket_alarms"], int) for f in frames) and len(frames) <= 2
+    assert not [f for f in agents.frames + crew.frames if f["type"] == "ticket_alarms"]
+
+
+async def _heard(store: Store, channel: str) -> bool:
+    return any(count > 0 for count in dict(await store.redis.pubsub_numsub(channel)).values())

@@ -1,6 +1,6 @@
 """The live feed behind the console WebSocket: a snapshot, then ordered, typed, batched deltas.
 
-Five Redis channels feed it:
+Six Redis channels feed it:
 
 - ``live:vehicles`` (ingest): changed vehicle positions, coalesced per vehicle;
 - ``live:tickets`` (ticket store): ``{number, version, action, state}`` of every write; the feed
@@ -12,12 +12,15 @@ Five Redis channels feed it:
 - ``live:crews`` (the admin page): the fleet registry changed; the feed reloads the vehicle → crew
   mapping from it (also at every (re)subscription) and sends it whole in a ``crews`` frame;
 - ``live:incidents`` (`store.incidents`): an incident's ETR, notice or resolution changed;
-  relayed as an ``incidents`` frame to the views that see the city (office, agents).
+  relayed as an ``incidents`` frame to the views that see the city (office, agents);
+- ``live:ticket_alarms`` (`store.dispatch`): a ticket alarm (工单告警) raised, updated or cleared;
+  the office view gets a ``ticket_alarms`` frame with how many changed, and its consoles read
+  GET /api/ticket-alarms again (the frame carries no alarm: the API answers each role).
 
 Every WS_BATCH_MS the feed encodes, for each view (`web.live_views`: ``office``, ``agent``,
 ``review``, ``crew:<crew_id>``, ``unit:<unit_id>``), at most one frame of each type that has
 pending changes the view may see,
-``vehicles`` then ``tickets`` then ``alarms`` then ``incidents`` then ``crews``, each with the view's next sequence
+``vehicles`` then ``tickets`` then ``alarms`` then ``incidents`` then ``ticket_alarms`` then ``crews``, each with the view's next sequence
 number, and hands the SAME bytes to every console of that view. Each view keeps its last frames
 so that a console that reconnects resumes from its last sequence, or reloads a snapshot when it is
 too far behind. A crew's view carries its own crew's tickets and vehicle only: no sensors, no
@@ -50,6 +53,7 @@ import orjson
 
 from store.live import LIVE_ALARMS, LIVE_VEHICLES, Store
 from store.fleet import LIVE_CREWS, FleetStore
+from store.dispatch import LIVE_TICKET_ALARMS
 from store.incidents import LIVE_INCIDENTS
 from store.tickets import TicketStore
 from store.ticket_publish import LIVE_TICKETS
@@ -122,6 +126,7 @@ class LiveFeed:
         self._pending_alarms: list[dict[str, Any]] = []
         self._crews_changed = False
         self._pending_incidents: dict[str, dict[str, Any]] = {}  # incident id -> its newest change
+        self._ticket_alarm_changes = 0  # ticket alarms raised, updated or cleared since the last frame
         self._tasks: list[asyncio.Task] = []
         self.frames_sent = 0
         self.updates_received = 0
@@ -349,6 +354,7 @@ class LiveFeed:
         alarms, self._pending_alarms = self._pending_alarms, []
         crews_changed, self._crews_changed = self._crews_changed, False
         incidents, self._pending_incidents = list(self._pending_incidents.values()), {}
+        ticket_alarms, self._ticket_alarm_changes = self._ticket_alarm_changes, 0
         frames = []
         for view in list(self.views.values()):
             audience = view.audience
@@ -368,6 +374,8 @@ class LiveFeed:
                 frames.append(self._emit(view, "alarms", alarms))
             if incidents and audience.city:
                 frames.append(self._emit(view, "incidents", incidents))
+            if ticket_alarms and view.name == OFFICE_VIEW:
+                frames.append(self._emit(view, "ticket_alarms", ticket_alarms))
             if crews_changed and audience.crews_of(self.vehicle_crews) != view.crews:
                 view.crews = audience.crews_of(self.vehicle_crews)
                 frames.append(self._emit(view, "crews", view.crews))
@@ -394,6 +402,8 @@ class LiveFeed:
             await self.reload_crews()
         elif channel == LIVE_INCIDENTS:
             self.accept_incidents(payload if isinstance(payload, list) else [payload])
+        elif channel == LIVE_TICKET_ALARMS:
+            self._ticket_alarm_changes += len(payload) if isinstance(payload, list) else 1
 
     async def _listen(self) -> None:
         backoff = 0.5
@@ -401,7 +411,8 @@ class LiveFeed:
         while True:
             pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(LIVE_VEHICLES, LIVE_TICKETS, LIVE_ALARMS, LIVE_CREWS, LIVE_INCIDENTS)
+                await pubsub.subscribe(LIVE_VEHICLES, LIVE_TICKETS, LIVE_ALARMS, LIVE_CREWS, LIVE_INCIDENTS,
+                                       LIVE_TICKET_ALARMS)
                 await self.reload_crews()  # changes made while not subscribed
                 if subscribed_before:  # ticket changes published while not subscribed: from the record
                     self._lost.set()

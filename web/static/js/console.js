@@ -287,6 +287,8 @@
     } else if (msg.type === "incidents") {  // an incident's ETR, notice or resolution (console_incident.js)
       loadIncidents();
       emit("incidents", msg.incidents);
+    } else if (msg.type === "ticket_alarms") {  // ticket alarms changed (console_ticket_alarms.js reads them)
+      emit("ticket_alarms", msg.ticket_alarms);
     } else if (msg.type === "crews") {  // an administrator changed crews or vehicles: relabel at the next render
       state.crews = msg.crews || {};
       Object.keys(state.vehicles).forEach(function (id) { state.vehicles[id].state = null; });

@@ -1,8 +1,9 @@
 // Dispatcher console: the ticket alarms (工单告警) of GET /api/ticket-alarms, raised by the dispatch
 // timers and the 110 link: a stage near or past its time limit, a crew's decline or accept
 // timeout, no candidate crew, a crew's return, a 110 message not acknowledged. Overdue first;
-// a click opens the ticket; a newly overdue alarm beeps (console_panels.js's sound). Read every
-// 10 s and after each ticket change.
+// a click opens the ticket; a newly overdue alarm beeps (console_panels.js's sound). Read when the
+// live feed says they changed (a ticket_alarms frame), a second after each ticket change, and
+// every 10 s.
 (function () {
   "use strict";
   var C = window.Console, t = C.t, esc = C.esc, api = C.api;
@@ -46,6 +47,7 @@
       if (row) { C.openTicket(row.getAttribute("data-number")); }
     });
     C.on("tickets", soon);
+    C.on("ticket_alarms", load);
     C.on("lang", render);
     load();
     setInterval(load, 10000);
