@@ -22,8 +22,11 @@ from dataclasses import dataclass
 from ingest.jt808_items import BodyError, FixFields, Location, as_fix, decode_location
 
 __all__ = ["Authentication", "Batch", "FixFields", "FrameSplitter", "Header", "Heartbeat", "Jt808Stream",
-           "Location", "MAX_FRAME", "Message", "REASONS", "Registration", "TerminalReply", "as_fix",
-           "checksum", "decode_frame", "encode_frame", "escape", "platform_reply", "registration_reply"]
+           "Location", "MAX_FRAME", "Message", "REASONS", "REGISTER_NO_TERMINAL", "REGISTER_NO_VEHICLE",
+           "REGISTER_OK", "REGISTER_TERMINAL_TAKEN", "REGISTER_VEHICLE_TAKEN", "RESULT_ALARM_CONFIRMED",
+           "RESULT_BAD_MESSAGE", "RESULT_FAILED", "RESULT_NOT_SUPPORTED", "RESULT_OK", "Registration",
+           "TerminalReply", "as_fix", "checksum", "decode_frame", "encode_frame", "escape", "platform_reply",
+           "registration_reply"]
 
 REASONS: dict[str, str] = {
     "frames_ok": "a frame whose header and body decoded",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 
 __all__ = ["ALARM_BITS", "BodyError", "FixFields", "IO_BITS", "Location", "SIGNAL_BITS", "STATUS_BITS",
            "as_fix", "bcd_time", "decode_location", "flag_names"]
@@ -54,6 +55,7 @@ class BodyError(ValueError):
         self.reason = reason
 
 
+@lru_cache(maxsize=1024)  # a fleet's terminals send few distinct alarm and status words
 def flag_names(value: int, names: tuple[str | None, ...]) -> frozenset[str]:
     """The names of the set bits of `value` (bit 0 is names[0]); unnamed bits are left out."""
     return frozenset(name for bit, name in enumerate(names) if name and value >> bit & 1)
