@@ -330,6 +330,26 @@ def test_bad_bodies(message_id: int, body: bytes, version: int | None, reason: s
     assert (message is None) == (reason != "bad_item")
 
 
+def test_sub_package_header_2019() -> None:
+    """The longest header: 2019 with the package fields (21 bytes), built by hand."""
+    body = b"\x01\x02\x7e"
+    data = (bytes.fromhex("0801") + (len(body) | 0x6000).to_bytes(2, "big") + b"\x01"
+            + bytes.fromhex("00000000013800138000") + bytes.fromhex("0005" "0003" "0002") + body)
+    message, reason = decode_frame(escape(data + bytes((checksum(data),))))
+    assert reason == "sub_package"
+    fields(message.header, message_id=0x0801, version=1, phone="00000000013800138000", serial=5, packages=(3, 2))
+    assert message.body == body
+
+
+def test_batch_with_a_bad_item_is_kept_and_counted() -> None:
+    """A 0x0704 whose second report has an overrunning item: both reports kept, counted bad_item."""
+    good, bad = _location_body(), _location_body(items=b"\x31\x05\x01")
+    body = b"\x00\x02\x01" + len(good).to_bytes(2, "big") + good + len(bad).to_bytes(2, "big") + bad
+    message, reason = decode_frame(encode_frame(0x0704, "013800138000", 1, body)[1:-1])
+    assert reason == "bad_item"
+    assert [location.item_errors for location in message.body.locations] == [0, 1]
+
+
 def test_encrypted_body_is_kept_raw() -> None:
     """Properties bits 10-12 (RSA = bit 10): the header, the body raw, counted encrypted."""
     frame = bytearray(encode_frame(0x0200, "013800138000", 1, _location_body())[1:-1])
