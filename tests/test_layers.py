@@ -23,7 +23,7 @@ LEVELS = (
 )
 LEVEL = {package: level for level, packages in enumerate(LEVELS) for package in packages}
 DECODERS = ("ingest.nmea", "ingest.fixes", "ingest.plausibility", "ingest.readings", "ingest.sparkplug",
-            "ingest.alarms")
+            "ingest.alarms", "ingest.jt808", "ingest.jt808_items")
 
 
 def modules() -> dict[str, str]:
