@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from gis.crs import distance_m, to_metres
+from gis.crs import CRSError, distance_m, to_metres
 
 __all__ = ["ReplayError", "Track", "Stop", "Replay", "Position", "TicketPlace", "WorkedTicket",
            "as_track", "summarize", "thin", "window", "position_at", "tickets_on_the_way"]
@@ -45,8 +45,9 @@ _COLUMNS = ("speed_kmh", "course_deg", "alt_m")
 
 
 class ReplayError(ValueError):
-    """Fixes that cannot be replayed: ``code`` is bad_fix (a missing or out-of-range value) or
-    not_in_order (a fix earlier than the one before it)."""
+    """Fixes that cannot be replayed: ``code`` is bad_fix (a missing or out-of-range value),
+    not_in_order (a fix earlier than the one before it) or outside_zones (a track whose mean
+    longitude lies outside CGCS2000's Gauss-Krüger zones, 73.5°E to 136.5°E, so no metres)."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -170,7 +171,10 @@ def as_track(fixes: Track | Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> 
         raise ReplayError("bad_fix", "latitude must be within ±90 and longitude within ±180")
     if (np.diff(t) < 0).any():
         raise ReplayError("not_in_order", "fixes must be in time order")
-    x, y = to_metres(lon, lat) if n else (np.empty(0), np.empty(0))
+    try:
+        x, y = to_metres(lon, lat) if n else (np.empty(0), np.empty(0))
+    except CRSError as error:
+        raise ReplayError("outside_zones", str(error)) from error
     return Track(t, lat, lon, *rest, np.asarray(x, np.float64), np.asarray(y, np.float64))
 
 
@@ -323,33 +327,36 @@ def _deviation(x: np.ndarray, y: np.ndarray, a: int, b: int) -> tuple[float, int
 
 def thin(fixes: Track | Sequence[Mapping[str, Any]] | Mapping[str, Any], max_points: int, *,
          replay: Replay | None = None, min_deviation_m: float = 1.0) -> np.ndarray:
-    """Sorted indices of at most max_points fixes to draw the track with (max_points >= 2).
+    """Sorted indices of at most max_points fixes to draw the track with (max_points >= 2), the
+    replay's spikes never among them (a summary with the defaults is made when none is given).
 
     Always kept: the first and last fix, each stop's first and last, and both ends of every break
-    (``replay.segments``; a summary with the defaults is made when none is given), unless they
-    alone exceed max_points. The rest are chosen by Douglas-Peucker ranked by deviation: the
-    segment whose farthest fix lies farthest from it (in metres) is split first, so the budget goes
-    to turns and a straight road costs two points; a parked hour's jitter (within the stop radius)
-    loses to any real turn. A fix less than min_deviation_m off its segment is never added (a metre
-    is below a pixel at street zoom), so a straight day may come back shorter. Chosen over a fixed step (every k-th fix), which cuts corners and keeps
-    a thousand copies of a parked position, and over a tolerance in metres, which gives no bound on
-    the count. The full resolution of a play-back window comes from `window`."""
+    (``replay.segments``), unless they alone exceed max_points. The rest are chosen by
+    Douglas-Peucker ranked by deviation: the segment whose farthest fix lies farthest from it (in
+    metres) is split first, so the budget goes to turns and a straight road costs two points; a
+    parked hour's jitter (within the stop radius) loses to any real turn. A fix less than
+    min_deviation_m off its segment is never added (a metre is below a pixel at street zoom), so a
+    straight day may come back shorter. Chosen over a fixed step (every k-th fix), which cuts
+    corners and keeps a thousand copies of a parked position, and over a tolerance in metres, which
+    gives no bound on the count. The full resolution of a play-back window comes from `window`."""
     if max_points < 2:
         raise ReplayError("bad_max_points", "max_points must be at least 2")
     track = as_track(fixes)
-    n = len(track)
-    if n <= max_points:
-        return np.arange(n)
     replay = replay or summarize(track)
-    forced = {0, n - 1}
-    forced.update(i for s in replay.stops for i in (s.first, s.last))
-    forced.update(i for seg in replay.segments for i in seg)
+    keep = np.ones(len(track), bool)
+    keep[list(replay.spikes)] = False
+    idx = np.flatnonzero(keep)
+    if len(idx) <= max_points:
+        return idx
+    x, y = track.x[idx], track.y[idx]
+    ends = [i for s in replay.stops for i in (s.first, s.last)] + [i for seg in replay.segments for i in seg]
+    forced = {0, len(idx) - 1} | set(np.searchsorted(idx, ends).tolist())
     if len(forced) > max_points:
-        forced = {0, n - 1}
+        forced = {0, len(idx) - 1}
     kept = sorted(forced)
     heap = []
     for a, b in zip(kept, kept[1:]):
-        d, k = _deviation(track.x, track.y, a, b)
+        d, k = _deviation(x, y, a, b)
         if k >= 0:
             heap.append((-d, a, b, k))
     heapq.heapify(heap)
@@ -360,10 +367,10 @@ def thin(fixes: Track | Sequence[Mapping[str, Any]] | Mapping[str, Any], max_poi
             break
         chosen.add(k)
         for lo, hi in ((a, k), (k, b)):
-            d, j = _deviation(track.x, track.y, lo, hi)
+            d, j = _deviation(x, y, lo, hi)
             if j >= 0:
                 heapq.heappush(heap, (-d, lo, hi, j))
-    return np.array(sorted(chosen), dtype=np.int64)
+    return idx[sorted(chosen)]
 
 
 def window(fixes: Track | Sequence[Mapping[str, Any]] | Mapping[str, Any], since: float,

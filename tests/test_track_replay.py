@@ -103,6 +103,7 @@ BAD = [
     ("bad_fix", [{"t": T0, "lat": 95.0, "lon": 117.0}]),
     ("bad_fix", [{"t": T0, "lat": None, "lon": 117.0}]),
     ("bad_fix", [{"t": None, "lat": 32.0, "lon": 117.0}]),
+    ("outside_zones", [{"t": T0, "lat": 51.5, "lon": -0.13}]),
 ]
 
 
@@ -125,6 +126,9 @@ def test_thin_keeps_turns_ends_and_stops() -> None:
     assert len(kept) <= 10 and {0, 100, 400, 500, 501, len(track) - 1} <= set(kept)
     with pytest.raises(rp.ReplayError):
         rp.thin(track, 1)
+    spiked = fixes(SPIKED)
+    assert 50 not in rp.thin(spiked, 1000).tolist() and 50 not in rp.thin(spiked, 3).tolist()
+    assert len(rp.thin(spiked, 1000)) == 100
 
 
 def test_window_is_the_full_resolution_of_a_time_range() -> None:
@@ -270,9 +274,13 @@ def test_kml_parses_back_with_the_track_and_a_stop() -> None:
 
 
 def test_exports_without_a_replay_are_one_segment() -> None:
-    """No replay: every fix in one segment, no stops; the GPX still valid."""
+    """No replay: every fix in one segment, no stops; unknown values left out; the GPX still valid
+    (and with a name that needs escaping)."""
     track = fixes(drive(0, 10, 0, 10))
-    data = to_gpx(track, name="B01")
+    track[3].update(alt_m=None, speed_kmh=None)
+    data = to_gpx(track, name="B01 <&> \"车\"")
     xmlschema.XMLSchema(GPX_XSD).validate(data.decode())
-    assert len(ET.fromstring(data).findall(f".//{{{GPX_NS}}}trkpt")) == 11
+    points = ET.fromstring(data).findall(f".//{{{GPX_NS}}}trkpt")
+    assert len(points) == 11 and [child.tag.rpartition("}")[2] for child in points[3]] == ["time"]
+    assert ET.fromstring(data).findtext(f"{{{GPX_NS}}}metadata/{{{GPX_NS}}}name") == 'B01 <&> "车"'
     assert len(ET.fromstring(to_kml(track, name="B01")).findall(f".//{{{GX_NS}}}coord")) == 11
