@@ -38,7 +38,8 @@ import numpy as np
 from gis.crs import CRSError, distance_m, to_metres
 
 __all__ = ["ReplayError", "Track", "Stop", "Replay", "Position", "TicketPlace", "WorkedTicket",
-           "as_track", "summarize", "thin", "window", "position_at", "tickets_on_the_way"]
+           "as_track", "without_spikes", "summarize", "thin", "window", "position_at",
+           "tickets_on_the_way"]
 
 MAX_SPEED_KMH = 200.0  # the ingest's jump limit (MAX_JUMP_SPEED_KMH's default)
 _COLUMNS = ("speed_kmh", "course_deg", "alt_m")
@@ -94,7 +95,7 @@ class Replay:
 
     start: float | None
     end: float | None
-    fixes: int
+    fixes: int  # the fixes counted (spikes left out)
     distance_m: float
     driving_s: float
     stopped_s: float
@@ -181,6 +182,18 @@ def as_track(fixes: Track | Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> 
 def _subset(track: Track, keep: np.ndarray) -> Track:
     """The fixes of a track at the indices keep."""
     return Track(*(getattr(track, name)[keep] for name in Track.__dataclass_fields__))
+
+
+def _kept(n: int, spikes: Sequence[int] | np.ndarray) -> np.ndarray:
+    """The indices 0..n-1 but the spikes."""
+    keep = np.ones(n, bool)
+    keep[np.asarray(spikes, np.int64)] = False
+    return np.flatnonzero(keep)
+
+
+def without_spikes(track: Track, replay: Replay) -> Track:
+    """The track less its replay's spikes: the one to play back (`position_at`), made once."""
+    return _subset(track, _kept(len(track), replay.spikes))
 
 
 # ----------------------------------------------------------------------------------- summary
@@ -271,9 +284,7 @@ def summarize(fixes: Track | Sequence[Mapping[str, Any]] | Mapping[str, Any], *,
     that are not a track."""
     full = as_track(fixes)
     spikes = _spikes(full, max_speed_kmh) if len(full) > 2 else np.empty(0, np.int64)
-    keep = np.ones(len(full), bool)
-    keep[spikes] = False
-    kept = np.flatnonzero(keep)
+    kept = _kept(len(full), spikes)
     track = _subset(full, kept)
     n = len(track)
     if n == 0:
@@ -343,9 +354,7 @@ def thin(fixes: Track | Sequence[Mapping[str, Any]] | Mapping[str, Any], max_poi
         raise ReplayError("bad_max_points", "max_points must be at least 2")
     track = as_track(fixes)
     replay = replay or summarize(track)
-    keep = np.ones(len(track), bool)
-    keep[list(replay.spikes)] = False
-    idx = np.flatnonzero(keep)
+    idx = _kept(len(track), replay.spikes)
     if len(idx) <= max_points:
         return idx
     x, y = track.x[idx], track.y[idx]
@@ -406,7 +415,8 @@ def position_at(fixes: Track | Sequence[Mapping[str, Any]] | Mapping[str, Any], 
                 max_gap_s: float = 120.0) -> Position | None:
     """The `Position` at time t (epoch s), None before the first fix or after the last. Between
     two fixes less than max_gap_s apart: linear in lon/lat (a second at 1 Hz is a few metres);
-    across a longer gap: held at the fix before it."""
+    across a longer gap: held at the fix before it. Every fix counts: play back
+    `without_spikes(track, replay)`, made once, to pass a spike by."""
     track = as_track(fixes)
     n = len(track)
     if n == 0 or t < track.t[0] or t > track.t[-1]:

@@ -163,6 +163,16 @@ def test_position_at(at, where, course, speed, in_gap) -> None:
     assert (position.speed_kmh, position.in_gap) == (speed, in_gap)
 
 
+def test_play_back_without_spikes() -> None:
+    """Played back without its spikes, the vehicle passes the spike's second on its road."""
+    track = rp.as_track(fixes(SPIKED))
+    at = rp.position_at(track, T0 + 50)
+    assert to_metres(at.lon, at.lat, epsg=EPSG)[1] - Y0 == pytest.approx(5000, abs=0.01)
+    clean = rp.without_spikes(track, rp.summarize(track))
+    at = rp.position_at(clean, T0 + 50)
+    assert len(clean) == 100 and to_metres(at.lon, at.lat, epsg=EPSG)[0] - X0 == pytest.approx(500, abs=0.01)
+
+
 def test_course_turns_the_short_way() -> None:
     """Reported courses 350° and 10° interpolate through north, not through 180°."""
     rows = fixes([(0, 0.0, 0.0, 30.0), (1, 0.0, 8.0, 30.0)])
