@@ -281,7 +281,8 @@ def summarize(fixes: Track | Sequence[Mapping[str, Any]] | Mapping[str, Any], *,
               stop_min_s: float = 120.0, stop_radius_m: float = 50.0, max_gap_s: float = 120.0,
               max_speed_kmh: float = MAX_SPEED_KMH, still_kmh: float = 3.0) -> Replay:
     """The `Replay` of a time-ordered track (see the module for the rules); ReplayError for fixes
-    that are not a track."""
+    that are not a track. max_gap_s 120: a terminal reporting every 30 s while driving (as #26's JT/T 808
+    terminals do) still draws one line; max_speed_kmh: MAX_JUMP_SPEED_KMH's default."""
     full = as_track(fixes)
     spikes = _spikes(full, max_speed_kmh) if len(full) > 2 else np.empty(0, np.int64)
     kept = _kept(len(full), spikes)

@@ -4,11 +4,16 @@ ISO 8601 (milliseconds only when a fix has them).
 
 GPX 1.1 (http://www.topografix.com/GPX/1/1): one ``trk`` with a ``trkseg`` per segment of the
 replay (the track split at gaps and jumps, as GPX asks: "start a new Track Segment for each
-continuous span"), each ``trkpt`` with ``ele``, ``time`` and ``sat`` when known; speed (m/s) and
-course go into a ``trkpt`` extension in Garmin's TrackPointExtension v2 namespace, which Garmin,
-Strava and GPSBabel read. Not the GPX 1.0 way (``speed`` and ``course`` as children of ``trkpt``):
-GPX 1.1's schema refuses those. Each stop is also a ``wpt`` (before the track, as the schema
-orders).
+continuous span"), each ``trkpt`` with ``ele`` when known and ``time``; speed and course go into
+a ``trkpt`` extension in Garmin's TrackPointExtension v2 namespace (``gpxtpx:speed`` in m/s,
+``gpxtpx:course`` in degrees), when known. Not the GPX 1.0 way (``speed`` and ``course`` as
+children of ``trkpt``): GPX 1.1's schema refuses those. Each stop is also a ``wpt`` (before the
+track, as the schema orders).
+
+Cost: a day at 1 Hz is 600,000 elements, built and written in Python: 20.6 MB of GPX took 3.8 s
+of CPU and about 220 MB of memory at its peak on the shared machine at a load average of 5 (9.4 MB
+of KML: 1.1 s, 83 MB),
+so a caller serving it runs it off the event loop.
 
 KML 2.2 (http://www.opengis.net/kml/2.2, with Google's gx extension for the timed track): a
 Placemark with the track as a LineString per segment (a MultiGeometry), a Placemark with a
