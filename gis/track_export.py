@@ -12,8 +12,7 @@ track, as the schema orders).
 
 Cost: a day at 1 Hz is 600,000 elements, built and written in Python: 20.6 MB of GPX took 3.8 s
 of CPU and about 220 MB of memory at its peak on the shared machine at a load average of 5 (9.4 MB
-of KML: 1.1 s, 83 MB),
-so a caller serving it runs it off the event loop.
+of KML: 1.1 s, 83 MB), so a caller serving it runs it off the event loop.
 
 KML 2.2 (http://www.opengis.net/kml/2.2, with Google's gx extension for the timed track): a
 Placemark with the track as a LineString per segment (a MultiGeometry), a Placemark with a
