@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import xmlschema
 from gis import replay as rp
 from gis.crs import from_metres, gk_zone_epsg, to_metres
 from gis.track_export import GPX_NS, GX_NS, KML_NS, TPX_NS, duration_text, iso_utc, to_gpx, to_kml
+from store.track_codec import columns, decode_fixes, pack_fix, select
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 EPSG = gk_zone_epsg(117.0)
@@ -89,6 +91,23 @@ def test_summary_takes_columns_as_the_track_codec_gives() -> None:
     columns = {key: np.array([f[key] for f in rows], dtype=object) for key in rows[0]}
     columns["course_deg"][:] = None
     assert rp.summarize(columns) == rp.summarize(rows)
+
+
+def test_summary_of_a_track_read_back_from_its_packed_records() -> None:
+    """The fixes as the store keeps them (20-byte records: 1e-7 degrees, cm/s) and reads them back,
+    as dicts or as columns, give the stop and the distance of the fixes written."""
+    rows = fixes(drive(0, 99, 0, 10) + park(100, 400, 1000, jitter=4.0) + drive(401, 500, 1010, 10))
+    packed: dict[int, bytes] = {}
+    for fix in rows:
+        hour, record = pack_fix(SimpleNamespace(**fix))
+        packed[hour] = packed.get(hour, b"") + record
+    hours = sorted(packed.items())
+    read = decode_fixes(hours, T0 - 1, T0 + 1000)
+    records, _, t = select(hours, T0 - 1, T0 + 1000)
+    for track in (read, {"t": t, **columns(records)}):
+        replay = rp.summarize(track)
+        assert replay.distance_m == pytest.approx(2000, abs=1.0)
+        assert [(s.start - T0, s.end - T0, s.fixes) for s in replay.stops] == [(100, 400, 301)]
 
 
 def test_empty_track() -> None:
