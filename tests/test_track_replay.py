@@ -85,6 +85,16 @@ def test_summary(name, rows, distance, driving, stopped, gap, stops, segments, s
         assert replay.avg_speed_kmh == pytest.approx(distance / driving * 3.6, abs=0.05)
 
 
+def test_speeds_unknown_give_the_plain_stay_point_rule() -> None:
+    """Without reported speeds no approach fix can be told moving: the stop starts at the first fix
+    within the radius of where it stays (960 m, 40 m before), and that approach is not driven."""
+    rows = [(t, x, y, None) for t, x, y, _ in drive(0, 99, 0, 10) + park(100, 400, 1000) + drive(401, 500, 1010, 10)]
+    replay = rp.summarize(fixes(rows), stop_radius_m=45)
+    assert [(s.start - T0, s.end - T0, s.fixes) for s in replay.stops] == [(96, 400, 305)]
+    assert (replay.driving_s, replay.stopped_s) == (196, 304)
+    assert replay.distance_m == pytest.approx(1960, abs=1.0)
+
+
 def test_summary_takes_columns_as_the_track_codec_gives() -> None:
     """A mapping of columns (object arrays with None, as track_codec.columns) gives the same."""
     rows = fixes(drive(0, 99, 0, 10) + park(100, 400, 1000) + drive(401, 500, 1010, 10))
