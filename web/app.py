@@ -38,7 +38,8 @@ from services.worker import build as build_dispatch
 from services.supervision import SupervisionService
 from store.supervision import SupervisionStore
 from store.units import UnitStore, nodes_of_city
-from web.handlers import admin, auth, desk, health, ingest_stats, layers, live, openapi, pages, sensors, tickets, vehicles
+from web.handlers import (admin, auth, desk, health, ingest_stats, layers, live, openapi, pages, replay, sensors,
+                          tickets, vehicles)
 from web.handlers import dispatch as dispatch_handlers, police as police_handlers
 from web.handlers import hotspots
 from web.handlers import reports
@@ -53,7 +54,7 @@ from web.static_files import StaticFiles
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
-HANDLER_MODULES = (auth, health, pages, vehicles, layers, live, sensors, ingest_stats, incidents, tickets, desk, admin, admin_users, openapi, dispatch_handlers, police_handlers, hotspots, reports, device_handlers, unit_handlers, supervision_handlers)
+HANDLER_MODULES = (auth, health, pages, vehicles, replay, layers, live, sensors, ingest_stats, incidents, tickets, desk, admin, admin_users, openapi, dispatch_handlers, police_handlers, hotspots, reports, device_handlers, unit_handlers, supervision_handlers)
 SERVICES_WATCHED = ("web", "ingest", "ingest-sensors", "simulate", "dispatch")
 HEALTH_TIMEOUT_S = 2.0  # /healthz counts PostgreSQL down when SELECT 1 takes longer
 

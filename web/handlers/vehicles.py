@@ -96,6 +96,19 @@ class VehicleDetail(BaseHandler):
         self.write_json(_with_iso(view))
 
 
+def time_range(handler: BaseHandler, longest_s: float) -> tuple[float, float]:
+    """The ``since`` and ``until`` of a track query (default: the hour before until, and now, on
+    the center's clock, as fix times are: runtime.clock); 400 ``bad_time`` when since is after
+    until or they are more than longest_s apart."""
+    until = parse_time(handler.get_argument("until", None), handler.store.clock.now())
+    since = parse_time(handler.get_argument("since", None), until - 3600)
+    if since > until:
+        raise ApiError(400, "bad_time", "since is after until")
+    if until - since > longest_s:
+        raise ApiError(400, "bad_time", f"at most {longest_s / 86_400:g} days of track per request")
+    return since, until
+
+
 class VehicleTrack(BaseHandler):
     """GET /api/vehicles/<id>/track?since=&until=: fixes in time order (default: last hour), from
     the archive and the live hours alike (`store.tracks`)."""
@@ -104,13 +117,7 @@ class VehicleTrack(BaseHandler):
 
     async def get(self, vehicle_id: str) -> None:
         self.require("dispatcher", "supervisor", "admin")
-        now = self.store.clock.now()  # fix times are on the center's clock (runtime.clock)
-        until = parse_time(self.get_argument("until", None), now)
-        since = parse_time(self.get_argument("since", None), until - 3600)
-        if since > until:
-            raise ApiError(400, "bad_time", "since is after until")
-        if until - since > MAX_TRACK_RANGE_S:
-            raise ApiError(400, "bad_time", f"at most {MAX_TRACK_RANGE_S // 86_400} days of track per request")
+        since, until = time_range(self, MAX_TRACK_RANGE_S)
         # the archive (PostgreSQL) and the live hours (Redis), merged; either down: a 503 (web.base)
         hours = await TrackStore(self.store.db, self.store.redis).hours(vehicle_id, since, until)
         # a day at 1 Hz is 86,400 fixes: their JSON is written column by column (store.track_codec),
