@@ -271,3 +271,40 @@ def test_ticket_alarms_are_listed_overdue_first_and_a_click_opens_the_ticket(dem
     for number in (late, soon):  # leave the queue as it was
         demo.post(f"/api/tickets/{number}/actions/cancel", demo.login("dispatcher"),
                   {"reason": "测试", "expected_version": demo.get(f"/api/tickets/{number}", agent)["version"]})
+
+
+def test_track_replay_draws_a_vehicles_line_and_plays_it(demo, browser):
+    """轨迹回放: a click on a vehicle's row chooses it; its last hour is drawn (the line, the summary
+    with its units), plays at 60x and pauses; the GPX link gives the file of the same period."""
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    watch = ConsoleWatch(page)
+    login_page(page, demo.base, "dispatcher")
+    page.wait_for_selector("#replay:not(.hidden)", timeout=30_000)
+    page.wait_for_selector("#vehicle-rows [data-vehicle-row]", timeout=30_000)
+    vehicle = page.get_attribute("#vehicle-rows [data-vehicle-row]", "data-vehicle-row")
+    page.click(f"#vehicle-rows [data-vehicle-row='{vehicle}']")
+    assert page.input_value("#replay-vehicle") == vehicle
+    token, deadline = demo.login("dispatcher"), time.monotonic() + 60
+    while demo.get(f"/api/vehicles/{vehicle}/track", token)["count"] < 20:  # a fresh demo: 20 s of driving first
+        assert time.monotonic() < deadline, f"{vehicle} sent no 20 fixes within a minute"
+        time.sleep(1.0)
+    page.click("#replay-load")
+    page.wait_for_function("() => Number(document.getElementById('replay-summary').dataset.loaded || 0) >= 20",
+                           timeout=20_000)
+    assert int(page.get_attribute("#replay", "data-lines")) >= 1
+    summary = page.text_content("#replay-summary")
+    assert "公里" in summary and "km/h" in summary and "停留" in summary
+    start = float(page.get_attribute("#replay", "data-at"))
+    page.click("#replay-play")
+    assert page.text_content("#replay-play") == "暂停"
+    page.wait_for_function(f"() => Number(document.getElementById('replay').dataset.at) > {start} + 5", timeout=10_000)
+    if page.text_content("#replay-play") == "暂停":  # (a short track may have ended by itself)
+        page.click("#replay-play")
+    assert page.text_content("#replay-play") == "播放"
+    href = page.get_attribute("#replay-gpx", "href")
+    assert href.startswith(f"/api/vehicles/{vehicle}/replay.gpx?since=")
+    gpx = page.request.get(demo.base + href)
+    assert gpx.status == 200 and gpx.headers["content-type"] == "application/gpx+xml" and b"<trkpt" in gpx.body()
+    page.screenshot(path=str(ARTIFACTS / "console-replay.png"))
+    page.close()
+    assert watch.errors == [], watch.failed
