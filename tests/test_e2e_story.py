@@ -190,15 +190,20 @@ def test_the_main_burst_story_closes_the_loop_by_itself(tmp_path):
                     top = dispatcher.get(f"/api/tickets/{t['number']}/recommendation?stored=1")["recommendations"]
                     seen["burst_dispatch"] = (t["number"], auto[0]["data"]["crew_id"], [r["crew_id"] for r in top])
                     story["burst_primary_dispatched"] = auto[0]["data"]["crew_id"] == top[0]["crew_id"]
+            for t in proactive:  # the alarms' incident: its primary (the alarm's ticket, or a burst call) takes the crew
+                if t["incident_id"]:
+                    primary = dispatcher.get(f"/api/incidents/{t['incident_id']}")["primary"]
+                    primaries.setdefault(primary, t["incident_id"])
             for number, incident_id in primaries.items():  # the alarm's ticket as the burst's primary
                 primary = by_number.get(number) or dispatcher.get(f"/api/tickets/{number}")
                 seen["burst_primary"] = (incident_id, number, primary["channel"], primary["state"], primary["crew_id"])
                 story["burst_primary_dispatched"] |= bool(primary["crew_id"])
             # the proactive ticket is urgent: a dispatcher confirms the top recommendation of one that is
-            # its incident's primary (the others are its symptoms: no crew of their own)
-            pool = [t for t in proactive if t["state"] in ("new", "reviewed", "declined", "returned")
-                    and (not t["incident_id"] or dispatcher.get(f"/api/incidents/{t['incident_id']}")["primary"]
-                         == t["number"])]
+            # its incident's primary (the others are its symptoms: no crew of their own); when an urgent
+            # (not emergency) burst call took the primary, that call is the one waiting for the crew
+            waiting = [by_number.get(n) or dispatcher.get(f"/api/tickets/{n}") for n in primaries]
+            pool = [t for t in [*proactive, *waiting] if t["state"] in ("new", "reviewed", "declined", "returned")
+                    and (not t["incident_id"] or t["number"] in primaries)]
             pool.sort(key=lambda t: t["number"] not in primaries)  # the burst's own first
             if pool and not assigned_proactive:
                 ticket = pool[0]
