@@ -467,21 +467,20 @@ async def serve(settings: Settings, redis_url: str, mqtt_url: str, stop: asyncio
 
 
 async def _check_takes(ingest: Ingest, store: Store) -> None:
-    """Say loudly when another ingest takes the same sensors' topics: two processes would each
-    judge every reading and raise every alarm twice (INGEST_TOPICS=fleet belongs beside ingest-sensors)."""
-    if not ingest.takes_sensors:
+    """Say loudly when a sensors' ingest starts beside an ingest that takes every topic: both would
+    judge every reading and raise every alarm twice (INGEST_TOPICS=fleet belongs beside
+    ingest-sensors). (Another ingest-sensors cannot be told apart here from the heartbeat its
+    predecessor left, for a supervisor's restart, so that one is not checked.)"""
+    if ingest.takes != "sensors":
         return
     try:
-        beats = await store.services(["ingest", "ingest-sensors"])
+        beat = (await store.services(["ingest"]))["ingest"]
     except Exception as exc:
         log.warning("ingest: cannot read the other ingest's heartbeat: %s", exc)
         return
-    pid = os.getpid()
-    others = [name for name, beat in beats.items() if beat and beat.get("pid") != pid
-              and beat.get("topics", "all") in ("all", "sensors")]
-    if others:
-        log.error("ingest: %s takes the sensors' topics too: every reading would be judged twice; "
-                  "run the ingest with INGEST_TOPICS=fleet beside ingest-sensors", " and ".join(others))
+    if beat and beat.get("topics", "all") == "all":
+        log.error("ingest: the ingest (pid %s) takes the sensors' topics too: every reading would be judged "
+                  "twice; run it with INGEST_TOPICS=fleet beside ingest-sensors", beat.get("pid"))
 
 
 def _topics_of(ingest: Ingest) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from store.ticket_records import GuardFailed, IncidentWrite, TicketWrite
@@ -17,7 +18,7 @@ from store.ticket_writes import Extra
 from command import grouping
 from command.errors import CommandError, Conflict, NotFound, TicketNotFound, ValidationError
 from command.ticket_model import (
-    FIELD_STATES, OPEN_STATES, SYSTEM_ACTOR, Actor, AuditEvent, Category, Role, State, Ticket, center_day,
+    FIELD_STATES, OPEN_STATES, POOL_STATES, SYSTEM_ACTOR, Actor, AuditEvent, Category, Role, State, Ticket, center_day,
 )
 from command.tickets import apply
 from services.ticket_core import RETRIES, TicketCore, backoff
@@ -94,7 +95,7 @@ class TicketIncidents(TicketCore):
         return Grouped(linked, [event], [write, *merged], incident, relinks)
 
     async def _absorb(self, incident: grouping.Incident, known: Sequence[tuple[grouping.Incident, int]],
-                      now: Any) -> tuple[grouping.Incident, list[IncidentWrite], list[TicketWrite]]:
+                      now: datetime) -> tuple[grouping.Incident, list[IncidentWrite], list[TicketWrite]]:
         """`incident` with the incidents of its (new) segment merged into it (`grouping.absorb`),
         their writes, and their open calls linked to it again (each a ``link_incident`` event).
         An incident one of whose calls already has a crew out stays as it is: the dispatcher
@@ -108,9 +109,8 @@ class TicketIncidents(TicketCore):
                 continue
             incident, gone = grouping.absorb(incident, other, now=now)
             merged.append(IncidentWrite(gone, rev + 1, other))
-            for record in records:
-                if record.ticket.incident_id != other.incident_id or record.ticket.state not in OPEN_STATES \
-                        or record.ticket.state in (State.RESOLVED, State.CALLBACK):
+            for record in records:  # waiting for a crew (none is out): link_incident takes these
+                if record.ticket.incident_id != other.incident_id or record.ticket.state not in POOL_STATES:
                     continue
                 moved, event = grouping.link(record.ticket, incident, actor=SYSTEM_ACTOR, now=now)
                 event = dataclasses.replace(event, note=f"{event.note}（原故障事件 {other.incident_id} 已并入）",

@@ -378,3 +378,25 @@ async def _active(store, alarm_id):
 async def _vehicle(store, vehicle_id):
     view = await store.vehicle(vehicle_id)
     return view if view and view.get("fix") else None
+
+
+async def test_a_sensors_ingest_beside_an_ingest_of_every_topic_says_so(tmp_path, redis_url, database_url,
+                                                                       mqtt_url, caplog):
+    """An ingest-sensors started while the ingest's heartbeat says it takes every topic logs an
+    error (every reading would be judged twice); beside a fleet-only ingest it logs none."""
+    import logging
+
+    from ingest.service import Ingest, _check_takes
+
+    store = Store.from_url(redis_url, database_url)
+    sensors = Ingest(test_settings(tmp_path, REDIS_URL=redis_url, MQTT_URL=mqtt_url, INGEST_TOPICS="sensors"), store)
+    try:
+        for takes, logged in (("fleet", []), ("all", ["takes the sensors' topics too"])):
+            caplog.clear()
+            await store.heartbeat("ingest", {"pid": 1, "topics": takes})
+            with caplog.at_level(logging.ERROR, logger="ingest.service"):
+                await _check_takes(sensors, store)
+            assert [m for m in logged if any(m in r.getMessage() for r in caplog.records)] == logged
+            assert len(caplog.records) == len(logged)
+    finally:
+        await store.close()
