@@ -25,8 +25,8 @@ __all__ = ["Authentication", "Batch", "FixFields", "FrameSplitter", "Header", "H
            "Location", "MAX_FRAME", "Message", "REASONS", "REGISTER_NO_TERMINAL", "REGISTER_NO_VEHICLE",
            "REGISTER_OK", "REGISTER_TERMINAL_TAKEN", "REGISTER_VEHICLE_TAKEN", "RESULT_ALARM_CONFIRMED",
            "RESULT_BAD_MESSAGE", "RESULT_FAILED", "RESULT_NOT_SUPPORTED", "RESULT_OK", "Registration",
-           "TerminalReply", "as_fix", "checksum", "decode_frame", "encode_frame", "escape", "platform_reply",
-           "registration_reply"]
+           "TerminalReply", "as_fix", "checksum", "decode_body", "decode_frame", "encode_frame", "escape",
+           "platform_reply", "registration_reply"]
 
 REASONS: dict[str, str] = {
     "frames_ok": "a frame whose header and body decoded",
@@ -368,6 +368,12 @@ def _decode(frame: bytes) -> tuple[Message | None, str]:
         return None, "length_mismatch"
     if header.packages is not None:
         return Message(header, body), "sub_package"
+    return decode_body(header, body)
+
+
+def decode_body(header: Header, body: bytes) -> tuple[Message | None, str]:
+    """The message of a header and its whole body (a frame's, or a sub-packaged message's joined
+    fragments, `ingest.jt808_packages`), as `decode_frame` returns it."""
     if header.encryption:
         return Message(header, body), "encrypted"
     reader = _BODIES.get(header.message_id)
@@ -412,19 +418,24 @@ class Jt808Stream:
 
 
 # ---------------------------------------------------------------- encoding
-def encode_frame(message_id: int, phone: str, serial: int, body: bytes, version: int | None = None) -> bytes:
+def encode_frame(message_id: int, phone: str, serial: int, body: bytes, version: int | None = None,
+                 packages: tuple[int, int] | None = None) -> bytes:
     """A whole frame with flags: the header (2019 form when `version` is given, `phone` then 20
-    digits, else 12), the body, the check byte, escaped."""
+    digits, else 12; with `packages`, (total, index) of a sub-package), the body, the check byte,
+    escaped. `ingest.jt808_packages.encode_packages` cuts a long body into sub-packages."""
     if len(body) > MAX_BODY:
-        raise ValueError(f"body of {len(body)} bytes: sub-packages are not encoded")
-    properties = len(body) | (_VERSION_FLAG if version is not None else 0)
+        raise ValueError(f"body of {len(body)} bytes: longer than a frame holds, send sub-packages")
+    properties = len(body) | (_VERSION_FLAG if version is not None else 0) | (_SUB_PACKAGE if packages else 0)
     digits = 20 if version is not None else 12
     if len(phone) != digits:
         raise ValueError(f"phone {phone!r}: {digits} digits expected")
     head = message_id.to_bytes(2, "big") + properties.to_bytes(2, "big")
     if version is not None:
         head += bytes((version,))
-    data = head + bytes.fromhex(phone) + serial.to_bytes(2, "big") + body
+    data = head + bytes.fromhex(phone) + serial.to_bytes(2, "big")
+    if packages:
+        data += packages[0].to_bytes(2, "big") + packages[1].to_bytes(2, "big")
+    data += body
     return b"\x7e" + escape(data + bytes((checksum(data),))) + b"\x7e"
 
 
