@@ -184,11 +184,14 @@ SPARKPLUG_DEVICE_PUBLISH = ("DBIRTH", "DDATA", "DDEATH")
 
 def device_rules(device) -> list[AclRule]:
     """What a device (``store.devices.Device``) may do: a vehicle publishes only under
-    ``fleet/<id>/``; a gateway only ``scada/<its sensors>/...`` and, with ``sparkplug``, its own
+    ``fleet/<id>/``; the JT/T 808 gateway only ``fleet/+/jt808`` and ``fleet/+/jt808/backfill``; a
+    gateway only ``scada/<its sensors>/...`` and, with ``sparkplug``, its own
     edge node's births, data and deaths in any group, and it reads the commands sent to it."""
     did = device.device_id
     if device.kind == "vehicle":
         return [AclRule("write", f"fleet/{did}/#")]
+    if device.kind == "jt808":  # the JT/T 808 gateway publishes its terminals' positions as their vehicles
+        return [AclRule("write", "fleet/+/jt808"), AclRule("write", "fleet/+/jt808/backfill")]
     rules = [AclRule("write", f"scada/{sensor}/#") for sensor in device.sensors]
     if device.sparkplug:
         rules += [AclRule("write", f"spBv1.0/+/{kind}/{did}") for kind in SPARKPLUG_NODE_PUBLISH]

@@ -8,6 +8,8 @@ stored (``store.devices.DeviceStore``, PostgreSQL); the broker follows the store
   ``store.fleet.FleetStore``); a vehicle may publish ``fleet/<its id>/...``.
 - A gateway names the registered sensors (the Redis sensor registry the ingest loads) it may
   publish ``scada/<sensor>/...`` for, and whether it is a Sparkplug B edge node (``sparkplug``).
+- The JT/T 808 gateway (kind ``jt808``) may publish ``fleet/+/jt808`` and ``fleet/+/jt808/backfill``
+  for the vehicles of the terminals it serves (``ingest.jt808_gateway``).
 - Revoking keeps the record, inactive (the broker refuses it); issuing again for a revoked id
   makes it active with a new secret.
 
@@ -94,8 +96,11 @@ class DeviceService:
             if await self.fleet.vehicle(device_id) is None:
                 raise DeviceRefused(400, "unknown_vehicle", f"no vehicle {device_id} in the fleet registry",
                                     vehicle_id=device_id)
-        else:
+        elif kind == "gateway":
             await self.check_sensors(sensors, sparkplug)
+        elif sensors or sparkplug:
+            raise DeviceRefused(400, "bad_sensors", "the JT/T 808 gateway publishes only its terminals' fleet/+/jt808 "
+                                "topics; sensors and sparkplug are for gateways", field="sensors")
         current = await self.devices.get(device_id)
         if current is not None and current.active:
             raise DeviceRefused(409, "device_exists", f"device {device_id} already has a credential; "

@@ -8,8 +8,8 @@
   the broker's password and ACL files when it changes (``servers.broker_files.BrokerSync``). A token, not a counter: a database restored
   from a backup must not come back to a value the broker already rendered.
 
-A device id is the device's MQTT username and client id: a vehicle id, or a gateway's
-(Sparkplug edge node's) id.
+A device id is the device's MQTT username and client id: a vehicle id, a gateway's (Sparkplug
+edge node's) id, or the JT/T 808 gateway's (kind ``jt808``, migration 0015).
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ _BUMP = ("INSERT INTO device_revision (singleton, rev) VALUES (true, %s)"
          " ON CONFLICT (singleton) DO UPDATE SET rev = EXCLUDED.rev")
 # no ":" (the separator of mosquitto's password file), no "/", "+", "#" (topic syntax)
 DEVICE_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-KINDS = ("vehicle", "gateway")
+KINDS = ("vehicle", "gateway", "jt808")
 
 
 def valid_device_id(device_id: str) -> bool:
@@ -51,7 +51,7 @@ class Device:
     servers/broker_credentials.py device_rules)."""
 
     device_id: str            # = the MQTT username (a vehicle id, or a gateway / Sparkplug edge-node id)
-    kind: str                 # "vehicle" | "gateway"
+    kind: str                 # "vehicle" | "gateway" | "jt808" (the JT/T 808 gateway)
     password_hash: str        # mosquitto "$7$" PBKDF2-SHA512 hash (servers.broker_credentials.hash_password)
     sensors: tuple[str, ...] = ()   # gateway: sensor ids it may publish scada/<id>/... for
     sparkplug: bool = False   # gateway: may publish Sparkplug B as edge node <device_id> (any group)

@@ -30,6 +30,7 @@ from store.live import Store
 from store.accounts import AccountStore
 from web.base import MAX_BODY_BYTES, NotFoundHandler, Services
 from services.devices import DeviceService
+from services.jt808_terminals import TerminalService
 from services.fleet_admin import FleetAdmin
 from services.incidents import IncidentService
 from services.kpi_service import KpiService
@@ -44,6 +45,7 @@ from web.handlers import dispatch as dispatch_handlers, police as police_handler
 from web.handlers import hotspots
 from web.handlers import reports
 from web.handlers import devices as device_handlers
+from web.handlers import jt808 as jt808_handlers
 from web.handlers import admin_users
 from web.handlers import units as unit_handlers
 from web.handlers import supervision as supervision_handlers
@@ -54,7 +56,7 @@ from web.static_files import StaticFiles
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
-HANDLER_MODULES = (auth, health, pages, vehicles, replay, layers, live, sensors, ingest_stats, incidents, tickets, desk, admin, admin_users, openapi, dispatch_handlers, police_handlers, hotspots, reports, device_handlers, unit_handlers, supervision_handlers)
+HANDLER_MODULES = (auth, health, pages, vehicles, replay, layers, live, sensors, ingest_stats, incidents, tickets, desk, admin, admin_users, openapi, dispatch_handlers, police_handlers, hotspots, reports, device_handlers, jt808_handlers, unit_handlers, supervision_handlers)
 SERVICES_WATCHED = ("web", "ingest", "ingest-sensors", "simulate", "dispatch")
 HEALTH_TIMEOUT_S = 2.0  # /healthz counts PostgreSQL down when SELECT 1 takes longer
 
@@ -93,6 +95,7 @@ def build_services(settings: Settings, store: Store, *, city: Any = None, live: 
         settings=settings, store=store, city=city, live=live, health=health, tickets=tickets,
         dispatch=dispatch, police=police, kpi=kpi,
         fleet=FleetAdmin(store, city), devices=DeviceService(store.redis, store.db),
+        terminals=TerminalService(store.db),
         addresses=addresses or desk.AddressBooks(city), areas=hotspots.AreaIndex(city), names=reports.city_names(city),
         incidents=None if tickets is None else IncidentService(tickets),
         supervision=None if tickets is None else SupervisionService(

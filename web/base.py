@@ -22,6 +22,7 @@ from store.live import Store
 
 if TYPE_CHECKING:
     from services.devices import DeviceService
+    from services.jt808_terminals import TerminalService
     from services.dispatch import DispatchManager
     from services.fleet_admin import FleetAdmin
     from services.incidents import IncidentService
@@ -148,6 +149,7 @@ class Services:
     dispatch: DispatchManager | None = None
     police: PoliceLink | None = None
     kpi: KpiService | None = None
+    terminals: TerminalService | None = None  # services.jt808_terminals: the JT/T 808 terminals
     sessions: SessionCache = field(default_factory=SessionCache)
     refused: Counter = field(default_factory=Counter)  # refused requests by "Handler:status"
 
