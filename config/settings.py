@@ -112,6 +112,30 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     return parse
 
 
+def _tile_url(text: str) -> str:
+    url = text.strip()
+    if url == "":
+        return ""
+    if not url.startswith(("http://", "https://", "/")):
+        raise ValueError(f"must be an http(s):// URL or a path on this server: {text!r}")
+    if "{z}" not in url or "{x}" not in url or ("{y}" not in url and "{-y}" not in url):
+        raise ValueError(f"must hold {{z}}, {{x}} and {{y}} (or {{-y}}): {text!r}")
+    return url
+
+
+_tile_url.__name__ = "tile URL template"
+
+
+def _zoom(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 22:
+        raise ValueError(f"must be a zoom within 1..22: {text}")
+    return value
+
+
+_zoom.__name__ = "zoom"
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("CONFIG_FILE", str, "center.toml", "Optional TOML file with settings (keys as below); environment wins."),
     Setting("HTTP_HOST", str, "127.0.0.1", "Address the web server listens on."),
@@ -190,6 +214,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REVIEW_FILE", str, "", "Review chains by ticket type (TOML: each type to its review steps by role: team_leader, coordinator, director; empty: straight out). Empty: the shipped config/review.toml (the defaults of command/review.py)."),
     Setting("POLICE_URL", str, "", "Base URL of the 110 gateway (handovers go to <url>/110/handover, result reports to <url>/110/result). Empty: no messages are sent to 110."),
     Setting("POLICE_SECRET", str, "", "Shared HMAC-SHA256 secret of the 110 linkage, both directions. Empty: inbound 110 requests are refused and nothing is sent."),
+    Setting("BASEMAP_URL", _tile_url, "", "Street base map tiles from a tile server of the center's (an intranet 天地图, the GIS department's): an XYZ or WMTS URL template on the Web Mercator grid with {z}, {x} and {y} (or {-y}), e.g. a WMTS KVP URL with TILEMATRIX={z}&TILEROW={y}&TILECOL={x}. Empty: our own /tiles from BASEMAP_MBTILES when that file exists, else no base map."),
+    Setting("BASEMAP_DATUM", _choice("wgs84", "cgcs2000", "gcj02"), "wgs84", "Datum of the base map's tiles: wgs84, cgcs2000 (the same as WGS84 at map scale) or gcj02 (AMap-style tiles: every point the pages draw is shifted to match)."),
+    Setting("BASEMAP_MBTILES", str, "", "MBTiles file the web process serves as /tiles/{z}/{x}/{y}.png (`python -m center tiles` writes it). Empty: DATA_DIR/basemap/city.mbtiles."),
+    Setting("BASEMAP_ATTRIBUTION", str, "", "Attribution shown in the map's corner (审图号 or the tile source's name). Empty: none."),
+    Setting("BASEMAP_MAX_ZOOM", _zoom, 18, "Deepest zoom the maps allow over the base map; beyond the tile set's own deepest zoom its tiles are enlarged."),
+    Setting("BASEMAP_FONT", str, "", "Font file (TrueType/OpenType, with Chinese) the base map's names are written in. Empty: Noto Sans SC from the pylopdf-fonts-zh-cn package."),
+    Setting("DEMO_BASEMAP", _bool, True, "`demo` draws the city's base map into DATA_DIR/basemap once (again when the city or the renderer changes) unless BASEMAP_URL or BASEMAP_MBTILES is set."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
