@@ -1,4 +1,4 @@
-"""One entry point for every service: ``python -m center web|ingest|ingest-sensors|simulate|dispatch|demo|servers|city|kpi|mqtt-auth|backup|restore|migrate-redis``."""
+"""One entry point for every service: ``python -m center web|ingest|ingest-sensors|simulate|dispatch|jt808|demo|servers|city|kpi|mqtt-auth|backup|restore|migrate-redis``."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +12,7 @@ import sys
 from runtime.lifecycle import StartupError
 from config.settings import SettingsError, load
 
-SERVICES = ("web", "ingest", "ingest-sensors", "simulate", "dispatch")
+SERVICES = ("web", "ingest", "ingest-sensors", "simulate", "dispatch", "jt808")
 
 
 def _logging(level: str, name: str) -> None:
@@ -53,6 +53,12 @@ async def _standalone(name: str, settings) -> None:
             from simulators.run import serve
 
             await serve(settings, servers.mqtt_url, ensure_city(settings), redis_url=servers.redis_url)
+        elif name == "jt808":  # the JT/T 808 terminals' gateway
+            from ingest.jt808_gateway import raise_open_files, serve
+
+            raise_open_files(settings.JT808_MAX_CONNECTIONS + 100)
+            settings = settings.with_values(MQTT_DEVICE_URL=settings.MQTT_DEVICE_URL or servers.device_url)
+            await serve(settings, servers.redis_url)
         elif name == "dispatch":
             from gis.layers import load_profile
             from services.worker import serve
@@ -156,8 +162,21 @@ async def _demo_devices(store, settings, profile) -> dict[str, str]:
     await FleetStore(store.db, store.redis).seed(seed_items(crews_from_city(city), time.time()), time.time())
     await UnitStore(store.db).seed(nodes_of_city(city), time.time())  # the unit tree, as web seeds it
     await publish_registry(settings, store)
+    await _demo_terminals(store, settings, [str(v) for v in city.crews["vehicle_id"]][:settings.SIM_VEHICLES])
     return await seed_demo_devices(DeviceService(store.redis, store.db), simulated_devices(city, settings),
                                    sim_devices_path(settings.data_dir))
+
+
+async def _demo_terminals(store, settings, vehicle_ids: list[str]) -> None:
+    """Bind the demo's JT/T 808 terminals (the last DEMO_JT808_VEHICLES simulated vehicles, phone
+    numbers 013900000001...) to their vehicles, once (one audit entry, by system)."""
+    from services.devices import SYSTEM
+    from services.jt808_terminals import TerminalService
+    from simulators.jt808_terminal import demo_terminals
+
+    pairs = demo_terminals(vehicle_ids, settings.DEMO_JT808_VEHICLES)
+    if pairs and await TerminalService(store.db).bind_many(pairs, by=SYSTEM):
+        print(f"JT/T 808 terminals: {', '.join(f'{p} -> {v}' for p, v in pairs)}", flush=True)
 
 
 async def _demo(settings) -> int:
@@ -169,7 +188,8 @@ async def _demo(settings) -> int:
     profile = ensure_city(settings, progress=lambda msg: print(msg, flush=True))
     demo_password = _demo_password(settings)
     settings = settings.with_values(DEMO_PASSWORD=demo_password, **_demo_police(settings))
-    supervisor = Supervisor(settings, list(SERVICES))
+    # the JT/T 808 gateway runs when some demo vehicles report through terminals
+    supervisor = Supervisor(settings, [s for s in SERVICES if s != "jt808" or settings.DEMO_JT808_VEHICLES > 0])
 
     async def prepare(servers) -> None:
         from store.live import Store

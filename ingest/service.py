@@ -39,7 +39,8 @@ from ingest.vehicles import HeldWrites, VehicleIngest, parse_fleet_topic
 
 log = logging.getLogger(__name__)
 
-FLEET_TOPICS = ("fleet/+/nmea", "fleet/+/nmea/backfill", "fleet/+/status")
+FLEET_TOPICS = ("fleet/+/nmea", "fleet/+/nmea/backfill", "fleet/+/status", "fleet/+/jt808",
+                "fleet/+/jt808/backfill")  # jt808: the JT/T 808 gateway's fixes (ingest.jt808_fixes)
 SENSOR_TOPICS = ("scada/+/+", "spBv1.0/#")
 TOPICS = FLEET_TOPICS + SENSOR_TOPICS
 # INGEST_TOPICS: what a process takes, and the name of its heartbeat (svc:<name>)
@@ -152,8 +153,9 @@ class Ingest(RegistriesMixin):
             if kind == "status":
                 self.on_status(vehicle_id, msg)
                 return
-            self.vehicles.handle(vehicle_id, msg.payload, received_at, kind == "backfill",
-                                 self.fleet.batch.vehicles, self.stats)
+            handle = self.vehicles.handle_jt808 if kind.startswith("jt808") else self.vehicles.handle
+            handle(vehicle_id, msg.payload, received_at, kind.endswith("backfill"), self.fleet.batch.vehicles,
+                   self.stats)
         elif topic.startswith("scada/"):
             self.sensors.handle_scada(topic, msg.payload, received_at, self.sensor_lane.batch.sensors,
                                       self.stats)

@@ -1,4 +1,5 @@
-"""Vehicle NMEA processing at the ingest edge: topic -> stream -> plausibility -> FixRecord.
+"""Vehicle NMEA processing at the ingest edge: topic -> stream -> plausibility -> FixRecord; the
+JT/T 808 gateway's fixes (``fleet/<id>/jt808``, `ingest.jt808_fixes`) join at the plausibility.
 
 Holds no business rules of its own: decoding is ``ingest.fixes``, judging is
 ``ingest.plausibility``; this module keeps the per-vehicle state they need and turns their
@@ -13,13 +14,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Mapping
 
-from ingest.fixes import FeedResult, Fix, NmeaStream
+from ingest.fixes import FeedResult, Fix, NmeaStream, SignalUpdate
+from ingest.jt808_fixes import decode_payload
 from ingest.plausibility import Plausibility, Verdict
 from store.fix_writes import FixRecord
 
 log = logging.getLogger(__name__)
 
-_PREFIXED: dict[str, str] = {}  # count name -> "nmea:<name>", built once per name
+_PREFIXED: dict[str, dict[str, str]] = {"nmea:": {}}  # prefix -> count name -> "<prefix><name>", built once
 BACKFILL_IDLE_S = 2.0  # a backfill stream idle this long has its pending epoch flushed
 
 
@@ -168,6 +170,39 @@ class VehicleIngest:
         batch.seen[vehicle_id] = received_at
         self._take(vehicle_id, result, when, backfill, batch, stats)
 
+    def handle_jt808(self, vehicle_id: str, payload: bytes, received_at: float, backfill: bool,
+                     batch: VehicleBatch, stats: collections.Counter) -> None:
+        """One ``fleet/<id>/jt808`` payload (`ingest.jt808_fixes`) into the batch through the same
+        plausibility chain as NMEA fixes. A backfill (0x0704) is judged as a stream of its own,
+        seeded by the vehicle's newest live fix. Alarms stand on the vehicle's live state as its
+        signal ``alarm:<names>`` while its newest report has them (cleared by a report without),
+        and are counted ``jt808_alarm:<name>``."""
+        reports, bad = decode_payload(payload)
+        when = datetime.fromtimestamp(received_at, timezone.utc)
+        result = FeedResult()
+        counts = result.counts
+        counts["fix"] += sum(1 for r in reports if r.fix is not None)
+        if bad:
+            counts["bad_fix"] += bad
+        for report in reports:
+            if report.fix is None:
+                counts["no_fix"] += 1
+                result.signal.append(SignalUpdate(None))
+            else:
+                result.fixes.append(report.fix)
+        batch.seen[vehicle_id] = received_at
+        if backfill:
+            self.last_backfill.pop(vehicle_id, None)
+        self._take(vehicle_id, result, when, backfill, batch, stats, prefix="jt808_ingest:")
+        if backfill:
+            self.last_backfill.pop(vehicle_id, None)
+            return
+        alarms = sorted({name for report in reports for name in report.alarms})
+        for name in alarms:
+            stats["jt808_alarm:" + name] += 1
+        if alarms:
+            batch.signals[vehicle_id] = "alarm:" + ",".join(alarms)
+
     def flush_idle_backfill(self, now: float, batch: VehicleBatch, stats: collections.Counter) -> None:
         """Complete the pending epoch of backfill streams that went quiet."""
         when = datetime.fromtimestamp(now, timezone.utc)
@@ -180,17 +215,18 @@ class VehicleIngest:
                 self.last_backfill.pop(vehicle_id, None)
 
     def _take(self, vehicle_id: str, result: FeedResult, when: datetime, backfill: bool, batch: VehicleBatch,
-              stats: collections.Counter) -> None:
-        """Count a feed's result, judge its fixes and add the accepted ones to the batch."""
+              stats: collections.Counter, prefix: str = "nmea:") -> None:
+        """Count a feed's result (stats ``<prefix><name>``), judge its fixes and add the accepted
+        ones to the batch."""
         counter = batch.counters.get(vehicle_id)
         if counter is None:
             counter = batch.counters[vehicle_id] = {}
-        prefixed = _PREFIXED
+        prefixed = _PREFIXED.get(prefix) or _PREFIXED.setdefault(prefix, {})
         for name, n in result.counts.items():
             counter[name] = counter.get(name, 0) + n
             key = prefixed.get(name)
             if key is None:
-                key = prefixed[name] = "nmea:" + name
+                key = prefixed[name] = prefix + name
             stats[key] += n
         for update in result.signal:
             batch.signals[vehicle_id] = f"no_fix:{update.mode or update.quality or 'void'}"
@@ -243,13 +279,14 @@ class VehicleIngest:
 
 _TOPICS: dict[str, tuple[str, str] | None] = {}  # topic -> parse_fleet_topic(topic), bounded
 _TOPICS_MAX = 100_000
-_KINDS = (("/nmea/backfill", "backfill"), ("/nmea", "nmea"), ("/status", "status"))
+_KINDS = (("/nmea/backfill", "backfill"), ("/nmea", "nmea"), ("/status", "status"),
+          ("/jt808/backfill", "jt808_backfill"), ("/jt808", "jt808"))
 
 
 def parse_fleet_topic(topic: str) -> tuple[str, str] | None:
     """fleet/<id>/nmea -> (id, 'nmea'); .../nmea/backfill -> 'backfill'; .../status -> 'status';
-    None for any other topic. The id is what stands between ``fleet/`` and the kind, as sent
-    (``fleet/a/b/nmea`` gives ``a/b``): the caller checks it with `store.fleet.valid_vehicle_id`."""
+    .../jt808 -> 'jt808'; .../jt808/backfill -> 'jt808_backfill'; None for any other topic. The id
+    is what stands between ``fleet/`` and the kind, as sent (``fleet/a/b/nmea`` gives ``a/b``): the caller checks it with `store.fleet.valid_vehicle_id`."""
     try:
         return _TOPICS[topic]
     except KeyError:

@@ -2,7 +2,9 @@
 
 Everything the outside world does, in one process, through the real protocols:
 
-- vehicles: the city's repair vehicles drive its roads and report NMEA over MQTT at 1 Hz;
+- vehicles: the city's repair vehicles drive its roads and report NMEA over MQTT at 1 Hz, the last
+  DEMO_JT808_VEHICLES of them through JT/T 808 terminals to the gateway instead
+  (``simulators.jt808_terminal``);
 - sensors: pressure, flow and transformer load on daily curves, JSON and Sparkplug B over MQTT,
   listening on ``sim/sensors/control`` so that ``python -m simulators scenario`` can drive them;
 - the 110 side: the police simulator on ``SIM_POLICE_PORT``, acknowledging our handovers and
@@ -36,11 +38,13 @@ from typing import Any
 from runtime.lifecycle import stop_on_signals
 from store.streams import pause as stop_or_timeout
 from simulators.roads import roadnet_of
+from simulators.jt808_terminal import demo_terminals, run_terminals
 from simulators.vehicles import make_fleet, run_fleet
 
 log = logging.getLogger(__name__)
 REAL_POLICE_DELAYS_S = (60.0, 300.0, 600.0, 1800.0)  # received, dispatched, on scene, closed
 REAL_POLICE_TRANSFER_EVERY_S = 7200.0
+JT808_REPORT_S = 10.0  # the demo's JT/T 808 terminals report every 10 s (the console's stale limit is 30 s)
 SCADA_GATEWAY = "SCADA-GW1"  # the device id the JSON sensors' shared connection logs in as
 
 
@@ -411,8 +415,10 @@ async def serve(settings, mqtt_url: str, profile: Path, stop: asyncio.Event | No
     net, ids, starts = await asyncio.to_thread(roadnet_of, city_layers)
     rng = random.Random(settings.SIM_SEED)
     count = settings.SIM_VEHICLES
+    terminals = demo_terminals(ids[:count], settings.DEMO_JT808_VEHICLES)  # these report through JT/T 808 terminals
     ids = ids[:count] + [f"S{i:05d}" for i in range(len(ids), count)]
     fleet = make_fleet(net, ids, rng, starts=starts)
+    by_terminal = {vid for _, vid in terminals}
     devices = device_urls(settings, mqtt_url)
     if devices:
         log.info("simulate: %d simulated devices log in with their own credentials", len(devices))
@@ -447,7 +453,15 @@ async def serve(settings, mqtt_url: str, profile: Path, stop: asyncio.Event | No
                 city.stats["desk"] = dict(city.desk_bot.counts)
                 city.stats["units"] = dict(sum((bot.counts for bot in city.unit_bots), Counter()))
 
-        await run_fleet(mqtt_url, net, fleet, rate_hz=settings.SIM_RATE_HZ, seed=settings.SIM_SEED, stop=stop,
+        if terminals:
+            host = settings.JT808_HOST if settings.JT808_HOST not in ("0.0.0.0", "::", "") else "127.0.0.1"
+            log.info("simulate: vehicles %s report through JT/T 808 terminals to %s:%d",
+                     ", ".join(sorted(by_terminal)), host, settings.JT808_PORT)
+            city.tasks.append(asyncio.create_task(run_terminals(
+                host, settings.JT808_PORT, net, fleet, terminals, stop, every_s=JT808_REPORT_S, seed=settings.SIM_SEED,
+                clock=city.center_clock)))
+        nmea_fleet = [v for v in fleet if v.vehicle_id not in by_terminal]
+        await run_fleet(mqtt_url, net, nmea_fleet, rate_hz=settings.SIM_RATE_HZ, seed=settings.SIM_SEED, stop=stop,
                         tunnels_per_hour=settings.SIM_TUNNELS_PER_HOUR,
                         on_tick=tick, device_urls=devices, clock=city.center_clock)
     finally:
