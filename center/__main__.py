@@ -1,4 +1,4 @@
-"""One entry point for every service: ``python -m center web|ingest|ingest-sensors|simulate|dispatch|jt808|demo|servers|city|kpi|mqtt-auth|backup|restore|migrate-redis``."""
+"""One entry point for every service: ``python -m center web|ingest|ingest-sensors|simulate|dispatch|jt808|demo|servers|city|tiles|kpi|mqtt-auth|backup|restore|migrate-redis``."""
 from __future__ import annotations
 
 import argparse
@@ -186,6 +186,9 @@ async def _demo(settings) -> int:
     from web.app import bootstrap_accounts
 
     profile = ensure_city(settings, progress=lambda msg: print(msg, flush=True))
+    from services.basemap import ensure_demo_tiles
+
+    ensure_demo_tiles(settings, profile, progress=lambda msg: print(msg, flush=True))  # once per city
     demo_password = _demo_password(settings)
     settings = settings.with_values(DEMO_PASSWORD=demo_password, **_demo_police(settings))
     # the JT/T 808 gateway runs when some demo vehicles report through terminals
@@ -230,11 +233,14 @@ async def _demo(settings) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Parse the command and run it."""
     parser = argparse.ArgumentParser(prog="python -m center", description=__doc__)
-    parser.add_argument("command", choices=SERVICES + ("demo", "servers", "city", "kpi", "mqtt-auth", "backup",
-                                                       "restore", "migrate-redis"))
+    parser.add_argument("command", choices=SERVICES + ("demo", "servers", "city", "tiles", "kpi", "mqtt-auth",
+                                                       "backup", "restore", "migrate-redis"))
     parser.add_argument("directory", nargs="?", default="",
                         help="mqtt-auth: where to write mosquitto.passwd and mosquitto.acl; backup: the file to "
-                             "write (default DATA_DIR/backups/center-<time>.dump); restore: the file to read")
+                             "write (default DATA_DIR/backups/center-<time>.dump); restore: the file to read; "
+                             "tiles: the MBTiles file to write (default BASEMAP_MBTILES)")
+    parser.add_argument("--zooms", default="11-15",
+                        help="tiles: the zooms to draw, N-M (default 11-15; each deeper zoom takes about 4x as long)")
     parser.add_argument("--force", action="store_true",
                         help="restore: replace a database that holds data (drops its schema public first)")
     _kpi_arguments(parser)
@@ -259,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(ensure_city(settings, progress=lambda m: print(m, flush=True)))
             return 0
+        if args.command == "tiles":
+            return _tiles(settings, args.directory, args.zooms)
         if args.command == "kpi":
             return _kpi(settings, args)
         if args.command == "servers":
@@ -280,6 +288,25 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 0
+
+
+def _tiles(settings, out: str, zooms: str) -> int:
+    """Draw the city's street base map (CITY_PROFILE, else the demo city) into an MBTiles file."""
+    from pathlib import Path
+
+    from simulators.democity import ensure_city
+    from services.basemap import font_path, mbtiles_path, parse_zooms, render_city
+
+    try:
+        levels = parse_zooms(zooms)
+    except ValueError as exc:
+        print(f"tiles: {exc}", file=sys.stderr)
+        return 2
+    profile = ensure_city(settings, progress=lambda m: print(m, flush=True))
+    target = Path(out) if out else mbtiles_path(settings)
+    render_city(profile, target, font=font_path(settings), zooms=levels, progress=lambda m: print(m, flush=True))
+    print(target)
+    return 0
 
 
 def _kpi_arguments(parser: argparse.ArgumentParser) -> None:

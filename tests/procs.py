@@ -248,6 +248,7 @@ def start_demo(data_dir: Path, log_path: Path, *, vehicles: int = 5, ready_timeo
                     "CONFIG_FILE": str(data_dir / "absent.toml"), "PYTHONUNBUFFERED": "1",
                     "SIM_DISPATCHER": "0",  # tests dispatch themselves unless they ask for the bot
                     "SIM_UNITS": "0",  # and act as the center's desk and the units unless they ask for the bots
+                    "DEMO_BASEMAP": "0",  # no base map to draw (seconds of CPU) unless the test asks for one
                     **env})
     with open(log_path, "ab") as log:  # the child keeps its own descriptor
         process = subprocess.Popen([sys.executable, "-m", "center", "demo"], cwd=ROOT, env=environ,

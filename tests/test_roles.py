@@ -16,7 +16,9 @@ from servers.embedded import free_port
 from store.live import Store
 from store.accounts import AccountStore
 from store.units import UnitStore
+from store.mbtiles import write_mbtiles
 from store.tickets import TicketStore
+from services.basemap import mbtiles_path
 from services.kpi_service import KpiService
 from services.tickets import TicketManager
 from services.worker import build
@@ -140,7 +142,9 @@ PAGES: dict[str, frozenset] = {
     "GET /reports": DISPATCH,
     "GET /admin": frozenset({"supervisor", "admin"}),
     "GET /unit": frozenset({"unit", "admin"}),
+    "GET /tiles/{}/{}/{}.png": ANY,  # the base map's tiles: every page with a map (the fixture writes one)
 }
+PAGE_PATHS = {"GET /tiles/{}/{}/{}.png": "/tiles/0/0/0.png"}  # the path called for a page shape
 
 
 @pytest.fixture
@@ -164,6 +168,7 @@ async def api(tmp_path, redis_url, database_url):
     services = webapp.build_services(settings=settings, store=store,
                                      tickets=manager, dispatch=parts.dispatch, police=parts.police, kpi=kpi)
     await webapp.seed_city(services)  # the city's crews, vehicles and units, as at start-up
+    write_mbtiles(mbtiles_path(settings), {"name": "one tile", "format": "png"}, [(0, 0, 0, b"\x89PNG")])
     app = webapp.make_app(services, cookie_secret="test-secret")
     server = tornado.httpserver.HTTPServer(app)
     port = free_port()
@@ -220,7 +225,7 @@ async def test_every_role_opens_exactly_the_pages_the_table_gives_it(api):
     for page, roles in PAGES.items():
         for role in ROLES:
             response = await api.http.fetch(tornado.httpclient.HTTPRequest(
-                api.base + page.split()[1], headers={"Authorization": f"Bearer {await api.token(role)}"},
+                api.base + PAGE_PATHS.get(page, page.split()[1]), headers={"Authorization": f"Bearer {await api.token(role)}"},
                 follow_redirects=False), raise_error=False)
             expected = 200 if role in roles else 403
             if response.code != expected:

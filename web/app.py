@@ -28,7 +28,8 @@ from config.routing_file import load_routing
 from config.settings import Settings
 from store.live import Store
 from store.accounts import AccountStore
-from web.base import MAX_BODY_BYTES, NotFoundHandler, Services
+from web.base import MAX_BODY_BYTES, NotFoundHandler, Services, content_security_policy
+from services.basemap import BasemapService
 from services.devices import DeviceService
 from services.jt808_terminals import TerminalService
 from services.fleet_admin import FleetAdmin
@@ -43,6 +44,7 @@ from web.handlers import (admin, auth, desk, health, ingest_stats, layers, live,
                           tickets, vehicles)
 from web.handlers import dispatch as dispatch_handlers, police as police_handlers
 from web.handlers import hotspots
+from web.handlers import tiles
 from web.handlers import reports
 from web.handlers import devices as device_handlers
 from web.handlers import jt808 as jt808_handlers
@@ -56,7 +58,7 @@ from web.static_files import StaticFiles
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
-HANDLER_MODULES = (auth, health, pages, vehicles, replay, layers, live, sensors, ingest_stats, incidents, tickets, desk, admin, admin_users, openapi, dispatch_handlers, police_handlers, hotspots, reports, device_handlers, jt808_handlers, unit_handlers, supervision_handlers)
+HANDLER_MODULES = (auth, health, pages, vehicles, replay, layers, live, sensors, ingest_stats, incidents, tickets, desk, admin, admin_users, openapi, dispatch_handlers, police_handlers, hotspots, reports, device_handlers, jt808_handlers, unit_handlers, supervision_handlers, tiles)
 SERVICES_WATCHED = ("web", "ingest", "ingest-sensors", "simulate", "dispatch")
 HEALTH_TIMEOUT_S = 2.0  # /healthz counts PostgreSQL down when SELECT 1 takes longer
 
@@ -81,6 +83,8 @@ def make_app(services: Services, *, cookie_secret: str) -> tornado.web.Applicati
         websocket_ping_timeout=20,
         websocket_max_message_size=64 * 1024,
         compress_response=True,
+        # an outside tile server's images are allowed on the pages (BASEMAP_URL), nothing else
+        content_security_policy=content_security_policy(services.basemap.image_origin() if services.basemap else ""),
     )
     app.settings["openapi_document"] = orjson.dumps(openapi.build_document(openapi.route_rules(app)))
     return app
@@ -97,6 +101,7 @@ def build_services(settings: Settings, store: Store, *, city: Any = None, live: 
         fleet=FleetAdmin(store, city), devices=DeviceService(store.redis, store.db),
         terminals=TerminalService(store.db),
         addresses=addresses or desk.AddressBooks(city), areas=hotspots.AreaIndex(city), names=reports.city_names(city),
+        basemap=BasemapService(settings),
         incidents=None if tickets is None else IncidentService(tickets),
         supervision=None if tickets is None else SupervisionService(
             tickets, SupervisionStore(store.db), UnitStore(store.db)))

@@ -80,16 +80,23 @@ class SessionCache:
         self._entries.clear()
 
 
-CONTENT_SECURITY_POLICY = "; ".join((
-    "default-src 'self'",
-    "script-src 'self'",  # no inline script, no eval: the pages load their scripts from /static
-    # ECharts' tooltips and three legend swatches are HTML strings with style="" attributes
-    # (CSSOM changes, as Leaflet makes, need no exception); inline styles cannot run script
-    "style-src 'self' 'unsafe-inline'",
-    "img-src 'self' data: blob:",
-    "connect-src 'self'",  # fetch and the /ws/live WebSocket of the same host
-    "object-src 'none'", "base-uri 'self'", "form-action 'self'", "frame-ancestors 'none'",
-))
+def content_security_policy(image_origin: str = "") -> str:
+    """The pages' Content-Security-Policy; `image_origin`: an outside tile server whose images
+    the maps may show (BASEMAP_URL's scheme and host), none by default."""
+    return "; ".join((
+        "default-src 'self'",
+        "script-src 'self'",  # no inline script, no eval: the pages load their scripts from /static
+        # ECharts' tooltips and three legend swatches are HTML strings with style="" attributes
+        # (CSSOM changes, as Leaflet makes, need no exception); inline styles cannot run script
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data: blob:" + (f" {image_origin}" if image_origin else ""),
+        "connect-src 'self'",  # fetch and the /ws/live WebSocket of the same host
+        "object-src 'none'", "base-uri 'self'", "form-action 'self'", "frame-ancestors 'none'",
+    ))
+
+
+CONTENT_SECURITY_POLICY = content_security_policy()
+
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Frame-Options": "DENY",
@@ -115,6 +122,9 @@ class SecurityHeaders:
         super().set_default_headers()  # type: ignore[misc]
         for name, value in SECURITY_HEADERS.items():
             self.set_header(name, value)  # type: ignore[attr-defined]
+        policy = self.application.settings.get("content_security_policy")  # type: ignore[attr-defined]
+        if policy:  # the application's own (web.app.make_app: an outside tile server's images)
+            self.set_header("Content-Security-Policy", policy)  # type: ignore[attr-defined]
 
 
 class ApiError(tornado.web.HTTPError):
@@ -140,6 +150,7 @@ class Services:
     addresses: Any  # web.handlers.desk.AddressBooks: the desk's address search, built in the background
     areas: Any  # web.handlers.hotspots.AreaIndex: the city's grids and districts
     names: dict[str, dict[str, str]]  # id → name of districts, units and crews (reports)
+    basemap: Any = None  # services.basemap.BasemapService: the maps' tile source and our own tiles
     city: Any = None
     live: LiveFeed | None = None
     health: Callable[[], Awaitable[dict[str, Any]]] | None = None
@@ -203,6 +214,8 @@ class BaseHandler(SecurityHeaders, tornado.web.RequestHandler):
         namespace = super().get_template_namespace()
         clock = self.store.clock
         namespace.update(clock_anchor=repr(clock.anchor), clock_speedup=repr(clock.speedup))
+        basemap = self.services.basemap  # the maps' tile source (web/static/js/basemap.js reads it)
+        namespace.update(basemap=orjson.dumps(basemap.page_config() if basemap else {}).decode())
         return namespace
 
     @staticmethod

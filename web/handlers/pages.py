@@ -8,7 +8,7 @@ from pathlib import Path
 
 from web.base import BaseHandler, page
 
-FIELD_SHELL = ("vendor/leaflet/leaflet.css", "css/field.css", "vendor/leaflet/leaflet.js", "js/i18n.js", "js/api.js",
+FIELD_SHELL = ("vendor/leaflet/leaflet.css", "css/field.css", "vendor/leaflet/leaflet.js", "js/basemap.js", "js/i18n.js", "js/api.js",
                "js/field.js", "favicon.svg")
 """Static files of the field page (web/templates/field.html), precached by its service worker."""
 

@@ -11,8 +11,10 @@
   // a vehicle's stale and offline limits: the server's VEHICLE_STALE_S and VEHICLE_OFFLINE_S
   // (wall seconds, as the server judges them: on the center's clock they span I18N.span of them)
   var STALE_S = Number(body.getAttribute("data-stale-s")), OFFLINE_S = Number(body.getAttribute("data-offline-s"));
-  var map = L.map("map", { preferCanvas: true, zoomControl: true, attributionControl: false })
+  // the street base map under the layers; on a GCJ-02 one the map's CRS shifts every point (basemap.js)
+  var map = L.map("map", window.Basemap.mapOptions({ preferCanvas: true, zoomControl: true, attributionControl: false }))
     .setView([36.38, 119.75], 13);
+  window.Basemap.addTo(map);
   var overlays = {};
   var layerControl = L.control.layers(null, null, { collapsed: true }).addTo(map);
   var STYLE = {
@@ -26,7 +28,9 @@
   };
   var ROAD = { arterial: { color: "#c9a227", weight: 4 }, collector: { color: "#d9c27a", weight: 2.5 },
                local: { color: "#b9b9b9", weight: 1.2 } };
-  var DEFAULT_ON = { districts: true, roads: true };
+  // over a street base map the districts are outlines and the roads are the base map's (with their names)
+  var DEFAULT_ON = window.Basemap.config().url ? { districts: true } : { districts: true, roads: true };
+  if (window.Basemap.config().url) { STYLE.districts = L.extend({}, STYLE.districts, { fillOpacity: 0.04 }); }
   var SKIP_LAYERS = { sensors: true };  // drawn live, coloured by alarm state
 
   // helpers ----------------------------------------------------------------------------------

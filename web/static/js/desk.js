@@ -37,7 +37,9 @@
   }
 
   // mini map -------------------------------------------------------------------------------
-  var map = L.map("desk-map", { zoomControl: true, attributionControl: false }).setView([36.38, 119.75], 13);
+  var map = L.map("desk-map", window.Basemap.mapOptions({ zoomControl: true, attributionControl: false }))
+    .setView([36.38, 119.75], 13);
+  window.Basemap.addTo(map);  // the street base map (basemap.js)
   var candidateLayer = L.layerGroup().addTo(map);
   var pickMarker = null, cityBounds = null;
   api("GET", "/api/layers/districts").then(function (r) {

@@ -179,7 +179,9 @@
     if (!tk || !tk.nav) { box.classList.add("hidden"); return; }
     box.classList.remove("hidden");
     if (!map) {
-      map = L.map("field-map", { zoomControl: false, attributionControl: false }).setView([tk.nav.wgs84[1], tk.nav.wgs84[0]], 14);
+      map = L.map("field-map", window.Basemap.mapOptions({ zoomControl: false, attributionControl: false }))
+        .setView([tk.nav.wgs84[1], tk.nav.wgs84[0]], 14);
+      window.Basemap.addTo(map);  // the street base map (basemap.js; its tiles need the network)
       overlay = L.layerGroup().addTo(map);
       if (navigator.onLine) {
         ["districts", "roads"].forEach(function (kind) {
