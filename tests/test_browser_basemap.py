@@ -1,7 +1,7 @@
 """The street base map in the browser: basemap.js's WGS84 -> GCJ-02 transform against gis/crs.py
-on a table of points (chromium, no server), and the console of a demo serving the demo city's
-tiles from an MBTiles file with BASEMAP_DATUM=gcj02: the tiles come from /tiles/..., and a
-vehicle's marker stands where its fix shifted to GCJ-02 falls on Web Mercator, not at the fix."""
+on a table of points (chromium, no server), and the console of a demo that drew the demo city's
+tiles at its start (as `make demo` does) with BASEMAP_DATUM=gcj02: the tiles come from /tiles/...,
+and a vehicle's marker stands where its fix shifted to GCJ-02 falls on Web Mercator, not at the fix."""
 from __future__ import annotations
 
 import math
@@ -9,8 +9,8 @@ import math
 import pytest
 
 from gis import crs
-from services.basemap import font_path, render_city
-from tests.conftest import ARTIFACTS, BROWSER_MARKS, QUIET_DEMO, ROOT, ConsoleWatch, login_page, test_settings
+from store.mbtiles import read_metadata
+from tests.conftest import ARTIFACTS, BROWSER_MARKS, QUIET_DEMO, ROOT, ConsoleWatch, login_page
 from tests.procs import start_demo
 
 pytestmark = BROWSER_MARKS
@@ -24,12 +24,11 @@ POINTS = [  # lon, lat: the demo city, Beijing, Shanghai, Urumqi, Guangzhou, San
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, demo_city_profile):
-    """A quiet demo of the demo city whose base map is a small tile set of it, declared GCJ-02."""
+    """A quiet demo of the demo city that draws its base map at start as `make demo` does
+    (DEMO_BASEMAP), its tiles declared GCJ-02."""
     tmp = tmp_path_factory.mktemp("basemap-demo")
-    tiles = tmp / "city.mbtiles"
-    render_city(demo_city_profile, tiles, font=font_path(test_settings(tmp)), zooms=range(13, 15))
     running = start_demo(tmp / "var", tmp / "demo.log", vehicles=3, city=demo_city_profile, **QUIET_DEMO,
-                         BASEMAP_MBTILES=str(tiles), BASEMAP_DATUM="gcj02")
+                         DEMO_BASEMAP="1", BASEMAP_DATUM="gcj02")
     yield running
     running.stop()
 
@@ -65,6 +64,12 @@ def mercator_pixel(lon: float, lat: float, zoom: int) -> tuple[float, float]:
     return (lon + 180) / 360 * size, (1 - y / math.pi) / 2 * size
 
 
+def test_the_demo_drew_the_citys_tile_set(demo):
+    meta = read_metadata(demo.data_dir / "basemap" / "city.mbtiles")  # DATA_DIR/basemap, as make demo
+    assert (meta["minzoom"], meta["maxzoom"], meta["format"]) == ("11", "15", "png")
+    assert "base map: zoom 15:" in demo.log() and "tiles written" in demo.log()
+
+
 def test_the_console_shows_the_base_map_and_shifts_markers_onto_gcj02(demo, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     watch = ConsoleWatch(page)
@@ -76,7 +81,7 @@ def test_the_console_shows_the_base_map_and_shifts_markers_onto_gcj02(demo, brow
     page.evaluate("""() => { var id = Object.keys(Console.state.vehicles)[0], fix = Console.state.vehicles[id].data.fix;
         Console.map.setView([fix.lat, fix.lon], 16, {animate: false}); }""")
     page.wait_for_function("""() => Array.from(document.querySelectorAll('img.leaflet-tile'))
-        .some(i => i.src.indexOf('/tiles/14/') >= 0 && i.complete && i.naturalWidth === 256)""", timeout=30000)
+        .some(i => i.src.indexOf('/tiles/15/') >= 0 && i.complete && i.naturalWidth === 256)""", timeout=30000)
     seen = page.evaluate("""() => { var id = Object.keys(Console.state.vehicles)[0], v = Console.state.vehicles[id];
         var pos = L.DomUtil.getPosition(v.marker.getElement()), origin = Console.map.getPixelOrigin();
         return {lon: v.data.fix.lon, lat: v.data.fix.lat, x: pos.x + origin.x, y: pos.y + origin.y,
