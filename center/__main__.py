@@ -26,8 +26,8 @@ def _logging(level: str, name: str) -> None:
 
 async def _standalone(name: str, settings) -> None:
     """Run one service; starts embedded servers only when none is configured or running."""
-    from config.city import load_city
-    from simulators.democity import ensure_city
+    # each service imports what it needs in its branch: the city's modules (geopandas) cost a
+    # process ~115 MB that the JT/T 808 gateway does without
     from runtime.clock import process_clock
     from store.startup import open_servers
     from center.supervisor import keep_servers
@@ -39,6 +39,8 @@ async def _standalone(name: str, settings) -> None:
     keeper = asyncio.create_task(keep_servers(servers, kept))  # the embedded servers it started, if any
     try:
         if name == "web":
+            from config.city import load_city
+            from simulators.democity import ensure_city
             from web.app import serve
 
             city = await asyncio.to_thread(load_city, ensure_city(settings))
@@ -50,6 +52,7 @@ async def _standalone(name: str, settings) -> None:
                 settings = settings.with_values(INGEST_TOPICS="sensors")
             await serve(settings, servers.redis_url, servers.mqtt_url, own_process=True)
         elif name == "simulate":
+            from simulators.democity import ensure_city
             from simulators.run import serve
 
             await serve(settings, servers.mqtt_url, ensure_city(settings), redis_url=servers.redis_url)
@@ -59,9 +62,16 @@ async def _standalone(name: str, settings) -> None:
             raise_open_files(settings.JT808_MAX_CONNECTIONS + 100)
             settings = settings.with_values(MQTT_DEVICE_URL=settings.MQTT_DEVICE_URL or servers.device_url)
             await serve(settings, servers.redis_url)
+        elif name == "jt808":  # the JT/T 808 terminals' gateway
+            from ingest.jt808_gateway import raise_open_files, serve
+
+            raise_open_files(settings.JT808_MAX_CONNECTIONS + 100)
+            settings = settings.with_values(MQTT_DEVICE_URL=settings.MQTT_DEVICE_URL or servers.device_url)
+            await serve(settings, servers.redis_url)
         elif name == "dispatch":
             from gis.layers import load_profile
             from services.worker import serve
+            from simulators.democity import ensure_city
 
             city = await asyncio.to_thread(load_profile, ensure_city(settings))
             await serve(settings, servers.redis_url, servers.mqtt_url, city)

@@ -35,7 +35,7 @@ from ingest.jt808 import (REGISTER_OK, RESULT_FAILED, RESULT_NOT_SUPPORTED, RESU
                           registration_reply)
 from ingest.jt808_fixes import encode_payload
 from ingest.jt808_packages import Reassembly
-from ingest.lanes import RateLimitedLog
+from ingest.tally import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

@@ -1,38 +1,15 @@
-"""The ingest's write lanes: the unit of writing (`Batch`), one ordered write path (`Lane`), and
-a log that says a thing at most once an interval (`RateLimitedLog`)."""
+"""The ingest's write lanes: the unit of writing (`Batch`) and one ordered write path (`Lane`)
+(the rate-limited log that was here is `ingest.tally.RateLimitedLog`)."""
 from __future__ import annotations
 
 import asyncio
 import collections
 import logging
-import time
-from typing import Any
 
 from ingest.sensors import SensorBatch
 from ingest.vehicles import VehicleBatch
 
 log = logging.getLogger(__name__)
-
-
-class RateLimitedLog:
-    """Logs at most one line per key per interval, counting what it suppressed."""
-
-    def __init__(self, interval_s: float = 10.0, logger: logging.Logger = log):
-        self.interval_s = interval_s
-        self.log = logger
-        self._last: dict[str, float] = {}
-        self._suppressed: collections.Counter = collections.Counter()
-
-    def warning(self, key: str, message: str, *args: Any) -> None:
-        """Log a warning unless this key logged within the interval."""
-        now = time.monotonic()
-        if now - self._last.get(key, -1e9) >= self.interval_s:
-            suppressed = self._suppressed.pop(key, 0)
-            suffix = f" (+{suppressed} similar suppressed)" if suppressed else ""
-            self.log.warning(message + suffix, *args)
-            self._last[key] = now
-        else:
-            self._suppressed[key] += 1
 
 
 class Batch:

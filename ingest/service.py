@@ -30,11 +30,11 @@ from messaging.mqtt import MqttClient, ReceivedMessage
 from config.settings import Settings
 from store.live import Store
 from store.fleet import FleetStore, valid_vehicle_id
-from ingest.lanes import Batch, Lane, RateLimitedLog
+from ingest.lanes import Batch, Lane
 from ingest.readings import RejectedPayload
 from ingest.registries import RegistriesMixin, publish_registry
 from ingest.sensors import SensorIngest, SensorRegistry, rebirth_command
-from ingest.tally import Tally
+from ingest.tally import RateLimitedLog, Tally
 from ingest.vehicles import HeldWrites, VehicleIngest, parse_fleet_topic
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,6 @@ store (``store.live.Store.vehicles``).
 """
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from store.fleet import Audit, FleetStore
 from store.tickets import TicketStore
 from command.dispatch import Crew
 from command.errors import NotFound
+from command.plates import PLATE_RE, normalize_plate  # noqa: F401 - (their home was here)
 from command.ticket_model import FIELD_STATES, URGENCY_RANK, Category, Ticket, Urgency
 
 
@@ -41,19 +41,6 @@ class CrewInfo:
 
 VEHICLE_KINDS = ("repair", "engineering", "aerial", "drainage_pump", "generator", "suction", "other")
 """Kinds of vehicle (抢修车, 工程车, 高空作业车, 排水抢险车, 发电车, 吸污车, 其他); city vehicles are repair."""
-
-PLATE_RE = re.compile(r"^([京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼])([A-HJ-NP-Z])"
-                      r"[·•・.\s-]?([A-HJ-NP-Z0-9]{5,6}|[A-HJ-NP-Z0-9]{4}[挂学警港澳])$")
-
-
-def normalize_plate(text: Any) -> str | None:
-    """A Chinese licence plate (车牌) in one spelling, ``鲁G·U1632`` (5 characters after the
-    issuing letter, 6 for new-energy plates), or None when it is not one."""
-    if not isinstance(text, str):
-        return None
-    found = PLATE_RE.match(text.strip().upper())
-    return None if found is None else f"{found[1]}{found[2]}·{found[3]}"
-
 
 @dataclass(frozen=True, slots=True)
 class CrewState:

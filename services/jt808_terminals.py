@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable
 from command.errors import Refused
 from ingest.jt808 import (REGISTER_NO_TERMINAL, REGISTER_NO_VEHICLE, REGISTER_OK, REGISTER_TERMINAL_TAKEN,
                           REGISTER_VEHICLE_TAKEN, Registration)
-from services.crews import normalize_plate
+from command.plates import normalize_plate
 from services.devices import Actor
 from store.db import Database
 from store.fleet import Audit, valid_vehicle_id
