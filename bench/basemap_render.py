@@ -38,7 +38,7 @@ def main() -> None:
         emit("basemap_tiles", report["tiles"], "tiles")
         emit("basemap_mbtiles_mb", round(out.stat().st_size / 1e6, 2), "MB")
         city = load_profile(profile)
-        basemap = BaseMap({kind: city.layer(kind) for kind in ("districts", "streets", "roads")}, font)
+        basemap = BaseMap.from_city(city, font)
         deepest = basemap.tiles([zooms[-1]])
         basemap.labels(zooms[-1])  # placed once per zoom, before the tiles
         started = time.perf_counter()

@@ -1,9 +1,10 @@
 """The street base map drawn from a city's own layers: raster tiles, pure (layers in, PNG bytes out).
 
-`BaseMap` takes the city's districts, streets (街道) and roads (WGS84 GeoDataFrames, as
-`gis.layers.City.layer` gives them) and draws 256-pixel Web Mercator tiles (EPSG:3857, the XYZ
-grid every web map uses): the districts' land, the streets' boundaries, the roads by class with a
-casing, and the Chinese names of roads, streets and districts, each at the zooms where it reads.
+`BaseMap` takes the city's districts, streets (街道), roads and the villages and POIs of its
+addresses layer (WGS84 GeoDataFrames, as `gis.layers.City.layer` gives them) and draws 256-pixel
+Web Mercator tiles (EPSG:3857, the XYZ grid every web map uses): the districts' land, the
+streets' boundaries, the roads by class with a casing, and the Chinese names of roads, streets,
+districts and places (a dot and the name), each at the zooms where it reads.
 Geometry is drawn at twice the size and scaled down (Pillow's lines have no anti-aliasing);
 labels are placed once per zoom over the whole city, so that a name crossing a tile edge is
 drawn in both tiles at the same place, and none overlaps another. Tile enumeration and bounds are
@@ -27,7 +28,7 @@ __all__ = ["BaseMap", "Label", "TILE_SIZE", "DEFAULT_ZOOMS", "RENDERER_VERSION",
 
 TILE_SIZE = 256
 DEFAULT_ZOOMS = range(11, 16)  # a county-level city (~20 km): ~700 tiles, seconds to draw
-RENDERER_VERSION = 1  # bump when the drawing changes: cached tile sets are drawn again
+RENDERER_VERSION = 2  # bump when the drawing changes: cached tile sets are drawn again
 _SUPER = 2  # geometry is drawn at this many times the tile size, then scaled down
 _HALF = 20037508.342789244  # half the Web Mercator world's width in metres
 _LABEL_GAP_PX = 6  # least distance between two labels
@@ -61,6 +62,22 @@ ROADS = {
 ROAD_ORDER = ("local", "collector", "arterial")  # drawn bottom to top; labelled top to bottom
 DISTRICT_LABELS = range(11, 14)  # zooms at which district names are written
 STREET_LABELS = range(13, 15)  # and the streets' (街道) names
+LAYERS = ("districts", "streets", "roads", "addresses")  # the city's layers a base map is drawn from
+PLACE_KINDS = ("village", "poi")  # the places (of the addresses layer) named on the map, with a dot
+
+
+@dataclass(frozen=True)
+class PlaceStyle:
+    """A named place's dot colour and the first zoom it is shown at."""
+
+    colour: tuple[int, int, int]
+    min_zoom: int
+
+
+VILLAGE = PlaceStyle((150, 120, 90), 13)  # 村: where a rural call comes from
+POIS = {"医院": PlaceStyle((200, 50, 50), 14), "学校": PlaceStyle((50, 100, 190), 15),
+        "政府机关": PlaceStyle((120, 60, 150), 14), "交通": PlaceStyle((40, 40, 40), 14)}
+POI = PlaceStyle((90, 90, 90), 15)  # any other type (小区, 商场, 银行 ...)
 
 
 def world_pixels(x: np.ndarray, y: np.ndarray, zoom: int, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -79,7 +96,8 @@ class Label:
     y: float
     angle: float
     size: int
-    box: tuple[float, float, float, float]  # left, top, right, bottom in world pixels
+    box: tuple[float, float, float, float]  # left, top, right, bottom in world pixels (its dot's too)
+    dot: tuple[float, float, tuple[int, int, int]] | None = None  # a place's dot: centre and colour
 
 
 @dataclass
@@ -93,14 +111,25 @@ class BaseMap:
     """A city's base map: its layers projected once, its labels placed once per zoom, any tile
     drawn on request (`tile_png`)."""
 
+    @classmethod
+    def from_city(cls, city: Any, font_path: str) -> "BaseMap":
+        """The base map of a loaded city (`gis.layers.City`: its layers by kind)."""
+        return cls({kind: city.layer(kind) for kind in LAYERS}, font_path)
+
     def __init__(self, layers: dict[str, gpd.GeoDataFrame], font_path: str) -> None:
         self.font_path = font_path
         self._fonts: dict[int, ImageFont.FreeTypeFont] = {}
         self._labels: dict[int, tuple[list[Label], shapely.STRtree | None]] = {}
         self._label_images: dict[tuple[int, int], Image.Image] = {}
         self.layers: dict[str, _Layer] = {}
-        for kind in ("districts", "streets", "roads"):
+        for kind in ("districts", "streets", "roads", "places"):
             frame = layers.get(kind)
+            if kind == "places":  # the villages and POIs of the addresses layer, not the house numbers
+                frame = layers.get("addresses")
+                if frame is not None and "kind" in frame and "name" in frame:
+                    frame = frame[frame["kind"].isin(PLACE_KINDS)]
+                else:
+                    frame = None
             if frame is None or frame.empty:
                 continue
             geoms = shapely.transform(np.asarray(frame.geometry.values, dtype=object), _to_mercator)
@@ -240,20 +269,43 @@ class BaseMap:
                 if free(label.box):
                     take(label)
         roads = self.layers.get("roads")
-        if roads is not None:
-            for cls in reversed(ROAD_ORDER):
-                style = ROADS[cls]
-                if zoom < style.label_zoom:
-                    continue
+        for cls in reversed(ROAD_ORDER):  # the arterials' names, then the places', then the other roads'
+            style = ROADS[cls]
+            if roads is not None and zoom >= style.label_zoom:
                 for geom, row in zip(roads.geoms, roads.rows):
                     if str(row.get("class")) != cls or not row.get("name"):
                         continue
                     for label in self._along(str(row["name"]), geom, zoom, style.label_size):
                         if free(label.box):
                             take(label)
+            if cls == "arterial":
+                for label in self._places(zoom):
+                    if free(label.box):
+                        take(label)
         result = (placed, shapely.STRtree(taken) if taken else None)
         self._labels[zoom] = result
         return result
+
+    def _places(self, zoom: int) -> Iterator[Label]:
+        """The named places shown at a zoom: a dot, the name to its right (hospitals, offices and
+        stations before the rest, villages from zoom 13)."""
+        places = self.layers.get("places")
+        if places is None:
+            return
+        shown = []
+        for geom, row in zip(places.geoms, places.rows):
+            style = VILLAGE if row.get("kind") == "village" else POIS.get(str(row.get("poi_type")), POI)
+            if zoom >= style.min_zoom and row.get("name"):
+                shown.append((style.min_zoom, str(row["name"]), geom, style))
+        shown.sort(key=lambda item: item[0])  # the types shown from a smaller zoom first
+        for _, name, geom, style in shown:
+            px, py = world_pixels(np.array([geom.x]), np.array([geom.y]), zoom)
+            x, y = float(px[0]), float(py[0])
+            width, _ = self._text_size(name, 11)
+            label = self._label(name, x + 6 + width / 2, y, 0.0, 11)
+            left, top, right, bottom = label.box
+            yield Label(name, label.x, label.y, 0.0, 11, (x - 4, min(top, y - 4), right, max(bottom, y + 4)),
+                        (x, y, style.colour))
 
     def _along(self, name: str, geom: Any, zoom: int, size: int) -> Iterator[Label]:
         """Places for a road's name along its line: at the middle of each stretch of ~600 pixels
@@ -317,6 +369,10 @@ class BaseMap:
         x0, y0 = x * TILE_SIZE, y * TILE_SIZE
         for i in sorted(tree.query(shapely.box(x0, y0, x0 + TILE_SIZE, y0 + TILE_SIZE))):
             label = labels[i]
+            if label.dot is not None:
+                dx, dy, colour = label.dot
+                dx, dy = dx - x0, dy - y0
+                ImageDraw.Draw(tile).ellipse((dx - 3, dy - 3, dx + 3, dy + 3), fill=colour, outline=HALO)
             image = self._label_image(z, int(i), label)
             left = round(label.x - image.width / 2 - x0)
             top = round(label.y - image.height / 2 - y0)

@@ -63,7 +63,7 @@ def render_city(profile: Path, out: Path, *, font: str, zooms: Sequence[int] = D
     started = time.perf_counter()
     city = load_profile(profile)
     name = getattr(getattr(city, "profile", None), "name", "") or Path(profile).parent.name
-    basemap = BaseMap({kind: city.layer(kind) for kind in ("districts", "streets", "roads")}, font)
+    basemap = BaseMap.from_city(city, font)
     west, south, east, north = basemap.bounds()
     total = len(basemap.tiles(zooms))
     progress(f"base map: {total} tiles at zooms {zooms[0]}-{zooms[-1]} over {west:.4f},{south:.4f},"

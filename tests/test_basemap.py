@@ -10,9 +10,9 @@ import mercantile
 import numpy as np
 import pytest
 from PIL import Image
-from shapely.geometry import LineString
+from shapely.geometry import LineString, Point
 
-from gis.basemap import BACKGROUND, LAND, ROADS, TILE_SIZE, BaseMap, world_pixels
+from gis.basemap import BACKGROUND, LAND, POIS, ROADS, TILE_SIZE, BaseMap, world_pixels
 from services.basemap import BasemapService, ensure_demo_tiles, font_path, mbtiles_path, parse_zooms, render_city
 from store.mbtiles import MBTiles, MBTilesError, read_metadata, tms_row, write_mbtiles
 from tests.cities import area, ll, write_city
@@ -28,6 +28,13 @@ CITY = {
     "streets": [{"street_id": "S1", "name": "测试街道", "district_id": "D1", "g": DISTRICT}],
     "roads": [{"road_id": "R1", "name": "人民大街", "class": "arterial", "speed_kmh": 60, "oneway": False, "g": ARTERIAL},
               {"road_id": "R2", "name": "", "class": "local", "speed_kmh": 30, "oneway": False, "g": LOCAL}],
+    # places named on the map: a hospital (from zoom 14), a village (13); a house number never
+    "addresses": [{"addr_id": "P1", "address": "测试市人民大街1号", "kind": "poi", "name": "人民医院", "poi_type": "医院",
+                   "g": Point(ll(1000, 2000))},
+                  {"addr_id": "V1", "address": "测试区王家庄", "kind": "village", "name": "王家庄", "poi_type": "",
+                   "g": Point(ll(1000, 3200))},
+                  {"addr_id": "A1", "address": "测试市人民大街2号", "kind": "address", "name": "", "poi_type": "",
+                   "g": Point(ll(2500, 2500))}],
 }
 
 
@@ -44,7 +51,7 @@ def basemap(city_profile):
 
     city = load_profile(city_profile)
     font = font_path(test_settings(city_profile.parent))  # the shipped font (BASEMAP_FONT empty)
-    return BaseMap({kind: city.layer(kind) for kind in ("districts", "streets", "roads")}, font)
+    return BaseMap.from_city(city, font)
 
 
 def image(png: bytes) -> np.ndarray:
@@ -100,7 +107,7 @@ def test_local_roads_appear_only_from_zoom_13(basemap):
 
 
 def test_road_names_are_written_along_the_road_without_overlaps(basemap):
-    assert [label.text for label in basemap.labels(12)] == ["测试区"]  # the district's name, no road's yet
+    assert [label.text for label in basemap.labels(12)] == ["测试区"]  # the district's name, no road's or place's yet
     labels = basemap.labels(15)
     names = [label.text for label in labels if label.text == "人民大街"]
     assert names, [label.text for label in labels]
@@ -120,6 +127,17 @@ def test_road_names_are_written_along_the_road_without_overlaps(basemap):
     cx, cy = int(label.x) - tile.x * TILE_SIZE, int(label.y) - tile.y * TILE_SIZE
     window = picture[max(0, cy - 6):cy + 6, max(0, cx - 25):cx + 25]
     assert (window.sum(axis=2) < 300).sum() > 20  # dark strokes of the characters
+
+
+def test_places_are_named_beside_a_dot_from_their_zoom(basemap):
+    assert {label.text for label in basemap.labels(13)} >= {"王家庄"} and "人民医院" not in {l.text for l in basemap.labels(13)}
+    hospital = [label for label in basemap.labels(14) if label.text == "人民医院"]
+    assert len(hospital) == 1 and hospital[0].dot is not None
+    x, y, colour = hospital[0].dot
+    assert colour == POIS["医院"].colour and hospital[0].x > x  # the name to the right of its dot
+    tile, px, py = pixel_of(*ll(1000, 2000), 14)
+    assert near(image(basemap.tile_png(tile.z, tile.x, tile.y))[py, px], colour, 40)
+    assert not [label for z in (13, 14, 15) for label in basemap.labels(z) if "2号" in label.text]
 
 
 def test_a_label_across_a_tile_edge_is_drawn_in_both_tiles(basemap):
