@@ -9,6 +9,7 @@ none (the map shows the city's layers alone, as before there was a base map).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import logging
 import time
@@ -99,12 +100,15 @@ def ensure_demo_tiles(settings: Settings, profile: Path, *, zooms: Sequence[int]
         return None
     out = mbtiles_path(settings)
     source = _source_key(profile, zooms)
-    try:
-        if read_metadata(out).get("source") == source:
-            return out
-    except MBTilesError:
-        pass
-    render_city(profile, out, font=font_path(settings), zooms=zooms, source=source, progress=progress)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / ".render.lock", "w") as lock:  # one renderer at a time (two demos starting)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if read_metadata(out).get("source") == source:
+                return out
+        except MBTilesError:
+            pass
+        render_city(profile, out, font=font_path(settings), zooms=zooms, source=source, progress=progress)
     return out
 
 
