@@ -188,7 +188,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("INGEST_MAX_PAYLOAD", _positive(int), 65536, "Largest MQTT payload accepted, in bytes; larger ones are rejected and counted."),
     Setting("INGEST_HOLD_S", _non_negative, 5.0, "Seconds ingest holds each vehicle's track records and counters before writing them together (one append per vehicle per interval); its live position is written with every batch. 0: with every batch."),
     Setting("INGEST_BUFFER_MAX", _positive(int), 200000, "Messages held in memory while Redis is unavailable; older ones beyond are dropped and counted."),
-    Setting("JT808_HOST", str, "0.0.0.0", "Address the JT/T 808 gateway (`python -m center jt808`) listens on for vehicle terminals."),
+    Setting("JT808_HOST", str, "127.0.0.1", "Address the JT/T 808 gateway (`python -m center jt808`) listens on for vehicle terminals (0.0.0.0: every interface, as terminals on a mobile network need; loopback by default, as HTTP_HOST)."),
     Setting("JT808_PORT", _port, 6808, "TCP port of the JT/T 808 gateway (0: a free port, logged)."),
     Setting("JT808_IDLE_S", _positive(float), 180.0, "The JT/T 808 gateway closes a terminal's connection silent for this many seconds (three missed heartbeats at the terminals' usual 60 s)."),
     Setting("JT808_MAX_CONNECTIONS", _positive(int), 20000, "Most terminal connections the JT/T 808 gateway holds at once; more are refused and counted (the process's open-file limit is raised to fit, up to its hard limit)."),
