@@ -284,3 +284,18 @@ def test_tile_url_templates_are_taken(tmp_path, url):
     from config.settings import load
 
     assert load({"CONFIG_FILE": str(tmp_path / "none.toml"), "BASEMAP_URL": url}).BASEMAP_URL == url
+
+
+def test_the_tiles_command_draws_a_citys_set(city_profile, tmp_path, capsys):
+    from center.__main__ import _tiles  # `python -m center tiles [file] [--zooms N-M]` after its settings
+
+    settings = test_settings(tmp_path, CITY_PROFILE=str(city_profile))
+    assert _tiles(settings, "", "12-13") == 0
+    out = tmp_path / "var" / "basemap" / "city.mbtiles"  # BASEMAP_MBTILES empty: DATA_DIR/basemap
+    printed = capsys.readouterr().out
+    assert "base map: zoom 12:" in printed and "base map: zoom 13:" in printed and str(out) in printed
+    assert (read_metadata(out)["minzoom"], read_metadata(out)["maxzoom"]) == ("12", "13")
+    assert _tiles(settings, str(tmp_path / "other.mbtiles"), "12") == 0
+    tile = mercantile.tile(*ll(2000, 2000), 12)
+    assert MBTiles(tmp_path / "other.mbtiles").tile(tile.z, tile.x, tile.y) is not None
+    assert _tiles(settings, "", "13-12") == 2 and "zooms must be" in capsys.readouterr().err
