@@ -48,7 +48,8 @@ GATEWAY_REASONS: dict[str, str] = {
     "register_refused": "a registration refused (no terminal, vehicle, taken: see the 0x8100 result)",
     "auth_ok": "an authentication with the code issued",
     "auth_refused": "an authentication with a wrong code, or of an unknown or unregistered terminal",
-    "before_auth": "a message other than registration or authentication before authentication: refused",
+    "before_auth": "a message other than registration or authentication before authentication, or with "
+                   "another phone number than the one authenticated on the connection: refused",
     "heartbeats": "a heartbeat (0x0002)",
     "locations": "a location report (0x0200) published",
     "batches": "a batch (0x0704) published",
@@ -160,7 +161,7 @@ class Gateway:
             await self._register(conn, message)
         elif kind is Authentication:
             await self._authenticate(conn, message)
-        elif not conn.vehicle_id:
+        elif not conn.vehicle_id or header.phone != conn.phone:  # (another phone: not the one authenticated)
             self.counts["before_auth"] += 1
             self._reply(conn, platform_reply(header, conn.next_serial(), RESULT_FAILED))
         elif kind is Location:

@@ -31,11 +31,12 @@ PHONE = "013912345678"
 
 
 @pytest.fixture
-async def center(tmp_path, redis_url, database_url, mqtt_url, servers):
+async def center(request, tmp_path, redis_url, database_url, mqtt_url, servers):
     """The ingest and the gateway (on a free port) in process; vehicles J1, J2 registered, the
-    terminal PHONE bound to J1. Yields (gateway, store)."""
+    terminal PHONE bound to J1. Yields (gateway, store). Settings: the test's parameter, if any."""
     settings = test_settings(tmp_path, REDIS_URL=redis_url, MQTT_URL=mqtt_url, MQTT_DEVICE_URL=servers.device_url,
-                             JT808_HOST="127.0.0.1", JT808_PORT=0, JT808_IDLE_S=30.0)
+                             JT808_HOST="127.0.0.1", JT808_PORT=0,
+                             **{"JT808_IDLE_S": 30.0, **getattr(request, "param", {})})
     await register_vehicles(database_url, ["J1", "J2"])
     db = Database(database_url, max_size=2)
     await TerminalService(db).bind({"phone": PHONE, "vehicle_id": "J1"}, by=Actor("admin"))
@@ -166,6 +167,24 @@ async def test_malformed_bytes_are_counted_and_the_connection_goes_on(center):
         stats = await wait_for(lambda: _stats(store, "jt808:bad_checksum", 1), timeout=10)
         assert stats["jt808:too_short"] >= 1 and stats["jt808:bad_escape"] >= 1 and stats["jt808:too_long"] >= 1
         assert gateway.authenticated == 1
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("center", [{"JT808_IDLE_S": 1.0}], indirect=True)
+async def test_an_idle_connection_is_closed_and_a_foreign_phone_refused(center):
+    gateway, store = center
+    client = await terminal(gateway)
+    try:
+        await client.register()
+        assert await client.authenticate() == RESULT_OK
+        report = location_body(36.6, 120.4, datetime.now(timezone.utc))
+        client.writer.write(encode_frame(0x0200, "013800000000", 5, report))
+        assert await client.result() == RESULT_FAILED  # authenticated as PHONE, not as that one
+        assert await client.heartbeat() == RESULT_OK
+        assert await asyncio.wait_for(client.reader.read(100), 10) == b""  # closed after 1 s of silence
+        stats = await wait_for(lambda: _stats(store, "jt808:idle_closed", 1), timeout=10)
+        assert stats["jt808:before_auth"] == 1 and stats["jt808:closed"] == 1 and gateway.authenticated == 0
     finally:
         client.close()
 
