@@ -12,8 +12,9 @@ Keys (``{id}`` is a vehicle, user, service or token id):
   `store.fix_writes.fix_text`) (see FIX_FIELDS, read with ``fix_fields``; texts written before
   ``seen`` was added end at ``talker``); ``veh:seen`` hash, vehicle id -> its last message (epoch
   s) in a write without a fix (the vehicle's last message is the later of the two);
-  ``veh:signal`` hash, vehicle id -> the no-fix reason while the receiver reports no usable fix
-  (deleted by the next fix). One hash per field, not per vehicle: the ingest sets a batch's values
+  ``veh:signal`` hash, vehicle id -> the no-fix reason while the receiver reports no usable fix,
+  or ``alarm:<names>`` while a JT/T 808 terminal reports alarm bits (deleted by the next fix
+  without). One hash per field, not per vehicle: the ingest sets a batch's values
   in one variadic HSET each, where a hash per vehicle cost Redis a command per fix (about 3 us a
   fix, measured).
 - ``veh:{id}`` hash: ``link`` (``online``/``offline`` from the MQTT status topic) and ``link_at``;
