@@ -1,10 +1,11 @@
 """The street base map drawn from a city's own layers: raster tiles, pure (layers in, PNG bytes out).
 
-`BaseMap` takes the city's districts, streets (街道), roads and the villages and POIs of its
-addresses layer (WGS84 GeoDataFrames, as `gis.layers.City.layer` gives them) and draws 256-pixel
-Web Mercator tiles (EPSG:3857, the XYZ grid every web map uses): the districts' land, the
-streets' boundaries, the roads by class with a casing, and the Chinese names of roads, streets,
-districts and places (a dot and the name), each at the zooms where it reads.
+`BaseMap` takes the city's districts, streets (街道), roads, land use (parks and water) and the
+villages and POIs of its addresses layer (WGS84 GeoDataFrames, as `gis.layers.City.layer` gives
+them) and draws 256-pixel Web Mercator tiles (EPSG:3857, the XYZ grid every web map uses): the
+districts' land, parks and water, the streets' boundaries, the roads by class with a casing, and
+the Chinese names of roads, streets, districts, lakes and rivers, and places (a dot and the
+name), each at the zooms where it reads.
 Geometry is drawn at twice the size and scaled down (Pillow's lines have no anti-aliasing);
 labels are placed once per zoom over the whole city, so that a name crossing a tile edge is
 drawn in both tiles at the same place, and none overlaps another. Tile enumeration and bounds are
@@ -28,7 +29,7 @@ __all__ = ["BaseMap", "Label", "TILE_SIZE", "DEFAULT_ZOOMS", "RENDERER_VERSION",
 
 TILE_SIZE = 256
 DEFAULT_ZOOMS = range(11, 16)  # a county-level city (~20 km): ~700 tiles, seconds to draw
-RENDERER_VERSION = 2  # bump when the drawing changes: cached tile sets are drawn again
+RENDERER_VERSION = 3  # bump when the drawing changes: cached tile sets are drawn again
 _SUPER = 2  # geometry is drawn at this many times the tile size, then scaled down
 _HALF = 20037508.342789244  # half the Web Mercator world's width in metres
 _LABEL_GAP_PX = 6  # least distance between two labels
@@ -38,6 +39,11 @@ LAND = (246, 244, 238)  # inside a district
 DISTRICT_EDGE = (150, 140, 170)
 STREET_EDGE = (196, 190, 208)
 TEXT = (60, 60, 60)
+PARK = (212, 234, 196)
+WATER = (170, 205, 235)
+WATER_EDGE = (140, 180, 220)
+WATER_TEXT = (40, 90, 160)
+WATER_LABELS = range(13, 17)  # zooms at which lakes' and rivers' names are written
 HALO = (255, 255, 255)
 
 
@@ -62,7 +68,7 @@ ROADS = {
 ROAD_ORDER = ("local", "collector", "arterial")  # drawn bottom to top; labelled top to bottom
 DISTRICT_LABELS = range(11, 14)  # zooms at which district names are written
 STREET_LABELS = range(13, 15)  # and the streets' (街道) names
-LAYERS = ("districts", "streets", "roads", "addresses")  # the city's layers a base map is drawn from
+LAYERS = ("districts", "streets", "roads", "addresses", "landuse")  # the city's layers a base map is drawn from
 PLACE_KINDS = ("village", "poi")  # the places (of the addresses layer) named on the map, with a dot
 
 
@@ -98,6 +104,7 @@ class Label:
     size: int
     box: tuple[float, float, float, float]  # left, top, right, bottom in world pixels (its dot's too)
     dot: tuple[float, float, tuple[int, int, int]] | None = None  # a place's dot: centre and colour
+    colour: tuple[int, int, int] = TEXT
 
 
 @dataclass
@@ -122,7 +129,7 @@ class BaseMap:
         self._labels: dict[int, tuple[list[Label], shapely.STRtree | None]] = {}
         self._label_images: dict[tuple[int, int], Image.Image] = {}
         self.layers: dict[str, _Layer] = {}
-        for kind in ("districts", "streets", "roads", "places"):
+        for kind in ("districts", "streets", "roads", "places", "landuse"):
             frame = layers.get(kind)
             if kind == "places":  # the villages and POIs of the addresses layer, not the house numbers
                 frame = layers.get("addresses")
@@ -192,6 +199,15 @@ class BaseMap:
                     draw.polygon(ring, fill=LAND)
                 for ring in holes(districts.geoms[i]):
                     draw.polygon(ring, fill=BACKGROUND)
+        landuse = self.layers.get("landuse")
+        if landuse is not None:  # parks, then water over them
+            hits = sorted(landuse.tree.query(query), key=lambda i: landuse.rows[i].get("landuse") == "water")
+            for i in hits:
+                water = landuse.rows[i].get("landuse") == "water"
+                for ring in pixels(landuse.geoms[i]):
+                    draw.polygon(ring, fill=WATER if water else PARK, outline=WATER_EDGE if water else None)
+                for ring in holes(landuse.geoms[i]):
+                    draw.polygon(ring, fill=LAND)
         streets = self.layers.get("streets")
         if streets is not None and z >= 13:
             for i in streets.tree.query(query):
@@ -266,6 +282,17 @@ class BaseMap:
                 point = shapely.point_on_surface(geom)
                 px, py = world_pixels(np.array([point.x]), np.array([point.y]), zoom)
                 label = self._label(name, float(px[0]), float(py[0]), 0.0, size)
+                if free(label.box):
+                    take(label)
+        landuse = self.layers.get("landuse")
+        if landuse is not None and zoom in WATER_LABELS:  # lakes and rivers, named inside them
+            for geom, row in zip(landuse.geoms, landuse.rows):
+                if row.get("landuse") != "water" or not row.get("name"):
+                    continue
+                point = shapely.point_on_surface(geom)
+                px, py = world_pixels(np.array([point.x]), np.array([point.y]), zoom)
+                label = self._label(str(row["name"]), float(px[0]), float(py[0]), 0.0, 12)
+                label = Label(label.text, label.x, label.y, 0.0, 12, label.box, None, WATER_TEXT)
                 if free(label.box):
                     take(label)
         roads = self.layers.get("roads")
@@ -355,7 +382,7 @@ class BaseMap:
             font = self._font(label.size)
             left, top, right, bottom = font.getbbox(label.text, stroke_width=2)
             image = Image.new("RGBA", (right - left, bottom - top), (0, 0, 0, 0))
-            ImageDraw.Draw(image).text((-left, -top), label.text, font=font, fill=TEXT + (255,),
+            ImageDraw.Draw(image).text((-left, -top), label.text, font=font, fill=label.colour + (255,),
                                        stroke_width=2, stroke_fill=HALO + (255,))
             if label.angle:
                 image = image.rotate(label.angle, resample=Image.Resampling.BICUBIC, expand=True)

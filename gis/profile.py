@@ -64,6 +64,8 @@ KINDS: dict[str, KindSpec] = {
     "sensors": KindSpec(("sensor_id", "name", "kind", "quantity", "unit", "asset_id",
                          "period_s"), "point"),
     "addresses": KindSpec(("addr_id", "address", "kind"), "point"),
+    # land use drawn on the street base map only (gis.basemap): landuse is water or park
+    "landuse": KindSpec(("landuse_id", "name", "landuse"), "polygon"),
 }
 
 

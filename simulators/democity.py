@@ -6,7 +6,8 @@
 center → a department per trade, 二级 → stations with service areas covering the city for every
 trade, 三级; see `gis.units`), 19 power supply stations and ~10 water stations, 21 repair vehicles with crews,
 200+ transformers with their 台区 supply areas, water mains with DMAs, valves and 50+ pressure
-points, a sensor registry, a few thousand addresses and POIs; plus `profile.toml` naming them.
+points, a sensor registry, a few thousand addresses and POIs, parks, lakes and a river for the
+street base map; plus `profile.toml` naming them.
 Same seed, same bytes.
 
 Geometry is built in metres (CGCS2000 Gauss-Krüger CM 120E, EPSG:4549) and written as CGCS2000
@@ -41,6 +42,7 @@ from simulators.democity_areas import (CENTER_LAT, CENTER_LON, DECIMALS, Layer, 
                                 admin_layers, build_admin, build_roads, make_frame)
 from simulators.democity_assets import (build_crews, build_sensors, build_transformers, build_utilities,
                                  build_water)
+from simulators.democity_landuse import build_landuse
 from simulators.democity_places import build_places
 
 __all__ = ["generate", "ensure_city", "main", "DEFAULT_SEED", "GENERATOR_VERSION", "LAYER_FILES"]
@@ -50,7 +52,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SEED = 20261122
 # written into profile.toml as [city] generator; `ensure_city` regenerates a cached
 # demo city whose profile names another version. Bump it when the generated layers change.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4  # 4: the landuse layer (parks, lakes, the river) for the street base map
 GPKG_DATE = "2026-01-01T00:00:00Z"  # fixed gpkg_contents.last_change: byte-identical output
 CRS_URN = "urn:ogc:def:crs:EPSG::4490"
 
@@ -75,6 +77,7 @@ LAYER_FILES: dict[str, tuple[str, str, dict[str, str]]] = {
     "sensors": ("sensors.geojson", "sensors", {}),
     "addresses": ("addresses.gpkg", "addresses", {}),
     "pois": ("pois.geojson", "addresses", {}),
+    "landuse": ("landuse.geojson", "landuse", {}),
 }
 
 
@@ -163,6 +166,7 @@ def build_model(seed: int, progress: Callable[[str], None]) -> Model:
     build_sensors(model)
     progress("addresses and POIs")
     build_places(model)
+    build_landuse(model, seed)  # its own random stream: no other layer changes with it
     model.layers["roads"] = model.roads
     return model
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from shapely.geometry import LineString, Point
 
-from gis.basemap import BACKGROUND, LAND, POIS, ROADS, TILE_SIZE, BaseMap, world_pixels
+from gis.basemap import BACKGROUND, LAND, PARK, POIS, ROADS, TILE_SIZE, WATER, WATER_TEXT, BaseMap, world_pixels
 from services.basemap import BasemapService, ensure_demo_tiles, font_path, mbtiles_path, parse_zooms, render_city
 from store.mbtiles import MBTiles, MBTilesError, read_metadata, tms_row, write_mbtiles
 from tests.cities import area, ll, write_city
@@ -28,6 +28,9 @@ CITY = {
     "streets": [{"street_id": "S1", "name": "测试街道", "district_id": "D1", "g": DISTRICT}],
     "roads": [{"road_id": "R1", "name": "人民大街", "class": "arterial", "speed_kmh": 60, "oneway": False, "g": ARTERIAL},
               {"road_id": "R2", "name": "", "class": "local", "speed_kmh": 30, "oneway": False, "g": LOCAL}],
+    # a lake in a park, both left of the local road
+    "landuse": [{"landuse_id": "LU1", "name": "测试公园", "landuse": "park", "g": area(1500, 2500, 2600, 3600)},
+                {"landuse_id": "LU2", "name": "镜湖", "landuse": "water", "g": area(1800, 2800, 2300, 3300)}],
     # places named on the map: a hospital (from zoom 14), a village (13); a house number never
     "addresses": [{"addr_id": "P1", "address": "测试市人民大街1号", "kind": "poi", "name": "人民医院", "poi_type": "医院",
                    "g": Point(ll(1000, 2000))},
@@ -138,6 +141,34 @@ def test_places_are_named_beside_a_dot_from_their_zoom(basemap):
     tile, px, py = pixel_of(*ll(1000, 2000), 14)
     assert near(image(basemap.tile_png(tile.z, tile.x, tile.y))[py, px], colour, 40)
     assert not [label for z in (13, 14, 15) for label in basemap.labels(z) if "2号" in label.text]
+
+
+def test_parks_and_water_are_coloured_and_a_lake_is_named(basemap):
+    for z in (12, 15):
+        tile, px, py = pixel_of(*ll(1600, 3500), z)  # in the park, off the lake
+        assert near(image(basemap.tile_png(tile.z, tile.x, tile.y))[py, px], PARK, 4), z
+        tile, px, py = pixel_of(*ll(2000, 2900), z)  # in the lake
+        assert near(image(basemap.tile_png(tile.z, tile.x, tile.y))[py, px], WATER, 4), z
+    assert "镜湖" not in {label.text for label in basemap.labels(12)}
+    lake = [label for label in basemap.labels(14) if label.text == "镜湖"]
+    assert len(lake) == 1 and lake[0].colour == WATER_TEXT
+
+
+def test_the_demo_city_has_parks_lakes_and_a_river(demo_city_profile):
+    from gis.layers import load_profile
+
+    city = load_profile(demo_city_profile)
+    landuse = city.layer("landuse")
+    parks = landuse[landuse["landuse"] == "park"]
+    named_parks = set(city.addresses.loc[city.addresses["poi_type"] == "公园", "name"])
+    assert set(parks["name"]) == named_parks and len(parks) >= 3  # a park round each park POI
+    water = landuse[landuse["landuse"] == "water"].set_index("name")
+    assert {"夷安湖", "南湖", "胶河"} <= set(water.index)
+    for lake, park in (("夷安湖", "夷安湖公园"), ("南湖", "南湖植物园")):
+        assert parks.set_index("name").geometry[park].buffer(1e-9).contains(water.geometry[lake])
+    districts = city.districts.union_all()
+    assert districts.buffer(1e-6).contains(water.geometry["胶河"])  # the river within the city
+    assert water.geometry["胶河"].bounds[3] - water.geometry["胶河"].bounds[1] > 0.08  # across it north to south, ~9 km or more
 
 
 def test_a_label_across_a_tile_edge_is_drawn_in_both_tiles(basemap):
