@@ -249,6 +249,7 @@ def start_demo(data_dir: Path, log_path: Path, *, vehicles: int = 5, ready_timeo
                     "SIM_DISPATCHER": "0",  # tests dispatch themselves unless they ask for the bot
                     "SIM_UNITS": "0",  # and act as the center's desk and the units unless they ask for the bots
                     "DEMO_BASEMAP": "0",  # no base map to draw (seconds of CPU) unless the test asks for one
+                    "DEMO_JT808_VEHICLES": "0",  # every vehicle on NMEA, no gateway, unless the test asks
                     **env})
     with open(log_path, "ab") as log:  # the child keeps its own descriptor
         process = subprocess.Popen([sys.executable, "-m", "center", "demo"], cwd=ROOT, env=environ,
