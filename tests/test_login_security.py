@@ -301,3 +301,18 @@ async def test_embedded_redis_listens_on_loopback_only(redis_url):
         assert client.config_get("protected-mode")["protected-mode"] == "yes"
     finally:
         client.close()
+
+
+async def test_passwords_are_hashed_at_the_production_scrypt_cost_outside_the_tests(monkeypatch):
+    """The harness hashes at a low cost (tests/conftest.py); the product's own cost is scrypt
+    n=2^14, r=8 (16 MiB), written into each hash, and such a hash verifies only its password."""
+    from command import accounts
+    from tests.conftest import PRODUCTION_SCRYPT
+
+    assert PRODUCTION_SCRYPT["n"] >= 2 ** 14 and PRODUCTION_SCRYPT["r"] == 8
+    monkeypatch.setattr(accounts, "_SCRYPT", dict(PRODUCTION_SCRYPT))
+    stored = accounts.hash_password("correct horse")
+    assert stored.startswith(f"scrypt${PRODUCTION_SCRYPT['n']}$8$1$")
+    assert accounts.verify_password("correct horse", stored)
+    assert not accounts.verify_password("correct horsE", stored)
+    assert accounts.hash_password("correct horse") != stored  # a salt of its own
