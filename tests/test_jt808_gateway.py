@@ -209,10 +209,10 @@ def _burst(t: datetime, lat: float, lon: float) -> bytes:
 async def test_the_simulator_drives_a_vehicle_through_the_gateway(center):
     from simulators.roads import RoadNet
     from simulators.vehicles import make_fleet
-    from tests.test_sim_vehicles import LINES
 
     gateway, store = center
-    net = RoadNet(LINES, [40.0] * 4, [False] * 4)
+    square = [(119.750, 36.380), (119.760, 36.380), (119.760, 36.390), (119.750, 36.390), (119.750, 36.380)]
+    net = RoadNet([square[i:i + 2] for i in range(4)], [40.0] * 4, [False] * 4)  # a block of ~1 km a side
     vehicle = make_fleet(net, ["J1"], random.Random(1))[0]
     stop = asyncio.Event()
     task = asyncio.create_task(drive_terminal(Terminal(PHONE), vehicle, net, "127.0.0.1",

@@ -1,5 +1,5 @@
 """JT/T 808 terminals bound to vehicles: the registration rule as a table (pure), the admin API
-in process with the real PostgreSQL (bind, list, unbind, refusals with stable codes and nothing
+in process with the real PostgreSQL (`admin_api`: the river city, vehicles V01-V06; bind, list, unbind, refusals with stable codes and nothing
 saved, other roles refused, an audit entry for every change, answers checked against the OpenAPI
 document) and the service's registration and authentication on the real store (the code issued
 once, only its hash kept, a wrong code refused, a new registration replacing the code)."""
@@ -12,7 +12,6 @@ from ingest.jt808 import (REGISTER_NO_TERMINAL, REGISTER_NO_VEHICLE, REGISTER_OK
 from services.devices import Actor
 from services.jt808_terminals import TerminalService, code_hash, phone_key, registration_result
 from store.jt808 import Terminal, TerminalStore
-from tests.test_devices_admin import api  # noqa: F401 - the in-process admin app (vehicles V01, V02, V:03)
 
 pytestmark = [pytest.mark.integration]
 
@@ -45,12 +44,13 @@ def test_phone_key_joins_2013_and_2019_numbers(phone, key):
     assert phone_key(phone) == key
 
 
-async def test_an_admin_binds_lists_and_unbinds_a_terminal(api):  # noqa: F811
-    made = await api.call("POST", "/api/admin/jt808/terminals", expect=201,
-                          body={"phone": "013912345678", "vehicle_id": "V01", "terminal_id": "T1", "maker": "ACME"})
+async def test_an_admin_binds_lists_and_unbinds_a_terminal(admin_api):
+    api = admin_api
+    made = await api.admin("POST", "/api/admin/jt808/terminals", expect=201,
+                           body={"phone": "013912345678", "vehicle_id": "V01", "terminal_id": "T1", "maker": "ACME"})
     assert made["terminal"] == {**made["terminal"], "phone": "13912345678", "vehicle_id": "V01", "terminal_id": "T1",
                                 "maker": "ACME", "registered": False, "bound_by": "admin"}
-    listed = (await api.call("GET", "/api/admin/jt808/terminals"))["terminals"]
+    listed = (await api.admin("GET", "/api/admin/jt808/terminals"))["terminals"]
     assert [t["phone"] for t in listed] == ["13912345678"]
     refused = [
         ({"phone": "13912345678", "vehicle_id": "V02"}, 409, "terminal_exists"),
@@ -62,29 +62,31 @@ async def test_an_admin_binds_lists_and_unbinds_a_terminal(api):  # noqa: F811
         ({"phone": "13800000000"}, 400, "unknown_vehicle"),
     ]
     for body, status, code in refused:
-        answer = await api.call("POST", "/api/admin/jt808/terminals", body=body, expect=status)
+        answer = await api.admin("POST", "/api/admin/jt808/terminals", body, expect=status)
         assert answer["error"]["code"] == code, body
-    assert len((await api.call("GET", "/api/admin/jt808/terminals"))["terminals"]) == 1
-    gone = await api.call("POST", "/api/admin/jt808/terminals/13912345678/unbind")
+    assert len((await api.admin("GET", "/api/admin/jt808/terminals"))["terminals"]) == 1
+    gone = await api.admin("POST", "/api/admin/jt808/terminals/13912345678/unbind", {})
     assert gone["terminal"]["vehicle_id"] == "V01"
-    missing = await api.call("POST", "/api/admin/jt808/terminals/13912345678/unbind", expect=404)
+    missing = await api.admin("POST", "/api/admin/jt808/terminals/13912345678/unbind", {}, expect=404)
     assert missing["error"]["code"] == "terminal_not_found"
-    entries = (await api.call("GET", "/api/admin/audit?target=jt808:13912345678"))["entries"]
+    entries = (await api.admin("GET", "/api/admin/audit?target=jt808:13912345678"))["entries"]
     assert sorted((e["action"], e["by"]) for e in entries) == [("jt808.bind", "admin"), ("jt808.unbind", "admin")]
 
 
-@pytest.mark.parametrize("user", ["agent", "dispatcher", "supervisor", "crew"])
-async def test_other_roles_may_not_touch_terminals(api, user):  # noqa: F811
-    await api.call("POST", "/api/admin/jt808/terminals", body={"phone": "1391", "vehicle_id": "V01"}, expect=201)
+@pytest.mark.parametrize("user", ["agent", "dispatcher", "supervisor"])
+async def test_other_roles_may_not_touch_terminals(admin_api, user):
+    api = admin_api
+    await api.admin("POST", "/api/admin/jt808/terminals", {"phone": "1391", "vehicle_id": "V01"}, expect=201)
     for method, path, body in [("GET", "/api/admin/jt808/terminals", None),
                                ("POST", "/api/admin/jt808/terminals", {"phone": "1392", "vehicle_id": "V02"}),
-                               ("POST", "/api/admin/jt808/terminals/1391/unbind", None)]:
-        code, _, _ = await api.raw(method, path, user, body)
+                               ("POST", "/api/admin/jt808/terminals/1391/unbind", {})]:
+        code, _ = await api.call(method, path, user, body)
         assert code == 403
-    assert [t["phone"] for t in (await api.call("GET", "/api/admin/jt808/terminals"))["terminals"]] == ["1391"]
+    assert [t["phone"] for t in (await api.admin("GET", "/api/admin/jt808/terminals"))["terminals"]] == ["1391"]
 
 
-async def test_registration_issues_a_code_kept_as_a_hash(api):  # noqa: F811
+async def test_registration_issues_a_code_kept_as_a_hash(admin_api):
+    api = admin_api
     service = TerminalService(api.store.db)
     admin = Actor("admin")
     assert (await service.register("013912345678", sent())).result == REGISTER_NO_TERMINAL
@@ -103,5 +105,5 @@ async def test_registration_issues_a_code_kept_as_a_hash(api):  # noqa: F811
     assert await service.authenticate("013912345678", first.code) is None
     assert await service.authenticate("013912345678", second.code) == "V01"
     assert await service.bind_many([("1380", "V02"), ("13912345678", "V01")], by=admin) == 1
-    code, text, _ = await api.raw("GET", "/api/admin/jt808/terminals")
+    text = str(await api.admin("GET", "/api/admin/jt808/terminals"))
     assert second.code not in text and stored.code_hash not in text
