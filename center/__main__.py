@@ -62,12 +62,6 @@ async def _standalone(name: str, settings) -> None:
             raise_open_files(settings.JT808_MAX_CONNECTIONS + 100)
             settings = settings.with_values(MQTT_DEVICE_URL=settings.MQTT_DEVICE_URL or servers.device_url)
             await serve(settings, servers.redis_url)
-        elif name == "jt808":  # the JT/T 808 terminals' gateway
-            from ingest.jt808_gateway import raise_open_files, serve
-
-            raise_open_files(settings.JT808_MAX_CONNECTIONS + 100)
-            settings = settings.with_values(MQTT_DEVICE_URL=settings.MQTT_DEVICE_URL or servers.device_url)
-            await serve(settings, servers.redis_url)
         elif name == "dispatch":
             from gis.layers import load_profile
             from services.worker import serve
