@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from runtime.clock import Clock
 from runtime.lifecycle import stop_on_signals, tune_gc_for_latency
-from messaging.mqtt import MqttClient, ReceivedMessage
+from messaging.mqtt import MqttClient, ReceivedMessage, without_credentials
 from config.settings import Settings
 from store.live import Store
 from store.fleet import FleetStore, valid_vehicle_id
@@ -445,7 +445,8 @@ async def serve(settings: Settings, redis_url: str, mqtt_url: str, stop: asyncio
                   asyncio.create_task(ingest.ack_listener(), name="ingest-acks")]  # (last: see below)
     for client in clients:
         client.start()
-    log.info("ingest: subscribed to %s on %s", ", ".join(topics(settings, _topics_of(ingest))), mqtt_url)
+    log.info("ingest: subscribed to %s on %s", ", ".join(topics(settings, _topics_of(ingest))),
+             without_credentials(mqtt_url))  # never the password in a log
     try:
         await stop.wait()
     finally:

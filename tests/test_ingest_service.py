@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 from datetime import datetime, timedelta, timezone
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -38,7 +40,8 @@ async def _publisher(mqtt_url, name):
     return pub
 
 
-async def test_live_nmea_moves_the_vehicle_and_fills_the_track(tmp_path, redis_url, database_url, mqtt_url):
+async def test_live_nmea_moves_the_vehicle_and_fills_the_track(tmp_path, redis_url, database_url, mqtt_url, caplog):
+    caplog.set_level(logging.INFO, logger="ingest.service")
     settings, stop, task = await _running_ingest(tmp_path, redis_url, mqtt_url)
     store = Store.from_url(redis_url, database_url)
     pub = await _publisher(mqtt_url, "test-live-pub")
@@ -52,6 +55,8 @@ async def test_live_nmea_moves_the_vehicle_and_fills_the_track(tmp_path, redis_u
         track = await store.track("T1", start.timestamp() - 1, start.timestamp() + 10)
         assert [round(f["lat"], 4) for f in track] == [36.38, 36.3801, 36.3802, 36.3803, 36.3804]
         assert track[0]["speed_kmh"] == pytest.approx(36.0, abs=0.05)
+        password = urlsplit(mqtt_url).password
+        assert "ingest: subscribed to" in caplog.text and password and password not in caplog.text  # never logged
     finally:
         pub.stop()
         stop.set()
