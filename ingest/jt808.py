@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from command.jt808_registration import (REGISTER_NO_TERMINAL, REGISTER_NO_VEHICLE, REGISTER_OK,
+                                        REGISTER_TERMINAL_TAKEN, REGISTER_VEHICLE_TAKEN)
 from ingest.jt808_items import BodyError, FixFields, Location, as_fix, decode_location
 
 __all__ = ["Authentication", "Batch", "FixFields", "FrameSplitter", "Header", "Heartbeat", "Jt808Stream",
@@ -54,9 +56,8 @@ FLAG = 0x7E
 _VERSION_FLAG = 0x4000
 _SUB_PACKAGE = 0x2000
 
-# 0x8001 results (2013 table 4); 0x8100 results (2013 8.6).
+# 0x8001 results (2013 table 4); the 0x8100 results are command.jt808_registration's.
 RESULT_OK, RESULT_FAILED, RESULT_BAD_MESSAGE, RESULT_NOT_SUPPORTED, RESULT_ALARM_CONFIRMED = range(5)
-REGISTER_OK, REGISTER_VEHICLE_TAKEN, REGISTER_NO_VEHICLE, REGISTER_TERMINAL_TAKEN, REGISTER_NO_TERMINAL = range(5)
 
 
 # ---------------------------------------------------------------- values

@@ -3,7 +3,7 @@ id, maker, model) to a vehicle of the fleet registry; the gateway (``ingest.jt80
 asks this service whether a registering terminal may register and whether an authenticating one
 presents the code it was issued.
 
-Registration (0x0100) answers, in this order (``registration_result``, pure):
+Registration (0x0100) answers, in this order (``command.jt808_registration``, pure):
   REGISTER_NO_TERMINAL   no terminal of this phone number is bound ("数据库中无该终端");
   REGISTER_NO_VEHICLE    its vehicle is deactivated (or gone);
   REGISTER_TERMINAL_TAKEN the phone is bound with another terminal id than the one sent (a second
@@ -27,11 +27,10 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Protocol
 
 from command.errors import Refused
-from ingest.jt808 import (REGISTER_NO_TERMINAL, REGISTER_NO_VEHICLE, REGISTER_OK, REGISTER_TERMINAL_TAKEN,
-                          REGISTER_VEHICLE_TAKEN, Registration)
+from command.jt808_registration import REGISTER_NO_TERMINAL, REGISTER_OK, registration_result
 from command.plates import normalize_plate
 from services.devices import Actor
 from store.db import Database
@@ -65,21 +64,6 @@ def new_code() -> str:
     return secrets.token_hex(8)
 
 
-def registration_result(terminal: Terminal | None, vehicle_active: bool | None, plate_holder: str | None,
-                        sent: Registration) -> int:
-    """The 0x8100 result of a registration (see the module docstring), from what the store says:
-    the bound terminal, whether its vehicle is active, who holds the plate sent."""
-    if terminal is None:
-        return REGISTER_NO_TERMINAL
-    if not vehicle_active:
-        return REGISTER_NO_VEHICLE
-    if terminal.terminal_id and sent.terminal_id != terminal.terminal_id:
-        return REGISTER_TERMINAL_TAKEN
-    if plate_holder is not None and plate_holder != terminal.phone:
-        return REGISTER_VEHICLE_TAKEN
-    return REGISTER_OK
-
-
 def terminal_view(terminal: Terminal) -> dict[str, Any]:
     """A terminal as the admin API shows it (never the code or its hash)."""
     return {"phone": terminal.phone, "terminal_id": terminal.terminal_id or None, "maker": terminal.maker or None,
@@ -93,6 +77,16 @@ def _text(body: dict[str, Any], name: str) -> str:
     if not isinstance(value, str) or len(value) > TEXT_MAX:
         raise TerminalRefused(400, "bad_field", f"{name} must be text of at most {TEXT_MAX} characters", field=name)
     return value.strip()
+
+
+class Registration(Protocol):
+    """What a registering terminal sent (``ingest.jt808.Registration``, decoded by the gateway)."""
+
+    maker: str
+    model: str
+    terminal_id: str
+    plate_colour: int
+    plate: str
 
 
 @dataclass(frozen=True)
@@ -182,7 +176,7 @@ class TerminalService:
         active = await self.store.vehicle_state(terminal.vehicle_id)
         plate = normalize_plate(sent.plate) if sent.plate_colour else None
         holder = await self.store.plate_holder(plate) if plate else None
-        result = registration_result(terminal, active, holder, sent)
+        result = registration_result(True, terminal.terminal_id, active, terminal.phone, holder, sent.terminal_id)
         if result != REGISTER_OK:
             return Registered(result, vehicle_id=terminal.vehicle_id)
         code = new_code()

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.jt808 import (REGISTER_NO_TERMINAL, REGISTER_NO_VEHICLE, REGISTER_OK, REGISTER_TERMINAL_TAKEN,
-                          REGISTER_VEHICLE_TAKEN, Registration)
+from command.jt808_registration import (REGISTER_NO_TERMINAL, REGISTER_NO_VEHICLE, REGISTER_OK,
+                                        REGISTER_TERMINAL_TAKEN, REGISTER_VEHICLE_TAKEN, registration_result)
+from ingest.jt808 import Registration
 from services.devices import Actor
-from services.jt808_terminals import TerminalService, code_hash, phone_key, registration_result
+from services.jt808_terminals import TerminalService, code_hash, phone_key
 from store.jt808 import Terminal, TerminalStore
 
 pytestmark = [pytest.mark.integration]
@@ -35,7 +36,8 @@ PINNED = Terminal("13912345678", "T1", "", "", "", "V01", "", None, 0.0, "admin"
     (PINNED, True, None, sent("T1"), REGISTER_OK),
 ])
 def test_registration_result(terminal, active, holder, registration, result):
-    assert registration_result(terminal, active, holder, registration) == result
+    assert registration_result(terminal is not None, terminal.terminal_id if terminal else "", active,
+                               terminal.phone if terminal else "", holder, registration.terminal_id) == result
 
 
 @pytest.mark.parametrize("phone, key", [("013912345678", "13912345678"), ("00000000013912345678", "13912345678"),
