@@ -59,7 +59,7 @@ def _listening_ports(procs: list[psutil.Process]) -> set[int]:
 # 120 s, the second start) are the checks; pytest's default 120 s cut it off on a loaded machine
 def test_demo_runs_moves_vehicles_and_stops_cleanly(tmp_path):
     demo = start_demo(tmp_path / "var", tmp_path / "demo.log", vehicles=21, SIM_DISPATCHER="1",  # every crew has a vehicle
-                      SIM_CALLS_PER_DAY="3300")  # the real line's volume: repairs within two minutes at any hour
+                      SIM_CALLS_PER_DAY="20000")  # six times the real line's volume: a repair within seconds
     try:
         demo.wait_log("console: " + demo.base + "/")
         token = demo.login("dispatcher")
