@@ -24,6 +24,7 @@ from command.ticket_model import Role
 from field.photos import PhotoRejected
 from servers.embedded import free_port
 from services.devices import DeviceRefused
+from services.jt808_terminals import TerminalRefused
 from services.kpi_service import KpiUnavailable
 from services.police_link import InboundBusy
 from services.supervision import SupervisionRefused
@@ -56,6 +57,8 @@ ERRORS = [
     (DeviceRefused(400, "unknown_sensor", "unknown sensors", sensors=["S9"]), 400, "unknown_sensor",
      {"sensors": ["S9"]}),
     (SupervisionRefused(409, "ticket_not_open", "closed"), 409, "ticket_not_open", {}),
+    (TerminalRefused(409, "terminal_exists", "terminal 13912345678 is bound already", phone="13912345678"), 409,
+     "terminal_exists", {"phone": "13912345678"}),
     (SupervisionChanged("changed meanwhile"), 409, "supervision_changed", {}),
     (UnitNotFound("U9"), 404, "unit_not_found", {}),
     (UnitRefused("cycle", "a unit cannot be under itself"), 400, "cycle", {"field": "parent_id"}),
