@@ -96,7 +96,10 @@ def prepare(fixes: Iterable[FixRecord], counters: Mapping[str, Mapping[str, int]
             signal_rows += [vid, signals[vid]]
         if -180.0 <= fix.lon <= 180.0 and -GEO_LAT_LIMIT <= fix.lat <= GEO_LAT_LIMIT:
             geo += [fix.lon, fix.lat, vid]  # JSON numbers: Lua hands GEOADD their exact text
-        updates.append({"id": vid, "t": fix.t, "lat": lat, "lon": lon, "spd": speed, "crs": fix.course_deg})
+        update = {"id": vid, "t": fix.t, "lat": lat, "lon": lon, "spd": speed, "crs": fix.course_deg}
+        if signals.get(vid):  # set after the fix in this batch (a terminal's alarm bits): it stands
+            update["sig"] = signals[vid]
+        updates.append(update)
     for vid, when in seen.items():
         if vid not in latest:
             seen_rows += [vid, repr(when)]

@@ -23,7 +23,7 @@ from simulators import nmea_out
 from simulators.jt808_terminal import Terminal, drive_terminal, location_body
 from store.db import Database
 from store.devices import DeviceStore
-from store.live import Store
+from store.live import LIVE_VEHICLES, Store
 from tests.conftest import register_vehicles, test_settings, wait_for
 
 pytestmark = [pytest.mark.integration]
@@ -70,6 +70,16 @@ async def position(store, vehicle_id, lat):
 async def test_register_authenticate_report_reaches_the_live_state(center):
     gateway, store = center
     client = await terminal(gateway)
+    updates: list[dict] = []  # J1's updates on the live feed's vehicle channel
+    live = store.redis.pubsub()
+    await live.subscribe(LIVE_VEHICLES)
+
+    async def follow() -> None:
+        async for message in live.listen():
+            if message["type"] == "message":
+                updates.extend(u for u in orjson.loads(message["data"]) if u.get("id") == "J1")
+
+    following = asyncio.create_task(follow())
     try:
         assert await client.register() == REGISTER_OK and len(client.code) == 16
         assert await client.authenticate() == RESULT_OK
@@ -95,7 +105,13 @@ async def test_register_authenticate_report_reaches_the_live_state(center):
         assert stats["jt808_alarm:emergency"] == 1 and stats["jt808_ingest:fix"] == 3 and stats["fix_ok"] == 3
         beat = (await store.services(["jt808"]))["jt808"]
         assert beat["authenticated"] == 1 and beat["status"] == "ok"
+        # the live feed's updates carry the alarm with its fix, and the next fix without it
+        await wait_for(lambda: [u for u in updates if u.get("lat") == pytest.approx(36.0714)], timeout=10)
+        signals = {round(u["lat"], 4): u.get("sig") for u in updates if "lat" in u}
+        assert signals == {36.0712: None, 36.0713: "alarm:emergency", 36.0714: None}
     finally:
+        following.cancel()
+        await live.aclose()
         client.close()
 
 

@@ -34,7 +34,9 @@ Frames (JSON text)::
 ``today`` counts the tickets created and resolved on the center's current day: numbers carry
 the day they were created (GD<YYYYMMDD>-n); they are read from PostgreSQL once a day (the tickets
 numbered for the day, and those resolved since it began) and then follow the changes.
-    {"type": "vehicles", "seq", "at", "vehicles": [{id, t, lat, lon, spd, crs} | {id, link}]}
+    {"type": "vehicles", "seq", "at", "vehicles": [{id, t, lat, lon, spd, crs[, sig]} | {id, link}]}
+    (``sig``: the vehicle's signal set with the fix, such as a terminal's ``alarm:<names>``; a fix
+    without it clears the vehicle's signal)
     {"type": "tickets",  "seq", "at", "tickets": [compact ticket, ...], "today": {...}}  (closed: open=false)
     {"type": "alarms",   "seq", "at", "alarms": [alarm event, ...]}       (in publication order)
     {"type": "crews",    "seq", "at", "crews": {vehicle_id: {crew_id, crew_name, unit_id}}}  (whole mapping)

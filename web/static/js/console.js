@@ -122,43 +122,59 @@
     var crew = state.crews[id];
     return crew && crew.crew_name ? id + " " + crew.crew_name : id;
   }
-  function vehicleIcon(vstate, course, label) {
+  // a JT/T 808 terminal's alarm bits while its reports carry them (the vehicle's signal
+  // "alarm:<names>", cleared by a report without): their names, or null
+  function vehicleAlarms(d) {
+    return d.signal && d.signal.indexOf("alarm:") === 0 ? d.signal.slice(6).split(",") : null;
+  }
+  function alarmText(names) {
+    return t("valarm.title") + ": " + names.map(function (n) {
+      var key = "valarm." + n, text = t(key);
+      return text === key ? n : text;
+    }).join("、");
+  }
+  function vehicleIcon(vstate, course, label, alarmed) {
     var rot = course == null ? 0 : course;
     var arrow = course == null ? '<circle cx="0" cy="0" r="6"/>' : '<path d="M0,-10 L7,8 L0,4 L-7,8 Z"/>';
     return L.divIcon({ className: "vehicle-icon", iconSize: [20, 20], iconAnchor: [10, 10],
       html: '<svg width="20" height="20" viewBox="-10 -10 20 20"><g transform="rotate(' + rot + ')" fill="' +
-            COLORS[vstate] + '" stroke="#fff" stroke-width="1.5">' + arrow + '</g></svg>' +
+            (alarmed ? "#c62828" : COLORS[vstate]) + '" stroke="#fff" stroke-width="1.5">' + arrow + '</g></svg>' +
             '<div class="vehicle-label">' + esc(label) + '</div>' });
   }
   function upsertVehicle(update) {
     var v = state.vehicles[update.id];
     if (!v) { v = state.vehicles[update.id] = { data: { id: update.id }, marker: null }; }
     var d = v.data;
-    if (update.fix !== undefined) { d.fix = update.fix; d.link = update.link; }
+    if (update.fix !== undefined) { d.fix = update.fix; d.link = update.link; d.signal = update.signal || null; }
     if (update.lat != null) {
       d.fix = { t: update.t, lat: update.lat, lon: update.lon, speed_kmh: update.spd, course_deg: update.crs };
+      d.signal = update.sig || null;  // a fix clears the signal unless its batch set one, as in the store
       if (d.link === "offline") { d.link = "online"; }
     }
     if (update.link) { d.link = update.link; }
     renderVehicle(v, window.I18N.now());
   }
   function renderVehicle(v, now) {
-    var d = v.data, vs = vehicleState(d, now);
+    var d = v.data, vs = vehicleState(d, now), alarms = vehicleAlarms(d), alarmed = alarms ? alarms.join(",") : "";
     if (!d.fix) { return; }
     var ll = [d.fix.lat, d.fix.lon];
     if (!v.marker) {
-      v.marker = L.marker(ll, { icon: vehicleIcon(vs, d.fix.course_deg, vehicleLabel(d.id)), title: d.id,
+      v.marker = L.marker(ll, { icon: vehicleIcon(vs, d.fix.course_deg, vehicleLabel(d.id), alarmed), title: d.id,
                                 keyboard: false }).addTo(vehicleLayer);
     } else {
       v.marker.setLatLng(ll);
-      if (v.state !== vs || v.course !== d.fix.course_deg) {
-        v.marker.setIcon(vehicleIcon(vs, d.fix.course_deg, vehicleLabel(d.id)));
+      if (v.state !== vs || v.course !== d.fix.course_deg || v.alarmed !== alarmed) {
+        v.marker.setIcon(vehicleIcon(vs, d.fix.course_deg, vehicleLabel(d.id), alarmed));
       }
     }
     var el = v.marker.getElement();
-    if (el) { el.setAttribute("data-vehicle", d.id); el.setAttribute("data-state", vs); }
-    v.marker.options.title = d.id + " · " + t("state." + vs) + " · " + Math.round(now - d.fix.t) + " s";
-    v.state = vs; v.course = d.fix.course_deg;
+    if (el) {
+      el.setAttribute("data-vehicle", d.id); el.setAttribute("data-state", vs);
+      if (alarmed) { el.setAttribute("data-alarm", alarmed); } else { el.removeAttribute("data-alarm"); }
+    }
+    v.marker.options.title = d.id + " · " + t("state." + vs) + " · " + Math.round(now - d.fix.t) + " s" +
+                             (alarms ? " · " + alarmText(alarms) : "");
+    v.state = vs; v.course = d.fix.course_deg; v.alarmed = alarmed;
   }
 
   // tickets: the compact views of open tickets; time left is computed here from the deadlines
@@ -338,7 +354,9 @@
       renderVehicle(v, now);
       var crew = state.crews[id];
       var spd = d.fix && d.fix.speed_kmh != null ? d.fix.speed_kmh.toFixed(1) : t("common.none");
-      return '<tr class="state-' + vs + '" data-vehicle-row="' + esc(id) + '"><td>' + esc(id) + " · " + t("state." + vs) +
+      var alarms = vehicleAlarms(d);
+      return '<tr class="state-' + vs + (alarms ? " vehicle-alarm" : "") + '" data-vehicle-row="' + esc(id) + '"><td>' +
+             esc(id) + " · " + t("state." + vs) + (alarms ? '<div class="valarm">' + esc(alarmText(alarms)) + "</div>" : "") +
              "</td><td>" + esc(crew ? crew.crew_name : t("common.none")) + "</td><td>" + spd + "</td><td>" +
              fmtTime(d.fix ? d.fix.t : null) + "</td></tr>";
     });
