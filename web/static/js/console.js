@@ -367,7 +367,7 @@
 
   window.Console = { state: state, map: map, api: api, t: t, fmt: fmt, fmtTime: fmtTime, isoEpoch: isoEpoch,
                      esc: esc, toast: toast, on: on, emit: emit, role: role, reviewer: reviewer, timeLeft: timeLeft, has: has,
-                     routesReady: routesReady,
+                     routesReady: routesReady, zone: zone,
                      routeLayer: routeLayer, renderSensor: renderSensor, layerControl: layerControl,
                      limits: { stale_s: STALE_S, offline_s: OFFLINE_S } };
   document.addEventListener("langchange", function () { renderTable(); emit("lang"); });

@@ -77,11 +77,33 @@
     C.map.fitBounds(L.latLngBounds(p.lat.map(function (la, k) { return [la, p.lon[k]]; })), { maxZoom: 16 });
     show();
   }
+  // the period: the last N hours, or a chosen one (datetime-local in the center's zone, back into
+  // the archive; at most the API's 7 days); null when the chosen one is not a period
+  var custom = document.getElementById("replay-custom");
+  var fromInput = document.getElementById("replay-from"), toInput = document.getElementById("replay-to");
+  function period() {
+    var now = window.I18N.now();
+    if (hours.value !== "custom") { return [now - Number(hours.value) * 3600, now]; }
+    var since = window.I18N.zonedEpoch(fromInput.value, C.zone), until = window.I18N.zonedEpoch(toInput.value, C.zone);
+    if (since == null || until == null || until <= since || until - since > 7 * 86400e3) { return null; }  // (ms)
+    return [since / 1000, until / 1000];
+  }
+  hours.addEventListener("change", function () {
+    var now = window.I18N.now() * 1000;
+    if (hours.value === "custom" && !toInput.value) {  // start from the last 24 hours
+      toInput.value = window.I18N.zonedInput(now, C.zone);
+      fromInput.value = window.I18N.zonedInput(now - 86400000, C.zone);
+    }
+    custom.classList.toggle("hidden", hours.value !== "custom");
+  });
   function load() {
     var id = pick.value;
     if (!id) { return; }
     stop();
-    var until = window.I18N.now(), since = until - Number(hours.value) * 3600;
+    var range = period();
+    delete summary.dataset.loaded;
+    if (!range) { summary.textContent = t("replay.bad_range"); return; }
+    var since = range[0], until = range[1];
     var query = "?since=" + since.toFixed(0) + "&until=" + until.toFixed(0);
     document.getElementById("replay-gpx").href = "/api/vehicles/" + encodeURIComponent(id) + "/replay.gpx" + query;
     document.getElementById("replay-kml").href = "/api/vehicles/" + encodeURIComponent(id) + "/replay.kml" + query;
