@@ -1,6 +1,6 @@
 """GET /ws/live: one WebSocket per console, relaying the live feed (snapshot, then deltas) of the
 account's view (`web.live_views`: office roles, agents, reviewers, the account's own crew or unit);
-GET /wall: the wall display (大屏) that shows the same feed as counters."""
+GET /wall: the wall display (大屏) that shows the same feed in zones (map, alarm ticker, counters)."""
 from __future__ import annotations
 
 import logging
@@ -122,11 +122,12 @@ class LiveSocket(BaseHandler, tornado.websocket.WebSocketHandler):
 
 
 class WallPage(BaseHandler):
-    """GET /wall: the full-screen overview for the control room screen."""
+    """GET /wall: the full-screen overview for the control room screen, in zones (web/static/js/wall*.js)."""
 
     @page("dispatcher", "supervisor")
     def get(self) -> None:
-        self.render("wall.html", account=self.account, zone=self.config.TIME_ZONE, stale_s=self.config.VEHICLE_STALE_S)
+        self.render("wall.html", account=self.account, zone=self.config.TIME_ZONE, stale_s=self.config.VEHICLE_STALE_S,
+                    offline_s=self.config.VEHICLE_OFFLINE_S)
 
 
 routes = [(r"/ws/live", LiveSocket), (r"/wall", WallPage)]

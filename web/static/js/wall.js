@@ -1,5 +1,8 @@
-// Wall display (大屏): live counters from the console feed (/ws/live) and GET /api/tickets/counts;
-// today's KPIs (GET /api/wall/kpis, the day's KPI report) refreshed every 10 s.
+// Wall display (大屏) in zones: live counters from the console feed (/ws/live) and GET
+// /api/tickets/counts; today's KPIs (GET /api/wall/kpis, the day's KPI report) refreshed every 10 s.
+// The feed's vehicles, tickets and alarms also go to the live map (wall_map.js, window.WallMap)
+// and the alarm ticker (wall_zones.js, window.WallZones); the socket reconnects by itself, the
+// banner showing while it is down.
 (function () {
   "use strict";
   var t = window.I18N.t;
@@ -7,7 +10,8 @@
   var STALE_S = Number(document.body.getAttribute("data-stale-s"));  // the server's VEHICLE_STALE_S
   var STATES = ["new", "in_review", "reviewed", "transferred", "assigned", "handling", "declined", "returned", "reopened",
                 "dispatched", "accepted", "en_route", "on_site", "resolved", "callback"];  // every open state
-  var state = { tickets: {}, alarms: {}, vehicles: {}, today: null, openTotal: null };
+  var state = { tickets: {}, alarms: {}, vehicles: {}, sensors: {}, today: null, openTotal: null };
+  var MapView = window.WallMap, Zones = window.WallZones;
 
   function fmtTime(epoch) {
     return new Intl.DateTimeFormat("zh-CN", { timeZone: zone, hour: "2-digit", minute: "2-digit", second: "2-digit",
@@ -54,23 +58,34 @@
     bars("w-states", byState, STATES, "tstate.");
     bars("w-colors", byColor, ["red", "orange", "blue"], "color.");
     bars("w-urgency", byUrgency, ["emergency", "urgent", "normal"], "urgency.");
+    MapView.tick(state.vehicles, now);
     document.getElementById("wall-clock").textContent = fmtTime(now);
     document.body.dataset.rendered = String(Date.now());
   }
 
   function vehicle(u) {
-    var v = state.vehicles[u.id] || (state.vehicles[u.id] = { link: null, t: null });
-    if (u.fix !== undefined) { v.t = u.fix ? u.fix.t : null; v.link = u.link; }
+    var v = state.vehicles[u.id] || (state.vehicles[u.id] = { id: u.id, link: null, t: null, lat: null, lon: null });
+    if (u.fix !== undefined) {
+      v.t = u.fix ? u.fix.t : null; v.link = u.link;
+      if (u.fix) { v.lat = u.fix.lat; v.lon = u.fix.lon; }
+    }
     if (u.t != null) { v.t = u.t; if (v.link === "offline") { v.link = "online"; } }
+    if (u.lat != null) { v.lat = u.lat; v.lon = u.lon; }
     if (u.link) { v.link = u.link; }
+    MapView.vehicle(v, window.I18N.now());
   }
   function ticket(tk) {
     var held = state.tickets[tk.number];
     if (held && held.version > tk.version) { return; }
     if (tk.open) { state.tickets[tk.number] = tk; } else { delete state.tickets[tk.number]; }
+    MapView.ticket(tk);
   }
   function alarm(a) {
     if (a.state === "cleared" && a.acked_at != null) { delete state.alarms[a.alarm_id]; } else { state.alarms[a.alarm_id] = a; }
+  }
+  function alarmsChanged() {
+    MapView.alarms(state.alarms, state.sensors);
+    Zones.alarms(state.alarms, state.sensors, fmtTime);
   }
   var countsTimer = null;
   function loadCounts() {
@@ -90,8 +105,11 @@
     socket.onmessage = function (ev) {
       var msg = JSON.parse(ev.data);
       if (msg.type === "snapshot") {
-        state.tickets = {}; state.alarms = {}; state.vehicles = {};
+        state.tickets = {}; state.alarms = {}; state.vehicles = {}; state.sensors = {};
+        MapView.reset();
+        (msg.sensors || []).forEach(function (s) { state.sensors[s.id] = s; });
         msg.tickets.forEach(ticket); msg.alarms.forEach(alarm); msg.vehicles.forEach(vehicle);
+        alarmsChanged();
         state.today = msg.today || null;
         lastSeq = msg.seq;
       } else if (msg.seq != null) {
@@ -106,7 +124,7 @@
           loadCounts();
           kpisSoon();  // the KPI row follows the tiles within seconds, not at the next 10 s read
         }
-        if (msg.type === "alarms") { msg.alarms.forEach(alarm); }
+        if (msg.type === "alarms") { msg.alarms.forEach(alarm); alarmsChanged(); }
         lastSeq = msg.seq;
       }
       document.getElementById("w-updated").textContent = fmtTime(window.I18N.now());

@@ -1,0 +1,134 @@
+// The wall's alarm ticker and sensor subsystems (大屏, window.WallZones).
+// Ticker: the shown sensor alarms that are not cleared, newest first, coloured by severity, each
+// with its time, sensor, kind, reading and limit in the sensor's unit (from the live feed, wall.js).
+// Subsystems: the sensors of each kind (pressure, flow, transformer load, any other) read from
+// GET /api/sensors every 10 s: how many report, how many are in alarm, the mean of the latest
+// readings with the lowest and highest, in the kind's unit, and a sparkline of that mean over the
+// last SPARK_POINTS reads (kept in the page: it starts empty on a reload).
+(function () {
+  "use strict";
+  var t = window.I18N.t, fmt = window.I18N.fmt;
+  var KINDS = ["pressure", "flow", "transformer_load"];  // in this order; any other kind after them
+  var SPARK_POINTS = 30, SENSORS_EVERY_MS = 10000;
+  var history = {}, groups = {}, lastAlarms = null;
+
+  function node(tag, cls, text) {
+    var el = document.createElement(tag);
+    if (cls) { el.className = cls; }
+    if (text != null) { el.textContent = text; }
+    return el;
+  }
+  function number(value) {
+    if (value == null) { return t("common.none"); }
+    var abs = Math.abs(value);
+    return String(abs >= 100 ? Math.round(value) : abs >= 1 ? Math.round(value * 10) / 10 : Math.round(value * 1000) / 1000);
+  }
+  function kindName(kind) {
+    var key = "wall.kind." + kind, text = t(key);
+    return text === key ? kind : text;
+  }
+
+  // the ticker ---------------------------------------------------------------------------------
+  function alarms(shown, sensors, fmtTime) {
+    lastAlarms = { shown: shown, sensors: sensors, fmtTime: fmtTime };
+    var list = Object.keys(shown).map(function (id) { return shown[id]; })
+      .filter(function (a) { return a.state !== "cleared"; })
+      .sort(function (a, b) { return (b.raised_at || 0) - (a.raised_at || 0); });
+    var ul = document.getElementById("w-ticker");
+    ul.textContent = "";
+    document.getElementById("w-ticker-count").textContent = fmt("wall.ticker_count", { n: list.length });
+    if (!list.length) { ul.appendChild(node("li", "none", t("alarms.none"))); }
+    list.slice(0, 40).forEach(function (a) {
+      var s = sensors[a.sensor_id] || {}, unit = s.unit ? " " + s.unit : "";
+      var li = node("li", "sev-" + (a.severity || "warning") + (a.state === "acknowledged" ? " acked" : ""));
+      li.setAttribute("data-alarm-id", a.alarm_id);
+      li.setAttribute("data-severity", a.severity || "");
+      li.appendChild(node("span", "at", a.raised_at != null ? fmtTime(a.raised_at) : ""));
+      li.appendChild(node("span", "sev", t("alarms." + a.severity)));
+      li.appendChild(node("span", "what", (s.name || a.sensor_id) + " · " + t("alarms." + a.kind)));
+      li.appendChild(node("span", "val", a.value == null ? "" : number(a.value) + unit +
+                          (a.threshold == null ? "" : " / " + number(a.threshold) + unit)));
+      ul.appendChild(li);
+    });
+    renderSensors();
+  }
+
+  // the subsystems -----------------------------------------------------------------------------
+  function loadSensors() {
+    window.Api.quiet("GET", "/api/sensors").then(function (r) {
+      if (!r.ok || !r.body) { return; }
+      groups = {};
+      r.body.sensors.forEach(function (s) {
+        var g = groups[s.kind] || (groups[s.kind] = { kind: s.kind, unit: s.unit, ids: [], values: [] });
+        g.ids.push(s.id);
+        if (s.reading && s.reading.value != null) { g.values.push(s.reading.value); }
+      });
+      Object.keys(groups).forEach(function (kind) {
+        var g = groups[kind], h = history[kind] || (history[kind] = []);
+        if (g.values.length) {
+          g.min = Math.min.apply(null, g.values); g.max = Math.max.apply(null, g.values);
+          g.mean = g.values.reduce(function (a, b) { return a + b; }, 0) / g.values.length;
+          h.push(g.mean);
+          if (h.length > SPARK_POINTS) { h.shift(); }
+        }
+      });
+      renderSensors();
+      document.getElementById("w-sensors").dataset.at = String(Date.now());
+    });
+  }
+  function spark(values) {
+    var svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    svg.setAttribute("class", "spark");
+    svg.setAttribute("viewBox", "0 0 100 30");
+    svg.setAttribute("preserveAspectRatio", "none");
+    if (values.length > 1) {
+      var lo = Math.min.apply(null, values), hi = Math.max.apply(null, values), span = hi - lo || 1;
+      var line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+      line.setAttribute("points", values.map(function (v, i) {
+        return (100 * i / (values.length - 1)).toFixed(1) + "," + (27 - 24 * (v - lo) / span).toFixed(1);
+      }).join(" "));
+      svg.appendChild(line);
+    }
+    return svg;
+  }
+  function renderSensors() {
+    var box = document.getElementById("w-sensor-list"), inAlarm = {};
+    if (lastAlarms) {
+      Object.keys(lastAlarms.shown).forEach(function (id) {
+        var a = lastAlarms.shown[id];
+        if (a.state !== "cleared") { inAlarm[a.sensor_id] = true; }
+      });
+    }
+    var kinds = KINDS.filter(function (k) { return groups[k]; })
+      .concat(Object.keys(groups).filter(function (k) { return KINDS.indexOf(k) < 0; }).sort());
+    box.textContent = "";
+    kinds.forEach(function (kind) {
+      var g = groups[kind], unit = g.unit ? " " + g.unit : "";
+      var alarmed = g.ids.filter(function (id) { return inAlarm[id]; }).length;
+      var row = node("div", "subsystem" + (alarmed ? " alarmed" : ""));
+      row.setAttribute("data-kind", kind);
+      var head = node("div", "sub-head");
+      head.appendChild(node("span", "sub-name", kindName(kind)));
+      head.appendChild(node("span", "sub-count", fmt("wall.sensor_count", { n: g.values.length, all: g.ids.length })));
+      head.appendChild(node("span", "sub-alarm", alarmed ? fmt("wall.in_alarm", { n: alarmed }) : t("sensor.ok")));
+      row.appendChild(head);
+      var figure = node("div", "sub-figure");
+      figure.appendChild(node("span", "sub-label", t("wall.mean")));
+      figure.appendChild(node("b", "sub-mean", number(g.mean)));
+      figure.appendChild(node("span", "sub-unit", g.unit || ""));
+      figure.appendChild(node("span", "sub-range", g.values.length ?
+        fmt("wall.range", { min: number(g.min) + unit, max: number(g.max) + unit }) : t("wall.no_readings")));
+      row.appendChild(figure);
+      row.appendChild(spark(history[kind] || []));
+      box.appendChild(row);
+    });
+    if (!kinds.length) { box.appendChild(node("p", "none", t("wall.no_sensors"))); }
+  }
+
+  document.addEventListener("langchange", function () {
+    if (lastAlarms) { alarms(lastAlarms.shown, lastAlarms.sensors, lastAlarms.fmtTime); } else { renderSensors(); }
+  });
+  loadSensors();
+  setInterval(loadSensors, SENSORS_EVERY_MS);
+  window.WallZones = { alarms: alarms, loadSensors: loadSensors };
+})();
