@@ -21,7 +21,8 @@
   function number(value) {
     if (value == null) { return t("common.none"); }
     var abs = Math.abs(value);
-    return String(abs >= 100 ? Math.round(value) : abs >= 1 ? Math.round(value * 10) / 10 : Math.round(value * 1000) / 1000);
+    var digits = abs >= 100 ? 1 : abs >= 1 ? 10 : 1000;
+    return String(Math.round(value * digits) / digits);
   }
   function kindName(kind) {
     var key = "wall.kind." + kind, text = t(key);
