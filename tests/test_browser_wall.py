@@ -116,6 +116,7 @@ def test_wall_zones_fill_the_screen_and_show_map_alarms_sensors_and_kpis(demo, b
     _check_fits(page, "wall-3840.png")
 
     page.set_viewport_size({"width": 1920, "height": 1080})
+    page.wait_for_function("() => document.getElementById('w-map').dataset.width === '1920'")
     page.click("[data-lang-toggle]")
     assert page.text_content("[data-i18n='wall.map']") == "Live map"
     english = {"pressure": "Network pressure", "flow": "DMA flow", "transformer_load": "Transformer load"}

@@ -11,7 +11,9 @@
   var STALE_S = Number(body.getAttribute("data-stale-s")), OFFLINE_S = Number(body.getAttribute("data-offline-s"));
   var el = document.getElementById("w-map");
   var map = L.map(el, window.Basemap.mapOptions({ preferCanvas: true, zoomControl: false, attributionControl: false,
-                                                   keyboard: false, zoomSnap: 0.25 })).setView([36.38, 119.75], 12);
+                                                   keyboard: false, zoomSnap: 0.25, zoomAnimation: false,
+                                                   fadeAnimation: false, markerZoomAnimation: false }))
+    .setView([36.38, 119.75], 12);  // no animations: a refit is drawn at once
   window.Basemap.addTo(map);
   var street = Boolean(window.Basemap.config().url);
   var VEHICLE = { online: "#3d9bff", stale: "#f0a030", offline: "#8a94a0" };
@@ -107,7 +109,7 @@
     resizeTimer = setTimeout(function () {
       var factor = rem(1) / drawnRem;
       drawnRem = rem(1);
-      map.invalidateSize();
+      map.invalidateSize({ pan: false });
       fit();
       if (city) { city.setStyle({ weight: rem(0.12) }); }
       [vehicleLayer, ticketLayer, alarmLayer].forEach(function (group) {

@@ -86,7 +86,8 @@
       var lo = Math.min.apply(null, values), hi = Math.max.apply(null, values), span = hi - lo || 1;
       var line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
       line.setAttribute("points", values.map(function (v, i) {
-        return (100 * i / (values.length - 1)).toFixed(1) + "," + (27 - 24 * (v - lo) / span).toFixed(1);
+        var y = hi > lo ? 27 - 24 * (v - lo) / span : 15;  // a steady mean is a line across the middle
+        return (100 * i / (values.length - 1)).toFixed(1) + "," + y.toFixed(1);
       }).join(" "));
       svg.appendChild(line);
     }
