@@ -334,6 +334,17 @@ class TicketReads:
                                    + NUMBER_ORDER, (crew_id,))
         return [row["number"] for row in rows]
 
+    async def worked_between(self, crew_id: str, since: datetime, until: datetime,
+                             limit: int = 200) -> list[TicketRecord]:
+        """A crew's tickets that were open at some time between since and until (created before
+        until, not resolved or closed before since), oldest first, at most `limit`
+        (index tickets_crew_created)."""
+        rows = await self.db.fetch(
+            "SELECT record::text AS r FROM tickets WHERE crew_id = %s AND created_at <= %s"
+            " AND coalesce(resolved_at, closed_at, 'infinity') >= %s ORDER BY created_at LIMIT %s",
+            (crew_id, until, since, limit))
+        return [TicketRecord.from_json(row["r"]) for row in rows]
+
     async def counts(self) -> dict[str, int]:
         """Number of tickets per state (states without tickets left out)."""
         rows = await self.db.fetch("SELECT state, count(*) AS n FROM tickets GROUP BY state")

@@ -10,7 +10,9 @@ import xml.etree.ElementTree as ET
 import orjson
 import pytest
 
+from store.fleet import Audit, FleetStore
 from store.live import FixRecord
+from tests.conftest import register_vehicles
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 LAT0, LON0 = 36.38, 119.75
@@ -87,3 +89,36 @@ async def test_a_file_covers_at_most_a_day_and_crews_and_agents_may_not_replay(w
         other = await web.login(role)
         assert (await web.call("GET", "/api/vehicles/R1/replay", token=other)).code == 403
         assert (await web.call("GET", "/api/vehicles/R1/replay.gpx", token=other)).code == 403
+
+
+async def test_a_replay_names_the_tickets_its_crew_worked_at_a_stop(web, database_url):
+    """Crew C01, holding V01, is sent to two repairs; V01 drives to the first and stops there: the
+    replay names that ticket with the stop, not the other; a vehicle no crew holds names none."""
+    await register_vehicles(database_url, ["V01"])
+    await FleetStore(web.store.db).write_crew(  # the crew that holds V01 in the fleet registry
+        "C01", "", {"crew_name": "抢修一班", "vehicle_id": "V01", "updated_at": time.time(), "updated_by": "admin"},
+        Audit("admin", "admin", "crew.create", "crew:C01", {"vehicle_id": "V01"}, time.time()))
+    agent, dispatcher = await web.login("agent"), await web.login("dispatcher")
+    there = (LON0 + 3000 / M_LON, LAT0)
+    numbers = []
+    for lon, lat in (there, (LON0 + 3000 / M_LON, LAT0 + 0.02)):  # the second 2.2 km north of the stop
+        reply = await web.call("POST", "/api/tickets", token=agent, body={
+            "channel": "phone", "category": "power", "type": "repair", "urgency": "urgent", "description": "停电",
+            "caller_phone": f"1381234{len(numbers):04d}", "lon": lon, "lat": lat, "link": False})
+        assert reply.code == 201, reply.body
+        ticket = orjson.loads(reply.body)["ticket"]
+        reply = await web.call("POST", f"/api/tickets/{ticket['number']}/actions/dispatch", token=dispatcher,
+                               body={"expected_version": ticket["version"], "crew_id": "C01"})
+        assert reply.code == 200, reply.body
+        numbers.append(ticket["number"])
+    t0 = math.floor(time.time()) - 300  # drives 300 s to the first ticket, stops there 300 s from now, drives on
+    fixes = [f._replace(vehicle_id="V01") for f in _drive(t0)]
+    await web.store.write_fixes(fixes, {"V01": {"fix_ok": 901}}, seen={"V01": t0 + 900}, retention_s=86400)
+    reply = await web.call("GET", f"/api/vehicles/V01/replay?since={t0 - 5}&until={t0 + 905}", token=dispatcher)
+    assert reply.code == 200, reply.body
+    body = orjson.loads(reply.body)
+    (worked,) = body["tickets"]
+    assert worked["number"] == numbers[0] and worked["stops"] == [0] and worked["type"] == "repair"
+    assert worked["distance_m"] < 20 and worked["on_site_s"] == pytest.approx(300, abs=5)
+    other = await web.call("GET", f"/api/vehicles/R9/replay?since={t0 - 5}&until={t0 + 905}", token=dispatcher)
+    assert orjson.loads(other.body)["tickets"] == []  # a vehicle no crew holds

@@ -3,7 +3,11 @@ stops, the line to draw) and GET /api/vehicles/<id>/replay.gpx|.kml (the track a
 `services.track_replay` does the work."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
+from command.ticket_model import Ticket
 from services.track_replay import MAX_EXPORT_S, MAX_REPLAY_S, POINTS_DEFAULT, POINTS_MAX, export, replay_view
+from store.fleet import FleetStore
 from store.tracks import TrackStore
 from web.base import ApiError, BaseHandler
 from web.handlers.vehicles import time_range
@@ -31,7 +35,17 @@ class VehicleReplay(_ReplayBase):
         if not text.isdigit() or not 2 <= int(text) <= POINTS_MAX:
             raise ApiError(400, "bad_points", f"points must be a whole number from 2 to {POINTS_MAX}")
         self.write_json(await replay_view(TrackStore(self.store.db, self.store.redis), vehicle_id, since, until,
-                                          int(text)))
+                                          int(text), await self._crew_tickets(vehicle_id, since, until)))
+
+    async def _crew_tickets(self, vehicle_id: str, since: float, until: float) -> list[Ticket]:
+        """The tickets of the crew that holds the vehicle (in the fleet registry) open at some time
+        of the period; none without a crew or a ticket service in this process."""
+        crew = (await FleetStore(self.store.db, self.store.redis).assignments()).get(vehicle_id)
+        if crew is None or self.services.tickets is None:
+            return []
+        records = await self.services.tickets.store.worked_between(
+            crew, datetime.fromtimestamp(since, timezone.utc), datetime.fromtimestamp(until, timezone.utc))
+        return [record.ticket for record in records]
 
 
 class VehicleReplayFile(_ReplayBase):
@@ -52,9 +66,11 @@ class VehicleReplayFile(_ReplayBase):
 _TIME_RANGE = (("since", "string", "ISO 8601 or epoch s (default: an hour before until)"),
                ("until", "string", "ISO 8601 or epoch s (default: now)"))
 _STOP = obj(["start", "end", "duration_s", "lon", "lat", "fixes"], start=N, end=N, duration_s=N, lon=N, lat=N, fixes=I)
-_REPLAY = obj(["vehicle_id", "since", "until", "fixes", "summary", "stops", "segments", "points"],
+_WORKED = obj(["number", "type", "state", "lon", "lat", "stops", "on_site_s", "distance_m"], number=S, type=S,
+              state=S, lon=N, lat=N, stops=arr(I), on_site_s=N, distance_m=N)
+_REPLAY = obj(["vehicle_id", "since", "until", "fixes", "summary", "stops", "segments", "tickets", "points"],
               vehicle_id=S, since=N, until=N, fixes=I, summary=ANY_OBJ, stops=arr(_STOP), segments=arr(arr(N)),
-              points=ANY_OBJ)
+              tickets=arr(_WORKED), points=ANY_OBJ)
 
 
 def _file_op(kind: str, media: str) -> dict:

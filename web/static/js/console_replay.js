@@ -71,6 +71,15 @@
     summary.innerHTML = !p.t.length ? t("replay.none") : esc(fmt("replay.summary", {
       km: (s.distance_m / 1000).toFixed(2), driving: window.I18N.duration(s.driving_s),
       stopped: window.I18N.duration(s.stopped_s), stops: body.stops.length, max: s.max_speed_kmh.toFixed(0) }));
+    // the tickets its crew worked on the way (a stop at the ticket's place during its field time)
+    worked.innerHTML = (body.tickets || []).map(function (w) {
+      return '<li><a href="#" data-worked="' + esc(w.number) + '">' + esc(w.number) + "</a> " +
+             esc(t("df.type." + w.type)) + " · " + esc(fmt("replay.on_site", { time: window.I18N.duration(w.on_site_s) })) + "</li>";
+    }).join("");
+    (body.tickets || []).forEach(function (w) {
+      L.circleMarker([w.lat, w.lon], { radius: 8, color: "#b3261e", fill: false, weight: 2 })
+        .bindTooltip(w.number).on("click", function () { C.emit("open-ticket", w.number); }).addTo(layer);
+    });
     summary.dataset.loaded = String(body.fixes);
     if (!p.t.length) { return; }
     at = s.start; slider.max = String(Math.round(s.end - s.start)); slider.value = "0";
@@ -79,7 +88,11 @@
   }
   // the period: the last N hours, or a chosen one (datetime-local in the center's zone, back into
   // the archive; at most the API's 7 days); null when the chosen one is not a period
-  var custom = document.getElementById("replay-custom");
+  var custom = document.getElementById("replay-custom"), worked = document.getElementById("replay-tickets");
+  worked.addEventListener("click", function (ev) {
+    var link = ev.target.closest("[data-worked]");
+    if (link) { ev.preventDefault(); C.emit("open-ticket", link.getAttribute("data-worked")); }
+  });
   var fromInput = document.getElementById("replay-from"), toInput = document.getElementById("replay-to");
   function period() {
     var now = window.I18N.now();
@@ -129,6 +142,7 @@
     slider.addEventListener("input", function () { if (data) { at = data.summary.start + Number(slider.value); show(); } });
     document.getElementById("replay-clear").addEventListener("click", function () {
       stop(); layer.clearLayers(); marker = null; data = null; summary.textContent = ""; delete summary.dataset.loaded;
+      worked.innerHTML = "";
     });
     document.getElementById("vehicle-rows").addEventListener("click", function (ev) {
       var row = ev.target.closest && ev.target.closest("[data-vehicle-row]");
