@@ -3,7 +3,8 @@ at 1920x1080 and 3840x2160 the page fills the screen without scrollbars, its cou
 ticket bars are not cut off and its text grows with the screen; the map draws the vehicles; a
 reading over a critical limit published on MQTT (by a gateway the admin issues through the API: the
 quiet demo simulates no sensors, so it has no SCADA gateway) reaches the alarm ticker
-with its unit, the map and the sensor subsystems; the KPI zone has values with units; after the
+with its unit, the map and the sensor subsystems, and a pressure point's and a transformer's readings
+show under their DMA and feeder; the KPI zone has values with units; after the
 live socket's network is cut the banner shows, and it goes away by itself once the network is back.
 Screenshots in test-artifacts/ (wall-1920.png, wall-3840.png, wall-en.png)."""
 from __future__ import annotations
@@ -28,15 +29,15 @@ SMALLEST_TEXT = ("() => Math.min(...[...document.querySelectorAll('body *')].fil
                  ".map(e => parseFloat(getComputedStyle(e).fontSize))) / innerHeight")
 
 
-def _publish_as_new_gateway(demo, sensor_id: str, messages: list[tuple[str, dict]]) -> None:
-    """Issue a gateway credential for ``sensor_id`` (POST /api/admin/devices, as the admin) and
+def _publish_as_new_gateway(demo, sensor_ids: list[str], messages: list[tuple[str, dict]]) -> None:
+    """Issue a gateway credential for ``sensor_ids`` (POST /api/admin/devices, as the admin) and
     publish JSON readings with it on the demo's device broker (QoS 1, confirmed); the broker takes
     the new credential within seconds, so the connection is retried until it is accepted."""
     import paho.mqtt.client as mqtt
 
     device_id = f"WALL-GW{int(time.time() * 1000) % 10**9}"
     issued = demo.post("/api/admin/devices", demo.login("admin"),
-                       {"kind": "gateway", "device_id": device_id, "sensors": [sensor_id]})
+                       {"kind": "gateway", "device_id": device_id, "sensors": sensor_ids})
     url = urlparse(json.loads((demo.data_dir / "run" / "servers.json").read_text())["device_url"])
     deadline = time.monotonic() + 20
     while True:
@@ -86,7 +87,17 @@ def test_wall_zones_fill_the_screen_and_show_map_alarms_sensors_and_kpis(demo, b
     hold = (sensor.get("min_duration_s") or 0) + 5
     now = time.time()
     topic = f"scada/{sensor['id']}/{sensor['quantity']}"
-    _publish_as_new_gateway(demo, sensor["id"], [(topic, {"value": value, "ts": ts}) for ts in (now - hold, now)])
+    # and a pressure point's and a transformer's reading: their DMA and feeder from the city's layers
+    dma_of = {f["properties"]["sensor_id"]: f["properties"]["dma_id"]
+              for f in demo.get("/api/layers/pressure_points", token)["features"]}
+    feeder_of = {f["properties"]["asset_id"]: f["properties"]["feeder"]
+                 for f in demo.get("/api/layers/transformers", token)["features"]}
+    point = next(s for s in sensors if s["kind"] == "pressure" and s["id"] in dma_of)
+    transformer = next(s for s in sensors if s["kind"] == "transformer_load" and s["asset_id"] in feeder_of)
+    readings = [(topic, {"value": value, "ts": ts}) for ts in (now - hold, now)]
+    readings += [(f"scada/{point['id']}/{point['quantity']}", {"value": 0.31, "ts": now}),
+                 (f"scada/{transformer['id']}/{transformer['quantity']}", {"value": 64.0, "ts": now})]
+    _publish_as_new_gateway(demo, [sensor["id"], point["id"], transformer["id"]], readings)
     item = f"#w-ticker [data-alarm-id^='{sensor['id']}:']"
     page.wait_for_selector(item, timeout=15_000)
     assert page.get_attribute(item, "data-severity") == "critical"
@@ -100,6 +111,12 @@ def test_wall_zones_fill_the_screen_and_show_map_alarms_sensors_and_kpis(demo, b
     page.wait_for_function(f"() => document.querySelector(\"{group} .sub-mean\").textContent !== '—'",
                            timeout=15_000)  # the next read of GET /api/sensors
     assert page.text_content(f"{group} .sub-unit") == (sensor["unit"] or "")
+    dma = f"#w-sensor-list [data-kind='pressure'] [data-part='{dma_of[point['id']]}']"
+    page.wait_for_selector(dma, timeout=15_000)
+    assert "0.31" in page.text_content(f"{dma} .part-figure")
+    feeder = f"#w-sensor-list [data-kind='transformer_load'] [data-part='{feeder_of[transformer['asset_id']]}']"
+    page.wait_for_selector(f"{feeder} .gauge i", timeout=5_000)
+    assert "64" in page.text_content(f"{feeder} .part-figure")
 
     cells = page.eval_on_selector_all("#w-kpis [data-kpi]", "els => els.map(e => [e.dataset.kpi, "
                                       "e.querySelector('.kpi-value').textContent, "

@@ -6,6 +6,8 @@ from web.base import ApiError, BaseHandler
 # Layers a console may draw; sensitive ones (crews with plates) are served elsewhere.
 MAP_LAYERS = ("districts", "streets", "grids", "units", "roads", "stations", "transformers",
               "supply_areas", "dmas", "mains", "valves", "sensors")
+# Layers served for what they join, not drawn: a pressure point's DMA (the wall's sensor zone)
+JOIN_LAYERS = ("pressure_points",)
 
 
 class LayerIndex(BaseHandler):
@@ -24,7 +26,7 @@ class LayerGeoJSON(BaseHandler):
     def get(self, kind: str) -> None:
         self.require()
         city = self.services.city
-        if kind not in MAP_LAYERS or city is None or not city.count(kind):
+        if kind not in MAP_LAYERS + JOIN_LAYERS or city is None or not city.count(kind):
             raise ApiError(404, "layer_not_found", f"no layer {kind}")
         self.set_header("Content-Type", "application/geo+json; charset=utf-8")
         self.set_header("Cache-Control", "private, max-age=300")

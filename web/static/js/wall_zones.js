@@ -4,13 +4,18 @@
 // Subsystems: the sensors of each kind (pressure, flow, transformer load, any other) read from
 // GET /api/sensors every 10 s: how many report, how many are in alarm, the mean of the latest
 // readings with the lowest and highest, in the kind's unit, and a sparkline of that mean over the
-// last SPARK_POINTS reads (kept in the page: it starts empty on a reload).
+// last SPARK_POINTS reads (kept in the page: it starts empty on a reload). Under pressure, the
+// PART_ROWS DMAs with the lowest pressure (min and mean of their points, a sparkline of the min);
+// under transformer load, the PART_ROWS most loaded feeders (highest and mean load, a gauge): the
+// points' DMA and the transformers' feeder come from the city's layers (GET /api/layers/
+// pressure_points, transformers, dmas), as the center's sensor registry does not carry them.
 (function () {
   "use strict";
   var t = window.I18N.t, fmt = window.I18N.fmt;
   var KINDS = ["pressure", "flow", "transformer_load"];  // in this order; any other kind after them
-  var SPARK_POINTS = 30, SENSORS_EVERY_MS = 10000;
+  var SPARK_POINTS = 30, SENSORS_EVERY_MS = 10000, PART_ROWS = 4;
   var history = {}, groups = {}, lastAlarms = null;
+  var places = { dma: {}, feeder: {}, dmaName: {} };  // sensor id -> DMA, transformer asset -> feeder
 
   function node(tag, cls, text) {
     var el = document.createElement(tag);
@@ -55,23 +60,61 @@
   }
 
   // the subsystems -----------------------------------------------------------------------------
+  function loadPlaces() {
+    function layer(kind, fn) {
+      return window.Api.quiet("GET", "/api/layers/" + kind).then(function (r) {
+        ((r.ok && r.body && r.body.features) || []).forEach(function (f) { fn(f.properties || {}); });
+      });
+    }
+    return Promise.all([
+      layer("pressure_points", function (p) { if (p.dma_id) { places.dma[p.sensor_id] = String(p.dma_id); } }),
+      layer("transformers", function (p) { if (p.feeder) { places.feeder[p.asset_id] = String(p.feeder); } }),
+      layer("dmas", function (p) { if (p.name) { places.dmaName[p.dma_id] = String(p.name); } })
+    ]);
+  }
+  function stats(values) {
+    var g = { values: values };
+    if (values.length) {
+      g.min = Math.min.apply(null, values); g.max = Math.max.apply(null, values);
+      g.mean = values.reduce(function (a, b) { return a + b; }, 0) / values.length;
+    }
+    return g;
+  }
+  function keep(key, value) {
+    var h = history[key] || (history[key] = []);
+    h.push(value);
+    if (h.length > SPARK_POINTS) { h.shift(); }
+  }
+  // the DMAs of the pressure points, or the feeders of the transformers, that report
+  function parts(kind, sensors) {
+    var by = {};
+    sensors.forEach(function (s) {
+      var key = kind === "pressure" ? places.dma[s.id] : kind === "transformer_load" ? places.feeder[s.asset_id] : null;
+      if (key && s.reading && s.reading.value != null) { (by[key] = by[key] || []).push(s.reading.value); }
+    });
+    var list = Object.keys(by).map(function (key) {
+      var part = stats(by[key]);
+      part.key = key;
+      part.name = kind === "pressure" ? places.dmaName[key] || key : key;
+      if (kind === "pressure") { keep(kind + ":" + key, part.min); }
+      return part;
+    });
+    return list.sort(function (a, b) { return kind === "pressure" ? a.min - b.min : b.max - a.max; });
+  }
   function loadSensors() {
     window.Api.quiet("GET", "/api/sensors").then(function (r) {
       if (!r.ok || !r.body) { return; }
+      var byKind = {};
+      r.body.sensors.forEach(function (s) { (byKind[s.kind] = byKind[s.kind] || []).push(s); });
       groups = {};
-      r.body.sensors.forEach(function (s) {
-        var g = groups[s.kind] || (groups[s.kind] = { kind: s.kind, unit: s.unit, ids: [], values: [] });
-        g.ids.push(s.id);
-        if (s.reading && s.reading.value != null) { g.values.push(s.reading.value); }
-      });
-      Object.keys(groups).forEach(function (kind) {
-        var g = groups[kind], h = history[kind] || (history[kind] = []);
-        if (g.values.length) {
-          g.min = Math.min.apply(null, g.values); g.max = Math.max.apply(null, g.values);
-          g.mean = g.values.reduce(function (a, b) { return a + b; }, 0) / g.values.length;
-          h.push(g.mean);
-          if (h.length > SPARK_POINTS) { h.shift(); }
-        }
+      Object.keys(byKind).forEach(function (kind) {
+        var sensors = byKind[kind];
+        var g = groups[kind] = stats(sensors.filter(function (s) { return s.reading && s.reading.value != null; })
+                                            .map(function (s) { return s.reading.value; }));
+        g.unit = sensors[0].unit;
+        g.ids = sensors.map(function (s) { return s.id; });
+        g.parts = parts(kind, sensors);
+        if (g.values.length) { keep(kind, g.mean); }
       });
       renderSensors();
       document.getElementById("w-sensors").dataset.at = String(Date.now());
@@ -92,6 +135,30 @@
       svg.appendChild(line);
     }
     return svg;
+  }
+  // the worst DMAs (lowest pressure) or feeders (highest load), a sparkline or a gauge each
+  function partList(kind, g) {
+    var unit = g.unit ? " " + g.unit : "";
+    var box = node("div", "parts");
+    box.appendChild(node("h3", null, t("wall.parts." + kind)));
+    g.parts.slice(0, PART_ROWS).forEach(function (part) {
+      var row = node("div", "part");
+      row.setAttribute("data-part", part.key);
+      row.appendChild(node("span", "part-name", part.name));
+      row.appendChild(node("span", "part-figure", kind === "pressure"
+        ? fmt("wall.part_pressure", { min: number(part.min), mean: number(part.mean) }) + unit
+        : fmt("wall.part_load", { max: number(part.max), mean: number(part.mean) }) + unit));
+      if (kind === "pressure") {
+        row.appendChild(spark(history[kind + ":" + part.key] || []));
+      } else {
+        var gauge = node("span", "gauge"), fill = node("i", part.max >= 100 ? "over" : part.max >= 80 ? "high" : null);
+        fill.style.width = Math.max(0, Math.min(100, part.max)) + "%";
+        gauge.appendChild(fill);
+        row.appendChild(gauge);
+      }
+      box.appendChild(row);
+    });
+    return box;
   }
   function renderSensors() {
     var box = document.getElementById("w-sensor-list"), inAlarm = {};
@@ -122,6 +189,7 @@
         fmt("wall.range", { min: number(g.min) + unit, max: number(g.max) + unit }) : t("wall.no_readings")));
       row.appendChild(figure);
       row.appendChild(spark(history[kind] || []));
+      if (g.parts.length) { row.appendChild(partList(kind, g)); }
       box.appendChild(row);
     });
     if (!kinds.length) { box.appendChild(node("p", "none", t("wall.no_sensors"))); }
@@ -130,7 +198,7 @@
   document.addEventListener("langchange", function () {
     if (lastAlarms) { alarms(lastAlarms.shown, lastAlarms.sensors, lastAlarms.fmtTime); } else { renderSensors(); }
   });
-  loadSensors();
+  loadPlaces().then(loadSensors);
   setInterval(loadSensors, SENSORS_EVERY_MS);
   window.WallZones = { alarms: alarms, loadSensors: loadSensors };
 })();
