@@ -1,6 +1,7 @@
 """Browser tests of the wall display (大屏) in zones, in Debian's chromium on the worker's quiet demo:
 at 1920x1080 and 3840x2160 the page fills the screen without scrollbars, its counters, KPIs and
-ticket bars are not cut off and its text grows with the screen; the map draws the vehicles; a
+ticket bars are not cut off and its text grows with the screen; the map draws the vehicles and a
+ticket made through the API; a
 reading over a critical limit published on MQTT (by a gateway the admin issues through the API: the
 quiet demo simulates no sensors, so it has no SCADA gateway) reaches the alarm ticker
 with its unit, the map and the sensor subsystems, and a pressure point's and a transformer's readings
@@ -12,6 +13,8 @@ from __future__ import annotations
 import json
 import time
 from urllib.parse import urlparse
+
+from shapely.geometry import shape
 
 from tests.conftest import ARTIFACTS, BROWSER_MARKS, ConsoleWatch, login_page
 
@@ -77,6 +80,12 @@ def test_wall_zones_fill_the_screen_and_show_map_alarms_sensors_and_kpis(demo, b
     assert vehicles
     page.wait_for_function(f"() => Number(document.getElementById('w-map').dataset.vehicles) >= {len(vehicles)}",
                            timeout=30_000)
+    district = demo.get("/api/layers/districts", token)["features"][0]
+    point = shape(district["geometry"]).representative_point()
+    demo.post("/api/tickets", demo.login("agent"), {  # an open ticket placed in the city
+        "channel": "phone", "category": "water", "type": "repair", "urgency": "urgent", "description": "水管爆裂",
+        "caller_phone": "13900009901", "lon": point.x, "lat": point.y, "link": False})
+    page.wait_for_function("() => Number(document.getElementById('w-map').dataset.tickets) >= 1", timeout=15_000)
     page.wait_for_function("() => document.getElementById('w-kpis').dataset.at && "
                            "document.getElementById('w-sensors').dataset.at", timeout=20_000)
 
