@@ -182,7 +182,8 @@ async def test_each_role_gets_only_the_deltas_it_may_see_and_a_resume_keeps_the_
                 p["id"] == v and p["lon"] == pytest.approx(ll(1700 if v == "V01" else 3200, 200)[0])
                 for f in frames if f["type"] == "vehicles" for p in f["vehicles"]))
         for user in (*OFFICE_USERS, "agent"):
-            await sockets[user].until(lambda frames: any(f["type"] == "alarms" for f in frames)
+            await sockets[user].until(lambda frames: any(a["alarm_id"] == "F01:high" for f in frames
+                                                         if f["type"] == "alarms" for a in f["alarms"])
                                       and any(more["pool"] in {t["number"] for t in f.get("tickets", [])}
                                               for f in frames if f["type"] == "tickets"))
     finally:
