@@ -92,13 +92,14 @@ def prepare(fixes: Iterable[FixRecord], counters: Mapping[str, Mapping[str, int]
     for vid, fix in latest.items():
         lat, lon, speed = rounded = _rounded_position(fix)
         fix_rows += [vid, fix_text(fix, seen.get(vid, fix.t), rounded)]
-        if signals.get(vid):
-            signal_rows += [vid, signals[vid]]
+        signal = signals.get(vid)
+        if signal:
+            signal_rows += [vid, signal]
         if -180.0 <= fix.lon <= 180.0 and -GEO_LAT_LIMIT <= fix.lat <= GEO_LAT_LIMIT:
             geo += [fix.lon, fix.lat, vid]  # JSON numbers: Lua hands GEOADD their exact text
         update = {"id": vid, "t": fix.t, "lat": lat, "lon": lon, "spd": speed, "crs": fix.course_deg}
-        if signals.get(vid):  # set after the fix in this batch (a terminal's alarm bits): it stands
-            update["sig"] = signals[vid]
+        if signal:  # set after the fix in this batch (a terminal's alarm bits): it stands
+            update["sig"] = signal
         updates.append(update)
     for vid, when in seen.items():
         if vid not in latest:
